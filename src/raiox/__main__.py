@@ -1,0 +1,3 @@
+from raiox.cli import app
+
+app()
