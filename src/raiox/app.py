@@ -1,0 +1,54 @@
+"""The FastAPI application: API routes, the Jotform webhook, the admin panel (mounted sub-app)."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from raiox import __version__
+from raiox.kit import jobs
+from raiox.kit.errors import RaioxError
+from raiox.kit.health import router as health_router
+from raiox.kit.logging import configure_logging, get_logger, register_secret
+from raiox.kit.settings import get_settings
+
+log = get_logger(__name__)
+
+
+async def _error_handler(_request: Request, exc: RaioxError) -> JSONResponse:
+    return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code)
+
+
+def _run_worker() -> asyncio.Task:
+    return asyncio.create_task(
+        jobs.app.run_worker_async(install_signal_handlers=False, concurrency=2, wait=True), name="raiox-worker"
+    )
+
+
+def create_app(*, worker: bool = False) -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    for secret in (settings.jotform_api_key, settings.webhook_secret, settings.s3_secret_key, settings.smtp_password):
+        register_secret(secret.get_secret_value() if secret else None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await jobs.app.open_async()
+        task = _run_worker() if worker else None
+        log.info("raiox_started", version=__version__, worker=worker)
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await jobs.app.close_async()
+
+    app = FastAPI(title="Raiox AI", version=__version__, lifespan=lifespan)
+    app.add_exception_handler(RaioxError, _error_handler)
+    app.include_router(health_router)
+    # Domain routers are included below (each domain's routes.py exposes `router`).
+    return app

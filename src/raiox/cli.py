@@ -1,0 +1,76 @@
+"""The `raiox` command line. Each domain contributes a Typer sub-app; long work shows Rich progress."""
+
+import asyncio
+import sys
+
+import typer
+from rich.console import Console
+
+from raiox.kit.errors import ConfigError
+
+app = typer.Typer(name="raiox", help="Raiox AI: identify dental implant systems from X-rays.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+
+def _settings():
+    from raiox.kit.settings import get_settings
+
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def migrate() -> None:
+    """Upgrade the schema to the newest revision (idempotent, serialised by an advisory lock)."""
+    from raiox.kit import migrate as migrations
+
+    migrations.upgrade()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending Alembic migration (safe to run repeatedly)."""
+    _settings()
+    migrate()
+    console.print("database is up to date")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    worker: bool = typer.Option(True, "--worker/--no-worker", help="Run the job worker in-process."),
+) -> None:
+    """Serve the API, the Jotform webhook and the admin panel (and, by default, the worker)."""
+    import uvicorn
+
+    from raiox.app import create_app
+
+    settings = _settings()
+    if settings.embedded_database:
+        migrate()  # embedded defaults: a fresh machine works with nothing configured
+    uvicorn.run(create_app(worker=worker), host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command()
+def worker(concurrency: int = typer.Option(2, help="Jobs processed at once.")) -> None:
+    """Run the background job worker (image processing, reconciliation, delivery)."""
+    from raiox.kit import jobs
+    from raiox.kit.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def _run() -> None:
+        async with jobs.app.open_async():
+            await jobs.app.run_worker_async(concurrency=concurrency)
+
+    asyncio.run(_run())
+
+
+def main() -> None:  # pragma: no cover - console entry point wrapper
+    sys.exit(app())

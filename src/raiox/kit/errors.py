@@ -1,0 +1,58 @@
+"""Typed errors: each carries its HTTP status and a stable machine-readable code."""
+
+
+class RaioxError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class BadRequest(RaioxError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(RaioxError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(RaioxError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(RaioxError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(RaioxError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unprocessable(RaioxError):
+    status_code = 422
+    code = "unprocessable"
+
+
+class TooLarge(RaioxError):
+    status_code = 413
+    code = "too_large"
+
+
+class ServiceUnavailable(RaioxError):
+    status_code = 503
+    code = "unavailable"
+
+
+class ConfigError(RaioxError):
+    """A required setting is missing or malformed: startup must stop with this message."""
+
+    code = "config_error"

@@ -1,0 +1,52 @@
+"""structlog configuration: console for development, JSON in production; secrets redacted."""
+
+import logging
+import re
+import sys
+
+import structlog
+
+_SECRET_QUERY = re.compile(r"(?i)((?:api_?key|token|secret|password)=)[^&\s\"']+")
+_SECRETS: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Any log value containing this string has it masked."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    text = _SECRET_QUERY.sub(r"\1***", text)
+    for secret in _SECRETS:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _redact_processor(_logger, _name, event_dict: dict) -> dict:
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = redact(value)
+    return event_dict
+
+
+def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
+    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str | None = None):
+    return structlog.get_logger(name)

@@ -1,0 +1,118 @@
+"""Configuration from the environment or `.env` (pydantic-settings). `.env.example` documents it."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from raiox.kit.errors import ConfigError
+
+DEFAULT_UPLOAD_HOSTS = ["https://www.jotform.com", "https://eu.jotform.com", "https://hipaa.jotform.com"]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) origin: {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{parts.hostname.lower()}:{port}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAIOX_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    storage_url: str = ""
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+
+    jotform_api_key: SecretStr | None = None
+    jotform_api_url: str = "https://api.jotform.com"
+    jotform_form_id: str = ""
+    jotform_upload_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_UPLOAD_HOSTS))
+    jotform_verify_submissions: bool = False
+    jotform_field_map: dict[str, str] = Field(default_factory=dict)
+    jotform_result_fields: dict[str, str] = Field(default_factory=dict)
+    webhook_secret: SecretStr | None = None
+
+    embedder: str = "raiox-v1"
+    top_k: int = Field(default=5, ge=1, le=50)
+
+    download_max_bytes: int = 30 * 1024 * 1024
+    download_timeout_s: float = 20.0
+    download_retries: int = 4
+    max_pixels: int = 60_000_000
+    job_retries: int = 5
+    reconcile_every_minutes: int = 10
+    reconcile_lookback_hours: int = 48
+
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: SecretStr | None = None
+    smtp_from: str = ""
+    smtp_starttls: bool = True
+
+    session_secret: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+
+    @field_validator("jotform_upload_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("jotform_upload_hosts")
+    @classmethod
+    def _valid_hosts(cls, value: list[str]) -> list[str]:
+        return [_origin(v) for v in value]
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("file", "s3"):
+            raise ValueError("must start with file:// or s3://")
+        return value
+
+    @model_validator(mode="after")
+    def _production_requires(self) -> "Settings":
+        if self.env == "production":
+            missing = [name for name in ("database_url", "webhook_secret", "jotform_api_key", "session_secret")
+                       if not getattr(self, name)]
+            if missing:
+                names = ", ".join("RAIOX_" + m.upper() for m in missing)
+                raise ValueError(f"required in production: {names}")
+        if self.storage_url.startswith("s3://") and not (self.s3_access_key and self.s3_secret_key):
+            raise ValueError("s3:// storage needs RAIOX_S3_ACCESS_KEY and RAIOX_S3_SECRET_KEY")
+        return self
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{(self.data_dir / 'storage').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid configuration (RAIOX_* environment / .env):\n" + "\n".join(lines)) from None

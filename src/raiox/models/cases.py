@@ -1,0 +1,139 @@
+"""Cases (one per Jotform submission), their images, the fixtures found and the ranked results."""
+
+import enum
+import uuid
+from datetime import datetime
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from raiox.models.base import EMBEDDING_DIM, Base, created_at, updated_at, uuid_pk
+
+
+class CaseStatus(enum.StrEnum):
+    received = "received"
+    processing = "processing"
+    awaiting_review = "awaiting_review"
+    approved = "approved"
+    rejected = "rejected"
+    delivered = "delivered"
+    delivery_failed = "delivery_failed"
+    failed = "failed"
+
+
+class ImageStatus(enum.StrEnum):
+    pending = "pending"
+    stored = "stored"
+    processed = "processed"
+    invalid = "invalid"  # not an image / undecodable: reason in `error`
+    failed = "failed"  # could not be downloaded after retries
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    jotform_submission_id: Mapped[str] = mapped_column(String(40), unique=True)
+    form_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    source: Mapped[str] = mapped_column(String(20), default="webhook")  # webhook | reconcile | api
+    client_name: Mapped[str | None] = mapped_column(String(300))
+    client_email: Mapped[str | None] = mapped_column(String(320))
+    client_phone: Mapped[str | None] = mapped_column(String(80))
+    notes: Mapped[str | None] = mapped_column(Text)
+    answers: Mapped[dict] = mapped_column(JSONB, default=dict)  # rawRequest (or API answers), parsed
+    payload: Mapped[dict] = mapped_column(JSONB, default=dict)  # other top-level webhook fields
+    status: Mapped[str] = mapped_column(String(30), default=CaseStatus.received, index=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    approved_system_id: Mapped[str | None] = mapped_column(ForeignKey("implant_systems.id"))
+    reviewed_by: Mapped[str | None] = mapped_column(String(320))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    review_message: Mapped[str | None] = mapped_column(Text)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+    images: Mapped[list["CaseImage"]] = relationship(back_populates="case", lazy="raise", order_by="CaseImage.position")
+    events: Mapped[list["CaseEvent"]] = relationship(lazy="raise", order_by="CaseEvent.id")
+    ranking: Mapped[list["CaseRanking"]] = relationship(lazy="raise", order_by="CaseRanking.rank")
+
+
+class CaseEvent(Base):
+    """Every status transition (and other case actions), with time and actor."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(30))
+    to_status: Mapped[str | None] = mapped_column(String(30))
+    actor: Mapped[str] = mapped_column(String(320))  # "system:worker", "user:ana@x", "token:name"
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at()
+
+
+class CaseImage(Base):
+    __tablename__ = "case_images"
+    __table_args__ = (UniqueConstraint("case_id", "source_url"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    question: Mapped[str | None] = mapped_column(String(200))
+    source_url: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str | None] = mapped_column(Text)
+    storage_key: Mapped[str | None] = mapped_column(String(300))
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=ImageStatus.pending)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+    case: Mapped[Case] = relationship(back_populates="images", lazy="raise")
+    fixtures: Mapped[list["Fixture"]] = relationship(lazy="raise", order_by="Fixture.index")
+
+
+class Fixture(Base):
+    """One implant found in a case image (or drawn by the operator: manual = True)."""
+
+    __tablename__ = "fixtures"
+    __table_args__ = (UniqueConstraint("case_image_id", "index"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    case_image_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("case_images.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    box: Mapped[list] = mapped_column(JSONB)  # [[x, y] * 4], platform edge first
+    confidence: Mapped[float] = mapped_column(Float)
+    manual: Mapped[bool] = mapped_column(default=False)
+    model_id: Mapped[str] = mapped_column(String(120))
+    embedding = mapped_column(Vector(EMBEDDING_DIM), nullable=False)
+    created_at: Mapped[datetime] = created_at()
+
+    results: Mapped[list["FixtureResult"]] = relationship(lazy="raise", order_by="FixtureResult.rank")
+
+
+class FixtureResult(Base):
+    __tablename__ = "fixture_results"
+
+    fixture_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("fixtures.id", ondelete="CASCADE"), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    system_id: Mapped[str] = mapped_column(ForeignKey("implant_systems.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float)
+    reference_image_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("reference_images.id", ondelete="SET NULL"))
+
+
+class CaseRanking(Base):
+    """The per-case ranking, fusing the evidence of every fixture of every image."""
+
+    __tablename__ = "case_rankings"
+
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    system_id: Mapped[str] = mapped_column(ForeignKey("implant_systems.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[dict] = mapped_column(JSONB, default=dict)  # fixtures supporting it, per-image scores

@@ -1,0 +1,62 @@
+"""Implant systems, their reference images and the embeddings of those images (one row per model)."""
+
+import uuid
+from datetime import datetime
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Identity, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from raiox.models.base import EMBEDDING_DIM, Base, created_at, updated_at, uuid_pk
+
+
+class ImplantSystem(Base):
+    __tablename__ = "implant_systems"
+    __table_args__ = (UniqueConstraint("manufacturer", "name"),)
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)  # stable slug; demo: spec id
+    manufacturer: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(300))
+    connection: Mapped[str | None] = mapped_column(String(80))
+    body_shape: Mapped[str | None] = mapped_column(String(80))
+    attributes: Mapped[dict] = mapped_column(JSONB, default=dict)  # diameters, lengths, platform...
+    spec: Mapped[dict | None] = mapped_column(JSONB)  # raiox.synth geometry spec, when known
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+    images: Mapped[list["ReferenceImage"]] = relationship(back_populates="system", lazy="raise")
+
+
+class ReferenceImage(Base):
+    __tablename__ = "reference_images"
+    __table_args__ = (UniqueConstraint("system_id", "sha256"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    system_id: Mapped[str] = mapped_column(ForeignKey("implant_systems.id", ondelete="CASCADE"), index=True)
+    storage_key: Mapped[str] = mapped_column(String(300))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(40), default="import")  # import | demo | case | upload
+    origin: Mapped[str | None] = mapped_column(Text)  # file path, URL or case image id it came from
+    box: Mapped[list | None] = mapped_column(JSONB)  # fixture box used for the embedding
+    created_at: Mapped[datetime] = created_at()
+
+    system: Mapped[ImplantSystem] = relationship(back_populates="images", lazy="raise")
+
+
+class ReferenceEmbedding(Base):
+    """One vector per (reference image, model): searches filter on model_id, never mixing models."""
+
+    __tablename__ = "reference_embeddings"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    reference_image_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("reference_images.id", ondelete="CASCADE"))
+    system_id: Mapped[str] = mapped_column(ForeignKey("implant_systems.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[str] = mapped_column(String(120))
+    embedding = mapped_column(Vector(EMBEDDING_DIM), nullable=False)
+    created_at: Mapped[datetime] = created_at()
+
+    __table_args__ = (UniqueConstraint("reference_image_id", "model_id"),)

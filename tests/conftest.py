@@ -1,0 +1,124 @@
+"""Shared fixtures: a real PostgreSQL + pgvector built with the real migrations.
+
+- `database_url`: embedded PostgreSQL (pgserver) in a temporary folder, or RAIOX_TEST_DATABASE_URL;
+  a fresh database per test run, migrated with Alembic.
+- `session`: an AsyncSession inside one transaction that is rolled back after the test (commits in
+  the code under test become savepoints).
+- `committed`: for tests that need several connections (worker, server thread); tables are emptied
+  afterwards.
+- `client`: an httpx client on the ASGI app whose requests use the test's `session`.
+"""
+
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+APP_TABLES = [
+    "fixture_results", "case_rankings", "fixtures", "case_images", "case_events", "deliveries", "audit_log",
+    "cases", "reference_embeddings", "reference_images", "implant_systems", "api_tokens", "users",
+    "procrastinate_events", "procrastinate_periodic_defers", "procrastinate_jobs",
+]
+
+
+def _server_url(tmp_root: Path) -> str:
+    if os.environ.get("RAIOX_TEST_DATABASE_URL"):
+        return os.environ["RAIOX_TEST_DATABASE_URL"]
+    import pgserver
+
+    server = pgserver.get_server(str(tmp_root / "pg"))
+    return server.get_uri("postgres")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    root = Path(os.environ.get("RAIOX_TEST_PGDATA_ROOT") or tmp_path_factory.mktemp("pgroot"))
+    admin_url = _server_url(root)
+    name = f"raiox_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    data_dir = tmp_path_factory.mktemp("raiox-data")
+    os.environ.update(
+        RAIOX_DATABASE_URL=url,
+        RAIOX_DATA_DIR=str(data_dir),
+        RAIOX_STORAGE_URL=f"file://{data_dir}/storage",
+        RAIOX_WEBHOOK_SECRET="test-webhook-secret",
+        RAIOX_JOTFORM_API_KEY="test-jotform-key",
+        RAIOX_SESSION_SECRET="test-session-secret",
+    )
+    _reset_caches()
+    from raiox.kit import migrate
+
+    engine = create_sync_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        migrate.upgrade(conn)
+    engine.dispose()
+    yield url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _reset_caches() -> None:
+    from raiox.kit import db, settings, storage
+
+    settings.get_settings.cache_clear()
+    db.get_engine.cache_clear()
+    db.get_sessionmaker.cache_clear()
+    storage._storage = None
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url):
+    from raiox.kit.db import get_engine
+
+    yield get_engine()
+    await get_engine().dispose()
+
+
+@pytest.fixture
+async def session(engine) -> AsyncIterator[AsyncSession]:
+    async with engine.connect() as conn:
+        outer = await conn.begin()
+        sess = AsyncSession(bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
+        try:
+            yield sess
+        finally:
+            await sess.close()
+            await outer.rollback()
+
+
+@pytest.fixture
+async def committed(engine) -> AsyncIterator[None]:
+    """Lets the test commit for real (several connections); empties every table afterwards."""
+    yield
+    async with engine.begin() as conn:
+        await conn.execute(text("TRUNCATE " + ", ".join(APP_TABLES) + " RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def client(session) -> AsyncIterator:
+    import httpx
+
+    from raiox.app import create_app
+    from raiox.kit.db import get_db_session
+
+    app = create_app()
+
+    async def _session_override():
+        yield session
+        await session.flush()
+
+    app.dependency_overrides[get_db_session] = _session_override
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+        yield http
