@@ -1,0 +1,48 @@
+"""API bearer tokens: random 256-bit tokens, stored as sha256 (never in clear)."""
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
+from fastapi import Depends, Request
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.kit.db import get_db_session
+from raiox.kit.errors import Unauthorized
+from raiox.models import ApiToken
+
+PREFIX = "rx_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_token(session: AsyncSession, name: str) -> str:
+    token = PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(name=name, token_hash=hash_token(token), prefix=token[:10]))
+    await session.flush()
+    return token
+
+
+async def token_actor(session: AsyncSession, token: str) -> str | None:
+    digest = hash_token(token)
+    row = (await session.execute(
+        select(ApiToken).where(ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None))
+    )).scalar_one_or_none()
+    if row is None:
+        return None
+    await session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=datetime.now(UTC)))
+    return f"token:{row.name}"
+
+
+async def require_token(request: Request, session: AsyncSession = Depends(get_db_session)) -> str:
+    """Dependency: `Authorization: Bearer <token>`; returns the actor name ("token:NAME")."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    actor = await token_actor(session, token.strip())
+    if actor is None:
+        raise Unauthorized("invalid or revoked token")
+    return actor
