@@ -1,0 +1,165 @@
+"""Embedding backends, chosen by a spec string (``RAIOX_EMBEDDER``).
+
+- ``raiox-v1`` (default), ``raiox-v0``: ONNX models shipped in ``raiox/vision/models``.
+- ``onnx:PATH``: any ONNX image encoder. Input: one float32 tensor (N, C, H, W), C = 1 or 3
+  (grayscale is repeated), values in [0, 1] (canonical crop: metal bright, platform up); any
+  normalisation must be inside the graph. Output: first output, (N, D) float32; rows are
+  L2-normalised here. H and W are read from the model (fixed sizes) or default to 192 x 64.
+- ``open_clip:MODEL/TAG``: an open_clip image tower run with torch (optional extra); TAG
+  ``none`` builds it untrained (``pretrained=None``). Weights are never downloaded here: TAG must
+  name weights already in the local open_clip cache.
+
+Every backend has a ``model_id``; vectors of different ids must never be compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
+
+import cv2
+import numpy as np
+import structlog
+
+from raiox.vision.canonical import CROP_H, CROP_W
+
+log = structlog.get_logger(__name__)
+DEFAULT_EMBEDDER = "raiox-v1"
+FALLBACK_EMBEDDER = "raiox-v0"
+BATCH = 64
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    model_id: str
+    dim: int
+
+    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+def fit_crop(crop: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pad a crop with zeros to the target aspect (centred), then resample to (height, width)."""
+    crop = np.asarray(crop, dtype=np.float32)
+    h, w = crop.shape
+    if (h, w) == (height, width):
+        return crop
+    target_w = h * width / height
+    if target_w > w:
+        pad = int(round((target_w - w) / 2))
+        crop = np.pad(crop, ((0, 0), (pad, pad)))
+    else:
+        pad = int(round((w * height / width - h) / 2))
+        crop = np.pad(crop, ((pad, pad), (0, 0)))
+    interp = cv2.INTER_AREA if crop.shape[0] > height else cv2.INTER_LINEAR
+    return cv2.resize(crop, (width, height), interpolation=interp)
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.array(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[norms[:, 0] < 1e-12] = np.eye(1, vectors.shape[1], dtype=np.float32)  # featureless input
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+class OnnxEmbedder:
+    """An ONNX image encoder run with ONNX Runtime (CPU)."""
+
+    def __init__(self, path: str | Path, model_id: str):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(os.environ.get("RAIOX_ONNX_THREADS", "1"))
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        shape = list(inp.shape)
+        self.channels = shape[1] if isinstance(shape[1], int) else 1
+        self.height = shape[2] if isinstance(shape[2], int) else CROP_H
+        self.width = shape[3] if isinstance(shape[3], int) else CROP_W
+        self.model_id = model_id
+        out = self.session.get_outputs()[0].shape
+        self.dim = out[1] if len(out) == 2 and isinstance(out[1], int) else self._probe_dim()
+
+    def _probe_dim(self) -> int:
+        return int(self._run(np.zeros((1, self.height, self.width), np.float32)).shape[1])
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        x = np.repeat(batch[:, None], self.channels, axis=1)
+        return self.session.run(None, {self.input_name: x})[0].reshape(len(batch), -1)
+
+    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        fitted = np.stack([fit_crop(c, self.height, self.width) for c in crops])
+        out = [self._run(fitted[i : i + BATCH]) for i in range(0, len(fitted), BATCH)]
+        return l2_normalise(np.concatenate(out))
+
+
+class OpenClipEmbedder:
+    """An open_clip image tower (torch; optional ``open_clip`` extra). Untested without weights."""
+
+    def __init__(self, model_name: str, tag: str | None):
+        import open_clip
+        import torch
+
+        pretrained = None if tag in (None, "", "none") else tag
+        self.model = open_clip.create_model(model_name, pretrained=pretrained).eval()
+        visual = self.model.visual
+        size = visual.image_size if hasattr(visual, "image_size") else 224
+        self.height, self.width = (size, size) if isinstance(size, int) else tuple(size)
+        self.mean = torch.tensor(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+        self.model_id = f"open_clip:{model_name}/{tag or 'none'}"
+        self.dim = int(self.embed([np.zeros((CROP_H, CROP_W), np.float32)]).shape[1])
+
+    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        import torch
+
+        batch = np.stack([fit_crop(c, self.height, self.width) for c in crops])
+        x = torch.from_numpy(batch)[:, None].repeat(1, 3, 1, 1)
+        with torch.no_grad():
+            out = self.model.encode_image((x - self.mean) / self.std)
+        return l2_normalise(out.numpy())
+
+
+def shipped_model(name: str) -> Path | None:
+    path = resources.files("raiox.vision") / "models" / f"{name}.onnx"
+    return Path(str(path)) if path.is_file() else None
+
+
+def configured_spec() -> str:
+    try:
+        from raiox.kit.settings import get_settings
+    except ImportError:
+        return os.environ.get("RAIOX_EMBEDDER") or DEFAULT_EMBEDDER
+    return getattr(get_settings(), "embedder", None) or DEFAULT_EMBEDDER
+
+
+def get_embedder(spec: str | None = None) -> Embedder:
+    """The embedder named by ``spec`` (default: settings / ``RAIOX_EMBEDDER``), cached."""
+    return _build(spec or configured_spec())
+
+
+@lru_cache(maxsize=8)
+def _build(spec: str) -> Embedder:
+    if spec.startswith("onnx:"):
+        path = Path(spec[5:]).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"embedder model not found: {path}")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        return OnnxEmbedder(path, model_id=f"onnx:{path.name}#{digest}")
+    if spec.startswith("open_clip:"):
+        name, _, tag = spec[len("open_clip:") :].partition("/")
+        return OpenClipEmbedder(name, tag or None)
+    path = shipped_model(spec)
+    if path is None and spec == DEFAULT_EMBEDDER:
+        log.warning("embedder.fallback", wanted=spec, using=FALLBACK_EMBEDDER, reason="trained model not shipped yet")
+        return _build(FALLBACK_EMBEDDER)
+    if path is None:
+        raise ValueError(f"unknown embedder {spec!r}: use raiox-v1, onnx:PATH or open_clip:MODEL/TAG")
+    return OnnxEmbedder(path, model_id=spec)

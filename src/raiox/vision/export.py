@@ -1,0 +1,42 @@
+"""Export an open_clip image tower to ONNX (needs the ``open_clip`` extra: torch + open_clip).
+
+The exported graph takes the canonical crop contract of ``onnx:PATH`` embedders: (N, 1, H, W)
+float32 in [0, 1]; it repeats the channel, applies the model's mean/std and L2-normalises.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def export_open_clip(spec: str, out: Path) -> Path:
+    import open_clip
+    import torch
+
+    name, _, tag = spec.partition("/")
+    model = open_clip.create_model(name, pretrained=None if tag in ("", "none") else tag).eval()
+    visual = model.visual
+    size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
+    mean = torch.tensor(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+
+    class Gray(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.visual = visual
+
+        def forward(self, image):
+            x = (image.repeat(1, 3, 1, 1) - mean) / std
+            return torch.nn.functional.normalize(self.visual(x), dim=1)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        Gray().eval(),
+        torch.zeros(1, 1, size, size),
+        str(out),
+        input_names=["image"],
+        output_names=["embedding"],
+        dynamic_axes={"image": {0: "N"}, "embedding": {0: "N"}},
+        opset_version=18,
+    )
+    return out

@@ -1,0 +1,51 @@
+"""From a radiograph to one embedding per implant fixture."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from raiox.vision.canonical import canonical_crop
+from raiox.vision.detect import Detection, locate, orient_box
+from raiox.vision.embedders import Embedder
+
+
+@dataclass
+class FixtureEmbedding:
+    box: np.ndarray  # (4, 2), platform edge first
+    confidence: float
+    embedding: np.ndarray  # (dim,) float32, L2-normalised
+
+
+def as_box(image: np.ndarray, box: Sequence) -> np.ndarray:
+    """A manual box: (4, 2) oriented corners (platform edge first) are kept as given; an
+    axis-aligned ``(x0, y0, x1, y1)`` gets its long axis and platform end from the image."""
+    arr = np.asarray(box, dtype=np.float32)
+    if arr.shape == (4, 2):
+        return arr
+    if arr.shape == (4,):
+        return orient_box(image, arr)
+    raise ValueError(f"a box is (4, 2) corners or (x0, y0, x1, y1), got shape {arr.shape}")
+
+
+def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None) -> list[FixtureEmbedding]:
+    """Locate (or take the given boxes, confidence 1.0), canonicalise and embed every fixture."""
+    if boxes is None:
+        found = locate(image)
+    else:
+        found = [Detection(as_box(image, b), 1.0) for b in boxes]
+    if not found:
+        return []
+    vectors = embedder.embed([canonical_crop(image, d.box) for d in found])
+    return [FixtureEmbedding(d.box, d.confidence, v) for d, v in zip(found, vectors)]
+
+
+def embed_reference(image: np.ndarray, embedder: Embedder) -> np.ndarray:
+    """Catalog reference vector: the most confident fixture, or the whole image if none is found."""
+    found = analyze(image, embedder)
+    if found:
+        return found[0].embedding
+    h, w = np.asarray(image).shape[:2]
+    return analyze(image, embedder, boxes=[(0, 0, w, h)])[0].embedding
