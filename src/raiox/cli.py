@@ -11,6 +11,10 @@ from raiox.kit.errors import ConfigError
 app = typer.Typer(name="raiox", help="Raiox AI: identify dental implant systems from X-rays.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+from raiox.vision import cli as vision_cli  # noqa: E402
+
+app.add_typer(vision_cli.app, name="vision")
 console = Console(stderr=True)
 
 

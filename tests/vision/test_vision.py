@@ -135,3 +135,8 @@ def test_bad_specs(tmp_path):
         get_embedder(f"onnx:{tmp_path / 'missing.onnx'}")
     with pytest.raises(ValueError):
         get_embedder("no-such-model")
+
+
+def test_embedder_from_settings(monkeypatch):
+    monkeypatch.setenv("RAIOX_EMBEDDER", "raiox-v0")
+    assert get_embedder(None).model_id == "raiox-v0"
