@@ -1,0 +1,174 @@
+"""All catalog SQL: implant systems, reference images, reference embeddings (search is in search.py)."""
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.models import ImplantSystem, ReferenceEmbedding, ReferenceImage
+
+
+async def count_systems(session: AsyncSession) -> int:
+    return (await session.execute(select(func.count()).select_from(ImplantSystem))).scalar_one()
+
+
+async def catalog_size(session: AsyncSession) -> dict[str, int]:
+    """Systems (active), reference images, embeddings per model: for /metrics and the CLI."""
+    systems = (await session.execute(
+        select(ImplantSystem.active, func.count()).group_by(ImplantSystem.active)
+    )).all()
+    images = (await session.execute(select(func.count()).select_from(ReferenceImage))).scalar_one()
+    per_model = (await session.execute(
+        select(ReferenceEmbedding.model_id, func.count()).group_by(ReferenceEmbedding.model_id)
+    )).all()
+    by_state = {bool(active): n for active, n in systems}
+    return {
+        "systems": sum(by_state.values()), "active_systems": by_state.get(True, 0), "reference_images": images,
+        **{f"embeddings:{model}": n for model, n in per_model},
+    }
+
+
+async def upsert_system(
+    session: AsyncSession, system_id: str, manufacturer: str, name: str, attributes: dict,
+    spec: dict | None = None,
+) -> None:
+    """Create the system or merge the new attributes into it (the id is stable, never renamed)."""
+    values = {
+        "id": system_id, "manufacturer": manufacturer, "name": name, "attributes": attributes, "spec": spec,
+        "connection": _text(attributes.get("connection")), "body_shape": _text(attributes.get("body_shape")),
+    }
+    stmt = insert(ImplantSystem).values(**values)
+    update = {
+        "attributes": ImplantSystem.attributes.op("||")(stmt.excluded.attributes),
+        "connection": func.coalesce(stmt.excluded.connection, ImplantSystem.connection),
+        "body_shape": func.coalesce(stmt.excluded.body_shape, ImplantSystem.body_shape),
+        "spec": func.coalesce(stmt.excluded.spec, ImplantSystem.spec),
+        "updated_at": func.now(),
+    }
+    await session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update))
+
+
+def _text(value: object) -> str | None:
+    return str(value)[:80] if value not in (None, "") else None
+
+
+async def find_references(session: AsyncSession, sha256s: Iterable[str]) -> dict[str, list[tuple[uuid.UUID, str]]]:
+    """sha256 -> [(reference image id, system id)] for the given digests."""
+    rows = (await session.execute(
+        select(ReferenceImage.sha256, ReferenceImage.id, ReferenceImage.system_id)
+        .where(ReferenceImage.sha256.in_(list(set(sha256s))))
+    )).all()
+    found: dict[str, list[tuple[uuid.UUID, str]]] = {}
+    for sha, image_id, system_id in rows:
+        found.setdefault(sha, []).append((image_id, system_id))
+    return found
+
+
+async def embedded_image_ids(session: AsyncSession, image_ids: Iterable[uuid.UUID], model_id: str) -> set[uuid.UUID]:
+    rows = await session.execute(
+        select(ReferenceEmbedding.reference_image_id).where(
+            ReferenceEmbedding.model_id == model_id, ReferenceEmbedding.reference_image_id.in_(list(image_ids))
+        )
+    )
+    return set(rows.scalars())
+
+
+async def add_reference_image(session: AsyncSession, **values) -> uuid.UUID:
+    """Insert a reference image (unique per system and sha256); returns the existing id if present."""
+    stmt = insert(ReferenceImage).values(id=uuid.uuid4(), **values).on_conflict_do_nothing(
+        index_elements=["system_id", "sha256"]
+    ).returning(ReferenceImage.id)
+    image_id = (await session.execute(stmt)).scalar()
+    if image_id is None:
+        image_id = (await session.execute(select(ReferenceImage.id).where(
+            ReferenceImage.system_id == values["system_id"], ReferenceImage.sha256 == values["sha256"]
+        ))).scalar_one()
+    return image_id
+
+
+async def put_embeddings(
+    session: AsyncSession, rows: Sequence[tuple[uuid.UUID, str]], vectors: np.ndarray, model_id: str
+) -> None:
+    """Store one vector per (reference image, model); replaces a previous vector of the same model."""
+    if not rows:
+        return
+    values = [
+        {"reference_image_id": image_id, "system_id": system_id, "model_id": model_id, "embedding": vector}
+        for (image_id, system_id), vector in zip(rows, np.asarray(vectors, dtype=np.float32), strict=True)
+    ]
+    stmt = insert(ReferenceEmbedding).values(values)
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=["reference_image_id", "model_id"],
+        set_={"embedding": stmt.excluded.embedding, "created_at": func.now()},
+    ))
+
+
+async def reference_page(
+    session: AsyncSession, after: uuid.UUID | None, limit: int, missing_model: str | None = None
+) -> list[ReferenceImage]:
+    """Reference images in id order (keyset pages); optionally only those lacking `missing_model`."""
+    stmt = select(ReferenceImage).order_by(ReferenceImage.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(ReferenceImage.id > after)
+    if missing_model is not None:
+        embedded = select(ReferenceEmbedding.id).where(
+            ReferenceEmbedding.reference_image_id == ReferenceImage.id, ReferenceEmbedding.model_id == missing_model
+        )
+        stmt = stmt.where(~embedded.exists())
+    return list((await session.execute(stmt)).scalars())
+
+
+async def count_references(session: AsyncSession, missing_model: str | None = None) -> int:
+    stmt = select(func.count()).select_from(ReferenceImage)
+    if missing_model is not None:
+        embedded = select(ReferenceEmbedding.id).where(
+            ReferenceEmbedding.reference_image_id == ReferenceImage.id, ReferenceEmbedding.model_id == missing_model
+        )
+        stmt = stmt.where(~embedded.exists())
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def delete_other_models(session: AsyncSession, model_id: str) -> int:
+    """Drop embeddings of every model but `model_id` (after a reindex, on request)."""
+    from sqlalchemy import delete
+
+    result = await session.execute(delete(ReferenceEmbedding).where(ReferenceEmbedding.model_id != model_id))
+    return result.rowcount or 0
+
+
+def _systems_query(q: str | None, manufacturer: str | None, active: bool | None) -> Select:
+    stmt = select(ImplantSystem)
+    if q:
+        pattern = f"%{q.strip()}%"
+        stmt = stmt.where(or_(ImplantSystem.name.ilike(pattern), ImplantSystem.manufacturer.ilike(pattern),
+                              ImplantSystem.id.ilike(pattern)))
+    if manufacturer:
+        stmt = stmt.where(ImplantSystem.manufacturer.ilike(manufacturer.strip()))
+    if active is not None:
+        stmt = stmt.where(ImplantSystem.active.is_(active))
+    return stmt
+
+
+async def list_systems(
+    session: AsyncSession, *, q: str | None = None, manufacturer: str | None = None, active: bool | None = None,
+    limit: int = 50, offset: int = 0, model_id: str | None = None,
+) -> tuple[list[tuple[ImplantSystem, int, int]], int]:
+    """A page of systems with (reference images, embeddings of `model_id`) counts, and the total."""
+    base = _systems_query(q, manufacturer, active)
+    total = (await session.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
+    images = select(func.count(ReferenceImage.id)).where(ReferenceImage.system_id == ImplantSystem.id)
+    embedded = select(func.count(ReferenceEmbedding.id)).where(and_(
+        ReferenceEmbedding.system_id == ImplantSystem.id, ReferenceEmbedding.model_id == (model_id or "")
+    ))
+    stmt = base.add_columns(images.scalar_subquery(), embedded.scalar_subquery()).order_by(
+        ImplantSystem.manufacturer, ImplantSystem.name
+    ).limit(limit).offset(offset)
+    return [(system, n_images, n_embedded) for system, n_images, n_embedded in (await session.execute(stmt)).all()], total
+
+
+async def systems_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str, ImplantSystem]:
+    rows = await session.execute(select(ImplantSystem).where(ImplantSystem.id.in_(list(set(ids)))))
+    return {system.id: system for system in rows.scalars()}

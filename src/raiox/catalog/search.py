@@ -1,0 +1,119 @@
+"""Catalog search: nearest reference embeddings (pgvector, cosine) aggregated to implant systems.
+
+Aggregation: a system scores the *maximum* cosine similarity over its reference images (its best
+matching view). A mean would punish systems whose references cover many angles or lengths, and a
+sum would favour systems with many references; the maximum is what an expert does — find the
+closest-looking reference — and `reference_image_id` names that reference.
+
+Only active systems and only embeddings of `model_id` take part: vectors of different models are
+never compared. The approximate path over-fetches reference rows from the model's partial HNSW
+index (`hnsw.ef_search` sized to the over-fetch), and widens until `top_k` systems are found; when
+the index cannot provide them (filters removed too many rows, or a tiny catalog) an exact scan
+answers, so a filtered top-k always returns k systems when k exist. pgvector >= 0.8 additionally
+uses iterative index scans (`hnsw.iterative_scan`), which apply the active-system filter inside
+the scan.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.catalog.vector_index import has_iterative_scan, sql_literal
+from raiox.kit.errors import BadRequest
+from raiox.models import EMBEDDING_DIM
+
+REFS_PER_SYSTEM = 8  # over-fetch: reference rows fetched per requested system
+MIN_EF_SEARCH = 100  # recall@10 >= 0.98 at 1M references (bench/search.py, docs/benchmarks.md)
+MAX_FETCH = 1000  # pgvector's ceiling for hnsw.ef_search; beyond it, the exact scan answers
+
+
+@dataclass(frozen=True)
+class Candidate:
+    system_id: str
+    manufacturer: str
+    name: str
+    score: float  # cosine similarity of the best matching reference, -1..1
+    reference_image_id: uuid.UUID
+
+
+def _approximate_sql(model_id: str, iterative: bool) -> str:
+    active_filter = "JOIN implant_systems a ON a.id = e.system_id AND a.active" if iterative else ""
+    return f"""
+        WITH nearest AS MATERIALIZED (
+            SELECT e.system_id, e.reference_image_id, e.embedding <=> :q AS distance
+            FROM reference_embeddings e {active_filter}
+            WHERE e.model_id = {sql_literal(model_id)}
+            ORDER BY e.embedding <=> :q
+            LIMIT :n
+        )
+        SELECT c.fetched, best.* FROM (SELECT count(*) AS fetched FROM nearest) c LEFT JOIN (
+            SELECT DISTINCT ON (n.system_id) n.system_id, n.reference_image_id, n.distance, s.manufacturer, s.name
+            FROM nearest n JOIN implant_systems s ON s.id = n.system_id AND s.active
+            ORDER BY n.system_id, n.distance, n.reference_image_id
+        ) best ON true ORDER BY best.distance, best.system_id LIMIT :k
+    """
+
+
+def _exact_sql(model_id: str) -> str:
+    return f"""
+        SELECT * FROM (
+            SELECT DISTINCT ON (e.system_id) e.system_id, e.reference_image_id,
+                   e.embedding <=> :q AS distance, s.manufacturer, s.name
+            FROM reference_embeddings e JOIN implant_systems s ON s.id = e.system_id AND s.active
+            WHERE e.model_id = {sql_literal(model_id)}
+            ORDER BY e.system_id, distance, e.reference_image_id
+        ) best ORDER BY best.distance, best.system_id LIMIT :k
+    """
+
+
+def _candidates(rows) -> list[Candidate]:
+    return [Candidate(r.system_id, r.manufacturer, r.name, float(1.0 - r.distance), r.reference_image_id) for r in rows]
+
+
+def _query_vector(embedding: np.ndarray) -> np.ndarray:
+    vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
+    if vector.shape[0] != EMBEDDING_DIM or not np.all(np.isfinite(vector)):
+        raise BadRequest(f"query embedding must be {EMBEDDING_DIM} finite numbers")
+    return vector
+
+
+async def exact_search(session: AsyncSession, embedding: np.ndarray, model_id: str, top_k: int) -> list[Candidate]:
+    """Exact nearest systems (sequential scan): the reference answer, and the fallback."""
+    stmt = text(_exact_sql(model_id)).bindparams(bindparam("q", type_=Vector(EMBEDDING_DIM)))
+    rows = (await session.execute(stmt, {"q": _query_vector(embedding), "k": top_k})).all()
+    return _candidates(rows)
+
+
+async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id: str, top_k: int) -> list[Candidate]:
+    """The `top_k` active systems nearest to `embedding`, best first (see module docstring)."""
+    if top_k < 1:
+        return []
+    vector = _query_vector(embedding)
+    iterative = await has_iterative_scan(session)
+    if iterative:
+        await session.execute(text("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"))
+    stmt = text(_approximate_sql(model_id, iterative)).bindparams(bindparam("q", type_=Vector(EMBEDDING_DIM)))
+    for fetch in _fetch_sizes(top_k):
+        ef_search = min(max(fetch, MIN_EF_SEARCH), MAX_FETCH)
+        await session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)})
+        rows = (await session.execute(stmt, {"q": vector, "n": fetch, "k": top_k})).all()
+        found = [row for row in rows if row.system_id is not None]
+        if len(found) >= top_k:
+            return _candidates(found)
+        if rows[0].fetched < fetch:
+            break  # the index has nothing more to give under these filters: only an exact scan can tell
+    return await exact_search(session, vector, model_id, top_k)
+
+
+def _fetch_sizes(top_k: int):
+    """Reference rows to fetch: top_k * REFS_PER_SYSTEM, then x4 per round, up to MAX_FETCH."""
+    size = min(top_k * REFS_PER_SYSTEM, MAX_FETCH)
+    while True:
+        yield size
+        if size >= MAX_FETCH:
+            return
+        size = min(size * 4, MAX_FETCH)

@@ -1,0 +1,116 @@
+"""Search: cosine top-k per system, active systems only, never mixing models, full recall under filters."""
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from raiox.catalog.search import exact_search, search_systems
+from raiox.catalog.vector_index import create_index_sql, ensure_vector_index, index_name
+from catalog_helpers import DIM, add_system, exact_top, unit
+
+MODEL = "raiox-v1"
+
+
+async def _force_index(session) -> None:
+    await session.execute(text("SET LOCAL enable_seqscan = off"))
+
+
+async def _plan(session, model_id: str) -> str:
+    from pgvector.sqlalchemy import Vector
+    from sqlalchemy import bindparam
+
+    from raiox.catalog.search import _approximate_sql
+
+    stmt = text("EXPLAIN " + _approximate_sql(model_id, False)).bindparams(bindparam("q", type_=Vector(DIM)))
+    rows = await session.execute(stmt, {"q": np.ones(DIM, np.float32), "n": 40, "k": 5})
+    return "\n".join(rows.scalars())
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+async def test_filtered_top_k_has_full_recall_with_inactive_systems_and_other_models(session, rng):
+    query = unit(rng.standard_normal(DIM))[0]
+    active, everything = {}, {}
+    for i in range(40):
+        centre = rng.standard_normal(DIM)
+        if i < 12:  # inactive systems sit right next to the query: they would fill an unfiltered top-k
+            centre = query * 40 + rng.standard_normal(DIM)
+        vectors = centre + 0.3 * rng.standard_normal((5, DIM))
+        sid = f"sys-{i:02d}"
+        await add_system(session, sid, vectors, MODEL, active=i >= 12)
+        everything[sid] = vectors
+        if i >= 12:
+            active[sid] = vectors
+    for i in range(30):  # another model: vectors identical to the query, must never show up
+        await add_system(session, f"other-{i:02d}", np.repeat(query[None], 3, axis=0), "other-model")
+    await ensure_vector_index(session, "other-model")
+    await _force_index(session)
+    assert index_name(MODEL) in await _plan(session, MODEL)  # the HNSW path really runs
+
+    for k in (1, 5, 10, 28):
+        found = await search_systems(session, query, MODEL, k)
+        expected = exact_top(query, active, k)
+        assert [c.system_id for c in found] == [sid for sid, _ in expected]
+        assert [round(c.score, 4) for c in found] == [round(s, 4) for _, s in expected]
+    assert len(await search_systems(session, query, MODEL, 50)) == 28  # every active system, no more
+
+
+async def test_one_system_crowding_the_neighbourhood_still_yields_k_systems(session, rng):
+    query = unit(rng.standard_normal(DIM))[0]
+    crowd = query * 10 + rng.standard_normal((1100, DIM))  # > MAX_FETCH references of one system
+    await add_system(session, "crowd", crowd, MODEL)
+    systems = {"crowd": crowd}
+    for i in range(6):
+        systems[f"far-{i}"] = rng.standard_normal((3, DIM))
+        await add_system(session, f"far-{i}", systems[f"far-{i}"], MODEL)
+    await _force_index(session)
+    found = await search_systems(session, query, MODEL, 5)
+    assert [c.system_id for c in found] == [sid for sid, _ in exact_top(query, systems, 5)]
+    assert found[0].system_id == "crowd"
+
+
+async def test_best_reference_is_reported_and_models_are_never_mixed(session, rng):
+    query = unit(rng.standard_normal(DIM))[0]
+    near = np.stack([query + 0.005 * rng.standard_normal(DIM), rng.standard_normal(DIM)])
+    await add_system(session, "alpha", near, MODEL)
+    await add_system(session, "beta", rng.standard_normal((2, DIM)), MODEL)
+    await add_system(session, "beta", np.repeat(query[None], 1, axis=0) + 0.001, "raiox-v0")
+    await ensure_vector_index(session, "raiox-v0")
+    found = await search_systems(session, query, MODEL, 2)
+    assert found[0].system_id == "alpha" and found[0].score > 0.9
+    from raiox.models import ReferenceImage
+
+    best = await session.get(ReferenceImage, found[0].reference_image_id)
+    assert best.storage_key == "k/alpha/0"
+    other = await search_systems(session, query, "raiox-v0", 5)
+    assert [c.system_id for c in other] == ["beta"] and other[0].score > 0.99
+    assert await search_systems(session, query, "unknown-model", 5) == []
+    assert [c.system_id for c in await exact_search(session, query, MODEL, 2)] == [c.system_id for c in found]
+
+
+async def test_vector_index_per_model_is_partial_and_idempotent(session):
+    model = "open_clip:ViT-B-32/it's"
+    assert await ensure_vector_index(session, model) is True
+    assert await ensure_vector_index(session, model) is False
+    definition = (await session.execute(
+        text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": index_name(model)}
+    )).scalar_one()
+    assert "hnsw" in definition and "vector_cosine_ops" in definition and "it''s" in definition
+    assert len(index_name(model)) <= 63 and index_name(model) != index_name("open_clip:ViT-B-32/its")
+    default = (await session.execute(
+        text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": index_name(MODEL)}
+    )).scalar_one()  # created by migration 0002 with the same definition
+    assert "raiox-v1" in default and "m='16'" in default.replace(" ", "")
+    assert create_index_sql(MODEL).startswith("CREATE INDEX IF NOT EXISTS")
+
+
+async def test_bad_query_vectors_are_rejected(session):
+    from raiox.kit.errors import BadRequest
+
+    with pytest.raises(BadRequest):
+        await search_systems(session, np.ones(10), MODEL, 5)
+    with pytest.raises(BadRequest):
+        await search_systems(session, np.full(DIM, np.nan), MODEL, 5)
