@@ -51,4 +51,7 @@ def create_app(*, worker: bool = False) -> FastAPI:
     app.add_exception_handler(RaioxError, _error_handler)
     app.include_router(health_router)
     # Domain routers are included below (each domain's routes.py exposes `router`).
+    from raiox.intake.routes import router as intake_router
+
+    app.include_router(intake_router)
     return app

@@ -46,6 +46,8 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
+    for noisy in ("httpx", "httpcore"):  # their INFO lines carry full URLs (tokens, apiKey): never log them
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None):

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     download_retries: int = 4
     max_pixels: int = 60_000_000
     job_retries: int = 5
+    job_retry_wait_s: int = 3  # exponential backoff base between job attempts: 3, 9, 27, 81, 243 s
+    stalled_job_seconds: int = 30  # a running job whose worker sent no heartbeat for this long is requeued
+    jotform_retries: int = 3  # API calls and downloads: attempts after the first on 429/5xx/timeouts
+    retry_backoff_s: float = 0.5  # first backoff of those retries (doubles each time)
     reconcile_every_minutes: int = 10
     reconcile_lookback_hours: int = 48
 

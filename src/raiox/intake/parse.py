@@ -1,0 +1,265 @@
+"""Jotform submissions -> `Submission`: the webhook body (`rawRequest`, never `pretty`) or the API's copy.
+
+`rawRequest` keeps one key per answered question, `q<qid>_<name>`; file uploads are the exception:
+their URLs are listed under the bare question `<name>` and the question id is only in `temp_upload`
+(see docs: shared/docs/jotform-notes.md). Which question means what (name, e-mail, phone, images,
+notes) comes from RAIOX_JOTFORM_FIELD_MAP (meaning -> question name, qid or `q<qid>_<name>`), and
+falls back to auto-detection: answer shapes (`{first,last}`, `{full}`/`{area,phone}`, URL lists),
+question types (API copies) and question names.
+"""
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from raiox.kit.errors import BadRequest, Unprocessable
+
+QKEY = re.compile(r"^q(\d+)_(.+)$")
+SUBMISSION_ID = re.compile(r"^[0-9]{1,40}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SECRET_PARAMS = {"token", "apikey", "api_key", "secret"}
+MEANINGS = ("name", "email", "phone", "images", "notes")
+NAME_HINT = re.compile(r"(?i)dentist|client|solicit|nome|name")
+EMAIL_HINT = re.compile(r"(?i)e-?mail")
+PHONE_HINT = re.compile(r"(?i)phone|telefone|fone|celular|whats")
+NOTES_HINT = re.compile(r"(?i)obs|note|coment|comment|mensag|message|descri|detalhe")
+TYPE_HINTS = {"control_fullname": "name", "control_email": "email", "control_phone": "phone",
+              "control_textarea": "notes"}
+
+
+@dataclass
+class Upload:
+    question: str  # the bare question name, e.g. "radiografias"
+    url: str
+    filename: str
+
+
+@dataclass
+class Submission:
+    submission_id: str
+    form_id: str | None
+    answers: dict  # rawRequest (or the API answers in the same shape)
+    payload: dict = field(default_factory=dict)  # other top-level webhook fields, secrets stripped
+    client_name: str | None = None
+    client_email: str | None = None
+    client_phone: str | None = None
+    notes: str | None = None
+    submitted_at: datetime | None = None
+    uploads: list[Upload] = field(default_factory=list)
+    fields: dict = field(default_factory=dict)  # question name -> display text (dates as YYYY-MM-DD)
+
+
+def strip_secrets(value: str, secrets: list[str]) -> str:
+    """Drop secret query parameters from a URL-looking string and mask any known secret in it."""
+    if "://" in value and "?" in value:
+        parts = urlsplit(value)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in SECRET_PARAMS]
+        value = urlunsplit(parts._replace(query=urlencode(query)))
+    for secret in secrets:
+        if secret:
+            value = value.replace(secret, "***")
+    return value
+
+
+def _qkeys(answers: dict) -> list[tuple[int, str, str]]:
+    """(qid, name, key) of every `q<qid>_<name>` answer, in question order."""
+    found = [(int(m.group(1)), m.group(2), key) for key in answers if (m := QKEY.match(key))]
+    return sorted(found)
+
+
+def _resolve(answers: dict, ref: str) -> str | None:
+    """The answers key a field-map reference (name, qid or q<qid>_<name>) points at."""
+    ref = ref.strip()
+    if ref in answers:
+        return ref
+    for qid, name, key in _qkeys(answers):
+        if ref in (str(qid), name):
+            return key
+    return None
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, dict):
+        if {"first", "last"} & value.keys():
+            parts = [value.get(k, "") for k in ("prefix", "first", "middle", "last", "suffix")]
+            return " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip()) or None
+        if "full" in value or "phone" in value:
+            full = str(value.get("full") or "").strip()
+            if full:
+                return full
+            area, number = str(value.get("area") or "").strip(), str(value.get("phone") or "").strip()
+            return (f"({area}) {number}" if area else number) or None
+        if {"year", "month", "day"} <= value.keys():
+            try:
+                return f"{int(value['year']):04d}-{int(value['month']):02d}-{int(value['day']):02d}"
+            except (TypeError, ValueError):
+                return None
+        joined = ", ".join(str(v).strip() for v in value.values() if isinstance(v, str | int) and str(v).strip())
+        return joined or None
+    if isinstance(value, list):
+        return ", ".join(t for v in value if (t := _text(v))) or None
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _is_name(value: object) -> bool:
+    return isinstance(value, dict) and bool({"first", "last"} & value.keys())
+
+
+def _is_phone(value: object) -> bool:
+    return isinstance(value, dict) and ("full" in value or {"area", "phone"} <= value.keys())
+
+
+def _is_email(value: object) -> bool:
+    return isinstance(value, str) and bool(EMAIL.match(value.strip()))
+
+
+def _detect(answers: dict, types: Mapping[str, str]) -> dict[str, str]:
+    """Auto-detected meaning -> answers key, for the meanings the field map leaves open."""
+    found: dict[str, str] = {}
+    qkeys = _qkeys(answers)
+    for _qid, _name, key in qkeys:  # question types (API copies) are the strongest evidence
+        meaning = TYPE_HINTS.get(types.get(key, ""))
+        if meaning and meaning not in found and _text(answers[key]):
+            found[meaning] = key
+    rules = [
+        ("name", lambda n, v: _is_name(v) and NAME_HINT.search(n)),
+        ("name", lambda n, v: _is_name(v)),
+        ("email", lambda n, v: _is_email(v) and EMAIL_HINT.search(n)),
+        ("email", lambda n, v: _is_email(v)),
+        ("phone", lambda n, v: _is_phone(v)),
+        ("phone", lambda n, v: isinstance(v, str) and PHONE_HINT.search(n) and v.strip()),
+        ("notes", lambda n, v: isinstance(v, str) and NOTES_HINT.search(n) and v.strip()),
+    ]
+    for meaning, rule in rules:
+        if meaning in found:
+            continue
+        for _qid, name, key in qkeys:
+            if rule(name, answers[key]):
+                found[meaning] = key
+                break
+    return found
+
+
+def _upload_questions(answers: dict) -> list[str]:
+    """Bare names holding upload URL lists: the `temp_upload` questions, then any other URL list."""
+    names = []
+    temp = answers.get("temp_upload")
+    if isinstance(temp, dict):
+        names += [m.group(2) for key in temp if (m := QKEY.match(key))]
+    for key, value in answers.items():
+        if (not QKEY.match(key) and key not in names and isinstance(value, list) and value
+                and all(isinstance(v, str) and v.startswith(("http://", "https://")) for v in value)):
+            names.append(key)
+    return names
+
+
+def _uploads(answers: dict, questions: list[str]) -> list[Upload]:
+    uploads, seen = [], set()
+    for question in questions:
+        value = answers.get(question)
+        urls = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        for url in urls:
+            if isinstance(url, str) and url.startswith(("http://", "https://")) and url not in seen:
+                seen.add(url)
+                name = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "upload"
+                uploads.append(Upload(question=question, url=url, filename=name))
+    return uploads
+
+
+def interpret(submission: Submission, field_map: Mapping[str, str], types: Mapping[str, str] | None = None) -> None:
+    """Fill name/e-mail/phone/notes/uploads/fields of SUBMISSION from its answers."""
+    answers = submission.answers
+    keys: dict[str, str] = {}
+    for meaning in ("name", "email", "phone", "notes"):
+        if field_map.get(meaning):
+            key = _resolve(answers, field_map[meaning])
+            if key:
+                keys[meaning] = key
+    for meaning, key in _detect(answers, types or {}).items():
+        if meaning not in field_map or not field_map.get(meaning):
+            keys.setdefault(meaning, key)
+    submission.client_name = _text(answers.get(keys.get("name", ""), None))
+    email = _text(answers.get(keys.get("email", ""), None))
+    submission.client_email = email if email and _is_email(email) else None
+    submission.client_phone = _text(answers.get(keys.get("phone", ""), None))
+    submission.notes = _text(answers.get(keys.get("notes", ""), None))
+    if field_map.get("images"):
+        questions = []
+        for ref in field_map["images"].split(","):
+            key = _resolve(answers, ref)
+            m = QKEY.match(key or "")
+            questions.append(m.group(2) if m else (key or ref.strip()))
+    else:
+        questions = _upload_questions(answers)
+    submission.uploads = _uploads(answers, questions)
+    submission.fields = {name: text for _qid, name, key in _qkeys(answers) if (text := _text(answers[key]))}
+
+
+def _submit_date(answers: dict) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(answers["submitDate"]) / 1000, UTC)
+    except (KeyError, TypeError, ValueError, OSError, OverflowError):
+        return None
+
+
+def from_webhook(form: Mapping[str, str], *, field_map: Mapping[str, str], secrets: list[str]) -> Submission:
+    """Parse the webhook's form fields (multipart or urlencoded). 400/422 with a clear reason if malformed."""
+    submission_id = str(form.get("submissionID") or "").strip()
+    if not submission_id:
+        raise BadRequest("missing submissionID: not a Jotform webhook payload")
+    if not SUBMISSION_ID.match(submission_id):
+        raise BadRequest("submissionID must be a string of digits")
+    raw = form.get("rawRequest")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise BadRequest("missing rawRequest: the answers of the submission are not in the payload")
+    try:
+        answers = json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"rawRequest is not valid JSON: {exc}") from None
+    if not isinstance(answers, dict):
+        raise BadRequest("rawRequest must be a JSON object")
+    payload = {k: strip_secrets(v, secrets) for k, v in form.items() if k != "rawRequest" and isinstance(v, str)}
+    form_id = str(form.get("formID") or "").strip() or None
+    if form_id and not SUBMISSION_ID.match(form_id):
+        raise Unprocessable("formID must be a string of digits")
+    submission = Submission(submission_id, form_id, answers, payload, submitted_at=_submit_date(answers))
+    interpret(submission, field_map)
+    return submission
+
+
+def _api_created_at(value: object) -> datetime | None:
+    try:  # "YYYY-MM-DD HH:MM:SS" in the account's time zone (undocumented): kept as UTC
+        return datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def from_api(content: dict, *, field_map: Mapping[str, str]) -> Submission:
+    """The API's copy (`GET /submission/{id}` content, or an item of a submissions list)."""
+    answers: dict = {}
+    types: dict[str, str] = {}
+    for qid, question in (content.get("answers") or {}).items():
+        if not isinstance(question, dict) or not question.get("name"):
+            continue
+        name, answer = str(question["name"]), question.get("answer")
+        key = f"q{qid}_{name}"
+        if question.get("type") == "control_fileupload":
+            answers[name] = answer if isinstance(answer, list) else [answer] if answer else []
+            answers.setdefault("temp_upload", {})[key] = []
+        elif answer is not None:
+            answers[key] = answer
+            types[key] = str(question.get("type") or "")
+    submission = Submission(
+        str(content.get("id") or ""), str(content.get("form_id") or "") or None, answers,
+        {"source": "jotform_api", "status": content.get("status"), "created_at": content.get("created_at")},
+        submitted_at=_api_created_at(content.get("created_at")),
+    )
+    interpret(submission, field_map, types)
+    return submission

@@ -1,0 +1,73 @@
+"""`POST /webhooks/jotform`: authenticate (?token=), parse, record the case + its job, answer at once."""
+
+import hmac
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.formparsers import MultiPartException
+
+from raiox.intake import repository, service
+from raiox.intake.parse import from_webhook
+from raiox.intake.schemas import WebhookAccepted
+from raiox.kit.db import get_db_session
+from raiox.kit.errors import BadRequest, RaioxError, ServiceUnavailable, Unauthorized, Unprocessable
+from raiox.kit.logging import get_logger
+from raiox.kit.settings import get_settings
+
+router = APIRouter(tags=["intake"])
+log = get_logger(__name__)
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def check_token(token: str | None) -> None:
+    secret = get_settings().webhook_secret
+    if secret is None or not secret.get_secret_value():
+        raise ServiceUnavailable("webhook secret not configured: set RAIOX_WEBHOOK_SECRET and add ?token=<it> "
+                                 "to the webhook URL in Jotform")
+    if not token or not hmac.compare_digest(token.encode(), secret.get_secret_value().encode()):
+        raise Unauthorized("missing or wrong webhook token")
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in FORM_TYPES:
+        raise RaioxError(f"unsupported content type {content_type or '(none)'}: Jotform posts multipart/form-data "
+                         "or application/x-www-form-urlencoded", status_code=415)
+    try:
+        form = await request.form(max_files=0, max_fields=2000, max_part_size=16 * 1024 * 1024)
+    except (MultiPartException, ValueError) as exc:
+        raise BadRequest(f"malformed form body: {exc}") from None
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+@router.post("/webhooks/jotform", response_model=WebhookAccepted)
+async def jotform_webhook(
+    request: Request,
+    token: str | None = Query(None, description="RAIOX_WEBHOOK_SECRET (Jotform can only be given a URL)"),
+    session: AsyncSession = Depends(get_db_session),
+) -> WebhookAccepted:
+    """Jotform's webhook: records the case, its images and a processing job in one transaction."""
+    settings = get_settings()
+    try:
+        check_token(token)
+        form = await _read_form(request)
+        secrets = [s.get_secret_value() for s in (settings.webhook_secret, settings.jotform_api_key) if s]
+        sub = from_webhook(form, field_map=settings.jotform_field_map, secrets=secrets)
+        if settings.jotform_form_id and sub.form_id and sub.form_id != settings.jotform_form_id:
+            raise Unprocessable(f"form {sub.form_id} is not the configured form (RAIOX_JOTFORM_FORM_ID)")
+    except RaioxError as exc:
+        log.warning("webhook_rejected", status=exc.status_code, reason=exc.message,
+                    client=request.client.host if request.client else None)
+        raise
+    if settings.jotform_verify_submissions:
+        existing = await repository.case_id_for_submission(session, sub.submission_id)
+        if existing is None:
+            await service.enqueue_verification(session, sub.submission_id, sub.form_id)
+        log.info("webhook_queued_for_verification", submission_id=sub.submission_id, case_id=existing)
+        return WebhookAccepted(submission_id=sub.submission_id, case_id=existing, duplicate=existing is not None,
+                               status="verifying" if existing is None else "received")
+    result = await service.ingest(session, sub, source="webhook")
+    log.info("webhook_accepted", submission_id=sub.submission_id, case_id=str(result.case_id),
+             duplicate=not result.created, images=len(sub.uploads))
+    return WebhookAccepted(submission_id=sub.submission_id, case_id=result.case_id, duplicate=not result.created,
+                           status="received")

@@ -1,0 +1,79 @@
+"""Intake: one case per Jotform submission, its images and its `process_case` job, in one transaction.
+
+The webhook and the reconciliation job both go through `ingest`, so a submission delivered twice,
+concurrently, or found again by reconciliation yields exactly one case and one processing job.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.cases.service import transition
+from raiox.intake import repository
+from raiox.intake.parse import Submission
+from raiox.kit.errors import Conflict
+from raiox.kit.jobs import defer_in_session
+from raiox.models import Case, CaseStatus, ImageStatus
+
+PROCESS_TASK = "process_case"
+INGEST_TASK = "ingest_submission"
+
+
+@dataclass
+class Ingested:
+    case_id: uuid.UUID
+    created: bool
+
+
+def _case_values(sub: Submission, source: str) -> dict:
+    return {
+        "jotform_submission_id": sub.submission_id,
+        "form_id": sub.form_id,
+        "source": source,
+        "client_name": (sub.client_name or "")[:300] or None,
+        "client_email": (sub.client_email or "")[:320] or None,
+        "client_phone": (sub.client_phone or "")[:80] or None,
+        "notes": sub.notes,
+        "answers": sub.answers,
+        "payload": {**sub.payload, "fields": sub.fields},
+        "status": CaseStatus.received,
+        "submitted_at": sub.submitted_at,
+    }
+
+
+async def enqueue_processing(session: AsyncSession, case_id: uuid.UUID) -> int:
+    """One `process_case` job, serialised per case by its lock (a retry never runs beside a stalled one)."""
+    return await defer_in_session(session, PROCESS_TASK, {"case_id": str(case_id)}, lock=f"case:{case_id}")
+
+
+async def ingest(session: AsyncSession, sub: Submission, *, source: str = "webhook") -> Ingested:
+    """Create the case, its pending images and its processing job (idempotent on submissionID)."""
+    case_id = await repository.insert_case(session, _case_values(sub, source))
+    if case_id is None:
+        existing = await repository.case_id_for_submission(session, sub.submission_id)
+        assert existing is not None, "ON CONFLICT without a conflicting row"
+        return Ingested(existing, created=False)
+    await repository.insert_images(session, [
+        {"id": uuid.uuid4(), "case_id": case_id, "position": i, "question": u.question[:200], "source_url": u.url,
+         "filename": u.filename, "status": ImageStatus.pending}
+        for i, u in enumerate(sub.uploads)
+    ])
+    await repository.insert_event(session, case_id, CaseStatus.received, f"jotform:{source}",
+                                  f"{len(sub.uploads)} file(s) submitted")
+    await enqueue_processing(session, case_id)
+    return Ingested(case_id, created=True)
+
+
+async def enqueue_verification(session: AsyncSession, submission_id: str, form_id: str | None) -> int:
+    """RAIOX_JOTFORM_VERIFY_SUBMISSIONS: the job re-reads the submission from the API before ingesting."""
+    return await defer_in_session(session, INGEST_TASK, {"submission_id": submission_id, "form_id": form_id})
+
+
+async def retry_case(session: AsyncSession, case: Case, *, actor: str) -> int:
+    """Re-enqueue a `failed` case (admin panel / API retry): failed images are downloaded again."""
+    if case.status != CaseStatus.failed:
+        raise Conflict(f"only failed cases can be retried; case {case.id} is {case.status}")
+    await transition(session, case, CaseStatus.received, actor=actor, reason="retry requested")
+    await repository.reset_failed_images(session, case.id)
+    return await enqueue_processing(session, case.id)

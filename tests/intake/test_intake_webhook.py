@@ -1,0 +1,195 @@
+"""POST /webhooks/jotform with real multipart and urlencoded bodies modelled on Jotform's captures."""
+
+import asyncio
+import json
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+
+from fakes.jotform import FORM_ID, multipart_body, webhook_fields
+from raiox.models import Case, CaseEvent, CaseImage
+
+
+
+SECRET = "test-webhook-secret"
+URL = f"/webhooks/jotform?token={SECRET}"
+BOUNDARY = "------------------------d74496d66958873e"
+FILES = ["raio x; paciente 1, frente.png", "panorâmica (2) & perfil.jpg"]
+
+
+def submission(sid: str = "6084250982513018472", files=FILES, **answers) -> dict:
+    urls = [f"https://www.jotform.com/uploads/raioxclinic/{FORM_ID}/{sid}/" + _quote(f) for f in files]
+    content = {"id": sid, "form_id": FORM_ID, "answers": {
+        "3": {"name": "nomeDentista", "text": "Nome do dentista", "type": "control_fullname",
+              "answer": answers.get("name", {"first": "João", "last": "da Silva"})},
+        "4": {"name": "email", "text": "E-mail", "type": "control_email", "answer": "joao@clinica.com.br"},
+        "5": {"name": "telefone", "text": "Telefone", "type": "control_phone",
+              "answer": answers.get("phone", {"full": "(11) 98765-4321"})},
+        "6": {"name": "dataCirurgia", "text": "Data", "type": "control_datetime",
+              "answer": {"month": "11", "day": "18", "year": "2025"}},
+        "7": {"name": "observacoes", "text": "Observações", "type": "control_textarea",
+              "answer": "Implante antigo: qual sistema?"},
+        "9": {"name": "radiografias", "text": "Radiografias", "type": "control_fileupload", "answer": urls},
+    }}
+    return content
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name)
+
+
+def multipart(fields: dict) -> dict:
+    return {"content": multipart_body(fields, BOUNDARY),
+            "headers": {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}}
+
+
+def urlencoded(fields: dict) -> dict:
+    return {"content": urlencode(fields).encode(),
+            "headers": {"content-type": "application/x-www-form-urlencoded"}}
+
+
+async def jobs_for(session, task: str) -> list[dict]:
+    rows = await session.execute(text("SELECT args FROM procrastinate_jobs WHERE task_name = :t"), {"t": task})
+    return [r[0] for r in rows]
+
+
+async def test_multipart_webhook_creates_case_images_and_job(client, session):
+    fields = webhook_fields(submission(), webhook_url=f"https://api.raiox.example/webhooks/jotform?token={SECRET}")
+    response = await client.post(URL, **multipart(fields))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["submission_id"] == "6084250982513018472" and body["duplicate"] is False
+    case = (await session.execute(select(Case).where(Case.jotform_submission_id == body["submission_id"]))).scalar_one()
+    assert str(case.id) == body["case_id"]
+    assert (case.status, case.form_id, case.source) == ("received", FORM_ID, "webhook")
+    assert case.client_name == "João da Silva"
+    assert case.client_email == "joao@clinica.com.br"
+    assert case.client_phone == "(11) 98765-4321"
+    assert case.notes == "Implante antigo: qual sistema?"
+    assert case.payload["fields"]["dataCirurgia"] == "2025-11-18"
+    assert case.submitted_at is not None
+    assert case.answers["radiografias"][0].startswith("https://www.jotform.com/uploads/")
+    images = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id)
+                                    .order_by(CaseImage.position))).scalars().all()
+    assert [i.filename for i in images] == FILES
+    assert {i.status for i in images} == {"pending"} and {i.question for i in images} == {"radiografias"}
+    assert await jobs_for(session, "process_case") == [{"case_id": str(case.id)}]
+    events = (await session.execute(select(CaseEvent).where(CaseEvent.case_id == case.id))).scalars().all()
+    assert [(e.to_status, e.actor) for e in events] == [("received", "jotform:webhook")]
+
+
+async def test_stored_payload_never_keeps_the_token(client, session):
+    fields = webhook_fields(submission(), webhook_url=f"https://api.raiox.example/webhooks/jotform?token={SECRET}&a=1")
+    response = await client.post(URL, **multipart(fields))
+    case = await session.get(Case, response.json()["case_id"])
+    assert SECRET not in json.dumps(case.payload) and SECRET not in json.dumps(case.answers)
+    assert case.payload["webhookURL"] == "https://api.raiox.example/webhooks/jotform?a=1"
+    assert "rawRequest" not in case.payload
+
+
+async def test_urlencoded_old_style_payload(client, session):
+    content = submission("5012345678901234567", files=["x-ray.png"], phone={"area": "81", "phone": "999888559"},
+                         name={"first": "Maria", "middle": "", "last": "Lima"})
+    full = webhook_fields(content)
+    old = {k: full[k] for k in ("formID", "submissionID", "webhookURL", "ip", "formTitle", "pretty", "username",
+                                "rawRequest", "type")}
+    response = await client.post(URL, **urlencoded(old))
+    assert response.status_code == 200, response.text
+    case = await session.get(Case, response.json()["case_id"])
+    assert (case.client_name, case.client_phone) == ("Maria Lima", "(81) 999888559")
+    images = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().all()
+    assert [i.filename for i in images] == ["x-ray.png"]
+
+
+async def test_duplicate_delivery_yields_one_case_and_one_job(client, session):
+    fields = webhook_fields(submission())
+    first = await client.post(URL, **multipart(fields))
+    second = await client.post(URL, **urlencoded(fields))
+    assert first.status_code == second.status_code == 200
+    assert first.json()["case_id"] == second.json()["case_id"]
+    assert (first.json()["duplicate"], second.json()["duplicate"]) == (False, True)
+    assert (await session.execute(select(func.count()).select_from(Case))).scalar_one() == 1
+    assert len(await jobs_for(session, "process_case")) == 1
+    assert (await session.execute(select(func.count()).select_from(CaseImage))).scalar_one() == len(FILES)
+
+
+async def test_concurrent_deliveries_yield_one_case(committed, database_url):
+    from raiox.app import create_app
+    from raiox.kit.db import session_scope
+
+    app = create_app()
+    fields = webhook_fields(submission("7000000000000000001"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        responses = await asyncio.gather(*[http.post(URL, **multipart(fields)) for _ in range(12)])
+    assert [r.status_code for r in responses] == [200] * 12
+    assert len({r.json()["case_id"] for r in responses}) == 1
+    assert sum(not r.json()["duplicate"] for r in responses) == 1
+    async with session_scope() as session:
+        assert (await session.execute(select(func.count()).select_from(Case))).scalar_one() == 1
+        assert len(await jobs_for(session, "process_case")) == 1
+        assert (await session.execute(select(func.count()).select_from(CaseImage))).scalar_one() == len(FILES)
+
+
+@pytest.mark.parametrize("url", ["/webhooks/jotform", "/webhooks/jotform?token=wrong", "/webhooks/jotform?token="])
+async def test_missing_or_wrong_token_is_401_and_creates_nothing(client, session, url):
+    response = await client.post(url, **multipart(webhook_fields(submission())))
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+    assert (await session.execute(select(func.count()).select_from(Case))).scalar_one() == 0
+
+
+async def test_unconfigured_secret_is_503_with_clear_message(client, settings_env):
+    settings_env(webhook_secret="")
+    response = await client.post(URL, **multipart(webhook_fields(submission())))
+    assert response.status_code == 503
+    assert "RAIOX_WEBHOOK_SECRET" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("mutate", "status", "detail"), [
+    (lambda f: f.update(rawRequest="{not json"), 400, "rawRequest is not valid JSON"),
+    (lambda f: f.update(rawRequest="[1, 2]"), 400, "rawRequest must be a JSON object"),
+    (lambda f: f.pop("rawRequest"), 400, "missing rawRequest"),
+    (lambda f: f.pop("submissionID"), 400, "missing submissionID"),
+    (lambda f: f.update(submissionID="1; DROP TABLE cases"), 400, "digits"),
+    (lambda f: f.update(formID="999999999999999"), 422, "not the configured form"),
+])
+async def test_malformed_payloads_get_a_clear_4xx(client, session, settings_env, capsys, mutate, status, detail):
+    from raiox.kit.logging import configure_logging
+
+    configure_logging()  # log to this test's captured stderr
+    settings_env(jotform_form_id=FORM_ID)
+    fields = webhook_fields(submission())
+    mutate(fields)
+    response = await client.post(URL, **multipart(fields))
+    assert response.status_code == status
+    assert detail in response.json()["detail"]
+    assert (await session.execute(select(func.count()).select_from(Case))).scalar_one() == 0
+    logged = capsys.readouterr().err
+    assert "webhook_rejected" in logged and detail in logged and SECRET not in logged
+
+
+async def test_json_body_is_415_and_broken_multipart_is_400(client):
+    response = await client.post(URL, json={"submissionID": "1"})
+    assert response.status_code == 415 and "multipart/form-data" in response.json()["detail"]
+    broken = await client.post(URL, content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\nabc",
+                               headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert broken.status_code == 400
+
+
+async def test_field_map_overrides_detection(client, session, settings_env):
+    settings_env(jotform_field_map=json.dumps({"name": "nomePaciente", "notes": "7", "images": "radiografias"}))
+    content = submission()
+    content["answers"]["8"] = {"name": "nomePaciente", "type": "control_fullname", "text": "Paciente",
+                               "answer": {"first": "Pedro", "last": "Alves"}}
+    raw = json.loads(webhook_fields(content)["rawRequest"])
+    raw["outrosArquivos"] = ["https://www.jotform.com/uploads/raioxclinic/1/2/laudo.pdf"]
+    fields = webhook_fields(content, raw=raw)
+    response = await client.post(URL, **multipart(fields))
+    case = await session.get(Case, response.json()["case_id"])
+    assert case.client_name == "Pedro Alves"
+    images = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().all()
+    assert sorted(i.filename for i in images) == sorted(FILES)  # the other upload question is not an image one
