@@ -1,0 +1,195 @@
+"""The built-in demo catalogue: plainly synthetic implant systems in deliberate look-alike groups.
+
+Each look-alike group starts from one base design and varies exactly one aspect (``ASPECTS``),
+so systems inside a group differ only in their apex, or only in thread pitch, or only in the
+cone angle, and so on. Sizes of a line (diameters, lengths) are attributes of one system.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .spec import validate_spec
+
+MANUFACTURER = "Synthetica Demo Implants"
+
+# aspect -> spec paths that may differ inside a group of that kind
+ASPECTS: dict[str, tuple[str, ...]] = {
+    "apex": ("apex",),
+    "pitch": ("thread.pitch_mm",),
+    "profile": ("thread.profile",),
+    "cone_angle": ("connection.cone_angle_deg",),
+    "connection": ("connection",),
+    "leads": ("thread.leads",),
+    "collar": ("collar",),
+    "taper": ("taper_start", "apex_diameter_mm"),
+}
+_KINDS = ["apex", "pitch", "profile", "cone_angle", "connection", "apex", "pitch", "leads", "collar", "taper",
+          "profile", "cone_angle"]
+_CONE_PLATFORM = {8: 2.8, 11: 2.1, 11.5: 2.5, 16: 3.0, 22: 3.8, 24: 2.95}
+_N_GROUPS = 36
+
+
+@dataclass
+class DemoSystem:
+    id: str
+    manufacturer: str
+    name: str
+    spec: dict
+    attributes: dict
+    group: str
+
+
+def _base(rng: np.random.Generator, kind: str) -> dict:
+    d = float(rng.choice([3.3, 3.5, 3.75, 4.0, 4.1, 4.3, 4.5, 5.0, 5.5, 6.0] if kind != "cone_angle" else [4.3, 4.5, 5.0, 5.5, 6.0]))
+    if rng.random() < 0.08 and kind != "cone_angle":
+        d = 2.9
+    length = float(rng.choice([6.0, 7.0, 8.0, 8.5, 10.0, 11.0, 11.5, 13.0, 15.0, 16.0, 18.0]))
+    body = rng.choice(["parallel", "mild", "strong"], p=[0.3, 0.45, 0.25])
+    ts, ad = {"parallel": (1.0, d), "mild": (float(rng.uniform(0.35, 0.65)), d * 0.82),
+              "strong": (float(rng.uniform(0.1, 0.3)), d * 0.62)}[body]
+    aggressive = body == "strong" and kind != "pitch" and rng.random() < 0.4
+    pitch = float(rng.choice([1.5, 2.0, 2.4, 3.0])) if aggressive else float(rng.choice([0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]))
+    profile = str(rng.choice(["v", "square", "buttress", "reverse_buttress", "knife"], p=[0.35, 0.15, 0.2, 0.15, 0.15]))
+    depth = round(min(d * 0.12 if profile != "knife" else d * 0.16, 0.25 + 0.2 * pitch), 2)
+    leads = int(rng.choice([1, 2, 3], p=[0.55, 0.35, 0.1]))
+    collar_kind = str(rng.choice(["none", "machined", "microthread", "tulip"], p=[0.45, 0.2, 0.25, 0.1]))
+    collar = {"kind": collar_kind}
+    if collar_kind != "none":
+        collar["height_mm"] = round(float(rng.uniform(0.5, 1.8 if collar_kind != "tulip" else 2.5)), 1)
+    if collar_kind == "microthread":
+        collar["microthread_pitch_mm"] = float(rng.choice([0.2, 0.25, 0.3]))
+    apex = {"shape": str(rng.choice(["flat", "dome", "cone"])), "hole": str(rng.choice(["none", "none", "round", "oblong"])),
+            "flutes": int(rng.choice([0, 0, 2, 3, 4]))}
+    ckind = "conical" if kind == "cone_angle" else str(rng.choice(["conical", "internal_hex", "external_hex", "tri_channel"], p=[0.5, 0.2, 0.15, 0.15]))
+    conn = _connection(rng, ckind, d)
+    return {"length_mm": length, "diameter_mm": d, "apex_diameter_mm": round(ad, 2), "taper_start": round(ts, 2),
+            "collar": collar, "thread": {"profile": profile, "pitch_mm": pitch, "depth_mm": depth, "leads": leads,
+                                         "progressive": bool(rng.random() < 0.2)},
+            "apex": apex, "connection": conn}
+
+
+def _connection(rng: np.random.Generator, kind: str, d: float, angle: float | None = None) -> dict:
+    if kind == "conical":
+        angle = angle if angle is not None else float(rng.choice([8, 11, 11.5, 11.5, 16, 22, 24]))
+        plat = min(_CONE_PLATFORM[angle], round(d - 1.0, 2))
+        return {"kind": "conical", "cone_angle_deg": angle, "depth_mm": round(float(rng.uniform(2.0, 3.6)), 1),
+                "platform_mm": plat, "screw_mm": 2.0 if angle == 22 else (1.8 if angle in (11.5, 8) else 1.6)}
+    if kind == "external_hex":
+        return {"kind": "external_hex", "depth_mm": 0.7, "platform_mm": 2.7 if d >= 3.75 else 2.4, "screw_mm": 2.0 if d >= 3.75 else 1.8}
+    plat = min(round(0.62 * d, 1), round(d - 1.0, 2))
+    return {"kind": kind, "depth_mm": round(float(rng.uniform(1.2, 2.2)), 1), "platform_mm": plat,
+            "screw_mm": 1.8 if d >= 3.5 else 1.6}
+
+
+def _variants(rng: np.random.Generator, kind: str, base: dict) -> list[dict]:
+    out = []
+
+    def var(fn):
+        s = copy.deepcopy(base)
+        fn(s)
+        out.append(s)
+
+    if kind == "apex":
+        opts = [{"shape": "dome", "hole": "none", "flutes": 0}, {"shape": "cone", "hole": "none", "flutes": 3},
+                {"shape": "flat", "hole": "round", "flutes": 0}, {"shape": "dome", "hole": "oblong", "flutes": 2},
+                {"shape": "flat", "hole": "none", "flutes": 4}, {"shape": "cone", "hole": "round", "flutes": 0}]
+        for i in rng.permutation(len(opts))[:4]:
+            var(lambda s, a=opts[i]: s.__setitem__("apex", dict(a)))
+    elif kind == "pitch":
+        p0 = base["thread"]["pitch_mm"]
+        pitches = [0.6, 0.8, 1.0, 1.2] if p0 <= 1.2 else [1.5, 2.0, 2.5, 3.0]
+        for p in pitches:
+            var(lambda s, p=p: s["thread"].__setitem__("pitch_mm", p))
+    elif kind == "profile":
+        for p in ["v", "square", "buttress", "reverse_buttress", "knife"]:
+            var(lambda s, p=p: s["thread"].__setitem__("profile", p))
+    elif kind == "cone_angle":
+        angles = [8, 11, 11.5, 16, 22, 24]
+        for i in sorted(rng.permutation(6)[:4]):
+            var(lambda s, a=angles[i]: s["connection"].__setitem__("cone_angle_deg", float(a)))
+    elif kind == "connection":
+        for k in ["conical", "internal_hex", "external_hex", "tri_channel"]:
+            var(lambda s, k=k: s.__setitem__("connection", _connection(rng, k, s["diameter_mm"])))
+    elif kind == "leads":
+        for n in (1, 2, 3):
+            var(lambda s, n=n: s["thread"].__setitem__("leads", n))
+    elif kind == "collar":
+        for c in ({"kind": "none"}, {"kind": "machined", "height_mm": 1.2},
+                  {"kind": "microthread", "height_mm": 1.5, "microthread_pitch_mm": 0.25}, {"kind": "tulip", "height_mm": 1.8}):
+            var(lambda s, c=c: s.__setitem__("collar", dict(c)))
+    elif kind == "taper":
+        d = base["diameter_mm"]
+        for ts, ad in ((1.0, d), (0.5, round(d * 0.82, 2)), (0.2, round(d * 0.62, 2))):
+            var(lambda s, ts=ts, ad=ad: s.update(taper_start=ts, apex_diameter_mm=ad))
+    return out
+
+
+def _conn_label(c: dict) -> str:
+    if c["kind"] == "conical":
+        return f"CM {c['cone_angle_deg']:g}°"
+    return {"external_hex": "external hex", "internal_hex": "internal hex", "tri_channel": "tri-channel"}[c["kind"]]
+
+
+def _body_label(s: dict) -> str:
+    if s["taper_start"] >= 0.99:
+        return "Parallel"
+    return "Tapered" if s["apex_diameter_mm"] / s["diameter_mm"] > 0.72 else "Strong-taper"
+
+
+def describe(spec: dict) -> str:
+    """A descriptive, plainly synthetic system name built from the spec."""
+    th, ap, col = spec["thread"], spec["apex"], spec["collar"]
+    prof = {"v": "V-thread", "square": "square-thread", "buttress": "buttress-thread",
+            "reverse_buttress": "reverse-buttress-thread", "knife": "knife-thread"}[th["profile"]]
+    leads = {1: "", 2: " double-lead", 3: " triple-lead", 4: " quad-lead"}[th.get("leads", 1)]
+    prog = " progressive" if th.get("progressive") else ""
+    apex = f"{ap['shape']} apex"
+    if ap.get("hole", "none") != "none":
+        apex += f" with {ap['hole']} hole"
+    if ap.get("flutes"):
+        apex += f", {ap['flutes']} flutes"
+    collar = {"none": "", "machined": ", machined collar", "microthread": ", microthread collar", "tulip": ", tulip neck"}[col["kind"]]
+    return f"{_body_label(spec)} {prof} {th['pitch_mm']:g} mm{leads}{prog}, {apex}, {_conn_label(spec['connection'])}{collar}"
+
+
+def _sizes(rng: np.random.Generator, d: float, length: float) -> tuple[list[float], list[float]]:
+    ds = sorted({float(round(min(max(d + k, 2.9), 6.0), 2)) for k in rng.choice([-0.7, -0.4, 0.0, 0.5, 1.0], size=3)} | {d})
+    ls = sorted({float(x) for x in rng.choice([6, 7, 8, 8.5, 10, 11.5, 13, 15, 16, 18], size=4)} | {length})
+    return ds, ls
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> tuple[DemoSystem, ...]:
+    rng = np.random.default_rng(20261128)
+    systems: list[DemoSystem] = []
+    for g in range(_N_GROUPS):
+        kind = _KINDS[g % len(_KINDS)]
+        group = f"G{g + 1:02d}-{kind}"
+        base = _base(rng, kind)
+        if kind == "pitch" and g % 2 == 1:  # an aggressive, strongly tapered line
+            d = base["diameter_mm"]
+            base.update(taper_start=0.2, apex_diameter_mm=round(d * 0.62, 2))
+            base["thread"].update(pitch_mm=2.0, depth_mm=round(min(0.16 * d, 0.7), 2))
+        for j, spec in enumerate(_variants(rng, kind, base)):
+            validate_spec(spec)
+            n = len(systems) + 1
+            ds, ls = _sizes(rng, spec["diameter_mm"], spec["length_mm"])
+            attrs = {"connection": _conn_label(spec["connection"]), "connection_kind": spec["connection"]["kind"],
+                     "body_shape": _body_label(spec).lower(), "diameters": ds, "lengths": ls,
+                     "thread_profile": spec["thread"]["profile"], "pitch_mm": spec["thread"]["pitch_mm"],
+                     "leads": spec["thread"].get("leads", 1), "apex": spec["apex"]["shape"],
+                     "collar": spec["collar"]["kind"], "platform_mm": spec["connection"].get("platform_mm"),
+                     "look_alike_aspect": kind, "synthetic": True}
+            name = f"Series {g + 1:02d}{chr(65 + j)} {describe(spec)}"
+            systems.append(DemoSystem(f"demo-{n:03d}", MANUFACTURER, name, spec, attrs, group))
+    return tuple(systems)
+
+
+def demo_catalog() -> list[DemoSystem]:
+    """The demo catalogue (deterministic; >= 120 systems). Returns fresh copies."""
+    return [copy.deepcopy(s) for s in _catalog()]

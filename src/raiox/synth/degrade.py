@@ -1,0 +1,94 @@
+"""Detector and display chain: exposure, blur, noise, gamma/contrast, marks, text, JPEG."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def expose(density: np.ndarray, rng: np.random.Generator, cond: dict) -> np.ndarray:
+    """Optical density -> displayed brightness in [0, 1] (metal bright).
+
+    A processed digital radiograph is close to linear in optical density (the log of the
+    transmitted intensity), windowed between soft tissue and metal, with a soft shoulder.
+    """
+    lo = float(rng.uniform(0.2, 0.45))
+    hi = float(rng.uniform(2.6, 3.4))
+    t = np.linspace(0.0, 1.25, 1024, dtype=np.float32)
+    curve = np.where(t < 0.85, t, 0.85 + 0.15 * (1 - np.exp(-(t - 0.85) / 0.15)))
+    curve = np.clip(curve, 0, 1) ** cond.get("gamma", 1.0)
+    curve = np.clip(0.5 + (curve - 0.5) * cond.get("contrast", 1.0), 0, 1).astype(np.float32)
+    idx = (density - lo) * np.float32(1023 / 1.25 / (hi - lo))
+    np.clip(idx, 0, 1023, out=idx)
+    return curve[idx.astype(np.int32)]
+
+
+def sensor_marks(img: np.ndarray, rng: np.random.Generator) -> None:
+    """Rounded sensor corners, an orientation dot and a few scratches, in place."""
+    h, w = img.shape
+    r = int(min(h, w) * float(rng.uniform(0.04, 0.1)))
+    mask = np.zeros((h, w), np.uint8)
+    cv2.rectangle(mask, (r, 0), (w - r, h), 255, -1)
+    cv2.rectangle(mask, (0, r), (w, h - r), 255, -1)
+    for cx, cy in ((r, r), (w - r, r), (r, h - r), (w - r, h - r)):
+        cv2.circle(mask, (cx, cy), r, 255, -1)
+    img[mask == 0] = float(rng.uniform(0.0, 0.08))
+    if rng.random() < 0.7:
+        cx = int(r + rng.uniform(0.2, 1.0) * r)
+        cy = int(r + rng.uniform(0.2, 1.0) * r)
+        if rng.random() < 0.5:
+            cx = w - cx
+        cv2.circle(img, (cx, cy), max(3, r // 6), float(rng.uniform(0.0, 0.15)), -1, cv2.LINE_AA)
+    for _ in range(int(rng.integers(0, 4))):
+        p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        p1 = (p0[0] + int(rng.integers(-w // 3, w // 3)), p0[1] + int(rng.integers(-h // 8, h // 8)))
+        cv2.line(img, p0, p1, float(rng.uniform(0.0, 1.0)), 1, cv2.LINE_AA)
+
+
+def burn_text(img: np.ndarray, rng: np.random.Generator) -> None:
+    """Burned-in annotations: date, tooth number, ruler ticks, in place."""
+    h, w = img.shape
+    scale = min(h, w) / 700
+    val = float(rng.choice([0.0, 1.0, 0.9]))
+    ink = np.zeros((h, w), np.uint8)
+    lines = [f"{int(rng.integers(1, 29)):02d}/{int(rng.integers(1, 13)):02d}/20{int(rng.integers(15, 27))}",
+             f"{int(rng.integers(11, 49))}", "R" if rng.random() < 0.5 else "L", f"{int(rng.integers(60, 71))}kV"]
+    for i, text in enumerate(lines[: int(rng.integers(1, 5))]):
+        x = int(rng.uniform(0.03, 0.7) * w)
+        y = int(rng.uniform(0.05, 0.95) * h)
+        cv2.putText(ink, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale * float(rng.uniform(0.6, 1.3)), 255,
+                    max(1, int(2 * scale)), cv2.LINE_AA)
+    if rng.random() < 0.3:  # mm ruler
+        x0, y0 = int(0.05 * w), int(0.9 * h)
+        step = int(max(4, min(h, w) / 60))
+        for k in range(10):
+            cv2.line(ink, (x0 + k * step, y0), (x0 + k * step, y0 - (step if k % 5 == 0 else step // 2)), 255, 1)
+    a = ink.astype(np.float32) / 255.0
+    img *= 1 - a
+    img += a * val
+
+
+def degrade(density: np.ndarray, rng: np.random.Generator, cond: dict, ppm: float) -> np.ndarray:
+    img = expose(density, rng, cond)
+    blur = cond.get("blur", 0.0)
+    if blur > 0.05:
+        img = cv2.GaussianBlur(img, (0, 0), blur)
+    noise = cond.get("noise", 0.0)
+    if noise > 0:
+        h, w = img.shape
+        sig = noise * np.sqrt(np.clip(img, 0.02, 1) / 0.5)
+        fine = rng.standard_normal((h, w), dtype=np.float32)
+        coarse = cv2.resize(rng.standard_normal((h // 2 + 1, w // 2 + 1), dtype=np.float32), (w, h))
+        img = img + sig * (0.75 * fine + 0.5 * coarse)
+    img = np.clip(img, 0, 1).astype(np.float32)
+    if cond.get("marks"):
+        sensor_marks(img, rng)
+    if cond.get("text"):
+        burn_text(img, rng)
+    q = cond.get("jpeg")
+    if q:
+        ok, buf = cv2.imencode(".jpg", (img * 255 + 0.5).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(q)])
+        img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+    if cond.get("invert"):
+        img = 1.0 - img
+    return img

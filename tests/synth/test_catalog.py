@@ -1,0 +1,71 @@
+import re
+from collections import defaultdict
+
+from raiox.synth import ASPECTS, demo_catalog
+
+BRANDS = re.compile(r"straumann|nobel|neodent|astra|zimmer|biohorizons|osstem|megagen|dentium|ankylos|camlog|"
+                    r"s\.i\.n|conex[aã]o|bicon|signo|implacil|intraoss|titaniumfix|medens|hiossen|kyocera", re.I)
+
+
+def _flatten(spec, prefix=""):
+    out = {}
+    for k, v in spec.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, prefix + k + "."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def test_catalog_size_ids_and_names():
+    cat = demo_catalog()
+    assert len(cat) >= 120
+    assert [s.id for s in cat] == [f"demo-{i:03d}" for i in range(1, len(cat) + 1)]
+    assert len({s.name for s in cat}) == len(cat)
+    for s in cat:
+        assert not BRANDS.search(s.name) and not BRANDS.search(s.manufacturer)
+        assert s.attributes["synthetic"] is True
+        assert s.spec["diameter_mm"] in s.attributes["diameters"]
+        assert s.spec["length_mm"] in s.attributes["lengths"]
+
+
+def test_catalog_is_deterministic_and_copies():
+    a, b = demo_catalog(), demo_catalog()
+    assert [s.spec for s in a] == [s.spec for s in b]
+    a[0].spec["length_mm"] = 99
+    assert demo_catalog()[0].spec["length_mm"] != 99
+
+
+def test_catalog_spans_the_realistic_ranges():
+    cat = demo_catalog()
+    specs = [s.spec for s in cat]
+    assert min(s["diameter_mm"] for s in specs) <= 3.0 and max(s["diameter_mm"] for s in specs) >= 6.0
+    assert min(s["length_mm"] for s in specs) <= 7 and max(s["length_mm"] for s in specs) >= 16
+    pitches = {s["thread"]["pitch_mm"] for s in specs}
+    assert min(pitches) <= 0.6 and max(pitches) >= 2.0
+    assert {s["thread"]["leads"] for s in specs} == {1, 2, 3}
+    angles = {s["connection"].get("cone_angle_deg") for s in specs}
+    assert {8, 11, 11.5, 16, 22, 24} <= angles
+    assert {s["thread"]["profile"] for s in specs} == {"v", "square", "buttress", "reverse_buttress", "knife"}
+    assert {s["connection"]["kind"] for s in specs} == {"external_hex", "internal_hex", "conical", "tri_channel"}
+
+
+def test_look_alike_groups_differ_in_exactly_their_aspect():
+    groups = defaultdict(list)
+    for s in demo_catalog():
+        groups[s.group].append(s)
+    assert len(groups) >= 25
+    seen_aspects = set()
+    for name, members in groups.items():
+        assert len(members) >= 3, name
+        aspect = members[0].attributes["look_alike_aspect"]
+        seen_aspects.add(aspect)
+        allowed = ASPECTS[aspect]
+        flat = [_flatten(m.spec) for m in members]
+        for i in range(len(flat)):
+            for j in range(i + 1, len(flat)):
+                keys = set(flat[i]) | set(flat[j])
+                diff = {k for k in keys if flat[i].get(k) != flat[j].get(k)}
+                assert diff, f"{name}: {members[i].id} and {members[j].id} are identical"
+                assert all(any(k == p or k.startswith(p + ".") for p in allowed) for k in diff), (name, diff)
+    assert seen_aspects == set(ASPECTS)

@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+
+from raiox.synth import demo_catalog, render_fixture_crop, render_reference, render_reference_scene, render_scene, to_png
+
+CAT = demo_catalog()
+
+
+def _inside(box, pts):
+    """Points (N, 2) inside the convex quadrilateral ``box`` (with a pixel of tolerance)."""
+    inside = np.ones(len(pts), bool)
+    for k in range(4):
+        a, b = box[k], box[(k + 1) % 4]
+        edge = b - a
+        normal = np.array([edge[1], -edge[0]]) / (np.linalg.norm(edge) + 1e-9)
+        centre = box.mean(axis=0)
+        sign = np.sign((centre - a) @ normal)
+        inside &= ((pts - a) @ normal) * sign >= -1.5
+    return inside
+
+
+def test_reference_is_deterministic_float_image():
+    spec = CAT[0].spec
+    a, b = render_reference(spec, 3), render_reference(spec, 3)
+    assert a.dtype == np.float32 and a.ndim == 2
+    assert 0 <= a.min() and a.max() <= 1
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, render_reference(spec, 4))
+
+
+@pytest.mark.parametrize("index", [5, 60])
+def test_reference_shows_a_bright_centred_fixture(index):
+    sc = render_reference_scene(CAT[index].spec, 0)
+    img, box = sc.image, sc.boxes[0]
+    h, w = img.shape
+    centre = box.mean(axis=0)
+    assert abs(centre[0] - w / 2) < 0.05 * w and abs(centre[1] - h / 2) < 0.15 * h
+    x0, y0 = box.min(axis=0).astype(int)
+    x1, y1 = box.max(axis=0).astype(int)
+    inside = img[y0:y1, x0:x1]
+    assert np.percentile(inside, 90) > np.median(img) + 0.3
+
+
+def test_scene_is_deterministic():
+    specs = [CAT[1].spec, CAT[40].spec]
+    a = render_scene(specs, 11, {"size": (600, 800)})
+    b = render_scene(specs, 11, {"size": (600, 800)})
+    np.testing.assert_array_equal(a.image, b.image)
+    assert [x.tolist() for x in a.boxes] == [x.tolist() for x in b.boxes]
+    assert a.indices == [0, 1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fixture_metal_lies_inside_its_box(seed):
+    """Render the fixtures alone (no bone, no prosthesis) and check every metal pixel is boxed."""
+    rng = np.random.default_rng(seed)
+    specs = [CAT[int(i)].spec for i in rng.choice(len(CAT), size=int(rng.integers(1, 4)), replace=False)]
+    cond = {"size": (700, 900), "noise": 0.0, "blur": 0.0, "jpeg": None, "text": False, "marks": False,
+            "distractors": False, "neighbours": False, "prosthesis": "none", "occlusion": 0.0, "bone": 0.0}
+    scene = render_scene(specs, seed, cond)
+    assert len(scene.boxes) == len(specs)
+    img = scene.image
+    metal = img > np.median(img) + 0.1
+    ys, xs = np.nonzero(metal)
+    pts = np.stack([xs, ys], axis=1).astype(np.float32)
+    inside_any = np.zeros(len(pts), bool)
+    for box in scene.boxes:
+        assert box.shape == (4, 2)
+        inside_any |= _inside(box, pts)
+        assert ((box >= -1) & (box <= np.array([img.shape[1], img.shape[0]]))).all()
+    assert inside_any.mean() > 0.995
+    # each box is tight: the metal inside it spans (almost) its full length and width
+    for box in scene.boxes:
+        inb = pts[_inside(box, pts)]
+        axis = (box[3] - box[0]) / np.linalg.norm(box[3] - box[0])
+        across = (box[1] - box[0]) / np.linalg.norm(box[1] - box[0])
+        for direction, extent in ((axis, np.linalg.norm(box[3] - box[0])), (across, np.linalg.norm(box[1] - box[0]))):
+            proj = (inb - box[0]) @ direction
+            assert proj.max() - proj.min() > 0.9 * extent - 3
+
+
+def test_box_orientation_platform_first():
+    """box[0], box[1] lie on the platform edge: with a crown-up scene they are above the apex edge."""
+    spec = CAT[7].spec
+    sc = render_scene([spec], 2, {"rotation": 0.0, "size": (800, 600)})
+    b = sc.boxes[0]
+    assert (b[0][1] + b[1][1]) / 2 < (b[2][1] + b[3][1]) / 2
+    sc = render_scene([spec], 2, {"rotation": 180.0, "size": (800, 600)})
+    b = sc.boxes[0]
+    assert (b[0][1] + b[1][1]) / 2 > (b[2][1] + b[3][1]) / 2
+
+
+def test_angulation_foreshortens():
+    spec = CAT[3].spec
+    base = {"rotation": 0.0, "size": (800, 600), "px_per_mm": 25.0, "pano": 1.0}
+    lens = []
+    for ang in (0.0, 20.0):
+        b = render_scene([spec], 5, dict(base, angulation=ang)).boxes[0]
+        lens.append(np.linalg.norm((b[2] + b[3]) / 2 - (b[0] + b[1]) / 2))
+    assert lens[1] < lens[0]
+
+
+def test_fixture_crop_fast_path():
+    sc = render_fixture_crop(CAT[9].spec, 1, {"noise": 0.02}, size=(192, 96))
+    assert sc.image.shape == (192, 96) and sc.image.dtype == np.float32
+    b = sc.boxes[0]
+    length = np.linalg.norm((b[2] + b[3]) / 2 - (b[0] + b[1]) / 2)
+    assert 0.55 * 192 < length < 0.95 * 192
+    again = render_fixture_crop(CAT[9].spec, 1, {"noise": 0.02}, size=(192, 96))
+    np.testing.assert_array_equal(sc.image, again.image)
+
+
+def test_to_png_round_trip():
+    import cv2
+
+    img = render_reference(CAT[2].spec, 0)
+    data = to_png(img)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    back = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert back.shape == img.shape and back.dtype == np.uint8
+    assert np.abs(back / 255.0 - img).max() < 0.003
+    assert cv2.imdecode(np.frombuffer(to_png(img, bits=16), np.uint8), cv2.IMREAD_UNCHANGED).dtype == np.uint16
