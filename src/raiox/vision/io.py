@@ -1,0 +1,158 @@
+"""Reading radiographs: any supported file -> float32 HxW in [0, 1], metal bright.
+
+Supported: JPEG, PNG, WEBP, TIFF (8/16-bit, float), BMP, GIF (first frame) through Pillow with
+EXIF orientation applied, and DICOM through pydicom (modality LUT: rescale slope/intercept, VOI
+LUT or window centre/width, MONOCHROME1 inversion). Everything else is refused with an
+``ImageDecodeError`` (HTTP 422) whose message says why. Inverted polarity is detected and flipped
+(see ``polarity``).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from raiox.kit.errors import Unprocessable
+
+from .polarity import normalise_polarity
+
+MAX_PIXELS = 60_000_000  # far above any dental sensor or panoramic; decompression-bomb guard
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageDecodeError(Unprocessable):
+    """The upload is not a radiograph we can read; ``str(err)`` says why."""
+
+    code = "image_decode_error"
+
+
+def read_image(data: bytes, filename: str | None = None, *, max_pixels: int = MAX_PIXELS,
+               fix_polarity: bool = True) -> np.ndarray:
+    """Decode ``data`` into a normalised grayscale radiograph (float32, [0, 1], metal bright)."""
+    if not data:
+        raise ImageDecodeError("not an image: empty file")
+    kind = sniff(data)
+    if kind is not None:
+        raise ImageDecodeError(f"not an image: {kind}")
+    if _is_dicom(data, filename):
+        img = _read_dicom(data, max_pixels)
+    else:
+        img = _read_pillow(data, max_pixels)
+    if img.shape[0] < 8 or img.shape[1] < 8:
+        raise ImageDecodeError(f"image too small: {img.shape[1]}x{img.shape[0]} pixels")
+    return normalise_polarity(img) if fix_polarity else img
+
+
+def sniff(data: bytes) -> str | None:
+    """A human-readable kind for well-known non-image payloads, or None."""
+    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<!doctype html", b"<html")) or (head.startswith(b"<") and b"<html" in head):
+        what = "HTML page"
+        if b"jotform" in data[:200_000].lower() or b"login" in data[:200_000].lower():
+            what += " (a login or form page was downloaded instead of the file)"
+        return what
+    if head.startswith(b"<?xml") or head.startswith(b"<svg"):
+        return "SVG/XML document" if b"<svg" in head else "XML document"
+    if head.startswith(b"%pdf"):
+        return "PDF document"
+    if head.startswith((b"{", b"[")):
+        return "JSON text"
+    if head.startswith(b"pk\x03\x04"):
+        return "ZIP archive (or Office document)"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip archive"
+    return None
+
+
+def _is_dicom(data: bytes, filename: str | None) -> bool:
+    if len(data) > 132 and data[128:132] == b"DICM":
+        return True
+    return bool(filename) and filename.lower().endswith((".dcm", ".dicom"))
+
+
+def _read_pillow(data: bytes, max_pixels: int) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageDecodeError(f"image too large: {w}x{h} pixels (limit {max_pixels})")
+            im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image: unrecognised file format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"image too large: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(f"corrupt or truncated image: {exc}") from None
+    return _to_gray(im)
+
+
+def _to_gray(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _stretch(np.asarray(im).astype(np.float32))
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im.convert("RGBA"))
+    if im.mode != "L":
+        im = im.convert("L")
+    return np.asarray(im, np.float32) / 255.0
+
+
+def _stretch(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """Map a high-bit-depth array to [0, 1] by its robust range."""
+    finite = np.isfinite(arr)
+    if not finite.all():
+        arr = np.where(finite, arr, np.nanmin(np.where(finite, arr, np.inf)))
+    if lo is None or hi is None:
+        sample = arr[:: max(1, arr.shape[0] // 512), :: max(1, arr.shape[1] // 512)]
+        lo, hi = np.percentile(sample, [0.05, 99.95])
+    if hi - lo < 1e-9:
+        raise ImageDecodeError("image is blank (a single grey level)")
+    return np.clip((arr - lo) / (hi - lo), 0, 1).astype(np.float32)
+
+
+def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:  # pydicom raises many types for broken files
+        raise ImageDecodeError(f"corrupt DICOM file: {exc}") from None
+    if "PixelData" not in ds:
+        raise ImageDecodeError("DICOM file has no image (no PixelData)")
+    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    if rows * cols > max_pixels:
+        raise ImageDecodeError(f"image too large: {cols}x{rows} pixels (limit {max_pixels})")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(ts, "name", ts)
+        raise ImageDecodeError(f"cannot decode DICOM pixel data ({name}): {exc}") from None
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        arr = arr[0]
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if arr.ndim == 3:  # colour DICOM (e.g. a screenshot): luminance
+        gray = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return _stretch(gray, 0.0, 255.0 if arr.dtype == np.uint8 else float(arr.max()))
+    arr = apply_modality_lut(arr, ds)
+    windowed = "WindowCenter" in ds or "VOILUTSequence" in ds
+    if windowed:
+        arr = apply_voi_lut(arr, ds, index=0)
+    arr = np.asarray(arr, np.float32)
+    if windowed:
+        lo, hi = float(arr.min()), float(arr.max())
+        img = _stretch(arr, lo, hi if hi > lo else lo + 1)
+    else:
+        img = _stretch(arr)
+    if photometric == "MONOCHROME1":
+        img = 1.0 - img
+    return img

@@ -1,0 +1,213 @@
+"""raiox.vision.read_image: every supported format, DICOM windowing, orientation, polarity, refusals."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from raiox.kit.errors import RaioxError
+from raiox.synth import demo_catalog, render_reference, render_scene
+from raiox.vision import ImageDecodeError, read_image
+
+SPEC = demo_catalog()[12].spec
+
+
+@pytest.fixture(scope="module")
+def radiograph() -> np.ndarray:
+    return render_reference(SPEC, 1)[::2, ::2].copy()  # 320 x 192, metal bright
+
+
+def _u8(img):
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _encode(img, fmt, **kw):
+    buf = io.BytesIO()
+    Image.fromarray(_u8(img)).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt,kw,tol", [
+    ("PNG", {}, 0.003), ("BMP", {}, 0.003), ("TIFF", {}, 0.003), ("JPEG", {"quality": 95}, 0.08),
+    ("WEBP", {"quality": 95}, 0.1), ("WEBP", {"lossless": True}, 0.003),
+])
+def test_common_formats_decode_to_the_same_picture(radiograph, fmt, kw, tol):
+    out = read_image(_encode(radiograph, fmt, **kw), f"x.{fmt.lower()}")
+    assert out.dtype == np.float32 and out.shape == radiograph.shape
+    assert 0 <= out.min() and out.max() <= 1
+    reference = _u8(radiograph) / 255.0
+    assert np.abs(out - reference).mean() < tol / 4
+    assert np.percentile(np.abs(out - reference), 99) < tol
+
+
+def test_colour_and_alpha_become_grey(radiograph):
+    rgb = np.stack([_u8(radiograph)] * 3, axis=-1)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    assert np.abs(read_image(buf.getvalue()) - radiograph).max() < 0.01
+    rgba = np.dstack([rgb, np.full(radiograph.shape, 255, np.uint8)])
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    assert np.abs(read_image(buf.getvalue()) - radiograph).max() < 0.01
+
+
+def test_16_bit_tiff_with_12_bit_data_is_stretched(radiograph):
+    raw = (radiograph * 4095).round().astype(np.uint16)  # 12-bit sensor data in a 16-bit container
+    buf = io.BytesIO()
+    Image.fromarray(raw).save(buf, "TIFF")  # mode I;16
+    out = read_image(buf.getvalue(), "scan.tif")
+    assert out.max() > 0.99  # not left at 1/16 of the range
+    assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.999
+
+
+def test_float_tiff(radiograph):
+    buf = io.BytesIO()
+    Image.fromarray((radiograph * 1000 - 200).astype(np.float32), "F").save(buf, "TIFF")
+    out = read_image(buf.getvalue())
+    assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.999
+
+
+def _dicom(pixels: np.ndarray, photometric="MONOCHROME2", **tags) -> bytes:
+    from pydicom.dataset import FileMetaDataset, Dataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.3"  # digital intra-oral X-ray
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "IO"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_dicom_monochrome2_with_rescale(radiograph):
+    raw = (radiograph * 4000).round()
+    out = read_image(_dicom(raw, RescaleSlope=2, RescaleIntercept=-1024), "a.dcm")
+    assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.999
+    assert out.max() > 0.99 and out.min() < 0.01
+
+
+def test_dicom_monochrome1_is_inverted_and_windowed(radiograph):
+    raw = ((1 - radiograph) * 4000).round()  # MONOCHROME1: low values are displayed bright
+    centre, width = 1200.0, 1600.0  # a window that clips the brightest part
+    out = read_image(_dicom(raw, "MONOCHROME1", WindowCenter=centre, WindowWidth=width), "b.dcm")
+    expected = 1 - np.clip((raw - (centre - 0.5) + (width - 1) / 2) / (width - 1), 0, 1)
+    assert np.abs(out - expected).max() < 0.01
+    clipped = raw <= centre - width / 2
+    assert clipped.any() and np.allclose(out[clipped], 1.0, atol=0.01)  # windowing really applied
+
+
+def test_dicom_without_pixels_is_refused():
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = "1.2.3.4"
+    ds.PatientName = "Anon"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    with pytest.raises(ImageDecodeError, match="no image"):
+        read_image(buf.getvalue(), "c.dcm")
+
+
+def test_exif_orientation_is_applied(radiograph):
+    im = Image.fromarray(_u8(radiograph))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display needs 90 degrees clockwise
+    buf = io.BytesIO()
+    im.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=95, exif=exif)
+    out = read_image(buf.getvalue(), "phone.jpg")
+    assert out.shape == radiograph.shape
+    assert np.abs(out - radiograph).mean() < 0.03
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_inverted_polarity_is_flipped(seed):
+    img = render_scene([SPEC], seed, {"size": (300, 400)}).image
+    normal = read_image(_encode(img, "PNG"))
+    inverted = read_image(_encode(1 - img, "PNG"))
+    assert np.abs(normal - img).max() < 0.01  # a metal-bright image is left alone
+    assert np.abs(inverted - img).max() < 0.01  # a metal-dark one comes back metal-bright
+    assert np.abs(read_image(_encode(1 - img, "PNG"), fix_polarity=False) - (1 - img)).max() < 0.01
+
+
+JOTFORM_LOGIN = b"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Jotform - Login</title>
+</head><body><form action="/login" method="post"><input name="username"><input type="password" name="password">
+</form></body></html>"""
+
+
+@pytest.mark.parametrize("payload,reason", [
+    (b"", "empty"),
+    (JOTFORM_LOGIN, "HTML page"),
+    (b"\n  <html><body>Forbidden</body></html>", "HTML page"),
+    (b"%PDF-1.7\n%...", "PDF"),
+    (b'{"error": "not found"}', "JSON"),
+    (bytes(range(256)) * 40, "unrecognised"),
+])
+def test_non_images_are_refused_with_a_reason(payload, reason):
+    with pytest.raises(ImageDecodeError, match=reason) as exc:
+        read_image(payload, "upload.jpg")
+    assert isinstance(exc.value, RaioxError) and exc.value.status_code == 422
+    assert str(exc.value).startswith(("not an image", "corrupt"))
+
+
+def test_login_page_reason_mentions_the_login(radiograph):
+    with pytest.raises(ImageDecodeError, match="login"):
+        read_image(JOTFORM_LOGIN)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_files_are_refused(radiograph, fmt):
+    data = _encode(radiograph, fmt)
+    with pytest.raises(ImageDecodeError, match="truncated|corrupt"):
+        read_image(data[: len(data) // 2])
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_decompression_bombs_are_refused_before_decoding():
+    with pytest.raises(ImageDecodeError, match="too large"):
+        read_image(_png_header_only(60_000, 60_000))
+    with pytest.raises(ImageDecodeError, match="too large"):
+        read_image(_png_header_only(3000, 3000), max_pixels=1_000_000)
+
+
+def test_dicom_pixel_cap(radiograph):
+    with pytest.raises(ImageDecodeError, match="too large"):
+        read_image(_dicom((radiograph * 4000).round()), "d.dcm", max_pixels=1000)
+
+
+def test_blank_and_tiny_images_are_refused():
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(buf, "PNG")
+    with pytest.raises(ImageDecodeError, match="too small"):
+        read_image(buf.getvalue())
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 1000, np.uint16)).save(buf, "TIFF")
+    with pytest.raises(ImageDecodeError, match="blank"):
+        read_image(buf.getvalue())
