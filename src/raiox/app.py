@@ -54,4 +54,9 @@ def create_app(*, worker: bool = False) -> FastAPI:
     from raiox.intake.routes import router as intake_router
 
     app.include_router(intake_router)
+    from raiox.delivery.routes import router as delivery_router
+    from raiox.review.routes import router as review_router
+
+    app.include_router(review_router)
+    app.include_router(delivery_router)
     return app

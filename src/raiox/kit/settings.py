@@ -72,6 +72,17 @@ class Settings(BaseSettings):
 
     session_secret: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8000"
+    # Result delivery (review/delivery): attempts and base backoff for Jotform/SMTP, report link lifetime
+    delivery_retries: int = Field(default=5, ge=1, le=20)
+    delivery_backoff_s: float = Field(default=2.0, ge=0)
+    jotform_timeout_s: float = Field(default=15.0, gt=0)
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+    report_link_days: int = Field(default=90, ge=1)
+    # Admin panel: language, session lifetime, login lock-out
+    admin_locale: str = "pt_BR"
+    admin_session_hours: int = Field(default=12, ge=1)
+    admin_max_failed_logins: int = Field(default=5, ge=1)
+    admin_lockout_minutes: int = Field(default=15, ge=1)
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
 

@@ -1,0 +1,100 @@
+"""The result e-mail to the dentist (pt-BR), sent through RAIOX_SMTP_* exactly once.
+
+The Message-ID is fixed (and stored) before sending. Once the message body has been transmitted the
+send counts as done even if the server's final reply is lost: a retry never sends a second copy.
+"""
+
+import re
+import smtplib
+import ssl
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formataddr, parseaddr
+
+from raiox.kit.settings import Settings
+
+
+class EmailError(Exception):
+    def __init__(self, message: str, *, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+@dataclass
+class SendOutcome:
+    uncertain: bool = False  # transmitted, but the final server reply was lost
+
+
+def configured(settings: Settings) -> bool:
+    return bool(settings.smtp_host and settings.smtp_from)
+
+
+def new_message_id(settings: Settings) -> str:
+    domain = parseaddr(settings.smtp_from)[1].rpartition("@")[2] or "raiox.local"
+    return f"<raiox.{uuid.uuid4().hex}@{domain}>"  # short: never folded
+
+
+def build(settings: Settings, *, to: str, subject: str, text: str, html: str, message_id: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = settings.smtp_from
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id
+    msg["Content-Language"] = "pt-BR"
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    return msg
+
+
+def _data(smtp: smtplib.SMTP, payload: bytes, outcome: SendOutcome) -> None:
+    code, reply = smtp.docmd("DATA")
+    if code != 354:
+        raise EmailError(f"SMTP DATA refused: {code} {reply!r}", retriable=code >= 400 and code < 500)
+    body = re.sub(rb"(?m)^\.", b"..", payload)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    smtp.send(body + b".\r\n")
+    outcome.uncertain = True  # from here on, the server may have accepted it
+    code, reply = smtp.getreply()
+    if code != 250:
+        raise EmailError(f"SMTP message refused: {code} {reply!r}", retriable=False)
+    outcome.uncertain = False
+
+
+def send(settings: Settings, msg: EmailMessage) -> SendOutcome:
+    """Blocking send (run in a thread). Raises EmailError unless the message may have been accepted."""
+    outcome = SendOutcome()
+    sender = parseaddr(settings.smtp_from)[1]
+    recipient = parseaddr(str(msg["To"]))[1]
+    try:
+        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s) as smtp:
+            smtp.ehlo()
+            if settings.smtp_starttls:
+                if not smtp.has_extn("starttls"):
+                    raise EmailError("SMTP server does not offer STARTTLS (RAIOX_SMTP_STARTTLS=true)", retriable=False)
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if settings.smtp_user:
+                password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+                smtp.login(settings.smtp_user, password)
+            code, reply = smtp.mail(sender)
+            if code != 250:
+                raise EmailError(f"SMTP sender refused: {code} {reply!r}", retriable=400 <= code < 500)
+            code, reply = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                raise EmailError(f"SMTP recipient refused: {code} {reply!r}", retriable=400 <= code < 500)
+            _data(smtp, msg.as_bytes(policy=SMTP), outcome)
+    except EmailError:
+        raise
+    except (OSError, smtplib.SMTPException) as exc:
+        if outcome.uncertain:
+            return outcome
+        permanent = isinstance(exc, smtplib.SMTPAuthenticationError)
+        raise EmailError(f"SMTP error: {type(exc).__name__}: {exc}", retriable=not permanent) from exc
+    return outcome
+
+
+def address(name: str | None, email: str) -> str:
+    return formataddr((name or "", email))

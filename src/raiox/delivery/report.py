@@ -1,0 +1,48 @@
+"""Signed, expiring links to the one-page case report (itsdangerous, RAIOX_SESSION_SECRET)."""
+
+import secrets
+import uuid
+from functools import lru_cache
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from raiox.kit.errors import NotFound
+from raiox.kit.logging import get_logger
+from raiox.kit.settings import get_settings
+
+log = get_logger(__name__)
+SALT = "raiox.report"
+
+
+@lru_cache
+def _ephemeral_secret() -> str:
+    log.warning("session_secret_missing", detail="RAIOX_SESSION_SECRET unset: using a per-process secret")
+    return secrets.token_urlsafe(32)
+
+
+def secret() -> str:
+    """RAIOX_SESSION_SECRET (required in production); a per-process random one in development."""
+    configured = get_settings().session_secret
+    return configured.get_secret_value() if configured else _ephemeral_secret()
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret(), salt=SALT)
+
+
+def report_token(case_id: uuid.UUID) -> str:
+    return _serializer().dumps(str(case_id))
+
+
+def report_url(case_id: uuid.UUID) -> str:
+    return f"{get_settings().public_url.rstrip('/')}/reports/{report_token(case_id)}"
+
+
+def case_from_token(token: str) -> uuid.UUID:
+    max_age = get_settings().report_link_days * 86400
+    try:
+        return uuid.UUID(_serializer().loads(token, max_age=max_age))
+    except SignatureExpired:
+        raise NotFound("this report link has expired") from None
+    except (BadSignature, ValueError):
+        raise NotFound("invalid report link") from None

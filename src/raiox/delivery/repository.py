@@ -1,0 +1,21 @@
+"""SQL for deliveries."""
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.models import Delivery, ImplantSystem
+
+
+async def get_delivery(session: AsyncSession, case_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None:
+    query = select(Delivery).where(Delivery.case_id == case_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def get_system(session: AsyncSession, system_id: str | None) -> ImplantSystem | None:
+    if not system_id:
+        return None
+    return await session.get(ImplantSystem, system_id)

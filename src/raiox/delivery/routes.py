@@ -1,0 +1,50 @@
+"""The one-page case report, reached through a signed, expiring link (no login: the link is the key)."""
+
+import base64
+import uuid
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.cases import service as cases
+from raiox.delivery import repository
+from raiox.delivery.report import case_from_token
+from raiox.delivery.templates import render
+from raiox.kit.db import get_db_session
+from raiox.kit.errors import NotFound, RaioxError
+from raiox.models import CaseStatus
+
+router = APIRouter(tags=["delivery"])
+REPORTABLE = {CaseStatus.approved, CaseStatus.delivered, CaseStatus.delivery_failed}
+
+
+async def _data_uri(storage_key: str, filename: str | None = None) -> str | None:
+    from raiox.review import images
+
+    try:
+        data, media_type = await images.load(storage_key, filename, max_side=1400, fmt="JPEG")
+    except RaioxError:
+        return None
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+async def report_context(session: AsyncSession, case_id: uuid.UUID) -> dict:
+    from raiox.review import repository as review_repo
+
+    case = await cases.get_or_404(session, case_id)
+    system = await repository.get_system(session, case.approved_system_id)
+    if case.status not in REPORTABLE or system is None:
+        raise NotFound("no approved result for this case")
+    xrays = [await _data_uri(i.storage_key, i.filename)
+             for i in await review_repo.case_images(session, case.id) if i.storage_key]
+    refs = await review_repo.references_of(session, system.id)
+    reference = await _data_uri(refs[0].storage_key) if refs else None
+    return {"case": case, "system": system, "xrays": [x for x in xrays if x], "reference": reference}
+
+
+@router.get("/reports/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def report(token: str, session: AsyncSession = Depends(get_db_session)) -> HTMLResponse:
+    context = await report_context(session, case_from_token(token))
+    headers = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+    return HTMLResponse(render("report.html", **context), headers=headers)

@@ -1,0 +1,179 @@
+"""Result delivery: write the decision into the Jotform submission and e-mail the dentist, once.
+
+Each channel records its own completion in `Delivery` (jotform_done_at, email_sent_at); a retry or a
+resend only redoes what is not done. Transient failures (429, 5xx, timeouts) are retried with
+exponential backoff; after the last attempt the case becomes `delivery_failed` with the reason.
+"""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.cases import service as cases
+from raiox.delivery import email, repository
+from raiox.delivery.jotform import JotformError, edit_submission
+from raiox.delivery.report import report_url
+from raiox.delivery.templates import render
+from raiox.kit import jobs
+from raiox.kit.db import session_scope
+from raiox.kit.logging import get_logger
+from raiox.kit.settings import Settings, get_settings
+from raiox.models import AuditEntry, Case, CaseStatus, Delivery
+
+log = get_logger(__name__)
+TASK = "deliver_result"
+DELIVERABLE = {CaseStatus.approved, CaseStatus.rejected, CaseStatus.delivery_failed}
+
+
+@dataclass
+class Result:
+    approved: bool
+    system: str
+    manufacturer: str
+    message: str
+    report_url: str
+    submission_id: str
+    client_name: str
+
+    def jotform_values(self) -> dict[str, str]:
+        status = "Aprovado" if self.approved else "Rejeitado"
+        return {"system": self.system, "manufacturer": self.manufacturer, "message": self.message,
+                "report": self.report_url, "status": status}
+
+
+async def enqueue(session: AsyncSession, case: Case, *, actor: str, action: str = "delivery.enqueue") -> Delivery:
+    """Create (or re-arm) the case's delivery and defer the job in the caller's transaction."""
+    delivery = await repository.get_delivery(session, case.id, for_update=True)
+    if delivery is None:
+        delivery = Delivery(case_id=case.id, attempts=0)
+        session.add(delivery)
+    delivery.status, delivery.last_error = "pending", None
+    await session.flush()
+    await jobs.defer_in_session(session, TASK, {"case_id": str(case.id)}, lock=f"deliver:{case.id}")
+    session.add(AuditEntry(actor=actor, action=action, case_id=case.id, target=str(delivery.id), details={}))
+    return delivery
+
+
+async def build_result(session: AsyncSession, case: Case) -> Result:
+    system = await repository.get_system(session, case.approved_system_id)
+    return Result(
+        approved=system is not None,
+        system=system.name if system else "",
+        manufacturer=system.manufacturer if system else "",
+        message=case.review_message or "",
+        report_url=report_url(case.id) if system else "",
+        submission_id=case.jotform_submission_id,
+        client_name=case.client_name or "",
+    )
+
+
+def jotform_fields(settings: Settings, result: Result) -> dict[str, str]:
+    values = result.jotform_values()
+    return {qid: values[meaning] for meaning, qid in settings.jotform_result_fields.items() if meaning in values}
+
+
+async def with_retries(settings: Settings, label: str, call: Callable[[], Awaitable]) -> object:
+    for attempt in range(settings.delivery_retries):
+        try:
+            return await call()
+        except (JotformError, email.EmailError) as exc:
+            if not exc.retriable or attempt == settings.delivery_retries - 1:
+                raise
+            delay = getattr(exc, "retry_after", None) or settings.delivery_backoff_s * 2**attempt
+            log.warning("delivery_retry", channel=label, attempt=attempt + 1, delay_s=min(delay, 60), error=str(exc))
+            await asyncio.sleep(min(delay, 60))
+    raise AssertionError("unreachable")
+
+
+async def _mark(case_id: uuid.UUID, **values) -> None:
+    async with session_scope() as session:
+        delivery = await repository.get_delivery(session, case_id, for_update=True)
+        for name, value in values.items():
+            setattr(delivery, name, value)
+
+
+async def _send_jotform(settings: Settings, case_id: uuid.UUID, result: Result) -> None:
+    fields = jotform_fields(settings, result)
+    await with_retries(settings, "jotform", lambda: edit_submission(result.submission_id, fields))
+    await _mark(case_id, jotform_done_at=datetime.now(UTC))
+    log.info("delivery_jotform_done", case_id=str(case_id), fields=sorted(fields))
+
+
+async def _send_email(settings: Settings, case_id: uuid.UUID, result: Result, to: str, message_id: str) -> None:
+    context = {"result": result}
+    msg = email.build(
+        settings, to=email.address(result.client_name, to), message_id=message_id,
+        subject=render("email_subject.txt", **context).strip(),
+        text=render("email.txt", **context), html=render("email.html", **context),
+    )
+    outcome = await with_retries(settings, "email", lambda: asyncio.to_thread(email.send, settings, msg))
+    await _mark(case_id, email_sent_at=datetime.now(UTC))
+    log.info("delivery_email_sent", case_id=str(case_id), message_id=message_id, uncertain=outcome.uncertain)
+
+
+async def _prepare(settings: Settings, case_id: uuid.UUID):
+    async with session_scope() as session:
+        case = await cases.get_or_404(session, case_id)
+        if case.status not in DELIVERABLE:
+            return None
+        delivery = await repository.get_delivery(session, case_id, for_update=True)
+        if delivery is None:
+            delivery = Delivery(case_id=case_id, attempts=0)
+            session.add(delivery)
+        delivery.attempts = (delivery.attempts or 0) + 1
+        result = await build_result(session, case)
+        want_jotform = bool(settings.jotform_api_key and jotform_fields(settings, result) and case.jotform_submission_id)
+        want_email = bool(email.configured(settings) and case.client_email)
+        if want_email and not delivery.email_message_id:
+            delivery.email_message_id = email.new_message_id(settings)  # fixed before any send
+        plan = {
+            "jotform": want_jotform and delivery.jotform_done_at is None,
+            "email": want_email and delivery.email_sent_at is None,
+            "any": want_jotform or want_email,
+        }
+        return result, plan, case.client_email, delivery.email_message_id
+
+
+async def _finish(case_id: uuid.UUID, errors: list[str]) -> str:
+    async with session_scope() as session:
+        case = await cases.get_or_404(session, case_id, for_update=True)
+        delivery = await repository.get_delivery(session, case_id, for_update=True)
+        if errors:
+            reason = "; ".join(errors)
+            delivery.status, delivery.last_error = "failed", reason
+            await cases.transition(session, case, CaseStatus.delivery_failed, actor="system:delivery", reason=reason)
+        else:
+            delivery.status, delivery.last_error = "delivered", None
+            await cases.transition(session, case, CaseStatus.delivered, actor="system:delivery")
+        return case.status
+
+
+async def deliver(case_id: uuid.UUID) -> str:
+    """Deliver the decision on CASE_ID through every configured channel not yet done; the new status."""
+    settings = get_settings()
+    prepared = await _prepare(settings, case_id)
+    if prepared is None:
+        log.info("delivery_skipped", case_id=str(case_id), reason="case not awaiting delivery")
+        return "skipped"
+    result, plan, to, message_id = prepared
+    errors = [] if plan["any"] else [
+        "no delivery channel: configure RAIOX_JOTFORM_API_KEY + RAIOX_JOTFORM_RESULT_FIELDS, or RAIOX_SMTP_HOST"
+        " + RAIOX_SMTP_FROM with the dentist's e-mail on the case"
+    ]
+    if plan["jotform"]:
+        try:
+            await _send_jotform(settings, case_id, result)
+        except JotformError as exc:
+            errors.append(f"jotform: {exc.message}")
+    if plan["email"]:
+        try:
+            await _send_email(settings, case_id, result, to, message_id)
+        except email.EmailError as exc:
+            errors.append(f"email: {exc}")
+    status = await _finish(case_id, errors)
+    log.info("delivery_finished", case_id=str(case_id), status=status, errors=errors)
+    return status

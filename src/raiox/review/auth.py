@@ -1,0 +1,150 @@
+"""Panel authentication: argon2id passwords, signed session cookies, CSRF tokens, lock-out.
+
+The session cookie (itsdangerous, RAIOX_SESSION_SECRET) holds the user id and the CSRF token. It is
+HttpOnly, SameSite=Lax, path `/`, and Secure when the request or RAIOX_PUBLIC_URL is https.
+"""
+
+import hmac
+import logging
+import re
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import Depends, Request, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.delivery.report import secret
+from raiox.kit.auth import token_actor
+from raiox.kit.db import get_db_session
+from raiox.kit.errors import Forbidden, Unauthorized
+from raiox.kit.settings import get_settings
+from raiox.models import User
+
+COOKIE = "raiox_admin"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+ROLES = ("reviewer", "admin")
+hasher = PasswordHasher()  # argon2id with the library's recommended parameters
+# fail2ban matches exactly: "raiox.admin.login_failed ip=<ip> email=<email>" (plain stdlib logger line)
+failure_log = logging.getLogger("raiox.admin")
+_DUMMY_HASH = hasher.hash(secrets.token_hex(16))
+
+
+def hash_password(password: str) -> str:
+    return hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret(), salt="raiox.admin.session")
+
+
+def load_session(request: Request) -> dict:
+    raw = request.cookies.get(COOKIE)
+    if not raw:
+        return {}
+    try:
+        data = _serializer().loads(raw, max_age=get_settings().admin_session_hours * 3600)
+    except BadSignature:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_https(request: Request) -> bool:
+    forwarded = request.headers.get("x-forwarded-proto", "")
+    return request.url.scheme == "https" or forwarded == "https" or get_settings().public_url.startswith("https://")
+
+
+def save_session(request: Request, response: Response, data: dict) -> None:
+    response.set_cookie(
+        COOKIE, _serializer().dumps(data), max_age=get_settings().admin_session_hours * 3600, path="/",
+        httponly=True, samesite="lax", secure=is_https(request),
+    )
+
+
+def clear_session(response: Response) -> None:
+    response.delete_cookie(COOKIE, path="/")
+
+
+def ensure_csrf(session: dict) -> str:
+    session.setdefault("csrf", secrets.token_urlsafe(32))
+    return session["csrf"]
+
+
+def csrf_ok(session: dict, supplied: str | None) -> bool:
+    expected = session.get("csrf")
+    return bool(expected and supplied and hmac.compare_digest(str(expected), str(supplied)))
+
+
+def _clean(value: str) -> str:
+    return re.sub(r"[^\w@.+\-:]", "_", value)[:200] or "-"
+
+
+def log_failure(ip: str, email: str) -> None:
+    failure_log.warning("raiox.admin.login_failed ip=%s email=%s", _clean(ip), _clean(email))
+
+
+async def authenticate(session: AsyncSession, email: str, password: str, ip: str) -> User | None:
+    """The user, or None (failure logged; the account locks after repeated failures)."""
+    from raiox.review import repository
+
+    settings = get_settings()
+    user = await repository.user_by_email(session, email)
+    now = datetime.now(UTC)
+    if user is None or not user.active:
+        verify_password(_DUMMY_HASH, password)  # same cost: no user enumeration by timing
+        log_failure(ip, email)
+        return None
+    if user.locked_until and user.locked_until > now:
+        log_failure(ip, email)
+        return None
+    if not verify_password(user.password_hash, password):
+        user.failed_logins = (user.failed_logins or 0) + 1
+        if user.failed_logins >= settings.admin_max_failed_logins:
+            user.locked_until = now + timedelta(minutes=settings.admin_lockout_minutes)
+            user.failed_logins = 0
+        log_failure(ip, email)
+        return None
+    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    if hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+async def session_user(request: Request, session: AsyncSession) -> User | None:
+    data = load_session(request)
+    try:
+        user_id = uuid.UUID(str(data.get("uid")))
+    except ValueError:
+        return None
+    user = await session.get(User, user_id)
+    if user is None or not user.active or data.get("pw") != user.password_hash[-12:]:
+        return None
+    return user
+
+
+async def require_actor(request: Request, session: AsyncSession = Depends(get_db_session)) -> str:
+    """API dependency: `Authorization: Bearer <token>` ("token:NAME"), or a panel session with its CSRF
+    token in the X-CSRF-Token header ("user:EMAIL")."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        actor = await token_actor(session, token.strip())
+        if actor is None:
+            raise Unauthorized("invalid or revoked token")
+        return actor
+    user = await session_user(request, session)
+    if user is None:
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>) or panel session")
+    if not csrf_ok(load_session(request), request.headers.get(CSRF_HEADER)):
+        raise Forbidden("missing or invalid CSRF token (X-CSRF-Token header)")
+    return f"user:{user.email}"

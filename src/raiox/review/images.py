@@ -1,0 +1,57 @@
+"""Stored images (case X-rays, catalog references) turned into something a browser shows."""
+
+import io
+
+from PIL import Image, UnidentifiedImageError
+
+from raiox.kit.errors import Unprocessable
+from raiox.kit.storage import get_storage
+
+SIGNATURES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"GIF8": "image/gif"}
+
+
+def sniff(data: bytes) -> str | None:
+    for magic, media_type in SIGNATURES.items():
+        if data.startswith(magic):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _decode(data: bytes, filename: str | None) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+    except (UnidentifiedImageError, OSError, ValueError):
+        pass
+    try:  # DICOM and other formats the vision package reads
+        import numpy as np
+
+        from raiox.vision import read_image
+
+        pixels = read_image(data, filename)
+        return Image.fromarray((np.clip(pixels, 0, 1) * 255).astype("uint8"), mode="L")
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is "cannot display"
+        raise Unprocessable(f"cannot display this image: {exc}") from exc
+
+
+def to_browser(data: bytes, filename: str | None = None, *, max_side: int | None = None,
+               fmt: str = "PNG") -> tuple[bytes, str]:
+    """Bytes as-is when the browser can show them (and no resize is asked), else a PNG/JPEG rendition."""
+    media_type = sniff(data)
+    if media_type and max_side is None:
+        return data, media_type
+    image = _decode(data, filename)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("I").point(lambda v: v / 256).convert("L") if image.mode.startswith("I") else image.convert("RGB")
+    if max_side and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side))
+    out = io.BytesIO()
+    image.save(out, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+    return out.getvalue(), f"image/{fmt.lower()}"
+
+
+async def load(storage_key: str, filename: str | None = None, **kwargs) -> tuple[bytes, str]:
+    return to_browser(await get_storage().get(storage_key), filename, **kwargs)

@@ -1,0 +1,30 @@
+"""Review API: approve or reject a case (bearer token or panel session + CSRF header)."""
+
+import uuid
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.kit.db import get_db_session
+from raiox.review import service
+from raiox.review.auth import require_actor
+from raiox.review.schemas import ApproveRequest, DecisionResponse, RejectRequest
+
+router = APIRouter(tags=["review"])
+ERRORS = {401: {"description": "No valid token or session"}, 404: {"description": "Unknown case"},
+          409: {"description": "The case is not awaiting review"}}
+
+
+@router.post("/cases/{case_id}/approve", response_model=DecisionResponse, responses=ERRORS)
+async def approve_case(case_id: uuid.UUID, body: ApproveRequest, actor: str = Depends(require_actor),
+                       session: AsyncSession = Depends(get_db_session)) -> dict:
+    """Approve with the chosen implant system; enqueues the delivery. Repeating it is harmless."""
+    return await service.approve(session, case_id, body.system_id, actor=actor, message=body.message,
+                                 add_to_catalog=body.add_to_catalog)
+
+
+@router.post("/cases/{case_id}/reject", response_model=DecisionResponse, responses=ERRORS)
+async def reject_case(case_id: uuid.UUID, body: RejectRequest, actor: str = Depends(require_actor),
+                      session: AsyncSession = Depends(get_db_session)) -> dict:
+    """Reject with a message to the dentist (e.g. ask for a sharper radiograph); enqueues the delivery."""
+    return await service.reject(session, case_id, body.message, actor=actor)

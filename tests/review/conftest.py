@@ -1,0 +1,67 @@
+import json
+
+import pytest
+from review_helpers import JotformStub
+
+RESULT_FIELDS = {"system": "21", "manufacturer": "22", "message": "23", "report": "24"}
+
+
+@pytest.fixture
+def jotform():
+    stub = JotformStub().start()
+    yield stub
+    stub.stop()
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list = []
+        self.delay_after_accept = 0.0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+        import asyncio
+        import email
+        import email.policy
+
+        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=email.policy.default)))
+        if self.delay_after_accept:
+            await asyncio.sleep(self.delay_after_accept)  # the client's final reply times out
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server():
+    from aiosmtpd.controller import Controller
+
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox()
+    inbox.port = port
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def delivery_env(monkeypatch, database_url, jotform):
+    """Settings pointing the delivery at the Jotform stand-in, short backoff and timeouts."""
+    from raiox.kit.settings import get_settings
+
+    def apply(**extra: str) -> None:
+        values = {
+            "RAIOX_JOTFORM_API_URL": jotform.url, "RAIOX_JOTFORM_RESULT_FIELDS": json.dumps(RESULT_FIELDS),
+            "RAIOX_DELIVERY_BACKOFF_S": "0.05", "RAIOX_JOTFORM_TIMEOUT_S": "0.5", "RAIOX_SMTP_TIMEOUT_S": "1",
+            "RAIOX_PUBLIC_URL": "https://raiox.example.com", "RAIOX_SMTP_HOST": "",
+        } | extra
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    apply()
+    yield apply
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -1,0 +1,156 @@
+"""Test data and stand-ins for the review and delivery tests (a Jotform edit endpoint, case builders)."""
+
+import io
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from raiox.kit.storage import content_key, get_storage
+from raiox.models import (
+    Case, CaseImage, CaseRanking, CaseStatus, Fixture, FixtureResult, ImplantSystem, ReferenceEmbedding,
+    ReferenceImage, User,
+)
+
+
+@dataclass
+class JotformStub:
+    """POST /submission/{id} like Jotform: urlencoded `submission[qid]=value`, APIKEY header.
+    `script` holds behaviours for the next requests: ("status", code) or ("slow", seconds) — the edit
+    is applied, then the answer comes too late."""
+
+    api_key: str = "test-jotform-key"
+    requests: list[dict] = field(default_factory=list)
+    submissions: dict[str, dict] = field(default_factory=dict)
+    script: list[tuple[str, float]] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> "JotformStub":
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                stub.requests.append({"path": self.path, "headers": dict(self.headers), "body": raw})
+                step = stub.script.pop(0) if stub.script else ("ok", 0)
+                if self.headers.get("APIKEY") != stub.api_key:
+                    return self._send(401, {"responseCode": 401, "message": "Invalid API key", "content": []})
+                if step[0] == "status":
+                    code = int(step[1])
+                    return self._send(code, {"responseCode": code, "message": "error", "content": []})
+                sub_id = self.path.rsplit("/", 1)[-1]
+                stub.submissions.setdefault(sub_id, {}).update(dict(parse_qsl(raw)))
+                if step[0] == "slow":
+                    time.sleep(step[1])
+                self._send(200, {"responseCode": 200, "message": "success", "limit-left": 999,
+                                 "content": {"submissionID": sub_id, "URL": f"{stub.url}/submission/{sub_id}"}})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def xray_png(seed: int = 0, size: tuple[int, int] = (640, 420), implants: int = 1) -> bytes:
+    """A radiograph-like picture: dark jaw with bright threaded implant bodies (deterministic)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    bone = 70 + 45 * np.exp(-((yy - h * 0.55) / (h * 0.3)) ** 2) + rng.normal(0, 9, (h, w))
+    image = Image.fromarray(np.clip(bone, 0, 255).astype("uint8"), mode="L")
+    draw = ImageDraw.Draw(image)
+    for k in range(implants):
+        cx, top, bw, bh = w * (k + 1) / (implants + 1), h * 0.22, 34 + 6 * (seed % 3), h * 0.5
+        draw.rectangle([cx - bw / 2, top, cx + bw / 2, top + bh], fill=232)
+        for t in range(int(bh // 14)):
+            y = top + 8 + t * 14
+            draw.polygon([(cx - bw / 2 - 6, y), (cx - bw / 2, y - 5), (cx - bw / 2, y + 5)], fill=225)
+            draw.polygon([(cx + bw / 2 + 6, y), (cx + bw / 2, y - 5), (cx + bw / 2, y + 5)], fill=225)
+        draw.polygon([(cx - bw / 2, top + bh), (cx + bw / 2, top + bh), (cx, top + bh + 24)], fill=232)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def unit_vector(seed: int) -> list[float]:
+    v = np.random.default_rng(seed).normal(size=512)
+    return (v / np.linalg.norm(v)).astype("float32").tolist()
+
+
+async def add_system(session, system_id: str, manufacturer: str, name: str, *, seed: int = 1) -> ImplantSystem:
+    system = ImplantSystem(id=system_id, manufacturer=manufacturer, name=name, connection="Cone Morse",
+                           body_shape="cônico", attributes={"diameters": [3.5, 4.0]})
+    session.add(system)
+    await session.flush()
+    data = xray_png(seed, size=(240, 360))
+    key, sha = content_key(data)
+    await get_storage().put(key, data, "image/png")
+    ref = ReferenceImage(system_id=system_id, storage_key=key, sha256=sha, width=240, height=360, source="import")
+    session.add(ref)
+    await session.flush()
+    session.add(ReferenceEmbedding(reference_image_id=ref.id, system_id=system_id, model_id="raiox-v1",
+                                   embedding=unit_vector(seed)))
+    await session.flush()
+    return system
+
+
+async def add_case(session, *, submission_id: str | None = None, status: str = CaseStatus.awaiting_review,
+                   candidates: list[tuple[str, float]] = (), email: str | None = "dentista@example.com",
+                   name: str = "Dra. Ana Souza", images: int = 1) -> Case:
+    case = Case(jotform_submission_id=submission_id or str(uuid.uuid4().int)[:19], client_name=name,
+                client_email=email, client_phone="(11) 98765-4321", status=status, notes="Implante antigo, sem documentação.",
+                answers={"q3_nome": {"first": "Ana", "last": "Souza"}, "q4_email": email or "", "q8_regiao": "36"})
+    session.add(case)
+    await session.flush()
+    for position in range(images):
+        data = xray_png(100 + position + hash(case.jotform_submission_id) % 50, implants=1 + position % 2)
+        key, sha = content_key(data)
+        await get_storage().put(key, data, "image/png")
+        image = CaseImage(case_id=case.id, position=position, source_url=f"https://www.jotform.com/uploads/x/{position}.png",
+                          filename=f"raio-x-{position + 1}.png", storage_key=key, sha256=sha, size_bytes=len(data),
+                          content_type="image/png", width=640, height=420, status="processed")
+        session.add(image)
+        await session.flush()
+        fixture = Fixture(case_image_id=image.id, index=0, box=[[300, 90], [340, 90], [340, 300], [300, 300]],
+                          confidence=0.93, model_id="raiox-v1", embedding=unit_vector(7 + position))
+        session.add(fixture)
+        await session.flush()
+        for rank, (system_id, score) in enumerate(candidates, start=1):
+            session.add(FixtureResult(fixture_id=fixture.id, rank=rank, system_id=system_id, score=score - 0.01 * position))
+    for rank, (system_id, score) in enumerate(candidates, start=1):
+        session.add(CaseRanking(case_id=case.id, rank=rank, system_id=system_id, score=score, evidence={}))
+    await session.flush()
+    return case
+
+
+async def add_user(session, email: str, password: str, role: str = "reviewer") -> User:
+    from raiox.review.auth import hash_password
+
+    user = User(email=email, password_hash=hash_password(password), role=role)
+    session.add(user)
+    await session.flush()
+    return user

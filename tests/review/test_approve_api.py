@@ -1,0 +1,92 @@
+import uuid
+
+from review_helpers import add_case, add_system
+from sqlalchemy import select
+
+from raiox.kit.auth import create_token
+from raiox.models import AuditEntry, CaseStatus, Delivery
+
+
+async def _setup(session):
+    await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+    await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+    case = await add_case(session, candidates=[("neo-cm", 0.91), ("str-bl", 0.74)])
+    token = await create_token(session, "ops")
+    return case, {"Authorization": f"Bearer {token}"}
+
+
+async def _jobs(session, case_id):
+    from sqlalchemy import text
+
+    rows = await session.execute(text("SELECT task_name, args FROM procrastinate_jobs WHERE args->>'case_id' = :c"),
+                                 {"c": str(case_id)})
+    return rows.all()
+
+
+async def test_approve_enqueues_delivery_in_same_transaction(client, session):
+    case, auth = await _setup(session)
+    response = await client.post(f"/cases/{case.id}/approve", json={"system_id": "str-bl", "message": "Confere."},
+                                 headers=auth)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "approved" and body["system_id"] == "str-bl" and body["reviewed_by"] == "token:ops"
+    assert [j.task_name for j in await _jobs(session, case.id)] == ["deliver_result"]
+    delivery = (await session.execute(select(Delivery).where(Delivery.case_id == case.id))).scalar_one()
+    assert delivery.status == "pending"
+    actions = (await session.execute(select(AuditEntry.action).where(AuditEntry.case_id == case.id))).scalars().all()
+    assert "case.approve" in actions
+
+
+async def test_repeated_approve_is_idempotent_and_different_one_conflicts(client, session):
+    case, auth = await _setup(session)
+    first = await client.post(f"/cases/{case.id}/approve", json={"system": "neo-cm"}, headers=auth)
+    again = await client.post(f"/cases/{case.id}/approve", json={"system": "neo-cm"}, headers=auth)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert len(await _jobs(session, case.id)) == 1  # approved once, delivered once
+    other = await client.post(f"/cases/{case.id}/approve", json={"system": "str-bl"}, headers=auth)
+    assert other.status_code == 409
+    assert "not awaiting review" in other.json()["detail"]
+    reject = await client.post(f"/cases/{case.id}/reject", json={"message": "Envie outra"}, headers=auth)
+    assert reject.status_code == 409
+
+
+async def test_approve_requires_auth_and_known_system(client, session):
+    case, auth = await _setup(session)
+    assert (await client.post(f"/cases/{case.id}/approve", json={"system_id": "neo-cm"})).status_code == 401
+    bad = await client.post(f"/cases/{case.id}/approve", json={"system_id": "nope"}, headers=auth)
+    assert bad.status_code == 422 and "unknown implant system" in bad.json()["detail"]
+    missing = await client.post(f"/cases/{uuid.uuid4()}/approve", json={"system_id": "neo-cm"}, headers=auth)
+    assert missing.status_code == 404
+
+
+async def test_reject_needs_message_and_enqueues(client, session):
+    case, auth = await _setup(session)
+    assert (await client.post(f"/cases/{case.id}/reject", json={"message": ""}, headers=auth)).status_code == 422
+    response = await client.post(f"/cases/{case.id}/reject", json={"message": "Radiografia borrada."}, headers=auth)
+    assert response.status_code == 200
+    assert response.json()["decision"] == "rejected" and response.json()["status"] == CaseStatus.rejected
+    assert len(await _jobs(session, case.id)) == 1
+
+
+async def test_case_not_awaiting_review_is_409(client, session):
+    await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+    case = await add_case(session, status=CaseStatus.processing)
+    token = await create_token(session, "ops")
+    response = await client.post(f"/cases/{case.id}/approve", json={"system_id": "neo-cm"},
+                                 headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 409
+    assert "processing" in response.json()["detail"]
+
+
+async def test_approve_adds_case_images_to_catalog(client, session):
+    from raiox.models import ReferenceEmbedding, ReferenceImage
+
+    case, auth = await _setup(session)
+    response = await client.post(f"/cases/{case.id}/approve", json={"system_id": "str-bl", "add_to_catalog": True},
+                                 headers=auth)
+    assert response.status_code == 200
+    refs = (await session.execute(select(ReferenceImage).where(ReferenceImage.source == "case"))).scalars().all()
+    assert len(refs) == 1 and refs[0].system_id == "str-bl" and refs[0].origin.startswith(f"case:{case.id}")
+    emb = (await session.execute(select(ReferenceEmbedding).where(ReferenceEmbedding.reference_image_id == refs[0].id))).scalar_one()
+    assert emb.model_id == "raiox-v1" and emb.system_id == "str-bl"

@@ -1,0 +1,138 @@
+"""Delivery against the Jotform stand-in and a local SMTP server (aiosmtpd): each result once."""
+
+from urllib.parse import parse_qsl
+
+import pytest
+from review_helpers import add_case, add_system
+from sqlalchemy import select
+
+from raiox.delivery.service import deliver
+from raiox.kit.db import session_scope
+from raiox.models import Case, CaseStatus, Delivery
+from raiox.review import service as review
+
+
+async def _approved_case(system: str = "str-bl", message: str | None = "Conexão confirmada.", email="dentista@example.com"):
+    async with session_scope() as session:
+        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+        case = await add_case(session, submission_id="5812345678901234567", email=email,
+                              candidates=[("neo-cm", 0.91), ("str-bl", 0.74)])
+        await review.approve(session, case.id, system, actor="user:rev@example.com", message=message)
+    return case.id
+
+
+async def _state(case_id):
+    async with session_scope() as session:
+        case = await session.get(Case, case_id)
+        delivery = (await session.execute(select(Delivery).where(Delivery.case_id == case_id))).scalar_one()
+        return case, delivery
+
+
+async def test_edit_request_has_the_documented_form(committed, delivery_env, jotform):
+    case_id = await _approved_case()
+    assert await deliver(case_id) == CaseStatus.delivered
+    assert len(jotform.requests) == 1
+    request = jotform.requests[0]
+    assert request["path"] == "/submission/5812345678901234567"
+    assert request["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request["headers"]["APIKEY"] == "test-jotform-key"
+    assert "apiKey" not in request["path"]  # the key never travels in the URL
+    form = dict(parse_qsl(request["body"]))
+    assert set(form) == {"submission[21]", "submission[22]", "submission[23]", "submission[24]"}
+    assert form["submission[21]"] == "Bone Level" and form["submission[22]"] == "Straumann"
+    assert form["submission[23]"] == "Conexão confirmada."
+    assert form["submission[24]"].startswith("https://raiox.example.com/reports/")
+    case, delivery = await _state(case_id)
+    assert case.status == CaseStatus.delivered and delivery.jotform_done_at is not None and delivery.status == "delivered"
+
+
+async def test_429_then_success(committed, delivery_env, jotform):
+    case_id = await _approved_case()
+    jotform.script = [("status", 429), ("status", 503)]
+    assert await deliver(case_id) == CaseStatus.delivered
+    assert len(jotform.requests) == 3
+    assert jotform.submissions["5812345678901234567"]["submission[21]"] == "Bone Level"
+
+
+async def test_permanent_error_fails_with_reason_then_resend(committed, delivery_env, jotform, client):
+    case_id = await _approved_case()
+    jotform.api_key = "another-key"  # 401: not retried
+    assert await deliver(case_id) == CaseStatus.delivery_failed
+    case, delivery = await _state(case_id)
+    assert len(jotform.requests) == 1
+    assert "401" in case.failure_reason and delivery.status == "failed" and delivery.jotform_done_at is None
+    jotform.api_key = "test-jotform-key"
+    async with session_scope() as session:
+        await review.resend(session, case_id, actor="user:admin@example.com")
+    assert await deliver(case_id) == CaseStatus.delivered
+
+
+async def test_retries_exhausted_marks_delivery_failed(committed, delivery_env, jotform):
+    delivery_env(RAIOX_DELIVERY_RETRIES="3")
+    case_id = await _approved_case()
+    jotform.script = [("status", 500)] * 3
+    assert await deliver(case_id) == CaseStatus.delivery_failed
+    assert len(jotform.requests) == 3
+    case, _ = await _state(case_id)
+    assert "Jotform API 500" in case.failure_reason
+
+
+async def test_timeout_after_edit_applied_is_not_duplicated(committed, delivery_env, jotform, smtp_server):
+    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
+                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>")
+    case_id = await _approved_case()
+    jotform.script = [("slow", 1.5)]  # applied, but the answer arrives after the 0.5 s timeout
+    assert await deliver(case_id) == CaseStatus.delivered
+    assert len(jotform.requests) == 2
+    assert jotform.submissions["5812345678901234567"]["submission[21]"] == "Bone Level"
+    assert len(smtp_server.messages) == 1
+    assert await deliver(case_id) == "skipped"  # a second run of the job changes nothing
+    assert len(jotform.requests) == 2 and len(smtp_server.messages) == 1
+
+
+async def test_email_received_exactly_once_in_pt_br(committed, delivery_env, jotform, smtp_server):
+    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
+                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>")
+    case_id = await _approved_case()
+    jotform.script = [("status", 500)] * 5  # Jotform down: e-mail goes, Jotform fails
+    assert await deliver(case_id) == CaseStatus.delivery_failed
+    async with session_scope() as session:
+        await review.resend(session, case_id, actor="user:admin@example.com")
+    assert await deliver(case_id) == CaseStatus.delivered  # resend: only Jotform is redone
+    assert len(smtp_server.messages) == 1
+    rcpt, message = smtp_server.messages[0]
+    assert rcpt == ["dentista@example.com"]
+    _, delivery = await _state(case_id)
+    assert message["Message-ID"] == delivery.email_message_id
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert "Sistema de implante identificado: Bone Level" in text and "Straumann" in text
+    assert "https://raiox.example.com/reports/" in text
+
+
+async def test_lost_smtp_reply_does_not_send_twice(committed, delivery_env, jotform, smtp_server):
+    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
+                 RAIOX_SMTP_FROM="resultado@raiox.example.com", RAIOX_SMTP_TIMEOUT_S="0.5")
+    smtp_server.delay_after_accept = 1.5  # message accepted, "250" arrives after the client gave up
+    case_id = await _approved_case()
+    assert await deliver(case_id) == CaseStatus.delivered
+    assert len(smtp_server.messages) == 1
+
+
+async def test_rejection_is_delivered_with_the_message(committed, delivery_env, jotform):
+    async with session_scope() as session:
+        case = await add_case(session, submission_id="777")
+        await review.reject(session, case.id, "Envie uma radiografia periapical mais nítida.", actor="user:r@x")
+    assert await deliver(case.id) == CaseStatus.delivered
+    form = dict(parse_qsl(jotform.requests[0]["body"], keep_blank_values=True))
+    assert form["submission[23]"] == "Envie uma radiografia periapical mais nítida."
+    assert form["submission[21]"] == "" and form["submission[24]"] == ""
+
+
+@pytest.mark.parametrize("configured", [False])
+async def test_no_channel_is_a_clear_failure(committed, delivery_env, configured):
+    delivery_env(RAIOX_JOTFORM_RESULT_FIELDS="{}")
+    case_id = await _approved_case(email=None)
+    assert await deliver(case_id) == CaseStatus.delivery_failed
+    case, _ = await _state(case_id)
+    assert "no delivery channel" in case.failure_reason
