@@ -61,6 +61,7 @@ class FakeState:
     redirects: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     delays: dict[str, float] = field(default_factory=dict)
+    delays_after_edit: dict[str, list] = field(default_factory=dict)  # id -> [seconds, times]: edit applied, slow answer
     requests: list[Recorded] = field(default_factory=list)
     edits: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     require_login: bool = False
@@ -114,6 +115,10 @@ class FakeJotform:
 
     def delay(self, prefix: str, seconds: float) -> None:
         self.state.delays[prefix] = seconds
+
+    def delay_after_edit(self, submission_id: str, seconds: float, times: int = 1) -> None:
+        """Apply the next TIMES edits of SUBMISSION_ID at once, but answer only after SECONDS (lost responses)."""
+        self.state.delays_after_edit[submission_id] = [seconds, times]
 
     def redirect(self, path: str, location: str) -> None:
         self.state.redirects[path] = location
@@ -331,6 +336,12 @@ class _Handler(BaseHTTPRequestHandler):
                     question["answer"][sub] = value
                 else:
                     question["answer"] = value
+        with self.fake.lock:
+            slow = self.fake.state.delays_after_edit.get(content["id"])
+            seconds = slow[0] if slow and slow[1] > 0 else 0.0
+            if seconds:
+                slow[1] -= 1
+        time.sleep(seconds)
         self._envelope(200, {"submissionID": content["id"], "URL": f"{self.fake.url}/submission/{content['id']}"})
 
     do_GET = do_POST = do_HEAD = _handle

@@ -1,16 +1,17 @@
 import json
 
 import pytest
-from review_helpers import JotformStub
+from fakes.jotform import FORM_ID, FakeJotform
 
 RESULT_FIELDS = {"system": "21", "manufacturer": "22", "message": "23", "report": "24"}
 
 
 @pytest.fixture
 def jotform():
-    stub = JotformStub().start()
-    yield stub
-    stub.stop()
+    with FakeJotform(api_key="test-jotform-key") as fake:
+        for sid in ("5812345678901234567", "777"):
+            fake.add_submission(FORM_ID, submission_id=sid)
+        yield fake
 
 
 class Inbox:

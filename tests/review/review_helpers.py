@@ -1,13 +1,7 @@
-"""Test data and stand-ins for the review and delivery tests (a Jotform edit endpoint, case builders)."""
+"""Test data for the review and delivery tests: radiograph-like images, systems, cases, users."""
 
 import io
-import json
-import threading
-import time
 import uuid
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -17,62 +11,6 @@ from raiox.models import (
     Case, CaseImage, CaseRanking, CaseStatus, Fixture, FixtureResult, ImplantSystem, ReferenceEmbedding,
     ReferenceImage, User,
 )
-
-
-@dataclass
-class JotformStub:
-    """POST /submission/{id} like Jotform: urlencoded `submission[qid]=value`, APIKEY header.
-    `script` holds behaviours for the next requests: ("status", code) or ("slow", seconds) — the edit
-    is applied, then the answer comes too late."""
-
-    api_key: str = "test-jotform-key"
-    requests: list[dict] = field(default_factory=list)
-    submissions: dict[str, dict] = field(default_factory=dict)
-    script: list[tuple[str, float]] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> "JotformStub":
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _send(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self):  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-                stub.requests.append({"path": self.path, "headers": dict(self.headers), "body": raw})
-                step = stub.script.pop(0) if stub.script else ("ok", 0)
-                if self.headers.get("APIKEY") != stub.api_key:
-                    return self._send(401, {"responseCode": 401, "message": "Invalid API key", "content": []})
-                if step[0] == "status":
-                    code = int(step[1])
-                    return self._send(code, {"responseCode": code, "message": "error", "content": []})
-                sub_id = self.path.rsplit("/", 1)[-1]
-                stub.submissions.setdefault(sub_id, {}).update(dict(parse_qsl(raw)))
-                if step[0] == "slow":
-                    time.sleep(step[1])
-                self._send(200, {"responseCode": 200, "message": "success", "limit-left": 999,
-                                 "content": {"submissionID": sub_id, "URL": f"{stub.url}/submission/{sub_id}"}})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def xray_png(seed: int = 0, size: tuple[int, int] = (640, 420), implants: int = 1) -> bytes:

@@ -34,11 +34,11 @@ async def test_edit_request_has_the_documented_form(committed, delivery_env, jot
     assert await deliver(case_id) == CaseStatus.delivered
     assert len(jotform.requests) == 1
     request = jotform.requests[0]
-    assert request["path"] == "/submission/5812345678901234567"
-    assert request["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
-    assert request["headers"]["APIKEY"] == "test-jotform-key"
-    assert "apiKey" not in request["path"]  # the key never travels in the URL
-    form = dict(parse_qsl(request["body"]))
+    assert (request.method, request.path, request.query) == ("POST", "/submission/5812345678901234567", {})
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    assert headers["content-type"] == "application/x-www-form-urlencoded"
+    assert headers["apikey"] == "test-jotform-key"  # the key never travels in the URL
+    form = dict(parse_qsl(request.body.decode()))
     assert set(form) == {"submission[21]", "submission[22]", "submission[23]", "submission[24]"}
     assert form["submission[21]"] == "Bone Level" and form["submission[22]"] == "Straumann"
     assert form["submission[23]"] == "Conexão confirmada."
@@ -49,10 +49,11 @@ async def test_edit_request_has_the_documented_form(committed, delivery_env, jot
 
 async def test_429_then_success(committed, delivery_env, jotform):
     case_id = await _approved_case()
-    jotform.script = [("status", 429), ("status", 503)]
+    jotform.fail("/submission/", 429, times=1)
+    jotform.fail("/submission/", 503, times=1)
     assert await deliver(case_id) == CaseStatus.delivered
     assert len(jotform.requests) == 3
-    assert jotform.submissions["5812345678901234567"]["submission[21]"] == "Bone Level"
+    assert jotform.submissions["5812345678901234567"]["answers"]["21"]["answer"] == "Bone Level"
 
 
 async def test_permanent_error_fails_with_reason_then_resend(committed, delivery_env, jotform, client):
@@ -71,7 +72,7 @@ async def test_permanent_error_fails_with_reason_then_resend(committed, delivery
 async def test_retries_exhausted_marks_delivery_failed(committed, delivery_env, jotform):
     delivery_env(RAIOX_DELIVERY_RETRIES="3")
     case_id = await _approved_case()
-    jotform.script = [("status", 500)] * 3
+    jotform.fail("/submission/", 500, times=3)
     assert await deliver(case_id) == CaseStatus.delivery_failed
     assert len(jotform.requests) == 3
     case, _ = await _state(case_id)
@@ -82,20 +83,22 @@ async def test_timeout_after_edit_applied_is_not_duplicated(committed, delivery_
     delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
                  RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>")
     case_id = await _approved_case()
-    jotform.script = [("slow", 1.5)]  # applied, but the answer arrives after the 0.5 s timeout
-    assert await deliver(case_id) == CaseStatus.delivered
-    assert len(jotform.requests) == 2
-    assert jotform.submissions["5812345678901234567"]["submission[21]"] == "Bone Level"
+    jotform.delay_after_edit("5812345678901234567", 1.5)  # applied; the answer comes after the 0.5 s timeout
+    status = await deliver(case_id)
+    assert status == CaseStatus.delivered
+    edits = jotform.edits["5812345678901234567"]
+    assert len(edits) >= 2 and all(e == edits[0] for e in edits)  # retried: the same edit, nothing else
+    assert jotform.submissions["5812345678901234567"]["answers"]["21"]["answer"] == "Bone Level"
     assert len(smtp_server.messages) == 1
     assert await deliver(case_id) == "skipped"  # a second run of the job changes nothing
-    assert len(jotform.requests) == 2 and len(smtp_server.messages) == 1
+    assert len(jotform.edits["5812345678901234567"]) == len(edits) and len(smtp_server.messages) == 1
 
 
 async def test_email_received_exactly_once_in_pt_br(committed, delivery_env, jotform, smtp_server):
     delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
                  RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>")
     case_id = await _approved_case()
-    jotform.script = [("status", 500)] * 5  # Jotform down: e-mail goes, Jotform fails
+    jotform.fail("/submission/", 500, times=5)  # Jotform down: e-mail goes, Jotform fails
     assert await deliver(case_id) == CaseStatus.delivery_failed
     async with session_scope() as session:
         await review.resend(session, case_id, actor="user:admin@example.com")
@@ -124,7 +127,7 @@ async def test_rejection_is_delivered_with_the_message(committed, delivery_env, 
         case = await add_case(session, submission_id="777")
         await review.reject(session, case.id, "Envie uma radiografia periapical mais nítida.", actor="user:r@x")
     assert await deliver(case.id) == CaseStatus.delivered
-    form = dict(parse_qsl(jotform.requests[0]["body"], keep_blank_values=True))
+    form = jotform.edits["777"][0]
     assert form["submission[23]"] == "Envie uma radiografia periapical mais nítida."
     assert form["submission[21]"] == "" and form["submission[24]"] == ""
 

@@ -2,7 +2,7 @@
 
 Each channel records its own completion in `Delivery` (jotform_done_at, email_sent_at); a retry or a
 resend only redoes what is not done. Transient failures (429, 5xx, timeouts) are retried with
-exponential backoff; after the last attempt the case becomes `delivery_failed` with the reason.
+exponential backoff (kit.jotform's client for Jotform); after the last attempt the case becomes `delivery_failed` with the reason.
 """
 
 import asyncio
@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
 from raiox.delivery import email, repository
-from raiox.delivery.jotform import JotformError, edit_submission
 from raiox.delivery.report import report_url
 from raiox.delivery.templates import render
 from raiox.kit import jobs
 from raiox.kit.db import session_scope
+from raiox.kit.jotform import JotformError, get_jotform_client
 from raiox.kit.logging import get_logger
 from raiox.kit.settings import Settings, get_settings
 from raiox.models import AuditEntry, Case, CaseStatus, Delivery
@@ -80,12 +80,12 @@ async def with_retries(settings: Settings, label: str, call: Callable[[], Awaita
     for attempt in range(settings.delivery_retries):
         try:
             return await call()
-        except (JotformError, email.EmailError) as exc:
+        except email.EmailError as exc:
             if not exc.retriable or attempt == settings.delivery_retries - 1:
                 raise
-            delay = getattr(exc, "retry_after", None) or settings.delivery_backoff_s * 2**attempt
-            log.warning("delivery_retry", channel=label, attempt=attempt + 1, delay_s=min(delay, 60), error=str(exc))
-            await asyncio.sleep(min(delay, 60))
+            delay = min(settings.delivery_backoff_s * 2**attempt, 60)
+            log.warning("delivery_retry", channel=label, attempt=attempt + 1, delay_s=delay, error=str(exc))
+            await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
 
@@ -98,7 +98,9 @@ async def _mark(case_id: uuid.UUID, **values) -> None:
 
 async def _send_jotform(settings: Settings, case_id: uuid.UUID, result: Result) -> None:
     fields = jotform_fields(settings, result)
-    await with_retries(settings, "jotform", lambda: edit_submission(result.submission_id, fields))
+    async with get_jotform_client(settings, retries=settings.delivery_retries - 1, backoff=settings.delivery_backoff_s,
+                                  timeout=settings.jotform_timeout_s) as api:
+        await api.edit_submission(result.submission_id, fields)
     await _mark(case_id, jotform_done_at=datetime.now(UTC))
     log.info("delivery_jotform_done", case_id=str(case_id), fields=sorted(fields))
 

@@ -93,6 +93,11 @@ def parse_envelope(response: httpx.Response) -> dict:
     return body
 
 
+def edit_form(fields: dict[str, str]) -> dict[str, str]:
+    """`{"21": "x"}` -> `{"submission[21]": "x"}`; a sub-field `"3:first"` -> `submission[3][first]`."""
+    return {"submission" + "".join(f"[{part}]" for part in str(qid).split(":")): value for qid, value in fields.items()}
+
+
 class JotformClient:
     def __init__(
         self,
@@ -150,6 +155,11 @@ class JotformClient:
     async def get_submission(self, submission_id: str) -> dict:
         """`GET /submission/{id}` -> content: {id, form_id, created_at, status, answers: {qid: {...}}}."""
         return (await self.request("GET", f"submission/{submission_id}"))["content"]
+
+    async def edit_submission(self, submission_id: str, fields: dict[str, str]) -> dict:
+        """`POST /submission/{id}`, urlencoded `submission[<qid>]=value`: only FIELDS change (an edit is
+        idempotent, so retrying after a lost answer is safe). Returns the envelope's `content`."""
+        return (await self.request("POST", f"submission/{submission_id}", data=edit_form(fields)))["content"]
 
     async def list_submissions(
         self,
