@@ -23,7 +23,7 @@ async def _error_handler(_request: Request, exc: RaioxError) -> JSONResponse:
 
 def _run_worker() -> asyncio.Task:
     return asyncio.create_task(
-        jobs.app.run_worker_async(install_signal_handlers=False, concurrency=2, wait=True), name="raiox-worker"
+        jobs.run_worker(install_signal_handlers=False, concurrency=2, wait=True), name="raiox-worker"
     )
 
 
@@ -54,6 +54,9 @@ def create_app(*, worker: bool = False) -> FastAPI:
     from raiox.intake.routes import router as intake_router
 
     app.include_router(intake_router)
+    from raiox.cases.routes import router as cases_router
+
+    app.include_router(cases_router)
     from raiox.delivery.routes import router as delivery_router
     from raiox.review.routes import router as review_router
 

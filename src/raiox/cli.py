@@ -71,7 +71,7 @@ def worker(concurrency: int = typer.Option(2, help="Jobs processed at once.")) -
 
     async def _run() -> None:
         async with jobs.app.open_async():
-            await jobs.app.run_worker_async(concurrency=concurrency)
+            await jobs.run_worker(concurrency=concurrency)
 
     asyncio.run(_run())
 

@@ -47,3 +47,33 @@ async def defer_in_session(
         "scheduled_at": scheduled_at,
     }
     return (await session.execute(_DEFER, params)).scalar_one()
+
+
+def worker_options() -> dict:
+    """Heartbeats sized to RAIOX_STALLED_JOB_SECONDS: a live worker is never mistaken for a dead one."""
+    from raiox.kit.settings import get_settings
+
+    stalled = max(3, get_settings().stalled_job_seconds)
+    return {"update_heartbeat_interval": max(1.0, stalled / 3), "stalled_worker_timeout": float(stalled)}
+
+
+async def requeue_stalled(keep_hours: int = 72) -> int:
+    """Retry jobs left `doing` by workers without a recent heartbeat (killed, OOM, power loss).
+
+    Also prunes succeeded jobs older than KEEP_HOURS (periodic tasks would otherwise pile up)."""
+    from raiox.kit.logging import get_logger
+    from raiox.kit.settings import get_settings
+
+    seconds = max(3, get_settings().stalled_job_seconds)
+    stalled = list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=seconds))
+    for job in stalled:
+        get_logger(__name__).warning("stalled_job_requeued", job_id=job.id, task=job.task_name, attempts=job.attempts)
+        await app.job_manager.retry_job(job)
+    await app.job_manager.delete_old_jobs(nb_hours=keep_hours)
+    return len(stalled)
+
+
+async def run_worker(**kwargs) -> None:
+    """Requeue the jobs of dead workers, then run a worker (the app must be open)."""
+    await requeue_stalled()
+    await app.run_worker_async(**{**worker_options(), **kwargs})

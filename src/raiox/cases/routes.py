@@ -1,0 +1,44 @@
+"""Cases API (bearer token): list, detail (images, implants, fused ranking, history), retry."""
+
+import uuid
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.cases import views
+from raiox.cases.schemas import CaseDetail, CasePage, RetryAccepted
+from raiox.cases.service import get_or_404
+from raiox.intake.service import retry_case
+from raiox.kit.auth import require_token
+from raiox.kit.db import get_db_session
+
+router = APIRouter(prefix="/cases", tags=["cases"])
+
+
+@router.get("", response_model=CasePage)
+async def list_cases(
+    status: str | None = Query(None, description="received, processing, awaiting_review, ..."),
+    submission_id: str | None = Query(None, description="Jotform submission id"),
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = Query(None, description="the `next` of the previous page"),
+    _actor: str = Depends(require_token),
+    session: AsyncSession = Depends(get_db_session),
+) -> CasePage:
+    """Cases, newest first, a page at a time (keyset pagination: follow `next`)."""
+    return await views.case_page(session, status=status, submission_id=submission_id, limit=limit, cursor=cursor)
+
+
+@router.get("/{case_id}", response_model=CaseDetail)
+async def get_case(case_id: uuid.UUID, _actor: str = Depends(require_token),
+                   session: AsyncSession = Depends(get_db_session)) -> CaseDetail:
+    """One case: its images with the implants found and their candidates, the fused ranking, the history."""
+    return await views.case_detail(session, case_id)
+
+
+@router.post("/{case_id}/retry", response_model=RetryAccepted)
+async def retry(case_id: uuid.UUID, actor: str = Depends(require_token),
+                session: AsyncSession = Depends(get_db_session)) -> RetryAccepted:
+    """Re-enqueue a failed case (409 unless it is `failed`)."""
+    case = await get_or_404(session, case_id, for_update=True)
+    job_id = await retry_case(session, case, actor=actor)
+    return RetryAccepted(case_id=case.id, status=case.status, job_id=job_id)

@@ -1,0 +1,96 @@
+"""Cases API shapes. `implants` uses the per-implant structure of `raiox identify --json`."""
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel
+
+
+class CaseSummary(BaseModel):
+    id: uuid.UUID
+    jotform_submission_id: str
+    status: str
+    status_label: str  # pt-BR, for display
+    client_name: str | None
+    client_email: str | None
+    source: str
+    failure_reason: str | None
+    approved_system_id: str | None
+    submitted_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CasePage(BaseModel):
+    items: list[CaseSummary]
+    next: str | None  # cursor for the next page (GET /cases?cursor=...), None on the last page
+
+
+class CandidateOut(BaseModel):
+    system: str
+    manufacturer: str
+    name: str
+    score: float
+    rank: int
+    reference_image_id: uuid.UUID | None = None
+
+
+class ImplantOut(BaseModel):
+    box: list[list[float]]  # [[x, y] * 4], platform edge first
+    confidence: float
+    candidates: list[CandidateOut]
+    id: uuid.UUID
+    index: int
+    manual: bool
+    model_id: str
+
+
+class ImageOut(BaseModel):
+    id: uuid.UUID
+    position: int
+    question: str | None
+    filename: str | None
+    status: str  # pending | stored | processed | invalid | failed
+    error: str | None
+    sha256: str | None
+    size_bytes: int | None
+    content_type: str | None
+    width: int | None
+    height: int | None
+    implants: list[ImplantOut]
+
+
+class RankingOut(BaseModel):
+    rank: int
+    system: str
+    manufacturer: str
+    name: str
+    score: float
+    evidence: dict
+
+
+class EventOut(BaseModel):
+    from_status: str | None
+    to_status: str | None
+    actor: str
+    reason: str | None
+    at: datetime
+
+
+class CaseDetail(CaseSummary):
+    form_id: str | None
+    client_phone: str | None
+    notes: str | None
+    fields: dict  # question name -> answer text
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_message: str | None
+    images: list[ImageOut]
+    ranking: list[RankingOut]
+    history: list[EventOut]
+
+
+class RetryAccepted(BaseModel):
+    case_id: uuid.UUID
+    status: str
+    job_id: int

@@ -1,0 +1,167 @@
+"""Processing one case: download -> store (content-addressed) -> decode -> locate/embed -> search -> rank.
+
+Run by the `process_case` job. Every step is safe to repeat: images already stored are read back
+from storage instead of downloaded again, and the final write replaces the case's detected fixtures,
+their results and its ranking in one transaction (a re-run never duplicates anything). Transient
+trouble (Jotform/upload host down, storage down) raises, so the job is retried; a file that is not
+an image, or that cannot be fetched at all, marks only that image and the case goes on.
+"""
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+from raiox.cases.service import get_or_404, transition
+from raiox.intake import repository
+from raiox.intake.download import DownloadFailed, download, new_client, public_url
+from raiox.intake.ranking import fuse
+from raiox.kit.db import session_scope
+from raiox.kit.errors import NotFound
+from raiox.kit.logging import get_logger
+from raiox.kit.settings import get_settings
+from raiox.kit.storage import content_key, get_storage
+from raiox.models import CaseImage, CaseStatus, ImageStatus
+
+log = get_logger(__name__)
+ACTOR = "system:worker"
+RUNNABLE = {CaseStatus.received, CaseStatus.processing, CaseStatus.failed}
+
+
+@dataclass
+class Analysed:
+    image_id: uuid.UUID
+    status: str  # processed | invalid
+    error: str | None = None
+    size: tuple[int, int] | None = None  # (width, height)
+    fixtures: list = field(default_factory=list)  # raiox.vision.FixtureEmbedding
+
+
+async def start(case_id: uuid.UUID, attempt: int) -> list[CaseImage] | None:
+    """Mark the case `processing` (recorded once per attempt); None when there is nothing to do."""
+    async with session_scope() as session:
+        case = await get_or_404(session, case_id, for_update=True)
+        if case.status not in RUNNABLE:
+            log.info("case_already_processed", case_id=str(case_id), status=case.status)
+            return None
+        reason = "processing started" if attempt == 0 else f"processing attempt {attempt + 1}"
+        await transition(session, case, CaseStatus.processing, actor=ACTOR, reason=reason)
+        return await repository.list_images(session, case_id)
+
+
+async def fetch_and_store(image: CaseImage, http: httpx.AsyncClient) -> None:
+    """Download IMAGE once and store its bytes under their sha256 (stored once); mark it stored/failed."""
+    settings = get_settings()
+    try:
+        got = await download(image.source_url, settings, http=http)
+    except DownloadFailed as exc:
+        log.warning("image_download_failed", case_id=str(image.case_id), image_id=str(image.id), reason=exc.message)
+        async with session_scope() as session:
+            await repository.update_image(session, image.id, status=ImageStatus.failed, error=exc.message)
+        image.status, image.error = ImageStatus.failed, exc.message
+        return
+    key, digest = content_key(got.data)
+    storage = get_storage()
+    if not await storage.exists(key):
+        await storage.put(key, got.data, got.content_type or "application/octet-stream")
+    values = {"storage_key": key, "sha256": digest, "size_bytes": len(got.data), "status": ImageStatus.stored,
+              "error": None, "content_type": (got.content_type or "")[:100] or None}
+    async with session_scope() as session:
+        await repository.update_image(session, image.id, **values)
+    for name, value in values.items():
+        setattr(image, name, value)
+    log.info("image_stored", case_id=str(image.case_id), image_id=str(image.id), url=public_url(image.source_url),
+             bytes=len(got.data), sha256=digest[:12])
+
+
+def _analyse_bytes(image_id: uuid.UUID, data: bytes, filename: str | None) -> Analysed:
+    """CPU work (in a thread): decode (ImageDecodeError -> invalid) and locate + embed every fixture."""
+    from raiox.vision import ImageDecodeError, analyze, get_embedder, read_image
+
+    try:
+        pixels = read_image(data, filename)
+    except ImageDecodeError as exc:
+        return Analysed(image_id, ImageStatus.invalid, error=str(exc))
+    height, width = pixels.shape[:2]
+    return Analysed(image_id, ImageStatus.processed, size=(width, height), fixtures=analyze(pixels, get_embedder()))
+
+
+async def analyse(image: CaseImage) -> Analysed:
+    data = await get_storage().get(image.storage_key)
+    return await asyncio.to_thread(_analyse_bytes, image.id, data, image.filename)
+
+
+async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: list[CaseImage]) -> str:
+    """One transaction: replace fixtures/results/ranking, update images, move the case on. New status."""
+    from raiox.catalog.search import search_systems
+    from raiox.vision import get_embedder
+
+    settings, model_id = get_settings(), get_embedder().model_id
+    async with session_scope() as session:
+        case = await get_or_404(session, case_id, for_update=True)
+        if case.status != CaseStatus.processing:
+            log.warning("case_moved_during_processing", case_id=str(case_id), status=case.status)
+            return case.status
+        await repository.delete_automatic_fixtures(session, case_id)
+        for item in analysed:
+            await repository.update_image(session, item.image_id, status=item.status, error=item.error,
+                                          width=item.size[0] if item.size else None,
+                                          height=item.size[1] if item.size else None)
+            index = await repository.next_fixture_index(session, item.image_id)
+            for offset, fixture in enumerate(item.fixtures):
+                embedding = np.asarray(fixture.embedding, dtype=np.float32)
+                fixture_id = await repository.insert_fixture(session, {
+                    "case_image_id": item.image_id, "index": index + offset, "manual": False, "model_id": model_id,
+                    "box": np.asarray(fixture.box, dtype=float).round(2).tolist(),
+                    "confidence": float(fixture.confidence), "embedding": embedding,
+                })
+                candidates = await search_systems(session, embedding, model_id, settings.top_k)
+                await repository.insert_results(session, [
+                    {"fixture_id": fixture_id, "rank": rank, "system_id": c.system_id, "score": float(c.score),
+                     "reference_image_id": c.reference_image_id}
+                    for rank, c in enumerate(candidates, start=1)
+                ])
+        ranking = fuse(await repository.case_evidence(session, case_id))
+        await repository.insert_rankings(session, [
+            {"case_id": case_id, "rank": rank, "system_id": f.system_id, "score": f.score, "evidence": f.evidence}
+            for rank, f in enumerate(ranking, start=1)
+        ])
+        usable = [a for a in analysed if a.status == ImageStatus.processed]
+        failed = [i for i in images if i.status == ImageStatus.failed]
+        if not usable and failed:
+            reasons = "; ".join(f"{i.filename}: {i.error}" for i in failed)
+            await transition(session, case, CaseStatus.failed, actor=ACTOR,
+                             reason=f"no image could be downloaded ({reasons})")
+        else:
+            fixtures = await repository.count_fixtures(session, case_id)
+            await transition(session, case, CaseStatus.awaiting_review, actor=ACTOR,
+                             reason=f"{len(usable)} image(s) analysed, {fixtures} implant(s) found")
+        return case.status
+
+
+async def process_case(case_id: uuid.UUID, *, attempt: int = 0) -> str | None:
+    """The whole pipeline for one case; raises on transient trouble (the job retries). Final status."""
+    images = await start(case_id, attempt)
+    if images is None:
+        return None
+    async with new_client(get_settings()) as http:
+        for image in images:
+            if image.storage_key is None and image.status in (ImageStatus.pending, ImageStatus.failed):
+                await fetch_and_store(image, http)
+    analysed = [await analyse(image) for image in images if image.storage_key]
+    status = await save_results(case_id, analysed, images)
+    log.info("case_processed", case_id=str(case_id), status=status, images=len(images))
+    return status
+
+
+async def mark_failed(case_id: uuid.UUID, reason: str) -> None:
+    """After the last retry: the case becomes `failed` with a human-readable reason."""
+    async with session_scope() as session:
+        try:
+            case = await get_or_404(session, case_id, for_update=True)
+        except NotFound:
+            return
+        if case.status in (CaseStatus.received, CaseStatus.processing):
+            await transition(session, case, CaseStatus.failed, actor=ACTOR, reason=reason)

@@ -1,0 +1,77 @@
+"""Submissions read from the Jotform API: verification of webhook deliveries and reconciliation.
+
+Jotform documents no webhook retries, so `reconcile` lists the form's recent submissions
+(`created_at:gt` now - RAIOX_RECONCILE_LOOKBACK_HOURS; Jotform's `created_at` carries no time zone, the
+look-back window absorbs the offset) and ingests those without a case, through the same idempotent
+`ingest` as the webhook: a webhook arriving at the same time still yields one case.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+from raiox.intake import repository, service
+from raiox.intake.parse import from_api
+from raiox.kit.db import session_scope
+from raiox.kit.jotform import JotformNotFound, get_jotform_client
+from raiox.kit.logging import get_logger
+from raiox.kit.settings import get_settings
+
+log = get_logger(__name__)
+PAGE = 200
+
+
+async def ingest_verified(submission_id: str, form_id: str | None) -> None:
+    """Re-read SUBMISSION_ID from the API; ingest the API's copy if it belongs to the configured form."""
+    settings = get_settings()
+    async with session_scope() as session:
+        if await repository.case_id_for_submission(session, submission_id):
+            return
+    async with get_jotform_client() as api:
+        try:
+            content = await api.get_submission(submission_id)
+        except JotformNotFound:
+            log.warning("submission_not_found_in_jotform", submission_id=submission_id)
+            return
+    expected = settings.jotform_form_id or form_id
+    if expected and str(content.get("form_id")) != expected:
+        log.warning("submission_of_another_form", submission_id=submission_id, form_id=content.get("form_id"))
+        return
+    sub = from_api(content, field_map=settings.jotform_field_map)
+    async with session_scope() as session:
+        result = await service.ingest(session, sub, source="webhook")
+    log.info("submission_verified", submission_id=submission_id, case_id=str(result.case_id), created=result.created)
+
+
+async def reconcile(now: datetime | None = None) -> int:
+    """Ingest recent submissions of the form that have no case yet; number of cases created."""
+    settings = get_settings()
+    if not settings.jotform_form_id or not settings.jotform_api_key:
+        log.info("reconcile_skipped", reason="RAIOX_JOTFORM_FORM_ID or RAIOX_JOTFORM_API_KEY not set")
+        return 0
+    since = (now or datetime.now(UTC)) - timedelta(hours=settings.reconcile_lookback_hours)
+    created = 0
+    async with get_jotform_client() as api:
+        offset = 0
+        while True:
+            page = await api.list_submissions(settings.jotform_form_id, created_after=since, offset=offset, limit=PAGE)
+            created += await _ingest_missing([s for s in page if s.get("status", "ACTIVE") == "ACTIVE"])
+            if len(page) < PAGE:
+                break
+            offset += PAGE
+    log.info("reconcile_done", form_id=settings.jotform_form_id, created=created)
+    return created
+
+
+async def _ingest_missing(items: list[dict]) -> int:
+    settings, created = get_settings(), 0
+    async with session_scope() as session:
+        known = await repository.existing_submission_ids(session, [str(s.get("id")) for s in items])
+    for content in items:
+        if str(content.get("id")) in known or not str(content.get("id") or "").isdigit():
+            continue
+        sub = from_api(content, field_map=settings.jotform_field_map)
+        async with session_scope() as session:
+            result = await service.ingest(session, sub, source="reconcile")
+        if result.created:
+            created += 1
+            log.info("reconcile_ingested", submission_id=sub.submission_id, case_id=str(result.case_id))
+    return created
