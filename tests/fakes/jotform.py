@@ -349,3 +349,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 def created_at_ago(**delta) -> datetime:
     return datetime.now() - timedelta(**delta)
+
+
+def webhook_request(fields: dict[str, str], *, urlencoded: bool = False) -> dict:
+    """httpx keyword arguments (content + headers) posting FIELDS like Jotform does."""
+    if urlencoded:
+        from urllib.parse import urlencode
+
+        return {"content": urlencode(fields).encode(),
+                "headers": {"content-type": "application/x-www-form-urlencoded"}}
+    boundary = "------------------------d74496d66958873e"
+    return {"content": multipart_body(fields, boundary),
+            "headers": {"content-type": f"multipart/form-data; boundary={boundary}"}}

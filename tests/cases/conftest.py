@@ -1,0 +1,3 @@
+"""Cases API tests: shared fixtures (fake Jotform, settings, catalog, worker)."""
+
+from fakes.fixtures import *  # noqa: F403

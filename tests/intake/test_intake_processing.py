@@ -1,0 +1,142 @@
+"""Processing against the fake Jotform upload host: downloads, broken files, outages, idempotence."""
+
+import json
+import uuid
+
+from sqlalchemy import func, select
+
+from fakes.jotform import FORM_ID, webhook_request
+from raiox.intake import processing
+from raiox.kit.db import session_scope
+from raiox.models import Case, CaseImage, CaseRanking, Fixture, FixtureResult
+
+WEBHOOK = "/webhooks/jotform?token=test-webhook-secret"
+
+
+async def submit(api, jotform, files: dict) -> uuid.UUID:
+    content = jotform.add_submission(FORM_ID, files=files)
+    response = await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))
+    assert response.status_code == 200, response.text
+    return uuid.UUID(response.json()["case_id"])
+
+
+async def load(case_id: uuid.UUID):
+    async with session_scope() as session:
+        case = await session.get(Case, case_id)
+        images = (await session.execute(select(CaseImage).where(CaseImage.case_id == case_id)
+                                        .order_by(CaseImage.position))).scalars().all()
+        fixtures = (await session.execute(select(func.count()).select_from(Fixture)
+                                          .join(CaseImage).where(CaseImage.case_id == case_id))).scalar_one()
+        results = (await session.execute(select(func.count()).select_from(FixtureResult).join(Fixture)
+                                         .join(CaseImage).where(CaseImage.case_id == case_id))).scalar_one()
+        ranking = (await session.execute(select(CaseRanking).where(CaseRanking.case_id == case_id)
+                                         .order_by(CaseRanking.rank))).scalars().all()
+    return case, images, fixtures, results, ranking
+
+
+async def test_case_goes_from_webhook_to_awaiting_review(api, jotform, catalog, scene_pngs, database_url):
+    files = {"radiografias": [("raio x; paciente 1, frente.png", scene_pngs[0]),
+                              ("raio x (2).png", scene_pngs[1]), ("cópia & igual.png", scene_pngs[0])]}
+    case_id = await submit(api, jotform, files)
+    assert await processing.process_case(case_id) == "awaiting_review"
+    case, images, fixtures, results, ranking = await load(case_id)
+    assert case.status == "awaiting_review"
+    assert [i.status for i in images] == ["processed"] * 3
+    assert images[0].sha256 == images[2].sha256 != images[1].sha256  # same bytes, same content address
+    assert images[0].storage_key == images[2].storage_key and images[0].width > 0
+    assert fixtures >= 3 and results >= fixtures
+    assert ranking and [r.rank for r in ranking] == list(range(1, len(ranking) + 1))
+    assert all(r.system_id in catalog for r in ranking)
+    assert ranking[0].score >= ranking[-1].score and ranking[0].evidence["support"] >= 1
+    downloads = [r for r in jotform.requests if r.path.startswith("/uploads/")]
+    assert len(downloads) == 3
+    assert all(r.query.get("apiKey") == ["test-jotform-key"] and r.headers.get("APIKEY") == "test-jotform-key"
+               for r in downloads)
+    from raiox.kit.storage import get_storage
+
+    assert await get_storage().get(images[1].storage_key) == scene_pngs[1]
+
+
+async def test_rerun_replaces_results_without_duplicates(api, jotform, catalog, scene_pngs):
+    case_id = await submit(api, jotform, {"radiografias": [("a.png", scene_pngs[0]), ("b.png", scene_pngs[1])]})
+    await processing.process_case(case_id)
+    _, _, fixtures, results, ranking = await load(case_id)
+    async with session_scope() as session:  # as if the worker died after committing, before acknowledging
+        (await session.get(Case, case_id)).status = "processing"
+    assert await processing.process_case(case_id, attempt=1) == "awaiting_review"
+    _, images, fixtures2, results2, ranking2 = await load(case_id)
+    assert (fixtures2, results2) == (fixtures, results)
+    assert [(r.system_id, round(r.score, 5)) for r in ranking2] == [(r.system_id, round(r.score, 5)) for r in ranking]
+    assert len([r for r in jotform.requests if r.path.startswith("/uploads/")]) == 2  # stored: not fetched again
+
+
+async def test_bad_files_mark_their_image_and_the_case_proceeds(api, jotform, catalog, scene_pngs, settings_env):
+    settings_env(download_max_bytes=str(len(scene_pngs[0]) + 10))
+    big = scene_pngs[0] + b"\0" * 100
+    files = {"radiografias": [("boa.png", scene_pngs[0]), ("laudo.txt", b"just some text, not an image"),
+                              ("quebrada.png", scene_pngs[0][:300]), ("enorme.png", big),
+                              ("login.png", b"<!DOCTYPE html><html><body>Login</body></html>")]}
+    case_id = await submit(api, jotform, files)
+    missing = jotform.state.submissions
+    sid = next(iter(missing))
+    missing[sid]["answers"]["10"]["answer"].append(jotform.upload_url(FORM_ID, sid, "sumiu.png"))
+    async with session_scope() as session:  # a 6th file the host does not have (404)
+        session.add(CaseImage(case_id=case_id, position=5, source_url=jotform.upload_url(FORM_ID, sid, "sumiu.png"),
+                              filename="sumiu.png"))
+    assert await processing.process_case(case_id) == "awaiting_review"
+    _, images, fixtures, _, ranking = await load(case_id)
+    by_name = {i.filename: i for i in images}
+    assert by_name["boa.png"].status == "processed" and fixtures >= 1 and ranking
+    assert by_name["laudo.txt"].status == "invalid" and by_name["laudo.txt"].error
+    assert by_name["quebrada.png"].status == "invalid" and by_name["quebrada.png"].error
+    assert by_name["enorme.png"].status == "failed" and "too large" in by_name["enorme.png"].error
+    assert by_name["login.png"].status == "failed" and "HTML page" in by_name["login.png"].error
+    assert by_name["sumiu.png"].status == "failed" and "404" in by_name["sumiu.png"].error
+
+
+async def test_require_login_without_key_is_an_error_not_an_image(api, jotform, catalog, scene_pngs, settings_env):
+    jotform.require_login = True
+    case_id = await submit(api, jotform, {"radiografias": [("a.png", scene_pngs[0])]})
+    settings_env(jotform_api_key="wrong-key")
+    assert await processing.process_case(case_id) == "failed"
+    case, images, *_ = await load(case_id)
+    assert images[0].status == "failed" and "HTML page" in images[0].error
+    assert "no image could be downloaded" in case.failure_reason
+
+
+async def test_upload_host_down_then_back(api, jotform, catalog, scene_pngs, settings_env):
+    case_id = await submit(api, jotform, {"radiografias": [("a.png", scene_pngs[0]), ("b.png", scene_pngs[1])]})
+    jotform.fail("/uploads/", 503, times=2)  # brief outage: absorbed by the download retries
+    assert await processing.process_case(case_id) == "awaiting_review"
+
+    case_id = await submit(api, jotform, {"radiografias": [("c.png", scene_pngs[1])]})
+    jotform.fail("/uploads/", 503, times=100)  # long outage: the job fails (and will be retried)
+    try:
+        await processing.process_case(case_id)
+        raise AssertionError("expected the outage to raise")
+    except Exception as exc:
+        assert "503" in str(exc)
+    case, images, *_ = await load(case_id)
+    assert case.status == "processing" and images[0].status == "pending"  # nothing lost, nothing marked
+    jotform.state.failures.clear()
+    assert await processing.process_case(case_id, attempt=1) == "awaiting_review"
+
+
+async def test_worker_retries_then_marks_failed_with_reason(api, jotform, catalog, scene_pngs, settings_env,
+                                                            run_worker):
+    settings_env(job_retries="1", job_retry_wait_s="0")
+    case_id = await submit(api, jotform, {"radiografias": [("a.png", scene_pngs[0])]})
+    jotform.fail("/uploads/", 503, times=1000)
+    await run_worker()
+    case, images, *_ = await load(case_id)
+    assert case.status == "failed"
+    assert "after 2 attempts" in case.failure_reason and "503" in case.failure_reason
+    assert images[0].status == "pending"
+
+
+async def test_worker_processes_a_case_end_to_end(api, jotform, catalog, scene_pngs, run_worker):
+    case_id = await submit(api, jotform, {"radiografias": [("a.png", scene_pngs[0])]})
+    await run_worker()
+    case, images, fixtures, *_ = await load(case_id)
+    assert case.status == "awaiting_review" and images[0].status == "processed" and fixtures >= 1
+    assert json.dumps(case.payload).find("test-webhook-secret") == -1
