@@ -81,7 +81,7 @@ def _analyse_bytes(image_id: uuid.UUID, data: bytes, filename: str | None) -> An
     from raiox.vision import ImageDecodeError, analyze, get_embedder, read_image
 
     try:
-        pixels = read_image(data, filename)
+        pixels = read_image(data, filename, max_pixels=get_settings().max_pixels)
     except ImageDecodeError as exc:
         return Analysed(image_id, ImageStatus.invalid, error=str(exc))
     height, width = pixels.shape[:2]
