@@ -46,3 +46,19 @@ async def require_token(request: Request, session: AsyncSession = Depends(get_db
     if actor is None:
         raise Unauthorized("invalid or revoked token")
     return actor
+
+
+async def list_tokens(session: AsyncSession) -> list[ApiToken]:
+    return list((await session.execute(select(ApiToken).order_by(ApiToken.created_at))).scalars())
+
+
+async def revoke_token(session: AsyncSession, name_or_prefix: str) -> int:
+    """Revoke the live tokens with this name or prefix; returns how many were revoked."""
+    from sqlalchemy import or_
+
+    result = await session.execute(
+        update(ApiToken)
+        .where(or_(ApiToken.name == name_or_prefix, ApiToken.prefix == name_or_prefix), ApiToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return result.rowcount or 0

@@ -1,0 +1,277 @@
+"""`raiox catalog import|reindex|demo|stats`, `raiox identify IMAGE` and `raiox tokens create|list|revoke`."""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+catalog_app = typer.Typer(help="Implant catalog: import references, re-embed, demo catalog.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+err = Console(stderr=True)
+T = TypeVar("T")
+MAX_SKIPS_SHOWN = 50
+
+
+def run_db(work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]) -> T:
+    """Run `work` with its own engine (no pool shared across event loops), then close it."""
+    from raiox.cli import _settings
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    from raiox.kit.db import sqlalchemy_url
+
+    _settings()
+
+    async def main() -> T:
+        engine = create_async_engine(sqlalchemy_url(), poolclass=NullPool)
+        try:
+            return await work(async_sessionmaker(engine, expire_on_commit=False))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=err, transient=False)
+
+
+def _embedder():
+    from raiox.vision import get_embedder
+
+    return get_embedder()
+
+
+def _print_report(report, title: str) -> None:
+    if report.skipped:
+        table = Table(title=f"Skipped ({len(report.skipped)})", show_lines=False)
+        table.add_column("item", overflow="fold")
+        table.add_column("reason", overflow="fold")
+        for skip in report.skipped[:MAX_SKIPS_SHOWN]:
+            table.add_row(skip.origin, skip.reason)
+        err.print(table)
+        if len(report.skipped) > MAX_SKIPS_SHOWN:
+            err.print(f"... and {len(report.skipped) - MAX_SKIPS_SHOWN} more")
+    parts = [f"{report.added} added", f"{report.embedded} embedded", f"{report.already} already embedded",
+             f"{len(report.skipped)} skipped"]
+    if report.pruned:
+        parts.append(f"{report.pruned} old embeddings pruned")
+    err.print(f"[bold]{title}[/bold]: " + ", ".join(parts))
+
+
+def _import(items: list, *, batch_size: int, whole_image: bool, label: str):
+    from raiox.catalog.runner import run_import
+    from raiox.catalog.service import Importer
+    from raiox.kit.storage import get_storage
+
+    embedder = _embedder()
+    importer = Importer(get_storage(), embedder, whole_image=whole_image)
+    with _progress() as progress:
+        task = progress.add_task(f"{label} ({embedder.model_id})", total=len(items))
+        report = run_db(lambda maker: run_import(
+            maker, importer, items, batch_size, lambda n: progress.advance(task, n)))
+    return report
+
+
+@catalog_app.command("import")
+def import_(
+    path: Path = typer.Argument(..., help="Folder MANUFACTURER/SYSTEM/*.{png,jpg,dcm,...} or a CSV manifest."),
+    batch_size: int = typer.Option(16, min=1, max=512, help="Images embedded and committed together."),
+    whole_image: bool = typer.Option(False, help="Embed the whole image when no fixture is found (else skip it)."),
+) -> None:
+    """Import reference images (resumable, idempotent: images already embedded are skipped)."""
+    from raiox.catalog.sources import from_path
+
+    try:
+        items = list(from_path(path))
+    except (ValueError, OSError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    report = _import(items, batch_size=batch_size, whole_image=whole_image, label="importing")
+    _print_report(report, "import")
+
+
+@catalog_app.command("reindex")
+def reindex(
+    force: bool = typer.Option(False, help="Re-embed images already embedded with the current model too."),
+    prune: bool = typer.Option(False, help="Afterwards, delete embeddings of every other model."),
+    batch_size: int = typer.Option(16, min=1, max=512),
+) -> None:
+    """Re-embed every reference image with the current model (RAIOX_EMBEDDER)."""
+    from raiox.catalog.runner import reindex_total, run_reindex
+    from raiox.catalog.service import Reindexer
+    from raiox.kit.storage import get_storage
+
+    embedder = _embedder()
+    reindexer = Reindexer(get_storage(), embedder)
+
+    async def work(maker):
+        total = await reindex_total(maker, embedder.model_id, force)
+        with _progress() as progress:
+            task = progress.add_task(f"reindexing ({embedder.model_id})", total=total)
+            return await run_reindex(maker, reindexer, force=force, prune=prune, batch_size=batch_size,
+                                     progress=lambda n: progress.advance(task, n))
+
+    _print_report(run_db(work), "reindex")
+
+
+def _demo_systems(limit: int | None, systems: str | None) -> list:
+    from raiox.synth import demo_catalog
+
+    catalog = demo_catalog()
+    if systems:
+        wanted = [s.strip() for s in systems.split(",") if s.strip()]
+        by_id = {demo.id: demo for demo in catalog}
+        unknown = [s for s in wanted if s not in by_id]
+        if unknown:
+            err.print(f"[red]unknown demo system id(s): {', '.join(unknown)}[/red]")
+            raise typer.Exit(2)
+        catalog = [by_id[s] for s in wanted]
+    return catalog[:limit] if limit else catalog
+
+
+@catalog_app.command("demo")
+def demo(
+    if_empty: bool = typer.Option(False, "--if-empty", help="Load only when the catalog has no system."),
+    export_specs: Path | None = typer.Option(None, help="Write the demo systems' specs (JSON) to this file."),
+    refs: int = typer.Option(3, min=1, max=20, help="Reference renders per system (seeds 0..N-1)."),
+    limit: int | None = typer.Option(None, min=1, help="Only the first N demo systems."),
+    systems: str | None = typer.Option(None, help="Only these demo system ids (comma-separated)."),
+    batch_size: int = typer.Option(16, min=1, max=512),
+) -> None:
+    """Load the synthetic demo catalog (raiox.synth): renders stored as PNG, embedded."""
+    from raiox.catalog import repository
+    from raiox.catalog.runner import unit_of_work
+    from raiox.catalog.sources import from_demo
+
+    chosen = _demo_systems(limit, systems)
+    if export_specs is not None:
+        specs = [{"id": d.id, "manufacturer": d.manufacturer, "name": d.name, "spec": d.spec} for d in chosen]
+        export_specs.write_text(json.dumps(specs, indent=2, ensure_ascii=False) + "\n")
+        err.print(f"wrote {len(specs)} specs to {export_specs}")
+
+    async def count(maker) -> int:
+        async with unit_of_work(maker) as session:
+            return await repository.count_systems(session)
+
+    if if_empty and (existing := run_db(count)):
+        err.print(f"catalog already has {existing} systems: demo not loaded")
+        return
+    items = list(from_demo(chosen, refs))
+    _print_report(_import(items, batch_size=batch_size, whole_image=True, label="demo catalog"), "demo")
+
+
+@catalog_app.command("stats")
+def stats() -> None:
+    """Systems, reference images and embeddings per model."""
+    from raiox.catalog import repository
+    from raiox.catalog.runner import unit_of_work
+
+    async def work(maker):
+        async with unit_of_work(maker) as session:
+            return await repository.catalog_size(session)
+
+    print(json.dumps(run_db(work), indent=2))
+
+
+def identify(
+    image: Path = typer.Argument(..., exists=True, dir_okay=False, help="Radiograph (PNG, JPEG, TIFF, BMP, WEBP, DICOM)."),
+    top_k: int | None = typer.Option(None, "--top-k", min=1, max=50, help="Candidates per implant (default RAIOX_TOP_K)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Identify the implant systems in an image (nothing is stored)."""
+    from raiox.catalog.identify import identify as run_identify
+    from raiox.catalog.runner import unit_of_work
+    from raiox.kit.errors import RaioxError
+    from raiox.kit.settings import get_settings
+
+    k = top_k or get_settings().top_k
+
+    async def work(maker):
+        async with unit_of_work(maker) as session:
+            return await run_identify(session, image.read_bytes(), image.name, k)
+
+    try:
+        result = run_db(work)
+    except RaioxError as exc:
+        err.print(f"[red]{image}: {exc.message}[/red]")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(result.model_dump(include={"implants"})))
+        return
+    _print_identification(result)
+
+
+def _print_identification(result) -> None:
+    out = Console()
+    if not result.implants:
+        out.print("no implant found in the image")
+    for number, implant in enumerate(result.implants, start=1):
+        table = Table(title=f"Implant {number} (confidence {implant.confidence:.2f})")
+        for column in ("#", "system", "manufacturer", "name", "score"):
+            table.add_column(column, justify="right" if column in ("#", "score") else "left")
+        for rank, c in enumerate(implant.candidates, start=1):
+            table.add_row(str(rank), c.system, c.manufacturer, c.name, f"{c.score:.3f}")
+        out.print(table)
+
+
+@tokens_app.command("create")
+def tokens_create(name: str = typer.Argument(..., help="Who or what uses the token (e.g. admin-panel, ci).")) -> None:
+    """Create a token; it is shown once, alone on the last line (only its hash is stored)."""
+    from raiox.catalog.runner import unit_of_work
+    from raiox.kit.auth import create_token
+
+    async def work(maker) -> str:
+        async with unit_of_work(maker) as session:
+            return await create_token(session, name)
+
+    token = run_db(work)
+    print(f"created token {name!r} (shown once; store it now):", flush=True)
+    print(token, flush=True)
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """List tokens (name, prefix, dates); never the tokens themselves."""
+    from raiox.catalog.runner import unit_of_work
+    from raiox.kit.auth import list_tokens
+
+    async def work(maker):
+        async with unit_of_work(maker) as session:
+            return await list_tokens(session)
+
+    table = Table()
+    for column in ("name", "prefix", "created", "last used", "revoked"):
+        table.add_column(column)
+    for t in run_db(work):
+        table.add_row(t.name, t.prefix, _when(t.created_at), _when(t.last_used_at), _when(t.revoked_at))
+    Console().print(table)
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name_or_prefix: str = typer.Argument(..., help="Token name, or its prefix as listed.")) -> None:
+    """Revoke live tokens by name or prefix."""
+    from raiox.catalog.runner import unit_of_work
+    from raiox.kit.auth import revoke_token
+
+    async def work(maker) -> int:
+        async with unit_of_work(maker) as session:
+            return await revoke_token(session, name_or_prefix)
+
+    revoked = run_db(work)
+    if not revoked:
+        err.print(f"[red]no live token named or prefixed {name_or_prefix!r}[/red]")
+        raise typer.Exit(1)
+    print(f"revoked {revoked} token(s)")

@@ -1,0 +1,30 @@
+"""Identify implant systems in one image: locate fixtures, embed them, search the catalog."""
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.catalog.schemas import CandidateOut, IdentifyOut, ImplantOut
+from raiox.catalog.search import search_systems
+
+
+def _round_box(box) -> list[list[float]]:
+    return [[round(float(x), 1), round(float(y), 1)] for x, y in box]
+
+
+async def identify(session: AsyncSession, data: bytes, filename: str | None, top_k: int, embedder=None) -> IdentifyOut:
+    """Ranked candidates per implant found (`raiox identify`, `POST /identify`). Stores nothing."""
+    from raiox.vision import analyze, get_embedder, read_image
+
+    image = await asyncio.to_thread(read_image, data, filename)
+    embedder = embedder or await asyncio.to_thread(get_embedder)
+    fixtures = await asyncio.to_thread(analyze, image, embedder)
+    implants = []
+    for fixture in fixtures:
+        found = await search_systems(session, fixture.embedding, embedder.model_id, top_k)
+        implants.append(ImplantOut(
+            box=_round_box(fixture.box), confidence=round(float(fixture.confidence), 4),
+            candidates=[CandidateOut(system=c.system_id, manufacturer=c.manufacturer, name=c.name,
+                                     score=round(c.score, 4)) for c in found],
+        ))
+    return IdentifyOut(implants=implants, model_id=embedder.model_id)

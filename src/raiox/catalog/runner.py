@@ -1,0 +1,69 @@
+"""Units of work for long catalog runs: one transaction per batch, so an interrupted run keeps every
+finished batch and a re-run continues where it stopped (idempotent by sha256 and model id)."""
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from itertools import islice
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from raiox.catalog import repository
+from raiox.catalog.service import Importer, ImportReport, Reindexer
+
+Progress = Callable[[int], None]
+
+
+@asynccontextmanager
+async def unit_of_work(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with maker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def batched(items: Iterable, size: int):
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+async def run_import(
+    maker: async_sessionmaker[AsyncSession], importer: Importer, items: list, batch_size: int = 16,
+    progress: Progress | None = None,
+) -> ImportReport:
+    for batch in batched(items, batch_size):
+        async with unit_of_work(maker) as session:
+            await importer.import_batch(session, batch)
+        if progress:
+            progress(len(batch))
+    return importer.report
+
+
+async def reindex_total(maker: async_sessionmaker[AsyncSession], model_id: str, force: bool) -> int:
+    async with unit_of_work(maker) as session:
+        return await repository.count_references(session, None if force else model_id)
+
+
+async def run_reindex(
+    maker: async_sessionmaker[AsyncSession], reindexer: Reindexer, *, force: bool = False, prune: bool = False,
+    batch_size: int = 16, progress: Progress | None = None,
+) -> ImportReport:
+    model_id = reindexer.embedder.model_id
+    after = None
+    while True:
+        async with unit_of_work(maker) as session:
+            page = await repository.reference_page(session, after, batch_size, None if force else model_id)
+            if page:
+                await reindexer.reindex_batch(session, page)
+        if not page:
+            break
+        after = page[-1].id
+        if progress:
+            progress(len(page))
+    if prune:
+        async with unit_of_work(maker) as session:
+            reindexer.report.pruned = await repository.delete_other_models(session, model_id)
+    return reindexer.report

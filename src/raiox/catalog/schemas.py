@@ -1,0 +1,41 @@
+"""API shapes of the catalog: the per-implant identification structure (shared with case images)
+and the implant system listing."""
+
+from pydantic import BaseModel, Field
+
+
+class CandidateOut(BaseModel):
+    system: str = Field(description="Stable id of the implant system (demo systems: the spec id)")
+    manufacturer: str
+    name: str
+    score: float = Field(description="Cosine similarity of the best matching reference image (-1..1)")
+
+
+class ImplantOut(BaseModel):
+    box: list[list[float]] = Field(description="Four [x, y] corners; the first two on the platform edge")
+    confidence: float = Field(description="Detector confidence (0..1)")
+    candidates: list[CandidateOut] = Field(description="Most similar systems, best first")
+
+
+class IdentifyOut(BaseModel):
+    implants: list[ImplantOut] = Field(description="One entry per implant found in the image")
+    model_id: str | None = Field(default=None, description="Embedding model that produced the ranking")
+    stored: dict | None = Field(default=None, description="Storage key and sha256, when ?store=true")
+
+
+class SystemOut(BaseModel):
+    id: str
+    manufacturer: str
+    name: str
+    connection: str | None = None
+    body_shape: str | None = None
+    attributes: dict = Field(default_factory=dict)
+    active: bool
+    reference_images: int = Field(description="Reference images of this system")
+    embedded: int = Field(description="Reference images embedded with the current model")
+
+
+class SystemPage(BaseModel):
+    items: list[SystemOut]
+    total: int
+    model_id: str

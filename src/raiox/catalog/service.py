@@ -1,0 +1,206 @@
+"""Catalog import and reindex, one batch at a time (the caller owns the session and commits per batch).
+
+Idempotent by content: an image is identified by its sha256; one already embedded for the current
+model is skipped, one stored but not yet embedded (new model, interrupted run) is only embedded.
+Reference images are stored content-addressed (`kit.storage.content_key`), so the same bytes are
+stored once. Each reference is embedded from its most confident fixture (vision `locate` +
+`canonical_crop`, embedded in one batch); an image with no fixture is skipped unless
+`whole_image=True`, which embeds it the way `raiox.vision.embed_reference` does.
+"""
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.catalog import repository
+from raiox.catalog.sources import ImportItem, Skip
+from raiox.catalog.vector_index import ensure_vector_index
+from raiox.kit.errors import RaioxError
+from raiox.kit.storage import Storage, content_key
+from raiox.models import EMBEDDING_DIM
+
+
+@dataclass
+class ImportReport:
+    added: int = 0  # new reference images, stored and embedded
+    embedded: int = 0  # reference images already stored, now embedded for this model
+    already: int = 0  # already embedded for this model: nothing to do
+    pruned: int = 0  # embeddings of other models deleted (reindex --prune)
+    skipped: list[Skip] = field(default_factory=list)
+
+    def skip(self, origin: str, reason: str) -> None:
+        self.skipped.append(Skip(origin, reason))
+
+
+@dataclass
+class _Ready:
+    item: ImportItem
+    data: bytes
+    sha256: str
+    image: np.ndarray
+    box: np.ndarray | None = None
+    vector: np.ndarray | None = None
+
+
+def decode(data: bytes, filename: str | None) -> np.ndarray:
+    from raiox.vision import read_image
+
+    return read_image(data, filename)
+
+
+def embed_images(images: list[np.ndarray], embedder, whole_image: bool) -> list[tuple[np.ndarray | None, np.ndarray] | str]:
+    """Per image: (box, vector) of its most confident fixture, or a reason why it has none."""
+    from raiox.vision import canonical_crop, embed_reference, locate
+
+    results: list = []
+    crops, where = [], []
+    for image in images:
+        found = locate(image)
+        if found:
+            where.append(len(results))
+            crops.append(canonical_crop(image, found[0].box))
+            results.append(np.asarray(found[0].box, dtype=np.float32))
+        elif whole_image:
+            results.append((None, embed_reference(image, embedder)))
+        else:
+            results.append("no fixture found (use --whole-image to embed the whole image)")
+    if crops:
+        vectors = embedder.embed(crops)
+        for index, vector in zip(where, vectors, strict=True):
+            results[index] = (results[index], np.asarray(vector, dtype=np.float32))
+    return results
+
+
+class Importer:
+    """Imports batches of items for one embedder, remembering what this run has seen."""
+
+    def __init__(self, storage: Storage, embedder, *, whole_image: bool = False) -> None:
+        self.storage, self.embedder, self.whole_image = storage, embedder, whole_image
+        self.report = ImportReport()
+        self.seen: dict[str, ImportItem] = {}
+        self._indexed = False
+
+    async def import_batch(self, session: AsyncSession, items: list[ImportItem | Skip]) -> None:
+        if not self._indexed:
+            await ensure_vector_index(session, self.embedder.model_id)
+            self._indexed = True
+        loaded = [ready for item in items if (ready := await self._load(item)) is not None]
+        todo = await self._filter_known(session, loaded)
+        await asyncio.to_thread(self._embed, todo)
+        rows = []
+        for ready in todo:
+            if ready.vector is None:
+                continue
+            rows.append(await self._store(session, ready))
+        await repository.put_embeddings(session, [r[:2] for r in rows], np.array([r[2] for r in rows]),
+                                        self.embedder.model_id)
+
+    async def _load(self, item: ImportItem | Skip) -> _Ready | None:
+        if isinstance(item, Skip):
+            self.report.skipped.append(item)
+            return None
+        try:
+            data = await asyncio.to_thread(item.load)
+        except Exception as exc:  # noqa: BLE001 - any read/download failure is reported, the run goes on
+            self.report.skip(item.origin, f"unreadable: {_reason(exc)}")
+            return None
+        sha256 = hashlib.sha256(data).hexdigest()
+        first = self.seen.setdefault(sha256, item)
+        if first is not item:
+            self.report.skip(item.origin, f"duplicate of {first.origin}")
+            return None
+        try:
+            image = await asyncio.to_thread(decode, data, item.filename)
+        except (RaioxError, ValueError, OSError) as exc:
+            self.report.skip(item.origin, f"not a usable image: {_reason(exc)}")
+            return None
+        return _Ready(item, data, sha256, image)
+
+    async def _filter_known(self, session: AsyncSession, loaded: list[_Ready]) -> list[_Ready]:
+        known = await repository.find_references(session, [r.sha256 for r in loaded])
+        ids = [image_id for entries in known.values() for image_id, _ in entries]
+        embedded = await repository.embedded_image_ids(session, ids, self.embedder.model_id)
+        todo = []
+        for ready in loaded:
+            entries = known.get(ready.sha256, [])
+            other = [system_id for _, system_id in entries if system_id != ready.item.system_id]
+            if other:
+                self.report.skip(ready.item.origin, f"same image already in system {other[0]}")
+            elif entries and entries[0][0] in embedded:
+                self.report.already += 1
+            else:
+                todo.append(ready)
+        return todo
+
+    def _embed(self, todo: list[_Ready]) -> None:
+        for ready, result in zip(todo, embed_images([r.image for r in todo], self.embedder, self.whole_image),
+                                 strict=True):
+            if isinstance(result, str):
+                self.report.skip(ready.item.origin, result)
+            else:
+                ready.box, ready.vector = result
+
+    async def _store(self, session: AsyncSession, ready: _Ready) -> tuple:
+        item = ready.item
+        key, _ = content_key(ready.data)
+        await self.storage.put(key, ready.data, item.content_type)
+        await repository.upsert_system(session, item.system_id, item.manufacturer, item.system, item.attributes,
+                                       spec=item.spec)
+        existing = await repository.find_references(session, [ready.sha256])
+        height, width = ready.image.shape[:2]
+        image_id = await repository.add_reference_image(
+            session, system_id=item.system_id, storage_key=key, sha256=ready.sha256, width=width, height=height,
+            source=item.source, origin=item.origin, box=None if ready.box is None else ready.box.tolist(),
+        )
+        if existing:
+            self.report.embedded += 1
+        else:
+            self.report.added += 1
+        return image_id, item.system_id, ready.vector
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+class Reindexer:
+    """Re-embeds stored reference images with the current model (same crop: the stored fixture box)."""
+
+    def __init__(self, storage: Storage, embedder) -> None:
+        self.storage, self.embedder = storage, embedder
+        self.report = ImportReport()
+        self._indexed = False
+
+    async def reindex_batch(self, session: AsyncSession, images: list) -> None:
+        if not self._indexed:
+            await ensure_vector_index(session, self.embedder.model_id)
+            self._indexed = True
+        decoded = []
+        for ref in images:
+            try:
+                data = await self.storage.get(ref.storage_key)
+                decoded.append((ref, await asyncio.to_thread(decode, data, ref.origin)))
+            except (RaioxError, ValueError, OSError) as exc:
+                self.report.skip(ref.origin or ref.storage_key, f"cannot re-read: {_reason(exc)}")
+        vectors = await asyncio.to_thread(self._embed, decoded)
+        await repository.put_embeddings(session, [(ref.id, ref.system_id) for ref, _ in decoded], vectors,
+                                        self.embedder.model_id)
+        self.report.embedded += len(decoded)
+
+    def _embed(self, decoded: list) -> np.ndarray:
+        from raiox.vision import canonical_crop, embed_reference
+
+        vectors = np.zeros((len(decoded), EMBEDDING_DIM), dtype=np.float32)
+        boxed = [i for i, (ref, _) in enumerate(decoded) if ref.box]
+        if boxed:
+            crops = [canonical_crop(decoded[i][1], np.asarray(decoded[i][0].box, dtype=np.float32)) for i in boxed]
+            vectors[boxed] = self.embedder.embed(crops)
+        for i, (ref, image) in enumerate(decoded):
+            if not ref.box:
+                vectors[i] = embed_reference(image, self.embedder)
+        return vectors

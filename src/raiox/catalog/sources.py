@@ -1,0 +1,189 @@
+"""Where catalog reference images come from: a folder tree, a CSV manifest, or the synthetic demo.
+
+Each source yields `ImportItem`s (bytes loaded lazily) and `Skip`s for entries it cannot use, so
+the import can report everything it left out and why.
+"""
+
+import csv
+import json
+import mimetypes
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dcm"}
+IMAGE_COLUMNS = ("image", "image_path", "image_url", "path", "url", "file")
+ATTRIBUTES_FILE = "attributes.json"
+
+
+@dataclass
+class ImportItem:
+    system_id: str
+    manufacturer: str
+    system: str
+    origin: str  # file path, URL or demo reference: shown in reports, stored on the image
+    load: Callable[[], bytes]
+    attributes: dict = field(default_factory=dict)
+    spec: dict | None = None
+    source: str = "import"
+
+    @property
+    def filename(self) -> str:
+        return self.origin.rsplit("/", 1)[-1]
+
+    @property
+    def content_type(self) -> str:
+        if self.filename.lower().endswith(".dcm"):
+            return "application/dicom"
+        return mimetypes.guess_type(self.filename)[0] or "application/octet-stream"
+
+
+@dataclass
+class Skip:
+    origin: str
+    reason: str
+
+
+def slugify(*parts: str) -> str:
+    """Stable system id: ASCII, lower case, dashes (e.g. "Neodent" + "Grand Morse" -> neodent-grand-morse)."""
+    text = unicodedata.normalize("NFKD", " ".join(parts)).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:120] or "system"
+
+
+def _coerce(value: str) -> object:
+    value = value.strip()
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def parse_attributes(raw: str | None) -> dict:
+    """JSON object, or `key=value` pairs separated by `;` (or `,`; a piece without `=` continues the
+    previous value, so `diameters=3.5,4.0` survives)."""
+    raw = (raw or "").strip()
+    if not raw:
+        return {}
+    if raw.startswith("{"):
+        value = json.loads(raw)
+        if not isinstance(value, dict):
+            raise ValueError("attributes JSON must be an object")
+        return value
+    attributes: dict[str, object] = {}
+    last = None
+    for piece in re.split(r"[;,]", raw):
+        key, sep, value = piece.partition("=")
+        if sep and key.strip():
+            last = key.strip()
+            attributes[last] = value.strip()
+        elif last is not None and piece.strip():
+            attributes[last] = f"{attributes[last]},{piece.strip()}"
+        elif piece.strip():
+            raise ValueError(f"attribute without '=': {piece.strip()!r}")
+    return {key: _coerce(value) for key, value in attributes.items()}
+
+
+def _read_file(path: Path) -> Callable[[], bytes]:
+    return lambda: path.read_bytes()
+
+
+def _system_attributes(folder: Path) -> dict:
+    path = folder / ATTRIBUTES_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def from_folder(root: Path) -> Iterator[ImportItem | Skip]:
+    """ROOT/MANUFACTURER/SYSTEM/*.{png,jpg,jpeg,tif,tiff,bmp,webp,dcm} (+ optional attributes.json)."""
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or path.name == ATTRIBUTES_FILE:
+            continue
+        if len(rel.parts) != 3:
+            yield Skip(str(rel), "not in a MANUFACTURER/SYSTEM/ folder")
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            yield Skip(str(rel), f"unsupported file type {path.suffix or '(none)'}")
+        else:
+            manufacturer, system = rel.parts[0], rel.parts[1]
+            try:
+                attributes = _system_attributes(path.parent)
+            except (ValueError, OSError) as exc:
+                yield Skip(str(rel), f"bad {ATTRIBUTES_FILE}: {exc}")
+                continue
+            yield ImportItem(slugify(manufacturer, system), manufacturer, system, str(rel), _read_file(path), attributes)
+
+
+def _download(url: str) -> Callable[[], bytes]:
+    def load() -> bytes:
+        import httpx
+
+        from raiox.kit.settings import get_settings
+
+        limit = get_settings().download_max_bytes
+        with httpx.stream("GET", url, timeout=30, follow_redirects=True) as response:
+            response.raise_for_status()
+            data = bytearray()
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > limit:
+                    raise ValueError(f"larger than {limit} bytes")
+        return bytes(data)
+
+    return load
+
+
+def from_manifest(path: Path) -> Iterator[ImportItem | Skip]:
+    """CSV with columns manufacturer, system, attributes, and an image path (relative to the CSV) or URL."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+        image_column = next((columns[c] for c in IMAGE_COLUMNS if c in columns), None)
+        missing = [c for c in ("manufacturer", "system") if c not in columns]
+        if missing or image_column is None:
+            need = ", ".join(missing + ([] if image_column else ["image (path or URL)"]))
+            raise ValueError(f"{path.name}: missing column(s): {need}")
+        for line, row in enumerate(reader, start=2):
+            yield _manifest_row(path, line, row, columns, image_column)
+
+
+def _manifest_row(path: Path, line: int, row: dict, columns: dict, image_column: str) -> ImportItem | Skip:
+    manufacturer = (row.get(columns["manufacturer"]) or "").strip()
+    system = (row.get(columns["system"]) or "").strip()
+    image = (row.get(image_column) or "").strip()
+    origin = f"{path.name}:{line}"
+    if not (manufacturer and system and image):
+        return Skip(origin, "row needs manufacturer, system and image")
+    try:
+        attributes = parse_attributes(row.get(columns["attributes"]) if "attributes" in columns else None)
+    except ValueError as exc:
+        return Skip(origin, f"bad attributes: {exc}")
+    if re.match(r"^https?://", image, re.I):
+        return ImportItem(slugify(manufacturer, system), manufacturer, system, image, _download(image), attributes)
+    file = Path(image) if Path(image).is_absolute() else path.parent / image
+    if file.suffix.lower() not in IMAGE_SUFFIXES:
+        return Skip(f"{origin} ({image})", f"unsupported file type {file.suffix or '(none)'}")
+    return ImportItem(slugify(manufacturer, system), manufacturer, system, str(file), _read_file(file), attributes)
+
+
+def from_path(path: Path) -> Iterator[ImportItem | Skip]:
+    if path.is_dir():
+        return from_folder(path)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return from_manifest(path)
+    raise ValueError(f"{path}: expected a folder MANUFACTURER/SYSTEM/*.png|jpg|dcm... or a CSV manifest")
+
+
+def from_demo(systems: list, refs_per_system: int) -> Iterator[ImportItem]:
+    """The synthetic demo catalog: `refs_per_system` clean renders (seeds 0..n-1) per system."""
+    from raiox.synth import render_reference, to_png
+
+    for demo in systems:
+        for seed in range(refs_per_system):
+            yield ImportItem(
+                demo.id, demo.manufacturer, demo.name, f"demo:{demo.id}#{seed}.png",
+                (lambda spec=demo.spec, seed=seed: to_png(render_reference(spec, seed=seed))),
+                dict(demo.attributes), spec=demo.spec, source="demo",
+            )
