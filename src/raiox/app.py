@@ -62,4 +62,9 @@ def create_app(*, worker: bool = False) -> FastAPI:
 
     app.include_router(review_router)
     app.include_router(delivery_router)
+    from raiox.catalog.routes import router as catalog_router
+    from raiox.kit import metrics
+
+    app.include_router(catalog_router)
+    metrics.install(app)
     return app

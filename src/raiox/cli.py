@@ -15,6 +15,12 @@ app.add_typer(db_app, name="db")
 from raiox.vision import cli as vision_cli  # noqa: E402
 
 app.add_typer(vision_cli.app, name="vision")
+
+from raiox.catalog import cli as catalog_cli  # noqa: E402
+
+app.add_typer(catalog_cli.catalog_app, name="catalog")
+app.add_typer(catalog_cli.tokens_app, name="tokens")
+app.command("identify")(catalog_cli.identify)
 console = Console(stderr=True)
 
 

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -52,19 +53,16 @@ def _embedder():
 
 def _print_report(report, title: str) -> None:
     if report.skipped:
-        table = Table(title=f"Skipped ({len(report.skipped)})", show_lines=False)
-        table.add_column("item", overflow="fold")
-        table.add_column("reason", overflow="fold")
+        err.print(f"[yellow]skipped {len(report.skipped)}:[/yellow]")
         for skip in report.skipped[:MAX_SKIPS_SHOWN]:
-            table.add_row(skip.origin, skip.reason)
-        err.print(table)
+            err.print(f"  {escape(skip.origin)}: {escape(skip.reason)}", soft_wrap=True, highlight=False)
         if len(report.skipped) > MAX_SKIPS_SHOWN:
-            err.print(f"... and {len(report.skipped) - MAX_SKIPS_SHOWN} more")
+            err.print(f"  ... and {len(report.skipped) - MAX_SKIPS_SHOWN} more")
     parts = [f"{report.added} added", f"{report.embedded} embedded", f"{report.already} already embedded",
              f"{len(report.skipped)} skipped"]
     if report.pruned:
         parts.append(f"{report.pruned} old embeddings pruned")
-    err.print(f"[bold]{title}[/bold]: " + ", ".join(parts))
+    err.print(f"[bold]{title}[/bold]: " + ", ".join(parts), soft_wrap=True, highlight=False)
 
 
 def _import(items: list, *, batch_size: int, whole_image: bool, label: str):

@@ -1,0 +1,82 @@
+"""HTTP API of the catalog: `GET /implants`, `POST /identify`, `GET /metrics` (bearer token)."""
+
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.catalog import repository
+from raiox.catalog.identify import identify
+from raiox.catalog.schemas import IdentifyOut, SystemOut, SystemPage
+from raiox.kit import metrics
+from raiox.kit.auth import require_token
+from raiox.kit.db import get_db_session
+from raiox.kit.errors import BadRequest, TooLarge
+from raiox.kit.settings import get_settings
+from raiox.kit.storage import content_key, get_storage
+
+router = APIRouter(tags=["catalog"], dependencies=[Depends(require_token)])
+AUTH_ERRORS = {401: {"description": "Missing, invalid or revoked bearer token"}}
+
+
+@router.get("/implants", response_model=SystemPage, responses=AUTH_ERRORS, summary="List or search implant systems")
+async def list_implants(
+    q: str | None = Query(None, description="Text in the id, name or manufacturer"),
+    manufacturer: str | None = Query(None, description="Exact manufacturer (case-insensitive)"),
+    active: bool | None = Query(None, description="Only active (true) or inactive (false) systems"),
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    session: AsyncSession = Depends(get_db_session),
+) -> SystemPage:
+    model_id = _model_id()
+    rows, total = await repository.list_systems(session, q=q, manufacturer=manufacturer, active=active, limit=limit,
+                                                offset=offset, model_id=model_id)
+    items = [
+        SystemOut(id=s.id, manufacturer=s.manufacturer, name=s.name, connection=s.connection, body_shape=s.body_shape,
+                  attributes=s.attributes or {}, active=s.active, reference_images=images, embedded=embedded)
+        for s, images, embedded in rows
+    ]
+    return SystemPage(items=items, total=total, model_id=model_id)
+
+
+def _model_id() -> str:
+    from raiox.vision import get_embedder
+
+    return get_embedder().model_id
+
+
+@router.post(
+    "/identify", response_model=IdentifyOut, response_model_exclude_none=True, summary="Identify implants in an image",
+    responses={**AUTH_ERRORS, 413: {"description": "Image too large"}, 422: {"description": "Not a usable image"}},
+)
+async def identify_image(
+    image: UploadFile = File(..., description="Radiograph: PNG, JPEG, TIFF, BMP, WEBP or DICOM"),
+    top_k: int | None = Query(None, ge=1, le=50, description="Candidates per implant (default RAIOX_TOP_K)"),
+    store: bool = Query(False, description="Keep the image in object storage (content-addressed)"),
+    session: AsyncSession = Depends(get_db_session),
+) -> IdentifyOut:
+    """Ranked candidate systems for every implant found in the image, immediately. Nothing is stored
+    unless `store=true`, which keeps the image bytes in object storage and returns their key."""
+    settings = get_settings()
+    data = await image.read(settings.download_max_bytes + 1)
+    if len(data) > settings.download_max_bytes:
+        raise TooLarge(f"image larger than {settings.download_max_bytes} bytes")
+    if not data:
+        raise BadRequest("empty image upload")
+    try:
+        result = await identify(session, data, image.filename, top_k or settings.top_k)
+    except Exception:
+        metrics.IDENTIFICATIONS.labels("error").inc()
+        raise
+    metrics.IDENTIFICATIONS.labels("ok").inc()
+    if store:
+        key, sha256 = content_key(data)
+        await get_storage().put(key, data, image.content_type or "application/octet-stream")
+        result.stored = {"key": key, "sha256": sha256}
+    return result
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={**AUTH_ERRORS, 200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+async def get_metrics(session: AsyncSession = Depends(get_db_session)) -> Response:
+    await metrics.refresh_catalog_gauges(session)
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,97 @@
+"""Prometheus metrics: import the counters from here (one registry for the whole process).
+
+    from raiox.kit.metrics import WEBHOOKS, JOBS
+    WEBHOOKS.labels(outcome="accepted").inc()        # accepted | duplicate | rejected | invalid
+    JOBS.labels(task="process_case", outcome="succeeded").inc()   # succeeded | retried | failed
+
+HTTP requests are counted and timed by `install(app)` (label `route` is the route template, never
+the raw path, so ids do not explode the series). The catalog size gauges are refreshed from the
+database on every scrape of `GET /metrics`.
+"""
+
+import time
+
+from fastapi import FastAPI
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector, generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+HTTP_REQUESTS = Counter(
+    "raiox_http_requests_total", "HTTP requests by route and status", ["method", "route", "status"], registry=REGISTRY
+)
+HTTP_LATENCY = Histogram(
+    "raiox_http_request_duration_seconds", "HTTP request latency", ["method", "route"], registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WEBHOOKS = Counter("raiox_webhooks_total", "Jotform webhook deliveries by outcome", ["outcome"], registry=REGISTRY)
+JOBS = Counter("raiox_jobs_total", "Background jobs by task and outcome", ["task", "outcome"], registry=REGISTRY)
+IDENTIFICATIONS = Counter(
+    "raiox_identifications_total", "Images identified (POST /identify, raiox identify)", ["outcome"], registry=REGISTRY
+)
+CATALOG_SYSTEMS = Gauge("raiox_catalog_systems", "Implant systems in the catalog", ["state"], registry=REGISTRY)
+CATALOG_REFERENCES = Gauge("raiox_catalog_reference_images", "Reference images in the catalog", registry=REGISTRY)
+CATALOG_EMBEDDINGS = Gauge("raiox_catalog_embeddings", "Reference embeddings per model", ["model"], registry=REGISTRY)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts and times every HTTP request by route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or _mount_path(scope) or "unmatched"
+            method = scope.get("method", "GET")
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - start)
+
+
+def _mount_path(scope: Scope) -> str | None:
+    root = scope.get("root_path") or ""
+    return f"{root}/*" if root else None
+
+
+async def refresh_catalog_gauges(session) -> None:
+    from raiox.catalog.repository import catalog_size
+
+    size = await catalog_size(session)
+    CATALOG_SYSTEMS.labels("active").set(size["active_systems"])
+    CATALOG_SYSTEMS.labels("inactive").set(size["systems"] - size["active_systems"])
+    CATALOG_REFERENCES.set(size["reference_images"])
+    CATALOG_EMBEDDINGS.clear()
+    for key, count in size.items():
+        if key.startswith("embeddings:"):
+            CATALOG_EMBEDDINGS.labels(key.split(":", 1)[1]).set(count)
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def install(app: FastAPI) -> None:
+    app.add_middleware(MetricsMiddleware)
+
+
+__all__ = [
+    "CATALOG_EMBEDDINGS", "CATALOG_REFERENCES", "CATALOG_SYSTEMS", "HTTP_LATENCY", "HTTP_REQUESTS",
+    "IDENTIFICATIONS", "JOBS", "REGISTRY", "WEBHOOKS", "exposition", "install", "refresh_catalog_gauges",
+]

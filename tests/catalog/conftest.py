@@ -1,0 +1,29 @@
+"""Catalog test fixtures: a few demo renders (PNG bytes) and a CLI runner on the real `raiox` app."""
+
+import pytest
+
+DEMO_IDS = ["demo-001", "demo-002", "demo-003"]
+
+
+@pytest.fixture(scope="session")
+def demo_pngs() -> dict[str, list[bytes]]:
+    """Two clean reference renders (seeds 0, 1) for each of three demo systems."""
+    from raiox.synth import demo_catalog, render_reference, to_png
+
+    systems = {s.id: s for s in demo_catalog()}
+    return {sid: [to_png(render_reference(systems[sid].spec, seed=seed)) for seed in (0, 1)] for sid in DEMO_IDS}
+
+
+@pytest.fixture
+def cli():
+    from typer.testing import CliRunner
+
+    from raiox.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        return result
+
+    return invoke

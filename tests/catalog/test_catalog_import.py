@@ -1,0 +1,153 @@
+"""`raiox catalog import`: folder and CSV sources, idempotent re-runs, resume, broken files reported."""
+
+import http.server
+import threading
+from functools import partial
+
+import numpy as np
+import psycopg
+import pytest
+
+
+def _blank_png() -> bytes:
+    from raiox.synth import to_png
+
+    return to_png(np.zeros((200, 120), dtype=np.float32))
+
+
+def _make_tree(root, demo_pngs) -> None:
+    a, b = demo_pngs["demo-001"], demo_pngs["demo-002"]
+    (root / "Acme" / "Cone 3.5").mkdir(parents=True)
+    (root / "Acme" / "Cone 3.5" / "a.png").write_bytes(a[0])
+    (root / "Acme" / "Cone 3.5" / "b.png").write_bytes(a[1])
+    (root / "Acme" / "Cone 3.5" / "b-copy.png").write_bytes(a[1])  # duplicate bytes
+    (root / "Acme" / "Cone 3.5" / "attributes.json").write_text('{"connection": "morse taper", "diameters": [3.5]}')
+    (root / "Bêta Implantes" / "Hex").mkdir(parents=True)
+    (root / "Bêta Implantes" / "Hex" / "x.png").write_bytes(b[0])
+    (root / "Bêta Implantes" / "Hex" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    (root / "Bêta Implantes" / "Hex" / "notes.txt").write_text("hello")
+    (root / "Bêta Implantes" / "Hex" / "empty.png").write_bytes(_blank_png())
+    (root / "Acme" / "loose.png").write_bytes(a[0])  # not in MANUFACTURER/SYSTEM/
+
+
+def sql(database_url: str, query: str) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def counts(database_url: str) -> tuple[int, int, int]:
+    return sql(database_url, "SELECT (SELECT count(*) FROM implant_systems), (SELECT count(*) FROM reference_images),"
+                             " (SELECT count(*) FROM reference_embeddings)")[0]
+
+
+def test_folder_import_reports_skips_and_is_idempotent(tmp_path, demo_pngs, cli, database_url, committed):
+    _make_tree(tmp_path, demo_pngs)
+    result = cli("catalog", "import", str(tmp_path), "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "3 added" in out and "5 skipped" in out
+    for reason in ("Acme/Cone 3.5/b.png: duplicate of Acme/Cone 3.5/b-copy.png", "broken.jpg: not a usable image", "notes.txt: unsupported file type .txt",
+                   "empty.png: no fixture found", "loose.png: not in a MANUFACTURER/SYSTEM/ folder"):
+        assert reason in out, reason
+    assert counts(database_url) == (2, 3, 3)
+    systems = {row[0]: row[1:] for row in sql(database_url, "SELECT id, manufacturer, connection, attributes FROM implant_systems")}
+    assert systems["acme-cone-3-5"][1] == "morse taper" and systems["acme-cone-3-5"][2]["diameters"] == [3.5]
+    assert systems["beta-implantes-hex"][0] == "Bêta Implantes"
+
+    again = cli("catalog", "import", str(tmp_path))
+    assert "0 added" in again.output and "3 already embedded" in " ".join(again.output.split())
+    assert counts(database_url) == (2, 3, 3)
+
+
+def test_whole_image_option_embeds_images_without_fixture(tmp_path, cli, database_url, committed):
+    (tmp_path / "Acme" / "Blank").mkdir(parents=True)
+    (tmp_path / "Acme" / "Blank" / "empty.png").write_bytes(_blank_png())
+    assert "no fixture found" in cli("catalog", "import", str(tmp_path)).output
+    result = cli("catalog", "import", str(tmp_path), "--whole-image")
+    assert "1 added" in result.output
+    assert sql(database_url, "SELECT box FROM reference_images") == [(None,)]
+
+
+async def test_interrupted_import_resumes_where_it_stopped(tmp_path, demo_pngs, database_url, committed):
+    from raiox.catalog.runner import run_import
+    from raiox.catalog.service import Importer
+    from raiox.catalog.sources import from_folder
+    from raiox.kit.db import get_sessionmaker
+    from raiox.kit.storage import get_storage
+    from raiox.vision import get_embedder
+
+    for sid, pngs in demo_pngs.items():
+        (tmp_path / "Demo" / sid).mkdir(parents=True)
+        for i, png in enumerate(pngs):
+            (tmp_path / "Demo" / sid / f"{i}.png").write_bytes(png)
+    items = list(from_folder(tmp_path))
+    assert len(items) == 6
+
+    def crash(_n):
+        raise KeyboardInterrupt  # the operator hits Ctrl-C after the first batch
+
+    with pytest.raises(KeyboardInterrupt):
+        await run_import(get_sessionmaker(), Importer(get_storage(), get_embedder()), items, 2, crash)
+    assert counts(database_url) == (1, 2, 2)  # the finished batch is kept
+    report = await run_import(get_sessionmaker(), Importer(get_storage(), get_embedder()), items, 2)
+    assert (report.added, report.already, report.skipped) == (4, 2, [])
+    assert counts(database_url) == (3, 6, 6)
+
+
+@pytest.fixture
+def http_files(tmp_path):
+    """A plain HTTP server on 127.0.0.1 serving tmp_path/www (image URLs in a manifest)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_csv_manifest_with_paths_urls_and_attributes(tmp_path, http_files, demo_pngs, cli, database_url, committed):
+    www, base = http_files
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "one.png").write_bytes(demo_pngs["demo-001"][0])
+    (www / "two.png").write_bytes(demo_pngs["demo-002"][0])
+    manifest = tmp_path / "catalog.csv"
+    manifest.write_text(
+        "manufacturer,system,attributes,image\n"
+        'Acme,Cone,"connection=morse taper; diameters=3.5,4.0; platform_mm=2.9",img/one.png\n'
+        f'Acme,Hex,"{{""connection"": ""external hex""}}",{base}/two.png\n'
+        f"Acme,Hex,,{base}/missing.png\n"
+        "Acme,Hex,broken-attributes,img/one.png\n"
+        ",Hex,,img/one.png\n"
+        "Acme,Cone,,img/none.png\n"
+    )
+    result = cli("catalog", "import", str(manifest))
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0 and "2 added" in out and "4 skipped" in out, result.output
+    assert "404" in out and "bad attributes" in out and "row needs manufacturer" in out
+    assert "no such file" in out
+    rows = dict(sql(database_url, "SELECT id, attributes FROM implant_systems"))
+    assert rows["acme-cone"] == {"connection": "morse taper", "diameters": "3.5,4.0", "platform_mm": 2.9}
+    assert rows["acme-hex"] == {"connection": "external hex"}
+
+
+def test_manifest_without_required_columns_is_a_clear_error(tmp_path, cli, database_url):
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("maker,model,file\nA,B,c.png\n")
+    result = cli("catalog", "import", str(manifest))
+    assert result.exit_code == 2 and "missing column(s): manufacturer, system" in result.output
+
+
+def test_attribute_parsing():
+    from raiox.catalog.sources import parse_attributes, slugify
+
+    assert parse_attributes("a=1; b=x y; c=2.5") == {"a": 1, "b": "x y", "c": 2.5}
+    assert parse_attributes("connection=hex,diameters=3.5,4.0") == {"connection": "hex", "diameters": "3.5,4.0"}
+    assert parse_attributes('{"a": [1, 2]}') == {"a": [1, 2]}
+    assert parse_attributes("") == {}
+    with pytest.raises(ValueError):
+        parse_attributes("[1, 2]")
+    assert slugify("Conexão", "Torque Tite 4.1") == "conexao-torque-tite-4-1"
