@@ -12,7 +12,11 @@ MODEL = "raiox-v1"
 
 
 async def _force_index(session) -> None:
+    """Small test tables would be scanned sequentially: make the planner take the HNSW path."""
+    await session.execute(text("ANALYZE reference_embeddings"))
     await session.execute(text("SET LOCAL enable_seqscan = off"))
+    await session.execute(text("SET LOCAL enable_bitmapscan = off"))
+    await session.execute(text("SET LOCAL enable_sort = off"))
 
 
 async def _plan(session, model_id: str) -> str:
