@@ -104,7 +104,8 @@ def test_dicom_monochrome2_with_rescale(radiograph):
 
 def test_dicom_monochrome1_is_inverted_and_windowed(radiograph):
     raw = ((1 - radiograph) * 4000).round()  # MONOCHROME1: low values are displayed bright
-    centre, width = 1200.0, 1600.0  # a window that clips the brightest part
+    centre = float(np.percentile(raw, 50))
+    width = 2 * (centre - float(np.percentile(raw, 10)))  # a window that clips the brightest 10 %
     out = read_image(_dicom(raw, "MONOCHROME1", WindowCenter=centre, WindowWidth=width), "b.dcm")
     expected = 1 - np.clip((raw - (centre - 0.5) + (width - 1) / 2) / (width - 1), 0, 1)
     assert np.abs(out - expected).max() < 0.01

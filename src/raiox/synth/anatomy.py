@@ -8,6 +8,7 @@ along their axis; the path length through them is the chord 2 * sqrt(r(z)^2 - x^
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -43,6 +44,40 @@ def trabecular(rng: np.random.Generator, shape: tuple[int, int], px_per_mm: floa
     return (tex - tex.mean()).astype(np.float32)
 
 
+BANK_PX_PER_MM = 20.0
+BANK_SIZE = 1024
+
+
+@lru_cache(maxsize=1)
+def texture_bank() -> tuple[np.ndarray, ...]:
+    """A few large trabecular textures (deterministic), sampled with random pose by every render.
+
+    Channel 0 is the trabecular pattern, channel 1 a low-frequency density variation; the bank is
+    at BANK_PX_PER_MM and renders resample it to their own scale.
+    """
+    rng = np.random.default_rng(7)
+    bank = []
+    for _ in range(6):
+        tex = trabecular(rng, (BANK_SIZE, BANK_SIZE), BANK_PX_PER_MM)
+        low = smooth_noise(rng, (BANK_SIZE, BANK_SIZE), 6 * BANK_PX_PER_MM)
+        bank.append(np.dstack([tex, low]).astype(np.float32))
+    return tuple(bank)
+
+
+def bone_texture(rng: np.random.Generator, to_scene: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 2) trabecular + low-frequency texture for an image whose pixels map to scene mm by
+    ``to_scene`` (3x3), taken from the bank with a random offset, rotation and slight scale."""
+    bank = texture_bank()
+    src = bank[int(rng.integers(len(bank)))]
+    a = float(rng.uniform(0, 2 * np.pi))
+    sc = BANK_PX_PER_MM * float(rng.uniform(0.8, 1.25))
+    c, s = math.cos(a) * sc, math.sin(a) * sc
+    off = rng.uniform(0, BANK_SIZE, size=2)
+    m = np.array([[c, -s, off[0]], [s, c, off[1]], [0, 0, 1]]) @ to_scene
+    h, w = size
+    return cv2.warpAffine(src, m[:2], (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT101)
+
+
 def chord(r: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Path length through a body of revolution with radius ``r`` at lateral offset ``x``."""
     return 2.0 * np.sqrt(np.clip(r * r - x * x, 0, None))
@@ -70,7 +105,7 @@ def tooth(X, Y, cx, cy, angle, rng, *, root_len, width, crown_h, roots=1, canal_
     rw = half if roots == 1 else half * 0.55
     for off in offsets:
         t = np.clip(z / root_len, 0, 1)
-        r = rw * (1 - 0.75 * t**1.4) * (z >= 0) * (z <= root_len)
+        r = rw * (1 - 0.45 * t) * np.sqrt(np.clip(1 - t**3, 0, 1)) * (z >= 0) * (z <= root_len)
         ur = u - off * (1 - 0.3 * t)
         body = chord(r, ur)
         canal = chord(np.where((z > 0.5) & (z < root_len - 0.5), rw * 0.12 * (1 - 0.5 * t), 0), ur)
@@ -84,8 +119,8 @@ def tooth(X, Y, cx, cy, angle, rng, *, root_len, width, crown_h, roots=1, canal_
     # crown: bulbous, wider than the root, with an enamel shell
     zc = -z  # up from the cervical line
     tc = np.clip(zc / crown_h, 0, 1)
-    rc = half * (1.0 + 0.35 * np.sin(np.pi * np.clip(tc * 0.9, 0, 1))) * (zc >= 0) * (zc <= crown_h)
-    rc = rc * np.sqrt(np.clip(1 - np.clip((tc - 0.75) / 0.25, 0, 1) ** 2, 0, 1))
+    rc = half * (0.9 + 0.3 * np.sin(np.pi * np.clip(tc * 1.2, 0, 1))) * (zc >= 0) * (zc <= crown_h)
+    rc = rc * np.sqrt(np.clip(1 - np.clip((tc - 0.55) / 0.45, 0, 1) ** 2, 0, 1))
     cbody = chord(rc, u)
     inner = chord(np.clip(rc - 1.1, 0, None) * (zc < crown_h - 1.2), u)
     dens += MU_DENTIN * inner + MU_ENAMEL * (cbody - inner) * 1.5

@@ -55,7 +55,7 @@ def _base(rng: np.random.Generator, kind: str) -> dict:
     aggressive = body == "strong" and kind != "pitch" and rng.random() < 0.4
     pitch = float(rng.choice([1.5, 2.0, 2.4, 3.0])) if aggressive else float(rng.choice([0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]))
     profile = str(rng.choice(["v", "square", "buttress", "reverse_buttress", "knife"], p=[0.35, 0.15, 0.2, 0.15, 0.15]))
-    depth = round(min(d * 0.12 if profile != "knife" else d * 0.16, 0.25 + 0.2 * pitch), 2)
+    depth = round(min(d * 0.1 if profile != "knife" else d * 0.13, 0.25 + 0.2 * pitch), 2)
     leads = int(rng.choice([1, 2, 3], p=[0.55, 0.35, 0.1]))
     collar_kind = str(rng.choice(["none", "machined", "microthread", "tulip"], p=[0.45, 0.2, 0.25, 0.1]))
     collar = {"kind": collar_kind}
@@ -81,7 +81,7 @@ def _connection(rng: np.random.Generator, kind: str, d: float, angle: float | No
                 "platform_mm": plat, "screw_mm": 2.0 if angle == 22 else (1.8 if angle in (11.5, 8) else 1.6)}
     if kind == "external_hex":
         return {"kind": "external_hex", "depth_mm": 0.7, "platform_mm": 2.7 if d >= 3.75 else 2.4, "screw_mm": 2.0 if d >= 3.75 else 1.8}
-    plat = min(round(0.62 * d, 1), round(d - 1.0, 2))
+    plat = min(round(0.58 * d, 1), round(d - 1.2, 2))
     return {"kind": kind, "depth_mm": round(float(rng.uniform(1.2, 2.2)), 1), "platform_mm": plat,
             "screw_mm": 1.8 if d >= 3.5 else 1.6}
 
@@ -172,9 +172,10 @@ def _catalog() -> tuple[DemoSystem, ...]:
         group = f"G{g + 1:02d}-{kind}"
         base = _base(rng, kind)
         if kind == "pitch" and g % 2 == 1:  # an aggressive, strongly tapered line
-            d = base["diameter_mm"]
-            base.update(taper_start=0.2, apex_diameter_mm=round(d * 0.62, 2))
-            base["thread"].update(pitch_mm=2.0, depth_mm=round(min(0.16 * d, 0.7), 2))
+            d = max(base["diameter_mm"], 4.0)
+            base.update(diameter_mm=d, taper_start=0.2, apex_diameter_mm=round(d * 0.62, 2))
+            base["thread"].update(pitch_mm=2.0, depth_mm=round(min(0.13 * d, 0.7), 2))
+            base["connection"] = _connection(rng, base["connection"]["kind"], d)
         for j, spec in enumerate(_variants(rng, kind, base)):
             validate_spec(spec)
             n = len(systems) + 1

@@ -127,13 +127,19 @@ class _Canvas:
         h, w = size
         self.to_img = to_img
         self.to_scene = np.linalg.inv(to_img)
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        m = self.to_scene
-        self.X = (m[0, 0] * xx + m[0, 1] * yy + m[0, 2]).astype(np.float32)
-        self.Y = (m[1, 0] * xx + m[1, 1] * yy + m[1, 2]).astype(np.float32)
         self.tissue = np.zeros(size, np.float32)  # optical density of soft tissue, bone, teeth
         self.metal = np.zeros(size, np.float32)  # optical density of metal other than titanium
         self.ti = np.zeros(size, np.float32)  # titanium path length, mm
+
+    def coords(self, roi: tuple[slice, slice], step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Scene mm of the pixels in ``roi`` (every ``step``-th pixel)."""
+        ys, xs = roi
+        yy = np.arange(ys.start, ys.stop, step, dtype=np.float32)[:, None]
+        xx = np.arange(xs.start, xs.stop, step, dtype=np.float32)[None, :]
+        m = self.to_scene
+        X = m[0, 0] * xx + m[0, 1] * yy + np.float32(m[0, 2])
+        Y = m[1, 0] * xx + m[1, 1] * yy + np.float32(m[1, 2])
+        return X.astype(np.float32), Y.astype(np.float32)
 
     def region(self, cx, cy, tilt, u0, u1, z0, z1):
         """Image slices covering the local rectangle [u0, u1] x [z0, z1] of an object at (cx, cy)."""
@@ -166,26 +172,33 @@ def _place_fixture(canvas: _Canvas, spec: dict, cx: float, cy: float, tilt: floa
 
 
 def _bone(canvas: _Canvas, rng, crest: float, jaw: str, strength: float, ppm: float) -> None:
+    """Soft tissue everywhere; below the crest trabecular bone, crestal cortex, and the mandibular
+    border and canal (lower jaw) or the sinus floor (upper jaw). The smooth parts are computed on
+    a coarse grid and upsampled; the trabecular texture comes from the bank at full resolution."""
     h, w = canvas.size
-    X, Y = canvas.X, canvas.Y
-    und = 0.8 * np.sin(X * float(rng.uniform(0.3, 0.6)) + float(rng.uniform(0, 6))) + 0.4 * an.smooth_noise(rng, (1, w), w / 3)[0][None, :] * 0
+    step = max(1, int(ppm / 8))  # about 8 samples per mm for the smooth anatomy
+    X, Y = canvas.coords((slice(0, h), slice(0, w)), step)
+    und = 0.8 * np.sin(X * float(rng.uniform(0.3, 0.6)) + float(rng.uniform(0, 6)))
     depth_below = Y - (crest + und)
     mask = np.clip(depth_below / 0.8 + 0.5, 0, 1)
-    tex = an.trabecular(rng, (h, w), ppm)
-    low = an.smooth_noise(rng, (h, w), 6 * ppm)
-    density = 0.75 + 0.22 * tex + 0.08 * low
-    cortex = 0.28 * np.exp(-((depth_below - 0.5) / 0.55) ** 2)
-    bone = mask * (density + cortex)
+    extra = 0.28 * np.exp(-((depth_below - 0.5) / 0.55) ** 2)  # crestal cortex
+    scale = np.ones_like(mask)
     if jaw == "mandible":
         border = crest + float(rng.uniform(22, 32))
-        bone += 0.7 * np.clip((Y - border) / 1.0, 0, 1) * np.exp(-np.clip(Y - border - 3.5, 0, None) / 3.0)
+        extra += 0.7 * np.clip((Y - border) / 1.0, 0, 1) * np.exp(-np.clip(Y - border - 3.5, 0, None) / 3.0)
         canal_y = border - float(rng.uniform(4, 8))
-        bone -= 0.12 * np.exp(-((Y - canal_y) / 1.4) ** 4) * mask
+        extra -= 0.12 * np.exp(-((Y - canal_y) / 1.4) ** 4) * mask
     else:
         sinus = crest + float(rng.uniform(12, 22))
-        bone *= 1 - 0.6 * np.clip((Y - sinus) / 1.5, 0, 1)
-        bone += 0.25 * np.exp(-((Y - sinus) / 0.35) ** 2)
-    canvas.tissue += 0.35 + 0.03 * an.smooth_noise(rng, (h, w), 10 * ppm) + strength * bone.astype(np.float32)
+        scale = 1 - 0.6 * np.clip((Y - sinus) / 1.5, 0, 1)
+        extra += 0.25 * np.exp(-((Y - sinus) / 0.35) ** 2)
+    coarse = np.stack([mask * scale, extra * mask if jaw == "mandible" else extra], axis=-1).astype(np.float32)
+    if step > 1:
+        coarse = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+    texture = an.bone_texture(rng, canvas.to_scene, canvas.size)
+    amount = float(rng.uniform(0.15, 0.3))
+    bone = coarse[..., 0] * (0.75 + amount * texture[..., 0] + 0.08 * texture[..., 1]) + coarse[..., 1]
+    canvas.tissue += 0.35 + 0.05 * texture[..., 1] + strength * bone
 
 
 def _occlude(canvas: _Canvas, box: np.ndarray, frac: float, rng) -> np.ndarray:
@@ -228,7 +241,7 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
     n = len(specs)
     tabs = [tables_for(s) for s in specs]
     need_len = max(t.length for t in tabs) + 2.5
-    need_w = sum(2 * t.r_max for t in tabs) + 3.0 * n
+    need_w = sum(2 * t.r_max for t in tabs) + (3.0 * n if not cond["centre"] else 0.6)
     while True:  # zoom out until the fixtures fit
         aw, ah = _inscribed(size, ppm, sx, theta)
         if ah >= need_len + 1.5 and aw >= need_w:
@@ -260,7 +273,7 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
         plat = tables_for(spec).env[int((0 - tables_for(spec).z0) / 0.005) + 2]
         roi = canvas.region(cx, cy, tilt, -spacing / 2 - 0.5, spacing / 2 + 0.5, -17.0, 0.5)
         if roi is not None and kind != "none":
-            X, Y = canvas.X[roi], canvas.Y[roi]
+            X, Y = canvas.coords(roi)
             ti, crown = an.prosthesis(X, Y, cx, cy, tilt, rng, kind=kind, platform_r=float(plat),
                                       crown_w=spacing * 0.95, foreshorten=math.cos(math.radians(ang)))
             canvas.ti[roi] += ti
@@ -281,7 +294,7 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
                     restoration = None
                     if cond["distractors"]:
                         restoration = rng.choice([None, "filling", "crown"], p=[0.5, 0.3, 0.2])
-                    dens, metal = an.tooth(canvas.X[roi], canvas.Y[roi], x, ty, ttilt, rng, root_len=rl, width=width,
+                    dens, metal = an.tooth(*canvas.coords(roi), x, ty, ttilt, rng, root_len=rl, width=width,
                                            crown_h=ch, roots=int(rng.integers(1, 3)),
                                            canal_fill=bool(cond["distractors"] and rng.random() < 0.2), restoration=restoration)
                     canvas.tissue[roi] += dens
@@ -332,10 +345,12 @@ def render_fixture_crop(spec: dict, seed: int, conditions: dict | None = None, s
     cond = dict(conditions or {})
     h, w = int(size[0]), int(size[1])
     tab = tables_for(spec)
-    ang = cond.get("angulation")
-    a = math.radians(float(ang if isinstance(ang, (int, float)) else 0.0))
+    if "angulation" not in cond:
+        cond["angulation"] = float(cond.get("angulation_max", 20.0)) * float(rng.beta(1.3, 2.6))
+    ang = cond["angulation"]
+    a = math.radians(float(ang if isinstance(ang, (int, float)) else np.mean(ang)))
     span = max((tab.length + 2.5) * math.cos(a) + 2 * tab.r_max * math.sin(a), 1.0)
-    cond.setdefault("px_per_mm", h * float(rng.uniform(0.74, 0.86)) / span)
+    cond.setdefault("px_per_mm", min(h * float(rng.uniform(0.74, 0.86)) / span, w * 0.9 / (2 * tab.r_max + 0.6)))
     cond.setdefault("size", (h, w))
     if "rotation" not in cond and "rotation_max" not in cond:
         cond["rotation"] = float(rng.normal(0, 3.0))

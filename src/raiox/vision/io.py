@@ -4,7 +4,7 @@ Supported: JPEG, PNG, WEBP, TIFF (8/16-bit, float), BMP, GIF (first frame) throu
 EXIF orientation applied, and DICOM through pydicom (modality LUT: rescale slope/intercept, VOI
 LUT or window centre/width, MONOCHROME1 inversion). Everything else is refused with an
 ``ImageDecodeError`` (HTTP 422) whose message says why. Inverted polarity is detected and flipped
-(see ``polarity``).
+(see ``polarity``) unless the file is DICOM, whose photometric interpretation is trusted.
 """
 
 from __future__ import annotations
@@ -37,13 +37,12 @@ def read_image(data: bytes, filename: str | None = None, *, max_pixels: int = MA
     kind = sniff(data)
     if kind is not None:
         raise ImageDecodeError(f"not an image: {kind}")
-    if _is_dicom(data, filename):
-        img = _read_dicom(data, max_pixels)
-    else:
-        img = _read_pillow(data, max_pixels)
+    dicom = _is_dicom(data, filename)
+    img = _read_dicom(data, max_pixels) if dicom else _read_pillow(data, max_pixels)
     if img.shape[0] < 8 or img.shape[1] < 8:
         raise ImageDecodeError(f"image too small: {img.shape[1]}x{img.shape[0]} pixels")
-    return normalise_polarity(img) if fix_polarity else img
+    # DICOM states its polarity (MONOCHROME1/2); other formats are checked by the image itself
+    return normalise_polarity(img) if fix_polarity and not dicom else img
 
 
 def sniff(data: bytes) -> str | None:
