@@ -1,0 +1,66 @@
+"""Reconciliation (missed webhooks) and verification of webhook deliveries through the Jotform API."""
+
+from sqlalchemy import func, select, text
+
+from fakes.jotform import FORM_ID, created_at_ago, webhook_request
+from raiox.intake.reconcile import reconcile
+from raiox.kit.db import session_scope
+from raiox.models import Case, CaseImage
+
+WEBHOOK = "/webhooks/jotform?token=test-webhook-secret"
+
+
+async def cases() -> dict[str, Case]:
+    async with session_scope() as session:
+        return {c.jotform_submission_id: c for c in (await session.execute(select(Case))).scalars()}
+
+
+async def test_reconcile_ingests_the_missed_submission_once(api, jotform, scene_pngs):
+    delivered = jotform.add_submission(FORM_ID, files={"radiografias": [("a.png", scene_pngs[0])]})
+    missed = jotform.add_submission(FORM_ID, name=("Bia", "Costa"), files={"rx": [("b c.png", scene_pngs[1])]},
+                                    created_at=created_at_ago(hours=3))
+    jotform.add_submission(FORM_ID, created_at=created_at_ago(days=30))  # outside the look-back window
+    jotform.add_submission("999999999999999")  # another form
+    assert (await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(delivered["id"])))).status_code == 200
+    jotform.fail("/form/", 503, times=1)  # the API hiccups: retried
+    assert await reconcile() == 1
+    assert await reconcile() == 0
+    found = await cases()
+    assert set(found) == {delivered["id"], missed["id"]}
+    case = found[missed["id"]]
+    assert (case.source, case.client_name, case.client_email) == ("reconcile", "Bia Costa", "ana@example.com")
+    async with session_scope() as session:
+        images = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().all()
+        jobs = (await session.execute(text("SELECT count(*) FROM procrastinate_jobs WHERE task_name='process_case'"))
+                ).scalar_one()
+    assert [i.filename for i in images] == ["b c.png"] and jobs == 2
+    listing = [r for r in jotform.requests if r.path.endswith("/submissions")][-1]
+    assert '"created_at:gt"' in listing.query["filter"][0]
+
+
+async def test_reconcile_then_late_webhook_is_a_duplicate(api, jotform):
+    content = jotform.add_submission(FORM_ID)
+    assert await reconcile() == 1
+    response = await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))
+    assert response.status_code == 200 and response.json()["duplicate"] is True
+    assert len(await cases()) == 1
+
+
+async def test_verified_webhook_trusts_the_api_copy(api, jotform, settings_env, run_worker):
+    settings_env(jotform_verify_submissions="true")
+    content = jotform.add_submission(FORM_ID, name=("Real", "Name"))
+    fields = jotform.webhook_fields(content["id"])
+    fields["rawRequest"] = fields["rawRequest"].replace("Real", "Forged")
+    first = await api.post(WEBHOOK, **webhook_request(fields))
+    assert first.status_code == 200 and first.json()["status"] == "verifying" and first.json()["case_id"] is None
+    forged = dict(fields, submissionID="1234567890123456789")
+    assert (await api.post(WEBHOOK, **webhook_request(forged))).status_code == 200
+    await run_worker()
+    found = await cases()
+    assert list(found) == [content["id"]]  # the forged id failed the lookup: no case
+    assert found[content["id"]].client_name == "Real Name"
+    again = await api.post(WEBHOOK, **webhook_request(fields))
+    assert again.json()["case_id"] == str(found[content["id"]].id) and again.json()["duplicate"] is True
+    async with session_scope() as session:
+        count = (await session.execute(select(func.count()).select_from(Case))).scalar_one()
+    assert count == 1

@@ -1,0 +1,93 @@
+"""A worker killed (-9) in the middle of a job loses nothing: another worker finishes the case once."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from fakes.jotform import FORM_ID, webhook_request
+from raiox.kit.db import session_scope
+from raiox.models import Case, CaseEvent, CaseImage, Fixture
+
+WEBHOOK = "/webhooks/jotform?token=test-webhook-secret"
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def start_worker(log_path: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=SRC, RAIOX_STALLED_JOB_SECONDS="3", OMP_NUM_THREADS="1",
+               RAIOX_LOG_LEVEL="DEBUG")
+    handle = log_path.open("ab")
+    return subprocess.Popen([sys.executable, "-m", "raiox", "worker", "--concurrency", "1"], env=env,
+                            stdout=handle, stderr=subprocess.STDOUT)
+
+
+async def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := await predicate():
+            return result
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+async def test_worker_killed_mid_job_then_case_completes_exactly_once(api, jotform, catalog, scene_pngs, tmp_path):
+    content = jotform.add_submission(FORM_ID, files={"radiografias": [("a.png", scene_pngs[0]),
+                                                                      ("lento.png", scene_pngs[1])]})
+    response = await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))
+    case_id = response.json()["case_id"]
+    slow = f"/uploads/{jotform.state.username}/{FORM_ID}/{content['id']}/lento.png"
+    jotform.delay(slow, 120)
+    log_path = tmp_path / "worker.log"
+    first = start_worker(log_path)
+    try:
+        async def slow_requested():
+            return any(r.path == slow for r in jotform.requests)
+        await wait_for(slow_requested, 90, "the worker to start downloading the slow file")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    async with session_scope() as session:
+        assert (await session.get(Case, case_id)).status == "processing"
+        job_status = (await session.execute(text("SELECT status FROM procrastinate_jobs WHERE task_name ="
+                                                 " 'process_case'"))).scalar_one()
+        assert job_status == "doing"  # left behind by the dead worker
+    jotform.state.delays.clear()
+    await asyncio.sleep(3.5)  # the dead worker's heartbeat is now older than RAIOX_STALLED_JOB_SECONDS
+    second = start_worker(log_path)
+    try:
+        async def done():
+            async with session_scope() as session:
+                return (await session.get(Case, case_id)).status == "awaiting_review"
+        await wait_for(done, 120, "the second worker to finish the case")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(20)
+        except subprocess.TimeoutExpired:
+            second.kill()
+    async with session_scope() as session:
+        events = (await session.execute(select(CaseEvent.to_status).where(CaseEvent.case_id == case_id))).scalars()
+        statuses = list(events)
+        images = (await session.execute(select(CaseImage).where(CaseImage.case_id == case_id))).scalars().all()
+        indexes = (await session.execute(select(Fixture.case_image_id, Fixture.index).join(CaseImage)
+                                         .where(CaseImage.case_id == case_id))).all()
+        cases = (await session.execute(select(func.count()).select_from(Case))).scalar_one()
+        job = (await session.execute(text("SELECT status, attempts FROM procrastinate_jobs WHERE task_name ="
+                                          " 'process_case'"))).one()
+    assert statuses.count("awaiting_review") == 1 and cases == 1
+    assert sorted(i.status for i in images) == ["processed", "processed"]
+    assert len(indexes) == len(set(indexes)) >= 2  # each image's fixtures once
+    assert job.status == "succeeded" and job.attempts == 2  # the killed run and the one that finished
+    assert statuses.count("processing") == 2
+    logged = log_path.read_text()
+    assert "stalled_job_requeued" in logged
+    assert "test-jotform-key" not in logged and "test-webhook-secret" not in logged
