@@ -69,3 +69,10 @@ def test_look_alike_groups_differ_in_exactly_their_aspect():
                 assert diff, f"{name}: {members[i].id} and {members[j].id} are identical"
                 assert all(any(k == p or k.startswith(p + ".") for p in allowed) for k in diff), (name, diff)
     assert seen_aspects == set(ASPECTS)
+
+
+def test_catalog_is_json_serialisable():
+    import json
+
+    for s in demo_catalog():
+        json.dumps({"id": s.id, "name": s.name, "spec": s.spec, "attributes": s.attributes, "group": s.group})

@@ -143,3 +143,23 @@ def test_to_png_round_trip():
     assert back.shape == img.shape and back.dtype == np.uint8
     assert np.abs(back / 255.0 - img).max() < 0.003
     assert cv2.imdecode(np.frombuffer(to_png(img, bits=16), np.uint8), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+def test_conditions_are_honoured():
+    spec = CAT[20].spec
+    sc = render_scene([spec], 4, {"size": (300, 500), "angulation": 12.0, "rotation": 30.0, "noise": 0.0, "jpeg": None})
+    assert sc.image.shape == (300, 500)
+    assert sc.meta["angulation"] == 12.0 and sc.meta["rotation"] == 30.0
+    assert abs(sc.meta["fixtures"][0]["angulation"] - 12.0) < 5
+    b = sc.boxes[0]
+    axis = (b[2] + b[3]) / 2 - (b[0] + b[1]) / 2
+    # scene "down" (apex direction) rotated by 30 degrees (image y down): atan2(x, y) = -30 deg +- tilt
+    assert abs(np.degrees(np.arctan2(-axis[0], axis[1])) - 30.0) < 13
+    inv = render_scene([spec], 4, {"size": (300, 500), "angulation": 12.0, "rotation": 30.0, "noise": 0.0,
+                                   "jpeg": None, "invert": True})
+    np.testing.assert_allclose(inv.image, 1 - sc.image, atol=1e-6)
+
+
+def test_empty_scene_is_refused():
+    with pytest.raises(ValueError):
+        render_scene([], 0)

@@ -212,3 +212,11 @@ def test_blank_and_tiny_images_are_refused():
     Image.fromarray(np.full((64, 64), 1000, np.uint16)).save(buf, "TIFF")
     with pytest.raises(ImageDecodeError, match="blank"):
         read_image(buf.getvalue())
+
+
+def test_polarity_detector_on_held_out_renders():
+    from raiox.vision.polarity import polarity_score, render_training_images
+
+    images = render_training_images(16, seed0=20_000)
+    right = sum(polarity_score(im) > 0 for im in images) + sum(polarity_score(1 - im) < 0 for im in images)
+    assert right >= 29  # of 32 (about 98 % on a larger held-out set, see raiox.vision.polarity)

@@ -13,7 +13,7 @@ def expose(density: np.ndarray, rng: np.random.Generator, cond: dict) -> np.ndar
     transmitted intensity), windowed between soft tissue and metal, with a soft shoulder.
     """
     lo = float(rng.uniform(0.2, 0.45))
-    hi = float(rng.uniform(2.6, 3.4))
+    hi = float(rng.uniform(2.8, 4.2))
     t = np.linspace(0.0, 1.25, 1024, dtype=np.float32)
     curve = np.where(t < 0.85, t, 0.85 + 0.15 * (1 - np.exp(-(t - 0.85) / 0.15)))
     curve = np.clip(curve, 0, 1) ** cond.get("gamma", 1.0)

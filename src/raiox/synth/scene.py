@@ -148,7 +148,9 @@ class _Canvas:
 
 
 def _place_fixture(canvas: _Canvas, spec: dict, cx: float, cy: float, tilt: float, angulation: float,
-                   rng: np.random.Generator, ppm_img: float) -> tuple[np.ndarray, object]:
+                   rng: np.random.Generator, ppm_img: float, fill: float = 0.0) -> tuple[np.ndarray, object]:
+    """Project one fixture and add it to the canvas; ``fill`` is the fraction of the connection
+    void occupied by the abutment / screw (0 for an open connection)."""
     rp = min(ppm_img, MAX_FIXTURE_PX_PER_MM)
     fm = project_fixture(spec, rp, angulation_deg=angulation, axial_rot=float(rng.uniform(0, 2 * np.pi)),
                          thread_phase=float(rng.random()), rng=rng)
@@ -166,7 +168,8 @@ def _place_fixture(canvas: _Canvas, spec: dict, cx: float, cy: float, tilt: floa
         mm[0, 2] -= xs.start
         mm[1, 2] -= ys.start
         dst = (xs.stop - xs.start, ys.stop - ys.start)
-        warped = cv2.warpAffine(fm.solid, mm[:2], dst, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        src = fm.solid + fill * fm.void if fill > 0 else fm.solid
+        warped = cv2.warpAffine(src, mm[:2], dst, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         canvas.ti[ys, xs] += warped
     return box, fm
 
@@ -201,22 +204,74 @@ def _bone(canvas: _Canvas, rng, crest: float, jaw: str, strength: float, ppm: fl
     canvas.tissue += 0.35 + 0.05 * texture[..., 1] + strength * bone
 
 
+def plat_r(spec: dict) -> float:
+    """Outer radius of the fixture just below the platform, mm."""
+    tab = tables_for(spec)
+    return float(tab.env[int((0.05 - tab.z0) / 0.005)])
+
+
+def _bone_loss(canvas: _Canvas, cx, cy, tilt, r, depth, strength) -> None:
+    """Crestal remodelling: a saucer-shaped radiolucency around the neck, ``depth`` mm deep."""
+    roi = canvas.region(cx, cy, tilt, -r - depth - 1, r + depth + 1, -1.5, depth + 0.5)
+    if roi is None:
+        return
+    u, z = an.local_frame(*canvas.coords(roi), cx, cy, tilt)
+    edge = r + 0.15 + 0.7 * np.clip(depth - z, 0, None)
+    inside = np.clip((edge - np.abs(u)) / 0.3, 0, 1) * np.clip((depth - z) / 0.4, 0, 1) * (z > -1.0)
+    canvas.tissue[roi] -= (0.55 * strength * inside).astype(np.float32)
+
+
+def _connector(canvas: _Canvas, p0, p1, tilt, rng) -> None:
+    """A metal bar joining two crowns (splinted crowns / bridge)."""
+    cx, cy = (p0[0] + p1[0]) / 2, (p0[1] + p1[1]) / 2
+    half = abs(p1[0] - p0[0]) / 2
+    lift = float(rng.uniform(3.0, 5.0))
+    roi = canvas.region(cx, cy, tilt, -half, half, -lift - 2.5, -lift + 2.5)
+    if roi is None:
+        return
+    u, z = an.local_frame(*canvas.coords(roi), cx, cy, tilt)
+    bar = np.clip(1 - ((z + lift) / 1.3) ** 2, 0, None) ** 0.5 * (np.abs(u) < half)
+    canvas.metal[roi] += (an.MU_ALLOY * 1.2 * bar).astype(np.float32)
+
+
 def _occlude(canvas: _Canvas, box: np.ndarray, frac: float, rng) -> np.ndarray:
-    """A radiopaque object across one end of a fixture, covering about ``frac`` of its box."""
+    """Cover about ``frac`` of a fixture: a cone cut (unexposed, white) or an overlapping radiopaque
+    object. Returns the occluder's box (image coordinates)."""
+    top, bot = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2
+    h, w = canvas.size
+    if rng.random() < 0.4:  # cone cut: a circular collimator edge crossing one end of the fixture
+        end, other = (top, bot) if rng.random() < 0.5 else (bot, top)
+        direction = (end - other) / (np.linalg.norm(end - other) + 1e-9)
+        edge_point = end - direction * frac * float(np.linalg.norm(bot - top))
+        radius = float(rng.uniform(1.5, 3.0)) * max(h, w)
+        centre = edge_point - direction * radius
+        yy, xx = np.ogrid[0:h, 0:w]
+        dist = np.sqrt((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2)
+        cut = np.clip((dist - radius) / 2.0, 0, 1).astype(np.float32)
+        canvas.metal += 8.0 * cut
+        ys, xs = np.nonzero(cut > 0.5)
+        if len(xs) == 0:
+            return np.zeros((4, 2), np.float32)
+        return np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]], np.float32)
     t = float(rng.uniform(0.0, 1.0))
     top, bot = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2
     centre = top + (bot - top) * t
     length = float(np.linalg.norm(bot - top))
     width = float(np.linalg.norm(box[1] - box[0]))
-    h, w = canvas.size
-    yy, xx = np.ogrid[0:h, 0:w]
     ang = float(rng.uniform(0, np.pi))
-    dx, dy = xx - centre[0], yy - centre[1]
-    a = dx * math.cos(ang) + dy * math.sin(ang)
-    b = -dx * math.sin(ang) + dy * math.cos(ang)
     ra, rb = width * float(rng.uniform(0.8, 1.6)), max(frac * length, 3.0)
-    blob = np.clip(1 - (a / ra) ** 2 - (b / rb) ** 2, 0, None) ** 0.3
-    canvas.metal += (an.MU_AMALGAM * float(rng.uniform(1.0, 3.0)) * blob).astype(np.float32)
+    pts = np.array([[centre[0] - ra - rb, centre[1] - ra - rb], [centre[0] + ra + rb, centre[1] + ra + rb]])
+    roi = _roi(pts, canvas.size)
+    if roi is not None:
+        ys, xs = roi
+        yy = np.arange(ys.start, ys.stop, dtype=np.float32)[:, None]
+        xx = np.arange(xs.start, xs.stop, dtype=np.float32)[None, :]
+        dx, dy = xx - centre[0], yy - centre[1]
+        a = dx * math.cos(ang) + dy * math.sin(ang)
+        b = -dx * math.sin(ang) + dy * math.cos(ang)
+        wobble = 1 + 0.15 * an.smooth_noise(rng, a.shape, max(ra, rb) / 2)
+        blob = np.clip(wobble - (a / ra) ** 2 - (b / rb) ** 2, 0, None) ** 0.3
+        canvas.metal[roi] += (an.MU_AMALGAM * float(rng.uniform(1.0, 3.0)) * blob).astype(np.float32)
     return np.array([[centre[0] - ra, centre[1] - rb], [centre[0] + ra, centre[1] - rb],
                      [centre[0] + ra, centre[1] + rb], [centre[0] - ra, centre[1] + rb]], np.float32)
 
@@ -234,6 +289,8 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
     (return metal-dark polarity, for testing normalisation); bone (bone density factor).
     Deterministic for a given (specs, seed, conditions).
     """
+    if not specs:
+        raise ValueError("render_scene needs at least one spec")
     rng = np.random.default_rng(seed)
     cond = _sample_conditions(rng, dict(conditions or {}))
     size, theta, sx = cond["size"], math.radians(cond["rotation"]), cond["pano"]
@@ -259,18 +316,21 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
         crest = float(rng.uniform(top + 1.0, bottom - need_len))
         start = -spacing * (n - 1) / 2 + float(rng.uniform(-1, 1)) * max(0.0, (aw - spacing * n) / 2)
     _bone(canvas, rng, crest, jaw, cond["bone"], ppm)
-    boxes, distractors, fixture_meta = [], [], []
+    boxes, distractors, fixture_meta, crowns = [], [], [], []
     xs_used = []
     for i, spec in enumerate(specs):
         cx = start + i * spacing + float(rng.uniform(-0.6, 0.6))
         cy = crest + float(rng.uniform(-0.6, 1.2))
         tilt = float(np.clip(rng.normal(0, 0.06), -0.2, 0.2)) * (0 if cond.get("centre") else 1)
         ang = float(np.clip(cond["angulation"] + rng.normal(0, 1.0), 0, 25))
-        box, fm = _place_fixture(canvas, spec, cx, cy, tilt, ang, rng, ppm)
+        kind = cond["prosthesis"] or str(rng.choice(["none", "cover", "healing", "abutment", "crown"], p=[0.15, 0.15, 0.2, 0.15, 0.35]))
+        fill = {"none": 0.0, "cover": 0.3, "healing": 0.3}.get(kind, float(rng.uniform(0.75, 0.95)))
+        box, fm = _place_fixture(canvas, spec, cx, cy, tilt, ang, rng, ppm, fill)
         boxes.append(box)
         xs_used.append(cx)
-        kind = cond["prosthesis"] or str(rng.choice(["none", "cover", "healing", "abutment", "crown"], p=[0.15, 0.15, 0.2, 0.15, 0.35]))
-        plat = tables_for(spec).env[int((0 - tables_for(spec).z0) / 0.005) + 2]
+        if not cond["centre"] and rng.random() < 0.4:
+            _bone_loss(canvas, cx, cy, tilt, float(plat_r(spec)), float(rng.uniform(0.3, 2.5)), cond["bone"])
+        plat = plat_r(spec)
         roi = canvas.region(cx, cy, tilt, -spacing / 2 - 0.5, spacing / 2 + 0.5, -17.0, 0.5)
         if roi is not None and kind != "none":
             X, Y = canvas.coords(roi)
@@ -278,7 +338,12 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
                                       crown_w=spacing * 0.95, foreshorten=math.cos(math.radians(ang)))
             canvas.ti[roi] += ti
             canvas.metal[roi] += crown
+        if kind == "crown":
+            crowns.append((i, cx, cy, tilt))
         fixture_meta.append({"angulation": ang, "tilt_deg": math.degrees(tilt), "prosthesis": kind})
+    for (i, x0, y0, t0), (j, x1, y1, t1) in zip(crowns, crowns[1:]):
+        if j == i + 1 and rng.random() < 0.5:  # splinted crowns / bridge connector
+            _connector(canvas, (x0, y0), (x1, y1), (t0 + t1) / 2, rng)
     # neighbouring teeth in the free slots on both sides
     k = 1
     for side in (-1, 1):

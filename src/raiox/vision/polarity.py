@@ -57,9 +57,9 @@ def feature_difference(img: np.ndarray) -> np.ndarray:
     return _features(small) - _features(1.0 - small)
 
 
-# fitted by fit_weights() on synthetic renders; see the module docstring
-_WEIGHTS = np.array([0.013, -1.295, 0.223, 0.049, 0.207, -1.203, -0.308, -0.082, 0.476, -1.141, -1.26, -1.474,
-                     0.028, 0.745])
+# fit_weights(render_training_images(400, 1000)); held-out renders (160, seeds 9000+): 98 % correct
+_WEIGHTS = np.array([0.147, -1.354, 0.036, 0.202, 0.214, -1.123, -0.612, -0.152, 0.116, -1.116, -0.801, -1.364,
+                     0.016, 0.773])
 
 
 def polarity_score(img: np.ndarray) -> float:
