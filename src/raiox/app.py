@@ -67,4 +67,7 @@ def create_app(*, worker: bool = False) -> FastAPI:
 
     app.include_router(catalog_router)
     metrics.install(app)
+    from raiox.review.panel import create_panel
+
+    app.mount("/admin", create_panel())
     return app

@@ -82,5 +82,11 @@ def worker(concurrency: int = typer.Option(2, help="Jobs processed at once.")) -
     asyncio.run(_run())
 
 
+from raiox.review import cli as review_cli  # noqa: E402 - sub-apps register after the root app
+
+app.add_typer(review_cli.users_app, name="users")
+app.command(name="admin")(review_cli.admin)
+
+
 def main() -> None:  # pragma: no cover - console entry point wrapper
     sys.exit(app())

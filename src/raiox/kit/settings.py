@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     admin_session_hours: int = Field(default=12, ge=1)
     admin_max_failed_logins: int = Field(default=5, ge=1)
     admin_lockout_minutes: int = Field(default=15, ge=1)
+    confidence_high: float = 0.85  # candidate similarity labelled "alta" from here, "média" from medium
+    confidence_medium: float = 0.70
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
 

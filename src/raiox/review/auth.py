@@ -148,3 +148,10 @@ async def require_actor(request: Request, session: AsyncSession = Depends(get_db
     if not csrf_ok(load_session(request), request.headers.get(CSRF_HEADER)):
         raise Forbidden("missing or invalid CSRF token (X-CSRF-Token header)")
     return f"user:{user.email}"
+
+
+async def is_locked(session: AsyncSession, email: str) -> bool:
+    from raiox.review import repository
+
+    user = await repository.user_by_email(session, email)
+    return bool(user and user.locked_until and user.locked_until > datetime.now(UTC))

@@ -1,0 +1,72 @@
+"""`raiox users add EMAIL --role reviewer|admin` and `raiox admin` (the panel alone, on its own host)."""
+
+import asyncio
+import sys
+
+import typer
+from rich.console import Console
+
+users_app = typer.Typer(help="Admin panel users.", no_args_is_help=True)
+console = Console(stderr=True)
+MIN_PASSWORD = 10
+
+
+async def _add(email: str, role: str, password: str) -> str:
+    from raiox.kit.db import session_scope
+    from raiox.models import User
+    from raiox.review import repository
+    from raiox.review.auth import hash_password
+
+    async with session_scope() as session:
+        user = await repository.user_by_email(session, email)
+        if user is None:
+            session.add(User(email=email, password_hash=hash_password(password), role=role))
+            return "created"
+        user.password_hash, user.role, user.active = hash_password(password), role, True
+        user.failed_logins, user.locked_until = 0, None
+        return "updated"
+
+
+@users_app.command("add")
+def add(
+    email: str = typer.Argument(..., help="Login e-mail."),
+    role: str = typer.Option("reviewer", help="reviewer | admin"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+) -> None:
+    """Create a panel user (or reset an existing one's password and role)."""
+    from raiox.cli import _settings
+    from raiox.review.auth import ROLES
+
+    email = email.strip().lower()
+    if role not in ROLES:
+        console.print(f"[red]--role must be one of: {', '.join(ROLES)}[/red]")
+        raise typer.Exit(2)
+    if "@" not in email:
+        console.print("[red]EMAIL must be an e-mail address[/red]")
+        raise typer.Exit(2)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD:
+        console.print(f"[red]the password needs at least {MIN_PASSWORD} characters[/red]")
+        raise typer.Exit(2)
+    _settings()
+    outcome = asyncio.run(_add(email, role, password))
+    console.print(f"user {email} ({role}) {outcome}")
+
+
+def admin(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8001, help="TCP port."),
+) -> None:
+    """Serve the admin panel alone (/admin), against the same database; workers run the deliveries."""
+    import uvicorn
+
+    from raiox.cli import _settings, migrate
+    from raiox.review.panel import create_admin_app
+
+    settings = _settings()
+    if settings.embedded_database:
+        migrate()
+    uvicorn.run(create_admin_app(), host=host, port=port, log_config=None, access_log=False, proxy_headers=True)

@@ -1,0 +1,27 @@
+"""Message catalogs for the panel: `locale/<lang>.json`, message id -> text (pt_BR today; add en.json
+with the same ids to offer English). Unknown ids fall back to pt_BR, then to the id itself."""
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from raiox.kit.settings import get_settings
+
+FOLDER = Path(__file__).parent / "locale"
+DEFAULT = "pt_BR"
+
+
+@lru_cache
+def catalog(lang: str) -> dict[str, str]:
+    path = FOLDER / f"{lang}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def gettext(message_id: str, lang: str | None = None, **values) -> str:
+    lang = lang or get_settings().admin_locale
+    text = catalog(lang).get(message_id) or catalog(DEFAULT).get(message_id) or message_id
+    return text.format(**values) if values else text
+
+
+def translator(lang: str | None = None):
+    return lambda message_id, **values: gettext(message_id, lang, **values)

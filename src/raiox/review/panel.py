@@ -1,0 +1,117 @@
+"""The admin panel: a FastAPI sub-app mounted at /admin by `raiox serve`, or served alone (`raiox admin`).
+
+Server-rendered Jinja2 + HTMX (vendored static/htmx.min.js), pt-BR through the i18n catalog.
+"""
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from raiox.cases.service import STATUS_LABELS_PT
+from raiox.kit.errors import RaioxError
+from raiox.kit.logging import get_logger
+from raiox.review import i18n
+from raiox.review.auth import CSRF_FIELD, load_session
+
+log = get_logger(__name__)
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+class LoginRequired(Exception):
+    """No valid panel session: pages redirect to the login form."""
+
+
+def base_path(request: Request) -> str:
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+def status_label(status: str) -> str:
+    text = i18n.gettext(f"status.{status}")
+    return STATUS_LABELS_PT.get(status, status) if text == f"status.{status}" else text
+
+
+def render(request: Request, name: str, context: dict | None = None, status_code: int = 200,
+           headers: dict | None = None) -> HTMLResponse:
+    session = load_session(request)
+    values = {
+        "request": request, "base": base_path(request), "t": i18n.translator(), "status_label": status_label,
+        "user": getattr(request.state, "user", None), "csrf_token": session.get("csrf", ""), "csrf_field": CSRF_FIELD,
+        "lang": i18n.gettext("meta.lang"),
+    } | (context or {})
+    return templates.TemplateResponse(request, name, values, status_code=status_code, headers=headers)
+
+
+def redirect(request: Request, path: str) -> Response:
+    """303 to PATH under the panel; for HTMX requests an HX-Redirect (the browser follows it)."""
+    url = base_path(request) + path
+    if request.headers.get("hx-request"):
+        return Response(status_code=204, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+async def _login_required(request: Request, _exc: LoginRequired) -> Response:
+    target = request.url.path
+    return redirect(request, f"/login?next={target}" if request.method == "GET" else "/login")
+
+
+async def _error(request: Request, exc: RaioxError) -> Response:
+    if request.headers.get("hx-request"):
+        return HTMLResponse(f'<p class="alert alert-error" role="alert">{exc.message}</p>', status_code=exc.status_code,
+                            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"})
+    return render(request, "error.html", {"error": exc}, status_code=exc.status_code)
+
+
+async def _security_headers(request: Request, call_next):
+    response = await call_next(request)
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if not request.url.path.startswith(base_path(request) + "/static"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def create_panel() -> FastAPI:
+    from raiox.review import views_auth, views_cases, views_catalog, views_media
+
+    panel = FastAPI(title="Raiox AI admin", docs_url=None, redoc_url=None, openapi_url=None)
+    panel.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    panel.add_exception_handler(LoginRequired, _login_required)
+    panel.add_exception_handler(RaioxError, _error)
+    panel.middleware("http")(_security_headers)
+    for module in (views_auth, views_cases, views_catalog, views_media):
+        panel.include_router(module.router)
+    return panel
+
+
+def create_admin_app() -> FastAPI:
+    """`raiox admin`: the panel on its own host (no webhook, no worker), with the review API, report
+    links and health probes; decisions enqueue delivery jobs that the API hosts' workers run."""
+    from raiox import __version__
+    from raiox.app import _error_handler
+    from raiox.delivery.routes import router as delivery_router
+    from raiox.kit.health import router as health_router
+    from raiox.kit.logging import configure_logging
+    from raiox.kit.settings import get_settings
+    from raiox.review.routes import router as review_router
+
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    app = FastAPI(title="Raiox AI admin", version=__version__)
+    app.add_exception_handler(RaioxError, _error_handler)
+    for router in (health_router, review_router, delivery_router):
+        app.include_router(router)
+    app.mount("/admin", create_panel())
+
+    @app.get("/", include_in_schema=False)
+    async def _home() -> RedirectResponse:
+        return RedirectResponse("/admin/")
+
+    return app

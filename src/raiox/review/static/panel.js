@@ -1,0 +1,82 @@
+/* Raiox AI panel: X-ray viewer (zoom, pan, contrast, brightness, invert) and small HTMX helpers. */
+(function () {
+  "use strict";
+
+  function setupViewer(root) {
+    var stage = root.querySelector(".stage");
+    var img = stage.querySelector("img");
+    var out = root.querySelector(".zoom-level");
+    var state = { scale: 1, x: 0, y: 0, contrast: 100, brightness: 100, invert: false };
+
+    function apply() {
+      img.style.transform = "translate(" + state.x + "px," + state.y + "px) scale(" + state.scale + ")";
+      img.style.filter = "contrast(" + state.contrast + "%) brightness(" + state.brightness + "%)" +
+        (state.invert ? " invert(1)" : "");
+      if (out) { out.textContent = Math.round(state.scale * 100) + "%"; }
+      root.dataset.scale = state.scale.toFixed(2);
+    }
+    function zoom(factor) {
+      state.scale = Math.min(10, Math.max(1, state.scale * factor));
+      if (state.scale === 1) { state.x = 0; state.y = 0; }
+      apply();
+    }
+    root.querySelectorAll("[data-zoom]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var kind = button.dataset.zoom;
+        if (kind === "in") { zoom(1.25); } else if (kind === "out") { zoom(0.8); }
+        else { state.scale = 1; state.x = 0; state.y = 0; apply(); }
+      });
+    });
+    root.querySelectorAll("[data-filter]").forEach(function (input) {
+      input.addEventListener("input", function () {
+        var name = input.dataset.filter;
+        state[name] = name === "invert" ? input.checked : Number(input.value);
+        apply();
+      });
+    });
+    stage.addEventListener("wheel", function (event) {
+      event.preventDefault();
+      zoom(event.deltaY < 0 ? 1.15 : 0.87);
+    }, { passive: false });
+    var drag = null;
+    stage.addEventListener("pointerdown", function (event) {
+      drag = { x: event.clientX - state.x, y: event.clientY - state.y };
+      stage.setPointerCapture(event.pointerId);
+      stage.classList.add("dragging");
+    });
+    stage.addEventListener("pointermove", function (event) {
+      if (!drag) { return; }
+      state.x = event.clientX - drag.x;
+      state.y = event.clientY - drag.y;
+      apply();
+    });
+    ["pointerup", "pointercancel"].forEach(function (name) {
+      stage.addEventListener(name, function () { drag = null; stage.classList.remove("dragging"); });
+    });
+    stage.addEventListener("keydown", function (event) {
+      var step = 40, handled = true;
+      switch (event.key) {
+        case "+": case "=": zoom(1.25); break;
+        case "-": zoom(0.8); break;
+        case "0": state.scale = 1; state.x = 0; state.y = 0; apply(); break;
+        case "ArrowLeft": state.x += step; apply(); break;
+        case "ArrowRight": state.x -= step; apply(); break;
+        case "ArrowUp": state.y += step; apply(); break;
+        case "ArrowDown": state.y -= step; apply(); break;
+        default: handled = false;
+      }
+      if (handled) { event.preventDefault(); }
+    });
+    apply();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-viewer]").forEach(setupViewer);
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.target;
+    if (form && form.matches && form.matches("form[data-reset-on-success]") && event.detail.successful) {
+      form.reset();
+    }
+  });
+})();

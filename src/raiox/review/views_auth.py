@@ -1,0 +1,81 @@
+"""Login (e-mail + password), logout. Failures are throttled per IP and lock the account after
+RAIOX_ADMIN_MAX_FAILED_LOGINS; each one is logged as `raiox.admin.login_failed ip=<ip> email=<email>`."""
+
+import secrets
+import time
+from collections import defaultdict, deque
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.kit.db import get_db_session
+from raiox.review import auth
+from raiox.review.deps import csrf_protect
+from raiox.review.i18n import gettext
+from raiox.review.panel import base_path, redirect, render
+
+router = APIRouter()
+IP_WINDOW_S, IP_MAX_FAILURES = 15 * 60, 20
+_ip_failures: dict[str, deque] = defaultdict(deque)
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+def _ip_blocked(ip: str) -> bool:
+    window = _ip_failures[ip]
+    while window and window[0] < time.monotonic() - IP_WINDOW_S:
+        window.popleft()
+    return len(window) >= IP_MAX_FAILURES
+
+
+def _safe_next(request: Request, target: str | None) -> str:
+    base = base_path(request)
+    if target and target.startswith(base + "/") and not target.startswith("//") and "\\" not in target:
+        return target[len(base):]
+    return "/"
+
+
+def _login_page(request: Request, *, error: str | None = None, email: str = "", status_code: int = 200,
+                next_url: str = "") -> Response:
+    session = auth.load_session(request)
+    fresh = "csrf" not in session
+    auth.ensure_csrf(session)
+    response = render(request, "login.html", {"error": error, "email": email, "next": next_url,
+                                              "csrf_token": session["csrf"]}, status_code=status_code)
+    if fresh or error:
+        auth.save_session(request, response, {"csrf": session["csrf"]})
+    return response
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str = "") -> Response:  # noqa: A002 - query name
+    return _login_page(request, next_url=next)
+
+
+@router.post("/login", dependencies=[Depends(csrf_protect)])
+async def login(request: Request, email: str = Form(""), password: str = Form(""), next: str = Form(""),  # noqa: A002
+                session: AsyncSession = Depends(get_db_session)) -> Response:
+    ip = client_ip(request)
+    if _ip_blocked(ip):
+        auth.log_failure(ip, email)
+        return _login_page(request, error=gettext("login.throttled"), email=email, status_code=429, next_url=next)
+    user = await auth.authenticate(session, email, password, ip)
+    if user is None:
+        _ip_failures[ip].append(time.monotonic())
+        locked = await auth.is_locked(session, email)
+        message = gettext("login.locked") if locked else gettext("login.invalid")
+        return _login_page(request, error=message, email=email, status_code=401, next_url=next)
+    response = redirect(request, _safe_next(request, next))
+    auth.save_session(request, response, {"uid": str(user.id), "pw": user.password_hash[-12:],
+                                          "csrf": secrets.token_urlsafe(32)})
+    return response
+
+
+@router.post("/logout", dependencies=[Depends(csrf_protect)])
+async def logout(request: Request) -> Response:
+    response = redirect(request, "/login")
+    auth.clear_session(response)
+    return response

@@ -1,0 +1,97 @@
+"""Queue and case pages, and the reviewer's actions (approve, reject, note, resend, retry)."""
+
+import uuid
+from datetime import date
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.cases import service as cases
+from raiox.kit.db import get_db_session
+from raiox.kit.errors import BadRequest
+from raiox.models import CaseStatus, User
+from raiox.review import casepage, repository, service
+from raiox.review.deps import actor, csrf_protect, current_user
+from raiox.review.panel import redirect, render
+
+router = APIRouter()
+PAGE = 50
+STATUSES = [s.value for s in CaseStatus]
+
+
+def _date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        raise BadRequest(f"invalid date: {value!r} (use AAAA-MM-DD)") from None
+
+
+@router.get("/")
+async def queue(request: Request, status: str = Query(CaseStatus.awaiting_review), client: str = "", q: str = "",
+                date_from: str = "", date_to: str = "", page: int = Query(1, ge=1),
+                user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+    filters = {"status": status if status in STATUSES else None, "client": client.strip() or None,
+               "search": q.strip() or None, "date_from": _date(date_from), "date_to": _date(date_to)}
+    items, total = await repository.queue(session, limit=PAGE, offset=(page - 1) * PAGE, **filters)
+    counts = await repository.status_counts(session)
+    context = {"items": items, "total": total, "counts": counts, "statuses": STATUSES, "page": page,
+               "pages": max(1, -(-total // PAGE)), "f": {"status": status, "client": client, "q": q,
+                                                          "date_from": date_from, "date_to": date_to}}
+    return render(request, "queue.html", context)
+
+
+@router.get("/cases/{case_id}")
+async def case_page(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
+                    session: AsyncSession = Depends(get_db_session)) -> Response:
+    return render(request, "case.html", await casepage.build(session, case_id))
+
+
+@router.get("/systems/search")
+async def system_search(request: Request, q: str = "", user: User = Depends(current_user),
+                        session: AsyncSession = Depends(get_db_session)) -> Response:
+    systems = await repository.search_systems(session, q, limit=15, active_only=True) if q.strip() else []
+    return render(request, "_system_options.html", {"systems": systems, "q": q})
+
+
+@router.post("/cases/{case_id}/approve", dependencies=[Depends(csrf_protect)])
+async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(...), message: str = Form(""),
+                  add_to_catalog: bool = Form(False), user: User = Depends(current_user),
+                  session: AsyncSession = Depends(get_db_session)) -> Response:
+    await service.approve(session, case_id, system_id, actor=actor(user), message=message,
+                          add_to_catalog=add_to_catalog)
+    return redirect(request, f"/cases/{case_id}")
+
+
+@router.post("/cases/{case_id}/reject", dependencies=[Depends(csrf_protect)])
+async def reject(request: Request, case_id: uuid.UUID, message: str = Form(""), user: User = Depends(current_user),
+                 session: AsyncSession = Depends(get_db_session)) -> Response:
+    await service.reject(session, case_id, message, actor=actor(user))
+    return redirect(request, f"/cases/{case_id}")
+
+
+@router.post("/cases/{case_id}/note", dependencies=[Depends(csrf_protect)])
+async def note(request: Request, case_id: uuid.UUID, text: str = Form(""), user: User = Depends(current_user),
+               session: AsyncSession = Depends(get_db_session)) -> Response:
+    await service.add_note(session, case_id, text, actor=actor(user))
+    if request.headers.get("hx-request"):
+        return render(request, "_audit.html", {"audit": await repository.audit_for_case(session, case_id)})
+    return redirect(request, f"/cases/{case_id}")
+
+
+@router.post("/cases/{case_id}/resend", dependencies=[Depends(csrf_protect)])
+async def resend(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
+                 session: AsyncSession = Depends(get_db_session)) -> Response:
+    await service.resend(session, case_id, actor=actor(user))
+    return redirect(request, f"/cases/{case_id}")
+
+
+@router.post("/cases/{case_id}/retry", dependencies=[Depends(csrf_protect)])
+async def retry(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
+                session: AsyncSession = Depends(get_db_session)) -> Response:
+    from raiox.intake.service import retry_case
+
+    case = await cases.get_or_404(session, case_id, for_update=True)
+    await retry_case(session, case, actor=actor(user))
+    await service.audit(session, actor(user), "case.retry", case.id)
+    return redirect(request, f"/cases/{case_id}")

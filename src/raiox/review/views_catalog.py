@@ -1,0 +1,108 @@
+"""Catalog pages (admins only): list/search systems, create/edit one, upload reference images
+(embedded on upload with the current model, stored like catalog references)."""
+
+import re
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.kit.db import get_db_session
+from raiox.kit.errors import Conflict, NotFound, Unprocessable
+from raiox.models import ImplantSystem, User
+from raiox.review import repository, service
+from raiox.review.deps import actor, admin_user, csrf_protect
+from raiox.review.i18n import gettext
+from raiox.review.panel import redirect, render
+
+router = APIRouter(prefix="/catalog")
+PAGE = 50
+MAX_UPLOAD = 30 * 1024 * 1024
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:120]
+
+
+@router.get("")
+async def catalog(request: Request, q: str = "", page: int = Query(1, ge=1), user: User = Depends(admin_user),
+                  session: AsyncSession = Depends(get_db_session)) -> Response:
+    systems = await repository.search_systems(session, q, limit=PAGE + 1, offset=(page - 1) * PAGE)
+    counts = await repository.reference_counts(session, [s.id for s in systems])
+    return render(request, "catalog.html", {"systems": systems[:PAGE], "more": len(systems) > PAGE, "page": page,
+                                            "q": q, "counts": counts})
+
+
+@router.get("/new")
+async def new_system(request: Request, user: User = Depends(admin_user)) -> Response:
+    return render(request, "system.html", {"system": None, "references": []})
+
+
+def _fill(system: ImplantSystem, manufacturer: str, name: str, connection: str, body_shape: str, active: bool) -> None:
+    if not manufacturer.strip() or not name.strip():
+        raise Unprocessable(gettext("catalog.required"))
+    system.manufacturer, system.name = manufacturer.strip(), name.strip()
+    system.connection, system.body_shape = connection.strip() or None, body_shape.strip() or None
+    system.active = active
+
+
+@router.post("/new", dependencies=[Depends(csrf_protect)])
+async def create_system(request: Request, manufacturer: str = Form(""), name: str = Form(""), system_id: str = Form(""),
+                        connection: str = Form(""), body_shape: str = Form(""), active: bool = Form(False),
+                        user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+    new_id = slug(system_id or f"{manufacturer}-{name}")
+    if not new_id:
+        raise Unprocessable(gettext("catalog.required"))
+    if await session.get(ImplantSystem, new_id):
+        raise Conflict(gettext("catalog.exists", id=new_id))
+    system = ImplantSystem(id=new_id, attributes={})
+    _fill(system, manufacturer, name, connection, body_shape, active)
+    session.add(system)
+    await session.flush()
+    await service.audit(session, actor(user), "catalog.create", target=new_id, name=f"{system.manufacturer} {system.name}")
+    return redirect(request, f"/catalog/{new_id}")
+
+
+async def _system(session: AsyncSession, system_id: str) -> ImplantSystem:
+    system = await session.get(ImplantSystem, system_id)
+    if system is None:
+        raise NotFound(gettext("catalog.not_found", id=system_id))
+    return system
+
+
+@router.get("/{system_id}")
+async def edit_system(request: Request, system_id: str, user: User = Depends(admin_user),
+                      session: AsyncSession = Depends(get_db_session)) -> Response:
+    system = await _system(session, system_id)
+    return render(request, "system.html", {"system": system, "references": await repository.references_of(session, system_id)})
+
+
+@router.post("/{system_id}", dependencies=[Depends(csrf_protect)])
+async def update_system(request: Request, system_id: str, manufacturer: str = Form(""), name: str = Form(""),
+                        connection: str = Form(""), body_shape: str = Form(""), active: bool = Form(False),
+                        user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+    system = await _system(session, system_id)
+    _fill(system, manufacturer, name, connection, body_shape, active)
+    await session.flush()
+    await service.audit(session, actor(user), "catalog.update", target=system_id, active=active)
+    return redirect(request, f"/catalog/{system_id}")
+
+
+@router.post("/{system_id}/images", dependencies=[Depends(csrf_protect)])
+async def upload_images(request: Request, system_id: str, files: list[UploadFile] = File(...),
+                        user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+    from raiox.review.catalog_upload import add_references
+
+    system = await _system(session, system_id)
+    uploads = []
+    for upload in files:
+        data = await upload.read(MAX_UPLOAD + 1)
+        if len(data) > MAX_UPLOAD:
+            raise Unprocessable(gettext("catalog.too_large", name=upload.filename or "?"))
+        if data:
+            uploads.append((upload.filename or "upload", data))
+    report = await add_references(session, system, uploads)
+    await service.audit(session, actor(user), "catalog.upload", target=system_id, added=report.added,
+                        skipped=[f"{s.origin}: {s.reason}" for s in report.skipped])
+    return render(request, "system.html", {"system": system, "report": report,
+                                           "references": await repository.references_of(session, system_id)})

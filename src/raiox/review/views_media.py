@@ -1,0 +1,41 @@
+"""Image bytes for the panel, only through authenticated routes (never public storage URLs)."""
+
+import uuid
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.kit.db import get_db_session
+from raiox.kit.errors import NotFound
+from raiox.models import CaseImage, ReferenceImage, User
+from raiox.review import images
+from raiox.review.deps import current_user
+
+router = APIRouter(prefix="/media")
+HEADERS = {"Cache-Control": "private, max-age=600", "X-Content-Type-Options": "nosniff"}
+
+
+async def _serve(storage_key: str | None, filename: str | None, max_side: int | None) -> Response:
+    if not storage_key:
+        raise NotFound("image not stored")
+    data, media_type = await images.load(storage_key, filename, max_side=max_side)
+    return Response(data, media_type=media_type, headers=HEADERS)
+
+
+@router.get("/case-images/{image_id}")
+async def case_image(image_id: uuid.UUID, w: int | None = None, user: User = Depends(current_user),
+                     session: AsyncSession = Depends(get_db_session)) -> Response:
+    image = await session.get(CaseImage, image_id)
+    if image is None:
+        raise NotFound("image not found")
+    return await _serve(image.storage_key, image.filename, w)
+
+
+@router.get("/references/{reference_id}")
+async def reference_image(reference_id: uuid.UUID, w: int | None = None, user: User = Depends(current_user),
+                          session: AsyncSession = Depends(get_db_session)) -> Response:
+    ref = await session.get(ReferenceImage, reference_id)
+    if ref is None:
+        raise NotFound("reference image not found")
+    return await _serve(ref.storage_key, None, w)

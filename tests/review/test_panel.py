@@ -1,0 +1,184 @@
+"""The admin panel over HTTP (ASGI): login, lock-out, CSRF, roles, queue, case page, actions."""
+
+import logging
+import re
+
+import httpx
+import pytest
+from review_helpers import add_case, add_system, add_user
+
+from raiox.kit.db import session_scope
+from raiox.models import CaseStatus
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def panel(committed):
+    from raiox.app import create_app
+
+    app = create_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("198.51.100.7", 5000)),
+                                 base_url="http://testserver") as http:
+        yield http
+
+
+async def _data():
+    async with session_scope() as session:
+        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+        await add_system(session, "nob-ac", "Nobel Biocare", "NobelActive", seed=3)
+        case = await add_case(session, candidates=[("neo-cm", 0.78), ("str-bl", 0.66)])
+        failed = await add_case(session, status=CaseStatus.failed, name="Dr. Bruno Lima")
+        failed.failure_reason = "download failed: Jotform upload host answered 404"
+        await add_user(session, "rev@example.com", PASSWORD, "reviewer")
+        await add_user(session, "admin@example.com", PASSWORD, "admin")
+    return case, failed
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+async def login(http, email: str, password: str = PASSWORD) -> httpx.Response:
+    page = await http.get("/admin/login")
+    return await http.post("/admin/login", data={"email": email, "password": password, "csrf_token": _csrf(page.text)})
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def test_login_failures_are_logged_and_lock_the_account(panel):
+    await _data()
+    handler = Lines()
+    logging.getLogger("raiox.admin").addHandler(handler)
+    try:
+        for _ in range(5):
+            response = await login(panel, "rev@example.com", "wrong password")
+            assert response.status_code == 401
+        assert handler.lines[0] == "raiox.admin.login_failed ip=198.51.100.7 email=rev@example.com"
+        assert len(handler.lines) == 5
+        locked = await login(panel, "rev@example.com")  # right password, but locked now
+        assert locked.status_code == 401 and "bloqueada" in locked.text
+    finally:
+        logging.getLogger("raiox.admin").removeHandler(handler)
+
+
+async def test_login_session_cookie_and_logout(panel):
+    await _data()
+    assert (await panel.get("/admin/", follow_redirects=False)).headers["location"].startswith("/admin/login")
+    response = await login(panel, "rev@example.com")
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
+    queue = await panel.get("/admin/")
+    assert queue.status_code == 200 and "Fila de casos" in queue.text and "Dra. Ana Souza" in queue.text
+    logout = await panel.post("/admin/logout", data={"csrf_token": _csrf(queue.text)})
+    assert logout.status_code == 303
+    assert (await panel.get("/admin/", follow_redirects=False)).status_code == 303
+
+
+async def test_login_form_without_csrf_is_refused(panel):
+    await _data()
+    response = await panel.post("/admin/login", data={"email": "rev@example.com", "password": PASSWORD})
+    assert response.status_code == 403
+
+
+async def test_csrf_required_on_actions(panel):
+    case, _ = await _data()
+    await login(panel, "rev@example.com")
+    page = await panel.get(f"/admin/cases/{case.id}")
+    refused = await panel.post(f"/admin/cases/{case.id}/approve", data={"system_id": "str-bl"})
+    assert refused.status_code == 403 and "CSRF" in refused.text
+    htmx_refused = await panel.post(f"/admin/cases/{case.id}/note", data={"text": "x"}, headers={"HX-Request": "true"})
+    assert htmx_refused.status_code == 403
+    ok = await panel.post(f"/admin/cases/{case.id}/approve",
+                          data={"system_id": "str-bl", "csrf_token": _csrf(page.text), "add_to_catalog": "true"})
+    assert ok.status_code == 303
+    after = await panel.get(f"/admin/cases/{case.id}")
+    assert "Aprovou o caso" in after.text and "Bone Level" in after.text
+
+
+async def test_reviewer_cannot_reach_catalog_admin(panel):
+    await _data()
+    await login(panel, "rev@example.com")
+    assert (await panel.get("/admin/catalog")).status_code == 403
+    assert (await panel.get("/admin/catalog/neo-cm")).status_code == 403
+    assert 'href="/admin/catalog"' not in (await panel.get("/admin/")).text
+
+
+async def test_queue_counts_filters_and_failed_reason(panel):
+    await _data()
+    await login(panel, "admin@example.com")
+    awaiting = await panel.get("/admin/")
+    assert "Dra. Ana Souza" in awaiting.text and "Dr. Bruno Lima" not in awaiting.text
+    failed = await panel.get("/admin/", params={"status": "failed"})
+    assert "Dr. Bruno Lima" in failed.text and "upload host answered 404" in failed.text and "Tentar novamente" in failed.text
+    assert "Dra. Ana Souza" not in (await panel.get("/admin/", params={"status": "all", "client": "bruno"})).text
+    assert "Dr. Bruno Lima" in (await panel.get("/admin/", params={"status": "all", "q": "Bruno"})).text
+    assert "Nenhum caso" in (await panel.get("/admin/", params={"status": "all", "date_from": "2001-01-01",
+                                                                "date_to": "2001-01-02"})).text
+
+
+async def test_case_page_shows_candidates_confidence_and_warning(panel):
+    case, _ = await _data()
+    await login(panel, "rev@example.com")
+    page = await panel.get(f"/admin/cases/{case.id}")
+    assert page.status_code == 200
+    assert "Grand Morse" in page.text and "média" in page.text and "baixa" in page.text
+    assert 'id="low-confidence"' in page.text  # 0.78 is below "alta"
+    assert "dentista@example.com" in page.text and "(11) 98765-4321" in page.text
+    image = re.search(r'/admin/media/case-images/([0-9a-f-]+)"', page.text).group(0).rstrip('"')
+    assert (await panel.get(image)).headers["content-type"] == "image/png"
+    search = await panel.get("/admin/systems/search", params={"q": "nobel"})
+    assert 'value="nob-ac"' in search.text
+
+
+async def test_media_requires_login(panel):
+    case, _ = await _data()
+    await login(panel, "rev@example.com")
+    page = await panel.get(f"/admin/cases/{case.id}")
+    image = re.search(r'/admin/media/case-images/[0-9a-f-]+', page.text).group(0)
+    panel.cookies.clear()
+    assert (await panel.get(image, follow_redirects=False)).status_code == 303
+
+
+async def test_note_via_htmx_and_api_with_panel_session(panel):
+    case, _ = await _data()
+    await login(panel, "rev@example.com")
+    token = _csrf((await panel.get(f"/admin/cases/{case.id}")).text)
+    note = await panel.post(f"/admin/cases/{case.id}/note", data={"text": "Ligar para a dentista"},
+                            headers={"HX-Request": "true", "X-CSRF-Token": token})
+    assert note.status_code == 200 and "Ligar para a dentista" in note.text and note.text.startswith('<ol')
+    assert (await panel.post(f"/cases/{case.id}/reject", json={"message": "Outra, por favor"})).status_code == 403
+    api = await panel.post(f"/cases/{case.id}/reject", json={"message": "Outra, por favor"}, headers={"X-CSRF-Token": token})
+    assert api.status_code == 200 and api.json()["reviewed_by"] == "user:rev@example.com"
+
+
+async def test_users_add_cli(committed):
+    import os
+    import subprocess
+    import sys
+
+    from raiox.review import repository
+    from raiox.review.auth import verify_password
+
+    def cli(*args: str, stdin: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "raiox", "users", "add", *args], input=stdin, text=True,
+                              capture_output=True, env=os.environ | {"PYTHONPATH": "src"}, timeout=120)
+
+    result = cli("Ops@Example.com", "--role", "admin", "--password-stdin", stdin="a long enough password\n")
+    assert result.returncode == 0, result.stderr
+    assert cli("x@example.com", "--role", "root", "--password-stdin", stdin="p" * 12).returncode == 2
+    assert cli("y@example.com", "--password-stdin", stdin="short\n").returncode == 2
+    async with session_scope() as session:
+        user = await repository.user_by_email(session, "ops@example.com")
+        assert user.role == "admin" and user.password_hash.startswith("$argon2id$")
+        assert verify_password(user.password_hash, "a long enough password")
+        assert await repository.user_by_email(session, "y@example.com") is None
