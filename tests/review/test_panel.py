@@ -182,3 +182,29 @@ async def test_users_add_cli(committed):
         assert user.role == "admin" and user.password_hash.startswith("$argon2id$")
         assert verify_password(user.password_hash, "a long enough password")
         assert await repository.user_by_email(session, "y@example.com") is None
+
+
+async def test_admin_creates_system_and_uploads_reference(panel):
+    from sqlalchemy import select
+
+    from raiox.models import ReferenceEmbedding, ReferenceImage
+    from raiox.synth import demo_catalog, render_reference, to_png
+
+    await _data()
+    await login(panel, "admin@example.com")
+    token = _csrf((await panel.get("/admin/catalog/new")).text)
+    created = await panel.post("/admin/catalog/new", data={"manufacturer": "SIN", "name": "Strong SW", "connection": "HE",
+                                                           "active": "true", "csrf_token": token})
+    assert created.status_code == 303 and created.headers["location"] == "/admin/catalog/sin-strong-sw"
+    png = to_png(render_reference(demo_catalog()[0].spec, seed=3))
+    upload = await panel.post("/admin/catalog/sin-strong-sw/images", data={"csrf_token": token},
+                              files=[("files", ("ref 1.png", png, "image/png")), ("files", ("bad.png", b"<html>", "image/png"))])
+    assert upload.status_code == 200, upload.text
+    assert "1 imagem(ns) adicionada(s)" in upload.text and "bad.png" in upload.text
+    async with session_scope() as session:
+        ref = (await session.execute(select(ReferenceImage).where(ReferenceImage.system_id == "sin-strong-sw"))).scalar_one()
+        assert ref.source == "upload"
+        emb = (await session.execute(select(ReferenceEmbedding).where(ReferenceEmbedding.reference_image_id == ref.id))).scalar_one()
+        assert len(emb.embedding) == 512
+    listing = await panel.get("/admin/catalog", params={"q": "strong"})
+    assert "Strong SW" in listing.text and "Grand Morse" not in listing.text

@@ -4,6 +4,7 @@ import uuid
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import Select, func, or_, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.models import (
@@ -88,7 +89,7 @@ async def first_reference(session: AsyncSession, system_ids: set[str]) -> dict[s
         return {}
     query = (select(ReferenceImage.system_id, ReferenceImage.id)
              .where(ReferenceImage.system_id.in_(system_ids))
-             .distinct(ReferenceImage.system_id)
+             .ext(distinct_on(ReferenceImage.system_id))
              .order_by(ReferenceImage.system_id, ReferenceImage.created_at, ReferenceImage.id))
     return {system_id: ref_id for system_id, ref_id in (await session.execute(query)).all()}
 
