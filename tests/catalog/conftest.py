@@ -27,3 +27,20 @@ def cli():
         return result
 
     return invoke
+
+
+@pytest.fixture
+def use_embedder(monkeypatch):
+    """Switch RAIOX_EMBEDDER for the rest of the test (settings cache cleared both ways)."""
+    from raiox.kit.settings import get_settings
+
+    def switch(spec: str):
+        monkeypatch.setenv("RAIOX_EMBEDDER", spec)
+        get_settings.cache_clear()
+        from raiox.vision import get_embedder
+
+        return get_embedder()
+
+    yield switch
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -103,7 +103,10 @@ class S3Storage:
         return True
 
     async def check(self) -> None:
-        await self._call(self.client.head_bucket)
+        try:
+            await self._call(self.client.head_bucket)
+        except NotFound:  # HEAD on a missing bucket answers 404: storage is unusable, not an object miss
+            raise ServiceUnavailable(f"object storage bucket not found: {self.bucket}") from None
 
 
 def storage_from_url(url: str, settings: Settings) -> Storage:

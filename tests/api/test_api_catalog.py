@@ -1,0 +1,101 @@
+"""GET /implants, POST /identify, GET /metrics: bearer tokens, shapes, storage only when asked."""
+
+import hashlib
+
+import pytest
+
+
+@pytest.mark.parametrize("path", ["/implants", "/metrics"])
+async def test_routes_need_a_valid_bearer_token(client, path):
+    missing = await client.get(path)
+    assert missing.status_code == 401 and missing.json()["error"] == "unauthorized"
+    wrong = await client.get(path, headers={"Authorization": "Bearer rx_not-a-token"})
+    assert wrong.status_code == 401
+    basic = await client.get(path, headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert basic.status_code == 401
+
+
+async def test_identify_needs_a_token(client, reference_pngs):
+    response = await client.post("/identify", files={"image": ("x.png", reference_pngs["demo-004"][0], "image/png")})
+    assert response.status_code == 401
+
+
+async def test_implants_lists_systems_with_counts_and_filters(client, auth, catalog, session):
+    from raiox.catalog import repository
+
+    await repository.upsert_system(session, "acme-empty", "Acme", "Empty", {"body_shape": "tapered"})
+    body = (await client.get("/implants", headers=auth)).json()
+    assert body["total"] == 3 and body["model_id"]
+    by_id = {item["id"]: item for item in body["items"]}
+    assert by_id["demo-004"]["reference_images"] == 2 and by_id["demo-004"]["embedded"] == 2
+    assert by_id["demo-004"]["connection"] == "hex" and by_id["demo-004"]["attributes"] == {"connection": "hex"}
+    assert by_id["acme-empty"]["reference_images"] == 0 and by_id["acme-empty"]["body_shape"] == "tapered"
+    search = (await client.get("/implants", params={"q": "DEMO-005"}, headers=auth)).json()
+    assert [item["id"] for item in search["items"]] == ["demo-005"]
+    page = (await client.get("/implants", params={"limit": 1, "offset": 1, "manufacturer": "synthetica"},
+                             headers=auth)).json()
+    assert page["total"] == 2 and len(page["items"]) == 1
+
+
+async def test_identify_ranks_candidates_per_implant_and_stores_nothing(client, auth, catalog, reference_pngs):
+    from raiox.kit.storage import content_key, get_storage
+    from raiox.synth import demo_catalog, render_reference, to_png
+
+    spec = next(s.spec for s in demo_catalog() if s.id == "demo-005")
+    fresh = to_png(render_reference(spec, seed=7))  # not a stored reference
+    response = await client.post("/identify", params={"top_k": 2}, headers=auth,
+                                 files={"image": ("r.png", fresh, "image/png")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"implants", "model_id"} and len(body["implants"]) >= 1
+    implant = body["implants"][0]
+    assert len(implant["box"]) == 4 and 0 < implant["confidence"] <= 1
+    assert [set(c) for c in implant["candidates"]] == [{"system", "manufacturer", "name", "score"}] * 2
+    assert {c["system"] for c in implant["candidates"]} == {"demo-004", "demo-005"}
+    assert not await get_storage().exists(content_key(fresh)[0])
+
+    exact = await client.post("/identify", headers=auth, files={"image": ("r.png", reference_pngs["demo-004"][1])})
+    assert exact.json()["implants"][0]["candidates"][0]["system"] == "demo-004"
+    assert exact.json()["implants"][0]["candidates"][0]["score"] > 0.999
+
+
+async def test_identify_store_true_keeps_the_image(client, auth, catalog):
+    from raiox.kit.storage import get_storage
+    from raiox.synth import demo_catalog, render_reference, to_png
+
+    data = to_png(render_reference(demo_catalog()[10].spec, seed=3))
+    response = await client.post("/identify", params={"store": "true"}, headers=auth,
+                                 files={"image": ("keep.png", data, "image/png")})
+    stored = response.json()["stored"]
+    assert stored["sha256"] == hashlib.sha256(data).hexdigest()
+    assert await get_storage().get(stored["key"]) == data
+
+
+async def test_identify_refuses_what_is_not_an_image(client, auth):
+    html = await client.post("/identify", headers=auth,
+                             files={"image": ("login.png", b"<!DOCTYPE html><html>login</html>", "image/png")})
+    assert html.status_code == 422 and html.json()["detail"]
+    empty = await client.post("/identify", headers=auth, files={"image": ("e.png", b"", "image/png")})
+    assert empty.status_code == 400
+    missing = await client.post("/identify", headers=auth)
+    assert missing.status_code == 422
+
+
+async def test_metrics_count_requests_by_route_and_report_catalog_size(client, auth, catalog):
+    await client.get("/implants", headers=auth)
+    await client.get("/implants")
+    await client.get("/cases/not-a-route-id-but-templated", headers=auth)
+    text = (await client.get("/metrics", headers=auth)).text
+    assert 'raiox_http_requests_total{method="GET",route="/implants",status="200"}' in text
+    assert 'raiox_http_requests_total{method="GET",route="/implants",status="401"}' in text
+    assert "not-a-route-id" not in text  # route templates, never raw paths
+    assert 'raiox_catalog_systems{state="active"} 2.0' in text
+    assert "raiox_catalog_reference_images 4.0" in text
+    assert "raiox_http_request_duration_seconds_bucket" in text and "raiox_webhooks_total" in text
+
+
+async def test_openapi_documents_the_catalog_routes(client):
+    spec = (await client.get("/openapi.json")).json()
+    assert {"/implants", "/identify", "/metrics"} <= set(spec["paths"])
+    identify = spec["paths"]["/identify"]["post"]
+    assert "401" in identify["responses"] and "multipart/form-data" in identify["requestBody"]["content"]

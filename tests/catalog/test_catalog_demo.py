@@ -1,0 +1,99 @@
+"""`raiox catalog demo`, `raiox identify`, `raiox catalog reindex` (model switch, never mixing models)."""
+
+import json
+
+import jsonschema
+import psycopg
+
+
+def sql(database_url: str, query: str) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def _check_shape(payload: dict, top_k: int) -> None:
+    assert set(payload) == {"implants"} and payload["implants"]
+    for implant in payload["implants"]:
+        assert set(implant) == {"box", "confidence", "candidates"}
+        assert len(implant["box"]) == 4 and all(len(point) == 2 for point in implant["box"])
+        assert 0 <= implant["confidence"] <= 1
+        assert 1 <= len(implant["candidates"]) <= top_k
+        for candidate in implant["candidates"]:
+            assert set(candidate) == {"system", "manufacturer", "name", "score"}
+        scores = [c["score"] for c in implant["candidates"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
+    tmp_path, demo_pngs, cli, database_url, committed
+):
+    from raiox.synth import SPEC_SCHEMA
+
+    specs_file = tmp_path / "specs.json"
+    result = cli("catalog", "demo", "--if-empty", "--systems", "demo-001,demo-002,demo-003", "--refs", "2",
+                 "--export-specs", str(specs_file))
+    assert result.exit_code == 0, result.output
+    assert "6 added" in result.output
+    specs = json.loads(specs_file.read_text())
+    assert [s["id"] for s in specs] == ["demo-001", "demo-002", "demo-003"]
+    for entry in specs:
+        assert set(entry) == {"id", "manufacturer", "name", "spec"}
+        jsonschema.validate(entry["spec"], SPEC_SCHEMA)
+    rows = sql(database_url, "SELECT id, spec IS NOT NULL, (SELECT count(*) FROM reference_images r "
+                             "WHERE r.system_id = s.id AND r.source = 'demo') FROM implant_systems s ORDER BY id")
+    assert rows == [("demo-001", True, 2), ("demo-002", True, 2), ("demo-003", True, 2)]
+
+    again = cli("catalog", "demo", "--if-empty", "--limit", "5")
+    assert again.exit_code == 0 and "already has 3 systems" in again.output
+    assert sql(database_url, "SELECT count(*) FROM implant_systems") == [(3,)]
+
+    image = tmp_path / "ref.png"
+    image.write_bytes(demo_pngs["demo-002"][1])  # the very bytes of a stored reference
+    out = cli("identify", str(image), "--top-k", "2", "--json")
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.stdout.strip().splitlines()[-1])
+    _check_shape(payload, 2)
+    best = payload["implants"][0]["candidates"][0]
+    assert best["system"] == "demo-002" and best["score"] > 0.999 and best["manufacturer"]
+
+    table = cli("identify", str(image))
+    assert table.exit_code == 0 and "demo-002" in table.stdout and "Implant 1" in table.stdout
+
+
+def test_identify_rejects_a_file_that_is_not_an_image(tmp_path, cli, database_url):
+    page = tmp_path / "login.png"
+    page.write_text("<!DOCTYPE html><html><body>Jotform login</body></html>")
+    result = cli("identify", str(page), "--json")
+    assert result.exit_code == 1 and "login.png" in result.output and result.stdout.strip() == ""
+
+
+def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_pngs, cli, database_url, committed,
+                                                              use_embedder):
+    from raiox.vision.interim import build_interim
+
+    first = use_embedder("raiox-v0")
+    assert "4 added" in cli("catalog", "demo", "--systems", "demo-001,demo-002", "--refs", "2").output
+    image = tmp_path / "ref.png"
+    image.write_bytes(demo_pngs["demo-001"][0])
+
+    other = use_embedder(f"onnx:{build_interim(tmp_path / 'alt.onnx', seed=5)}")
+    assert other.model_id != first.model_id
+    before = json.loads(cli("identify", str(image), "--json").stdout.strip().splitlines()[-1])
+    assert all(implant["candidates"] == [] for implant in before["implants"])  # no vectors of this model yet
+
+    result = cli("catalog", "reindex", "--batch-size", "3")
+    assert result.exit_code == 0 and "4 embedded" in result.output, result.output
+    per_model = dict(sql(database_url, "SELECT model_id, count(*) FROM reference_embeddings GROUP BY model_id"))
+    assert per_model == {first.model_id: 4, other.model_id: 4}
+    index = sql(database_url, "SELECT indexdef FROM pg_indexes WHERE indexname LIKE 'ix_refemb_hnsw_onnx_alt%'")
+    assert len(index) == 1 and "hnsw" in index[0][0]
+
+    after = json.loads(cli("identify", str(image), "--json").stdout.strip().splitlines()[-1])
+    assert after["implants"][0]["candidates"][0]["system"] == "demo-001"
+    assert after["implants"][0]["candidates"][0]["score"] > 0.999
+    assert "0 embedded" in cli("catalog", "reindex").output  # nothing left to do: resumable, idempotent
+
+    pruned = cli("catalog", "reindex", "--prune")
+    assert "4 old embeddings pruned" in pruned.output
+    assert dict(sql(database_url, "SELECT model_id, count(*) FROM reference_embeddings GROUP BY model_id")) == {
+        other.model_id: 4}
