@@ -163,3 +163,13 @@ def test_conditions_are_honoured():
 def test_empty_scene_is_refused():
     with pytest.raises(ValueError):
         render_scene([], 0)
+
+
+def test_boxes_stay_inside_the_image_under_random_conditions():
+    for seed in range(24):
+        rng = np.random.default_rng(seed)
+        specs = [CAT[int(i)].spec for i in rng.choice(len(CAT), size=int(rng.integers(1, 4)), replace=False)]
+        sc = render_scene(specs, seed, {"size": (240, 320), "occlusion": 0.3})
+        h, w = sc.image.shape
+        for b in sc.boxes:
+            assert (b >= -1).all() and (b[:, 0] <= w).all() and (b[:, 1] <= h).all(), (seed, b)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -12,8 +15,8 @@ def expose(density: np.ndarray, rng: np.random.Generator, cond: dict) -> np.ndar
     A processed digital radiograph is close to linear in optical density (the log of the
     transmitted intensity), windowed between soft tissue and metal, with a soft shoulder.
     """
-    lo = float(rng.uniform(0.2, 0.45))
-    hi = float(rng.uniform(2.8, 4.2))
+    lo = float(rng.uniform(0.15, 0.4))
+    hi = float(rng.uniform(2.4, 3.6))
     t = np.linspace(0.0, 1.25, 1024, dtype=np.float32)
     curve = np.where(t < 0.85, t, 0.85 + 0.15 * (1 - np.exp(-(t - 0.85) / 0.15)))
     curve = np.clip(curve, 0, 1) ** cond.get("gamma", 1.0)
@@ -68,6 +71,27 @@ def burn_text(img: np.ndarray, rng: np.random.Generator) -> None:
     img += a * val
 
 
+@lru_cache(maxsize=1)
+def _noise_bank() -> np.ndarray:
+    return np.random.default_rng(11).standard_normal((2048, 2048), dtype=np.float32)
+
+
+def _noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Unit Gaussian noise: a random window of a fixed bank (flipped at random), or fresh noise
+    for images larger than the bank."""
+    h, w = shape
+    bank = _noise_bank()
+    if h > bank.shape[0] or w > bank.shape[1]:
+        return rng.standard_normal((h, w), dtype=np.float32)
+    y, x = int(rng.integers(bank.shape[0] - h + 1)), int(rng.integers(bank.shape[1] - w + 1))
+    win = bank[y:y + h, x:x + w]
+    if rng.random() < 0.5:
+        win = win[::-1]
+    if rng.random() < 0.5:
+        win = win[:, ::-1]
+    return np.ascontiguousarray(win)
+
+
 def degrade(density: np.ndarray, rng: np.random.Generator, cond: dict, ppm: float) -> np.ndarray:
     img = expose(density, rng, cond)
     blur = cond.get("blur", 0.0)
@@ -76,10 +100,15 @@ def degrade(density: np.ndarray, rng: np.random.Generator, cond: dict, ppm: floa
     noise = cond.get("noise", 0.0)
     if noise > 0:
         h, w = img.shape
-        sig = noise * np.sqrt(np.clip(img, 0.02, 1) / 0.5)
-        fine = rng.standard_normal((h, w), dtype=np.float32)
-        coarse = cv2.resize(rng.standard_normal((h // 2 + 1, w // 2 + 1), dtype=np.float32), (w, h))
-        img = img + sig * (0.75 * fine + 0.5 * coarse)
+        # quantum noise grows with attenuation (fewer photons behind bright structures)
+        sig = cv2.sqrt(np.maximum(img, np.float32(0.02)))
+        sig *= np.float32(noise / math.sqrt(0.5))
+        grain = _noise(rng, (h, w))
+        grain *= np.float32(0.75)
+        coarse = cv2.resize(_noise(rng, (h // 2 + 1, w // 2 + 1)), (w, h))
+        grain += coarse * np.float32(0.5)
+        grain *= sig
+        img = img + grain
     img = np.clip(img, 0, 1).astype(np.float32)
     if cond.get("marks"):
         sensor_marks(img, rng)

@@ -84,7 +84,7 @@ def _sample_conditions(rng: np.random.Generator, cond: dict) -> dict:
     c["pano"] = float(_draw(rng, cond, "pano", lambda: 1.0 if rng.random() < 0.8 else float(rng.uniform(0.8, 1.25))))
     c["noise"] = float(_draw(rng, cond, "noise", lambda: float(rng.uniform(0.004, 0.035))))
     c["blur"] = float(_draw(rng, cond, "blur", lambda: float(rng.uniform(0.3, 1.6))))
-    c["gamma"] = float(_draw(rng, cond, "gamma", lambda: float(rng.uniform(0.7, 1.4))))
+    c["gamma"] = float(_draw(rng, cond, "gamma", lambda: float(rng.uniform(0.6, 1.2))))
     c["contrast"] = float(_draw(rng, cond, "contrast", lambda: float(rng.uniform(0.8, 1.25))))
     c["jpeg"] = _draw(rng, cond, "jpeg", lambda: int(rng.integers(35, 95)) if rng.random() < 0.6 else None)
     c["occlusion"] = float(_draw(rng, cond, "occlusion", lambda: 0.0 if rng.random() < 0.85 else float(rng.uniform(0.05, 0.3))))
@@ -198,10 +198,37 @@ def _bone(canvas: _Canvas, rng, crest: float, jaw: str, strength: float, ppm: fl
     coarse = np.stack([mask * scale, extra * mask if jaw == "mandible" else extra], axis=-1).astype(np.float32)
     if step > 1:
         coarse = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
-    texture = an.bone_texture(rng, canvas.to_scene, canvas.size)
-    amount = float(rng.uniform(0.15, 0.3))
-    bone = coarse[..., 0] * (0.75 + amount * texture[..., 0] + 0.08 * texture[..., 1]) + coarse[..., 1]
-    canvas.tissue += 0.35 + 0.05 * texture[..., 1] + strength * bone
+    trab, low = cv2.split(an.bone_texture(rng, canvas.to_scene, canvas.size))
+    cmask, cextra = cv2.split(coarse)
+    amount = float(rng.uniform(0.3, 0.5))
+    bone = trab * np.float32(amount)
+    bone += np.float32(0.75)
+    bone += low * np.float32(0.08)
+    bone *= cmask
+    bone += cextra
+    bone *= np.float32(strength)
+    bone += low * np.float32(0.05)
+    bone += np.float32(0.35)
+    canvas.tissue += bone
+
+
+def _keep_inside(canvas: _Canvas, tab, cx: float, cy: float, tilt: float, ang: float, margin: float = 2.0):
+    """Shift a fixture (scene mm) so that its predicted box lies inside the image."""
+    a = math.radians(ang)
+    ca, sa = math.cos(a), math.sin(a)
+    R = tab.r_max
+    local = np.array([[-R, tab.z_top * ca - R * sa], [R, tab.z_top * ca - R * sa], [R, tab.length * ca + R * sa],
+                      [-R, tab.length * ca + R * sa]])
+    h, w = canvas.size
+    for _ in range(3):
+        pts = _apply(canvas.to_img @ _axis_affine(cx, cy, tilt), local)
+        shift = np.array([max(margin - pts[:, 0].min(), 0) - max(pts[:, 0].max() - (w - 1 - margin), 0),
+                          max(margin - pts[:, 1].min(), 0) - max(pts[:, 1].max() - (h - 1 - margin), 0)])
+        if not shift.any():
+            break
+        d = canvas.to_scene[:2, :2] @ shift
+        cx, cy = cx + float(d[0]), cy + float(d[1])
+    return cx, cy
 
 
 def plat_r(spec: dict) -> float:
@@ -240,19 +267,20 @@ def _occlude(canvas: _Canvas, box: np.ndarray, frac: float, rng) -> np.ndarray:
     top, bot = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2
     h, w = canvas.size
     if rng.random() < 0.4:  # cone cut: a circular collimator edge crossing one end of the fixture
-        end, other = (top, bot) if rng.random() < 0.5 else (bot, top)
-        direction = (end - other) / (np.linalg.norm(end - other) + 1e-9)
-        edge_point = end - direction * frac * float(np.linalg.norm(bot - top))
         radius = float(rng.uniform(1.5, 3.0)) * max(h, w)
-        centre = edge_point - direction * radius
         yy, xx = np.ogrid[0:h, 0:w]
-        dist = np.sqrt((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2)
-        cut = np.clip((dist - radius) / 2.0, 0, 1).astype(np.float32)
-        canvas.metal += 8.0 * cut
-        ys, xs = np.nonzero(cut > 0.5)
-        if len(xs) == 0:
-            return np.zeros((4, 2), np.float32)
-        return np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]], np.float32)
+        ends = [(top, bot), (bot, top)] if rng.random() < 0.5 else [(bot, top), (top, bot)]
+        for end, other in ends:
+            direction = (end - other) / (np.linalg.norm(end - other) + 1e-9)
+            edge_point = end - direction * frac * float(np.linalg.norm(bot - top))
+            centre = edge_point - direction * radius
+            dist = np.sqrt((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2)
+            cut = np.clip((dist - radius) / 2.0, 0, 1).astype(np.float32)
+            if 0.001 < cut.mean() < 0.35:  # real cone cuts take an edge or a corner, not most of the film
+                canvas.metal += 8.0 * cut
+                ys, xs = np.nonzero(cut > 0.5)
+                return np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]],
+                                np.float32)
     t = float(rng.uniform(0.0, 1.0))
     top, bot = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2
     centre = top + (bot - top) * t
@@ -313,7 +341,7 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
     if conditions and conditions.get("centre"):
         crest, start = -need_len / 2 + 1.0, -spacing * (n - 1) / 2
     else:
-        crest = float(rng.uniform(top + 1.0, bottom - need_len))
+        crest = float(rng.uniform(top + 2.0, max(bottom - need_len, top + 2.0)))
         start = -spacing * (n - 1) / 2 + float(rng.uniform(-1, 1)) * max(0.0, (aw - spacing * n) / 2)
     _bone(canvas, rng, crest, jaw, cond["bone"], ppm)
     boxes, distractors, fixture_meta, crowns = [], [], [], []
@@ -323,6 +351,7 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
         cy = crest + float(rng.uniform(-0.6, 1.2))
         tilt = float(np.clip(rng.normal(0, 0.06), -0.2, 0.2)) * (0 if cond.get("centre") else 1)
         ang = float(np.clip(cond["angulation"] + rng.normal(0, 1.0), 0, 25))
+        cx, cy = _keep_inside(canvas, tables_for(spec), cx, cy, tilt, ang)
         kind = cond["prosthesis"] or str(rng.choice(["none", "cover", "healing", "abutment", "crown"], p=[0.15, 0.15, 0.2, 0.15, 0.35]))
         fill = {"none": 0.0, "cover": 0.3, "healing": 0.3}.get(kind, float(rng.uniform(0.75, 0.95)))
         box, fm = _place_fixture(canvas, spec, cx, cy, tilt, ang, rng, ppm, fill)
