@@ -65,12 +65,19 @@ def _draw(rng: np.random.Generator, cond: dict, key: str, default):
 
 def _sample_conditions(rng: np.random.Generator, cond: dict) -> dict:
     c: dict = {}
-    sizes = [(1200, 1600), (1600, 1200), (1000, 1300), (1300, 1000), (900, 1200), (1200, 900)]
+    c["modality"] = cond.get("modality") or ("pano" if rng.random() < 0.12 else "pa")
+    pano = c["modality"] == "pano"
+    sizes = [(400, 600), (500, 700), (600, 800), (600, 500)] if pano else \
+        [(1200, 1600), (1600, 1200), (1000, 1300), (1300, 1000), (900, 1200), (1200, 900)]
     size = cond.get("size") or sizes[int(rng.integers(len(sizes)))]
     c["size"] = (int(size[0]), int(size[1]))
-    fov = float(rng.uniform(22, 34))
-    c["px_per_mm"] = float(_draw(rng, cond, "px_per_mm", lambda: min(c["size"]) / fov))
+    c["magnification"] = float(_draw(rng, cond, "magnification",
+                                     lambda: float(rng.uniform(1.15, 1.3) if pano else rng.uniform(1.0, 1.1))))
+    fov = float(rng.uniform(22, 34))  # mm across the short side of an intraoral sensor
+    native = float(rng.uniform(7, 11)) if pano else min(c["size"]) / fov
+    c["px_per_mm"] = float(_draw(rng, cond, "px_per_mm", lambda: native * c["magnification"]))
     amax = float(cond.get("angulation_max", 20.0))
+    c["angulation_max"] = max(amax, float(np.max(cond.get("angulation", 0.0))))
     c["angulation"] = float(_draw(rng, cond, "angulation", lambda: amax * float(rng.beta(1.3, 2.6))))
     rmax = cond.get("rotation_max")
     if "rotation" in cond:
@@ -81,15 +88,15 @@ def _sample_conditions(rng: np.random.Generator, cond: dict) -> dict:
         p = rng.random()
         rot = float(rng.normal(0, 7)) if p < 0.5 else float(180 + rng.normal(0, 7)) if p < 0.85 else float(rng.uniform(-180, 180))
     c["rotation"] = rot
-    c["pano"] = float(_draw(rng, cond, "pano", lambda: 1.0 if rng.random() < 0.8 else float(rng.uniform(0.8, 1.25))))
+    c["pano"] = float(_draw(rng, cond, "pano", lambda: float(rng.uniform(0.8, 1.25)) if pano or rng.random() < 0.1 else 1.0))
     c["noise"] = float(_draw(rng, cond, "noise", lambda: float(rng.uniform(0.004, 0.035))))
-    c["blur"] = float(_draw(rng, cond, "blur", lambda: float(rng.uniform(0.3, 1.6))))
+    c["blur"] = float(_draw(rng, cond, "blur", lambda: float(rng.uniform(0.8, 2.0) if pano else rng.uniform(0.3, 1.6))))
     c["gamma"] = float(_draw(rng, cond, "gamma", lambda: float(rng.uniform(0.6, 1.2))))
     c["contrast"] = float(_draw(rng, cond, "contrast", lambda: float(rng.uniform(0.8, 1.25))))
     c["jpeg"] = _draw(rng, cond, "jpeg", lambda: int(rng.integers(35, 95)) if rng.random() < 0.6 else None)
     c["occlusion"] = float(_draw(rng, cond, "occlusion", lambda: 0.0 if rng.random() < 0.85 else float(rng.uniform(0.05, 0.3))))
     c["text"] = bool(cond.get("text", rng.random() < 0.5))
-    c["marks"] = bool(cond.get("marks", rng.random() < 0.6))
+    c["marks"] = bool(cond.get("marks", rng.random() < (0.0 if pano else 0.6)))
     c["distractors"] = bool(cond.get("distractors", True))
     c["neighbours"] = bool(cond.get("neighbours", True))
     c["prosthesis"] = cond.get("prosthesis")
@@ -308,7 +315,9 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
     """Render a periapical-like radiograph of the given fixtures (1-3 of them) with ground truth.
 
     ``conditions`` (all optional; a number fixes a value, a (lo, hi) pair draws from that range):
-    size (H, W); px_per_mm (image pixels per object mm, magnification included); angulation
+    size (H, W); modality ("pa" intraoral sensor, or "pano" crop: coarser, blurrier, stretched);
+    magnification (projection magnification); px_per_mm (image pixels per object mm, magnification
+    included; overrides the drawn scale); angulation
     (vertical beam angulation, deg) or angulation_max (default 20, skewed low); rotation (deg) or
     rotation_max (default: upright, upside-down maxilla or any angle); pano (horizontal stretch);
     noise (std of the noise at mid grey); blur (detector blur sigma, px); gamma; contrast; jpeg
@@ -350,7 +359,7 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
         cx = start + i * spacing + float(rng.uniform(-0.6, 0.6))
         cy = crest + float(rng.uniform(-0.6, 1.2))
         tilt = float(np.clip(rng.normal(0, 0.06), -0.2, 0.2)) * (0 if cond.get("centre") else 1)
-        ang = float(np.clip(cond["angulation"] + rng.normal(0, 1.0), 0, 25))
+        ang = float(np.clip(cond["angulation"] + rng.normal(0, 1.0), 0, cond["angulation_max"]))
         cx, cy = _keep_inside(canvas, tables_for(spec), cx, cy, tilt, ang)
         kind = cond["prosthesis"] or str(rng.choice(["none", "cover", "healing", "abutment", "crown"], p=[0.15, 0.15, 0.2, 0.15, 0.35]))
         fill = {"none": 0.0, "cover": 0.3, "healing": 0.3}.get(kind, float(rng.uniform(0.75, 0.95)))
