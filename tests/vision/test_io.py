@@ -219,4 +219,4 @@ def test_polarity_detector_on_held_out_renders():
 
     images = render_training_images(16, seed0=20_000)
     right = sum(polarity_score(im) > 0 for im in images) + sum(polarity_score(1 - im) < 0 for im in images)
-    assert right >= 29  # of 32 (about 98 % on a larger held-out set, see raiox.vision.polarity)
+    assert right >= 30  # of 32 (99-100 % on a larger held-out set, see raiox.vision.polarity)
