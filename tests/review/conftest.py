@@ -66,3 +66,6 @@ def delivery_env(monkeypatch, database_url, jotform):
     yield apply
     monkeypatch.undo()
     get_settings.cache_clear()
+
+
+from fakes.fixtures import run_worker  # noqa: E402,F401 - a procrastinate worker in this process

@@ -92,3 +92,51 @@ async def add_user(session, email: str, password: str, role: str = "reviewer") -
     session.add(user)
     await session.flush()
     return user
+
+
+async def add_demo_systems(session, count: int = 4):
+    """Demo catalog systems (raiox.synth) with one rendered reference image each."""
+    from raiox.synth import demo_catalog, render_reference, to_png
+
+    chosen = [demo_catalog()[i] for i in (0, 5, 12, 40, 77, 101)[:count]]
+    for n, demo in enumerate(chosen):
+        system = ImplantSystem(id=demo.id, manufacturer=demo.manufacturer, name=demo.name, spec=demo.spec,
+                               attributes=demo.attributes, connection=demo.attributes.get("connection"))
+        session.add(system)
+        await session.flush()
+        data = to_png(render_reference(demo.spec, seed=n))
+        key, sha = content_key(data)
+        await get_storage().put(key, data, "image/png")
+        ref = ReferenceImage(system_id=demo.id, storage_key=key, sha256=sha, source="demo")
+        session.add(ref)
+        await session.flush()
+        session.add(ReferenceEmbedding(reference_image_id=ref.id, system_id=demo.id, model_id="raiox-v1",
+                                       embedding=unit_vector(n)))
+    await session.flush()
+    return chosen
+
+
+async def add_demo_case(session, systems, scores, *, submission_id: str, seed: int = 4) -> Case:
+    """A case whose X-ray is a rendered scene of the first system, ranked as SCORES says."""
+    from raiox.synth import render_scene, to_png
+
+    case = await add_case(session, submission_id=submission_id, images=0)
+    scene = render_scene([systems[0].spec], seed=seed)
+    data = to_png(scene.image)
+    key, sha = content_key(data)
+    await get_storage().put(key, data, "image/png")
+    height, width = scene.image.shape[:2]
+    image = CaseImage(case_id=case.id, position=0, source_url="https://www.jotform.com/uploads/x/rx.png",
+                      filename="radiografia-36.png", storage_key=key, sha256=sha, size_bytes=len(data),
+                      content_type="image/png", width=width, height=height, status="processed")
+    session.add(image)
+    await session.flush()
+    fixture = Fixture(case_image_id=image.id, index=0, box=np.asarray(scene.boxes[0]).tolist(), confidence=0.96,
+                      model_id="raiox-v1", embedding=unit_vector(11))
+    session.add(fixture)
+    await session.flush()
+    for rank, (system, score) in enumerate(zip(systems, scores, strict=False), start=1):
+        session.add(FixtureResult(fixture_id=fixture.id, rank=rank, system_id=system.id, score=score))
+        session.add(CaseRanking(case_id=case.id, rank=rank, system_id=system.id, score=score, evidence={}))
+    await session.flush()
+    return case

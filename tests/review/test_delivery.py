@@ -139,3 +139,38 @@ async def test_no_channel_is_a_clear_failure(committed, delivery_env, configured
     assert await deliver(case_id) == CaseStatus.delivery_failed
     case, _ = await _state(case_id)
     assert "no delivery channel" in case.failure_reason
+
+
+async def test_approve_api_then_worker_delivers(committed, delivery_env, jotform, run_worker):
+    import httpx
+
+    from raiox.app import create_app
+    from raiox.kit.auth import create_token
+
+    async with session_scope() as session:
+        await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+        case = await add_case(session, submission_id="5812345678901234567", candidates=[("str-bl", 0.9)])
+        token = await create_token(session, "ops")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="http://raiox") as http:
+        for _ in range(2):  # a double click: one approval, one delivery job
+            response = await http.post(f"/cases/{case.id}/approve", json={"system_id": "str-bl"},
+                                       headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 200
+    await run_worker()
+    case_row, delivery = await _state(case.id)
+    assert case_row.status == CaseStatus.delivered and delivery.attempts == 1
+    assert len(jotform.edits["5812345678901234567"]) == 1
+
+
+async def test_standalone_admin_app(committed):
+    import httpx
+
+    from raiox.review.panel import create_admin_app
+
+    app = create_admin_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as http:
+        assert (await http.get("/healthz")).status_code == 200
+        login = await http.get("/admin/login")
+        assert login.status_code == 200 and "Entrar" in login.text
+        assert (await http.post("/webhooks/jotform")).status_code == 404  # no webhook on the panel host
+        assert (await http.get("/admin/static/htmx.min.js")).status_code == 200

@@ -32,6 +32,7 @@ class Candidate:
     system: ImplantSystem
     score: float
     reference_id: uuid.UUID | None
+    fixture_id: uuid.UUID | None = None  # the implant in the X-ray this candidate is compared with
     confidence: str = ""
 
     def __post_init__(self) -> None:
@@ -53,21 +54,25 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
     ids |= {case.approved_system_id} if case.approved_system_id else set()
     systems = await repository.systems_by_id(session, ids)
     best_ref: dict[str, tuple[float, uuid.UUID]] = {}
-    for _fixture, results in fixtures:
+    best_fixture: dict[str, tuple[float, uuid.UUID]] = {}
+    for fixture, results in fixtures:
         for r in results:
             if r.reference_image_id and r.score > best_ref.get(r.system_id, (-2.0, None))[0]:
                 best_ref[r.system_id] = (r.score, r.reference_image_id)
+            if r.score > best_fixture.get(r.system_id, (-2.0, None))[0]:
+                best_fixture[r.system_id] = (r.score, fixture.id)
     fallback = await repository.first_reference(session, ids - set(best_ref))
 
     def ref(system_id: str) -> uuid.UUID | None:
         return best_ref[system_id][1] if system_id in best_ref else fallback.get(system_id)
 
-    fused = [Candidate(r.rank, systems[r.system_id], r.score, ref(r.system_id)) for r in ranking if r.system_id in systems]
+    fused = [Candidate(r.rank, systems[r.system_id], r.score, ref(r.system_id), best_fixture.get(r.system_id, (0, None))[1])
+             for r in ranking if r.system_id in systems]
     views = [ImageView(image) for image in images]
     by_id = {v.image.id: v for v in views}
     for fixture, results in fixtures:
         by_id[fixture.case_image_id].fixtures.append((fixture, [
-            Candidate(r.rank, systems[r.system_id], r.score, r.reference_image_id or ref(r.system_id))
+            Candidate(r.rank, systems[r.system_id], r.score, r.reference_image_id or ref(r.system_id), fixture.id)
             for r in results if r.system_id in systems]))
     if not fused:  # no fused ranking stored: best score per system over all fixtures
         best: dict[str, Candidate] = {}
@@ -75,7 +80,7 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
             for _fixture, candidates in view.fixtures:
                 for c in candidates:
                     if c.system.id not in best or c.score > best[c.system.id].score:
-                        best[c.system.id] = Candidate(0, c.system, c.score, c.reference_id)
+                        best[c.system.id] = Candidate(0, c.system, c.score, c.reference_id, c.fixture_id)
         fused = sorted(best.values(), key=lambda c: -c.score)
         for rank, c in enumerate(fused, start=1):
             c.rank = rank

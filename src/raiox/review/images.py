@@ -37,13 +37,24 @@ def _decode(data: bytes, filename: str | None) -> Image.Image:
         raise Unprocessable(f"cannot display this image: {exc}") from exc
 
 
+def crop_box(size: tuple[int, int], box: list, margin: float = 0.25) -> tuple[int, int, int, int]:
+    """Bounds of an oriented box ([[x, y] * 4]) widened by MARGIN of its size, clipped to the image."""
+    xs, ys = [p[0] for p in box], [p[1] for p in box]
+    pad = margin * max(max(xs) - min(xs), max(ys) - min(ys))
+    left, top = max(0, int(min(xs) - pad)), max(0, int(min(ys) - pad))
+    right, bottom = min(size[0], int(max(xs) + pad)), min(size[1], int(max(ys) + pad))
+    return (left, top, max(right, left + 1), max(bottom, top + 1))
+
+
 def to_browser(data: bytes, filename: str | None = None, *, max_side: int | None = None,
-               fmt: str = "PNG") -> tuple[bytes, str]:
-    """Bytes as-is when the browser can show them (and no resize is asked), else a PNG/JPEG rendition."""
+               fmt: str = "PNG", crop: list | None = None) -> tuple[bytes, str]:
+    """Bytes as-is when the browser can show them (and no resize/crop is asked), else a PNG/JPEG rendition."""
     media_type = sniff(data)
-    if media_type and max_side is None:
+    if media_type and max_side is None and crop is None:
         return data, media_type
     image = _decode(data, filename)
+    if crop:
+        image = image.crop(crop_box(image.size, crop))
     if image.mode not in ("L", "RGB"):
         image = image.convert("I").point(lambda v: v / 256).convert("L") if image.mode.startswith("I") else image.convert("RGB")
     if max_side and max(image.size) > max_side:

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import NotFound
-from raiox.models import CaseImage, ReferenceImage, User
+from raiox.models import CaseImage, Fixture, ReferenceImage, User
 from raiox.review import images
 from raiox.review.deps import current_user
 
@@ -30,6 +30,18 @@ async def case_image(image_id: uuid.UUID, w: int | None = None, user: User = Dep
     if image is None:
         raise NotFound("image not found")
     return await _serve(image.storage_key, image.filename, w)
+
+
+@router.get("/fixtures/{fixture_id}")
+async def fixture_crop(fixture_id: uuid.UUID, user: User = Depends(current_user),
+                       session: AsyncSession = Depends(get_db_session)) -> Response:
+    """The implant's region of its X-ray (box bounds plus a margin), to set beside a reference image."""
+    fixture = await session.get(Fixture, fixture_id)
+    image = await session.get(CaseImage, fixture.case_image_id) if fixture else None
+    if image is None or not image.storage_key:
+        raise NotFound("fixture not found")
+    data, media_type = await images.load(image.storage_key, image.filename, crop=fixture.box, max_side=480)
+    return Response(data, media_type=media_type, headers=HEADERS)
 
 
 @router.get("/references/{reference_id}")

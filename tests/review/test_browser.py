@@ -1,0 +1,177 @@
+"""The admin panel in a real browser: Playwright driving Debian's Chromium (headless) against a real
+uvicorn server (subprocess, worker in-process) and the Jotform stand-in server."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from review_helpers import add_demo_case, add_demo_systems, add_user
+
+from raiox.kit.db import session_scope
+
+pytestmark = pytest.mark.browser
+CHROMIUM = os.environ.get("RAIOX_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
+PASSWORD = "senha-muito-segura-1"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "docs" / "img" / "case-page.png"
+SERVER = ("import sys, uvicorn; from raiox.app import create_app; "
+          "uvicorn.run(create_app(worker=True), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning')")
+
+
+def _chromium() -> str:
+    if Path(CHROMIUM).exists() or shutil.which(CHROMIUM):
+        return CHROMIUM
+    message = f"Chromium not found at {CHROMIUM}: run scripts/system-deps.sh (apt-get install chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def server(committed, jotform):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = os.environ | {
+        "PYTHONPATH": str(ROOT / "src"), "RAIOX_JOTFORM_API_URL": jotform.url, "RAIOX_PUBLIC_URL": url,
+        "RAIOX_JOTFORM_RESULT_FIELDS": json.dumps({"system": "21", "manufacturer": "22", "message": "23", "report": "24"}),
+        "RAIOX_DELIVERY_BACKOFF_S": "0.1", "RAIOX_SMTP_HOST": "", "OMP_NUM_THREADS": "1",
+    }
+    process = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the uvicorn server did not start")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+async def browser():
+    from playwright.async_api import async_playwright
+
+    executable = _chromium()
+    async with async_playwright() as pw:
+        instance = await pw.chromium.launch(executable_path=executable, headless=True, args=ARGS)
+        yield instance
+        await instance.close()
+
+
+async def _seed():
+    async with session_scope() as session:
+        systems = await add_demo_systems(session, 4)
+        case = await add_demo_case(session, systems, [0.91, 0.84, 0.72, 0.64], submission_id="5812345678901234567")
+        await add_user(session, "revisora@example.com", PASSWORD, "reviewer")
+        await add_user(session, "admin@example.com", PASSWORD, "admin")
+    return systems, case
+
+
+async def _login(page, base: str, email: str, password: str = PASSWORD) -> None:
+    await page.goto(f"{base}/admin/login")
+    await page.get_by_label("E-mail").fill(email)
+    await page.get_by_label("Senha").fill(password)
+    await page.get_by_role("button", name="Entrar").click()
+
+
+async def test_review_approve_and_delivery(server, browser, jotform):
+    systems, case = await _seed()
+    page = await browser.new_page(viewport={"width": 1440, "height": 1300}, locale="pt-BR")
+    await _login(page, server, "revisora@example.com")
+    await page.wait_for_url(f"{server}/admin/")
+    assert await page.get_by_role("heading", name="Fila de casos").is_visible()
+    row = page.locator("tr", has_text="5812345678901234567")
+    await row.get_by_role("link", name="Abrir").click()
+    await page.wait_for_url(re.compile(r".*/admin/cases/.*"))
+    viewer = page.locator("[data-viewer]").first
+    await page.locator(".stage img").first.wait_for()
+    await page.wait_for_function(
+        "Array.from(document.querySelectorAll('.stage img, #fused img')).every(i => i.complete && i.naturalWidth > 0)")
+    await page.evaluate("document.fonts.ready")
+    await page.screenshot(path=str(SCREENSHOT), full_page=False)
+
+    await viewer.get_by_role("button", name="Aproximar").click()
+    await viewer.get_by_role("button", name="Aproximar").click()
+    assert float(await viewer.get_attribute("data-scale")) > 1.5
+    assert "scale(1.5" in await viewer.locator(".stage img").get_attribute("style")
+
+    top1 = page.locator("#approve-form input[name=system_id]").first
+    assert await top1.is_checked() and await top1.get_attribute("value") == systems[0].id
+    chosen = systems[2]  # not the top-1 candidate, found through the search box (HTMX)
+    await page.get_by_label("Outro sistema do catálogo").fill(chosen.name.split(",")[0])
+    option = page.locator(f"#system-results input[value='{chosen.id}']")
+    await option.check()
+    await page.get_by_label("Mensagem ao dentista (opcional)").fill("Conexão confirmada pela revisão.")
+    await page.get_by_role("button", name="Aprovar e enviar ao dentista").click()
+    await page.wait_for_selector("#approved-system")
+    assert chosen.name in await page.locator("#approved-system").inner_text()
+    audit = page.locator("#audit")
+    assert "Aprovou o caso" in await audit.inner_text() and "revisora@example.com" in await audit.inner_text()
+
+    for _ in range(60):  # the in-process worker delivers to the Jotform stand-in
+        await page.reload()
+        if (await page.locator("#case-status").inner_text()).strip() == "Entregue":
+            break
+        await page.wait_for_timeout(500)
+    assert (await page.locator("#case-status").inner_text()).strip() == "Entregue"
+    answers = jotform.submissions["5812345678901234567"]["answers"]
+    assert answers["21"]["answer"] == chosen.name and answers["23"]["answer"] == "Conexão confirmada pela revisão."
+    report = httpx.get(answers["24"]["answer"], timeout=10)
+    assert report.status_code == 200 and chosen.name in report.text
+
+
+async def test_wrong_password_then_lock_out(server, browser):
+    await _seed()
+    page = await browser.new_page()
+    for _ in range(5):
+        await _login(page, server, "revisora@example.com", "senha errada")
+        assert "E-mail ou senha inválidos" in await page.locator("#login-error").inner_text() or \
+            "bloqueada" in await page.locator("#login-error").inner_text()
+    await _login(page, server, "revisora@example.com")  # right password, account locked
+    assert "bloqueada" in await page.locator("#login-error").inner_text()
+    assert "/admin/login" in page.url
+
+
+async def test_csrf_rejected_without_token_and_reviewer_kept_out_of_catalog(server, browser):
+    _, case = await _seed()
+    page = await browser.new_page()
+    await _login(page, server, "revisora@example.com")
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    await page.evaluate("document.querySelector('#reject-form input[name=csrf_token]').remove()")
+    await page.get_by_label("Motivo da rejeição (enviado ao dentista)").fill("Envie outra radiografia.")
+    await page.get_by_role("button", name="Rejeitar e avisar o dentista").click()
+    assert "CSRF" in await page.locator("[role=alert]").inner_text()
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    assert (await page.locator("#case-status").inner_text()).strip() == "Aguardando revisão"
+
+    response = await page.goto(f"{server}/admin/catalog")
+    assert response.status == 403
+    assert "restrita a administradores" in await page.content()
+    assert await page.get_by_role("link", name="Catálogo").count() == 0
