@@ -52,13 +52,15 @@ def test_scene_is_deterministic():
     assert a.indices == [0, 1]
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_fixture_metal_lies_inside_its_box(seed):
-    """Render the fixtures alone (no bone, no prosthesis) and check every metal pixel is boxed."""
+@pytest.mark.parametrize("seed,photo", [(0, False), (1, False), (2, False), (3, False), (4, True)])
+def test_fixture_metal_lies_inside_its_box(seed, photo):
+    """Render the fixtures alone (no bone, no prosthesis) and check every metal pixel is boxed;
+    with ``photo`` the image is a perspective photo of the screen and the boxes must follow."""
     rng = np.random.default_rng(seed)
     specs = [CAT[int(i)].spec for i in rng.choice(len(CAT), size=int(rng.integers(1, 4)), replace=False)]
     cond = {"size": (700, 900), "noise": 0.0, "blur": 0.0, "jpeg": None, "text": False, "marks": False,
-            "distractors": False, "neighbours": False, "prosthesis": "none", "occlusion": 0.0, "bone": 0.0}
+            "distractors": False, "neighbours": False, "prosthesis": "none", "occlusion": 0.0, "bone": 0.0,
+            "sharpen": 0.0, "photo": photo}
     scene = render_scene(specs, seed, cond)
     assert len(scene.boxes) == len(specs)
     img = scene.image

@@ -92,7 +92,36 @@ def _noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(win)
 
 
-def degrade(density: np.ndarray, rng: np.random.Generator, cond: dict, ppm: float) -> np.ndarray:
+def sharpen(img: np.ndarray, amount: float, radius: float) -> np.ndarray:
+    """Sensor-software unsharp masking: crisper edges, dark halos around metal, amplified noise."""
+    return img + np.float32(amount) * (img - cv2.GaussianBlur(img, (0, 0), radius))
+
+
+def photograph(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A phone photo of the radiograph on a monitor or light box: perspective, vignetting, glare,
+    moire, softer focus. Returns the photo (same size) and the 3x3 homography image -> photo."""
+    h, w = img.shape
+    src = np.float32([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]])
+    jitter = rng.uniform(-0.06, 0.06, size=(4, 2)) * np.float32([w, h])
+    inset = np.float32([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * np.float32([w, h]) * float(rng.uniform(0.02, 0.08))
+    dst = (src + inset + jitter).astype(np.float32)
+    hom = cv2.getPerspectiveTransform(src, dst)
+    bg = float(rng.uniform(0.0, 0.25))
+    out = cv2.warpPerspective(img, hom, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=bg)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = float(rng.uniform(0.2, 0.8)) * w, float(rng.uniform(0.2, 0.8)) * h
+    r2 = ((xx - cx) / w) ** 2 + ((yy - cy) / h) ** 2
+    out = out * (1 - float(rng.uniform(0.1, 0.4)) * r2) + float(rng.uniform(0.0, 0.15)) * np.exp(-r2 * 8)
+    if rng.random() < 0.5:  # moire from the monitor's pixel grid
+        period = float(rng.uniform(3, 9))
+        ang = float(rng.uniform(0, np.pi))
+        out += 0.03 * np.sin((xx * np.cos(ang) + yy * np.sin(ang)) * (2 * np.pi / period))
+    out = cv2.GaussianBlur(out.astype(np.float32), (0, 0), float(rng.uniform(0.5, 1.5)))
+    return np.clip(out, 0, 1).astype(np.float32), hom
+
+
+def degrade(density: np.ndarray, rng: np.random.Generator, cond: dict, ppm: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Density -> final image; also the homography applied by a simulated photo (or None)."""
     img = expose(density, rng, cond)
     blur = cond.get("blur", 0.0)
     if blur > 0.05:
@@ -109,15 +138,20 @@ def degrade(density: np.ndarray, rng: np.random.Generator, cond: dict, ppm: floa
         grain += coarse * np.float32(0.5)
         grain *= sig
         img = img + grain
+    if cond.get("sharpen", 0) > 0:
+        img = sharpen(img, cond["sharpen"], float(rng.uniform(2.0, 6.0)) * max(ppm / 30.0, 0.3))
     img = np.clip(img, 0, 1).astype(np.float32)
     if cond.get("marks"):
         sensor_marks(img, rng)
     if cond.get("text"):
         burn_text(img, rng)
+    hom = None
+    if cond.get("photo"):
+        img, hom = photograph(img, rng)
     q = cond.get("jpeg")
     if q:
         ok, buf = cv2.imencode(".jpg", (img * 255 + 0.5).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(q)])
         img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
     if cond.get("invert"):
         img = 1.0 - img
-    return img
+    return img, hom

@@ -96,6 +96,8 @@ def _sample_conditions(rng: np.random.Generator, cond: dict) -> dict:
     c["jpeg"] = _draw(rng, cond, "jpeg", lambda: int(rng.integers(35, 95)) if rng.random() < 0.6 else None)
     c["occlusion"] = float(_draw(rng, cond, "occlusion", lambda: 0.0 if rng.random() < 0.85 else float(rng.uniform(0.05, 0.3))))
     c["text"] = bool(cond.get("text", rng.random() < 0.5))
+    c["sharpen"] = float(_draw(rng, cond, "sharpen", lambda: float(rng.uniform(0.3, 1.2)) if rng.random() < 0.5 else 0.0))
+    c["photo"] = bool(cond.get("photo", rng.random() < 0.08))
     c["marks"] = bool(cond.get("marks", rng.random() < (0.0 if pano else 0.6)))
     c["distractors"] = bool(cond.get("distractors", True))
     c["neighbours"] = bool(cond.get("neighbours", True))
@@ -134,7 +136,8 @@ class _Canvas:
         h, w = size
         self.to_img = to_img
         self.to_scene = np.linalg.inv(to_img)
-        self.tissue = np.zeros(size, np.float32)  # optical density of soft tissue, bone, teeth
+        self.tissue = np.zeros(size, np.float32)  # optical density of soft tissue and teeth
+        self.bone = np.zeros(size, np.float32)  # optical density of bone
         self.metal = np.zeros(size, np.float32)  # optical density of metal other than titanium
         self.ti = np.zeros(size, np.float32)  # titanium path length, mm
 
@@ -207,16 +210,15 @@ def _bone(canvas: _Canvas, rng, crest: float, jaw: str, strength: float, ppm: fl
         coarse = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
     trab, low = cv2.split(an.bone_texture(rng, canvas.to_scene, canvas.size))
     cmask, cextra = cv2.split(coarse)
-    amount = float(rng.uniform(0.3, 0.5))
+    amount = float(rng.uniform(0.2, 0.4))
     bone = trab * np.float32(amount)
     bone += np.float32(0.75)
     bone += low * np.float32(0.08)
     bone *= cmask
     bone += cextra
     bone *= np.float32(strength)
-    bone += low * np.float32(0.05)
-    bone += np.float32(0.35)
-    canvas.tissue += bone
+    canvas.bone += bone
+    canvas.tissue += low * np.float32(0.05) + np.float32(0.35)
 
 
 def _keep_inside(canvas: _Canvas, tab, cx: float, cy: float, tilt: float, ang: float, margin: float = 2.0):
@@ -250,9 +252,9 @@ def _bone_loss(canvas: _Canvas, cx, cy, tilt, r, depth, strength) -> None:
     if roi is None:
         return
     u, z = an.local_frame(*canvas.coords(roi), cx, cy, tilt)
-    edge = r + 0.15 + 0.7 * np.clip(depth - z, 0, None)
-    inside = np.clip((edge - np.abs(u)) / 0.3, 0, 1) * np.clip((depth - z) / 0.4, 0, 1) * (z > -1.0)
-    canvas.tissue[roi] -= (0.55 * strength * inside).astype(np.float32)
+    edge = r + 0.1 + 0.45 * np.clip(depth - z, 0, None)
+    inside = np.clip((edge - np.abs(u)) / 0.3, 0, 1) * np.clip((depth - z) / 0.4, 0, 1)
+    canvas.bone[roi] *= (1 - 0.75 * inside).astype(np.float32)
 
 
 def _connector(canvas: _Canvas, p0, p1, tilt, rng) -> None:
@@ -322,7 +324,9 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
     rotation_max (default: upright, upside-down maxilla or any angle); pano (horizontal stretch);
     noise (std of the noise at mid grey); blur (detector blur sigma, px); gamma; contrast; jpeg
     (quality or None); occlusion (fraction of one fixture covered by a radiopaque object); text,
-    marks, distractors (restorations on neighbouring teeth), neighbours (neighbouring teeth) (bool); prosthesis (force one of none|cover|healing|abutment|crown); invert
+    marks, distractors (restorations on neighbouring teeth), neighbours (neighbouring teeth) (bool);
+    sharpen (unsharp-mask amount of the sensor software); photo (bool: a phone photo of the screen,
+    perspective included - boxes follow it and are then general quadrilaterals); prosthesis (force one of none|cover|healing|abutment|crown); invert
     (return metal-dark polarity, for testing normalisation); bone (bone density factor).
     Deterministic for a given (specs, seed, conditions).
     """
@@ -412,8 +416,12 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
             k += 1
     if cond["occlusion"] > 0 and boxes:
         distractors.append(_occlude(canvas, boxes[int(rng.integers(len(boxes)))], cond["occlusion"], rng))
-    dens = canvas.tissue + canvas.metal + an.MU_TI * canvas.ti
-    image = degrade(dens, rng, cond, ppm)
+    dens = canvas.tissue + canvas.bone + canvas.metal + an.MU_TI * canvas.ti
+    image, hom = degrade(dens, rng, cond, ppm)
+    if hom is not None:  # a photographed screen: boxes follow the perspective
+        warp = lambda b: cv2.perspectiveTransform(b.reshape(1, 4, 2).astype(np.float32), hom)[0]  # noqa: E731
+        boxes = [warp(b) for b in boxes]
+        distractors = [warp(b) for b in distractors]
     meta = dict(cond, jaw=jaw, fixtures=fixture_meta)
     return Scene(image, boxes, list(range(n)), distractors, meta)
 
@@ -431,6 +439,7 @@ def render_reference_scene(spec: dict, seed: int = 0, size: tuple[int, int] = (6
     """``render_reference`` with its ground-truth box."""
     cond = {"size": size, "px_per_mm": 25.0, "angulation": 0.0, "rotation": 0.0, "pano": 1.0, "noise": 0.006,
             "blur": 0.6, "gamma": 1.0, "contrast": 1.0, "jpeg": None, "occlusion": 0.0, "text": False,
+            "sharpen": 0.0, "photo": False,
             "marks": False, "distractors": False, "prosthesis": "none", "bone": 1.0, "centre": True}
     return render_scene([spec], seed, cond)
 
@@ -459,6 +468,7 @@ def render_fixture_crop(spec: dict, seed: int, conditions: dict | None = None, s
         cond["rotation"] = float(rng.normal(0, 3.0))
     cond.setdefault("marks", False)
     cond.setdefault("text", False)
+    cond.setdefault("photo", False)
     cond.setdefault("pano", 1.0)
     cond["centre"] = True
     return render_scene([spec], int(rng.integers(2**31)), cond)
