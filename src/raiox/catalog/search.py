@@ -14,6 +14,8 @@ uses iterative index scans (`hnsw.iterative_scan`), which apply the active-syste
 the scan.
 """
 
+import math
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -26,7 +28,9 @@ from raiox.catalog.vector_index import has_iterative_scan, sql_literal
 from raiox.kit.errors import BadRequest
 from raiox.models import EMBEDDING_DIM
 
-REFS_PER_SYSTEM = 8  # over-fetch: reference rows fetched per requested system
+REFS_PER_SYSTEM = 8  # over-fetch floor: reference rows fetched per requested system
+MAX_REFS_PER_SYSTEM = 64  # over-fetch ceiling per requested system (then widening takes over)
+STATS_TTL_S = 60.0
 MIN_EF_SEARCH = 100  # recall@10 >= 0.98 at 1M references (bench/search.py, docs/benchmarks.md)
 MAX_FETCH = 1000  # pgvector's ceiling for hnsw.ef_search; beyond it, the exact scan answers
 
@@ -97,7 +101,7 @@ async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id:
     if iterative:
         await session.execute(text("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"))
     stmt = text(_approximate_sql(model_id, iterative)).bindparams(bindparam("q", type_=Vector(EMBEDDING_DIM)))
-    for fetch in _fetch_sizes(top_k):
+    for fetch in _fetch_sizes(top_k, await _refs_per_system(session)):
         ef_search = min(max(fetch, MIN_EF_SEARCH), MAX_FETCH)
         await session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)})
         rows = (await session.execute(stmt, {"q": vector, "n": fetch, "k": top_k})).all()
@@ -109,11 +113,37 @@ async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id:
     return await exact_search(session, vector, model_id, top_k)
 
 
-def _fetch_sizes(top_k: int):
-    """Reference rows to fetch: top_k * REFS_PER_SYSTEM, then x4 per round, up to MAX_FETCH."""
-    size = min(top_k * REFS_PER_SYSTEM, MAX_FETCH)
+def _fetch_sizes(top_k: int, refs_per_system: float = REFS_PER_SYSTEM):
+    """Reference rows to fetch: enough for top_k systems of average size, then x4 per round, up to MAX_FETCH.
+
+    The nearest references of a query cluster in its best systems, so top_k systems need about
+    top_k * (references per system) rows; fewer means a second round trip, more a wider scan."""
+    per_system = min(max(math.ceil(refs_per_system), REFS_PER_SYSTEM), MAX_REFS_PER_SYSTEM)
+    size = min(top_k * per_system, MAX_FETCH)
     while True:
         yield size
         if size >= MAX_FETCH:
             return
         size = min(size * 4, MAX_FETCH)
+
+
+_stats: dict[str, tuple[float, float]] = {}
+
+
+async def _refs_per_system(session: AsyncSession) -> float:
+    """Average references per system from the planner's statistics (cheap; cached for a minute).
+    Only the speed depends on it: widening and the exact fallback keep the result complete."""
+    key = str(session.get_bind().engine.url)
+    cached = _stats.get(key)
+    if cached and time.monotonic() - cached[0] < STATS_TTL_S:
+        return cached[1]
+    row = (await session.execute(text(
+        "SELECT (SELECT reltuples FROM pg_class WHERE oid = 'reference_embeddings'::regclass),"
+        " (SELECT reltuples FROM pg_class WHERE oid = 'implant_systems'::regclass)"
+    ))).one()
+    refs, systems = float(row[0]), float(row[1])
+    if refs > 0 and systems <= 0:  # never analysed yet (a young, small table): count it
+        systems = float((await session.execute(text("SELECT count(*) FROM implant_systems"))).scalar_one())
+    value = refs / systems if refs > 0 and systems > 0 else float(REFS_PER_SYSTEM)
+    _stats[key] = (time.monotonic(), value)
+    return value
