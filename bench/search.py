@@ -207,11 +207,11 @@ def build_index(conn, args, state: dict) -> dict:
 KNN = f"SELECT id FROM reference_embeddings WHERE model_id = '{MODEL}' ORDER BY embedding <=> %s LIMIT {K}"
 
 
-def run_queries(conn, q: np.ndarray) -> tuple[list[list[int]], list[float]]:
+def run_queries(conn, q: np.ndarray, prepare: bool = True) -> tuple[list[list[int]], list[float]]:
     found, times = [], []
     for vector in q:
         start = time.perf_counter()
-        rows = conn.execute(KNN, (vector,), prepare=True).fetchall()
+        rows = conn.execute(KNN, (vector,), prepare=prepare).fetchall()
         times.append(time.perf_counter() - start)
         found.append([r[0] for r in rows])
     return found, times
@@ -225,7 +225,8 @@ def measure_hnsw(conn, args, q: np.ndarray, truth: np.ndarray) -> list[dict]:
         conn.execute(f"SET hnsw.ef_search = {ef}")
         run_queries(conn, q[: min(50, len(q))])  # warm-up
         found, times = run_queries(conn, q)
-        results.append({"ef_search": ef, "recall@10": round(recall(found, truth), 4), **latency(times)})
+        results.append({"ef_search": ef, "recall@10": round(recall(found, truth), 4), **latency(times),
+                        "loadavg_1m": round(os.getloadavg()[0], 1)})
         print(f"  pgvector hnsw ef_search={ef}: {results[-1]}", flush=True)
     return results
 
@@ -234,9 +235,12 @@ def measure_exact(conn, args, q: np.ndarray, truth: np.ndarray) -> dict:
     conn.execute("SET enable_indexscan = off")
     conn.execute("SET max_parallel_workers_per_gather = 0")
     count = min(args.exact_queries, len(q))
-    found, times = run_queries(conn, q[:count])
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + KNN, (q[0],)).fetchall())
+    assert "hnsw" not in plan, plan
+    found, times = run_queries(conn, q[:count], prepare=False)  # a prepared plan would keep the index
     conn.execute("RESET enable_indexscan")
-    result = {"queries": count, "recall@10": round(recall(found, truth[:count]), 4), **latency(times)}
+    result = {"queries": count, "recall@10": round(recall(found, truth[:count]), 4), **latency(times),
+              "loadavg_1m": round(os.getloadavg()[0], 1)}
     print(f"  pgvector exact scan: {result}", flush=True)
     return result
 
