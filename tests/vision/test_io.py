@@ -220,3 +220,59 @@ def test_polarity_detector_on_held_out_renders():
     images = render_training_images(16, seed0=20_000)
     right = sum(polarity_score(im) > 0 for im in images) + sum(polarity_score(1 - im) < 0 for im in images)
     assert right >= 30  # of 32 (99-100 % on a larger held-out set, see raiox.vision.polarity)
+
+
+def test_16_bit_png_palette_png_and_gif(radiograph):
+    buf = io.BytesIO()
+    Image.fromarray((radiograph * 65535).round().astype(np.uint16)).save(buf, "PNG")
+    assert np.corrcoef(read_image(buf.getvalue()).ravel(), radiograph.ravel())[0, 1] > 0.999
+    for fmt in ("PNG", "GIF"):
+        buf = io.BytesIO()
+        Image.fromarray(_u8(radiograph)).convert("P").save(buf, fmt)
+        out = read_image(buf.getvalue())
+        assert out.shape == radiograph.shape and np.abs(out - radiograph).mean() < 0.02
+
+
+def test_cmyk_jpeg(radiograph):
+    buf = io.BytesIO()
+    Image.fromarray(_u8(radiograph)).convert("CMYK").save(buf, "JPEG", quality=95)
+    out = read_image(buf.getvalue())
+    assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.98
+
+
+def test_rle_compressed_dicom(radiograph):
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    raw = (radiograph * 4000).round()
+    ds = pydicom.dcmread(io.BytesIO(_dicom(raw)))
+    ds.compress(RLELossless)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    out = read_image(buf.getvalue(), "rle.dcm")
+    assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.999
+
+
+def test_jpeg_baseline_dicom(radiograph):
+    """Intraoral DICOMs are often JPEG-compressed; pydicom decodes them through Pillow."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    ds = pydicom.dcmread(io.BytesIO(_dicom((radiograph * 4000).round())))
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = encapsulate([_encode(radiograph, "JPEG", quality=95)])
+    ds["PixelData"].is_undefined_length = True
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    out = read_image(buf.getvalue(), "jpeg.dcm")
+    assert np.abs(out - radiograph).mean() < 0.03
+
+
+def test_dicom_without_preamble_and_png_named_dcm(radiograph):
+    data = _dicom((radiograph * 4000).round())
+    out = read_image(data[132:], "nopreamble.dcm")  # the bare data set, no preamble / 'DICM'
+    assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.999
+    png_named_dcm = read_image(_encode(radiograph, "PNG"), "mislabelled.dcm")
+    assert np.abs(png_named_dcm - _u8(radiograph) / 255.0).max() < 0.003

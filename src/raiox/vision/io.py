@@ -37,8 +37,18 @@ def read_image(data: bytes, filename: str | None = None, *, max_pixels: int = MA
     kind = sniff(data)
     if kind is not None:
         raise ImageDecodeError(f"not an image: {kind}")
-    dicom = _is_dicom(data, filename)
-    img = _read_dicom(data, max_pixels) if dicom else _read_pillow(data, max_pixels)
+    dicom = _has_dicom_preamble(data)
+    if dicom:
+        img = _read_dicom(data, max_pixels)
+    else:
+        try:
+            img = _read_pillow(data, max_pixels)
+        except ImageDecodeError as exc:
+            # a DICOM stream without the 128-byte preamble (seen from some exporters)
+            if not (str(exc).endswith("unrecognised file format") and _looks_like_dicom(data, filename)):
+                raise
+            dicom = True
+            img = _read_dicom(data, max_pixels)
     if img.shape[0] < 8 or img.shape[1] < 8:
         raise ImageDecodeError(f"image too small: {img.shape[1]}x{img.shape[0]} pixels")
     # DICOM states its polarity (MONOCHROME1/2); other formats are checked by the image itself
@@ -66,10 +76,14 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def _is_dicom(data: bytes, filename: str | None) -> bool:
-    if len(data) > 132 and data[128:132] == b"DICM":
+def _has_dicom_preamble(data: bytes) -> bool:
+    return len(data) > 132 and data[128:132] == b"DICM"
+
+
+def _looks_like_dicom(data: bytes, filename: str | None) -> bool:
+    if filename and filename.lower().endswith((".dcm", ".dicom")):
         return True
-    return bool(filename) and filename.lower().endswith((".dcm", ".dicom"))
+    return data[:2] in (b"\x08\x00", b"\x02\x00")  # a group 0008 / 0002 tag first
 
 
 def _read_pillow(data: bytes, max_pixels: int) -> np.ndarray:
