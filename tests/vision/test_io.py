@@ -276,3 +276,11 @@ def test_dicom_without_preamble_and_png_named_dcm(radiograph):
     assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.999
     png_named_dcm = read_image(_encode(radiograph, "PNG"), "mislabelled.dcm")
     assert np.abs(png_named_dcm - _u8(radiograph) / 255.0).max() < 0.003
+
+
+def test_heic_phone_photo(radiograph):
+    buf = io.BytesIO()
+    Image.fromarray(_u8(radiograph)).convert("RGB").save(buf, "HEIF", quality=95)
+    assert buf.getvalue()[4:12] == b"ftypheic"
+    out = read_image(buf.getvalue(), "IMG_0001.HEIC")
+    assert out.shape == radiograph.shape and np.abs(out - radiograph).mean() < 0.03

@@ -1,6 +1,7 @@
 """Reading radiographs: any supported file -> float32 HxW in [0, 1], metal bright.
 
-Supported: JPEG, PNG, WEBP, TIFF (8/16-bit, float), BMP, GIF (first frame) through Pillow with
+Supported: JPEG, PNG, WEBP, TIFF (8/16-bit, float), BMP, GIF (first frame), HEIC/HEIF (phone
+photos, through pillow-heif) via Pillow with
 EXIF orientation applied, and DICOM through pydicom (modality LUT: rescale slope/intercept, VOI
 LUT or window centre/width, MONOCHROME1 inversion). Everything else is refused with an
 ``ImageDecodeError`` (HTTP 422) whose message says why. Inverted polarity is detected and flipped
@@ -18,6 +19,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from raiox.kit.errors import Unprocessable
 
 from .polarity import normalise_polarity
+
+try:  # HEIC/HEIF: what iPhones save by default
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    _HEIF = True
+except ImportError:  # pragma: no cover - the dependency is declared; keep a clear error without it
+    _HEIF = False
 
 MAX_PIXELS = 60_000_000  # far above any dental sensor or panoramic; decompression-bomb guard
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -73,6 +82,8 @@ def sniff(data: bytes) -> str | None:
         return "ZIP archive (or Office document)"
     if head.startswith(b"\x1f\x8b"):
         return "gzip archive"
+    if not _HEIF and data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc"):
+        return "HEIC photo (support not installed: send JPEG or PNG)"
     return None
 
 
