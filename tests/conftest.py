@@ -11,6 +11,8 @@
 
 import logging
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +32,8 @@ APP_TABLES = [
     "procrastinate_events", "procrastinate_periodic_defers", "procrastinate_jobs",
 ]
 
+_SERVERS: list = []
+
 
 def _server_url(tmp_root: Path) -> str:
     if os.environ.get("RAIOX_TEST_DATABASE_URL"):
@@ -37,12 +41,14 @@ def _server_url(tmp_root: Path) -> str:
     import pgserver
 
     server = pgserver.get_server(str(tmp_root / "pg"))
+    _SERVERS.append(server)
     return server.get_uri("postgres")
 
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
-    root = Path(os.environ.get("RAIOX_TEST_PGDATA_ROOT") or tmp_path_factory.mktemp("pgroot"))
+    # Outside pytest's numbered temp folders: concurrent pytest runs prune each other's old folders.
+    root = Path(os.environ.get("RAIOX_TEST_PGDATA_ROOT") or tempfile.mkdtemp(prefix="raiox-test-pg-"))
     admin_url = _server_url(root)
     name = f"raiox_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -67,6 +73,10 @@ def database_url(tmp_path_factory) -> str:
     yield url
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if not os.environ.get("RAIOX_TEST_DATABASE_URL") and not os.environ.get("RAIOX_TEST_PGDATA_ROOT"):
+        for server in _SERVERS:
+            server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _reset_caches() -> None:
