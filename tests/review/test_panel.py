@@ -103,6 +103,11 @@ async def test_csrf_required_on_actions(panel):
     assert ok.status_code == 303
     after = await panel.get(f"/admin/cases/{case.id}")
     assert "Aprovou o caso" in after.text and "Bone Level" in after.text
+    again = await panel.post(f"/admin/cases/{case.id}/approve", data={"system_id": "str-bl", "csrf_token": _csrf(page.text),
+                                                                      "add_to_catalog": "true"})
+    assert again.status_code == 303  # a double click approves once
+    stale = await panel.post(f"/admin/cases/{case.id}/approve", data={"system_id": "neo-cm", "csrf_token": _csrf(page.text)})
+    assert stale.status_code == 409 and "Esta ação não é possível" in stale.text and "not awaiting review" in stale.text
 
 
 async def test_reviewer_cannot_reach_catalog_admin(panel):

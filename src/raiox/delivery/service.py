@@ -154,6 +154,15 @@ async def _finish(case_id: uuid.UUID, errors: list[str]) -> str:
         return case.status
 
 
+async def give_up(case_id: uuid.UUID, reason: str) -> str:
+    """The job's last attempt failed unexpectedly: show `delivery_failed` (resend stays possible)."""
+    async with session_scope() as session:
+        case = await cases.get_or_404(session, case_id)
+        if case.status not in DELIVERABLE or await repository.get_delivery(session, case_id) is None:
+            return case.status
+    return await _finish(case_id, [reason[:1000]])
+
+
 async def deliver(case_id: uuid.UUID) -> str:
     """Deliver the decision on CASE_ID through every configured channel not yet done; the new status."""
     settings = get_settings()

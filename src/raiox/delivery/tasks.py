@@ -1,11 +1,25 @@
-"""Delivery jobs (procrastinate): `deliver_result` writes an approved/rejected case back to the dentist."""
+"""Delivery jobs (procrastinate): `deliver_result` writes an approved/rejected case back to the dentist.
+
+Channel failures (Jotform, SMTP) are handled inside the job (backoff, then `delivery_failed`); an
+unexpected error (database down...) retries the whole job, which is safe because each channel records
+its own completion. After the last attempt the case shows `delivery_failed` with the error.
+"""
 
 import uuid
+
+from procrastinate import JobContext, RetryStrategy
 
 from raiox.delivery import service
 from raiox.kit.jobs import app
 
+RETRY = RetryStrategy(max_attempts=4, exponential_wait=4)  # waits 4, 16, 64, 256 s
 
-@app.task(name=service.TASK, queue="default")
-async def deliver_result(case_id: str) -> str:
-    return await service.deliver(uuid.UUID(case_id))
+
+@app.task(name=service.TASK, queue="default", retry=RETRY, pass_context=True)
+async def deliver_result(context: JobContext, case_id: str) -> str:
+    try:
+        return await service.deliver(uuid.UUID(case_id))
+    except Exception as exc:
+        if context.job.attempts >= RETRY.max_attempts:
+            return await service.give_up(uuid.UUID(case_id), f"unexpected error: {type(exc).__name__}: {exc}")
+        raise

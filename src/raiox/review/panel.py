@@ -60,11 +60,17 @@ async def _login_required(request: Request, _exc: LoginRequired) -> Response:
     return redirect(request, f"/login?next={target}" if request.method == "GET" else "/login")
 
 
+ERROR_TEXT = {400: "error.bad_request", 404: "error.not_found", 409: "error.conflict", 422: "error.invalid"}
+
+
 async def _error(request: Request, exc: RaioxError) -> Response:
+    """pt-BR explanation by HTTP status; the (English) technical detail underneath, unless already pt-BR."""
+    summary = i18n.gettext(ERROR_TEXT[exc.status_code]) if exc.status_code in ERROR_TEXT else exc.message
+    detail = exc.message if summary != exc.message else None
     if request.headers.get("hx-request"):
-        return HTMLResponse(f'<p class="alert alert-error" role="alert">{exc.message}</p>', status_code=exc.status_code,
-                            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"})
-    return render(request, "error.html", {"error": exc}, status_code=exc.status_code)
+        html = templates.env.get_template("_error.html").render(summary=summary, detail=detail, t=i18n.translator())
+        return HTMLResponse(html, status_code=exc.status_code, headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"})
+    return render(request, "error.html", {"error": exc, "summary": summary, "detail": detail}, status_code=exc.status_code)
 
 
 async def _security_headers(request: Request, call_next):
