@@ -193,3 +193,25 @@ async def test_field_map_overrides_detection(client, session, settings_env):
     assert case.client_name == "Pedro Alves"
     images = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().all()
     assert sorted(i.filename for i in images) == sorted(FILES)  # the other upload question is not an image one
+
+
+async def test_unusual_multipart_goes_through_the_general_parser(client, session):
+    fields = webhook_fields(submission("6084250982513018999"))
+    parts = [f'--xYz\r\nContent-Disposition: form-data; name="{k}"\r\nContent-Type: text/plain; charset=utf-8'
+             f"\r\n\r\n{v}\r\n" for k, v in fields.items()]
+    body = ("".join(parts) + "--xYz--\r\n").encode()
+    response = await client.post(URL, content=body, headers={"content-type": 'multipart/form-data; boundary="xYz"'})
+    assert response.status_code == 200, response.text
+    case = await session.get(Case, response.json()["case_id"])
+    assert case.client_name == "João da Silva"
+    with_file = (f'--xYz\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\n\r\nPNG\r\n--xYz--\r\n').encode()
+    response = await client.post(URL, content=with_file, headers={"content-type": "multipart/form-data; boundary=xYz"})
+    assert response.status_code == 400
+
+
+def test_split_multipart_fast_path():
+    from raiox.intake.formdata import split_multipart
+
+    body = multipart_body({"a": "1", "b": "x\r\ny: z", "rawRequest": '{"k": "ç"}'}, BOUNDARY)
+    assert split_multipart(body, BOUNDARY) == {"a": "1", "b": "x\r\ny: z", "rawRequest": '{"k": "ç"}'}
+    assert split_multipart(body[:-10], BOUNDARY) is None  # no closing boundary: not the simple shape

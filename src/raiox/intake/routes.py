@@ -7,16 +7,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.formparsers import MultiPartException
 
 from raiox.intake import repository, service
+from raiox.intake.formdata import boundary_of, split_multipart, split_urlencoded
 from raiox.intake.parse import from_webhook
 from raiox.intake.schemas import WebhookAccepted
 from raiox.kit.db import get_db_session
-from raiox.kit.errors import BadRequest, RaioxError, ServiceUnavailable, Unauthorized, Unprocessable
+from raiox.kit.errors import BadRequest, RaioxError, ServiceUnavailable, TooLarge, Unauthorized, Unprocessable
 from raiox.kit.logging import get_logger
 from raiox.kit.settings import get_settings
 
 router = APIRouter(tags=["intake"])
 log = get_logger(__name__)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+MAX_BODY = 16 * 1024 * 1024
 
 
 def check_token(token: str | None) -> None:
@@ -29,12 +31,23 @@ def check_token(token: str | None) -> None:
 
 
 async def _read_form(request: Request) -> dict[str, str]:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    header = request.headers.get("content-type", "")
+    content_type = header.split(";")[0].strip().lower()
     if content_type not in FORM_TYPES:
         raise RaioxError(f"unsupported content type {content_type or '(none)'}: Jotform posts multipart/form-data "
                          "or application/x-www-form-urlencoded", status_code=415)
-    try:
-        form = await request.form(max_files=0, max_fields=2000, max_part_size=16 * 1024 * 1024)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise TooLarge(f"webhook body over {MAX_BODY} bytes")
+    body = await request.body()
+    if content_type == FORM_TYPES[1]:
+        return split_urlencoded(body)
+    boundary = boundary_of(header)
+    fields = split_multipart(body, boundary) if boundary else None
+    if fields is not None:
+        return fields
+    try:  # anything beyond Jotform's simple text-only shape: the general parser decides
+        form = await request.form(max_files=0, max_fields=2000, max_part_size=MAX_BODY)
     except (MultiPartException, ValueError) as exc:
         raise BadRequest(f"malformed form body: {exc}") from None
     return {key: value for key, value in form.items() if isinstance(value, str)}

@@ -48,20 +48,15 @@ async def enqueue_processing(session: AsyncSession, case_id: uuid.UUID) -> int:
 
 
 async def ingest(session: AsyncSession, sub: Submission, *, source: str = "webhook") -> Ingested:
-    """Create the case, its pending images and its processing job (idempotent on submissionID)."""
-    case_id = await repository.insert_case(session, _case_values(sub, source))
+    """Create the case, its pending images, its history entry and its processing job, atomically
+    (idempotent on submissionID: an existing case is returned, nothing new is written)."""
+    uploads = [(u.question[:200], u.url, u.filename) for u in sub.uploads]
+    case_id = await repository.create_case(session, _case_values(sub, source), uploads, task=PROCESS_TASK,
+                                           actor=f"jotform:{source}", reason=f"{len(uploads)} file(s) submitted")
     if case_id is None:
         existing = await repository.case_id_for_submission(session, sub.submission_id)
         assert existing is not None, "ON CONFLICT without a conflicting row"
         return Ingested(existing, created=False)
-    await repository.insert_images(session, [
-        {"id": uuid.uuid4(), "case_id": case_id, "position": i, "question": u.question[:200], "source_url": u.url,
-         "filename": u.filename, "status": ImageStatus.pending}
-        for i, u in enumerate(sub.uploads)
-    ])
-    await repository.insert_event(session, case_id, CaseStatus.received, f"jotform:{source}",
-                                  f"{len(sub.uploads)} file(s) submitted")
-    await enqueue_processing(session, case_id)
     return Ingested(case_id, created=True)
 
 

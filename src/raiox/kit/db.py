@@ -52,8 +52,9 @@ def sqlalchemy_url(settings: Settings | None = None) -> str:
 
 
 def create_engine(url: str, **kwargs) -> AsyncEngine:
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    settings = get_settings()
+    kwargs.setdefault("pool_size", settings.db_pool_size)
+    kwargs.setdefault("max_overflow", settings.db_max_overflow)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
 

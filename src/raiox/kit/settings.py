@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path("./var")
     database_url: str = ""
+    db_pool_size: int = Field(default=20, ge=1)  # connections kept per process (webhook bursts reuse them)
+    db_max_overflow: int = Field(default=20, ge=0)  # extra connections opened (and closed) beyond the pool
     storage_url: str = ""
     s3_endpoint: str = ""
     s3_region: str = "us-east-1"
