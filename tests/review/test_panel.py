@@ -213,3 +213,27 @@ async def test_admin_creates_system_and_uploads_reference(panel):
         assert len(emb.embedding) == 512
     listing = await panel.get("/admin/catalog", params={"q": "strong"})
     assert "Strong SW" in listing.text and "Grand Morse" not in listing.text
+
+
+async def test_retry_failed_case_and_resend_failed_delivery(panel):
+    from sqlalchemy import select, text
+
+    from raiox.cases.service import transition
+    from raiox.models import AuditEntry, Case
+
+    case, failed = await _data()
+    async with session_scope() as session:
+        row = await session.get(Case, case.id)
+        await transition(session, row, CaseStatus.approved, actor="user:rev@example.com")
+        await transition(session, row, CaseStatus.delivery_failed, actor="system:delivery", reason="Jotform API 401")
+    await login(panel, "admin@example.com")
+    page = await panel.get(f"/admin/cases/{case.id}")
+    assert "Falha na entrega" in page.text and "Jotform API 401" in page.text
+    assert (await panel.post(f"/admin/cases/{case.id}/resend", data={"csrf_token": _csrf(page.text)})).status_code == 303
+    assert (await panel.post(f"/admin/cases/{failed.id}/retry", data={"csrf_token": _csrf(page.text)})).status_code == 303
+    async with session_scope() as session:
+        assert (await session.get(Case, failed.id)).status == CaseStatus.received
+        tasks = (await session.execute(text("SELECT task_name FROM procrastinate_jobs"))).scalars().all()
+        assert "deliver_result" in tasks and len(tasks) == 2
+        actions = set((await session.execute(select(AuditEntry.action))).scalars())
+        assert {"delivery.resend", "case.retry", "auth.login"} <= actions

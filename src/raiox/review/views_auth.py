@@ -13,6 +13,7 @@ from raiox.kit.db import get_db_session
 from raiox.review import auth
 from raiox.review.deps import csrf_protect
 from raiox.review.i18n import gettext
+from raiox.review.service import audit
 from raiox.review.panel import base_path, redirect, render
 
 router = APIRouter()
@@ -28,6 +29,9 @@ def _ip_blocked(ip: str) -> bool:
     window = _ip_failures[ip]
     while window and window[0] < time.monotonic() - IP_WINDOW_S:
         window.popleft()
+    if not window:
+        del _ip_failures[ip]
+        return False
     return len(window) >= IP_MAX_FAILURES
 
 
@@ -68,6 +72,7 @@ async def login(request: Request, email: str = Form(""), password: str = Form(""
         locked = await auth.is_locked(session, email)
         message = gettext("login.locked") if locked else gettext("login.invalid")
         return _login_page(request, error=message, email=email, status_code=401, next_url=next)
+    await audit(session, f"user:{user.email}", "auth.login", target=ip)
     response = redirect(request, _safe_next(request, next))
     auth.save_session(request, response, {"uid": str(user.id), "pw": user.password_hash[-12:],
                                           "csrf": secrets.token_urlsafe(32)})
