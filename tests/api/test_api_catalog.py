@@ -81,7 +81,11 @@ async def test_identify_refuses_what_is_not_an_image(client, auth):
     assert missing.status_code == 422
 
 
-async def test_metrics_count_requests_by_route_and_report_catalog_size(client, auth, catalog):
+async def test_metrics_count_requests_by_route_and_report_catalog_size(client, auth, catalog, session):
+    from raiox.models import Case
+
+    session.add(Case(jotform_submission_id="metrics-1"))
+    await session.flush()
     await client.get("/implants", headers=auth)
     await client.get("/implants")
     await client.get("/cases/not-a-route-id-but-templated", headers=auth)
@@ -92,6 +96,7 @@ async def test_metrics_count_requests_by_route_and_report_catalog_size(client, a
     assert 'raiox_catalog_systems{state="active"} 2.0' in text
     assert "raiox_catalog_reference_images 4.0" in text
     assert "raiox_http_request_duration_seconds_bucket" in text and "raiox_webhooks_total" in text
+    assert 'raiox_cases{status="received"} 1.0' in text and "raiox_job_queue" in text
 
 
 async def test_openapi_documents_the_catalog_routes(client):

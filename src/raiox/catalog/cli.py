@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -27,8 +28,11 @@ def run_db(work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]) -> 
     from sqlalchemy.pool import NullPool
 
     from raiox.kit.db import sqlalchemy_url
+    from raiox.kit.logging import configure_logging
 
-    _settings()
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)  # logs on stderr: stdout stays clean JSON
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
 
     async def main() -> T:
         engine = create_async_engine(sqlalchemy_url(), poolclass=NullPool)

@@ -77,6 +77,6 @@ async def identify_image(
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={**AUTH_ERRORS, 200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
 async def get_metrics(session: AsyncSession = Depends(get_db_session)) -> Response:
-    await metrics.refresh_catalog_gauges(session)
+    await metrics.refresh_gauges(session)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

@@ -5,8 +5,9 @@
     JOBS.labels(task="process_case", outcome="succeeded").inc()   # succeeded | retried | failed
 
 HTTP requests are counted and timed by `install(app)` (label `route` is the route template, never
-the raw path, so ids do not explode the series). The catalog size gauges are refreshed from the
-database on every scrape of `GET /metrics`.
+the raw path, so ids do not explode the series; webhook deliveries show up there too, by status).
+Catalog size, job queue (`raiox_job_queue{task,status}`: succeeded / failed / todo / doing...) and
+case states are gauges refreshed from the database on every scrape of `GET /metrics`.
 """
 
 import time
@@ -36,6 +37,9 @@ IDENTIFICATIONS = Counter(
 CATALOG_SYSTEMS = Gauge("raiox_catalog_systems", "Implant systems in the catalog", ["state"], registry=REGISTRY)
 CATALOG_REFERENCES = Gauge("raiox_catalog_reference_images", "Reference images in the catalog", registry=REGISTRY)
 CATALOG_EMBEDDINGS = Gauge("raiox_catalog_embeddings", "Reference embeddings per model", ["model"], registry=REGISTRY)
+JOB_STATES = Gauge("raiox_job_queue", "Jobs in the queue by task and status (procrastinate)", ["task", "status"],
+                   registry=REGISTRY)
+CASE_STATES = Gauge("raiox_cases", "Cases by status", ["status"], registry=REGISTRY)
 
 
 class MetricsMiddleware:
@@ -70,6 +74,25 @@ def _mount_path(scope: Scope) -> str | None:
     return f"{root}/*" if root else None
 
 
+async def _counts(session, sql: str) -> list[tuple]:
+    from sqlalchemy import text
+
+    return [tuple(row) for row in (await session.execute(text(sql))).all()]
+
+
+async def refresh_gauges(session) -> None:
+    """Database-backed gauges, refreshed on every scrape: catalog size, job outcomes, case states."""
+    await refresh_catalog_gauges(session)
+    JOB_STATES.clear()
+    for task, status, count in await _counts(
+        session, "SELECT task_name, status::text, count(*) FROM procrastinate_jobs GROUP BY 1, 2"
+    ):
+        JOB_STATES.labels(task, status).set(count)
+    CASE_STATES.clear()
+    for status, count in await _counts(session, "SELECT status, count(*) FROM cases GROUP BY 1"):
+        CASE_STATES.labels(status).set(count)
+
+
 async def refresh_catalog_gauges(session) -> None:
     from raiox.catalog.repository import catalog_size
 
@@ -93,5 +116,6 @@ def install(app: FastAPI) -> None:
 
 __all__ = [
     "CATALOG_EMBEDDINGS", "CATALOG_REFERENCES", "CATALOG_SYSTEMS", "HTTP_LATENCY", "HTTP_REQUESTS",
-    "IDENTIFICATIONS", "JOBS", "REGISTRY", "WEBHOOKS", "exposition", "install", "refresh_catalog_gauges",
+    "CASE_STATES", "IDENTIFICATIONS", "JOBS", "JOB_STATES", "REGISTRY", "WEBHOOKS", "exposition", "install",
+    "refresh_catalog_gauges", "refresh_gauges",
 ]
