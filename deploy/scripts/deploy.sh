@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Install one commit of Raiox AI as a new release on this host, migrate, switch,
+# restart, wait for /readyz, and roll back automatically when anything fails.
+#
+#   deploy.sh --commit SHA (--archive FILE | --repo PATH_OR_URL) [--venv-from VENV] [--log FILE]
+#
+# Layout under RAIOX_ROOT (default /srv/raiox):
+#   releases/<UTC time>-<sha12>/{src,venv,REVISION}   one folder per release
+#   current -> releases/<id>                          switched atomically (rename)
+#   failed/<id>                                       releases that did not come up
+#   deploys.log                                       one line per deploy
+#   .deploy.lock                                      flock: one deploy at a time
+#
+# Settings (environment, or RAIOX_DEPLOY_CONFIG, default /etc/raiox/deploy.env):
+#   RAIOX_ROOT, RAIOX_PYTHON (python3), RAIOX_KEEP_RELEASES (5),
+#   RAIOX_HEALTH_URL (http://127.0.0.1:8000/readyz), RAIOX_HEALTH_TIMEOUT (90 s),
+#   RAIOX_RESTART_CMD (sudo systemctl restart raiox-api.service raiox-worker.service),
+#   RAIOX_MIGRATE_ENV (/etc/raiox/migrate.env: env file for `raiox db upgrade`),
+#   RAIOX_MIGRATE (1; 0 on hosts that must not migrate, e.g. the admin panel),
+#   RAIOX_LOCK_TIMEOUT (900 s), RAIOX_PIP_ARGS (extra pip arguments).
+#
+# --venv-from VENV is for rehearsals: the release still gets its own venv, but it
+# reuses VENV's installed dependencies (a .pth file) instead of downloading them.
+#
+# Exit status: 0 deployed; 1 failed, previous release still serving (or nothing
+# was switched); 2 failed and the rollback failed too; 64 bad usage.
+set -Eeuo pipefail
+
+die_usage() {
+    echo "usage: $0 --commit SHA (--archive FILE | --repo PATH_OR_URL) [--venv-from VENV] [--log FILE]" >&2
+    exit 64
+}
+
+log() {
+    printf '%s deploy: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"
+}
+
+commit=""
+archive=""
+repo=""
+venv_from=""
+logfile=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --commit) commit=${2:-}; shift 2 ;;
+        --archive) archive=${2:-}; shift 2 ;;
+        --repo) repo=${2:-}; shift 2 ;;
+        --venv-from) venv_from=${2:-}; shift 2 ;;
+        --log) logfile=${2:-}; shift 2 ;;
+        -h | --help) die_usage ;;
+        *) echo "unknown argument: $1" >&2; die_usage ;;
+    esac
+done
+
+[[ "$commit" =~ ^[0-9a-f]{7,40}$ ]] || { echo "--commit must be a git commit id (hex)" >&2; die_usage; }
+if [[ -n "$archive" && -n "$repo" ]] || [[ -z "$archive" && -z "$repo" ]]; then
+    echo "give exactly one of --archive and --repo" >&2
+    die_usage
+fi
+
+if [[ -n "$logfile" ]]; then
+    # Detached runs (CI over SSH) write everything to a log and leave the exit
+    # status in LOG.rc, so a dropped SSH session never interrupts a deploy.
+    mkdir -p "$(dirname "$logfile")"
+    rm -f "$logfile.rc"
+    exec >>"$logfile" 2>&1
+    trap 'echo "$?" >"$logfile.rc"' EXIT
+fi
+
+config=${RAIOX_DEPLOY_CONFIG:-/etc/raiox/deploy.env}
+if [[ -r "$config" ]]; then
+    # shellcheck source=/dev/null
+    source "$config"
+fi
+
+root=${RAIOX_ROOT:-/srv/raiox}
+python=${RAIOX_PYTHON:-python3}
+keep=${RAIOX_KEEP_RELEASES:-5}
+health_url=${RAIOX_HEALTH_URL:-http://127.0.0.1:8000/readyz}
+health_timeout=${RAIOX_HEALTH_TIMEOUT:-90}
+restart_cmd=${RAIOX_RESTART_CMD:-sudo /usr/bin/systemctl restart raiox-api.service raiox-worker.service}
+migrate_env=${RAIOX_MIGRATE_ENV:-/etc/raiox/migrate.env}
+migrate=${RAIOX_MIGRATE:-1}
+lock_timeout=${RAIOX_LOCK_TIMEOUT:-900}
+read -r -a pip_args <<<"${RAIOX_PIP_ARGS:-}"
+
+[[ "$keep" =~ ^[0-9]+$ && "$keep" -ge 2 ]] || { echo "RAIOX_KEEP_RELEASES must be >= 2" >&2; exit 64; }
+
+mkdir -p "$root/releases" "$root/failed"
+exec 9>"$root/.deploy.lock"
+log "waiting for the deploy lock ($root/.deploy.lock)"
+flock -w "$lock_timeout" 9 || { log "another deploy holds the lock for over ${lock_timeout}s; giving up"; exit 1; }
+
+release_id="$(date -u +%Y%m%dT%H%M%SZ)-${commit:0:12}"
+release="$root/releases/$release_id"
+[[ ! -e "$release" ]] || { log "release $release already exists"; exit 1; }
+previous=""
+if [[ -L "$root/current" ]]; then
+    previous=$(readlink "$root/current")
+fi
+
+record() {
+    printf '%s %s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$release_id" "$commit" "$1" >>"$root/deploys.log"
+}
+
+discard_release() {
+    if [[ -d "$release" ]]; then
+        mv "$release" "$root/failed/$release_id"
+    fi
+    # keep the three most recent failed releases for inspection
+    local old
+    while IFS= read -r old; do
+        rm -rf "$root/failed/$old"
+    done < <(find "$root/failed" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -r | tail -n +4)
+}
+
+fail_before_switch() {
+    log "FAILED before switching: $1; current release untouched (${previous:-none})"
+    record "failed:$1"
+    discard_release
+    exit 1
+}
+
+fetch_source() {
+    mkdir -p "$release/src"
+    if [[ -n "$archive" ]]; then
+        local tar_commit
+        # `git archive` stores the commit id in the tar header: check it.
+        tar_commit=$(gzip -dcf "$archive" | git get-tar-commit-id || true)
+        if [[ -n "$tar_commit" && "$tar_commit" != "$commit"* ]]; then
+            log "archive holds commit $tar_commit, not $commit"
+            return 1
+        fi
+        tar -xf "$archive" -C "$release/src"
+    else
+        local full
+        if [[ -d "$repo" ]]; then
+            full=$(git -C "$repo" rev-parse --verify "$commit^{commit}")
+            git -C "$repo" archive --format=tar "$full" | tar -x -C "$release/src"
+        else
+            local cache="$root/repo.git"
+            if [[ -d "$cache" ]]; then
+                git -C "$cache" fetch --quiet --prune origin '+refs/heads/*:refs/heads/*'
+            else
+                git clone --quiet --mirror "$repo" "$cache"
+            fi
+            full=$(git -C "$cache" rev-parse --verify "$commit^{commit}")
+            git -C "$cache" archive --format=tar "$full" | tar -x -C "$release/src"
+        fi
+        commit=$full
+    fi
+    echo "$commit" >"$release/REVISION"
+}
+
+build_venv() {
+    if [[ -n "$venv_from" ]]; then
+        local base_site site
+        base_site=$("$venv_from/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+        "$venv_from/bin/python" -m venv --without-pip "$release/venv"
+        site=$("$release/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+        echo "$base_site" >"$site/_raiox_venv_from.pth"
+        "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            --no-deps --no-build-isolation "${pip_args[@]}" "$release/src"
+    else
+        "$python" -m venv "$release/venv"
+        "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "${pip_args[@]}" "$release/src"
+    fi
+    "$release/venv/bin/raiox" --help >/dev/null
+}
+
+run_migrations() {
+    (
+        if [[ -r "$migrate_env" ]]; then
+            set -a
+            # shellcheck source=/dev/null
+            source "$migrate_env"
+            set +a
+        fi
+        "$release/venv/bin/raiox" db upgrade
+    )
+}
+
+switch_to() {
+    # rename(2) over the old link: readers see the old or the new target, never none.
+    ln -sfn "$1" "$root/.current.tmp"
+    mv -T "$root/.current.tmp" "$root/current"
+}
+
+restart_service() {
+    bash -c "$restart_cmd"
+}
+
+wait_ready() {
+    local deadline=$((SECONDS + health_timeout))
+    while ((SECONDS < deadline)); do
+        if curl --silent --show-error --fail --max-time 5 --output /dev/null "$health_url" 2>/dev/null; then
+            return 0
+        fi
+        sleep 1
+    done
+    log "no 200 from $health_url within ${health_timeout}s"
+    curl --silent --max-time 5 "$health_url" || true
+    echo
+    return 1
+}
+
+prune_releases() {
+    local current_target old
+    current_target=$(basename "$(readlink "$root/current")")
+    while IFS= read -r old; do
+        [[ "$old" == "$current_target" || "releases/$old" == "$previous" ]] && continue
+        log "removing old release $old"
+        rm -rf "${root:?}/releases/$old"
+    done < <(find "$root/releases" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -r | tail -n +"$((keep + 1))")
+}
+
+log "deploying $commit as $release_id (previous: ${previous:-none})"
+fetch_source || fail_before_switch "source"
+log "building the release venv"
+build_venv || fail_before_switch "venv"
+if [[ "$migrate" == "1" ]]; then
+    log "migrating the database (raiox db upgrade)"
+    run_migrations || fail_before_switch "migration"
+fi
+
+log "switching current -> releases/$release_id"
+switch_to "releases/$release_id"
+if restart_service && wait_ready; then
+    record "ok"
+    prune_releases
+    log "deployed $commit ($release_id)"
+    exit 0
+fi
+
+if [[ -z "$previous" ]]; then
+    log "FAILED: first release does not come up and there is nothing to roll back to"
+    rm -f "$root/current"
+    record "failed:start"
+    discard_release
+    exit 2
+fi
+log "FAILED: release does not come up; rolling back to $previous"
+switch_to "$previous"
+discard_release
+if restart_service && wait_ready; then
+    record "rolled-back"
+    log "rolled back to $previous"
+    exit 1
+fi
+record "rollback-failed"
+log "ROLLBACK FAILED: $previous does not come up either"
+exit 2
