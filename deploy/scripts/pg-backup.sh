@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # raiox-pg-backup: dump each database with pg_dump (custom format), upload it next to its
 # sha256, and delete dumps older than the retention. Run nightly by raiox-pg-backup.timer
 # as the postgres user (peer authentication, nothing to store).
@@ -11,7 +12,6 @@
 #   PG_BIN                        folder of pg_dump (default: from PATH)
 # Dumps are named DB/DB-YYYYMMDDTHHMMSSZ.dump under the URL.
 set -euo pipefail
-# shellcheck source-path=SCRIPTDIR
 
 url=${RAIOX_BACKUP_URL:?set RAIOX_BACKUP_URL}
 databases=${RAIOX_BACKUP_DATABASES:?set RAIOX_BACKUP_DATABASES}

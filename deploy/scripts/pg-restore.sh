@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # raiox-pg-restore: restore a nightly dump made by raiox-pg-backup.
 #
 #   raiox-pg-restore --list DATABASE
@@ -10,7 +11,6 @@
 # without touching the live one. Same settings as raiox-pg-backup (RAIOX_BACKUP_URL, S3CMD_CONFIG,
 # PG_BIN). Stop the raiox services that use DATABASE before restoring over it.
 set -euo pipefail
-# shellcheck source-path=SCRIPTDIR
 
 usage() {
     echo "usage: $0 --list DATABASE | $0 DATABASE [DUMP_NAME|latest] [--into TARGET_DB]" >&2

@@ -1,0 +1,175 @@
+"""The nginx site template: `nginx -t` with Debian's nginx, then a real nginx in front of a stand-in
+upstream: TLS redirect, security headers, body size cap, login and webhook rate limits, /metrics
+closed, client address not spoofable."""
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from .rendering import render, write
+from .tooling import require_tool
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class _Upstream(http.server.BaseHTTPRequestHandler):
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps({"path": self.path, "xff": self.headers.get("X-Forwarded-For"),
+                           "proto": self.headers.get("X-Forwarded-Proto")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+MAIN = """
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+{user}
+events {{ worker_connections 128; }}
+http {{
+    include /etc/nginx/mime.types;
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    include {prefix}/sites/raiox.conf;
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    nginx = require_tool("nginx", "Debian package nginx")
+    openssl = require_tool("openssl", "Debian package openssl")
+    prefix = tmp_path_factory.mktemp("nginx")
+    (prefix / "tmp").mkdir()
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-keyout", str(prefix / "key.pem"), "-out", str(prefix / "cert.pem")], check=True, capture_output=True)
+    http_port, https_port, upstream_port = _port(), _port(), _port()
+    conf = render("nginx", "raiox-site.conf.j2", {
+        "nginx_server_name": "localhost",
+        "nginx_cert_path": str(prefix / "cert.pem"),
+        "nginx_cert_key_path": str(prefix / "key.pem"),
+        "nginx_acme_root": str(prefix / "acme"),
+        "nginx_http_port": http_port,
+        "nginx_https_port": https_port,
+        "nginx_listen_ipv6": _ipv6(),
+        "nginx_upstream_port": upstream_port,
+        "nginx_client_max_body_size": "1m",
+        "nginx_tls_enabled": True,
+    })
+    write(prefix / "sites" / "raiox.conf", conf)
+    user = "user root;" if os.geteuid() == 0 else ""
+    write(prefix / "nginx.conf", MAIN.format(prefix=prefix, user=user))
+    base = [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
+    return {"conf": conf, "base": base, "prefix": prefix, "http": http_port, "https": https_port,
+            "upstream": upstream_port}
+
+
+def test_nginx_accepts_the_rendered_config(site):
+    result = subprocess.run([*site["base"], "-t"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr and "test is successful" in result.stderr
+
+
+def test_template_has_the_required_directives(site):
+    conf = site["conf"]
+    assert "client_max_body_size 1m;" in conf
+    assert "limit_req zone=raiox_webhook" in conf and "limit_req zone=raiox_login" in conf
+    for header in ("Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
+                   "Content-Security-Policy", "Referrer-Policy"):
+        assert header in conf
+
+
+@pytest.fixture(scope="module")
+def running(site):
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", site["upstream"]), _Upstream)
+    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread.start()
+    proc = subprocess.Popen([*site["base"], "-g", "daemon off;"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", site["https"]), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"nginx exited: {proc.stderr.read()}")
+                time.sleep(0.1)
+        with httpx.Client(base_url=f"https://127.0.0.1:{site['https']}", verify=False, timeout=10) as client:
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        upstream.shutdown()
+        upstream.server_close()
+
+
+def test_http_redirects_to_https(site, running):
+    response = httpx.get(f"http://127.0.0.1:{site['http']}/cases", follow_redirects=False)
+    assert response.status_code == 301
+    assert response.headers["location"] == f"https://127.0.0.1:{site['https']}/cases"
+
+
+def test_proxy_sets_headers_and_ignores_spoofed_addresses(running):
+    response = running.get("/cases", headers={"X-Forwarded-For": "6.6.6.6"})
+    assert response.status_code == 200
+    assert response.json() == {"path": "/cases", "xff": "127.0.0.1", "proto": "https"}
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert "server" not in response.headers or "/" not in response.headers["server"]
+
+
+def test_body_size_cap_and_metrics_closed(running):
+    assert running.post("/identify", content=b"x" * (2 * 1024 * 1024)).status_code == 413
+    assert running.post("/identify", content=b"x" * 1024).status_code == 200
+    assert running.get("/metrics").status_code == 403
+
+
+def test_login_posts_are_rate_limited_but_page_views_are_not(running):
+    for _ in range(8):
+        assert running.get("/admin/login").status_code == 200
+    codes = [running.post("/admin/login", data={"email": "a@b.c", "password": "x"}).status_code for _ in range(8)]
+    # rate 10r/m with burst 5: the first 6 pass at once, then 429
+    assert codes[:6] == [200] * 6 and 429 in codes[6:], codes
+
+
+def test_webhook_is_rate_limited(running):
+    codes = [running.post("/webhooks/jotform?token=t", data={"a": "b"}).status_code for _ in range(80)]
+    assert codes.count(200) >= 50 and 429 in codes, codes
