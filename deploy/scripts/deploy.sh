@@ -67,6 +67,9 @@ if [[ -n "$logfile" ]]; then
     trap 'echo "$?" >"$logfile.rc"' EXIT
 fi
 
+# a release runs its own code only
+unset PYTHONPATH PYTHONHOME VIRTUAL_ENV
+
 config=${RAIOX_DEPLOY_CONFIG:-/etc/raiox/deploy.env}
 if [[ -r "$config" ]]; then
     # shellcheck source=/dev/null
@@ -188,7 +191,8 @@ switch_to() {
 }
 
 restart_service() {
-    bash -c "$restart_cmd"
+    # fd 9 holds the deploy lock: a service started from here must not inherit it
+    bash -c "$restart_cmd" 9>&-
 }
 
 wait_ready() {

@@ -64,7 +64,8 @@ def host(tmp_path_factory):
     (root / "restart.sh").write_text(RESTART)
     port = _free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("RAIOX_")},
+        **{k: v for k, v in os.environ.items()
+           if not k.startswith("RAIOX_") and k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")},
         "HOST": str(root),
         "PORT": str(port),
         "RAIOX_ROOT": str(root / "srv"),
@@ -74,6 +75,7 @@ def host(tmp_path_factory):
         "RAIOX_HEALTH_URL": f"http://127.0.0.1:{port}/readyz",
         "RAIOX_HEALTH_TIMEOUT": "40",
         "RAIOX_KEEP_RELEASES": "3",
+        "RAIOX_LOCK_TIMEOUT": "20",
         # the application's own settings: embedded PostgreSQL and storage under the host folder
         "RAIOX_ENV": "development",
         "RAIOX_DATA_DIR": str(root / "data"),
@@ -155,10 +157,13 @@ def test_first_release_from_archive(host, tmp_path):
     # its own venv, with the package installed from this release's source
     assert (release / "venv" / "pyvenv.cfg").exists()
     where = subprocess.run([str(release / "venv" / "bin" / "python"), "-c", "import raiox; print(raiox.__file__)"],
-                           capture_output=True, text=True, check=True).stdout
+                           capture_output=True, text=True, check=True, env=host["env"], cwd=host["root"]).stdout
     assert where.startswith(str(release / "venv")), where
     assert _ready(host).status_code == 200
     assert "ok" in (host["srv"] / "deploys.log").read_text()
+    # the service started by the deploy must not keep holding the deploy lock
+    with open(host["srv"] / ".deploy.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def test_failed_migration_never_switches(host):
@@ -195,7 +200,7 @@ def test_release_that_cannot_start_rolls_back(host):
 def test_concurrent_deploy_waits_for_the_lock(host):
     lock = open(host["srv"] / ".deploy.lock", "w")  # noqa: SIM115 - held across the call
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         sha = _git("rev-parse", "HEAD", cwd=host["repo"])
         result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]), env={"RAIOX_LOCK_TIMEOUT": "1"})
     finally:
