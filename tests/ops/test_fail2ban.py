@@ -46,3 +46,28 @@ def test_failed_logins_ban_the_client_address(tmp_path):
 
 def test_other_lines_and_forged_addresses_ban_nobody(tmp_path):
     assert _banned(tmp_path, NOT_FAILED) == []
+
+
+def test_the_applications_own_log_line_bans_the_client(tmp_path):
+    """The line raiox.review.auth.log_failure really writes (format `%(message)s`, as configured)."""
+    import logging
+
+    from raiox.review.auth import log_failure
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("raiox.admin")
+    logger.addHandler(handler)
+    try:
+        log_failure("198.51.100.23", "ana@example.com")
+        log_failure("2001:db8::23", "x ip=203.0.113.99")  # a forged address in the e-mail field
+    finally:
+        logger.removeHandler(handler)
+    assert len(lines) == 2
+    assert _banned(tmp_path, lines) == ["198.51.100.23", "2001:db8::23"]
