@@ -140,3 +140,40 @@ async def test_worker_processes_a_case_end_to_end(api, jotform, catalog, scene_p
     case, images, fixtures, *_ = await load(case_id)
     assert case.status == "awaiting_review" and images[0].status == "processed" and fixtures >= 1
     assert json.dumps(case.payload).find("test-webhook-secret") == -1
+
+
+async def test_storage_outage_is_retried_not_dropped(api, jotform, catalog, scene_pngs, monkeypatch):
+    import pytest
+
+    from raiox.kit.errors import ServiceUnavailable
+    from raiox.kit.storage import get_storage
+
+    real = get_storage()
+
+    class FlakyStorage:
+        down = True
+
+        async def put(self, key, data, content_type="application/octet-stream"):
+            if self.down:
+                raise ServiceUnavailable("object storage unreachable: connection refused")
+            await real.put(key, data, content_type)
+
+        async def get(self, key):
+            return await real.get(key)
+
+        async def exists(self, key):
+            if self.down:
+                raise ServiceUnavailable("object storage unreachable: connection refused")
+            return await real.exists(key)
+
+    flaky = FlakyStorage()
+    monkeypatch.setattr(processing, "get_storage", lambda: flaky)
+    case_id = await submit(api, jotform, {"radiografias": [("a.png", scene_pngs[0])]})
+    with pytest.raises(ServiceUnavailable):
+        await processing.process_case(case_id)
+    case, images, *_ = await load(case_id)
+    assert case.status == "processing" and images[0].status == "pending" and images[0].storage_key is None
+    flaky.down = False
+    assert await processing.process_case(case_id, attempt=1) == "awaiting_review"
+    _, images, fixtures, *_ = await load(case_id)
+    assert images[0].status == "processed" and fixtures >= 1

@@ -13,6 +13,7 @@ from raiox.intake.schemas import WebhookAccepted
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import BadRequest, RaioxError, ServiceUnavailable, TooLarge, Unauthorized, Unprocessable
 from raiox.kit.logging import get_logger
+from raiox.kit.metrics import WEBHOOKS
 from raiox.kit.settings import get_settings
 
 router = APIRouter(tags=["intake"])
@@ -69,6 +70,7 @@ async def jotform_webhook(
         if settings.jotform_form_id and sub.form_id and sub.form_id != settings.jotform_form_id:
             raise Unprocessable(f"form {sub.form_id} is not the configured form (RAIOX_JOTFORM_FORM_ID)")
     except RaioxError as exc:
+        WEBHOOKS.labels(outcome="rejected" if exc.status_code in (401, 503) else "invalid").inc()
         log.warning("webhook_rejected", status=exc.status_code, reason=exc.message,
                     client=request.client.host if request.client else None)
         raise
@@ -76,10 +78,12 @@ async def jotform_webhook(
         existing = await repository.case_id_for_submission(session, sub.submission_id)
         if existing is None:
             await service.enqueue_verification(session, sub.submission_id, sub.form_id)
+        WEBHOOKS.labels(outcome="accepted" if existing is None else "duplicate").inc()
         log.info("webhook_queued_for_verification", submission_id=sub.submission_id, case_id=existing)
         return WebhookAccepted(submission_id=sub.submission_id, case_id=existing, duplicate=existing is not None,
                                status="verifying" if existing is None else "received")
     result = await service.ingest(session, sub, source="webhook")
+    WEBHOOKS.labels(outcome="accepted" if result.created else "duplicate").inc()
     log.info("webhook_accepted", submission_id=sub.submission_id, case_id=str(result.case_id),
              duplicate=not result.created, images=len(sub.uploads))
     return WebhookAccepted(submission_id=sub.submission_id, case_id=result.case_id, duplicate=not result.created,

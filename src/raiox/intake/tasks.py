@@ -18,6 +18,7 @@ from raiox.intake import processing, reconcile
 from raiox.kit import jobs
 from raiox.kit.errors import NotFound
 from raiox.kit.logging import get_logger
+from raiox.kit.metrics import JOBS
 from raiox.kit.settings import get_settings
 
 log = get_logger(__name__)
@@ -57,9 +58,11 @@ async def process_case(context: procrastinate.JobContext, case_id: str) -> None:
         final = attempt >= get_settings().job_retries
         reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         log.warning("process_case_error", case_id=case_id, attempt=attempt + 1, final=final, error=reason)
+        JOBS.labels(task="process_case", outcome="failed" if final else "retried").inc()
         if final:
             await processing.mark_failed(uuid.UUID(case_id), f"processing failed after {attempt + 1} attempts: {reason}")
         raise
+    JOBS.labels(task="process_case", outcome="succeeded").inc()
 
 
 @app.task(name="ingest_submission", retry=SettingsRetry())
