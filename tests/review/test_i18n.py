@@ -1,0 +1,38 @@
+"""The panel's message catalogs: every id used in templates and code exists; English has the same ids."""
+
+import json
+import re
+from pathlib import Path
+
+from raiox.review import i18n
+
+REVIEW = Path(i18n.__file__).parent
+LITERAL = re.compile(r"""\b(?:t|gettext)\(\s*["']([a-z_]+(?:\.[a-z_]*[a-z])+)["']""")  # dynamic prefixes ("status.") excluded
+
+
+def _used_ids() -> set[str]:
+    files = list((REVIEW / "templates").glob("*.html")) + list(REVIEW.glob("*.py"))
+    return {m for f in files for m in LITERAL.findall(f.read_text(encoding="utf-8"))}
+
+
+def test_every_message_id_is_in_the_pt_br_catalog():
+    catalog = json.loads((REVIEW / "locale" / "pt_BR.json").read_text(encoding="utf-8"))
+    used = _used_ids()
+    assert len(used) > 100
+    assert sorted(used - set(catalog)) == []
+
+
+def test_english_catalog_has_the_same_ids_and_placeholders():
+    pt = json.loads((REVIEW / "locale" / "pt_BR.json").read_text(encoding="utf-8"))
+    en = json.loads((REVIEW / "locale" / "en.json").read_text(encoding="utf-8"))
+    assert set(pt) == set(en)
+    for key in pt:
+        assert set(re.findall(r"{(\w+)}", pt[key])) == set(re.findall(r"{(\w+)}", en[key])), key
+
+
+def test_gettext_language_and_fallbacks():
+    assert i18n.gettext("nav.queue", "pt_BR") == "Fila"
+    assert i18n.gettext("nav.queue", "en") == "Queue"
+    assert i18n.gettext("queue.total", "en", n=3) == "3 case(s) found, oldest first"
+    assert i18n.gettext("nav.queue", "xx") == "Fila"  # unknown language: pt_BR
+    assert i18n.gettext("no.such.id", "en") == "no.such.id"
