@@ -309,9 +309,11 @@ async def measure_product(url: str, args, q: np.ndarray) -> dict:
             approx = [c.system_id for c in await search.search_systems(session, vector, MODEL, 5)]
             exact = [c.system_id for c in await search.exact_search(session, vector, MODEL, 5)]
             hits.append(len(set(approx) & set(exact)) / 5)
-    await engine.dispose()
-    result = {"top_k": 5, "min_ef_search": search.MIN_EF_SEARCH, "refs_per_system_fetched": search.REFS_PER_SYSTEM,
+    async with AsyncSession(engine) as session:
+        first_fetch = next(search._fetch_sizes(5, await search._refs_per_system(session)))
+    result = {"top_k": 5, "min_ef_search": search.MIN_EF_SEARCH, "first_fetch": first_fetch,
               "system_recall@5": round(float(np.mean(hits)), 4), "recall_queries": checked, **latency(times)}
+    await engine.dispose()
     print(f"  search_systems: {result}", flush=True)
     return result
 

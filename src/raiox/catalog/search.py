@@ -116,9 +116,11 @@ async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id:
 def _fetch_sizes(top_k: int, refs_per_system: float = REFS_PER_SYSTEM):
     """Reference rows to fetch: enough for top_k systems of average size, then x4 per round, up to MAX_FETCH.
 
-    The nearest references of a query cluster in its best systems, so top_k systems need about
-    top_k * (references per system) rows; fewer means a second round trip, more a wider scan."""
-    per_system = min(max(math.ceil(refs_per_system), REFS_PER_SYSTEM), MAX_REFS_PER_SYSTEM)
+    The nearest references of a query cluster in its best systems: on clustered data with 50
+    references per system, the 5th distinct system appears by rank 115 for 99 % of queries
+    (bench/search.py data), i.e. about top_k * (references per system) / 2 rows. Fewer means a
+    second round trip, more a wider scan."""
+    per_system = min(max(math.ceil(refs_per_system / 2), REFS_PER_SYSTEM), MAX_REFS_PER_SYSTEM)
     size = min(top_k * per_system, MAX_FETCH)
     while True:
         yield size
