@@ -76,3 +76,23 @@ def test_catalog_is_json_serialisable():
 
     for s in demo_catalog():
         json.dumps({"id": s.id, "name": s.name, "spec": s.spec, "attributes": s.attributes, "group": s.group})
+
+
+def test_look_alikes_project_differently():
+    """Every pair inside a group gives a different projection (same pose, 12 px/mm; 11 vs 11.5 degree
+    cones would differ by only ~0.02 mm, so groups never pair them)."""
+    import numpy as np
+
+    from raiox.synth.geometry import project_fixture
+
+    groups = defaultdict(list)
+    for s in demo_catalog():
+        groups[s.group].append(s)
+    for name, members in groups.items():
+        maps = [project_fixture(m.spec, 12.0, axial_rot=0.3, samples=10).solid for m in members]
+        for i in range(len(maps)):
+            for j in range(i + 1, len(maps)):
+                h = min(maps[i].shape[0], maps[j].shape[0])
+                w = min(maps[i].shape[1], maps[j].shape[1])
+                diff = np.abs(maps[i][:h, :w] - maps[j][:h, :w])
+                assert diff.max() > 0.1 and diff.mean() > 0.002, (name, members[i].id, members[j].id, diff.max())

@@ -121,23 +121,23 @@ def build_tables(spec: dict) -> Tables:
     # thread run-in just below the platform / collar
     runin = np.clip((z - ch) / max(pitch, 0.3), 0, 1)
     depth = np.where(z >= ch, depth * runin, depth)
-    core = np.where(incol, env, env - depth)
-    core = np.maximum(core, 0.3 * major)
-    depth = np.where(incol, depth, env - core)
+    core = np.maximum(env - depth, 0.3 * major)
+    depth = env - core
     phase = np.cumsum(DZ / ppitch)
     # apex envelope
     shape = apex["shape"]
     a = max(Da, 0.4)
     if shape == "dome":
         s = np.clip((z - (L - 0.85 * a)) / (0.85 * a), 0, 1)
-        env = np.minimum(env, major * np.sqrt(np.clip(1 - s**2, 0, 1)))
+        apex_env = major * np.sqrt(np.clip(1 - s**2, 0, 1))
     elif shape == "cone":
         cl = 1.6 * a
         s = np.clip((z - (L - cl)) / cl, 0, 1)
-        env = np.minimum(env, major * (1 - 0.75 * s))
+        apex_env = major * (1 - 0.75 * s)
     else:  # flat with a small chamfer
         s = np.clip((z - (L - 0.35)) / 0.35, 0, 1)
-        env = np.minimum(env, major * (1 - 0.25 * s))
+        apex_env = major * (1 - 0.25 * s)
+    env = np.where(s > 0, np.minimum(env, apex_env), env)  # the apex only: a tulip neck keeps its flare
     env = np.where((z > L) | (z < z_top), 0.0, env)
     outer_shape = np.zeros(n, np.float32)
     if ext_h > 0:
