@@ -104,3 +104,5 @@ async def test_openapi_documents_the_catalog_routes(client):
     assert {"/implants", "/identify", "/metrics"} <= set(spec["paths"])
     identify = spec["paths"]["/identify"]["post"]
     assert "401" in identify["responses"] and "multipart/form-data" in identify["requestBody"]["content"]
+    assert identify["security"] == [{"HTTPBearer": []}]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

@@ -4,7 +4,8 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +38,13 @@ async def token_actor(session: AsyncSession, token: str) -> str | None:
     return f"token:{row.name}"
 
 
-async def require_token(request: Request, session: AsyncSession = Depends(get_db_session)) -> str:
+_bearer_scheme = HTTPBearer(auto_error=False, description="API token from `raiox tokens create NAME`")
+
+
+async def require_token(
+    request: Request, session: AsyncSession = Depends(get_db_session),
+    _documented: HTTPAuthorizationCredentials | None = Security(_bearer_scheme),  # OpenAPI security scheme
+) -> str:
     """Dependency: `Authorization: Bearer <token>`; returns the actor name ("token:NAME")."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
