@@ -95,10 +95,13 @@ def local_frame(X: np.ndarray, Y: np.ndarray, cx: float, cy: float, angle: float
     return dx * c - dy * s, dx * s + dy * c
 
 
-def tooth(X, Y, cx, cy, angle, rng, *, root_len, width, crown_h, roots=1, canal_fill=False, restoration=None):
+def tooth(X, Y, cx, cy, angle, rng, *, root_len, width, crown_h, roots=1, canal_fill=False, restoration=None,
+          post=False):
     """A natural tooth: cervical line at (cx, cy), root pointing along ``angle``.
 
-    Returns (attenuation map, metal map) where metal is the alloy/amalgam/gutta-percha part.
+    ``post`` adds a metal post in the (first) root canal: parallel or tapered, sometimes threaded,
+    a hard negative for fixture detection. Returns (attenuation map, metal map) where metal is the
+    alloy/amalgam/gutta-percha/post part.
     """
     u, z = local_frame(X, Y, cx, cy, angle)
     half = width / 2
@@ -115,11 +118,21 @@ def tooth(X, Y, cx, cy, angle, rng, *, root_len, width, crown_h, roots=1, canal_
         canal = chord(np.where((z > 0.5) & (z < root_len - 0.5), rw * 0.12 * (1 - 0.5 * t), 0), ur)
         dens += MU_DENTIN * (body - canal)
         # lamina dura + PDL: bright line just outside a dark line around the root
-        pdl = chord(r + 0.2, ur) - body
-        dura = chord(r + 0.45, ur) - chord(r + 0.2, ur)
+        along = (z >= 0) & (z <= root_len + 0.3)  # around the root only, not along the whole axis
+        pdl = (chord(r + 0.2, ur) - body) * along
+        dura = (chord(r + 0.45, ur) - chord(r + 0.2, ur)) * along
         dens += -0.08 * pdl + 0.12 * dura
         if canal_fill:
             metal += MU_GUTTA * canal
+        if post and off == offsets[0]:
+            plen = root_len * float(rng.uniform(0.4, 0.65))
+            pr = float(rng.uniform(0.5, 0.8))
+            taper = float(rng.uniform(0.0, 0.4))
+            pz = np.clip(z / plen, 0, 1)
+            prad = pr * (1 - taper * pz) * (z > -1.5) * (z < plen)
+            if rng.random() < 0.4:  # threaded post
+                prad = prad * (0.85 + 0.15 * np.abs(np.sin(np.pi * z / float(rng.uniform(0.5, 0.8)))))
+            metal += MU_ALLOY * chord(prad, ur)
     # crown: bulbous, wider than the root, with an enamel shell
     zc = -z  # up from the cervical line
     tc = np.clip(zc / crown_h, 0, 1)

@@ -403,7 +403,8 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
                         restoration = rng.choice([None, "filling", "crown"], p=[0.5, 0.3, 0.2])
                     dens, metal = an.tooth(*canvas.coords(roi), x, ty, ttilt, rng, root_len=rl, width=width,
                                            crown_h=ch, roots=int(rng.integers(1, 3)),
-                                           canal_fill=bool(cond["distractors"] and rng.random() < 0.2), restoration=restoration)
+                                           canal_fill=bool(cond["distractors"] and rng.random() < 0.2), restoration=restoration,
+                                           post=bool(cond["distractors"] and rng.random() < 0.08))
                     canvas.tissue[roi] += dens
                     canvas.metal[roi] += metal
                     if metal.max() > 0.05:
