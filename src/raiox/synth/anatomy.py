@@ -34,13 +34,28 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale_px: flo
     return big / (big.std() + 1e-6)
 
 
+def smooth_noise_aniso(rng: np.random.Generator, shape: tuple[int, int], sx: float, sy: float) -> np.ndarray:
+    """``smooth_noise`` with different feature sizes across (sx) and along (sy) the image rows."""
+    h, w = shape
+    sh, sw = max(int(h / max(sy / 2, 1)) + 2, 2), max(int(w / max(sx / 2, 1)) + 2, 2)
+    small = cv2.GaussianBlur(rng.standard_normal((sh, sw)).astype(np.float32), (0, 0), 0.8)
+    big = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    big -= big.mean()
+    return big / (big.std() + 1e-6)
+
+
 def trabecular(rng: np.random.Generator, shape: tuple[int, int], px_per_mm: float) -> np.ndarray:
-    """Trabecular bone texture, zero mean, about unit range: plates and rods around marrow spaces."""
-    a = smooth_noise(rng, shape, 0.55 * px_per_mm)
-    b = smooth_noise(rng, shape, 0.3 * px_per_mm)
-    c = smooth_noise(rng, shape, 1.4 * px_per_mm)
-    rods = np.exp(-((a + 0.6 * b) ** 2) * 1.5)  # ridges along zero crossings
-    tex = 0.6 * rods + 0.25 * c + 0.15 * b
+    """Trabecular bone texture, zero mean, about unit range: plates and rods around marrow spaces,
+    two networks (isotropic and vertically stretched) mixed by region, with patchy density."""
+    ppm = px_per_mm
+    b = smooth_noise(rng, shape, 0.25 * ppm)
+    a1 = smooth_noise(rng, shape, 0.45 * ppm)
+    a2 = smooth_noise_aniso(rng, shape, 0.6 * ppm, 1.3 * ppm)
+    c = smooth_noise(rng, shape, 1.6 * ppm)
+    mix = 1 / (1 + np.exp(-1.8 * smooth_noise(rng, shape, 4.0 * ppm)))
+    dens = 1 / (1 + np.exp(-1.5 * smooth_noise(rng, shape, 2.5 * ppm)))
+    rods = mix * np.exp(-((a1 + 0.45 * b) ** 2) * 1.4) + (1 - mix) * np.exp(-((a2 + 0.35 * b) ** 2) * 1.4)
+    tex = rods * (0.5 + 0.8 * dens) + 0.3 * c + 0.1 * b
     return (tex - tex.mean()).astype(np.float32)
 
 
