@@ -30,6 +30,16 @@ def _redact_processor(_logger, _name, event_dict: dict) -> dict:
     return event_dict
 
 
+class _Stderr:
+    """Whatever `sys.stderr` is at write time (test runners swap and close it between tests)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
@@ -43,7 +53,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_Stderr()),
         cache_logger_on_first_use=False,
     )
     for noisy in ("httpx", "httpcore"):  # their INFO lines carry full URLs (tokens, apiKey): never log them
