@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=100_000, help="reference vectors")
     parser.add_argument("--pgdata", default="/tmp/bench-pg")
     parser.add_argument("--m", type=int, default=16)
-    parser.add_argument("--ef-construction", type=int, default=64)
+    parser.add_argument("--ef-construction", type=int, default=128)
     parser.add_argument("--ef-search", default="40,64,100,200,400")
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--exact-queries", type=int, default=20, help="queries timed with the exact scan")

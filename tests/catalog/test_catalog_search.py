@@ -107,7 +107,8 @@ async def test_vector_index_per_model_is_partial_and_idempotent(session):
     default = (await session.execute(
         text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": index_name(MODEL)}
     )).scalar_one()  # created by migration 0002 with the same definition
-    assert "raiox-v1" in default and "m='16'" in default.replace(" ", "")
+    assert "raiox-v1" in default and "m='16',ef_construction='128'" in default.replace(" ", "")  # 0003
+    assert "ef_construction='128'" in definition.replace(" ", "")
     assert create_index_sql(MODEL).startswith("CREATE INDEX IF NOT EXISTS")
 
 

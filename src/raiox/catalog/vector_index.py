@@ -13,9 +13,9 @@ import re
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# Chosen from bench/search.py (docs/benchmarks.md, "Search"): recall@10 >= 0.98 at 1M vectors.
+# Chosen from bench/search.py (docs/benchmarks.md, "Search"); migration 0003 uses the same values.
 HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_CONSTRUCTION = 128
 INDEX_PREFIX = "ix_refemb_hnsw_"
 
 
