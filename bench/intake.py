@@ -109,6 +109,8 @@ def webhook_template(jotform: FakeJotform, files: list[tuple[str, bytes]]) -> tu
 
 
 def http_request(port: int, body: bytes) -> bytes:
+    if not body:  # calibration: the cheapest route of the same app (GET /healthz)
+        return f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
     head = (f"POST /webhooks/jotform?token={SECRET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
@@ -133,7 +135,7 @@ async def client(port: int, template: bytes, sid: str, counter: list[int], deadl
         while time.perf_counter() < deadline:
             counter[0] += 1
             new_sid = str(counter[0])
-            request = http_request(port, template.replace(sid.encode(), new_sid.encode()))
+            request = http_request(port, template.replace(sid.encode(), new_sid.encode()) if template else b"")
             started = time.perf_counter()
             writer.write(request)
             await writer.drain()
@@ -218,6 +220,10 @@ def main() -> None:
     server = start_server(env, args.port, worker=False)
     try:
         asyncio.run(load(args.port, template, sid, 8, 2.0))  # warm-up (connections, caches)
+        before = cpu_seconds(server.pid)
+        floor = asyncio.run(load(args.port, b"", sid, args.clients, min(args.duration, 5.0)))
+        floor["serve_cpu_ms_per_request"] = round((cpu_seconds(server.pid) - before) * 1000 / floor["requests"], 2)
+        results["healthz_calibration"] = floor
         pg = postgres_pids(tmp / "webhooks")
         before = cpu_seconds(server.pid), sum(cpu_seconds(p) for p in pg)
         results["webhooks"] = asyncio.run(load(args.port, template, sid, args.clients, args.duration))
