@@ -14,6 +14,7 @@
 # Settings (environment, or RAIOX_DEPLOY_CONFIG, default /etc/raiox/deploy.env):
 #   RAIOX_ROOT, RAIOX_PYTHON (python3), RAIOX_KEEP_RELEASES (5),
 #   RAIOX_HEALTH_URL (http://127.0.0.1:8000/readyz), RAIOX_HEALTH_TIMEOUT (90 s),
+#   RAIOX_ROLLBACK_HEALTH_TIMEOUT (same as RAIOX_HEALTH_TIMEOUT),
 #   RAIOX_RESTART_CMD (sudo systemctl restart raiox-api.service raiox-worker.service),
 #   RAIOX_MIGRATE_ENV (/etc/raiox/migrate.env: env file for `raiox db upgrade`),
 #   RAIOX_MIGRATE (1; 0 on hosts that must not migrate, e.g. the admin panel),
@@ -81,6 +82,7 @@ python=${RAIOX_PYTHON:-python3}
 keep=${RAIOX_KEEP_RELEASES:-5}
 health_url=${RAIOX_HEALTH_URL:-http://127.0.0.1:8000/readyz}
 health_timeout=${RAIOX_HEALTH_TIMEOUT:-90}
+rollback_timeout=${RAIOX_ROLLBACK_HEALTH_TIMEOUT:-$health_timeout}
 restart_cmd=${RAIOX_RESTART_CMD:-sudo /usr/bin/systemctl restart raiox-api.service raiox-worker.service}
 migrate_env=${RAIOX_MIGRATE_ENV:-/etc/raiox/migrate.env}
 migrate=${RAIOX_MIGRATE:-1}
@@ -195,15 +197,16 @@ restart_service() {
     bash -c "$restart_cmd" 9>&-
 }
 
-wait_ready() {
-    local deadline=$((SECONDS + health_timeout))
+wait_ready() { # [TIMEOUT]
+    local timeout=${1:-$health_timeout}
+    local deadline=$((SECONDS + timeout))
     while ((SECONDS < deadline)); do
         if curl --silent --show-error --fail --max-time 5 --output /dev/null "$health_url" 2>/dev/null; then
             return 0
         fi
         sleep 1
     done
-    log "no 200 from $health_url within ${health_timeout}s"
+    log "no 200 from $health_url within ${timeout}s"
     curl --silent --max-time 5 "$health_url" || true
     echo
     return 1
@@ -247,7 +250,7 @@ fi
 log "FAILED: release does not come up; rolling back to $previous"
 switch_to "$previous"
 discard_release
-if restart_service && wait_ready; then
+if restart_service && wait_ready "$rollback_timeout"; then
     record "rolled-back"
     log "rolled back to $previous"
     exit 1

@@ -149,8 +149,15 @@ def test_first_release_from_archive(host, tmp_path):
     assert "archive holds commit" in wrong.stdout
     assert not (host["srv"] / "current").exists()
 
+    # older releases already on the host: only the newest RAIOX_KEEP_RELEASES (3) stay
+    old = [f"2020010{i}T000000Z-{'a' * 12}" for i in range(1, 5)]
+    for name in old:
+        (host["srv"] / "releases" / name).mkdir(parents=True)
+
     result = _deploy(host, "--commit", sha, "--archive", str(archive))
     assert result.returncode == 0, result.stdout + result.stderr + _serve_log(host)
+    kept = sorted(p.name for p in (host["srv"] / "releases").iterdir())
+    assert kept == [*old[-2:], Path(_current(host)).name]
     release = host["srv"] / _current(host)
     assert release.parent.name == "releases" and release.name.endswith(sha[:12])
     assert (release / "REVISION").read_text().strip() == sha
@@ -184,7 +191,7 @@ def test_release_that_cannot_start_rolls_back(host):
     before = _current(host)
     sha = _commit_breaking(host, "src/raiox/app.py", 'raise RuntimeError("forced start-up failure")',
                            "rehearsal: app cannot start")
-    result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]), env={"RAIOX_HEALTH_TIMEOUT": "20"})
+    result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]), env={"RAIOX_HEALTH_TIMEOUT": "12", "RAIOX_ROLLBACK_HEALTH_TIMEOUT": "60"})
     assert result.returncode == 1, result.stdout + result.stderr + _serve_log(host)
     assert "rolling back" in result.stdout and "rolled back to" in result.stdout
     assert _current(host) == before

@@ -70,12 +70,10 @@ http {{
 """
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def _prepare(prefix, **overrides) -> dict:
     nginx = require_tool("nginx", "Debian package nginx")
     openssl = require_tool("openssl", "Debian package openssl")
-    prefix = tmp_path_factory.mktemp("nginx")
-    (prefix / "tmp").mkdir()
+    (prefix / "tmp").mkdir(parents=True)
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
                     "-keyout", str(prefix / "key.pem"), "-out", str(prefix / "cert.pem")], check=True, capture_output=True)
     http_port, https_port, upstream_port = _port(), _port(), _port()
@@ -90,6 +88,7 @@ def site(tmp_path_factory):
         "nginx_upstream_port": upstream_port,
         "nginx_client_max_body_size": "1m",
         "nginx_tls_enabled": True,
+        **overrides,
     })
     write(prefix / "sites" / "raiox.conf", conf)
     user = "user root;" if os.geteuid() == 0 else ""
@@ -97,6 +96,26 @@ def site(tmp_path_factory):
     base = [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
     return {"conf": conf, "base": base, "prefix": prefix, "http": http_port, "https": https_port,
             "upstream": upstream_port}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return _prepare(tmp_path_factory.mktemp("nginx"))
+
+
+@pytest.mark.parametrize(("host", "overrides", "closed"), [
+    ("core-api-prod", {"nginx_expose_admin": False}, "location /admin {\n        return 404;"),
+    ("admin-panel", {"nginx_expose_api": False, "nginx_upstream_port": 8001}, "location /webhooks/ {\n        return 404;"),
+    ("first run, before the certificate", {"nginx_tls_enabled": False}, None),
+])
+def test_every_host_kind_passes_nginx_t(tmp_path, host, overrides, closed):
+    site = _prepare(tmp_path / "p", **overrides)
+    result = subprocess.run([*site["base"], "-t"], capture_output=True, text=True)
+    assert result.returncode == 0, host + "\n" + result.stderr
+    if closed:
+        assert closed in site["conf"], host
+    if not overrides.get("nginx_tls_enabled", True):
+        assert "ssl_certificate" not in site["conf"] and "acme-challenge" in site["conf"]
 
 
 def test_nginx_accepts_the_rendered_config(site):
