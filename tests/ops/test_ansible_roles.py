@@ -1,0 +1,103 @@
+"""What the Ansible roles write, checked without a host: secrets files readable by their owner
+only, PostgreSQL reachable only from the right app hosts with scram-sha-256, memory tuned to the
+droplet, the deploy user allowed to restart the services and nothing more."""
+
+import re
+
+import yaml
+
+from .rendering import ROLES, render
+
+INVENTORY = {
+    "groups": {"api_prod": ["core-api-prod"], "api_stage": ["core-api-stage"], "admin": ["admin-panel"],
+               "db": ["core-db-prod"]},
+    "hostvars": {"core-api-prod": {"private_ip": "10.116.0.3"}, "core-api-stage": {"private_ip": "10.116.0.4"},
+                 "admin-panel": {"private_ip": "10.116.0.5"}, "core-db-prod": {"private_ip": "10.116.0.2"}},
+}
+
+
+def _tasks(role: str) -> dict:
+    tasks = yaml.safe_load((ROLES / role / "tasks" / "main.yml").read_text())
+    return {task["name"]: task for task in tasks}
+
+
+def test_env_files_are_readable_by_their_owner_only():
+    tasks = _tasks("raiox")
+    runtime = tasks["Write the runtime env file (service user only)"]["ansible.builtin.template"]
+    assert runtime["dest"].endswith("/raiox.env")
+    assert (runtime["owner"], runtime["group"], runtime["mode"]) == ("{{ raiox_user }}", "{{ raiox_user }}", "0600")
+    migrate = tasks["Write the migration env file (deploy user only)"]["ansible.builtin.template"]
+    assert (migrate["owner"], migrate["mode"]) == ("{{ raiox_deploy_user }}", "0600")
+    for name in ("Write the runtime env file (service user only)", "Write the migration env file (deploy user only)"):
+        assert tasks[name]["no_log"] is True
+    backup = _tasks("pg_backup")["Write the Spaces credentials (postgres only)"]["ansible.builtin.template"]
+    assert (backup["owner"], backup["mode"]) == ("postgres", "0600")
+
+
+def test_service_user_is_unprivileged():
+    defaults = yaml.safe_load((ROLES / "raiox" / "defaults" / "main.yml").read_text())
+    assert defaults["raiox_user"] not in ("root", defaults["raiox_deploy_user"])
+    user = _tasks("raiox")["Create the service user (no login, no home shell)"]["ansible.builtin.user"]
+    assert user["system"] is True and user["shell"] == "/usr/sbin/nologin"
+
+
+def test_runtime_env_file_carries_the_settings_and_secrets():
+    text = render("raiox", "raiox.env.j2", {
+        "raiox_database_url": "postgresql://raiox_app:pw@10.116.0.2:5432/raiox?sslmode=require",
+        "raiox_secrets": {"webhook_secret": "w", "session_secret": "s", "jotform_api_key": "j",
+                          "spaces_access_key": "a", "spaces_secret_key": "k", "smtp_password": "p"},
+        "raiox_smtp_host": "smtp.example.com",
+    })
+    env = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert env["RAIOX_ENV"] == "production" and env["RAIOX_LOG_FORMAT"] == "json"
+    assert env["RAIOX_STORAGE_URL"].startswith("s3://")
+    assert env["RAIOX_S3_ENDPOINT"] == "https://nyc3.digitaloceanspaces.com"
+    assert env["RAIOX_WEBHOOK_SECRET"] == "w" and env["RAIOX_SMTP_PASSWORD"] == "p"
+    assert env["RAIOX_DATABASE_URL"].endswith("sslmode=require")
+
+
+def test_pg_hba_admits_each_role_from_its_hosts_only():
+    defaults = yaml.safe_load((ROLES / "postgres" / "defaults" / "main.yml").read_text())
+    import jinja2
+
+    env = jinja2.Environment()
+    databases = []
+    for db in defaults["postgres_databases"]:
+        resolved = dict(db)
+        for key in ("app_clients", "migrate_clients"):
+            expr = db[key].strip()[2:-2]
+            resolved[key] = env.compile_expression(expr)(**INVENTORY)
+        databases.append(resolved)
+    text = render("postgres", "pg_hba.conf.j2", {"postgres_databases": databases, **INVENTORY,
+                                                   "vault_postgres_passwords": {}, "ansible_memtotal_mb": 2048,
+                                                   "private_ip": "10.116.0.2"})
+    rules = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
+    remote = [r for r in rules if r[0].startswith("host") and r[3] not in ("127.0.0.1/32", "::1/128")]
+    assert {tuple(r) for r in remote} == {
+        ("hostssl", "raiox", "raiox_app", "10.116.0.3/32", "scram-sha-256"),
+        ("hostssl", "raiox", "raiox_app", "10.116.0.5/32", "scram-sha-256"),
+        ("hostssl", "raiox", "raiox_owner", "10.116.0.3/32", "scram-sha-256"),
+        ("hostssl", "raiox_stage", "raiox_stage_app", "10.116.0.4/32", "scram-sha-256"),
+        ("hostssl", "raiox_stage", "raiox_stage_owner", "10.116.0.4/32", "scram-sha-256"),
+    }
+    assert all(r[-1] in ("peer", "scram-sha-256") for r in rules)
+
+
+def test_postgres_listens_privately_with_memory_for_a_2gb_droplet():
+    text = render("postgres", "raiox.conf.j2", {"private_ip": "10.116.0.2", "ansible_memtotal_mb": 1967,
+                                                "vault_postgres_passwords": {}, **INVENTORY})
+    settings = dict(re.findall(r"^(\w+) = '?([^'\n]*)'?$", text, flags=re.M))
+    assert settings["listen_addresses"] == "localhost,10.116.0.2"
+    assert settings["password_encryption"] == "scram-sha-256"
+    assert settings["shared_buffers"] == "491MB"
+    assert settings["effective_cache_size"] == "1376MB"
+    assert 128 <= int(settings["maintenance_work_mem"].removesuffix("MB")) <= 2048
+    assert 4 <= int(settings["work_mem"].removesuffix("MB")) <= 64
+
+
+def test_deploy_user_may_restart_the_services_and_nothing_else():
+    text = render("raiox", "sudoers.j2", {"raiox_services": ["raiox-api", "raiox-worker"]})
+    rules = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert rules == ["deploy ALL=(root) NOPASSWD: /usr/bin/systemctl restart raiox-api.service raiox-worker.service"]
+    deploy_env = render("raiox", "deploy.env.j2", {"raiox_services": ["raiox-api", "raiox-worker"]})
+    assert 'RAIOX_RESTART_CMD="sudo /usr/bin/systemctl restart raiox-api.service raiox-worker.service"' in deploy_env
