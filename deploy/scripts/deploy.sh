@@ -164,8 +164,11 @@ build_venv() {
         "$venv_from/bin/python" -m venv --without-pip "$release/venv"
         site=$("$release/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
         echo "$base_site" >"$site/_raiox_venv_from.pth"
+        # build with VENV's setuptools when it can (offline, fast), else in an isolated build env
         "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            --no-deps --no-build-isolation "${pip_args[@]}" "$release/src"
+            --no-deps --no-build-isolation "${pip_args[@]}" "$release/src" ||
+            "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+                --no-deps "${pip_args[@]}" "$release/src"
     else
         "$python" -m venv "$release/venv"
         "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
