@@ -45,11 +45,41 @@ class Candidate:
 
 
 def _approximate_sql(model_id: str, iterative: bool) -> str:
-    active_filter = "JOIN implant_systems a ON a.id = e.system_id AND a.active" if iterative else ""
+    """Reference rows from the model's HNSW index, best reference per active system, top k.
+
+    Without iterative scans the index returns rows in distance order, so the scan position ranks
+    them and the distance (which needs the out-of-line vector: a TOAST read per row) is computed
+    for the k winners only. Iterative scans (`relaxed_order`) may return rows slightly out of
+    order: there every fetched row gets its distance."""
+    if iterative:
+        return _iterative_sql(model_id)
+    return f"""
+        WITH nearest AS MATERIALIZED (
+            SELECT e.id, e.system_id FROM reference_embeddings e
+            WHERE e.model_id = {sql_literal(model_id)}
+            ORDER BY e.embedding <=> :q
+            LIMIT :n
+        ), ranked AS (
+            SELECT n.id, n.system_id, row_number() OVER () AS rank FROM nearest n
+        ), best AS (
+            SELECT DISTINCT ON (r.system_id) r.id, r.rank
+            FROM ranked r JOIN implant_systems s ON s.id = r.system_id AND s.active
+            ORDER BY r.system_id, r.rank
+        ), top AS (
+            SELECT b.id FROM best b ORDER BY b.rank LIMIT :k
+        )
+        SELECT c.fetched, w.* FROM (SELECT count(*) AS fetched FROM nearest) c LEFT JOIN (
+            SELECT e.system_id, e.reference_image_id, e.embedding <=> :q AS distance, s.manufacturer, s.name
+            FROM top t JOIN reference_embeddings e ON e.id = t.id JOIN implant_systems s ON s.id = e.system_id
+        ) w ON true ORDER BY w.distance, w.system_id
+    """
+
+
+def _iterative_sql(model_id: str) -> str:
     return f"""
         WITH nearest AS MATERIALIZED (
             SELECT e.system_id, e.reference_image_id, e.embedding <=> :q AS distance
-            FROM reference_embeddings e {active_filter}
+            FROM reference_embeddings e JOIN implant_systems a ON a.id = e.system_id AND a.active
             WHERE e.model_id = {sql_literal(model_id)}
             ORDER BY e.embedding <=> :q
             LIMIT :n
