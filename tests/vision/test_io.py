@@ -286,3 +286,16 @@ def test_heic_phone_photo(radiograph):
     out = read_image(buf.getvalue(), "IMG_0001.HEIC")
     assert out.shape == radiograph.shape
     assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.99
+
+
+def test_pixel_cap_follows_the_caller():
+    """A cap above the default admits a larger image (Pillow's own guard is only a backstop)."""
+    from raiox.vision.io import MAX_PIXELS
+
+    side = int((MAX_PIXELS * 1.1) ** 0.5)
+    data = _png_header_only(side, side)
+    with pytest.raises(ImageDecodeError, match="too large"):
+        read_image(data)
+    with pytest.raises(ImageDecodeError) as exc:  # admitted by the cap; fails later on the fake data
+        read_image(data, max_pixels=MAX_PIXELS * 2)
+    assert "too large" not in str(exc.value)

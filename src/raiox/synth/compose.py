@@ -84,12 +84,13 @@ class _Canvas:
 
 
 def _place_fixture(canvas: _Canvas, spec: dict, cx: float, cy: float, tilt: float, angulation: float,
-                   rng: np.random.Generator, ppm_img: float, fill: float = 0.0) -> tuple[np.ndarray, object]:
+                   rng: np.random.Generator, ppm_img: float, fill: float = 0.0,
+                   samples: int = 12) -> tuple[np.ndarray, object]:
     """Project one fixture and add it to the canvas; ``fill`` is the fraction of the connection
     void occupied by the abutment / screw (0 for an open connection)."""
     rp = min(ppm_img, MAX_FIXTURE_PX_PER_MM)
     fm = project_fixture(spec, rp, angulation_deg=angulation, axial_rot=float(rng.uniform(0, 2 * np.pi)),
-                         thread_phase=float(rng.random()), rng=rng)
+                         thread_phase=float(rng.random()), samples=samples, rng=rng)
     ou, ov = fm.origin
     # local pixel centre (j, i) -> local mm (u, v)
     to_local = np.array([[1 / rp, 0, ou + 0.5 / rp], [0, 1 / rp, ov + 0.5 / rp], [0, 0, 1]])

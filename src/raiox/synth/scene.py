@@ -83,6 +83,7 @@ def _sample_conditions(rng: np.random.Generator, cond: dict) -> dict:
     c["prosthesis"] = cond.get("prosthesis")
     c["invert"] = bool(cond.get("invert", False))
     c["centre"] = bool(cond.get("centre", False))
+    c["samples"] = int(cond.get("samples", 12))  # ray-march samples per fixture pixel (quality vs speed)
     c["bone"] = float(_draw(rng, cond, "bone", lambda: float(rng.uniform(0.7, 1.3))))
     return c
 
@@ -141,7 +142,7 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
         cx, cy = _keep_inside(canvas, tables_for(spec), cx, cy, tilt, ang)
         kind = cond["prosthesis"] or str(rng.choice(["none", "cover", "healing", "abutment", "crown"], p=[0.15, 0.15, 0.2, 0.15, 0.35]))
         fill = {"none": 0.0, "cover": 0.3, "healing": 0.3}.get(kind, float(rng.uniform(0.75, 0.95)))
-        box, fm = _place_fixture(canvas, spec, cx, cy, tilt, ang, rng, ppm, fill)
+        box, fm = _place_fixture(canvas, spec, cx, cy, tilt, ang, rng, ppm, fill, cond["samples"])
         boxes.append(box)
         xs_used.append(cx)
         if not cond["centre"] and rng.random() < 0.4:
@@ -214,7 +215,7 @@ def render_reference_scene(spec: dict, seed: int = 0, size: tuple[int, int] = (6
     """``render_reference`` with its ground-truth box."""
     cond = {"size": size, "px_per_mm": 25.0, "angulation": 0.0, "rotation": 0.0, "pano": 1.0, "noise": 0.006,
             "blur": 0.6, "gamma": 1.0, "contrast": 1.0, "jpeg": None, "occlusion": 0.0, "text": False,
-            "sharpen": 0.0, "photo": False,
+            "sharpen": 0.0, "photo": False, "samples": 24,
             "marks": False, "distractors": False, "prosthesis": "none", "bone": 1.0, "centre": True}
     return render_scene([spec], seed, cond)
 

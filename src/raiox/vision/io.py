@@ -28,8 +28,10 @@ try:  # HEIC/HEIF: what iPhones save by default
 except ImportError:  # pragma: no cover - the dependency is declared; keep a clear error without it
     _HEIF = False
 
-MAX_PIXELS = 60_000_000  # far above any dental sensor or panoramic; decompression-bomb guard
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+MAX_PIXELS = 60_000_000  # default cap: far above any dental sensor or panoramic (RAIOX_MAX_PIXELS)
+# Pillow's own decompression-bomb guard stays on as a backstop above any sensible cap; the
+# per-call ``max_pixels`` check (from the header, before decoding) is the one that applies.
+Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, 250_000_000)
 
 
 class ImageDecodeError(Unprocessable):
