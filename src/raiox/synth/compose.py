@@ -90,7 +90,7 @@ def _place_fixture(canvas: _Canvas, spec: dict, cx: float, cy: float, tilt: floa
     void occupied by the abutment / screw (0 for an open connection)."""
     rp = min(ppm_img, MAX_FIXTURE_PX_PER_MM)
     fm = project_fixture(spec, rp, angulation_deg=angulation, axial_rot=float(rng.uniform(0, 2 * np.pi)),
-                         thread_phase=float(rng.random()), samples=samples, rng=rng)
+                         thread_phase=float(rng.random()), samples=samples)
     ou, ov = fm.origin
     # local pixel centre (j, i) -> local mm (u, v)
     to_local = np.array([[1 / rp, 0, ou + 0.5 / rp], [0, 1 / rp, ov + 0.5 / rp], [0, 0, 1]])

@@ -193,8 +193,7 @@ def tables_for(spec: dict) -> Tables:
 
 
 def project_fixture(spec: dict, px_per_mm: float, *, angulation_deg: float = 0.0, axial_rot: float = 0.0,
-                    thread_phase: float = 0.0, samples: int = 12, pad_px: int = 3,
-                    rng: np.random.Generator | None = None) -> FixtureMap:
+                    thread_phase: float = 0.0, samples: int = 12, pad_px: int = 3) -> FixtureMap:
     """Render the fixture's titanium path length (mm) at ``px_per_mm`` in its local upright frame."""
     tab = tables_for(spec)
     alpha = math.radians(angulation_deg)
@@ -209,9 +208,9 @@ def project_fixture(spec: dict, px_per_mm: float, *, angulation_deg: float = 0.0
     u = (u_lo + (np.arange(w, dtype=np.float32) + 0.5) * s)
     v = (v_lo + (np.arange(h, dtype=np.float32) + 0.5) * s)
     yh = np.sqrt(np.clip(R * R - u * u, 0, None))  # (w,)
+    # midpoints: symmetric front/back samples let the soft-coverage errors cancel (random jitter
+    # measured 2.5x worse against a 96-sample reference)
     k = (np.arange(samples, dtype=np.float32) + 0.5) / samples
-    if rng is not None:
-        k = k + (rng.random(samples).astype(np.float32) - 0.5) * np.float32(0.8 / samples)
     y = yh[:, None] * (2 * k[None, :] - 1)  # (w, n)
     x = np.broadcast_to(u[:, None], y.shape)
     r = np.sqrt(x * x + y * y) + np.float32(1e-6)
