@@ -176,3 +176,13 @@ def test_boxes_stay_inside_the_image_under_random_conditions():
         h, w = sc.image.shape
         for b in sc.boxes:
             assert (b >= -1).all() and (b[:, 0] <= w).all() and (b[:, 1] <= h).all(), (seed, b)
+
+
+@pytest.mark.parametrize("index", [3, 60])
+def test_projection_converges_with_few_samples(index):
+    """12 ray samples per pixel stay within a few hundredths of a mm of a 96-sample reference."""
+    spec = CAT[index].spec
+    ref = project_fixture(spec, 15.0, angulation_deg=8.0, axial_rot=0.4, samples=96)
+    fast = project_fixture(spec, 15.0, angulation_deg=8.0, axial_rot=0.4, samples=12)
+    err = np.abs((fast.solid + fast.void) - (ref.solid + ref.void))
+    assert err.mean() < 0.06 and np.abs(fast.void - ref.void).mean() < 0.03
