@@ -46,6 +46,9 @@ def create_app(*, worker: bool = False) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await jobs.app.close_async()
+            from raiox.intake import fastpool
+
+            await fastpool.close()
 
     app = FastAPI(title="Raiox AI", version=__version__, lifespan=lifespan)
     app.add_exception_handler(RaioxError, _error_handler)

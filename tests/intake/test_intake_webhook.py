@@ -4,7 +4,6 @@ import asyncio
 import json
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 from sqlalchemy import func, select, text
 
@@ -52,18 +51,27 @@ def urlencoded(fields: dict) -> dict:
             "headers": {"content-type": "application/x-www-form-urlencoded"}}
 
 
-async def jobs_for(session, task: str) -> list[dict]:
-    rows = await session.execute(text("SELECT args FROM procrastinate_jobs WHERE task_name = :t"), {"t": task})
+@pytest.fixture
+async def reader(committed):
+    """A session for reading what the webhook committed (tables are emptied after each test)."""
+    from raiox.kit.db import get_sessionmaker
+
+    async with get_sessionmaker()() as session:
+        yield session
+
+
+async def jobs_for(reader, task: str) -> list[dict]:
+    rows = await reader.execute(text("SELECT args FROM procrastinate_jobs WHERE task_name = :t"), {"t": task})
     return [r[0] for r in rows]
 
 
-async def test_multipart_webhook_creates_case_images_and_job(client, session):
+async def test_multipart_webhook_creates_case_images_and_job(api, reader):
     fields = webhook_fields(submission(), webhook_url=f"https://api.raiox.example/webhooks/jotform?token={SECRET}")
-    response = await client.post(URL, **multipart(fields))
+    response = await api.post(URL, **multipart(fields))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["submission_id"] == "6084250982513018472" and body["duplicate"] is False
-    case = (await session.execute(select(Case).where(Case.jotform_submission_id == body["submission_id"]))).scalar_one()
+    case = (await reader.execute(select(Case).where(Case.jotform_submission_id == body["submission_id"]))).scalar_one()
     assert str(case.id) == body["case_id"]
     assert (case.status, case.form_id, case.source) == ("received", FORM_ID, "webhook")
     assert case.client_name == "João da Silva"
@@ -73,78 +81,72 @@ async def test_multipart_webhook_creates_case_images_and_job(client, session):
     assert case.payload["fields"]["dataCirurgia"] == "2025-11-18"
     assert case.submitted_at is not None
     assert case.answers["radiografias"][0].startswith("https://www.jotform.com/uploads/")
-    images = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id)
+    images = (await reader.execute(select(CaseImage).where(CaseImage.case_id == case.id)
                                     .order_by(CaseImage.position))).scalars().all()
     assert [i.filename for i in images] == FILES
     assert {i.status for i in images} == {"pending"} and {i.question for i in images} == {"radiografias"}
-    assert await jobs_for(session, "process_case") == [{"case_id": str(case.id)}]
-    events = (await session.execute(select(CaseEvent).where(CaseEvent.case_id == case.id))).scalars().all()
+    assert await jobs_for(reader, "process_case") == [{"case_id": str(case.id)}]
+    events = (await reader.execute(select(CaseEvent).where(CaseEvent.case_id == case.id))).scalars().all()
     assert [(e.to_status, e.actor) for e in events] == [("received", "jotform:webhook")]
 
 
-async def test_stored_payload_never_keeps_the_token(client, session):
+async def test_stored_payload_never_keeps_the_token(api, reader):
     fields = webhook_fields(submission(), webhook_url=f"https://api.raiox.example/webhooks/jotform?token={SECRET}&a=1")
-    response = await client.post(URL, **multipart(fields))
-    case = await session.get(Case, response.json()["case_id"])
+    response = await api.post(URL, **multipart(fields))
+    case = await reader.get(Case, response.json()["case_id"])
     assert SECRET not in json.dumps(case.payload) and SECRET not in json.dumps(case.answers)
     assert case.payload["webhookURL"] == "https://api.raiox.example/webhooks/jotform?a=1"
     assert "rawRequest" not in case.payload
 
 
-async def test_urlencoded_old_style_payload(client, session):
+async def test_urlencoded_old_style_payload(api, reader):
     content = submission("5012345678901234567", files=["x-ray.png"], phone={"area": "81", "phone": "999888559"},
                          name={"first": "Maria", "middle": "", "last": "Lima"})
     full = webhook_fields(content)
     old = {k: full[k] for k in ("formID", "submissionID", "webhookURL", "ip", "formTitle", "pretty", "username",
                                 "rawRequest", "type")}
-    response = await client.post(URL, **urlencoded(old))
+    response = await api.post(URL, **urlencoded(old))
     assert response.status_code == 200, response.text
-    case = await session.get(Case, response.json()["case_id"])
+    case = await reader.get(Case, response.json()["case_id"])
     assert (case.client_name, case.client_phone) == ("Maria Lima", "(81) 999888559")
-    images = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().all()
+    images = (await reader.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().all()
     assert [i.filename for i in images] == ["x-ray.png"]
 
 
-async def test_duplicate_delivery_yields_one_case_and_one_job(client, session):
+async def test_duplicate_delivery_yields_one_case_and_one_job(api, reader):
     fields = webhook_fields(submission())
-    first = await client.post(URL, **multipart(fields))
-    second = await client.post(URL, **urlencoded(fields))
+    first = await api.post(URL, **multipart(fields))
+    second = await api.post(URL, **urlencoded(fields))
     assert first.status_code == second.status_code == 200
     assert first.json()["case_id"] == second.json()["case_id"]
     assert (first.json()["duplicate"], second.json()["duplicate"]) == (False, True)
-    assert (await session.execute(select(func.count()).select_from(Case))).scalar_one() == 1
-    assert len(await jobs_for(session, "process_case")) == 1
-    assert (await session.execute(select(func.count()).select_from(CaseImage))).scalar_one() == len(FILES)
+    assert (await reader.execute(select(func.count()).select_from(Case))).scalar_one() == 1
+    assert len(await jobs_for(reader, "process_case")) == 1
+    assert (await reader.execute(select(func.count()).select_from(CaseImage))).scalar_one() == len(FILES)
 
 
-async def test_concurrent_deliveries_yield_one_case(committed, database_url):
-    from raiox.app import create_app
-    from raiox.kit.db import session_scope
-
-    app = create_app()
+async def test_concurrent_deliveries_yield_one_case(api, reader):
     fields = webhook_fields(submission("7000000000000000001"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        responses = await asyncio.gather(*[http.post(URL, **multipart(fields)) for _ in range(12)])
+    responses = await asyncio.gather(*[api.post(URL, **multipart(fields)) for _ in range(12)])
     assert [r.status_code for r in responses] == [200] * 12
     assert len({r.json()["case_id"] for r in responses}) == 1
     assert sum(not r.json()["duplicate"] for r in responses) == 1
-    async with session_scope() as session:
-        assert (await session.execute(select(func.count()).select_from(Case))).scalar_one() == 1
-        assert len(await jobs_for(session, "process_case")) == 1
-        assert (await session.execute(select(func.count()).select_from(CaseImage))).scalar_one() == len(FILES)
+    assert (await reader.execute(select(func.count()).select_from(Case))).scalar_one() == 1
+    assert len(await jobs_for(reader, "process_case")) == 1
+    assert (await reader.execute(select(func.count()).select_from(CaseImage))).scalar_one() == len(FILES)
 
 
 @pytest.mark.parametrize("url", ["/webhooks/jotform", "/webhooks/jotform?token=wrong", "/webhooks/jotform?token="])
-async def test_missing_or_wrong_token_is_401_and_creates_nothing(client, session, url):
-    response = await client.post(url, **multipart(webhook_fields(submission())))
+async def test_missing_or_wrong_token_is_401_and_creates_nothing(api, reader, url):
+    response = await api.post(url, **multipart(webhook_fields(submission())))
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
-    assert (await session.execute(select(func.count()).select_from(Case))).scalar_one() == 0
+    assert (await reader.execute(select(func.count()).select_from(Case))).scalar_one() == 0
 
 
-async def test_unconfigured_secret_is_503_with_clear_message(client, settings_env):
+async def test_unconfigured_secret_is_503_with_clear_message(api, settings_env):
     settings_env(webhook_secret="")
-    response = await client.post(URL, **multipart(webhook_fields(submission())))
+    response = await api.post(URL, **multipart(webhook_fields(submission())))
     assert response.status_code == 503
     assert "RAIOX_WEBHOOK_SECRET" in response.json()["detail"]
 
@@ -157,30 +159,30 @@ async def test_unconfigured_secret_is_503_with_clear_message(client, settings_en
     (lambda f: f.update(submissionID="1; DROP TABLE cases"), 400, "digits"),
     (lambda f: f.update(formID="999999999999999"), 422, "not the configured form"),
 ])
-async def test_malformed_payloads_get_a_clear_4xx(client, session, settings_env, capsys, mutate, status, detail):
+async def test_malformed_payloads_get_a_clear_4xx(api, reader, settings_env, capsys, mutate, status, detail):
     from raiox.kit.logging import configure_logging
 
     configure_logging()  # log to this test's captured stderr
     settings_env(jotform_form_id=FORM_ID)
     fields = webhook_fields(submission())
     mutate(fields)
-    response = await client.post(URL, **multipart(fields))
+    response = await api.post(URL, **multipart(fields))
     assert response.status_code == status
     assert detail in response.json()["detail"]
-    assert (await session.execute(select(func.count()).select_from(Case))).scalar_one() == 0
+    assert (await reader.execute(select(func.count()).select_from(Case))).scalar_one() == 0
     logged = capsys.readouterr().err
     assert "webhook_rejected" in logged and detail in logged and SECRET not in logged
 
 
-async def test_json_body_is_415_and_broken_multipart_is_400(client):
-    response = await client.post(URL, json={"submissionID": "1"})
+async def test_json_body_is_415_and_broken_multipart_is_400(api):
+    response = await api.post(URL, json={"submissionID": "1"})
     assert response.status_code == 415 and "multipart/form-data" in response.json()["detail"]
-    broken = await client.post(URL, content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\nabc",
+    broken = await api.post(URL, content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\nabc",
                                headers={"content-type": "multipart/form-data; boundary=xyz"})
     assert broken.status_code == 400
 
 
-async def test_field_map_overrides_detection(client, session, settings_env):
+async def test_field_map_overrides_detection(api, reader, settings_env):
     settings_env(jotform_field_map=json.dumps({"name": "nomePaciente", "notes": "7", "images": "radiografias"}))
     content = submission()
     content["answers"]["8"] = {"name": "nomePaciente", "type": "control_fullname", "text": "Paciente",
@@ -188,24 +190,24 @@ async def test_field_map_overrides_detection(client, session, settings_env):
     raw = json.loads(webhook_fields(content)["rawRequest"])
     raw["outrosArquivos"] = ["https://www.jotform.com/uploads/raioxclinic/1/2/laudo.pdf"]
     fields = webhook_fields(content, raw=raw)
-    response = await client.post(URL, **multipart(fields))
-    case = await session.get(Case, response.json()["case_id"])
+    response = await api.post(URL, **multipart(fields))
+    case = await reader.get(Case, response.json()["case_id"])
     assert case.client_name == "Pedro Alves"
-    images = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().all()
+    images = (await reader.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().all()
     assert sorted(i.filename for i in images) == sorted(FILES)  # the other upload question is not an image one
 
 
-async def test_unusual_multipart_goes_through_the_general_parser(client, session):
+async def test_unusual_multipart_goes_through_the_general_parser(api, reader):
     fields = webhook_fields(submission("6084250982513018999"))
     parts = [f'--xYz\r\nContent-Disposition: form-data; name="{k}"\r\nContent-Type: text/plain; charset=utf-8'
              f"\r\n\r\n{v}\r\n" for k, v in fields.items()]
     body = ("".join(parts) + "--xYz--\r\n").encode()
-    response = await client.post(URL, content=body, headers={"content-type": 'multipart/form-data; boundary="xYz"'})
+    response = await api.post(URL, content=body, headers={"content-type": 'multipart/form-data; boundary="xYz"'})
     assert response.status_code == 200, response.text
-    case = await session.get(Case, response.json()["case_id"])
+    case = await reader.get(Case, response.json()["case_id"])
     assert case.client_name == "João da Silva"
     with_file = (f'--xYz\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\n\r\nPNG\r\n--xYz--\r\n').encode()
-    response = await client.post(URL, content=with_file, headers={"content-type": "multipart/form-data; boundary=xYz"})
+    response = await api.post(URL, content=with_file, headers={"content-type": "multipart/form-data; boundary=xYz"})
     assert response.status_code == 400
 
 

@@ -3,75 +3,81 @@
 import json
 import uuid
 
-from sqlalchemy import bindparam, delete, func, select, text, update
+from psycopg import AsyncConnection
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.models import Case, CaseEvent, CaseImage, CaseRanking, Fixture, FixtureResult
 
 
-# Core statements on the tables (compiled once and cached): the webhook path runs them hundreds of
-# times a second, the ORM's per-call coercion would cost more than the database round trips.
-_cases, _images, _events = Case.__table__, CaseImage.__table__, CaseEvent.__table__
-_INSERT_CASE = (insert(_cases).on_conflict_do_nothing(index_elements=[_cases.c.jotform_submission_id])
-                .returning(_cases.c.id))
-_INSERT_IMAGES = insert(_images).on_conflict_do_nothing(index_elements=[_images.c.case_id, _images.c.source_url])
-_INSERT_EVENT = insert(_events)
-_CASE_FOR_SUBMISSION = select(_cases.c.id).where(_cases.c.jotform_submission_id == bindparam("submission_id"))
-
-
-async def insert_case(session: AsyncSession, values: dict) -> uuid.UUID | None:
-    """INSERT ... ON CONFLICT DO NOTHING: the new case id, or None when the submission already has a case.
-
-    A concurrent insert of the same submission waits on the unique index and then does nothing.
-    """
-    return (await session.execute(_INSERT_CASE, {"id": uuid.uuid4(), **values})).scalar_one_or_none()
-
-
-_CREATE_CASE = text("""
+# The webhook's hot path runs on psycopg directly (one statement per delivery, hundreds a second):
+# `create_case` takes a psycopg AsyncConnection — from the webhook pool (raiox.intake.fastpool) or
+# the driver connection under an SQLAlchemy session (`driver_connection`), inside its transaction.
+CREATE_CASE = """
     WITH new_case AS (
         INSERT INTO cases (id, jotform_submission_id, form_id, source, client_name, client_email, client_phone,
                            notes, answers, payload, status, submitted_at)
-        VALUES (:id, :jotform_submission_id, :form_id, :source, :client_name, :client_email, :client_phone,
-                :notes, CAST(:answers AS jsonb), CAST(:payload AS jsonb), :status, :submitted_at)
+        VALUES (%(id)s, %(jotform_submission_id)s, %(form_id)s, %(source)s, %(client_name)s, %(client_email)s,
+                %(client_phone)s, %(notes)s, %(answers)s::jsonb, %(payload)s::jsonb, %(status)s, %(submitted_at)s)
         ON CONFLICT (jotform_submission_id) DO NOTHING
         RETURNING id
     ), images AS (
         INSERT INTO case_images (id, case_id, position, question, source_url, filename, status)
         SELECT gen_random_uuid(), new_case.id, u.ord - 1, u.question, u.url, u.filename, 'pending'
-        FROM new_case, unnest(CAST(:questions AS text[]), CAST(:urls AS text[]), CAST(:filenames AS text[]))
+        FROM new_case, unnest(%(questions)s::text[], %(urls)s::text[], %(filenames)s::text[])
              WITH ORDINALITY AS u(question, url, filename, ord)
         ON CONFLICT (case_id, source_url) DO NOTHING
     ), event AS (
         INSERT INTO case_events (case_id, from_status, to_status, actor, reason)
-        SELECT id, NULL, :status, :actor, :reason FROM new_case
+        SELECT id, NULL, %(status)s, %(actor)s, %(reason)s FROM new_case
     ), job AS (
-        SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('default', :task, 0, 'case:' || new_case.id, NULL,
+        SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('default', %(task)s, 0, 'case:' || new_case.id, NULL,
                jsonb_build_object('case_id', new_case.id::text), NULL)::procrastinate_job_to_defer_v1]) AS ids
         FROM new_case
     )
     SELECT new_case.id, job.ids FROM new_case, job
-""")
+"""
+FIND_CASE = "SELECT id FROM cases WHERE jotform_submission_id = %(submission_id)s"
+DEFER_JOB = ("SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW('default', %(task)s, 0, NULL, NULL,"
+             " %(args)s::jsonb, NULL)::procrastinate_job_to_defer_v1]))")
 
 
-async def create_case(session: AsyncSession, values: dict, uploads: list[tuple[str, str, str]], *, task: str,
+async def driver_connection(session: AsyncSession) -> AsyncConnection:
+    """The psycopg connection under SESSION, inside the session's transaction."""
+    connection = await session.connection()
+    return (await connection.get_raw_connection()).driver_connection
+
+
+async def create_case(conn: AsyncConnection, values: dict, uploads: list[tuple[str, str, str]], *, task: str,
                       actor: str, reason: str) -> uuid.UUID | None:
     """The case, its pending images (question, url, filename), its `received` event and its job, in ONE
-    statement (one round trip: the webhook's hot path). None when the submission already has a case.
+    statement. None when the submission already has a case (nothing written).
 
-    Same effect as insert_case + insert_images + insert_event + kit.jobs.defer_in_session (lock
-    "case:<id>"); a concurrent insert of the same submission waits on the unique index, then does nothing.
-    """
+    Same effect as inserting each row and kit.jobs.defer_in_session (lock "case:<id>") in the
+    caller's transaction; a concurrent insert of the same submission waits on the unique index, then
+    does nothing."""
     params = {**values, "id": uuid.uuid4(), "answers": json.dumps(values["answers"]),
               "payload": json.dumps(values["payload"]), "questions": [u[0] for u in uploads],
               "urls": [u[1] for u in uploads], "filenames": [u[2] for u in uploads], "task": task, "actor": actor,
               "reason": reason}
-    row = (await session.execute(_CREATE_CASE, params)).first()
+    row = await (await conn.execute(CREATE_CASE, params)).fetchone()
     return row[0] if row else None
 
 
+async def find_case(conn: AsyncConnection, submission_id: str) -> uuid.UUID | None:
+    row = await (await conn.execute(FIND_CASE, {"submission_id": submission_id})).fetchone()
+    return row[0] if row else None
+
+
+async def defer_job(conn: AsyncConnection, task: str, args: dict) -> int:
+    """kit.jobs.defer_in_session for a psycopg connection (same procrastinate function)."""
+    return (await (await conn.execute(DEFER_JOB, {"task": task, "args": json.dumps(args)})).fetchone())[0]
+
+
 async def case_id_for_submission(session: AsyncSession, submission_id: str) -> uuid.UUID | None:
-    return (await session.execute(_CASE_FOR_SUBMISSION, {"submission_id": submission_id})).scalar_one_or_none()
+    query = select(Case.id).where(Case.jotform_submission_id == submission_id)
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def existing_submission_ids(session: AsyncSession, submission_ids: list[str]) -> set[str]:
@@ -79,16 +85,6 @@ async def existing_submission_ids(session: AsyncSession, submission_ids: list[st
         return set()
     query = select(Case.jotform_submission_id).where(Case.jotform_submission_id.in_(submission_ids))
     return set((await session.execute(query)).scalars())
-
-
-async def insert_images(session: AsyncSession, rows: list[dict]) -> None:
-    if rows:
-        await session.execute(_INSERT_IMAGES, rows)
-
-
-async def insert_event(session: AsyncSession, case_id: uuid.UUID, to_status: str, actor: str, reason: str | None) -> None:
-    await session.execute(_INSERT_EVENT, {"case_id": case_id, "from_status": None, "to_status": to_status,
-                                          "actor": actor, "reason": reason})
 
 
 async def reset_failed_images(session: AsyncSession, case_id: uuid.UUID) -> None:

@@ -2,15 +2,13 @@
 
 import hmac
 
-from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Query, Request
 from starlette.formparsers import MultiPartException
 
-from raiox.intake import repository, service
+from raiox.intake import fastpool, repository, service
 from raiox.intake.formdata import boundary_of, split_multipart, split_urlencoded
 from raiox.intake.parse import from_webhook
 from raiox.intake.schemas import WebhookAccepted
-from raiox.kit.db import get_db_session
 from raiox.kit.errors import BadRequest, RaioxError, ServiceUnavailable, TooLarge, Unauthorized, Unprocessable
 from raiox.kit.logging import get_logger
 from raiox.kit.metrics import WEBHOOKS
@@ -58,7 +56,6 @@ async def _read_form(request: Request) -> dict[str, str]:
 async def jotform_webhook(
     request: Request,
     token: str | None = Query(None, description="RAIOX_WEBHOOK_SECRET (Jotform can only be given a URL)"),
-    session: AsyncSession = Depends(get_db_session),
 ) -> WebhookAccepted:
     """Jotform's webhook: records the case, its images and a processing job in one transaction."""
     settings = get_settings()
@@ -74,15 +71,16 @@ async def jotform_webhook(
         log.warning("webhook_rejected", status=exc.status_code, reason=exc.message,
                     client=request.client.host if request.client else None)
         raise
-    if settings.jotform_verify_submissions:
-        existing = await repository.case_id_for_submission(session, sub.submission_id)
-        if existing is None:
-            await service.enqueue_verification(session, sub.submission_id, sub.form_id)
-        WEBHOOKS.labels(outcome="accepted" if existing is None else "duplicate").inc()
-        log.info("webhook_queued_for_verification", submission_id=sub.submission_id, case_id=existing)
-        return WebhookAccepted(submission_id=sub.submission_id, case_id=existing, duplicate=existing is not None,
-                               status="verifying" if existing is None else "received")
-    result = await service.ingest(session, sub, source="webhook")
+    async with fastpool.transaction() as conn:
+        if settings.jotform_verify_submissions:
+            existing = await repository.find_case(conn, sub.submission_id)
+            if existing is None:
+                await service.enqueue_verification(conn, sub.submission_id, sub.form_id)
+            WEBHOOKS.labels(outcome="accepted" if existing is None else "duplicate").inc()
+            log.info("webhook_queued_for_verification", submission_id=sub.submission_id, case_id=existing)
+            return WebhookAccepted(submission_id=sub.submission_id, case_id=existing, duplicate=existing is not None,
+                                   status="verifying" if existing is None else "received")
+        result = await service.ingest_on(conn, sub, source="webhook")
     WEBHOOKS.labels(outcome="accepted" if result.created else "duplicate").inc()
     log.info("webhook_accepted", submission_id=sub.submission_id, case_id=str(result.case_id),
              duplicate=not result.created, images=len(sub.uploads))

@@ -7,6 +7,7 @@ concurrently, or found again by reconciliation yields exactly one case and one p
 import uuid
 from dataclasses import dataclass
 
+from psycopg import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases.service import transition
@@ -48,21 +49,26 @@ async def enqueue_processing(session: AsyncSession, case_id: uuid.UUID) -> int:
 
 
 async def ingest(session: AsyncSession, sub: Submission, *, source: str = "webhook") -> Ingested:
+    """`ingest_on` inside an SQLAlchemy session's transaction (reconciliation, verified submissions)."""
+    return await ingest_on(await repository.driver_connection(session), sub, source=source)
+
+
+async def ingest_on(conn: AsyncConnection, sub: Submission, *, source: str = "webhook") -> Ingested:
     """Create the case, its pending images, its history entry and its processing job, atomically
     (idempotent on submissionID: an existing case is returned, nothing new is written)."""
     uploads = [(u.question[:200], u.url, u.filename) for u in sub.uploads]
-    case_id = await repository.create_case(session, _case_values(sub, source), uploads, task=PROCESS_TASK,
+    case_id = await repository.create_case(conn, _case_values(sub, source), uploads, task=PROCESS_TASK,
                                            actor=f"jotform:{source}", reason=f"{len(uploads)} file(s) submitted")
     if case_id is None:
-        existing = await repository.case_id_for_submission(session, sub.submission_id)
+        existing = await repository.find_case(conn, sub.submission_id)
         assert existing is not None, "ON CONFLICT without a conflicting row"
         return Ingested(existing, created=False)
     return Ingested(case_id, created=True)
 
 
-async def enqueue_verification(session: AsyncSession, submission_id: str, form_id: str | None) -> int:
+async def enqueue_verification(conn: AsyncConnection, submission_id: str, form_id: str | None) -> int:
     """RAIOX_JOTFORM_VERIFY_SUBMISSIONS: the job re-reads the submission from the API before ingesting."""
-    return await defer_in_session(session, INGEST_TASK, {"submission_id": submission_id, "form_id": form_id})
+    return await repository.defer_job(conn, INGEST_TASK, {"submission_id": submission_id, "form_id": form_id})
 
 
 async def retry_case(session: AsyncSession, case: Case, *, actor: str) -> int:
