@@ -299,3 +299,23 @@ def test_pixel_cap_follows_the_caller():
     with pytest.raises(ImageDecodeError) as exc:  # admitted by the cap; fails later on the fake data
         read_image(data, max_pixels=MAX_PIXELS * 2)
     assert "too large" not in str(exc.value)
+
+
+def test_multiframe_dicom_reads_the_first_frame(radiograph):
+    import pydicom
+
+    raw = (radiograph * 4000).round()
+    ds = pydicom.dcmread(io.BytesIO(_dicom(raw)))
+    frames = np.stack([raw, 4000 - raw, raw * 0.5]).astype(np.uint16)
+    ds.NumberOfFrames = 3
+    ds.PixelData = frames.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    out = read_image(buf.getvalue(), "volume.dcm")
+    assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.999
+
+
+def test_presentation_lut_inverse(radiograph):
+    raw = ((1 - radiograph) * 4000).round()
+    out = read_image(_dicom(raw, "MONOCHROME2", PresentationLUTShape="INVERSE"), "inv.dcm")
+    assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.999

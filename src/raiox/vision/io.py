@@ -146,7 +146,7 @@ def _stretch(arr: np.ndarray, lo: float | None = None, hi: float | None = None) 
 
 def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
@@ -157,14 +157,13 @@ def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     if rows * cols > max_pixels:
         raise ImageDecodeError(f"image too large: {cols}x{rows} pixels (limit {max_pixels})")
-    try:
-        arr = ds.pixel_array
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:  # only the first frame of a multi-frame object (e.g. a CBCT volume) is decoded
+        arr = pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
     except Exception as exc:
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(ts, "name", ts)
         raise ImageDecodeError(f"cannot decode DICOM pixel data ({name}): {exc}") from None
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        arr = arr[0]
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if arr.ndim == 3:  # colour DICOM (e.g. a screenshot): luminance
         gray = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -179,6 +178,7 @@ def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
         img = _stretch(arr, lo, hi if hi > lo else lo + 1)
     else:
         img = _stretch(arr)
-    if photometric == "MONOCHROME1":
+    inverse = str(ds.get("PresentationLUTShape", "IDENTITY")).upper() == "INVERSE"
+    if (photometric == "MONOCHROME1") != inverse:  # either one inverts; both cancel
         img = 1.0 - img
     return img
