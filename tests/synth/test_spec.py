@@ -47,3 +47,10 @@ def test_with_size_keeps_the_design():
     assert other["diameter_mm"] == 5.0 and other["length_mm"] == 13.0
     assert other["thread"] == spec["thread"] and other["apex"] == spec["apex"]
     assert other["apex_diameter_mm"] / 5.0 == pytest.approx(spec["apex_diameter_mm"] / spec["diameter_mm"], rel=1e-2)
+
+
+def test_with_size_stays_valid_across_the_catalogue_range():
+    for system in demo_catalog():
+        for d in (2.9, 6.0):
+            for length in (6.0, 18.0):
+                validate_spec(with_size(system.spec, d, length))

@@ -27,10 +27,19 @@ def validate_spec(spec: dict) -> None:
 
 
 def with_size(spec: dict, diameter_mm: float, length_mm: float) -> dict:
-    """The same design at another catalogue size (apex diameter scales with the body)."""
+    """The same design at another catalogue size: the apex diameter scales with the body; the
+    thread, connection and collar keep their sizes unless the new body cannot hold them (then
+    they shrink just enough for the spec to stay valid)."""
     out = json.loads(json.dumps(spec))
-    ratio = diameter_mm / spec["diameter_mm"]
-    out["diameter_mm"] = float(diameter_mm)
+    d = float(diameter_mm)
+    out["diameter_mm"] = d
     out["length_mm"] = float(length_mm)
-    out["apex_diameter_mm"] = round(spec["apex_diameter_mm"] * ratio, 3)
+    out["apex_diameter_mm"] = round(min(spec["apex_diameter_mm"] * d / spec["diameter_mm"], d), 3)
+    out["thread"]["depth_mm"] = round(min(out["thread"]["depth_mm"], 0.45 * d), 3)
+    conn = out["connection"]
+    if conn["kind"] != "external_hex" and conn.get("platform_mm", 0) >= d:
+        conn["platform_mm"] = round(d - 1.0, 2)
+    collar = out["collar"]
+    if collar.get("height_mm", 0) >= out["length_mm"] / 2:
+        collar["height_mm"] = round(out["length_mm"] / 2 - 0.1, 2)
     return out
