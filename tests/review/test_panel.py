@@ -237,3 +237,16 @@ async def test_retry_failed_case_and_resend_failed_delivery(panel):
         assert "deliver_result" in tasks and len(tasks) == 2
         actions = set((await session.execute(select(AuditEntry.action))).scalars())
         assert {"delivery.resend", "case.retry", "auth.login"} <= actions
+
+
+async def test_login_outcomes_are_counted_in_metrics(panel):
+    from raiox.kit.metrics import REGISTRY
+
+    def value(outcome: str) -> float:
+        return REGISTRY.get_sample_value("raiox_admin_logins_total", {"outcome": outcome}) or 0.0
+
+    await _data()
+    failed, ok = value("failed"), value("ok")
+    await login(panel, "rev@example.com", "nope")
+    await login(panel, "rev@example.com")
+    assert value("failed") == failed + 1 and value("ok") == ok + 1

@@ -11,6 +11,7 @@ from procrastinate import JobContext, RetryStrategy
 
 from raiox.delivery import service
 from raiox.kit.jobs import app
+from raiox.kit.metrics import JOBS
 
 RETRY = RetryStrategy(max_attempts=4, exponential_wait=4)  # waits 4, 16, 64, 256 s
 
@@ -18,8 +19,11 @@ RETRY = RetryStrategy(max_attempts=4, exponential_wait=4)  # waits 4, 16, 64, 25
 @app.task(name=service.TASK, queue="default", retry=RETRY, pass_context=True)
 async def deliver_result(context: JobContext, case_id: str) -> str:
     try:
-        return await service.deliver(uuid.UUID(case_id))
+        outcome = await service.deliver(uuid.UUID(case_id))
     except Exception as exc:
+        JOBS.labels(task=service.TASK, outcome="error").inc()
         if context.job.attempts >= RETRY.max_attempts:
             return await service.give_up(uuid.UUID(case_id), f"unexpected error: {type(exc).__name__}: {exc}")
         raise
+    JOBS.labels(task=service.TASK, outcome=outcome).inc()
+    return outcome

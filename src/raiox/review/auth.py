@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
+from prometheus_client import Counter
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -21,6 +22,7 @@ from raiox.delivery.report import secret
 from raiox.kit.auth import token_actor
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import Forbidden, Unauthorized
+from raiox.kit.metrics import REGISTRY
 from raiox.kit.settings import get_settings
 from raiox.models import User
 
@@ -32,6 +34,7 @@ hasher = PasswordHasher()  # argon2id with the library's recommended parameters
 # fail2ban matches exactly: "raiox.admin.login_failed ip=<ip> email=<email>" (plain stdlib logger line)
 failure_log = logging.getLogger("raiox.admin")
 _DUMMY_HASH = hasher.hash(secrets.token_hex(16))
+LOGINS = Counter("raiox_admin_logins_total", "Admin panel login attempts by outcome", ["outcome"], registry=REGISTRY)
 
 
 def hash_password(password: str) -> str:
@@ -91,6 +94,7 @@ def _clean(value: str) -> str:
 
 
 def log_failure(ip: str, email: str) -> None:
+    LOGINS.labels(outcome="failed").inc()
     failure_log.warning("raiox.admin.login_failed ip=%s email=%s", _clean(ip), _clean(email))
 
 
@@ -116,6 +120,7 @@ async def authenticate(session: AsyncSession, email: str, password: str, ip: str
         log_failure(ip, email)
         return None
     user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    LOGINS.labels(outcome="ok").inc()
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
