@@ -51,26 +51,30 @@ def decode(data: bytes, filename: str | None) -> np.ndarray:
     return read_image(data, filename)
 
 
+NO_FIXTURE = "no fixture found (use --whole-image to embed the whole image)"
+
+
 def embed_images(images: list[np.ndarray], embedder, whole_image: bool) -> list[tuple[np.ndarray | None, np.ndarray] | str]:
-    """Per image: (box, vector) of its most confident fixture, or a reason why it has none."""
+    """Per image: (box, vector) of its most confident fixture, or the reason it has none.
+
+    Crops of all images are embedded in one batch; an image without a fixture is embedded whole
+    (`embed_reference`, box None) when `whole_image`, else reported."""
     from raiox.vision import canonical_crop, embed_reference, locate
 
-    results: list = []
-    crops, where = [], []
-    for image in images:
+    results: list = [None] * len(images)
+    boxes, crops = {}, []
+    for index, image in enumerate(images):
         found = locate(image)
         if found:
-            where.append(len(results))
-            crops.append(canonical_crop(image, found[0].box))
-            results.append(np.asarray(found[0].box, dtype=np.float32))
+            boxes[index] = np.asarray(found[0].box, dtype=np.float32)
+            crops.append(canonical_crop(image, boxes[index]))
         elif whole_image:
-            results.append((None, embed_reference(image, embedder)))
+            results[index] = (None, np.asarray(embed_reference(image, embedder), dtype=np.float32))
         else:
-            results.append("no fixture found (use --whole-image to embed the whole image)")
-    if crops:
-        vectors = embedder.embed(crops)
-        for index, vector in zip(where, vectors, strict=True):
-            results[index] = (results[index], np.asarray(vector, dtype=np.float32))
+            results[index] = NO_FIXTURE
+    vectors = embedder.embed(crops) if crops else []
+    for (index, box), vector in zip(boxes.items(), vectors, strict=True):
+        results[index] = (box, np.asarray(vector, dtype=np.float32))
     return results
 
 
