@@ -126,6 +126,15 @@ def degrade(density: np.ndarray, rng: np.random.Generator, cond: dict, ppm: floa
     blur = cond.get("blur", 0.0)
     if blur > 0.05:
         img = cv2.GaussianBlur(img, (0, 0), blur)
+    motion = cond.get("motion", 0.0)
+    if motion >= 1.0:  # patient or tube movement during the exposure: a short line kernel
+        n = int(round(motion)) * 2 + 1
+        kernel = np.zeros((n, n), np.float32)
+        a = float(rng.uniform(0, np.pi))
+        c, d = n // 2, n // 2
+        cv2.line(kernel, (int(round(c - d * math.cos(a))), int(round(c - d * math.sin(a)))),
+                 (int(round(c + d * math.cos(a))), int(round(c + d * math.sin(a)))), 1.0, 1)
+        img = cv2.filter2D(img, -1, kernel / kernel.sum())
     noise = cond.get("noise", 0.0)
     if noise > 0:
         h, w = img.shape
@@ -148,6 +157,11 @@ def degrade(density: np.ndarray, rng: np.random.Generator, cond: dict, ppm: floa
     hom = None
     if cond.get("photo"):
         img, hom = photograph(img, rng)
+    scale = cond.get("resample", 1.0)
+    if 0.05 < scale < 0.99:  # sent through a messaging app: shrunk, then enlarged again for display
+        h, w = img.shape
+        small = cv2.resize(img, (max(8, int(w * scale)), max(8, int(h * scale))), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     q = cond.get("jpeg")
     if q:
         ok, buf = cv2.imencode(".jpg", (img * 255 + 0.5).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(q)])

@@ -77,6 +77,8 @@ def _sample_conditions(rng: np.random.Generator, cond: dict) -> dict:
     c["text"] = bool(cond.get("text", rng.random() < 0.5))
     c["sharpen"] = float(_draw(rng, cond, "sharpen", lambda: float(rng.uniform(0.3, 1.2)) if rng.random() < 0.5 else 0.0))
     c["photo"] = bool(cond.get("photo", rng.random() < 0.08))
+    c["motion"] = float(_draw(rng, cond, "motion", lambda: float(rng.uniform(1, 6)) if rng.random() < 0.05 else 0.0))
+    c["resample"] = float(_draw(rng, cond, "resample", lambda: float(rng.uniform(0.3, 0.7)) if rng.random() < 0.15 else 1.0))
     c["marks"] = bool(cond.get("marks", rng.random() < (0.0 if pano else 0.6)))
     c["distractors"] = bool(cond.get("distractors", True))
     c["neighbours"] = bool(cond.get("neighbours", True))
@@ -100,7 +102,8 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
     noise (std of the noise at mid grey); blur (detector blur sigma, px); gamma; contrast; jpeg
     (quality or None); occlusion (fraction of one fixture covered by a radiopaque object); text,
     marks, distractors (restorations on neighbouring teeth), neighbours (neighbouring teeth) (bool);
-    sharpen (unsharp-mask amount of the sensor software); photo (bool: a phone photo of the screen,
+    sharpen (unsharp-mask amount of the sensor software); motion (blur length, px); resample
+    (shrink factor of a messaging-app round trip; 1 = none); photo (bool: a phone photo of the screen,
     perspective included - boxes follow it and are then general quadrilaterals); prosthesis (force one of none|cover|healing|abutment|crown); invert
     (return metal-dark polarity, for testing normalisation); bone (bone density factor).
     Deterministic for a given (specs, seed, conditions).
@@ -215,7 +218,7 @@ def render_reference_scene(spec: dict, seed: int = 0, size: tuple[int, int] = (6
     """``render_reference`` with its ground-truth box."""
     cond = {"size": size, "px_per_mm": 25.0, "angulation": 0.0, "rotation": 0.0, "pano": 1.0, "noise": 0.006,
             "blur": 0.6, "gamma": 1.0, "contrast": 1.0, "jpeg": None, "occlusion": 0.0, "text": False,
-            "sharpen": 0.0, "photo": False, "samples": 24,
+            "sharpen": 0.0, "photo": False, "samples": 24, "motion": 0.0, "resample": 1.0,
             "marks": False, "distractors": False, "prosthesis": "none", "bone": 1.0, "centre": True}
     return render_scene([spec], seed, cond)
 
