@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from review_helpers import add_demo_case, add_demo_systems, add_user
+from review_helpers import add_case, add_demo_case, add_demo_systems, add_system, add_user
 
 from raiox.kit.db import session_scope
 
@@ -43,8 +43,19 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def server(committed, jotform):
+@pytest.fixture(scope="module")
+def browser_jotform():
+    from fakes.jotform import FORM_ID, FakeJotform
+
+    with FakeJotform(api_key="test-jotform-key") as fake:
+        fake.add_submission(FORM_ID, submission_id="5812345678901234567")
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def server(database_url, browser_jotform):
+    """One uvicorn (with its worker) for the module; each test's `committed` empties the tables."""
+    jotform = browser_jotform
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = os.environ | {
@@ -74,7 +85,7 @@ def server(committed, jotform):
             process.wait()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def browser():
     from playwright.async_api import async_playwright
 
@@ -85,10 +96,14 @@ async def browser():
         await instance.close()
 
 
-async def _seed():
+async def _seed(demo: bool = True):
     async with session_scope() as session:
-        systems = await add_demo_systems(session, 4)
-        case = await add_demo_case(session, systems, [0.91, 0.84, 0.72, 0.64], submission_id="5812345678901234567")
+        if demo:  # rendered radiographs (raiox.synth) for the screenshot
+            systems = await add_demo_systems(session, 4)
+            case = await add_demo_case(session, systems, [0.91, 0.84, 0.72, 0.64], submission_id="5812345678901234567")
+        else:
+            systems = [await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)]
+            case = await add_case(session, candidates=[("neo-cm", 0.8)])
         await add_user(session, "revisora@example.com", PASSWORD, "reviewer")
         await add_user(session, "admin@example.com", PASSWORD, "admin")
     return systems, case
@@ -101,7 +116,8 @@ async def _login(page, base: str, email: str, password: str = PASSWORD) -> None:
     await page.get_by_role("button", name="Entrar").click()
 
 
-async def test_review_approve_and_delivery(server, browser, jotform):
+async def test_review_approve_and_delivery(committed, server, browser, browser_jotform):
+    jotform = browser_jotform
     systems, case = await _seed()
     page = await browser.new_page(viewport={"width": 1440, "height": 1300}, locale="pt-BR")
     await _login(page, server, "revisora@example.com")
@@ -147,8 +163,8 @@ async def test_review_approve_and_delivery(server, browser, jotform):
     assert report.status_code == 200 and chosen.name in report.text
 
 
-async def test_wrong_password_then_lock_out(server, browser):
-    await _seed()
+async def test_wrong_password_then_lock_out(committed, server, browser):
+    await _seed(demo=False)
     page = await browser.new_page()
     for _ in range(5):
         await _login(page, server, "revisora@example.com", "senha errada")
@@ -159,8 +175,8 @@ async def test_wrong_password_then_lock_out(server, browser):
     assert "/admin/login" in page.url
 
 
-async def test_csrf_rejected_without_token_and_reviewer_kept_out_of_catalog(server, browser):
-    _, case = await _seed()
+async def test_csrf_rejected_without_token_and_reviewer_kept_out_of_catalog(committed, server, browser):
+    _, case = await _seed(demo=False)
     page = await browser.new_page()
     await _login(page, server, "revisora@example.com")
     await page.goto(f"{server}/admin/cases/{case.id}")
