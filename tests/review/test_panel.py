@@ -229,6 +229,8 @@ async def test_retry_failed_case_and_resend_failed_delivery(panel):
     await login(panel, "admin@example.com")
     page = await panel.get(f"/admin/cases/{case.id}")
     assert "Falha na entrega" in page.text and "Jotform API 401" in page.text
+    listing = await panel.get("/admin/", params={"status": "delivery_failed"})
+    assert "Jotform API 401" in listing.text and f"/admin/cases/{case.id}/resend" in listing.text
     assert (await panel.post(f"/admin/cases/{case.id}/resend", data={"csrf_token": _csrf(page.text)})).status_code == 303
     assert (await panel.post(f"/admin/cases/{failed.id}/retry", data={"csrf_token": _csrf(page.text)})).status_code == 303
     async with session_scope() as session:

@@ -19,14 +19,33 @@ router = APIRouter(tags=["delivery"])
 REPORTABLE = {CaseStatus.approved, CaseStatus.delivered, CaseStatus.delivery_failed}
 
 
-async def _data_uri(storage_key: str, filename: str | None = None) -> str | None:
+async def _data_uri(storage_key: str | None, filename: str | None = None) -> str | None:
     from raiox.review import images
 
+    if not storage_key:
+        return None
     try:
         data, media_type = await images.load(storage_key, filename, max_side=1400, fmt="JPEG")
     except RaioxError:
         return None
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+async def _reference_key(session: AsyncSession, case, system_id: str) -> str | None:
+    """The reference image that matched this case best for SYSTEM_ID, else the system's first one."""
+    from raiox.models import ReferenceImage
+    from raiox.review import repository as review_repo
+
+    images = await review_repo.case_images(session, case.id)
+    matches = [(r.score, r.reference_image_id) for _f, results in
+               await review_repo.fixtures_with_results(session, [i.id for i in images])
+               for r in results if r.system_id == system_id and r.reference_image_id]
+    if matches:
+        ref = await session.get(ReferenceImage, max(matches, key=lambda m: m[0])[1])
+        if ref is not None:
+            return ref.storage_key
+    refs = await review_repo.references_of(session, system_id)
+    return refs[0].storage_key if refs else None
 
 
 async def report_context(session: AsyncSession, case_id: uuid.UUID) -> dict:
@@ -38,8 +57,7 @@ async def report_context(session: AsyncSession, case_id: uuid.UUID) -> dict:
         raise NotFound("no approved result for this case")
     xrays = [await _data_uri(i.storage_key, i.filename)
              for i in await review_repo.case_images(session, case.id) if i.storage_key]
-    refs = await review_repo.references_of(session, system.id)
-    reference = await _data_uri(refs[0].storage_key) if refs else None
+    reference = await _data_uri(await _reference_key(session, case, system.id))
     return {"case": case, "system": system, "xrays": [x for x in xrays if x], "reference": reference}
 
 
