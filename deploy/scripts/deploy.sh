@@ -126,8 +126,9 @@ fail_before_switch() {
     exit 1
 }
 
+# (functions called as `f || handler` run without errexit: every step checks its own status)
 fetch_source() {
-    mkdir -p "$release/src"
+    mkdir -p "$release/src" || return 1
     if [[ -n "$archive" ]]; then
         local tar_commit
         # `git archive` stores the commit id in the tar header: check it.
@@ -136,21 +137,21 @@ fetch_source() {
             log "archive holds commit $tar_commit, not $commit"
             return 1
         fi
-        tar -xf "$archive" -C "$release/src"
+        tar -xf "$archive" -C "$release/src" || return 1
     else
         local full
         if [[ -d "$repo" ]]; then
-            full=$(git -C "$repo" rev-parse --verify "$commit^{commit}")
-            git -C "$repo" archive --format=tar "$full" | tar -x -C "$release/src"
+            full=$(git -C "$repo" rev-parse --verify "$commit^{commit}") || return 1
+            git -C "$repo" archive --format=tar "$full" | tar -x -C "$release/src" || return 1
         else
             local cache="$root/repo.git"
             if [[ -d "$cache" ]]; then
-                git -C "$cache" fetch --quiet --prune origin '+refs/heads/*:refs/heads/*'
+                git -C "$cache" fetch --quiet --prune origin '+refs/heads/*:refs/heads/*' || return 1
             else
-                git clone --quiet --mirror "$repo" "$cache"
+                git clone --quiet --mirror "$repo" "$cache" || return 1
             fi
-            full=$(git -C "$cache" rev-parse --verify "$commit^{commit}")
-            git -C "$cache" archive --format=tar "$full" | tar -x -C "$release/src"
+            full=$(git -C "$cache" rev-parse --verify "$commit^{commit}") || return 1
+            git -C "$cache" archive --format=tar "$full" | tar -x -C "$release/src" || return 1
         fi
         commit=$full
     fi
@@ -160,19 +161,19 @@ fetch_source() {
 build_venv() {
     if [[ -n "$venv_from" ]]; then
         local base_site site
-        base_site=$("$venv_from/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-        "$venv_from/bin/python" -m venv --without-pip "$release/venv"
-        site=$("$release/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-        echo "$base_site" >"$site/_raiox_venv_from.pth"
+        base_site=$("$venv_from/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || return 1
+        "$venv_from/bin/python" -m venv --without-pip "$release/venv" || return 1
+        site=$("$release/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || return 1
+        echo "$base_site" >"$site/_raiox_venv_from.pth" || return 1
         # build with VENV's setuptools when it can (offline, fast), else in an isolated build env
         "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
             --no-deps --no-build-isolation "${pip_args[@]}" "$release/src" ||
             "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-                --no-deps "${pip_args[@]}" "$release/src"
+                --no-deps "${pip_args[@]}" "$release/src" || return 1
     else
-        "$python" -m venv "$release/venv"
+        "$python" -m venv "$release/venv" || return 1
         "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            "${pip_args[@]}" "$release/src"
+            "${pip_args[@]}" "$release/src" || return 1
     fi
     "$release/venv/bin/raiox" --help >/dev/null
 }
