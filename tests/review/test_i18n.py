@@ -36,3 +36,14 @@ def test_gettext_language_and_fallbacks():
     assert i18n.gettext("queue.total", "en", n=3) == "3 case(s) found, oldest first"
     assert i18n.gettext("nav.queue", "xx") == "Fila"  # unknown language: pt_BR
     assert i18n.gettext("no.such.id", "en") == "no.such.id"
+
+
+def test_times_are_shown_in_brazil_time():
+    from datetime import UTC, datetime
+
+    from raiox.delivery.templates import when
+
+    moment = datetime(2026, 3, 10, 12, 0, 5, tzinfo=UTC)
+    assert when(moment) == "10/03/2026 09:00"  # America/Sao_Paulo, UTC-3
+    assert when(moment, seconds=True) == "10/03/2026 09:00:05"
+    assert when(None) == "—"

@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     report_link_days: int = Field(default=90, ge=1)
     # Admin panel: language, session lifetime, login lock-out
     admin_locale: str = "pt_BR"
+    admin_timezone: str = "America/Sao_Paulo"  # times shown in the panel
     admin_session_hours: int = Field(default=12, ge=1)
     admin_max_failed_logins: int = Field(default=5, ge=1)
     admin_lockout_minutes: int = Field(default=15, ge=1)

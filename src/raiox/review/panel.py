@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from raiox.cases.service import STATUS_LABELS_PT
+from raiox.delivery.templates import when
 from raiox.kit.errors import RaioxError
 from raiox.kit.logging import get_logger
 from raiox.review import i18n
@@ -34,6 +35,9 @@ def base_path(request: Request) -> str:
 def status_label(status: str) -> str:
     text = i18n.gettext(f"status.{status}")
     return STATUS_LABELS_PT.get(status, status) if text == f"status.{status}" else text
+
+
+templates.env.filters["when"] = when
 
 
 def render(request: Request, name: str, context: dict | None = None, status_code: int = 200,
