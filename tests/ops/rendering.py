@@ -24,6 +24,7 @@ def environment(role: str) -> jinja2.Environment:
         trim_blocks=True,  # Ansible's template module default
     )
     env.filters["regex_replace"] = _regex_replace
+    env.filters["combine"] = lambda first, *others: {k: v for d in (first, *others) for k, v in d.items()}
     return env
 
 

@@ -47,8 +47,15 @@ def test_runtime_env_file_carries_the_settings_and_secrets():
         "raiox_secrets": {"webhook_secret": "w", "session_secret": "s", "jotform_api_key": "j",
                           "spaces_access_key": "a", "spaces_secret_key": "k", "smtp_password": "p"},
         "raiox_smtp_host": "smtp.example.com",
+        "raiox_env_extra": {"RAIOX_JOTFORM_RESULT_FIELDS": '{"system": "21"}', "RAIOX_TOP_K": "7"},
     })
-    env = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    env = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            assert value.startswith("'") and value.endswith("'") and "'" not in value[1:-1], line
+            env[key] = value[1:-1]
+    assert env["RAIOX_JOTFORM_RESULT_FIELDS"] == '{"system": "21"}' and env["RAIOX_TOP_K"] == "7"
     assert env["RAIOX_ENV"] == "production" and env["RAIOX_LOG_FORMAT"] == "json"
     assert env["RAIOX_STORAGE_URL"].startswith("s3://")
     assert env["RAIOX_S3_ENDPOINT"] == "https://nyc3.digitaloceanspaces.com"
