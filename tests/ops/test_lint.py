@@ -8,10 +8,12 @@ from .tooling import REPO, require_tool
 
 
 def _shell_scripts() -> list[str]:
+    """Every shell script of the project: files git tracks or would track (not ignored ones)."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
     found = []
-    for path in REPO.rglob("*"):
-        if any(part in (".git", ".venv", "node_modules", "var") for part in path.relative_to(REPO).parts):
-            continue
+    for name in filter(None, listed):
+        path = REPO / name
         if path.is_file() and (path.suffix == ".sh" or (path.stat().st_size < 200_000 and _bash_shebang(path))):
             found.append(str(path))
     return sorted(found)
@@ -66,3 +68,13 @@ def test_ansible_lint_production_profile():
                             cwd=REPO / "deploy", env=_ansible_env(), timeout=300)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     assert "Profile 'production' was required, and it passed" in result.stdout + result.stderr
+
+
+def test_actionlint_rejects_a_broken_workflow(tmp_path):
+    actionlint = require_tool("actionlint", "PyPI package from the `ops` extra")
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n"
+                   "      - run: echo ${{ github.no_such_context.value }}\n        concurrency: nope\n")
+    result = subprocess.run([actionlint, str(bad)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0 and "bad.yml" in result.stdout, result.stdout + result.stderr
