@@ -164,10 +164,10 @@ class JotformClient:
     async def list_submissions(
         self,
         form_id: str,
-        *,
         created_after: datetime | str | None = None,
         offset: int = 0,
         limit: int = 100,
+        *,
         orderby: str = "created_at",
     ) -> list[dict]:
         """One page of `GET /form/{id}/submissions` (limit <= 1000), optionally `created_at:gt` filtered."""
