@@ -55,7 +55,7 @@ async def start(case_id: uuid.UUID, attempt: int) -> list[CaseImage] | None:
         return await repository.list_images(session, case_id)
 
 
-async def fetch_and_store(image: CaseImage, http: httpx.AsyncClient) -> None:
+async def fetch_and_store(image: CaseImage, http: httpx.AsyncClient) -> bytes | None:
     """Download IMAGE once and store its bytes under their sha256 (stored once); mark it stored/failed."""
     settings = get_settings()
     try:
@@ -65,7 +65,7 @@ async def fetch_and_store(image: CaseImage, http: httpx.AsyncClient) -> None:
         async with session_scope() as session:
             await repository.update_image(session, image.id, status=ImageStatus.failed, error=exc.message)
         image.status, image.error = ImageStatus.failed, exc.message
-        return
+        return None
     key, digest = content_key(got.data)
     storage = get_storage()
     if not await storage.exists(key):
@@ -78,6 +78,7 @@ async def fetch_and_store(image: CaseImage, http: httpx.AsyncClient) -> None:
         setattr(image, name, value)
     log.info("image_stored", case_id=str(image.case_id), image_id=str(image.id), url=public_url(image.source_url),
              bytes=len(got.data), sha256=digest[:12])
+    return got.data
 
 
 def _analyse_bytes(image_id: uuid.UUID, data: bytes, filename: str | None) -> Analysed:
@@ -88,12 +89,24 @@ def _analyse_bytes(image_id: uuid.UUID, data: bytes, filename: str | None) -> An
         pixels = read_image(data, filename, max_pixels=get_settings().max_pixels)
     except ImageDecodeError as exc:
         return Analysed(image_id, ImageStatus.invalid, error=str(exc))
+    except Exception as exc:  # a decoder crash on a hostile file must not sink the whole case
+        log.error("image_decode_crashed", image_id=str(image_id), exc_info=True)
+        return Analysed(image_id, ImageStatus.invalid, error=f"cannot decode the file: {type(exc).__name__}")
     height, width = pixels.shape[:2]
-    return Analysed(image_id, ImageStatus.processed, size=(width, height), fixtures=analyze(pixels, get_embedder()))
+    try:
+        fixtures = analyze(pixels, get_embedder())
+    except MemoryError:
+        raise
+    except Exception as exc:  # deterministic on this image: retrying would only fail the other images too
+        log.error("image_analysis_crashed", image_id=str(image_id), exc_info=True)
+        return Analysed(image_id, ImageStatus.invalid, size=(width, height),
+                        error=f"analysis failed: {type(exc).__name__}: {exc}")
+    return Analysed(image_id, ImageStatus.processed, size=(width, height), fixtures=fixtures)
 
 
-async def analyse(image: CaseImage) -> Analysed:
-    data = await get_storage().get(image.storage_key)
+async def analyse(image: CaseImage, data: bytes | None = None) -> Analysed:
+    """Analyse IMAGE (bytes just downloaded, else read back from storage) in a worker thread."""
+    data = data if data is not None else await get_storage().get(image.storage_key)
     return await asyncio.to_thread(_analyse_bytes, image.id, data, image.filename)
 
 
@@ -145,6 +158,16 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
         return case.status
 
 
+async def _all(coroutines: list) -> list:
+    """Run COROUTINES concurrently, let every one finish (no orphan left running), then raise the first
+    error if any (a transient one: the job is retried)."""
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
 async def process_case(case_id: uuid.UUID, *, attempt: int = 0) -> str | None:
     """The whole pipeline for one case; raises on transient trouble (the job retries). Final status.
 
@@ -156,21 +179,23 @@ async def process_case(case_id: uuid.UUID, *, attempt: int = 0) -> str | None:
         return None
     async with new_client(get_settings()) as http:
         gate = asyncio.Semaphore(DOWNLOADS)
+        fresh: dict[uuid.UUID, bytes] = {}
 
         async def fetch(image: CaseImage) -> None:
             async with gate:
-                await fetch_and_store(image, http)
+                if (data := await fetch_and_store(image, http)) is not None:
+                    fresh[image.id] = data
 
-        await asyncio.gather(*[fetch(i) for i in images
-                               if i.storage_key is None and i.status in (ImageStatus.pending, ImageStatus.failed)])
+        await _all([fetch(i) for i in images
+                    if i.storage_key is None and i.status in (ImageStatus.pending, ImageStatus.failed)])
     downloaded = time.perf_counter()
     lanes = asyncio.Semaphore(ANALYSES)
 
     async def analyse_one(image: CaseImage) -> Analysed:
         async with lanes:
-            return await analyse(image)
+            return await analyse(image, fresh.pop(image.id, None))
 
-    analysed = list(await asyncio.gather(*[analyse_one(i) for i in images if i.storage_key]))
+    analysed = await _all([analyse_one(i) for i in images if i.storage_key])
     analysed_at = time.perf_counter()
     status = await save_results(case_id, analysed, images)
     log.info("case_processed", case_id=str(case_id), status=status, images=len(images),
