@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -75,6 +76,20 @@ def postgres_pids(data_dir: Path) -> list[int]:
             procs[int(entry.name)] = (cmdline, ppid)
     master = [pid for pid, (cmd, _) in procs.items() if str(data_dir) in cmd and "postgres" in cmd]
     return master + [pid for pid, (_, ppid) in procs.items() if ppid in master]
+
+
+def stop_embedded_postgres(root: Path) -> None:
+    """SIGTERM the embedded postmasters this bench started under ROOT (pgserver leaves them running)."""
+    import signal
+
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"-D" in cmdline and str(root).encode() in b" ".join(cmdline) and cmdline[0].endswith(b"postgres"):
+                os.kill(int(entry.name), signal.SIGTERM)
 
 
 def start_server(env: dict, port: int, worker: bool) -> subprocess.Popen:
@@ -186,6 +201,16 @@ def time_to_review(port: int, token: str, jotform: FakeJotform, files, timeout: 
 
 
 def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="raiox-bench-intake-"))
+    try:
+        run(tmp)
+    finally:
+        stop_embedded_postgres(tmp)
+        time.sleep(2)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp: Path) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of sustained load")
@@ -197,7 +222,6 @@ def main() -> None:
 
     from raiox.synth import demo_catalog, render_scene, to_png
 
-    tmp = Path(tempfile.mkdtemp(prefix="raiox-bench-intake-"))
     jotform = FakeJotform(api_key=API_KEY).start()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), RAIOX_DATA_DIR=str(tmp / "webhooks"),
                RAIOX_LOG_FORMAT="json", RAIOX_WEBHOOK_SECRET=SECRET, RAIOX_JOTFORM_API_KEY=API_KEY,
