@@ -93,7 +93,8 @@ def stop_embedded_postgres(root: Path) -> None:
 
 
 def start_server(env: dict, port: int, worker: bool) -> subprocess.Popen:
-    args = [sys.executable, "-m", "raiox", "serve", "--port", str(port)] + ([] if worker else ["--no-worker"])
+    args = [sys.executable, "-m", "raiox", "serve", "--port", str(port), "--workers", str(env.get("BENCH_WORKERS", "1"))]
+    args += [] if worker else ["--no-worker"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(env["BENCH_LOG"], "ab"))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -218,6 +219,7 @@ def run(tmp: Path) -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--skip-cases", action="store_true", help="only measure the webhook rate")
     parser.add_argument("--catalog-systems", type=int, default=24, help="demo systems loaded for the search")
+    parser.add_argument("--workers", type=int, default=1, help="`raiox serve --workers N` server processes")
     args = parser.parse_args()
 
     from raiox.synth import demo_catalog, render_scene, to_png
@@ -227,7 +229,7 @@ def run(tmp: Path) -> None:
                RAIOX_LOG_FORMAT="json", RAIOX_WEBHOOK_SECRET=SECRET, RAIOX_JOTFORM_API_KEY=API_KEY,
                RAIOX_JOTFORM_API_URL=jotform.url, RAIOX_JOTFORM_UPLOAD_HOSTS=jotform.url,
                RAIOX_JOTFORM_FORM_ID=FORM_ID, OMP_NUM_THREADS="1", RAIOX_DATABASE_URL="",
-               BENCH_LOG=str(tmp / "serve.log"))
+               BENCH_LOG=str(tmp / "serve.log"), BENCH_WORKERS=str(args.workers))
     env_cases = dict(env, RAIOX_DATA_DIR=str(tmp / "cases"))
     systems = demo_catalog()
     print(f"setup in {tmp}: migrate, demo catalog ({args.catalog_systems} systems), token", file=sys.stderr)

@@ -74,3 +74,10 @@ def create_app(*, worker: bool = False) -> FastAPI:
 
     app.mount("/admin", create_panel())
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for `raiox serve --workers N` (uvicorn imports it in each server process)."""
+    import os
+
+    return create_app(worker=os.environ.get("RAIOX_SERVE_IN_PROCESS_WORKER", "1") == "1")

@@ -54,8 +54,11 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     worker: bool = typer.Option(True, "--worker/--no-worker", help="Run the job worker in-process."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes (uvicorn workers)."),
 ) -> None:
     """Serve the API, the Jotform webhook and the admin panel (and, by default, the worker)."""
+    import os
+
     import uvicorn
 
     from raiox.app import create_app
@@ -63,7 +66,14 @@ def serve(
     settings = _settings()
     if settings.embedded_database:
         migrate()  # embedded defaults: a fresh machine works with nothing configured
-    uvicorn.run(create_app(worker=worker), host=host, port=port, log_config=None, access_log=False)
+    options = {"host": host, "port": port, "log_config": None, "access_log": False}
+    if workers == 1:
+        uvicorn.run(create_app(worker=worker), **options)
+        return
+    # Several processes: each builds its own app (and, unless --no-worker, its own job worker; jobs are
+    # locked in PostgreSQL, so workers in several processes never run the same job twice).
+    os.environ["RAIOX_SERVE_IN_PROCESS_WORKER"] = "1" if worker else "0"
+    uvicorn.run("raiox.app:app_from_environment", factory=True, workers=workers, **options)
 
 
 @app.command()
