@@ -1,12 +1,80 @@
-"""`raiox vision ...`: train, evaluate and export embedding models."""
+"""`raiox vision ...`: render training data, train, evaluate and export embedding models."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import typer
 
 app = typer.Typer(help="Implant localisation and embedding models.", no_args_is_help=True)
+
+
+@app.command("render-data")
+def render_data(
+    out: Path = typer.Option(Path("runs/v1"), "--out", help="training folder; crops go to OUT/data"),
+    classes: int = typer.Option(1200, help="random training systems (specs sampled from the schema ranges)"),
+    per_class: int = typer.Option(10, help="renders per training system"),
+    shard_size: int = typer.Option(100, help="systems per shard file (rendering resumes per shard)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Pre-render canonical training crops of random systems, disjoint from the demo catalog."""
+    from raiox.vision.datagen import render_dataset
+
+    total = render_dataset(out / "data", classes=classes, per_class=per_class, shard_size=shard_size, seed=seed)
+    typer.echo(f"{total} crops in {out / 'data'}")
+
+
+@app.command()
+def train(
+    out: Path = typer.Option(Path("runs/v1"), "--out", help="training folder (data, checkpoints, model)"),
+    steps: int = typer.Option(6000, help="optimiser steps in total (a rerun continues to this many)"),
+    batch: int = typer.Option(96),
+    lr: float = typer.Option(2e-3),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    threads: int = typer.Option(2, help="torch CPU threads"),
+    classes: int = typer.Option(1200, help="training systems to render if OUT/data is empty"),
+    per_class: int = typer.Option(10),
+    install: bool = typer.Option(False, help="copy the model and card into the package (raiox/vision/models)"),
+) -> None:
+    """Train the fixture embedder with ArcFace on synthetic renders; resumable; writes ONNX + card."""
+    from raiox.vision.card import write_card
+    from raiox.vision.datagen import render_dataset
+    from raiox.vision.train import TrainConfig, train as run
+
+    render_dataset(out / "data", classes=classes, per_class=per_class, seed=seed)  # no-op when done
+    cfg = TrainConfig(out=out, steps=steps, batch=batch, lr=lr, seed=seed, device=device, threads=threads)
+    onnx_path = run(cfg)
+    card = write_card(out, onnx_path)
+    typer.echo(f"wrote {onnx_path} and {card}")
+    if install:
+        from raiox.vision.card import install_model
+
+        typer.echo(f"installed {install_model(onnx_path, card)}")
+
+
+@app.command("eval")
+def evaluate(
+    embedder: str = typer.Option(None, help="embedder spec (default: RAIOX_EMBEDDER / settings)"),
+    gallery: int = typer.Option(3, help="clean references per system"),
+    queries: int = typer.Option(5, help="single-implant hard queries per system"),
+    scenes: int = typer.Option(40, help="multi-implant scenes"),
+    limit: int = typer.Option(None, help="only the first N demo systems"),
+    doc: Path = typer.Option(Path("docs/benchmarks.md"), help="Markdown file whose '## Vision' section is rewritten"),
+    write: bool = typer.Option(True, "--write/--no-write"),
+) -> None:
+    """Retrieval top-1/top-5 (model vs raw pixels vs HOG) and localisation on the demo catalog."""
+    from raiox.vision import evaluate as ev
+
+    cfg = ev.EvalConfig(gallery_per_system=gallery, queries_per_system=queries, scenes=scenes,
+                        embedder=embedder, limit_systems=limit)
+    res = ev.evaluate(cfg)
+    body = ev.markdown(res, "raiox vision eval " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else []))
+    typer.echo(body)
+    if write:
+        ev.write_section(doc, body)
 
 
 @app.command("export-onnx")

@@ -23,8 +23,21 @@ class Detection:
     confidence: float
 
 
-def locate(image: np.ndarray, min_confidence: float = 0.3) -> list[Detection]:
-    """Every implant fixture in ``image`` (HxW float in [0, 1], metal bright), most confident first."""
+def locate(image: np.ndarray, method: str = "auto") -> list[Detection]:
+    """Every implant fixture in ``image`` (HxW float in [0, 1], metal bright), most confident first.
+
+    ``method``: "learned" (the shipped ONNX localiser), "classical" (thresholds and outlines) or
+    "auto" (learned when its model is shipped).
+    """
+    from raiox.vision import locator
+
+    if method == "learned" or (method == "auto" and locator.model_path() is not None):
+        return locator.locate_learned(image)
+    return locate_classical(image)
+
+
+def locate_classical(image: np.ndarray, min_confidence: float = 0.3) -> list[Detection]:
+    """Classical localisation: bright metal components read row by row along their axis."""
     img = np.asarray(image, dtype=np.float32)
     if img.ndim != 2 or min(img.shape) < 16:
         return []

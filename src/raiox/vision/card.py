@@ -1,0 +1,58 @@
+"""Model card for a trained embedder, and installing a model into the package."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+
+def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> Path:
+    state = json.loads((out / "train-state.json").read_text())
+    meta_path = out / "data" / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    cfg, hist = state["config"], state.get("history", [])
+    last = hist[-1] if hist else {}
+    name = onnx_path.stem
+    digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    lines = [
+        f"# Model card: {name}",
+        "",
+        f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; file `{onnx_path.name}`, "
+        f"{onnx_path.stat().st_size / 1e6:.1f} MB, sha256 `{digest[:16]}...`.",
+        "- Task: embed one canonical implant-fixture crop so crops of the same implant system land closest.",
+        "- Input `image`: float32 (N, 1, 192, 64) in [0, 1], the `raiox.vision.canonical_crop` output "
+        "(long axis vertical, platform up, metal bright, zero outside the fixture). "
+        "Output `embedding`: (N, 512) float32, L2-normalised; the graph averages the crop and its mirror image.",
+        "- Network: compact residual CNN (5x5 stride-2 stem, three residual stages 32/64/128, "
+        "row-wise pooling that keeps the platform/body/apex position, linear 512 + BatchNorm), "
+        "trained with ArcFace (additive angular margin).",
+        f"- Data: {meta.get('crops', '?')} synthetic crops of {meta.get('classes', '?')} random systems "
+        f"({meta.get('per_class', '?')} renders each) sampled from the `raiox.synth` spec ranges by "
+        "`raiox.vision.datagen`; the demo catalog systems are never used in training (evaluation only). "
+        f"Renderer: {meta.get('renderer', 'raiox.synth')}.",
+        f"- Training: {cfg.get('steps')} steps, batch {cfg.get('batch')}, AdamW lr {cfg.get('lr')}, "
+        f"weight decay {cfg.get('weight_decay')}, ArcFace s={cfg.get('scale')} m={cfg.get('margin')}, "
+        f"seed {cfg.get('seed')}, device {cfg.get('device')}; on-line augmentation: mirror, box jitter "
+        "(rotation, scale, shift), gamma, blur, noise, occlusion bands.",
+        f"- Validation (held-out random systems, 2 gallery renders each, top-1): {last.get('val_top1', 'n/a')} "
+        f"at step {last.get('step', '?')}; final training loss {last.get('loss', float('nan')):.3f}.",
+        "- Command: `raiox vision train --out runs/v1` (resumes from `runs/v1/ckpt.pt`).",
+        "- Limits: trained on synthetic radiographs only; real films differ (bone texture, "
+        "angulation, scatter). Vectors of different model ids are never comparable.",
+    ]
+    if eval_section:
+        lines += ["", "## Evaluation (demo catalog, `raiox vision eval`)", "", eval_section]
+    card = out / f"{name}.md"
+    card.write_text("\n".join(lines) + "\n")
+    return card
+
+
+def install_model(onnx_path: Path, card: Path) -> Path:
+    target = Path(str(resources.files("raiox.vision") / "models"))
+    shutil.copy2(onnx_path, target / onnx_path.name)
+    shutil.copy2(card, target / card.name)
+    return target / onnx_path.name

@@ -1,0 +1,237 @@
+"""`raiox vision eval`: retrieval and localisation on the demo catalog (held out from training).
+
+Gallery: a few clean reference renders per demo system, through ``embed_reference``'s path.
+Queries: unseen renders under hard conditions, each through ``locate`` (a query whose fixture is
+not found counts as a miss). Methods: the configured embedder and two baselines on the same crops
+(raw pixels, HOG). Results are a dict and a Markdown section for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from raiox.vision.canonical import canonical_crop
+from raiox.vision.detect import box_iou, locate
+from raiox.vision.embedders import fit_crop, get_embedder, l2_normalise
+
+CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")
+
+
+@dataclass
+class EvalConfig:
+    gallery_per_system: int = 3
+    queries_per_system: int = 5  # single-implant queries, one per condition
+    scenes: int = 40  # multi-implant scenes (2-3 fixtures)
+    seed: int = 7000
+    embedder: str | None = None
+    limit_systems: int | None = None
+
+
+def condition(name: str, rng: np.random.Generator) -> dict:
+    """Render conditions for a named hard case (angulation up to 15 degrees)."""
+    from raiox.vision.synthbridge import hard_conditions
+
+    return hard_conditions(name, rng)
+
+
+def _crop_of(image: np.ndarray, box) -> np.ndarray:
+    return canonical_crop(image, box)
+
+
+def match(found, truth, threshold: float = 0.5) -> list[tuple[int, int]]:
+    """Greedy one-to-one matches (detection index, truth index) with IoU >= threshold."""
+    pairs = sorted(((box_iou(d.box, t), i, j) for i, d in enumerate(found) for j, t in enumerate(truth)), reverse=True)
+    used_d, used_t, out = set(), set(), []
+    for iou, i, j in pairs:
+        if iou >= threshold and i not in used_d and j not in used_t:
+            used_d.add(i), used_t.add(j), out.append((i, j))
+    return out
+
+
+def platform_ok(det_box: np.ndarray, truth: np.ndarray) -> bool:
+    top = det_box[:2].mean(0)
+    return np.hypot(*(top - truth[:2].mean(0))) < np.hypot(*(top - truth[2:].mean(0)))
+
+
+def build_sets(cfg: EvalConfig):
+    from raiox.synth import demo_catalog, render_reference, render_scene
+
+    systems = demo_catalog()[: cfg.limit_systems]
+    rng = np.random.default_rng(cfg.seed)
+    gallery, g_lab = [], []
+    for si, sysm in enumerate(systems):
+        for g in range(cfg.gallery_per_system):
+            img = render_reference(sysm.spec, seed=cfg.seed + g)
+            found = locate(img)
+            h, w = img.shape
+            box = found[0].box if found else np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+            gallery.append(_crop_of(img, box))
+            g_lab.append(si)
+    queries, q_lab, q_cond = [], [], []
+    loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0}
+    jobs = [([si], CONDITIONS[q % len(CONDITIONS)]) for si in range(len(systems)) for q in range(cfg.queries_per_system)]
+    jobs += [(list(rng.choice(len(systems), size=int(rng.integers(2, 4)), replace=False)), "multi") for _ in range(cfg.scenes)]
+    for k, (members, cond) in enumerate(jobs):
+        scene = render_scene([systems[i].spec for i in members], seed=cfg.seed * 10 + k,
+                             conditions=condition("combined" if cond == "multi" else cond, rng))
+        found = locate(scene.image)
+        pairs = match(found, scene.boxes)
+        loc["tp"] += len(pairs)
+        loc["fp"] += len(found) - len(pairs)
+        loc["fn"] += len(scene.boxes) - len(pairs)
+        hit = dict((j, i) for i, j in pairs)
+        for j, idx in enumerate(scene.indices):
+            label = members[idx]
+            if j in hit:
+                det = found[hit[j]]
+                loc["platform_ok"] += platform_ok(det.box, scene.boxes[j])
+                queries.append(_crop_of(scene.image, det.box))
+            else:
+                queries.append(None)  # not localised: a retrieval miss for every method
+            q_lab.append(label)
+            q_cond.append(cond)
+    return systems, gallery, np.array(g_lab), queries, np.array(q_lab), q_cond, loc
+
+
+def pixel_features(crops) -> np.ndarray:
+    small = np.stack([fit_crop(c, 48, 16).ravel() for c in crops])
+    return l2_normalise(small - small.mean(1, keepdims=True))
+
+
+def hog_features(crops) -> np.ndarray:
+    from skimage.feature import hog
+
+    feats = [hog(c, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2)) for c in crops]
+    return l2_normalise(np.stack(feats))
+
+
+def rank(gallery_vecs, g_lab, query_vecs, n_systems: int) -> np.ndarray:
+    """(Q, n_systems) system ids ordered best first (a system scores its best gallery image)."""
+    sims = query_vecs @ gallery_vecs.T
+    per_sys = np.full((len(query_vecs), n_systems), -np.inf, np.float32)
+    for s in range(n_systems):
+        cols = g_lab == s
+        if cols.any():
+            per_sys[:, s] = sims[:, cols].max(1)
+    return np.argsort(-per_sys, axis=1)
+
+
+def scores(order, q_lab, valid, q_cond, groups) -> dict:
+    hit1 = np.array([v and o[0] == y for o, y, v in zip(order, q_lab, valid)])
+    hit5 = np.array([v and y in o[:5] for o, y, v in zip(order, q_lab, valid)])
+    out = {"top1": hit1.mean(), "top5": hit5.mean(), "n": len(q_lab), "by_condition": {}, "by_group": {}}
+    for key, labels in (("by_condition", q_cond), ("by_group", [groups[y] for y in q_lab])):
+        buckets = defaultdict(list)
+        for i, lab in enumerate(labels):
+            buckets[lab].append(i)
+        out[key] = {k: (hit1[v].mean(), hit5[v].mean(), len(v)) for k, v in sorted(buckets.items())}
+    return out
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    embedder = get_embedder(cfg.embedder)
+    t0 = time.time()
+    systems, gallery, g_lab, queries, q_lab, q_cond, loc = build_sets(cfg)
+    valid = [q is not None for q in queries]
+    q_crops = [q if q is not None else np.zeros_like(gallery[0]) for q in queries]
+    groups = [s.group for s in systems]
+    methods = {embedder.model_id: embedder.embed, "raw pixels": pixel_features, "HOG": hog_features}
+    results = {}
+    for name, fn in methods.items():
+        order = rank(fn(gallery), g_lab, fn(q_crops), len(systems))
+        results[name] = scores(order, q_lab, valid, q_cond, groups)
+    return {
+        "embedder": embedder.model_id, "systems": len(systems), "gallery": len(gallery), "queries": len(queries),
+        "localisation": _loc_rates(loc), "methods": results, "speed": speed(embedder),
+        "seconds": round(time.time() - t0, 1), "config": cfg,
+    }
+
+
+def _loc_rates(loc: dict) -> dict:
+    tp, fp, fn = loc["tp"], loc["fp"], loc["fn"]
+    return {"recall": tp / max(tp + fn, 1), "precision": tp / max(tp + fp, 1),
+            "platform_correct": loc["platform_ok"] / max(tp, 1), **loc}
+
+
+def speed(embedder, repeats: int = 20) -> dict:
+    """ms per crop embedding (batch of 1) and decode + locate + embed of a 1600x1200 periapical."""
+    import cv2
+
+    from raiox.synth import demo_catalog, render_scene, to_png
+    from raiox.vision.pipeline import analyze
+
+    cv2.setNumThreads(1)
+    crop = np.random.default_rng(0).random((192, 64), dtype=np.float32)
+    embedder.embed([crop])
+    t = time.perf_counter()
+    for _ in range(repeats):
+        embedder.embed([crop])
+    per_crop = (time.perf_counter() - t) / repeats * 1000
+    specs = [s.spec for s in demo_catalog()[:2]]
+    scene = render_scene(specs, seed=1, conditions={"size": (1200, 1600)})
+    png = to_png(scene.image)
+    try:
+        from raiox.vision import read_image
+    except ImportError:
+        read_image = None
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        img = read_image(png, "scene.png") if read_image else scene.image
+        analyze(img, embedder)
+        times.append((time.perf_counter() - t) * 1000)
+    return {"ms_per_crop": per_crop, "ms_periapical": float(np.median(times)), "image_shape": scene.image.shape,
+            "decode": read_image is not None}
+
+
+def markdown(res: dict, command: str) -> str:
+    loc, sp = res["localisation"], res["speed"]
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Command: `{command}` ({when}; {platform.machine()}, shared 2-core development machine).",
+        f"Embedder `{res['embedder']}`; {res['systems']} demo systems (never seen in training), "
+        f"gallery {res['gallery']} clean references, {res['queries']} query fixtures; {res['seconds']} s.",
+        "",
+        "| Method | top-1 | top-5 |", "|---|---|---|",
+    ]
+    lines += [f"| {name} | {m['top1']:.1%} | {m['top5']:.1%} |" for name, m in res["methods"].items()]
+    names = list(res["methods"])
+    lines += ["", "Per condition (top-1 / top-5, n):", "",
+              "| Condition | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    conds = res["methods"][names[0]]["by_condition"]
+    for c in conds:
+        cells = [f"{res['methods'][m]['by_condition'][c][0]:.1%} / {res['methods'][m]['by_condition'][c][1]:.1%}" for m in names]
+        lines.append(f"| {c} | {conds[c][2]} | " + " | ".join(cells) + " |")
+    lines += ["", "Per look-alike group (top-1, n):", "", "| Group | n | " + " | ".join(names) + " |",
+              "|---|---|" + "---|" * len(names)]
+    groups = res["methods"][names[0]]["by_group"]
+    for g in groups:
+        cells = [f"{res['methods'][m]['by_group'][g][0]:.1%}" for m in names]
+        lines.append(f"| {g} | {groups[g][2]} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Localisation (IoU >= 0.5, oriented boxes): recall {loc['recall']:.1%}, precision {loc['precision']:.1%}, "
+        f"platform end correct {loc['platform_correct']:.1%} (tp {loc['tp']}, fp {loc['fp']}, fn {loc['fn']}).",
+        f"Speed, one CPU thread: {sp['ms_per_crop']:.1f} ms per crop embedding; "
+        f"{'decode + ' if sp['decode'] else ''}locate + embed of a {sp['image_shape'][1]}x{sp['image_shape'][0]} "
+        f"periapical {sp['ms_periapical']:.0f} ms (median of 5).",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(doc_path, body: str, heading: str = "## Vision") -> None:
+    text = doc_path.read_text() if doc_path.exists() else "# Benchmarks\n"
+    if heading in text:
+        head, rest = text.split(heading, 1)
+        nxt = rest.find("\n## ")
+        tail = rest[nxt:] if nxt >= 0 else "\n"
+        text = f"{head}{heading}\n\n{body}\n{tail}"
+    else:
+        text = f"{text.rstrip()}\n\n{heading}\n\n{body}\n"
+    doc_path.write_text(text)

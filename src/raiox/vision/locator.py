@@ -1,0 +1,95 @@
+"""Learned fixture localiser (ONNX Runtime): a small fully convolutional net predicts, at low
+resolution, where fixture metal is and which end is the platform and which the apex.
+
+Each connected fixture blob becomes an oriented box: the axis runs from the platform blob to the
+apex blob (principal axis when those are unclear), extents from the blob's pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from raiox.vision.detect import Detection
+
+LOC_SIDE = 256  # the net sees the image with its longer side at this many pixels
+OUT_STRIDE = 2  # output maps are half the net input
+
+
+def model_path() -> Path | None:
+    path = Path(str(resources.files("raiox.vision") / "models" / "locator-v1.onnx"))
+    return path if path.is_file() else None
+
+
+@lru_cache(maxsize=2)
+def _session(path: str):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(os.environ.get("RAIOX_ONNX_THREADS", "1"))
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def net_input(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """Resize so the longer side is LOC_SIDE and both sides are multiples of 8; return the scale."""
+    h, w = image.shape
+    f = LOC_SIDE / max(h, w)
+    nh, nw = max(8, int(round(h * f / 8)) * 8), max(8, int(round(w * f / 8)) * 8)
+    small = cv2.resize(image.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA)
+    return small, (nw / w + nh / h) / 2
+
+
+def predict(image: np.ndarray, path: Path | None = None) -> tuple[np.ndarray, float]:
+    """(3, h, w) probabilities (fixture, platform end, apex end) and the image->map scale."""
+    small, f = net_input(image)
+    logits = _session(str(path or model_path())).run(None, {"image": small[None, None]})[0][0]
+    return 1 / (1 + np.exp(-logits)), f / OUT_STRIDE
+
+
+def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: float = 0.5) -> list[Detection]:
+    prob, scale = predict(np.asarray(image, np.float32), path)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((prob[0] > 0.5).astype(np.uint8), connectivity=8)
+    out = []
+    for i in range(1, count):
+        if stats[i, cv2.CC_STAT_AREA] < 12:
+            continue
+        det = _blob_box(prob, labels == i)
+        if det is not None and det.confidence >= min_confidence:
+            out.append(Detection(((det.box + 0.5) / scale - 0.5).astype(np.float32), det.confidence))
+    return sorted(out, key=lambda d: -d.confidence)
+
+
+def _centroid(weights: np.ndarray) -> tuple[np.ndarray, float]:
+    ys, xs = np.nonzero(weights > 0.3)
+    if len(xs) == 0:
+        return np.zeros(2), 0.0
+    w = weights[ys, xs]
+    return np.array([np.sum(xs * w), np.sum(ys * w)]) / w.sum(), float(w.sum())
+
+
+def _blob_box(prob: np.ndarray, blob: np.ndarray) -> Detection | None:
+    ys, xs = np.nonzero(blob)
+    pts = np.stack([xs, ys], 1).astype(np.float64)
+    centre = pts.mean(0)
+    near = cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    top, top_mass = _centroid(prob[1] * near)
+    bottom, bottom_mass = _centroid(prob[2] * near)
+    evals, evecs = np.linalg.eigh(np.cov((pts - centre).T) + np.eye(2) * 1e-6)
+    axis = evecs[:, 1]
+    if top_mass + bottom_mass > 2:
+        ends = (bottom if bottom_mass > 0 else centre) - (top if top_mass > 0 else centre)
+        if np.hypot(*ends) > 1.0:
+            axis = ends / np.hypot(*ends)
+    normal = np.array([-axis[1], axis[0]])
+    t, s = (pts - centre) @ axis, (pts - centre) @ normal
+    t0, t1, s0, s1 = t.min() - 0.5, t.max() + 0.5, s.min() - 0.5, s.max() + 0.5
+    c = lambda a, b: centre + axis * a + normal * b
+    box = np.array([c(t0, s1), c(t0, s0), c(t1, s0), c(t1, s1)])
+    confidence = float(np.clip((prob[0][blob].mean() - 0.5) * 2.2, 0, 1))
+    return Detection(box.astype(np.float32), round(confidence, 4))

@@ -1,0 +1,171 @@
+"""Training the learned localiser (torch; the ``train`` extra): scenes from ``raiox.synth``
+with ground-truth boxes -> fixture / platform-end / apex-end maps at half the net input."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import structlog
+
+from raiox.vision.locator import LOC_SIDE, OUT_STRIDE, net_input
+
+log = structlog.get_logger(__name__)
+END_FRACTION = 0.3  # the platform / apex end maps cover this fraction of the fixture length
+CANVAS = LOC_SIDE  # training canvases are LOC_SIDE x LOC_SIDE (images padded at random)
+
+
+def targets(boxes, shape: tuple[int, int], scale: float) -> np.ndarray:
+    """(3, h, w) uint8 maps: fixture, platform end, apex end; ``scale`` maps image -> map pixels."""
+    h, w = shape
+    maps = np.zeros((3, h, w), np.uint8)
+    for box in boxes:
+        b = (np.asarray(box, np.float64) + 0.5) * scale - 0.5
+        p_l, p_r, a_r, a_l = b
+        top = np.array([p_l, p_r, p_r + END_FRACTION * (a_r - p_r), p_l + END_FRACTION * (a_l - p_l)])
+        bottom = np.array([a_l + END_FRACTION * (p_l - a_l), a_r + END_FRACTION * (p_r - a_r), a_r, a_l])
+        for k, poly in enumerate((b, top, bottom)):
+            cv2.fillPoly(maps[k], [np.round(poly * 4).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=2)
+    return maps
+
+
+def render_scenes(out: Path, count: int, seed: int = 0, shard: int = 100) -> int:
+    """Render ``count`` training scenes of random systems (1-3 fixtures), net-input sized, to shards."""
+    from raiox.synth import render_scene, validate_spec
+
+    from raiox.vision.synthbridge import random_spec
+
+    out.mkdir(parents=True, exist_ok=True)
+    done = 0
+    for s0 in range(0, count, shard):
+        path = out / f"scenes-{s0 // shard:03d}.npz"
+        if path.exists():
+            done += shard
+            continue
+        rng = np.random.default_rng([seed, s0])
+        imgs, maps = [], []
+        t0 = time.time()
+        while len(imgs) < min(shard, count - s0):
+            specs = []
+            while len(specs) < int(rng.choice([1, 1, 2, 2, 3])):
+                spec = random_spec(rng)
+                try:
+                    validate_spec(spec)
+                    specs.append(spec)
+                except Exception:
+                    continue
+            big = rng.choice([(600, 800), (800, 600), (500, 650), (650, 500), (450, 600), (600, 450)])
+            cond = {"size": tuple(int(v) for v in big)}
+            if rng.random() < 0.3:
+                cond["prosthesis"] = str(rng.choice(["crown", "abutment", "healing"]))
+            try:
+                sc = render_scene(specs, seed=int(rng.integers(2**31)), conditions=cond)
+            except Exception as exc:
+                log.warning("locnet.skip", error=str(exc))
+                continue
+            small, f = net_input(sc.image)
+            canvas = np.zeros((CANVAS, CANVAS), np.float32)
+            target = np.zeros((3, CANVAS // OUT_STRIDE, CANVAS // OUT_STRIDE), np.uint8)
+            h, w = small.shape
+            oy, ox = int(rng.integers(0, CANVAS - h + 1)) // 8 * 8, int(rng.integers(0, CANVAS - w + 1)) // 8 * 8
+            canvas[oy : oy + h, ox : ox + w] = small
+            shifted = [np.asarray(b) * f + [ox, oy] for b in sc.boxes]
+            target[:] = targets(shifted, target.shape[1:], 1 / OUT_STRIDE)
+            imgs.append((canvas * 255).round().astype(np.uint8))
+            maps.append(target)
+        np.savez_compressed(path, images=np.stack(imgs), maps=np.stack(maps))
+        done += len(imgs)
+        log.info("locnet.shard", path=str(path), scenes=len(imgs), seconds=round(time.time() - t0, 1))
+    return done
+
+
+def build_net():
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    def conv(cin, cout, stride=1, dil=1):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dil, dilation=dil, bias=False), nn.BatchNorm2d(cout),
+                             nn.ReLU(inplace=True))
+
+    class LocNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.s1 = nn.Sequential(conv(1, 16, 2), conv(16, 16))  # 1/2
+            self.s2 = nn.Sequential(conv(16, 32, 2), conv(32, 32))  # 1/4
+            self.s3 = nn.Sequential(conv(32, 48, 2), conv(48, 48, dil=2), conv(48, 48, dil=4))  # 1/8
+            self.u2 = conv(48 + 32, 32)
+            self.u1 = conv(32 + 16, 16)
+            self.head = nn.Conv2d(16, 3, 1)
+
+        def forward(self, x):
+            a = self.s1(x)
+            b = self.s2(a)
+            c = self.s3(b)
+            b = self.u2(torch.cat([F.interpolate(c, size=b.shape[2:], mode="nearest"), b], 1))
+            a = self.u1(torch.cat([F.interpolate(b, size=a.shape[2:], mode="nearest"), a], 1))
+            return self.head(a)
+
+    return LocNet()
+
+
+def train_locator(out: Path, steps: int = 3000, batch: int = 16, lr: float = 3e-3, seed: int = 0, threads: int = 1,
+                  checkpoint_every_s: float = 180.0) -> Path:
+    import torch
+    from torch.nn import functional as F
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    parts = [np.load(p) for p in sorted((out / "scenes").glob("scenes-*.npz"))]
+    images = np.concatenate([p["images"] for p in parts])
+    maps = np.concatenate([p["maps"] for p in parts])
+    net = build_net()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    ckpt, step = out / "locator-ckpt.pt", 0
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        net.load_state_dict(saved["net"]), opt.load_state_dict(saved["opt"]), sched.load_state_dict(saved["sched"])
+        gen.set_state(saved["gen"])
+        step = saved["step"]
+    pos_weight = torch.tensor([3.0, 4.0, 4.0]).view(1, 3, 1, 1)
+    last, losses, t0 = time.time(), [], time.time()
+    while step < steps:
+        net.train()
+        pick = torch.randint(0, len(images), (batch,), generator=gen).numpy()
+        x = torch.from_numpy(images[pick]).float().div_(255)[:, None]
+        y = torch.from_numpy(maps[pick]).float()
+        if torch.rand(1, generator=gen) < 0.5:
+            x, y = x.flip(3), y.flip(3)
+        k = int(torch.randint(0, 4, (1,), generator=gen))
+        x, y = torch.rot90(x, k, (2, 3)), torch.rot90(y, k, (2, 3))
+        x = (x.clamp(0, 1) ** torch.exp((torch.rand(batch, 1, 1, 1, generator=gen) - 0.5) * 0.6))
+        loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=pos_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        losses.append(loss.item())
+        if step % 50 == 0:
+            log.info("locnet.step", step=step, loss=round(float(np.mean(losses[-50:])), 4),
+                     per_s=round(50 * batch / (time.time() - t0), 1))
+            t0 = time.time()
+        if time.time() - last > checkpoint_every_s or step == steps:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "gen": gen.get_state(), "step": step}, tmp)
+            tmp.replace(ckpt)
+            last = time.time()
+    path = out / "locator-v1.onnx"
+    net.eval()
+    torch.onnx.export(net, torch.zeros(1, 1, 192, 256), str(path), input_names=["image"], output_names=["maps"],
+                      dynamic_axes={"image": {0: "N", 2: "H", 3: "W"}, "maps": {0: "N", 2: "h", 3: "w"}},
+                      opset_version=17, dynamo=False)
+    (out / "locator-train.json").write_text(json.dumps({"steps": steps, "batch": batch, "lr": lr, "seed": seed,
+                                                        "scenes": int(len(images)), "final_loss": float(np.mean(losses[-100:])) if losses else None}))
+    return path

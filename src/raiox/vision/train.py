@@ -1,0 +1,207 @@
+"""Metric-learning training of the fixture embedder (torch; the ``train`` extra).
+
+Data: uint8 canonical crops in ``OUT/data/shard-*.npz`` (``crops`` (n, 192, 64), ``labels`` (n,))
+made by :mod:`raiox.vision.datagen` from random specs (never the demo catalog systems).
+Training: ArcFace over the training systems, on-line augmentation, AdamW + cosine schedule.
+Checkpoints go to ``OUT/ckpt.pt`` every few minutes; a rerun resumes from there. The result is
+``OUT/raiox-v1.onnx`` (mirror-averaged, L2-normalised) and ``OUT/raiox-v1.md`` (model card).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    out: Path
+    steps: int = 6000
+    batch: int = 96
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    margin: float = 0.3
+    scale: float = 30.0
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 2
+    checkpoint_every_s: float = 180.0
+    classes: int = 0  # ArcFace rows; 0 = planned classes from data/meta.json or the largest label + 1
+    model_name: str = "raiox-v1"
+    extra: dict = field(default_factory=dict)
+
+
+def load_shards(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    shards = sorted(data_dir.glob("shard-*.npz"))
+    if not shards:
+        raise FileNotFoundError(f"no training shards in {data_dir}: run `raiox vision render-data` first")
+    parts = [np.load(s) for s in shards]
+    return np.concatenate([p["crops"] for p in parts]), np.concatenate([p["labels"] for p in parts])
+
+
+def split_classes(labels: np.ndarray, every: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out every ``every``-th training system for validation (stable as shards are added)."""
+    is_val = labels % every == 0
+    return np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
+
+
+def augment(x, gen):
+    """Random mirror, box jitter (affine), gamma, blur, noise and occlusion on a (N, 1, H, W) batch."""
+    import torch
+    from torch.nn import functional as F
+
+    n = x.shape[0]
+    r = lambda *s: torch.rand(*s, generator=gen)
+    x = torch.where(r(n, 1, 1, 1) < 0.5, x.flip(3), x)
+    ang = (r(n) - 0.5) * math.radians(8)
+    sc = 1 + (r(n) - 0.5) * 0.16
+    tx, ty = (r(n) - 0.5) * 0.08, (r(n) - 0.5) * 0.06
+    theta = torch.stack([
+        torch.stack([torch.cos(ang) * sc, -torch.sin(ang) * sc * 3, tx], 1),
+        torch.stack([torch.sin(ang) * sc / 3, torch.cos(ang) * sc, ty], 1),
+    ], 1)
+    x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
+    x = x.clamp(0, 1) ** torch.exp((r(n, 1, 1, 1) - 0.5) * 0.8)
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    blurred = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), (k[:, None] * k[None, :])[None, None])
+    x = torch.where(r(n, 1, 1, 1) < 0.3, blurred, x)
+    x = x + torch.randn(x.shape, generator=gen) * r(n, 1, 1, 1) * 0.05
+    h, w = x.shape[2:]
+    occ = r(n) < 0.25
+    y0, hh = (r(n) * h).long(), (r(n) * h * 0.3).long()
+    rows = torch.arange(h)[None, :]
+    band = (rows >= y0[:, None]) & (rows < (y0 + hh)[:, None]) & occ[:, None]
+    x = torch.where(band[:, None, :, None], r(n, 1, 1, 1).expand(n, 1, h, w) * 0.6, x)
+    return x.clamp(0, 1)
+
+
+def retrieval_top1(emb: np.ndarray, labels: np.ndarray, gallery_per_class: int = 2) -> float:
+    """Top-1 of every sample against ``gallery_per_class`` others of each class (class max)."""
+    gal, qry = [], []
+    seen: dict[int, int] = {}
+    for i, lab in enumerate(labels):
+        (gal if seen.get(lab, 0) < gallery_per_class else qry).append(i)
+        seen[lab] = seen.get(lab, 0) + 1
+    sims = emb[qry] @ emb[gal].T
+    glab = labels[gal]
+    classes = np.unique(glab)
+    per_class = np.stack([sims[:, glab == c].max(1) for c in classes], 1)
+    return float(np.mean(classes[per_class.argmax(1)] == labels[qry]))
+
+
+def train(cfg: TrainConfig) -> Path:
+    import torch
+
+    from raiox.vision.net import ArcFace, FixtureNet
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    crops, labels = load_shards(cfg.out / "data")
+    train_idx, val_idx = split_classes(labels)
+    n_classes = cfg.classes or max(_planned_classes(cfg.out / "data"), int(labels.max()) + 1)
+    train_lab = torch.from_numpy(labels[train_idx].astype(np.int64))
+    net, arc = FixtureNet().to(cfg.device), ArcFace(n_classes, scale=cfg.scale, margin=cfg.margin).to(cfg.device)
+    params = list(net.parameters()) + list(arc.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = 300
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    state = {"step": 0, "history": []}
+    ckpt = cfg.out / "ckpt.pt"
+    if ckpt.exists():
+        saved = torch.load(ckpt, map_location=cfg.device, weights_only=False)
+        net.load_state_dict(saved["net"])
+        arc.load_state_dict(saved["arc"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        gen.set_state(saved["gen"])
+        state = saved["state"]
+        log.info("train.resume", step=state["step"])
+    log.info("train.start", samples=len(train_idx), systems=len(np.unique(labels[train_idx])), val_samples=len(val_idx), **_brief(cfg))
+    last_save, t0, losses = time.time(), time.time(), []
+    while state["step"] < cfg.steps:
+        net.train()
+        pick = torch.randint(0, len(train_idx), (cfg.batch,), generator=gen)
+        x = torch.from_numpy(crops[train_idx[pick.numpy()]]).float().div_(255)[:, None]
+        x = augment(x, gen).to(cfg.device)
+        loss = arc(net(x), train_lab[pick].to(cfg.device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        state["step"] += 1
+        losses.append(loss.item())
+        if state["step"] % 50 == 0:
+            log.info("train.step", step=state["step"], loss=round(float(np.mean(losses[-50:])), 4),
+                     lr=round(sched.get_last_lr()[0], 6), per_s=round(50 * cfg.batch / (time.time() - t0), 1))
+            t0 = time.time()
+        if time.time() - last_save > cfg.checkpoint_every_s or state["step"] == cfg.steps:
+            state["history"].append({"step": state["step"], "loss": float(np.mean(losses[-100:])),
+                                     "val_top1": validate(net, crops, labels, val_idx, cfg.device)})
+            log.info("train.checkpoint", **state["history"][-1])
+            _save(ckpt, net, arc, opt, sched, gen, state)
+            last_save = time.time()
+    onnx_path = export(net, cfg.out / f"{cfg.model_name}.onnx")
+    (cfg.out / "train-state.json").write_text(json.dumps({"config": _brief(cfg), **state}, indent=2))
+    return onnx_path
+
+
+def validate(net, crops, labels, idx, device) -> float:
+    import torch
+
+    if len(idx) == 0:
+        return float("nan")
+    net.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(crops[idx]).float().div_(255)[:, None].to(device)
+        emb = torch.cat([net(x[i : i + 256]) + net(x[i : i + 256].flip(3)) for i in range(0, len(x), 256)])
+        emb = torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
+    return round(retrieval_top1(emb, labels[idx]), 4)
+
+
+def _planned_classes(data_dir: Path) -> int:
+    meta = data_dir / "meta.json"
+    return int(json.loads(meta.read_text()).get("classes", 0)) if meta.exists() else 0
+
+
+def _save(path, net, arc, opt, sched, gen, state) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save({"net": net.state_dict(), "arc": arc.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict(), "gen": gen.get_state(), "state": state}, tmp)
+    tmp.replace(path)
+
+
+def _brief(cfg: TrainConfig) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+
+
+def export(net, path: Path) -> Path:
+    """Write the serving graph (N, 1, 192, 64) -> (N, 512) and check it against torch."""
+    import onnxruntime as ort
+    import torch
+
+    from raiox.vision.canonical import CROP_H, CROP_W
+    from raiox.vision.net import Exported
+
+    model = Exported(net.cpu()).eval()
+    probe = torch.rand(3, 1, CROP_H, CROP_W)
+    torch.onnx.export(model, probe, str(path), input_names=["image"], output_names=["embedding"],
+                      dynamic_axes={"image": {0: "N"}, "embedding": {0: "N"}}, opset_version=17, dynamo=False)
+    with torch.no_grad():
+        want = model(probe).numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": probe.numpy()})[0]
+    if not np.allclose(want, got, atol=1e-4):
+        raise RuntimeError(f"ONNX export differs from torch by {np.abs(want - got).max():.2e}")
+    return path
