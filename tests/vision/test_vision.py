@@ -38,7 +38,7 @@ def test_default_embedder_is_shipped_model(embedder):
 
 
 def test_locate_finds_fixtures_and_ignores_other_metal(scene):
-    found = locate(scene.image)
+    found = locate(scene.image, method="classical")
     assert all(isinstance(d, Detection) and 0 <= d.confidence <= 1 for d in found)
     assert len(found) == 2  # not the crown, the abutment, the filling or the text
     for fx in scene.fixtures:
@@ -48,8 +48,10 @@ def test_locate_finds_fixtures_and_ignores_other_metal(scene):
         assert np.hypot(*(platform - fx.box()[:2].mean(0))) < np.hypot(*(platform - fx.box()[2:].mean(0)))
 
 
-def test_locate_on_empty_image():
-    assert locate(np.full((300, 400), 0.3, np.float32)) == []
+@pytest.mark.parametrize("method", ["classical", "auto"])
+def test_locate_on_empty_image(method):
+    rng = np.random.default_rng(0)
+    assert locate((0.3 + 0.02 * rng.standard_normal((300, 400))).astype(np.float32), method=method) == []
 
 
 def test_canonical_crop_platform_up(scene):
@@ -66,14 +68,16 @@ def test_canonical_crop_platform_up(scene):
 def test_canonicalisation_invariance(embedder, turn):
     image = render([Fixture(300, 180, 15, length=230, radius=40, abutment=True)], seed=5).image
     moved = {"rot90": np.rot90, "flipud": np.flipud, "fliplr": np.fliplr}[turn](image).copy()
-    a, b = analyze(image, embedder), analyze(moved, embedder)
-    assert len(a) == len(b) == 1
+    boxes_a, boxes_b = locate(image, method="classical"), locate(moved, method="classical")
+    assert len(boxes_a) == len(boxes_b) == 1
+    a = analyze(image, embedder, boxes=[boxes_a[0].box])
+    b = analyze(moved, embedder, boxes=[boxes_b[0].box])
     assert float(a[0].embedding @ b[0].embedding) > 0.95
 
 
 def test_manual_boxes(scene, embedder):
     gt = scene.fixtures[0].box()
-    auto = analyze(scene.image, embedder)
+    auto = analyze(scene.image, embedder, boxes=[d.box for d in locate(scene.image, method="classical")])
     manual = analyze(scene.image, embedder, boxes=[gt])
     assert len(manual) == 1 and isinstance(manual[0], FixtureEmbedding)
     assert manual[0].confidence == 1.0

@@ -64,13 +64,15 @@ def evaluate(
     limit: int = typer.Option(None, help="only the first N demo systems"),
     doc: Path = typer.Option(Path("docs/benchmarks.md"), help="Markdown file whose '## Vision' section is rewritten"),
     write: bool = typer.Option(True, "--write/--no-write"),
+    cache: Path = typer.Option(None, help="folder caching the evaluation renders (reused on the next run)"),
+    render: bool = typer.Option(True, "--render/--cached-only", help="render missing items, or use only cached ones"),
 ) -> None:
     """Retrieval top-1/top-5 (model vs raw pixels vs HOG) and localisation on the demo catalog."""
     from raiox.vision import evaluate as ev
 
     cfg = ev.EvalConfig(gallery_per_system=gallery, queries_per_system=queries, scenes=scenes,
                         embedder=embedder, limit_systems=limit)
-    res = ev.evaluate(cfg)
+    res = ev.evaluate(cfg, cache, render)
     body = ev.markdown(res, "raiox vision eval " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else []))
     typer.echo(body)
     if write:

@@ -12,6 +12,7 @@ import platform
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import datetime, timezone
 
 import numpy as np
@@ -59,44 +60,106 @@ def platform_ok(det_box: np.ndarray, truth: np.ndarray) -> bool:
     return np.hypot(*(top - truth[:2].mean(0))) < np.hypot(*(top - truth[2:].mean(0)))
 
 
-def build_sets(cfg: EvalConfig):
-    from raiox.synth import demo_catalog, render_reference, render_scene
+def eval_items(cfg: EvalConfig, systems: list) -> list[tuple[str, list[int], str]]:
+    """(key, system indices, condition) of every render, system by system, multi scenes last."""
+    rng = np.random.default_rng(cfg.seed)
+    items = []
+    for si in range(len(systems)):
+        items += [(f"g{si:03d}-{g}", [si], "reference") for g in range(cfg.gallery_per_system)]
+        items += [(f"q{si:03d}-{q}", [si], CONDITIONS[(si + q) % len(CONDITIONS)]) for q in range(cfg.queries_per_system)]
+    for k in range(cfg.scenes):
+        members = [int(i) for i in rng.choice(len(systems), size=int(rng.integers(2, 4)), replace=False)]
+        items.append((f"m{k:03d}", members, "multi"))
+    return items
+
+
+def render_item(key: str, members: list[int], cond: str, systems: list, cfg: EvalConfig):
+    """Image (float32), ground-truth boxes and system index per box of one evaluation render."""
+    from raiox.synth import render_reference_scene, render_scene
+
+    rng = np.random.default_rng([cfg.seed, *map(ord, key)])
+    if cond == "reference":
+        g = int(key.split("-")[1])
+        sc = render_reference_scene(line_size(systems[members[0]], g, rng) if g else systems[members[0]].spec,
+                                    seed=cfg.seed + g)
+    else:
+        sc = render_scene([line_size(systems[i], None, rng) for i in members], seed=int(rng.integers(2**31)),
+                          conditions=condition("combined" if cond == "multi" else cond, rng))
+    return sc.image, [np.asarray(b) for b in sc.boxes], [members[i] for i in sc.indices]
+
+
+def load_or_render(item, systems, cfg: EvalConfig, cache: Path | None, render: bool = True):
+    key, members, cond = item
+    path = cache / f"{key}.npz" if cache else None
+    if path is not None and path.exists():
+        d = np.load(path)
+        return d["image"].astype(np.float32) / 65535, list(d["boxes"]), list(d["labels"])
+    if not render:
+        return None
+    image, boxes, labels = render_item(key, members, cond, systems, cfg)
+    if path is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, image=(image * 65535).round().astype(np.uint16), boxes=np.stack(boxes), labels=np.array(labels))
+        tmp.replace(path)
+    return image, boxes, labels
+
+
+def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
+    from raiox.synth import demo_catalog
 
     systems = demo_catalog()[: cfg.limit_systems]
-    rng = np.random.default_rng(cfg.seed)
-    gallery, g_lab = [], []
-    for si, sysm in enumerate(systems):
-        for g in range(cfg.gallery_per_system):
-            img = render_reference(sysm.spec, seed=cfg.seed + g)
-            found = locate(img)
-            h, w = img.shape
-            box = found[0].box if found else np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-            gallery.append(_crop_of(img, box))
-            g_lab.append(si)
-    queries, q_lab, q_cond = [], [], []
+    items = eval_items(cfg, systems)
+    loaded = {it[0]: load_or_render(it, systems, cfg, cache, render) for it in items}
+    # only systems whose renders all exist (a partial cache evaluates complete systems)
+    complete = {si for si in range(len(systems))
+                if all(loaded.get(k) is not None for k, m, _ in items if m == [si] and not k.startswith("m"))}
+    gallery, g_lab, queries, q_lab, q_cond = [], [], [], [], []
     loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0}
-    jobs = [([si], CONDITIONS[q % len(CONDITIONS)]) for si in range(len(systems)) for q in range(cfg.queries_per_system)]
-    jobs += [(list(rng.choice(len(systems), size=int(rng.integers(2, 4)), replace=False)), "multi") for _ in range(cfg.scenes)]
-    for k, (members, cond) in enumerate(jobs):
-        scene = render_scene([systems[i].spec for i in members], seed=cfg.seed * 10 + k,
-                             conditions=condition("combined" if cond == "multi" else cond, rng))
-        found = locate(scene.image)
-        pairs = match(found, scene.boxes)
+    for key, members, cond in items:
+        data = loaded[key]
+        if data is None or not set(members) <= complete:
+            continue
+        image, boxes, labels = data
+        found = locate(image)
+        if cond == "reference":
+            h, w = image.shape
+            box = found[0].box if found else np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+            gallery.append(_crop_of(image, box))
+            g_lab.append(labels[0])
+            continue
+        pairs = match(found, boxes)
         loc["tp"] += len(pairs)
         loc["fp"] += len(found) - len(pairs)
-        loc["fn"] += len(scene.boxes) - len(pairs)
-        hit = dict((j, i) for i, j in pairs)
-        for j, idx in enumerate(scene.indices):
-            label = members[idx]
+        loc["fn"] += len(boxes) - len(pairs)
+        hit = {j: i for i, j in pairs}
+        for j, label in enumerate(labels):
             if j in hit:
                 det = found[hit[j]]
-                loc["platform_ok"] += platform_ok(det.box, scene.boxes[j])
-                queries.append(_crop_of(scene.image, det.box))
+                loc["platform_ok"] += platform_ok(det.box, boxes[j])
+                queries.append(_crop_of(image, det.box))
             else:
                 queries.append(None)  # not localised: a retrieval miss for every method
             q_lab.append(label)
             q_cond.append(cond)
     return systems, gallery, np.array(g_lab), queries, np.array(q_lab), q_cond, loc
+
+
+def line_size(system, index: int | None, rng: np.random.Generator) -> dict:
+    """The system's spec at one of its line's sizes (``index`` cycles through them; None: random)."""
+    from raiox.synth import validate_spec, with_size
+
+    ds = system.attributes.get("diameters") or [system.spec["diameter_mm"]]
+    ls = system.attributes.get("lengths") or [system.spec["length_mm"]]
+    if index is None:
+        spec = with_size(system.spec, float(rng.choice(ds)), float(rng.choice(ls)))
+    else:
+        spec = with_size(system.spec, float(ds[index % len(ds)]), float(ls[(index * 2 + 1) % len(ls)]))
+    try:
+        validate_spec(spec)
+    except Exception:  # a size the design cannot take (e.g. collar too tall for a short fixture)
+        return system.spec
+    return spec
 
 
 def pixel_features(crops) -> np.ndarray:
@@ -134,10 +197,11 @@ def scores(order, q_lab, valid, q_cond, groups) -> dict:
     return out
 
 
-def evaluate(cfg: EvalConfig) -> dict:
+def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) -> dict:
     embedder = get_embedder(cfg.embedder)
     t0 = time.time()
-    systems, gallery, g_lab, queries, q_lab, q_cond, loc = build_sets(cfg)
+    systems, gallery, g_lab, queries, q_lab, q_cond, loc = build_sets(cfg, cache, render)
+    systems_used = len(set(g_lab.tolist()))
     valid = [q is not None for q in queries]
     q_crops = [q if q is not None else np.zeros_like(gallery[0]) for q in queries]
     groups = [s.group for s in systems]
@@ -147,7 +211,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         order = rank(fn(gallery), g_lab, fn(q_crops), len(systems))
         results[name] = scores(order, q_lab, valid, q_cond, groups)
     return {
-        "embedder": embedder.model_id, "systems": len(systems), "gallery": len(gallery), "queries": len(queries),
+        "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "queries": len(queries),
         "localisation": _loc_rates(loc), "methods": results, "speed": speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
     }

@@ -59,10 +59,30 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
     for i in range(1, count):
         if stats[i, cv2.CC_STAT_AREA] < 12:
             continue
-        det = _blob_box(prob, labels == i)
-        if det is not None and det.confidence >= min_confidence:
-            out.append(Detection(((det.box + 0.5) / scale - 0.5).astype(np.float32), det.confidence))
+        for blob in _split(prob, labels == i):
+            det = _blob_box(prob, blob)
+            if det is not None and det.confidence >= min_confidence:
+                out.append(Detection(((det.box + 0.5) / scale - 0.5).astype(np.float32), det.confidence))
     return sorted(out, key=lambda d: -d.confidence)
+
+
+def _split(prob: np.ndarray, blob: np.ndarray) -> list[np.ndarray]:
+    """One blob per apex: neighbouring fixtures joined by a splinted crown or at low resolution
+    are separated by giving each pixel to the nearest apex blob."""
+    count, labels, stats, cents = cv2.connectedComponentsWithStats(((prob[2] > 0.5) & blob).astype(np.uint8))
+    seeds = [cents[k] for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= 6]
+    if len(seeds) < 2:
+        return [blob]
+    ys, xs = np.nonzero(blob)
+    d = np.stack([np.hypot(xs - cx, ys - cy) for cx, cy in seeds])
+    owner = d.argmin(0)
+    parts = []
+    for k in range(len(seeds)):
+        part = np.zeros_like(blob)
+        part[ys[owner == k], xs[owner == k]] = True
+        if part.sum() >= 12:
+            parts.append(part)
+    return parts
 
 
 def _centroid(weights: np.ndarray) -> tuple[np.ndarray, float]:
@@ -71,6 +91,32 @@ def _centroid(weights: np.ndarray) -> tuple[np.ndarray, float]:
         return np.zeros(2), 0.0
     w = weights[ys, xs]
     return np.array([np.sum(xs * w), np.sum(ys * w)]) / w.sum(), float(w.sum())
+
+
+def _body_extent(t: np.ndarray, s: np.ndarray) -> tuple[float, float, float, float]:
+    """Axial and lateral extent of the fixture body: rows much wider than the body (crown,
+    splinted prosthesis spilling into the blob) are cut, the width is the body's median."""
+    rows = np.round(t - t.min()).astype(int)
+    n = rows.max() + 1
+    lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
+    np.minimum.at(lo, rows, s)
+    np.maximum.at(hi, rows, s)
+    ok = np.isfinite(lo)
+    lo[~ok], hi[~ok] = 0.0, 0.0
+    width, mid = hi - lo, (hi + lo) / 2
+    body = np.zeros(n, bool)
+    body[n // 4 : max(n // 4 + 1, 3 * n // 4)] = True
+    body &= ok
+    w_med = float(np.median(width[body])) if body.any() else float(width.max())
+    c_med = float(np.median(mid[body])) if body.any() else 0.0
+    keep = ok & (width <= 1.35 * w_med + 1)
+    a = b = n // 2
+    while a > 0 and keep[a - 1]:
+        a -= 1
+    while b < n - 1 and keep[b + 1]:
+        b += 1
+    base = t.min()
+    return base + a - 0.5, base + b + 0.5, c_med - w_med / 2 - 0.5, c_med + w_med / 2 + 0.5
 
 
 def _blob_box(prob: np.ndarray, blob: np.ndarray) -> Detection | None:
@@ -88,7 +134,7 @@ def _blob_box(prob: np.ndarray, blob: np.ndarray) -> Detection | None:
             axis = ends / np.hypot(*ends)
     normal = np.array([-axis[1], axis[0]])
     t, s = (pts - centre) @ axis, (pts - centre) @ normal
-    t0, t1, s0, s1 = t.min() - 0.5, t.max() + 0.5, s.min() - 0.5, s.max() + 0.5
+    t0, t1, s0, s1 = _body_extent(t, s)
     c = lambda a, b: centre + axis * a + normal * b
     box = np.array([c(t0, s1), c(t0, s0), c(t1, s0), c(t1, s1)])
     confidence = float(np.clip((prob[0][blob].mean() - 0.5) * 2.2, 0, 1))

@@ -94,12 +94,12 @@ def build_net():
     class LocNet(nn.Module):
         def __init__(self):
             super().__init__()
-            self.s1 = nn.Sequential(conv(1, 16, 2), conv(16, 16))  # 1/2
-            self.s2 = nn.Sequential(conv(16, 32, 2), conv(32, 32))  # 1/4
-            self.s3 = nn.Sequential(conv(32, 48, 2), conv(48, 48, dil=2), conv(48, 48, dil=4))  # 1/8
-            self.u2 = conv(48 + 32, 32)
-            self.u1 = conv(32 + 16, 16)
-            self.head = nn.Conv2d(16, 3, 1)
+            self.s1 = nn.Sequential(conv(1, 8, 2), conv(8, 8))  # 1/2
+            self.s2 = nn.Sequential(conv(8, 16, 2), conv(16, 16))  # 1/4
+            self.s3 = nn.Sequential(conv(16, 24, 2), conv(24, 24, dil=2), conv(24, 24, dil=4))  # 1/8, wide context
+            self.u2 = nn.Sequential(nn.Conv2d(24 + 16, 16, 1), nn.ReLU(inplace=True))
+            self.u1 = nn.Sequential(nn.Conv2d(16 + 8, 8, 1), nn.ReLU(inplace=True), conv(8, 8))
+            self.head = nn.Conv2d(8, 3, 1)
 
         def forward(self, x):
             a = self.s1(x)
@@ -112,8 +112,8 @@ def build_net():
     return LocNet()
 
 
-def train_locator(out: Path, steps: int = 3000, batch: int = 16, lr: float = 3e-3, seed: int = 0, threads: int = 1,
-                  checkpoint_every_s: float = 180.0) -> Path:
+def train_locator(out: Path, steps: int = 600, batch: int = 12, lr: float = 3e-3, seed: int = 0, threads: int = 1,
+                  checkpoint_every_s: float = 180.0, warm_start: Path | None = None) -> Path:
     import torch
     from torch.nn import functional as F
 
@@ -127,6 +127,8 @@ def train_locator(out: Path, steps: int = 3000, batch: int = 16, lr: float = 3e-
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
     ckpt, step = out / "locator-ckpt.pt", 0
+    if warm_start is not None and not ckpt.exists():  # a new schedule from earlier weights
+        net.load_state_dict(torch.load(warm_start, weights_only=False)["net"])
     if ckpt.exists():
         saved = torch.load(ckpt, weights_only=False)
         net.load_state_dict(saved["net"]), opt.load_state_dict(saved["opt"]), sched.load_state_dict(saved["sched"])
@@ -161,11 +163,21 @@ def train_locator(out: Path, steps: int = 3000, batch: int = 16, lr: float = 3e-
                         "gen": gen.get_state(), "step": step}, tmp)
             tmp.replace(ckpt)
             last = time.time()
+    (out / "locator-train.json").write_text(json.dumps({"steps": step, "batch": batch, "lr": lr, "seed": seed,
+                                                        "scenes": int(len(images)), "final_loss": float(np.mean(losses[-100:])) if losses else None}))
+    return export_locator(net, out)
+
+
+def export_locator(net, out: Path) -> Path:
+    """Write ``out/locator-v1.onnx`` (dynamic image size); ``net`` None loads the last checkpoint."""
+    import torch
+
+    if net is None:
+        net = build_net()
+        net.load_state_dict(torch.load(out / "locator-ckpt.pt", weights_only=False)["net"])
     path = out / "locator-v1.onnx"
     net.eval()
     torch.onnx.export(net, torch.zeros(1, 1, 192, 256), str(path), input_names=["image"], output_names=["maps"],
                       dynamic_axes={"image": {0: "N", 2: "H", 3: "W"}, "maps": {0: "N", 2: "h", 3: "w"}},
                       opset_version=17, dynamo=False)
-    (out / "locator-train.json").write_text(json.dumps({"steps": steps, "batch": batch, "lr": lr, "seed": seed,
-                                                        "scenes": int(len(images)), "final_loss": float(np.mean(losses[-100:])) if losses else None}))
     return path

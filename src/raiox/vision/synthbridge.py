@@ -15,6 +15,7 @@ import numpy as np
 CONE_PLATFORM = {8.0: 2.8, 11.0: 2.1, 11.5: 2.5, 16.0: 3.0, 22.0: 3.8, 24.0: 2.95}
 ASPECTS = ("apex", "pitch", "profile", "cone_angle", "connection", "leads", "collar", "taper", "depth", "random")
 PROFILES = ("v", "square", "buttress", "reverse_buttress", "knife")
+EVAL_SIZE = (600, 800)  # evaluation queries: a periapical at half resolution (rendering time)
 
 
 def _connection(rng: np.random.Generator, kind: str, d: float, angle: float | None = None) -> dict:
@@ -131,6 +132,6 @@ def hard_conditions(name: str, rng: np.random.Generator) -> dict:
         "occlusion": {"occlusion": float(rng.uniform(0.15, 0.3))},
     }
     if name == "combined":
-        return {"angulation": float(rng.uniform(5, 15)), "noise": float(rng.uniform(0.015, 0.035)),
+        return {"size": EVAL_SIZE, "angulation": float(rng.uniform(5, 15)), "noise": float(rng.uniform(0.015, 0.035)),
                 "blur": float(rng.uniform(0.8, 1.8)), "occlusion": 0.0 if rng.random() < 0.5 else float(rng.uniform(0.1, 0.25))}
-    return {**base, **hard[name]}
+    return {"size": EVAL_SIZE, **base, **hard[name]}

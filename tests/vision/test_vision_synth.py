@@ -1,0 +1,36 @@
+"""Vision on raiox.synth renders: localisation with prosthetics, canonicalisation invariance."""
+
+import numpy as np
+import pytest
+
+from raiox.synth import demo_catalog, render_reference, render_scene
+from raiox.vision import analyze, get_embedder, locate
+from raiox.vision.detect import box_iou
+
+
+@pytest.fixture(scope="module")
+def systems():
+    return demo_catalog()
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_locate_finds_each_fixture_and_no_crown(systems, seed):
+    specs = [systems[seed].spec, systems[seed + 40].spec]
+    scene = render_scene(specs, seed=seed, conditions={"size": (600, 800), "prosthesis": "crown", "angulation": 5.0})
+    found = locate(scene.image)
+    for truth in scene.boxes:
+        best = max(found, key=lambda d: box_iou(d.box, truth))
+        assert box_iou(best.box, truth) >= 0.5
+        top = best.box[:2].mean(0)
+        assert np.hypot(*(top - truth[:2].mean(0))) < np.hypot(*(top - truth[2:].mean(0)))  # platform end
+    assert len(found) == len(scene.boxes)  # crowns and neighbouring restorations are not fixtures
+
+
+@pytest.mark.parametrize("turn", ["rot90", "flipud", "fliplr"])
+def test_reference_invariance_under_rotation_and_flip(systems, turn):
+    embedder = get_embedder()
+    image = render_reference(systems[3].spec, seed=1)
+    moved = {"rot90": np.rot90, "flipud": np.flipud, "fliplr": np.fliplr}[turn](image).copy()
+    a, b = analyze(image, embedder), analyze(moved, embedder)
+    assert a and b
+    assert float(a[0].embedding @ b[0].embedding) > 0.95
