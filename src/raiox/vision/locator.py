@@ -52,9 +52,10 @@ def predict(image: np.ndarray, path: Path | None = None) -> tuple[np.ndarray, fl
     return 1 / (1 + np.exp(-logits)), f / OUT_STRIDE
 
 
-def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: float = 0.5) -> list[Detection]:
+def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: float = 0.6,
+                   threshold: float = 0.6) -> list[Detection]:
     prob, scale = predict(np.asarray(image, np.float32), path)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((prob[0] > 0.5).astype(np.uint8), connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((prob[0] > threshold).astype(np.uint8), connectivity=8)
     out = []
     for i in range(1, count):
         if stats[i, cv2.CC_STAT_AREA] < 12:
