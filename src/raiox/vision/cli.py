@@ -55,6 +55,29 @@ def train(
         typer.echo(f"installed {install_model(onnx_path, card)}")
 
 
+@app.command("train-locator")
+def train_locator(
+    out: Path = typer.Option(Path("runs/loc"), "--out", help="folder for scenes, checkpoints and the model"),
+    scenes: int = typer.Option(500, help="training scenes to render if OUT/scenes is short"),
+    steps: int = typer.Option(600),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(1, help="torch CPU threads"),
+    install: bool = typer.Option(False, help="copy locator-v1.onnx into the package"),
+) -> None:
+    """Train the learned fixture localiser on synth scenes of random systems (resumable)."""
+    import shutil
+
+    from raiox.vision import locnet
+
+    locnet.render_scenes(out / "scenes", scenes, seed=seed)
+    path = locnet.train_locator(out, steps=steps, seed=seed, threads=threads)
+    typer.echo(f"wrote {path}")
+    if install:
+        target = Path(__file__).parent / "models"
+        shutil.copy2(path, target / "locator-v1.onnx")
+        typer.echo(f"installed {target / 'locator-v1.onnx'}")
+
+
 @app.command("eval")
 def evaluate(
     embedder: str = typer.Option(None, help="embedder spec (default: RAIOX_EMBEDDER / settings)"),

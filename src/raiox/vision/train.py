@@ -34,6 +34,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 2
     checkpoint_every_s: float = 180.0
+    restart_schedule: bool = False  # on resume: keep the weights, start a new warm-up + cosine to `steps`
     classes: int = 0  # ArcFace rows; 0 = planned classes from data/meta.json or the largest label + 1
     model_name: str = "raiox-v1"
     extra: dict = field(default_factory=dict)
@@ -111,24 +112,27 @@ def train(cfg: TrainConfig) -> Path:
     net, arc = FixtureNet().to(cfg.device), ArcFace(n_classes, scale=cfg.scale, margin=cfg.margin).to(cfg.device)
     params = list(net.parameters()) + list(arc.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = 300
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))
-    )
     gen = torch.Generator().manual_seed(cfg.seed)
     state = {"step": 0, "history": []}
     ckpt = cfg.out / "ckpt.pt"
-    if ckpt.exists():
-        saved = torch.load(ckpt, map_location=cfg.device, weights_only=False)
+    saved = torch.load(ckpt, map_location=cfg.device, weights_only=False) if ckpt.exists() else None
+    start = saved["state"]["step"] if saved and cfg.restart_schedule else 0
+    warm, span = (100, max(1, cfg.steps - start)) if start else (300, cfg.steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / span)))
+    )
+    if saved:
         net.load_state_dict(saved["net"])
         arc.load_state_dict(saved["arc"])
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
+        if not start:
+            opt.load_state_dict(saved["opt"])
+            sched.load_state_dict(saved["sched"])
         gen.set_state(saved["gen"])
         state = saved["state"]
-        log.info("train.resume", step=state["step"])
+        state.setdefault("restarts", []).extend([start] if start else [])
+        log.info("train.resume", step=state["step"], new_schedule=bool(start))
     log.info("train.start", samples=len(train_idx), systems=len(np.unique(labels[train_idx])), val_samples=len(val_idx), **_brief(cfg))
-    last_save, t0, losses = time.time(), time.time(), []
+    last_save, t0, t0_step, losses = time.time(), time.time(), state["step"], []
     while state["step"] < cfg.steps:
         net.train()
         pick = torch.randint(0, len(train_idx), (cfg.batch,), generator=gen)
@@ -143,8 +147,9 @@ def train(cfg: TrainConfig) -> Path:
         losses.append(loss.item())
         if state["step"] % 50 == 0:
             log.info("train.step", step=state["step"], loss=round(float(np.mean(losses[-50:])), 4),
-                     lr=round(sched.get_last_lr()[0], 6), per_s=round(50 * cfg.batch / (time.time() - t0), 1))
-            t0 = time.time()
+                     lr=round(sched.get_last_lr()[0], 6),
+                     per_s=round((state["step"] - t0_step) * cfg.batch / (time.time() - t0), 1))
+            t0, t0_step = time.time(), state["step"]
         if time.time() - last_save > cfg.checkpoint_every_s or state["step"] == cfg.steps:
             state["history"].append({"step": state["step"], "loss": float(np.mean(losses[-100:])),
                                      "val_top1": validate(net, crops, labels, val_idx, cfg.device)})
