@@ -151,7 +151,7 @@ def demo(
 ) -> None:
     """Load the synthetic demo catalog (raiox.synth): renders stored as PNG, embedded."""
     from raiox.catalog import repository
-    from raiox.catalog.runner import unit_of_work
+    from raiox.kit.db import session_scope
     from raiox.catalog.sources import from_demo
 
     chosen = _demo_systems(limit, systems)
@@ -161,7 +161,7 @@ def demo(
         err.print(f"wrote {len(specs)} specs to {export_specs}")
 
     async def count(maker) -> int:
-        async with unit_of_work(maker) as session:
+        async with session_scope(maker) as session:
             return await repository.count_systems(session)
 
     if if_empty and (existing := run_db(count)):
@@ -175,10 +175,10 @@ def demo(
 def stats() -> None:
     """Systems, reference images and embeddings per model."""
     from raiox.catalog import repository
-    from raiox.catalog.runner import unit_of_work
+    from raiox.kit.db import session_scope
 
     async def work(maker):
-        async with unit_of_work(maker) as session:
+        async with session_scope(maker) as session:
             return await repository.catalog_size(session)
 
     print(json.dumps(run_db(work), indent=2))
@@ -191,14 +191,14 @@ def identify(
 ) -> None:
     """Identify the implant systems in an image (nothing is stored)."""
     from raiox.catalog.identify import identify as run_identify
-    from raiox.catalog.runner import unit_of_work
+    from raiox.kit.db import session_scope
     from raiox.kit.errors import RaioxError
     from raiox.kit.settings import get_settings
 
     k = top_k or get_settings().top_k
 
     async def work(maker):
-        async with unit_of_work(maker) as session:
+        async with session_scope(maker) as session:
             return await run_identify(session, image.read_bytes(), image.name, k)
 
     try:
@@ -228,11 +228,11 @@ def _print_identification(result) -> None:
 @tokens_app.command("create")
 def tokens_create(name: str = typer.Argument(..., help="Who or what uses the token (e.g. admin-panel, ci).")) -> None:
     """Create a token; it is shown once, alone on the last line (only its hash is stored)."""
-    from raiox.catalog.runner import unit_of_work
+    from raiox.kit.db import session_scope
     from raiox.kit.auth import create_token
 
     async def work(maker) -> str:
-        async with unit_of_work(maker) as session:
+        async with session_scope(maker) as session:
             return await create_token(session, name)
 
     token = run_db(work)
@@ -243,11 +243,11 @@ def tokens_create(name: str = typer.Argument(..., help="Who or what uses the tok
 @tokens_app.command("list")
 def tokens_list() -> None:
     """List tokens (name, prefix, dates); never the tokens themselves."""
-    from raiox.catalog.runner import unit_of_work
+    from raiox.kit.db import session_scope
     from raiox.kit.auth import list_tokens
 
     async def work(maker):
-        async with unit_of_work(maker) as session:
+        async with session_scope(maker) as session:
             return await list_tokens(session)
 
     table = Table()
@@ -265,11 +265,11 @@ def _when(value) -> str:
 @tokens_app.command("revoke")
 def tokens_revoke(name_or_prefix: str = typer.Argument(..., help="Token name, or its prefix as listed.")) -> None:
     """Revoke live tokens by name or prefix."""
-    from raiox.catalog.runner import unit_of_work
+    from raiox.kit.db import session_scope
     from raiox.kit.auth import revoke_token
 
     async def work(maker) -> int:
-        async with unit_of_work(maker) as session:
+        async with session_scope(maker) as session:
             return await revoke_token(session, name_or_prefix)
 
     revoked = run_db(work)

@@ -1,27 +1,16 @@
 """Units of work for long catalog runs: one transaction per batch, so an interrupted run keeps every
 finished batch and a re-run continues where it stopped (idempotent by sha256 and model id)."""
 
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from itertools import islice
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from raiox.catalog import repository
 from raiox.catalog.service import Importer, ImportReport, Reindexer
+from raiox.kit.db import session_scope
 
 Progress = Callable[[int], None]
-
-
-@asynccontextmanager
-async def unit_of_work(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    async with maker() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
 
 
 def batched(items: Iterable, size: int):
@@ -35,7 +24,7 @@ async def run_import(
     progress: Progress | None = None,
 ) -> ImportReport:
     for batch in batched(items, batch_size):
-        async with unit_of_work(maker) as session:
+        async with session_scope(maker) as session:
             await importer.import_batch(session, batch)
         if progress:
             progress(len(batch))
@@ -43,7 +32,7 @@ async def run_import(
 
 
 async def reindex_total(maker: async_sessionmaker[AsyncSession], model_id: str, force: bool) -> int:
-    async with unit_of_work(maker) as session:
+    async with session_scope(maker) as session:
         return await repository.count_references(session, None if force else model_id)
 
 
@@ -54,7 +43,7 @@ async def run_reindex(
     model_id = reindexer.embedder.model_id
     after = None
     while True:
-        async with unit_of_work(maker) as session:
+        async with session_scope(maker) as session:
             page = await repository.reference_page(session, after, batch_size, None if force else model_id)
             if page:
                 await reindexer.reindex_batch(session, page)
@@ -64,6 +53,6 @@ async def run_reindex(
         if progress:
             progress(len(page))
     if prune:
-        async with unit_of_work(maker) as session:
+        async with session_scope(maker) as session:
             reindexer.report.pruned = await repository.delete_other_models(session, model_id)
     return reindexer.report

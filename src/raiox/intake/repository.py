@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.models import Case, CaseEvent, CaseImage, CaseRanking, Fixture, FixtureResult
+from raiox.models import Case, CaseImage, CaseRanking, Fixture, FixtureResult
 
 
 # The webhook's hot path runs on psycopg directly (one statement per delivery, hundreds a second):

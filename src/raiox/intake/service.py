@@ -15,7 +15,7 @@ from raiox.intake import repository
 from raiox.intake.parse import Submission
 from raiox.kit.errors import Conflict
 from raiox.kit.jobs import defer_in_session
-from raiox.models import Case, CaseStatus, ImageStatus
+from raiox.models import Case, CaseStatus
 
 PROCESS_TASK = "process_case"
 INGEST_TASK = "ingest_submission"

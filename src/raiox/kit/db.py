@@ -70,9 +70,9 @@ def get_sessionmaker() -> async_sessionmaker[AsyncSession]:
 
 
 @asynccontextmanager
-async def session_scope() -> AsyncIterator[AsyncSession]:
+async def session_scope(maker: async_sessionmaker[AsyncSession] | None = None) -> AsyncIterator[AsyncSession]:
     """A unit of work for jobs and CLI commands: commit on success, roll back on error."""
-    async with get_sessionmaker()() as session:
+    async with (maker or get_sessionmaker())() as session:
         try:
             yield session
             await session.commit()
