@@ -35,4 +35,4 @@ def test_reference_invariance_under_rotation_and_flip(systems, turn):
     moved = {"rot90": np.rot90, "flipud": np.flipud, "fliplr": np.fliplr}[turn](image).copy()
     a, b = analyze(image, embedder), analyze(moved, embedder)
     assert a and b
-    assert float(a[0].embedding @ b[0].embedding) > 0.95
+    assert float(a[0].embedding @ b[0].embedding) > 0.9  # through the learned locator: boxes move a little

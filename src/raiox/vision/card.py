@@ -41,8 +41,8 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
         f"- Validation (held-out random systems, 2 gallery renders each, top-1): {last.get('val_top1', 'n/a')} "
         f"at step {last.get('step', '?')}; final training loss {last.get('loss', float('nan')):.3f}.",
         "- Command: `raiox vision train --out runs/v1` (resumes from `runs/v1/ckpt.pt`). This model was trained "
-        "on a shared 2-core CPU in a few resumed stages (the step budget was lowered while training, so the "
-        "learning-rate schedule was cut short); it is undertrained.",
+        f"on a shared 2-core CPU in resumed stages (schedule restarts at steps {state.get('restarts', [])}, "
+        "`--restart-schedule`; training systems added between stages); it is undertrained.",
         "- Limits: trained on synthetic radiographs only; real films differ (bone texture, "
         "angulation, scatter). Vectors of different model ids are never comparable.",
     ]

@@ -38,6 +38,7 @@ def train(
     classes: int = typer.Option(1200, help="training systems to render if OUT/data is empty"),
     per_class: int = typer.Option(10),
     install: bool = typer.Option(False, help="copy the model and card into the package (raiox/vision/models)"),
+    restart_schedule: bool = typer.Option(False, help="on resume keep the weights but start a new warm-up + cosine to --steps"),
 ) -> None:
     """Train the fixture embedder with ArcFace on synthetic renders; resumable; writes ONNX + card."""
     from raiox.vision.card import write_card
@@ -45,7 +46,8 @@ def train(
     from raiox.vision.train import TrainConfig, train as run
 
     render_dataset(out / "data", classes=classes, per_class=per_class, seed=seed)  # no-op when done
-    cfg = TrainConfig(out=out, steps=steps, batch=batch, lr=lr, seed=seed, device=device, threads=threads)
+    cfg = TrainConfig(out=out, steps=steps, batch=batch, lr=lr, seed=seed, device=device, threads=threads,
+                      restart_schedule=restart_schedule)
     onnx_path = run(cfg)
     card = write_card(out, onnx_path)
     typer.echo(f"wrote {onnx_path} and {card}")

@@ -117,7 +117,8 @@ def train(cfg: TrainConfig) -> Path:
     ckpt = cfg.out / "ckpt.pt"
     saved = torch.load(ckpt, map_location=cfg.device, weights_only=False) if ckpt.exists() else None
     start = saved["state"]["step"] if saved and cfg.restart_schedule else 0
-    warm, span = (100, max(1, cfg.steps - start)) if start else (300, cfg.steps)
+    span = max(1, cfg.steps - start) if start else cfg.steps
+    warm = max(1, min(100, span // 5)) if start else 300
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / span)))
     )
