@@ -16,10 +16,10 @@ router = APIRouter(prefix="/media")
 HEADERS = {"Cache-Control": "private, max-age=600", "X-Content-Type-Options": "nosniff"}
 
 
-async def _serve(storage_key: str | None, filename: str | None, max_side: int | None) -> Response:
+async def _serve(storage_key: str | None, filename: str | None, max_side: int | None, crop: list | None = None) -> Response:
     if not storage_key:
         raise NotFound("image not stored")
-    data, media_type = await images.load(storage_key, filename, max_side=max_side)
+    data, media_type = await images.load(storage_key, filename, crop=crop, max_side=max_side)
     return Response(data, media_type=media_type, headers=HEADERS)
 
 
@@ -38,10 +38,9 @@ async def fixture_crop(fixture_id: uuid.UUID, user: User = Depends(current_user)
     """The implant's region of its X-ray (box bounds plus a margin), to set beside a reference image."""
     fixture = await session.get(Fixture, fixture_id)
     image = await session.get(CaseImage, fixture.case_image_id) if fixture else None
-    if image is None or not image.storage_key:
+    if image is None:
         raise NotFound("fixture not found")
-    data, media_type = await images.load(image.storage_key, image.filename, crop=fixture.box, max_side=480)
-    return Response(data, media_type=media_type, headers=HEADERS)
+    return await _serve(image.storage_key, image.filename, 480, crop=fixture.box)
 
 
 @router.get("/references/{reference_id}")
