@@ -18,11 +18,13 @@ def render_data(
     per_class: int = typer.Option(10, help="renders per training system"),
     shard_size: int = typer.Option(100, help="systems per shard file (rendering resumes per shard)"),
     seed: int = typer.Option(0),
+    jobs: int = typer.Option(1, help="processes rendering shards in parallel"),
 ) -> None:
     """Pre-render canonical training crops of random systems, disjoint from the demo catalog."""
     from raiox.vision.datagen import render_dataset
 
-    total = render_dataset(out / "data", classes=classes, per_class=per_class, shard_size=shard_size, seed=seed)
+    total = render_dataset(out / "data", classes=classes, per_class=per_class, shard_size=shard_size, seed=seed,
+                           jobs=jobs)
     typer.echo(f"{total} crops in {out / 'data'}")
 
 
@@ -39,15 +41,17 @@ def train(
     per_class: int = typer.Option(10),
     install: bool = typer.Option(False, help="copy the model and card into the package (raiox/vision/models)"),
     restart_schedule: bool = typer.Option(False, help="on resume keep the weights but start a new warm-up + cosine to --steps"),
+    init_from: Path = typer.Option(None, help="start a new run from this checkpoint's network weights (fine-tune)"),
+    jobs: int = typer.Option(1, help="processes rendering training data in parallel"),
 ) -> None:
     """Train the fixture embedder with ArcFace on synthetic renders; resumable; writes ONNX + card."""
     from raiox.vision.card import write_card
     from raiox.vision.datagen import render_dataset
     from raiox.vision.train import TrainConfig, train as run
 
-    render_dataset(out / "data", classes=classes, per_class=per_class, seed=seed)  # no-op when done
+    render_dataset(out / "data", classes=classes, per_class=per_class, seed=seed, jobs=jobs)  # no-op when done
     cfg = TrainConfig(out=out, steps=steps, batch=batch, lr=lr, seed=seed, device=device, threads=threads,
-                      restart_schedule=restart_schedule)
+                      restart_schedule=restart_schedule, init_from=init_from)
     onnx_path = run(cfg)
     card = write_card(out, onnx_path)
     typer.echo(f"wrote {onnx_path} and {card}")

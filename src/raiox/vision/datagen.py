@@ -27,48 +27,67 @@ def jitter_box(box: np.ndarray, rng: np.random.Generator, amount: float = 0.04) 
     return (centre + (pts - centre) @ rot.T).astype(np.float32)
 
 
-def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 100, seed: int = 0) -> int:
-    """Render ``classes`` random systems x ``per_class`` crops into ``out/shard-*.npz`` (resumable)."""
+def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 100, seed: int = 0, jobs: int = 1,
+                   size: tuple[int, int] = (288, 144)) -> int:
+    """Render ``classes`` random systems x ``per_class`` crops into ``out/shard-*.npz`` (resumable).
+
+    Shards are independent (each seeded by ``(seed, first class)``), so ``jobs`` processes render
+    them in parallel and a rerun only renders the shards that are missing.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"classes": classes, "per_class": per_class, "seed": seed, "size": list(size),
+            "renderer": "raiox.synth.render_fixture_crop"}
+    (out / "meta.json").write_text(json.dumps(meta))
+    todo = [s for s in range(0, classes, shard_size) if not (out / f"shard-{s // shard_size:03d}.npz").exists()]
+    args = [(out, s, min(shard_size, classes - s), shard_size, per_class, seed, tuple(size)) for s in todo]
+    if jobs > 1 and len(args) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as pool:
+            list(pool.map(_render_shard, *zip(*args)))
+    else:
+        for a in args:
+            _render_shard(*a)
+    total = sum(len(np.load(p)["labels"]) for p in sorted(out.glob("shard-*.npz")))
+    (out / "meta.json").write_text(json.dumps({**meta, "crops": total}))
+    return total
+
+
+def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class: int, seed: int,
+                  size: tuple[int, int]) -> int:
+    """One shard: ``count`` systems (labels ``first..first+count-1``) x ``per_class`` crops."""
     from raiox.synth import demo_catalog, render_fixture_crop, validate_spec, with_size
 
     from raiox.vision.synthbridge import family, is_demo_like, signature, train_conditions
 
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"classes": classes, "per_class": per_class, "seed": seed, "renderer": "raiox.synth.render_fixture_crop"}
-    (out / "meta.json").write_text(json.dumps(meta))
     demo = {signature(s.spec) for s in demo_catalog()}
-    total = 0
-    for shard in range(0, classes, shard_size):
-        path = out / f"shard-{shard // shard_size:03d}.npz"
-        if path.exists():
-            total += len(np.load(path)["labels"])
-            continue
-        t0, crops, labels = time.time(), [], []
-        rng = np.random.default_rng([seed, shard])
-        specs: list[dict] = []
-        while len(specs) < min(shard_size, classes - shard):
-            for s in family(rng, FAMILY):
-                try:
-                    validate_spec(s)
-                except Exception:
-                    continue
-                if not is_demo_like(s, demo):
-                    specs.append(s)
-        for k, spec in enumerate(specs[: min(shard_size, classes - shard)]):
-            for j in range(per_class):
-                d = float(np.clip(spec["diameter_mm"] + rng.choice([-0.5, -0.3, 0, 0, 0.4, 0.8]), 2.9, 6.0))
-                length = float(np.clip(spec["length_mm"] * rng.uniform(0.7, 1.3), 6.0, 18.0))
-                sized = with_size(spec, d, length) if j else spec
-                try:
-                    sc = render_fixture_crop(sized, seed=int(rng.integers(2**31)), conditions=train_conditions(rng))
-                except Exception as exc:  # a spec the renderer rejects at some size: skip that render
-                    log.warning("datagen.skip", error=str(exc))
-                    continue
-                box = jitter_box(sc.boxes[0], rng) if rng.random() < 0.8 else sc.boxes[0]
-                crops.append((canonical_crop(sc.image, box) * 255).round().astype(np.uint8))
-                labels.append(shard + k)
-        np.savez_compressed(path, crops=np.stack(crops), labels=np.array(labels, np.int32))
-        total += len(labels)
-        log.info("datagen.shard", path=str(path), crops=len(labels), seconds=round(time.time() - t0, 1))
-    (out / "meta.json").write_text(json.dumps({**meta, "crops": total}))
-    return total
+    path = out / f"shard-{first // shard_size:03d}.npz"
+    t0, crops, labels = time.time(), [], []
+    rng = np.random.default_rng([seed, first])
+    specs: list[dict] = []
+    while len(specs) < count:
+        for s in family(rng, FAMILY):
+            try:
+                validate_spec(s)
+            except Exception:
+                continue
+            if not is_demo_like(s, demo):
+                specs.append(s)
+    for k, spec in enumerate(specs[:count]):
+        for j in range(per_class):
+            d = float(np.clip(spec["diameter_mm"] + rng.choice([-0.5, -0.3, 0, 0, 0.4, 0.8]), 2.9, 6.0))
+            length = float(np.clip(spec["length_mm"] * rng.uniform(0.7, 1.3), 6.0, 18.0))
+            sized = with_size(spec, d, length) if j else spec
+            try:
+                sc = render_fixture_crop(sized, seed=int(rng.integers(2**31)), conditions=train_conditions(rng), size=size)
+            except Exception as exc:  # a spec the renderer rejects at some size: skip that render
+                log.warning("datagen.skip", error=str(exc))
+                continue
+            box = jitter_box(sc.boxes[0], rng) if rng.random() < 0.8 else sc.boxes[0]
+            crops.append((canonical_crop(sc.image, box) * 255).round().astype(np.uint8))
+            labels.append(first + k)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, crops=np.stack(crops), labels=np.array(labels, np.int32))
+    tmp.replace(path)
+    log.info("datagen.shard", path=str(path), crops=len(labels), seconds=round(time.time() - t0, 1))
+    return len(labels)

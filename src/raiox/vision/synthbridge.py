@@ -117,8 +117,16 @@ def is_demo_like(spec: dict, demo_signatures: set) -> bool:
 
 
 def train_conditions(rng: np.random.Generator) -> dict:
-    """Broad render conditions for training crops (angulation up to 20 degrees)."""
-    return {"angulation": float(20 * rng.beta(1.2, 2.2)), "occlusion": 0.0 if rng.random() < 0.75 else float(rng.uniform(0.05, 0.3))}
+    """Broad render conditions for training crops: angulation up to 20 degrees, and noise, blur and
+    JPEG drawn over wider ranges than ``render_scene``'s defaults (to the hard end of evaluation)."""
+    cond = {"angulation": float(20 * rng.beta(1.2, 2.2)),
+            "occlusion": 0.0 if rng.random() < 0.75 else float(rng.uniform(0.05, 0.3))}
+    p = rng.random()
+    if p < 0.2:
+        cond["noise"], cond["jpeg"] = float(rng.uniform(0.025, 0.055)), int(rng.integers(25, 60))
+    elif p < 0.4:
+        cond["blur"] = float(rng.uniform(1.4, 2.8))
+    return cond
 
 
 def hard_conditions(name: str, rng: np.random.Generator) -> dict:

@@ -37,6 +37,7 @@ class TrainConfig:
     restart_schedule: bool = False  # on resume: keep the weights, start a new warm-up + cosine to `steps`
     classes: int = 0  # ArcFace rows; 0 = planned classes from data/meta.json or the largest label + 1
     model_name: str = "raiox-v1"
+    init_from: Path | None = None  # a checkpoint whose network weights start a fresh run (fine-tuning)
     extra: dict = field(default_factory=dict)
 
 
@@ -132,6 +133,10 @@ def train(cfg: TrainConfig) -> Path:
         state = saved["state"]
         state.setdefault("restarts", []).extend([start] if start else [])
         log.info("train.resume", step=state["step"], new_schedule=bool(start))
+    elif cfg.init_from:
+        net.load_state_dict(torch.load(cfg.init_from, map_location=cfg.device, weights_only=False)["net"])
+        state["init_from"] = str(cfg.init_from)
+        log.info("train.init", checkpoint=str(cfg.init_from))
     log.info("train.start", samples=len(train_idx), systems=len(np.unique(labels[train_idx])), val_samples=len(val_idx), **_brief(cfg))
     last_save, t0, t0_step, losses = time.time(), time.time(), state["step"], []
     while state["step"] < cfg.steps:
