@@ -129,7 +129,11 @@ def train(cfg: TrainConfig) -> Path:
         if not start:
             opt.load_state_dict(saved["opt"])
             sched.load_state_dict(saved["sched"])
-        gen.set_state(saved["gen"])
+        gen.set_state(saved["gen"].cpu())  # map_location may have moved it to the GPU
+        if "rng" in saved:  # dropout draws from the global generators: restore them for an exact resume
+            torch.set_rng_state(saved["rng"].cpu())
+        if saved.get("cuda_rng") is not None and str(cfg.device).startswith("cuda"):
+            torch.cuda.set_rng_state(saved["cuda_rng"].cpu())
         state = saved["state"]
         state.setdefault("restarts", []).extend([start] if start else [])
         log.info("train.resume", step=state["step"], new_schedule=bool(start))
@@ -138,7 +142,8 @@ def train(cfg: TrainConfig) -> Path:
         state["init_from"] = str(cfg.init_from)
         log.info("train.init", checkpoint=str(cfg.init_from))
     log.info("train.start", samples=len(train_idx), systems=len(np.unique(labels[train_idx])), val_samples=len(val_idx), **_brief(cfg))
-    last_save, t0, t0_step, losses = time.time(), time.time(), state["step"], []
+    last_save, t0, t0_step = time.time(), time.time(), state["step"]
+    losses = list(saved.get("losses", [])) if saved else []  # the running mean continues across a resume
     while state["step"] < cfg.steps:
         net.train()
         pick = torch.randint(0, len(train_idx), (cfg.batch,), generator=gen)
@@ -160,7 +165,7 @@ def train(cfg: TrainConfig) -> Path:
             state["history"].append({"step": state["step"], "loss": float(np.mean(losses[-100:])),
                                      "val_top1": validate(net, crops, labels, val_idx, cfg.device)})
             log.info("train.checkpoint", **state["history"][-1])
-            _save(ckpt, net, arc, opt, sched, gen, state)
+            _save(ckpt, net, arc, opt, sched, gen, state, losses[-100:])
             last_save = time.time()
     onnx_path = export(net, cfg.out / f"{cfg.model_name}.onnx")
     (cfg.out / "train-state.json").write_text(json.dumps({"config": _brief(cfg), **state}, indent=2))
@@ -185,12 +190,14 @@ def _planned_classes(data_dir: Path) -> int:
     return int(json.loads(meta.read_text()).get("classes", 0)) if meta.exists() else 0
 
 
-def _save(path, net, arc, opt, sched, gen, state) -> None:
+def _save(path, net, arc, opt, sched, gen, state, losses=()) -> None:
     import torch
 
     tmp = path.with_suffix(".tmp")
+    cuda_rng = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     torch.save({"net": net.state_dict(), "arc": arc.state_dict(), "opt": opt.state_dict(),
-                "sched": sched.state_dict(), "gen": gen.get_state(), "state": state}, tmp)
+                "sched": sched.state_dict(), "gen": gen.get_state(), "state": state,
+                "rng": torch.get_rng_state(), "cuda_rng": cuda_rng, "losses": list(losses)}, tmp)
     tmp.replace(path)
 
 

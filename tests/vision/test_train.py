@@ -1,0 +1,169 @@
+"""`raiox vision render-data` / `raiox vision train` on tiny settings (torch CPU, the `test` extra).
+
+A handful of random systems, a few renders each, 6-10 steps of batch 8 on one thread: enough to
+check that rendering resumes per shard, training is seeded and resumes exactly, and that the
+exported ONNX file and the model card are what `onnx:PATH` and the docs promise.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from raiox.cli import app
+from raiox.vision import get_embedder
+from raiox.vision import train as train_mod
+from raiox.vision.datagen import render_dataset
+from raiox.vision.train import TrainConfig, train
+
+CLASSES, PER_CLASS, STEPS = 6, 3, 6
+TINY = dict(batch=8, threads=1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """One shard of 6 random systems x 3 renders, as `raiox vision train` renders it itself."""
+    out = tmp_path_factory.mktemp("train-data") / "data"
+    assert render_dataset(out, classes=CLASSES, per_class=PER_CLASS, seed=0) == CLASSES * PER_CLASS
+    return out
+
+
+def folder(tmp_path, data, name):
+    out = tmp_path / name
+    shutil.copytree(data, out / "data")
+    return out
+
+
+def probe_batch():
+    return np.random.default_rng(7).random((5, 1, 192, 64), dtype=np.float32)
+
+
+def run_onnx(path, x=None):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: probe_batch() if x is None else x})[0]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, data):
+    """`raiox vision train` through the CLI: 6 steps from scratch on the shared data."""
+    out = folder(tmp_path_factory.mktemp("cli"), data, "run")
+    before = (out / "data" / "shard-000.npz").stat().st_mtime_ns
+    result = CliRunner().invoke(app, [
+        "vision", "train", "--out", str(out), "--steps", str(STEPS), "--batch", "8", "--threads", "1",
+        "--classes", str(CLASSES), "--per-class", str(PER_CLASS), "--seed", "0",
+    ])
+    assert result.exit_code == 0, result.output
+    assert (out / "data" / "shard-000.npz").stat().st_mtime_ns == before  # data already there: not re-rendered
+    return out
+
+
+def test_render_data_writes_shards_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = ["vision", "render-data", "--out", str(out), "--classes", "6", "--per-class", "2", "--shard-size", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = out / "data"
+    shards = sorted(p.name for p in data.glob("shard-*.npz"))
+    assert shards == ["shard-000.npz", "shard-001.npz", "shard-002.npz"]
+    first = {name: dict(np.load(data / name)) for name in shards}
+    for name, part in first.items():
+        assert part["crops"].dtype == np.uint8 and part["crops"].shape[1:] == (192, 64)
+        assert len(part["crops"]) == len(part["labels"]) > 0
+        assert part["crops"].max() > 100  # a bright fixture, not an empty crop
+    assert set(first["shard-000.npz"]["labels"]) <= {0, 1} and set(first["shard-002.npz"]["labels"]) <= {4, 5}
+    meta = json.loads((data / "meta.json").read_text())
+    assert meta["classes"] == 6 and meta["per_class"] == 2
+    assert meta["crops"] == sum(len(p["labels"]) for p in first.values())
+
+    # an interrupted rendering: shards 1 and 2 are missing. The rerun (two processes) keeps shard 0 and
+    # renders the others again, identically.
+    kept = (data / "shard-000.npz").stat().st_mtime_ns
+    for name in ("shard-001.npz", "shard-002.npz"):
+        (data / name).unlink()
+    result = CliRunner().invoke(app, args + ["--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    assert (data / "shard-000.npz").stat().st_mtime_ns == kept
+    for name in ("shard-001.npz", "shard-002.npz"):
+        again = dict(np.load(data / name))
+        np.testing.assert_array_equal(again["labels"], first[name]["labels"])
+        np.testing.assert_array_equal(again["crops"], first[name]["crops"])
+    assert f"{meta['crops']} crops" in result.output
+
+
+def test_trained_onnx_serves_through_onnx_path(cli_run, data):
+    model = cli_run / "raiox-v1.onnx"
+    out = run_onnx(model)
+    assert out.shape == (5, 512) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
+    assert np.abs(out[0] - out[1]).max() > 1e-3  # different inputs, different vectors
+
+    embedder = get_embedder(f"onnx:{model}")
+    assert embedder.model_id.startswith("onnx:raiox-v1.onnx#") and embedder.dim == 512
+    crops = np.load(data / "shard-000.npz")["crops"][:4].astype(np.float32) / 255
+    vectors = embedder.embed(list(crops))
+    assert vectors.shape == (4, 512)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(vectors, run_onnx(model, crops[:, None]), atol=1e-5)
+
+
+def test_model_card_and_state(cli_run):
+    state = json.loads((cli_run / "train-state.json").read_text())
+    assert state["step"] == STEPS and state["config"]["seed"] == 0 and state["config"]["batch"] == 8
+    assert [h["step"] for h in state["history"]] == [STEPS]
+    assert np.isfinite(state["history"][-1]["loss"])
+    card = (cli_run / "raiox-v1.md").read_text()
+    assert card.startswith("# Model card: raiox-v1")
+    assert "- Date: 20" in card and " UTC;" in card
+    assert f"Data: {CLASSES * PER_CLASS} synthetic crops of {CLASSES} random systems ({PER_CLASS} renders each)" in card
+    assert f"Training: {STEPS} steps, batch 8, AdamW lr 0.002" in card and "seed 0, device cpu" in card
+    assert f"at step {STEPS}; final training loss {state['history'][-1]['loss']:.3f}" in card
+
+
+def test_training_is_seeded(tmp_path, data, cli_run):
+    again = train(TrainConfig(out=folder(tmp_path, data, "again"), steps=STEPS, seed=0, **TINY))
+    np.testing.assert_allclose(run_onnx(again), run_onnx(cli_run / "raiox-v1.onnx"), atol=1e-5)
+
+
+def test_rerun_with_more_steps_continues(tmp_path, cli_run):
+    out = tmp_path / "longer"
+    shutil.copytree(cli_run, out)
+    first = json.loads((out / "train-state.json").read_text())
+    train(TrainConfig(out=out, steps=2 * STEPS, seed=0, **TINY))
+    state = json.loads((out / "train-state.json").read_text())
+    assert state["step"] == 2 * STEPS
+    assert [h["step"] for h in state["history"]] == [STEPS, 2 * STEPS]
+    assert state["history"][0] == first["history"][0]  # the first stage's record is kept
+    assert torch.load(out / "ckpt.pt", weights_only=False)["state"]["step"] == 2 * STEPS
+    assert np.abs(run_onnx(out / "raiox-v1.onnx") - run_onnx(cli_run / "raiox-v1.onnx")).max() > 1e-4
+
+
+def test_interrupted_training_resumes_exactly(tmp_path, data, monkeypatch):
+    steps, stop = 6, 3
+    straight = train(TrainConfig(out=folder(tmp_path, data, "straight"), steps=steps, checkpoint_every_s=0, **TINY))
+
+    out = folder(tmp_path, data, "interrupted")
+    saves, real_save = [], train_mod._save
+
+    def save_then_die(*args, **kwargs):  # checkpoint_every_s=0: one checkpoint per step
+        real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == stop:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(train_mod, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(out=out, steps=steps, checkpoint_every_s=0, **TINY))
+    assert torch.load(out / "ckpt.pt", weights_only=False)["state"]["step"] == stop
+    assert not (out / "raiox-v1.onnx").exists()
+    monkeypatch.setattr(train_mod, "_save", real_save)
+
+    resumed = train(TrainConfig(out=out, steps=steps, checkpoint_every_s=0, **TINY))
+    a = json.loads((tmp_path / "straight" / "train-state.json").read_text())
+    b = json.loads((out / "train-state.json").read_text())
+    assert b["step"] == steps and [h["step"] for h in b["history"]] == list(range(1, steps + 1))
+    np.testing.assert_allclose([h["loss"] for h in b["history"]], [h["loss"] for h in a["history"]], rtol=1e-5)
+    np.testing.assert_allclose(run_onnx(resumed), run_onnx(straight), atol=1e-5)
