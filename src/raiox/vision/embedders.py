@@ -100,12 +100,49 @@ class OnnxEmbedder:
         return l2_normalise(np.concatenate(out))
 
 
+_TORCHVISION_STUB = None  # keeps the operator declarations below alive
+
+
+def import_open_clip():
+    """``import open_clip``, also beside a torchvision wheel whose C++ ops cannot load.
+
+    PyPI's torchvision is built against CUDA torch; beside the CPU torch its ``_C`` library does not
+    load, and torchvision <= 0.29 then fails at import with ``operator torchvision::nms does not
+    exist`` because it registers fake kernels for ``nms``/``qnms`` without checking that its ops
+    loaded (pytorch/vision#9337; upstream fix pytorch/vision#9649 guards them). open_clip needs only
+    torchvision's Python transforms, so in that case we declare the two operator schemas (no kernels:
+    calling ``torchvision.ops.nms`` still raises torchvision's own "Couldn't load custom C++ ops")
+    and import again.
+    """
+    import sys
+
+    import torch
+
+    global _TORCHVISION_STUB
+    try:
+        import torchvision  # noqa: F401
+    except RuntimeError as exc:
+        if "torchvision::nms" not in str(exc) or _TORCHVISION_STUB is not None:
+            raise
+        log.warning("open_clip.torchvision_without_ops", error=str(exc))
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        _TORCHVISION_STUB = torch.library.Library("torchvision", "DEF")
+        for op in ("nms", "qnms"):
+            _TORCHVISION_STUB.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        import torchvision  # noqa: F401
+    import open_clip
+
+    return open_clip
+
+
 class OpenClipEmbedder:
-    """An open_clip image tower (torch; optional ``open_clip`` extra). Untested without weights."""
+    """An open_clip image tower (torch; optional ``open_clip`` extra); TAG ``none``: untrained."""
 
     def __init__(self, model_name: str, tag: str | None):
-        import open_clip
         import torch
+
+        open_clip = import_open_clip()
 
         pretrained = None if tag in (None, "", "none") else tag
         self.model = open_clip.create_model(model_name, pretrained=pretrained).eval()

@@ -10,8 +10,11 @@ from pathlib import Path
 
 
 def export_open_clip(spec: str, out: Path) -> Path:
-    import open_clip
     import torch
+
+    from raiox.vision.embedders import import_open_clip
+
+    open_clip = import_open_clip()
 
     name, _, tag = spec.partition("/")
     model = open_clip.create_model(name, pretrained=None if tag in ("", "none") else tag).eval()
@@ -38,5 +41,6 @@ def export_open_clip(spec: str, out: Path) -> Path:
         output_names=["embedding"],
         dynamic_axes={"image": {0: "N"}, "embedding": {0: "N"}},
         opset_version=18,
+        dynamo=False,  # the TorchScript exporter: the dynamo one needs onnxscript, which no extra installs
     )
     return out
