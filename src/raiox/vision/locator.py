@@ -1,8 +1,11 @@
 """Learned fixture localiser (ONNX Runtime): a small fully convolutional net predicts, at low
 resolution, where fixture metal is and which end is the platform and which the apex.
 
-Each connected fixture blob becomes an oriented box: the axis runs from the platform blob to the
-apex blob (principal axis when those are unclear), extents from the blob's pixels.
+Each connected fixture blob becomes a coarse oriented box: the axis runs from the platform blob to
+the apex blob (principal axis when those are unclear), extents from the blob's pixels. Each coarse
+box is then refined on the full-resolution image (``raiox.vision.refine``: axis, width and ends
+from intensity profiles across the axis), duplicates and fragments are dropped (the larger box
+wins) and squat boxes (crowns, fillings, caps) are kept only when the net is very sure.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from raiox.vision.detect import Detection
+from raiox.vision.detect import Detection, box_iou
 
 LOC_SIDE = 256  # the net sees the image with its longer side at this many pixels
 OUT_STRIDE = 2  # output maps are half the net input
@@ -36,25 +39,31 @@ def _session(path: str):
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
-def net_input(image: np.ndarray) -> tuple[np.ndarray, float]:
-    """Resize so the longer side is LOC_SIDE and both sides are multiples of 8; return the scale."""
+def net_input(image: np.ndarray, pyr=None) -> tuple[np.ndarray, float]:
+    """Resize so the longer side is LOC_SIDE and both sides are multiples of 8; return the scale.
+    With ``pyr`` (a ``refine.Pyramid`` of ``image``) a large image is shrunk from a pyramid level
+    at least twice the target size (same result, less work)."""
     h, w = image.shape
     f = LOC_SIDE / max(h, w)
     nh, nw = max(8, int(round(h * f / 8)) * 8), max(8, int(round(w * f / 8)) * 8)
-    small = cv2.resize(image.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA)
+    src = image
+    if pyr is not None:
+        k = int(np.floor(np.log2(max(h, w) / (2 * LOC_SIDE)))) if max(h, w) >= 4 * LOC_SIDE else 0
+        src = pyr.level(k) if k > 0 else image
+    small = cv2.resize(src.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA)
     return small, (nw / w + nh / h) / 2
 
 
-def predict(image: np.ndarray, path: Path | None = None) -> tuple[np.ndarray, float]:
+def predict(image: np.ndarray, path: Path | None = None, pyr=None) -> tuple[np.ndarray, float]:
     """(3, h, w) probabilities (fixture, platform end, apex end) and the image->map scale."""
-    small, f = net_input(image)
+    small, f = net_input(image, pyr)
     logits = _session(str(path or model_path())).run(None, {"image": small[None, None]})[0][0]
     return 1 / (1 + np.exp(-logits)), f / OUT_STRIDE
 
 
-def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: float = 0.6,
-                   threshold: float = 0.6) -> list[Detection]:
-    prob, scale = predict(np.asarray(image, np.float32), path)
+def coarse_boxes(image: np.ndarray, path: Path | None = None, threshold: float = 0.6, pyr=None) -> list[Detection]:
+    """Boxes straight from the net's maps (image coordinates, not refined), most confident first."""
+    prob, scale = predict(np.asarray(image, np.float32), path, pyr)
     count, labels, stats, _ = cv2.connectedComponentsWithStats((prob[0] > threshold).astype(np.uint8), connectivity=8)
     out = []
     for i in range(1, count):
@@ -62,9 +71,71 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
             continue
         for blob in _split(prob, labels == i):
             det = _blob_box(prob, blob)
-            if det is not None and det.confidence >= min_confidence:
+            if det is not None:
                 out.append(Detection(((det.box + 0.5) / scale - 0.5).astype(np.float32), det.confidence))
     return sorted(out, key=lambda d: -d.confidence)
+
+
+PLATFORM_SLACK = 0.1  # the refined platform edge may lie at most this fraction of the length beyond the net's
+NMS_IOU = 0.4  # a box overlapping a larger one this much is a duplicate ...
+INSIDE = 0.7  # ... and so is one lying this much inside it
+
+
+def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: float = 0.6,
+                   threshold: float = 0.6, refine: bool = True) -> list[Detection]:
+    from raiox.vision import refine as rf
+
+    img = np.asarray(image, np.float32)
+    pyr = rf.Pyramid(img)
+    out = []
+    for det in coarse_boxes(img, path, threshold, pyr):
+        if det.confidence < min_confidence:
+            continue
+        if refine:
+            got = rf.refine(pyr, det.box)
+            if got is not None:
+                det = Detection(rf.limit_platform(got[0], det.box, PLATFORM_SLACK), det.confidence)
+            else:  # the image gives no clear fixture outline there: the net's box, pulled in
+                det = Detection(rf.shrink(det.box), det.confidence)
+        out.append((_area(det.box), det))
+    out.sort(key=lambda rd: -rd[0])
+    kept = [d for d in _dedupe([d for _, d in out]) if _plausible(d)]
+    return sorted(kept, key=lambda d: -d.confidence)
+
+
+def _area(box: np.ndarray) -> float:
+    """Duplicates are resolved in order of area: the larger box wins (fragments of a fixture split
+    by an occluder or at an abutment are smaller than the whole)."""
+    return float(cv2.contourArea(np.asarray(box, np.float32)))
+
+
+def _plausible(det: Detection) -> bool:
+    """A fixture is longer than wide (6-18 mm long, 2.9-6 mm wide): squat boxes are crowns, fillings,
+    caps or fragments unless the net is very sure."""
+    top, bottom = det.box[:2].mean(0), det.box[2:].mean(0)
+    length = float(np.hypot(*(bottom - top)))
+    width = float(np.hypot(*(det.box[1] - det.box[0])))
+    return length >= MIN_ASPECT * width or det.confidence >= SQUAT_CONFIDENCE
+
+
+MIN_ASPECT = 1.2
+SQUAT_CONFIDENCE = 0.9
+
+
+def _dedupe(found: list[Detection]) -> list[Detection]:
+    kept: list[Detection] = []
+    for d in found:
+        area = _area(d.box)
+        dup = False
+        for k in kept:
+            iou = box_iou(d.box, k.box)
+            inter = iou * (area + _area(k.box)) / (1 + iou)
+            if iou > NMS_IOU or inter > INSIDE * min(area, _area(k.box)):
+                dup = True
+                break
+        if not dup:
+            kept.append(d)
+    return kept
 
 
 def _split(prob: np.ndarray, blob: np.ndarray) -> list[np.ndarray]:

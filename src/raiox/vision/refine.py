@@ -1,0 +1,267 @@
+"""Full-resolution refinement of a coarse fixture box, and merging of coarse boxes.
+
+The learned localiser sees the image at 256 px and predicts at half of that, so its boxes are
+coarse (edges off by a few percent of the length, axis off by a few degrees). ``refine`` re-reads
+the fixture from the image itself: a window around the coarse box is resampled along the box axis
+(about ``SAMPLES_ACROSS`` samples across the fixture), every row across the axis gives the metal run
+through the axis (its edges where the intensity crosses a level between the bone around the fixture
+and the fixture's core), a line through the run centres corrects the axis angle and position, and
+the run widths give the major diameter and the two ends. A crown, abutment or occluder is wider or
+narrower than the fixture body: rows that leave the body width end the fixture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+SAMPLES_ACROSS = 28  # samples across the coarse box width
+LEVEL = 0.25  # edge level between background (0) and fixture core (1)
+CLOSE = 0.3  # metal gaps across a row up to this fraction of the coarse width are bridged
+PLATFORM_MIN = 0.72  # rows narrower than this fraction of the major diameter end the fixture at the platform
+
+
+@dataclass
+class Frame:
+    centre: np.ndarray  # (2,) image point at t = 0, s = 0
+    axis: np.ndarray  # (2,) unit, platform -> apex
+    normal: np.ndarray  # (2,) unit, box[0] -> box[1] side
+    t0: float  # platform end (along the axis, pixels from the centre; negative)
+    t1: float  # apex end
+    s0: float  # sides across the axis
+    s1: float
+
+    @classmethod
+    def of(cls, box: np.ndarray) -> "Frame":
+        box = np.asarray(box, np.float64).reshape(4, 2)
+        top, bottom = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2
+        axis = bottom - top
+        length = max(float(np.hypot(*axis)), 1e-6)
+        axis /= length
+        normal = np.array([-axis[1], axis[0]])
+        if (box[1] - box[0]) @ normal < 0:
+            normal = -normal
+        width = float((np.hypot(*(box[1] - box[0])) + np.hypot(*(box[2] - box[3]))) / 2)
+        centre = (top + bottom) / 2
+        return cls(centre, axis, normal, -length / 2, length / 2, -width / 2, width / 2)
+
+    @property
+    def length(self) -> float:
+        return self.t1 - self.t0
+
+    @property
+    def width(self) -> float:
+        return self.s1 - self.s0
+
+    def box(self) -> np.ndarray:
+        p = lambda t, s: self.centre + self.axis * t + self.normal * s  # noqa: E731
+        return np.array([p(self.t0, self.s0), p(self.t0, self.s1), p(self.t1, self.s1), p(self.t1, self.s0)], np.float32)
+
+
+@dataclass
+class Profile:
+    """Rows across the axis of a straightened window (row i at t = ts[i])."""
+
+    ts: np.ndarray
+    width: np.ndarray  # metal run width per row (pixels; 0 where no run)
+    mid: np.ndarray  # run centre per row (pixels across the axis)
+    contrast: float  # fixture core minus background, image units
+
+
+class Pyramid:
+    """The image and its Gaussian pyramid (``cv2.pyrDown`` levels, built on first use); level k
+    pixel (x, y) is level 0 pixel (x, y) * 2**k."""
+
+    def __init__(self, image: np.ndarray):
+        self.levels = [np.ascontiguousarray(image, np.float32)]
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.levels[0]
+
+    def level(self, k: int) -> np.ndarray:
+        while len(self.levels) <= k and min(self.levels[-1].shape) >= 16:
+            self.levels.append(cv2.pyrDown(self.levels[-1]))
+        return self.levels[min(k, len(self.levels) - 1)]
+
+
+def straighten(pyr: Pyramid, frame: Frame, t_range: tuple[float, float], s_half: float, step: float) -> np.ndarray:
+    """Resample the image on a grid along the frame's axis (rows: t, cols: s), ``step`` pixels apart
+    (from the pyramid level whose pixels are at most ``step`` wide: no aliasing of fine threads)."""
+    t_lo, t_hi = t_range
+    rows, cols = max(2, int(np.ceil((t_hi - t_lo) / step)) + 1), max(2, int(np.ceil(2 * s_half / step)) + 1)
+    k = max(0, int(np.floor(np.log2(max(step, 1.0)))))
+    img = pyr.level(k)
+    f = 1.0 / 2 ** min(k, len(pyr.levels) - 1)
+    start = frame.centre + frame.axis * t_lo - frame.normal * s_half
+    # destination (col j, row i) -> source point in the level's pixel frame
+    m = np.array([
+        [frame.normal[0] * step * f, frame.axis[0] * step * f, start[0] * f],
+        [frame.normal[1] * step * f, frame.axis[1] * step * f, start[1] * f],
+    ])
+    return cv2.warpAffine(img, m, (cols, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def profile(pyr: Pyramid, frame: Frame, level: float | None = None) -> Profile | None:
+    """Metal run per row across the axis, in a window 1.5 lengths long and 1.8 widths wide."""
+    level = LEVEL if level is None else level
+    length, width = frame.length, frame.width
+    step = max(width / SAMPLES_ACROSS, 0.5)
+    s_half = 0.9 * width
+    t_lo, t_hi = frame.t0 - 0.25 * length, frame.t1 + 0.25 * length
+    win = straighten(pyr, frame, (t_lo, t_hi), s_half, step)
+    rows, cols = win.shape
+    ts = t_lo + np.arange(rows) * step
+    ss = -s_half + np.arange(cols) * step
+    s_mid = (frame.s0 + frame.s1) / 2
+    body = (ts > frame.t0 + 0.2 * length) & (ts < frame.t1 - 0.2 * length)
+    if body.sum() < 2:
+        return None
+    core = np.abs(ss - s_mid) < 0.2 * width
+    side = np.abs(ss - s_mid) > 0.72 * width
+    if not core.any() or not side.any():
+        return None
+    fix = float(np.percentile(win[body][:, core], 70))
+    bg = float(np.median(win[body][:, side]))
+    if fix - bg < 0.02:
+        return None
+    thr = bg + level * (fix - bg)
+    metal = (win > thr).astype(np.uint8)
+    gap = max(3, int(round(CLOSE * width / step)) | 1)  # bridge a connection void or an apex hole
+    metal = cv2.morphologyEx(metal, cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8)) > 0
+    c = int(np.clip(np.round((s_mid + s_half) / step), 1, cols - 2))
+    on = metal[:, c]
+    # run through column c: a = first metal column of the run, b = last
+    a = c - np.argmax(~metal[:, c::-1], axis=1) + 1
+    a = np.where(metal[:, : c + 1].all(1), 0, a)
+    b = c + np.argmax(~metal[:, c:], axis=1) - 1
+    b = np.where(metal[:, c:].all(1), cols - 1, b)
+    idx = np.arange(rows)
+    am, bp = np.maximum(a - 1, 0), np.minimum(b + 1, cols - 1)
+    va, vam, vb, vbp = win[idx, a], win[idx, am], win[idx, b], win[idx, bp]
+    left = np.where(a > 0, a - (va - thr) / np.maximum(va - vam, 1e-6), a - 0.5)
+    right = np.where(b < cols - 1, b + (vb - thr) / np.maximum(vb - vbp, 1e-6), b + 0.5)
+    left, right = np.clip(left, a - 1, a), np.clip(right, b, b + 1)
+    width_px = np.where(on, (right - left) * step, 0.0)
+    mid = np.where(on, -s_half + (left + right) / 2 * step, s_mid)
+    return Profile(ts, width_px, mid, fix - bg)
+
+
+def _fit_axis(p: Profile, frame: Frame) -> tuple[float, float] | None:
+    """Line s = a + b t through the run centres of body rows (robust); None when too few rows."""
+    body = (p.ts > frame.t0 + 0.15 * frame.length) & (p.ts < frame.t1 - 0.15 * frame.length) & (p.width > 0)
+    if body.sum() < 4:
+        return None
+    w_med = float(np.median(p.width[body]))
+    good = body & (p.width > 0.6 * w_med) & (p.width < 1.25 * w_med)
+    if good.sum() < 4:
+        return None
+    t, s = p.ts[good], p.mid[good]
+    keep = np.ones(len(t), bool)
+    for _ in range(2):
+        b, a = np.polyfit(t[keep], s[keep], 1)
+        res = np.abs(s - (a + b * t))
+        mad = float(np.median(res[keep])) + 1e-3
+        keep = res < max(3 * mad, 0.03 * w_med)
+        if keep.sum() < 4:
+            return None
+    b, a = np.polyfit(t[keep], s[keep], 1)
+    return float(a), float(b)
+
+
+def _ends(p: Profile, frame: Frame, w_major: float, mid: float) -> tuple[float, float]:
+    """Walk from the middle of the fixture to each end while rows look like fixture body.
+
+    Rows much wider than the body (an occluder, text, a crown) are crossed when body rows resume
+    beyond them; a run of narrow or empty rows (past the apex, an abutment) ends the walk."""
+    rows = len(p.ts)
+    step = float(p.ts[1] - p.ts[0]) if rows > 1 else 1.0
+    centred = np.abs(p.mid - mid) < 0.25 * w_major
+    start = int(np.argmin(np.abs(p.ts - (frame.t0 + frame.t1) / 2)))
+    gap_max = max(1, int(round(0.03 * frame.length / step)))
+    wide_max = max(2, int(round(0.35 * frame.length / step)))
+
+    def walk(direction: int, lo: float, hi: float) -> float:
+        i, last, narrow, wide = start, start, 0, 0
+        while 0 <= i + direction < rows:
+            i += direction
+            w = p.width[i]
+            if centred[i] and lo * w_major <= w <= hi * w_major:
+                last, narrow, wide = i, 0, 0
+            elif w > hi * w_major or (w >= lo * w_major and not centred[i]):
+                wide += 1
+                if wide > wide_max:
+                    break
+            else:
+                narrow += 1
+                if narrow > gap_max:
+                    break
+        return float(p.ts[last]) + direction * step / 2
+
+    return walk(-1, PLATFORM_MIN, 1.22), walk(+1, 0.12, 1.22)
+
+
+def refine(image: "np.ndarray | Pyramid", box: np.ndarray, iterations: int = 2) -> tuple[np.ndarray, float] | None:
+    """A refined box (same platform end) and a quality in [0, 1]; None when the image gives no
+    clear fixture there (too little contrast, too few rows)."""
+    frame = Frame.of(box)
+    if frame.length < 4 or frame.width < 2:
+        return None
+    img = image if isinstance(image, Pyramid) else Pyramid(np.asarray(image, np.float32))
+    for _ in range(iterations):
+        p = profile(img, frame)
+        if p is None:
+            return None
+        fit = _fit_axis(p, frame)
+        if fit is None:
+            return None
+        a, b = fit
+        s_mid = (frame.s0 + frame.s1) / 2
+        centre = frame.centre + frame.normal * a
+        axis = frame.axis + frame.normal * b
+        axis /= np.hypot(*axis)
+        normal = np.array([-axis[1], axis[0]])
+        if normal @ frame.normal < 0:
+            normal = -normal
+        half = frame.width / 2
+        frame = Frame(centre, axis, normal, frame.t0, frame.t1, -half, half)
+        del s_mid
+    p = profile(img, frame)
+    if p is None:
+        return None
+    body = (p.ts > frame.t0 + 0.15 * frame.length) & (p.ts < frame.t1 - 0.15 * frame.length) & (p.width > 0)
+    if body.sum() < 4:
+        return None
+    w_med = float(np.median(p.width[body]))
+    good = body & (p.width > 0.6 * w_med) & (p.width < 1.25 * w_med)
+    if good.sum() < 4:
+        return None
+    w_major = float(np.percentile(p.width[good], 90))
+    mid = float(np.median(p.mid[good]))
+    t0, t1 = _ends(p, frame, w_major, mid)
+    quality = float(good.sum() / max(body.sum(), 1))
+    out = Frame(frame.centre + frame.normal * mid, frame.axis, frame.normal, t0, t1, -w_major / 2, w_major / 2)
+    return out.box(), quality
+
+
+def shrink(box: np.ndarray, width: float = 0.87, ends: float = 0.05) -> np.ndarray:
+    """A coarse net box pulled in to its typical size (the net's maps overshoot the fixture)."""
+    f = Frame.of(box)
+    cut = ends * f.length
+    half = f.width * width / 2
+    return Frame(f.centre, f.axis, f.normal, f.t0 + cut, f.t1 - cut, -half, half).box()
+
+
+def limit_platform(box: np.ndarray, coarse: np.ndarray, slack: float) -> np.ndarray:
+    """Keep the refined platform edge within ``slack`` lengths beyond the coarse one (a healing cap
+    or abutment as wide as the fixture would otherwise extend it)."""
+    f, c = Frame.of(box), Frame.of(coarse)
+    top = c.centre + c.axis * c.t0
+    t_coarse = float((top - f.centre) @ f.axis)
+    limit = t_coarse - slack * c.length
+    if f.t0 < limit < f.t1:
+        f.t0 = limit
+    return f.box()
