@@ -122,3 +122,18 @@ def test_learned_locate_precision_with_prostheses(seed, prosthesis):
     assert len(found) == len(scene.boxes)
     assert (ious.max(1) >= 0.5).all()  # precision: every detection is a fixture
     assert (ious.max(0) >= 0.5).all()  # recall
+
+
+def test_refine_keeps_an_end_hidden_under_an_occluder():
+    import cv2
+
+    fx = Fixture(400, 150, 0, length=260, radius=40, apex_radius=30)
+    scene = render([fx], h=700, w=800, seed=3, filling=False)
+    img = scene.image.copy()
+    cv2.ellipse(img, (400, 150 + 235), (75, 45), 20, 0, 360, 1.0, -1)  # bright object over the apex
+    truth = fx.box()
+    coarse = _perturbed(truth, 3.0, (0.0, 0.05), (1.08, 1.2))
+    box, _ = refine(img, coarse)
+    assert box_iou(box, truth) > 0.75
+    apex = box[2:].mean(0)
+    assert apex[1] > 150 + 0.9 * fx.length  # not cut at the occluder's edge

@@ -32,8 +32,10 @@ def targets(boxes, shape: tuple[int, int], scale: float) -> np.ndarray:
     return maps
 
 
-def render_scenes(out: Path, count: int, seed: int = 0, shard: int = 100) -> int:
-    """Render ``count`` training scenes of random systems (1-3 fixtures), net-input sized, to shards."""
+def render_scenes(out: Path, count: int, seed: int = 0, shard: int = 100, occlusion: float = 0.0) -> int:
+    """Render ``count`` training scenes of random systems (1-3 fixtures), net-input sized, to shards.
+    ``occlusion``: share of scenes where one fixture is partly covered (10-30 %) by a cone cut or a
+    radiopaque object (on top of ``render_scene``'s own 15 %)."""
     from raiox.synth import render_scene, validate_spec
 
     from raiox.vision.synthbridge import random_spec
@@ -61,6 +63,8 @@ def render_scenes(out: Path, count: int, seed: int = 0, shard: int = 100) -> int
             cond = {"size": tuple(int(v) for v in big)}
             if rng.random() < 0.3:
                 cond["prosthesis"] = str(rng.choice(["crown", "abutment", "healing"]))
+            if occlusion and rng.random() < occlusion:
+                cond["occlusion"] = float(rng.uniform(0.1, 0.3))
             try:
                 sc = render_scene(specs, seed=int(rng.integers(2**31)), conditions=cond)
             except Exception as exc:

@@ -20,6 +20,8 @@ import numpy as np
 SAMPLES_ACROSS = 28  # samples across the coarse box width
 LEVEL = 0.25  # edge level between background (0) and fixture core (1)
 CLOSE = 0.3  # metal gaps across a row up to this fraction of the coarse width are bridged
+WIDTH_Q = 50  # body reference width: this percentile of the row widths in the middle of the box
+GOOD_MAX = 1.25  # body rows are at most this much wider than the reference
 PLATFORM_MIN = 0.72  # rows narrower than this fraction of the major diameter end the fixture at the platform
 
 
@@ -150,41 +152,55 @@ def profile(pyr: Pyramid, frame: Frame, level: float | None = None) -> Profile |
     return Profile(ts, width_px, mid, fix - bg)
 
 
-def _fit_axis(p: Profile, frame: Frame) -> tuple[float, float] | None:
-    """Line s = a + b t through the run centres of body rows (robust); None when too few rows."""
+def _body_rows(p: Profile, frame: Frame) -> tuple[np.ndarray, float] | None:
+    """Rows of the fixture body in the middle 70 % of the frame, and their reference width.
+
+    The reference is a low quantile of the row widths: an occluder or crown spilling into the frame
+    only adds wider rows, so the body's own width stays the reference."""
     body = (p.ts > frame.t0 + 0.15 * frame.length) & (p.ts < frame.t1 - 0.15 * frame.length) & (p.width > 0)
     if body.sum() < 4:
         return None
-    w_med = float(np.median(p.width[body]))
-    good = body & (p.width > 0.6 * w_med) & (p.width < 1.25 * w_med)
+    w_ref = float(np.percentile(p.width[body], WIDTH_Q))
+    good = body & (p.width > 0.6 * w_ref) & (p.width < GOOD_MAX * w_ref)
     if good.sum() < 4:
         return None
+    return good, w_ref
+
+
+def _fit_axis(p: Profile, frame: Frame) -> tuple[float, float] | None:
+    """Line s = a + b t through the run centres of body rows (robust); None when too few rows."""
+    rows = _body_rows(p, frame)
+    if rows is None:
+        return None
+    good, w_ref = rows
     t, s = p.ts[good], p.mid[good]
     keep = np.ones(len(t), bool)
     for _ in range(2):
         b, a = np.polyfit(t[keep], s[keep], 1)
         res = np.abs(s - (a + b * t))
         mad = float(np.median(res[keep])) + 1e-3
-        keep = res < max(3 * mad, 0.03 * w_med)
+        keep = res < max(3 * mad, 0.03 * w_ref)
         if keep.sum() < 4:
             return None
     b, a = np.polyfit(t[keep], s[keep], 1)
     return float(a), float(b)
 
 
-def _ends(p: Profile, frame: Frame, w_major: float, mid: float) -> tuple[float, float]:
+def _ends(p: Profile, frame: Frame, w_major: float, mid: float, good: np.ndarray) -> tuple[tuple[float, bool], tuple[float, bool]]:
     """Walk from the middle of the fixture to each end while rows look like fixture body.
 
     Rows much wider than the body (an occluder, text, a crown) are crossed when body rows resume
-    beyond them; a run of narrow or empty rows (past the apex, an abutment) ends the walk."""
+    beyond them; a run of narrow or empty rows (past the apex, an abutment) ends the walk. Each end
+    comes with a flag: True when the fixture may go on under wider metal there (an occluder)."""
     rows = len(p.ts)
     step = float(p.ts[1] - p.ts[0]) if rows > 1 else 1.0
     centred = np.abs(p.mid - mid) < 0.25 * w_major
-    start = int(np.argmin(np.abs(p.ts - (frame.t0 + frame.t1) / 2)))
+    # start from the body row nearest the middle (the middle itself may be under an occluder)
+    start = int(np.argmin(np.where(good, np.abs(p.ts - (frame.t0 + frame.t1) / 2), np.inf)))
     gap_max = max(1, int(round(0.03 * frame.length / step)))
     wide_max = max(2, int(round(0.35 * frame.length / step)))
 
-    def walk(direction: int, lo: float, hi: float) -> float:
+    def walk(direction: int, lo: float, hi: float) -> tuple[float, bool]:
         i, last, narrow, wide = start, start, 0, 0
         while 0 <= i + direction < rows:
             i += direction
@@ -199,7 +215,9 @@ def _ends(p: Profile, frame: Frame, w_major: float, mid: float) -> tuple[float, 
                 narrow += 1
                 if narrow > gap_max:
                     break
-        return float(p.ts[last]) + direction * step / 2
+        nxt = last + direction
+        covered = 0 <= nxt < rows and bool(p.width[nxt] > hi * w_major or (p.width[nxt] >= lo * w_major and not centred[nxt]))
+        return float(p.ts[last]) + direction * step / 2, covered
 
     return walk(-1, PLATFORM_MIN, 1.22), walk(+1, 0.12, 1.22)
 
@@ -232,17 +250,21 @@ def refine(image: "np.ndarray | Pyramid", box: np.ndarray, iterations: int = 2) 
     p = profile(img, frame)
     if p is None:
         return None
-    body = (p.ts > frame.t0 + 0.15 * frame.length) & (p.ts < frame.t1 - 0.15 * frame.length) & (p.width > 0)
-    if body.sum() < 4:
+    rows = _body_rows(p, frame)
+    if rows is None:
         return None
-    w_med = float(np.median(p.width[body]))
-    good = body & (p.width > 0.6 * w_med) & (p.width < 1.25 * w_med)
-    if good.sum() < 4:
-        return None
+    good, _ = rows
     w_major = float(np.percentile(p.width[good], 90))
     mid = float(np.median(p.mid[good]))
-    t0, t1 = _ends(p, frame, w_major, mid)
-    quality = float(good.sum() / max(body.sum(), 1))
+    (t0, cov0), (t1, cov1) = _ends(p, frame, w_major, mid, good)
+    # an end that disappears under wider metal (occluder, cone cut): the fixture may go on beneath
+    # it, as far as the net saw it
+    c = Frame.of(box)
+    if cov1:
+        t1 = max(t1, float((c.centre + c.axis * (c.t1 - 0.05 * c.length) - frame.centre) @ frame.axis))
+    if cov0:
+        t0 = min(t0, float((c.centre + c.axis * (c.t0 + 0.05 * c.length) - frame.centre) @ frame.axis))
+    quality = float(good.sum() / max(np.count_nonzero(np.abs(p.ts) < 0.35 * frame.length), 1))
     out = Frame(frame.centre + frame.normal * mid, frame.axis, frame.normal, t0, t1, -w_major / 2, w_major / 2)
     return out.box(), quality
 
