@@ -188,15 +188,14 @@ def build_index(conn, args, state: dict) -> dict:
         conn.commit()
         definition = None
     builds = state.setdefault("builds", {})
-    if definition is None or key not in builds:
-        if definition is not None:
-            conn.execute(f'DROP INDEX "{name}"')
+    if definition is None:  # an index with these parameters already there is reused, whatever the results file
         conn.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
         print(f"  building HNSW {key} ...", flush=True)
         start = time.perf_counter()
         conn.execute(create_index_sql(MODEL, m=args.m, ef_construction=args.ef_construction))
         conn.commit()
         builds[key] = {"build_s": round(time.perf_counter() - start, 1)}
+    builds.setdefault(key, {})
     size = conn.execute("SELECT pg_relation_size(%s::regclass)", (f'"{name}"',)).fetchone()[0]
     table = conn.execute("SELECT pg_total_relation_size('reference_embeddings')").fetchone()[0]
     builds[key].update(index_mb=round(size / 2**20, 1), table_total_mb=round(table / 2**20, 1))
