@@ -31,7 +31,7 @@ from raiox.models import EMBEDDING_DIM
 REFS_PER_SYSTEM = 8  # over-fetch floor: reference rows fetched per requested system
 MAX_REFS_PER_SYSTEM = 64  # over-fetch ceiling per requested system (then widening takes over)
 STATS_TTL_S = 60.0
-MIN_EF_SEARCH = 100  # recall@10 >= 0.98 at 1M references (bench/search.py, docs/benchmarks.md)
+MIN_EF_SEARCH = 120  # recall@10 0.989 at 1M references, m=16 ef_construction=128 (0.977 at 100): docs/benchmarks.md
 MAX_FETCH = 1000  # pgvector's ceiling for hnsw.ef_search; beyond it, the exact scan answers
 
 
