@@ -81,7 +81,7 @@ NMS_IOU = 0.4  # a box overlapping a larger one this much is a duplicate ...
 INSIDE = 0.7  # ... and so is one lying this much inside it
 
 
-def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: float = 0.6,
+def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: float = 0.55,
                    threshold: float = 0.6, refine: bool = True) -> list[Detection]:
     from raiox.vision import refine as rf
 

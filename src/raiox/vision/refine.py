@@ -22,6 +22,7 @@ LEVEL = 0.25  # edge level between background (0) and fixture core (1)
 CLOSE = 0.3  # metal gaps across a row up to this fraction of the coarse width are bridged
 WIDTH_Q = 50  # body reference width: this percentile of the row widths in the middle of the box
 GOOD_MAX = 1.25  # body rows are at most this much wider than the reference
+MAJOR_Q = 97  # the major diameter: this percentile of the body rows' widths
 PLATFORM_MIN = 0.72  # rows narrower than this fraction of the major diameter end the fixture at the platform
 
 
@@ -254,7 +255,7 @@ def refine(image: "np.ndarray | Pyramid", box: np.ndarray, iterations: int = 2) 
     if rows is None:
         return None
     good, _ = rows
-    w_major = float(np.percentile(p.width[good], 90))
+    w_major = float(np.percentile(p.width[good], MAJOR_Q))
     mid = float(np.median(p.mid[good]))
     (t0, cov0), (t1, cov1) = _ends(p, frame, w_major, mid, good)
     # an end that disappears under wider metal (occluder, cone cut): the fixture may go on beneath
