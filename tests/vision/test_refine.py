@@ -137,3 +137,17 @@ def test_refine_keeps_an_end_hidden_under_an_occluder():
     assert box_iou(box, truth) > 0.75
     apex = box[2:].mean(0)
     assert apex[1] > 150 + 0.9 * fx.length  # not cut at the occluder's edge
+
+
+def test_refine_looks_past_an_occluder_in_the_middle():
+    import cv2
+
+    fx = Fixture(400, 150, 0, length=300, radius=36, apex_radius=28)
+    scene = render([fx], h=700, w=800, seed=4, filling=False)
+    img = scene.image.copy()
+    cv2.ellipse(img, (400, 300), (95, 60), 10, 0, 360, 1.0, -1)  # bright object over the middle
+    truth = fx.box()
+    coarse = Frame.of(truth)  # the net's box sits on the occluder: short and as wide as it
+    coarse = Frame(np.array([400.0, 300.0]), coarse.axis, coarse.normal, -90, 90, -95, 95).box()
+    box, _ = refine(img, coarse)
+    assert box_iou(box, truth) > 0.6

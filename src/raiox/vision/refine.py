@@ -20,6 +20,7 @@ import numpy as np
 SAMPLES_ACROSS = 28  # samples across the coarse box width
 LEVEL = 0.25  # edge level between background (0) and fixture core (1)
 CLOSE = 0.3  # metal gaps across a row up to this fraction of the coarse width are bridged
+NARROW_SWITCH = 1.0  # switch to the narrower width when it has this many times more rows (occluder-centred box)
 WIDTH_Q = 50  # body reference width: this percentile of the row widths in the middle of the box
 GOOD_MAX = 1.25  # body rows are at most this much wider than the reference
 MAJOR_Q = 97  # the major diameter: this percentile of the body rows' widths
@@ -163,6 +164,14 @@ def _body_rows(p: Profile, frame: Frame) -> tuple[np.ndarray, float] | None:
         return None
     w_ref = float(np.percentile(p.width[body], WIDTH_Q))
     good = body & (p.width > 0.6 * w_ref) & (p.width < GOOD_MAX * w_ref)
+    if NARROW_SWITCH > 0:
+        # a box centred on an occluder: its wide rows are the majority of the middle, but more rows
+        # of a narrower, steady width (the fixture) run through the whole window
+        allrows = (p.width > 0) & (np.abs(p.ts - (frame.t0 + frame.t1) / 2) < 0.75 * frame.length)
+        narrow = allrows & (p.width > 0.25 * w_ref) & (p.width < 0.6 * w_ref)
+        if narrow.sum() > NARROW_SWITCH * max(good.sum(), 1):
+            w_ref = float(np.median(p.width[narrow]))
+            good = allrows & (p.width > 0.6 * w_ref) & (p.width < GOOD_MAX * w_ref)
     if good.sum() < 4:
         return None
     return good, w_ref
