@@ -1,4 +1,4 @@
-"""Full-resolution refinement of a coarse fixture box, and merging of coarse boxes.
+"""Full-resolution refinement of a coarse fixture box (the learned localiser's post-processing).
 
 The learned localiser sees the image at 256 px and predicts at half of that, so its boxes are
 coarse (edges off by a few percent of the length, axis off by a few degrees). ``refine`` re-reads
@@ -247,7 +247,6 @@ def refine(image: "np.ndarray | Pyramid", box: np.ndarray, iterations: int = 2) 
         if fit is None:
             return None
         a, b = fit
-        s_mid = (frame.s0 + frame.s1) / 2
         centre = frame.centre + frame.normal * a
         axis = frame.axis + frame.normal * b
         axis /= np.hypot(*axis)
@@ -256,7 +255,6 @@ def refine(image: "np.ndarray | Pyramid", box: np.ndarray, iterations: int = 2) 
             normal = -normal
         half = frame.width / 2
         frame = Frame(centre, axis, normal, frame.t0, frame.t1, -half, half)
-        del s_mid
     p = profile(img, frame)
     if p is None:
         return None
@@ -274,7 +272,7 @@ def refine(image: "np.ndarray | Pyramid", box: np.ndarray, iterations: int = 2) 
         t1 = max(t1, float((c.centre + c.axis * (c.t1 - 0.05 * c.length) - frame.centre) @ frame.axis))
     if cov0:
         t0 = min(t0, float((c.centre + c.axis * (c.t0 + 0.05 * c.length) - frame.centre) @ frame.axis))
-    quality = float(good.sum() / max(np.count_nonzero(np.abs(p.ts) < 0.35 * frame.length), 1))
+    quality = min(1.0, float(good.sum() / max(np.count_nonzero(np.abs(p.ts) < 0.35 * frame.length), 1)))
     out = Frame(frame.centre + frame.normal * mid, frame.axis, frame.normal, t0, t1, -w_major / 2, w_major / 2)
     return out.box(), quality
 
