@@ -5,7 +5,8 @@ Each connected fixture blob becomes a coarse oriented box: the axis runs from th
 the apex blob (principal axis when those are unclear), extents from the blob's pixels. Each coarse
 box is then refined on the full-resolution image (``raiox.vision.refine``: axis, width and ends
 from intensity profiles across the axis), duplicates and fragments are dropped (the larger box
-wins) and squat boxes (crowns, fillings, caps) are kept only when the net is very sure.
+wins) and squat boxes (crowns, fillings, caps) are kept only when the net is very sure. A faint
+pass over the same maps (lower blob threshold) adds clearly elongated boxes where nothing was found.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def predict(image: np.ndarray, path: Path | None = None, pyr=None) -> tuple[np.n
 def coarse_boxes(image: np.ndarray, path: Path | None = None, threshold: float = 0.6, pyr=None) -> list[Detection]:
     """Boxes straight from the net's maps (image coordinates, not refined), most confident first."""
     prob, scale = predict(np.asarray(image, np.float32), path, pyr)
+    return _boxes(prob, scale, threshold)
+
+
+def _boxes(prob: np.ndarray, scale: float, threshold: float) -> list[Detection]:
     count, labels, stats, _ = cv2.connectedComponentsWithStats((prob[0] > threshold).astype(np.uint8), connectivity=8)
     out = []
     for i in range(1, count):
@@ -87,20 +92,38 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
 
     img = np.asarray(image, np.float32)
     pyr = rf.Pyramid(img)
-    out = []
-    for det in coarse_boxes(img, path, threshold, pyr):
-        if det.confidence < min_confidence:
-            continue
-        if refine:
-            got = rf.refine(pyr, det.box)
-            if got is not None:
-                det = Detection(rf.limit_platform(got[0], det.box, PLATFORM_SLACK), det.confidence)
-            else:  # the image gives no clear fixture outline there: the net's box, pulled in
-                det = Detection(rf.shrink(det.box), det.confidence)
-        out.append((_area(det.box), det))
-    out.sort(key=lambda rd: -rd[0])
-    kept = [d for d in _dedupe([d for _, d in out]) if _plausible(d)]
+    prob, scale = predict(img, path, pyr)
+
+    def refined(det: Detection) -> Detection:
+        if not refine:
+            return det
+        got = rf.refine(pyr, det.box)
+        if got is not None:
+            return Detection(rf.limit_platform(got[0], det.box, PLATFORM_SLACK), det.confidence)
+        return Detection(rf.shrink(det.box), det.confidence)  # no clear outline: the net's box, pulled in
+
+    out = [refined(d) for d in _boxes(prob, scale, threshold) if d.confidence >= min_confidence]
+    out.sort(key=lambda d: -_area(d.box))
+    kept = [d for d in _dedupe(out) if _plausible(d)]
+    # second pass for faint fixtures (dense bone, dark exposure): weaker blobs where nothing was found,
+    # kept only when the refined box is clearly elongated
+    if threshold > LOW_THRESHOLD:
+        faint = [refined(d) for d in _boxes(prob, scale, LOW_THRESHOLD)
+                 if LOW_CONFIDENCE <= d.confidence and all(box_iou(d.box, k.box) < 0.1 for k in kept)]
+        for d in sorted(faint, key=lambda d: -_area(d.box)):
+            if _aspect(d.box) >= LOW_ASPECT and all(box_iou(d.box, k.box) < 0.1 for k in kept):
+                kept.append(d)
     return sorted(kept, key=lambda d: -d.confidence)
+
+
+LOW_THRESHOLD = 0.4  # the faint pass: blobs of the fixture map at this level ...
+LOW_CONFIDENCE = 0.3  # ... with at least this confidence ...
+LOW_ASPECT = 1.4  # ... whose refined box is at least this elongated
+
+
+def _aspect(box: np.ndarray) -> float:
+    top, bottom = box[:2].mean(0), box[2:].mean(0)
+    return float(np.hypot(*(bottom - top))) / max(float(np.hypot(*(box[1] - box[0]))), 1e-6)
 
 
 def _area(box: np.ndarray) -> float:
@@ -112,10 +135,7 @@ def _area(box: np.ndarray) -> float:
 def _plausible(det: Detection) -> bool:
     """A fixture is longer than wide (6-18 mm long, 2.9-6 mm wide): squat boxes are crowns, fillings,
     caps or fragments unless the net is very sure."""
-    top, bottom = det.box[:2].mean(0), det.box[2:].mean(0)
-    length = float(np.hypot(*(bottom - top)))
-    width = float(np.hypot(*(det.box[1] - det.box[0])))
-    return length >= MIN_ASPECT * width or det.confidence >= SQUAT_CONFIDENCE
+    return _aspect(det.box) >= MIN_ASPECT or det.confidence >= SQUAT_CONFIDENCE
 
 
 MIN_ASPECT = 1.2
