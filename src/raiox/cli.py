@@ -100,3 +100,7 @@ app.command(name="admin")(review_cli.admin)
 
 def main() -> None:  # pragma: no cover - console entry point wrapper
     sys.exit(app())
+
+
+if __name__ == "__main__":  # python -m raiox.cli
+    main()
