@@ -33,16 +33,17 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
         f"- Data: {meta.get('crops', '?')} synthetic crops of {meta.get('classes', '?')} random systems "
         f"({meta.get('per_class', '?')} renders each) sampled from the `raiox.synth` spec ranges by "
         "`raiox.vision.datagen`; the demo catalog systems are never used in training (evaluation only). "
-        f"Renderer: {meta.get('renderer', 'raiox.synth')}.",
+        f"Renderer: {meta.get('renderer', 'raiox.synth')}"
+        + (f" at {meta['size'][0]}x{meta['size'][1]} px" if meta.get("size") else "") + ".",
         f"- Training: {cfg.get('steps')} steps, batch {cfg.get('batch')}, AdamW lr {cfg.get('lr')}, "
         f"weight decay {cfg.get('weight_decay')}, ArcFace s={cfg.get('scale')} m={cfg.get('margin')}, "
         f"seed {cfg.get('seed')}, device {cfg.get('device')}; on-line augmentation: mirror, box jitter "
         "(rotation, scale, shift), gamma, blur, noise, occlusion bands.",
         f"- Validation (held-out random systems, 2 gallery renders each, top-1): {last.get('val_top1', 'n/a')} "
         f"at step {last.get('step', '?')}; final training loss {last.get('loss', float('nan')):.3f}.",
-        "- Command: `raiox vision train --out runs/v1` (resumes from `runs/v1/ckpt.pt`). This model was trained "
-        f"on a shared 2-core CPU in resumed stages (schedule restarts at steps {state.get('restarts', [])}, "
-        "`--restart-schedule`; training systems added between stages); it is undertrained.",
+        "- Command: `raiox vision train --out DIR` (resumes from `DIR/ckpt.pt`; `--init-from CKPT` starts a new run "
+        "from another run's network weights; `--restart-schedule` keeps the weights and starts a new warm-up + cosine). "
+        f"This run: {_lineage(state)}.",
         "- Limits: trained on synthetic radiographs only; real films differ (bone texture, "
         "angulation, scatter). Vectors of different model ids are never comparable.",
     ]
@@ -51,6 +52,14 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
     card = out / f"{name}.md"
     card.write_text("\n".join(lines) + "\n")
     return card
+
+
+def _lineage(state: dict) -> str:
+    parts = [f"initialised from `{Path(state['init_from']).parent.name}/{Path(state['init_from']).name}` (an earlier run)" if state.get("init_from")
+             else "trained from scratch"]
+    if state.get("restarts"):
+        parts.append(f"schedule restarts at steps {state['restarts']}")
+    return ", ".join(parts) + "; CPU only, on a 2-core machine shared with other work"
 
 
 def install_model(onnx_path: Path, card: Path) -> Path:
