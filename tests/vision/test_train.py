@@ -167,3 +167,33 @@ def test_interrupted_training_resumes_exactly(tmp_path, data, monkeypatch):
     assert b["step"] == steps and [h["step"] for h in b["history"]] == list(range(1, steps + 1))
     np.testing.assert_allclose([h["loss"] for h in b["history"]], [h["loss"] for h in a["history"]], rtol=1e-5)
     np.testing.assert_allclose(run_onnx(resumed), run_onnx(straight), atol=1e-5)
+
+
+def test_resume_continues_a_restarted_schedule(tmp_path, cli_run, monkeypatch):
+    """A run restarted with --restart-schedule, killed and resumed plainly, keeps the restarted
+    schedule (warm-up + cosine from the restart to --steps), not a fresh one over all steps."""
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    shutil.copytree(cli_run, straight)
+    shutil.copytree(cli_run, broken)
+    longer = dict(steps=2 * STEPS, checkpoint_every_s=0, **TINY)
+    train(TrainConfig(out=straight, restart_schedule=True, **longer))
+
+    saves, real_save = [], train_mod._save
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 3:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(train_mod, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(out=broken, restart_schedule=True, **longer))
+    monkeypatch.setattr(train_mod, "_save", real_save)
+    train(TrainConfig(out=broken, **longer))  # a plain resume
+
+    a = json.loads((straight / "train-state.json").read_text())
+    b = json.loads((broken / "train-state.json").read_text())
+    assert a["restarts"] == b["restarts"] == [STEPS]
+    np.testing.assert_allclose([h["loss"] for h in b["history"]], [h["loss"] for h in a["history"]], rtol=1e-5)
+    np.testing.assert_allclose(run_onnx(broken / "raiox-v1.onnx"), run_onnx(straight / "raiox-v1.onnx"), atol=1e-5)

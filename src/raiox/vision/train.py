@@ -117,7 +117,9 @@ def train(cfg: TrainConfig) -> Path:
     state = {"step": 0, "history": []}
     ckpt = cfg.out / "ckpt.pt"
     saved = torch.load(ckpt, map_location=cfg.device, weights_only=False) if ckpt.exists() else None
-    start = saved["state"]["step"] if saved and cfg.restart_schedule else 0
+    restart = bool(saved and cfg.restart_schedule)
+    # the schedule in force starts at the last restart (a plain resume continues that one, not a fresh one)
+    start = saved["state"]["step"] if restart else (saved["state"].get("restarts") or [0])[-1] if saved else 0
     span = max(1, cfg.steps - start) if start else cfg.steps
     warm = max(1, min(100, span // 5)) if start else 300
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -126,7 +128,7 @@ def train(cfg: TrainConfig) -> Path:
     if saved:
         net.load_state_dict(saved["net"])
         arc.load_state_dict(saved["arc"])
-        if not start:
+        if not restart:
             opt.load_state_dict(saved["opt"])
             sched.load_state_dict(saved["sched"])
         gen.set_state(saved["gen"].cpu())  # map_location may have moved it to the GPU
@@ -135,8 +137,8 @@ def train(cfg: TrainConfig) -> Path:
         if saved.get("cuda_rng") is not None and str(cfg.device).startswith("cuda"):
             torch.cuda.set_rng_state(saved["cuda_rng"].cpu())
         state = saved["state"]
-        state.setdefault("restarts", []).extend([start] if start else [])
-        log.info("train.resume", step=state["step"], new_schedule=bool(start))
+        state.setdefault("restarts", []).extend([start] if restart else [])
+        log.info("train.resume", step=state["step"], new_schedule=restart)
     elif cfg.init_from:
         net.load_state_dict(torch.load(cfg.init_from, map_location=cfg.device, weights_only=False)["net"])
         state["init_from"] = str(cfg.init_from)
