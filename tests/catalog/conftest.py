@@ -7,11 +7,12 @@ DEMO_IDS = ["demo-001", "demo-002", "demo-003"]
 
 @pytest.fixture(scope="session")
 def demo_pngs() -> dict[str, list[bytes]]:
-    """Two clean reference renders (seeds 0, 1) for each of three demo systems."""
-    from raiox.synth import demo_catalog, render_reference, to_png
+    """The first two clean reference renders (seed k at the line's k-th size) of three demo systems."""
+    from raiox.synth import demo_catalog, line_size, render_reference, to_png
 
     systems = {s.id: s for s in demo_catalog()}
-    return {sid: [to_png(render_reference(systems[sid].spec, seed=seed)) for seed in (0, 1)] for sid in DEMO_IDS}
+    return {sid: [to_png(render_reference(line_size(systems[sid], seed), seed=seed)) for seed in (0, 1)]
+            for sid in DEMO_IDS}
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 import re
 from collections import defaultdict
 
-from raiox.synth import ASPECTS, demo_catalog
+import numpy as np
+
+from raiox.synth import ASPECTS, demo_catalog, validate_spec
 
 BRANDS = re.compile(r"straumann|nobel|neodent|astra|zimmer|biohorizons|osstem|megagen|dentium|ankylos|camlog|"
                     r"s\.i\.n|conex[aã]o|bicon|signo|implacil|intraoss|titaniumfix|medens|hiossen|kyocera", re.I)
@@ -96,3 +98,26 @@ def test_look_alikes_project_differently():
                 w = min(maps[i].shape[1], maps[j].shape[1])
                 diff = np.abs(maps[i][:h, :w] - maps[j][:h, :w])
                 assert diff.max() > 0.1 and diff.mean() > 0.002, (name, members[i].id, members[j].id, diff.max())
+
+
+def test_line_sizes_cover_the_line_and_keep_the_design():
+    from raiox.synth import line_size
+
+    for system in demo_catalog()[::9]:
+        assert line_size(system, 0) == system.spec
+        sizes = set()
+        for k in range(6):
+            spec = line_size(system, k)
+            validate_spec(spec)
+            assert spec["thread"]["pitch_mm"] == system.spec["thread"]["pitch_mm"]
+            assert spec["thread"]["profile"] == system.spec["thread"]["profile"]
+            assert spec["apex"] == system.spec["apex"]
+            assert spec["connection"]["kind"] == system.spec["connection"]["kind"]
+            sizes.add((spec["diameter_mm"], spec["length_mm"]))
+            if k:
+                assert spec["diameter_mm"] in system.attributes["diameters"] or spec == system.spec
+                assert spec["length_mm"] in system.attributes["lengths"] or spec == system.spec
+        assert len(sizes) >= 4  # six references span several sizes of the line, not one size six times
+    rng = np.random.default_rng(1)
+    drawn = line_size(demo_catalog()[0], None, rng)
+    assert drawn["length_mm"] in demo_catalog()[0].attributes["lengths"] + [demo_catalog()[0].spec["length_mm"]]

@@ -197,3 +197,24 @@ def test_resume_continues_a_restarted_schedule(tmp_path, cli_run, monkeypatch):
     assert a["restarts"] == b["restarts"] == [STEPS]
     np.testing.assert_allclose([h["loss"] for h in b["history"]], [h["loss"] for h in a["history"]], rtol=1e-5)
     np.testing.assert_allclose(run_onnx(broken / "raiox-v1.onnx"), run_onnx(straight / "raiox-v1.onnx"), atol=1e-5)
+
+
+def test_init_from_carries_learnt_class_centres_to_a_larger_dataset(tmp_path, cli_run, monkeypatch):
+    """Fine-tuning on a grown dataset (more classes) starts the known classes' ArcFace rows from the
+    checkpoint; the new classes start fresh. Checked on the head the run starts with."""
+    old = torch.load(cli_run / "ckpt.pt", weights_only=False)["arc"]["weight"]
+    seen = {}
+    real_init = train_mod._carry_class_rows
+
+    def spy(arc, weight):
+        real_init(arc, weight)
+        seen["start"] = arc.weight.detach().clone()
+
+    monkeypatch.setattr(train_mod, "_carry_class_rows", spy)
+    out = tmp_path / "grown"
+    shutil.copytree(cli_run / "data", out / "data")
+    train(TrainConfig(out=out, steps=1, classes=CLASSES + 4, init_from=cli_run / "ckpt.pt", **TINY))
+    start = seen["start"]
+    assert start.shape == (CLASSES + 4, old.shape[1])
+    torch.testing.assert_close(start[:CLASSES], old)
+    assert not torch.allclose(start[CLASSES:].norm(dim=1), old.norm(dim=1)[:4])  # fresh rows: small random init

@@ -177,13 +177,14 @@ def from_path(path: Path) -> Iterator[ImportItem | Skip]:
 
 
 def from_demo(systems: list, refs_per_system: int) -> Iterator[ImportItem]:
-    """The synthetic demo catalog: `refs_per_system` clean renders (seeds 0..n-1) per system."""
-    from raiox.synth import render_reference, to_png
+    """The synthetic demo catalog: `refs_per_system` clean renders per system, reference ``k`` (seed k)
+    at the line's k-th size (``raiox.synth.line_size``; 0 is the base size)."""
+    from raiox.synth import line_size, render_reference, to_png
 
     for demo in systems:
         for seed in range(refs_per_system):
             yield ImportItem(
                 demo.id, demo.manufacturer, demo.name, f"demo:{demo.id}#{seed}.png",
-                (lambda spec=demo.spec, seed=seed: to_png(render_reference(spec, seed=seed))),
+                (lambda spec=line_size(demo, seed), seed=seed: to_png(render_reference(spec, seed=seed))),
                 dict(demo.attributes), spec=demo.spec, source="demo",
             )

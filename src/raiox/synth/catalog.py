@@ -8,12 +8,13 @@ cone angle, and so on. Sizes of a line (diameters, lengths) are attributes of on
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from .spec import validate_spec
+from .spec import validate_spec, with_size
 
 MANUFACTURER = "Synthetica Demo Implants"
 
@@ -191,6 +192,52 @@ def _catalog() -> tuple[DemoSystem, ...]:
             name = f"Series {g + 1:02d}{chr(65 + j)} {describe(spec)}"
             systems.append(DemoSystem(f"demo-{n:03d}", MANUFACTURER, name, spec, attrs, group))
     return tuple(systems)
+
+
+def line_size(system: DemoSystem, index: int | None, rng: np.random.Generator | None = None) -> dict:
+    """The system's spec at one of its line's sizes: ``index`` 0 is the base spec, 1, 2, ... the line's
+    other (diameter, length) pairs farthest-first (each the size least like those before it, so a
+    few references span the line), None a random pair (drawn with ``rng``).
+
+    Catalogue references are rendered at several sizes of the line, so a query of any size finds a
+    reference of about its own proportions.
+    """
+    if index == 0:
+        return copy.deepcopy(system.spec)
+    if index is None:
+        rng = rng if rng is not None else np.random.default_rng()
+        ds = system.attributes.get("diameters") or [system.spec["diameter_mm"]]
+        ls = system.attributes.get("lengths") or [system.spec["length_mm"]]
+        return _valid_or_base(system, float(rng.choice(ds)), float(rng.choice(ls)))
+    order = _size_order(system)
+    return _valid_or_base(system, *order[(index - 1) % len(order)]) if order else copy.deepcopy(system.spec)
+
+
+def _size_order(system: DemoSystem) -> list[tuple[float, float]]:
+    """The line's (diameter, length) pairs other than the base, farthest-first from the base
+    (1 mm of diameter counts like 3 mm of length); pairs the design cannot take are left out."""
+    base = (system.spec["diameter_mm"], system.spec["length_mm"])
+    pairs = [(float(d), float(l)) for d in system.attributes.get("diameters", []) for l in system.attributes.get("lengths", [])]
+    left = [p for p in pairs if p != base and _fits(system, *p)]
+    chosen, order = [base], []
+    while left:
+        best = max(left, key=lambda p: (min(math.hypot(p[0] - c[0], (p[1] - c[1]) / 3) for c in chosen), p))
+        left.remove(best)
+        chosen.append(best)
+        order.append(best)
+    return order
+
+
+def _fits(system: DemoSystem, d: float, length: float) -> bool:
+    try:
+        validate_spec(with_size(system.spec, d, length))
+    except Exception:  # a size the design cannot take (e.g. collar too tall for a short fixture)
+        return False
+    return True
+
+
+def _valid_or_base(system: DemoSystem, d: float, length: float) -> dict:
+    return with_size(system.spec, d, length) if _fits(system, d, length) else copy.deepcopy(system.spec)
 
 
 def demo_catalog() -> list[DemoSystem]:

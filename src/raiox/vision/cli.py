@@ -87,7 +87,7 @@ def train_locator(
 @app.command("eval")
 def evaluate(
     embedder: str = typer.Option(None, help="embedder spec (default: RAIOX_EMBEDDER / settings)"),
-    gallery: int = typer.Option(3, help="clean references per system"),
+    gallery: int = typer.Option(6, help="clean references per system (reference k at the line's k-th size, as `raiox catalog demo --refs`)"),
     queries: int = typer.Option(5, help="single-implant hard queries per system"),
     scenes: int = typer.Option(40, help="multi-implant scenes"),
     limit: int = typer.Option(None, help="only the first N demo systems"),

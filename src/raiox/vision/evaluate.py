@@ -26,7 +26,7 @@ CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")
 
 @dataclass
 class EvalConfig:
-    gallery_per_system: int = 3
+    gallery_per_system: int = 6  # as `raiox catalog demo` (reference k at the line's k-th size)
     queries_per_system: int = 5  # single-implant queries, one per condition
     scenes: int = 40  # multi-implant scenes (2-3 fixtures)
     seed: int = 7000
@@ -150,20 +150,10 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
 
 
 def line_size(system, index: int | None, rng: np.random.Generator) -> dict:
-    """The system's spec at one of its line's sizes (``index`` cycles through them; None: random)."""
-    from raiox.synth import validate_spec, with_size
+    """The system's spec at one of its line's sizes (``raiox.synth.line_size``)."""
+    from raiox.synth import line_size as synth_line_size
 
-    ds = system.attributes.get("diameters") or [system.spec["diameter_mm"]]
-    ls = system.attributes.get("lengths") or [system.spec["length_mm"]]
-    if index is None:
-        spec = with_size(system.spec, float(rng.choice(ds)), float(rng.choice(ls)))
-    else:
-        spec = with_size(system.spec, float(ds[index % len(ds)]), float(ls[(index * 2 + 1) % len(ls)]))
-    try:
-        validate_spec(spec)
-    except Exception:  # a size the design cannot take (e.g. collar too tall for a short fixture)
-        return system.spec
-    return spec
+    return synth_line_size(system, index, rng)
 
 
 def pixel_features(crops) -> np.ndarray:
@@ -296,13 +286,24 @@ def markdown(res: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+NOTES_BEGIN, NOTES_END = "<!-- vision-notes -->", "<!-- /vision-notes -->"
+
+
 def write_section(doc_path, body: str, heading: str = "## Vision") -> None:
+    """Replace the section under ``heading`` with ``body``; a hand-written block between
+    ``NOTES_BEGIN`` and ``NOTES_END`` in the old section is kept (after the new figures)."""
     text = doc_path.read_text() if doc_path.exists() else "# Benchmarks\n"
     if heading in text:
         head, rest = text.split(heading, 1)
         nxt = rest.find("\n## ")
-        tail = rest[nxt:] if nxt >= 0 else "\n"
-        text = f"{head}{heading}\n\n{body}\n{tail}"
+        section, tail = (rest[:nxt], rest[nxt:]) if nxt >= 0 else (rest, "\n")
+        notes = _notes_block(section)
+        text = f"{head}{heading}\n\n{body}\n" + (f"\n{notes}\n" if notes else "") + tail
     else:
         text = f"{text.rstrip()}\n\n{heading}\n\n{body}\n"
     doc_path.write_text(text)
+
+
+def _notes_block(section: str) -> str:
+    start, end = section.find(NOTES_BEGIN), section.find(NOTES_END)
+    return section[start : end + len(NOTES_END)] if 0 <= start < end else ""

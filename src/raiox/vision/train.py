@@ -140,7 +140,9 @@ def train(cfg: TrainConfig) -> Path:
         state.setdefault("restarts", []).extend([start] if restart else [])
         log.info("train.resume", step=state["step"], new_schedule=restart)
     elif cfg.init_from:
-        net.load_state_dict(torch.load(cfg.init_from, map_location=cfg.device, weights_only=False)["net"])
+        init = torch.load(cfg.init_from, map_location=cfg.device, weights_only=False)
+        net.load_state_dict(init["net"])
+        _carry_class_rows(arc, init.get("arc", {}).get("weight"))
         state["init_from"] = str(cfg.init_from)
         log.info("train.init", checkpoint=str(cfg.init_from))
     log.info("train.start", samples=len(train_idx), systems=len(np.unique(labels[train_idx])), val_samples=len(val_idx), **_brief(cfg))
@@ -172,6 +174,21 @@ def train(cfg: TrainConfig) -> Path:
     onnx_path = export(net, cfg.out / f"{cfg.model_name}.onnx")
     (cfg.out / "train-state.json").write_text(json.dumps({"config": _brief(cfg), **state}, indent=2))
     return onnx_path
+
+
+def _carry_class_rows(arc, weight) -> None:
+    """Start the ArcFace rows of classes the init checkpoint already knew from its learnt centres.
+
+    Shards are seeded by their first class, so class ``k`` is the same system in a dataset grown
+    with ``render-data --classes`` (larger) as in the smaller one the checkpoint was trained on.
+    """
+    import torch
+
+    if weight is None or weight.shape[1] != arc.weight.shape[1]:
+        return
+    rows = min(len(weight), len(arc.weight))
+    with torch.no_grad():
+        arc.weight[:rows] = weight[:rows].to(arc.weight.device)
 
 
 def validate(net, crops, labels, idx, device) -> float:
