@@ -87,7 +87,10 @@ INSIDE = 0.7  # ... and so is one lying this much inside it
 
 
 def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: float = 0.55,
-                   threshold: float = 0.6, refine: bool = True) -> list[Detection]:
+                   threshold: float = 0.6, refine: bool = True, ends: bool = True) -> list[Detection]:
+    """Fixtures found by the net, refined on the full-resolution image, and (``ends``) their ends
+    and width redrawn by the ends model (``raiox.vision.ends``) when it is shipped."""
+    from raiox.vision import ends as en
     from raiox.vision import refine as rf
 
     img = np.asarray(image, np.float32)
@@ -113,6 +116,8 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
         for d in sorted(faint, key=lambda d: -_area(d.box)):
             if _aspect(d.box) >= LOW_ASPECT and all(box_iou(d.box, k.box) < 0.1 for k in kept):
                 kept.append(d)
+    if ends and refine:
+        kept = [Detection(b, d.confidence) for b, d in zip(en.adjust(pyr, [d.box for d in kept]), kept)]
     return sorted(kept, key=lambda d: -d.confidence)
 
 
