@@ -53,22 +53,29 @@ def test_without_a_model_boxes_are_unchanged(monkeypatch):
     np.testing.assert_array_equal(out[0], np.asarray(sc.boxes[0], np.float32))
 
 
-def test_training_renders_resumable_shards_and_exports_a_working_model(tmp_path):
+def test_train_ends_renders_resumable_shards_and_exports_a_working_model(tmp_path):
     pytest.importorskip("torch")
-    from raiox.vision.endsnet import render_strips, train_ends
+    from typer.testing import CliRunner
+
+    from raiox.cli import app
 
     out = tmp_path / "ends"
-    n = render_strips(out / "strips", 2, seed=1, shard=1)
-    shards = sorted((out / "strips").glob("strips-*.npz"))
-    assert len(shards) == 2 and n >= 2 * 4  # each fixture: the localiser's box (when found) + 3 disturbed
-    data = np.load(shards[0])
+    args = ["vision", "train-ends", "--out", str(out), "--scenes", "2", "--steps", "4", "--seed", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (shard,) = sorted((out / "strips").glob("strips-*.npz"))
+    data = np.load(shard)
     assert data["strips"].dtype == np.uint8 and data["strips"].shape[1:] == (ends.STRIP_H, ends.STRIP_W)
+    assert len(data["strips"]) >= 2 * 4  # each fixture: the localiser's box (when found) + 3 disturbed
     t = data["targets"]
     assert np.all(t[:, 0] < t[:, 1]) and np.all(t[:, 2] < t[:, 3])
-    before = shards[0].stat().st_mtime_ns
-    assert render_strips(out / "strips", 2, seed=1, shard=1) == n and shards[0].stat().st_mtime_ns == before
+    model = out / "ends-v1.onnx"
+    assert f"{len(t)} strips" in result.output and model.exists()
 
-    model = train_ends(out, steps=4, batch=8)
+    before = shard.stat().st_mtime_ns
+    again = CliRunner().invoke(app, args)  # rendered and trained already: nothing is redone
+    assert again.exit_code == 0 and shard.stat().st_mtime_ns == before
+
     sc = _scene(5)
     boxes = ends.adjust(Pyramid(sc.image), [np.asarray(sc.boxes[0])], path=model)
     assert boxes[0].shape == (4, 2) and np.isfinite(boxes[0]).all()

@@ -84,6 +84,31 @@ def train_locator(
         typer.echo(f"installed {target / 'locator-v1.onnx'}")
 
 
+@app.command("train-ends")
+def train_ends(
+    out: Path = typer.Option(Path("runs/ends"), "--out", help="folder for strips, checkpoints and the model"),
+    scenes: int = typer.Option(2400, help="training scenes to render if OUT/strips is short"),
+    steps: int = typer.Option(3000),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(1, help="torch CPU threads"),
+    jobs: int = typer.Option(1, help="processes rendering scenes in parallel"),
+    install: bool = typer.Option(False, help="copy ends-v1.onnx into the package"),
+) -> None:
+    """Train the ends model (platform / apex ends and width of located fixtures) on synth scenes."""
+    import shutil
+
+    from raiox.vision import endsnet
+
+    strips = endsnet.render_strips(out / "strips", scenes, seed=seed, jobs=jobs)
+    typer.echo(f"{strips} strips in {out / 'strips'}")
+    path = endsnet.train_ends(out, steps=steps, seed=seed, threads=threads)
+    typer.echo(f"wrote {path}")
+    if install:
+        target = Path(__file__).parent / "models" / "ends-v1.onnx"
+        shutil.copy2(path, target)
+        typer.echo(f"installed {target}")
+
+
 @app.command("eval")
 def evaluate(
     embedder: str = typer.Option(None, help="embedder spec (default: RAIOX_EMBEDDER / settings)"),
