@@ -7,6 +7,8 @@ are reported, and a cached rerun renders nothing and gives the same figures.
 
 import re
 
+import numpy as np
+
 from typer.testing import CliRunner
 
 from raiox.cli import app
@@ -45,3 +47,13 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in cache.glob("*.npz")) == renders
     assert percent(again.output, "raiox-v1, ground-truth boxes") == percent(text, "raiox-v1, ground-truth boxes")
+
+    # a render cached from something else (an older catalog or reference size) is stale: rendered again
+    stale = cache / "g001-1.npz"
+    data = dict(np.load(stale))
+    data["fingerprint"] = np.array("0" * 16)
+    np.savez_compressed(stale, **data)
+    partial = CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(cache), "--cached-only"])
+    assert partial.exit_code == 0 and "2 demo systems" in partial.output  # system 1 is incomplete: left out
+    CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(cache)])
+    assert str(np.load(stale)["fingerprint"]) != "0" * 16

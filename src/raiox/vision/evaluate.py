@@ -8,6 +8,8 @@ not found counts as a miss). Methods: the configured embedder and two baselines 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import time
 from collections import defaultdict
@@ -88,19 +90,34 @@ def render_item(key: str, members: list[int], cond: str, systems: list, cfg: Eva
     return sc.image, [np.asarray(b) for b in sc.boxes], [members[i] for i in sc.indices]
 
 
+def fingerprint(key: str, members: list[int], cond: str, systems: list, cfg: EvalConfig) -> str:
+    """What a cached render was made from (the spec at the reference's size, or the member systems'
+    specs and line sizes, the condition and the seed): a render cached from anything else is stale."""
+    if cond == "reference":
+        what = [line_size(systems[members[0]], int(key.split("-")[1]), np.random.default_rng(0))]
+    else:
+        what = [[systems[i].spec, systems[i].attributes.get("diameters"), systems[i].attributes.get("lengths")]
+                for i in members]
+    blob = json.dumps([key, cond, cfg.seed, what], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def load_or_render(item, systems, cfg: EvalConfig, cache: Path | None, render: bool = True):
     key, members, cond = item
     path = cache / f"{key}.npz" if cache else None
+    fp = fingerprint(key, members, cond, systems, cfg)
     if path is not None and path.exists():
         d = np.load(path)
-        return d["image"].astype(np.float32) / 65535, list(d["boxes"]), list(d["labels"])
+        if "fingerprint" in d and str(d["fingerprint"]) == fp:
+            return d["image"].astype(np.float32) / 65535, list(d["boxes"]), list(d["labels"])
     if not render:
         return None
     image, boxes, labels = render_item(key, members, cond, systems, cfg)
     if path is not None:
         cache.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, image=(image * 65535).round().astype(np.uint16), boxes=np.stack(boxes), labels=np.array(labels))
+        np.savez_compressed(tmp, image=(image * 65535).round().astype(np.uint16), boxes=np.stack(boxes),
+                            labels=np.array(labels), fingerprint=np.array(fp))
         tmp.replace(path)
     return image, boxes, labels
 
