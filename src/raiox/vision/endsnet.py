@@ -68,23 +68,16 @@ def render_strips(out: Path, scenes: int, seed: int = 0, shard: int = 50, jobs: 
 
 
 def _render_shard(out: Path, first: int, count: int, shard: int, seed: int) -> int:
-    from raiox.synth import render_scene, validate_spec
+    from raiox.synth import render_scene
     from raiox.vision.evaluate import match
     from raiox.vision.locator import locate_learned
     from raiox.vision.refine import Pyramid
-    from raiox.vision.synthbridge import random_spec
+    from raiox.vision.synthbridge import scene_specs
 
     rng = np.random.default_rng([seed, first])
     strips, targets, t0 = [], [], time.time()
     for _ in range(count):
-        specs = []
-        while len(specs) < int(rng.choice([1, 1, 2, 2, 3])):
-            spec = random_spec(rng)
-            try:
-                validate_spec(spec)
-                specs.append(spec)
-            except Exception:
-                continue
+        specs = scene_specs(rng)
         try:
             sc = render_scene(specs, seed=int(rng.integers(2**31)), conditions=scene_conditions(rng))
         except Exception as exc:  # a layout the renderer refuses: skip the scene

@@ -36,9 +36,9 @@ def render_scenes(out: Path, count: int, seed: int = 0, shard: int = 100, occlus
     """Render ``count`` training scenes of random systems (1-3 fixtures), net-input sized, to shards.
     ``occlusion``: share of scenes where one fixture is partly covered (10-30 %) by a cone cut or a
     radiopaque object (on top of ``render_scene``'s own 15 %)."""
-    from raiox.synth import render_scene, validate_spec
+    from raiox.synth import render_scene
 
-    from raiox.vision.synthbridge import random_spec
+    from raiox.vision.synthbridge import scene_specs
 
     out.mkdir(parents=True, exist_ok=True)
     done = 0
@@ -51,14 +51,7 @@ def render_scenes(out: Path, count: int, seed: int = 0, shard: int = 100, occlus
         imgs, maps = [], []
         t0 = time.time()
         while len(imgs) < min(shard, count - s0):
-            specs = []
-            while len(specs) < int(rng.choice([1, 1, 2, 2, 3])):
-                spec = random_spec(rng)
-                try:
-                    validate_spec(spec)
-                    specs.append(spec)
-                except Exception:
-                    continue
+            specs = scene_specs(rng)
             big = rng.choice([(600, 800), (800, 600), (500, 650), (650, 500), (450, 600), (600, 450)])
             cond = {"size": tuple(int(v) for v in big)}
             if rng.random() < 0.3:

@@ -73,6 +73,22 @@ def random_spec(rng: np.random.Generator) -> dict:
     }
 
 
+def scene_specs(rng: np.random.Generator) -> list[dict]:
+    """1-3 valid random specs for a training scene (the count is drawn again on every pass, as the
+    localiser's scenes have always been drawn: kept so seeded shards stay the same)."""
+    from raiox.synth import validate_spec
+
+    specs: list[dict] = []
+    while len(specs) < int(rng.choice([1, 1, 2, 2, 3])):
+        spec = random_spec(rng)
+        try:
+            validate_spec(spec)
+            specs.append(spec)
+        except Exception:
+            continue
+    return specs
+
+
 def family(rng: np.random.Generator, size: int = 4) -> list[dict]:
     """A base design and ``size - 1`` look-alikes that differ from it in one aspect."""
     base = random_spec(rng)
