@@ -68,6 +68,9 @@ def train_locator(
     steps: int = typer.Option(600),
     seed: int = typer.Option(0),
     threads: int = typer.Option(1, help="torch CPU threads"),
+    width: float = typer.Option(1.5, help="channel multiplier (1 = 8/16/24 channels)"),
+    lr: float = typer.Option(3e-3, help="peak learning rate (one-cycle)"),
+    occlusion: float = typer.Option(0.5, help="share of scenes with one fixture partly covered (10-30 %)"),
     install: bool = typer.Option(False, help="copy locator-v1.onnx into the package"),
 ) -> None:
     """Train the learned fixture localiser on synth scenes of random systems (resumable)."""
@@ -75,8 +78,8 @@ def train_locator(
 
     from raiox.vision import locnet
 
-    locnet.render_scenes(out / "scenes", scenes, seed=seed)
-    path = locnet.train_locator(out, steps=steps, seed=seed, threads=threads)
+    locnet.render_scenes(out / "scenes", scenes, seed=seed, occlusion=occlusion)
+    path = locnet.train_locator(out, steps=steps, lr=lr, seed=seed, threads=threads, width=width)
     typer.echo(f"wrote {path}")
     if install:
         target = Path(__file__).parent / "models"

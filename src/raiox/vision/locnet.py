@@ -79,7 +79,8 @@ def render_scenes(out: Path, count: int, seed: int = 0, shard: int = 100, occlus
     return done
 
 
-def build_net():
+def build_net(width: float = 1):
+    """The localiser: ``width`` 1 is 8/16/24 channels (the first locator-v1); 1.5 is 12/24/36."""
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -91,12 +92,13 @@ def build_net():
     class LocNet(nn.Module):
         def __init__(self):
             super().__init__()
-            self.s1 = nn.Sequential(conv(1, 8, 2), conv(8, 8))  # 1/2
-            self.s2 = nn.Sequential(conv(8, 16, 2), conv(16, 16))  # 1/4
-            self.s3 = nn.Sequential(conv(16, 24, 2), conv(24, 24, dil=2), conv(24, 24, dil=4))  # 1/8, wide context
-            self.u2 = nn.Sequential(nn.Conv2d(24 + 16, 16, 1), nn.ReLU(inplace=True))
-            self.u1 = nn.Sequential(nn.Conv2d(16 + 8, 8, 1), nn.ReLU(inplace=True), conv(8, 8))
-            self.head = nn.Conv2d(8, 3, 1)
+            a, b, c = (int(round(n * width)) for n in (8, 16, 24))
+            self.s1 = nn.Sequential(conv(1, a, 2), conv(a, a))  # 1/2
+            self.s2 = nn.Sequential(conv(a, b, 2), conv(b, b))  # 1/4
+            self.s3 = nn.Sequential(conv(b, c, 2), conv(c, c, dil=2), conv(c, c, dil=4))  # 1/8, wide context
+            self.u2 = nn.Sequential(nn.Conv2d(c + b, b, 1), nn.ReLU(inplace=True))
+            self.u1 = nn.Sequential(nn.Conv2d(b + a, a, 1), nn.ReLU(inplace=True), conv(a, a))
+            self.head = nn.Conv2d(a, 3, 1)
 
         def forward(self, x):
             a = self.s1(x)
@@ -110,7 +112,7 @@ def build_net():
 
 
 def train_locator(out: Path, steps: int = 600, batch: int = 12, lr: float = 3e-3, seed: int = 0, threads: int = 1,
-                  checkpoint_every_s: float = 180.0, warm_start: Path | None = None) -> Path:
+                  checkpoint_every_s: float = 180.0, warm_start: Path | None = None, width: float = 1) -> Path:
     import torch
     from torch.nn import functional as F
 
@@ -119,11 +121,13 @@ def train_locator(out: Path, steps: int = 600, batch: int = 12, lr: float = 3e-3
     parts = [np.load(p) for p in sorted((out / "scenes").glob("scenes-*.npz"))]
     images = np.concatenate([p["images"] for p in parts])
     maps = np.concatenate([p["maps"] for p in parts])
-    net = build_net()
+    ckpt, step = out / "locator-ckpt.pt", 0
+    if ckpt.exists():
+        width = torch.load(ckpt, weights_only=False).get("width", 1)  # a resumed run keeps its network
+    net = build_net(width)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
-    ckpt, step = out / "locator-ckpt.pt", 0
     if warm_start is not None and not ckpt.exists():  # a new schedule from earlier weights
         net.load_state_dict(torch.load(warm_start, weights_only=False)["net"])
     if ckpt.exists():
@@ -157,11 +161,11 @@ def train_locator(out: Path, steps: int = 600, batch: int = 12, lr: float = 3e-3
         if time.time() - last > checkpoint_every_s or step == steps:
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "gen": gen.get_state(), "step": step}, tmp)
+                        "gen": gen.get_state(), "step": step, "width": width}, tmp)
             tmp.replace(ckpt)
             last = time.time()
     (out / "locator-train.json").write_text(json.dumps({"steps": step, "batch": batch, "lr": lr, "seed": seed,
-                                                        "scenes": int(len(images)), "final_loss": float(np.mean(losses[-100:])) if losses else None}))
+                                                        "scenes": int(len(images)), "width": width, "final_loss": float(np.mean(losses[-100:])) if losses else None}))
     return export_locator(net, out)
 
 
@@ -170,8 +174,9 @@ def export_locator(net, out: Path) -> Path:
     import torch
 
     if net is None:
-        net = build_net()
-        net.load_state_dict(torch.load(out / "locator-ckpt.pt", weights_only=False)["net"])
+        saved = torch.load(out / "locator-ckpt.pt", weights_only=False)
+        net = build_net(saved.get("width", 1))
+        net.load_state_dict(saved["net"])
     path = out / "locator-v1.onnx"
     net.eval()
     torch.onnx.export(net, torch.zeros(1, 1, 192, 256), str(path), input_names=["image"], output_names=["maps"],

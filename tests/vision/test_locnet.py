@@ -1,0 +1,63 @@
+"""Training the localiser (`raiox vision train-locator`): target maps, scene shards, a resumable run
+through the CLI at a chosen width, and the exported model running in `raiox.vision.locator`."""
+
+import numpy as np
+import pytest
+
+from raiox.vision import locator
+
+
+def test_targets_mark_the_fixture_and_its_two_ends_apart():
+    from raiox.vision.locnet import targets
+
+    box = np.array([[10, 4], [20, 4], [20, 44], [10, 44]], np.float32)  # platform at the top, apex below
+    maps = targets([box], (64, 32), 1.0)
+    fixture, platform, apex = maps
+    assert fixture[24, 15] and not fixture[24, 25] and not fixture[50, 15]
+    assert platform[6, 15] and not platform[40, 15]
+    assert apex[40, 15] and not apex[6, 15]
+    assert not (platform & apex).any()  # 30 % at each end: they never meet
+
+
+def test_build_net_width_scales_channels_and_keeps_the_output_shape():
+    torch = pytest.importorskip("torch")
+    from raiox.vision.locnet import build_net
+
+    small, wide = build_net(1), build_net(1.5)
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert 2 * count(small) < count(wide) < 3 * count(small)
+    with torch.no_grad():
+        out = wide.eval()(torch.zeros(1, 1, 64, 96))
+    assert tuple(out.shape) == (1, 3, 64 // locator.OUT_STRIDE, 96 // locator.OUT_STRIDE)
+
+
+def test_train_locator_renders_resumable_shards_and_exports_a_working_model(tmp_path):
+    pytest.importorskip("torch")
+    import torch
+    from typer.testing import CliRunner
+
+    from raiox.cli import app
+
+    out = tmp_path / "loc"
+    args = ["vision", "train-locator", "--out", str(out), "--scenes", "3", "--steps", "3", "--seed", "1",
+            "--width", "1.5", "--occlusion", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (shard,) = sorted((out / "scenes").glob("scenes-*.npz"))
+    data = np.load(shard)
+    assert data["images"].shape == (3, locator.LOC_SIDE, locator.LOC_SIDE) and data["images"].dtype == np.uint8
+    assert data["maps"].shape == (3, 3, locator.LOC_SIDE // locator.OUT_STRIDE, locator.LOC_SIDE // locator.OUT_STRIDE)
+    assert all(m[0].any() for m in data["maps"])  # every scene has at least one fixture
+    saved = torch.load(out / "locator-ckpt.pt", weights_only=False)
+    assert saved["step"] == 3 and saved["width"] == 1.5
+
+    model = out / "locator-v1.onnx"
+    before = shard.stat().st_mtime_ns
+    again = CliRunner().invoke(app, args)  # rendered and trained already: nothing is redone
+    assert again.exit_code == 0, again.output
+    assert shard.stat().st_mtime_ns == before and model.exists()
+
+    image = np.random.default_rng(0).random((300, 500)).astype(np.float32)
+    prob, scale = locator.predict(image, path=model)
+    assert prob.shape[0] == 3 and np.all((prob >= 0) & (prob <= 1))
+    assert scale == pytest.approx(locator.LOC_SIDE / 500 / locator.OUT_STRIDE, rel=0.02)
