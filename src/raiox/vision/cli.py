@@ -71,6 +71,7 @@ def train_locator(
     width: float = typer.Option(1.5, help="channel multiplier (1 = 8/16/24 channels)"),
     lr: float = typer.Option(3e-3, help="peak learning rate (one-cycle)"),
     occlusion: float = typer.Option(0.5, help="share of scenes with one fixture partly covered (10-30 %)"),
+    jobs: int = typer.Option(1, help="processes rendering scenes in parallel"),
     install: bool = typer.Option(False, help="copy locator-v1.onnx into the package"),
 ) -> None:
     """Train the learned fixture localiser on synth scenes of random systems (resumable)."""
@@ -78,7 +79,7 @@ def train_locator(
 
     from raiox.vision import locnet
 
-    locnet.render_scenes(out / "scenes", scenes, seed=seed, occlusion=occlusion)
+    locnet.render_scenes(out / "scenes", scenes, seed=seed, occlusion=occlusion, jobs=jobs)
     path = locnet.train_locator(out, steps=steps, lr=lr, seed=seed, threads=threads, width=width)
     typer.echo(f"wrote {path}")
     if install:

@@ -27,6 +27,16 @@ def jitter_box(box: np.ndarray, rng: np.random.Generator, amount: float = 0.04) 
     return (centre + (pts - centre) @ rot.T).astype(np.float32)
 
 
+def run_shards(render, args: list[tuple], jobs: int = 1) -> list:
+    """``render(*a)`` for every ``a`` in ``args`` (one shard each), in ``jobs`` processes when > 1."""
+    if jobs > 1 and len(args) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as pool:
+            return list(pool.map(render, *zip(*args)))
+    return [render(*a) for a in args]
+
+
 def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 100, seed: int = 0, jobs: int = 1,
                    size: tuple[int, int] = (288, 144)) -> int:
     """Render ``classes`` random systems x ``per_class`` crops into ``out/shard-*.npz`` (resumable).
@@ -40,14 +50,7 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
     (out / "meta.json").write_text(json.dumps(meta))
     todo = [s for s in range(0, classes, shard_size) if not (out / f"shard-{s // shard_size:03d}.npz").exists()]
     args = [(out, s, min(shard_size, classes - s), shard_size, per_class, seed, tuple(size)) for s in todo]
-    if jobs > 1 and len(args) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs) as pool:
-            list(pool.map(_render_shard, *zip(*args)))
-    else:
-        for a in args:
-            _render_shard(*a)
+    run_shards(_render_shard, args, jobs)
     total = sum(len(np.load(p)["labels"]) for p in sorted(out.glob("shard-*.npz")))
     (out / "meta.json").write_text(json.dumps({**meta, "crops": total}))
     return total

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from raiox.vision.datagen import run_shards
 from raiox.vision.ends import STRIP_H, STRIP_W, strip
 
 log = structlog.get_logger(__name__)
@@ -56,14 +57,7 @@ def render_strips(out: Path, scenes: int, seed: int = 0, shard: int = 50, jobs: 
     out.mkdir(parents=True, exist_ok=True)
     todo = [s for s in range(0, scenes, shard) if not (out / f"strips-{s // shard:03d}.npz").exists()]
     args = [(out, s, min(shard, scenes - s), shard, seed) for s in todo]
-    if jobs > 1 and len(args) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs) as pool:
-            list(pool.map(_render_shard, *zip(*args)))
-    else:
-        for a in args:
-            _render_shard(*a)
+    run_shards(_render_shard, args, jobs)
     return sum(len(np.load(p)["targets"]) for p in sorted(out.glob("strips-*.npz")))
 
 

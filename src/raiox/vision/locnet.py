@@ -32,51 +32,57 @@ def targets(boxes, shape: tuple[int, int], scale: float) -> np.ndarray:
     return maps
 
 
-def render_scenes(out: Path, count: int, seed: int = 0, shard: int = 100, occlusion: float = 0.0) -> int:
-    """Render ``count`` training scenes of random systems (1-3 fixtures), net-input sized, to shards.
+def render_scenes(out: Path, count: int, seed: int = 0, shard: int = 100, occlusion: float = 0.0,
+                  jobs: int = 1) -> int:
+    """Render ``count`` training scenes of random systems (1-3 fixtures), net-input sized, to shards
+    (missing shards only; each seeded by ``(seed, first scene)``, so ``jobs`` processes give the same).
     ``occlusion``: share of scenes where one fixture is partly covered (10-30 %) by a cone cut or a
     radiopaque object (on top of ``render_scene``'s own 15 %)."""
+    from raiox.vision.datagen import run_shards
+
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [s0 for s0 in range(0, count, shard) if not (out / f"scenes-{s0 // shard:03d}.npz").exists()]
+    run_shards(_render_scene_shard, [(out, s0, min(shard, count - s0), shard, seed, occlusion) for s0 in todo], jobs)
+    return sum(len(np.load(p)["maps"]) for p in sorted(out.glob("scenes-*.npz")))
+
+
+def _render_scene_shard(out: Path, s0: int, n: int, shard: int, seed: int, occlusion: float) -> int:
     from raiox.synth import render_scene
 
     from raiox.vision.synthbridge import scene_specs
 
-    out.mkdir(parents=True, exist_ok=True)
-    done = 0
-    for s0 in range(0, count, shard):
-        path = out / f"scenes-{s0 // shard:03d}.npz"
-        if path.exists():
-            done += shard
+    path = out / f"scenes-{s0 // shard:03d}.npz"
+    rng = np.random.default_rng([seed, s0])
+    imgs, maps = [], []
+    t0 = time.time()
+    while len(imgs) < n:
+        specs = scene_specs(rng)
+        big = rng.choice([(600, 800), (800, 600), (500, 650), (650, 500), (450, 600), (600, 450)])
+        cond = {"size": tuple(int(v) for v in big)}
+        if rng.random() < 0.3:
+            cond["prosthesis"] = str(rng.choice(["crown", "abutment", "healing"]))
+        if occlusion and rng.random() < occlusion:
+            cond["occlusion"] = float(rng.uniform(0.1, 0.3))
+        try:
+            sc = render_scene(specs, seed=int(rng.integers(2**31)), conditions=cond)
+        except Exception as exc:
+            log.warning("locnet.skip", error=str(exc))
             continue
-        rng = np.random.default_rng([seed, s0])
-        imgs, maps = [], []
-        t0 = time.time()
-        while len(imgs) < min(shard, count - s0):
-            specs = scene_specs(rng)
-            big = rng.choice([(600, 800), (800, 600), (500, 650), (650, 500), (450, 600), (600, 450)])
-            cond = {"size": tuple(int(v) for v in big)}
-            if rng.random() < 0.3:
-                cond["prosthesis"] = str(rng.choice(["crown", "abutment", "healing"]))
-            if occlusion and rng.random() < occlusion:
-                cond["occlusion"] = float(rng.uniform(0.1, 0.3))
-            try:
-                sc = render_scene(specs, seed=int(rng.integers(2**31)), conditions=cond)
-            except Exception as exc:
-                log.warning("locnet.skip", error=str(exc))
-                continue
-            small, f = net_input(sc.image)
-            canvas = np.zeros((CANVAS, CANVAS), np.float32)
-            target = np.zeros((3, CANVAS // OUT_STRIDE, CANVAS // OUT_STRIDE), np.uint8)
-            h, w = small.shape
-            oy, ox = int(rng.integers(0, CANVAS - h + 1)) // 8 * 8, int(rng.integers(0, CANVAS - w + 1)) // 8 * 8
-            canvas[oy : oy + h, ox : ox + w] = small
-            shifted = [np.asarray(b) * f + [ox, oy] for b in sc.boxes]
-            target[:] = targets(shifted, target.shape[1:], 1 / OUT_STRIDE)
-            imgs.append((canvas * 255).round().astype(np.uint8))
-            maps.append(target)
-        np.savez_compressed(path, images=np.stack(imgs), maps=np.stack(maps))
-        done += len(imgs)
-        log.info("locnet.shard", path=str(path), scenes=len(imgs), seconds=round(time.time() - t0, 1))
-    return done
+        small, f = net_input(sc.image)
+        canvas = np.zeros((CANVAS, CANVAS), np.float32)
+        target = np.zeros((3, CANVAS // OUT_STRIDE, CANVAS // OUT_STRIDE), np.uint8)
+        h, w = small.shape
+        oy, ox = int(rng.integers(0, CANVAS - h + 1)) // 8 * 8, int(rng.integers(0, CANVAS - w + 1)) // 8 * 8
+        canvas[oy : oy + h, ox : ox + w] = small
+        shifted = [np.asarray(b) * f + [ox, oy] for b in sc.boxes]
+        target[:] = targets(shifted, target.shape[1:], 1 / OUT_STRIDE)
+        imgs.append((canvas * 255).round().astype(np.uint8))
+        maps.append(target)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, images=np.stack(imgs), maps=np.stack(maps))
+    tmp.replace(path)
+    log.info("locnet.shard", path=str(path), scenes=len(imgs), seconds=round(time.time() - t0, 1))
+    return len(imgs)
 
 
 def build_net(width: float = 1):
