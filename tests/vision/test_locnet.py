@@ -61,3 +61,24 @@ def test_train_locator_renders_resumable_shards_and_exports_a_working_model(tmp_
     prob, scale = locator.predict(image, path=model)
     assert prob.shape[0] == 3 and np.all((prob >= 0) & (prob <= 1))
     assert scale == pytest.approx(locator.LOC_SIDE / 500 / locator.OUT_STRIDE, rel=0.02)
+
+
+def test_eval_locator_scores_the_shipped_model_on_cached_scenes(tmp_path):
+    from typer.testing import CliRunner
+
+    from raiox.cli import app
+    from raiox.vision import loceval
+
+    if locator.model_path() is None:
+        pytest.skip("locator-v1.onnx is not shipped")
+    cache = tmp_path / "scenes.npz"
+    result = CliRunner().invoke(app, ["vision", "eval-locator", "--per", "2", "--seed", "5", "--cache", str(cache)])
+    assert result.exit_code == 0, result.output
+    assert "recall" in result.output and "multi" in result.output and cache.exists()
+    images, boxes, conds = loceval.scenes(2, 5, cache)
+    assert len(images) == 12 and conds.count("multi") == 2 and all(len(b) >= 2 for b, c in zip(boxes, conds) if c == "multi")
+    res = loceval.evaluate(2, 5, cache=cache)
+    assert res["tp"] + res["fn"] == sum(len(b) for b in boxes)
+    assert res["recall"] >= 0.5 and res["mean_iou"] >= 0.5  # the shipped localiser finds most clear fixtures
+    again, _, _ = loceval.scenes(2, 6, cache)  # another seed: rendered again, not the cached scenes
+    assert not np.array_equal(again[0], images[0])

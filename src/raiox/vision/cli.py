@@ -137,6 +137,19 @@ def evaluate(
         ev.write_section(doc, body)
 
 
+@app.command("eval-locator")
+def evaluate_locator(
+    per: int = typer.Option(50, "--per", help="scenes per condition (angulation, noise, blur, occlusion, combined, multi)"),
+    seed: int = typer.Option(9100, help="scene seed (keep the default to compare localisers)"),
+    model: Path = typer.Option(None, help="localiser ONNX file (default: the shipped locator-v1)"),
+    cache: Path = typer.Option(None, help="an .npz file caching the scenes"),
+) -> None:
+    """Localisation on scenes of random non-catalog systems (not the demo-catalog evaluation set)."""
+    from raiox.vision import loceval
+
+    typer.echo(loceval.summary(loceval.evaluate(per, seed, model, cache)))
+
+
 @app.command("export-onnx")
 def export_onnx(
     model: str = typer.Argument(..., help="open_clip MODEL/TAG, e.g. ViT-B-32/laion2b_s34b_b79k (TAG 'none': untrained)"),

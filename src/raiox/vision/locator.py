@@ -84,6 +84,7 @@ def _boxes(prob: np.ndarray, scale: float, threshold: float) -> list[Detection]:
 PLATFORM_SLACK = 0.1  # the refined platform edge may lie at most this fraction of the length beyond the net's
 NMS_IOU = 0.4  # a box overlapping a larger one this much is a duplicate ...
 INSIDE = 0.7  # ... and so is one lying this much inside it
+REFINE_AGREE = 0.55  # a refined box overlapping the net's (pulled-in) box less than this is not trusted
 
 
 def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: float = 0.55,
@@ -101,9 +102,12 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
         if not refine:
             return det
         got = rf.refine(pyr, det.box)
+        coarse = rf.shrink(det.box)
         if got is not None:
-            return Detection(rf.limit_platform(got[0], det.box, PLATFORM_SLACK), det.confidence)
-        return Detection(rf.shrink(det.box), det.confidence)  # no clear outline: the net's box, pulled in
+            box = rf.limit_platform(got[0], det.box, PLATFORM_SLACK)
+            if box_iou(box, coarse) >= REFINE_AGREE:
+                return Detection(box, det.confidence)
+        return Detection(coarse, det.confidence)  # no clear outline, or one far off: the net's box, pulled in
 
     out = [refined(d) for d in _boxes(prob, scale, threshold) if d.confidence >= min_confidence]
     out.sort(key=lambda d: -_area(d.box))
