@@ -84,7 +84,8 @@ def _boxes(prob: np.ndarray, scale: float, threshold: float) -> list[Detection]:
 PLATFORM_SLACK = 0.1  # the refined platform edge may lie at most this fraction of the length beyond the net's
 NMS_IOU = 0.4  # a box overlapping a larger one this much is a duplicate ...
 INSIDE = 0.7  # ... and so is one lying this much inside it
-REFINE_AGREE = 0.55  # a refined box overlapping the net's (pulled-in) box less than this is not trusted
+REFINE_AGREE = 0.55  # a refined box overlapping the net's (pulled-in) box less than this is not trusted ...
+AGREE_CONFIDENCE = 0.9  # ... when the net is this sure of the blob
 
 
 def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: float = 0.55,
@@ -105,7 +106,7 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
         coarse = rf.shrink(det.box)
         if got is not None:
             box = rf.limit_platform(got[0], det.box, PLATFORM_SLACK)
-            if box_iou(box, coarse) >= REFINE_AGREE:
+            if det.confidence < AGREE_CONFIDENCE or box_iou(box, coarse) >= REFINE_AGREE:
                 return Detection(box, det.confidence)
         return Detection(coarse, det.confidence)  # no clear outline, or one far off: the net's box, pulled in
 
