@@ -143,6 +143,8 @@ def train_ends(out: Path, steps: int = 2000, batch: int = 64, lr: float = 3e-3, 
     import torch
     from torch.nn import functional as F
 
+    from raiox.vision.trainloop import Loop, run
+
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     parts = [np.load(p) for p in sorted((out / "strips").glob("strips-*.npz"))]
@@ -153,18 +155,8 @@ def train_ends(out: Path, steps: int = 2000, batch: int = 64, lr: float = 3e-3, 
     val = np.arange(len(strips)) % 20 == 0
     train_idx, val_idx = np.nonzero(~val)[0], np.nonzero(val)[0]
     net = build_net()
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(seed)
-    ckpt, step, history = out / "ends-ckpt.pt", 0, []
-    if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
-        net.load_state_dict(saved["net"]), opt.load_state_dict(saved["opt"]), sched.load_state_dict(saved["sched"])
-        gen.set_state(saved["gen"])
-        step, history = saved["step"], saved["history"]
-    last, losses = time.time(), []
-    while step < steps:
-        net.train()
+
+    def batch_loss(net, gen):
         pick = train_idx[torch.randint(0, len(train_idx), (batch,), generator=gen).numpy()]
         x = torch.from_numpy(strips[pick]).float().div_(255)[:, None]
         t = targets[pick].clone()
@@ -175,25 +167,17 @@ def train_ends(out: Path, steps: int = 2000, batch: int = 64, lr: float = 3e-3, 
         x = x + torch.randn(x.shape, generator=gen) * torch.rand(batch, 1, 1, 1, generator=gen) * 0.03
         rows, cols = net(x)
         want_r, want_c = masks(t)
-        loss = F.binary_cross_entropy_with_logits(rows, want_r) + F.binary_cross_entropy_with_logits(cols, want_c)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        step += 1
-        losses.append(loss.item())
-        if step % 50 == 0:
-            log.info("ends.step", step=step, loss=round(float(np.mean(losses[-50:])), 4))
-        if time.time() - last > checkpoint_every_s or step == steps:
-            history.append({"step": step, "loss": float(np.mean(losses[-100:])), **errors(net, strips, targets, val_idx)})
-            log.info("ends.checkpoint", **history[-1])
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "gen": gen.get_state(), "step": step, "history": history}, tmp)
-            tmp.replace(ckpt)
-            last = time.time()
+        return F.binary_cross_entropy_with_logits(rows, want_r) + F.binary_cross_entropy_with_logits(cols, want_c)
+
+    def checkpoint(net, step, losses, state):
+        state["history"].append({"step": step, "loss": float(np.mean(losses[-100:])) if losses else None,
+                                 **errors(net, strips, targets, val_idx)})
+        log.info("ends.checkpoint", **state["history"][-1])
+
+    loop = Loop(out / "ends-ckpt.pt", steps, lr, seed, "ends", checkpoint_every_s=checkpoint_every_s)
+    step, _, state = run(loop, net, batch_loss, state={"history": []}, on_checkpoint=checkpoint)
     (out / "ends-train.json").write_text(json.dumps({"steps": step, "batch": batch, "lr": lr, "seed": seed,
-                                                     "strips": int(len(strips)), "history": history}, indent=2))
+                                                     "strips": int(len(strips)), "history": state["history"]}, indent=2))
     return export_ends(net, out / "ends-v1.onnx")
 
 

@@ -122,29 +122,22 @@ def train_locator(out: Path, steps: int = 600, batch: int = 12, lr: float = 3e-3
     import torch
     from torch.nn import functional as F
 
+    from raiox.vision.trainloop import Loop, run
+
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     parts = [np.load(p) for p in sorted((out / "scenes").glob("scenes-*.npz"))]
     images = np.concatenate([p["images"] for p in parts])
     maps = np.concatenate([p["maps"] for p in parts])
-    ckpt, step = out / "locator-ckpt.pt", 0
-    if ckpt.exists():
-        width = torch.load(ckpt, weights_only=False).get("width", 1)  # a resumed run keeps its network
+    loop = Loop(out / "locator-ckpt.pt", steps, lr, seed, "locnet", checkpoint_every_s=checkpoint_every_s)
+    if loop.ckpt.exists():
+        width = torch.load(loop.ckpt, weights_only=False).get("width", 1)  # a resumed run keeps its network
     net = build_net(width)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(seed)
-    if warm_start is not None and not ckpt.exists():  # a new schedule from earlier weights
+    if warm_start is not None and not loop.ckpt.exists():  # a new schedule from earlier weights
         net.load_state_dict(torch.load(warm_start, weights_only=False)["net"])
-    if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
-        net.load_state_dict(saved["net"]), opt.load_state_dict(saved["opt"]), sched.load_state_dict(saved["sched"])
-        gen.set_state(saved["gen"])
-        step = saved["step"]
     pos_weight = torch.tensor([3.0, 4.0, 4.0]).view(1, 3, 1, 1)
-    last, losses, t0 = time.time(), [], time.time()
-    while step < steps:
-        net.train()
+
+    def batch_loss(net, gen):
         pick = torch.randint(0, len(images), (batch,), generator=gen).numpy()
         x = torch.from_numpy(images[pick]).float().div_(255)[:, None]
         y = torch.from_numpy(maps[pick]).float()
@@ -153,23 +146,9 @@ def train_locator(out: Path, steps: int = 600, batch: int = 12, lr: float = 3e-3
         k = int(torch.randint(0, 4, (1,), generator=gen))
         x, y = torch.rot90(x, k, (2, 3)), torch.rot90(y, k, (2, 3))
         x = (x.clamp(0, 1) ** torch.exp((torch.rand(batch, 1, 1, 1, generator=gen) - 0.5) * 0.6))
-        loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=pos_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        step += 1
-        losses.append(loss.item())
-        if step % 50 == 0:
-            log.info("locnet.step", step=step, loss=round(float(np.mean(losses[-50:])), 4),
-                     per_s=round(50 * batch / (time.time() - t0), 1))
-            t0 = time.time()
-        if time.time() - last > checkpoint_every_s or step == steps:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "gen": gen.get_state(), "step": step, "width": width}, tmp)
-            tmp.replace(ckpt)
-            last = time.time()
+        return F.binary_cross_entropy_with_logits(net(x), y, pos_weight=pos_weight)
+
+    step, losses, _ = run(loop, net, batch_loss, state={"width": width})
     (out / "locator-train.json").write_text(json.dumps({"steps": step, "batch": batch, "lr": lr, "seed": seed,
                                                         "scenes": int(len(images)), "width": width, "final_loss": float(np.mean(losses[-100:])) if losses else None}))
     return export_locator(net, out)
