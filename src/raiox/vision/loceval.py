@@ -16,23 +16,10 @@ import numpy as np
 NAMES = ("angulation", "noise", "blur", "occlusion", "combined", "multi")
 
 
-def _spec(rng: np.random.Generator) -> dict:
-    from raiox.synth import validate_spec
-    from raiox.vision.synthbridge import random_spec
-
-    while True:
-        spec = random_spec(rng)
-        try:
-            validate_spec(spec)
-            return spec
-        except Exception:
-            continue
-
-
 def scenes(per: int, seed: int, cache: Path | None = None) -> tuple[list, list, list]:
     """``per`` scenes per condition (multi: 2-3 fixtures under 'combined'): images, boxes, conditions."""
     from raiox.synth import render_scene
-    from raiox.vision.synthbridge import hard_conditions
+    from raiox.vision.synthbridge import hard_conditions, valid_spec
 
     if cache is not None and cache.exists():
         d = np.load(cache, allow_pickle=True)
@@ -43,7 +30,7 @@ def scenes(per: int, seed: int, cache: Path | None = None) -> tuple[list, list, 
         for k in range(per):
             rng = np.random.default_rng([seed, ci, k])
             n = int(rng.integers(2, 4)) if name == "multi" else 1
-            sc = render_scene([_spec(rng) for _ in range(n)], seed=int(rng.integers(2**31)),
+            sc = render_scene([valid_spec(rng) for _ in range(n)], seed=int(rng.integers(2**31)),
                               conditions=hard_conditions("combined" if name == "multi" else name, rng))
             images.append(sc.image), boxes.append(np.stack(sc.boxes)), conds.append(name)
     if cache is not None:

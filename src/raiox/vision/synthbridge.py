@@ -73,6 +73,19 @@ def random_spec(rng: np.random.Generator) -> dict:
     }
 
 
+def valid_spec(rng: np.random.Generator) -> dict:
+    """The next ``random_spec`` draw that passes the schema (invalid draws are skipped)."""
+    from raiox.synth import validate_spec
+
+    while True:
+        spec = random_spec(rng)
+        try:
+            validate_spec(spec)
+            return spec
+        except Exception:
+            continue
+
+
 def scene_specs(rng: np.random.Generator) -> list[dict]:
     """1-3 valid random specs for a training scene (the count is drawn again on every pass, as the
     localiser's scenes have always been drawn: kept so seeded shards stay the same)."""
