@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-NAMES = ("angulation", "noise", "blur", "occlusion", "combined", "multi")
+from raiox.vision.evaluate import CONDITIONS, match
+
+NAMES = (*CONDITIONS, "multi")  # the evaluation's hard conditions, and multi-implant scenes
 
 
 def scenes(per: int, seed: int, cache: Path | None = None) -> tuple[list, list, list]:
@@ -47,7 +49,6 @@ def scenes(per: int, seed: int, cache: Path | None = None) -> tuple[list, list, 
 
 def evaluate(per: int = 50, seed: int = 9100, model: Path | None = None, cache: Path | None = None) -> dict:
     """Recall, precision, mean IoU of the matched boxes, and recall per condition."""
-    from raiox.vision.evaluate import match
     from raiox.vision.detect import box_iou
     from raiox.vision.locator import locate_learned
 
