@@ -92,6 +92,31 @@ def test_squat_boxes_need_a_sure_net():
     assert _plausible(Detection(np.array([[0, 0], [40, 0], [40, 120], [0, 120]], np.float32), 0.61))
 
 
+
+def _upright(x, y, width, length):
+    return np.array([[x, y], [x + width, y], [x + width, y + length], [x, y + length]], np.float32)
+
+
+def test_a_refinement_that_squashes_the_nets_elongated_box_is_not_used():
+    from raiox.vision.locator import _squashed
+
+    net_box = _upright(0, 0, 40, 120)
+    assert _squashed(_upright(0, 0, 40, 40), net_box)  # refinement followed an occluder's edge
+    assert not _squashed(_upright(0, 10, 38, 100), net_box)  # a refined fixture
+    assert not _squashed(_upright(0, 0, 50, 50), _upright(0, 0, 50, 52))  # the net saw a squat blob too
+
+
+def test_boxes_far_shorter_than_the_sure_fixtures_are_dropped():
+    from raiox.vision.locator import MIN_LENGTH_RATIO, _to_scale
+
+    long_sure, short = Detection(_upright(0, 0, 90, 400), 0.99), Detection(_upright(300, 0, 25, 90), 0.7)
+    assert _to_scale([long_sure, short]) == [long_sure]
+    # fixtures of one image lie within the 6-18 mm range: a third of the longest is still a fixture
+    third = Detection(_upright(300, 0, 40, 400 * (MIN_LENGTH_RATIO + 0.05)), 0.7)
+    assert _to_scale([long_sure, third]) == [long_sure, third]
+    # with no sure box there is no scale to hold the others to
+    assert _to_scale([Detection(long_sure.box, 0.8), short]) == [Detection(long_sure.box, 0.8), short]
+
 def _random_specs(rng, n):
     from raiox.vision.synthbridge import valid_spec
 
@@ -142,3 +167,17 @@ def test_refine_looks_past_an_occluder_in_the_middle():
     coarse = Frame(np.array([400.0, 300.0]), coarse.axis, coarse.normal, -90, 90, -95, 95).box()
     box, _ = refine(img, coarse)
     assert box_iou(box, truth) > 0.6
+
+
+def test_the_localiser_maps_are_mirror_symmetric():
+    """The net's maps are averaged with those of the mirror image, so mirroring the radiograph
+    mirrors the maps (a blob the net sees from one side only is damped)."""
+    from raiox.synth import render_scene
+    from raiox.vision.locator import predict
+    from raiox.vision.synthbridge import valid_spec
+
+    scene = render_scene([valid_spec(np.random.default_rng(5))], seed=5, conditions={"size": (480, 640)})
+    prob, _ = predict(scene.image)
+    mirrored, _ = predict(np.ascontiguousarray(scene.image[:, ::-1]))
+    assert prob.shape == mirrored.shape
+    np.testing.assert_allclose(mirrored[:, :, ::-1], prob, atol=1e-4)
