@@ -121,3 +121,22 @@ def test_line_sizes_cover_the_line_and_keep_the_design():
     rng = np.random.default_rng(1)
     drawn = line_size(demo_catalog()[0], None, rng)
     assert drawn["length_mm"] in demo_catalog()[0].attributes["lengths"] + [demo_catalog()[0].spec["length_mm"]]
+
+
+def test_demo_references_cover_every_size_of_the_line():
+    """`raiox catalog demo` stores one reference per (diameter, length) of a line (at least six), so a
+    query of any catalogued size meets a reference of its own proportions."""
+    from raiox.synth import line_size, reference_count
+    from raiox.synth.catalog import MIN_REFERENCES
+
+    counts = []
+    for system in demo_catalog()[::7]:
+        n = reference_count(system)
+        counts.append(n)
+        pairs = {(d, l) for d in system.attributes["diameters"] for l in system.attributes["lengths"]}
+        stored = {(line_size(system, k)["diameter_mm"], line_size(system, k)["length_mm"]) for k in range(n)}
+        catalogued = {p for p in pairs if p in stored}
+        buildable = {(s["diameter_mm"], s["length_mm"]) for s in (line_size(system, k) for k in range(len(pairs) + 1))}
+        assert catalogued == {p for p in pairs if p in buildable}  # every size the design can take is stored
+        assert n >= MIN_REFERENCES
+    assert max(counts) > MIN_REFERENCES  # long lines get more than the minimum

@@ -144,7 +144,7 @@ def _demo_systems(limit: int | None, systems: str | None) -> list:
 def demo(
     if_empty: bool = typer.Option(False, "--if-empty", help="Load only when the catalog has no system."),
     export_specs: Path | None = typer.Option(None, help="Write the demo systems' specs (JSON) to this file."),
-    refs: int = typer.Option(6, min=1, max=20, help="Reference renders per system: reference k (seed k) at the line's k-th size."),
+    refs: int | None = typer.Option(None, min=1, max=20, help="Reference renders per system: reference k (seed k) at the line's k-th size (default: one per size of the line, at least 6)."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N demo systems."),
     systems: str | None = typer.Option(None, help="Only these demo system ids (comma-separated)."),
     batch_size: int = typer.Option(16, min=1, max=512),

@@ -176,13 +176,14 @@ def from_path(path: Path) -> Iterator[ImportItem | Skip]:
     raise ValueError(f"{path}: expected a folder MANUFACTURER/SYSTEM/*.png|jpg|dcm... or a CSV manifest")
 
 
-def from_demo(systems: list, refs_per_system: int) -> Iterator[ImportItem]:
-    """The synthetic demo catalog: `refs_per_system` clean renders per system, reference ``k`` (seed k)
-    at the line's k-th size (``raiox.synth.line_size``; 0 is the base size)."""
-    from raiox.synth import line_size, render_reference, to_png
+def from_demo(systems: list, refs_per_system: int | None = None) -> Iterator[ImportItem]:
+    """The synthetic demo catalog: `refs_per_system` clean renders per system (None: one per size of
+    the line, at least 6, ``raiox.synth.reference_count``), reference ``k`` (seed k) at the line's k-th
+    size (``raiox.synth.line_size``; 0 is the base size)."""
+    from raiox.synth import line_size, reference_count, render_reference, to_png
 
     for demo in systems:
-        for seed in range(refs_per_system):
+        for seed in range(refs_per_system or reference_count(demo)):
             yield ImportItem(
                 demo.id, demo.manufacturer, demo.name, f"demo:{demo.id}#{seed}.png",
                 (lambda spec=line_size(demo, seed), seed=seed: to_png(render_reference(spec, seed=seed))),

@@ -116,7 +116,7 @@ def train_ends(
 @app.command("eval")
 def evaluate(
     embedder: str = typer.Option(None, help="embedder spec (default: RAIOX_EMBEDDER / settings)"),
-    gallery: int = typer.Option(6, help="clean references per system (reference k at the line's k-th size, as `raiox catalog demo --refs`)"),
+    gallery: int = typer.Option(None, help="clean references per system (reference k at the line's k-th size, as `raiox catalog demo --refs`; default as its default: one per size of the line, at least 6)"),
     queries: int = typer.Option(5, help="single-implant hard queries per system"),
     scenes: int = typer.Option(40, help="multi-implant scenes"),
     limit: int = typer.Option(None, help="only the first N demo systems"),

@@ -28,7 +28,7 @@ CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")
 
 @dataclass
 class EvalConfig:
-    gallery_per_system: int = 6  # as `raiox catalog demo` (reference k at the line's k-th size)
+    gallery_per_system: int | None = None  # as `raiox catalog demo` (None: one per line size, at least 6)
     queries_per_system: int = 5  # single-implant queries, one per condition
     scenes: int = 40  # multi-implant scenes (2-3 fixtures)
     seed: int = 7000
@@ -64,10 +64,13 @@ def platform_ok(det_box: np.ndarray, truth: np.ndarray) -> bool:
 
 def eval_items(cfg: EvalConfig, systems: list) -> list[tuple[str, list[int], str]]:
     """(key, system indices, condition) of every render, system by system, multi scenes last."""
+    from raiox.synth import reference_count
+
     rng = np.random.default_rng(cfg.seed)
     items = []
     for si in range(len(systems)):
-        items += [(f"g{si:03d}-{g}", [si], "reference") for g in range(cfg.gallery_per_system)]
+        refs = cfg.gallery_per_system or reference_count(systems[si])
+        items += [(f"g{si:03d}-{g}", [si], "reference") for g in range(refs)]
         items += [(f"q{si:03d}-{q}", [si], CONDITIONS[(si + q) % len(CONDITIONS)]) for q in range(cfg.queries_per_system)]
     for k in range(cfg.scenes):
         members = [int(i) for i in rng.choice(len(systems), size=int(rng.integers(2, 4)), replace=False)]
