@@ -218,3 +218,20 @@ def test_init_from_carries_learnt_class_centres_to_a_larger_dataset(tmp_path, cl
     assert start.shape == (CLASSES + 4, old.shape[1])
     torch.testing.assert_close(start[:CLASSES], old)
     assert not torch.allclose(start[CLASSES:].norm(dim=1), old.norm(dim=1)[:4])  # fresh rows: small random init
+
+
+def test_occlusion_augmentation_covers_part_of_the_fixture_like_radiographs_do():
+    """Occluders in radiographs are cone cuts (white bands) and neighbouring metal (bright ellipses):
+    the augmentation covers a part of the crop, often near-saturated, and leaves the rest alone."""
+    import torch
+
+    from raiox.vision.train import occlude
+
+    x = torch.rand(64, 1, 192, 64, generator=torch.Generator().manual_seed(0)) * 0.5
+    assert torch.equal(occlude(x, torch.Generator().manual_seed(1), p=0.0), x)
+    y = occlude(x, torch.Generator().manual_seed(1), p=1.0)
+    assert torch.equal(y, occlude(x, torch.Generator().manual_seed(1), p=1.0))  # seeded
+    covered = (y != x).float().mean((1, 2, 3))
+    assert (covered > 0).float().mean() > 0.9 and covered.max() < 0.6  # a part, never the whole crop
+    bright = ((y >= 0.85) & (y != x)).flatten(1).any(1).float().mean()
+    assert 0.5 < bright < 0.95  # mostly metal-bright, some grey strips

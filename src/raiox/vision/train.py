@@ -76,13 +76,31 @@ def augment(x, gen):
     blurred = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), (k[:, None] * k[None, :])[None, None])
     x = torch.where(r(n, 1, 1, 1) < 0.3, blurred, x)
     x = x + torch.randn(x.shape, generator=gen) * r(n, 1, 1, 1) * 0.05
-    h, w = x.shape[2:]
-    occ = r(n) < 0.25
-    y0, hh = (r(n) * h).long(), (r(n) * h * 0.3).long()
-    rows = torch.arange(h)[None, :]
-    band = (rows >= y0[:, None]) & (rows < (y0 + hh)[:, None]) & occ[:, None]
-    x = torch.where(band[:, None, :, None], r(n, 1, 1, 1).expand(n, 1, h, w) * 0.6, x)
-    return x.clamp(0, 1)
+    return occlude(x.clamp(0, 1), gen).clamp(0, 1)
+
+
+def occlude(x, gen, p: float = 0.3):
+    """Cover part of a fixture in a fraction ``p`` of the batch, as radiographs do: a band across the
+    crop (a cone cut, white, or a grey strip) or a tilted ellipse (a neighbouring crown or filling,
+    near-saturated metal) over up to a third of the length."""
+    import torch
+
+    n, _, h, w = x.shape
+    r = lambda *s: torch.rand(*s, generator=gen)
+    rows, cols = torch.arange(h, dtype=torch.float32)[None, :, None], torch.arange(w, dtype=torch.float32)[None, None, :]
+    y0, hh = r(n, 1, 1) * h, r(n, 1, 1) * h * 0.35
+    band = (rows >= y0) & (rows < y0 + hh)
+    cy, cx, ang = r(n, 1, 1) * h, r(n, 1, 1) * w, r(n, 1, 1) * math.pi
+    ra, rb = w * (0.4 + 0.6 * r(n, 1, 1)), h * (0.05 + 0.13 * r(n, 1, 1))
+    dx, dy = cols - cx, rows - cy
+    a = (dx * torch.cos(ang) + dy * torch.sin(ang)) / ra
+    b = (-dx * torch.sin(ang) + dy * torch.cos(ang)) / rb
+    ellipse = a**2 + b**2 < 1
+    kind, on = r(n, 1, 1), r(n, 1, 1) < p
+    mask = torch.where(kind < 0.5, band, ellipse) & on
+    bright = kind.lt(0.25) | kind.ge(0.5)  # ellipses and half the bands are metal-bright
+    value = torch.where(bright, 0.85 + 0.15 * r(n, 1, 1), 0.6 * r(n, 1, 1))
+    return torch.where(mask[:, None], value[:, None].expand(n, 1, h, w), x)
 
 
 def retrieval_top1(emb: np.ndarray, labels: np.ndarray, gallery_per_class: int = 2) -> float:
