@@ -229,12 +229,12 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     results[f"{embedder.model_id}, ground-truth boxes"] = scores(order, q_lab, [True] * len(q_lab), q_cond, groups)
     return {
         "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "queries": len(queries),
-        "localisation": _loc_rates(loc), "methods": results, "speed": speed(embedder),
+        "localisation": loc_rates(loc), "methods": results, "speed": speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
     }
 
 
-def _loc_rates(loc: dict) -> dict:
+def loc_rates(loc: dict) -> dict:
     tp, fp, fn = loc["tp"], loc["fp"], loc["fn"]
     return {"recall": tp / max(tp + fn, 1), "precision": tp / max(tp + fp, 1),
             "platform_correct": loc["platform_ok"] / max(tp, 1), **loc}

@@ -7,6 +7,8 @@ box is then refined on the full-resolution image (``raiox.vision.refine``: axis,
 from intensity profiles across the axis), duplicates and fragments are dropped (the larger box
 wins) and squat boxes (crowns, fillings, caps) are kept only when the net is very sure. A faint
 pass over the same maps (lower blob threshold) adds clearly elongated boxes where nothing was found.
+The maps are the mean of the net's maps for the image and its mirror image; a box far shorter than
+the image's longest sure fixture is dropped (one magnification per radiograph).
 """
 
 from __future__ import annotations
@@ -160,8 +162,7 @@ def _squashed(refined: np.ndarray, coarse: np.ndarray) -> bool:
 
 
 def _aspect(box: np.ndarray) -> float:
-    top, bottom = box[:2].mean(0), box[2:].mean(0)
-    return float(np.hypot(*(bottom - top))) / max(float(np.hypot(*(box[1] - box[0]))), 1e-6)
+    return _length(box) / max(float(np.hypot(*(box[1] - box[0]))), 1e-6)
 
 
 def _area(box: np.ndarray) -> float:

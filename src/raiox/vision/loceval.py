@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raiox.vision.evaluate import CONDITIONS, match
+from raiox.vision.evaluate import CONDITIONS, loc_rates, match
 
 NAMES = (*CONDITIONS, "multi")  # the evaluation's hard conditions, and multi-implant scenes
 
@@ -61,7 +61,8 @@ def evaluate(per: int = 50, seed: int = 9100, model: Path | None = None, cache: 
         tp, fp, fn = tp + len(pairs), fp + len(found) - len(pairs), fn + len(truth) - len(pairs)
         hit = per_cond.setdefault(cond, [0, 0])
         hit[0], hit[1] = hit[0] + len(pairs), hit[1] + len(truth)
-    return {"recall": tp / max(tp + fn, 1), "precision": tp / max(tp + fp, 1), "tp": tp, "fp": fp, "fn": fn,
+    rates = loc_rates({"tp": tp, "fp": fp, "fn": fn, "platform_ok": 0})
+    return {"recall": rates["recall"], "precision": rates["precision"], "tp": tp, "fp": fp, "fn": fn,
             "mean_iou": float(np.mean(ious)) if ious else 0.0, "seconds": time.time() - t0,
             "per_condition": {c: h[0] / max(h[1], 1) for c, h in per_cond.items()}}
 
