@@ -38,7 +38,7 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
         f"- Training: {cfg.get('steps')} steps, batch {cfg.get('batch')}, AdamW lr {cfg.get('lr')}, "
         f"weight decay {cfg.get('weight_decay')}, ArcFace s={cfg.get('scale')} m={cfg.get('margin')}, "
         f"seed {cfg.get('seed')}, device {cfg.get('device')}; on-line augmentation: mirror, box jitter "
-        "(rotation, scale, shift), gamma, blur, noise, occlusion bands.",
+        "(rotation, scale, shift), gamma, blur, noise, occluders (white cone-cut bands, bright tilted ellipses, grey strips).",
         f"- Validation (held-out random systems, 2 gallery renders each, top-1): {last.get('val_top1', 'n/a')} "
         f"at step {last.get('step', '?')}; final training loss {last.get('loss', float('nan')):.3f}.",
         "- Command: `raiox vision train --out DIR` (resumes from `DIR/ckpt.pt`; `--init-from CKPT` starts a new run "

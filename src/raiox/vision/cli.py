@@ -68,7 +68,7 @@ def train_locator(
     steps: int = typer.Option(600),
     seed: int = typer.Option(0),
     threads: int = typer.Option(1, help="torch CPU threads"),
-    width: float = typer.Option(1.5, help="channel multiplier (1 = 8/16/24 channels)"),
+    width: float = typer.Option(2.0, help="channel multiplier (1 = 8/16/24 channels; the shipped locator-v1 is 2)"),
     lr: float = typer.Option(3e-3, help="peak learning rate (one-cycle)"),
     occlusion: float = typer.Option(0.5, help="share of scenes with one fixture partly covered (10-30 %)"),
     jobs: int = typer.Option(1, help="processes rendering scenes in parallel"),

@@ -86,7 +86,7 @@ def _render_scene_shard(out: Path, s0: int, n: int, shard: int, seed: int, occlu
 
 
 def build_net(width: float = 1):
-    """The localiser: ``width`` 1 is 8/16/24 channels (the first locator-v1); 1.5 is 12/24/36."""
+    """The localiser: ``width`` 1 is 8/16/24 channels (the first locator-v1); 1.5 is 12/24/36; 2 (the shipped one) is 16/32/48."""
     import torch
     from torch import nn
     from torch.nn import functional as F
