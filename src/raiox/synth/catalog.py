@@ -219,7 +219,7 @@ MIN_REFERENCES = 6  # a line with fewer sizes still gets this many references (m
 def reference_count(system: DemoSystem) -> int:
     """How many catalogue references the demo stores for a system: one per (diameter, length) of its
     line (``line_size`` 0, 1, ...), at least ``MIN_REFERENCES``. A query of any catalogued size then
-    has a reference of its own proportions (top-1 with ground-truth boxes 71.7 -> 75.0 % against a
+    has a reference of its own proportions (top-1 with ground-truth boxes 71.7 -> 74.8 % against a
     fixed 6 per system; docs/benchmarks.md)."""
     return max(MIN_REFERENCES, len(_size_order(system)) + 1)
 
