@@ -20,7 +20,6 @@ under "## Look-alike separability".
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 from collections import defaultdict
@@ -29,9 +28,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from jsonschema import ValidationError  # noqa: E402
+from scipy.sparse import coo_matrix  # noqa: E402
+from scipy.sparse.csgraph import connected_components  # noqa: E402
 
 from raiox.synth import demo_catalog, render_reference_scene  # noqa: E402
-from raiox.synth.spec import validate_spec  # noqa: E402
+from raiox.synth.spec import validate_spec, with_size  # noqa: E402
 from raiox.vision.canonical import canonical_crop  # noqa: E402
 
 
@@ -41,14 +43,12 @@ def crop(spec: dict, seed: int = 0) -> np.ndarray:
 
 
 def at_size_of(spec: dict, base: dict) -> dict | None:
-    """``spec``'s design at ``base``'s diameter and length (None if the design cannot take it)."""
-    out = copy.deepcopy(spec)
-    scale = base["diameter_mm"] / spec["diameter_mm"]
-    out["diameter_mm"], out["length_mm"] = base["diameter_mm"], base["length_mm"]
-    out["apex_diameter_mm"] = round(min(spec["apex_diameter_mm"] * scale, base["diameter_mm"]), 3)
+    """``spec``'s design at ``base``'s diameter and length (``raiox.synth.spec.with_size``; None if the
+    design cannot take that size)."""
+    out = with_size(spec, base["diameter_mm"], base["length_mm"])
     try:
         validate_spec(out)
-    except Exception:
+    except ValidationError:
         return None
     return out
 
@@ -77,20 +77,15 @@ def ceiling(systems: list, pair_max: dict, threshold: float) -> tuple[float, dic
 
 def tie_sets(pairs: set, systems: list) -> dict:
     """Each system's connected tie set (a tie either way ties the two)."""
-    links = {s.id: {s.id} for s in systems}
-    for a, b in pairs:
-        links[a].add(b), links[b].add(a)
-    out = {}
-    for start in links:
-        if start in out:
-            continue
-        seen, todo = {start}, [start]
-        while todo:
-            for nxt in links[todo.pop()] - seen:
-                seen.add(nxt), todo.append(nxt)
-        for s in seen:
-            out[s] = seen
-    return out
+    ids = [s.id for s in systems]
+    index = {sid: k for k, sid in enumerate(ids)}
+    rows, cols = zip(*((index[a], index[b]) for a, b in pairs)) if pairs else ((), ())
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), len(ids)))
+    _, label = connected_components(graph, directed=False)
+    members = defaultdict(set)
+    for sid, lab in zip(ids, label):
+        members[lab].add(sid)
+    return {sid: members[lab] for sid, lab in zip(ids, label)}
 
 
 def render_variation(systems: list) -> float:
