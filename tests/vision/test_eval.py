@@ -57,3 +57,24 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     assert partial.exit_code == 0 and "2 demo systems" in partial.output  # system 1 is incomplete: left out
     CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(cache)])
     assert str(np.load(stale)["fingerprint"]) != "0" * 16
+
+
+
+def test_a_change_to_the_renderer_code_makes_cached_renders_stale(monkeypatch):
+    from raiox.synth import demo_catalog
+
+    systems, cfg = demo_catalog()[:2], ev.EvalConfig()
+    items = [("g000-1", [0], "reference"), ("q001-0", [1], "noise")]
+
+    def prints():
+        return [ev.fingerprint(key, members, cond, systems, cfg) for key, members, cond in items]
+
+    before = prints()
+    assert len(ev.renderer_digest()) == 16 and prints() == before
+    monkeypatch.setattr(ev, "renderer_digest", lambda: "another renderer")
+    assert all(a != b for a, b in zip(prints(), before))
+    monkeypatch.undo()
+    monkeypatch.setattr(ev, "RENDER_ITEM", ev.RENDER_ITEM + 1)
+    assert all(a != b for a, b in zip(prints(), before))
+    monkeypatch.undo()
+    assert prints() == before

@@ -14,6 +14,7 @@ import platform
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from datetime import datetime, timezone
 
@@ -24,6 +25,7 @@ from raiox.vision.detect import box_iou, locate
 from raiox.vision.embedders import fit_crop, get_embedder, l2_normalise
 
 CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")
+RENDER_ITEM = 2  # version of render_item's draws (part of every cache fingerprint)
 
 
 @dataclass
@@ -93,15 +95,32 @@ def render_item(key: str, members: list[int], cond: str, systems: list, cfg: Eva
     return sc.image, [np.asarray(b) for b in sc.boxes], [members[i] for i in sc.indices]
 
 
+@lru_cache(maxsize=1)
+def renderer_digest() -> str:
+    """Digest of the code a render comes out of: the ``raiox.synth`` package (renderer, catalog,
+    line sizes) and the evaluation's condition draws (``synthbridge``). Any edit there makes every
+    cached render stale, since the same seed then draws another scene."""
+    import raiox.synth
+    import raiox.vision.synthbridge as bridge
+
+    files = sorted(Path(raiox.synth.__file__).parent.glob("*.py")) + [Path(bridge.__file__)]
+    files.append(Path(raiox.synth.__file__).parent / "spec.schema.json")
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def fingerprint(key: str, members: list[int], cond: str, systems: list, cfg: EvalConfig) -> str:
     """What a cached render was made from (the spec at the reference's size, or the member systems'
-    specs and line sizes, the condition and the seed): a render cached from anything else is stale."""
+    specs and line sizes, the condition, the seed and the renderer's code, ``renderer_digest``): a
+    render cached from anything else is stale. Edit ``render_item`` -> bump ``RENDER_ITEM``."""
     if cond == "reference":
         what = [line_size(systems[members[0]], int(key.split("-")[1]), np.random.default_rng(0))]
     else:
         what = [[systems[i].spec, systems[i].attributes.get("diameters"), systems[i].attributes.get("lengths")]
                 for i in members]
-    blob = json.dumps([key, cond, cfg.seed, what], sort_keys=True, default=str)
+    blob = json.dumps([key, cond, cfg.seed, what, renderer_digest(), RENDER_ITEM], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
