@@ -36,3 +36,36 @@ def test_reference_invariance_under_rotation_and_flip(systems, turn):
     a, b = analyze(image, embedder), analyze(moved, embedder)
     assert a and b
     assert float(a[0].embedding @ b[0].embedding) > 0.9  # through the learned locator: boxes move a little
+
+
+def _pano_scene(systems, index: int, seed: int, px_per_mm: float):
+    """A panoramic-style crop at low magnification: the fixture is ~30 px of the net's 256-px input."""
+    return render_scene([systems[index].spec], seed=seed, conditions={
+        "size": (600, 800), "modality": "pano", "px_per_mm": px_per_mm, "angulation": 8.0, "occlusion": 0.0,
+        "prosthesis": "none", "text": True})
+
+
+@pytest.mark.parametrize("index, seed", [(5, 1), (40, 2), (90, 3)])
+def test_a_small_fixture_is_found_by_the_zoom_pass(systems, monkeypatch, index, seed):
+    from raiox.vision import locator
+
+    scene = _pano_scene(systems, index, seed, px_per_mm=8.5)
+    truth = scene.boxes[0]
+    zoomed = []
+    real = locator._zoomed
+    monkeypatch.setattr(locator, "_zoomed", lambda *a: zoomed.extend(real(*a)) or zoomed)
+    found = locate(scene.image)
+    assert any(box_iou(d.box, truth) >= 0.5 for d in found)
+    # the zoom pass ran and its box is the one that matches (the first pass's fixture blob is too small)
+    assert any(box_iou(d.box, truth) >= 0.3 for d in zoomed)
+
+
+def test_no_zoom_pass_when_an_ordinary_fixture_is_found(systems, monkeypatch):
+    from raiox.vision import locator
+
+    scene = render_scene([systems[11].spec], seed=11, conditions={"size": (600, 800), "prosthesis": "crown",
+                                                                  "angulation": 5.0, "occlusion": 0.0})
+    calls = []
+    monkeypatch.setattr(locator, "_zoomed", lambda *a: calls.append(1) or [])
+    assert any(box_iou(d.box, scene.boxes[0]) >= 0.5 for d in locate(scene.image))
+    assert not calls
