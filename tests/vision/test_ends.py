@@ -109,3 +109,14 @@ def test_shipped_model_pulls_a_misplaced_platform_edge_back():
     assert np.median(errors_in) == pytest.approx(0.25, abs=0.01)
     assert np.median(errors_out) < 0.06
     assert np.median(located) < 0.06  # the localiser's own boxes, adjusted
+
+
+def test_scene_conditions_can_force_a_share_of_occluded_scenes():
+    from raiox.vision.endsnet import scene_conditions
+
+    plain = [scene_conditions(np.random.default_rng(k)) for k in range(40)]
+    assert plain == [scene_conditions(np.random.default_rng(k), None) for k in range(40)]  # default draws unchanged
+    assert sum(c.get("occlusion", 0) > 0 for c in plain) < 20
+    forced = [scene_conditions(np.random.default_rng(k), 1.0) for k in range(40)]
+    assert all(c["occlusion"] >= 0.15 for c in forced)
+    assert all("size" in c for c in forced)

@@ -76,7 +76,7 @@ def test_render_data_writes_shards_and_resumes(tmp_path):
         assert part["crops"].max() > 100  # a bright fixture, not an empty crop
     assert set(first["shard-000.npz"]["labels"]) <= {0, 1} and set(first["shard-002.npz"]["labels"]) <= {4, 5}
     meta = json.loads((data / "meta.json").read_text())
-    assert meta["classes"] == 6 and meta["per_class"] == 2
+    assert meta["classes"] == 6 and meta["per_class"] == 2 and meta["jitter"] == "gt"
     assert meta["crops"] == sum(len(p["labels"]) for p in first.values())
 
     # an interrupted rendering: shards 1 and 2 are missing. The rerun (two processes) keeps shard 0 and
@@ -235,3 +235,32 @@ def test_occlusion_augmentation_covers_part_of_the_fixture_like_radiographs_do()
     assert (covered > 0).float().mean() > 0.9 and covered.max() < 0.6  # a part, never the whole crop
     bright = ((y >= 0.85) & (y != x)).flatten(1).any(1).float().mean()
     assert 0.5 < bright < 0.95  # mostly metal-bright, some grey strips
+
+
+def test_located_jitter_draws_the_localisers_kind_of_box_errors():
+    from raiox.vision.canonical import box_frame
+    from raiox.vision.datagen import jitter_box, located_box
+
+    truth = np.array([[100, 100], [140, 100], [140, 220], [100, 220]], np.float32)  # platform edge first, axis +y
+    rng = np.random.default_rng(0)
+
+    def errors(draw):
+        boxes = [draw(truth, rng) for _ in range(3000)]
+        platform = np.array([(b[0] + b[1])[1] / 2 - 100 for b in boxes]) / 120
+        apex = np.array([(b[2] + b[3])[1] / 2 - 220 for b in boxes]) / 120
+        width = np.array([box_frame(b)[3] for b in boxes]) / 40
+        return platform, apex, width
+
+    platform, apex, width = errors(located_box)
+    assert 0.01 < np.median(np.abs(platform)) < 0.04 and np.percentile(np.abs(platform), 90) > 0.08
+    assert np.mean(platform > 0.1) > 2 * np.mean(platform < -0.1)  # a platform edge is cut short more often
+    assert np.mean(apex < -0.1) > 2 * np.mean(apex > 0.1)  # so is the apex
+    assert 0.93 < np.median(width) < 0.97
+    gt_platform, _, gt_width = errors(jitter_box)
+    assert np.percentile(np.abs(gt_platform), 90) < 0.08 and 0.98 < np.median(gt_width) < 1.02
+
+
+def test_render_data_refuses_an_unknown_jitter(tmp_path):
+    result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path), "--classes", "2", "--jitter", "wild"])
+    assert result.exit_code != 0 and "--jitter" in result.output
+    assert not (tmp_path / "data").exists()

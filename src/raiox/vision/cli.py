@@ -19,12 +19,16 @@ def render_data(
     shard_size: int = typer.Option(100, help="systems per shard file (rendering resumes per shard)"),
     seed: int = typer.Option(0),
     jobs: int = typer.Option(1, help="processes rendering shards in parallel"),
+    jitter: str = typer.Option("gt", help="box errors of the crops: gt (small Gaussian) or located (the localiser's, "
+                                          "long tails included)"),
 ) -> None:
     """Pre-render canonical training crops of random systems, disjoint from the demo catalog."""
-    from raiox.vision.datagen import render_dataset
+    from raiox.vision.datagen import JITTERS, render_dataset
 
+    if jitter not in JITTERS:
+        raise typer.BadParameter(f"--jitter must be one of {', '.join(JITTERS)}")
     total = render_dataset(out / "data", classes=classes, per_class=per_class, shard_size=shard_size, seed=seed,
-                           jobs=jobs)
+                           jobs=jobs, jitter=jitter)
     typer.echo(f"{total} crops in {out / 'data'}")
 
 
@@ -96,6 +100,8 @@ def train_ends(
     seed: int = typer.Option(0),
     threads: int = typer.Option(1, help="torch CPU threads"),
     jobs: int = typer.Option(1, help="processes rendering scenes in parallel"),
+    occlusion: float = typer.Option(None, help="share of scenes rendered under the occlusion condition (default: "
+                                               "a fifth of the 60 % hard-condition scenes)"),
     install: bool = typer.Option(False, help="copy ends-v1.onnx into the package"),
 ) -> None:
     """Train the ends model (platform / apex ends and width of located fixtures) on synth scenes."""
@@ -103,7 +109,7 @@ def train_ends(
 
     from raiox.vision import endsnet
 
-    strips = endsnet.render_strips(out / "strips", scenes, seed=seed, jobs=jobs)
+    strips = endsnet.render_strips(out / "strips", scenes, seed=seed, jobs=jobs, occlusion=occlusion)
     typer.echo(f"{strips} strips in {out / 'strips'}")
     path = endsnet.train_ends(out, steps=steps, seed=seed, threads=threads)
     typer.echo(f"wrote {path}")

@@ -41,27 +41,34 @@ def disturb(box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                      c + axis * t1 + normal * half, c + axis * t1 - normal * half], np.float32)
 
 
-def scene_conditions(rng: np.random.Generator) -> dict:
+def scene_conditions(rng: np.random.Generator, occlusion: float | None = None) -> dict:
+    """60 % of scenes under one of the evaluation's hard conditions; with ``occlusion``, that share of
+    scenes under the occlusion condition first (a fixture partly under a cone cut or radiopaque object)."""
     from raiox.vision.evaluate import CONDITIONS
     from raiox.vision.synthbridge import hard_conditions
 
-    cond = hard_conditions(str(rng.choice(CONDITIONS)), rng) if rng.random() < 0.6 else {}
+    if occlusion is not None and rng.random() < occlusion:
+        cond = hard_conditions("occlusion", rng)
+    else:
+        cond = hard_conditions(str(rng.choice(CONDITIONS)), rng) if rng.random() < 0.6 else {}
     cond["size"] = tuple(int(v) for v in rng.choice([(600, 800), (800, 600), (500, 650), (650, 500), (900, 1200)]))
     if rng.random() < 0.45:
         cond["prosthesis"] = str(rng.choice(["crown", "abutment", "healing"]))
     return cond
 
 
-def render_strips(out: Path, scenes: int, seed: int = 0, shard: int = 50, jobs: int = 1) -> int:
-    """``scenes`` scenes in shards of ``shard`` to ``out/strips-*.npz``; missing shards only."""
+def render_strips(out: Path, scenes: int, seed: int = 0, shard: int = 50, jobs: int = 1,
+                  occlusion: float | None = None) -> int:
+    """``scenes`` scenes in shards of ``shard`` to ``out/strips-*.npz``; missing shards only
+    (``occlusion``: see ``scene_conditions``)."""
     out.mkdir(parents=True, exist_ok=True)
     todo = [s for s in range(0, scenes, shard) if not (out / f"strips-{s // shard:03d}.npz").exists()]
-    args = [(out, s, min(shard, scenes - s), shard, seed) for s in todo]
+    args = [(out, s, min(shard, scenes - s), shard, seed, occlusion) for s in todo]
     run_shards(_render_shard, args, jobs)
     return sum(len(np.load(p)["targets"]) for p in sorted(out.glob("strips-*.npz")))
 
 
-def _render_shard(out: Path, first: int, count: int, shard: int, seed: int) -> int:
+def _render_shard(out: Path, first: int, count: int, shard: int, seed: int, occlusion: float | None = None) -> int:
     from raiox.synth import render_scene
     from raiox.vision.evaluate import match
     from raiox.vision.locator import locate_learned
@@ -73,7 +80,7 @@ def _render_shard(out: Path, first: int, count: int, shard: int, seed: int) -> i
     for _ in range(count):
         specs = scene_specs(rng)
         try:
-            sc = render_scene(specs, seed=int(rng.integers(2**31)), conditions=scene_conditions(rng))
+            sc = render_scene(specs, seed=int(rng.integers(2**31)), conditions=scene_conditions(rng, occlusion))
         except Exception as exc:  # a layout the renderer refuses: skip the scene
             log.warning("ends.skip", error=str(exc))
             continue
