@@ -27,30 +27,38 @@ def jitter_box(box: np.ndarray, rng: np.random.Generator, amount: float = 0.04) 
     return (centre + (pts - centre) @ rot.T).astype(np.float32)
 
 
+def redraw_box(box: np.ndarray, platform: float, apex: float, width: float, lateral: float, angle_deg: float) -> np.ndarray:
+    """``box`` (platform edge first) with its platform and apex edges moved along the axis by those
+    fractions of its length, its width scaled by ``width``, shifted sideways by ``lateral`` widths and
+    turned by ``angle_deg`` about the centre: the kinds of error a localiser makes."""
+    from raiox.vision.refine import Frame
+
+    f = Frame.of(box)
+    t0, t1 = f.t0 + f.length * platform, f.t1 + f.length * apex
+    half = f.width / 2 * width
+    ang = np.deg2rad(angle_deg)
+    axis = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) @ f.axis
+    normal = np.array([-axis[1], axis[0]]) * (1 if np.array([-axis[1], axis[0]]) @ f.normal > 0 else -1)
+    c = f.centre + f.normal * f.width * lateral
+    return np.array([c + axis * t0 - normal * half, c + axis * t0 + normal * half,
+                     c + axis * t1 + normal * half, c + axis * t1 - normal * half], np.float32)
+
+
 def located_box(box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The ground-truth box as the shipped localiser returns it (errors measured on the demo-catalog
     evaluation, session 6): ends within a few percent of the length, but one box in seven with an end
     10-25 % off (an occluder, a crown or a neighbour taken for the fixture, or an end cut short), widths
     about 5 % narrow with a spread of about 7 %, a little lateral shift and tilt."""
-    from raiox.vision.refine import Frame
-
-    f = Frame.of(box)
-    length, width = f.length, f.width
 
     def end_error(cut_sign: float) -> float:
         if rng.random() < 0.15:  # the long tail: cut short (cut_sign) or run on into something else
             return float(rng.uniform(0.1, 0.25) * cut_sign if rng.random() < 0.6 else -rng.uniform(0.05, 0.12) * cut_sign)
         return float(rng.normal(0, 0.025))
 
-    t0 = f.t0 + length * end_error(+1.0)  # platform: positive cuts it short
-    t1 = f.t1 + length * end_error(-1.0)  # apex: negative cuts it short
-    half = width / 2 * float(np.clip(rng.normal(0.95, 0.07), 0.75, 1.25))
-    ang = np.deg2rad(rng.normal(0, 1.5))
-    axis = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) @ f.axis
-    normal = np.array([-axis[1], axis[0]]) * (1 if np.array([-axis[1], axis[0]]) @ f.normal > 0 else -1)
-    c = f.centre + f.normal * width * float(rng.normal(0, 0.03))
-    return np.array([c + axis * t0 - normal * half, c + axis * t0 + normal * half,
-                     c + axis * t1 + normal * half, c + axis * t1 - normal * half], np.float32)
+    platform, apex = end_error(+1.0), end_error(-1.0)  # positive moves the platform edge in, negative the apex
+    width = float(np.clip(rng.normal(0.95, 0.07), 0.75, 1.25))
+    angle = float(rng.normal(0, 1.5))
+    return redraw_box(box, platform, apex, width, float(rng.normal(0, 0.03)), angle)
 
 
 JITTERS = {"gt": jitter_box, "located": located_box}  # how a training crop's box is disturbed

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import run_shards
+from raiox.vision.datagen import redraw_box, run_shards
 from raiox.vision.ends import STRIP_H, STRIP_W, strip
 
 log = structlog.get_logger(__name__)
@@ -25,20 +25,11 @@ PERTURBED = 3  # disturbed ground-truth boxes per fixture (besides the localiser
 
 def disturb(box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A ground-truth box with the localiser's kind of error (measured on evaluation-like scenes)."""
-    from raiox.vision.refine import Frame
-
-    f = Frame.of(box)
-    length, width = f.length, f.width
-    t0 = f.t0 + length * float(np.clip(rng.normal(-0.05, 0.2), -0.45, 0.35))
-    t1 = f.t1 + length * float(np.clip(rng.normal(-0.04, 0.1), -0.3, 0.2))
-    half = width / 2 * float(np.clip(rng.normal(0.96, 0.1), 0.7, 1.25))
-    mid = width * float(rng.normal(0, 0.04))
-    ang = np.deg2rad(rng.normal(0, 2.0))
-    axis = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) @ f.axis
-    normal = np.array([-axis[1], axis[0]]) * (1 if np.array([-axis[1], axis[0]]) @ f.normal > 0 else -1)
-    c = f.centre + f.normal * mid
-    return np.array([c + axis * t0 - normal * half, c + axis * t0 + normal * half,
-                     c + axis * t1 + normal * half, c + axis * t1 - normal * half], np.float32)
+    platform = float(np.clip(rng.normal(-0.05, 0.2), -0.45, 0.35))
+    apex = float(np.clip(rng.normal(-0.04, 0.1), -0.3, 0.2))
+    width = float(np.clip(rng.normal(0.96, 0.1), 0.7, 1.25))
+    lateral = float(rng.normal(0, 0.04))
+    return redraw_box(box, platform, apex, width, lateral, float(rng.normal(0, 2.0)))
 
 
 def scene_conditions(rng: np.random.Generator, occlusion: float | None = None) -> dict:
