@@ -36,3 +36,23 @@ def test_apex_siblings_differ_visibly_at_the_embedders_input(bench):
     assert bench.ceiling(group, pair_max, 0.1)[0] == 1.0
     same = bench.at_size_of(group[0].spec, group[0].spec)
     assert abs(bench.crop(same) - bench.crop(group[0].spec)).max() == 0  # the same seed renders the same
+
+
+def test_an_abutment_hides_the_connection_that_tells_siblings_apart(bench):
+    from raiox.synth import demo_catalog
+
+    group = [s for s in demo_catalog() if s.group == "G05-connection"]
+    open_, filled = bench.separability(group), bench.separability(group, "abutment")
+    assert open_.keys() == filled.keys()
+    # internal hex, tri-channel and cone look alike once an abutment fills them (an external hex stays outside)
+    close = lambda pairs: sum(d < 0.1 for d in pairs.values())  # noqa: E731
+    assert close(filled) > close(open_) and min(filled.values()) < min(open_.values())
+    assert bench.ceiling(group, filled, 0.1)[0] < bench.ceiling(group, open_, 0.1)[0] == 1.0
+
+
+def test_the_section_reports_both_ceilings(bench):
+    systems = [SimpleNamespace(id=i, group="G") for i in "ab"]
+    open_, filled = {("G", "a", "b"): 0.3, ("G", "b", "a"): 0.3}, {("G", "a", "b"): 0.02, ("G", "b", "a"): 0.02}
+    text = bench.markdown(systems, open_, 0.1, "cmd", 0.08, filled)
+    assert "| G | 2 | 0.300 / 0.300 / 0.300 | 0 of 2 | 2 of 2 |" in text
+    assert "ceiling is **50.0%**" in text and "about **75.0%**" in text

@@ -214,12 +214,14 @@ def render_reference(spec: dict, seed: int = 0, size: tuple[int, int] = (640, 38
     return sc.image
 
 
-def render_reference_scene(spec: dict, seed: int = 0, size: tuple[int, int] = (640, 384)) -> Scene:
-    """``render_reference`` with its ground-truth box."""
+def render_reference_scene(spec: dict, seed: int = 0, size: tuple[int, int] = (640, 384),
+                           prosthesis: str = "none") -> Scene:
+    """``render_reference`` with its ground-truth box (``prosthesis``: what sits on the platform, as in
+    ``render_scene``; catalogue references have none)."""
     cond = {"size": size, "px_per_mm": 25.0, "angulation": 0.0, "rotation": 0.0, "pano": 1.0, "noise": 0.006,
             "blur": 0.6, "gamma": 1.0, "contrast": 1.0, "jpeg": None, "occlusion": 0.0, "text": False,
             "sharpen": 0.0, "photo": False, "samples": 24, "motion": 0.0, "resample": 1.0,
-            "marks": False, "distractors": False, "prosthesis": "none", "bone": 1.0, "centre": True}
+            "marks": False, "distractors": False, "prosthesis": prosthesis, "bone": 1.0, "centre": True}
     return render_scene([spec], seed, cond)
 
 
