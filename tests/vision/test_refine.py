@@ -181,3 +181,66 @@ def test_the_localiser_maps_are_mirror_symmetric():
     mirrored, _ = predict(np.ascontiguousarray(scene.image[:, ::-1]))
     assert prob.shape == mirrored.shape
     np.testing.assert_allclose(mirrored[:, :, ::-1], prob, atol=1e-4)
+
+
+def _cut_short(truth: np.ndarray, visible: float) -> np.ndarray:
+    """``truth`` with its apex pulled in to ``visible`` of its length (a box on the visible part)."""
+    f = Frame.of(truth)
+    return Frame(f.centre, f.axis, f.normal, f.t0, f.t0 + visible * f.length, f.s0, f.s1).box()
+
+
+def test_an_apex_hidden_under_an_occluder_is_put_in_its_middle():
+    import cv2
+
+    from raiox.vision.refine import UNDER_SHARE, under_occluder
+
+    fx = Fixture(400, 120, 0, length=300, radius=36, apex_radius=28)
+    scene = render([fx], h=700, w=800, seed=5, filling=False)
+    img = scene.image.copy()
+    cv2.ellipse(img, (400, 120 + 260), (80, 70), 0, 0, 360, 1.0, -1)  # rows 310-450 along the axis
+    truth = fx.box()
+    seen = _cut_short(truth, 190 / 300)  # the box stops at the occluder's edge (row 310)
+    moved = under_occluder(Pyramid(img), seen)
+    apex = float(moved[2:].mean(0)[1])
+    assert abs(apex - (310 + UNDER_SHARE * 140)) < 12  # in the occluder's middle
+    assert box_iou(moved, truth) > box_iou(seen, truth) + 0.1
+    np.testing.assert_allclose(moved[:2], seen[:2])  # the platform edge stays
+    # no occluder: bone beyond the apex, the box stays as it is
+    np.testing.assert_allclose(under_occluder(Pyramid(scene.image), truth), truth, atol=1e-4)
+    # metal that runs on for more than a box length is no occluder's end: unchanged
+    long_metal = scene.image.copy()
+    cv2.rectangle(long_metal, (340, 310), (460, 699), 1.0, -1)
+    np.testing.assert_allclose(under_occluder(Pyramid(long_metal), seen), seen, atol=1e-4)
+
+
+def test_an_end_at_a_cone_cut_goes_on_under_it():
+    from raiox.vision.refine import CONE_SHARE, under_cone_cut
+
+    fx = Fixture(400, 200, 0, length=280, radius=36, apex_radius=28)
+    scene = render([fx], h=700, w=800, seed=6, filling=False)
+    img = scene.image.copy()
+    img[:260] = 1.0  # unexposed film over the platform end: the fixture is seen from row 260 on
+    truth = fx.box()
+    f = Frame.of(truth)
+    seen = Frame(f.centre, f.axis, f.normal, f.t0 + 60, f.t1, f.s0, f.s1).box()
+    moved = under_cone_cut(Pyramid(img), seen)
+    assert abs(float(moved[:2].mean(0)[1]) - (260 - CONE_SHARE * 220)) < 2
+    np.testing.assert_allclose(moved[2:], seen[2:], atol=1e-3)  # the apex stays
+    assert box_iou(moved, truth) > box_iou(seen, truth)
+    # a box that already reaches into the cut, or an image without one, is left alone
+    inside = Frame(f.centre, f.axis, f.normal, f.t0 + 20, f.t1, f.s0, f.s1).box()
+    np.testing.assert_allclose(under_cone_cut(Pyramid(img), inside), inside, atol=1e-3)
+    np.testing.assert_allclose(under_cone_cut(Pyramid(scene.image), truth), truth, atol=1e-3)
+
+
+def test_fragments_of_one_fixture_are_joined():
+    from raiox.vision.locator import _merge_fragments
+
+    top, bottom = _upright(100, 0, 40, 110), _upright(102, 125, 38, 90)  # split by a band 15 px high
+    merged = _merge_fragments([Detection(top, 0.7), Detection(bottom, 0.95)])
+    assert len(merged) == 1 and merged[0].confidence == 0.95
+    np.testing.assert_allclose(merged[0].box, _upright(100, 0, 40, 215), atol=1e-3)
+    # neighbours side by side, a crossing box, a far piece and a much wider piece stay apart
+    for other in (_upright(160, 0, 40, 110), _upright(160, 60, 40, 110), np.array([[90, 100], [150, 100], [150, 140], [90, 140]], np.float32),
+                  _upright(100, 150, 40, 90), _upright(90, 115, 60, 90)):
+        assert len(_merge_fragments([Detection(top, 0.9), Detection(other, 0.9)])) == 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from itertools import combinations
 from importlib import resources
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import cv2
 import numpy as np
 
 from raiox.vision.detect import Detection, box_iou
+from raiox.vision.refine import Frame
 
 LOC_SIDE = 256  # the net sees the image with its longer side at this many pixels
 OUT_STRIDE = 2  # output maps are half the net input
@@ -123,7 +125,7 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
         coarse += _zoomed(img, path, pyr, scale, threshold, max(min_confidence, ZOOM_CONFIDENCE), coarse)
     out = [refined(d) for d in coarse]
     out.sort(key=lambda d: -_area(d.box))
-    kept = [d for d in _dedupe(out) if _plausible(d)]
+    kept = [d for d in _merge_fragments(_dedupe(out)) if _plausible(d)]
     # second pass for faint fixtures (dense bone, dark exposure): weaker blobs where nothing was found,
     # kept only when the refined box is clearly elongated
     if threshold > LOW_THRESHOLD:
@@ -135,6 +137,7 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
     kept = _to_scale(kept)
     if ends and refine:
         kept = [Detection(b, d.confidence) for b, d in zip(en.adjust(pyr, [d.box for d in kept]), kept)]
+        kept = [Detection(rf.under_cone_cut(pyr, rf.under_occluder(pyr, d.box)), d.confidence) for d in kept]
     return sorted(kept, key=lambda d: -d.confidence)
 
 
@@ -206,6 +209,45 @@ def _plausible(det: Detection) -> bool:
 
 MIN_ASPECT = 1.2
 SQUAT_CONFIDENCE = 0.9
+
+
+def _merge_fragments(found: list[Detection]) -> list[Detection]:
+    """Pieces of one fixture split by an occluder, a cone-cut edge or a dark band lie end to end on
+    one axis with the same width: each such pair becomes one box over both (the larger's axis)."""
+    out = list(found)
+    while (pair := _fragment_pair(out)) is not None:
+        i, j, box = pair
+        whole = Detection(box, max(out[i].confidence, out[j].confidence))
+        out = [d for k, d in enumerate(out) if k not in (i, j)] + [whole]
+    return sorted(out, key=lambda d: -_area(d.box))
+
+
+def _fragment_pair(found: list[Detection]) -> tuple[int, int, np.ndarray] | None:
+    frames = [Frame.of(d.box) for d in found]
+    for i, j in combinations(range(len(found)), 2):
+        box = _joined(frames[i], frames[j])
+        if box is not None:
+            return i, j, box
+    return None
+
+
+MERGE_ANGLE = 12  # fragments of one fixture: axes within this many degrees, ...
+MERGE_GAP = 0.5  # ... at most this many widths apart along the axis, 0.3 widths across, widths within 25 %
+
+
+def _joined(a: Frame, b: Frame) -> np.ndarray | None:
+    """The box over fragments ``a`` and ``b`` when one continues the other, else None."""
+    if a.length < b.length:
+        a, b = b, a
+    if abs(float(a.axis @ b.axis)) < np.cos(np.radians(MERGE_ANGLE)) or not 0.75 <= b.width / a.width <= 1.33:
+        return None
+    ends = [float((b.centre + b.axis * t - a.centre) @ a.axis) for t in (b.t0, b.t1)]
+    lateral = abs(float((b.centre - a.centre) @ a.normal))
+    lo, hi = min(ends), max(ends)
+    gap = max(lo - a.t1, a.t0 - hi)
+    if lateral > 0.3 * a.width or gap > MERGE_GAP * a.width or (lo >= a.t0 and hi <= a.t1):
+        return None
+    return Frame(a.centre, a.axis, a.normal, min(a.t0, lo), max(a.t1, hi), a.s0, a.s1).box()
 
 
 def _dedupe(found: list[Detection]) -> list[Detection]:

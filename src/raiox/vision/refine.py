@@ -295,3 +295,68 @@ def limit_platform(box: np.ndarray, coarse: np.ndarray, slack: float) -> np.ndar
     if f.t0 < limit < f.t1:
         f.t0 = limit
     return f.box()
+
+
+UNDER_MIN, UNDER_MAX = 0.15, 1.0  # a bright run beyond the apex this long (box lengths) is an occluder
+UNDER_SHARE = 0.5  # the hidden apex is taken this far into it (its middle)
+
+
+def under_occluder(pyr: Pyramid, box: np.ndarray) -> np.ndarray:
+    """``box`` with its apex moved under an occluder that starts at the apex: metal as bright as the
+    fixture's core that runs on along the axis beyond the apex and stops again within a box length
+    (an amalgam blob, a metal object), where the fixture goes on unseen. The apex is put in the
+    occluder's middle: without a prior, the least-worst guess. Unchanged otherwise."""
+    f = Frame.of(box)
+    length, width = f.length, f.width
+    if length < 8 or width < 3:
+        return box
+    step = max(width / SAMPLES_ACROSS, 0.5)
+    s_half = 0.9 * width
+    inside = straighten(pyr, f, (f.t0 + 0.2 * length, f.t1 - 0.2 * length), s_half, step)
+    ss = -s_half + np.arange(inside.shape[1]) * step
+    core, side = np.abs(ss) < 0.2 * width, np.abs(ss) > 0.72 * width
+    fix, bg = float(np.percentile(inside[:, core], 70)), float(np.median(inside[:, side]))
+    if fix - bg < 0.02:
+        return box
+    beyond = straighten(pyr, f, (f.t1, f.t1 + UNDER_MAX * length), s_half, step)
+    bright = np.median(beyond[:, core], axis=1) > bg + 0.5 * (fix - bg)
+    lead = max(1, int(round(0.05 * length / step)))
+    if not bright[:lead].any():
+        return box
+    dark = np.flatnonzero(~bright[int(np.argmax(bright)):]) + int(np.argmax(bright))
+    # the run ends at the first of three dark rows in a row
+    stop = next((int(i) for i in dark if i + 2 < len(bright) and not bright[i:i + 3].any()), None)
+    if stop is None:
+        return box
+    run = stop * step
+    if run < UNDER_MIN * length:
+        return box
+    return Frame(f.centre, f.axis, f.normal, f.t0, f.t1 + UNDER_SHARE * run, f.s0, f.s1).box()
+
+
+CONE_SHARE = 0.25  # a cone cut over an end hides about this fraction of the visible length (synthetic range 18-43 %)
+
+
+def under_cone_cut(pyr: Pyramid, box: np.ndarray) -> np.ndarray:
+    """``box`` with an end moved out into a cone cut that starts right at it: the last tenth of the box
+    at that end still shows the fixture, and beyond it the film is unexposed (as bright as the fixture's
+    core, across the whole window) - the fixture goes on under the cut."""
+    f = Frame.of(box)
+    length, width = f.length, f.width
+    if length < 8 or width < 3:
+        return box
+    step = max(width / SAMPLES_ACROSS, 0.5)
+    s_half = 0.9 * width
+    inside = straighten(pyr, f, (f.t0 + 0.2 * length, f.t1 - 0.2 * length), s_half, step)
+    mid = inside.shape[1] // 2
+    core = float(np.percentile(inside[:, max(0, mid - 3):mid + 4], 70))
+    t0, t1 = f.t0, f.t1
+    for sign, end in ((-1, f.t0), (1, f.t1)):
+        near = straighten(pyr, f, sorted((end - sign * 0.1 * length, end)), s_half, step)
+        past = straighten(pyr, f, sorted((end + sign * 0.05 * length, end + sign * 0.35 * length)), s_half, step)
+        if (near >= core).mean() < 0.9 and (past >= core).mean() >= 0.95:
+            if sign < 0:
+                t0 -= CONE_SHARE * length
+            else:
+                t1 += CONE_SHARE * length
+    return Frame(f.centre, f.axis, f.normal, t0, t1, f.s0, f.s1).box()
