@@ -244,3 +244,19 @@ def test_fragments_of_one_fixture_are_joined():
     for other in (_upright(160, 0, 40, 110), _upright(160, 60, 40, 110), np.array([[90, 100], [150, 100], [150, 140], [90, 140]], np.float32),
                   _upright(100, 150, 40, 90), _upright(90, 115, 60, 90)):
         assert len(_merge_fragments([Detection(top, 0.9), Detection(other, 0.9)])) == 2
+
+
+def test_the_zoom_pass_replaces_small_boxes_the_net_was_unsure_of():
+    from raiox.vision.locator import OUT_STRIDE, SMALL, _with_zoomed
+
+    scale = 0.1  # image -> map; a box is SMALL first-pass input pixels long at SMALL / (0.1 * OUT_STRIDE) px
+    short = SMALL / (scale * OUT_STRIDE) * 0.6
+    part = Detection(_upright(100, 0, 30, short * 0.6), 0.6)  # the first pass boxed part of a small fixture
+    whole = Detection(_upright(98, 0, 34, short), 0.95)  # the zoom pass sees all of it
+    elsewhere = Detection(_upright(400, 0, 34, short), 0.93)
+    assert _with_zoomed([part], [whole, elsewhere], scale) == [whole, elsewhere]
+    # a box the first pass was surer of, or a long one, stays; the zoom box overlapping it is dropped
+    sure = Detection(part.box, 0.97)
+    assert _with_zoomed([sure], [whole], scale) == [sure]
+    long_box = Detection(_upright(100, 0, 30, short * 3), 0.6)
+    assert _with_zoomed([long_box], [whole], scale) == [long_box]

@@ -122,7 +122,7 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
 
     coarse = [d for d in _boxes(prob, scale, threshold) if d.confidence >= min_confidence]
     if ZOOM > 1 and max(img.shape) >= ZOOM * LOC_SIDE and not _any_large(coarse, scale):
-        coarse += _zoomed(img, path, pyr, scale, threshold, max(min_confidence, ZOOM_CONFIDENCE), coarse)
+        coarse = _with_zoomed(coarse, _zoomed(img, path, pyr, scale, threshold, max(min_confidence, ZOOM_CONFIDENCE)), scale)
     out = [refined(d) for d in coarse]
     out.sort(key=lambda d: -_area(d.box))
     kept = [d for d in _merge_fragments(_dedupe(out)) if _plausible(d)]
@@ -141,16 +141,26 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
     return sorted(kept, key=lambda d: -d.confidence)
 
 
-def _zoomed(img: np.ndarray, path, pyr, scale: float, threshold: float, min_confidence: float,
-            found: list[Detection]) -> list[Detection]:
+def _zoomed(img: np.ndarray, path, pyr, scale: float, threshold: float, min_confidence: float) -> list[Detection]:
     """Small fixtures (a wide panoramic crop, a low magnification) span few pixels of the net's input
-    and are missed; a second look at ``ZOOM`` times the resolution finds them. Kept: blobs shorter
-    than ``SMALL`` input pixels at the first pass's scale, away from everything that pass found."""
+    and are missed or boxed poorly; a second look at ``ZOOM`` times the resolution sees them better.
+    Returned: its sure blobs shorter than ``SMALL`` input pixels at the first pass's scale."""
     prob, zscale = predict(img, path, pyr, side=ZOOM * LOC_SIDE)
     px = scale * OUT_STRIDE  # image pixels -> first-pass input pixels
-    return [d for d in _boxes(prob, zscale, threshold)
-            if d.confidence >= min_confidence and _length(d.box) * px < SMALL
-            and all(box_iou(d.box, k.box) < 0.1 for k in found)]
+    return [d for d in _boxes(prob, zscale, threshold) if d.confidence >= min_confidence and _length(d.box) * px < SMALL]
+
+
+def _with_zoomed(found: list[Detection], zoomed: list[Detection], scale: float) -> list[Detection]:
+    """The zoom pass's boxes join the first pass's: where nothing was found, and in place of the small
+    first-pass boxes they overlap when the net was less sure of those (a fixture 15-20 px long at the
+    first scale gets a box on part of it)."""
+    px = scale * OUT_STRIDE
+    out = list(found)
+    for z in zoomed:
+        over = {i for i, k in enumerate(out) if box_iou(z.box, k.box) >= 0.1}
+        if all(out[i].confidence < z.confidence and _length(out[i].box) * px < SMALL for i in over):
+            out = [k for i, k in enumerate(out) if i not in over] + [z]
+    return out
 
 
 def _any_large(found: list[Detection], scale: float) -> bool:

@@ -305,7 +305,8 @@ def under_occluder(pyr: Pyramid, box: np.ndarray) -> np.ndarray:
     """``box`` with its apex moved under an occluder that starts at the apex: metal as bright as the
     fixture's core that runs on along the axis beyond the apex and stops again within a box length
     (an amalgam blob, a metal object), where the fixture goes on unseen. The apex is put in the
-    occluder's middle: without a prior, the least-worst guess. Unchanged otherwise."""
+    occluder's middle: without a prior, the least-worst guess. Unchanged otherwise. (The same at the
+    platform end took crowns sitting on the fixture for occluders: held-out recall 96.5 -> 95.9 %.)"""
     f = Frame.of(box)
     length, width = f.length, f.width
     if length < 8 or width < 3:
@@ -320,18 +321,20 @@ def under_occluder(pyr: Pyramid, box: np.ndarray) -> np.ndarray:
         return box
     beyond = straighten(pyr, f, (f.t1, f.t1 + UNDER_MAX * length), s_half, step)
     bright = np.median(beyond[:, core], axis=1) > bg + 0.5 * (fix - bg)
-    lead = max(1, int(round(0.05 * length / step)))
+    run = _bright_run(bright, max(1, int(round(0.05 * length / step))))
+    if run is None or run * step < UNDER_MIN * length:
+        return box
+    return Frame(f.centre, f.axis, f.normal, f.t0, f.t1 + UNDER_SHARE * run * step, f.s0, f.s1).box()
+
+
+def _bright_run(bright: np.ndarray, lead: int) -> int | None:
+    """Rows of the bright run that starts within the first ``lead`` rows and ends (three dark rows in
+    a row) inside the window; None when there is no such run."""
     if not bright[:lead].any():
-        return box
-    dark = np.flatnonzero(~bright[int(np.argmax(bright)):]) + int(np.argmax(bright))
-    # the run ends at the first of three dark rows in a row
-    stop = next((int(i) for i in dark if i + 2 < len(bright) and not bright[i:i + 3].any()), None)
-    if stop is None:
-        return box
-    run = stop * step
-    if run < UNDER_MIN * length:
-        return box
-    return Frame(f.centre, f.axis, f.normal, f.t0, f.t1 + UNDER_SHARE * run, f.s0, f.s1).box()
+        return None
+    first = int(np.argmax(bright))
+    dark = np.flatnonzero(~bright[first:]) + first
+    return next((int(i) for i in dark if i + 2 < len(bright) and not bright[i:i + 3].any()), None)
 
 
 CONE_SHARE = 0.25  # a cone cut over an end hides about this fraction of the visible length (synthetic range 18-43 %)
