@@ -260,3 +260,28 @@ def test_the_zoom_pass_replaces_small_boxes_the_net_was_unsure_of():
     assert _with_zoomed([sure], [whole], scale) == [sure]
     long_box = Detection(_upright(100, 0, 30, short * 3), 0.6)
     assert _with_zoomed([long_box], [whole], scale) == [long_box]
+
+
+def test_the_ends_model_may_not_pull_a_platform_out_from_under_an_occluder():
+    import cv2
+
+    from raiox.vision.locator import _keep_covered
+
+    fx = Fixture(400, 150, 0, length=300, radius=36, apex_radius=28)
+    scene = render([fx], h=700, w=800, seed=7, filling=False)
+    img = scene.image.copy()
+    cv2.rectangle(img, (310, 110), (490, 262), 1.0, -1)  # a metal object over the platform end
+    truth = fx.box()
+    f = Frame.of(truth)
+    pulled = Frame(f.centre, f.axis, f.normal, f.t0 + 113, f.t1, f.s0, f.s1).box()  # edge at the occluder's rim
+    kept = _keep_covered(Pyramid(img), truth, pulled)
+    np.testing.assert_allclose(kept, truth, atol=1e-3)
+    # an abutment (narrower than the fixture) beyond the new edge: the model's move stands
+    fx2 = Fixture(400, 200, 0, length=260, radius=36, abutment=True, crown=True)
+    crowned = render([fx2], h=700, w=800, seed=8).image
+    f2 = Frame.of(fx2.box())
+    into_abutment = Frame(f2.centre, f2.axis, f2.normal, f2.t0 - 60, f2.t1, f2.s0, f2.s1).box()
+    np.testing.assert_allclose(_keep_covered(Pyramid(crowned), into_abutment, fx2.box()), fx2.box(), atol=1e-3)
+    # a small move is the model's to make
+    nudged = Frame(f.centre, f.axis, f.normal, f.t0 + 20, f.t1, f.s0, f.s1).box()
+    np.testing.assert_allclose(_keep_covered(Pyramid(img), truth, nudged), nudged, atol=1e-3)

@@ -363,3 +363,26 @@ def under_cone_cut(pyr: Pyramid, box: np.ndarray) -> np.ndarray:
             else:
                 t1 += CONE_SHARE * length
     return Frame(f.centre, f.axis, f.normal, t0, t1, f.s0, f.s1).box()
+
+
+def wide_beyond_platform(pyr: Pyramid, box: np.ndarray, reach: float = 0.1) -> float:
+    """Share of the rows just beyond ``box``'s platform edge (``reach`` lengths) where metal as bright
+    as the fixture's core spreads wider than the fixture (its sides bright): an occluder or a crown
+    sitting right on it, not an abutment (narrower) or bone."""
+    f = Frame.of(box)
+    length, width = f.length, f.width
+    if length < 8 or width < 3:
+        return 0.0
+    step = max(width / SAMPLES_ACROSS, 0.5)
+    s_half = 0.9 * width
+    inside = straighten(pyr, f, (f.t0 + 0.2 * length, f.t1 - 0.2 * length), s_half, step)
+    ss = -s_half + np.arange(inside.shape[1]) * step
+    core, side = np.abs(ss) < 0.2 * width, np.abs(ss) > 0.72 * width
+    fix, bg = float(np.percentile(inside[:, core], 70)), float(np.median(inside[:, side]))
+    if fix - bg < 0.02:
+        return 0.0
+    level = bg + 0.5 * (fix - bg)
+    rows = straighten(pyr, f, (f.t0 - reach * length, f.t0), s_half, step)
+    left, right = rows[:, (ss < -0.72 * width)], rows[:, (ss > 0.72 * width)]
+    wide = (np.median(left, 1) > level) & (np.median(right, 1) > level) & (np.median(rows[:, core], 1) > level)
+    return float(wide.mean())
