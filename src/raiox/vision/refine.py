@@ -338,12 +338,13 @@ def _bright_run(bright: np.ndarray, lead: int) -> int | None:
 
 
 CONE_SHARE = 0.25  # a cone cut over an end hides about this fraction of the visible length (synthetic range 18-43 %)
+CONE_PAST = 0.9  # share of the window beyond the end (0.05-0.35 lengths out) as bright as the core: a cone cut
 
 
 def under_cone_cut(pyr: Pyramid, box: np.ndarray) -> np.ndarray:
     """``box`` with an end moved out into a cone cut that starts right at it: the last tenth of the box
     at that end still shows the fixture, and beyond it the film is unexposed (as bright as the fixture's
-    core, across the whole window) - the fixture goes on under the cut."""
+    core, across ``CONE_PAST`` of the window) - the fixture goes on under the cut."""
     f = Frame.of(box)
     length, width = f.length, f.width
     if length < 8 or width < 3:
@@ -357,7 +358,7 @@ def under_cone_cut(pyr: Pyramid, box: np.ndarray) -> np.ndarray:
     for sign, end in ((-1, f.t0), (1, f.t1)):
         near = straighten(pyr, f, sorted((end - sign * 0.1 * length, end)), s_half, step)
         past = straighten(pyr, f, sorted((end + sign * 0.05 * length, end + sign * 0.35 * length)), s_half, step)
-        if (near >= core).mean() < 0.9 and (past >= core).mean() >= 0.95:
+        if (near >= core).mean() < 0.9 and (past >= core).mean() >= CONE_PAST:
             if sign < 0:
                 t0 -= CONE_SHARE * length
             else:
