@@ -297,6 +297,44 @@ def limit_platform(box: np.ndarray, coarse: np.ndarray, slack: float) -> np.ndar
     return f.box()
 
 
+@dataclass
+class Window:
+    """A box's straightened neighbourhood for reading what lies beyond its ends: the sampling (step,
+    half-width, column positions), the fixture's core columns and the columns beside it, and the core's
+    and the bone's levels over the middle 60 % of the box."""
+
+    frame: Frame
+    step: float
+    s_half: float
+    ss: np.ndarray  # column positions across the axis
+    fix: float  # fixture core level (70th percentile of the core columns)
+    bg: float  # bone beside the fixture (median of the side columns)
+
+    @property
+    def core(self) -> np.ndarray:
+        return np.abs(self.ss) < 0.2 * self.frame.width
+
+    @property
+    def side(self) -> np.ndarray:
+        return np.abs(self.ss) > 0.72 * self.frame.width
+
+    @classmethod
+    def of(cls, pyr: Pyramid, box: np.ndarray) -> "Window | None":
+        """None for a box too small to read, or without contrast between fixture and bone."""
+        f = Frame.of(box)
+        if f.length < 8 or f.width < 3:
+            return None
+        step, s_half = max(f.width / SAMPLES_ACROSS, 0.5), 0.9 * f.width
+        inside = straighten(pyr, f, (f.t0 + 0.2 * f.length, f.t1 - 0.2 * f.length), s_half, step)
+        w = cls(f, step, s_half, -s_half + np.arange(inside.shape[1]) * step, 0.0, 0.0)
+        w.fix, w.bg = float(np.percentile(inside[:, w.core], 70)), float(np.median(inside[:, w.side]))
+        return w if w.fix - w.bg >= 0.02 else None
+
+    def rows(self, pyr: Pyramid, t_lo: float, t_hi: float) -> np.ndarray:
+        """The straightened rows from ``t_lo`` to ``t_hi`` along the axis."""
+        return straighten(pyr, self.frame, (t_lo, t_hi), self.s_half, self.step)
+
+
 UNDER_MIN, UNDER_MAX = 0.15, 1.0  # a bright run beyond the apex this long (box lengths) is an occluder
 UNDER_SHARE = 0.5  # the hidden apex is taken this far into it (its middle)
 
@@ -307,24 +345,16 @@ def under_occluder(pyr: Pyramid, box: np.ndarray) -> np.ndarray:
     (an amalgam blob, a metal object), where the fixture goes on unseen. The apex is put in the
     occluder's middle: without a prior, the least-worst guess. Unchanged otherwise. (The same at the
     platform end took crowns sitting on the fixture for occluders: held-out recall 96.5 -> 95.9 %.)"""
-    f = Frame.of(box)
-    length, width = f.length, f.width
-    if length < 8 or width < 3:
+    w = Window.of(pyr, box)
+    if w is None:
         return box
-    step = max(width / SAMPLES_ACROSS, 0.5)
-    s_half = 0.9 * width
-    inside = straighten(pyr, f, (f.t0 + 0.2 * length, f.t1 - 0.2 * length), s_half, step)
-    ss = -s_half + np.arange(inside.shape[1]) * step
-    core, side = np.abs(ss) < 0.2 * width, np.abs(ss) > 0.72 * width
-    fix, bg = float(np.percentile(inside[:, core], 70)), float(np.median(inside[:, side]))
-    if fix - bg < 0.02:
+    f = w.frame
+    beyond = w.rows(pyr, f.t1, f.t1 + UNDER_MAX * f.length)
+    bright = np.median(beyond[:, w.core], axis=1) > w.bg + 0.5 * (w.fix - w.bg)
+    run = _bright_run(bright, max(1, int(round(0.05 * f.length / w.step))))
+    if run is None or run * w.step < UNDER_MIN * f.length:
         return box
-    beyond = straighten(pyr, f, (f.t1, f.t1 + UNDER_MAX * length), s_half, step)
-    bright = np.median(beyond[:, core], axis=1) > bg + 0.5 * (fix - bg)
-    run = _bright_run(bright, max(1, int(round(0.05 * length / step))))
-    if run is None or run * step < UNDER_MIN * length:
-        return box
-    return Frame(f.centre, f.axis, f.normal, f.t0, f.t1 + UNDER_SHARE * run * step, f.s0, f.s1).box()
+    return Frame(f.centre, f.axis, f.normal, f.t0, f.t1 + UNDER_SHARE * run * w.step, f.s0, f.s1).box()
 
 
 def _bright_run(bright: np.ndarray, lead: int) -> int | None:
@@ -345,45 +375,28 @@ def under_cone_cut(pyr: Pyramid, box: np.ndarray) -> np.ndarray:
     """``box`` with an end moved out into a cone cut that starts right at it: the last tenth of the box
     at that end still shows the fixture, and beyond it the film is unexposed (as bright as the fixture's
     core, across ``CONE_PAST`` of the window) - the fixture goes on under the cut."""
-    f = Frame.of(box)
-    length, width = f.length, f.width
-    if length < 8 or width < 3:
+    w = Window.of(pyr, box)
+    if w is None:
         return box
-    step = max(width / SAMPLES_ACROSS, 0.5)
-    s_half = 0.9 * width
-    inside = straighten(pyr, f, (f.t0 + 0.2 * length, f.t1 - 0.2 * length), s_half, step)
-    mid = inside.shape[1] // 2
-    core = float(np.percentile(inside[:, max(0, mid - 3):mid + 4], 70))
-    t0, t1 = f.t0, f.t1
+    f = w.frame
+    ends = {}
     for sign, end in ((-1, f.t0), (1, f.t1)):
-        near = straighten(pyr, f, sorted((end - sign * 0.1 * length, end)), s_half, step)
-        past = straighten(pyr, f, sorted((end + sign * 0.05 * length, end + sign * 0.35 * length)), s_half, step)
-        if (near >= core).mean() < 0.9 and (past >= core).mean() >= CONE_PAST:
-            if sign < 0:
-                t0 -= CONE_SHARE * length
-            else:
-                t1 += CONE_SHARE * length
-    return Frame(f.centre, f.axis, f.normal, t0, t1, f.s0, f.s1).box()
+        near = w.rows(pyr, *sorted((end - sign * 0.1 * f.length, end)))
+        past = w.rows(pyr, *sorted((end + sign * 0.05 * f.length, end + sign * 0.35 * f.length)))
+        cut = (near >= w.fix).mean() < 0.9 and (past >= w.fix).mean() >= CONE_PAST
+        ends[sign] = end + sign * CONE_SHARE * f.length if cut else end
+    return Frame(f.centre, f.axis, f.normal, ends[-1], ends[1], f.s0, f.s1).box()
 
 
 def wide_beyond_platform(pyr: Pyramid, box: np.ndarray, reach: float = 0.1) -> float:
     """Share of the rows just beyond ``box``'s platform edge (``reach`` lengths) where metal as bright
-    as the fixture's core spreads wider than the fixture (its sides bright): an occluder or a crown
-    sitting right on it, not an abutment (narrower) or bone."""
-    f = Frame.of(box)
-    length, width = f.length, f.width
-    if length < 8 or width < 3:
+    as the fixture's core spreads wider than the fixture on both sides: an occluder or a crown sitting
+    right on it, not an abutment (narrower) or bone."""
+    w = Window.of(pyr, box)
+    if w is None:
         return 0.0
-    step = max(width / SAMPLES_ACROSS, 0.5)
-    s_half = 0.9 * width
-    inside = straighten(pyr, f, (f.t0 + 0.2 * length, f.t1 - 0.2 * length), s_half, step)
-    ss = -s_half + np.arange(inside.shape[1]) * step
-    core, side = np.abs(ss) < 0.2 * width, np.abs(ss) > 0.72 * width
-    fix, bg = float(np.percentile(inside[:, core], 70)), float(np.median(inside[:, side]))
-    if fix - bg < 0.02:
-        return 0.0
-    level = bg + 0.5 * (fix - bg)
-    rows = straighten(pyr, f, (f.t0 - reach * length, f.t0), s_half, step)
-    left, right = rows[:, (ss < -0.72 * width)], rows[:, (ss > 0.72 * width)]
-    wide = (np.median(left, 1) > level) & (np.median(right, 1) > level) & (np.median(rows[:, core], 1) > level)
+    f, level = w.frame, w.bg + 0.5 * (w.fix - w.bg)
+    rows = w.rows(pyr, f.t0 - reach * f.length, f.t0)
+    left, right = rows[:, w.side & (w.ss < 0)], rows[:, w.side & (w.ss > 0)]
+    wide = (np.median(left, 1) > level) & (np.median(right, 1) > level) & (np.median(rows[:, w.core], 1) > level)
     return float(wide.mean())
