@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from raiox.vision.detect import Detection, box_iou
-from raiox.vision.refine import Frame
+from raiox.vision.refine import Frame, wide_beyond_platform
 
 LOC_SIDE = 256  # the net sees the image with its longer side at this many pixels
 OUT_STRIDE = 2  # output maps are half the net input
@@ -148,8 +148,6 @@ def _keep_covered(pyr, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     at the new edge (an occluder or a cone cut over the platform, under which the fixture goes on; an
     abutment is narrower). Catalog recall +2, occlusion dev set +3, held-out -1 (a box at IoU 0.52 ->
     0.49 where a cone cut covers a platform)."""
-    from raiox.vision.refine import wide_beyond_platform
-
     fb, fa = Frame.of(before), Frame.of(after)
     t_old = float((fb.centre + fb.axis * fb.t0 - fa.centre) @ fa.axis)
     if fa.t0 - t_old < KEEP_MOVE * fb.length or wide_beyond_platform(pyr, after) < KEEP_WIDE:
