@@ -149,7 +149,7 @@ def _keep_covered(pyr, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     abutment is narrower). Catalog recall +2, occlusion dev set +3, held-out -1 (a box at IoU 0.52 ->
     0.49 where a cone cut covers a platform)."""
     fb, fa = Frame.of(before), Frame.of(after)
-    t_old = float((fb.centre + fb.axis * fb.t0 - fa.centre) @ fa.axis)
+    t_old = fa.along(fb.point(fb.t0))
     if fa.t0 - t_old < KEEP_MOVE * fb.length or wide_beyond_platform(pyr, after) < KEEP_WIDE:
         return after
     return Frame(fa.centre, fa.axis, fa.normal, t_old, fa.t1, fa.s0, fa.s1).box()
@@ -269,7 +269,7 @@ def _joined(a: Frame, b: Frame) -> np.ndarray | None:
         a, b = b, a
     if abs(float(a.axis @ b.axis)) < np.cos(np.radians(MERGE_ANGLE)) or not 0.75 <= b.width / a.width <= 1.33:
         return None
-    ends = [float((b.centre + b.axis * t - a.centre) @ a.axis) for t in (b.t0, b.t1)]
+    ends = [a.along(b.point(t)) for t in (b.t0, b.t1)]
     lateral = abs(float((b.centre - a.centre) @ a.normal))
     lo, hi = min(ends), max(ends)
     gap = max(lo - a.t1, a.t0 - hi)

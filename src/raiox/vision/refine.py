@@ -59,8 +59,16 @@ class Frame:
     def width(self) -> float:
         return self.s1 - self.s0
 
+    def point(self, t: float, s: float = 0.0) -> np.ndarray:
+        """The image point ``t`` along the axis and ``s`` across it."""
+        return self.centre + self.axis * t + self.normal * s
+
+    def along(self, point: np.ndarray) -> float:
+        """Where ``point`` lies along this frame's axis (its ``t``)."""
+        return float((np.asarray(point) - self.centre) @ self.axis)
+
     def box(self) -> np.ndarray:
-        p = lambda t, s: self.centre + self.axis * t + self.normal * s  # noqa: E731
+        p = self.point
         return np.array([p(self.t0, self.s0), p(self.t0, self.s1), p(self.t1, self.s1), p(self.t1, self.s0)], np.float32)
 
 
@@ -269,9 +277,9 @@ def refine(image: "np.ndarray | Pyramid", box: np.ndarray, iterations: int = 2) 
     # it, as far as the net saw it
     c = Frame.of(box)
     if cov1:
-        t1 = max(t1, float((c.centre + c.axis * (c.t1 - 0.05 * c.length) - frame.centre) @ frame.axis))
+        t1 = max(t1, frame.along(c.point(c.t1 - 0.05 * c.length)))
     if cov0:
-        t0 = min(t0, float((c.centre + c.axis * (c.t0 + 0.05 * c.length) - frame.centre) @ frame.axis))
+        t0 = min(t0, frame.along(c.point(c.t0 + 0.05 * c.length)))
     quality = min(1.0, float(good.sum() / max(np.count_nonzero(np.abs(p.ts) < 0.35 * frame.length), 1)))
     out = Frame(frame.centre + frame.normal * mid, frame.axis, frame.normal, t0, t1, -w_major / 2, w_major / 2)
     return out.box(), quality
@@ -289,8 +297,7 @@ def limit_platform(box: np.ndarray, coarse: np.ndarray, slack: float) -> np.ndar
     """Keep the refined platform edge within ``slack`` lengths beyond the coarse one (a healing cap
     or abutment as wide as the fixture would otherwise extend it)."""
     f, c = Frame.of(box), Frame.of(coarse)
-    top = c.centre + c.axis * c.t0
-    t_coarse = float((top - f.centre) @ f.axis)
+    t_coarse = f.along(c.point(c.t0))
     limit = t_coarse - slack * c.length
     if f.t0 < limit < f.t1:
         f.t0 = limit
