@@ -23,7 +23,9 @@ import cv2
 import numpy as np
 
 from raiox.vision.detect import Detection, box_iou
-from raiox.vision.refine import Frame, wide_beyond_platform
+from raiox.vision import ends as en
+from raiox.vision import refine as rf
+from raiox.vision.refine import Frame
 
 LOC_SIDE = 256  # the net sees the image with its longer side at this many pixels
 OUT_STRIDE = 2  # output maps are half the net input
@@ -101,9 +103,6 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
                    threshold: float = 0.6, refine: bool = True, ends: bool = True) -> list[Detection]:
     """Fixtures found by the net, refined on the full-resolution image, and (``ends``) their ends
     and width redrawn by the ends model (``raiox.vision.ends``) when it is shipped."""
-    from raiox.vision import ends as en
-    from raiox.vision import refine as rf
-
     img = np.asarray(image, np.float32)
     pyr = rf.Pyramid(img)
     prob, scale = predict(img, path, pyr)
@@ -150,7 +149,7 @@ def _keep_covered(pyr, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     0.49 where a cone cut covers a platform)."""
     fb, fa = Frame.of(before), Frame.of(after)
     t_old = fa.along(fb.point(fb.t0))
-    if fa.t0 - t_old < KEEP_MOVE * fb.length or wide_beyond_platform(pyr, after) < KEEP_WIDE:
+    if fa.t0 - t_old < KEEP_MOVE * fb.length or rf.wide_beyond_platform(pyr, after) < KEEP_WIDE:
         return after
     return Frame(fa.centre, fa.axis, fa.normal, t_old, fa.t1, fa.s0, fa.s1).box()
 
