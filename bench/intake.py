@@ -235,7 +235,7 @@ def run(tmp: Path) -> None:
     raiox(env, "db", "upgrade")
     if not args.skip_cases:
         raiox(env_cases, "db", "upgrade")
-        raiox(env_cases, "catalog", "demo", "--limit", str(args.catalog_systems), "--refs", "1")
+        raiox(env_cases, "catalog", "demo", "--limit", str(args.catalog_systems), "--refs", "1", "--restored", "0")
         token = raiox(env_cases, "tokens", "create", "bench").strip().splitlines()[-1].strip()
     files = [(f"radiografia {i + 1}; vista, {i}.png", to_png(render_scene([systems[i * 5].spec], seed=i).image))
              for i in range(3)]

@@ -31,9 +31,9 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
 
     specs_file = tmp_path / "specs.json"
     result = cli("catalog", "demo", "--if-empty", "--systems", "demo-001,demo-002,demo-003", "--refs", "2",
-                 "--export-specs", str(specs_file))
+                 "--restored", "1", "--export-specs", str(specs_file))
     assert result.exit_code == 0, result.output
-    assert "6 added" in result.output
+    assert "18 added" in result.output  # per system: 2 bare references + the base size under 4 restorations
     specs = json.loads(specs_file.read_text())
     assert [s["id"] for s in specs] == ["demo-001", "demo-002", "demo-003"]
     for entry in specs:
@@ -41,7 +41,9 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
         jsonschema.validate(entry["spec"], SPEC_SCHEMA)
     rows = sql(database_url, "SELECT id, spec IS NOT NULL, (SELECT count(*) FROM reference_images r "
                              "WHERE r.system_id = s.id AND r.source = 'demo') FROM implant_systems s ORDER BY id")
-    assert rows == [("demo-001", True, 2), ("demo-002", True, 2), ("demo-003", True, 2)]
+    assert rows == [("demo-001", True, 6), ("demo-002", True, 6), ("demo-003", True, 6)]
+    origins = sorted(o for (o,) in sql(database_url, "SELECT origin FROM reference_images WHERE system_id = 'demo-002'"))
+    assert origins == sorted(f"demo:demo-002#{tag}.png" for tag in ("0", "1", "0-cover", "0-healing", "0-abutment", "0-crown"))
 
     again = cli("catalog", "demo", "--if-empty", "--limit", "5")
     assert again.exit_code == 0 and "already has 3 systems" in again.output
@@ -72,7 +74,7 @@ def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_png
     from raiox.vision.interim import build_interim
 
     first = use_embedder("raiox-v0")
-    assert "4 added" in cli("catalog", "demo", "--systems", "demo-001,demo-002", "--refs", "2").output
+    assert "4 added" in cli("catalog", "demo", "--systems", "demo-001,demo-002", "--refs", "2", "--restored", "0").output
     image = tmp_path / "ref.png"
     image.write_bytes(demo_pngs["demo-001"][0])
 

@@ -140,3 +140,27 @@ def test_demo_references_cover_every_size_of_the_line():
         assert catalogued == {p for p in pairs if p in buildable}  # every size the design can take is stored
         assert n >= MIN_REFERENCES
     assert max(counts) > MIN_REFERENCES  # long lines get more than the minimum
+
+
+def test_reference_plan_adds_restored_references_at_the_first_sizes():
+    """Half of the queries carry a crown, abutment, healing cap or cover screw: the demo catalogue stores
+    the fixture under each of them too, at the first sizes of its line, beside the bare references."""
+    from raiox.synth import reference_count, reference_plan, render_reference
+    from raiox.synth.catalog import RESTORATIONS, RESTORED_SIZES, Reference
+
+    system = demo_catalog()[5]
+    plan = reference_plan(system)
+    bare = [r for r in plan if r.prosthesis == "none"]
+    assert [r.size for r in bare] == list(range(reference_count(system)))
+    restored = [(r.size, r.prosthesis) for r in plan if r.prosthesis != "none"]
+    assert restored == [(k, kind) for k in range(RESTORED_SIZES) for kind in RESTORATIONS]
+    assert len({r.seed for r in plan}) == len(plan)  # every render its own bone and noise
+    assert all(Reference.from_tag(r.tag) == r for r in plan)
+    assert len(reference_plan(system, clean=3, restored_sizes=0)) == 3
+    assert len(reference_plan(system, clean=1, restored_sizes=5)) == 1 + len(RESTORATIONS)  # no more sizes than bare ones
+
+    spec = system.spec
+    plain = render_reference(spec, seed=4)
+    crowned = render_reference(spec, seed=4, prosthesis="crown")
+    top = slice(0, plain.shape[0] // 4)  # the fixture sits centred, platform up: the crown lies above it
+    assert crowned[top].mean() > plain[top].mean() + 0.02

@@ -1,6 +1,6 @@
 """`raiox vision eval` on a tiny slice of the demo catalog: the figures it writes and the doc section.
 
-Three demo systems, two references and two hard queries each, one multi-implant scene: enough to
+Three demo systems, two bare and eight restored references and two hard queries each, one multi-implant scene: enough to
 check that the section is rewritten (hand-written notes kept), every method and the localisation
 are reported, and a cached rerun renders nothing and gives the same figures.
 """
@@ -33,7 +33,7 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     assert "old figures" not in text and "## Search\n\nkept" in text
     assert text.index("| Method | top-1 | top-5 |") < text.index("Hand-written: how to read these.") < text.index("## Search")
     assert text.count(ev.NOTES_BEGIN) == 1
-    assert "3 demo systems" in text and "gallery 6 clean references" in text
+    assert "3 demo systems" in text and "gallery 30 references (6 bare, 24 with a restoration)" in text
     for row in ("raiox-v1", "raw pixels", "HOG", "raiox-v1, ground-truth boxes"):
         top1, top5 = percent(text, row)
         assert 0 <= top1 <= top5 <= 100
@@ -42,7 +42,7 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     assert re.search(r"([\d.]+) ms per crop embedding", text)
 
     renders = sorted(p.name for p in cache.glob("*.npz"))
-    assert len(renders) == 3 * (2 + 2) + 1
+    assert len(renders) == 3 * (2 + 2 * 4 + 2) + 1  # per system: 2 bare and 8 restored references, 2 queries
     again = CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(cache), "--cached-only"])
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in cache.glob("*.npz")) == renders

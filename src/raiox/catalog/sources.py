@@ -176,16 +176,21 @@ def from_path(path: Path) -> Iterator[ImportItem | Skip]:
     raise ValueError(f"{path}: expected a folder MANUFACTURER/SYSTEM/*.png|jpg|dcm... or a CSV manifest")
 
 
-def from_demo(systems: list, refs_per_system: int | None = None) -> Iterator[ImportItem]:
-    """The synthetic demo catalog: `refs_per_system` clean renders per system (None: one per size of
-    the line, at least 6, ``raiox.synth.reference_count``), reference ``k`` (seed k) at the line's k-th
-    size (``raiox.synth.line_size``; 0 is the base size)."""
-    from raiox.synth import line_size, reference_count, render_reference, to_png
+def from_demo(systems: list, refs_per_system: int | None = None, restored_sizes: int | None = None) -> Iterator[ImportItem]:
+    """The synthetic demo catalog (``raiox.synth.reference_plan``): `refs_per_system` clean renders per
+    system (None: one per size of the line, at least 6, ``raiox.synth.reference_count``), reference
+    ``k`` (seed k) at the line's k-th size (``raiox.synth.line_size``; 0 is the base size), then the
+    same fixture with a cover screw, healing cap, abutment and crown at the first `restored_sizes`
+    sizes (None: ``raiox.synth.catalog.RESTORED_SIZES``)."""
+    from raiox.synth import line_size, reference_plan, render_reference, to_png
+    from raiox.synth.catalog import RESTORED_SIZES
 
+    restored = RESTORED_SIZES if restored_sizes is None else restored_sizes
     for demo in systems:
-        for seed in range(refs_per_system or reference_count(demo)):
+        for ref in reference_plan(demo, refs_per_system, restored):
+            spec = line_size(demo, ref.size)
             yield ImportItem(
-                demo.id, demo.manufacturer, demo.name, f"demo:{demo.id}#{seed}.png",
-                (lambda spec=line_size(demo, seed), seed=seed: to_png(render_reference(spec, seed=seed))),
+                demo.id, demo.manufacturer, demo.name, f"demo:{demo.id}#{ref.tag}.png",
+                lambda spec=spec, ref=ref: to_png(render_reference(spec, ref.seed, prosthesis=ref.prosthesis)),
                 dict(demo.attributes), spec=demo.spec, source="demo",
             )

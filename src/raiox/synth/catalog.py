@@ -224,6 +224,46 @@ def reference_count(system: DemoSystem) -> int:
     return max(MIN_REFERENCES, len(_size_order(system)) + 1)
 
 
+RESTORATIONS = ("cover", "healing", "abutment", "crown")  # what a restored reference carries on its platform
+RESTORED_SIZES = 2  # sizes of the line (0, 1: the base and the size least like it) with restored references
+RESTORED_SEED = 100  # restored reference (size k, RESTORATIONS[r]) is rendered with seed RESTORED_SEED + 10 k + r
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One catalogue reference of a demo system: the line's ``size``-th size (``line_size``), what sits
+    on its platform (``prosthesis``, as ``render_scene``'s condition) and the render seed."""
+
+    size: int
+    prosthesis: str
+    seed: int
+
+    @classmethod
+    def of(cls, size: int, prosthesis: str = "none") -> Reference:
+        seed = size if prosthesis == "none" else RESTORED_SEED + 10 * size + RESTORATIONS.index(prosthesis)
+        return cls(size, prosthesis, seed)
+
+    @property
+    def tag(self) -> str:  # "3" for a bare reference, "1-crown" for a restored one
+        return str(self.size) if self.prosthesis == "none" else f"{self.size}-{self.prosthesis}"
+
+    @classmethod
+    def from_tag(cls, tag: str) -> Reference:
+        size, _, prosthesis = tag.partition("-")
+        return cls.of(int(size), prosthesis or "none")
+
+
+def reference_plan(system: DemoSystem, clean: int | None = None, restored_sizes: int = RESTORED_SIZES) -> list[Reference]:
+    """The references the demo catalogue stores for ``system``: ``clean`` bare fixtures (default
+    ``reference_count``; reference k at size k, seed k), then each of ``RESTORATIONS`` at the first
+    ``restored_sizes`` of those sizes. Half of the queries come with a crown, abutment or healing cap,
+    which the localiser boxes and the embedder sees differently from a bare fixture: restored
+    references of the same system are closer to them (docs/benchmarks.md, session 8)."""
+    n = clean or reference_count(system)
+    return [Reference.of(k) for k in range(n)] + [Reference.of(k, kind) for k in range(min(restored_sizes, n))
+                                                  for kind in RESTORATIONS]
+
+
 def _size_order(system: DemoSystem) -> list[tuple[float, float]]:
     """The line's (diameter, length) pairs other than the base, farthest-first from the base
     (1 mm of diameter counts like 3 mm of length); pairs the design cannot take are left out."""

@@ -205,12 +205,13 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
     return Scene(image, boxes, list(range(n)), distractors, meta)
 
 
-def render_reference(spec: dict, seed: int = 0, size: tuple[int, int] = (640, 384)) -> np.ndarray:
+def render_reference(spec: dict, seed: int = 0, size: tuple[int, int] = (640, 384), prosthesis: str = "none") -> np.ndarray:
     """A clean catalogue image: one upright fixture (platform up) in bone, no angulation, little noise.
 
     Fixed scale (25 px/mm) so sizes stay comparable across systems; the fixture sits centred.
+    ``prosthesis``: what sits on its platform (none, or a restoration as in ``render_scene``).
     """
-    sc = render_reference_scene(spec, seed, size)
+    sc = render_reference_scene(spec, seed, size, prosthesis)
     return sc.image
 
 

@@ -123,6 +123,7 @@ def train_ends(
 def evaluate(
     embedder: str = typer.Option(None, help="embedder spec (default: RAIOX_EMBEDDER / settings)"),
     gallery: int = typer.Option(None, help="clean references per system (reference k at the line's k-th size, as `raiox catalog demo --refs`; default as its default: one per size of the line, at least 6)"),
+    restored: int = typer.Option(None, help="sizes per line also referenced with a cover screw, healing cap, abutment and crown (as `raiox catalog demo --restored`; default as its default)"),
     queries: int = typer.Option(5, help="single-implant hard queries per system"),
     scenes: int = typer.Option(40, help="multi-implant scenes"),
     limit: int = typer.Option(None, help="only the first N demo systems"),
@@ -134,7 +135,7 @@ def evaluate(
     """Retrieval top-1/top-5 (model vs raw pixels vs HOG) and localisation on the demo catalog."""
     from raiox.vision import evaluate as ev
 
-    cfg = ev.EvalConfig(gallery_per_system=gallery, queries_per_system=queries, scenes=scenes,
+    cfg = ev.EvalConfig(gallery_per_system=gallery, restored_sizes=restored, queries_per_system=queries, scenes=scenes,
                         embedder=embedder, limit_systems=limit)
     res = ev.evaluate(cfg, cache, render)
     body = ev.markdown(res, "raiox vision eval " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else []))

@@ -1,6 +1,8 @@
 """`raiox vision eval`: retrieval and localisation on the demo catalog (held out from training).
 
-Gallery: a few clean reference renders per demo system, through ``embed_reference``'s path.
+Gallery: the references ``raiox catalog demo`` stores per demo system (``raiox.synth.reference_plan``:
+bare fixtures at the line's sizes, and the first sizes under a restoration), located like catalog
+references.
 Queries: unseen renders under hard conditions, each through ``locate`` (a query whose fixture is
 not found counts as a miss). Methods: the configured embedder and two baselines on the same crops
 (raw pixels, HOG). Results are a dict and a Markdown section for docs/benchmarks.md.
@@ -31,6 +33,7 @@ RENDER_ITEM = 2  # version of render_item's draws (part of every cache fingerpri
 @dataclass
 class EvalConfig:
     gallery_per_system: int | None = None  # as `raiox catalog demo` (None: one per line size, at least 6)
+    restored_sizes: int | None = None  # as `raiox catalog demo --restored` (None: its default)
     queries_per_system: int = 5  # single-implant queries, one per condition
     scenes: int = 40  # multi-implant scenes (2-3 fixtures)
     seed: int = 7000
@@ -66,18 +69,27 @@ def platform_ok(det_box: np.ndarray, truth: np.ndarray) -> bool:
 
 def eval_items(cfg: EvalConfig, systems: list) -> list[tuple[str, list[int], str]]:
     """(key, system indices, condition) of every render, system by system, multi scenes last."""
-    from raiox.synth import reference_count
+    from raiox.synth import reference_plan
+    from raiox.synth.catalog import RESTORED_SIZES
 
     rng = np.random.default_rng(cfg.seed)
+    restored = RESTORED_SIZES if cfg.restored_sizes is None else cfg.restored_sizes
     items = []
     for si in range(len(systems)):
-        refs = cfg.gallery_per_system or reference_count(systems[si])
-        items += [(f"g{si:03d}-{g}", [si], "reference") for g in range(refs)]
+        refs = reference_plan(systems[si], cfg.gallery_per_system, restored)
+        items += [(f"g{si:03d}-{ref.tag}", [si], "reference") for ref in refs]
         items += [(f"q{si:03d}-{q}", [si], CONDITIONS[(si + q) % len(CONDITIONS)]) for q in range(cfg.queries_per_system)]
     for k in range(cfg.scenes):
         members = [int(i) for i in rng.choice(len(systems), size=int(rng.integers(2, 4)), replace=False)]
         items.append((f"m{k:03d}", members, "multi"))
     return items
+
+
+def _gallery_ref(key: str):
+    """The demo reference a gallery key names: "g012-3" (bare, size 3) or "g012-1-crown" (restored)."""
+    from raiox.synth.catalog import Reference
+
+    return Reference.from_tag(key.split("-", 1)[1])
 
 
 def render_item(key: str, members: list[int], cond: str, systems: list, cfg: EvalConfig):
@@ -86,9 +98,9 @@ def render_item(key: str, members: list[int], cond: str, systems: list, cfg: Eva
 
     rng = np.random.default_rng([cfg.seed, *map(ord, key)])
     if cond == "reference":
-        g = int(key.split("-")[1])
-        sc = render_reference_scene(line_size(systems[members[0]], g, rng) if g else systems[members[0]].spec,
-                                    seed=cfg.seed + g)
+        ref = _gallery_ref(key)
+        sc = render_reference_scene(line_size(systems[members[0]], ref.size, rng) if ref.size else systems[members[0]].spec,
+                                    seed=cfg.seed + ref.seed, prosthesis=ref.prosthesis)
     else:
         sc = render_scene([line_size(systems[i], None, rng) for i in members], seed=int(rng.integers(2**31)),
                           conditions=condition("combined" if cond == "multi" else cond, rng))
@@ -116,7 +128,7 @@ def fingerprint(key: str, members: list[int], cond: str, systems: list, cfg: Eva
     specs and line sizes, the condition, the seed and the renderer's code, ``renderer_digest``): a
     render cached from anything else is stale. Edit ``render_item`` -> bump ``RENDER_ITEM``."""
     if cond == "reference":
-        what = [line_size(systems[members[0]], int(key.split("-")[1]), np.random.default_rng(0))]
+        what = [line_size(systems[members[0]], _gallery_ref(key).size, np.random.default_rng(0))]
     else:
         what = [[systems[i].spec, systems[i].attributes.get("diameters"), systems[i].attributes.get("lengths")]
                 for i in members]
@@ -155,7 +167,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
                 if all(loaded.get(k) is not None for k, m, _ in items if m == [si] and not k.startswith("m"))}
     gallery, g_lab, queries, q_lab, q_cond = [], [], [], [], []
     oracle_g, oracle_q = [], []  # the same renders cropped at the ground-truth boxes
-    loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0}
+    loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0, "restored": 0}  # restored: gallery references with a restoration
     for key, members, cond in items:
         data = loaded[key]
         if data is None or not set(members) <= complete:
@@ -168,6 +180,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
             gallery.append(_crop_of(image, box))
             oracle_g.append(_crop_of(image, boxes[0]))
             g_lab.append(labels[0])
+            loc["restored"] += _gallery_ref(key).prosthesis != "none"
             continue
         pairs = match(found, boxes)
         loc["tp"] += len(pairs)
@@ -244,10 +257,12 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
         order = rank(fn(gallery), g_lab, fn(q_crops), len(systems))
         results[name] = scores(order, q_lab, valid, q_cond, groups)
     oracle_g, oracle_q = loc.pop("oracle")
+    restored = loc.pop("restored")
     order = rank(embedder.embed(oracle_g), g_lab, embedder.embed(oracle_q), len(systems))
     results[f"{embedder.model_id}, ground-truth boxes"] = scores(order, q_lab, [True] * len(q_lab), q_cond, groups)
     return {
-        "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "queries": len(queries),
+        "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "restored": restored,
+        "queries": len(queries),
         "localisation": loc_rates(loc), "methods": results, "speed": speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
     }
@@ -296,7 +311,8 @@ def markdown(res: dict, command: str) -> str:
     lines = [
         f"Command: `{command}` ({when}; {platform.machine()}, shared 2-core development machine).",
         f"Embedder `{res['embedder']}`; {res['systems']} demo systems (never seen in training), "
-        f"gallery {res['gallery']} clean references, {res['queries']} query fixtures; {res['seconds']} s.",
+        f"gallery {res['gallery']} references ({res['gallery'] - res['restored']} bare, {res['restored']} with a restoration), "
+        f"{res['queries']} query fixtures; {res['seconds']} s.",
         "",
         "| Method | top-1 | top-5 |", "|---|---|---|",
     ]
