@@ -78,3 +78,19 @@ def test_a_change_to_the_renderer_code_makes_cached_renders_stale(monkeypatch):
     assert all(a != b for a, b in zip(prints(), before))
     monkeypatch.undo()
     assert prints() == before
+
+
+def test_gallery_keeps_one_copy_of_references_that_render_identically():
+    """Siblings that differ only inside the connection look the same once a crown or abutment fills it:
+    with the same seed their restored references can be the same pixels. The catalog import keeps the first (content digest), so the
+    evaluation's gallery does too; a different image is kept."""
+    from raiox.synth import demo_catalog
+
+    systems = demo_catalog()
+    cfg = ev.EvalConfig()
+    first, _, _ = ev.render_item("g045-0-crown", [45], "reference", systems, cfg)
+    sibling, _, _ = ev.render_item("g046-0-crown", [46], "reference", systems, cfg)
+    bare, _, _ = ev.render_item("g046-0", [46], "reference", systems, cfg)
+    assert np.array_equal(first, sibling)  # demo-046 and demo-047 differ only in cone angle
+    seen: set[str] = set()
+    assert [ev._seen_before(img, seen) for img in (first, sibling, bare, bare.copy())] == [False, True, False, True]

@@ -69,3 +69,18 @@ def test_no_zoom_pass_when_an_ordinary_fixture_is_found(systems, monkeypatch):
     monkeypatch.setattr(locator, "_zoomed", lambda *a: calls.append(1) or [])
     assert any(box_iou(d.box, scene.boxes[0]) >= 0.5 for d in locate(scene.image))
     assert not calls
+
+
+@pytest.mark.parametrize("key, cond", [("q065-4", "combined"), ("q109-4", "occlusion"), ("q113-4", "blur")])
+def test_the_zoom_pass_keeps_what_the_first_pass_hinted_at(systems, monkeypatch, key, cond):
+    """Small fixtures of the vision evaluation (37-52 px long at the first pass's scale) that the first
+    pass saw only faintly, under an occluder or blurred: the zoom pass's blob, less sure (q065, q109) or
+    longer than 48 px (q113), finds them. With the rule off (sure zoom blobs under 48 px only) nothing is."""
+    from raiox.vision import evaluate as ev
+    from raiox.vision import locator
+
+    image, boxes, _ = ev.render_item(key, [int(key[1:4])], cond, systems, ev.EvalConfig())
+    assert any(box_iou(d.box, boxes[0]) >= 0.5 for d in locate(image))
+    monkeypatch.setattr(locator, "ZOOM_MAYBE", locator.ZOOM_CONFIDENCE)
+    monkeypatch.setattr(locator, "ZOOM_SMALL", locator.SMALL)
+    assert not any(box_iou(d.box, boxes[0]) >= 0.5 for d in locate(image))

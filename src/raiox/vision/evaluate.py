@@ -168,11 +168,14 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
     gallery, g_lab, queries, q_lab, q_cond = [], [], [], [], []
     oracle_g, oracle_q = [], []  # the same renders cropped at the ground-truth boxes
     loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0, "restored": 0}  # restored: gallery references with a restoration
+    seen: set[str] = set()  # digests of the gallery images so far
     for key, members, cond in items:
         data = loaded[key]
         if data is None or not set(members) <= complete:
             continue
         image, boxes, labels = data
+        if cond == "reference" and _seen_before(image, seen):
+            continue  # `raiox catalog demo` skips it too: one image cannot be a reference of two systems
         found = locate(image)
         if cond == "reference":
             h, w = image.shape
@@ -199,6 +202,17 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
             q_cond.append(cond)
     loc["oracle"] = (oracle_g, oracle_q)
     return systems, gallery, np.array(g_lab), queries, np.array(q_lab), q_cond, loc
+
+
+def _seen_before(image: np.ndarray, seen: set[str]) -> bool:
+    """Whether the same pixels are already in the gallery. Siblings that differ only inside the
+    connection render identically under an abutment (same seed): the catalog import keeps the first
+    (``raiox.catalog.service``, by content digest), and so does the evaluation."""
+    digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+    if digest in seen:
+        return True
+    seen.add(digest)
+    return False
 
 
 def line_size(system, index: int | None, rng: np.random.Generator) -> dict:
