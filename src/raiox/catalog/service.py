@@ -10,6 +10,8 @@ stored once. Each reference is embedded from its most confident fixture (vision 
 
 import asyncio
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +38,16 @@ class ImportReport:
 
 
 @dataclass
+class _Fetched:
+    """An item's bytes and decoded image, or what went wrong reading (``error``) or decoding them (``bad``)."""
+
+    data: bytes = b""
+    image: np.ndarray | None = None
+    error: Exception | None = None
+    bad: Exception | None = None
+
+
+@dataclass
 class _Ready:
     item: ImportItem
     data: bytes
@@ -52,6 +64,8 @@ def decode(data: bytes, filename: str | None) -> np.ndarray:
 
 
 NO_FIXTURE = "no fixture found (use --whole-image to embed the whole image)"
+# images located at once (rendering, decoding and locating release the GIL for most of their time)
+WORKERS = min(4, os.cpu_count() or 1)
 
 
 def embed_images(images: list[np.ndarray], embedder, whole_image: bool) -> list[tuple[np.ndarray | None, np.ndarray] | str]:
@@ -63,8 +77,9 @@ def embed_images(images: list[np.ndarray], embedder, whole_image: bool) -> list[
 
     results: list = [None] * len(images)
     boxes, crops = {}, []
-    for index, image in enumerate(images):
-        found = locate(image)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        located = list(pool.map(locate, images))
+    for index, (image, found) in enumerate(zip(images, located, strict=True)):
         if found:
             boxes[index] = np.asarray(found[0].box, dtype=np.float32)
             crops.append(canonical_crop(image, boxes[index]))
@@ -91,7 +106,8 @@ class Importer:
         if not self._indexed:
             await ensure_vector_index(session, self.embedder.model_id)
             self._indexed = True
-        loaded = [ready for item in items if (ready := await self._load(item)) is not None]
+        fetched = await asyncio.gather(*(self._fetch(item) for item in items))  # read and decode in parallel
+        loaded = [ready for item, got in zip(items, fetched, strict=True) if (ready := self._accept(item, got)) is not None]
         todo = await self._filter_known(session, loaded)
         await asyncio.to_thread(self._embed, todo)
         rows = []
@@ -102,26 +118,36 @@ class Importer:
         await repository.put_embeddings(session, [r[:2] for r in rows], np.array([r[2] for r in rows]),
                                         self.embedder.model_id)
 
-    async def _load(self, item: ImportItem | Skip) -> _Ready | None:
+    async def _fetch(self, item: ImportItem | Skip) -> _Fetched:
         if isinstance(item, Skip):
-            self.report.skipped.append(item)
-            return None
+            return _Fetched()
         try:
             data = await asyncio.to_thread(item.load)
         except Exception as exc:  # noqa: BLE001 - any read/download failure is reported, the run goes on
-            self.report.skip(item.origin, f"unreadable: {_reason(exc)}")
+            return _Fetched(error=exc)
+        try:
+            return _Fetched(data, await asyncio.to_thread(decode, data, item.filename))
+        except (RaioxError, ValueError, OSError) as exc:
+            return _Fetched(data, bad=exc)
+
+    def _accept(self, item: ImportItem | Skip, got: _Fetched) -> _Ready | None:
+        """The item ready to embed, or None with the reason reported (in the items' order, so the first
+        of two identical images is the one kept)."""
+        if isinstance(item, Skip):
+            self.report.skipped.append(item)
             return None
-        sha256 = hashlib.sha256(data).hexdigest()
+        if got.error is not None:
+            self.report.skip(item.origin, f"unreadable: {_reason(got.error)}")
+            return None
+        sha256 = hashlib.sha256(got.data).hexdigest()
         first = self.seen.setdefault(sha256, item)
         if first is not item:
             self.report.skip(item.origin, f"duplicate of {first.origin}")
             return None
-        try:
-            image = await asyncio.to_thread(decode, data, item.filename)
-        except (RaioxError, ValueError, OSError) as exc:
-            self.report.skip(item.origin, f"not a usable image: {_reason(exc)}")
+        if got.bad is not None:
+            self.report.skip(item.origin, f"not a usable image: {_reason(got.bad)}")
             return None
-        return _Ready(item, data, sha256, image)
+        return _Ready(item, got.data, sha256, got.image)
 
     async def _filter_known(self, session: AsyncSession, loaded: list[_Ready]) -> list[_Ready]:
         known = await repository.find_references(session, [r.sha256 for r in loaded])
