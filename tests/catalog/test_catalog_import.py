@@ -94,6 +94,35 @@ async def test_interrupted_import_resumes_where_it_stopped(tmp_path, demo_pngs, 
     assert counts(database_url) == (3, 6, 6)
 
 
+async def test_a_batch_is_read_in_parallel_and_the_first_copy_is_kept(demo_pngs, database_url, committed):
+    """Items of a batch load at the same time (a slow download does not hold up the rest), yet reports and
+    duplicates follow the items' order: the first of two identical images is kept, even when it arrives last."""
+    from raiox.catalog.runner import run_import
+    from raiox.catalog.service import Importer
+    from raiox.catalog.sources import ImportItem
+    from raiox.kit.db import get_sessionmaker
+    from raiox.kit.storage import get_storage
+    from raiox.vision import get_embedder
+
+    png = demo_pngs["demo-001"][0]
+    second_started = threading.Event()
+
+    def slow_first() -> bytes:
+        assert second_started.wait(10), "the second item was not loaded while the first was still loading"
+        return png
+
+    def second() -> bytes:
+        second_started.set()
+        return png
+
+    items = [ImportItem("acme-a", "Acme", "A", "first.png", slow_first),
+             ImportItem("acme-a", "Acme", "A", "second.png", second)]
+    report = await run_import(get_sessionmaker(), Importer(get_storage(), get_embedder()), items, 2)
+    assert report.added == 1
+    assert [(skip.origin, skip.reason) for skip in report.skipped] == [("second.png", "duplicate of first.png")]
+    assert sql(database_url, "SELECT origin FROM reference_images") == [("first.png",)]
+
+
 @pytest.fixture
 def http_files(tmp_path):
     """A plain HTTP server on 127.0.0.1 serving tmp_path/www (image URLs in a manifest)."""
