@@ -183,11 +183,9 @@ def from_demo(systems: list, refs_per_system: int | None = None, restored_sizes:
     same fixture with a cover screw, healing cap, abutment and crown at the first `restored_sizes`
     sizes (None: ``raiox.synth.catalog.RESTORED_SIZES``)."""
     from raiox.synth import line_size, reference_plan, render_reference, to_png
-    from raiox.synth.catalog import RESTORED_SIZES
 
-    restored = RESTORED_SIZES if restored_sizes is None else restored_sizes
     for demo in systems:
-        for ref in reference_plan(demo, refs_per_system, restored):
+        for ref in reference_plan(demo, refs_per_system, restored_sizes):
             spec = line_size(demo, ref.size)
             yield ImportItem(
                 demo.id, demo.manufacturer, demo.name, f"demo:{demo.id}#{ref.tag}.png",

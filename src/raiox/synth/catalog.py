@@ -253,15 +253,15 @@ class Reference:
         return cls.of(int(size), prosthesis or "none")
 
 
-def reference_plan(system: DemoSystem, clean: int | None = None, restored_sizes: int = RESTORED_SIZES) -> list[Reference]:
+def reference_plan(system: DemoSystem, clean: int | None = None, restored_sizes: int | None = None) -> list[Reference]:
     """The references the demo catalogue stores for ``system``: ``clean`` bare fixtures (default
     ``reference_count``; reference k at size k, seed k), then each of ``RESTORATIONS`` at the first
-    ``restored_sizes`` of those sizes. Half of the queries come with a crown, abutment or healing cap,
+    ``restored_sizes`` of those sizes (default ``RESTORED_SIZES``). Half of the queries come with a crown, abutment or healing cap,
     which the localiser boxes and the embedder sees differently from a bare fixture: restored
     references of the same system are closer to them (docs/benchmarks.md, session 8)."""
     n = clean or reference_count(system)
-    return [Reference.of(k) for k in range(n)] + [Reference.of(k, kind) for k in range(min(restored_sizes, n))
-                                                  for kind in RESTORATIONS]
+    restored = min(RESTORED_SIZES if restored_sizes is None else restored_sizes, n)
+    return [Reference.of(k) for k in range(n)] + [Reference.of(k, kind) for k in range(restored) for kind in RESTORATIONS]
 
 
 def _size_order(system: DemoSystem) -> list[tuple[float, float]]:

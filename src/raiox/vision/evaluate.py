@@ -70,13 +70,11 @@ def platform_ok(det_box: np.ndarray, truth: np.ndarray) -> bool:
 def eval_items(cfg: EvalConfig, systems: list) -> list[tuple[str, list[int], str]]:
     """(key, system indices, condition) of every render, system by system, multi scenes last."""
     from raiox.synth import reference_plan
-    from raiox.synth.catalog import RESTORED_SIZES
 
     rng = np.random.default_rng(cfg.seed)
-    restored = RESTORED_SIZES if cfg.restored_sizes is None else cfg.restored_sizes
     items = []
     for si in range(len(systems)):
-        refs = reference_plan(systems[si], cfg.gallery_per_system, restored)
+        refs = reference_plan(systems[si], cfg.gallery_per_system, cfg.restored_sizes)
         items += [(f"g{si:03d}-{ref.tag}", [si], "reference") for ref in refs]
         items += [(f"q{si:03d}-{q}", [si], CONDITIONS[(si + q) % len(CONDITIONS)]) for q in range(cfg.queries_per_system)]
     for k in range(cfg.scenes):
@@ -206,7 +204,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
 
 def _seen_before(image: np.ndarray, seen: set[str]) -> bool:
     """Whether the same pixels are already in the gallery. Siblings that differ only inside the
-    connection render identically under an abutment (same seed): the catalog import keeps the first
+    connection can render identically under a crown or abutment (same seed): the catalog import keeps the first
     (``raiox.catalog.service``, by content digest), and so does the evaluation."""
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
     if digest in seen:
