@@ -3,6 +3,7 @@
 The request or the job that owns a session commits it; services and repositories never do.
 """
 
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -18,10 +19,19 @@ log = get_logger(__name__)
 EMBEDDED_DB = "raiox"
 
 
+def _pgserver():
+    """The ``pgserver`` module, imported without its warning on machines without XDG_RUNTIME_DIR (a
+    server, a container, CI): it then keeps its lock file under /tmp/runtime-UID, which is fine, and
+    every command printed two lines about it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pgserver
+    return pgserver
+
+
 @lru_cache
 def _embedded_server(pgdata: str):
-    import pgserver
-
+    pgserver = _pgserver()
     Path(pgdata).mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata)
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB}';")
