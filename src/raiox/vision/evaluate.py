@@ -154,7 +154,25 @@ def load_or_render(item, systems, cfg: EvalConfig, cache: Path | None, render: b
     return image, boxes, labels
 
 
-def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
+@dataclass
+class Sets:
+    """The evaluation's crops: gallery references (located like catalog references) and queries
+    (located; None where the fixture was not found), the same renders cropped at the ground-truth
+    boxes (``oracle_*``), and the localisation counts (tp, fp, fn, platform_ok)."""
+
+    systems: list
+    gallery: list
+    g_lab: np.ndarray
+    restored: int  # gallery references with a restoration on the fixture
+    queries: list
+    q_lab: np.ndarray
+    q_cond: list
+    oracle_g: list
+    oracle_q: list
+    loc: dict
+
+
+def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True) -> Sets:
     from raiox.synth import demo_catalog
 
     systems = demo_catalog()[: cfg.limit_systems]
@@ -165,7 +183,8 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
                 if all(loaded.get(k) is not None for k, m, _ in items if m == [si] and not k.startswith("m"))}
     gallery, g_lab, queries, q_lab, q_cond = [], [], [], [], []
     oracle_g, oracle_q = [], []  # the same renders cropped at the ground-truth boxes
-    loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0, "restored": 0}  # restored: gallery references with a restoration
+    loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0}
+    restored = 0
     seen: set[str] = set()  # digests of the gallery images so far
     for key, members, cond in items:
         data = loaded[key]
@@ -181,7 +200,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
             gallery.append(_crop_of(image, box))
             oracle_g.append(_crop_of(image, boxes[0]))
             g_lab.append(labels[0])
-            loc["restored"] += _gallery_ref(key).prosthesis != "none"
+            restored += _gallery_ref(key).prosthesis != "none"
             continue
         pairs = match(found, boxes)
         loc["tp"] += len(pairs)
@@ -198,8 +217,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True):
             oracle_q.append(_crop_of(image, boxes[j]))
             q_lab.append(label)
             q_cond.append(cond)
-    loc["oracle"] = (oracle_g, oracle_q)
-    return systems, gallery, np.array(g_lab), queries, np.array(q_lab), q_cond, loc
+    return Sets(systems, gallery, np.array(g_lab), restored, queries, np.array(q_lab), q_cond, oracle_g, oracle_q, loc)
 
 
 def _seen_before(image: np.ndarray, seen: set[str]) -> bool:
@@ -258,7 +276,8 @@ def scores(order, q_lab, valid, q_cond, groups) -> dict:
 def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) -> dict:
     embedder = get_embedder(cfg.embedder)
     t0 = time.time()
-    systems, gallery, g_lab, queries, q_lab, q_cond, loc = build_sets(cfg, cache, render)
+    sets = build_sets(cfg, cache, render)
+    systems, gallery, g_lab, queries, q_lab, q_cond = sets.systems, sets.gallery, sets.g_lab, sets.queries, sets.q_lab, sets.q_cond
     systems_used = len(set(g_lab.tolist()))
     valid = [q is not None for q in queries]
     q_crops = [q if q is not None else np.zeros_like(gallery[0]) for q in queries]
@@ -268,14 +287,11 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     for name, fn in methods.items():
         order = rank(fn(gallery), g_lab, fn(q_crops), len(systems))
         results[name] = scores(order, q_lab, valid, q_cond, groups)
-    oracle_g, oracle_q = loc.pop("oracle")
-    restored = loc.pop("restored")
-    order = rank(embedder.embed(oracle_g), g_lab, embedder.embed(oracle_q), len(systems))
+    order = rank(embedder.embed(sets.oracle_g), g_lab, embedder.embed(sets.oracle_q), len(systems))
     results[f"{embedder.model_id}, ground-truth boxes"] = scores(order, q_lab, [True] * len(q_lab), q_cond, groups)
     return {
-        "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "restored": restored,
-        "queries": len(queries),
-        "localisation": loc_rates(loc), "methods": results, "speed": speed(embedder),
+        "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "restored": sets.restored,
+        "queries": len(queries), "localisation": loc_rates(sets.loc), "methods": results, "speed": speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
     }
 
