@@ -120,10 +120,10 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
         return Detection(coarse, det.confidence)  # no clear outline, or one far off: the net's box, pulled in
 
     coarse = [d for d in _boxes(prob, scale, threshold) if d.confidence >= min_confidence]
+    weak = _boxes(prob, scale, LOW_THRESHOLD)  # the faint map's blobs: zoom-pass hints and the faint pass
     if ZOOM > 1 and max(img.shape) >= ZOOM * LOC_SIDE and not _any_large(coarse, scale):
         zoomed = _zoomed(img, path, pyr, scale, threshold, max(min_confidence, ZOOM_MAYBE))
-        hints = _boxes(prob, scale, LOW_THRESHOLD)
-        zoomed = [z for z in zoomed if z.confidence >= ZOOM_CONFIDENCE or _corroborated(z, hints)]
+        zoomed = [z for z in zoomed if z.confidence >= ZOOM_CONFIDENCE or _corroborated(z, weak)]
         coarse = _with_zoomed(coarse, zoomed, scale)
     out = [refined(d) for d in coarse]
     out.sort(key=lambda d: -_area(d.box))
@@ -131,7 +131,7 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
     # second pass for faint fixtures (dense bone, dark exposure): weaker blobs where nothing was found,
     # kept only when the refined box is clearly elongated
     if threshold > LOW_THRESHOLD:
-        faint = [refined(d) for d in _boxes(prob, scale, LOW_THRESHOLD)
+        faint = [refined(d) for d in weak
                  if LOW_CONFIDENCE <= d.confidence and all(box_iou(d.box, k.box) < 0.1 for k in kept)]
         for d in sorted(faint, key=lambda d: -_area(d.box)):
             if _aspect(d.box) >= LOW_ASPECT and all(box_iou(d.box, k.box) < 0.1 for k in kept):
