@@ -186,3 +186,35 @@ def test_projection_converges_with_few_samples(index):
     fast = project_fixture(spec, 15.0, angulation_deg=8.0, axial_rot=0.4, samples=12)
     err = np.abs((fast.solid + fast.void) - (ref.solid + ref.void))
     assert err.mean() < 0.06 and np.abs(fast.void - ref.void).mean() < 0.03
+
+
+def test_an_occluder_covers_about_the_share_of_the_fixture_it_is_asked_to():
+    """``occlusion`` is the share of one fixture a cone cut or radiopaque object hides: measured along
+    the fixture's axis, no draw hides much more, and typical draws hide about that share (the
+    evaluation's occlusion condition asks for 15-30 %)."""
+    import cv2
+
+    from raiox.synth.compose import _Canvas, _occlude
+
+    rng = np.random.default_rng(5)
+    covered, asked = [], []
+    for i in range(120):
+        length, ang = rng.uniform(150, 400), rng.uniform(0, np.pi)
+        width = length * rng.uniform(0.25, 0.5)
+        axis, centre = np.array([np.sin(ang), -np.cos(ang)]), np.array([300.0, 400.0]) + rng.uniform(-50, 50, 2)
+        normal = np.array([axis[1], -axis[0]])
+        top, bot = centre + axis * length / 2, centre - axis * length / 2
+        box = np.array([top - normal * width / 2, top + normal * width / 2, bot + normal * width / 2,
+                        bot - normal * width / 2], np.float32)
+        canvas, frac = _Canvas((800, 600), np.eye(3)), float(rng.uniform(0.15, 0.3))
+        _occlude(canvas, box, frac, np.random.default_rng(i))
+        pts = top[None] + (bot - top)[None] * np.linspace(0, 1, 200)[:, None]
+        hidden = canvas.metal[pts[:, 1].astype(int), pts[:, 0].astype(int)] > 0.5
+        inside = np.zeros((800, 600), np.uint8)
+        cv2.fillPoly(inside, [box.astype(np.int32)], 1)
+        assert (canvas.metal[inside > 0] > 0.5).mean() < frac + 0.1, i
+        covered.append(hidden.mean())
+        asked.append(frac)
+    covered, asked = np.array(covered), np.array(asked)
+    assert (covered < asked + 0.1).all()
+    assert 0.7 < np.median(covered / asked) < 1.2

@@ -71,11 +71,11 @@ def test_no_zoom_pass_when_an_ordinary_fixture_is_found(systems, monkeypatch):
     assert not calls
 
 
-@pytest.mark.parametrize("key, cond", [("q065-4", "combined"), ("q109-4", "occlusion"), ("q113-4", "blur")])
+@pytest.mark.parametrize("key, cond", [("q010-4", "combined"), ("q143-0", "occlusion"), ("q113-4", "blur")])
 def test_the_zoom_pass_keeps_what_the_first_pass_hinted_at(systems, monkeypatch, key, cond):
-    """Small fixtures of the vision evaluation (37-52 px long at the first pass's scale) that the first
-    pass saw only faintly, under an occluder or blurred: the zoom pass's blob, less sure (q065, q109) or
-    longer than 48 px (q113), finds them. With the rule off (sure zoom blobs under 48 px only) nothing is."""
+    """Small fixtures of the vision evaluation (22-52 px long at the first pass's scale) that the first
+    pass saw only faintly, under an occluder or blurred: the zoom pass's blob, less sure or longer than
+    48 px (q113), finds them. With the rule off (sure zoom blobs under 48 px only) nothing is."""
     from raiox.vision import evaluate as ev
     from raiox.vision import locator
 

@@ -217,24 +217,27 @@ def _occlude(canvas: _Canvas, box: np.ndarray, frac: float, rng) -> np.ndarray:
                 ys, xs = np.nonzero(cut > 0.5)
                 return np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]],
                                 np.float32)
-    t = float(rng.uniform(0.0, 1.0))
-    top, bot = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2
-    centre = top + (bot - top) * t
     length = float(np.linalg.norm(bot - top))
     width = float(np.linalg.norm(box[1] - box[0]))
-    ang = float(rng.uniform(0, np.pi))
-    ra, rb = width * float(rng.uniform(0.8, 1.6)), max(frac * length, 3.0)
-    pts = np.array([[centre[0] - ra - rb, centre[1] - ra - rb], [centre[0] + ra + rb, centre[1] + ra + rb]])
-    roi = _roi(pts, canvas.size)
+    axis = (bot - top) / (length + 1e-9)
+    # an ellipse about ``frac`` of the length long along the fixture and wider than it, lying wholly on
+    # the fixture's length (it may hide an end), turned up to 25 degrees off the fixture's axis
+    along, across = max(frac * length / 2, 1.5), width * float(rng.uniform(0.6, 1.6))
+    t = float(rng.uniform(along, max(length - along, along)))
+    centre = top + axis * t
+    tilt = float(rng.uniform(-0.44, 0.44))
+    u = np.array([math.cos(tilt) * axis[0] - math.sin(tilt) * axis[1], math.sin(tilt) * axis[0] + math.cos(tilt) * axis[1]])
+    v = np.array([-u[1], u[0]])
+    reach = max(along, across) * 1.2
+    roi = _roi(np.array([centre - reach, centre + reach]), canvas.size)
     if roi is not None:
         ys, xs = roi
         yy = np.arange(ys.start, ys.stop, dtype=np.float32)[:, None]
         xx = np.arange(xs.start, xs.stop, dtype=np.float32)[None, :]
         dx, dy = xx - centre[0], yy - centre[1]
-        a = dx * math.cos(ang) + dy * math.sin(ang)
-        b = -dx * math.sin(ang) + dy * math.cos(ang)
-        wobble = 1 + 0.15 * an.smooth_noise(rng, a.shape, max(ra, rb) / 2)
-        blob = np.clip(wobble - (a / ra) ** 2 - (b / rb) ** 2, 0, None) ** 0.3
+        a, b = dx * u[0] + dy * u[1], dx * v[0] + dy * v[1]
+        wobble = 1 + 0.15 * an.smooth_noise(rng, a.shape, reach / 2)
+        blob = np.clip(wobble - (a / along) ** 2 - (b / across) ** 2, 0, None) ** 0.3
         canvas.metal[roi] += (an.MU_AMALGAM * float(rng.uniform(1.0, 3.0)) * blob).astype(np.float32)
-    return np.array([[centre[0] - ra, centre[1] - rb], [centre[0] + ra, centre[1] - rb],
-                     [centre[0] + ra, centre[1] + rb], [centre[0] - ra, centre[1] + rb]], np.float32)
+    return np.array([centre - u * along - v * across, centre - u * along + v * across,
+                     centre + u * along + v * across, centre + u * along - v * across], np.float32)
