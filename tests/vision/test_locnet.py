@@ -82,3 +82,19 @@ def test_eval_locator_scores_the_shipped_model_on_cached_scenes(tmp_path):
     assert res["recall"] >= 0.5 and res["mean_iou"] >= 0.5  # the shipped localiser finds most clear fixtures
     again, _, _ = loceval.scenes(2, 6, cache)  # another seed: rendered again, not the cached scenes
     assert not np.array_equal(again[0], images[0])
+
+
+def test_eval_locator_renders_again_after_a_renderer_change(tmp_path, monkeypatch):
+    """Cached held-out scenes of another renderer would score the localiser on scenes the renderer no
+    longer draws: a cache is reused only when the renderer's code digest matches."""
+    from raiox.vision import loceval
+
+    cache = tmp_path / "scenes.npz"
+    images, _, _ = loceval.scenes(1, 5, cache)
+    stamp = cache.stat().st_mtime_ns
+    loceval.scenes(1, 5, cache)
+    assert cache.stat().st_mtime_ns == stamp  # same renderer: read back, not written again
+    np.savez_compressed(cache, **{**np.load(cache, allow_pickle=True), "renderer": np.array("0" * 16)})
+    again, _, _ = loceval.scenes(1, 5, cache)
+    np.testing.assert_allclose(again[0], images[0], atol=1 / 65535)
+    assert str(np.load(cache, allow_pickle=True)["renderer"]) != "0" * 16  # rendered and stored again

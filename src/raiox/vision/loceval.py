@@ -3,7 +3,7 @@ evaluation's hard conditions, a check for choosing localiser weights and post-pr
 touching the demo-catalog evaluation set (`raiox vision eval`).
 
 Scenes are seeded per (seed, condition, index) and cached in one ``.npz``; a cache made with another
-seed or count is rendered again.
+seed or count, or by another renderer (``raiox.vision.evaluate.renderer_digest``), is rendered again.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raiox.vision.evaluate import CONDITIONS, loc_rates, match
+from raiox.vision.evaluate import CONDITIONS, loc_rates, match, renderer_digest
 
 NAMES = (*CONDITIONS, "multi")  # the evaluation's hard conditions, and multi-implant scenes
 
@@ -25,7 +25,8 @@ def scenes(per: int, seed: int, cache: Path | None = None) -> tuple[list, list, 
 
     if cache is not None and cache.exists():
         d = np.load(cache, allow_pickle=True)
-        if int(d["per"]) == per and int(d["seed"]) == seed:
+        made_by = str(d["renderer"]) if "renderer" in d else None
+        if int(d["per"]) == per and int(d["seed"]) == seed and made_by == renderer_digest():
             return [i.astype(np.float32) / 65535 for i in d["images"]], list(d["boxes"]), [str(c) for c in d["conds"]]
     images, boxes, conds = [], [], []
     for ci, name in enumerate(NAMES):
@@ -42,7 +43,8 @@ def scenes(per: int, seed: int, cache: Path | None = None) -> tuple[list, list, 
         stored[:] = [(i * 65535).round().astype(np.uint16) for i in images]
         packed = np.empty(len(boxes), object)
         packed[:] = boxes
-        np.savez_compressed(tmp, images=stored, boxes=packed, conds=np.array(conds), per=per, seed=seed)
+        np.savez_compressed(tmp, images=stored, boxes=packed, conds=np.array(conds), per=per, seed=seed,
+                            renderer=np.array(renderer_digest()))
         tmp.replace(cache)
     return images, boxes, conds
 
