@@ -189,9 +189,9 @@ def test_projection_converges_with_few_samples(index):
 
 
 def test_an_occluder_covers_about_the_share_of_the_fixture_it_is_asked_to():
-    """``occlusion`` is the share of one fixture a cone cut or radiopaque object hides: measured along
-    the fixture's axis, no draw hides much more, and typical draws hide about that share (the
-    evaluation's occlusion condition asks for 15-30 %)."""
+    """``occlusion`` is the share of one fixture a cone cut or radiopaque object hides: no draw hides
+    much more of the fixture's outline, and typical draws hide about that share (the evaluation's
+    occlusion condition asks for 15-30 %)."""
     import cv2
 
     from raiox.synth.compose import _Canvas, _occlude
@@ -208,12 +208,9 @@ def test_an_occluder_covers_about_the_share_of_the_fixture_it_is_asked_to():
                         bot - normal * width / 2], np.float32)
         canvas, frac = _Canvas((800, 600), np.eye(3)), float(rng.uniform(0.15, 0.3))
         _occlude(canvas, box, frac, np.random.default_rng(i))
-        pts = top[None] + (bot - top)[None] * np.linspace(0, 1, 200)[:, None]
-        hidden = canvas.metal[pts[:, 1].astype(int), pts[:, 0].astype(int)] > 0.5
         inside = np.zeros((800, 600), np.uint8)
         cv2.fillPoly(inside, [box.astype(np.int32)], 1)
-        assert (canvas.metal[inside > 0] > 0.5).mean() < frac + 0.1, i
-        covered.append(hidden.mean())
+        covered.append((canvas.metal[inside > 0] > 0.5).mean())
         asked.append(frac)
     covered, asked = np.array(covered), np.array(asked)
     assert (covered < asked + 0.1).all()

@@ -220,11 +220,16 @@ def _occlude(canvas: _Canvas, box: np.ndarray, frac: float, rng) -> np.ndarray:
     length = float(np.linalg.norm(bot - top))
     width = float(np.linalg.norm(box[1] - box[0]))
     axis = (bot - top) / (length + 1e-9)
-    # an ellipse about ``frac`` of the length long along the fixture and wider than it, lying wholly on
-    # the fixture's length (it may hide an end), turned up to 25 degrees off the fixture's axis
-    along, across = max(frac * length / 2, 1.5), width * float(rng.uniform(0.6, 1.6))
-    t = float(rng.uniform(along, max(length - along, along)))
-    centre = top + axis * t
+    # about ``frac`` of the fixture's area, anywhere along it (it may hide an end): a bar across the
+    # whole fixture (a clasp, a wire, a neighbour's restoration edge) or a roundish blob on it (a filling)
+    if rng.random() < 0.5:
+        along, across = max(frac * length / 2, 1.5), width * float(rng.uniform(0.7, 1.4))
+    else:
+        r = math.sqrt(frac * length * width / math.pi)
+        q = math.sqrt(float(rng.uniform(1.0, 1.8)))
+        along, across = (r * q, r / q) if rng.random() < 0.5 else (r / q, r * q)
+    t = float(rng.uniform(min(along, length / 2), max(length - along, length / 2)))
+    centre = top + axis * t + np.array([-axis[1], axis[0]]) * width * float(rng.uniform(-0.2, 0.2))
     tilt = float(rng.uniform(-0.44, 0.44))
     u = np.array([math.cos(tilt) * axis[0] - math.sin(tilt) * axis[1], math.sin(tilt) * axis[0] + math.cos(tilt) * axis[1]])
     v = np.array([-u[1], u[0]])
