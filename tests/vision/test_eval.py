@@ -59,6 +59,18 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     assert str(np.load(stale)["fingerprint"]) != "0" * 16
 
 
+def test_eval_on_another_seed_renders_a_fresh_set(tmp_path):
+    args = ["vision", "eval", "--limit", "2", "--gallery", "1", "--restored", "0", "--queries", "1", "--scenes", "0",
+            "--no-write"]
+    first, other = tmp_path / "a", tmp_path / "b"
+    assert CliRunner().invoke(app, args + ["--cache", str(first)]).exit_code == 0
+    result = CliRunner().invoke(app, args + ["--cache", str(other), "--seed", "7001"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in first.glob("*.npz"))
+    assert names == sorted(p.name for p in other.glob("*.npz")) and names
+    for name in names:  # the same items, drawn again
+        assert not np.array_equal(np.load(first / name)["image"], np.load(other / name)["image"]), name
+
 
 def test_a_change_to_the_renderer_code_makes_cached_renders_stale(monkeypatch):
     from raiox.synth import demo_catalog

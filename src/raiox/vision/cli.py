@@ -127,6 +127,7 @@ def evaluate(
     queries: int = typer.Option(5, help="single-implant hard queries per system"),
     scenes: int = typer.Option(40, help="multi-implant scenes"),
     limit: int = typer.Option(None, help="only the first N demo systems"),
+    seed: int = typer.Option(7000, help="render seed of the gallery and queries (another seed: a fresh set to check figures on)"),
     doc: Path = typer.Option(Path("docs/benchmarks.md"), help="Markdown file whose '## Vision' section is rewritten"),
     write: bool = typer.Option(True, "--write/--no-write"),
     cache: Path = typer.Option(None, help="folder caching the evaluation renders (reused on the next run)"),
@@ -136,7 +137,7 @@ def evaluate(
     from raiox.vision import evaluate as ev
 
     cfg = ev.EvalConfig(gallery_per_system=gallery, restored_sizes=restored, queries_per_system=queries, scenes=scenes,
-                        embedder=embedder, limit_systems=limit)
+                        embedder=embedder, limit_systems=limit, seed=seed)
     res = ev.evaluate(cfg, cache, render)
     body = ev.markdown(res, "raiox vision eval " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else []))
     typer.echo(body)
