@@ -37,6 +37,8 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     for row in ("raiox-v1", "raw pixels", "HOG", "raiox-v1, ground-truth boxes"):
         top1, top5 = percent(text, row)
         assert 0 <= top1 <= top5 <= 100
+    group = re.search(r"look-alike group \(.*?\): raiox-v1 ([\d.]+)%, raw pixels ([\d.]+)%", text)
+    assert group and float(group.group(1)) >= percent(text, "raiox-v1")[0]  # the right system is in its own group
     recall = float(re.search(r"recall ([\d.]+)%", text).group(1))
     assert recall > 50  # 8-9 fixtures; the localiser finds most
     assert re.search(r"([\d.]+) ms per crop embedding", text)
@@ -106,3 +108,10 @@ def test_gallery_keeps_one_copy_of_references_that_render_identically():
     assert np.array_equal(first, sibling)  # demo-046 and demo-047 differ only in cone angle
     seen: set[str] = set()
     assert [ev._seen_before(img, seen) for img in (first, sibling, bare, bare.copy())] == [False, True, False, True]
+
+
+def test_a_sibling_first_counts_for_the_look_alike_group_not_for_top1():
+    groups = ["G1", "G1", "G2", "G2"]
+    order = np.array([[1, 0, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3], [3, 2, 1, 0]])  # sibling, right, other group, right
+    res = ev.scores(order, np.array([0, 0, 2, 3]), [True, True, True, False], ["a"] * 4, groups)
+    assert res["top1"] == 0.25 and res["group_top1"] == 0.5  # the last query was not located: a miss for both

@@ -264,7 +264,10 @@ def rank(gallery_vecs, g_lab, query_vecs, n_systems: int) -> np.ndarray:
 def scores(order, q_lab, valid, q_cond, groups) -> dict:
     hit1 = np.array([v and o[0] == y for o, y, v in zip(order, q_lab, valid)])
     hit5 = np.array([v and y in o[:5] for o, y, v in zip(order, q_lab, valid)])
-    out = {"top1": hit1.mean(), "top5": hit5.mean(), "n": len(q_lab), "by_condition": {}, "by_group": {}}
+    # the first answer is the system or a sibling of its look-alike group (they differ in one feature only)
+    group1 = np.array([v and groups[o[0]] == groups[y] for o, y, v in zip(order, q_lab, valid)])
+    out = {"top1": hit1.mean(), "top5": hit5.mean(), "group_top1": group1.mean(), "n": len(q_lab),
+           "by_condition": {}, "by_group": {}}
     for key, labels in (("by_condition", q_cond), ("by_group", [groups[y] for y in q_lab])):
         buckets = defaultdict(list)
         for i, lab in enumerate(labels):
@@ -346,6 +349,8 @@ def markdown(res: dict, command: str) -> str:
     ]
     lines += [f"| {name} | {m['top1']:.1%} | {m['top5']:.1%} |" for name, m in res["methods"].items()]
     names = list(res["methods"])
+    lines += ["", "First answer in the query's look-alike group (the system itself or a sibling that differs from it in "
+              "one feature): " + ", ".join(f"{name} {res['methods'][name]['group_top1']:.1%}" for name in names) + "."]
     lines += ["", "Per condition (top-1 / top-5, n):", "",
               "| Condition | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     conds = res["methods"][names[0]]["by_condition"]
