@@ -201,27 +201,40 @@ def _occlude(canvas: _Canvas, box: np.ndarray, frac: float, rng) -> np.ndarray:
     """Cover about ``frac`` of a fixture: a cone cut (unexposed, white) or an overlapping radiopaque
     object. Returns the occluder's box (image coordinates)."""
     top, bot = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2
+    if rng.random() < 0.4:
+        cut = _cone_cut(canvas, top, bot, frac, rng)
+        if cut is not None:
+            return cut
+    return _radiopaque(canvas, top, bot, float(np.linalg.norm(box[1] - box[0])), frac, rng)
+
+
+def _cone_cut(canvas: _Canvas, top: np.ndarray, bot: np.ndarray, frac: float, rng) -> np.ndarray | None:
+    """A circular collimator edge crossing one end of the fixture ``frac`` of its length in; None when
+    neither end gives a cut of a plausible size."""
     h, w = canvas.size
-    if rng.random() < 0.4:  # cone cut: a circular collimator edge crossing one end of the fixture
-        radius = float(rng.uniform(1.5, 3.0)) * max(h, w)
-        yy, xx = np.ogrid[0:h, 0:w]
-        ends = [(top, bot), (bot, top)] if rng.random() < 0.5 else [(bot, top), (top, bot)]
-        for end, other in ends:
-            direction = (end - other) / (np.linalg.norm(end - other) + 1e-9)
-            edge_point = end - direction * frac * float(np.linalg.norm(bot - top))
-            centre = edge_point - direction * radius
-            dist = np.sqrt((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2)
-            cut = np.clip((dist - radius) / 2.0, 0, 1).astype(np.float32)
-            if 0.001 < cut.mean() < 0.35:  # real cone cuts take an edge or a corner, not most of the film
-                canvas.metal += 8.0 * cut
-                ys, xs = np.nonzero(cut > 0.5)
-                return np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]],
-                                np.float32)
+    radius = float(rng.uniform(1.5, 3.0)) * max(h, w)
+    yy, xx = np.ogrid[0:h, 0:w]
+    ends = [(top, bot), (bot, top)] if rng.random() < 0.5 else [(bot, top), (top, bot)]
+    for end, other in ends:
+        direction = (end - other) / (np.linalg.norm(end - other) + 1e-9)
+        edge_point = end - direction * frac * float(np.linalg.norm(bot - top))
+        centre = edge_point - direction * radius
+        dist = np.sqrt((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2)
+        cut = np.clip((dist - radius) / 2.0, 0, 1).astype(np.float32)
+        if 0.001 < cut.mean() < 0.35:  # real cone cuts take an edge or a corner, not most of the film
+            canvas.metal += 8.0 * cut
+            ys, xs = np.nonzero(cut > 0.5)
+            return np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]],
+                            np.float32)
+    return None
+
+
+def _radiopaque(canvas: _Canvas, top: np.ndarray, bot: np.ndarray, width: float, frac: float, rng) -> np.ndarray:
+    """About ``frac`` of the fixture's area under metal, anywhere along it (it may hide an end): a bar
+    across the whole fixture (a clasp, a wire, a neighbour's restoration edge) or a roundish blob on it
+    (a filling), turned up to 25 degrees off the fixture's axis."""
     length = float(np.linalg.norm(bot - top))
-    width = float(np.linalg.norm(box[1] - box[0]))
     axis = (bot - top) / (length + 1e-9)
-    # about ``frac`` of the fixture's area, anywhere along it (it may hide an end): a bar across the
-    # whole fixture (a clasp, a wire, a neighbour's restoration edge) or a roundish blob on it (a filling)
     if rng.random() < 0.5:
         along, across = max(frac * length / 2, 1.5), width * float(rng.uniform(0.7, 1.4))
     else:
@@ -233,16 +246,22 @@ def _occlude(canvas: _Canvas, box: np.ndarray, frac: float, rng) -> np.ndarray:
     tilt = float(rng.uniform(-0.44, 0.44))
     u = np.array([math.cos(tilt) * axis[0] - math.sin(tilt) * axis[1], math.sin(tilt) * axis[0] + math.cos(tilt) * axis[1]])
     v = np.array([-u[1], u[0]])
-    reach = max(along, across) * 1.2
-    roi = _roi(np.array([centre - reach, centre + reach]), canvas.size)
-    if roi is not None:
-        ys, xs = roi
-        yy = np.arange(ys.start, ys.stop, dtype=np.float32)[:, None]
-        xx = np.arange(xs.start, xs.stop, dtype=np.float32)[None, :]
-        dx, dy = xx - centre[0], yy - centre[1]
-        a, b = dx * u[0] + dy * u[1], dx * v[0] + dy * v[1]
-        wobble = 1 + 0.15 * an.smooth_noise(rng, a.shape, reach / 2)
-        blob = np.clip(wobble - (a / along) ** 2 - (b / across) ** 2, 0, None) ** 0.3
-        canvas.metal[roi] += (an.MU_AMALGAM * float(rng.uniform(1.0, 3.0)) * blob).astype(np.float32)
+    _paint_ellipse(canvas, centre, u, along, across, rng)
     return np.array([centre - u * along - v * across, centre - u * along + v * across,
                      centre + u * along + v * across, centre + u * along - v * across], np.float32)
+
+
+def _paint_ellipse(canvas: _Canvas, centre: np.ndarray, u: np.ndarray, along: float, across: float, rng) -> None:
+    """Dense metal (amalgam) in a wobbly ellipse with semi-axes ``along`` (direction ``u``) and ``across``."""
+    reach = max(along, across) * 1.2
+    roi = _roi(np.array([centre - reach, centre + reach]), canvas.size)
+    if roi is None:
+        return
+    ys, xs = roi
+    yy = np.arange(ys.start, ys.stop, dtype=np.float32)[:, None]
+    xx = np.arange(xs.start, xs.stop, dtype=np.float32)[None, :]
+    dx, dy = xx - centre[0], yy - centre[1]
+    a, b = dx * u[0] + dy * u[1], -dx * u[1] + dy * u[0]
+    wobble = 1 + 0.15 * an.smooth_noise(rng, a.shape, reach / 2)
+    blob = np.clip(wobble - (a / along) ** 2 - (b / across) ** 2, 0, None) ** 0.3
+    canvas.metal[roi] += (an.MU_AMALGAM * float(rng.uniform(1.0, 3.0)) * blob).astype(np.float32)
