@@ -74,12 +74,18 @@ def _base(rng: np.random.Generator, kind: str) -> dict:
             "apex": apex, "connection": conn}
 
 
+def _cone(angle: float, d: float) -> dict:
+    """A conical connection's angle with the platform and internal screw that angle comes with."""
+    return {"cone_angle_deg": angle, "platform_mm": min(_CONE_PLATFORM[angle], round(d - 1.0, 2)),
+            "screw_mm": 2.0 if angle == 22 else (1.8 if angle in (11.5, 8) else 1.6)}
+
+
 def _connection(rng: np.random.Generator, kind: str, d: float, angle: float | None = None) -> dict:
     if kind == "conical":
         angle = angle if angle is not None else float(rng.choice([8, 11, 11.5, 11.5, 11.5, 16, 22, 24]))
-        plat = min(_CONE_PLATFORM[angle], round(d - 1.0, 2))
+        cone = _cone(angle, d)
         return {"kind": "conical", "cone_angle_deg": angle, "depth_mm": round(float(rng.uniform(2.0, 3.6)), 1),
-                "platform_mm": plat, "screw_mm": 2.0 if angle == 22 else (1.8 if angle in (11.5, 8) else 1.6)}
+                "platform_mm": cone["platform_mm"], "screw_mm": cone["screw_mm"]}
     if kind == "external_hex":
         return {"kind": "external_hex", "depth_mm": 0.7, "platform_mm": 2.7 if d >= 3.75 else 2.4, "screw_mm": 2.0 if d >= 3.75 else 1.8}
     plat = min(round(0.58 * d, 1), round(d - 1.2, 2))
@@ -111,10 +117,12 @@ def _variants(rng: np.random.Generator, kind: str, base: dict) -> list[dict]:
             var(lambda s, p=p: s["thread"].__setitem__("profile", p))
     elif kind == "cone_angle":
         # 11 and 11.5 degree cones differ by ~0.02 mm of radius: no film resolves that, so a group
-        # holds one of them (systems with those angles differ in platform, see the geometry notes)
+        # holds one of them. Each sibling carries the cone its angle comes with (platform and screw,
+        # ``_cone``), as real lines do (Neodent CM 11.5 deg / 2.5 / 1.8 against GM 16 deg / 3.0 / 1.6 on
+        # one body, see the geometry notes); the depth stays the base's.
         angles = [8, 16, 22, 24, float(rng.choice([11, 11.5, 11.5]))]
         for i in sorted(rng.permutation(5)[:4]):
-            var(lambda s, a=angles[i]: s["connection"].__setitem__("cone_angle_deg", float(a)))
+            var(lambda s, a=angles[i]: s["connection"].update(_cone(float(a), s["diameter_mm"])))
     elif kind == "connection":
         for k in ["conical", "internal_hex", "external_hex", "tri_channel"]:
             var(lambda s, k=k: s.__setitem__("connection", _connection(rng, k, s["diameter_mm"])))
