@@ -73,6 +73,25 @@ def test_look_alike_groups_differ_in_exactly_their_aspect():
     assert seen_aspects == set(ASPECTS)
 
 
+def test_every_cone_carries_the_platform_and_screw_of_its_angle():
+    """A conical connection's platform and internal screw go with its angle (Neodent CM 11.5 deg: 2.5 /
+    1.8 mm, GM 16 deg: 3.0 / 1.6 mm; docs/implant-geometry notes): cone-angle siblings differ in the
+    whole cone, not in the angle alone, as real lines that share a body do."""
+    from raiox.synth.catalog import _CONE_PLATFORM
+
+    cones = [s for s in demo_catalog() if s.spec["connection"]["kind"] == "conical"]
+    assert len({s.spec["connection"]["cone_angle_deg"] for s in cones}) >= 5
+    for s in cones:
+        c, d = s.spec["connection"], s.spec["diameter_mm"]
+        assert c["platform_mm"] == min(_CONE_PLATFORM[c["cone_angle_deg"]], round(d - 1.0, 2)), (s.id, c)
+        assert c["screw_mm"] == {22: 2.0, 11.5: 1.8, 8: 1.8}.get(c["cone_angle_deg"], 1.6), (s.id, c)
+    by_group = defaultdict(set)
+    for s in cones:
+        if s.attributes["look_alike_aspect"] == "cone_angle":
+            by_group[s.group].add(s.spec["connection"]["platform_mm"])
+    assert by_group and all(len(p) >= 3 for p in by_group.values()), by_group
+
+
 def test_catalog_is_json_serialisable():
     import json
 

@@ -23,7 +23,7 @@ ASPECTS: dict[str, tuple[str, ...]] = {
     "apex": ("apex",),
     "pitch": ("thread.pitch_mm",),
     "profile": ("thread.profile",),
-    "cone_angle": ("connection.cone_angle_deg",),
+    "cone_angle": ("connection.cone_angle_deg", "connection.platform_mm", "connection.screw_mm"),  # the cone
     "connection": ("connection",),
     "leads": ("thread.leads",),
     "collar": ("collar",),
