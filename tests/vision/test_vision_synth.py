@@ -71,7 +71,7 @@ def test_no_zoom_pass_when_an_ordinary_fixture_is_found(systems, monkeypatch):
     assert not calls
 
 
-@pytest.mark.parametrize("key, cond", [("q010-4", "combined"), ("q143-0", "occlusion"), ("q113-4", "blur")])
+@pytest.mark.parametrize("key, cond", [("q020-2", "blur"), ("q143-0", "occlusion"), ("q113-4", "blur")])
 def test_the_zoom_pass_keeps_what_the_first_pass_hinted_at(systems, monkeypatch, key, cond):
     """Small fixtures of the vision evaluation (22-52 px long at the first pass's scale) that the first
     pass saw only faintly, under an occluder or blurred: the zoom pass's blob, less sure or longer than

@@ -30,6 +30,7 @@ class FixtureMap:
     origin: tuple[float, float]  # local (u, v) in mm of pixel (0, 0)'s corner
     px_per_mm: float
     box: np.ndarray  # (4, 2) local pixel coords [x, y]: platform-left, platform-right, apex-right, apex-left
+    filled: np.ndarray | None = None  # (h, w) path length through the part of the void a seated part fills, mm
 
 
 def _profile(kind: str, u: np.ndarray) -> np.ndarray:
@@ -193,8 +194,13 @@ def tables_for(spec: dict) -> Tables:
 
 
 def project_fixture(spec: dict, px_per_mm: float, *, angulation_deg: float = 0.0, axial_rot: float = 0.0,
-                    thread_phase: float = 0.0, samples: int = 12, pad_px: int = 3) -> FixtureMap:
-    """Render the fixture's titanium path length (mm) at ``px_per_mm`` in its local upright frame."""
+                    thread_phase: float = 0.0, samples: int = 12, pad_px: int = 3,
+                    fill: np.ndarray | None = None) -> FixtureMap:
+    """Render the fixture's titanium path length (mm) at ``px_per_mm`` in its local upright frame.
+
+    ``fill``: the fraction of the connection void a seated part fills at each axial position of the
+    spec's tables (``seated_fill``); the map's ``filled`` is then the path through that part."""
+    filledp = None
     tab = tables_for(spec)
     alpha = math.radians(angulation_deg)
     ca, ta, sa = math.cos(alpha), math.tan(alpha), math.sin(alpha)
@@ -302,6 +308,10 @@ def project_fixture(spec: dict, px_per_mm: float, *, angulation_deg: float = 0.0
         np.clip(vcover, 0, 1, out=vcover)
         np.minimum(vcover, cover[sl], out=vcover)
         voidp[sl] = vcover.sum(axis=2, dtype=np.float32) * dt[None]
+        if fill is not None:
+            filledp = np.zeros_like(solid)
+            vcover *= np.take(fill.astype(np.float32), zi_s, mode="clip")
+            filledp[sl] = vcover.sum(axis=2, dtype=np.float32) * dt[None]
     solid -= voidp
     visible = solid + voidp > 0.08  # mm of titanium that shows on a film
     cols = np.nonzero(visible.any(axis=0))[0]
@@ -309,4 +319,21 @@ def project_fixture(spec: dict, px_per_mm: float, *, angulation_deg: float = 0.0
     x0, x1 = float(cols[0]), float(cols[-1] + 1)
     y0, y1 = float(rows[0]), float(rows[-1] + 1)
     box = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
-    return FixtureMap(solid, voidp, (float(u_lo), float(v_lo)), px_per_mm, box)
+    if fill is not None and filledp is None:
+        filledp = np.zeros_like(solid)
+    return FixtureMap(solid, voidp, (float(u_lo), float(v_lo)), px_per_mm, box, filledp)
+
+
+def seated_fill(spec: dict, connection: float, screw: float, gap_mm: float) -> np.ndarray:
+    """How much of the connection void a seated part fills along the axis (on the spec's table grid).
+
+    An abutment (or a cover screw's shank) fills ``connection`` of the connecting part (cone, hex,
+    tri-channel); its screw fills ``screw`` of the internal thread, whose last ``gap_mm`` below the
+    screw's tip stay empty: the radiolucent spot under the screw that shows on films."""
+    tab = tables_for(spec)
+    z = tab.z0 + (np.arange(len(tab.void)) + 0.5) * DZ
+    conn = spec["connection"]
+    cdepth = float(conn.get("depth_mm", 2.0)) if conn["kind"] != "external_hex" else 0.0
+    hole = cdepth + 3.2 * float(conn.get("screw_mm", 1.8) or 0.0) / 2 + 1.3  # thread + tip, as build_tables
+    tip = max(cdepth + 0.3, hole - gap_mm)
+    return np.where(z < cdepth, connection, np.where(z < tip, screw, 0.0)).astype(np.float32)

@@ -18,7 +18,7 @@ from . import anatomy as an
 from .compose import (_affine, _bone, _bone_loss, _Canvas, _connector, _inscribed, _keep_inside, _occlude,
                       _place_fixture, plat_r)
 from .degrade import degrade
-from .geometry import tables_for
+from .geometry import seated_fill, tables_for
 
 
 @dataclass
@@ -145,7 +145,8 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
         cx, cy = _keep_inside(canvas, tables_for(spec), cx, cy, tilt, ang)
         kind = cond["prosthesis"] or str(rng.choice(["none", "cover", "healing", "abutment", "crown"], p=[0.15, 0.15, 0.2, 0.15, 0.35]))
         fill = {"none": 0.0, "cover": 0.3, "healing": 0.3}.get(kind, float(rng.uniform(0.75, 0.95)))
-        box, fm = _place_fixture(canvas, spec, cx, cy, tilt, ang, rng, ppm, fill, cond["samples"])
+        seat = _seating(spec, kind, fill, cx, cy)
+        box, fm = _place_fixture(canvas, spec, cx, cy, tilt, ang, rng, ppm, seat, cond["samples"])
         boxes.append(box)
         xs_used.append(cx)
         if not cond["centre"] and rng.random() < 0.4:
@@ -203,6 +204,18 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
         distractors = [warp(b) for b in distractors]
     meta = dict(cond, jaw=jaw, fixtures=fixture_meta)
     return Scene(image, boxes, list(range(n)), distractors, meta)
+
+
+def _seating(spec: dict, kind: str, fill: float, cx: float, cy: float) -> float | np.ndarray:
+    """What fills the connection under a restoration: the abutment (``fill`` of the connecting part,
+    as drawn) or a cover screw's / healing cap's shank (0.3 of it), a screw in the internal thread, and
+    the empty end of the thread below the screw's tip. Its own draws come from a generator seeded by
+    the fixture's position, so the scene's other draws stay as they were."""
+    if kind == "none":
+        return 0.0
+    sub = np.random.default_rng([int(abs(cx) * 1e6) & 0xFFFFFFFF, int(abs(cy) * 1e6) & 0xFFFFFFFF, len(kind)])
+    screw = float(sub.uniform(0.7, 0.9) if kind in ("abutment", "crown") else sub.uniform(0.55, 0.8))
+    return seated_fill(spec, fill, screw, float(sub.uniform(0.5, 1.2)))
 
 
 def render_reference(spec: dict, seed: int = 0, size: tuple[int, int] = (640, 384), prosthesis: str = "none") -> np.ndarray:
