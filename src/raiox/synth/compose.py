@@ -84,15 +84,13 @@ class _Canvas:
 
 
 def _place_fixture(canvas: _Canvas, spec: dict, cx: float, cy: float, tilt: float, angulation: float,
-                   rng: np.random.Generator, ppm_img: float, fill: float | np.ndarray = 0.0,
+                   rng: np.random.Generator, ppm_img: float, fill: np.ndarray | None = None,
                    samples: int = 12) -> tuple[np.ndarray, object]:
-    """Project one fixture and add it to the canvas; ``fill`` is the fraction of the connection
-    void occupied by the abutment / screw (0 for an open connection), one number or an axial
-    profile (``seated_fill``)."""
+    """Project one fixture and add it to the canvas; ``fill`` is how much of the connection void a
+    seated restoration fills along the axis (``seated_fill``; None for an open connection)."""
     rp = min(ppm_img, MAX_FIXTURE_PX_PER_MM)
-    profile = fill if isinstance(fill, np.ndarray) else None
     fm = project_fixture(spec, rp, angulation_deg=angulation, axial_rot=float(rng.uniform(0, 2 * np.pi)),
-                         thread_phase=float(rng.random()), samples=samples, fill=profile)
+                         thread_phase=float(rng.random()), samples=samples, fill=fill)
     ou, ov = fm.origin
     # local pixel centre (j, i) -> local mm (u, v)
     to_local = np.array([[1 / rp, 0, ou + 0.5 / rp], [0, 1 / rp, ov + 0.5 / rp], [0, 0, 1]])
@@ -107,10 +105,7 @@ def _place_fixture(canvas: _Canvas, spec: dict, cx: float, cy: float, tilt: floa
         mm[0, 2] -= xs.start
         mm[1, 2] -= ys.start
         dst = (xs.stop - xs.start, ys.stop - ys.start)
-        if profile is not None:
-            src = fm.solid + fm.filled
-        else:
-            src = fm.solid + fill * fm.void if fill > 0 else fm.solid
+        src = fm.solid if fm.filled is None else fm.solid + fm.filled
         warped = cv2.warpAffine(src, mm[:2], dst, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         canvas.ti[ys, xs] += warped
     return box, fm

@@ -206,13 +206,14 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
     return Scene(image, boxes, list(range(n)), distractors, meta)
 
 
-def _seating(spec: dict, kind: str, fill: float, cx: float, cy: float) -> float | np.ndarray:
-    """What fills the connection under a restoration: the abutment (``fill`` of the connecting part,
-    as drawn) or a cover screw's / healing cap's shank (0.3 of it), a screw in the internal thread, and
-    the empty end of the thread below the screw's tip. Its own draws come from a generator seeded by
-    the fixture's position, so the scene's other draws stay as they were."""
+def _seating(spec: dict, kind: str, fill: float, cx: float, cy: float) -> np.ndarray | None:
+    """What fills the connection under a restoration (None: nothing, an open connection): the abutment
+    (``fill`` of the connecting part, as drawn) or a cover screw's / healing cap's shank (0.3 of it), a
+    screw in the internal thread, and the empty end of the thread below the screw's tip. Its own draws
+    come from a generator seeded by the fixture's position (and, only to mix the seed, the kind's name
+    length), so the scene's other draws stay as they were."""
     if kind == "none":
-        return 0.0
+        return None
     sub = np.random.default_rng([int(abs(cx) * 1e6) & 0xFFFFFFFF, int(abs(cy) * 1e6) & 0xFFFFFFFF, len(kind)])
     screw = float(sub.uniform(0.7, 0.9) if kind in ("abutment", "crown") else sub.uniform(0.55, 0.8))
     return seated_fill(spec, fill, screw, float(sub.uniform(0.5, 1.2)))
