@@ -152,7 +152,7 @@ def build_tables(spec: dict) -> Tables:
     void = np.zeros(n)
     void_shape = np.zeros(n, np.float32)
     kind = conn["kind"]
-    cdepth = float(conn.get("depth_mm", 2.0)) if kind != "external_hex" else 0.0
+    cdepth, screw, sl = _screw_hole(conn)
     plat = float(conn.get("platform_mm", 2.5)) / 2
     if kind == "conical":
         half = math.radians(float(conn.get("cone_angle_deg", 11.5)) / 2)
@@ -164,9 +164,7 @@ def build_tables(spec: dict) -> Tables:
         void_shape[m] = 1
         lead_in = m & (z < 0.3)
         void[lead_in] = plat + (0.3 - z[lead_in]) * 0.5
-    screw = float(conn.get("screw_mm", 1.8) or 0.0) / 2
     if screw > 0:
-        sl = 3.2 * screw + 1.0
         m = (z >= cdepth) & (z < cdepth + sl)
         tooth = np.abs(np.mod((z[m] - cdepth) / 0.35, 1.0) - 0.5) * 2
         void[m] = screw * (0.82 + 0.18 * tooth)
@@ -176,6 +174,14 @@ def build_tables(spec: dict) -> Tables:
     f32 = np.float32
     return Tables(z0, core.astype(f32), depth.astype(f32), env.astype(f32), region, phase.astype(f32),
                   void.astype(f32), void_shape, outer_shape, L, r_max, z_top)
+
+
+def _screw_hole(conn: dict) -> tuple[float, float, float]:
+    """Where a connection's internal screw thread starts (the connecting part's depth; 0 under an
+    external hex), its radius and its length, mm; a 0.3 mm narrower tip follows the thread."""
+    cdepth = float(conn.get("depth_mm", 2.0)) if conn["kind"] != "external_hex" else 0.0
+    screw = float(conn.get("screw_mm", 1.8) or 0.0) / 2
+    return cdepth, screw, 3.2 * screw + 1.0
 
 
 _TABLE_CACHE: dict[str, Tables] = {}
@@ -332,8 +338,6 @@ def seated_fill(spec: dict, connection: float, screw: float, gap_mm: float) -> n
     screw's tip stay empty: the radiolucent spot under the screw that shows on films."""
     tab = tables_for(spec)
     z = tab.z0 + (np.arange(len(tab.void)) + 0.5) * DZ
-    conn = spec["connection"]
-    cdepth = float(conn.get("depth_mm", 2.0)) if conn["kind"] != "external_hex" else 0.0
-    hole = cdepth + 3.2 * float(conn.get("screw_mm", 1.8) or 0.0) / 2 + 1.3  # thread + tip, as build_tables
-    tip = max(cdepth + 0.3, hole - gap_mm)
+    cdepth, _, thread = _screw_hole(spec["connection"])
+    tip = max(cdepth + 0.3, cdepth + thread + 0.3 - gap_mm)
     return np.where(z < cdepth, connection, np.where(z < tip, screw, 0.0)).astype(np.float32)
