@@ -5,6 +5,7 @@ check that rendering resumes per shard, training is seeded and resumes exactly, 
 exported ONNX file and the model card are what `onnx:PATH` and the docs promise.
 """
 
+import copy
 import json
 import shutil
 
@@ -264,3 +265,82 @@ def test_render_data_refuses_an_unknown_jitter(tmp_path):
     result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path), "--classes", "2", "--jitter", "wild"])
     assert result.exit_code != 0 and "--jitter" in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_a_shipped_model_imports_into_torch_and_its_norms_calibrate():
+    """`--init-from MODEL.onnx` rebuilds the torch net from the exported graph (BatchNorm folded into the
+    convolutions): eval mode gives the file's vectors; calibrated norms keep that and make train mode
+    (batch statistics) compute the same features on a batch like the calibration one."""
+    from raiox.vision.embedders import shipped_model
+    from raiox.vision.net import Exported, calibrate_norms, from_onnx
+
+    path = shipped_model("raiox-v1")
+    net = from_onnx(path)
+    x = torch.from_numpy(probe_batch())
+    want = run_onnx(path)
+    np.testing.assert_allclose(Exported(net).eval()(x).detach().numpy(), want, atol=1e-5)
+    batch = torch.from_numpy(np.random.default_rng(3).random((32, 1, 192, 64), dtype=np.float32))
+    net.eval()
+    before = net.blocks(net.stem(batch)).detach()
+    calibrate_norms(net, batch)
+    np.testing.assert_allclose(Exported(net).eval()(x).detach().numpy(), want, atol=1e-4)
+    net.train()
+    with torch.no_grad():
+        after = net.blocks(net.stem(batch))
+    assert torch.allclose(after, before, atol=1e-3 * float(before.abs().max()))
+    net.eval()  # and without calibration train mode is far off: the check above can fail
+    raw = from_onnx(path).train()
+    with torch.no_grad():
+        assert not torch.allclose(raw.blocks(raw.stem(batch)), before, atol=1e-3 * float(before.abs().max()))
+
+
+def test_fine_tuning_from_an_exported_model_imprints_the_class_centres(tmp_path, cli_run, monkeypatch):
+    """A run initialised from an ``.onnx`` starts every class centre at the mean direction of its
+    training crops under that model (not at random), so fine-tuning starts from the model's geometry."""
+    from torch.nn import functional as F
+
+    seen = {}
+    real = train_mod._from_shipped
+
+    def spy(cfg, net, arc, crops, labels, train_idx, gen):
+        out = real(cfg, net, arc, crops, labels, train_idx, gen)
+        seen["arc"], seen["net"] = arc.weight.detach().clone(), copy.deepcopy(out)  # before the step trains it
+        seen["crops"], seen["labels"], seen["idx"] = crops, labels, train_idx
+        return out
+
+    monkeypatch.setattr(train_mod, "_from_shipped", spy)
+    out = folder(tmp_path, cli_run / "data", "from-onnx")
+    train(TrainConfig(out=out, steps=1, init_from=cli_run / "raiox-v1.onnx", **TINY))
+    net, idx, labels = seen["net"].eval(), seen["idx"], seen["labels"]
+    with torch.no_grad():
+        emb = F.normalize(net(torch.from_numpy(seen["crops"][idx]).float().div(255)[:, None]), dim=1)
+    for c in np.unique(labels[idx]):
+        centre = F.normalize(emb[labels[idx] == c].sum(0), dim=0)
+        torch.testing.assert_close(seen["arc"][c], centre, atol=1e-4, rtol=1e-4)
+    assert json.loads((out / "train-state.json").read_text())["init_from"].endswith("raiox-v1.onnx")
+
+
+def test_a_wider_crop_trains_exports_and_is_cut_at_its_size(tmp_path):
+    """Crops rendered at another size (here 192 x 96) train a net whose ONNX input has that size; the
+    embedder then asks for canonical crops cut at it, and `analyze` cuts them so."""
+    from raiox.synth import demo_catalog, render_scene
+    from raiox.vision.embedders import OnnxEmbedder, crop_size
+    from raiox.vision.pipeline import analyze
+
+    assert render_dataset(tmp_path / "data", classes=2, per_class=2, seed=0, crop=(192, 96)) == 4
+    assert np.load(tmp_path / "data" / "shard-000.npz")["crops"].shape[1:] == (192, 96)
+    path = train(TrainConfig(out=tmp_path, steps=1, **TINY))
+    embedder = OnnxEmbedder(path, "wide")
+    assert crop_size(embedder) == (192, 96) and crop_size(get_embedder("raiox-v1")) == (192, 64)
+    shapes = []
+
+    class Spy:
+        model_id, dim, crop_size = "spy", 512, (192, 96)
+
+        def embed(self, crops):
+            shapes.extend(c.shape for c in crops)
+            return embedder.embed(crops)
+
+    scene = render_scene([demo_catalog()[0].spec], seed=2)
+    found = analyze(scene.image, Spy())
+    assert found and shapes == [(192, 96)] * len(found)

@@ -74,6 +74,7 @@ def embed_images(images: list[np.ndarray], embedder, whole_image: bool) -> list[
     Crops of all images are embedded in one batch; an image without a fixture is embedded whole
     (`embed_reference`, box None) when `whole_image`, else reported."""
     from raiox.vision import canonical_crop, embed_reference, locate
+    from raiox.vision.embedders import crop_size
 
     results: list = [None] * len(images)
     boxes, crops = {}, []
@@ -82,7 +83,7 @@ def embed_images(images: list[np.ndarray], embedder, whole_image: bool) -> list[
     for index, (image, found) in enumerate(zip(images, located, strict=True)):
         if found:
             boxes[index] = np.asarray(found[0].box, dtype=np.float32)
-            crops.append(canonical_crop(image, boxes[index]))
+            crops.append(canonical_crop(image, boxes[index], crop_size(embedder)))
         elif whole_image:
             results[index] = (None, np.asarray(embed_reference(image, embedder), dtype=np.float32))
         else:
@@ -224,11 +225,13 @@ class Reindexer:
 
     def _embed(self, decoded: list) -> np.ndarray:
         from raiox.vision import canonical_crop, embed_reference
+        from raiox.vision.embedders import crop_size
 
         vectors = np.zeros((len(decoded), EMBEDDING_DIM), dtype=np.float32)
         boxed = [i for i, (ref, _) in enumerate(decoded) if ref.box]
         if boxed:
-            crops = [canonical_crop(decoded[i][1], np.asarray(decoded[i][0].box, dtype=np.float32)) for i in boxed]
+            size = crop_size(self.embedder)
+            crops = [canonical_crop(decoded[i][1], np.asarray(decoded[i][0].box, dtype=np.float32), size) for i in boxed]
             vectors[boxed] = self.embedder.embed(crops)
         for i, (ref, image) in enumerate(decoded):
             if not ref.box:

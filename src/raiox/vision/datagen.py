@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from raiox.vision.canonical import canonical_crop
+from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 
 log = structlog.get_logger(__name__)
 FAMILY = 4  # look-alike family size: consecutive class ids share a base design
@@ -75,7 +75,8 @@ def run_shards(render, args: list[tuple], jobs: int = 1) -> list:
 
 
 def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 100, seed: int = 0, jobs: int = 1,
-                   size: tuple[int, int] = (288, 144), jitter: str = "gt") -> int:
+                   size: tuple[int, int] = (288, 144), jitter: str = "gt",
+                   crop: tuple[int, int] = (CROP_H, CROP_W)) -> int:
     """Render ``classes`` random systems x ``per_class`` crops into ``out/shard-*.npz`` (resumable).
 
     Shards are independent (each seeded by ``(seed, first class)``), so ``jobs`` processes render
@@ -84,10 +85,12 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
     """
     out.mkdir(parents=True, exist_ok=True)
     meta = {"classes": classes, "per_class": per_class, "seed": seed, "size": list(size),
-            "renderer": "raiox.synth.render_fixture_crop", "jitter": jitter}
+            "renderer": "raiox.synth.render_fixture_crop", "jitter": jitter,
+            "crop": list(crop)}
     (out / "meta.json").write_text(json.dumps(meta))
     todo = [s for s in range(0, classes, shard_size) if not (out / f"shard-{s // shard_size:03d}.npz").exists()]
-    args = [(out, s, min(shard_size, classes - s), shard_size, per_class, seed, tuple(size), jitter) for s in todo]
+    args = [(out, s, min(shard_size, classes - s), shard_size, per_class, seed, tuple(size), jitter, tuple(crop))
+            for s in todo]
     run_shards(_render_shard, args, jobs)
     total = sum(len(np.load(p)["labels"]) for p in sorted(out.glob("shard-*.npz")))
     (out / "meta.json").write_text(json.dumps({**meta, "crops": total}))
@@ -95,7 +98,7 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
 
 
 def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class: int, seed: int,
-                  size: tuple[int, int], jitter: str = "gt") -> int:
+                  size: tuple[int, int], jitter: str = "gt", crop: tuple[int, int] = (CROP_H, CROP_W)) -> int:
     """One shard: ``count`` systems (labels ``first..first+count-1``) x ``per_class`` crops."""
     from raiox.synth import demo_catalog, render_fixture_crop, validate_spec, with_size
 
@@ -125,7 +128,7 @@ def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class:
                 log.warning("datagen.skip", error=str(exc))
                 continue
             box = JITTERS[jitter](sc.boxes[0], rng) if rng.random() < 0.8 else sc.boxes[0]
-            crops.append((canonical_crop(sc.image, box) * 255).round().astype(np.uint8))
+            crops.append((canonical_crop(sc.image, box, crop) * 255).round().astype(np.uint8))
             labels.append(first + k)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, crops=np.stack(crops), labels=np.array(labels, np.int32))

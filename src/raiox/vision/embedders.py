@@ -1,10 +1,12 @@
 """Embedding backends, chosen by a spec string (``RAIOX_EMBEDDER``).
 
-- ``raiox-v1`` (default), ``raiox-v0``: ONNX models shipped in ``raiox/vision/models``.
+- ``raiox-v2`` (default), ``raiox-v1``, ``raiox-v0``: ONNX models shipped in ``raiox/vision/models``.
 - ``onnx:PATH``: any ONNX image encoder. Input: one float32 tensor (N, C, H, W), C = 1 or 3
   (grayscale is repeated), values in [0, 1] (canonical crop: metal bright, platform up); any
   normalisation must be inside the graph. Output: first output, (N, D) float32; rows are
-  L2-normalised here. H and W are read from the model (fixed sizes) or default to 192 x 64.
+  L2-normalised here. H and W are read from the model (fixed sizes) or default to 192 x 64. A
+  one-channel model with fixed H and W gets the canonical crop cut at that size (``crop_size``);
+  any other model gets the 192 x 64 canonical crop, padded to its aspect and resampled.
 - ``open_clip:MODEL/TAG``: an open_clip image tower run with torch (optional extra); TAG
   ``none`` builds it untrained (``pretrained=None``). Weights are never downloaded here: TAG must
   name weights already in the local open_clip cache.
@@ -39,6 +41,11 @@ class Embedder(Protocol):
     dim: int
 
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+def crop_size(embedder) -> tuple[int, int]:
+    """(rows, cols) of the canonical crop ``embedder`` takes (default 192 x 64)."""
+    return tuple(getattr(embedder, "crop_size", (CROP_H, CROP_W)))
 
 
 def fit_crop(crop: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -81,6 +88,9 @@ class OnnxEmbedder:
         self.channels = shape[1] if isinstance(shape[1], int) else 1
         self.height = shape[2] if isinstance(shape[2], int) else CROP_H
         self.width = shape[3] if isinstance(shape[3], int) else CROP_W
+        # a fixture net (one channel, fixed size) sees the canonical crop cut at its own input size
+        fixed = all(isinstance(v, int) for v in shape[1:4])
+        self.crop_size = (self.height, self.width) if fixed and self.channels == 1 else (CROP_H, CROP_W)
         self.model_id = model_id
         out = self.session.get_outputs()[0].shape
         self.dim = out[1] if len(out) == 2 and isinstance(out[1], int) else self._probe_dim()
@@ -198,5 +208,5 @@ def _build(spec: str) -> Embedder:
         log.warning("embedder.fallback", wanted=spec, using=FALLBACK_EMBEDDER, reason="trained model not shipped yet")
         return _build(FALLBACK_EMBEDDER)
     if path is None:
-        raise ValueError(f"unknown embedder {spec!r}: use raiox-v1, onnx:PATH or open_clip:MODEL/TAG")
+        raise ValueError(f"unknown embedder {spec!r}: use raiox-v2, raiox-v1, onnx:PATH or open_clip:MODEL/TAG")
     return OnnxEmbedder(path, model_id=spec)

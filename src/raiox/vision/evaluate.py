@@ -24,7 +24,7 @@ import numpy as np
 
 from raiox.vision.canonical import canonical_crop
 from raiox.vision.detect import box_iou, locate
-from raiox.vision.embedders import fit_crop, get_embedder, l2_normalise
+from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
 
 CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")
 RENDER_ITEM = 2  # version of render_item's draws (part of every cache fingerprint)
@@ -48,8 +48,8 @@ def condition(name: str, rng: np.random.Generator) -> dict:
     return hard_conditions(name, rng)
 
 
-def _crop_of(image: np.ndarray, box) -> np.ndarray:
-    return canonical_crop(image, box)
+def _crop_of(image: np.ndarray, box, size: tuple[int, int]) -> np.ndarray:
+    return canonical_crop(image, box, size)
 
 
 def match(found, truth, threshold: float = 0.5) -> list[tuple[int, int]]:
@@ -172,7 +172,9 @@ class Sets:
     loc: dict
 
 
-def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True) -> Sets:
+def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
+               size: tuple[int, int] = (192, 64)) -> Sets:
+    """The evaluation's sets; crops are cut at ``size`` (the embedder's ``crop_size``)."""
     from raiox.synth import demo_catalog
 
     systems = demo_catalog()[: cfg.limit_systems]
@@ -197,8 +199,8 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True) 
         if cond == "reference":
             h, w = image.shape
             box = found[0].box if found else np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-            gallery.append(_crop_of(image, box))
-            oracle_g.append(_crop_of(image, boxes[0]))
+            gallery.append(_crop_of(image, box, size))
+            oracle_g.append(_crop_of(image, boxes[0], size))
             g_lab.append(labels[0])
             restored += _gallery_ref(key).prosthesis != "none"
             continue
@@ -211,10 +213,10 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True) 
             if j in hit:
                 det = found[hit[j]]
                 loc["platform_ok"] += platform_ok(det.box, boxes[j])
-                queries.append(_crop_of(image, det.box))
+                queries.append(_crop_of(image, det.box, size))
             else:
                 queries.append(None)  # not localised: a retrieval miss for every method
-            oracle_q.append(_crop_of(image, boxes[j]))
+            oracle_q.append(_crop_of(image, boxes[j], size))
             q_lab.append(label)
             q_cond.append(cond)
     return Sets(systems, gallery, np.array(g_lab), restored, queries, np.array(q_lab), q_cond, oracle_g, oracle_q, loc)
@@ -279,7 +281,7 @@ def scores(order, q_lab, valid, q_cond, groups) -> dict:
 def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) -> dict:
     embedder = get_embedder(cfg.embedder)
     t0 = time.time()
-    sets = build_sets(cfg, cache, render)
+    sets = build_sets(cfg, cache, render, crop_size(embedder))
     systems, gallery, g_lab, queries, q_lab, q_cond = sets.systems, sets.gallery, sets.g_lab, sets.queries, sets.q_lab, sets.q_cond
     systems_used = len(set(g_lab.tolist()))
     valid = [q is not None for q in queries]
@@ -313,7 +315,7 @@ def speed(embedder, repeats: int = 20) -> dict:
     from raiox.vision.pipeline import analyze
 
     cv2.setNumThreads(1)
-    crop = np.random.default_rng(0).random((192, 64), dtype=np.float32)
+    crop = np.random.default_rng(0).random(crop_size(embedder), dtype=np.float32)
     embedder.embed([crop])
     t = time.perf_counter()
     for _ in range(repeats):

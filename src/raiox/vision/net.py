@@ -76,3 +76,60 @@ class ArcFace(nn.Module):
         target = torch.cos(torch.acos(cos.gather(1, labels[:, None])) + self.margin)
         logits = cos.scatter(1, labels[:, None], target) * self.scale
         return F.cross_entropy(logits, labels)
+
+
+def from_onnx(path) -> FixtureNet:
+    """A ``FixtureNet`` holding the weights of an exported (serving) graph, to fine-tune a shipped model.
+
+    The export folds each convolution's BatchNorm into the convolution (weight and bias): the weight goes
+    back into the convolution, the bias into the BatchNorm's shift (unit scale, zero mean, unit variance),
+    so the net in eval mode computes what the file does; ``calibrate_norms`` then makes train mode agree.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    net = FixtureNet()
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    pairs = [(m, bn) for m, bn in _conv_norm_pairs(net)]
+    if len(convs) != len(pairs):
+        raise ValueError(f"{path}: {len(convs)} convolutions, the net has {len(pairs)}")
+    with torch.no_grad():
+        for node, (conv, norm) in zip(convs, pairs):
+            conv.weight.copy_(weights[node.input[1]])
+            norm.reset_running_stats()
+            norm.weight.fill_(1.0), norm.running_var.fill_(1.0 - norm.eps)
+            norm.bias.copy_(weights[node.input[2]])
+        head = {k.removeprefix("net.head."): v for k, v in weights.items() if k.startswith("net.head.")}
+        net.head.load_state_dict(head, strict=False)
+    return net
+
+
+def _conv_norm_pairs(net: nn.Module):
+    """(Conv2d, the BatchNorm2d right after it) in the order the forward pass runs them."""
+    mods = list(net.modules())
+    return [(m, mods[i + 1]) for i, m in enumerate(mods[:-1]) if isinstance(m, nn.Conv2d) and isinstance(mods[i + 1], nn.BatchNorm2d)]
+
+
+def calibrate_norms(net: FixtureNet, x: torch.Tensor) -> None:
+    """Set every convolution's BatchNorm so that train mode (batch statistics) computes on batches like
+    ``x`` what eval mode computes now: scale = the channel's spread, shift += its mean, and the running
+    statistics to match (eval mode unchanged)."""
+    seen = {}
+    hooks = [norm.register_forward_hook(lambda m, inp, out, key=id(norm): seen.__setitem__(key, inp[0]))
+             for _, norm in _conv_norm_pairs(net)]
+    net.eval()
+    with torch.no_grad():
+        net(x)
+        for h in hooks:
+            h.remove()
+        for _, norm in _conv_norm_pairs(net):
+            z = seen[id(norm)]
+            zn = (z - norm.running_mean[None, :, None, None]) / torch.sqrt(norm.running_var + norm.eps)[None, :, None, None]
+            zn = zn * norm.weight[None, :, None, None] + norm.bias[None, :, None, None]  # what eval mode outputs
+            mean, std = z.mean((0, 2, 3)), z.var((0, 2, 3), unbiased=False).add(norm.eps).sqrt()
+            out_mean, out_std = zn.mean((0, 2, 3)), zn.std((0, 2, 3), unbiased=False)
+            # new eval mode: (z - mean) / std * out_std + out_mean == the old output (affine in z per channel)
+            norm.running_mean.copy_(mean), norm.running_var.copy_(std**2 - norm.eps)
+            norm.weight.copy_(out_std), norm.bias.copy_(out_mean)

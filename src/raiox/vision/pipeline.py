@@ -9,7 +9,7 @@ import numpy as np
 
 from raiox.vision.canonical import canonical_crop
 from raiox.vision.detect import Detection, locate, orient_box
-from raiox.vision.embedders import Embedder
+from raiox.vision.embedders import Embedder, crop_size
 
 
 @dataclass
@@ -38,7 +38,7 @@ def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None
         found = [Detection(as_box(image, b), 1.0) for b in boxes]
     if not found:
         return []
-    vectors = embedder.embed([canonical_crop(image, d.box) for d in found])
+    vectors = embedder.embed([canonical_crop(image, d.box, crop_size(embedder)) for d in found])
     return [FixtureEmbedding(d.box, d.confidence, v) for d, v in zip(found, vectors)]
 
 

@@ -60,15 +60,15 @@ def augment(x, gen):
     import torch
     from torch.nn import functional as F
 
-    n = x.shape[0]
+    n, aspect = x.shape[0], x.shape[2] / x.shape[3]
     r = lambda *s: torch.rand(*s, generator=gen)
     x = torch.where(r(n, 1, 1, 1) < 0.5, x.flip(3), x)
     ang = (r(n) - 0.5) * math.radians(8)
     sc = 1 + (r(n) - 0.5) * 0.16
     tx, ty = (r(n) - 0.5) * 0.08, (r(n) - 0.5) * 0.06
     theta = torch.stack([
-        torch.stack([torch.cos(ang) * sc, -torch.sin(ang) * sc * 3, tx], 1),
-        torch.stack([torch.sin(ang) * sc / 3, torch.cos(ang) * sc, ty], 1),
+        torch.stack([torch.cos(ang) * sc, -torch.sin(ang) * sc * aspect, tx], 1),
+        torch.stack([torch.sin(ang) * sc / aspect, torch.cos(ang) * sc, ty], 1),
     ], 1)
     x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
     x = x.clamp(0, 1) ** torch.exp((r(n, 1, 1, 1) - 0.5) * 0.8)
@@ -129,12 +129,14 @@ def train(cfg: TrainConfig) -> Path:
     n_classes = cfg.classes or max(_planned_classes(cfg.out / "data"), int(labels.max()) + 1)
     train_lab = torch.from_numpy(labels[train_idx].astype(np.int64))
     net, arc = FixtureNet().to(cfg.device), ArcFace(n_classes, scale=cfg.scale, margin=cfg.margin).to(cfg.device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    saved = torch.load(cfg.out / "ckpt.pt", map_location=cfg.device, weights_only=False) if (cfg.out / "ckpt.pt").exists() else None
+    if saved is None and cfg.init_from and Path(cfg.init_from).suffix == ".onnx":
+        net = _from_shipped(cfg, net, arc, crops, labels, train_idx, gen)
     params = list(net.parameters()) + list(arc.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
     state = {"step": 0, "history": []}
     ckpt = cfg.out / "ckpt.pt"
-    saved = torch.load(ckpt, map_location=cfg.device, weights_only=False) if ckpt.exists() else None
     restart = bool(saved and cfg.restart_schedule)
     # the schedule in force starts at the last restart (a plain resume continues that one, not a fresh one)
     start = saved["state"]["step"] if restart else (saved["state"].get("restarts") or [0])[-1] if saved else 0
@@ -157,6 +159,9 @@ def train(cfg: TrainConfig) -> Path:
         state = saved["state"]
         state.setdefault("restarts", []).extend([start] if restart else [])
         log.info("train.resume", step=state["step"], new_schedule=restart)
+    elif cfg.init_from and Path(cfg.init_from).suffix == ".onnx":  # loaded above, before the optimiser
+        state["init_from"] = str(cfg.init_from)
+        log.info("train.init", model=str(cfg.init_from))
     elif cfg.init_from:
         init = torch.load(cfg.init_from, map_location=cfg.device, weights_only=False)
         net.load_state_dict(init["net"])
@@ -189,9 +194,33 @@ def train(cfg: TrainConfig) -> Path:
             log.info("train.checkpoint", **state["history"][-1])
             _save(ckpt, net, arc, opt, sched, gen, state, losses[-100:])
             last_save = time.time()
-    onnx_path = export(net, cfg.out / f"{cfg.model_name}.onnx")
+    onnx_path = export(net, cfg.out / f"{cfg.model_name}.onnx", crops.shape[1:])
     (cfg.out / "train-state.json").write_text(json.dumps({"config": _brief(cfg), **state}, indent=2))
     return onnx_path
+
+
+def _from_shipped(cfg: TrainConfig, net, arc, crops, labels, train_idx, gen):
+    """Start from an exported model (``.onnx``): its weights, BatchNorms calibrated on a batch of this data,
+    and every class centre imprinted with the mean embedding of its training crops (so the fine-tuning
+    starts from the model's own geometry, not from random centres)."""
+    import torch
+    from torch.nn import functional as F
+
+    from raiox.vision.net import calibrate_norms, from_onnx
+
+    net = from_onnx(cfg.init_from).to(cfg.device)
+    pick = torch.randint(0, len(train_idx), (256,), generator=gen).numpy()
+    calibrate_norms(net, torch.from_numpy(crops[train_idx[pick]]).float().div_(255)[:, None].to(cfg.device))
+    net.eval()
+    sums = torch.zeros_like(arc.weight)
+    with torch.no_grad():
+        for i in range(0, len(train_idx), 512):
+            idx = train_idx[i : i + 512]
+            emb = F.normalize(net(torch.from_numpy(crops[idx]).float().div_(255)[:, None].to(cfg.device)), dim=1)
+            sums.index_add_(0, torch.from_numpy(labels[idx].astype(np.int64)).to(cfg.device), emb)
+        seen = sums.norm(dim=1) > 0
+        arc.weight[seen] = F.normalize(sums[seen], dim=1)
+    return net
 
 
 def _carry_class_rows(arc, weight) -> None:
@@ -242,8 +271,9 @@ def _brief(cfg: TrainConfig) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
 
 
-def export(net, path: Path) -> Path:
-    """Write the serving graph (N, 1, 192, 64) -> (N, 512) and check it against torch."""
+def export(net, path: Path, size: tuple[int, int] | None = None) -> Path:
+    """Write the serving graph (N, 1, H, W) -> (N, 512) and check it against torch; (H, W) = ``size``, the
+    training crops' (default: the canonical crop, 192 x 64)."""
     import onnxruntime as ort
     import torch
 
@@ -251,7 +281,7 @@ def export(net, path: Path) -> Path:
     from raiox.vision.net import Exported
 
     model = Exported(net.cpu()).eval()
-    probe = torch.rand(3, 1, CROP_H, CROP_W)
+    probe = torch.rand(3, 1, *(size or (CROP_H, CROP_W)))
     torch.onnx.export(model, probe, str(path), input_names=["image"], output_names=["embedding"],
                       dynamic_axes={"image": {0: "N"}, "embedding": {0: "N"}}, opset_version=17, dynamo=False)
     with torch.no_grad():
