@@ -330,6 +330,9 @@ def test_a_wider_crop_trains_exports_and_is_cut_at_its_size(tmp_path):
     assert render_dataset(tmp_path / "data", classes=2, per_class=2, seed=0, crop=(192, 96)) == 4
     assert np.load(tmp_path / "data" / "shard-000.npz")["crops"].shape[1:] == (192, 96)
     path = train(TrainConfig(out=tmp_path, steps=1, **TINY))
+    from raiox.vision.card import write_card
+
+    assert "Input `image`: float32 (N, 1, 192, 96)" in write_card(tmp_path, path).read_text()
     embedder = OnnxEmbedder(path, "wide")
     assert crop_size(embedder) == (192, 96) and crop_size(get_embedder("raiox-v1")) == (192, 64)
     shapes = []
@@ -344,3 +347,9 @@ def test_a_wider_crop_trains_exports_and_is_cut_at_its_size(tmp_path):
     scene = render_scene([demo_catalog()[0].spec], seed=2)
     found = analyze(scene.image, Spy())
     assert found and shapes == [(192, 96)] * len(found)
+
+
+def test_render_data_refuses_a_crop_the_net_cannot_pool(tmp_path):
+    result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path), "--classes", "1", "--crop", "224x96"])
+    assert result.exit_code != 0 and "192 or 384 rows" in result.output
+    assert not (tmp_path / "data").exists()

@@ -24,7 +24,7 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
         f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; file `{onnx_path.name}`, "
         f"{onnx_path.stat().st_size / 1e6:.1f} MB, sha256 `{digest[:16]}...`.",
         "- Task: embed one canonical implant-fixture crop so crops of the same implant system land closest.",
-        "- Input `image`: float32 (N, 1, 192, 64) in [0, 1], the `raiox.vision.canonical_crop` output "
+        f"- Input `image`: float32 (N, 1, {_input_size(onnx_path)}) in [0, 1], the `raiox.vision.canonical_crop` output "
         "(long axis vertical, platform up, metal bright, zero outside the fixture). "
         "Output `embedding`: (N, 512) float32, L2-normalised; the graph averages the crop and its mirror image.",
         "- Network: compact residual CNN (5x5 stride-2 stem, three residual stages 32/64/128, "
@@ -52,6 +52,13 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
     card = out / f"{name}.md"
     card.write_text("\n".join(lines) + "\n")
     return card
+
+
+def _input_size(onnx_path: Path) -> str:
+    import onnx
+
+    dims = onnx.load(str(onnx_path)).graph.input[0].type.tensor_type.shape.dim[2:]
+    return ", ".join(str(d.dim_value) for d in dims)
 
 
 def _lineage(state: dict) -> str:

@@ -21,6 +21,7 @@ def render_data(
     jobs: int = typer.Option(1, help="processes rendering shards in parallel"),
     jitter: str = typer.Option("gt", help="box errors of the crops: gt (small Gaussian) or located (the localiser's, "
                                           "long tails included)"),
+    crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS (the embedder's input; rows 192 or 384)"),
 ) -> None:
     """Pre-render canonical training crops of random systems, disjoint from the demo catalog."""
     from raiox.vision.datagen import JITTERS, render_dataset
@@ -28,8 +29,15 @@ def render_data(
     if jitter not in JITTERS:
         raise typer.BadParameter(f"--jitter must be one of {', '.join(JITTERS)}")
     total = render_dataset(out / "data", classes=classes, per_class=per_class, shard_size=shard_size, seed=seed,
-                           jobs=jobs, jitter=jitter)
+                           jobs=jobs, jitter=jitter, crop=_crop_size(crop))
     typer.echo(f"{total} crops in {out / 'data'}")
+
+
+def _crop_size(text: str) -> tuple[int, int]:
+    rows, _, cols = text.lower().partition("x")
+    if not (rows.isdigit() and cols.isdigit()) or int(rows) not in (192, 384) or int(cols) < 16:
+        raise typer.BadParameter(f"--crop must be ROWSxCOLS with 192 or 384 rows (the net pools to 12 rows), got {text!r}")
+    return int(rows), int(cols)
 
 
 @app.command()
@@ -45,17 +53,21 @@ def train(
     per_class: int = typer.Option(10),
     install: bool = typer.Option(False, help="copy the model and card into the package (raiox/vision/models)"),
     restart_schedule: bool = typer.Option(False, help="on resume keep the weights but start a new warm-up + cosine to --steps"),
-    init_from: Path = typer.Option(None, help="start a new run from this checkpoint's network weights (fine-tune)"),
+    init_from: Path = typer.Option(None, help="start a new run from this checkpoint's network weights (fine-tune), or "
+                                              "from an exported model (.onnx: its weights, class centres imprinted)"),
     jobs: int = typer.Option(1, help="processes rendering training data in parallel"),
+    crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS of data rendered here (see render-data)"),
+    name: str = typer.Option("raiox-v1", help="model name: OUT/NAME.onnx and NAME.md (the embedder id once installed)"),
 ) -> None:
     """Train the fixture embedder with ArcFace on synthetic renders; resumable; writes ONNX + card."""
     from raiox.vision.card import write_card
     from raiox.vision.datagen import render_dataset
     from raiox.vision.train import TrainConfig, train as run
 
-    render_dataset(out / "data", classes=classes, per_class=per_class, seed=seed, jobs=jobs)  # no-op when done
+    render_dataset(out / "data", classes=classes, per_class=per_class, seed=seed, jobs=jobs,
+                   crop=_crop_size(crop))  # no-op when done
     cfg = TrainConfig(out=out, steps=steps, batch=batch, lr=lr, seed=seed, device=device, threads=threads,
-                      restart_schedule=restart_schedule, init_from=init_from)
+                      restart_schedule=restart_schedule, init_from=init_from, model_name=name)
     onnx_path = run(cfg)
     card = write_card(out, onnx_path)
     typer.echo(f"wrote {onnx_path} and {card}")
