@@ -61,6 +61,8 @@ def test_runtime_env_file_carries_the_settings_and_secrets():
     assert env["RAIOX_S3_ENDPOINT"] == "https://nyc3.digitaloceanspaces.com"
     assert env["RAIOX_WEBHOOK_SECRET"] == "w" and env["RAIOX_SMTP_PASSWORD"] == "p"
     assert env["RAIOX_DATABASE_URL"].endswith("sslmode=require")
+    # the embedding model is pinned: a release whose default model changed must not switch the live catalog's
+    assert env["RAIOX_EMBEDDER"] == "raiox-v1"
 
 
 def test_pg_hba_admits_each_role_from_its_hosts_only():

@@ -3,6 +3,7 @@ import pytest
 
 from raiox.vision import Detection, FixtureEmbedding, analyze, canonical_crop, embed_reference, get_embedder, locate
 from raiox.vision.detect import box_iou
+from raiox.vision.embedders import crop_size
 from raiox.vision.interim import build_interim
 
 from .standin import Fixture, render
@@ -33,7 +34,8 @@ def test_embed_shape_norm_and_determinism(embedder):
 
 
 def test_default_embedder_is_shipped_model(embedder):
-    assert embedder.model_id in ("raiox-v1", "raiox-v0")
+    assert embedder.model_id == "raiox-v2"  # shipped: no fallback to the random projection
+    assert crop_size(embedder) == (192, 96)  # it takes the canonical crop at its own input size
     assert get_embedder() is embedder  # cached
 
 

@@ -30,7 +30,7 @@ import structlog
 from raiox.vision.canonical import CROP_H, CROP_W
 
 log = structlog.get_logger(__name__)
-DEFAULT_EMBEDDER = "raiox-v1"
+DEFAULT_EMBEDDER = "raiox-v2"
 FALLBACK_EMBEDDER = "raiox-v0"
 BATCH = 64
 
