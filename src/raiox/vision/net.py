@@ -1,4 +1,4 @@
-"""The raiox-v1 embedding network (torch; the ``train`` extra). Never imported when serving."""
+"""The raiox-v1 / raiox-v2 embedding network (torch; the ``train`` extra). Never imported when serving."""
 
 from __future__ import annotations
 
@@ -92,14 +92,15 @@ def from_onnx(path) -> FixtureNet:
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
     net = FixtureNet()
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    pairs = [(m, bn) for m, bn in _conv_norm_pairs(net)]
+    pairs = _conv_norm_pairs(net)
     if len(convs) != len(pairs):
         raise ValueError(f"{path}: {len(convs)} convolutions, the net has {len(pairs)}")
     with torch.no_grad():
         for node, (conv, norm) in zip(convs, pairs):
             conv.weight.copy_(weights[node.input[1]])
-            norm.reset_running_stats()
-            norm.weight.fill_(1.0), norm.running_var.fill_(1.0 - norm.eps)
+            norm.reset_running_stats()  # zero mean; unit variance once eps is added back below
+            norm.running_var.fill_(1.0 - norm.eps)
+            norm.weight.fill_(1.0)
             norm.bias.copy_(weights[node.input[2]])
         head = {k.removeprefix("net.head."): v for k, v in weights.items() if k.startswith("net.head.")}
         net.head.load_state_dict(head, strict=False)
@@ -131,5 +132,7 @@ def calibrate_norms(net: FixtureNet, x: torch.Tensor) -> None:
             mean, std = z.mean((0, 2, 3)), z.var((0, 2, 3), unbiased=False).add(norm.eps).sqrt()
             out_mean, out_std = zn.mean((0, 2, 3)), zn.std((0, 2, 3), unbiased=False)
             # new eval mode: (z - mean) / std * out_std + out_mean == the old output (affine in z per channel)
-            norm.running_mean.copy_(mean), norm.running_var.copy_(std**2 - norm.eps)
-            norm.weight.copy_(out_std), norm.bias.copy_(out_mean)
+            norm.running_mean.copy_(mean)
+            norm.running_var.copy_(std**2 - norm.eps)
+            norm.weight.copy_(out_std)
+            norm.bias.copy_(out_mean)

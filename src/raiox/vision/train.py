@@ -1,10 +1,11 @@
 """Metric-learning training of the fixture embedder (torch; the ``train`` extra).
 
-Data: uint8 canonical crops in ``OUT/data/shard-*.npz`` (``crops`` (n, 192, 64), ``labels`` (n,))
-made by :mod:`raiox.vision.datagen` from random specs (never the demo catalog systems).
+Data: uint8 canonical crops in ``OUT/data/shard-*.npz`` (``crops`` (n, H, W), ``labels`` (n,); H x W is the
+net's input size, 192 x 64 or 192 x 96) made by :mod:`raiox.vision.datagen` from random specs (never the demo
+catalog systems). A run starts from scratch, from a checkpoint's weights, or from an exported model (``.onnx``).
 Training: ArcFace over the training systems, on-line augmentation, AdamW + cosine schedule.
 Checkpoints go to ``OUT/ckpt.pt`` every few minutes; a rerun resumes from there. The result is
-``OUT/raiox-v1.onnx`` (mirror-averaged, L2-normalised) and ``OUT/raiox-v1.md`` (model card).
+``OUT/NAME.onnx`` (mirror-averaged, L2-normalised; NAME ``model_name``, default raiox-v1) and the model card.
 """
 
 from __future__ import annotations
@@ -130,13 +131,14 @@ def train(cfg: TrainConfig) -> Path:
     train_lab = torch.from_numpy(labels[train_idx].astype(np.int64))
     net, arc = FixtureNet().to(cfg.device), ArcFace(n_classes, scale=cfg.scale, margin=cfg.margin).to(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)
-    saved = torch.load(cfg.out / "ckpt.pt", map_location=cfg.device, weights_only=False) if (cfg.out / "ckpt.pt").exists() else None
-    if saved is None and cfg.init_from and Path(cfg.init_from).suffix == ".onnx":
+    ckpt = cfg.out / "ckpt.pt"
+    saved = torch.load(ckpt, map_location=cfg.device, weights_only=False) if ckpt.exists() else None
+    from_model = saved is None and cfg.init_from is not None and Path(cfg.init_from).suffix == ".onnx"
+    if from_model:  # before the optimiser: the net is replaced
         net = _from_shipped(cfg, net, arc, crops, labels, train_idx, gen)
     params = list(net.parameters()) + list(arc.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"step": 0, "history": []}
-    ckpt = cfg.out / "ckpt.pt"
     restart = bool(saved and cfg.restart_schedule)
     # the schedule in force starts at the last restart (a plain resume continues that one, not a fresh one)
     start = saved["state"]["step"] if restart else (saved["state"].get("restarts") or [0])[-1] if saved else 0
@@ -159,7 +161,7 @@ def train(cfg: TrainConfig) -> Path:
         state = saved["state"]
         state.setdefault("restarts", []).extend([start] if restart else [])
         log.info("train.resume", step=state["step"], new_schedule=restart)
-    elif cfg.init_from and Path(cfg.init_from).suffix == ".onnx":  # loaded above, before the optimiser
+    elif from_model:
         state["init_from"] = str(cfg.init_from)
         log.info("train.init", model=str(cfg.init_from))
     elif cfg.init_from:
