@@ -267,6 +267,24 @@ def test_render_data_refuses_an_unknown_jitter(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+def test_an_exported_model_without_the_nets_weights_is_refused(tmp_path):
+    import onnx
+
+    from raiox.vision.embedders import shipped_model
+    from raiox.vision.interim import build_interim
+    from raiox.vision.net import from_onnx
+
+    model = onnx.load(str(shipped_model("raiox-v1")))
+    kept = [i for i in model.graph.initializer if not i.name.startswith("net.head.2.")]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    onnx.save(model, str(tmp_path / "headless.onnx"))
+    with pytest.raises(ValueError, match="no head weights"):
+        from_onnx(tmp_path / "headless.onnx")
+    with pytest.raises(ValueError, match="convolutions"):
+        from_onnx(build_interim(tmp_path / "other.onnx", seed=1))
+
+
 def test_a_shipped_model_imports_into_torch_and_its_norms_calibrate():
     """`--init-from MODEL.onnx` rebuilds the torch net from the exported graph (BatchNorm folded into the
     convolutions): eval mode gives the file's vectors; calibrated norms keep that and make train mode

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from raiox.vision.canonical import canonical_crop
+from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 from raiox.vision.detect import box_iou, locate
 from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
 
@@ -173,7 +173,7 @@ class Sets:
 
 
 def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
-               size: tuple[int, int] = (192, 64)) -> Sets:
+               size: tuple[int, int] = (CROP_H, CROP_W)) -> Sets:
     """The evaluation's sets; crops are cut at ``size`` (the embedder's ``crop_size``)."""
     from raiox.synth import demo_catalog
 

@@ -103,7 +103,9 @@ def from_onnx(path) -> FixtureNet:
             norm.weight.fill_(1.0)
             norm.bias.copy_(weights[node.input[2]])
         head = {k.removeprefix("net.head."): v for k, v in weights.items() if k.startswith("net.head.")}
-        net.head.load_state_dict(head, strict=False)
+        missing = net.head.load_state_dict(head, strict=False).missing_keys  # the file has no batch counter
+        if any(not k.endswith("num_batches_tracked") for k in missing):
+            raise ValueError(f"{path}: no head weights for {missing}")
     return net
 
 
