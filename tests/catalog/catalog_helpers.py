@@ -38,8 +38,18 @@ async def add_system(session, system_id: str, vectors: np.ndarray, model_id: str
     await session.flush()
 
 
-def exact_top(query: np.ndarray, systems: dict[str, np.ndarray], k: int) -> list[tuple[str, float]]:
-    """Max cosine similarity per system, best first (ties by id), computed in numpy."""
+def exact_top(query: np.ndarray, systems: dict[str, np.ndarray], k: int, references: int = 2) -> list[tuple[str, float]]:
+    """Mean cosine similarity of each system's ``references`` closest vectors, best first (ties by id), in numpy."""
     q = unit(query)[0]
-    scores = {sid: float(np.max(unit(vecs) @ q)) for sid, vecs in systems.items()}
+    scores = {sid: float(np.sort(unit(vecs) @ q)[::-1][:references].mean()) for sid, vecs in systems.items()}
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+def at_similarity(query: np.ndarray, cosines, rng: np.random.Generator) -> np.ndarray:
+    """Unit vectors at exactly these cosine similarities to the unit vector ``query``."""
+    out = []
+    for c in cosines:
+        u = rng.standard_normal(len(query))
+        u -= (u @ query) * query
+        out.append(c * query + np.sqrt(1 - c * c) * u / np.linalg.norm(u))
+    return np.stack(out)

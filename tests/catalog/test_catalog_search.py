@@ -1,4 +1,4 @@
-"""Search: cosine top-k per system, active systems only, never mixing models, full recall under filters."""
+"""Search: systems scored by their two closest references, active systems only, never mixing models, full recall."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from raiox.catalog.search import exact_search, search_systems
 from raiox.catalog.vector_index import create_index_sql, ensure_vector_index, index_name
-from catalog_helpers import DIM, add_system, exact_top, unit
+from catalog_helpers import DIM, add_system, at_similarity, exact_top, unit
 
 MODEL = "raiox-v1"
 
@@ -80,11 +80,12 @@ async def test_best_reference_is_reported_and_models_are_never_mixed(session, rn
     query = unit(rng.standard_normal(DIM))[0]
     near = np.stack([query + 0.005 * rng.standard_normal(DIM), rng.standard_normal(DIM)])
     await add_system(session, "alpha", near, MODEL)
+    expected = float((unit(near) @ query).mean())  # the mean of its two references' similarities
     await add_system(session, "beta", rng.standard_normal((2, DIM)), MODEL)
     await add_system(session, "beta", np.repeat(query[None], 1, axis=0) + 0.001, "raiox-v0")
     await ensure_vector_index(session, "raiox-v0")
     found = await search_systems(session, query, MODEL, 2)
-    assert found[0].system_id == "alpha" and found[0].score > 0.9
+    assert found[0].system_id == "alpha" and found[0].score == pytest.approx(expected, abs=1e-4)
     from raiox.models import ReferenceImage
 
     best = await session.get(ReferenceImage, found[0].reference_image_id)
@@ -93,6 +94,24 @@ async def test_best_reference_is_reported_and_models_are_never_mixed(session, rn
     assert [c.system_id for c in other] == ["beta"] and other[0].score > 0.99
     assert await search_systems(session, query, "unknown-model", 5) == []
     assert [c.system_id for c in await exact_search(session, query, MODEL, 2)] == [c.system_id for c in found]
+
+
+async def test_a_system_with_two_close_references_outranks_one_chance_resemblance(session, rng):
+    """Fifteen systems each hold one reference almost identical to the query and one unrelated; one
+    system holds two references at 0.8. By best reference the steady system ranks 16th, outside the first
+    pool of candidates (10 for k = 1): the pool must widen until it is scored, and it wins."""
+    query = unit(rng.standard_normal(DIM))[0]
+    systems = {f"spiky-{i:02d}": at_similarity(query, [0.9 + 0.001 * i, 0.0], rng) for i in range(15)}
+    systems["steady"] = at_similarity(query, [0.8, 0.8], rng)
+    for sid, vectors in systems.items():
+        await add_system(session, sid, vectors, MODEL)
+    await _force_index(session)
+    for k in (1, 3):
+        found = await search_systems(session, query, MODEL, k)
+        assert [c.system_id for c in found] == [sid for sid, _ in exact_top(query, systems, k)]
+        assert found[0].system_id == "steady" and found[0].score == pytest.approx(0.8, abs=1e-4)
+        assert [c.system_id for c in await exact_search(session, query, MODEL, k)] == [c.system_id for c in found]
+    assert [sid for sid, _ in exact_top(query, systems, 1, references=1)] == ["spiky-14"]  # max alone would miss it
 
 
 async def test_vector_index_per_model_is_partial_and_idempotent(session):

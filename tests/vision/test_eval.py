@@ -116,3 +116,15 @@ def test_a_sibling_first_counts_for_the_look_alike_group_not_for_top1():
     order = np.array([[1, 0, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3], [3, 2, 1, 0]])  # sibling, right, other group, right
     res = ev.scores(order, np.array([0, 0, 2, 3]), [True, True, True, False], ["a"] * 4, groups)
     assert res["top1"] == 0.25 and res["group_top1"] == 0.5  # the last query was not located: a miss for both
+
+
+def test_a_system_scores_its_two_closest_references_like_the_catalog_search():
+    from raiox.catalog.search import SCORE_REFERENCES
+
+    assert ev.SCORE_REFERENCES == SCORE_REFERENCES  # the evaluation measures the product's ranking
+    # system 0: one reference almost equal to the query, one far; system 1: two references fairly close
+    query = np.array([[1.0, 0.0]])
+    gallery = np.array([[0.99, 0.141], [0.0, 1.0], [0.8, 0.6], [0.8, -0.6], [0.7, 0.714]])
+    labels = np.array([0, 0, 1, 1, 2])
+    assert ev.rank(gallery, labels, query, 3).tolist() == [[1, 2, 0]]  # 0.8, 0.7, 0.495
+    assert ev.rank(gallery, labels, query, 3, references=1).tolist() == [[0, 1, 2]]  # best reference alone

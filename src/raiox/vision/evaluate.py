@@ -252,15 +252,19 @@ def hog_features(crops) -> np.ndarray:
     return l2_normalise(np.stack(feats))
 
 
-def rank(gallery_vecs, g_lab, query_vecs, n_systems: int) -> np.ndarray:
-    """(Q, n_systems) system ids ordered best first (a system scores its best gallery image)."""
+SCORE_REFERENCES = 2  # as the catalog search (raiox.catalog.search) scores a system
+
+
+def rank(gallery_vecs, g_lab, query_vecs, n_systems: int, references: int = SCORE_REFERENCES) -> np.ndarray:
+    """(Q, n_systems) system ids ordered best first: a system scores the mean similarity of its
+    ``references`` most similar gallery images, as the catalog search ranks them."""
     sims = query_vecs @ gallery_vecs.T
     per_sys = np.full((len(query_vecs), n_systems), -np.inf, np.float32)
     for s in range(n_systems):
         cols = g_lab == s
         if cols.any():
-            per_sys[:, s] = sims[:, cols].max(1)
-    return np.argsort(-per_sys, axis=1)
+            per_sys[:, s] = -np.sort(-sims[:, cols], axis=1)[:, :references].mean(1)
+    return np.argsort(-per_sys, axis=1, kind="stable")
 
 
 def scores(order, q_lab, valid, q_cond, groups) -> dict:
