@@ -1,5 +1,6 @@
 """`raiox catalog demo`, `raiox identify`, `raiox catalog reindex` (model switch, never mixing models)."""
 
+import hashlib
 import json
 
 import jsonschema
@@ -9,6 +10,19 @@ import psycopg
 def sql(database_url: str, query: str) -> list[tuple]:
     with psycopg.connect(database_url) as conn:
         return conn.execute(query).fetchall()
+
+
+def _two_closest(database_url: str, reference, system_id: str, model_id: str | None = None) -> float:
+    """Mean similarity of the system's two references closest to the stored reference with these bytes."""
+    digest = hashlib.sha256(reference.read_bytes()).hexdigest()
+    model = f"AND x.model_id = '{model_id}'" if model_id else ""
+    rows = sql(database_url, f"""
+        SELECT avg(1 - d) FROM (
+            SELECT e.embedding <=> q.embedding AS d FROM reference_embeddings e, (
+                SELECT x.embedding, x.model_id FROM reference_embeddings x
+                JOIN reference_images r ON r.id = x.reference_image_id WHERE r.sha256 = '{digest}' {model}) q
+            WHERE e.system_id = '{system_id}' AND e.model_id = q.model_id ORDER BY d LIMIT 2) nearest""")
+    return float(rows[0][0])
 
 
 def _check_shape(payload: dict, top_k: int) -> None:
@@ -56,7 +70,9 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     payload = json.loads(out.stdout.strip().splitlines()[-1])
     _check_shape(payload, 2)
     best = payload["implants"][0]["candidates"][0]
-    assert best["system"] == "demo-002" and best["score"] > 0.999 and best["manufacturer"]
+    # the score is the mean similarity of the system's two closest references: this one (1.0) and its nearest other
+    assert best["system"] == "demo-002" and best["manufacturer"]
+    assert 0.5 < best["score"] < 0.999 and abs(best["score"] - _two_closest(database_url, image, "demo-002")) < 1e-3
 
     table = cli("identify", str(image))
     assert table.exit_code == 0 and "demo-002" in table.stdout and "Implant 1" in table.stdout
@@ -91,8 +107,10 @@ def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_png
     assert len(index) == 1 and "hnsw" in index[0][0]
 
     after = json.loads(cli("identify", str(image), "--json").stdout.strip().splitlines()[-1])
-    assert after["implants"][0]["candidates"][0]["system"] == "demo-001"
-    assert after["implants"][0]["candidates"][0]["score"] > 0.999
+    scores = {c["system"]: c["score"] for c in after["implants"][0]["candidates"]}
+    assert set(scores) == {"demo-001", "demo-002"}
+    # demo-001's score comes from the new model's vectors only: its reference identical to the query and the other
+    assert abs(scores["demo-001"] - _two_closest(database_url, image, "demo-001", other.model_id)) < 1e-3
     assert "0 embedded" in cli("catalog", "reindex").output  # nothing left to do: resumable, idempotent
 
     pruned = cli("catalog", "reindex", "--prune")
