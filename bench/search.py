@@ -308,13 +308,22 @@ async def measure_product(url: str, args, q: np.ndarray) -> dict:
 
     engine = create_async_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     times, hits, checked = [], [], min(args.exact_queries, len(q))
+    pools, pool_of_best = [], search.best_reference_systems
+
+    async def counted(*a, **kw):  # how many pools (HNSW rounds + re-scores) a query needed
+        pools.append(1)
+        return await pool_of_best(*a, **kw)
+
+    search.best_reference_systems = counted
     async with AsyncSession(engine) as session:
         for vector in q[: min(20, len(q))]:
             await search.search_systems(session, vector, MODEL, 5)  # warm-up
+        pools.clear()
         for vector in q[: args.product_queries]:
             start = time.perf_counter()
             await search.search_systems(session, vector, MODEL, 5)
             times.append(time.perf_counter() - start)
+        pools_per_query = len(pools) / max(1, len(times))
         for vector in q[:checked]:
             approx = [c.system_id for c in await search.search_systems(session, vector, MODEL, 5)]
             exact = [c.system_id for c in await search.exact_search(session, vector, MODEL, 5)]
@@ -322,7 +331,9 @@ async def measure_product(url: str, args, q: np.ndarray) -> dict:
     async with AsyncSession(engine) as session:
         first_fetch = next(search._fetch_sizes(5, await search._refs_per_system(session)))
     result = {"top_k": 5, "min_ef_search": search.MIN_EF_SEARCH, "first_fetch": first_fetch,
-              "system_recall@5": round(float(np.mean(hits)), 4), "recall_queries": checked, **latency(times)}
+              "system_recall@5": round(float(np.mean(hits)), 4), "recall_queries": checked,
+              "pools_per_query": round(pools_per_query, 2), **latency(times)}
+    search.best_reference_systems = pool_of_best
     await engine.dispose()
     print(f"  search_systems: {result}", flush=True)
     return result
