@@ -98,7 +98,7 @@ def _iterative_sql(model_id: str) -> str:
     """
 
 
-def _exact_sql(model_id: str) -> str:
+def _best_reference_exact_sql(model_id: str) -> str:
     return f"""
         SELECT * FROM (
             SELECT DISTINCT ON (e.system_id) e.system_id, e.reference_image_id,
@@ -170,7 +170,7 @@ async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id:
 
 
 async def _best_reference_exact(session: AsyncSession, vector: np.ndarray, model_id: str, top_k: int) -> list[Candidate]:
-    rows = (await session.execute(_vector_sql(_exact_sql(model_id)), {"q": vector, "k": top_k})).all()
+    rows = (await session.execute(_vector_sql(_best_reference_exact_sql(model_id)), {"q": vector, "k": top_k})).all()
     return _candidates(rows)
 
 
