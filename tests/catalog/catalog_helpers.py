@@ -38,9 +38,11 @@ async def add_system(session, system_id: str, vectors: np.ndarray, model_id: str
     await session.flush()
 
 
-def exact_top(query: np.ndarray, systems: dict[str, np.ndarray], k: int, references: int = 2) -> list[tuple[str, float]]:
+def exact_top(query: np.ndarray, systems: dict[str, np.ndarray], k: int, references: int | None = None) -> list[tuple[str, float]]:
     """Mean cosine similarity of each system's ``references`` closest vectors, best first (ties by id), in numpy."""
-    q = unit(query)[0]
+    from raiox.catalog.search import SCORE_REFERENCES
+
+    q, references = unit(query)[0], references or SCORE_REFERENCES
     scores = {sid: float(np.sort(unit(vecs) @ q)[::-1][:references].mean()) for sid, vecs in systems.items()}
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
 

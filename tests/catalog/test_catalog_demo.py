@@ -12,8 +12,10 @@ def sql(database_url: str, query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
-def _two_closest(database_url: str, reference, system_id: str, model_id: str | None = None) -> float:
-    """Mean similarity of the system's two references closest to the stored reference with these bytes."""
+def _closest_mean(database_url: str, reference, system_id: str, model_id: str | None = None) -> float:
+    """Mean similarity of the system's SCORE_REFERENCES references closest to the stored reference with these bytes."""
+    from raiox.catalog.search import SCORE_REFERENCES
+
     digest = hashlib.sha256(reference.read_bytes()).hexdigest()
     model = f"AND x.model_id = '{model_id}'" if model_id else ""
     rows = sql(database_url, f"""
@@ -21,7 +23,7 @@ def _two_closest(database_url: str, reference, system_id: str, model_id: str | N
             SELECT e.embedding <=> q.embedding AS d FROM reference_embeddings e, (
                 SELECT x.embedding, x.model_id FROM reference_embeddings x
                 JOIN reference_images r ON r.id = x.reference_image_id WHERE r.sha256 = '{digest}' {model}) q
-            WHERE e.system_id = '{system_id}' AND e.model_id = q.model_id ORDER BY d LIMIT 2) nearest""")
+            WHERE e.system_id = '{system_id}' AND e.model_id = q.model_id ORDER BY d LIMIT {SCORE_REFERENCES}) nearest""")
     return float(rows[0][0])
 
 
@@ -70,9 +72,9 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     payload = json.loads(out.stdout.strip().splitlines()[-1])
     _check_shape(payload, 2)
     best = payload["implants"][0]["candidates"][0]
-    # the score is the mean similarity of the system's two closest references: this one (1.0) and its nearest other
+    # the score is the mean similarity of the system's closest references: this one (1.0) and its nearest others
     assert best["system"] == "demo-002" and best["manufacturer"]
-    assert 0.5 < best["score"] < 0.999 and abs(best["score"] - _two_closest(database_url, image, "demo-002")) < 1e-3
+    assert 0.5 < best["score"] < 0.999 and abs(best["score"] - _closest_mean(database_url, image, "demo-002")) < 1e-3
 
     table = cli("identify", str(image))
     assert table.exit_code == 0 and "demo-002" in table.stdout and "Implant 1" in table.stdout
@@ -110,7 +112,7 @@ def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_png
     scores = {c["system"]: c["score"] for c in after["implants"][0]["candidates"]}
     assert set(scores) == {"demo-001", "demo-002"}
     # demo-001's score comes from the new model's vectors only: its reference identical to the query and the other
-    assert abs(scores["demo-001"] - _two_closest(database_url, image, "demo-001", other.model_id)) < 1e-3
+    assert abs(scores["demo-001"] - _closest_mean(database_url, image, "demo-001", other.model_id)) < 1e-3
     assert "0 embedded" in cli("catalog", "reindex").output  # nothing left to do: resumable, idempotent
 
     pruned = cli("catalog", "reindex", "--prune")

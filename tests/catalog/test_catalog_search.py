@@ -1,4 +1,4 @@
-"""Search: systems scored by their two closest references, active systems only, never mixing models, full recall."""
+"""Search: systems scored by their closest references, active systems only, never mixing models, full recall."""
 
 import numpy as np
 import pytest
@@ -80,7 +80,7 @@ async def test_best_reference_is_reported_and_models_are_never_mixed(session, rn
     query = unit(rng.standard_normal(DIM))[0]
     near = np.stack([query + 0.005 * rng.standard_normal(DIM), rng.standard_normal(DIM)])
     await add_system(session, "alpha", near, MODEL)
-    expected = float((unit(near) @ query).mean())  # the mean of its two references' similarities
+    expected = float((unit(near) @ query).mean())  # the mean of its references' similarities (it has two)
     await add_system(session, "beta", rng.standard_normal((2, DIM)), MODEL)
     await add_system(session, "beta", np.repeat(query[None], 1, axis=0) + 0.001, "raiox-v0")
     await ensure_vector_index(session, "raiox-v0")
@@ -96,13 +96,13 @@ async def test_best_reference_is_reported_and_models_are_never_mixed(session, rn
     assert [c.system_id for c in await exact_search(session, query, MODEL, 2)] == [c.system_id for c in found]
 
 
-async def test_a_system_with_two_close_references_outranks_one_chance_resemblance(session, rng):
-    """Fifteen systems each hold one reference almost identical to the query and one unrelated; one
-    system holds two references at 0.8. By best reference the steady system ranks 16th, outside the first
+async def test_a_system_with_several_close_references_outranks_one_chance_resemblance(session, rng):
+    """Fifteen systems each hold one reference almost identical to the query and two unrelated ones; one
+    system holds three references at 0.8. By best reference the steady system ranks 16th, outside the first
     pool of candidates (10 for k = 1): the pool must widen until it is scored, and it wins."""
     query = unit(rng.standard_normal(DIM))[0]
-    systems = {f"spiky-{i:02d}": at_similarity(query, [0.9 + 0.001 * i, 0.0], rng) for i in range(15)}
-    systems["steady"] = at_similarity(query, [0.8, 0.8], rng)
+    systems = {f"spiky-{i:02d}": at_similarity(query, [0.9 + 0.001 * i, 0.0, 0.0], rng) for i in range(15)}
+    systems["steady"] = at_similarity(query, [0.8, 0.8, 0.8], rng)
     for sid, vectors in systems.items():
         await add_system(session, sid, vectors, MODEL)
     await _force_index(session)

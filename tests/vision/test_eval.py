@@ -34,11 +34,11 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     assert text.index("| Method | top-1 | top-5 |") < text.index("Hand-written: how to read these.") < text.index("## Search")
     assert text.count(ev.NOTES_BEGIN) == 1
     assert "3 demo systems" in text and "gallery 30 references (6 bare, 24 with a restoration)" in text
-    for row in ("raiox-v2", "raw pixels", "HOG", "raiox-v2, ground-truth boxes"):
+    for row in ("raiox-v3", "raw pixels", "HOG", "raiox-v3, ground-truth boxes"):
         top1, top5 = percent(text, row)
         assert 0 <= top1 <= top5 <= 100
-    group = re.search(r"look-alike group \(.*?\): raiox-v2 ([\d.]+)%, raw pixels ([\d.]+)%", text)
-    assert group and float(group.group(1)) >= percent(text, "raiox-v2")[0]  # the right system is in its own group
+    group = re.search(r"look-alike group \(.*?\): raiox-v3 ([\d.]+)%, raw pixels ([\d.]+)%", text)
+    assert group and float(group.group(1)) >= percent(text, "raiox-v3")[0]  # the right system is in its own group
     recall = float(re.search(r"recall ([\d.]+)%", text).group(1))
     assert recall > 50  # 8-9 fixtures; the localiser finds most
     assert re.search(r"([\d.]+) ms per crop embedding", text)
@@ -48,7 +48,7 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     again = CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(cache), "--cached-only"])
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in cache.glob("*.npz")) == renders
-    assert percent(again.output, "raiox-v2, ground-truth boxes") == percent(text, "raiox-v2, ground-truth boxes")
+    assert percent(again.output, "raiox-v3, ground-truth boxes") == percent(text, "raiox-v3, ground-truth boxes")
 
     # a render cached from something else (an older catalog or reference size) is stale: rendered again
     stale = cache / "g001-1.npz"

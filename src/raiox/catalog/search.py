@@ -1,10 +1,10 @@
 """Catalog search: nearest reference embeddings (pgvector, cosine) aggregated to implant systems.
 
-Aggregation: a system scores the *mean* cosine similarity of its `SCORE_REFERENCES` (2) closest
-reference images (one reference alone when it has only one). The closest reference is what an
-expert looks for, and `reference_image_id` names it; asking for a second close view keeps a
-sibling system from winning on one chance resemblance. On the demo-catalog evaluation this ranks
-the right system first 1-2 points more often than the best reference alone (docs/benchmarks.md,
+Aggregation: a system scores the *mean* cosine similarity of its `SCORE_REFERENCES` (3) closest
+reference images (all of them when it has fewer). The closest reference is what an expert looks
+for, and `reference_image_id` names it; asking for more than one close view keeps a sibling
+system from winning on one chance resemblance. On the demo-catalog evaluation this ranks the
+right system first about 2 points more often than the best reference alone (docs/benchmarks.md,
 session 12); a mean over all references would punish systems whose references cover many sizes.
 
 Search runs in two steps. A pool of systems is ranked by their best reference (the approximate
@@ -37,7 +37,7 @@ MAX_REFS_PER_SYSTEM = 64  # over-fetch ceiling per requested system (then wideni
 STATS_TTL_S = 60.0
 MIN_EF_SEARCH = 120  # recall@10 0.989 at 1M references, m=16 ef_construction=128 (0.977 at 100): docs/benchmarks.md
 MAX_FETCH = 1000  # pgvector's ceiling for hnsw.ef_search; beyond it, the exact scan answers
-SCORE_REFERENCES = 2  # a system scores the mean similarity of this many of its closest references
+SCORE_REFERENCES = 3  # a system scores the mean similarity of this many of its closest references
 MAX_POOL = 400  # systems re-scored at most; a wider pool means the exact scan
 
 

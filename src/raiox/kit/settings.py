@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     jotform_result_fields: dict[str, str] = Field(default_factory=dict)
     webhook_secret: SecretStr | None = None
 
-    embedder: str = "raiox-v2"
+    embedder: str = "raiox-v3"
     top_k: int = Field(default=5, ge=1, le=50)
 
     download_max_bytes: int = 30 * 1024 * 1024

@@ -1,4 +1,4 @@
-"""The raiox-v1 / raiox-v2 embedding network (torch; the ``train`` extra). Never imported when serving."""
+"""The raiox-v1 / v2 / v3 embedding network (torch; the ``train`` extra). Never imported when serving."""
 
 from __future__ import annotations
 
