@@ -131,13 +131,36 @@ async def test_queue_counts_filters_and_failed_reason(panel):
                                                                 "date_to": "2001-01-02"})).text
 
 
+def fused_labels(html: str) -> list[str]:
+    fused = re.search(r'<ol class="cands" id="fused">(.*?)</ol>', html, re.S).group(1)
+    return re.findall(r'<li class="cand conf-(\w+)"', fused)
+
+
+async def test_confidence_follows_the_first_candidates_lead_over_the_runner_up(panel):
+    """Wrong answers are look-alike siblings scored almost as high: the lead, not the similarity, sets the label."""
+    await _data()
+    async with session_scope() as session:
+        cases = {lead: await add_case(session, candidates=[("neo-cm", top), ("str-bl", second)], name=f"Dr. {lead}")
+                 for lead, top, second in (("tie", 0.93, 0.92), ("close", 0.75, 0.72), ("dim", 0.66, 0.40))}
+        alone = await add_case(session, candidates=[("neo-cm", 0.80)], name="Dr. Alone")
+    await login(panel, "rev@example.com")
+    pages = {lead: (await panel.get(f"/admin/cases/{case.id}")).text for lead, case in cases.items()}
+    assert fused_labels(pages["tie"]) == ["low", "low"]  # 0.93 is similar, but a sibling is as similar
+    assert 'id="low-confidence"' in pages["tie"]
+    assert fused_labels(pages["close"]) == ["medium", "low"]  # a lead of 0.03
+    assert fused_labels(pages["dim"]) == ["low", "low"]  # a lead of 0.26 under the 0.70 similarity floor
+    assert fused_labels((await panel.get(f"/admin/cases/{alone.id}")).text) == ["medium"]  # alone: 0.80 < 0.85
+    assert "supera o segundo em 5 pontos" in pages["tie"]
+
+
 async def test_case_page_shows_candidates_confidence_and_warning(panel):
     case, _ = await _data()
     await login(panel, "rev@example.com")
     page = await panel.get(f"/admin/cases/{case.id}")
     assert page.status_code == 200
-    assert "Grand Morse" in page.text and "média" in page.text and "baixa" in page.text
-    assert 'id="low-confidence"' in page.text  # 0.78 is below "alta"
+    assert "Grand Morse" in page.text and "alta" in page.text and "baixa" in page.text
+    assert fused_labels(page.text) == ["high", "low"]  # 0.78 leads 0.66 by 0.12
+    assert 'id="low-confidence"' not in page.text
     assert "dentista@example.com" in page.text and "(11) 98765-4321" in page.text
     image = re.search(r'/admin/media/case-images/([0-9a-f-]+)"', page.text).group(0).rstrip('"')
     assert (await panel.get(image)).headers["content-type"] == "image/png"

@@ -86,8 +86,11 @@ class Settings(BaseSettings):
     admin_session_hours: int = Field(default=12, ge=1)
     admin_max_failed_logins: int = Field(default=5, ge=1)
     admin_lockout_minutes: int = Field(default=15, ge=1)
-    confidence_high: float = 0.85  # candidate similarity labelled "alta" from here, "média" from medium
-    confidence_medium: float = 0.70
+    # confidence labels (raiox.review.casepage): the first candidate's lead over the runner-up, with a similarity floor
+    confidence_margin_high: float = Field(default=0.05, ge=0)  # lead for "alta"
+    confidence_margin_medium: float = Field(default=0.02, ge=0)  # lead for "média"
+    confidence_high: float = 0.85  # similarity for "alta" when there is no runner-up to compare with
+    confidence_medium: float = 0.70  # similarity below which a candidate is "baixa" whatever its lead
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
 

@@ -1,9 +1,14 @@
 """What the case page shows: images with their fixtures and per-image candidates, the fused ranking,
 confidence labels, the audit log and the delivery state.
 
-Confidence labels come from the candidate's similarity (cosine, 0..1): `alta` from
-RAIOX_CONFIDENCE_HIGH (default 0.85), `média` from RAIOX_CONFIDENCE_MEDIUM (default 0.70), `baixa`
-below. The page warns when no candidate reaches `alta`.
+Confidence labels come from how far the first candidate of a ranking leads the runner-up: `alta` by
+RAIOX_CONFIDENCE_MARGIN_HIGH (default 0.05), `média` by RAIOX_CONFIDENCE_MARGIN_MEDIUM (0.02), and only
+when its similarity reaches RAIOX_CONFIDENCE_MEDIUM (0.70); every other candidate is `baixa`. The wrong
+answers of the matcher are mostly look-alike siblings scored almost as high as the right system, so the
+lead says far more than the similarity (demo-catalog evaluation: a lead of 0.05 keeps 57 % of the first
+answers at 96 % precision, a similarity of 0.85 keeps 37 % at 87 %; docs/benchmarks.md, session 12). A lone
+candidate is labelled by its similarity: `alta` from RAIOX_CONFIDENCE_HIGH (0.85), `média` from
+RAIOX_CONFIDENCE_MEDIUM. The page warns when no candidate reaches `alta`.
 """
 
 import uuid
@@ -19,11 +24,25 @@ from raiox.models import CaseImage, Fixture, ImplantSystem
 from raiox.review import repository
 
 
-def confidence(score: float) -> str:
+def confidence(score: float, runner_up: float | None = None) -> str:
+    """The label of a ranking's first candidate (``runner_up``: the second one's score, None when alone)."""
     settings = get_settings()
-    if score >= settings.confidence_high:
-        return "high"
-    return "medium" if score >= settings.confidence_medium else "low"
+    if score < settings.confidence_medium:
+        return "low"
+    if runner_up is None:
+        return "high" if score >= settings.confidence_high else "medium"
+    lead = score - runner_up
+    return "high" if lead >= settings.confidence_margin_high else "medium" if lead >= settings.confidence_margin_medium else "low"
+
+
+def labelled(candidates: list["Candidate"]) -> list["Candidate"]:
+    """CANDIDATES with their confidence labels: the best scored one by its lead, the others `low`."""
+    ordered = sorted(candidates, key=lambda c: -c.score)
+    for c in candidates:
+        c.confidence = "low"
+    if ordered:
+        ordered[0].confidence = confidence(ordered[0].score, ordered[1].score if len(ordered) > 1 else None)
+    return candidates
 
 
 @dataclass
@@ -33,10 +52,7 @@ class Candidate:
     score: float
     reference_id: uuid.UUID | None
     fixture_id: uuid.UUID | None = None  # the implant in the X-ray this candidate is compared with
-    confidence: str = ""
-
-    def __post_init__(self) -> None:
-        self.confidence = confidence(self.score)
+    confidence: str = "low"  # set for a whole ranking by `labelled`
 
 
 @dataclass
@@ -66,14 +82,14 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
     def ref(system_id: str) -> uuid.UUID | None:
         return best_ref[system_id][1] if system_id in best_ref else fallback.get(system_id)
 
-    fused = [Candidate(r.rank, systems[r.system_id], r.score, ref(r.system_id), best_fixture.get(r.system_id, (0, None))[1])
-             for r in ranking if r.system_id in systems]
+    fused = labelled([Candidate(r.rank, systems[r.system_id], r.score, ref(r.system_id),
+                                best_fixture.get(r.system_id, (0, None))[1]) for r in ranking if r.system_id in systems])
     views = [ImageView(image) for image in images]
     by_id = {v.image.id: v for v in views}
     for fixture, results in fixtures:
-        by_id[fixture.case_image_id].fixtures.append((fixture, [
+        by_id[fixture.case_image_id].fixtures.append((fixture, labelled([
             Candidate(r.rank, systems[r.system_id], r.score, r.reference_image_id or ref(r.system_id), fixture.id)
-            for r in results if r.system_id in systems]))
+            for r in results if r.system_id in systems])))
     if not fused:  # no fused ranking stored: best score per system over all fixtures
         best: dict[str, Candidate] = {}
         for view in views:
@@ -81,7 +97,7 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
                 for c in candidates:
                     if c.system.id not in best or c.score > best[c.system.id].score:
                         best[c.system.id] = Candidate(0, c.system, c.score, c.reference_id, c.fixture_id)
-        fused = sorted(best.values(), key=lambda c: -c.score)
+        fused = labelled(sorted(best.values(), key=lambda c: -c.score))
         for rank, c in enumerate(fused, start=1):
             c.rank = rank
     return {
@@ -93,7 +109,8 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         "events": await cases_repo.list_events(session, case.id),
         "delivery": await delivery_repo.get_delivery(session, case.id),
         "answers": flatten_answers(case.answers or {}),
-        "thresholds": (get_settings().confidence_high, get_settings().confidence_medium),
+        "thresholds": (get_settings().confidence_margin_high, get_settings().confidence_margin_medium,
+                       get_settings().confidence_medium),
     }
 
 
