@@ -163,8 +163,10 @@ async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id:
         pool = await best_reference_systems(session, vector, model_id, size)
         scored = _candidates((await session.execute(_vector_sql(_scored_sql(model_id, pool=True)), {
             "q": vector, "k": top_k, "ids": [c.system_id for c in pool]})).all())
-        if len(pool) < size or scored[-1].score >= pool[-1].score:
-            return scored  # nothing outside the pool can score above the pool's last best reference
+        # nothing outside the pool can score above the pool's last best reference (a system deactivated
+        # between the two statements can leave fewer than top_k: that answer is complete too)
+        if len(pool) < size or len(scored) < top_k or scored[-1].score >= pool[-1].score:
+            return scored
         size *= 2
     return await exact_search(session, vector, model_id, top_k)
 
