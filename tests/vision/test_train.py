@@ -170,9 +170,11 @@ def test_interrupted_training_resumes_exactly(tmp_path, data, monkeypatch):
     np.testing.assert_allclose(run_onnx(resumed), run_onnx(straight), atol=1e-5)
 
 
-def test_resume_continues_a_restarted_schedule(tmp_path, cli_run, monkeypatch):
-    """A run restarted with --restart-schedule, killed and resumed plainly, keeps the restarted
-    schedule (warm-up + cosine from the restart to --steps), not a fresh one over all steps."""
+@pytest.mark.parametrize("rerun_flag", [False, True], ids=["plain-resume", "same-command"])
+def test_resume_continues_a_restarted_schedule(tmp_path, cli_run, monkeypatch, rerun_flag):
+    """A run restarted with --restart-schedule, killed and resumed (plainly, or by rerunning the same
+    command), keeps the restarted schedule (warm-up + cosine from the restart to --steps), neither a
+    fresh one over all steps nor a second restart."""
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     shutil.copytree(cli_run, straight)
     shutil.copytree(cli_run, broken)
@@ -191,7 +193,7 @@ def test_resume_continues_a_restarted_schedule(tmp_path, cli_run, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train(TrainConfig(out=broken, restart_schedule=True, **longer))
     monkeypatch.setattr(train_mod, "_save", real_save)
-    train(TrainConfig(out=broken, **longer))  # a plain resume
+    train(TrainConfig(out=broken, restart_schedule=rerun_flag, **longer))
 
     a = json.loads((straight / "train-state.json").read_text())
     b = json.loads((broken / "train-state.json").read_text())

@@ -52,7 +52,7 @@ def train(
     classes: int = typer.Option(1200, help="training systems to render if OUT/data is empty"),
     per_class: int = typer.Option(10),
     install: bool = typer.Option(False, help="copy the model and card into the package (raiox/vision/models)"),
-    restart_schedule: bool = typer.Option(False, help="on resume keep the weights but start a new warm-up + cosine to --steps"),
+    restart_schedule: bool = typer.Option(False, help="on resume keep the weights but start a new warm-up + cosine to --steps (once: rerunning the same command after a stop resumes it)"),
     init_from: Path = typer.Option(None, help="start a new run from this checkpoint's network weights (fine-tune), or "
                                               "from an exported model (.onnx: its weights, class centres imprinted)"),
     jobs: int = typer.Option(1, help="processes rendering training data in parallel"),

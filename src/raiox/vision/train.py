@@ -35,7 +35,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 2
     checkpoint_every_s: float = 180.0
-    restart_schedule: bool = False  # on resume: keep the weights, start a new warm-up + cosine to `steps`
+    restart_schedule: bool = False  # on resume: keep the weights, start a new warm-up + cosine to `steps` (once per target)
     classes: int = 0  # ArcFace rows; 0 = planned classes from data/meta.json or the largest label + 1
     model_name: str = "raiox-v1"
     init_from: Path | None = None  # a checkpoint whose network weights start a fresh run (fine-tuning)
@@ -139,7 +139,8 @@ def train(cfg: TrainConfig) -> Path:
     params = list(net.parameters()) + list(arc.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"step": 0, "history": []}
-    restart = bool(saved and cfg.restart_schedule)
+    # a restart towards these steps that already happened (the same command rerun after a kill) is resumed, not redone
+    restart = bool(saved and cfg.restart_schedule and saved["state"].get("schedule_to") != cfg.steps)
     # the schedule in force starts at the last restart (a plain resume continues that one, not a fresh one)
     start = saved["state"]["step"] if restart else (saved["state"].get("restarts") or [0])[-1] if saved else 0
     span = max(1, cfg.steps - start) if start else cfg.steps
@@ -160,6 +161,8 @@ def train(cfg: TrainConfig) -> Path:
             torch.cuda.set_rng_state(saved["cuda_rng"].cpu())
         state = saved["state"]
         state.setdefault("restarts", []).extend([start] if restart else [])
+        if restart:
+            state["schedule_to"] = cfg.steps
         log.info("train.resume", step=state["step"], new_schedule=restart)
     elif from_model:
         state["init_from"] = str(cfg.init_from)
