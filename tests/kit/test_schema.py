@@ -36,3 +36,32 @@ async def test_healthz_and_readyz_report_database(client):
     body = (await client.get("/readyz")).json()
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["storage"] == "ok"
+
+
+async def test_readyz_fails_while_the_catalog_has_no_vectors_of_the_configured_model(client, session):
+    """A model switched without `raiox catalog reindex` leaves every search empty: /readyz says so (a deploy
+    then rolls back); an empty catalog, or one holding the configured model's vectors, is ready."""
+    import uuid
+
+    import numpy as np
+
+    from raiox.catalog import repository
+    from raiox.models import ReferenceImage
+    from raiox.vision import get_embedder
+
+    async def reference(system_id: str, model_id: str) -> None:
+        await repository.upsert_system(session, system_id, "Test Co", system_id, {})
+        image = ReferenceImage(id=uuid.uuid4(), system_id=system_id, storage_key=f"k/{system_id}", source="test",
+                               sha256=uuid.uuid4().hex * 2)
+        session.add(image)
+        await session.flush()
+        vector = np.random.default_rng(0).normal(size=(1, 512)).astype(np.float32)
+        await repository.put_embeddings(session, [(image.id, system_id)], vector / np.linalg.norm(vector), model_id)
+
+    assert (await client.get("/readyz")).json()["checks"]["catalog"] == "ok"  # nothing loaded yet
+    await reference("old-model-system", "raiox-retired")
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert "reindex" in response.json()["checks"]["catalog"]
+    await reference("current-system", get_embedder().model_id)
+    assert (await client.get("/readyz")).json()["checks"]["catalog"] == "ok"

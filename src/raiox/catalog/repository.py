@@ -131,6 +131,14 @@ async def count_references(session: AsyncSession, missing_model: str | None = No
     return (await session.execute(stmt)).scalar_one()
 
 
+async def has_embeddings(session: AsyncSession, model_id: str) -> tuple[bool, bool]:
+    """Whether the catalog holds any reference vector, and any of `model_id` (index probes, for /readyz)."""
+    anything = select(ReferenceEmbedding.id).exists()
+    ours = select(ReferenceEmbedding.id).where(ReferenceEmbedding.model_id == model_id).exists()
+    row = (await session.execute(select(anything, ours))).one()
+    return bool(row[0]), bool(row[1])
+
+
 async def delete_other_models(session: AsyncSession, model_id: str) -> int:
     """Drop embeddings of every model but `model_id` (after a reindex, on request)."""
     from sqlalchemy import delete

@@ -1,12 +1,13 @@
-"""Liveness (`/healthz`) and readiness (`/readyz`: database, storage, model) probes."""
+"""Liveness (`/healthz`) and readiness (`/readyz`: database, storage, model, catalog) probes."""
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import get_engine
+from raiox.kit.db import get_db_session, get_engine
 from raiox.kit.storage import get_storage
 
 router = APIRouter(tags=["health"])
@@ -28,11 +29,28 @@ async def _check_model() -> None:
     await asyncio.to_thread(get_embedder)
 
 
+async def _check_catalog(session: AsyncSession) -> None:
+    """A catalog with vectors, none of them of the configured model, cannot answer a search (the model was
+    switched without `raiox catalog reindex`): not ready, so a deploy that does this rolls back. An empty
+    catalog is ready (it is loaded later)."""
+    from raiox.catalog.repository import has_embeddings
+    from raiox.vision import get_embedder
+
+    model_id = (await asyncio.to_thread(get_embedder)).model_id
+    anything, ours = await has_embeddings(session, model_id)
+    if anything and not ours:
+        raise RuntimeError(f"the catalog has no vectors of {model_id}: run `raiox catalog reindex` with this model")
+
+
 @router.get("/readyz")
-async def readyz() -> JSONResponse:
-    checks = {"database": _check_database, "storage": get_storage().check, "model": _check_model}
+async def readyz(session: AsyncSession = Depends(get_db_session)) -> JSONResponse:
+    checks = {"database": _check_database, "storage": get_storage().check, "model": _check_model,
+              "catalog": lambda: _check_catalog(session)}
     results: dict[str, str] = {}
     for name, check in checks.items():
+        if name == "catalog" and results["database"] != "ok":
+            results[name] = "error: database not reachable"
+            continue
         try:
             await asyncio.wait_for(check(), timeout=10)
             results[name] = "ok"
