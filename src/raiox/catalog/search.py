@@ -31,13 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.catalog.vector_index import has_iterative_scan, sql_literal
 from raiox.kit.errors import BadRequest
 from raiox.models import EMBEDDING_DIM
+from raiox.vision.ranking import SCORE_REFERENCES
 
 REFS_PER_SYSTEM = 8  # over-fetch floor: reference rows fetched per requested system
 MAX_REFS_PER_SYSTEM = 64  # over-fetch ceiling per requested system (then widening takes over)
 STATS_TTL_S = 60.0
 MIN_EF_SEARCH = 120  # recall@10 0.989 at 1M references, m=16 ef_construction=128 (0.977 at 100): docs/benchmarks.md
 MAX_FETCH = 1000  # pgvector's ceiling for hnsw.ef_search; beyond it, the exact scan answers
-SCORE_REFERENCES = 3  # a system scores the mean similarity of this many of its closest references
 MAX_POOL = 400  # systems re-scored at most; a wider pool means the exact scan
 
 

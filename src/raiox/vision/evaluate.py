@@ -25,6 +25,7 @@ import numpy as np
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 from raiox.vision.detect import box_iou, locate
 from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
+from raiox.vision.ranking import SCORE_REFERENCES, rank  # noqa: F401 - SCORE_REFERENCES is read from here too
 
 CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")
 RENDER_ITEM = 2  # version of render_item's draws (part of every cache fingerprint)
@@ -250,21 +251,6 @@ def hog_features(crops) -> np.ndarray:
 
     feats = [hog(c, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2)) for c in crops]
     return l2_normalise(np.stack(feats))
-
-
-SCORE_REFERENCES = 3  # as the catalog search (raiox.catalog.search) scores a system
-
-
-def rank(gallery_vecs, g_lab, query_vecs, n_systems: int, references: int = SCORE_REFERENCES) -> np.ndarray:
-    """(Q, n_systems) system ids ordered best first: a system scores the mean similarity of its
-    ``references`` most similar gallery images, as the catalog search ranks them."""
-    sims = query_vecs @ gallery_vecs.T
-    per_sys = np.full((len(query_vecs), n_systems), -np.inf, np.float32)
-    for s in range(n_systems):
-        cols = g_lab == s
-        if cols.any():
-            per_sys[:, s] = -np.sort(-sims[:, cols], axis=1)[:, :references].mean(1)
-    return np.argsort(-per_sys, axis=1, kind="stable")
 
 
 def scores(order, q_lab, valid, q_cond, groups) -> dict:
