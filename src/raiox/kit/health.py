@@ -37,7 +37,11 @@ async def _check_catalog(session: AsyncSession) -> None:
     from raiox.vision import get_embedder
 
     model_id = (await asyncio.to_thread(get_embedder)).model_id
-    anything, ours = await has_embeddings(session, model_id)
+    try:
+        anything, ours = await has_embeddings(session, model_id)
+    except BaseException:  # a failed or cancelled probe must not leave the request's session unusable for its commit
+        await session.rollback()
+        raise
     if anything and not ours:
         raise RuntimeError(f"the catalog has no vectors of {model_id}: run `raiox catalog reindex` with this model")
 
