@@ -65,3 +65,23 @@ async def test_readyz_fails_while_the_catalog_has_no_vectors_of_the_configured_m
     assert "reindex" in response.json()["checks"]["catalog"]
     await reference("current-system", get_embedder().model_id)
     assert (await client.get("/readyz")).json()["checks"]["catalog"] == "ok"
+
+
+async def test_readyz_answers_503_when_the_catalog_probe_fails(monkeypatch):
+    """A catalog probe that fails in the database (here a division by zero) is reported, and the request's own
+    session still closes cleanly: 503 with the error, not a 500."""
+    import httpx
+    from sqlalchemy import text as sql
+
+    from raiox.app import create_app
+    from raiox.catalog import repository
+
+    async def broken(session, model_id):
+        await session.execute(sql("SELECT 1 / 0"))
+
+    monkeypatch.setattr(repository, "has_embeddings", broken)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="http://testserver") as http:
+        response = await http.get("/readyz")
+    assert response.status_code == 503
+    assert "DivisionByZero" in response.json()["checks"]["catalog"]
+    assert response.json()["checks"]["database"] == "ok"

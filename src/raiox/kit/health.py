@@ -39,7 +39,7 @@ async def _check_catalog(session: AsyncSession) -> None:
     model_id = (await asyncio.to_thread(get_embedder)).model_id
     try:
         anything, ours = await has_embeddings(session, model_id)
-    except BaseException:  # a failed or cancelled probe must not leave the request's session unusable for its commit
+    except BaseException:  # a probe cut off by its timeout leaves the session mid-statement: end it before the commit
         await session.rollback()
         raise
     if anything and not ours:
