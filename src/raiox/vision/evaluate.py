@@ -25,7 +25,7 @@ import numpy as np
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 from raiox.vision.detect import box_iou, locate
 from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
-from raiox.vision.ranking import SCORE_REFERENCES, rank  # noqa: F401 - SCORE_REFERENCES is read from here too
+from raiox.vision.ranking import rank
 
 CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")
 RENDER_ITEM = 2  # version of render_item's draws (part of every cache fingerprint)
