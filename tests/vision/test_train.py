@@ -373,3 +373,72 @@ def test_render_data_refuses_a_crop_the_net_cannot_pool(tmp_path):
     result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path), "--classes", "1", "--crop", "224x96"])
     assert result.exit_code != 0 and "192 or 384 rows" in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_dataset_specs_are_the_specs_the_shards_were_rendered_from(tmp_path, monkeypatch):
+    """The attribute heads' targets come from the specs drawn again from a dataset's seed; they must be the
+    systems its crops show (checked on what the renderer was handed, older data without a shard size too)."""
+    import raiox.synth
+
+    from raiox.vision.datagen import dataset_specs
+
+    handed, real = [], raiox.synth.render_fixture_crop
+    monkeypatch.setattr(raiox.synth, "render_fixture_crop", lambda spec, **kw: (handed.append(spec), real(spec, **kw))[1])
+    out = tmp_path / "data"
+    render_dataset(out, classes=5, per_class=2, shard_size=2, seed=3)
+    first_render = handed[::2]  # a class's first render is its spec at the drawn size
+    assert dataset_specs(out) == first_render and len(first_render) == 5
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["shard_size"] == 2
+    del meta["shard_size"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    assert dataset_specs(out) == first_render
+
+
+def test_attribute_heads_cover_the_spec_schema():
+    from raiox.synth import SPEC_SCHEMA, demo_catalog
+    from raiox.vision.attributes import HEADS, attribute_row
+
+    props = SPEC_SCHEMA["properties"]
+    enums = {"connection": props["connection"]["properties"]["kind"], "apex_shape": props["apex"]["properties"]["shape"],
+             "apex_hole": props["apex"]["properties"]["hole"], "profile": props["thread"]["properties"]["profile"],
+             "collar": props["collar"]["properties"]["kind"]}
+    for head, enum in enums.items():
+        assert set(HEADS[head][0]) == set(enum["enum"]), head
+    rows = np.array([attribute_row(s.spec) for s in demo_catalog()])
+    conical = np.array([s.spec["connection"]["kind"] == "conical" for s in demo_catalog()])
+    cone = list(HEADS).index("cone_angle")
+    assert (rows[conical, cone] >= 0).all() and (rows[~conical, cone] == -1).all()
+    assert (np.delete(rows, cone, axis=1) >= 0).all()  # every other feature of every demo system has its class
+
+
+def test_training_with_attribute_heads(tmp_path, data, monkeypatch):
+    """`--attribute-weight` trains a classifier per design feature on the embedding: the heads are saved with
+    the checkpoint, learn (their weights move), report validation accuracy, and the card says so; the serving
+    graph is unchanged in shape. A rerun without them is refused with a clear message, not a crash."""
+    from raiox.vision import net as net_mod
+    from raiox.vision.attributes import HEADS, SIZES
+
+    built = []
+
+    class Spy(net_mod.AttributeHeads):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            built.append(self.linear.weight.detach().clone())
+
+    monkeypatch.setattr(net_mod, "AttributeHeads", Spy)
+    out = folder(tmp_path, data, "heads")
+    args = ["vision", "train", "--out", str(out), "--steps", str(STEPS), "--batch", "8", "--threads", "1",
+            "--classes", str(CLASSES), "--per-class", str(PER_CLASS)]
+    result = CliRunner().invoke(app, [*args, "--attribute-weight", "0.5"])
+    assert result.exit_code == 0, result.output
+    saved = torch.load(out / "ckpt.pt", weights_only=False)
+    assert saved["heads"]["linear.weight"].shape == (sum(SIZES), 512)
+    assert (saved["heads"]["linear.weight"] - built[0]).abs().max() > 1e-6  # trained (a warm-up of tiny steps)
+    acc = json.loads((out / "train-state.json").read_text())["history"][-1]["val_attributes"]
+    assert set(acc) == set(HEADS) and all(0 <= v <= 1 for v in acc.values())
+    assert "auxiliary heads classify each crop's design features" in (out / "raiox-v1.md").read_text()
+    assert run_onnx(out / "raiox-v1.onnx").shape == (5, 512)
+    again = CliRunner().invoke(app, [*args[:5], str(2 * STEPS), *args[6:]])
+    assert again.exit_code == 2 and "trained with attribute heads" in again.output
+    assert torch.load(out / "ckpt.pt", weights_only=False)["state"]["step"] == STEPS  # nothing trained or lost

@@ -38,7 +38,8 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
         f"- Training: {cfg.get('steps')} steps, batch {cfg.get('batch')}, AdamW lr {cfg.get('lr')}, "
         f"weight decay {cfg.get('weight_decay')}, ArcFace s={cfg.get('scale')} m={cfg.get('margin')}, "
         f"seed {cfg.get('seed')}, device {cfg.get('device')}; on-line augmentation: mirror, box jitter "
-        "(rotation, scale, shift), gamma, blur, noise, occluders (white cone-cut bands, bright tilted ellipses, grey strips).",
+        "(rotation, scale, shift), gamma, blur, noise, occluders (white cone-cut bands, bright tilted ellipses, grey strips)"
+        + _heads_note(cfg, last) + ".",
         f"- Validation (held-out random systems, 2 gallery renders each, top-1): {last.get('val_top1', 'n/a')} "
         f"at step {last.get('step', '?')}; final training loss {last.get('loss', float('nan')):.3f}.",
         "- Command: `raiox vision train --out DIR` (resumes from `DIR/ckpt.pt`; `--init-from CKPT` starts a new run "
@@ -52,6 +53,14 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
     card = out / f"{name}.md"
     card.write_text("\n".join(lines) + "\n")
     return card
+
+
+def _heads_note(cfg: dict, last: dict) -> str:
+    if not cfg.get("attribute_weight"):
+        return ""
+    acc = ", ".join(f"{k} {v:.2f}" for k, v in last.get("val_attributes", {}).items())
+    return (f"; auxiliary heads classify each crop's design features from the embedding (`raiox.vision.attributes`), "
+            f"weight {cfg['attribute_weight']}" + (f"; their validation accuracy: {acc}" if acc else ""))
 
 
 def _input_size(onnx_path: Path) -> str:

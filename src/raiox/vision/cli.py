@@ -58,17 +58,24 @@ def train(
     jobs: int = typer.Option(1, help="processes rendering training data in parallel"),
     crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS of data rendered here (see render-data)"),
     name: str = typer.Option("raiox-v1", help="model name: OUT/NAME.onnx and NAME.md (the embedder id once installed)"),
+    attribute_weight: float = typer.Option(0.0, help="> 0: also train a classifier per design feature (connection, "
+                                                     "cone angle, apex, thread, collar) on the embedding, this weight x "
+                                                     "their mean loss added to ArcFace's (raiox.vision.attributes)"),
 ) -> None:
     """Train the fixture embedder with ArcFace on synthetic renders; resumable; writes ONNX + card."""
     from raiox.vision.card import write_card
     from raiox.vision.datagen import render_dataset
-    from raiox.vision.train import TrainConfig, train as run
+    from raiox.vision.train import ResumeError, TrainConfig, train as run
 
     render_dataset(out / "data", classes=classes, per_class=per_class, seed=seed, jobs=jobs,
                    crop=_crop_size(crop))  # no-op when done
     cfg = TrainConfig(out=out, steps=steps, batch=batch, lr=lr, seed=seed, device=device, threads=threads,
-                      restart_schedule=restart_schedule, init_from=init_from, model_name=name)
-    onnx_path = run(cfg)
+                      restart_schedule=restart_schedule, init_from=init_from, model_name=name,
+                      attribute_weight=attribute_weight)
+    try:
+        onnx_path = run(cfg)
+    except ResumeError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--attribute-weight") from exc
     card = write_card(out, onnx_path)
     typer.echo(f"wrote {onnx_path} and {card}")
     if install:

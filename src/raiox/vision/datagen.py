@@ -84,7 +84,7 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
     crops' boxes are disturbed (``JITTERS``: "gt" small Gaussian errors, "located" the localiser's).
     """
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"classes": classes, "per_class": per_class, "seed": seed, "size": list(size),
+    meta = {"classes": classes, "per_class": per_class, "seed": seed, "size": list(size), "shard_size": shard_size,
             "renderer": "raiox.synth.render_fixture_crop", "jitter": jitter,
             "crop": list(crop)}
     (out / "meta.json").write_text(json.dumps(meta))
@@ -100,24 +100,14 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
 def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class: int, seed: int,
                   size: tuple[int, int], jitter: str = "gt", crop: tuple[int, int] = (CROP_H, CROP_W)) -> int:
     """One shard: ``count`` systems (labels ``first..first+count-1``) x ``per_class`` crops."""
-    from raiox.synth import demo_catalog, render_fixture_crop, validate_spec, with_size
+    from raiox.synth import render_fixture_crop, with_size
 
-    from raiox.vision.synthbridge import family, is_demo_like, signature, train_conditions
+    from raiox.vision.synthbridge import train_conditions
 
-    demo = {signature(s.spec) for s in demo_catalog()}
     path = out / f"shard-{first // shard_size:03d}.npz"
     t0, crops, labels = time.time(), [], []
-    rng = np.random.default_rng([seed, first])
-    specs: list[dict] = []
-    while len(specs) < count:
-        for s in family(rng, FAMILY):
-            try:
-                validate_spec(s)
-            except Exception:
-                continue
-            if not is_demo_like(s, demo):
-                specs.append(s)
-    for k, spec in enumerate(specs[:count]):
+    specs, rng = shard_specs(seed, first, count)
+    for k, spec in enumerate(specs):
         for j in range(per_class):
             d = float(np.clip(spec["diameter_mm"] + rng.choice([-0.5, -0.3, 0, 0, 0.4, 0.8]), 2.9, 6.0))
             length = float(np.clip(spec["length_mm"] * rng.uniform(0.7, 1.3), 6.0, 18.0))
@@ -135,3 +125,43 @@ def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class:
     tmp.replace(path)
     log.info("datagen.shard", path=str(path), crops=len(labels), seconds=round(time.time() - t0, 1))
     return len(labels)
+
+
+def shard_specs(seed: int, first: int, count: int, demo: frozenset | None = None) -> tuple[list[dict], np.random.Generator]:
+    """The ``count`` random systems of the shard whose first class is ``first`` (look-alike families of
+    ``FAMILY``, none like a demo catalog system: ``demo`` holds their signatures, drawn when None), and the
+    shard's generator after drawing them (its renders draw on from there). Cheap: the specs of any rendered
+    shard can be drawn again from its seed."""
+    from raiox.synth import validate_spec
+
+    from raiox.vision.synthbridge import family, is_demo_like
+
+    demo = demo_signatures() if demo is None else demo
+    rng = np.random.default_rng([seed, first])
+    specs: list[dict] = []
+    while len(specs) < count:
+        for s in family(rng, FAMILY):
+            try:
+                validate_spec(s)
+            except Exception:
+                continue
+            if not is_demo_like(s, demo):
+                specs.append(s)
+    return specs[:count], rng
+
+
+def demo_signatures() -> frozenset:
+    from raiox.synth import demo_catalog
+
+    from raiox.vision.synthbridge import signature
+
+    return frozenset(signature(s.spec) for s in demo_catalog())
+
+
+def dataset_specs(data_dir: Path) -> list[dict]:
+    """The spec of every class of a rendered dataset (index = label), drawn again from its ``meta.json``."""
+    meta = json.loads((data_dir / "meta.json").read_text())
+    size = meta.get("shard_size") or int(np.load(data_dir / "shard-000.npz")["labels"].max()) + 1  # older data
+    demo = demo_signatures()
+    return [spec for first in range(0, meta["classes"], size)
+            for spec in shard_specs(meta["seed"], first, min(size, meta["classes"] - first), demo)[0]]

@@ -78,6 +78,25 @@ class ArcFace(nn.Module):
         return F.cross_entropy(logits, labels)
 
 
+class AttributeHeads(nn.Module):
+    """One linear classifier per design feature (``raiox.vision.attributes.HEADS``) on the normalised
+    embedding; the training loss adds their mean cross-entropy. Not part of the serving graph."""
+
+    def __init__(self, sizes: tuple[int, ...], dim: int = EMBED_DIM, scale: float = 16.0):
+        super().__init__()
+        self.linear = nn.Linear(dim, sum(sizes))
+        self.sizes, self.scale = tuple(sizes), scale
+
+    def forward(self, emb):
+        """Logits of every head, one (N, classes) tensor each."""
+        return torch.split(self.linear(F.normalize(emb)) * self.scale, self.sizes, dim=1)
+
+    def loss(self, emb, targets):
+        """Mean cross-entropy over the heads; a target of -1 (the head does not apply) is ignored."""
+        losses = [F.cross_entropy(logits, targets[:, h], ignore_index=-1) for h, logits in enumerate(self(emb))]
+        return torch.stack([x for x in losses if not torch.isnan(x)]).mean()
+
+
 def from_onnx(path) -> FixtureNet:
     """A ``FixtureNet`` holding the weights of an exported (serving) graph, to fine-tune a shipped model.
 

@@ -22,6 +22,10 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
+class ResumeError(ValueError):
+    """A rerun asks for something its checkpoint cannot continue (e.g. attribute heads added or dropped)."""
+
+
 @dataclass
 class TrainConfig:
     out: Path
@@ -39,6 +43,7 @@ class TrainConfig:
     classes: int = 0  # ArcFace rows; 0 = planned classes from data/meta.json or the largest label + 1
     model_name: str = "raiox-v1"
     init_from: Path | None = None  # a checkpoint whose network weights start a fresh run (fine-tuning)
+    attribute_weight: float = 0.0  # > 0: design-feature heads (raiox.vision.attributes) add this x their loss
     extra: dict = field(default_factory=dict)
 
 
@@ -136,11 +141,12 @@ def train(cfg: TrainConfig) -> Path:
     from_model = saved is None and cfg.init_from is not None and Path(cfg.init_from).suffix == ".onnx"
     if from_model:  # before the optimiser: the net is replaced
         net = _from_shipped(cfg, net, arc, crops, labels, train_idx, gen)
-    params = list(net.parameters()) + list(arc.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"step": 0, "history": []}
     # a restart towards these steps that already happened (the same command rerun after a kill) is resumed, not redone
     restart = bool(saved and cfg.restart_schedule and saved["state"].get("schedule_to") != cfg.steps)
+    heads, targets = _attribute_heads(cfg, saved, restart)
+    params = list(net.parameters()) + list(arc.parameters()) + (list(heads.parameters()) if heads else [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"step": 0, "history": []}
     # the schedule in force starts at the last restart (a plain resume continues that one, not a fresh one)
     start = saved["state"]["step"] if restart else (saved["state"].get("restarts") or [0])[-1] if saved else 0
     span = max(1, cfg.steps - start) if start else cfg.steps
@@ -151,6 +157,8 @@ def train(cfg: TrainConfig) -> Path:
     if saved:
         net.load_state_dict(saved["net"])
         arc.load_state_dict(saved["arc"])
+        if heads is not None and saved.get("heads"):
+            heads.load_state_dict(saved["heads"])
         if not restart:
             opt.load_state_dict(saved["opt"])
             sched.load_state_dict(saved["sched"])
@@ -171,6 +179,8 @@ def train(cfg: TrainConfig) -> Path:
         init = torch.load(cfg.init_from, map_location=cfg.device, weights_only=False)
         net.load_state_dict(init["net"])
         _carry_class_rows(arc, init.get("arc", {}).get("weight"))
+        if heads is not None and init.get("heads"):
+            heads.load_state_dict(init["heads"])
         state["init_from"] = str(cfg.init_from)
         log.info("train.init", checkpoint=str(cfg.init_from))
     log.info("train.start", samples=len(train_idx), systems=len(np.unique(labels[train_idx])), val_samples=len(val_idx), **_brief(cfg))
@@ -181,7 +191,10 @@ def train(cfg: TrainConfig) -> Path:
         pick = torch.randint(0, len(train_idx), (cfg.batch,), generator=gen)
         x = torch.from_numpy(crops[train_idx[pick.numpy()]]).float().div_(255)[:, None]
         x = augment(x, gen).to(cfg.device)
-        loss = arc(net(x), train_lab[pick].to(cfg.device))
+        emb, lab = net(x), train_lab[pick].to(cfg.device)
+        loss = arc(emb, lab)
+        if heads is not None:
+            loss = loss + cfg.attribute_weight * heads.loss(emb, targets[lab])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -195,9 +208,9 @@ def train(cfg: TrainConfig) -> Path:
             t0, t0_step = time.time(), state["step"]
         if time.time() - last_save > cfg.checkpoint_every_s or state["step"] == cfg.steps:
             state["history"].append({"step": state["step"], "loss": float(np.mean(losses[-100:])),
-                                     "val_top1": validate(net, crops, labels, val_idx, cfg.device)})
+                                     **validate(net, crops, labels, val_idx, cfg.device, heads, targets)})
             log.info("train.checkpoint", **state["history"][-1])
-            _save(ckpt, net, arc, opt, sched, gen, state, losses[-100:])
+            _save(ckpt, net, arc, opt, sched, gen, state, losses[-100:], heads)
             last_save = time.time()
     onnx_path = export(net, cfg.out / f"{cfg.model_name}.onnx", crops.shape[1:])
     (cfg.out / "train-state.json").write_text(json.dumps({"config": _brief(cfg), **state}, indent=2))
@@ -243,17 +256,51 @@ def _carry_class_rows(arc, weight) -> None:
         arc.weight[:rows] = weight[:rows].to(arc.weight.device)
 
 
-def validate(net, crops, labels, idx, device) -> float:
+def validate(net, crops, labels, idx, device, heads=None, targets=None) -> dict:
+    """``val_top1``: retrieval top-1 on the held-out systems; with attribute heads also ``val_attributes``,
+    each head's accuracy on their crops (where it applies)."""
     import torch
 
     if len(idx) == 0:
-        return float("nan")
+        return {"val_top1": float("nan")}
     net.eval()
     with torch.no_grad():
         x = torch.from_numpy(crops[idx]).float().div_(255)[:, None].to(device)
         emb = torch.cat([net(x[i : i + 256]) + net(x[i : i + 256].flip(3)) for i in range(0, len(x), 256)])
-        emb = torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
-    return round(retrieval_top1(emb, labels[idx]), 4)
+        out = {"val_top1": round(retrieval_top1(torch.nn.functional.normalize(emb, dim=1).cpu().numpy(), labels[idx]), 4)}
+        if heads is not None:
+            out["val_attributes"] = _head_accuracy(heads, emb, targets[torch.from_numpy(labels[idx].astype(np.int64)).to(targets.device)])
+    return out
+
+
+def _head_accuracy(heads, emb, want) -> dict[str, float]:
+    from raiox.vision.attributes import HEADS
+
+    heads.eval()
+    acc = {}
+    for h, (name, logits) in enumerate(zip(HEADS, heads(emb))):
+        known = want[:, h].to(logits.device) >= 0
+        acc[name] = round(float((logits.argmax(1)[known] == want[known, h].to(logits.device)).float().mean()), 4)
+    return acc
+
+
+def _attribute_heads(cfg: TrainConfig, saved: dict | None, restart: bool):
+    """The design-feature heads and the (classes, heads) targets when ``attribute_weight`` > 0 (None, None
+    otherwise). A run resumes with the heads it was trained with: adding them to a run that had none needs a
+    new run (``--init-from`` its checkpoint) or ``--restart-schedule``."""
+    if cfg.attribute_weight <= 0:
+        if saved and saved.get("heads") and not restart:
+            raise ResumeError(f"{cfg.out / 'ckpt.pt'} was trained with attribute heads: resume it with --attribute-weight > 0")
+        return None, None
+    import torch
+
+    from raiox.vision.attributes import SIZES, attribute_table
+    from raiox.vision.net import AttributeHeads
+
+    if saved and not saved.get("heads") and not restart:
+        raise ResumeError(f"{cfg.out / 'ckpt.pt'} was trained without attribute heads: add them with --restart-schedule "
+                         "or start a new run with --init-from that checkpoint")
+    return AttributeHeads(SIZES).to(cfg.device), torch.from_numpy(attribute_table(cfg.out / "data")).to(cfg.device)
 
 
 def _planned_classes(data_dir: Path) -> int:
@@ -261,14 +308,15 @@ def _planned_classes(data_dir: Path) -> int:
     return int(json.loads(meta.read_text()).get("classes", 0)) if meta.exists() else 0
 
 
-def _save(path, net, arc, opt, sched, gen, state, losses=()) -> None:
+def _save(path, net, arc, opt, sched, gen, state, losses=(), heads=None) -> None:
     import torch
 
     tmp = path.with_suffix(".tmp")
     cuda_rng = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     torch.save({"net": net.state_dict(), "arc": arc.state_dict(), "opt": opt.state_dict(),
                 "sched": sched.state_dict(), "gen": gen.get_state(), "state": state,
-                "rng": torch.get_rng_state(), "cuda_rng": cuda_rng, "losses": list(losses)}, tmp)
+                "rng": torch.get_rng_state(), "cuda_rng": cuda_rng, "losses": list(losses),
+                "heads": heads.state_dict() if heads is not None else None}, tmp)
     tmp.replace(path)
 
 
