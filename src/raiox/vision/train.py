@@ -3,7 +3,8 @@
 Data: uint8 canonical crops in ``OUT/data/shard-*.npz`` (``crops`` (n, H, W), ``labels`` (n,); H x W is the
 net's input size, 192 x 64 or 192 x 96) made by :mod:`raiox.vision.datagen` from random specs (never the demo
 catalog systems). A run starts from scratch, from a checkpoint's weights, or from an exported model (``.onnx``).
-Training: ArcFace over the training systems, on-line augmentation, AdamW + cosine schedule.
+Training: ArcFace over the training systems (optionally with a classifier per design feature on the embedding,
+``attribute_weight``), on-line augmentation, AdamW + cosine schedule.
 Checkpoints go to ``OUT/ckpt.pt`` every few minutes; a rerun resumes from there. The result is
 ``OUT/NAME.onnx`` (mirror-averaged, L2-normalised; NAME ``model_name``, default raiox-v1) and the model card.
 """
@@ -276,7 +277,6 @@ def validate(net, crops, labels, idx, device, heads=None, targets=None) -> dict:
 def _head_accuracy(heads, emb, want) -> dict[str, float]:
     from raiox.vision.attributes import HEADS
 
-    heads.eval()
     acc = {}
     for h, (name, logits) in enumerate(zip(HEADS, heads(emb))):
         known = want[:, h].to(logits.device) >= 0
