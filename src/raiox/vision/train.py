@@ -270,7 +270,8 @@ def validate(net, crops, labels, idx, device, heads=None, targets=None) -> dict:
         emb = torch.cat([net(x[i : i + 256]) + net(x[i : i + 256].flip(3)) for i in range(0, len(x), 256)])
         out = {"val_top1": round(retrieval_top1(torch.nn.functional.normalize(emb, dim=1).cpu().numpy(), labels[idx]), 4)}
         if heads is not None:
-            out["val_attributes"] = _head_accuracy(heads, emb, targets[torch.from_numpy(labels[idx].astype(np.int64)).to(targets.device)])
+            want = targets[torch.from_numpy(labels[idx].astype(np.int64)).to(targets.device)]
+            out["val_attributes"] = _head_accuracy(heads, emb, want)
     return out
 
 
@@ -279,8 +280,8 @@ def _head_accuracy(heads, emb, want) -> dict[str, float]:
 
     acc = {}
     for h, (name, logits) in enumerate(zip(HEADS, heads(emb))):
-        known = want[:, h].to(logits.device) >= 0
-        acc[name] = round(float((logits.argmax(1)[known] == want[known, h].to(logits.device)).float().mean()), 4)
+        known = want[:, h] >= 0  # heads, embeddings and targets all live on the training device
+        acc[name] = round(float((logits.argmax(1)[known] == want[known, h]).float().mean()), 4)
     return acc
 
 
