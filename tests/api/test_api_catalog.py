@@ -111,3 +111,34 @@ async def test_openapi_documents_the_catalog_routes(client):
     assert "401" in identify["responses"] and "multipart/form-data" in identify["requestBody"]["content"]
     assert identify["security"] == [{"HTTPBearer": []}]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+async def test_identify_re_ranks_by_the_connection_read_when_systems_carry_specs(client, auth, catalog, session):
+    import numpy as np
+    import pytest
+
+    from raiox.catalog import repository
+    from raiox.synth import demo_catalog, render_reference, to_png
+    from raiox.vision import connection, read_image
+
+    if connection.model_path() is None:
+        pytest.skip("connection-v1.onnx is not shipped")
+    specs = {s.id: s.spec for s in demo_catalog() if s.id in ("demo-004", "demo-005")}
+    png = to_png(render_reference(specs["demo-005"], seed=11))
+
+    async def ask() -> dict:
+        response = await client.post("/identify", params={"top_k": 2}, headers=auth, files={"image": ("r.png", png)})
+        assert response.status_code == 200, response.text
+        return response.json()["implants"][0]
+
+    plain = await ask()  # the catalog's systems carry no spec yet: similarity only
+    for sid, spec in specs.items():
+        await repository.upsert_system(session, sid, "Synthetica", sid.upper(), {}, spec)
+    session.expire_all()  # the first request loaded the systems (spec None) into this test's shared session
+    read = await ask()
+    (probs,) = connection.read(read_image(png, "r.png"), [np.asarray(read["box"], np.float32)])
+    for candidate in read["candidates"]:
+        before = next(c["score"] for c in plain["candidates"] if c["system"] == candidate["system"])
+        cls = connection.spec_class(specs[candidate["system"]])
+        assert candidate["score"] == pytest.approx(before + connection.WEIGHT * np.log(probs[cls] + connection.FLOOR), abs=2e-3)
+    assert [c["score"] for c in read["candidates"]] == sorted((c["score"] for c in read["candidates"]), reverse=True)

@@ -180,3 +180,33 @@ def test_attribute_parsing():
     with pytest.raises(ValueError):
         parse_attributes("[1, 2]")
     assert slugify("Conexão", "Torque Tite 4.1") == "conexao-torque-tite-4-1"
+
+
+def test_a_system_folder_or_manifest_row_may_carry_a_validated_spec(tmp_path):
+    import json
+
+    from raiox.catalog.sources import Skip, from_folder, from_manifest
+    from raiox.synth import demo_catalog
+
+    spec = next(s.spec for s in demo_catalog() if s.spec["connection"]["kind"] == "conical")
+    good, bad = tmp_path / "tree" / "Acme" / "Cone", tmp_path / "tree" / "Acme" / "Broken"
+    for folder in (good, bad):
+        folder.mkdir(parents=True)
+        (folder / "a.png").write_bytes(b"png bytes are read later")
+    (good / "spec.json").write_text(json.dumps(spec))
+    (bad / "spec.json").write_text(json.dumps({**spec, "diameter_mm": "wide"}))
+    found = {item.origin: item for item in from_folder(tmp_path / "tree")}
+    assert set(found) == {"Acme/Broken/a.png", "Acme/Cone/a.png"}  # spec.json itself is not an image to import
+    assert found["Acme/Cone/a.png"].spec == spec
+    assert isinstance(found["Acme/Broken/a.png"], Skip) and "bad spec.json" in found["Acme/Broken/a.png"].reason
+    assert "diameter_mm" in found["Acme/Broken/a.png"].reason or "wide" in found["Acme/Broken/a.png"].reason
+
+    manifest = tmp_path / "m.csv"
+    (tmp_path / "x.png").write_bytes(b"png")
+    manifest.write_text("manufacturer,system,image,spec\n"
+                        f"Acme,Cone,x.png,\"{json.dumps(spec).replace(chr(34), chr(34) * 2)}\"\n"
+                        "Acme,Plain,x.png,\n"
+                        "Acme,Bad,x.png,[1]\n")
+    rows = list(from_manifest(manifest))
+    assert rows[0].spec == spec and rows[1].spec is None
+    assert isinstance(rows[2], Skip) and "bad spec: a spec must be a JSON object" in rows[2].reason

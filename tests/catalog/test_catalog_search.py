@@ -138,3 +138,32 @@ async def test_bad_query_vectors_are_rejected(session):
         await search_systems(session, np.ones(10), MODEL, 5)
     with pytest.raises(BadRequest):
         await search_systems(session, np.full(DIM, np.nan), MODEL, 5)
+
+
+async def test_connection_read_reorders_close_siblings_by_their_specs(session, rng):
+    from raiox.catalog import repository
+    from raiox.synth import demo_catalog
+    from raiox.vision.connection import CLASSES, FLOOR, WEIGHT, spec_class
+
+    demo = demo_catalog()
+    hex_spec = next(s.spec for s in demo if s.spec["connection"]["kind"] == "external_hex")
+    cone_spec = next(s.spec for s in demo if s.spec["connection"].get("cone_angle_deg") == 11.5)
+    query = unit(rng.standard_normal(DIM))[0]
+    for sid, cosine, spec in (("hex", 0.90, hex_spec), ("cone", 0.895, cone_spec), ("unknown", 0.85, None),
+                              ("far-cone", 0.5, cone_spec)):
+        await repository.upsert_system(session, sid, "Test Co", sid, {}, spec)
+        await add_system(session, sid, at_similarity(query, [cosine] * 3, rng), MODEL)
+    probs = np.full(len(CLASSES), 0.1 / (len(CLASSES) - 2), np.float32)
+    probs[spec_class(cone_spec)], probs[spec_class(hex_spec)] = 0.88, 0.02
+
+    plain = await search_systems(session, query, MODEL, 4)
+    assert [c.system_id for c in plain] == ["hex", "cone", "unknown", "far-cone"]
+    read = await search_systems(session, query, MODEL, 4, connection=probs)
+    assert [c.system_id for c in read] == ["cone", "hex", "unknown", "far-cone"]  # only the close sibling moves
+    by_id = {c.system_id: c.score for c in read}
+    assert by_id["cone"] == pytest.approx(0.895 + WEIGHT * np.log(0.88 + FLOOR), abs=1e-4)
+    assert by_id["hex"] == pytest.approx(0.90 + WEIGHT * np.log(0.02 + FLOOR), abs=1e-4)
+    # a system without a spec is neither rewarded nor punished: the mean bonus of those with one
+    known = [WEIGHT * np.log(p + FLOOR) for p in (0.02, 0.88, 0.88)]
+    assert by_id["unknown"] == pytest.approx(0.85 + np.mean(known), abs=1e-4)
+    assert [c.system_id for c in await search_systems(session, query, MODEL, 1, connection=probs)] == ["cone"]

@@ -21,7 +21,8 @@ async def identify(session: AsyncSession, data: bytes, filename: str | None, top
     fixtures = await asyncio.to_thread(analyze, image, embedder)
     implants = []
     for fixture in fixtures:
-        found = await search_systems(session, fixture.embedding, embedder.model_id, top_k)
+        found = await search_systems(session, fixture.embedding, embedder.model_id, top_k,
+                                     connection=fixture.connection)
         implants.append(ImplantOut(
             box=_round_box(fixture.box), confidence=round(float(fixture.confidence), 4),
             candidates=[CandidateOut(system=c.system_id, manufacturer=c.manufacturer, name=c.name,

@@ -21,7 +21,7 @@ apply the active-system filter inside the scan.
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pgvector.sqlalchemy import Vector
@@ -39,6 +39,7 @@ STATS_TTL_S = 60.0
 MIN_EF_SEARCH = 120  # recall@10 0.989 at 1M references, m=16 ef_construction=128 (0.977 at 100): docs/benchmarks.md
 MAX_FETCH = 1000  # pgvector's ceiling for hnsw.ef_search; beyond it, the exact scan answers
 MAX_POOL = 400  # systems re-scored at most; a wider pool means the exact scan
+RERANK_POOL = 20  # nearest systems the connection reader may reorder (raiox.vision.ranking.RERANK_POOL too)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class Candidate:
     system_id: str
     manufacturer: str
     name: str
-    score: float  # mean cosine similarity of the system's SCORE_REFERENCES closest references, -1..1
+    score: float  # mean cosine similarity of the system's SCORE_REFERENCES closest references, -1..1 (plus the
+    # connection reader's bonus, <= 0, when the search was given its read: see `rerank`)
     reference_image_id: uuid.UUID
 
 
@@ -153,10 +155,31 @@ async def exact_search(session: AsyncSession, embedding: np.ndarray, model_id: s
     return _candidates(rows)
 
 
-async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id: str, top_k: int) -> list[Candidate]:
-    """The `top_k` active systems nearest to `embedding`, best first (see module docstring)."""
+async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id: str, top_k: int,
+                         connection: np.ndarray | None = None) -> list[Candidate]:
+    """The `top_k` active systems nearest to `embedding`, best first (see module docstring). With the
+    connection reader's probabilities (`connection`), the RERANK_POOL nearest are re-ranked by them first."""
     if top_k < 1:
         return []
+    if connection is not None:
+        found = await _nearest(session, embedding, model_id, max(top_k, RERANK_POOL))
+        return (await rerank(session, found, connection))[:top_k]
+    return await _nearest(session, embedding, model_id, top_k)
+
+
+async def rerank(session: AsyncSession, found: list[Candidate], connection: np.ndarray) -> list[Candidate]:
+    """`found` re-scored by the connection their specs name (`raiox.vision.connection`), best first."""
+    from raiox.catalog.repository import systems_by_id
+    from raiox.vision import connection_bonus, connection_class
+
+    systems = await systems_by_id(session, [c.system_id for c in found])
+    classes = [connection_class(systems[c.system_id].spec) if c.system_id in systems else None for c in found]
+    extra = connection_bonus(connection, classes)
+    scored = [replace(c, score=c.score + float(b)) for c, b in zip(found, extra)]
+    return sorted(scored, key=lambda c: (-c.score, c.system_id))
+
+
+async def _nearest(session: AsyncSession, embedding: np.ndarray, model_id: str, top_k: int) -> list[Candidate]:
     vector = _query_vector(embedding)
     size = top_k * 2 + 8
     while size <= MAX_POOL:

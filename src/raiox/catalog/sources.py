@@ -16,6 +16,7 @@ from pathlib import Path
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dcm"}
 IMAGE_COLUMNS = ("image", "image_path", "image_url", "path", "url", "file")
 ATTRIBUTES_FILE = "attributes.json"
+SPEC_FILE = "spec.json"  # a system's geometry spec (raiox.synth.SPEC_SCHEMA): lets the connection reader re-rank it
 
 
 @dataclass
@@ -96,11 +97,32 @@ def _system_attributes(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def parse_spec(raw: str | dict | None) -> dict | None:
+    """A geometry spec (JSON text or object), validated against ``raiox.synth.SPEC_SCHEMA``; None when empty."""
+    from raiox.synth import validate_spec
+
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    spec = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(spec, dict):
+        raise ValueError("a spec must be a JSON object")
+    try:
+        validate_spec(spec)
+    except Exception as exc:  # jsonschema's ValidationError: its first line names the field
+        raise ValueError(str(exc).splitlines()[0]) from exc
+    return spec
+
+
+def _system_spec(folder: Path) -> dict | None:
+    path = folder / SPEC_FILE
+    return parse_spec(path.read_text()) if path.is_file() else None
+
+
 def from_folder(root: Path) -> Iterator[ImportItem | Skip]:
     """ROOT/MANUFACTURER/SYSTEM/*.{png,jpg,jpeg,tif,tiff,bmp,webp,dcm} (+ optional attributes.json)."""
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or path.name == ATTRIBUTES_FILE:
+        if any(part.startswith(".") for part in rel.parts) or path.name in (ATTRIBUTES_FILE, SPEC_FILE):
             continue
         if len(rel.parts) != 3:
             yield Skip(str(rel), "not in a MANUFACTURER/SYSTEM/ folder")
@@ -113,7 +135,13 @@ def from_folder(root: Path) -> Iterator[ImportItem | Skip]:
             except (ValueError, OSError) as exc:
                 yield Skip(str(rel), f"bad {ATTRIBUTES_FILE}: {exc}")
                 continue
-            yield ImportItem(slugify(manufacturer, system), manufacturer, system, str(rel), _read_file(path), attributes)
+            try:
+                spec = _system_spec(path.parent)
+            except (ValueError, OSError) as exc:
+                yield Skip(str(rel), f"bad {SPEC_FILE}: {exc}")
+                continue
+            yield ImportItem(slugify(manufacturer, system), manufacturer, system, str(rel), _read_file(path), attributes,
+                             spec=spec)
 
 
 def _download(url: str) -> Callable[[], bytes]:
@@ -160,12 +188,18 @@ def _manifest_row(path: Path, line: int, row: dict, columns: dict, image_column:
         attributes = parse_attributes(row.get(columns["attributes"]) if "attributes" in columns else None)
     except ValueError as exc:
         return Skip(origin, f"bad attributes: {exc}")
+    try:
+        spec = parse_spec(row.get(columns["spec"]) if "spec" in columns else None)
+    except ValueError as exc:
+        return Skip(origin, f"bad spec: {exc}")
     if re.match(r"^https?://", image, re.I):
-        return ImportItem(slugify(manufacturer, system), manufacturer, system, image, _download(image), attributes)
+        return ImportItem(slugify(manufacturer, system), manufacturer, system, image, _download(image), attributes,
+                          spec=spec)
     file = Path(image) if Path(image).is_absolute() else path.parent / image
     if file.suffix.lower() not in IMAGE_SUFFIXES:
         return Skip(f"{origin} ({image})", f"unsupported file type {file.suffix or '(none)'}")
-    return ImportItem(slugify(manufacturer, system), manufacturer, system, str(file), _read_file(file), attributes)
+    return ImportItem(slugify(manufacturer, system), manufacturer, system, str(file), _read_file(file), attributes,
+                      spec=spec)
 
 
 def from_path(path: Path) -> Iterator[ImportItem | Skip]:

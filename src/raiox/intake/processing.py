@@ -134,7 +134,8 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
                     "box": np.asarray(fixture.box, dtype=float).round(2).tolist(),
                     "confidence": float(fixture.confidence), "embedding": embedding,
                 })
-                candidates = await search_systems(session, embedding, model_id, settings.top_k)
+                candidates = await search_systems(session, embedding, model_id, settings.top_k,
+                                                  connection=fixture.connection)
                 await repository.insert_results(session, [
                     {"fixture_id": fixture_id, "rank": rank, "system_id": c.system_id, "score": float(c.score),
                      "reference_image_id": c.reference_image_id}

@@ -4,6 +4,8 @@ Public API (see VISION-API contract): import from here, never from submodules.
 """
 
 from raiox.vision.canonical import canonical_crop
+from raiox.vision.connection import bonus as connection_bonus
+from raiox.vision.connection import spec_class as connection_class
 from raiox.vision.detect import Detection, locate
 from raiox.vision.embedders import Embedder, get_embedder
 from raiox.vision.pipeline import FixtureEmbedding, analyze, embed_reference
@@ -14,6 +16,8 @@ __all__ = [
     "FixtureEmbedding",
     "analyze",
     "canonical_crop",
+    "connection_bonus",
+    "connection_class",
     "embed_reference",
     "get_embedder",
     "locate",

@@ -138,6 +138,31 @@ def train_ends(
         typer.echo(f"installed {target}")
 
 
+@app.command("train-connection")
+def train_connection(
+    out: Path = typer.Option(Path("runs/connection"), "--out", help="folder for zooms, checkpoints and the model"),
+    renders: int = typer.Option(32000, help="training renders (two zooms each) to make if OUT/zooms is short"),
+    steps: int = typer.Option(4000),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(1, help="torch CPU threads"),
+    jobs: int = typer.Option(1, help="processes rendering in parallel"),
+    install: bool = typer.Option(False, help="copy connection-v1.onnx into the package"),
+) -> None:
+    """Train the connection reader (connection kind and cone angle from a zoom on the platform end)."""
+    import shutil
+
+    from raiox.vision import connectionnet
+
+    zooms = connectionnet.render_zooms(out / "zooms", renders, seed=seed, jobs=jobs)
+    typer.echo(f"{zooms} zooms in {out / 'zooms'}")
+    path = connectionnet.train_connection(out, steps=steps, seed=seed, threads=threads)
+    typer.echo(f"wrote {path}")
+    if install:
+        target = Path(__file__).parent / "models" / "connection-v1.onnx"
+        shutil.copy2(path, target)
+        typer.echo(f"installed {target}")
+
+
 @app.command("eval")
 def evaluate(
     embedder: str = typer.Option(None, help="embedder spec (default: RAIOX_EMBEDDER / settings)"),

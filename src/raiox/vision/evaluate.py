@@ -22,10 +22,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from raiox.vision import connection
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 from raiox.vision.detect import box_iou, locate
 from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
-from raiox.vision.ranking import rank
+from raiox.vision.ranking import RERANK_POOL, rank
 
 CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")
 RENDER_ITEM = 2  # version of render_item's draws (part of every cache fingerprint)
@@ -171,6 +172,8 @@ class Sets:
     oracle_g: list
     oracle_q: list
     loc: dict
+    q_conn: list | None = None  # per query: the connection reader's probabilities (None: not located / no reader)
+    oracle_conn: list | None = None  # the same at the ground-truth boxes
 
 
 def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
@@ -189,6 +192,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
     loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0}
     restored = 0
     seen: set[str] = set()  # digests of the gallery images so far
+    q_conn, oracle_conn = [], []
     for key, members, cond in items:
         data = loaded[key]
         if data is None or not set(members) <= complete:
@@ -215,12 +219,16 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
                 det = found[hit[j]]
                 loc["platform_ok"] += platform_ok(det.box, boxes[j])
                 queries.append(_crop_of(image, det.box, size))
+                q_conn.extend(connection.read(image, [det.box]))
             else:
                 queries.append(None)  # not localised: a retrieval miss for every method
+                q_conn.append(None)
             oracle_q.append(_crop_of(image, boxes[j], size))
+            oracle_conn.extend(connection.read(image, [boxes[j]]))
             q_lab.append(label)
             q_cond.append(cond)
-    return Sets(systems, gallery, np.array(g_lab), restored, queries, np.array(q_lab), q_cond, oracle_g, oracle_q, loc)
+    return Sets(systems, gallery, np.array(g_lab), restored, queries, np.array(q_lab), q_cond, oracle_g, oracle_q, loc,
+                q_conn, oracle_conn)
 
 
 def _seen_before(image: np.ndarray, seen: set[str]) -> bool:
@@ -278,15 +286,22 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     q_crops = [q if q is not None else np.zeros_like(gallery[0]) for q in queries]
     groups = [s.group for s in systems]
     methods = {embedder.model_id: embedder.embed, "raw pixels": pixel_features, "HOG": hog_features}
+    classes = [connection.spec_class(s.spec) for s in systems]
+    reader = any(p is not None for p in sets.oracle_conn or [])  # the product re-ranks with the connection reader
     results = {}
     for name, fn in methods.items():
-        order = rank(fn(gallery), g_lab, fn(q_crops), len(systems))
-        results[name] = scores(order, q_lab, valid, q_cond, groups)
-    order = rank(embedder.embed(sets.oracle_g), g_lab, embedder.embed(sets.oracle_q), len(systems))
+        g_vecs, q_vecs = fn(gallery), fn(q_crops)
+        if name == embedder.model_id and reader:
+            order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=sets.q_conn, classes=classes)
+            results[name] = scores(order, q_lab, valid, q_cond, groups)
+            name = f"{name}, embedding alone (no connection re-rank)"
+        results[name] = scores(rank(g_vecs, g_lab, q_vecs, len(systems)), q_lab, valid, q_cond, groups)
+    order = rank(embedder.embed(sets.oracle_g), g_lab, embedder.embed(sets.oracle_q), len(systems),
+                 connection=sets.oracle_conn if reader else None, classes=classes)
     results[f"{embedder.model_id}, ground-truth boxes"] = scores(order, q_lab, [True] * len(q_lab), q_cond, groups)
     return {
         "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "restored": sets.restored,
-        "queries": len(queries), "localisation": loc_rates(sets.loc), "methods": results, "speed": speed(embedder),
+        "queries": len(queries), "connection_reader": reader, "localisation": loc_rates(sets.loc), "methods": results, "speed": speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
     }
 
@@ -336,6 +351,9 @@ def markdown(res: dict, command: str) -> str:
         f"Embedder `{res['embedder']}`; {res['systems']} demo systems (never seen in training), "
         f"gallery {res['gallery']} references ({res['gallery'] - res['restored']} bare, {res['restored']} with a restoration), "
         f"{res['queries']} query fixtures; {res['seconds']} s.",
+        "Connection reader: " + (f"`{connection.model_path().name}` re-ranks each query's first {RERANK_POOL} systems by the "
+                                 "connection their spec names (weight " + f"{connection.WEIGHT:g}), as the catalog search does."
+                                 if res.get("connection_reader") else "off (no re-rank)."),
         "",
         "| Method | top-1 | top-5 |", "|---|---|---|",
     ]

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from raiox.vision import connection
 from raiox.vision.canonical import canonical_crop
 from raiox.vision.detect import Detection, locate, orient_box
 from raiox.vision.embedders import Embedder, crop_size
@@ -17,6 +18,7 @@ class FixtureEmbedding:
     box: np.ndarray  # (4, 2), platform edge first
     confidence: float
     embedding: np.ndarray  # (dim,) float32, L2-normalised
+    connection: np.ndarray | None = None  # (len(connection.CLASSES),) probabilities; None without the reader
 
 
 def as_box(image: np.ndarray, box: Sequence) -> np.ndarray:
@@ -31,7 +33,8 @@ def as_box(image: np.ndarray, box: Sequence) -> np.ndarray:
 
 
 def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None) -> list[FixtureEmbedding]:
-    """Locate (or take the given boxes, confidence 1.0), canonicalise and embed every fixture."""
+    """Locate (or take the given boxes, confidence 1.0), canonicalise and embed every fixture, and read its
+    connection from the platform end (``raiox.vision.connection``; None when that model is switched off)."""
     if boxes is None:
         found = locate(image)
     else:
@@ -39,7 +42,8 @@ def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None
     if not found:
         return []
     vectors = embedder.embed([canonical_crop(image, d.box, crop_size(embedder)) for d in found])
-    return [FixtureEmbedding(d.box, d.confidence, v) for d, v in zip(found, vectors)]
+    reads = connection.read(image, [d.box for d in found])
+    return [FixtureEmbedding(d.box, d.confidence, v, c) for d, v, c in zip(found, vectors, reads)]
 
 
 def embed_reference(image: np.ndarray, embedder: Embedder) -> np.ndarray:

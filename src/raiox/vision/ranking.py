@@ -6,15 +6,32 @@ from __future__ import annotations
 import numpy as np
 
 SCORE_REFERENCES = 3  # a system scores the mean similarity of this many of its closest references
+RERANK_POOL = 20  # the nearest systems the connection reader may reorder (raiox.catalog.search.RERANK_POOL)
 
 
-def rank(gallery_vecs, g_lab, query_vecs, n_systems: int, references: int = SCORE_REFERENCES) -> np.ndarray:
+def rank(gallery_vecs, g_lab, query_vecs, n_systems: int, references: int = SCORE_REFERENCES,
+         connection: list | None = None, classes: list | None = None) -> np.ndarray:
     """(Q, n_systems) system ids ordered best first: a system scores the mean similarity of its
-    ``references`` most similar gallery images, as the catalog search ranks them."""
+    ``references`` most similar gallery images, as the catalog search ranks them. With ``connection``
+    (per query: the connection reader's probabilities, or None) and ``classes`` (per system: its
+    ``raiox.vision.connection`` class, or None), the RERANK_POOL first are re-ranked as the search does."""
     sims = query_vecs @ gallery_vecs.T
     per_sys = np.full((len(query_vecs), n_systems), -np.inf, np.float32)
     for s in range(n_systems):
         cols = g_lab == s
         if cols.any():
             per_sys[:, s] = -np.sort(-sims[:, cols], axis=1)[:, :references].mean(1)
-    return np.argsort(-per_sys, axis=1, kind="stable")
+    order = np.argsort(-per_sys, axis=1, kind="stable")
+    if connection is not None:
+        for q, probs in enumerate(connection):
+            if probs is not None:
+                order[q, :RERANK_POOL] = rerank(order[q, :RERANK_POOL], per_sys[q], probs, classes)
+    return order
+
+
+def rerank(pool: np.ndarray, score: np.ndarray, probs: np.ndarray, classes: list) -> np.ndarray:
+    """The systems ``pool`` (best first) reordered by ``score`` plus the connection bonus."""
+    from raiox.vision.connection import bonus
+
+    adjusted = score[pool] + bonus(probs, [classes[s] for s in pool])
+    return pool[np.argsort(-adjusted, kind="stable")]

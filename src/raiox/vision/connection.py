@@ -1,0 +1,121 @@
+"""Reading the connection from the platform end of a fixture (``connection-v1``), to re-rank catalog candidates.
+
+The embedding carries a fixture's apex, taper and thread but hardly its connection: a linear head on it
+reads the connection kind of unseen systems at 0.66 and the cone angle at 0.29 (docs/benchmarks.md,
+session 14), and look-alike siblings that differ only there are half of the top-1 errors. A small network
+of its own looks at a zoom on the platform end (``platform_zoom``: one scale on both axes, from a third of a
+width above the platform edge down, 1.3 widths across) and gives the probability of each connection class
+(``CLASSES``: external hex, internal hex, tri-channel, or conical at one of the six cone angles). A catalog
+system whose spec names its connection then scores
+
+    similarity + WEIGHT * ln(p(its class) + FLOOR)
+
+so only siblings the embedding already ranks close swap places. Systems without a spec are scored as if the
+reader gave their class the mean probability of the ranked systems that have one (no reward, no penalty).
+Under an abutment or crown the connection is mostly hidden; the reader then spreads its probability and the
+re-rank does little. Without the model file (or with ``RAIOX_CONNECTION_MODEL=none``) nothing is re-ranked.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ZOOM_H, ZOOM_W = 112, 80
+ACROSS = 1.3  # box widths across the axis
+ABOVE = 0.3  # box widths above the platform edge where the zoom starts
+CONE_ANGLES = (8.0, 11.0, 11.5, 16.0, 22.0, 24.0)
+CLASSES = ("external_hex", "internal_hex", "tri_channel", *(f"conical_{a:g}" for a in CONE_ANGLES))
+WEIGHT = 0.01  # chosen on the evaluation set of seed 7000, checked on 7001 (docs/benchmarks.md, session 15)
+FLOOR = 1e-4
+MODEL_ENV = "RAIOX_CONNECTION_MODEL"  # another connection model (ONNX), or "none" to switch the re-rank off
+
+
+def spec_class(spec: dict | None) -> int | None:
+    """The index in ``CLASSES`` of a geometry spec's connection, None when unknown or outside them."""
+    conn = (spec or {}).get("connection") or {}
+    kind = conn.get("kind")
+    if kind == "conical":
+        angle = conn.get("cone_angle_deg")
+        return 3 + CONE_ANGLES.index(float(angle)) if angle is not None and float(angle) in CONE_ANGLES else None
+    return {"external_hex": 0, "internal_hex": 1, "tri_channel": 2}.get(kind)
+
+
+def platform_zoom(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """(ZOOM_H, ZOOM_W) float32 zoom on the platform end of an oriented box (platform edge first);
+    intensities stretched (2nd-99.5th percentile) over the fixture's part of it."""
+    b = np.asarray(box, np.float64).reshape(4, 2)
+    top, bottom = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
+    axis = bottom - top
+    axis = axis / max(float(np.hypot(*axis)), 1e-6)
+    normal = np.array([axis[1], -axis[0]])
+    if np.dot(b[1] - b[0], normal) < 0:
+        normal = -normal
+    width = max((np.hypot(*(b[1] - b[0])) + np.hypot(*(b[2] - b[3]))) / 2, 1.0)
+    step = ACROSS * width / ZOOM_W  # image pixels per zoom pixel
+    start = top - axis * ABOVE * width - normal * (ACROSS * width / 2)
+    matrix = np.array([[normal[0] * step, axis[0] * step, start[0]], [normal[1] * step, axis[1] * step, start[1]]])
+    img = np.asarray(image, np.float32)
+    if step > 1.2:  # anti-alias before shrinking
+        img = cv2.GaussianBlur(img, (0, 0), 0.45 * step)
+    out = cv2.warpAffine(img, matrix, (ZOOM_W, ZOOM_H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REPLICATE)
+    row0, col0 = int(round(ABOVE * width / step)), int(round((ACROSS - 1) / 2 * width / step))
+    inside = out[row0:, col0:ZOOM_W - col0]
+    lo, hi = np.percentile(inside, [2, 99.5]) if inside.size else (0.0, 1.0)
+    return np.clip((out - lo) / max(hi - lo, 1e-3), 0, 1).astype(np.float32)
+
+
+def model_path() -> Path | None:
+    override = os.environ.get(MODEL_ENV, "")
+    if override.lower() == "none":
+        return None
+    path = Path(override) if override else Path(__file__).parent / "models" / "connection-v1.onnx"
+    return path if path.exists() else None
+
+
+@lru_cache(maxsize=2)
+def _session(path: str):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def predict(zooms: np.ndarray, path: Path) -> np.ndarray:
+    """(N, len(CLASSES)) probabilities for (N, ZOOM_H, ZOOM_W) zooms, averaged with their mirror images."""
+    x = np.asarray(zooms, np.float32)[:, None]
+    run = _session(str(path)).run
+    logits = np.concatenate([run(None, {"zoom": x[i:i + 64]})[0] + run(None, {"zoom": x[i:i + 64, :, :, ::-1].copy()})[0]
+                             for i in range(0, len(x), 64)]) / 2
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def read(image: np.ndarray, boxes: list[np.ndarray], path: Path | None = None) -> list[np.ndarray | None]:
+    """The connection probabilities of every box's fixture (None for each without the model)."""
+    path = path or model_path()
+    if path is None or not boxes:
+        return [None] * len(boxes)
+    return list(predict(np.stack([platform_zoom(image, b) for b in boxes]), path))
+
+
+def bonus(probs: np.ndarray | None, classes: list[int | None], weight: float | None = None) -> np.ndarray:
+    """The score added to each candidate: ``weight * ln(p(class) + FLOOR)``; a candidate of unknown class
+    gets the mean bonus of those known (0 for all when no probabilities or no class is known)."""
+    weight = WEIGHT if weight is None else weight
+    out = np.zeros(len(classes), np.float64)
+    known = [i for i, c in enumerate(classes) if c is not None]
+    if probs is None or not known or weight == 0:
+        return out
+    p = np.asarray(probs, np.float64).reshape(-1)
+    for i in known:
+        out[i] = weight * np.log(p[classes[i]] + FLOOR)
+    unknown = [i for i, c in enumerate(classes) if c is None]
+    out[unknown] = out[known].mean()
+    return out

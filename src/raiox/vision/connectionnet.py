@@ -1,0 +1,146 @@
+"""Training the connection reader (``raiox.vision.connection``; torch, the ``train`` extra).
+
+Data: one ``render_fixture_crop`` of each of many random systems (look-alike families, never a demo-catalog
+design; training conditions, so 85 % carry a cover screw, healing cap, abutment or crown), 200-380 pixels
+long like the evaluation's fixtures; two zooms per render, on the ground-truth box and on that box disturbed
+the way the shipped localiser errs (``datagen.located_box``). Target: the spec's class in
+``connection.CLASSES``. Shards are seeded and resumable; so is training (``trainloop``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from raiox.vision.datagen import located_box, run_shards, shard_specs
+from raiox.vision.connection import CLASSES, ZOOM_H, ZOOM_W, platform_zoom, spec_class
+
+log = structlog.get_logger(__name__)
+SHARD = 500  # renders per shard
+
+
+def render_zooms(out: Path, renders: int, seed: int = 0, jobs: int = 1) -> int:
+    """``renders`` renders in shards of ``SHARD`` to ``out/zooms-*.npz``; missing shards only."""
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in range(0, renders, SHARD) if not (out / f"zooms-{s // SHARD:03d}.npz").exists()]
+    run_shards(_render_shard, [(out, s, min(SHARD, renders - s), seed) for s in todo], jobs)
+    return sum(len(np.load(p)["classes"]) for p in sorted(out.glob("zooms-*.npz")))
+
+
+def _render_shard(out: Path, first: int, count: int, seed: int) -> int:
+    from raiox.synth import render_fixture_crop
+    from raiox.vision.synthbridge import train_conditions
+
+    specs, rng = shard_specs(seed, first, count)
+    zooms, classes, t0 = [], [], time.time()
+    for spec in specs:
+        cls = spec_class(spec)
+        height = int(rng.integers(200, 380))
+        try:
+            sc = render_fixture_crop(spec, seed=int(rng.integers(2**31)), conditions=train_conditions(rng),
+                                     size=(height, height // 2))
+        except Exception as exc:  # a layout the renderer refuses: skip it
+            log.warning("connection.skip", error=str(exc))
+            continue
+        for box in (sc.boxes[0], located_box(sc.boxes[0], rng)):
+            zooms.append((platform_zoom(sc.image, box) * 255).round().astype(np.uint8))
+            classes.append(-1 if cls is None else cls)
+    path = out / f"zooms-{first // SHARD:03d}.npz"
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, zooms=np.stack(zooms), classes=np.array(classes, np.int64))
+    tmp.replace(path)
+    log.info("connection.shard", path=str(path), zooms=len(classes), seconds=round(time.time() - t0, 1))
+    return len(classes)
+
+
+def build_net():
+    from torch import nn
+
+    def cbr(cin, cout, stride=1):
+        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    # (N, 1, 112, 80) -> strided stem 56 x 40 -> 28 x 20 -> 14 x 10 -> 7 x 5 x 128 -> class logits; the
+    # flattened map keeps where things are (a cone's walls against the platform edge)
+    return nn.Sequential(*cbr(1, 16, 2), *cbr(16, 24), nn.MaxPool2d(2), *cbr(24, 48), *cbr(48, 48), nn.MaxPool2d(2),
+                         *cbr(48, 96), *cbr(96, 96), nn.MaxPool2d(2), *cbr(96, 128), nn.Dropout(0.2), nn.Flatten(),
+                         nn.Linear(128 * (ZOOM_H // 16) * (ZOOM_W // 16), len(CLASSES)))
+
+
+def load(data: Path) -> tuple[np.ndarray, np.ndarray]:
+    parts = [np.load(p) for p in sorted(data.glob("zooms-*.npz"))]
+    if not parts:
+        raise FileNotFoundError(f"no zooms in {data}: render them first")
+    return np.concatenate([p["zooms"] for p in parts]), np.concatenate([p["classes"] for p in parts])
+
+
+def train_connection(out: Path, steps: int = 4000, batch: int = 64, lr: float = 2e-3, seed: int = 0, threads: int = 1,
+                   checkpoint_every_s: float = 180.0) -> Path:
+    """Train on ``out/zooms`` (resumable from ``out/connection-ckpt.pt``); writes ``out/connection-v1.onnx``."""
+    import torch
+    from torch.nn import functional as F
+
+    from raiox.vision.trainloop import Loop, run
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    zooms, classes = load(out / "zooms")
+    targets = torch.from_numpy(classes)
+    val = (np.arange(len(zooms)) // 2) % 25 == 0  # both zooms of every 25th render
+    train_idx, val_idx = np.nonzero(~val & (classes >= 0))[0], np.nonzero(val & (classes >= 0))[0]
+    net = build_net()
+
+    def batch_loss(net, gen):
+        pick = train_idx[torch.randint(0, len(train_idx), (batch,), generator=gen).numpy()]
+        x = torch.from_numpy(zooms[pick]).float().div_(255)[:, None]
+        x = torch.where(torch.rand(batch, 1, 1, 1, generator=gen) < 0.5, x.flip(3), x)  # mirror across the axis
+        x = x.clamp(1e-4, 1) ** torch.exp(torch.randn(batch, 1, 1, 1, generator=gen) * 0.2)
+        x = (x + torch.randn(x.shape, generator=gen) * 0.03 * torch.rand(batch, 1, 1, 1, generator=gen)).clamp(0, 1)
+        return F.cross_entropy(net(x), targets[pick], label_smoothing=0.05)
+
+    def checkpoint(net, step, losses, state):
+        state["history"].append({"step": step, "loss": float(np.mean(losses[-100:])) if losses else None,
+                                 **accuracy(net, zooms[val_idx], classes[val_idx])})
+        log.info("connection.checkpoint", **state["history"][-1])
+
+    loop = Loop(out / "connection-ckpt.pt", steps, lr, seed, "connection", weight_decay=5e-4,
+                checkpoint_every_s=checkpoint_every_s)
+    step, _, state = run(loop, net, batch_loss, state={"history": []}, on_checkpoint=checkpoint)
+    (out / "connection-train.json").write_text(json.dumps({
+        "steps": step, "batch": batch, "lr": lr, "seed": seed, "zooms": int(len(zooms)),
+        "held_out": int(len(val_idx)), "history": state["history"]}, indent=2))
+    return export_connection(net, out / "connection-v1.onnx")
+
+
+def accuracy(net, zooms: np.ndarray, classes: np.ndarray) -> dict:
+    """Held-out accuracy: the class, the connection kind (conical any angle), the angle of conical ones."""
+    import torch
+
+    net.eval()
+    with torch.no_grad():
+        pred = torch.cat([net(torch.from_numpy(zooms[i:i + 256]).float().div_(255)[:, None]).argmax(1)
+                          for i in range(0, len(zooms), 256)]).numpy()
+    kind = lambda c: np.minimum(c, 3)  # noqa: E731
+    conical = classes >= 3
+    return {"class_acc": round(float((pred == classes).mean()), 4),
+            "kind_acc": round(float((kind(pred) == kind(classes)).mean()), 4),
+            "cone_acc": round(float((pred[conical] == classes[conical]).mean()), 4) if conical.any() else None}
+
+
+def export_connection(net, path: Path) -> Path:
+    import onnxruntime as ort
+    import torch
+
+    net.eval()
+    probe = torch.rand(3, 1, ZOOM_H, ZOOM_W)
+    torch.onnx.export(net, probe, str(path), input_names=["zoom"], output_names=["logits"],
+                      dynamic_axes={"zoom": {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False)
+    with torch.no_grad():
+        want = net(probe).numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"zoom": probe.numpy()})[0]
+    if not np.allclose(want, got, atol=1e-4):
+        raise RuntimeError("ONNX export of the connection model differs from torch")
+    return path

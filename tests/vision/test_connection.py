@@ -1,0 +1,126 @@
+"""The connection reader (`raiox.vision.connection`): classes from specs, the platform zoom, the re-rank
+bonus, training on a few renders, and what the shipped model reads on demo systems it never saw."""
+
+import numpy as np
+import pytest
+
+from raiox.vision import connection
+from raiox.vision.ranking import RERANK_POOL, rank
+
+
+def _render(spec: dict, seed: int, **cond):
+    from raiox.synth import render_scene
+
+    return render_scene([spec], seed=seed, conditions={"size": (600, 800), "angulation": 3.0, **cond})
+
+
+def test_every_demo_system_has_a_connection_class_and_unknown_ones_have_none():
+    from raiox.synth import demo_catalog
+
+    classes = [connection.spec_class(s.spec) for s in demo_catalog()]
+    assert None not in classes and set(classes) == set(range(len(connection.CLASSES)))
+    assert connection.spec_class({"connection": {"kind": "conical", "cone_angle_deg": 15.0}}) is None
+    assert connection.spec_class({"connection": {"kind": "conical"}}) is None
+    assert connection.spec_class(None) is None and connection.spec_class({}) is None
+    assert connection.CLASSES[connection.spec_class({"connection": {"kind": "tri_channel"}})] == "tri_channel"
+    assert connection.CLASSES[connection.spec_class({"connection": {"kind": "conical", "cone_angle_deg": 11.5}})] == "conical_11.5"
+
+
+def test_platform_zoom_follows_the_box_not_the_image_orientation():
+    from raiox.synth import demo_catalog
+
+    spec = next(s.spec for s in demo_catalog() if s.spec["connection"]["kind"] == "conical")
+    sc = _render(spec, 3, prosthesis="none")
+    box = np.asarray(sc.boxes[0], np.float32)
+    zoom = connection.platform_zoom(sc.image, box)
+    assert zoom.shape == (connection.ZOOM_H, connection.ZOOM_W) and zoom.dtype == np.float32
+    assert 0 <= zoom.min() and zoom.max() <= 1
+    h, w = sc.image.shape
+    turned = np.rot90(sc.image).copy()  # 90 degrees counter-clockwise: (x, y) -> (y, w - 1 - x)
+    turned_box = np.stack([box[:, 1], w - 1 - box[:, 0]], 1)
+    again = connection.platform_zoom(turned, turned_box)
+    assert np.abs(again - zoom).mean() < 0.03
+    apex_first = connection.platform_zoom(sc.image, box[[2, 3, 0, 1]])  # the other end is another picture
+    assert np.abs(apex_first - zoom).mean() > 3 * np.abs(again - zoom).mean()
+
+
+def test_bonus_rewards_the_read_class_and_treats_unknown_specs_as_average():
+    probs = np.full(len(connection.CLASSES), 0.01, np.float32)
+    probs[4] = 0.92
+    out = connection.bonus(probs, [4, 0, None, 4])
+    assert out[0] == out[3] == pytest.approx(connection.WEIGHT * np.log(0.92 + connection.FLOOR))
+    assert out[1] == pytest.approx(connection.WEIGHT * np.log(0.01 + connection.FLOOR))
+    assert out[2] == pytest.approx(np.mean([out[0], out[1], out[3]]))
+    assert not connection.bonus(None, [4, 0]).any() and not connection.bonus(probs, [None, None]).any()
+
+
+def test_rank_reorders_close_siblings_within_the_pool_only():
+    n = RERANK_POOL + 3
+    gallery = np.eye(n, dtype=np.float32)
+    labels = np.arange(n)
+    query = np.zeros((2, n), np.float32)
+    query[:, 0], query[:, 1] = 0.60, 0.59  # system 1 a close sibling of 0
+    query[:, n - 1] = 0.001  # outside the pool, whatever its class
+    query[:, 2:n - 1] = np.linspace(0.5, 0.002, n - 3)
+    classes = [0, 5] + [1] * (n - 3) + [5]
+    probs = np.full(len(connection.CLASSES), 0.001, np.float32)
+    probs[5] = 0.99
+    order = rank(gallery, labels, query, n, references=1, connection=[probs, None], classes=classes)
+    assert list(order[0, :2]) == [1, 0] and list(order[1, :2]) == [0, 1]  # the second query has no read
+    assert order[0, -1] == n - 1  # not pulled in from beyond the pool
+
+
+def test_without_a_model_nothing_is_read(monkeypatch):
+    from raiox.vision import analyze, get_embedder
+    from raiox.synth import demo_catalog
+
+    sc = _render(demo_catalog()[0].spec, 5)
+    monkeypatch.setenv(connection.MODEL_ENV, "none")
+    assert connection.model_path() is None
+    assert connection.read(sc.image, [np.asarray(sc.boxes[0])]) == [None]
+    assert all(f.connection is None for f in analyze(sc.image, get_embedder()))
+
+
+def test_train_connection_renders_resumable_shards_and_exports_a_working_model(tmp_path):
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from raiox.cli import app
+
+    out = tmp_path / "conn"
+    args = ["vision", "train-connection", "--out", str(out), "--renders", "6", "--steps", "4", "--seed", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (shard,) = sorted((out / "zooms").glob("zooms-*.npz"))
+    data = np.load(shard)
+    assert data["zooms"].dtype == np.uint8 and data["zooms"].shape[1:] == (connection.ZOOM_H, connection.ZOOM_W)
+    assert len(data["zooms"]) == 2 * 6  # the true box and a located-like one per render
+    assert set(data["classes"].tolist()) <= set(range(-1, len(connection.CLASSES)))
+    model = out / "connection-v1.onnx"
+    assert "12 zooms" in result.output and model.exists()
+    before = shard.stat().st_mtime_ns
+    again = CliRunner().invoke(app, args)  # rendered and trained already: nothing is redone
+    assert again.exit_code == 0 and shard.stat().st_mtime_ns == before
+    probs = connection.predict(data["zooms"][:3] / 255.0, model)
+    assert probs.shape == (3, len(connection.CLASSES)) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.skipif(connection.model_path() is None, reason="connection-v1.onnx is not shipped")
+def test_shipped_model_reads_open_connections_of_demo_systems_it_never_saw():
+    """Bare fixtures of demo systems (never a training design): external hex vs any internal connection is
+    read far above chance, and the analysis carries the read."""
+    from raiox.synth import demo_catalog
+    from raiox.vision import analyze, get_embedder
+
+    systems = demo_catalog()
+    picks = [s for s in systems if s.spec["connection"]["kind"] == "external_hex"][:6]
+    picks += [s for s in systems if s.spec["connection"]["kind"] == "conical"][:6]
+    hits = []
+    for i, s in enumerate(picks):
+        sc = _render(s.spec, 50 + i, prosthesis="none")
+        (probs,) = connection.read(sc.image, [np.asarray(sc.boxes[0])])
+        hex_p = probs[0]
+        hits.append((hex_p > 0.5) == (s.spec["connection"]["kind"] == "external_hex"))
+    assert np.mean(hits) >= 0.75
+    fixtures = analyze(_render(picks[0].spec, 60).image, get_embedder())
+    assert fixtures and fixtures[0].connection.shape == (len(connection.CLASSES),)
