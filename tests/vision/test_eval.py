@@ -12,6 +12,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from raiox.cli import app
+from raiox.vision import connection
 from raiox.vision import evaluate as ev
 
 ARGS = ["vision", "eval", "--limit", "3", "--gallery", "2", "--queries", "2", "--scenes", "1"]
@@ -34,10 +35,16 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     assert text.index("| Method | top-1 | top-5 |") < text.index("Hand-written: how to read these.") < text.index("## Search")
     assert text.count(ev.NOTES_BEGIN) == 1
     assert "3 demo systems" in text and "gallery 30 references (6 bare, 24 with a restoration)" in text
-    for row in ("raiox-v3", "raw pixels", "HOG", "raiox-v3, ground-truth boxes"):
+    rows = ["raiox-v3", "raw pixels", "HOG", "raiox-v3, ground-truth boxes"]
+    if connection.model_path() is not None:  # the product re-ranks with the connection reader: both are reported
+        rows.append("raiox-v3, embedding alone (no connection re-rank)")
+        assert "Connection reader: `connection-v1.onnx` re-ranks each query's first 20 systems" in text
+    else:
+        assert "Connection reader: off" in text
+    for row in rows:
         top1, top5 = percent(text, row)
         assert 0 <= top1 <= top5 <= 100
-    group = re.search(r"look-alike group \(.*?\): raiox-v3 ([\d.]+)%, raw pixels ([\d.]+)%", text)
+    group = re.search(r"look-alike group \(.*?\): raiox-v3 ([\d.]+)%, .*?raw pixels ([\d.]+)%", text)
     assert group and float(group.group(1)) >= percent(text, "raiox-v3")[0]  # the right system is in its own group
     recall = float(re.search(r"recall ([\d.]+)%", text).group(1))
     assert recall > 50  # 8-9 fixtures; the localiser finds most

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
 
     embedder: str = "raiox-v3"
+    connection_model: str = ""  # the connection reader's ONNX file ("" shipped, "none" off): raiox.vision.connection
     top_k: int = Field(default=5, ge=1, le=50)
 
     download_max_bytes: int = 30 * 1024 * 1024

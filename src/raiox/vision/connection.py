@@ -59,7 +59,7 @@ def platform_zoom(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     step = ACROSS * width / ZOOM_W  # image pixels per zoom pixel
     start = top - axis * ABOVE * width - normal * (ACROSS * width / 2)
     matrix = np.array([[normal[0] * step, axis[0] * step, start[0]], [normal[1] * step, axis[1] * step, start[1]]])
-    img = np.asarray(image, np.float32)
+    img, matrix = _around(np.asarray(image, np.float32), matrix, pad=int(np.ceil(1.5 * step)) + 2)
     if step > 1.2:  # anti-alias before shrinking
         img = cv2.GaussianBlur(img, (0, 0), 0.45 * step)
     out = cv2.warpAffine(img, matrix, (ZOOM_W, ZOOM_H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -70,8 +70,26 @@ def platform_zoom(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     return np.clip((out - lo) / max(hi - lo, 1e-3), 0, 1).astype(np.float32)
 
 
+def _around(img: np.ndarray, matrix: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``img`` the zoom samples (plus ``pad`` pixels for the blur), and ``matrix`` moved onto it:
+    blurring a whole film for every fixture would cost more than the read itself."""
+    corners = np.array([[0, 0, 1], [ZOOM_W, 0, 1], [0, ZOOM_H, 1], [ZOOM_W, ZOOM_H, 1]], np.float64) @ matrix.T
+    h, w = img.shape
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - pad, 0, [w - 1, h - 1])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + pad + 1, [x0 + 1, y0 + 1], [w, h])
+    moved = matrix.copy()
+    moved[:, 2] -= (x0, y0)
+    return img[y0:y1, x0:x1], moved
+
+
 def model_path() -> Path | None:
-    override = os.environ.get(MODEL_ENV, "")
+    """The model file: ``RAIOX_CONNECTION_MODEL`` from the environment, else from the settings (``.env``),
+    else the shipped one; None when switched off (``none``) or missing."""
+    override = os.environ.get(MODEL_ENV)
+    if override is None:
+        from raiox.kit.settings import get_settings
+
+        override = get_settings().connection_model
     if override.lower() == "none":
         return None
     path = Path(override) if override else Path(__file__).parent / "models" / "connection-v1.onnx"
@@ -91,8 +109,12 @@ def predict(zooms: np.ndarray, path: Path) -> np.ndarray:
     """(N, len(CLASSES)) probabilities for (N, ZOOM_H, ZOOM_W) zooms, averaged with their mirror images."""
     x = np.asarray(zooms, np.float32)[:, None]
     run = _session(str(path)).run
-    logits = np.concatenate([run(None, {"zoom": x[i:i + 64]})[0] + run(None, {"zoom": x[i:i + 64, :, :, ::-1].copy()})[0]
-                             for i in range(0, len(x), 64)]) / 2
+    out = []
+    for i in range(0, len(x), 32):
+        part = x[i:i + 32]
+        both = run(None, {"zoom": np.concatenate([part, part[..., ::-1]])})[0]
+        out.append((both[:len(part)] + both[len(part):]) / 2)
+    logits = np.concatenate(out)
     e = np.exp(logits - logits.max(1, keepdims=True))
     return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
