@@ -45,6 +45,10 @@ async def test_case_goes_from_webhook_to_awaiting_review(api, jotform, catalog, 
     assert images[0].sha256 == images[2].sha256 != images[1].sha256  # same bytes, same content address
     assert images[0].storage_key == images[2].storage_key and images[0].width > 0
     assert fixtures >= 3 and results >= fixtures
+    async with session_scope() as session:  # each fixture keeps the connection reader's probabilities
+        reads = (await session.execute(select(Fixture.connection).join(CaseImage)
+                                       .where(CaseImage.case_id == case_id))).scalars().all()
+    assert len(reads) == fixtures and all(len(r) == 9 and abs(sum(r) - 1) < 1e-2 for r in reads)
     assert ranking and [r.rank for r in ranking] == list(range(1, len(ranking) + 1))
     assert all(r.system_id in catalog for r in ranking)
     assert ranking[0].score >= ranking[-1].score and ranking[0].evidence["support"] >= 1

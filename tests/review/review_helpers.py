@@ -73,8 +73,9 @@ async def add_case(session, *, submission_id: str | None = None, status: str = C
                           content_type="image/png", width=640, height=420, status="processed")
         session.add(image)
         await session.flush()
+        read = [0.02, 0.03, 0.01, 0.05, 0.04, 0.72, 0.05, 0.04, 0.04] if position == 0 else None  # conical 11.5
         fixture = Fixture(case_image_id=image.id, index=0, box=[[300, 90], [340, 90], [340, 300], [300, 300]],
-                          confidence=0.93, model_id="raiox-v1", embedding=unit_vector(7 + position))
+                          confidence=0.93, model_id="raiox-v1", embedding=unit_vector(7 + position), connection=read)
         session.add(fixture)
         await session.flush()
         for rank, (system_id, score) in enumerate(candidates, start=1):

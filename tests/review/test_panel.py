@@ -162,6 +162,7 @@ async def test_case_page_shows_candidates_confidence_and_warning(panel):
     assert fused_labels(page.text) == ["high", "low"]  # 0.78 leads 0.66 by 0.12
     assert 'id="low-confidence"' not in page.text
     assert "dentista@example.com" in page.text and "(11) 98765-4321" in page.text
+    assert page.text.count("conexão lida:") == 1 and "conexão lida: cônica 11,5° (72%)" in page.text  # its one fixture
     image = re.search(r'/admin/media/case-images/([0-9a-f-]+)"', page.text).group(0).rstrip('"')
     assert (await panel.get(image)).headers["content-type"] == "image/png"
     search = await panel.get("/admin/systems/search", params={"q": "nobel"})

@@ -133,6 +133,7 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
                     "case_image_id": item.image_id, "index": index + offset, "manual": False, "model_id": model_id,
                     "box": np.asarray(fixture.box, dtype=float).round(2).tolist(),
                     "confidence": float(fixture.confidence), "embedding": embedding,
+                    "connection": None if fixture.connection is None else [round(float(p), 4) for p in fixture.connection],
                 })
                 candidates = await search_systems(session, embedding, model_id, settings.top_k,
                                                   connection=fixture.connection)

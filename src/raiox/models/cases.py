@@ -112,6 +112,8 @@ class Fixture(Base):
     manual: Mapped[bool] = mapped_column(default=False)
     model_id: Mapped[str] = mapped_column(String(120))
     embedding = mapped_column(Vector(EMBEDDING_DIM), nullable=False)
+    # the connection reader's probabilities, raiox.vision.connection.CLASSES order (None: no reader)
+    connection: Mapped[list | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = created_at()
 
     results: Mapped[list["FixtureResult"]] = relationship(lazy="raise", order_by="FixtureResult.rank")

@@ -37,7 +37,20 @@ def status_label(status: str) -> str:
     return STATUS_LABELS_PT.get(status, status) if text == f"status.{status}" else text
 
 
+def connection_read(probs: list | None) -> str | None:
+    """The connection reader's likeliest class of a fixture with its probability ("conexão lida: cônica 11,5°
+    (72%)"), None when nothing was read."""
+    from raiox.vision.connection import CLASSES
+
+    if not probs or len(probs) != len(CLASSES):
+        return None
+    best = max(range(len(probs)), key=lambda i: probs[i])
+    return i18n.gettext("case.connection_read", kind=i18n.gettext(f"connection.{CLASSES[best]}"),
+                        p=f"{100 * probs[best]:.0f}")
+
+
 templates.env.filters["when"] = when
+templates.env.globals["connection_read"] = connection_read
 
 
 def render(request: Request, name: str, context: dict | None = None, status_code: int = 200,
