@@ -224,6 +224,9 @@ def _print_identification(result) -> None:
         for rank, c in enumerate(implant.candidates, start=1):
             table.add_row(str(rank), c.system, c.manufacturer, c.name, f"{c.score:.3f}")
         out.print(table)
+        if implant.connection:
+            kind, p = max(implant.connection.items(), key=lambda item: item[1])
+            out.print(f"connection read {kind} ({p:.0%})")
 
 
 @tokens_app.command("create")

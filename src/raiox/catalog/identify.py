@@ -12,6 +12,12 @@ def _round_box(box) -> list[list[float]]:
     return [[round(float(x), 1), round(float(y), 1)] for x, y in box]
 
 
+def _connection(probs) -> dict[str, float] | None:
+    from raiox.vision.connection import CLASSES
+
+    return None if probs is None else {name: round(float(p), 4) for name, p in zip(CLASSES, probs)}
+
+
 async def identify(session: AsyncSession, data: bytes, filename: str | None, top_k: int, embedder=None) -> IdentifyOut:
     """Ranked candidates per implant found (`raiox identify`, `POST /identify`). Stores nothing."""
     from raiox.vision import analyze, get_embedder, read_image
@@ -25,6 +31,7 @@ async def identify(session: AsyncSession, data: bytes, filename: str | None, top
                                      connection=fixture.connection)
         implants.append(ImplantOut(
             box=_round_box(fixture.box), confidence=round(float(fixture.confidence), 4),
+            connection=_connection(fixture.connection),
             candidates=[CandidateOut(system=c.system_id, manufacturer=c.manufacturer, name=c.name,
                                      score=round(c.score, 4)) for c in found],
         ))

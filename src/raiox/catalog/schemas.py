@@ -15,6 +15,10 @@ class ImplantOut(BaseModel):
     box: list[list[float]] = Field(description="Four [x, y] corners; the first two on the platform edge")
     confidence: float = Field(description="Detector confidence (0..1)")
     candidates: list[CandidateOut] = Field(description="Most similar systems, best first")
+    connection: dict[str, float] | None = Field(
+        default=None, description="The connection reader's probability of each connection class (external_hex, "
+        "internal_hex, tri_channel, conical_<angle>); candidates whose spec names a connection were re-ranked by it. "
+        "Absent when the reader is switched off")
 
 
 class IdentifyOut(BaseModel):
