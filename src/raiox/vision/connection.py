@@ -19,11 +19,12 @@ re-rank does little. Without the model file (or with ``RAIOX_CONNECTION_MODEL=no
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from raiox.vision.onnxrt import session
 
 ZOOM_H, ZOOM_W = 112, 80
 ACROSS = 1.3  # box widths across the axis
@@ -96,19 +97,10 @@ def model_path() -> Path | None:
     return path if path.exists() else None
 
 
-@lru_cache(maxsize=2)
-def _session(path: str):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
-
 def predict(zooms: np.ndarray, path: Path) -> np.ndarray:
     """(N, len(CLASSES)) probabilities for (N, ZOOM_H, ZOOM_W) zooms, averaged with their mirror images."""
     x = np.asarray(zooms, np.float32)[:, None]
-    run = _session(str(path)).run
+    run = session(str(path)).run
     out = []
     for i in range(0, len(x), 32):
         part = x[i:i + 32]

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from raiox.vision.onnxrt import session
 from raiox.vision.refine import Frame, Pyramid
 
 STRIP_H, STRIP_W = 160, 40  # rows along the axis, columns across
@@ -103,18 +103,9 @@ def model_path() -> Path | None:
     return path if path.exists() else None
 
 
-@lru_cache(maxsize=2)
-def _session(path: str):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
-
 def predict(strips: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Row and column logits, (N, STRIP_H) and (N, STRIP_W), for (N, STRIP_H, STRIP_W) strips."""
-    rows, cols = _session(str(path)).run(None, {"strip": strips[:, None].astype(np.float32)})
+    rows, cols = session(str(path)).run(None, {"strip": strips[:, None].astype(np.float32)})
     return rows, cols
 
 

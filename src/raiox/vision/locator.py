@@ -13,8 +13,6 @@ the image's longest sure fixture is dropped (one magnification per radiograph).
 
 from __future__ import annotations
 
-import os
-from functools import lru_cache
 from itertools import combinations
 from importlib import resources
 from pathlib import Path
@@ -26,6 +24,7 @@ from raiox.vision.detect import Detection, box_iou
 from raiox.vision import ends as en
 from raiox.vision import refine as rf
 from raiox.vision.refine import Frame
+from raiox.vision.onnxrt import session
 
 LOC_SIDE = 256  # the net sees the image with its longer side at this many pixels
 OUT_STRIDE = 2  # output maps are half the net input
@@ -34,16 +33,6 @@ OUT_STRIDE = 2  # output maps are half the net input
 def model_path() -> Path | None:
     path = Path(str(resources.files("raiox.vision") / "models" / "locator-v1.onnx"))
     return path if path.is_file() else None
-
-
-@lru_cache(maxsize=2)
-def _session(path: str):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(os.environ.get("RAIOX_ONNX_THREADS", "1"))
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
 def net_input(image: np.ndarray, pyr=None, side: int = LOC_SIDE) -> tuple[np.ndarray, float]:
@@ -68,7 +57,7 @@ def predict(image: np.ndarray, path: Path | None = None, pyr=None, side: int = L
     side of the net's input (the net is fully convolutional)."""
     small, f = net_input(image, pyr, side)
     both = np.stack([small, small[:, ::-1]])[:, None]
-    logits = _session(str(path or model_path())).run(None, {"image": both})[0]
+    logits = session(str(path or model_path())).run(None, {"image": both})[0]
     prob = 1 / (1 + np.exp(-logits))
     return (prob[0] + prob[1][:, :, ::-1]) / 2, f / OUT_STRIDE
 
