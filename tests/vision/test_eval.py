@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from raiox.cli import app
 from raiox.vision import connection
 from raiox.vision import evaluate as ev
+from raiox.vision.ranking import RERANK_POOL
 
 ARGS = ["vision", "eval", "--limit", "3", "--gallery", "2", "--queries", "2", "--scenes", "1"]
 
@@ -38,7 +39,7 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     rows = ["raiox-v3", "raw pixels", "HOG", "raiox-v3, ground-truth boxes"]
     if connection.model_path() is not None:  # the product re-ranks with the connection reader: both are reported
         rows.append("raiox-v3, embedding alone (no connection re-rank)")
-        assert "Connection reader: `connection-v1.onnx` re-ranks each query's first 20 systems" in text
+        assert f"Connection reader: `connection-v1.onnx` re-ranks each query's first {RERANK_POOL} systems" in text
     else:
         assert "Connection reader: off" in text
     for row in rows:

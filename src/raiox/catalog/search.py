@@ -39,7 +39,7 @@ STATS_TTL_S = 60.0
 MIN_EF_SEARCH = 120  # recall@10 0.989 at 1M references, m=16 ef_construction=128 (0.977 at 100): docs/benchmarks.md
 MAX_FETCH = 1000  # pgvector's ceiling for hnsw.ef_search; beyond it, the exact scan answers
 MAX_POOL = 400  # systems re-scored at most; a wider pool means the exact scan
-RERANK_POOL = 20  # nearest systems the connection reader may reorder (raiox.vision.ranking.RERANK_POOL too)
+RERANK_POOL = 5  # the connection reader reorders the answer (at least this many nearest; raiox.vision.ranking too)
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,8 @@ async def exact_search(session: AsyncSession, embedding: np.ndarray, model_id: s
 async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id: str, top_k: int,
                          connection: np.ndarray | None = None) -> list[Candidate]:
     """The `top_k` active systems nearest to `embedding`, best first (see module docstring). With the
-    connection reader's probabilities (`connection`), the RERANK_POOL nearest are re-ranked by them first."""
+    connection reader's probabilities (`connection`), the max(top_k, RERANK_POOL) nearest are re-ranked by them
+    first: the re-rank reorders the answer, it never brings in a system similarity alone would not list."""
     if top_k < 1:
         return []
     if connection is not None:

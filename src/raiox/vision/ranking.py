@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 SCORE_REFERENCES = 3  # a system scores the mean similarity of this many of its closest references
-RERANK_POOL = 20  # the nearest systems the connection reader may reorder (raiox.catalog.search.RERANK_POOL)
+RERANK_POOL = 5  # the nearest systems the connection reader reorders (raiox.catalog.search.RERANK_POOL; search
+# reorders max(top_k, 5): the same at its default top_k of 5)
 
 
 def rank(gallery_vecs, g_lab, query_vecs, n_systems: int, references: int = SCORE_REFERENCES,
