@@ -122,5 +122,7 @@ def test_shipped_model_reads_open_connections_of_demo_systems_it_never_saw():
         hex_p = probs[0]
         hits.append((hex_p > 0.5) == (s.spec["connection"]["kind"] == "external_hex"))
     assert np.mean(hits) >= 0.75
-    fixtures = analyze(_render(picks[0].spec, 60).image, get_embedder())
+    image = _render(picks[0].spec, 60).image
+    fixtures = analyze(image, get_embedder())
     assert fixtures and fixtures[0].connection.shape == (len(connection.CLASSES),)
+    assert all(f.connection is None for f in analyze(image, get_embedder(), read_connection=False))  # references

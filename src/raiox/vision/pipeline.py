@@ -32,9 +32,11 @@ def as_box(image: np.ndarray, box: Sequence) -> np.ndarray:
     raise ValueError(f"a box is (4, 2) corners or (x0, y0, x1, y1), got shape {arr.shape}")
 
 
-def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None) -> list[FixtureEmbedding]:
+def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None,
+            read_connection: bool = True) -> list[FixtureEmbedding]:
     """Locate (or take the given boxes, confidence 1.0), canonicalise and embed every fixture, and read its
-    connection from the platform end (``raiox.vision.connection``; None when that model is switched off)."""
+    connection from the platform end (``raiox.vision.connection``; None when that model is switched off or
+    ``read_connection`` is False: a catalog reference's connection comes from its system's spec)."""
     if boxes is None:
         found = locate(image)
     else:
@@ -42,14 +44,14 @@ def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None
     if not found:
         return []
     vectors = embedder.embed([canonical_crop(image, d.box, crop_size(embedder)) for d in found])
-    reads = connection.read(image, [d.box for d in found])
+    reads = connection.read(image, [d.box for d in found]) if read_connection else [None] * len(found)
     return [FixtureEmbedding(d.box, d.confidence, v, c) for d, v, c in zip(found, vectors, reads)]
 
 
 def embed_reference(image: np.ndarray, embedder: Embedder) -> np.ndarray:
     """Catalog reference vector: the most confident fixture, or the whole image if none is found."""
-    found = analyze(image, embedder)
+    found = analyze(image, embedder, read_connection=False)
     if found:
         return found[0].embedding
     h, w = np.asarray(image).shape[:2]
-    return analyze(image, embedder, boxes=[(0, 0, w, h)])[0].embedding
+    return analyze(image, embedder, boxes=[(0, 0, w, h)], read_connection=False)[0].embedding
