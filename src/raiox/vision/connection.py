@@ -10,8 +10,9 @@ system whose spec names its connection then scores
 
     similarity + WEIGHT * ln(p(its class) + FLOOR)
 
-so only siblings the embedding already ranks close swap places. Systems without a spec are scored as if the
-reader gave their class the mean probability of the ranked systems that have one (no reward, no penalty).
+so only siblings the embedding already ranks close swap places (the search reorders its first
+``max(top_k, 5)`` systems only). Systems without a spec get the mean bonus of the ranked systems that have one
+(no reward, no penalty).
 Under an abutment or crown the connection is mostly hidden; the reader then spreads its probability and the
 re-rank does little. Without the model file (or with ``RAIOX_CONNECTION_MODEL=none``) nothing is re-ranked.
 """
