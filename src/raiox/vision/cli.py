@@ -141,8 +141,8 @@ def train_ends(
 @app.command("train-connection")
 def train_connection(
     out: Path = typer.Option(Path("runs/connection"), "--out", help="folder for zooms, checkpoints and the model"),
-    renders: int = typer.Option(32000, help="training renders (two zooms each) to make if OUT/zooms is short"),
-    steps: int = typer.Option(4000),
+    renders: int = typer.Option(64000, help="training renders (two zooms each) to make if OUT/zooms is short"),
+    steps: int = typer.Option(5000),
     seed: int = typer.Option(0),
     threads: int = typer.Option(1, help="torch CPU threads"),
     jobs: int = typer.Option(1, help="processes rendering in parallel"),

@@ -77,7 +77,7 @@ def load(data: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p["zooms"] for p in parts]), np.concatenate([p["classes"] for p in parts])
 
 
-def train_connection(out: Path, steps: int = 4000, batch: int = 64, lr: float = 2e-3, seed: int = 0, threads: int = 1,
+def train_connection(out: Path, steps: int = 5000, batch: int = 64, lr: float = 2e-3, seed: int = 0, threads: int = 1,
                    checkpoint_every_s: float = 180.0) -> Path:
     """Train on ``out/zooms`` (resumable from ``out/connection-ckpt.pt``); writes ``out/connection-v1.onnx``."""
     import torch
