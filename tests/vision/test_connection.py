@@ -33,7 +33,7 @@ def test_platform_zoom_follows_the_box_not_the_image_orientation():
     sc = _render(spec, 3, prosthesis="none")
     box = np.asarray(sc.boxes[0], np.float32)
     zoom = connection.platform_zoom(sc.image, box)
-    assert zoom.shape == (connection.ZOOM_H, connection.ZOOM_W) and zoom.dtype == np.float32
+    assert zoom.shape == (connection.ZOOM.h, connection.ZOOM.w) and zoom.dtype == np.float32
     assert 0 <= zoom.min() and zoom.max() <= 1
     h, w = sc.image.shape
     turned = np.rot90(sc.image).copy()  # 90 degrees counter-clockwise: (x, y) -> (y, w - 1 - x)
@@ -42,6 +42,8 @@ def test_platform_zoom_follows_the_box_not_the_image_orientation():
     assert np.abs(again - zoom).mean() < 0.03
     apex_first = connection.platform_zoom(sc.image, box[[2, 3, 0, 1]])  # the other end is another picture
     assert np.abs(apex_first - zoom).mean() > 3 * np.abs(again - zoom).mean()
+    v1 = connection.platform_zoom(sc.image, box, connection.ZOOM_V1)  # connection-v1's zoom: coarser, wider
+    assert v1.shape == (connection.ZOOM_V1.h, connection.ZOOM_V1.w)
 
 
 def test_bonus_rewards_the_read_class_and_treats_unknown_specs_as_average():
@@ -93,11 +95,12 @@ def test_train_connection_renders_resumable_shards_and_exports_a_working_model(t
     assert result.exit_code == 0, result.output
     (shard,) = sorted((out / "zooms").glob("zooms-*.npz"))
     data = np.load(shard)
-    assert data["zooms"].dtype == np.uint8 and data["zooms"].shape[1:] == (connection.ZOOM_H, connection.ZOOM_W)
+    assert data["zooms"].dtype == np.uint8 and data["zooms"].shape[1:] == (connection.ZOOM.h, connection.ZOOM.w)
     assert len(data["zooms"]) == 2 * 6  # the true box and a located-like one per render
     assert set(data["classes"].tolist()) <= set(range(-1, len(connection.CLASSES)))
-    model = out / "connection-v1.onnx"
+    model = out / connection.MODEL_FILE
     assert "12 zooms" in result.output and model.exists()
+    assert connection.zoom_of(model) == connection.ZOOM  # the file says which zoom it reads
     before = shard.stat().st_mtime_ns
     again = CliRunner().invoke(app, args)  # rendered and trained already: nothing is redone
     assert again.exit_code == 0 and shard.stat().st_mtime_ns == before

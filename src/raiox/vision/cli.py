@@ -146,19 +146,19 @@ def train_connection(
     seed: int = typer.Option(0),
     threads: int = typer.Option(1, help="torch CPU threads"),
     jobs: int = typer.Option(1, help="processes rendering in parallel"),
-    install: bool = typer.Option(False, help="copy connection-v1.onnx into the package"),
+    install: bool = typer.Option(False, help="copy the model (connection.MODEL_FILE) into the package"),
 ) -> None:
     """Train the connection reader (connection kind and cone angle from a zoom on the platform end)."""
     import shutil
 
-    from raiox.vision import connectionnet
+    from raiox.vision import connection, connectionnet
 
     zooms = connectionnet.render_zooms(out / "zooms", renders, seed=seed, jobs=jobs)
     typer.echo(f"{zooms} zooms in {out / 'zooms'}")
     path = connectionnet.train_connection(out, steps=steps, seed=seed, threads=threads)
     typer.echo(f"wrote {path}")
     if install:
-        target = Path(__file__).parent / "models" / "connection-v1.onnx"
+        target = Path(__file__).parent / "models" / connection.MODEL_FILE
         shutil.copy2(path, target)
         typer.echo(f"installed {target}")
 

@@ -19,7 +19,9 @@ re-rank does little. Without the model file (or with ``RAIOX_CONNECTION_MODEL=no
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -27,9 +29,23 @@ import numpy as np
 
 from raiox.vision.onnxrt import session
 
-ZOOM_H, ZOOM_W = 112, 80
-ACROSS = 1.3  # box widths across the axis
-ABOVE = 0.3  # box widths above the platform edge where the zoom starts
+
+
+@dataclass(frozen=True)
+class Zoom:
+    """Where and how finely ``platform_zoom`` samples: ``h`` x ``w`` pixels, one scale on both axes, ``across``
+    box widths across the axis, starting ``above`` box widths above the platform edge."""
+
+    h: int
+    w: int
+    across: float
+    above: float
+
+
+ZOOM_V1 = Zoom(112, 80, 1.3, 0.3)  # connection-v1: about half the film's resolution on periapical fixtures
+ZOOM = Zoom(160, 112, 1.05, 0.25)  # what new models are trained on: 1.7 times finer, the fixture's width across
+MODEL_FILE = "connection-v1.onnx"  # the shipped model, in ``models/``
+ZOOM_KEY = "raiox_zoom"  # the ONNX metadata entry a model's zoom is stored under (absent: ZOOM_V1)
 CONE_ANGLES = (8.0, 11.0, 11.5, 16.0, 22.0, 24.0)
 CLASSES = ("external_hex", "internal_hex", "tri_channel", *(f"conical_{a:g}" for a in CONE_ANGLES))
 WEIGHT = 0.01  # chosen on the evaluation set of seed 7000, checked on 7001 (docs/benchmarks.md, session 15)
@@ -47,8 +63,8 @@ def spec_class(spec: dict | None) -> int | None:
     return {"external_hex": 0, "internal_hex": 1, "tri_channel": 2}.get(kind)
 
 
-def platform_zoom(image: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """(ZOOM_H, ZOOM_W) float32 zoom on the platform end of an oriented box (platform edge first);
+def platform_zoom(image: np.ndarray, box: np.ndarray, zoom: Zoom = ZOOM) -> np.ndarray:
+    """(zoom.h, zoom.w) float32 zoom on the platform end of an oriented box (platform edge first);
     intensities stretched (2nd-99.5th percentile) over the fixture's part of it."""
     b = np.asarray(box, np.float64).reshape(4, 2)
     top, bottom = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
@@ -58,24 +74,25 @@ def platform_zoom(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     if np.dot(b[1] - b[0], normal) < 0:
         normal = -normal
     width = max((np.hypot(*(b[1] - b[0])) + np.hypot(*(b[2] - b[3]))) / 2, 1.0)
-    step = ACROSS * width / ZOOM_W  # image pixels per zoom pixel
-    start = top - axis * ABOVE * width - normal * (ACROSS * width / 2)
+    step = zoom.across * width / zoom.w  # image pixels per zoom pixel
+    start = top - axis * zoom.above * width - normal * (zoom.across * width / 2)
     matrix = np.array([[normal[0] * step, axis[0] * step, start[0]], [normal[1] * step, axis[1] * step, start[1]]])
-    img, matrix = _around(np.asarray(image, np.float32), matrix, pad=int(np.ceil(1.5 * step)) + 2)
+    img, matrix = _around(np.asarray(image, np.float32), matrix, (zoom.w, zoom.h), pad=int(np.ceil(1.5 * step)) + 2)
     if step > 1.2:  # anti-alias before shrinking
         img = cv2.GaussianBlur(img, (0, 0), 0.45 * step)
-    out = cv2.warpAffine(img, matrix, (ZOOM_W, ZOOM_H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    out = cv2.warpAffine(img, matrix, (zoom.w, zoom.h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_REPLICATE)
-    row0, col0 = int(round(ABOVE * width / step)), int(round((ACROSS - 1) / 2 * width / step))
-    inside = out[row0:, col0:ZOOM_W - col0]
+    row0, col0 = int(round(zoom.above * width / step)), max(int(round((zoom.across - 1) / 2 * width / step)), 0)
+    inside = out[row0:, col0:zoom.w - col0]
     lo, hi = np.percentile(inside, [2, 99.5]) if inside.size else (0.0, 1.0)
     return np.clip((out - lo) / max(hi - lo, 1e-3), 0, 1).astype(np.float32)
 
 
-def _around(img: np.ndarray, matrix: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """The part of ``img`` the zoom samples (plus ``pad`` pixels for the blur), and ``matrix`` moved onto it:
-    blurring a whole film for every fixture would cost more than the read itself."""
-    corners = np.array([[0, 0, 1], [ZOOM_W, 0, 1], [0, ZOOM_H, 1], [ZOOM_W, ZOOM_H, 1]], np.float64) @ matrix.T
+def _around(img: np.ndarray, matrix: np.ndarray, size: tuple[int, int], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``img`` a zoom of ``size`` (w, h) samples (plus ``pad`` pixels for the blur), and ``matrix``
+    moved onto it: blurring a whole film for every fixture would cost more than the read itself."""
+    w, h = size
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ matrix.T
     h, w = img.shape
     x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - pad, 0, [w - 1, h - 1])
     x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + pad + 1, [x0 + 1, y0 + 1], [w, h])
@@ -94,12 +111,22 @@ def model_path() -> Path | None:
         override = get_settings().connection_model
     if override.lower() == "none":
         return None
-    path = Path(override) if override else Path(__file__).parent / "models" / "connection-v1.onnx"
+    path = Path(override) if override else Path(__file__).parent / "models" / MODEL_FILE
     return path if path.exists() else None
 
 
+def zoom_of(path: Path) -> Zoom:
+    """The zoom a model file was trained on (its ``ZOOM_KEY`` metadata; a file without it is connection-v1's)."""
+    meta = session(str(path)).get_modelmeta().custom_metadata_map
+    return Zoom(**json.loads(meta[ZOOM_KEY])) if ZOOM_KEY in meta else ZOOM_V1
+
+
+def zoom_metadata(zoom: Zoom) -> dict[str, str]:
+    return {ZOOM_KEY: json.dumps(asdict(zoom))}
+
+
 def predict(zooms: np.ndarray, path: Path) -> np.ndarray:
-    """(N, len(CLASSES)) probabilities for (N, ZOOM_H, ZOOM_W) zooms, averaged with their mirror images."""
+    """(N, len(CLASSES)) probabilities for (N, h, w) zooms (the model's ``zoom_of``), averaged with their mirror images."""
     x = np.asarray(zooms, np.float32)[:, None]
     run = session(str(path)).run
     out = []
@@ -117,7 +144,8 @@ def read(image: np.ndarray, boxes: list[np.ndarray], path: Path | None = None) -
     path = path or model_path()
     if path is None or not boxes:
         return [None] * len(boxes)
-    return list(predict(np.stack([platform_zoom(image, b) for b in boxes]), path))
+    zoom = zoom_of(path)
+    return list(predict(np.stack([platform_zoom(image, b, zoom) for b in boxes]), path))
 
 
 def bonus(probs: np.ndarray | None, classes: list[int | None], weight: float | None = None) -> np.ndarray:

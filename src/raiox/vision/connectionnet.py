@@ -11,27 +11,28 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import located_box, run_shards, shard_specs
-from raiox.vision.connection import CLASSES, ZOOM_H, ZOOM_W, platform_zoom, spec_class
+from raiox.vision.datagen import located_box, run_shards, save_npz, shard_specs
+from raiox.vision.connection import CLASSES, MODEL_FILE, ZOOM, ZOOM_V1, Zoom, platform_zoom, spec_class, zoom_metadata
 
 log = structlog.get_logger(__name__)
 SHARD = 500  # renders per shard
 
 
-def render_zooms(out: Path, renders: int, seed: int = 0, jobs: int = 1) -> int:
+def render_zooms(out: Path, renders: int, seed: int = 0, jobs: int = 1, zoom: Zoom = ZOOM) -> int:
     """``renders`` renders in shards of ``SHARD`` to ``out/zooms-*.npz``; missing shards only."""
     out.mkdir(parents=True, exist_ok=True)
     todo = [s for s in range(0, renders, SHARD) if not (out / f"zooms-{s // SHARD:03d}.npz").exists()]
-    run_shards(_render_shard, [(out, s, min(SHARD, renders - s), seed) for s in todo], jobs)
+    run_shards(_render_shard, [(out, s, min(SHARD, renders - s), seed, zoom) for s in todo], jobs)
     return sum(len(np.load(p)["classes"]) for p in sorted(out.glob("zooms-*.npz")))
 
 
-def _render_shard(out: Path, first: int, count: int, seed: int) -> int:
+def _render_shard(out: Path, first: int, count: int, seed: int, zoom: Zoom = ZOOM) -> int:
     from raiox.synth import render_fixture_crop
     from raiox.vision.synthbridge import train_conditions
 
@@ -47,39 +48,52 @@ def _render_shard(out: Path, first: int, count: int, seed: int) -> int:
             log.warning("connection.skip", error=str(exc))
             continue
         for box in (sc.boxes[0], located_box(sc.boxes[0], rng)):
-            zooms.append((platform_zoom(sc.image, box) * 255).round().astype(np.uint8))
+            zooms.append((platform_zoom(sc.image, box, zoom) * 255).round().astype(np.uint8))
             classes.append(-1 if cls is None else cls)
     path = out / f"zooms-{first // SHARD:03d}.npz"
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, zooms=np.stack(zooms), classes=np.array(classes, np.int64))
-    tmp.replace(path)
+    save_npz(path, zooms=np.stack(zooms), classes=np.array(classes, np.int64),
+             zoom=np.array([zoom.h, zoom.w, zoom.across, zoom.above]))
     log.info("connection.shard", path=str(path), zooms=len(classes), seconds=round(time.time() - t0, 1))
     return len(classes)
 
 
-def build_net():
+def build_net(zoom: Zoom = ZOOM):
     from torch import nn
 
     def cbr(cin, cout, stride=1):
         return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
-    # (N, 1, 112, 80) -> strided stem 56 x 40 -> 28 x 20 -> 14 x 10 -> 7 x 5 x 128 -> class logits; the
+    # (N, 1, h, w) -> strided stem h/2 -> h/4 -> h/8 -> h/16 x w/16 x 128 -> class logits (160 x 112: 10 x 7); the
     # flattened map keeps where things are (a cone's walls against the platform edge)
     return nn.Sequential(*cbr(1, 16, 2), *cbr(16, 24), nn.MaxPool2d(2), *cbr(24, 48), *cbr(48, 48), nn.MaxPool2d(2),
                          *cbr(48, 96), *cbr(96, 96), nn.MaxPool2d(2), *cbr(96, 128), nn.Dropout(0.2), nn.Flatten(),
-                         nn.Linear(128 * (ZOOM_H // 16) * (ZOOM_W // 16), len(CLASSES)))
+                         nn.Linear(128 * (zoom.h // 16) * (zoom.w // 16), len(CLASSES)))
 
 
-def load(data: Path) -> tuple[np.ndarray, np.ndarray]:
+def load(data: Path) -> tuple[np.ndarray, np.ndarray, Zoom]:
+    """All shards' zooms and classes, and the zoom they were made with (one for all, or an error)."""
     parts = [np.load(p) for p in sorted(data.glob("zooms-*.npz"))]
     if not parts:
         raise FileNotFoundError(f"no zooms in {data}: render them first")
-    return np.concatenate([p["zooms"] for p in parts]), np.concatenate([p["classes"] for p in parts])
+    made = {_shard_zoom(p) for p in parts}
+    if len(made) > 1:
+        raise ValueError(f"the shards in {data} were made with different zooms ({sorted(made)}): render them again")
+    return np.concatenate([p["zooms"] for p in parts]), np.concatenate([p["classes"] for p in parts]), made.pop()
+
+
+def _shard_zoom(part) -> Zoom:
+    if "zoom" in part:
+        h, w, across, above = part["zoom"].tolist()
+        return Zoom(int(h), int(w), float(across), float(above))
+    if part["zooms"].shape[1:] == (ZOOM_V1.h, ZOOM_V1.w):  # made before shards carried their zoom
+        return ZOOM_V1
+    raise ValueError("a shard without its zoom: render it again")
 
 
 def train_connection(out: Path, steps: int = 5000, batch: int = 64, lr: float = 2e-3, seed: int = 0, threads: int = 1,
                    checkpoint_every_s: float = 180.0) -> Path:
-    """Train on ``out/zooms`` (resumable from ``out/connection-ckpt.pt``); writes ``out/connection-v1.onnx``."""
+    """Train on ``out/zooms`` (resumable from ``out/connection-ckpt.pt``); writes ``out/MODEL_FILE``, the zoom
+    of its shards in its metadata."""
     import torch
     from torch.nn import functional as F
 
@@ -87,11 +101,11 @@ def train_connection(out: Path, steps: int = 5000, batch: int = 64, lr: float = 
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    zooms, classes = load(out / "zooms")
+    zooms, classes, zoom = load(out / "zooms")
     targets = torch.from_numpy(classes)
     val = (np.arange(len(zooms)) // 2) % 25 == 0  # both zooms of every 25th render
     train_idx, val_idx = np.nonzero(~val & (classes >= 0))[0], np.nonzero(val & (classes >= 0))[0]
-    net = build_net()
+    net = build_net(zoom)
 
     def batch_loss(net, gen):
         pick = train_idx[torch.randint(0, len(train_idx), (batch,), generator=gen).numpy()]
@@ -111,8 +125,8 @@ def train_connection(out: Path, steps: int = 5000, batch: int = 64, lr: float = 
     step, _, state = run(loop, net, batch_loss, state={"history": []}, on_checkpoint=checkpoint)
     (out / "connection-train.json").write_text(json.dumps({
         "steps": step, "batch": batch, "lr": lr, "seed": seed, "zooms": int(len(zooms)),
-        "held_out": int(len(val_idx)), "history": state["history"]}, indent=2))
-    return export_connection(net, out / "connection-v1.onnx")
+        "held_out": int(len(val_idx)), "zoom": asdict(zoom), "history": state["history"]}, indent=2))
+    return export_connection(net, out / MODEL_FILE, zoom)
 
 
 def accuracy(net, zooms: np.ndarray, classes: np.ndarray) -> dict:
@@ -130,14 +144,20 @@ def accuracy(net, zooms: np.ndarray, classes: np.ndarray) -> dict:
             "cone_acc": round(float((pred[conical] == classes[conical]).mean()), 4) if conical.any() else None}
 
 
-def export_connection(net, path: Path) -> Path:
+def export_connection(net, path: Path, zoom: Zoom = ZOOM) -> Path:
+    """The network to ONNX, its zoom stored in the file's metadata (``connection.zoom_of`` reads it back)."""
+    import onnx
     import onnxruntime as ort
     import torch
 
     net.eval()
-    probe = torch.rand(3, 1, ZOOM_H, ZOOM_W)
+    probe = torch.rand(3, 1, zoom.h, zoom.w)
     torch.onnx.export(net, probe, str(path), input_names=["zoom"], output_names=["logits"],
                       dynamic_axes={"zoom": {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False)
+    model = onnx.load(str(path))
+    for key, value in zoom_metadata(zoom).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
     with torch.no_grad():
         want = net(probe).numpy()
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"zoom": probe.numpy()})[0]

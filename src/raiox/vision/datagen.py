@@ -64,6 +64,14 @@ def located_box(box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 JITTERS = {"gt": jitter_box, "located": located_box}  # how a training crop's box is disturbed
 
 
+def save_npz(path: Path, **arrays) -> None:
+    """``arrays`` compressed to ``path`` through a temporary file: a reader, or a resumed run that skips what
+    exists, never meets a half-written file."""
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
 def run_shards(render, args: list[tuple], jobs: int = 1) -> list:
     """``render(*a)`` for every ``a`` in ``args`` (one shard each), in ``jobs`` processes when > 1."""
     if jobs > 1 and len(args) > 1:
@@ -120,9 +128,7 @@ def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class:
             box = JITTERS[jitter](sc.boxes[0], rng) if rng.random() < 0.8 else sc.boxes[0]
             crops.append((canonical_crop(sc.image, box, crop) * 255).round().astype(np.uint8))
             labels.append(first + k)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, crops=np.stack(crops), labels=np.array(labels, np.int32))
-    tmp.replace(path)
+    save_npz(path, crops=np.stack(crops), labels=np.array(labels, np.int32))
     log.info("datagen.shard", path=str(path), crops=len(labels), seconds=round(time.time() - t0, 1))
     return len(labels)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import redraw_box, run_shards
+from raiox.vision.datagen import redraw_box, run_shards, save_npz
 from raiox.vision.ends import STRIP_H, STRIP_W, strip
 
 log = structlog.get_logger(__name__)
@@ -85,9 +85,7 @@ def _render_shard(out: Path, first: int, count: int, shard: int, seed: int, occl
             strips.append((s * 255).round().astype(np.uint8))
             targets.append(geom.index(truth))
     path = out / f"strips-{first // shard:03d}.npz"
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, strips=np.stack(strips), targets=np.array(targets, np.float32))
-    tmp.replace(path)
+    save_npz(path, strips=np.stack(strips), targets=np.array(targets, np.float32))
     log.info("ends.shard", path=str(path), strips=len(targets), seconds=round(time.time() - t0, 1))
     return len(targets)
 

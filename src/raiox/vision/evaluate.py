@@ -24,6 +24,7 @@ import numpy as np
 
 from raiox.vision import connection
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
+from raiox.vision.datagen import save_npz
 from raiox.vision.detect import box_iou, locate
 from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
 from raiox.vision.ranking import RERANK_POOL, rank
@@ -149,10 +150,8 @@ def load_or_render(item, systems, cfg: EvalConfig, cache: Path | None, render: b
     image, boxes, labels = render_item(key, members, cond, systems, cfg)
     if path is not None:
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, image=(image * 65535).round().astype(np.uint16), boxes=np.stack(boxes),
-                            labels=np.array(labels), fingerprint=np.array(fp))
-        tmp.replace(path)
+        save_npz(path, image=(image * 65535).round().astype(np.uint16), boxes=np.stack(boxes),
+                 labels=np.array(labels), fingerprint=np.array(fp))
     return image, boxes, labels
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from raiox.vision.datagen import save_npz
 from raiox.vision.evaluate import CONDITIONS, loc_rates, match, renderer_digest
 
 NAMES = (*CONDITIONS, "multi")  # the evaluation's hard conditions, and multi-implant scenes
@@ -38,14 +39,12 @@ def scenes(per: int, seed: int, cache: Path | None = None) -> tuple[list, list, 
             images.append(sc.image), boxes.append(np.stack(sc.boxes)), conds.append(name)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
         stored = np.empty(len(images), object)
         stored[:] = [(i * 65535).round().astype(np.uint16) for i in images]
         packed = np.empty(len(boxes), object)
         packed[:] = boxes
-        np.savez_compressed(tmp, images=stored, boxes=packed, conds=np.array(conds), per=per, seed=seed,
-                            renderer=np.array(renderer_digest()))
-        tmp.replace(cache)
+        save_npz(cache, images=stored, boxes=packed, conds=np.array(conds), per=per, seed=seed,
+                 renderer=np.array(renderer_digest()))
     return images, boxes, conds
 
 

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import structlog
 
+from raiox.vision.datagen import save_npz
 from raiox.vision.locator import LOC_SIDE, OUT_STRIDE, net_input
 
 log = structlog.get_logger(__name__)
@@ -78,9 +79,7 @@ def _render_scene_shard(out: Path, s0: int, n: int, shard: int, seed: int, occlu
         target[:] = targets(shifted, target.shape[1:], 1 / OUT_STRIDE)
         imgs.append((canvas * 255).round().astype(np.uint8))
         maps.append(target)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, images=np.stack(imgs), maps=np.stack(maps))
-    tmp.replace(path)
+    save_npz(path, images=np.stack(imgs), maps=np.stack(maps))
     log.info("locnet.shard", path=str(path), scenes=len(imgs), seconds=round(time.time() - t0, 1))
     return len(imgs)
 
