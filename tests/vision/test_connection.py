@@ -101,6 +101,12 @@ def test_train_connection_renders_resumable_shards_and_exports_a_working_model(t
     model = out / connection.MODEL_FILE
     assert "12 zooms" in result.output and model.exists()
     assert connection.zoom_of(model) == connection.ZOOM  # the file says which zoom it reads
+    import onnx
+
+    bare = onnx.load(str(model))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "older.onnx"))
+    assert connection.zoom_of(tmp_path / "older.onnx") == connection.ZOOM_V1  # a file from before: connection-v1's
     before = shard.stat().st_mtime_ns
     again = CliRunner().invoke(app, args)  # rendered and trained already: nothing is redone
     assert again.exit_code == 0 and shard.stat().st_mtime_ns == before
