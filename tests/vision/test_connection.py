@@ -42,8 +42,8 @@ def test_platform_zoom_follows_the_box_not_the_image_orientation():
     assert np.abs(again - zoom).mean() < 0.03
     apex_first = connection.platform_zoom(sc.image, box[[2, 3, 0, 1]])  # the other end is another picture
     assert np.abs(apex_first - zoom).mean() > 3 * np.abs(again - zoom).mean()
-    v1 = connection.platform_zoom(sc.image, box, connection.ZOOM_V1)  # connection-v1's zoom: coarser, wider
-    assert v1.shape == (connection.ZOOM_V1.h, connection.ZOOM_V1.w)
+    finer = connection.Zoom(160, 112, 1.05, 0.25)  # another model's zoom
+    assert connection.platform_zoom(sc.image, box, finer).shape == (160, 112)
 
 
 def test_bonus_rewards_the_read_class_and_treats_unknown_specs_as_average():
@@ -103,10 +103,15 @@ def test_train_connection_renders_resumable_shards_and_exports_a_working_model(t
     assert connection.zoom_of(model) == connection.ZOOM  # the file says which zoom it reads
     import onnx
 
-    bare = onnx.load(str(model))
-    del bare.metadata_props[:]
-    onnx.save(bare, str(tmp_path / "older.onnx"))
-    assert connection.zoom_of(tmp_path / "older.onnx") == connection.ZOOM_V1  # a file from before: connection-v1's
+    other = connection.Zoom(64, 48, 1.2, 0.2)
+    tagged = onnx.load(str(model))
+    del tagged.metadata_props[:]
+    onnx.save(tagged, str(tmp_path / "older.onnx"))  # a file from before the metadata, like connection-v1.onnx
+    assert connection.zoom_of(tmp_path / "older.onnx") == connection.ZOOM
+    for key, value in connection.zoom_metadata(other).items():
+        tagged.metadata_props.add(key=key, value=value)
+    onnx.save(tagged, str(tmp_path / "other.onnx"))
+    assert connection.zoom_of(tmp_path / "other.onnx") == other
     before = shard.stat().st_mtime_ns
     again = CliRunner().invoke(app, args)  # rendered and trained already: nothing is redone
     assert again.exit_code == 0 and shard.stat().st_mtime_ns == before
@@ -135,3 +140,17 @@ def test_shipped_model_reads_open_connections_of_demo_systems_it_never_saw():
     fixtures = analyze(image, get_embedder())
     assert fixtures and fixtures[0].connection.shape == (len(connection.CLASSES),)
     assert all(f.connection is None for f in analyze(image, get_embedder(), read_connection=False))  # references
+
+
+def test_a_model_trained_on_another_zoom_is_read_with_that_zoom(tmp_path):
+    pytest.importorskip("torch")
+    from raiox.synth import demo_catalog
+    from raiox.vision import connectionnet
+
+    small = connection.Zoom(64, 48, 1.2, 0.2)
+    assert connectionnet.render_zooms(tmp_path / "zooms", 3, seed=2, zoom=small) == 6
+    model = connectionnet.train_connection(tmp_path, steps=2, checkpoint_every_s=1e9)
+    assert connection.zoom_of(model) == small
+    sc = _render(demo_catalog()[3].spec, 8)
+    (probs,) = connection.read(sc.image, [np.asarray(sc.boxes[0])], model)  # a 112 x 80 zoom would not fit the net
+    assert probs.shape == (len(connection.CLASSES),) and probs.sum() == pytest.approx(1, abs=1e-5)

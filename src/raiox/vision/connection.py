@@ -42,10 +42,11 @@ class Zoom:
     above: float
 
 
-ZOOM_V1 = Zoom(112, 80, 1.3, 0.3)  # connection-v1: about half the film's resolution on periapical fixtures
-ZOOM = Zoom(160, 112, 1.05, 0.25)  # what new models are trained on: 1.7 times finer, the fixture's width across
+# connection-v1's, and what new models are trained on: about half the film's resolution on periapical fixtures. A
+# finer zoom (160 x 112 over 1.05 widths, 1.7 times finer) learnt worse on the same renders (docs/benchmarks.md, session 16)
+ZOOM = Zoom(112, 80, 1.3, 0.3)
 MODEL_FILE = "connection-v1.onnx"  # the shipped model, in ``models/``
-ZOOM_KEY = "raiox_zoom"  # the ONNX metadata entry a model's zoom is stored under (absent: ZOOM_V1)
+ZOOM_KEY = "raiox_zoom"  # the ONNX metadata entry a model's zoom is stored under (absent: ZOOM, connection-v1's)
 CONE_ANGLES = (8.0, 11.0, 11.5, 16.0, 22.0, 24.0)
 CLASSES = ("external_hex", "internal_hex", "tri_channel", *(f"conical_{a:g}" for a in CONE_ANGLES))
 WEIGHT = 0.01  # chosen on the evaluation set of seed 7000, checked on 7001 (docs/benchmarks.md, session 15)
@@ -116,9 +117,10 @@ def model_path() -> Path | None:
 
 
 def zoom_of(path: Path) -> Zoom:
-    """The zoom a model file was trained on (its ``ZOOM_KEY`` metadata; a file without it is connection-v1's)."""
+    """The zoom a model file was trained on (its ``ZOOM_KEY`` metadata; a file without it, like connection-v1's,
+    reads with ``ZOOM``)."""
     meta = session(str(path)).get_modelmeta().custom_metadata_map
-    return Zoom(**json.loads(meta[ZOOM_KEY])) if ZOOM_KEY in meta else ZOOM_V1
+    return Zoom(**json.loads(meta[ZOOM_KEY])) if ZOOM_KEY in meta else ZOOM
 
 
 def zoom_metadata(zoom: Zoom) -> dict[str, str]:

@@ -18,7 +18,7 @@ import numpy as np
 import structlog
 
 from raiox.vision.datagen import located_box, run_shards, save_npz, shard_specs
-from raiox.vision.connection import CLASSES, MODEL_FILE, ZOOM, ZOOM_V1, Zoom, platform_zoom, spec_class, zoom_metadata
+from raiox.vision.connection import CLASSES, MODEL_FILE, ZOOM, Zoom, platform_zoom, spec_class, zoom_metadata
 
 log = structlog.get_logger(__name__)
 SHARD = 500  # renders per shard
@@ -63,7 +63,7 @@ def build_net(zoom: Zoom = ZOOM):
     def cbr(cin, cout, stride=1):
         return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
-    # (N, 1, h, w) -> strided stem h/2 -> h/4 -> h/8 -> h/16 x w/16 x 128 -> class logits (160 x 112: 10 x 7); the
+    # (N, 1, h, w) -> strided stem h/2 -> h/4 -> h/8 -> h/16 x w/16 x 128 -> class logits (112 x 80: 7 x 5); the
     # flattened map keeps where things are (a cone's walls against the platform edge)
     return nn.Sequential(*cbr(1, 16, 2), *cbr(16, 24), nn.MaxPool2d(2), *cbr(24, 48), *cbr(48, 48), nn.MaxPool2d(2),
                          *cbr(48, 96), *cbr(96, 96), nn.MaxPool2d(2), *cbr(96, 128), nn.Dropout(0.2), nn.Flatten(),
@@ -85,8 +85,8 @@ def _shard_zoom(part) -> Zoom:
     if "zoom" in part:
         h, w, across, above = part["zoom"].tolist()
         return Zoom(int(h), int(w), float(across), float(above))
-    if part["zooms"].shape[1:] == (ZOOM_V1.h, ZOOM_V1.w):  # made before shards carried their zoom
-        return ZOOM_V1
+    if part["zooms"].shape[1:] == (ZOOM.h, ZOOM.w):  # made before shards carried their zoom (connection-v1's)
+        return ZOOM
     raise ValueError("a shard without its zoom: render it again")
 
 
