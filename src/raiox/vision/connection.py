@@ -30,7 +30,6 @@ import numpy as np
 from raiox.vision.onnxrt import session
 
 
-
 @dataclass(frozen=True)
 class Zoom:
     """Where and how finely ``platform_zoom`` samples: ``h`` x ``w`` pixels, one scale on both axes, ``across``
@@ -92,8 +91,8 @@ def platform_zoom(image: np.ndarray, box: np.ndarray, zoom: Zoom = ZOOM) -> np.n
 def _around(img: np.ndarray, matrix: np.ndarray, size: tuple[int, int], pad: int) -> tuple[np.ndarray, np.ndarray]:
     """The part of ``img`` a zoom of ``size`` (w, h) samples (plus ``pad`` pixels for the blur), and ``matrix``
     moved onto it: blurring a whole film for every fixture would cost more than the read itself."""
-    w, h = size
-    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ matrix.T
+    zw, zh = size
+    corners = np.array([[0, 0, 1], [zw, 0, 1], [0, zh, 1], [zw, zh, 1]], np.float64) @ matrix.T
     h, w = img.shape
     x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - pad, 0, [w - 1, h - 1])
     x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + pad + 1, [x0 + 1, y0 + 1], [w, h])
