@@ -442,3 +442,28 @@ def test_training_with_attribute_heads(tmp_path, data, monkeypatch):
     again = CliRunner().invoke(app, [*args[:5], str(2 * STEPS), *args[6:]])
     assert again.exit_code == 2 and "trained with attribute heads" in again.output
     assert torch.load(out / "ckpt.pt", weights_only=False)["state"]["step"] == STEPS  # nothing trained or lost
+
+
+def test_located_crops_come_from_the_localisers_boxes_and_weigh_in_training(tmp_path, data):
+    """`render-located`: scenes of the dataset's systems (never a validation one), cropped where the shipped
+    localiser finds them, labelled with the dataset's classes; `--located-copies` draws them more often."""
+    out = folder(tmp_path, data, "loc")
+    args = ["vision", "render-located", "--out", str(out), "--scenes", "4", "--seed", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (shard,) = sorted((out / "data").glob("shard-loc*.npz"))
+    got = np.load(shard)
+    assert len(got["labels"]) >= 3 and f"{len(got['labels'])} located crops" in result.output
+    assert got["crops"].shape[1:] == (192, 64) and got["crops"].dtype == np.uint8  # the dataset's crop size
+    assert set(got["labels"].tolist()) <= set(range(1, CLASSES))  # class 0 is held out for validation
+    before = shard.stat().st_mtime_ns
+    assert CliRunner().invoke(app, args).exit_code == 0 and shard.stat().st_mtime_ns == before  # resumable
+    crops, labels, located = train_mod.load_shards(out / "data")
+    assert located.sum() == len(got["labels"]) and not located[: CLASSES * PER_CLASS].any()
+    idx = train_mod.split_classes(labels)[0]
+    pool = train_mod.weigh_located(idx, located, 3)
+    counts = np.bincount(pool, minlength=len(labels))
+    assert (counts[idx[located[idx]]] == 3).all() and (counts[idx[~located[idx]]] == 1).all()
+    assert train_mod.weigh_located(idx, located, 1) is idx
+    train(TrainConfig(out=out, steps=2, located_copies=3, checkpoint_every_s=1e9, **TINY))
+    assert json.loads((out / "train-state.json").read_text())["config"]["located_copies"] == 3

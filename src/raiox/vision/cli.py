@@ -33,6 +33,20 @@ def render_data(
     typer.echo(f"{total} crops in {out / 'data'}")
 
 
+@app.command("render-located")
+def render_located(
+    out: Path = typer.Option(Path("runs/v1"), "--out", help="training folder whose OUT/data (render-data) gets the crops"),
+    scenes: int = typer.Option(15000, help="scenes of 1-3 of the dataset's systems to render, locate and crop"),
+    seed: int = typer.Option(0),
+    jobs: int = typer.Option(1, help="processes rendering shards in parallel"),
+) -> None:
+    """Training crops cut where the shipped localiser finds the dataset's systems in whole scenes."""
+    from raiox.vision.locdata import render_located as run
+
+    total = run(out / "data", scenes, seed=seed, jobs=jobs)
+    typer.echo(f"{total} located crops in {out / 'data'}")
+
+
 def _crop_size(text: str) -> tuple[int, int]:
     rows, _, cols = text.lower().partition("x")
     if not (rows.isdigit() and cols.isdigit()) or int(rows) not in (192, 384) or int(cols) < 16:
@@ -61,6 +75,8 @@ def train(
     attribute_weight: float = typer.Option(0.0, help="> 0: also train a classifier per design feature (connection, "
                                                      "cone angle, apex, thread, collar) on the embedding, this weight x "
                                                      "their mean loss added to ArcFace's (raiox.vision.attributes)"),
+    located_copies: int = typer.Option(1, help="draw the located crops of OUT/data (render-located) this many times "
+                                               "as often as the others"),
 ) -> None:
     """Train the fixture embedder with ArcFace on synthetic renders; resumable; writes ONNX + card."""
     from raiox.vision.card import write_card
@@ -71,7 +87,7 @@ def train(
                    crop=_crop_size(crop))  # no-op when done
     cfg = TrainConfig(out=out, steps=steps, batch=batch, lr=lr, seed=seed, device=device, threads=threads,
                       restart_schedule=restart_schedule, init_from=init_from, model_name=name,
-                      attribute_weight=attribute_weight)
+                      attribute_weight=attribute_weight, located_copies=located_copies)
     try:
         onnx_path = run(cfg)
     except ResumeError as exc:

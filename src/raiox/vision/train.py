@@ -45,15 +45,24 @@ class TrainConfig:
     model_name: str = "raiox-v1"
     init_from: Path | None = None  # a checkpoint whose network weights start a fresh run (fine-tuning)
     attribute_weight: float = 0.0  # > 0: design-feature heads (raiox.vision.attributes) add this x their loss
+    located_copies: int = 1  # weight of the located crops (``render-located``) against the others
     extra: dict = field(default_factory=dict)
 
 
-def load_shards(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_shards(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crops, labels, and which crops are located ones (``render-located``'s ``shard-loc*`` shards)."""
     shards = sorted(data_dir.glob("shard-*.npz"))
     if not shards:
         raise FileNotFoundError(f"no training shards in {data_dir}: run `raiox vision render-data` first")
     parts = [np.load(s) for s in shards]
-    return np.concatenate([p["crops"] for p in parts]), np.concatenate([p["labels"] for p in parts])
+    located = [np.full(len(p["labels"]), s.name.startswith("shard-loc")) for s, p in zip(shards, parts)]
+    return (np.concatenate([p["crops"] for p in parts]), np.concatenate([p["labels"] for p in parts]),
+            np.concatenate(located))
+
+
+def weigh_located(idx: np.ndarray, located: np.ndarray, copies: int) -> np.ndarray:
+    """The sample indices ``idx`` with the located crops among them ``copies`` times: drawn that much more often."""
+    return np.concatenate([idx, *[idx[located[idx]]] * (copies - 1)]) if copies > 1 else idx
 
 
 def split_classes(labels: np.ndarray, every: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -131,8 +140,9 @@ def train(cfg: TrainConfig) -> Path:
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    crops, labels = load_shards(cfg.out / "data")
+    crops, labels, located = load_shards(cfg.out / "data")
     train_idx, val_idx = split_classes(labels)
+    train_idx = weigh_located(train_idx, located, cfg.located_copies)
     n_classes = cfg.classes or max(_planned_classes(cfg.out / "data"), int(labels.max()) + 1)
     train_lab = torch.from_numpy(labels[train_idx].astype(np.int64))
     net, arc = FixtureNet().to(cfg.device), ArcFace(n_classes, scale=cfg.scale, margin=cfg.margin).to(cfg.device)
