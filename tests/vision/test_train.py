@@ -458,6 +458,9 @@ def test_located_crops_come_from_the_localisers_boxes_and_weigh_in_training(tmp_
     assert set(got["labels"].tolist()) <= set(range(1, CLASSES))  # class 0 is held out for validation
     before = shard.stat().st_mtime_ns
     assert CliRunner().invoke(app, args).exit_code == 0 and shard.stat().st_mtime_ns == before  # resumable
+    meta = (out / "data" / "meta.json").read_text()
+    assert render_dataset(out / "data", classes=2, per_class=1) == CLASSES * PER_CLASS + len(got["labels"])
+    assert (out / "data" / "meta.json").read_text() == meta  # `train`'s no-op render keeps the dataset's meta
     crops, labels, located = train_mod.load_shards(out / "data")
     assert located.sum() == len(got["labels"]) and not located[: CLASSES * PER_CLASS].any()
     idx = train_mod.split_classes(labels)[0]
