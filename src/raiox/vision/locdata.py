@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 from raiox.vision.datagen import dataset_specs, run_shards, save_npz
 
 log = structlog.get_logger(__name__)
@@ -45,12 +46,12 @@ def _specs(data: Path) -> list[dict]:
 def _render_shard(data: Path, shard: int, count: int, seed: int) -> int:
     from raiox.synth import render_scene
 
-    from raiox.vision.canonical import canonical_crop
     from raiox.vision.detect import locate
     from raiox.vision.evaluate import CONDITIONS, condition, match
     from raiox.vision.synthbridge import EVAL_SIZE, train_conditions
 
-    specs, crop = _specs(data), tuple(json.loads((data / "meta.json").read_text())["crop"])
+    specs = _specs(data)
+    crop = tuple(json.loads((data / "meta.json").read_text()).get("crop") or (CROP_H, CROP_W))  # older data: the default
     pool = [c for c in range(len(specs)) if c % VALIDATION_EVERY]
     t0, crops, labels = time.time(), [], []
     for s in range(count):
