@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -117,8 +118,13 @@ def model_path() -> Path | None:
 
 def zoom_of(path: Path) -> Zoom:
     """The zoom a model file was trained on (its ``ZOOM_KEY`` metadata; a file without it, like connection-v1's,
-    reads with ``ZOOM``)."""
-    meta = session(str(path)).get_modelmeta().custom_metadata_map
+    reads with ``ZOOM``); read once per file, like its session."""
+    return _zoom_of(str(path))
+
+
+@lru_cache(maxsize=8)
+def _zoom_of(path: str) -> Zoom:
+    meta = session(path).get_modelmeta().custom_metadata_map
     return Zoom(**json.loads(meta[ZOOM_KEY])) if ZOOM_KEY in meta else ZOOM
 
 

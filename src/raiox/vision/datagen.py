@@ -96,14 +96,16 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
             "renderer": "raiox.synth.render_fixture_crop", "jitter": jitter,
             "crop": list(crop)}
     todo = [s for s in range(0, classes, shard_size) if not (out / f"shard-{s // shard_size:03d}.npz").exists()]
-    if not todo and (out / "meta.json").exists():  # rendered already (maybe larger, or in other shards): keep its meta,
-        return sum(len(np.load(p)["labels"]) for p in sorted(out.glob("shard-*.npz")))  # dataset_specs reads it
-    (out / "meta.json").write_text(json.dumps(meta))
+    # rendered already (maybe larger, or in other shards): its meta stays, dataset_specs reads it
+    describe = bool(todo) or not (out / "meta.json").exists()
+    if describe:
+        (out / "meta.json").write_text(json.dumps(meta))
     args = [(out, s, min(shard_size, classes - s), shard_size, per_class, seed, tuple(size), jitter, tuple(crop))
             for s in todo]
     run_shards(_render_shard, args, jobs)
     total = sum(len(np.load(p)["labels"]) for p in sorted(out.glob("shard-*.npz")))
-    (out / "meta.json").write_text(json.dumps({**meta, "crops": total}))
+    if describe:
+        (out / "meta.json").write_text(json.dumps({**meta, "crops": total}))
     return total
 
 

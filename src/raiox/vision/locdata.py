@@ -22,10 +22,10 @@ import structlog
 
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 from raiox.vision.datagen import dataset_specs, run_shards, save_npz
+from raiox.vision.train import VALIDATION_EVERY  # the training's held-out systems never appear here
 
 log = structlog.get_logger(__name__)
 SCENES = 100  # scenes per shard
-VALIDATION_EVERY = 16  # the training's held-out systems (``train.split_classes``) never appear here
 
 
 def render_located(data: Path, scenes: int, seed: int = 0, jobs: int = 1) -> int:

@@ -65,7 +65,10 @@ def weigh_located(idx: np.ndarray, located: np.ndarray, copies: int) -> np.ndarr
     return np.concatenate([idx, *[idx[located[idx]]] * (copies - 1)]) if copies > 1 else idx
 
 
-def split_classes(labels: np.ndarray, every: int = 16) -> tuple[np.ndarray, np.ndarray]:
+VALIDATION_EVERY = 16  # every 16th training system is held out for validation
+
+
+def split_classes(labels: np.ndarray, every: int = VALIDATION_EVERY) -> tuple[np.ndarray, np.ndarray]:
     """Hold out every ``every``-th training system for validation (stable as shards are added)."""
     is_val = labels % every == 0
     return np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
