@@ -80,11 +80,13 @@ def test_render_data_writes_shards_and_resumes(tmp_path):
     assert meta["classes"] == 6 and meta["per_class"] == 2 and meta["jitter"] == "gt"
     assert meta["crops"] == sum(len(p["labels"]) for p in first.values())
 
-    # an interrupted rendering: shards 1 and 2 are missing. The rerun (two processes) keeps shard 0 and
-    # renders the others again, identically.
+    # an interrupted rendering: shards 1 and 2 are missing, and shard 1's half-written temporary file is
+    # left behind. The rerun (two processes) keeps shard 0 and renders the others again, identically; the
+    # leftover is neither counted nor trained on.
     kept = (data / "shard-000.npz").stat().st_mtime_ns
     for name in ("shard-001.npz", "shard-002.npz"):
         (data / name).unlink()
+    (data / "shard-001.tmp.npz").write_bytes(b"PK\x03\x04 half a zip")
     result = CliRunner().invoke(app, args + ["--jobs", "2"])
     assert result.exit_code == 0, result.output
     assert (data / "shard-000.npz").stat().st_mtime_ns == kept
@@ -93,6 +95,8 @@ def test_render_data_writes_shards_and_resumes(tmp_path):
         np.testing.assert_array_equal(again["labels"], first[name]["labels"])
         np.testing.assert_array_equal(again["crops"], first[name]["crops"])
     assert f"{meta['crops']} crops" in result.output
+    crops, labels, located = train_mod.load_shards(data)
+    assert len(labels) == meta["crops"] and not located.any()
 
 
 def test_trained_onnx_serves_through_onnx_path(cli_run, data):

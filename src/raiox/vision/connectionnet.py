@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import located_box, run_shards, save_npz, shard_specs
+from raiox.vision.datagen import located_box, run_shards, save_npz, shard_files, shard_specs
 from raiox.vision.connection import CLASSES, MODEL_FILE, ZOOM, Zoom, platform_zoom, spec_class, zoom_metadata
 
 log = structlog.get_logger(__name__)
@@ -29,7 +29,7 @@ def render_zooms(out: Path, renders: int, seed: int = 0, jobs: int = 1, zoom: Zo
     out.mkdir(parents=True, exist_ok=True)
     todo = [s for s in range(0, renders, SHARD) if not (out / f"zooms-{s // SHARD:03d}.npz").exists()]
     run_shards(_render_shard, [(out, s, min(SHARD, renders - s), seed, zoom) for s in todo], jobs)
-    return sum(len(np.load(p)["classes"]) for p in sorted(out.glob("zooms-*.npz")))
+    return sum(len(np.load(p)["classes"]) for p in shard_files(out, "zooms-*.npz"))
 
 
 def _render_shard(out: Path, first: int, count: int, seed: int, zoom: Zoom = ZOOM) -> int:
@@ -72,7 +72,7 @@ def build_net(zoom: Zoom = ZOOM):
 
 def load(data: Path) -> tuple[np.ndarray, np.ndarray, Zoom]:
     """All shards' zooms and classes, and the zoom they were made with (one for all, or an error)."""
-    parts = [np.load(p) for p in sorted(data.glob("zooms-*.npz"))]
+    parts = [np.load(p) for p in shard_files(data, "zooms-*.npz")]
     if not parts:
         raise FileNotFoundError(f"no zooms in {data}: render them first")
     made = {_shard_zoom(p) for p in parts}

@@ -72,6 +72,12 @@ def save_npz(path: Path, **arrays) -> None:
     tmp.replace(path)
 
 
+def shard_files(folder: Path, pattern: str) -> list[Path]:
+    """The finished shards matching ``pattern`` in ``folder``, sorted: a ``.tmp.npz`` that an interrupted
+    ``save_npz`` left behind is not one."""
+    return sorted(p for p in folder.glob(pattern) if not p.name.endswith(".tmp.npz"))
+
+
 def run_shards(render, args: list[tuple], jobs: int = 1) -> list:
     """``render(*a)`` for every ``a`` in ``args`` (one shard each), in ``jobs`` processes when > 1."""
     if jobs > 1 and len(args) > 1:
@@ -103,7 +109,7 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
     args = [(out, s, min(shard_size, classes - s), shard_size, per_class, seed, tuple(size), jitter, tuple(crop))
             for s in todo]
     run_shards(_render_shard, args, jobs)
-    total = sum(len(np.load(p)["labels"]) for p in sorted(out.glob("shard-*.npz")))
+    total = sum(len(np.load(p)["labels"]) for p in shard_files(out, "shard-*.npz"))
     if describe:
         (out / "meta.json").write_text(json.dumps({**meta, "crops": total}))
     return total

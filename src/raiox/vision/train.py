@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from raiox.vision.datagen import shard_files
+
 log = structlog.get_logger(__name__)
 
 
@@ -51,7 +53,7 @@ class TrainConfig:
 
 def load_shards(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crops, labels, and which crops are located ones (``render-located``'s ``shard-loc*`` shards)."""
-    shards = sorted(data_dir.glob("shard-*.npz"))
+    shards = shard_files(data_dir, "shard-*.npz")
     if not shards:
         raise FileNotFoundError(f"no training shards in {data_dir}: run `raiox vision render-data` first")
     parts = [np.load(s) for s in shards]
