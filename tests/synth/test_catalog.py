@@ -76,20 +76,45 @@ def test_look_alike_groups_differ_in_exactly_their_aspect():
 def test_every_cone_carries_the_platform_and_screw_of_its_angle():
     """A conical connection's platform and internal screw go with its angle (Neodent CM 11.5 deg: 2.5 /
     1.8 mm, GM 16 deg: 3.0 / 1.6 mm; docs/implant-geometry notes): cone-angle siblings differ in the
-    whole cone, not in the angle alone, as real lines that share a body do."""
+    whole cone, not in the angle alone, as real lines that share a body do; a platform is narrower only where
+    the body could not hold it (``_fit_connection``)."""
     from raiox.synth.catalog import _CONE_PLATFORM
 
     cones = [s for s in demo_catalog() if s.spec["connection"]["kind"] == "conical"]
     assert len({s.spec["connection"]["cone_angle_deg"] for s in cones}) >= 5
+    narrowed = 0
     for s in cones:
         c, d = s.spec["connection"], s.spec["diameter_mm"]
-        assert c["platform_mm"] == min(_CONE_PLATFORM[c["cone_angle_deg"]], round(d - 1.0, 2)), (s.id, c)
+        full = min(_CONE_PLATFORM[c["cone_angle_deg"]], round(d - 1.0, 2))
+        assert full - 0.6 <= c["platform_mm"] <= full, (s.id, c)
+        narrowed += c["platform_mm"] < full
         assert c["screw_mm"] == {22: 2.0, 11.5: 1.8, 8: 1.8}.get(c["cone_angle_deg"], 1.6), (s.id, c)
     by_group = defaultdict(set)
     for s in cones:
         if s.attributes["look_alike_aspect"] == "cone_angle":
             by_group[s.group].add(s.spec["connection"]["platform_mm"])
     assert by_group and all(len(p) >= 3 for p in by_group.values()), by_group
+    assert 0 < narrowed < len(cones) / 4
+
+
+def test_every_size_of_a_line_holds_its_connection():
+    """A line lists only the diameters whose body keeps a wall around the connection: where it could not, the
+    renderer would cut the connection to the core and draw another system (a 22 degree cone in a 3.8 mm body
+    rendered as ~12 degrees, next to its 8 degree sibling)."""
+    from raiox.synth import line_size, with_size
+    from raiox.synth.catalog import CONNECTION_CUT_MM
+    from raiox.synth.geometry import build_tables
+
+    cut_before = 0
+    for s in demo_catalog():
+        for d in s.attributes["diameters"]:
+            assert build_tables(with_size(s.spec, d, s.spec["length_mm"])).void_cut <= CONNECTION_CUT_MM, (s.id, d)
+        for k in range(8):
+            assert build_tables(line_size(s, k)).void_cut <= CONNECTION_CUT_MM, (s.id, k)
+        if s.spec["connection"]["kind"] == "conical" and s.spec["connection"]["cone_angle_deg"] == 22:
+            narrow = with_size(s.spec, s.spec["diameter_mm"] - 0.7, s.spec["length_mm"])
+            cut_before += build_tables(narrow).void_cut > CONNECTION_CUT_MM
+    assert cut_before >= 5  # the rule bites: 22 degree lines lose their narrow sizes
 
 
 def test_catalog_is_json_serialisable():

@@ -256,3 +256,22 @@ def test_connection_siblings_differ_under_an_abutment():
         crops.append(canonical_crop(sc.image, sc.boxes[0]))
     diffs = [np.abs(crops[i] - crops[j]).max() for i in range(len(g)) for j in range(i + 1, len(g))]
     assert min(diffs) > 0.05, diffs
+
+
+def test_the_core_cut_into_a_connection_is_measured():
+    """``void_cut``: 0 where the body keeps a wall around the connection, the depth of the cut where the same cone
+    is put in a body too narrow for it (the render then clips the cone to the core)."""
+    import copy
+
+    from raiox.synth.geometry import build_tables
+
+    spec = copy.deepcopy(next(s.spec for s in demo_catalog() if s.spec["connection"]["kind"] == "conical"))
+    spec["connection"].update(cone_angle_deg=22.0, platform_mm=3.3, depth_mm=3.0)
+    wide = copy.deepcopy(spec)
+    wide.update(diameter_mm=6.0, apex_diameter_mm=6.0, taper_start=1.0)
+    narrow = copy.deepcopy(spec)
+    narrow.update(diameter_mm=3.8, apex_diameter_mm=3.8, taper_start=1.0)
+    assert build_tables(wide).void_cut == 0.0
+    cut = build_tables(narrow).void_cut
+    assert 0.1 < cut < 1.65
+    assert float(build_tables(narrow).void.max()) < 3.3 / 2 - 0.1  # the render is clipped by about that much

@@ -2,7 +2,8 @@
 
 Each look-alike group starts from one base design and varies exactly one aspect (``ASPECTS``),
 so systems inside a group differ only in their apex, or only in thread pitch, or only in the
-cone angle, and so on. Sizes of a line (diameters, lengths) are attributes of one system.
+cone angle, and so on. Sizes of a line (diameters, lengths) are attributes of one system; a line
+has only the diameters whose body holds its connection (``_holds_connection``).
 """
 
 from __future__ import annotations
@@ -174,6 +175,37 @@ def _sizes(rng: np.random.Generator, d: float, length: float) -> tuple[list[floa
     return ds, ls
 
 
+CONNECTION_CUT_MM = 0.05  # how far the body may cut into a connection before the size cannot take it
+
+
+def _holds_connection(spec: dict) -> bool:
+    """Whether the body holds its connection with a wall around it. Where it does not, the renderer cuts the
+    connection to the body's core (``geometry.build_tables``) and draws another system: a 22 degree cone with a
+    3.5 mm platform in a 3.8 mm body renders as an ~12 degree one, beside its 8 degree sibling."""
+    from .geometry import build_tables
+
+    return build_tables(spec).void_cut <= CONNECTION_CUT_MM
+
+
+def _fit_connection(spec: dict) -> dict:
+    """The design with its connection's platform narrowed (0.05 mm steps) until its body holds it."""
+    conn = spec["connection"]
+    while conn["kind"] != "external_hex" and conn["platform_mm"] > 1.5 and not _holds_connection(spec):
+        conn["platform_mm"] = round(conn["platform_mm"] - 0.05, 2)
+    return spec
+
+
+def _fit_group(kind: str, specs: list[dict]) -> list[dict]:
+    """The group's designs with connections their bodies hold; siblings that share a connection (any group but a
+    connection or cone-angle one) keep sharing it: the narrowest platform any of them needs."""
+    specs = [_fit_connection(s) for s in specs]
+    if "connection" not in ASPECTS[kind] and "connection.platform_mm" not in ASPECTS[kind]:
+        narrowest = min(s["connection"]["platform_mm"] for s in specs)
+        for s in specs:
+            s["connection"]["platform_mm"] = narrowest
+    return specs
+
+
 @lru_cache(maxsize=1)
 def _catalog() -> tuple[DemoSystem, ...]:
     rng = np.random.default_rng(20261128)
@@ -187,10 +219,11 @@ def _catalog() -> tuple[DemoSystem, ...]:
             base.update(diameter_mm=d, taper_start=0.2, apex_diameter_mm=round(d * 0.62, 2))
             base["thread"].update(pitch_mm=2.0, depth_mm=round(min(0.13 * d, 0.7), 2))
             base["connection"] = _connection(rng, base["connection"]["kind"], d)
-        for j, spec in enumerate(_variants(rng, kind, base)):
+        for j, spec in enumerate(_fit_group(kind, _variants(rng, kind, base))):
             validate_spec(spec)
             n = len(systems) + 1
             ds, ls = _sizes(rng, spec["diameter_mm"], spec["length_mm"])
+            ds = [d for d in ds if _holds_connection(with_size(spec, d, spec["length_mm"]))]
             attrs = {"connection": _conn_label(spec["connection"]), "connection_kind": spec["connection"]["kind"],
                      "body_shape": _body_label(spec).lower(), "diameters": ds, "lengths": ls,
                      "thread_profile": spec["thread"]["profile"], "pitch_mm": spec["thread"]["pitch_mm"],

@@ -78,6 +78,7 @@ class Tables:
     r_max: float
     z_top: float
     has_micro: bool = False
+    void_cut: float = 0.0  # mm of radius the core cuts off the connecting part at worst (0: the body holds it)
 
     def __post_init__(self):
         self.has_micro = bool(self.region.any())
@@ -169,11 +170,14 @@ def build_tables(spec: dict) -> Tables:
         tooth = np.abs(np.mod((z[m] - cdepth) / 0.35, 1.0) - 0.5) * 2
         void[m] = screw * (0.82 + 0.18 * tooth)
         void[(z >= cdepth + sl) & (z < cdepth + sl + 0.3)] = screw * 0.6
-    void = np.minimum(void, np.minimum(core * 0.75, core - 0.3))
+    wall = np.minimum(core * 0.75, core - 0.3)  # the connection keeps a wall of titanium around it
+    part = (z >= 0) & (z < cdepth)  # the connecting part (cone, hex): what tells connections apart
+    cut = float(np.max(void[part] - wall[part], initial=0.0))
+    void = np.minimum(void, wall)
     r_max = float(max(env.max(), D + 0.4))
     f32 = np.float32
     return Tables(z0, core.astype(f32), depth.astype(f32), env.astype(f32), region, phase.astype(f32),
-                  void.astype(f32), void_shape, outer_shape, L, r_max, z_top)
+                  void.astype(f32), void_shape, outer_shape, L, r_max, z_top, void_cut=max(cut, 0.0))
 
 
 def _screw_hole(conn: dict) -> tuple[float, float, float]:
