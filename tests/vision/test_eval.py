@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from raiox.cli import app
 from raiox.vision import connection
 from raiox.vision import evaluate as ev
+from raiox.vision.embedders import DEFAULT_EMBEDDER as MODEL
 from raiox.vision.ranking import RERANK_POOL
 
 ARGS = ["vision", "eval", "--limit", "3", "--gallery", "2", "--queries", "2", "--scenes", "1"]
@@ -36,17 +37,17 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     assert text.index("| Method | top-1 | top-5 |") < text.index("Hand-written: how to read these.") < text.index("## Search")
     assert text.count(ev.NOTES_BEGIN) == 1
     assert "3 demo systems" in text and "gallery 30 references (6 bare, 24 with a restoration)" in text
-    rows = ["raiox-v7", "raw pixels", "HOG", "raiox-v7, ground-truth boxes"]
+    rows = [MODEL, "raw pixels", "HOG", f"{MODEL}, ground-truth boxes"]
     if connection.model_path() is not None:  # the product re-ranks with the connection reader: both are reported
-        rows.append("raiox-v7, embedding alone (no connection re-rank)")
+        rows.append(f"{MODEL}, embedding alone (no connection re-rank)")
         assert f"Connection reader: `connection-v1.onnx` re-ranks each query's first {RERANK_POOL} systems" in text
     else:
         assert "Connection reader: off" in text
     for row in rows:
         top1, top5 = percent(text, row)
         assert 0 <= top1 <= top5 <= 100
-    group = re.search(r"look-alike group \(.*?\): raiox-v7 ([\d.]+)%, .*?raw pixels ([\d.]+)%", text)
-    assert group and float(group.group(1)) >= percent(text, "raiox-v7")[0]  # the right system is in its own group
+    group = re.search(rf"look-alike group \(.*?\): {MODEL} ([\d.]+)%, .*?raw pixels ([\d.]+)%", text)
+    assert group and float(group.group(1)) >= percent(text, MODEL)[0]  # the right system is in its own group
     recall = float(re.search(r"recall ([\d.]+)%", text).group(1))
     assert recall > 50  # 8-9 fixtures; the localiser finds most
     assert re.search(r"([\d.]+) ms per crop embedding", text)
@@ -56,7 +57,7 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     again = CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(cache), "--cached-only"])
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in cache.glob("*.npz")) == renders
-    assert percent(again.output, "raiox-v7, ground-truth boxes") == percent(text, "raiox-v7, ground-truth boxes")
+    assert percent(again.output, f"{MODEL}, ground-truth boxes") == percent(text, f"{MODEL}, ground-truth boxes")
 
     # a render cached from something else (an older catalog or reference size) is stale: rendered again
     stale = cache / "g001-1.npz"
