@@ -128,6 +128,18 @@ def test_model_card_and_state(cli_run):
     assert f"at step {STEPS}; final training loss {state['history'][-1]['loss']:.3f}" in card
 
 
+def test_checkpoint_interval_is_a_train_option(tmp_path, data):
+    """`--checkpoint-every 0` validates and saves after every step (the default, 180 s, only at the end here)."""
+    out = folder(tmp_path, data, "often")
+    result = CliRunner().invoke(app, [
+        "vision", "train", "--out", str(out), "--steps", "3", "--batch", "8", "--threads", "1",
+        "--classes", str(CLASSES), "--per-class", str(PER_CLASS), "--checkpoint-every", "0",
+    ])
+    assert result.exit_code == 0, result.output
+    state = json.loads((out / "train-state.json").read_text())
+    assert [h["step"] for h in state["history"]] == [1, 2, 3] and state["config"]["checkpoint_every_s"] == 0.0
+
+
 def test_training_is_seeded(tmp_path, data, cli_run):
     again = train(TrainConfig(out=folder(tmp_path, data, "again"), steps=STEPS, seed=0, **TINY))
     np.testing.assert_allclose(run_onnx(again), run_onnx(cli_run / "raiox-v1.onnx"), atol=1e-5)

@@ -77,6 +77,8 @@ def train(
                                                      "their mean loss added to ArcFace's (raiox.vision.attributes)"),
     located_copies: int = typer.Option(1, help="draw the located crops of OUT/data (render-located) this many times "
                                                "as often as the others"),
+    checkpoint_every: float = typer.Option(180.0, min=0.0, help="seconds between validations + checkpoints (each "
+                                                               "costs about a minute on 2 CPU threads at full size)"),
 ) -> None:
     """Train the fixture embedder with ArcFace on synthetic renders; resumable; writes ONNX + card."""
     from raiox.vision.card import write_card
@@ -87,7 +89,8 @@ def train(
                    crop=_crop_size(crop))  # no-op when done
     cfg = TrainConfig(out=out, steps=steps, batch=batch, lr=lr, seed=seed, device=device, threads=threads,
                       restart_schedule=restart_schedule, init_from=init_from, model_name=name,
-                      attribute_weight=attribute_weight, located_copies=located_copies)
+                      attribute_weight=attribute_weight, located_copies=located_copies,
+                      checkpoint_every_s=checkpoint_every)
     try:
         onnx_path = run(cfg)
     except ResumeError as exc:
