@@ -411,6 +411,48 @@ def test_dataset_specs_are_the_specs_the_shards_were_rendered_from(tmp_path, mon
     assert dataset_specs(out) == first_render
 
 
+def test_physical_datasets_hand_the_renderer_only_sizes_whose_body_holds_the_connection(tmp_path, monkeypatch):
+    """The demo catalog's rule (session 17) in the training data: the old draws include systems and size variants
+    whose body cannot hold the connection (rendered as another system's look); a physical dataset none."""
+    import raiox.synth
+
+    from raiox.vision.datagen import dataset_specs, shard_specs
+    from raiox.vision.synthbridge import holds_connection
+
+    legacy, physical = shard_specs(0, 0, 100)[0], shard_specs(0, 0, 100, physical=True)[0]
+    assert sum(not holds_connection(s) for s in legacy) >= 5 and all(holds_connection(s) for s in physical)
+    handed, real = {}, raiox.synth.render_fixture_crop
+    for rule in (False, True):
+        handed[rule] = []
+        monkeypatch.setattr(raiox.synth, "render_fixture_crop",
+                            lambda spec, _h=handed[rule], **kw: (_h.append(spec), real(spec, **kw))[1])
+        render_dataset(tmp_path / str(rule), classes=12, per_class=6, shard_size=12, seed=2, physical=rule)
+        assert json.loads((tmp_path / str(rule) / "meta.json").read_text())["physical"] is rule
+        assert dataset_specs(tmp_path / str(rule)) == handed[rule][::6]
+    assert any(not holds_connection(s) for s in handed[False])
+    assert all(holds_connection(s) for s in handed[True]) and len(handed[True]) == 72
+    resized = [s["diameter_mm"] != handed[True][k - k % 6]["diameter_mm"] for k, s in enumerate(handed[True])]
+    assert sum(resized) >= 20  # sizes still vary (about 2 in 3 renders) where the body allows
+
+
+def test_a_dataset_resumes_with_the_spec_rule_it_was_started_with(tmp_path):
+    """Data rendered before the rule (no ``physical`` in meta.json) resumes as it was drawn, whatever the default."""
+    from raiox.vision.datagen import dataset_specs
+
+    out = tmp_path / "data"
+    render_dataset(out, classes=8, per_class=2, shard_size=4, seed=2, physical=False)
+    before = np.load(out / "shard-001.npz")["crops"]
+    specs = dataset_specs(out)
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["physical"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    (out / "shard-001.npz").unlink()
+    render_dataset(out, classes=8, per_class=2, shard_size=4, seed=2)  # the default is physical
+    assert json.loads((out / "meta.json").read_text())["physical"] is False
+    np.testing.assert_array_equal(np.load(out / "shard-001.npz")["crops"], before)
+    assert dataset_specs(out) == specs
+
+
 def test_attribute_heads_cover_the_spec_schema():
     from raiox.synth import SPEC_SCHEMA, demo_catalog
     from raiox.vision.attributes import HEADS, attribute_row

@@ -22,6 +22,9 @@ def render_data(
     jitter: str = typer.Option("gt", help="box errors of the crops: gt (small Gaussian) or located (the localiser's, "
                                           "long tails included)"),
     crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS (the embedder's input; rows 192 or 384)"),
+    physical: bool = typer.Option(True, "--physical/--legacy-sizes", help="only systems and sizes whose body holds "
+                                  "the connection (--legacy-sizes: as datasets before session 18); an existing "
+                                  "dataset keeps the rule its meta.json records"),
 ) -> None:
     """Pre-render canonical training crops of random systems, disjoint from the demo catalog."""
     from raiox.vision.datagen import JITTERS, render_dataset
@@ -29,7 +32,7 @@ def render_data(
     if jitter not in JITTERS:
         raise typer.BadParameter(f"--jitter must be one of {', '.join(JITTERS)}")
     total = render_dataset(out / "data", classes=classes, per_class=per_class, shard_size=shard_size, seed=seed,
-                           jobs=jobs, jitter=jitter, crop=_crop_size(crop))
+                           jobs=jobs, jitter=jitter, crop=_crop_size(crop), physical=physical)
     typer.echo(f"{total} crops in {out / 'data'}")
 
 

@@ -90,24 +90,29 @@ def run_shards(render, args: list[tuple], jobs: int = 1) -> list:
 
 def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 100, seed: int = 0, jobs: int = 1,
                    size: tuple[int, int] = (288, 144), jitter: str = "gt",
-                   crop: tuple[int, int] = (CROP_H, CROP_W)) -> int:
+                   crop: tuple[int, int] = (CROP_H, CROP_W), physical: bool = True) -> int:
     """Render ``classes`` random systems x ``per_class`` crops into ``out/shard-*.npz`` (resumable).
 
     Shards are independent (each seeded by ``(seed, first class)``), so ``jobs`` processes render
     them in parallel and a rerun only renders the shards that are missing. ``jitter``: how 80 % of the
     crops' boxes are disturbed (``JITTERS``: "gt" small Gaussian errors, "located" the localiser's).
+    ``physical``: systems and size variants only where the body holds the connection (``holds_connection``);
+    False draws as datasets did before session 18. A dataset keeps the rule its ``meta.json`` records (none
+    recorded: the old one), so resuming never mixes the two.
     """
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "meta.json").exists():
+        physical = bool(json.loads((out / "meta.json").read_text()).get("physical", False))
     meta = {"classes": classes, "per_class": per_class, "seed": seed, "size": list(size), "shard_size": shard_size,
             "renderer": "raiox.synth.render_fixture_crop", "jitter": jitter,
-            "crop": list(crop)}
+            "crop": list(crop), "physical": physical}
     todo = [s for s in range(0, classes, shard_size) if not (out / f"shard-{s // shard_size:03d}.npz").exists()]
     # rendered already (maybe larger, or in other shards): its meta stays, dataset_specs reads it
     describe = bool(todo) or not (out / "meta.json").exists()
     if describe:
         (out / "meta.json").write_text(json.dumps(meta))
-    args = [(out, s, min(shard_size, classes - s), shard_size, per_class, seed, tuple(size), jitter, tuple(crop))
-            for s in todo]
+    args = [(out, s, min(shard_size, classes - s), shard_size, per_class, seed, tuple(size), jitter, tuple(crop),
+             physical) for s in todo]
     run_shards(_render_shard, args, jobs)
     total = sum(len(np.load(p)["labels"]) for p in shard_files(out, "shard-*.npz"))
     if describe:
@@ -116,20 +121,21 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
 
 
 def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class: int, seed: int,
-                  size: tuple[int, int], jitter: str = "gt", crop: tuple[int, int] = (CROP_H, CROP_W)) -> int:
+                  size: tuple[int, int], jitter: str = "gt", crop: tuple[int, int] = (CROP_H, CROP_W),
+                  physical: bool = False) -> int:
     """One shard: ``count`` systems (labels ``first..first+count-1``) x ``per_class`` crops."""
-    from raiox.synth import render_fixture_crop, with_size
+    from raiox.synth import render_fixture_crop
 
     from raiox.vision.synthbridge import train_conditions
 
     path = out / f"shard-{first // shard_size:03d}.npz"
     t0, crops, labels = time.time(), [], []
-    specs, rng = shard_specs(seed, first, count)
+    specs, rng = shard_specs(seed, first, count, physical=physical)
     for k, spec in enumerate(specs):
         for j in range(per_class):
             d = float(np.clip(spec["diameter_mm"] + rng.choice([-0.5, -0.3, 0, 0, 0.4, 0.8]), 2.9, 6.0))
             length = float(np.clip(spec["length_mm"] * rng.uniform(0.7, 1.3), 6.0, 18.0))
-            sized = with_size(spec, d, length) if j else spec
+            sized = _resized(spec, d, length, physical) if j else spec
             try:
                 sc = render_fixture_crop(sized, seed=int(rng.integers(2**31)), conditions=train_conditions(rng), size=size)
             except Exception as exc:  # a spec the renderer rejects at some size: skip that render
@@ -143,14 +149,29 @@ def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class:
     return len(labels)
 
 
-def shard_specs(seed: int, first: int, count: int, demo: frozenset | None = None) -> tuple[list[dict], np.random.Generator]:
+def _resized(spec: dict, diameter: float, length: float, physical: bool) -> dict:
+    """``spec`` at the drawn size; with ``physical`` the first of that size, the base diameter at the drawn length
+    and the base size whose body holds the connection (the base size does: ``shard_specs``)."""
+    from raiox.synth import with_size
+
+    from raiox.vision.synthbridge import holds_connection
+
+    sized = with_size(spec, diameter, length)
+    if not physical or holds_connection(sized):
+        return sized
+    sized = with_size(spec, spec["diameter_mm"], length)
+    return sized if holds_connection(sized) else spec
+
+
+def shard_specs(seed: int, first: int, count: int, demo: frozenset | None = None,
+                physical: bool = False) -> tuple[list[dict], np.random.Generator]:
     """The ``count`` random systems of the shard whose first class is ``first`` (look-alike families of
-    ``FAMILY``, none like a demo catalog system: ``demo`` holds their signatures, drawn when None), and the
-    shard's generator after drawing them (its renders draw on from there). Cheap: the specs of any rendered
-    shard can be drawn again from its seed."""
+    ``FAMILY``, none like a demo catalog system: ``demo`` holds their signatures, drawn when None; with
+    ``physical`` none whose body cannot hold its connection), and the shard's generator after drawing them
+    (its renders draw on from there). Cheap: the specs of any rendered shard can be drawn again from its seed."""
     from raiox.synth import validate_spec
 
-    from raiox.vision.synthbridge import family, is_demo_like
+    from raiox.vision.synthbridge import family, holds_connection, is_demo_like
 
     demo = demo_signatures() if demo is None else demo
     rng = np.random.default_rng([seed, first])
@@ -161,7 +182,7 @@ def shard_specs(seed: int, first: int, count: int, demo: frozenset | None = None
                 validate_spec(s)
             except Exception:
                 continue
-            if not is_demo_like(s, demo):
+            if not is_demo_like(s, demo) and (not physical or holds_connection(s)):
                 specs.append(s)
     return specs[:count], rng
 
@@ -180,4 +201,5 @@ def dataset_specs(data_dir: Path) -> list[dict]:
     size = meta.get("shard_size") or int(np.load(data_dir / "shard-000.npz")["labels"].max()) + 1  # older data
     demo = demo_signatures()
     return [spec for first in range(0, meta["classes"], size)
-            for spec in shard_specs(meta["seed"], first, min(size, meta["classes"] - first), demo)[0]]
+            for spec in shard_specs(meta["seed"], first, min(size, meta["classes"] - first), demo,
+                                    physical=bool(meta.get("physical", False)))[0]]

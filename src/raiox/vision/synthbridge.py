@@ -73,6 +73,17 @@ def random_spec(rng: np.random.Generator) -> dict:
     }
 
 
+def holds_connection(spec: dict) -> bool:
+    """Whether a real line could sell this size: its body holds its connection with a wall around it (the demo
+    catalog's rule since session 17). Where it does not, the renderer cuts the connection to the body's core and
+    draws another system's look (a 22 degree cone in too narrow a body renders as a ~12 degree one). The rule
+    lives in ``raiox.synth.catalog``; imported from there, not copied (and not re-exported there: any byte
+    changed in ``raiox.synth`` re-renders the evaluation caches)."""
+    from raiox.synth.catalog import _holds_connection
+
+    return _holds_connection(spec)
+
+
 def valid_spec(rng: np.random.Generator) -> dict:
     """The next ``random_spec`` draw that passes the schema (invalid draws are skipped)."""
     from raiox.synth import validate_spec
