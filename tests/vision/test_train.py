@@ -124,6 +124,7 @@ def test_model_card_and_state(cli_run):
     assert card.startswith("# Model card: raiox-v1")
     assert "- Date: 20" in card and " UTC;" in card
     assert f"Data: {CLASSES * PER_CLASS} synthetic crops of {CLASSES} random systems ({PER_CLASS} renders each)" in card
+    assert "physical sizes only" in card  # the data's spec rule (meta.json), session 18's default
     assert f"Training: {STEPS} steps, batch 8, AdamW lr 0.002" in card and "seed 0, device cpu" in card
     assert f"at step {STEPS}; final training loss {state['history'][-1]['loss']:.3f}" in card
 

@@ -32,7 +32,8 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
         "trained with ArcFace (additive angular margin).",
         f"- Data: {meta.get('crops', '?')} synthetic crops of {meta.get('classes', '?')} random systems "
         f"({meta.get('per_class', '?')} renders each) sampled from the `raiox.synth` spec ranges by "
-        "`raiox.vision.datagen`; the demo catalog systems are never used in training (evaluation only). "
+        "`raiox.vision.datagen`" + _rule_note(meta) + "; the demo catalog systems are never used in training "
+        "(evaluation only). "
         f"Renderer: {meta.get('renderer', 'raiox.synth')}"
         + (f" at {meta['size'][0]}x{meta['size'][1]} px" if meta.get("size") else "") + ".",
         f"- Training: {cfg.get('steps')} steps, batch {cfg.get('batch')}, AdamW lr {cfg.get('lr')}, "
@@ -53,6 +54,12 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
     card = out / f"{name}.md"
     card.write_text("\n".join(lines) + "\n")
     return card
+
+
+def _rule_note(meta: dict) -> str:
+    if meta.get("physical"):
+        return ", physical sizes only (every system and size variant's body holds its connection)"
+    return ", drawn the old way (some bodies too narrow for their connection)" if meta else ""
 
 
 def _heads_note(cfg: dict, last: dict) -> str:
