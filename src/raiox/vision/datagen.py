@@ -102,7 +102,7 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
     """
     out.mkdir(parents=True, exist_ok=True)
     if (out / "meta.json").exists():
-        physical = bool(json.loads((out / "meta.json").read_text()).get("physical", False))
+        physical = _physical(json.loads((out / "meta.json").read_text()))
     meta = {"classes": classes, "per_class": per_class, "seed": seed, "size": list(size), "shard_size": shard_size,
             "renderer": "raiox.synth.render_fixture_crop", "jitter": jitter,
             "crop": list(crop), "physical": physical}
@@ -121,8 +121,7 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
 
 
 def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class: int, seed: int,
-                  size: tuple[int, int], jitter: str = "gt", crop: tuple[int, int] = (CROP_H, CROP_W),
-                  physical: bool = False) -> int:
+                  size: tuple[int, int], jitter: str, crop: tuple[int, int], physical: bool) -> int:
     """One shard: ``count`` systems (labels ``first..first+count-1``) x ``per_class`` crops."""
     from raiox.synth import render_fixture_crop
 
@@ -147,6 +146,11 @@ def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class:
     save_npz(path, crops=np.stack(crops), labels=np.array(labels, np.int32))
     log.info("datagen.shard", path=str(path), crops=len(labels), seconds=round(time.time() - t0, 1))
     return len(labels)
+
+
+def _physical(meta: dict) -> bool:
+    """The spec rule a dataset's ``meta.json`` records; none recorded: drawn before session 18, the old way."""
+    return bool(meta.get("physical", False))
 
 
 def _resized(spec: dict, diameter: float, length: float, physical: bool) -> dict:
@@ -202,4 +206,4 @@ def dataset_specs(data_dir: Path) -> list[dict]:
     demo = demo_signatures()
     return [spec for first in range(0, meta["classes"], size)
             for spec in shard_specs(meta["seed"], first, min(size, meta["classes"] - first), demo,
-                                    physical=bool(meta.get("physical", False)))[0]]
+                                    physical=_physical(meta))[0]]
