@@ -1,10 +1,13 @@
 """The connection reader (`raiox.vision.connection`): classes from specs, the platform zoom, the re-rank
 bonus, training on a few renders, and what the shipped model reads on demo systems it never saw."""
 
+import json
+
 import numpy as np
 import pytest
 
 from raiox.vision import connection
+from raiox.vision.datagen import shard_specs
 from raiox.vision.ranking import RERANK_POOL, rank
 
 
@@ -149,8 +152,24 @@ def test_a_model_trained_on_another_zoom_is_read_with_that_zoom(tmp_path):
 
     small = connection.Zoom(64, 48, 1.2, 0.2)
     assert connectionnet.render_zooms(tmp_path / "zooms", 3, seed=2, zoom=small) == 6
+    # physical specs by default (seed 2's first three old draws are all 22 degree cones their bodies cannot hold)
+    drawn = [connection.spec_class(s) for s in shard_specs(2, 0, 3, physical=True)[0]]
+    assert drawn != [connection.spec_class(s) for s in shard_specs(2, 0, 3)[0]]
+    assert np.load(tmp_path / "zooms" / "zooms-000.npz")["classes"].tolist() == np.repeat(drawn, 2).tolist()
     model = connectionnet.train_connection(tmp_path, steps=2, checkpoint_every_s=1e9)
     assert connection.zoom_of(model) == small
     sc = _render(demo_catalog()[3].spec, 8)
     (probs,) = connection.read(sc.image, [np.asarray(sc.boxes[0])], model)  # a 112 x 80 zoom would not fit the net
     assert probs.shape == (len(connection.CLASSES),) and probs.sum() == pytest.approx(1, abs=1e-5)
+
+
+def test_zooms_made_before_the_spec_rule_resume_the_old_way(tmp_path):
+    """connection-v1's zooms (shards, no meta.json) keep the old draws; a new folder records the rule asked for."""
+    from raiox.vision.connectionnet import _zoom_rule
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    np.savez(old / "zooms-000.npz", classes=np.zeros(2))
+    assert _zoom_rule(old, True) is False and _zoom_rule(old, True) is False  # recorded: stays so
+    assert _zoom_rule(new, True) is True and json.loads((new / "meta.json").read_text()) == {"physical": True}
+    assert _zoom_rule(new, False) is True  # a folder keeps its rule whatever a later run asks

@@ -169,13 +169,16 @@ def train_connection(
     threads: int = typer.Option(1, help="torch CPU threads"),
     jobs: int = typer.Option(1, help="processes rendering in parallel"),
     install: bool = typer.Option(False, help="copy the model (connection.MODEL_FILE) into the package"),
+    physical: bool = typer.Option(True, "--physical/--legacy-sizes", help="only systems whose body holds the "
+                                  "connection (--legacy-sizes: as connection-v1's zooms); zooms already in "
+                                  "OUT/zooms keep the rule they were made with"),
 ) -> None:
     """Train the connection reader (connection kind and cone angle from a zoom on the platform end)."""
     import shutil
 
     from raiox.vision import connection, connectionnet
 
-    zooms = connectionnet.render_zooms(out / "zooms", renders, seed=seed, jobs=jobs)
+    zooms = connectionnet.render_zooms(out / "zooms", renders, seed=seed, jobs=jobs, physical=physical)
     typer.echo(f"{zooms} zooms in {out / 'zooms'}")
     path = connectionnet.train_connection(out, steps=steps, seed=seed, threads=threads)
     typer.echo(f"wrote {path}")

@@ -24,19 +24,34 @@ log = structlog.get_logger(__name__)
 SHARD = 500  # renders per shard
 
 
-def render_zooms(out: Path, renders: int, seed: int = 0, jobs: int = 1, zoom: Zoom = ZOOM) -> int:
-    """``renders`` renders in shards of ``SHARD`` to ``out/zooms-*.npz``; missing shards only."""
+def render_zooms(out: Path, renders: int, seed: int = 0, jobs: int = 1, zoom: Zoom = ZOOM,
+                 physical: bool = True) -> int:
+    """``renders`` renders in shards of ``SHARD`` to ``out/zooms-*.npz``; missing shards only. ``physical``: only
+    systems whose body holds their connection (``datagen.shard_specs``); ``out/meta.json`` records the rule, and
+    a folder rendered before it (shards, no meta.json: connection-v1's) resumes the old way."""
     out.mkdir(parents=True, exist_ok=True)
+    physical = _zoom_rule(out, physical)
     todo = [s for s in range(0, renders, SHARD) if not (out / f"zooms-{s // SHARD:03d}.npz").exists()]
-    run_shards(_render_shard, [(out, s, min(SHARD, renders - s), seed, zoom) for s in todo], jobs)
+    run_shards(_render_shard, [(out, s, min(SHARD, renders - s), seed, zoom, physical) for s in todo], jobs)
     return sum(len(np.load(p)["classes"]) for p in shard_files(out, "zooms-*.npz"))
 
 
-def _render_shard(out: Path, first: int, count: int, seed: int, zoom: Zoom = ZOOM) -> int:
+def _zoom_rule(out: Path, physical: bool) -> bool:
+    """The spec rule of the zooms in ``out``: the recorded one, the old draws for shards made before it was
+    recorded, else ``physical`` (recorded now)."""
+    meta = out / "meta.json"
+    if meta.exists():
+        return bool(json.loads(meta.read_text())["physical"])
+    physical = physical and not shard_files(out, "zooms-*.npz")
+    meta.write_text(json.dumps({"physical": physical}))
+    return physical
+
+
+def _render_shard(out: Path, first: int, count: int, seed: int, zoom: Zoom = ZOOM, physical: bool = False) -> int:
     from raiox.synth import render_fixture_crop
     from raiox.vision.synthbridge import train_conditions
 
-    specs, rng = shard_specs(seed, first, count)
+    specs, rng = shard_specs(seed, first, count, physical=physical)
     zooms, classes, t0 = [], [], time.time()
     for spec in specs:
         cls = spec_class(spec)

@@ -246,10 +246,10 @@ def _from_shipped(cfg: TrainConfig, net, arc, crops, labels, train_idx, gen):
     pick = torch.randint(0, len(train_idx), (256,), generator=gen).numpy()
     calibrate_norms(net, torch.from_numpy(crops[train_idx[pick]]).float().div_(255)[:, None].to(cfg.device))
     net.eval()
-    sums = torch.zeros_like(arc.weight)
+    sums, crops_once = torch.zeros_like(arc.weight), np.unique(train_idx)  # each crop once, however often drawn
     with torch.no_grad():
-        for i in range(0, len(train_idx), 512):
-            idx = train_idx[i : i + 512]
+        for i in range(0, len(crops_once), 512):
+            idx = crops_once[i : i + 512]
             emb = F.normalize(net(torch.from_numpy(crops[idx]).float().div_(255)[:, None].to(cfg.device)), dim=1)
             sums.index_add_(0, torch.from_numpy(labels[idx].astype(np.int64)).to(cfg.device), emb)
         seen = sums.norm(dim=1) > 0
