@@ -25,7 +25,7 @@ def percent(text: str, row: str) -> list[float]:
     return [float(x) for x in re.findall(r"([\d.]+)%", line)]
 
 
-def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
+def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path, monkeypatch):
     doc = tmp_path / "bench.md"
     doc.write_text("# Benchmarks\n\n## Vision\n\nold figures\n\n"
                    f"{ev.NOTES_BEGIN}\nHand-written: how to read these.\n{ev.NOTES_END}\n\n## Search\n\nkept\n")
@@ -68,6 +68,12 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path):
     assert partial.exit_code == 0 and "2 demo systems" in partial.output  # system 1 is incomplete: left out
     CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(cache)])
     assert str(np.load(stale)["fingerprint"]) != "0" * 16
+
+    # every render stale (the renderer's code changed): a clear error, not a crash on an empty set
+    monkeypatch.setattr(ev, "renderer_digest", lambda: "another-code")
+    none = CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(cache), "--cached-only"])
+    assert none.exit_code == 1 and "no demo system has all its renders" in none.output
+    assert "drop --cached-only" in none.output and "Traceback" not in none.output
 
 
 def test_eval_on_another_seed_renders_a_fresh_set(tmp_path):

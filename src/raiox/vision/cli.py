@@ -207,7 +207,11 @@ def evaluate(
 
     cfg = ev.EvalConfig(gallery_per_system=gallery, restored_sizes=restored, queries_per_system=queries, scenes=scenes,
                         embedder=embedder, limit_systems=limit, seed=seed)
-    res = ev.evaluate(cfg, cache, render)
+    try:
+        res = ev.evaluate(cfg, cache, render)
+    except ev.NoRenders as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     body = ev.markdown(res, "raiox vision eval " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else []))
     typer.echo(body)
     if write:

@@ -155,6 +155,10 @@ def load_or_render(item, systems, cfg: EvalConfig, cache: Path | None, render: b
     return image, boxes, labels
 
 
+class NoRenders(LookupError):
+    """Nothing to evaluate: a cache-only run found no system whose renders are all cached and current."""
+
+
 @dataclass
 class Sets:
     """The evaluation's crops: gallery references (located like catalog references) and queries
@@ -186,6 +190,9 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
     # only systems whose renders all exist (a partial cache evaluates complete systems)
     complete = {si for si in range(len(systems))
                 if all(loaded.get(k) is not None for k, m, _ in items if m == [si] and not k.startswith("m"))}
+    if not complete:
+        raise NoRenders(f"no demo system has all its renders in {cache} (missing, or stale: cached from other "
+                        "renderer code, catalog or seed; see renderer_digest): render them (drop --cached-only)")
     gallery, g_lab, queries, q_lab, q_cond = [], [], [], [], []
     oracle_g, oracle_q = [], []  # the same renders cropped at the ground-truth boxes
     loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0}
