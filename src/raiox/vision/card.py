@@ -57,7 +57,9 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
 
 
 def _rule_note(meta: dict) -> str:
-    if meta.get("physical"):
+    from raiox.vision.datagen import physical_rule
+
+    if physical_rule(meta):
         return ", physical sizes only (every system and size variant's body holds its connection)"
     return ", drawn the old way (some bodies too narrow for their connection)" if meta else ""
 

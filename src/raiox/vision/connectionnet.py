@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import located_box, run_shards, save_npz, shard_files, shard_specs
+from raiox.vision.datagen import located_box, physical_rule, run_shards, save_npz, shard_files, shard_specs
 from raiox.vision.connection import CLASSES, MODEL_FILE, ZOOM, Zoom, platform_zoom, spec_class, zoom_metadata
 
 log = structlog.get_logger(__name__)
@@ -41,13 +41,13 @@ def _zoom_rule(out: Path, physical: bool) -> bool:
     recorded, else ``physical`` (recorded now)."""
     meta = out / "meta.json"
     if meta.exists():
-        return bool(json.loads(meta.read_text())["physical"])
+        return physical_rule(json.loads(meta.read_text()))
     physical = physical and not shard_files(out, "zooms-*.npz")
     meta.write_text(json.dumps({"physical": physical}))
     return physical
 
 
-def _render_shard(out: Path, first: int, count: int, seed: int, zoom: Zoom = ZOOM, physical: bool = False) -> int:
+def _render_shard(out: Path, first: int, count: int, seed: int, zoom: Zoom, physical: bool) -> int:
     from raiox.synth import render_fixture_crop
     from raiox.vision.synthbridge import train_conditions
 

@@ -102,7 +102,7 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
     """
     out.mkdir(parents=True, exist_ok=True)
     if (out / "meta.json").exists():
-        physical = _physical(json.loads((out / "meta.json").read_text()))
+        physical = physical_rule(json.loads((out / "meta.json").read_text()))
     meta = {"classes": classes, "per_class": per_class, "seed": seed, "size": list(size), "shard_size": shard_size,
             "renderer": "raiox.synth.render_fixture_crop", "jitter": jitter,
             "crop": list(crop), "physical": physical}
@@ -148,7 +148,7 @@ def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class:
     return len(labels)
 
 
-def _physical(meta: dict) -> bool:
+def physical_rule(meta: dict) -> bool:
     """The spec rule a dataset's ``meta.json`` records; none recorded: drawn before session 18, the old way."""
     return bool(meta.get("physical", False))
 
@@ -206,4 +206,4 @@ def dataset_specs(data_dir: Path) -> list[dict]:
     demo = demo_signatures()
     return [spec for first in range(0, meta["classes"], size)
             for spec in shard_specs(meta["seed"], first, min(size, meta["classes"] - first), demo,
-                                    physical=_physical(meta))[0]]
+                                    physical=physical_rule(meta))[0]]
