@@ -11,7 +11,7 @@ from raiox.vision.refine import Frame, Pyramid
 
 def _scene(seed: int, **cond):
     from raiox.synth import render_scene
-    from raiox.vision.synthbridge import random_spec
+    from raiox.vision.specdraw import random_spec
 
     rng = np.random.default_rng(seed)
     spec = random_spec(rng)

@@ -7,6 +7,8 @@ are reported, and a cached rerun renders nothing and gives the same figures.
 
 import re
 
+import pytest
+
 import numpy as np
 
 from typer.testing import CliRunner
@@ -143,3 +145,27 @@ def test_a_system_scores_the_mean_of_its_closest_references():
     labels = np.array([0, 0, 1, 1, 2])
     assert ev.rank(gallery, labels, query, 3).tolist() == [[1, 2, 0]]  # 0.8, 0.7, 0.495
     assert ev.rank(gallery, labels, query, 3, references=1).tolist() == [[0, 1, 2]]  # best reference alone
+
+
+@pytest.mark.parametrize("edited, stale, loc_stale", [
+    ("conditions.py", True, True),  # the evaluation's hard conditions: every cached evaluation render
+    ("scene.py", True, True),  # the renderer itself
+    ("specdraw.py", False, True),  # random specs: only the localiser's scenes are drawn from them
+    ("synthbridge.py", False, False),  # training-only draws: nothing cached hangs on them
+])
+def test_the_renderer_digest_covers_the_code_renders_are_drawn_from_and_nothing_else(monkeypatch, edited, stale,
+                                                                                      loc_stale):
+    from pathlib import Path
+
+    from raiox.vision import loceval
+
+    ev.renderer_digest.cache_clear()
+    before = ev.renderer_digest(), loceval._digest()
+    read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read(self) + (b"#" if self.name == edited else b""))
+    ev.renderer_digest.cache_clear()
+    after = ev.renderer_digest(), loceval._digest()
+    monkeypatch.undo()
+    ev.renderer_digest.cache_clear()
+    assert (after[0] != before[0], after[1] != before[1]) == (stale, loc_stale)
+    assert (ev.renderer_digest(), loceval._digest()) == before

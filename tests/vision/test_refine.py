@@ -118,7 +118,7 @@ def test_boxes_far_shorter_than_the_sure_fixtures_are_dropped():
     assert _to_scale([Detection(long_sure.box, 0.8), short]) == [Detection(long_sure.box, 0.8), short]
 
 def _random_specs(rng, n):
-    from raiox.vision.synthbridge import valid_spec
+    from raiox.vision.specdraw import valid_spec
 
     return [valid_spec(rng) for _ in range(n)]
 
@@ -174,7 +174,7 @@ def test_the_localiser_maps_are_mirror_symmetric():
     mirrors the maps (a blob the net sees from one side only is damped)."""
     from raiox.synth import render_scene
     from raiox.vision.locator import predict
-    from raiox.vision.synthbridge import valid_spec
+    from raiox.vision.specdraw import valid_spec
 
     scene = render_scene([valid_spec(np.random.default_rng(5))], seed=5, conditions={"size": (480, 640)})
     prob, _ = predict(scene.image)

@@ -36,7 +36,7 @@ def scene_conditions(rng: np.random.Generator, occlusion: float | None = None) -
     """60 % of scenes under one of the evaluation's hard conditions; with ``occlusion``, that share of
     scenes under the occlusion condition first (a fixture partly under a cone cut or radiopaque object)."""
     from raiox.vision.evaluate import CONDITIONS
-    from raiox.vision.synthbridge import hard_conditions
+    from raiox.vision.conditions import hard_conditions
 
     if occlusion is not None and rng.random() < occlusion:
         cond = hard_conditions("occlusion", rng)

@@ -46,7 +46,7 @@ class EvalConfig:
 
 def condition(name: str, rng: np.random.Generator) -> dict:
     """Render conditions for a named hard case (angulation up to 15 degrees)."""
-    from raiox.vision.synthbridge import hard_conditions
+    from raiox.vision.conditions import hard_conditions
 
     return hard_conditions(name, rng)
 
@@ -108,16 +108,20 @@ def render_item(key: str, members: list[int], cond: str, systems: list, cfg: Eva
     return sc.image, [np.asarray(b) for b in sc.boxes], [members[i] for i in sc.indices]
 
 
-@lru_cache(maxsize=1)
-def renderer_digest() -> str:
-    """Digest of the code a render comes out of: the ``raiox.synth`` package (renderer, catalog,
-    line sizes) and the evaluation's condition draws (``synthbridge``). Any edit there makes every
-    cached render stale, since the same seed then draws another scene."""
-    import raiox.synth
-    import raiox.vision.synthbridge as bridge
+@lru_cache(maxsize=4)
+def renderer_digest(*modules: str) -> str:
+    """Digest of the code a render comes out of: the ``raiox.synth`` package (renderer, catalog, line
+    sizes), the evaluation's condition draws (``raiox.vision.conditions``) and any further ``modules`` a
+    caller draws from (the localiser's scenes: ``raiox.vision.specdraw``). Any edit there makes every
+    cached render stale, since the same seed then draws another scene; training-only draws
+    (``raiox.vision.synthbridge``) are left out, so editing them re-renders nothing."""
+    import importlib
 
-    files = sorted(Path(raiox.synth.__file__).parent.glob("*.py")) + [Path(bridge.__file__)]
-    files.append(Path(raiox.synth.__file__).parent / "spec.schema.json")
+    import raiox.synth
+
+    synth = Path(raiox.synth.__file__).parent
+    files = sorted(synth.glob("*.py")) + [synth / "spec.schema.json"]
+    files += [Path(importlib.import_module(m).__file__) for m in ("raiox.vision.conditions", *modules)]
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.name.encode() + f.read_bytes())

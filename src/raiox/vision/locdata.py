@@ -48,7 +48,8 @@ def _render_shard(data: Path, shard: int, count: int, seed: int) -> int:
 
     from raiox.vision.detect import locate
     from raiox.vision.evaluate import CONDITIONS, condition, match
-    from raiox.vision.synthbridge import EVAL_SIZE, train_conditions
+    from raiox.vision.conditions import EVAL_SIZE
+    from raiox.vision.synthbridge import train_conditions
 
     specs = _specs(data)
     crop = tuple(json.loads((data / "meta.json").read_text()).get("crop") or (CROP_H, CROP_W))  # older data: the default

@@ -19,15 +19,21 @@ from raiox.vision.evaluate import CONDITIONS, loc_rates, match, renderer_digest
 NAMES = (*CONDITIONS, "multi")  # the evaluation's hard conditions, and multi-implant scenes
 
 
+def _digest() -> str:
+    """The renderer's digest with the random spec draws these scenes are made of."""
+    return renderer_digest("raiox.vision.specdraw")
+
+
 def scenes(per: int, seed: int, cache: Path | None = None) -> tuple[list, list, list]:
     """``per`` scenes per condition (multi: 2-3 fixtures under 'combined'): images, boxes, conditions."""
     from raiox.synth import render_scene
-    from raiox.vision.synthbridge import hard_conditions, valid_spec
+    from raiox.vision.conditions import hard_conditions
+    from raiox.vision.specdraw import valid_spec
 
     if cache is not None and cache.exists():
         d = np.load(cache, allow_pickle=True)
         made_by = str(d["renderer"]) if "renderer" in d else None
-        if int(d["per"]) == per and int(d["seed"]) == seed and made_by == renderer_digest():
+        if int(d["per"]) == per and int(d["seed"]) == seed and made_by == _digest():
             return [i.astype(np.float32) / 65535 for i in d["images"]], list(d["boxes"]), [str(c) for c in d["conds"]]
     images, boxes, conds = [], [], []
     for ci, name in enumerate(NAMES):
@@ -44,7 +50,7 @@ def scenes(per: int, seed: int, cache: Path | None = None) -> tuple[list, list, 
         packed = np.empty(len(boxes), object)
         packed[:] = boxes
         save_npz(cache, images=stored, boxes=packed, conds=np.array(conds), per=per, seed=seed,
-                 renderer=np.array(renderer_digest()))
+                 renderer=np.array(_digest()))
     return images, boxes, conds
 
 
