@@ -173,3 +173,61 @@ def test_zooms_made_before_the_spec_rule_resume_the_old_way(tmp_path):
     assert _zoom_rule(old, True) is False and _zoom_rule(old, True) is False  # recorded: stays so
     assert _zoom_rule(new, True) is True and json.loads((new / "meta.json").read_text()) == {"physical": True}
     assert _zoom_rule(new, False) is True  # a folder keeps its rule whatever a later run asks
+
+
+def _session_probs(path, zooms):
+    from raiox.vision.onnxrt import session
+
+    logits = session(str(path)).run(None, {"zoom": zooms})[0]
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_an_ensemble_reads_the_mean_of_its_models_probabilities(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from raiox.vision import connectionnet
+
+    shipped = connection.model_path()
+    other = onnx.load(str(shipped))  # a second model: the shipped one with its classifier's bias moved
+    bias = next(t for t in other.graph.initializer if numpy_helper.to_array(t).shape == (len(connection.CLASSES),))
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + np.linspace(-2, 2, len(connection.CLASSES),
+                                                                                       dtype=np.float32), bias.name))
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    both = connectionnet.ensemble([shipped, tmp_path / "other.onnx"], tmp_path / "both.onnx")
+    zooms = np.random.default_rng(0).random((4, 1, connection.ZOOM.h, connection.ZOOM.w), dtype=np.float32)
+    a, b = _session_probs(shipped, zooms), _session_probs(tmp_path / "other.onnx", zooms)
+    assert not np.allclose(a, b, atol=1e-3)
+    np.testing.assert_allclose(_session_probs(both, zooms), (a + b) / 2, atol=1e-5)
+    assert connection.zoom_of(both) == connection.ZOOM
+    sc = _render(shipped_spec(), 8)
+    (probs,) = connection.read(sc.image, [np.asarray(sc.boxes[0])], both)  # the product reads it like one model
+    assert probs.shape == (len(connection.CLASSES),) and probs.sum() == pytest.approx(1, abs=1e-5)
+    # models of different zooms cannot be averaged
+    small = onnx.load(str(shipped))
+    small.metadata_props.add(key=connection.ZOOM_KEY, value=json.dumps({"h": 64, "w": 48, "across": 1.2, "above": 0.2}))
+    onnx.save(small, str(tmp_path / "small.onnx"))
+    with pytest.raises(ValueError, match="one zoom"):
+        connectionnet.ensemble([shipped, tmp_path / "small.onnx"], tmp_path / "bad.onnx")
+
+
+def shipped_spec() -> dict:
+    from raiox.synth import demo_catalog
+
+    return demo_catalog()[3].spec
+
+
+def test_the_ensemble_command(tmp_path):
+    pytest.importorskip("onnx")
+    from typer.testing import CliRunner
+
+    from raiox.cli import app
+
+    shipped = str(connection.model_path())
+    done = CliRunner().invoke(app, ["vision", "ensemble-connection", shipped, shipped, "--out", str(tmp_path / "e.onnx")])
+    assert done.exit_code == 0 and (tmp_path / "e.onnx").exists(), done.output
+    zooms = np.random.default_rng(1).random((2, 1, connection.ZOOM.h, connection.ZOOM.w), dtype=np.float32)
+    np.testing.assert_allclose(_session_probs(tmp_path / "e.onnx", zooms), _session_probs(shipped, zooms), atol=1e-5)
+    one = CliRunner().invoke(app, ["vision", "ensemble-connection", shipped, "--out", str(tmp_path / "one.onnx")])
+    assert one.exit_code == 2 and not (tmp_path / "one.onnx").exists()  # a clear usage error, nothing written

@@ -188,6 +188,22 @@ def train_connection(
         typer.echo(f"installed {target}")
 
 
+@app.command("ensemble-connection")
+def ensemble_connection(
+    models: list[Path] = typer.Argument(..., exists=True, dir_okay=False,
+                                        help="two or more connection models (ONNX) trained on one zoom"),
+    out: Path = typer.Option(..., "--out", help="the ensemble's ONNX file"),
+) -> None:
+    """One connection model that reads the mean of several models' probabilities."""
+    from raiox.vision import connectionnet
+
+    try:
+        path = connectionnet.ensemble(models, out)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"wrote {path}")
+
+
 @app.command("eval")
 def evaluate(
     embedder: str = typer.Option(None, help="embedder spec (default: RAIOX_EMBEDDER / settings)"),

@@ -18,7 +18,8 @@ import numpy as np
 import structlog
 
 from raiox.vision.datagen import located_box, physical_rule, run_shards, save_npz, shard_files, shard_specs
-from raiox.vision.connection import CLASSES, MODEL_FILE, ZOOM, Zoom, platform_zoom, spec_class, zoom_metadata
+from raiox.vision.connection import (CLASSES, MODEL_FILE, ZOOM, Zoom, platform_zoom, spec_class, zoom_metadata,
+                                    zoom_of)
 
 log = structlog.get_logger(__name__)
 SHARD = 500  # renders per shard
@@ -179,3 +180,36 @@ def export_connection(net, path: Path, zoom: Zoom = ZOOM) -> Path:
     if not np.allclose(want, got, atol=1e-4):
         raise RuntimeError("ONNX export of the connection model differs from torch")
     return path
+
+
+def ensemble(models: list[Path], out: Path) -> Path:
+    """One connection model out of several trained on the same zoom: its ``logits`` are the log of their mean
+    probabilities (``connection.predict``'s softmax gives that mean back), so the product reads it like any one
+    model. The zoom goes into the new file's metadata."""
+    import onnx
+    from onnx import TensorProto, compose, helper
+
+    zooms = {zoom_of(Path(m)) for m in models}
+    if len(zooms) != 1 or len(models) < 2:
+        raise ValueError(f"an ensemble needs two or more models of one zoom (got {len(models)}, zooms {list(zooms)})")
+    nodes, inits, probs, source = [], [], [], None
+    for k, path in enumerate(models):
+        source = onnx.load(str(path))
+        graph = compose.add_prefix(source, prefix=f"m{k}/").graph
+        inner, logits = graph.input[0].name, graph.output[0].name
+        for node in graph.node:
+            node.input[:] = ["zoom" if name == inner else name for name in node.input]
+        nodes += list(graph.node) + [helper.make_node("Softmax", [logits], [f"m{k}/p"], axis=1)]
+        inits += list(graph.initializer)
+        probs.append(f"m{k}/p")
+    inits.append(helper.make_tensor("share", TensorProto.FLOAT, [], [1.0 / len(models)]))
+    nodes += [helper.make_node("Sum", probs, ["psum"]), helper.make_node("Mul", ["psum", "share"], ["pmean"]),
+              helper.make_node("Log", ["pmean"], ["logits"])]
+    graph = helper.make_graph(nodes, "connection_ensemble", [source.graph.input[0]],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", len(CLASSES)])], inits)
+    model = helper.make_model(graph, opset_imports=source.opset_import)
+    for key, value in zoom_metadata(zooms.pop()).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    return out
