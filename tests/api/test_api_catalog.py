@@ -122,7 +122,7 @@ async def test_identify_re_ranks_by_the_connection_read_when_systems_carry_specs
     from raiox.vision import connection, read_image
 
     if connection.model_path() is None:
-        pytest.skip("connection-v1.onnx is not shipped")
+        pytest.skip(f"{connection.MODEL_FILE} is not shipped")
     specs = {s.id: s.spec for s in demo_catalog() if s.id in ("demo-004", "demo-005")}
     png = to_png(render_reference(specs["demo-005"], seed=11))
 

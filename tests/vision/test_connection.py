@@ -122,7 +122,7 @@ def test_train_connection_renders_resumable_shards_and_exports_a_working_model(t
     assert probs.shape == (3, len(connection.CLASSES)) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
-@pytest.mark.skipif(connection.model_path() is None, reason="connection-v1.onnx is not shipped")
+@pytest.mark.skipif(connection.model_path() is None, reason=f"{connection.MODEL_FILE} is not shipped")
 def test_shipped_model_reads_open_connections_of_demo_systems_it_never_saw():
     """Bare fixtures of demo systems (never a training design): external hex vs any internal connection is
     read far above chance, and the analysis carries the read."""

@@ -42,7 +42,7 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path, monk
     rows = [MODEL, "raw pixels", "HOG", f"{MODEL}, ground-truth boxes"]
     if connection.model_path() is not None:  # the product re-ranks with the connection reader: both are reported
         rows.append(f"{MODEL}, embedding alone (no connection re-rank)")
-        assert f"Connection reader: `connection-v1.onnx` re-ranks each query's first {RERANK_POOL} systems" in text
+        assert f"Connection reader: `{connection.MODEL_FILE}` re-ranks each query's first {RERANK_POOL} systems" in text
     else:
         assert "Connection reader: off" in text
     for row in rows:

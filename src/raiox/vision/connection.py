@@ -1,4 +1,4 @@
-"""Reading the connection from the platform end of a fixture (``connection-v1``), to re-rank catalog candidates.
+"""Reading the connection from the platform end of a fixture (``connection-v2``), to re-rank catalog candidates.
 
 The embedding carries a fixture's apex, taper and thread but hardly its connection: a linear head on it
 reads the connection kind of unseen systems at 0.66 and the cone angle at 0.29 (docs/benchmarks.md,
@@ -45,7 +45,7 @@ class Zoom:
 # connection-v1's, and what new models are trained on: about half the film's resolution on periapical fixtures. A
 # finer zoom (160 x 112 over 1.05 widths, 1.7 times finer) learnt worse on the same renders (docs/benchmarks.md, session 16)
 ZOOM = Zoom(112, 80, 1.3, 0.3)
-MODEL_FILE = "connection-v1.onnx"  # the shipped model, in ``models/``
+MODEL_FILE = "connection-v2.onnx"  # the shipped model, in ``models/`` (connection-v1 stays shipped: RAIOX_CONNECTION_MODEL)
 ZOOM_KEY = "raiox_zoom"  # the ONNX metadata entry a model's zoom is stored under (absent: ZOOM, connection-v1's)
 CONE_ANGLES = (8.0, 11.0, 11.5, 16.0, 22.0, 24.0)
 CLASSES = ("external_hex", "internal_hex", "tri_channel", *(f"conical_{a:g}" for a in CONE_ANGLES))
