@@ -24,6 +24,7 @@ import numpy as np
 
 from raiox.vision import connection
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
+from raiox.vision.conditions import hard_conditions
 from raiox.vision.datagen import save_npz
 from raiox.vision.detect import box_iou, locate
 from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
@@ -42,13 +43,6 @@ class EvalConfig:
     seed: int = 7000
     embedder: str | None = None
     limit_systems: int | None = None
-
-
-def condition(name: str, rng: np.random.Generator) -> dict:
-    """Render conditions for a named hard case (angulation up to 15 degrees)."""
-    from raiox.vision.conditions import hard_conditions
-
-    return hard_conditions(name, rng)
 
 
 def _crop_of(image: np.ndarray, box, size: tuple[int, int]) -> np.ndarray:
@@ -104,7 +98,7 @@ def render_item(key: str, members: list[int], cond: str, systems: list, cfg: Eva
                                     seed=cfg.seed + ref.seed, prosthesis=ref.prosthesis)
     else:
         sc = render_scene([line_size(systems[i], None, rng) for i in members], seed=int(rng.integers(2**31)),
-                          conditions=condition("combined" if cond == "multi" else cond, rng))
+                          conditions=hard_conditions("combined" if cond == "multi" else cond, rng))
     return sc.image, [np.asarray(b) for b in sc.boxes], [members[i] for i in sc.indices]
 
 

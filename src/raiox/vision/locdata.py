@@ -47,8 +47,8 @@ def _render_shard(data: Path, shard: int, count: int, seed: int) -> int:
     from raiox.synth import render_scene
 
     from raiox.vision.detect import locate
-    from raiox.vision.evaluate import CONDITIONS, condition, match
-    from raiox.vision.conditions import EVAL_SIZE
+    from raiox.vision.conditions import EVAL_SIZE, hard_conditions
+    from raiox.vision.evaluate import CONDITIONS, match
     from raiox.vision.synthbridge import train_conditions
 
     specs = _specs(data)
@@ -59,7 +59,7 @@ def _render_shard(data: Path, shard: int, count: int, seed: int) -> int:
         rng = np.random.default_rng([seed, shard, s])
         n = int(rng.choice([1, 2, 3], p=[0.55, 0.3, 0.15]))
         members = [int(c) for c in rng.choice(pool, size=min(n, len(pool)), replace=False)]
-        cond = (condition(str(rng.choice(CONDITIONS)), rng) if rng.random() < 0.5
+        cond = (hard_conditions(str(rng.choice(CONDITIONS)), rng) if rng.random() < 0.5
                 else {**train_conditions(rng), "size": EVAL_SIZE})
         try:
             sc = render_scene([specs[c] for c in members], seed=int(rng.integers(2**31)), conditions=cond)
