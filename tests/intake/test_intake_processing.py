@@ -181,3 +181,28 @@ async def test_storage_outage_is_retried_not_dropped(api, jotform, catalog, scen
     assert await processing.process_case(case_id, attempt=1) == "awaiting_review"
     _, images, fixtures, *_ = await load(case_id)
     assert images[0].status == "processed" and fixtures >= 1
+
+
+async def test_a_fixture_located_the_wrong_way_round_is_stored_the_way_it_was_searched(api, jotform, catalog,
+                                                                                       scene_pngs, monkeypatch):
+    """The localiser's platform-end call is overruled by the catalog (`search_fixture`): the fixture stored for
+    the review panel carries the box, embedding and connection read that were searched."""
+    import numpy as np
+
+    import raiox.vision
+    from raiox.synth import demo_catalog, render_scene
+    from raiox.vision.evaluate import platform_ok
+
+    real = raiox.vision.analyze
+
+    def wrong_way_round(image, embedder, boxes=None, read_connection=True):
+        return [f.reversed() for f in real(image, embedder, boxes, read_connection)]
+
+    monkeypatch.setattr(raiox.vision, "analyze", wrong_way_round)
+    case_id = await submit(api, jotform, {"radiografias": [("a.png", scene_pngs[0])]})
+    assert await processing.process_case(case_id) == "awaiting_review"
+    truth = render_scene([demo_catalog()[0].spec], seed=0).boxes[0]  # scene_pngs[0]
+    async with session_scope() as session:
+        stored = (await session.execute(select(Fixture).join(CaseImage).where(CaseImage.case_id == case_id))).scalars().all()
+    assert len(stored) == 1
+    assert platform_ok(np.array(stored[0].box), truth)

@@ -53,6 +53,8 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path, monk
     recall = float(re.search(r"recall ([\d.]+)%", text).group(1))
     assert recall > 50  # 8-9 fixtures; the localiser finds most
     assert re.search(r"([\d.]+) ms per crop embedding", text)
+    turned = re.search(r"Orientation check .*?: (\d+) turned, (\d+) of the (\d+) .*?, (\d+) called right", text)
+    assert turned and int(turned.group(2)) <= int(turned.group(3)) and int(turned.group(4)) <= int(turned.group(1))
 
     renders = sorted(p.name for p in cache.glob("*.npz"))
     assert len(renders) == 3 * (2 + 2 * 4 + 2) + 1  # per system: 2 bare and 8 restored references, 2 queries
@@ -169,3 +171,30 @@ def test_the_renderer_digest_covers_the_code_renders_are_drawn_from_and_nothing_
     ev.renderer_digest.cache_clear()
     assert (after[0] != before[0], after[1] != before[1]) == (stale, loc_stale)
     assert (ev.renderer_digest(), loceval._digest()) == before
+
+
+def test_the_orientation_check_turns_a_query_only_where_its_reverse_matches_the_gallery_by_the_margin():
+    from raiox.vision.ranking import ORIENTATION_MARGIN
+
+    rng = np.random.default_rng(3)
+    gallery = rng.standard_normal((4, 16)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    g_lab = np.array([0, 0, 1, 1])
+    up = np.stack([gallery[0], -gallery[2], -gallery[0]])  # right way up; upside down; upside down but unlocated
+    down = [-gallery[0], gallery[2], None]  # the reverse crops' vectors (None: not located)
+    vectors = {id(v): v for v in down if v is not None}
+    sets = ev.Sets(systems=[0, 1], gallery=[], g_lab=g_lab, restored=0, queries=[1, 1, None], q_lab=np.array([0, 1, 0]),
+                   q_cond=["noise"] * 3, oracle_g=[], oracle_q=[], loc={}, q_reverse=[v for v in down[:2]] + [None],
+                   q_platform_ok=[np.True_, np.False_, None])
+    embed = lambda crops: np.stack([vectors[id(c)] for c in crops])
+    turned = ev.turned_over(sets, gallery, up, embed, 2)
+    assert turned == [False, True, False]
+    oriented = ev.orient(up, embed([down[1]]), turned)
+    np.testing.assert_array_equal(oriented[1], gallery[2])
+    np.testing.assert_array_equal(oriented[[0, 2]], up[[0, 2]])
+    counts = ev.orientation_counts(turned, sets.q_platform_ok)  # numpy booleans count like Python ones
+    assert counts == {"turned": 1, "fixed": 1, "broken": 0, "wrong_before": 1, "located": 2, "platform_correct": 1.0}
+    # a reverse reading only slightly better than the crop's own is not enough
+    close = np.stack([gallery[0] * 0.99 + gallery[1] * 0.01] * 3)
+    assert ev.turned_over(ev.Sets(**{**sets.__dict__, "q_reverse": [down[0], None, None]}),
+                          gallery, close * (1 - ORIENTATION_MARGIN / 2), embed, 2) == [False, False, False]

@@ -5,7 +5,7 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.catalog.schemas import CandidateOut, IdentifyOut, ImplantOut
-from raiox.catalog.search import search_systems
+from raiox.catalog.search import search_fixture
 
 
 def _round_box(box) -> list[list[float]]:
@@ -27,8 +27,7 @@ async def identify(session: AsyncSession, data: bytes, filename: str | None, top
     fixtures = await asyncio.to_thread(analyze, image, embedder)
     implants = []
     for fixture in fixtures:
-        found = await search_systems(session, fixture.embedding, embedder.model_id, top_k,
-                                     connection=fixture.connection)
+        fixture, found = await search_fixture(session, fixture, embedder.model_id, top_k)
         implants.append(ImplantOut(
             box=_round_box(fixture.box), confidence=round(float(fixture.confidence), 4),
             connection=_connection(fixture.connection),

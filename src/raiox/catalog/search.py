@@ -16,6 +16,9 @@ that: when the k-th score reaches it the answer is exact, else the pool doubles.
 systems and only embeddings of `model_id` take part: vectors of different models are never
 compared. pgvector >= 0.8 additionally uses iterative index scans (`hnsw.iterative_scan`), which
 apply the active-system filter inside the scan.
+
+A located fixture is searched both ways up (`search_fixture`): where the localiser called the platform and
+apex ends the wrong way round, the reversed crop matches the catalog far better than its own, and it is taken.
 """
 
 import math
@@ -30,8 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.catalog.vector_index import has_iterative_scan, sql_literal
 from raiox.kit.errors import BadRequest
+from raiox.kit.logging import get_logger
 from raiox.models import EMBEDDING_DIM
-from raiox.vision.ranking import SCORE_REFERENCES
+from raiox.vision.ranking import SCORE_REFERENCES, turn_over
+
+log = get_logger(__name__)
 
 REFS_PER_SYSTEM = 8  # over-fetch floor: reference rows fetched per requested system
 MAX_REFS_PER_SYSTEM = 64  # over-fetch ceiling per requested system (then widening takes over)
@@ -166,6 +172,27 @@ async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id:
         found = await _nearest(session, embedding, model_id, max(top_k, RERANK_POOL))
         return (await rerank(session, found, connection))[:top_k]
     return await _nearest(session, embedding, model_id, top_k)
+
+
+async def search_fixture(session: AsyncSession, fixture, model_id: str, top_k: int):
+    """`search_systems` for one analysed fixture (`raiox.vision.FixtureEmbedding`), and the fixture as searched.
+
+    A located fixture carries its reverse reading (platform and apex ends swapped). When that matches the
+    catalog better by more than `ORIENTATION_MARGIN` (best system score), the localiser called the ends the
+    wrong way round: the reversed fixture (box, embedding, connection read) is searched and returned instead."""
+    if top_k < 1:
+        return fixture, []
+    pool = max(top_k, RERANK_POOL) if fixture.connection is not None else top_k
+    found = await _nearest(session, fixture.embedding, model_id, pool)
+    if fixture.reverse is not None and found:
+        back = await _nearest(session, fixture.reverse.embedding, model_id, 1)
+        if back and turn_over(found[0].score, back[0].score):
+            log.info("fixture_turned_over", score=round(found[0].score, 4), reverse_score=round(back[0].score, 4))
+            fixture = fixture.reversed()
+            found = await _nearest(session, fixture.embedding, model_id, pool)
+    if fixture.connection is not None:
+        found = await rerank(session, found, fixture.connection)
+    return fixture, found[:top_k]
 
 
 async def rerank(session: AsyncSession, found: list[Candidate], connection: np.ndarray) -> list[Candidate]:

@@ -112,7 +112,7 @@ async def analyse(image: CaseImage, data: bytes | None = None) -> Analysed:
 
 async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: list[CaseImage]) -> str:
     """One transaction: replace fixtures/results/ranking, update images, move the case on. New status."""
-    from raiox.catalog.search import search_systems
+    from raiox.catalog.search import search_fixture
     from raiox.vision import get_embedder
 
     settings, model_id = get_settings(), get_embedder().model_id
@@ -127,7 +127,8 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
                                           width=item.size[0] if item.size else None,
                                           height=item.size[1] if item.size else None)
             index = await repository.next_fixture_index(session, item.image_id)
-            for offset, fixture in enumerate(item.fixtures):
+            for offset, located in enumerate(item.fixtures):
+                fixture, candidates = await search_fixture(session, located, model_id, settings.top_k)
                 embedding = np.asarray(fixture.embedding, dtype=np.float32)
                 fixture_id = await repository.insert_fixture(session, {
                     "case_image_id": item.image_id, "index": index + offset, "manual": False, "model_id": model_id,
@@ -135,8 +136,6 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
                     "confidence": float(fixture.confidence), "embedding": embedding,
                     "connection": None if fixture.connection is None else [round(float(p), 4) for p in fixture.connection],
                 })
-                candidates = await search_systems(session, embedding, model_id, settings.top_k,
-                                                  connection=fixture.connection)
                 await repository.insert_results(session, [
                     {"fixture_id": fixture_id, "rank": rank, "system_id": c.system_id, "score": float(c.score),
                      "reference_image_id": c.reference_image_id}

@@ -28,7 +28,8 @@ from raiox.vision.conditions import hard_conditions
 from raiox.vision.datagen import save_npz
 from raiox.vision.detect import box_iou, locate
 from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
-from raiox.vision.ranking import RERANK_POOL, rank
+from raiox.vision.pipeline import reverse_box
+from raiox.vision.ranking import ORIENTATION_MARGIN, RERANK_POOL, rank, system_scores, turn_over
 
 CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")
 RENDER_ITEM = 2  # version of render_item's draws (part of every cache fingerprint)
@@ -175,6 +176,9 @@ class Sets:
     loc: dict
     q_conn: list | None = None  # per query: the connection reader's probabilities (None: not located / no reader)
     oracle_conn: list | None = None  # the same at the ground-truth boxes
+    q_reverse: list | None = None  # per query: the crop of its located box turned end for end (None: not located)
+    q_conn_reverse: list | None = None  # the connection read at that reversed box
+    q_platform_ok: list | None = None  # per query: whether the localiser called its platform end right (None: not located)
 
 
 def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
@@ -196,7 +200,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
     loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0}
     restored = 0
     seen: set[str] = set()  # digests of the gallery images so far
-    q_conn, oracle_conn = [], []
+    q_conn, oracle_conn, q_reverse, q_conn_reverse, q_platform_ok = [], [], [], [], []
     for key, members, cond in items:
         data = loaded[key]
         if data is None or not set(members) <= complete:
@@ -221,18 +225,24 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
         for j, label in enumerate(labels):
             if j in hit:
                 det = found[hit[j]]
-                loc["platform_ok"] += platform_ok(det.box, boxes[j])
+                q_platform_ok.append(bool(platform_ok(det.box, boxes[j])))
+                loc["platform_ok"] += q_platform_ok[-1]
                 queries.append(_crop_of(image, det.box, size))
+                q_reverse.append(_crop_of(image, reverse_box(det.box), size))
                 q_conn.extend(connection.read(image, [det.box]))
+                q_conn_reverse.extend(connection.read(image, [reverse_box(det.box)]))
             else:
                 queries.append(None)  # not localised: a retrieval miss for every method
+                q_reverse.append(None)
                 q_conn.append(None)
+                q_conn_reverse.append(None)
+                q_platform_ok.append(None)
             oracle_q.append(_crop_of(image, boxes[j], size))
             oracle_conn.extend(connection.read(image, [boxes[j]]))
             q_lab.append(label)
             q_cond.append(cond)
     return Sets(systems, gallery, np.array(g_lab), restored, queries, np.array(q_lab), q_cond, oracle_g, oracle_q, loc,
-                q_conn, oracle_conn)
+                q_conn, oracle_conn, q_reverse, q_conn_reverse, q_platform_ok)
 
 
 def _seen_before(image: np.ndarray, seen: set[str]) -> bool:
@@ -292,11 +302,17 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     methods = {embedder.model_id: embedder.embed, "raw pixels": pixel_features, "HOG": hog_features}
     classes = [connection.spec_class(s.spec) for s in systems]
     reader = any(p is not None for p in sets.oracle_conn or [])  # the product re-ranks with the connection reader
-    results = {}
+    results, orientation = {}, None
     for name, fn in methods.items():
         g_vecs, q_vecs = fn(gallery), fn(q_crops)
+        q_conn = sets.q_conn
+        if name == embedder.model_id:  # the product's orientation check (`raiox.catalog.search.search_fixture`)
+            turned = turned_over(sets, g_vecs, q_vecs, fn, len(systems))
+            q_vecs = orient(q_vecs, fn([c for c, t in zip(sets.q_reverse, turned) if t]), turned)
+            q_conn = [r if t else c for c, r, t in zip(sets.q_conn, sets.q_conn_reverse, turned)]
+            orientation = orientation_counts(turned, sets.q_platform_ok)
         if name == embedder.model_id and reader:
-            order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=sets.q_conn, classes=classes)
+            order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn, classes=classes)
             results[name] = scores(order, q_lab, valid, q_cond, groups)
             name = f"{name}, embedding alone (no connection re-rank)"
         results[name] = scores(rank(g_vecs, g_lab, q_vecs, len(systems)), q_lab, valid, q_cond, groups)
@@ -305,9 +321,41 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     results[f"{embedder.model_id}, ground-truth boxes"] = scores(order, q_lab, [True] * len(q_lab), q_cond, groups)
     return {
         "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "restored": sets.restored,
-        "queries": len(queries), "connection_reader": reader, "localisation": loc_rates(sets.loc), "methods": results, "speed": speed(embedder),
+        "queries": len(queries), "connection_reader": reader, "localisation": loc_rates(sets.loc), "methods": results,
+        "orientation": orientation, "speed": speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
     }
+
+
+def turned_over(sets: Sets, g_vecs: np.ndarray, q_vecs: np.ndarray, embed, n_systems: int) -> list[bool]:
+    """Per query: whether the catalog search would read it the other way up (``ranking.turn_over``)."""
+    idx = [i for i, c in enumerate(sets.q_reverse) if c is not None]
+    turned = [False] * len(sets.q_reverse)
+    if not idx:
+        return turned
+    best = system_scores(g_vecs, sets.g_lab, q_vecs[idx], n_systems).max(1)
+    back = system_scores(g_vecs, sets.g_lab, embed([sets.q_reverse[i] for i in idx]), n_systems).max(1)
+    for i, b, r in zip(idx, best, back):
+        turned[i] = turn_over(float(b), float(r))
+    return turned
+
+
+def orient(q_vecs: np.ndarray, reverse_vecs: np.ndarray, turned: list[bool]) -> np.ndarray:
+    """The query vectors with the turned ones replaced by their reverse reading's (in order)."""
+    out = np.array(q_vecs, copy=True)
+    if len(reverse_vecs):
+        out[np.flatnonzero(turned)] = reverse_vecs
+    return out
+
+
+def orientation_counts(turned: list[bool], platform_ok: list) -> dict:
+    """How the orientation check changed the localiser's platform-end calls on located queries."""
+    located = [bool(ok) for ok in platform_ok if ok is not None]
+    fixed = sum(bool(t and ok is not None and not ok) for t, ok in zip(turned, platform_ok))
+    broken = sum(bool(t and ok is not None and ok) for t, ok in zip(turned, platform_ok))
+    wrong = located.count(False)
+    return {"turned": sum(turned), "fixed": fixed, "broken": broken, "wrong_before": wrong,
+            "located": len(located), "platform_correct": (len(located) - wrong + fixed - broken) / max(len(located), 1)}
 
 
 def loc_rates(loc: dict) -> dict:
@@ -380,12 +428,21 @@ def markdown(res: dict, command: str) -> str:
     lines += [
         "",
         f"Localisation (IoU >= 0.5, oriented boxes): recall {loc['recall']:.1%}, precision {loc['precision']:.1%}, "
-        f"platform end correct {loc['platform_correct']:.1%} (tp {loc['tp']}, fp {loc['fp']}, fn {loc['fn']}).",
+        f"platform end correct {loc['platform_correct']:.1%} (tp {loc['tp']}, fp {loc['fp']}, fn {loc['fn']})."
+        + orientation_line(res.get("orientation")),
         f"Speed, one CPU thread: {sp['ms_per_crop']:.1f} ms per crop embedding; "
         f"{'decode + ' if sp['decode'] else ''}locate + embed of a {sp['image_shape'][1]}x{sp['image_shape'][0]} "
         f"periapical {sp['ms_periapical']:.0f} ms (median of 5).",
     ]
     return "\n".join(lines)
+
+
+def orientation_line(o: dict | None) -> str:
+    if not o:
+        return ""
+    return (f" Orientation check (a located query read the other way up where that matches the catalog by more than "
+            f"{ORIENTATION_MARGIN:g}): {o['turned']} turned, {o['fixed']} of the {o['wrong_before']} the localiser called "
+            f"the wrong way round, {o['broken']} called right; platform end correct after it {o['platform_correct']:.1%}.")
 
 
 NOTES_BEGIN, NOTES_END = "<!-- vision-notes -->", "<!-- /vision-notes -->"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +19,19 @@ class FixtureEmbedding:
     confidence: float
     embedding: np.ndarray  # (dim,) float32, L2-normalised
     connection: np.ndarray | None = None  # (len(connection.CLASSES),) probabilities; None without the reader
+    reverse: "FixtureEmbedding | None" = None  # the same fixture turned end for end (located fixtures only)
+
+    def reversed(self) -> "FixtureEmbedding":
+        """The fixture read the other way up: platform and apex ends swapped (the localiser's end call
+        overruled, see `raiox.vision.ranking.ORIENTATION_MARGIN`)."""
+        if self.reverse is None:
+            raise ValueError("this fixture carries no reverse reading (a given box, or a reference)")
+        return replace(self.reverse, confidence=self.confidence, reverse=replace(self, reverse=None))
+
+
+def reverse_box(box: np.ndarray) -> np.ndarray:
+    """The same oriented box with its platform and apex edges swapped (the crop turns 180 degrees)."""
+    return np.asarray(box)[[2, 3, 0, 1]]
 
 
 def as_box(image: np.ndarray, box: Sequence) -> np.ndarray:
@@ -36,16 +49,23 @@ def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None
             read_connection: bool = True) -> list[FixtureEmbedding]:
     """Locate (or take the given boxes, confidence 1.0), canonicalise and embed every fixture, and read its
     connection from the platform end (``raiox.vision.connection``; None when that model is switched off or
-    ``read_connection`` is False: a catalog reference's connection comes from its system's spec)."""
-    if boxes is None:
-        found = locate(image)
-    else:
-        found = [Detection(as_box(image, b), 1.0) for b in boxes]
+    ``read_connection`` is False: a catalog reference's connection comes from its system's spec).
+
+    A located fixture also carries its ``reverse`` reading (box turned end for end), so the catalog search can
+    overrule the localiser's platform-end call where the other way up matches the catalog much better."""
+    located = boxes is None
+    found = locate(image) if located else [Detection(as_box(image, b), 1.0) for b in boxes]
     if not found:
         return []
-    vectors = embedder.embed([canonical_crop(image, d.box, crop_size(embedder)) for d in found])
-    reads = connection.read(image, [d.box for d in found]) if read_connection else [None] * len(found)
-    return [FixtureEmbedding(d.box, d.confidence, v, c) for d, v, c in zip(found, vectors, reads)]
+    own = [d.box for d in found]
+    turned = [reverse_box(b) for b in own] if located and read_connection else []
+    vectors = embedder.embed([canonical_crop(image, b, crop_size(embedder)) for b in own + turned])
+    reads = connection.read(image, own + turned) if read_connection else [None] * len(own + turned)
+    out = [FixtureEmbedding(b, d.confidence, v, c) for d, b, v, c in zip(found, own, vectors, reads)]
+    for i, box in enumerate(turned):
+        j = len(own) + i
+        out[i].reverse = FixtureEmbedding(box, found[i].confidence, vectors[j], reads[j])
+    return out
 
 
 def embed_reference(image: np.ndarray, embedder: Embedder) -> np.ndarray:

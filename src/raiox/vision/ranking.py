@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 SCORE_REFERENCES = 3  # a system scores the mean similarity of this many of its closest references
+ORIENTATION_MARGIN = 0.075  # a located fixture is read the other way up when that matches the catalog by this much
+# more (best system score): the localiser's platform-end call overruled (docs/benchmarks.md, session 21)
 RERANK_POOL = 5  # the nearest systems the connection reader reorders (raiox.catalog.search.RERANK_POOL; search
 # reorders max(top_k, 5): the same at its default top_k of 5)
 
@@ -16,18 +18,31 @@ def rank(gallery_vecs, g_lab, query_vecs, n_systems: int, references: int = SCOR
     ``references`` most similar gallery images, as the catalog search ranks them. With ``connection``
     (per query: the connection reader's probabilities, or None) and ``classes`` (per system: its
     ``raiox.vision.connection`` class, or None), the RERANK_POOL first are re-ranked as the search does."""
-    sims = query_vecs @ gallery_vecs.T
-    per_sys = np.full((len(query_vecs), n_systems), -np.inf, np.float32)
-    for s in range(n_systems):
-        cols = g_lab == s
-        if cols.any():
-            per_sys[:, s] = -np.sort(-sims[:, cols], axis=1)[:, :references].mean(1)
+    per_sys = system_scores(gallery_vecs, g_lab, query_vecs, n_systems, references)
     order = np.argsort(-per_sys, axis=1, kind="stable")
     if connection is not None:
         for q, probs in enumerate(connection):
             if probs is not None:
                 order[q, :RERANK_POOL] = rerank(order[q, :RERANK_POOL], per_sys[q], probs, classes)
     return order
+
+
+def system_scores(gallery_vecs, g_lab, query_vecs, n_systems: int, references: int = SCORE_REFERENCES) -> np.ndarray:
+    """(Q, n_systems) scores: the mean similarity of each system's ``references`` closest gallery images
+    (-inf for a system without references)."""
+    sims = np.asarray(query_vecs) @ np.asarray(gallery_vecs).T
+    per_sys = np.full((len(sims), n_systems), -np.inf, np.float32)
+    for s in range(n_systems):
+        cols = g_lab == s
+        if cols.any():
+            per_sys[:, s] = -np.sort(-sims[:, cols], axis=1)[:, :references].mean(1)
+    return per_sys
+
+
+def turn_over(best: float, reverse_best: float) -> bool:
+    """Whether a located fixture should be read the other way up: its reverse reading's best system
+    score beats its own by more than ORIENTATION_MARGIN (the catalog search and the evaluation alike)."""
+    return reverse_best - best > ORIENTATION_MARGIN
 
 
 def rerank(pool: np.ndarray, score: np.ndarray, probs: np.ndarray, classes: list) -> np.ndarray:
