@@ -114,6 +114,19 @@ def test_a_short_wide_fixture_alone_on_a_film_is_found():
     assert not _plausible(found[0])  # squat and not sure: kept only because nothing else was found
 
 
+def test_a_film_where_nothing_was_found_gets_a_closer_look():
+    """Seed 7001's query q039-1: a fixture 65 px long under a crown in an 800-px film; the passes at 1x and 2x of
+    the net's input find nothing, the last-resort pass at 3x (``LAST_ZOOM``) finds it."""
+    from raiox.synth import demo_catalog
+    from raiox.vision import evaluate as ev
+    from raiox.vision.locator import LAST_ZOOM, ZOOM, locate_learned
+
+    image, boxes, _ = ev.render_item("q039-1", [39], "angulation", demo_catalog(), ev.EvalConfig(seed=7001))
+    assert LAST_ZOOM > ZOOM and locate_learned(image, zoom=ZOOM) == []
+    found = locate(image)
+    assert len(found) == 1 and box_iou(found[0].box, boxes[0]) >= 0.5
+
+
 
 def _upright(x, y, width, length):
     return np.array([[x, y], [x + width, y], [x + width, y + length], [x, y + length]], np.float32)
