@@ -54,6 +54,7 @@ def test_a_located_fixture_carries_its_reverse_reading_and_a_given_box_does_not(
     fixture = analyze(film.image, embedder)[0]
     back = fixture.reverse
     assert back is not None and back.reverse is None
+    assert fixture.connection is not None and back.connection is None  # the reader costs most: not read reversed
     np.testing.assert_array_equal(back.box, reverse_box(fixture.box))
     assert back.confidence == fixture.confidence
     assert float(back.embedding @ fixture.embedding) < 0.9  # a different crop (turned 180 degrees), not a copy

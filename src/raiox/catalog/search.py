@@ -179,7 +179,8 @@ async def search_fixture(session: AsyncSession, fixture, model_id: str, top_k: i
 
     A located fixture carries its reverse reading (platform and apex ends swapped). When that matches the
     catalog better by more than `ORIENTATION_MARGIN` (best system score), the localiser called the ends the
-    wrong way round: the reversed fixture (box, embedding, connection read) is searched and returned instead."""
+    wrong way round: the reversed fixture (box, embedding; no connection read, so no re-rank) is searched and
+    returned instead."""
     if top_k < 1:
         return fixture, []
     pool = max(top_k, RERANK_POOL) if fixture.connection is not None else top_k

@@ -177,7 +177,6 @@ class Sets:
     q_conn: list | None = None  # per query: the connection reader's probabilities (None: not located / no reader)
     oracle_conn: list | None = None  # the same at the ground-truth boxes
     q_reverse: list | None = None  # per query: the crop of its located box turned end for end (None: not located)
-    q_conn_reverse: list | None = None  # the connection read at that reversed box
     q_platform_ok: list | None = None  # per query: whether the localiser called its platform end right (None: not located)
 
 
@@ -200,7 +199,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
     loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0}
     restored = 0
     seen: set[str] = set()  # digests of the gallery images so far
-    q_conn, oracle_conn, q_reverse, q_conn_reverse, q_platform_ok = [], [], [], [], []
+    q_conn, oracle_conn, q_reverse, q_platform_ok = [], [], [], []
     for key, members, cond in items:
         data = loaded[key]
         if data is None or not set(members) <= complete:
@@ -230,19 +229,17 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
                 queries.append(_crop_of(image, det.box, size))
                 q_reverse.append(_crop_of(image, reverse_box(det.box), size))
                 q_conn.extend(connection.read(image, [det.box]))
-                q_conn_reverse.extend(connection.read(image, [reverse_box(det.box)]))
             else:
                 queries.append(None)  # not localised: a retrieval miss for every method
                 q_reverse.append(None)
                 q_conn.append(None)
-                q_conn_reverse.append(None)
                 q_platform_ok.append(None)
             oracle_q.append(_crop_of(image, boxes[j], size))
             oracle_conn.extend(connection.read(image, [boxes[j]]))
             q_lab.append(label)
             q_cond.append(cond)
     return Sets(systems, gallery, np.array(g_lab), restored, queries, np.array(q_lab), q_cond, oracle_g, oracle_q, loc,
-                q_conn, oracle_conn, q_reverse, q_conn_reverse, q_platform_ok)
+                q_conn, oracle_conn, q_reverse, q_platform_ok)
 
 
 def _seen_before(image: np.ndarray, seen: set[str]) -> bool:
@@ -309,7 +306,7 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
         if name == embedder.model_id:  # the product's orientation check (`raiox.catalog.search.search_fixture`)
             turned = turned_over(sets, g_vecs, q_vecs, fn, len(systems))
             q_vecs = orient(q_vecs, fn([c for c, t in zip(sets.q_reverse, turned) if t]), turned)
-            q_conn = [r if t else c for c, r, t in zip(sets.q_conn, sets.q_conn_reverse, turned)]
+            q_conn = [None if t else c for c, t in zip(sets.q_conn, turned)]  # as `analyze`: not read reversed
             orientation = orientation_counts(turned, sets.q_platform_ok)
         if name == embedder.model_id and reader:
             order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn, classes=classes)
