@@ -168,9 +168,9 @@ KEEP_WIDE = 0.5  # ... onto metal wider than the fixture in this share of the ro
 
 
 def _zoomed(img: np.ndarray, path, pyr, scale: float, threshold: float, min_confidence: float,
-            zoom: int = 2) -> list[Detection]:
+            zoom: int) -> list[Detection]:
     """Small fixtures (a wide panoramic crop, a low magnification) span few pixels of the net's input
-    and are missed or boxed poorly; a second look at ``ZOOM`` times the resolution sees them better.
+    and are missed or boxed poorly; a second look at ``zoom`` (``ZOOM``) times the resolution sees them better.
     Returned: its blobs of at least ``min_confidence`` shorter than ``ZOOM_SMALL`` input pixels at the
     first pass's scale (the caller keeps the sure ones, and the others the first pass corroborates).
     ``ZOOM_SMALL`` is above ``SMALL``: a thin fixture of 48-64 px that the first pass was unsure of
