@@ -383,7 +383,7 @@ def test_a_wider_crop_trains_exports_and_is_cut_at_its_size(tmp_path):
 
     scene = render_scene([demo_catalog()[0].spec], seed=2)
     found = analyze(scene.image, Spy())
-    assert found and shapes == [(192, 96)] * len(found)
+    assert found and shapes == [(192, 96)] * 2 * len(found)  # each located fixture and its reverse reading
 
 
 def test_render_data_refuses_a_crop_the_net_cannot_pool(tmp_path):

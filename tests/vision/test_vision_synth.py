@@ -84,4 +84,5 @@ def test_the_zoom_pass_keeps_what_the_first_pass_hinted_at(systems, monkeypatch,
     assert any(box_iou(d.box, boxes[0]) >= 0.5 for d in locate(image))
     monkeypatch.setattr(locator, "ZOOM_MAYBE", locator.ZOOM_CONFIDENCE)
     monkeypatch.setattr(locator, "ZOOM_SMALL", locator.SMALL)
+    monkeypatch.setattr(locator, "LAST_ZOOM", locator.ZOOM)  # the last pass for empty films (3x) finds q143 too
     assert not any(box_iou(d.box, boxes[0]) >= 0.5 for d in locate(image))
