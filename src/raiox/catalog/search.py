@@ -168,10 +168,21 @@ async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id:
     first: the re-rank reorders the answer, it never brings in a system similarity alone would not list."""
     if top_k < 1:
         return []
+    found = await _nearest(session, embedding, model_id, _pool(top_k, connection))
+    return await _answer(session, found, connection, top_k)
+
+
+def _pool(top_k: int, connection: np.ndarray | None) -> int:
+    """Systems to fetch: the re-rank reorders at least RERANK_POOL of them."""
+    return max(top_k, RERANK_POOL) if connection is not None else top_k
+
+
+async def _answer(session: AsyncSession, found: list[Candidate], connection: np.ndarray | None,
+                  top_k: int) -> list[Candidate]:
+    """The top k of ``found``, re-ranked by the connection read when there is one."""
     if connection is not None:
-        found = await _nearest(session, embedding, model_id, max(top_k, RERANK_POOL))
-        return (await rerank(session, found, connection))[:top_k]
-    return await _nearest(session, embedding, model_id, top_k)
+        found = await rerank(session, found, connection)
+    return found[:top_k]
 
 
 async def search_fixture(session: AsyncSession, fixture, model_id: str, top_k: int):
@@ -183,17 +194,14 @@ async def search_fixture(session: AsyncSession, fixture, model_id: str, top_k: i
     returned instead."""
     if top_k < 1:
         return fixture, []
-    pool = max(top_k, RERANK_POOL) if fixture.connection is not None else top_k
-    found = await _nearest(session, fixture.embedding, model_id, pool)
+    found = await _nearest(session, fixture.embedding, model_id, _pool(top_k, fixture.connection))
     if fixture.reverse is not None and found:
         back = await _nearest(session, fixture.reverse.embedding, model_id, 1)
         if back and turn_over(found[0].score, back[0].score):
             log.info("fixture_turned_over", score=round(found[0].score, 4), reverse_score=round(back[0].score, 4))
             fixture = fixture.reversed()
-            found = await _nearest(session, fixture.embedding, model_id, pool)
-    if fixture.connection is not None:
-        found = await rerank(session, found, fixture.connection)
-    return fixture, found[:top_k]
+            return fixture, await search_systems(session, fixture.embedding, model_id, top_k, fixture.connection)
+    return fixture, await _answer(session, found, fixture.connection, top_k)
 
 
 async def rerank(session: AsyncSession, found: list[Candidate], connection: np.ndarray) -> list[Candidate]:

@@ -221,8 +221,13 @@ def orient_box(image: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
     width = ((roi * 255) > level).sum(axis=1 if vertical else 0).astype(float)
     k = max(1, len(width) // 4)
     if width[-k:].mean() > width[:k].mean() * 1.05:
-        box = box[[2, 3, 0, 1]]
+        box = reverse_box(box)
     return box
+
+
+def reverse_box(box: np.ndarray) -> np.ndarray:
+    """The same oriented box with its platform and apex edges swapped (the crop turns 180 degrees)."""
+    return np.asarray(box)[[2, 3, 0, 1]]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:

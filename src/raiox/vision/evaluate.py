@@ -26,9 +26,8 @@ from raiox.vision import connection
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 from raiox.vision.conditions import hard_conditions
 from raiox.vision.datagen import save_npz
-from raiox.vision.detect import box_iou, locate
+from raiox.vision.detect import box_iou, locate, reverse_box
 from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
-from raiox.vision.pipeline import reverse_box
 from raiox.vision.ranking import ORIENTATION_MARGIN, RERANK_POOL, rank, system_scores, turn_over
 
 CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")

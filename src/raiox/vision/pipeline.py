@@ -9,7 +9,7 @@ import numpy as np
 
 from raiox.vision import connection
 from raiox.vision.canonical import canonical_crop
-from raiox.vision.detect import Detection, locate, orient_box
+from raiox.vision.detect import Detection, locate, orient_box, reverse_box
 from raiox.vision.embedders import Embedder, crop_size
 
 
@@ -27,11 +27,6 @@ class FixtureEmbedding:
         if self.reverse is None:
             raise ValueError("this fixture carries no reverse reading (a given box, or a reference)")
         return replace(self.reverse, confidence=self.confidence, reverse=replace(self, reverse=None))
-
-
-def reverse_box(box: np.ndarray) -> np.ndarray:
-    """The same oriented box with its platform and apex edges swapped (the crop turns 180 degrees)."""
-    return np.asarray(box)[[2, 3, 0, 1]]
 
 
 def as_box(image: np.ndarray, box: Sequence) -> np.ndarray:
