@@ -303,8 +303,8 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
         g_vecs, q_vecs = fn(gallery), fn(q_crops)
         q_conn = sets.q_conn
         if name == embedder.model_id:  # the product's orientation check (`raiox.catalog.search.search_fixture`)
-            turned = turned_over(sets, g_vecs, q_vecs, fn, len(systems))
-            q_vecs = orient(q_vecs, fn([c for c, t in zip(sets.q_reverse, turned) if t]), turned)
+            turned, reverse_vecs = turned_over(sets, g_vecs, q_vecs, fn, len(systems))
+            q_vecs = orient(q_vecs, reverse_vecs, turned)
             q_conn = [None if t else c for c, t in zip(sets.q_conn, turned)]  # as `analyze`: not read reversed
             orientation = orientation_counts(turned, sets.q_platform_ok)
         if name == embedder.model_id and reader:
@@ -323,17 +323,20 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     }
 
 
-def turned_over(sets: Sets, g_vecs: np.ndarray, q_vecs: np.ndarray, embed, n_systems: int) -> list[bool]:
-    """Per query: whether the catalog search would read it the other way up (``ranking.turn_over``)."""
+def turned_over(sets: Sets, g_vecs: np.ndarray, q_vecs: np.ndarray, embed,
+                n_systems: int) -> tuple[list[bool], np.ndarray]:
+    """Per query: whether the catalog search would read it the other way up (``ranking.turn_over``); and the
+    turned queries' reverse vectors, in order (for ``orient``)."""
     idx = [i for i, c in enumerate(sets.q_reverse) if c is not None]
     turned = [False] * len(sets.q_reverse)
     if not idx:
-        return turned
+        return turned, np.zeros((0, np.shape(q_vecs)[1]), np.float32)
     best = system_scores(g_vecs, sets.g_lab, q_vecs[idx], n_systems).max(1)
-    back = system_scores(g_vecs, sets.g_lab, embed([sets.q_reverse[i] for i in idx]), n_systems).max(1)
+    back_vecs = embed([sets.q_reverse[i] for i in idx])
+    back = system_scores(g_vecs, sets.g_lab, back_vecs, n_systems).max(1)
     for i, b, r in zip(idx, best, back):
         turned[i] = turn_over(float(b), float(r))
-    return turned
+    return turned, back_vecs[[k for k, i in enumerate(idx) if turned[i]]]
 
 
 def orient(q_vecs: np.ndarray, reverse_vecs: np.ndarray, turned: list[bool]) -> np.ndarray:

@@ -93,10 +93,13 @@ def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: 
     """Fixtures found by the net, refined on the full-resolution image, and (``ends``) their ends
     and width redrawn by the ends model (``raiox.vision.ends``) when it is shipped. ``zoom``: the zoom pass's
     factor (``ZOOM``); where nothing at all is found, one more look at ``LAST_ZOOM`` (see there)."""
-    found = _locate(image, path, min_confidence, threshold, refine, ends, zoom or ZOOM)
-    if found or zoom is not None or LAST_ZOOM <= ZOOM or max(np.shape(image)) < LAST_ZOOM * LOC_SIDE:
+    img = np.asarray(image, np.float32)
+    pyr = rf.Pyramid(img)
+    maps = (img, pyr, *predict(img, path, pyr))  # the first pass's maps serve the last zoom pass too
+    found = _locate(maps, path, min_confidence, threshold, refine, ends, zoom or ZOOM)
+    if found or zoom is not None or LAST_ZOOM <= ZOOM or max(img.shape) < LAST_ZOOM * LOC_SIDE:
         return found
-    return _locate(image, path, min_confidence, threshold, refine, ends, LAST_ZOOM)
+    return _locate(maps, path, min_confidence, threshold, refine, ends, LAST_ZOOM)
 
 
 LAST_ZOOM = 3  # an image where nothing was found gets a zoom pass at this factor (longer side >= 768 px): a radiograph
@@ -105,11 +108,10 @@ LAST_ZOOM = 3  # an image where nothing was found gets a zoom pass at this facto
 # a zoom of 3 on every film lost there (recall 99.1 -> 98.7 %, precision 94.7 -> 92.4 % on seed 7000).
 
 
-def _locate(image: np.ndarray, path: Path | None, min_confidence: float, threshold: float, refine: bool, ends: bool,
+def _locate(maps: tuple, path: Path | None, min_confidence: float, threshold: float, refine: bool, ends: bool,
             zoom: int) -> list[Detection]:
-    img = np.asarray(image, np.float32)
-    pyr = rf.Pyramid(img)
-    prob, scale = predict(img, path, pyr)
+    """One location from the net's maps ``(image, pyramid, prob, scale)``, with the zoom pass at ``zoom``."""
+    img, pyr, prob, scale = maps
 
     def refined(det: Detection) -> Detection:
         if not refine:
