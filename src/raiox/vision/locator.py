@@ -332,8 +332,10 @@ def _dedupe(found: list[Detection]) -> list[Detection]:
 
 def _split(prob: np.ndarray, blob: np.ndarray) -> list[np.ndarray]:
     """One blob per apex: neighbouring fixtures joined by a splinted crown or at low resolution
-    are separated by giving each pixel to the nearest apex blob."""
-    count, labels, stats, cents = cv2.connectedComponentsWithStats(((prob[2] > 0.5) & blob).astype(np.uint8))
+    are separated by giving each pixel to the nearest apex blob. Only where the net calls an end more apex
+    than platform: an end it calls both (beside a cone cut, under a crown) is no second apex."""
+    apex = (prob[2] > 0.5) & (prob[2] > prob[1]) & blob
+    count, labels, stats, cents = cv2.connectedComponentsWithStats(apex.astype(np.uint8))
     seeds = [cents[k] for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= 6]
     if len(seeds) < 2:
         return [blob]
@@ -359,7 +361,8 @@ def _centroid(weights: np.ndarray) -> tuple[np.ndarray, float]:
 
 def _body_extent(t: np.ndarray, s: np.ndarray) -> tuple[float, float, float, float]:
     """Axial and lateral extent of the fixture body: rows much wider than the body (crown,
-    splinted prosthesis spilling into the blob) are cut, the width is the body's median."""
+    splinted prosthesis spilling into the blob) are cut, the width is the body's median. A band of wide rows
+    at most a body width long with body rows beyond it (a radiopaque bar across the fixture) is crossed."""
     rows = np.round(t - t.min()).astype(int)
     n = rows.max() + 1
     lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
@@ -374,13 +377,29 @@ def _body_extent(t: np.ndarray, s: np.ndarray) -> tuple[float, float, float, flo
     w_med = float(np.median(width[body])) if body.any() else float(width.max())
     c_med = float(np.median(mid[body])) if body.any() else 0.0
     keep = ok & (width <= 1.35 * w_med + 1)
-    a = b = n // 2
-    while a > 0 and keep[a - 1]:
-        a -= 1
-    while b < n - 1 and keep[b + 1]:
-        b += 1
+    a, b = _body_run(keep, int(w_med * BAR_ROWS))
     base = t.min()
     return base + a - 0.5, base + b + 0.5, c_med - w_med / 2 - 0.5, c_med + w_med / 2 + 0.5
+
+
+BAR_ROWS = 1.0  # a band of wide rows up to this many body widths long inside the body is crossed (an occluder bar):
+# seed 7000's q096-3, a large fixture crossed mid-length, was found as a sliver (session 22)
+
+
+def _body_run(keep: np.ndarray, gap: int) -> tuple[int, int]:
+    """First and last row of the run of body rows around the middle, crossing at most ``gap`` other rows at a time."""
+    rows = np.flatnonzero(keep)
+    if len(rows) == 0:
+        return len(keep) // 2, len(keep) // 2
+    start = int(np.argmin(np.abs(rows - len(keep) // 2)))
+    steps = np.diff(rows) > gap + 1  # a step over more than ``gap`` other rows ends the run
+    lo = start
+    while lo > 0 and not steps[lo - 1]:
+        lo -= 1
+    hi = start
+    while hi < len(rows) - 1 and not steps[hi]:
+        hi += 1
+    return int(rows[lo]), int(rows[hi])
 
 
 def _blob_box(prob: np.ndarray, blob: np.ndarray) -> Detection | None:
