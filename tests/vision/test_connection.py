@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from raiox.vision import connection
+from raiox.vision import connection, connectionnet
 from raiox.vision.datagen import shard_specs
 from raiox.vision.ranking import RERANK_POOL, rank
 
@@ -101,7 +101,7 @@ def test_train_connection_renders_resumable_shards_and_exports_a_working_model(t
     assert data["zooms"].dtype == np.uint8 and data["zooms"].shape[1:] == (connection.ZOOM.h, connection.ZOOM.w)
     assert len(data["zooms"]) == 2 * 6  # the true box and a located-like one per render
     assert set(data["classes"].tolist()) <= set(range(-1, len(connection.CLASSES)))
-    model = out / connection.MODEL_FILE
+    model = out / connectionnet.TRAINED_FILE
     assert "12 zooms" in result.output and model.exists()
     assert connection.zoom_of(model) == connection.ZOOM  # the file says which zoom it reads
     import onnx

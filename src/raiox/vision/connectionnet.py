@@ -18,7 +18,7 @@ import numpy as np
 import structlog
 
 from raiox.vision.datagen import located_box, physical_rule, run_shards, save_npz, shard_files, shard_specs
-from raiox.vision.connection import (CLASSES, MODEL_FILE, ZOOM, Zoom, platform_zoom, spec_class, zoom_metadata,
+from raiox.vision.connection import (CLASSES, ZOOM, Zoom, platform_zoom, spec_class, zoom_metadata,
                                     zoom_of)
 
 log = structlog.get_logger(__name__)
@@ -106,9 +106,12 @@ def _shard_zoom(part) -> Zoom:
     raise ValueError("a shard without its zoom: render it again")
 
 
+TRAINED_FILE = "connection.onnx"  # one trained network; not MODEL_FILE, the name of the shipped reader (an ensemble)
+
+
 def train_connection(out: Path, steps: int = 5000, batch: int = 64, lr: float = 2e-3, seed: int = 0, threads: int = 1,
                    checkpoint_every_s: float = 180.0) -> Path:
-    """Train on ``out/zooms`` (resumable from ``out/connection-ckpt.pt``); writes ``out/MODEL_FILE``, the zoom
+    """Train on ``out/zooms`` (resumable from ``out/connection-ckpt.pt``); writes ``out/TRAINED_FILE``, the zoom
     of its shards in its metadata."""
     import torch
     from torch.nn import functional as F
@@ -142,7 +145,7 @@ def train_connection(out: Path, steps: int = 5000, batch: int = 64, lr: float = 
     (out / "connection-train.json").write_text(json.dumps({
         "steps": step, "batch": batch, "lr": lr, "seed": seed, "zooms": int(len(zooms)),
         "held_out": int(len(val_idx)), "zoom": asdict(zoom), "history": state["history"]}, indent=2))
-    return export_connection(net, out / MODEL_FILE, zoom)
+    return export_connection(net, out / TRAINED_FILE, zoom)
 
 
 def accuracy(net, zooms: np.ndarray, classes: np.ndarray) -> dict:
