@@ -334,9 +334,9 @@ def _split(prob: np.ndarray, blob: np.ndarray) -> list[np.ndarray]:
     """One blob per apex: neighbouring fixtures joined by a splinted crown or at low resolution
     are separated by giving each pixel to the nearest apex blob. Only where the net calls an end more apex
     than platform: an end it calls both (beside a cone cut, under a crown) is no second apex."""
-    apex = (prob[2] > 0.5) & (prob[2] > prob[1]) & blob
-    count, labels, stats, cents = cv2.connectedComponentsWithStats(apex.astype(np.uint8))
-    seeds = [cents[k] for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= 6]
+    count, labels, stats, cents = cv2.connectedComponentsWithStats(((prob[2] > 0.5) & blob).astype(np.uint8))
+    seeds = [cents[k] for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= 6
+             and prob[2][labels == k].mean() > prob[1][labels == k].mean()]
     if len(seeds) < 2:
         return [blob]
     ys, xs = np.nonzero(blob)
