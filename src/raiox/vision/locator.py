@@ -331,12 +331,17 @@ def _dedupe(found: list[Detection]) -> list[Detection]:
 
 
 def _split(prob: np.ndarray, blob: np.ndarray) -> list[np.ndarray]:
-    """One blob per apex: neighbouring fixtures joined by a splinted crown or at low resolution
-    are separated by giving each pixel to the nearest apex blob. Only where the net calls an end more apex
-    than platform: an end it calls both (beside a cone cut, under a crown) is no second apex."""
-    count, labels, stats, cents = cv2.connectedComponentsWithStats(((prob[2] > 0.5) & blob).astype(np.uint8))
-    seeds = [cents[k] for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= 6
-             and prob[2][labels == k].mean() > prob[1][labels == k].mean()]
+    """One blob per fixture: neighbouring fixtures joined by a splinted crown, an occluder or at low resolution
+    are separated by giving each pixel to the nearest apex blob, or, where their apices merged into one apex
+    blob, the nearest platform blob. Only blobs the net reads more as that end than the other count: an end it
+    reads as both (beside a cone cut's edge, under a crown) is neither."""
+    seeds = _end_seeds(prob, blob, 2, 1)  # apex blobs
+    if len(seeds) == 1:  # one apex blob, perhaps merged: platform blobs apart from any apex reading (not a single
+        # fixture's ambiguous end) and further apart than the blob's thickest part is wide (not one platform in pieces)
+        seeds = _end_seeds(prob, blob, 1, 2, apart=True)
+        thick = 2 * float(cv2.distanceTransform(blob.astype(np.uint8), cv2.DIST_L2, 5).max())
+        if any(np.hypot(*(a - b)) < thick for i, a in enumerate(seeds) for b in seeds[i + 1:]):
+            seeds = []
     if len(seeds) < 2:
         return [blob]
     ys, xs = np.nonzero(blob)
@@ -349,6 +354,15 @@ def _split(prob: np.ndarray, blob: np.ndarray) -> list[np.ndarray]:
         if part.sum() >= 12:
             parts.append(part)
     return parts
+
+
+def _end_seeds(prob: np.ndarray, blob: np.ndarray, end: int, other: int, apart: bool = False) -> list[np.ndarray]:
+    """Centres of the blobs of map ``end`` (1 platform, 2 apex) inside ``blob`` that it reads more than ``other``
+    (``apart``: and that touch no blob of ``other``)."""
+    count, labels, stats, cents = cv2.connectedComponentsWithStats(((prob[end] > 0.5) & blob).astype(np.uint8))
+    touched = set(np.unique(labels[prob[other] > 0.5]).tolist()) if apart else set()
+    return [cents[k] for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= 6 and k not in touched
+            and prob[end][labels == k].mean() > prob[other][labels == k].mean()]
 
 
 def _centroid(weights: np.ndarray) -> tuple[np.ndarray, float]:
