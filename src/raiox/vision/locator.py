@@ -89,7 +89,8 @@ AGREE_CONFIDENCE = 0.9  # ... when the net is this sure of the blob
 
 
 def locate_learned(image: np.ndarray, path: Path | None = None, min_confidence: float = 0.55,
-                   threshold: float = 0.6, refine: bool = True, ends: bool = True, zoom: int | None = None) -> list[Detection]:
+                   threshold: float = 0.6, refine: bool = True, ends: bool = True,
+                   zoom: int | None = None) -> list[Detection]:
     """Fixtures found by the net, refined on the full-resolution image, and (``ends``) their ends
     and width redrawn by the ends model (``raiox.vision.ends``) when it is shipped. ``zoom``: the zoom pass's
     factor (``ZOOM``); where nothing at all is found, one more look at ``LAST_ZOOM`` (see there)."""
