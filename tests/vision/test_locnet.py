@@ -31,6 +31,31 @@ def test_build_net_width_scales_channels_and_keeps_the_output_shape():
     assert tuple(out.shape) == (1, 3, 64 // locator.OUT_STRIDE, 96 // locator.OUT_STRIDE)
 
 
+def test_scene_conditions_hard_share_draws_the_evaluations_conditions_and_keeps_the_old_recipe():
+    from raiox.vision.locnet import scene_conditions
+
+    def draws(hard, n=200):
+        rng = np.random.default_rng(5)
+        return [scene_conditions(rng, 0.5, hard) for _ in range(n)], rng.random()
+
+    plain, after_plain = draws(0.0)
+    assert not any({"noise", "blur", "angulation"} & set(c) for c in plain)  # render_scene's own ranges
+    assert 0.35 < np.mean(["occlusion" in c for c in plain]) < 0.65
+    every, _ = draws(1.0)
+    assert all({"noise", "blur", "angulation"} <= set(c) for c in every)
+    assert max(c["noise"] for c in every) > 0.035 and max(c["blur"] for c in every) > 1.6  # beyond the defaults
+    assert len({c["size"] for c in every}) > 3  # the recipe's sizes, not the evaluation's one size
+    # hard = 0 draws nothing more than the earlier recipe (size, prosthesis, occlusion), so its scenes stay
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        rng.choice(6)
+        if rng.random() < 0.3:
+            rng.choice(3)
+        if rng.random() < 0.5:
+            rng.uniform(0.1, 0.3)
+    assert rng.random() == after_plain
+
+
 def test_train_locator_renders_resumable_shards_and_exports_a_working_model(tmp_path):
     pytest.importorskip("torch")
     import torch

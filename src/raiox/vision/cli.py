@@ -117,6 +117,8 @@ def train_locator(
     lr: float = typer.Option(3e-3, help="peak learning rate (one-cycle)"),
     occlusion: float = typer.Option(0.5, help="share of scenes with one fixture partly covered (10-30 %)"),
     jobs: int = typer.Option(1, help="processes rendering scenes in parallel"),
+    hard: float = typer.Option(0.0, help="share of scenes under one of the evaluation's hard conditions (noise, "
+                                         "blur, angulation beyond the renderer's defaults; occlusion)"),
     install: bool = typer.Option(False, help="copy locator-v1.onnx into the package"),
 ) -> None:
     """Train the learned fixture localiser on synth scenes of random systems (resumable)."""
@@ -124,7 +126,7 @@ def train_locator(
 
     from raiox.vision import locnet
 
-    locnet.render_scenes(out / "scenes", scenes, seed=seed, occlusion=occlusion, jobs=jobs)
+    locnet.render_scenes(out / "scenes", scenes, seed=seed, occlusion=occlusion, jobs=jobs, hard=hard)
     path = locnet.train_locator(out, steps=steps, lr=lr, seed=seed, threads=threads, width=width)
     typer.echo(f"wrote {path}")
     if install:

@@ -34,20 +34,40 @@ def targets(boxes, shape: tuple[int, int], scale: float) -> np.ndarray:
 
 
 def render_scenes(out: Path, count: int, seed: int = 0, shard: int = 100, occlusion: float = 0.0,
-                  jobs: int = 1) -> int:
+                  jobs: int = 1, hard: float = 0.0) -> int:
     """Render ``count`` training scenes of random systems (1-3 fixtures), net-input sized, to shards
     (missing shards only; each seeded by ``(seed, first scene)``, so ``jobs`` processes give the same).
-    ``occlusion``: share of scenes where one fixture is partly covered (10-30 %) by a cone cut or a
-    radiopaque object (on top of ``render_scene``'s own 15 %)."""
+    ``occlusion``, ``hard``: see ``scene_conditions``."""
     from raiox.vision.datagen import run_shards
 
     out.mkdir(parents=True, exist_ok=True)
     todo = [s0 for s0 in range(0, count, shard) if not (out / f"scenes-{s0 // shard:03d}.npz").exists()]
-    run_shards(_render_scene_shard, [(out, s0, min(shard, count - s0), shard, seed, occlusion) for s0 in todo], jobs)
+    args = [(out, s0, min(shard, count - s0), shard, seed, occlusion, hard) for s0 in todo]
+    run_shards(_render_scene_shard, args, jobs)
     return sum(len(np.load(p)["maps"]) for p in shard_files(out, "scenes-*.npz"))
 
 
-def _render_scene_shard(out: Path, s0: int, n: int, shard: int, seed: int, occlusion: float) -> int:
+def scene_conditions(rng: np.random.Generator, occlusion: float = 0.0, hard: float = 0.0) -> dict:
+    """Render conditions of one training scene. ``occlusion``: share of scenes where one fixture is
+    partly covered (10-30 %) by a cone cut or a radiopaque object (on top of ``render_scene``'s own
+    15 %); ``hard``: share of scenes under one of the evaluation's hard conditions (noise, blur and
+    angulation beyond ``render_scene``'s own ranges), drawn only when ``hard`` > 0 so that scenes of
+    the earlier recipe stay as they were."""
+    big = rng.choice([(600, 800), (800, 600), (500, 650), (650, 500), (450, 600), (600, 450)])
+    cond = {"size": tuple(int(v) for v in big)}
+    if rng.random() < 0.3:
+        cond["prosthesis"] = str(rng.choice(["crown", "abutment", "healing"]))
+    if occlusion and rng.random() < occlusion:
+        cond["occlusion"] = float(rng.uniform(0.1, 0.3))
+    if hard and rng.random() < hard:
+        from raiox.vision.conditions import hard_conditions
+        from raiox.vision.evaluate import CONDITIONS
+
+        cond = {**hard_conditions(str(rng.choice(CONDITIONS)), rng), **cond}
+    return cond
+
+
+def _render_scene_shard(out: Path, s0: int, n: int, shard: int, seed: int, occlusion: float, hard: float = 0.0) -> int:
     from raiox.synth import render_scene
 
     from raiox.vision.synthbridge import scene_specs
@@ -58,12 +78,7 @@ def _render_scene_shard(out: Path, s0: int, n: int, shard: int, seed: int, occlu
     t0 = time.time()
     while len(imgs) < n:
         specs = scene_specs(rng)
-        big = rng.choice([(600, 800), (800, 600), (500, 650), (650, 500), (450, 600), (600, 450)])
-        cond = {"size": tuple(int(v) for v in big)}
-        if rng.random() < 0.3:
-            cond["prosthesis"] = str(rng.choice(["crown", "abutment", "healing"]))
-        if occlusion and rng.random() < occlusion:
-            cond["occlusion"] = float(rng.uniform(0.1, 0.3))
+        cond = scene_conditions(rng, occlusion, hard)
         try:
             sc = render_scene(specs, seed=int(rng.integers(2**31)), conditions=cond)
         except Exception as exc:
