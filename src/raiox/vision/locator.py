@@ -362,8 +362,12 @@ def _end_seeds(prob: np.ndarray, blob: np.ndarray, end: int, other: int, apart: 
     (``apart``: and that touch no blob of ``other``)."""
     count, labels, stats, cents = cv2.connectedComponentsWithStats(((prob[end] > 0.5) & blob).astype(np.uint8))
     touched = set(np.unique(labels[prob[other] > 0.5]).tolist()) if apart else set()
-    return [cents[k] for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= 6 and k not in touched
-            and prob[end][labels == k].mean() > prob[other][labels == k].mean()]
+
+    def reads_end(k: int) -> bool:
+        part = labels == k
+        return bool(prob[end][part].mean() > prob[other][part].mean())
+
+    return [cents[k] for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= 6 and k not in touched and reads_end(k)]
 
 
 def _centroid(weights: np.ndarray) -> tuple[np.ndarray, float]:
