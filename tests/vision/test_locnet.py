@@ -82,6 +82,21 @@ def test_train_locator_renders_resumable_shards_and_exports_a_working_model(tmp_
     assert again.exit_code == 0, again.output
     assert shard.stat().st_mtime_ns == before and model.exists()
 
+    def one_step(folder, *more):  # one step at a vanishing rate on the same scenes
+        (folder / "scenes").mkdir(parents=True)
+        (folder / "scenes" / shard.name).symlink_to(shard)
+        run = CliRunner().invoke(app, ["vision", "train-locator", "--out", str(folder), "--scenes", "3", "--steps", "1",
+                                       "--lr", "1e-9", "--width", "1.5", *more])
+        assert run.exit_code == 0, run.output
+        return torch.load(folder / "locator-ckpt.pt", weights_only=False)
+
+    warm = one_step(tmp_path / "warm", "--seed", "2", "--warm-start", str(out / "locator-ckpt.pt"))
+    fresh = one_step(tmp_path / "fresh", "--seed", "2")
+    assert warm["step"] == 1 and warm["width"] == 1.5
+    weight = next(k for k, v in saved["net"].items() if k.endswith("weight") and v.dim() == 4)
+    assert torch.allclose(warm["net"][weight], saved["net"][weight], atol=1e-6)  # a new schedule from those weights
+    assert not torch.allclose(fresh["net"][weight], saved["net"][weight], atol=1e-3)  # without it: a fresh net
+
     image = np.random.default_rng(0).random((300, 500)).astype(np.float32)
     prob, scale = locator.predict(image, path=model)
     assert prob.shape[0] == 3 and np.all((prob >= 0) & (prob <= 1))

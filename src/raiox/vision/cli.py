@@ -119,6 +119,8 @@ def train_locator(
     jobs: int = typer.Option(1, help="processes rendering scenes in parallel"),
     hard: float = typer.Option(0.0, help="share of scenes under one of the evaluation's hard conditions (noise, "
                                          "blur, angulation beyond the renderer's defaults; occlusion)"),
+    warm_start: Path = typer.Option(None, "--warm-start", help="a checkpoint (locator-ckpt.pt) to start from: a new "
+                                                               "schedule of --steps on these scenes"),
     install: bool = typer.Option(False, help="copy locator-v1.onnx into the package"),
 ) -> None:
     """Train the learned fixture localiser on synth scenes of random systems (resumable)."""
@@ -127,7 +129,7 @@ def train_locator(
     from raiox.vision import locnet
 
     locnet.render_scenes(out / "scenes", scenes, seed=seed, occlusion=occlusion, jobs=jobs, hard=hard)
-    path = locnet.train_locator(out, steps=steps, lr=lr, seed=seed, threads=threads, width=width)
+    path = locnet.train_locator(out, steps=steps, lr=lr, seed=seed, threads=threads, width=width, warm_start=warm_start)
     typer.echo(f"wrote {path}")
     if install:
         target = Path(__file__).parent / "models"
