@@ -66,6 +66,9 @@ def test_train_locator_renders_resumable_shards_and_exports_a_working_model(tmp_
     out = tmp_path / "loc"
     args = ["vision", "train-locator", "--out", str(out), "--scenes", "3", "--steps", "3", "--seed", "1",
             "--width", "1.5", "--occlusion", "1"]
+    only = CliRunner().invoke(app, [*args[:6], "--steps", "0", *args[8:]])  # scenes only
+    assert only.exit_code == 0, only.output
+    assert "3 scenes" in only.output and not (out / "locator-ckpt.pt").exists()
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     (shard,) = sorted((out / "scenes").glob("scenes-*.npz"))
@@ -76,7 +79,7 @@ def test_train_locator_renders_resumable_shards_and_exports_a_working_model(tmp_
     saved = torch.load(out / "locator-ckpt.pt", weights_only=False)
     assert saved["step"] == 3 and saved["width"] == 1.5
 
-    model = out / "locator-v1.onnx"
+    model = out / locator.TRAINED_FILE
     before = shard.stat().st_mtime_ns
     again = CliRunner().invoke(app, args)  # rendered and trained already: nothing is redone
     assert again.exit_code == 0, again.output
@@ -110,7 +113,7 @@ def test_eval_locator_scores_the_shipped_model_on_cached_scenes(tmp_path):
     from raiox.vision import loceval
 
     if locator.model_path() is None:
-        pytest.skip("locator-v1.onnx is not shipped")
+        pytest.skip(f"{locator.MODEL_FILE} is not shipped")
     cache = tmp_path / "scenes.npz"
     result = CliRunner().invoke(app, ["vision", "eval-locator", "--per", "2", "--seed", "5", "--cache", str(cache)])
     assert result.exit_code == 0, result.output

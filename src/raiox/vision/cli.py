@@ -110,10 +110,10 @@ def train(
 def train_locator(
     out: Path = typer.Option(Path("runs/loc"), "--out", help="folder for scenes, checkpoints and the model"),
     scenes: int = typer.Option(500, help="training scenes to render if OUT/scenes is short"),
-    steps: int = typer.Option(600),
+    steps: int = typer.Option(600, help="training steps (0: render the scenes only)"),
     seed: int = typer.Option(0),
     threads: int = typer.Option(1, help="torch CPU threads"),
-    width: float = typer.Option(2.0, help="channel multiplier (1 = 8/16/24 channels; the shipped locator-v1 is 2)"),
+    width: float = typer.Option(2.0, help="channel multiplier (1 = 8/16/24 channels; the shipped locator-v2 is 2)"),
     lr: float = typer.Option(3e-3, help="peak learning rate (one-cycle)"),
     occlusion: float = typer.Option(0.5, help="share of scenes with one fixture partly covered (10-30 %)"),
     jobs: int = typer.Option(1, help="processes rendering scenes in parallel"),
@@ -121,20 +121,25 @@ def train_locator(
                                          "blur, angulation beyond the renderer's defaults; occlusion)"),
     warm_start: Path = typer.Option(None, "--warm-start", help="a checkpoint (locator-ckpt.pt) to start from: a new "
                                                                "schedule of --steps on these scenes"),
-    install: bool = typer.Option(False, help="copy locator-v1.onnx into the package"),
+    install: bool = typer.Option(False, help="copy the trained model into the package as the shipped localiser "
+                                             "(raiox.vision.locator.MODEL_FILE)"),
 ) -> None:
     """Train the learned fixture localiser on synth scenes of random systems (resumable)."""
     import shutil
 
     from raiox.vision import locnet
+    from raiox.vision.locator import MODEL_FILE
 
-    locnet.render_scenes(out / "scenes", scenes, seed=seed, occlusion=occlusion, jobs=jobs, hard=hard)
+    rendered = locnet.render_scenes(out / "scenes", scenes, seed=seed, occlusion=occlusion, jobs=jobs, hard=hard)
+    if steps <= 0:
+        typer.echo(f"{rendered} scenes in {out / 'scenes'}; no training (--steps 0)")
+        return
     path = locnet.train_locator(out, steps=steps, lr=lr, seed=seed, threads=threads, width=width, warm_start=warm_start)
     typer.echo(f"wrote {path}")
     if install:
         target = Path(__file__).parent / "models"
-        shutil.copy2(path, target / "locator-v1.onnx")
-        typer.echo(f"installed {target / 'locator-v1.onnx'}")
+        shutil.copy2(path, target / MODEL_FILE)
+        typer.echo(f"installed {target / MODEL_FILE}")
 
 
 @app.command("train-ends")
@@ -242,7 +247,7 @@ def evaluate(
 def evaluate_locator(
     per: int = typer.Option(50, "--per", help="scenes per condition (angulation, noise, blur, occlusion, combined, multi)"),
     seed: int = typer.Option(9100, help="scene seed (keep the default to compare localisers)"),
-    model: Path = typer.Option(None, help="localiser ONNX file (default: the shipped locator-v1)"),
+    model: Path = typer.Option(None, help="localiser ONNX file (default: the shipped locator-v2)"),
     cache: Path = typer.Option(None, help="an .npz file caching the scenes"),
 ) -> None:
     """Localisation on scenes of random non-catalog systems (not the demo-catalog evaluation set)."""

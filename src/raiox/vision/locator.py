@@ -30,8 +30,12 @@ LOC_SIDE = 256  # the net sees the image with its longer side at this many pixel
 OUT_STRIDE = 2  # output maps are half the net input
 
 
+MODEL_FILE = "locator-v2.onnx"  # the shipped localiser (its card: models/locator-v2.md)
+TRAINED_FILE = "locator.onnx"  # what `raiox vision train-locator` writes into its --out folder
+
+
 def model_path() -> Path | None:
-    path = Path(str(resources.files("raiox.vision") / "models" / "locator-v1.onnx"))
+    path = Path(str(resources.files("raiox.vision") / "models" / MODEL_FILE))
     return path if path.is_file() else None
 
 

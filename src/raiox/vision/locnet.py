@@ -12,7 +12,7 @@ import numpy as np
 import structlog
 
 from raiox.vision.datagen import save_npz, shard_files
-from raiox.vision.locator import LOC_SIDE, OUT_STRIDE, net_input
+from raiox.vision.locator import LOC_SIDE, OUT_STRIDE, TRAINED_FILE, net_input
 
 log = structlog.get_logger(__name__)
 END_FRACTION = 0.3  # the platform / apex end maps cover this fraction of the fixture length
@@ -100,7 +100,7 @@ def _render_scene_shard(out: Path, s0: int, n: int, shard: int, seed: int, occlu
 
 
 def build_net(width: float = 1):
-    """The localiser: ``width`` 1 is 8/16/24 channels (the first locator-v1); 1.5 is 12/24/36; 2 (the shipped one) is 16/32/48."""
+    """The localiser: ``width`` 1 is 8/16/24 channels (the first locator-v1); 1.5 is 12/24/36; 2 (locator-v1 and locator-v2, shipped) is 16/32/48."""
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -169,14 +169,15 @@ def train_locator(out: Path, steps: int = 600, batch: int = 12, lr: float = 3e-3
 
 
 def export_locator(net, out: Path) -> Path:
-    """Write ``out/locator-v1.onnx`` (dynamic image size); ``net`` None loads the last checkpoint."""
+    """Write ``out/locator.onnx`` (``locator.TRAINED_FILE``; dynamic image size); ``net`` None loads the last
+    checkpoint."""
     import torch
 
     if net is None:
         saved = torch.load(out / "locator-ckpt.pt", weights_only=False)
         net = build_net(saved.get("width", 1))
         net.load_state_dict(saved["net"])
-    path = out / "locator-v1.onnx"
+    path = out / TRAINED_FILE
     net.eval()
     torch.onnx.export(net, torch.zeros(1, 1, 192, 256), str(path), input_names=["image"], output_names=["maps"],
                       dynamic_axes={"image": {0: "N", 2: "H", 3: "W"}, "maps": {0: "N", 2: "h", 3: "w"}},
