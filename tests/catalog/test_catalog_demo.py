@@ -131,3 +131,42 @@ def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_png
     assert "4 old embeddings pruned" in pruned.output
     assert dict(sql(database_url, "SELECT model_id, count(*) FROM reference_embeddings GROUP BY model_id")) == {
         other.model_id: 4}
+
+
+def _vectors(database_url: str) -> dict[str, np.ndarray]:
+    return {str(image_id): np.array(json.loads(vector), dtype=np.float32) for image_id, vector in sql(
+        database_url, "SELECT reference_image_id, embedding::text FROM reference_embeddings")}
+
+
+def test_reindex_relocate_places_boxes_of_an_older_localiser_again(cli, database_url, committed):
+    from raiox.vision.detect import localiser_id
+
+    assert "4 added" in cli("catalog", "demo", "--systems", "demo-001,demo-002", "--refs", "2", "--restored", "0").output
+    rows = sql(database_url, "SELECT id::text, box FROM reference_images ORDER BY id")
+    assert {r[0] for r in sql(database_url, "SELECT located_by FROM reference_images")} == {localiser_id()}
+    imported, vectors = {image_id: np.array(box) for image_id, box in rows}, _vectors(database_url)
+    (old, reviewed, lost, current) = [image_id for image_id, _ in rows]
+    shifted = imported[old] + 0.12 * (imported[old][2] - imported[old][1])  # 12 % of the length towards the apex
+    corner = [[0, 0], [24, 0], [24, 48], [0, 48]]  # no fixture there
+    with psycopg.connect(database_url) as conn:  # boxes as an older localiser left them
+        conn.execute("UPDATE reference_images SET box = %s, located_by = NULL WHERE id = %s", (json.dumps(shifted.tolist()), old))
+        conn.execute("UPDATE reference_images SET box = %s, located_by = NULL, source = 'case' WHERE id = %s",
+                     (json.dumps(shifted.tolist()), reviewed))
+        conn.execute("UPDATE reference_images SET box = %s, located_by = 'locator-v0' WHERE id = %s", (json.dumps(corner), lost))
+        conn.execute("UPDATE reference_embeddings SET embedding = (SELECT embedding FROM reference_embeddings "
+                     "WHERE reference_image_id = %s) WHERE reference_image_id = %s", (current, old))  # its old crop's
+    assert "0 embedded" in cli("catalog", "reindex").output  # a plain reindex never looks at boxes
+
+    result = cli("catalog", "reindex", "--relocate", "--batch-size", "3")
+    assert result.exit_code == 0 and "2 embedded" in result.output and "1 relocated" in result.output, result.output
+    assert "stored box kept for 1" in result.output and "no fixture there" in result.output
+    after = {image_id: (np.array(box), by) for image_id, box, by in sql(
+        database_url, "SELECT id::text, box, located_by FROM reference_images")}
+    assert np.allclose(after[old][0], imported[old], atol=1e-3) and after[old][1] == localiser_id()
+    assert np.allclose(after[reviewed][0], shifted) and after[reviewed][1] is None  # a case's reviewed box stays
+    assert np.allclose(after[lost][0], corner) and after[lost][1] == localiser_id()  # checked once, kept, reported
+    now = _vectors(database_url)
+    assert np.allclose(now[old], vectors[old], atol=1e-5)  # embedded from the relocated box again
+    assert np.allclose(now[current], vectors[current]) and np.allclose(now[reviewed], vectors[reviewed])
+    assert not np.allclose(now[lost], vectors[lost], atol=1e-3)  # now the corner's crop
+    assert "0 embedded" in cli("catalog", "reindex", "--relocate").output  # resumable: nothing stale is left

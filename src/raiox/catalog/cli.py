@@ -55,15 +55,22 @@ def _embedder():
     return get_embedder()
 
 
-def _print_report(report, title: str) -> None:
-    if report.skipped:
-        err.print(f"[yellow]skipped {len(report.skipped)}:[/yellow]")
-        for skip in report.skipped[:MAX_SKIPS_SHOWN]:
+def _print_skips(skips: list, title: str) -> None:
+    if skips:
+        err.print(f"[yellow]{title} {len(skips)}:[/yellow]")
+        for skip in skips[:MAX_SKIPS_SHOWN]:
             err.print(f"  {escape(skip.origin)}: {escape(skip.reason)}", soft_wrap=True, highlight=False)
-        if len(report.skipped) > MAX_SKIPS_SHOWN:
-            err.print(f"  ... and {len(report.skipped) - MAX_SKIPS_SHOWN} more")
+        if len(skips) > MAX_SKIPS_SHOWN:
+            err.print(f"  ... and {len(skips) - MAX_SKIPS_SHOWN} more")
+
+
+def _print_report(report, title: str) -> None:
+    _print_skips(report.skipped, "skipped")
+    _print_skips(report.kept, "stored box kept for")
     parts = [f"{report.added} added", f"{report.embedded} embedded", f"{report.already} already embedded",
              f"{len(report.skipped)} skipped"]
+    if report.relocated or report.kept:
+        parts.append(f"{report.relocated} relocated")
     if report.pruned:
         parts.append(f"{report.pruned} old embeddings pruned")
     err.print(f"[bold]{title}[/bold]: " + ", ".join(parts), soft_wrap=True, highlight=False)
@@ -105,6 +112,9 @@ def import_(
 def reindex(
     force: bool = typer.Option(False, help="Re-embed images already embedded with the current model too."),
     prune: bool = typer.Option(False, help="Afterwards, delete embeddings of every other model."),
+    relocate: bool = typer.Option(False, help=(
+        "Locate again the fixture of every reference whose box another localiser placed (after an upgrade "
+        "that ships a new one), store the new box and re-embed it. Case references keep their reviewed box.")),
     batch_size: int = typer.Option(16, min=1, max=512),
 ) -> None:
     """Re-embed every reference image with the current model (RAIOX_EMBEDDER)."""
@@ -113,10 +123,10 @@ def reindex(
     from raiox.kit.storage import get_storage
 
     embedder = _embedder()
-    reindexer = Reindexer(get_storage(), embedder)
+    reindexer = Reindexer(get_storage(), embedder, relocate=relocate)
 
     async def work(maker):
-        total = await reindex_total(maker, embedder.model_id, force)
+        total = await reindex_total(maker, reindexer, force)
         with _progress() as progress:
             task = progress.add_task(f"reindexing ({embedder.model_id})", total=total)
             return await run_reindex(maker, reindexer, force=force, prune=prune, batch_size=batch_size,

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -106,29 +106,41 @@ async def put_embeddings(
     ))
 
 
+def _todo(stmt: Select, missing_model: str | None, stale_boxes: str | None) -> Select:
+    """Only reference images lacking a vector of `missing_model`, or (either) whose fixture box another
+    localiser than `stale_boxes` placed (boxes of case references are the reviewed ones: never stale)."""
+    wanted = []
+    if missing_model is not None:
+        wanted.append(~select(ReferenceEmbedding.id).where(
+            ReferenceEmbedding.reference_image_id == ReferenceImage.id, ReferenceEmbedding.model_id == missing_model
+        ).exists())
+    if stale_boxes is not None:
+        wanted.append(and_(ReferenceImage.box.is_not(None), ReferenceImage.source != "case",
+                           ReferenceImage.located_by.is_distinct_from(stale_boxes)))
+    return stmt.where(or_(*wanted)) if wanted else stmt
+
+
 async def reference_page(
-    session: AsyncSession, after: uuid.UUID | None, limit: int, missing_model: str | None = None
+    session: AsyncSession, after: uuid.UUID | None, limit: int, missing_model: str | None = None,
+    stale_boxes: str | None = None,
 ) -> list[ReferenceImage]:
-    """Reference images in id order (keyset pages); optionally only those lacking `missing_model`."""
+    """Reference images in id order (keyset pages); optionally only those `_todo` selects."""
     stmt = select(ReferenceImage).order_by(ReferenceImage.id).limit(limit)
     if after is not None:
         stmt = stmt.where(ReferenceImage.id > after)
-    if missing_model is not None:
-        embedded = select(ReferenceEmbedding.id).where(
-            ReferenceEmbedding.reference_image_id == ReferenceImage.id, ReferenceEmbedding.model_id == missing_model
-        )
-        stmt = stmt.where(~embedded.exists())
-    return list((await session.execute(stmt)).scalars())
+    return list((await session.execute(_todo(stmt, missing_model, stale_boxes))).scalars())
 
 
-async def count_references(session: AsyncSession, missing_model: str | None = None) -> int:
+async def count_references(session: AsyncSession, missing_model: str | None = None,
+                           stale_boxes: str | None = None) -> int:
     stmt = select(func.count()).select_from(ReferenceImage)
-    if missing_model is not None:
-        embedded = select(ReferenceEmbedding.id).where(
-            ReferenceEmbedding.reference_image_id == ReferenceImage.id, ReferenceEmbedding.model_id == missing_model
-        )
-        stmt = stmt.where(~embedded.exists())
-    return (await session.execute(stmt)).scalar_one()
+    return (await session.execute(_todo(stmt, missing_model, stale_boxes))).scalar_one()
+
+
+async def set_box(session: AsyncSession, image_id: uuid.UUID, box: list | None, located_by: str) -> None:
+    """Record a reference's fixture box and the localiser that placed or confirmed it."""
+    await session.execute(update(ReferenceImage).where(ReferenceImage.id == image_id).values(
+        box=box, located_by=located_by))
 
 
 async def has_embeddings(session: AsyncSession, model_id: str) -> tuple[bool, bool]:

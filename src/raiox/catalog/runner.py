@@ -31,9 +31,15 @@ async def run_import(
     return importer.report
 
 
-async def reindex_total(maker: async_sessionmaker[AsyncSession], model_id: str, force: bool) -> int:
+def _todo(reindexer: Reindexer, force: bool) -> tuple[str | None, str | None]:
+    """`repository.reference_page`'s filters: everything when forced, else what lacks the model's vector
+    or (relocating) holds another localiser's box."""
+    return (None, None) if force else (reindexer.embedder.model_id, reindexer.localiser)
+
+
+async def reindex_total(maker: async_sessionmaker[AsyncSession], reindexer: Reindexer, force: bool) -> int:
     async with session_scope(maker) as session:
-        return await repository.count_references(session, None if force else model_id)
+        return await repository.count_references(session, *_todo(reindexer, force))
 
 
 async def run_reindex(
@@ -44,7 +50,7 @@ async def run_reindex(
     after = None
     while True:
         async with session_scope(maker) as session:
-            page = await repository.reference_page(session, after, batch_size, None if force else model_id)
+            page = await repository.reference_page(session, after, batch_size, *_todo(reindexer, force))
             if page:
                 await reindexer.reindex_batch(session, page)
         if not page:

@@ -31,7 +31,9 @@ class ImportReport:
     embedded: int = 0  # reference images already stored, now embedded for this model
     already: int = 0  # already embedded for this model: nothing to do
     pruned: int = 0  # embeddings of other models deleted (reindex --prune)
+    relocated: int = 0  # fixture boxes placed again by the current localiser (reindex --relocate)
     skipped: list[Skip] = field(default_factory=list)
+    kept: list[Skip] = field(default_factory=list)  # stale boxes kept (reindex --relocate), with the reason
 
     def skip(self, origin: str, reason: str) -> None:
         self.skipped.append(Skip(origin, reason))
@@ -98,7 +100,10 @@ class Importer:
     """Imports batches of items for one embedder, remembering what this run has seen."""
 
     def __init__(self, storage: Storage, embedder, *, whole_image: bool = False) -> None:
+        from raiox.vision.detect import localiser_id
+
         self.storage, self.embedder, self.whole_image = storage, embedder, whole_image
+        self.localiser = localiser_id()
         self.report = ImportReport()
         self.seen: dict[str, ImportItem] = {}
         self._indexed = False
@@ -185,6 +190,7 @@ class Importer:
         image_id = await repository.add_reference_image(
             session, system_id=item.system_id, storage_key=key, sha256=ready.sha256, width=width, height=height,
             source=item.source, origin=item.origin, box=None if ready.box is None else ready.box.tolist(),
+            located_by=None if ready.box is None else self.localiser,
         )
         if existing:
             self.report.embedded += 1
@@ -199,13 +205,36 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-class Reindexer:
-    """Re-embeds stored reference images with the current model (same crop: the stored fixture box)."""
+RELOCATE_MIN_IOU = 0.3  # a located fixture this close to the stored box is the same fixture
+LOST_FIXTURE = "kept its stored box: the current localiser finds no fixture there"
 
-    def __init__(self, storage: Storage, embedder) -> None:
+
+def relocated_box(image: np.ndarray, stored: list) -> np.ndarray | None:
+    """The box the current localiser gives the fixture of the stored box (the located one overlapping
+    it most), or None when none overlaps it by RELOCATE_MIN_IOU."""
+    from raiox.vision import locate
+    from raiox.vision.detect import box_iou
+
+    old = np.asarray(stored, dtype=np.float32)
+    scored = [(box_iou(found.box, old), found.box) for found in locate(image)]
+    iou, box = max(scored, key=lambda pair: pair[0], default=(0.0, None))
+    return None if iou < RELOCATE_MIN_IOU else np.asarray(box, dtype=np.float32)
+
+
+class Reindexer:
+    """Re-embeds stored reference images with the current model, from the stored fixture box; with
+    `relocate`, a box another localiser placed is located again first (`relocated_box`) and stored."""
+
+    def __init__(self, storage: Storage, embedder, *, relocate: bool = False) -> None:
+        from raiox.vision.detect import localiser_id
+
         self.storage, self.embedder = storage, embedder
+        self.localiser = localiser_id() if relocate else None
         self.report = ImportReport()
         self._indexed = False
+
+    def _stale(self, ref) -> bool:
+        return self.localiser is not None and bool(ref.box) and ref.source != "case" and ref.located_by != self.localiser
 
     async def reindex_batch(self, session: AsyncSession, images: list) -> None:
         if not self._indexed:
@@ -218,22 +247,40 @@ class Reindexer:
                 decoded.append((ref, await asyncio.to_thread(decode, data, ref.origin)))
             except (RaioxError, ValueError, OSError) as exc:
                 self.report.skip(ref.origin or ref.storage_key, f"cannot re-read: {_reason(exc)}")
-        vectors = await asyncio.to_thread(self._embed, decoded)
+        boxes = await asyncio.to_thread(self._boxes, decoded)
+        for (ref, _), box in zip(decoded, boxes, strict=True):
+            if self._stale(ref):
+                await repository.set_box(session, ref.id, box, self.localiser)
+        vectors = await asyncio.to_thread(self._embed, decoded, boxes)
         await repository.put_embeddings(session, [(ref.id, ref.system_id) for ref, _ in decoded], vectors,
                                         self.embedder.model_id)
         self.report.embedded += len(decoded)
 
-    def _embed(self, decoded: list) -> np.ndarray:
+    def _boxes(self, decoded: list) -> list:
+        """Each reference's box to embed: the stored one, or where stale the one located again."""
+        boxes = [ref.box for ref, _ in decoded]
+        stale = [i for i, (ref, _) in enumerate(decoded) if self._stale(ref)]
+        with ThreadPoolExecutor(WORKERS) as pool:
+            found = list(pool.map(lambda i: relocated_box(decoded[i][1], decoded[i][0].box), stale))
+        for i, box in zip(stale, found, strict=True):
+            if box is None:
+                self.report.kept.append(Skip(decoded[i][0].origin or decoded[i][0].storage_key, LOST_FIXTURE))
+            else:
+                boxes[i] = box.tolist()
+                self.report.relocated += 1
+        return boxes
+
+    def _embed(self, decoded: list, boxes: list) -> np.ndarray:
         from raiox.vision import canonical_crop, embed_reference
         from raiox.vision.embedders import crop_size
 
         vectors = np.zeros((len(decoded), EMBEDDING_DIM), dtype=np.float32)
-        boxed = [i for i, (ref, _) in enumerate(decoded) if ref.box]
+        boxed = [i for i, box in enumerate(boxes) if box]
         if boxed:
             size = crop_size(self.embedder)
-            crops = [canonical_crop(decoded[i][1], np.asarray(decoded[i][0].box, dtype=np.float32), size) for i in boxed]
+            crops = [canonical_crop(decoded[i][1], np.asarray(boxes[i], dtype=np.float32), size) for i in boxed]
             vectors[boxed] = self.embedder.embed(crops)
-        for i, (ref, image) in enumerate(decoded):
-            if not ref.box:
+        for i, (_, image) in enumerate(decoded):
+            if not boxes[i]:
                 vectors[i] = embed_reference(image, self.embedder)
         return vectors

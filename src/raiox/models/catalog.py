@@ -42,6 +42,8 @@ class ReferenceImage(Base):
     source: Mapped[str] = mapped_column(String(40), default="import")  # import | demo | case | upload
     origin: Mapped[str | None] = mapped_column(Text)  # file path, URL or case image id it came from
     box: Mapped[list | None] = mapped_column(JSONB)  # fixture box used for the embedding
+    # localiser that placed or last confirmed `box` (`vision.detect.localiser_id`); None: unknown or no box
+    located_by: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = created_at()
 
     system: Mapped[ImplantSystem] = relationship(back_populates="images", lazy="raise")

@@ -10,6 +10,7 @@ one where other metal continues (abutment, crown), else the wider end.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -34,6 +35,13 @@ def locate(image: np.ndarray, method: str = "auto") -> list[Detection]:
     if method == "learned" or (method == "auto" and locator.model_path() is not None):
         return locator.locate_learned(image)
     return locate_classical(image)
+
+
+def localiser_id() -> str:
+    """Which localiser `locate(image)` uses: the shipped model's name (its file's stem), else "classical"."""
+    from raiox.vision import locator
+
+    return Path(locator.MODEL_FILE).stem if locator.model_path() is not None else "classical"
 
 
 def locate_classical(image: np.ndarray, min_confidence: float = 0.3) -> list[Detection]:
