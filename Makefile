@@ -24,7 +24,7 @@ system-deps:
 run: install
 	$(BIN)/raiox db upgrade
 	$(BIN)/raiox catalog demo --if-empty
-	$(BIN)/raiox catalog reindex --relocate  # an earlier default model's or localiser's catalog gets the current ones'
+	$(BIN)/raiox catalog reindex  # a catalog loaded with an earlier default model gets the current one's vectors
 	$(BIN)/raiox serve --host $(HOST) --port $(PORT)
 
 test: system-deps install-test
