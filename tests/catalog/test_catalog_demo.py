@@ -156,6 +156,9 @@ def test_reindex_relocate_places_boxes_of_an_older_localiser_again(cli, database
         conn.execute("UPDATE reference_embeddings SET embedding = (SELECT embedding FROM reference_embeddings "
                      "WHERE reference_image_id = %s) WHERE reference_image_id = %s", (current, old))  # its old crop's
     assert "0 embedded" in cli("catalog", "reindex").output  # a plain reindex never looks at boxes
+    stats = json.loads(cli("catalog", "stats").stdout)
+    assert {k: v for k, v in stats.items() if k.startswith("boxes:")} == {
+        "boxes:unknown": 1, "boxes:locator-v0": 1, f"boxes:{localiser_id()}": 1}  # the case reference left out
 
     result = cli("catalog", "reindex", "--relocate", "--batch-size", "3")
     assert result.exit_code == 0 and "2 embedded" in result.output and "1 relocated" in result.output, result.output
@@ -170,3 +173,4 @@ def test_reindex_relocate_places_boxes_of_an_older_localiser_again(cli, database
     assert np.allclose(now[current], vectors[current]) and np.allclose(now[reviewed], vectors[reviewed])
     assert not np.allclose(now[lost], vectors[lost], atol=1e-3)  # now the corner's crop
     assert "0 embedded" in cli("catalog", "reindex", "--relocate").output  # resumable: nothing stale is left
+    assert json.loads(cli("catalog", "stats").stdout)[f"boxes:{localiser_id()}"] == 3

@@ -65,7 +65,8 @@ def test_whole_image_option_embeds_images_without_fixture(tmp_path, cli, databas
     assert "no fixture found" in cli("catalog", "import", str(tmp_path)).output
     result = cli("catalog", "import", str(tmp_path), "--whole-image")
     assert "1 added" in result.output
-    assert sql(database_url, "SELECT box FROM reference_images") == [(None,)]
+    assert sql(database_url, "SELECT box, located_by FROM reference_images") == [(None, None)]
+    assert "0 embedded" in cli("catalog", "reindex", "--relocate").output  # no box: nothing to locate again
 
 
 async def test_interrupted_import_resumes_where_it_stopped(tmp_path, demo_pngs, database_url, committed):

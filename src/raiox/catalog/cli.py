@@ -184,13 +184,13 @@ def demo(
 
 @catalog_app.command("stats")
 def stats() -> None:
-    """Systems, reference images and embeddings per model."""
+    """Systems, reference images, embeddings per model and reference boxes per localiser."""
     from raiox.catalog import repository
     from raiox.kit.db import session_scope
 
     async def work(maker):
         async with session_scope(maker) as session:
-            return await repository.catalog_size(session)
+            return {**await repository.catalog_size(session), **await repository.box_localisers(session)}
 
     print(json.dumps(run_db(work), indent=2))
 

@@ -31,6 +31,17 @@ async def catalog_size(session: AsyncSession) -> dict[str, int]:
     }
 
 
+async def box_localisers(session: AsyncSession) -> dict[str, int]:
+    """Reference boxes per localiser that placed them (`reindex --relocate` redoes other localisers' boxes;
+    "unknown": rows from before migration 0005); reviewed case references are left out."""
+    localiser = func.coalesce(ReferenceImage.located_by, "unknown")
+    rows = (await session.execute(
+        select(localiser, func.count())
+        .where(_has_box(), ReferenceImage.source != "case").group_by(localiser)
+    )).all()
+    return {f"boxes:{localiser}": n for localiser, n in rows}
+
+
 async def upsert_system(
     session: AsyncSession, system_id: str, manufacturer: str, name: str, attributes: dict,
     spec: dict | None = None,
@@ -106,6 +117,11 @@ async def put_embeddings(
     ))
 
 
+def _has_box():
+    """A reference with a fixture box (a whole-image one stores JSON null, not SQL NULL)."""
+    return func.jsonb_typeof(ReferenceImage.box) == "array"
+
+
 def _todo(stmt: Select, missing_model: str | None, stale_boxes: str | None) -> Select:
     """Only reference images lacking a vector of `missing_model`, or (either) whose fixture box another
     localiser than `stale_boxes` placed (boxes of case references are the reviewed ones: never stale)."""
@@ -115,7 +131,7 @@ def _todo(stmt: Select, missing_model: str | None, stale_boxes: str | None) -> S
             ReferenceEmbedding.reference_image_id == ReferenceImage.id, ReferenceEmbedding.model_id == missing_model
         ).exists())
     if stale_boxes is not None:
-        wanted.append(and_(ReferenceImage.box.is_not(None), ReferenceImage.source != "case",
+        wanted.append(and_(_has_box(), ReferenceImage.source != "case",
                            ReferenceImage.located_by.is_distinct_from(stale_boxes)))
     return stmt.where(or_(*wanted)) if wanted else stmt
 
