@@ -31,7 +31,7 @@ async def run_import(
     return importer.report
 
 
-def _todo(reindexer: Reindexer, force: bool) -> tuple[str | None, str | None]:
+def _filters(reindexer: Reindexer, force: bool) -> tuple[str | None, str | None]:
     """`repository.reference_page`'s filters: everything when forced, else what lacks the model's vector
     or (relocating) holds another localiser's box."""
     return (None, None) if force else (reindexer.embedder.model_id, reindexer.localiser)
@@ -39,7 +39,7 @@ def _todo(reindexer: Reindexer, force: bool) -> tuple[str | None, str | None]:
 
 async def reindex_total(maker: async_sessionmaker[AsyncSession], reindexer: Reindexer, force: bool) -> int:
     async with session_scope(maker) as session:
-        return await repository.count_references(session, *_todo(reindexer, force))
+        return await repository.count_references(session, *_filters(reindexer, force))
 
 
 async def run_reindex(
@@ -50,7 +50,7 @@ async def run_reindex(
     after = None
     while True:
         async with session_scope(maker) as session:
-            page = await repository.reference_page(session, after, batch_size, *_todo(reindexer, force))
+            page = await repository.reference_page(session, after, batch_size, *_filters(reindexer, force))
             if page:
                 await reindexer.reindex_batch(session, page)
         if not page:

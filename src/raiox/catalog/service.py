@@ -247,17 +247,17 @@ class Reindexer:
                 decoded.append((ref, await asyncio.to_thread(decode, data, ref.origin)))
             except (RaioxError, ValueError, OSError) as exc:
                 self.report.skip(ref.origin or ref.storage_key, f"cannot re-read: {_reason(exc)}")
-        boxes = await asyncio.to_thread(self._boxes, decoded)
-        for (ref, _), box in zip(decoded, boxes, strict=True):
-            if self._stale(ref):
-                await repository.set_box(session, ref.id, box, self.localiser)
+        boxes, stale = await asyncio.to_thread(self._boxes, decoded)
+        for i in stale:
+            await repository.set_box(session, decoded[i][0].id, boxes[i], self.localiser)
         vectors = await asyncio.to_thread(self._embed, decoded, boxes)
         await repository.put_embeddings(session, [(ref.id, ref.system_id) for ref, _ in decoded], vectors,
                                         self.embedder.model_id)
         self.report.embedded += len(decoded)
 
-    def _boxes(self, decoded: list) -> list:
-        """Each reference's box to embed: the stored one, or where stale the one located again."""
+    def _boxes(self, decoded: list) -> tuple[list, list[int]]:
+        """Each reference's box to embed (the stored one, or where stale the one located again), and which
+        references were stale (their box, new or kept, is now this localiser's)."""
         boxes = [ref.box for ref, _ in decoded]
         stale = [i for i, (ref, _) in enumerate(decoded) if self._stale(ref)]
         with ThreadPoolExecutor(WORKERS) as pool:
@@ -268,7 +268,7 @@ class Reindexer:
             else:
                 boxes[i] = box.tolist()
                 self.report.relocated += 1
-        return boxes
+        return boxes, stale
 
     def _embed(self, decoded: list, boxes: list) -> np.ndarray:
         from raiox.vision import canonical_crop, embed_reference
