@@ -47,8 +47,10 @@ def create_app(*, worker: bool = False) -> FastAPI:
                     await task
             await jobs.app.close_async()
             from raiox.intake import fastpool
+            from raiox.kit import db
 
             await fastpool.close()
+            await db.release_embedded()  # the embedded PostgreSQL stops with the last process that used it
 
     app = FastAPI(title="Raiox AI", version=__version__, lifespan=lifespan)
     app.add_exception_handler(RaioxError, _error_handler)

@@ -1,6 +1,8 @@
-"""`raiox serve --workers N` starts several server processes on one port."""
+"""`raiox serve`: several server processes on one port; the embedded PostgreSQL stops with it."""
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,17 +26,68 @@ def test_serve_with_two_worker_processes(database_url):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError("raiox serve --workers 2 never answered /healthz")
+        _wait_healthy(port)
         servers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "python" in p.name().lower()]
         assert len(servers) >= 2
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _embedded_env(data_dir) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAIOX_")}
+    return dict(env, PYTHONPATH=os.pathsep.join(sys.path), RAIOX_DATA_DIR=str(data_dir))
+
+
+def _postmaster(pgdata) -> psutil.Process | None:
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text().split()[0])
+    return psutil.Process(pid) if psutil.pid_exists(pid) else None
+
+
+def test_sigterm_stops_the_embedded_postgres(tmp_path):
+    """uvicorn ends a SIGTERM (systemd's stop, `kill`) by raising it again, which skipped pgserver's exit hook:
+    the embedded PostgreSQL outlived `raiox serve`, and its stale handle kept every later process from stopping it."""
+    port, pgdata = _free_port(), tmp_path / "pg"
+    proc = subprocess.Popen([sys.executable, "-m", "raiox", "serve", "--port", str(port)], env=_embedded_env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_healthy(port)
+        postmaster = _postmaster(pgdata)
+        assert postmaster is not None and postmaster.is_running()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        postmaster.wait(timeout=30)  # raises TimeoutExpired while the server still runs
+        assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        leftover = _postmaster(pgdata)
+        if leftover is not None:
+            leftover.kill()
+
+
+def test_a_killed_process_no_longer_pins_the_embedded_postgres(tmp_path):
+    from raiox.kit import db
+
+    pgdata = tmp_path / "pg"
+    pgdata.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (pgdata / ".handle_pids.json").write_text(json.dumps([dead.pid, os.getpid()]))
+    db._forget_dead_handles(pgdata)
+    assert json.loads((pgdata / ".handle_pids.json").read_text()) == [os.getpid()]
+
+
+def _wait_healthy(port: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("raiox serve never answered /healthz")

@@ -3,6 +3,7 @@
 The request or the job that owns a session commits it; services and repositories never do.
 """
 
+import json
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,16 +30,53 @@ def _pgserver():
     return pgserver
 
 
-@lru_cache
+_servers: dict[str, object] = {}  # pgdata -> this process's handle on the embedded server
+
+
 def _embedded_server(pgdata: str):
+    if pgdata in _servers:
+        return _servers[pgdata]
     pgserver = _pgserver()
     Path(pgdata).mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(Path(pgdata))
     server = pgserver.get_server(pgdata)
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB}';")
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {EMBEDDED_DB};")
     log.info("embedded_postgres_ready", pgdata=pgdata)
+    _servers[pgdata] = server
     return server
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """pgserver stops the embedded server when the last process holding it exits, counting them in
+    ``.handle_pids.json``; a process killed before its exit hook ran (SIGKILL, the OOM killer) stayed listed, and
+    the server then outlived every later process. Processes no longer running are dropped (under pgserver's lock)."""
+    import psutil
+    from pgserver.postgres_server import PostgresServer
+
+    path = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        pids = json.loads(path.read_text()) if path.exists() else []
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
+            log.info("embedded_postgres_stale_handles", dropped=sorted(set(pids) - set(alive)))
+
+
+async def release_embedded() -> None:
+    """Give back this process's handle on the embedded PostgreSQL (pooled connections closed first); pgserver
+    stops the server when no other process holds one. ``raiox serve`` calls it when the app shuts down: uvicorn
+    ends a SIGTERM by raising the signal again, which kills the process before exit hooks (pgserver's) run."""
+    if not _servers:
+        return
+    if get_engine.cache_info().currsize:
+        await get_engine().dispose()
+    for pgdata, server in list(_servers.items()):
+        server.cleanup()  # stops the server if this process was the last holder (pgserver's cleanup_mode "stop")
+        type(server)._instances.pop(Path(pgdata), None)  # joining again registers this process again
+        del _servers[pgdata]
+        log.info("embedded_postgres_released", pgdata=pgdata)
 
 
 def embedded_url(data_dir: Path) -> str:
