@@ -386,10 +386,38 @@ def test_a_wider_crop_trains_exports_and_is_cut_at_its_size(tmp_path):
     assert found and shapes == [(192, 96)] * 2 * len(found)  # each located fixture and its reverse reading
 
 
-def test_render_data_refuses_a_crop_the_net_cannot_pool(tmp_path):
-    result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path), "--classes", "1", "--crop", "224x96"])
-    assert result.exit_code != 0 and "192 or 384 rows" in result.output
+@pytest.mark.parametrize("crop", ["200x96", "176x88", "400x96"])
+def test_render_data_refuses_a_crop_the_net_cannot_pool(tmp_path, crop):
+    result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path), "--classes", "1", "--crop", crop])
+    assert result.exit_code != 0 and "multiple of 16 from 192 to 384" in " ".join(result.output.replace("│", " ").split())
     assert not (tmp_path / "data").exists()
+
+
+def test_a_taller_crop_pools_to_the_same_twelve_rows_and_exports(tmp_path):
+    """256 x 128 crops (the fixture at about its film resolution): the 1/16-scale map's 16 rows are averaged
+    into the head's 12 as adaptive pooling would, through a MatMul that ONNX exports (export checks the file
+    against torch); a shipped model's weights load unchanged and serve at the new size."""
+    import torch
+    from torch.nn import functional as F
+
+    from raiox.vision.embedders import OnnxEmbedder, crop_size, shipped_model
+    from raiox.vision.net import from_onnx, row_pool
+    from raiox.vision.train import export
+
+    for n in (12, 16, 18, 24):
+        x = torch.randn(2, 3, n)
+        torch.testing.assert_close(x @ row_pool(n, 12), F.adaptive_avg_pool1d(x, 12))
+    net = from_onnx(shipped_model("raiox-v10")).eval()
+    path = export(net, tmp_path / "tall.onnx", (256, 128))
+    embedder = OnnxEmbedder(path, "tall")
+    assert crop_size(embedder) == (256, 128)
+    rng = np.random.default_rng(0)
+    vecs = embedder.embed([rng.random((256, 128), dtype=np.float32) for _ in range(3)])
+    assert vecs.shape == (3, 512) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path), "--classes", "1",
+                                      "--per-class", "1", "--crop", "256x128"])
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "data" / "shard-000.npz")["crops"].shape[1:] == (256, 128)
 
 
 def test_dataset_specs_are_the_specs_the_shards_were_rendered_from(tmp_path, monkeypatch):

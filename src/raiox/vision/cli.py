@@ -21,7 +21,7 @@ def render_data(
     jobs: int = typer.Option(1, help="processes rendering shards in parallel"),
     jitter: str = typer.Option("gt", help="box errors of the crops: gt (small Gaussian) or located (the localiser's, "
                                           "long tails included)"),
-    crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS (the embedder's input; rows 192 or 384)"),
+    crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS (the embedder's input; rows a multiple of 16 from 192 to 384)"),
     physical: bool = typer.Option(True, "--physical/--legacy-sizes", help="only systems and sizes whose body holds "
                                   "the connection (--legacy-sizes: as datasets before session 18); an existing "
                                   "dataset keeps the rule its meta.json records"),
@@ -52,8 +52,9 @@ def render_located(
 
 def _crop_size(text: str) -> tuple[int, int]:
     rows, _, cols = text.lower().partition("x")
-    if not (rows.isdigit() and cols.isdigit()) or int(rows) not in (192, 384) or int(cols) < 16:
-        raise typer.BadParameter(f"--crop must be ROWSxCOLS with 192 or 384 rows (the net pools to 12 rows), got {text!r}")
+    if not (rows.isdigit() and cols.isdigit()) or int(rows) % 16 or not 192 <= int(rows) <= 384 or int(cols) < 16:
+        raise typer.BadParameter("--crop must be ROWSxCOLS with rows a multiple of 16 from 192 to 384 (the net "
+                                 f"averages its 1/16-scale map down to 12 rows), got {text!r}")
     return int(rows), int(cols)
 
 

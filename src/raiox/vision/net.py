@@ -45,9 +45,22 @@ class FixtureNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(cin * rows, dim), nn.BatchNorm1d(dim))
 
     def forward(self, x):
-        f = self.blocks(self.stem(x))  # (N, C, 12, 4) for a 192 x 64 input
-        f = F.adaptive_avg_pool2d(f, (self.rows, 1)).flatten(1)
-        return self.head(f)
+        f = self.blocks(self.stem(x)).mean(3)  # (N, C, 12) for a 192-row input: averaged across the width
+        if f.shape[2] != self.rows:  # a taller input (256 rows: 16) is averaged down to ``rows`` axial positions
+            f = f @ row_pool(int(f.shape[2]), self.rows).to(f)
+        return self.head(f.flatten(1))
+
+
+def row_pool(n: int, rows: int) -> torch.Tensor:
+    """(n, rows) matrix averaging n axial positions into ``rows`` windows, as ``adaptive_avg_pool1d`` does; a
+    MatMul in the exported graph (ONNX has no adaptive pooling whose output size does not divide its input's)."""
+    import numpy as np
+
+    pool = np.zeros((n, rows), np.float32)  # numpy: a constant to the ONNX tracer (torch writes trace as ScatterND)
+    for j in range(rows):
+        start, end = (j * n) // rows, -(-((j + 1) * n) // rows)
+        pool[start:end, j] = 1.0 / (end - start)
+    return torch.from_numpy(pool)
 
 
 class Exported(nn.Module):
