@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     jotform_result_fields: dict[str, str] = Field(default_factory=dict)
     webhook_secret: SecretStr | None = None
 
-    embedder: str = "raiox-v10"
+    embedder: str = "raiox-v11"
     connection_model: str = ""  # the connection reader's ONNX file ("" shipped, "none" off): raiox.vision.connection
     top_k: int = Field(default=5, ge=1, le=50)
 

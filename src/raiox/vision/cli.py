@@ -214,6 +214,23 @@ def ensemble_connection(
     typer.echo(f"wrote {path}")
 
 
+@app.command("ensemble-embedders")
+def ensemble_embedders(
+    models: list[Path] = typer.Argument(..., exists=True, dir_okay=False,
+                                        help="two or more embedding models (ONNX, one-channel crops of one aspect)"),
+    out: Path = typer.Option(..., "--out", help="the ensemble's ONNX file (an `onnx:PATH` embedder, or install it "
+                                                "as models/NAME.onnx)"),
+) -> None:
+    """One embedding model whose vector is the normalised sum of several models' (crops shrunk in the graph)."""
+    from raiox.vision.ensemble import ensemble
+
+    try:
+        path = ensemble(models, out)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"wrote {path}")
+
+
 @app.command("eval")
 def evaluate(
     embedder: str = typer.Option(None, help="embedder spec (default: RAIOX_EMBEDDER / settings)"),

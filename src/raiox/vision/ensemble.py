@@ -1,0 +1,80 @@
+"""Several embedding models as one ONNX file (``raiox vision ensemble-embedders``): the product reads it like any one.
+
+Each member embeds the canonical crop at its own input size; the file takes the largest member's crop and
+shrinks it for the others inside the graph (``shrink_operator``: the anti-aliasing blur ``canonical_crop`` uses,
+then bilinear sampling, as two fixed MatMuls). Its embedding is the L2-normalised sum of the members' (each
+already L2-normalised), so every member weighs the same. Members whose crops differ in resolution err on
+different queries (docs/benchmarks.md, session 25: raiox-v10 at 192 x 96 with its 256 x 128 fine-tune).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from raiox.vision.canonical import CROP_H, CROP_W
+
+
+def shrink_operator(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) float32 matrix resampling a crop axis from ``n_in`` to ``n_out`` pixels: Gaussian blur of
+    sigma 0.45 / scale (``canonical_crop``'s anti-aliasing), then linear interpolation at the output centres."""
+    scale = n_out / n_in
+    x = np.arange(n_in, dtype=np.float64)
+    blur = np.exp(-0.5 * ((x[:, None] - x[None, :]) * scale / 0.45) ** 2) if scale < 1 else np.eye(n_in)
+    blur /= blur.sum(1, keepdims=True)
+    sample = np.zeros((n_out, n_in))
+    for i, p in enumerate(np.clip((np.arange(n_out) + 0.5) / scale - 0.5, 0, n_in - 1)):
+        j = min(int(p), n_in - 2) if n_in > 1 else 0
+        f = p - j
+        sample[i, j] += 1 - f
+        if n_in > 1:
+            sample[i, j + 1] += f
+    return (sample @ blur).astype(np.float32)
+
+
+def _input_size(model) -> tuple[int, int]:
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    h, w = (d.dim_value for d in dims[2:4])
+    return (h, w) if h and w else (CROP_H, CROP_W)
+
+
+def ensemble(models: list[Path], out: Path) -> Path:
+    """One embedding model out of ``models`` (ONNX, one-channel crops in, L2-normalised (N, D) out, every
+    member the same D). Input: the largest member's crop size, same aspect for all."""
+    import onnx
+    from onnx import TensorProto, compose, helper, numpy_helper
+
+    if len(models) < 2:
+        raise ValueError(f"an ensemble needs two or more models (got {len(models)})")
+    loaded = [onnx.load(str(m)) for m in models]
+    sizes = [_input_size(m) for m in loaded]
+    h, w = max(sizes)
+    if any(abs(sh / sw - h / w) > 1e-6 or sh > h or sw > w for sh, sw in sizes):
+        raise ValueError(f"members must share one crop aspect (input sizes {sizes})")
+    nodes, inits, embeddings = [], [], []
+    for k, (model, (sh, sw)) in enumerate(zip(loaded, sizes)):
+        graph = compose.add_prefix(model, prefix=f"m{k}/").graph
+        source = "image"
+        if (sh, sw) != (h, w):
+            inits += [numpy_helper.from_array(shrink_operator(sh, h), f"m{k}/rows"),
+                      numpy_helper.from_array(shrink_operator(sw, w).T.copy(), f"m{k}/cols")]
+            nodes += [helper.make_node("MatMul", [f"m{k}/rows", "image"], [f"m{k}/tall"]),
+                      helper.make_node("MatMul", [f"m{k}/tall", f"m{k}/cols"], [f"m{k}/image"])]
+            source = f"m{k}/image"
+        inner = graph.input[0].name
+        for node in graph.node:
+            node.input[:] = [source if name == inner else name for name in node.input]
+        nodes += list(graph.node)
+        inits += list(graph.initializer)
+        embeddings.append(graph.output[0].name)
+    dim = loaded[0].graph.output[0].type.tensor_type.shape.dim[1].dim_value or "D"  # 0: not fixed in the file
+    nodes += [helper.make_node("Sum", embeddings, ["sum"]),
+              helper.make_node("LpNormalization", ["sum"], ["embedding"], axis=1, p=2)]
+    graph = helper.make_graph(
+        nodes, "embedder_ensemble", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, h, w])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", dim])], inits)
+    model = helper.make_model(graph, opset_imports=loaded[sizes.index((h, w))].opset_import)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    return out

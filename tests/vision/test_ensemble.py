@@ -1,0 +1,58 @@
+"""`raiox vision ensemble-embedders`: several embedding models served as one ONNX file."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from raiox.cli import app
+from raiox.vision.embedders import OnnxEmbedder, crop_size, l2_normalise, shipped_model
+from raiox.vision.ensemble import shrink_operator
+
+
+def _clean(output: str) -> str:
+    return " ".join(output.replace("│", " ").split())
+
+
+def test_shrink_operator_keeps_smooth_content_and_brightness():
+    op = shrink_operator(192, 256)
+    assert op.shape == (192, 256) and np.allclose(op.sum(1), 1, atol=1e-6)
+    ramp = np.linspace(0, 1, 256, dtype=np.float32)
+    centres = (np.arange(192) + 0.5) * 256 / 192 - 0.5  # where each output pixel sits on the input axis
+    inner = slice(4, -4)  # the blur is renormalised at the borders
+    assert np.allclose((op @ ramp)[inner], np.interp(centres, np.arange(256), ramp)[inner], atol=1e-4)
+    assert np.allclose(shrink_operator(96, 96), np.eye(96))
+
+
+@pytest.fixture(scope="module")
+def tall_model(tmp_path_factory):
+    """raiox-v10's weights exported at 256 x 128 (a member whose crop is larger than raiox-v10's)."""
+    from raiox.vision.net import from_onnx
+    from raiox.vision.train import export
+
+    path = tmp_path_factory.mktemp("tall") / "tall.onnx"
+    return export(from_onnx(shipped_model("raiox-v10")).eval(), path, (256, 128))
+
+
+def test_an_ensemble_embeds_the_normalised_sum_of_its_members(tmp_path, tall_model):
+    out = tmp_path / "ens.onnx"
+    result = CliRunner().invoke(app, ["vision", "ensemble-embedders", str(shipped_model("raiox-v10")),
+                                      str(tall_model), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    ensemble, small, tall = OnnxEmbedder(out, "ens"), OnnxEmbedder(shipped_model("raiox-v10"), "v10"), OnnxEmbedder(tall_model, "tall")
+    assert crop_size(ensemble) == (256, 128)  # the largest member's crop; the other's is cut inside the graph
+    rng = np.random.default_rng(0)
+    crops = [rng.random((256, 128), dtype=np.float32) for _ in range(3)]
+    rows, cols = shrink_operator(192, 256), shrink_operator(96, 128)
+    want = l2_normalise(small.embed([rows @ c @ cols.T for c in crops]) + tall.embed(crops))
+    got = ensemble.embed(crops)
+    assert got.shape == (3, 512) and np.abs(got - want).max() < 1e-5
+    assert np.abs(got - tall.embed(crops)).max() > 1e-3  # both members count
+
+
+def test_members_of_another_aspect_or_a_lone_model_are_refused(tmp_path):
+    v10, v1 = str(shipped_model("raiox-v10")), str(shipped_model("raiox-v1"))  # 192 x 96 and 192 x 64
+    result = CliRunner().invoke(app, ["vision", "ensemble-embedders", v10, v1, "--out", str(tmp_path / "x.onnx")])
+    assert result.exit_code != 0 and "one crop aspect" in _clean(result.output)
+    result = CliRunner().invoke(app, ["vision", "ensemble-embedders", v10, "--out", str(tmp_path / "y.onnx")])
+    assert result.exit_code != 0 and "two or more models" in _clean(result.output)
+    assert not list(tmp_path.glob("*.onnx"))
