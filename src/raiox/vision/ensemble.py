@@ -33,10 +33,23 @@ def shrink_operator(n_out: int, n_in: int) -> np.ndarray:
     return (sample @ blur).astype(np.float32)
 
 
-def _input_size(model) -> tuple[int, int]:
+def _input_size(model, path: Path) -> tuple[int, int]:
     dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or dims[1].dim_value != 1:
+        raise ValueError(f"{path}: not a one-channel crop model (input {[d.dim_value or d.dim_param for d in dims]})")
     h, w = (d.dim_value for d in dims[2:4])
     return (h, w) if h and w else (CROP_H, CROP_W)
+
+
+def _opsets(models) -> list:
+    """Each operator domain the members use, at the highest version any of them imports."""
+    from onnx import helper
+
+    best: dict[str, int] = {}
+    for model in models:
+        for op in model.opset_import:
+            best[op.domain] = max(best.get(op.domain, 0), op.version)
+    return [helper.make_opsetid(domain, version) for domain, version in best.items()]
 
 
 def ensemble(models: list[Path], out: Path) -> Path:
@@ -48,7 +61,7 @@ def ensemble(models: list[Path], out: Path) -> Path:
     if len(models) < 2:
         raise ValueError(f"an ensemble needs two or more models (got {len(models)})")
     loaded = [onnx.load(str(m)) for m in models]
-    sizes = [_input_size(m) for m in loaded]
+    sizes = [_input_size(m, p) for m, p in zip(loaded, models)]
     h, w = max(sizes)
     if any(abs(sh / sw - h / w) > 1e-6 or sh > h or sw > w for sh, sw in sizes):
         raise ValueError(f"members must share one crop aspect (input sizes {sizes})")
@@ -74,7 +87,7 @@ def ensemble(models: list[Path], out: Path) -> Path:
     graph = helper.make_graph(
         nodes, "embedder_ensemble", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, h, w])],
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", dim])], inits)
-    model = helper.make_model(graph, opset_imports=loaded[sizes.index((h, w))].opset_import)
+    model = helper.make_model(graph, opset_imports=_opsets(loaded))
     onnx.checker.check_model(model)
     onnx.save(model, str(out))
     return out
