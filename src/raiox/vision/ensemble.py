@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from raiox.vision.canonical import CROP_H, CROP_W
-
 
 def shrink_operator(n_out: int, n_in: int) -> np.ndarray:
     """(n_out, n_in) float32 matrix resampling a crop axis from ``n_in`` to ``n_out`` pixels: Gaussian blur of
@@ -33,12 +31,17 @@ def shrink_operator(n_out: int, n_in: int) -> np.ndarray:
     return (sample @ blur).astype(np.float32)
 
 
-def _input_size(model, path: Path) -> tuple[int, int]:
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    if len(dims) != 4 or dims[1].dim_value != 1:
-        raise ValueError(f"{path}: not a one-channel crop model (input {[d.dim_value or d.dim_param for d in dims]})")
-    h, w = (d.dim_value for d in dims[2:4])
-    return (h, w) if h and w else (CROP_H, CROP_W)
+def _members(models: list[Path]) -> list:
+    """Each member as the product reads it (``OnnxEmbedder``: its crop size, channels and vector size)."""
+    from raiox.vision.embedders import OnnxEmbedder
+
+    members = [OnnxEmbedder(path, model_id=path.name) for path in models]
+    for path, member in zip(models, members):
+        if member.channels != 1:
+            raise ValueError(f"{path}: not a one-channel crop model ({member.channels} channels)")
+    if len({m.dim for m in members}) != 1:
+        raise ValueError(f"members must give vectors of one size (got {[m.dim for m in members]})")
+    return members
 
 
 def _opsets(models) -> list:
@@ -53,15 +56,16 @@ def _opsets(models) -> list:
 
 
 def ensemble(models: list[Path], out: Path) -> Path:
-    """One embedding model out of ``models`` (ONNX, one-channel crops in, L2-normalised (N, D) out, every
-    member the same D). Input: the largest member's crop size, same aspect for all."""
+    """One embedding model out of ``models`` (ONNX, one-channel crops in, (N, D) out, every member the same D).
+    Input: the largest member's crop size, same aspect for all."""
     import onnx
     from onnx import TensorProto, compose, helper, numpy_helper
 
     if len(models) < 2:
         raise ValueError(f"an ensemble needs two or more models (got {len(models)})")
+    members = _members(models)
     loaded = [onnx.load(str(m)) for m in models]
-    sizes = [_input_size(m, p) for m, p in zip(loaded, models)]
+    sizes = [m.crop_size for m in members]
     h, w = max(sizes)
     if any(abs(sh / sw - h / w) > 1e-6 or sh > h or sw > w for sh, sw in sizes):
         raise ValueError(f"members must share one crop aspect (input sizes {sizes})")
@@ -81,7 +85,7 @@ def ensemble(models: list[Path], out: Path) -> Path:
         nodes += list(graph.node)
         inits += list(graph.initializer)
         embeddings.append(graph.output[0].name)
-    dim = loaded[0].graph.output[0].type.tensor_type.shape.dim[1].dim_value or "D"  # 0: not fixed in the file
+    dim = members[0].dim
     nodes += [helper.make_node("Sum", embeddings, ["sum"]),
               helper.make_node("LpNormalization", ["sum"], ["embedding"], axis=1, p=2)]
     graph = helper.make_graph(

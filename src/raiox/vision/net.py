@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -54,13 +57,16 @@ class FixtureNet(nn.Module):
 def row_pool(n: int, rows: int) -> torch.Tensor:
     """(n, rows) matrix averaging n axial positions into ``rows`` windows, as ``adaptive_avg_pool1d`` does; a
     MatMul in the exported graph (ONNX has no adaptive pooling whose output size does not divide its input's)."""
-    import numpy as np
+    return torch.from_numpy(_row_pool(n, rows))  # from numpy: a constant to the ONNX tracer (torch ops trace as ScatterND)
 
-    pool = np.zeros((n, rows), np.float32)  # numpy: a constant to the ONNX tracer (torch writes trace as ScatterND)
+
+@lru_cache(maxsize=8)
+def _row_pool(n: int, rows: int) -> np.ndarray:
+    pool = np.zeros((n, rows), np.float32)
     for j in range(rows):
         start, end = (j * n) // rows, -(-((j + 1) * n) // rows)
         pool[start:end, j] = 1.0 / (end - start)
-    return torch.from_numpy(pool)
+    return pool
 
 
 class Exported(nn.Module):
