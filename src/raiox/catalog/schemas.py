@@ -8,7 +8,7 @@ class CandidateOut(BaseModel):
     system: str = Field(description="Stable id of the implant system (demo systems: the spec id)")
     manufacturer: str
     name: str
-    score: float = Field(description="Mean cosine similarity of the system's three closest reference images (-1..1)")
+    score: float = Field(description="Mean cosine similarity of the system's two closest reference images (-1..1)")
 
 
 class ImplantOut(BaseModel):

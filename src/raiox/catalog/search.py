@@ -1,11 +1,12 @@
 """Catalog search: nearest reference embeddings (pgvector, cosine) aggregated to implant systems.
 
-Aggregation: a system scores the *mean* cosine similarity of its `SCORE_REFERENCES` (3) closest
+Aggregation: a system scores the *mean* cosine similarity of its `SCORE_REFERENCES` (2) closest
 reference images (all of them when it has fewer). The closest reference is what an expert looks
 for, and `reference_image_id` names it; asking for more than one close view keeps a sibling
 system from winning on one chance resemblance. On the demo-catalog evaluation this ranks the
 right system first about 2 points more often than the best reference alone (docs/benchmarks.md,
-session 12); a mean over all references would punish systems whose references cover many sizes.
+session 12; three references until session 26, two since); a mean over all references would punish
+systems whose references cover many sizes.
 
 Search runs in two steps. A pool of systems is ranked by their best reference (the approximate
 path over-fetches reference rows from the model's partial HNSW index, `hnsw.ef_search` sized to

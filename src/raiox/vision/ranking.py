@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-SCORE_REFERENCES = 3  # a system scores the mean similarity of this many of its closest references
+SCORE_REFERENCES = 2  # a system scores the mean similarity of this many of its closest references (3 until
+# session 26: with raiox-v11, 2 ranks the right system first more often on all three evaluation seeds;
+# docs/benchmarks.md, session-26 note)
 ORIENTATION_MARGIN = 0.075  # a located fixture is read the other way up when that matches the catalog by this much
 # more (best system score): the localiser's platform-end call overruled (docs/benchmarks.md, session 21)
 RERANK_POOL = 5  # the nearest systems the connection reader reorders (raiox.catalog.search.RERANK_POOL; search
