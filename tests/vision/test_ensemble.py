@@ -55,6 +55,9 @@ def test_members_of_another_aspect_or_a_lone_model_are_refused(tmp_path):
     assert result.exit_code != 0 and "one crop aspect" in _clean(result.output)
     result = CliRunner().invoke(app, ["vision", "ensemble-embedders", v10, "--out", str(tmp_path / "y.onnx")])
     assert result.exit_code != 0 and "two or more models" in _clean(result.output)
+    rgb = str(_three_channel_model(tmp_path / "rgb.onnx"))
+    result = CliRunner().invoke(app, ["vision", "ensemble-embedders", v10, rgb, "--out", str(tmp_path / "z.onnx")])
+    assert result.exit_code != 0 and "not a one-channel crop model" in _clean(result.output)
     assert not list(tmp_path.glob("[xyz].onnx"))
 
 

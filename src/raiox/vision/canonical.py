@@ -11,6 +11,7 @@ import numpy as np
 CROP_H, CROP_W = 192, 64  # model input (rows, cols); aspect 3:1
 AXIAL_MARGIN = 0.06  # fraction of the fixture length kept beyond each end
 LATERAL_MARGIN = 0.15  # fraction of the width kept beyond each side
+ANTIALIAS_SIGMA = 0.45  # Gaussian blur before shrinking, in output pixels (sigma ANTIALIAS_SIGMA / scale on the input)
 
 
 def box_frame(box: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -43,7 +44,7 @@ def canonical_crop(image: np.ndarray, box: np.ndarray, size: tuple[int, int] = (
     img = np.asarray(image, dtype=np.float32)
     matrix, scale, length, width = _affine(box, out_h, out_w)
     if scale < 1:  # anti-alias before shrinking: threads are fine periodic detail
-        img = _blur_region(img, box, sigma=0.45 / scale)
+        img = _blur_region(img, box, sigma=ANTIALIAS_SIGMA / scale)
     crop = cv2.warpAffine(img, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     keep = _keep_mask(out_h, out_w, length * scale, width * scale)
     inside = crop[keep > 0.5]

@@ -16,10 +16,13 @@ import numpy as np
 
 def shrink_operator(n_out: int, n_in: int) -> np.ndarray:
     """(n_out, n_in) float32 matrix resampling a crop axis from ``n_in`` to ``n_out`` pixels: Gaussian blur of
-    sigma 0.45 / scale (``canonical_crop``'s anti-aliasing), then linear interpolation at the output centres."""
+    sigma ``ANTIALIAS_SIGMA`` / scale (``canonical_crop``'s anti-aliasing), then linear interpolation at the output
+    centres."""
+    from raiox.vision.canonical import ANTIALIAS_SIGMA
+
     scale = n_out / n_in
     x = np.arange(n_in, dtype=np.float64)
-    blur = np.exp(-0.5 * ((x[:, None] - x[None, :]) * scale / 0.45) ** 2) if scale < 1 else np.eye(n_in)
+    blur = np.exp(-0.5 * ((x[:, None] - x[None, :]) * scale / ANTIALIAS_SIGMA) ** 2) if scale < 1 else np.eye(n_in)
     blur /= blur.sum(1, keepdims=True)
     sample = np.zeros((n_out, n_in))
     for i, p in enumerate(np.clip((np.arange(n_out) + 0.5) / scale - 0.5, 0, n_in - 1)):
