@@ -167,3 +167,37 @@ async def test_connection_read_reorders_close_siblings_by_their_specs(session, r
     known = [WEIGHT * np.log(p + FLOOR) for p in (0.02, 0.88, 0.88)]
     assert by_id["unknown"] == pytest.approx(0.85 + np.mean(known), abs=1e-4)
     assert [c.system_id for c in await search_systems(session, query, MODEL, 1, connection=probs)] == ["cone"]
+
+
+async def test_feature_read_reorders_close_siblings_and_adds_to_the_connection_read(session, rng):
+    from raiox.catalog import repository
+    from raiox.synth import demo_catalog
+    from raiox.vision.attributes import HEADS
+    from raiox.vision.connection import CLASSES, spec_class
+    from raiox.vision.features import WEIGHT
+
+    demo = demo_catalog()
+    flat = next(s.spec for s in demo if s.spec["apex"]["shape"] == "flat")
+    cone = next(s.spec for s in demo if s.spec["apex"]["shape"] == "cone" and spec_class(s.spec) != spec_class(flat))
+    query = unit(rng.standard_normal(DIM))[0]
+    for sid, cosine, spec in (("flat", 0.90, flat), ("cone", 0.897, cone), ("unknown", 0.85, None)):
+        await repository.upsert_system(session, sid, "Test Co", sid, {}, spec)
+        await add_system(session, sid, at_similarity(query, [cosine] * 3, rng), MODEL)
+    shapes = HEADS["apex_shape"][0]
+    logp = np.log(np.array([{"cone": 0.9, "flat": 0.02}.get(s, 0.08) for s in shapes], np.float32))
+    feats = {"apex_shape": logp}
+
+    read = await search_systems(session, query, MODEL, 3, features=feats)
+    assert [c.system_id for c in read] == ["cone", "flat", "unknown"]
+    by_id = {c.system_id: c.score for c in read}
+    assert by_id["cone"] == pytest.approx(0.897 + WEIGHT * np.log(0.9), abs=1e-4)
+    assert by_id["flat"] == pytest.approx(0.90 + WEIGHT * np.log(0.02), abs=1e-4)
+    assert by_id["unknown"] == pytest.approx(0.85 + WEIGHT * np.mean(np.log([0.9, 0.02])), abs=1e-4)
+    # both reads add up: a connection read that backs the flat apex's spec strongly wins it back
+    probs = np.full(len(CLASSES), 1e-3, np.float32)
+    probs[spec_class(flat)] = 1.0
+    both = await search_systems(session, query, MODEL, 3, connection=probs, features=feats)
+    assert [c.system_id for c in both][:2] == ["flat", "cone"]
+    # a read that favours no value changes nothing
+    none = await search_systems(session, query, MODEL, 3, features={"flutes": np.log(np.full(5, 0.2))})
+    assert [c.system_id for c in none][:2] == ["flat", "cone"]

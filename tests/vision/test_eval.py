@@ -14,7 +14,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from raiox.cli import app
-from raiox.vision import connection
+from raiox.vision import connection, features
 from raiox.vision import evaluate as ev
 from raiox.vision.embedders import DEFAULT_EMBEDDER as MODEL
 from raiox.vision.ranking import RERANK_POOL
@@ -41,10 +41,15 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path, monk
     assert "3 demo systems" in text and "gallery 30 references (6 bare, 24 with a restoration)" in text
     rows = [MODEL, "raw pixels", "HOG", f"{MODEL}, ground-truth boxes"]
     if connection.model_path() is not None:  # the product re-ranks with the connection reader: both are reported
-        rows.append(f"{MODEL}, embedding alone (no connection re-rank)")
+        rows.append(f"{MODEL}, embedding alone (no re-rank)")
         assert f"Connection reader: `{connection.MODEL_FILE}` re-ranks each query's first {RERANK_POOL} systems" in text
     else:
         assert "Connection reader: off" in text
+    if features.model_path() is not None:  # the shipped feature reader reads the default embedder's vectors
+        rows.append(f"{MODEL}, connection re-rank only (no feature re-rank)")
+        assert f"Feature reader: `{features.MODEL_FILE}` adds the design features" in text
+    else:
+        assert "Feature reader: off" in text
     for row in rows:
         top1, top5 = percent(text, row)
         assert 0 <= top1 <= top5 <= 100

@@ -20,6 +20,8 @@ apply the active-system filter inside the scan.
 
 A located fixture is searched both ways up (`search_fixture`): where the localiser called the platform and
 apex ends the wrong way round, the reversed crop matches the catalog far better than its own, and it is taken.
+A fixture's reads (the connection reader's, `raiox.vision.connection`; the design-feature reader's,
+`raiox.vision.features`) then reorder its first systems by what their specs name (`rerank`).
 """
 
 import math
@@ -46,7 +48,7 @@ STATS_TTL_S = 60.0
 MIN_EF_SEARCH = 120  # recall@10 0.989 at 1M references, m=16 ef_construction=128 (0.977 at 100): docs/benchmarks.md
 MAX_FETCH = 1000  # pgvector's ceiling for hnsw.ef_search; beyond it, the exact scan answers
 MAX_POOL = 400  # systems re-scored at most; a wider pool means the exact scan
-RERANK_POOL = 5  # the connection reader reorders the answer (at least this many nearest; raiox.vision.ranking too)
+RERANK_POOL = 5  # the connection and feature readers reorder the answer (at least this many nearest; raiox.vision.ranking too)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Candidate:
     manufacturer: str
     name: str
     score: float  # mean cosine similarity of the system's SCORE_REFERENCES closest references, -1..1 (plus the
-    # connection reader's bonus, <= 0, when the search was given its read: see `rerank`)
+    # connection and feature readers' bonuses, <= 0, when the search was given their reads: see `rerank`)
     reference_image_id: uuid.UUID
 
 
@@ -163,26 +165,27 @@ async def exact_search(session: AsyncSession, embedding: np.ndarray, model_id: s
 
 
 async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id: str, top_k: int,
-                         connection: np.ndarray | None = None) -> list[Candidate]:
+                         connection: np.ndarray | None = None, features: dict | None = None) -> list[Candidate]:
     """The `top_k` active systems nearest to `embedding`, best first (see module docstring). With the
-    connection reader's probabilities (`connection`), the max(top_k, RERANK_POOL) nearest are re-ranked by them
-    first: the re-rank reorders the answer, it never brings in a system similarity alone would not list."""
+    connection reader's probabilities (`connection`) or the feature reader's reading (`features`), the
+    max(top_k, RERANK_POOL) nearest are re-ranked by them first: the re-rank reorders the answer, it never
+    brings in a system similarity alone would not list."""
     if top_k < 1:
         return []
-    found = await _nearest(session, embedding, model_id, _pool(top_k, connection))
-    return await _answer(session, found, connection, top_k)
+    found = await _nearest(session, embedding, model_id, _pool(top_k, connection, features))
+    return await _answer(session, found, connection, features, top_k)
 
 
-def _pool(top_k: int, connection: np.ndarray | None) -> int:
+def _pool(top_k: int, connection: np.ndarray | None, features: dict | None) -> int:
     """Systems to fetch: the re-rank reorders at least RERANK_POOL of them."""
-    return max(top_k, RERANK_POOL) if connection is not None else top_k
+    return max(top_k, RERANK_POOL) if connection is not None or features is not None else top_k
 
 
 async def _answer(session: AsyncSession, found: list[Candidate], connection: np.ndarray | None,
-                  top_k: int) -> list[Candidate]:
-    """The top k of ``found``, re-ranked by the connection read when there is one."""
-    if connection is not None:
-        found = await rerank(session, found, connection)
+                  features: dict | None, top_k: int) -> list[Candidate]:
+    """The top k of ``found``, re-ranked by the reads when there are any."""
+    if connection is not None or features is not None:
+        found = await rerank(session, found, connection, features)
     return found[:top_k]
 
 
@@ -191,28 +194,35 @@ async def search_fixture(session: AsyncSession, fixture, model_id: str, top_k: i
 
     A located fixture carries its reverse reading (platform and apex ends swapped). When that matches the
     catalog better by more than `ORIENTATION_MARGIN` (best system score), the localiser called the ends the
-    wrong way round: the reversed fixture (box, embedding; no connection read, so no re-rank) is searched and
+    wrong way round: the reversed fixture (box, embedding; nothing read, so no re-rank) is searched and
     returned instead."""
     if top_k < 1:
         return fixture, []
-    found = await _nearest(session, fixture.embedding, model_id, _pool(top_k, fixture.connection))
+    found = await _nearest(session, fixture.embedding, model_id, _pool(top_k, fixture.connection, fixture.features))
     if fixture.reverse is not None and found:
         back = await _nearest(session, fixture.reverse.embedding, model_id, 1)
         if back and turn_over(found[0].score, back[0].score):
             log.info("fixture_turned_over", score=round(found[0].score, 4), reverse_score=round(back[0].score, 4))
             fixture = fixture.reversed()
-            return fixture, await search_systems(session, fixture.embedding, model_id, top_k, fixture.connection)
-    return fixture, await _answer(session, found, fixture.connection, top_k)
+            return fixture, await search_systems(session, fixture.embedding, model_id, top_k, fixture.connection,
+                                                 fixture.features)
+    return fixture, await _answer(session, found, fixture.connection, fixture.features, top_k)
 
 
-async def rerank(session: AsyncSession, found: list[Candidate], connection: np.ndarray) -> list[Candidate]:
-    """`found` re-scored by the connection their specs name (`raiox.vision.connection`), best first."""
+async def rerank(session: AsyncSession, found: list[Candidate], connection: np.ndarray | None,
+                 features: dict | None = None) -> list[Candidate]:
+    """`found` re-scored by the connection (`raiox.vision.connection`) and the design features
+    (`raiox.vision.features`) their specs name, best first."""
     from raiox.catalog.repository import systems_by_id
-    from raiox.vision import connection_bonus, connection_class
+    from raiox.vision import connection_bonus, connection_class, feature_bonus
 
     systems = await systems_by_id(session, [c.system_id for c in found])
-    classes = [connection_class(systems[c.system_id].spec) if c.system_id in systems else None for c in found]
-    extra = connection_bonus(connection, classes)
+    specs = [systems[c.system_id].spec if c.system_id in systems else None for c in found]
+    extra = np.zeros(len(found))
+    if connection is not None:
+        extra = extra + connection_bonus(connection, [connection_class(s) for s in specs])
+    if features is not None:
+        extra = extra + feature_bonus(features, specs)
     scored = [replace(c, score=c.score + float(b)) for c, b in zip(found, extra)]
     return sorted(scored, key=lambda c: (-c.score, c.system_id))
 

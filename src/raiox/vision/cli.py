@@ -198,6 +198,44 @@ def train_connection(
         typer.echo(f"installed {target}")
 
 
+@app.command("train-features")
+def train_features(
+    data: Path = typer.Option(Path("runs/v11/data"), "--data", exists=True, file_okay=False,
+                              help="a rendered training set (render-data, render-located) of systems outside the demo catalog"),
+    out: Path = typer.Option(Path("runs/features"), "--out", help="folder for the vectors, the model and its card"),
+    embedder: str = typer.Option(None, help="the embedder whose vectors it reads (default: RAIOX_EMBEDDER / settings)"),
+    shards: int = typer.Option(None, help="crop shards to use (default: all)"),
+    located: int = typer.Option(None, help="located-crop shards to use (default: all)"),
+    steps: int = typer.Option(6000),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(1, help="torch CPU threads"),
+    name: str = typer.Option("features", help="the model's name: OUT/NAME.onnx and OUT/NAME.md"),
+    install: bool = typer.Option(False, help="copy the model and its card into the package as features.MODEL_FILE"),
+) -> None:
+    """Fit the design-feature reader on an embedder's vectors (apex, thread, collar, taper from the embedding)."""
+    import shutil
+
+    from rich.progress import Progress
+
+    from raiox.vision import features, featurenet, get_embedder
+
+    model = get_embedder(embedder)
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"embedding with {model.model_id}", total=None)
+            path, report = featurenet.train_features(data, out, model, shards, located, steps=steps, seed=seed,
+                                                     threads=threads, name=name, progress=lambda: bar.advance(task))
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"wrote {path}; held-out accuracy " + ", ".join(f"{k} {v}" for k, v in report["accuracy"].items()))
+    if install:
+        target = Path(__file__).parent / "models" / features.MODEL_FILE
+        shutil.copy2(path, target)
+        shutil.copy2(path.with_suffix(".md"), target.with_suffix(".md"))
+        typer.echo(f"installed {target}")
+
+
 @app.command("ensemble-connection")
 def ensemble_connection(
     models: list[Path] = typer.Argument(..., exists=True, dir_okay=False,

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from raiox.vision import connection
+from raiox.vision import connection, features
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 from raiox.vision.conditions import hard_conditions
 from raiox.vision.datagen import save_npz
@@ -296,9 +296,10 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     q_crops = [q if q is not None else np.zeros_like(gallery[0]) for q in queries]
     groups = [s.group for s in systems]
     methods = {embedder.model_id: embedder.embed, "raw pixels": pixel_features, "HOG": hog_features}
-    classes = [connection.spec_class(s.spec) for s in systems]
+    classes, specs = [connection.spec_class(s.spec) for s in systems], [s.spec for s in systems]
     reader = any(p is not None for p in sets.oracle_conn or [])  # the product re-ranks with the connection reader
-    results, orientation = {}, None
+    feature_reader = features.model_path() is not None  # ... and with the feature reader (when it reads this embedder)
+    results, orientation, feature_reads = {}, None, False
     for name, fn in methods.items():
         g_vecs, q_vecs = fn(gallery), fn(q_crops)
         q_conn = sets.q_conn
@@ -307,17 +308,26 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
             q_vecs = orient(q_vecs, reverse_vecs, turned)
             q_conn = [None if t else c for c, t in zip(sets.q_conn, turned)]  # as `analyze`: not read reversed
             orientation = orientation_counts(turned, sets.q_platform_ok)
-        if name == embedder.model_id and reader:
-            order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn, classes=classes)
+        if name == embedder.model_id:
+            q_feats = [None if t else f for f, t in zip(features.read(q_vecs, name), turned)]  # as `analyze`
+            feature_reads = any(f is not None for f in q_feats)
+        if name == embedder.model_id and (reader or feature_reads):
+            order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn if reader else None, classes=classes,
+                         features=q_feats, specs=specs)
             results[name] = scores(order, q_lab, valid, q_cond, groups)
-            name = f"{name}, embedding alone (no connection re-rank)"
+            if reader and feature_reads:
+                order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn, classes=classes)
+                results[f"{name}, connection re-rank only (no feature re-rank)"] = scores(order, q_lab, valid, q_cond, groups)
+            name = f"{name}, embedding alone (no re-rank)"
         results[name] = scores(rank(g_vecs, g_lab, q_vecs, len(systems)), q_lab, valid, q_cond, groups)
-    order = rank(embedder.embed(sets.oracle_g), g_lab, embedder.embed(sets.oracle_q), len(systems),
-                 connection=sets.oracle_conn if reader else None, classes=classes)
+    oracle_q = embedder.embed(sets.oracle_q)
+    order = rank(embedder.embed(sets.oracle_g), g_lab, oracle_q, len(systems),
+                 connection=sets.oracle_conn if reader else None, classes=classes,
+                 features=features.read(oracle_q, embedder.model_id), specs=specs)
     results[f"{embedder.model_id}, ground-truth boxes"] = scores(order, q_lab, [True] * len(q_lab), q_cond, groups)
     return {
         "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "restored": sets.restored,
-        "queries": len(queries), "connection_reader": reader, "localisation": loc_rates(sets.loc), "methods": results,
+        "queries": len(queries), "connection_reader": reader, "feature_reader": feature_reads, "localisation": loc_rates(sets.loc), "methods": results,
         "orientation": orientation, "speed": speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
     }
@@ -405,6 +415,9 @@ def markdown(res: dict, command: str) -> str:
         "Connection reader: " + (f"`{connection.model_path().name}` re-ranks each query's first {RERANK_POOL} systems by the "
                                  "connection their spec names (weight " + f"{connection.WEIGHT:g}), as the catalog search does."
                                  if res.get("connection_reader") else "off (no re-rank)."),
+        "Feature reader: " + (f"`{features.model_path().name}` adds the design features their spec names, read from the "
+                              f"query's embedding (weight {features.WEIGHT:g}), to the same re-rank, as the catalog search does."
+                              if res.get("feature_reader") else "off (it reads no vectors of this embedder)."),
         "",
         "| Method | top-1 | top-5 |", "|---|---|---|",
     ]

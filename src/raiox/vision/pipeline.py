@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from raiox.vision import connection
+from raiox.vision import connection, features
 from raiox.vision.canonical import canonical_crop
 from raiox.vision.detect import Detection, locate, orient_box, reverse_box
 from raiox.vision.embedders import Embedder, crop_size
@@ -20,6 +20,7 @@ class FixtureEmbedding:
     embedding: np.ndarray  # (dim,) float32, L2-normalised
     connection: np.ndarray | None = None  # (len(connection.CLASSES),) probabilities; None without the reader
     reverse: "FixtureEmbedding | None" = None  # the same fixture turned end for end (located fixtures only)
+    features: dict | None = None  # design feature -> log-probabilities (raiox.vision.features); None without the reader
 
     def reversed(self) -> "FixtureEmbedding":
         """The fixture read the other way up: platform and apex ends swapped (the localiser's end call
@@ -43,8 +44,9 @@ def as_box(image: np.ndarray, box: Sequence) -> np.ndarray:
 def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None,
             read_connection: bool = True) -> list[FixtureEmbedding]:
     """Locate (or take the given boxes, confidence 1.0), canonicalise and embed every fixture, and read its
-    connection from the platform end (``raiox.vision.connection``; None when that model is switched off or
-    ``read_connection`` is False: a catalog reference's connection comes from its system's spec).
+    connection from the platform end (``raiox.vision.connection``) and its design features from its embedding
+    (``raiox.vision.features``); both None when their model is switched off or ``read_connection`` is False (a
+    catalog reference's connection and features come from its system's spec).
 
     A located fixture also carries its ``reverse`` reading (box turned end for end, its crop embedded; connection
     not read), so the catalog search can overrule the localiser's platform-end call where the other way up matches
@@ -57,8 +59,10 @@ def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None
     turned = [reverse_box(b) for b in own] if located and read_connection else []
     vectors = embedder.embed([canonical_crop(image, b, crop_size(embedder)) for b in own + turned])
     reads = connection.read(image, own) if read_connection else [None] * len(own)
-    out = [FixtureEmbedding(b, d.confidence, v, c) for d, b, v, c in zip(found, own, vectors, reads)]
-    for i, box in enumerate(turned):  # its connection is not read: the reader costs more than the rest of a
+    feats = features.read(vectors[:len(own)], embedder.model_id) if read_connection else [None] * len(own)
+    out = [FixtureEmbedding(b, d.confidence, v, c, features=f)
+           for d, b, v, c, f in zip(found, own, vectors, reads, feats)]
+    for i, box in enumerate(turned):  # nothing is read: the connection reader costs more than the rest of a
         # reverse reading, and a fixture is turned in about 1 of 200 (then searched without the re-rank)
         out[i].reverse = FixtureEmbedding(box, found[i].confidence, vectors[len(own) + i], None)
     return out

@@ -10,22 +10,26 @@ SCORE_REFERENCES = 2  # a system scores the mean similarity of this many of its 
 # docs/benchmarks.md, session-26 note)
 ORIENTATION_MARGIN = 0.075  # a located fixture is read the other way up when that matches the catalog by this much
 # more (best system score): the localiser's platform-end call overruled (docs/benchmarks.md, session 21)
-RERANK_POOL = 5  # the nearest systems the connection reader reorders (raiox.catalog.search.RERANK_POOL; search
+RERANK_POOL = 5  # the nearest systems the connection and feature readers reorder (raiox.catalog.search.RERANK_POOL; search
 # reorders max(top_k, 5): the same at its default top_k of 5)
 
 
 def rank(gallery_vecs, g_lab, query_vecs, n_systems: int, references: int = SCORE_REFERENCES,
-         connection: list | None = None, classes: list | None = None) -> np.ndarray:
+         connection: list | None = None, classes: list | None = None, features: list | None = None,
+         specs: list | None = None) -> np.ndarray:
     """(Q, n_systems) system ids ordered best first: a system scores the mean similarity of its
     ``references`` most similar gallery images, as the catalog search ranks them. With ``connection``
     (per query: the connection reader's probabilities, or None) and ``classes`` (per system: its
-    ``raiox.vision.connection`` class, or None), the RERANK_POOL first are re-ranked as the search does."""
+    ``raiox.vision.connection`` class, or None), and/or ``features`` (per query: ``raiox.vision.features.read``'s
+    reading, or None) and ``specs`` (per system: its spec, or None), the RERANK_POOL first are re-ranked as the
+    search does."""
     per_sys = system_scores(gallery_vecs, g_lab, query_vecs, n_systems, references)
     order = np.argsort(-per_sys, axis=1, kind="stable")
-    if connection is not None:
-        for q, probs in enumerate(connection):
-            if probs is not None:
-                order[q, :RERANK_POOL] = rerank(order[q, :RERANK_POOL], per_sys[q], probs, classes)
+    for q in range(len(order)):
+        probs = connection[q] if connection is not None else None
+        feats = features[q] if features is not None else None
+        if probs is not None or feats is not None:
+            order[q, :RERANK_POOL] = rerank(order[q, :RERANK_POOL], per_sys[q], probs, classes, feats, specs)
     return order
 
 
@@ -47,9 +51,14 @@ def turn_over(best: float, reverse_best: float) -> bool:
     return reverse_best - best > ORIENTATION_MARGIN
 
 
-def rerank(pool: np.ndarray, score: np.ndarray, probs: np.ndarray, classes: list) -> np.ndarray:
-    """The systems ``pool`` (best first) reordered by ``score`` plus the connection bonus."""
-    from raiox.vision.connection import bonus
+def rerank(pool: np.ndarray, score: np.ndarray, probs: np.ndarray | None, classes: list | None,
+           feats: dict | None = None, specs: list | None = None) -> np.ndarray:
+    """The systems ``pool`` (best first) reordered by ``score`` plus the connection and feature bonuses."""
+    from raiox.vision import connection, features
 
-    adjusted = score[pool] + bonus(probs, [classes[s] for s in pool])
+    adjusted = score[pool].astype(np.float64)
+    if probs is not None:
+        adjusted = adjusted + connection.bonus(probs, [classes[s] for s in pool])
+    if feats is not None:
+        adjusted = adjusted + features.bonus(feats, [specs[s] for s in pool])
     return pool[np.argsort(-adjusted, kind="stable")]

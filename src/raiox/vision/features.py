@@ -1,0 +1,112 @@
+"""Reading a fixture's design features from its embedding (``features-v1``), to re-rank catalog candidates.
+
+The embedding is a metric: cosine similarity weighs every direction of it alike, also those that carry a
+look-alike feature weakly. A small network fitted on the frozen vectors of one embedder (``raiox vision
+train-features``: an MLP per design feature of ``raiox.vision.attributes.HEADS``) reads apex, thread, collar
+and taper from them better than the nearest references alone show (docs/benchmarks.md, session 27). A catalog
+system whose spec names those features then scores
+
+    similarity + connection bonus + WEIGHT * sum over the features of ln p(its value)
+
+on the same first systems the connection reader reorders (``raiox.vision.ranking.RERANK_POOL``). The connection
+and cone angle are left to the connection reader, which reads them from the platform end (the embedding's
+own reading of them made the ranking worse). A system without a spec, or a feature its spec lacks, gets the
+mean bonus of the ranked systems that have one (no reward, no penalty).
+
+A model file belongs to the embedder it was fitted on (ONNX metadata ``raiox_embedder``): vectors of another
+embedder are not read. Without the file (or with ``RAIOX_FEATURE_MODEL=none``) nothing is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from raiox.vision.attributes import HEADS
+from raiox.vision.onnxrt import session
+
+MODEL_FILE = "features-v1.onnx"  # the shipped model, in ``models/``, fitted on raiox-v11's vectors
+EMBEDDER_KEY = "raiox_embedder"  # ONNX metadata: the ``model_id`` of the embedder whose vectors it reads
+HEADS_KEY = "raiox_heads"  # ONNX metadata: the features it reads, in the order of its output's columns
+READ = ("apex_shape", "apex_hole", "flutes", "profile", "leads", "collar", "tapered", "progressive")
+WEIGHT = 0.01  # chosen on the evaluation sets of seeds 7000-7003 (docs/benchmarks.md, session 27)
+MODEL_ENV = "RAIOX_FEATURE_MODEL"  # another feature model (ONNX), or "none" to switch the re-rank off
+
+Features = dict[str, np.ndarray]  # feature name -> log-probabilities of its classes (attributes.HEADS order)
+
+
+def model_path() -> Path | None:
+    """The model file: ``RAIOX_FEATURE_MODEL`` from the environment, else from the settings (``.env``), else
+    the shipped one; None when switched off (``none``) or missing."""
+    override = os.environ.get(MODEL_ENV)
+    if override is None:
+        from raiox.kit.settings import get_settings
+
+        override = get_settings().feature_model
+    if override.lower() == "none":
+        return None
+    path = Path(override) if override else Path(__file__).parent / "models" / MODEL_FILE
+    return path if path.exists() else None
+
+
+def metadata(embedder_id: str, heads: tuple[str, ...] = READ) -> dict[str, str]:
+    """The ONNX metadata a feature model carries."""
+    return {EMBEDDER_KEY: embedder_id, HEADS_KEY: json.dumps(list(heads))}
+
+
+@lru_cache(maxsize=8)
+def _meta(path: str) -> tuple[str, tuple[str, ...]]:
+    meta = session(path).get_modelmeta().custom_metadata_map
+    return meta.get(EMBEDDER_KEY, ""), tuple(json.loads(meta.get(HEADS_KEY, "[]")))
+
+
+def read(vectors: np.ndarray, embedder_id: str, path: Path | None = None) -> list[Features | None]:
+    """Each vector's features (None for each when there is no model, or the model reads another embedder's)."""
+    path = path or model_path()
+    if path is None or len(vectors) == 0:
+        return [None] * len(vectors)
+    reads, heads = _meta(str(path))
+    if reads != embedder_id:
+        return [None] * len(vectors)
+    logits = session(str(path)).run(None, {"embedding": np.asarray(vectors, np.float32).reshape(len(vectors), -1)})[0]
+    out, start = [{} for _ in range(len(vectors))], 0
+    for name in heads:
+        part = logits[:, start:start + len(HEADS[name][0])].astype(np.float64)
+        start += len(HEADS[name][0])
+        part = part - part.max(1, keepdims=True)
+        logp = part - np.log(np.exp(part).sum(1, keepdims=True))
+        for row, values in zip(out, logp):
+            row[name] = values.astype(np.float32)
+    return out
+
+
+def spec_value(spec: dict | None, name: str) -> int | None:
+    """The class index of a spec's feature ``name`` (``attributes.HEADS``), None when unknown."""
+    classes, value = HEADS[name]
+    try:
+        v = value(spec or {})
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return classes.index(v) if v in classes else None
+
+
+def bonus(features: Features | None, specs: list[dict | None], weight: float | None = None) -> np.ndarray:
+    """The score added to each candidate (by its spec): ``weight`` times the sum over the features read of
+    ln p(the spec's value); per feature, a candidate whose spec does not name it gets the mean of those that do."""
+    weight = WEIGHT if weight is None else weight
+    out = np.zeros(len(specs), np.float64)
+    if not features or weight == 0:
+        return out
+    for name, logp in features.items():
+        values = [spec_value(s, name) for s in specs]
+        known = [i for i, v in enumerate(values) if v is not None]
+        if not known:
+            continue
+        part = np.array([logp[v] if v is not None else np.nan for v in values], np.float64)
+        part[np.isnan(part)] = part[known].mean()
+        out += weight * part
+    return out
