@@ -113,13 +113,15 @@ async def test_openapi_documents_the_catalog_routes(client):
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
-async def test_identify_re_ranks_by_the_connection_read_when_systems_carry_specs(client, auth, catalog, session):
+async def test_identify_re_ranks_by_the_connection_and_feature_reads_when_systems_carry_specs(client, auth, catalog,
+                                                                                               session):
     import numpy as np
     import pytest
 
     from raiox.catalog import repository
     from raiox.synth import demo_catalog, render_reference, to_png
-    from raiox.vision import connection, read_image
+    from raiox.vision import connection, features, read_image
+    from raiox.vision.attributes import HEADS
 
     if connection.model_path() is None:
         pytest.skip(f"{connection.MODEL_FILE} is not shipped")
@@ -137,8 +139,16 @@ async def test_identify_re_ranks_by_the_connection_read_when_systems_carry_specs
     session.expire_all()  # the first request loaded the systems (spec None) into this test's shared session
     read = await ask()
     (probs,) = connection.read(read_image(png, "r.png"), [np.asarray(read["box"], np.float32)])
-    for candidate in read["candidates"]:
+    # the feature reader reads the default embedder's vectors: its probabilities come with the answer
+    assert set(read["features"]) == set(features.READ)
+    assert read["features"]["tapered"].keys() == {"false", "true"}
+    assert sum(read["features"]["apex_shape"].values()) == pytest.approx(1, abs=1e-3)
+    feats = {name: np.log([read["features"][name][str(v).lower()] for v in HEADS[name][0]]) for name in features.READ}
+    ranked = [c["system"] for c in read["candidates"]]
+    extra = features.bonus(feats, [specs[sid] for sid in ranked])
+    for candidate, feature_bonus in zip(read["candidates"], extra):
         before = next(c["score"] for c in plain["candidates"] if c["system"] == candidate["system"])
         cls = connection.spec_class(specs[candidate["system"]])
-        assert candidate["score"] == pytest.approx(before + connection.WEIGHT * np.log(probs[cls] + connection.FLOOR), abs=2e-3)
+        bonus = connection.WEIGHT * np.log(probs[cls] + connection.FLOOR) + feature_bonus
+        assert candidate["score"] == pytest.approx(before + bonus, abs=2e-3)
     assert [c["score"] for c in read["candidates"]] == sorted((c["score"] for c in read["candidates"]), reverse=True)

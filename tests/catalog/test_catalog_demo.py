@@ -31,9 +31,11 @@ def _closest_mean(database_url: str, reference, system_id: str, model_id: str | 
 def _check_shape(payload: dict, top_k: int) -> None:
     assert set(payload) == {"implants"} and payload["implants"]
     for implant in payload["implants"]:
-        assert set(implant) == {"box", "confidence", "candidates", "connection"}
+        assert set(implant) == {"box", "confidence", "candidates", "connection", "features"}
         read = implant["connection"]
         assert read is None or (len(read) == 9 and abs(sum(read.values()) - 1) < 1e-2)
+        feats = implant["features"]
+        assert feats is None or all(abs(sum(values.values()) - 1) < 1e-2 for values in feats.values())
         assert len(implant["box"]) == 4 and all(len(point) == 2 for point in implant["box"])
         assert 0 <= implant["confidence"] <= 1
         assert 1 <= len(implant["candidates"]) <= top_k
@@ -76,20 +78,31 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     _check_shape(payload, 2)
     best = payload["implants"][0]["candidates"][0]
     # the score is the mean similarity of the system's closest references (this one, 1.0, and its nearest others)
-    # plus the connection reader's bonus for the connection the system's demo spec names
+    # plus the connection reader's bonus for the connection the system's demo spec names, and the feature
+    # reader's for the apex, thread, collar and taper it names
     from raiox.synth import demo_catalog
-    from raiox.vision import connection
+    from raiox.vision import connection, features
+    from raiox.vision.attributes import HEADS
 
     assert best["system"] == "demo-002" and best["manufacturer"]
     read = payload["implants"][0]["connection"]
-    kind = connection.CLASSES[connection.spec_class(next(s.spec for s in demo_catalog() if s.id == "demo-002"))]
+    spec = next(s.spec for s in demo_catalog() if s.id == "demo-002")
+    kind = connection.CLASSES[connection.spec_class(spec)]
     bonus = connection.WEIGHT * np.log(read[kind] + connection.FLOOR) if read else 0.0
+    feats = payload["implants"][0].get("features")
+    if features.model_path() is not None:  # the shipped reader reads the default embedder's vectors
+        assert all(features.spec_value(spec, name) is not None for name in feats)  # no pool mean involved
+        logp = {name: np.log([feats[name][str(v).lower()] for v in HEADS[name][0]]) for name in feats}
+        bonus += features.bonus(logp, [spec])[0]
     assert 0.5 < best["score"] < 0.999
     assert abs(best["score"] - (_closest_mean(database_url, image, "demo-002") + bonus)) < 1e-3
 
     table = cli("identify", str(image))
     assert table.exit_code == 0 and "demo-002" in table.stdout and "Implant 1" in table.stdout
     assert f"connection read {max(read, key=read.get)}" in table.stdout
+    if feats:
+        apex = feats["apex_shape"]
+        assert f"apex_shape {max(apex, key=apex.get)}" in table.stdout
 
 
 def test_identify_rejects_a_file_that_is_not_an_image(tmp_path, cli, database_url):

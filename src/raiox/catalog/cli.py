@@ -237,6 +237,10 @@ def _print_identification(result) -> None:
         if implant.connection:
             kind, p = max(implant.connection.items(), key=lambda item: item[1])
             out.print(f"connection read {kind} ({p:.0%})")
+        if implant.features:
+            likely = (max(values.items(), key=lambda item: item[1]) for values in implant.features.values())
+            out.print("features read " + ", ".join(f"{name} {value} ({p:.0%})"
+                                                  for name, (value, p) in zip(implant.features, likely)))
 
 
 @tokens_app.command("create")

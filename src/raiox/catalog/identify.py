@@ -2,6 +2,8 @@
 
 import asyncio
 
+import numpy as np
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.catalog.schemas import CandidateOut, IdentifyOut, ImplantOut
@@ -18,6 +20,15 @@ def _connection(probs) -> dict[str, float] | None:
     return None if probs is None else {name: round(float(p), 4) for name, p in zip(CLASSES, probs)}
 
 
+def _features(read) -> dict[str, dict[str, float]] | None:
+    from raiox.vision.attributes import HEADS
+
+    if read is None:
+        return None
+    return {name: {str(value).lower(): round(float(p), 4) for value, p in zip(HEADS[name][0], np.exp(logp))}
+            for name, logp in read.items()}
+
+
 async def identify(session: AsyncSession, data: bytes, filename: str | None, top_k: int, embedder=None) -> IdentifyOut:
     """Ranked candidates per implant found (`raiox identify`, `POST /identify`). Stores nothing."""
     from raiox.vision import analyze, get_embedder, read_image
@@ -30,7 +41,7 @@ async def identify(session: AsyncSession, data: bytes, filename: str | None, top
         fixture, found = await search_fixture(session, fixture, embedder.model_id, top_k)
         implants.append(ImplantOut(
             box=_round_box(fixture.box), confidence=round(float(fixture.confidence), 4),
-            connection=_connection(fixture.connection),
+            connection=_connection(fixture.connection), features=_features(fixture.features),
             candidates=[CandidateOut(system=c.system_id, manufacturer=c.manufacturer, name=c.name,
                                      score=round(c.score, 4)) for c in found],
         ))

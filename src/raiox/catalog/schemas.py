@@ -8,7 +8,8 @@ class CandidateOut(BaseModel):
     system: str = Field(description="Stable id of the implant system (demo systems: the spec id)")
     manufacturer: str
     name: str
-    score: float = Field(description="Mean cosine similarity of the system's two closest reference images (-1..1)")
+    score: float = Field(description="Mean cosine similarity of the system's two closest reference images (-1..1), "
+                         "plus the connection and feature readers' re-rank bonuses (<= 0) when they read the fixture")
 
 
 class ImplantOut(BaseModel):
@@ -19,6 +20,11 @@ class ImplantOut(BaseModel):
         default=None, description="The connection reader's probability of each connection class (external_hex, "
         "internal_hex, tri_channel, conical_<angle>); candidates whose spec names a connection were re-ranked by it. "
         "Absent when the reader is switched off")
+    features: dict[str, dict[str, float]] | None = Field(
+        default=None, description="The design-feature reader's probability of each value of each feature it reads "
+        "from the fixture's embedding (apex_shape, apex_hole, flutes, profile, leads, collar, tapered, progressive); "
+        "candidates whose spec names them were re-ranked by it. Absent when the reader is off or does not read this "
+        "embedding model's vectors")
 
 
 class IdentifyOut(BaseModel):
