@@ -49,6 +49,13 @@ async def test_case_goes_from_webhook_to_awaiting_review(api, jotform, catalog, 
         reads = (await session.execute(select(Fixture.connection).join(CaseImage)
                                        .where(CaseImage.case_id == case_id))).scalars().all()
     assert len(reads) == fixtures and all(len(r) == 9 and abs(sum(r) - 1) < 1e-2 for r in reads)
+    async with session_scope() as session:  # ... and the feature reader's (the default embedder's vectors)
+        bodies = (await session.execute(select(Fixture.features).join(CaseImage)
+                                        .where(CaseImage.case_id == case_id))).scalars().all()
+    from raiox.vision.features import READ
+
+    assert len(bodies) == fixtures and all(set(b) == set(READ) for b in bodies)
+    assert all(abs(sum(p) - 1) < 1e-2 for b in bodies for p in b.values())
     assert ranking and [r.rank for r in ranking] == list(range(1, len(ranking) + 1))
     assert all(r.system_id in catalog for r in ranking)
     assert ranking[0].score >= ranking[-1].score and ranking[0].evidence["support"] >= 1

@@ -74,8 +74,11 @@ async def add_case(session, *, submission_id: str | None = None, status: str = C
         session.add(image)
         await session.flush()
         read = [0.02, 0.03, 0.01, 0.05, 0.04, 0.72, 0.05, 0.04, 0.04] if position == 0 else None  # conical 11.5
+        body = {"apex_shape": [0.03, 0.02, 0.95], "profile": [0.9, 0.05, 0.03, 0.01, 0.01],  # cone apex, V thread
+                "collar": [0.5, 0.3, 0.1, 0.1]} if position == 0 else None  # the collar is not sure: not shown
         fixture = Fixture(case_image_id=image.id, index=0, box=[[300, 90], [340, 90], [340, 300], [300, 300]],
-                          confidence=0.93, model_id="raiox-v1", embedding=unit_vector(7 + position), connection=read)
+                          confidence=0.93, model_id="raiox-v1", embedding=unit_vector(7 + position), connection=read,
+                          features=body)
         session.add(fixture)
         await session.flush()
         for rank, (system_id, score) in enumerate(candidates, start=1):

@@ -163,6 +163,8 @@ async def test_case_page_shows_candidates_confidence_and_warning(panel):
     assert 'id="low-confidence"' not in page.text
     assert "dentista@example.com" in page.text and "(11) 98765-4321" in page.text
     assert page.text.count("conexão lida:") == 1 and "conexão lida: cônica 11,5° (72%)" in page.text  # its one fixture
+    assert page.text.count("lido no corpo:") == 1
+    assert "lido no corpo: ápice cônico (95%), rosca em V (90%)<" in page.text  # sure reads only: no collar
     image = re.search(r'/admin/media/case-images/([0-9a-f-]+)"', page.text).group(0).rstrip('"')
     assert (await panel.get(image)).headers["content-type"] == "image/png"
     search = await panel.get("/admin/systems/search", params={"q": "nobel"})

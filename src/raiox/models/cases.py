@@ -114,6 +114,9 @@ class Fixture(Base):
     embedding = mapped_column(Vector(EMBEDDING_DIM), nullable=False)
     # the connection reader's probabilities, raiox.vision.connection.CLASSES order (None: no reader)
     connection: Mapped[list | None] = mapped_column(JSONB)
+    # the design-feature reader's probabilities: {feature: [p per value, raiox.vision.attributes.HEADS order]}
+    # (None: no reader, or it does not read this embedder's vectors)
+    features: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = created_at()
 
     results: Mapped[list["FixtureResult"]] = relationship(lazy="raise", order_by="FixtureResult.rank")

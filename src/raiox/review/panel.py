@@ -49,8 +49,29 @@ def connection_read(probs: list | None) -> str | None:
                         p=f"{100 * probs[best]:.0f}")
 
 
+FEATURE_SURE = 0.8  # a design feature is shown to the reviewer when the reader gives its likeliest value this much
+
+
+def features_read(read: dict | None) -> str | None:
+    """The design-feature reader's sure reads of a fixture, apex to collar ("lido no corpo: ápice cônico
+    (95%), rosca quadrada (91%)"), None when nothing was read or nothing is sure."""
+    from raiox.vision.attributes import HEADS
+
+    parts = []
+    for name in [n for n in HEADS if n in (read or {})]:  # the heads' order (JSONB keeps its own key order)
+        probs = read[name]
+        if len(probs) != len(HEADS[name][0]):
+            continue
+        best = max(range(len(probs)), key=probs.__getitem__)
+        if probs[best] >= FEATURE_SURE:
+            what = i18n.gettext(f"feature.{name}.{str(HEADS[name][0][best]).lower()}")
+            parts.append(i18n.gettext("case.feature", what=what, p=f"{100 * probs[best]:.0f}"))
+    return i18n.gettext("case.features_read", items=", ".join(parts)) if parts else None
+
+
 templates.env.filters["when"] = when
 templates.env.globals["connection_read"] = connection_read
+templates.env.globals["features_read"] = features_read
 
 
 def render(request: Request, name: str, context: dict | None = None, status_code: int = 200,
