@@ -20,7 +20,6 @@ re-rank does little. Without the model file (or with ``RAIOX_CONNECTION_MODEL=no
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from raiox.vision.onnxrt import session
+from raiox.vision.onnxrt import model_file, session
 
 
 @dataclass(frozen=True)
@@ -105,15 +104,7 @@ def _around(img: np.ndarray, matrix: np.ndarray, size: tuple[int, int], pad: int
 def model_path() -> Path | None:
     """The model file: ``RAIOX_CONNECTION_MODEL`` from the environment, else from the settings (``.env``),
     else the shipped one; None when switched off (``none``) or missing."""
-    override = os.environ.get(MODEL_ENV)
-    if override is None:
-        from raiox.kit.settings import get_settings
-
-        override = get_settings().connection_model
-    if override.lower() == "none":
-        return None
-    path = Path(override) if override else Path(__file__).parent / "models" / MODEL_FILE
-    return path if path.exists() else None
+    return model_file(MODEL_ENV, "connection_model", MODEL_FILE)
 
 
 def zoom_of(path: Path) -> Zoom:

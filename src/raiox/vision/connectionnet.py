@@ -165,24 +165,11 @@ def accuracy(net, zooms: np.ndarray, classes: np.ndarray) -> dict:
 
 def export_connection(net, path: Path, zoom: Zoom = ZOOM) -> Path:
     """The network to ONNX, its zoom stored in the file's metadata (``connection.zoom_of`` reads it back)."""
-    import onnx
-    import onnxruntime as ort
     import torch
 
-    net.eval()
-    probe = torch.rand(3, 1, zoom.h, zoom.w)
-    torch.onnx.export(net, probe, str(path), input_names=["zoom"], output_names=["logits"],
-                      dynamic_axes={"zoom": {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False)
-    model = onnx.load(str(path))
-    for key, value in zoom_metadata(zoom).items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
-    with torch.no_grad():
-        want = net(probe).numpy()
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"zoom": probe.numpy()})[0]
-    if not np.allclose(want, got, atol=1e-4):
-        raise RuntimeError("ONNX export of the connection model differs from torch")
-    return path
+    from raiox.vision.export import export_checked
+
+    return export_checked(net, torch.rand(3, 1, zoom.h, zoom.w), path, "zoom", zoom_metadata(zoom), "connection model")
 
 
 def ensemble(models: list[Path], out: Path) -> Path:

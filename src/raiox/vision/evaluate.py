@@ -298,7 +298,6 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     methods = {embedder.model_id: embedder.embed, "raw pixels": pixel_features, "HOG": hog_features}
     classes, specs = [connection.spec_class(s.spec) for s in systems], [s.spec for s in systems]
     reader = any(p is not None for p in sets.oracle_conn or [])  # the product re-ranks with the connection reader
-    feature_reader = features.model_path() is not None  # ... and with the feature reader (when it reads this embedder)
     results, orientation, feature_reads = {}, None, False
     for name, fn in methods.items():
         g_vecs, q_vecs = fn(gallery), fn(q_crops)

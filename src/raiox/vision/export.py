@@ -1,12 +1,36 @@
-"""Export an open_clip image tower to ONNX (needs the ``open_clip`` extra: torch + open_clip).
+"""Export an open_clip image tower to ONNX (needs the ``open_clip`` extra: torch + open_clip), and the checked
+export the small trained nets share (``export_checked``; the ``train`` extra).
 
-The exported graph takes the canonical crop contract of ``onnx:PATH`` embedders: (N, 1, H, W)
+The exported open_clip graph takes the canonical crop contract of ``onnx:PATH`` embedders: (N, 1, H, W)
 float32 in [0, 1]; it repeats the channel, applies the model's mean/std and L2-normalises.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+
+def export_checked(net, probe, path: Path, input_name: str, metadata: dict[str, str], what: str) -> Path:
+    """``net`` to ONNX (``input_name`` -> ``logits``, batch axis dynamic) with ``metadata`` in the file; refused
+    when ONNX Runtime's output on ``probe`` differs from torch's."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    net.eval()
+    torch.onnx.export(net, probe, str(path), input_names=[input_name], output_names=["logits"],
+                      dynamic_axes={input_name: {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False)
+    model = onnx.load(str(path))
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    with torch.no_grad():
+        want = net(probe).numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {input_name: probe.numpy()})[0]
+    if not np.allclose(want, got, atol=1e-4):
+        raise RuntimeError(f"ONNX export of the {what} differs from torch")
+    return path
 
 
 def export_open_clip(spec: str, out: Path) -> Path:

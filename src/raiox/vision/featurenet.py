@@ -115,24 +115,11 @@ def accuracy(net, vectors: np.ndarray, targets: np.ndarray, sizes: tuple[int, ..
 def export(net, path: Path, embedder_id: str) -> Path:
     """The network to ONNX (input ``embedding`` (N, 512), output ``logits``), with the embedder it reads and the
     features of its columns in the file's metadata (``features.read`` checks both)."""
-    import onnx
-    import onnxruntime as ort
     import torch
 
-    net.eval()
-    probe = torch.randn(3, 512)
-    torch.onnx.export(net, probe, str(path), input_names=["embedding"], output_names=["logits"],
-                      dynamic_axes={"embedding": {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False)
-    model = onnx.load(str(path))
-    for key, value in metadata(embedder_id).items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
-    with torch.no_grad():
-        want = net(probe).numpy()
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"embedding": probe.numpy()})[0]
-    if not np.allclose(want, got, atol=1e-4):
-        raise RuntimeError("ONNX export of the feature model differs from torch")
-    return path
+    from raiox.vision.export import export_checked
+
+    return export_checked(net, torch.randn(3, 512), path, "embedding", metadata(embedder_id), "feature model")
 
 
 def write_card(path: Path, embedder_id: str, data: Path, report: dict, seconds: float) -> Path:

@@ -20,14 +20,13 @@ embedder are not read. Without the file (or with ``RAIOX_FEATURE_MODEL=none``) n
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from raiox.vision.attributes import HEADS
-from raiox.vision.onnxrt import session
+from raiox.vision.onnxrt import model_file, session
 
 MODEL_FILE = "features-v1.onnx"  # the shipped model, in ``models/``, fitted on raiox-v11's vectors
 EMBEDDER_KEY = "raiox_embedder"  # ONNX metadata: the ``model_id`` of the embedder whose vectors it reads
@@ -42,15 +41,7 @@ Features = dict[str, np.ndarray]  # feature name -> log-probabilities of its cla
 def model_path() -> Path | None:
     """The model file: ``RAIOX_FEATURE_MODEL`` from the environment, else from the settings (``.env``), else
     the shipped one; None when switched off (``none``) or missing."""
-    override = os.environ.get(MODEL_ENV)
-    if override is None:
-        from raiox.kit.settings import get_settings
-
-        override = get_settings().feature_model
-    if override.lower() == "none":
-        return None
-    path = Path(override) if override else Path(__file__).parent / "models" / MODEL_FILE
-    return path if path.exists() else None
+    return model_file(MODEL_ENV, "feature_model", MODEL_FILE)
 
 
 def metadata(embedder_id: str, heads: tuple[str, ...] = READ) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 
 
 @lru_cache(maxsize=8)
@@ -15,3 +16,17 @@ def session(path: str):
     opts.intra_op_num_threads = int(os.environ.get("RAIOX_ONNX_THREADS", "1"))
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def model_file(env: str, setting: str, shipped: str) -> Path | None:
+    """A small model's file: ``env`` from the environment, else the ``setting`` of the settings (``.env``), else
+    the ``shipped`` file in ``raiox/vision/models``; None when switched off (``none``) or missing."""
+    override = os.environ.get(env)
+    if override is None:
+        from raiox.kit.settings import get_settings
+
+        override = getattr(get_settings(), setting)
+    if override.lower() == "none":
+        return None
+    path = Path(override) if override else Path(__file__).parent / "models" / shipped
+    return path if path.exists() else None
