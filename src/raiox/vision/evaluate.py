@@ -326,7 +326,8 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     results[f"{embedder.model_id}, ground-truth boxes"] = scores(order, q_lab, [True] * len(q_lab), q_cond, groups)
     return {
         "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "restored": sets.restored,
-        "queries": len(queries), "connection_reader": reader, "feature_reader": feature_reads, "localisation": loc_rates(sets.loc), "methods": results,
+        "queries": len(queries), "connection_reader": reader, "feature_reader": feature_reads,
+        "localisation": loc_rates(sets.loc), "methods": results,
         "orientation": orientation, "speed": speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
     }

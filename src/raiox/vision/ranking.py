@@ -10,8 +10,8 @@ SCORE_REFERENCES = 2  # a system scores the mean similarity of this many of its 
 # docs/benchmarks.md, session-26 note)
 ORIENTATION_MARGIN = 0.075  # a located fixture is read the other way up when that matches the catalog by this much
 # more (best system score): the localiser's platform-end call overruled (docs/benchmarks.md, session 21)
-RERANK_POOL = 5  # the nearest systems the connection and feature readers reorder (raiox.catalog.search.RERANK_POOL; search
-# reorders max(top_k, 5): the same at its default top_k of 5)
+RERANK_POOL = 5  # the nearest systems the connection and feature readers reorder (raiox.catalog.search.RERANK_POOL;
+# search reorders max(top_k, 5): the same at its default top_k of 5)
 
 
 def rank(gallery_vecs, g_lab, query_vecs, n_systems: int, references: int = SCORE_REFERENCES,
