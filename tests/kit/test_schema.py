@@ -38,6 +38,19 @@ async def test_healthz_and_readyz_report_database(client):
     assert body["checks"]["storage"] == "ok"
 
 
+async def test_readyz_fails_when_a_configured_reader_model_cannot_load(client, tmp_path, monkeypatch):
+    """A reader file ONNX Runtime cannot open would fail every case's analysis: not ready (a deploy rolls back)."""
+    assert (await client.get("/readyz")).json()["checks"]["model"] == "ok"
+    broken = tmp_path / "features.onnx"
+    broken.write_bytes(b"not an onnx graph")
+    for env in ("RAIOX_FEATURE_MODEL", "RAIOX_CONNECTION_MODEL"):
+        with monkeypatch.context() as patch:
+            patch.setenv(env, str(broken))
+            response = await client.get("/readyz")
+            assert response.status_code == 503 and response.json()["checks"]["model"].startswith("error:")
+    assert (await client.get("/readyz")).json()["checks"]["model"] == "ok"  # switched back: ready again
+
+
 async def test_readyz_fails_while_the_catalog_has_no_vectors_of_the_configured_model(client, session):
     """A model switched without `raiox catalog reindex` leaves every search empty: /readyz says so (a deploy
     then rolls back); an empty catalog, or one holding the configured model's vectors, is ready."""

@@ -24,9 +24,16 @@ async def _check_database() -> None:
 
 
 async def _check_model() -> None:
-    from raiox.vision import get_embedder
+    """The embedder and the readers beside it load: a configured reader file that ONNX Runtime cannot open
+    (``RAIOX_CONNECTION_MODEL``, ``RAIOX_FEATURE_MODEL``) makes the deploy not ready instead of failing the
+    analysis of every case."""
+    from raiox.vision import connection, features, get_embedder
+    from raiox.vision.onnxrt import session
 
     await asyncio.to_thread(get_embedder)
+    for path in (connection.model_path(), features.model_path()):
+        if path is not None:
+            await asyncio.to_thread(session, str(path))
 
 
 async def _check_catalog(session: AsyncSession) -> None:
