@@ -48,6 +48,8 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path, monk
     if features.model_path() is not None:  # the shipped feature reader reads the default embedder's vectors
         rows.append(f"{MODEL}, connection re-rank only (no feature re-rank)")
         assert f"Feature reader: `{features.MODEL_FILE}` adds the design features" in text
+        read = re.search(r"Feature reader on the located queries .*?: apex_shape ([\d.]+)%.*?\(n (\d+)\)", text)
+        assert read and 0 <= float(read.group(1)) <= 100 and 1 <= int(read.group(2)) <= 9  # 3 systems x 2 + scene
     else:
         assert "Feature reader: off" in text
     for row in rows:

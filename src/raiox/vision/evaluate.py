@@ -298,7 +298,7 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     methods = {embedder.model_id: embedder.embed, "raw pixels": pixel_features, "HOG": hog_features}
     classes, specs = [connection.spec_class(s.spec) for s in systems], [s.spec for s in systems]
     reader = any(p is not None for p in sets.oracle_conn or [])  # the product re-ranks with the connection reader
-    results, orientation, feature_reads = {}, None, False
+    results, orientation, feature_reads, feature_accuracy = {}, None, False, {}
     for name, fn in methods.items():
         g_vecs, q_vecs = fn(gallery), fn(q_crops)
         q_conn = sets.q_conn
@@ -310,6 +310,7 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
         if name == embedder.model_id:
             q_feats = [None if t else f for f, t in zip(features.read(q_vecs, name), turned)]  # as `analyze`
             feature_reads = any(f is not None for f in q_feats)
+            feature_accuracy = read_accuracy([f if v else None for f, v in zip(q_feats, valid)], [specs[y] for y in q_lab])
         if name == embedder.model_id and (reader or feature_reads):
             order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn if reader else None, classes=classes,
                          features=q_feats, specs=specs)
@@ -327,6 +328,7 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     return {
         "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "restored": sets.restored,
         "queries": len(queries), "connection_reader": reader, "feature_reader": feature_reads,
+        "feature_accuracy": feature_accuracy,
         "localisation": loc_rates(sets.loc), "methods": results,
         "orientation": orientation, "speed": speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
@@ -355,6 +357,18 @@ def orient(q_vecs: np.ndarray, reverse_vecs: np.ndarray, turned: list[bool]) -> 
     if len(reverse_vecs):
         out[np.flatnonzero(turned)] = reverse_vecs
     return out
+
+
+def read_accuracy(reads: list, specs: list) -> dict[str, tuple[float, int]]:
+    """Per feature: how often the feature reader's likeliest value is the one the query's spec names, and over how
+    many located queries (those read, whose spec names a value of that feature)."""
+    hits = defaultdict(list)
+    for read, spec in zip(reads, specs):
+        for name, logp in (read or {}).items():
+            want = features.spec_value(spec, name)
+            if want is not None:
+                hits[name].append(int(np.argmax(logp)) == want)
+    return {name: (float(np.mean(h)), len(h)) for name, h in hits.items()}
 
 
 def orientation_counts(turned: list[bool], platform_ok: list) -> dict:
@@ -442,6 +456,12 @@ def markdown(res: dict, command: str) -> str:
         f"Localisation (IoU >= 0.5, oriented boxes): recall {loc['recall']:.1%}, precision {loc['precision']:.1%}, "
         f"platform end correct {loc['platform_correct']:.1%} (tp {loc['tp']}, fp {loc['fp']}, fn {loc['fn']})."
         + orientation_line(res.get("orientation")),
+    ]
+    if res.get("feature_accuracy"):
+        lines.append("Feature reader on the located queries (its likeliest value is the spec's): " + ", ".join(
+            f"{name} {acc:.1%}" for name, (acc, _) in res["feature_accuracy"].items())
+            + f" (n {max(n for _, n in res['feature_accuracy'].values())}).")
+    lines += [
         f"Speed, one CPU thread: {sp['ms_per_crop']:.1f} ms per crop embedding; "
         f"{'decode + ' if sp['decode'] else ''}locate + embed of a {sp['image_shape'][1]}x{sp['image_shape'][0]} "
         f"periapical {sp['ms_periapical']:.0f} ms (median of 5).",
