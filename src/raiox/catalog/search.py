@@ -38,7 +38,7 @@ from raiox.catalog.vector_index import has_iterative_scan, sql_literal
 from raiox.kit.errors import BadRequest
 from raiox.kit.logging import get_logger
 from raiox.models import EMBEDDING_DIM
-from raiox.vision.ranking import SCORE_REFERENCES, turn_over
+from raiox.vision.ranking import SCORE_REFERENCES, read_bonus, turn_over
 
 log = get_logger(__name__)
 
@@ -214,15 +214,11 @@ async def rerank(session: AsyncSession, found: list[Candidate], connection: np.n
     """`found` re-scored by the connection (`raiox.vision.connection`) and the design features
     (`raiox.vision.features`) their specs name, best first."""
     from raiox.catalog.repository import systems_by_id
-    from raiox.vision import connection_bonus, connection_class, feature_bonus
+    from raiox.vision import connection_class
 
     systems = await systems_by_id(session, [c.system_id for c in found])
     specs = [systems[c.system_id].spec if c.system_id in systems else None for c in found]
-    extra = np.zeros(len(found))
-    if connection is not None:
-        extra = extra + connection_bonus(connection, [connection_class(s) for s in specs])
-    if features is not None:
-        extra = extra + feature_bonus(features, specs)
+    extra = read_bonus(len(found), connection, [connection_class(s) for s in specs], features, specs)
     scored = [replace(c, score=c.score + float(b)) for c, b in zip(found, extra)]
     return sorted(scored, key=lambda c: (-c.score, c.system_id))
 

@@ -7,7 +7,6 @@ from raiox.vision.canonical import canonical_crop
 from raiox.vision.connection import bonus as connection_bonus
 from raiox.vision.connection import spec_class as connection_class
 from raiox.vision.detect import Detection, locate
-from raiox.vision.features import bonus as feature_bonus
 from raiox.vision.embedders import Embedder, get_embedder
 from raiox.vision.pipeline import FixtureEmbedding, analyze, embed_reference
 
@@ -20,7 +19,6 @@ __all__ = [
     "connection_bonus",
     "connection_class",
     "embed_reference",
-    "feature_bonus",
     "get_embedder",
     "locate",
 ]

@@ -53,12 +53,23 @@ def turn_over(best: float, reverse_best: float) -> bool:
 
 def rerank(pool: np.ndarray, score: np.ndarray, probs: np.ndarray | None, classes: list | None,
            feats: dict | None = None, specs: list | None = None) -> np.ndarray:
-    """The systems ``pool`` (best first) reordered by ``score`` plus the connection and feature bonuses."""
+    """The systems ``pool`` (best first) reordered by ``score`` plus ``read_bonus``."""
+    pool_classes = None if classes is None else [classes[s] for s in pool]
+    pool_specs = None if specs is None else [specs[s] for s in pool]
+    adjusted = score[pool] + read_bonus(len(pool), probs, pool_classes, feats, pool_specs)
+    return pool[np.argsort(-adjusted, kind="stable")]
+
+
+def read_bonus(n: int, probs: np.ndarray | None = None, classes: list | None = None, feats: dict | None = None,
+               specs: list | None = None) -> np.ndarray:
+    """What the re-rank adds to each of ``n`` candidates (the catalog search and the evaluation alike): the
+    connection reader's bonus by their connection ``classes`` when ``probs`` were read, plus the feature
+    reader's by their ``specs`` when ``feats`` were read; zeros without reads."""
     from raiox.vision import connection, features
 
-    adjusted = score[pool].astype(np.float64)
+    out = np.zeros(n, np.float64)
     if probs is not None:
-        adjusted = adjusted + connection.bonus(probs, [classes[s] for s in pool])
+        out += connection.bonus(probs, classes)
     if feats is not None:
-        adjusted = adjusted + features.bonus(feats, [specs[s] for s in pool])
-    return pool[np.argsort(-adjusted, kind="stable")]
+        out += features.bonus(feats, specs)
+    return out
