@@ -120,7 +120,7 @@ async def test_identify_re_ranks_by_the_connection_and_feature_reads_when_system
 
     from raiox.catalog import repository
     from raiox.synth import demo_catalog, render_reference, to_png
-    from raiox.vision import connection, features, read_image
+    from raiox.vision import connection, features, read_image, threads
     from raiox.vision.attributes import HEADS
 
     if connection.model_path() is None:
@@ -146,6 +146,8 @@ async def test_identify_re_ranks_by_the_connection_and_feature_reads_when_system
     feats = {name: np.log([read["features"][name][str(v).lower()] for v in HEADS[name][0]]) for name in features.READ}
     ranked = [c["system"] for c in read["candidates"]]
     extra = features.bonus(feats, [specs[sid] for sid in ranked])
+    # the thread count: no lengths listed in their attributes, so each spec's own length is its line
+    extra += threads.bonus(threads.Turns(read["thread_turns"], 0.0), [threads.line_of(specs[sid]) for sid in ranked])
     for candidate, feature_bonus in zip(read["candidates"], extra):
         before = next(c["score"] for c in plain["candidates"] if c["system"] == candidate["system"])
         cls = connection.spec_class(specs[candidate["system"]])

@@ -31,7 +31,9 @@ def _closest_mean(database_url: str, reference, system_id: str, model_id: str | 
 def _check_shape(payload: dict, top_k: int) -> None:
     assert set(payload) == {"implants"} and payload["implants"]
     for implant in payload["implants"]:
-        assert set(implant) == {"box", "confidence", "candidates", "connection", "features"}
+        assert set(implant) == {"box", "confidence", "candidates", "connection", "features", "thread_turns"}
+        turns = implant["thread_turns"]
+        assert turns is None or 2.2 <= turns <= 34  # length / pitch, within the count's range
         read = implant["connection"]
         assert read is None or (len(read) == 9 and abs(sum(read.values()) - 1) < 1e-2)
         feats = implant["features"]
@@ -79,14 +81,15 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     best = payload["implants"][0]["candidates"][0]
     # the score is the mean similarity of the system's closest references (this one, 1.0, and its nearest others)
     # plus the connection reader's bonus for the connection the system's demo spec names, and the feature
-    # reader's for the apex, thread, collar and taper it names
+    # reader's for the apex, thread, collar and taper it names, and the thread count's for its line's lengths
     from raiox.synth import demo_catalog
-    from raiox.vision import connection, features
+    from raiox.vision import connection, features, threads
     from raiox.vision.attributes import HEADS
 
     assert best["system"] == "demo-002" and best["manufacturer"]
     read = payload["implants"][0]["connection"]
-    spec = next(s.spec for s in demo_catalog() if s.id == "demo-002")
+    system = next(s for s in demo_catalog() if s.id == "demo-002")
+    spec = system.spec
     kind = connection.CLASSES[connection.spec_class(spec)]
     bonus = connection.WEIGHT * np.log(read[kind] + connection.FLOOR) if read else 0.0
     feats = payload["implants"][0].get("features")
@@ -94,6 +97,10 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
         assert all(features.spec_value(spec, name) is not None for name in feats)  # no pool mean involved
         logp = {name: np.log([feats[name][str(v).lower()] for v in HEADS[name][0]]) for name in feats}
         bonus += features.bonus(logp, [spec])[0]
+    turns = payload["implants"][0]["thread_turns"]
+    line = threads.line_of(spec, system.attributes)
+    assert line is not None and len(line.lengths_mm) > 1  # the demo stores its line's lengths
+    bonus += threads.bonus(threads.Turns(turns, 0.0), [line])[0] if turns else 0.0
     assert 0.5 < best["score"] < 0.999
     assert abs(best["score"] - (_closest_mean(database_url, image, "demo-002") + bonus)) < 1e-3
 
@@ -137,7 +144,14 @@ def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_png
     scores = {c["system"]: c["score"] for c in after["implants"][0]["candidates"]}
     assert set(scores) == {"demo-001", "demo-002"}
     # demo-001's score comes from the new model's vectors only: its reference identical to the query and the other
-    assert abs(scores["demo-001"] - _closest_mean(database_url, image, "demo-001", other.model_id)) < 1e-3
+    # (plus the thread count's bonus for its line's lengths, which reads no vectors; the connection reader is sure)
+    from raiox.synth import demo_catalog
+    from raiox.vision import threads
+
+    system = next(s for s in demo_catalog() if s.id == "demo-001")
+    turns = after["implants"][0]["thread_turns"]
+    count = threads.bonus(threads.Turns(turns, 0.0), [threads.line_of(system.spec, system.attributes)])[0] if turns else 0.0
+    assert abs(scores["demo-001"] - _closest_mean(database_url, image, "demo-001", other.model_id) - count) < 1e-3
     assert "0 embedded" in cli("catalog", "reindex").output  # nothing left to do: resumable, idempotent
 
     pruned = cli("catalog", "reindex", "--prune")

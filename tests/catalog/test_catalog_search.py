@@ -201,3 +201,24 @@ async def test_feature_read_reorders_close_siblings_and_adds_to_the_connection_r
     # a read that favours no value changes nothing
     none = await search_systems(session, query, MODEL, 3, features={"flutes": np.log(np.full(5, 0.2))})
     assert [c.system_id for c in none][:2] == ["flat", "cone"]
+
+
+async def test_the_catalog_search_re_ranks_by_the_count(session):
+    """`search_systems` with a count: the system whose line (attributes.lengths) fits it comes first."""
+    from raiox.catalog import repository
+    from raiox.vision import threads
+    from raiox.vision.threads import Turns
+
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal(512)
+    spec = {"thread": {"pitch_mm": 1.2}, "length_mm": 10.0}
+    for system_id, lengths in (("short-line", [8.0, 10.0]), ("long-line", [13.0, 15.0])):
+        await repository.upsert_system(session, system_id, "Test Co", system_id, {"lengths": lengths}, spec)
+        await add_system(session, system_id, np.stack([base + 0.01 * rng.standard_normal(512) for _ in range(2)]),
+                         "raiox-v1")
+
+    query = base / np.linalg.norm(base)
+    for length, first in ((15.0, "long-line"), (8.0, "short-line")):
+        found = await search_systems(session, query, "raiox-v1", 2, turns=Turns((length + threads.OFFSET_MM) / 1.2, 9.0))
+        assert [c.system_id for c in found][0] == first
+        assert all(c.score <= 1.0 for c in found)

@@ -47,6 +47,11 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path, monk
         assert "Connection reader: off" in text
     if features.model_path() is not None:  # the shipped feature reader reads the default embedder's vectors
         rows.append(f"{MODEL}, connection re-rank only (no feature re-rank)")
+        rows.append(f"{MODEL}, without the thread count")
+        assert f"Thread count: the length over thread pitch counted on each query's silhouette" in text
+        count = re.search(r"Thread count on the located queries .*?: within 5 % ([\d.]+)%, within 10 % ([\d.]+)%, "
+                          r"median error ([\d.]+)% \(n (\d+)\)", text)
+        assert count and float(count.group(1)) <= float(count.group(2)) <= 100 and 1 <= int(count.group(4)) <= 9
         assert f"Feature reader: `{features.MODEL_FILE}` adds the design features" in text
         read = re.search(r"Feature reader on the located queries .*?: apex_shape ([\d.]+)%.*?\(n (\d+)\)", text)
         assert read and 0 <= float(read.group(1)) <= 100 and 1 <= int(read.group(2)) <= 9  # 3 systems x 2 + scene

@@ -241,6 +241,8 @@ def _print_identification(result) -> None:
             likely = (max(values.items(), key=lambda item: item[1]) for values in implant.features.values())
             out.print("features read " + ", ".join(f"{name} {value} ({p:.0%})"
                                                   for name, (value, p) in zip(implant.features, likely)))
+        if implant.thread_turns:
+            out.print(f"threads counted: length = {implant.thread_turns:.1f} x pitch")
 
 
 @tokens_app.command("create")

@@ -42,6 +42,7 @@ async def identify(session: AsyncSession, data: bytes, filename: str | None, top
         implants.append(ImplantOut(
             box=_round_box(fixture.box), confidence=round(float(fixture.confidence), 4),
             connection=_connection(fixture.connection), features=_features(fixture.features),
+            thread_turns=None if fixture.turns is None else round(fixture.turns.turns, 2),
             candidates=[CandidateOut(system=c.system_id, manufacturer=c.manufacturer, name=c.name,
                                      score=round(c.score, 4)) for c in found],
         ))

@@ -9,7 +9,7 @@ class CandidateOut(BaseModel):
     manufacturer: str
     name: str
     score: float = Field(description="Mean cosine similarity of the system's two closest reference images (-1..1), "
-                         "plus the connection and feature readers' re-rank bonuses (<= 0) when they read the fixture")
+                         "plus the connection, feature and thread readers' re-rank bonuses (<= 0) when they read the fixture")
 
 
 class ImplantOut(BaseModel):
@@ -25,6 +25,10 @@ class ImplantOut(BaseModel):
         "from the fixture's embedding (apex_shape, apex_hole, flutes, profile, leads, collar, tapered, progressive); "
         "candidates whose spec names them were re-ranked by it. Absent when the reader is off or does not read this "
         "embedding model's vectors")
+    thread_turns: float | None = Field(
+        default=None, description="The fixture's length over its thread pitch, counted on its silhouette "
+        "(raiox.vision.threads): candidates whose spec names a pitch were re-ranked by how well one of their line's "
+        "lengths fits it. Absent when the box is too short to count")
 
 
 class IdentifyOut(BaseModel):

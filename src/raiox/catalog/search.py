@@ -21,7 +21,8 @@ apply the active-system filter inside the scan.
 A located fixture is searched both ways up (`search_fixture`): where the localiser called the platform and
 apex ends the wrong way round, the reversed crop matches the catalog far better than its own, and it is taken.
 A fixture's reads (the connection reader's, `raiox.vision.connection`; the design-feature reader's,
-`raiox.vision.features`) then reorder its first systems by what their specs name (`rerank`).
+`raiox.vision.features`; its thread count, `raiox.vision.threads`) then reorder its first systems by what their
+specs name and the lengths their lines are sold in (`rerank`).
 """
 
 import math
@@ -38,7 +39,7 @@ from raiox.catalog.vector_index import has_iterative_scan, sql_literal
 from raiox.kit.errors import BadRequest
 from raiox.kit.logging import get_logger
 from raiox.models import EMBEDDING_DIM
-from raiox.vision.ranking import SCORE_REFERENCES, read_bonus, turn_over
+from raiox.vision.ranking import SCORE_REFERENCES, Reads, read_bonus, turn_over
 
 log = get_logger(__name__)
 
@@ -57,7 +58,7 @@ class Candidate:
     manufacturer: str
     name: str
     score: float  # mean cosine similarity of the system's SCORE_REFERENCES closest references, -1..1 (plus the
-    # connection and feature readers' bonuses, <= 0, when the search was given their reads: see `rerank`)
+    # connection, feature and thread readers' bonuses, <= 0, when the search was given their reads: see `rerank`)
     reference_image_id: uuid.UUID
 
 
@@ -165,27 +166,28 @@ async def exact_search(session: AsyncSession, embedding: np.ndarray, model_id: s
 
 
 async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id: str, top_k: int,
-                         connection: np.ndarray | None = None, features: dict | None = None) -> list[Candidate]:
+                         connection: np.ndarray | None = None, features: dict | None = None,
+                         turns=None) -> list[Candidate]:
     """The `top_k` active systems nearest to `embedding`, best first (see module docstring). With the
-    connection reader's probabilities (`connection`) or the feature reader's reading (`features`), the
-    max(top_k, RERANK_POOL) nearest are re-ranked by them first: the re-rank reorders the answer, it never
-    brings in a system similarity alone would not list."""
+    connection reader's probabilities (`connection`), the feature reader's reading (`features`) or the thread
+    count (`turns`, a `raiox.vision.threads.Turns`), the max(top_k, RERANK_POOL) nearest are re-ranked by them
+    first: the re-rank reorders the answer, it never brings in a system similarity alone would not list."""
     if top_k < 1:
         return []
-    found = await _nearest(session, embedding, model_id, _pool(top_k, connection, features))
-    return await _answer(session, found, connection, features, top_k)
+    reads = Reads(connection, features, turns)
+    found = await _nearest(session, embedding, model_id, _pool(top_k, reads))
+    return await _answer(session, found, reads, top_k)
 
 
-def _pool(top_k: int, connection: np.ndarray | None, features: dict | None) -> int:
+def _pool(top_k: int, reads: Reads) -> int:
     """Systems to fetch: the re-rank reorders at least RERANK_POOL of them."""
-    return max(top_k, RERANK_POOL) if connection is not None or features is not None else top_k
+    return max(top_k, RERANK_POOL) if reads else top_k
 
 
-async def _answer(session: AsyncSession, found: list[Candidate], connection: np.ndarray | None,
-                  features: dict | None, top_k: int) -> list[Candidate]:
+async def _answer(session: AsyncSession, found: list[Candidate], reads: Reads, top_k: int) -> list[Candidate]:
     """The top k of ``found``, re-ranked by the reads when there are any."""
-    if connection is not None or features is not None:
-        found = await rerank(session, found, connection, features)
+    if reads:
+        found = await rerank(session, found, reads)
     return found[:top_k]
 
 
@@ -198,27 +200,32 @@ async def search_fixture(session: AsyncSession, fixture, model_id: str, top_k: i
     returned instead."""
     if top_k < 1:
         return fixture, []
-    found = await _nearest(session, fixture.embedding, model_id, _pool(top_k, fixture.connection, fixture.features))
+    reads = fixture.reads()
+    found = await _nearest(session, fixture.embedding, model_id, _pool(top_k, reads))
     if fixture.reverse is not None and found:
         back = await _nearest(session, fixture.reverse.embedding, model_id, 1)
         if back and turn_over(found[0].score, back[0].score):
             log.info("fixture_turned_over", score=round(found[0].score, 4), reverse_score=round(back[0].score, 4))
             fixture = fixture.reversed()
-            return fixture, await search_systems(session, fixture.embedding, model_id, top_k, fixture.connection,
-                                                 fixture.features)
-    return fixture, await _answer(session, found, fixture.connection, fixture.features, top_k)
+            reads = fixture.reads()
+            return fixture, await _answer(session, await _nearest(session, fixture.embedding, model_id,
+                                                                  _pool(top_k, reads)), reads, top_k)
+    return fixture, await _answer(session, found, reads, top_k)
 
 
-async def rerank(session: AsyncSession, found: list[Candidate], connection: np.ndarray | None,
-                 features: dict | None = None) -> list[Candidate]:
+async def rerank(session: AsyncSession, found: list[Candidate], reads: Reads) -> list[Candidate]:
     """`found` re-scored by the connection (`raiox.vision.connection`) and the design features
-    (`raiox.vision.features`) their specs name, best first."""
+    (`raiox.vision.features`) their specs name and by the thread count (`raiox.vision.threads`) their lines'
+    lengths predict, best first."""
     from raiox.catalog.repository import systems_by_id
     from raiox.vision import connection_class
+    from raiox.vision.threads import line_of
 
     systems = await systems_by_id(session, [c.system_id for c in found])
-    specs = [systems[c.system_id].spec if c.system_id in systems else None for c in found]
-    extra = read_bonus(len(found), connection, [connection_class(s) for s in specs], features, specs)
+    known = [systems.get(c.system_id) for c in found]
+    specs = [s.spec if s is not None else None for s in known]
+    lines = [line_of(s.spec, s.attributes) if s is not None else None for s in known]
+    extra = read_bonus(len(found), reads, [connection_class(s) for s in specs], specs, lines)
     scored = [replace(c, score=c.score + float(b)) for c, b in zip(found, extra)]
     return sorted(scored, key=lambda c: (-c.score, c.system_id))
 

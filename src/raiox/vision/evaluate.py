@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from raiox.vision import connection, features
+from raiox.vision import connection, features, threads
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 from raiox.vision.conditions import hard_conditions
 from raiox.vision.datagen import save_npz
@@ -91,15 +91,23 @@ def render_item(key: str, members: list[int], cond: str, systems: list, cfg: Eva
     """Image (float32), ground-truth boxes and system index per box of one evaluation render."""
     from raiox.synth import render_reference_scene, render_scene
 
-    rng = np.random.default_rng([cfg.seed, *map(ord, key)])
     if cond == "reference":
         ref = _gallery_ref(key)
+        rng = np.random.default_rng([cfg.seed, *map(ord, key)])
         sc = render_reference_scene(line_size(systems[members[0]], ref.size, rng) if ref.size else systems[members[0]].spec,
                                     seed=cfg.seed + ref.seed, prosthesis=ref.prosthesis)
     else:
-        sc = render_scene([line_size(systems[i], None, rng) for i in members], seed=int(rng.integers(2**31)),
+        specs, rng = query_draws(key, members, systems, cfg)
+        sc = render_scene(specs, seed=int(rng.integers(2**31)),
                           conditions=hard_conditions("combined" if cond == "multi" else cond, rng))
     return sc.image, [np.asarray(b) for b in sc.boxes], [members[i] for i in sc.indices]
+
+
+def query_draws(key: str, members: list[int], systems: list, cfg: EvalConfig) -> tuple[list[dict], np.random.Generator]:
+    """The specs (each member system at a random size of its line) a query render ``key`` draws first, and the
+    generator its scene and conditions are then drawn from."""
+    rng = np.random.default_rng([cfg.seed, *map(ord, key)])
+    return [line_size(systems[i], None, rng) for i in members], rng
 
 
 @lru_cache(maxsize=4)
@@ -177,6 +185,9 @@ class Sets:
     oracle_conn: list | None = None  # the same at the ground-truth boxes
     q_reverse: list | None = None  # per query: the crop of its located box turned end for end (None: not located)
     q_platform_ok: list | None = None  # per query: whether the localiser called its platform end right (None: not located)
+    q_turns: list | None = None  # per query: its thread count (``threads.read``; None: not located, or too short)
+    oracle_turns: list | None = None  # the same at the ground-truth boxes
+    q_lengths: list | None = None  # per query: the length (mm) its fixture was rendered at
 
 
 def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
@@ -198,7 +209,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
     loc = {"tp": 0, "fp": 0, "fn": 0, "platform_ok": 0}
     restored = 0
     seen: set[str] = set()  # digests of the gallery images so far
-    q_conn, oracle_conn, q_reverse, q_platform_ok = [], [], [], []
+    q_conn, oracle_conn, q_reverse, q_platform_ok, q_turns, oracle_turns, q_lengths = [], [], [], [], [], [], []
     for key, members, cond in items:
         data = loaded[key]
         if data is None or not set(members) <= complete:
@@ -220,7 +231,9 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
         loc["fp"] += len(found) - len(pairs)
         loc["fn"] += len(boxes) - len(pairs)
         hit = {j: i for i, j in pairs}
+        drawn = query_draws(key, members, systems, cfg)[0]
         for j, label in enumerate(labels):
+            q_lengths.append(float(drawn[members.index(label)]["length_mm"]))
             if j in hit:
                 det = found[hit[j]]
                 q_platform_ok.append(bool(platform_ok(det.box, boxes[j])))
@@ -228,17 +241,20 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
                 queries.append(_crop_of(image, det.box, size))
                 q_reverse.append(_crop_of(image, reverse_box(det.box), size))
                 q_conn.extend(connection.read(image, [det.box]))
+                q_turns.append(threads.read(image, det.box))
             else:
                 queries.append(None)  # not localised: a retrieval miss for every method
                 q_reverse.append(None)
                 q_conn.append(None)
                 q_platform_ok.append(None)
+                q_turns.append(None)
             oracle_q.append(_crop_of(image, boxes[j], size))
             oracle_conn.extend(connection.read(image, [boxes[j]]))
+            oracle_turns.append(threads.read(image, boxes[j]))
             q_lab.append(label)
             q_cond.append(cond)
     return Sets(systems, gallery, np.array(g_lab), restored, queries, np.array(q_lab), q_cond, oracle_g, oracle_q, loc,
-                q_conn, oracle_conn, q_reverse, q_platform_ok)
+                q_conn, oracle_conn, q_reverse, q_platform_ok, q_turns, oracle_turns, q_lengths)
 
 
 def _seen_before(image: np.ndarray, seen: set[str]) -> bool:
@@ -297,6 +313,7 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     groups = [s.group for s in systems]
     methods = {embedder.model_id: embedder.embed, "raw pixels": pixel_features, "HOG": hog_features}
     classes, specs = [connection.spec_class(s.spec) for s in systems], [s.spec for s in systems]
+    lines = [threads.line_of(s.spec, s.attributes) for s in systems]
     reader = any(p is not None for p in sets.oracle_conn or [])  # the product re-ranks with the connection reader
     results, orientation, feature_reads, feature_accuracy = {}, None, False, {}
     for name, fn in methods.items():
@@ -312,9 +329,13 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
             feature_reads = any(f is not None for f in q_feats)
             feature_accuracy = read_accuracy([f if v else None for f, v in zip(q_feats, valid)], [specs[y] for y in q_lab])
         if name == embedder.model_id and (reader or feature_reads):
+            q_turns = [None if t else c for c, t in zip(sets.q_turns, turned)]  # as `analyze`: not read reversed
+            order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn if reader else None, classes=classes,
+                         features=q_feats, specs=specs, turns=q_turns, lines=lines)
+            results[name] = scores(order, q_lab, valid, q_cond, groups)
             order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn if reader else None, classes=classes,
                          features=q_feats, specs=specs)
-            results[name] = scores(order, q_lab, valid, q_cond, groups)
+            results[f"{name}, without the thread count"] = scores(order, q_lab, valid, q_cond, groups)
             if reader and feature_reads:
                 order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn, classes=classes)
                 results[f"{name}, connection re-rank only (no feature re-rank)"] = scores(order, q_lab, valid, q_cond, groups)
@@ -323,12 +344,12 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     oracle_q = embedder.embed(sets.oracle_q)
     order = rank(embedder.embed(sets.oracle_g), g_lab, oracle_q, len(systems),
                  connection=sets.oracle_conn if reader else None, classes=classes,
-                 features=features.read(oracle_q, embedder.model_id), specs=specs)
+                 features=features.read(oracle_q, embedder.model_id), specs=specs, turns=sets.oracle_turns, lines=lines)
     results[f"{embedder.model_id}, ground-truth boxes"] = scores(order, q_lab, [True] * len(q_lab), q_cond, groups)
     return {
         "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "restored": sets.restored,
         "queries": len(queries), "connection_reader": reader, "feature_reader": feature_reads,
-        "feature_accuracy": feature_accuracy,
+        "feature_accuracy": feature_accuracy, "thread_count": count_accuracy(sets.q_turns, sets.q_lengths, [lines[y] for y in q_lab]),
         "localisation": loc_rates(sets.loc), "methods": results,
         "orientation": orientation, "speed": speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
@@ -369,6 +390,17 @@ def read_accuracy(reads: list, specs: list) -> dict[str, tuple[float, int]]:
             if want is not None:
                 hits[name].append(int(np.argmax(logp)) == want)
     return {name: (float(np.mean(h)), len(h)) for name, h in hits.items()}
+
+
+def count_accuracy(counts: list, lengths: list, lines: list) -> dict:
+    """How close the thread counts of the located queries come to what their fixtures show, (length +
+    ``threads.OFFSET_MM``) / pitch: the share within 5 % and 10 %, the median error, and over how many."""
+    errors = np.array([abs(np.log(c.turns) - np.log((length + threads.OFFSET_MM) / line.pitch_mm))
+                       for c, length, line in zip(counts, lengths, lines) if c is not None and line is not None])
+    if not len(errors):
+        return {"n": 0}
+    return {"within_5": float(np.mean(errors < np.log(1.05))), "within_10": float(np.mean(errors < np.log(1.1))),
+            "median": float(np.expm1(np.median(errors))), "n": len(errors)}
 
 
 def orientation_counts(turned: list[bool], platform_ok: list) -> dict:
@@ -432,6 +464,8 @@ def markdown(res: dict, command: str) -> str:
         "Feature reader: " + (f"`{features.model_path().name}` adds the design features their spec names, read from the "
                               f"query's embedding (weight {features.WEIGHT:g}), to the same re-rank, as the catalog search does."
                               if res.get("feature_reader") else "off (it reads no vectors of this embedder)."),
+        f"Thread count: the length over thread pitch counted on each query's silhouette (`raiox.vision.threads`) against "
+        f"the lengths of each system's line (weight {threads.WEIGHT:g}), in the same re-rank, as the catalog search does.",
         "",
         "| Method | top-1 | top-5 |", "|---|---|---|",
     ]
@@ -461,6 +495,11 @@ def markdown(res: dict, command: str) -> str:
         lines.append("Feature reader on the located queries (its likeliest value is the spec's): " + ", ".join(
             f"{name} {acc:.1%}" for name, (acc, _) in res["feature_accuracy"].items())
             + f" (n {max(n for _, n in res['feature_accuracy'].values())}).")
+    count = res.get("thread_count") or {}
+    if count.get("n"):
+        lines.append(f"Thread count on the located queries (against the fixture's (length + {threads.OFFSET_MM:g} mm) / pitch): "
+                     f"within 5 % {count['within_5']:.1%}, within 10 % {count['within_10']:.1%}, median error "
+                     f"{count['median']:.1%} (n {count['n']}).")
     lines += [
         f"Speed, one CPU thread: {sp['ms_per_crop']:.1f} ms per crop embedding; "
         f"{'decode + ' if sp['decode'] else ''}locate + embed of a {sp['image_shape'][1]}x{sp['image_shape'][0]} "

@@ -7,10 +7,11 @@ from typing import Sequence
 
 import numpy as np
 
-from raiox.vision import connection, features
+from raiox.vision import connection, features, threads
 from raiox.vision.canonical import canonical_crop
 from raiox.vision.detect import Detection, locate, orient_box, reverse_box
 from raiox.vision.embedders import Embedder, crop_size
+from raiox.vision.ranking import Reads
 
 
 @dataclass
@@ -21,6 +22,11 @@ class FixtureEmbedding:
     connection: np.ndarray | None = None  # (len(connection.CLASSES),) probabilities; None without the reader
     reverse: "FixtureEmbedding | None" = None  # the same fixture turned end for end (located fixtures only)
     features: dict | None = None  # design feature -> log-probabilities (raiox.vision.features); None without the reader
+    turns: threads.Turns | None = None  # thread count (raiox.vision.threads); None when not read
+
+    def reads(self) -> Reads:
+        """What the catalog search re-ranks this fixture's candidates by."""
+        return Reads(self.connection, self.features, self.turns)
 
     def reversed(self) -> "FixtureEmbedding":
         """The fixture read the other way up: platform and apex ends swapped (the localiser's end call
@@ -44,9 +50,10 @@ def as_box(image: np.ndarray, box: Sequence) -> np.ndarray:
 def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None,
             read_connection: bool = True) -> list[FixtureEmbedding]:
     """Locate (or take the given boxes, confidence 1.0), canonicalise and embed every fixture, and read its
-    connection from the platform end (``raiox.vision.connection``) and its design features from its embedding
-    (``raiox.vision.features``); both None when their model is switched off or ``read_connection`` is False (a
-    catalog reference's connection and features come from its system's spec).
+    connection from the platform end (``raiox.vision.connection``), its design features from its embedding
+    (``raiox.vision.features``) and its thread count from its silhouette (``raiox.vision.threads``); None when
+    their model is switched off, the box is too short to count, or ``read_connection`` is False (a catalog
+    reference's connection, features and line come from its system's spec and attributes).
 
     A located fixture also carries its ``reverse`` reading (box turned end for end, its crop embedded; connection
     not read), so the catalog search can overrule the localiser's platform-end call where the other way up matches
@@ -60,8 +67,9 @@ def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None
     vectors = embedder.embed([canonical_crop(image, b, crop_size(embedder)) for b in own + turned])
     reads = connection.read(image, own) if read_connection else [None] * len(own)
     feats = features.read(vectors[:len(own)], embedder.model_id) if read_connection else [None] * len(own)
-    out = [FixtureEmbedding(b, d.confidence, v, c, features=f)
-           for d, b, v, c, f in zip(found, own, vectors, reads, feats)]
+    counts = [threads.read(image, b) for b in own] if read_connection else [None] * len(own)
+    out = [FixtureEmbedding(b, d.confidence, v, c, features=f, turns=t)
+           for d, b, v, c, f, t in zip(found, own, vectors, reads, feats, counts)]
     for i, box in enumerate(turned):  # nothing is read: the connection reader costs more than the rest of a
         # reverse reading, and a fixture is turned in about 1 of 200 (then searched without the re-rank)
         out[i].reverse = FixtureEmbedding(box, found[i].confidence, vectors[len(own) + i], None)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 SCORE_REFERENCES = 2  # a system scores the mean similarity of this many of its closest references (3 until
@@ -10,26 +12,27 @@ SCORE_REFERENCES = 2  # a system scores the mean similarity of this many of its 
 # docs/benchmarks.md, session-26 note)
 ORIENTATION_MARGIN = 0.075  # a located fixture is read the other way up when that matches the catalog by this much
 # more (best system score): the localiser's platform-end call overruled (docs/benchmarks.md, session 21)
-RERANK_POOL = 5  # the nearest systems the connection and feature readers reorder (raiox.catalog.search.RERANK_POOL;
+RERANK_POOL = 5  # the nearest systems the connection, feature and thread readers reorder (raiox.catalog.search.RERANK_POOL;
 # search reorders max(top_k, 5): the same at its default top_k of 5)
 
 
 def rank(gallery_vecs, g_lab, query_vecs, n_systems: int, references: int = SCORE_REFERENCES,
          connection: list | None = None, classes: list | None = None, features: list | None = None,
-         specs: list | None = None) -> np.ndarray:
+         specs: list | None = None, turns: list | None = None, lines: list | None = None) -> np.ndarray:
     """(Q, n_systems) system ids ordered best first: a system scores the mean similarity of its
     ``references`` most similar gallery images, as the catalog search ranks them. With ``connection``
     (per query: the connection reader's probabilities, or None) and ``classes`` (per system: its
-    ``raiox.vision.connection`` class, or None), and/or ``features`` (per query: ``raiox.vision.features.read``'s
-    reading, or None) and ``specs`` (per system: its spec, or None), the RERANK_POOL first are re-ranked as the
-    search does."""
+    ``raiox.vision.connection`` class, or None), ``features`` (per query: ``raiox.vision.features.read``'s
+    reading, or None) and ``specs`` (per system: its spec, or None), and/or ``turns`` (per query:
+    ``raiox.vision.threads.read``'s count, or None) and ``lines`` (per system: its ``threads.Line``, or None), the
+    RERANK_POOL first are re-ranked as the search does."""
     per_sys = system_scores(gallery_vecs, g_lab, query_vecs, n_systems, references)
     order = np.argsort(-per_sys, axis=1, kind="stable")
     for q in range(len(order)):
-        probs = connection[q] if connection is not None else None
-        feats = features[q] if features is not None else None
-        if probs is not None or feats is not None:
-            order[q, :RERANK_POOL] = rerank(order[q, :RERANK_POOL], per_sys[q], probs, classes, feats, specs)
+        reads = Reads(connection[q] if connection is not None else None, features[q] if features is not None else None,
+                      turns[q] if turns is not None else None)
+        if reads:
+            order[q, :RERANK_POOL] = rerank(order[q, :RERANK_POOL], per_sys[q], reads, classes, specs, lines)
     return order
 
 
@@ -51,25 +54,40 @@ def turn_over(best: float, reverse_best: float) -> bool:
     return reverse_best - best > ORIENTATION_MARGIN
 
 
-def rerank(pool: np.ndarray, score: np.ndarray, probs: np.ndarray | None, classes: list | None,
-           feats: dict | None = None, specs: list | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class Reads:
+    """What was read off one fixture for the re-rank: the connection reader's probabilities
+    (``raiox.vision.connection``), the feature reader's log-probabilities (``raiox.vision.features``) and the
+    thread count (``raiox.vision.threads``); each None where it was not read."""
+
+    connection: np.ndarray | None = None
+    features: dict | None = None
+    turns: object | None = None  # raiox.vision.threads.Turns
+
+    def __bool__(self) -> bool:
+        return self.connection is not None or self.features is not None or self.turns is not None
+
+
+def rerank(pool: np.ndarray, score: np.ndarray, reads: Reads, classes: list | None, specs: list | None = None,
+           lines: list | None = None) -> np.ndarray:
     """The systems ``pool`` (best first) reordered by ``score`` plus ``read_bonus``."""
-    pool_classes = None if classes is None else [classes[s] for s in pool]
-    pool_specs = None if specs is None else [specs[s] for s in pool]
-    adjusted = score[pool] + read_bonus(len(pool), probs, pool_classes, feats, pool_specs)
+    pick = (lambda values: None if values is None else [values[s] for s in pool])
+    adjusted = score[pool] + read_bonus(len(pool), reads, pick(classes), pick(specs), pick(lines))
     return pool[np.argsort(-adjusted, kind="stable")]
 
 
-def read_bonus(n: int, probs: np.ndarray | None = None, classes: list | None = None, feats: dict | None = None,
-               specs: list | None = None) -> np.ndarray:
+def read_bonus(n: int, reads: Reads, classes: list | None = None, specs: list | None = None,
+               lines: list | None = None) -> np.ndarray:
     """What the re-rank adds to each of ``n`` candidates (the catalog search and the evaluation alike): the
-    connection reader's bonus by their connection ``classes`` when ``probs`` were read, plus the feature
-    reader's by their ``specs`` when ``feats`` were read; zeros without reads."""
-    from raiox.vision import connection, features
+    connection reader's bonus by their connection ``classes``, the feature reader's by their ``specs`` and the
+    thread count's by their ``lines`` (``raiox.vision.threads.Line``), each where it was read; zeros without reads."""
+    from raiox.vision import connection, features, threads
 
     out = np.zeros(n, np.float64)
-    if probs is not None:
-        out += connection.bonus(probs, classes)
-    if feats is not None:
-        out += features.bonus(feats, specs)
+    if reads.connection is not None:
+        out += connection.bonus(reads.connection, classes)
+    if reads.features is not None:
+        out += features.bonus(reads.features, specs)
+    if reads.turns is not None and lines is not None:
+        out += threads.bonus(reads.turns, lines)
     return out
