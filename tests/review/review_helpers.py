@@ -78,7 +78,7 @@ async def add_case(session, *, submission_id: str | None = None, status: str = C
                 "collar": [0.5, 0.3, 0.1, 0.1]} if position == 0 else None  # the collar is not sure: not shown
         fixture = Fixture(case_image_id=image.id, index=0, box=[[300, 90], [340, 90], [340, 300], [300, 300]],
                           confidence=0.93, model_id="raiox-v1", embedding=unit_vector(7 + position), connection=read,
-                          features=body)
+                          features=body, thread_turns=11.8 if position == 0 else None)
         session.add(fixture)
         await session.flush()
         for rank, (system_id, score) in enumerate(candidates, start=1):

@@ -171,6 +171,22 @@ async def test_case_page_shows_candidates_confidence_and_warning(panel):
     assert 'value="nob-ac"' in search.text
 
 
+async def test_case_page_shows_the_length_each_candidates_pitch_gives_the_thread_count(panel):
+    """The fixture's thread count (11.8 x the pitch) read as each candidate's length, beside its line's nearest."""
+    from raiox.models import ImplantSystem
+
+    case, _ = await _data()
+    async with session_scope() as session:
+        for system_id, pitch, lengths in (("neo-cm", 1.0, [10, 11.5, 13]), ("str-bl", 2.0, [8, 10])):
+            system = await session.get(ImplantSystem, system_id)
+            system.spec, system.attributes = {"thread": {"pitch_mm": pitch}, "length_mm": lengths[0]}, {"lengths": lengths}
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert "pela rosca ≈ 11,5 mm (a linha tem 11,5 mm)<" in page  # 11.8 x 1.0 mm - 0.3 mm
+    assert "pela rosca ≈ 23,3 mm<" in page  # 11.8 x 2.0 mm - 0.3 mm: no length of that line is near
+    assert page.count("pela rosca") == 2  # the fixture's own candidates only: the fused ranking has no count
+
+
 async def test_media_requires_login(panel):
     case, _ = await _data()
     await login(panel, "rev@example.com")

@@ -137,6 +137,7 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
                     "connection": None if fixture.connection is None else [round(float(p), 4) for p in fixture.connection],
                     "features": None if fixture.features is None else {
                         name: [round(float(p), 4) for p in np.exp(logp)] for name, logp in fixture.features.items()},
+                    "thread_turns": None if fixture.turns is None else round(float(fixture.turns.turns), 3),
                 })
                 await repository.insert_results(session, [
                     {"fixture_id": fixture_id, "rank": rank, "system_id": c.system_id, "score": float(c.score),

@@ -117,6 +117,8 @@ class Fixture(Base):
     # the design-feature reader's probabilities: {feature: [p per value, raiox.vision.attributes.HEADS order]}
     # (None: no reader, or it does not read this embedder's vectors)
     features: Mapped[dict | None] = mapped_column(JSONB)
+    # length over thread pitch counted on the film (raiox.vision.threads; None: box too short, or before migration 0007)
+    thread_turns: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = created_at()
 
     results: Mapped[list["FixtureResult"]] = relationship(lazy="raise", order_by="FixtureResult.rank")

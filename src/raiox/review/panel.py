@@ -69,9 +69,32 @@ def features_read(read: dict | None) -> str | None:
     return i18n.gettext("case.features_read", items=", ".join(parts)) if parts else None
 
 
+def length_read(turns: float | None, system) -> str | None:
+    """The length a candidate system's pitch gives the fixture's thread count ("pela rosca ≈ 11,5 mm (a linha tem
+    11,5 mm)"; ``raiox.vision.threads``), with the line's nearest length when one is within 10 %; None without a
+    count or a pitch."""
+    from raiox.vision.threads import OFFSET_MM, line_of
+
+    line = line_of(system.spec, system.attributes) if turns and system is not None else None
+    if line is None:
+        return None
+    length = turns * line.pitch_mm - OFFSET_MM
+    nearest = min(line.lengths_mm, key=lambda value: abs(value - length))
+    mm = _decimal(length)
+    if abs(nearest - length) <= 0.1 * nearest:
+        return i18n.gettext("case.length_read_line", mm=mm, line=_decimal(nearest))
+    return i18n.gettext("case.length_read", mm=mm)
+
+
+def _decimal(value: float) -> str:
+    """One decimal in the reader's language (11,5 in pt-BR, 11.5 in English)."""
+    return i18n.gettext("number.decimal", value=f"{value:.1f}", comma=f"{value:.1f}".replace(".", ","))
+
+
 templates.env.filters["when"] = when
 templates.env.globals["connection_read"] = connection_read
 templates.env.globals["features_read"] = features_read
+templates.env.globals["length_read"] = length_read
 
 
 def render(request: Request, name: str, context: dict | None = None, status_code: int = 200,
