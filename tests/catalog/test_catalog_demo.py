@@ -110,6 +110,12 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     if feats:
         apex = feats["apex_shape"]
         assert f"apex_shape {max(apex, key=apex.get)}" in table.stdout
+    # a clean reference of the line's second size: the count reads its length over pitch
+    from raiox.synth import line_size
+
+    length = line_size(system, 1)["length_mm"]
+    assert turns and abs(np.log(turns * spec["thread"]["pitch_mm"] / (length + threads.OFFSET_MM))) < 0.1
+    assert f"threads counted: length = {turns:.1f} x pitch" in table.stdout
 
 
 def test_identify_rejects_a_file_that_is_not_an_image(tmp_path, cli, database_url):

@@ -40,6 +40,7 @@ from raiox.kit.errors import BadRequest
 from raiox.kit.logging import get_logger
 from raiox.models import EMBEDDING_DIM
 from raiox.vision.ranking import SCORE_REFERENCES, Reads, read_bonus, turn_over
+from raiox.vision.threads import Turns, line_of
 
 log = get_logger(__name__)
 
@@ -167,7 +168,7 @@ async def exact_search(session: AsyncSession, embedding: np.ndarray, model_id: s
 
 async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id: str, top_k: int,
                          connection: np.ndarray | None = None, features: dict | None = None,
-                         turns=None) -> list[Candidate]:
+                         turns: Turns | None = None) -> list[Candidate]:
     """The `top_k` active systems nearest to `embedding`, best first (see module docstring). With the
     connection reader's probabilities (`connection`), the feature reader's reading (`features`) or the thread
     count (`turns`, a `raiox.vision.threads.Turns`), the max(top_k, RERANK_POOL) nearest are re-ranked by them
@@ -207,9 +208,8 @@ async def search_fixture(session: AsyncSession, fixture, model_id: str, top_k: i
         if back and turn_over(found[0].score, back[0].score):
             log.info("fixture_turned_over", score=round(found[0].score, 4), reverse_score=round(back[0].score, 4))
             fixture = fixture.reversed()
-            reads = fixture.reads()
-            return fixture, await _answer(session, await _nearest(session, fixture.embedding, model_id,
-                                                                  _pool(top_k, reads)), reads, top_k)
+            reads = fixture.reads()  # nothing read the other way up: no re-rank
+            found = await _nearest(session, fixture.embedding, model_id, _pool(top_k, reads))
     return fixture, await _answer(session, found, reads, top_k)
 
 
@@ -219,7 +219,6 @@ async def rerank(session: AsyncSession, found: list[Candidate], reads: Reads) ->
     lengths predict, best first."""
     from raiox.catalog.repository import systems_by_id
     from raiox.vision import connection_class
-    from raiox.vision.threads import line_of
 
     systems = await systems_by_id(session, [c.system_id for c in found])
     known = [systems.get(c.system_id) for c in found]

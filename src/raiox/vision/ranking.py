@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from raiox.vision.threads import Turns
 
 SCORE_REFERENCES = 2  # a system scores the mean similarity of this many of its closest references (3 until
 # session 26: with raiox-v11, 2 ranks the right system first more often on all three evaluation seeds;
@@ -62,7 +66,7 @@ class Reads:
 
     connection: np.ndarray | None = None
     features: dict | None = None
-    turns: object | None = None  # raiox.vision.threads.Turns
+    turns: Turns | None = None
 
     def __bool__(self) -> bool:
         return self.connection is not None or self.features is not None or self.turns is not None
