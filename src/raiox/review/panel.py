@@ -88,7 +88,7 @@ def length_read(turns: float | None, system) -> str | None:
 
 def _decimal(value: float) -> str:
     """One decimal in the reader's language (11,5 in pt-BR, 11.5 in English)."""
-    return i18n.gettext("number.decimal", value=f"{value:.1f}", comma=f"{value:.1f}".replace(".", ","))
+    return f"{value:.1f}".replace(".", i18n.gettext("number.decimal_separator"))
 
 
 templates.env.filters["when"] = when
