@@ -89,3 +89,23 @@ def test_the_count_breaks_a_tie_between_siblings_sold_in_other_lengths():
     assert not Reads() and Reads(turns=counted)
     assert read_bonus(2, Reads(turns=counted), lines=lines[:2]).argmax() == 1
 
+
+
+def test_analyze_counts_each_fixture_unless_switched_off(monkeypatch):
+    from raiox.kit.settings import get_settings
+    from raiox.synth import render_scene
+    from raiox.vision import analyze, get_embedder
+
+    spec = _spec(1.0, 11.5)
+    scene = render_scene([spec], seed=4, conditions={"size": (700, 500), "prosthesis": "none", "angulation": 0.0})
+    (fixture,) = analyze(scene.image, get_embedder(), boxes=[scene.boxes[0]])
+    assert fixture.turns is not None and fixture.reads().turns is fixture.turns
+    assert abs(np.log(fixture.turns.turns / ((11.5 + threads.OFFSET_MM) / 1.0))) < 0.08
+    monkeypatch.setenv("RAIOX_THREAD_COUNT", "false")
+    get_settings.cache_clear()
+    try:
+        (off,) = analyze(scene.image, get_embedder(), boxes=[scene.boxes[0]])
+    finally:
+        monkeypatch.delenv("RAIOX_THREAD_COUNT")
+        get_settings.cache_clear()
+    assert off.turns is None and threads.enabled()  # on again once the setting is gone

@@ -67,7 +67,7 @@ def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None
     vectors = embedder.embed([canonical_crop(image, b, crop_size(embedder)) for b in own + turned])
     reads = connection.read(image, own) if read_connection else [None] * len(own)
     feats = features.read(vectors[:len(own)], embedder.model_id) if read_connection else [None] * len(own)
-    counts = [threads.read(image, b) for b in own] if read_connection else [None] * len(own)
+    counts = [threads.read(image, b) for b in own] if read_connection and threads.enabled() else [None] * len(own)
     out = [FixtureEmbedding(b, d.confidence, v, c, features=f, turns=t)
            for d, b, v, c, f, t in zip(found, own, vectors, reads, feats, counts)]
     for i, box in enumerate(turned):  # nothing is read: the connection reader costs more than the rest of a

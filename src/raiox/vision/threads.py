@@ -18,6 +18,7 @@ across); each row's outermost crossing of the level halfway between the fixture'
 the silhouette edge on either side; each edge, less its moving mean (``DETREND`` of the rows), is windowed and
 its power spectrum (zero-padded) summed over both sides; the strongest frequency between ``MIN_TURNS`` and
 ``MAX_TURNS`` per box length, refined by a parabola, is the count. ``quality`` is that peak over the mean power.
+``RAIOX_THREAD_COUNT=false`` switches it off (``analyze`` then counts nothing and nothing is re-ranked by it).
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ def _number(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if np.isfinite(number) and number > 0 else None
+
+
+def enabled() -> bool:
+    """Whether fixtures are counted (``RAIOX_THREAD_COUNT``, settings ``thread_count``; on by default)."""
+    from raiox.kit.settings import get_settings
+
+    return bool(get_settings().thread_count)
 
 
 def read(image: np.ndarray, box: np.ndarray) -> Turns | None:
