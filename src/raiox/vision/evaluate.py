@@ -314,6 +314,7 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     methods = {embedder.model_id: embedder.embed, "raw pixels": pixel_features, "HOG": hog_features}
     classes, specs = [connection.spec_class(s.spec) for s in systems], [s.spec for s in systems]
     lines = [threads.line_of(s.spec, s.attributes) for s in systems]
+    counted = threads.enabled()  # the product counts threads (RAIOX_THREAD_COUNT)
     reader = any(p is not None for p in sets.oracle_conn or [])  # the product re-ranks with the connection reader
     results, orientation, feature_reads, feature_accuracy = {}, None, False, {}
     for name, fn in methods.items():
@@ -328,14 +329,15 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
             q_feats = [None if t else f for f, t in zip(features.read(q_vecs, name), turned)]  # as `analyze`
             feature_reads = any(f is not None for f in q_feats)
             feature_accuracy = read_accuracy([f if v else None for f, v in zip(q_feats, valid)], [specs[y] for y in q_lab])
-        if name == embedder.model_id and (reader or feature_reads):
-            q_turns = [None if t else c for c, t in zip(sets.q_turns, turned)]  # as `analyze`: not read reversed
+        if name == embedder.model_id and (reader or feature_reads or counted):
+            q_turns = [None if t or not counted else c for c, t in zip(sets.q_turns, turned)]  # as `analyze`
             order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn if reader else None, classes=classes,
                          features=q_feats, specs=specs, turns=q_turns, lines=lines)
             results[name] = scores(order, q_lab, valid, q_cond, groups)
-            order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn if reader else None, classes=classes,
-                         features=q_feats, specs=specs)
-            results[f"{name}, without the thread count"] = scores(order, q_lab, valid, q_cond, groups)
+            if counted and (reader or feature_reads):
+                order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn if reader else None,
+                             classes=classes, features=q_feats, specs=specs)
+                results[f"{name}, without the thread count"] = scores(order, q_lab, valid, q_cond, groups)
             if reader and feature_reads:
                 order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn, classes=classes)
                 results[f"{name}, connection re-rank only (no feature re-rank)"] = scores(order, q_lab, valid, q_cond, groups)
@@ -344,12 +346,14 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     oracle_q = embedder.embed(sets.oracle_q)
     order = rank(embedder.embed(sets.oracle_g), g_lab, oracle_q, len(systems),
                  connection=sets.oracle_conn if reader else None, classes=classes,
-                 features=features.read(oracle_q, embedder.model_id), specs=specs, turns=sets.oracle_turns, lines=lines)
+                 features=features.read(oracle_q, embedder.model_id), specs=specs,
+                 turns=sets.oracle_turns if counted else None, lines=lines)
     results[f"{embedder.model_id}, ground-truth boxes"] = scores(order, q_lab, [True] * len(q_lab), q_cond, groups)
     return {
         "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "restored": sets.restored,
         "queries": len(queries), "connection_reader": reader, "feature_reader": feature_reads,
-        "feature_accuracy": feature_accuracy, "thread_count": count_accuracy(sets.q_turns, sets.q_lengths, [lines[y] for y in q_lab]),
+        "feature_accuracy": feature_accuracy, "thread_count": counted and count_accuracy(
+            sets.q_turns, sets.q_lengths, [lines[y] for y in q_lab]),
         "localisation": loc_rates(sets.loc), "methods": results,
         "orientation": orientation, "speed": speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
@@ -464,8 +468,9 @@ def markdown(res: dict, command: str) -> str:
         "Feature reader: " + (f"`{features.model_path().name}` adds the design features their spec names, read from the "
                               f"query's embedding (weight {features.WEIGHT:g}), to the same re-rank, as the catalog search does."
                               if res.get("feature_reader") else "off (it reads no vectors of this embedder)."),
-        f"Thread count: the length over thread pitch counted on each query's silhouette (`raiox.vision.threads`) against "
-        f"the lengths of each system's line (weight {threads.WEIGHT:g}), in the same re-rank, as the catalog search does.",
+        "Thread count: " + (f"the length over thread pitch counted on each query's silhouette (`raiox.vision.threads`) "
+                            f"against the lengths of each system's line (weight {threads.WEIGHT:g}), in the same re-rank, "
+                            "as the catalog search does." if res.get("thread_count") else "off (RAIOX_THREAD_COUNT=false)."),
         "",
         "| Method | top-1 | top-5 |", "|---|---|---|",
     ]
