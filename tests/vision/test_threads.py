@@ -44,10 +44,15 @@ def test_the_count_does_not_depend_on_the_films_scale_or_rotation():
     assert abs(np.log(np.mean(counts) / ((11.5 + threads.OFFSET_MM) / 1.0))) < 0.08
 
 
-def test_a_box_too_short_is_not_counted():
+def test_a_box_too_short_or_without_a_silhouette_is_not_counted():
     image = np.random.default_rng(0).random((200, 200), dtype=np.float32)
     box = np.array([[90, 90], [100, 90], [100, 100], [90, 100]], np.float32)
     assert threads.read(image, box) is None
+    flat = np.full((300, 300), 0.4, np.float32)  # a blank film: no edge to follow
+    assert threads.read(flat, np.array([[120, 40], [180, 40], [180, 260], [120, 260]], np.float32)) is None
+    bar = np.zeros((300, 300), np.float32)
+    bar[40:260, 130:170] = 1.0  # a smooth rod (no threads): edges straight, spectrum empty
+    assert threads.read(bar, np.array([[120, 40], [180, 40], [180, 260], [120, 260]], np.float32)) is None
 
 
 def test_a_line_comes_from_the_spec_pitch_and_the_attribute_lengths():

@@ -91,7 +91,8 @@ def enabled() -> bool:
 
 
 def read(image: np.ndarray, box: np.ndarray) -> Turns | None:
-    """The thread count of the fixture in ``box`` ((4, 2), platform edge first), or None for a box too short."""
+    """The thread count of the fixture in ``box`` ((4, 2), platform edge first); None for a box too short, or one
+    whose silhouette does not move along the axis (nothing periodic to count)."""
     strip, length = _strip(np.asarray(image, np.float32), box)
     if strip is None:
         return None
@@ -100,6 +101,8 @@ def read(image: np.ndarray, box: np.ndarray) -> Turns | None:
         turns, p = _spectrum(edge, length)
         p = p / (p.sum() + 1e-12)
         power = p if power is None else power + p
+    if not np.isfinite(power).all() or power.max() <= 0:
+        return None  # no edge moves along the axis (a flat or saturated box): nothing to count
     k = int(np.argmax(power))
     peak = turns[k]
     if 0 < k < len(power) - 1:
