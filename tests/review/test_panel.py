@@ -183,7 +183,7 @@ async def test_case_page_shows_the_length_each_candidates_pitch_gives_the_thread
     await login(panel, "rev@example.com")
     page = (await panel.get(f"/admin/cases/{case.id}")).text
     assert "pela rosca ≈ 11,5 mm (a linha tem 11,5 mm)<" in page  # 11.8 x 1.0 mm - 0.3 mm
-    assert "pela rosca ≈ 23,3 mm<" in page  # 11.8 x 2.0 mm - 0.3 mm: no length of that line is near
+    assert "pela rosca ≈ 23,3 mm (fora da linha: 8,0–10,0 mm)<" in page  # 11.8 x 2.0 mm - 0.3 mm: no length near
     assert page.count("pela rosca") == 2  # the fixture's own candidates only: the fused ranking has no count
 
 

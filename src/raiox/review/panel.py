@@ -71,8 +71,8 @@ def features_read(read: dict | None) -> str | None:
 
 def length_read(turns: float | None, system) -> str | None:
     """The length a candidate system's pitch gives the fixture's thread count ("pela rosca ≈ 11,5 mm (a linha tem
-    11,5 mm)"; ``raiox.vision.threads``), with the line's nearest length when one is within 10 %; None without a
-    count or a pitch."""
+    11,5 mm)"; ``raiox.vision.threads``), with the line's nearest length when one is within 10 %, else the line's
+    range ("pela rosca ≈ 23,3 mm (fora da linha: 8,0–10,0 mm)"); None without a count or a pitch."""
     from raiox.vision.threads import OFFSET_MM, line_of
 
     line = line_of(system.spec, system.attributes) if turns and system is not None else None
@@ -83,7 +83,8 @@ def length_read(turns: float | None, system) -> str | None:
     mm = _decimal(length)
     if abs(nearest - length) <= 0.1 * nearest:
         return i18n.gettext("case.length_read_line", mm=mm, line=_decimal(nearest))
-    return i18n.gettext("case.length_read", mm=mm)
+    lo, hi = min(line.lengths_mm), max(line.lengths_mm)
+    return i18n.gettext("case.length_read", mm=mm, range=_decimal(lo) if lo == hi else f"{_decimal(lo)}–{_decimal(hi)}")
 
 
 def _decimal(value: float) -> str:
