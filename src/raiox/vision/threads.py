@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from raiox.vision.canonical import box_frame
+
 Z0, Z1 = 0.15, 0.85  # the part of the box sampled: clear of most collars and apex tapers
 ACROSS = 1.3  # box widths across the axis
 COLUMNS = 96
@@ -114,17 +116,16 @@ def read(image: np.ndarray, box: np.ndarray) -> Turns | None:
 
 def _strip(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray | None, float]:
     """(rows along the axis from Z0 to Z1, COLUMNS across) samples of the box, and the box's length (px)."""
-    b = np.asarray(box, np.float64).reshape(4, 2)
-    top, bottom = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
-    length = float(np.hypot(*(bottom - top)))
-    width = float((np.hypot(*(b[1] - b[0])) + np.hypot(*(b[2] - b[3]))) / 2)
+    try:
+        centre, axis, length, width = box_frame(box)
+    except ValueError:  # platform and apex edges coincide
+        return None, 0.0
     rows = int((Z1 - Z0) * length / ROW_STEP)
     if rows < MIN_ROWS or width < 2:
         return None, length
-    axis = (bottom - top) / length
     normal = np.array([axis[1], -axis[0]])
     step = ACROSS * width / COLUMNS
-    start = top + axis * Z0 * length - normal * (ACROSS * width / 2)
+    start = centre + axis * (Z0 - 0.5) * length - normal * (ACROSS * width / 2)
     matrix = np.array([[normal[0] * step, axis[0] * ROW_STEP, start[0]], [normal[1] * step, axis[1] * ROW_STEP, start[1]]])
     strip = cv2.warpAffine(image, matrix, (COLUMNS, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REPLICATE)
