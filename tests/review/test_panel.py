@@ -187,6 +187,33 @@ async def test_case_page_shows_the_length_each_candidates_pitch_gives_the_thread
     assert page.count("pela rosca") == 2  # the fixture's own candidates only: the fused ranking has no count
 
 
+async def test_case_page_names_what_sets_a_look_alike_candidate_apart_from_the_first(panel):
+    """The runner-up differs from the first only in its cone: the page says so, and that the film shows it only
+    on an open platform; the first candidate gets no such line, nor does an unrelated system."""
+    from raiox.models import ImplantSystem
+
+    case, _ = await _data()
+    cone = {"kind": "conical", "cone_angle_deg": 16.0, "platform_mm": 3.0, "screw_mm": 1.6, "depth_mm": 2.4}
+    async with session_scope() as session:
+        first = await session.get(ImplantSystem, "neo-cm")
+        first.spec = {"thread": {"profile": "v", "pitch_mm": 0.8}, "apex": {"shape": "dome"}, "connection": cone}
+        second = await session.get(ImplantSystem, "str-bl")
+        second.spec = {"thread": {"profile": "v", "pitch_mm": 0.8}, "apex": {"shape": "dome"},
+                       "connection": {**cone, "cone_angle_deg": 24.0}}
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    line = ('<span class="muted spec-diff">difere do 1º só em: ângulo do cone 24° (no 1º: 16°) · '
+            "só se vê com a plataforma descoberta</span>")
+    assert page.count(line) == 2  # the fused ranking and the fixture's own candidates
+    assert page.count("spec-diff") == 2  # never under the first
+    async with session_scope() as session:
+        second = await session.get(ImplantSystem, "str-bl")
+        second.spec = {"thread": {"profile": "knife", "pitch_mm": 2.0}, "apex": {"shape": "flat"},
+                       "connection": {"kind": "external_hex"}}
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert "spec-diff" not in page  # thread, connection and apex differ: not a sibling
+
+
 async def test_media_requires_login(panel):
     case, _ = await _data()
     await login(panel, "rev@example.com")

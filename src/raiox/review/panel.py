@@ -15,6 +15,7 @@ from raiox.delivery.templates import when
 from raiox.kit.errors import RaioxError
 from raiox.kit.logging import get_logger
 from raiox.review import i18n
+from raiox.review.differences import spec_difference
 from raiox.review.auth import CSRF_FIELD, load_session
 
 log = get_logger(__name__)
@@ -96,6 +97,7 @@ templates.env.filters["when"] = when
 templates.env.globals["connection_read"] = connection_read
 templates.env.globals["features_read"] = features_read
 templates.env.globals["length_read"] = length_read
+templates.env.globals["spec_difference"] = spec_difference
 
 
 def render(request: Request, name: str, context: dict | None = None, status_code: int = 200,
