@@ -42,6 +42,7 @@ def test_body_features_are_named_by_their_labels_and_sizes_are_not_compared():
     other = system("b", thread__profile="square", length_mm=13.0, diameter_mm=5.0)
     assert spec_difference(other, first) == "difere do 1º só em: rosca quadrada (no 1º: rosca em V)"
     assert spec_difference(system("c", length_mm=8.0), first) == "mesmo desenho do 1º (só os tamanhos podem diferir)"
+    assert differences.differences(system("e", connection__platform_mm=3.001).spec, first.spec) == []  # shown alike
     taper = spec_difference(system("d", taper_start=1.0, apex_diameter_mm=4.3), first)
     assert taper == ("difere do 1º só em: conicidade a partir de 100% do comprimento (no 1º: 50% do comprimento), "
                      "diâmetro apical 4,3 mm (no 1º: 3,5 mm)")

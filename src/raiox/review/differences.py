@@ -62,9 +62,15 @@ def differences(spec: dict, first: dict) -> list[tuple[str, object, object]]:
     out = []
     for name, (value, _, _) in FIELDS.items():
         mine, theirs = value(spec), value(first)
-        if mine is not None and theirs is not None and mine != theirs:
+        if mine is not None and theirs is not None and not _same(mine, theirs):
             out.append((name, mine, theirs))
     return out
+
+
+def _same(a, b) -> bool:
+    """Equal, numbers to the hundredth the line shows them in (2.951 mm is 2,95 mm)."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+    return abs(a - b) < 0.005 if numbers else a == b
 
 
 def part(field: str) -> str:
