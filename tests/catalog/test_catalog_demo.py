@@ -42,7 +42,8 @@ def _check_shape(payload: dict, top_k: int) -> None:
         assert 0 <= implant["confidence"] <= 1
         assert 1 <= len(implant["candidates"]) <= top_k
         for candidate in implant["candidates"]:
-            assert set(candidate) == {"system", "manufacturer", "name", "score"}
+            assert set(candidate) == {"system", "manufacturer", "name", "score", "differs_from_first"}
+        assert implant["candidates"][0]["differs_from_first"] is None  # the first is not compared with itself
         scores = [c["score"] for c in implant["candidates"]]
         assert scores == sorted(scores, reverse=True)
 
@@ -79,6 +80,14 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     payload = json.loads(out.stdout.strip().splitlines()[-1])
     _check_shape(payload, 2)
     best = payload["implants"][0]["candidates"][0]
+    runner_up = payload["implants"][0]["candidates"][1]  # an apex sibling (demo-001..003 form G01-apex)
+    assert runner_up["differs_from_first"] and {d["field"].split(".")[0] for d in runner_up["differs_from_first"]} == {"apex"}
+    from raiox.synth import demo_catalog
+
+    specs_by_id = {s.id: s.spec for s in demo_catalog()}
+    for d in runner_up["differs_from_first"]:
+        part, key = d["field"].split(".")
+        assert specs_by_id[runner_up["system"]][part].get(key, 0) == d["value"] != d["first"]
     # the score is the mean similarity of the system's closest references (this one, 1.0, and its nearest others)
     # plus the connection reader's bonus for the connection the system's demo spec names, and the feature
     # reader's for the apex, thread, collar and taper it names, and the thread count's for its line's lengths
@@ -116,6 +125,7 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     length = line_size(system, 1)["length_mm"]
     assert turns and abs(np.log(turns * spec["thread"]["pitch_mm"] / (length + threads.OFFSET_MM))) < 0.1
     assert f"threads counted: length = {turns:.1f} x pitch" in table.stdout
+    assert "#2 differs from #1 in: apex." in table.stdout
 
 
 def test_identify_rejects_a_file_that_is_not_an_image(tmp_path, cli, database_url):

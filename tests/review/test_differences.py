@@ -7,8 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from raiox.review import differences, i18n
-from raiox.review.differences import FIELDS, spec_difference
+from raiox.catalog import lookalike
+from raiox.catalog.lookalike import FIELDS
+from raiox.review import i18n
+from raiox.review.differences import NAMES, spec_difference
 from raiox.synth import demo_catalog
 
 SPEC = {"length_mm": 10.0, "diameter_mm": 4.3, "apex_diameter_mm": 3.5, "taper_start": 0.5,
@@ -42,7 +44,7 @@ def test_body_features_are_named_by_their_labels_and_sizes_are_not_compared():
     other = system("b", thread__profile="square", length_mm=13.0, diameter_mm=5.0)
     assert spec_difference(other, first) == "difere do 1º só em: rosca quadrada (no 1º: rosca em V)"
     assert spec_difference(system("c", length_mm=8.0), first) == "mesmo desenho do 1º (só os tamanhos podem diferir)"
-    assert differences.differences(system("e", connection__platform_mm=3.001).spec, first.spec) == []  # shown alike
+    assert lookalike.differences(system("e", connection__platform_mm=3.001).spec, first.spec) == []  # shown alike
     taper = spec_difference(system("d", taper_start=1.0, apex_diameter_mm=4.3), first)
     assert taper == ("difere do 1º só em: conicidade a partir de 100% do comprimento (no 1º: 50% do comprimento), "
                      "diâmetro apical 4,3 mm (no 1º: 3,5 mm)")
@@ -64,7 +66,7 @@ def test_no_line_for_the_first_itself_for_unrelated_systems_or_without_specs():
     first = system("a")
     assert spec_difference(first, first) is None
     unrelated = system("b", thread__profile="knife", apex__shape="flat", collar__kind="tulip")
-    assert len(differences.differences(unrelated.spec, first.spec)) == 3
+    assert len(lookalike.differences(unrelated.spec, first.spec)) == 3
     assert spec_difference(unrelated, first) is None  # three parts differ: not a sibling
     two_parts = system("b", thread__profile="knife", apex__shape="flat")
     assert spec_difference(two_parts, first) == ("difere do 1º só em: rosca em lâmina (no 1º: rosca em V), "
@@ -72,7 +74,7 @@ def test_no_line_for_the_first_itself_for_unrelated_systems_or_without_specs():
     assert spec_difference(SimpleNamespace(id="c", spec=None), first) is None
     partial = SimpleNamespace(id="e", spec={"connection": dict(SPEC["connection"], cone_angle_deg=24.0)})
     holed = system("f", apex__hole="round", thread__leads=2)
-    assert differences.differences(partial.spec, holed.spec) == [("connection.cone_angle_deg", 24.0, 16.0)]
+    assert lookalike.differences(partial.spec, holed.spec) == [("connection.cone_angle_deg", 24.0, 16.0)]
     # a spec that names no apex and no thread is not given the default hole ("none") or lead (1) against the first's
     assert spec_difference(system("d"), None) is None
 
@@ -82,19 +84,21 @@ def test_every_look_alike_pair_of_the_demo_catalog_gets_a_line_with_real_labels(
     """Each sibling pair differs in a few design fields, every one of them shown with a label of the catalog."""
     monkeypatch.setattr(i18n, "gettext", functools.partial(i18n.gettext, lang=lang))
     catalog = json.loads((Path(i18n.__file__).parent / "locale" / f"{lang}.json").read_text(encoding="utf-8"))
+    numeric = {name for name, (_, kind) in FIELDS.items() if kind in (lookalike.MM, lookalike.DEGREES, lookalike.FRACTION)}
+    assert set(NAMES) == numeric and all(NAMES[name] in catalog for name in numeric)
     groups: dict[str, list] = {}
     for s in demo_catalog():
         groups.setdefault(s.group, []).append(SimpleNamespace(id=s.id, spec=s.spec))
     for members in groups.values():
         first, *others = members
         for other in others:
-            found = differences.differences(other.spec, first.spec)
-            assert len({differences.part(name) for name, _, _ in found}) == 1, (first.id, other.id, found)
+            found = lookalike.differences(other.spec, first.spec)
+            assert len({lookalike.part(name) for name, _, _ in found}) == 1, (first.id, other.id, found)
             assert spec_difference(other, first).startswith("difere do 1º só em:" if lang == "pt_BR" else "differs")
             for name, mine, theirs in found:
-                _, label, kind = FIELDS[name]
-                if label:
-                    assert label in catalog
+                kind = FIELDS[name][1]
+                if name in NAMES:
+                    assert NAMES[name] in catalog
                 else:
                     for value in (mine, theirs):
                         assert f"{kind}.{str(value).lower()}" in catalog, (name, value)

@@ -234,6 +234,10 @@ def _print_identification(result) -> None:
         for rank, c in enumerate(implant.candidates, start=1):
             table.add_row(str(rank), c.system, c.manufacturer, c.name, f"{c.score:.3f}")
         out.print(table)
+        for rank, c in enumerate(implant.candidates, start=1):
+            if c.differs_from_first is not None:
+                what = ", ".join(f"{d.field} {d.value} (#1: {d.first})" for d in c.differs_from_first)
+                out.print(f"#{rank} differs from #1 in: {what}" if what else f"#{rank}: the same design as #1")
         if implant.connection:
             kind, p = max(implant.connection.items(), key=lambda item: item[1])
             out.print(f"connection read {kind} ({p:.0%})")

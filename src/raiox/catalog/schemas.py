@@ -4,12 +4,23 @@ and the implant system listing."""
 from pydantic import BaseModel, Field
 
 
+class DifferenceOut(BaseModel):
+    field: str = Field(description="Spec field (the geometry spec's path, e.g. connection.cone_angle_deg)")
+    value: bool | int | float | str = Field(description="This candidate's value")
+    first: bool | int | float | str = Field(description="The first candidate's value")
+
+
 class CandidateOut(BaseModel):
     system: str = Field(description="Stable id of the implant system (demo systems: the spec id)")
     manufacturer: str
     name: str
     score: float = Field(description="Mean cosine similarity of the system's two closest reference images (-1..1), "
                          "plus the connection, feature and thread readers' re-rank bonuses (<= 0) when they read the fixture")
+    differs_from_first: list[DifferenceOut] | None = Field(
+        default=None, description="For a candidate after the first that is a look-alike of it (their specs differ in "
+        "at most two parts: connection, thread, apex, collar, body), the design fields they differ in (empty: the same "
+        "design; sizes are not compared; raiox.catalog.lookalike). Absent for the first, for unrelated systems and "
+        "where either has no spec")
 
 
 class ImplantOut(BaseModel):
