@@ -60,5 +60,5 @@ def _show(value, kind: str) -> str:
     if kind == FRACTION:
         return i18n.gettext("diff.of_length", pct=f"{100 * number:.0f}")
     text = f"{number:g}" if kind == DEGREES else f"{number:.2f}".rstrip("0")
-    text = (text + "0" if text.endswith(".") else text).replace(".", i18n.gettext("number.decimal_separator"))
+    text = i18n.decimal(text + "0" if text.endswith(".") else text)
     return f"{text}°" if kind == DEGREES else f"{text} mm"

@@ -23,5 +23,10 @@ def gettext(message_id: str, lang: str | None = None, **values) -> str:
     return text.format(**values) if values else text
 
 
+def decimal(text: str) -> str:
+    """A number written with a decimal point, in the reader's language (11.5 -> 11,5 in pt-BR)."""
+    return text.replace(".", gettext("number.decimal_separator"))
+
+
 def translator(lang: str | None = None):
     return lambda message_id, **values: gettext(message_id, lang, **values)

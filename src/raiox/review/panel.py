@@ -90,7 +90,7 @@ def length_read(turns: float | None, system) -> str | None:
 
 def _decimal(value: float) -> str:
     """One decimal in the reader's language (11,5 in pt-BR, 11.5 in English)."""
-    return f"{value:.1f}".replace(".", i18n.gettext("number.decimal_separator"))
+    return i18n.decimal(f"{value:.1f}")
 
 
 templates.env.filters["when"] = when
