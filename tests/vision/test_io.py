@@ -271,6 +271,28 @@ def test_jpeg_baseline_dicom(radiograph):
     assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.99
 
 
+def _pydicom_sample(name: str) -> bytes:
+    """A file of the test set that ships inside pydicom's wheel (written by GDCM, DCMTK, CharLS...)."""
+    from pydicom.data import get_testdata_file
+
+    return open(get_testdata_file(name, download=False), "rb").read()
+
+
+@pytest.mark.parametrize("compressed,uncompressed,least", [
+    ("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm", 0.9999),  # JPEG-LS lossless, 16-bit
+    ("MR_small_jp2klossless.dcm", "MR_small.dcm", 0.9999),  # JPEG 2000 lossless, 16-bit
+    ("SC_rgb_jpeg_gdcm.dcm", "SC_rgb_rle.dcm", 0.9999),  # JPEG Lossless (process 14, SV1)
+    ("JPGExtended.dcm", "JPEG2000.dcm", 0.9),  # JPEG Extended, 12-bit (lossy) against its J2K copy
+])
+def test_compressed_dicom_transfer_syntaxes(compressed, uncompressed, least):
+    """PACS and sensor software export JPEG Lossless, JPEG-LS, 12-bit JPEG and JPEG 2000 DICOM; Pillow
+    alone decodes none of the first three (pylibjpeg with libjpeg and openjpeg does)."""
+    out = read_image(_pydicom_sample(compressed), compressed)
+    ref = read_image(_pydicom_sample(uncompressed), uncompressed)
+    assert out.shape == ref.shape and out.dtype == np.float32
+    assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > least
+
+
 def test_dicom_without_preamble_and_png_named_dcm(radiograph):
     data = _dicom((radiograph * 4000).round())
     out = read_image(data[132:], "nopreamble.dcm")  # the bare data set, no preamble / 'DICM'
