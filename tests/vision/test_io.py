@@ -33,6 +33,7 @@ def _encode(img, fmt, **kw):
 @pytest.mark.parametrize("fmt,kw,tol", [
     ("PNG", {}, 0.003), ("BMP", {}, 0.003), ("TIFF", {}, 0.003), ("JPEG", {"quality": 95}, 0.08),
     ("WEBP", {"quality": 95}, 0.1), ("WEBP", {"lossless": True}, 0.003),
+    ("AVIF", {"quality": 95}, 0.1), ("JPEG2000", {}, 0.003),
 ])
 def test_common_formats_decode_to_the_same_picture(radiograph, fmt, kw, tol):
     out = read_image(_encode(radiograph, fmt, **kw), f"x.{fmt.lower()}")

@@ -1,6 +1,6 @@
 """Reading radiographs: any supported file -> float32 HxW in [0, 1], metal bright.
 
-Supported: JPEG, PNG, WEBP, TIFF (8/16-bit, float), BMP, GIF (first frame), HEIC/HEIF (phone
+Supported: JPEG, PNG, WEBP, TIFF (8/16-bit, float), BMP, GIF (first frame), AVIF, JPEG 2000, HEIC/HEIF (phone
 photos, through pillow-heif) via Pillow with
 EXIF orientation applied, and DICOM through pydicom (modality LUT: rescale slope/intercept, VOI
 LUT or window centre/width, MONOCHROME1 inversion; uncompressed, RLE, JPEG Baseline, Extended 12-bit
