@@ -2,7 +2,7 @@
 
 import io
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from raiox.kit.errors import Unprocessable
 from raiox.kit.storage import get_storage
@@ -19,20 +19,34 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+# 16-bit and float greys: sensors store 12-14 bits in them, which a browser (or a plain 8-bit conversion) shows
+# nearly black; they are stretched over their own range as the vision package reads them
+DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _deep(data: bytes) -> bool:
+    try:
+        return Image.open(io.BytesIO(data)).mode in DEEP_MODES  # the header only
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False
+
+
 def _decode(data: bytes, filename: str | None) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
-        return image
+        if image.mode not in DEEP_MODES:
+            # upright as the vision package reads it (a phone photo's EXIF orientation): boxes are in that frame
+            return ImageOps.exif_transpose(image)
     except (UnidentifiedImageError, OSError, ValueError):
         pass
-    try:  # DICOM and other formats the vision package reads
+    try:  # DICOM, deep greys and other formats the vision package reads; shown as sent (no polarity flip)
         import numpy as np
 
         from raiox.vision import read_image
 
-        pixels = read_image(data, filename)
-        return Image.fromarray((np.clip(pixels, 0, 1) * 255).astype("uint8"), mode="L")
+        pixels = read_image(data, filename, fix_polarity=False)
+        return Image.fromarray((np.clip(pixels, 0, 1) * 255 + 0.5).astype("uint8"), mode="L")
     except Exception as exc:  # noqa: BLE001 - any decoder failure is "cannot display"
         raise Unprocessable(f"cannot display this image: {exc}") from exc
 
@@ -50,13 +64,13 @@ def to_browser(data: bytes, filename: str | None = None, *, max_side: int | None
                fmt: str = "PNG", crop: list | None = None) -> tuple[bytes, str]:
     """Bytes as-is when the browser can show them (and no resize/crop is asked), else a PNG/JPEG rendition."""
     media_type = sniff(data)
-    if media_type and max_side is None and crop is None:
+    if media_type and max_side is None and crop is None and not _deep(data):
         return data, media_type
     image = _decode(data, filename)
     if crop:
         image = image.crop(crop_box(image.size, crop))
     if image.mode not in ("L", "RGB"):
-        image = image.convert("I").point(lambda v: v / 256).convert("L") if image.mode.startswith("I") else image.convert("RGB")
+        image = image.convert("RGB")
     if max_side and max(image.size) > max_side:
         image.thumbnail((max_side, max_side))
     out = io.BytesIO()
