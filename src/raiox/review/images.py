@@ -33,9 +33,9 @@ def _deep(data: bytes) -> bool:
 
 def _decode(data: bytes, filename: str | None) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        image = Image.open(io.BytesIO(data))  # the header only: deep greys are decoded once, below
         if image.mode not in DEEP_MODES:
+            image.load()
             # upright as the vision package reads it (a phone photo's EXIF orientation): boxes are in that frame
             return ImageOps.exif_transpose(image)
     except (UnidentifiedImageError, OSError, ValueError):
