@@ -275,3 +275,40 @@ def test_the_core_cut_into_a_connection_is_measured():
     cut = build_tables(narrow).void_cut
     assert 0.1 < cut < 1.65
     assert float(build_tables(narrow).void.max()) < 3.3 / 2 - 0.1  # the render is clipped by about that much
+
+
+def _neck_width(image, box, above_mm, px_per_mm):
+    """Metal width (px) across the row ``above_mm`` above the platform centre of an upright fixture."""
+    y = int(round(box[:2, 1].mean() - above_mm * px_per_mm))
+    row = image[y, int(box[:, 0].min()) - 20 : int(box[:, 0].max()) + 20]
+    return int((row > row.max() * 0.8).sum())
+
+
+@pytest.mark.parametrize("kind", ["abutment", "crown", "healing"])
+def test_a_platform_switch_narrows_a_conical_restoration_to_its_platform(kind):
+    """With ``platform_switch`` a restoration seated in a conical connection leaves the fixture at the
+    connection's platform (narrower than the shoulder, wider for a wider platform) and flares out above it;
+    without it (the default) every restoration starts at the shoulder, as before, for any connection."""
+    g = {s.spec["connection"]["platform_mm"]: s.spec for s in CAT if s.group == "G12-cone_angle"}
+    narrow, wide = g[min(g)], g[max(g)]  # platforms 2.1 and 3.8 mm on the same 5.0 mm body
+    cond = dict(prosthesis=kind, rotation=0.0, angulation=0.0, noise=0.0, blur=0.3, occlusion=0.0, jpeg=None,
+                pano=1.0, text=False, marks=False, neighbours=False, distractors=False, centre=True, px_per_mm=30.0)
+    widths = {}
+    for name, spec in (("narrow", narrow), ("wide", wide)):
+        for switch in (False, True):
+            sc = render_scene([dict(spec, diameter_mm=5.0)], seed=4, conditions=dict(cond, platform_switch=switch))
+            widths[name, switch] = _neck_width(sc.image, sc.boxes[0], 0.15, 30.0)
+    assert widths["narrow", False] == pytest.approx(widths["wide", False], abs=2)  # shoulder-wide, both
+    assert widths["narrow", True] < widths["wide", True] - 0.8 * 30.0 * 0.8  # 1.7 mm apart less the blur
+    assert widths["wide", True] < widths["wide", False]
+
+
+def test_a_platform_switch_leaves_other_connections_and_open_fixtures_alone():
+    """Only restorations on conical connections change; every other draw of the scene stays as it was."""
+    hexed = next(s.spec for s in CAT if s.spec["connection"]["kind"] == "internal_hex")
+    cone = next(s.spec for s in CAT if s.group == "G12-cone_angle")
+    for spec, kind in ((hexed, "crown"), (cone, "none")):
+        a, b = (render_scene([spec], seed=9, conditions=dict(prosthesis=kind, platform_switch=sw)).image for sw in (False, True))
+        assert np.array_equal(a, b)
+    a, b = (render_scene([cone], seed=9, conditions=dict(prosthesis="crown", platform_switch=sw)).image for sw in (False, True))
+    assert not np.array_equal(a, b)

@@ -167,8 +167,12 @@ def tooth(X, Y, cx, cy, angle, rng, *, root_len, width, crown_h, roots=1, canal_
     return dens.astype(np.float32), metal.astype(np.float32)
 
 
-def prosthesis(X, Y, cx, cy, angle, rng, *, kind, platform_r, crown_w=8.0, foreshorten=1.0):
+def prosthesis(X, Y, cx, cy, angle, rng, *, kind, platform_r, crown_w=8.0, foreshorten=1.0, neck_r=None):
     """Abutment / healing cap / crown above a fixture whose platform centre is (cx, cy).
+
+    ``neck_r`` (mm; None: 0.9 of the fixture's ``platform_r``, or 1.05 of it for a healing cap): the radius at
+    which the abutment or cap leaves the platform (a platform switch); it flares to its drawn radius over its
+    emergence (an abutment's, 1-2.2 mm) or 0.8 mm (a cap's).
 
     Returns the titanium-equivalent path (mm) of the abutment or cap and a separate metal map
     of the crown (already in optical density).
@@ -183,12 +187,15 @@ def prosthesis(X, Y, cx, cy, angle, rng, *, kind, platform_r, crown_w=8.0, fores
     elif kind == "healing":
         hh = float(rng.uniform(2.5, 5.0))
         top = np.clip((zc - (hh - 0.8)) / 0.8, 0, 1)
-        r = np.where((zc > 0) & (zc < hh), (platform_r * 1.05 + 0.25 * np.clip(zc, 0, 1)) * np.sqrt(1 - top**2), 0)
+        body = platform_r * 1.05 + 0.25 * np.clip(zc, 0, 1)
+        if neck_r is not None:
+            body = neck_r + (body - neck_r) * np.clip(zc / 0.8, 0, 1)
+        r = np.where((zc > 0) & (zc < hh), body * np.sqrt(1 - top**2), 0)
         ti += chord(r, u)
     elif kind in ("abutment", "crown"):
         ah = float(rng.uniform(4.5, 7.0))
         em = float(rng.uniform(1.0, 2.2))
-        r0 = platform_r * 0.9
+        r0 = platform_r * 0.9 if neck_r is None else neck_r
         r1 = platform_r * float(rng.uniform(1.0, 1.25))
         r = np.where(zc < em, r0 + (r1 - r0) * np.clip(zc / em, 0, 1), r1 * (1 - 0.25 * np.clip((zc - em) / (ah - em), 0, 1)))
         r = np.where((zc > 0) & (zc < ah), r, 0)

@@ -9,6 +9,7 @@ are in image pixel coordinates with pixel centres at integers (the OpenCV conven
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import cv2
@@ -19,6 +20,9 @@ from .compose import (_affine, _bone, _bone_loss, _Canvas, _connector, _inscribe
                       _place_fixture, plat_r)
 from .degrade import degrade
 from .geometry import seated_fill, tables_for
+
+
+PLATFORM_SWITCH_ENV = "RAIOX_SYNTH_PLATFORM_SWITCH"  # "1": every scene's ``platform_switch`` condition on (experiments)
 
 
 @dataclass
@@ -87,6 +91,7 @@ def _sample_conditions(rng: np.random.Generator, cond: dict) -> dict:
     c["centre"] = bool(cond.get("centre", False))
     c["samples"] = int(cond.get("samples", 12))  # ray-march samples per fixture pixel (quality vs speed)
     c["bone"] = float(_draw(rng, cond, "bone", lambda: float(rng.uniform(0.7, 1.3))))
+    c["platform_switch"] = bool(cond.get("platform_switch", os.environ.get(PLATFORM_SWITCH_ENV) == "1"))
     return c
 
 
@@ -156,7 +161,8 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
         if roi is not None and kind != "none":
             X, Y = canvas.coords(roi)
             ti, crown = an.prosthesis(X, Y, cx, cy, tilt, rng, kind=kind, platform_r=float(plat),
-                                      crown_w=spacing * 0.95, foreshorten=math.cos(math.radians(ang)))
+                                      crown_w=spacing * 0.95, foreshorten=math.cos(math.radians(ang)),
+                                      neck_r=_neck_r(spec, kind) if cond["platform_switch"] else None)
             canvas.ti[roi] += ti
             canvas.metal[roi] += crown
         if kind == "crown":
@@ -204,6 +210,15 @@ def render_scene(specs: list[dict], seed: int, conditions: dict | None = None) -
         distractors = [warp(b) for b in distractors]
     meta = dict(cond, jaw=jaw, fixtures=fixture_meta)
     return Scene(image, boxes, list(range(n)), distractors, meta)
+
+
+def _neck_r(spec: dict, kind: str) -> float | None:
+    """Where a restoration seated in a conical connection leaves the fixture (platform switching, Morse-taper
+    lines; docs/implant-geometry.md 4b): the connection's prosthetic platform radius, mm; None elsewhere."""
+    conn = spec.get("connection") or {}
+    if kind in ("healing", "abutment", "crown") and conn.get("kind") == "conical" and conn.get("platform_mm"):
+        return float(conn["platform_mm"]) / 2
+    return None
 
 
 def _seating(spec: dict, kind: str, fill: float, cx: float, cy: float) -> np.ndarray | None:
