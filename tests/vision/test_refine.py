@@ -269,6 +269,25 @@ def test_an_end_at_a_cone_cut_goes_on_under_it():
     np.testing.assert_allclose(under_cone_cut(Pyramid(scene.image), truth), truth, atol=1e-3)
 
 
+def test_a_crown_on_the_platform_is_no_cone_cut():
+    import cv2
+
+    from raiox.vision.refine import under_cone_cut
+
+    fx = Fixture(400, 260, 0, length=280, radius=36, apex_radius=28)
+    scene = render([fx], h=700, w=800, seed=6, filling=False)
+    img = scene.image.copy()
+    # a molar crown seated on the platform, as bright as the fixture and twice as wide: it fills the window
+    # the fixture is read in, but not the film across
+    cv2.rectangle(img, (328, 60), (472, 259), 1.0, -1)
+    truth = fx.box()
+    np.testing.assert_allclose(under_cone_cut(Pyramid(img), truth), truth, atol=1e-3)
+    # the same end under unexposed film (the cut's edge across the film) does go on under it
+    cut = img.copy()
+    cut[:250] = 1.0
+    assert float(under_cone_cut(Pyramid(cut), truth)[:2].mean(0)[1]) < 260 - 30
+
+
 def test_fragments_of_one_fixture_are_joined():
     from raiox.vision.locator import _merge_fragments
 

@@ -38,10 +38,16 @@ def locate(image: np.ndarray, method: str = "auto") -> list[Detection]:
 
 
 def localiser_id() -> str:
-    """Which localiser `locate(image)` uses: the shipped model's name (its file's stem), else "classical"."""
+    """Which localiser `locate(image)` uses: the shipped model's name (its file's stem) and, from the second
+    revision on, the revision of the post-processing that draws its boxes (`locator.BOXES_REVISION`), as
+    "locator-v2.r2"; else "classical". A reference boxed under another id is located again by
+    `raiox catalog reindex --relocate`."""
     from raiox.vision import locator
 
-    return Path(locator.MODEL_FILE).stem if locator.model_path() is not None else "classical"
+    if locator.model_path() is None:
+        return "classical"
+    stem = Path(locator.MODEL_FILE).stem
+    return stem if locator.BOXES_REVISION == 1 else f"{stem}.r{locator.BOXES_REVISION}"
 
 
 def locate_classical(image: np.ndarray, min_confidence: float = 0.3) -> list[Detection]:

@@ -32,6 +32,8 @@ OUT_STRIDE = 2  # output maps are half the net input
 
 MODEL_FILE = "locator-v2.onnx"  # the shipped localiser (its card: models/locator-v2.md)
 TRAINED_FILE = "locator.onnx"  # what `raiox vision train-locator` writes into its --out folder
+BOXES_REVISION = 2  # the post-processing's revision (`detect.localiser_id`): bumped when a change moves boxes.
+# 2 (session 34): a cone cut must span the film beside the fixture, not a crown on its platform (`refine.under_cone_cut`)
 
 
 def model_path() -> Path | None:
