@@ -50,7 +50,7 @@ STATS_TTL_S = 60.0
 MIN_EF_SEARCH = 120  # recall@10 0.989 at 1M references, m=16 ef_construction=128 (0.977 at 100): docs/benchmarks.md
 MAX_FETCH = 1000  # pgvector's ceiling for hnsw.ef_search; beyond it, the exact scan answers
 MAX_POOL = 400  # systems re-scored at most; a wider pool means the exact scan
-RERANK_POOL = 5  # the readers reorder the answer (at least this many nearest; raiox.vision.ranking too)
+RERANK_POOL = 10  # the readers reorder at least this many nearest, and the top k of that order is the answer (raiox.vision.ranking too)
 
 
 @dataclass(frozen=True)
