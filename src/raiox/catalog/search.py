@@ -39,7 +39,7 @@ from raiox.catalog.vector_index import has_iterative_scan, sql_literal
 from raiox.kit.errors import BadRequest
 from raiox.kit.logging import get_logger
 from raiox.models import EMBEDDING_DIM
-from raiox.vision.ranking import SCORE_REFERENCES, Reads, read_bonus, turn_over
+from raiox.vision.ranking import RERANK_POOL, SCORE_REFERENCES, Reads, read_bonus, turn_over
 from raiox.vision.threads import Turns, line_of
 
 log = get_logger(__name__)
@@ -50,7 +50,6 @@ STATS_TTL_S = 60.0
 MIN_EF_SEARCH = 120  # recall@10 0.989 at 1M references, m=16 ef_construction=128 (0.977 at 100): docs/benchmarks.md
 MAX_FETCH = 1000  # pgvector's ceiling for hnsw.ef_search; beyond it, the exact scan answers
 MAX_POOL = 400  # systems re-scored at most; a wider pool means the exact scan
-RERANK_POOL = 10  # the readers reorder at least this many nearest, and the top k of that order is the answer (raiox.vision.ranking too)
 
 
 @dataclass(frozen=True)

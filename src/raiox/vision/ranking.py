@@ -16,8 +16,8 @@ SCORE_REFERENCES = 2  # a system scores the mean similarity of this many of its 
 # docs/benchmarks.md, session-26 note)
 ORIENTATION_MARGIN = 0.075  # a located fixture is read the other way up when that matches the catalog by this much
 # more (best system score): the localiser's platform-end call overruled (docs/benchmarks.md, session 21)
-RERANK_POOL = 10  # the nearest systems the connection, feature and thread readers reorder (raiox.catalog.search.RERANK_POOL;
-# search reorders max(top_k, 10) and answers its top k). 5 until session 34: at 10 top-1 is unchanged on seeds 7000-7005
+RERANK_POOL = 10  # the nearest systems the connection, feature and thread readers reorder (the catalog search too:
+# it reorders max(top_k, RERANK_POOL) and answers its top k). 5 until session 34: at 10 top-1 is unchanged on seeds 7000-7005
 # and top-5 gains 3 | 0 | 0 | 1 | 0 | 2 queries (a system the readers lift from 6th-10th into the first 5)
 
 

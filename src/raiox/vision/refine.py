@@ -393,8 +393,8 @@ def under_cone_cut(pyr: Pyramid, box: np.ndarray) -> np.ndarray:
     ends = {}
     for sign, end in ((-1, f.t0), (1, f.t1)):
         near = w.rows(pyr, *sorted((end - sign * 0.1 * f.length, end)))
-        span = sorted((end + sign * 0.05 * f.length, end + sign * 0.35 * f.length))
-        past = straighten(pyr, f, (span[0], span[1]), CONE_WIDE * f.width, w.step)
+        past = straighten(pyr, f, tuple(sorted((end + sign * 0.05 * f.length, end + sign * 0.35 * f.length))),
+                          CONE_WIDE * f.width, w.step)
         cut = (near >= w.fix).mean() < 0.9 and (past >= w.fix).mean() >= CONE_PAST
         ends[sign] = end + sign * CONE_SHARE * f.length if cut else end
     return Frame(f.centre, f.axis, f.normal, ends[-1], ends[1], f.s0, f.s1).box()
