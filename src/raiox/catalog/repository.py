@@ -206,5 +206,9 @@ async def list_systems(
 
 
 async def systems_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str, ImplantSystem]:
-    rows = await session.execute(select(ImplantSystem).where(ImplantSystem.id.in_(list(set(ids)))))
+    """The systems of ``ids`` by id (unknown ids left out), in one query; none without ids."""
+    ids = list(set(ids))
+    if not ids:
+        return {}
+    rows = await session.execute(select(ImplantSystem).where(ImplantSystem.id.in_(ids)))
     return {system.id: system for system in rows.scalars()}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import repository as cases_repo
+from raiox.catalog import repository as catalog_repo
 from raiox.cases import service as cases
 from raiox.delivery import repository as delivery_repo
 from raiox.kit.settings import get_settings
@@ -68,7 +69,7 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
     ranking = await repository.ranking(session, case.id)
     ids = {r.system_id for r in ranking} | {r.system_id for _f, rs in fixtures for r in rs}
     ids |= {case.approved_system_id} if case.approved_system_id else set()
-    systems = await repository.systems_by_id(session, ids)
+    systems = await catalog_repo.systems_by_id(session, ids)
     best_ref: dict[str, tuple[float, uuid.UUID]] = {}
     best_fixture: dict[str, tuple[float, uuid.UUID]] = {}
     for fixture, results in fixtures:

@@ -76,13 +76,6 @@ async def ranking(session: AsyncSession, case_id: uuid.UUID) -> list[CaseRanking
     return list((await session.execute(query)).scalars())
 
 
-async def systems_by_id(session: AsyncSession, ids: set[str]) -> dict[str, ImplantSystem]:
-    if not ids:
-        return {}
-    rows = await session.execute(select(ImplantSystem).where(ImplantSystem.id.in_(ids)))
-    return {s.id: s for s in rows.scalars()}
-
-
 async def first_reference(session: AsyncSession, system_ids: set[str]) -> dict[str, uuid.UUID]:
     """One reference image per system (the oldest), for systems without a matched reference."""
     if not system_ids:
