@@ -32,7 +32,7 @@ OUT_STRIDE = 2  # output maps are half the net input
 
 MODEL_FILE = "locator-v2.onnx"  # the shipped localiser (its card: models/locator-v2.md)
 TRAINED_FILE = "locator.onnx"  # what `raiox vision train-locator` writes into its --out folder
-BOXES_REVISION = 2  # the post-processing's revision (`detect.localiser_id`): bumped when a change moves boxes.
+BOXES_REVISION = 3  # the post-processing's revision (`detect.localiser_id`): bumped when a change moves boxes.
 # 2 (session 34): a cone cut must span the film beside the fixture, not a crown on its platform (`refine.under_cone_cut`)
 
 
@@ -136,7 +136,8 @@ def _locate(maps: tuple, path: Path | None, min_confidence: float, threshold: fl
     weak = _boxes(prob, scale, LOW_THRESHOLD)  # the faint map's blobs: zoom-pass hints and the faint pass
     if zoom > 1 and max(img.shape) >= zoom * LOC_SIDE and not _any_large(coarse, scale):
         zoomed = _zoomed(img, path, pyr, scale, threshold, max(min_confidence, ZOOM_MAYBE), zoom)
-        zoomed = [z for z in zoomed if z.confidence >= ZOOM_CONFIDENCE or _corroborated(z, weak)]
+        sure = ZOOM_CONFIDENCE if coarse else ZOOM_MAYBE
+        zoomed = [z for z in zoomed if z.confidence >= sure or _corroborated(z, weak)]
         coarse = _with_zoomed(coarse, zoomed, scale)
     out = [refined(d) for d in coarse]
     out.sort(key=lambda d: -_area(d.box))
@@ -217,7 +218,9 @@ def _any_large(found: list[Detection], scale: float) -> bool:
 
 
 ZOOM_CONFIDENCE = 0.9  # ... and kept when the net is this sure of them ...
-ZOOM_MAYBE = 0.7  # ... or this sure where a faint first-pass blob (LOW_THRESHOLD) overlaps them by CORROBORATE_IOU
+ZOOM_MAYBE = 0.7  # ... or this sure where a faint first-pass blob (LOW_THRESHOLD) overlaps them by CORROBORATE_IOU,
+# or anywhere on a film where the first pass found nothing (a radiograph sent to us shows a fixture: seed 7000's q048-4,
+# a blurred fixture at 0.88 beside a burned-in date at 0.93-0.96, came back with the date alone; session 35)
 CORROBORATE_IOU = 0.1
 ZOOM_SMALL = 64  # zoom-pass blobs shorter than this many first-pass input pixels are considered
 ZOOM = 2  # the zoom pass looks at this many times the first pass's resolution ...
