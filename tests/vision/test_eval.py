@@ -211,3 +211,19 @@ def test_the_orientation_check_turns_a_query_only_where_its_reverse_matches_the_
     close = np.stack([gallery[0] * 0.99 + gallery[1] * 0.01] * 3)
     assert ev.turned_over(ev.Sets(**{**sets.__dict__, "q_reverse": [down[0], None, None]}),
                           gallery, close * (1 - ORIENTATION_MARGIN / 2), embed, 2)[0] == [False, False, False]
+
+
+def test_eval_also_seed_reports_each_set_and_their_mean(tmp_path):
+    """`--also-seed` evaluates another set (cached beside the first, CACHE-SEED) and adds a line per set and their
+    mean; the main figures stay the first set's."""
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(cache), "--also-seed", "7001"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cache-7001").is_dir() and any((tmp_path / "cache-7001").glob("*.npz"))
+    rows = {line.split("|")[1].strip(): [float(x) for x in re.findall(r"([\d.]+)%", line)]
+            for line in result.output.splitlines() if re.match(r"\| (\d+|mean of 2) \|", line)}
+    assert set(rows) == {"7000", "7001", "mean of 2"}
+    assert rows["7000"][:2] == percent(result.output, MODEL)  # the section's own set first
+    for column in range(4):
+        assert rows["mean of 2"][column] == pytest.approx((rows["7000"][column] + rows["7001"][column]) / 2, abs=0.06)
+    assert all(0 <= top1 <= top5 <= 100 for top1, top5, *_ in rows.values())

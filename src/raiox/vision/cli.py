@@ -282,18 +282,27 @@ def evaluate(
     write: bool = typer.Option(True, "--write/--no-write"),
     cache: Path = typer.Option(None, help="folder caching the evaluation renders (reused on the next run)"),
     render: bool = typer.Option(True, "--render/--cached-only", help="render missing items, or use only cached ones"),
+    also_seed: list[int] = typer.Option([], "--also-seed", help="another evaluation set's seed (repeatable), cached in "
+                                        "CACHE-SEED: its located and ground-truth-box figures, and the mean of all sets, "
+                                        "follow the main figures"),
 ) -> None:
     """Retrieval top-1/top-5 (model vs raw pixels vs HOG) and localisation on the demo catalog."""
+    from dataclasses import replace
+
     from raiox.vision import evaluate as ev
 
     cfg = ev.EvalConfig(gallery_per_system=gallery, restored_sizes=restored, queries_per_system=queries, scenes=scenes,
                         embedder=embedder, limit_systems=limit, seed=seed)
     try:
         res = ev.evaluate(cfg, cache, render)
+        others = [ev.evaluate(replace(cfg, seed=s), cache and cache.with_name(f"{cache.name}-{s}"), render, brief=True)
+                  for s in also_seed]
     except ev.NoRenders as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     body = ev.markdown(res, "raiox vision eval " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else []))
+    if others:
+        body += "\n" + ev.seeds_table([res, *others])
     typer.echo(body)
     if write:
         ev.write_section(doc, body)

@@ -302,7 +302,9 @@ def scores(order, q_lab, valid, q_cond, groups) -> dict:
     return out
 
 
-def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) -> dict:
+def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True, brief: bool = False) -> dict:
+    """The evaluation's figures (``brief``: the embedder's rows only, no pixel / HOG baselines and no speed: another
+    evaluation set's line, ``seeds_table``)."""
     embedder = get_embedder(cfg.embedder)
     t0 = time.time()
     sets = build_sets(cfg, cache, render, crop_size(embedder))
@@ -311,7 +313,9 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
     valid = [q is not None for q in queries]
     q_crops = [q if q is not None else np.zeros_like(gallery[0]) for q in queries]
     groups = [s.group for s in systems]
-    methods = {embedder.model_id: embedder.embed, "raw pixels": pixel_features, "HOG": hog_features}
+    methods = {embedder.model_id: embedder.embed}
+    if not brief:
+        methods.update({"raw pixels": pixel_features, "HOG": hog_features})
     classes, specs = [connection.spec_class(s.spec) for s in systems], [s.spec for s in systems]
     lines = [threads.line_of(s.spec, s.attributes) for s in systems]
     counted = threads.enabled()  # the product counts threads (RAIOX_THREAD_COUNT)
@@ -355,7 +359,7 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True) ->
         "feature_accuracy": feature_accuracy, "thread_count": counted and count_accuracy(
             sets.q_turns, sets.q_lengths, [lines[y] for y in q_lab]),
         "localisation": loc_rates(sets.loc), "methods": results,
-        "orientation": orientation, "speed": speed(embedder),
+        "orientation": orientation, "speed": None if brief else speed(embedder),
         "seconds": round(time.time() - t0, 1), "config": cfg,
     }
 
@@ -510,6 +514,24 @@ def markdown(res: dict, command: str) -> str:
         f"{'decode + ' if sp['decode'] else ''}locate + embed of a {sp['image_shape'][1]}x{sp['image_shape'][0]} "
         f"periapical {sp['ms_periapical']:.0f} ms (median of 5).",
     ]
+    return "\n".join(lines)
+
+
+def seeds_table(results: list[dict]) -> str:
+    """One line per evaluation set (``results``: ``evaluate``'s, the first the section's own) and their mean: the
+    figures that decide, since one set's top-1 moves by a point or two with the draw."""
+    model = results[0]["embedder"]
+    lines = ["", "Evaluation sets (located top-1 / top-5 of the line above, ground-truth boxes top-1, localisation recall; "
+             "the others with `--seed S --cache CACHE-S`):", "",
+             "| Seed | fixtures | top-1 | top-5 | ground-truth boxes top-1 | recall |", "|---|---|---|---|---|---|"]
+    rows = []
+    for res in results:
+        m, gt = res["methods"][model], res["methods"][f"{model}, ground-truth boxes"]
+        rows.append((m["top1"], m["top5"], gt["top1"], res["localisation"]["recall"]))
+        lines.append(f"| {res['config'].seed} | {res['queries']} | {m['top1']:.1%} | {m['top5']:.1%} | {gt['top1']:.1%} "
+                     f"| {res['localisation']['recall']:.1%} |")
+    mean = np.mean(rows, axis=0)
+    lines.append(f"| mean of {len(results)} | | {mean[0]:.1%} | {mean[1]:.1%} | {mean[2]:.1%} | {mean[3]:.1%} |")
     return "\n".join(lines)
 
 
