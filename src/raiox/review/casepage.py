@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import repository as cases_repo
-from raiox.catalog import repository as catalog_repo
 from raiox.cases import service as cases
+from raiox.catalog import repository as catalog_repo
 from raiox.delivery import repository as delivery_repo
 from raiox.kit.settings import get_settings
 from raiox.models import CaseImage, Fixture, ImplantSystem
