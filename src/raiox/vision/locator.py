@@ -34,6 +34,7 @@ MODEL_FILE = "locator-v2.onnx"  # the shipped localiser (its card: models/locato
 TRAINED_FILE = "locator.onnx"  # what `raiox vision train-locator` writes into its --out folder
 BOXES_REVISION = 3  # the post-processing's revision (`detect.localiser_id`): bumped when a change moves boxes.
 # 2 (session 34): a cone cut must span the film beside the fixture, not a crown on its platform (`refine.under_cone_cut`)
+# 3 (session 35): on a film whose first pass found nothing, the zoom pass keeps its blobs of ZOOM_MAYBE or more
 
 
 def model_path() -> Path | None:
