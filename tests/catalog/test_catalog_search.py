@@ -96,6 +96,24 @@ async def test_best_reference_is_reported_and_models_are_never_mixed(session, rn
     assert [c.system_id for c in await exact_search(session, query, MODEL, 2)] == [c.system_id for c in found]
 
 
+async def test_candidates_carry_their_systems_spec_and_attributes(session, rng):
+    """The scoring search selects each system's spec and attributes with its name: the re-rank and the
+    answer's look-alike lines read them without loading the systems again."""
+    from raiox.catalog import repository
+    from raiox.synth import demo_catalog
+
+    query = unit(rng.standard_normal(DIM))[0]
+    spec = demo_catalog()[3].spec
+    await add_system(session, "alpha", np.stack([query, query]) + 0.01 * rng.standard_normal((2, DIM)), MODEL)
+    await add_system(session, "beta", rng.standard_normal((2, DIM)), MODEL)
+    await repository.upsert_system(session, "alpha", "Test Co", "Alpha", {"lengths": [8, 10], "connection": "cone"},
+                                   spec)
+    for found in (await search_systems(session, query, MODEL, 2), await exact_search(session, query, MODEL, 2)):
+        assert [c.system_id for c in found] == ["alpha", "beta"]
+        assert found[0].spec == spec and found[0].attributes == {"lengths": [8, 10], "connection": "cone"}
+        assert found[1].spec is None and found[1].attributes == {"connection": "cone"}
+
+
 async def test_a_system_with_several_close_references_outranks_one_chance_resemblance(session, rng):
     """Fifteen systems each hold one reference almost identical to the query and two unrelated ones; one
     system holds three references at 0.8. By best reference the steady system ranks 16th, outside the first

@@ -7,7 +7,6 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.catalog.lookalike import look_alike
-from raiox.catalog.repository import systems_by_id
 from raiox.catalog.schemas import CandidateOut, DifferenceOut, IdentifyOut, ImplantOut
 from raiox.catalog.search import search_fixture
 
@@ -45,18 +44,18 @@ async def identify(session: AsyncSession, data: bytes, filename: str | None, top
             box=_round_box(fixture.box), confidence=round(float(fixture.confidence), 4),
             connection=_connection(fixture.connection), features=_features(fixture.features),
             thread_turns=None if fixture.turns is None else round(fixture.turns.turns, 2),
-            candidates=await _candidates(session, found),
+            candidates=_candidates(found),
         ))
     return IdentifyOut(implants=implants, model_id=embedder.model_id)
 
 
-async def _candidates(session: AsyncSession, found) -> list[CandidateOut]:
-    """The search's answer, each candidate after the first with how its design differs from the first's."""
-    specs = {sid: system.spec for sid, system in (await systems_by_id(session, [c.system_id for c in found])).items()}
-    first = specs.get(found[0].system_id) if found else None
+def _candidates(found) -> list[CandidateOut]:
+    """The search's answer, each candidate after the first with how its design differs from the first's
+    (the specs the search selected with them)."""
+    first = found[0].spec if found else None
     out = []
     for rank, c in enumerate(found):
-        differs = look_alike(specs.get(c.system_id), first) if rank else None
+        differs = look_alike(c.spec, first) if rank else None
         out.append(CandidateOut(
             system=c.system_id, manufacturer=c.manufacturer, name=c.name, score=round(c.score, 4),
             differs_from_first=None if differs is None else [

@@ -28,7 +28,7 @@ specs name and the lengths their lines are sold in (`rerank`).
 import math
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pgvector.sqlalchemy import Vector
@@ -60,6 +60,10 @@ class Candidate:
     score: float  # mean cosine similarity of the system's SCORE_REFERENCES closest references, -1..1 (plus the
     # connection, feature and thread readers' bonuses, <= 0, when the search was given their reads: see `rerank`)
     reference_image_id: uuid.UUID
+    # the system's spec and attributes, selected with its name by the scoring search (the re-rank and
+    # `raiox.catalog.identify` read them; None from the best-reference pool, which does not select them)
+    spec: dict | None = field(default=None, compare=False, repr=False)
+    attributes: dict | None = field(default=None, compare=False, repr=False)
 
 
 def _approximate_sql(model_id: str, iterative: bool) -> str:
@@ -124,7 +128,8 @@ def _best_reference_exact_sql(model_id: str) -> str:
 
 def _scored_sql(model_id: str, pool: bool) -> str:
     """Systems scored by the mean distance of their SCORE_REFERENCES closest references (all active
-    systems of the model, or only those in :ids), best first; `reference_image_id` is the closest."""
+    systems of the model, or only those in :ids), best first; `reference_image_id` is the closest. Each
+    row carries its system's spec and attributes (what the re-rank and the answer's look-alike lines read)."""
     where = "AND e.system_id = ANY(:ids)" if pool else ""
     return f"""
         WITH ranked AS (
@@ -133,18 +138,20 @@ def _scored_sql(model_id: str, pool: bool) -> str:
                                       ORDER BY e.embedding <=> :q, e.reference_image_id) AS place
             FROM reference_embeddings e JOIN implant_systems a ON a.id = e.system_id AND a.active
             WHERE e.model_id = {sql_literal(model_id)} {where}
+        ), scored AS (
+            SELECT system_id, avg(distance) AS distance,
+                   (array_agg(reference_image_id ORDER BY place))[1] AS reference_image_id
+            FROM ranked WHERE place <= {SCORE_REFERENCES} GROUP BY system_id
         )
-        SELECT r.system_id, avg(r.distance) AS distance, s.manufacturer, s.name,
-               (array_agg(r.reference_image_id ORDER BY r.place))[1] AS reference_image_id
-        FROM ranked r JOIN implant_systems s ON s.id = r.system_id
-        WHERE r.place <= {SCORE_REFERENCES}
-        GROUP BY r.system_id, s.manufacturer, s.name
-        ORDER BY distance, r.system_id LIMIT :k
+        SELECT c.system_id, c.distance, c.reference_image_id, s.manufacturer, s.name, s.spec, s.attributes
+        FROM scored c JOIN implant_systems s ON s.id = c.system_id
+        ORDER BY c.distance, c.system_id LIMIT :k
     """
 
 
 def _candidates(rows) -> list[Candidate]:
-    return [Candidate(r.system_id, r.manufacturer, r.name, float(1.0 - r.distance), r.reference_image_id) for r in rows]
+    return [Candidate(r.system_id, r.manufacturer, r.name, float(1.0 - r.distance), r.reference_image_id,
+                      getattr(r, "spec", None), getattr(r, "attributes", None)) for r in rows]
 
 
 def _query_vector(embedding: np.ndarray) -> np.ndarray:
@@ -176,7 +183,7 @@ async def search_systems(session: AsyncSession, embedding: np.ndarray, model_id:
         return []
     reads = Reads(connection, features, turns)
     found = await _nearest(session, embedding, model_id, _pool(top_k, reads))
-    return await _answer(session, found, reads, top_k)
+    return _answer(found, reads, top_k)
 
 
 def _pool(top_k: int, reads: Reads) -> int:
@@ -184,10 +191,10 @@ def _pool(top_k: int, reads: Reads) -> int:
     return max(top_k, RERANK_POOL) if reads else top_k
 
 
-async def _answer(session: AsyncSession, found: list[Candidate], reads: Reads, top_k: int) -> list[Candidate]:
+def _answer(found: list[Candidate], reads: Reads, top_k: int) -> list[Candidate]:
     """The top k of ``found``, re-ranked by the reads when there are any."""
     if reads:
-        found = await rerank(session, found, reads)
+        found = rerank(found, reads)
     return found[:top_k]
 
 
@@ -209,20 +216,17 @@ async def search_fixture(session: AsyncSession, fixture, model_id: str, top_k: i
             fixture = fixture.reversed()
             reads = fixture.reads()  # nothing read the other way up: no re-rank
             found = await _nearest(session, fixture.embedding, model_id, _pool(top_k, reads))
-    return fixture, await _answer(session, found, reads, top_k)
+    return fixture, _answer(found, reads, top_k)
 
 
-async def rerank(session: AsyncSession, found: list[Candidate], reads: Reads) -> list[Candidate]:
+def rerank(found: list[Candidate], reads: Reads) -> list[Candidate]:
     """`found` re-scored by the connection (`raiox.vision.connection`) and the design features
     (`raiox.vision.features`) their specs name and by the thread count (`raiox.vision.threads`) their lines'
-    lengths predict, best first."""
-    from raiox.catalog.repository import systems_by_id
+    lengths predict, best first (from the specs and attributes the scoring search selected with them)."""
     from raiox.vision import connection_class
 
-    systems = await systems_by_id(session, [c.system_id for c in found])
-    known = [systems.get(c.system_id) for c in found]
-    specs = [s.spec if s is not None else None for s in known]
-    lines = [line_of(s.spec, s.attributes) if s is not None else None for s in known]
+    specs = [c.spec for c in found]
+    lines = [line_of(c.spec, c.attributes) for c in found]
     extra = read_bonus(len(found), reads, [connection_class(s) for s in specs], specs, lines)
     scored = [replace(c, score=c.score + float(b)) for c, b in zip(found, extra)]
     return sorted(scored, key=lambda c: (-c.score, c.system_id))
