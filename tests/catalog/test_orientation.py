@@ -33,6 +33,14 @@ def renders():
     return demo, refs, film
 
 
+@pytest.fixture
+def always_checked(monkeypatch):
+    """Every located fixture read both ways up (ENDS_SURE above any end evidence, -2..2): the check itself under test."""
+    from raiox.vision import ranking
+
+    monkeypatch.setattr(ranking, "ENDS_SURE", 3.0)
+
+
 async def _catalog(session, demo, refs, embedder) -> None:
     for system in demo:
         await repository.upsert_system(session, system.id, "Test Co", system.name, {}, system.spec)
@@ -46,7 +54,20 @@ def test_the_rule_is_a_margin_on_the_best_system_score():
     assert not turn_over(0.80, 0.70)
 
 
-def test_a_located_fixture_carries_its_reverse_reading_and_a_given_box_does_not(renders):
+def test_only_a_fixture_whose_ends_the_localiser_is_unsure_of_carries_its_reverse_reading(renders, monkeypatch):
+    from raiox.vision import get_embedder, ranking
+    from raiox.vision.detect import locate
+
+    _, _, film = renders
+    embedder = get_embedder()
+    (found,) = locate(film.image)
+    assert found.ends >= ranking.ENDS_SURE  # a plain film: the maps are sure of its ends
+    assert analyze(film.image, embedder)[0].reverse is None  # so no reverse reading is spent on it
+    monkeypatch.setattr(ranking, "ENDS_SURE", found.ends + 0.01)
+    assert analyze(film.image, embedder)[0].reverse is not None
+
+
+def test_a_located_fixture_carries_its_reverse_reading_and_a_given_box_does_not(renders, always_checked):
     from raiox.vision import get_embedder
 
     _, _, film = renders
@@ -68,7 +89,7 @@ def test_a_located_fixture_carries_its_reverse_reading_and_a_given_box_does_not(
         given.reversed()
 
 
-async def test_an_upside_down_fixture_is_turned_back_and_a_right_one_is_left_alone(session, renders):
+async def test_an_upside_down_fixture_is_turned_back_and_a_right_one_is_left_alone(session, renders, always_checked):
     from raiox.vision import get_embedder
 
     demo, refs, film = renders
@@ -93,7 +114,7 @@ async def test_an_upside_down_fixture_is_turned_back_and_a_right_one_is_left_alo
     assert found[0].score > wrong[0].score + ORIENTATION_MARGIN
 
 
-async def test_identify_reports_the_box_the_way_it_was_searched(session, renders, monkeypatch):
+async def test_identify_reports_the_box_the_way_it_was_searched(session, renders, monkeypatch, always_checked):
     """`raiox identify` / POST /identify: the box it returns is the one searched, platform edge first."""
     from raiox.catalog import identify as identify_module
     from raiox.synth import to_png

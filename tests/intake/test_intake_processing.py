@@ -206,6 +206,7 @@ async def test_a_fixture_located_the_wrong_way_round_is_stored_the_way_it_was_se
         return [f.reversed() for f in real(image, embedder, boxes, read_connection)]
 
     monkeypatch.setattr(raiox.vision, "analyze", wrong_way_round)
+    monkeypatch.setattr(raiox.vision.ranking, "ENDS_SURE", 3.0)  # above any end evidence: the fixture is checked
     case_id = await submit(api, jotform, {"radiografias": [("a.png", scene_pngs[0])]})
     assert await processing.process_case(case_id) == "awaiting_review"
     truth = render_scene([demo_catalog()[0].spec], seed=0).boxes[0]  # scene_pngs[0]

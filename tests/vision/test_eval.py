@@ -65,8 +65,11 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path, monk
     recall = float(re.search(r"recall ([\d.]+)%", text).group(1))
     assert recall > 50  # 8-9 fixtures; the localiser finds most
     assert re.search(r"([\d.]+) ms per crop embedding", text)
-    turned = re.search(r"Orientation check .*?: (\d+) turned, (\d+) of the (\d+) .*?, (\d+) called right", text)
-    assert turned and int(turned.group(2)) <= int(turned.group(3)) and int(turned.group(4)) <= int(turned.group(1))
+    turned = re.search(r"Orientation check .*?: (\d+) of (\d+) checked .*?, (\d+) turned, (\d+) of the (\d+) .*?, "
+                       r"(\d+) called right", text)
+    assert turned, text
+    checked, located, n_turned, fixed, wrong, broken = map(int, turned.groups())
+    assert checked <= located and n_turned <= checked and fixed <= wrong and broken <= n_turned
 
     renders = sorted(p.name for p in cache.glob("*.npz"))
     assert len(renders) == 3 * (2 + 2 * 4 + 2) + 1  # per system: 2 bare and 8 restored references, 2 queries
@@ -206,7 +209,12 @@ def test_the_orientation_check_turns_a_query_only_where_its_reverse_matches_the_
     np.testing.assert_array_equal(oriented[1], gallery[2])
     np.testing.assert_array_equal(oriented[[0, 2]], up[[0, 2]])
     counts = ev.orientation_counts(turned, sets.q_platform_ok)  # numpy booleans count like Python ones
-    assert counts == {"turned": 1, "fixed": 1, "broken": 0, "wrong_before": 1, "located": 2, "platform_correct": 1.0}
+    assert counts == {"checked": 2, "unchecked_wrong": 0, "turned": 1, "fixed": 1, "broken": 0, "wrong_before": 1,
+                      "located": 2, "platform_correct": 1.0}
+    # the second query not checked (its ends looked sure): it stays wrong, and the line says so
+    unchecked = ev.orientation_counts([False] * 3, sets.q_platform_ok, [down[0], None, None])
+    assert unchecked["checked"] == 1 and unchecked["unchecked_wrong"] == 1 and unchecked["platform_correct"] == 0.5
+    assert "1 of 2 checked" in ev.orientation_line(unchecked) and "1 of them not checked" in ev.orientation_line(unchecked)
     # a reverse reading only slightly better than the crop's own is not enough
     close = np.stack([gallery[0] * 0.99 + gallery[1] * 0.01] * 3)
     assert ev.turned_over(ev.Sets(**{**sets.__dict__, "q_reverse": [down[0], None, None]}),

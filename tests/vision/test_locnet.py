@@ -141,3 +141,20 @@ def test_eval_locator_renders_again_after_a_renderer_change(tmp_path, monkeypatc
     again, _, _ = loceval.scenes(1, 5, cache)
     np.testing.assert_allclose(again[0], images[0], atol=1 / 65535)
     assert str(np.load(cache, allow_pickle=True)["renderer"]) != "0" * 16  # rendered and stored again
+
+
+def test_end_evidence_reads_which_end_of_a_box_the_maps_call_the_platform():
+    """Maps with a platform blob at the top and an apex blob at the bottom of a vertical fixture: the box drawn
+    platform-first reads +2, the same box turned end for end -2, a box over empty maps 0, and a neighbour's ends
+    beside the box do not count."""
+    prob = np.zeros((3, 40, 40), np.float32)
+    prob[0, 8:32, 18:22] = 1
+    prob[1, 8:11, 18:22] = 0.9  # platform end
+    prob[2, 29:32, 18:22] = 0.8  # apex end
+    prob[2, 8:11, 32:36] = 1.0  # another fixture's apex, level with this one's platform, well to the side
+    box = np.array([[22, 8], [18, 8], [18, 32], [22, 32]], np.float32)  # map pixels: scale 1
+    assert locator.end_evidence(prob, 1.0, box) == pytest.approx(1.7)
+    assert locator.end_evidence(prob, 1.0, box[[2, 3, 0, 1]]) == pytest.approx(-1.7)
+    assert locator.end_evidence(np.zeros_like(prob), 1.0, box) == 0.0
+    # image coordinates: the same box at twice the size reads the same through the image->map scale
+    assert locator.end_evidence(prob, 0.5, (box + 0.5) * 2 - 0.5) == pytest.approx(1.7)

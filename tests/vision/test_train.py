@@ -383,7 +383,8 @@ def test_a_wider_crop_trains_exports_and_is_cut_at_its_size(tmp_path):
 
     scene = render_scene([demo_catalog()[0].spec], seed=2)
     found = analyze(scene.image, Spy())
-    assert found and shapes == [(192, 96)] * 2 * len(found)  # each located fixture and its reverse reading
+    checked = sum(f.reverse is not None for f in found)  # the reverse reading of those whose ends were unsure
+    assert found and shapes == [(192, 96)] * (len(found) + checked)
 
 
 @pytest.mark.parametrize("crop", ["200x96", "176x88", "400x96"])

@@ -18,8 +18,9 @@ systems and only embeddings of `model_id` take part: vectors of different models
 compared. pgvector >= 0.8 additionally uses iterative index scans (`hnsw.iterative_scan`), which
 apply the active-system filter inside the scan.
 
-A located fixture is searched both ways up (`search_fixture`): where the localiser called the platform and
-apex ends the wrong way round, the reversed crop matches the catalog far better than its own, and it is taken.
+A located fixture whose ends the localiser is unsure of is searched both ways up (`search_fixture`): where the
+localiser called the platform and apex ends the wrong way round, the reversed crop matches the catalog far better
+than its own, and it is taken.
 A fixture's reads (the connection reader's, `raiox.vision.connection`; the design-feature reader's,
 `raiox.vision.features`; its thread count, `raiox.vision.threads`) then reorder its first systems by what their
 specs name and the lengths their lines are sold in (`rerank`).
@@ -201,7 +202,8 @@ def _answer(found: list[Candidate], reads: Reads, top_k: int) -> list[Candidate]
 async def search_fixture(session: AsyncSession, fixture, model_id: str, top_k: int):
     """`search_systems` for one analysed fixture (`raiox.vision.FixtureEmbedding`), and the fixture as searched.
 
-    A located fixture carries its reverse reading (platform and apex ends swapped). When that matches the
+    A located fixture whose ends the localiser was unsure of carries its reverse reading (platform and apex ends
+    swapped; `raiox.vision.ranking.checks_orientation`). When that matches the
     catalog better by more than `ORIENTATION_MARGIN` (best system score), the localiser called the ends the
     wrong way round: the reversed fixture (box, embedding; nothing read, so no re-rank) is searched and
     returned instead."""

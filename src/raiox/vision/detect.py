@@ -22,6 +22,8 @@ WORK_SIDE = 800  # images are analysed with their longer side at most this many 
 class Detection:
     box: np.ndarray  # (4, 2) [x, y]; box[0], box[1] platform edge; box[2], box[3] apex edge
     confidence: float
+    ends: float | None = None  # how clearly the learned localiser's maps put the platform at box[0:2], -2..2
+    # (`locator.end_evidence`); None where not measured (classical localiser, a given box)
 
 
 def locate(image: np.ndarray, method: str = "auto") -> list[Detection]:

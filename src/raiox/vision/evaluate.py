@@ -28,7 +28,7 @@ from raiox.vision.conditions import hard_conditions
 from raiox.vision.datagen import save_npz
 from raiox.vision.detect import box_iou, locate, reverse_box
 from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
-from raiox.vision.ranking import ORIENTATION_MARGIN, RERANK_POOL, rank, system_scores, turn_over
+from raiox.vision.ranking import ENDS_SURE, ORIENTATION_MARGIN, RERANK_POOL, checks_orientation, rank, system_scores, turn_over
 
 CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")
 RENDER_ITEM = 2  # version of render_item's draws (part of every cache fingerprint)
@@ -183,7 +183,8 @@ class Sets:
     loc: dict
     q_conn: list | None = None  # per query: the connection reader's probabilities (None: not located / no reader)
     oracle_conn: list | None = None  # the same at the ground-truth boxes
-    q_reverse: list | None = None  # per query: the crop of its located box turned end for end (None: not located)
+    q_reverse: list | None = None  # per query: the crop of its located box turned end for end (None: not located,
+    # or its ends sure: ``ranking.checks_orientation``)
     q_platform_ok: list | None = None  # per query: whether the localiser called its platform end right (None: not located)
     q_turns: list | None = None  # per query: its thread count (``threads.read``; None: not located, or too short)
     oracle_turns: list | None = None  # the same at the ground-truth boxes
@@ -239,7 +240,7 @@ def build_sets(cfg: EvalConfig, cache: Path | None = None, render: bool = True,
                 q_platform_ok.append(bool(platform_ok(det.box, boxes[j])))
                 loc["platform_ok"] += q_platform_ok[-1]
                 queries.append(_crop_of(image, det.box, size))
-                q_reverse.append(_crop_of(image, reverse_box(det.box), size))
+                q_reverse.append(_crop_of(image, reverse_box(det.box), size) if checks_orientation(det) else None)
                 q_conn.extend(connection.read(image, [det.box]))
                 q_turns.append(threads.read(image, det.box))
             else:
@@ -328,7 +329,7 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True, br
             turned, reverse_vecs = turned_over(sets, g_vecs, q_vecs, fn, len(systems))
             q_vecs = orient(q_vecs, reverse_vecs, turned)
             q_conn = [None if t else c for c, t in zip(sets.q_conn, turned)]  # as `analyze`: not read reversed
-            orientation = orientation_counts(turned, sets.q_platform_ok)
+            orientation = orientation_counts(turned, sets.q_platform_ok, sets.q_reverse)
         if name == embedder.model_id:
             q_feats = [None if t else f for f, t in zip(features.read(q_vecs, name), turned)]  # as `analyze`
             feature_reads = any(f is not None for f in q_feats)
@@ -411,13 +412,16 @@ def count_accuracy(counts: list, lengths: list, lines: list) -> dict:
             "median": float(np.expm1(np.median(errors))), "n": len(errors)}
 
 
-def orientation_counts(turned: list[bool], platform_ok: list) -> dict:
-    """How the orientation check changed the localiser's platform-end calls on located queries."""
+def orientation_counts(turned: list[bool], platform_ok: list, reverse: list | None = None) -> dict:
+    """How the orientation check changed the localiser's platform-end calls on located queries (``reverse``: the
+    queries' reverse crops, None where not checked)."""
     located = [bool(ok) for ok in platform_ok if ok is not None]
+    checked = sum(c is not None for c in reverse) if reverse is not None else len(located)
+    unchecked_wrong = sum(bool(ok is not None and not ok and c is None) for ok, c in zip(platform_ok, reverse or []))
     fixed = sum(bool(t and ok is not None and not ok) for t, ok in zip(turned, platform_ok))
     broken = sum(bool(t and ok is not None and ok) for t, ok in zip(turned, platform_ok))
     wrong = located.count(False)
-    return {"turned": sum(turned), "fixed": fixed, "broken": broken, "wrong_before": wrong,
+    return {"checked": checked, "unchecked_wrong": unchecked_wrong, "turned": sum(turned), "fixed": fixed, "broken": broken, "wrong_before": wrong,
             "located": len(located), "platform_correct": (len(located) - wrong + fixed - broken) / max(len(located), 1)}
 
 
@@ -538,9 +542,13 @@ def seeds_table(results: list[dict]) -> str:
 def orientation_line(o: dict | None) -> str:
     if not o:
         return ""
+    checked = (f"{o['checked']} of {o['located']} checked (the localiser's maps less sure of the ends than "
+               f"{ENDS_SURE:g}), " if "checked" in o else "")
+    missed = f", {o['unchecked_wrong']} of them not checked" if o.get("unchecked_wrong") else ""
     return (f" Orientation check (a located query read the other way up where that matches the catalog by more than "
-            f"{ORIENTATION_MARGIN:g}): {o['turned']} turned, {o['fixed']} of the {o['wrong_before']} the localiser called "
-            f"the wrong way round, {o['broken']} called right; platform end correct after it {o['platform_correct']:.1%}.")
+            f"{ORIENTATION_MARGIN:g}): {checked}{o['turned']} turned, {o['fixed']} of the {o['wrong_before']} the "
+            f"localiser called the wrong way round{missed}, {o['broken']} called right; platform end correct after it "
+            f"{o['platform_correct']:.1%}.")
 
 
 NOTES_BEGIN, NOTES_END = "<!-- vision-notes -->", "<!-- /vision-notes -->"

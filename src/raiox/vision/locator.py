@@ -158,7 +158,30 @@ def _locate(maps: tuple, path: Path | None, min_confidence: float, threshold: fl
         adjusted = en.adjust(pyr, [d.box for d in kept])
         kept = [Detection(_keep_covered(pyr, d.box, b), d.confidence) for b, d in zip(adjusted, kept)]
         kept = [Detection(rf.under_cone_cut(pyr, rf.under_occluder(pyr, d.box)), d.confidence) for d in kept]
+    kept = [Detection(d.box, d.confidence, round(end_evidence(prob, scale, d.box), 4)) for d in kept]
     return sorted(kept, key=lambda d: -d.confidence)
+
+
+def end_evidence(prob: np.ndarray, scale: float, box: np.ndarray) -> float:
+    """How clearly the net's end maps (``prob``, image->map ``scale``) put the platform at ``box``'s first edge and
+    the apex at its last, in [-2, 2]: the platform map's peak over the box's platform end minus its peak over the
+    apex end, plus the apex map's the other way round (each end: a third of the box's length, reaching
+    END_REACH of it beyond the edge). Negative: the maps read the box the other way up."""
+    b = (np.asarray(box, np.float64) + 0.5) * scale - 0.5
+    top, bottom = b[:2].mean(0), b[2:].mean(0)
+    length, width = max(float(np.hypot(*(bottom - top))), 1e-6), max(float(np.hypot(*(b[1] - b[0]))), 1.0)
+    axis = (bottom - top) / length
+    h, w = prob.shape[1:]
+    ys, xs = np.mgrid[0:h, 0:w]
+    d = np.stack([xs - top[0], ys - top[1]], -1)
+    t = (d @ axis) / length
+    across = np.abs(d @ np.array([-axis[1], axis[0]])) <= max(width, 2.0)
+    ends = [across & (t >= -END_REACH) & (t <= 1 / 3), across & (t >= 2 / 3) & (t <= 1 + END_REACH)]
+    peak = [[float(prob[c][m].max()) if m.any() else 0.0 for m in ends] for c in (1, 2)]
+    return (peak[0][0] - peak[0][1]) + (peak[1][1] - peak[1][0])
+
+
+END_REACH = 0.15
 
 
 def _keep_covered(pyr, before: np.ndarray, after: np.ndarray) -> np.ndarray:

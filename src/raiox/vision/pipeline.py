@@ -11,7 +11,7 @@ from raiox.vision import connection, features, threads
 from raiox.vision.canonical import canonical_crop
 from raiox.vision.detect import Detection, locate, orient_box, reverse_box
 from raiox.vision.embedders import Embedder, crop_size
-from raiox.vision.ranking import Reads
+from raiox.vision.ranking import Reads, checks_orientation
 
 
 @dataclass
@@ -55,24 +55,25 @@ def analyze(image: np.ndarray, embedder: Embedder, boxes: Sequence | None = None
     their model is switched off, the box is too short to count, or ``read_connection`` is False (a catalog
     reference's connection, features and line come from its system's spec and attributes).
 
-    A located fixture also carries its ``reverse`` reading (box turned end for end, its crop embedded; connection
-    not read), so the catalog search can overrule the localiser's platform-end call where the other way up matches
-    the catalog much better."""
+    A located fixture whose ends the localiser is not sure of (``ranking.checks_orientation``) also carries its
+    ``reverse`` reading (box turned end for end, its crop embedded; connection not read), so the catalog search can
+    overrule the localiser's platform-end call where the other way up matches the catalog much better."""
     located = boxes is None
     found = locate(image) if located else [Detection(as_box(image, b), 1.0) for b in boxes]
     if not found:
         return []
     own = [d.box for d in found]
-    turned = [reverse_box(b) for b in own] if located and read_connection else []
+    checked = [i for i, d in enumerate(found) if located and read_connection and checks_orientation(d)]
+    turned = [reverse_box(own[i]) for i in checked]
     vectors = embedder.embed([canonical_crop(image, b, crop_size(embedder)) for b in own + turned])
     reads = connection.read(image, own) if read_connection else [None] * len(own)
     feats = features.read(vectors[:len(own)], embedder.model_id) if read_connection else [None] * len(own)
     counts = [threads.read(image, b) for b in own] if read_connection and threads.enabled() else [None] * len(own)
     out = [FixtureEmbedding(b, d.confidence, v, c, features=f, turns=t)
            for d, b, v, c, f, t in zip(found, own, vectors, reads, feats, counts)]
-    for i, box in enumerate(turned):  # nothing is read: the connection reader costs more than the rest of a
-        # reverse reading, and a fixture is turned in about 1 of 200 (then searched without the re-rank)
-        out[i].reverse = FixtureEmbedding(box, found[i].confidence, vectors[len(own) + i], None)
+    for k, (i, box) in enumerate(zip(checked, turned)):  # nothing is read: the connection reader costs more than
+        # the rest of a reverse reading, and a fixture is turned in about 1 of 200 (then searched without the re-rank)
+        out[i].reverse = FixtureEmbedding(box, found[i].confidence, vectors[len(own) + k], None)
     return out
 
 

@@ -16,6 +16,8 @@ SCORE_REFERENCES = 2  # a system scores the mean similarity of this many of its 
 # docs/benchmarks.md, session-26 note)
 ORIENTATION_MARGIN = 0.075  # a located fixture is read the other way up when that matches the catalog by this much
 # more (best system score): the localiser's platform-end call overruled (docs/benchmarks.md, session 21)
+ENDS_SURE = 1.0  # ... checked only where the localiser's maps are less sure of its ends than this
+# (`detect.Detection.ends`, -2..2): the other way up costs a crop and an embedding (docs/benchmarks.md, session 36)
 RERANK_POOL = 10  # the nearest systems the connection, feature and thread readers reorder (the catalog search too:
 # it reorders max(top_k, RERANK_POOL) and answers its top k). 5 until session 34: at 10 top-1 is unchanged on seeds 7000-7005
 # and top-5 gains 3 | 0 | 0 | 1 | 0 | 2 queries (a system the readers lift from 6th-10th into the first 5)
@@ -51,6 +53,12 @@ def system_scores(gallery_vecs, g_lab, query_vecs, n_systems: int, references: i
         if cols.any():
             per_sys[:, s] = -np.sort(-sims[:, cols], axis=1)[:, :references].mean(1)
     return per_sys
+
+
+def checks_orientation(detection) -> bool:
+    """Whether a located fixture (`detect.Detection`) is also read the other way up: where the localiser's maps
+    did not measure its ends (``ends`` None) or measured them below ENDS_SURE."""
+    return detection.ends is None or detection.ends < ENDS_SURE
 
 
 def turn_over(best: float, reverse_best: float) -> bool:
