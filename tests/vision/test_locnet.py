@@ -158,3 +158,20 @@ def test_end_evidence_reads_which_end_of_a_box_the_maps_call_the_platform():
     assert locator.end_evidence(np.zeros_like(prob), 1.0, box) == 0.0
     # image coordinates: the same box at twice the size reads the same through the image->map scale
     assert locator.end_evidence(prob, 0.5, (box + 0.5) * 2 - 0.5) == pytest.approx(1.7)
+
+
+def test_a_box_the_maps_read_the_other_way_up_is_turned_and_an_unclear_one_is_not():
+    prob = np.zeros((3, 40, 40), np.float32)
+    prob[0, 8:32, 18:22] = 1
+    prob[1, 8:11, 18:22] = 0.9
+    prob[2, 29:32, 18:22] = 0.8
+    right = np.array([[22, 8], [18, 8], [18, 32], [22, 32]], np.float32)
+    turned = locator._ends_read(prob, 1.0, locator.Detection(right[[2, 3, 0, 1]], 0.9))  # drawn apex first
+    np.testing.assert_array_equal(turned.box, right)
+    assert turned.ends == pytest.approx(1.7) and turned.confidence == 0.9
+    faint = prob.copy()
+    faint[1] *= 0.2  # the maps lean the other way by less than FLIP_BELOW: the box stays as drawn
+    faint[2] *= 0.2
+    kept = locator._ends_read(faint, 1.0, locator.Detection(right[[2, 3, 0, 1]], 0.9))
+    np.testing.assert_array_equal(kept.box, right[[2, 3, 0, 1]])
+    assert locator.FLIP_BELOW < kept.ends < 0

@@ -42,7 +42,7 @@ def locate(image: np.ndarray, method: str = "auto") -> list[Detection]:
 def localiser_id() -> str:
     """Which localiser `locate(image)` uses: the shipped model's name (its file's stem) and, from the second
     revision on, the revision of the post-processing that draws its boxes (`locator.BOXES_REVISION`), as
-    "locator-v2.r3"; else "classical". A reference boxed under another id is located again by
+    "locator-v2.r4"; else "classical". A reference boxed under another id is located again by
     `raiox catalog reindex --relocate`."""
     from raiox.vision import locator
 
