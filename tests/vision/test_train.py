@@ -141,6 +141,24 @@ def test_checkpoint_interval_is_a_train_option(tmp_path, data):
     assert [h["step"] for h in state["history"]] == [1, 2, 3] and state["config"]["checkpoint_every_s"] == 0.0
 
 
+def test_bf16_trains_the_same_net_in_bfloat16_and_exports_float32(tmp_path, data, cli_run):
+    """`--bf16`: the forward pass under bfloat16 autocast; the run is recorded, its weights and ONNX stay float32
+    and differ from the float32 run's only by the rounding (same seed, same batches)."""
+    out = folder(tmp_path, data, "bf16")
+    result = CliRunner().invoke(app, [
+        "vision", "train", "--out", str(out), "--steps", str(STEPS), "--batch", "8", "--threads", "1",
+        "--classes", str(CLASSES), "--per-class", str(PER_CLASS), "--seed", "0", "--bf16",
+    ])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "train-state.json").read_text())["config"]["bf16"] is True
+    assert json.loads((cli_run / "train-state.json").read_text())["config"]["bf16"] is False
+    weights = torch.load(out / "ckpt.pt", weights_only=False)["net"]
+    assert all(w.dtype in (torch.float32, torch.int64) for w in weights.values())
+    bf16, fp32 = run_onnx(out / "raiox-v1.onnx"), run_onnx(cli_run / "raiox-v1.onnx")
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    assert 1e-6 < np.abs(bf16 - fp32).max() < 0.5  # not the float32 run's weights, nor far from them
+
+
 def test_training_is_seeded(tmp_path, data, cli_run):
     again = train(TrainConfig(out=folder(tmp_path, data, "again"), steps=STEPS, seed=0, **TINY))
     np.testing.assert_allclose(run_onnx(again), run_onnx(cli_run / "raiox-v1.onnx"), atol=1e-5)

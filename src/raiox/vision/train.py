@@ -48,6 +48,7 @@ class TrainConfig:
     init_from: Path | None = None  # a checkpoint whose network weights start a fresh run (fine-tuning)
     attribute_weight: float = 0.0  # > 0: design-feature heads (raiox.vision.attributes) add this x their loss
     located_copies: int = 1  # weight of the located crops (``render-located``) against the others
+    bf16: bool = False  # the network's forward pass under bfloat16 autocast (CPUs with AMX / AVX-512 BF16, GPUs)
     extra: dict = field(default_factory=dict)
 
 
@@ -207,7 +208,9 @@ def train(cfg: TrainConfig) -> Path:
         pick = torch.randint(0, len(train_idx), (cfg.batch,), generator=gen)
         x = torch.from_numpy(crops[train_idx[pick.numpy()]]).float().div_(255)[:, None]
         x = augment(x, gen).to(cfg.device)
-        emb, lab = net(x), train_lab[pick].to(cfg.device)
+        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            emb = net(x)
+        emb, lab = emb.float(), train_lab[pick].to(cfg.device)  # the loss (and the heads) in float32
         loss = arc(emb, lab)
         if heads is not None:
             loss = loss + cfg.attribute_weight * heads.loss(emb, targets[lab])
