@@ -159,6 +159,31 @@ def test_bf16_trains_the_same_net_in_bfloat16_and_exports_float32(tmp_path, data
     assert 1e-6 < np.abs(bf16 - fp32).max() < 0.5  # not the float32 run's weights, nor far from them
 
 
+def test_widths_train_a_wider_or_narrower_net_that_exports_and_fine_tunes_only_at_its_widths(tmp_path, data):
+    """`--widths`: the residual blocks' channels; the export serves 512-d vectors, `from_onnx` reads the widths
+    back, and a fine-tune or resume at other widths is refused with a clear error."""
+    from raiox.vision.net import from_onnx
+
+    out = folder(tmp_path, data, "narrow")
+    args = ["vision", "train", "--steps", "2", "--batch", "8", "--threads", "1", "--classes", str(CLASSES),
+            "--per-class", str(PER_CLASS)]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--widths", "8,16,24"])
+    assert result.exit_code == 0, result.output
+    model = out / "raiox-v1.onnx"
+    assert run_onnx(model).shape == (5, 512)
+    net = from_onnx(model)
+    assert net.widths == (8, 16, 24) and net.blocks[2].a[0].out_channels == 24
+    assert json.loads((out / "train-state.json").read_text())["config"]["widths"] == [8, 16, 24]
+    refused = CliRunner().invoke(app, [*args, "--out", str(folder(tmp_path, data, "wide")), "--init-from", str(model)])
+    assert refused.exit_code == 2 and "24] wide, not [32, 64, 128]" in " ".join(refused.output.replace("│", " ").split())
+    again = CliRunner().invoke(app, [*args, "--out", str(out), "--steps", "3"])  # resume at the default widths
+    assert again.exit_code == 2 and "other widths" in " ".join(again.output.replace("│", " ").split())
+    tuned = folder(tmp_path, data, "tuned")
+    result = CliRunner().invoke(app, [*args, "--out", str(tuned), "--init-from", str(model), "--widths", "8,16,24"])
+    assert result.exit_code == 0, result.output
+    assert CliRunner().invoke(app, [*args, "--out", str(tuned), "--widths", "8,16"]).exit_code == 2
+
+
 def test_training_is_seeded(tmp_path, data, cli_run):
     again = train(TrainConfig(out=folder(tmp_path, data, "again"), steps=STEPS, seed=0, **TINY))
     np.testing.assert_allclose(run_onnx(again), run_onnx(cli_run / "raiox-v1.onnx"), atol=1e-5)

@@ -50,6 +50,16 @@ def render_located(
     typer.echo(f"{total} located crops in {out / 'data'}")
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 3 or min(widths) < 1:
+        raise typer.BadParameter(f"three positive channel counts, e.g. 32,64,128 (got {text!r})", param_hint="--widths")
+    return widths
+
+
 def _crop_size(text: str) -> tuple[int, int]:
     rows, _, cols = text.lower().partition("x")
     if not (rows.isdigit() and cols.isdigit()) or int(rows) % 16 or not 192 <= int(rows) <= 384 or int(cols) < 16:
@@ -83,6 +93,8 @@ def train(
                                                "as often as the others"),
     checkpoint_every: float = typer.Option(180.0, min=0.0, help="seconds between validations + checkpoints (each "
                                                                "costs about a minute on 2 CPU threads at full size)"),
+    widths: str = typer.Option("32,64,128", help="channels of the network's three residual blocks (raiox-v1 to "
+                               "v11: 32,64,128; wider costs about the square of the factor per step)"),
     bf16: bool = typer.Option(False, "--bf16/--fp32", help="the network's forward pass in bfloat16 (autocast; the "
                               "loss, weights and exported model stay float32): about twice the steps per second on "
                               "CPUs with AMX or AVX-512 BF16 (docs/vision.md)"),
@@ -97,11 +109,12 @@ def train(
     cfg = TrainConfig(out=out, steps=steps, batch=batch, lr=lr, seed=seed, device=device, threads=threads,
                       restart_schedule=restart_schedule, init_from=init_from, model_name=name,
                       attribute_weight=attribute_weight, located_copies=located_copies,
-                      checkpoint_every_s=checkpoint_every, bf16=bf16)
+                      checkpoint_every_s=checkpoint_every, bf16=bf16, widths=_widths(widths))
     try:
         onnx_path = run(cfg)
     except ResumeError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--attribute-weight") from exc
+        hint = "--widths" if "widths" in str(exc) or "wide" in str(exc) else "--attribute-weight"
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
     card = write_card(out, onnx_path)
     typer.echo(f"wrote {onnx_path} and {card}")
     if install:

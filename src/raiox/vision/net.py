@@ -37,6 +37,7 @@ class FixtureNet(nn.Module):
 
     def __init__(self, widths=(32, 64, 128), dim: int = EMBED_DIM, rows: int = 12):
         super().__init__()
+        self.widths = tuple(widths)
         # a 5x5 stride-2 stem: sees thread detail at full resolution, computes at half
         self.stem = nn.Sequential(nn.Conv2d(1, 16, 5, 2, 2, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
         blocks, cin = [], 16
@@ -128,8 +129,8 @@ def from_onnx(path) -> FixtureNet:
 
     graph = onnx.load(str(path)).graph
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
-    net = FixtureNet()
     convs = [n for n in graph.node if n.op_type == "Conv"]
+    net = FixtureNet(onnx_widths(convs, weights))
     pairs = _conv_norm_pairs(net)
     if len(convs) != len(pairs):
         raise ValueError(f"{path}: {len(convs)} convolutions, the net has {len(pairs)}")
@@ -145,6 +146,13 @@ def from_onnx(path) -> FixtureNet:
         if any(not k.endswith("num_batches_tracked") for k in missing):
             raise ValueError(f"{path}: no head weights for {missing}")
     return net
+
+
+def onnx_widths(convs, weights) -> tuple[int, ...]:
+    """The residual blocks' widths of an exported ``FixtureNet``: after the stem each block traces three
+    convolutions (``a``, ``b``, ``skip``), all as wide as the block."""
+    outs = [int(weights[node.input[1]].shape[0]) for node in convs[1:]]
+    return tuple(outs[0::3]) if outs and len(outs) % 3 == 0 else (32, 64, 128)
 
 
 def _conv_norm_pairs(net: nn.Module):

@@ -49,6 +49,7 @@ class TrainConfig:
     attribute_weight: float = 0.0  # > 0: design-feature heads (raiox.vision.attributes) add this x their loss
     located_copies: int = 1  # weight of the located crops (``render-located``) against the others
     bf16: bool = False  # the network's forward pass under bfloat16 autocast (CPUs with AMX / AVX-512 BF16, GPUs)
+    widths: tuple[int, ...] = (32, 64, 128)  # the residual blocks' channels (raiox-v1 to v11: 32, 64, 128)
     extra: dict = field(default_factory=dict)
 
 
@@ -151,7 +152,8 @@ def train(cfg: TrainConfig) -> Path:
     train_idx = weigh_located(train_idx, located, cfg.located_copies)
     n_classes = cfg.classes or max(_planned_classes(cfg.out / "data"), int(labels.max()) + 1)
     train_lab = torch.from_numpy(labels[train_idx].astype(np.int64))
-    net, arc = FixtureNet().to(cfg.device), ArcFace(n_classes, scale=cfg.scale, margin=cfg.margin).to(cfg.device)
+    net = FixtureNet(tuple(cfg.widths)).to(cfg.device)
+    arc = ArcFace(n_classes, scale=cfg.scale, margin=cfg.margin).to(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)
     ckpt = cfg.out / "ckpt.pt"
     saved = torch.load(ckpt, map_location=cfg.device, weights_only=False) if ckpt.exists() else None
@@ -172,7 +174,7 @@ def train(cfg: TrainConfig) -> Path:
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / span)))
     )
     if saved:
-        net.load_state_dict(saved["net"])
+        _load_net(net, saved["net"], ckpt, cfg)
         arc.load_state_dict(saved["arc"])
         if heads is not None and saved.get("heads"):
             heads.load_state_dict(saved["heads"])
@@ -194,7 +196,7 @@ def train(cfg: TrainConfig) -> Path:
         log.info("train.init", model=str(cfg.init_from))
     elif cfg.init_from:
         init = torch.load(cfg.init_from, map_location=cfg.device, weights_only=False)
-        net.load_state_dict(init["net"])
+        _load_net(net, init["net"], cfg.init_from, cfg)
         _carry_class_rows(arc, init.get("arc", {}).get("weight"))
         if heads is not None and init.get("heads"):
             heads.load_state_dict(init["heads"])
@@ -236,6 +238,16 @@ def train(cfg: TrainConfig) -> Path:
     return onnx_path
 
 
+def _load_net(net, weights: dict, source, cfg: TrainConfig) -> None:
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+        raise ResumeError(f"{source} holds a network of other widths than {list(cfg.widths)} (--widths): "
+                          "resume or fine-tune with the widths it was trained with") from None
+
+
 def _from_shipped(cfg: TrainConfig, net, arc, crops, labels, train_idx, gen):
     """Start from an exported model (``.onnx``): its weights, BatchNorms calibrated on a batch of this data,
     and every class centre imprinted with the mean embedding of its training crops (so the fine-tuning
@@ -246,6 +258,9 @@ def _from_shipped(cfg: TrainConfig, net, arc, crops, labels, train_idx, gen):
     from raiox.vision.net import calibrate_norms, from_onnx
 
     net = from_onnx(cfg.init_from).to(cfg.device)
+    if tuple(net.widths) != tuple(cfg.widths):
+        raise ResumeError(f"{cfg.init_from} has blocks {list(net.widths)} wide, not {list(cfg.widths)}: a fine-tune "
+                          "keeps the network's widths")
     pick = torch.randint(0, len(train_idx), (256,), generator=gen).numpy()
     calibrate_norms(net, torch.from_numpy(crops[train_idx[pick]]).float().div_(255)[:, None].to(cfg.device))
     net.eval()
