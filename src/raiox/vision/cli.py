@@ -113,8 +113,7 @@ def train(
     try:
         onnx_path = run(cfg)
     except ResumeError as exc:
-        hint = "--widths" if "widths" in str(exc) or "wide" in str(exc) else "--attribute-weight"
-        raise typer.BadParameter(str(exc), param_hint=hint) from exc
+        raise typer.BadParameter(str(exc), param_hint=exc.option) from exc
     card = write_card(out, onnx_path)
     typer.echo(f"wrote {onnx_path} and {card}")
     if install:

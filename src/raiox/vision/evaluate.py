@@ -28,7 +28,8 @@ from raiox.vision.conditions import hard_conditions
 from raiox.vision.datagen import save_npz
 from raiox.vision.detect import box_iou, locate, reverse_box
 from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
-from raiox.vision.ranking import ENDS_SURE, ORIENTATION_MARGIN, RERANK_POOL, checks_orientation, rank, system_scores, turn_over
+from raiox.vision.ranking import (ENDS_SURE, ORIENTATION_MARGIN, RERANK_POOL, checks_orientation, rank, system_scores,
+                                  turn_over)
 
 CONDITIONS = ("angulation", "noise", "blur", "occlusion", "combined")
 RENDER_ITEM = 2  # version of render_item's draws (part of every cache fingerprint)
@@ -421,8 +422,8 @@ def orientation_counts(turned: list[bool], platform_ok: list, reverse: list | No
     fixed = sum(bool(t and ok is not None and not ok) for t, ok in zip(turned, platform_ok))
     broken = sum(bool(t and ok is not None and ok) for t, ok in zip(turned, platform_ok))
     wrong = located.count(False)
-    return {"checked": checked, "unchecked_wrong": unchecked_wrong, "turned": sum(turned), "fixed": fixed, "broken": broken, "wrong_before": wrong,
-            "located": len(located), "platform_correct": (len(located) - wrong + fixed - broken) / max(len(located), 1)}
+    return {"checked": checked, "unchecked_wrong": unchecked_wrong, "turned": sum(turned), "fixed": fixed,
+            "broken": broken, "wrong_before": wrong, "located": len(located), "platform_correct": (len(located) - wrong + fixed - broken) / max(len(located), 1)}
 
 
 def loc_rates(loc: dict) -> dict:
@@ -542,8 +543,7 @@ def seeds_table(results: list[dict]) -> str:
 def orientation_line(o: dict | None) -> str:
     if not o:
         return ""
-    checked = (f"{o['checked']} of {o['located']} checked (the localiser's maps less sure of the ends than "
-               f"{ENDS_SURE:g}), " if "checked" in o else "")
+    checked = f"{o['checked']} of {o['located']} checked (the localiser's maps less sure of the ends than {ENDS_SURE:g}), "
     missed = f", {o['unchecked_wrong']} of them not checked" if o.get("unchecked_wrong") else ""
     return (f" Orientation check (a located query read the other way up where that matches the catalog by more than "
             f"{ORIENTATION_MARGIN:g}): {checked}{o['turned']} turned, {o['fixed']} of the {o['wrong_before']} the "

@@ -26,7 +26,12 @@ log = structlog.get_logger(__name__)
 
 
 class ResumeError(ValueError):
-    """A rerun asks for something its checkpoint cannot continue (e.g. attribute heads added or dropped)."""
+    """A rerun asks for something its checkpoint cannot continue (e.g. attribute heads added or dropped); ``option``
+    names the `raiox vision train` option at fault."""
+
+    def __init__(self, message: str, option: str = "--attribute-weight"):
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass
@@ -245,7 +250,7 @@ def _load_net(net, weights: dict, source, cfg: TrainConfig) -> None:
         if "size mismatch" not in str(exc):
             raise
         raise ResumeError(f"{source} holds a network of other widths than {list(cfg.widths)} (--widths): "
-                          "resume or fine-tune with the widths it was trained with") from None
+                          "resume or fine-tune with the widths it was trained with", option="--widths") from None
 
 
 def _from_shipped(cfg: TrainConfig, net, arc, crops, labels, train_idx, gen):
@@ -260,7 +265,7 @@ def _from_shipped(cfg: TrainConfig, net, arc, crops, labels, train_idx, gen):
     net = from_onnx(cfg.init_from).to(cfg.device)
     if tuple(net.widths) != tuple(cfg.widths):
         raise ResumeError(f"{cfg.init_from} has blocks {list(net.widths)} wide, not {list(cfg.widths)}: a fine-tune "
-                          "keeps the network's widths")
+                          "keeps the network's widths", option="--widths")
     pick = torch.randint(0, len(train_idx), (256,), generator=gen).numpy()
     calibrate_norms(net, torch.from_numpy(crops[train_idx[pick]]).float().div_(255)[:, None].to(cfg.device))
     net.eval()
