@@ -400,6 +400,28 @@ def test_fine_tuning_from_an_exported_model_imprints_the_class_centres(tmp_path,
     assert json.loads((out / "train-state.json").read_text())["init_from"].endswith("raiox-v1.onnx")
 
 
+def test_bf16_fine_tune_imprints_the_class_centres_under_bfloat16_too(tmp_path, cli_run, monkeypatch):
+    """With ``--bf16`` the imprint's embeddings run as training does (autocast): centres in the same directions
+    as a float32 imprint's, within bfloat16's rounding, and not bit-identical to them."""
+    centres = {}
+    real = train_mod._from_shipped
+
+    def spy(cfg, net, arc, crops, labels, train_idx, gen):
+        out = real(cfg, net, arc, crops, labels, train_idx, gen)
+        centres[cfg.bf16] = arc.weight.detach().clone()
+        centres["trained"] = torch.from_numpy(np.unique(labels[train_idx]).astype(np.int64))  # held-out rows stay
+        return out
+
+    monkeypatch.setattr(train_mod, "_from_shipped", spy)
+    for bf16 in (False, True):
+        out = folder(tmp_path, cli_run / "data", f"imprint-{bf16}")
+        train(TrainConfig(out=out, steps=1, init_from=cli_run / "raiox-v1.onnx", bf16=bf16, **TINY))
+    seen = centres["trained"]
+    cos = (centres[True][seen] * centres[False][seen]).sum(1)
+    assert cos.min() > 0.98 and centres[True].dtype == torch.float32
+    assert (centres[True][seen] - centres[False][seen]).abs().max() > 1e-6
+
+
 def test_a_wider_crop_trains_exports_and_is_cut_at_its_size(tmp_path):
     """Crops rendered at another size (here 192 x 96) train a net whose ONNX input has that size; the
     embedder then asks for canonical crops cut at it, and `analyze` cuts them so."""
