@@ -39,15 +39,29 @@ def test_the_shipped_reader_reads_only_its_embedders_vectors(monkeypatch):
     path = features.model_path()
     assert path is not None and path.name == features.MODEL_FILE
     vectors = np.random.default_rng(0).standard_normal((3, 512)).astype(np.float32)
-    reads = features.read(vectors, "raiox-v11")
+    reads = features.read(vectors, "raiox-v12")
     assert len(reads) == 3 and set(reads[0]) == set(features.READ)
     for name, logp in reads[0].items():
         assert logp.shape == (len(HEADS[name][0]),) and np.exp(logp).sum() == pytest.approx(1, abs=1e-5)
     assert not np.allclose(reads[0]["apex_shape"], reads[1]["apex_shape"])  # it reads the vector
     assert features.read(vectors, "raiox-v10") == [None] * 3  # another embedder's vectors: nothing read
-    assert features.read(vectors[:0], "raiox-v11") == []
+    assert features.read(vectors[:0], "raiox-v12") == []
     monkeypatch.setenv(features.MODEL_ENV, "none")
-    assert features.model_path() is None and features.read(vectors, "raiox-v11") == [None] * 3
+    assert features.model_path() is None and features.read(vectors, "raiox-v12") == [None] * 3
+
+
+def test_each_shipped_embedder_is_read_by_its_own_reader(monkeypatch):
+    """raiox-v12 (default) and raiox-v11 each have a fitted reader; neither reads the other's vectors."""
+    monkeypatch.delenv(features.MODEL_ENV, raising=False)
+    vectors = np.random.default_rng(1).standard_normal((2, 512)).astype(np.float32)
+    assert features.model_path().name == features.MODEL_FILE == features.SHIPPED["raiox-v12"]
+    for embedder_id, other in (("raiox-v12", "raiox-v11"), ("raiox-v11", "raiox-v12")):
+        own = features.model_path(embedder_id)
+        assert own.name == features.SHIPPED[embedder_id]
+        assert all(r is not None for r in features.read(vectors, embedder_id))  # found by the embedder's id
+        assert features.read(vectors, other, own) == [None, None]
+    v11, v12 = features.read(vectors, "raiox-v11"), features.read(vectors, "raiox-v12")
+    assert not np.allclose(v11[0]["apex_shape"], v12[0]["apex_shape"])  # two fits, not one file twice
 
 
 def test_the_shipped_reader_reads_demo_systems_it_never_saw():
@@ -58,7 +72,7 @@ def test_the_shipped_reader_reads_demo_systems_it_never_saw():
     demo = demo_catalog()
     picks = demo[::9][:16]
     embedder = get_embedder()
-    assert embedder.model_id == "raiox-v11"
+    assert embedder.model_id == "raiox-v12"
     right = {"apex_shape": [], "tapered": [], "profile": []}
     for k, system in enumerate(picks):
         sc = render_scene([system.spec], seed=70 + k, conditions={"size": (600, 800), "angulation": 3.0,
@@ -96,7 +110,7 @@ def test_train_features_embeds_fits_exports_and_resumes(tmp_path):
     vectors = np.random.default_rng(1).standard_normal((2, 512)).astype(np.float32)
     (read, _) = features.read(vectors, "raiox-v1", model)
     assert set(read) == set(features.READ)
-    assert features.read(vectors, "raiox-v11", model) == [None, None]
+    assert features.read(vectors, "raiox-v12", model) == [None, None]
 
     cached = sorted((out / "vectors").glob("*.npz"))
     assert [p.name for p in cached] == [p.name for p in sorted(data.glob("shard-*.npz"))]

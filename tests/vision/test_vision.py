@@ -34,7 +34,7 @@ def test_embed_shape_norm_and_determinism(embedder):
 
 
 def test_default_embedder_is_shipped_model(embedder):
-    assert embedder.model_id == "raiox-v11"  # shipped: no fallback to the random projection
+    assert embedder.model_id == "raiox-v12"  # shipped: no fallback to the random projection
     assert crop_size(embedder) == (256, 128)  # it takes the canonical crop at its own input size
     assert get_embedder() is embedder  # cached
 

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     jotform_result_fields: dict[str, str] = Field(default_factory=dict)
     webhook_secret: SecretStr | None = None
 
-    embedder: str = "raiox-v11"
+    embedder: str = "raiox-v12"
     connection_model: str = ""  # the connection reader's ONNX file ("" shipped, "none" off): raiox.vision.connection
     feature_model: str = ""  # the design-feature reader's ONNX file ("" shipped, "none" off): raiox.vision.features
     thread_count: bool = True  # count a fixture's threads and re-rank by its candidates' lines (raiox.vision.threads)

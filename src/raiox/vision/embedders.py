@@ -1,6 +1,6 @@
 """Embedding backends, chosen by a spec string (``RAIOX_EMBEDDER``).
 
-- ``raiox-v11`` (default: raiox-v10 and its 256 x 128 fine-tune as one ensemble file), ``raiox-v10``, ``raiox-v9``, ``raiox-v8``, ``raiox-v7``, ``raiox-v3``, ``raiox-v2``, ``raiox-v1``, ``raiox-v0``: ONNX models shipped in ``raiox/vision/models``.
+- ``raiox-v12`` (default: raiox-v10 and a 256 x 128 fine-tune of it on other systems as one ensemble file), ``raiox-v11`` (raiox-v10 and its first 256 x 128 fine-tune), ``raiox-v10``, ``raiox-v9``, ``raiox-v8``, ``raiox-v7``, ``raiox-v3``, ``raiox-v2``, ``raiox-v1``, ``raiox-v0``: ONNX models shipped in ``raiox/vision/models``.
 - ``onnx:PATH``: any ONNX image encoder. Input: one float32 tensor (N, C, H, W), C = 1 or 3
   (grayscale is repeated), values in [0, 1] (canonical crop: metal bright, platform up); any
   normalisation must be inside the graph. Output: first output, (N, D) float32; rows are
@@ -30,7 +30,7 @@ import structlog
 from raiox.vision.canonical import CROP_H, CROP_W
 
 log = structlog.get_logger(__name__)
-DEFAULT_EMBEDDER = "raiox-v11"
+DEFAULT_EMBEDDER = "raiox-v12"
 FALLBACK_EMBEDDER = "raiox-v0"
 BATCH = 64
 
@@ -208,5 +208,5 @@ def _build(spec: str) -> Embedder:
         log.warning("embedder.fallback", wanted=spec, using=FALLBACK_EMBEDDER, reason="trained model not shipped yet")
         return _build(FALLBACK_EMBEDDER)
     if path is None:
-        raise ValueError(f"unknown embedder {spec!r}: use raiox-v11, raiox-v10, raiox-v9, raiox-v8, raiox-v7, raiox-v3, raiox-v2, raiox-v1, onnx:PATH or open_clip:MODEL/TAG")
+        raise ValueError(f"unknown embedder {spec!r}: use raiox-v12, raiox-v11, raiox-v10, raiox-v9, raiox-v8, raiox-v7, raiox-v3, raiox-v2, raiox-v1, onnx:PATH or open_clip:MODEL/TAG")
     return OnnxEmbedder(path, model_id=spec)

@@ -1,4 +1,4 @@
-"""Reading a fixture's design features from its embedding (``features-v1``), to re-rank catalog candidates.
+"""Reading a fixture's design features from its embedding (``features-v2``), to re-rank catalog candidates.
 
 The embedding is a metric: cosine similarity weighs every direction of it alike, also those that carry a
 look-alike feature weakly. A small network fitted on the frozen vectors of one embedder (``raiox vision
@@ -14,7 +14,8 @@ own reading of them made the ranking worse). A system without a spec, or a featu
 mean bonus of the ranked systems that have one (no reward, no penalty).
 
 A model file belongs to the embedder it was fitted on (ONNX metadata ``raiox_embedder``): vectors of another
-embedder are not read. Without the file (or with ``RAIOX_FEATURE_MODEL=none``) nothing is read.
+embedder are not read: the shipped readers are one per shipped embedder that has one (``SHIPPED``). Without the
+file (or with ``RAIOX_FEATURE_MODEL=none``) nothing is read.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import numpy as np
 from raiox.vision.attributes import HEADS
 from raiox.vision.onnxrt import model_file, session
 
-MODEL_FILE = "features-v1.onnx"  # the shipped model, in ``models/``, fitted on raiox-v11's vectors
+SHIPPED = {"raiox-v12": "features-v2.onnx", "raiox-v11": "features-v1.onnx"}  # embedder -> its reader in ``models/``
+MODEL_FILE = SHIPPED["raiox-v12"]  # the default embedder's
 EMBEDDER_KEY = "raiox_embedder"  # ONNX metadata: the ``model_id`` of the embedder whose vectors it reads
 HEADS_KEY = "raiox_heads"  # ONNX metadata: the features it reads, in the order of its output's columns
 READ = ("apex_shape", "apex_hole", "flutes", "profile", "leads", "collar", "tapered", "progressive")
@@ -38,10 +40,11 @@ MODEL_ENV = "RAIOX_FEATURE_MODEL"  # another feature model (ONNX), or "none" to 
 Features = dict[str, np.ndarray]  # feature name -> log-probabilities of its classes (attributes.HEADS order)
 
 
-def model_path() -> Path | None:
+def model_path(embedder_id: str | None = None) -> Path | None:
     """The model file: ``RAIOX_FEATURE_MODEL`` from the environment, else from the settings (``.env``), else
-    the shipped one; None when switched off (``none``) or missing."""
-    return model_file(MODEL_ENV, "feature_model", MODEL_FILE)
+    the shipped reader of ``embedder_id`` (default: the default embedder's); None when switched off (``none``)
+    or missing."""
+    return model_file(MODEL_ENV, "feature_model", SHIPPED.get(embedder_id, MODEL_FILE) if embedder_id else MODEL_FILE)
 
 
 def metadata(embedder_id: str, heads: tuple[str, ...] = READ) -> dict[str, str]:
@@ -57,7 +60,7 @@ def _meta(path: str) -> tuple[str, tuple[str, ...]]:
 
 def read(vectors: np.ndarray, embedder_id: str, path: Path | None = None) -> list[Features | None]:
     """Each vector's features (None for each when there is no model, or the model reads another embedder's)."""
-    path = path or model_path()
+    path = path or model_path(embedder_id)
     if path is None or len(vectors) == 0:
         return [None] * len(vectors)
     reads, heads = _meta(str(path))
