@@ -474,7 +474,8 @@ def markdown(res: dict, command: str) -> str:
         "Connection reader: " + (f"`{connection.model_path().name}` re-ranks each query's first {RERANK_POOL} systems by the "
                                  "connection their spec names (weight " + f"{connection.WEIGHT:g}), as the catalog search does."
                                  if res.get("connection_reader") else "off (no re-rank)."),
-        "Feature reader: " + (f"`{features.model_path(res['embedder']).name}` adds the design features their spec names, read from the "
+        "Feature reader: " + (f"`{features.model_path(res['embedder']).name}` adds the design features their spec names, "
+                              "read from the "
                               f"query's embedding (weight {features.WEIGHT:g}), to the same re-rank, as the catalog search does."
                               if res.get("feature_reader") else "off (it reads no vectors of this embedder)."),
         "Thread count: " + (f"the length over thread pitch counted on each query's silhouette (`raiox.vision.threads`) "

@@ -274,7 +274,8 @@ def _from_shipped(cfg: TrainConfig, net, arc, crops, labels, train_idx, gen):
     with torch.no_grad(), bf16:
         for i in range(0, len(crops_once), 512):
             idx = crops_once[i : i + 512]
-            emb = F.normalize(net(torch.from_numpy(crops[idx]).float().div_(255)[:, None].to(cfg.device)).float(), dim=1)
+            x = torch.from_numpy(crops[idx]).float().div_(255)[:, None].to(cfg.device)
+            emb = F.normalize(net(x).float(), dim=1)
             sums.index_add_(0, torch.from_numpy(labels[idx].astype(np.int64)).to(cfg.device), emb)
         seen = sums.norm(dim=1) > 0
         arc.weight[seen] = F.normalize(sums[seen], dim=1)
