@@ -44,7 +44,7 @@ def model_path(embedder_id: str | None = None) -> Path | None:
     """The model file: ``RAIOX_FEATURE_MODEL`` from the environment, else from the settings (``.env``), else
     the shipped reader of ``embedder_id`` (default: the default embedder's); None when switched off (``none``)
     or missing."""
-    return model_file(MODEL_ENV, "feature_model", SHIPPED.get(embedder_id, MODEL_FILE) if embedder_id else MODEL_FILE)
+    return model_file(MODEL_ENV, "feature_model", SHIPPED.get(embedder_id, MODEL_FILE))
 
 
 def metadata(embedder_id: str, heads: tuple[str, ...] = READ) -> dict[str, str]:

@@ -215,7 +215,7 @@ def train(cfg: TrainConfig) -> Path:
         pick = torch.randint(0, len(train_idx), (cfg.batch,), generator=gen)
         x = torch.from_numpy(crops[train_idx[pick.numpy()]]).float().div_(255)[:, None]
         x = augment(x, gen).to(cfg.device)
-        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with _autocast(cfg):
             emb = net(x)
         emb, lab = emb.float(), train_lab[pick].to(cfg.device)  # the loss (and the heads) in float32
         loss = arc(emb, lab)
@@ -241,6 +241,13 @@ def train(cfg: TrainConfig) -> Path:
     onnx_path = export(net, cfg.out / f"{cfg.model_name}.onnx", crops.shape[1:])
     (cfg.out / "train-state.json").write_text(json.dumps({"config": _brief(cfg), **state}, indent=2))
     return onnx_path
+
+
+def _autocast(cfg: TrainConfig):
+    """The network's forward pass under bfloat16 where ``cfg.bf16`` asks for it (a no-op context otherwise)."""
+    import torch
+
+    return torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
 
 def _load_net(net, weights: dict, source, cfg: TrainConfig) -> None:
@@ -270,8 +277,7 @@ def _from_shipped(cfg: TrainConfig, net, arc, crops, labels, train_idx, gen):
     calibrate_norms(net, torch.from_numpy(crops[train_idx[pick]]).float().div_(255)[:, None].to(cfg.device))
     net.eval()
     sums, crops_once = torch.zeros_like(arc.weight), np.unique(train_idx)  # each crop once, however often drawn
-    bf16 = torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16)  # as training runs
-    with torch.no_grad(), bf16:
+    with torch.no_grad(), _autocast(cfg):  # as training runs
         for i in range(0, len(crops_once), 512):
             idx = crops_once[i : i + 512]
             x = torch.from_numpy(crops[idx]).float().div_(255)[:, None].to(cfg.device)
