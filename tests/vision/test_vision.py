@@ -3,7 +3,7 @@ import pytest
 
 from raiox.vision import Detection, FixtureEmbedding, analyze, canonical_crop, embed_reference, get_embedder, locate
 from raiox.vision.detect import box_iou
-from raiox.vision.embedders import crop_size
+from raiox.vision.embedders import DEFAULT_EMBEDDER, crop_size, shipped_embedders, shipped_model
 from raiox.vision.interim import build_interim
 
 from .standin import Fixture, render
@@ -139,8 +139,17 @@ def test_onnx_path_rgb_square_input(tmp_path):
 def test_bad_specs(tmp_path):
     with pytest.raises(FileNotFoundError):
         get_embedder(f"onnx:{tmp_path / 'missing.onnx'}")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as err:
         get_embedder("no-such-model")
+    assert "raiox-v11, raiox-v10, raiox-v9, " in str(err.value)  # the shipped models, newest first
+
+
+def test_shipped_embedders_newest_first():
+    names = shipped_embedders()
+    assert names[0] == DEFAULT_EMBEDDER and names[-1] == "raiox-v0"  # numerically: raiox-v10 before raiox-v9
+    assert names.index("raiox-v10") < names.index("raiox-v9")
+    assert all(shipped_model(n) is not None and shipped_model(n).with_suffix(".md").is_file() or n == "raiox-v0"
+               for n in names)  # each trained model ships with its card
 
 
 def test_embedder_from_settings(monkeypatch):

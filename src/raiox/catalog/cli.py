@@ -154,8 +154,11 @@ def _demo_systems(limit: int | None, systems: str | None) -> list:
 def demo(
     if_empty: bool = typer.Option(False, "--if-empty", help="Load only when the catalog has no system."),
     export_specs: Path | None = typer.Option(None, help="Write the demo systems' specs (JSON) to this file."),
-    refs: int | None = typer.Option(None, min=1, max=20, help="Bare-fixture reference renders per system: reference k (seed k) at the line's k-th size (default: one per size of the line, at least 6)."),
-    restored: int | None = typer.Option(None, min=0, max=20, help="Sizes of each line (the first ones) also stored with a cover screw, healing cap, abutment and crown on the fixture: 4 references each (default 2; 0: bare fixtures only)."),
+    refs: int | None = typer.Option(None, min=1, max=20, help="Bare-fixture reference renders per system: reference k "
+                                    "(seed k) at the line's k-th size (default: one per size of the line, at least 6)."),
+    restored: int | None = typer.Option(None, min=0, max=20, help="Sizes of each line (the first ones) also stored "
+                                        "with a cover screw, healing cap, abutment and crown on the fixture: 4 "
+                                        "references each (default 2; 0: bare fixtures only)."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N demo systems."),
     systems: str | None = typer.Option(None, help="Only these demo system ids (comma-separated)."),
     batch_size: int = typer.Option(16, min=1, max=512),

@@ -80,7 +80,9 @@ def train(
     classes: int = typer.Option(1200, help="training systems to render if OUT/data is empty"),
     per_class: int = typer.Option(10),
     install: bool = typer.Option(False, help="copy the model and card into the package (raiox/vision/models)"),
-    restart_schedule: bool = typer.Option(False, help="on resume keep the weights but start a new warm-up + cosine to --steps (once: rerunning the same command after a stop resumes it)"),
+    restart_schedule: bool = typer.Option(False, help="on resume keep the weights but start a new warm-up + cosine "
+                                                      "to --steps (once: rerunning the same command after a stop "
+                                                      "resumes it)"),
     init_from: Path = typer.Option(None, help="start a new run from this checkpoint's network weights (fine-tune), or "
                                               "from an exported model (.onnx: its weights, class centres imprinted)"),
     jobs: int = typer.Option(1, help="processes rendering training data in parallel"),
@@ -287,8 +289,12 @@ def ensemble_embedders(
 @app.command("eval")
 def evaluate(
     embedder: str = typer.Option(None, help="embedder spec (default: RAIOX_EMBEDDER / settings)"),
-    gallery: int = typer.Option(None, help="clean references per system (reference k at the line's k-th size, as `raiox catalog demo --refs`; default as its default: one per size of the line, at least 6)"),
-    restored: int = typer.Option(None, help="sizes per line also referenced with a cover screw, healing cap, abutment and crown (as `raiox catalog demo --restored`; default as its default)"),
+    gallery: int = typer.Option(None, help="clean references per system (reference k at the line's k-th size, as "
+                                           "`raiox catalog demo --refs`; default as its default: one per size of the "
+                                           "line, at least 6)"),
+    restored: int = typer.Option(None, help="sizes per line also referenced with a cover screw, healing cap, "
+                                            "abutment and crown (as `raiox catalog demo --restored`; default as its "
+                                            "default)"),
     queries: int = typer.Option(5, help="single-implant hard queries per system"),
     scenes: int = typer.Option(40, help="multi-implant scenes"),
     limit: int = typer.Option(None, help="only the first N demo systems"),

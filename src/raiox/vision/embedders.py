@@ -1,6 +1,8 @@
 """Embedding backends, chosen by a spec string (``RAIOX_EMBEDDER``).
 
-- ``raiox-v12`` (default: raiox-v10 and a 256 x 128 fine-tune of it on other systems as one ensemble file), ``raiox-v11`` (raiox-v10 and its first 256 x 128 fine-tune), ``raiox-v10``, ``raiox-v9``, ``raiox-v8``, ``raiox-v7``, ``raiox-v3``, ``raiox-v2``, ``raiox-v1``, ``raiox-v0``: ONNX models shipped in ``raiox/vision/models``.
+- ``raiox-vN`` (``shipped_embedders()``; default ``DEFAULT_EMBEDDER``, raiox-v12: raiox-v10 and a 256 x 128
+  fine-tune of it on other systems as one ensemble file): ONNX models shipped in ``raiox/vision/models``, each
+  with its model card beside it.
 - ``onnx:PATH``: any ONNX image encoder. Input: one float32 tensor (N, C, H, W), C = 1 or 3
   (grayscale is repeated), values in [0, 1] (canonical crop: metal bright, platform up); any
   normalisation must be inside the graph. Output: first output, (N, D) float32; rows are
@@ -179,6 +181,13 @@ def shipped_model(name: str) -> Path | None:
     return Path(str(path)) if path.is_file() else None
 
 
+def shipped_embedders() -> list[str]:
+    """The ``raiox-vN`` embedders shipped in ``raiox/vision/models``, newest first."""
+    models = resources.files("raiox.vision") / "models"
+    names = [Path(str(p)).stem for p in models.iterdir() if p.name.startswith("raiox-v") and p.name.endswith(".onnx")]
+    return sorted(names, key=lambda n: int(n.removeprefix("raiox-v")), reverse=True)
+
+
 def configured_spec() -> str:
     try:
         from raiox.kit.settings import get_settings
@@ -208,5 +217,6 @@ def _build(spec: str) -> Embedder:
         log.warning("embedder.fallback", wanted=spec, using=FALLBACK_EMBEDDER, reason="trained model not shipped yet")
         return _build(FALLBACK_EMBEDDER)
     if path is None:
-        raise ValueError(f"unknown embedder {spec!r}: use raiox-v12, raiox-v11, raiox-v10, raiox-v9, raiox-v8, raiox-v7, raiox-v3, raiox-v2, raiox-v1, onnx:PATH or open_clip:MODEL/TAG")
+        raise ValueError(f"unknown embedder {spec!r}: use {', '.join(shipped_embedders())}, onnx:PATH or "
+                         "open_clip:MODEL/TAG")
     return OnnxEmbedder(path, model_id=spec)

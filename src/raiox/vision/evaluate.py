@@ -423,7 +423,8 @@ def orientation_counts(turned: list[bool], platform_ok: list, reverse: list | No
     broken = sum(bool(t and ok is not None and ok) for t, ok in zip(turned, platform_ok))
     wrong = located.count(False)
     return {"checked": checked, "unchecked_wrong": unchecked_wrong, "turned": sum(turned), "fixed": fixed,
-            "broken": broken, "wrong_before": wrong, "located": len(located), "platform_correct": (len(located) - wrong + fixed - broken) / max(len(located), 1)}
+            "broken": broken, "wrong_before": wrong, "located": len(located),
+            "platform_correct": (len(located) - wrong + fixed - broken) / max(len(located), 1)}
 
 
 def loc_rates(loc: dict) -> dict:

@@ -100,7 +100,8 @@ def _render_scene_shard(out: Path, s0: int, n: int, shard: int, seed: int, occlu
 
 
 def build_net(width: float = 1):
-    """The localiser: ``width`` 1 is 8/16/24 channels (the first locator-v1); 1.5 is 12/24/36; 2 (locator-v1 and locator-v2, shipped) is 16/32/48."""
+    """The localiser: ``width`` 1 is 8/16/24 channels (the first locator-v1); 1.5 is 12/24/36; 2 (locator-v1 and
+    locator-v2, shipped) is 16/32/48."""
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -163,8 +164,10 @@ def train_locator(out: Path, steps: int = 600, batch: int = 12, lr: float = 3e-3
         return F.binary_cross_entropy_with_logits(net(x), y, pos_weight=pos_weight)
 
     step, losses, _ = run(loop, net, batch_loss, state={"width": width})
+    final = float(np.mean(losses[-100:])) if losses else None
     (out / "locator-train.json").write_text(json.dumps({"steps": step, "batch": batch, "lr": lr, "seed": seed,
-                                                        "scenes": int(len(images)), "width": width, "final_loss": float(np.mean(losses[-100:])) if losses else None}))
+                                                        "scenes": int(len(images)), "width": width,
+                                                        "final_loss": final}))
     return export_locator(net, out)
 
 
