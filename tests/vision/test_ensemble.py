@@ -49,6 +49,36 @@ def test_an_ensemble_embeds_the_normalised_sum_of_its_members(tmp_path, tall_mod
     assert np.abs(got - tall.embed(crops)).max() > 1e-3  # both members count
 
 
+def test_a_member_comes_back_out_of_its_ensemble(tmp_path, tall_model):
+    """`raiox vision ensemble-member`: each member alone, as it embeds inside the file; the bigger one's weights
+    load for a fine-tune (`train --init-from`)."""
+    from raiox.vision.ensemble import ensemble
+    from raiox.vision.net import from_onnx
+
+    ens = ensemble([shipped_model("raiox-v10"), tall_model], tmp_path / "ens.onnx")
+    for index in (0, 1):
+        result = CliRunner().invoke(app, ["vision", "ensemble-member", str(ens), "--index", str(index),
+                                          "--out", str(tmp_path / f"m{index}.onnx")])
+        assert result.exit_code == 0, result.output
+    small, tall = OnnxEmbedder(shipped_model("raiox-v10"), "v10"), OnnxEmbedder(tall_model, "tall")
+    first, second = OnnxEmbedder(tmp_path / "m0.onnx", "m0"), OnnxEmbedder(tmp_path / "m1.onnx", "m1")
+    assert crop_size(first) == crop_size(second) == (256, 128)  # the ensemble's crop; member 0 shrinks it inside
+    rng = np.random.default_rng(1)
+    crops = [rng.random((256, 128), dtype=np.float32) for _ in range(2)]
+    rows, cols = shrink_operator(192, 256), shrink_operator(96, 128)
+    assert np.abs(first.embed(crops) - small.embed([rows @ c @ cols.T for c in crops])).max() < 1e-5
+    assert np.abs(second.embed(crops) - tall.embed(crops)).max() < 1e-6
+    net = from_onnx(tmp_path / "m1.onnx")  # the network the fine-tune starts from: the tall member's weights
+    assert net.widths == from_onnx(tall_model).widths
+    result = CliRunner().invoke(app, ["vision", "ensemble-member", str(ens), "--index", "2", "--out",
+                                      str(tmp_path / "m2.onnx")])
+    assert result.exit_code != 0 and "no member 2 (an ensemble of 2 members)" in _clean(result.output)
+    result = CliRunner().invoke(app, ["vision", "ensemble-member", str(tall_model), "--index", "0", "--out",
+                                      str(tmp_path / "m3.onnx")])
+    assert result.exit_code != 0 and "not an ensemble file" in _clean(result.output)
+    assert not (tmp_path / "m2.onnx").exists() and not (tmp_path / "m3.onnx").exists()
+
+
 def test_members_of_another_aspect_or_a_lone_model_are_refused(tmp_path):
     v10, v1 = str(shipped_model("raiox-v10")), str(shipped_model("raiox-v1"))  # 192 x 96 and 192 x 64
     result = CliRunner().invoke(app, ["vision", "ensemble-embedders", v10, v1, "--out", str(tmp_path / "x.onnx")])

@@ -286,6 +286,22 @@ def ensemble_embedders(
     typer.echo(f"wrote {path}")
 
 
+@app.command("ensemble-member")
+def ensemble_member(
+    model: Path = typer.Argument(..., exists=True, dir_okay=False, help="an ensemble file (ensemble-embedders)"),
+    index: int = typer.Option(..., "--index", min=0, help="the member, in the order ensemble-embedders was given them"),
+    out: Path = typer.Option(..., "--out", help="the member's own ONNX file"),
+) -> None:
+    """One member of an ensemble file as a model of its own (to fine-tune with `train --init-from`)."""
+    from raiox.vision.ensemble import member
+
+    try:
+        path = member(model, index, out)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"wrote {path}")
+
+
 @app.command("eval")
 def evaluate(
     embedder: str = typer.Option(None, help="embedder spec (default: RAIOX_EMBEDDER / settings)"),

@@ -98,3 +98,43 @@ def ensemble(models: list[Path], out: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(out))
     return out
+
+
+def member(path: Path, index: int, out: Path) -> Path:
+    """Member ``index`` of an ensemble file (``ensemble``'s order) as a model of its own, to fine-tune
+    (``raiox vision train --init-from``) or evaluate alone. It takes the ensemble's crop (a smaller member
+    keeps its shrink inside the graph) and gives that member's L2-normalised embedding; its tensors lose
+    the ``m{index}/`` prefix, so a network reads like the file it came from."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph, prefix = model.graph, f"m{index}/"
+    sums = [n for n in graph.node if n.op_type == "Sum"]
+    outputs = [name for name in (sums[0].input if sums else []) if name.startswith(prefix)]
+    if not outputs:
+        members = sum(name.startswith("m") for name in sums[0].input) if sums else 0
+        raise ValueError(f"{path}: no member {index} (an ensemble of {members} members)" if sums
+                         else f"{path}: not an ensemble file (raiox vision ensemble-embedders)")
+    image = graph.input[0].name
+
+    def rename(name: str) -> str:
+        short = name.removeprefix(prefix)
+        return name if short == image else short
+
+    nodes = [n for n in graph.node if n.output and n.output[0].startswith(prefix)]
+    for node in nodes:
+        node.input[:] = [rename(name) for name in node.input]
+        node.output[:] = [rename(name) for name in node.output]
+        node.name = rename(node.name)
+    inits = [i for i in graph.initializer if i.name.startswith(prefix)]
+    for init in inits:
+        init.name = rename(init.name)
+    dim = graph.output[0].type.tensor_type.shape.dim[1]
+    single = helper.make_graph(nodes, "embedder", [graph.input[0]],
+                               [helper.make_tensor_value_info(rename(outputs[0]), TensorProto.FLOAT,
+                                                              ["N", dim.dim_value or dim.dim_param])], inits)
+    result = helper.make_model(single, opset_imports=model.opset_import)
+    onnx.checker.check_model(result)
+    onnx.save(result, str(out))
+    return out
