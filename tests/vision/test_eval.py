@@ -235,3 +235,29 @@ def test_eval_also_seed_reports_each_set_and_their_mean(tmp_path):
     for column in range(4):
         assert rows["mean of 2"][column] == pytest.approx((rows["7000"][column] + rows["7001"][column]) / 2, abs=0.06)
     assert all(0 <= top1 <= top5 <= 100 for top1, top5, *_ in rows.values())
+    assert "Pooled over the 2 sets'" in result.output
+
+
+def test_wilson_interval_matches_the_published_values_and_narrows_with_more_trials():
+    """Newcombe (1998), Statistics in Medicine 17:857, table I, method 3; all or nothing stays inside [0, 1]."""
+    for hits, n, published in ((81, 263, (0.2553, 0.3662)), (15, 148, (0.0624, 0.1605)), (0, 20, (0.0, 0.1611)),
+                               (1, 29, (0.0061, 0.1718))):
+        assert tuple(round(x, 4) for x in ev.wilson(hits, n)) == published
+    assert ev.wilson(0, 10)[0] == 0.0 and ev.wilson(10, 10)[1] == 1.0 and ev.wilson(0, 10)[1] > 0.2
+    wide, narrow = ev.wilson(880, 1000), ev.wilson(4400, 5000)
+    assert wide[0] < narrow[0] < 0.88 < narrow[1] < wide[1]
+    with pytest.raises(ValueError):
+        ev.wilson(0, 0)
+
+
+def test_pooled_line_weights_each_set_by_its_fixtures():
+    """Two sets of 100 and 300 fixtures at 90 % and 80 % top-1 pool to 82.5 %, not the 85 % mean of the rows."""
+    def result(top1, top5, n):
+        return {"embedder": "m", "methods": {"m": {"top1": top1, "top5": top5, "n": n}}}
+
+    line = ev.pooled_line([result(0.9, 1.0, 100), result(0.8, 0.99, 300)])
+    assert "2 sets' 400 fixtures" in line
+    figures = [float(x) for x in re.findall(r"([\d.]+)%", line)]
+    assert figures[0] == 82.5 and figures[3] == pytest.approx(99.2)
+    low, high = ev.wilson(330, 400)
+    assert figures[1:3] == [round(low * 100, 1), round(high * 100, 1)]

@@ -539,7 +539,29 @@ def seeds_table(results: list[dict]) -> str:
                      f"| {res['localisation']['recall']:.1%} |")
     mean = np.mean(rows, axis=0)
     lines.append(f"| mean of {len(results)} | | {mean[0]:.1%} | {mean[1]:.1%} | {mean[2]:.1%} | {mean[3]:.1%} |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", pooled_line(results)])
+
+
+def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a rate of ``hits`` in ``n`` trials (95 % for the default ``z``)."""
+    if n <= 0:
+        raise ValueError("an interval needs at least one trial")
+    p, z2 = hits / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def pooled_line(results: list[dict]) -> str:
+    """Located top-1 / top-5 pooled over every set's fixtures, with their Wilson 95 % intervals: whether a goal is met
+    or two models differ beyond the draw's noise (the sets' queries are independent renders)."""
+    model = results[0]["embedder"]
+    n = sum(res["methods"][model]["n"] for res in results)
+    parts = []
+    for key, label in (("top1", "top-1"), ("top5", "top-5")):
+        hits = round(sum(res["methods"][model][key] * res["methods"][model]["n"] for res in results))
+        low, high = wilson(hits, n)
+        parts.append(f"{label} {hits / n:.1%} (95 % interval {low:.1%}-{high:.1%})")
+    return f"Pooled over the {len(results)} sets' {n} fixtures, located " + ", ".join(parts) + "."
 
 
 def orientation_line(o: dict | None) -> str:
