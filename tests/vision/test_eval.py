@@ -5,6 +5,7 @@ check that the section is rewritten (hand-written notes kept), every method and 
 are reported, and a cached rerun renders nothing and gives the same figures.
 """
 
+import json
 import re
 
 import pytest
@@ -225,7 +226,9 @@ def test_eval_also_seed_reports_each_set_and_their_mean(tmp_path):
     """`--also-seed` evaluates another set (cached beside the first, CACHE-SEED) and adds a line per set and their
     mean; the main figures stay the first set's."""
     cache = tmp_path / "cache"
-    result = CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(cache), "--also-seed", "7001"])
+    hits = tmp_path / "hits.json"
+    result = CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(cache), "--also-seed", "7001",
+                                             "--hits", str(hits)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "cache-7001").is_dir() and any((tmp_path / "cache-7001").glob("*.npz"))
     rows = {line.split("|")[1].strip(): [float(x) for x in re.findall(r"([\d.]+)%", line)]
@@ -236,6 +239,12 @@ def test_eval_also_seed_reports_each_set_and_their_mean(tmp_path):
         assert rows["mean of 2"][column] == pytest.approx((rows["7000"][column] + rows["7001"][column]) / 2, abs=0.06)
     assert all(0 <= top1 <= top5 <= 100 for top1, top5, *_ in rows.values())
     assert "Pooled over the 2 sets'" in result.output
+    record = json.loads(hits.read_text())  # `--hits`: each set's queries, in order, for `compare-hits`
+    assert record["embedder"] == MODEL and [s["seed"] for s in record["sets"]] == [7000, 7001]
+    for s, seed in zip(record["sets"], ("7000", "7001")):
+        assert len(s["labels"]) == len(s["top1"]) == len(s["top5"])
+        assert round(100 * sum(s["top1"]) / len(s["top1"]), 1) == rows[seed][0]
+        assert all(t5 for t1, t5 in zip(s["top1"], s["top5"]) if t1)
 
 
 def test_wilson_interval_matches_the_published_values_and_narrows_with_more_trials():

@@ -322,6 +322,8 @@ def evaluate(
     also_seed: list[int] = typer.Option([], "--also-seed", help="another evaluation set's seed (repeatable), cached in "
                                         "CACHE-SEED: its located and ground-truth-box figures, and the mean of all sets, "
                                         "follow the main figures"),
+    hits: Path = typer.Option(None, help="also write each query's located top-1 / top-5 (every set) to this JSON "
+                                         "file, for `raiox vision compare-hits`"),
 ) -> None:
     """Retrieval top-1/top-5 (model vs raw pixels vs HOG) and localisation on the demo catalog."""
     from dataclasses import replace
@@ -343,6 +345,26 @@ def evaluate(
     typer.echo(body)
     if write:
         ev.write_section(doc, body)
+    if hits:
+        from raiox.vision.compare import write_hits
+
+        write_hits(hits, [res, *others])
+        typer.echo(f"wrote {hits}")
+
+
+@app.command("compare-hits")
+def compare_hits(
+    first: Path = typer.Argument(..., help="hits file of model A (`raiox vision eval --hits`)"),
+    second: Path = typer.Argument(..., help="hits file of model B, evaluated on the same sets"),
+) -> None:
+    """Two evaluations compared query by query: per-set top-1, discordant queries and the exact McNemar p-value."""
+    from raiox.vision import compare
+
+    try:
+        typer.echo(compare.markdown(compare.read_hits(first), compare.read_hits(second)))
+    except compare.HitsMismatch as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command("eval-locator")

@@ -295,7 +295,7 @@ def scores(order, q_lab, valid, q_cond, groups) -> dict:
     # the first answer is the system or a sibling of its look-alike group (they differ in one feature only)
     group1 = np.array([v and groups[o[0]] == groups[y] for o, y, v in zip(order, q_lab, valid)])
     out = {"top1": hit1.mean(), "top5": hit5.mean(), "group_top1": group1.mean(), "n": len(q_lab),
-           "by_condition": {}, "by_group": {}}
+           "by_condition": {}, "by_group": {}, "hits": (hit1, hit5)}
     for key, labels in (("by_condition", q_cond), ("by_group", [groups[y] for y in q_lab])):
         buckets = defaultdict(list)
         for i, lab in enumerate(labels):
@@ -357,7 +357,7 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True, br
     results[f"{embedder.model_id}, ground-truth boxes"] = scores(order, q_lab, [True] * len(q_lab), q_cond, groups)
     return {
         "embedder": embedder.model_id, "systems": systems_used, "gallery": len(gallery), "restored": sets.restored,
-        "queries": len(queries), "connection_reader": reader, "feature_reader": feature_reads,
+        "queries": len(queries), "labels": q_lab, "connection_reader": reader, "feature_reader": feature_reads,
         "feature_accuracy": feature_accuracy, "thread_count": counted and count_accuracy(
             sets.q_turns, sets.q_lengths, [lines[y] for y in q_lab]),
         "localisation": loc_rates(sets.loc), "methods": results,
