@@ -28,6 +28,7 @@ run: install
 	$(BIN)/raiox serve --host $(HOST) --port $(PORT)
 
 test: system-deps install-test
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

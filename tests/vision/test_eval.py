@@ -49,7 +49,7 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path, monk
     if features.model_path() is not None:  # the shipped feature reader reads the default embedder's vectors
         rows.append(f"{MODEL}, connection re-rank only (no feature re-rank)")
         rows.append(f"{MODEL}, without the thread count")
-        assert f"Thread count: the length over thread pitch counted on each query's silhouette" in text
+        assert "Thread count: the length over thread pitch counted on each query's silhouette" in text
         count = re.search(r"Thread count on the located queries .*?: within 5 % ([\d.]+)%, within 10 % ([\d.]+)%, "
                           r"median error ([\d.]+)% \(n (\d+)\)", text)
         assert count and float(count.group(1)) <= float(count.group(2)) <= 100 and 1 <= int(count.group(4)) <= 9

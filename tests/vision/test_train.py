@@ -71,7 +71,7 @@ def test_render_data_writes_shards_and_resumes(tmp_path):
     shards = sorted(p.name for p in data.glob("shard-*.npz"))
     assert shards == ["shard-000.npz", "shard-001.npz", "shard-002.npz"]
     first = {name: dict(np.load(data / name)) for name in shards}
-    for name, part in first.items():
+    for part in first.values():
         assert part["crops"].dtype == np.uint8 and part["crops"].shape[1:] == (192, 64)
         assert len(part["crops"]) == len(part["labels"]) > 0
         assert part["crops"].max() > 100  # a bright fixture, not an empty crop
