@@ -1,5 +1,7 @@
 """The schema comes from the real migrations and `db upgrade` is idempotent."""
 
+from pathlib import Path
+
 from sqlalchemy import create_engine, text
 
 from raiox.kit import migrate
@@ -49,6 +51,26 @@ async def test_readyz_fails_when_a_configured_reader_model_cannot_load(client, t
             response = await client.get("/readyz")
             assert response.status_code == 503 and response.json()["checks"]["model"].startswith("error:")
     assert (await client.get("/readyz")).json()["checks"]["model"] == "ok"  # switched back: ready again
+
+
+async def test_readyz_fails_when_a_configured_reader_would_read_nothing(client, tmp_path, monkeypatch):
+    """A configured reader file that is not there, or a feature reader fitted on another embedder's vectors, would
+    silently drop the re-rank from every answer: not ready, and the check says which setting and why."""
+    from raiox.vision import features
+
+    other = Path(features.__file__).parent / "models" / features.SHIPPED["raiox-v11"]  # reads raiox-v11's vectors
+    cases = (("RAIOX_FEATURE_MODEL", str(tmp_path / "gone.onnx"), "no such file"),
+             ("RAIOX_CONNECTION_MODEL", str(tmp_path / "gone.onnx"), "no such file"),
+             ("RAIOX_FEATURE_MODEL", str(other), "reads the vectors of `raiox-v11`"))
+    for env, value, why in cases:
+        with monkeypatch.context() as patch:
+            patch.setenv(env, value)
+            response = await client.get("/readyz")
+            assert response.status_code == 503, (env, value)
+            assert why in response.json()["checks"]["model"] and env in response.json()["checks"]["model"]
+    with monkeypatch.context() as patch:  # switched off on purpose: ready
+        patch.setenv("RAIOX_FEATURE_MODEL", "none")
+        assert (await client.get("/readyz")).json()["checks"]["model"] == "ok"
 
 
 async def test_readyz_fails_while_the_catalog_has_no_vectors_of_the_configured_model(client, session):

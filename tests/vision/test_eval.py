@@ -270,3 +270,13 @@ def test_pooled_line_weights_each_set_by_its_fixtures():
     assert figures[0] == 82.5 and figures[3] == pytest.approx(99.2)
     low, high = ev.wilson(330, 400)
     assert figures[1:3] == [round(low * 100, 1), round(high * 100, 1)]
+
+
+def test_eval_warns_up_front_when_a_configured_reader_would_read_nothing(tmp_path, monkeypatch):
+    """A feature reader fitted on another embedder is named before the evaluation runs, and its report says off."""
+    monkeypatch.setenv(features.MODEL_ENV, str(features.model_path("raiox-v11")))
+    result = CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    warning = next(line for line in result.output.splitlines() if line.startswith("warning:"))
+    assert "reads the vectors of `raiox-v11`" in warning and result.output.index(warning) < result.output.index("| Method")
+    assert "Feature reader: off" in result.output

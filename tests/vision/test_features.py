@@ -124,3 +124,16 @@ def test_train_features_refuses_a_folder_without_shards(tmp_path):
     pytest.importorskip("torch")
     result = CliRunner().invoke(app, ["vision", "train-features", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "no training shards" in result.output and "Traceback" not in result.output
+
+
+def test_problem_names_a_configured_reader_that_would_read_nothing(monkeypatch, tmp_path):
+    """Only a configured reader is a problem: the shipped fallback of an embedder without a reader is by design."""
+    assert features.problem("raiox-v12") is None and features.problem("raiox-v1") is None
+    v11_reader = features.model_path("raiox-v11")
+    monkeypatch.setenv(features.MODEL_ENV, str(v11_reader))
+    assert features.problem("raiox-v11") is None
+    assert "reads the vectors of `raiox-v11`, not those of `raiox-v12`" in features.problem("raiox-v12")
+    monkeypatch.setenv(features.MODEL_ENV, str(tmp_path / "gone.onnx"))
+    assert features.problem("raiox-v12") == f"{features.MODEL_ENV}={tmp_path / 'gone.onnx'}: no such file"
+    monkeypatch.setenv(features.MODEL_ENV, "none")
+    assert features.problem("raiox-v12") is None

@@ -26,14 +26,18 @@ async def _check_database() -> None:
 async def _check_model() -> None:
     """The embedder and the readers beside it load: a configured reader file that ONNX Runtime cannot open
     (``RAIOX_CONNECTION_MODEL``, ``RAIOX_FEATURE_MODEL``) makes the deploy not ready instead of failing the
-    analysis of every case."""
+    analysis of every case; so does one that would silently read nothing (a missing file, or a feature reader
+    fitted on another embedder's vectors): every answer would lose its re-rank unnoticed."""
     from raiox.vision import connection, features, get_embedder
     from raiox.vision.onnxrt import session
 
-    await asyncio.to_thread(get_embedder)
-    for path in (connection.model_path(), features.model_path()):
+    model_id = (await asyncio.to_thread(get_embedder)).model_id
+    for path in (connection.model_path(), features.model_path(model_id)):
         if path is not None:
             await asyncio.to_thread(session, str(path))
+    for why in (connection.problem(), await asyncio.to_thread(features.problem, model_id)):
+        if why:
+            raise RuntimeError(why)
 
 
 async def _check_catalog(session: AsyncSession) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from raiox.vision.onnxrt import model_file, session
+from raiox.vision.onnxrt import missing, model_file, session
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,12 @@ def model_path() -> Path | None:
     """The model file: ``RAIOX_CONNECTION_MODEL`` from the environment, else from the settings (``.env``),
     else the shipped one; None when switched off (``none``) or missing."""
     return model_file(MODEL_ENV, "connection_model", MODEL_FILE)
+
+
+def problem() -> str | None:
+    """Why a configured reader (``RAIOX_CONNECTION_MODEL`` / ``connection_model``) will read nothing: its file is
+    missing (None otherwise)."""
+    return missing(MODEL_ENV, "connection_model")
 
 
 def zoom_of(path: Path) -> Zoom:

@@ -304,6 +304,13 @@ def scores(order, q_lab, valid, q_cond, groups) -> dict:
     return out
 
 
+def reader_problems(embedder_spec: str | None) -> list[str]:
+    """Why a configured connection or feature reader would read nothing for this embedder (``connection.problem``,
+    ``features.problem``)."""
+    model_id = get_embedder(embedder_spec).model_id
+    return [why for why in (connection.problem(), features.problem(model_id)) if why]
+
+
 def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True, brief: bool = False) -> dict:
     """The evaluation's figures (``brief``: the embedder's rows only, no pixel / HOG baselines and no speed: another
     evaluation set's line, ``seeds_table``)."""

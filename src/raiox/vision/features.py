@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from raiox.vision.attributes import HEADS
-from raiox.vision.onnxrt import model_file, session
+from raiox.vision.onnxrt import configured, missing, model_file, session
 
 SHIPPED = {"raiox-v12": "features-v2.onnx", "raiox-v11": "features-v1.onnx"}  # embedder -> its reader in ``models/``
 MODEL_FILE = SHIPPED["raiox-v12"]  # the default embedder's
@@ -45,6 +45,21 @@ def model_path(embedder_id: str | None = None) -> Path | None:
     the shipped reader of ``embedder_id`` (default: the default embedder's); None when switched off (``none``)
     or missing."""
     return model_file(MODEL_ENV, "feature_model", SHIPPED.get(embedder_id, MODEL_FILE))
+
+
+def problem(embedder_id: str) -> str | None:
+    """Why a configured reader (``RAIOX_FEATURE_MODEL`` / ``feature_model``) will read nothing for ``embedder_id``:
+    its file is missing, or it was fitted on another embedder's vectors. None when it will read, or when none is
+    configured (an embedder without a shipped reader runs without one, as designed)."""
+    if gone := missing(MODEL_ENV, "feature_model"):
+        return gone
+    path = model_path(embedder_id)
+    if not configured(MODEL_ENV, "feature_model") or path is None:
+        return None
+    reads = _meta(str(path))[0]
+    if reads != embedder_id:
+        return f"{MODEL_ENV}={path}: it reads the vectors of `{reads}`, not those of `{embedder_id}`"
+    return None
 
 
 def metadata(embedder_id: str, heads: tuple[str, ...] = READ) -> dict[str, str]:
