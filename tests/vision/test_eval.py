@@ -262,7 +262,8 @@ def test_wilson_interval_matches_the_published_values_and_narrows_with_more_tria
 def test_pooled_line_weights_each_set_by_its_fixtures():
     """Two sets of 100 and 300 fixtures at 90 % and 80 % top-1 pool to 82.5 %, not the 85 % mean of the rows."""
     def result(top1, top5, n):
-        return {"embedder": "m", "methods": {"m": {"top1": top1, "top5": top5, "n": n}}}
+        hits = (np.arange(n) < round(top1 * n), np.arange(n) < round(top5 * n))
+        return {"embedder": "m", "methods": {"m": {"top1": top1, "top5": top5, "n": n, "hits": hits}}}
 
     line = ev.pooled_line([result(0.9, 1.0, 100), result(0.8, 0.99, 300)])
     assert "2 sets' 400 fixtures" in line

@@ -564,8 +564,8 @@ def pooled_line(results: list[dict]) -> str:
     model = results[0]["embedder"]
     n = sum(res["methods"][model]["n"] for res in results)
     parts = []
-    for key, label in (("top1", "top-1"), ("top5", "top-5")):
-        hits = round(sum(res["methods"][model][key] * res["methods"][model]["n"] for res in results))
+    for k, label in enumerate(("top-1", "top-5")):
+        hits = sum(int(np.sum(res["methods"][model]["hits"][k])) for res in results)
         low, high = wilson(hits, n)
         parts.append(f"{label} {hits / n:.1%} (95 % interval {low:.1%}-{high:.1%})")
     return f"Pooled over the {len(results)} sets' {n} fixtures, located " + ", ".join(parts) + "."

@@ -51,10 +51,12 @@ def problem(embedder_id: str) -> str | None:
     """Why a configured reader (``RAIOX_FEATURE_MODEL`` / ``feature_model``) will read nothing for ``embedder_id``:
     its file is missing, or it was fitted on another embedder's vectors. None when it will read, or when none is
     configured (an embedder without a shipped reader runs without one, as designed)."""
+    if not configured(MODEL_ENV, "feature_model"):
+        return None
     if gone := missing(MODEL_ENV, "feature_model"):
         return gone
     path = model_path(embedder_id)
-    if not configured(MODEL_ENV, "feature_model") or path is None:
+    if path is None:  # switched off ("none")
         return None
     reads = _meta(str(path))[0]
     if reads != embedder_id:
