@@ -1,0 +1,37 @@
+"""`.env.example` documents every setting, and copying it changes nothing but the placeholders and examples.
+
+A stale value there is silent: an operator who copies the file keeps whatever it says (it once pinned an older
+embedding model after the default had moved on)."""
+
+import re
+from pathlib import Path
+
+from raiox.kit.settings import Settings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
+# Values the example sets on purpose to something other than the default: a production-shaped example.
+EXAMPLES = {"s3_region", "smtp_from", "public_url"}
+
+
+def _example_names() -> set[str]:
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    return {m[1] for line in lines if (m := re.match(r"^RAIOX_([A-Z0-9_]+)=", line))}
+
+
+def test_every_setting_is_documented_and_nothing_else():
+    fields = {name.upper() for name in Settings.model_fields}
+    assert _example_names() == fields
+
+
+def test_copying_the_example_keeps_every_default(monkeypatch):
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"RAIOX_{name.upper()}", raising=False)
+    copied, default = Settings(_env_file=EXAMPLE), Settings(_env_file=None)
+    changed = {name for name in Settings.model_fields if getattr(copied, name) != getattr(default, name)}
+    placeholders = {name for name in changed if re.fullmatch(r"<[a-z-]+>", _raw(copied, name))}
+    assert changed - placeholders == EXAMPLES
+
+
+def _raw(settings: Settings, name: str) -> str:
+    value = getattr(settings, name)
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
