@@ -45,7 +45,7 @@ async def test_readyz_fails_when_a_configured_reader_model_cannot_load(client, t
     assert (await client.get("/readyz")).json()["checks"]["model"] == "ok"
     broken = tmp_path / "features.onnx"
     broken.write_bytes(b"not an onnx graph")
-    for env in ("RAIOX_FEATURE_MODEL", "RAIOX_CONNECTION_MODEL"):
+    for env in ("RAIOX_FEATURE_MODEL", "RAIOX_CONNECTION_MODEL", "RAIOX_ENDS_MODEL"):
         with monkeypatch.context() as patch:
             patch.setenv(env, str(broken))
             response = await client.get("/readyz")
@@ -61,6 +61,7 @@ async def test_readyz_fails_when_a_configured_reader_would_read_nothing(client, 
     other = Path(features.__file__).parent / "models" / features.SHIPPED["raiox-v11"]  # reads raiox-v11's vectors
     cases = (("RAIOX_FEATURE_MODEL", str(tmp_path / "gone.onnx"), "no such file"),
              ("RAIOX_CONNECTION_MODEL", str(tmp_path / "gone.onnx"), "no such file"),
+             ("RAIOX_ENDS_MODEL", str(tmp_path / "gone.onnx"), "no such file"),
              ("RAIOX_FEATURE_MODEL", str(other), "reads the vectors of `raiox-v11`"))
     for env, value, why in cases:
         with monkeypatch.context() as patch:

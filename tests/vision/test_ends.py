@@ -120,3 +120,15 @@ def test_scene_conditions_can_force_a_share_of_occluded_scenes():
     forced = [scene_conditions(np.random.default_rng(k), 1.0) for k in range(40)]
     assert all(c["occlusion"] >= 0.15 for c in forced)
     assert all("size" in c for c in forced)
+
+
+def test_model_path_and_problem_follow_the_setting(monkeypatch, tmp_path):
+    """The shipped ends-v1 unless RAIOX_ENDS_MODEL names another file or `none`; a named file that is not there
+    is a problem (/readyz and `raiox vision eval` say so) instead of a step silently skipped."""
+    monkeypatch.delenv(ends.MODEL_ENV, raising=False)
+    assert ends.model_path().name == ends.MODEL_FILE and ends.problem() is None
+    monkeypatch.setenv(ends.MODEL_ENV, "none")
+    assert ends.model_path() is None and ends.problem() is None
+    monkeypatch.setenv(ends.MODEL_ENV, str(tmp_path / "gone.onnx"))
+    assert ends.model_path() is None
+    assert ends.problem() == f"RAIOX_ENDS_MODEL={tmp_path / 'gone.onnx'}: no such file"

@@ -24,18 +24,18 @@ async def _check_database() -> None:
 
 
 async def _check_model() -> None:
-    """The embedder and the readers beside it load: a configured reader file that ONNX Runtime cannot open
-    (``RAIOX_CONNECTION_MODEL``, ``RAIOX_FEATURE_MODEL``) makes the deploy not ready instead of failing the
-    analysis of every case; so does one that would silently read nothing (a missing file, or a feature reader
-    fitted on another embedder's vectors): every answer would lose its re-rank unnoticed."""
-    from raiox.vision import connection, features, get_embedder
+    """The embedder and the small models beside it load: a configured file that ONNX Runtime cannot open
+    (``RAIOX_CONNECTION_MODEL``, ``RAIOX_FEATURE_MODEL``, ``RAIOX_ENDS_MODEL``) makes the deploy not ready
+    instead of failing the analysis of every case; so does one that would silently do nothing (a missing file,
+    or a feature reader fitted on another embedder's vectors): every answer would lose that step unnoticed."""
+    from raiox.vision import connection, ends, features, get_embedder
     from raiox.vision.onnxrt import session
 
     model_id = (await asyncio.to_thread(get_embedder)).model_id
-    for path in (connection.model_path(), features.model_path(model_id)):
+    for path in (connection.model_path(), features.model_path(model_id), ends.model_path()):
         if path is not None:
             await asyncio.to_thread(session, str(path))
-    for why in (connection.problem(), await asyncio.to_thread(features.problem, model_id)):
+    for why in (connection.problem(), await asyncio.to_thread(features.problem, model_id), ends.problem()):
         if why:
             raise RuntimeError(why)
 

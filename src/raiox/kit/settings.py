@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     embedder: str = "raiox-v12"
     connection_model: str = ""  # the connection reader's ONNX file ("" shipped, "none" off): raiox.vision.connection
     feature_model: str = ""  # the design-feature reader's ONNX file ("" shipped, "none" off): raiox.vision.features
+    ends_model: str = ""  # the localiser's ends model's ONNX file ("" shipped, "none" off): raiox.vision.ends
     thread_count: bool = True  # count a fixture's threads and re-rank by its candidates' lines (raiox.vision.threads)
     top_k: int = Field(default=5, ge=1, le=50)
 

@@ -333,7 +333,7 @@ def evaluate(
     cfg = ev.EvalConfig(gallery_per_system=gallery, restored_sizes=restored, queries_per_system=queries, scenes=scenes,
                         embedder=embedder, limit_systems=limit, seed=seed)
     for why in ev.reader_problems(cfg.embedder):  # say so now, not in the report's last lines an evaluation later
-        typer.echo(f"warning: {why}; this evaluation runs without that reader", err=True)
+        typer.echo(f"warning: {why}; this evaluation runs without that model", err=True)
     try:
         res = ev.evaluate(cfg, cache, render)
         others = [ev.evaluate(replace(cfg, seed=s), cache and cache.with_name(f"{cache.name}-{s}"), render, brief=True)

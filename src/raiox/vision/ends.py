@@ -11,14 +11,13 @@ box is redrawn over those runs. Without the model file the boxes are returned un
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from raiox.vision.onnxrt import session
+from raiox.vision.onnxrt import missing, model_file, session
 from raiox.vision.refine import Frame, Pyramid
 
 STRIP_H, STRIP_W = 160, 40  # rows along the axis, columns across
@@ -30,6 +29,7 @@ MIN_KEEP, MAX_GROW = 0.4, 2.0  # a redrawn length outside [0.4, 2] x the box's i
 # (apex 2.4 -> 5.4 %, width 6.1 -> 7.3 %), so those are kept from the input box
 REDRAW = frozenset({"platform"})
 MODEL_ENV = "RAIOX_ENDS_MODEL"  # another ends model (ONNX), or "none" to switch the step off
+MODEL_FILE = "ends-v1.onnx"
 
 
 @dataclass
@@ -96,11 +96,15 @@ def run_of(logits: np.ndarray, min_len: int) -> tuple[float, float] | None:
 
 
 def model_path() -> Path | None:
-    override = os.environ.get(MODEL_ENV, "")
-    if override.lower() == "none":
-        return None
-    path = Path(override) if override else Path(__file__).parent / "models" / "ends-v1.onnx"
-    return path if path.exists() else None
+    """The model file: ``RAIOX_ENDS_MODEL`` from the environment, else from the settings (``.env``), else the
+    shipped ends-v1; None when switched off (``none``) or missing."""
+    return model_file(MODEL_ENV, "ends_model", MODEL_FILE)
+
+
+def problem() -> str | None:
+    """Why a configured ends model will never run (its file is missing; None otherwise): every box would keep
+    the refinement's platform end, unnoticed."""
+    return missing(MODEL_ENV, "ends_model")
 
 
 def predict(strips: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from raiox.vision import connection, features, threads
+from raiox.vision import connection, ends, features, threads
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 from raiox.vision.conditions import hard_conditions
 from raiox.vision.datagen import save_npz
@@ -305,10 +305,10 @@ def scores(order, q_lab, valid, q_cond, groups) -> dict:
 
 
 def reader_problems(embedder_spec: str | None) -> list[str]:
-    """Why a configured connection or feature reader would read nothing for this embedder (``connection.problem``,
-    ``features.problem``)."""
+    """Why a configured connection or feature reader would read nothing for this embedder, or a configured ends
+    model never run (``connection.problem``, ``features.problem``, ``ends.problem``)."""
     model_id = get_embedder(embedder_spec).model_id
-    return [why for why in (connection.problem(), features.problem(model_id)) if why]
+    return [why for why in (connection.problem(), features.problem(model_id), ends.problem()) if why]
 
 
 def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True, brief: bool = False) -> dict:
