@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
 from raiox import __version__
 from raiox.kit import jobs
-from raiox.kit.errors import RaioxError
+from raiox.kit.errors import RaioxError, unstorable
 from raiox.kit.health import router as health_router
 from raiox.kit.logging import configure_logging, get_logger, register_secret
 from raiox.kit.settings import get_settings
@@ -19,6 +20,10 @@ log = get_logger(__name__)
 
 async def _error_handler(_request: Request, exc: RaioxError) -> JSONResponse:
     return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code)
+
+
+async def _data_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    return await _error_handler(request, unstorable(exc))
 
 
 def _run_worker() -> asyncio.Task:
@@ -54,6 +59,7 @@ def create_app(*, worker: bool = False) -> FastAPI:
 
     app = FastAPI(title="Raiox AI", version=__version__, lifespan=lifespan)
     app.add_exception_handler(RaioxError, _error_handler)
+    app.add_exception_handler(DataError, _data_error_handler)
     app.include_router(health_router)
     # Domain routers are included below (each domain's routes.py exposes `router`).
     from raiox.intake.routes import router as intake_router

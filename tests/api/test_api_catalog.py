@@ -37,6 +37,27 @@ async def test_implants_lists_systems_with_counts_and_filters(client, auth, cata
     assert page["total"] == 2 and len(page["items"]) == 1
 
 
+async def test_implants_search_matches_like_wildcards_literally(client, auth, catalog, session):
+    """`%` and `_` in a search are characters to find, not patterns that match every system."""
+    from raiox.catalog import repository
+
+    await repository.upsert_system(session, "acme-50", "Acme_Lab", "Cone 50% off", {})
+    for q, expected in (("%", ["acme-50"]), ("_", ["acme-50"]), ("c_e", []), ("50%", ["acme-50"]), ("\\", [])):
+        found = (await client.get("/implants", params={"q": q}, headers=auth)).json()["items"]
+        assert [item["id"] for item in found] == expected, q
+    by_maker = (await client.get("/implants", params={"manufacturer": "acme_lab"}, headers=auth)).json()
+    assert by_maker["total"] == 1
+    assert (await client.get("/implants", params={"manufacturer": "acme_la_"}, headers=auth)).json()["total"] == 0
+
+
+async def test_a_value_the_database_refuses_is_a_422_not_a_500(client, auth):
+    """A NUL character in text (PostgreSQL refuses it) is the client's input: a typed 422, never a 500."""
+    response = await client.get("/implants", params={"q": "a\x00b"}, headers=auth)
+    assert response.status_code == 422
+    assert response.json() == {"error": "unprocessable", "detail": response.json()["detail"]}
+    assert "NUL" in response.json()["detail"]
+
+
 async def test_identify_ranks_candidates_per_implant_and_stores_nothing(client, auth, catalog, reference_pngs):
     from raiox.kit.storage import content_key, get_storage
     from raiox.synth import demo_catalog, render_reference, to_png

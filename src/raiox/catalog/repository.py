@@ -8,6 +8,7 @@ from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from raiox.kit.db import LIKE_ESCAPE, literal_like
 from raiox.models import ImplantSystem, ReferenceEmbedding, ReferenceImage
 
 
@@ -178,11 +179,12 @@ async def delete_other_models(session: AsyncSession, model_id: str) -> int:
 def _systems_query(q: str | None, manufacturer: str | None, active: bool | None) -> Select:
     stmt = select(ImplantSystem)
     if q:
-        pattern = f"%{q.strip()}%"
-        stmt = stmt.where(or_(ImplantSystem.name.ilike(pattern), ImplantSystem.manufacturer.ilike(pattern),
-                              ImplantSystem.id.ilike(pattern)))
+        pattern = literal_like(q.strip())
+        stmt = stmt.where(or_(*(column.ilike(pattern, escape=LIKE_ESCAPE) for column in
+                                (ImplantSystem.name, ImplantSystem.manufacturer, ImplantSystem.id))))
     if manufacturer:
-        stmt = stmt.where(ImplantSystem.manufacturer.ilike(manufacturer.strip()))
+        stmt = stmt.where(ImplantSystem.manufacturer.ilike(literal_like(manufacturer.strip(), contains=False),
+                                                           escape=LIKE_ESCAPE))
     if active is not None:
         stmt = stmt.where(ImplantSystem.active.is_(active))
     return stmt

@@ -133,3 +133,14 @@ async def get_db_session() -> AsyncIterator[AsyncSession]:
     """FastAPI dependency: the request owns the session and commits it when the handler succeeds."""
     async with session_scope() as session:
         yield session
+
+
+LIKE_ESCAPE = "\\"
+
+
+def literal_like(text: str, *, contains: bool = True) -> str:
+    """A LIKE pattern that matches ``text`` literally (``%``, ``_`` and the escape character escaped; use with
+    ``escape=LIKE_ESCAPE``), anywhere in the value when ``contains``: a search for "50%" or "a_b" finds those
+    characters instead of every row."""
+    escaped = text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
+    return f"%{escaped}%" if contains else escaped

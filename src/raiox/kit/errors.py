@@ -56,3 +56,16 @@ class ConfigError(RaioxError):
     """A required setting is missing or malformed: startup must stop with this message."""
 
     code = "config_error"
+
+
+UNSTORABLE = "a value cannot be stored: it holds a NUL character, or is longer or larger than its field allows"
+
+
+def unstorable(exc: Exception) -> Unprocessable:
+    """A value the database refuses (SQLAlchemy's ``DataError``: a NUL character in text, a string over its
+    column's length, a number out of range) is the client's input, not a server fault: 422, never a 500. The
+    request's session has already been rolled back by its dependency when the app's handler calls this."""
+    from raiox.kit.logging import get_logger
+
+    get_logger(__name__).info("request.unstorable_value", error=str(getattr(exc, "orig", None) or exc).splitlines()[0])
+    return Unprocessable(UNSTORABLE)
