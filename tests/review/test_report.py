@@ -2,7 +2,7 @@ import uuid
 
 from review_helpers import add_case, add_system
 
-from raiox.delivery.report import case_from_token, report_token, report_url
+from raiox.delivery.report import LinkExpired, case_from_token, report_token, report_url
 from raiox.kit.errors import NotFound
 from raiox.review import service as review
 
@@ -21,6 +21,27 @@ async def test_signed_report_link_shows_the_result(client, session):
     assert (await client.get(f"/reports/{tampered}")).status_code == 404
 
 
+async def test_a_link_without_a_report_gives_the_dentist_a_pt_br_page(client, session, monkeypatch):
+    """The dentist opens these links: a tampered, expired or not (yet) reportable one explains itself in pt-BR,
+    as an HTML page with the right status, never as an English JSON error."""
+    import itsdangerous
+
+    case = await add_case(session, candidates=[])
+    pages = {"tampered": await client.get(f"/reports/{report_token(case.id)[:-2]}xx"),
+             "unapproved": await client.get(f"/reports/{report_token(case.id)}")}
+    old = report_token(case.id)
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: 2_000_000_000_0)
+    pages["expired"] = await client.get(f"/reports/{old}")
+    monkeypatch.undo()
+    expected = {"tampered": (404, "Link de relatório inválido"), "unapproved": (404, "Relatório indisponível"),
+                "expired": (410, "Este link de relatório expirou")}
+    for name, response in pages.items():
+        status, heading = expected[name]
+        assert response.status_code == status, name
+        assert response.headers["content-type"].startswith("text/html") and f"<h1>{heading}</h1>" in response.text
+        assert 'lang="pt-BR"' in response.text and response.headers["x-robots-tag"] == "noindex"
+
+
 async def test_expired_report_link(monkeypatch, session):
     import itsdangerous
 
@@ -29,5 +50,5 @@ async def test_expired_report_link(monkeypatch, session):
     try:
         case_from_token(token)
         raise AssertionError("expected NotFound")
-    except NotFound as exc:
-        assert "expired" in exc.message
+    except LinkExpired as exc:
+        assert "expired" in exc.message and exc.status_code == 410

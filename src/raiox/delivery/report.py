@@ -6,12 +6,13 @@ from functools import lru_cache
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from raiox.kit.errors import NotFound
+from raiox.kit.errors import NotFound, RaioxError
 from raiox.kit.logging import get_logger
 from raiox.kit.settings import get_settings
 
 log = get_logger(__name__)
 SALT = "raiox.report"
+INVALID_LINK = "invalid report link"
 
 
 @lru_cache
@@ -24,6 +25,13 @@ def secret() -> str:
     """RAIOX_SESSION_SECRET (required in production); a per-process random one in development."""
     configured = get_settings().session_secret
     return configured.get_secret_value() if configured else _ephemeral_secret()
+
+
+class LinkExpired(RaioxError):
+    """A report link past RAIOX_REPORT_LINK_DAYS: it was valid once (410, not 404)."""
+
+    status_code = 410
+    code = "link_expired"
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -43,6 +51,6 @@ def case_from_token(token: str) -> uuid.UUID:
     try:
         return uuid.UUID(_serializer().loads(token, max_age=max_age))
     except SignatureExpired:
-        raise NotFound("this report link has expired") from None
+        raise LinkExpired("this report link has expired") from None
     except (BadSignature, ValueError):
-        raise NotFound("invalid report link") from None
+        raise NotFound(INVALID_LINK) from None

@@ -9,10 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
 from raiox.delivery import repository
-from raiox.delivery.report import case_from_token
+from raiox.delivery.report import INVALID_LINK, LinkExpired, case_from_token
 from raiox.delivery.templates import render
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import NotFound, RaioxError
+from raiox.kit.settings import get_settings
 from raiox.models import CaseStatus
 
 router = APIRouter(tags=["delivery"])
@@ -61,8 +62,26 @@ async def report_context(session: AsyncSession, case_id: uuid.UUID) -> dict:
     return {"case": case, "system": system, "xrays": [x for x in xrays if x], "reference": reference}
 
 
+HEADERS = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+
+
 @router.get("/reports/{token}", response_class=HTMLResponse, include_in_schema=False)
 async def report(token: str, session: AsyncSession = Depends(get_db_session)) -> HTMLResponse:
-    context = await report_context(session, case_from_token(token))
-    headers = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
-    return HTMLResponse(render("report.html", **context), headers=headers)
+    """The report, or (the dentist reads it) a pt-BR page saying why there is none: never a JSON error."""
+    try:
+        context = await report_context(session, case_from_token(token))
+    except (NotFound, LinkExpired) as exc:
+        return HTMLResponse(render("report_unavailable.html", **_unavailable(exc)), status_code=exc.status_code,
+                            headers=HEADERS)
+    return HTMLResponse(render("report.html", **context), headers=HEADERS)
+
+
+def _unavailable(exc: RaioxError) -> dict:
+    if isinstance(exc, LinkExpired):
+        days = get_settings().report_link_days
+        return {"heading": "Este link de relatório expirou",
+                "explanation": f"Por segurança, os links de relatório valem {days} dias a partir do envio do resultado."}
+    if exc.message == INVALID_LINK:
+        return {"heading": "Link de relatório inválido",
+                "explanation": "O endereço não corresponde a nenhum relatório. Confira se ele foi copiado por inteiro."}
+    return {"heading": "Relatório indisponível", "explanation": "O resultado deste caso não está disponível no momento."}
