@@ -3,7 +3,6 @@ import uuid
 from review_helpers import add_case, add_system
 
 from raiox.delivery.report import LinkExpired, case_from_token, report_token, report_url
-from raiox.kit.errors import NotFound
 from raiox.review import service as review
 
 
