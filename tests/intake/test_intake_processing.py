@@ -3,6 +3,7 @@
 import json
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from fakes.jotform import FORM_ID, webhook_request
@@ -214,3 +215,41 @@ async def test_a_fixture_located_the_wrong_way_round_is_stored_the_way_it_was_se
         stored = (await session.execute(select(Fixture).join(CaseImage).where(CaseImage.case_id == case_id))).scalars().all()
     assert len(stored) == 1
     assert platform_ok(np.array(stored[0].box), truth)
+
+
+REFUSED = ["file:///etc/passwd", "ftp://www.jotform.com/x.png"]
+
+
+@pytest.mark.parametrize("kind", ["refused_urls", "no_uploads", "broken_images"])
+async def test_a_case_without_a_usable_image_fails_with_its_reason_and_can_be_retried(api, jotform, bearer, kind):
+    broken = [("laudo.png", b"just some text, not an image"), ("vazio.png", b"")]
+    content = jotform.add_submission(FORM_ID, files={"radiografias": broken})
+    fields = jotform.webhook_fields(content["id"])
+    raw = json.loads(fields["rawRequest"])
+    if kind == "refused_urls":
+        raw["radiografias"] = REFUSED
+    fields["rawRequest"] = "{}" if kind == "no_uploads" else json.dumps(raw)
+    response = await api.post(WEBHOOK, **webhook_request(fields))
+    assert response.status_code == 200, response.text
+    case_id = uuid.UUID(response.json()["case_id"])
+    assert await processing.process_case(case_id) == "failed"
+    case, images, fixtures, _, ranking = await load(case_id)
+    assert case.status == "failed" and not ranking
+    if kind == "refused_urls":  # recorded, refused without any request, each with its reason
+        assert [i.source_url for i in images] == REFUSED and {i.status for i in images} == {"failed"}
+        assert all("not an http(s) URL" in i.error for i in images)
+        assert case.failure_reason.startswith("no image could be downloaded (")
+        assert all(url in case.failure_reason for url in REFUSED)
+        assert not [r for r in jotform.requests if r.path.startswith("/uploads/")]
+    elif kind == "no_uploads":
+        assert images == [] and case.failure_reason == "no file submitted"
+    else:
+        assert [i.status for i in images] == ["invalid", "invalid"]
+        assert case.failure_reason.startswith("no usable image (")
+        assert "laudo.png: " in case.failure_reason and "vazio.png: " in case.failure_reason
+    retry = await api.post(f"/cases/{case_id}/retry", headers=bearer)
+    assert retry.status_code == 200 and retry.json()["status"] == "received"
+    assert await processing.process_case(case_id, attempt=1) == "failed"
+    async with session_scope() as session:
+        assert (await session.execute(select(func.count()).select_from(Case))).scalar_one() == 1
+        assert (await session.execute(select(func.count()).select_from(CaseImage))).scalar_one() == len(images)

@@ -64,3 +64,11 @@ async def test_verified_webhook_trusts_the_api_copy(api, jotform, settings_env, 
     async with session_scope() as session:
         count = (await session.execute(select(func.count()).select_from(Case))).scalar_one()
     assert count == 1
+
+
+async def test_reconcile_keeps_a_submission_holding_nul_and_lone_surrogates(committed, jotform):
+    content = jotform.add_submission(FORM_ID, name=("Jo\x00ão", "Sil\ud800va"), notes="a\x00b")
+    assert await reconcile() == 1
+    case = (await cases())[content["id"]]
+    assert (case.client_name, case.notes) == ("João Sil\ufffdva", "ab")
+    assert case.answers["q3_nomeDentista"] == {"first": "João", "last": "Sil\ufffdva"}

@@ -157,6 +157,8 @@ async def test_unconfigured_secret_is_503_with_clear_message(api, settings_env):
     (lambda f: f.pop("rawRequest"), 400, "missing rawRequest"),
     (lambda f: f.pop("submissionID"), 400, "missing submissionID"),
     (lambda f: f.update(submissionID="1; DROP TABLE cases"), 400, "digits"),
+    (lambda f: f.update(rawRequest="[" * 100000 + "]" * 100000), 400, "rawRequest is nested more than"),
+    (lambda f: f.update(rawRequest='{"a": ' * 40 + "1" + "}" * 40), 400, "rawRequest is nested more than"),
     (lambda f: f.update(formID="999999999999999"), 422, "not the configured form"),
 ])
 async def test_malformed_payloads_get_a_clear_4xx(api, reader, settings_env, capsys, mutate, status, detail):
@@ -217,3 +219,104 @@ def test_split_multipart_fast_path():
     body = multipart_body({"a": "1", "b": "x\r\ny: z", "rawRequest": '{"k": "ç"}'}, BOUNDARY)
     assert split_multipart(body, BOUNDARY) == {"a": "1", "b": "x\r\ny: z", "rawRequest": '{"k": "ç"}'}
     assert split_multipart(body[:-10], BOUNDARY) is None  # no closing boundary: not the simple shape
+
+
+def invalid_count() -> float:
+    from raiox.kit.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value("raiox_webhooks_total", {"outcome": "invalid"}) or 0.0
+
+
+@pytest.mark.parametrize("encode", [multipart, urlencoded])
+async def test_nul_surrogates_and_nan_are_made_storable_and_the_case_kept(api, reader, encode):
+    content = submission("6084250982513018100", name={"first": "Jo\x00ão", "last": "da Silva"})
+    content["answers"]["7"]["answer"] = "Jos\ud800 \x00implante"
+    raw = json.loads(webhook_fields(content)["rawRequest"])
+    raw["q20_medida"] = float("nan")
+    raw["q21_nu\x00l"] = ["x\udfff"]
+    fields = webhook_fields(content, raw=raw)
+    fields["formTitle"], fields["pretty"] = "a\x00b", "Nome:Jo\x00ão"  # raw text fields hold no surrogates
+    assert "\\u0000" in fields["rawRequest"] and "\\ud800" in fields["rawRequest"]  # JSON escapes, as sent
+    response = await api.post(URL, **encode(fields))
+    assert response.status_code == 200, response.text
+    case = await reader.get(Case, response.json()["case_id"])
+    assert case.client_name == "João da Silva"
+    assert case.notes == "Jos\ufffd implante"
+    assert case.payload["formTitle"] == "ab"
+    assert case.answers["q20_medida"] == "nan" and case.answers["q21_nul"] == ["x\ufffd"]
+    images = (await reader.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().all()
+    assert len(images) == len(FILES)
+
+
+async def test_chunked_body_over_the_limit_is_413_without_reading_the_rest(api, reader, capsys):
+    from raiox.intake.formdata import MAX_BODY
+    from raiox.kit.logging import configure_logging
+
+    configure_logging()
+    sent = 0
+    chunk = b"a=" + b"x" * (1024 * 1024 - 2)
+
+    async def body():  # no Content-Length: httpx sends it chunked
+        nonlocal sent
+        for _ in range(64):
+            sent += 1
+            yield chunk
+
+    before = invalid_count()
+    response = await api.post(URL, content=body(), headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 413 and response.json()["error"] == "too_large"
+    assert sent <= MAX_BODY // len(chunk) + 2  # stopped right after the limit, not after all 64 MiB
+    assert invalid_count() == before + 1 and "webhook_rejected" in capsys.readouterr().err
+    assert (await reader.execute(select(func.count()).select_from(Case))).scalar_one() == 0
+
+
+def _fields() -> dict:
+    return webhook_fields(submission("6084250982513018200"))
+
+
+MP = f"multipart/form-data; boundary={BOUNDARY}"
+CLOSE = f"--{BOUNDARY}--\r\n".encode()
+FILE_PART = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\n'
+             "Content-Type: image/png\r\n\r\nPNG\r\n").encode()
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "code", "detail"), [
+    (lambda: multipart_body(_fields(), BOUNDARY), "multipart/form-data", 400, "bad_request", "without a boundary"),
+    (lambda: multipart_body(_fields(), BOUNDARY).replace(b"\r\n", b"\n"), MP, 400, "bad_request",
+     "malformed multipart body"),
+    (lambda: multipart_body(_fields(), BOUNDARY), "multipart/form-data; boundary=other", 400, "bad_request",
+     "does not use the boundary"),
+    (lambda: multipart_body(_fields(), BOUNDARY)[:-len(CLOSE)] + FILE_PART + CLOSE, MP, 400, "bad_request",
+     "carries a file"),
+    # cut short before its closing boundary: Starlette's parser would silently drop the last field
+    (lambda: multipart_body(_fields(), BOUNDARY)[:-len(CLOSE)], MP, 400, "bad_request", "closing boundary"),
+    (lambda: json.dumps(_fields()).encode(), "application/json", 415, "unsupported_media_type",
+     "multipart/form-data"),
+])
+async def test_malformed_bodies_get_typed_errors_logged_and_counted(api, reader, capsys, body, content_type, status,
+                                                                    code, detail):
+    from raiox.kit.logging import configure_logging
+
+    configure_logging()
+    before = invalid_count()
+    response = await api.post(URL, content=body(), headers={"content-type": content_type})
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == code and detail in response.json()["detail"]
+    logged = capsys.readouterr().err
+    assert "webhook_rejected" in logged and detail in logged
+    assert invalid_count() == before + 1
+    assert (await reader.execute(select(func.count()).select_from(Case))).scalar_one() == 0
+
+
+@pytest.mark.parametrize("uploads", [["file:///etc/passwd", "ftp://www.jotform.com/x.png", "http://[::1/x.png"],
+                                     "https://evil.example/x.png"])
+async def test_every_submitted_upload_is_recorded_whatever_its_scheme(api, reader, uploads):
+    content = submission("6084250982513018300")
+    raw = json.loads(webhook_fields(content)["rawRequest"])
+    raw["radiografias"] = uploads
+    response = await api.post(URL, **multipart(webhook_fields(content, raw=raw)))
+    assert response.status_code == 200, response.text
+    images = (await reader.execute(select(CaseImage).where(CaseImage.case_id == response.json()["case_id"])
+                                    .order_by(CaseImage.position))).scalars().all()
+    expected = uploads if isinstance(uploads, list) else [uploads]
+    assert [i.source_url for i in images] == expected and {i.status for i in images} == {"pending"}

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from raiox.intake.clean import MAX_DEPTH, storable
 from raiox.kit.errors import BadRequest, Unprocessable
 
 QKEY = re.compile(r"^q(\d+)_(.+)$")
 SUBMISSION_ID = re.compile(r"^[0-9]{1,40}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+URL_SHAPED = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 SECRET_PARAMS = {"token", "apikey", "api_key", "secret"}
 MEANINGS = ("name", "email", "phone", "images", "notes")
 NAME_HINT = re.compile(r"(?i)dentist|client|solicit|nome|name")
@@ -55,9 +57,14 @@ class Submission:
 def strip_secrets(value: str, secrets: list[str]) -> str:
     """Drop secret query parameters from a URL-looking string and mask any known secret in it."""
     if "://" in value and "?" in value:
-        parts = urlsplit(value)
-        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in SECRET_PARAMS]
-        value = urlunsplit(parts._replace(query=urlencode(query)))
+        try:
+            parts = urlsplit(value)
+        except ValueError:  # not a URL after all (e.g. an unclosed IPv6 bracket): only masked below
+            parts = None
+        if parts is not None:
+            query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                     if k.lower() not in SECRET_PARAMS]
+            value = urlunsplit(parts._replace(query=urlencode(query)))
     for secret in secrets:
         if secret:
             value = value.replace(secret, "***")
@@ -148,28 +155,38 @@ def _detect(answers: dict, types: Mapping[str, str]) -> dict[str, str]:
 
 
 def _upload_questions(answers: dict) -> list[str]:
-    """Bare names holding upload URL lists: the `temp_upload` questions, then any other URL list."""
+    """Bare names holding upload URL lists: the `temp_upload` questions, then any other list of URL-shaped
+    strings (any scheme: a URL the downloader refuses is recorded as a failed image, never dropped)."""
     names = []
     temp = answers.get("temp_upload")
     if isinstance(temp, dict):
         names += [m.group(2) for key in temp if (m := QKEY.match(key))]
     for key, value in answers.items():
         if (not QKEY.match(key) and key not in names and isinstance(value, list) and value
-                and all(isinstance(v, str) and v.startswith(("http://", "https://")) for v in value)):
+                and all(isinstance(v, str) and URL_SHAPED.match(v.strip()) for v in value)):
             names.append(key)
     return names
 
 
+def _filename(url: str) -> str:
+    try:
+        return unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "upload"
+    except ValueError:
+        return "upload"
+
+
 def _uploads(answers: dict, questions: list[str]) -> list[Upload]:
+    """Every string listed under an upload question, whatever its scheme: the downloader decides (and
+    records why it refuses one), so a submitted file never vanishes without a trace."""
     uploads, seen = [], set()
     for question in questions:
         value = answers.get(question)
         urls = [value] if isinstance(value, str) else value if isinstance(value, list) else []
         for url in urls:
-            if isinstance(url, str) and url.startswith(("http://", "https://")) and url not in seen:
+            url = url.strip() if isinstance(url, str) else ""
+            if url and url not in seen:
                 seen.add(url)
-                name = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "upload"
-                uploads.append(Upload(question=question, url=url, filename=name))
+                uploads.append(Upload(question=question, url=url, filename=_filename(url)))
     return uploads
 
 
@@ -210,7 +227,10 @@ def _submit_date(answers: dict) -> datetime | None:
 
 
 def from_webhook(form: Mapping[str, str], *, field_map: Mapping[str, str], secrets: list[str]) -> Submission:
-    """Parse the webhook's form fields (multipart or urlencoded). 400/422 with a clear reason if malformed."""
+    """Parse the webhook's form fields (multipart or urlencoded). 400/422 with a clear reason if malformed.
+
+    Every string is made storable first (`raiox.intake.clean`): a NUL or a lone surrogate never loses a case."""
+    form = storable(dict(form), "webhook body")
     submission_id = str(form.get("submissionID") or "").strip()
     if not submission_id:
         raise BadRequest("missing submissionID: not a Jotform webhook payload")
@@ -220,11 +240,14 @@ def from_webhook(form: Mapping[str, str], *, field_map: Mapping[str, str], secre
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise BadRequest("missing rawRequest: the answers of the submission are not in the payload")
     try:
-        answers = json.loads(raw)
+        answers = json.loads(raw, strict=False)  # strict=False: raw control characters in strings are kept
+    except RecursionError:
+        raise BadRequest(f"rawRequest is nested more than {MAX_DEPTH} levels deep") from None
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"rawRequest is not valid JSON: {exc}") from None
     if not isinstance(answers, dict):
         raise BadRequest("rawRequest must be a JSON object")
+    answers = storable(answers, "rawRequest")
     payload = {k: strip_secrets(v, secrets) for k, v in form.items() if k != "rawRequest" and isinstance(v, str)}
     form_id = str(form.get("formID") or "").strip() or None
     if form_id and not SUBMISSION_ID.match(form_id):
@@ -242,7 +265,8 @@ def _api_created_at(value: object) -> datetime | None:
 
 
 def from_api(content: dict, *, field_map: Mapping[str, str]) -> Submission:
-    """The API's copy (`GET /submission/{id}` content, or an item of a submissions list)."""
+    """The API's copy (`GET /submission/{id}` content, or an item of a submissions list), made storable."""
+    content = storable(content, "Jotform API submission")
     answers: dict = {}
     types: dict[str, str] = {}
     for qid, question in (content.get("answers") or {}).items():

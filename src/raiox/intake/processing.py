@@ -4,7 +4,8 @@ Run by the `process_case` job. Every step is safe to repeat: images already stor
 from storage instead of downloaded again, and the final write replaces the case's detected fixtures,
 their results and its ranking in one transaction (a re-run never duplicates anything). Transient
 trouble (Jotform/upload host down, storage down) raises, so the job is retried; a file that is not
-an image, or that cannot be fetched at all, marks only that image and the case goes on.
+an image, or that cannot be fetched at all, marks only that image and the case goes on; a case left
+without any usable image (none sent, none fetched, none readable) becomes `failed` with the reason.
 """
 
 import asyncio
@@ -150,16 +151,26 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
             for rank, f in enumerate(ranking, start=1)
         ])
         usable = [a for a in analysed if a.status == ImageStatus.processed]
-        failed = [i for i in images if i.status == ImageStatus.failed]
-        if not usable and failed:
-            reasons = "; ".join(f"{i.filename}: {i.error}" for i in failed)
-            await transition(session, case, CaseStatus.failed, actor=ACTOR,
-                             reason=f"no image could be downloaded ({reasons})")
+        if not usable:  # nothing an operator could review: failed with the reason, retry possible
+            reason = no_image_reason(images, analysed)
+            log.warning("case_without_usable_image", case_id=str(case_id), images=len(images), reason=reason)
+            await transition(session, case, CaseStatus.failed, actor=ACTOR, reason=reason)
         else:
             fixtures = await repository.count_fixtures(session, case_id)
             await transition(session, case, CaseStatus.awaiting_review, actor=ACTOR,
                              reason=f"{len(usable)} image(s) analysed, {fixtures} implant(s) found")
         return case.status
+
+
+def no_image_reason(images: list[CaseImage], analysed: list[Analysed]) -> str:
+    """Why the case has no usable image, each file with its error. Recorded in English like every reason
+    (logs and the API read it); the admin panel shows it in the operator's language."""
+    if not images:
+        return "no file submitted"
+    errors = {a.image_id: a.error for a in analysed}
+    details = "; ".join(f"{i.filename or public_url(i.source_url)}: {errors.get(i.id) or i.error or i.status}"
+                        for i in images)
+    return f"no image could be downloaded ({details})" if not analysed else f"no usable image ({details})"
 
 
 async def _all(coroutines: list) -> list:

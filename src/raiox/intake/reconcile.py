@@ -9,8 +9,9 @@ look-back window absorbs the offset) and ingests those without a case, through t
 from datetime import UTC, datetime, timedelta
 
 from raiox.intake import repository, service
-from raiox.intake.parse import from_api
+from raiox.intake.parse import Submission, from_api
 from raiox.kit.db import session_scope
+from raiox.kit.errors import RaioxError
 from raiox.kit.jotform import JotformNotFound, get_jotform_client
 from raiox.kit.logging import get_logger
 from raiox.kit.settings import get_settings
@@ -35,7 +36,9 @@ async def ingest_verified(submission_id: str, form_id: str | None) -> None:
     if expected and str(content.get("form_id")) != expected:
         log.warning("submission_of_another_form", submission_id=submission_id, form_id=content.get("form_id"))
         return
-    sub = from_api(content, field_map=settings.jotform_field_map)
+    sub = _parse(content)
+    if sub is None:
+        return
     async with session_scope() as session:
         result = await service.ingest(session, sub, source="webhook")
     log.info("submission_verified", submission_id=submission_id, case_id=str(result.case_id), created=result.created)
@@ -61,14 +64,26 @@ async def reconcile(now: datetime | None = None) -> int:
     return created
 
 
+def _parse(content: dict) -> Submission | None:
+    """The API copy as a Submission; None (logged) when it cannot be read, so one unreadable submission
+    does not stop the others from being ingested."""
+    try:
+        return from_api(content, field_map=get_settings().jotform_field_map)
+    except RaioxError as exc:
+        log.warning("submission_unreadable", submission_id=str(content.get("id")), reason=exc.message)
+        return None
+
+
 async def _ingest_missing(items: list[dict]) -> int:
-    settings, created = get_settings(), 0
+    created = 0
     async with session_scope() as session:
         known = await repository.existing_submission_ids(session, [str(s.get("id")) for s in items])
     for content in items:
         if str(content.get("id")) in known or not str(content.get("id") or "").isdigit():
             continue
-        sub = from_api(content, field_map=settings.jotform_field_map)
+        sub = _parse(content)
+        if sub is None:
+            continue
         async with session_scope() as session:
             result = await service.ingest(session, sub, source="reconcile")
         if result.created:

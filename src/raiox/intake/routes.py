@@ -3,21 +3,18 @@
 import hmac
 
 from fastapi import APIRouter, Query, Request
-from starlette.formparsers import MultiPartException
 
 from raiox.intake import fastpool, repository, service
-from raiox.intake.formdata import boundary_of, split_multipart, split_urlencoded
+from raiox.intake.formdata import read_form
 from raiox.intake.parse import from_webhook
 from raiox.intake.schemas import WebhookAccepted
-from raiox.kit.errors import BadRequest, RaioxError, ServiceUnavailable, TooLarge, Unauthorized, Unprocessable
+from raiox.kit.errors import RaioxError, ServiceUnavailable, Unauthorized, Unprocessable
 from raiox.kit.logging import get_logger
 from raiox.kit.metrics import WEBHOOKS
 from raiox.kit.settings import get_settings
 
 router = APIRouter(tags=["intake"])
 log = get_logger(__name__)
-FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
-MAX_BODY = 16 * 1024 * 1024
 
 
 def check_token(token: str | None) -> None:
@@ -29,29 +26,6 @@ def check_token(token: str | None) -> None:
         raise Unauthorized("missing or wrong webhook token")
 
 
-async def _read_form(request: Request) -> dict[str, str]:
-    header = request.headers.get("content-type", "")
-    content_type = header.split(";")[0].strip().lower()
-    if content_type not in FORM_TYPES:
-        raise RaioxError(f"unsupported content type {content_type or '(none)'}: Jotform posts multipart/form-data "
-                         "or application/x-www-form-urlencoded", status_code=415)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        raise TooLarge(f"webhook body over {MAX_BODY} bytes")
-    body = await request.body()
-    if content_type == FORM_TYPES[1]:
-        return split_urlencoded(body)
-    boundary = boundary_of(header)
-    fields = split_multipart(body, boundary) if boundary else None
-    if fields is not None:
-        return fields
-    try:  # anything beyond Jotform's simple text-only shape: the general parser decides
-        form = await request.form(max_files=0, max_fields=2000, max_part_size=MAX_BODY)
-    except (MultiPartException, ValueError) as exc:
-        raise BadRequest(f"malformed form body: {exc}") from None
-    return {key: value for key, value in form.items() if isinstance(value, str)}
-
-
 @router.post("/webhooks/jotform", response_model=WebhookAccepted)
 async def jotform_webhook(
     request: Request,
@@ -61,7 +35,7 @@ async def jotform_webhook(
     settings = get_settings()
     try:
         check_token(token)
-        form = await _read_form(request)
+        form = await read_form(request)
         secrets = [s.get_secret_value() for s in (settings.webhook_secret, settings.jotform_api_key) if s]
         sub = from_webhook(form, field_map=settings.jotform_field_map, secrets=secrets)
         if settings.jotform_form_id and sub.form_id and sub.form_id != settings.jotform_form_id:
