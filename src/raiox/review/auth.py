@@ -1,7 +1,9 @@
 """Panel authentication: argon2id passwords, signed session cookies, CSRF tokens, lock-out.
 
-The session cookie (itsdangerous, RAIOX_SESSION_SECRET) holds the user id and the CSRF token. It is
-HttpOnly, SameSite=Lax, path `/`, and Secure when the request or RAIOX_PUBLIC_URL is https.
+The session cookie (itsdangerous, RAIOX_SESSION_SECRET) holds the user id, the CSRF token and what ends it
+server-side: a fingerprint of the password hash and the user's session generation (`users.session_generation`,
+bumped by logout). It is HttpOnly, SameSite=Lax, path `/`, and Secure when the request or RAIOX_PUBLIC_URL is
+https.
 """
 
 import hmac
@@ -17,6 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from raiox.delivery.report import secret
 from raiox.kit.auth import token_actor
@@ -99,7 +102,11 @@ def log_failure(ip: str, email: str) -> None:
 
 
 async def authenticate(session: AsyncSession, email: str, password: str, ip: str) -> User | None:
-    """The user, or None (failure logged; the account locks after repeated failures)."""
+    """The user, or None (failure logged; the account locks after repeated failures).
+
+    The failure count is kept by single UPDATE statements (``repository.count_login_failure``): parallel
+    wrong passwords cannot lose a count, the RAIOX_ADMIN_MAX_FAILED_LOGINS-th locks in the same statement, and
+    a right password checked while a parallel failure locked the account is refused too."""
     from raiox.review import repository
 
     settings = get_settings()
@@ -113,17 +120,30 @@ async def authenticate(session: AsyncSession, email: str, password: str, ip: str
         log_failure(ip, email)
         return None
     if not verify_password(user.password_hash, password):
-        user.failed_logins = (user.failed_logins or 0) + 1
-        if user.failed_logins >= settings.admin_max_failed_logins:
-            user.locked_until = now + timedelta(minutes=settings.admin_lockout_minutes)
-            user.failed_logins = 0
+        counted = await repository.count_login_failure(
+            session, user.id, now=now, limit=settings.admin_max_failed_logins,
+            lock_until=now + timedelta(minutes=settings.admin_lockout_minutes))
+        if counted is not None:  # the session's copy follows the row (not marked changed: nothing to flush)
+            set_committed_value(user, "failed_logins", counted[0])
+            set_committed_value(user, "locked_until", counted[1])
         log_failure(ip, email)
         return None
-    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    if not await repository.count_login_success(session, user.id, now=now):
+        log_failure(ip, email)
+        return None
+    for name, value in (("failed_logins", 0), ("locked_until", None), ("last_login_at", now)):
+        set_committed_value(user, name, value)
     LOGINS.labels(outcome="ok").inc()
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
+
+
+def session_cookie(user: User) -> dict:
+    """What a fresh login's cookie holds: the user, a fingerprint of the password hash (a new password ends
+    the session), the session generation (logout bumps it, ending every session of the user) and a CSRF token."""
+    return {"uid": str(user.id), "pw": user.password_hash[-12:], "gen": user.session_generation,
+            "csrf": secrets.token_urlsafe(32)}
 
 
 async def session_user(request: Request, session: AsyncSession) -> User | None:
@@ -134,6 +154,8 @@ async def session_user(request: Request, session: AsyncSession) -> User | None:
         return None
     user = await session.get(User, user_id)
     if user is None or not user.active or data.get("pw") != user.password_hash[-12:]:
+        return None
+    if data.get("gen") != user.session_generation:  # logged out since (or a cookie older than generations)
         return None
     return user
 
@@ -158,5 +180,5 @@ async def require_actor(request: Request, session: AsyncSession = Depends(get_db
 async def is_locked(session: AsyncSession, email: str) -> bool:
     from raiox.review import repository
 
-    user = await repository.user_by_email(session, email)
+    user = await repository.user_by_email(session, email, fresh=True)
     return bool(user and user.locked_until and user.locked_until > datetime.now(UTC))

@@ -11,6 +11,7 @@ candidate is labelled by its similarity: `alta` from RAIOX_CONFIDENCE_HIGH (0.85
 RAIOX_CONFIDENCE_MEDIUM. The page warns when no candidate reaches `alta`.
 """
 
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -115,9 +116,22 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
     }
 
 
+# Jotform's compound answers in reading order (jsonb stores object keys shortest first: "last" before "first")
+PARTS = ("prefix", "first", "middle", "last", "suffix", "addr_line1", "addr_line2", "city", "state", "postal",
+         "country", "area", "phone", "hourSelect", "minuteSelect", "ampm")
+DATE = ("day", "month", "year")
+QUESTION = re.compile(r"^q\d+_")  # rawRequest's answers; its other keys are form telemetry (path, buildDate...)
+
+
 def _text(value: object) -> str:
     if isinstance(value, dict):
-        return " ".join(_text(v) for v in value.values() if v not in (None, ""))
+        present = {k: v for k, v in value.items() if v not in (None, "")}
+        if set(DATE) <= present.keys():  # a date answer, as read in Brazil
+            return "/".join(str(present[k]) for k in DATE)
+        if set(present) == {"area", "phone"}:
+            return f"({present['area']}) {present['phone']}"
+        ordered = sorted(present, key=lambda k: PARTS.index(k) if k in PARTS else len(PARTS))
+        return " ".join(_text(present[k]) for k in ordered)
     if isinstance(value, list):
         return ", ".join(_text(v) for v in value)
     return "" if value is None else str(value)
@@ -129,8 +143,10 @@ def flatten_answers(answers: dict) -> list[tuple[str, str]]:
     for key, value in answers.items():
         if isinstance(value, dict) and "answer" in value:
             label, text = str(value.get("text") or value.get("name") or key), _text(value.get("answer"))
+        elif QUESTION.match(key):
+            label, text = key.split("_", 1)[-1], _text(value)
         else:
-            label, text = key.split("_", 1)[-1] if key.startswith("q") and "_" in key else key, _text(value)
+            continue
         if text and not text.startswith(("http://", "https://")):
             rows.append((label, text[:2000]))
     return rows

@@ -3,18 +3,25 @@
 Server-rendered Jinja2 + HTMX (vendored static/htmx.min.js), pt-BR through the i18n catalog.
 """
 
+import re
+from http import HTTPStatus
 from pathlib import Path
+from types import SimpleNamespace
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raiox.cases.service import STATUS_LABELS_PT
 from raiox.delivery.templates import when
-from raiox.kit.errors import RaioxError
+from raiox.kit.errors import BadRequest, RaioxError, unstorable
 from raiox.kit.logging import get_logger
 from raiox.review import i18n
+from raiox.review.reasons import reason_text
 from raiox.review.differences import spec_difference
 from raiox.review.auth import CSRF_FIELD, load_session
 
@@ -104,7 +111,7 @@ def render(request: Request, name: str, context: dict | None = None, status_code
            headers: dict | None = None) -> HTMLResponse:
     session = load_session(request)
     values = {
-        "request": request, "base": base_path(request), "t": i18n.translator(), "status_label": status_label,
+        "request": request, "base": base_path(request), "t": i18n.translator(), "status_label": status_label, "reason": reason_text,
         "user": getattr(request.state, "user", None), "csrf_token": session.get("csrf", ""), "csrf_field": CSRF_FIELD,
         "lang": i18n.gettext("meta.lang"),
     } | (context or {})
@@ -124,17 +131,83 @@ async def _login_required(request: Request, _exc: LoginRequired) -> Response:
     return redirect(request, f"/login?next={target}" if request.method == "GET" else "/login")
 
 
-ERROR_TEXT = {400: "error.bad_request", 404: "error.not_found", 409: "error.conflict", 422: "error.invalid"}
+ERROR_TEXT = {400: "error.bad_request", 404: "error.not_found", 405: "error.method", 409: "error.conflict",
+              422: "error.invalid"}
+# Starlette's form parser's messages (python-multipart), in the operator's words
+FORM_ERRORS = ((re.compile(r"(Field|Part) exceeded maximum size of (?P<kb>\d+)KB\."), "error.field_too_large"),
+               (re.compile(r"Too many (fields|files)\. .*"), "error.form_too_many"),
+               (re.compile(r"There was an error parsing the body|Missing boundary in multipart\.|Invalid multipart data\."
+                           r"|The Content-Disposition header field .*"), "error.form_unreadable"))
+
+
+def for_operator(error: RaioxError) -> RaioxError:
+    """ERROR, whose message is already the operator's explanation (pt-BR, from the catalog): the error page
+    shows it as its heading instead of the generic text for the HTTP status."""
+    error.for_operator = True
+    return error
+
+
+def _field(name: str) -> str:
+    label = i18n.gettext(f"field.{name}")
+    return name if label == f"field.{name}" else label
+
+
+def invalid_fields(errors: list[dict]) -> RaioxError:
+    """A 400 naming, in pt-BR, each request field FastAPI found missing or malformed."""
+    items = []
+    for error in errors:
+        name = next((part for part in reversed(error.get("loc", ())) if isinstance(part, str)), "?")  # not list indexes
+        which = "error.field_missing" if error.get("type") == "missing" else "error.field_invalid"
+        item = i18n.gettext(which, field=_field(name))
+        if item not in items:
+            items.append(item)
+    return for_operator(BadRequest(i18n.gettext("error.fields", items="; ".join(items))))
+
+
+def _error_page(request: Request, status_code: int, summary: str, detail: str | None,
+                headers: dict | None = None) -> Response:
+    if request.headers.get("hx-request"):
+        html = templates.env.get_template("_error.html").render(summary=summary, detail=detail, t=i18n.translator())
+        return HTMLResponse(html, status_code=status_code,
+                            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"} | (headers or {}))
+    return render(request, "error.html", {"error": SimpleNamespace(status_code=status_code), "summary": summary,
+                                          "detail": detail}, status_code=status_code, headers=headers)
 
 
 async def _error(request: Request, exc: RaioxError) -> Response:
     """pt-BR explanation by HTTP status; the (English) technical detail underneath, unless already pt-BR."""
-    summary = i18n.gettext(ERROR_TEXT[exc.status_code]) if exc.status_code in ERROR_TEXT else exc.message
+    if getattr(exc, "for_operator", False) or exc.status_code not in ERROR_TEXT:
+        summary = exc.message
+    else:
+        summary = i18n.gettext(ERROR_TEXT[exc.status_code])
     detail = exc.message if summary != exc.message else None
-    if request.headers.get("hx-request"):
-        html = templates.env.get_template("_error.html").render(summary=summary, detail=detail, t=i18n.translator())
-        return HTMLResponse(html, status_code=exc.status_code, headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"})
-    return render(request, "error.html", {"error": exc, "summary": summary, "detail": detail}, status_code=exc.status_code)
+    return _error_page(request, exc.status_code, summary, detail)
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    """A path, query or form value FastAPI cannot accept (a malformed id, a page out of range, a missing field):
+    the panel's 400 page naming the field, never FastAPI's English JSON."""
+    return await _error(request, invalid_fields(list(exc.errors())))
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Starlette's own errors under the panel (unknown page, wrong method, unreadable or oversized form): the
+    panel's page, in pt-BR, with the original text as technical detail when it says more than the status."""
+    text = str(exc.detail or "")
+    for pattern, message_id in FORM_ERRORS:
+        if match := pattern.fullmatch(text):
+            return _error_page(request, exc.status_code, i18n.gettext(message_id, **match.groupdict()), None, exc.headers)
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = ""
+    summary = i18n.gettext(ERROR_TEXT.get(exc.status_code, "error.http"), status=exc.status_code)
+    return _error_page(request, exc.status_code, summary, None if text in ("", phrase) else text, exc.headers)
+
+
+async def _unstorable(request: Request, exc: DataError) -> Response:
+    """A value the database refuses (kit.errors.unstorable): the panel's 422 page, not a 500."""
+    return await _error(request, unstorable(exc))
 
 
 async def _security_headers(request: Request, call_next):
@@ -155,6 +228,9 @@ def create_panel() -> FastAPI:
     panel.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     panel.add_exception_handler(LoginRequired, _login_required)
     panel.add_exception_handler(RaioxError, _error)
+    panel.add_exception_handler(RequestValidationError, _invalid_request)
+    panel.add_exception_handler(StarletteHTTPException, _http_error)
+    panel.add_exception_handler(DataError, _unstorable)
     panel.middleware("http")(_security_headers)
     for module in (views_auth, views_cases, views_catalog, views_media):
         panel.include_router(module.router)

@@ -3,14 +3,21 @@
 import uuid
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from raiox.kit.db import LIKE_ESCAPE, literal_like
 from raiox.models import (
     AuditEntry, Case, CaseImage, CaseRanking, Fixture, FixtureResult, ImplantSystem, ReferenceEmbedding,
     ReferenceImage, User,
 )
+
+
+def _contains(columns, text: str):
+    """Any of COLUMNS holds TEXT, case-insensitively; ``%`` and ``_`` in it are characters, not wildcards."""
+    pattern = literal_like(text)
+    return or_(*(column.ilike(pattern, escape=LIKE_ESCAPE) for column in columns))
 
 
 def _filtered(query: Select, *, status: str | None, client: str | None, search: str | None,
@@ -18,14 +25,10 @@ def _filtered(query: Select, *, status: str | None, client: str | None, search: 
     if status:
         query = query.where(Case.status == status)
     if client:
-        like = f"%{client}%"
-        query = query.where(or_(Case.client_name.ilike(like), Case.client_email.ilike(like)))
+        query = query.where(_contains((Case.client_name, Case.client_email), client))
     if search:
-        like = f"%{search}%"
-        query = query.where(or_(
-            Case.jotform_submission_id.ilike(like), Case.client_name.ilike(like), Case.client_email.ilike(like),
-            Case.client_phone.ilike(like), Case.notes.ilike(like),
-        ))
+        query = query.where(_contains((Case.jotform_submission_id, Case.client_name, Case.client_email,
+                                       Case.client_phone, Case.notes), search))
     if date_from:
         query = query.where(Case.created_at >= datetime.combine(date_from, time.min).astimezone())
     if date_to:
@@ -91,9 +94,8 @@ async def search_systems(session: AsyncSession, text: str = "", *, limit: int = 
                          offset: int = 0) -> list[ImplantSystem]:
     query = select(ImplantSystem)
     for word in text.split():
-        like = f"%{word}%"
-        query = query.where(or_(ImplantSystem.id.ilike(like), ImplantSystem.name.ilike(like),
-                                ImplantSystem.manufacturer.ilike(like), ImplantSystem.connection.ilike(like)))
+        query = query.where(_contains((ImplantSystem.id, ImplantSystem.name, ImplantSystem.manufacturer,
+                                       ImplantSystem.connection), word))
     if active_only:
         query = query.where(ImplantSystem.active.is_(True))
     query = query.order_by(ImplantSystem.manufacturer, ImplantSystem.name).limit(limit).offset(offset)
@@ -123,5 +125,43 @@ async def add_embedding(session: AsyncSession, embedding: ReferenceEmbedding) ->
     await session.flush()
 
 
-async def user_by_email(session: AsyncSession, email: str) -> User | None:
-    return (await session.execute(select(User).where(User.email == email.strip().lower()))).scalar_one_or_none()
+async def user_by_email(session: AsyncSession, email: str, *, fresh: bool = False) -> User | None:
+    """The user with that e-mail; FRESH re-reads the row even when the session already holds it."""
+    query = select(User).where(User.email == email.strip().lower())
+    if fresh:
+        query = query.execution_options(populate_existing=True)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def _unlocked(now: datetime):
+    return or_(User.locked_until.is_(None), User.locked_until <= now)
+
+
+async def count_login_failure(session: AsyncSession, user_id: uuid.UUID, *, now: datetime, limit: int,
+                              lock_until: datetime) -> tuple[int, datetime | None] | None:
+    """One more failed login, counted in one statement (parallel failures cannot lose one): the LIMIT-th locks
+    the account until LOCK_UNTIL and restarts the count. None when the account is locked already (not counted);
+    else (failed_logins, locked_until) after it."""
+    reached = User.failed_logins + 1 >= limit
+    query = (update(User).where(User.id == user_id, _unlocked(now))
+             .values(failed_logins=case((reached, 0), else_=User.failed_logins + 1),
+                     locked_until=case((reached, lock_until), else_=User.locked_until))
+             .returning(User.failed_logins, User.locked_until)
+             .execution_options(synchronize_session=False))
+    row = (await session.execute(query)).first()
+    return (row.failed_logins, row.locked_until) if row else None
+
+
+async def count_login_success(session: AsyncSession, user_id: uuid.UUID, *, now: datetime) -> bool:
+    """Clears the failure count and records the login, unless a parallel failure locked the account meanwhile."""
+    query = (update(User).where(User.id == user_id, _unlocked(now))
+             .values(failed_logins=0, locked_until=None, last_login_at=now).returning(User.id)
+             .execution_options(synchronize_session=False))
+    return (await session.execute(query)).first() is not None
+
+
+async def end_sessions(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """Bumps the user's session generation: every panel cookie issued before stops working. The new generation."""
+    query = (update(User).where(User.id == user_id).values(session_generation=User.session_generation + 1)
+             .returning(User.session_generation).execution_options(synchronize_session=False))
+    return (await session.execute(query)).scalar_one()

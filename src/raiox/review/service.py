@@ -14,6 +14,7 @@ from raiox.delivery import service as delivery
 from raiox.kit.errors import Conflict, Unprocessable
 from raiox.models import AuditEntry, Case, CaseStatus, ImplantSystem, ReferenceEmbedding, ReferenceImage
 from raiox.review import repository
+from raiox.review.schemas import MESSAGE_MAX
 
 DECIDED = {CaseStatus.approved, CaseStatus.rejected, CaseStatus.delivered, CaseStatus.delivery_failed}
 
@@ -92,8 +93,10 @@ async def add_note(session: AsyncSession, case_id: uuid.UUID, text: str, *, acto
     text = (text or "").strip()
     if not text:
         raise Unprocessable("the note is empty")
+    if len(text) > MESSAGE_MAX:
+        raise Unprocessable(f"the note has {len(text)} characters; at most {MESSAGE_MAX}")
     case = await cases.get_or_404(session, case_id)
-    await audit(session, actor, "case.note", case.id, note=text[:5000])
+    await audit(session, actor, "case.note", case.id, note=text)
 
 
 async def resend(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> None:

@@ -1,7 +1,6 @@
-"""Login (e-mail + password), logout. Failures are throttled per IP and lock the account after
+"""Login (e-mail + password), logout (ends all the user's sessions). Failures are throttled per IP and lock the account after
 RAIOX_ADMIN_MAX_FAILED_LOGINS; each one is logged as `raiox.admin.login_failed ip=<ip> email=<email>`."""
 
-import secrets
 import time
 from collections import defaultdict, deque
 
@@ -10,7 +9,7 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.kit.db import get_db_session
-from raiox.review import auth
+from raiox.review import auth, repository
 from raiox.review.deps import csrf_protect
 from raiox.review.i18n import gettext
 from raiox.review.service import audit
@@ -74,13 +73,18 @@ async def login(request: Request, email: str = Form(""), password: str = Form(""
         return _login_page(request, error=message, email=email, status_code=401, next_url=next)
     await audit(session, f"user:{user.email}", "auth.login", target=ip)
     response = redirect(request, _safe_next(request, next))
-    auth.save_session(request, response, {"uid": str(user.id), "pw": user.password_hash[-12:],
-                                          "csrf": secrets.token_urlsafe(32)})
+    auth.save_session(request, response, auth.session_cookie(user))
     return response
 
 
 @router.post("/logout", dependencies=[Depends(csrf_protect)])
-async def logout(request: Request) -> Response:
+async def logout(request: Request, session: AsyncSession = Depends(get_db_session)) -> Response:
+    """Ends the session server-side too: the user's session generation moves on, so this cookie (and the
+    user's sessions on other devices) stop working even if replayed."""
+    user = await auth.session_user(request, session)
+    if user is not None:
+        await repository.end_sessions(session, user.id)
+        await audit(session, f"user:{user.email}", "auth.logout", target=client_ip(request))
     response = redirect(request, "/login")
     auth.clear_session(response)
     return response

@@ -9,27 +9,47 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
 from raiox.kit.db import get_db_session
-from raiox.kit.errors import BadRequest
+from raiox.kit.errors import BadRequest, Unprocessable
 from raiox.models import CaseStatus, User
 from raiox.review import casepage, repository, service
 from raiox.review.deps import actor, csrf_protect, current_user
-from raiox.review.panel import redirect, render
+from raiox.review.i18n import gettext
+from raiox.review.panel import for_operator, redirect, render
+from raiox.review.schemas import MESSAGE_MAX
 
 router = APIRouter()
 PAGE = 50
+MAX_PAGE = 1_000_000  # far past any queue; keeps the row offset a PostgreSQL bigint
 STATUSES = [s.value for s in CaseStatus]
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)  # the day bounds the filter computes stay datetimes
 
 
 def _date(value: str) -> date | None:
+    if not value:
+        return None
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value)
     except ValueError:
-        raise BadRequest(f"invalid date: {value!r} (use AAAA-MM-DD)") from None
+        day = None
+    if day is None or not FIRST_DAY <= day <= LAST_DAY:
+        raise for_operator(BadRequest(gettext("queue.bad_date", value=value, first=FIRST_DAY.isoformat(),
+                                              last=LAST_DAY.isoformat())))
+    return day
+
+
+def _text(value: str, required: str | None, too_long: str) -> str:
+    """VALUE stripped; a pt-BR 422 when it is empty (and REQUIRED names the message) or over MESSAGE_MAX."""
+    value = (value or "").strip()
+    if required and not value:
+        raise for_operator(Unprocessable(gettext(required)))
+    if len(value) > MESSAGE_MAX:
+        raise for_operator(Unprocessable(gettext(too_long, n=len(value), max=MESSAGE_MAX)))
+    return value
 
 
 @router.get("/")
 async def queue(request: Request, status: str = Query(CaseStatus.awaiting_review), client: str = "", q: str = "",
-                date_from: str = "", date_to: str = "", page: int = Query(1, ge=1),
+                date_from: str = "", date_to: str = "", page: int = Query(1, ge=1, le=MAX_PAGE),
                 user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
     filters = {"status": status if status in STATUSES else None, "client": client.strip() or None,
                "search": q.strip() or None, "date_from": _date(date_from), "date_to": _date(date_to)}
@@ -58,6 +78,7 @@ async def system_search(request: Request, q: str = "", user: User = Depends(curr
 async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(...), message: str = Form(""),
                   add_to_catalog: bool = Form(False), user: User = Depends(current_user),
                   session: AsyncSession = Depends(get_db_session)) -> Response:
+    message = _text(message, None, "case.message_too_long")
     await service.approve(session, case_id, system_id, actor=actor(user), message=message,
                           add_to_catalog=add_to_catalog)
     return redirect(request, f"/cases/{case_id}")
@@ -66,6 +87,7 @@ async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(..
 @router.post("/cases/{case_id}/reject", dependencies=[Depends(csrf_protect)])
 async def reject(request: Request, case_id: uuid.UUID, message: str = Form(""), user: User = Depends(current_user),
                  session: AsyncSession = Depends(get_db_session)) -> Response:
+    message = _text(message, "case.reject_required", "case.message_too_long")
     await service.reject(session, case_id, message, actor=actor(user))
     return redirect(request, f"/cases/{case_id}")
 
@@ -73,6 +95,7 @@ async def reject(request: Request, case_id: uuid.UUID, message: str = Form(""), 
 @router.post("/cases/{case_id}/note", dependencies=[Depends(csrf_protect)])
 async def note(request: Request, case_id: uuid.UUID, text: str = Form(""), user: User = Depends(current_user),
                session: AsyncSession = Depends(get_db_session)) -> Response:
+    text = _text(text, "case.note_required", "case.note_too_long")
     await service.add_note(session, case_id, text, actor=actor(user))
     if request.headers.get("hx-request"):
         return render(request, "_audit.html", {"audit": await repository.audit_for_case(session, case_id)})

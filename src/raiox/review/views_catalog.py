@@ -13,10 +13,11 @@ from raiox.models import ImplantSystem, User
 from raiox.review import repository, service
 from raiox.review.deps import actor, admin_user, csrf_protect
 from raiox.review.i18n import gettext
-from raiox.review.panel import redirect, render
+from raiox.review.panel import for_operator, redirect, render
 
 router = APIRouter(prefix="/catalog")
 PAGE = 50
+MAX_PAGE = 1_000_000  # keeps the row offset a PostgreSQL bigint
 MAX_UPLOAD = 30 * 1024 * 1024
 
 
@@ -25,7 +26,7 @@ def slug(text: str) -> str:
 
 
 @router.get("")
-async def catalog(request: Request, q: str = "", page: int = Query(1, ge=1), user: User = Depends(admin_user),
+async def catalog(request: Request, q: str = "", page: int = Query(1, ge=1, le=MAX_PAGE), user: User = Depends(admin_user),
                   session: AsyncSession = Depends(get_db_session)) -> Response:
     systems = await repository.search_systems(session, q, limit=PAGE + 1, offset=(page - 1) * PAGE)
     counts = await repository.reference_counts(session, [s.id for s in systems])
@@ -40,7 +41,7 @@ async def new_system(request: Request, user: User = Depends(admin_user)) -> Resp
 
 def _fill(system: ImplantSystem, manufacturer: str, name: str, connection: str, body_shape: str, active: bool) -> None:
     if not manufacturer.strip() or not name.strip():
-        raise Unprocessable(gettext("catalog.required"))
+        raise for_operator(Unprocessable(gettext("catalog.required")))
     system.manufacturer, system.name = manufacturer.strip(), name.strip()
     system.connection, system.body_shape = connection.strip() or None, body_shape.strip() or None
     system.active = active
@@ -52,9 +53,9 @@ async def create_system(request: Request, manufacturer: str = Form(""), name: st
                         user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
     new_id = slug(system_id or f"{manufacturer}-{name}")
     if not new_id:
-        raise Unprocessable(gettext("catalog.required"))
+        raise for_operator(Unprocessable(gettext("catalog.required")))
     if await session.get(ImplantSystem, new_id):
-        raise Conflict(gettext("catalog.exists", id=new_id))
+        raise for_operator(Conflict(gettext("catalog.exists", id=new_id)))
     system = ImplantSystem(id=new_id, attributes={})
     _fill(system, manufacturer, name, connection, body_shape, active)
     session.add(system)
@@ -66,7 +67,7 @@ async def create_system(request: Request, manufacturer: str = Form(""), name: st
 async def _system(session: AsyncSession, system_id: str) -> ImplantSystem:
     system = await session.get(ImplantSystem, system_id)
     if system is None:
-        raise NotFound(gettext("catalog.not_found", id=system_id))
+        raise for_operator(NotFound(gettext("catalog.not_found", id=system_id)))
     return system
 
 
@@ -94,14 +95,18 @@ async def upload_images(request: Request, system_id: str, files: list[UploadFile
     from raiox.review.catalog_upload import add_references
 
     system = await _system(session, system_id)
-    uploads = []
+    uploads, empty = [], []
     for upload in files:
         data = await upload.read(MAX_UPLOAD + 1)
         if len(data) > MAX_UPLOAD:
-            raise Unprocessable(gettext("catalog.too_large", name=upload.filename or "?"))
+            raise for_operator(Unprocessable(gettext("catalog.too_large", name=upload.filename or "?")))
         if data:
             uploads.append((upload.filename or "upload", data))
+        else:  # named in the report below, like the importer's own skips
+            empty.append(upload.filename or "upload")
     report = await add_references(session, system, uploads)
+    for name in empty:
+        report.skip(f"upload/{name}", gettext("catalog.empty_file"))
     await service.audit(session, actor(user), "catalog.upload", target=system_id, added=report.added,
                         skipped=[f"{s.origin}: {s.reason}" for s in report.skipped])
     return render(request, "system.html", {"system": system, "report": report,

@@ -1,0 +1,46 @@
+"""The operator's reading of the reasons the system records in English (case history, failure reasons, image and
+upload errors): the known ones become the panel's language (message ids ``reason.*`` in ``locale/``), with any
+technical detail kept after them; anything else is shown as it was recorded.
+
+The records stay in English on purpose: they are what logs, the JSON API and engineers read."""
+
+import re
+
+from raiox.review import i18n
+
+# (pattern of the recorded text, message id); named groups fill the message, ``detail`` is the technical rest
+PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m in (
+    (r"^(?P<n>\d+) file\(s\) submitted$", "reason.files_submitted"),
+    (r"^processing started$", "reason.processing_started"),
+    (r"^processing attempt (?P<n>\d+)$", "reason.processing_attempt"),
+    (r"^retry requested$", "reason.retry_requested"),
+    (r"^(?P<images>\d+) image\(s\) analysed, (?P<fixtures>\d+) implant\(s\) found$", "reason.analysed"),
+    (r"^no file submitted$", "reason.no_file"),
+    (r"^no image could be downloaded \((?P<detail>.*)\)$", "reason.no_download"),
+    (r"^no usable image \((?P<detail>.*)\)$", "reason.no_usable_image"),
+    (r"^processing failed after (?P<n>\d+) attempts: (?P<detail>.*)$", "reason.processing_failed"),
+    (r"^(?P<detail>not an http\(s\) URL: .*)$", "reason.not_http"),
+    (r"^no delivery channel: (?P<detail>.*)$", "reason.no_delivery_channel"),
+    (r"^not an image: (?P<detail>.*)$", "reason.not_an_image"),
+    (r"^not a usable image: (?P<detail>.*)$", "reason.not_an_image"),
+    (r"^cannot decode the file: (?P<detail>.*)$", "reason.cannot_decode"),
+    (r"^analysis failed: (?P<detail>.*)$", "reason.analysis_failed"),
+    (r"^image too small: (?P<detail>.*)$", "reason.image_too_small"),
+    (r"^image too large: (?P<detail>.*)$", "reason.image_too_large"),
+    (r"^corrupt or truncated image: (?P<detail>.*)$", "reason.corrupt_image"),
+    (r"^image is blank .*$", "reason.blank_image"),
+    (r"^(?P<detail>corrupt DICOM file: .*|DICOM file has no image .*|cannot decode DICOM pixel data .*)$", "reason.dicom"),
+    (r"^(?P<detail>.* is not an allowed upload origin .*)$", "reason.upload_origin"),
+    (r"^(?P<detail>file too large: .*)$", "reason.file_too_large"),
+    (r"^(?P<detail>upload host answered .*|cannot resolve .*|.* resolves to a non-public address .*)$", "reason.upload_host"),
+))
+
+
+def reason_text(recorded: str | None, lang: str | None = None) -> str:
+    """``recorded`` in the panel's language where it is a known reason; as recorded otherwise."""
+    if not recorded:
+        return ""
+    for pattern, message_id in PATTERNS:
+        if match := pattern.match(recorded):
+            return i18n.gettext(message_id, lang, **match.groupdict())
+    return recorded

@@ -1,0 +1,129 @@
+"""Panel sessions under attack: parallel wrong passwords lock at exactly the limit, logout ends the session."""
+
+import asyncio
+import re
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from review_helpers import add_user
+
+from raiox.kit.db import session_scope
+from raiox.kit.settings import get_settings
+from raiox.review import repository
+
+PASSWORD = "correct horse battery"
+_ips = iter(range(1, 250))
+
+
+@pytest.fixture
+async def panel(committed):
+    """A panel client from an address of its own (the per-IP throttle is process-wide)."""
+    from raiox.app import create_app
+
+    async with session_scope() as session:
+        await add_user(session, "rev@example.com", PASSWORD, "reviewer")
+    transport = httpx.ASGITransport(app=create_app(), client=(f"203.0.113.{next(_ips)}", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+async def _login(http, password: str = PASSWORD) -> httpx.Response:
+    token = _csrf((await http.get("/admin/login")).text)
+    return await http.post("/admin/login", data={"email": "rev@example.com", "password": password, "csrf_token": token})
+
+
+async def _user():
+    async with session_scope() as session:
+        return await repository.user_by_email(session, "rev@example.com")
+
+
+async def test_parallel_wrong_passwords_over_http_lock_at_exactly_the_limit(panel):
+    limit = get_settings().admin_max_failed_logins
+    token = _csrf((await panel.get("/admin/login")).text)
+
+    async def wrong() -> httpx.Response:
+        return await panel.post("/admin/login", data={"email": "rev@example.com", "password": "wrong password",
+                                                      "csrf_token": token})
+
+    first = await asyncio.gather(*(wrong() for _ in range(limit - 1)))
+    assert [r.status_code for r in first] == [401] * (limit - 1)
+    user = await _user()
+    assert user.failed_logins == limit - 1 and user.locked_until is None  # no failure lost
+    second = await asyncio.gather(*(wrong() for _ in range(4)))
+    assert [r.status_code for r in second] == [401] * 4
+    user = await _user()
+    assert user.locked_until is not None and user.locked_until > datetime.now(UTC)
+    locked = await _login(panel)  # the right password, but the account is locked now
+    assert locked.status_code == 401 and "bloqueada" in locked.text
+
+
+async def test_concurrent_failures_in_separate_sessions_lock_at_exactly_the_limit(committed):
+    from raiox.review.auth import authenticate
+
+    async with session_scope() as session:
+        await add_user(session, "rev@example.com", PASSWORD, "reviewer")
+    limit = get_settings().admin_max_failed_logins
+
+    async def attempt(password: str):
+        async with session_scope() as session:
+            return await authenticate(session, "rev@example.com", password, "203.0.113.250")
+
+    assert await asyncio.gather(*(attempt("wrong") for _ in range(limit - 1))) == [None] * (limit - 1)
+    assert (await _user()).failed_logins == limit - 1 and (await _user()).locked_until is None
+    assert await attempt("wrong") is None  # the limit-th failure locks, in the same statement
+    assert (await _user()).locked_until > datetime.now(UTC)
+    assert await attempt(PASSWORD) is None  # locked: even the right password is refused
+    async with session_scope() as session:  # a success resets the counter (after the lock expired)
+        user = await repository.user_by_email(session, "rev@example.com")
+        user.locked_until = None
+    assert await attempt("wrong") is None and (await attempt(PASSWORD)) is not None
+    assert (await _user()).failed_logins == 0
+
+
+async def test_logout_ends_the_session_server_side(panel):
+    assert (await _login(panel)).status_code == 303
+    cookie = panel.cookies["raiox_admin"]
+    from raiox.app import create_app
+
+    other = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="http://testserver")  # 2nd device
+    async with other:
+        assert (await _login(other)).status_code == 303
+        queue = await panel.get("/admin/")
+        assert queue.status_code == 200
+        logout = await panel.post("/admin/logout", data={"csrf_token": _csrf(queue.text)})
+        assert logout.status_code == 303 and "raiox_admin=" in logout.headers["set-cookie"]
+        panel.cookies.set("raiox_admin", cookie)  # replay the cookie the logout cleared
+        replay = await panel.get("/admin/", follow_redirects=False)
+        assert replay.status_code == 303 and replay.headers["location"].startswith("/admin/login")
+        # the API accepts panel sessions too: the old cookie is no actor there either
+        api = await panel.post("/cases/00000000-0000-0000-0000-000000000000/reject", json={"message": "x"},
+                               headers={"X-CSRF-Token": _csrf(queue.text)})
+        assert api.status_code == 401
+        # logging out ends the user's sessions everywhere (documented in docs/operations.md)
+        assert (await other.get("/admin/", follow_redirects=False)).status_code == 303
+    async with session_scope() as session:
+        from sqlalchemy import select
+
+        from raiox.models import AuditEntry
+
+        actions = (await session.execute(select(AuditEntry.action))).scalars().all()
+        assert actions.count("auth.logout") == 1
+    panel.cookies.clear()
+    assert (await _login(panel)).status_code == 303  # a fresh login works again
+    assert (await panel.get("/admin/")).status_code == 200
+
+
+async def test_password_change_still_ends_the_session(panel):
+    from raiox.review.auth import hash_password
+
+    assert (await _login(panel)).status_code == 303
+    assert (await panel.get("/admin/", follow_redirects=False)).status_code == 200
+    async with session_scope() as session:
+        user = await repository.user_by_email(session, "rev@example.com")
+        user.password_hash = hash_password("another long password")
+    assert (await panel.get("/admin/", follow_redirects=False)).status_code == 303

@@ -1,0 +1,134 @@
+"""Bad input in the panel gets the panel's pt-BR error page (HTML, or the HTMX flash), never a 500 or FastAPI's
+English JSON; the page names what is wrong."""
+
+import re
+
+import httpx
+import pytest
+from review_helpers import add_case, add_system, add_user
+
+from raiox.kit.db import session_scope
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def admin(committed):
+    """A panel client logged in as an admin, with a case awaiting review (returned as `admin.case`)."""
+    from raiox.app import create_app
+
+    async with session_scope() as session:
+        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        case = await add_case(session, candidates=[("neo-cm", 0.78)])
+        await add_user(session, "admin@example.com", PASSWORD, "admin")
+    transport = httpx.ASGITransport(app=create_app(), client=("198.51.100.77", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        token = _csrf((await http.get("/admin/login")).text)
+        login = await http.post("/admin/login", data={"email": "admin@example.com", "password": PASSWORD, "csrf_token": token})
+        assert login.status_code == 303
+        http.case = case
+        http.token = _csrf((await http.get("/admin/")).text)
+        yield http
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def _page(response: httpx.Response, status: int) -> str:
+    """The panel's error page with STATUS: HTML, pt-BR, no FastAPI JSON."""
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Não foi possível concluir" in response.text and '"detail"' not in response.text
+    return response.text
+
+
+async def test_out_of_range_queue_filters_get_the_400_page(admin):
+    for params in ({"date_to": "9999-12-31"}, {"date_from": "0001-01-01"}, {"date_from": "notadate"}):
+        text = _page(await admin.get("/admin/", params=params), 400)
+        assert "Data inválida" in text and "AAAA-MM-DD" in text
+    for page in ("99999999999999999999", "-1", "0", "abc", "2000000"):
+        text = _page(await admin.get("/admin/", params={"page": page}), 400)
+        assert "página (valor inválido)" in text
+    assert _page(await admin.get("/admin/catalog", params={"page": "99999999999999999999"}), 400)
+    assert _page(await admin.get("/admin/", params={"q": "a\x00b"}), 422)  # a value PostgreSQL refuses: not a 500
+    # the bounds themselves still filter
+    ok = await admin.get("/admin/", params={"date_from": "1900-01-01", "date_to": "9998-12-31", "page": "1000000"})
+    assert ok.status_code == 200 and "Fila de casos" in ok.text
+
+
+async def test_malformed_path_and_form_values_get_the_pt_br_page(admin):
+    case = admin.case
+    assert "identificador do caso (valor inválido)" in _page(await admin.get("/admin/cases/abc"), 400)
+    assert "identificador da imagem (valor inválido)" in _page(await admin.get("/admin/media/case-images/abc"), 400)
+    approve = await admin.post(f"/admin/cases/{case.id}/approve", data={"csrf_token": admin.token})
+    assert "sistema de implante (obrigatório)" in _page(approve, 400)
+    upload = await admin.post("/admin/catalog/neo-cm/images", data={"csrf_token": admin.token})
+    assert "arquivos (obrigatório)" in _page(upload, 400)
+    big = await admin.post(f"/admin/cases/{case.id}/note", data={"csrf_token": admin.token},
+                           files={"text": (None, "x" * (1024 * 1024 + 10))})  # multipart, field over 1 MB
+    text = _page(big, 400)
+    assert "passou do limite de 1024 KB" in text and "Field exceeded" not in text
+    assert "Não encontrado." in _page(await admin.get("/admin/no-such-page"), 404)
+
+
+async def test_htmx_requests_get_the_error_in_the_flash(admin):
+    response = await admin.post(f"/admin/cases/{admin.case.id}/approve", data={"message": "x"},
+                                headers={"HX-Request": "true", "X-CSRF-Token": admin.token})
+    assert response.status_code == 400 and response.headers["HX-Retarget"] == "#flash"
+    assert response.text.startswith('<div class="alert alert-error"') and "sistema de implante (obrigatório)" in response.text
+
+
+async def test_duplicate_catalog_id_says_so_not_the_case_conflict(admin):
+    response = await admin.post("/admin/catalog/new", data={"manufacturer": "Neodent", "name": "Outro", "system_id": "neo-cm",
+                                                            "csrf_token": admin.token})
+    text = _page(response, 409)
+    assert "Já existe um sistema com o identificador neo-cm." in text and "talvez outra pessoa" not in text
+
+
+async def test_empty_reject_and_note_name_the_required_field(admin):
+    from sqlalchemy import select
+
+    from raiox.models import AuditEntry, Case
+
+    case = admin.case
+    reject = await admin.post(f"/admin/cases/{case.id}/reject", data={"message": "  ", "csrf_token": admin.token})
+    assert "O motivo da rejeição é obrigatório" in _page(reject, 422)
+    note = await admin.post(f"/admin/cases/{case.id}/note", data={"text": "", "csrf_token": admin.token},
+                            headers={"HX-Request": "true"})
+    assert note.status_code == 422 and "O texto da nota é obrigatório." in note.text
+    async with session_scope() as session:
+        assert (await session.get(Case, case.id)).status == "awaiting_review"
+        assert (await session.execute(select(AuditEntry).where(AuditEntry.case_id == case.id))).first() is None
+
+
+async def test_panel_notes_and_messages_are_capped_like_the_api(admin):
+    from sqlalchemy import select
+
+    from raiox.models import AuditEntry, Case
+
+    case = admin.case
+    long_note = await admin.post(f"/admin/cases/{case.id}/note", data={"text": "n" * 5001, "csrf_token": admin.token})
+    assert "A nota tem 5001 caracteres; o máximo é 5000." in _page(long_note, 422)
+    long_reject = await admin.post(f"/admin/cases/{case.id}/reject", data={"message": "m" * 5001, "csrf_token": admin.token})
+    assert "o máximo é 5000" in _page(long_reject, 422)
+    assert (await admin.post(f"/admin/cases/{case.id}/note", data={"text": "n" * 5000, "csrf_token": admin.token})).status_code == 303
+    async with session_scope() as session:
+        notes = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.note"))).scalars().all()
+        assert [len(n.details["note"]) for n in notes] == [5000]
+        assert (await session.get(Case, case.id)).status == "awaiting_review"
+
+
+async def test_empty_upload_file_is_named_in_the_report(admin):
+    from raiox.synth import demo_catalog, render_reference, to_png
+
+    png = to_png(render_reference(demo_catalog()[0].spec, seed=3))
+    upload = await admin.post("/admin/catalog/neo-cm/images", data={"csrf_token": admin.token},
+                              files=[("files", ("ref.png", png, "image/png")), ("files", ("vazio.png", b"", "image/png")),
+                                     ("files", ("bad.png", b"<html>", "image/png"))])
+    assert upload.status_code == 200, upload.text
+    assert "2 ignorada(s)" in upload.text
+    assert "upload/vazio.png: arquivo vazio (0 bytes), ignorado" in upload.text and "bad.png" in upload.text
+    nothing = await admin.post("/admin/catalog/neo-cm/images", data={"csrf_token": admin.token},
+                               files=[("files", ("", b"", "application/octet-stream"))])  # an empty file input
+    assert "arquivos (valor inválido)" in _page(nothing, 400)
