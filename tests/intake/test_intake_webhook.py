@@ -320,3 +320,20 @@ async def test_every_submitted_upload_is_recorded_whatever_its_scheme(api, reade
                                     .order_by(CaseImage.position))).scalars().all()
     expected = uploads if isinstance(uploads, list) else [uploads]
     assert [i.source_url for i in images] == expected and {i.status for i in images} == {"pending"}
+
+
+async def test_an_upload_url_longer_than_an_index_entry_keeps_its_case(api, reader):
+    """A btree entry holds ~2.7 kB: the images' uniqueness is on the URL's digest, so a long upload URL is
+    stored whole (not lost with its case), and the same long URL twice is still one image."""
+    import random
+    import string
+
+    noise = "".join(random.Random(7).choices(string.ascii_letters + string.digits, k=6000))  # incompressible
+    long_name = f"radiografia-{noise}.png"
+    fields = webhook_fields(submission("7300000000000000001", files=[long_name, long_name, "b.png"]))
+    response = await api.post(URL, **multipart(fields))
+    assert response.status_code == 200, response.text
+    images = (await reader.execute(select(CaseImage).where(CaseImage.case_id == response.json()["case_id"])
+                                   .order_by(CaseImage.position))).scalars().all()
+    assert [len(i.source_url) > 6000 for i in images] == [True, False]
+    assert (await api.post(URL, **urlencoded(fields))).json()["duplicate"] is True

@@ -27,7 +27,7 @@ CREATE_CASE = """
         SELECT gen_random_uuid(), new_case.id, u.ord - 1, u.question, u.url, u.filename, 'pending'
         FROM new_case, unnest(%(questions)s::text[], %(urls)s::text[], %(filenames)s::text[])
              WITH ORDINALITY AS u(question, url, filename, ord)
-        ON CONFLICT (case_id, source_url) DO NOTHING
+        ON CONFLICT (case_id, md5(source_url)) DO NOTHING
     ), event AS (
         INSERT INTO case_events (case_id, from_status, to_status, actor, reason)
         SELECT id, NULL, %(status)s, %(actor)s, %(reason)s FROM new_case

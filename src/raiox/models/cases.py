@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -75,7 +75,8 @@ class CaseEvent(Base):
 
 class CaseImage(Base):
     __tablename__ = "case_images"
-    __table_args__ = (UniqueConstraint("case_id", "source_url"),)
+    # unique per case on the URL's digest (migration 0009): a btree entry cannot hold a URL over ~2.7 kB
+    __table_args__ = (Index("uq_case_images_case_id_url_md5", "case_id", func.md5(text("source_url")), unique=True),)
 
     id: Mapped[uuid.UUID] = uuid_pk()
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
