@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from raiox.intake.clean import MAX_DEPTH, storable
@@ -101,11 +101,11 @@ def _text(value: object) -> str | None:
                 return full
             area, number = str(value.get("area") or "").strip(), str(value.get("phone") or "").strip()
             return (f"({area}) {number}" if area else number) or None
-        if {"year", "month", "day"} <= value.keys():
+        if {"year", "month", "day"} <= value.keys():  # YYYY-MM-DD; what was typed when it is no calendar date
             try:
-                return f"{int(value['year']):04d}-{int(value['month']):02d}-{int(value['day']):02d}"
-            except (TypeError, ValueError):
-                return None
+                return date(int(value["year"]), int(value["month"]), int(value["day"])).isoformat()
+            except (TypeError, ValueError, OverflowError):
+                return "/".join(str(value[k]).strip() for k in ("day", "month", "year") if str(value[k]).strip()) or None
         joined = ", ".join(str(v).strip() for v in value.values() if isinstance(v, str | int) and str(v).strip())
         return joined or None
     if isinstance(value, list):
