@@ -7,6 +7,7 @@ from review_helpers import add_case, add_system
 from sqlalchemy import select
 
 from raiox.delivery.service import deliver
+from raiox.kit.auth import create_token
 from raiox.kit.db import session_scope
 from raiox.models import Case, CaseStatus, Delivery
 from raiox.review import service as review
@@ -174,3 +175,8 @@ async def test_standalone_admin_app(committed):
         assert login.status_code == 200 and "Entrar" in login.text
         assert (await http.post("/webhooks/jotform")).status_code == 404  # no webhook on the panel host
         assert (await http.get("/admin/static/htmx.min.js")).status_code == 200
+        async with session_scope() as session:  # a value the database refuses: a typed 422 here too, not a 500
+            case = await add_case(session, candidates=[])
+            auth = {"Authorization": f"Bearer {await create_token(session, 'admin-host')}"}
+        refused = await http.post(f"/cases/{case.id}/reject", json={"message": "a\u0000b"}, headers=auth)
+        assert refused.status_code == 422 and refused.json()["error"] == "unprocessable"

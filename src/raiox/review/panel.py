@@ -21,9 +21,9 @@ from raiox.delivery.templates import when
 from raiox.kit.errors import BadRequest, RaioxError, unstorable
 from raiox.kit.logging import get_logger
 from raiox.review import i18n
-from raiox.review.reasons import reason_text
-from raiox.review.differences import spec_difference
 from raiox.review.auth import CSRF_FIELD, load_session
+from raiox.review.differences import spec_difference
+from raiox.review.reasons import reason_text
 
 log = get_logger(__name__)
 HERE = Path(__file__).parent
@@ -111,7 +111,8 @@ def render(request: Request, name: str, context: dict | None = None, status_code
            headers: dict | None = None) -> HTMLResponse:
     session = load_session(request)
     values = {
-        "request": request, "base": base_path(request), "t": i18n.translator(), "status_label": status_label, "reason": reason_text,
+        "request": request, "base": base_path(request), "t": i18n.translator(), "status_label": status_label,
+        "reason": reason_text,
         "user": getattr(request.state, "user", None), "csrf_token": session.get("csrf", ""), "csrf_field": CSRF_FIELD,
         "lang": i18n.gettext("meta.lang"),
     } | (context or {})
@@ -241,7 +242,7 @@ def create_admin_app() -> FastAPI:
     """`raiox admin`: the panel on its own host (no webhook, no worker), with the review API, report
     links and health probes; decisions enqueue delivery jobs that the API hosts' workers run."""
     from raiox import __version__
-    from raiox.app import _error_handler
+    from raiox.app import _data_error_handler, _error_handler
     from raiox.delivery.routes import router as delivery_router
     from raiox.kit.health import router as health_router
     from raiox.kit.logging import configure_logging
@@ -252,6 +253,7 @@ def create_admin_app() -> FastAPI:
     configure_logging(settings.log_format, settings.log_level)
     app = FastAPI(title="Raiox AI admin", version=__version__)
     app.add_exception_handler(RaioxError, _error_handler)
+    app.add_exception_handler(DataError, _data_error_handler)
     for router in (health_router, review_router, delivery_router):
         app.include_router(router)
     app.mount("/admin", create_panel())
