@@ -253,3 +253,43 @@ async def test_a_case_without_a_usable_image_fails_with_its_reason_and_can_be_re
     async with session_scope() as session:
         assert (await session.execute(select(func.count()).select_from(Case))).scalar_one() == 1
         assert (await session.execute(select(func.count()).select_from(CaseImage))).scalar_one() == len(images)
+
+
+async def test_a_stored_image_gone_from_storage_is_fetched_again(api, jotform, catalog, scene_pngs):
+    """Objects lost or storage switched: a re-run downloads the image again instead of failing on it."""
+    from raiox.kit.storage import get_storage
+
+    case_id = await submit(api, jotform, {"radiografias": [("a.png", scene_pngs[0])]})
+    assert await processing.process_case(case_id) == "awaiting_review"
+    _, images, fixtures, *_ = await load(case_id)
+    path = get_storage().root / images[0].storage_key
+    path.unlink()
+    async with session_scope() as session:
+        (await session.get(Case, case_id)).status = "received"
+    assert await processing.process_case(case_id, attempt=1) == "awaiting_review"
+    _, images, fixtures2, *_ = await load(case_id)
+    assert path.is_file() and fixtures2 == fixtures and images[0].status == "processed"
+    assert len([r for r in jotform.requests if r.path.startswith("/uploads/")]) == 2  # fetched a second time
+
+
+async def test_a_stored_image_gone_and_its_upload_gone_fails_the_case_not_stuck(api, jotform, catalog, scene_pngs,
+                                                                                settings_env, run_worker, bearer):
+    """The job must not mistake a missing stored object for a deleted case (it used to end the job and leave the
+    case `processing` for good, where retry is refused): the case ends failed with the reason, retry allowed."""
+    from raiox.kit.storage import get_storage
+
+    settings_env(job_retries="0", job_retry_wait_s="0")
+    case_id = await submit(api, jotform, {"radiografias": [("a.png", scene_pngs[0])]})
+    await run_worker()
+    _, images, *_ = await load(case_id)
+    (get_storage().root / images[0].storage_key).unlink()
+    jotform.fail("/uploads/", 404, times=1000)  # and the upload is gone from Jotform too
+    assert (await api.post(f"/cases/{case_id}/retry", headers=bearer)).status_code == 409  # awaiting review
+    async with session_scope() as session:
+        (await session.get(Case, case_id)).status = "failed"
+    assert (await api.post(f"/cases/{case_id}/retry", headers=bearer)).status_code in (200, 202)
+    await run_worker()
+    case, images, *_ = await load(case_id)
+    assert case.status == "failed" and "404" in case.failure_reason
+    assert images[0].storage_key is None and images[0].status == "failed"
+    assert (await api.post(f"/cases/{case_id}/retry", headers=bearer)).status_code in (200, 202)

@@ -44,10 +44,22 @@ class Analysed:
     fixtures: list = field(default_factory=list)  # raiox.vision.FixtureEmbedding
 
 
+class CaseMissing(NotFound):
+    """The case itself is gone (deleted while its job waited): the job ends, nothing to retry. Distinct from any
+    other NotFound on the way (a stored image missing from storage is trouble to retry, then a failed case)."""
+
+
+async def _locked_case(session, case_id: uuid.UUID):
+    try:
+        return await get_or_404(session, case_id, for_update=True)
+    except NotFound as exc:
+        raise CaseMissing(exc.message) from None
+
+
 async def start(case_id: uuid.UUID, attempt: int) -> list[CaseImage] | None:
     """Mark the case `processing` (recorded once per attempt); None when there is nothing to do."""
     async with session_scope() as session:
-        case = await get_or_404(session, case_id, for_update=True)
+        case = await _locked_case(session, case_id)
         if case.status not in RUNNABLE:
             log.info("case_already_processed", case_id=str(case_id), status=case.status)
             return None
@@ -64,8 +76,9 @@ async def fetch_and_store(image: CaseImage, http: httpx.AsyncClient) -> bytes | 
     except DownloadFailed as exc:
         log.warning("image_download_failed", case_id=str(image.case_id), image_id=str(image.id), reason=exc.message)
         async with session_scope() as session:
-            await repository.update_image(session, image.id, status=ImageStatus.failed, error=exc.message)
-        image.status, image.error = ImageStatus.failed, exc.message
+            await repository.update_image(session, image.id, status=ImageStatus.failed, error=exc.message,
+                                          storage_key=None)
+        image.status, image.error, image.storage_key = ImageStatus.failed, exc.message, None
         return None
     key, digest = content_key(got.data)
     storage = get_storage()
@@ -80,6 +93,18 @@ async def fetch_and_store(image: CaseImage, http: httpx.AsyncClient) -> bytes | 
     log.info("image_stored", case_id=str(image.case_id), image_id=str(image.id), url=public_url(image.source_url),
              bytes=len(got.data), sha256=digest[:12])
     return got.data
+
+
+async def _needs_download(image: CaseImage) -> bool:
+    """Not stored yet (pending, or failed before), or stored but gone from storage since (objects lost, storage
+    switched): fetched again from its upload URL rather than failing the case on a missing object."""
+    if image.storage_key is None:
+        return image.status in (ImageStatus.pending, ImageStatus.failed)
+    if await get_storage().exists(image.storage_key):
+        return False
+    log.warning("stored_image_missing", case_id=str(image.case_id), image_id=str(image.id), key=image.storage_key)
+    image.storage_key = None
+    return True
 
 
 def _analyse_bytes(image_id: uuid.UUID, data: bytes, filename: str | None) -> Analysed:
@@ -118,7 +143,7 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
 
     settings, model_id = get_settings(), get_embedder().model_id
     async with session_scope() as session:
-        case = await get_or_404(session, case_id, for_update=True)
+        case = await _locked_case(session, case_id)
         if case.status != CaseStatus.processing:
             log.warning("case_moved_during_processing", case_id=str(case_id), status=case.status)
             return case.status
@@ -201,8 +226,7 @@ async def process_case(case_id: uuid.UUID, *, attempt: int = 0) -> str | None:
                 if (data := await fetch_and_store(image, http)) is not None:
                     fresh[image.id] = data
 
-        await _all([fetch(i) for i in images
-                    if i.storage_key is None and i.status in (ImageStatus.pending, ImageStatus.failed)])
+        await _all([fetch(i) for i in images if await _needs_download(i)])
     downloaded = time.perf_counter()
     lanes = asyncio.Semaphore(ANALYSES)
 

@@ -52,10 +52,10 @@ async def process_case(context: procrastinate.JobContext, case_id: str) -> None:
     attempt = context.job.attempts
     try:
         await processing.process_case(uuid.UUID(case_id), attempt=attempt)
-    except NotFound:
+    except processing.CaseMissing:
         log.warning("process_case_missing_case", case_id=case_id)
-    except Exception as exc:
-        final = attempt >= get_settings().job_retries
+    except Exception as exc:  # a NotFound other than the case's (a stored object gone) is not retried: final now
+        final = attempt >= get_settings().job_retries or isinstance(exc, NotFound)
         reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         log.warning("process_case_error", case_id=case_id, attempt=attempt + 1, final=final, error=reason)
         JOBS.labels(task="process_case", outcome="failed" if final else "retried").inc()

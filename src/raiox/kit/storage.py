@@ -36,18 +36,27 @@ class LocalStorage:
         return path
 
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)  # atomic: readers never see a partial object
+        """Atomic (readers never see a partial object); a folder that cannot be written (read-only, full,
+        permissions) is the storage being unavailable, like an unreachable S3: ServiceUnavailable, not OSError."""
+        path, tmp = self._path(key), None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise ServiceUnavailable(f"storage folder not writable: {path.parent}: {exc.strerror or exc}") from None
 
     async def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise NotFound(f"object not found: {key}") from None
+        except OSError as exc:
+            raise ServiceUnavailable(f"storage object unreadable: {key}: {exc.strerror or exc}") from None
 
     async def exists(self, key: str) -> bool:
         return self._path(key).is_file()
