@@ -5,8 +5,10 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raiox import __version__
 from raiox.kit import jobs
@@ -24,6 +26,32 @@ async def _error_handler(_request: Request, exc: RaioxError) -> JSONResponse:
 
 async def _data_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return await _error_handler(request, unstorable(exc))
+
+
+HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's validation errors in the API's one error shape (``error``, ``detail``), each field named in
+    ``fields`` for clients that want them one by one."""
+    fields = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]) or "body", "message": e.get("msg", "")}
+              for e in exc.errors()]
+    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid request"
+    return JSONResponse({"error": "invalid_request", "detail": detail, "fields": fields}, status_code=422)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own errors (an unknown route, a wrong method) in the same shape."""
+    return JSONResponse({"error": HTTP_CODES.get(exc.status_code, "http_error"), "detail": str(exc.detail)},
+                        status_code=exc.status_code, headers=exc.headers)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error of the JSON API as ``{"error": <code>, "detail": <reason>}`` (the API host and the admin host)."""
+    app.add_exception_handler(RaioxError, _error_handler)
+    app.add_exception_handler(DataError, _data_error_handler)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
 def _run_worker() -> asyncio.Task:
@@ -58,8 +86,7 @@ def create_app(*, worker: bool = False) -> FastAPI:
             await db.release_embedded()  # the embedded PostgreSQL stops with the last process that used it
 
     app = FastAPI(title="Raiox AI", version=__version__, lifespan=lifespan)
-    app.add_exception_handler(RaioxError, _error_handler)
-    app.add_exception_handler(DataError, _data_error_handler)
+    add_error_handlers(app)
     app.include_router(health_router)
     # Domain routers are included below (each domain's routes.py exposes `router`).
     from raiox.intake.routes import router as intake_router

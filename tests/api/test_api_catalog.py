@@ -176,3 +176,16 @@ async def test_identify_re_ranks_by_the_connection_and_feature_reads_when_system
         bonus = connection.WEIGHT * np.log(probs[cls] + connection.FLOOR) + feature_bonus
         assert candidate["score"] == pytest.approx(before + bonus, abs=2e-3)
     assert [c["score"] for c in read["candidates"]] == sorted((c["score"] for c in read["candidates"]), reverse=True)
+
+
+async def test_every_api_error_has_the_one_shape(client, auth):
+    """Validation errors, unknown routes and wrong methods answer {"error", "detail"} like the typed errors."""
+    bad_id = await client.get("/cases/not-a-uuid", headers=auth)
+    assert bad_id.status_code == 422 and bad_id.json()["error"] == "invalid_request"
+    assert "case_id" in bad_id.json()["detail"] and bad_id.json()["fields"][0]["field"] == "case_id"
+    limits = await client.get("/implants", params={"limit": 0, "offset": -1}, headers=auth)
+    assert limits.status_code == 422 and {f["field"] for f in limits.json()["fields"]} == {"limit", "offset"}
+    unknown = await client.get("/no-such-route", headers=auth)
+    assert unknown.status_code == 404 and unknown.json() == {"error": "not_found", "detail": "Not Found"}
+    wrong = await client.delete("/implants", headers=auth)
+    assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed" and "GET" in wrong.headers["allow"]

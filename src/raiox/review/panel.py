@@ -242,7 +242,7 @@ def create_admin_app() -> FastAPI:
     """`raiox admin`: the panel on its own host (no webhook, no worker), with the review API, report
     links and health probes; decisions enqueue delivery jobs that the API hosts' workers run."""
     from raiox import __version__
-    from raiox.app import _data_error_handler, _error_handler
+    from raiox.app import add_error_handlers
     from raiox.delivery.routes import router as delivery_router
     from raiox.kit.health import router as health_router
     from raiox.kit.logging import configure_logging
@@ -252,8 +252,7 @@ def create_admin_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
     app = FastAPI(title="Raiox AI admin", version=__version__)
-    app.add_exception_handler(RaioxError, _error_handler)
-    app.add_exception_handler(DataError, _data_error_handler)
+    add_error_handlers(app)
     for router in (health_router, review_router, delivery_router):
         app.include_router(router)
     app.mount("/admin", create_panel())
