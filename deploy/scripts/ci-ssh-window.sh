@@ -1,37 +1,56 @@
 #!/usr/bin/env bash
 # Open (or close) port 22 of the web cloud firewall to this CI runner's address only, for the
 # length of a deploy: GitHub-hosted runners have no fixed address, and SSH is otherwise open to
-# the operators' CIDRs only. Needs doctl authenticated (DIGITALOCEAN_TOKEN).
+# the operators' CIDRs only. Talks to the DigitalOcean API with curl (no third-party action gets
+# the token); the token is passed to curl on stdin, never on its command line or in the log.
 #
 #   ci-ssh-window.sh open|close
-# Env: DO_FIREWALL_NAME (default raiox-web); the address is kept in $RUNNER_TEMP between steps.
+# Env: DIGITALOCEAN_TOKEN (a custom-scoped token: firewall read + update is all this needs),
+#      DO_FIREWALL_NAME (default raiox-web), DO_API_URL (default https://api.digitalocean.com/v2),
+#      CHECKIP_URL (default https://checkip.amazonaws.com: tells the runner its public address).
+# The address is kept in $RUNNER_TEMP between the open and the close step.
 set -euo pipefail
 
 action=${1:-}
-name=${DO_FIREWALL_NAME:-raiox-web}
-state="${RUNNER_TEMP:-/tmp}/ci-ssh-window.addr"
-
-firewall_id=$(doctl compute firewall list --format ID,Name --no-header | awk -v n="$name" '$2 == n {print $1}')
-[[ -n "$firewall_id" ]] || { echo "no cloud firewall named $name" >&2; exit 1; }
-
 case "$action" in
-    open)
-        addr=$(curl -fsS --max-time 10 https://checkip.amazonaws.com | tr -d '[:space:]')
-        [[ "$addr" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || { echo "could not learn this runner's address" >&2; exit 1; }
-        echo "$addr" >"$state"
-        doctl compute firewall add-rules "$firewall_id" --inbound-rules "protocol:tcp,ports:22,address:$addr/32"
-        echo "SSH open to $addr/32 on $name"
-        ;;
-    close)
-        if [[ -s "$state" ]]; then
-            addr=$(cat "$state")
-            doctl compute firewall remove-rules "$firewall_id" --inbound-rules "protocol:tcp,ports:22,address:$addr/32"
-            rm -f "$state"
-            echo "SSH closed to $addr/32 on $name"
-        fi
-        ;;
+    open | close) ;;
     *)
         echo "usage: $0 open|close" >&2
         exit 64
         ;;
 esac
+: "${DIGITALOCEAN_TOKEN:?set DIGITALOCEAN_TOKEN}"
+name=${DO_FIREWALL_NAME:-raiox-web}
+api=${DO_API_URL:-https://api.digitalocean.com/v2}
+checkip=${CHECKIP_URL:-https://checkip.amazonaws.com}
+state="${RUNNER_TEMP:-/tmp}/ci-ssh-window.addr"
+
+do_api() { # METHOD PATH [JSON BODY]
+    local args=(-fsS --max-time 30 -X "$1" -H "Content-Type: application/json" --config -)
+    if [[ -n "${3:-}" ]]; then
+        args+=(--data "$3")
+    fi
+    printf 'header = "Authorization: Bearer %s"\n' "$DIGITALOCEAN_TOKEN" | curl "${args[@]}" "$api$2"
+}
+
+ssh_rule() { # ADDRESS: the inbound rule, as the API's JSON
+    printf '{"inbound_rules":[{"protocol":"tcp","ports":"22","sources":{"addresses":["%s/32"]}}]}' "$1"
+}
+
+firewall_id=$(do_api GET "/firewalls?per_page=200" | python3 -c '
+import json, sys
+print(" ".join(f["id"] for f in json.load(sys.stdin)["firewalls"] if f["name"] == sys.argv[1]))' "$name")
+[[ -n "$firewall_id" ]] || { echo "no cloud firewall named $name" >&2; exit 1; }
+
+if [[ "$action" == open ]]; then
+    addr=$(curl -fsS --max-time 10 "$checkip" | tr -d '[:space:]')
+    [[ "$addr" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || { echo "could not learn this runner's address" >&2; exit 1; }
+    echo "$addr" >"$state"
+    do_api POST "/firewalls/$firewall_id/rules" "$(ssh_rule "$addr")"
+    echo "SSH open to $addr/32 on $name"
+elif [[ -s "$state" ]]; then
+    addr=$(cat "$state")
+    do_api DELETE "/firewalls/$firewall_id/rules" "$(ssh_rule "$addr")"
+    rm -f "$state"
+    echo "SSH closed to $addr/32 on $name"
+fi

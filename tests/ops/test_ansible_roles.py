@@ -21,17 +21,30 @@ def _tasks(role: str) -> dict:
     return {task["name"]: task for task in tasks}
 
 
-def test_env_files_are_readable_by_their_owner_only():
-    tasks = _tasks("raiox")
-    runtime = tasks["Write the runtime env file (service user only)"]["ansible.builtin.template"]
-    assert runtime["dest"].endswith("/raiox.env")
-    assert (runtime["owner"], runtime["group"], runtime["mode"]) == ("{{ raiox_user }}", "{{ raiox_user }}", "0600")
-    migrate = tasks["Write the migration env file (deploy user only)"]["ansible.builtin.template"]
-    assert (migrate["owner"], migrate["mode"]) == ("{{ raiox_deploy_user }}", "0600")
-    for name in ("Write the runtime env file (service user only)", "Write the migration env file (deploy user only)"):
-        assert tasks[name]["no_log"] is True
-    backup = _tasks("pg_backup")["Write the Spaces credentials (postgres only)"]["ansible.builtin.template"]
-    assert (backup["owner"], backup["mode"]) == ("postgres", "0600")
+def _secret_files() -> dict[str, dict]:
+    """dest -> template arguments of every task that writes a file with secrets (or settings) to /etc/raiox."""
+    found = {}
+    for role in ("raiox", "pg_backup"):
+        for task in _tasks(role).values():
+            args = task.get("ansible.builtin.template") or {}
+            if str(args.get("dest", "")).startswith(("{{ raiox_etc }}/", "/etc/raiox/")):
+                found[args["dest"].rsplit("/", 1)[1]] = {**args, "no_log": task.get("no_log")}
+    return found
+
+
+def test_secret_files_are_root_owned_and_readable_by_their_user_only():
+    files = _secret_files()
+    # the user that reads each one may read it, not rewrite it (owner root); nobody else reads it
+    expected = {"raiox.env": "{{ raiox_user }}", "migrate.env": "{{ raiox_deploy_user }}", "s3cfg": "postgres",
+                "backup.env": "postgres", "deploy.env": "{{ raiox_deploy_user }}"}
+    assert set(files) == set(expected)
+    for name, group in expected.items():
+        args = files[name]
+        assert (args["owner"], args["group"], args["mode"]) == ("root", group, "0640"), name
+    for name in ("raiox.env", "migrate.env", "s3cfg"):
+        assert files[name]["no_log"] is True, name
+    defaults = yaml.safe_load((ROLES / "raiox" / "defaults" / "main.yml").read_text())
+    assert defaults["raiox_user"] != defaults["raiox_deploy_user"], "the service user must not read migrate.env"
 
 
 def test_service_user_is_unprivileged():
@@ -110,3 +123,35 @@ def test_deploy_user_may_restart_the_services_and_nothing_else():
     assert rules == ["deploy ALL=(root) NOPASSWD: /usr/bin/systemctl restart raiox-api.service raiox-worker.service"]
     deploy_env = render("raiox", "deploy.env.j2", {"raiox_services": ["raiox-api", "raiox-worker"]})
     assert 'RAIOX_RESTART_CMD="sudo /usr/bin/systemctl restart raiox-api.service raiox-worker.service"' in deploy_env
+
+
+def _secret_like(key: str) -> bool:
+    return bool(re.search(r"(password|secret|token|api_key|access_key|private)", key, re.I))
+
+
+def _literal_secrets(node, path="") -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if _secret_like(str(key)) and isinstance(value, str) and value and "{{" not in value:
+                found.append(where)
+            found += _literal_secrets(value, where)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _literal_secrets(value, f"{path}[{i}]")
+    return found
+
+
+def test_group_vars_take_secrets_from_the_vault_only():
+    group_vars = ROLES.parent / "inventory" / "group_vars"
+    plain = [p for p in group_vars.rglob("*.yml") if not p.name.startswith("vault")]
+    assert len(plain) >= 5
+    for path in plain:
+        assert _literal_secrets(yaml.safe_load(path.read_text()) or {}) == [], path
+    # a vault file in the tree is committed encrypted, never in clear
+    for path in group_vars.rglob("vault*.yml"):
+        assert path.read_text().startswith("$ANSIBLE_VAULT;"), f"{path} is not encrypted"
+    # and the check itself sees a literal secret
+    assert _literal_secrets({"raiox_secrets": {"webhook_secret": "abc123"}}) == ["raiox_secrets.webhook_secret"]
+    assert _literal_secrets({"raiox_secrets": "{{ vault_prod }}"}) == []

@@ -1,11 +1,15 @@
 """The nginx site template: `nginx -t` with Debian's nginx, then a real nginx in front of a stand-in
-upstream: TLS redirect, security headers, body size cap, login and webhook rate limits, /metrics
-closed, client address not spoofable."""
+upstream: TLS redirect, security headers, body size caps per location, TLS 1.2 ciphers, login and
+webhook rate limits, /metrics closed, client address not spoofable. The production values are held to
+the app's own limits (webhook and upload caps, uvicorn's keep-alive, the panel's CSP)."""
 
 import http.server
+import inspect
 import json
 import os
+import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -13,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from .rendering import render, write
+from .rendering import context, render, write
 from .tooling import require_tool
 
 
@@ -87,6 +91,9 @@ def _prepare(prefix, **overrides) -> dict:
         "nginx_listen_ipv6": _ipv6(),
         "nginx_upstream_port": upstream_port,
         "nginx_client_max_body_size": "1m",
+        "nginx_webhook_max_body_size": "2m",
+        "nginx_identify_max_body_size": "3m",
+        "nginx_upload_max_body_size": "4m",
         "nginx_tls_enabled": True,
         **overrides,
     })
@@ -176,9 +183,92 @@ def test_proxy_sets_headers_and_ignores_spoofed_addresses(running):
 
 
 def test_body_size_cap_and_metrics_closed(running):
-    assert running.post("/identify", content=b"x" * (2 * 1024 * 1024)).status_code == 413
-    assert running.post("/identify", content=b"x" * 1024).status_code == 200
+    assert running.post("/cases", content=b"x" * (2 * 1024 * 1024)).status_code == 413
+    assert running.post("/cases", content=b"x" * 1024).status_code == 200
     assert running.get("/metrics").status_code == 403
+
+
+def test_body_caps_follow_the_location(running):
+    mib = 1024 * 1024
+    # (path, largest body that passes, smallest refused) for the test caps 1m / 2m / 3m / 4m
+    for path, ok, too_big in [("/cases/x/note", 1, 1.5), ("/webhooks/jotform?token=t", 2, 2.5),
+                              ("/identify", 3, 3.5), ("/admin/catalog/straumann-bl/images", 4, 4.5)]:
+        assert running.post(path, content=b"x" * int(ok * mib)).status_code == 200, path
+        assert running.post(path, content=b"x" * int(too_big * mib)).status_code == 413, path
+    # a look-alike path does not get the upload cap
+    assert running.post("/admin/catalog/a/b/images", content=b"x" * int(1.5 * mib)).status_code == 413
+
+
+def _handshake(port: int, ciphers: str) -> str | None:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(raw) as tls:
+            return tls.cipher()[0]
+    except ssl.SSLError:
+        return None
+
+
+def test_tls12_offers_forward_secret_aead_ciphers_only(site, running):
+    assert _handshake(site["https"], "ECDHE-RSA-AES128-GCM-SHA256") == "ECDHE-RSA-AES128-GCM-SHA256"
+    for weak in ("AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384"):
+        assert _handshake(site["https"], weak) is None, weak
+
+
+def _production() -> dict:
+    return context("nginx", {})
+
+
+def _mib(size: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([km]?)", size.lower()).groups()
+    return int(number) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]
+
+
+def test_production_body_caps_match_the_app():
+    from raiox.intake.formdata import MAX_BODY
+    from raiox.kit.settings import Settings
+    from raiox.review.views_catalog import MAX_UPLOAD
+
+    values = _production()
+    assert _mib(values["nginx_webhook_max_body_size"]) == MAX_BODY, "webhook: the app's own cap, no more"
+    image = Settings.model_fields["download_max_bytes"].default
+    assert image < _mib(values["nginx_identify_max_body_size"]) <= image + 2 * 1024 * 1024
+    assert _mib(values["nginx_upload_max_body_size"]) >= 2 * MAX_UPLOAD, "room for a few reference images"
+    # everything else is small, yet over Starlette's 1 MB form-field limit (the panel answers that itself)
+    assert 1024 * 1024 < _mib(values["nginx_client_max_body_size"]) <= 4 * 1024 * 1024
+    conf = render("nginx", "raiox-site.conf.j2", {"nginx_tls_enabled": True})
+    server_level = re.findall(r"^    client_max_body_size (\S+);", conf, flags=re.M)
+    assert server_level == [values["nginx_client_max_body_size"]], "the large caps are per location only"
+
+
+def test_upstream_keepalive_ends_before_uvicorns():
+    import uvicorn
+
+    from raiox import cli
+
+    app_timeout = inspect.signature(uvicorn.Config).parameters["timeout_keep_alive"].default
+    assert "timeout_keep_alive" not in inspect.getsource(cli.serve), "serve sets its own keep-alive: compare with it"
+    conf = render("nginx", "raiox-site.conf.j2", {"nginx_tls_enabled": True})
+    upstream = re.search(r"upstream raiox_app \{(.*?)\}", conf, flags=re.S).group(1)
+    timeout = re.search(r"keepalive_timeout (\d+)s;", upstream)
+    assert timeout and int(timeout.group(1)) < app_timeout, upstream
+
+
+def _csp(policy: str) -> dict[str, set[str]]:
+    return {d.split()[0]: set(d.split()[1:]) for d in (p.strip() for p in policy.split(";")) if d}
+
+
+def test_csp_is_no_weaker_than_the_panels():
+    from raiox.review.panel import CSP
+
+    conf = render("nginx", "raiox-site.conf.j2", {"nginx_tls_enabled": True})
+    ours = _csp(re.search(r'Content-Security-Policy "([^"]+)"', conf).group(1))
+    panel = _csp(CSP)
+    assert "'unsafe-inline'" not in ours["script-src"] and "'unsafe-eval'" not in ours["script-src"]
+    for directive in ("script-src", "base-uri", "form-action", "frame-ancestors"):
+        assert ours[directive] <= panel[directive], directive
 
 
 def test_login_posts_are_rate_limited_but_page_views_are_not(running):

@@ -71,6 +71,17 @@ def test_verify_rejects_a_broken_unit(tmp_path):
     assert "Unknown key 'NoNewPrivilege'" in result.stderr
 
 
+def test_backup_unit_is_hardened_without_touching_the_servers_ipc(tmp_path):
+    _, units = _units(tmp_path)
+    settings = _settings(units["raiox-pg-backup.service"])
+    assert settings["User"] == ["postgres"]
+    for key, value in {**HARDENING, "UMask": "0077", "RestrictNamespaces": "yes",
+                       "SystemCallFilter": "@system-service", "ProtectKernelLogs": "yes"}.items():
+        assert settings.get(key) == [value], key
+    # RemoveIPC=yes would delete the running PostgreSQL server's shared memory (same user) on every run
+    assert "RemoveIPC" not in settings
+
+
 @pytest.mark.parametrize("unit", ["raiox-api.service", "raiox-worker.service", "raiox-admin.service"])
 def test_app_units_are_hardened_and_restart(tmp_path, unit):
     _, units = _units(tmp_path)
