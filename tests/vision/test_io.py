@@ -213,6 +213,10 @@ def test_blank_and_tiny_images_are_refused():
     Image.fromarray(np.full((64, 64), 1000, np.uint16)).save(buf, "TIFF")
     with pytest.raises(ImageDecodeError, match="blank"):
         read_image(buf.getvalue())
+    buf = io.BytesIO()  # a float TIFF of NaN only: refused, not "no implant" on an image of NaNs
+    Image.fromarray(np.full((64, 64), np.nan, np.float32), "F").save(buf, "TIFF")
+    with pytest.raises(ImageDecodeError, match="no finite pixel"):
+        read_image(buf.getvalue())
 
 
 def test_polarity_detector_on_held_out_renders():

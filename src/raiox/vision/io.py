@@ -135,6 +135,8 @@ def _to_gray(im: Image.Image) -> np.ndarray:
 def _stretch(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
     """Map a high-bit-depth array to [0, 1] by its robust range."""
     finite = np.isfinite(arr)
+    if not finite.any():
+        raise ImageDecodeError("image is blank (no finite pixel value)")
     if not finite.all():
         arr = np.where(finite, arr, np.nanmin(np.where(finite, arr, np.inf)))
     if lo is None or hi is None:
