@@ -132,3 +132,19 @@ async def client(session) -> AsyncIterator:
     app.dependency_overrides[get_db_session] = _session_override
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
         yield http
+
+
+@pytest.fixture
+def configure(monkeypatch):
+    """Set RAIOX_* settings for the rest of the test (`configure(MAX_PIXELS="1000")`; settings cache cleared both
+    ways, the previous values back afterwards)."""
+    from raiox.kit.settings import get_settings
+
+    def setting(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(f"RAIOX_{name}", value)
+        get_settings.cache_clear()
+
+    yield setting
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -1,14 +1,50 @@
-"""The `raiox` command line. Each domain contributes a Typer sub-app; long work shows Rich progress."""
+"""The `raiox` command line. Each domain contributes a Typer sub-app; long work shows Rich progress.
+
+An operational failure (configuration, database or storage unreachable, a file that cannot be read) ends any
+command with one line on stderr and exit code 2 (configuration) or 1 (the rest), not a traceback;
+`raiox --debug ...` (or RAIOX_DEBUG=1) shows the traceback. Ctrl+C prints "interrupted" and exits 130.
+"""
 
 import asyncio
 import sys
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from raiox.kit.errors import ConfigError
 
-app = typer.Typer(name="raiox", help="Raiox AI: identify dental implant systems from X-rays.", no_args_is_help=True)
+
+class RaioxGroup(TyperGroup):
+    """The root command: every subcommand runs inside `invoke`, where failures become one line (`failure`)."""
+
+    def invoke(self, ctx: click.Context):
+        from raiox.kit.cli_errors import failure
+
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            found = None if ctx.params.get("debug") else failure(exc)
+            if found is None:
+                raise
+            message, code = found
+            console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+            raise typer.Exit(code) from None
+
+
+app = typer.Typer(name="raiox", help="Raiox AI: identify dental implant systems from X-rays.", no_args_is_help=True,
+                  cls=RaioxGroup)
+
+
+@app.callback()
+def root(debug: bool = typer.Option(False, "--debug", envvar="RAIOX_DEBUG",
+                                    help="Show the traceback of a failure instead of its one-line message.")) -> None:
+    """Raiox AI: identify dental implant systems from X-rays."""
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -30,7 +66,7 @@ def _settings():
     try:
         return get_settings()
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(exc.message)}[/red]", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
 
 

@@ -135,6 +135,15 @@ def test_identify_rejects_a_file_that_is_not_an_image(tmp_path, cli, database_ur
     assert result.exit_code == 1 and "login.png" in result.output and result.stdout.strip() == ""
 
 
+def test_identify_refuses_an_image_over_the_configured_pixel_cap(tmp_path, demo_pngs, cli, database_url, configure):
+    image = tmp_path / "big.png"
+    image.write_bytes(demo_pngs["demo-001"][0])
+    configure(MAX_PIXELS="10000")  # the render is far larger; the built-in cap is 60 MP
+    result = cli("identify", str(image), "--json")
+    assert result.exit_code == 1 and result.stdout.strip() == "", result.output
+    assert "big.png: image too large" in " ".join(result.stderr.split()) and "(limit 10000)" in result.stderr
+
+
 def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_pngs, cli, database_url, committed,
                                                               use_embedder):
     from raiox.vision.interim import build_interim

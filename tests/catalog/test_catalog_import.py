@@ -211,3 +211,52 @@ def test_a_system_folder_or_manifest_row_may_carry_a_validated_spec(tmp_path):
     rows = list(from_manifest(manifest))
     assert rows[0].spec == spec and rows[1].spec is None
     assert isinstance(rows[2], Skip) and "bad spec: a spec must be a JSON object" in rows[2].reason
+
+
+def test_bad_attributes_skip_their_rows_and_the_import_goes_on(tmp_path, demo_pngs, cli, database_url, committed):
+    """jsonb refuses NaN and infinities, and attributes must be an object: such rows are reported, not fatal."""
+    tree = tmp_path / "tree"
+    for system, attributes in {"Good": '{"connection": "hex"}', "Nan": '{"x": NaN}', "List": "[1, 2]",
+                               "Text": '"hello"', "Deep": '{"sizes": [3.5, Infinity]}'}.items():
+        (tree / "Acme" / system).mkdir(parents=True)
+        (tree / "Acme" / system / "a.png").write_bytes(demo_pngs["demo-001"][0])  # one image: the first read is kept
+        (tree / "Acme" / system / "attributes.json").write_text(attributes)
+    result = cli("catalog", "import", str(tree))
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0 and "1 added" in out and "4 skipped" in out, result.output
+    for system in ("Nan", "List", "Text", "Deep"):
+        assert f"Acme/{system}/a.png: bad attributes.json" in out, system
+    assert "sizes[1]: not a finite number (inf)" in out and "must be a JSON object, not list" in out
+
+    (tmp_path / "one.png").write_bytes(demo_pngs["demo-002"][0])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("manufacturer,system,attributes,image\n"
+                        "Acme,Nan,x=nan,one.png\nAcme,Inf,x=inf,one.png\n"
+                        'Acme,Big,"{""big"": 1e400}",one.png\nAcme,Fine,x=1.5,one.png\n')
+    result = cli("catalog", "import", str(manifest))
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0 and "1 added" in out and "3 skipped" in out, result.output
+    for reason in ("m.csv:2: bad attributes: x: not a finite number (nan)",
+                   "m.csv:3: bad attributes: x: not a finite number (inf)",
+                   "m.csv:4: bad attributes: big: not a finite number (inf)"):
+        assert reason in out, reason
+    assert dict(sql(database_url, "SELECT id, attributes FROM implant_systems")) == {
+        "acme-good": {"connection": "hex"}, "acme-fine": {"x": 1.5}}
+
+
+def test_attributes_must_be_a_storable_json_object():
+    from raiox.catalog.sources import parse_attributes
+
+    for raw in ("x=nan", "x=inf; y=1", '{"x": NaN}', '{"big": 1e400}', '{"a": {"b": [1, -Infinity]}}', '{"a": "\\u0000"}'):
+        with pytest.raises(ValueError):
+            parse_attributes(raw)
+    assert parse_attributes('{"a": {"b": [1, 2.5, "nan"]}}') == {"a": {"b": [1, 2.5, "nan"]}}
+
+
+def test_import_refuses_images_over_the_configured_pixel_cap(tmp_path, demo_pngs, cli, database_url, committed, configure):
+    (tmp_path / "Acme" / "Cone").mkdir(parents=True)
+    (tmp_path / "Acme" / "Cone" / "big.png").write_bytes(demo_pngs["demo-001"][0])
+    configure(MAX_PIXELS="10000")
+    result = cli("catalog", "import", str(tmp_path))
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0 and "0 added" in out and "big.png: not a usable image: image too large" in out, out

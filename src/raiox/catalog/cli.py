@@ -35,7 +35,7 @@ def run_db(work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]) -> 
     logging.getLogger("pgserver").setLevel(logging.WARNING)
 
     async def main() -> T:
-        engine = create_async_engine(sqlalchemy_url(), poolclass=NullPool)
+        engine = create_async_engine(sqlalchemy_url(), poolclass=NullPool, hide_parameters=True)
         try:
             return await work(async_sessionmaker(engine, expire_on_commit=False))
         finally:
@@ -50,9 +50,24 @@ def _progress() -> Progress:
 
 
 def _embedder():
+    """The configured embedder; one that cannot be built (unknown name, missing or broken model file) is a
+    configuration error naming RAIOX_EMBEDDER."""
+    from raiox.kit.errors import ConfigError
+    from raiox.kit.settings import get_settings
     from raiox.vision import get_embedder
 
-    return get_embedder()
+    spec = get_settings().embedder
+    try:
+        return get_embedder()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ValueError (unknown name), OSError, ONNX Runtime's own errors
+        raise ConfigError(f"RAIOX_EMBEDDER={spec!r} cannot be loaded: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _print_skips(skips: list, title: str) -> None:
@@ -205,20 +220,21 @@ def identify(
 ) -> None:
     """Identify the implant systems in an image (nothing is stored)."""
     from raiox.catalog.identify import identify as run_identify
+    from raiox.cli import _settings
     from raiox.kit.db import session_scope
-    from raiox.kit.errors import RaioxError
-    from raiox.kit.settings import get_settings
+    from raiox.kit.errors import Unprocessable
 
-    k = top_k or get_settings().top_k
+    k = top_k or _settings().top_k
+    embedder = _embedder()
 
     async def work(maker):
         async with session_scope(maker) as session:
-            return await run_identify(session, image.read_bytes(), image.name, k)
+            return await run_identify(session, image.read_bytes(), image.name, k, embedder=embedder)
 
     try:
         result = run_db(work)
-    except RaioxError as exc:
-        err.print(f"[red]{image}: {exc.message}[/red]")
+    except Unprocessable as exc:  # not a usable image (the rest: the command's error handling, raiox.cli)
+        err.print(f"[red]{escape(str(image))}: {escape(exc.message)}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(result.model_dump(include={"implants"})))
@@ -256,7 +272,14 @@ def _print_identification(result) -> None:
 def tokens_create(name: str = typer.Argument(..., help="Who or what uses the token (e.g. admin-panel, ci).")) -> None:
     """Create a token; it is shown once, alone on the last line (only its hash is stored)."""
     from raiox.kit.db import session_scope
-    from raiox.kit.auth import create_token
+    from raiox.kit.auth import create_token, token_name
+    from raiox.kit.errors import BadRequest
+
+    try:
+        name = token_name(name)
+    except BadRequest as exc:
+        err.print(f"[red]{escape(exc.message)}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
 
     async def work(maker) -> str:
         async with session_scope(maker) as session:

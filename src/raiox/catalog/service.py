@@ -60,9 +60,10 @@ class _Ready:
 
 
 def decode(data: bytes, filename: str | None) -> np.ndarray:
+    from raiox.kit.settings import get_settings
     from raiox.vision import read_image
 
-    return read_image(data, filename)
+    return read_image(data, filename, max_pixels=get_settings().max_pixels)
 
 
 NO_FIXTURE = "no fixture found (use --whole-image to embed the whole image)"

@@ -6,6 +6,7 @@ the import can report everything it left out and why.
 
 import csv
 import json
+import math
 import mimetypes
 import re
 import unicodedata
@@ -63,6 +64,30 @@ def _coerce(value: str) -> object:
     return value
 
 
+def storable(value: object, where: str = "") -> object:
+    """``value`` unchanged when PostgreSQL's jsonb can hold it, else ValueError saying where: jsonb refuses NaN
+    and infinities (``x=nan``, ``1e400``, JSON's ``NaN``) and the NUL character."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where or 'value'}: not a finite number ({value})")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{where or 'value'}: holds a NUL character")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            storable(key, where)
+            storable(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            storable(item, f"{where}[{index}]")
+    return value
+
+
+def check_object(value: object, what: str) -> dict:
+    """A JSON object (dict) whose numbers are finite, as jsonb stores it; ValueError otherwise."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object, not {type(value).__name__}")
+    return storable(value)
+
+
 def parse_attributes(raw: str | None) -> dict:
     """JSON object, or `key=value` pairs separated by `;` (or `,`; a piece without `=` continues the
     previous value, so `diameters=3.5,4.0` survives)."""
@@ -70,10 +95,7 @@ def parse_attributes(raw: str | None) -> dict:
     if not raw:
         return {}
     if raw.startswith("{"):
-        value = json.loads(raw)
-        if not isinstance(value, dict):
-            raise ValueError("attributes JSON must be an object")
-        return value
+        return check_object(json.loads(raw), "attributes")
     attributes: dict[str, object] = {}
     last = None
     for piece in re.split(r"[;,]", raw):
@@ -85,7 +107,7 @@ def parse_attributes(raw: str | None) -> dict:
             attributes[last] = f"{attributes[last]},{piece.strip()}"
         elif piece.strip():
             raise ValueError(f"attribute without '=': {piece.strip()!r}")
-    return {key: _coerce(value) for key, value in attributes.items()}
+    return check_object({key: _coerce(value) for key, value in attributes.items()}, "attributes")
 
 
 def _read_file(path: Path) -> Callable[[], bytes]:
@@ -94,7 +116,7 @@ def _read_file(path: Path) -> Callable[[], bytes]:
 
 def _system_attributes(folder: Path) -> dict:
     path = folder / ATTRIBUTES_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return check_object(json.loads(path.read_text()), "attributes") if path.is_file() else {}
 
 
 def parse_spec(raw: str | dict | None) -> dict | None:
@@ -103,9 +125,7 @@ def parse_spec(raw: str | dict | None) -> dict | None:
 
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
-    spec = json.loads(raw) if isinstance(raw, str) else raw
-    if not isinstance(spec, dict):
-        raise ValueError("a spec must be a JSON object")
+    spec = check_object(json.loads(raw) if isinstance(raw, str) else raw, "a spec")
     try:
         validate_spec(spec)
     except Exception as exc:  # jsonschema's ValidationError: its first line names the field

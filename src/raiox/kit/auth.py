@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.kit.db import get_db_session
-from raiox.kit.errors import Unauthorized
+from raiox.kit.errors import BadRequest, Unauthorized
 from raiox.models import ApiToken
 
 PREFIX = "rx_"
@@ -20,7 +20,21 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_name(name: str) -> str:
+    """The name stripped of surrounding blanks; BadRequest when it is empty, too long for its column or holds a
+    control character."""
+    name, longest = name.strip(), ApiToken.__table__.c.name.type.length
+    if not name:
+        raise BadRequest("a token name cannot be blank")
+    if len(name) > longest:
+        raise BadRequest(f"a token name has at most {longest} characters (this one has {len(name)})")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise BadRequest("a token name cannot hold control characters")
+    return name
+
+
 async def create_token(session: AsyncSession, name: str) -> str:
+    name = token_name(name)
     token = PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, token_hash=hash_token(token), prefix=token[:10]))
     await session.flush()

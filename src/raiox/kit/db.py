@@ -100,7 +100,10 @@ def sqlalchemy_url(settings: Settings | None = None) -> str:
 
 
 def create_engine(url: str, **kwargs) -> AsyncEngine:
+    """The app's engine. ``hide_parameters``: an error's text (printed, logged) never carries the statement's
+    values, which can be secrets (a new token's hash) or personal data."""
     settings = get_settings()
+    kwargs.setdefault("hide_parameters", True)
     kwargs.setdefault("pool_size", settings.db_pool_size)
     kwargs.setdefault("max_overflow", settings.db_max_overflow)
     kwargs.setdefault("pool_pre_ping", True)

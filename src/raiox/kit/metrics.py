@@ -34,6 +34,9 @@ JOBS = Counter("raiox_jobs_total", "Background jobs by task and outcome", ["task
 IDENTIFICATIONS = Counter(
     "raiox_identifications_total", "Images identified (POST /identify, raiox identify)", ["outcome"], registry=REGISTRY
 )
+IDENTIFY_WAITING = Gauge(
+    "raiox_identify_waiting", "Images waiting for an analysis slot (RAIOX_IDENTIFY_CONCURRENCY)", registry=REGISTRY
+)
 CATALOG_SYSTEMS = Gauge("raiox_catalog_systems", "Implant systems in the catalog", ["state"], registry=REGISTRY)
 CATALOG_REFERENCES = Gauge("raiox_catalog_reference_images", "Reference images in the catalog", registry=REGISTRY)
 CATALOG_EMBEDDINGS = Gauge("raiox_catalog_embeddings", "Reference embeddings per model", ["model"], registry=REGISTRY)

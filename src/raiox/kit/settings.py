@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     download_timeout_s: float = 20.0
     download_retries: int = 4
     max_pixels: int = 60_000_000
+    identify_concurrency: int = Field(default=2, ge=1)  # images decoded and analysed at once by POST /identify, per process
     job_retries: int = 5
     job_retry_wait_s: int = 3  # exponential backoff base between job attempts: 3, 9, 27, 81, 243 s
     stalled_job_seconds: int = 30  # a running job whose worker sent no heartbeat for this long is requeued
@@ -108,6 +109,20 @@ class Settings(BaseSettings):
     def _valid_hosts(cls, value: list[str]) -> list[str]:
         return [_origin(v) for v in value]
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        """A PostgreSQL URL, or empty for the embedded server (the value is never echoed: it holds a password)."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            driver = make_url(value).drivername.partition("+")[0] if value else "postgresql"
+        except Exception:  # noqa: BLE001 - sqlalchemy's ArgumentError, or ValueError for a bad port
+            driver = None
+        if driver not in ("postgresql", "postgres"):
+            raise ValueError("not a PostgreSQL URL (postgresql://USER:PASSWORD@HOST:PORT/DATABASE)")
+        return value
+
     @field_validator("storage_url")
     @classmethod
     def _storage(cls, value: str) -> str:
@@ -136,10 +151,15 @@ class Settings(BaseSettings):
         return self.storage_url or f"file://{(self.data_dir / 'storage').resolve()}"
 
 
+def _env_name(loc: tuple) -> str:
+    """The environment variable a validation error is about (RAIOX_TOP_K), or "settings" for the whole."""
+    return f"RAIOX_{str(loc[0]).upper()}" if loc else "settings"
+
+
 @lru_cache
 def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        lines = [f"  {_env_name(e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid configuration (RAIOX_* environment / .env):\n" + "\n".join(lines)) from None

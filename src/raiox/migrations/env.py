@@ -31,5 +31,5 @@ else:
     from raiox.kit.db import libpq_url
 
     url = libpq_url().replace("postgresql://", "postgresql+psycopg://", 1)
-    with create_engine(url).begin() as conn:
+    with create_engine(url, hide_parameters=True).begin() as conn:
         run_migrations(conn)

@@ -1,0 +1,95 @@
+"""POST /identify under load: the pixel cap (RAIOX_MAX_PIXELS) and the analysis slots (RAIOX_IDENTIFY_CONCURRENCY)."""
+
+import asyncio
+import threading
+
+import pytest
+
+
+async def test_identify_refuses_an_image_over_the_configured_pixel_cap(client, auth, reference_pngs, configure):
+    image = reference_pngs["demo-004"][0]
+    configure(MAX_PIXELS="10000")  # the demo renders are far larger; the built-in cap is 60 MP
+    response = await client.post("/identify", headers=auth, files={"image": ("big.png", image, "image/png")})
+    assert response.status_code == 422, response.text
+    assert "image too large" in response.json()["detail"] and "limit 10000" in response.json()["detail"]
+
+
+@pytest.fixture
+async def open_client(database_url):
+    """A client on the app without the bearer-token check and with its own sessions: requests run side by side."""
+    import httpx
+
+    from raiox.app import create_app
+    from raiox.kit.auth import require_token
+
+    app = create_app()
+    app.dependency_overrides[require_token] = lambda: "token:test"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+        yield http
+
+
+def _waiting() -> float:
+    from raiox.kit.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value("raiox_identify_waiting")
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_identify_analyses_at_most_the_configured_number_of_images_at_once(
+        open_client, reference_pngs, configure, monkeypatch, slots):
+    """The first analysis holds on until the second request either analyses beside it or waits for a slot."""
+    import raiox.vision
+
+    configure(IDENTIFY_CONCURRENCY=str(slots))
+    lock, overlap, release = threading.Lock(), {"now": 0, "most": 0}, threading.Event()
+
+    def analyse(image, embedder):
+        with lock:
+            overlap["now"] += 1
+            overlap["most"] = max(overlap["most"], overlap["now"])
+            if overlap["now"] > 1:
+                release.set()
+        release.wait(timeout=60)  # a bound for a broken build only: the test sets it as soon as it can tell
+        with lock:
+            overlap["now"] -= 1
+        return []
+
+    monkeypatch.setattr(raiox.vision, "analyze", analyse)
+    image = reference_pngs["demo-004"][0]
+    requests = [asyncio.create_task(open_client.post("/identify", files={"image": (f"{n}.png", image, "image/png")}))
+                for n in range(2)]
+    while not release.is_set() and _waiting() < 1:
+        await asyncio.sleep(0.01)
+    release.set()
+    responses = await asyncio.gather(*requests)
+    assert [r.status_code for r in responses] == [200, 200] and responses[0].json()["implants"] == []
+    assert overlap["most"] == slots and _waiting() == 0
+
+
+async def test_a_request_that_goes_away_keeps_its_slot_until_its_analysis_ends(configure, monkeypatch):
+    """Cancelling the await does not stop the decoding thread: the next image waits until that thread is done."""
+    import raiox.vision
+    from raiox.catalog.identify import _analyse
+
+    configure(IDENTIFY_CONCURRENCY="1")
+    entered, release, running = threading.Event(), threading.Event(), []
+
+    def analyse(image, embedder):
+        running.append(len(running))
+        entered.set()
+        release.wait(timeout=60)  # a bound for a broken build only
+        running.pop()
+        return []
+
+    monkeypatch.setattr(raiox.vision, "analyze", analyse)
+    monkeypatch.setattr(raiox.vision, "read_image", lambda data, filename, **options: data)
+    gone = asyncio.create_task(_analyse(b"first", "a.png", None))
+    await asyncio.to_thread(entered.wait, 60)
+    gone.cancel()
+    entered.clear()
+    nxt = asyncio.create_task(_analyse(b"second", "b.png", None))
+    while not entered.is_set() and _waiting() < 1:
+        await asyncio.sleep(0.01)
+    assert not entered.is_set() and _waiting() == 1  # the first thread still runs: the second waits
+    release.set()
+    assert await nxt == [] and gone.cancelled() and running == []

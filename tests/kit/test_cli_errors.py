@@ -1,0 +1,99 @@
+"""An operational failure ends any `raiox` command with one line on stderr and exit 2 (configuration) or 1
+(database, storage), never a traceback or a password; `--debug` / RAIOX_DEBUG=1 gives the traceback back."""
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from raiox.cli import app
+
+UNREACHABLE = "postgresql://raiox:hunter2@127.0.0.1:1/raiox"
+
+
+def run(*args: str, catch: bool = False):
+    return CliRunner().invoke(app, list(args), catch_exceptions=catch)
+
+
+def _one_line(result) -> str:
+    assert result.stdout == "" and "Traceback" not in result.output and "hunter2" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["catalog", "stats"], ["tokens", "list"]])
+def test_an_unreachable_database_is_one_line_and_exit_1(configure, command):
+    configure(DATABASE_URL=UNREACHABLE)
+    result = run(*command)
+    line = _one_line(result)
+    assert result.exit_code == 1 and "database unreachable" in line and "RAIOX_DATABASE_URL" in line
+
+
+@pytest.mark.parametrize("url", ["notaurl", "postgresql://raiox:hunter2@db:port/raiox", "mysql://raiox:hunter2@db/x"])
+def test_a_malformed_database_url_is_a_configuration_error(configure, url):
+    configure(DATABASE_URL=url)
+    result = run("catalog", "stats")
+    assert result.exit_code == 2 and "RAIOX_DATABASE_URL" in result.stderr and "hunter2" not in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("setting", [{"TOP_K": "abc"}, {"EMBEDDER": "bogus"}, {"EMBEDDER": "onnx:/nonexistent.onnx"}])
+def test_identify_with_a_bad_setting_is_a_configuration_error(configure, tmp_path, setting):
+    configure(DATABASE_URL=UNREACHABLE, **setting)
+    (tmp_path / "x.png").write_bytes(b"never read")
+    result = run("identify", str(tmp_path / "x.png"))
+    assert result.exit_code == 2 and f"RAIOX_{next(iter(setting))}" in result.stderr, result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [["catalog", "import", "."], ["catalog", "reindex"]])
+def test_an_embedder_that_cannot_load_is_a_configuration_error(configure, command):
+    configure(DATABASE_URL=UNREACHABLE, EMBEDDER="bogus")
+    result = run(*command)
+    line = _one_line(result)
+    assert result.exit_code == 2 and "RAIOX_EMBEDDER='bogus'" in line and "unknown embedder" in line
+
+
+@pytest.mark.parametrize("how", [["--debug"], []])
+def test_debug_gives_the_traceback_back(configure, monkeypatch, how):
+    from sqlalchemy.exc import OperationalError
+
+    configure(DATABASE_URL=UNREACHABLE)
+    if not how:
+        monkeypatch.setenv("RAIOX_DEBUG", "1")
+    result = run(*how, "catalog", "stats", catch=True)
+    assert isinstance(result.exception, OperationalError)
+
+
+def test_ctrl_c_says_interrupted_and_exits_130(monkeypatch):
+    from raiox.catalog import cli as catalog_cli
+
+    def interrupted(work):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(catalog_cli, "run_db", interrupted)
+    result = run("catalog", "stats")
+    assert result.exit_code == 130 and result.stderr.strip() == "interrupted"
+
+
+def test_storage_unavailable_during_an_import_is_one_line_and_loses_nothing(
+        tmp_path, configure, monkeypatch, database_url, committed):
+    from raiox.kit import storage
+    from raiox.synth import demo_catalog, render_reference, to_png
+
+    (tmp_path / "tree" / "Acme" / "Cone").mkdir(parents=True)
+    (tmp_path / "tree" / "Acme" / "Cone" / "a.png").write_bytes(to_png(render_reference(demo_catalog()[0].spec, seed=0)))
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "sha256").write_text("a file where the storage's folder should be")
+    configure(STORAGE_URL=f"file://{tmp_path}/store")
+    monkeypatch.setattr(storage, "_storage", None)
+    result = run("catalog", "import", str(tmp_path / "tree"))
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.exit_code == 1 and line.startswith("error: ") and "RAIOX_STORAGE_URL" in line, result.output
+    assert "Traceback" not in result.output
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM reference_images").fetchone() == (0,)  # nothing half-imported
+
+    (tmp_path / "store" / "sha256").unlink()
+    monkeypatch.setattr(storage, "_storage", None)
+    assert "1 added" in run("catalog", "import", str(tmp_path / "tree")).output
