@@ -143,7 +143,7 @@ async def test_worker_retries_then_marks_failed_with_reason(api, jotform, catalo
     case, images, *_ = await load(case_id)
     assert case.status == "failed"
     assert "after 2 attempts" in case.failure_reason and "503" in case.failure_reason
-    assert images[0].status == "pending"
+    assert images[0].status == "failed" and images[0].error == case.failure_reason  # never stored: says why
 
 
 async def test_worker_processes_a_case_end_to_end(api, jotform, catalog, scene_pngs, run_worker):

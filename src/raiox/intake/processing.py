@@ -244,7 +244,8 @@ async def process_case(case_id: uuid.UUID, *, attempt: int = 0) -> str | None:
 
 
 async def mark_failed(case_id: uuid.UUID, reason: str) -> None:
-    """After the last retry: the case becomes `failed` with a human-readable reason."""
+    """After the last retry: the case becomes `failed` with a human-readable reason, and so do its images still
+    `pending` (never stored: the operator reads why on each; a retry fetches them again)."""
     async with session_scope() as session:
         try:
             case = await get_or_404(session, case_id, for_update=True)
@@ -252,3 +253,4 @@ async def mark_failed(case_id: uuid.UUID, reason: str) -> None:
             return
         if case.status in (CaseStatus.received, CaseStatus.processing):
             await transition(session, case, CaseStatus.failed, actor=ACTOR, reason=reason)
+            await repository.fail_pending_images(session, case_id, reason)

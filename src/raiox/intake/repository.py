@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.models import Case, CaseImage, CaseRanking, Fixture, FixtureResult
+from raiox.models import Case, CaseImage, CaseRanking, Fixture, FixtureResult, ImageStatus
 
 
 # The webhook's hot path runs on psycopg directly (one statement per delivery, hundreds a second):
@@ -101,6 +101,11 @@ async def list_images(session: AsyncSession, case_id: uuid.UUID) -> list[CaseIma
 
 async def update_image(session: AsyncSession, image_id: uuid.UUID, **values) -> None:
     await session.execute(update(CaseImage).where(CaseImage.id == image_id).values(**values))
+
+
+async def fail_pending_images(session: AsyncSession, case_id: uuid.UUID, reason: str) -> None:
+    await session.execute(update(CaseImage).where(CaseImage.case_id == case_id, CaseImage.status == ImageStatus.pending)
+                          .values(status=ImageStatus.failed, error=reason))
 
 
 async def delete_automatic_fixtures(session: AsyncSession, case_id: uuid.UUID) -> None:
