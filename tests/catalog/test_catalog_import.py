@@ -57,6 +57,8 @@ def test_folder_import_reports_skips_and_is_idempotent(tmp_path, demo_pngs, cli,
     again = cli("catalog", "import", str(tmp_path))
     assert "0 added" in again.output and "3 already embedded" in " ".join(again.output.split())
     assert counts(database_url) == (2, 3, 3)
+    missing = cli("catalog", "import", str(tmp_path / "nowhere"))
+    assert missing.exit_code != 0 and "nowhere: no such file or folder" in " ".join(missing.output.split())
 
 
 def test_whole_image_option_embeds_images_without_fixture(tmp_path, cli, database_url, committed):

@@ -82,8 +82,8 @@ def _print_skips(skips: list, title: str) -> None:
 def _print_report(report, title: str) -> None:
     _print_skips(report.skipped, "skipped")
     _print_skips(report.kept, "stored box kept for")
-    parts = [f"{report.added} added", f"{report.embedded} embedded", f"{report.already} already embedded",
-             f"{len(report.skipped)} skipped"]
+    parts = [f"{report.added} added", f"{report.embedded} embedded (stored before)",
+             f"{report.already} already embedded", f"{len(report.skipped)} skipped"]
     if report.relocated or report.kept:
         parts.append(f"{report.relocated} relocated")
     if report.pruned:

@@ -227,6 +227,8 @@ def from_path(path: Path) -> Iterator[ImportItem | Skip]:
         return from_folder(path)
     if path.is_file() and path.suffix.lower() == ".csv":
         return from_manifest(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or folder")
     raise ValueError(f"{path}: expected a folder MANUFACTURER/SYSTEM/*.png|jpg|dcm... or a CSV manifest")
 
 
