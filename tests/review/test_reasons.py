@@ -65,3 +65,25 @@ async def test_the_case_page_and_queue_show_recorded_reasons_in_pt_br(committed)
     assert readable in page and readable in queue
     assert "a.png: not an image: unrecognised file format" in page  # the technical detail stays
     assert "no usable image (" not in page and "no usable image (" not in queue
+
+
+def test_who_did_it_reads_as_a_role_a_person_or_a_token():
+    from raiox.review.reasons import actor_text
+
+    assert actor_text("system:worker", "pt_BR") == "processamento automático"
+    assert actor_text("jotform:webhook", "pt_BR") == "formulário (Jotform)"
+    assert actor_text("user:ana@example.com", "pt_BR") == "ana@example.com"
+    assert actor_text("token:integracao", "pt_BR") == "API (integracao)"
+    assert actor_text(None) == ""
+
+
+def test_a_delivery_failure_reads_in_pt_br():
+    recorded = "jotform: Jotform API 503: Service is unavailable; email: SMTP refused"
+    assert reason_text(recorded, "pt_BR") == f"a entrega do resultado falhou (detalhe técnico: {recorded})"
+
+
+@pytest.mark.parametrize(("score", "shown"), [(0.874, "87%"), (-0.31, "0%"), (-0.004, "0%"), (1.0, "100%")])
+def test_similarity_is_shown_between_0_and_100_percent(score, shown):
+    from raiox.review.panel import percent
+
+    assert percent(score) == shown

@@ -23,7 +23,7 @@ from raiox.kit.logging import get_logger
 from raiox.review import i18n
 from raiox.review.auth import CSRF_FIELD, load_session
 from raiox.review.differences import spec_difference
-from raiox.review.reasons import reason_text
+from raiox.review.reasons import actor_text, reason_text
 
 log = get_logger(__name__)
 HERE = Path(__file__).parent
@@ -100,7 +100,14 @@ def _decimal(value: float) -> str:
     return i18n.decimal(f"{value:.1f}")
 
 
+def percent(score: float) -> str:
+    """A similarity as the operator reads it: 0-100 %, never "-31%" or "-0%" (cosine goes below zero; that is no
+    likeness at all)."""
+    return f"{max(0, round(float(score) * 100))}%"
+
+
 templates.env.filters["when"] = when
+templates.env.filters["percent"] = percent
 templates.env.globals["connection_read"] = connection_read
 templates.env.globals["features_read"] = features_read
 templates.env.globals["length_read"] = length_read
@@ -112,7 +119,7 @@ def render(request: Request, name: str, context: dict | None = None, status_code
     session = load_session(request)
     values = {
         "request": request, "base": base_path(request), "t": i18n.translator(), "status_label": status_label,
-        "reason": reason_text,
+        "reason": reason_text, "actor": actor_text,
         "user": getattr(request.state, "user", None), "csrf_token": session.get("csrf", ""), "csrf_field": CSRF_FIELD,
         "lang": i18n.gettext("meta.lang"),
     } | (context or {})

@@ -33,7 +33,11 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^(?P<detail>.* is not an allowed upload origin .*)$", "reason.upload_origin"),
     (r"^(?P<detail>file too large: .*)$", "reason.file_too_large"),
     (r"^(?P<detail>upload host answered .*|cannot resolve .*|.* resolves to a non-public address .*)$", "reason.upload_host"),
+    (r"^(?P<detail>(jotform|email): .*)$", "reason.delivery_failed"),
 ))
+# who recorded an entry (``actor``: "kind:name") -> message id; people and tokens keep their name
+ACTORS = {"system:worker": "actor.worker", "system:delivery": "actor.delivery", "system:review": "actor.review",
+          "jotform:webhook": "actor.webhook", "jotform:reconcile": "actor.reconcile", "jotform:api": "actor.webhook"}
 
 
 def reason_text(recorded: str | None, lang: str | None = None) -> str:
@@ -44,3 +48,14 @@ def reason_text(recorded: str | None, lang: str | None = None) -> str:
         if match := pattern.match(recorded):
             return i18n.gettext(message_id, lang, **match.groupdict())
     return recorded
+
+
+def actor_text(actor: str | None, lang: str | None = None) -> str:
+    """Who did it, as the operator reads it: the system's parts by their role, a person by e-mail, an API token
+    by its name."""
+    if not actor:
+        return ""
+    if actor in ACTORS:
+        return i18n.gettext(ACTORS[actor], lang)
+    kind, _, name = actor.partition(":")
+    return i18n.gettext("actor.token", lang, name=name) if kind == "token" else (name or kind)
