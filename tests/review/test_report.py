@@ -14,7 +14,8 @@ async def test_signed_report_link_shows_the_result(client, session):
     assert url.startswith("http") and "/reports/" in url
     response = await client.get(f"/reports/{report_token(case.id)}")
     assert response.status_code == 200
-    assert "Bone Level" in response.text and "Straumann" in response.text and "rev@example.com" in response.text
+    assert "Bone Level" in response.text and "Straumann" in response.text and "Equipe Raiox AI" in response.text
+    assert "rev@example.com" not in response.text  # the reviewer's address is internal, not the dentist's to see
     assert response.text.count("data:image/jpeg;base64,") == 2  # the X-ray and the system's reference
     tampered = report_token(case.id)[:-2] + "xx"
     assert (await client.get(f"/reports/{tampered}")).status_code == 404
@@ -51,3 +52,17 @@ async def test_expired_report_link(monkeypatch, session):
         raise AssertionError("expected NotFound")
     except LinkExpired as exc:
         assert "expired" in exc.message and exc.status_code == 410
+
+
+async def test_the_report_names_catalog_terms_in_pt_br(client, session):
+    """A catalog typed in English ("external hex") reads in Portuguese on the dentist's report; a Brazilian
+    abbreviation ("CM 16°") stays as typed."""
+    from raiox.models import ImplantSystem
+
+    for system_id, connection, shown in (("sys-he", "external hex", "hexágono externo"), ("sys-cm", "CM 16°", "CM 16°")):
+        await add_system(session, system_id, "Acme", system_id.upper(), seed=3)
+        (await session.get(ImplantSystem, system_id)).connection = connection
+        case = await add_case(session, candidates=[(system_id, 0.8)])
+        await review.approve(session, case.id, system_id, actor="user:rev@example.com")
+        page = (await client.get(f"/reports/{report_token(case.id)}")).text
+        assert f"<dt>Conexão</dt><dd>{shown}</dd>" in page, system_id

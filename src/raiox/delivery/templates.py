@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from raiox.kit.settings import get_settings
+from raiox.review.i18n import term as _term
 
 FOLDER = Path(__file__).parent / "templates"
 
@@ -27,6 +28,7 @@ def when(value, seconds: bool = False, time: bool = True) -> str:
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(FOLDER), autoescape=select_autoescape(["html"]), trim_blocks=True)
     env.filters["when"] = when
+    env.filters["term"] = lambda value: _term(value, "pt_BR")  # the dentist reads pt-BR
     return env
 
 

@@ -30,3 +30,13 @@ def decimal(text: str) -> str:
 
 def translator(lang: str | None = None):
     return lambda message_id, **values: gettext(message_id, lang, **values)
+
+
+def term(value: str | None, lang: str | None = None) -> str:
+    """A catalog term typed in English (a connection, a body shape: "external hex", "tapered") in the reader's
+    language where the catalog knows it (``term.<value>``); anything else as typed ("CM 16°", "HE" stay)."""
+    if not value:
+        return ""
+    lang = lang or get_settings().admin_locale
+    key = f"term.{value.strip().lower()}"
+    return catalog(lang).get(key) or catalog(DEFAULT).get(key) or value

@@ -108,6 +108,7 @@ def percent(score: float) -> str:
 
 templates.env.filters["when"] = when
 templates.env.filters["percent"] = percent
+templates.env.filters["term"] = i18n.term
 templates.env.globals["connection_read"] = connection_read
 templates.env.globals["features_read"] = features_read
 templates.env.globals["length_read"] = length_read
