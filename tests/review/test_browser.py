@@ -195,3 +195,34 @@ async def test_csrf_rejected_without_token_and_reviewer_kept_out_of_catalog(comm
     assert response.status == 403
     assert "restrita a administradores" in await page.content()
     assert await page.get_by_role("link", name="Catálogo").count() == 0
+
+
+@pytest.mark.parametrize("films", [1, 4])
+async def test_the_report_prints_on_one_a4_page(browser, films):
+    """The dentist's "one-page" report: up to four films, the result and the disclaimer on one A4 sheet."""
+    import base64
+    import io
+    import re
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    from raiox.delivery.templates import render
+
+    def film(w: int, h: int) -> str:
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(w).integers(0, 255, (h, w), dtype=np.uint8)).save(buf, "JPEG")
+        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+    case = SimpleNamespace(jotform_submission_id="6084250982513018472", review_message="Sistema confirmado.",
+                           client_name="Dra. Ana Souza", reviewed_by="user:x", reviewed_at=datetime.now(UTC))
+    system = SimpleNamespace(name="Grand Morse", manufacturer="Neodent", connection="CM 16°")
+    html = render("report.html", case=case, system=system, xrays=[film(1400, 1050) for _ in range(films)],
+                  reference=film(600, 1200))
+    page = await browser.new_page()
+    await page.set_content(html)
+    pdf = await page.pdf(format="A4")
+    await page.close()
+    assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1
