@@ -197,6 +197,23 @@ async def test_csrf_rejected_without_token_and_reviewer_kept_out_of_catalog(comm
     assert await page.get_by_role("link", name="Catálogo").count() == 0
 
 
+async def test_the_queue_fits_a_phone_without_sideways_scrolling(committed, server, browser):
+    """At 390 px the queue's rows stack, and a name or reason without spaces wraps instead of widening the page."""
+    from raiox.models import CaseStatus
+
+    await _seed(demo=False)
+    async with session_scope() as session:
+        failed = await add_case(session, status=CaseStatus.failed, name="A" * 300)
+        failed.failure_reason = "no image could be downloaded (" + "x" * 600 + ")"
+    page = await browser.new_page(viewport={"width": 390, "height": 844}, locale="pt-BR")
+    await _login(page, server, "revisora@example.com")
+    await page.wait_for_url(f"{server}/admin/")
+    assert await page.locator("table.queue tbody tr").count() == 2
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert await page.get_by_role("button", name="Tentar novamente").is_visible()
+    await page.close()
+
+
 @pytest.mark.parametrize("films", [1, 4])
 async def test_the_report_prints_on_one_a4_page(browser, films):
     """The dentist's "one-page" report: up to four films, the result and the disclaimer on one A4 sheet."""

@@ -121,7 +121,10 @@ async def test_reviewer_cannot_reach_catalog_admin(panel):
 async def test_queue_counts_filters_and_failed_reason(panel):
     await _data()
     await login(panel, "admin@example.com")
-    awaiting = await panel.get("/admin/")
+    needs_action = await panel.get("/admin/")  # the default: review, and failed cases to retry, together
+    assert "Dra. Ana Souza" in needs_action.text and "Dr. Bruno Lima" in needs_action.text
+    assert "Precisam de ação <span class=\"count\">2</span>" in needs_action.text
+    awaiting = await panel.get("/admin/", params={"status": "awaiting_review"})
     assert "Dra. Ana Souza" in awaiting.text and "Dr. Bruno Lima" not in awaiting.text
     failed = await panel.get("/admin/", params={"status": "failed"})
     assert "Dr. Bruno Lima" in failed.text and "upload host answered 404" in failed.text and "Tentar novamente" in failed.text

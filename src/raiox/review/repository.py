@@ -22,8 +22,8 @@ def _contains(columns, text: str):
 
 def _filtered(query: Select, *, status: str | None, client: str | None, search: str | None,
               date_from: date | None, date_to: date | None) -> Select:
-    if status:
-        query = query.where(Case.status == status)
+    if status:  # one status, or several (the queue's "needs action")
+        query = query.where(Case.status.in_(status) if isinstance(status, tuple | list) else Case.status == status)
     if client:
         query = query.where(_contains((Case.client_name, Case.client_email), client))
     if search:

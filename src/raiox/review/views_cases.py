@@ -21,6 +21,9 @@ router = APIRouter()
 PAGE = 50
 MAX_PAGE = 1_000_000  # far past any queue; keeps the row offset a PostgreSQL bigint
 STATUSES = [s.value for s in CaseStatus]
+# the queue's default: every case waiting for the operator (review, a failed analysis to retry, a failed delivery)
+ATTENTION = "attention"
+NEEDS_ACTION = (CaseStatus.awaiting_review.value, CaseStatus.failed.value, CaseStatus.delivery_failed.value)
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)  # the day bounds the filter computes stay datetimes
 
 
@@ -48,14 +51,17 @@ def _text(value: str, required: str | None, too_long: str) -> str:
 
 
 @router.get("/")
-async def queue(request: Request, status: str = Query(CaseStatus.awaiting_review), client: str = "", q: str = "",
+async def queue(request: Request, status: str = Query(ATTENTION), client: str = "", q: str = "",
                 date_from: str = "", date_to: str = "", page: int = Query(1, ge=1, le=MAX_PAGE),
                 user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
-    filters = {"status": status if status in STATUSES else None, "client": client.strip() or None,
+    chosen = NEEDS_ACTION if status == ATTENTION else status if status in STATUSES else None
+    filters = {"status": chosen, "client": client.strip() or None,
                "search": q.strip() or None, "date_from": _date(date_from), "date_to": _date(date_to)}
     items, total = await repository.queue(session, limit=PAGE, offset=(page - 1) * PAGE, **filters)
     counts = await repository.status_counts(session)
-    context = {"items": items, "total": total, "counts": counts, "statuses": STATUSES, "page": page,
+    total_all = sum(counts.values())
+    counts[ATTENTION] = sum(counts.get(s, 0) for s in NEEDS_ACTION)
+    context = {"items": items, "total": total, "counts": counts, "statuses": STATUSES, "page": page, "total_all": total_all,
                "pages": max(1, -(-total // PAGE)), "f": {"status": status, "client": client, "q": q,
                                                           "date_from": date_from, "date_to": date_to}}
     return render(request, "queue.html", context)
