@@ -149,8 +149,19 @@ async def test_review_approve_and_delivery(committed, server, browser, browser_j
     option = page.locator(f"#system-results input[value='{chosen.id}']")
     await option.check()
     await page.get_by_label("Mensagem ao dentista (opcional)").fill("Conexão confirmada pela revisão.")
-    await page.get_by_role("button", name="Aprovar e enviar ao dentista").click()
+    asked = []
+
+    async def answer(dialog) -> None:  # the panel asks before anything reaches the dentist
+        asked.append(dialog.message)
+        await (dialog.dismiss() if len(asked) == 1 else dialog.accept())
+
+    page.on("dialog", answer)
+    await page.get_by_role("button", name="Aprovar e enviar ao dentista").click()  # dismissed: nothing sent
+    await page.wait_for_timeout(300)
+    assert (await page.locator("#case-status").inner_text()).strip() == "Aguardando revisão"
+    await page.get_by_role("button", name="Aprovar e enviar ao dentista").click()  # accepted
     await page.wait_for_selector("#approved-system")
+    assert len(asked) == 2 and "Não é possível desfazer" in asked[0]
     assert chosen.name in await page.locator("#approved-system").inner_text()
     audit = page.locator("#audit")
     assert "Aprovou o caso" in await audit.inner_text() and "revisora@example.com" in await audit.inner_text()
@@ -186,6 +197,7 @@ async def test_csrf_rejected_without_token_and_reviewer_kept_out_of_catalog(comm
     await page.goto(f"{server}/admin/cases/{case.id}")
     await page.evaluate("document.querySelector('#reject-form input[name=csrf_token]').remove()")
     await page.get_by_label("Motivo da rejeição (enviado ao dentista)").fill("Envie outra radiografia.")
+    page.on("dialog", lambda dialog: dialog.accept())
     await page.get_by_role("button", name="Rejeitar e avisar o dentista").click()
     assert "CSRF" in await page.locator("[role=alert]").inner_text()
     await page.goto(f"{server}/admin/cases/{case.id}")

@@ -73,6 +73,13 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-viewer]").forEach(setupViewer);
   });
+  // forms that reach the dentist (approve, reject) ask first: one click must not send an irreversible result
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form && form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+    }
+  });
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.target;
     if (form && form.matches && form.matches("form[data-reset-on-success]") && event.detail.successful) {
