@@ -226,6 +226,28 @@ async def test_the_queue_fits_a_phone_without_sideways_scrolling(committed, serv
     await page.close()
 
 
+async def test_a_file_that_is_no_image_shows_a_note_not_a_broken_viewer(committed, server, browser):
+    from sqlalchemy import select
+
+    from raiox.kit.storage import content_key, get_storage
+    from raiox.models import CaseImage
+
+    _, case = await _seed(demo=False)
+    async with session_scope() as session:
+        image = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().one()
+        key, _ = content_key(b"laudo em texto, nao uma imagem")
+        await get_storage().put(key, b"laudo em texto, nao uma imagem", "image/png")
+        image.storage_key, image.status, image.error = key, "invalid", "not an image: unrecognised file format"
+    page = await browser.new_page(locale="pt-BR")
+    await _login(page, server, "revisora@example.com")
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    note = page.locator(".broken-image")
+    await note.wait_for()
+    assert "Não é possível exibir este arquivo" in await note.inner_text()
+    assert not await page.locator("[data-viewer] .toolbar").is_visible()
+    await page.close()
+
+
 @pytest.mark.parametrize("films", [1, 4])
 async def test_the_report_prints_on_one_a4_page(browser, films):
     """The dentist's "one-page" report: up to four films, the result and the disclaimer on one A4 sheet."""

@@ -7,6 +7,15 @@
     var img = stage.querySelector("img");
     var out = root.querySelector(".zoom-level");
     var state = { scale: 1, x: 0, y: 0, contrast: 100, brightness: 100, invert: false };
+    function broken() {  // a file that cannot be shown (not an image, gone from storage): say so, drop the tools
+      var note = document.createElement("p");
+      note.className = "muted broken-image";
+      note.textContent = root.dataset.broken || "";
+      stage.replaceChildren(note);
+      root.querySelectorAll(".toolbar").forEach(function (bar) { bar.style.display = "none"; });
+    }
+    img.addEventListener("error", broken);
+    if (img.complete && img.naturalWidth === 0 && img.getAttribute("src")) { broken(); }
 
     function apply() {
       img.style.transform = "translate(" + state.x + "px," + state.y + "px) scale(" + state.scale + ")";
