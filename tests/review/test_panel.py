@@ -324,3 +324,26 @@ async def test_login_outcomes_are_counted_in_metrics(panel):
     await login(panel, "rev@example.com", "nope")
     await login(panel, "rev@example.com")
     assert value("failed") == failed + 1 and value("ok") == ok + 1
+
+
+async def test_the_case_page_warns_when_its_implants_look_like_different_systems(panel):
+    """One approval sends one system: implants whose confident first candidates differ are named on the page."""
+    from sqlalchemy import select
+
+    from raiox.models import CaseImage, Fixture, FixtureResult
+
+    await _data()
+    async with session_scope() as session:
+        same = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2, name="Dr. Same")
+        mixed = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2, name="Dr. Mixed")
+        second = (await session.execute(select(Fixture).join(CaseImage).where(
+            CaseImage.case_id == mixed.id, CaseImage.position == 1))).scalars().one()
+        for result in (await session.execute(select(FixtureResult).where(
+                FixtureResult.fixture_id == second.id))).scalars():
+            result.system_id = {"neo-cm": "str-bl", "str-bl": "neo-cm"}[result.system_id]  # film 2: the other one
+    await login(panel, "rev@example.com")
+    assert 'id="mixed-systems"' not in (await panel.get(f"/admin/cases/{same.id}")).text
+    page = (await panel.get(f"/admin/cases/{mixed.id}")).text
+    warning = re.search(r'<div class="alert alert-warn" role="alert" id="mixed-systems">(.*?)</div>', page, re.S).group(1)
+    assert "radiografia 1, implante 1: <strong>Grand Morse</strong>" in warning
+    assert "radiografia 2, implante 1: <strong>Bone Level</strong>" in warning

@@ -103,7 +103,7 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         for rank, c in enumerate(fused, start=1):
             c.rank = rank
     return {
-        "case": case, "images": views, "fused": fused,
+        "case": case, "images": views, "fused": fused, "mixed": mixed_systems(views),
         "confident": any(c.confidence == "high" for c in fused),
         "approved_system": systems.get(case.approved_system_id) if case.approved_system_id else None,
         "approved_ref": ref(case.approved_system_id) if case.approved_system_id else None,
@@ -114,6 +114,16 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         "thresholds": (get_settings().confidence_margin_high, get_settings().confidence_margin_medium,
                        get_settings().confidence_medium),
     }
+
+
+def mixed_systems(views: list[ImageView]) -> list[tuple[int, int, ImplantSystem]]:
+    """(film, implant, system) of each implant whose first candidate is not a `low` guess, when those point at more
+    than one system: the films show implants of different systems, and an approval sends the dentist one system
+    (the panel says so, so that the others reach the dentist in the message). Empty when they agree."""
+    firsts = [(n, k, min(candidates, key=lambda c: c.rank)) for n, view in enumerate(views, start=1)
+              for k, (_fixture, candidates) in enumerate(view.fixtures, start=1) if candidates]
+    sure = [(n, k, first.system) for n, k, first in firsts if first.confidence != "low"]
+    return sure if len({system.id for _n, _k, system in sure}) > 1 else []
 
 
 # Jotform's compound answers in reading order (jsonb stores object keys shortest first: "last" before "first")
