@@ -40,6 +40,8 @@ async def test_a_link_without_a_report_gives_the_dentist_a_pt_br_page(client, se
         assert response.status_code == status, name
         assert response.headers["content-type"].startswith("text/html") and f"<h1>{heading}</h1>" in response.text
         assert 'lang="pt-BR"' in response.text and response.headers["x-robots-tag"] == "noindex"
+    assert f'<strong id="protocol">{case.jotform_submission_id}</strong>' in pages["expired"].text  # to quote
+    assert 'id="protocol"' not in pages["tampered"].text  # a forged link names nothing
 
 
 async def test_expired_report_link(monkeypatch, session):

@@ -33,6 +33,10 @@ class LinkExpired(RaioxError):
     status_code = 410
     code = "link_expired"
 
+    def __init__(self, message: str, case_id: uuid.UUID | None = None) -> None:
+        super().__init__(message)
+        self.case_id = case_id  # the signature is genuine: whose report it was (the page names its protocol)
+
 
 def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret(), salt=SALT)
@@ -51,6 +55,13 @@ def case_from_token(token: str) -> uuid.UUID:
     try:
         return uuid.UUID(_serializer().loads(token, max_age=max_age))
     except SignatureExpired:
-        raise LinkExpired("this report link has expired") from None
+        raise LinkExpired("this report link has expired", _expired_case(token)) from None
     except (BadSignature, ValueError):
         raise NotFound(INVALID_LINK) from None
+
+
+def _expired_case(token: str) -> uuid.UUID | None:
+    try:  # signature checked again, age not: only to name the case on the "expired" page
+        return uuid.UUID(_serializer().loads(token))
+    except (BadSignature, ValueError):
+        return None

@@ -71,9 +71,20 @@ async def report(token: str, session: AsyncSession = Depends(get_db_session)) ->
     try:
         context = await report_context(session, case_from_token(token))
     except (NotFound, LinkExpired) as exc:
-        return HTMLResponse(render("report_unavailable.html", **_unavailable(exc)), status_code=exc.status_code,
-                            headers=HEADERS)
+        protocol = await _protocol(session, getattr(exc, "case_id", None))
+        return HTMLResponse(render("report_unavailable.html", protocol=protocol, **_unavailable(exc)),
+                            status_code=exc.status_code, headers=HEADERS)
     return HTMLResponse(render("report.html", **context), headers=HEADERS)
+
+
+async def _protocol(session: AsyncSession, case_id: uuid.UUID | None) -> str | None:
+    """The case's protocol (Jotform submission id) for an expired link, which the dentist quotes to ask again."""
+    if case_id is None:
+        return None
+    try:
+        return (await cases.get_or_404(session, case_id)).jotform_submission_id
+    except NotFound:
+        return None
 
 
 def _unavailable(exc: RaioxError) -> dict:
