@@ -124,6 +124,8 @@ async def test_queue_counts_filters_and_failed_reason(panel):
     needs_action = await panel.get("/admin/")  # the default: review, and failed cases to retry, together
     assert "Dra. Ana Souza" in needs_action.text and "Dr. Bruno Lima" in needs_action.text
     assert "Precisam de ação <span class=\"count\">2</span>" in needs_action.text
+    unknown = await panel.get("/admin/", params={"status": "foo"})
+    assert unknown.status_code == 400 and "Status desconhecido: foo" in unknown.text
     awaiting = await panel.get("/admin/", params={"status": "awaiting_review"})
     assert "Dra. Ana Souza" in awaiting.text and "Dr. Bruno Lima" not in awaiting.text
     failed = await panel.get("/admin/", params={"status": "failed"})

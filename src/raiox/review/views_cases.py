@@ -54,6 +54,8 @@ def _text(value: str, required: str | None, too_long: str) -> str:
 async def queue(request: Request, status: str = Query(ATTENTION), client: str = "", q: str = "",
                 date_from: str = "", date_to: str = "", page: int = Query(1, ge=1, le=MAX_PAGE),
                 user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+    if status not in (*STATUSES, ATTENTION, "all"):  # a typo must not quietly show every case
+        raise for_operator(BadRequest(gettext("queue.bad_status", value=status)))
     chosen = NEEDS_ACTION if status == ATTENTION else status if status in STATUSES else None
     filters = {"status": chosen, "client": client.strip() or None,
                "search": q.strip() or None, "date_from": _date(date_from), "date_to": _date(date_to)}
