@@ -189,3 +189,18 @@ async def test_every_api_error_has_the_one_shape(client, auth):
     assert unknown.status_code == 404 and unknown.json() == {"error": "not_found", "detail": "Not Found"}
     wrong = await client.delete("/implants", headers=auth)
     assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed" and "GET" in wrong.headers["allow"]
+
+
+async def test_an_anonymous_upload_is_refused_before_its_body_is_read(client):
+    """401 at once: the server does not take in a large anonymous upload only to refuse it afterwards."""
+    pulled = []
+
+    async def body():
+        for _ in range(64):  # 64 MiB offered
+            pulled.append(1)
+            yield b"\0" * (1 << 20)
+
+    response = await client.post("/identify", content=body(),
+                                 headers={"content-type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 401 and response.json()["error"] == "unauthorized"
+    assert len(pulled) <= 2

@@ -83,3 +83,25 @@ async def revoke_token(session: AsyncSession, name_or_prefix: str) -> int:
         .values(revoked_at=datetime.now(UTC))
     )
     return result.rowcount or 0
+
+
+class BearerFirst:
+    """ASGI middleware: a POST to one of PATHS (routes taking large uploads) without any bearer token is answered
+    401 before its body is read. FastAPI parses a form before the route's dependencies run, so without this an
+    anonymous client could make the server spool a large upload only to be refused; the token itself is still
+    checked by `require_token`."""
+
+    def __init__(self, app, paths: frozenset[str]) -> None:
+        self.app, self.paths = app, paths
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
+            scheme, _, token = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not token.strip():
+                from fastapi.responses import JSONResponse
+
+                response = JSONResponse({"error": "unauthorized", "detail": "missing bearer token (Authorization: "
+                                         "Bearer <token>)"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
