@@ -18,12 +18,15 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list = []
         self.delay_after_accept = 0.0
+        self.data_replies: list[str] = []  # replies to the next messages instead of accepting them ("451 ...")
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
         import asyncio
         import email
         import email.policy
 
+        if self.data_replies:
+            return self.data_replies.pop(0)
         self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=email.policy.default)))
         if self.delay_after_accept:
             await asyncio.sleep(self.delay_after_accept)  # the client's final reply times out

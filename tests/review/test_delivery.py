@@ -123,6 +123,36 @@ async def test_lost_smtp_reply_does_not_send_twice(committed, delivery_env, jotf
     assert len(smtp_server.messages) == 1
 
 
+async def test_a_temporary_refusal_of_the_message_is_retried(committed, delivery_env, jotform, smtp_server):
+    """451 after DATA means "not accepted, try later": retried (it cannot arrive twice), then delivered."""
+    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
+                 RAIOX_SMTP_FROM="resultado@raiox.example.com")
+    smtp_server.data_replies = ["451 4.3.0 try again later"]
+    case_id = await _approved_case()
+    assert await deliver(case_id) == CaseStatus.delivered
+    assert len(smtp_server.messages) == 1 and not smtp_server.data_replies
+
+
+async def test_an_address_the_mail_format_cannot_carry_fails_at_once_and_names_never_inject(
+        committed, delivery_env, jotform, smtp_server):
+    """A non-ASCII local part cannot be sent (no SMTPUTF8): delivery_failed with the reason at once, Jotform still
+    written; a name holding a line break cannot add a header."""
+    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
+                 RAIOX_SMTP_FROM="resultado@raiox.example.com")
+    case_id = await _approved_case(email="joão@exemplo.com.br")
+    assert await deliver(case_id) == CaseStatus.delivery_failed
+    case, delivery = await _state(case_id)
+    assert "cannot address the e-mail" in case.failure_reason and delivery.jotform_done_at is not None
+    assert smtp_server.messages == []
+    async with session_scope() as session:
+        injected = await add_case(session, submission_id="777", name="Ana\r\nBcc: evil@example.com",
+                                  candidates=[("str-bl", 0.8)])
+        await review.approve(session, injected.id, "str-bl", actor="user:rev@example.com")
+    assert await deliver(injected.id) == CaseStatus.delivered
+    rcpt, message = smtp_server.messages[0]
+    assert rcpt == ["dentista@example.com"] and message["Bcc"] is None and "Ana Bcc" in message["To"]
+
+
 async def test_rejection_is_delivered_with_the_message(committed, delivery_env, jotform):
     async with session_scope() as session:
         case = await add_case(session, submission_id="777")

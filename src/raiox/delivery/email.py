@@ -58,8 +58,8 @@ def _data(smtp: smtplib.SMTP, payload: bytes, outcome: SendOutcome) -> None:
     smtp.send(body + b".\r\n")
     outcome.uncertain = True  # from here on, the server may have accepted it
     code, reply = smtp.getreply()
-    if code != 250:
-        raise EmailError(f"SMTP message refused: {code} {reply!r}", retriable=False)
+    if code != 250:  # a 4xx here means "not accepted, try later": retrying cannot send it twice
+        raise EmailError(f"SMTP message refused: {code} {reply!r}", retriable=400 <= code < 500)
     outcome.uncertain = False
 
 
@@ -97,4 +97,13 @@ def send(settings: Settings, msg: EmailMessage) -> SendOutcome:
 
 
 def address(name: str | None, email: str) -> str:
-    return formataddr((name or "", email))
+    """The To header's value; a name's line breaks and control characters are dropped (never a header injection),
+    and an address the e-mail format cannot carry (a non-ASCII local part) is a permanent EmailError, not a crash
+    that would send the whole delivery job into retries."""
+    clean = re.sub(r"[\x00-\x1f\x7f]+", " ", name or "").strip()
+    try:
+        value = formataddr((clean, email))
+        value.encode("ascii")
+    except (UnicodeError, ValueError) as exc:
+        raise EmailError(f"cannot address the e-mail to {email!r}: {exc}", retriable=False) from None
+    return value

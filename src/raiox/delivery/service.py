@@ -76,7 +76,8 @@ def jotform_fields(settings: Settings, result: Result) -> dict[str, str]:
     return {qid: values[meaning] for meaning, qid in settings.jotform_result_fields.items() if meaning in values}
 
 
-async def with_retries(settings: Settings, label: str, call: Callable[[], Awaitable]) -> object:
+async def with_retries(settings: Settings, label: str, call: Callable[[], Awaitable],
+                       case_id: uuid.UUID | None = None) -> object:
     for attempt in range(settings.delivery_retries):
         try:
             return await call()
@@ -84,7 +85,8 @@ async def with_retries(settings: Settings, label: str, call: Callable[[], Awaita
             if not exc.retriable or attempt == settings.delivery_retries - 1:
                 raise
             delay = min(settings.delivery_backoff_s * 2**attempt, 60)
-            log.warning("delivery_retry", channel=label, attempt=attempt + 1, delay_s=delay, error=str(exc))
+            log.warning("delivery_retry", case_id=str(case_id) if case_id else None, channel=label,
+                        attempt=attempt + 1, delay_s=delay, error=str(exc))
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -112,7 +114,7 @@ async def _send_email(settings: Settings, case_id: uuid.UUID, result: Result, to
         subject=render("email_subject.txt", **context).strip(),
         text=render("email.txt", **context), html=render("email.html", **context),
     )
-    outcome = await with_retries(settings, "email", lambda: asyncio.to_thread(email.send, settings, msg))
+    outcome = await with_retries(settings, "email", lambda: asyncio.to_thread(email.send, settings, msg), case_id)
     await _mark(case_id, email_sent_at=datetime.now(UTC))
     log.info("delivery_email_sent", case_id=str(case_id), message_id=message_id, uncertain=outcome.uncertain)
 

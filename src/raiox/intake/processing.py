@@ -90,7 +90,7 @@ async def fetch_and_store(image: CaseImage, http: httpx.AsyncClient) -> bytes | 
         await repository.update_image(session, image.id, **values)
     for name, value in values.items():
         setattr(image, name, value)
-    log.info("image_stored", case_id=str(image.case_id), image_id=str(image.id), url=public_url(image.source_url),
+    log.info("image_stored", case_id=str(image.case_id), image_id=str(image.id),  # no URL: file names name patients
              bytes=len(got.data), sha256=digest[:12])
     return got.data
 
