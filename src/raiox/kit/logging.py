@@ -40,9 +40,25 @@ class _Stderr:
         sys.stderr.flush()
 
 
+def _stdlib_handler(renderer) -> logging.Handler:
+    """Records of the standard library's loggers (uvicorn, procrastinate, ...) rendered like ours: with
+    RAIOX_LOG_FORMAT=json every line of the stream is one JSON object (`jq` reads it whole), tracebacks included."""
+    handler = logging.StreamHandler(_Stderr())
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level,
+                           structlog.processors.TimeStamper(fmt="iso", utc=True)],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, _redact_processor, renderer],
+    ))
+    return handler
+
+
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
+    if fmt == "json":
+        logging.basicConfig(handlers=[_stdlib_handler(renderer)], level=level.upper(), force=True)
+    else:
+        logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

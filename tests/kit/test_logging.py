@@ -1,0 +1,24 @@
+"""RAIOX_LOG_FORMAT=json: every line of the stream is one JSON object, the standard library's loggers included."""
+
+import json
+import logging
+
+from raiox.kit.logging import configure_logging, get_logger, register_secret
+
+
+def test_json_stream_carries_stdlib_records_and_tracebacks_as_json_with_secrets_masked(capsys):
+    configure_logging("json")
+    register_secret("s3cr3t-value-xyz")
+    logging.getLogger("procrastinate.worker").info("Starting job deliver_result[4](token='s3cr3t-value-xyz')")
+    try:
+        raise ZeroDivisionError("boom")
+    except ZeroDivisionError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+    get_logger("raiox.test").info("case_processed", case_id="c1")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]  # each line parses on its own
+    assert [line["event"].split("(")[0] for line in lines] == ["Starting job deliver_result[4]",
+                                                               "Exception in ASGI application", "case_processed"]
+    assert lines[0]["logger"] == "procrastinate.worker" and "***" in lines[0]["event"]
+    assert "ZeroDivisionError: boom" in lines[1]["exception"] and lines[1]["level"] == "error"
+    assert lines[2]["case_id"] == "c1"
+    configure_logging("console")
