@@ -116,7 +116,9 @@ async def test_metrics_count_requests_by_route_and_report_catalog_size(client, a
     await client.get("/implants", headers=auth)
     await client.get("/implants")
     await client.get("/cases/not-a-route-id-but-templated", headers=auth)
+    await client.get("/admin/login")  # the panel's routes keep their mount path: not mixed with the API's
     text = (await client.get("/metrics", headers=auth)).text
+    assert 'raiox_http_requests_total{method="GET",route="/admin/login",status="200"}' in text
     assert 'raiox_http_requests_total{method="GET",route="/implants",status="200"}' in text
     assert 'raiox_http_requests_total{method="GET",route="/implants",status="401"}' in text
     assert "not-a-route-id" not in text  # route templates, never raw paths

@@ -66,7 +66,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = getattr(scope.get("route"), "path", None) or _mount_path(scope) or "unmatched"
+            matched = getattr(scope.get("route"), "path", None)  # a mounted app's template: under its mount path
+            route = f"{scope.get('root_path') or ''}{matched}" if matched else _mount_path(scope) or "unmatched"
             method = scope.get("method", "GET")
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - start)
