@@ -16,7 +16,8 @@ async def test_identify_refuses_an_image_over_the_configured_pixel_cap(client, a
 
 @pytest.fixture
 async def open_client(database_url):
-    """A client on the app without the bearer-token check and with its own sessions: requests run side by side."""
+    """A client on the app without the bearer-token check (any token is taken; one must be sent, BearerFirst
+    refuses a POST /identify without one before its body) and with its own sessions: requests run side by side."""
     import httpx
 
     from raiox.app import create_app
@@ -24,7 +25,8 @@ async def open_client(database_url):
 
     app = create_app()
     app.dependency_overrides[require_token] = lambda: "token:test"
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver",
+                                 headers={"Authorization": "Bearer any"}) as http:
         yield http
 
 
@@ -58,7 +60,9 @@ async def test_identify_analyses_at_most_the_configured_number_of_images_at_once
     image = reference_pngs["demo-004"][0]
     requests = [asyncio.create_task(open_client.post("/identify", files={"image": (f"{n}.png", image, "image/png")}))
                 for n in range(2)]
-    while not release.is_set() and _waiting() < 1:
+    deadline = asyncio.get_running_loop().time() + 60  # a bound for a broken build only: fail, never hang
+    while not release.is_set() and _waiting() < 1 and not all(r.done() for r in requests) \
+            and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.01)
     release.set()
     responses = await asyncio.gather(*requests)
