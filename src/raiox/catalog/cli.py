@@ -52,7 +52,7 @@ def _progress() -> Progress:
 def _embedder():
     """The configured embedder; one that cannot be built (unknown name, missing or broken model file) is a
     configuration error naming RAIOX_EMBEDDER."""
-    from raiox.kit.errors import ConfigError
+    from raiox.kit.errors import ConfigError, first_line
     from raiox.kit.settings import get_settings
     from raiox.vision import get_embedder
 
@@ -62,12 +62,7 @@ def _embedder():
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - ValueError (unknown name), OSError, ONNX Runtime's own errors
-        raise ConfigError(f"RAIOX_EMBEDDER={spec!r} cannot be loaded: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise ConfigError(f"RAIOX_EMBEDDER={spec!r} cannot be loaded: {first_line(exc)}") from exc
 
 
 def _print_skips(skips: list, title: str) -> None:

@@ -12,7 +12,6 @@ from raiox.kit.settings import get_settings
 
 log = get_logger(__name__)
 SALT = "raiox.report"
-INVALID_LINK = "invalid report link"
 
 
 @lru_cache
@@ -25,6 +24,10 @@ def secret() -> str:
     """RAIOX_SESSION_SECRET (required in production); a per-process random one in development."""
     configured = get_settings().session_secret
     return configured.get_secret_value() if configured else _ephemeral_secret()
+
+
+class InvalidLink(NotFound):
+    """A report link whose signature does not check out (tampered, cut short, another secret)."""
 
 
 class LinkExpired(RaioxError):
@@ -57,7 +60,7 @@ def case_from_token(token: str) -> uuid.UUID:
     except SignatureExpired:
         raise LinkExpired("this report link has expired", _expired_case(token)) from None
     except (BadSignature, ValueError):
-        raise NotFound(INVALID_LINK) from None
+        raise InvalidLink("invalid report link") from None
 
 
 def _expired_case(token: str) -> uuid.UUID | None:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
 from raiox.delivery import repository
-from raiox.delivery.report import INVALID_LINK, LinkExpired, case_from_token
+from raiox.delivery.report import InvalidLink, LinkExpired, case_from_token
 from raiox.delivery.templates import render
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import NotFound, RaioxError
@@ -92,7 +92,7 @@ def _unavailable(exc: RaioxError) -> dict:
         days = get_settings().report_link_days
         return {"heading": "Este link de relatório expirou",
                 "explanation": f"Por segurança, os links de relatório valem {days} dias a partir do envio do resultado."}
-    if exc.message == INVALID_LINK:
+    if isinstance(exc, InvalidLink):
         return {"heading": "Link de relatório inválido",
                 "explanation": "O endereço não corresponde a nenhum relatório. Confira se ele foi copiado por inteiro."}
     return {"heading": "Relatório indisponível", "explanation": "O resultado deste caso não está disponível no momento."}

@@ -22,6 +22,7 @@ import httpx
 from raiox.kit.errors import RaioxError, ServiceUnavailable
 from raiox.kit.logging import get_logger
 from raiox.kit.settings import Settings, _origin
+from raiox.kit.streams import read_capped
 
 log = get_logger(__name__)
 MAX_REDIRECTS = 5
@@ -139,16 +140,13 @@ async def _read_body(response: httpx.Response, url: str, settings: Settings) -> 
     if response.status_code != 200:
         raise DownloadFailed(f"upload host answered HTTP {response.status_code} for {where}")
     limit = settings.download_max_bytes
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise DownloadFailed(f"file too large: {int(declared)} bytes > {limit} (RAIOX_DOWNLOAD_MAX_BYTES)")
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise DownloadFailed(f"file too large: more than {limit} bytes (RAIOX_DOWNLOAD_MAX_BYTES)")
-        chunks.append(chunk)
-    data = b"".join(chunks)
+
+    def too_large(size: int | None) -> DownloadFailed:
+        if size is None:
+            return DownloadFailed(f"file too large: more than {limit} bytes (RAIOX_DOWNLOAD_MAX_BYTES)")
+        return DownloadFailed(f"file too large: {size} bytes > {limit} (RAIOX_DOWNLOAD_MAX_BYTES)")
+
+    data = await read_capped(response.aiter_bytes(), limit, response.headers.get("content-length"), too_large)
     content_type = response.headers.get("content-type")
     if _looks_like_html(data, content_type):
         raise DownloadFailed("upload host answered with an HTML page, not the file (login page? check "

@@ -14,6 +14,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from raiox.kit.errors import BadRequest, RaioxError, TooLarge
+from raiox.kit.streams import read_capped
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 MAX_BODY = 16 * 1024 * 1024
@@ -35,16 +36,8 @@ def boundary_of(content_type: str) -> str | None:
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     """The request body, refused (413) as soon as it passes LIMIT: declared or not (chunked), the rest is
     never read."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"webhook body over {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"webhook body over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_capped(request.stream(), limit, request.headers.get("content-length"),
+                             lambda _size: TooLarge(f"webhook body over {limit} bytes"))
 
 
 async def read_form(request: Request) -> dict[str, str]:

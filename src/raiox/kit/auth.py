@@ -55,15 +55,24 @@ async def token_actor(session: AsyncSession, token: str) -> str | None:
 _bearer_scheme = HTTPBearer(auto_error=False, description="API token from `raiox tokens create NAME`")
 
 
+MISSING_TOKEN = "missing bearer token (Authorization: Bearer <token>)"
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value; None when there is none."""
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 async def require_token(
     request: Request, session: AsyncSession = Depends(get_db_session),
     _documented: HTTPAuthorizationCredentials | None = Security(_bearer_scheme),  # OpenAPI security scheme
 ) -> str:
     """Dependency: `Authorization: Bearer <token>`; returns the actor name ("token:NAME")."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    actor = await token_actor(session, token.strip())
+    token = bearer_token(request.headers.get("authorization", ""))
+    if token is None:
+        raise Unauthorized(MISSING_TOKEN)
+    actor = await token_actor(session, token)
     if actor is None:
         raise Unauthorized("invalid or revoked token")
     return actor
@@ -96,12 +105,12 @@ class BearerFirst:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
-            scheme, _, token = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not token.strip():
+            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            if bearer_token(header) is None:
                 from fastapi.responses import JSONResponse
 
-                response = JSONResponse({"error": "unauthorized", "detail": "missing bearer token (Authorization: "
-                                         "Bearer <token>)"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                response = JSONResponse({"error": Unauthorized.code, "detail": MISSING_TOKEN}, status_code=401,
+                                        headers={"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -8,14 +8,13 @@ carries the statement and, unless the engine hides them, its parameters (a new t
 
 from pathlib import Path
 
+from raiox.kit.errors import first_line
+
 CONFIG, FAILED = 2, 1
 DATABASE_HINT = "check RAIOX_DATABASE_URL and that the database server is running"
 STORAGE_HINT = "check RAIOX_STORAGE_URL (and RAIOX_S3_* for s3://)"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _raiox(exc) -> tuple[str, int]:
@@ -34,10 +33,10 @@ def _database(exc) -> tuple[str, int]:
 
     driver = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     if isinstance(exc, (OperationalError, InterfaceError, pg.OperationalError, pg.InterfaceError)):
-        return f"database unreachable: {_first_line(driver)} ({DATABASE_HINT})", FAILED
+        return f"database unreachable: {first_line(driver)} ({DATABASE_HINT})", FAILED
     if isinstance(driver, pg.UndefinedTable):
-        return f"database error: {_first_line(driver)} (run `raiox db upgrade`)", FAILED
-    return f"database error: {_first_line(driver)}", FAILED
+        return f"database error: {first_line(driver)} (run `raiox db upgrade`)", FAILED
+    return f"database error: {first_line(driver)}", FAILED
 
 
 def _under(path: Path, folder: Path) -> bool:
@@ -60,7 +59,7 @@ def _ours(filename: str) -> bool:
 
 
 def _os(exc: OSError) -> tuple[str, int]:
-    what = f"{exc.strerror or _first_line(exc)}: {exc.filename}" if exc.filename else _first_line(exc)
+    what = f"{exc.strerror or first_line(exc)}: {exc.filename}" if exc.filename else first_line(exc)
     if exc.filename and _ours(str(exc.filename)):
         return f"{what} (check RAIOX_DATA_DIR and RAIOX_STORAGE_URL)", FAILED
     return what, FAILED

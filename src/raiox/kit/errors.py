@@ -58,6 +58,12 @@ class ConfigError(RaioxError):
     code = "config_error"
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (its type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 UNSTORABLE = "a value cannot be stored: it holds a NUL character, or is longer or larger than its field allows"
 
 
@@ -67,5 +73,5 @@ def unstorable(exc: Exception) -> Unprocessable:
     request's session has already been rolled back by its dependency when the app's handler calls this."""
     from raiox.kit.logging import get_logger
 
-    get_logger(__name__).info("request.unstorable_value", error=str(getattr(exc, "orig", None) or exc).splitlines()[0])
+    get_logger(__name__).info("request.unstorable_value", error=first_line(getattr(exc, "orig", None) or exc))
     return Unprocessable(UNSTORABLE)

@@ -140,6 +140,7 @@ async def _login_required(request: Request, _exc: LoginRequired) -> Response:
     return redirect(request, f"/login?next={target}" if request.method == "GET" else "/login")
 
 
+MAX_PAGE = 1_000_000  # page numbers the panel accepts: far past any list, keeps the row offset a PostgreSQL bigint
 ERROR_TEXT = {400: "error.bad_request", 404: "error.not_found", 405: "error.method", 409: "error.conflict",
               422: "error.invalid"}
 # Starlette's form parser's messages (python-multipart), in the operator's words

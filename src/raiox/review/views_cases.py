@@ -14,12 +14,11 @@ from raiox.models import CaseStatus, User
 from raiox.review import casepage, repository, service
 from raiox.review.deps import actor, csrf_protect, current_user
 from raiox.review.i18n import gettext
-from raiox.review.panel import for_operator, redirect, render
+from raiox.review.panel import MAX_PAGE, for_operator, redirect, render
 from raiox.review.schemas import MESSAGE_MAX
 
 router = APIRouter()
 PAGE = 50
-MAX_PAGE = 1_000_000  # far past any queue; keeps the row offset a PostgreSQL bigint
 STATUSES = [s.value for s in CaseStatus]
 # the queue's default: every case waiting for the operator (review, a failed analysis to retry, a failed delivery)
 ATTENTION = "attention"

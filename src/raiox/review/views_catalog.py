@@ -13,11 +13,10 @@ from raiox.models import ImplantSystem, User
 from raiox.review import repository, service
 from raiox.review.deps import actor, admin_user, csrf_protect
 from raiox.review.i18n import gettext
-from raiox.review.panel import for_operator, redirect, render
+from raiox.review.panel import MAX_PAGE, for_operator, redirect, render
 
 router = APIRouter(prefix="/catalog")
 PAGE = 50
-MAX_PAGE = 1_000_000  # keeps the row offset a PostgreSQL bigint
 MAX_UPLOAD = 30 * 1024 * 1024
 
 
