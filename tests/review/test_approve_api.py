@@ -90,3 +90,60 @@ async def test_approve_adds_case_images_to_catalog(client, session):
     assert len(refs) == 1 and refs[0].system_id == "str-bl" and refs[0].origin.startswith(f"case:{case.id}")
     emb = (await session.execute(select(ReferenceEmbedding).where(ReferenceEmbedding.reference_image_id == refs[0].id))).scalar_one()
     assert emb.model_id == "raiox-v1" and emb.system_id == "str-bl"
+
+
+async def test_approve_names_the_other_systems_the_films_show(client, session):
+    """A patient with implants of several systems: the approval carries the others, in order, once."""
+    case, auth = await _setup(session)
+    await add_system(session, "nob-cc", "Nobel", "Active CC", seed=3)
+    url = f"/cases/{case.id}/approve"
+    unknown = await client.post(url, json={"system_id": "neo-cm", "other_system_ids": ["str-bl", "nope"]}, headers=auth)
+    assert unknown.status_code == 422 and "'nope'" in unknown.json()["detail"]
+    too_many = await client.post(url, json={"system_id": "neo-cm", "other_system_ids": [f"s{i}" for i in range(9)]},
+                                 headers=auth)
+    assert too_many.status_code == 422
+    assert (await client.get(f"/cases/{case.id}", headers=auth)).json()["status"] == "awaiting_review"
+    body = {"system_id": "neo-cm", "other_system_ids": [" nob-cc", "neo-cm", "str-bl", "nob-cc"]}
+    first = await client.post(url, json=body, headers=auth)
+    assert first.status_code == 200, first.text
+    assert first.json()["other_system_ids"] == ["nob-cc", "str-bl"]  # stripped, main and repeats dropped, in order
+    assert (await client.post(url, json=body, headers=auth)).json() == first.json()  # a repeat is harmless
+    other = await client.post(url, json={"system_id": "neo-cm", "other_system_ids": ["str-bl"]}, headers=auth)
+    assert other.status_code == 409
+    shown = (await client.get(f"/cases/{case.id}", headers=auth)).json()
+    assert shown["approved_system_id"] == "neo-cm" and shown["other_system_ids"] == ["nob-cc", "str-bl"]
+    details = (await session.execute(select(AuditEntry.details).where(
+        AuditEntry.case_id == case.id, AuditEntry.action == "case.approve"))).scalar_one()
+    assert details["others"] == ["Nobel Active CC", "Straumann Bone Level"]
+    assert len(await _jobs(session, case.id)) == 1
+
+
+async def test_add_to_catalog_with_other_systems_adds_only_films_that_rank_the_main_system_first(client, session):
+    from raiox.models import CaseImage, Fixture, FixtureResult, ReferenceImage
+
+    await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+    await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+    token = await create_token(session, "ops")
+
+    async def mixed_case():
+        case = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2)
+        second = (await session.execute(select(Fixture).join(CaseImage).where(
+            CaseImage.case_id == case.id, CaseImage.position == 1))).scalars().one()
+        for result in (await session.execute(select(FixtureResult).where(FixtureResult.fixture_id == second.id))).scalars():
+            result.system_id = {"neo-cm": "str-bl", "str-bl": "neo-cm"}[result.system_id]  # film 2 shows the other
+        await session.flush()
+        return case
+
+    async def added(case, others):
+        response = await client.post(f"/cases/{case.id}/approve", headers={"Authorization": f"Bearer {token}"},
+                                     json={"system_id": "neo-cm", "other_system_ids": others, "add_to_catalog": True})
+        assert response.status_code == 200, response.text
+        return (await session.execute(select(ReferenceImage.origin).where(
+            ReferenceImage.origin.like(f"case:{case.id}/%")))).scalars().all()
+
+    alone, mixed = await mixed_case(), await mixed_case()
+    assert len(await added(alone, [])) == 2  # one system for the whole case: every film is its reference
+    origins = await added(mixed, ["str-bl"])
+    film_one = (await session.execute(select(CaseImage.id).where(
+        CaseImage.case_id == mixed.id, CaseImage.position == 0))).scalar_one()
+    assert origins == [f"case:{mixed.id}/image:{film_one}"]  # film 2 shows the other system: not a reference

@@ -1,5 +1,6 @@
 """Delivery against the Jotform stand-in and a local SMTP server (aiosmtpd): each result once."""
 
+import json
 from urllib.parse import parse_qsl
 
 import pytest
@@ -210,3 +211,26 @@ async def test_standalone_admin_app(committed):
             auth = {"Authorization": f"Bearer {await create_token(session, 'admin-host')}"}
         refused = await http.post(f"/cases/{case.id}/reject", json={"message": "a\u0000b"}, headers=auth)
         assert refused.status_code == 422 and refused.json()["error"] == "unprocessable"
+
+
+async def test_every_approved_system_reaches_the_dentist(committed, delivery_env, jotform, smtp_server):
+    """Implants of two systems: the e-mail lists both in order; Jotform's `systems` field carries both."""
+    fields = {"system": "21", "manufacturer": "22", "message": "23", "report": "24", "systems": "25"}
+    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
+                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>", RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
+    async with session_scope() as session:
+        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+        case = await add_case(session, submission_id="5812345678901234567", images=2,
+                              candidates=[("neo-cm", 0.91), ("str-bl", 0.74)])
+        await review.approve(session, case.id, "str-bl", actor="user:rev@example.com", other_system_ids=["neo-cm"])
+    assert await deliver(case.id) == CaseStatus.delivered
+    form = dict(parse_qsl(jotform.requests[0].body.decode()))
+    assert form["submission[21]"] == "Bone Level" and form["submission[22]"] == "Straumann"
+    assert form["submission[25]"] == "Bone Level (Straumann); Grand Morse (Neodent)"
+    _rcpt, message = smtp_server.messages[0]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert "implantes de 2 sistemas" in text
+    assert text.index("1. Bone Level (fabricante: Straumann)") < text.index("2. Grand Morse (fabricante: Neodent)")
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert html.index("<strong>Bone Level</strong>") < html.index("<strong>Grand Morse</strong>")

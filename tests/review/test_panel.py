@@ -334,7 +334,7 @@ async def test_the_case_page_warns_when_its_implants_look_like_different_systems
 
     from raiox.models import CaseImage, Fixture, FixtureResult
 
-    await _data()
+    single_case, _ = await _data()
     async with session_scope() as session:
         same = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2, name="Dr. Same")
         mixed = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2, name="Dr. Mixed")
@@ -349,3 +349,15 @@ async def test_the_case_page_warns_when_its_implants_look_like_different_systems
     warning = re.search(r'<div class="alert alert-warn" role="alert" id="mixed-systems">(.*?)</div>', page, re.S).group(1)
     assert "radiografia 1, implante 1: <strong>Grand Morse</strong>" in warning
     assert "radiografia 2, implante 1: <strong>Bone Level</strong>" in warning
+    # the approval can name the other system: offered with the implant it leads, then sent with the main one
+    offered = re.search(r'<fieldset id="other-systems">(.*?)</fieldset>', page, re.S).group(1)
+    assert re.findall(r'name="other_system_ids" value="([^"]+)"', offered) == ["neo-cm", "str-bl"]
+    assert "1º candidato em radiografia 2, implante 1" in offered.split('value="str-bl"')[1]
+    single = (await panel.get(f"/admin/cases/{single_case.id}")).text
+    assert 'id="other-systems"' not in single  # one implant: nothing else to name
+    approved = await panel.post(f"/admin/cases/{mixed.id}/approve", data={
+        "system_id": "neo-cm", "other_system_ids": ["str-bl"], "csrf_token": _csrf(page)})
+    assert approved.status_code == 303
+    after = (await panel.get(f"/admin/cases/{mixed.id}")).text
+    others = re.search(r'<ol id="approved-others">(.*?)</ol>', after, re.S).group(1)
+    assert "Bone Level" in others and "Grand Morse" not in others

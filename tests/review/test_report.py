@@ -1,3 +1,4 @@
+import re
 import uuid
 
 from review_helpers import add_case, add_system
@@ -68,3 +69,16 @@ async def test_the_report_names_catalog_terms_in_pt_br(client, session):
         await review.approve(session, case.id, system_id, actor="user:rev@example.com")
         page = (await client.get(f"/reports/{report_token(case.id)}")).text
         assert f"<dt>Conexão</dt><dd>{shown}</dd>" in page, system_id
+
+
+async def test_the_report_lists_every_approved_system_with_its_reference(client, session):
+    await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+    await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+    case = await add_case(session, candidates=[("str-bl", 0.8), ("neo-cm", 0.7)])
+    await review.approve(session, case.id, "str-bl", actor="user:rev@example.com", other_system_ids=["neo-cm"])
+    page = (await client.get(f"/reports/{report_token(case.id)}")).text
+    listed = re.search(r'<ol class="systems">(.*?)</ol>', page, re.S).group(1)
+    assert listed.index("Bone Level") < listed.index("Grand Morse") and "Neodent" in listed
+    assert "implantes de 2 sistemas" in page and "Sistema (1)" in page
+    assert page.count("data:image/jpeg;base64,") == 3  # the X-ray and both systems' references
+    assert "Referência do catálogo: Grand Morse" in page

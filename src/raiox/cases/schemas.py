@@ -16,6 +16,7 @@ class CaseSummary(BaseModel):
     source: str
     failure_reason: str | None
     approved_system_id: str | None
+    other_system_ids: list[str] = []  # other systems the approval names, after the main one
     submitted_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -34,7 +34,8 @@ def summary(case: Case) -> dict:
         "id": case.id, "jotform_submission_id": case.jotform_submission_id, "status": case.status,
         "status_label": STATUS_LABELS_PT.get(case.status, case.status), "client_name": case.client_name,
         "client_email": case.client_email, "source": case.source, "failure_reason": case.failure_reason,
-        "approved_system_id": case.approved_system_id, "submitted_at": case.submitted_at,
+        "approved_system_id": case.approved_system_id,
+        "other_system_ids": list(case.other_system_ids or []), "submitted_at": case.submitted_at,
         "created_at": case.created_at, "updated_at": case.updated_at,
     }
 

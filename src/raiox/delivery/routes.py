@@ -59,7 +59,9 @@ async def report_context(session: AsyncSession, case_id: uuid.UUID) -> dict:
     xrays = [await _data_uri(i.storage_key, i.filename)
              for i in await review_repo.case_images(session, case.id) if i.storage_key]
     reference = await _data_uri(await _reference_key(session, case, system.id))
-    return {"case": case, "system": system, "xrays": [x for x in xrays if x], "reference": reference}
+    others = [o for o in [await repository.get_system(session, i) for i in case.other_system_ids or []] if o]
+    return {"case": case, "system": system, "xrays": [x for x in xrays if x], "reference": reference,
+            "others": [(o, await _data_uri(await _reference_key(session, case, o.id))) for o in others]}
 
 
 HEADERS = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}

@@ -8,7 +8,7 @@ exponential backoff (kit.jotform's client for Jotform); after the last attempt t
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,11 +38,18 @@ class Result:
     report_url: str
     submission_id: str
     client_name: str
+    others: list[tuple[str, str]] = field(default_factory=list)  # (system, manufacturer) after the main one
+
+    @property
+    def systems(self) -> list[tuple[str, str]]:
+        """Every approved (system, manufacturer), the main one first."""
+        return [(self.system, self.manufacturer), *self.others] if self.approved else []
 
     def jotform_values(self) -> dict[str, str]:
         status = "Aprovado" if self.approved else "Rejeitado"
+        listed = "; ".join(f"{name} ({manufacturer})" for name, manufacturer in self.systems)
         return {"system": self.system, "manufacturer": self.manufacturer, "message": self.message,
-                "report": self.report_url, "status": status}
+                "report": self.report_url, "status": status, "systems": listed}
 
 
 async def enqueue(session: AsyncSession, case: Case, *, actor: str, action: str = "delivery.enqueue") -> Delivery:
@@ -60,6 +67,7 @@ async def enqueue(session: AsyncSession, case: Case, *, actor: str, action: str 
 
 async def build_result(session: AsyncSession, case: Case) -> Result:
     system = await repository.get_system(session, case.approved_system_id)
+    others = [await repository.get_system(session, i) for i in case.other_system_ids or []] if system else []
     return Result(
         approved=system is not None,
         system=system.name if system else "",
@@ -68,6 +76,7 @@ async def build_result(session: AsyncSession, case: Case) -> Result:
         report_url=report_url(case.id) if system else "",
         submission_id=case.jotform_submission_id,
         client_name=case.client_name or "",
+        others=[(o.name, o.manufacturer) for o in others if o is not None],
     )
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from raiox.models.base import EMBEDDING_DIM, Base, created_at, updated_at, uuid_pk
@@ -47,6 +47,8 @@ class Case(Base):
     status: Mapped[str] = mapped_column(String(30), default=CaseStatus.received, index=True)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     approved_system_id: Mapped[str | None] = mapped_column(ForeignKey("implant_systems.id"))
+    # other systems the approval names (implants of several systems on the films), in the reviewer's order
+    other_system_ids: Mapped[list[str]] = mapped_column(ARRAY(String(120)), default=list, server_default=text("'{}'"))
     reviewed_by: Mapped[str | None] = mapped_column(String(320))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     review_message: Mapped[str | None] = mapped_column(Text)

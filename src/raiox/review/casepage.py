@@ -70,6 +70,7 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
     ranking = await repository.ranking(session, case.id)
     ids = {r.system_id for r in ranking} | {r.system_id for _f, rs in fixtures for r in rs}
     ids |= {case.approved_system_id} if case.approved_system_id else set()
+    ids |= set(case.other_system_ids or [])
     systems = await catalog_repo.systems_by_id(session, ids)
     best_ref: dict[str, tuple[float, uuid.UUID]] = {}
     best_fixture: dict[str, tuple[float, uuid.UUID]] = {}
@@ -107,6 +108,8 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         "confident": any(c.confidence == "high" for c in fused),
         "approved_system": systems.get(case.approved_system_id) if case.approved_system_id else None,
         "approved_ref": ref(case.approved_system_id) if case.approved_system_id else None,
+        "other_systems": [(systems[i], ref(i)) for i in case.other_system_ids or [] if i in systems],
+        "other_options": other_options(fused, views),
         "audit": await repository.audit_for_case(session, case.id),
         "events": await cases_repo.list_events(session, case.id),
         "delivery": await delivery_repo.get_delivery(session, case.id),
@@ -124,6 +127,21 @@ def mixed_systems(views: list[ImageView]) -> list[tuple[int, int, ImplantSystem]
               for k, (_fixture, candidates) in enumerate(view.fixtures, start=1) if candidates]
     sure = [(n, k, first.system) for n, k, first in firsts if first.confidence != "low"]
     return sure if len({system.id for _n, _k, system in sure}) > 1 else []
+
+
+def other_options(fused: list[Candidate], views: list[ImageView]) -> list[tuple[ImplantSystem, list[tuple[int, int]]]]:
+    """What an approval can name besides the main system, when the case shows more than one implant: each
+    implant's first candidate, then the fused ranking's first five; with the (film, implant) each one leads."""
+    firsts = [(n, k, min(candidates, key=lambda c: c.rank).system) for n, view in enumerate(views, start=1)
+              for k, (_fixture, candidates) in enumerate(view.fixtures, start=1) if candidates]
+    if sum(len(view.fixtures) for view in views) < 2:
+        return []
+    options: dict[str, tuple[ImplantSystem, list[tuple[int, int]]]] = {}
+    for n, k, system in firsts:
+        options.setdefault(system.id, (system, []))[1].append((n, k))
+    for c in fused[:5]:
+        options.setdefault(c.system.id, (c.system, []))
+    return list(options.values())
 
 
 # Jotform's compound answers in reading order (jsonb stores object keys shortest first: "last" before "first")

@@ -18,9 +18,10 @@ ERRORS = {401: {"description": "No valid token or session"}, 404: {"description"
 @router.post("/cases/{case_id}/approve", response_model=DecisionResponse, responses=ERRORS)
 async def approve_case(case_id: uuid.UUID, body: ApproveRequest, actor: str = Depends(require_actor),
                        session: AsyncSession = Depends(get_db_session)) -> dict:
-    """Approve with the chosen implant system; enqueues the delivery. Repeating it is harmless."""
+    """Approve with the chosen implant system (and any others the films show); enqueues the delivery.
+    Repeating it is harmless."""
     return await service.approve(session, case_id, body.system_id, actor=actor, message=body.message,
-                                 add_to_catalog=body.add_to_catalog)
+                                 add_to_catalog=body.add_to_catalog, other_system_ids=body.other_system_ids)
 
 
 @router.post("/cases/{case_id}/reject", response_model=DecisionResponse, responses=ERRORS)

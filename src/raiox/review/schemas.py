@@ -1,8 +1,12 @@
 """Request and response bodies of the review API."""
 
-from pydantic import AliasChoices, BaseModel, Field
+from typing import Annotated
+
+from pydantic import AliasChoices, BaseModel, Field, StringConstraints
 
 MESSAGE_MAX = 5000  # characters of a message to the dentist or an internal note (API and panel alike)
+OTHER_SYSTEMS_MAX = 8  # other systems one approval can name besides the main one
+SystemId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 
 
 class ApproveRequest(BaseModel):
@@ -10,6 +14,10 @@ class ApproveRequest(BaseModel):
                            description="Catalog implant system id (stable slug)")
     message: str | None = Field(default=None, max_length=MESSAGE_MAX, description="Optional message to the dentist")
     add_to_catalog: bool = Field(default=False, description="Add the case images as references of the system")
+    other_system_ids: list[SystemId] = Field(
+        default_factory=list, max_length=OTHER_SYSTEMS_MAX,
+        description="Other implant systems seen on the films (a patient with implants of several systems), in order;"
+                    " delivered to the dentist after the main one. The main system, if repeated, is ignored")
 
 
 class RejectRequest(BaseModel):
@@ -21,6 +29,7 @@ class DecisionResponse(BaseModel):
     status: str
     decision: str  # approved | rejected
     system_id: str | None
+    other_system_ids: list[str] = []
     message: str | None
     reviewed_by: str | None
     reviewed_at: str | None

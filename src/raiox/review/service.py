@@ -1,5 +1,8 @@
 """Review decisions: approve (with the chosen system) or reject a case, notes, delivery resends.
 
+An approval names one main system and, when the films show implants of several systems, the others in order
+(`other_system_ids`); the dentist receives them all.
+
 Every decision locks the case row and checks its status, so double clicks and retries approve once:
 an identical repeated decision returns the first one's result, a different one is a 409.
 """
@@ -14,7 +17,7 @@ from raiox.delivery import service as delivery
 from raiox.kit.errors import Conflict, Unprocessable
 from raiox.models import AuditEntry, Case, CaseStatus, ImplantSystem, ReferenceEmbedding, ReferenceImage
 from raiox.review import repository
-from raiox.review.schemas import MESSAGE_MAX
+from raiox.review.schemas import MESSAGE_MAX, OTHER_SYSTEMS_MAX
 
 DECIDED = {CaseStatus.approved, CaseStatus.rejected, CaseStatus.delivered, CaseStatus.delivery_failed}
 
@@ -25,15 +28,37 @@ def decision_view(case: Case) -> dict:
         "status": case.status,
         "decision": "approved" if case.approved_system_id else "rejected",
         "system_id": case.approved_system_id,
+        "other_system_ids": list(case.other_system_ids or []),
         "message": case.review_message,
         "reviewed_by": case.reviewed_by,
         "reviewed_at": case.reviewed_at.isoformat() if case.reviewed_at else None,
     }
 
 
-def _same(case: Case, system_id: str | None, message: str | None) -> bool:
+def _same(case: Case, system_id: str | None, message: str | None, others: list[str] = ()) -> bool:
     return (case.status in DECIDED and case.reviewed_at is not None and case.approved_system_id == system_id
-            and (case.review_message or None) == (message or None))
+            and list(case.other_system_ids or []) == list(others) and (case.review_message or None) == (message or None))
+
+
+def other_ids(system_id: str, others: list[str] | None) -> list[str]:
+    """OTHERS stripped, without blanks, repeats or the main SYSTEM_ID, in the reviewer's order."""
+    chosen = {system_id.strip()}
+    out = []
+    for other in (o.strip() for o in others or []):
+        if other and other not in chosen:
+            chosen.add(other)
+            out.append(other)
+    if len(out) > OTHER_SYSTEMS_MAX:
+        raise Unprocessable(f"{len(out)} other systems; an approval names at most {OTHER_SYSTEMS_MAX} besides the main one")
+    return out
+
+
+async def _systems(session: AsyncSession, ids: list[str]) -> list[ImplantSystem]:
+    systems = [await session.get(ImplantSystem, i) for i in ids]
+    unknown = [i for i, system in zip(ids, systems, strict=True) if system is None]
+    if unknown:
+        raise Unprocessable(f"unknown implant system: {', '.join(map(repr, unknown))}")
+    return systems
 
 
 def _not_awaiting(case: Case, verb: str) -> Conflict:
@@ -49,28 +74,29 @@ async def audit(session: AsyncSession, actor: str, action: str, case_id: uuid.UU
 
 
 async def _decide(session: AsyncSession, case: Case, to: CaseStatus, *, actor: str, system_id: str | None,
-                  message: str | None) -> None:
+                  message: str | None, others: list[str] = ()) -> None:
     await cases.transition(session, case, to, actor=actor, reason=message)
-    case.approved_system_id = system_id
+    case.approved_system_id, case.other_system_ids = system_id, list(others)
     case.reviewed_by, case.reviewed_at, case.review_message = actor, datetime.now(UTC), message or None
     await session.flush()
     await delivery.enqueue(session, case, actor="system:review")
 
 
 async def approve(session: AsyncSession, case_id: uuid.UUID, system_id: str, *, actor: str,
-                  message: str | None = None, add_to_catalog: bool = False) -> dict:
+                  message: str | None = None, add_to_catalog: bool = False,
+                  other_system_ids: list[str] | None = None) -> dict:
     case = await cases.get_or_404(session, case_id, for_update=True)
     message = (message or "").strip() or None
+    others = other_ids(system_id, other_system_ids)
     if case.status != CaseStatus.awaiting_review:
-        if _same(case, system_id, message):
+        if _same(case, system_id, message, others):
             return decision_view(case)
         raise _not_awaiting(case, "approved")
-    system = await session.get(ImplantSystem, system_id)
-    if system is None:
-        raise Unprocessable(f"unknown implant system: {system_id!r}")
-    await _decide(session, case, CaseStatus.approved, actor=actor, system_id=system.id, message=message)
-    added = await add_case_references(session, case, system.id) if add_to_catalog else []
+    system, *other_systems = await _systems(session, [system_id, *others])
+    await _decide(session, case, CaseStatus.approved, actor=actor, system_id=system.id, message=message, others=others)
+    added = await add_case_references(session, case, system.id, first_only=bool(others)) if add_to_catalog else []
     await audit(session, actor, "case.approve", case.id, system.id, system=f"{system.manufacturer} {system.name}",
+                others=[f"{o.manufacturer} {o.name}" for o in other_systems] or None,
                 message=message, references_added=len(added))
     return decision_view(case)
 
@@ -106,10 +132,17 @@ async def resend(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> No
     await delivery.enqueue(session, case, actor=actor, action="delivery.resend")
 
 
-async def add_case_references(session: AsyncSession, case: Case, system_id: str) -> list[ReferenceImage]:
+def _rank(results, system_id: str) -> int:
+    return min((r.rank for r in results if r.system_id == system_id), default=99)
+
+
+async def add_case_references(session: AsyncSession, case: Case, system_id: str,
+                              first_only: bool = False) -> list[ReferenceImage]:
     """Each processed image of CASE becomes a reference of SYSTEM_ID, reusing its fixture embedding
     (same model, no re-embedding): the fixture whose results rank the system best, else the most
-    confident one. Images already referenced for that system (same sha256) are skipped."""
+    confident one. Images already referenced for that system (same sha256) are skipped. FIRST_ONLY (the
+    approval names other systems too, so a film may show only those): only films with an implant whose first
+    candidate is SYSTEM_ID."""
     images = [i for i in await repository.case_images(session, case.id) if i.storage_key and i.sha256]
     fixtures = await repository.fixtures_with_results(session, [i.id for i in images])
     added = []
@@ -117,8 +150,9 @@ async def add_case_references(session: AsyncSession, case: Case, system_id: str)
         mine = [(f, r) for f, r in fixtures if f.case_image_id == image.id]
         if not mine or await repository.reference_by_sha(session, system_id, image.sha256):
             continue
-        fixture = min(mine, key=lambda fr: (
-            min((r.rank for r in fr[1] if r.system_id == system_id), default=99), -fr[0].confidence))[0]
+        fixture, results = min(mine, key=lambda fr: (_rank(fr[1], system_id), -fr[0].confidence))
+        if first_only and _rank(results, system_id) != 1:
+            continue
         ref = ReferenceImage(system_id=system_id, storage_key=image.storage_key, sha256=image.sha256,
                              width=image.width, height=image.height, source="case",
                              origin=f"case:{case.id}/image:{image.id}", box=fixture.box)

@@ -83,11 +83,11 @@ async def system_search(request: Request, q: str = "", user: User = Depends(curr
 
 @router.post("/cases/{case_id}/approve", dependencies=[Depends(csrf_protect)])
 async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(...), message: str = Form(""),
-                  add_to_catalog: bool = Form(False), user: User = Depends(current_user),
-                  session: AsyncSession = Depends(get_db_session)) -> Response:
+                  add_to_catalog: bool = Form(False), other_system_ids: list[str] = Form([]),
+                  user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
     message = _text(message, None, "case.message_too_long")
     await service.approve(session, case_id, system_id, actor=actor(user), message=message,
-                          add_to_catalog=add_to_catalog)
+                          add_to_catalog=add_to_catalog, other_system_ids=other_system_ids)
     return redirect(request, f"/cases/{case_id}")
 
 
