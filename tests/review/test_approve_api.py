@@ -147,3 +147,31 @@ async def test_add_to_catalog_with_other_systems_adds_only_films_that_rank_the_m
     film_one = (await session.execute(select(CaseImage.id).where(
         CaseImage.case_id == mixed.id, CaseImage.position == 0))).scalar_one()
     assert origins == [f"case:{mixed.id}/image:{film_one}"]  # film 2 shows the other system: not a reference
+
+
+async def test_a_failed_delivery_can_be_marked_delivered_another_way(client, session):
+    """A submission deleted in Jotform fails every resend: the reviewer says how the result got there instead."""
+    from raiox.cases.service import transition
+    from raiox.models import Case, CaseEvent
+
+    case, auth = await _setup(session)
+    url = f"/cases/{case.id}/mark-delivered"
+    assert (await client.post(url, json={"message": "por telefone"})).status_code == 401
+    early = await client.post(url, json={"message": "por telefone"}, headers=auth)
+    assert early.status_code == 409 and "awaiting_review" in early.json()["detail"]
+    await client.post(f"/cases/{case.id}/approve", json={"system_id": "neo-cm"}, headers=auth)
+    row = await session.get(Case, case.id)
+    await transition(session, row, CaseStatus.delivery_failed, actor="system:delivery", reason="jotform: 401")
+    assert (await client.post(url, json={"message": "  "}, headers=auth)).status_code == 422
+    for _ in range(2):  # a double click marks once
+        assert (await client.post(url, json={"message": "Enviado por telefone."}, headers=auth)).status_code == 204
+    await session.refresh(row)
+    assert row.status == CaseStatus.delivered and row.failure_reason is None
+    delivery = (await session.execute(select(Delivery).where(Delivery.case_id == case.id))).scalar_one()
+    assert delivery.status == "manual"
+    event = (await session.execute(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(
+        CaseEvent.id.desc()))).scalars().first()
+    assert (event.to_status, event.actor, event.reason) == ("delivered", "token:ops", "Enviado por telefone.")
+    marks = (await session.execute(select(AuditEntry.details).where(
+        AuditEntry.case_id == case.id, AuditEntry.action == "delivery.mark_delivered"))).scalars().all()
+    assert marks == [{"message": "Enviado por telefone."}]

@@ -234,3 +234,18 @@ async def test_every_approved_system_reaches_the_dentist(committed, delivery_env
     assert text.index("1. Bone Level (fabricante: Straumann)") < text.index("2. Grand Morse (fabricante: Neodent)")
     html = message.get_body(preferencelist=("html",)).get_content()
     assert html.index("<strong>Bone Level</strong>") < html.index("<strong>Grand Morse</strong>")
+
+
+async def test_a_delivery_attempt_finishing_after_the_reviewer_marked_the_case_delivered_leaves_it(
+        committed, delivery_env, jotform):
+    from raiox.delivery.service import _finish
+
+    case_id = await _approved_case()
+    jotform.fail("/submission/", 401, times=5)
+    assert await deliver(case_id) == CaseStatus.delivery_failed
+    async with session_scope() as session:
+        await review.mark_delivered(session, case_id, "Enviado por telefone.", actor="user:rev@example.com")
+    assert await _finish(case_id, ["jotform: 401"]) == CaseStatus.delivered  # a late attempt does not undo it
+    assert await deliver(case_id) == "skipped"
+    case, delivery = await _state(case_id)
+    assert case.status == CaseStatus.delivered and delivery.status == "manual"

@@ -361,3 +361,28 @@ async def test_the_case_page_warns_when_its_implants_look_like_different_systems
     after = (await panel.get(f"/admin/cases/{mixed.id}")).text
     others = re.search(r'<ol id="approved-others">(.*?)</ol>', after, re.S).group(1)
     assert "Bone Level" in others and "Grand Morse" not in others
+
+
+async def test_a_failed_delivery_marked_delivered_from_the_case_page(panel):
+    from raiox.cases.service import transition
+    from raiox.models import Case
+    from raiox.review import service
+
+    case, _ = await _data()
+    async with session_scope() as session:
+        await service.approve(session, case.id, "neo-cm", actor="user:rev@example.com")
+        row = await session.get(Case, case.id)
+        await transition(session, row, CaseStatus.delivery_failed, actor="system:delivery", reason="jotform: Jotform API 401")
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    form = re.search(r'<details id="mark-delivered">(.*?)</details>', page, re.S).group(1)
+    assert f'action="/admin/cases/{case.id}/mark-delivered"' in form and "data-confirm" in form
+    empty = await panel.post(f"/admin/cases/{case.id}/mark-delivered", data={"message": " ", "csrf_token": _csrf(page)})
+    assert empty.status_code == 422 and "Informe como o resultado chegou ao dentista" in empty.text
+    done = await panel.post(f"/admin/cases/{case.id}/mark-delivered",
+                            data={"message": "Enviado por WhatsApp.", "csrf_token": _csrf(page)})
+    assert done.status_code == 303
+    after = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert re.search(r'id="case-status">\s*Entregue\s*<', after) and 'id="mark-delivered"' not in after
+    assert "Entregue por outro meio" in after and "Marcado como entregue por outro meio" in after
+    assert "Enviado por WhatsApp." in after

@@ -154,6 +154,8 @@ async def _prepare(settings: Settings, case_id: uuid.UUID):
 async def _finish(case_id: uuid.UUID, errors: list[str]) -> str:
     async with session_scope() as session:
         case = await cases.get_or_404(session, case_id, for_update=True)
+        if case.status not in DELIVERABLE:  # marked delivered by the reviewer while this attempt ran
+            return case.status
         delivery = await repository.get_delivery(session, case_id, for_update=True)
         if errors:
             reason = "; ".join(errors)

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.kit.db import get_db_session
 from raiox.review import service
 from raiox.review.auth import require_actor
-from raiox.review.schemas import ApproveRequest, DecisionResponse, RejectRequest
+from raiox.review.schemas import ApproveRequest, DecisionResponse, MarkDeliveredRequest, RejectRequest
 
 router = APIRouter(tags=["review"])
 ERRORS = {401: {"description": "No valid token or session"}, 404: {"description": "Unknown case"},
@@ -29,3 +29,11 @@ async def reject_case(case_id: uuid.UUID, body: RejectRequest, actor: str = Depe
                       session: AsyncSession = Depends(get_db_session)) -> dict:
     """Reject with a message to the dentist (e.g. ask for a sharper radiograph); enqueues the delivery."""
     return await service.reject(session, case_id, body.message, actor=actor)
+
+
+@router.post("/cases/{case_id}/mark-delivered", status_code=204, responses=ERRORS | {
+    409: {"description": "The case's delivery has not failed"}})
+async def mark_delivered(case_id: uuid.UUID, body: MarkDeliveredRequest, actor: str = Depends(require_actor),
+                         session: AsyncSession = Depends(get_db_session)) -> None:
+    """A failed delivery whose result reached the dentist another way (say how): the case becomes delivered."""
+    await service.mark_delivered(session, case_id, body.message, actor=actor)

@@ -24,6 +24,11 @@ class RejectRequest(BaseModel):
     message: str = Field(min_length=1, max_length=MESSAGE_MAX, description="Message to the dentist (why, what to send)")
 
 
+class MarkDeliveredRequest(BaseModel):
+    message: str = Field(min_length=1, max_length=MESSAGE_MAX,
+                         description="How the result reached the dentist (e.g. sent by phone on 03/12)")
+
+
 class DecisionResponse(BaseModel):
     case_id: str
     status: str

@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
+from raiox.delivery import repository as delivery_repo
 from raiox.delivery import service as delivery
 from raiox.kit.errors import Conflict, Unprocessable
 from raiox.models import AuditEntry, Case, CaseStatus, ImplantSystem, ReferenceEmbedding, ReferenceImage
 from raiox.review import repository
 from raiox.review.schemas import MESSAGE_MAX, OTHER_SYSTEMS_MAX
 
+MANUAL = "manual"  # Delivery.status of a result the reviewer says reached the dentist another way
 DECIDED = {CaseStatus.approved, CaseStatus.rejected, CaseStatus.delivered, CaseStatus.delivery_failed}
 
 
@@ -130,6 +132,27 @@ async def resend(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> No
     if case.status != CaseStatus.delivery_failed:
         raise Conflict(f"case {case.id} is {case.status}; only a failed delivery can be resent")
     await delivery.enqueue(session, case, actor=actor, action="delivery.resend")
+
+
+async def mark_delivered(session: AsyncSession, case_id: uuid.UUID, message: str, *, actor: str) -> None:
+    """The result reached the dentist outside Raiox AI (a failed delivery that cannot succeed, e.g. a submission
+    deleted in Jotform): MESSAGE says how. The case becomes `delivered`; a pending delivery job then skips it.
+    Repeating it (a double click) is harmless."""
+    message = (message or "").strip()
+    if not message:
+        raise Unprocessable("say how the result reached the dentist")
+    if len(message) > MESSAGE_MAX:
+        raise Unprocessable(f"the message has {len(message)} characters; at most {MESSAGE_MAX}")
+    case = await cases.get_or_404(session, case_id, for_update=True)
+    record = await delivery_repo.get_delivery(session, case.id, for_update=True)
+    if case.status == CaseStatus.delivered and record is not None and record.status == MANUAL:
+        return
+    if case.status != CaseStatus.delivery_failed:
+        raise Conflict(f"case {case.id} is {case.status}; only a failed delivery can be marked as delivered")
+    await cases.transition(session, case, CaseStatus.delivered, actor=actor, reason=message)
+    if record is not None:
+        record.status = MANUAL
+    await audit(session, actor, "delivery.mark_delivered", case.id, message=message)
 
 
 def _rank(results, system_id: str) -> int:

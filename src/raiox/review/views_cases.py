@@ -116,6 +116,14 @@ async def resend(request: Request, case_id: uuid.UUID, user: User = Depends(curr
     return redirect(request, f"/cases/{case_id}")
 
 
+@router.post("/cases/{case_id}/mark-delivered", dependencies=[Depends(csrf_protect)])
+async def mark_delivered(request: Request, case_id: uuid.UUID, message: str = Form(""),
+                         user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+    message = _text(message, "case.delivered_how_required", "case.message_too_long")
+    await service.mark_delivered(session, case_id, message, actor=actor(user))
+    return redirect(request, f"/cases/{case_id}")
+
+
 @router.post("/cases/{case_id}/retry", dependencies=[Depends(csrf_protect)])
 async def retry(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
                 session: AsyncSession = Depends(get_db_session)) -> Response:
