@@ -75,3 +75,15 @@ async def test_errors_never_show_the_api_key(jotform):
     with pytest.raises(DownloadUnavailable) as info:
         await download(url + "?apiKey=test-jotform-key", get_settings())
     assert "test-jotform-key" not in str(info.value)
+
+
+def test_errors_and_logs_name_an_upload_without_its_file_name_or_key():
+    import hashlib
+
+    from raiox.intake.download import upload_ref
+
+    url = "https://user:pw@www.jotform.com/uploads/acct/123/456/Jo%C3%A3o%20Silva%20-%2036.jpg?apiKey=k3y"
+    ref = upload_ref(url)
+    assert ref == f"https://www.jotform.com/… (upload {hashlib.md5(url.encode()).hexdigest()[:8]})"
+    assert "Silva" not in ref and "k3y" not in ref and "pw" not in ref
+    assert upload_ref(url.replace("36.jpg", "37.jpg")) != ref  # two uploads of one case stay apart

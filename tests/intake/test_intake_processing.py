@@ -4,6 +4,7 @@ import json
 import uuid
 
 import pytest
+import structlog.testing
 from sqlalchemy import func, select
 
 from fakes.jotform import FORM_ID, webhook_request
@@ -232,14 +233,19 @@ async def test_a_case_without_a_usable_image_fails_with_its_reason_and_can_be_re
     response = await api.post(WEBHOOK, **webhook_request(fields))
     assert response.status_code == 200, response.text
     case_id = uuid.UUID(response.json()["case_id"])
-    assert await processing.process_case(case_id) == "failed"
+    with structlog.testing.capture_logs() as logs:
+        assert await processing.process_case(case_id) == "failed"
     case, images, fixtures, _, ranking = await load(case_id)
     assert case.status == "failed" and not ranking
+    logged = json.dumps(logs, default=str)
+    assert "case_without_usable_image" in logged
+    for image in images:  # the reason names each file for the operator; the logs never do (names name patients)
+        assert image.filename and image.filename in case.failure_reason and image.filename not in logged
     if kind == "refused_urls":  # recorded, refused without any request, each with its reason
         assert [i.source_url for i in images] == REFUSED and {i.status for i in images} == {"failed"}
         assert all("not an http(s) URL" in i.error for i in images)
         assert case.failure_reason.startswith("no image could be downloaded (")
-        assert all(url in case.failure_reason for url in REFUSED)
+        assert "'file:///… (upload" in case.failure_reason and "'ftp://www.jotform.com/… (upload" in case.failure_reason
         assert not [r for r in jotform.requests if r.path.startswith("/uploads/")]
     elif kind == "no_uploads":
         assert images == [] and case.failure_reason == "no file submitted"

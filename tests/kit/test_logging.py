@@ -22,3 +22,17 @@ def test_json_stream_carries_stdlib_records_and_tracebacks_as_json_with_secrets_
     assert "ZeroDivisionError: boom" in lines[1]["exception"] and lines[1]["level"] == "error"
     assert lines[2]["case_id"] == "c1"
     configure_logging("console")
+
+
+def test_secrets_are_masked_inside_lists_and_mappings_and_addresses_on_request(capsys):
+    from raiox.kit.logging import mask_addresses
+
+    configure_logging("json")
+    register_secret("an0ther-s3cret")
+    get_logger("raiox.test").info("delivery_finished", errors=["jotform: apiKey=an0ther-s3cret refused"],
+                                  detail={"url": "https://x.example/?token=abc123"})
+    line = json.loads(capsys.readouterr().err.splitlines()[-1])
+    assert line["errors"] == ["jotform: apiKey=*** refused"] and line["detail"] == {"url": "https://x.example/?token=***"}
+    configure_logging("console")
+    refused = "email: SMTP recipient refused: 550 b'5.1.1 <jo\u00e3o.silva+x@cl\u00ednica-sorriso.com.br>: unknown'"
+    assert mask_addresses(refused) == "email: SMTP recipient refused: 550 b'5.1.1 <<e-mail>>: unknown'"

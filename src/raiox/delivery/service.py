@@ -20,7 +20,7 @@ from raiox.delivery.templates import render
 from raiox.kit import jobs
 from raiox.kit.db import session_scope
 from raiox.kit.jotform import JotformError, get_jotform_client
-from raiox.kit.logging import get_logger
+from raiox.kit.logging import get_logger, mask_addresses
 from raiox.kit.settings import Settings, get_settings
 from raiox.models import AuditEntry, Case, CaseStatus, Delivery
 
@@ -95,7 +95,7 @@ async def with_retries(settings: Settings, label: str, call: Callable[[], Awaita
                 raise
             delay = min(settings.delivery_backoff_s * 2**attempt, 60)
             log.warning("delivery_retry", case_id=str(case_id) if case_id else None, channel=label,
-                        attempt=attempt + 1, delay_s=delay, error=str(exc))
+                        attempt=attempt + 1, delay_s=delay, error=mask_addresses(str(exc)))
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -199,5 +199,5 @@ async def deliver(case_id: uuid.UUID) -> str:
         except email.EmailError as exc:
             errors.append(f"email: {exc}")
     status = await _finish(case_id, errors)
-    log.info("delivery_finished", case_id=str(case_id), status=status, errors=errors)
+    log.info("delivery_finished", case_id=str(case_id), status=status, errors=[mask_addresses(e) for e in errors])
     return status

@@ -12,6 +12,7 @@
 """
 
 import asyncio
+import hashlib
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -50,9 +51,17 @@ class Downloaded:
 
 
 def public_url(url: str) -> str:
-    """URL without query or fragment (never shows an apiKey)."""
+    """URL without query or fragment (never shows an apiKey): for the database, not for logs."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def upload_ref(url: str) -> str:
+    """How errors and logs name an upload: its host and the first 8 hex digits of the URL's md5 (the digest
+    `case_images` is unique on), never its path (file names name patients) nor its query (an apiKey)."""
+    parts = urlsplit(url)
+    digest = hashlib.md5(url.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()[:8]
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/… (upload {digest})"
 
 
 def _explicit(host: str, allowed: list[str], origin: str) -> bool:
@@ -81,7 +90,7 @@ async def check_target(url: str, allowed: list[str]) -> tuple[str, str, int]:
     try:
         origin = _origin(url)
     except ValueError:
-        raise DownloadFailed(f"not an http(s) URL: {public_url(url)!r}") from None
+        raise DownloadFailed(f"not an http(s) URL: {upload_ref(url)!r}") from None
     if origin not in allowed:
         raise DownloadFailed(f"{origin} is not an allowed upload origin (RAIOX_JOTFORM_UPLOAD_HOSTS)")
     parts = urlsplit(url)
@@ -124,17 +133,17 @@ async def _fetch_once(http: httpx.AsyncClient, url: str, settings: Settings, api
             if response.is_redirect:
                 location = response.headers.get("location")
                 if not location:
-                    raise DownloadFailed(f"redirect without Location from {public_url(url)}")
+                    raise DownloadFailed(f"redirect without Location from {upload_ref(url)}")
                 url = urljoin(url, location)
                 continue
             return await _read_body(response, url, settings)
         finally:
             await response.aclose()
-    raise DownloadFailed(f"too many redirects from {public_url(url)}")
+    raise DownloadFailed(f"too many redirects from {upload_ref(url)}")
 
 
 async def _read_body(response: httpx.Response, url: str, settings: Settings) -> Downloaded:
-    where = public_url(url)
+    where = upload_ref(url)
     if response.status_code in TEMPORARY_STATUSES or response.status_code >= 500:
         raise DownloadUnavailable(f"upload host answered HTTP {response.status_code} for {where}")
     if response.status_code != 200:
@@ -151,7 +160,7 @@ async def _read_body(response: httpx.Response, url: str, settings: Settings) -> 
     if _looks_like_html(data, content_type):
         raise DownloadFailed("upload host answered with an HTML page, not the file (login page? check "
                              "RAIOX_JOTFORM_API_KEY and 'Require log-in to view uploaded files')")
-    return Downloaded(data, content_type, where)
+    return Downloaded(data, content_type, public_url(url))
 
 
 async def download(url: str, settings: Settings, *, http: httpx.AsyncClient | None = None) -> Downloaded:
@@ -165,15 +174,15 @@ async def download(url: str, settings: Settings, *, http: httpx.AsyncClient | No
                 async with asyncio.timeout(settings.download_timeout_s * 3):
                     return await _fetch_once(http, url, settings, api_key)
             except (httpx.TimeoutException, TimeoutError):
-                error = DownloadUnavailable(f"timed out downloading {public_url(url)}")
+                error = DownloadUnavailable(f"timed out downloading {upload_ref(url)}")
             except httpx.TransportError as exc:
-                error = DownloadUnavailable(f"network error downloading {public_url(url)}: {type(exc).__name__}")
+                error = DownloadUnavailable(f"network error downloading {upload_ref(url)}: {type(exc).__name__}")
             except DownloadUnavailable as exc:
                 error = exc
             if attempt == settings.download_retries:
                 raise error
             delay = settings.retry_backoff_s * 2**attempt
-            log.warning("download_retry", url=public_url(url), attempt=attempt + 1, error=error.message, delay_s=delay)
+            log.warning("download_retry", url=upload_ref(url), attempt=attempt + 1, error=error.message, delay_s=delay)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
     finally:

@@ -178,7 +178,8 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
         usable = [a for a in analysed if a.status == ImageStatus.processed]
         if not usable:  # nothing an operator could review: failed with the reason, retry possible
             reason = no_image_reason(images, analysed)
-            log.warning("case_without_usable_image", case_id=str(case_id), images=len(images), reason=reason)
+            log.warning("case_without_usable_image", case_id=str(case_id), images=len(images),
+                        reason=no_image_reason(images, analysed, named=False))
             await transition(session, case, CaseStatus.failed, actor=ACTOR, reason=reason)
         else:
             fixtures = await repository.count_fixtures(session, case_id)
@@ -187,14 +188,18 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
         return case.status
 
 
-def no_image_reason(images: list[CaseImage], analysed: list[Analysed]) -> str:
+def no_image_reason(images: list[CaseImage], analysed: list[Analysed], named: bool = True) -> str:
     """Why the case has no usable image, each file with its error. Recorded in English like every reason
-    (logs and the API read it); the admin panel shows it in the operator's language."""
+    (the API reads it); the admin panel shows it in the operator's language. NAMED=False (the logs): files by
+    their position, not their names (file names name patients)."""
     if not images:
         return "no file submitted"
     errors = {a.image_id: a.error for a in analysed}
-    details = "; ".join(f"{i.filename or public_url(i.source_url)}: {errors.get(i.id) or i.error or i.status}"
-                        for i in images)
+
+    def name(image: CaseImage) -> str:
+        return (image.filename or public_url(image.source_url)) if named else f"file {image.position + 1}"
+
+    details = "; ".join(f"{name(i)}: {errors.get(i.id) or i.error or i.status}" for i in images)
     return f"no image could be downloaded ({details})" if not analysed else f"no usable image ({details})"
 
 

@@ -23,10 +23,27 @@ def redact(text: str) -> str:
     return text
 
 
+_ADDRESS = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def mask_addresses(text: str) -> str:
+    """TEXT with every e-mail address replaced (a dentist's address quoted by an SMTP reply, for the logs)."""
+    return _ADDRESS.sub("<e-mail>", text)
+
+
+def _redacted(value):
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_redacted(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
 def _redact_processor(_logger, _name, event_dict: dict) -> dict:
     for key, value in event_dict.items():
-        if isinstance(value, str):
-            event_dict[key] = redact(value)
+        event_dict[key] = _redacted(value)
     return event_dict
 
 
