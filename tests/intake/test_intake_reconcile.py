@@ -1,5 +1,6 @@
 """Reconciliation (missed webhooks) and verification of webhook deliveries through the Jotform API."""
 
+import pytest
 from sqlalchemy import func, select, text
 
 from fakes.jotform import FORM_ID, created_at_ago, webhook_request
@@ -72,3 +73,26 @@ async def test_reconcile_keeps_a_submission_holding_nul_and_lone_surrogates(comm
     case = (await cases())[content["id"]]
     assert (case.client_name, case.notes) == ("João Sil\ufffdva", "ab")
     assert case.answers["q3_nomeDentista"] == {"first": "João", "last": "Sil\ufffdva"}
+
+
+async def test_reconcile_runs_are_counted_in_the_jobs_metric(monkeypatch):
+    from raiox.intake import reconcile, tasks
+    from raiox.kit.metrics import JOBS
+    from raiox.kit.settings import get_settings
+
+    def value(outcome: str) -> float:
+        return JOBS.labels(task="reconcile_submissions", outcome=outcome)._value.get()
+
+    before = value("succeeded"), value("error")
+    monkeypatch.setenv("RAIOX_JOTFORM_API_KEY", "")
+    get_settings.cache_clear()
+    await tasks.reconcile_submissions.func(timestamp=0)  # not configured: skipped, a normal run
+
+    async def database_down() -> None:
+        raise ConnectionRefusedError("database down")
+
+    monkeypatch.setattr(reconcile, "reconcile", database_down)
+    with pytest.raises(ConnectionRefusedError):
+        await tasks.reconcile_submissions.func(timestamp=0)
+    get_settings.cache_clear()
+    assert (value("succeeded"), value("error")) == (before[0] + 1, before[1] + 1)

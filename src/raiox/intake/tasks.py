@@ -18,7 +18,7 @@ from raiox.intake import processing, reconcile
 from raiox.kit import jobs
 from raiox.kit.errors import NotFound
 from raiox.kit.logging import get_logger
-from raiox.kit.metrics import JOBS
+from raiox.kit.metrics import JOBS, counting
 from raiox.kit.settings import get_settings
 
 log = get_logger(__name__)
@@ -67,13 +67,15 @@ async def process_case(context: procrastinate.JobContext, case_id: str) -> None:
 
 @app.task(name="ingest_submission", retry=SettingsRetry())
 async def ingest_submission(submission_id: str, form_id: str | None = None) -> None:
-    await reconcile.ingest_verified(submission_id, form_id)
+    with counting("ingest_submission"):
+        await reconcile.ingest_verified(submission_id, form_id)
 
 
 @app.periodic(cron=_reconcile_cron())
 @app.task(name="reconcile_submissions", queueing_lock="reconcile_submissions")
 async def reconcile_submissions(timestamp: int) -> None:
-    await reconcile.reconcile()
+    with counting("reconcile_submissions"):
+        await reconcile.reconcile()
 
 
 @app.periodic(cron="* * * * *")

@@ -2,7 +2,12 @@
 
     from raiox.kit.metrics import WEBHOOKS, JOBS
     WEBHOOKS.labels(outcome="accepted").inc()        # accepted | duplicate | rejected | invalid
-    JOBS.labels(task="process_case", outcome="succeeded").inc()   # succeeded | retried | failed
+    JOBS.labels(task="process_case", outcome="succeeded").inc()
+
+`raiox_jobs_total{task,outcome}` outcomes by task: process_case succeeded | retried | failed; deliver_result
+delivered | delivery_failed (the status it leaves the case in) | skipped (nothing to deliver) | error (an
+unexpected exception: the job retries); reconcile_submissions and ingest_submission succeeded | error
+(`with counting(task):`).
 
 HTTP requests are counted and timed by `install(app)` (label `route` is the route template, never
 the raw path, so ids do not explode the series; webhook deliveries show up there too, by status).
@@ -10,7 +15,9 @@ Catalog size, job queue (`raiox_job_queue{task,status}`: succeeded / failed / to
 case states are gauges refreshed from the database on every scrape of `GET /metrics`.
 """
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 from fastapi import FastAPI
 from prometheus_client import (
@@ -110,6 +117,17 @@ async def refresh_catalog_gauges(session) -> None:
             CATALOG_EMBEDDINGS.labels(key.split(":", 1)[1]).set(count)
 
 
+@contextlib.contextmanager
+def counting(task: str) -> Iterator[None]:
+    """Count the job TASK run in this block in raiox_jobs_total: `succeeded`, or `error` (re-raised)."""
+    try:
+        yield
+    except BaseException:
+        JOBS.labels(task=task, outcome="error").inc()
+        raise
+    JOBS.labels(task=task, outcome="succeeded").inc()
+
+
 def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
@@ -120,6 +138,6 @@ def install(app: FastAPI) -> None:
 
 __all__ = [
     "CATALOG_EMBEDDINGS", "CATALOG_REFERENCES", "CATALOG_SYSTEMS", "HTTP_LATENCY", "HTTP_REQUESTS",
-    "CASE_STATES", "IDENTIFICATIONS", "JOBS", "JOB_STATES", "REGISTRY", "WEBHOOKS", "exposition", "install",
+    "CASE_STATES", "IDENTIFICATIONS", "JOBS", "JOB_STATES", "REGISTRY", "WEBHOOKS", "counting", "exposition", "install",
     "refresh_catalog_gauges", "refresh_gauges",
 ]
