@@ -98,8 +98,10 @@ def serve(
     import uvicorn
 
     from raiox.app import create_app
+    from raiox.kit.logging import configure_logging
 
     settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)  # before the embedded database logs its start
     if settings.embedded_database:
         migrate()  # embedded defaults: a fresh machine works with nothing configured
     options = {"host": host, "port": port, "log_config": None, "access_log": False}

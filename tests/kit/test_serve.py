@@ -50,9 +50,11 @@ def _postmaster(pgdata) -> psutil.Process | None:
 def test_sigterm_stops_the_embedded_postgres(tmp_path):
     """uvicorn ends a SIGTERM (systemd's stop, `kill`) by raising it again, which skipped pgserver's exit hook:
     the embedded PostgreSQL outlived `raiox serve`, and its stale handle kept every later process from stopping it."""
-    port, pgdata = _free_port(), tmp_path / "pg"
-    proc = subprocess.Popen([sys.executable, "-m", "raiox", "serve", "--port", str(port)], env=_embedded_env(tmp_path),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port, pgdata, err = _free_port(), tmp_path / "pg", tmp_path / "stderr.log"
+    with err.open("wb") as sink:  # with RAIOX_LOG_FORMAT=json, every line is JSON from the first one
+        proc = subprocess.Popen([sys.executable, "-m", "raiox", "serve", "--port", str(port)],
+                                env=_embedded_env(tmp_path) | {"RAIOX_LOG_FORMAT": "json"},
+                                stdout=subprocess.DEVNULL, stderr=sink)
     try:
         _wait_healthy(port)
         postmaster = _postmaster(pgdata)
@@ -61,6 +63,8 @@ def test_sigterm_stops_the_embedded_postgres(tmp_path):
         proc.wait(timeout=60)
         postmaster.wait(timeout=30)  # raises TimeoutExpired while the server still runs
         assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
+        events = [json.loads(line)["event"] for line in err.read_text().splitlines() if line.strip()]
+        assert events[0] == "embedded_postgres_ready" and "raiox_started" in events
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -91,6 +91,10 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     )
     for noisy in ("httpx", "httpcore"):  # their INFO lines carry full URLs (tokens, apiKey): never log them
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pgserver narrates every initdb/pg_ctl call with its whole output; alembic lists its plugins: our own
+    # `embedded_postgres_ready` and alembic's "Running upgrade" lines say what matters
+    for chatty in ("pgserver", "alembic.runtime.plugins"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None):
