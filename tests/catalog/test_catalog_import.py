@@ -155,11 +155,14 @@ def test_csv_manifest_with_paths_urls_and_attributes(tmp_path, http_files, demo_
         "Acme,Hex,broken-attributes,img/one.png\n"
         ",Hex,,img/one.png\n"
         "Acme,Cone,,img/none.png\n"
+        "Acme,Other,,img/one.png\n"
     )
     result = cli("catalog", "import", str(manifest))
     out = " ".join(result.output.split())
-    assert result.exit_code == 0 and "2 added" in out and "4 skipped" in out, result.output
+    assert result.exit_code == 0 and "2 added" in out and "5 skipped" in out, result.output
     assert "404" in out and "bad attributes" in out and "row needs manufacturer" in out
+    assert f"catalog.csv:4 ({base}/missing.png): unreadable" in out  # the report names the manifest row
+    assert "catalog.csv:8 (" in out and "duplicate of catalog.csv:2 (" in out
     assert "no such file" in out
     rows = dict(sql(database_url, "SELECT id, attributes FROM implant_systems"))
     assert rows["acme-cone"] == {"connection": "morse taper", "diameters": "3.5,4.0", "platform_mm": 2.9}

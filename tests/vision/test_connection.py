@@ -231,3 +231,21 @@ def test_the_ensemble_command(tmp_path):
     np.testing.assert_allclose(_session_probs(tmp_path / "e.onnx", zooms), _session_probs(shipped, zooms), atol=1e-5)
     one = CliRunner().invoke(app, ["vision", "ensemble-connection", shipped, "--out", str(tmp_path / "one.onnx")])
     assert one.exit_code == 2 and not (tmp_path / "one.onnx").exists()  # a clear usage error, nothing written
+
+
+def test_a_model_file_onnx_runtime_cannot_load_is_a_config_error_naming_its_setting(tmp_path, monkeypatch):
+    """A corrupt reader or embedder file stops with one line naming the file and its setting, not a traceback."""
+    from raiox.kit.cli_errors import failure
+    from raiox.kit.errors import ConfigError
+    from raiox.vision import connection
+    from raiox.vision.embedders import _build
+
+    bad = tmp_path / "reader.onnx"
+    bad.write_bytes(b"not a model at all")
+    monkeypatch.setenv("RAIOX_CONNECTION_MODEL", str(bad))
+    with pytest.raises(ConfigError) as raised:
+        connection.zoom_of(connection.model_path())
+    assert f"{bad} (RAIOX_CONNECTION_MODEL)" in raised.value.message and "\n" not in raised.value.message
+    assert failure(raised.value) == (raised.value.message, 2)  # the CLI: one line, exit code 2
+    with pytest.raises(ConfigError, match="RAIOX_EMBEDDER"):
+        _build(f"onnx:{bad}")

@@ -144,15 +144,15 @@ class Importer:
             self.report.skipped.append(item)
             return None
         if got.error is not None:
-            self.report.skip(item.origin, f"unreadable: {_reason(got.error)}")
+            self.report.skip(item.label, f"unreadable: {_reason(got.error)}")
             return None
         sha256 = hashlib.sha256(got.data).hexdigest()
         first = self.seen.setdefault(sha256, item)
         if first is not item:
-            self.report.skip(item.origin, f"duplicate of {first.origin}")
+            self.report.skip(item.label, f"duplicate of {first.label}")
             return None
         if got.bad is not None:
-            self.report.skip(item.origin, f"not a usable image: {_reason(got.bad)}")
+            self.report.skip(item.label, f"not a usable image: {_reason(got.bad)}")
             return None
         return _Ready(item, got.data, sha256, got.image)
 
@@ -165,7 +165,7 @@ class Importer:
             entries = known.get(ready.sha256, [])
             other = [system_id for _, system_id in entries if system_id != ready.item.system_id]
             if other:
-                self.report.skip(ready.item.origin, f"same image already in system {other[0]}")
+                self.report.skip(ready.item.label, f"same image already in system {other[0]}")
             elif entries and entries[0][0] in embedded:
                 self.report.already += 1
             else:
@@ -176,7 +176,7 @@ class Importer:
         for ready, result in zip(todo, embed_images([r.image for r in todo], self.embedder, self.whole_image),
                                  strict=True):
             if isinstance(result, str):
-                self.report.skip(ready.item.origin, result)
+                self.report.skip(ready.item.label, result)
             else:
                 ready.box, ready.vector = result
 

@@ -30,6 +30,12 @@ class ImportItem:
     attributes: dict = field(default_factory=dict)
     spec: dict | None = None
     source: str = "import"
+    row: str | None = None  # the manifest row it came from ("catalog.csv:7"), for the import report
+
+    @property
+    def label(self) -> str:
+        """How the import report names it: the manifest row first, when there is one."""
+        return f"{self.row} ({self.origin})" if self.row else self.origin
 
     @property
     def filename(self) -> str:
@@ -214,12 +220,12 @@ def _manifest_row(path: Path, line: int, row: dict, columns: dict, image_column:
         return Skip(origin, f"bad spec: {exc}")
     if re.match(r"^https?://", image, re.I):
         return ImportItem(slugify(manufacturer, system), manufacturer, system, image, _download(image), attributes,
-                          spec=spec)
+                          spec=spec, row=origin)
     file = Path(image) if Path(image).is_absolute() else path.parent / image
     if file.suffix.lower() not in IMAGE_SUFFIXES:
         return Skip(f"{origin} ({image})", f"unsupported file type {file.suffix or '(none)'}")
     return ImportItem(slugify(manufacturer, system), manufacturer, system, str(file), _read_file(file), attributes,
-                      spec=spec)
+                      spec=spec, row=origin)
 
 
 def from_path(path: Path) -> Iterator[ImportItem | Skip]:

@@ -78,12 +78,9 @@ class OnnxEmbedder:
     """An ONNX image encoder run with ONNX Runtime (CPU)."""
 
     def __init__(self, path: str | Path, model_id: str):
-        import onnxruntime as ort
+        from raiox.vision.onnxrt import load
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(os.environ.get("RAIOX_ONNX_THREADS", "1"))
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = load(path, "RAIOX_EMBEDDER" if str(model_id).startswith("onnx:") else None)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         shape = list(inp.shape)

@@ -10,12 +10,33 @@ from pathlib import Path
 
 @lru_cache(maxsize=8)
 def session(path: str):
+    return load(path)
+
+
+def load(path: str | Path, setting: str | None = None):
+    """An ONNX Runtime CPU session of the model file PATH; a file ONNX Runtime cannot load (not a model, cut short,
+    unsupported operators) is a ConfigError naming the file and the setting that points at it."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(os.environ.get("RAIOX_ONNX_THREADS", "1"))
     opts.inter_op_num_threads = 1
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's errors share no public base class
+        from raiox.kit.errors import ConfigError, first_line
+
+        where = setting or _naming(str(path))
+        raise ConfigError(f"cannot load the ONNX model {path}{f' ({where})' if where else ''}: "
+                          f"{first_line(exc)}") from None
+
+
+def _naming(path: str) -> str | None:
+    """The RAIOX_*_MODEL setting whose value is PATH, if one is."""
+    for env in ("RAIOX_CONNECTION_MODEL", "RAIOX_FEATURE_MODEL", "RAIOX_ENDS_MODEL"):
+        if configured(env, env.removeprefix("RAIOX_").lower()) == path:
+            return env
+    return None
 
 
 def configured(env: str, setting: str) -> str:
