@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,7 +23,32 @@ log = get_logger(__name__)
 
 
 async def _error_handler(_request: Request, exc: RaioxError) -> JSONResponse:
-    return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None  # RFC 9110: a 401 names its scheme
+    return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+
+class ErrorBody(BaseModel):
+    """Every error of the API: a stable code, a readable reason, and (invalid requests) each field's problem."""
+
+    error: str
+    detail: str
+    fields: list[dict[str, str]] | None = None
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document, with the API's real error body where it documents its own validation error shape."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["ErrorBody"] = ErrorBody.model_json_schema()
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+            for code, response in operation.get("responses", {}).items():
+                if code[0] in "45":
+                    response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 async def _data_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -52,6 +79,14 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DataError, _data_error_handler)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug or an outage nothing above names: the API's error shape (Starlette still logs the traceback), not a bare
+    text/plain "Internal Server Error"; the detail says nothing of the internals."""
+    return JSONResponse({"error": "internal_error", "detail": "internal server error: the failure was logged"},
+                        status_code=500)
 
 
 def _run_worker() -> asyncio.Task:
@@ -86,6 +121,7 @@ def create_app(*, worker: bool = False) -> FastAPI:
             await db.release_embedded()  # the embedded PostgreSQL stops with the last process that used it
 
     app = FastAPI(title="Raiox AI", version=__version__, lifespan=lifespan)
+    app.openapi = lambda: _openapi(app)
     add_error_handlers(app)
     from raiox.kit.auth import BearerFirst
 

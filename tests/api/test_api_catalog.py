@@ -1,8 +1,11 @@
 """GET /implants, POST /identify, GET /metrics: bearer tokens, shapes, storage only when asked."""
 
 import hashlib
+import io
+import json
 
 import pytest
+from PIL import Image
 
 
 @pytest.mark.parametrize("path", ["/implants", "/metrics"])
@@ -206,3 +209,54 @@ async def test_an_anonymous_upload_is_refused_before_its_body_is_read(client):
                                  headers={"content-type": "multipart/form-data; boundary=x"})
     assert response.status_code == 401 and response.json()["error"] == "unauthorized"
     assert len(pulled) <= 2
+
+
+async def test_identify_takes_manual_boxes_instead_of_the_localiser(client, auth, catalog, reference_pngs):
+    """A caller that knows where the implant is (a corrected crop) passes its box; bad boxes are named."""
+    png = reference_pngs["demo-004"][1]
+    located = (await client.post("/identify", headers=auth, files={"image": ("r.png", png)})).json()["implants"][0]
+    corners = located["box"]
+    xs, ys = [p[0] for p in corners], [p[1] for p in corners]
+    for boxes in ([corners], [[min(xs), min(ys), max(xs), max(ys)]], [corners, corners]):
+        response = await client.post("/identify", headers=auth, files={"image": ("r.png", png)},
+                                     data={"boxes": json.dumps(boxes)})
+        assert response.status_code == 200, response.text
+        implants = response.json()["implants"]
+        assert len(implants) == len(boxes) and all(i["confidence"] == 1.0 for i in implants)  # given, not found
+        assert implants[0]["candidates"][0]["system"] == "demo-004"
+    assert implants[0]["box"] == corners  # corners are kept as given
+    width = Image.open(io.BytesIO(png)).width
+    for bad, says in (("not json", "not JSON"), ("[]", "1 to 20 boxes"), ("[[1, 2, 3]]", "boxes[1]"),
+                      ('[[10, 10, 5, 50]]', "x1 must exceed x0"), ('[[0, 0, 10, "x"]]', "finite numbers"),
+                      (f"[[0, 0, {width + 50}, 40]]", f"boxes[1]: outside the {width}x")):
+        refused = await client.post("/identify", headers=auth, files={"image": ("r.png", png)}, data={"boxes": bad})
+        assert refused.status_code == 422 and says in refused.json()["detail"], (bad, refused.text)
+
+
+async def test_identify_takes_one_image_and_counts_bad_uploads_apart_from_failures(client, auth, catalog, reference_pngs):
+    from raiox.kit.metrics import IDENTIFICATIONS
+
+    def count(outcome: str) -> float:
+        return IDENTIFICATIONS.labels(outcome)._value.get()
+
+    before = count("rejected"), count("error")
+    png = reference_pngs["demo-004"][0]
+    two = await client.post("/identify", headers=auth, files=[("image", ("a.png", png)), ("image", ("b.png", png))])
+    assert two.status_code == 400 and "one image per request" in two.json()["detail"]
+    html = await client.post("/identify", headers=auth, files={"image": ("x.png", b"<html>login</html>")})
+    assert html.status_code == 422
+    assert (count("rejected"), count("error")) == (before[0] + 1, before[1])  # the client's upload, not our failure
+
+
+async def test_openapi_documents_the_real_error_body_and_every_authenticated_route(client):
+    spec = (await client.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert set(spec["components"]["schemas"]["ErrorBody"]["properties"]) == {"error", "detail", "fields"}
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            for code, response in op["responses"].items():
+                if code[0] in "45":
+                    assert response["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody"), (path, code)
+            if path.startswith(("/cases", "/implants", "/identify", "/metrics")):
+                assert op.get("security") == [{"HTTPBearer": []}], (method, path)
+                assert "401" in op["responses"], (method, path)

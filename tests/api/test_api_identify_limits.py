@@ -45,7 +45,7 @@ async def test_identify_analyses_at_most_the_configured_number_of_images_at_once
     configure(IDENTIFY_CONCURRENCY=str(slots))
     lock, overlap, release = threading.Lock(), {"now": 0, "most": 0}, threading.Event()
 
-    def analyse(image, embedder):
+    def analyse(image, embedder, boxes=None):
         with lock:
             overlap["now"] += 1
             overlap["most"] = max(overlap["most"], overlap["now"])
@@ -78,7 +78,7 @@ async def test_a_request_that_goes_away_keeps_its_slot_until_its_analysis_ends(c
     configure(IDENTIFY_CONCURRENCY="1")
     entered, release, running = threading.Event(), threading.Event(), []
 
-    def analyse(image, embedder):
+    def analyse(image, embedder, boxes=None):
         running.append(len(running))
         entered.set()
         release.wait(timeout=60)  # a bound for a broken build only

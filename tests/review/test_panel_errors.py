@@ -132,3 +132,28 @@ async def test_empty_upload_file_is_named_in_the_report(admin):
     nothing = await admin.post("/admin/catalog/neo-cm/images", data={"csrf_token": admin.token},
                                files=[("files", ("", b"", "application/octet-stream"))])  # an empty file input
     assert "arquivos (valor inválido)" in _page(nothing, 400)
+
+
+async def test_an_unexpected_failure_is_the_api_error_shape_or_the_panel_page_never_bare_text(admin, monkeypatch):
+    """A bug or an outage nothing names (here: the case lookup fails) is still answered in the product's own form."""
+    from raiox.app import create_app
+    from raiox.cases import service as cases
+    from raiox.cases import views
+    from raiox.kit.auth import create_token
+
+    async with session_scope() as session:
+        token = await create_token(session, "ops")
+
+    async def broken(*_args, **_kwargs):
+        raise RuntimeError("connection to /srv/secret/socket lost")
+
+    monkeypatch.setattr(cases, "get_or_404", broken)
+    monkeypatch.setattr(views, "case_detail", broken)
+    transport = httpx.ASGITransport(app=create_app(), raise_app_exceptions=False)  # Starlette re-raises after answering
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", cookies=admin.cookies) as http:
+        page = await http.get(f"/admin/cases/{admin.case.id}")
+        response = await http.get(f"/cases/{admin.case.id}", headers={"Authorization": f"Bearer {token}"})
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    assert "Erro interno: a falha foi registrada" in page.text and "secret" not in page.text
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal_error", "detail": "internal server error: the failure was logged"}

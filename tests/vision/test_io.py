@@ -346,3 +346,58 @@ def test_presentation_lut_inverse(radiograph):
     raw = ((1 - radiograph) * 4000).round()
     out = read_image(_dicom(raw, "MONOCHROME2", PresentationLUTShape="INVERSE"), "inv.dcm")
     assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.999
+
+
+@pytest.mark.parametrize("tags, placeholder, broken", [
+    ({"NumberOfFrames": "98765431"}, b"98765431", b"abcdefgh"),
+    ({"RescaleSlope": "1234.567"}, b"1234.567", b"xyz.abcd"),
+    ({"WindowCenter": "1234.567", "WindowWidth": "400"}, b"1234.567", b"abcd.xyz"),
+    ({"WindowCenter": "100", "WindowWidth": "0"}, None, None),
+])
+def test_malformed_dicom_attributes_are_read_around_or_refused_never_crash(radiograph, tags, placeholder, broken):
+    """Text where a number belongs, a window of width 0: a clear refusal, or (bad LUT attributes) the pixels read
+    by their own range; never an unexpected exception (a 500 on /identify)."""
+    data = _dicom((radiograph * 4000).round(), **tags)
+    if placeholder:
+        assert data.count(placeholder) == 1
+        data = data.replace(placeholder, broken)
+    try:
+        out = read_image(data, "bad.dcm")
+    except ImageDecodeError as exc:
+        assert "NumberOfFrames" in tags and str(exc).startswith("corrupt DICOM file: ValueError")
+    else:
+        assert "NumberOfFrames" not in tags
+        assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.99
+
+
+def test_a_compressed_frame_larger_than_its_header_is_refused_before_decoding(radiograph):
+    """Rows/Columns bound nothing for a JPEG frame: its own header says what the decoder would allocate."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    def jpeg_dicom(frame: np.ndarray) -> bytes:
+        ds = pydicom.dcmread(io.BytesIO(_dicom((radiograph * 4000).round())))
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+        ds.PixelData = encapsulate([_encode(frame, "JPEG", quality=90)])
+        ds["PixelData"].is_undefined_length = True
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        return buf.getvalue()
+
+    h, w = radiograph.shape
+    bomb = np.zeros((h * 8, w * 8), np.float32)  # a uniform frame: tiny file, 64 times the pixels
+    with pytest.raises(ImageDecodeError, match=rf"compressed frame of {w * 8}x{h * 8} pixels \(limit {h * w * 4}\)"):
+        read_image(jpeg_dicom(bomb), "bomb.dcm", max_pixels=h * w * 4)
+    with pytest.raises(ImageDecodeError, match=rf"compressed frame is {w * 8}x{h * 8} pixels, header says {w}x{h}"):
+        read_image(jpeg_dicom(bomb), "bomb.dcm")
+    assert read_image(jpeg_dicom(radiograph), "fine.dcm", max_pixels=h * w).shape == radiograph.shape
+
+
+def test_an_image_mode_without_a_grey_conversion_is_refused(radiograph):
+    lab = Image.fromarray((radiograph * 255).astype(np.uint8)).convert("RGB").convert("LAB")
+    buf = io.BytesIO()
+    lab.save(buf, "TIFF")
+    with pytest.raises(ImageDecodeError, match="unsupported colour mode LAB"):
+        read_image(buf.getvalue(), "lab.tif")

@@ -13,9 +13,11 @@ from raiox.kit.auth import require_token
 from raiox.kit.db import get_db_session
 
 router = APIRouter(prefix="/cases", tags=["cases"])
+UNAUTHORIZED = {401: {"description": "No valid bearer token"}}
+UNKNOWN = {404: {"description": "Unknown case"}}
 
 
-@router.get("", response_model=CasePage)
+@router.get("", response_model=CasePage, responses=UNAUTHORIZED | {400: {"description": "Malformed cursor"}})
 async def list_cases(
     status: str | None = Query(None, description="received, processing, awaiting_review, ..."),
     submission_id: str | None = Query(None, description="Jotform submission id"),
@@ -28,14 +30,15 @@ async def list_cases(
     return await views.case_page(session, status=status, submission_id=submission_id, limit=limit, cursor=cursor)
 
 
-@router.get("/{case_id}", response_model=CaseDetail)
+@router.get("/{case_id}", response_model=CaseDetail, responses=UNAUTHORIZED | UNKNOWN)
 async def get_case(case_id: uuid.UUID, _actor: str = Depends(require_token),
                    session: AsyncSession = Depends(get_db_session)) -> CaseDetail:
     """One case: its images with the implants found and their candidates, the fused ranking, the history."""
     return await views.case_detail(session, case_id)
 
 
-@router.post("/{case_id}/retry", response_model=RetryAccepted)
+@router.post("/{case_id}/retry", response_model=RetryAccepted, responses=UNAUTHORIZED | UNKNOWN | {
+    409: {"description": "The case has not failed"}})
 async def retry(case_id: uuid.UUID, actor: str = Depends(require_token),
                 session: AsyncSession = Depends(get_db_session)) -> RetryAccepted:
     """Re-enqueue a failed case (409 unless it is `failed`)."""

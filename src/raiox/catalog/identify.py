@@ -69,27 +69,69 @@ def _release(semaphore: asyncio.Semaphore, work: asyncio.Future) -> None:
         work.exception()  # retrieved: a request that went away leaves no "exception was never retrieved"
 
 
-async def _analyse(data: bytes, filename: str | None, embedder) -> list:
+MAX_BOXES = 20
+
+
+def parse_boxes(text: str | None) -> list | None:
+    """Manual boxes from JSON: a list of boxes, each ``[x0, y0, x1, y1]`` (the long axis and platform end are read
+    from the image) or four ``[x, y]`` corners with the platform edge first; None when TEXT is empty."""
+    import json
+    import math
+
+    from raiox.kit.errors import Unprocessable
+
+    if text is None or not text.strip():
+        return None
+    try:
+        boxes = json.loads(text)
+    except ValueError:
+        raise Unprocessable("boxes: not JSON; expected [[x0, y0, x1, y1], ...] or [[[x, y] x 4], ...]") from None
+    if not isinstance(boxes, list) or not boxes or len(boxes) > MAX_BOXES:
+        raise Unprocessable(f"boxes: expected a list of 1 to {MAX_BOXES} boxes")
+    for n, box in enumerate(boxes, start=1):
+        flat = [v for point in box for v in (point if isinstance(point, list) else [point])] \
+            if isinstance(box, list) else []
+        corners = isinstance(box, list) and len(box) == 4 and all(isinstance(p, list) and len(p) == 2 for p in box)
+        plain = isinstance(box, list) and len(box) == 4 and not any(isinstance(p, list) for p in box)
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in flat)
+        if not (corners or plain) or not numbers:
+            raise Unprocessable(f"boxes[{n}]: expected [x0, y0, x1, y1] or four [x, y] corners of finite numbers")
+        if plain and not (box[2] > box[0] and box[3] > box[1]):
+            raise Unprocessable(f"boxes[{n}]: x1 must exceed x0 and y1 exceed y0")
+    return boxes
+
+
+async def _analyse(data: bytes, filename: str | None, embedder, boxes: list | None = None) -> list:
     """Decode and analyse in a worker thread once a slot is free. The slot is held until the thread ends, even
     when the request goes away meanwhile: cancelling an await does not stop the thread or free its memory."""
     semaphore = await _wait_for_slot()
-    work = asyncio.ensure_future(asyncio.to_thread(_decode_and_analyse, data, filename, embedder))
+    work = asyncio.ensure_future(asyncio.to_thread(_decode_and_analyse, data, filename, embedder, boxes))
     work.add_done_callback(partial(_release, semaphore))
     return await asyncio.shield(work)
 
 
-def _decode_and_analyse(data: bytes, filename: str | None, embedder) -> list:
+def _decode_and_analyse(data: bytes, filename: str | None, embedder, boxes: list | None = None) -> list:
+    from raiox.kit.errors import Unprocessable
     from raiox.vision import analyze, read_image
 
-    return analyze(read_image(data, filename, max_pixels=get_settings().max_pixels), embedder)
+    image = read_image(data, filename, max_pixels=get_settings().max_pixels)
+    if boxes is not None:
+        height, width = image.shape[:2]
+        for n, box in enumerate(np.asarray(b, np.float64).reshape(-1, 2) for b in boxes):
+            inside = (box[:, 0] >= 0) & (box[:, 0] <= width) & (box[:, 1] >= 0) & (box[:, 1] <= height)
+            if not inside.all():
+                raise Unprocessable(f"boxes[{n + 1}]: outside the {width}x{height} image")
+    return analyze(image, embedder, boxes)
 
 
-async def identify(session: AsyncSession, data: bytes, filename: str | None, top_k: int, embedder=None) -> IdentifyOut:
-    """Ranked candidates per implant found (`raiox identify`, `POST /identify`). Stores nothing."""
+async def identify(session: AsyncSession, data: bytes, filename: str | None, top_k: int, embedder=None,
+                   boxes: list | None = None) -> IdentifyOut:
+    """Ranked candidates per implant found (`raiox identify`, `POST /identify`), or per manual box given
+    (``parse_boxes``; the localiser is skipped). Stores nothing."""
     from raiox.vision import get_embedder
 
     embedder = embedder or await asyncio.to_thread(get_embedder)
-    fixtures = await _analyse(data, filename, embedder)
+    fixtures = await _analyse(data, filename, embedder, boxes)
     implants = []
     for fixture in fixtures:
         fixture, found = await search_fixture(session, fixture, embedder.model_id, top_k)

@@ -1,15 +1,15 @@
 """HTTP API of the catalog: `GET /implants`, `POST /identify`, `GET /metrics` (bearer token)."""
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.catalog import repository
-from raiox.catalog.identify import identify
+from raiox.catalog.identify import identify, parse_boxes
 from raiox.catalog.schemas import IdentifyOut, SystemOut, SystemPage
 from raiox.kit import metrics
 from raiox.kit.auth import require_token
 from raiox.kit.db import get_db_session
-from raiox.kit.errors import BadRequest, TooLarge
+from raiox.kit.errors import BadRequest, RaioxError, TooLarge
 from raiox.kit.settings import get_settings
 from raiox.kit.storage import content_key, get_storage
 
@@ -45,26 +45,35 @@ def _model_id() -> str:
 
 @router.post(
     "/identify", response_model=IdentifyOut, response_model_exclude_none=True, summary="Identify implants in an image",
-    responses={**AUTH_ERRORS, 413: {"description": "Image too large"}, 422: {"description": "Not a usable image"}},
+    responses={**AUTH_ERRORS, 400: {"description": "Empty upload, or more than one image"},
+               413: {"description": "Image too large"}, 422: {"description": "Not a usable image, or a bad box"}},
 )
 async def identify_image(
-    image: UploadFile = File(..., description="Radiograph: PNG, JPEG, TIFF, BMP, WEBP or DICOM"),
+    request: Request,
+    image: UploadFile = File(..., description="Radiograph: PNG, JPEG, TIFF, BMP, WEBP or DICOM (one per request)"),
+    boxes: str | None = Form(None, description="Optional manual boxes (JSON), skipping the localiser: a list of "
+                             "[x0, y0, x1, y1] (long axis and platform end read from the image) or of four [x, y] "
+                             "corners, platform edge first, in the image's pixels"),
     top_k: int | None = Query(None, ge=1, le=50, description="Candidates per implant (default RAIOX_TOP_K)"),
     store: bool = Query(False, description="Keep the image in object storage (content-addressed)"),
     session: AsyncSession = Depends(get_db_session),
 ) -> IdentifyOut:
-    """Ranked candidate systems for every implant found in the image, immediately. Nothing is stored
-    unless `store=true`, which keeps the image bytes in object storage and returns their key."""
+    """Ranked candidate systems for every implant found in the image (or in each manual box), immediately.
+    Nothing is stored unless `store=true`, which keeps the image bytes in object storage and returns their key."""
     settings = get_settings()
+    if len((await request.form()).getlist("image")) > 1:
+        raise BadRequest("one image per request: send each radiograph in its own POST /identify")
+    manual = parse_boxes(boxes)
     data = await image.read(settings.download_max_bytes + 1)
     if len(data) > settings.download_max_bytes:
         raise TooLarge(f"image larger than {settings.download_max_bytes} bytes")
     if not data:
         raise BadRequest("empty image upload")
     try:
-        result = await identify(session, data, image.filename, top_k or settings.top_k)
-    except Exception:
-        metrics.IDENTIFICATIONS.labels("error").inc()
+        result = await identify(session, data, image.filename, top_k or settings.top_k, boxes=manual)
+    except Exception as exc:  # a bad upload is the client's ("rejected"); anything else is ours ("error")
+        client = isinstance(exc, RaioxError) and exc.status_code < 500
+        metrics.IDENTIFICATIONS.labels("rejected" if client else "error").inc()
         raise
     metrics.IDENTIFICATIONS.labels("ok").inc()
     if store:

@@ -52,7 +52,7 @@ async def token_actor(session: AsyncSession, token: str) -> str | None:
     return f"token:{row.name}"
 
 
-_bearer_scheme = HTTPBearer(auto_error=False, description="API token from `raiox tokens create NAME`")
+bearer_scheme = HTTPBearer(auto_error=False, description="API token from `raiox tokens create NAME`")
 
 
 MISSING_TOKEN = "missing bearer token (Authorization: Bearer <token>)"
@@ -66,7 +66,7 @@ def bearer_token(header: str) -> str | None:
 
 async def require_token(
     request: Request, session: AsyncSession = Depends(get_db_session),
-    _documented: HTTPAuthorizationCredentials | None = Security(_bearer_scheme),  # OpenAPI security scheme
+    _documented: HTTPAuthorizationCredentials | None = Security(bearer_scheme),  # OpenAPI security scheme
 ) -> str:
     """Dependency: `Authorization: Bearer <token>`; returns the actor name ("token:NAME")."""
     token = bearer_token(request.headers.get("authorization", ""))

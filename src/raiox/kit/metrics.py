@@ -39,7 +39,8 @@ HTTP_LATENCY = Histogram(
 WEBHOOKS = Counter("raiox_webhooks_total", "Jotform webhook deliveries by outcome", ["outcome"], registry=REGISTRY)
 JOBS = Counter("raiox_jobs_total", "Background jobs by task and outcome", ["task", "outcome"], registry=REGISTRY)
 IDENTIFICATIONS = Counter(
-    "raiox_identifications_total", "Images identified (POST /identify, raiox identify)", ["outcome"], registry=REGISTRY
+    "raiox_identifications_total", "Images identified (POST /identify): ok | rejected (a bad upload) | error (ours)",
+    ["outcome"], registry=REGISTRY
 )
 IDENTIFY_WAITING = Gauge(
     "raiox_identify_waiting", "Images waiting for an analysis slot (RAIOX_IDENTIFY_CONCURRENCY)", registry=REGISTRY

@@ -16,13 +16,14 @@ from datetime import UTC, datetime, timedelta
 from argon2 import PasswordHasher
 from prometheus_client import Counter
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from raiox.delivery.report import secret
-from raiox.kit.auth import token_actor
+from raiox.kit.auth import bearer_scheme, token_actor
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import Forbidden, Unauthorized
 from raiox.kit.metrics import REGISTRY
@@ -160,7 +161,8 @@ async def session_user(request: Request, session: AsyncSession) -> User | None:
     return user
 
 
-async def require_actor(request: Request, session: AsyncSession = Depends(get_db_session)) -> str:
+async def require_actor(request: Request, session: AsyncSession = Depends(get_db_session),
+                        _documented: HTTPAuthorizationCredentials | None = Security(bearer_scheme)) -> str:
     """API dependency: `Authorization: Bearer <token>` ("token:NAME"), or a panel session with its CSRF
     token in the X-CSRF-Token header ("user:EMAIL")."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")

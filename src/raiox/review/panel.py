@@ -220,6 +220,14 @@ async def _unstorable(request: Request, exc: DataError) -> Response:
     return await _error(request, unstorable(exc))
 
 
+async def _crashed(request: Request, exc: Exception) -> Response:
+    """A bug or an outage: the panel's pt-BR page (the traceback goes to the log), not a bare English text."""
+    try:
+        return _error_page(request, 500, i18n.gettext("error.internal"), None)
+    except Exception:  # rendering needs what just failed (the database...): the plainest page
+        return HTMLResponse(f"<p>{i18n.gettext('error.internal')}</p>", status_code=500)
+
+
 async def _security_headers(request: Request, call_next):
     response = await call_next(request)
     response.headers.setdefault("Content-Security-Policy", CSP)
@@ -241,6 +249,7 @@ def create_panel() -> FastAPI:
     panel.add_exception_handler(RequestValidationError, _invalid_request)
     panel.add_exception_handler(StarletteHTTPException, _http_error)
     panel.add_exception_handler(DataError, _unstorable)
+    panel.add_exception_handler(Exception, _crashed)
     panel.middleware("http")(_security_headers)
     for module in (views_auth, views_cases, views_catalog, views_media):
         panel.include_router(module.router)

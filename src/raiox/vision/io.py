@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from raiox.kit.errors import Unprocessable
+from raiox.kit.errors import Unprocessable, first_line
 
 from .polarity import normalise_polarity
 
@@ -111,6 +111,7 @@ def _read_pillow(data: bytes, max_pixels: int) -> np.ndarray:
             im.seek(0)
             im.load()
             im = ImageOps.exif_transpose(im)
+            return _to_gray(im)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -119,16 +120,18 @@ def _read_pillow(data: bytes, max_pixels: int) -> np.ndarray:
         raise ImageDecodeError(f"image too large: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"corrupt or truncated image: {exc}") from None
-    return _to_gray(im)
 
 
 def _to_gray(im: Image.Image) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _stretch(np.asarray(im).astype(np.float32))
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im.convert("RGBA"))
-    if im.mode != "L":
-        im = im.convert("L")
+    try:
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im.convert("RGBA"))
+        if im.mode != "L":
+            im = im.convert("L")
+    except ValueError:  # e.g. a LAB or HSV TIFF: Pillow has no way to grey
+        raise ImageDecodeError(f"unsupported colour mode {im.mode}: send a grayscale or RGB image") from None
     return np.asarray(im, np.float32) / 255.0
 
 
@@ -149,7 +152,6 @@ def _stretch(arr: np.ndarray, lo: float | None = None, hi: float | None = None) 
 
 def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
@@ -157,10 +159,22 @@ def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
         raise ImageDecodeError(f"corrupt DICOM file: {exc}") from None
     if "PixelData" not in ds:
         raise ImageDecodeError("DICOM file has no image (no PixelData)")
+    try:
+        return _dicom_pixels(ds, max_pixels)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # a malformed attribute (frames, rescale, window...): pydicom and numpy raise anything
+        raise ImageDecodeError(f"corrupt DICOM file: {type(exc).__name__}: {first_line(exc)}") from None
+
+
+def _dicom_pixels(ds, max_pixels: int) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     if rows * cols > max_pixels:
         raise ImageDecodeError(f"image too large: {cols}x{rows} pixels (limit {max_pixels})")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
+    _check_encapsulated(ds, frames, rows, cols, max_pixels)
     try:  # only the first frame of a multi-frame object (e.g. a CBCT volume) is decoded
         arr = pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
     except Exception as exc:
@@ -171,10 +185,11 @@ def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     if arr.ndim == 3:  # colour DICOM (e.g. a screenshot): luminance
         gray = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         return _stretch(gray, 0.0, 255.0 if arr.dtype == np.uint8 else float(arr.max()))
-    arr = apply_modality_lut(arr, ds)
+    arr = _or_unchanged(apply_modality_lut, arr, ds)
     windowed = "WindowCenter" in ds or "VOILUTSequence" in ds
     if windowed:
-        arr = apply_voi_lut(arr, ds, index=0)
+        windowed_arr = _or_unchanged(apply_voi_lut, arr, ds, index=0)
+        windowed, arr = windowed_arr is not arr, windowed_arr
     arr = np.asarray(arr, np.float32)
     if windowed:
         lo, hi = float(arr.min()), float(arr.max())
@@ -185,3 +200,50 @@ def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     if (photometric == "MONOCHROME1") != inverse:  # either one inverts; both cancel
         img = 1.0 - img
     return img
+
+
+def _or_unchanged(lut, arr: np.ndarray, ds, **kw) -> np.ndarray:
+    """ARR through a DICOM LUT, or ARR itself when the file's LUT attributes are malformed (a width of 0, text where a
+    number belongs): the pixels are still a radiograph, read by their own range instead."""
+    try:
+        return lut(arr, ds, **kw)
+    except Exception:
+        return arr
+
+
+def _check_encapsulated(ds, frames: int, rows: int, cols: int, max_pixels: int) -> None:
+    """A compressed frame is decoded at the size its own stream states, whatever Rows/Columns say: read that size
+    from the stream's header first and refuse a frame over MAX_PIXELS or unlike the header (a decompression bomb)."""
+    from pydicom.encaps import get_frame
+
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or not syntax.is_encapsulated:
+        return
+    try:
+        frame = get_frame(ds.PixelData, 0, number_of_frames=frames)
+    except Exception:  # fragments pydicom cannot split here: its decoder says what is wrong, if anything
+        return
+    size = _stream_size(frame)
+    if size is None:
+        return  # a codec whose header we cannot read (RLE: decoded into Rows x Columns, bounded above)
+    w, h = size
+    if w * h > max_pixels:
+        raise ImageDecodeError(f"image too large: compressed frame of {w}x{h} pixels (limit {max_pixels})")
+    if (w, h) != (cols, rows):
+        raise ImageDecodeError(f"corrupt DICOM file: compressed frame is {w}x{h} pixels, header says {cols}x{rows}")
+
+
+def _stream_size(frame: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG / JPEG 2000 / JPEG-LS codestream's header, without decoding it."""
+    try:
+        with Image.open(io.BytesIO(frame)) as im:
+            return im.size
+    except Exception:
+        pass
+    for module in ("libjpeg", "openjpeg"):  # JPEG-LS and lossless JPEG Pillow cannot open
+        try:
+            params = __import__(module).get_parameters(frame)
+            return int(params["columns"]), int(params["rows"])
+        except Exception:
+            continue
+    return None
