@@ -175,3 +175,50 @@ async def test_a_failed_delivery_can_be_marked_delivered_another_way(client, ses
     marks = (await session.execute(select(AuditEntry.details).where(
         AuditEntry.case_id == case.id, AuditEntry.action == "delivery.mark_delivered"))).scalars().all()
     assert marks == [{"message": "Enviado por telefone."}]
+
+
+async def test_decision_bodies_refuse_unknown_fields_and_count_other_systems_once(client, session):
+    case, auth = await _setup(session)
+    url = f"/cases/{case.id}/approve"
+    typo = await client.post(url, json={"system_id": "neo-cm", "other_systems": ["str-bl"]}, headers=auth)
+    assert typo.status_code == 422 and typo.json()["fields"][0]["field"] == "other_systems"  # not silently dropped
+    many = [f"sys-{i}" for i in range(8)]
+    for i, system_id in enumerate(many):
+        await add_system(session, system_id, "Acme", f"S{i}", seed=20 + i)
+    body = {"system_id": " neo-cm ", "other_system_ids": ["neo-cm", *many, many[0]]}  # 10 given, 8 others
+    approved = await client.post(url, json=body, headers=auth)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["system_id"] == "neo-cm" and approved.json()["other_system_ids"] == many
+
+
+async def test_a_second_mark_with_another_note_is_a_conflict(client, session):
+    from raiox.cases.service import transition
+    from raiox.models import Case
+
+    case, auth = await _setup(session)
+    await client.post(f"/cases/{case.id}/approve", json={"system_id": "neo-cm"}, headers=auth)
+    await transition(session, await session.get(Case, case.id), CaseStatus.delivery_failed, actor="system:delivery",
+                     reason="jotform: 401")
+    url = f"/cases/{case.id}/mark-delivered"
+    assert (await client.post(url, json={"message": "Por telefone."}, headers=auth)).status_code == 204
+    other = await client.post(url, json={"message": "Por e-mail pessoal."}, headers=auth)
+    assert other.status_code == 409 and "another note" in other.json()["detail"]
+    assert (await client.post(url, json={"message": "Por telefone."}, headers=auth)).status_code == 204
+
+
+async def test_add_to_catalog_never_makes_one_image_a_reference_of_two_systems(client, session):
+    from raiox.models import CaseImage, ReferenceImage
+
+    case, auth = await _setup(session)
+    twin = await add_case(session, candidates=[("str-bl", 0.91)])
+    image = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalar_one()
+    twin_image = (await session.execute(select(CaseImage).where(CaseImage.case_id == twin.id))).scalar_one()
+    twin_image.sha256, twin_image.storage_key = image.sha256, image.storage_key  # the same film sent twice
+    await session.flush()
+    for which, system in ((case, "neo-cm"), (twin, "str-bl")):
+        response = await client.post(f"/cases/{which.id}/approve", headers=auth,
+                                     json={"system_id": system, "add_to_catalog": True})
+        assert response.status_code == 200
+    owners = (await session.execute(select(ReferenceImage.system_id).where(
+        ReferenceImage.sha256 == image.sha256))).scalars().all()
+    assert owners == ["neo-cm"]

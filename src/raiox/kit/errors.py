@@ -64,7 +64,8 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-UNSTORABLE = "a value cannot be stored: it holds a NUL character, or is longer or larger than its field allows"
+UNSTORABLE = ("a value cannot be stored or searched for: it holds a NUL character, or is longer or larger than "
+              "the database allows")
 
 
 def unstorable(exc: Exception) -> Unprocessable:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.kit.db import LIKE_ESCAPE, literal_like
 from raiox.models import (
-    AuditEntry, Case, CaseImage, CaseRanking, Fixture, FixtureResult, ImplantSystem, ReferenceEmbedding,
+    AuditEntry, Case, CaseEvent, CaseImage, CaseRanking, Fixture, FixtureResult, ImplantSystem, ReferenceEmbedding,
     ReferenceImage, User,
 )
 
@@ -115,8 +115,15 @@ async def references_of(session: AsyncSession, system_id: str) -> list[Reference
     return list((await session.execute(query)).scalars())
 
 
-async def reference_by_sha(session: AsyncSession, system_id: str, sha256: str) -> ReferenceImage | None:
-    query = select(ReferenceImage).where(ReferenceImage.system_id == system_id, ReferenceImage.sha256 == sha256)
+async def references_by_sha(session: AsyncSession, sha256: str) -> bool:
+    """Whether an image with this content is a reference already (of any system)."""
+    query = select(ReferenceImage.id).where(ReferenceImage.sha256 == sha256).limit(1)
+    return (await session.execute(query)).first() is not None
+
+
+async def last_event_reason(session: AsyncSession, case_id: uuid.UUID) -> str | None:
+    """The reason of the case's latest status change."""
+    query = select(CaseEvent.reason).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id.desc()).limit(1)
     return (await session.execute(query)).scalar_one_or_none()
 
 

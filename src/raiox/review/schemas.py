@@ -2,29 +2,35 @@
 
 from typing import Annotated
 
-from pydantic import AliasChoices, BaseModel, Field, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
 MESSAGE_MAX = 5000  # characters of a message to the dentist or an internal note (API and panel alike)
 OTHER_SYSTEMS_MAX = 8  # other systems one approval can name besides the main one
 SystemId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 
 
-class ApproveRequest(BaseModel):
-    system_id: str = Field(min_length=1, max_length=120, validation_alias=AliasChoices("system_id", "system"),
-                           description="Catalog implant system id (stable slug)")
+class Strict(BaseModel):
+    """A decision's body: an unknown (e.g. misspelt) field is refused, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApproveRequest(Strict):
+    system_id: SystemId = Field(validation_alias=AliasChoices("system_id", "system"),
+                                description="Catalog implant system id (stable slug)")
     message: str | None = Field(default=None, max_length=MESSAGE_MAX, description="Optional message to the dentist")
     add_to_catalog: bool = Field(default=False, description="Add the case images as references of the system")
     other_system_ids: list[SystemId] = Field(
-        default_factory=list, max_length=OTHER_SYSTEMS_MAX,
+        default_factory=list, max_length=4 * OTHER_SYSTEMS_MAX,  # the service counts them once repeats are dropped
         description="Other implant systems seen on the films (a patient with implants of several systems), in order;"
                     " delivered to the dentist after the main one. The main system, if repeated, is ignored")
 
 
-class RejectRequest(BaseModel):
+class RejectRequest(Strict):
     message: str = Field(min_length=1, max_length=MESSAGE_MAX, description="Message to the dentist (why, what to send)")
 
 
-class MarkDeliveredRequest(BaseModel):
+class MarkDeliveredRequest(Strict):
     message: str = Field(min_length=1, max_length=MESSAGE_MAX,
                          description="How the result reached the dentist (e.g. sent by phone on 03/12)")
 

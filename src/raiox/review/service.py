@@ -88,7 +88,7 @@ async def approve(session: AsyncSession, case_id: uuid.UUID, system_id: str, *, 
                   message: str | None = None, add_to_catalog: bool = False,
                   other_system_ids: list[str] | None = None) -> dict:
     case = await cases.get_or_404(session, case_id, for_update=True)
-    message = (message or "").strip() or None
+    message, system_id = (message or "").strip() or None, system_id.strip()
     others = other_ids(system_id, other_system_ids)
     if case.status != CaseStatus.awaiting_review:
         if _same(case, system_id, message, others):
@@ -146,7 +146,9 @@ async def mark_delivered(session: AsyncSession, case_id: uuid.UUID, message: str
     case = await cases.get_or_404(session, case_id, for_update=True)
     record = await delivery_repo.get_delivery(session, case.id, for_update=True)
     if case.status == CaseStatus.delivered and record is not None and record.status == MANUAL:
-        return
+        if await repository.last_event_reason(session, case.id) == message:
+            return  # the same mark again (a double click)
+        raise Conflict(f"case {case.id} was already marked delivered with another note")
     if case.status != CaseStatus.delivery_failed:
         raise Conflict(f"case {case.id} is {case.status}; only a failed delivery can be marked as delivered")
     await cases.transition(session, case, CaseStatus.delivered, actor=actor, reason=message)
@@ -163,7 +165,7 @@ async def add_case_references(session: AsyncSession, case: Case, system_id: str,
                               first_only: bool = False) -> list[ReferenceImage]:
     """Each processed image of CASE becomes a reference of SYSTEM_ID, reusing its fixture embedding
     (same model, no re-embedding): the fixture whose results rank the system best, else the most
-    confident one. Images already referenced for that system (same sha256) are skipped. FIRST_ONLY (the
+    confident one. Images already a reference (same sha256, of this or any other system) are skipped. FIRST_ONLY (the
     approval names other systems too, so a film may show only those): only films with an implant whose first
     candidate is SYSTEM_ID."""
     images = [i for i in await repository.case_images(session, case.id) if i.storage_key and i.sha256]
@@ -171,8 +173,8 @@ async def add_case_references(session: AsyncSession, case: Case, system_id: str,
     added = []
     for image in images:
         mine = [(f, r) for f, r in fixtures if f.case_image_id == image.id]
-        if not mine or await repository.reference_by_sha(session, system_id, image.sha256):
-            continue
+        if not mine or await repository.references_by_sha(session, image.sha256):
+            continue  # already a reference: of this system, or of another one (an image never serves two systems)
         fixture, results = min(mine, key=lambda fr: (_rank(fr[1], system_id), -fr[0].confidence))
         if first_only and _rank(results, system_id) != 1:
             continue
