@@ -161,7 +161,7 @@ async def test_review_approve_and_delivery(committed, server, browser, browser_j
     assert (await page.locator("#case-status").inner_text()).strip() == "Aguardando revisão"
     await page.get_by_role("button", name="Aprovar e enviar ao dentista").click()  # accepted
     await page.wait_for_selector("#approved-system")
-    assert len(asked) == 2 and "Não é possível desfazer" in asked[0]
+    assert len(asked) == 2 and "Não é possível desfazer" in asked[0] and chosen.name in asked[0]
     assert chosen.name in await page.locator("#approved-system").inner_text()
     audit = page.locator("#audit")
     assert "Aprovou o caso" in await audit.inner_text() and "revisora@example.com" in await audit.inner_text()
@@ -248,9 +248,10 @@ async def test_a_file_that_is_no_image_shows_a_note_not_a_broken_viewer(committe
     await page.close()
 
 
-@pytest.mark.parametrize("films", [1, 4])
-async def test_the_report_prints_on_one_a4_page(browser, films):
-    """The dentist's "one-page" report: up to four films, the result and the disclaimer on one A4 sheet."""
+@pytest.mark.parametrize("films, others, sentences", [(1, 0, 1), (4, 0, 1), (2, 2, 3), (4, 3, 3), (1, 8, 3), (4, 8, 6)])
+async def test_the_report_prints_on_one_a4_page(browser, films, others, sentences):
+    """The dentist's "one-page" report: up to four films, every approved system (up to nine, long names) with its
+    catalog reference, the reviewer's message and the disclaimer on one A4 sheet."""
     import base64
     import io
     import re
@@ -267,13 +268,83 @@ async def test_the_report_prints_on_one_a4_page(browser, films):
         Image.fromarray(np.random.default_rng(w).integers(0, 255, (h, w), dtype=np.uint8)).save(buf, "JPEG")
         return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
-    case = SimpleNamespace(jotform_submission_id="6084250982513018472", review_message="Sistema confirmado.",
+    message = " ".join(["Conexão confirmada pela revisão; confira o pilar antes de pedir os componentes."] * sentences)
+    case = SimpleNamespace(jotform_submission_id="6084250982513018472", review_message=message,
                            client_name="Dra. Ana Souza", reviewed_by="user:x", reviewed_at=datetime.now(UTC))
     system = SimpleNamespace(name="Grand Morse", manufacturer="Neodent", connection="CM 16°")
+    extra = [(SimpleNamespace(name=f"Demo {k:03d} Cone Morse 11.5° tapered, long body line", connection="internal hex",
+                              manufacturer="Synthetic Implant Works Indústria e Comércio Ltda."), film(600, 1200 + k))
+             for k in range(others)]
     html = render("report.html", case=case, system=system, xrays=[film(1400, 1050) for _ in range(films)],
-                  reference=film(600, 1200))
+                  reference=film(600, 1200), others=extra)
     page = await browser.new_page()
     await page.set_content(html)
     pdf = await page.pdf(format="A4")
     await page.close()
     assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1
+    assert html.count("Imagem de referência de") == 1 + others and html.count("Radiografia enviada") == 2 * films
+
+
+async def test_approving_several_systems_names_them_and_enter_in_the_search_only_searches(committed, server, browser):
+    from sqlalchemy import select
+
+    from raiox.models import CaseImage, Fixture, FixtureResult
+
+    async with session_scope() as session:
+        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+        await add_user(session, "revisora@example.com", PASSWORD, "reviewer")
+        case = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2)
+        second = (await session.execute(select(Fixture).join(CaseImage).where(
+            CaseImage.case_id == case.id, CaseImage.position == 1))).scalars().one()
+        for result in (await session.execute(select(FixtureResult).where(FixtureResult.fixture_id == second.id))).scalars():
+            result.system_id = {"neo-cm": "str-bl", "str-bl": "neo-cm"}[result.system_id]  # film 2: the other one
+    page = await browser.new_page(locale="pt-BR")
+    asked: list[str] = []
+
+    async def answer(dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", answer)
+    await _login(page, server, "revisora@example.com")
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    boxes = page.locator("#other-systems input[name=other_system_ids]")
+    assert await boxes.count() == 2
+    assert await boxes.nth(0).is_disabled() and not await boxes.nth(1).is_disabled()  # the main one is not "other"
+    await page.locator("#approve-form input[name=system_id][value='str-bl']").check()
+    assert not await boxes.nth(0).is_disabled() and await boxes.nth(1).is_disabled()
+    await page.locator("#approve-form input[name=system_id][value='neo-cm']").check()
+    await boxes.nth(1).check()
+
+    search = page.get_by_label("Outro sistema do catálogo")
+    await search.fill("Bone")
+    await search.press("Enter")  # searches; must not submit the approval around it
+    await page.locator("#system-results input[value='str-bl']").wait_for()
+    await page.wait_for_timeout(300)
+    assert asked == [] and (await page.locator("#case-status").inner_text()).strip() == "Aguardando revisão"
+
+    await page.get_by_role("button", name="Aprovar e enviar ao dentista").click()
+    await page.wait_for_selector("#approved-others")
+    assert asked == ["Aprovar e enviar ao dentista: Grand Morse (Neodent), Bone Level (Straumann)? "
+                     "Não é possível desfazer."]
+    assert "Bone Level" in await page.locator("#approved-others").inner_text()
+    await page.close()
+
+
+async def test_a_refused_note_shows_its_error_and_a_long_link_does_not_widen_the_page(committed, server, browser):
+    _, case = await _seed(demo=False)
+    page = await browser.new_page(viewport={"width": 390, "height": 844}, locale="pt-BR")
+    await _login(page, server, "revisora@example.com")
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    note = page.locator("textarea[name=text]")
+    await note.fill("   ")
+    await page.get_by_role("button", name="Adicionar nota").click()
+    flash = page.locator("#flash")
+    await flash.get_by_text("nota").first.wait_for()  # htmx swaps the 422's pt-BR message in (it ignored 4xx before)
+    link = "https://drive.google.com/file/d/" + "1AbCdEfGhIjKlMnOpQrStUvWxYz" * 6 + "/view?usp=sharing"
+    await note.fill(f"Link enviado pela dentista: {link}")
+    await page.get_by_role("button", name="Adicionar nota").click()
+    await page.locator("#audit").get_by_text("Link enviado pela dentista").wait_for()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.close()

@@ -365,6 +365,7 @@ async def test_the_case_page_warns_when_its_implants_look_like_different_systems
 
 async def test_a_failed_delivery_marked_delivered_from_the_case_page(panel):
     from raiox.cases.service import transition
+    from raiox.delivery import repository as delivery_repo
     from raiox.models import Case
     from raiox.review import service
 
@@ -373,6 +374,7 @@ async def test_a_failed_delivery_marked_delivered_from_the_case_page(panel):
         await service.approve(session, case.id, "neo-cm", actor="user:rev@example.com")
         row = await session.get(Case, case.id)
         await transition(session, row, CaseStatus.delivery_failed, actor="system:delivery", reason="jotform: Jotform API 401")
+        (await delivery_repo.get_delivery(session, case.id)).status = "failed"  # what the delivery job leaves
     await login(panel, "rev@example.com")
     page = (await panel.get(f"/admin/cases/{case.id}")).text
     form = re.search(r'<details id="mark-delivered">(.*?)</details>', page, re.S).group(1)
@@ -386,3 +388,25 @@ async def test_a_failed_delivery_marked_delivered_from_the_case_page(panel):
     assert re.search(r'id="case-status">\s*Entregue\s*<', after) and 'id="mark-delivered"' not in after
     assert "Entregue por outro meio" in after and "Marcado como entregue por outro meio" in after
     assert "Enviado por WhatsApp." in after
+
+
+async def test_a_resend_in_progress_is_shown_as_such_not_as_the_old_failure(panel):
+    from raiox.cases.service import transition
+    from raiox.delivery import repository as delivery_repo
+    from raiox.models import Case
+    from raiox.review import service
+
+    case, _ = await _data()
+    async with session_scope() as session:
+        await service.approve(session, case.id, "neo-cm", actor="user:rev@example.com")
+        await transition(session, await session.get(Case, case.id), CaseStatus.delivery_failed, actor="system:delivery",
+                         reason="jotform: Jotform API 503: unavailable")
+        record = await delivery_repo.get_delivery(session, case.id)
+        record.status = "failed"
+        record.email_sent_at = record.created_at
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert 'id="email-went"' in page and "falta apenas o Jotform" in page and "Reenviar resultado" in page
+    await panel.post(f"/admin/cases/{case.id}/resend", data={"csrf_token": _csrf(page)})
+    after = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert 'id="resend-pending"' in after and f'/cases/{case.id}/resend"' not in after and "alert-error" not in after

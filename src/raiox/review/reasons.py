@@ -33,6 +33,7 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^(?P<detail>.* is not an allowed upload origin .*)$", "reason.upload_origin"),
     (r"^(?P<detail>file too large: .*)$", "reason.file_too_large"),
     (r"^(?P<detail>upload host answered .*|cannot resolve .*|.* resolves to a non-public address .*)$", "reason.upload_host"),
+    (r"^(?P<detail>jotform: Jotform API (401|403|404)\b.*)$", "reason.jotform_refused_edit"),
     (r"^(?P<detail>(jotform|email): .*)$", "reason.delivery_failed"),
 ))
 # who recorded an entry (``actor``: "kind:name") -> message id; people and tokens keep their name

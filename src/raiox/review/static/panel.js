@@ -82,12 +82,48 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-viewer]").forEach(setupViewer);
   });
-  // forms that reach the dentist (approve, reject) ask first: one click must not send an irreversible result
+  // the names of the systems a form sends (the chosen radio first, then the ticked boxes): "A (M), B (N)"
+  function chosenSystems(form) {
+    var names = [];
+    form.querySelectorAll("input[data-name]:checked").forEach(function (input) {
+      if (!input.disabled) { names.push(input.dataset.name); }
+    });
+    return names.join(", ");
+  }
+  // forms that reach the dentist (approve, reject) ask first: one click must not send an irreversible result;
+  // the approval's question names what it sends
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (form && form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+    if (!form || !form.dataset || !form.dataset.confirm) { return; }
+    var question = form.dataset.confirm.replace("{systems}", function () { return chosenSystems(form); });
+    if (!window.confirm(question)) {
       event.preventDefault();
     }
+  });
+  // Enter in a search box inside a form searches; it never submits the form around it (the approval)
+  document.addEventListener("keydown", function (event) {
+    var input = event.target;
+    if (event.key === "Enter" && input && input.matches && input.matches("form input[type=search]")) {
+      event.preventDefault();
+      input.dispatchEvent(new Event("search", { bubbles: true }));
+    }
+  });
+  // the main system is not also one of the "other systems": its box is switched off while it is the chosen one
+  function syncOthers(form) {
+    var main = form.querySelector("input[name=system_id]:checked");
+    form.querySelectorAll("input[name=other_system_ids]").forEach(function (box) {
+      var same = main !== null && box.value === main.value;
+      box.disabled = same;
+      if (same) { box.checked = false; }
+    });
+  }
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (input && input.name === "system_id" && input.form) { syncOthers(input.form); }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("approve-form");
+    if (form) { syncOthers(form); }
   });
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.target;
