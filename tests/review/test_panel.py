@@ -410,3 +410,20 @@ async def test_a_resend_in_progress_is_shown_as_such_not_as_the_old_failure(pane
     await panel.post(f"/admin/cases/{case.id}/resend", data={"csrf_token": _csrf(page)})
     after = (await panel.get(f"/admin/cases/{case.id}")).text
     assert 'id="resend-pending"' in after and f'/cases/{case.id}/resend"' not in after and "alert-error" not in after
+
+
+async def test_queue_tabs_keep_the_filters_and_a_delivered_rejection_is_marked(panel):
+    from raiox.cases.service import transition
+    from raiox.models import Case
+    from raiox.review import service
+
+    case, _ = await _data()
+    async with session_scope() as session:
+        await service.reject(session, case.id, "Envie uma radiografia mais nítida.", actor="user:rev@example.com")
+        await transition(session, await session.get(Case, case.id), CaseStatus.delivered, actor="system:delivery")
+    await login(panel, "rev@example.com")
+    page = (await panel.get("/admin/", params={"status": "all", "client": "Ana Souza", "q": "x&y"})).text
+    assert 'href="?status=delivered&client=Ana%20Souza&q=x%26y"' in page
+    listing = (await panel.get("/admin/", params={"status": "delivered"})).text
+    row = re.search(r"<tr>(?:(?!</tr>).)*Dra\. Ana Souza.*?</tr>", listing, re.S).group(0)
+    assert "Entregue" in row and '<span class="badge badge-rejected">rejeitado</span>' in row
