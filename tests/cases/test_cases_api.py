@@ -39,6 +39,10 @@ async def test_case_detail_has_images_implants_ranking_history(api, bearer, jotf
     implant = good["implants"][0]
     assert len(implant["box"]) == 4 and all(len(p) == 2 for p in implant["box"])
     assert 0 <= implant["confidence"] <= 1
+    # what the readers saw, as POST /identify shows it (stored with the fixture)
+    assert "external_hex" in implant["connection"] and abs(sum(implant["connection"].values()) - 1) < 0.01
+    assert implant["features"] is None or all(abs(sum(p.values()) - 1) < 0.01 for p in implant["features"].values())
+    assert implant["thread_turns"] is None or implant["thread_turns"] > 0
     candidates = implant["candidates"]
     assert candidates and {"system", "manufacturer", "name", "score"} <= candidates[0].keys()
     assert [c["score"] for c in candidates] == sorted((c["score"] for c in candidates), reverse=True)

@@ -79,6 +79,13 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     assert out.exit_code == 0, out.output
     payload = json.loads(out.stdout.strip().splitlines()[-1])
     _check_shape(payload, 2)
+    xs, ys = zip(*payload["implants"][0]["box"], strict=True)
+    boxed = cli("identify", str(image), "--top-k", "2", "--json", "--box", f"{min(xs)},{min(ys)},{max(xs)},{max(ys)}")
+    manual = json.loads(boxed.stdout.strip().splitlines()[-1])["implants"]
+    assert len(manual) == 1 and manual[0]["confidence"] == 1.0  # the given box, not the localiser's
+    assert manual[0]["candidates"][0]["system"] == payload["implants"][0]["candidates"][0]["system"]
+    bad = cli("identify", str(image), "--box", "1,2,3")
+    assert bad.exit_code == 2 and "--box takes four numbers x0,y0,x1,y1" in " ".join(bad.output.split())
     best = payload["implants"][0]["candidates"][0]
     runner_up = payload["implants"][0]["candidates"][1]  # an apex sibling (demo-001..003 form G01-apex)
     assert runner_up["differs_from_first"] and {d["field"].split(".")[0] for d in runner_up["differs_from_first"]} == {"apex"}

@@ -427,3 +427,19 @@ async def test_queue_tabs_keep_the_filters_and_a_delivered_rejection_is_marked(p
     listing = (await panel.get("/admin/", params={"status": "delivered"})).text
     row = re.search(r"<tr>(?:(?!</tr>).)*Dra\. Ana Souza.*?</tr>", listing, re.S).group(0)
     assert "Entregue" in row and '<span class="badge badge-rejected">rejeitado</span>' in row
+
+
+async def test_the_system_search_finds_connections_by_the_words_the_panel_shows(panel):
+    from raiox.models import ImplantSystem
+
+    await _data()
+    async with session_scope() as session:
+        (await session.get(ImplantSystem, "nob-ac")).connection = "internal hex"  # typed in English, shown in pt-BR
+    await login(panel, "admin@example.com")
+    for query in ("hexágono interno", "hexagono interno nobel", "internal hex"):
+        found = (await panel.get("/admin/systems/search", params={"q": query})).text
+        assert 'value="nob-ac"' in found and 'value="neo-cm"' not in found, query
+    listing = (await panel.get("/admin/catalog", params={"q": "Hexágono Interno"})).text
+    assert "NobelActive" in listing and "Grand Morse" not in listing
+    typed = (await panel.get("/admin/systems/search", params={"q": "cone morse"})).text  # as the catalog typed it
+    assert 'value="neo-cm"' in typed

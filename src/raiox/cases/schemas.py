@@ -44,6 +44,9 @@ class ImplantOut(BaseModel):
     index: int
     manual: bool
     model_id: str
+    connection: dict[str, float] | None = None  # the connection reader's probability per class (null: not read)
+    features: dict[str, dict[str, float]] | None = None  # the feature reader's, per feature and value (null: not read)
+    thread_turns: float | None = None  # length over thread pitch counted on the film (null: box too short to count)
 
 
 class ImageOut(BaseModel):

@@ -11,6 +11,7 @@ from raiox.cases import repository
 from raiox.cases.schemas import (CandidateOut, CaseDetail, CasePage, CaseSummary, EventOut, ImageOut, ImplantOut,
                                  RankingOut)
 from raiox.cases.service import STATUS_LABELS_PT, get_or_404
+from raiox.catalog.identify import connection_out, stored_features_out
 from raiox.kit.errors import BadRequest
 from raiox.models import Case, CaseStatus
 
@@ -61,8 +62,10 @@ async def case_detail(session: AsyncSession, case_id: uuid.UUID) -> CaseDetail:
                                                      reference_image_id=r.reference_image_id))
     implants = defaultdict(list)
     for f in await repository.case_fixtures(session, case_id):
-        implants[f.case_image_id].append(ImplantOut(box=f.box, confidence=f.confidence, candidates=candidates[f.id],
-                                                    id=f.id, index=f.index, manual=f.manual, model_id=f.model_id))
+        implants[f.case_image_id].append(ImplantOut(
+            box=f.box, confidence=f.confidence, candidates=candidates[f.id], id=f.id, index=f.index, manual=f.manual,
+            model_id=f.model_id, connection=connection_out(f.connection), features=stored_features_out(f.features),
+            thread_turns=None if f.thread_turns is None else round(f.thread_turns, 2)))
     images = [
         ImageOut(id=i.id, position=i.position, question=i.question, filename=i.filename, status=i.status,
                  error=i.error, sha256=i.sha256, size_bytes=i.size_bytes, content_type=i.content_type,

@@ -212,19 +212,27 @@ def identify(
     image: Path = typer.Argument(..., exists=True, dir_okay=False, help="Radiograph (PNG, JPEG, TIFF, BMP, WEBP, DICOM)."),
     top_k: int | None = typer.Option(None, "--top-k", min=1, max=50, help="Candidates per implant (default RAIOX_TOP_K)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    box: list[str] = typer.Option([], "--box", help="A manual box instead of the localiser: 'x0,y0,x1,y1' in the "
+                                  "image's pixels (repeat for several implants)."),
 ) -> None:
     """Identify the implant systems in an image (nothing is stored)."""
     from raiox.catalog.identify import identify as run_identify
+    from raiox.catalog.identify import parse_boxes
     from raiox.cli import _settings
     from raiox.kit.db import session_scope
     from raiox.kit.errors import Unprocessable
 
     k = top_k or _settings().top_k
+    try:
+        boxes = parse_boxes(json.dumps([[float(v) for v in b.split(",")] for b in box])) if box else None
+    except (ValueError, Unprocessable) as exc:
+        detail = f" ({exc.message})" if isinstance(exc, Unprocessable) else ""
+        raise typer.BadParameter(f"--box takes four numbers x0,y0,x1,y1{detail}") from None
     embedder = _embedder()
 
     async def work(maker):
         async with session_scope(maker) as session:
-            return await run_identify(session, image.read_bytes(), image.name, k, embedder=embedder)
+            return await run_identify(session, image.read_bytes(), image.name, k, embedder=embedder, boxes=boxes)
 
     try:
         result = run_db(work)

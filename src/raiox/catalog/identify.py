@@ -23,7 +23,8 @@ def _round_box(box) -> list[list[float]]:
     return [[round(float(x), 1), round(float(y), 1)] for x, y in box]
 
 
-def _connection(probs) -> dict[str, float] | None:
+def connection_out(probs) -> dict[str, float] | None:
+    """The connection reader's probabilities by class name (None: not read)."""
     from raiox.vision.connection import CLASSES
 
     return None if probs is None else {name: round(float(p), 4) for name, p in zip(CLASSES, probs)}
@@ -36,6 +37,16 @@ def _features(read) -> dict[str, dict[str, float]] | None:
         return None
     return {name: {str(value).lower(): round(float(p), 4) for value, p in zip(HEADS[name][0], np.exp(logp))}
             for name, logp in read.items()}
+
+
+def stored_features_out(stored: dict | None) -> dict[str, dict[str, float]] | None:
+    """A fixture's stored feature read ({feature: [p per value]}) as the API shows it: {feature: {value: p}}."""
+    from raiox.vision.attributes import HEADS
+
+    if not stored:
+        return None
+    return {name: {str(value).lower(): round(float(p), 4) for value, p in zip(HEADS[name][0], probs)}
+            for name, probs in stored.items() if name in HEADS}
 
 
 _slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> (size, its semaphore)
@@ -137,7 +148,7 @@ async def identify(session: AsyncSession, data: bytes, filename: str | None, top
         fixture, found = await search_fixture(session, fixture, embedder.model_id, top_k)
         implants.append(ImplantOut(
             box=_round_box(fixture.box), confidence=round(float(fixture.confidence), 4),
-            connection=_connection(fixture.connection), features=_features(fixture.features),
+            connection=connection_out(fixture.connection), features=_features(fixture.features),
             thread_turns=None if fixture.turns is None else round(fixture.turns.turns, 2),
             candidates=_candidates(found),
         ))

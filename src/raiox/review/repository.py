@@ -3,7 +3,7 @@
 import uuid
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import Select, case, func, or_, select, update
+from sqlalchemy import Select, and_, case, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -91,11 +91,14 @@ async def first_reference(session: AsyncSession, system_ids: set[str]) -> dict[s
 
 
 async def search_systems(session: AsyncSession, text: str = "", *, limit: int = 20, active_only: bool = False,
-                         offset: int = 0) -> list[ImplantSystem]:
-    query = select(ImplantSystem)
-    for word in text.split():
-        query = query.where(_contains((ImplantSystem.id, ImplantSystem.name, ImplantSystem.manufacturer,
-                                       ImplantSystem.connection), word))
+                         offset: int = 0, also: str | None = None) -> list[ImplantSystem]:
+    """Systems with every word of TEXT (or, when given, every word of ALSO) in their id, name, maker or connection."""
+    columns = (ImplantSystem.id, ImplantSystem.name, ImplantSystem.manufacturer, ImplantSystem.connection)
+
+    def every_word(words: str):
+        return and_(true(), *(_contains(columns, word) for word in words.split()))
+
+    query = select(ImplantSystem).where(or_(every_word(text), every_word(also)) if also else every_word(text))
     if active_only:
         query = query.where(ImplantSystem.active.is_(True))
     query = query.order_by(ImplantSystem.manufacturer, ImplantSystem.name).limit(limit).offset(offset)
