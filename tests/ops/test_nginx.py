@@ -186,6 +186,8 @@ def test_body_size_cap_and_metrics_closed(running):
     assert running.post("/cases", content=b"x" * (2 * 1024 * 1024)).status_code == 413
     assert running.post("/cases", content=b"x" * 1024).status_code == 200
     assert running.get("/metrics").status_code == 403
+    assert running.get("/readyz").status_code == 403  # names paths and settings when failing: not for the world
+    assert running.get("/healthz").status_code == 200
 
 
 def test_body_caps_follow_the_location(running):
