@@ -165,14 +165,30 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _label(name: str) -> str:
+    """A rawRequest question name as a label: "nomeDentista" / "nome_dentista" -> "Nome dentista"."""
+    words = re.sub(r"(?<=[a-zà-ÿ0-9])(?=[A-ZÀ-Þ])", " ", name).replace("_", " ").split()
+    text = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words)
+    return text[:1].upper() + text[1:]
+
+
+def _order(key: str, value: object) -> tuple[int, str]:
+    """Where an answer sits on the form: its `order` (API copies), else its question id (`q<qid>_`, form order)."""
+    if isinstance(value, dict) and str(value.get("order", "")).isdigit():
+        return int(value["order"]), key
+    match = re.match(r"^q?(\d+)", key)
+    return (int(match.group(1)) if match else 10**6), key
+
+
 def flatten_answers(answers: dict) -> list[tuple[str, str]]:
-    """Form answers as (label, text) rows: API copies carry {text, answer}; rawRequest keys are `q<qid>_<name>`."""
+    """Form answers as (label, text) rows in the form's order: API copies carry {text, answer, order}; rawRequest
+    keys are `q<qid>_<name>` (no label: the name is spelt out)."""
     rows = []
-    for key, value in answers.items():
+    for key, value in sorted(answers.items(), key=lambda kv: _order(*kv)):
         if isinstance(value, dict) and "answer" in value:
             label, text = str(value.get("text") or value.get("name") or key), _text(value.get("answer"))
         elif QUESTION.match(key):
-            label, text = key.split("_", 1)[-1], _text(value)
+            label, text = _label(key.split("_", 1)[-1]), _text(value)
         else:
             continue
         if text and not text.startswith(("http://", "https://")):
