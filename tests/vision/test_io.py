@@ -258,20 +258,25 @@ def test_rle_compressed_dicom(radiograph):
     assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.999
 
 
-def test_jpeg_baseline_dicom(radiograph):
-    """Intraoral DICOMs are often JPEG-compressed; pydicom decodes them through Pillow."""
+def _jpeg_dicom(header: np.ndarray, frame: np.ndarray, quality: int = 95) -> bytes:
+    """A JPEG Baseline DICOM whose Rows/Columns are HEADER's and whose one compressed frame is FRAME."""
     import pydicom
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGBaseline8Bit
 
-    ds = pydicom.dcmread(io.BytesIO(_dicom((radiograph * 4000).round())))
+    ds = pydicom.dcmread(io.BytesIO(_dicom((header * 4000).round())))
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
-    ds.PixelData = encapsulate([_encode(radiograph, "JPEG", quality=95)])
+    ds.PixelData = encapsulate([_encode(frame, "JPEG", quality=quality)])
     ds["PixelData"].is_undefined_length = True
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
-    out = read_image(buf.getvalue(), "jpeg.dcm")
+    return buf.getvalue()
+
+
+def test_jpeg_baseline_dicom(radiograph):
+    """Intraoral DICOMs are often JPEG-compressed; pydicom decodes them through Pillow."""
+    out = read_image(_jpeg_dicom(radiograph, radiograph), "jpeg.dcm")
     assert out.shape == radiograph.shape
     assert np.corrcoef(out.ravel(), radiograph.ravel())[0, 1] > 0.99
 
@@ -372,19 +377,9 @@ def test_malformed_dicom_attributes_are_read_around_or_refused_never_crash(radio
 
 def test_a_compressed_frame_larger_than_its_header_is_refused_before_decoding(radiograph):
     """Rows/Columns bound nothing for a JPEG frame: its own header says what the decoder would allocate."""
-    import pydicom
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGBaseline8Bit
 
     def jpeg_dicom(frame: np.ndarray) -> bytes:
-        ds = pydicom.dcmread(io.BytesIO(_dicom((radiograph * 4000).round())))
-        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
-        ds.PixelData = encapsulate([_encode(frame, "JPEG", quality=90)])
-        ds["PixelData"].is_undefined_length = True
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        return buf.getvalue()
+        return _jpeg_dicom(radiograph, frame, quality=90)
 
     h, w = radiograph.shape
     bomb = np.zeros((h * 8, w * 8), np.float32)  # a uniform frame: tiny file, 64 times the pixels
