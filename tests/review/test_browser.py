@@ -141,6 +141,13 @@ async def test_review_approve_and_delivery(committed, server, browser, browser_j
     await viewer.get_by_role("button", name="Aproximar").click()
     assert float(await viewer.get_attribute("data-scale")) > 1.5
     assert "scale(1.5" in await viewer.locator(".stage img").get_attribute("style")
+    await viewer.get_by_label("Inverter").check()
+    await viewer.locator("[data-filter=contrast]").fill("200")
+    assert "contrast(200%)" in await viewer.locator(".stage img").get_attribute("style")
+    await viewer.get_by_role("button", name="Restaurar").click()  # the picture as it came: zoom and filters
+    style = await viewer.locator(".stage img").get_attribute("style")
+    assert "scale(1)" in style and "contrast(100%)" in style and "invert" not in style
+    assert not await viewer.get_by_label("Inverter").is_checked()
 
     top1 = page.locator("#approve-form input[name=system_id]").first
     assert await top1.is_checked() and await top1.get_attribute("value") == systems[0].id

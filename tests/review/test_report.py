@@ -29,12 +29,14 @@ async def test_a_link_without_a_report_gives_the_dentist_a_pt_br_page(client, se
 
     case = await add_case(session, candidates=[])
     pages = {"tampered": await client.get(f"/reports/{report_token(case.id)[:-2]}xx"),
-             "unapproved": await client.get(f"/reports/{report_token(case.id)}")}
+             "unapproved": await client.get(f"/reports/{report_token(case.id)}"),
+             "trailing": await client.get(f"/reports/{report_token(case.id)}/x")}  # pasted with a stray tail
     old = report_token(case.id)
     monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: 2_000_000_000_0)
     pages["expired"] = await client.get(f"/reports/{old}")
     monkeypatch.undo()
     expected = {"tampered": (404, "Link de relatório inválido"), "unapproved": (404, "Relatório indisponível"),
+                "trailing": (404, "Link de relatório inválido"),
                 "expired": (410, "Este link de relatório expirou")}
     for name, response in pages.items():
         status, heading = expected[name]

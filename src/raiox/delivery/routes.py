@@ -79,6 +79,13 @@ async def report(token: str, session: AsyncSession = Depends(get_db_session)) ->
     return HTMLResponse(render("report.html", **context), headers=HEADERS)
 
 
+@router.get("/reports/{token}/{rest:path}", response_class=HTMLResponse, include_in_schema=False)
+async def report_mistyped(token: str, rest: str) -> HTMLResponse:
+    """A report link with something after it (pasted twice, a stray slash): the dentist's pt-BR page, not JSON."""
+    return HTMLResponse(render("report_unavailable.html", protocol=None, **_unavailable(InvalidLink("invalid"))),
+                        status_code=404, headers=HEADERS)
+
+
 async def _protocol(session: AsyncSession, case_id: uuid.UUID | None) -> str | None:
     """The case's protocol (Jotform submission id) for an expired link, which the dentist quotes to ask again."""
     if case_id is None:

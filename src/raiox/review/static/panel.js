@@ -33,7 +33,14 @@
       button.addEventListener("click", function () {
         var kind = button.dataset.zoom;
         if (kind === "in") { zoom(1.25); } else if (kind === "out") { zoom(0.8); }
-        else { state.scale = 1; state.x = 0; state.y = 0; apply(); }
+        else {  // "Restaurar": the picture as it came, zoom and filters alike
+          state.scale = 1; state.x = 0; state.y = 0;
+          state.contrast = 100; state.brightness = 100; state.invert = false;
+          root.querySelectorAll("[data-filter]").forEach(function (input) {
+            if (input.dataset.filter === "invert") { input.checked = false; } else { input.value = 100; }
+          });
+          apply();
+        }
       });
     });
     root.querySelectorAll("[data-filter]").forEach(function (input) {
