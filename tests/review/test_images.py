@@ -67,3 +67,20 @@ def test_dicom_is_rendered_and_garbage_is_refused():
     assert media_type == "image/png" and _shown(out).shape == (64, 64) and _shown(out).std() > 20
     with pytest.raises(Unprocessable, match="cannot display"):
         to_browser(b"not an image at all", "x.bin")
+
+
+def test_a_picture_over_the_pixel_cap_is_refused_before_it_is_decoded(monkeypatch):
+    """A 15000 x 15000 PNG of one colour is a few hundred kB: decoding it would take gigabytes and many seconds."""
+    from raiox.kit.settings import get_settings
+
+    monkeypatch.setenv("RAIOX_MAX_PIXELS", "10000")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(Unprocessable, match=r"200x100 pixels \(limit 10000\)"):
+            to_browser(_save(np.zeros((100, 200), np.uint8), "PNG"), max_side=50)
+        with pytest.raises(Unprocessable, match="limit 10000"):  # deep greys go through the vision reader's cap
+            to_browser(_save(_ramp(100, 200), "TIFF"), max_side=50)
+        assert to_browser(_save(np.zeros((50, 100), np.uint8), "PNG"), max_side=50)[1] == "image/png"
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

@@ -224,6 +224,9 @@ async def test_media_requires_login(panel):
     await login(panel, "rev@example.com")
     page = await panel.get(f"/admin/cases/{case.id}")
     image = re.search(r'/admin/media/case-images/[0-9a-f-]+', page.text).group(0)
+    shown = await panel.get(image)
+    assert shown.status_code == 200 and shown.headers["cache-control"] == "private, no-store"  # a patient's film
+    assert (await panel.get(image, params={"w": -5})).status_code == 400  # a bad size is the request's fault
     panel.cookies.clear()
     assert (await panel.get(image, follow_redirects=False)).status_code == 303
 

@@ -85,3 +85,42 @@ async def test_the_report_lists_every_approved_system_with_its_reference(client,
     assert "implantes de 2 sistemas" in page
     assert page.count("data:image/jpeg;base64,") == 3  # the X-ray and both systems' references
     assert 'alt="Imagem de referência de Grand Morse"' in page
+
+
+async def test_a_report_never_shows_another_patients_film_added_to_the_catalog(client, session):
+    """"Add to catalog" keeps a case's film as a reference (for the operators' search); a report shows the dentist
+    catalog references only, never that film, even when it matched best."""
+    from sqlalchemy import select
+
+    from raiox.delivery.routes import _data_uri, report_context
+    from raiox.models import CaseImage, Fixture, FixtureResult, ReferenceImage
+
+    await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+    catalog_ref = (await session.execute(select(ReferenceImage).where(ReferenceImage.system_id == "neo-cm"))).scalar_one()
+    first = await add_case(session, candidates=[("neo-cm", 0.9)], name="Paciente A")
+    await review.approve(session, first.id, "neo-cm", actor="user:admin@example.com", add_to_catalog=True)
+    from_case = (await session.execute(select(ReferenceImage).where(ReferenceImage.source == "case"))).scalar_one()
+    other = await add_case(session, candidates=[("neo-cm", 0.9)], name="Outra clínica")
+    for result in (await session.execute(select(FixtureResult).join(Fixture, Fixture.id == FixtureResult.fixture_id)
+                                         .join(CaseImage, CaseImage.id == Fixture.case_image_id)
+                                         .where(CaseImage.case_id == other.id))).scalars():
+        result.reference_image_id = from_case.id  # the first patient's film matched best
+    await review.approve(session, other.id, "neo-cm", actor="user:rev@example.com")
+    context = await report_context(session, other.id)
+    assert context["reference"] == await _data_uri(catalog_ref.storage_key)
+    assert context["reference"] != await _data_uri(from_case.storage_key)
+
+
+async def test_a_report_leaves_out_films_the_analysis_refused(client, session):
+    from sqlalchemy import select
+
+    from raiox.delivery.routes import report_context
+    from raiox.models import CaseImage
+
+    await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+    case = await add_case(session, candidates=[("neo-cm", 0.9)], images=2)
+    refused = (await session.execute(select(CaseImage).where(
+        CaseImage.case_id == case.id, CaseImage.position == 1))).scalar_one()
+    refused.status, refused.error = "invalid", "image too large: 15000x15000 pixels (limit 60000000)"
+    await review.approve(session, case.id, "neo-cm", actor="user:rev@example.com")
+    assert len((await report_context(session, case.id))["xrays"]) == 1

@@ -14,10 +14,11 @@ from raiox.delivery.templates import render
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import NotFound, RaioxError
 from raiox.kit.settings import get_settings
-from raiox.models import CaseStatus
+from raiox.models import CaseStatus, ImageStatus
 
 router = APIRouter(tags=["delivery"])
 REPORTABLE = {CaseStatus.approved, CaseStatus.delivered, CaseStatus.delivery_failed}
+CASE_SOURCE = "case"  # ReferenceImage.source of a reference added from a reviewed case (a patient's film)
 
 
 async def _data_uri(storage_key: str | None, filename: str | None = None) -> str | None:
@@ -33,19 +34,20 @@ async def _data_uri(storage_key: str | None, filename: str | None = None) -> str
 
 
 async def _reference_key(session: AsyncSession, case, system_id: str) -> str | None:
-    """The reference image that matched this case best for SYSTEM_ID, else the system's first one."""
+    """The catalog reference that matched this case best for SYSTEM_ID, else the system's first one. Never a
+    reference taken from a case ("add to catalog"): that is another patient's radiograph."""
     from raiox.models import ReferenceImage
     from raiox.review import repository as review_repo
 
     images = await review_repo.case_images(session, case.id)
-    matches = [(r.score, r.reference_image_id) for _f, results in
-               await review_repo.fixtures_with_results(session, [i.id for i in images])
-               for r in results if r.system_id == system_id and r.reference_image_id]
-    if matches:
-        ref = await session.get(ReferenceImage, max(matches, key=lambda m: m[0])[1])
-        if ref is not None:
+    matches = sorted(((r.score, r.reference_image_id) for _f, results in
+                      await review_repo.fixtures_with_results(session, [i.id for i in images])
+                      for r in results if r.system_id == system_id and r.reference_image_id), reverse=True)
+    for _score, ref_id in matches:
+        ref = await session.get(ReferenceImage, ref_id)
+        if ref is not None and ref.source != CASE_SOURCE:
             return ref.storage_key
-    refs = await review_repo.references_of(session, system_id)
+    refs = [r for r in await review_repo.references_of(session, system_id) if r.source != CASE_SOURCE]
     return refs[0].storage_key if refs else None
 
 
@@ -56,8 +58,9 @@ async def report_context(session: AsyncSession, case_id: uuid.UUID) -> dict:
     system = await repository.get_system(session, case.approved_system_id)
     if case.status not in REPORTABLE or system is None:
         raise NotFound("no approved result for this case")
-    xrays = [await _data_uri(i.storage_key, i.filename)
-             for i in await review_repo.case_images(session, case.id) if i.storage_key]
+    xrays = [await _data_uri(i.storage_key, i.filename)  # the films the analysis could read (a refused one may be
+             for i in await review_repo.case_images(session, case.id)  # a decompression bomb): never decoded here
+             if i.storage_key and i.status == ImageStatus.processed]
     reference = await _data_uri(await _reference_key(session, case, system.id))
     others = [o for o in [await repository.get_system(session, i) for i in case.other_system_ids or []] if o]
     return {"case": case, "system": system, "xrays": [x for x in xrays if x], "reference": reference,

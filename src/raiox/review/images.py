@@ -32,8 +32,13 @@ def _deep(data: bytes) -> bool:
 
 
 def _decode(data: bytes, filename: str | None) -> Image.Image:
+    from raiox.kit.settings import get_settings
+
+    limit = get_settings().max_pixels
     try:
         image = Image.open(io.BytesIO(data))  # the header only: deep greys are decoded once, below
+        if image.width * image.height > limit:  # a small file can claim a huge picture: never decode it
+            raise Unprocessable(f"cannot display this image: {image.width}x{image.height} pixels (limit {limit})")
         if image.mode not in DEEP_MODES:
             image.load()
             # upright as the vision package reads it (a phone photo's EXIF orientation): boxes are in that frame
@@ -45,7 +50,7 @@ def _decode(data: bytes, filename: str | None) -> Image.Image:
 
         from raiox.vision import read_image
 
-        pixels = read_image(data, filename, fix_polarity=False)
+        pixels = read_image(data, filename, fix_polarity=False, max_pixels=limit)
         return Image.fromarray((np.clip(pixels, 0, 1) * 255 + 0.5).astype("uint8"), mode="L")
     except Exception as exc:  # noqa: BLE001 - any decoder failure is "cannot display"
         raise Unprocessable(f"cannot display this image: {exc}") from exc
@@ -79,4 +84,9 @@ def to_browser(data: bytes, filename: str | None = None, *, max_side: int | None
 
 
 async def load(storage_key: str, filename: str | None = None, **kwargs) -> tuple[bytes, str]:
-    return to_browser(await get_storage().get(storage_key), filename, **kwargs)
+    """The stored image as the browser gets it; decoding and resizing run in a worker thread (the event loop keeps
+    serving meanwhile)."""
+    import asyncio
+
+    data = await get_storage().get(storage_key)
+    return await asyncio.to_thread(to_browser, data, filename, **kwargs)
