@@ -222,3 +222,4 @@ async def test_add_to_catalog_never_makes_one_image_a_reference_of_two_systems(c
     owners = (await session.execute(select(ReferenceImage.system_id).where(
         ReferenceImage.sha256 == image.sha256))).scalars().all()
     assert owners == ["neo-cm"]
+

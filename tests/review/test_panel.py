@@ -98,13 +98,15 @@ async def test_csrf_required_on_actions(panel):
     assert refused.status_code == 403 and "CSRF" in refused.text
     htmx_refused = await panel.post(f"/admin/cases/{case.id}/note", data={"text": "x"}, headers={"HX-Request": "true"})
     assert htmx_refused.status_code == 403
-    ok = await panel.post(f"/admin/cases/{case.id}/approve",
-                          data={"system_id": "str-bl", "csrf_token": _csrf(page.text), "add_to_catalog": "true"})
+    assert 'name="add_to_catalog"' not in page.text  # the catalog is the admins'
+    reviewer_adds = await panel.post(f"/admin/cases/{case.id}/approve",
+                                     data={"system_id": "str-bl", "csrf_token": _csrf(page.text), "add_to_catalog": "true"})
+    assert reviewer_adds.status_code == 403 and "Somente administradores" in reviewer_adds.text
+    ok = await panel.post(f"/admin/cases/{case.id}/approve", data={"system_id": "str-bl", "csrf_token": _csrf(page.text)})
     assert ok.status_code == 303
     after = await panel.get(f"/admin/cases/{case.id}")
     assert "Aprovou o caso" in after.text and "Bone Level" in after.text
-    again = await panel.post(f"/admin/cases/{case.id}/approve", data={"system_id": "str-bl", "csrf_token": _csrf(page.text),
-                                                                      "add_to_catalog": "true"})
+    again = await panel.post(f"/admin/cases/{case.id}/approve", data={"system_id": "str-bl", "csrf_token": _csrf(page.text)})
     assert again.status_code == 303  # a double click approves once
     stale = await panel.post(f"/admin/cases/{case.id}/approve", data={"system_id": "neo-cm", "csrf_token": _csrf(page.text)})
     assert stale.status_code == 409 and "Esta ação não é possível" in stale.text and "not awaiting review" in stale.text
@@ -446,3 +448,19 @@ async def test_the_system_search_finds_connections_by_the_words_the_panel_shows(
     assert "NobelActive" in listing and "Grand Morse" not in listing
     typed = (await panel.get("/admin/systems/search", params={"q": "cone morse"})).text  # as the catalog typed it
     assert 'value="neo-cm"' in typed
+
+
+async def test_only_admins_add_case_films_to_the_catalog_through_the_api_too(panel):
+    from raiox.review.auth import CSRF_HEADER
+
+    case, _ = await _data()
+    body = {"system_id": "neo-cm", "add_to_catalog": True}
+    await login(panel, "rev@example.com")
+    csrf = _csrf((await panel.get("/admin/")).text)
+    refused = await panel.post(f"/cases/{case.id}/approve", json=body, headers={CSRF_HEADER: csrf})
+    assert refused.status_code == 403 and "only admins" in refused.json()["detail"]
+    await panel.post("/admin/logout", data={"csrf_token": csrf})
+    await login(panel, "admin@example.com")
+    csrf = _csrf((await panel.get("/admin/")).text)
+    allowed = await panel.post(f"/cases/{case.id}/approve", json=body, headers={CSRF_HEADER: csrf})
+    assert allowed.status_code == 200, allowed.text
