@@ -66,8 +66,22 @@ async def test_login_failures_are_logged_and_lock_the_account(panel):
         assert len(handler.lines) == 5
         locked = await login(panel, "rev@example.com")  # right password, but locked now
         assert locked.status_code == 401 and "bloqueada" in locked.text
+        for _ in range(5):  # an address nobody has answers exactly alike: accounts cannot be enumerated
+            nobody = await login(panel, "nobody@example.com", "wrong password")
+        error = re.compile(r'id="login-error"[^>]*>(.*?)<', re.S)
+        assert error.search(nobody.text).group(1) == error.search(locked.text).group(1)
+        await login(panel, "my secret password")  # typed into the e-mail field: not logged
+        assert handler.lines[-1] == "raiox.admin.login_failed ip=198.51.100.7 email=-not-an-e-mail-"
     finally:
         logging.getLogger("raiox.admin").removeHandler(handler)
+
+
+async def test_a_login_next_with_a_line_break_is_ignored_not_a_crash(panel):
+    await _data()
+    page = await panel.get("/admin/login")
+    response = await panel.post("/admin/login", data={"email": "rev@example.com", "password": PASSWORD,
+                                                      "next": "/admin/\r\nSet-Cookie: x=1", "csrf_token": _csrf(page.text)})
+    assert response.status_code == 303 and response.headers["location"].endswith("/admin/")
 
 
 async def test_login_session_cookie_and_logout(panel):

@@ -99,7 +99,8 @@ def _clean(value: str) -> str:
 
 def log_failure(ip: str, email: str) -> None:
     LOGINS.labels(outcome="failed").inc()
-    failure_log.warning("raiox.admin.login_failed ip=%s email=%s", _clean(ip), _clean(email))
+    typed = email if "@" in email else "-not-an-e-mail-"  # a password typed in the e-mail field stays out of logs
+    failure_log.warning("raiox.admin.login_failed ip=%s email=%s", _clean(ip), _clean(typed))
 
 
 async def authenticate(session: AsyncSession, email: str, password: str, ip: str) -> User | None:
@@ -178,9 +179,3 @@ async def require_actor(request: Request, session: AsyncSession = Depends(get_db
         raise Forbidden("missing or invalid CSRF token (X-CSRF-Token header)")
     return f"user:{user.email}"
 
-
-async def is_locked(session: AsyncSession, email: str) -> bool:
-    from raiox.review import repository
-
-    user = await repository.user_by_email(session, email, fresh=True)
-    return bool(user and user.locked_until and user.locked_until > datetime.now(UTC))

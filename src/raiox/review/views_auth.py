@@ -34,9 +34,18 @@ def _ip_blocked(ip: str) -> bool:
     return len(window) >= IP_MAX_FAILURES
 
 
+def _prune() -> None:
+    """Forget addresses whose failures are all older than the window (the table must not grow forever)."""
+    if len(_ip_failures) > 1000:
+        oldest = time.monotonic() - IP_WINDOW_S
+        for ip in [ip for ip, window in _ip_failures.items() if not window or window[-1] < oldest]:
+            del _ip_failures[ip]
+
+
 def _safe_next(request: Request, target: str | None) -> str:
     base = base_path(request)
-    if target and target.startswith(base + "/") and not target.startswith("//") and "\\" not in target:
+    if (target and target.startswith(base + "/") and not target.startswith("//") and "\\" not in target
+            and target.isprintable()):  # a CR/LF would break the Location header
         return target[len(base):]
     return "/"
 
@@ -68,9 +77,9 @@ async def login(request: Request, email: str = Form(""), password: str = Form(""
     user = await auth.authenticate(session, email, password, ip)
     if user is None:
         _ip_failures[ip].append(time.monotonic())
-        locked = await auth.is_locked(session, email)
-        message = gettext("login.locked") if locked else gettext("login.invalid")
-        return _login_page(request, error=message, email=email, status_code=401, next_url=next)
+        _prune()
+        # one answer whether the account exists, is locked or the password is wrong: nothing to enumerate
+        return _login_page(request, error=gettext("login.invalid"), email=email, status_code=401, next_url=next)
     await audit(session, f"user:{user.email}", "auth.login", target=ip)
     response = redirect(request, _safe_next(request, next))
     auth.save_session(request, response, auth.session_cookie(user))
