@@ -462,6 +462,11 @@ async def test_the_system_search_finds_connections_by_the_words_the_panel_shows(
     assert "NobelActive" in listing and "Grand Morse" not in listing
     typed = (await panel.get("/admin/systems/search", params={"q": "cone morse"})).text  # as the catalog typed it
     assert 'value="neo-cm"' in typed
+    from raiox.review import repository
+
+    async with session_scope() as session:  # a query of thousands of words is cut to its first few, not one clause each
+        found = await repository.search_systems(session, " ".join(["nobel"] * 3000 + ["absent"]))
+    assert [s.id for s in found] == ["nob-ac"]
 
 
 async def test_only_admins_add_case_films_to_the_catalog_through_the_api_too(panel):

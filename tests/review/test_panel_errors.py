@@ -157,3 +157,12 @@ async def test_an_unexpected_failure_is_the_api_error_shape_or_the_panel_page_ne
     assert "Erro interno: a falha foi registrada" in page.text and "secret" not in page.text
     assert response.status_code == 500
     assert response.json() == {"error": "internal_error", "detail": "internal server error: the failure was logged"}
+
+
+async def test_the_error_page_links_back_only_to_the_panels_own_pages(admin):
+    missing = "/admin/cases/00000000-0000-0000-0000-000000000000"
+    ours = await admin.get(missing, headers={"referer": "http://testserver/admin/?status=all"})
+    assert 'href="http://testserver/admin/?status=all"' in _page(ours, 404)
+    for foreign in ("https://evil.example/admin/", "javascript:alert(1)", "http://testserver/other"):
+        page = _page(await admin.get(missing, headers={"referer": foreign}), 404)
+        assert "evil" not in page and "javascript:" not in page and "/other" not in page, foreign

@@ -181,7 +181,20 @@ def _error_page(request: Request, status_code: int, summary: str, detail: str | 
         return HTMLResponse(html, status_code=status_code,
                             headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"} | (headers or {}))
     return render(request, "error.html", {"error": SimpleNamespace(status_code=status_code), "summary": summary,
-                                          "detail": detail}, status_code=status_code, headers=headers)
+                                          "detail": detail, "previous": _same_site_referer(request)},
+                  status_code=status_code, headers=headers)
+
+
+def _same_site_referer(request: Request) -> str | None:
+    """The page the operator came from, when it is one of the panel's (never a link back to another site)."""
+    from urllib.parse import urlsplit
+
+    referer = urlsplit(request.headers.get("referer", ""))
+    here = urlsplit(str(request.base_url))
+    if referer.scheme in ("http", "https") and referer.netloc == here.netloc and \
+            referer.path.startswith(base_path(request) + "/"):
+        return referer.geturl()
+    return None
 
 
 async def _error(request: Request, exc: RaioxError) -> Response:
