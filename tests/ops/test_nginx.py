@@ -95,6 +95,7 @@ def _prepare(prefix, **overrides) -> dict:
         "nginx_identify_max_body_size": "3m",
         "nginx_upload_max_body_size": "4m",
         "nginx_tls_enabled": True,
+        "nginx_access_log": str(prefix / "raiox-access.log"),
         **overrides,
     })
     write(prefix / "sites" / "raiox.conf", conf)
@@ -284,3 +285,18 @@ def test_login_posts_are_rate_limited_but_page_views_are_not(running):
 def test_webhook_is_rate_limited(running):
     codes = [running.post("/webhooks/jotform?token=t", data={"a": "b"}).status_code for _ in range(80)]
     assert codes.count(200) >= 50 and 429 in codes, codes
+
+
+def test_the_access_log_keeps_no_webhook_token_and_no_report_link(site, running):
+    """The webhook's ?token= is its only credential and a report link opens a patient's report: neither is logged."""
+    running.post("/webhooks/jotform?token=webhook-s3cret-value", content=b"x")
+    running.get("/reports/InR0b2tlbiI.report-t0ken-value")
+    running.get("/cases?apiKey=k3y-value", headers={"Referer": "https://example.org/reports/InR0b2tlbiI.ref-t0ken"})
+    log = site["prefix"] / "raiox-access.log"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and log.read_text().count("\n") < 3:
+        time.sleep(0.1)
+    text = log.read_text()
+    assert '"POST /webhooks/jotform HTTP/1.1" ' in text and '"GET /reports/- HTTP/1.1" ' in text
+    for secret in ("webhook-s3cret-value", "report-t0ken-value", "k3y-value", "ref-t0ken"):
+        assert secret not in text, secret
