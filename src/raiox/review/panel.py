@@ -241,6 +241,15 @@ async def _crashed(request: Request, exc: Exception) -> Response:
         return HTMLResponse(f"<p>{i18n.gettext('error.internal')}</p>", status_code=500)
 
 
+async def _signed_in_first(request: Request, call_next):
+    """A POST from nobody signed in (no valid session cookie; the login form aside) is sent to the login page before
+    its body is read: an anonymous client cannot make the server take in a large upload only to refuse it. The
+    session itself (user, password, logout) is still checked by each route."""
+    if request.method == "POST" and not request.url.path.endswith("/login") and "uid" not in load_session(request):
+        return redirect(request, "/login")
+    return await call_next(request)
+
+
 async def _security_headers(request: Request, call_next):
     response = await call_next(request)
     response.headers.setdefault("Content-Security-Policy", CSP)
@@ -263,6 +272,7 @@ def create_panel() -> FastAPI:
     panel.add_exception_handler(StarletteHTTPException, _http_error)
     panel.add_exception_handler(DataError, _unstorable)
     panel.add_exception_handler(Exception, _crashed)
+    panel.middleware("http")(_signed_in_first)
     panel.middleware("http")(_security_headers)
     for module in (views_auth, views_cases, views_catalog, views_media):
         panel.include_router(module.router)
