@@ -18,6 +18,8 @@ async def test_signed_report_link_shows_the_result(client, session):
     assert "Bone Level" in response.text and "Straumann" in response.text and "Equipe Raiox AI" in response.text
     assert "rev@example.com" not in response.text  # the reviewer's address is internal, not the dentist's to see
     assert response.text.count("data:image/jpeg;base64,") == 2  # the X-ray and the system's reference
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY" and response.headers["x-content-type-options"] == "nosniff"
     tampered = report_token(case.id)[:-2] + "xx"
     assert (await client.get(f"/reports/{tampered}")).status_code == 404
 

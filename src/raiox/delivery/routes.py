@@ -67,7 +67,11 @@ async def report_context(session: AsyncSession, case_id: uuid.UUID) -> dict:
             "others": [(o, await _data_uri(await _reference_key(session, case, o.id))) for o in others]}
 
 
-HEADERS = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+HEADERS = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer",
+           # the page is self-contained (inline style, data: images): nothing else may load, frame it or be sniffed
+           "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+                                      "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+           "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
 
 
 @router.get("/reports/{token}", response_class=HTMLResponse, include_in_schema=False)
