@@ -353,5 +353,30 @@ async def test_a_refused_note_shows_its_error_and_a_long_link_does_not_widen_the
     await note.fill(f"Link enviado pela dentista: {link}")
     await page.get_by_role("button", name="Adicionar nota").click()
     await page.locator("#audit").get_by_text("Link enviado pela dentista").wait_for()
+    assert (await flash.inner_text()).strip() == ""  # the old error does not outlive the saved note
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.close()
+
+
+async def test_a_new_search_keeps_the_chosen_main_system_or_falls_back_to_the_first_candidate(committed, server,
+                                                                                             browser):
+    _, case = await _seed(demo=False)
+    async with session_scope() as session:
+        await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+    page = await browser.new_page(locale="pt-BR")
+    await _login(page, server, "revisora@example.com")
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    search = page.get_by_label("Outro sistema do catálogo")
+    picked = page.locator("#system-results input[value='str-bl']")
+    await search.fill("Bone")
+    await picked.check()
+    await search.fill("Bone Level")  # new results replace the old ones, the chosen system among them
+    await search.press("Enter")
+    await page.wait_for_timeout(600)
+    assert await picked.is_checked()
+    await search.fill("nothing matches this")
+    await search.press("Enter")
+    await page.locator("#system-results").get_by_text("Nenhum").wait_for()
+    checked = page.locator("#approve-form input[name=system_id]:checked")
+    assert await checked.count() == 1 and await checked.get_attribute("value") == "neo-cm"  # never no main system
     await page.close()

@@ -126,7 +126,10 @@
   }
   document.addEventListener("change", function (event) {
     var input = event.target;
-    if (input && input.name === "system_id" && input.form) { syncOthers(input.form); }
+    if (input && input.name === "system_id" && input.form) {
+      input.form.dataset.chosen = input.value;
+      syncOthers(input.form);
+    }
   });
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("approve-form");
@@ -134,8 +137,25 @@
   });
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.target;
+    var flash = document.getElementById("flash");
+    if (event.detail.successful && flash) { flash.innerHTML = ""; }  // an old error does not outlive a success
     if (form && form.matches && form.matches("form[data-reset-on-success]") && event.detail.successful) {
       form.reset();
+    }
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id === "flash" && target.textContent.trim()) {
+      target.scrollIntoView({ block: "center" });  // the error shows where the operator is looking
+    }
+    if (target && target.id === "system-results") {  // new search results: the main choice must survive them
+      var form = target.closest("form");
+      if (!form) { return; }
+      var chosen = form.dataset.chosen;
+      var main = (chosen && form.querySelector("input[name=system_id][value='" + CSS.escape(chosen) + "']")) ||
+        form.querySelector("input[name=system_id]:checked") || form.querySelector("input[name=system_id]");
+      if (main) { main.checked = true; }
+      syncOthers(form);
     }
   });
 })();
