@@ -499,3 +499,12 @@ async def test_an_anonymous_post_is_sent_to_the_login_before_its_body_is_read(pa
     assert len(pulled) <= 2
     page = await panel.get("/admin/login")  # the login form itself still posts without a session
     assert (await login(panel, "nobody@example.com")).status_code == 401 and page.status_code == 200
+
+
+async def test_form_answers_show_what_the_dentist_card_does_not(panel):
+    case, _ = await _data()
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    answers = re.search(r"<details><summary>Respostas do formulário</summary>(.*?)</details>", page, re.S).group(1)
+    assert "<dt>Regiao</dt><dd>36</dd>" in answers and "<dt>Nome</dt><dd>Ana Souza</dd>" in answers
+    assert "dentista@example.com" not in answers  # already the card's e-mail: not repeated

@@ -113,7 +113,9 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         "audit": await repository.audit_for_case(session, case.id),
         "events": await cases_repo.list_events(session, case.id),
         "delivery": await delivery_repo.get_delivery(session, case.id),
-        "answers": flatten_answers(case.answers or {}),
+        "answers": [(label, text) for label, text in flatten_answers(case.answers or {})  # the dentist card has these
+                    if text.strip() not in {(v or "").strip() for v in (case.client_name, case.client_email,
+                                                                        case.client_phone, case.notes)}],
         "thresholds": (get_settings().confidence_margin_high, get_settings().confidence_margin_medium,
                        get_settings().confidence_medium),
     }
