@@ -87,3 +87,18 @@ def test_errors_and_logs_name_an_upload_without_its_file_name_or_key():
     assert ref == f"https://www.jotform.com/… (upload {hashlib.md5(url.encode()).hexdigest()[:8]})"
     assert "Silva" not in ref and "k3y" not in ref and "pw" not in ref
     assert upload_ref(url.replace("36.jpg", "37.jpg")) != ref  # two uploads of one case stay apart
+
+
+async def test_the_api_key_goes_only_to_this_forms_upload_folder(jotform, settings_env):
+    """Uploads that need a log-in are fetched with the account's key; a URL of another form's folder (put into a
+    submission) is fetched without it, so the server cannot be made to pull another form's files into a report."""
+    from fakes.jotform import FORM_ID
+
+    jotform.require_login = True
+    own = jotform.add_file(f"/uploads/u/{FORM_ID}/6084250982513018472/raio-x.png", b"\x89PNG\r\n\x1a\nown")
+    other = jotform.add_file("/uploads/u/999999999999999/1/outra.png", b"\x89PNG\r\n\x1a\nother")
+    assert (await download(own, get_settings())).data.endswith(b"own")
+    with pytest.raises(DownloadFailed, match="HTML page"):  # the login page: no key went with it
+        await download(other, get_settings())
+    settings_env(jotform_form_id="")  # no form configured: the key goes with every upload, as before
+    assert (await download(other, get_settings())).data.endswith(b"other")

@@ -120,13 +120,24 @@ def _looks_like_html(data: bytes, content_type: str | None) -> bool:
     return (content_type or "").lower().startswith("text/html") or head.startswith((b"<!doctype", b"<html"))
 
 
+def _keyed(url: str, settings: Settings) -> bool:
+    """Whether the account's API key goes with a download of URL: with RAIOX_JOTFORM_FORM_ID set, only for that form's
+    upload folder (`/uploads/<user>/<form id>/...`), so that a URL put into a submission cannot make the server fetch
+    another form's files with the key (and show them in the submitter's report)."""
+    if not settings.jotform_form_id:
+        return True
+    parts = urlsplit(url).path.split("/")
+    return len(parts) > 3 and parts[1] == "uploads" and parts[3] == settings.jotform_form_id
+
+
 async def _fetch_once(http: httpx.AsyncClient, url: str, settings: Settings, api_key: str) -> Downloaded:
     for _hop in range(MAX_REDIRECTS + 1):
         _scheme, address, _port = await check_target(url, settings.jotform_upload_hosts)
         pinned, headers, extensions = _pinned(url, address)
-        params = {"apiKey": api_key} if api_key else None
-        if api_key:
-            headers["APIKEY"] = api_key
+        key = api_key if _keyed(url, settings) else ""
+        params = {"apiKey": key} if key else None
+        if key:
+            headers["APIKEY"] = key
         request = http.build_request("GET", pinned, params=params, headers=headers, extensions=extensions)
         response = await http.send(request, stream=True)
         try:
