@@ -508,3 +508,31 @@ async def test_form_answers_show_what_the_dentist_card_does_not(panel):
     answers = re.search(r"<details><summary>Respostas do formulário</summary>(.*?)</details>", page, re.S).group(1)
     assert "<dt>Regiao</dt><dd>36</dd>" in answers and "<dt>Nome</dt><dd>Ana Souza</dd>" in answers
     assert "dentista@example.com" not in answers  # already the card's e-mail: not repeated
+
+
+async def test_users_disable_cli_ends_the_sessions_at_once_and_list_shows_it(panel):
+    import os
+    import subprocess
+    import sys
+
+    from sqlalchemy import select
+
+    from raiox.models import AuditEntry
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "raiox", "users", *args], text=True, capture_output=True,
+                              env=os.environ | {"PYTHONPATH": "src"}, timeout=120)
+
+    await _data()
+    await login(panel, "rev@example.com")
+    assert (await panel.get("/admin/", follow_redirects=False)).status_code == 200
+    disabled = cli("disable", "REV@example.com")
+    assert disabled.returncode == 0 and "sessions ended" in disabled.stderr, disabled.stderr
+    assert (await panel.get("/admin/", follow_redirects=False)).status_code == 303  # signed out at once
+    assert (await login(panel, "rev@example.com")).status_code == 401  # and cannot sign in again
+    assert cli("disable", "nobody@example.com").returncode == 1
+    listed = cli("list").stdout.splitlines()
+    assert "rev@example.com\treviewer\tdisabled" in listed and "admin@example.com\tadmin\tactive" in listed
+    async with session_scope() as session:
+        audits = (await session.execute(select(AuditEntry.target).where(AuditEntry.action == "user.disable"))).scalars()
+        assert list(audits) == ["rev@example.com"]

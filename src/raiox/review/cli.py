@@ -1,4 +1,5 @@
-"""`raiox users add EMAIL --role reviewer|admin` and `raiox admin` (the panel alone, on its own host)."""
+"""`raiox users add EMAIL --role reviewer|admin`, `raiox users disable EMAIL`, `raiox users list` and `raiox admin`
+(the panel alone, on its own host)."""
 
 import asyncio
 import sys
@@ -54,6 +55,53 @@ def add(
     _settings()
     outcome = asyncio.run(_add(email, role, password))
     console.print(f"user {email} ({role}) {outcome}")
+
+
+async def _disable(email: str) -> bool:
+    from raiox.kit.db import session_scope
+    from raiox.review import repository
+    from raiox.review.service import audit
+
+    async with session_scope() as session:
+        user = await repository.user_by_email(session, email)
+        if user is None:
+            return False
+        user.active = False
+        await repository.end_sessions(session, user.id)
+        await audit(session, "cli", "user.disable", target=email)
+        return True
+
+
+@users_app.command("disable")
+def disable(email: str = typer.Argument(..., help="Login e-mail.")) -> None:
+    """Disable a panel user and end their sessions at once (`raiox users add` enables them again, with a new
+    password)."""
+    from raiox.cli import _settings
+
+    _settings()
+    email = email.strip().lower()
+    if not asyncio.run(_disable(email)):
+        console.print(f"[red]no panel user {email}[/red]")
+        raise typer.Exit(1)
+    console.print(f"user {email} disabled; their sessions ended")
+
+
+@users_app.command("list")
+def list_users() -> None:
+    """Panel users: e-mail, role, state."""
+    from raiox.cli import _settings
+    from raiox.kit.db import session_scope
+    from raiox.review import repository
+
+    _settings()
+
+    async def rows():
+        async with session_scope() as session:
+            return [(u.email, u.role, u.active, u.locked_until) for u in await repository.users(session)]
+
+    for email, role, active, locked in asyncio.run(rows()):
+        state = "active" if active else "disabled"
+        print(f"{email}\t{role}\t{state}{'' if locked is None else f' (locked until {locked:%Y-%m-%d %H:%M} UTC)'}")
 
 
 def admin(

@@ -174,6 +174,10 @@ async def count_login_success(session: AsyncSession, user_id: uuid.UUID, *, now:
     return (await session.execute(query)).first() is not None
 
 
+async def users(session: AsyncSession) -> list[User]:
+    return list((await session.execute(select(User).order_by(User.email))).scalars())
+
+
 async def end_sessions(session: AsyncSession, user_id: uuid.UUID) -> int:
     """Bumps the user's session generation: every panel cookie issued before stops working. The new generation."""
     query = (update(User).where(User.id == user_id).values(session_generation=User.session_generation + 1)
