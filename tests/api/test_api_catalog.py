@@ -209,6 +209,11 @@ async def test_an_anonymous_upload_is_refused_before_its_body_is_read(client):
                                  headers={"content-type": "multipart/form-data; boundary=x"})
     assert response.status_code == 401 and response.json()["error"] == "unauthorized"
     assert len(pulled) <= 2
+    pulled.clear()  # a made-up token is refused before the body just the same
+    made_up = await client.post("/identify", content=body(), headers={
+        "content-type": "multipart/form-data; boundary=x", "authorization": "Bearer not-a-real-token"})
+    assert made_up.status_code == 401 and made_up.json()["detail"] == "invalid or revoked token"
+    assert len(pulled) <= 2
 
 
 async def test_identify_takes_manual_boxes_instead_of_the_localiser(client, auth, catalog, reference_pngs):

@@ -1,6 +1,7 @@
 """POST /identify under load: the pixel cap (RAIOX_MAX_PIXELS) and the analysis slots (RAIOX_IDENTIFY_CONCURRENCY)."""
 
 import asyncio
+import uuid
 import threading
 
 import pytest
@@ -16,18 +17,29 @@ async def test_identify_refuses_an_image_over_the_configured_pixel_cap(client, a
 
 @pytest.fixture
 async def open_client(database_url):
-    """A client on the app without the bearer-token check (any token is taken; one must be sent, BearerFirst
-    refuses a POST /identify without one before its body) and with its own sessions: requests run side by side."""
+    """A client on the app with its own sessions (requests run side by side) and a real, committed token
+    (BearerFirst looks it up before reading a POST /identify's body)."""
     import httpx
 
-    from raiox.app import create_app
-    from raiox.kit.auth import require_token
+    from sqlalchemy import delete
 
+    from raiox.app import create_app
+    from raiox.kit.auth import create_token, require_token
+    from raiox.kit.db import session_scope
+    from raiox.models import ApiToken
+
+    name = f"limits-{uuid.uuid4().hex[:8]}"
+    async with session_scope() as session:
+        token = await create_token(session, name)
     app = create_app()
-    app.dependency_overrides[require_token] = lambda: "token:test"
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver",
-                                 headers={"Authorization": "Bearer any"}) as http:
-        yield http
+    app.dependency_overrides[require_token] = lambda: "token:test"  # the route's check holds no connection meanwhile
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver",
+                                     headers={"Authorization": f"Bearer {token}"}) as http:
+            yield http
+    finally:
+        async with session_scope() as session:  # other tests count the tokens
+            await session.execute(delete(ApiToken).where(ApiToken.name == name))
 
 
 def _waiting() -> float:

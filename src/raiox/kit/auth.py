@@ -56,6 +56,7 @@ bearer_scheme = HTTPBearer(auto_error=False, description="API token from `raiox 
 
 
 MISSING_TOKEN = "missing bearer token (Authorization: Bearer <token>)"
+INVALID_TOKEN = "invalid or revoked token"
 
 
 def bearer_token(header: str) -> str | None:
@@ -74,7 +75,7 @@ async def require_token(
         raise Unauthorized(MISSING_TOKEN)
     actor = await token_actor(session, token)
     if actor is None:
-        raise Unauthorized("invalid or revoked token")
+        raise Unauthorized(INVALID_TOKEN)
     return actor
 
 
@@ -95,22 +96,37 @@ async def revoke_token(session: AsyncSession, name_or_prefix: str) -> int:
 
 
 class BearerFirst:
-    """ASGI middleware: a POST to one of PATHS (routes taking large uploads) without any bearer token is answered
-    401 before its body is read. FastAPI parses a form before the route's dependencies run, so without this an
-    anonymous client could make the server spool a large upload only to be refused; the token itself is still
-    checked by `require_token`."""
+    """ASGI middleware: a POST to one of PATHS (routes taking large uploads) without a valid bearer token is answered
+    401 before its body is read. FastAPI parses a form before the route's dependencies run, so without this a client
+    without (or with a made-up) token could make the server spool a large upload only to be refused. The route's
+    `require_token` still checks the token (and records its use)."""
 
     def __init__(self, app, paths: frozenset[str]) -> None:
         self.app, self.paths = app, paths
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
-            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            if bearer_token(header) is None:
+            token = bearer_token(dict(scope["headers"]).get(b"authorization", b"").decode("latin-1"))
+            refusal = MISSING_TOKEN if token is None else None if await _valid(scope, token) else INVALID_TOKEN
+            if refusal:
                 from fastapi.responses import JSONResponse
 
-                response = JSONResponse({"error": Unauthorized.code, "detail": MISSING_TOKEN}, status_code=401,
+                response = JSONResponse({"error": Unauthorized.code, "detail": refusal}, status_code=401,
                                         headers={"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+async def _valid(scope, token: str) -> bool:
+    """Whether TOKEN is live, looked up through the app's own database dependency (and its overrides)."""
+    app = scope.get("app")
+    provider = getattr(app, "dependency_overrides", {}).get(get_db_session, get_db_session)
+    sessions = provider()
+    session = await anext(sessions)
+    try:
+        digest = hash_token(token)
+        query = select(ApiToken.id).where(ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None))
+        return (await session.execute(query)).first() is not None
+    finally:
+        await sessions.aclose()
