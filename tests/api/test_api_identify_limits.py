@@ -24,15 +24,14 @@ async def open_client(database_url):
     from sqlalchemy import delete
 
     from raiox.app import create_app
-    from raiox.kit.auth import create_token, require_token
+    from raiox.kit.auth import create_token
     from raiox.kit.db import session_scope
     from raiox.models import ApiToken
 
     name = f"limits-{uuid.uuid4().hex[:8]}"
     async with session_scope() as session:
         token = await create_token(session, name)
-    app = create_app()
-    app.dependency_overrides[require_token] = lambda: "token:test"  # the route's check holds no connection meanwhile
+    app = create_app()  # the real token check: a request waiting for its analysis must hold no pool connection
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver",
                                      headers={"Authorization": f"Bearer {token}"}) as http:

@@ -69,6 +69,7 @@ async def identify_image(
         raise TooLarge(f"image larger than {settings.download_max_bytes} bytes")
     if not data:
         raise BadRequest("empty image upload")
+    await session.commit()  # the token check's transaction ends here: no pool connection is held through the analysis
     try:
         result = await identify(session, data, image.filename, top_k or settings.top_k, boxes=manual)
     except Exception as exc:  # a bad upload is the client's ("rejected"); anything else is ours ("error")
