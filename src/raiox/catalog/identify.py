@@ -99,13 +99,15 @@ def parse_boxes(text: str | None) -> list | None:
         raise Unprocessable("boxes: not JSON; expected [[x0, y0, x1, y1], ...] or [[[x, y] x 4], ...]") from None
     if not isinstance(boxes, list) or not boxes or len(boxes) > MAX_BOXES:
         raise Unprocessable(f"boxes: expected a list of 1 to {MAX_BOXES} boxes")
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
     for n, box in enumerate(boxes, start=1):
-        flat = [v for point in box for v in (point if isinstance(point, list) else [point])] \
-            if isinstance(box, list) else []
-        corners = isinstance(box, list) and len(box) == 4 and all(isinstance(p, list) and len(p) == 2 for p in box)
-        plain = isinstance(box, list) and len(box) == 4 and not any(isinstance(p, list) for p in box)
-        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in flat)
-        if not (corners or plain) or not numbers:
+        plain = isinstance(box, list) and len(box) == 4 and all(map(number, box))
+        corners = isinstance(box, list) and len(box) == 4 and all(
+            isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in box)
+        if not (plain or corners):
             raise Unprocessable(f"boxes[{n}]: expected [x0, y0, x1, y1] or four [x, y] corners of finite numbers")
         if plain and not (box[2] > box[0] and box[3] > box[1]):
             raise Unprocessable(f"boxes[{n}]: x1 must exceed x0 and y1 exceed y0")

@@ -19,3 +19,11 @@ async def get_system(session: AsyncSession, system_id: str | None) -> ImplantSys
     if not system_id:
         return None
     return await session.get(ImplantSystem, system_id)
+
+
+async def systems_in_order(session: AsyncSession, ids: list[str]) -> list[ImplantSystem | None]:
+    """The systems of IDS in that order (None for an unknown id), in one query."""
+    from raiox.catalog.repository import systems_by_id
+
+    found = await systems_by_id(session, ids)
+    return [found.get(i) for i in ids]

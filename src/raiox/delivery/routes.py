@@ -33,22 +33,23 @@ async def _data_uri(storage_key: str | None, filename: str | None = None) -> str
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
-async def _reference_key(session: AsyncSession, case, system_id: str) -> str | None:
-    """The catalog reference that matched this case best for SYSTEM_ID, else the system's first one. Never a
-    reference taken from a case ("add to catalog"): that is another patient's radiograph."""
+async def _reference_keys(session: AsyncSession, images: list, system_ids: list[str]) -> dict[str, str | None]:
+    """For each system, the catalog reference that matched the case's IMAGES best, else the system's first one.
+    Never a reference taken from a case ("add to catalog"): that is another patient's radiograph."""
     from raiox.models import ReferenceImage
     from raiox.review import repository as review_repo
 
-    images = await review_repo.case_images(session, case.id)
-    matches = sorted(((r.score, r.reference_image_id) for _f, results in
-                      await review_repo.fixtures_with_results(session, [i.id for i in images])
-                      for r in results if r.system_id == system_id and r.reference_image_id), reverse=True)
-    for _score, ref_id in matches:
-        ref = await session.get(ReferenceImage, ref_id)
-        if ref is not None and ref.source != CASE_SOURCE:
-            return ref.storage_key
-    refs = [r for r in await review_repo.references_of(session, system_id) if r.source != CASE_SOURCE]
-    return refs[0].storage_key if refs else None
+    results = [r for _f, rs in await review_repo.fixtures_with_results(session, [i.id for i in images]) for r in rs
+               if r.reference_image_id]
+    def catalog_key(refs) -> str | None:
+        return next((r.storage_key for r in refs if r is not None and r.source != CASE_SOURCE), None)
+
+    keys: dict[str, str | None] = {}
+    for system_id in system_ids:
+        matches = sorted(((r.score, r.reference_image_id) for r in results if r.system_id == system_id), reverse=True)
+        keys[system_id] = (catalog_key([await session.get(ReferenceImage, ref_id) for _score, ref_id in matches])
+                           or catalog_key(await review_repo.references_of(session, system_id)))
+    return keys
 
 
 async def report_context(session: AsyncSession, case_id: uuid.UUID) -> dict:
@@ -58,13 +59,14 @@ async def report_context(session: AsyncSession, case_id: uuid.UUID) -> dict:
     system = await repository.get_system(session, case.approved_system_id)
     if case.status not in REPORTABLE or system is None:
         raise NotFound("no approved result for this case")
+    images = await review_repo.case_images(session, case.id)
     xrays = [await _data_uri(i.storage_key, i.filename)  # the films the analysis could read (a refused one may be
-             for i in await review_repo.case_images(session, case.id)  # a decompression bomb): never decoded here
-             if i.storage_key and i.status == ImageStatus.processed]
-    reference = await _data_uri(await _reference_key(session, case, system.id))
-    others = [o for o in [await repository.get_system(session, i) for i in case.other_system_ids or []] if o]
-    return {"case": case, "system": system, "xrays": [x for x in xrays if x], "reference": reference,
-            "others": [(o, await _data_uri(await _reference_key(session, case, o.id))) for o in others]}
+             for i in images if i.storage_key and i.status == ImageStatus.processed]  # a bomb): never decoded here
+    others = [o for o in await repository.systems_in_order(session, list(case.other_system_ids or [])) if o]
+    keys = await _reference_keys(session, images, [system.id, *(o.id for o in others)])
+    return {"case": case, "system": system, "xrays": [x for x in xrays if x],
+            "reference": await _data_uri(keys[system.id]),
+            "others": [(o, await _data_uri(keys[o.id])) for o in others]}
 
 
 HEADERS = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer",

@@ -67,7 +67,7 @@ async def enqueue(session: AsyncSession, case: Case, *, actor: str, action: str 
 
 async def build_result(session: AsyncSession, case: Case) -> Result:
     system = await repository.get_system(session, case.approved_system_id)
-    others = [await repository.get_system(session, i) for i in case.other_system_ids or []] if system else []
+    others = await repository.systems_in_order(session, list(case.other_system_ids or [])) if system else []
     return Result(
         approved=system is not None,
         system=system.name if system else "",

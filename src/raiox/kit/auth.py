@@ -41,11 +41,14 @@ async def create_token(session: AsyncSession, name: str) -> str:
     return token
 
 
+async def live_token(session: AsyncSession, token: str) -> ApiToken | None:
+    """The unrevoked token whose hash TOKEN has."""
+    query = select(ApiToken).where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def token_actor(session: AsyncSession, token: str) -> str | None:
-    digest = hash_token(token)
-    row = (await session.execute(
-        select(ApiToken).where(ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None))
-    )).scalar_one_or_none()
+    row = await live_token(session, token)
     if row is None:
         return None
     await session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=datetime.now(UTC)))
@@ -125,8 +128,6 @@ async def _valid(scope, token: str) -> bool:
     sessions = provider()
     session = await anext(sessions)
     try:
-        digest = hash_token(token)
-        query = select(ApiToken.id).where(ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None))
-        return (await session.execute(query)).first() is not None
+        return await live_token(session, token) is not None
     finally:
         await sessions.aclose()

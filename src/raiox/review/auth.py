@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from raiox.delivery.report import secret
-from raiox.kit.auth import bearer_scheme, token_actor
+from raiox.kit.auth import bearer_scheme, bearer_token, token_actor
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import Forbidden, Unauthorized
 from raiox.kit.metrics import REGISTRY
@@ -166,9 +166,9 @@ async def require_actor(request: Request, session: AsyncSession = Depends(get_db
                         _documented: HTTPAuthorizationCredentials | None = Security(bearer_scheme)) -> str:
     """API dependency: `Authorization: Bearer <token>` ("token:NAME"), or a panel session with its CSRF
     token in the X-CSRF-Token header ("user:EMAIL")."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        actor = await token_actor(session, token.strip())
+    token = bearer_token(request.headers.get("authorization", ""))
+    if token is not None:
+        actor = await token_actor(session, token)
         if actor is None:
             raise Unauthorized("invalid or revoked token")
         return actor

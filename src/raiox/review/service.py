@@ -56,7 +56,7 @@ def other_ids(system_id: str, others: list[str] | None) -> list[str]:
 
 
 async def _systems(session: AsyncSession, ids: list[str]) -> list[ImplantSystem]:
-    systems = [await session.get(ImplantSystem, i) for i in ids]
+    systems = await delivery_repo.systems_in_order(session, ids)
     unknown = [i for i, system in zip(ids, systems, strict=True) if system is None]
     if unknown:
         raise Unprocessable(f"unknown implant system: {', '.join(map(repr, unknown))}")

@@ -240,9 +240,12 @@ def _stream_size(frame: bytes) -> tuple[int, int] | None:
             return im.size
     except Exception:
         pass
-    for module in ("libjpeg", "openjpeg"):  # JPEG-LS and lossless JPEG Pillow cannot open
+    import libjpeg  # JPEG-LS and lossless JPEG, which Pillow cannot open (pylibjpeg, pydicom's decoders)
+    import openjpeg
+
+    for get_parameters in (libjpeg.get_parameters, openjpeg.get_parameters):
         try:
-            params = __import__(module).get_parameters(frame)
+            params = get_parameters(frame)
             return int(params["columns"]), int(params["rows"])
         except Exception:
             continue
