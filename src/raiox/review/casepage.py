@@ -121,26 +121,28 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
     }
 
 
+def _firsts(views: list[ImageView]) -> list[tuple[int, int, Candidate]]:
+    """(film, implant, first candidate) of every implant with candidates, films and implants counted from 1."""
+    return [(n, k, min(candidates, key=lambda c: c.rank)) for n, view in enumerate(views, start=1)
+            for k, (_fixture, candidates) in enumerate(view.fixtures, start=1) if candidates]
+
+
 def mixed_systems(views: list[ImageView]) -> list[tuple[int, int, ImplantSystem]]:
     """(film, implant, system) of each implant whose first candidate is not a `low` guess, when those point at more
     than one system: the films show implants of different systems, and an approval sends the dentist one system
     (the panel says so, so that the others reach the dentist in the message). Empty when they agree."""
-    firsts = [(n, k, min(candidates, key=lambda c: c.rank)) for n, view in enumerate(views, start=1)
-              for k, (_fixture, candidates) in enumerate(view.fixtures, start=1) if candidates]
-    sure = [(n, k, first.system) for n, k, first in firsts if first.confidence != "low"]
+    sure = [(n, k, first.system) for n, k, first in _firsts(views) if first.confidence != "low"]
     return sure if len({system.id for _n, _k, system in sure}) > 1 else []
 
 
 def other_options(fused: list[Candidate], views: list[ImageView]) -> list[tuple[ImplantSystem, list[tuple[int, int]]]]:
     """What an approval can name besides the main system, when the case shows more than one implant: each
     implant's first candidate, then the fused ranking's first five; with the (film, implant) each one leads."""
-    firsts = [(n, k, min(candidates, key=lambda c: c.rank).system) for n, view in enumerate(views, start=1)
-              for k, (_fixture, candidates) in enumerate(view.fixtures, start=1) if candidates]
     if sum(len(view.fixtures) for view in views) < 2:
         return []
     options: dict[str, tuple[ImplantSystem, list[tuple[int, int]]]] = {}
-    for n, k, system in firsts:
-        options.setdefault(system.id, (system, []))[1].append((n, k))
+    for n, k, first in _firsts(views):
+        options.setdefault(first.system.id, (first.system, []))[1].append((n, k))
     for c in fused[:5]:
         options.setdefault(c.system.id, (c.system, []))
     return list(options.values())

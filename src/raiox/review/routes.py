@@ -7,20 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import Forbidden
-from raiox.review import repository, service
+from raiox.review import service
 from raiox.review.auth import require_actor
 from raiox.review.schemas import ApproveRequest, DecisionResponse, MarkDeliveredRequest, RejectRequest
 
 router = APIRouter(tags=["review"])
-
-
-async def may_edit_catalog(session: AsyncSession, actor: str) -> bool:
-    """API tokens (issued by the operators of the service) and admins may; reviewers may not."""
-    kind, _, email = actor.partition(":")
-    if kind != "user":
-        return True
-    user = await repository.user_by_email(session, email)
-    return user is not None and user.role == "admin"
 ERRORS = {401: {"description": "No valid token or session"}, 403: {"description": "Not allowed to this actor"},
           404: {"description": "Unknown case"},
           409: {"description": "The case is not awaiting review"}}
@@ -31,7 +22,7 @@ async def approve_case(case_id: uuid.UUID, body: ApproveRequest, actor: str = De
                        session: AsyncSession = Depends(get_db_session)) -> dict:
     """Approve with the chosen implant system (and any others the films show); enqueues the delivery.
     Repeating it is harmless. `add_to_catalog` needs an API token or an admin's panel session."""
-    if body.add_to_catalog and not await may_edit_catalog(session, actor):
+    if body.add_to_catalog and not await service.may_edit_catalog(session, actor):
         raise Forbidden("only admins (or API tokens) add case images to the catalog")
     return await service.approve(session, case_id, body.system_id, actor=actor, message=body.message,
                                  add_to_catalog=body.add_to_catalog, other_system_ids=body.other_system_ids)

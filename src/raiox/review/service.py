@@ -134,6 +134,16 @@ async def resend(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> No
     await delivery.enqueue(session, case, actor=actor, action="delivery.resend")
 
 
+async def may_edit_catalog(session: AsyncSession, actor: str) -> bool:
+    """Who may add case films to the catalog: API tokens (issued by the operators of the service) and admins, not
+    reviewers."""
+    kind, _, email = actor.partition(":")
+    if kind != "user":
+        return True
+    user = await repository.user_by_email(session, email)
+    return user is not None and user.role == "admin"
+
+
 async def mark_delivered(session: AsyncSession, case_id: uuid.UUID, message: str, *, actor: str) -> None:
     """The result reached the dentist outside Raiox AI (a failed delivery that cannot succeed, e.g. a submission
     deleted in Jotform): MESSAGE says how. The case becomes `delivered`; a pending delivery job then skips it.

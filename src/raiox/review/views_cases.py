@@ -87,7 +87,7 @@ async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(..
                   add_to_catalog: bool = Form(False), other_system_ids: list[str] = Form([]),
                   user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
     message = _text(message, None, "case.message_too_long")
-    if add_to_catalog and user.role != "admin":  # the catalog is the admins' (a film becomes a reference)
+    if add_to_catalog and not await service.may_edit_catalog(session, actor(user)):  # a film becomes a reference
         raise Forbidden(gettext("case.add_to_catalog_admin_only"))
     await service.approve(session, case_id, system_id, actor=actor(user), message=message,
                           add_to_catalog=add_to_catalog, other_system_ids=other_system_ids)
