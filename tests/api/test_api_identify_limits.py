@@ -56,7 +56,7 @@ async def test_identify_analyses_at_most_the_configured_number_of_images_at_once
     configure(IDENTIFY_CONCURRENCY=str(slots))
     lock, overlap, release = threading.Lock(), {"now": 0, "most": 0}, threading.Event()
 
-    def analyse(image, embedder, boxes=None):
+    def analyse(image, embedder, boxes=None, fit=False):
         with lock:
             overlap["now"] += 1
             overlap["most"] = max(overlap["most"], overlap["now"])
@@ -84,12 +84,12 @@ async def test_identify_analyses_at_most_the_configured_number_of_images_at_once
 async def test_a_request_that_goes_away_keeps_its_slot_until_its_analysis_ends(configure, monkeypatch):
     """Cancelling the await does not stop the decoding thread: the next image waits until that thread is done."""
     import raiox.vision
-    from raiox.catalog.identify import _analyse
+    from raiox.catalog.identify import analyse_in_slot
 
     configure(IDENTIFY_CONCURRENCY="1")
     entered, release, running = threading.Event(), threading.Event(), []
 
-    def analyse(image, embedder, boxes=None):
+    def analyse(image, embedder, boxes=None, fit=False):
         running.append(len(running))
         entered.set()
         release.wait(timeout=60)  # a bound for a broken build only
@@ -98,11 +98,11 @@ async def test_a_request_that_goes_away_keeps_its_slot_until_its_analysis_ends(c
 
     monkeypatch.setattr(raiox.vision, "analyze", analyse)
     monkeypatch.setattr(raiox.vision, "read_image", lambda data, filename, **options: data)
-    gone = asyncio.create_task(_analyse(b"first", "a.png", None))
+    gone = asyncio.create_task(analyse_in_slot(b"first", "a.png", None))
     await asyncio.to_thread(entered.wait, 60)
     gone.cancel()
     entered.clear()
-    nxt = asyncio.create_task(_analyse(b"second", "b.png", None))
+    nxt = asyncio.create_task(analyse_in_slot(b"second", "b.png", None))
     while not entered.is_set() and _waiting() < 1:
         await asyncio.sleep(0.01)
     assert not entered.is_set() and _waiting() == 1  # the first thread still runs: the second waits

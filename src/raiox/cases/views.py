@@ -12,7 +12,7 @@ from raiox.cases.schemas import (CandidateOut, CaseDetail, CasePage, CaseSummary
                                  RankingOut)
 from raiox.cases.service import STATUS_LABELS_PT, get_or_404
 from raiox.catalog.identify import connection_out, stored_features_out
-from raiox.kit.errors import BadRequest
+from raiox.kit.errors import BadRequest, NotFound
 from raiox.models import Case, CaseStatus
 
 
@@ -81,3 +81,12 @@ async def case_detail(session: AsyncSession, case_id: uuid.UUID) -> CaseDetail:
                       fields=(case.payload or {}).get("fields", {}), reviewed_by=case.reviewed_by,
                       reviewed_at=case.reviewed_at, review_message=case.review_message, images=images,
                       ranking=ranking, history=history)
+
+
+async def implant(session: AsyncSession, case_id: uuid.UUID, fixture_id: uuid.UUID) -> ImplantOut:
+    """One implant of the case as the case detail shows it."""
+    for image in (await case_detail(session, case_id)).images:
+        for found in image.implants:
+            if found.id == fixture_id:
+                return found
+    raise NotFound("implant not found in this case")

@@ -87,7 +87,6 @@ def parse_boxes(text: str | None) -> list | None:
     """Manual boxes from JSON: a list of boxes, each ``[x0, y0, x1, y1]`` (the long axis and platform end are read
     from the image) or four ``[x, y]`` corners with the platform edge first; None when TEXT is empty."""
     import json
-    import math
 
     from raiox.kit.errors import Unprocessable
 
@@ -99,22 +98,31 @@ def parse_boxes(text: str | None) -> list | None:
         raise Unprocessable("boxes: not JSON; expected [[x0, y0, x1, y1], ...] or [[[x, y] x 4], ...]") from None
     if not isinstance(boxes, list) or not boxes or len(boxes) > MAX_BOXES:
         raise Unprocessable(f"boxes: expected a list of 1 to {MAX_BOXES} boxes")
+    for n, box in enumerate(boxes, start=1):
+        check_box(box, f"boxes[{n}]")
+    return boxes
+
+
+def check_box(box, name: str = "box") -> None:
+    """A 422 naming NAME unless BOX is ``[x0, y0, x1, y1]`` (x1 > x0, y1 > y0) or four ``[x, y]`` corners, all
+    finite numbers."""
+    import math
+
+    from raiox.kit.errors import Unprocessable
 
     def number(v) -> bool:
         return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
-    for n, box in enumerate(boxes, start=1):
-        plain = isinstance(box, list) and len(box) == 4 and all(map(number, box))
-        corners = isinstance(box, list) and len(box) == 4 and all(
-            isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in box)
-        if not (plain or corners):
-            raise Unprocessable(f"boxes[{n}]: expected [x0, y0, x1, y1] or four [x, y] corners of finite numbers")
-        if plain and not (box[2] > box[0] and box[3] > box[1]):
-            raise Unprocessable(f"boxes[{n}]: x1 must exceed x0 and y1 exceed y0")
-    return boxes
+    plain = isinstance(box, list) and len(box) == 4 and all(map(number, box))
+    corners = isinstance(box, list) and len(box) == 4 and all(
+        isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in box)
+    if not (plain or corners):
+        raise Unprocessable(f"{name}: expected [x0, y0, x1, y1] or four [x, y] corners of finite numbers")
+    if plain and not (box[2] > box[0] and box[3] > box[1]):
+        raise Unprocessable(f"{name}: x1 must exceed x0 and y1 exceed y0")
 
 
-async def _analyse(data: bytes, filename: str | None, embedder, boxes: list | None = None) -> list:
+async def analyse_in_slot(data: bytes, filename: str | None, embedder, boxes: list | None = None) -> list:
     """Decode and analyse in a worker thread once a slot is free. The slot is held until the thread ends, even
     when the request goes away meanwhile: cancelling an await does not stop the thread or free its memory."""
     semaphore = await _wait_for_slot()
@@ -134,7 +142,7 @@ def _decode_and_analyse(data: bytes, filename: str | None, embedder, boxes: list
             inside = (box[:, 0] >= 0) & (box[:, 0] <= width) & (box[:, 1] >= 0) & (box[:, 1] <= height)
             if not inside.all():
                 raise Unprocessable(f"boxes[{n + 1}]: outside the {width}x{height} image")
-    return analyze(image, embedder, boxes)
+    return analyze(image, embedder, boxes, fit=True)
 
 
 async def identify(session: AsyncSession, data: bytes, filename: str | None, top_k: int, embedder=None,
@@ -144,7 +152,7 @@ async def identify(session: AsyncSession, data: bytes, filename: str | None, top
     from raiox.vision import get_embedder
 
     embedder = embedder or await asyncio.to_thread(get_embedder)
-    fixtures = await _analyse(data, filename, embedder, boxes)
+    fixtures = await analyse_in_slot(data, filename, embedder, boxes)
     implants = []
     for fixture in fixtures:
         fixture, found = await search_fixture(session, fixture, embedder.model_id, top_k)

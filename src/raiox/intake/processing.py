@@ -138,7 +138,6 @@ async def analyse(image: CaseImage, data: bytes | None = None) -> Analysed:
 
 async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: list[CaseImage]) -> str:
     """One transaction: replace fixtures/results/ranking, update images, move the case on. New status."""
-    from raiox.catalog.search import search_fixture
     from raiox.vision import get_embedder
 
     settings, model_id = get_settings(), get_embedder().model_id
@@ -154,27 +153,8 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
                                           height=item.size[1] if item.size else None)
             index = await repository.next_fixture_index(session, item.image_id)
             for offset, located in enumerate(item.fixtures):
-                fixture, candidates = await search_fixture(session, located, model_id, settings.top_k)
-                embedding = np.asarray(fixture.embedding, dtype=np.float32)
-                fixture_id = await repository.insert_fixture(session, {
-                    "case_image_id": item.image_id, "index": index + offset, "manual": False, "model_id": model_id,
-                    "box": np.asarray(fixture.box, dtype=float).round(2).tolist(),
-                    "confidence": float(fixture.confidence), "embedding": embedding,
-                    "connection": None if fixture.connection is None else [round(float(p), 4) for p in fixture.connection],
-                    "features": None if fixture.features is None else {
-                        name: [round(float(p), 4) for p in np.exp(logp)] for name, logp in fixture.features.items()},
-                    "thread_turns": None if fixture.turns is None else round(float(fixture.turns.turns), 3),
-                })
-                await repository.insert_results(session, [
-                    {"fixture_id": fixture_id, "rank": rank, "system_id": c.system_id, "score": float(c.score),
-                     "reference_image_id": c.reference_image_id}
-                    for rank, c in enumerate(candidates, start=1)
-                ])
-        ranking = fuse(await repository.case_evidence(session, case_id))
-        await repository.insert_rankings(session, [
-            {"case_id": case_id, "rank": rank, "system_id": f.system_id, "score": f.score, "evidence": f.evidence}
-            for rank, f in enumerate(ranking, start=1)
-        ])
+                await store_fixture(session, item.image_id, index + offset, located, model_id, settings.top_k)
+        await replace_ranking(session, case_id)
         usable = [a for a in analysed if a.status == ImageStatus.processed]
         if not usable:  # nothing an operator could review: failed with the reason, retry possible
             reason = no_image_reason(images, analysed)
@@ -186,6 +166,40 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
             await transition(session, case, CaseStatus.awaiting_review, actor=ACTOR,
                              reason=f"{len(usable)} image(s) analysed, {fixtures} implant(s) found")
         return case.status
+
+
+async def store_fixture(session, image_id: uuid.UUID, index: int, located, model_id: str, top_k: int,
+                        manual: bool = False) -> uuid.UUID:
+    """Search the catalog for LOCATED (a `raiox.vision.FixtureEmbedding`) and store it as fixture INDEX of the image,
+    with its ranked results. MANUAL: drawn by the operator (kept when the case is analysed again)."""
+    from raiox.catalog.search import search_fixture
+
+    fixture, candidates = await search_fixture(session, located, model_id, top_k)
+    fixture_id = await repository.insert_fixture(session, {
+        "case_image_id": image_id, "index": index, "manual": manual, "model_id": model_id,
+        "box": np.asarray(fixture.box, dtype=float).round(2).tolist(),
+        "confidence": float(fixture.confidence), "embedding": np.asarray(fixture.embedding, dtype=np.float32),
+        "connection": None if fixture.connection is None else [round(float(p), 4) for p in fixture.connection],
+        "features": None if fixture.features is None else {
+            name: [round(float(p), 4) for p in np.exp(logp)] for name, logp in fixture.features.items()},
+        "thread_turns": None if fixture.turns is None else round(float(fixture.turns.turns), 3),
+    })
+    await repository.insert_results(session, [
+        {"fixture_id": fixture_id, "rank": rank, "system_id": c.system_id, "score": float(c.score),
+         "reference_image_id": c.reference_image_id}
+        for rank, c in enumerate(candidates, start=1)
+    ])
+    return fixture_id
+
+
+async def replace_ranking(session, case_id: uuid.UUID) -> None:
+    """The case's ranking fused again from every fixture of every image (after fixtures were added or removed)."""
+    await repository.delete_ranking(session, case_id)
+    ranking = fuse(await repository.case_evidence(session, case_id))
+    await repository.insert_rankings(session, [
+        {"case_id": case_id, "rank": rank, "system_id": f.system_id, "score": f.score, "evidence": f.evidence}
+        for rank, f in enumerate(ranking, start=1)
+    ])
 
 
 def no_image_reason(images: list[CaseImage], analysed: list[Analysed], named: bool = True) -> str:

@@ -114,6 +114,10 @@ async def delete_automatic_fixtures(session: AsyncSession, case_id: uuid.UUID) -
     Fixtures drawn by the operator (manual) are kept."""
     images = select(CaseImage.id).where(CaseImage.case_id == case_id)
     await session.execute(delete(Fixture).where(Fixture.case_image_id.in_(images), Fixture.manual.is_(False)))
+    await delete_ranking(session, case_id)
+
+
+async def delete_ranking(session: AsyncSession, case_id: uuid.UUID) -> None:
     await session.execute(delete(CaseRanking).where(CaseRanking.case_id == case_id))
 
 

@@ -3,7 +3,7 @@
 import uuid
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import Select, and_, case, func, or_, select, true, update
+from sqlalchemy import Select, and_, case, delete, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,6 +72,35 @@ async def fixtures_with_results(session: AsyncSession, image_ids: list[uuid.UUID
     for result in results:
         by_fixture.setdefault(result.fixture_id, []).append(result)
     return [(f, by_fixture.get(f.id, [])) for f in fixtures]
+
+
+async def case_image(session: AsyncSession, case_id: uuid.UUID, image_id: uuid.UUID) -> CaseImage | None:
+    query = select(CaseImage).where(CaseImage.id == image_id, CaseImage.case_id == case_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def case_fixture(session: AsyncSession, case_id: uuid.UUID, fixture_id: uuid.UUID) -> tuple[Fixture, CaseImage] | None:
+    """The fixture with its image, when it belongs to CASE_ID."""
+    query = (select(Fixture, CaseImage).join(CaseImage, CaseImage.id == Fixture.case_image_id)
+             .where(Fixture.id == fixture_id, CaseImage.case_id == case_id))
+    row = (await session.execute(query)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def manual_fixture_at(session: AsyncSession, image_id: uuid.UUID, box: list) -> Fixture | None:
+    """A fixture the operator already drew on the image with exactly BOX (a repeated submission)."""
+    query = select(Fixture).where(Fixture.case_image_id == image_id, Fixture.manual.is_(True), Fixture.box == box)
+    return (await session.execute(query)).scalars().first()
+
+
+async def delete_fixture(session: AsyncSession, fixture_id: uuid.UUID) -> None:
+    await session.execute(delete(Fixture).where(Fixture.id == fixture_id))
+
+
+async def first_result(session: AsyncSession, fixture_id: uuid.UUID) -> ImplantSystem | None:
+    query = (select(ImplantSystem).join(FixtureResult, FixtureResult.system_id == ImplantSystem.id)
+             .where(FixtureResult.fixture_id == fixture_id).order_by(FixtureResult.rank).limit(1))
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def ranking(session: AsyncSession, case_id: uuid.UUID) -> list[CaseRanking]:

@@ -5,11 +5,13 @@ import uuid
 from fastapi import APIRouter, Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from raiox.cases import views
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import Forbidden
 from raiox.review import service
 from raiox.review.auth import require_actor
-from raiox.review.schemas import ApproveRequest, DecisionResponse, MarkDeliveredRequest, RejectRequest
+from raiox.cases.schemas import ImplantOut
+from raiox.review.schemas import ApproveRequest, DecisionResponse, MarkDeliveredRequest, MarkRequest, RejectRequest
 
 router = APIRouter(tags=["review"])
 ERRORS = {401: {"description": "No valid token or session"}, 403: {"description": "Not allowed to this actor"},
@@ -41,3 +43,29 @@ async def mark_delivered(case_id: uuid.UUID, body: MarkDeliveredRequest, actor: 
                          session: AsyncSession = Depends(get_db_session)) -> None:
     """A failed delivery whose result reached the dentist another way (say how): the case becomes delivered."""
     await service.mark_delivered(session, case_id, body.message, actor=actor)
+
+
+@router.post("/cases/{case_id}/images/{image_id}/fixtures", status_code=201, response_model=ImplantOut,
+             responses=ERRORS | {404: {"description": "Unknown case, or image not of this case"},
+                                 409: {"description": "The case is not awaiting review, or the image was not analysed"},
+                                 422: {"description": "Malformed box, outside the image, or too small"}})
+async def mark_implant(case_id: uuid.UUID, image_id: uuid.UUID, body: MarkRequest,
+                       actor: str = Depends(require_actor), session: AsyncSession = Depends(get_db_session)) -> ImplantOut:
+    """Mark an implant on a film (one the analysis missed, or boxed badly): the box is canonicalised, embedded and
+    searched like a located implant, stored as a manual implant (kept when the case is analysed again), and the
+    case's ranking is fused again. The same box sent twice is stored once."""
+    image = await service.markable_image(session, case_id, image_id)
+    box = service.check_mark(body.box, image)
+    await session.commit()  # no transaction (nor pool connection) is held through the analysis
+    model_id, located = await service.read_mark(image, box)
+    fixture_id = await service.add_fixture(session, case_id, image_id, located, model_id, actor=actor)
+    return await views.implant(session, case_id, fixture_id)
+
+
+@router.delete("/cases/{case_id}/fixtures/{fixture_id}", status_code=204, responses=ERRORS | {
+    404: {"description": "Unknown case, or implant not of this case"}})
+async def remove_implant(case_id: uuid.UUID, fixture_id: uuid.UUID, actor: str = Depends(require_actor),
+                         session: AsyncSession = Depends(get_db_session)) -> None:
+    """Remove an implant (located or marked) that is not one (a crown, a filling, a second box on the same
+    implant) from the case's evidence; the ranking is fused again. Analysing the case again restores located ones."""
+    await service.remove_fixture(session, case_id, fixture_id, actor=actor)

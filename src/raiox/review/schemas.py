@@ -26,6 +26,12 @@ class ApproveRequest(Strict):
                     " delivered to the dentist after the main one. The main system, if repeated, is ignored")
 
 
+class MarkRequest(Strict):
+    box: list = Field(description="The implant's box in the film's pixels: [x0, y0, x1, y1] (its long axis and "
+                                  "platform end are read from the film) or four [x, y] corners, platform edge first",
+                      examples=[[300, 90, 340, 300]])
+
+
 class RejectRequest(Strict):
     message: str = Field(min_length=1, max_length=MESSAGE_MAX, description="Message to the dentist (why, what to send)")
 

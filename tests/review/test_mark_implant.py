@@ -1,0 +1,149 @@
+"""The operator marks an implant the analysis missed (or boxed badly) and removes one that is not an implant:
+POST /cases/{id}/images/{image_id}/fixtures, DELETE /cases/{id}/fixtures/{fixture_id} — real embedder, real
+catalog search, the case's ranking fused again, every change audited."""
+
+import uuid
+
+import numpy as np
+import pytest
+from review_helpers import add_case
+from sqlalchemy import select
+
+from raiox.kit.auth import create_token
+from raiox.kit.storage import content_key, get_storage
+from raiox.models import AuditEntry, CaseImage, CaseStatus, Fixture
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from raiox.synth import demo_catalog, render_scene
+
+    spec = next(s.spec for s in demo_catalog() if s.id == "demo-004")
+    return render_scene([spec], seed=11)
+
+
+@pytest.fixture
+async def catalog(session):
+    """demo-004 and demo-005 with two references each, embedded with the current model."""
+    from raiox.catalog.service import Importer
+    from raiox.catalog.sources import ImportItem
+    from raiox.synth import demo_catalog, render_reference, to_png
+    from raiox.vision import get_embedder
+
+    specs = {s.id: s.spec for s in demo_catalog()}
+    items = [ImportItem(sid, "Synthetica", sid.upper(), f"{sid}/{seed}.png",
+                        (lambda d=to_png(render_reference(specs[sid], seed=seed)): d), {})
+             for sid in ("demo-004", "demo-005") for seed in (0, 1)]
+    importer = Importer(get_storage(), get_embedder())
+    await importer.import_batch(session, items)
+    assert importer.report.added == 4, importer.report
+
+
+async def _film(session, case, scene) -> CaseImage:
+    """The scene as the case's analysed film, on which the analysis found nothing."""
+    from raiox.synth import to_png
+
+    data = to_png(scene.image)
+    key, sha = content_key(data)
+    await get_storage().put(key, data, "image/png")
+    height, width = scene.image.shape[:2]
+    image = CaseImage(case_id=case.id, position=1, source_url="https://www.jotform.com/uploads/x/rx2.png",
+                      filename="rx2.png", storage_key=key, sha256=sha, width=width, height=height, status="processed")
+    session.add(image)
+    await session.flush()
+    return image
+
+
+def _bounds(scene) -> list[float]:
+    corners = np.asarray(scene.boxes[0], dtype=float)
+    return [*corners.min(axis=0).round(1).tolist(), *corners.max(axis=0).round(1).tolist()]
+
+
+async def _audit(session, case_id) -> list[AuditEntry]:
+    query = select(AuditEntry).where(AuditEntry.case_id == case_id).order_by(AuditEntry.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def test_a_marked_implant_is_searched_stored_and_ranks_the_case(client, session, catalog, scene):
+    case = await add_case(session, candidates=[("demo-005", 0.5)])  # film 1: one located fixture ranked demo-005
+    image = await _film(session, case, scene)
+    auth = {"Authorization": f"Bearer {await create_token(session, 'ops')}"}
+    url = f"/cases/{case.id}/images/{image.id}/fixtures"
+
+    marked = await client.post(url, json={"box": _bounds(scene)}, headers=auth)
+    assert marked.status_code == 201, marked.text
+    implant = marked.json()
+    assert implant["manual"] is True and implant["confidence"] == 1.0 and implant["index"] == 0
+    assert implant["model_id"] and len(implant["box"]) == 4
+    assert [c["rank"] for c in implant["candidates"]] == [1, 2]
+    assert {c["system"] for c in implant["candidates"]} == {"demo-004", "demo-005"}
+    assert implant["candidates"][0]["system"] == "demo-004"
+
+    again = await client.post(url, json={"box": _bounds(scene)}, headers=auth)  # a double click: stored once
+    assert again.status_code == 201 and again.json()["id"] == implant["id"]
+    detail = (await client.get(f"/cases/{case.id}", headers=auth)).json()
+    film = next(i for i in detail["images"] if i["id"] == str(image.id))
+    assert [i["id"] for i in film["implants"]] == [implant["id"]]
+    fused = {r["system"]: r for r in detail["ranking"]}
+    assert set(fused) == {"demo-004", "demo-005"}  # both films' evidence, fused again
+    assert fused["demo-004"]["evidence"]["images"] == [str(image.id)]  # the marked film's evidence
+
+    first_film = next(i for i in detail["images"] if i["id"] != str(image.id))
+    located = first_film["implants"][0]["id"]
+    removed = await client.delete(f"/cases/{case.id}/fixtures/{located}", headers=auth)
+    assert removed.status_code == 204, removed.text
+    detail = (await client.get(f"/cases/{case.id}", headers=auth)).json()
+    assert [r["system"] for r in detail["ranking"]][0] == "demo-004"  # only the marked implant's evidence is left
+    assert all(r["evidence"]["images"] == [str(image.id)] for r in detail["ranking"])
+    assert (await client.delete(f"/cases/{case.id}/fixtures/{located}", headers=auth)).status_code == 404
+
+    audit = await _audit(session, case.id)
+    assert [a.action for a in audit] == ["case.fixture_add", "case.fixture_remove"]
+    assert audit[0].actor == "token:ops" and audit[0].target == implant["id"]
+    assert audit[0].details["film"] == 2 and audit[0].details["first"].startswith("DEMO-004")
+    assert audit[1].details["manual"] is False and audit[1].details["film"] == 1
+
+
+async def test_bad_marks_are_refused_and_nothing_is_stored(client, session, catalog, scene):
+    case = await add_case(session, candidates=[("demo-005", 0.5)])
+    image = await _film(session, case, scene)
+    other = await add_case(session, candidates=[("demo-005", 0.5)])
+    auth = {"Authorization": f"Bearer {await create_token(session, 'ops')}"}
+    url = f"/cases/{case.id}/images/{image.id}/fixtures"
+    height, width = scene.image.shape[:2]
+    for body, status, says in (
+            ({"box": [10, 10, 5, 50]}, 422, "x1 must exceed x0"),
+            ({"box": [0, 0, 10, "x"]}, 422, "finite numbers"),
+            ({"box": [0, 0, width + 40, 40]}, 422, f"outside the {width}x{height} image"),
+            ({"box": [20, 20, 24, 90]}, 422, "under 8 pixels"),
+            ({"box": [20, 20, 60, 90], "score": 1}, 422, "score"),
+    ):
+        refused = await client.post(url, json=body, headers=auth)
+        assert refused.status_code == status and says in refused.text, (body, refused.text)
+    assert (await client.post(url, json={"box": _bounds(scene)})).status_code == 401
+    elsewhere = f"/cases/{other.id}/images/{image.id}/fixtures"
+    assert (await client.post(elsewhere, json={"box": _bounds(scene)}, headers=auth)).status_code == 404
+    unknown = f"/cases/{case.id}/images/{uuid.uuid4()}/fixtures"
+    assert (await client.post(unknown, json={"box": _bounds(scene)}, headers=auth)).status_code == 404
+    manual = (await session.execute(select(Fixture).where(Fixture.manual.is_(True)))).scalars().all()
+    assert manual == [] and await _audit(session, case.id) == []
+
+
+async def test_only_a_case_awaiting_review_takes_marks_or_removals(client, session, catalog, scene):
+    case = await add_case(session, candidates=[("demo-005", 0.5)], status=CaseStatus.approved)
+    image = await _film(session, case, scene)
+    auth = {"Authorization": f"Bearer {await create_token(session, 'ops')}"}
+    marked = await client.post(f"/cases/{case.id}/images/{image.id}/fixtures", json={"box": _bounds(scene)},
+                               headers=auth)
+    assert marked.status_code == 409 and "not awaiting review" in marked.json()["detail"]
+    fixture = (await session.execute(select(Fixture))).scalars().first()
+    removed = await client.delete(f"/cases/{case.id}/fixtures/{fixture.id}", headers=auth)
+    assert removed.status_code == 409
+
+    pending = await add_case(session, candidates=[("demo-005", 0.5)])
+    unread = await _film(session, pending, scene)
+    unread.status = "invalid"
+    await session.flush()
+    refused = await client.post(f"/cases/{pending.id}/images/{unread.id}/fixtures", json={"box": _bounds(scene)},
+                                headers=auth)
+    assert refused.status_code == 409 and "not analysed" in refused.json()["detail"]
