@@ -120,8 +120,13 @@ def create_app(*, worker: bool = False) -> FastAPI:
             await fastpool.close()
             await db.release_embedded()  # the embedded PostgreSQL stops with the last process that used it
 
-    app = FastAPI(title="Raiox AI", version=__version__, lifespan=lifespan)
+    # /docs is ours (raiox.kit.apidocs: Swagger UI from the app, no CDN, no inline script); FastAPI's ReDoc page
+    # would load from a CDN too
+    app = FastAPI(title="Raiox AI", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.openapi = lambda: _openapi(app)
+    from raiox.kit.apidocs import install_api_docs
+
+    install_api_docs(app)
     add_error_handlers(app)
     from raiox.kit.auth import BearerFirst
 

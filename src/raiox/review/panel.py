@@ -284,6 +284,7 @@ def create_admin_app() -> FastAPI:
     links and health probes; decisions enqueue delivery jobs that the API hosts' workers run."""
     from raiox import __version__
     from raiox.app import add_error_handlers
+    from raiox.kit.apidocs import install_api_docs
     from raiox.delivery.routes import router as delivery_router
     from raiox.kit.health import router as health_router
     from raiox.kit.logging import configure_logging
@@ -292,7 +293,8 @@ def create_admin_app() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
-    app = FastAPI(title="Raiox AI admin", version=__version__)
+    app = FastAPI(title="Raiox AI admin", version=__version__, docs_url=None, redoc_url=None)
+    install_api_docs(app)  # Swagger UI from the app itself (no CDN), like the API hosts'
     add_error_handlers(app)
     for router in (health_router, review_router, delivery_router):
         app.include_router(router)
