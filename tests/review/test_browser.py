@@ -1,6 +1,7 @@
 """The admin panel in a real browser: Playwright driving Debian's Chromium (headless) against a real
 uvicorn server (subprocess, worker in-process) and the Jotform stand-in server."""
 
+import asyncio
 import json
 import os
 import re
@@ -380,3 +381,84 @@ async def test_a_new_search_keeps_the_chosen_main_system_or_falls_back_to_the_fi
     checked = page.locator("#approve-form input[name=system_id]:checked")
     assert await checked.count() == 1 and await checked.get_attribute("value") == "neo-cm"  # never no main system
     await page.close()
+
+
+async def _film_without_implants(system_id: str):
+    """A case awaiting review whose film (a rendered scene of SYSTEM_ID) the analysis found no implant on, and a
+    catalog of two demo systems embedded with the shipped model."""
+    from raiox.catalog.service import Importer
+    from raiox.catalog.sources import ImportItem
+    from raiox.kit.storage import content_key, get_storage
+    from raiox.models import CaseImage
+    from raiox.synth import demo_catalog, render_reference, render_scene, to_png
+    from raiox.vision import get_embedder
+
+    specs = {s.id: s.spec for s in demo_catalog()}
+    items = [ImportItem(sid, "Synthetica", sid.upper(), f"{sid}/{seed}.png",
+                        (lambda d=to_png(render_reference(specs[sid], seed=seed)): d), {})
+             for sid in ("demo-004", "demo-005") for seed in (0, 1)]
+    scene = render_scene([specs[system_id]], seed=11)
+    async with session_scope() as session:
+        await Importer(get_storage(), get_embedder()).import_batch(session, items)
+        case = await add_case(session, images=0)
+        data = to_png(scene.image)
+        key, sha = content_key(data)
+        await get_storage().put(key, data, "image/png")
+        height, width = scene.image.shape[:2]
+        session.add(CaseImage(case_id=case.id, position=0, source_url="https://www.jotform.com/uploads/x/rx.png",
+                              filename="rx.png", storage_key=key, sha256=sha, width=width, height=height,
+                              status="processed"))
+        await add_user(session, "revisora@example.com", PASSWORD, "reviewer")
+    return case, scene
+
+
+async def test_the_reviewer_marks_a_missed_implant_by_dragging_on_the_film_and_removes_it(committed, server, browser):
+    import numpy as np
+
+    case, scene = await _film_without_implants("demo-004")
+    page = await browser.new_page(viewport={"width": 1440, "height": 1100}, locale="pt-BR")
+    await _login(page, server, "revisora@example.com")
+    await page.wait_for_url(f"{server}/admin/")
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    await page.wait_for_function("document.querySelector('.stage img').complete")
+    viewer = page.locator("[data-viewer]").first
+    assert await viewer.locator("svg.marks polygon").count() == 0
+    await viewer.get_by_role("button", name="Aproximar").click()  # zoomed: the drag is still read in film pixels
+
+    corners = np.asarray(scene.boxes[0], dtype=float)
+    (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
+    height, width = scene.image.shape[:2]
+    await viewer.get_by_role("button", name="Marcar implante").click()
+    assert await viewer.get_by_role("button", name="Marcar implante").get_attribute("aria-pressed") == "true"
+    shown = await viewer.locator(".stage img").bounding_box()
+
+    def on_page(x: float, y: float) -> tuple[float, float]:
+        return shown["x"] + x / width * shown["width"], shown["y"] + y / height * shown["height"]
+
+    await page.mouse.move(*on_page(x1, y1))  # from the bottom right corner: the form gets the corners in order
+    await page.mouse.down()
+    await page.mouse.move(*on_page((x0 + x1) / 2, (y0 + y1) / 2), steps=4)
+    await page.mouse.move(*on_page(x0, y0), steps=4)
+    await page.mouse.up()
+    form = page.locator("details.mark-form form")
+    typed = [float(await form.locator(f"input[name={n}]").input_value()) for n in ("x0", "y0", "x1", "y1")]
+    tolerance = 2 * width / shown["width"] + 1  # a page pixel, in film pixels
+    assert np.allclose(typed, [x0, y0, x1, y1], atol=tolerance), (typed, [x0, y0, x1, y1])
+    assert await viewer.get_by_role("button", name="Marcar implante").get_attribute("aria-pressed") == "false"
+
+    await form.get_by_role("button", name="Analisar recorte").click()
+    await page.wait_for_url(re.compile(r".*#fixture-.*"))
+    marked = page.locator("details[id^=fixture-]")
+    assert await marked.count() == 1 and await marked.get_attribute("open") is not None  # opened at the new implant
+    assert "marcado pelo revisor" in await marked.locator("summary").inner_text()
+    assert "DEMO-004" in await marked.locator(".cand").first.inner_text()
+    assert "DEMO-004" in await page.locator("#fused .cand").first.inner_text()  # the case's ranking, fused again
+    assert await page.locator("svg.marks polygon.manual").count() == 1
+    assert "Marcou um implante" in await page.locator("#audit").inner_text()
+
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await marked.get_by_role("button", name="Remover este implante").click()
+    await page.wait_for_selector("details[id^=fixture-]", state="detached")
+    assert await page.locator("svg.marks polygon").count() == 0
+    assert await page.locator("#fused .cand").count() == 0
+    assert "Removeu um implante" in await page.locator("#audit").inner_text()

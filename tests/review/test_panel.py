@@ -536,3 +536,46 @@ async def test_users_disable_cli_ends_the_sessions_at_once_and_list_shows_it(pan
     async with session_scope() as session:
         audits = (await session.execute(select(AuditEntry.target).where(AuditEntry.action == "user.disable"))).scalars()
         assert list(audits) == ["rev@example.com"]
+
+
+async def test_the_case_page_draws_the_implants_and_marks_or_removes_one(panel):
+    from sqlalchemy import select
+
+    from raiox.models import AuditEntry, Fixture
+
+    case, failed = await _data()
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert '<svg class="marks" viewBox="0 0 640 420"' in page
+    assert 'points="300.0,90.0 340.0,90.0 340.0,300.0 300.0,300.0 "' in page  # the located box over the film
+    assert "Marcar implante" in page and "Remover este implante" in page
+    url = re.search(r'action="(/admin/cases/[^"]+/fixtures)"', page).group(1)
+    token = _csrf(page)
+
+    small = await panel.post(url, data={"x0": 10, "y0": 10, "x1": 15, "y1": 80, "csrf_token": token})
+    assert small.status_code == 422 and "menos de 8 pixels" in small.text
+    # corners of a drag from the bottom right, past the film's edge: ordered and clipped, not refused
+    marked = await panel.post(url, data={"x0": 700, "y0": 330, "x1": 420, "y1": 80, "csrf_token": token})
+    assert marked.status_code == 303 and "#fixture-" in marked.headers["location"]
+    fixture_id = marked.headers["location"].rsplit("#fixture-", 1)[1]
+    async with session_scope() as session:
+        fixture = await session.get(Fixture, __import__("uuid").UUID(fixture_id))
+        assert fixture.manual and fixture.index == 1 and fixture.confidence == 1.0
+        xs = [x for x, _y in fixture.box]
+        assert min(xs) >= 420 - 1 and max(xs) <= 640 + 1  # inside the drawn (clipped) box
+        actions = (await session.execute(select(AuditEntry.action).where(AuditEntry.case_id == case.id))).scalars()
+        assert list(actions) == ["case.fixture_add"]
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert f'id="fixture-{fixture_id}"' in page and "marcado pelo revisor" in page
+    assert page.count('<polygon class="mark') == 2 and 'class="mark manual"' in page
+    assert "Marcou um implante" in page and "radiografia 1, implante 2" in page
+
+    removed = await panel.post(f"/admin/cases/{case.id}/fixtures/{fixture_id}/delete", data={"csrf_token": token})
+    assert removed.status_code == 303
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert f'id="fixture-{fixture_id}"' not in page and "Removeu um implante" in page
+    gone = await panel.post(f"/admin/cases/{case.id}/fixtures/{fixture_id}/delete", data={"csrf_token": token})
+    assert gone.status_code == 404
+
+    closed = (await panel.get(f"/admin/cases/{failed.id}")).text  # nothing to review: no marking, no removing
+    assert "Marcar implante" not in closed and "Remover este implante" not in closed

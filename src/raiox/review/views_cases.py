@@ -1,4 +1,5 @@
-"""Queue and case pages, and the reviewer's actions (approve, reject, note, resend, retry)."""
+"""Queue and case pages, and the reviewer's actions (approve, reject, note, resend, retry, mark or remove an
+implant)."""
 
 import uuid
 from datetime import date
@@ -124,6 +125,40 @@ async def mark_delivered(request: Request, case_id: uuid.UUID, message: str = Fo
                          user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
     message = _text(message, "case.delivered_how_required", "case.message_too_long")
     await service.mark_delivered(session, case_id, message, actor=actor(user))
+    return redirect(request, f"/cases/{case_id}")
+
+
+@router.post("/cases/{case_id}/images/{image_id}/fixtures", dependencies=[Depends(csrf_protect)])
+async def mark_implant(request: Request, case_id: uuid.UUID, image_id: uuid.UUID, x0: float = Form(...),
+                       y0: float = Form(...), x1: float = Form(...), y1: float = Form(...),
+                       user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+    """An implant the operator drew on the film: analysed and searched, then the case page again, at that implant."""
+    image = await service.markable_image(session, case_id, image_id)
+    box = service.check_mark(_drawn_box((x0, y0, x1, y1), image), image)
+    await session.commit()  # no transaction (nor pool connection) is held through the analysis
+    model_id, located = await service.read_mark(image, box)
+    fixture_id = await service.add_fixture(session, case_id, image_id, located, model_id, actor=actor(user))
+    return redirect(request, f"/cases/{case_id}#fixture-{fixture_id}")
+
+
+def _drawn_box(corners: tuple[float, ...], image) -> list[float]:
+    """Two opposite corners of a drag, in any order, clipped to the film (a drag may end past its edge)."""
+    import math
+
+    if not all(map(math.isfinite, corners)):
+        raise for_operator(Unprocessable(gettext("case.mark_invalid")))
+    (x0, x1), (y0, y1) = sorted(corners[0::2]), sorted(corners[1::2])
+    x0, y0 = max(x0, 0.0), max(y0, 0.0)
+    x1, y1 = min(x1, float(image.width or x1)), min(y1, float(image.height or y1))
+    if x1 - x0 < service.MIN_MARK or y1 - y0 < service.MIN_MARK:
+        raise for_operator(Unprocessable(gettext("case.mark_too_small", n=service.MIN_MARK)))
+    return [x0, y0, x1, y1]
+
+
+@router.post("/cases/{case_id}/fixtures/{fixture_id}/delete", dependencies=[Depends(csrf_protect)])
+async def remove_implant(request: Request, case_id: uuid.UUID, fixture_id: uuid.UUID,
+                         user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+    await service.remove_fixture(session, case_id, fixture_id, actor=actor(user))
     return redirect(request, f"/cases/{case_id}")
 
 

@@ -1,4 +1,5 @@
-/* Raiox AI panel: X-ray viewer (zoom, pan, contrast, brightness, invert) and small HTMX helpers. */
+/* Raiox AI panel: X-ray viewer (zoom, pan, contrast, brightness, invert, the implants' boxes, marking an implant)
+   and small HTMX helpers. */
 (function () {
   "use strict";
 
@@ -17,8 +18,22 @@
     img.addEventListener("error", broken);
     if (img.complete && img.naturalWidth === 0 && img.getAttribute("src")) { broken(); }
 
+    var marks = stage.querySelector("svg.marks");
+    // the implants' boxes lie over the picture: the same box on the page, moved and scaled with it
+    function place() {
+      if (!marks) { return; }
+      marks.style.left = img.offsetLeft + "px";
+      marks.style.top = img.offsetTop + "px";
+      marks.style.width = img.offsetWidth + "px";
+      marks.style.height = img.offsetHeight + "px";
+      marks.style.transform = img.style.transform;
+    }
+    img.addEventListener("load", place);
+    window.addEventListener("resize", place);
+
     function apply() {
       img.style.transform = "translate(" + state.x + "px," + state.y + "px) scale(" + state.scale + ")";
+      place();
       img.style.filter = "contrast(" + state.contrast + "%) brightness(" + state.brightness + "%)" +
         (state.invert ? " invert(1)" : "");
       if (out) { out.textContent = Math.round(state.scale * 100) + "%"; }
@@ -54,20 +69,79 @@
       event.preventDefault();
       zoom(event.deltaY < 0 ? 1.15 : 0.87);
     }, { passive: false });
+    root.querySelectorAll("[data-marks]").forEach(function (input) {
+      input.addEventListener("change", function () { if (marks) { marks.classList.toggle("off", !input.checked); } });
+    });
+    // "Marcar implante": a drag on the picture draws the implant's rectangle (in the film's pixels) into the form
+    var drawButton = root.querySelector("[data-draw]");
+    var form = drawButton && document.getElementById(drawButton.getAttribute("aria-controls"));
+    var rect = marks && marks.querySelector("rect.drawn");
+    var drawing = false, start = null;
+    function setDrawing(on) {
+      drawing = on;
+      root.classList.toggle("drawing", on);
+      if (drawButton) { drawButton.setAttribute("aria-pressed", on ? "true" : "false"); }
+      if (on && form) { form.open = true; }
+    }
+    function toFilm(event) {  // a point of the page in the film's pixels (the picture may be zoomed and moved)
+      var box = img.getBoundingClientRect();
+      var width = Number(marks.dataset.width), height = Number(marks.dataset.height);
+      return {
+        x: Math.round(Math.min(width, Math.max(0, (event.clientX - box.left) / box.width * width))),
+        y: Math.round(Math.min(height, Math.max(0, (event.clientY - box.top) / box.height * height)))
+      };
+    }
+    function coords() {
+      var out = {};
+      if (form) { form.querySelectorAll("[data-coord]").forEach(function (input) { out[input.dataset.coord] = input; }); }
+      return out;
+    }
+    function showRect(a, b) {
+      if (!rect) { return; }
+      rect.setAttribute("x", Math.min(a.x, b.x));
+      rect.setAttribute("y", Math.min(a.y, b.y));
+      rect.setAttribute("width", Math.abs(b.x - a.x));
+      rect.setAttribute("height", Math.abs(b.y - a.y));
+      rect.setAttribute("visibility", "visible");
+    }
+    if (drawButton && marks) {
+      drawButton.addEventListener("click", function () { setDrawing(!drawing); });
+      Object.values(coords()).forEach(function (input) {  // typed corners show as the same rectangle
+        input.addEventListener("input", function () {
+          var c = coords();
+          if (c.x0.value && c.y0.value && c.x1.value && c.y1.value) {
+            showRect({ x: Number(c.x0.value), y: Number(c.y0.value) }, { x: Number(c.x1.value), y: Number(c.y1.value) });
+          }
+        });
+      });
+    }
     var drag = null;
     stage.addEventListener("pointerdown", function (event) {
-      drag = { x: event.clientX - state.x, y: event.clientY - state.y };
       stage.setPointerCapture(event.pointerId);
+      if (drawing) { start = toFilm(event); showRect(start, start); return; }
+      drag = { x: event.clientX - state.x, y: event.clientY - state.y };
       stage.classList.add("dragging");
     });
     stage.addEventListener("pointermove", function (event) {
+      if (start) { showRect(start, toFilm(event)); return; }
       if (!drag) { return; }
       state.x = event.clientX - drag.x;
       state.y = event.clientY - drag.y;
       apply();
     });
+    stage.addEventListener("pointerup", function (event) {
+      if (start) {
+        var end = toFilm(event), c = coords();
+        c.x0.value = Math.min(start.x, end.x); c.y0.value = Math.min(start.y, end.y);
+        c.x1.value = Math.max(start.x, end.x); c.y1.value = Math.max(start.y, end.y);
+        start = null;
+        setDrawing(false);
+        var submit = form.querySelector("button[type=submit]");
+        if (submit) { submit.focus(); }
+      }
+    });
     ["pointerup", "pointercancel"].forEach(function (name) {
-      stage.addEventListener(name, function () { drag = null; stage.classList.remove("dragging"); });
+      stage.addEventListener(name, function () { drag = null; start = null; stage.classList.remove("dragging"); });
     });
     stage.addEventListener("keydown", function (event) {
       var step = 40, handled = true;
@@ -79,6 +153,7 @@
         case "ArrowRight": state.x -= step; apply(); break;
         case "ArrowUp": state.y += step; apply(); break;
         case "ArrowDown": state.y -= step; apply(); break;
+        case "Escape": if (drawing) { setDrawing(false); } else { handled = false; } break;
         default: handled = false;
       }
       if (handled) { event.preventDefault(); }
@@ -88,6 +163,9 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-viewer]").forEach(setupViewer);
+    // a link to one implant (#fixture-...: the one just marked) opens its candidates
+    var target = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+    if (target && target.tagName === "DETAILS") { target.open = true; target.scrollIntoView({ block: "center" }); }
   });
   // the names of the systems a form sends (the chosen radio first, then the ticked boxes): "A (M), B (N)"
   function chosenSystems(form) {
