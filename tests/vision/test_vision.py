@@ -162,3 +162,23 @@ def test_embedder_from_settings(monkeypatch):
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_a_drawn_box_is_fitted_to_the_tilted_implant_it_frames():
+    """An operator's axis-aligned box around a tilted implant is cropped along the implant's own axis (the
+    localiser's box of it), not along the drawn box's sides; a box around no implant stays as drawn."""
+    from raiox.synth import demo_catalog, render_scene
+    from raiox.vision.detect import orient_box
+    from raiox.vision.pipeline import fit_box
+
+    spec = next(s.spec for s in demo_catalog() if s.id == "demo-004")
+    scene = render_scene([spec], seed=11)  # one implant, about 40 degrees off the vertical
+    truth = np.asarray(scene.boxes[0], dtype=np.float32)
+    lo, hi = truth.min(axis=0), truth.max(axis=0)
+    drawn = np.r_[lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)]
+    assert box_iou(orient_box(scene.image, drawn), truth) < 0.5  # the drawn box's sides miss the implant's axis
+    assert box_iou(fit_box(scene.image, drawn), truth) > 0.8
+    height, width = scene.image.shape[:2]
+    corner = (np.array([0, 0, 0.15 * width, 0.3 * height], np.float32) if lo[0] > 0.2 * width
+              else np.array([0.85 * width, 0.7 * height, width, height], np.float32))
+    assert np.allclose(fit_box(scene.image, corner), orient_box(scene.image, corner))

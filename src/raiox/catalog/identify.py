@@ -84,8 +84,9 @@ MAX_BOXES = 20
 
 
 def parse_boxes(text: str | None) -> list | None:
-    """Manual boxes from JSON: a list of boxes, each ``[x0, y0, x1, y1]`` (the long axis and platform end are read
-    from the image) or four ``[x, y]`` corners with the platform edge first; None when TEXT is empty."""
+    """Manual boxes from JSON: a list of boxes, each ``[x0, y0, x1, y1]`` (fitted to the implant it frames,
+    ``raiox.vision.pipeline.fit_box``) or four ``[x, y]`` corners with the platform edge first; None when TEXT is
+    empty."""
     import json
 
     from raiox.kit.errors import Unprocessable

@@ -52,8 +52,8 @@ async def identify_image(
     request: Request,
     image: UploadFile = File(..., description="Radiograph: PNG, JPEG, TIFF, BMP, WEBP or DICOM (one per request)"),
     boxes: str | None = Form(None, description="Optional manual boxes (JSON), skipping the localiser: a list of "
-                             "[x0, y0, x1, y1] (long axis and platform end read from the image) or of four [x, y] "
-                             "corners, platform edge first, in the image's pixels"),
+                             "[x0, y0, x1, y1] (fitted to the implant it frames: its own axis and platform "
+                             "end) or of four [x, y] corners, platform edge first, in the image's pixels"),
     top_k: int | None = Query(None, ge=1, le=50, description="Candidates per implant (default RAIOX_TOP_K)"),
     store: bool = Query(False, description="Keep the image in object storage (content-addressed)"),
     session: AsyncSession = Depends(get_db_session),
