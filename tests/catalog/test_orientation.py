@@ -126,8 +126,8 @@ async def test_identify_reports_the_box_the_way_it_was_searched(session, renders
     await _catalog(session, demo, refs, embedder)
     real = pipeline.analyze
 
-    def wrong_way_round(image, emb, boxes=None, read_connection=True):  # the localiser's wrong end call
-        return [f.reversed() for f in real(image, emb, boxes, read_connection)]
+    def wrong_way_round(image, emb, boxes=None, read_connection=True, fit=False):  # the localiser's wrong end call
+        return [f.reversed() for f in real(image, emb, boxes, read_connection, fit)]
 
     monkeypatch.setattr("raiox.vision.analyze", wrong_way_round)
     out = await identify_module.identify(session, to_png(film.image), "film.png", 3, embedder=embedder)

@@ -223,3 +223,31 @@ async def test_add_to_catalog_never_makes_one_image_a_reference_of_two_systems(c
         ReferenceImage.sha256 == image.sha256))).scalars().all()
     assert owners == ["neo-cm"]
 
+
+
+async def test_approve_says_which_system_each_implant_is(client, session):
+    """Films with implants of two systems: the approval maps each implant (by its id in the case detail) to one of
+    the approved systems; the mapping is part of the decision (a repeat is harmless, another mapping a 409)."""
+    case, auth = await _setup(session)
+    case2 = await add_case(session, candidates=[("neo-cm", 0.9)], images=2)
+    fixtures = [i["implants"][0]["id"] for i in (await client.get(f"/cases/{case2.id}", headers=auth)).json()["images"]]
+    stranger = (await client.get(f"/cases/{case.id}", headers=auth)).json()["images"][0]["implants"][0]["id"]
+    url = f"/cases/{case2.id}/approve"
+    base = {"system_id": "neo-cm", "other_system_ids": ["str-bl"]}
+    for implants, says in (([{"fixture_id": fixtures[0], "system_id": "nob-x"}], "'nob-x' is neither"),
+                           ([{"fixture_id": stranger, "system_id": "neo-cm"}], "not an implant of this case"),
+                           ([{"fixture_id": fixtures[0], "system_id": "neo-cm"},
+                             {"fixture_id": fixtures[0], "system_id": "str-bl"}], "two systems"),
+                           ([{"fixture_id": "not-a-uuid", "system_id": "neo-cm"}], "fixture_id")):
+        refused = await client.post(url, json=base | {"implants": implants}, headers=auth)
+        assert refused.status_code == 422 and says in refused.text, (implants, refused.text)
+    mapping = [{"fixture_id": fixtures[0], "system_id": "neo-cm"}, {"fixture_id": fixtures[1], "system_id": "str-bl"}]
+    first = await client.post(url, json=base | {"implants": mapping}, headers=auth)
+    assert first.status_code == 200, first.text
+    assert first.json()["implants"] == mapping
+    assert (await client.post(url, json=base | {"implants": mapping}, headers=auth)).json() == first.json()
+    swapped = [{"fixture_id": fixtures[0], "system_id": "str-bl"}, {"fixture_id": fixtures[1], "system_id": "neo-cm"}]
+    assert (await client.post(url, json=base | {"implants": swapped}, headers=auth)).status_code == 409
+    details = (await session.execute(select(AuditEntry.details).where(
+        AuditEntry.case_id == case2.id, AuditEntry.action == "case.approve"))).scalar_one()
+    assert details["implants"] == {fixtures[0]: "neo-cm", fixtures[1]: "str-bl"}

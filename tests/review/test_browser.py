@@ -283,8 +283,9 @@ async def test_the_report_prints_on_one_a4_page(browser, films, others, sentence
     extra = [(SimpleNamespace(name=f"Demo {k:03d} Cone Morse 11.5° tapered, long body line", connection="internal hex",
                               manufacturer="Synthetic Implant Works Indústria e Comércio Ltda."), film(600, 1200 + k))
              for k in range(others)]
-    html = render("report.html", case=case, system=system, xrays=[film(1400, 1050) for _ in range(films)],
-                  reference=film(600, 1200), others=extra)
+    captions = [(1, system.name), *((n + 2, o.name) for n, (o, _ref) in enumerate(extra[:2]))]  # which implant is which
+    html = render("report.html", case=case, system=system, reference=film(600, 1200), others=extra,
+                  xrays=[(k + 1, film(1400, 1050), captions if others else []) for k in range(films)])
     page = await browser.new_page()
     await page.set_content(html)
     pdf = await page.pdf(format="A4")
@@ -462,3 +463,33 @@ async def test_the_reviewer_marks_a_missed_implant_by_dragging_on_the_film_and_r
     assert await page.locator("svg.marks polygon").count() == 0
     assert await page.locator("#fused .cand").count() == 0
     assert "Removeu um implante" in await page.locator("#audit").inner_text()
+
+
+async def test_a_system_stated_for_one_implant_is_named_in_the_confirmation(committed, server, browser):
+    async with session_scope() as session:
+        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+        await add_user(session, "revisora@example.com", PASSWORD, "reviewer")
+        case = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2)
+    page = await browser.new_page(locale="pt-BR")
+    asked: list[str] = []
+
+    async def answer(dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", answer)
+    await _login(page, server, "revisora@example.com")
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    selects = page.locator("#implant-systems select[name=implants]")
+    assert await selects.count() == 2
+    await selects.nth(0).select_option(label="o sistema principal (escolhido acima)")
+    await selects.nth(1).select_option(label="Bone Level — Straumann")
+    await page.get_by_role("button", name="Aprovar e enviar ao dentista").click()
+    await page.wait_for_selector("#approved-implants")
+    assert asked == ["Aprovar e enviar ao dentista: Grand Morse (Neodent), Bone Level (Straumann)? "
+                     "Não é possível desfazer."]
+    listed = await page.locator("#approved-implants").inner_text()
+    assert "radiografia 1, implante 1: Grand Morse" in listed and "radiografia 2, implante 1: Bone Level" in listed
+    assert "Bone Level" in await page.locator("#approved-others").inner_text()
+    await page.close()

@@ -249,3 +249,47 @@ async def test_a_delivery_attempt_finishing_after_the_reviewer_marked_the_case_d
     assert await deliver(case_id) == "skipped"
     case, delivery = await _state(case_id)
     assert case.status == CaseStatus.delivered and delivery.status == "manual"
+
+
+async def test_which_system_each_implant_is_reaches_the_dentist(committed, delivery_env, jotform, smtp_server):
+    """The reviewer said which system each numbered implant is: the e-mail lists them by film and number, and
+    Jotform's `implants` field carries the same."""
+    fields = {"system": "21", "systems": "25", "implants": "26"}
+    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
+                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>", RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
+    from raiox.models import CaseImage, Fixture
+
+    async with session_scope() as session:
+        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+        case = await add_case(session, submission_id="5812345678901234567", images=2,
+                              candidates=[("neo-cm", 0.91), ("str-bl", 0.74)])
+        fixtures = (await session.execute(select(Fixture.id).join(CaseImage).where(CaseImage.case_id == case.id)
+                                          .order_by(CaseImage.position))).scalars().all()
+        await review.approve(session, case.id, "str-bl", actor="user:rev@example.com", other_system_ids=["neo-cm"],
+                             implants={str(fixtures[1]): "neo-cm", str(fixtures[0]): "str-bl"})
+    assert await deliver(case.id) == CaseStatus.delivered
+    form = dict(parse_qsl(jotform.requests[0].body.decode()))
+    assert form["submission[26]"] == ("Radiografia 1, implante 1: Bone Level (Straumann); "
+                                      "Radiografia 2, implante 1: Grand Morse (Neodent)")
+    _rcpt, message = smtp_server.messages[0]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert text.index("- Radiografia 1, implante 1: Bone Level (Straumann)") < text.index(
+        "- Radiografia 2, implante 1: Grand Morse (Neodent)")
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert "Radiografia 2, implante 1: <strong>Grand Morse</strong>" in html
+
+
+async def test_without_a_mapping_the_implants_field_and_lines_stay_empty(committed, delivery_env, jotform, smtp_server):
+    fields = {"system": "21", "implants": "26"}
+    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
+                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>", RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
+    async with session_scope() as session:
+        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        case = await add_case(session, submission_id="5812345678901234567", candidates=[("neo-cm", 0.91)])
+        await review.approve(session, case.id, "neo-cm", actor="user:rev@example.com")
+    assert await deliver(case.id) == CaseStatus.delivered
+    form = dict(parse_qsl(jotform.requests[0].body.decode(), keep_blank_values=True))
+    assert form["submission[21]"] == "Grand Morse" and form["submission[26]"] == ""
+    text = smtp_server.messages[0][1].get_body(preferencelist=("plain",)).get_content()
+    assert "Implantes numerados" not in text

@@ -579,3 +579,34 @@ async def test_the_case_page_draws_the_implants_and_marks_or_removes_one(panel):
 
     closed = (await panel.get(f"/admin/cases/{failed.id}")).text  # nothing to review: no marking, no removing
     assert "Marcar implante" not in closed and "Remover este implante" not in closed
+
+
+async def test_the_approval_says_which_system_each_implant_is(panel):
+    """Two implants: a select per implant; a system chosen there (not ticked among the other systems) is sent as
+    another system, "o sistema principal" follows the chosen main one, and the decision shows the mapping."""
+    from sqlalchemy import select
+
+    from raiox.models import Case, CaseImage, Fixture
+
+    single_case, _ = await _data()
+    async with session_scope() as session:
+        two = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2, name="Dr. Two")
+        fixtures = (await session.execute(select(Fixture.id).join(CaseImage).where(CaseImage.case_id == two.id)
+                                          .order_by(CaseImage.position))).scalars().all()
+    await login(panel, "rev@example.com")
+    assert 'id="implant-systems"' not in (await panel.get(f"/admin/cases/{single_case.id}")).text  # one implant
+    page = (await panel.get(f"/admin/cases/{two.id}")).text
+    rows = re.search(r'<fieldset id="implant-systems">(.*?)</fieldset>', page, re.S).group(1)
+    assert "radiografia 1, implante 1" in rows and "radiografia 2, implante 1" in rows
+    assert f'value="{fixtures[1]}|str-bl"' in rows and f'value="{fixtures[0]}|main"' in rows
+    approved = await panel.post(f"/admin/cases/{two.id}/approve", data={
+        "system_id": "neo-cm", "implants": [f"{fixtures[0]}|main", f"{fixtures[1]}|str-bl"], "csrf_token": _csrf(page)})
+    assert approved.status_code == 303, approved.text
+    async with session_scope() as session:
+        case = await session.get(Case, two.id)
+        assert case.other_system_ids == ["str-bl"]  # stated for an implant only: sent as another system
+        assert case.implant_systems == {str(fixtures[0]): "neo-cm", str(fixtures[1]): "str-bl"}
+    after = (await panel.get(f"/admin/cases/{two.id}")).text
+    listed = re.search(r'<ul id="approved-implants">(.*?)</ul>', after, re.S).group(1)
+    assert listed.index("radiografia 1, implante 1: <strong>Grand Morse</strong>") < listed.index(
+        "radiografia 2, implante 1: <strong>Bone Level</strong>")

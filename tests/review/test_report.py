@@ -126,3 +126,42 @@ async def test_a_report_leaves_out_films_the_analysis_refused(client, session):
     refused.status, refused.error = "invalid", "image too large: 15000x15000 pixels (limit 60000000)"
     await review.approve(session, case.id, "neo-cm", actor="user:rev@example.com")
     assert len((await report_context(session, case.id))["xrays"]) == 1
+
+
+async def test_the_report_draws_and_names_each_mapped_implant(client, session):
+    """Implants the reviewer mapped to systems are outlined and numbered on the report's films, and each film's
+    caption names them; without a mapping the films are shown as sent."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from sqlalchemy import select
+
+    from raiox.models import CaseImage, Fixture
+
+    await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+    await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+    case = await add_case(session, candidates=[("str-bl", 0.8), ("neo-cm", 0.7)], images=2)
+    fixtures = (await session.execute(select(Fixture.id).join(CaseImage).where(CaseImage.case_id == case.id)
+                                      .order_by(CaseImage.position))).scalars().all()
+    await review.approve(session, case.id, "str-bl", actor="user:rev@example.com", other_system_ids=["neo-cm"],
+                         implants={str(fixtures[0]): "str-bl", str(fixtures[1]): "neo-cm"})
+    page = (await client.get(f"/reports/{report_token(case.id)}")).text
+    captions = re.findall(r"<figcaption>(Radiografia enviada .*?)</figcaption>", page)
+    assert captions == ["Radiografia enviada 1 — implante 1: <strong>Bone Level</strong>",
+                        "Radiografia enviada 2 — implante 1: <strong>Grand Morse</strong>"]
+    film = re.search(r'<img src="data:image/jpeg;base64,([^"]+)" alt="Radiografia enviada 1"', page).group(1)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(film))).convert("RGB")).astype(int)
+    yellow = (pixels[..., 0] > 200) & (pixels[..., 1] > 170) & (pixels[..., 2] < 90)
+    ys, xs = np.nonzero(yellow)
+    assert yellow.sum() > 200 and 290 <= xs.min() <= 302 and 338 <= xs.max() <= 370  # the box [[300, 90]..[340, 300]]
+    assert 295 <= ys.max() <= 306 and ys.min() < 90  # down to the apex edge; the number above the platform edge
+
+    plain = await add_case(session, candidates=[("str-bl", 0.8)])
+    await review.approve(session, plain.id, "str-bl", actor="user:rev@example.com")
+    page = (await client.get(f"/reports/{report_token(plain.id)}")).text
+    assert re.findall(r"<figcaption>(Radiografia enviada .*?)</figcaption>", page) == ["Radiografia enviada 1"]
+    film = re.search(r'<img src="data:image/jpeg;base64,([^"]+)" alt="Radiografia enviada 1"', page).group(1)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(film))).convert("RGB")).astype(int)
+    assert ((pixels[..., 0] > 200) & (pixels[..., 1] > 170) & (pixels[..., 2] < 90)).sum() == 0  # nothing drawn

@@ -5,7 +5,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.models import Delivery, ImplantSystem
+from raiox.models import CaseImage, Delivery, Fixture, ImplantSystem
 
 
 async def get_delivery(session: AsyncSession, case_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None:
@@ -27,3 +27,13 @@ async def systems_in_order(session: AsyncSession, ids: list[str]) -> list[Implan
 
     found = await systems_by_id(session, ids)
     return [found.get(i) for i in ids]
+
+
+async def implant_places(session: AsyncSession, fixture_ids: list[str]) -> dict[str, tuple[int, int, list]]:
+    """Fixture id -> (film number, implant number, box) as the panel numbers them (from 1), for the ids that exist."""
+    ids = [uuid.UUID(i) for i in fixture_ids]
+    if not ids:
+        return {}
+    query = (select(Fixture.id, CaseImage.position, Fixture.index, Fixture.box)
+             .join(CaseImage, CaseImage.id == Fixture.case_image_id).where(Fixture.id.in_(ids)))
+    return {str(f): (position + 1, index + 1, box) for f, position, index, box in (await session.execute(query)).all()}

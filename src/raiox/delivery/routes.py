@@ -21,13 +21,13 @@ REPORTABLE = {CaseStatus.approved, CaseStatus.delivered, CaseStatus.delivery_fai
 CASE_SOURCE = "case"  # ReferenceImage.source of a reference added from a reviewed case (a patient's film)
 
 
-async def _data_uri(storage_key: str | None, filename: str | None = None) -> str | None:
+async def _data_uri(storage_key: str | None, filename: str | None = None, outlines: list | None = None) -> str | None:
     from raiox.review import images
 
     if not storage_key:
         return None
     try:
-        data, media_type = await images.load(storage_key, filename, max_side=1400, fmt="JPEG")
+        data, media_type = await images.load(storage_key, filename, max_side=1400, fmt="JPEG", outlines=outlines)
     except RaioxError:
         return None
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
@@ -60,11 +60,20 @@ async def report_context(session: AsyncSession, case_id: uuid.UUID) -> dict:
     if case.status not in REPORTABLE or system is None:
         raise NotFound("no approved result for this case")
     images = await review_repo.case_images(session, case.id)
-    xrays = [await _data_uri(i.storage_key, i.filename)  # the films the analysis could read (a refused one may be
-             for i in images if i.storage_key and i.status == ImageStatus.processed]  # a bomb): never decoded here
     others = [o for o in await repository.systems_in_order(session, list(case.other_system_ids or [])) if o]
+    names = {s.id: s.name for s in (system, *others)}
+    places = await repository.implant_places(session, list(case.implant_systems or {}))
+    xrays = []
+    for image in images:  # the films the analysis could read (a refused one may be a
+        if not image.storage_key or image.status != ImageStatus.processed:  # bomb): never decoded here
+            continue
+        mapped = sorted((n, box, names.get(case.implant_systems[f], "")) for f, (film, n, box) in places.items()
+                        if film == image.position + 1)
+        uri = await _data_uri(image.storage_key, image.filename, [(box, str(n)) for n, box, _name in mapped])
+        if uri:
+            xrays.append((image.position + 1, uri, [(n, name) for n, _box, name in mapped]))
     keys = await _reference_keys(session, images, [system.id, *(o.id for o in others)])
-    return {"case": case, "system": system, "xrays": [x for x in xrays if x],
+    return {"case": case, "system": system, "xrays": xrays,
             "reference": await _data_uri(keys[system.id]),
             "others": [(o, await _data_uri(keys[o.id])) for o in others]}
 

@@ -39,6 +39,8 @@ class Result:
     submission_id: str
     client_name: str
     others: list[tuple[str, str]] = field(default_factory=list)  # (system, manufacturer) after the main one
+    # which system each implant is, when the reviewer said it: (film number, implant number, system, manufacturer)
+    implants: list[tuple[int, int, str, str]] = field(default_factory=list)
 
     @property
     def systems(self) -> list[tuple[str, str]]:
@@ -49,7 +51,12 @@ class Result:
         status = "Aprovado" if self.approved else "Rejeitado"
         listed = "; ".join(f"{name} ({manufacturer})" for name, manufacturer in self.systems)
         return {"system": self.system, "manufacturer": self.manufacturer, "message": self.message,
-                "report": self.report_url, "status": status, "systems": listed}
+                "report": self.report_url, "status": status, "systems": listed, "implants": self.implants_text()}
+
+    def implants_text(self) -> str:
+        """"Radiografia 1, implante 1: Name (Manufacturer); ..." (pt-BR: the dentist reads it), empty when not stated."""
+        return "; ".join(f"Radiografia {film}, implante {n}: {name} ({manufacturer})"
+                         for film, n, name, manufacturer in self.implants)
 
 
 async def enqueue(session: AsyncSession, case: Case, *, actor: str, action: str = "delivery.enqueue") -> Delivery:
@@ -77,7 +84,18 @@ async def build_result(session: AsyncSession, case: Case) -> Result:
         submission_id=case.jotform_submission_id,
         client_name=case.client_name or "",
         others=[(o.name, o.manufacturer) for o in others if o is not None],
+        implants=await implant_lines(session, case) if system else [],
     )
+
+
+async def implant_lines(session: AsyncSession, case: Case) -> list[tuple[int, int, str, str]]:
+    """(film, implant, system, manufacturer) for each implant the approval maps, in the films' order."""
+    mapped = dict(case.implant_systems or {})
+    places = await repository.implant_places(session, list(mapped))
+    systems = {s.id: s for s in await repository.systems_in_order(session, sorted(set(mapped.values()))) if s}
+    lines = [(film, n, systems[mapped[f]].name, systems[mapped[f]].manufacturer)
+             for f, (film, n, _box) in places.items() if mapped[f] in systems]
+    return sorted(lines)
 
 
 def jotform_fields(settings: Settings, result: Result) -> dict[str, str]:

@@ -49,6 +49,8 @@ class Case(Base):
     approved_system_id: Mapped[str | None] = mapped_column(ForeignKey("implant_systems.id"))
     # other systems the approval names (implants of several systems on the films), in the reviewer's order
     other_system_ids: Mapped[list[str]] = mapped_column(ARRAY(String(120)), default=list, server_default=text("'{}'"))
+    # which approved system each implant is (fixture id -> system id), when the reviewer says it (migration 0011)
+    implant_systems: Mapped[dict] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     reviewed_by: Mapped[str | None] = mapped_column(String(320))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     review_message: Mapped[str | None] = mapped_column(Text)

@@ -110,6 +110,8 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         "approved_ref": ref(case.approved_system_id) if case.approved_system_id else None,
         "other_systems": [(systems[i], ref(i)) for i in case.other_system_ids or [] if i in systems],
         "other_options": other_options(fused, views),
+        "implant_rows": implant_rows(views),
+        "implant_map": implant_map(case, views, systems),
         "audit": await repository.audit_for_case(session, case.id),
         "events": await cases_repo.list_events(session, case.id),
         "delivery": await delivery_repo.get_delivery(session, case.id),
@@ -122,9 +124,24 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
 
 
 def _firsts(views: list[ImageView]) -> list[tuple[int, int, Candidate]]:
-    """(film, implant, first candidate) of every implant with candidates, films and implants counted from 1."""
-    return [(n, k, min(candidates, key=lambda c: c.rank)) for n, view in enumerate(views, start=1)
-            for k, (_fixture, candidates) in enumerate(view.fixtures, start=1) if candidates]
+    """(film, implant, first candidate) of every implant with candidates, numbered as the page shows them (from 1)."""
+    return [(view.image.position + 1, fixture.index + 1, min(candidates, key=lambda c: c.rank)) for view in views
+            for fixture, candidates in view.fixtures if candidates]
+
+
+def implant_rows(views: list[ImageView]) -> list[tuple[uuid.UUID, int, int, "Candidate | None"]]:
+    """(fixture id, film, implant, first candidate) of every implant, for saying which system each one is; empty
+    when the case shows fewer than two (one implant is the approved system)."""
+    rows = [(fixture.id, view.image.position + 1, fixture.index + 1, min(cands, key=lambda c: c.rank) if cands else None)
+            for view in views for fixture, cands in view.fixtures]
+    return rows if len(rows) > 1 else []
+
+
+def implant_map(case, views: list[ImageView], systems: dict) -> list[tuple[int, int, ImplantSystem]]:
+    """(film, implant, system) the approval says each implant is, in the films' order."""
+    mapped = case.implant_systems or {}
+    return [(view.image.position + 1, fixture.index + 1, systems[mapped[str(fixture.id)]]) for view in views
+            for fixture, _cands in view.fixtures if mapped.get(str(fixture.id)) in systems]
 
 
 def mixed_systems(views: list[ImageView]) -> list[tuple[int, int, ImplantSystem]]:

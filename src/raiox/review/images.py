@@ -65,13 +65,36 @@ def crop_box(size: tuple[int, int], box: list, margin: float = 0.25) -> tuple[in
     return (left, top, max(right, left + 1), max(bottom, top + 1))
 
 
+OUTLINE = (255, 212, 0)  # the implants' boxes drawn on a film: the panel's yellow
+
+
+def draw_outlines(image: Image.Image, outlines: list[tuple[list, str]]) -> Image.Image:
+    """IMAGE (RGB) with each oriented box ([[x, y] * 4]) outlined and its label beside its first (platform) corner."""
+    from PIL import ImageDraw, ImageFont
+
+    image = image.convert("RGB")
+    draw = ImageDraw.Draw(image)
+    side = max(image.size)
+    width, font = max(2, round(side / 300)), ImageFont.load_default(size=max(14, round(side / 28)))
+    for box, label in outlines:
+        points = [(float(x), float(y)) for x, y in box]
+        draw.line([*points, points[0]], fill=OUTLINE, width=width, joint="curve")
+        (x0, y0), (x1, y1) = points[0], points[1]
+        draw.text(((x0 + x1) / 2 + 2 * width, max(0.0, (y0 + y1) / 2 - font.size - width)), label, fill=OUTLINE,
+                  font=font, stroke_width=max(1, width // 2), stroke_fill=(0, 0, 0))
+    return image
+
+
 def to_browser(data: bytes, filename: str | None = None, *, max_side: int | None = None,
-               fmt: str = "PNG", crop: list | None = None) -> tuple[bytes, str]:
-    """Bytes as-is when the browser can show them (and no resize/crop is asked), else a PNG/JPEG rendition."""
+               fmt: str = "PNG", crop: list | None = None, outlines: list | None = None) -> tuple[bytes, str]:
+    """Bytes as-is when the browser can show them (and no resize/crop/outline is asked), else a PNG/JPEG rendition.
+    OUTLINES: (box, label) pairs drawn on the picture (``draw_outlines``)."""
     media_type = sniff(data)
-    if media_type and max_side is None and crop is None and not _deep(data):
+    if media_type and max_side is None and crop is None and not outlines and not _deep(data):
         return data, media_type
     image = _decode(data, filename)
+    if outlines:
+        image = draw_outlines(image, outlines)
     if crop:
         image = image.crop(crop_box(image.size, crop))
     if image.mode not in ("L", "RGB"):

@@ -87,6 +87,12 @@ async def case_fixture(session: AsyncSession, case_id: uuid.UUID, fixture_id: uu
     return None if row is None else (row[0], row[1])
 
 
+async def case_fixture_ids(session: AsyncSession, case_id: uuid.UUID) -> list[uuid.UUID]:
+    query = (select(Fixture.id).join(CaseImage, CaseImage.id == Fixture.case_image_id)
+             .where(CaseImage.case_id == case_id))
+    return list((await session.execute(query)).scalars())
+
+
 async def manual_fixture_at(session: AsyncSession, image_id: uuid.UUID, box: list) -> Fixture | None:
     """A fixture the operator already drew on the image with exactly BOX (a repeated submission)."""
     query = select(Fixture).where(Fixture.case_image_id == image_id, Fixture.manual.is_(True), Fixture.box == box)

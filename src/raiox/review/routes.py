@@ -27,7 +27,8 @@ async def approve_case(case_id: uuid.UUID, body: ApproveRequest, actor: str = De
     if body.add_to_catalog and not await service.may_edit_catalog(session, actor):
         raise Forbidden("only admins (or API tokens) add case images to the catalog")
     return await service.approve(session, case_id, body.system_id, actor=actor, message=body.message,
-                                 add_to_catalog=body.add_to_catalog, other_system_ids=body.other_system_ids)
+                                 add_to_catalog=body.add_to_catalog, other_system_ids=body.other_system_ids,
+                                 implants=body.implants)
 
 
 @router.post("/cases/{case_id}/reject", response_model=DecisionResponse, responses=ERRORS)

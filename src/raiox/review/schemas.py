@@ -1,11 +1,13 @@
 """Request and response bodies of the review API."""
 
+import uuid
 from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
 MESSAGE_MAX = 5000  # characters of a message to the dentist or an internal note (API and panel alike)
 OTHER_SYSTEMS_MAX = 8  # other systems one approval can name besides the main one
+IMPLANTS_MAX = 60  # implants one approval can map to systems
 SystemId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 
 
@@ -13,6 +15,11 @@ class Strict(BaseModel):
     """A decision's body: an unknown (e.g. misspelt) field is refused, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class ImplantSystem(Strict):
+    fixture_id: uuid.UUID = Field(description="An implant of the case (its `id` in the case detail)")
+    system_id: SystemId = Field(description="The approved system (the main one or one of `other_system_ids`) it is")
 
 
 class ApproveRequest(Strict):
@@ -24,6 +31,10 @@ class ApproveRequest(Strict):
         default_factory=list, max_length=4 * OTHER_SYSTEMS_MAX,  # the service counts them once repeats are dropped
         description="Other implant systems seen on the films (a patient with implants of several systems), in order;"
                     " delivered to the dentist after the main one. The main system, if repeated, is ignored")
+    implants: list[ImplantSystem] = Field(
+        default_factory=list, max_length=IMPLANTS_MAX,
+        description="Which approved system each implant on the films is (optional; implants left out are not stated)."
+                    " The dentist's report draws these implants, numbered, on the films and names their systems")
 
 
 class MarkRequest(Strict):
@@ -41,12 +52,18 @@ class MarkDeliveredRequest(Strict):
                          description="How the result reached the dentist (e.g. sent by phone on 03/12)")
 
 
+class ImplantSystemOut(BaseModel):
+    fixture_id: str
+    system_id: str
+
+
 class DecisionResponse(BaseModel):
     case_id: str
     status: str
     decision: str  # approved | rejected
     system_id: str | None
     other_system_ids: list[str] = []
+    implants: list[ImplantSystemOut] = []
     message: str | None
     reviewed_by: str | None
     reviewed_at: str | None

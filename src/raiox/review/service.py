@@ -34,15 +34,18 @@ def decision_view(case: Case) -> dict:
         "decision": "approved" if case.approved_system_id else "rejected",
         "system_id": case.approved_system_id,
         "other_system_ids": list(case.other_system_ids or []),
+        "implants": [{"fixture_id": f, "system_id": s} for f, s in (case.implant_systems or {}).items()],
         "message": case.review_message,
         "reviewed_by": case.reviewed_by,
         "reviewed_at": case.reviewed_at.isoformat() if case.reviewed_at else None,
     }
 
 
-def _same(case: Case, system_id: str | None, message: str | None, others: list[str] = ()) -> bool:
+def _same(case: Case, system_id: str | None, message: str | None, others: list[str] = (),
+          implants: dict[str, str] | None = None) -> bool:
     return (case.status in DECIDED and case.reviewed_at is not None and case.approved_system_id == system_id
-            and list(case.other_system_ids or []) == list(others) and (case.review_message or None) == (message or None))
+            and list(case.other_system_ids or []) == list(others) and (case.review_message or None) == (message or None)
+            and dict(case.implant_systems or {}) == dict(implants or {}))
 
 
 def other_ids(system_id: str, others: list[str] | None) -> list[str]:
@@ -56,6 +59,30 @@ def other_ids(system_id: str, others: list[str] | None) -> list[str]:
     if len(out) > OTHER_SYSTEMS_MAX:
         raise Unprocessable(f"{len(out)} other systems; an approval names at most {OTHER_SYSTEMS_MAX} besides the main one")
     return out
+
+
+def implant_map(implants: list | dict | None) -> dict[str, str]:
+    """Fixture id -> system id from the request's pairs (objects with fixture_id / system_id, or a dict); a fixture
+    named twice with different systems is a 422."""
+    pairs = implants.items() if isinstance(implants, dict) else [(i.fixture_id, i.system_id) for i in implants or []]
+    out: dict[str, str] = {}
+    for fixture_id, system_id in pairs:
+        key, system_id = str(fixture_id), system_id.strip()
+        if out.get(key, system_id) != system_id:
+            raise Unprocessable(f"implant {key} is given two systems ({out[key]!r} and {system_id!r})")
+        out[key] = system_id
+    return out
+
+
+async def _check_implants(session: AsyncSession, case: Case, implants: dict[str, str], approved: list[str]) -> None:
+    """Every implant is one of the case's and is given one of the approved systems."""
+    stray = [s for s in implants.values() if s not in approved]
+    if stray:
+        raise Unprocessable(f"implants: system {stray[0]!r} is neither the approved system nor one of other_system_ids")
+    mine = {str(i) for i in await repository.case_fixture_ids(session, case.id)}
+    unknown = [f for f in implants if f not in mine]
+    if unknown:
+        raise Unprocessable(f"implants: {unknown[0]} is not an implant of this case")
 
 
 async def _systems(session: AsyncSession, ids: list[str]) -> list[ImplantSystem]:
@@ -79,9 +106,10 @@ async def audit(session: AsyncSession, actor: str, action: str, case_id: uuid.UU
 
 
 async def _decide(session: AsyncSession, case: Case, to: CaseStatus, *, actor: str, system_id: str | None,
-                  message: str | None, others: list[str] = ()) -> None:
+                  message: str | None, others: list[str] = (), implants: dict[str, str] | None = None) -> None:
     await cases.transition(session, case, to, actor=actor, reason=message)
     case.approved_system_id, case.other_system_ids = system_id, list(others)
+    case.implant_systems = dict(implants or {})
     case.reviewed_by, case.reviewed_at, case.review_message = actor, datetime.now(UTC), message or None
     await session.flush()
     await delivery.enqueue(session, case, actor="system:review")
@@ -89,20 +117,23 @@ async def _decide(session: AsyncSession, case: Case, to: CaseStatus, *, actor: s
 
 async def approve(session: AsyncSession, case_id: uuid.UUID, system_id: str, *, actor: str,
                   message: str | None = None, add_to_catalog: bool = False,
-                  other_system_ids: list[str] | None = None) -> dict:
+                  other_system_ids: list[str] | None = None, implants: list | dict | None = None) -> dict:
+    """IMPLANTS (optional): which of the approved systems each implant of the case is (fixture id -> system id)."""
     case = await cases.get_or_404(session, case_id, for_update=True)
     message, system_id = (message or "").strip() or None, system_id.strip()
-    others = other_ids(system_id, other_system_ids)
+    others, mapped = other_ids(system_id, other_system_ids), implant_map(implants)
     if case.status != CaseStatus.awaiting_review:
-        if _same(case, system_id, message, others):
+        if _same(case, system_id, message, others, mapped):
             return decision_view(case)
         raise _not_awaiting(case, "approved")
     system, *other_systems = await _systems(session, [system_id, *others])
-    await _decide(session, case, CaseStatus.approved, actor=actor, system_id=system.id, message=message, others=others)
+    await _check_implants(session, case, mapped, [system.id, *others])
+    await _decide(session, case, CaseStatus.approved, actor=actor, system_id=system.id, message=message, others=others,
+                  implants=mapped)
     added = await add_case_references(session, case, system.id, first_only=bool(others)) if add_to_catalog else []
     await audit(session, actor, "case.approve", case.id, system.id, system=f"{system.manufacturer} {system.name}",
                 others=[f"{o.manufacturer} {o.name}" for o in other_systems] or None,
-                message=message, references_added=len(added))
+                implants=mapped or None, message=message, references_added=len(added))
     return decision_view(case)
 
 

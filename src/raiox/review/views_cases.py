@@ -86,12 +86,18 @@ async def system_search(request: Request, q: str = "", user: User = Depends(curr
 @router.post("/cases/{case_id}/approve", dependencies=[Depends(csrf_protect)])
 async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(...), message: str = Form(""),
                   add_to_catalog: bool = Form(False), other_system_ids: list[str] = Form([]),
-                  user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+                  implants: list[str] = Form([]), user: User = Depends(current_user),
+                  session: AsyncSession = Depends(get_db_session)) -> Response:
+    """IMPLANTS: "fixture id|system id" per implant whose system the reviewer states ("|main": the main system); a
+    system stated there and not ticked among the other systems is sent as one too."""
     message = _text(message, None, "case.message_too_long")
     if add_to_catalog and not await service.may_edit_catalog(session, actor(user)):  # a film becomes a reference
         raise Forbidden(gettext("case.add_to_catalog_admin_only"))
-    await service.approve(session, case_id, system_id, actor=actor(user), message=message,
-                          add_to_catalog=add_to_catalog, other_system_ids=other_system_ids)
+    mapped = {fixture: system_id.strip() if system == "main" else system
+              for fixture, _, system in (value.partition("|") for value in implants if value)}
+    others = [*other_system_ids, *(s for s in mapped.values() if s != system_id.strip() and s not in other_system_ids)]
+    await service.approve(session, case_id, system_id, actor=actor(user), message=message, add_to_catalog=add_to_catalog,
+                          other_system_ids=list(dict.fromkeys(others)), implants=mapped)
     return redirect(request, f"/cases/{case_id}")
 
 

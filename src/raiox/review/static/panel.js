@@ -167,12 +167,14 @@
     var target = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
     if (target && target.tagName === "DETAILS") { target.open = true; target.scrollIntoView({ block: "center" }); }
   });
-  // the names of the systems a form sends (the chosen radio first, then the ticked boxes): "A (M), B (N)"
+  // the names of the systems a form sends (the chosen radio first, then the ticked boxes, then systems stated for
+  // an implant only): "A (M), B (N)"
   function chosenSystems(form) {
     var names = [];
-    form.querySelectorAll("input[data-name]:checked").forEach(function (input) {
-      if (!input.disabled) { names.push(input.dataset.name); }
-    });
+    form.querySelectorAll("input[data-name]:checked, select[data-implant] option[data-name]:checked").forEach(
+      function (input) {
+        if (!input.disabled && names.indexOf(input.dataset.name) < 0) { names.push(input.dataset.name); }
+      });
     return names.join(", ");
   }
   // forms that reach the dentist (approve, reject) ask first: one click must not send an irreversible result;
