@@ -610,3 +610,37 @@ async def test_the_approval_says_which_system_each_implant_is(panel):
     listed = re.search(r'<ul id="approved-implants">(.*?)</ul>', after, re.S).group(1)
     assert listed.index("radiografia 1, implante 1: <strong>Grand Morse</strong>") < listed.index(
         "radiografia 2, implante 1: <strong>Bone Level</strong>")
+
+
+async def test_failing_logins_from_elsewhere_does_not_lock_the_operator_out(committed):
+    """Failures lock their source address out of the account; the operator, from another address, still gets in;
+    the account itself locks only after RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT failures from everywhere."""
+    import os
+
+    from raiox.app import create_app
+    from raiox.kit.settings import get_settings
+
+    await _data()
+    app = create_app()
+
+    def client(ip: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 5000)), base_url="http://testserver")
+
+    async with client("203.0.113.9") as attacker, client("198.51.100.7") as operator:
+        for _ in range(5):
+            assert (await login(attacker, "rev@example.com", "guess")).status_code == 401
+        assert (await login(attacker, "rev@example.com")).status_code == 401  # that source is locked out
+        assert (await login(operator, "rev@example.com")).status_code == 303  # the operator is not
+        assert (await login(attacker, "rev@example.com")).status_code == 401  # the operator's login unlocks no one else
+    os.environ["RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT"] = "8"
+    get_settings.cache_clear()
+    try:
+        app = create_app()
+        for k in range(8):  # a distributed guess: eight sources, one failure each
+            async with client(f"192.0.2.{k + 1}") as guesser:
+                assert (await login(guesser, "rev@example.com", "guess")).status_code == 401
+        async with client("198.51.100.7") as operator:
+            assert (await login(operator, "rev@example.com")).status_code == 401  # now the account is locked
+    finally:
+        del os.environ["RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT"]
+        get_settings.cache_clear()

@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     admin_locale: str = "pt_BR"
     admin_timezone: str = "America/Sao_Paulo"  # times shown in the panel
     admin_session_hours: int = Field(default=12, ge=1)
-    admin_max_failed_logins: int = Field(default=5, ge=1)
+    admin_max_failed_logins: int = Field(default=5, ge=1)  # from one source address: that source is locked out
+    admin_max_failed_logins_account: int = Field(default=50, ge=1)  # from all sources: the account is locked
     admin_lockout_minutes: int = Field(default=15, ge=1)
     # confidence labels (raiox.review.casepage): the first candidate's lead over the runner-up, with a similarity floor
     confidence_margin_high: float = Field(default=0.05, ge=0)  # lead for "alta"

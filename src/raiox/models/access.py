@@ -38,6 +38,20 @@ class User(Base):
     created_at: Mapped[datetime] = created_at()
 
 
+class LoginLock(Base):
+    """Failed panel logins per account AND source address: a source that fails RAIOX_ADMIN_MAX_FAILED_LOGINS times
+    is locked out of that account (the account itself locks only after RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT
+    failures from every source), so nobody can lock an operator out of the panel by failing logins in their name."""
+
+    __tablename__ = "login_locks"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)  # the client address
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class AuditEntry(Base):
     """Every write, by whom: shown on the case page and kept for accountability."""
 

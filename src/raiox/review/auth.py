@@ -104,41 +104,54 @@ def log_failure(ip: str, email: str) -> None:
 
 
 async def authenticate(session: AsyncSession, email: str, password: str, ip: str) -> User | None:
-    """The user, or None (failure logged; the account locks after repeated failures).
+    """The user, or None (failure logged). Repeated failures lock the source address (IP) out of the account after
+    RAIOX_ADMIN_MAX_FAILED_LOGINS, and the account itself, for everyone, only after
+    RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT (a distributed guess): failing logins in an operator's name from
+    elsewhere does not lock the operator out.
 
-    The failure count is kept by single UPDATE statements (``repository.count_login_failure``): parallel
-    wrong passwords cannot lose a count, the RAIOX_ADMIN_MAX_FAILED_LOGINS-th locks in the same statement, and
-    a right password checked while a parallel failure locked the account is refused too."""
+    Failure counts are kept by single statements (``repository.count_source_failure``, ``count_login_failure``):
+    parallel wrong passwords cannot lose a count, the limit-th locks in the same statement, and a right password
+    checked while a parallel failure locked the source or the account is refused too."""
     from raiox.review import repository
 
-    settings = get_settings()
     user = await repository.user_by_email(session, email)
-    now = datetime.now(UTC)
+    now, source = datetime.now(UTC), (ip or "-")[:64]
     if user is None or not user.active:
         verify_password(_DUMMY_HASH, password)  # same cost: no user enumeration by timing
         log_failure(ip, email)
         return None
-    if user.locked_until and user.locked_until > now:
+    if (user.locked_until and user.locked_until > now) or await repository.source_locked(session, user.id, source, now):
         log_failure(ip, email)
         return None
     if not verify_password(user.password_hash, password):
-        counted = await repository.count_login_failure(
-            session, user.id, now=now, limit=settings.admin_max_failed_logins,
-            lock_until=now + timedelta(minutes=settings.admin_lockout_minutes))
-        if counted is not None:  # the session's copy follows the row (not marked changed: nothing to flush)
-            set_committed_value(user, "failed_logins", counted[0])
-            set_committed_value(user, "locked_until", counted[1])
+        await _count_failure(session, user, source, now)
         log_failure(ip, email)
         return None
-    if not await repository.count_login_success(session, user.id, now=now):
+    if not await repository.count_login_success(session, user.id, now=now) or \
+            await repository.source_locked(session, user.id, source, now):
         log_failure(ip, email)
         return None
+    await repository.clear_source(session, user.id, source)
     for name, value in (("failed_logins", 0), ("locked_until", None), ("last_login_at", now)):
         set_committed_value(user, name, value)
     LOGINS.labels(outcome="ok").inc()
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
+
+
+async def _count_failure(session: AsyncSession, user: User, source: str, now: datetime) -> None:
+    from raiox.review import repository
+
+    settings = get_settings()
+    lock_until = now + timedelta(minutes=settings.admin_lockout_minutes)
+    await repository.count_source_failure(session, user.id, source, now=now, limit=settings.admin_max_failed_logins,
+                                          lock_until=lock_until)
+    counted = await repository.count_login_failure(session, user.id, now=now,
+                                                   limit=settings.admin_max_failed_logins_account, lock_until=lock_until)
+    if counted is not None:  # the session's copy follows the row (not marked changed: nothing to flush)
+        set_committed_value(user, "failed_logins", counted[0])
+        set_committed_value(user, "locked_until", counted[1])
 
 
 def session_cookie(user: User) -> dict:

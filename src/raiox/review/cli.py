@@ -25,6 +25,7 @@ async def _add(email: str, role: str, password: str) -> str:
             return "created"
         user.password_hash, user.role, user.active = hash_password(password), role, True
         user.failed_logins, user.locked_until = 0, None
+        await repository.clear_source(session, user.id)  # every source's lock too
         return "updated"
 
 

@@ -5,12 +5,13 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import Select, and_, case, delete, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.kit.db import LIKE_ESCAPE, literal_like
 from raiox.models import (
-    AuditEntry, Case, CaseEvent, CaseImage, CaseRanking, Fixture, FixtureResult, ImplantSystem, ReferenceEmbedding,
-    ReferenceImage, User,
+    AuditEntry, Case, CaseEvent, CaseImage, CaseRanking, Fixture, FixtureResult, ImplantSystem, LoginLock,
+    ReferenceEmbedding, ReferenceImage, User,
 )
 
 
@@ -207,6 +208,38 @@ async def count_login_success(session: AsyncSession, user_id: uuid.UUID, *, now:
              .values(failed_logins=0, locked_until=None, last_login_at=now).returning(User.id)
              .execution_options(synchronize_session=False))
     return (await session.execute(query)).first() is not None
+
+
+async def source_locked(session: AsyncSession, user_id: uuid.UUID, source: str, now: datetime) -> bool:
+    query = select(LoginLock.locked_until).where(LoginLock.user_id == user_id, LoginLock.source == source)
+    until = (await session.execute(query)).scalar_one_or_none()
+    return until is not None and until > now
+
+
+async def count_source_failure(session: AsyncSession, user_id: uuid.UUID, source: str, *, now: datetime, limit: int,
+                               lock_until: datetime) -> datetime | None:
+    """One more failed login on the account from SOURCE, counted in one statement: the LIMIT-th locks that source
+    out of the account until LOCK_UNTIL and restarts its count. Its lock's end (None: not locked). Rows left
+    untouched for a day and not locked are dropped on the way (the table stays small)."""
+    stale = now - timedelta(days=1)
+    await session.execute(delete(LoginLock).where(LoginLock.updated_at < stale,
+                                                  or_(LoginLock.locked_until.is_(None), LoginLock.locked_until <= now)))
+    row = LoginLock.__table__.c
+    reached = row.failures + 1 >= limit
+    query = (pg_insert(LoginLock).values(user_id=user_id, source=source, failures=0 if limit <= 1 else 1,
+                                         locked_until=lock_until if limit <= 1 else None, updated_at=now)
+             .on_conflict_do_update(index_elements=[row.user_id, row.source], set_={
+                 "failures": case((reached, 0), else_=row.failures + 1),
+                 "locked_until": case((reached, lock_until), else_=row.locked_until), "updated_at": now},
+                 where=or_(row.locked_until.is_(None), row.locked_until <= now))
+             .returning(row.locked_until))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def clear_source(session: AsyncSession, user_id: uuid.UUID, source: str | None = None) -> None:
+    """Forget SOURCE's failed logins on the account (every source's when None)."""
+    query = delete(LoginLock).where(LoginLock.user_id == user_id)
+    await session.execute(query if source is None else query.where(LoginLock.source == source))
 
 
 async def users(session: AsyncSession) -> list[User]:
