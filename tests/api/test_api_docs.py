@@ -139,7 +139,8 @@ async def test_docs_renders_in_chromium_under_the_production_csp(database_url):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     origin = f"http://127.0.0.1:{port}"
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+                                           log_config=None))  # uvicorn's own would outlive the test
     serving = asyncio.create_task(server.serve())
     from playwright.async_api import async_playwright
 
