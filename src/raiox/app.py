@@ -130,7 +130,7 @@ def create_app(*, worker: bool = False) -> FastAPI:
     add_error_handlers(app)
     from raiox.kit.auth import BearerFirst
 
-    app.add_middleware(BearerFirst, paths=frozenset({"/identify"}))
+    app.add_middleware(BearerFirst, paths={"/identify": "identify"})
     app.include_router(health_router)
     # Domain routers are included below (each domain's routes.py exposes `router`).
     from raiox.intake.routes import router as intake_router

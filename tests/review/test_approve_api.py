@@ -251,3 +251,16 @@ async def test_approve_says_which_system_each_implant_is(client, session):
     details = (await session.execute(select(AuditEntry.details).where(
         AuditEntry.case_id == case2.id, AuditEntry.action == "case.approve"))).scalar_one()
     assert details["implants"] == {fixtures[0]: "neo-cm", fixtures[1]: "str-bl"}
+
+
+async def test_adding_films_to_the_catalog_needs_a_token_with_the_catalog_scope(client, session):
+    case, _auth = await _setup(session)
+    review_only = {"Authorization": f"Bearer {await create_token(session, 'reviewer-bot', ['review'])}"}
+    refused = await client.post(f"/cases/{case.id}/approve", json={"system_id": "neo-cm", "add_to_catalog": True},
+                                headers=review_only)
+    assert refused.status_code == 403 and "'catalog' scope" in refused.json()["detail"]
+    assert (await client.get(f"/cases/{case.id}", headers=_auth)).json()["status"] == "awaiting_review"
+    both = {"Authorization": f"Bearer {await create_token(session, 'curator', ['review', 'catalog'])}"}
+    approved = await client.post(f"/cases/{case.id}/approve", json={"system_id": "neo-cm", "add_to_catalog": True},
+                                 headers=both)
+    assert approved.status_code == 200, approved.text

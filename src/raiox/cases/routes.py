@@ -23,7 +23,7 @@ async def list_cases(
     submission_id: str | None = Query(None, description="Jotform submission id"),
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, description="the `next` of the previous page"),
-    _actor: str = Depends(require_token),
+    _actor: str = Depends(require_token("cases")),
     session: AsyncSession = Depends(get_db_session),
 ) -> CasePage:
     """Cases, newest first, a page at a time (keyset pagination: follow `next`)."""
@@ -31,7 +31,7 @@ async def list_cases(
 
 
 @router.get("/{case_id}", response_model=CaseDetail, responses=UNAUTHORIZED | UNKNOWN)
-async def get_case(case_id: uuid.UUID, _actor: str = Depends(require_token),
+async def get_case(case_id: uuid.UUID, _actor: str = Depends(require_token("cases")),
                    session: AsyncSession = Depends(get_db_session)) -> CaseDetail:
     """One case: its images with the implants found and their candidates, the fused ranking, the history."""
     return await views.case_detail(session, case_id)
@@ -39,7 +39,7 @@ async def get_case(case_id: uuid.UUID, _actor: str = Depends(require_token),
 
 @router.post("/{case_id}/retry", response_model=RetryAccepted, responses=UNAUTHORIZED | UNKNOWN | {
     409: {"description": "The case has not failed"}})
-async def retry(case_id: uuid.UUID, actor: str = Depends(require_token),
+async def retry(case_id: uuid.UUID, actor: str = Depends(require_token("cases")),
                 session: AsyncSession = Depends(get_db_session)) -> RetryAccepted:
     """Re-enqueue a failed case (409 unless it is `failed`)."""
     case = await get_or_404(session, case_id, for_update=True)

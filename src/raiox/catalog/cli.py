@@ -272,30 +272,36 @@ def _print_identification(result) -> None:
 
 
 @tokens_app.command("create")
-def tokens_create(name: str = typer.Argument(..., help="Who or what uses the token (e.g. admin-panel, ci).")) -> None:
-    """Create a token; it is shown once, alone on the last line (only its hash is stored)."""
+def tokens_create(
+    name: str = typer.Argument(..., help="Who or what uses the token (e.g. admin-panel, ci)."),
+    scope: list[str] = typer.Option(None, "--scope", help="What it may do (repeat): identify (POST /identify, "
+                                    "GET /implants), cases (read cases, retry), review (decide, mark implants), catalog "
+                                    "(approve's add_to_catalog), metrics (GET /metrics), or all (the default)."),
+) -> None:
+    """Create a token; it is shown once, alone on the last line (only its hash is stored). Give it only the scopes
+    it needs: `--scope identify` for an integration that only identifies films."""
     from raiox.kit.db import session_scope
-    from raiox.kit.auth import create_token, token_name
+    from raiox.kit.auth import create_token, token_name, token_scopes
     from raiox.kit.errors import BadRequest
 
     try:
-        name = token_name(name)
+        name, scopes = token_name(name), token_scopes(scope)
     except BadRequest as exc:
         err.print(f"[red]{escape(exc.message)}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
 
     async def work(maker) -> str:
         async with session_scope(maker) as session:
-            return await create_token(session, name)
+            return await create_token(session, name, scopes)
 
     token = run_db(work)
-    print(f"created token {name!r} (shown once; store it now):", flush=True)
+    print(f"created token {name!r} with scopes {', '.join(scopes)} (shown once; store it now):", flush=True)
     print(token, flush=True)
 
 
 @tokens_app.command("list")
 def tokens_list() -> None:
-    """List tokens (name, prefix, dates); never the tokens themselves."""
+    """List tokens (name, prefix, scopes, dates); never the tokens themselves."""
     from raiox.kit.db import session_scope
     from raiox.kit.auth import list_tokens
 
@@ -304,10 +310,11 @@ def tokens_list() -> None:
             return await list_tokens(session)
 
     table = Table()
-    for column in ("name", "prefix", "created", "last used", "revoked"):
+    for column in ("name", "prefix", "scopes", "created", "last used", "revoked"):
         table.add_column(column)
     for t in run_db(work):
-        table.add_row(t.name, t.prefix, _when(t.created_at), _when(t.last_used_at), _when(t.revoked_at))
+        table.add_row(t.name, t.prefix, ", ".join(t.scopes or []), _when(t.created_at), _when(t.last_used_at),
+                      _when(t.revoked_at))
     Console().print(table)
 
 

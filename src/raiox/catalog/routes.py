@@ -13,11 +13,13 @@ from raiox.kit.errors import BadRequest, RaioxError, TooLarge
 from raiox.kit.settings import get_settings
 from raiox.kit.storage import content_key, get_storage
 
-router = APIRouter(tags=["catalog"], dependencies=[Depends(require_token)])
-AUTH_ERRORS = {401: {"description": "Missing, invalid or revoked bearer token"}}
+router = APIRouter(tags=["catalog"])
+AUTH_ERRORS = {401: {"description": "Missing, invalid or revoked bearer token"},
+               403: {"description": "The token lacks the scope this needs"}}
 
 
-@router.get("/implants", response_model=SystemPage, responses=AUTH_ERRORS, summary="List or search implant systems")
+@router.get("/implants", response_model=SystemPage, responses=AUTH_ERRORS, summary="List or search implant systems",
+            dependencies=[Depends(require_token("identify"))])
 async def list_implants(
     q: str | None = Query(None, description="Text in the id, name or manufacturer"),
     manufacturer: str | None = Query(None, description="Exact manufacturer (case-insensitive)"),
@@ -47,6 +49,7 @@ def _model_id() -> str:
     "/identify", response_model=IdentifyOut, response_model_exclude_none=True, summary="Identify implants in an image",
     responses={**AUTH_ERRORS, 400: {"description": "Empty upload, or more than one image"},
                413: {"description": "Image too large"}, 422: {"description": "Not a usable image, or a bad box"}},
+    dependencies=[Depends(require_token("identify"))],
 )
 async def identify_image(
     request: Request,
@@ -85,7 +88,8 @@ async def identify_image(
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={**AUTH_ERRORS, 200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+            responses={**AUTH_ERRORS, 200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+            dependencies=[Depends(require_token("metrics"))])
 async def get_metrics(session: AsyncSession = Depends(get_db_session)) -> Response:
     await metrics.refresh_gauges(session)
     body, content_type = metrics.exposition()

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Integer, String, Text, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from raiox.models.base import Base, created_at, uuid_pk
@@ -20,6 +20,9 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = created_at()
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # what it may do (raiox.kit.auth.SCOPES; "all": everything, the default and every token made before 0013)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(20)), default=lambda: ["all"],
+                                              server_default=text("'{all}'"))
 
 
 class User(Base):

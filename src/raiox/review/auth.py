@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from raiox.delivery.report import secret
-from raiox.kit.auth import bearer_scheme, bearer_token, token_actor
+from raiox.kit.auth import bearer_scheme, bearer_token, use_token
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import Forbidden, Unauthorized
 from raiox.kit.metrics import REGISTRY
@@ -177,14 +177,16 @@ async def session_user(request: Request, session: AsyncSession) -> User | None:
 
 async def require_actor(request: Request, session: AsyncSession = Depends(get_db_session),
                         _documented: HTTPAuthorizationCredentials | None = Security(bearer_scheme)) -> str:
-    """API dependency: `Authorization: Bearer <token>` ("token:NAME"), or a panel session with its CSRF
-    token in the X-CSRF-Token header ("user:EMAIL")."""
+    """API dependency: `Authorization: Bearer <token>` of a token with the `review` scope ("token:NAME"; its scopes
+    in ``request.state.token_scopes``), or a panel session with its CSRF token in the X-CSRF-Token header
+    ("user:EMAIL")."""
     token = bearer_token(request.headers.get("authorization", ""))
     if token is not None:
-        actor = await token_actor(session, token)
-        if actor is None:
+        row = await use_token(session, token, "review")
+        if row is None:
             raise Unauthorized("invalid or revoked token")
-        return actor
+        request.state.token_scopes = list(row.scopes or [])
+        return f"token:{row.name}"
     user = await session_user(request, session)
     if user is None:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>) or panel session")

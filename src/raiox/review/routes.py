@@ -2,7 +2,7 @@
 
 import uuid
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import views
@@ -20,12 +20,14 @@ ERRORS = {401: {"description": "No valid token or session"}, 403: {"description"
 
 
 @router.post("/cases/{case_id}/approve", response_model=DecisionResponse, responses=ERRORS)
-async def approve_case(case_id: uuid.UUID, body: ApproveRequest, actor: str = Depends(require_actor),
-                       session: AsyncSession = Depends(get_db_session)) -> dict:
+async def approve_case(request: Request, case_id: uuid.UUID, body: ApproveRequest,
+                       actor: str = Depends(require_actor), session: AsyncSession = Depends(get_db_session)) -> dict:
     """Approve with the chosen implant system (and any others the films show); enqueues the delivery.
-    Repeating it is harmless. `add_to_catalog` needs an API token or an admin's panel session."""
-    if body.add_to_catalog and not await service.may_edit_catalog(session, actor):
-        raise Forbidden("only admins (or API tokens) add case images to the catalog")
+    Repeating it is harmless. `add_to_catalog` needs an API token with the `catalog` scope or an admin's panel
+    session."""
+    if body.add_to_catalog and not await service.may_edit_catalog(
+            session, actor, getattr(request.state, "token_scopes", None)):
+        raise Forbidden("only admins (or API tokens with the 'catalog' scope) add case images to the catalog")
     return await service.approve(session, case_id, body.system_id, actor=actor, message=body.message,
                                  add_to_catalog=body.add_to_catalog, other_system_ids=body.other_system_ids,
                                  implants=body.implants)

@@ -168,12 +168,12 @@ async def resend(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> No
     await delivery.enqueue(session, case, actor=actor, action="delivery.resend")
 
 
-async def may_edit_catalog(session: AsyncSession, actor: str) -> bool:
-    """Who may add case films to the catalog: API tokens (issued by the operators of the service) and admins, not
-    reviewers."""
+async def may_edit_catalog(session: AsyncSession, actor: str, token_scopes: list[str] | None = None) -> bool:
+    """Who may add case films to the catalog: admins, not reviewers; API tokens with the `catalog` scope (TOKEN_SCOPES:
+    the scopes of the token ACTOR used)."""
     kind, _, email = actor.partition(":")
     if kind != "user":
-        return True
+        return bool({"catalog", "all"} & set(token_scopes or []))
     user = await repository.user_by_email(session, email)
     return user is not None and user.role == "admin"
 
