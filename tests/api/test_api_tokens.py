@@ -83,7 +83,7 @@ def test_a_token_is_created_with_the_scopes_asked_and_an_unknown_scope_is_refuse
 async def test_each_route_needs_its_scope(client, session):
     """A token may do only what its scopes say (403 naming the scope it lacks); `all` may do everything; a panel
     session is not a token and keeps its role's rights."""
-    from review_helpers_shim import add_case_and_system
+    from api_helpers import add_case_and_system
 
     from raiox.kit.auth import create_token
 

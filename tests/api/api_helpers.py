@@ -1,4 +1,4 @@
-"""A case awaiting review and its system, for the API tests (the review tests' helpers, without their imports)."""
+"""Test data for the API tests: a case awaiting review and its system."""
 
 import uuid
 
