@@ -264,3 +264,14 @@ async def test_adding_films_to_the_catalog_needs_a_token_with_the_catalog_scope(
     approved = await client.post(f"/cases/{case.id}/approve", json={"system_id": "neo-cm", "add_to_catalog": True},
                                  headers=both)
     assert approved.status_code == 200, approved.text
+
+
+async def test_report_links_are_revoked_and_results_sent_again_through_the_api(client, session):
+    case, auth = await _setup(session)
+    url = f"/cases/{case.id}"
+    assert (await client.post(f"{url}/revoke-report", headers=auth)).status_code == 409  # no report yet
+    assert (await client.post(f"{url}/approve", json={"system_id": "neo-cm"}, headers=auth)).status_code == 200
+    assert (await client.post(f"{url}/revoke-report", headers=auth)).status_code == 204
+    refused = await client.post(f"{url}/redeliver", headers=auth)
+    assert refused.status_code == 409 and "only a delivered result" in refused.json()["detail"]
+    assert (await client.post(f"{url}/revoke-report")).status_code == 401

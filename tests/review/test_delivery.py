@@ -293,3 +293,42 @@ async def test_without_a_mapping_the_implants_field_and_lines_stay_empty(committ
     assert form["submission[21]"] == "Grand Morse" and form["submission[26]"] == ""
     text = smtp_server.messages[0][1].get_body(preferencelist=("plain",)).get_content()
     assert "Implantes numerados" not in text
+
+
+async def test_a_delivered_result_is_sent_again_with_a_new_link_and_the_old_one_stops(
+        committed, delivery_env, jotform, smtp_server):
+    """The dentist lost the e-mail (or the link expired): "Enviar de novo" edits the submission again and sends a
+    new e-mail, with a new report link; the old link then shows the dentist that it was deactivated."""
+    import httpx
+
+    from raiox.app import create_app
+    from raiox.kit.errors import Conflict
+    from raiox.models import AuditEntry
+
+    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
+                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>")
+    case_id = await _approved_case()
+    assert await deliver(case_id) == CaseStatus.delivered
+    async with session_scope() as session:
+        await review.redeliver(session, case_id, actor="user:rev@example.com")
+    async with session_scope() as session:
+        with pytest.raises(Conflict, match="only a delivered result"):  # already on its way again
+            await review.redeliver(session, case_id, actor="user:rev@example.com")
+    case, delivery = await _state(case_id)
+    assert case.status == CaseStatus.approved and delivery.status == "pending" and delivery.email_sent_at is None
+    assert await deliver(case_id) == CaseStatus.delivered
+    links = [dict(parse_qsl(r.body.decode()))["submission[24]"] for r in jotform.requests]
+    assert len(links) == 2 and links[0] != links[1]
+    mails = [m.get_body(preferencelist=("plain",)).get_content() for _rcpt, m in smtp_server.messages]
+    assert len(mails) == 2 and links[0] in mails[0] and links[1] in mails[1]
+    assert smtp_server.messages[0][1]["Message-ID"] != smtp_server.messages[1][1]["Message-ID"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="http://t") as http:
+        old = await http.get(links[0].replace("https://raiox.example.com", ""))
+        new = await http.get(links[1].replace("https://raiox.example.com", ""))
+    assert old.status_code == 410 and "<h1>Este link de relatório foi desativado</h1>" in old.text
+    assert "5812345678901234567" in old.text  # the protocol, to quote
+    assert new.status_code == 200 and "Bone Level" in new.text
+    async with session_scope() as session:
+        actions = (await session.execute(select(AuditEntry.action).where(AuditEntry.case_id == case_id)
+                                         .order_by(AuditEntry.id))).scalars().all()
+    assert actions.count("delivery.redeliver") == 1

@@ -644,3 +644,25 @@ async def test_failing_logins_from_elsewhere_does_not_lock_the_operator_out(comm
     finally:
         del os.environ["RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT"]
         get_settings.cache_clear()
+
+
+async def test_a_delivered_case_offers_a_new_link_and_revoking_the_old_ones(panel):
+    from raiox.models import Case
+
+    case, _failed = await _data()
+    async with session_scope() as session:
+        done = await session.get(Case, case.id)
+        done.status, done.approved_system_id = CaseStatus.delivered, "neo-cm"
+        done.reviewed_by, done.reviewed_at = "user:rev@example.com", __import__("datetime").datetime.now()
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert "Enviar de novo ao dentista" in page and "Revogar link do relatório" in page
+    revoked = await panel.post(f"/admin/cases/{case.id}/revoke-report", data={"csrf_token": _csrf(page)})
+    assert revoked.status_code == 303
+    sent = await panel.post(f"/admin/cases/{case.id}/redeliver", data={"csrf_token": _csrf(page)})
+    assert sent.status_code == 303
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert "Revogou os links do relatório" in page and "Resultado enviado de novo (novo link)" in page
+    assert "/redeliver" not in page  # on its way again: approved, not delivered
+    again = await panel.post(f"/admin/cases/{case.id}/redeliver", data={"csrf_token": _csrf(page)})
+    assert again.status_code == 409

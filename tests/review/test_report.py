@@ -165,3 +165,32 @@ async def test_the_report_draws_and_names_each_mapped_implant(client, session):
     film = re.search(r'<img src="data:image/jpeg;base64,([^"]+)" alt="Radiografia enviada 1"', page).group(1)
     pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(film))).convert("RGB")).astype(int)
     assert ((pixels[..., 0] > 200) & (pixels[..., 1] > 170) & (pixels[..., 2] < 90)).sum() == 0  # nothing drawn
+
+
+async def test_revoking_the_report_link_deactivates_every_link_made_before(client, session):
+    from raiox.kit.errors import Conflict
+    from raiox.models import Case
+
+    await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+    case = await add_case(session, candidates=[("neo-cm", 0.8)])
+    await review.approve(session, case.id, "neo-cm", actor="user:rev@example.com")
+    before = report_token(case.id)  # a link sent before any revocation carries no key
+    assert (await client.get(f"/reports/{before}")).status_code == 200
+    await review.revoke_report(session, case.id, actor="user:rev@example.com")
+    key = (await session.get(Case, case.id)).report_key
+    assert key
+    gone = await client.get(f"/reports/{before}")
+    assert gone.status_code == 410 and "foi desativado" in gone.text and case.jotform_submission_id in gone.text
+    assert (await client.get(f"/reports/{report_token(case.id, key)}")).status_code == 200
+    await review.revoke_report(session, case.id, actor="user:rev@example.com")  # again: that link dies too
+    assert (await client.get(f"/reports/{report_token(case.id, key)}")).status_code == 410
+    forged = report_token(case.id, "made-up-key")
+    assert (await client.get(f"/reports/{forged}")).status_code == 410
+
+    rejected = await add_case(session, candidates=[("neo-cm", 0.8)])
+    await review.reject(session, rejected.id, "Envie outra radiografia.", actor="user:rev@example.com")
+    try:
+        await review.revoke_report(session, rejected.id, actor="user:rev@example.com")
+        raise AssertionError("a rejected case has no report to revoke")
+    except Conflict as exc:
+        assert "has no report" in exc.message

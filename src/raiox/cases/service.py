@@ -17,7 +17,7 @@ TRANSITIONS: dict[str, set[str]] = {
     S.rejected: {S.delivered, S.delivery_failed},
     S.delivery_failed: {S.delivered, S.delivery_failed},
     S.failed: {S.processing, S.received},
-    S.delivered: set(),
+    S.delivered: {S.approved, S.rejected},  # sent again on request (review.service.redeliver)
 }
 
 STATUS_LABELS_PT = {

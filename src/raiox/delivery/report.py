@@ -45,18 +45,41 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret(), salt=SALT)
 
 
-def report_token(case_id: uuid.UUID) -> str:
-    return _serializer().dumps(str(case_id))
+class LinkRevoked(RaioxError):
+    """A genuine report link whose case's links were revoked since (a new key: `cases.report_key`)."""
+
+    status_code = 410
+    code = "link_revoked"
+
+    def __init__(self, message: str, case_id: uuid.UUID) -> None:
+        super().__init__(message)
+        self.case_id = case_id
 
 
-def report_url(case_id: uuid.UUID) -> str:
-    return f"{get_settings().public_url.rstrip('/')}/reports/{report_token(case_id)}"
+def new_key() -> str:
+    """A case's new report-link key (revokes every link made before)."""
+    return secrets.token_urlsafe(12)
 
 
-def case_from_token(token: str) -> uuid.UUID:
+def report_token(case_id: uuid.UUID, key: str | None = None) -> str:
+    """The signed token of CASE_ID's report link; KEY: the case's `report_key` (None before any revocation)."""
+    return _serializer().dumps(str(case_id) if key is None else f"{case_id}.{key}")
+
+
+def report_url(case_id: uuid.UUID, key: str | None = None) -> str:
+    return f"{get_settings().public_url.rstrip('/')}/reports/{report_token(case_id, key)}"
+
+
+def _parts(payload: str) -> tuple[uuid.UUID, str | None]:
+    case_id, _, key = str(payload).partition(".")
+    return uuid.UUID(case_id), key or None
+
+
+def case_from_token(token: str) -> tuple[uuid.UUID, str | None]:
+    """(case id, the key the link carries) of a genuine, unexpired link."""
     max_age = get_settings().report_link_days * 86400
     try:
-        return uuid.UUID(_serializer().loads(token, max_age=max_age))
+        return _parts(_serializer().loads(token, max_age=max_age))
     except SignatureExpired:
         raise LinkExpired("this report link has expired", _expired_case(token)) from None
     except (BadSignature, ValueError):
@@ -65,6 +88,6 @@ def case_from_token(token: str) -> uuid.UUID:
 
 def _expired_case(token: str) -> uuid.UUID | None:
     try:  # signature checked again, age not: only to name the case on the "expired" page
-        return uuid.UUID(_serializer().loads(token))
+        return _parts(_serializer().loads(token))[0]
     except (BadSignature, ValueError):
         return None

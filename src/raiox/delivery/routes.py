@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
 from raiox.delivery import repository
-from raiox.delivery.report import InvalidLink, LinkExpired, case_from_token
+from raiox.delivery.report import InvalidLink, LinkExpired, LinkRevoked, case_from_token
 from raiox.delivery.templates import render
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import NotFound, RaioxError
@@ -52,10 +52,14 @@ async def _reference_keys(session: AsyncSession, images: list, system_ids: list[
     return keys
 
 
-async def report_context(session: AsyncSession, case_id: uuid.UUID) -> dict:
+async def report_context(session: AsyncSession, case_id: uuid.UUID, key: str | None = None, *,
+                         check_key: bool = False) -> dict:
+    """What the report page shows; CHECK_KEY: the link's KEY must be the case's current one (else LinkRevoked)."""
     from raiox.review import repository as review_repo
 
     case = await cases.get_or_404(session, case_id)
+    if check_key and key != case.report_key:
+        raise LinkRevoked("this report link was revoked", case.id)
     system = await repository.get_system(session, case.approved_system_id)
     if case.status not in REPORTABLE or system is None:
         raise NotFound("no approved result for this case")
@@ -89,8 +93,9 @@ HEADERS = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Ref
 async def report(token: str, session: AsyncSession = Depends(get_db_session)) -> HTMLResponse:
     """The report, or (the dentist reads it) a pt-BR page saying why there is none: never a JSON error."""
     try:
-        context = await report_context(session, case_from_token(token))
-    except (NotFound, LinkExpired) as exc:
+        case_id, key = case_from_token(token)
+        context = await report_context(session, case_id, key, check_key=True)
+    except (NotFound, LinkExpired, LinkRevoked) as exc:
         protocol = await _protocol(session, getattr(exc, "case_id", None))
         return HTMLResponse(render("report_unavailable.html", protocol=protocol, **_unavailable(exc)),
                             status_code=exc.status_code, headers=HEADERS)
@@ -119,6 +124,10 @@ def _unavailable(exc: RaioxError) -> dict:
         days = get_settings().report_link_days
         return {"heading": "Este link de relatório expirou",
                 "explanation": f"Por segurança, os links de relatório valem {days} dias a partir do envio do resultado."}
+    if isinstance(exc, LinkRevoked):
+        return {"heading": "Este link de relatório foi desativado",
+                "explanation": "A equipe Raiox AI desativou este link por segurança. Use o link mais recente que você "
+                               "recebeu para este caso."}
     if isinstance(exc, InvalidLink):
         return {"heading": "Link de relatório inválido",
                 "explanation": "O endereço não corresponde a nenhum relatório. Confira se ele foi copiado por inteiro."}

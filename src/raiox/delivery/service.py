@@ -80,7 +80,7 @@ async def build_result(session: AsyncSession, case: Case) -> Result:
         system=system.name if system else "",
         manufacturer=system.manufacturer if system else "",
         message=case.review_message or "",
-        report_url=report_url(case.id) if system else "",
+        report_url=report_url(case.id, case.report_key) if system else "",
         submission_id=case.jotform_submission_id,
         client_name=case.client_name or "",
         others=[(o.name, o.manufacturer) for o in others if o is not None],

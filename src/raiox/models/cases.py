@@ -51,6 +51,8 @@ class Case(Base):
     other_system_ids: Mapped[list[str]] = mapped_column(ARRAY(String(120)), default=list, server_default=text("'{}'"))
     # which approved system each implant is (fixture id -> system id), when the reviewer says it (migration 0011)
     implant_systems: Mapped[dict] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    # the key the case's report links carry (None: links without one, as before 0014); a new key revokes old links
+    report_key: Mapped[str | None] = mapped_column(String(32))
     reviewed_by: Mapped[str | None] = mapped_column(String(320))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     review_message: Mapped[str | None] = mapped_column(Text)

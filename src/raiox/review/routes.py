@@ -72,3 +72,21 @@ async def remove_implant(case_id: uuid.UUID, fixture_id: uuid.UUID, actor: str =
     """Remove an implant (located or marked) that is not one (a crown, a filling, a second box on the same
     implant) from the case's evidence; the ranking is fused again. Analysing the case again restores located ones."""
     await service.remove_fixture(session, case_id, fixture_id, actor=actor)
+
+
+@router.post("/cases/{case_id}/revoke-report", status_code=204, responses=ERRORS | {
+    409: {"description": "The case has no report (not approved)"}})
+async def revoke_report(case_id: uuid.UUID, actor: str = Depends(require_actor),
+                        session: AsyncSession = Depends(get_db_session)) -> None:
+    """Every report link of the case stops working (the dentist's page says it was deactivated). Nothing is sent;
+    `POST /cases/{id}/redeliver` sends a new link."""
+    await service.revoke_report(session, case_id, actor=actor)
+
+
+@router.post("/cases/{case_id}/redeliver", status_code=204, responses=ERRORS | {
+    409: {"description": "The case's result was not delivered"}})
+async def redeliver(case_id: uuid.UUID, actor: str = Depends(require_actor),
+                    session: AsyncSession = Depends(get_db_session)) -> None:
+    """Send a delivered result again (Jotform edited again, a new e-mail) with a new report link; the old links stop
+    working."""
+    await service.redeliver(session, case_id, actor=actor)

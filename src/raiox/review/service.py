@@ -168,6 +168,40 @@ async def resend(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> No
     await delivery.enqueue(session, case, actor=actor, action="delivery.resend")
 
 
+REPORTABLE = {CaseStatus.approved, CaseStatus.delivered, CaseStatus.delivery_failed}
+
+
+async def revoke_report(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> None:
+    """Every report link of the case stops working (a new `report_key`; e.g. the e-mail went to a wrong address).
+    Nothing is sent: `redeliver` sends the dentist a new link."""
+    from raiox.delivery.report import new_key
+
+    case = await cases.get_or_404(session, case_id, for_update=True)
+    if not case.approved_system_id or case.status not in REPORTABLE:
+        raise Conflict(f"case {case.id} has no report (status: {case.status}); only approved cases have report links")
+    case.report_key = new_key()
+    await audit(session, actor, "report.revoke", case.id)
+
+
+async def redeliver(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> None:
+    """A delivered result sent again through every channel (Jotform edited again, a new e-mail), with a new report
+    link (the old ones revoked): for a dentist who lost the e-mail or whose link expired."""
+    from raiox.delivery.report import new_key
+
+    case = await cases.get_or_404(session, case_id, for_update=True)
+    if case.status != CaseStatus.delivered:
+        raise Conflict(f"case {case.id} is {case.status}; only a delivered result can be sent again "
+                       "(a failed delivery is resent)")
+    if case.approved_system_id:
+        case.report_key = new_key()
+    record = await delivery_repo.get_delivery(session, case.id, for_update=True)
+    if record is not None:  # every channel again, and a new e-mail (not the old one's id)
+        record.jotform_done_at = record.email_sent_at = record.email_message_id = None
+    back = CaseStatus.approved if case.approved_system_id else CaseStatus.rejected
+    await cases.transition(session, case, back, actor=actor, reason="sent again to the dentist")
+    await delivery.enqueue(session, case, actor=actor, action="delivery.redeliver")
+
+
 async def may_edit_catalog(session: AsyncSession, actor: str, token_scopes: list[str] | None = None) -> bool:
     """Who may add case films to the catalog: admins, not reviewers; API tokens with the `catalog` scope (TOKEN_SCOPES:
     the scopes of the token ACTOR used)."""

@@ -126,6 +126,20 @@ async def resend(request: Request, case_id: uuid.UUID, user: User = Depends(curr
     return redirect(request, f"/cases/{case_id}")
 
 
+@router.post("/cases/{case_id}/revoke-report", dependencies=[Depends(csrf_protect)])
+async def revoke_report(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
+                        session: AsyncSession = Depends(get_db_session)) -> Response:
+    await service.revoke_report(session, case_id, actor=actor(user))
+    return redirect(request, f"/cases/{case_id}")
+
+
+@router.post("/cases/{case_id}/redeliver", dependencies=[Depends(csrf_protect)])
+async def redeliver(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
+                    session: AsyncSession = Depends(get_db_session)) -> Response:
+    await service.redeliver(session, case_id, actor=actor(user))
+    return redirect(request, f"/cases/{case_id}")
+
+
 @router.post("/cases/{case_id}/mark-delivered", dependencies=[Depends(csrf_protect)])
 async def mark_delivered(request: Request, case_id: uuid.UUID, message: str = Form(""),
                          user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
