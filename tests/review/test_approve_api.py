@@ -251,6 +251,8 @@ async def test_approve_says_which_system_each_implant_is(client, session):
     details = (await session.execute(select(AuditEntry.details).where(
         AuditEntry.case_id == case2.id, AuditEntry.action == "case.approve"))).scalar_one()
     assert details["implants"] == {fixtures[0]: "neo-cm", fixtures[1]: "str-bl"}
+    shown = [i["implants"][0] for i in (await client.get(f"/cases/{case2.id}", headers=auth)).json()["images"]]
+    assert [(i["approved_system_id"], i["number"]) for i in shown] == [("neo-cm", 1), ("str-bl", 1)]
 
 
 async def test_adding_films_to_the_catalog_needs_a_token_with_the_catalog_scope(client, session):

@@ -256,10 +256,13 @@ async def test_a_file_that_is_no_image_shows_a_note_not_a_broken_viewer(committe
     await page.close()
 
 
-@pytest.mark.parametrize("films, others, sentences", [(1, 0, 1), (4, 0, 1), (2, 2, 3), (4, 3, 3), (1, 8, 3), (4, 8, 6)])
-async def test_the_report_prints_on_one_a4_page(browser, films, others, sentences):
+@pytest.mark.parametrize("films, others, sentences, pages", [
+    (1, 0, 1, 1), (4, 0, 1, 1), (2, 2, 3, 1), (4, 3, 3, 1), (1, 8, 3, 1), (4, 8, 6, 1), (3, 8, 9, 0)])
+async def test_the_report_prints_on_one_a4_page(browser, films, others, sentences, pages):
     """The dentist's "one-page" report: up to four films, every approved system (up to nine, long names) with its
-    catalog reference, the reviewer's message and the disclaimer on one A4 sheet."""
+    catalog reference, the reviewer's message and the disclaimer on one A4 sheet; a result too long for one sheet
+    (nine systems, nine mapped implants, a long message: PAGES 0) may take a second one, never squeezing the films
+    away or running past the sheet."""
     import base64
     import io
     import re
@@ -283,14 +286,21 @@ async def test_the_report_prints_on_one_a4_page(browser, films, others, sentence
     extra = [(SimpleNamespace(name=f"Demo {k:03d} Cone Morse 11.5° tapered, long body line", connection="internal hex",
                               manufacturer="Synthetic Implant Works Indústria e Comércio Ltda."), film(600, 1200 + k))
              for k in range(others)]
-    captions = [(1, system.name), *((n + 2, o.name) for n, (o, _ref) in enumerate(extra[:2]))]  # which implant is which
+    captions = [(1, system.name), *((n + 2, o.name) for n, (o, _ref) in enumerate(extra[:2 if pages == 1 else 8]))]
     html = render("report.html", case=case, system=system, reference=film(600, 1200), others=extra,
                   xrays=[(k + 1, film(1400, 1050), captions if others else []) for k in range(films)])
     page = await browser.new_page()
     await page.set_content(html)
     pdf = await page.pdf(format="A4")
+    await page.emulate_media(media="print")
+    shown = await page.evaluate("Array.from(document.querySelectorAll('.films img')).map(i => i.clientHeight)")
+    spill = await page.evaluate("document.querySelector('footer').getBoundingClientRect().bottom"
+                                " - document.body.getBoundingClientRect().bottom")
     await page.close()
-    assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1
+    sheets = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert sheets == pages if pages else sheets in (1, 2)
+    assert len(shown) == films and min(shown) > 100, shown  # every film keeps a readable height (30 mm)
+    assert sheets > 1 or spill <= 1, spill  # on one sheet, nothing runs past its end
     assert html.count("Imagem de referência de") == 1 + others and html.count("Radiografia enviada") == 2 * films
 
 
@@ -429,9 +439,16 @@ async def test_the_reviewer_marks_a_missed_implant_by_dragging_on_the_film_and_r
     corners = np.asarray(scene.boxes[0], dtype=float)
     (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
     height, width = scene.image.shape[:2]
-    await viewer.get_by_role("button", name="Marcar implante").click()
-    assert await viewer.get_by_role("button", name="Marcar implante").get_attribute("aria-pressed") == "true"
+    draw = viewer.get_by_role("button", name="Marcar implante")
+    await draw.click()
+    await page.keyboard.press("Escape")  # focus still on the button: Escape leaves the marking mode
+    assert await draw.get_attribute("aria-pressed") == "false"
+    await draw.click()
+    assert await draw.get_attribute("aria-pressed") == "true"
     shown = await viewer.locator(".stage img").bounding_box()
+    await page.mouse.click(shown["x"] + 40, shown["y"] + 40)  # a click is no rectangle: nothing filled, still marking
+    assert await page.locator("details.mark-form input[name=x0]").input_value() == ""
+    assert await draw.get_attribute("aria-pressed") == "true"
 
     def on_page(x: float, y: float) -> tuple[float, float]:
         return shown["x"] + x / width * shown["width"], shown["y"] + y / height * shown["height"]
@@ -469,8 +486,10 @@ async def test_a_system_stated_for_one_implant_is_named_in_the_confirmation(comm
     async with session_scope() as session:
         await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
         await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+        await add_system(session, "long", "Synthetic Implant Works Indústria e Comércio de Produtos Odontológicos Ltda.",
+                         "Demo 077 Cone Morse 11.5° tapered, long body line with a microthreaded collar", seed=3)
         await add_user(session, "revisora@example.com", PASSWORD, "reviewer")
-        case = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2)
+        case = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70), ("long", 0.6)], images=2)
     page = await browser.new_page(locale="pt-BR")
     asked: list[str] = []
 
@@ -481,6 +500,7 @@ async def test_a_system_stated_for_one_implant_is_named_in_the_confirmation(comm
     page.on("dialog", answer)
     await _login(page, server, "revisora@example.com")
     await page.goto(f"{server}/admin/cases/{case.id}")
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # long names: no sideways
     selects = page.locator("#implant-systems select[name=implants]")
     assert await selects.count() == 2
     await selects.nth(0).select_option(label="o sistema principal (escolhido acima)")

@@ -666,3 +666,29 @@ async def test_a_delivered_case_offers_a_new_link_and_revoking_the_old_ones(pane
     assert "/redeliver" not in page  # on its way again: approved, not delivered
     again = await panel.post(f"/admin/cases/{case.id}/redeliver", data={"csrf_token": _csrf(page)})
     assert again.status_code == 409
+
+
+async def test_approval_mistakes_from_the_implant_selects_read_in_portuguese(panel):
+    """Ticked plus stated systems past the limit, or a stated implant removed in another tab: a pt-BR answer."""
+    from sqlalchemy import select
+
+    from raiox.models import Case, CaseImage, Fixture
+
+    await _data()
+    async with session_scope() as session:
+        for k in range(9):
+            await add_system(session, f"sys-{k}", "Acme", f"Sistema {k}", seed=10 + k)
+        two = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2, name="Dr. Two")
+        fixtures = (await session.execute(select(Fixture.id).join(CaseImage).where(CaseImage.case_id == two.id)
+                                          .order_by(CaseImage.position))).scalars().all()
+    await login(panel, "rev@example.com")
+    token = _csrf((await panel.get(f"/admin/cases/{two.id}")).text)
+    many = await panel.post(f"/admin/cases/{two.id}/approve", data={
+        "system_id": "neo-cm", "other_system_ids": [f"sys-{k}" for k in range(8)],
+        "implants": [f"{fixtures[1]}|sys-8"], "csrf_token": token})
+    assert many.status_code == 422 and "nomearia 9 outros sistemas" in many.text
+    gone = await panel.post(f"/admin/cases/{two.id}/approve", data={
+        "system_id": "neo-cm", "implants": [f"{__import__('uuid').uuid4()}|main"], "csrf_token": token})
+    assert gone.status_code == 409 and "Recarregue a página" in gone.text
+    async with session_scope() as session:
+        assert (await session.get(Case, two.id)).status == CaseStatus.awaiting_review

@@ -41,12 +41,14 @@ class ImplantOut(BaseModel):
     confidence: float
     candidates: list[CandidateOut]
     id: uuid.UUID
-    index: int
+    index: int  # stable within the film (gaps after a removal)
+    number: int  # the implant's number on its film as the panel, the e-mail and the report show it (left to right)
     manual: bool
     model_id: str
     connection: dict[str, float] | None = None  # the connection reader's probability per class (null: not read)
     features: dict[str, dict[str, float]] | None = None  # the feature reader's, per feature and value (null: not read)
     thread_turns: float | None = None  # length over thread pitch counted on the film (null: box too short to count)
+    approved_system_id: str | None = None  # the approved system the reviewer said this implant is (null: not stated)
 
 
 class ImageOut(BaseModel):

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.cases import repository
 from raiox.cases.schemas import (CandidateOut, CaseDetail, CasePage, CaseSummary, EventOut, ImageOut, ImplantOut,
                                  RankingOut)
+from raiox.cases.numbering import implant_numbers
 from raiox.cases.service import STATUS_LABELS_PT, get_or_404
 from raiox.catalog.identify import connection_out, stored_features_out
 from raiox.kit.errors import BadRequest, NotFound
@@ -60,12 +61,18 @@ async def case_detail(session: AsyncSession, case_id: uuid.UUID) -> CaseDetail:
         candidates[r.fixture_id].append(CandidateOut(system=r.system_id, manufacturer=r.manufacturer, name=r.name,
                                                      score=r.score, rank=r.rank,
                                                      reference_image_id=r.reference_image_id))
-    implants = defaultdict(list)
+    films = defaultdict(list)
     for f in await repository.case_fixtures(session, case_id):
-        implants[f.case_image_id].append(ImplantOut(
-            box=f.box, confidence=f.confidence, candidates=candidates[f.id], id=f.id, index=f.index, manual=f.manual,
-            model_id=f.model_id, connection=connection_out(f.connection), features=stored_features_out(f.features),
-            thread_turns=None if f.thread_turns is None else round(f.thread_turns, 2)))
+        films[f.case_image_id].append(f)
+    implants, mapped = defaultdict(list), case.implant_systems or {}
+    for image_id, fixtures in films.items():
+        numbers = implant_numbers(fixtures)
+        for f in sorted(fixtures, key=lambda f: numbers[f.id]):
+            implants[image_id].append(ImplantOut(
+                box=f.box, confidence=f.confidence, candidates=candidates[f.id], id=f.id, index=f.index,
+                number=numbers[f.id], manual=f.manual, model_id=f.model_id, connection=connection_out(f.connection),
+                features=stored_features_out(f.features), approved_system_id=mapped.get(str(f.id)),
+                thread_turns=None if f.thread_turns is None else round(f.thread_turns, 2)))
     images = [
         ImageOut(id=i.id, position=i.position, question=i.question, filename=i.filename, status=i.status,
                  error=i.error, sha256=i.sha256, size_bytes=i.size_bytes, content_type=i.content_type,

@@ -30,10 +30,19 @@ async def systems_in_order(session: AsyncSession, ids: list[str]) -> list[Implan
 
 
 async def implant_places(session: AsyncSession, fixture_ids: list[str]) -> dict[str, tuple[int, int, list]]:
-    """Fixture id -> (film number, implant number, box) as the panel numbers them (from 1), for the ids that exist."""
+    """Fixture id -> (film number, implant number, box) as the panel numbers them (``raiox.cases.numbering``), for
+    the ids that exist."""
+    from raiox.cases.numbering import implant_numbers
+
     ids = [uuid.UUID(i) for i in fixture_ids]
     if not ids:
         return {}
-    query = (select(Fixture.id, CaseImage.position, Fixture.index, Fixture.box)
-             .join(CaseImage, CaseImage.id == Fixture.case_image_id).where(Fixture.id.in_(ids)))
-    return {str(f): (position + 1, index + 1, box) for f, position, index, box in (await session.execute(query)).all()}
+    films = select(Fixture.case_image_id).where(Fixture.id.in_(ids))
+    query = (select(Fixture, CaseImage.position).join(CaseImage, CaseImage.id == Fixture.case_image_id)
+             .where(Fixture.case_image_id.in_(films)))
+    rows = (await session.execute(query)).all()
+    by_film: dict[uuid.UUID, list] = {}
+    for fixture, _position in rows:
+        by_film.setdefault(fixture.case_image_id, []).append(fixture)
+    numbers = {k: v for film in by_film.values() for k, v in implant_numbers(film).items()}
+    return {str(f.id): (position + 1, numbers[f.id], f.box) for f, position in rows if f.id in ids}

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import repository as cases_repo
 from raiox.cases import service as cases
+from raiox.cases.numbering import implant_numbers
 from raiox.catalog import repository as catalog_repo
 from raiox.delivery import repository as delivery_repo
 from raiox.kit.settings import get_settings
@@ -61,6 +62,12 @@ class Candidate:
 class ImageView:
     image: CaseImage
     fixtures: list[tuple[Fixture, list[Candidate]]] = field(default_factory=list)
+    numbers: dict[uuid.UUID, int] = field(default_factory=dict)  # fixture id -> its number (raiox.cases.numbering)
+
+    def number(self) -> None:
+        """Number the film's implants left to right and list them in that order."""
+        self.numbers = implant_numbers(f for f, _c in self.fixtures)
+        self.fixtures.sort(key=lambda fc: self.numbers[fc[0].id])
 
 
 async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
@@ -93,6 +100,8 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         by_id[fixture.case_image_id].fixtures.append((fixture, labelled([
             Candidate(r.rank, systems[r.system_id], r.score, r.reference_image_id or ref(r.system_id), fixture.id)
             for r in results if r.system_id in systems])))
+    for view in views:
+        view.number()
     if not fused:  # no fused ranking stored: best score per system over all fixtures
         best: dict[str, Candidate] = {}
         for view in views:
@@ -125,14 +134,14 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
 
 def _firsts(views: list[ImageView]) -> list[tuple[int, int, Candidate]]:
     """(film, implant, first candidate) of every implant with candidates, numbered as the page shows them (from 1)."""
-    return [(view.image.position + 1, fixture.index + 1, min(candidates, key=lambda c: c.rank)) for view in views
+    return [(view.image.position + 1, view.numbers[fixture.id], min(candidates, key=lambda c: c.rank)) for view in views
             for fixture, candidates in view.fixtures if candidates]
 
 
 def implant_rows(views: list[ImageView]) -> list[tuple[uuid.UUID, int, int, "Candidate | None"]]:
     """(fixture id, film, implant, first candidate) of every implant, for saying which system each one is; empty
     when the case shows fewer than two (one implant is the approved system)."""
-    rows = [(fixture.id, view.image.position + 1, fixture.index + 1, min(cands, key=lambda c: c.rank) if cands else None)
+    rows = [(fixture.id, view.image.position + 1, view.numbers[fixture.id], min(cands, key=lambda c: c.rank) if cands else None)
             for view in views for fixture, cands in view.fixtures]
     return rows if len(rows) > 1 else []
 
@@ -140,7 +149,7 @@ def implant_rows(views: list[ImageView]) -> list[tuple[uuid.UUID, int, int, "Can
 def implant_map(case, views: list[ImageView], systems: dict) -> list[tuple[int, int, ImplantSystem]]:
     """(film, implant, system) the approval says each implant is, in the films' order."""
     mapped = case.implant_systems or {}
-    return [(view.image.position + 1, fixture.index + 1, systems[mapped[str(fixture.id)]]) for view in views
+    return [(view.image.position + 1, view.numbers[fixture.id], systems[mapped[str(fixture.id)]]) for view in views
             for fixture, _cands in view.fixtures if mapped.get(str(fixture.id)) in systems]
 
 

@@ -75,7 +75,7 @@ def draw_outlines(image: Image.Image, outlines: list[tuple[list, str]]) -> Image
     image = image.convert("RGB")
     draw = ImageDraw.Draw(image)
     side = max(image.size)
-    width, font = max(2, round(side / 300)), ImageFont.load_default(size=max(14, round(side / 28)))
+    width, font = max(2, round(side / 300)), ImageFont.load_default(size=max(16, round(side / 18)))
     for box, label in outlines:
         points = [(float(x), float(y)) for x, y in box]
         draw.line([*points, points[0]], fill=OUTLINE, width=width, joint="curve")

@@ -100,6 +100,10 @@ async def manual_fixture_at(session: AsyncSession, image_id: uuid.UUID, box: lis
     return (await session.execute(query)).scalars().first()
 
 
+async def image_fixtures(session: AsyncSession, image_id: uuid.UUID) -> list[Fixture]:
+    return list((await session.execute(select(Fixture).where(Fixture.case_image_id == image_id))).scalars())
+
+
 async def delete_fixture(session: AsyncSession, fixture_id: uuid.UUID) -> None:
     await session.execute(delete(Fixture).where(Fixture.id == fixture_id))
 

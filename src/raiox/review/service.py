@@ -48,16 +48,16 @@ def _same(case: Case, system_id: str | None, message: str | None, others: list[s
             and dict(case.implant_systems or {}) == dict(implants or {}))
 
 
-def other_ids(system_id: str, others: list[str] | None) -> list[str]:
-    """OTHERS stripped, without blanks, repeats or the main SYSTEM_ID, in the reviewer's order."""
+def other_ids(system_id: str, others: list[str] | None, limit: int | None = OTHER_SYSTEMS_MAX) -> list[str]:
+    """OTHERS stripped, without blanks, repeats or the main SYSTEM_ID, in the reviewer's order; a 422 past LIMIT."""
     chosen = {system_id.strip()}
     out = []
     for other in (o.strip() for o in others or []):
         if other and other not in chosen:
             chosen.add(other)
             out.append(other)
-    if len(out) > OTHER_SYSTEMS_MAX:
-        raise Unprocessable(f"{len(out)} other systems; an approval names at most {OTHER_SYSTEMS_MAX} besides the main one")
+    if limit is not None and len(out) > limit:
+        raise Unprocessable(f"{len(out)} other systems; an approval names at most {limit} besides the main one")
     return out
 
 
@@ -332,8 +332,16 @@ async def add_fixture(session: AsyncSession, case_id: uuid.UUID, image_id: uuid.
     await processing.replace_ranking(session, case.id)
     first = await repository.first_result(session, fixture_id)
     await audit(session, actor, "case.fixture_add", case.id, str(fixture_id), film=image.position + 1,
-                implant=index + 1, box=box, first=f"{first.name} ({first.manufacturer})" if first else None)
+                implant=await _number(session, image.id, fixture_id), box=box,
+                first=f"{first.name} ({first.manufacturer})" if first else None)
     return fixture_id
+
+
+async def _number(session: AsyncSession, image_id: uuid.UUID, fixture_id: uuid.UUID) -> int:
+    """The implant's number on its film as people read it (``raiox.cases.numbering``)."""
+    from raiox.cases.numbering import implant_numbers
+
+    return implant_numbers(await repository.image_fixtures(session, image_id))[fixture_id]
 
 
 async def remove_fixture(session: AsyncSession, case_id: uuid.UUID, fixture_id: uuid.UUID, *, actor: str) -> None:
@@ -349,7 +357,8 @@ async def remove_fixture(session: AsyncSession, case_id: uuid.UUID, fixture_id: 
         raise NotFound("implant not found in this case")
     fixture, image = found
     first = await repository.first_result(session, fixture.id)
-    details = {"film": image.position + 1, "implant": fixture.index + 1, "manual": fixture.manual, "box": fixture.box,
+    details = {"film": image.position + 1, "implant": await _number(session, image.id, fixture.id),
+               "manual": fixture.manual, "box": fixture.box,
                "confidence": round(fixture.confidence, 4), "first": f"{first.name} ({first.manufacturer})" if first else None}
     await repository.delete_fixture(session, fixture.id)
     await processing.replace_ranking(session, case.id)

@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
 from raiox.kit.db import get_db_session
-from raiox.kit.errors import BadRequest, Forbidden, Unprocessable
+from raiox.kit.errors import BadRequest, Conflict, Forbidden, Unprocessable
 from raiox.models import CaseStatus, User
 from raiox.review import casepage, repository, service
 from raiox.review.deps import actor, csrf_protect, current_user
 from raiox.review.i18n import catalog_words, gettext
 from raiox.review.panel import MAX_PAGE, for_operator, redirect, render
-from raiox.review.schemas import MESSAGE_MAX
+from raiox.review.schemas import MESSAGE_MAX, OTHER_SYSTEMS_MAX
 
 router = APIRouter()
 PAGE = 50
@@ -95,9 +95,13 @@ async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(..
         raise Forbidden(gettext("case.add_to_catalog_admin_only"))
     mapped = {fixture: system_id.strip() if system == "main" else system
               for fixture, _, system in (value.partition("|") for value in implants if value)}
-    others = [*other_system_ids, *(s for s in mapped.values() if s != system_id.strip() and s not in other_system_ids)]
+    others = service.other_ids(system_id, [*other_system_ids, *mapped.values()], limit=None)
+    if len(others) > OTHER_SYSTEMS_MAX:  # ticked and stated for implants together
+        raise for_operator(Unprocessable(gettext("case.too_many_others", n=len(others), max=OTHER_SYSTEMS_MAX)))
+    if set(mapped) - {str(i) for i in await repository.case_fixture_ids(session, case_id)}:
+        raise for_operator(Conflict(gettext("case.implant_gone")))  # removed in another tab since the page opened
     await service.approve(session, case_id, system_id, actor=actor(user), message=message, add_to_catalog=add_to_catalog,
-                          other_system_ids=list(dict.fromkeys(others)), implants=mapped)
+                          other_system_ids=others, implants=mapped)
     return redirect(request, f"/cases/{case_id}")
 
 

@@ -77,7 +77,12 @@
     var form = drawButton && document.getElementById(drawButton.getAttribute("aria-controls"));
     var rect = marks && marks.querySelector("rect.drawn");
     var drawing = false, start = null;
+    var MIN_MARK = 8;  // film pixels: the server refuses smaller rectangles (raiox.review.service.MIN_MARK)
     function setDrawing(on) {
+      if (!on && start) {  // cancelled mid-drag: nothing is kept
+        start = null;
+        if (rect) { rect.setAttribute("visibility", "hidden"); }
+      }
       drawing = on;
       root.classList.toggle("drawing", on);
       if (drawButton) { drawButton.setAttribute("aria-pressed", on ? "true" : "false"); }
@@ -106,6 +111,9 @@
     }
     if (drawButton && marks) {
       drawButton.addEventListener("click", function () { setDrawing(!drawing); });
+      root.addEventListener("keydown", function (event) {  // from the button, the film or anywhere in the viewer
+        if (event.key === "Escape" && drawing) { setDrawing(false); event.preventDefault(); }
+      });
       Object.values(coords()).forEach(function (input) {  // typed corners show as the same rectangle
         input.addEventListener("input", function () {
           var c = coords();
@@ -130,15 +138,19 @@
       apply();
     });
     stage.addEventListener("pointerup", function (event) {
-      if (start) {
-        var end = toFilm(event), c = coords();
-        c.x0.value = Math.min(start.x, end.x); c.y0.value = Math.min(start.y, end.y);
-        c.x1.value = Math.max(start.x, end.x); c.y1.value = Math.max(start.y, end.y);
-        start = null;
-        setDrawing(false);
-        var submit = form.querySelector("button[type=submit]");
-        if (submit) { submit.focus(); }
+      if (!start) { return; }
+      var end = toFilm(event), c = coords();
+      if (Math.abs(end.x - start.x) < MIN_MARK || Math.abs(end.y - start.y) < MIN_MARK) {
+        start = null;  // a click or a slip, not a rectangle: keep drawing
+        if (rect) { rect.setAttribute("visibility", "hidden"); }
+        return;
       }
+      c.x0.value = Math.min(start.x, end.x); c.y0.value = Math.min(start.y, end.y);
+      c.x1.value = Math.max(start.x, end.x); c.y1.value = Math.max(start.y, end.y);
+      start = null;
+      setDrawing(false);
+      var submit = form.querySelector("button[type=submit]");
+      if (submit) { submit.focus(); }
     });
     ["pointerup", "pointercancel"].forEach(function (name) {
       stage.addEventListener(name, function () { drag = null; start = null; stage.classList.remove("dragging"); });
@@ -153,7 +165,6 @@
         case "ArrowRight": state.x -= step; apply(); break;
         case "ArrowUp": state.y += step; apply(); break;
         case "ArrowDown": state.y -= step; apply(); break;
-        case "Escape": if (drawing) { setDrawing(false); } else { handled = false; } break;
         default: handled = false;
       }
       if (handled) { event.preventDefault(); }
