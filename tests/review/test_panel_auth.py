@@ -147,3 +147,19 @@ async def test_password_change_still_ends_the_session(panel):
         user = await repository.user_by_email(session, "rev@example.com")
         user.password_hash = hash_password("another long password")
     assert (await panel.get("/admin/", follow_redirects=False)).status_code == 303
+
+
+async def test_the_session_cookie_shows_nothing_of_the_password_hash(panel):
+    """The cookie is signed, not encrypted: whoever holds it can read it. Its password fingerprint is a keyed
+    digest, so it gives away no part of the argon2 hash; a new password still ends the session."""
+    from raiox.review.auth import _serializer, hash_password
+
+    assert (await _login(panel)).status_code == 303
+    data = _serializer().loads(panel.cookies["raiox_admin"])
+    user = await _user()
+    assert len(data["pw"]) == 16 and data["pw"] not in user.password_hash
+    assert not any(user.password_hash[k:k + 6] in data["pw"] for k in range(len(user.password_hash) - 6))
+    assert (await panel.get("/admin/")).status_code == 200
+    async with session_scope() as session:
+        (await repository.user_by_email(session, "rev@example.com")).password_hash = hash_password("another one 123")
+    assert (await panel.get("/admin/")).status_code == 303  # a new password: the session is over

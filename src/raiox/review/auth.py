@@ -6,6 +6,7 @@ bumped by logout). It is HttpOnly, SameSite=Lax, path `/`, and Secure when the r
 https.
 """
 
+import hashlib
 import hmac
 import logging
 import re
@@ -154,10 +155,17 @@ async def _count_failure(session: AsyncSession, user: User, source: str, now: da
         set_committed_value(user, "locked_until", counted[1])
 
 
+def password_fingerprint(user: User) -> str:
+    """A keyed digest of the password hash: a new password ends the sessions, and the cookie (signed, not encrypted:
+    anyone holding it can read it) shows nothing of the hash."""
+    key = (secret() + ":raiox.admin.password").encode()
+    return hmac.new(key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:16]
+
+
 def session_cookie(user: User) -> dict:
     """What a fresh login's cookie holds: the user, a fingerprint of the password hash (a new password ends
     the session), the session generation (logout bumps it, ending every session of the user) and a CSRF token."""
-    return {"uid": str(user.id), "pw": user.password_hash[-12:], "gen": user.session_generation,
+    return {"uid": str(user.id), "pw": password_fingerprint(user), "gen": user.session_generation,
             "csrf": secrets.token_urlsafe(32)}
 
 
@@ -168,7 +176,7 @@ async def session_user(request: Request, session: AsyncSession) -> User | None:
     except ValueError:
         return None
     user = await session.get(User, user_id)
-    if user is None or not user.active or data.get("pw") != user.password_hash[-12:]:
+    if user is None or not user.active or not hmac.compare_digest(str(data.get("pw", "")), password_fingerprint(user)):
         return None
     if data.get("gen") != user.session_generation:  # logged out since (or a cookie older than generations)
         return None
