@@ -148,6 +148,18 @@ async def test_add_to_catalog_with_other_systems_adds_only_films_that_rank_the_m
         CaseImage.case_id == mixed.id, CaseImage.position == 0))).scalar_one()
     assert origins == [f"case:{mixed.id}/image:{film_one}"]  # film 2 shows the other system: not a reference
 
+    mapped = await mixed_case()  # the reviewer says which implant is which: each film joins its implant's system
+    fixtures = (await session.execute(select(Fixture.id).join(CaseImage).where(CaseImage.case_id == mapped.id)
+                                      .order_by(CaseImage.position))).scalars().all()
+    response = await client.post(f"/cases/{mapped.id}/approve", headers={"Authorization": f"Bearer {token}"}, json={
+        "system_id": "neo-cm", "other_system_ids": ["str-bl"], "add_to_catalog": True,
+        "implants": [{"fixture_id": str(fixtures[0]), "system_id": "neo-cm"},
+                     {"fixture_id": str(fixtures[1]), "system_id": "str-bl"}]})
+    assert response.status_code == 200, response.text
+    refs = (await session.execute(select(ReferenceImage.system_id, ReferenceImage.box).where(
+        ReferenceImage.origin.like(f"case:{mapped.id}/%")).order_by(ReferenceImage.origin))).all()
+    assert sorted(system for system, _box in refs) == ["neo-cm", "str-bl"] and all(box for _s, box in refs)
+
 
 async def test_a_failed_delivery_can_be_marked_delivered_another_way(client, session):
     """A submission deleted in Jotform fails every resend: the reviewer says how the result got there instead."""

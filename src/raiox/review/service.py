@@ -130,7 +130,8 @@ async def approve(session: AsyncSession, case_id: uuid.UUID, system_id: str, *, 
     await _check_implants(session, case, mapped, [system.id, *others])
     await _decide(session, case, CaseStatus.approved, actor=actor, system_id=system.id, message=message, others=others,
                   implants=mapped)
-    added = await add_case_references(session, case, system.id, first_only=bool(others)) if add_to_catalog else []
+    added = await add_case_references(session, case, system.id, first_only=bool(others),
+                                      implants=mapped) if add_to_catalog else []
     await audit(session, actor, "case.approve", case.id, system.id, system=f"{system.manufacturer} {system.name}",
                 others=[f"{o.manufacturer} {o.name}" for o in other_systems] or None,
                 implants=mapped or None, message=message, references_added=len(added))
@@ -239,13 +240,14 @@ def _rank(results, system_id: str) -> int:
     return min((r.rank for r in results if r.system_id == system_id), default=99)
 
 
-async def add_case_references(session: AsyncSession, case: Case, system_id: str,
-                              first_only: bool = False) -> list[ReferenceImage]:
+async def add_case_references(session: AsyncSession, case: Case, system_id: str, first_only: bool = False,
+                              implants: dict[str, str] | None = None) -> list[ReferenceImage]:
     """Each processed image of CASE becomes a reference of SYSTEM_ID, reusing its fixture embedding
     (same model, no re-embedding): the fixture whose results rank the system best, else the most
     confident one. Images already a reference (same sha256, of this or any other system) are skipped. FIRST_ONLY (the
     approval names other systems too, so a film may show only those): only films with an implant whose first
-    candidate is SYSTEM_ID."""
+    candidate is SYSTEM_ID. IMPLANTS (fixture id -> system, the reviewer's mapping): a film with a mapped implant
+    becomes a reference of that implant's system instead, boxed on it (the most confident mapped one)."""
     images = [i for i in await repository.case_images(session, case.id) if i.storage_key and i.sha256]
     fixtures = await repository.fixtures_with_results(session, [i.id for i in images])
     added = []
@@ -253,18 +255,31 @@ async def add_case_references(session: AsyncSession, case: Case, system_id: str,
         mine = [(f, r) for f, r in fixtures if f.case_image_id == image.id]
         if not mine or await repository.references_by_sha(session, image.sha256):
             continue  # already a reference: of this system, or of another one (an image never serves two systems)
-        fixture, results = min(mine, key=lambda fr: (_rank(fr[1], system_id), -fr[0].confidence))
-        if first_only and _rank(results, system_id) != 1:
-            continue
-        ref = ReferenceImage(system_id=system_id, storage_key=image.storage_key, sha256=image.sha256,
-                             width=image.width, height=image.height, source="case",
-                             origin=f"case:{case.id}/image:{image.id}", box=fixture.box)
-        session.add(ref)
-        await session.flush()
-        await repository.add_embedding(session, ReferenceEmbedding(
-            reference_image_id=ref.id, system_id=system_id, model_id=fixture.model_id, embedding=fixture.embedding))
-        added.append(ref)
+        chosen = _reference_fixture(mine, system_id, first_only, implants or {})
+        if chosen is not None:
+            added.append(await _add_reference(session, case, image, *chosen))
     return added
+
+
+def _reference_fixture(mine: list, system_id: str, first_only: bool, implants: dict[str, str]):
+    """(fixture, system) a film's reference is made of, None when the film is not to be added."""
+    mapped = [f for f, _r in mine if str(f.id) in implants]
+    if mapped:
+        fixture = max(mapped, key=lambda f: f.confidence)
+        return fixture, implants[str(fixture.id)]
+    fixture, results = min(mine, key=lambda fr: (_rank(fr[1], system_id), -fr[0].confidence))
+    return None if first_only and _rank(results, system_id) != 1 else (fixture, system_id)
+
+
+async def _add_reference(session: AsyncSession, case: Case, image, fixture, system_id: str) -> ReferenceImage:
+    ref = ReferenceImage(system_id=system_id, storage_key=image.storage_key, sha256=image.sha256,
+                         width=image.width, height=image.height, source="case",
+                         origin=f"case:{case.id}/image:{image.id}", box=fixture.box)
+    session.add(ref)
+    await session.flush()
+    await repository.add_embedding(session, ReferenceEmbedding(
+        reference_image_id=ref.id, system_id=system_id, model_id=fixture.model_id, embedding=fixture.embedding))
+    return ref
 
 
 # --- implants the operator marks on a film (one the localiser missed, or boxed badly) or removes (not an implant)
