@@ -24,6 +24,26 @@ async def _approved_case(system: str = "str-bl", message: str | None = "Conexão
     return case.id
 
 
+def _smtp(smtp_server) -> dict[str, str]:
+    """Settings sending the e-mail to the SMTP stand-in."""
+    return {"RAIOX_SMTP_HOST": "127.0.0.1", "RAIOX_SMTP_PORT": str(smtp_server.port), "RAIOX_SMTP_STARTTLS": "false",
+            "RAIOX_SMTP_FROM": "Raiox AI <resultado@raiox.example.com>"}
+
+
+async def _two_systems_case():
+    """A case of two films whose implants rank Grand Morse, then Bone Level; and its implants' ids, film by film."""
+    from raiox.models import CaseImage, Fixture
+
+    async with session_scope() as session:
+        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+        case = await add_case(session, submission_id="5812345678901234567", images=2,
+                              candidates=[("neo-cm", 0.91), ("str-bl", 0.74)])
+        fixtures = (await session.execute(select(Fixture.id).join(CaseImage).where(CaseImage.case_id == case.id)
+                                          .order_by(CaseImage.position))).scalars().all()
+    return case, [str(f) for f in fixtures]
+
+
 async def _state(case_id):
     async with session_scope() as session:
         case = await session.get(Case, case_id)
@@ -82,8 +102,7 @@ async def test_retries_exhausted_marks_delivery_failed(committed, delivery_env, 
 
 
 async def test_timeout_after_edit_applied_is_not_duplicated(committed, delivery_env, jotform, smtp_server):
-    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
-                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>")
+    delivery_env(**_smtp(smtp_server))
     case_id = await _approved_case()
     jotform.delay_after_edit("5812345678901234567", 1.5)  # applied; the answer comes after the 0.5 s timeout
     status = await deliver(case_id)
@@ -97,8 +116,7 @@ async def test_timeout_after_edit_applied_is_not_duplicated(committed, delivery_
 
 
 async def test_email_received_exactly_once_in_pt_br(committed, delivery_env, jotform, smtp_server):
-    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
-                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>")
+    delivery_env(**_smtp(smtp_server))
     case_id = await _approved_case()
     jotform.fail("/submission/", 500, times=5)  # Jotform down: e-mail goes, Jotform fails
     assert await deliver(case_id) == CaseStatus.delivery_failed
@@ -216,13 +234,9 @@ async def test_standalone_admin_app(committed):
 async def test_every_approved_system_reaches_the_dentist(committed, delivery_env, jotform, smtp_server):
     """Implants of two systems: the e-mail lists both in order; Jotform's `systems` field carries both."""
     fields = {"system": "21", "manufacturer": "22", "message": "23", "report": "24", "systems": "25"}
-    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
-                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>", RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
+    delivery_env(**_smtp(smtp_server), RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
+    case, _fixtures = await _two_systems_case()
     async with session_scope() as session:
-        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
-        await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
-        case = await add_case(session, submission_id="5812345678901234567", images=2,
-                              candidates=[("neo-cm", 0.91), ("str-bl", 0.74)])
         await review.approve(session, case.id, "str-bl", actor="user:rev@example.com", other_system_ids=["neo-cm"])
     assert await deliver(case.id) == CaseStatus.delivered
     form = dict(parse_qsl(jotform.requests[0].body.decode()))
@@ -255,19 +269,11 @@ async def test_which_system_each_implant_is_reaches_the_dentist(committed, deliv
     """The reviewer said which system each numbered implant is: the e-mail lists them by film and number, and
     Jotform's `implants` field carries the same."""
     fields = {"system": "21", "systems": "25", "implants": "26"}
-    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
-                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>", RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
-    from raiox.models import CaseImage, Fixture
-
+    delivery_env(**_smtp(smtp_server), RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
+    case, fixtures = await _two_systems_case()
     async with session_scope() as session:
-        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
-        await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
-        case = await add_case(session, submission_id="5812345678901234567", images=2,
-                              candidates=[("neo-cm", 0.91), ("str-bl", 0.74)])
-        fixtures = (await session.execute(select(Fixture.id).join(CaseImage).where(CaseImage.case_id == case.id)
-                                          .order_by(CaseImage.position))).scalars().all()
         await review.approve(session, case.id, "str-bl", actor="user:rev@example.com", other_system_ids=["neo-cm"],
-                             implants={str(fixtures[1]): "neo-cm", str(fixtures[0]): "str-bl"})
+                             implants={fixtures[1]: "neo-cm", fixtures[0]: "str-bl"})
     assert await deliver(case.id) == CaseStatus.delivered
     form = dict(parse_qsl(jotform.requests[0].body.decode()))
     assert form["submission[26]"] == ("Radiografia 1, implante 1: Bone Level (Straumann); "
@@ -282,8 +288,7 @@ async def test_which_system_each_implant_is_reaches_the_dentist(committed, deliv
 
 async def test_without_a_mapping_the_implants_field_and_lines_stay_empty(committed, delivery_env, jotform, smtp_server):
     fields = {"system": "21", "implants": "26"}
-    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
-                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>", RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
+    delivery_env(**_smtp(smtp_server), RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
     async with session_scope() as session:
         await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
         case = await add_case(session, submission_id="5812345678901234567", candidates=[("neo-cm", 0.91)])
@@ -305,8 +310,7 @@ async def test_a_delivered_result_is_sent_again_with_a_new_link_and_the_old_one_
     from raiox.kit.errors import Conflict
     from raiox.models import AuditEntry
 
-    delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
-                 RAIOX_SMTP_FROM="Raiox AI <resultado@raiox.example.com>")
+    delivery_env(**_smtp(smtp_server))
     case_id = await _approved_case()
     assert await deliver(case_id) == CaseStatus.delivered
     async with session_scope() as session:
