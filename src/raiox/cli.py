@@ -57,6 +57,10 @@ from raiox.catalog import cli as catalog_cli  # noqa: E402
 app.add_typer(catalog_cli.catalog_app, name="catalog")
 app.add_typer(catalog_cli.tokens_app, name="tokens")
 app.command("identify")(catalog_cli.identify)
+
+from raiox.cases import cli as cases_cli  # noqa: E402
+
+app.add_typer(cases_cli.cases_app, name="cases")
 console = Console(stderr=True)
 
 

@@ -12,6 +12,9 @@ async def test_round_trip_and_missing_object(tmp_path):
     assert await storage.get("sha256/ab/abc") == b"data" and await storage.exists("sha256/ab/abc")
     with pytest.raises(NotFound):
         await storage.get("sha256/ab/missing")
+    await storage.delete("sha256/ab/abc")
+    assert not await storage.exists("sha256/ab/abc")
+    await storage.delete("sha256/ab/abc")  # gone already: fine
 
 
 async def test_an_unwritable_folder_is_unavailable_and_leaves_no_temporary_file(tmp_path):

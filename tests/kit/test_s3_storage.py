@@ -51,6 +51,9 @@ async def test_put_get_exists_check_round_trip(s3_endpoint):
     assert head["ContentType"] == "image/png" and head["ContentLength"] == len(data)
     await storage.put(key, data, "image/png")  # content-addressed: writing again is harmless
     assert await storage.get(key) == data and digest in key
+    await storage.delete(key)  # (data retention)
+    assert not await storage.exists(key)
+    await storage.delete(key)  # gone already: fine
 
 
 async def test_missing_key_is_not_found(s3_endpoint):

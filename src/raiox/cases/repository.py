@@ -2,10 +2,15 @@
 
 import uuid
 
-from sqlalchemy import select, tuple_
+from datetime import datetime
+
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.models import Case, CaseEvent, CaseImage, CaseRanking, Fixture, FixtureResult, ImplantSystem
+from raiox.models import (
+    AuditEntry, Case, CaseEvent, CaseImage, CaseRanking, Delivery, Fixture, FixtureResult, ImplantSystem,
+    ReferenceImage,
+)
 
 
 async def get_case(session: AsyncSession, case_id: uuid.UUID, *, for_update: bool = False) -> Case | None:
@@ -70,3 +75,33 @@ async def case_ranking(session: AsyncSession, case_id: uuid.UUID) -> list:
         .where(CaseRanking.case_id == case_id).order_by(CaseRanking.rank)
     )
     return list((await session.execute(query)).all())
+
+
+async def expired_case_ids(session: AsyncSession, statuses: set[str], before: datetime, limit: int) -> list[uuid.UUID]:
+    """Cases in STATUSES, not purged, last changed before BEFORE, oldest first."""
+    query = (select(Case.id).where(Case.status.in_(statuses), Case.purged_at.is_(None), Case.updated_at < before)
+             .order_by(Case.updated_at).limit(limit))
+    return list((await session.execute(query)).scalars())
+
+
+async def delete_images(session: AsyncSession, case_id: uuid.UUID) -> None:
+    """The case's images (their implants and results cascade)."""
+    await session.execute(delete(CaseImage).where(CaseImage.case_id == case_id))
+
+
+async def keys_in_use(session: AsyncSession, keys: set[str]) -> set[str]:
+    """Those of KEYS that a catalog reference or an image of any case still stores (content-addressed objects)."""
+    if not keys:
+        return set()
+    refs = select(ReferenceImage.storage_key).where(ReferenceImage.storage_key.in_(keys))
+    images = select(CaseImage.storage_key).where(CaseImage.storage_key.in_(keys))
+    return set((await session.execute(refs.union(images))).scalars())
+
+
+async def clear_case_texts(session: AsyncSession, case_id: uuid.UUID) -> None:
+    """Free texts that may name the patient or the dentist: event reasons, audit messages and notes, the delivery's
+    last error."""
+    await session.execute(update(CaseEvent).where(CaseEvent.case_id == case_id).values(reason=None))
+    await session.execute(update(AuditEntry).where(AuditEntry.case_id == case_id)
+                          .values(details=AuditEntry.details.op("-")("message").op("-")("note")))
+    await session.execute(update(Delivery).where(Delivery.case_id == case_id).values(last_error=None))

@@ -18,6 +18,10 @@ from raiox.models import CaseStatus, ImageStatus
 
 router = APIRouter(tags=["delivery"])
 REPORTABLE = {CaseStatus.approved, CaseStatus.delivered, CaseStatus.delivery_failed}
+
+
+class CasePurged(NotFound):
+    """The case's films and data were removed after the retention period (raiox.cases.retention)."""
 CASE_SOURCE = "case"  # ReferenceImage.source of a reference added from a reviewed case (a patient's film)
 
 
@@ -60,6 +64,8 @@ async def report_context(session: AsyncSession, case_id: uuid.UUID, key: str | N
     case = await cases.get_or_404(session, case_id)
     if check_key and key != case.report_key:
         raise LinkRevoked("this report link was revoked", case.id)
+    if case.purged_at is not None:
+        raise CasePurged("this case's films and data were removed (data retention)")
     system = await repository.get_system(session, case.approved_system_id)
     if case.status not in REPORTABLE or system is None:
         raise NotFound("no approved result for this case")
@@ -124,6 +130,10 @@ def _unavailable(exc: RaioxError) -> dict:
         days = get_settings().report_link_days
         return {"heading": "Este link de relatório expirou",
                 "explanation": f"Por segurança, os links de relatório valem {days} dias a partir do envio do resultado."}
+    if isinstance(exc, CasePurged):
+        return {"heading": "Os dados deste caso foram removidos",
+                "explanation": "As radiografias e os dados deste caso foram apagados após o prazo de guarda, conforme "
+                               "a política de proteção de dados da Raiox AI."}
     if isinstance(exc, LinkRevoked):
         return {"heading": "Este link de relatório foi desativado",
                 "explanation": "A equipe Raiox AI desativou este link por segurança. Use o link mais recente que você "

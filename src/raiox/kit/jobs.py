@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.kit.db import libpq_url
 
-TASK_MODULES = ["raiox.intake.tasks", "raiox.delivery.tasks"]
+TASK_MODULES = ["raiox.intake.tasks", "raiox.delivery.tasks", "raiox.cases.tasks"]
 
 app = procrastinate.App(
     connector=procrastinate.PsycopgConnector(conninfo=lambda: libpq_url(), min_size=1, max_size=10),

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     jotform_timeout_s: float = Field(default=15.0, gt=0)
     smtp_timeout_s: float = Field(default=30.0, gt=0)
     report_link_days: int = Field(default=90, ge=1)
+    # days after which a closed case's films and personal data are removed (0: kept; raiox.cases.retention)
+    retention_days: int = Field(default=0, ge=0)
     # Admin panel: language, session lifetime, login lock-out
     admin_locale: str = "pt_BR"
     admin_timezone: str = "America/Sao_Paulo"  # times shown in the panel

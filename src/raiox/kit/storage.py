@@ -16,6 +16,7 @@ class Storage(Protocol):
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
     async def get(self, key: str) -> bytes: ...
     async def exists(self, key: str) -> bool: ...
+    async def delete(self, key: str) -> None: ...  # gone already is fine
     async def check(self) -> None: ...
 
 
@@ -60,6 +61,12 @@ class LocalStorage:
 
     async def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    async def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise ServiceUnavailable(f"storage object not deletable: {key}: {exc.strerror or exc}") from None
 
     async def check(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -110,6 +117,9 @@ class S3Storage:
         except NotFound:
             return False
         return True
+
+    async def delete(self, key: str) -> None:
+        await self._call(self.client.delete_object, Key=self._key(key))  # S3 answers 204 for a missing key too
 
     async def check(self) -> None:
         try:

@@ -193,6 +193,8 @@ async def redeliver(session: AsyncSession, case_id: uuid.UUID, *, actor: str) ->
     if case.status != CaseStatus.delivered:
         raise Conflict(f"case {case.id} is {case.status}; only a delivered result can be sent again "
                        "(a failed delivery is resent)")
+    if case.purged_at is not None:
+        raise Conflict(f"case {case.id}'s data were removed (data retention): nothing to send")
     if case.approved_system_id:
         case.report_key = new_key()
     record = await delivery_repo.get_delivery(session, case.id, for_update=True)

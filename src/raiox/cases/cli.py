@@ -1,0 +1,53 @@
+"""`raiox cases purge`: remove closed cases' films and personal data (data retention, raiox.cases.retention)."""
+
+import uuid
+
+import typer
+from rich.console import Console
+
+cases_app = typer.Typer(help="Cases: data retention.", no_args_is_help=True)
+err = Console(stderr=True)
+
+
+@cases_app.command("purge")
+def purge(
+    older_than: int = typer.Option(None, "--older-than", min=1, help="Every closed case last changed more than this "
+                                   "many days ago (what the daily job does with RAIOX_RETENTION_DAYS)."),
+    case: list[str] = typer.Option(None, "--case", help="This case (id), e.g. on the patient's request; repeatable."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be purged."),
+) -> None:
+    """Remove the films, implants and personal data of closed cases (delivered, or failed), keeping the case row
+    (submission id, status, decision, dates) and its audit trail. Cannot be undone."""
+    from raiox.catalog.cli import _progress, run_db
+    from raiox.cases import retention
+    from raiox.kit.db import session_scope
+
+    if (older_than is None) == (not case):
+        err.print("[red]give --older-than DAYS or --case ID (not both)[/red]")
+        raise typer.Exit(2)
+    try:
+        chosen = [uuid.UUID(c) for c in case or []]
+    except ValueError:
+        err.print("[red]--case takes case ids (UUIDs)[/red]")
+        raise typer.Exit(2) from None
+
+    async def work(maker) -> tuple[int, int]:
+        ids = chosen
+        if older_than is not None:
+            async with session_scope(maker) as session:
+                ids = await retention.expired(session, older_than, limit=1_000_000)
+        if dry_run:
+            for case_id in ids:
+                print(case_id)
+            return len(ids), 0
+        objects = 0
+        with _progress() as progress:
+            task = progress.add_task("purging cases", total=len(ids))
+            for case_id in ids:
+                async with session_scope(maker) as session:
+                    objects += await retention.purge(session, case_id, actor="cli:raiox cases purge")
+                progress.advance(task)
+        return len(ids), objects
+
+    count, objects = run_db(work)
+    print(f"would purge {count} case(s)" if dry_run else f"purged {count} case(s), {objects} stored object(s) deleted")

@@ -1,0 +1,65 @@
+"""Data retention (LGPD): a closed case's films, implants and personal data are removed after RAIOX_RETENTION_DAYS
+(the daily `purge_expired_cases` job) or on request (`raiox cases purge`).
+
+What stays is the case row without anything personal: its Jotform submission id (a re-sent webhook must never
+recreate the case), status, decision (systems), ranking and dates, for the statistics, and the audit trail of who did
+what (its free texts cleared). Stored objects are deleted before the database change is committed: a storage outage
+leaves the case unpurged (the next run tries again), never a purged case whose films survive. An object still used by
+a catalog reference ("add to catalog") or by another case's image stays.
+"""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raiox.cases import repository
+from raiox.cases.service import get_or_404
+from raiox.kit.errors import Conflict
+from raiox.kit.logging import get_logger
+from raiox.kit.storage import get_storage
+from raiox.models import AuditEntry, Case, CaseStatus
+
+log = get_logger(__name__)
+CLOSED = {CaseStatus.delivered.value, CaseStatus.failed.value}  # nothing left to do on them
+BATCH = 100
+
+
+async def purge(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> int:
+    """Remove CASE_ID's films and personal data (a closed case; Conflict otherwise); the number of stored objects
+    deleted. Repeating it is harmless."""
+    case = await get_or_404(session, case_id, for_update=True)
+    if case.purged_at is not None:
+        return 0
+    if case.status not in CLOSED:
+        raise Conflict(f"case {case.id} is {case.status}; only closed cases (delivered, or failed) are purged")
+    keys = {i.storage_key for i in await _images(session, case.id) if i.storage_key}
+    await repository.delete_images(session, case.id)
+    gone = sorted(keys - await repository.keys_in_use(session, keys))
+    _forget(case)
+    await repository.clear_case_texts(session, case.id)
+    session.add(AuditEntry(actor=actor, action="case.purge", case_id=case.id, target=str(case.id),
+                           details={"objects_deleted": len(gone), "objects_kept": len(keys) - len(gone)}))
+    await session.flush()
+    storage = get_storage()
+    for key in gone:  # before the commit: a storage outage leaves the case unpurged, to try again
+        await storage.delete(key)
+    log.info("case_purged", case_id=str(case.id), objects_deleted=len(gone))
+    return len(gone)
+
+
+async def _images(session: AsyncSession, case_id: uuid.UUID) -> list:
+    from raiox.review import repository as review_repo
+
+    return await review_repo.case_images(session, case_id)
+
+
+def _forget(case: Case) -> None:
+    case.client_name = case.client_email = case.client_phone = case.notes = case.review_message = None
+    case.answers, case.payload, case.implant_systems = {}, {}, {}
+    case.purged_at = datetime.now(UTC)
+
+
+async def expired(session: AsyncSession, days: int, limit: int = BATCH) -> list[uuid.UUID]:
+    """Closed cases last changed more than DAYS ago and not purged yet, oldest first."""
+    return await repository.expired_case_ids(session, CLOSED, datetime.now(UTC) - timedelta(days=days), limit)

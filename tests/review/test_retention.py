@@ -1,0 +1,129 @@
+"""Data retention: a closed case's films, implants and personal data are removed (by the daily job after
+RAIOX_RETENTION_DAYS, or `raiox cases purge`); the case row, its decision and the audit trail stay."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from review_helpers import add_case, add_system
+from sqlalchemy import select, update
+from typer.testing import CliRunner
+
+from raiox.delivery.report import report_token
+from raiox.kit.db import session_scope
+from raiox.kit.errors import Conflict, ServiceUnavailable
+from raiox.kit.storage import get_storage
+from raiox.models import AuditEntry, Case, CaseEvent, CaseImage, CaseStatus, Fixture, ImplantSystem, ReferenceImage
+from raiox.review import service as review
+
+
+async def _closed_case(age_days: int = 0, status: str = CaseStatus.delivered) -> Case:
+    """A delivered case of two films (one of them also a catalog reference), with a note, changed AGE_DAYS ago."""
+    async with session_scope() as session:
+        if await session.get(ImplantSystem, "neo-cm") is None:
+            await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        case = await add_case(session, candidates=[("neo-cm", 0.9)], images=2, status=CaseStatus.awaiting_review)
+        await review.add_note(session, case.id, "Paciente Maria, dente 36.", actor="user:rev@example.com")
+        await review.approve(session, case.id, "neo-cm", actor="user:rev@example.com", message="Confere, Dra. Ana.")
+        film = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id,
+                                                               CaseImage.position == 1))).scalar_one()
+        session.add(ReferenceImage(system_id="neo-cm", storage_key=film.storage_key, sha256=film.sha256,
+                                   source="case", origin=f"case:{case.id}/image:{film.id}"))  # "add to catalog"
+        row = await session.get(Case, case.id)
+        row.status = status
+    if age_days:
+        async with session_scope() as session:
+            await session.execute(update(Case).where(Case.id == case.id)
+                                  .values(updated_at=datetime.now(UTC) - timedelta(days=age_days)))
+    return case
+
+
+async def _keys(case_id) -> list[str]:
+    async with session_scope() as session:
+        return list((await session.execute(select(CaseImage.storage_key).where(CaseImage.case_id == case_id)
+                                           .order_by(CaseImage.position))).scalars())
+
+
+async def test_purging_removes_films_implants_and_personal_data_and_keeps_the_decision(committed, client):
+    from raiox.cases import retention
+
+    case = await _closed_case()
+    own_key, shared_key = await _keys(case.id)
+    async with session_scope() as session:
+        assert await retention.purge(session, case.id, actor="cli:test") == 1
+    storage = get_storage()
+    assert not await storage.exists(own_key) and await storage.exists(shared_key)  # a catalog reference keeps its
+    async with session_scope() as session:
+        row = await session.get(Case, case.id)
+        assert row.purged_at and row.status == CaseStatus.delivered and row.approved_system_id == "neo-cm"
+        assert (row.client_name, row.client_email, row.client_phone, row.notes, row.review_message) == (None,) * 5
+        assert row.answers == {} and row.payload == {} and row.jotform_submission_id == case.jotform_submission_id
+        assert (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).first() is None
+        assert (await session.execute(select(Fixture))).first() is None  # the implants went with their films
+        reasons = (await session.execute(select(CaseEvent.reason).where(CaseEvent.case_id == case.id))).scalars()
+        assert set(reasons) == {None}
+        audit = {a.action: a.details for a in (await session.execute(
+            select(AuditEntry).where(AuditEntry.case_id == case.id))).scalars()}
+        assert "note" not in audit["case.note"] and "message" not in audit["case.approve"]
+        assert audit["case.approve"]["system"] == "Neodent Grand Morse"  # who decided what stays
+        assert audit["case.purge"] == {"objects_deleted": 1, "objects_kept": 1}
+        assert await retention.purge(session, case.id, actor="cli:test") == 0  # again: harmless
+    page = await client.get(f"/reports/{report_token(case.id)}")
+    assert page.status_code == 404 and "Os dados deste caso foram removidos" in page.text
+
+
+async def test_only_closed_cases_are_purged_and_a_storage_outage_leaves_the_case_whole(committed, monkeypatch):
+    from raiox.cases import retention
+
+    open_case = await _closed_case(status=CaseStatus.approved)
+    async with session_scope() as session:
+        with pytest.raises(Conflict, match="only closed cases"):
+            await retention.purge(session, open_case.id, actor="cli:test")
+    case = await _closed_case()
+
+    async def down(self, key):
+        raise ServiceUnavailable("object storage unreachable")
+
+    monkeypatch.setattr(type(get_storage()), "delete", down)
+    with pytest.raises(ServiceUnavailable):
+        async with session_scope() as session:
+            await retention.purge(session, case.id, actor="cli:test")
+    async with session_scope() as session:
+        row = await session.get(Case, case.id)
+        assert row.purged_at is None and row.client_name  # rolled back: the next run tries again
+    assert len(await _keys(case.id)) == 2
+
+
+async def test_the_daily_job_purges_what_expired_and_the_cli_purges_on_request(committed, configure):
+    from raiox.cases.tasks import purge_expired_cases
+    from raiox.cli import app
+
+    old, recent = await _closed_case(age_days=40), await _closed_case(age_days=5)
+    waiting = await add_case_awaiting(age_days=400)
+    assert await purge_expired_cases(0) == 0  # RAIOX_RETENTION_DAYS=0: keep everything
+    configure(RETENTION_DAYS="30")
+    assert await purge_expired_cases(0) == 1
+    async with session_scope() as session:
+        assert (await session.get(Case, old.id)).purged_at is not None
+        assert (await session.get(Case, recent.id)).purged_at is None
+        assert (await session.get(Case, waiting)).purged_at is None  # not closed: never purged
+
+    def cli(*args: str):  # the command runs its own event loop: in a thread, beside the test's
+        return asyncio.to_thread(CliRunner().invoke, app, ["cases", "purge", *args], catch_exceptions=False)
+
+    assert (await cli()).exit_code == 2
+    listed = await cli("--older-than", "1", "--dry-run")
+    assert listed.exit_code == 0 and str(recent.id) in listed.stdout and "would purge 1 case(s)" in listed.stdout
+    done = await cli("--case", str(recent.id))
+    assert done.exit_code == 0 and "purged 1 case(s)" in done.stdout
+    async with session_scope() as session:
+        assert (await session.get(Case, recent.id)).purged_at is not None
+
+
+async def add_case_awaiting(age_days: int):
+    async with session_scope() as session:
+        case = await add_case(session, candidates=[("neo-cm", 0.9)])
+    async with session_scope() as session:
+        await session.execute(update(Case).where(Case.id == case.id)
+                              .values(updated_at=datetime.now(UTC) - timedelta(days=age_days)))
+    return case.id
