@@ -88,6 +88,16 @@ def _reset_caches() -> None:
     storage._storage = None
 
 
+@pytest.fixture(autouse=True)
+def _settings_read_afresh():
+    """Settings cached while a test had a RAIOX_* variable set (monkeypatch) must not outlive the test: a later test
+    would read, say, a model file that test pointed at and removed."""
+    yield
+    from raiox.kit.settings import get_settings
+
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 async def engine(database_url):
     from raiox.kit.db import get_engine
