@@ -1,6 +1,6 @@
 import uuid
 
-from review_helpers import add_case, add_system
+from review_helpers import add_case, add_system, settle_jobs
 from sqlalchemy import select
 
 from raiox.kit.auth import create_token
@@ -285,6 +285,9 @@ async def test_report_links_are_revoked_and_results_sent_again_through_the_api(c
     url = f"/cases/{case.id}"
     assert (await client.post(f"{url}/revoke-report", headers=auth)).status_code == 409  # no report yet
     assert (await client.post(f"{url}/approve", json={"system_id": "neo-cm"}, headers=auth)).status_code == 200
+    running = await client.post(f"{url}/revoke-report", headers=auth)  # the delivery would send the revoked link
+    assert running.status_code == 409 and "in progress" in running.json()["detail"]
+    await settle_jobs(session)
     assert (await client.post(f"{url}/revoke-report", headers=auth)).status_code == 204
     refused = await client.post(f"{url}/redeliver", headers=auth)
     assert refused.status_code == 409 and "only a delivered result" in refused.json()["detail"]

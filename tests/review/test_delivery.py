@@ -4,7 +4,7 @@ import json
 from urllib.parse import parse_qsl
 
 import pytest
-from review_helpers import add_case, add_system
+from review_helpers import add_case, add_system, settle_jobs
 from sqlalchemy import select
 
 from raiox.delivery.service import deliver
@@ -307,13 +307,14 @@ async def test_a_delivered_result_is_sent_again_with_a_new_link_and_the_old_one_
     import httpx
 
     from raiox.app import create_app
-    from raiox.kit.errors import Conflict
+    from raiox.kit.errors import Conflict, TooManyRequests
     from raiox.models import AuditEntry
 
     delivery_env(**_smtp(smtp_server))
     case_id = await _approved_case()
     assert await deliver(case_id) == CaseStatus.delivered
     async with session_scope() as session:
+        await settle_jobs(session)
         await review.redeliver(session, case_id, actor="user:rev@example.com")
     async with session_scope() as session:
         with pytest.raises(Conflict, match="only a delivered result"):  # already on its way again
@@ -321,6 +322,10 @@ async def test_a_delivered_result_is_sent_again_with_a_new_link_and_the_old_one_
     case, delivery = await _state(case_id)
     assert case.status == CaseStatus.approved and delivery.status == "pending" and delivery.email_sent_at is None
     assert await deliver(case_id) == CaseStatus.delivered
+    async with session_scope() as session:
+        await settle_jobs(session)
+        with pytest.raises(TooManyRequests, match="min ago"):  # the dentist is not to be flooded
+            await review.redeliver(session, case_id, actor="user:rev@example.com")
     links = [dict(parse_qsl(r.body.decode()))["submission[24]"] for r in jotform.requests]
     assert len(links) == 2 and links[0] != links[1]
     mails = [m.get_body(preferencelist=("plain",)).get_content() for _rcpt, m in smtp_server.messages]
@@ -330,7 +335,7 @@ async def test_a_delivered_result_is_sent_again_with_a_new_link_and_the_old_one_
         old = await http.get(links[0].replace("https://raiox.example.com", ""))
         new = await http.get(links[1].replace("https://raiox.example.com", ""))
     assert old.status_code == 410 and "<h1>Este link de relatório foi desativado</h1>" in old.text
-    assert "5812345678901234567" in old.text  # the protocol, to quote
+    assert "5812345678901234567" not in old.text  # no protocol on a revoked link (likely in wrong hands)
     assert new.status_code == 200 and "Bone Level" in new.text
     async with session_scope() as session:
         actions = (await session.execute(select(AuditEntry.action).where(AuditEntry.case_id == case_id)

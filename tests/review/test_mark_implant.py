@@ -147,3 +147,20 @@ async def test_only_a_case_awaiting_review_takes_marks_or_removals(client, sessi
     refused = await client.post(f"/cases/{pending.id}/images/{unread.id}/fixtures", json={"box": _bounds(scene)},
                                 headers=auth)
     assert refused.status_code == 409 and "not analysed" in refused.json()["detail"]
+
+
+async def test_a_film_takes_a_bounded_number_of_marks_and_a_nudged_repeat_is_the_same_mark(
+        client, session, catalog, scene, monkeypatch):
+    from raiox.review import service
+
+    case = await add_case(session, candidates=[("demo-005", 0.5)])
+    image = await _film(session, case, scene)
+    auth = {"Authorization": f"Bearer {await create_token(session, 'ops')}"}
+    url = f"/cases/{case.id}/images/{image.id}/fixtures"
+    first = (await client.post(url, json={"box": _bounds(scene)}, headers=auth)).json()
+    x0, y0, x1, y1 = _bounds(scene)
+    nudged = await client.post(url, json={"box": [x0 + 1, y0 + 1, x1 + 1, y1]}, headers=auth)
+    assert nudged.status_code == 201 and nudged.json()["id"] == first["id"]  # the same implant, fitted alike
+    monkeypatch.setattr(service, "MAX_MARKS", 1)
+    elsewhere = await client.post(url, json={"box": [5, 5, 60, 120]}, headers=auth)
+    assert elsewhere.status_code == 422 and "at most 1" in elsewhere.json()["detail"]

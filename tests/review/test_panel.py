@@ -614,7 +614,8 @@ async def test_the_approval_says_which_system_each_implant_is(panel):
 
 async def test_failing_logins_from_elsewhere_does_not_lock_the_operator_out(committed):
     """Failures lock their source address out of the account; the operator, from another address, still gets in;
-    the account itself locks only after RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT failures from everywhere."""
+    the account itself locks only after RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT failures from everywhere, and then
+    not for the address the operator signed in from lately; an IPv6 source is its whole /64."""
     import os
 
     from raiox.app import create_app
@@ -639,11 +640,21 @@ async def test_failing_logins_from_elsewhere_does_not_lock_the_operator_out(comm
         for k in range(8):  # a distributed guess: eight sources, one failure each
             async with client(f"192.0.2.{k + 1}") as guesser:
                 assert (await login(guesser, "rev@example.com", "guess")).status_code == 401
-        async with client("198.51.100.7") as operator:
-            assert (await login(operator, "rev@example.com")).status_code == 401  # now the account is locked
+        async with client("198.51.100.99") as newcomer:
+            assert (await login(newcomer, "rev@example.com")).status_code == 401  # now the account is locked
+        async with client("198.51.100.7") as operator:  # ... but not for where the operator signed in from lately
+            assert (await login(operator, "rev@example.com")).status_code == 303
     finally:
         del os.environ["RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT"]
         get_settings.cache_clear()
+    app = create_app()
+    for k in range(5):  # five addresses of one IPv6 /64: one source
+        async with client(f"2001:db8:0:1::{k + 1}") as guesser:
+            assert (await login(guesser, "admin@example.com", "guess")).status_code == 401
+    async with client("2001:db8:0:1::abcd") as same_network:
+        assert (await login(same_network, "admin@example.com")).status_code == 401
+    async with client("2001:db8:0:2::1") as other_network:
+        assert (await login(other_network, "admin@example.com")).status_code == 303
 
 
 async def test_a_delivered_case_offers_a_new_link_and_revoking_the_old_ones(panel):

@@ -101,7 +101,7 @@ async def test_concurrent_failures_in_separate_sessions_lock_at_exactly_the_limi
 
         await session.execute(update(LoginLock).values(locked_until=None))
     assert await attempt("wrong") is None and (await attempt(PASSWORD)) is not None
-    assert await _source_lock(source) is None  # a success forgets the source's failures
+    assert await _source_lock(source) == (0, None)  # a success forgets the source's failures (and trusts it)
     assert (await _user()).failed_logins == 0
 
 
@@ -163,3 +163,23 @@ async def test_the_session_cookie_shows_nothing_of_the_password_hash(panel):
     async with session_scope() as session:
         (await repository.user_by_email(session, "rev@example.com")).password_hash = hash_password("another one 123")
     assert (await panel.get("/admin/")).status_code == 303  # a new password: the session is over
+
+
+async def test_a_locked_account_costs_a_password_check_like_an_unknown_one(committed, monkeypatch):
+    """No account enumeration by timing: a locked account (or locked-out source) runs the same argon2 check an
+    unknown address does."""
+    from raiox.review import auth
+
+    async with session_scope() as session:
+        await add_user(session, "rev@example.com", PASSWORD, "reviewer")
+    checks: list[str] = []
+    real = auth.verify_password
+    monkeypatch.setattr(auth, "verify_password", lambda stored, password: checks.append(stored) or real(stored, password))
+    for _ in range(get_settings().admin_max_failed_logins):
+        async with session_scope() as session:
+            assert await auth.authenticate(session, "rev@example.com", "wrong", "203.0.113.77") is None
+    checks.clear()
+    async with session_scope() as session:
+        assert await auth.authenticate(session, "rev@example.com", PASSWORD, "203.0.113.77") is None  # locked out
+        assert await auth.authenticate(session, "nobody@example.com", PASSWORD, "203.0.113.77") is None
+    assert len(checks) == 2 and checks[0] == checks[1]  # the same (dummy) hash checked both times

@@ -5,7 +5,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from review_helpers import add_case, add_system
+from review_helpers import add_case, add_system, settle_jobs
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
@@ -31,6 +31,7 @@ async def _closed_case(age_days: int = 0, status: str = CaseStatus.delivered) ->
                                    source="case", origin=f"case:{case.id}/image:{film.id}"))  # "add to catalog"
         row = await session.get(Case, case.id)
         row.status = status
+        await settle_jobs(session)  # delivered
     if age_days:
         async with session_scope() as session:
             await session.execute(update(Case).where(Case.id == case.id)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import repository
 from raiox.cases.service import get_or_404
+from raiox.delivery.repository import delivery_in_flight
 from raiox.kit.errors import Conflict
 from raiox.kit.logging import get_logger
 from raiox.kit.storage import get_storage
@@ -33,6 +34,8 @@ async def purge(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> int
         return 0
     if case.status not in CLOSED:
         raise Conflict(f"case {case.id} is {case.status}; only closed cases (delivered, or failed) are purged")
+    if await delivery_in_flight(session, case.id):  # it would send what is being removed
+        raise Conflict(f"a delivery of case {case.id} is in progress; purge it after that ends")
     keys = {i.storage_key for i in await _images(session, case.id) if i.storage_key}
     await repository.delete_images(session, case.id)
     gone = sorted(keys - await repository.keys_in_use(session, keys))

@@ -2,7 +2,7 @@
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.models import CaseImage, Delivery, Fixture, ImplantSystem
@@ -46,3 +46,9 @@ async def implant_places(session: AsyncSession, fixture_ids: list[str]) -> dict[
         by_film.setdefault(fixture.case_image_id, []).append(fixture)
     numbers = {k: v for film in by_film.values() for k, v in implant_numbers(film).items()}
     return {str(f.id): (position + 1, numbers[f.id], f.box) for f, position in rows if f.id in ids}
+
+
+async def delivery_in_flight(session: AsyncSession, case_id: uuid.UUID) -> bool:
+    """Whether a `deliver_result` job of the case is queued or running (procrastinate's table, by the job's lock)."""
+    query = text("SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE lock = :lock AND status IN ('todo', 'doing'))")
+    return bool((await session.execute(query, {"lock": f"deliver:{case_id}"})).scalar_one())

@@ -102,7 +102,8 @@ async def report(token: str, session: AsyncSession = Depends(get_db_session)) ->
         case_id, key = case_from_token(token)
         context = await report_context(session, case_id, key, check_key=True)
     except (NotFound, LinkExpired, LinkRevoked) as exc:
-        protocol = await _protocol(session, getattr(exc, "case_id", None))
+        # the protocol, to quote when asking again, on an expired link only (a revoked one is likely in wrong hands)
+        protocol = await _protocol(session, exc.case_id if isinstance(exc, LinkExpired) else None)
         return HTMLResponse(render("report_unavailable.html", protocol=protocol, **_unavailable(exc)),
                             status_code=exc.status_code, headers=HEADERS)
     return HTMLResponse(render("report.html", **context), headers=HEADERS)

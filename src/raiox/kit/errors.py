@@ -47,6 +47,11 @@ class TooLarge(RaioxError):
     code = "too_large"
 
 
+class TooManyRequests(RaioxError):
+    status_code = 429
+    code = "too_many_requests"
+
+
 class ServiceUnavailable(RaioxError):
     status_code = 503
     code = "unavailable"

@@ -21,8 +21,7 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # what it may do (raiox.kit.auth.SCOPES; "all": everything, the default and every token made before 0013)
-    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(20)), default=lambda: ["all"],
-                                              server_default=text("'{all}'"))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(20)), default=lambda: ["all"])
 
 
 class User(Base):
@@ -53,6 +52,7 @@ class LoginLock(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the operator signed in from here
 
 
 class AuditEntry(Base):

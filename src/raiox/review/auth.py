@@ -8,6 +8,7 @@ https.
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import re
 import secrets
@@ -106,9 +107,10 @@ def log_failure(ip: str, email: str) -> None:
 
 async def authenticate(session: AsyncSession, email: str, password: str, ip: str) -> User | None:
     """The user, or None (failure logged). Repeated failures lock the source address (IP) out of the account after
-    RAIOX_ADMIN_MAX_FAILED_LOGINS, and the account itself, for everyone, only after
-    RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT (a distributed guess): failing logins in an operator's name from
-    elsewhere does not lock the operator out.
+    RAIOX_ADMIN_MAX_FAILED_LOGINS (an IPv6 source is its /64), and the account itself only after
+    RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT (a distributed guess), and then not for a source the operator signed in
+    from in the last TRUSTED_DAYS: failing logins in an operator's name from elsewhere does not lock the operator
+    out. A locked account costs the same argon2 check as an unknown one (no enumeration by timing).
 
     Failure counts are kept by single statements (``repository.count_source_failure``, ``count_login_failure``):
     parallel wrong passwords cannot lose a count, the limit-th locks in the same statement, and a right password
@@ -116,29 +118,64 @@ async def authenticate(session: AsyncSession, email: str, password: str, ip: str
     from raiox.review import repository
 
     user = await repository.user_by_email(session, email)
-    now, source = datetime.now(UTC), (ip or "-")[:64]
+    now, source = datetime.now(UTC), login_source(ip)
     if user is None or not user.active:
         verify_password(_DUMMY_HASH, password)  # same cost: no user enumeration by timing
         log_failure(ip, email)
         return None
-    if (user.locked_until and user.locked_until > now) or await repository.source_locked(session, user.id, source, now):
+    if await _locked(session, user, source, now):
+        verify_password(_DUMMY_HASH, password)  # a locked account answers as slowly as an unknown one
         log_failure(ip, email)
         return None
     if not verify_password(user.password_hash, password):
         await _count_failure(session, user, source, now)
         log_failure(ip, email)
         return None
-    if not await repository.count_login_success(session, user.id, now=now) or \
+    trusted = await _trusted(session, user, source, now)
+    if not await repository.count_login_success(session, user.id, now=now, trusted=trusted) or \
             await repository.source_locked(session, user.id, source, now):
         log_failure(ip, email)
         return None
-    await repository.clear_source(session, user.id, source)
+    await repository.trust_source(session, user.id, source, now)
     for name, value in (("failed_logins", 0), ("locked_until", None), ("last_login_at", now)):
         set_committed_value(user, name, value)
     LOGINS.labels(outcome="ok").inc()
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
+
+
+TRUSTED_DAYS = 30  # a source the operator signed in from this recently gets past an account-wide lock
+
+
+def login_source(ip: str | None) -> str:
+    """What failures are counted by: the IPv4 address, or the /64 network of an IPv6 one (one subscriber holds a whole
+    /64, so counting its addresses one by one would let it lock anything out)."""
+    try:
+        address = ipaddress.ip_address((ip or "").strip())
+    except ValueError:
+        return (ip or "-")[:64]
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is that IPv4 client
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+
+
+async def _trusted(session: AsyncSession, user: User, source: str, now: datetime) -> bool:
+    from raiox.review import repository
+
+    return await repository.source_trusted(session, user.id, source, now - timedelta(days=TRUSTED_DAYS))
+
+
+async def _locked(session: AsyncSession, user: User, source: str, now: datetime) -> bool:
+    """This source is locked out of the account, or the account is locked and this is not a source the operator
+    signed in from lately (a distributed guess must not lock the operator out of their usual network)."""
+    from raiox.review import repository
+
+    if await repository.source_locked(session, user.id, source, now):
+        return True
+    return bool(user.locked_until and user.locked_until > now) and not await _trusted(session, user, source, now)
 
 
 async def _count_failure(session: AsyncSession, user: User, source: str, now: datetime) -> None:

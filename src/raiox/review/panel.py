@@ -142,7 +142,7 @@ async def _login_required(request: Request, _exc: LoginRequired) -> Response:
 
 MAX_PAGE = 1_000_000  # page numbers the panel accepts: far past any list, keeps the row offset a PostgreSQL bigint
 ERROR_TEXT = {400: "error.bad_request", 404: "error.not_found", 405: "error.method", 409: "error.conflict",
-              422: "error.invalid"}
+              422: "error.invalid", 429: "error.too_many"}
 # Starlette's form parser's messages (python-multipart), in the operator's words
 FORM_ERRORS = ((re.compile(r"(Field|Part) exceeded maximum size of (?P<kb>\d+)KB\."), "error.field_too_large"),
                (re.compile(r"Too many (fields|files)\. .*"), "error.form_too_many"),

@@ -94,12 +94,6 @@ async def case_fixture_ids(session: AsyncSession, case_id: uuid.UUID) -> list[uu
     return list((await session.execute(query)).scalars())
 
 
-async def manual_fixture_at(session: AsyncSession, image_id: uuid.UUID, box: list) -> Fixture | None:
-    """A fixture the operator already drew on the image with exactly BOX (a repeated submission)."""
-    query = select(Fixture).where(Fixture.case_image_id == image_id, Fixture.manual.is_(True), Fixture.box == box)
-    return (await session.execute(query)).scalars().first()
-
-
 async def image_fixtures(session: AsyncSession, image_id: uuid.UUID) -> list[Fixture]:
     return list((await session.execute(select(Fixture).where(Fixture.case_image_id == image_id))).scalars())
 
@@ -168,6 +162,13 @@ async def references_by_sha(session: AsyncSession, sha256: str) -> bool:
     return (await session.execute(query)).first() is not None
 
 
+async def audit_times(session: AsyncSession, case_id: uuid.UUID, action: str, since: datetime) -> list[datetime]:
+    """When ACTION was recorded on the case since SINCE, newest first."""
+    query = (select(AuditEntry.created_at).where(AuditEntry.case_id == case_id, AuditEntry.action == action,
+                                                 AuditEntry.created_at >= since).order_by(AuditEntry.created_at.desc()))
+    return list((await session.execute(query)).scalars())
+
+
 async def last_event_reason(session: AsyncSession, case_id: uuid.UUID) -> str | None:
     """The reason of the case's latest status change."""
     query = select(CaseEvent.reason).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id.desc()).limit(1)
@@ -206,9 +207,11 @@ async def count_login_failure(session: AsyncSession, user_id: uuid.UUID, *, now:
     return (row.failed_logins, row.locked_until) if row else None
 
 
-async def count_login_success(session: AsyncSession, user_id: uuid.UUID, *, now: datetime) -> bool:
-    """Clears the failure count and records the login, unless a parallel failure locked the account meanwhile."""
-    query = (update(User).where(User.id == user_id, _unlocked(now))
+async def count_login_success(session: AsyncSession, user_id: uuid.UUID, *, now: datetime,
+                              trusted: bool = False) -> bool:
+    """Clears the failure count and records the login, unless a parallel failure locked the account meanwhile
+    (TRUSTED: a source the account's lock does not apply to)."""
+    query = (update(User).where(User.id == user_id, *(() if trusted else (_unlocked(now),)))
              .values(failed_logins=0, locked_until=None, last_login_at=now).returning(User.id)
              .execution_options(synchronize_session=False))
     return (await session.execute(query)).first() is not None
@@ -226,8 +229,9 @@ async def count_source_failure(session: AsyncSession, user_id: uuid.UUID, source
     out of the account until LOCK_UNTIL and restarts its count. Its lock's end (None: not locked). Rows left
     untouched for a day and not locked are dropped on the way (the table stays small)."""
     stale = now - timedelta(days=1)
-    await session.execute(delete(LoginLock).where(LoginLock.updated_at < stale,
-                                                  or_(LoginLock.locked_until.is_(None), LoginLock.locked_until <= now)))
+    await session.execute(delete(LoginLock).where(
+        LoginLock.updated_at < stale, or_(LoginLock.locked_until.is_(None), LoginLock.locked_until <= now),
+        or_(LoginLock.last_success_at.is_(None), LoginLock.last_success_at < now - timedelta(days=30))))
     row = LoginLock.__table__.c
     reached = row.failures + 1 >= limit
     query = (pg_insert(LoginLock).values(user_id=user_id, source=source, failures=0 if limit <= 1 else 1,
@@ -238,6 +242,23 @@ async def count_source_failure(session: AsyncSession, user_id: uuid.UUID, source
                  where=or_(row.locked_until.is_(None), row.locked_until <= now))
              .returning(row.locked_until))
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def source_trusted(session: AsyncSession, user_id: uuid.UUID, source: str, since: datetime) -> bool:
+    """Whether the account signed in from SOURCE since SINCE."""
+    query = select(LoginLock.last_success_at).where(LoginLock.user_id == user_id, LoginLock.source == source)
+    last = (await session.execute(query)).scalar_one_or_none()
+    return last is not None and last >= since
+
+
+async def trust_source(session: AsyncSession, user_id: uuid.UUID, source: str, now: datetime) -> None:
+    """A successful login from SOURCE: its failures are forgotten and it is remembered as the operator's."""
+    row = LoginLock.__table__.c
+    query = (pg_insert(LoginLock).values(user_id=user_id, source=source, failures=0, locked_until=None,
+                                         updated_at=now, last_success_at=now)
+             .on_conflict_do_update(index_elements=[row.user_id, row.source], set_={
+                 "failures": 0, "locked_until": None, "updated_at": now, "last_success_at": now}))
+    await session.execute(query)
 
 
 async def clear_source(session: AsyncSession, user_id: uuid.UUID, source: str | None = None) -> None:

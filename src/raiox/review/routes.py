@@ -75,7 +75,7 @@ async def remove_implant(case_id: uuid.UUID, fixture_id: uuid.UUID, actor: str =
 
 
 @router.post("/cases/{case_id}/revoke-report", status_code=204, responses=ERRORS | {
-    409: {"description": "The case has no report (not approved)"}})
+    409: {"description": "The case has no report (not approved), or a delivery is in progress"}})
 async def revoke_report(case_id: uuid.UUID, actor: str = Depends(require_actor),
                         session: AsyncSession = Depends(get_db_session)) -> None:
     """Every report link of the case stops working (the dentist's page says it was deactivated). Nothing is sent;
@@ -84,7 +84,8 @@ async def revoke_report(case_id: uuid.UUID, actor: str = Depends(require_actor),
 
 
 @router.post("/cases/{case_id}/redeliver", status_code=204, responses=ERRORS | {
-    409: {"description": "The case's result was not delivered"}})
+    409: {"description": "The case's result was not delivered, or a delivery is in progress"},
+    429: {"description": "Sent again less than 10 minutes ago, or 3 times in 24 hours"}})
 async def redeliver(case_id: uuid.UUID, actor: str = Depends(require_actor),
                     session: AsyncSession = Depends(get_db_session)) -> None:
     """Send a delivered result again (Jotform edited again, a new e-mail) with a new report link; the old links stop

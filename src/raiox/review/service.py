@@ -8,15 +8,16 @@ an identical repeated decision returns the first one's result, a different one i
 """
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
 from raiox.delivery import repository as delivery_repo
 from raiox.delivery import service as delivery
 from raiox.catalog.identify import check_box
-from raiox.kit.errors import Conflict, NotFound, Unprocessable
+from raiox.kit.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from raiox.models import (
     AuditEntry, Case, CaseImage, CaseStatus, ImageStatus, ImplantSystem, ReferenceEmbedding, ReferenceImage,
 )
@@ -180,6 +181,7 @@ async def revoke_report(session: AsyncSession, case_id: uuid.UUID, *, actor: str
     case = await cases.get_or_404(session, case_id, for_update=True)
     if not case.approved_system_id or case.status not in REPORTABLE:
         raise Conflict(f"case {case.id} has no report (status: {case.status}); only approved cases have report links")
+    await _no_delivery_running(session, case)
     case.report_key = new_key()
     await audit(session, actor, "report.revoke", case.id)
 
@@ -195,6 +197,8 @@ async def redeliver(session: AsyncSession, case_id: uuid.UUID, *, actor: str) ->
                        "(a failed delivery is resent)")
     if case.purged_at is not None:
         raise Conflict(f"case {case.id}'s data were removed (data retention): nothing to send")
+    await _no_delivery_running(session, case)
+    await _not_too_often(session, case)
     if case.approved_system_id:
         case.report_key = new_key()
     record = await delivery_repo.get_delivery(session, case.id, for_update=True)
@@ -203,6 +207,27 @@ async def redeliver(session: AsyncSession, case_id: uuid.UUID, *, actor: str) ->
     back = CaseStatus.approved if case.approved_system_id else CaseStatus.rejected
     await cases.transition(session, case, back, actor=actor, reason="sent again to the dentist")
     await delivery.enqueue(session, case, actor=actor, action="delivery.redeliver")
+
+
+REDELIVER_WAIT = timedelta(minutes=10)  # between two "send again" of one case
+REDELIVER_PER_DAY = 3  # "send again" of one case in 24 hours: the dentist is not to be flooded
+
+
+async def _no_delivery_running(session: AsyncSession, case: Case) -> None:
+    """A delivery job of the case queued or running would send (or revoke) the link this action changes."""
+    if await delivery_repo.delivery_in_flight(session, case.id):
+        raise Conflict(f"a delivery of case {case.id} is in progress; wait until it ends")
+
+
+async def _not_too_often(session: AsyncSession, case: Case) -> None:
+    now = datetime.now(UTC)
+    sent = await repository.audit_times(session, case.id, "delivery.redeliver", now - timedelta(days=1))
+    if sent and now - sent[0] < REDELIVER_WAIT:
+        raise TooManyRequests(f"case {case.id} was sent again {int((now - sent[0]).total_seconds() // 60)} min ago; "
+                              f"wait {int(REDELIVER_WAIT.total_seconds() // 60)} min between two")
+    if len(sent) >= REDELIVER_PER_DAY:
+        raise TooManyRequests(f"case {case.id} was sent again {len(sent)} times in 24 hours (at most "
+                              f"{REDELIVER_PER_DAY})")
 
 
 async def may_edit_catalog(session: AsyncSession, actor: str, token_scopes: list[str] | None = None) -> bool:
@@ -287,6 +312,16 @@ async def _add_reference(session: AsyncSession, case: Case, image, fixture, syst
 # --- implants the operator marks on a film (one the localiser missed, or boxed badly) or removes (not an implant)
 
 MIN_MARK = 8  # pixels: a drawn box narrower or shorter than this is a slip of the mouse, not an implant
+MAX_MARKS = 20  # marked implants per film (each mark analyses the whole film)
+SAME_MARK_IOU = 0.9  # a mark overlapping an earlier one this much is that one again (a double submission)
+
+
+def _same_mark(marked: list, box: list):
+    """The earlier marked implant BOX repeats, if any."""
+    from raiox.vision.detect import box_iou
+
+    return next((f for f in marked if box_iou(np.asarray(f.box, np.float32), np.asarray(box, np.float32))
+                 >= SAME_MARK_IOU), None)
 
 
 async def markable_image(session: AsyncSession, case_id: uuid.UUID, image_id: uuid.UUID) -> CaseImage:
@@ -341,8 +376,11 @@ async def add_fixture(session: AsyncSession, case_id: uuid.UUID, image_id: uuid.
     case = await cases.get_or_404(session, case_id, for_update=True)
     image = await markable_image(session, case_id, image_id)  # checked again: the case may have moved meanwhile
     box = [[round(float(x), 2), round(float(y), 2)] for x, y in located.box]
-    if (same := await repository.manual_fixture_at(session, image.id, box)) is not None:
+    marked = [f for f in await repository.image_fixtures(session, image.id) if f.manual]
+    if (same := _same_mark(marked, box)) is not None:
         return same.id
+    if len(marked) >= MAX_MARKS:
+        raise Unprocessable(f"film {image.position + 1} has {len(marked)} marked implants already (at most {MAX_MARKS})")
     index = await intake_repo.next_fixture_index(session, image.id)
     fixture_id = await processing.store_fixture(session, image.id, index, located, model_id, get_settings().top_k,
                                                 manual=True)

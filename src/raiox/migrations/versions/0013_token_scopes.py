@@ -20,6 +20,7 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("api_tokens", sa.Column("scopes", postgresql.ARRAY(sa.String(20)), nullable=False,
                                           server_default=sa.text("'{all}'")))
+    op.alter_column("api_tokens", "scopes", server_default=None)  # the existing tokens have it; new ones say theirs
 
 
 def downgrade() -> None:
