@@ -99,6 +99,8 @@ async def test_a_marked_implant_is_searched_stored_and_ranks_the_case(client, se
 
     audit = await _audit(session, case.id)
     assert [a.action for a in audit] == ["case.fixture_add", "case.fixture_remove"]
+    metrics = (await client.get("/metrics", headers=auth)).text
+    assert 'raiox_review_actions_total{action="case.fixture_add"}' in metrics
     assert audit[0].actor == "token:ops" and audit[0].target == implant["id"]
     assert audit[0].details["film"] == 2 and audit[0].details["first"].startswith("DEMO-004")
     assert audit[1].details["manual"] is False and audit[1].details["film"] == 1

@@ -38,6 +38,10 @@ HTTP_LATENCY = Histogram(
 )
 WEBHOOKS = Counter("raiox_webhooks_total", "Jotform webhook deliveries by outcome", ["outcome"], registry=REGISTRY)
 JOBS = Counter("raiox_jobs_total", "Background jobs by task and outcome", ["task", "outcome"], registry=REGISTRY)
+REVIEW_ACTIONS = Counter(
+    "raiox_review_actions_total", "Audited review actions by action (case.approve, case.fixture_add: an implant the "
+    "analysis missed or boxed badly, delivery.redeliver, ...)", ["action"], registry=REGISTRY
+)
 IDENTIFICATIONS = Counter(
     "raiox_identifications_total", "Images identified (POST /identify): ok | rejected (a bad upload) | error (ours)",
     ["outcome"], registry=REGISTRY

@@ -102,8 +102,11 @@ def _not_awaiting(case: Case, verb: str) -> Conflict:
 
 async def audit(session: AsyncSession, actor: str, action: str, case_id: uuid.UUID | None = None,
                 target: str | None = None, **details) -> None:
+    from raiox.kit.metrics import REVIEW_ACTIONS
+
     session.add(AuditEntry(actor=actor, action=action, case_id=case_id, target=target, details=details))
     await session.flush()
+    REVIEW_ACTIONS.labels(action).inc()
 
 
 async def _decide(session: AsyncSession, case: Case, to: CaseStatus, *, actor: str, system_id: str | None,
