@@ -54,7 +54,8 @@ class Result:
                 "report": self.report_url, "status": status, "systems": listed, "implants": self.implants_text()}
 
     def implants_text(self) -> str:
-        """"Radiografia 1, implante 1: Name (Manufacturer); ..." (pt-BR: the dentist reads it), empty when not stated."""
+        """"Radiografia 1, implante 1: Name (Manufacturer); ..." (pt-BR: the dentist reads it); empty when not
+        stated."""
         return "; ".join(f"Radiografia {film}, implante {n}: {name} ({manufacturer})"
                          for film, n, name, manufacturer in self.implants)
 

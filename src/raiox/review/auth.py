@@ -185,8 +185,8 @@ async def _count_failure(session: AsyncSession, user: User, source: str, now: da
     lock_until = now + timedelta(minutes=settings.admin_lockout_minutes)
     await repository.count_source_failure(session, user.id, source, now=now, limit=settings.admin_max_failed_logins,
                                           lock_until=lock_until)
-    counted = await repository.count_login_failure(session, user.id, now=now,
-                                                   limit=settings.admin_max_failed_logins_account, lock_until=lock_until)
+    counted = await repository.count_login_failure(
+        session, user.id, now=now, limit=settings.admin_max_failed_logins_account, lock_until=lock_until)
     if counted is not None:  # the session's copy follows the row (not marked changed: nothing to flush)
         set_committed_value(user, "failed_logins", counted[0])
         set_committed_value(user, "locked_until", counted[1])

@@ -141,7 +141,8 @@ def _firsts(views: list[ImageView]) -> list[tuple[int, int, Candidate]]:
 def implant_rows(views: list[ImageView]) -> list[tuple[uuid.UUID, int, int, "Candidate | None"]]:
     """(fixture id, film, implant, first candidate) of every implant, for saying which system each one is; empty
     when the case shows fewer than two (one implant is the approved system)."""
-    rows = [(fixture.id, view.image.position + 1, view.numbers[fixture.id], min(cands, key=lambda c: c.rank) if cands else None)
+    rows = [(fixture.id, view.image.position + 1, view.numbers[fixture.id],
+             min(cands, key=lambda c: c.rank) if cands else None)
             for view in views for fixture, cands in view.fixtures]
     return rows if len(rows) > 1 else []
 
