@@ -153,7 +153,7 @@ async def test_only_a_case_awaiting_review_takes_marks_or_removals(client, sessi
 
 async def test_a_film_takes_a_bounded_number_of_marks_and_a_nudged_repeat_is_the_same_mark(
         client, session, catalog, scene, monkeypatch):
-    from raiox.review import service
+    from raiox.review import marks
 
     case = await add_case(session, candidates=[("demo-005", 0.5)])
     image = await _film(session, case, scene)
@@ -163,6 +163,6 @@ async def test_a_film_takes_a_bounded_number_of_marks_and_a_nudged_repeat_is_the
     x0, y0, x1, y1 = _bounds(scene)
     nudged = await client.post(url, json={"box": [x0 + 1, y0 + 1, x1 + 1, y1]}, headers=auth)
     assert nudged.status_code == 201 and nudged.json()["id"] == first["id"]  # the same implant, fitted alike
-    monkeypatch.setattr(service, "MAX_MARKS", 1)
+    monkeypatch.setattr(marks, "MAX_MARKS", 1)
     elsewhere = await client.post(url, json={"box": [5, 5, 60, 120]}, headers=auth)
     assert elsewhere.status_code == 422 and "at most 1" in elsewhere.json()["detail"]

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.cases import views
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import Forbidden
-from raiox.review import service
+from raiox.review import marks, service
 from raiox.review.auth import require_actor
 from raiox.cases.schemas import ImplantOut
 from raiox.review.schemas import ApproveRequest, DecisionResponse, MarkDeliveredRequest, MarkRequest, RejectRequest
@@ -57,11 +57,11 @@ async def mark_implant(case_id: uuid.UUID, image_id: uuid.UUID, body: MarkReques
     """Mark an implant on a film (one the analysis missed, or boxed badly): the box is canonicalised, embedded and
     searched like a located implant, stored as a manual implant (kept when the case is analysed again), and the
     case's ranking is fused again. The same box sent twice is stored once."""
-    image = await service.markable_image(session, case_id, image_id)
-    box = service.check_mark(body.box, image)
+    image = await marks.markable_image(session, case_id, image_id)
+    box = marks.check_mark(body.box, image)
     await session.commit()  # no transaction (nor pool connection) is held through the analysis
-    model_id, located = await service.read_mark(image, box)
-    fixture_id = await service.add_fixture(session, case_id, image_id, located, model_id, actor=actor)
+    model_id, located = await marks.read_mark(image, box)
+    fixture_id = await marks.add_fixture(session, case_id, image_id, located, model_id, actor=actor)
     return await views.implant(session, case_id, fixture_id)
 
 
@@ -71,7 +71,7 @@ async def remove_implant(case_id: uuid.UUID, fixture_id: uuid.UUID, actor: str =
                          session: AsyncSession = Depends(get_db_session)) -> None:
     """Remove an implant (located or marked) that is not one (a crown, a filling, a second box on the same
     implant) from the case's evidence; the ranking is fused again. Analysing the case again restores located ones."""
-    await service.remove_fixture(session, case_id, fixture_id, actor=actor)
+    await marks.remove_fixture(session, case_id, fixture_id, actor=actor)
 
 
 @router.post("/cases/{case_id}/revoke-report", status_code=204, responses=ERRORS | {

@@ -12,7 +12,7 @@ from raiox.cases import service as cases
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import BadRequest, Conflict, Forbidden, Unprocessable
 from raiox.models import CaseStatus, User
-from raiox.review import casepage, repository, service
+from raiox.review import casepage, marks, repository, service
 from raiox.review.deps import actor, csrf_protect, current_user
 from raiox.review.i18n import catalog_words, gettext
 from raiox.review.panel import MAX_PAGE, for_operator, redirect, render
@@ -157,11 +157,11 @@ async def mark_implant(request: Request, case_id: uuid.UUID, image_id: uuid.UUID
                        y0: float = Form(...), x1: float = Form(...), y1: float = Form(...),
                        user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
     """An implant the operator drew on the film: analysed and searched, then the case page again, at that implant."""
-    image = await service.markable_image(session, case_id, image_id)
-    box = service.check_mark(_drawn_box((x0, y0, x1, y1), image), image)
+    image = await marks.markable_image(session, case_id, image_id)
+    box = marks.check_mark(_drawn_box((x0, y0, x1, y1), image), image)
     await session.commit()  # no transaction (nor pool connection) is held through the analysis
-    model_id, located = await service.read_mark(image, box)
-    fixture_id = await service.add_fixture(session, case_id, image_id, located, model_id, actor=actor(user))
+    model_id, located = await marks.read_mark(image, box)
+    fixture_id = await marks.add_fixture(session, case_id, image_id, located, model_id, actor=actor(user))
     return redirect(request, f"/cases/{case_id}#fixture-{fixture_id}")
 
 
@@ -174,15 +174,15 @@ def _drawn_box(corners: tuple[float, ...], image) -> list[float]:
     (x0, x1), (y0, y1) = sorted(corners[0::2]), sorted(corners[1::2])
     x0, y0 = max(x0, 0.0), max(y0, 0.0)
     x1, y1 = min(x1, float(image.width or x1)), min(y1, float(image.height or y1))
-    if x1 - x0 < service.MIN_MARK or y1 - y0 < service.MIN_MARK:
-        raise for_operator(Unprocessable(gettext("case.mark_too_small", n=service.MIN_MARK)))
+    if x1 - x0 < marks.MIN_MARK or y1 - y0 < marks.MIN_MARK:
+        raise for_operator(Unprocessable(gettext("case.mark_too_small", n=marks.MIN_MARK)))
     return [x0, y0, x1, y1]
 
 
 @router.post("/cases/{case_id}/fixtures/{fixture_id}/delete", dependencies=[Depends(csrf_protect)])
 async def remove_implant(request: Request, case_id: uuid.UUID, fixture_id: uuid.UUID,
                          user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
-    await service.remove_fixture(session, case_id, fixture_id, actor=actor(user))
+    await marks.remove_fixture(session, case_id, fixture_id, actor=actor(user))
     return redirect(request, f"/cases/{case_id}")
 
 

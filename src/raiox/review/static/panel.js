@@ -77,7 +77,7 @@
     var form = drawButton && document.getElementById(drawButton.getAttribute("aria-controls"));
     var rect = marks && marks.querySelector("rect.drawn");
     var drawing = false, start = null;
-    var MIN_MARK = 8;  // film pixels: the server refuses smaller rectangles (raiox.review.service.MIN_MARK)
+    var MIN_MARK = 8;  // film pixels: the server refuses smaller rectangles (raiox.review.marks.MIN_MARK)
     function setDrawing(on) {
       if (!on && start) {  // cancelled mid-drag: nothing is kept
         start = null;
