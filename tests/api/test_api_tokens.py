@@ -73,6 +73,8 @@ def test_a_token_is_created_with_the_scopes_asked_and_an_unknown_scope_is_refuse
     assert runner.invoke(app, ["tokens", "create", "ops"], catch_exceptions=False).exit_code == 0
     bad = runner.invoke(app, ["tokens", "create", "x", "--scope", "everything"], catch_exceptions=False)
     assert bad.exit_code == 2 and "unknown token scope 'everything'" in bad.stderr
+    blank = runner.invoke(app, ["tokens", "create", "x", "--scope", " "], catch_exceptions=False)  # `--scope "$UNSET"`
+    assert blank.exit_code == 2 and "cannot be blank" in blank.stderr
     with psycopg.connect(database_url) as conn:
         rows = dict(conn.execute("SELECT name, scopes FROM api_tokens").fetchall())
     assert rows == {"lab": ["identify", "metrics"], "ops": ["all"]}

@@ -673,10 +673,20 @@ async def test_a_delivered_case_offers_a_new_link_and_revoking_the_old_ones(pane
     sent = await panel.post(f"/admin/cases/{case.id}/redeliver", data={"csrf_token": _csrf(page)})
     assert sent.status_code == 303
     page = (await panel.get(f"/admin/cases/{case.id}")).text
-    assert "Revogou os links do relatório" in page and "Resultado enviado de novo (novo link)" in page
+    assert "Revogou os links do relatório" in page and "Reenvio ao dentista solicitado (novo link)" in page
     assert "/redeliver" not in page  # on its way again: approved, not delivered
+    assert "/revoke-report" not in page  # a delivery is on its way: nothing to revoke or send meanwhile
     again = await panel.post(f"/admin/cases/{case.id}/redeliver", data={"csrf_token": _csrf(page)})
     assert again.status_code == 409
+    running = await panel.post(f"/admin/cases/{case.id}/revoke-report", data={"csrf_token": _csrf(page)})
+    assert running.status_code == 409 and "Há uma entrega deste caso em andamento" in running.text
+    async with session_scope() as session:  # delivered again, at once
+        from review_helpers import settle_jobs
+
+        await settle_jobs(session)
+        (await session.get(Case, case.id)).status = CaseStatus.delivered
+    soon = await panel.post(f"/admin/cases/{case.id}/redeliver", data={"csrf_token": _csrf(page)})
+    assert soon.status_code == 429 and "Aguarde 10 min" in soon.text
 
 
 async def test_approval_mistakes_from_the_implant_selects_read_in_portuguese(panel):

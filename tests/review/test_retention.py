@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from raiox.delivery.report import report_token
+from raiox.kit.auth import create_token
 from raiox.kit.db import session_scope
 from raiox.kit.errors import Conflict, ServiceUnavailable
 from raiox.kit.storage import get_storage
@@ -70,7 +71,17 @@ async def test_purging_removes_films_implants_and_personal_data_and_keeps_the_de
         assert audit["case.purge"] == {"objects_deleted": 1, "objects_kept": 1}
         assert await retention.purge(session, case.id, actor="cli:test") == 0  # again: harmless
     page = await client.get(f"/reports/{report_token(case.id)}")
-    assert page.status_code == 404 and "Os dados deste caso foram removidos" in page.text
+    assert page.status_code == 410 and "Os dados deste caso foram removidos" in page.text
+    assert "responda ao e-mail" not in page.text  # no report can be produced any more
+    async with session_scope() as session:
+        token = await create_token(session, "ops", ["cases"])
+    shown = (await client.get(f"/cases/{case.id}", headers={"Authorization": f"Bearer {token}"})).json()
+    assert shown["purged_at"] and shown["client_name"] is None and shown["images"] == []
+    async with session_scope() as session:  # nothing personal may come back in
+        with pytest.raises(review.CasePurged):
+            await review.add_note(session, case.id, "Paciente Carla, CPF 123", actor="user:rev@example.com")
+        with pytest.raises(review.CasePurged):
+            await review.revoke_report(session, case.id, actor="user:rev@example.com")
 
 
 async def test_only_closed_cases_are_purged_and_a_storage_outage_leaves_the_case_whole(committed, monkeypatch):
@@ -115,6 +126,9 @@ async def test_the_daily_job_purges_what_expired_and_the_cli_purges_on_request(c
     assert (await cli()).exit_code == 2
     listed = await cli("--older-than", "1", "--dry-run")
     assert listed.exit_code == 0 and str(recent.id) in listed.stdout and "would purge 1 case(s)" in listed.stdout
+    refused = await cli("--dry-run", "--case", str(waiting), "--case", str(old.id), "--case", str(recent.id))
+    assert "would purge 1 case(s)" in refused.stdout and str(waiting) not in refused.stdout  # as the real run would
+    assert "awaiting_review" in refused.stderr and "already purged" in refused.stderr
     done = await cli("--case", str(recent.id))
     assert done.exit_code == 0 and "purged 1 case(s)" in done.stdout
     async with session_scope() as session:

@@ -37,9 +37,7 @@ def purge(
             async with session_scope(maker) as session:
                 ids = await retention.expired(session, older_than, limit=1_000_000)
         if dry_run:
-            for case_id in ids:
-                print(case_id)
-            return len(ids), 0
+            return await _list(maker, ids), 0
         objects = 0
         with _progress() as progress:
             task = progress.add_task("purging cases", total=len(ids))
@@ -51,3 +49,27 @@ def purge(
 
     count, objects = run_db(work)
     print(f"would purge {count} case(s)" if dry_run else f"purged {count} case(s), {objects} stored object(s) deleted")
+
+
+async def _list(maker, ids: list[uuid.UUID]) -> int:
+    """Print the cases a purge would remove; say why for the others. How many would be purged."""
+    from raiox.cases import retention
+    from raiox.cases.service import get_or_404
+    from raiox.kit.db import session_scope
+    from raiox.kit.errors import NotFound
+
+    count = 0
+    async with session_scope(maker) as session:
+        for case_id in ids:
+            try:
+                case = await get_or_404(session, case_id)
+            except NotFound as exc:
+                err.print(f"skip {case_id}: {exc.message}")
+                continue
+            why = "already purged" if case.purged_at else await retention.refusal(session, case)
+            if why:
+                err.print(f"skip {case_id}: {why}")
+            else:
+                print(case_id)
+                count += 1
+    return count

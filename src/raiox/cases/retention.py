@@ -26,16 +26,24 @@ CLOSED = {CaseStatus.delivered.value, CaseStatus.failed.value}  # nothing left t
 BATCH = 100
 
 
+async def refusal(session: AsyncSession, case: Case) -> str | None:
+    """Why CASE cannot be purged now (None: it can)."""
+    if case.status not in CLOSED:
+        return f"case {case.id} is {case.status}; only closed cases (delivered, or failed) are purged"
+    if await delivery_in_flight(session, case.id):  # it would send what is being removed
+        return f"a delivery of case {case.id} is in progress; purge it after that ends"
+    return None
+
+
 async def purge(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> int:
     """Remove CASE_ID's films and personal data (a closed case; Conflict otherwise); the number of stored objects
-    deleted. Repeating it is harmless."""
+    deleted. Repeating it is harmless (and clears again any free text added since)."""
     case = await get_or_404(session, case_id, for_update=True)
     if case.purged_at is not None:
+        await repository.clear_case_texts(session, case.id)
         return 0
-    if case.status not in CLOSED:
-        raise Conflict(f"case {case.id} is {case.status}; only closed cases (delivered, or failed) are purged")
-    if await delivery_in_flight(session, case.id):  # it would send what is being removed
-        raise Conflict(f"a delivery of case {case.id} is in progress; purge it after that ends")
+    if (why := await refusal(session, case)) is not None:
+        raise Conflict(why)
     keys = {i.storage_key for i in await _images(session, case.id) if i.storage_key}
     await repository.delete_images(session, case.id)
     gone = sorted(keys - await repository.keys_in_use(session, keys))

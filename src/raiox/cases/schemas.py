@@ -17,6 +17,7 @@ class CaseSummary(BaseModel):
     failure_reason: str | None
     approved_system_id: str | None
     other_system_ids: list[str] = []  # other systems the approval names, after the main one
+    purged_at: datetime | None = None  # films and personal data removed (data retention): those fields are null
     submitted_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -37,7 +37,8 @@ def summary(case: Case) -> dict:
         "status_label": STATUS_LABELS_PT.get(case.status, case.status), "client_name": case.client_name,
         "client_email": case.client_email, "source": case.source, "failure_reason": case.failure_reason,
         "approved_system_id": case.approved_system_id,
-        "other_system_ids": list(case.other_system_ids or []), "submitted_at": case.submitted_at,
+        "other_system_ids": list(case.other_system_ids or []), "purged_at": case.purged_at,
+        "submitted_at": case.submitted_at,
         "created_at": case.created_at, "updated_at": case.updated_at,
     }
 

@@ -5,7 +5,7 @@ import uuid
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.models import CaseImage, Delivery, Fixture, ImplantSystem
+from raiox.models import AuditEntry, CaseImage, Delivery, Fixture, ImplantSystem
 
 
 async def get_delivery(session: AsyncSession, case_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None:
@@ -52,3 +52,9 @@ async def delivery_in_flight(session: AsyncSession, case_id: uuid.UUID) -> bool:
     """Whether a `deliver_result` job of the case is queued or running (procrastinate's table, by the job's lock)."""
     query = text("SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE lock = :lock AND status IN ('todo', 'doing'))")
     return bool((await session.execute(query, {"lock": f"deliver:{case_id}"})).scalar_one())
+
+
+async def was_sent_again(session: AsyncSession, case_id: uuid.UUID) -> bool:
+    """Whether the reviewer asked to send the case's result again (`delivery.redeliver`)."""
+    query = select(AuditEntry.id).where(AuditEntry.case_id == case_id, AuditEntry.action == "delivery.redeliver").limit(1)
+    return (await session.execute(query)).first() is not None

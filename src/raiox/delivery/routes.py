@@ -21,7 +21,9 @@ REPORTABLE = {CaseStatus.approved, CaseStatus.delivered, CaseStatus.delivery_fai
 
 
 class CasePurged(NotFound):
-    """The case's films and data were removed after the retention period (raiox.cases.retention)."""
+    """The case's films and data were removed (data retention, raiox.cases.retention): gone for good."""
+
+    status_code = 410
 CASE_SOURCE = "case"  # ReferenceImage.source of a reference added from a reviewed case (a patient's film)
 
 
@@ -132,13 +134,12 @@ def _unavailable(exc: RaioxError) -> dict:
         return {"heading": "Este link de relatório expirou",
                 "explanation": f"Por segurança, os links de relatório valem {days} dias a partir do envio do resultado."}
     if isinstance(exc, CasePurged):
-        return {"heading": "Os dados deste caso foram removidos",
-                "explanation": "As radiografias e os dados deste caso foram apagados após o prazo de guarda, conforme "
-                               "a política de proteção de dados da Raiox AI."}
+        return {"heading": "Os dados deste caso foram removidos", "gone": True,
+                "explanation": "As radiografias e os dados deste caso foram apagados conforme a política de proteção "
+                               "de dados da Raiox AI; o relatório não pode mais ser exibido."}
     if isinstance(exc, LinkRevoked):
         return {"heading": "Este link de relatório foi desativado",
-                "explanation": "A equipe Raiox AI desativou este link por segurança. Use o link mais recente que você "
-                               "recebeu para este caso."}
+                "explanation": "A equipe Raiox AI desativou este link por segurança."}
     if isinstance(exc, InvalidLink):
         return {"heading": "Link de relatório inválido",
                 "explanation": "O endereço não corresponde a nenhum relatório. Confira se ele foi copiado por inteiro."}

@@ -41,6 +41,7 @@ class Result:
     others: list[tuple[str, str]] = field(default_factory=list)  # (system, manufacturer) after the main one
     # which system each implant is, when the reviewer said it: (film number, implant number, system, manufacturer)
     implants: list[tuple[int, int, str, str]] = field(default_factory=list)
+    resent: bool = False  # sent again on the reviewer's request: earlier report links no longer work
 
     @property
     def systems(self) -> list[tuple[str, str]]:
@@ -86,6 +87,7 @@ async def build_result(session: AsyncSession, case: Case) -> Result:
         client_name=case.client_name or "",
         others=[(o.name, o.manufacturer) for o in others if o is not None],
         implants=await implant_lines(session, case) if system else [],
+        resent=await repository.was_sent_again(session, case.id),
     )
 
 

@@ -47,7 +47,9 @@ ALL = "all"
 
 def token_scopes(scopes: list[str] | None) -> list[str]:
     """SCOPES checked (BadRequest naming an unknown one), without repeats; ["all"] when none is given."""
-    chosen = list(dict.fromkeys(s.strip().lower() for s in scopes or [] if s.strip()))
+    if any(not s.strip() for s in scopes or []):  # `--scope "$UNSET"` must not become every right
+        raise BadRequest(f"a token scope cannot be blank; one of: {', '.join([*SCOPES, ALL])}")
+    chosen = list(dict.fromkeys(s.strip().lower() for s in scopes or []))
     unknown = [s for s in chosen if s not in SCOPES and s != ALL]
     if unknown:
         raise BadRequest(f"unknown token scope {unknown[0]!r}; one of: {', '.join([*SCOPES, ALL])}")

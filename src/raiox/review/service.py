@@ -161,7 +161,17 @@ async def add_note(session: AsyncSession, case_id: uuid.UUID, text: str, *, acto
     if len(text) > MESSAGE_MAX:
         raise Unprocessable(f"the note has {len(text)} characters; at most {MESSAGE_MAX}")
     case = await cases.get_or_404(session, case_id)
+    _not_purged(case)  # a note would bring personal data back to a case whose data were removed
     await audit(session, actor, "case.note", case.id, note=text)
+
+
+class CasePurged(Conflict):
+    """The case's films and personal data were removed (data retention): nothing more is added or sent."""
+
+
+def _not_purged(case: Case) -> None:
+    if case.purged_at is not None:
+        raise CasePurged(f"case {case.id}'s data were removed (data retention)")
 
 
 async def resend(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> None:
@@ -182,6 +192,7 @@ async def revoke_report(session: AsyncSession, case_id: uuid.UUID, *, actor: str
     case = await cases.get_or_404(session, case_id, for_update=True)
     if not case.approved_system_id or case.status not in REPORTABLE:
         raise Conflict(f"case {case.id} has no report (status: {case.status}); only approved cases have report links")
+    _not_purged(case)
     await _no_delivery_running(session, case)
     case.report_key = new_key()
     await audit(session, actor, "report.revoke", case.id)
@@ -196,8 +207,7 @@ async def redeliver(session: AsyncSession, case_id: uuid.UUID, *, actor: str) ->
     if case.status != CaseStatus.delivered:
         raise Conflict(f"case {case.id} is {case.status}; only a delivered result can be sent again "
                        "(a failed delivery is resent)")
-    if case.purged_at is not None:
-        raise Conflict(f"case {case.id}'s data were removed (data retention): nothing to send")
+    _not_purged(case)
     await _no_delivery_running(session, case)
     await _not_too_often(session, case)
     if case.approved_system_id:
@@ -214,21 +224,34 @@ REDELIVER_WAIT = timedelta(minutes=10)  # between two "send again" of one case
 REDELIVER_PER_DAY = 3  # "send again" of one case in 24 hours: the dentist is not to be flooded
 
 
+class DeliveryRunning(Conflict):
+    """A delivery job of the case is queued or running."""
+
+
+class TooSoon(TooManyRequests):
+    """Sent again too recently or too often; WAIT_MINUTES: how long until it may be (None: not today)."""
+
+    def __init__(self, message: str, wait_minutes: int | None) -> None:
+        super().__init__(message)
+        self.wait_minutes = wait_minutes
+
+
 async def _no_delivery_running(session: AsyncSession, case: Case) -> None:
     """A delivery job of the case queued or running would send (or revoke) the link this action changes."""
     if await delivery_repo.delivery_in_flight(session, case.id):
-        raise Conflict(f"a delivery of case {case.id} is in progress; wait until it ends")
+        raise DeliveryRunning(f"a delivery of case {case.id} is in progress; wait until it ends")
 
 
 async def _not_too_often(session: AsyncSession, case: Case) -> None:
     now = datetime.now(UTC)
     sent = await repository.audit_times(session, case.id, "delivery.redeliver", now - timedelta(days=1))
     if sent and now - sent[0] < REDELIVER_WAIT:
-        raise TooManyRequests(f"case {case.id} was sent again {int((now - sent[0]).total_seconds() // 60)} min ago; "
-                              f"wait {int(REDELIVER_WAIT.total_seconds() // 60)} min between two")
+        wait = int((REDELIVER_WAIT - (now - sent[0])).total_seconds() // 60) + 1
+        raise TooSoon(f"case {case.id} was sent again {int((now - sent[0]).total_seconds() // 60)} min ago; "
+                      f"wait {wait} min more", wait)
     if len(sent) >= REDELIVER_PER_DAY:
-        raise TooManyRequests(f"case {case.id} was sent again {len(sent)} times in 24 hours (at most "
-                              f"{REDELIVER_PER_DAY})")
+        raise TooSoon(f"case {case.id} was sent again {len(sent)} times in 24 hours (at most {REDELIVER_PER_DAY})",
+                      None)
 
 
 async def may_edit_catalog(session: AsyncSession, actor: str, token_scopes: list[str] | None = None) -> bool:

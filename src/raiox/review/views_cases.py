@@ -2,6 +2,7 @@
 implant)."""
 
 import uuid
+from contextlib import contextmanager
 from datetime import date
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
 from raiox.kit.db import get_db_session
-from raiox.kit.errors import BadRequest, Conflict, Forbidden, Unprocessable
+from raiox.kit.errors import BadRequest, Conflict, Forbidden, TooManyRequests, Unprocessable
 from raiox.models import CaseStatus, User
 from raiox.review import casepage, marks, repository, service
 from raiox.review.deps import actor, csrf_protect, current_user
@@ -117,7 +118,8 @@ async def reject(request: Request, case_id: uuid.UUID, message: str = Form(""), 
 async def note(request: Request, case_id: uuid.UUID, text: str = Form(""), user: User = Depends(current_user),
                session: AsyncSession = Depends(get_db_session)) -> Response:
     text = _text(text, "case.note_required", "case.note_too_long")
-    await service.add_note(session, case_id, text, actor=actor(user))
+    with _in_portuguese():
+        await service.add_note(session, case_id, text, actor=actor(user))
     if request.headers.get("hx-request"):
         return render(request, "_audit.html", {"audit": await repository.audit_for_case(session, case_id)})
     return redirect(request, f"/cases/{case_id}")
@@ -130,17 +132,33 @@ async def resend(request: Request, case_id: uuid.UUID, user: User = Depends(curr
     return redirect(request, f"/cases/{case_id}")
 
 
+@contextmanager
+def _in_portuguese():
+    """The review service's refusals the operator meets on the case page, in their words."""
+    try:
+        yield
+    except service.TooSoon as exc:
+        text = gettext("case.redeliver_wait", n=exc.wait_minutes) if exc.wait_minutes else gettext("case.redeliver_today")
+        raise for_operator(TooManyRequests(text)) from exc
+    except service.DeliveryRunning as exc:
+        raise for_operator(Conflict(gettext("case.delivery_running"))) from exc
+    except service.CasePurged as exc:
+        raise for_operator(Conflict(gettext("case.purged_no_action"))) from exc
+
+
 @router.post("/cases/{case_id}/revoke-report", dependencies=[Depends(csrf_protect)])
 async def revoke_report(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
                         session: AsyncSession = Depends(get_db_session)) -> Response:
-    await service.revoke_report(session, case_id, actor=actor(user))
+    with _in_portuguese():
+        await service.revoke_report(session, case_id, actor=actor(user))
     return redirect(request, f"/cases/{case_id}")
 
 
 @router.post("/cases/{case_id}/redeliver", dependencies=[Depends(csrf_protect)])
 async def redeliver(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
                     session: AsyncSession = Depends(get_db_session)) -> Response:
-    await service.redeliver(session, case_id, actor=actor(user))
+    with _in_portuguese():
+        await service.redeliver(session, case_id, actor=actor(user))
     return redirect(request, f"/cases/{case_id}")
 
 
