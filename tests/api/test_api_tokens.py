@@ -75,6 +75,8 @@ def test_a_token_is_created_with_the_scopes_asked_and_an_unknown_scope_is_refuse
     assert bad.exit_code == 2 and "unknown token scope 'everything'" in bad.stderr
     blank = runner.invoke(app, ["tokens", "create", "x", "--scope", " "], catch_exceptions=False)  # `--scope "$UNSET"`
     assert blank.exit_code == 2 and "cannot be blank" in blank.stderr
+    twice = runner.invoke(app, ["tokens", "create", "ops"], catch_exceptions=False)  # revoking "ops" would take both
+    assert twice.exit_code == 2 and "named 'ops' already" in twice.stderr
     with psycopg.connect(database_url) as conn:
         rows = dict(conn.execute("SELECT name, scopes FROM api_tokens").fetchall())
     assert rows == {"lab": ["identify", "metrics"], "ops": ["all"]}

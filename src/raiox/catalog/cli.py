@@ -294,7 +294,11 @@ def tokens_create(
         async with session_scope(maker) as session:
             return await create_token(session, name, scopes)
 
-    token = run_db(work)
+    try:
+        token = run_db(work)
+    except BadRequest as exc:
+        err.print(f"[red]{escape(exc.message)}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
     print(f"created token {name!r} with scopes {', '.join(scopes)} (shown once; store it now):", flush=True)
     print(token, flush=True)
 

@@ -61,7 +61,12 @@ def allows(token: ApiToken, scope: str) -> bool:
 
 
 async def create_token(session: AsyncSession, name: str, scopes: list[str] | None = None) -> str:
+    """A new token (shown once); BadRequest when a live token has that name already (revoking by name would take
+    both)."""
     name = token_name(name)
+    live = select(ApiToken.id).where(ApiToken.name == name, ApiToken.revoked_at.is_(None)).limit(1)
+    if (await session.execute(live)).first() is not None:
+        raise BadRequest(f"a live token is named {name!r} already; pick another name or revoke that one first")
     token = PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, token_hash=hash_token(token), prefix=token[:10], scopes=token_scopes(scopes)))
     await session.flush()
