@@ -292,3 +292,16 @@ async def test_report_links_are_revoked_and_results_sent_again_through_the_api(c
     refused = await client.post(f"{url}/redeliver", headers=auth)
     assert refused.status_code == 409 and "only a delivered result" in refused.json()["detail"]
     assert (await client.post(f"{url}/revoke-report")).status_code == 401
+
+
+async def test_the_dentists_email_is_corrected_and_audited(client, session):
+    case, auth = await _setup(session)
+    url = f"/cases/{case.id}/contact"
+    bad = await client.post(url, json={"email": "dentista@"}, headers=auth)
+    assert bad.status_code == 422 and "not an e-mail address" in bad.json()["detail"]
+    assert (await client.post(url, json={"email": "certo@example.com"}, headers=auth)).status_code == 204
+    assert (await client.get(f"/cases/{case.id}", headers=auth)).json()["client_email"] == "certo@example.com"
+    details = (await session.execute(select(AuditEntry.details).where(
+        AuditEntry.case_id == case.id, AuditEntry.action == "case.contact"))).scalar_one()
+    assert details == {"email_before": "dentista@example.com", "email": "certo@example.com"}
+    assert (await client.post(url, json={"email": "x@example.com"})).status_code == 401

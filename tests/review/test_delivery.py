@@ -315,6 +315,7 @@ async def test_a_delivered_result_is_sent_again_with_a_new_link_and_the_old_one_
     assert await deliver(case_id) == CaseStatus.delivered
     async with session_scope() as session:
         await settle_jobs(session)
+        await review.set_client_email(session, case_id, " certo@example.com ", actor="user:rev@example.com")
         await review.redeliver(session, case_id, actor="user:rev@example.com")
     async with session_scope() as session:
         with pytest.raises(Conflict, match="only a delivered result"):  # already on its way again
@@ -331,6 +332,7 @@ async def test_a_delivered_result_is_sent_again_with_a_new_link_and_the_old_one_
     mails = [m.get_body(preferencelist=("plain",)).get_content() for _rcpt, m in smtp_server.messages]
     assert len(mails) == 2 and links[0] in mails[0] and links[1] in mails[1]
     assert "novo envio" not in mails[0] and "os links enviados antes não funcionam mais" in mails[1]
+    assert [rcpt for rcpt, _m in smtp_server.messages] == [["dentista@example.com"], ["certo@example.com"]]
     assert smtp_server.messages[0][1]["Message-ID"] != smtp_server.messages[1][1]["Message-ID"]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="http://t") as http:
         old = await http.get(links[0].replace("https://raiox.example.com", ""))

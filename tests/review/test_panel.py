@@ -713,3 +713,20 @@ async def test_approval_mistakes_from_the_implant_selects_read_in_portuguese(pan
     assert gone.status_code == 409 and "Recarregue a página" in gone.text
     async with session_scope() as session:
         assert (await session.get(Case, two.id)).status == CaseStatus.awaiting_review
+
+
+async def test_the_operator_corrects_a_mistyped_email_in_portuguese(panel):
+    from raiox.models import Case
+
+    case, _failed = await _data()
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert "Corrigir e-mail do dentista" in page
+    bad = await panel.post(f"/admin/cases/{case.id}/contact", data={"email": "ana@", "csrf_token": _csrf(page)})
+    assert bad.status_code == 422 and "não é um endereço de e-mail" in bad.text
+    done = await panel.post(f"/admin/cases/{case.id}/contact", data={"email": "ana@clinica.com.br", "csrf_token": _csrf(page)})
+    assert done.status_code == 303
+    async with session_scope() as session:
+        assert (await session.get(Case, case.id)).client_email == "ana@clinica.com.br"
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert "Corrigiu o e-mail do dentista" in page and "dentista@example.com → ana@clinica.com.br" in page

@@ -25,6 +25,7 @@ async def _closed_case(age_days: int = 0, status: str = CaseStatus.delivered) ->
             await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
         case = await add_case(session, candidates=[("neo-cm", 0.9)], images=2, status=CaseStatus.awaiting_review)
         await review.add_note(session, case.id, "Paciente Maria, dente 36.", actor="user:rev@example.com")
+        await review.set_client_email(session, case.id, "maria.clinica@example.com", actor="user:rev@example.com")
         await review.approve(session, case.id, "neo-cm", actor="user:rev@example.com", message="Confere, Dra. Ana.")
         film = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id,
                                                                CaseImage.position == 1))).scalar_one()
@@ -67,6 +68,7 @@ async def test_purging_removes_films_implants_and_personal_data_and_keeps_the_de
         audit = {a.action: a.details for a in (await session.execute(
             select(AuditEntry).where(AuditEntry.case_id == case.id))).scalars()}
         assert "note" not in audit["case.note"] and "message" not in audit["case.approve"]
+        assert audit["case.contact"] == {}  # both addresses gone
         assert audit["case.approve"]["system"] == "Neodent Grand Morse"  # who decided what stays
         assert audit["case.purge"] == {"objects_deleted": 1, "objects_kept": 1}
         assert await retention.purge(session, case.id, actor="cli:test") == 0  # again: harmless

@@ -103,5 +103,6 @@ async def clear_case_texts(session: AsyncSession, case_id: uuid.UUID) -> None:
     last error."""
     await session.execute(update(CaseEvent).where(CaseEvent.case_id == case_id).values(reason=None))
     await session.execute(update(AuditEntry).where(AuditEntry.case_id == case_id)
-                          .values(details=AuditEntry.details.op("-")("message").op("-")("note")))
+                          .values(details=AuditEntry.details.op("-")("message").op("-")("note")
+                                  .op("-")("email").op("-")("email_before")))
     await session.execute(update(Delivery).where(Delivery.case_id == case_id).values(last_error=None))

@@ -11,7 +11,9 @@ from raiox.kit.errors import Forbidden
 from raiox.review import marks, service
 from raiox.review.auth import require_actor
 from raiox.cases.schemas import ImplantOut
-from raiox.review.schemas import ApproveRequest, DecisionResponse, MarkDeliveredRequest, MarkRequest, RejectRequest
+from raiox.review.schemas import (
+    ApproveRequest, ContactRequest, DecisionResponse, MarkDeliveredRequest, MarkRequest, RejectRequest,
+)
 
 router = APIRouter(tags=["review"])
 ERRORS = {401: {"description": "No valid token or session"}, 403: {"description": "Not allowed to this actor"},
@@ -91,3 +93,11 @@ async def redeliver(case_id: uuid.UUID, actor: str = Depends(require_actor),
     """Send a delivered result again (Jotform edited again, a new e-mail) with a new report link; the old links stop
     working."""
     await service.redeliver(session, case_id, actor=actor)
+
+
+@router.post("/cases/{case_id}/contact", status_code=204, responses=ERRORS | {
+    409: {"description": "The case's data were removed"}, 422: {"description": "Not an e-mail address"}})
+async def set_contact(case_id: uuid.UUID, body: ContactRequest, actor: str = Depends(require_actor),
+                      session: AsyncSession = Depends(get_db_session)) -> None:
+    """Correct the dentist's e-mail (a typo in the form); then `redeliver` (or a pending delivery) uses it."""
+    await service.set_client_email(session, case_id, body.email, actor=actor)

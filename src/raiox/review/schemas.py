@@ -43,6 +43,11 @@ class MarkRequest(Strict):
                       examples=[[300, 90, 340, 300]])
 
 
+class ContactRequest(Strict):
+    email: str = Field(min_length=3, max_length=320, description="The dentist's e-mail the result goes to (a typo in "
+                                                                  "the form corrected); `redeliver` then uses it")
+
+
 class RejectRequest(Strict):
     message: str = Field(min_length=1, max_length=MESSAGE_MAX, description="Message to the dentist (why, what to send)")
 

@@ -165,6 +165,25 @@ async def add_note(session: AsyncSession, case_id: uuid.UUID, text: str, *, acto
     await audit(session, actor, "case.note", case.id, note=text)
 
 
+async def set_client_email(session: AsyncSession, case_id: uuid.UUID, email: str, *, actor: str) -> None:
+    """Correct the dentist's e-mail (a typo in the form): later deliveries go there. Audited with both addresses."""
+    from raiox.intake.parse import EMAIL
+
+    email = (email or "").strip()
+    if not EMAIL.match(email) or len(email) > 320:
+        raise InvalidEmail(f"not an e-mail address: {email[:80]!r}")
+    case = await cases.get_or_404(session, case_id, for_update=True)
+    _not_purged(case)
+    if case.client_email == email:
+        return
+    before, case.client_email = case.client_email, email
+    await audit(session, actor, "case.contact", case.id, email_before=before, email=email)
+
+
+class InvalidEmail(Unprocessable):
+    """Not an e-mail address."""
+
+
 class CasePurged(Conflict):
     """The case's films and personal data were removed (data retention): nothing more is added or sent."""
 

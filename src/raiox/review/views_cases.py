@@ -146,6 +146,17 @@ def _in_portuguese():
         raise for_operator(Conflict(gettext("case.purged_no_action"))) from exc
 
 
+@router.post("/cases/{case_id}/contact", dependencies=[Depends(csrf_protect)])
+async def set_contact(request: Request, case_id: uuid.UUID, email: str = Form(""), user: User = Depends(current_user),
+                      session: AsyncSession = Depends(get_db_session)) -> Response:
+    with _in_portuguese():
+        try:
+            await service.set_client_email(session, case_id, email, actor=actor(user))
+        except service.InvalidEmail:
+            raise for_operator(Unprocessable(gettext("case.email_invalid", value=email.strip()[:80]))) from None
+    return redirect(request, f"/cases/{case_id}")
+
+
 @router.post("/cases/{case_id}/revoke-report", dependencies=[Depends(csrf_protect)])
 async def revoke_report(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
                         session: AsyncSession = Depends(get_db_session)) -> Response:
