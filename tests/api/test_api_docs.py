@@ -1,13 +1,12 @@
 """GET /docs: Swagger UI served by the app itself (no CDN, no inline script), so that it works under production's
 Content-Security-Policy (`script-src 'self'`) and fetches nothing from the internet."""
 
-import os
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
 import pytest
+from fakes.browser import ARGS, chromium
 
 
 class _Page(HTMLParser):
@@ -98,19 +97,6 @@ async def test_no_cdn_page_and_no_listing(client, path):
     assert (await client.get(path)).status_code == 404
 
 
-CHROMIUM = os.environ.get("RAIOX_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
-
-
-def _chromium() -> str:
-    """As tests/review/test_browser.py: Debian's Chromium, skipped where it is missing (a failure on CI)."""
-    if Path(CHROMIUM).exists() or shutil.which(CHROMIUM):
-        return CHROMIUM
-    message = f"Chromium not found at {CHROMIUM}: run scripts/system-deps.sh (apt-get install chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.mark.browser
@@ -149,7 +135,7 @@ async def test_docs_renders_in_chromium_under_the_production_csp(database_url):
             assert not serving.done(), "uvicorn did not start"
             await asyncio.sleep(0.05)
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_ARGS)
+            browser = await pw.chromium.launch(executable_path=chromium(), headless=True, args=ARGS)
             try:
                 page = await browser.new_page()
                 problems: list[str] = []

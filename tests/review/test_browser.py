@@ -5,7 +5,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,12 +15,11 @@ import httpx
 import pytest
 from review_helpers import add_case, add_demo_case, add_demo_systems, add_system, add_user
 
+from fakes.browser import ARGS, chromium
+
 from raiox.kit.db import session_scope
 
 pytestmark = pytest.mark.browser
-CHROMIUM = os.environ.get("RAIOX_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
 PASSWORD = "senha-muito-segura-1"
 ROOT = Path(__file__).resolve().parents[2]
 # the README's picture of the case page: refreshed only on request (RAIOX_UPDATE_SCREENSHOT=1), so that a
@@ -29,15 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "img" / "case-page.png"
 SERVER = ("import sys, uvicorn; from raiox.app import create_app; "
           "uvicorn.run(create_app(worker=True), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning')")
-
-
-def _chromium() -> str:
-    if Path(CHROMIUM).exists() or shutil.which(CHROMIUM):
-        return CHROMIUM
-    message = f"Chromium not found at {CHROMIUM}: run scripts/system-deps.sh (apt-get install chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _free_port() -> int:
@@ -92,7 +81,7 @@ def server(database_url, browser_jotform):
 async def browser():
     from playwright.async_api import async_playwright
 
-    executable = _chromium()
+    executable = chromium()
     async with async_playwright() as pw:
         instance = await pw.chromium.launch(executable_path=executable, headless=True, args=ARGS)
         yield instance
@@ -117,6 +106,21 @@ async def _login(page, base: str, email: str, password: str = PASSWORD) -> None:
     await page.get_by_label("E-mail").fill(email)
     await page.get_by_label("Senha").fill(password)
     await page.get_by_role("button", name="Entrar").click()
+
+
+async def _case_page(browser, server: str, case):
+    """The case page for the reviewer, every confirmation accepted; and the questions asked, in order."""
+    page = await browser.new_page(locale="pt-BR")
+    asked: list[str] = []
+
+    async def answer(dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", answer)
+    await _login(page, server, "revisora@example.com")
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    return page, asked
 
 
 async def test_review_approve_and_delivery(committed, server, browser, browser_jotform, tmp_path):
@@ -318,16 +322,7 @@ async def test_approving_several_systems_names_them_and_enter_in_the_search_only
             CaseImage.case_id == case.id, CaseImage.position == 1))).scalars().one()
         for result in (await session.execute(select(FixtureResult).where(FixtureResult.fixture_id == second.id))).scalars():
             result.system_id = {"neo-cm": "str-bl", "str-bl": "neo-cm"}[result.system_id]  # film 2: the other one
-    page = await browser.new_page(locale="pt-BR")
-    asked: list[str] = []
-
-    async def answer(dialog) -> None:
-        asked.append(dialog.message)
-        await dialog.accept()
-
-    page.on("dialog", answer)
-    await _login(page, server, "revisora@example.com")
-    await page.goto(f"{server}/admin/cases/{case.id}")
+    page, asked = await _case_page(browser, server, case)
     boxes = page.locator("#other-systems input[name=other_system_ids]")
     assert await boxes.count() == 2
     assert await boxes.nth(0).is_disabled() and not await boxes.nth(1).is_disabled()  # the main one is not "other"
@@ -490,16 +485,7 @@ async def test_a_system_stated_for_one_implant_is_named_in_the_confirmation(comm
                          "Demo 077 Cone Morse 11.5° tapered, long body line with a microthreaded collar", seed=3)
         await add_user(session, "revisora@example.com", PASSWORD, "reviewer")
         case = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70), ("long", 0.6)], images=2)
-    page = await browser.new_page(locale="pt-BR")
-    asked: list[str] = []
-
-    async def answer(dialog) -> None:
-        asked.append(dialog.message)
-        await dialog.accept()
-
-    page.on("dialog", answer)
-    await _login(page, server, "revisora@example.com")
-    await page.goto(f"{server}/admin/cases/{case.id}")
+    page, asked = await _case_page(browser, server, case)
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # long names: no sideways
     selects = page.locator("#implant-systems select[name=implants]")
     assert await selects.count() == 2

@@ -44,7 +44,7 @@ async def purge(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> int
         return 0
     if (why := await refusal(session, case)) is not None:
         raise Conflict(why)
-    keys = {i.storage_key for i in await _images(session, case.id) if i.storage_key}
+    keys = {i.storage_key for i in await repository.case_images(session, case.id) if i.storage_key}
     await repository.delete_images(session, case.id)
     gone = sorted(keys - await repository.keys_in_use(session, keys))
     _forget(case)
@@ -57,12 +57,6 @@ async def purge(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> int
         await storage.delete(key)
     log.info("case_purged", case_id=str(case.id), objects_deleted=len(gone))
     return len(gone)
-
-
-async def _images(session: AsyncSession, case_id: uuid.UUID) -> list:
-    from raiox.review import repository as review_repo
-
-    return await review_repo.case_images(session, case_id)
 
 
 def _forget(case: Case) -> None:

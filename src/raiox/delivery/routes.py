@@ -20,7 +20,7 @@ router = APIRouter(tags=["delivery"])
 REPORTABLE = {CaseStatus.approved, CaseStatus.delivered, CaseStatus.delivery_failed}
 
 
-class CasePurged(NotFound):
+class ReportPurged(NotFound):
     """The case's films and data were removed (data retention, raiox.cases.retention): gone for good."""
 
     status_code = 410
@@ -67,7 +67,7 @@ async def report_context(session: AsyncSession, case_id: uuid.UUID, key: str | N
     if check_key and key != case.report_key:
         raise LinkRevoked("this report link was revoked", case.id)
     if case.purged_at is not None:
-        raise CasePurged("this case's films and data were removed (data retention)")
+        raise ReportPurged("this case's films and data were removed (data retention)")
     system = await repository.get_system(session, case.approved_system_id)
     if case.status not in REPORTABLE or system is None:
         raise NotFound("no approved result for this case")
@@ -133,7 +133,7 @@ def _unavailable(exc: RaioxError) -> dict:
         days = get_settings().report_link_days
         return {"heading": "Este link de relatório expirou",
                 "explanation": f"Por segurança, os links de relatório valem {days} dias a partir do envio do resultado."}
-    if isinstance(exc, CasePurged):
+    if isinstance(exc, ReportPurged):
         return {"heading": "Os dados deste caso foram removidos", "gone": True,
                 "explanation": "As radiografias e os dados deste caso foram apagados conforme a política de proteção "
                                "de dados da Raiox AI; o relatório não pode mais ser exibido."}

@@ -171,7 +171,7 @@ async def set_client_email(session: AsyncSession, case_id: uuid.UUID, email: str
 
     email = (email or "").strip()
     if not EMAIL.match(email) or len(email) > 320:
-        raise InvalidEmail(f"not an e-mail address: {email[:80]!r}")
+        raise InvalidEmail(email)
     case = await cases.get_or_404(session, case_id, for_update=True)
     _not_purged(case)
     if case.client_email == email:
@@ -181,7 +181,11 @@ async def set_client_email(session: AsyncSession, case_id: uuid.UUID, email: str
 
 
 class InvalidEmail(Unprocessable):
-    """Not an e-mail address."""
+    """Not an e-mail address (VALUE, the first 80 characters)."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(f"not an e-mail address: {value[:80]!r}")
+        self.value = value[:80]
 
 
 class CasePurged(Conflict):

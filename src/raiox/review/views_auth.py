@@ -71,12 +71,13 @@ async def login_form(request: Request, next: str = "") -> Response:  # noqa: A00
 async def login(request: Request, email: str = Form(""), password: str = Form(""), next: str = Form(""),  # noqa: A002
                 session: AsyncSession = Depends(get_db_session)) -> Response:
     ip = client_ip(request)
-    if _ip_blocked(auth.login_source(ip)):  # an IPv6 client counts as its /64
+    source = auth.login_source(ip)  # an IPv6 client counts as its /64
+    if _ip_blocked(source):
         auth.log_failure(ip, email)
         return _login_page(request, error=gettext("login.throttled"), email=email, status_code=429, next_url=next)
     user = await auth.authenticate(session, email, password, ip)
     if user is None:
-        _ip_failures[auth.login_source(ip)].append(time.monotonic())
+        _ip_failures[source].append(time.monotonic())
         _prune()
         # one answer whether the account exists, is locked or the password is wrong: nothing to enumerate
         return _login_page(request, error=gettext("login.invalid"), email=email, status_code=401, next_url=next)

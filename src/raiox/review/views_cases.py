@@ -144,16 +144,15 @@ def _in_portuguese():
         raise for_operator(Conflict(gettext("case.delivery_running"))) from exc
     except service.CasePurged as exc:
         raise for_operator(Conflict(gettext("case.purged_no_action"))) from exc
+    except service.InvalidEmail as exc:
+        raise for_operator(Unprocessable(gettext("case.email_invalid", value=exc.value))) from exc
 
 
 @router.post("/cases/{case_id}/contact", dependencies=[Depends(csrf_protect)])
 async def set_contact(request: Request, case_id: uuid.UUID, email: str = Form(""), user: User = Depends(current_user),
                       session: AsyncSession = Depends(get_db_session)) -> Response:
     with _in_portuguese():
-        try:
-            await service.set_client_email(session, case_id, email, actor=actor(user))
-        except service.InvalidEmail:
-            raise for_operator(Unprocessable(gettext("case.email_invalid", value=email.strip()[:80]))) from None
+        await service.set_client_email(session, case_id, email, actor=actor(user))
     return redirect(request, f"/cases/{case_id}")
 
 
