@@ -3,11 +3,13 @@ mark is fitted, embedded, read and searched like a located implant, stored as a 
 ranking is fused again. Only while the case awaits review; every change audited."""
 
 import uuid
+from types import SimpleNamespace
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
+from raiox.cases.numbering import implant_numbers
 from raiox.catalog.identify import check_box
 from raiox.kit.errors import Conflict, NotFound, Unprocessable
 from raiox.models import CaseImage, CaseStatus, ImageStatus
@@ -73,33 +75,31 @@ async def add_fixture(session: AsyncSession, case_id: uuid.UUID, image_id: uuid.
     """Store LOCATED (`read_mark`) as a manual fixture of the film, searched in the catalog, and fuse the case's
     ranking again. The same box drawn twice (a double click) is stored once."""
     from raiox.intake import processing
-    from raiox.intake import repository as intake_repo
     from raiox.kit.settings import get_settings
 
     case = await cases.get_or_404(session, case_id, for_update=True)
     image = await markable_image(session, case_id, image_id)  # checked again: the case may have moved meanwhile
     box = [[round(float(x), 2), round(float(y), 2)] for x, y in located.box]
-    marked = [f for f in await repository.image_fixtures(session, image.id) if f.manual]
+    fixtures = await repository.image_fixtures(session, image.id)
+    marked = [f for f in fixtures if f.manual]
     if (same := _same_mark(marked, box)) is not None:
         return same.id
     if len(marked) >= MAX_MARKS:
         raise Unprocessable(f"film {image.position + 1} has {len(marked)} marked implants already (at most {MAX_MARKS})")
-    index = await intake_repo.next_fixture_index(session, image.id)
+    index = max((f.index for f in fixtures), default=-1) + 1
     fixture_id = await processing.store_fixture(session, image.id, index, located, model_id, get_settings().top_k,
                                                 manual=True)
     await processing.replace_ranking(session, case.id)
-    first = await repository.first_result(session, fixture_id)
+    number = implant_numbers([*fixtures, SimpleNamespace(id=fixture_id, box=box, index=index)])[fixture_id]
     await audit(session, actor, "case.fixture_add", case.id, str(fixture_id), film=image.position + 1,
-                implant=await _number(session, image.id, fixture_id), box=box,
-                first=f"{first.name} ({first.manufacturer})" if first else None)
+                implant=number, box=box, first=await _first(session, fixture_id))
     return fixture_id
 
 
-async def _number(session: AsyncSession, image_id: uuid.UUID, fixture_id: uuid.UUID) -> int:
-    """The implant's number on its film as people read it (``raiox.cases.numbering``)."""
-    from raiox.cases.numbering import implant_numbers
-
-    return implant_numbers(await repository.image_fixtures(session, image_id))[fixture_id]
+async def _first(session: AsyncSession, fixture_id: uuid.UUID) -> str | None:
+    """The fixture's first candidate as the audit log names it."""
+    first = await repository.first_result(session, fixture_id)
+    return f"{first.name} ({first.manufacturer})" if first else None
 
 
 async def remove_fixture(session: AsyncSession, case_id: uuid.UUID, fixture_id: uuid.UUID, *, actor: str) -> None:
@@ -114,10 +114,9 @@ async def remove_fixture(session: AsyncSession, case_id: uuid.UUID, fixture_id: 
     if found is None:
         raise NotFound("implant not found in this case")
     fixture, image = found
-    first = await repository.first_result(session, fixture.id)
-    details = {"film": image.position + 1, "implant": await _number(session, image.id, fixture.id),
-               "manual": fixture.manual, "box": fixture.box,
-               "confidence": round(fixture.confidence, 4), "first": f"{first.name} ({first.manufacturer})" if first else None}
+    number = implant_numbers(await repository.image_fixtures(session, image.id))[fixture.id]
+    details = {"film": image.position + 1, "implant": number, "manual": fixture.manual, "box": fixture.box,
+               "confidence": round(fixture.confidence, 4), "first": await _first(session, fixture.id)}
     await repository.delete_fixture(session, fixture.id)
     await processing.replace_ranking(session, case.id)
     await audit(session, actor, "case.fixture_remove", case.id, str(fixture.id), **details)
