@@ -71,4 +71,31 @@ def delivery_env(monkeypatch, database_url, jotform):
     get_settings.cache_clear()
 
 
+@pytest.fixture(scope="module")
+def scene():
+    """A film with one demo-004 implant (`raiox.synth.render_scene`)."""
+    from raiox.synth import demo_catalog, render_scene
+
+    spec = next(s.spec for s in demo_catalog() if s.id == "demo-004")
+    return render_scene([spec], seed=11)
+
+
+@pytest.fixture
+async def catalog(session):
+    """demo-004 and demo-005 with two references each, embedded with the current model."""
+    from raiox.catalog.service import Importer
+    from raiox.catalog.sources import ImportItem
+    from raiox.kit.storage import get_storage
+    from raiox.synth import demo_catalog, render_reference, to_png
+    from raiox.vision import get_embedder
+
+    specs = {s.id: s.spec for s in demo_catalog()}
+    items = [ImportItem(sid, "Synthetica", sid.upper(), f"{sid}/{seed}.png",
+                        (lambda d=to_png(render_reference(specs[sid], seed=seed)): d), {})
+             for sid in ("demo-004", "demo-005") for seed in (0, 1)]
+    importer = Importer(get_storage(), get_embedder())
+    await importer.import_batch(session, items)
+    assert importer.report.added == 4, importer.report
+
+
 from fakes.fixtures import run_worker  # noqa: E402,F401 - a procrastinate worker in this process

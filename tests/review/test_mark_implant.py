@@ -5,53 +5,11 @@ catalog search, the case's ranking fused again, every change audited."""
 import uuid
 
 import numpy as np
-import pytest
-from review_helpers import add_case
+from review_helpers import add_case, add_scene_film
 from sqlalchemy import select
 
 from raiox.kit.auth import create_token
-from raiox.kit.storage import content_key, get_storage
-from raiox.models import AuditEntry, CaseImage, CaseStatus, Fixture
-
-
-@pytest.fixture(scope="module")
-def scene():
-    from raiox.synth import demo_catalog, render_scene
-
-    spec = next(s.spec for s in demo_catalog() if s.id == "demo-004")
-    return render_scene([spec], seed=11)
-
-
-@pytest.fixture
-async def catalog(session):
-    """demo-004 and demo-005 with two references each, embedded with the current model."""
-    from raiox.catalog.service import Importer
-    from raiox.catalog.sources import ImportItem
-    from raiox.synth import demo_catalog, render_reference, to_png
-    from raiox.vision import get_embedder
-
-    specs = {s.id: s.spec for s in demo_catalog()}
-    items = [ImportItem(sid, "Synthetica", sid.upper(), f"{sid}/{seed}.png",
-                        (lambda d=to_png(render_reference(specs[sid], seed=seed)): d), {})
-             for sid in ("demo-004", "demo-005") for seed in (0, 1)]
-    importer = Importer(get_storage(), get_embedder())
-    await importer.import_batch(session, items)
-    assert importer.report.added == 4, importer.report
-
-
-async def _film(session, case, scene) -> CaseImage:
-    """The scene as the case's analysed film, on which the analysis found nothing."""
-    from raiox.synth import to_png
-
-    data = to_png(scene.image)
-    key, sha = content_key(data)
-    await get_storage().put(key, data, "image/png")
-    height, width = scene.image.shape[:2]
-    image = CaseImage(case_id=case.id, position=1, source_url="https://www.jotform.com/uploads/x/rx2.png",
-                      filename="rx2.png", storage_key=key, sha256=sha, width=width, height=height, status="processed")
-    session.add(image)
-    await session.flush()
-    return image
+from raiox.models import AuditEntry, CaseStatus, Fixture
 
 
 def _bounds(scene) -> list[float]:
@@ -66,7 +24,7 @@ async def _audit(session, case_id) -> list[AuditEntry]:
 
 async def test_a_marked_implant_is_searched_stored_and_ranks_the_case(client, session, catalog, scene):
     case = await add_case(session, candidates=[("demo-005", 0.5)])  # film 1: one located fixture ranked demo-005
-    image = await _film(session, case, scene)
+    image = await add_scene_film(session, case, scene)
     auth = {"Authorization": f"Bearer {await create_token(session, 'ops')}"}
     url = f"/cases/{case.id}/images/{image.id}/fixtures"
 
@@ -108,7 +66,7 @@ async def test_a_marked_implant_is_searched_stored_and_ranks_the_case(client, se
 
 async def test_bad_marks_are_refused_and_nothing_is_stored(client, session, catalog, scene):
     case = await add_case(session, candidates=[("demo-005", 0.5)])
-    image = await _film(session, case, scene)
+    image = await add_scene_film(session, case, scene)
     other = await add_case(session, candidates=[("demo-005", 0.5)])
     auth = {"Authorization": f"Bearer {await create_token(session, 'ops')}"}
     url = f"/cases/{case.id}/images/{image.id}/fixtures"
@@ -133,7 +91,7 @@ async def test_bad_marks_are_refused_and_nothing_is_stored(client, session, cata
 
 async def test_only_a_case_awaiting_review_takes_marks_or_removals(client, session, catalog, scene):
     case = await add_case(session, candidates=[("demo-005", 0.5)], status=CaseStatus.approved)
-    image = await _film(session, case, scene)
+    image = await add_scene_film(session, case, scene)
     auth = {"Authorization": f"Bearer {await create_token(session, 'ops')}"}
     marked = await client.post(f"/cases/{case.id}/images/{image.id}/fixtures", json={"box": _bounds(scene)},
                                headers=auth)
@@ -143,7 +101,7 @@ async def test_only_a_case_awaiting_review_takes_marks_or_removals(client, sessi
     assert removed.status_code == 409
 
     pending = await add_case(session, candidates=[("demo-005", 0.5)])
-    unread = await _film(session, pending, scene)
+    unread = await add_scene_film(session, pending, scene)
     unread.status = "invalid"
     await session.flush()
     refused = await client.post(f"/cases/{pending.id}/images/{unread.id}/fixtures", json={"box": _bounds(scene)},
@@ -156,7 +114,7 @@ async def test_a_film_takes_a_bounded_number_of_marks_and_a_nudged_repeat_is_the
     from raiox.review import marks
 
     case = await add_case(session, candidates=[("demo-005", 0.5)])
-    image = await _film(session, case, scene)
+    image = await add_scene_film(session, case, scene)
     auth = {"Authorization": f"Bearer {await create_token(session, 'ops')}"}
     url = f"/cases/{case.id}/images/{image.id}/fixtures"
     first = (await client.post(url, json={"box": _bounds(scene)}, headers=auth)).json()

@@ -259,6 +259,31 @@ async def test_note_via_htmx_and_api_with_panel_session(panel):
     assert api.status_code == 200 and api.json()["reviewed_by"] == "user:rev@example.com"
 
 
+async def test_a_case_read_by_an_earlier_model_offers_to_read_its_implants_again(panel):
+    from sqlalchemy import select
+
+    from raiox.models import AuditEntry, CaseImage, Fixture
+    from raiox.vision import get_embedder
+
+    case, failed = await _data()  # its implant was read by raiox-v1; the current embedder is another model
+    await login(panel, "rev@example.com")
+    page = await panel.get(f"/admin/cases/{case.id}")
+    notice = re.search(r'id="stale-model">(.*?)</div>', page.text, re.S).group(1)
+    assert "lidos pelo modelo raiox-v1" in notice and f"o modelo atual é {get_embedder().model_id}" in notice
+    assert "Ler os implantes de novo" in notice
+
+    assert (await panel.post(f"/admin/cases/{case.id}/reread")).status_code == 403  # no CSRF token
+    done = await panel.post(f"/admin/cases/{case.id}/reread", data={"csrf_token": _csrf(page.text)})
+    assert done.status_code == 303 and done.headers["location"].endswith(f"/admin/cases/{case.id}")
+    page = await panel.get(f"/admin/cases/{case.id}")
+    assert 'id="stale-model"' not in page.text and "Leu os implantes de novo com o modelo atual" in page.text
+    async with session_scope() as session:
+        models = dict((await session.execute(select(CaseImage.case_id, Fixture.model_id).join(CaseImage))).all())
+        entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.reread"))).scalar_one()
+    assert models == {case.id: get_embedder().model_id, failed.id: "raiox-v1"}  # a failed case is not read again
+    assert entry.actor == "user:rev@example.com" and entry.details["models_before"] == ["raiox-v1"]
+
+
 async def test_users_add_cli(committed):
     import os
     import subprocess

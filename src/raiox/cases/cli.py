@@ -1,11 +1,12 @@
-"""`raiox cases purge`: remove closed cases' films and personal data (data retention, raiox.cases.retention)."""
+"""`raiox cases purge`: remove closed cases' films and personal data (data retention, raiox.cases.retention).
+`raiox cases reread`: read the implants of cases awaiting review again with the current models (raiox.review.reread)."""
 
 import uuid
 
 import typer
 from rich.console import Console
 
-cases_app = typer.Typer(help="Cases: data retention.", no_args_is_help=True)
+cases_app = typer.Typer(help="Cases: data retention, reading implants again after a model change.", no_args_is_help=True)
 err = Console(stderr=True)
 
 
@@ -73,3 +74,72 @@ async def _list(maker, ids: list[uuid.UUID]) -> int:
                 print(case_id)
                 count += 1
     return count
+
+
+@cases_app.command("reread")
+def reread(
+    stale: bool = typer.Option(False, "--stale", help="Every case awaiting review with an implant read by another "
+                               "embedder than the current one (run it after switching RAIOX_EMBEDDER)."),
+    case: list[str] = typer.Option(None, "--case", help="This case (id); repeatable."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the cases that would be read again."),
+) -> None:
+    """Read the implants of cases awaiting review again with the current models: each keeps its box, number and
+    mark, is embedded, read and searched again, and the case's ranking is fused again (audited `case.reread`)."""
+    from raiox.catalog.cli import _progress, run_db
+    from raiox.kit.db import session_scope
+    from raiox.review import repository
+
+    if stale == bool(case):
+        err.print("[red]give --stale or --case ID (not both)[/red]")
+        raise typer.Exit(2)
+    try:
+        chosen = [uuid.UUID(c) for c in case or []]
+    except ValueError:
+        err.print("[red]--case takes case ids (UUIDs)[/red]")
+        raise typer.Exit(2) from None
+
+    async def work(maker) -> tuple[int, int]:
+        ids = chosen
+        if stale:
+            async with session_scope(maker) as session:
+                ids = await repository.stale_cases(session, await _current_model())
+        if dry_run:
+            for case_id in ids:
+                print(case_id)
+            return len(ids), 0
+        done = []
+        with _progress() as progress:
+            task = progress.add_task("reading cases again", total=len(ids))
+            for case_id in ids:
+                if (implants := await _reread_one(maker, case_id)) is not None:
+                    done.append(implants)
+                progress.advance(task)
+        return len(done), sum(done)
+
+    count, implants = run_db(work)
+    print(f"would read {count} case(s) again" if dry_run else f"read {count} case(s) again, {implants} implant(s)")
+
+
+async def _current_model() -> str:
+    import asyncio
+
+    from raiox.vision import get_embedder
+
+    return (await asyncio.to_thread(get_embedder)).model_id
+
+
+async def _reread_one(maker, case_id: uuid.UUID) -> int | None:
+    """How many implants of the case were read again; None, with the reason on stderr, when it cannot be."""
+    from raiox.kit.db import session_scope
+    from raiox.kit.errors import RaioxError
+    from raiox.review import reread
+
+    try:
+        async with session_scope(maker) as session:
+            found = await reread.films(session, case_id)
+        readings = await reread.read(found)
+        async with session_scope(maker) as session:
+            return await reread.store(session, case_id, readings, actor="cli:raiox cases reread")
+    except RaioxError as exc:
+        err.print(f"skip {case_id}: {exc.message}")
+        return None

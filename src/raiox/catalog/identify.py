@@ -123,21 +123,25 @@ def check_box(box, name: str = "box") -> None:
         raise Unprocessable(f"{name}: x1 must exceed x0 and y1 exceed y0")
 
 
-async def analyse_in_slot(data: bytes, filename: str | None, embedder, boxes: list | None = None) -> list:
+async def analyse_in_slot(data: bytes, filename: str | None, embedder, boxes: list | None = None, *,
+                          checked: bool = True) -> list:
     """Decode and analyse in a worker thread once a slot is free. The slot is held until the thread ends, even
-    when the request goes away meanwhile: cancelling an await does not stop the thread or free its memory."""
+    when the request goes away meanwhile: cancelling an await does not stop the thread or free its memory.
+    CHECKED: BOXES (from a caller) must lie inside the image; stored boxes (a located implant's oriented corners
+    may overhang the film's edge) are read as they are."""
     semaphore = await _wait_for_slot()
-    work = asyncio.ensure_future(asyncio.to_thread(_decode_and_analyse, data, filename, embedder, boxes))
+    work = asyncio.ensure_future(asyncio.to_thread(_decode_and_analyse, data, filename, embedder, boxes, checked))
     work.add_done_callback(partial(_release, semaphore))
     return await asyncio.shield(work)
 
 
-def _decode_and_analyse(data: bytes, filename: str | None, embedder, boxes: list | None = None) -> list:
+def _decode_and_analyse(data: bytes, filename: str | None, embedder, boxes: list | None = None,
+                        checked: bool = True) -> list:
     from raiox.kit.errors import Unprocessable
     from raiox.vision import analyze, read_image
 
     image = read_image(data, filename, max_pixels=get_settings().max_pixels)
-    if boxes is not None:
+    if boxes is not None and checked:
         height, width = image.shape[:2]
         for n, box in enumerate(np.asarray(b, np.float64).reshape(-1, 2) for b in boxes):
             inside = (box[:, 0] >= 0) & (box[:, 0] <= width) & (box[:, 1] >= 0) & (box[:, 1] <= height)

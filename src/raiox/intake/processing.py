@@ -177,19 +177,40 @@ async def store_fixture(session, image_id: uuid.UUID, index: int, located, model
     fixture, candidates = await search_fixture(session, located, model_id, top_k)
     fixture_id = await repository.insert_fixture(session, {
         "case_image_id": image_id, "index": index, "manual": manual, "model_id": model_id,
-        "box": np.asarray(fixture.box, dtype=float).round(2).tolist(),
-        "confidence": float(fixture.confidence), "embedding": np.asarray(fixture.embedding, dtype=np.float32),
+        "box": np.asarray(fixture.box, dtype=float).round(2).tolist(), "confidence": float(fixture.confidence),
+        **_reading(fixture)})
+    await _store_results(session, fixture_id, candidates)
+    return fixture_id
+
+
+async def reread_fixture(session, fixture_id: uuid.UUID, located, model_id: str, top_k: int) -> None:
+    """Fixture FIXTURE_ID read again (LOCATED: its own box read by the current models) and searched again: its
+    embedding, reads and results are replaced; its box, confidence, index and manual flag are kept."""
+    from raiox.catalog.search import search_fixture
+
+    fixture, candidates = await search_fixture(session, located, model_id, top_k)
+    await repository.update_fixture(session, fixture_id, {"model_id": model_id, **_reading(fixture)})
+    await repository.delete_results(session, fixture_id)
+    await _store_results(session, fixture_id, candidates)
+
+
+def _reading(fixture) -> dict:
+    """The columns the models fill for a fixture: its embedding, connection, design features and thread count."""
+    return {
+        "embedding": np.asarray(fixture.embedding, dtype=np.float32),
         "connection": None if fixture.connection is None else [round(float(p), 4) for p in fixture.connection],
         "features": None if fixture.features is None else {
             name: [round(float(p), 4) for p in np.exp(logp)] for name, logp in fixture.features.items()},
         "thread_turns": None if fixture.turns is None else round(float(fixture.turns.turns), 3),
-    })
+    }
+
+
+async def _store_results(session, fixture_id: uuid.UUID, candidates: list) -> None:
     await repository.insert_results(session, [
         {"fixture_id": fixture_id, "rank": rank, "system_id": c.system_id, "score": float(c.score),
          "reference_image_id": c.reference_image_id}
         for rank, c in enumerate(candidates, start=1)
     ])
-    return fixture_id
 
 
 async def replace_ranking(session, case_id: uuid.UUID) -> None:

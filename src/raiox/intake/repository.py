@@ -132,6 +132,14 @@ async def insert_fixture(session: AsyncSession, values: dict) -> uuid.UUID:
     return fixture_id
 
 
+async def update_fixture(session: AsyncSession, fixture_id: uuid.UUID, values: dict) -> None:
+    await session.execute(update(Fixture).where(Fixture.id == fixture_id).values(**values))
+
+
+async def delete_results(session: AsyncSession, fixture_id: uuid.UUID) -> None:
+    await session.execute(delete(FixtureResult).where(FixtureResult.fixture_id == fixture_id))
+
+
 async def insert_results(session: AsyncSession, rows: list[dict]) -> None:
     if rows:
         await session.execute(insert(FixtureResult).values(rows))

@@ -22,9 +22,12 @@ from raiox.cases import service as cases
 from raiox.cases.numbering import implant_numbers
 from raiox.catalog import repository as catalog_repo
 from raiox.delivery import repository as delivery_repo
+from raiox.kit.logging import get_logger
 from raiox.kit.settings import get_settings
-from raiox.models import CaseImage, Fixture, ImplantSystem
+from raiox.models import CaseImage, CaseStatus, Fixture, ImplantSystem
 from raiox.review import repository
+
+log = get_logger(__name__)
 
 
 def confidence(score: float, runner_up: float | None = None) -> str:
@@ -121,6 +124,7 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         "other_options": other_options(fused, views),
         "implant_rows": implant_rows(views),
         "implant_map": implant_map(case, views, systems),
+        "stale": await stale_reading(case, [f for f, _r in fixtures]),
         "audit": await repository.audit_for_case(session, case.id),
         "events": await cases_repo.list_events(session, case.id),
         "delivery": await delivery_repo.get_delivery(session, case.id),
@@ -130,6 +134,25 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         "thresholds": (get_settings().confidence_margin_high, get_settings().confidence_margin_medium,
                        get_settings().confidence_medium),
     }
+
+
+async def stale_reading(case, fixtures: list) -> tuple[list[str], str] | None:
+    """(earlier models, current model) when implants of a case awaiting review were read by another embedder than
+    the current one (`RAIOX_EMBEDDER` switched meanwhile: the panel offers to read them again); None otherwise, and
+    when the current embedder cannot be loaded (the page still shows)."""
+    import asyncio
+
+    from raiox.vision import get_embedder
+
+    if case.status != CaseStatus.awaiting_review or not fixtures:
+        return None
+    try:
+        current = (await asyncio.to_thread(get_embedder)).model_id
+    except Exception:  # a broken model setting must not hide the case; marking would report it
+        log.warning("embedder_unavailable", case_id=str(case.id), exc_info=True)
+        return None
+    older = sorted({f.model_id for f in fixtures} - {current})
+    return (older, current) if older else None
 
 
 def _firsts(views: list[ImageView]) -> list[tuple[int, int, Candidate]]:

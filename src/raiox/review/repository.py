@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.kit.db import LIKE_ESCAPE, literal_like
 from raiox.models import (
-    AuditEntry, Case, CaseEvent, CaseImage, CaseRanking, Fixture, FixtureResult, ImplantSystem, LoginLock,
+    AuditEntry, Case, CaseEvent, CaseImage, CaseRanking, CaseStatus, Fixture, FixtureResult, ImplantSystem, LoginLock,
     ReferenceEmbedding, ReferenceImage, User,
 )
 
@@ -91,6 +91,14 @@ async def case_fixture(session: AsyncSession, case_id: uuid.UUID, fixture_id: uu
 async def case_fixture_ids(session: AsyncSession, case_id: uuid.UUID) -> list[uuid.UUID]:
     query = (select(Fixture.id).join(CaseImage, CaseImage.id == Fixture.case_image_id)
              .where(CaseImage.case_id == case_id))
+    return list((await session.execute(query)).scalars())
+
+
+async def stale_cases(session: AsyncSession, model_id: str) -> list[uuid.UUID]:
+    """Cases awaiting review with an implant embedded by another model than MODEL_ID, oldest first."""
+    query = (select(Case.id).join(CaseImage, CaseImage.case_id == Case.id)
+             .join(Fixture, Fixture.case_image_id == CaseImage.id).where(Case.status == CaseStatus.awaiting_review, Fixture.model_id != model_id)
+             .group_by(Case.id).order_by(func.min(Case.created_at), Case.id))
     return list((await session.execute(query)).scalars())
 
 

@@ -8,9 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.cases import views
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import Forbidden
-from raiox.review import marks, service
+from raiox.review import marks, reread, service
 from raiox.review.auth import require_actor
-from raiox.cases.schemas import ImplantOut
+from raiox.cases.schemas import CaseDetail, ImplantOut
 from raiox.review.schemas import (
     ApproveRequest, ContactRequest, DecisionResponse, MarkDeliveredRequest, MarkRequest, RejectRequest,
 )
@@ -65,6 +65,19 @@ async def mark_implant(case_id: uuid.UUID, image_id: uuid.UUID, body: MarkReques
     model_id, located = await marks.read_mark(image, box)
     fixture_id = await marks.add_fixture(session, case_id, image_id, located, model_id, actor=actor)
     return await views.implant(session, case_id, fixture_id)
+
+
+@router.post("/cases/{case_id}/reread", response_model=CaseDetail, responses=ERRORS | {
+    409: {"description": "The case is not awaiting review, or shows no implant"}})
+async def reread_case(case_id: uuid.UUID, actor: str = Depends(require_actor),
+                      session: AsyncSession = Depends(get_db_session)) -> CaseDetail:
+    """Read every implant of the case again with the current models (after `RAIOX_EMBEDDER` or a reader changed
+    while the case awaited review): each keeps its box and number, is embedded, read and searched again, and the
+    case's ranking is fused again. Nothing is located anew: removed implants stay removed, marked ones stay."""
+    found = await reread.films(session, case_id)
+    await session.commit()  # no transaction (nor pool connection) is held through the analysis
+    await reread.store(session, case_id, await reread.read(found), actor=actor)
+    return await views.case_detail(session, case_id)
 
 
 @router.delete("/cases/{case_id}/fixtures/{fixture_id}", status_code=204, responses=ERRORS | {

@@ -1,5 +1,5 @@
 """Queue and case pages, and the reviewer's actions (approve, reject, note, resend, retry, mark or remove an
-implant)."""
+implant, read the implants again)."""
 
 import uuid
 from contextlib import contextmanager
@@ -13,7 +13,7 @@ from raiox.cases import service as cases
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import BadRequest, Conflict, Forbidden, TooManyRequests, Unprocessable
 from raiox.models import CaseStatus, User
-from raiox.review import casepage, marks, repository, service
+from raiox.review import casepage, marks, repository, reread, service
 from raiox.review.deps import actor, csrf_protect, current_user
 from raiox.review.i18n import catalog_words, gettext
 from raiox.review.panel import MAX_PAGE, for_operator, redirect, render
@@ -205,6 +205,16 @@ def _drawn_box(corners: tuple[float, ...], image) -> list[float]:
     if x1 - x0 < marks.MIN_MARK or y1 - y0 < marks.MIN_MARK:
         raise for_operator(Unprocessable(gettext("case.mark_too_small", n=marks.MIN_MARK)))
     return [x0, y0, x1, y1]
+
+
+@router.post("/cases/{case_id}/reread", dependencies=[Depends(csrf_protect)])
+async def reread_implants(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
+                          session: AsyncSession = Depends(get_db_session)) -> Response:
+    """The case's implants read again with the current models (the page offers it after the embedder changed)."""
+    found = await reread.films(session, case_id)
+    await session.commit()  # no transaction (nor pool connection) is held through the analysis
+    await reread.store(session, case_id, await reread.read(found), actor=actor(user))
+    return redirect(request, f"/cases/{case_id}")
 
 
 @router.post("/cases/{case_id}/fixtures/{fixture_id}/delete", dependencies=[Depends(csrf_protect)])
