@@ -21,10 +21,17 @@ from .rendering import context, render, write
 from .tooling import require_tool
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _ports(n: int) -> list[int]:
+    """N distinct free ports: every probe socket stays open until all are chosen (closed one by one, the kernel may
+    hand the same port out twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _ipv6() -> bool:
@@ -80,7 +87,7 @@ def _prepare(prefix, **overrides) -> dict:
     (prefix / "tmp").mkdir(parents=True)
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
                     "-keyout", str(prefix / "key.pem"), "-out", str(prefix / "cert.pem")], check=True, capture_output=True)
-    http_port, https_port, upstream_port = _port(), _port(), _port()
+    http_port, https_port, upstream_port = _ports(3)
     conf = render("nginx", "raiox-site.conf.j2", {
         "nginx_server_name": "localhost",
         "nginx_cert_path": str(prefix / "cert.pem"),

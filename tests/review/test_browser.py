@@ -211,7 +211,7 @@ async def test_csrf_rejected_without_token_and_reviewer_kept_out_of_catalog(comm
     await page.get_by_label("Motivo da rejeição (enviado ao dentista)").fill("Envie outra radiografia.")
     page.on("dialog", lambda dialog: dialog.accept())
     await page.get_by_role("button", name="Rejeitar e avisar o dentista").click()
-    assert "CSRF" in await page.locator("[role=alert]").inner_text()
+    await page.locator("[role=alert]", has_text="CSRF").wait_for()  # the error page (the case page has alerts too)
     await page.goto(f"{server}/admin/cases/{case.id}")
     assert (await page.locator("#case-status").inner_text()).strip() == "Aguardando revisão"
 

@@ -102,7 +102,7 @@ async def test_retries_exhausted_marks_delivery_failed(committed, delivery_env, 
 
 
 async def test_timeout_after_edit_applied_is_not_duplicated(committed, delivery_env, jotform, smtp_server):
-    delivery_env(**_smtp(smtp_server))
+    delivery_env(**_smtp(smtp_server), RAIOX_JOTFORM_TIMEOUT_S="0.5")
     case_id = await _approved_case()
     jotform.delay_after_edit("5812345678901234567", 1.5)  # applied; the answer comes after the 0.5 s timeout
     status = await deliver(case_id)

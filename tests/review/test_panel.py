@@ -152,6 +152,29 @@ async def test_queue_counts_filters_and_failed_reason(panel):
                                                                 "date_to": "2001-01-02"})).text
 
 
+async def test_the_queue_date_filter_counts_days_on_the_operators_calendar(panel):
+    """RAIOX_ADMIN_TIMEZONE (America/Sao_Paulo): a case received at 01:30 UTC on the 3rd came in on the evening of
+    the 2nd for the operator, and the filter by day says so, whatever the server's own timezone."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from raiox.models import Case
+
+    case, _ = await _data()
+    async with session_scope() as session:
+        await session.execute(update(Case).where(Case.id == case.id)
+                              .values(created_at=datetime(2026, 12, 3, 1, 30, tzinfo=UTC)))
+    await login(panel, "rev@example.com")
+
+    def day(first: str, last: str):
+        return panel.get("/admin/", params={"status": "all", "date_from": first, "date_to": last})
+
+    assert "Dra. Ana Souza" in (await day("2026-12-02", "2026-12-02")).text
+    assert "Dra. Ana Souza" not in (await day("2026-12-03", "2026-12-03")).text
+    assert "Dra. Ana Souza" in (await day("2026-12-01", "2026-12-03")).text
+
+
 def fused_labels(html: str) -> list[str]:
     fused = re.search(r'<ol class="cands" id="fused">(.*?)</ol>', html, re.S).group(1)
     return re.findall(r'<li class="cand conf-(\w+)"', fused)

@@ -135,7 +135,7 @@ def require_token(scope: str):
 
 
 async def list_tokens(session: AsyncSession) -> list[ApiToken]:
-    return list((await session.execute(select(ApiToken).order_by(ApiToken.created_at))).scalars())
+    return list((await session.execute(select(ApiToken).order_by(ApiToken.created_at, ApiToken.id))).scalars())
 
 
 async def revoke_token(session: AsyncSession, name_or_prefix: str) -> int:

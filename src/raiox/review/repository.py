@@ -1,7 +1,7 @@
 """SQL for the review panel: queue, counts, audit log, catalog look-ups, case detail."""
 
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from sqlalchemy import Select, and_, case, delete, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import distinct_on
@@ -22,7 +22,8 @@ def _contains(columns, text: str):
 
 
 def _filtered(query: Select, *, status: str | None, client: str | None, search: str | None,
-              date_from: date | None, date_to: date | None) -> Select:
+              date_from: date | None, date_to: date | None, zone: tzinfo = UTC) -> Select:
+    """DATE_FROM / DATE_TO: days as the operator's calendar in ZONE has them (RAIOX_ADMIN_TIMEZONE)."""
     if status:  # one status, or several (the queue's "needs action")
         query = query.where(Case.status.in_(status) if isinstance(status, tuple | list) else Case.status == status)
     if client:
@@ -31,9 +32,9 @@ def _filtered(query: Select, *, status: str | None, client: str | None, search: 
         query = query.where(_contains((Case.jotform_submission_id, Case.client_name, Case.client_email,
                                        Case.client_phone, Case.notes), search))
     if date_from:
-        query = query.where(Case.created_at >= datetime.combine(date_from, time.min).astimezone())
+        query = query.where(Case.created_at >= datetime.combine(date_from, time.min, tzinfo=zone))
     if date_to:
-        query = query.where(Case.created_at < datetime.combine(date_to + timedelta(days=1), time.min).astimezone())
+        query = query.where(Case.created_at < datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=zone))
     return query
 
 
@@ -160,7 +161,8 @@ async def reference_counts(session: AsyncSession, system_ids: list[str]) -> dict
 
 
 async def references_of(session: AsyncSession, system_id: str) -> list[ReferenceImage]:
-    query = select(ReferenceImage).where(ReferenceImage.system_id == system_id).order_by(ReferenceImage.created_at)
+    query = (select(ReferenceImage).where(ReferenceImage.system_id == system_id)
+             .order_by(ReferenceImage.created_at, ReferenceImage.id))  # rows of one transaction share created_at
     return list((await session.execute(query)).scalars())
 
 

@@ -4,6 +4,7 @@ implant, read the implants again)."""
 import uuid
 from contextlib import contextmanager
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.cases import service as cases
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import BadRequest, Conflict, Forbidden, TooManyRequests, Unprocessable
+from raiox.kit.settings import get_settings
 from raiox.models import CaseStatus, User
 from raiox.review import casepage, marks, repository, reread, service
 from raiox.review.deps import actor, csrf_protect, current_user
@@ -59,7 +61,8 @@ async def queue(request: Request, status: str = Query(ATTENTION), client: str = 
         raise for_operator(BadRequest(gettext("queue.bad_status", value=status)))
     chosen = NEEDS_ACTION if status == ATTENTION else status if status in STATUSES else None
     filters = {"status": chosen, "client": client.strip() or None,
-               "search": q.strip() or None, "date_from": _date(date_from), "date_to": _date(date_to)}
+               "search": q.strip() or None, "date_from": _date(date_from), "date_to": _date(date_to),
+               "zone": ZoneInfo(get_settings().admin_timezone)}
     items, total = await repository.queue(session, limit=PAGE, offset=(page - 1) * PAGE, **filters)
     counts = await repository.status_counts(session)
     total_all = sum(counts.values())
