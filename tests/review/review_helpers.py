@@ -171,3 +171,14 @@ async def add_scene_film(session, case, scene) -> CaseImage:
     session.add(image)
     await session.flush()
     return image
+
+
+async def reindex_as(session, model_id: str) -> None:
+    """Every catalog vector copied under MODEL_ID, as `raiox catalog reindex` with that model would leave the
+    catalog (the vectors themselves do not matter to the tests that use it)."""
+    from sqlalchemy import insert, literal, select
+
+    await session.execute(insert(ReferenceEmbedding).from_select(
+        ["reference_image_id", "system_id", "model_id", "embedding"],
+        select(ReferenceEmbedding.reference_image_id, ReferenceEmbedding.system_id, literal(model_id),
+               ReferenceEmbedding.embedding)))

@@ -5,7 +5,7 @@ import re
 
 import httpx
 import pytest
-from review_helpers import add_case, add_system, add_user
+from review_helpers import add_case, add_system, add_user, reindex_as
 
 from raiox.kit.db import session_scope
 from raiox.models import CaseStatus
@@ -289,11 +289,21 @@ async def test_a_case_read_by_an_earlier_model_offers_to_read_its_implants_again
     from raiox.vision import get_embedder
 
     case, failed = await _data()  # its implant was read by raiox-v1; the current embedder is another model
+    current = get_embedder().model_id
     await login(panel, "rev@example.com")
     page = await panel.get(f"/admin/cases/{case.id}")
     notice = re.search(r'id="stale-model">(.*?)</div>', page.text, re.S).group(1)
-    assert "lidos pelo modelo raiox-v1" in notice and f"o modelo atual é {get_embedder().model_id}" in notice
-    assert "Ler os implantes de novo" in notice
+    assert "lidos pelo modelo raiox-v1" in notice and f"o modelo atual é {current}" in notice
+    assert f"O catálogo ainda não tem vetores do modelo {current}" in notice  # reindex first: nothing to search
+    assert "Ler os implantes de novo" not in notice
+    refused = await panel.post(f"/admin/cases/{case.id}/reread", data={"csrf_token": _csrf(page.text)})
+    assert refused.status_code == 409 and "Nada foi alterado no caso" in refused.text
+
+    async with session_scope() as session:  # the catalog reindexed with the current model
+        await reindex_as(session, current)
+    page = await panel.get(f"/admin/cases/{case.id}")
+    notice = re.search(r'id="stale-model">(.*?)</div>', page.text, re.S).group(1)
+    assert "Ler os implantes de novo" in notice and "O catálogo ainda não" not in notice
 
     assert (await panel.post(f"/admin/cases/{case.id}/reread")).status_code == 403  # no CSRF token
     done = await panel.post(f"/admin/cases/{case.id}/reread", data={"csrf_token": _csrf(page.text)})
@@ -303,7 +313,7 @@ async def test_a_case_read_by_an_earlier_model_offers_to_read_its_implants_again
     async with session_scope() as session:
         models = dict((await session.execute(select(CaseImage.case_id, Fixture.model_id).join(CaseImage))).all())
         entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.reread"))).scalar_one()
-    assert models == {case.id: get_embedder().model_id, failed.id: "raiox-v1"}  # a failed case is not read again
+    assert models == {case.id: current, failed.id: "raiox-v1"}  # a failed case is not read again
     assert entry.actor == "user:rev@example.com" and entry.details["models_before"] == ["raiox-v1"]
 
 

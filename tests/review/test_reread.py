@@ -77,6 +77,21 @@ async def test_reread_is_refused_for_cases_it_cannot_apply_to(client, session, c
     assert "case.reread" not in actions
 
 
+async def test_reread_changes_nothing_while_the_catalog_lacks_the_current_models_vectors(client, session):
+    from review_helpers import add_system
+
+    await add_system(session, "demo-005", "Synthetica", "DEMO-005", seed=1)  # vectors of raiox-v1 only
+    case = await add_case(session, candidates=[("demo-005", 0.5)])
+    auth = {"Authorization": f"Bearer {await create_token(session, 'ops')}"}
+    refused = await client.post(f"/cases/{case.id}/reread", headers=auth)
+    assert refused.status_code == 409 and "no vectors of" in refused.json()["detail"]
+    assert "raiox catalog reindex" in refused.json()["detail"]
+    detail = (await client.get(f"/cases/{case.id}", headers=auth)).json()
+    implant = detail["images"][0]["implants"][0]
+    assert implant["model_id"] == "raiox-v1" and [c["system"] for c in implant["candidates"]] == ["demo-005"]
+    assert [r["system"] for r in detail["ranking"]] == ["demo-005"]
+
+
 async def test_an_implant_removed_while_the_films_are_read_is_not_stored_again(session, catalog, scene):
     from raiox.review import reread
 
@@ -94,7 +109,7 @@ async def test_an_implant_removed_while_the_films_are_read_is_not_stored_again(s
 async def test_cli_reads_again_the_cases_awaiting_review_that_an_earlier_model_read(committed):
     import asyncio
 
-    from review_helpers import add_system
+    from review_helpers import add_system, reindex_as
     from typer.testing import CliRunner
 
     from raiox.cli import app
@@ -114,6 +129,10 @@ async def test_cli_reads_again_the_cases_awaiting_review_that_an_earlier_model_r
     listed = await cli("--stale", "--dry-run")
     assert listed.exit_code == 0 and listed.stdout.split()[0] == str(stale.id)
     assert str(closed.id) not in listed.stdout and "would read 1 case(s) again" in listed.stdout
+    early = await cli("--stale")  # before the catalog was reindexed: nothing to search, nothing changed
+    assert "read 0 case(s) again" in early.stdout and "no vectors of" in early.stderr
+    async with session_scope() as session:
+        await reindex_as(session, get_embedder().model_id)
     done = await cli("--stale")
     assert done.exit_code == 0 and "read 1 case(s) again, 2 implant(s)" in done.stdout, done.stdout
     async with session_scope() as session:

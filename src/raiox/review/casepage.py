@@ -124,7 +124,7 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         "other_options": other_options(fused, views),
         "implant_rows": implant_rows(views),
         "implant_map": implant_map(case, views, systems),
-        "stale": await stale_reading(case, [f for f, _r in fixtures]),
+        "stale": await stale_reading(session, case, [f for f, _r in fixtures]),
         "audit": await repository.audit_for_case(session, case.id),
         "events": await cases_repo.list_events(session, case.id),
         "delivery": await delivery_repo.get_delivery(session, case.id),
@@ -136,12 +136,14 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
     }
 
 
-async def stale_reading(case, fixtures: list) -> tuple[list[str], str] | None:
-    """(earlier models, current model) when implants of a case awaiting review were read by another embedder than
-    the current one (`RAIOX_EMBEDDER` switched meanwhile: the panel offers to read them again); None otherwise, and
-    when the current embedder cannot be loaded (the page still shows)."""
+async def stale_reading(session: AsyncSession, case, fixtures: list) -> dict | None:
+    """{older: models, current: model, ready: bool} when implants of a case awaiting review were read by another
+    embedder than the current one (`RAIOX_EMBEDDER` switched meanwhile: the panel offers to read them again once
+    the catalog has the current model's vectors, `ready`); None otherwise, and when the current embedder cannot be
+    loaded (the page still shows)."""
     import asyncio
 
+    from raiox.catalog.repository import has_embeddings
     from raiox.vision import get_embedder
 
     if case.status != CaseStatus.awaiting_review or not fixtures:
@@ -152,7 +154,9 @@ async def stale_reading(case, fixtures: list) -> tuple[list[str], str] | None:
         log.warning("embedder_unavailable", case_id=str(case.id), exc_info=True)
         return None
     older = sorted({f.model_id for f in fixtures} - {current})
-    return (older, current) if older else None
+    if not older:
+        return None
+    return {"older": older, "current": current, "ready": (await has_embeddings(session, current))[1]}
 
 
 def _firsts(views: list[ImageView]) -> list[tuple[int, int, Candidate]]:

@@ -104,7 +104,8 @@ async def _first(session: AsyncSession, fixture_id: uuid.UUID) -> str | None:
 
 async def remove_fixture(session: AsyncSession, case_id: uuid.UUID, fixture_id: uuid.UUID, *, actor: str) -> None:
     """Drop a fixture (located or marked) that is not an implant of the case (a crown, a filling, a duplicate box)
-    from the case's evidence, and fuse the ranking again. Analysing the case again restores located ones."""
+    from the case's evidence, and fuse the ranking again. Reading the implants again (`raiox.review.reread`) leaves it
+    removed: nothing is located anew while the case awaits review."""
     from raiox.intake import processing
 
     case = await cases.get_or_404(session, case_id, for_update=True)

@@ -21,6 +21,16 @@ from raiox.review import repository
 from raiox.review.service import audit, not_awaiting
 
 
+class CatalogMissing(Conflict):
+    """The catalog has no vectors of the current model (`raiox catalog reindex` not run): reading the implants again
+    would leave them without candidates, so nothing is changed."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(f"the catalog has no vectors of {model_id}: run `raiox catalog reindex` with this model "
+                         "first; the case was left as it was")
+        self.model_id = model_id
+
+
 @dataclass
 class Film:
     """An analysed film of the case and its implants, as read before the new reading."""
@@ -80,12 +90,15 @@ async def read(found: list[Film]) -> list[Reading]:
 async def store(session: AsyncSession, case_id: uuid.UUID, readings: list[Reading], *, actor: str) -> int:
     """Replace each implant's reading and results, fuse the case's ranking again, audit. Implants removed while
     they were read are skipped; the count of implants read again is returned."""
+    from raiox.catalog.repository import has_embeddings
     from raiox.intake import processing
     from raiox.kit.settings import get_settings
 
     case = await cases.get_or_404(session, case_id, for_update=True)
     if case.status != CaseStatus.awaiting_review:
         raise not_awaiting(case, "read again")
+    if readings and not (await has_embeddings(session, readings[0].model_id))[1]:
+        raise CatalogMissing(readings[0].model_id)
     present, before, count = set(await repository.case_fixture_ids(session, case.id)), set(), 0
     for reading in readings:
         for fixture, located in zip(reading.film.fixtures, reading.located, strict=True):

@@ -85,7 +85,8 @@ async def reread_case(case_id: uuid.UUID, actor: str = Depends(require_actor),
 async def remove_implant(case_id: uuid.UUID, fixture_id: uuid.UUID, actor: str = Depends(require_actor),
                          session: AsyncSession = Depends(get_db_session)) -> None:
     """Remove an implant (located or marked) that is not one (a crown, a filling, a second box on the same
-    implant) from the case's evidence; the ranking is fused again. Analysing the case again restores located ones."""
+    implant) from the case's evidence; the ranking is fused again. Reading the implants again (`/reread`) leaves it
+    removed."""
     await marks.remove_fixture(session, case_id, fixture_id, actor=actor)
 
 

@@ -216,7 +216,10 @@ async def reread_implants(request: Request, case_id: uuid.UUID, user: User = Dep
     """The case's implants read again with the current models (the page offers it after the embedder changed)."""
     found = await reread.films(session, case_id)
     await session.commit()  # no transaction (nor pool connection) is held through the analysis
-    await reread.store(session, case_id, await reread.read(found), actor=actor(user))
+    try:
+        await reread.store(session, case_id, await reread.read(found), actor=actor(user))
+    except reread.CatalogMissing as exc:
+        raise for_operator(Conflict(gettext("case.reread_catalog_missing", model=exc.model_id))) from exc
     return redirect(request, f"/cases/{case_id}")
 
 
