@@ -27,7 +27,8 @@ class Inbox:
 
         if self.data_replies:
             return self.data_replies.pop(0)
-        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=email.policy.default)))
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((envelope.rcpt_tos, message))
         if self.delay_after_accept:
             await asyncio.sleep(self.delay_after_accept)  # the client's final reply times out
         return "250 OK"

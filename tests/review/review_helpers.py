@@ -64,7 +64,8 @@ async def add_case(session, *, submission_id: str | None = None, status: str = C
                    candidates: list[tuple[str, float]] = (), email: str | None = "dentista@example.com",
                    name: str = "Dra. Ana Souza", images: int = 1) -> Case:
     case = Case(jotform_submission_id=submission_id or str(uuid.uuid4().int)[:19], client_name=name,
-                client_email=email, client_phone="(11) 98765-4321", status=status, notes="Implante antigo, sem documentação.",
+                client_email=email, client_phone="(11) 98765-4321", status=status,
+                notes="Implante antigo, sem documentação.",
                 answers={"q3_nome": {"first": "Ana", "last": "Souza"}, "q4_email": email or "", "q8_regiao": "36"})
     session.add(case)
     await session.flush()
@@ -86,7 +87,8 @@ async def add_case(session, *, submission_id: str | None = None, status: str = C
         session.add(fixture)
         await session.flush()
         for rank, (system_id, score) in enumerate(candidates, start=1):
-            session.add(FixtureResult(fixture_id=fixture.id, rank=rank, system_id=system_id, score=score - 0.01 * position))
+            session.add(FixtureResult(fixture_id=fixture.id, rank=rank, system_id=system_id,
+                                      score=score - 0.01 * position))
     for rank, (system_id, score) in enumerate(candidates, start=1):
         session.add(CaseRanking(case_id=case.id, rank=rank, system_id=system_id, score=score, evidence={}))
     await session.flush()

@@ -27,5 +27,6 @@ def test_answers_follow_the_forms_order_not_the_storage_order():
               "q10_CRO_UF": "SP 12345", "q4_telefone": "11 9999"}
     assert flatten_answers(stored) == [("Nome dentista", "Ana"), ("Telefone", "11 9999"), ("Email", "ana@example.com"),
                                        ("CRO UF", "SP 12345"), ("Observacoes", "urgente")]
-    api_copy = {"7": {"text": "Região", "answer": "36", "order": "2"}, "3": {"text": "Nome", "answer": "Ana", "order": "1"}}
+    api_copy = {"7": {"text": "Região", "answer": "36", "order": "2"},
+                "3": {"text": "Nome", "answer": "Ana", "order": "1"}}
     assert flatten_answers(api_copy) == [("Nome", "Ana"), ("Região", "36")]

@@ -88,7 +88,8 @@ async def test_approve_adds_case_images_to_catalog(client, session):
     assert response.status_code == 200
     refs = (await session.execute(select(ReferenceImage).where(ReferenceImage.source == "case"))).scalars().all()
     assert len(refs) == 1 and refs[0].system_id == "str-bl" and refs[0].origin.startswith(f"case:{case.id}")
-    emb = (await session.execute(select(ReferenceEmbedding).where(ReferenceEmbedding.reference_image_id == refs[0].id))).scalar_one()
+    emb = (await session.execute(select(ReferenceEmbedding)
+                                 .where(ReferenceEmbedding.reference_image_id == refs[0].id))).scalar_one()
     assert emb.model_id == "raiox-v1" and emb.system_id == "str-bl"
 
 
@@ -129,7 +130,8 @@ async def test_add_to_catalog_with_other_systems_adds_only_films_that_rank_the_m
         case = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2)
         second = (await session.execute(select(Fixture).join(CaseImage).where(
             CaseImage.case_id == case.id, CaseImage.position == 1))).scalars().one()
-        for result in (await session.execute(select(FixtureResult).where(FixtureResult.fixture_id == second.id))).scalars():
+        results = await session.execute(select(FixtureResult).where(FixtureResult.fixture_id == second.id))
+        for result in results.scalars():
             result.system_id = {"neo-cm": "str-bl", "str-bl": "neo-cm"}[result.system_id]  # film 2 shows the other
         await session.flush()
         return case

@@ -52,7 +52,8 @@ def server(database_url, browser_jotform):
     url = f"http://127.0.0.1:{port}"
     env = os.environ | {
         "PYTHONPATH": str(ROOT / "src"), "RAIOX_JOTFORM_API_URL": jotform.url, "RAIOX_PUBLIC_URL": url,
-        "RAIOX_JOTFORM_RESULT_FIELDS": json.dumps({"system": "21", "manufacturer": "22", "message": "23", "report": "24"}),
+        "RAIOX_JOTFORM_RESULT_FIELDS": json.dumps({"system": "21", "manufacturer": "22", "message": "23",
+                                                   "report": "24"}),
         "RAIOX_DELIVERY_BACKOFF_S": "0.1", "RAIOX_SMTP_HOST": "", "OMP_NUM_THREADS": "1",
     }
     process = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env=env, cwd=ROOT)
@@ -320,7 +321,8 @@ async def test_approving_several_systems_names_them_and_enter_in_the_search_only
         case = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70)], images=2)
         second = (await session.execute(select(Fixture).join(CaseImage).where(
             CaseImage.case_id == case.id, CaseImage.position == 1))).scalars().one()
-        for result in (await session.execute(select(FixtureResult).where(FixtureResult.fixture_id == second.id))).scalars():
+        results = await session.execute(select(FixtureResult).where(FixtureResult.fixture_id == second.id))
+        for result in results.scalars():
             result.system_id = {"neo-cm": "str-bl", "str-bl": "neo-cm"}[result.system_id]  # film 2: the other one
     page, asked = await _case_page(browser, server, case)
     boxes = page.locator("#other-systems input[name=other_system_ids]")
@@ -481,7 +483,8 @@ async def test_a_system_stated_for_one_implant_is_named_in_the_confirmation(comm
     async with session_scope() as session:
         await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
         await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
-        await add_system(session, "long", "Synthetic Implant Works Indústria e Comércio de Produtos Odontológicos Ltda.",
+        await add_system(session, "long",
+                         "Synthetic Implant Works Indústria e Comércio de Produtos Odontológicos Ltda.",
                          "Demo 077 Cone Morse 11.5° tapered, long body line with a microthreaded collar", seed=3)
         await add_user(session, "revisora@example.com", PASSWORD, "reviewer")
         case = await add_case(session, candidates=[("neo-cm", 0.93), ("str-bl", 0.70), ("long", 0.6)], images=2)

@@ -14,7 +14,8 @@ from raiox.models import Case, CaseStatus, Delivery
 from raiox.review import service as review
 
 
-async def _approved_case(system: str = "str-bl", message: str | None = "Conexão confirmada.", email="dentista@example.com"):
+async def _approved_case(system: str = "str-bl", message: str | None = "Conexão confirmada.",
+                         email="dentista@example.com"):
     async with session_scope() as session:
         await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
         await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
@@ -66,7 +67,8 @@ async def test_edit_request_has_the_documented_form(committed, delivery_env, jot
     assert form["submission[23]"] == "Conexão confirmada."
     assert form["submission[24]"].startswith("https://raiox.example.com/reports/")
     case, delivery = await _state(case_id)
-    assert case.status == CaseStatus.delivered and delivery.jotform_done_at is not None and delivery.status == "delivered"
+    assert case.status == CaseStatus.delivered and delivery.status == "delivered"
+    assert delivery.jotform_done_at is not None
 
 
 async def test_429_then_success(committed, delivery_env, jotform):

@@ -84,7 +84,8 @@ def test_every_look_alike_pair_of_the_demo_catalog_gets_a_line_with_real_labels(
     """Each sibling pair differs in a few design fields, every one of them shown with a label of the catalog."""
     monkeypatch.setattr(i18n, "gettext", functools.partial(i18n.gettext, lang=lang))
     catalog = json.loads((Path(i18n.__file__).parent / "locale" / f"{lang}.json").read_text(encoding="utf-8"))
-    numeric = {name for name, (_, kind) in FIELDS.items() if kind in (lookalike.MM, lookalike.DEGREES, lookalike.FRACTION)}
+    numeric = {name for name, (_, kind) in FIELDS.items()
+               if kind in (lookalike.MM, lookalike.DEGREES, lookalike.FRACTION)}
     assert set(NAMES) == numeric and all(NAMES[name] in catalog for name in numeric)
     groups: dict[str, list] = {}
     for s in demo_catalog():

@@ -7,7 +7,8 @@ from pathlib import Path
 from raiox.review import i18n
 
 REVIEW = Path(i18n.__file__).parent
-LITERAL = re.compile(r"""\b(?:t|gettext)\(\s*["']([a-z_]+(?:\.[a-z_]*[a-z])+)["']""")  # dynamic prefixes ("status.") excluded
+# dynamic prefixes ("status.") excluded
+LITERAL = re.compile(r"""\b(?:t|gettext)\(\s*["']([a-z_]+(?:\.[a-z_]*[a-z])+)["']""")
 
 
 def _used_ids() -> set[str]:

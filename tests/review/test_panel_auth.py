@@ -110,7 +110,8 @@ async def test_logout_ends_the_session_server_side(panel):
     cookie = panel.cookies["raiox_admin"]
     from raiox.app import create_app
 
-    other = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="http://testserver")  # 2nd device
+    # a second device
+    other = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="http://testserver")
     async with other:
         assert (await _login(other)).status_code == 303
         queue = await panel.get("/admin/")
@@ -174,7 +175,8 @@ async def test_a_locked_account_costs_a_password_check_like_an_unknown_one(commi
         await add_user(session, "rev@example.com", PASSWORD, "reviewer")
     checks: list[str] = []
     real = auth.verify_password
-    monkeypatch.setattr(auth, "verify_password", lambda stored, password: checks.append(stored) or real(stored, password))
+    monkeypatch.setattr(auth, "verify_password",
+                        lambda stored, password: checks.append(stored) or real(stored, password))
     for _ in range(get_settings().admin_max_failed_logins):
         async with session_scope() as session:
             assert await auth.authenticate(session, "rev@example.com", "wrong", "203.0.113.77") is None

@@ -24,7 +24,8 @@ async def admin(committed):
     transport = httpx.ASGITransport(app=create_app(), client=("198.51.100.77", 5000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         token = _csrf((await http.get("/admin/login")).text)
-        login = await http.post("/admin/login", data={"email": "admin@example.com", "password": PASSWORD, "csrf_token": token})
+        login = await http.post("/admin/login",
+                                data={"email": "admin@example.com", "password": PASSWORD, "csrf_token": token})
         assert login.status_code == 303
         http.case = case
         http.token = _csrf((await http.get("/admin/")).text)
@@ -76,12 +77,13 @@ async def test_htmx_requests_get_the_error_in_the_flash(admin):
     response = await admin.post(f"/admin/cases/{admin.case.id}/approve", data={"message": "x"},
                                 headers={"HX-Request": "true", "X-CSRF-Token": admin.token})
     assert response.status_code == 400 and response.headers["HX-Retarget"] == "#flash"
-    assert response.text.startswith('<div class="alert alert-error"') and "sistema de implante (obrigatório)" in response.text
+    assert response.text.startswith('<div class="alert alert-error"')
+    assert "sistema de implante (obrigatório)" in response.text
 
 
 async def test_duplicate_catalog_id_says_so_not_the_case_conflict(admin):
-    response = await admin.post("/admin/catalog/new", data={"manufacturer": "Neodent", "name": "Outro", "system_id": "neo-cm",
-                                                            "csrf_token": admin.token})
+    response = await admin.post("/admin/catalog/new", data={"manufacturer": "Neodent", "name": "Outro",
+                                                            "system_id": "neo-cm", "csrf_token": admin.token})
     text = _page(response, 409)
     assert "Já existe um sistema com o identificador neo-cm." in text and "talvez outra pessoa" not in text
 
@@ -110,9 +112,11 @@ async def test_panel_notes_and_messages_are_capped_like_the_api(admin):
     case = admin.case
     long_note = await admin.post(f"/admin/cases/{case.id}/note", data={"text": "n" * 5001, "csrf_token": admin.token})
     assert "A nota tem 5001 caracteres; o máximo é 5000." in _page(long_note, 422)
-    long_reject = await admin.post(f"/admin/cases/{case.id}/reject", data={"message": "m" * 5001, "csrf_token": admin.token})
+    long_reject = await admin.post(f"/admin/cases/{case.id}/reject",
+                                   data={"message": "m" * 5001, "csrf_token": admin.token})
     assert "o máximo é 5000" in _page(long_reject, 422)
-    assert (await admin.post(f"/admin/cases/{case.id}/note", data={"text": "n" * 5000, "csrf_token": admin.token})).status_code == 303
+    longest = await admin.post(f"/admin/cases/{case.id}/note", data={"text": "n" * 5000, "csrf_token": admin.token})
+    assert longest.status_code == 303
     async with session_scope() as session:
         notes = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.note"))).scalars().all()
         assert [len(n.details["note"]) for n in notes] == [5000]
@@ -124,7 +128,8 @@ async def test_empty_upload_file_is_named_in_the_report(admin):
 
     png = to_png(render_reference(demo_catalog()[0].spec, seed=3))
     upload = await admin.post("/admin/catalog/neo-cm/images", data={"csrf_token": admin.token},
-                              files=[("files", ("ref.png", png, "image/png")), ("files", ("vazio.png", b"", "image/png")),
+                              files=[("files", ("ref.png", png, "image/png")),
+                                     ("files", ("vazio.png", b"", "image/png")),
                                      ("files", ("bad.png", b"<html>", "image/png"))])
     assert upload.status_code == 200, upload.text
     assert "2 ignorada(s)" in upload.text

@@ -80,7 +80,8 @@ def test_who_did_it_reads_as_a_role_a_person_or_a_token():
 def test_a_delivery_failure_reads_in_pt_br():
     recorded = "jotform: Jotform API 503: Service is unavailable; email: SMTP refused"
     assert reason_text(recorded, "pt_BR") == f"a entrega do resultado falhou (detalhe técnico: {recorded})"
-    deleted = "jotform: Jotform API 401: You're not authorized to use (/submission-id)"  # a submission deleted in Jotform
+    # a submission deleted in Jotform
+    deleted = "jotform: Jotform API 401: You're not authorized to use (/submission-id)"
     shown = reason_text(deleted, "pt_BR")
     assert "pode ter sido apagada no Jotform" in shown and "Marcar como entregue" in shown and deleted in shown
 

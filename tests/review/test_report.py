@@ -73,7 +73,8 @@ async def test_the_report_names_catalog_terms_in_pt_br(client, session):
     abbreviation ("CM 16°") stays as typed."""
     from raiox.models import ImplantSystem
 
-    for system_id, connection, shown in (("sys-he", "external hex", "hexágono externo"), ("sys-cm", "CM 16°", "CM 16°")):
+    for system_id, connection, shown in (("sys-he", "external hex", "hexágono externo"),
+                                         ("sys-cm", "CM 16°", "CM 16°")):
         await add_system(session, system_id, "Acme", system_id.upper(), seed=3)
         (await session.get(ImplantSystem, system_id)).connection = connection
         case = await add_case(session, candidates=[(system_id, 0.8)])
@@ -105,7 +106,8 @@ async def test_a_report_never_shows_another_patients_film_added_to_the_catalog(c
     from raiox.models import CaseImage, Fixture, FixtureResult, ReferenceImage
 
     await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
-    catalog_ref = (await session.execute(select(ReferenceImage).where(ReferenceImage.system_id == "neo-cm"))).scalar_one()
+    catalog_ref = (await session.execute(select(ReferenceImage)
+                                         .where(ReferenceImage.system_id == "neo-cm"))).scalar_one()
     first = await add_case(session, candidates=[("neo-cm", 0.9)], name="Paciente A")
     await review.approve(session, first.id, "neo-cm", actor="user:admin@example.com", add_to_catalog=True)
     from_case = (await session.execute(select(ReferenceImage).where(ReferenceImage.source == "case"))).scalar_one()

@@ -38,7 +38,9 @@ def confidence(score: float, runner_up: float | None = None) -> str:
     if runner_up is None:
         return "high" if score >= settings.confidence_high else "medium"
     lead = score - runner_up
-    return "high" if lead >= settings.confidence_margin_high else "medium" if lead >= settings.confidence_margin_medium else "low"
+    if lead >= settings.confidence_margin_high:
+        return "high"
+    return "medium" if lead >= settings.confidence_margin_medium else "low"
 
 
 def labelled(candidates: list["Candidate"]) -> list["Candidate"]:
@@ -96,7 +98,8 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         return best_ref[system_id][1] if system_id in best_ref else fallback.get(system_id)
 
     fused = labelled([Candidate(r.rank, systems[r.system_id], r.score, ref(r.system_id),
-                                best_fixture.get(r.system_id, (0, None))[1]) for r in ranking if r.system_id in systems])
+                                best_fixture.get(r.system_id, (0, None))[1])
+                      for r in ranking if r.system_id in systems])
     views = [ImageView(image) for image in images]
     by_id = {v.image.id: v for v in views}
     for fixture, results in fixtures:

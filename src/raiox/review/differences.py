@@ -40,7 +40,8 @@ def spec_difference(system, first) -> str | None:
 def _item(name: str, mine, theirs) -> str:
     kind = FIELDS[name][1]
     if kind in (MM, DEGREES, FRACTION):
-        return i18n.gettext("diff.item", what=f"{i18n.gettext(NAMES[name])} {_show(mine, kind)}", first=_show(theirs, kind))
+        return i18n.gettext("diff.item", what=f"{i18n.gettext(NAMES[name])} {_show(mine, kind)}",
+                            first=_show(theirs, kind))
     return i18n.gettext("diff.item", what=_label(kind, mine), first=_label(kind, theirs))
 
 

@@ -49,7 +49,8 @@ def check_mark(box, image: CaseImage) -> list:
     plain = not isinstance(box[0], list)
     points = [box[:2], box[2:]] if plain else box
     xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
-    if min(xs) < 0 or min(ys) < 0 or (image.width and max(xs) > image.width) or (image.height and max(ys) > image.height):
+    if (min(xs) < 0 or min(ys) < 0 or (image.width and max(xs) > image.width)
+            or (image.height and max(ys) > image.height)):
         raise Unprocessable(f"box: outside the {image.width}x{image.height} image")
     if max(xs) - min(xs) < MIN_MARK or max(ys) - min(ys) < MIN_MARK:
         raise Unprocessable(f"box: under {MIN_MARK} pixels on a side; draw around the whole implant")
@@ -85,7 +86,8 @@ async def add_fixture(session: AsyncSession, case_id: uuid.UUID, image_id: uuid.
     if (same := _same_mark(marked, box)) is not None:
         return same.id
     if len(marked) >= MAX_MARKS:
-        raise Unprocessable(f"film {image.position + 1} has {len(marked)} marked implants already (at most {MAX_MARKS})")
+        raise Unprocessable(f"film {image.position + 1} has {len(marked)} marked implants already "
+                            f"(at most {MAX_MARKS})")
     index = max((f.index for f in fixtures), default=-1) + 1
     fixture_id = await processing.store_fixture(session, image.id, index, located, model_id, get_settings().top_k,
                                                 manual=True)

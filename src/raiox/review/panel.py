@@ -146,8 +146,9 @@ ERROR_TEXT = {400: "error.bad_request", 404: "error.not_found", 405: "error.meth
 # Starlette's form parser's messages (python-multipart), in the operator's words
 FORM_ERRORS = ((re.compile(r"(Field|Part) exceeded maximum size of (?P<kb>\d+)KB\."), "error.field_too_large"),
                (re.compile(r"Too many (fields|files)\. .*"), "error.form_too_many"),
-               (re.compile(r"There was an error parsing the body|Missing boundary in multipart\.|Invalid multipart data\."
-                           r"|The Content-Disposition header field .*"), "error.form_unreadable"))
+               (re.compile(r"There was an error parsing the body|Missing boundary in multipart\."
+                           r"|Invalid multipart data\.|The Content-Disposition header field .*"),
+                "error.form_unreadable"))
 
 
 def for_operator(error: RaioxError) -> RaioxError:
@@ -219,7 +220,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
     text = str(exc.detail or "")
     for pattern, message_id in FORM_ERRORS:
         if match := pattern.fullmatch(text):
-            return _error_page(request, exc.status_code, i18n.gettext(message_id, **match.groupdict()), None, exc.headers)
+            text = i18n.gettext(message_id, **match.groupdict())
+            return _error_page(request, exc.status_code, text, None, exc.headers)
     try:
         phrase = HTTPStatus(exc.status_code).phrase
     except ValueError:

@@ -61,7 +61,8 @@ async def case_images(session: AsyncSession, case_id: uuid.UUID) -> list[CaseIma
     return list((await session.execute(query)).scalars())
 
 
-async def fixtures_with_results(session: AsyncSession, image_ids: list[uuid.UUID]) -> list[tuple[Fixture, list[FixtureResult]]]:
+async def fixtures_with_results(session: AsyncSession,
+                                image_ids: list[uuid.UUID]) -> list[tuple[Fixture, list[FixtureResult]]]:
     if not image_ids:
         return []
     fixtures = list((await session.execute(
@@ -81,7 +82,8 @@ async def case_image(session: AsyncSession, case_id: uuid.UUID, image_id: uuid.U
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def case_fixture(session: AsyncSession, case_id: uuid.UUID, fixture_id: uuid.UUID) -> tuple[Fixture, CaseImage] | None:
+async def case_fixture(session: AsyncSession, case_id: uuid.UUID,
+                       fixture_id: uuid.UUID) -> tuple[Fixture, CaseImage] | None:
     """The fixture with its image, when it belongs to CASE_ID."""
     query = (select(Fixture, CaseImage).join(CaseImage, CaseImage.id == Fixture.case_image_id)
              .where(Fixture.id == fixture_id, CaseImage.case_id == case_id))
@@ -98,7 +100,8 @@ async def case_fixture_ids(session: AsyncSession, case_id: uuid.UUID) -> list[uu
 async def stale_cases(session: AsyncSession, model_id: str) -> list[uuid.UUID]:
     """Cases awaiting review with an implant embedded by another model than MODEL_ID, oldest first."""
     query = (select(Case.id).join(CaseImage, CaseImage.case_id == Case.id)
-             .join(Fixture, Fixture.case_image_id == CaseImage.id).where(Case.status == CaseStatus.awaiting_review, Fixture.model_id != model_id)
+             .join(Fixture, Fixture.case_image_id == CaseImage.id)
+             .where(Case.status == CaseStatus.awaiting_review, Fixture.model_id != model_id)
              .group_by(Case.id).order_by(func.min(Case.created_at), Case.id))
     return list((await session.execute(query)).scalars())
 

@@ -54,8 +54,8 @@ async def mark_delivered(case_id: uuid.UUID, body: MarkDeliveredRequest, actor: 
              responses=ERRORS | {404: {"description": "Unknown case, or image not of this case"},
                                  409: {"description": "The case is not awaiting review, or the image was not analysed"},
                                  422: {"description": "Malformed box, outside the image, or too small"}})
-async def mark_implant(case_id: uuid.UUID, image_id: uuid.UUID, body: MarkRequest,
-                       actor: str = Depends(require_actor), session: AsyncSession = Depends(get_db_session)) -> ImplantOut:
+async def mark_implant(case_id: uuid.UUID, image_id: uuid.UUID, body: MarkRequest, actor: str = Depends(require_actor),
+                       session: AsyncSession = Depends(get_db_session)) -> ImplantOut:
     """Mark an implant on a film (one the analysis missed, or boxed badly): the box is canonicalised, embedded and
     searched like a located implant, stored as a manual implant (kept when the case is analysed again), and the
     case's ranking is fused again. The same box sent twice is stored once."""

@@ -1,5 +1,5 @@
-"""Login (e-mail + password), logout (ends all the user's sessions). Failures are throttled per IP and lock the account after
-RAIOX_ADMIN_MAX_FAILED_LOGINS; each one is logged as `raiox.admin.login_failed ip=<ip> email=<email>`."""
+"""Login (e-mail + password), logout (ends all the user's sessions). Failures are throttled per IP and lock the
+account after RAIOX_ADMIN_MAX_FAILED_LOGINS; each one is logged as `raiox.admin.login_failed ip=<ip> email=<email>`."""
 
 import time
 from collections import defaultdict, deque

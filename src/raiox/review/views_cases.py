@@ -67,9 +67,9 @@ async def queue(request: Request, status: str = Query(ATTENTION), client: str = 
     counts = await repository.status_counts(session)
     total_all = sum(counts.values())
     counts[ATTENTION] = sum(counts.get(s, 0) for s in NEEDS_ACTION)
-    context = {"items": items, "total": total, "counts": counts, "statuses": STATUSES, "page": page, "total_all": total_all,
-               "pages": max(1, -(-total // PAGE)), "f": {"status": status, "client": client, "q": q,
-                                                          "date_from": date_from, "date_to": date_to}}
+    context = {"items": items, "total": total, "counts": counts, "statuses": STATUSES, "page": page,
+               "total_all": total_all, "pages": max(1, -(-total // PAGE)),
+               "f": {"status": status, "client": client, "q": q, "date_from": date_from, "date_to": date_to}}
     return render(request, "queue.html", context)
 
 
@@ -104,8 +104,8 @@ async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(..
         raise for_operator(Unprocessable(gettext("case.too_many_others", n=len(others), max=OTHER_SYSTEMS_MAX)))
     if set(mapped) - {str(i) for i in await repository.case_fixture_ids(session, case_id)}:
         raise for_operator(Conflict(gettext("case.implant_gone")))  # removed in another tab since the page opened
-    await service.approve(session, case_id, system_id, actor=actor(user), message=message, add_to_catalog=add_to_catalog,
-                          other_system_ids=others, implants=mapped)
+    await service.approve(session, case_id, system_id, actor=actor(user), message=message,
+                          add_to_catalog=add_to_catalog, other_system_ids=others, implants=mapped)
     return redirect(request, f"/cases/{case_id}")
 
 
@@ -141,7 +141,8 @@ def _in_portuguese():
     try:
         yield
     except service.TooSoon as exc:
-        text = gettext("case.redeliver_wait", n=exc.wait_minutes) if exc.wait_minutes else gettext("case.redeliver_today")
+        text = (gettext("case.redeliver_wait", n=exc.wait_minutes) if exc.wait_minutes
+                else gettext("case.redeliver_today"))
         raise for_operator(TooManyRequests(text)) from exc
     except service.DeliveryRunning as exc:
         raise for_operator(Conflict(gettext("case.delivery_running"))) from exc
@@ -177,7 +178,8 @@ async def redeliver(request: Request, case_id: uuid.UUID, user: User = Depends(c
 
 @router.post("/cases/{case_id}/mark-delivered", dependencies=[Depends(csrf_protect)])
 async def mark_delivered(request: Request, case_id: uuid.UUID, message: str = Form(""),
-                         user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+                         user: User = Depends(current_user),
+                         session: AsyncSession = Depends(get_db_session)) -> Response:
     message = _text(message, "case.delivered_how_required", "case.message_too_long")
     await service.mark_delivered(session, case_id, message, actor=actor(user))
     return redirect(request, f"/cases/{case_id}")
@@ -225,7 +227,8 @@ async def reread_implants(request: Request, case_id: uuid.UUID, user: User = Dep
 
 @router.post("/cases/{case_id}/fixtures/{fixture_id}/delete", dependencies=[Depends(csrf_protect)])
 async def remove_implant(request: Request, case_id: uuid.UUID, fixture_id: uuid.UUID,
-                         user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+                         user: User = Depends(current_user),
+                         session: AsyncSession = Depends(get_db_session)) -> Response:
     await marks.remove_fixture(session, case_id, fixture_id, actor=actor(user))
     return redirect(request, f"/cases/{case_id}")
 

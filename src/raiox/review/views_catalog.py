@@ -25,8 +25,8 @@ def slug(text: str) -> str:
 
 
 @router.get("")
-async def catalog(request: Request, q: str = "", page: int = Query(1, ge=1, le=MAX_PAGE), user: User = Depends(admin_user),
-                  session: AsyncSession = Depends(get_db_session)) -> Response:
+async def catalog(request: Request, q: str = "", page: int = Query(1, ge=1, le=MAX_PAGE),
+                  user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
     systems = await repository.search_systems(session, q, limit=PAGE + 1, offset=(page - 1) * PAGE,
                                               also=catalog_words(q))
     counts = await repository.reference_counts(session, [s.id for s in systems])
@@ -60,7 +60,8 @@ async def create_system(request: Request, manufacturer: str = Form(""), name: st
     _fill(system, manufacturer, name, connection, body_shape, active)
     session.add(system)
     await session.flush()
-    await service.audit(session, actor(user), "catalog.create", target=new_id, name=f"{system.manufacturer} {system.name}")
+    await service.audit(session, actor(user), "catalog.create", target=new_id,
+                        name=f"{system.manufacturer} {system.name}")
     return redirect(request, f"/catalog/{new_id}")
 
 
@@ -75,7 +76,8 @@ async def _system(session: AsyncSession, system_id: str) -> ImplantSystem:
 async def edit_system(request: Request, system_id: str, user: User = Depends(admin_user),
                       session: AsyncSession = Depends(get_db_session)) -> Response:
     system = await _system(session, system_id)
-    return render(request, "system.html", {"system": system, "references": await repository.references_of(session, system_id)})
+    references = await repository.references_of(session, system_id)
+    return render(request, "system.html", {"system": system, "references": references})
 
 
 @router.post("/{system_id}", dependencies=[Depends(csrf_protect)])
