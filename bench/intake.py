@@ -92,7 +92,8 @@ def stop_embedded_postgres(root: Path) -> None:
 
 
 def start_server(env: dict, port: int, worker: bool) -> subprocess.Popen:
-    args = [sys.executable, "-m", "raiox", "serve", "--port", str(port), "--workers", str(env.get("BENCH_WORKERS", "1"))]
+    args = [sys.executable, "-m", "raiox", "serve", "--port", str(port), "--workers",
+            str(env.get("BENCH_WORKERS", "1"))]
     args += [] if worker else ["--no-worker"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(env["BENCH_LOG"], "ab"))
     deadline = time.monotonic() + 120

@@ -15,8 +15,8 @@ if it were perfect everywhere else and broke ties by chance: a query of a system
 is right with probability 1/k. Size cues (a sibling's line may lack the query's proportions) could break
 some ties, so this is a ceiling without size cues. Every pair is compared twice: open (as catalog
 references are) and with an abutment on the platform filling most of the connection's void (as half the
-evaluation's queries carry an abutment or a crown); the section gives both ceilings and their mix. ``--write`` puts the table in docs/benchmarks.md
-under "## Look-alike separability".
+evaluation's queries carry an abutment or a crown); the section gives both ceilings and their mix. ``--write`` puts
+the table in docs/benchmarks.md under "## Look-alike separability".
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ def markdown(systems: list, pair_max: dict, threshold: float, command: str, vari
         members = [s for s in systems if s.group == group]
         tied = sum(len(sets[s.id]) > 1 for s in members)
         tied_filled = sum(len(sets_filled[s.id]) > 1 for s in members)
-        lines.append(f"| {group} | {len(d)} | {d.min():.3f} / {np.median(d):.3f} / {d.max():.3f} | {tied} of {len(members)}"
-                     f" | {tied_filled} of {len(members)} |")
+        lines.append(f"| {group} | {len(d)} | {d.min():.3f} / {np.median(d):.3f} / {d.max():.3f} | "
+                     f"{tied} of {len(members)} | {tied_filled} of {len(members)} |")
     tied_all = sum(len(sets[s.id]) > 1 for s in systems)
     others = ", ".join(f"{t:g}: {ceiling(systems, pair_max, t)[0]:.1%}" for t in (threshold / 2, threshold * 1.5))
     others_filled = ", ".join(f"{t:g}: {ceiling(systems, filled, t)[0]:.1%}" for t in (threshold / 2, threshold * 1.5))
@@ -128,8 +128,8 @@ def markdown(systems: list, pair_max: dict, threshold: float, command: str, vari
               f" threshold of {others}); top-5 is not limited (no tie set has more than five systems:"
               f" largest {max(len(v) for v in sets.values())}).",
               "", f"With an abutment on the platform (it fills 75-95 % of the connecting part and its screw most of the"
-              f" internal thread, whose end below the screw's tip stays open, as the evaluation's abutments and crowns do)"
-              f" {sum(len(sets_filled[s.id]) > 1 for s in systems)} systems are tied and the"
+              f" internal thread, whose end below the screw's tip stays open, as the evaluation's abutments and crowns"
+              f" do) {sum(len(sets_filled[s.id]) > 1 for s in systems)} systems are tied and the"
               f" ceiling is **{top1_filled:.1%}** ({others_filled}). Half the evaluation's queries carry an abutment or"
               f" a crown, so its ceiling is about **{mixed:.1%}**.",
               "", f"The evaluation's goal of top-1 >= 90 % is thus {'above' if mixed < 0.9 else 'within'} what one crop"

@@ -162,10 +162,13 @@ def load(conn, args, centres: np.ndarray) -> None:
         if min(args.n, (i + 1) * args.chunk) <= done:
             continue  # committed by an earlier run (chunks commit atomically)
         ids, systems, vectors = chunk(args, centres, i)
-        with conn.cursor().copy("COPY reference_images (id, system_id, storage_key, sha256, source) FROM STDIN") as copy:
+        with conn.cursor().copy("COPY reference_images (id, system_id, storage_key, sha256, source) "
+                                "FROM STDIN") as copy:
             for row_id, s in zip(ids.tolist(), systems.tolist(), strict=True):
-                copy.write_row((str(uuid.UUID(int=row_id)), f"bench-{s:06d}", f"bench/{row_id}", f"{row_id:064x}", "bench"))
-        sql = "COPY reference_embeddings (id, reference_image_id, system_id, model_id, embedding) FROM STDIN (FORMAT BINARY)"
+                copy.write_row((str(uuid.UUID(int=row_id)), f"bench-{s:06d}", f"bench/{row_id}", f"{row_id:064x}",
+                                "bench"))
+        sql = ("COPY reference_embeddings (id, reference_image_id, system_id, model_id, embedding) "
+               "FROM STDIN (FORMAT BINARY)")
         with conn.cursor().copy(sql) as copy:
             copy.set_types(["int8", "uuid", "varchar", "varchar", "vector"])
             for row_id, s, vector in zip(ids.tolist(), systems.tolist(), vectors, strict=True):

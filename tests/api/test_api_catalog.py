@@ -193,7 +193,8 @@ async def test_every_api_error_has_the_one_shape(client, auth):
     unknown = await client.get("/no-such-route", headers=auth)
     assert unknown.status_code == 404 and unknown.json() == {"error": "not_found", "detail": "Not Found"}
     wrong = await client.delete("/implants", headers=auth)
-    assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed" and "GET" in wrong.headers["allow"]
+    assert (wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+            and "GET" in wrong.headers["allow"])
 
 
 async def test_an_anonymous_upload_is_refused_before_its_body_is_read(client):
@@ -238,7 +239,8 @@ async def test_identify_takes_manual_boxes_instead_of_the_localiser(client, auth
         assert refused.status_code == 422 and says in refused.json()["detail"], (bad, refused.text)
 
 
-async def test_identify_takes_one_image_and_counts_bad_uploads_apart_from_failures(client, auth, catalog, reference_pngs):
+async def test_identify_takes_one_image_and_counts_bad_uploads_apart_from_failures(client, auth, catalog,
+                                                                                   reference_pngs):
     from raiox.kit.metrics import IDENTIFICATIONS
 
     def count(outcome: str) -> float:
@@ -261,7 +263,8 @@ async def test_openapi_documents_the_real_error_body_and_every_authenticated_rou
         for method, op in ops.items():
             for code, response in op["responses"].items():
                 if code[0] in "45":
-                    assert response["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody"), (path, code)
+                    assert response["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody"), (
+                        path, code)
             if path.startswith(("/cases", "/implants", "/identify", "/metrics")):
                 assert op.get("security") == [{"HTTPBearer": []}], (method, path)
                 assert "401" in op["responses"], (method, path)

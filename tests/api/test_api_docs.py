@@ -177,6 +177,7 @@ async def test_the_admin_hosts_docs_come_from_the_app_too(database_url):
         assert page.status_code == 200 and "cdn" not in page.text.lower()
         parsed = _Page()
         parsed.feed(page.text)
-        assert [src for src, _text in parsed.scripts] == ["/docs-assets/swagger-ui-bundle.js", "/docs-assets/raiox-docs.js"]
+        assert [src for src, _text in parsed.scripts] == ["/docs-assets/swagger-ui-bundle.js",
+                                                          "/docs-assets/raiox-docs.js"]
         assert (await http.get("/docs-assets/raiox-docs.js")).status_code == 200
         assert (await http.get("/redoc")).status_code == 404

@@ -112,5 +112,6 @@ async def test_each_route_needs_its_scope(client, session):
         assert allowed.status_code in (200, 204), (needed, allowed.text)
         assert (await client.request(method, path, json=body, headers=tokens["all"])).status_code in (200, 204)
     # a large upload to /identify with a token without the scope is refused before its body is read
-    upload = await client.post("/identify", files={"image": ("x.png", b"\x89PNG" + b"0" * 1000)}, headers=tokens["cases"])
+    upload = await client.post("/identify", files={"image": ("x.png", b"\x89PNG" + b"0" * 1000)},
+                               headers=tokens["cases"])
     assert upload.status_code == 403 and "needs scope 'identify'" in upload.json()["detail"]

@@ -38,7 +38,8 @@ async def add_system(session, system_id: str, vectors: np.ndarray, model_id: str
     await session.flush()
 
 
-def exact_top(query: np.ndarray, systems: dict[str, np.ndarray], k: int, references: int | None = None) -> list[tuple[str, float]]:
+def exact_top(query: np.ndarray, systems: dict[str, np.ndarray], k: int,
+              references: int | None = None) -> list[tuple[str, float]]:
     """Mean cosine similarity of each system's ``references`` closest vectors, best first (ties by id), in numpy."""
     from raiox.catalog.search import SCORE_REFERENCES
 

@@ -24,7 +24,8 @@ def _closest_mean(database_url: str, reference, system_id: str, model_id: str | 
             SELECT e.embedding <=> q.embedding AS d FROM reference_embeddings e, (
                 SELECT x.embedding, x.model_id FROM reference_embeddings x
                 JOIN reference_images r ON r.id = x.reference_image_id WHERE r.sha256 = '{digest}' {model}) q
-            WHERE e.system_id = '{system_id}' AND e.model_id = q.model_id ORDER BY d LIMIT {SCORE_REFERENCES}) nearest""")
+            WHERE e.system_id = '{system_id}' AND e.model_id = q.model_id """
+                             f"""ORDER BY d LIMIT {SCORE_REFERENCES}) nearest""")
     return float(rows[0][0])
 
 
@@ -66,8 +67,10 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     rows = sql(database_url, "SELECT id, spec IS NOT NULL, (SELECT count(*) FROM reference_images r "
                              "WHERE r.system_id = s.id AND r.source = 'demo') FROM implant_systems s ORDER BY id")
     assert rows == [("demo-001", True, 6), ("demo-002", True, 6), ("demo-003", True, 6)]
-    origins = sorted(o for (o,) in sql(database_url, "SELECT origin FROM reference_images WHERE system_id = 'demo-002'"))
-    assert origins == sorted(f"demo:demo-002#{tag}.png" for tag in ("0", "1", "0-cover", "0-healing", "0-abutment", "0-crown"))
+    origins = sorted(o for (o,) in sql(database_url,
+                                       "SELECT origin FROM reference_images WHERE system_id = 'demo-002'"))
+    assert origins == sorted(f"demo:demo-002#{tag}.png"
+                             for tag in ("0", "1", "0-cover", "0-healing", "0-abutment", "0-crown"))
 
     again = cli("catalog", "demo", "--if-empty", "--limit", "5")
     assert again.exit_code == 0 and "already has 3 systems" in again.output
@@ -88,7 +91,8 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     assert bad.exit_code == 2 and "--box takes four numbers x0,y0,x1,y1" in " ".join(bad.output.split())
     best = payload["implants"][0]["candidates"][0]
     runner_up = payload["implants"][0]["candidates"][1]  # an apex sibling (demo-001..003 form G01-apex)
-    assert runner_up["differs_from_first"] and {d["field"].split(".")[0] for d in runner_up["differs_from_first"]} == {"apex"}
+    assert (runner_up["differs_from_first"]
+            and {d["field"].split(".")[0] for d in runner_up["differs_from_first"]} == {"apex"})
     from raiox.synth import demo_catalog
 
     specs_by_id = {s.id: s.spec for s in demo_catalog()}
@@ -156,7 +160,8 @@ def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_png
     from raiox.vision.interim import build_interim
 
     first = use_embedder("raiox-v0")
-    assert "4 added" in cli("catalog", "demo", "--systems", "demo-001,demo-002", "--refs", "2", "--restored", "0").output
+    assert "4 added" in cli("catalog", "demo", "--systems", "demo-001,demo-002", "--refs", "2",
+                            "--restored", "0").output
     image = tmp_path / "ref.png"
     image.write_bytes(demo_pngs["demo-001"][0])
 
@@ -182,7 +187,8 @@ def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_png
 
     system = next(s for s in demo_catalog() if s.id == "demo-001")
     turns = after["implants"][0]["thread_turns"]
-    count = threads.bonus(threads.Turns(turns, 0.0), [threads.line_of(system.spec, system.attributes)])[0] if turns else 0.0
+    count = (threads.bonus(threads.Turns(turns, 0.0), [threads.line_of(system.spec, system.attributes)])[0] if turns
+             else 0.0)
     assert abs(scores["demo-001"] - _closest_mean(database_url, image, "demo-001", other.model_id) - count) < 1e-3
     assert "0 embedded" in cli("catalog", "reindex").output  # nothing left to do: resumable, idempotent
 
@@ -200,7 +206,8 @@ def _vectors(database_url: str) -> dict[str, np.ndarray]:
 def test_reindex_relocate_places_boxes_of_an_older_localiser_again(cli, database_url, committed):
     from raiox.vision.detect import localiser_id
 
-    assert "4 added" in cli("catalog", "demo", "--systems", "demo-001,demo-002", "--refs", "2", "--restored", "0").output
+    assert "4 added" in cli("catalog", "demo", "--systems", "demo-001,demo-002", "--refs", "2",
+                            "--restored", "0").output
     rows = sql(database_url, "SELECT id::text, box FROM reference_images ORDER BY id")
     assert {r[0] for r in sql(database_url, "SELECT located_by FROM reference_images")} == {localiser_id()}
     imported, vectors = {image_id: np.array(box) for image_id, box in rows}, _vectors(database_url)
@@ -208,10 +215,12 @@ def test_reindex_relocate_places_boxes_of_an_older_localiser_again(cli, database
     shifted = imported[old] + 0.12 * (imported[old][2] - imported[old][1])  # 12 % of the length towards the apex
     corner = [[0, 0], [24, 0], [24, 48], [0, 48]]  # no fixture there
     with psycopg.connect(database_url) as conn:  # boxes as an older localiser left them
-        conn.execute("UPDATE reference_images SET box = %s, located_by = NULL WHERE id = %s", (json.dumps(shifted.tolist()), old))
+        conn.execute("UPDATE reference_images SET box = %s, located_by = NULL WHERE id = %s",
+                     (json.dumps(shifted.tolist()), old))
         conn.execute("UPDATE reference_images SET box = %s, located_by = NULL, source = 'case' WHERE id = %s",
                      (json.dumps(shifted.tolist()), reviewed))
-        conn.execute("UPDATE reference_images SET box = %s, located_by = 'locator-v0' WHERE id = %s", (json.dumps(corner), lost))
+        conn.execute("UPDATE reference_images SET box = %s, located_by = 'locator-v0' WHERE id = %s",
+                     (json.dumps(corner), lost))
         conn.execute("UPDATE reference_embeddings SET embedding = (SELECT embedding FROM reference_embeddings "
                      "WHERE reference_image_id = %s) WHERE reference_image_id = %s", (current, old))  # its old crop's
     assert "0 embedded" in cli("catalog", "reindex").output  # a plain reindex never looks at boxes

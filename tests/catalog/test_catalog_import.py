@@ -46,11 +46,13 @@ def test_folder_import_reports_skips_and_is_idempotent(tmp_path, demo_pngs, cli,
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "3 added" in out and "5 skipped" in out
-    for reason in ("Acme/Cone 3.5/b.png: duplicate of Acme/Cone 3.5/b-copy.png", "broken.jpg: not a usable image", "notes.txt: unsupported file type .txt",
-                   "empty.png: no fixture found", "loose.png: not in a MANUFACTURER/SYSTEM/ folder"):
+    for reason in ("Acme/Cone 3.5/b.png: duplicate of Acme/Cone 3.5/b-copy.png", "broken.jpg: not a usable image",
+                   "notes.txt: unsupported file type .txt", "empty.png: no fixture found",
+                   "loose.png: not in a MANUFACTURER/SYSTEM/ folder"):
         assert reason in out, reason
     assert counts(database_url) == (2, 3, 3)
-    systems = {row[0]: row[1:] for row in sql(database_url, "SELECT id, manufacturer, connection, attributes FROM implant_systems")}
+    systems = {row[0]: row[1:]
+               for row in sql(database_url, "SELECT id, manufacturer, connection, attributes FROM implant_systems")}
     assert systems["acme-cone-3-5"][1] == "morse taper" and systems["acme-cone-3-5"][2]["diameters"] == [3.5]
     assert systems["beta-implantes-hex"][0] == "Bêta Implantes"
 
@@ -252,13 +254,15 @@ def test_bad_attributes_skip_their_rows_and_the_import_goes_on(tmp_path, demo_pn
 def test_attributes_must_be_a_storable_json_object():
     from raiox.catalog.sources import parse_attributes
 
-    for raw in ("x=nan", "x=inf; y=1", '{"x": NaN}', '{"big": 1e400}', '{"a": {"b": [1, -Infinity]}}', '{"a": "\\u0000"}'):
+    for raw in ("x=nan", "x=inf; y=1", '{"x": NaN}', '{"big": 1e400}', '{"a": {"b": [1, -Infinity]}}',
+                '{"a": "\\u0000"}'):
         with pytest.raises(ValueError):
             parse_attributes(raw)
     assert parse_attributes('{"a": {"b": [1, 2.5, "nan"]}}') == {"a": {"b": [1, 2.5, "nan"]}}
 
 
-def test_import_refuses_images_over_the_configured_pixel_cap(tmp_path, demo_pngs, cli, database_url, committed, configure):
+def test_import_refuses_images_over_the_configured_pixel_cap(tmp_path, demo_pngs, cli, database_url, committed,
+                                                              configure):
     (tmp_path / "Acme" / "Cone").mkdir(parents=True)
     (tmp_path / "Acme" / "Cone" / "big.png").write_bytes(demo_pngs["demo-001"][0])
     configure(MAX_PIXELS="10000")

@@ -237,6 +237,7 @@ async def test_the_catalog_search_re_ranks_by_the_count(session):
 
     query = base / np.linalg.norm(base)
     for length, first in ((15.0, "long-line"), (8.0, "short-line")):
-        found = await search_systems(session, query, "raiox-v1", 2, turns=Turns((length + threads.OFFSET_MM) / 1.2, 9.0))
+        found = await search_systems(session, query, "raiox-v1", 2,
+                                     turns=Turns((length + threads.OFFSET_MM) / 1.2, 9.0))
         assert [c.system_id for c in found][0] == first
         assert all(c.score <= 1.0 for c in found)

@@ -35,7 +35,8 @@ def renders():
 
 @pytest.fixture
 def always_checked(monkeypatch):
-    """Every located fixture read both ways up (ENDS_SURE above any end evidence, -2..2): the check itself under test."""
+    """Every located fixture read both ways up (ENDS_SURE above any end evidence, -2..2): the check itself under
+    test."""
     from raiox.vision import ranking
 
     monkeypatch.setattr(ranking, "ENDS_SURE", 3.0)

@@ -61,7 +61,8 @@ class FakeState:
     redirects: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     delays: dict[str, float] = field(default_factory=dict)
-    delays_after_edit: dict[str, list] = field(default_factory=dict)  # id -> [seconds, times]: edit applied, slow answer
+    # id -> [seconds, times]: edit applied, slow answer
+    delays_after_edit: dict[str, list] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     edits: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     require_login: bool = False

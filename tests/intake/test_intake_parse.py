@@ -35,7 +35,8 @@ def test_shapes_and_auto_detection_without_field_map():
 
 
 def test_a_date_answer_that_is_no_calendar_date_keeps_what_was_typed():
-    raw = {"q8_data": {"month": "2", "day": "30", "year": "2025"}, "q9_outra": {"month": "45", "day": "13", "year": "abc"},
+    raw = {"q8_data": {"month": "2", "day": "30", "year": "2025"},
+           "q9_outra": {"month": "45", "day": "13", "year": "abc"},
            "q10_boa": {"month": "02", "day": "28", "year": "2025"}}
     fields = from_webhook(raw_form(raw), field_map={}, secrets=[]).fields
     assert (fields["data"], fields["outra"], fields["boa"]) == ("30/2/2025", "13/45/abc", "2025-02-28")

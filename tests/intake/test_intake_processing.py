@@ -213,7 +213,8 @@ async def test_a_fixture_located_the_wrong_way_round_is_stored_the_way_it_was_se
     assert await processing.process_case(case_id) == "awaiting_review"
     truth = render_scene([demo_catalog()[0].spec], seed=0).boxes[0]  # scene_pngs[0]
     async with session_scope() as session:
-        stored = (await session.execute(select(Fixture).join(CaseImage).where(CaseImage.case_id == case_id))).scalars().all()
+        stored = (await session.execute(
+            select(Fixture).join(CaseImage).where(CaseImage.case_id == case_id))).scalars().all()
     assert len(stored) == 1
     assert platform_ok(np.array(stored[0].box), truth)
 

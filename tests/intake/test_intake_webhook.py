@@ -208,7 +208,8 @@ async def test_unusual_multipart_goes_through_the_general_parser(api, reader):
     assert response.status_code == 200, response.text
     case = await reader.get(Case, response.json()["case_id"])
     assert case.client_name == "João da Silva"
-    with_file = ('--xYz\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\n\r\nPNG\r\n--xYz--\r\n').encode()
+    with_file = ('--xYz\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\n'
+                 '\r\nPNG\r\n--xYz--\r\n').encode()
     response = await api.post(URL, content=with_file, headers={"content-type": "multipart/form-data; boundary=xYz"})
     assert response.status_code == 400
 

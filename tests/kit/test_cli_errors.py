@@ -82,7 +82,8 @@ def test_storage_unavailable_during_an_import_is_one_line_and_loses_nothing(
     from raiox.synth import demo_catalog, render_reference, to_png
 
     (tmp_path / "tree" / "Acme" / "Cone").mkdir(parents=True)
-    (tmp_path / "tree" / "Acme" / "Cone" / "a.png").write_bytes(to_png(render_reference(demo_catalog()[0].spec, seed=0)))
+    (tmp_path / "tree" / "Acme" / "Cone" / "a.png").write_bytes(
+        to_png(render_reference(demo_catalog()[0].spec, seed=0)))
     (tmp_path / "store").mkdir()
     (tmp_path / "store" / "sha256").write_text("a file where the storage's folder should be")
     configure(STORAGE_URL=f"file://{tmp_path}/store")

@@ -3,7 +3,8 @@ the other fails here, not in production)."""
 
 # built by migrations on purpose and not declared on the models: the queue's tables (procrastinate's own schema),
 # the vector index per model (raiox.catalog.vector_index) and two query indexes
-NOT_MODELLED = ("procrastinate_", "idx_procrastinate_", "ix_refemb_hnsw_", "ix_cases_status_created", "ix_reference_embeddings_model_id")
+NOT_MODELLED = ("procrastinate_", "idx_procrastinate_", "ix_refemb_hnsw_", "ix_cases_status_created",
+                "ix_reference_embeddings_model_id")
 
 
 def _name(diff) -> str:

@@ -15,7 +15,8 @@ async def test_upgrade_is_idempotent_and_at_head(database_url):
         tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname='public'")).scalars())
         version = conn.execute(text("SELECT extversion FROM pg_extension WHERE extname='vector'")).scalar_one()
     engine.dispose()
-    assert {"cases", "case_images", "fixtures", "implant_systems", "reference_embeddings", "procrastinate_jobs"} <= tables
+    assert {"cases", "case_images", "fixtures", "implant_systems", "reference_embeddings",
+            "procrastinate_jobs"} <= tables
     assert tuple(int(p) for p in version.split(".")[:2]) >= (0, 5)
 
 

@@ -68,7 +68,8 @@ def test_backup_prune_and_restore(pg):
     # the runbook's rehearsal: restore into a scratch database, live data untouched
     scratch = _run(pg, "pg-restore.sh", "raiox_bk", "latest", "--into", "raiox_bk_verify")
     assert scratch.returncode == 0, scratch.stdout + scratch.stderr
-    assert _sql(pg, "SELECT count(*), (SELECT emb::text FROM refs WHERE id = 50) FROM refs", db="raiox_bk_verify") == "50|[50,50,50]"
+    assert _sql(pg, "SELECT count(*), (SELECT emb::text FROM refs WHERE id = 50) FROM refs",
+                db="raiox_bk_verify") == "50|[50,50,50]"
 
     # disaster: rows lost and a table dropped; restore the latest dump over the live database
     _sql(pg, "DELETE FROM refs WHERE id > 10")

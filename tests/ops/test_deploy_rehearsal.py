@@ -191,7 +191,8 @@ def test_release_that_cannot_start_rolls_back(host):
     before = _current(host)
     sha = _commit_breaking(host, "src/raiox/app.py", 'raise RuntimeError("forced start-up failure")',
                            "rehearsal: app cannot start")
-    result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]), env={"RAIOX_HEALTH_TIMEOUT": "12", "RAIOX_ROLLBACK_HEALTH_TIMEOUT": "60"})
+    result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]),
+                     env={"RAIOX_HEALTH_TIMEOUT": "12", "RAIOX_ROLLBACK_HEALTH_TIMEOUT": "60"})
     assert result.returncode == 1, result.stdout + result.stderr + _serve_log(host)
     assert "rolling back" in result.stdout and "rolled back to" in result.stdout
     assert _current(host) == before

@@ -49,7 +49,8 @@ def test_actionlint_workflows():
 
 def _ansible_env() -> dict:
     return {**os.environ, "ANSIBLE_LOCAL_TEMP": "/tmp/.ansible-tmp", "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_HOME": "/tmp/.ansible-home", "PATH": f"{os.path.dirname(require_tool('ansible-playbook', 'ops extra'))}:{os.environ.get('PATH', '')}"}
+            "ANSIBLE_HOME": "/tmp/.ansible-home",
+            "PATH": f"{os.path.dirname(require_tool('ansible-playbook', 'ops extra'))}:{os.environ.get('PATH', '')}"}
 
 
 def test_ansible_syntax_check():

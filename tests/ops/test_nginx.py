@@ -86,7 +86,8 @@ def _prepare(prefix, **overrides) -> dict:
     openssl = require_tool("openssl", "Debian package openssl")
     (prefix / "tmp").mkdir(parents=True)
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-keyout", str(prefix / "key.pem"), "-out", str(prefix / "cert.pem")], check=True, capture_output=True)
+                    "-keyout", str(prefix / "key.pem"), "-out", str(prefix / "cert.pem")],
+                   check=True, capture_output=True)
     http_port, https_port, upstream_port = _ports(3)
     conf = render("nginx", "raiox-site.conf.j2", {
         "nginx_server_name": "localhost",
@@ -120,7 +121,8 @@ def site(tmp_path_factory):
 
 @pytest.mark.parametrize(("host", "overrides", "closed"), [
     ("core-api-prod", {"nginx_expose_admin": False}, "location /admin {\n        return 404;"),
-    ("admin-panel", {"nginx_expose_api": False, "nginx_upstream_port": 8001}, "location /webhooks/ {\n        return 404;"),
+    ("admin-panel", {"nginx_expose_api": False, "nginx_upstream_port": 8001},
+     "location /webhooks/ {\n        return 404;"),
     ("first run, before the certificate", {"nginx_tls_enabled": False}, None),
 ])
 def test_every_host_kind_passes_nginx_t(tmp_path, host, overrides, closed):

@@ -34,7 +34,8 @@ def _units(tmp_path):
     backup.chmod(0o755)
     for name in ("raiox-pg-backup.service", "raiox-pg-backup.timer"):
         text = render("pg_backup", f"{name}.j2", {"postgres_databases": [], "postgres_version": 16,
-                                                  "vault_backup_spaces_access_key": "k", "vault_backup_spaces_secret_key": "s"})
+                                                  "vault_backup_spaces_access_key": "k",
+                                                  "vault_backup_spaces_secret_key": "s"})
         units[name] = text.replace("/usr/local/lib/raiox/pg-backup.sh", str(backup))
     folder = tmp_path / "units"
     for name, text in units.items():

@@ -78,7 +78,8 @@ def firewall_violations(tf_dir: Path) -> list[str]:
     tag_db, tag_api, tag_admin = (res.text(tf["locals"][k]) for k in ("tag_db", "tag_api", "tag_admin"))
     web_tags = {tag_api, tag_admin}
 
-    droplet_tags = {name: {res.tag(res.text(t)) for t in spec["tags"]} for name, spec in tf["locals"]["droplets"].items()}
+    droplet_tags = {name: {res.tag(res.text(t)) for t in spec["tags"]}
+                    for name, spec in tf["locals"]["droplets"].items()}
     if set(droplet_tags) != DROPLETS:
         problems.append(f"droplets are {sorted(droplet_tags)}, expected {sorted(DROPLETS)}")
 
@@ -99,7 +100,8 @@ def firewall_violations(tf_dir: Path) -> list[str]:
             proto = rule.get("protocol")
             addrs = rule.get("source_addresses")
             stags = {res.tag(t) for t in rule.get("source_tags", [])}
-            extra = [k for k in ("source_droplet_ids", "source_load_balancer_uids", "source_kubernetes_ids") if rule.get(k)]
+            extra = [k for k in ("source_droplet_ids", "source_load_balancer_uids", "source_kubernetes_ids")
+                     if rule.get(k)]
             where = f"{name}: inbound {proto}/{port}"
             if proto != "tcp" or extra:
                 problems.append(f"{where}: only tcp rules with addresses or tags are allowed")
@@ -110,7 +112,8 @@ def firewall_violations(tf_dir: Path) -> list[str]:
                 if set(addrs or []) != WORLD or stags:
                     problems.append(f"{where}: web ports are open to 0.0.0.0/0 and ::/0")
                 if not targets or not targets <= web_tags:
-                    problems.append(f"{where}: web ports only on the web hosts (tags {sorted(web_tags)}), not {sorted(targets)}")
+                    problems.append(f"{where}: web ports only on the web hosts (tags {sorted(web_tags)}), "
+                                    f"not {sorted(targets)}")
             elif port == "5432":
                 if addrs:
                     problems.append(f"{where}: PostgreSQL open to addresses {addrs}")

@@ -58,7 +58,8 @@ def test_secrets_reach_steps_through_env_only():
             assert "secrets." not in json.dumps(step.get("with", {})), f"{where}: a secret handed to an action"
         assert "secrets." not in json.dumps(job.get("env", {})), f"{where}: a secret in every step's env"
         seen += "secrets." in json.dumps(step.get("env", {}))
-        assert not re.search(r"set -x|echo \"?\$\{?DEPLOY_SSH_KEY|echo \"?\$\{?DIGITALOCEAN_TOKEN", step.get("run", "")), where
+        assert not re.search(r"set -x|echo \"?\$\{?DEPLOY_SSH_KEY|echo \"?\$\{?DIGITALOCEAN_TOKEN",
+                             step.get("run", "")), where
     assert seen >= 3, "the deploy's secrets were expected in step env blocks"
 
 

@@ -201,7 +201,8 @@ def test_reference_plan_adds_restored_references_at_the_first_sizes():
     assert len({r.seed for r in plan}) == len(plan)  # every render its own bone and noise
     assert all(Reference.from_tag(r.tag) == r for r in plan)
     assert len(reference_plan(system, clean=3, restored_sizes=0)) == 3
-    assert len(reference_plan(system, clean=1, restored_sizes=5)) == 1 + len(RESTORATIONS)  # no more sizes than bare ones
+    # no more sizes than bare ones
+    assert len(reference_plan(system, clean=1, restored_sizes=5)) == 1 + len(RESTORATIONS)
 
     spec = system.spec
     plain = render_reference(spec, seed=4)

@@ -3,7 +3,9 @@ import pytest
 
 from raiox.synth.geometry import project_fixture
 
-from raiox.synth import demo_catalog, render_fixture_crop, render_reference, render_reference_scene, render_scene, to_png
+from raiox.synth import (
+    demo_catalog, render_fixture_crop, render_reference, render_reference_scene, render_scene, to_png,
+)
 
 CAT = demo_catalog()
 
@@ -99,7 +101,8 @@ def test_box_orientation_platform_first():
 def test_angulation_projects_like_a_tilted_cylinder(angle):
     """Box height = L cos(a) + (r_top + r_apex) sin(a): the axis shortens, the end faces open into ellipses."""
     spec = {"length_mm": 12.0, "diameter_mm": 4.0, "apex_diameter_mm": 4.0, "taper_start": 1.0,
-            "collar": {"kind": "machined", "height_mm": 1.0}, "thread": {"profile": "v", "pitch_mm": 0.8, "depth_mm": 0.3},
+            "collar": {"kind": "machined", "height_mm": 1.0},
+            "thread": {"profile": "v", "pitch_mm": 0.8, "depth_mm": 0.3},
             "apex": {"shape": "flat"}, "connection": {"kind": "conical", "cone_angle_deg": 11.5, "depth_mm": 2.5,
                                                       "platform_mm": 2.5, "screw_mm": 1.8}}
     fm = project_fixture(spec, 20.0, angulation_deg=angle)
@@ -224,7 +227,8 @@ def test_a_seated_abutment_leaves_the_end_of_the_screw_hole_open():
     from raiox.synth.geometry import DZ, seated_fill, tables_for
 
     spec = CAT[0].spec
-    for conn, top in (({"kind": "conical", "cone_angle_deg": 11.5, "depth_mm": 3.0, "platform_mm": 2.5, "screw_mm": 1.8}, 3.0),
+    for conn, top in (({"kind": "conical", "cone_angle_deg": 11.5, "depth_mm": 3.0, "platform_mm": 2.5,
+                        "screw_mm": 1.8}, 3.0),
                       ({"kind": "external_hex", "depth_mm": 0.7, "platform_mm": 2.7, "screw_mm": 2.0}, 0.0)):
         s = dict(spec, connection=conn)
         fill = seated_fill(s, 0.9, 0.8, 1.0)
@@ -308,7 +312,9 @@ def test_a_platform_switch_leaves_other_connections_and_open_fixtures_alone():
     hexed = next(s.spec for s in CAT if s.spec["connection"]["kind"] == "internal_hex")
     cone = next(s.spec for s in CAT if s.group == "G12-cone_angle")
     for spec, kind in ((hexed, "crown"), (cone, "none")):
-        a, b = (render_scene([spec], seed=9, conditions=dict(prosthesis=kind, platform_switch=sw)).image for sw in (False, True))
+        a, b = (render_scene([spec], seed=9, conditions=dict(prosthesis=kind, platform_switch=sw)).image
+                for sw in (False, True))
         assert np.array_equal(a, b)
-    a, b = (render_scene([cone], seed=9, conditions=dict(prosthesis="crown", platform_switch=sw)).image for sw in (False, True))
+    a, b = (render_scene([cone], seed=9, conditions=dict(prosthesis="crown", platform_switch=sw)).image
+            for sw in (False, True))
     assert not np.array_equal(a, b)

@@ -26,7 +26,8 @@ def test_every_demo_system_has_a_connection_class_and_unknown_ones_have_none():
     assert connection.spec_class({"connection": {"kind": "conical"}}) is None
     assert connection.spec_class(None) is None and connection.spec_class({}) is None
     assert connection.CLASSES[connection.spec_class({"connection": {"kind": "tri_channel"}})] == "tri_channel"
-    assert connection.CLASSES[connection.spec_class({"connection": {"kind": "conical", "cone_angle_deg": 11.5}})] == "conical_11.5"
+    assert connection.CLASSES[
+        connection.spec_class({"connection": {"kind": "conical", "cone_angle_deg": 11.5}})] == "conical_11.5"
 
 
 def test_platform_zoom_follows_the_box_not_the_image_orientation():
@@ -225,7 +226,8 @@ def test_the_ensemble_command(tmp_path):
     from raiox.cli import app
 
     shipped = str(connection.model_path())
-    done = CliRunner().invoke(app, ["vision", "ensemble-connection", shipped, shipped, "--out", str(tmp_path / "e.onnx")])
+    done = CliRunner().invoke(app, ["vision", "ensemble-connection", shipped, shipped, "--out",
+                                    str(tmp_path / "e.onnx")])
     assert done.exit_code == 0 and (tmp_path / "e.onnx").exists(), done.output
     zooms = np.random.default_rng(1).random((2, 1, connection.ZOOM.h, connection.ZOOM.w), dtype=np.float32)
     np.testing.assert_allclose(_session_probs(tmp_path / "e.onnx", zooms), _session_probs(shipped, zooms), atol=1e-5)

@@ -38,7 +38,8 @@ def test_an_ensemble_embeds_the_normalised_sum_of_its_members(tmp_path, tall_mod
     result = CliRunner().invoke(app, ["vision", "ensemble-embedders", str(shipped_model("raiox-v10")),
                                       str(tall_model), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    ensemble, small, tall = OnnxEmbedder(out, "ens"), OnnxEmbedder(shipped_model("raiox-v10"), "v10"), OnnxEmbedder(tall_model, "tall")
+    ensemble, small, tall = (OnnxEmbedder(out, "ens"), OnnxEmbedder(shipped_model("raiox-v10"), "v10"),
+                             OnnxEmbedder(tall_model, "tall"))
     assert crop_size(ensemble) == (256, 128)  # the largest member's crop; the other's is cut inside the graph
     rng = np.random.default_rng(0)
     crops = [rng.random((256, 128), dtype=np.float32) for _ in range(3)]
@@ -96,7 +97,8 @@ def _three_channel_model(path):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["out"])],
+        [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["out"])],
         "rgb", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 192, 96])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))

@@ -37,7 +37,8 @@ def test_eval_writes_its_section_keeps_notes_and_reuses_the_cache(tmp_path, monk
     assert result.exit_code == 0, result.output
     text = doc.read_text()
     assert "old figures" not in text and "## Search\n\nkept" in text
-    assert text.index("| Method | top-1 | top-5 |") < text.index("Hand-written: how to read these.") < text.index("## Search")
+    assert (text.index("| Method | top-1 | top-5 |") < text.index("Hand-written: how to read these.")
+            < text.index("## Search"))
     assert text.count(ev.NOTES_BEGIN) == 1
     assert "3 demo systems" in text and "gallery 30 references (6 bare, 24 with a restoration)" in text
     rows = [MODEL, "raw pixels", "HOG", f"{MODEL}, ground-truth boxes"]
@@ -131,8 +132,8 @@ def test_a_change_to_the_renderer_code_makes_cached_renders_stale(monkeypatch):
 
 def test_gallery_keeps_one_copy_of_references_that_render_identically():
     """Siblings that differ only inside the connection look the same once a crown or abutment fills it:
-    with the same seed their restored references can be the same pixels. The catalog import keeps the first (content digest), so the
-    evaluation's gallery does too; a different image is kept."""
+    with the same seed their restored references can be the same pixels. The catalog import keeps the first (content
+    digest), so the evaluation's gallery does too; a different image is kept."""
     from raiox.synth import demo_catalog
 
     systems = demo_catalog()
@@ -215,7 +216,8 @@ def test_the_orientation_check_turns_a_query_only_where_its_reverse_matches_the_
     # the second query not checked (its ends looked sure): it stays wrong, and the line says so
     unchecked = ev.orientation_counts([False] * 3, sets.q_platform_ok, [down[0], None, None])
     assert unchecked["checked"] == 1 and unchecked["unchecked_wrong"] == 1 and unchecked["platform_correct"] == 0.5
-    assert "1 of 2 checked" in ev.orientation_line(unchecked) and "1 of them not checked" in ev.orientation_line(unchecked)
+    assert ("1 of 2 checked" in ev.orientation_line(unchecked)
+            and "1 of them not checked" in ev.orientation_line(unchecked))
     # a reverse reading only slightly better than the crop's own is not enough
     close = np.stack([gallery[0] * 0.99 + gallery[1] * 0.01] * 3)
     assert ev.turned_over(ev.Sets(**{**sets.__dict__, "q_reverse": [down[0], None, None]}),
@@ -279,5 +281,6 @@ def test_eval_warns_up_front_when_a_configured_reader_would_read_nothing(tmp_pat
     result = CliRunner().invoke(app, ARGS + ["--no-write", "--cache", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     warning = next(line for line in result.output.splitlines() if line.startswith("warning:"))
-    assert "reads the vectors of `raiox-v11`" in warning and result.output.index(warning) < result.output.index("| Method")
+    assert ("reads the vectors of `raiox-v11`" in warning
+            and result.output.index(warning) < result.output.index("| Method"))
     assert "Feature reader: off" in result.output

@@ -122,7 +122,8 @@ def test_train_features_embeds_fits_exports_and_resumes(tmp_path):
 
 def test_train_features_refuses_a_folder_without_shards(tmp_path):
     pytest.importorskip("torch")
-    result = CliRunner().invoke(app, ["vision", "train-features", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(app, ["vision", "train-features", "--data", str(tmp_path), "--out",
+                                      str(tmp_path / "o")])
     assert result.exit_code == 1 and "no training shards" in result.output and "Traceback" not in result.output
 
 

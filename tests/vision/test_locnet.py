@@ -119,7 +119,8 @@ def test_eval_locator_scores_the_shipped_model_on_cached_scenes(tmp_path):
     assert result.exit_code == 0, result.output
     assert "recall" in result.output and "multi" in result.output and cache.exists()
     images, boxes, conds = loceval.scenes(2, 5, cache)
-    assert len(images) == 12 and conds.count("multi") == 2 and all(len(b) >= 2 for b, c in zip(boxes, conds) if c == "multi")
+    assert (len(images) == 12 and conds.count("multi") == 2
+            and all(len(b) >= 2 for b, c in zip(boxes, conds) if c == "multi"))
     res = loceval.evaluate(2, 5, cache=cache)
     assert res["tp"] + res["fn"] == sum(len(b) for b in boxes)
     assert res["recall"] >= 0.5 and res["mean_iou"] >= 0.5  # the shipped localiser finds most clear fixtures

@@ -315,7 +315,8 @@ def test_fragments_of_one_fixture_are_joined():
     assert len(merged) == 1 and merged[0].confidence == 0.95
     np.testing.assert_allclose(merged[0].box, _upright(100, 0, 40, 215), atol=1e-3)
     # neighbours side by side, a crossing box, a far piece and a much wider piece stay apart
-    for other in (_upright(160, 0, 40, 110), _upright(160, 60, 40, 110), np.array([[90, 100], [150, 100], [150, 140], [90, 140]], np.float32),
+    for other in (_upright(160, 0, 40, 110), _upright(160, 60, 40, 110),
+                  np.array([[90, 100], [150, 100], [150, 140], [90, 140]], np.float32),
                   _upright(100, 150, 40, 90), _upright(90, 115, 60, 90)):
         assert len(_merge_fragments([Detection(top, 0.9), Detection(other, 0.9)])) == 2
 

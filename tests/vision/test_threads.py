@@ -39,7 +39,8 @@ def test_the_count_reads_length_over_pitch(pitch, length):
 
 def test_the_count_does_not_depend_on_the_films_scale_or_rotation():
     spec = _spec(1.0, 11.5)
-    counts = [_count(spec, px_per_mm=ppm, rotation=rot).turns for ppm, rot in ((14.0, 0.0), (22.0, 35.0), (30.0, -80.0))]
+    counts = [_count(spec, px_per_mm=ppm, rotation=rot).turns
+              for ppm, rot in ((14.0, 0.0), (22.0, 35.0), (30.0, -80.0))]
     assert max(counts) / min(counts) < 1.06, counts
     assert abs(np.log(np.mean(counts) / ((11.5 + threads.OFFSET_MM) / 1.0))) < 0.08
 

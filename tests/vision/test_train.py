@@ -175,7 +175,8 @@ def test_widths_train_a_wider_or_narrower_net_that_exports_and_fine_tunes_only_a
     assert net.widths == (8, 16, 24) and net.blocks[2].a[0].out_channels == 24
     assert json.loads((out / "train-state.json").read_text())["config"]["widths"] == [8, 16, 24]
     refused = CliRunner().invoke(app, [*args, "--out", str(folder(tmp_path, data, "wide")), "--init-from", str(model)])
-    assert refused.exit_code == 2 and "24] wide, not [32, 64, 128]" in " ".join(refused.output.replace("│", " ").split())
+    assert (refused.exit_code == 2
+            and "24] wide, not [32, 64, 128]" in " ".join(refused.output.replace("│", " ").split()))
     again = CliRunner().invoke(app, [*args, "--out", str(out), "--steps", "3"])  # resume at the default widths
     assert again.exit_code == 2 and "other widths" in " ".join(again.output.replace("│", " ").split())
     tuned = folder(tmp_path, data, "tuned")
@@ -324,7 +325,8 @@ def test_located_jitter_draws_the_localisers_kind_of_box_errors():
 
 
 def test_render_data_refuses_an_unknown_jitter(tmp_path):
-    result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path), "--classes", "2", "--jitter", "wild"])
+    result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path), "--classes", "2",
+                                      "--jitter", "wild"])
     assert result.exit_code != 0 and "--jitter" in result.output
     assert not (tmp_path / "data").exists()
 
@@ -454,8 +456,10 @@ def test_a_wider_crop_trains_exports_and_is_cut_at_its_size(tmp_path):
 
 @pytest.mark.parametrize("crop", ["200x96", "176x88", "400x96"])
 def test_render_data_refuses_a_crop_the_net_cannot_pool(tmp_path, crop):
-    result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path), "--classes", "1", "--crop", crop])
-    assert result.exit_code != 0 and "multiple of 16 from 192 to 384" in " ".join(result.output.replace("│", " ").split())
+    result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path), "--classes", "1",
+                                      "--crop", crop])
+    assert (result.exit_code != 0
+            and "multiple of 16 from 192 to 384" in " ".join(result.output.replace("│", " ").split()))
     assert not (tmp_path / "data").exists()
 
 
@@ -494,7 +498,8 @@ def test_dataset_specs_are_the_specs_the_shards_were_rendered_from(tmp_path, mon
     from raiox.vision.datagen import dataset_specs
 
     handed, real = [], raiox.synth.render_fixture_crop
-    monkeypatch.setattr(raiox.synth, "render_fixture_crop", lambda spec, **kw: (handed.append(spec), real(spec, **kw))[1])
+    monkeypatch.setattr(raiox.synth, "render_fixture_crop",
+                        lambda spec, **kw: (handed.append(spec), real(spec, **kw))[1])
     out = tmp_path / "data"
     render_dataset(out, classes=5, per_class=2, shard_size=2, seed=3)
     first_render = handed[::2]  # a class's first render is its spec at the drawn size
@@ -553,7 +558,8 @@ def test_attribute_heads_cover_the_spec_schema():
     from raiox.vision.attributes import HEADS, attribute_row
 
     props = SPEC_SCHEMA["properties"]
-    enums = {"connection": props["connection"]["properties"]["kind"], "apex_shape": props["apex"]["properties"]["shape"],
+    enums = {"connection": props["connection"]["properties"]["kind"],
+             "apex_shape": props["apex"]["properties"]["shape"],
              "apex_hole": props["apex"]["properties"]["hole"], "profile": props["thread"]["properties"]["profile"],
              "collar": props["collar"]["properties"]["kind"]}
     for head, enum in enums.items():

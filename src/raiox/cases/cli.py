@@ -6,7 +6,8 @@ import uuid
 import typer
 from rich.console import Console
 
-cases_app = typer.Typer(help="Cases: data retention, reading implants again after a model change.", no_args_is_help=True)
+cases_app = typer.Typer(help="Cases: data retention, reading implants again after a model change.",
+                        no_args_is_help=True)
 err = Console(stderr=True)
 
 

@@ -39,7 +39,8 @@ async def get_or_404(session: AsyncSession, case_id: uuid.UUID, *, for_update: b
     return case
 
 
-async def transition(session: AsyncSession, case: Case, to: CaseStatus, *, actor: str, reason: str | None = None) -> None:
+async def transition(session: AsyncSession, case: Case, to: CaseStatus, *, actor: str,
+                     reason: str | None = None) -> None:
     """Move CASE to TO (409 when not allowed from its current status) and record who and why."""
     if to not in TRANSITIONS.get(case.status, set()):
         raise Conflict(f"case {case.id} is {case.status}; it cannot become {to}")

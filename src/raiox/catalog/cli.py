@@ -165,7 +165,8 @@ def demo(
     if_empty: bool = typer.Option(False, "--if-empty", help="Load only when the catalog has no system."),
     export_specs: Path | None = typer.Option(None, help="Write the demo systems' specs (JSON) to this file."),
     refs: int | None = typer.Option(None, min=1, max=20, help="Bare-fixture reference renders per system: reference k "
-                                    "(seed k) at the line's k-th size (default: one per size of the line, at least 6)."),
+                                    "(seed k) at the line's k-th size (default: one per size of the "
+                                    "line, at least 6)."),
     restored: int | None = typer.Option(None, min=0, max=20, help="Sizes of each line (the first ones) also stored "
                                         "with a cover screw, healing cap, abutment and crown on the fixture: 4 "
                                         "references each (default 2; 0: bare fixtures only)."),
@@ -209,8 +210,10 @@ def stats() -> None:
 
 
 def identify(
-    image: Path = typer.Argument(..., exists=True, dir_okay=False, help="Radiograph (PNG, JPEG, TIFF, BMP, WEBP, DICOM)."),
-    top_k: int | None = typer.Option(None, "--top-k", min=1, max=50, help="Candidates per implant (default RAIOX_TOP_K)."),
+    image: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                 help="Radiograph (PNG, JPEG, TIFF, BMP, WEBP, DICOM)."),
+    top_k: int | None = typer.Option(None, "--top-k", min=1, max=50,
+                                     help="Candidates per implant (default RAIOX_TOP_K)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     box: list[str] = typer.Option([], "--box", help="A manual box instead of the localiser: 'x0,y0,x1,y1' in the "
                                   "image's pixels (repeat for several implants)."),
@@ -275,8 +278,9 @@ def _print_identification(result) -> None:
 def tokens_create(
     name: str = typer.Argument(..., help="Who or what uses the token (e.g. admin-panel, ci)."),
     scope: list[str] = typer.Option(None, "--scope", help="What it may do (repeat): identify (POST /identify, "
-                                    "GET /implants), cases (read cases, retry), review (decide, mark implants), catalog "
-                                    "(approve's add_to_catalog), metrics (GET /metrics), or all (the default)."),
+                                    "GET /implants), cases (read cases, retry), review (decide, mark implants), "
+                                    "catalog (approve's add_to_catalog), metrics (GET /metrics), "
+                                    "or all (the default)."),
 ) -> None:
     """Create a token; it is shown once, alone on the last line (only its hash is stored). Give it only the scopes
     it needs: `--scope identify` for an integration that only identifies films."""

@@ -204,7 +204,8 @@ async def list_systems(
     stmt = base.add_columns(images.scalar_subquery(), embedded.scalar_subquery()).order_by(
         ImplantSystem.manufacturer, ImplantSystem.name
     ).limit(limit).offset(offset)
-    return [(system, n_images, n_embedded) for system, n_images, n_embedded in (await session.execute(stmt)).all()], total
+    return [(system, n_images, n_embedded)
+            for system, n_images, n_embedded in (await session.execute(stmt)).all()], total
 
 
 async def systems_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str, ImplantSystem]:

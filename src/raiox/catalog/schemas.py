@@ -15,7 +15,8 @@ class CandidateOut(BaseModel):
     manufacturer: str
     name: str
     score: float = Field(description="Mean cosine similarity of the system's two closest reference images (-1..1), "
-                         "plus the connection, feature and thread readers' re-rank bonuses (<= 0) when they read the fixture")
+                         "plus the connection, feature and thread readers' re-rank bonuses (<= 0) "
+                         "when they read the fixture")
     differs_from_first: list[DifferenceOut] | None = Field(
         default=None, description="For a candidate after the first that is a look-alike of it (their specs differ in "
         "at most two parts: connection, thread, apex, collar, body), the design fields they differ in (empty: the same "

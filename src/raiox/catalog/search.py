@@ -249,7 +249,8 @@ async def _nearest(session: AsyncSession, embedding: np.ndarray, model_id: str, 
     return await exact_search(session, vector, model_id, top_k)
 
 
-async def _best_reference_exact(session: AsyncSession, vector: np.ndarray, model_id: str, top_k: int) -> list[Candidate]:
+async def _best_reference_exact(session: AsyncSession, vector: np.ndarray, model_id: str,
+                                top_k: int) -> list[Candidate]:
     rows = (await session.execute(_vector_sql(_best_reference_exact_sql(model_id)), {"q": vector, "k": top_k})).all()
     return _candidates(rows)
 

@@ -71,7 +71,8 @@ NO_FIXTURE = "no fixture found (use --whole-image to embed the whole image)"
 WORKERS = min(4, os.cpu_count() or 1)
 
 
-def embed_images(images: list[np.ndarray], embedder, whole_image: bool) -> list[tuple[np.ndarray | None, np.ndarray] | str]:
+def embed_images(images: list[np.ndarray], embedder,
+                 whole_image: bool) -> list[tuple[np.ndarray | None, np.ndarray] | str]:
     """Per image: (box, vector) of its most confident fixture, or the reason it has none.
 
     Crops of all images are embedded in one batch; an image without a fixture is embedded whole
@@ -114,7 +115,8 @@ class Importer:
             await ensure_vector_index(session, self.embedder.model_id)
             self._indexed = True
         fetched = await asyncio.gather(*(self._fetch(item) for item in items))  # read and decode in parallel
-        loaded = [ready for item, got in zip(items, fetched, strict=True) if (ready := self._accept(item, got)) is not None]
+        loaded = [ready for item, got in zip(items, fetched, strict=True)
+                  if (ready := self._accept(item, got)) is not None]
         todo = await self._filter_known(session, loaded)
         await asyncio.to_thread(self._embed, todo)
         rows = []
@@ -235,7 +237,8 @@ class Reindexer:
         self._indexed = False
 
     def _stale(self, ref) -> bool:
-        return self.localiser is not None and bool(ref.box) and ref.source != "case" and ref.located_by != self.localiser
+        return (self.localiser is not None and bool(ref.box) and ref.source != "case"
+                and ref.located_by != self.localiser)
 
     async def reindex_batch(self, session: AsyncSession, images: list) -> None:
         if not self._indexed:

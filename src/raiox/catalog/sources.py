@@ -166,8 +166,8 @@ def from_folder(root: Path) -> Iterator[ImportItem | Skip]:
             except (ValueError, OSError) as exc:
                 yield Skip(str(rel), f"bad {SPEC_FILE}: {exc}")
                 continue
-            yield ImportItem(slugify(manufacturer, system), manufacturer, system, str(rel), _read_file(path), attributes,
-                             spec=spec)
+            yield ImportItem(slugify(manufacturer, system), manufacturer, system, str(rel), _read_file(path),
+                             attributes, spec=spec)
 
 
 def _download(url: str) -> Callable[[], bytes]:
@@ -238,7 +238,8 @@ def from_path(path: Path) -> Iterator[ImportItem | Skip]:
     raise ValueError(f"{path}: expected a folder MANUFACTURER/SYSTEM/*.png|jpg|dcm... or a CSV manifest")
 
 
-def from_demo(systems: list, refs_per_system: int | None = None, restored_sizes: int | None = None) -> Iterator[ImportItem]:
+def from_demo(systems: list, refs_per_system: int | None = None,
+              restored_sizes: int | None = None) -> Iterator[ImportItem]:
     """The synthetic demo catalog (``raiox.synth.reference_plan``): `refs_per_system` clean renders per
     system (None: one per size of the line, at least 6, ``raiox.synth.reference_count``), reference
     ``k`` (seed k) at the line's k-th size (``raiox.synth.line_size``; 0 is the base size), then the

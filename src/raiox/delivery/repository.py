@@ -56,5 +56,6 @@ async def delivery_in_flight(session: AsyncSession, case_id: uuid.UUID) -> bool:
 
 async def was_sent_again(session: AsyncSession, case_id: uuid.UUID) -> bool:
     """Whether the reviewer asked to send the case's result again (`delivery.redeliver`)."""
-    query = select(AuditEntry.id).where(AuditEntry.case_id == case_id, AuditEntry.action == "delivery.redeliver").limit(1)
+    query = select(AuditEntry.id).where(AuditEntry.case_id == case_id,
+                                        AuditEntry.action == "delivery.redeliver").limit(1)
     return (await session.execute(query)).first() is not None

@@ -132,7 +132,8 @@ def _unavailable(exc: RaioxError) -> dict:
     if isinstance(exc, LinkExpired):
         days = get_settings().report_link_days
         return {"heading": "Este link de relatório expirou",
-                "explanation": f"Por segurança, os links de relatório valem {days} dias a partir do envio do resultado."}
+                "explanation": f"Por segurança, os links de relatório valem {days} dias "
+                               "a partir do envio do resultado."}
     if isinstance(exc, ReportPurged):
         return {"heading": "Os dados deste caso foram removidos", "gone": True,
                 "explanation": "As radiografias e os dados deste caso foram apagados conforme a política de proteção "
@@ -143,4 +144,5 @@ def _unavailable(exc: RaioxError) -> dict:
     if isinstance(exc, InvalidLink):
         return {"heading": "Link de relatório inválido",
                 "explanation": "O endereço não corresponde a nenhum relatório. Confira se ele foi copiado por inteiro."}
-    return {"heading": "Relatório indisponível", "explanation": "O resultado deste caso não está disponível no momento."}
+    return {"heading": "Relatório indisponível",
+            "explanation": "O resultado deste caso não está disponível no momento."}

@@ -2,7 +2,8 @@
 
 Each channel records its own completion in `Delivery` (jotform_done_at, email_sent_at); a retry or a
 resend only redoes what is not done. Transient failures (429, 5xx, timeouts) are retried with
-exponential backoff (kit.jotform's client for Jotform); after the last attempt the case becomes `delivery_failed` with the reason.
+exponential backoff (kit.jotform's client for Jotform); after the last attempt the case becomes `delivery_failed`
+with the reason.
 """
 
 import asyncio
@@ -160,7 +161,8 @@ async def _prepare(settings: Settings, case_id: uuid.UUID):
             session.add(delivery)
         delivery.attempts = (delivery.attempts or 0) + 1
         result = await build_result(session, case)
-        want_jotform = bool(settings.jotform_api_key and jotform_fields(settings, result) and case.jotform_submission_id)
+        want_jotform = bool(settings.jotform_api_key and jotform_fields(settings, result)
+                            and case.jotform_submission_id)
         want_email = bool(email.configured(settings) and case.client_email)
         if want_email and not delivery.email_message_id:
             delivery.email_message_id = email.new_message_id(settings)  # fixed before any send

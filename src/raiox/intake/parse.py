@@ -105,7 +105,8 @@ def _text(value: object) -> str | None:
             try:
                 return date(int(value["year"]), int(value["month"]), int(value["day"])).isoformat()
             except (TypeError, ValueError, OverflowError):
-                return "/".join(str(value[k]).strip() for k in ("day", "month", "year") if str(value[k]).strip()) or None
+                return "/".join(str(value[k]).strip() for k in ("day", "month", "year")
+                                if str(value[k]).strip()) or None
         joined = ", ".join(str(v).strip() for v in value.values() if isinstance(v, str | int) and str(v).strip())
         return joined or None
     if isinstance(value, list):

@@ -60,7 +60,8 @@ async def process_case(context: procrastinate.JobContext, case_id: str) -> None:
         log.warning("process_case_error", case_id=case_id, attempt=attempt + 1, final=final, error=reason)
         JOBS.labels(task="process_case", outcome="failed" if final else "retried").inc()
         if final:
-            await processing.mark_failed(uuid.UUID(case_id), f"processing failed after {attempt + 1} attempts: {reason}")
+            await processing.mark_failed(uuid.UUID(case_id),
+                                         f"processing failed after {attempt + 1} attempts: {reason}")
         raise
     JOBS.labels(task="process_case", outcome="succeeded").inc()
 

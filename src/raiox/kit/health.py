@@ -72,4 +72,5 @@ async def readyz(session: AsyncSession = Depends(get_db_session)) -> JSONRespons
         except Exception as exc:  # noqa: BLE001 - a probe reports every failure as "not ready"
             results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
     ready = all(value == "ok" for value in results.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": results}, status_code=200 if ready else 503)
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": results},
+                        status_code=200 if ready else 503)

@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     download_timeout_s: float = 20.0
     download_retries: int = 4
     max_pixels: int = 60_000_000
-    identify_concurrency: int = Field(default=2, ge=1)  # images decoded and analysed at once by POST /identify, per process
+    # images decoded and analysed at once by POST /identify, per process
+    identify_concurrency: int = Field(default=2, ge=1)
     job_retries: int = 5
     job_retry_wait_s: int = 3  # exponential backoff base between job attempts: 3, 9, 27, 81, 243 s
     stalled_job_seconds: int = 30  # a running job whose worker sent no heartbeat for this long is requeued

@@ -24,8 +24,8 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
         f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; file `{onnx_path.name}`, "
         f"{onnx_path.stat().st_size / 1e6:.1f} MB, sha256 `{digest[:16]}...`.",
         "- Task: embed one canonical implant-fixture crop so crops of the same implant system land closest.",
-        f"- Input `image`: float32 (N, 1, {_input_size(onnx_path)}) in [0, 1], the `raiox.vision.canonical_crop` output "
-        "(long axis vertical, platform up, metal bright, zero outside the fixture). "
+        f"- Input `image`: float32 (N, 1, {_input_size(onnx_path)}) in [0, 1], the `raiox.vision.canonical_crop` "
+        "output (long axis vertical, platform up, metal bright, zero outside the fixture). "
         "Output `embedding`: (N, 512) float32, L2-normalised; the graph averages the crop and its mirror image.",
         "- Network: compact residual CNN (5x5 stride-2 stem, three residual stages 32/64/128, "
         "row-wise pooling that keeps the platform/body/apex position, linear 512 + BatchNorm), "
@@ -39,12 +39,14 @@ def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> P
         f"- Training: {cfg.get('steps')} steps, batch {cfg.get('batch')}, AdamW lr {cfg.get('lr')}, "
         f"weight decay {cfg.get('weight_decay')}, ArcFace s={cfg.get('scale')} m={cfg.get('margin')}, "
         f"seed {cfg.get('seed')}, device {cfg.get('device')}; on-line augmentation: mirror, box jitter "
-        "(rotation, scale, shift), gamma, blur, noise, occluders (white cone-cut bands, bright tilted ellipses, grey strips)"
+        "(rotation, scale, shift), gamma, blur, noise, occluders (white cone-cut bands, bright tilted ellipses, "
+        "grey strips)"
         + _heads_note(cfg, last) + ".",
         f"- Validation (held-out random systems, 2 gallery renders each, top-1): {last.get('val_top1', 'n/a')} "
         f"at step {last.get('step', '?')}; final training loss {last.get('loss', float('nan')):.3f}.",
         "- Command: `raiox vision train --out DIR` (resumes from `DIR/ckpt.pt`; `--init-from CKPT` starts a new run "
-        "from another run's network weights; `--restart-schedule` keeps the weights and starts a new warm-up + cosine). "
+        "from another run's network weights; `--restart-schedule` keeps the weights and starts a new "
+        "warm-up + cosine). "
         f"This run: {_lineage(state)}.",
         "- Limits: trained on synthetic radiographs only; real films differ (bone texture, "
         "angulation, scatter). Vectors of different model ids are never comparable.",
@@ -80,7 +82,8 @@ def _input_size(onnx_path: Path) -> str:
 
 
 def _lineage(state: dict) -> str:
-    parts = [f"initialised from `{Path(state['init_from']).parent.name}/{Path(state['init_from']).name}` (an earlier run)" if state.get("init_from")
+    parts = [f"initialised from `{Path(state['init_from']).parent.name}/{Path(state['init_from']).name}` "
+             "(an earlier run)" if state.get("init_from")
              else "trained from scratch"]
     if state.get("restarts"):
         parts.append(f"schedule restarts at steps {state['restarts']}")

@@ -21,7 +21,8 @@ def render_data(
     jobs: int = typer.Option(1, help="processes rendering shards in parallel"),
     jitter: str = typer.Option("gt", help="box errors of the crops: gt (small Gaussian) or located (the localiser's, "
                                           "long tails included)"),
-    crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS (the embedder's input; rows a multiple of 16 from 192 to 384)"),
+    crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS (the embedder's input; rows a multiple of 16 "
+                                            "from 192 to 384)"),
     physical: bool = typer.Option(True, "--physical/--legacy-sizes", help="only systems and sizes whose body holds "
                                   "the connection (--legacy-sizes: as datasets before session 18); an existing "
                                   "dataset keeps the rule its meta.json records"),
@@ -38,7 +39,8 @@ def render_data(
 
 @app.command("render-located")
 def render_located(
-    out: Path = typer.Option(Path("runs/v1"), "--out", help="training folder whose OUT/data (render-data) gets the crops"),
+    out: Path = typer.Option(Path("runs/v1"), "--out",
+                             help="training folder whose OUT/data (render-data) gets the crops"),
     scenes: int = typer.Option(15000, help="scenes of 1-3 of the dataset's systems to render, locate and crop"),
     seed: int = typer.Option(0),
     jobs: int = typer.Option(1, help="processes rendering shards in parallel"),
@@ -89,8 +91,8 @@ def train(
     crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS of data rendered here (see render-data)"),
     name: str = typer.Option("raiox-v1", help="model name: OUT/NAME.onnx and NAME.md (the embedder id once installed)"),
     attribute_weight: float = typer.Option(0.0, help="> 0: also train a classifier per design feature (connection, "
-                                                     "cone angle, apex, thread, collar) on the embedding, this weight x "
-                                                     "their mean loss added to ArcFace's (raiox.vision.attributes)"),
+                                                     "cone angle, apex, thread, collar) on the embedding, this weight "
+                                                     "x their mean loss added to ArcFace's (raiox.vision.attributes)"),
     located_copies: int = typer.Option(1, help="draw the located crops of OUT/data (render-located) this many times "
                                                "as often as the others"),
     checkpoint_every: float = typer.Option(180.0, min=0.0, help="seconds between validations + checkpoints (each "
@@ -218,7 +220,8 @@ def train_connection(
 @app.command("train-features")
 def train_features(
     data: Path = typer.Option(Path("runs/v11/data"), "--data", exists=True, file_okay=False,
-                              help="a rendered training set (render-data, render-located) of systems outside the demo catalog"),
+                              help="a rendered training set (render-data, render-located) of systems outside the "
+                                   "demo catalog"),
     out: Path = typer.Option(Path("runs/features"), "--out", help="folder for the vectors, the model and its card"),
     embedder: str = typer.Option(None, help="the embedder whose vectors it reads (default: RAIOX_EMBEDDER / settings)"),
     shards: int = typer.Option(None, help="crop shards to use (default: all)"),
@@ -314,14 +317,15 @@ def evaluate(
     queries: int = typer.Option(5, help="single-implant hard queries per system"),
     scenes: int = typer.Option(40, help="multi-implant scenes"),
     limit: int = typer.Option(None, help="only the first N demo systems"),
-    seed: int = typer.Option(7000, help="render seed of the gallery and queries (another seed: a fresh set to check figures on)"),
+    seed: int = typer.Option(7000, help="render seed of the gallery and queries (another seed: a fresh set to check "
+                                        "figures on)"),
     doc: Path = typer.Option(Path("docs/benchmarks.md"), help="Markdown file whose '## Vision' section is rewritten"),
     write: bool = typer.Option(True, "--write/--no-write"),
     cache: Path = typer.Option(None, help="folder caching the evaluation renders (reused on the next run)"),
     render: bool = typer.Option(True, "--render/--cached-only", help="render missing items, or use only cached ones"),
     also_seed: list[int] = typer.Option([], "--also-seed", help="another evaluation set's seed (repeatable), cached in "
-                                        "CACHE-SEED: its located and ground-truth-box figures, and the mean of all sets, "
-                                        "follow the main figures"),
+                                        "CACHE-SEED: its located and ground-truth-box figures, and the mean of all "
+                                        "sets, follow the main figures"),
     hits: Path = typer.Option(None, help="also write each query's located top-1 / top-5 (every set) to this JSON "
                                          "file, for `raiox vision compare-hits`"),
 ) -> None:
@@ -371,7 +375,8 @@ def compare_hits(
 
 @app.command("eval-locator")
 def evaluate_locator(
-    per: int = typer.Option(50, "--per", help="scenes per condition (angulation, noise, blur, occlusion, combined, multi)"),
+    per: int = typer.Option(50, "--per",
+                            help="scenes per condition (angulation, noise, blur, occlusion, combined, multi)"),
     seed: int = typer.Option(9100, help="scene seed (keep the default to compare localisers)"),
     model: Path = typer.Option(None, help="localiser ONNX file (default: the shipped locator-v2)"),
     cache: Path = typer.Option(None, help="an .npz file caching the scenes"),
@@ -384,7 +389,8 @@ def evaluate_locator(
 
 @app.command("export-onnx")
 def export_onnx(
-    model: str = typer.Argument(..., help="open_clip MODEL/TAG, e.g. ViT-B-32/laion2b_s34b_b79k (TAG 'none': untrained)"),
+    model: str = typer.Argument(...,
+                                help="open_clip MODEL/TAG, e.g. ViT-B-32/laion2b_s34b_b79k (TAG 'none': untrained)"),
     out: Path = typer.Option(..., "--out", help="ONNX file to write"),
 ) -> None:
     """Turn an open_clip image tower into an ONNX file usable as RAIOX_EMBEDDER=onnx:PATH."""

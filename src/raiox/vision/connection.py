@@ -42,9 +42,11 @@ class Zoom:
 
 
 # connection-v1's, and what new models are trained on: about half the film's resolution on periapical fixtures. A
-# finer zoom (160 x 112 over 1.05 widths, 1.7 times finer) learnt worse on the same renders (docs/benchmarks.md, session 16)
+# finer zoom (160 x 112 over 1.05 widths, 1.7 times finer) learnt worse on the same renders (docs/benchmarks.md,
+# session 16)
 ZOOM = Zoom(112, 80, 1.3, 0.3)
-MODEL_FILE = "connection-v2.onnx"  # the shipped model, in ``models/`` (connection-v1 stays shipped: RAIOX_CONNECTION_MODEL)
+# the shipped model, in ``models/`` (connection-v1 stays shipped: RAIOX_CONNECTION_MODEL)
+MODEL_FILE = "connection-v2.onnx"
 ZOOM_KEY = "raiox_zoom"  # the ONNX metadata entry a model's zoom is stored under (absent: ZOOM, connection-v1's)
 CONE_ANGLES = (8.0, 11.0, 11.5, 16.0, 22.0, 24.0)
 CLASSES = ("external_hex", "internal_hex", "tri_channel", *(f"conical_{a:g}" for a in CONE_ANGLES))
@@ -130,7 +132,8 @@ def zoom_metadata(zoom: Zoom) -> dict[str, str]:
 
 
 def predict(zooms: np.ndarray, path: Path) -> np.ndarray:
-    """(N, len(CLASSES)) probabilities for (N, h, w) zooms (the model's ``zoom_of``), averaged with their mirror images."""
+    """(N, len(CLASSES)) probabilities for (N, h, w) zooms (the model's ``zoom_of``), averaged with their mirror
+    images."""
     x = np.asarray(zooms, np.float32)[:, None]
     run = session(str(path)).run
     out = []

@@ -27,7 +27,8 @@ def jitter_box(box: np.ndarray, rng: np.random.Generator, amount: float = 0.04) 
     return (centre + (pts - centre) @ rot.T).astype(np.float32)
 
 
-def redraw_box(box: np.ndarray, platform: float, apex: float, width: float, lateral: float, angle_deg: float) -> np.ndarray:
+def redraw_box(box: np.ndarray, platform: float, apex: float, width: float, lateral: float,
+               angle_deg: float) -> np.ndarray:
     """``box`` (platform edge first) with its platform and apex edges moved along the axis by those
     fractions of its length, its width scaled by ``width``, shifted sideways by ``lateral`` widths and
     turned by ``angle_deg`` about the centre: the kinds of error a localiser makes."""
@@ -52,7 +53,8 @@ def located_box(box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     def end_error(cut_sign: float) -> float:
         if rng.random() < 0.15:  # the long tail: cut short (cut_sign) or run on into something else
-            return float(rng.uniform(0.1, 0.25) * cut_sign if rng.random() < 0.6 else -rng.uniform(0.05, 0.12) * cut_sign)
+            return float(rng.uniform(0.1, 0.25) * cut_sign if rng.random() < 0.6
+                         else -rng.uniform(0.05, 0.12) * cut_sign)
         return float(rng.normal(0, 0.025))
 
     platform, apex = end_error(+1.0), end_error(-1.0)  # positive moves the platform edge in, negative the apex
@@ -136,7 +138,8 @@ def _render_shard(out: Path, first: int, count: int, shard_size: int, per_class:
             length = float(np.clip(spec["length_mm"] * rng.uniform(0.7, 1.3), 6.0, 18.0))
             sized = _resized(spec, d, length, physical) if j else spec
             try:
-                sc = render_fixture_crop(sized, seed=int(rng.integers(2**31)), conditions=train_conditions(rng), size=size)
+                sc = render_fixture_crop(sized, seed=int(rng.integers(2**31)), conditions=train_conditions(rng),
+                                         size=size)
             except Exception as exc:  # a spec the renderer rejects at some size: skip that render
                 log.warning("datagen.skip", error=str(exc))
                 continue

@@ -47,7 +47,8 @@ class Strip:
         """The box spanning fractional rows ``rows`` and columns ``cols`` (platform edge first)."""
         (t0, t1), (s0, s1) = [self.t_lo + r * self.t_step for r in rows], [self.s_lo + c * self.s_step for c in cols]
         c, a, n = self.frame.centre, self.frame.axis, self.frame.normal
-        return np.array([c + a * t0 + n * s0, c + a * t0 + n * s1, c + a * t1 + n * s1, c + a * t1 + n * s0], np.float32)
+        return np.array([c + a * t0 + n * s0, c + a * t0 + n * s1, c + a * t1 + n * s1, c + a * t1 + n * s0],
+                        np.float32)
 
     def index(self, box: np.ndarray) -> tuple[float, float, float, float]:
         """Fractional (first row, last row, first column, last column) of ``box``'s length and width
@@ -65,7 +66,8 @@ def strip(pyr: Pyramid, box: np.ndarray) -> tuple[np.ndarray, Strip]:
     """The (STRIP_H, STRIP_W) float32 strip along ``box`` (intensities stretched to [0, 1])."""
     frame = Frame.of(box)
     t_lo, t_hi = frame.t0 - REACH_T * frame.length, frame.t1 + REACH_T * frame.length
-    geom = Strip(frame, t_lo, (t_hi - t_lo) / (STRIP_H - 1), -REACH_S * frame.width, 2 * REACH_S * frame.width / (STRIP_W - 1))
+    geom = Strip(frame, t_lo, (t_hi - t_lo) / (STRIP_H - 1), -REACH_S * frame.width,
+                 2 * REACH_S * frame.width / (STRIP_W - 1))
     k = max(0, int(np.floor(np.log2(max(min(geom.t_step, geom.s_step), 1.0)))))
     img = pyr.level(k)
     f = 1.0 / 2 ** min(k, len(pyr.levels) - 1)

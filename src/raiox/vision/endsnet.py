@@ -173,7 +173,8 @@ def train_ends(out: Path, steps: int = 2000, batch: int = 64, lr: float = 3e-3, 
     loop = Loop(out / "ends-ckpt.pt", steps, lr, seed, "ends", checkpoint_every_s=checkpoint_every_s)
     step, _, state = run(loop, net, batch_loss, state={"history": []}, on_checkpoint=checkpoint)
     (out / "ends-train.json").write_text(json.dumps({"steps": step, "batch": batch, "lr": lr, "seed": seed,
-                                                     "strips": int(len(strips)), "history": state["history"]}, indent=2))
+                                                     "strips": int(len(strips)), "history": state["history"]},
+                                                    indent=2))
     return export_ends(net, out / "ends-v1.onnx")
 
 
@@ -209,7 +210,8 @@ def export_ends(net, path: Path) -> Path:
     net.eval()
     probe = torch.rand(3, 1, STRIP_H, STRIP_W)
     torch.onnx.export(net, probe, str(path), input_names=["strip"], output_names=["rows", "cols"],
-                      dynamic_axes={"strip": {0: "N"}, "rows": {0: "N"}, "cols": {0: "N"}}, opset_version=17, dynamo=False)
+                      dynamic_axes={"strip": {0: "N"}, "rows": {0: "N"}, "cols": {0: "N"}}, opset_version=17,
+                      dynamo=False)
     with torch.no_grad():
         want = [v.numpy() for v in net(probe)]
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"strip": probe.numpy()})

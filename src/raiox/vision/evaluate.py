@@ -74,7 +74,8 @@ def eval_items(cfg: EvalConfig, systems: list) -> list[tuple[str, list[int], str
     for si in range(len(systems)):
         refs = reference_plan(systems[si], cfg.gallery_per_system, cfg.restored_sizes)
         items += [(f"g{si:03d}-{ref.tag}", [si], "reference") for ref in refs]
-        items += [(f"q{si:03d}-{q}", [si], CONDITIONS[(si + q) % len(CONDITIONS)]) for q in range(cfg.queries_per_system)]
+        items += [(f"q{si:03d}-{q}", [si], CONDITIONS[(si + q) % len(CONDITIONS)])
+                  for q in range(cfg.queries_per_system)]
     for k in range(cfg.scenes):
         members = [int(i) for i in rng.choice(len(systems), size=int(rng.integers(2, 4)), replace=False)]
         items.append((f"m{k:03d}", members, "multi"))
@@ -95,7 +96,8 @@ def render_item(key: str, members: list[int], cond: str, systems: list, cfg: Eva
     if cond == "reference":
         ref = _gallery_ref(key)
         rng = np.random.default_rng([cfg.seed, *map(ord, key)])
-        sc = render_reference_scene(line_size(systems[members[0]], ref.size, rng) if ref.size else systems[members[0]].spec,
+        sc = render_reference_scene(line_size(systems[members[0]], ref.size, rng) if ref.size
+                                    else systems[members[0]].spec,
                                     seed=cfg.seed + ref.seed, prosthesis=ref.prosthesis)
     else:
         specs, rng = query_draws(key, members, systems, cfg)
@@ -186,7 +188,8 @@ class Sets:
     oracle_conn: list | None = None  # the same at the ground-truth boxes
     q_reverse: list | None = None  # per query: the crop of its located box turned end for end (None: not located,
     # or its ends sure: ``ranking.checks_orientation``)
-    q_platform_ok: list | None = None  # per query: whether the localiser called its platform end right (None: not located)
+    # per query: whether the localiser called its platform end right (None: not located)
+    q_platform_ok: list | None = None
     q_turns: list | None = None  # per query: its thread count (``threads.read``; None: not located, or too short)
     oracle_turns: list | None = None  # the same at the ground-truth boxes
     q_lengths: list | None = None  # per query: the length (mm) its fixture was rendered at
@@ -317,7 +320,8 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True, br
     embedder = get_embedder(cfg.embedder)
     t0 = time.time()
     sets = build_sets(cfg, cache, render, crop_size(embedder))
-    systems, gallery, g_lab, queries, q_lab, q_cond = sets.systems, sets.gallery, sets.g_lab, sets.queries, sets.q_lab, sets.q_cond
+    systems, gallery, g_lab, queries, q_lab, q_cond = (sets.systems, sets.gallery, sets.g_lab, sets.queries, sets.q_lab,
+                                                       sets.q_cond)
     systems_used = len(set(g_lab.tolist()))
     valid = [q is not None for q in queries]
     q_crops = [q if q is not None else np.zeros_like(gallery[0]) for q in queries]
@@ -341,7 +345,8 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True, br
         if name == embedder.model_id:
             q_feats = [None if t else f for f, t in zip(features.read(q_vecs, name), turned)]  # as `analyze`
             feature_reads = any(f is not None for f in q_feats)
-            feature_accuracy = read_accuracy([f if v else None for f, v in zip(q_feats, valid)], [specs[y] for y in q_lab])
+            feature_accuracy = read_accuracy([f if v else None for f, v in zip(q_feats, valid)],
+                                             [specs[y] for y in q_lab])
         if name == embedder.model_id and (reader or feature_reads or counted):
             q_turns = [None if t or not counted else c for c, t in zip(sets.q_turns, turned)]  # as `analyze`
             order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn if reader else None, classes=classes,
@@ -353,7 +358,8 @@ def evaluate(cfg: EvalConfig, cache: Path | None = None, render: bool = True, br
                 results[f"{name}, without the thread count"] = scores(order, q_lab, valid, q_cond, groups)
             if reader and feature_reads:
                 order = rank(g_vecs, g_lab, q_vecs, len(systems), connection=q_conn, classes=classes)
-                results[f"{name}, connection re-rank only (no feature re-rank)"] = scores(order, q_lab, valid, q_cond, groups)
+                results[f"{name}, connection re-rank only (no feature re-rank)"] = scores(
+                    order, q_lab, valid, q_cond, groups)
             name = f"{name}, embedding alone (no re-rank)"
         results[name] = scores(rank(g_vecs, g_lab, q_vecs, len(systems)), q_lab, valid, q_cond, groups)
     oracle_q = embedder.embed(sets.oracle_q)
@@ -477,30 +483,35 @@ def markdown(res: dict, command: str) -> str:
     lines = [
         f"Command: `{command}` ({when}; {platform.machine()}, shared 2-core development machine).",
         f"Embedder `{res['embedder']}`; {res['systems']} demo systems (never seen in training), "
-        f"gallery {res['gallery']} references ({res['gallery'] - res['restored']} bare, {res['restored']} with a restoration), "
-        f"{res['queries']} query fixtures; {res['seconds']} s.",
-        "Connection reader: " + (f"`{connection.model_path().name}` re-ranks each query's first {RERANK_POOL} systems by the "
-                                 "connection their spec names (weight " + f"{connection.WEIGHT:g}), as the catalog search does."
+        f"gallery {res['gallery']} references ({res['gallery'] - res['restored']} bare, {res['restored']} with a "
+        f"restoration), {res['queries']} query fixtures; {res['seconds']} s.",
+        "Connection reader: " + (f"`{connection.model_path().name}` re-ranks each query's first {RERANK_POOL} systems "
+                                 "by the connection their spec names (weight " + f"{connection.WEIGHT:g}), as the "
+                                 "catalog search does."
                                  if res.get("connection_reader") else "off (no re-rank)."),
-        "Feature reader: " + (f"`{features.model_path(res['embedder']).name}` adds the design features their spec names, "
-                              "read from the "
-                              f"query's embedding (weight {features.WEIGHT:g}), to the same re-rank, as the catalog search does."
+        "Feature reader: " + (f"`{features.model_path(res['embedder']).name}` adds the design features their spec "
+                              "names, read from the "
+                              f"query's embedding (weight {features.WEIGHT:g}), to the same re-rank, as the catalog "
+                              "search does."
                               if res.get("feature_reader") else "off (it reads no vectors of this embedder)."),
         "Thread count: " + (f"the length over thread pitch counted on each query's silhouette (`raiox.vision.threads`) "
-                            f"against the lengths of each system's line (weight {threads.WEIGHT:g}), in the same re-rank, "
-                            "as the catalog search does." if res.get("thread_count") else "off (RAIOX_THREAD_COUNT=false)."),
+                            f"against the lengths of each system's line (weight {threads.WEIGHT:g}), in the same "
+                            "re-rank, as the catalog search does." if res.get("thread_count")
+                            else "off (RAIOX_THREAD_COUNT=false)."),
         "",
         "| Method | top-1 | top-5 |", "|---|---|---|",
     ]
     lines += [f"| {name} | {m['top1']:.1%} | {m['top5']:.1%} |" for name, m in res["methods"].items()]
     names = list(res["methods"])
-    lines += ["", "First answer in the query's look-alike group (the system itself or a sibling that differs from it in "
-              "one feature): " + ", ".join(f"{name} {res['methods'][name]['group_top1']:.1%}" for name in names) + "."]
+    lines += ["", "First answer in the query's look-alike group (the system itself or a sibling that differs from it "
+              "in one feature): "
+              + ", ".join(f"{name} {res['methods'][name]['group_top1']:.1%}" for name in names) + "."]
     lines += ["", "Per condition (top-1 / top-5, n):", "",
               "| Condition | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     conds = res["methods"][names[0]]["by_condition"]
     for c in conds:
-        cells = [f"{res['methods'][m]['by_condition'][c][0]:.1%} / {res['methods'][m]['by_condition'][c][1]:.1%}" for m in names]
+        cells = [f"{res['methods'][m]['by_condition'][c][0]:.1%} / {res['methods'][m]['by_condition'][c][1]:.1%}"
+                 for m in names]
         lines.append(f"| {c} | {conds[c][2]} | " + " | ".join(cells) + " |")
     lines += ["", "Per look-alike group (top-1, n):", "", "| Group | n | " + " | ".join(names) + " |",
               "|---|---|" + "---|" * len(names)]
@@ -520,9 +531,9 @@ def markdown(res: dict, command: str) -> str:
             + f" (n {max(n for _, n in res['feature_accuracy'].values())}).")
     count = res.get("thread_count") or {}
     if count.get("n"):
-        lines.append(f"Thread count on the located queries (against the fixture's (length + {threads.OFFSET_MM:g} mm) / pitch): "
-                     f"within 5 % {count['within_5']:.1%}, within 10 % {count['within_10']:.1%}, median error "
-                     f"{count['median']:.1%} (n {count['n']}).")
+        lines.append(f"Thread count on the located queries (against the fixture's (length + {threads.OFFSET_MM:g} mm) "
+                     f"/ pitch): within 5 % {count['within_5']:.1%}, within 10 % {count['within_10']:.1%}, median "
+                     f"error {count['median']:.1%} (n {count['n']}).")
     lines += [
         f"Speed, one CPU thread: {sp['ms_per_crop']:.1f} ms per crop embedding; "
         f"{'decode + ' if sp['decode'] else ''}locate + embed of a {sp['image_shape'][1]}x{sp['image_shape'][0]} "
@@ -535,15 +546,15 @@ def seeds_table(results: list[dict]) -> str:
     """One line per evaluation set (``results``: ``evaluate``'s, the first the section's own) and their mean: the
     figures that decide, since one set's top-1 moves by a point or two with the draw."""
     model = results[0]["embedder"]
-    lines = ["", "Evaluation sets (located top-1 / top-5 of the line above, ground-truth boxes top-1, localisation recall; "
-             "the others with `--seed S --cache CACHE-S`):", "",
+    lines = ["", "Evaluation sets (located top-1 / top-5 of the line above, ground-truth boxes top-1, localisation "
+             "recall; the others with `--seed S --cache CACHE-S`):", "",
              "| Seed | fixtures | top-1 | top-5 | ground-truth boxes top-1 | recall |", "|---|---|---|---|---|---|"]
     rows = []
     for res in results:
         m, gt = res["methods"][model], res["methods"][f"{model}, ground-truth boxes"]
         rows.append((m["top1"], m["top5"], gt["top1"], res["localisation"]["recall"]))
-        lines.append(f"| {res['config'].seed} | {res['queries']} | {m['top1']:.1%} | {m['top5']:.1%} | {gt['top1']:.1%} "
-                     f"| {res['localisation']['recall']:.1%} |")
+        lines.append(f"| {res['config'].seed} | {res['queries']} | {m['top1']:.1%} | {m['top5']:.1%} | "
+                     f"{gt['top1']:.1%} | {res['localisation']['recall']:.1%} |")
     mean = np.mean(rows, axis=0)
     lines.append(f"| mean of {len(results)} | | {mean[0]:.1%} | {mean[1]:.1%} | {mean[2]:.1%} | {mean[3]:.1%} |")
     return "\n".join(lines + ["", pooled_line(results)])
@@ -574,7 +585,8 @@ def pooled_line(results: list[dict]) -> str:
 def orientation_line(o: dict | None) -> str:
     if not o:
         return ""
-    checked = f"{o['checked']} of {o['located']} checked (the localiser's maps less sure of the ends than {ENDS_SURE:g}), "
+    checked = (f"{o['checked']} of {o['located']} checked (the localiser's maps less sure of the ends than "
+               f"{ENDS_SURE:g}), ")
     missed = f", {o['unchecked_wrong']} of them not checked" if o.get("unchecked_wrong") else ""
     return (f" Orientation check (a located query read the other way up where that matches the catalog by more than "
             f"{ORIENTATION_MARGIN:g}): {checked}{o['turned']} turned, {o['fixed']} of the {o['wrong_before']} the "

@@ -108,7 +108,8 @@ def accuracy(net, vectors: np.ndarray, targets: np.ndarray, sizes: tuple[int, ..
     out = {}
     for h, (name, part) in enumerate(zip(READ, logits)):
         known = targets[:, h] >= 0
-        out[name] = round(float((part.argmax(1).numpy()[known] == targets[known, h]).mean()), 4) if known.any() else None
+        out[name] = (round(float((part.argmax(1).numpy()[known] == targets[known, h]).mean()), 4) if known.any()
+                     else None)
     return out
 
 
@@ -130,13 +131,15 @@ def write_card(path: Path, embedder_id: str, data: Path, report: dict, seconds: 
     card = path.with_suffix(".md")
     card.write_text("\n".join([
         f"# Model card: {path.stem}", "",
-        f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; file `{path.name}`, {path.stat().st_size / 1e6:.1f} MB.",
+        f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; file `{path.name}`, "
+        f"{path.stat().st_size / 1e6:.1f} MB.",
         "- Task: read a fixture's design features (" + ", ".join(READ) + ") from its embedding, to re-rank catalog "
         "candidates by what their specs name (`raiox.vision.features`).",
         f"- Reads the vectors of `{embedder_id}` only (ONNX metadata `raiox_embedder`). Input `embedding` (N, 512) "
         "float32; output `logits` (N, classes of every feature, `raiox.vision.attributes.HEADS` order, features in "
         "metadata `raiox_heads` order).",
-        f"- Network: an MLP on the normalised embedding (512 -> {HIDDEN}, ReLU, dropout 0.2 -> one softmax per feature).",
+        f"- Network: an MLP on the normalised embedding (512 -> {HIDDEN}, ReLU, dropout 0.2 -> "
+        "one softmax per feature).",
         f"- Data: {report['vectors']} vectors of the crops in `{data}` ({meta.get('classes', '?')} random training "
         "systems, `render-data` and `render-located` shards; no demo-catalog system); every "
         f"{VALIDATION_EVERY}th system held out ({report['held_out']} vectors).",

@@ -4,8 +4,8 @@ Supported: JPEG, PNG, WEBP, TIFF (8/16-bit, float), BMP, GIF (first frame), AVIF
 photos, through pillow-heif) via Pillow with
 EXIF orientation applied, and DICOM through pydicom (modality LUT: rescale slope/intercept, VOI
 LUT or window centre/width, MONOCHROME1 inversion; uncompressed, RLE, JPEG Baseline, Extended 12-bit
-and Lossless, JPEG-LS and JPEG 2000 pixel data, the compressed ones through pylibjpeg). Everything else is refused with an
-``ImageDecodeError`` (HTTP 422) whose message says why. Inverted polarity is detected and flipped
+and Lossless, JPEG-LS and JPEG 2000 pixel data, the compressed ones through pylibjpeg). Everything else is refused
+with an ``ImageDecodeError`` (HTTP 422) whose message says why. Inverted polarity is detected and flipped
 (see ``polarity``) unless the file is DICOM, whose photometric interpretation is trusted.
 """
 

@@ -33,7 +33,8 @@ OUT_STRIDE = 2  # output maps are half the net input
 MODEL_FILE = "locator-v2.onnx"  # the shipped localiser (its card: models/locator-v2.md)
 TRAINED_FILE = "locator.onnx"  # what `raiox vision train-locator` writes into its --out folder
 BOXES_REVISION = 4  # the post-processing's revision (`detect.localiser_id`): bumped when a change moves boxes.
-# 2 (session 34): a cone cut must span the film beside the fixture, not a crown on its platform (`refine.under_cone_cut`)
+# 2 (session 34): a cone cut must span the film beside the fixture, not a crown on its platform
+# (`refine.under_cone_cut`)
 # 3 (session 35): on a film whose first pass found nothing, the zoom pass keeps its blobs of ZOOM_MAYBE or more
 # 4 (session 36): a box whose end evidence reads FLIP_BELOW or less is turned end for end (`_ends_read`)
 
@@ -227,7 +228,8 @@ def _zoomed(img: np.ndarray, path, pyr, scale: float, threshold: float, min_conf
     (a blurred or panoramic one) is still worth the second look."""
     prob, zscale = predict(img, path, pyr, side=zoom * LOC_SIDE)
     px = scale * OUT_STRIDE  # image pixels -> first-pass input pixels
-    return [d for d in _boxes(prob, zscale, threshold) if d.confidence >= min_confidence and _length(d.box) * px < ZOOM_SMALL]
+    return [d for d in _boxes(prob, zscale, threshold)
+            if d.confidence >= min_confidence and _length(d.box) * px < ZOOM_SMALL]
 
 
 def _corroborated(zoomed: Detection, hints: list[Detection]) -> bool:

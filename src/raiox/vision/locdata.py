@@ -52,7 +52,8 @@ def _render_shard(data: Path, shard: int, count: int, seed: int) -> int:
     from raiox.vision.synthbridge import train_conditions
 
     specs = _specs(data)
-    crop = tuple(json.loads((data / "meta.json").read_text()).get("crop") or (CROP_H, CROP_W))  # older data: the default
+    # older data: the default
+    crop = tuple(json.loads((data / "meta.json").read_text()).get("crop") or (CROP_H, CROP_W))
     pool = [c for c in range(len(specs)) if c % VALIDATION_EVERY]
     t0, crops, labels = time.time(), [], []
     for s in range(count):
@@ -71,6 +72,7 @@ def _render_shard(data: Path, shard: int, count: int, seed: int) -> int:
             crops.append((canonical_crop(sc.image, found[i].box, crop) * 255).round().astype(np.uint8))
             labels.append(members[sc.indices[j]])
     path = data / f"shard-loc{shard:03d}.npz"
-    save_npz(path, crops=np.stack(crops) if crops else np.zeros((0, *crop), np.uint8), labels=np.array(labels, np.int32))
+    save_npz(path, crops=np.stack(crops) if crops else np.zeros((0, *crop), np.uint8),
+             labels=np.array(labels, np.int32))
     log.info("locdata.shard", path=str(path), crops=len(labels), seconds=round(time.time() - t0, 1))
     return len(labels)

@@ -58,7 +58,8 @@ class FixtureNet(nn.Module):
 def row_pool(n: int, rows: int) -> torch.Tensor:
     """(n, rows) matrix averaging n axial positions into ``rows`` windows, as ``adaptive_avg_pool1d`` does; a
     MatMul in the exported graph (ONNX has no adaptive pooling whose output size does not divide its input's)."""
-    return torch.from_numpy(_row_pool(n, rows))  # from numpy: a constant to the ONNX tracer (torch ops trace as ScatterND)
+    # from numpy: a constant to the ONNX tracer (torch ops trace as ScatterND)
+    return torch.from_numpy(_row_pool(n, rows))
 
 
 @lru_cache(maxsize=8)
@@ -158,7 +159,8 @@ def onnx_widths(convs, weights) -> tuple[int, ...]:
 def _conv_norm_pairs(net: nn.Module):
     """(Conv2d, the BatchNorm2d right after it) in the order the forward pass runs them."""
     mods = list(net.modules())
-    return [(m, mods[i + 1]) for i, m in enumerate(mods[:-1]) if isinstance(m, nn.Conv2d) and isinstance(mods[i + 1], nn.BatchNorm2d)]
+    return [(m, mods[i + 1]) for i, m in enumerate(mods[:-1])
+            if isinstance(m, nn.Conv2d) and isinstance(mods[i + 1], nn.BatchNorm2d)]
 
 
 def calibrate_norms(net: FixtureNet, x: torch.Tensor) -> None:
@@ -175,7 +177,8 @@ def calibrate_norms(net: FixtureNet, x: torch.Tensor) -> None:
             h.remove()
         for _, norm in _conv_norm_pairs(net):
             z = seen[id(norm)]
-            zn = (z - norm.running_mean[None, :, None, None]) / torch.sqrt(norm.running_var + norm.eps)[None, :, None, None]
+            zn = ((z - norm.running_mean[None, :, None, None])
+                  / torch.sqrt(norm.running_var + norm.eps)[None, :, None, None])
             zn = zn * norm.weight[None, :, None, None] + norm.bias[None, :, None, None]  # what eval mode outputs
             mean, std = z.mean((0, 2, 3)), z.var((0, 2, 3), unbiased=False).add(norm.eps).sqrt()
             out_mean, out_std = zn.mean((0, 2, 3)), zn.std((0, 2, 3), unbiased=False)

@@ -19,8 +19,8 @@ ORIENTATION_MARGIN = 0.075  # a located fixture is read the other way up when th
 ENDS_SURE = 1.0  # ... checked only where the localiser's maps are less sure of its ends than this
 # (`detect.Detection.ends`, -2..2): the other way up costs a crop and an embedding (docs/benchmarks.md, session 36)
 RERANK_POOL = 10  # the nearest systems the connection, feature and thread readers reorder (the catalog search too:
-# it reorders max(top_k, RERANK_POOL) and answers its top k). 5 until session 34: at 10 top-1 is unchanged on seeds 7000-7005
-# and top-5 gains 3 | 0 | 0 | 1 | 0 | 2 queries (a system the readers lift from 6th-10th into the first 5)
+# it reorders max(top_k, RERANK_POOL) and answers its top k). 5 until session 34: at 10 top-1 is unchanged on seeds
+# 7000-7005 and top-5 gains 3 | 0 | 0 | 1 | 0 | 2 queries (a system the readers lift from 6th-10th into the first 5)
 
 
 def rank(gallery_vecs, g_lab, query_vecs, n_systems: int, references: int = SCORE_REFERENCES,

@@ -69,7 +69,8 @@ class Frame:
 
     def box(self) -> np.ndarray:
         p = self.point
-        return np.array([p(self.t0, self.s0), p(self.t0, self.s1), p(self.t1, self.s1), p(self.t1, self.s0)], np.float32)
+        return np.array([p(self.t0, self.s0), p(self.t0, self.s1), p(self.t1, self.s1), p(self.t1, self.s0)],
+                        np.float32)
 
 
 @dataclass
@@ -204,7 +205,8 @@ def _fit_axis(p: Profile, frame: Frame) -> tuple[float, float] | None:
     return float(a), float(b)
 
 
-def _ends(p: Profile, frame: Frame, w_major: float, mid: float, good: np.ndarray) -> tuple[tuple[float, bool], tuple[float, bool]]:
+def _ends(p: Profile, frame: Frame, w_major: float, mid: float,
+          good: np.ndarray) -> tuple[tuple[float, bool], tuple[float, bool]]:
     """Walk from the middle of the fixture to each end while rows look like fixture body.
 
     Rows much wider than the body (an occluder, text, a crown) are crossed when body rows resume
@@ -234,7 +236,8 @@ def _ends(p: Profile, frame: Frame, w_major: float, mid: float, good: np.ndarray
                 if narrow > gap_max:
                     break
         nxt = last + direction
-        covered = 0 <= nxt < rows and bool(p.width[nxt] > hi * w_major or (p.width[nxt] >= lo * w_major and not centred[nxt]))
+        covered = 0 <= nxt < rows and bool(p.width[nxt] > hi * w_major
+                                           or (p.width[nxt] >= lo * w_major and not centred[nxt]))
         return float(p.ts[last]) + direction * step / 2, covered
 
     return walk(-1, PLATFORM_MIN, 1.22), walk(+1, 0.12, 1.22)

@@ -58,13 +58,15 @@ def family(rng: np.random.Generator, size: int = 4) -> list[dict]:
         if aspect == "apex":
             s["apex"] = draw_apex(rng)
         elif aspect == "pitch":
-            s["thread"]["pitch_mm"] = round(float(np.clip(s["thread"]["pitch_mm"] * rng.choice([0.67, 0.8, 1.25, 1.5]), 0.4, 3.2)), 2)
+            s["thread"]["pitch_mm"] = round(float(np.clip(s["thread"]["pitch_mm"] * rng.choice([0.67, 0.8, 1.25, 1.5]),
+                                                          0.4, 3.2)), 2)
         elif aspect == "profile":
             s["thread"]["profile"] = str(rng.choice([p for p in PROFILES if p != base["thread"]["profile"]]))
         elif aspect == "cone_angle":
             s["connection"] = draw_connection(rng, "conical", d, angle=float(rng.choice(list(CONE_PLATFORM))))
         elif aspect == "connection":
-            s["connection"] = draw_connection(rng, str(rng.choice(["conical", "internal_hex", "external_hex", "tri_channel"])), d)
+            s["connection"] = draw_connection(rng, str(rng.choice(["conical", "internal_hex", "external_hex",
+                                                                   "tri_channel"])), d)
         elif aspect == "leads":
             s["thread"]["leads"] = int(rng.choice([n for n in (1, 2, 3) if n != base["thread"]["leads"]]))
         elif aspect == "collar":
@@ -72,7 +74,8 @@ def family(rng: np.random.Generator, size: int = 4) -> list[dict]:
         elif aspect == "taper":
             s["taper_start"], s["apex_diameter_mm"] = draw_taper(rng, d)
         elif aspect == "depth":
-            s["thread"]["depth_mm"] = round(max(0.08, min(s["thread"]["depth_mm"] * float(rng.choice([0.6, 1.5])), d * 0.3)), 2)
+            s["thread"]["depth_mm"] = round(max(0.08, min(s["thread"]["depth_mm"] * float(rng.choice([0.6, 1.5])),
+                                                          d * 0.3)), 2)
             s["thread"]["progressive"] = bool(rng.random() < 0.5)
         else:
             s = random_spec(rng)

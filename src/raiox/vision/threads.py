@@ -69,7 +69,8 @@ def line_of(spec: dict | None, attributes: dict | None = None) -> Line | None:
     import stores them; else the spec's length); None when the spec names no pitch or no length is known."""
     pitch = _number(((spec or {}).get("thread") or {}).get("pitch_mm"))
     raw = (attributes or {}).get("lengths")
-    pieces = re.split(r"[,;\s]+", raw.strip()) if isinstance(raw, str) else raw if isinstance(raw, (list, tuple)) else []
+    pieces = (re.split(r"[,;\s]+", raw.strip()) if isinstance(raw, str)
+              else raw if isinstance(raw, (list, tuple)) else [])
     lengths = [x for x in map(_number, pieces) if x] or [x for x in [_number((spec or {}).get("length_mm"))] if x]
     return Line(pitch, tuple(lengths)) if pitch and lengths else None
 
@@ -126,7 +127,8 @@ def _strip(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray | None, float
     normal = np.array([axis[1], -axis[0]])
     step = ACROSS * width / COLUMNS
     start = centre + axis * (Z0 - 0.5) * length - normal * (ACROSS * width / 2)
-    matrix = np.array([[normal[0] * step, axis[0] * ROW_STEP, start[0]], [normal[1] * step, axis[1] * ROW_STEP, start[1]]])
+    matrix = np.array([[normal[0] * step, axis[0] * ROW_STEP, start[0]],
+                       [normal[1] * step, axis[1] * ROW_STEP, start[1]]])
     strip = cv2.warpAffine(image, matrix, (COLUMNS, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REPLICATE)
     return strip, length

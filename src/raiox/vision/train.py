@@ -47,7 +47,8 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 2
     checkpoint_every_s: float = 180.0
-    restart_schedule: bool = False  # on resume: keep the weights, start a new warm-up + cosine to `steps` (once per target)
+    # on resume: keep the weights, start a new warm-up + cosine to `steps` (once per target)
+    restart_schedule: bool = False
     classes: int = 0  # ArcFace rows; 0 = planned classes from data/meta.json or the largest label + 1
     model_name: str = "raiox-v1"
     init_from: Path | None = None  # a checkpoint whose network weights start a fresh run (fine-tuning)
@@ -115,7 +116,8 @@ def occlude(x, gen, p: float = 0.3):
 
     n, _, h, w = x.shape
     r = lambda *s: torch.rand(*s, generator=gen)
-    rows, cols = torch.arange(h, dtype=torch.float32)[None, :, None], torch.arange(w, dtype=torch.float32)[None, None, :]
+    rows, cols = (torch.arange(h, dtype=torch.float32)[None, :, None],
+                  torch.arange(w, dtype=torch.float32)[None, None, :])
     y0, hh = r(n, 1, 1) * h, r(n, 1, 1) * h * 0.35
     band = (rows >= y0) & (rows < y0 + hh)
     cy, cx, ang = r(n, 1, 1) * h, r(n, 1, 1) * w, r(n, 1, 1) * math.pi
@@ -207,7 +209,8 @@ def train(cfg: TrainConfig) -> Path:
             heads.load_state_dict(init["heads"])
         state["init_from"] = str(cfg.init_from)
         log.info("train.init", checkpoint=str(cfg.init_from))
-    log.info("train.start", samples=len(train_idx), systems=len(np.unique(labels[train_idx])), val_samples=len(val_idx), **_brief(cfg))
+    log.info("train.start", samples=len(train_idx), systems=len(np.unique(labels[train_idx])), val_samples=len(val_idx),
+             **_brief(cfg))
     last_save, t0, t0_step = time.time(), time.time(), state["step"]
     losses = list(saved.get("losses", [])) if saved else []  # the running mean continues across a resume
     while state["step"] < cfg.steps:
@@ -314,7 +317,8 @@ def validate(net, crops, labels, idx, device, heads=None, targets=None) -> dict:
     with torch.no_grad():
         x = torch.from_numpy(crops[idx]).float().div_(255)[:, None].to(device)
         emb = torch.cat([net(x[i : i + 256]) + net(x[i : i + 256].flip(3)) for i in range(0, len(x), 256)])
-        out = {"val_top1": round(retrieval_top1(torch.nn.functional.normalize(emb, dim=1).cpu().numpy(), labels[idx]), 4)}
+        out = {"val_top1": round(retrieval_top1(torch.nn.functional.normalize(emb, dim=1).cpu().numpy(),
+                                                labels[idx]), 4)}
         if heads is not None:
             want = targets[torch.from_numpy(labels[idx].astype(np.int64)).to(targets.device)]
             out["val_attributes"] = _head_accuracy(heads, emb, want)
@@ -337,7 +341,8 @@ def _attribute_heads(cfg: TrainConfig, saved: dict | None, restart: bool):
     new run (``--init-from`` its checkpoint) or ``--restart-schedule``."""
     if cfg.attribute_weight <= 0:
         if saved and saved.get("heads") and not restart:
-            raise ResumeError(f"{cfg.out / 'ckpt.pt'} was trained with attribute heads: resume it with --attribute-weight > 0")
+            raise ResumeError(f"{cfg.out / 'ckpt.pt'} was trained with attribute heads: resume it with "
+                              "--attribute-weight > 0")
         return None, None
     import torch
 
@@ -345,8 +350,8 @@ def _attribute_heads(cfg: TrainConfig, saved: dict | None, restart: bool):
     from raiox.vision.net import AttributeHeads
 
     if saved and not saved.get("heads") and not restart:
-        raise ResumeError(f"{cfg.out / 'ckpt.pt'} was trained without attribute heads: add them with --restart-schedule "
-                         "or start a new run with --init-from that checkpoint")
+        raise ResumeError(f"{cfg.out / 'ckpt.pt'} was trained without attribute heads: add them with "
+                         "--restart-schedule or start a new run with --init-from that checkpoint")
     return AttributeHeads(SIZES).to(cfg.device), torch.from_numpy(attribute_table(cfg.out / "data")).to(cfg.device)
 
 
