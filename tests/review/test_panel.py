@@ -300,7 +300,7 @@ async def test_a_case_read_by_an_earlier_model_offers_to_read_its_implants_again
     await login(panel, "rev@example.com")
     page = await panel.get(f"/admin/cases/{case.id}")
     notice = re.search(r'id="stale-model">(.*?)</div>', page.text, re.S).group(1)
-    assert "lidos pelo modelo raiox-v1" in notice and f"o modelo atual é {current}" in notice
+    assert "lidos por outro modelo (raiox-v1)" in notice and f"o modelo atual é {current}" in notice
     assert f"O catálogo ainda não tem vetores do modelo {current}" in notice  # reindex first: nothing to search
     assert "Ler os implantes de novo" not in notice
     refused = await panel.post(f"/admin/cases/{case.id}/reread", data={"csrf_token": _csrf(page.text)})
@@ -316,7 +316,8 @@ async def test_a_case_read_by_an_earlier_model_offers_to_read_its_implants_again
     done = await panel.post(f"/admin/cases/{case.id}/reread", data={"csrf_token": _csrf(page.text)})
     assert done.status_code == 303 and done.headers["location"].endswith(f"/admin/cases/{case.id}")
     page = await panel.get(f"/admin/cases/{case.id}")
-    assert 'id="stale-model"' not in page.text and "Leu os implantes de novo com o modelo atual" in page.text
+    assert 'id="stale-model"' not in page.text and "Leu os implantes de novo" in page.text
+    assert f"raiox-v1 → {current} · 1 implante(s)" in page.text
     async with session_scope() as session:
         models = dict((await session.execute(select(CaseImage.case_id, Fixture.model_id).join(CaseImage))).all())
         entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.reread"))).scalar_one()

@@ -36,9 +36,13 @@ async def test_reread_embeds_every_implant_again_and_keeps_boxes_marks_and_remov
 
     response = await client.post(f"/cases/{case.id}/reread", headers=auth)
     assert response.status_code == 200, response.text
-    detail = response.json()
-    implants = {i["id"]: i for film in detail["images"] for i in film["implants"]}
     model = get_embedder().model_id
+    done = response.json()
+    assert (done["case_id"], done["model_id"], done["implants"]) == (str(case.id), model, 3)
+    assert "client_name" not in response.text and "Ana" not in response.text  # the `review` scope reads no dentist
+    detail = (await client.get(f"/cases/{case.id}", headers=auth)).json()
+    assert done["ranking"] == detail["ranking"]
+    implants = {i["id"]: i for film in detail["images"] for i in film["implants"]}
     assert model != "raiox-v1" and {i["model_id"] for i in implants.values()} == {model}
     assert len(implants) == 3 and str(removed.id) not in implants  # removed stays removed, nothing located anew
     mark = implants[str(kept.id)]
@@ -126,13 +130,13 @@ async def test_cli_reads_again_the_cases_awaiting_review_that_an_earlier_model_r
         return asyncio.to_thread(CliRunner().invoke, app, ["cases", "reread", *args], catch_exceptions=False)
 
     assert (await cli()).exit_code == 2 and (await cli("--stale", "--case", str(stale.id))).exit_code == 2
-    listed = await cli("--stale", "--dry-run")
-    assert listed.exit_code == 0 and listed.stdout.split()[0] == str(stale.id)
-    assert str(closed.id) not in listed.stdout and "would read 1 case(s) again" in listed.stdout
     early = await cli("--stale")  # before the catalog was reindexed: nothing to search, nothing changed
-    assert "read 0 case(s) again" in early.stdout and "no vectors of" in early.stderr
+    assert early.exit_code == 1 and "no vectors of" in early.stderr and early.stdout == ""
     async with session_scope() as session:
         await reindex_as(session, get_embedder().model_id)
+    listed = await cli("--stale", "--dry-run")
+    assert listed.exit_code == 0 and listed.stdout.split()[0] == str(stale.id)
+    assert str(closed.id) not in listed.stdout and "would read 1 case(s) again, 2 implant(s)" in listed.stdout
     done = await cli("--stale")
     assert done.exit_code == 0 and "read 1 case(s) again, 2 implant(s)" in done.stdout, done.stdout
     async with session_scope() as session:
@@ -140,5 +144,7 @@ async def test_cli_reads_again_the_cases_awaiting_review_that_an_earlier_model_r
     assert sorted(m for c, m in models if c == stale.id) == [get_embedder().model_id] * 2
     assert [m for c, m in models if c == closed.id] == ["raiox-v1"]
     assert "would read 0 case(s) again" in (await cli("--stale", "--dry-run")).stdout
-    refused = await cli("--case", str(closed.id))
-    assert "read 0 case(s) again" in refused.stdout and "not awaiting review" in refused.stderr
+    for args in (("--case", str(closed.id)), ("--case", str(closed.id), "--dry-run")):  # checked alike
+        refused = await cli(*args)
+        assert refused.exit_code == 1 and "not awaiting review" in refused.stderr
+        assert "read 0 case(s) again, 0 implant(s); 1 skipped" in refused.stdout

@@ -8,7 +8,7 @@ from rich.console import Console
 
 cases_app = typer.Typer(help="Cases: data retention, reading implants again after a model change.",
                         no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a long reason stays one line, greppable
 
 
 @cases_app.command("purge")
@@ -82,13 +82,16 @@ def reread(
     stale: bool = typer.Option(False, "--stale", help="Every case awaiting review with an implant read by another "
                                "embedder than the current one (run it after switching RAIOX_EMBEDDER)."),
     case: list[str] = typer.Option(None, "--case", help="This case (id); repeatable."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the cases that would be read again."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the cases that would be read again (each one "
+                                 "checked as the real run would)."),
 ) -> None:
     """Read the implants of cases awaiting review again with the current models: each keeps its box, number and
-    mark, is embedded, read and searched again, and the case's ranking is fused again (audited `case.reread`)."""
+    mark, is embedded, read and searched again, and the case's ranking is fused again (audited `case.reread`).
+    Exit status 1 when a case was skipped (the reason is on stderr) or the catalog has no vectors of the current
+    model (nothing is read then)."""
     from raiox.catalog.cli import _progress, run_db
     from raiox.kit.db import session_scope
-    from raiox.review import repository
+    from raiox.review import reread, repository
 
     if stale == bool(case):
         err.print("[red]give --stale or --case ID (not both)[/red]")
@@ -99,38 +102,36 @@ def reread(
         err.print("[red]--case takes case ids (UUIDs)[/red]")
         raise typer.Exit(2) from None
 
-    async def work(maker) -> tuple[int, int]:
+    async def work(maker) -> tuple[list[int], int]:
         ids = chosen
         if stale:
             async with session_scope(maker) as session:
-                ids = await repository.stale_cases(session, await _current_model())
-        if dry_run:
-            for case_id in ids:
-                print(case_id)
-            return len(ids), 0
-        done = []
+                ids = await repository.stale_cases(session, await reread.current_model())
+        done, skipped = [], 0
         with _progress() as progress:
             task = progress.add_task("reading cases again", total=len(ids))
             for case_id in ids:
-                if (implants := await _reread_one(maker, case_id)) is not None:
+                if (implants := await _reread_one(maker, case_id, dry_run)) is None:
+                    skipped += 1
+                else:
                     done.append(implants)
                 progress.advance(task)
-        return len(done), sum(done)
+        return done, skipped
 
-    count, implants = run_db(work)
-    print(f"would read {count} case(s) again" if dry_run else f"read {count} case(s) again, {implants} implant(s)")
+    try:
+        done, skipped = run_db(work)
+    except reread.CatalogMissing as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    verb = "would read" if dry_run else "read"
+    print(f"{verb} {len(done)} case(s) again, {sum(done)} implant(s)" + (f"; {skipped} skipped" if skipped else ""))
+    if skipped:
+        raise typer.Exit(1)
 
 
-async def _current_model() -> str:
-    import asyncio
-
-    from raiox.vision import get_embedder
-
-    return (await asyncio.to_thread(get_embedder)).model_id
-
-
-async def _reread_one(maker, case_id: uuid.UUID) -> int | None:
-    """How many implants of the case were read again; None, with the reason on stderr, when it cannot be."""
+async def _reread_one(maker, case_id: uuid.UUID, dry_run: bool) -> int | None:
+    """How many implants of the case were (DRY_RUN: would be) read again, the case's id printed; None, with the
+    reason on stderr, when it cannot be. `CatalogMissing` is raised: it stops every case alike."""
     from raiox.kit.db import session_scope
     from raiox.kit.errors import RaioxError
     from raiox.review import reread
@@ -138,9 +139,16 @@ async def _reread_one(maker, case_id: uuid.UUID) -> int | None:
     try:
         async with session_scope(maker) as session:
             found = await reread.films(session, case_id)
-        readings = await reread.read(found)
-        async with session_scope(maker) as session:
-            return await reread.store(session, case_id, readings, actor="cli:raiox cases reread")
+        if dry_run:
+            implants = sum(len(film.fixtures) for film in found)
+        else:
+            readings = await reread.read(found)
+            async with session_scope(maker) as session:
+                implants = await reread.store(session, case_id, readings, actor="cli:raiox cases reread")
+    except reread.CatalogMissing:
+        raise
     except RaioxError as exc:
         err.print(f"skip {case_id}: {exc.message}")
         return None
+    print(case_id)
+    return implants

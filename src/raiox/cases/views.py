@@ -80,15 +80,18 @@ async def case_detail(session: AsyncSession, case_id: uuid.UUID) -> CaseDetail:
                  width=i.width, height=i.height, implants=implants[i.id])
         for i in await repository.case_images(session, case_id)
     ]
-    ranking = [RankingOut(rank=r.rank, system=r.system_id, manufacturer=r.manufacturer, name=r.name,
-                          score=r.score, evidence=r.evidence or {})
-               for r in await repository.case_ranking(session, case_id)]
     history = [EventOut(from_status=e.from_status, to_status=e.to_status, actor=e.actor, reason=e.reason,
                         at=e.created_at) for e in await repository.list_events(session, case_id)]
     return CaseDetail(**summary(case), form_id=case.form_id, client_phone=case.client_phone, notes=case.notes,
                       fields=(case.payload or {}).get("fields", {}), reviewed_by=case.reviewed_by,
                       reviewed_at=case.reviewed_at, review_message=case.review_message, images=images,
-                      ranking=ranking, history=history)
+                      ranking=await ranking(session, case_id), history=history)
+
+
+async def ranking(session: AsyncSession, case_id: uuid.UUID) -> list[RankingOut]:
+    """The case's candidate systems fused over all its implants, best first."""
+    return [RankingOut(rank=r.rank, system=r.system_id, manufacturer=r.manufacturer, name=r.name, score=r.score,
+                       evidence=r.evidence or {}) for r in await repository.case_ranking(session, case_id)]
 
 
 async def implant(session: AsyncSession, case_id: uuid.UUID, fixture_id: uuid.UUID) -> ImplantOut:

@@ -278,7 +278,8 @@ def _print_identification(result) -> None:
 def tokens_create(
     name: str = typer.Argument(..., help="Who or what uses the token (e.g. admin-panel, ci)."),
     scope: list[str] = typer.Option(None, "--scope", help="What it may do (repeat): identify (POST /identify, "
-                                    "GET /implants), cases (read cases, retry), review (decide, mark implants), "
+                                    "GET /implants), cases (read cases, retry), review (decide, mark implants, "
+                                    "read them again), "
                                     "catalog (approve's add_to_catalog), metrics (GET /metrics), "
                                     "or all (the default)."),
 ) -> None:

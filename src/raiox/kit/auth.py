@@ -37,8 +37,8 @@ def token_name(name: str) -> str:
 SCOPES = {
     "identify": "POST /identify and GET /implants",
     "cases": "GET /cases, GET /cases/{id}, POST /cases/{id}/retry",
-    "review": "approve, reject, mark delivered, send again, revoke report links, mark or remove implants "
-              "(POST/DELETE under /cases/{id})",
+    "review": "approve, reject, mark delivered, send again, revoke report links, mark or remove implants, read them "
+              "again (POST/DELETE under /cases/{id})",
     "catalog": "add a case's films to the catalog (approve's add_to_catalog)",
     "metrics": "GET /metrics",
 }

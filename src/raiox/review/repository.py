@@ -97,6 +97,13 @@ async def case_fixture_ids(session: AsyncSession, case_id: uuid.UUID) -> list[uu
     return list((await session.execute(query)).scalars())
 
 
+async def case_fixture_models(session: AsyncSession, case_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    """Each fixture of the case (id) and the model that embedded it."""
+    query = (select(Fixture.id, Fixture.model_id).join(CaseImage, CaseImage.id == Fixture.case_image_id)
+             .where(CaseImage.case_id == case_id))
+    return dict((await session.execute(query)).all())
+
+
 async def stale_cases(session: AsyncSession, model_id: str) -> list[uuid.UUID]:
     """Cases awaiting review with an implant embedded by another model than MODEL_ID, oldest first."""
     query = (select(Case.id).join(CaseImage, CaseImage.case_id == Case.id)

@@ -16,9 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.cases import repository as case_repository
 from raiox.cases import service as cases
 from raiox.kit.errors import Conflict
+from raiox.kit.logging import get_logger
 from raiox.models import CaseImage, CaseStatus, Fixture, ImageStatus
 from raiox.review import repository
 from raiox.review.service import audit, not_awaiting
+
+log = get_logger(__name__)
 
 
 class CatalogMissing(Conflict):
@@ -48,9 +51,21 @@ class Reading:
     located: list
 
 
+async def current_model() -> str:
+    """The model id of the current embedder (`RAIOX_EMBEDDER`; loaded in a worker thread the first time)."""
+    import asyncio
+
+    from raiox.vision import get_embedder
+
+    return (await asyncio.to_thread(get_embedder)).model_id
+
+
 async def films(session: AsyncSession, case_id: uuid.UUID) -> list[Film]:
-    """The analysed films of a case awaiting review that show implants (404, 409 otherwise: not awaiting review, or
-    no implant to read)."""
+    """The analysed films of a case awaiting review that show implants. 404 for an unknown case; 409 when it is not
+    awaiting review, shows no implant, or the catalog has no vectors of the current model (`CatalogMissing`: every
+    result would be empty), all before anything is read."""
+    from raiox.catalog.repository import has_embeddings
+
     case = await cases.get_or_404(session, case_id)
     if case.status != CaseStatus.awaiting_review:
         raise not_awaiting(case, "read again")
@@ -60,12 +75,10 @@ async def films(session: AsyncSession, case_id: uuid.UUID) -> list[Film]:
     found = [film for i in images if (film := Film(i, [f for f in fixtures if f.case_image_id == i.id])).fixtures]
     if not found:
         raise Conflict(f"case {case_id} shows no implant to read again; mark one on a film first")
+    model_id = await current_model()
+    if not (await has_embeddings(session, model_id))[1]:
+        raise CatalogMissing(model_id)
     return found
-
-
-def stale_models(found: list[Film], model_id: str) -> list[str]:
-    """The models other than MODEL_ID that embedded implants of the films, sorted."""
-    return sorted({f.model_id for film in found for f in film.fixtures} - {model_id})
 
 
 async def read(found: list[Film]) -> list[Reading]:
@@ -90,26 +103,25 @@ async def read(found: list[Film]) -> list[Reading]:
 async def store(session: AsyncSession, case_id: uuid.UUID, readings: list[Reading], *, actor: str) -> int:
     """Replace each implant's reading and results, fuse the case's ranking again, audit. Implants removed while
     they were read are skipped; the count of implants read again is returned."""
-    from raiox.catalog.repository import has_embeddings
     from raiox.intake import processing
     from raiox.kit.settings import get_settings
 
     case = await cases.get_or_404(session, case_id, for_update=True)
     if case.status != CaseStatus.awaiting_review:
         raise not_awaiting(case, "read again")
-    if readings and not (await has_embeddings(session, readings[0].model_id))[1]:
-        raise CatalogMissing(readings[0].model_id)
-    present, before, count = set(await repository.case_fixture_ids(session, case.id)), set(), 0
+    present = await repository.case_fixture_models(session, case.id)  # as stored now, after any earlier reading
+    before, count = set(), 0
     for reading in readings:
         for fixture, located in zip(reading.film.fixtures, reading.located, strict=True):
             if fixture.id in present:
-                before.add(fixture.model_id)
+                before.add(present[fixture.id])
                 await processing.reread_fixture(session, fixture.id, located, reading.model_id, get_settings().top_k)
                 count += 1
     if not count:
         raise Conflict(f"case {case.id} has no implant to read again; mark one on a film first")
     await processing.replace_ranking(session, case.id)
+    model_id = readings[0].model_id
     await audit(session, actor, "case.reread", case.id, None, implants=count, models_before=sorted(before),
-                model=readings[0].model_id)
+                model=model_id)
+    log.info("case_reread", case_id=str(case.id), implants=count, models_before=sorted(before), model=model_id)
     return count
-

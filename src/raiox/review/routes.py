@@ -10,9 +10,10 @@ from raiox.kit.db import get_db_session
 from raiox.kit.errors import Forbidden
 from raiox.review import marks, reread, service
 from raiox.review.auth import require_actor
-from raiox.cases.schemas import CaseDetail, ImplantOut
+from raiox.cases.schemas import ImplantOut
 from raiox.review.schemas import (
     ApproveRequest, ContactRequest, DecisionResponse, MarkDeliveredRequest, MarkRequest, RejectRequest,
+    RereadResponse,
 )
 
 router = APIRouter(tags=["review"])
@@ -67,17 +68,21 @@ async def mark_implant(case_id: uuid.UUID, image_id: uuid.UUID, body: MarkReques
     return await views.implant(session, case_id, fixture_id)
 
 
-@router.post("/cases/{case_id}/reread", response_model=CaseDetail, responses=ERRORS | {
-    409: {"description": "The case is not awaiting review, or shows no implant"}})
+@router.post("/cases/{case_id}/reread", response_model=RereadResponse, responses=ERRORS | {
+    409: {"description": "The case is not awaiting review, shows no implant, or the catalog has no vectors of the "
+                         "current model (run `raiox catalog reindex` first); nothing was changed"}})
 async def reread_case(case_id: uuid.UUID, actor: str = Depends(require_actor),
-                      session: AsyncSession = Depends(get_db_session)) -> CaseDetail:
+                      session: AsyncSession = Depends(get_db_session)) -> RereadResponse:
     """Read every implant of the case again with the current models (after `RAIOX_EMBEDDER` or a reader changed
     while the case awaited review): each keeps its box and number, is embedded, read and searched again, and the
-    case's ranking is fused again. Nothing is located anew: removed implants stay removed, marked ones stay."""
+    case's ranking is fused again. Nothing is located anew: removed implants stay removed, marked ones stay.
+    `GET /cases/{id}` shows each implant's new candidates."""
     found = await reread.films(session, case_id)
     await session.commit()  # no transaction (nor pool connection) is held through the analysis
-    await reread.store(session, case_id, await reread.read(found), actor=actor)
-    return await views.case_detail(session, case_id)
+    readings = await reread.read(found)
+    count = await reread.store(session, case_id, readings, actor=actor)
+    return RereadResponse(case_id=case_id, model_id=readings[0].model_id, implants=count,
+                          ranking=await views.ranking(session, case_id))
 
 
 @router.delete("/cases/{case_id}/fixtures/{fixture_id}", status_code=204, responses=ERRORS | {

@@ -5,6 +5,8 @@ from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
+from raiox.cases.schemas import RankingOut
+
 MESSAGE_MAX = 5000  # characters of a message to the dentist or an internal note (API and panel alike)
 OTHER_SYSTEMS_MAX = 8  # other systems one approval can name besides the main one
 IMPLANTS_MAX = 60  # implants one approval can map to systems
@@ -72,3 +74,13 @@ class DecisionResponse(BaseModel):
     message: str | None
     reviewed_by: str | None
     reviewed_at: str | None
+
+
+class RereadResponse(BaseModel):
+    """A case's implants read again (`POST /cases/{id}/reread`). The case detail (`GET /cases/{id}`, scope `cases`)
+    has each implant's new candidates; this response carries no personal data."""
+
+    case_id: uuid.UUID
+    model_id: str  # the embedder every implant of the case was read with
+    implants: int  # implants read again
+    ranking: list[RankingOut]  # the case's fused candidates, computed again

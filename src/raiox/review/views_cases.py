@@ -216,12 +216,12 @@ def _drawn_box(corners: tuple[float, ...], image) -> list[float]:
 async def reread_implants(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
                           session: AsyncSession = Depends(get_db_session)) -> Response:
     """The case's implants read again with the current models (the page offers it after the embedder changed)."""
-    found = await reread.films(session, case_id)
-    await session.commit()  # no transaction (nor pool connection) is held through the analysis
     try:
-        await reread.store(session, case_id, await reread.read(found), actor=actor(user))
+        found = await reread.films(session, case_id)
     except reread.CatalogMissing as exc:
         raise for_operator(Conflict(gettext("case.reread_catalog_missing", model=exc.model_id))) from exc
+    await session.commit()  # no transaction (nor pool connection) is held through the analysis
+    await reread.store(session, case_id, await reread.read(found), actor=actor(user))
     return redirect(request, f"/cases/{case_id}")
 
 
