@@ -11,6 +11,18 @@ cases_app = typer.Typer(help="Cases: data retention, reading implants again afte
 err = Console(stderr=True, soft_wrap=True)  # a long reason stays one line, greppable
 
 
+def _chosen(case: list[str] | None, selector: bool, named: str) -> list[uuid.UUID]:
+    """The --case ids; exit 2 unless exactly one of them and the other selector (NAMED) was given."""
+    if selector == bool(case):
+        err.print(f"[red]give {named} or --case ID (not both)[/red]")
+        raise typer.Exit(2)
+    try:
+        return [uuid.UUID(c) for c in case or []]
+    except ValueError:
+        err.print("[red]--case takes case ids (UUIDs)[/red]")
+        raise typer.Exit(2) from None
+
+
 @cases_app.command("purge")
 def purge(
     older_than: int = typer.Option(None, "--older-than", min=1, help="Every closed case last changed more than this "
@@ -24,14 +36,7 @@ def purge(
     from raiox.cases import retention
     from raiox.kit.db import session_scope
 
-    if (older_than is None) == (not case):
-        err.print("[red]give --older-than DAYS or --case ID (not both)[/red]")
-        raise typer.Exit(2)
-    try:
-        chosen = [uuid.UUID(c) for c in case or []]
-    except ValueError:
-        err.print("[red]--case takes case ids (UUIDs)[/red]")
-        raise typer.Exit(2) from None
+    chosen = _chosen(case, older_than is not None, "--older-than DAYS")
 
     async def work(maker) -> tuple[int, int]:
         ids = chosen
@@ -93,14 +98,7 @@ def reread(
     from raiox.kit.db import session_scope
     from raiox.review import reread, repository
 
-    if stale == bool(case):
-        err.print("[red]give --stale or --case ID (not both)[/red]")
-        raise typer.Exit(2)
-    try:
-        chosen = [uuid.UUID(c) for c in case or []]
-    except ValueError:
-        err.print("[red]--case takes case ids (UUIDs)[/red]")
-        raise typer.Exit(2) from None
+    chosen = _chosen(case, stale, "--stale")
 
     async def work(maker) -> tuple[list[int], int]:
         ids = chosen
