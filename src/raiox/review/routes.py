@@ -58,7 +58,7 @@ async def mark_delivered(case_id: uuid.UUID, body: MarkDeliveredRequest, actor: 
 async def mark_implant(case_id: uuid.UUID, image_id: uuid.UUID, body: MarkRequest, actor: str = Depends(require_actor),
                        session: AsyncSession = Depends(get_db_session)) -> ImplantOut:
     """Mark an implant on a film (one the analysis missed, or boxed badly): the box is canonicalised, embedded and
-    searched like a located implant, stored as a manual implant (kept when the case is analysed again), and the
+    searched like a located implant, stored as a manual implant (kept when the implants are read again), and the
     case's ranking is fused again. The same box sent twice is stored once."""
     image = await marks.markable_image(session, case_id, image_id)
     box = marks.check_mark(body.box, image)
