@@ -234,7 +234,10 @@ async def test_identify_takes_manual_boxes_instead_of_the_localiser(client, auth
     width = Image.open(io.BytesIO(png)).width
     for bad, says in (("not json", "not JSON"), ("[]", "1 to 20 boxes"), ("[[1, 2, 3]]", "boxes[1]"),
                       ('[[10, 10, 5, 50]]', "x1 must exceed x0"), ('[[0, 0, 10, "x"]]', "finite numbers"),
-                      (f"[[0, 0, {width + 50}, 40]]", f"boxes[1]: outside the {width}x")):
+                      (f"[[0, 0, {width + 50}, 40]]", f"boxes[1]: outside the {width}x"),
+                      ("[[0, 0, 1, 1]]", "boxes[1]: under 8 pixels"), ("[[100, 100, 101, 600]]", "under 8 pixels"),
+                      ("[[[0, 0], [0, 0], [0, 0], [0, 0]]]", "under 8 pixels"),
+                      ("[" * 100_000 + "]" * 100_000, "not JSON")):
         refused = await client.post("/identify", headers=auth, files={"image": ("r.png", png)}, data={"boxes": bad})
         assert refused.status_code == 422 and says in refused.json()["detail"], (bad, refused.text)
 
@@ -252,7 +255,10 @@ async def test_identify_takes_one_image_and_counts_bad_uploads_apart_from_failur
     assert two.status_code == 400 and "one image per request" in two.json()["detail"]
     html = await client.post("/identify", headers=auth, files={"image": ("x.png", b"<html>login</html>")})
     assert html.status_code == 422
-    assert (count("rejected"), count("error")) == (before[0] + 1, before[1])  # the client's upload, not our failure
+    bad_boxes = await client.post("/identify", headers=auth, files={"image": ("r.png", png)}, data={"boxes": "[]"})
+    assert bad_boxes.status_code == 422
+    # the client's uploads, not our failures
+    assert (count("rejected"), count("error")) == (before[0] + 3, before[1])
 
 
 async def test_openapi_documents_the_real_error_body_and_every_authenticated_route(client):

@@ -89,6 +89,8 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     assert manual[0]["candidates"][0]["system"] == payload["implants"][0]["candidates"][0]["system"]
     bad = cli("identify", str(image), "--box", "1,2,3")
     assert bad.exit_code == 2 and "--box takes four numbers x0,y0,x1,y1" in " ".join(bad.output.split())
+    tiny = cli("identify", str(image), "--box", "0,0,1,1")  # one line, not a traceback
+    assert tiny.exit_code == 2 and "Traceback" not in tiny.output and "under 8" in tiny.output
     best = payload["implants"][0]["candidates"][0]
     runner_up = payload["implants"][0]["candidates"][1]  # an apex sibling (demo-001..003 form G01-apex)
     assert (runner_up["differs_from_first"]

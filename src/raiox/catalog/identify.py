@@ -81,6 +81,7 @@ def _release(semaphore: asyncio.Semaphore, work: asyncio.Future) -> None:
 
 
 MAX_BOXES = 20
+MIN_BOX = 8  # pixels: the shortest side of a manual box (the panel's marks use the same floor)
 
 
 def parse_boxes(text: str | None) -> list | None:
@@ -95,7 +96,7 @@ def parse_boxes(text: str | None) -> list | None:
         return None
     try:
         boxes = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: brackets nested deeper than the parser goes
         raise Unprocessable("boxes: not JSON; expected [[x0, y0, x1, y1], ...] or [[[x, y] x 4], ...]") from None
     if not isinstance(boxes, list) or not boxes or len(boxes) > MAX_BOXES:
         raise Unprocessable(f"boxes: expected a list of 1 to {MAX_BOXES} boxes")
@@ -106,7 +107,8 @@ def parse_boxes(text: str | None) -> list | None:
 
 def check_box(box, name: str = "box") -> None:
     """A 422 naming NAME unless BOX is ``[x0, y0, x1, y1]`` (x1 > x0, y1 > y0) or four ``[x, y]`` corners, all
-    finite numbers."""
+    finite numbers, at least MIN_BOX pixels on a side (a smaller box holds no implant to read: the crop would be
+    degenerate)."""
     import math
 
     from raiox.kit.errors import Unprocessable
@@ -121,6 +123,10 @@ def check_box(box, name: str = "box") -> None:
         raise Unprocessable(f"{name}: expected [x0, y0, x1, y1] or four [x, y] corners of finite numbers")
     if plain and not (box[2] > box[0] and box[3] > box[1]):
         raise Unprocessable(f"{name}: x1 must exceed x0 and y1 exceed y0")
+    sides = ([box[2] - box[0], box[3] - box[1]] if plain
+             else [math.dist(box[0], box[1]), math.dist(box[1], box[2])])
+    if min(sides) < MIN_BOX:
+        raise Unprocessable(f"{name}: under {MIN_BOX} pixels on a side; draw around the whole implant")
 
 
 async def analyse_in_slot(data: bytes, filename: str | None, embedder, boxes: list | None = None, *,
@@ -147,7 +153,12 @@ def _decode_and_analyse(data: bytes, filename: str | None, embedder, boxes: list
             inside = (box[:, 0] >= 0) & (box[:, 0] <= width) & (box[:, 1] >= 0) & (box[:, 1] <= height)
             if not inside.all():
                 raise Unprocessable(f"boxes[{n + 1}]: outside the {width}x{height} image")
-    return analyze(image, embedder, boxes, fit=True)
+    try:
+        return analyze(image, embedder, boxes, fit=True)
+    except ValueError as exc:  # a given box the crop cannot be cut from (the localiser's own boxes never are)
+        if boxes is None:
+            raise
+        raise Unprocessable(f"boxes: cannot read an implant in a box: {exc}") from None
 
 
 async def identify(session: AsyncSession, data: bytes, filename: str | None, top_k: int, embedder=None,

@@ -64,16 +64,9 @@ async def identify_image(
     """Ranked candidate systems for every implant found in the image (or in each manual box), immediately.
     Nothing is stored unless `store=true`, which keeps the image bytes in object storage and returns their key."""
     settings = get_settings()
-    if len((await request.form()).getlist("image")) > 1:
-        raise BadRequest("one image per request: send each radiograph in its own POST /identify")
-    manual = parse_boxes(boxes)
-    data = await image.read(settings.download_max_bytes + 1)
-    if len(data) > settings.download_max_bytes:
-        raise TooLarge(f"image larger than {settings.download_max_bytes} bytes")
-    if not data:
-        raise BadRequest("empty image upload")
-    await session.commit()  # the token check's transaction ends here: no pool connection is held through the analysis
     try:
+        data, manual = await _upload(request, image, boxes, settings.download_max_bytes)
+        await session.commit()  # the token check's transaction ends: no pool connection is held through the analysis
         result = await identify(session, data, image.filename, top_k or settings.top_k, boxes=manual)
     except Exception as exc:  # a bad upload is the client's ("rejected"); anything else is ours ("error")
         client = isinstance(exc, RaioxError) and exc.status_code < 500
@@ -94,3 +87,16 @@ async def get_metrics(session: AsyncSession = Depends(get_db_session)) -> Respon
     await metrics.refresh_gauges(session)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
+
+
+async def _upload(request: Request, image: UploadFile, boxes: str | None, limit: int) -> tuple[bytes, list | None]:
+    """The one image's bytes (at most LIMIT) and the manual boxes, checked (400, 413, 422)."""
+    if len((await request.form()).getlist("image")) > 1:
+        raise BadRequest("one image per request: send each radiograph in its own POST /identify")
+    manual = parse_boxes(boxes)
+    data = await image.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"image larger than {limit} bytes")
+    if not data:
+        raise BadRequest("empty image upload")
+    return data, manual

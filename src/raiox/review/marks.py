@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
 from raiox.cases.numbering import implant_numbers
-from raiox.catalog.identify import check_box
+from raiox.catalog.identify import MIN_BOX, check_box
 from raiox.kit.errors import Conflict, NotFound, Unprocessable
 from raiox.models import CaseImage, CaseStatus, ImageStatus
 from raiox.review import repository
 from raiox.review.service import audit, not_awaiting
 
-MIN_MARK = 8  # pixels: a drawn box narrower or shorter than this is a slip of the mouse, not an implant
+MIN_MARK = MIN_BOX  # pixels: a drawn box narrower or shorter than this is a slip of the mouse, not an implant
 MAX_MARKS = 20  # marked implants per film (each mark analyses the whole film)
 SAME_MARK_IOU = 0.9  # a mark overlapping an earlier one this much is that one again (a double submission)
 
