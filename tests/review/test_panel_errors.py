@@ -81,6 +81,19 @@ async def test_htmx_requests_get_the_error_in_the_flash(admin):
     assert "sistema de implante (obrigatório)" in response.text
 
 
+async def test_a_new_systems_id_folds_accents_like_the_importer_and_refuses_unusable_ones(admin):
+    def create(**fields):
+        return admin.post("/admin/catalog/new", data={"csrf_token": admin.token, **fields})
+
+    made = await create(manufacturer="Conexão", name="Torque Tite 4.1")
+    assert made.status_code == 303 and made.headers["location"] == "/admin/catalog/conexao-torque-tite-4-1"
+    for fields, shown in (({"manufacturer": "SIN", "name": "X", "system_id": "new"}, "“new”"),  # the create page's
+                          ({"manufacturer": "🦷", "name": "🦷🦷"}, "🦷 🦷🦷")):
+        text = _page(await create(**fields), 422)
+        assert "Não é possível formar um identificador" in text and shown in text
+    assert "Informe o fabricante e o nome" in _page(await create(manufacturer=" ", name="X"), 422)
+
+
 async def test_duplicate_catalog_id_says_so_not_the_case_conflict(admin):
     response = await admin.post("/admin/catalog/new", data={"manufacturer": "Neodent", "name": "Outro",
                                                             "system_id": "neo-cm", "csrf_token": admin.token})

@@ -55,9 +55,15 @@ class Skip:
 
 
 def slugify(*parts: str) -> str:
-    """Stable system id: ASCII, lower case, dashes (e.g. "Neodent" + "Grand Morse" -> neodent-grand-morse)."""
-    text = unicodedata.normalize("NFKD", " ".join(parts)).encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:120] or "system"
+    """Stable system id: ASCII, lower case, dashes (e.g. "Neodent" + "Grand Morse" -> neodent-grand-morse;
+    "Conexão" -> conexao); "system" when nothing of PARTS is a letter or digit."""
+    return slug(" ".join(parts)) or "system"
+
+
+def slug(text: str) -> str:
+    """TEXT as a system id (accents folded, anything else but letters and digits a dash); "" when nothing is left."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:120]
 
 
 def _coerce(value: str) -> object:

@@ -1,12 +1,11 @@
 """Catalog pages (admins only): list/search systems, create/edit one, upload reference images
 (embedded on upload with the current model, stored like catalog references)."""
 
-import re
-
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from raiox.catalog.sources import slug
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import Conflict, NotFound, Unprocessable
 from raiox.models import ImplantSystem, User
@@ -18,10 +17,7 @@ from raiox.review.panel import MAX_PAGE, for_operator, redirect, render
 router = APIRouter(prefix="/catalog")
 PAGE = 50
 MAX_UPLOAD = 30 * 1024 * 1024
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:120]
+RESERVED_IDS = {"new"}  # the catalog's own pages: a system with such an id could never be opened
 
 
 @router.get("")
@@ -51,9 +47,11 @@ def _fill(system: ImplantSystem, manufacturer: str, name: str, connection: str, 
 async def create_system(request: Request, manufacturer: str = Form(""), name: str = Form(""), system_id: str = Form(""),
                         connection: str = Form(""), body_shape: str = Form(""), active: bool = Form(False),
                         user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
-    new_id = slug(system_id or f"{manufacturer}-{name}")
-    if not new_id:
+    if not manufacturer.strip() or not name.strip():
         raise for_operator(Unprocessable(gettext("catalog.required")))
+    new_id = slug(system_id or f"{manufacturer}-{name}")
+    if not new_id or new_id in RESERVED_IDS:
+        raise for_operator(Unprocessable(gettext("catalog.bad_id", text=system_id or f"{manufacturer} {name}")))
     if await session.get(ImplantSystem, new_id):
         raise for_operator(Conflict(gettext("catalog.exists", id=new_id)))
     system = ImplantSystem(id=new_id, attributes={})
