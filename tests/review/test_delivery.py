@@ -4,6 +4,7 @@ import json
 from urllib.parse import parse_qsl
 
 import pytest
+from fakes.jotform import FORM_ID
 from review_helpers import add_case, add_system, settle_jobs
 from sqlalchemy import select
 
@@ -172,6 +173,16 @@ async def test_an_address_the_mail_format_cannot_carry_fails_at_once_and_names_n
     assert await deliver(injected.id) == CaseStatus.delivered
     rcpt, message = smtp_server.messages[0]
     assert rcpt == ["dentista@example.com"] and message["Bcc"] is None and "Ana Bcc" in message["To"]
+    for n, name in enumerate(("Zé <evil@attacker.com>", "Zé, Maria", 'Dra. "Ana" <b>Souza</b>')):
+        jotform.add_submission(FORM_ID, submission_id=f"78{n}")
+        async with session_scope() as session:  # a name is a name: never another address, in any reader
+            odd = await add_case(session, submission_id=f"78{n}", name=name, candidates=[("str-bl", 0.8)])
+            await review.approve(session, odd.id, "str-bl", actor="user:rev@example.com")
+        assert await deliver(odd.id) == CaseStatus.delivered
+        rcpt, message = smtp_server.messages[-1]
+        to = message["To"]
+        assert rcpt == ["dentista@example.com"] and [a.addr_spec for a in to.addresses] == ["dentista@example.com"]
+        assert to.addresses[0].display_name == name
 
 
 async def test_rejection_is_delivered_with_the_message(committed, delivery_env, jotform):

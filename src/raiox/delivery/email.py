@@ -9,9 +9,11 @@ import smtplib
 import ssl
 import uuid
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formataddr, parseaddr
+from email.utils import parseaddr
 
 from raiox.kit.settings import Settings
 
@@ -36,7 +38,7 @@ def new_message_id(settings: Settings) -> str:
     return f"<raiox.{uuid.uuid4().hex}@{domain}>"  # short: never folded
 
 
-def build(settings: Settings, *, to: str, subject: str, text: str, html: str, message_id: str) -> EmailMessage:
+def build(settings: Settings, *, to: Address, subject: str, text: str, html: str, message_id: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = settings.smtp_from
     msg["To"] = to
@@ -67,7 +69,7 @@ def send(settings: Settings, msg: EmailMessage) -> SendOutcome:
     """Blocking send (run in a thread). Raises EmailError unless the message may have been accepted."""
     outcome = SendOutcome()
     sender = parseaddr(settings.smtp_from)[1]
-    recipient = parseaddr(str(msg["To"]))[1]
+    recipient = msg["To"].addresses[0].addr_spec  # the address itself, never re-read from the header's text
     try:
         with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s) as smtp:
             smtp.ehlo()
@@ -96,14 +98,15 @@ def send(settings: Settings, msg: EmailMessage) -> SendOutcome:
     return outcome
 
 
-def address(name: str | None, email: str) -> str:
-    """The To header's value; a name's line breaks and control characters are dropped (never a header injection),
-    and an address the e-mail format cannot carry (a non-ASCII local part) is a permanent EmailError, not a crash
-    that would send the whole delivery job into retries."""
+def address(name: str | None, email: str) -> Address:
+    """The To header's address. The name is a display name only: its line breaks and control characters are dropped
+    (never a header injection), and `<`, `>`, `,`, `@` in it are quoted or encoded as the e-mail format requires,
+    so no reader takes part of a name for another address. An address the format cannot carry (a non-ASCII local
+    part) is a permanent EmailError, not a crash that would send the whole delivery job into retries."""
     clean = re.sub(r"[\x00-\x1f\x7f]+", " ", name or "").strip()
     try:
-        value = formataddr((clean, email))
-        value.encode("ascii")
-    except (UnicodeError, ValueError) as exc:
+        value = Address(display_name=clean, addr_spec=email)
+        value.addr_spec.encode("ascii")
+    except (UnicodeError, ValueError, HeaderParseError) as exc:
         raise EmailError(f"cannot address the e-mail to {email!r}: {exc}", retriable=False) from None
     return value
