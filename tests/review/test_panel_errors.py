@@ -152,6 +152,19 @@ async def test_empty_upload_file_is_named_in_the_report(admin):
     assert "arquivos (valor inválido)" in _page(nothing, 400)
 
 
+async def test_an_upload_is_bounded_in_files_and_size_and_says_the_limit(admin, monkeypatch):
+    from raiox.review import views_catalog
+
+    url = "/admin/catalog/neo-cm/images"
+    many = [("files", (f"r{n}.png", b"x", "image/png")) for n in range(views_catalog.MAX_FILES + 1)]
+    text = _page(await admin.post(url, data={"csrf_token": admin.token}, files=many), 422)
+    assert f"{views_catalog.MAX_FILES + 1} arquivos de uma vez: envie no máximo {views_catalog.MAX_FILES}" in text
+    monkeypatch.setattr(views_catalog, "MAX_UPLOAD", 2**20)
+    big = [("files", ("grande.png", b"x" * (2**20 + 1), "image/png"))]
+    text = _page(await admin.post(url, data={"csrf_token": admin.token}, files=big), 422)
+    assert "O arquivo grande.png passa de 1 MB, o limite por imagem" in text
+
+
 async def test_an_unexpected_failure_is_the_api_error_shape_or_the_panel_page_never_bare_text(admin, monkeypatch):
     """A bug or an outage nothing names (here: the case lookup fails) is still answered in the product's own form."""
     from raiox.app import create_app

@@ -101,10 +101,13 @@ def embed_images(images: list[np.ndarray], embedder,
 class Importer:
     """Imports batches of items for one embedder, remembering what this run has seen."""
 
-    def __init__(self, storage: Storage, embedder, *, whole_image: bool = False) -> None:
+    def __init__(self, storage: Storage, embedder, *, whole_image: bool = False, decode_slots: int = 4) -> None:
+        """DECODE_SLOTS: items read and decoded at once (each decoded film holds its pixels until the batch is
+        embedded; a film at the pixel cap takes over a gigabyte while it is decoded)."""
         from raiox.vision.detect import localiser_id
 
         self.storage, self.embedder, self.whole_image = storage, embedder, whole_image
+        self._decoding = asyncio.Semaphore(decode_slots)
         self.localiser = localiser_id()
         self.report = ImportReport()
         self.seen: dict[str, ImportItem] = {}
@@ -114,7 +117,7 @@ class Importer:
         if not self._indexed:
             await ensure_vector_index(session, self.embedder.model_id)
             self._indexed = True
-        fetched = await asyncio.gather(*(self._fetch(item) for item in items))  # read and decode in parallel
+        fetched = await asyncio.gather(*(self._fetch(item) for item in items))  # read and decode, DECODE_SLOTS at once
         loaded = [ready for item, got in zip(items, fetched, strict=True)
                   if (ready := self._accept(item, got)) is not None]
         todo = await self._filter_known(session, loaded)
@@ -130,6 +133,10 @@ class Importer:
     async def _fetch(self, item: ImportItem | Skip) -> _Fetched:
         if isinstance(item, Skip):
             return _Fetched()
+        async with self._decoding:
+            return await self._load(item)
+
+    async def _load(self, item: ImportItem) -> _Fetched:
         try:
             data = await asyncio.to_thread(item.load)
         except Exception as exc:  # noqa: BLE001 - any read/download failure is reported, the run goes on

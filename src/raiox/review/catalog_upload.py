@@ -4,6 +4,7 @@ like `raiox.vision.embed_reference`), skipped with a reason when unusable."""
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from raiox.kit.settings import get_settings
 from raiox.kit.storage import get_storage
 from raiox.models import ImplantSystem
 
@@ -13,7 +14,8 @@ async def add_references(session: AsyncSession, system: ImplantSystem, uploads: 
     from raiox.catalog.sources import ImportItem
     from raiox.vision import get_embedder
 
-    importer = Importer(get_storage(), get_embedder(), whole_image=True)
+    importer = Importer(get_storage(), get_embedder(), whole_image=True,
+                        decode_slots=get_settings().identify_concurrency)  # decoded as many at once as /identify
     items = [ImportItem(system_id=system.id, manufacturer=system.manufacturer, system=system.name,
                         origin=f"upload/{name}", load=lambda data=data: data, source="upload")
              for name, data in uploads]

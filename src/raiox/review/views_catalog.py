@@ -17,6 +17,7 @@ from raiox.review.panel import MAX_PAGE, for_operator, redirect, render
 router = APIRouter(prefix="/catalog")
 PAGE = 50
 MAX_UPLOAD = 30 * 1024 * 1024
+MAX_FILES = 20  # reference images per upload (each is read into memory before the importer decodes it)
 RESERVED_IDS = {"new"}  # the catalog's own pages: a system with such an id could never be opened
 
 
@@ -95,11 +96,14 @@ async def upload_images(request: Request, system_id: str, files: list[UploadFile
     from raiox.review.catalog_upload import add_references
 
     system = await _system(session, system_id)
+    if len(files) > MAX_FILES:
+        raise for_operator(Unprocessable(gettext("catalog.too_many_files", n=len(files), max=MAX_FILES)))
     uploads, empty = [], []
     for upload in files:
         data = await upload.read(MAX_UPLOAD + 1)
         if len(data) > MAX_UPLOAD:
-            raise for_operator(Unprocessable(gettext("catalog.too_large", name=upload.filename or "?")))
+            raise for_operator(Unprocessable(gettext("catalog.too_large", name=upload.filename or "?",
+                                                     mb=MAX_UPLOAD // 2**20)))
         if data:
             uploads.append((upload.filename or "upload", data))
         else:  # named in the report below, like the importer's own skips
