@@ -20,6 +20,10 @@ RECORDED = {  # what the intake, processing and delivery code records -> what th
         "o arquivo não é uma imagem utilizável (detalhe técnico: unrecognised file format)",
     "processing failed after 6 attempts: storage down":
         "o processamento falhou após 6 tentativas (detalhe técnico: storage down)",
+    # the catalog upload's report
+    "duplicate of upload/a.png": "a mesma imagem que upload/a.png, ignorada",
+    "same image already in system neo-cm": "a mesma imagem já é referência do sistema neo-cm",
+    "unreadable: disk full": "não foi possível ler o arquivo (detalhe técnico: disk full)",
 }
 
 

@@ -35,6 +35,9 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^(?P<detail>file too large: .*)$", "reason.file_too_large"),
     (r"^(?P<detail>upload host answered .*|cannot resolve .*|.* resolves to a non-public address .*)$",
      "reason.upload_host"),
+    (r"^duplicate of (?P<first>.*)$", "reason.duplicate_upload"),
+    (r"^same image already in system (?P<system>.*)$", "reason.already_in_system"),
+    (r"^unreadable: (?P<detail>.*)$", "reason.cannot_decode"),
     (r"^(?P<detail>jotform: Jotform API (401|403|404)\b.*)$", "reason.jotform_refused_edit"),
     (r"^(?P<detail>(jotform|email): .*)$", "reason.delivery_failed"),
 ))
