@@ -351,7 +351,7 @@ async def test_users_add_cli(committed):
 async def test_admin_creates_system_and_uploads_reference(panel):
     from sqlalchemy import select
 
-    from raiox.models import ReferenceEmbedding, ReferenceImage
+    from raiox.models import AuditEntry, ReferenceEmbedding, ReferenceImage
     from raiox.synth import demo_catalog, render_reference, to_png
 
     await _data()
@@ -375,6 +375,12 @@ async def test_admin_creates_system_and_uploads_reference(panel):
         assert len(emb.embedding) == 512
     listing = await panel.get("/admin/catalog", params={"q": "strong"})
     assert "Strong SW" in listing.text and "Grand Morse" not in listing.text
+    edited = await panel.post("/admin/catalog/sin-strong-sw", data={
+        "manufacturer": "SIN", "name": "Strong SW Plus", "connection": "HE", "active": "true", "csrf_token": token})
+    assert edited.status_code == 303
+    async with session_scope() as session:
+        entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "catalog.update"))).scalar_one()
+    assert entry.details["changed"] == {"name": ["Strong SW", "Strong SW Plus"]}  # what changed, from what
 
 
 async def test_retry_failed_case_and_resend_failed_delivery(panel):

@@ -84,10 +84,19 @@ async def update_system(request: Request, system_id: str, manufacturer: str = Fo
                         connection: str = Form(""), body_shape: str = Form(""), active: bool = Form(False),
                         user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
     system = await _system(session, system_id)
+    before = _fields(system)
     _fill(system, manufacturer, name, connection, body_shape, active)
     await session.flush()
-    await service.audit(session, actor(user), "catalog.update", target=system_id, active=active)
+    after = _fields(system)
+    changed = {field: [before[field], after[field]] for field in after if before[field] != after[field]}
+    await service.audit(session, actor(user), "catalog.update", target=system_id, active=active, changed=changed)
     return redirect(request, f"/catalog/{system_id}")
+
+
+def _fields(system: ImplantSystem) -> dict:
+    """What the system form edits, as the audit records it (a change: [before, after])."""
+    return {"manufacturer": system.manufacturer, "name": system.name, "connection": system.connection,
+            "body_shape": system.body_shape, "active": system.active}
 
 
 @router.post("/{system_id}/images", dependencies=[Depends(csrf_protect)])
