@@ -502,3 +502,18 @@ async def test_a_system_stated_for_one_implant_is_named_in_the_confirmation(comm
     assert "radiografia 1, implante 1: Grand Morse" in listed and "radiografia 2, implante 1: Bone Level" in listed
     assert "Bone Level" in await page.locator("#approved-others").inner_text()
     await page.close()
+
+
+async def test_names_without_spaces_wrap_instead_of_widening_the_catalog_pages(committed, server, browser):
+    unbroken = "Implantes" + "X" * 180
+    async with session_scope() as session:
+        await add_system(session, "long-one", unbroken, "Linha" + "Y" * 180, seed=3)
+        await add_user(session, "admin@example.com", PASSWORD, "admin")
+    page = await browser.new_page(locale="pt-BR", viewport={"width": 1280, "height": 900})
+    await _login(page, server, "admin@example.com")
+    for path in ("/admin/catalog", "/admin/catalog/long-one"):
+        await page.goto(f"{server}{path}")
+        assert unbroken in await page.content()
+        widest = await page.evaluate("Math.max(...[...document.querySelectorAll('h1, table')].map(e => e.scrollWidth))")
+        assert widest <= 1280, (path, widest)
+    await page.close()
