@@ -10,9 +10,10 @@ import pytest
 
 
 def _blank_png() -> bytes:
+    """A film without an implant: a soft gradient (one grey level would be refused as blank)."""
     from raiox.synth import to_png
 
-    return to_png(np.zeros((200, 120), dtype=np.float32))
+    return to_png(np.tile(np.linspace(0.25, 0.45, 120, dtype=np.float32), (200, 1)))
 
 
 def _make_tree(root, demo_pngs) -> None:
@@ -64,11 +65,15 @@ def test_folder_import_reports_skips_and_is_idempotent(tmp_path, demo_pngs, cli,
 
 
 def test_whole_image_option_embeds_images_without_fixture(tmp_path, cli, database_url, committed):
+    from raiox.synth import to_png
+
     (tmp_path / "Acme" / "Blank").mkdir(parents=True)
     (tmp_path / "Acme" / "Blank" / "empty.png").write_bytes(_blank_png())
-    assert "no fixture found" in cli("catalog", "import", str(tmp_path)).output
+    (tmp_path / "Acme" / "Blank" / "flat.png").write_bytes(to_png(np.zeros((200, 120), dtype=np.float32)))
+    first = " ".join(cli("catalog", "import", str(tmp_path)).output.split())
+    assert "empty.png: no fixture found" in first and "flat.png: not a usable image: image is blank" in first
     result = cli("catalog", "import", str(tmp_path), "--whole-image")
-    assert "1 added" in result.output
+    assert "1 added" in result.output and "1 skipped" in result.output  # no image of one grey, even whole
     assert sql(database_url, "SELECT box, located_by FROM reference_images") == [(None, None)]
     assert "0 embedded" in cli("catalog", "reindex", "--relocate").output  # no box: nothing to locate again
 

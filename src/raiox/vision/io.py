@@ -116,8 +116,9 @@ def _read_pillow(data: bytes, max_pixels: int) -> np.ndarray:
         raise
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image: unrecognised file format") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(f"image too large: {exc}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's backstop, on opening
+        raise ImageDecodeError(f"image too large: over {Image.MAX_IMAGE_PIXELS} pixels "
+                               f"(limit {max_pixels})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"corrupt or truncated image: {exc}") from None
 
@@ -132,6 +133,9 @@ def _to_gray(im: Image.Image) -> np.ndarray:
             im = im.convert("L")
     except ValueError:  # e.g. a LAB or HSV TIFF: Pillow has no way to grey
         raise ImageDecodeError(f"unsupported colour mode {im.mode}: send a grayscale or RGB image") from None
+    low, high = im.getextrema()
+    if low == high:  # as a 16-bit one is (``_stretch``): no radiograph is one grey level
+        raise ImageDecodeError(f"image is blank (every pixel is {low})")
     return np.asarray(im, np.float32) / 255.0
 
 
