@@ -136,7 +136,9 @@ def _to_gray(im: Image.Image) -> np.ndarray:
     low, high = im.getextrema()
     if low == high:  # as a 16-bit one is (``_stretch``): no radiograph is one grey level
         raise ImageDecodeError(f"image is blank (every pixel is {low})")
-    return np.asarray(im, np.float32) / 255.0
+    pixels = np.array(im, np.float32)
+    pixels /= 255.0  # in place: the same values as a division into a new array, one array less at the pixel cap
+    return pixels
 
 
 def _stretch(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
@@ -151,7 +153,9 @@ def _stretch(arr: np.ndarray, lo: float | None = None, hi: float | None = None) 
         lo, hi = np.percentile(sample, [0.05, 99.95])
     if hi - lo < 1e-9:
         raise ImageDecodeError("image is blank (a single grey level)")
-    return np.clip((arr - lo) / (hi - lo), 0, 1).astype(np.float32)
+    out = np.subtract(arr, np.float32(lo), dtype=np.float32)  # one float32 array, worked in place: at the pixel cap
+    out /= np.float32(hi - lo)  # each float64 temporary would take half a gigabyte
+    return np.clip(out, 0, 1, out=out)
 
 
 def _read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
