@@ -131,6 +131,10 @@ def create_app(*, worker: bool = False) -> FastAPI:
     from raiox.kit.auth import BearerFirst
 
     app.add_middleware(BearerFirst, paths={"/identify": "identify"})
+    from raiox.catalog.routes import IDENTIFY_MAX_BODY
+    from raiox.kit.bodylimit import DeclaredLengthFirst
+
+    app.add_middleware(DeclaredLengthFirst, limits={"/identify": IDENTIFY_MAX_BODY})  # outermost: before the token
     app.include_router(health_router)
     # Domain routers are included below (each domain's routes.py exposes `router`).
     from raiox.intake.routes import router as intake_router

@@ -108,3 +108,26 @@ async def test_a_request_that_goes_away_keeps_its_slot_until_its_analysis_ends(c
     assert not entered.is_set() and _waiting() == 1  # the first thread still runs: the second waits
     release.set()
     assert await nxt == [] and gone.cancelled() and running == []
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read(open_client):
+    """A declared length over the limit is answered at once, and a chunked body (no length) as soon as it passes
+    it: neither is spooled to disk first."""
+    from raiox.catalog.routes import IDENTIFY_MAX_BODY
+
+    received = []
+
+    async def chunks():  # a well-formed start of an image part, then more image than the limit
+        yield (b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+               b"Content-Type: image/png\r\n\r\n")
+        for _ in range(IDENTIFY_MAX_BODY // 2**20 + 64):
+            received.append(1)
+            yield b"\0" * 2**20
+
+    headers = {"Content-Type": "multipart/form-data; boundary=x"}
+    declared = await open_client.post("/identify", content=b"x" * 10, headers=headers | {
+        "Content-Length": str(IDENTIFY_MAX_BODY + 1)})
+    assert declared.status_code == 413 and declared.json()["error"] == "too_large", declared.text
+    chunked = await open_client.post("/identify", content=chunks(), headers=headers)
+    assert chunked.status_code == 413 and chunked.json()["error"] == "too_large", chunked.text
+    assert len(received) <= IDENTIFY_MAX_BODY // 2**20 + 2  # stopped at the limit, the rest never asked for

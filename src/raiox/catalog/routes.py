@@ -39,6 +39,11 @@ async def list_implants(
     return SystemPage(items=items, total=total, model_id=model_id)
 
 
+# the whole request body, refused (413) as soon as it is known to pass this, before it is spooled: the image's own
+# limit (RAIOX_DOWNLOAD_MAX_BYTES, checked by the route) plus room for the boxes field and the multipart framing
+IDENTIFY_MAX_BODY = max(64 * 2**20, get_settings().download_max_bytes + 8 * 2**20)
+
+
 def _model_id() -> str:
     from raiox.vision import get_embedder
 
@@ -50,6 +55,7 @@ def _model_id() -> str:
     responses={**AUTH_ERRORS, 400: {"description": "Empty upload, or more than one image"},
                413: {"description": "Image too large"}, 422: {"description": "Not a usable image, or a bad box"}},
     dependencies=[Depends(require_token("identify"))],
+    max_body_size=IDENTIFY_MAX_BODY,
 )
 async def identify_image(
     request: Request,
