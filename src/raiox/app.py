@@ -58,9 +58,14 @@ async def _data_error_handler(request: Request, exc: Exception) -> JSONResponse:
 HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
-async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's validation errors in the API's one error shape (``error``, ``detail``), each field named in
-    ``fields`` for clients that want them one by one."""
+    ``fields`` for clients that want them one by one. An identification refused so (a bad `top_k`, no image) is
+    counted as the client's (`rejected`), like the route's own refusals."""
+    if request.url.path == "/identify":
+        from raiox.kit import metrics
+
+        metrics.IDENTIFICATIONS.labels("rejected").inc()
     fields = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]) or "body", "message": e.get("msg", "")}
               for e in exc.errors()]
     detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid request"

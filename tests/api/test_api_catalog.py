@@ -257,8 +257,10 @@ async def test_identify_takes_one_image_and_counts_bad_uploads_apart_from_failur
     assert html.status_code == 422
     bad_boxes = await client.post("/identify", headers=auth, files={"image": ("r.png", png)}, data={"boxes": "[]"})
     assert bad_boxes.status_code == 422
+    bad_k = await client.post("/identify", headers=auth, files={"image": ("r.png", png)}, params={"top_k": 0})
+    assert bad_k.status_code == 422 and bad_k.json()["error"] == "invalid_request"
     # the client's uploads, not our failures
-    assert (count("rejected"), count("error")) == (before[0] + 3, before[1])
+    assert (count("rejected"), count("error")) == (before[0] + 4, before[1])
 
 
 async def test_openapi_documents_the_real_error_body_and_every_authenticated_route(client):
