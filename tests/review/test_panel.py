@@ -180,6 +180,23 @@ async def test_the_queue_date_filter_counts_days_on_the_operators_calendar(panel
     assert "Dra. Ana Souza" in (await day("2026-12-01", "2026-12-03")).text
 
 
+async def test_searches_ignore_accents_and_case_both_ways(panel):
+    await _data()
+    async with session_scope() as session:
+        await add_case(session, name="JOÃO DA CONCEIÇÃO", candidates=[("neo-cm", 0.8)])
+        await add_system(session, "conexao-torque", "Conexão", "Torque Tite", seed=4)
+    await login(panel, "admin@example.com")
+    for word in ("joao", "João", "CONCEIÇÃO", "conceicao"):
+        for field in ("q", "client"):  # the search box and the dentist filter
+            found = await panel.get("/admin/", params={"status": "all", field: word})
+            assert "JOÃO DA CONCEIÇÃO" in found.text and "Dra. Ana Souza" not in found.text, (field, word)
+    for words in ("conexao", "CONEXÃO torque", "conexão"):
+        listing = await panel.get("/admin/catalog", params={"q": words})
+        assert "Torque Tite" in listing.text and "Grand Morse" not in listing.text, words
+    percent = await panel.get("/admin/", params={"status": "all", "q": "%"})
+    assert "Nenhum caso" in percent.text  # still a character, not a wildcard
+
+
 def fused_labels(html: str) -> list[str]:
     fused = re.search(r'<ol class="cands" id="fused">(.*?)</ol>', html, re.S).group(1)
     return re.findall(r'<li class="cand conf-(\w+)"', fused)

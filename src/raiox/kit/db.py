@@ -147,3 +147,21 @@ def literal_like(text: str, *, contains: bool = True) -> str:
     characters instead of every row."""
     escaped = text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
     return f"%{escaped}%" if contains else escaped
+
+
+# Portuguese (and other Latin) accented letters, both cases, and their plain letters: `translate` needs no extension
+# (unaccent) and, unlike lower() under a "C" collation, folds the accented capitals too
+ACCENTED = "áàâãäåéèêëíìîïóòôõöúùûüçñýÿÁÀÂÃÄÅÉÈÊËÍÌÎÏÓÒÔÕÖÚÙÛÜÇÑÝ"
+PLAIN = "aaaaaaeeeeiiiiooooouuuucnyyaaaaaaeeeeiiiiooooouuuucny"
+
+
+def folded(column):
+    """COLUMN as a search compares it: lower case, accents dropped (with `fold_text` on the other side)."""
+    from sqlalchemy import func
+
+    return func.lower(func.translate(column, ACCENTED, PLAIN))
+
+
+def fold_text(text: str) -> str:
+    """TEXT as `folded` leaves a column's value: "Conexão" and "CONEXAO" both read "conexao"."""
+    return text.translate(str.maketrans(ACCENTED, PLAIN)).lower()

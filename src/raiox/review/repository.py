@@ -8,7 +8,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import LIKE_ESCAPE, literal_like
+from raiox.kit.db import LIKE_ESCAPE, fold_text, folded, literal_like
 from raiox.models import (
     AuditEntry, Case, CaseEvent, CaseImage, CaseRanking, CaseStatus, Fixture, FixtureResult, ImplantSystem, LoginLock,
     ReferenceEmbedding, ReferenceImage, User,
@@ -16,9 +16,10 @@ from raiox.models import (
 
 
 def _contains(columns, text: str):
-    """Any of COLUMNS holds TEXT, case-insensitively; ``%`` and ``_`` in it are characters, not wildcards."""
-    pattern = literal_like(text)
-    return or_(*(column.ilike(pattern, escape=LIKE_ESCAPE) for column in columns))
+    """Any of COLUMNS holds TEXT, ignoring case and accents ("joao" finds "João"); ``%`` and ``_`` in it are
+    characters, not wildcards."""
+    pattern = literal_like(fold_text(text))
+    return or_(*(folded(column).like(pattern, escape=LIKE_ESCAPE) for column in columns))
 
 
 def _filtered(query: Select, *, status: str | None, client: str | None, search: str | None,
