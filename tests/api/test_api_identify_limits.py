@@ -110,6 +110,28 @@ async def test_a_request_that_goes_away_keeps_its_slot_until_its_analysis_ends(c
     assert await nxt == [] and gone.cancelled() and running == []
 
 
+async def test_a_client_that_hung_up_while_waiting_gets_no_analysis_and_frees_the_slot(configure, monkeypatch):
+    import raiox.vision
+    from raiox.catalog.identify import ClientGone, analyse_in_slot
+
+    configure(IDENTIFY_CONCURRENCY="1")
+    analysed = []
+    monkeypatch.setattr(raiox.vision, "analyze", lambda image, embedder, boxes=None, fit=False: analysed.append(image))
+    monkeypatch.setattr(raiox.vision, "read_image", lambda data, filename, **options: data)
+
+    async def hung_up() -> bool:
+        return True
+
+    async def still_there() -> bool:
+        return False
+
+    with pytest.raises(ClientGone):
+        await analyse_in_slot(b"abandoned", "a.png", None, gone=hung_up)
+    assert analysed == [] and _waiting() == 0
+    await asyncio.wait_for(analyse_in_slot(b"next", "b.png", None, gone=still_there), 10)  # the slot was given back
+    assert analysed == [b"next"]
+
+
 async def test_a_body_over_the_limit_is_refused_before_it_is_read(open_client):
     """A declared length over the limit is answered at once, and a chunked body (no length) as soon as it passes
     it: neither is spooled to disk first."""

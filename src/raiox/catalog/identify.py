@@ -7,6 +7,7 @@ Decoding and analysing an image is the heavy part (a 59-MP 16-bit PNG: ~10 s, ~4
 
 import asyncio
 import weakref
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import numpy as np
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.catalog.lookalike import look_alike
 from raiox.catalog.schemas import CandidateOut, DifferenceOut, IdentifyOut, ImplantOut
 from raiox.catalog.search import search_fixture
+from raiox.kit.errors import RaioxError
 from raiox.kit.settings import get_settings
 
 
@@ -129,13 +131,25 @@ def check_box(box, name: str = "box") -> None:
         raise Unprocessable(f"{name}: under {MIN_BOX} pixels on a side; draw around the whole implant")
 
 
+class ClientGone(RaioxError):
+    """The client hung up while its image waited for an analysis slot: the slot goes to the next one."""
+
+    status_code = 499  # nginx's "client closed request": nobody reads the answer
+    code = "client_gone"
+
+
 async def analyse_in_slot(data: bytes, filename: str | None, embedder, boxes: list | None = None, *,
-                          checked: bool = True) -> list:
+                          checked: bool = True, gone: Callable[[], Awaitable[bool]] | None = None) -> list:
     """Decode and analyse in a worker thread once a slot is free. The slot is held until the thread ends, even
     when the request goes away meanwhile: cancelling an await does not stop the thread or free its memory.
     CHECKED: BOXES (from a caller) must lie inside the image; stored boxes (a located implant's oriented corners
-    may overhang the film's edge) are read as they are."""
+    may overhang the film's edge) are read as they are. GONE (a request's `is_disconnected`): asked once the slot
+    is free; a client that hung up while waiting gets no analysis (`ClientGone`), so a burst of abandoned uploads
+    does not hold the next ones back."""
     semaphore = await _wait_for_slot()
+    if gone is not None and await gone():
+        semaphore.release()
+        raise ClientGone("the client closed the connection while waiting for an analysis slot")
     work = asyncio.ensure_future(asyncio.to_thread(_decode_and_analyse, data, filename, embedder, boxes, checked))
     work.add_done_callback(partial(_release, semaphore))
     return await asyncio.shield(work)
@@ -162,13 +176,13 @@ def _decode_and_analyse(data: bytes, filename: str | None, embedder, boxes: list
 
 
 async def identify(session: AsyncSession, data: bytes, filename: str | None, top_k: int, embedder=None,
-                   boxes: list | None = None) -> IdentifyOut:
+                   boxes: list | None = None, gone: Callable[[], Awaitable[bool]] | None = None) -> IdentifyOut:
     """Ranked candidates per implant found (`raiox identify`, `POST /identify`), or per manual box given
     (``parse_boxes``; the localiser is skipped). Stores nothing."""
     from raiox.vision import get_embedder
 
     embedder = embedder or await asyncio.to_thread(get_embedder)
-    fixtures = await analyse_in_slot(data, filename, embedder, boxes)
+    fixtures = await analyse_in_slot(data, filename, embedder, boxes, gone=gone)
     implants = []
     for fixture in fixtures:
         fixture, found = await search_fixture(session, fixture, embedder.model_id, top_k)

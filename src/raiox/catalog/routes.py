@@ -73,7 +73,8 @@ async def identify_image(
     try:
         data, manual = await _upload(request, image, boxes, settings.download_max_bytes)
         await session.commit()  # the token check's transaction ends: no pool connection is held through the analysis
-        result = await identify(session, data, image.filename, top_k or settings.top_k, boxes=manual)
+        result = await identify(session, data, image.filename, top_k or settings.top_k, boxes=manual,
+                                gone=request.is_disconnected)
     except Exception as exc:  # a bad upload is the client's ("rejected"); anything else is ours ("error")
         client = isinstance(exc, RaioxError) and exc.status_code < 500
         metrics.IDENTIFICATIONS.labels("rejected" if client else "error").inc()
