@@ -132,6 +132,36 @@ async def test_a_client_that_hung_up_while_waiting_gets_no_analysis_and_frees_th
     assert analysed == [b"next"]
 
 
+async def test_past_the_waiting_bound_a_request_is_answered_busy_at_once(open_client, reference_pngs, configure,
+                                                                         monkeypatch):
+    import raiox.vision
+
+    configure(IDENTIFY_CONCURRENCY="1", IDENTIFY_MAX_WAITING="1")
+    entered, release = threading.Event(), threading.Event()
+
+    def analyse(image, embedder, boxes=None, fit=False):
+        entered.set()
+        release.wait(timeout=60)  # a bound for a broken build only
+        return []
+
+    monkeypatch.setattr(raiox.vision, "analyze", analyse)
+    image = reference_pngs["demo-004"][0]
+
+    def post(n: int):
+        return asyncio.create_task(open_client.post("/identify", files={"image": (f"{n}.png", image, "image/png")}))
+
+    first = post(1)
+    await asyncio.to_thread(entered.wait, 60)  # analysing: the slot is taken
+    second = post(2)
+    deadline = asyncio.get_running_loop().time() + 60
+    while _waiting() < 1 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    third = await open_client.post("/identify", files={"image": ("3.png", image, "image/png")})
+    assert third.status_code == 503 and third.json()["error"] == "busy", third.text  # answered while the others run
+    release.set()
+    assert [(await r).status_code for r in (first, second)] == [200, 200] and _waiting() == 0
+
+
 async def test_a_body_over_the_limit_is_refused_before_it_is_read(open_client):
     """A declared length over the limit is answered at once, and a chunked body (no length) as soon as it passes
     it: neither is spooled to disk first."""

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.catalog.lookalike import look_alike
 from raiox.catalog.schemas import CandidateOut, DifferenceOut, IdentifyOut, ImplantOut
 from raiox.catalog.search import search_fixture
-from raiox.kit.errors import RaioxError
+from raiox.kit.errors import RaioxError, ServiceUnavailable
 from raiox.kit.settings import get_settings
 
 
@@ -52,6 +52,13 @@ def stored_features_out(stored: dict | None) -> dict[str, dict[str, float]] | No
 
 
 _slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> (size, its semaphore)
+_queued: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> images waiting for a slot
+
+
+class Busy(ServiceUnavailable):
+    """Every analysis slot is taken and as many images as allowed already wait (RAIOX_IDENTIFY_MAX_WAITING)."""
+
+    code = "busy"
 
 
 def _semaphore() -> asyncio.Semaphore:
@@ -63,15 +70,22 @@ def _semaphore() -> asyncio.Semaphore:
     return held[1]
 
 
-async def _wait_for_slot() -> asyncio.Semaphore:
-    """Wait for one of the RAIOX_IDENTIFY_CONCURRENCY analysis slots; the caller releases it."""
+async def _wait_for_slot(max_waiting: int | None = None) -> asyncio.Semaphore:
+    """Wait for one of the RAIOX_IDENTIFY_CONCURRENCY analysis slots; the caller releases it. MAX_WAITING: with
+    every slot taken and that many images waiting already, `Busy` (503) at once instead of one more in the queue
+    (each waiting request holds its image in memory)."""
     from raiox.kit.metrics import IDENTIFY_WAITING
 
-    semaphore = _semaphore()
+    loop, semaphore = asyncio.get_running_loop(), _semaphore()
+    if max_waiting is not None and semaphore.locked() and _queued.get(loop, 0) >= max_waiting:
+        raise Busy(f"busy: every analysis slot is taken and {max_waiting} image(s) wait already; "
+                   "send it again in a few seconds")
+    _queued[loop] = _queued.get(loop, 0) + 1
     IDENTIFY_WAITING.inc()
     try:
         await semaphore.acquire()
     finally:
+        _queued[loop] -= 1
         IDENTIFY_WAITING.dec()
     return semaphore
 
@@ -139,14 +153,16 @@ class ClientGone(RaioxError):
 
 
 async def analyse_in_slot(data: bytes, filename: str | None, embedder, boxes: list | None = None, *,
-                          checked: bool = True, gone: Callable[[], Awaitable[bool]] | None = None) -> list:
+                          checked: bool = True, gone: Callable[[], Awaitable[bool]] | None = None,
+                          max_waiting: int | None = None) -> list:
     """Decode and analyse in a worker thread once a slot is free. The slot is held until the thread ends, even
     when the request goes away meanwhile: cancelling an await does not stop the thread or free its memory.
     CHECKED: BOXES (from a caller) must lie inside the image; stored boxes (a located implant's oriented corners
     may overhang the film's edge) are read as they are. GONE (a request's `is_disconnected`): asked once the slot
     is free; a client that hung up while waiting gets no analysis (`ClientGone`), so a burst of abandoned uploads
-    does not hold the next ones back."""
-    semaphore = await _wait_for_slot()
+    does not hold the next ones back. MAX_WAITING: see `_wait_for_slot` (the API's bound; the panel's marks and
+    rereads wait without one)."""
+    semaphore = await _wait_for_slot(max_waiting)
     if gone is not None and await gone():
         semaphore.release()
         raise ClientGone("the client closed the connection while waiting for an analysis slot")
@@ -176,13 +192,14 @@ def _decode_and_analyse(data: bytes, filename: str | None, embedder, boxes: list
 
 
 async def identify(session: AsyncSession, data: bytes, filename: str | None, top_k: int, embedder=None,
-                   boxes: list | None = None, gone: Callable[[], Awaitable[bool]] | None = None) -> IdentifyOut:
+                   boxes: list | None = None, gone: Callable[[], Awaitable[bool]] | None = None,
+                   max_waiting: int | None = None) -> IdentifyOut:
     """Ranked candidates per implant found (`raiox identify`, `POST /identify`), or per manual box given
     (``parse_boxes``; the localiser is skipped). Stores nothing."""
     from raiox.vision import get_embedder
 
     embedder = embedder or await asyncio.to_thread(get_embedder)
-    fixtures = await analyse_in_slot(data, filename, embedder, boxes, gone=gone)
+    fixtures = await analyse_in_slot(data, filename, embedder, boxes, gone=gone, max_waiting=max_waiting)
     implants = []
     for fixture in fixtures:
         fixture, found = await search_fixture(session, fixture, embedder.model_id, top_k)

@@ -53,7 +53,8 @@ def _model_id() -> str:
 @router.post(
     "/identify", response_model=IdentifyOut, response_model_exclude_none=True, summary="Identify implants in an image",
     responses={**AUTH_ERRORS, 400: {"description": "Empty upload, or more than one image"},
-               413: {"description": "Image too large"}, 422: {"description": "Not a usable image, or a bad box"}},
+               413: {"description": "Image too large"}, 422: {"description": "Not a usable image, or a bad box"},
+               503: {"description": "Busy: every analysis slot taken and RAIOX_IDENTIFY_MAX_WAITING images waiting"}},
     dependencies=[Depends(require_token("identify"))],
     max_body_size=IDENTIFY_MAX_BODY,
 )
@@ -74,7 +75,7 @@ async def identify_image(
         data, manual = await _upload(request, image, boxes, settings.download_max_bytes)
         await session.commit()  # the token check's transaction ends: no pool connection is held through the analysis
         result = await identify(session, data, image.filename, top_k or settings.top_k, boxes=manual,
-                                gone=request.is_disconnected)
+                                gone=request.is_disconnected, max_waiting=settings.identify_max_waiting)
     except Exception as exc:  # a bad upload is the client's ("rejected"); anything else is ours ("error")
         client = isinstance(exc, RaioxError) and exc.status_code < 500
         metrics.IDENTIFICATIONS.labels("rejected" if client else "error").inc()

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     max_pixels: int = 60_000_000
     # images decoded and analysed at once by POST /identify, per process
     identify_concurrency: int = Field(default=2, ge=1)
+    # images POST /identify lets wait for a slot, per process; past it a request is answered 503 at once
+    identify_max_waiting: int = Field(default=16, ge=1)
     job_retries: int = 5
     job_retry_wait_s: int = 3  # exponential backoff base between job attempts: 3, 9, 27, 81, 243 s
     stalled_job_seconds: int = 30  # a running job whose worker sent no heartbeat for this long is requeued
