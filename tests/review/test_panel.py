@@ -398,6 +398,9 @@ async def test_admin_creates_system_and_uploads_reference(panel):
     async with session_scope() as session:
         entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "catalog.update"))).scalar_one()
     assert entry.details["changed"] == {"name": ["Strong SW", "Strong SW Plus"]}  # what changed, from what
+    async with session_scope() as session:
+        upload = (await session.execute(select(AuditEntry).where(AuditEntry.action == "catalog.upload"))).scalar_one()
+    assert upload.details["added"] == 1 and upload.details["images"] == [f"upload/ref 1.png sha256:{ref.sha256[:12]}"]
 
 
 async def test_retry_failed_case_and_resend_failed_delivery(panel):

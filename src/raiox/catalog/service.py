@@ -34,6 +34,7 @@ class ImportReport:
     relocated: int = 0  # fixture boxes placed again by the current localiser (reindex --relocate)
     skipped: list[Skip] = field(default_factory=list)
     kept: list[Skip] = field(default_factory=list)  # stale boxes kept (reindex --relocate), with the reason
+    stored: list[str] = field(default_factory=list)  # "origin sha256:<12 hex>" of each image added or embedded
 
     def skip(self, origin: str, reason: str) -> None:
         self.skipped.append(Skip(origin, reason))
@@ -206,6 +207,7 @@ class Importer:
             self.report.embedded += 1
         else:
             self.report.added += 1
+        self.report.stored.append(f"{item.origin} sha256:{ready.sha256[:12]}")
         return image_id, item.system_id, ready.vector
 
 

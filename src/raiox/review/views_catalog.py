@@ -121,6 +121,6 @@ async def upload_images(request: Request, system_id: str, files: list[UploadFile
     for name in empty:
         report.skip(f"upload/{name}", gettext("catalog.empty_file"))
     await service.audit(session, actor(user), "catalog.upload", target=system_id, added=report.added,
-                        skipped=[f"{s.origin}: {s.reason}" for s in report.skipped])
+                        images=report.stored, skipped=[f"{s.origin}: {s.reason}" for s in report.skipped])
     return render(request, "system.html", {"system": system, "report": report,
                                            "references": await repository.references_of(session, system_id)})
