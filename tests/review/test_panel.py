@@ -402,6 +402,46 @@ async def test_admin_creates_system_and_uploads_reference(panel):
         upload = (await session.execute(select(AuditEntry).where(AuditEntry.action == "catalog.upload"))).scalar_one()
     assert upload.details["added"] == 1 and upload.details["images"] == [f"upload/ref 1.png sha256:{ref.sha256[:12]}"]
 
+    from raiox.kit.storage import get_storage
+
+    page = await panel.get("/admin/catalog/sin-strong-sw")
+    assert "Remover do catálogo" in page.text and "Não é possível desfazer" in page.text
+    elsewhere = await panel.post(f"/admin/catalog/neo-cm/references/{ref.id}/delete", data={"csrf_token": token})
+    assert elsewhere.status_code == 404 and "não encontrada neste sistema" in elsewhere.text  # another system's
+    assert await get_storage().exists(ref.storage_key)
+    removed = await panel.post(f"/admin/catalog/sin-strong-sw/references/{ref.id}/delete", data={"csrf_token": token})
+    assert removed.status_code == 303
+    async with session_scope() as session:
+        assert await session.get(ReferenceImage, ref.id) is None
+        left = (await session.execute(select(ReferenceEmbedding)
+                                      .where(ReferenceEmbedding.reference_image_id == ref.id))).scalars().all()
+        entry = (await session.execute(select(AuditEntry)
+                                       .where(AuditEntry.action == "catalog.reference_remove"))).scalar_one()
+    assert left == [] and not await get_storage().exists(ref.storage_key)  # no case or reference uses the object
+    assert entry.details["sha256"] == ref.sha256 and entry.details["object_deleted"] is True
+
+
+async def test_removing_a_reference_keeps_the_object_a_case_still_uses(panel):
+    from sqlalchemy import select
+
+    from raiox.kit.storage import get_storage
+    from raiox.models import AuditEntry, CaseImage, ReferenceImage
+
+    case, _ = await _data()
+    async with session_scope() as session:  # the case's film added to the catalog (approve's add_to_catalog)
+        film = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().first()
+        ref = ReferenceImage(system_id="neo-cm", storage_key=film.storage_key, sha256=film.sha256, source="case")
+        session.add(ref)
+    await login(panel, "admin@example.com")
+    token = _csrf((await panel.get("/admin/catalog/neo-cm")).text)
+    removed = await panel.post(f"/admin/catalog/neo-cm/references/{ref.id}/delete", data={"csrf_token": token})
+    assert removed.status_code == 303 and await get_storage().exists(film.storage_key)  # the case's film stays
+    async with session_scope() as session:
+        entry = (await session.execute(select(AuditEntry)
+                                       .where(AuditEntry.action == "catalog.reference_remove"))).scalar_one()
+    assert entry.details["object_deleted"] is False and entry.actor == "user:admin@example.com"
+    assert (await panel.get(f"/admin/cases/{case.id}")).status_code == 200
+
 
 async def test_retry_failed_case_and_resend_failed_delivery(panel):
     from sqlalchemy import select, text

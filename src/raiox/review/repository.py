@@ -177,6 +177,16 @@ async def references_of(session: AsyncSession, system_id: str) -> list[Reference
     return list((await session.execute(query)).scalars())
 
 
+async def system_reference(session: AsyncSession, system_id: str, reference_id: uuid.UUID) -> ReferenceImage | None:
+    query = select(ReferenceImage).where(ReferenceImage.id == reference_id, ReferenceImage.system_id == system_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def delete_reference(session: AsyncSession, reference_id: uuid.UUID) -> None:
+    """The reference image row (its vectors cascade; case results that cited it keep their score, without it)."""
+    await session.execute(delete(ReferenceImage).where(ReferenceImage.id == reference_id))
+
+
 async def references_by_sha(session: AsyncSession, sha256: str) -> bool:
     """Whether an image with this content is a reference already (of any system)."""
     query = select(ReferenceImage.id).where(ReferenceImage.sha256 == sha256).limit(1)

@@ -1,5 +1,7 @@
 """Catalog pages (admins only): list/search systems, create/edit one, upload reference images
-(embedded on upload with the current model, stored like catalog references)."""
+(embedded on upload with the current model, stored like catalog references), remove one."""
+
+import uuid
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
@@ -97,6 +99,30 @@ def _fields(system: ImplantSystem) -> dict:
     """What the system form edits, as the audit records it (a change: [before, after])."""
     return {"manufacturer": system.manufacturer, "name": system.name, "connection": system.connection,
             "body_shape": system.body_shape, "active": system.active}
+
+
+@router.post("/{system_id}/references/{reference_id}/delete", dependencies=[Depends(csrf_protect)])
+async def remove_reference(request: Request, system_id: str, reference_id: uuid.UUID,
+                           user: User = Depends(admin_user),
+                           session: AsyncSession = Depends(get_db_session)) -> Response:
+    """A reference image that should not be in the catalog (a wrong system, a bad film): its row and vectors go, and
+    its stored object unless a case or another reference still uses it (deleted before the commit: a storage outage
+    leaves the reference in place, to try again)."""
+    from raiox.cases.repository import keys_in_use
+    from raiox.kit.storage import get_storage
+
+    await _system(session, system_id)
+    ref = await repository.system_reference(session, system_id, reference_id)
+    if ref is None:
+        raise for_operator(NotFound(gettext("catalog.reference_not_found")))
+    details = {"origin": ref.origin, "sha256": ref.sha256, "source": ref.source, "box": ref.box}
+    await repository.delete_reference(session, ref.id)
+    object_deleted = not await keys_in_use(session, {ref.storage_key})
+    await service.audit(session, actor(user), "catalog.reference_remove", target=system_id,
+                        object_deleted=object_deleted, **details)
+    if object_deleted:
+        await get_storage().delete(ref.storage_key)
+    return redirect(request, f"/catalog/{system_id}")
 
 
 @router.post("/{system_id}/images", dependencies=[Depends(csrf_protect)])
