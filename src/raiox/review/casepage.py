@@ -144,15 +144,13 @@ async def stale_reading(session: AsyncSession, case, fixtures: list) -> dict | N
     embedder than the current one (`RAIOX_EMBEDDER` switched meanwhile: the panel offers to read them again once
     the catalog has the current model's vectors, `ready`); None otherwise, and when the current embedder cannot be
     loaded (the page still shows)."""
-    import asyncio
-
     from raiox.catalog.repository import has_embeddings
-    from raiox.vision import get_embedder
+    from raiox.review.reread import current_model
 
     if case.status != CaseStatus.awaiting_review or not fixtures:
         return None
     try:
-        current = (await asyncio.to_thread(get_embedder)).model_id
+        current = await current_model()
     except Exception:  # a broken model setting must not hide the case; marking would report it
         log.warning("embedder_unavailable", case_id=str(case.id), exc_info=True)
         return None

@@ -92,12 +92,6 @@ async def case_fixture(session: AsyncSession, case_id: uuid.UUID,
     return None if row is None else (row[0], row[1])
 
 
-async def case_fixture_ids(session: AsyncSession, case_id: uuid.UUID) -> list[uuid.UUID]:
-    query = (select(Fixture.id).join(CaseImage, CaseImage.id == Fixture.case_image_id)
-             .where(CaseImage.case_id == case_id))
-    return list((await session.execute(query)).scalars())
-
-
 async def case_fixture_models(session: AsyncSession, case_id: uuid.UUID) -> dict[uuid.UUID, str]:
     """Each fixture of the case (id) and the model that embedded it."""
     query = (select(Fixture.id, Fixture.model_id).join(CaseImage, CaseImage.id == Fixture.case_image_id)

@@ -78,7 +78,7 @@ async def _check_implants(session: AsyncSession, case: Case, implants: dict[str,
     stray = [s for s in implants.values() if s not in approved]
     if stray:
         raise Unprocessable(f"implants: system {stray[0]!r} is neither the approved system nor one of other_system_ids")
-    mine = {str(i) for i in await repository.case_fixture_ids(session, case.id)}
+    mine = {str(i) for i in await repository.case_fixture_models(session, case.id)}
     unknown = [f for f in implants if f not in mine]
     if unknown:
         raise Unprocessable(f"implants: {unknown[0]} is not an implant of this case")

@@ -102,7 +102,7 @@ async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(..
     others = service.other_ids(system_id, [*other_system_ids, *mapped.values()], limit=None)
     if len(others) > OTHER_SYSTEMS_MAX:  # ticked and stated for implants together
         raise for_operator(Unprocessable(gettext("case.too_many_others", n=len(others), max=OTHER_SYSTEMS_MAX)))
-    if set(mapped) - {str(i) for i in await repository.case_fixture_ids(session, case_id)}:
+    if set(mapped) - {str(i) for i in await repository.case_fixture_models(session, case_id)}:
         raise for_operator(Conflict(gettext("case.implant_gone")))  # removed in another tab since the page opened
     await service.approve(session, case_id, system_id, actor=actor(user), message=message,
                           add_to_catalog=add_to_catalog, other_system_ids=others, implants=mapped)
