@@ -176,6 +176,13 @@ async def test_review_approve_and_delivery(committed, server, browser, browser_j
     await page.wait_for_selector("#approved-system")
     assert len(asked) == 2 and "Não é possível desfazer" in asked[0] and chosen.name in asked[0]
     assert chosen.name in await page.locator("#approved-system").inner_text()
+    done = page.get_by_role("status").filter(has_text="Caso aprovado")  # the page says what was done...
+    assert "O resultado será enviado ao dentista" in await done.inner_text()
+    for _ in range(50):  # ...once: panel.js drops it from the address, so a reload does not repeat it
+        if "feito" not in page.url:
+            break
+        await page.wait_for_timeout(100)
+    assert "feito" not in page.url and page.url.endswith(f"/admin/cases/{case.id}")
     audit = page.locator("#audit")
     assert "Aprovou o caso" in await audit.inner_text() and "revisora@example.com" in await audit.inner_text()
 
@@ -185,6 +192,7 @@ async def test_review_approve_and_delivery(committed, server, browser, browser_j
             break
         await page.wait_for_timeout(500)
     assert (await page.locator("#case-status").inner_text()).strip() == "Entregue"
+    assert not await page.locator("#done").count()
     answers = jotform.submissions["5812345678901234567"]["answers"]
     assert answers["21"]["answer"] == chosen.name and answers["23"]["answer"] == "Conexão confirmada pela revisão."
     report = httpx.get(answers["24"]["answer"], timeout=10)

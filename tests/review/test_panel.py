@@ -331,9 +331,12 @@ async def test_a_case_read_by_an_earlier_model_offers_to_read_its_implants_again
 
     assert (await panel.post(f"/admin/cases/{case.id}/reread")).status_code == 403  # no CSRF token
     done = await panel.post(f"/admin/cases/{case.id}/reread", data={"csrf_token": _csrf(page.text)})
-    assert done.status_code == 303 and done.headers["location"].endswith(f"/admin/cases/{case.id}")
-    page = await panel.get(f"/admin/cases/{case.id}")
+    assert done.status_code == 303 and done.headers["location"].endswith(f"/admin/cases/{case.id}?feito=reread")
+    page = await panel.get(done.headers["location"])  # the page says what was done
+    assert re.search(r'id="done">Implantes lidos de novo com o modelo atual\.<', page.text)
     assert 'id="stale-model"' not in page.text and "Leu os implantes de novo" in page.text
+    for other in ("", "?feito=nada", "?feito=__class__", "?feito=%3Cb%3Ex"):  # only what the panel names
+        assert 'id="done"' not in (await panel.get(f"/admin/cases/{case.id}{other}")).text
     assert f"raiox-v1 → {current} · 1 implante(s)" in page.text
     async with session_scope() as session:
         models = dict((await session.execute(select(CaseImage.case_id, Fixture.model_id).join(CaseImage))).all())
@@ -376,7 +379,9 @@ async def test_admin_creates_system_and_uploads_reference(panel):
     token = _csrf((await panel.get("/admin/catalog/new")).text)
     created = await panel.post("/admin/catalog/new", data={"manufacturer": "SIN", "name": "Strong SW",
                                                            "connection": "HE", "active": "true", "csrf_token": token})
-    assert created.status_code == 303 and created.headers["location"] == "/admin/catalog/sin-strong-sw"
+    assert created.status_code == 303
+    assert created.headers["location"] == "/admin/catalog/sin-strong-sw?feito=system_created"
+    assert "Sistema criado." in (await panel.get(created.headers["location"])).text
     png = to_png(render_reference(demo_catalog()[0].spec, seed=3))
     upload = await panel.post("/admin/catalog/sin-strong-sw/images", data={"csrf_token": token},
                               files=[("files", ("ref 1.png", png, "image/png")),

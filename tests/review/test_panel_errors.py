@@ -86,7 +86,8 @@ async def test_a_new_systems_id_folds_accents_like_the_importer_and_refuses_unus
         return admin.post("/admin/catalog/new", data={"csrf_token": admin.token, **fields})
 
     made = await create(manufacturer="Conexão", name="Torque Tite 4.1")
-    assert made.status_code == 303 and made.headers["location"] == "/admin/catalog/conexao-torque-tite-4-1"
+    assert made.status_code == 303
+    assert made.headers["location"] == "/admin/catalog/conexao-torque-tite-4-1?feito=system_created"
     for fields, shown in (({"manufacturer": "SIN", "name": "X", "system_id": "new"}, "“new”"),  # the create page's
                           ({"manufacturer": "🦷", "name": "🦷🦷"}, "🦷 🦷🦷")):
         text = _page(await create(**fields), 422)

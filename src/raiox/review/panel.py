@@ -122,17 +122,31 @@ def render(request: Request, name: str, context: dict | None = None, status_code
         "request": request, "base": base_path(request), "t": i18n.translator(), "status_label": status_label,
         "reason": reason_text, "actor": actor_text,
         "user": getattr(request.state, "user", None), "csrf_token": session.get("csrf", ""), "csrf_field": CSRF_FIELD,
-        "lang": i18n.gettext("meta.lang"),
+        "lang": i18n.gettext("meta.lang"), "done": done_message(request),
     } | (context or {})
     return templates.TemplateResponse(request, name, values, status_code=status_code, headers=headers)
 
 
-def redirect(request: Request, path: str) -> Response:
-    """303 to PATH under the panel; for HTMX requests an HX-Redirect (the browser follows it)."""
+DONE = "feito"  # the query parameter naming what was just done: the page it leads to says so (`done.<key>`)
+
+
+def redirect(request: Request, path: str, done: str | None = None) -> Response:
+    """303 to PATH under the panel; for HTMX requests an HX-Redirect (the browser follows it). DONE, a key of the
+    `done.*` messages, has the page say what was just done (panel.js then drops it from the address)."""
     url = base_path(request) + path
+    if done:
+        path_part, hash_mark, fragment = url.partition("#")
+        url = f"{path_part}{'&' if '?' in path_part else '?'}{DONE}={done}{hash_mark}{fragment}"
     if request.headers.get("hx-request"):
         return Response(status_code=204, headers={"HX-Redirect": url})
     return RedirectResponse(url, status_code=303)
+
+
+def done_message(request: Request) -> str | None:
+    """The success message the address asks for (`?feito=KEY`), when KEY names one (never text from the address)."""
+    key = request.query_params.get(DONE, "")
+    message_id = f"done.{key}"
+    return i18n.gettext(message_id) if key.isidentifier() and i18n.gettext(message_id) != message_id else None
 
 
 async def _login_required(request: Request, _exc: LoginRequired) -> Response:
@@ -182,7 +196,8 @@ def _error_page(request: Request, status_code: int, summary: str, detail: str | 
         return HTMLResponse(html, status_code=status_code,
                             headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"} | (headers or {}))
     return render(request, "error.html", {"error": SimpleNamespace(status_code=status_code), "summary": summary,
-                                          "detail": detail, "previous": _same_site_referer(request)},
+                                          "detail": detail, "previous": _same_site_referer(request),
+                                          "done": None},
                   status_code=status_code, headers=headers)
 
 

@@ -106,7 +106,7 @@ async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(..
         raise for_operator(Conflict(gettext("case.implant_gone")))  # removed in another tab since the page opened
     await service.approve(session, case_id, system_id, actor=actor(user), message=message,
                           add_to_catalog=add_to_catalog, other_system_ids=others, implants=mapped)
-    return redirect(request, f"/cases/{case_id}")
+    return redirect(request, f"/cases/{case_id}", done="approved")
 
 
 @router.post("/cases/{case_id}/reject", dependencies=[Depends(csrf_protect)])
@@ -114,7 +114,7 @@ async def reject(request: Request, case_id: uuid.UUID, message: str = Form(""), 
                  session: AsyncSession = Depends(get_db_session)) -> Response:
     message = _text(message, "case.reject_required", "case.message_too_long")
     await service.reject(session, case_id, message, actor=actor(user))
-    return redirect(request, f"/cases/{case_id}")
+    return redirect(request, f"/cases/{case_id}", done="rejected")
 
 
 @router.post("/cases/{case_id}/note", dependencies=[Depends(csrf_protect)])
@@ -125,14 +125,14 @@ async def note(request: Request, case_id: uuid.UUID, text: str = Form(""), user:
         await service.add_note(session, case_id, text, actor=actor(user))
     if request.headers.get("hx-request"):
         return render(request, "_audit.html", {"audit": await repository.audit_for_case(session, case_id)})
-    return redirect(request, f"/cases/{case_id}")
+    return redirect(request, f"/cases/{case_id}", done="note_added")
 
 
 @router.post("/cases/{case_id}/resend", dependencies=[Depends(csrf_protect)])
 async def resend(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
                  session: AsyncSession = Depends(get_db_session)) -> Response:
     await service.resend(session, case_id, actor=actor(user))
-    return redirect(request, f"/cases/{case_id}")
+    return redirect(request, f"/cases/{case_id}", done="resent")
 
 
 @contextmanager
@@ -157,7 +157,7 @@ async def set_contact(request: Request, case_id: uuid.UUID, email: str = Form(""
                       session: AsyncSession = Depends(get_db_session)) -> Response:
     with _in_portuguese():
         await service.set_client_email(session, case_id, email, actor=actor(user))
-    return redirect(request, f"/cases/{case_id}")
+    return redirect(request, f"/cases/{case_id}", done="contact_saved")
 
 
 @router.post("/cases/{case_id}/revoke-report", dependencies=[Depends(csrf_protect)])
@@ -165,7 +165,7 @@ async def revoke_report(request: Request, case_id: uuid.UUID, user: User = Depen
                         session: AsyncSession = Depends(get_db_session)) -> Response:
     with _in_portuguese():
         await service.revoke_report(session, case_id, actor=actor(user))
-    return redirect(request, f"/cases/{case_id}")
+    return redirect(request, f"/cases/{case_id}", done="report_revoked")
 
 
 @router.post("/cases/{case_id}/redeliver", dependencies=[Depends(csrf_protect)])
@@ -173,7 +173,7 @@ async def redeliver(request: Request, case_id: uuid.UUID, user: User = Depends(c
                     session: AsyncSession = Depends(get_db_session)) -> Response:
     with _in_portuguese():
         await service.redeliver(session, case_id, actor=actor(user))
-    return redirect(request, f"/cases/{case_id}")
+    return redirect(request, f"/cases/{case_id}", done="redelivered")
 
 
 @router.post("/cases/{case_id}/mark-delivered", dependencies=[Depends(csrf_protect)])
@@ -182,7 +182,7 @@ async def mark_delivered(request: Request, case_id: uuid.UUID, message: str = Fo
                          session: AsyncSession = Depends(get_db_session)) -> Response:
     message = _text(message, "case.delivered_how_required", "case.message_too_long")
     await service.mark_delivered(session, case_id, message, actor=actor(user))
-    return redirect(request, f"/cases/{case_id}")
+    return redirect(request, f"/cases/{case_id}", done="marked_delivered")
 
 
 @router.post("/cases/{case_id}/images/{image_id}/fixtures", dependencies=[Depends(csrf_protect)])
@@ -195,7 +195,7 @@ async def mark_implant(request: Request, case_id: uuid.UUID, image_id: uuid.UUID
     await session.commit()  # no transaction (nor pool connection) is held through the analysis
     model_id, located = await marks.read_mark(image, box)
     fixture_id = await marks.add_fixture(session, case_id, image_id, located, model_id, actor=actor(user))
-    return redirect(request, f"/cases/{case_id}#fixture-{fixture_id}")
+    return redirect(request, f"/cases/{case_id}#fixture-{fixture_id}", done="implant_marked")
 
 
 def _drawn_box(corners: tuple[float, ...], image) -> list[float]:
@@ -222,7 +222,7 @@ async def reread_implants(request: Request, case_id: uuid.UUID, user: User = Dep
         raise for_operator(Conflict(gettext("case.reread_catalog_missing", model=exc.model_id))) from exc
     await session.commit()  # no transaction (nor pool connection) is held through the analysis
     await reread.store(session, case_id, await reread.read(found), actor=actor(user))
-    return redirect(request, f"/cases/{case_id}")
+    return redirect(request, f"/cases/{case_id}", done="reread")
 
 
 @router.post("/cases/{case_id}/fixtures/{fixture_id}/delete", dependencies=[Depends(csrf_protect)])
@@ -230,7 +230,7 @@ async def remove_implant(request: Request, case_id: uuid.UUID, fixture_id: uuid.
                          user: User = Depends(current_user),
                          session: AsyncSession = Depends(get_db_session)) -> Response:
     await marks.remove_fixture(session, case_id, fixture_id, actor=actor(user))
-    return redirect(request, f"/cases/{case_id}")
+    return redirect(request, f"/cases/{case_id}", done="implant_removed")
 
 
 @router.post("/cases/{case_id}/retry", dependencies=[Depends(csrf_protect)])
@@ -241,4 +241,4 @@ async def retry(request: Request, case_id: uuid.UUID, user: User = Depends(curre
     case = await cases.get_or_404(session, case_id, for_update=True)
     await retry_case(session, case, actor=actor(user))
     await service.audit(session, actor(user), "case.retry", case.id)
-    return redirect(request, f"/cases/{case_id}")
+    return redirect(request, f"/cases/{case_id}", done="retried")

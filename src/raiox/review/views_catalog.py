@@ -63,7 +63,7 @@ async def create_system(request: Request, manufacturer: str = Form(""), name: st
     await session.flush()
     await service.audit(session, actor(user), "catalog.create", target=new_id,
                         name=f"{system.manufacturer} {system.name}")
-    return redirect(request, f"/catalog/{new_id}")
+    return redirect(request, f"/catalog/{new_id}", done="system_created")
 
 
 async def _system(session: AsyncSession, system_id: str) -> ImplantSystem:
@@ -92,7 +92,7 @@ async def update_system(request: Request, system_id: str, manufacturer: str = Fo
     after = _fields(system)
     changed = {field: [before[field], after[field]] for field in after if before[field] != after[field]}
     await service.audit(session, actor(user), "catalog.update", target=system_id, active=active, changed=changed)
-    return redirect(request, f"/catalog/{system_id}")
+    return redirect(request, f"/catalog/{system_id}", done="system_saved")
 
 
 def _fields(system: ImplantSystem) -> dict:
@@ -122,7 +122,7 @@ async def remove_reference(request: Request, system_id: str, reference_id: uuid.
                         object_deleted=object_deleted, **details)
     if object_deleted:
         await get_storage().delete(ref.storage_key)
-    return redirect(request, f"/catalog/{system_id}")
+    return redirect(request, f"/catalog/{system_id}", done="reference_removed")
 
 
 @router.post("/{system_id}/images", dependencies=[Depends(csrf_protect)])

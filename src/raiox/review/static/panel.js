@@ -225,6 +225,11 @@
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("approve-form");
     if (form) { syncOthers(form); }
+    var url = new URL(window.location.href);
+    if (url.searchParams.has("feito")) {  // the success message was shown: a reload or a bookmark must not repeat it
+      url.searchParams.delete("feito");
+      window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+    }
   });
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.target;
