@@ -644,6 +644,22 @@ async def test_an_anonymous_post_is_sent_to_the_login_before_its_body_is_read(pa
     assert (await login(panel, "nobody@example.com")).status_code == 401 and page.status_code == 200
 
 
+async def test_a_reviewers_catalog_upload_is_refused_before_its_body_is_read(panel):
+    await _data()
+    await login(panel, "rev@example.com")
+    pulled = []
+
+    async def body():
+        for _ in range(64):  # 64 MiB offered to the catalog upload, an admin's page
+            pulled.append(1)
+            yield b"\0" * (1 << 20)
+
+    response = await panel.post("/admin/catalog/neo-cm/images", content=body(),
+                                headers={"content-type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 403 and "administradores" in response.text
+    assert len(pulled) <= 2
+
+
 async def test_form_answers_show_what_the_dentist_card_does_not(panel):
     case, _ = await _data()
     await login(panel, "rev@example.com")

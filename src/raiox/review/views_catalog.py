@@ -3,7 +3,7 @@
 
 import uuid
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +14,7 @@ from raiox.models import ImplantSystem, User
 from raiox.review import repository, service
 from raiox.review.deps import actor, admin_user, csrf_protect
 from raiox.review.i18n import catalog_words, gettext
-from raiox.review.panel import MAX_PAGE, for_operator, redirect, render
+from raiox.review.panel import MAX_PAGE, for_operator, invalid_fields, redirect, render
 
 router = APIRouter(prefix="/catalog")
 PAGE = 50
@@ -125,12 +125,25 @@ async def remove_reference(request: Request, system_id: str, reference_id: uuid.
     return redirect(request, f"/catalog/{system_id}", done="reference_removed")
 
 
-@router.post("/{system_id}/images", dependencies=[Depends(csrf_protect)])
-async def upload_images(request: Request, system_id: str, files: list[UploadFile] = File(...),
-                        user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+async def _uploaded_files(request: Request) -> list:
+    """The form's `files`, read only now: after the role check (a reviewer's upload is refused before its body is
+    taken in; FastAPI reads a route's declared form before any dependency)."""
+    from starlette.datastructures import UploadFile
+
+    form = await request.form()
+    files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
+    if not files:  # no field at all, or an empty file input
+        raise invalid_fields([{"loc": ("body", "files"), "type": "value_error" if "files" in form else "missing"}])
+    return files
+
+
+@router.post("/{system_id}/images", dependencies=[Depends(admin_user), Depends(csrf_protect)])
+async def upload_images(request: Request, system_id: str, user: User = Depends(admin_user),
+                        session: AsyncSession = Depends(get_db_session)) -> Response:
     from raiox.review.catalog_upload import add_references
 
     system = await _system(session, system_id)
+    files = await _uploaded_files(request)
     if len(files) > MAX_FILES:
         raise for_operator(Unprocessable(gettext("catalog.too_many_files", n=len(files), max=MAX_FILES)))
     uploads, empty = [], []
