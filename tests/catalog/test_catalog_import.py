@@ -274,3 +274,39 @@ def test_import_refuses_images_over_the_configured_pixel_cap(tmp_path, demo_pngs
     result = cli("catalog", "import", str(tmp_path))
     out = " ".join(result.output.split())
     assert result.exit_code == 0 and "0 added" in out and "big.png: not a usable image: image too large" in out, out
+
+
+def test_references_are_listed_and_removed_from_the_cli(tmp_path, demo_pngs, cli, database_url, committed):
+    import asyncio
+
+    from raiox.kit.storage import get_storage
+
+    _make_tree(tmp_path, demo_pngs)
+    assert cli("catalog", "import", str(tmp_path)).exit_code == 0
+    listed = cli("catalog", "references", "acme-cone-3-5")
+    rows = sql(database_url, "SELECT id, storage_key FROM reference_images WHERE system_id = 'acme-cone-3-5' "
+                             "ORDER BY created_at, id")
+    assert listed.exit_code == 0 and "2 reference image(s)" in listed.output
+    assert all(str(ref_id) in listed.output for ref_id, _ in rows)
+    unknown = cli("catalog", "references", "acme-nothing")
+    assert unknown.exit_code == 1 and "no system 'acme-nothing'" in unknown.output
+
+    (gone, key), (kept, _) = rows
+    other = sql(database_url, "SELECT id FROM reference_images WHERE system_id = 'beta-implantes-hex'")[0][0]
+    for args, code, says in ((["acme-cone-3-5", str(gone), str(other), "--yes"], 1, f"no reference image {other}"),
+                             (["acme-cone-3-5", "not-an-id", "--yes"], 2, "not a reference id"),
+                             (["acme-cone-3-5", str(gone)], 1, "Remove 1 reference image(s)")):  # not confirmed
+        refused = cli("catalog", "remove-reference", *args)
+        assert refused.exit_code == code and says in " ".join(refused.output.split()), refused.output
+    assert counts(database_url) == (2, 3, 3)  # nothing removed by any of them
+
+    removed = cli("catalog", "remove-reference", "acme-cone-3-5", str(gone), "--yes")
+    assert removed.exit_code == 0 and f"removed {gone} (import: " in removed.output
+    assert counts(database_url) == (2, 2, 2)
+    assert [r[0] for r in sql(database_url, "SELECT id FROM reference_images WHERE system_id = 'acme-cone-3-5'")] \
+        == [kept]
+    assert not asyncio.run(get_storage().exists(key))  # its stored image went with it
+    audit = sql(database_url, "SELECT actor, target, details FROM audit_log "
+                              "WHERE action = 'catalog.reference_remove'")
+    assert [(a, t, d["object_deleted"]) for a, t, d in audit] == [
+        ("cli:raiox catalog remove-reference", "acme-cone-3-5", True)]

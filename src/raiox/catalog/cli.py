@@ -1,4 +1,5 @@
-"""`raiox catalog import|reindex|demo|stats`, `raiox identify IMAGE` and `raiox tokens create|list|revoke`."""
+"""`raiox catalog import|reindex|demo|stats|references|remove-reference`, `raiox identify IMAGE` and
+`raiox tokens create|list|revoke`."""
 
 import asyncio
 import json
@@ -207,6 +208,76 @@ def stats() -> None:
             return {**await repository.catalog_size(session), **await repository.box_localisers(session)}
 
     print(json.dumps(run_db(work), indent=2))
+
+
+@catalog_app.command("references")
+def references(system_id: str = typer.Argument(..., help="The system's id (as in `raiox catalog demo`, the panel's "
+                                                           "address /admin/catalog/ID).")) -> None:
+    """A system's reference images: id, source, origin, content hash, size, date (ids for `remove-reference`)."""
+    from raiox.kit.db import session_scope
+    from raiox.models import ImplantSystem
+    from raiox.review import repository
+
+    async def work(maker):
+        async with session_scope(maker) as session:
+            if await session.get(ImplantSystem, system_id) is None:
+                return None
+            return await repository.references_of(session, system_id)
+
+    refs = run_db(work)
+    if refs is None:
+        err.print(f"[red]no system {escape(system_id)!r} in the catalog[/red]")
+        raise typer.Exit(1)
+    table = Table(title=f"{system_id}: {len(refs)} reference image(s)")
+    table.add_column("id", no_wrap=True, min_width=36)  # whole, to copy into `remove-reference`
+    for column in ("source", "origin", "sha256", "size", "added"):
+        table.add_column(column, overflow="fold")
+    for r in refs:
+        table.add_row(str(r.id), r.source, escape(r.origin or "-"), r.sha256[:12],
+                      f"{r.width}x{r.height}" if r.width else "-", _when(r.created_at))
+    Console().print(table)
+
+
+@catalog_app.command("remove-reference")
+def remove_reference(
+    system_id: str = typer.Argument(..., help="The system the images are references of."),
+    reference_ids: list[str] = typer.Argument(..., help="Reference image ids (`raiox catalog references ID`)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Remove reference images from the catalog (a wrong system, a bad film), as the panel's "Remover do catálogo":
+    rows and vectors go, the stored object too unless a case or another reference uses it; audited
+    `catalog.reference_remove`. Exit status 1 when an id is unknown (nothing is removed then)."""
+    import uuid
+
+    from raiox.kit.db import session_scope
+    from raiox.kit.errors import NotFound
+    from raiox.review import repository, service
+
+    try:
+        ids = [uuid.UUID(value) for value in reference_ids]
+    except ValueError as exc:
+        err.print(f"[red]not a reference id: {escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    if not yes and not typer.confirm(f"Remove {len(ids)} reference image(s) of {system_id} from the catalog?"):
+        raise typer.Exit(1)
+
+    async def work(maker) -> None:
+        async with session_scope(maker) as session:  # every id checked before anything is removed
+            missing = [i for i in ids if await repository.system_reference(session, system_id, i) is None]
+        if missing:
+            raise NotFound(f"system {system_id} has no reference image {', '.join(map(str, missing))}")
+        for ref_id in ids:  # one transaction each: its stored object is deleted just before its commit
+            async with session_scope(maker) as session:
+                details = await service.remove_reference(session, system_id, ref_id,
+                                                         actor="cli:raiox catalog remove-reference")
+            kept = "" if details["object_deleted"] else " (stored image kept: still used elsewhere)"
+            print(f"removed {ref_id} ({details['source']}: {details['origin']}){kept}", flush=True)
+
+    try:
+        run_db(work)
+    except NotFound as exc:
+        err.print(f"[red]{escape(exc.message)}; nothing was removed[/red]")
+        raise typer.Exit(1) from None
 
 
 def identify(

@@ -354,3 +354,24 @@ async def _add_reference(session: AsyncSession, case: Case, image, fixture, syst
     await repository.add_embedding(session, ReferenceEmbedding(
         reference_image_id=ref.id, system_id=system_id, model_id=fixture.model_id, embedding=fixture.embedding))
     return ref
+
+
+async def remove_reference(session: AsyncSession, system_id: str, reference_id: uuid.UUID, *, actor: str) -> dict:
+    """A reference image that should not be in the catalog (a wrong system, a bad film): its row and vectors go, and
+    its stored object unless a case or another reference still uses it (deleted before the caller commits: a storage
+    outage leaves the reference in place, to try again). Audited `catalog.reference_remove`; what was removed is
+    returned. NotFound when SYSTEM_ID has no such reference."""
+    from raiox.cases.repository import keys_in_use
+    from raiox.kit.errors import NotFound
+    from raiox.kit.storage import get_storage
+
+    ref = await repository.system_reference(session, system_id, reference_id)
+    if ref is None:
+        raise NotFound(f"system {system_id} has no reference image {reference_id}")
+    details = {"origin": ref.origin, "sha256": ref.sha256, "source": ref.source, "box": ref.box}
+    await repository.delete_reference(session, ref.id)
+    details["object_deleted"] = not await keys_in_use(session, {ref.storage_key})
+    await audit(session, actor, "catalog.reference_remove", target=system_id, **details)
+    if details["object_deleted"]:
+        await get_storage().delete(ref.storage_key)
+    return details

@@ -108,20 +108,11 @@ async def remove_reference(request: Request, system_id: str, reference_id: uuid.
     """A reference image that should not be in the catalog (a wrong system, a bad film): its row and vectors go, and
     its stored object unless a case or another reference still uses it (deleted before the commit: a storage outage
     leaves the reference in place, to try again)."""
-    from raiox.cases.repository import keys_in_use
-    from raiox.kit.storage import get_storage
-
     await _system(session, system_id)
-    ref = await repository.system_reference(session, system_id, reference_id)
-    if ref is None:
-        raise for_operator(NotFound(gettext("catalog.reference_not_found")))
-    details = {"origin": ref.origin, "sha256": ref.sha256, "source": ref.source, "box": ref.box}
-    await repository.delete_reference(session, ref.id)
-    object_deleted = not await keys_in_use(session, {ref.storage_key})
-    await service.audit(session, actor(user), "catalog.reference_remove", target=system_id,
-                        object_deleted=object_deleted, **details)
-    if object_deleted:
-        await get_storage().delete(ref.storage_key)
+    try:
+        await service.remove_reference(session, system_id, reference_id, actor=actor(user))
+    except NotFound as exc:
+        raise for_operator(NotFound(gettext("catalog.reference_not_found"))) from exc
     return redirect(request, f"/catalog/{system_id}", done="reference_removed")
 
 
