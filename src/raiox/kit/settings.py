@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     download_max_bytes: int = 30 * 1024 * 1024
     download_timeout_s: float = 20.0
     download_retries: int = 4
-    max_pixels: int = 60_000_000
+    # pixels of one decoded image; Pillow's own backstop (raiox.vision.io) refuses any image over 250 M first
+    max_pixels: int = Field(default=60_000_000, ge=1, le=250_000_000)
     # images decoded and analysed at once by POST /identify, per process
     identify_concurrency: int = Field(default=2, ge=1)
     # images POST /identify lets wait for a slot, per process; past it a request is answered 503 at once
