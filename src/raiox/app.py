@@ -72,8 +72,13 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse({"error": "invalid_request", "detail": detail, "fields": fields}, status_code=422)
 
 
-async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """Starlette's own errors (an unknown route, a wrong method) in the same shape."""
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own errors (an unknown route, a wrong method) in the same shape. An identification body that
+    passes the route's limit while it is read (413) is counted as the client's (`rejected`)."""
+    if request.url.path == "/identify" and exc.status_code == 413:
+        from raiox.kit import metrics
+
+        metrics.IDENTIFICATIONS.labels("rejected").inc()
     return JSONResponse({"error": HTTP_CODES.get(exc.status_code, "http_error"), "detail": str(exc.detail)},
                         status_code=exc.status_code, headers=exc.headers)
 
@@ -137,9 +142,11 @@ def create_app(*, worker: bool = False) -> FastAPI:
 
     app.add_middleware(BearerFirst, paths={"/identify": "identify"})
     from raiox.catalog.routes import IDENTIFY_MAX_BODY
+    from raiox.kit import metrics
     from raiox.kit.bodylimit import DeclaredLengthFirst
 
-    app.add_middleware(DeclaredLengthFirst, limits={"/identify": IDENTIFY_MAX_BODY})  # outermost: before the token
+    app.add_middleware(DeclaredLengthFirst, limits={"/identify": IDENTIFY_MAX_BODY},  # outermost: before the token
+                       refused=lambda _path: metrics.IDENTIFICATIONS.labels("rejected").inc())
     app.include_router(health_router)
     # Domain routers are included below (each domain's routes.py exposes `router`).
     from raiox.intake.routes import router as intake_router
@@ -154,7 +161,6 @@ def create_app(*, worker: bool = False) -> FastAPI:
     app.include_router(review_router)
     app.include_router(delivery_router)
     from raiox.catalog.routes import router as catalog_router
-    from raiox.kit import metrics
 
     app.include_router(catalog_router)
     metrics.install(app)

@@ -176,10 +176,16 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(open_client):
             received.append(1)
             yield b"\0" * 2**20
 
+    from raiox.kit.metrics import IDENTIFICATIONS
+
+    rejected = IDENTIFICATIONS.labels("rejected")._value.get
+    before = rejected()
     headers = {"Content-Type": "multipart/form-data; boundary=x"}
     declared = await open_client.post("/identify", content=b"x" * 10, headers=headers | {
         "Content-Length": str(IDENTIFY_MAX_BODY + 1)})
     assert declared.status_code == 413 and declared.json()["error"] == "too_large", declared.text
+    assert rejected() == before + 1  # counted like the route's own refusals
     chunked = await open_client.post("/identify", content=chunks(), headers=headers)
     assert chunked.status_code == 413 and chunked.json()["error"] == "too_large", chunked.text
+    assert rejected() == before + 2
     assert len(received) <= IDENTIFY_MAX_BODY // 2**20 + 2  # stopped at the limit, the rest never asked for
