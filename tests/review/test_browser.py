@@ -211,6 +211,27 @@ async def test_wrong_password_then_lock_out(committed, server, browser):
     assert "/admin/login" in page.url
 
 
+async def test_a_form_is_sent_once_however_often_it_is_clicked(committed, server, browser):
+    await _seed(demo=False)
+    page = await browser.new_page()
+    posts = []
+
+    async def slow(route) -> None:  # the answer takes a while: time for the operator to click again
+        if route.request.method == "POST":
+            posts.append(route.request.url)
+            await asyncio.sleep(1.0)
+        await route.continue_()
+
+    await page.route("**/admin/login", slow)
+    await page.goto(f"{server}/admin/login")
+    await page.get_by_label("E-mail").fill("revisora@example.com")
+    await page.get_by_label("Senha").fill(PASSWORD)
+    await page.get_by_role("button", name="Entrar").click(no_wait_after=True)
+    await page.keyboard.press("Enter")  # on the focused button, while the first answer is on its way
+    await page.wait_for_url(f"{server}/admin/")
+    assert len(posts) == 1
+
+
 async def test_csrf_rejected_without_token_and_reviewer_kept_out_of_catalog(committed, server, browser):
     _, case = await _seed(demo=False)
     page = await browser.new_page()

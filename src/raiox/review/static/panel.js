@@ -198,6 +198,27 @@
       event.preventDefault();
     }
   });
+  // a form is sent once: a second click (or Enter) while the answer is on its way does nothing, so a double click
+  // cannot read a case's implants twice or upload the same images twice. HTMX forms (prevented above) are not touched
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (event.defaultPrevented || !form || !form.matches || !form.matches("form[method=post]")) { return; }
+    if (form.dataset.sent) {
+      event.preventDefault();
+      return;
+    }
+    form.dataset.sent = "1";
+    form.setAttribute("aria-busy", "true");
+    form.querySelectorAll("button").forEach(function (button) { button.disabled = true; });
+  });
+  window.addEventListener("pageshow", function (event) {  // back to a page the browser kept: its forms work again
+    if (!event.persisted) { return; }
+    document.querySelectorAll("form[data-sent]").forEach(function (form) {
+      delete form.dataset.sent;
+      form.removeAttribute("aria-busy");
+      form.querySelectorAll("button").forEach(function (button) { button.disabled = false; });
+    });
+  });
   // Enter in a search box inside a form searches; it never submits the form around it (the approval)
   document.addEventListener("keydown", function (event) {
     var input = event.target;
