@@ -120,7 +120,10 @@ async def test_metrics_count_requests_by_route_and_report_catalog_size(client, a
     await client.get("/implants")
     await client.get("/cases/not-a-route-id-but-templated", headers=auth)
     await client.get("/admin/login")  # the panel's routes keep their mount path: not mixed with the API's
+    for made_up in ("FOO-1", "FOO-2"):  # a client's own method names: one OTHER series, not one per name
+        await client.request(made_up, "/implants")
     text = (await client.get("/metrics", headers=auth)).text
+    assert "FOO-" not in text and 'raiox_http_requests_total{method="OTHER",route="/implants",status="405"} 2.0' in text
     assert 'raiox_http_requests_total{method="GET",route="/admin/login",status="200"}' in text
     assert 'raiox_http_requests_total{method="GET",route="/implants",status="200"}' in text
     assert 'raiox_http_requests_total{method="GET",route="/implants",status="401"}' in text

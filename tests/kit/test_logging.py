@@ -3,6 +3,8 @@
 import json
 import logging
 
+import pytest
+
 from raiox.kit.logging import configure_logging, get_logger, register_secret
 
 
@@ -36,3 +38,17 @@ def test_secrets_are_masked_inside_lists_and_mappings_and_addresses_on_request(c
     configure_logging("console")
     refused = "email: SMTP recipient refused: 550 b'5.1.1 <jo\u00e3o.silva+x@cl\u00ednica-sorriso.com.br>: unknown'"
     assert mask_addresses(refused) == "email: SMTP recipient refused: 550 b'5.1.1 <<e-mail>>: unknown'"
+
+
+@pytest.mark.parametrize("text", [
+    "550 b'5.1.1 <jo\\xc3\\xa3o.silva@cl\\xc3\\xadnica.com.br>: unknown'",  # a bytes repr escapes non-ASCII
+    "550 5.1.1 <joao.silva>@clinica.com.br: bad syntax",
+    "550 5.1.3 joao.silva,maria@clinica.com.br: bad syntax",
+    '550 5.1.3 "joao silva"@clinica.com.br: bad syntax',
+    "cannot address the e-mail to 'jo\u00e3o.silva@cl\u00ednica.com.br': non-ASCII local part",
+])
+def test_no_part_of_an_address_survives_masking(text):
+    from raiox.kit.logging import mask_addresses
+
+    masked = mask_addresses(text)
+    assert "<e-mail>" in masked and "silva" not in masked and "clinica" not in masked and "nica" not in masked

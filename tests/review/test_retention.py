@@ -144,3 +144,37 @@ async def add_case_awaiting(age_days: int):
         await session.execute(update(Case).where(Case.id == case.id)
                               .values(updated_at=datetime.now(UTC) - timedelta(days=age_days)))
     return case.id
+
+
+async def test_a_purged_failed_case_keeps_the_kind_of_its_failure_not_the_file_names(committed, client):
+    from raiox.cases import retention
+
+    recorded = ("no usable image (joao-da-silva-36.jpg: not an image: cannot identify image file; "
+                "https://www.jotform.com/uploads/clinica/1/maria-souza.png: image too small: 40x30)")
+    async with session_scope() as session:
+        case = await add_case(session, status=CaseStatus.failed, name="João da Silva")
+        (await session.get(Case, case.id)).failure_reason = recorded
+    async with session_scope() as session:
+        await retention.purge(session, case.id, actor="cli:test")
+    async with session_scope() as session:
+        token = await create_token(session, "ops", ["cases"])
+    shown = (await client.get(f"/cases/{case.id}", headers={"Authorization": f"Bearer {token}"})).json()
+    assert shown["status"] == "failed" and shown["failure_reason"] == "no usable image (details removed)"
+    assert "joao" not in str(shown).lower() and "maria" not in str(shown).lower()
+
+
+@pytest.mark.parametrize(("recorded", "kept"), [
+    ("no image could be downloaded (1.png: host answered 404)", "no image could be downloaded (details removed)"),
+    ("processing failed after 3 attempts: OSError: /ana.png", "processing failed after 3 attempts: details removed"),
+    ("jotform: Jotform API 404 for submission 123", "jotform: details removed"),
+    ("no file submitted", "no file submitted"),
+    ("no usable image (details removed)", "no usable image (details removed)"),  # purging again changes nothing
+    (None, None),
+])
+def test_a_failure_reason_loses_its_detail_and_keeps_its_kind(recorded, kept):
+    from raiox.cases.retention import without_detail
+    from raiox.review.reasons import reason_text
+
+    assert without_detail(recorded) == kept
+    if kept and kept != recorded:  # the panel still says what kind of failure it was, in pt-BR
+        assert reason_text(kept, "pt_BR") != kept

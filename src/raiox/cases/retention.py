@@ -2,12 +2,14 @@
 (the daily `purge_expired_cases` job) or on request (`raiox cases purge`).
 
 What stays is the case row without anything personal: its Jotform submission id (a re-sent webhook must never
-recreate the case), status, decision (systems), ranking and dates, for the statistics, and the audit trail of who did
+recreate the case), status, decision (systems), ranking and dates, for the statistics, the kind of failure of a failed
+case without its detail (file names, upload addresses and error texts name patients), and the audit trail of who did
 what (its free texts cleared). Stored objects are deleted before the database change is committed: a storage outage
 leaves the case unpurged (the next run tries again), never a purged case whose films survive. An object still used by
 a catalog reference ("add to catalog") or by another case's image stays.
 """
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +26,8 @@ from raiox.models import AuditEntry, Case, CaseStatus
 log = get_logger(__name__)
 CLOSED = {CaseStatus.delivered.value, CaseStatus.failed.value}  # nothing left to do on them
 BATCH = 100
+DETAIL = re.compile(r": | \(")  # where a recorded reason's detail starts ("no usable image (…)", "jotform: …")
+REMOVED = "details removed"
 
 
 async def refusal(session: AsyncSession, case: Case) -> str | None:
@@ -40,6 +44,7 @@ async def purge(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> int
     deleted. Repeating it is harmless (and clears again any free text added since)."""
     case = await get_or_404(session, case_id, for_update=True)
     if case.purged_at is not None:
+        case.failure_reason = without_detail(case.failure_reason)
         await repository.clear_case_texts(session, case.id)
         return 0
     if (why := await refusal(session, case)) is not None:
@@ -62,7 +67,16 @@ async def purge(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> int
 def _forget(case: Case) -> None:
     case.client_name = case.client_email = case.client_phone = case.notes = case.review_message = None
     case.answers, case.payload, case.implant_systems = {}, {}, {}
+    case.failure_reason = without_detail(case.failure_reason)
     case.purged_at = datetime.now(UTC)
+
+
+def without_detail(reason: str | None) -> str | None:
+    """A recorded failure reason's kind, its detail replaced ("no usable image (details removed)")."""
+    if reason is None or (start := DETAIL.search(reason)) is None:
+        return reason
+    opened = start.group() == " ("
+    return f"{reason[:start.end()]}{REMOVED}{')' if opened else ''}"
 
 
 async def expired(session: AsyncSession, days: int, limit: int = BATCH) -> list[uuid.UUID]:

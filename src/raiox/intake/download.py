@@ -52,15 +52,21 @@ class Downloaded:
 
 def public_url(url: str) -> str:
     """URL without query or fragment (never shows an apiKey): for the database, not for logs."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1/x": not a URL Python can read; cut by hand
+        return url.split("#", 1)[0].split("?", 1)[0]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def upload_ref(url: str) -> str:
     """How errors and logs name an upload: its host and the first 8 hex digits of the URL's md5 (the digest
     `case_images` is unique on), never its path (file names name patients) nor its query (an apiKey)."""
-    parts = urlsplit(url)
     digest = hashlib.md5(url.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()[:8]
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1/x"
+        return f"an unreadable URL (upload {digest})"
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/… (upload {digest})"
 
 

@@ -23,7 +23,9 @@ def redact(text: str) -> str:
     return text
 
 
-_ADDRESS = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+# anything around an @ up to a space, quote or angle bracket: a local part with commas, brackets, escapes
+# ("jo\xc3\xa3o" in a bytes repr) or in quotes ("ana maria"@…) is masked whole, never cut where a name shows
+_ADDRESS = re.compile(r"""(?:"[^"\n]*"|[^\s"'@<])+@[^\s"'@<>,;()]+""")
 
 
 def mask_addresses(text: str) -> str:

@@ -10,7 +10,8 @@ unexpected exception: the job retries); reconcile_submissions and ingest_submiss
 (`with counting(task):`).
 
 HTTP requests are counted and timed by `install(app)` (label `route` is the route template, never
-the raw path, so ids do not explode the series; webhook deliveries show up there too, by status).
+the raw path, so ids do not explode the series; label `method` a standard method or OTHER; webhook
+deliveries show up there too, by status).
 Catalog size, job queue (`raiox_job_queue{task,status}`: succeeded / failed / todo / doing...) and
 case states are gauges refreshed from the database on every scrape of `GET /metrics`.
 """
@@ -56,6 +57,8 @@ CATALOG_EMBEDDINGS = Gauge("raiox_catalog_embeddings", "Reference embeddings per
 JOB_STATES = Gauge("raiox_job_queue", "Jobs in the queue by task and status (procrastinate)", ["task", "status"],
                    registry=REGISTRY)
 CASE_STATES = Gauge("raiox_cases", "Cases by status", ["status"], registry=REGISTRY)
+# label `method`: any other method a client makes up counts as OTHER (one series, however many names are sent)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class MetricsMiddleware:
@@ -81,7 +84,7 @@ class MetricsMiddleware:
         finally:
             matched = getattr(scope.get("route"), "path", None)  # a mounted app's template: under its mount path
             route = f"{scope.get('root_path') or ''}{matched}" if matched else _mount_path(scope) or "unmatched"
-            method = scope.get("method", "GET")
+            method = scope.get("method", "GET") if scope.get("method", "GET") in METHODS else "OTHER"
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - start)
 
