@@ -78,6 +78,24 @@ def server(database_url, browser_jotform):
             process.wait()
 
 
+@pytest.fixture(autouse=True)
+async def _jobs_finished(committed):
+    """After a test, the server's worker finishes the jobs the test started (a delivery after an approval) before
+    `committed` empties the tables: emptying them under a running job deadlocks."""
+    from sqlalchemy import text
+
+    yield
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        async with session_scope() as session:
+            running = (await session.execute(text(
+                "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing' "
+                "OR (status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now()))"))).scalar_one()
+        if not running:
+            return
+        await asyncio.sleep(0.1)
+
+
 @pytest.fixture(scope="module")
 async def browser():
     from playwright.async_api import async_playwright
