@@ -6,7 +6,8 @@
   submission from the Jotform API, check its form, ingest the API's copy.
 - `reconcile_submissions` (periodic, every RAIOX_RECONCILE_EVERY_MINUTES): ingest recent submissions of
   RAIOX_JOTFORM_FORM_ID whose webhook never arrived.
-- `requeue_stalled_jobs` (periodic, every minute): jobs left `doing` by a dead worker are retried.
+- `requeue_stalled_jobs` (periodic, every minute): jobs left `doing` by a dead worker are retried; a case whose
+  worker died on every attempt (a film that crashes the decoder, memory exhausted) becomes `failed` with that reason.
 """
 
 import uuid
@@ -64,6 +65,13 @@ async def process_case(context: procrastinate.JobContext, case_id: str) -> None:
                                          f"processing failed after {attempt + 1} attempts: {reason}")
         raise
     JOBS.labels(task="process_case", outcome="succeeded").inc()
+
+
+@jobs.on_abandoned("process_case")
+async def process_case_abandoned(args: dict, attempts: int) -> None:
+    JOBS.labels(task="process_case", outcome="failed").inc()
+    await processing.mark_failed(uuid.UUID(args["case_id"]), f"processing failed after {attempts} attempts: "
+                                 "the worker stopped during each (killed, out of memory or crashed)")
 
 
 @app.task(name="ingest_submission", retry=SettingsRetry())

@@ -40,6 +40,7 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^unreadable: (?P<detail>.*)$", "reason.cannot_decode"),
     (r"^(?P<detail>jotform: Jotform API (401|403|404)\b.*)$", "reason.jotform_refused_edit"),
     (r"^(?P<detail>(jotform|email): .*)$", "reason.delivery_failed"),
+    (r"^unexpected error: (?P<detail>.*)$", "reason.delivery_failed"),
 ))
 # who recorded an entry (``actor``: "kind:name") -> message id; people and tokens keep their name
 ACTORS = {"system:worker": "actor.worker", "system:delivery": "actor.delivery", "system:review": "actor.review",
