@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raiox import __version__
 from raiox.kit import jobs
-from raiox.kit.errors import RaioxError, unstorable
+from raiox.kit.errors import RaioxError, database_errors, database_unavailable, unstorable
 from raiox.kit.health import router as health_router
 from raiox.kit.logging import configure_logging, get_logger, register_secret
 from raiox.kit.settings import get_settings
@@ -22,8 +22,13 @@ from raiox.kit.settings import get_settings
 log = get_logger(__name__)
 
 
+RETRY_AFTER_S = "30"  # an outage (503): when to try again
+
+
 async def _error_handler(_request: Request, exc: RaioxError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None  # RFC 9110: a 401 names its scheme
+    if exc.status_code == 503:
+        headers = {"Retry-After": RETRY_AFTER_S}
     return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code, headers=headers)
 
 
@@ -53,6 +58,10 @@ def _openapi(app: FastAPI) -> dict:
 
 async def _data_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return await _error_handler(request, unstorable(exc))
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    return await _error_handler(request, database_unavailable(exc))
 
 
 HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
@@ -87,6 +96,8 @@ def add_error_handlers(app: FastAPI) -> None:
     """Every error of the JSON API as ``{"error": <code>, "detail": <reason>}`` (the API host and the admin host)."""
     app.add_exception_handler(RaioxError, _error_handler)
     app.add_exception_handler(DataError, _data_error_handler)
+    for outage in database_errors():
+        app.add_exception_handler(outage, _database_down)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)

@@ -53,6 +53,9 @@ class TooManyRequests(RaioxError):
 
 
 class ServiceUnavailable(RaioxError):
+    """An outage (database, object storage, upload host): nothing was lost, the same request works again later
+    (answered with `Retry-After`)."""
+
     status_code = 503
     code = "unavailable"
 
@@ -81,3 +84,25 @@ def unstorable(exc: Exception) -> Unprocessable:
 
     get_logger(__name__).info("request.unstorable_value", error=first_line(getattr(exc, "orig", None) or exc))
     return Unprocessable(UNSTORABLE)
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """What the database raises when it cannot be reached or dropped the connection (a restart, a network cut, every
+    pooled connection busy): an outage, not a bug."""
+    import psycopg
+    import psycopg_pool
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout, OperationalError, InterfaceError
+
+
+DATABASE_DOWN = "the database is unavailable at the moment; nothing was recorded, try again shortly"
+
+
+def database_unavailable(exc: Exception) -> ServiceUnavailable:
+    """A database outage met by a request (``database_errors``): 503, so that the caller (Jotform's webhook, a
+    client, the operator) tries again, never a 500. The request's transaction was rolled back: nothing half-done."""
+    from raiox.kit.logging import get_logger
+
+    get_logger(__name__).warning("database_unavailable", error=first_line(getattr(exc, "orig", None) or exc))
+    return ServiceUnavailable(DATABASE_DOWN)

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raiox.cases.service import STATUS_LABELS_PT
 from raiox.delivery.templates import when
-from raiox.kit.errors import BadRequest, RaioxError, unstorable
+from raiox.kit.errors import BadRequest, RaioxError, database_errors, database_unavailable, unstorable
 from raiox.kit.logging import get_logger
 from raiox.review import i18n
 from raiox.review.auth import CSRF_FIELD, load_session
@@ -156,7 +156,7 @@ async def _login_required(request: Request, _exc: LoginRequired) -> Response:
 
 MAX_PAGE = 1_000_000  # page numbers the panel accepts: far past any list, keeps the row offset a PostgreSQL bigint
 ERROR_TEXT = {400: "error.bad_request", 404: "error.not_found", 405: "error.method", 409: "error.conflict",
-              422: "error.invalid", 429: "error.too_many"}
+              422: "error.invalid", 429: "error.too_many", 503: "error.unavailable"}
 # Starlette's form parser's messages (python-multipart), in the operator's words
 FORM_ERRORS = ((re.compile(r"(Field|Part) exceeded maximum size of (?P<kb>\d+)KB\."), "error.field_too_large"),
                (re.compile(r"Too many (fields|files)\. .*"), "error.form_too_many"),
@@ -250,6 +250,15 @@ async def _unstorable(request: Request, exc: DataError) -> Response:
     return await _error(request, unstorable(exc))
 
 
+async def _database_down(request: Request, exc: Exception) -> Response:
+    """A database outage (kit.errors.database_errors): the panel's 503 page (rendered without the database)."""
+    error = database_unavailable(exc)
+    try:
+        return _error_page(request, 503, i18n.gettext("error.unavailable"), error.message, {"Retry-After": "30"})
+    except Exception:
+        return HTMLResponse(f"<p>{i18n.gettext('error.unavailable')}</p>", status_code=503)
+
+
 async def _crashed(request: Request, exc: Exception) -> Response:
     """A bug or an outage: the panel's pt-BR page (the traceback goes to the log), not a bare English text."""
     try:
@@ -288,6 +297,8 @@ def create_panel() -> FastAPI:
     panel.add_exception_handler(RequestValidationError, _invalid_request)
     panel.add_exception_handler(StarletteHTTPException, _http_error)
     panel.add_exception_handler(DataError, _unstorable)
+    for outage in database_errors():
+        panel.add_exception_handler(outage, _database_down)
     panel.add_exception_handler(Exception, _crashed)
     panel.middleware("http")(_signed_in_first)
     panel.middleware("http")(_security_headers)
