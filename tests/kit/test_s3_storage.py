@@ -1,7 +1,9 @@
 """kit.storage.S3Storage against moto's standalone S3 server on 127.0.0.1 (a real HTTP endpoint)."""
 
 import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -76,6 +78,37 @@ async def test_server_down_is_service_unavailable():
         with pytest.raises(ServiceUnavailable):
             await call
     assert time.monotonic() - start < 60
+
+
+class _CutMidObject(BaseHTTPRequestHandler):
+    """An S3 endpoint whose connection drops in the middle of an object's body."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"\x89PNG" + b"x" * 100)
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+
+async def test_a_connection_cut_in_the_middle_of_an_object_is_service_unavailable():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutMidObject)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        storage = storage_from_url(f"s3://{BUCKET}", _settings(f"http://127.0.0.1:{server.server_address[1]}"))
+        with pytest.raises(ServiceUnavailable, match="object storage unreachable"):
+            await storage.get("sha256/ab/abc")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_spaces_endpoint_and_region():

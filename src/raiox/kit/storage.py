@@ -108,8 +108,10 @@ class S3Storage:
         await self._call(self.client.put_object, Key=self._key(key), Body=data, ContentType=content_type, ACL="private")
 
     async def get(self, key: str) -> bytes:
-        response = await self._call(self.client.get_object, Key=self._key(key))
-        return await asyncio.to_thread(response["Body"].read)
+        def read(**kwargs) -> bytes:  # the body is read inside the error handling: a connection cut mid-object
+            return self.client.get_object(**kwargs)["Body"].read()  # is an outage (503), not a crash
+
+        return await self._call(read, Key=self._key(key))
 
     async def exists(self, key: str) -> bool:
         try:
