@@ -628,16 +628,16 @@ async def test_only_admins_add_case_films_to_the_catalog_through_the_api_too(pan
     assert allowed.status_code == 200, allowed.text
 
 
-async def test_an_anonymous_post_is_sent_to_the_login_before_its_body_is_read(panel):
+@pytest.mark.parametrize("path", ["/admin/catalog/neo-cm/images", "/admin/catalog/login", "/admin/cases/x/login"])
+async def test_an_anonymous_post_is_sent_to_the_login_before_its_body_is_read(panel, path):
     pulled = []
 
     async def body():
-        for _ in range(64):  # 64 MiB offered to the catalog upload
+        for _ in range(64):  # 64 MiB offered to the catalog upload (or to a path that only ends like the login's)
             pulled.append(1)
             yield b"\0" * (1 << 20)
 
-    response = await panel.post("/admin/catalog/neo-cm/images", content=body(),
-                                headers={"content-type": "multipart/form-data; boundary=x"})
+    response = await panel.post(path, content=body(), headers={"content-type": "multipart/form-data; boundary=x"})
     assert response.status_code == 303 and response.headers["location"].endswith("/admin/login")
     assert len(pulled) <= 2
     page = await panel.get("/admin/login")  # the login form itself still posts without a session

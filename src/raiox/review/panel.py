@@ -271,7 +271,8 @@ async def _signed_in_first(request: Request, call_next):
     """A POST from nobody signed in (no valid session cookie; the login form aside) is sent to the login page before
     its body is read: an anonymous client cannot make the server take in a large upload only to refuse it. The
     session itself (user, password, logout) is still checked by each route."""
-    if request.method == "POST" and not request.url.path.endswith("/login") and "uid" not in load_session(request):
+    login = request.url.path == f"{base_path(request)}/login"  # the login form only, not a path ending like it
+    if request.method == "POST" and not login and "uid" not in load_session(request):
         return redirect(request, "/login")
     return await call_next(request)
 
