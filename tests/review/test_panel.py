@@ -475,6 +475,31 @@ async def test_retry_failed_case_and_resend_failed_delivery(panel):
         assert {"delivery.resend", "case.retry", "auth.login"} <= actions
 
 
+async def test_a_film_that_could_not_be_downloaded_is_fetched_again_from_the_case_page(panel):
+    from sqlalchemy import select, text
+
+    from raiox.models import AuditEntry, Case, CaseImage
+
+    case, _ = await _data()
+    async with session_scope() as session:
+        film = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalar_one()
+        film.status, film.error, film.storage_key = "failed", "upload host answered HTTP 403 for https://…", None
+    await login(panel, "rev@example.com")
+    page = await panel.get(f"/admin/cases/{case.id}")
+    assert "Esta radiografia não pôde ser baixada" in page.text and "Baixar de novo" in page.text
+    done = await panel.post(f"/admin/cases/{case.id}/retry", data={"csrf_token": _csrf(page.text)})
+    assert done.status_code == 303 and done.headers["location"].endswith("?feito=refetch_queued")
+    shown = await panel.get(done.headers["location"])
+    assert "serão baixadas de novo em instantes" in shown.text
+    assert "nova tentativa de baixar as radiografias que falharam" in shown.text  # the history says it, in pt-BR
+    async with session_scope() as session:
+        assert (await session.get(Case, case.id)).status == CaseStatus.awaiting_review
+        tasks = (await session.execute(text("SELECT task_name FROM procrastinate_jobs"))).scalars().all()
+        assert tasks == ["refetch_images"]
+        entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.retry"))).scalar_one()
+        assert entry.details == {"films_only": True} and entry.actor == "user:rev@example.com"
+
+
 async def test_login_outcomes_are_counted_in_metrics(panel):
     from raiox.kit.metrics import REGISTRY
 

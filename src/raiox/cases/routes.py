@@ -38,10 +38,12 @@ async def get_case(case_id: uuid.UUID, _actor: str = Depends(require_token("case
 
 
 @router.post("/{case_id}/retry", response_model=RetryAccepted, responses=UNAUTHORIZED | UNKNOWN | {
-    409: {"description": "The case has not failed"}})
+    409: {"description": "Nothing to retry: the case has not failed, nor has it films that could not be downloaded"}})
 async def retry(case_id: uuid.UUID, actor: str = Depends(require_token("cases")),
                 session: AsyncSession = Depends(get_db_session)) -> RetryAccepted:
-    """Re-enqueue a failed case (409 unless it is `failed`)."""
+    """Re-enqueue a failed case (status `received`: processed again). A case awaiting review with films whose
+    download failed gets only those films fetched again (job `refetch_images`; status stays `awaiting_review`, the
+    reviewer's work as it is). 409 otherwise."""
     case = await get_or_404(session, case_id, for_update=True)
     job_id = await retry_case(session, case, actor=actor)
     return RetryAccepted(case_id=case.id, status=case.status, job_id=job_id)

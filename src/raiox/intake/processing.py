@@ -49,7 +49,7 @@ class CaseMissing(NotFound):
     other NotFound on the way (a stored image missing from storage is trouble to retry, then a failed case)."""
 
 
-async def _locked_case(session, case_id: uuid.UUID):
+async def locked_case(session, case_id: uuid.UUID):
     try:
         return await get_or_404(session, case_id, for_update=True)
     except NotFound as exc:
@@ -59,7 +59,7 @@ async def _locked_case(session, case_id: uuid.UUID):
 async def start(case_id: uuid.UUID, attempt: int) -> list[CaseImage] | None:
     """Mark the case `processing` (recorded once per attempt); None when there is nothing to do."""
     async with session_scope() as session:
-        case = await _locked_case(session, case_id)
+        case = await locked_case(session, case_id)
         if case.status not in RUNNABLE:
             log.info("case_already_processed", case_id=str(case_id), status=case.status)
             return None
@@ -142,7 +142,7 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
 
     settings, model_id = get_settings(), get_embedder().model_id
     async with session_scope() as session:
-        case = await _locked_case(session, case_id)
+        case = await locked_case(session, case_id)
         if case.status != CaseStatus.processing:
             log.warning("case_moved_during_processing", case_id=str(case_id), status=case.status)
             return case.status
@@ -238,7 +238,7 @@ def no_image_reason(images: list[CaseImage], analysed: list[Analysed], named: bo
     return f"no image could be downloaded ({details})" if not analysed else f"no usable image ({details})"
 
 
-async def _all(coroutines: list) -> list:
+async def gather_all(coroutines: list) -> list:
     """Run COROUTINES concurrently, let every one finish (no orphan left running), then raise the first
     error if any (a transient one: the job is retried)."""
     results = await asyncio.gather(*coroutines, return_exceptions=True)
@@ -266,7 +266,7 @@ async def process_case(case_id: uuid.UUID, *, attempt: int = 0) -> str | None:
                 if (data := await fetch_and_store(image, http)) is not None:
                     fresh[image.id] = data
 
-        await _all([fetch(i) for i in images if await _needs_download(i)])
+        await gather_all([fetch(i) for i in images if await _needs_download(i)])
     downloaded = time.perf_counter()
     lanes = asyncio.Semaphore(ANALYSES)
 
@@ -274,7 +274,7 @@ async def process_case(case_id: uuid.UUID, *, attempt: int = 0) -> str | None:
         async with lanes:
             return await analyse(image, fresh.pop(image.id, None))
 
-    analysed = await _all([analyse_one(i) for i in images if i.storage_key])
+    analysed = await gather_all([analyse_one(i) for i in images if i.storage_key])
     analysed_at = time.perf_counter()
     status = await save_results(case_id, analysed, images)
     log.info("case_processed", case_id=str(case_id), status=status, images=len(images),

@@ -10,15 +10,17 @@ from dataclasses import dataclass
 from psycopg import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from raiox.cases.repository import add_event
 from raiox.cases.service import transition
 from raiox.intake import repository
 from raiox.intake.parse import Submission
 from raiox.kit.errors import Conflict
 from raiox.kit.jobs import defer_in_session
-from raiox.models import Case, CaseStatus
+from raiox.models import Case, CaseEvent, CaseStatus, ImageStatus
 
 PROCESS_TASK = "process_case"
 INGEST_TASK = "ingest_submission"
+REFETCH_TASK = "refetch_images"
 
 
 @dataclass
@@ -72,9 +74,18 @@ async def enqueue_verification(conn: AsyncConnection, submission_id: str, form_i
 
 
 async def retry_case(session: AsyncSession, case: Case, *, actor: str) -> int:
-    """Re-enqueue a `failed` case (admin panel / API retry): failed images are downloaded again."""
+    """Re-enqueue a `failed` case (admin panel / API retry): failed images are downloaded again. A case awaiting
+    review with films that could not be downloaded gets those films fetched again (`intake.refetch`), the rest of
+    the case (and the reviewer's work on it) as it is. The job's id."""
+    if case.status == CaseStatus.awaiting_review:
+        if not any(i.status == ImageStatus.failed for i in await repository.list_images(session, case.id)):
+            raise Conflict(f"case {case.id} awaits review and every film was downloaded: nothing to retry")
+        await add_event(session, CaseEvent(case_id=case.id, from_status=case.status, to_status=case.status,
+                                           actor=actor, reason="download of failed films requested"))
+        return await defer_in_session(session, REFETCH_TASK, {"case_id": str(case.id)}, lock=f"case:{case.id}")
     if case.status != CaseStatus.failed:
-        raise Conflict(f"only failed cases can be retried; case {case.id} is {case.status}")
+        raise Conflict(f"only failed cases, or cases awaiting review with films that could not be downloaded, can be "
+                       f"retried; case {case.id} is {case.status}")
     await transition(session, case, CaseStatus.received, actor=actor, reason="retry requested")
     await repository.reset_failed_images(session, case.id)
     return await enqueue_processing(session, case.id)

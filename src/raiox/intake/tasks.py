@@ -6,6 +6,8 @@
   submission from the Jotform API, check its form, ingest the API's copy.
 - `reconcile_submissions` (periodic, every RAIOX_RECONCILE_EVERY_MINUTES): ingest recent submissions of
   RAIOX_JOTFORM_FORM_ID whose webhook never arrived.
+- `refetch_images` {case_id}: films of a case awaiting review that could not be downloaded, fetched again on the
+  operator's request (raiox.intake.refetch); retried like `process_case`, the case stays awaiting review.
 - `requeue_stalled_jobs` (periodic, every minute): jobs left `doing` by a dead worker are retried; a case whose
   worker died on every attempt (a film that crashes the decoder, memory exhausted) becomes `failed` with that reason.
 """
@@ -15,7 +17,7 @@ import uuid
 import procrastinate
 from procrastinate.retry import RetryDecision
 
-from raiox.intake import processing, reconcile
+from raiox.intake import processing, reconcile, refetch
 from raiox.kit import jobs
 from raiox.kit.errors import NotFound
 from raiox.kit.logging import get_logger
@@ -72,6 +74,12 @@ async def process_case_abandoned(args: dict, attempts: int) -> None:
     JOBS.labels(task="process_case", outcome="failed").inc()
     await processing.mark_failed(uuid.UUID(args["case_id"]), f"processing failed after {attempts} attempts: "
                                  "the worker stopped during each (killed, out of memory or crashed)")
+
+
+@app.task(name="refetch_images", retry=SettingsRetry())
+async def refetch_images(case_id: str) -> None:
+    with counting("refetch_images"):
+        await refetch.refetch(uuid.UUID(case_id))
 
 
 @app.task(name="ingest_submission", retry=SettingsRetry())

@@ -15,6 +15,8 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^processing attempt (?P<n>\d+)$", "reason.processing_attempt"),
     (r"^retry requested$", "reason.retry_requested"),
     (r"^(?P<images>\d+) image\(s\) analysed, (?P<fixtures>\d+) implant\(s\) found$", "reason.analysed"),
+    (r"^download of failed films requested$", "reason.refetch_requested"),
+    (r"^(?P<n>\d+) film\(s\) downloaded again, (?P<fixtures>\d+) implant\(s\) found$", "reason.refetched"),
     (r"^no file submitted$", "reason.no_file"),
     (r"^no image could be downloaded \((?P<detail>.*)\)$", "reason.no_download"),
     (r"^no usable image \((?P<detail>.*)\)$", "reason.no_usable_image"),

@@ -1,0 +1,86 @@
+"""Films of a case awaiting review that could not be downloaded (an upload host's one-off 403 or 404, a login page
+in place of the file), fetched again on the operator's request (`POST /cases/{id}/retry`, the panel's retry):
+each film got is stored and analysed, its implants searched in the catalog and added to the case, and the case's
+ranking fused again. What the operator did on the other films (marks, removed implants) stays as it is.
+
+Job `refetch_images` {case_id} (serialised with the case's other jobs by the lock `case:<id>`); a transient
+outage raises (the job retries); a film refused again keeps `failed` with its new reason."""
+
+import asyncio
+import uuid
+
+from raiox.cases.repository import add_event
+from raiox.intake import repository
+from raiox.intake.download import new_client
+from raiox.intake.processing import (
+    ACTOR, ANALYSES, DOWNLOADS, Analysed, analyse, fetch_and_store, gather_all, locked_case, replace_ranking,
+    store_fixture,
+)
+from raiox.kit.logging import get_logger
+from raiox.kit.settings import get_settings
+from raiox.models import CaseEvent, CaseImage, CaseStatus, ImageStatus
+
+log = get_logger(__name__)
+
+
+async def failed_films(case_id: uuid.UUID) -> list[CaseImage]:
+    """The films of CASE_ID whose download failed, while it awaits review (none otherwise)."""
+    from raiox.kit.db import session_scope
+
+    async with session_scope() as session:
+        case = await locked_case(session, case_id)
+        if case.status != CaseStatus.awaiting_review:
+            log.info("refetch_skipped", case_id=str(case_id), status=case.status)
+            return []
+        return [i for i in await repository.list_images(session, case_id) if i.status == ImageStatus.failed]
+
+
+async def refetch(case_id: uuid.UUID) -> int:
+    """Download CASE_ID's failed films again and add what they show to the case; the number of films got."""
+    images = await failed_films(case_id)
+    fresh: dict[uuid.UUID, bytes] = {}
+    async with new_client(get_settings()) as http:
+        gate = asyncio.Semaphore(DOWNLOADS)
+
+        async def fetch(image: CaseImage) -> None:
+            async with gate:
+                if (data := await fetch_and_store(image, http)) is not None:
+                    fresh[image.id] = data
+
+        await gather_all([fetch(i) for i in images])
+    lanes = asyncio.Semaphore(ANALYSES)
+
+    async def analyse_one(image: CaseImage) -> Analysed:
+        async with lanes:
+            return await analyse(image, fresh[image.id])
+
+    analysed = await gather_all([analyse_one(i) for i in images if i.id in fresh])
+    if images:
+        await _save(case_id, analysed)
+    return len(analysed)
+
+
+async def _save(case_id: uuid.UUID, analysed: list[Analysed]) -> None:
+    from raiox.kit.db import session_scope
+    from raiox.vision import get_embedder
+
+    settings, model_id = get_settings(), get_embedder().model_id
+    async with session_scope() as session:
+        case = await locked_case(session, case_id)
+        if case.status != CaseStatus.awaiting_review:  # decided while the films were fetched: left as decided
+            log.warning("case_moved_during_refetch", case_id=str(case_id), status=case.status)
+            return
+        found = 0
+        for item in analysed:
+            await repository.update_image(session, item.image_id, status=item.status, error=item.error,
+                                          width=item.size[0] if item.size else None,
+                                          height=item.size[1] if item.size else None)
+            index = await repository.next_fixture_index(session, item.image_id)
+            for offset, located in enumerate(item.fixtures):
+                await store_fixture(session, item.image_id, index + offset, located, model_id, settings.top_k)
+            found += len(item.fixtures)
+        await replace_ranking(session, case_id)
+        reason = f"{len(analysed)} film(s) downloaded again, {found} implant(s) found"
+        await add_event(session, CaseEvent(case_id=case_id, from_status=case.status, to_status=case.status,
+                                           actor=ACTOR, reason=reason))
+    log.info("case_films_refetched", case_id=str(case_id), films=len(analysed), fixtures=found)

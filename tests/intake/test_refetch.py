@@ -1,0 +1,73 @@
+"""A film of a case that reached review could not be downloaded (the upload host's one-off 403): the operator's
+retry fetches only that film again, adds what it shows to the case and fuses the ranking again; the rest of the
+case, and the reviewer's work on it, stays as it was."""
+
+import uuid
+
+from sqlalchemy import select
+
+from fakes.jotform import FORM_ID, webhook_request
+from raiox.intake import processing
+from raiox.kit.db import session_scope
+from raiox.models import Case, CaseEvent, CaseImage, CaseRanking, Fixture
+
+WEBHOOK = "/webhooks/jotform?token=test-webhook-secret"
+
+
+async def _state(case_id):
+    async with session_scope() as session:
+        case = await session.get(Case, case_id)
+        images = (await session.execute(select(CaseImage).where(CaseImage.case_id == case_id)
+                                        .order_by(CaseImage.position))).scalars().all()
+        fixtures = (await session.execute(select(Fixture.id, Fixture.case_image_id).join(CaseImage)
+                                          .where(CaseImage.case_id == case_id))).all()
+        ranked = (await session.execute(select(CaseRanking.system_id).where(CaseRanking.case_id == case_id))).all()
+        events = (await session.execute(select(CaseEvent.reason).where(CaseEvent.case_id == case_id)
+                                        .order_by(CaseEvent.created_at))).scalars().all()
+    return case, images, fixtures, ranked, events
+
+
+async def test_a_film_that_failed_to_download_is_fetched_again_and_added_to_the_case(api, bearer, jotform, catalog,
+                                                                                      scene_pngs, run_worker):
+    content = jotform.add_submission(FORM_ID, files={"radiografias": [("a.png", scene_pngs[0]),
+                                                                      ("b.png", scene_pngs[1])]})
+    case_id = uuid.UUID((await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))).json()
+                        ["case_id"])
+    jotform.fail(f"/uploads/{jotform.state.username}/{FORM_ID}/{content['id']}/b.png", 403, times=1)  # one-off
+    assert await processing.process_case(case_id) == "awaiting_review"
+    case, (first, second), fixtures_before, ranked_before, _ = await _state(case_id)
+    assert (first.status, second.status) == ("processed", "failed") and "403" in second.error
+    assert fixtures_before and all(image == first.id for _, image in fixtures_before)
+
+    retry = await api.post(f"/cases/{case_id}/retry", headers=bearer)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["status"] == "awaiting_review" and retry.json()["job_id"]
+    await run_worker()
+
+    case, (first, second), fixtures, ranked, events = await _state(case_id)
+    assert case.status == "awaiting_review" and second.status == "processed" and second.error is None
+    assert set(fixtures_before) < set(fixtures)  # the first film's implants kept (same rows), the second's added
+    added = [f for f in fixtures if f.case_image_id == second.id]
+    assert added and len(ranked) >= len(ranked_before)
+    assert "download of failed films requested" in events
+    assert f"1 film(s) downloaded again, {len(added)} implant(s) found" in events
+    again = await api.post(f"/cases/{case_id}/retry", headers=bearer)
+    assert again.status_code == 409 and "nothing to retry" in again.json()["detail"]
+
+
+async def test_a_case_decided_while_its_film_is_fetched_stays_as_decided(api, bearer, jotform, catalog, scene_pngs):
+    from raiox.intake import refetch
+
+    content = jotform.add_submission(FORM_ID, files={"radiografias": [("a.png", scene_pngs[0]),
+                                                                      ("b.png", scene_pngs[1])]})
+    case_id = uuid.UUID((await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))).json()
+                        ["case_id"])
+    jotform.fail(f"/uploads/{jotform.state.username}/{FORM_ID}/{content['id']}/b.png", 404, times=1)
+    assert await processing.process_case(case_id) == "awaiting_review"
+    async with session_scope() as session:
+        (await session.get(Case, case_id)).status = "rejected"
+    assert await refetch.refetch(case_id) == 0  # not awaiting review: nothing fetched
+    refused = await api.post(f"/cases/{case_id}/retry", headers=bearer)
+    assert refused.status_code == 409 and "films that could not be downloaded" in refused.json()["detail"]
+    _, (_, second), _, _, _ = await _state(case_id)
+    assert second.status == "failed"
