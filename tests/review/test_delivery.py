@@ -155,6 +155,54 @@ async def test_a_temporary_refusal_of_the_message_is_retried(committed, delivery
     assert len(smtp_server.messages) == 1 and not smtp_server.data_replies
 
 
+async def test_an_e_mail_whose_sending_could_not_be_recorded_is_not_sent_again_until_the_operator_says(
+        committed, delivery_env, jotform, smtp_server, monkeypatch):
+    """The server accepted the e-mail, then recording that failed (a database blip): the job's retry must not e-mail
+    the dentist a second time; the case waits for the operator (pt-BR reason), whose resend sends it."""
+    import psycopg
+
+    from raiox.delivery import service
+    from raiox.review.reasons import reason_text
+
+    delivery_env(**_smtp(smtp_server))
+    case_id = await _approved_case()
+    real_mark = service._mark
+
+    async def blip(case, **values):
+        if "email_sent_at" in values:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return await real_mark(case, **values)
+
+    monkeypatch.setattr(service, "_mark", blip)
+    with pytest.raises(psycopg.OperationalError):
+        await deliver(case_id)
+    monkeypatch.setattr(service, "_mark", real_mark)
+    assert await deliver(case_id) == CaseStatus.delivery_failed  # the job's retry
+    assert len(smtp_server.messages) == 1
+    async with session_scope() as session:
+        case = await session.get(Case, case_id)
+        assert case.failure_reason == service.UNCERTAIN
+        assert reason_text(case.failure_reason, "pt_BR").startswith("não se sabe se o e-mail chegou ao dentista")
+        await review.resend(session, case_id, actor="user:rev@example.com")
+        await settle_jobs(session)
+    assert await deliver(case_id) == CaseStatus.delivered
+    assert len(smtp_server.messages) == 2
+
+
+async def test_an_e_mail_the_server_refused_is_sent_by_a_later_attempt(committed, delivery_env, jotform, smtp_server):
+    """A refusal means nothing went out: the next attempt (a resend) sends it, with no doubt left behind."""
+    delivery_env(**_smtp(smtp_server), RAIOX_DELIVERY_RETRIES="1")
+    smtp_server.data_replies = ["554 5.7.1 rejected for policy reasons"]
+    case_id = await _approved_case()
+    assert await deliver(case_id) == CaseStatus.delivery_failed and not smtp_server.messages
+    async with session_scope() as session:
+        record = (await session.execute(select(Delivery).where(Delivery.case_id == case_id))).scalar_one()
+        assert record.email_attempted_at is None and "554" in record.last_error  # refused: no doubt recorded
+        await review.resend(session, case_id, actor="user:rev@example.com")
+        await settle_jobs(session)
+    assert await deliver(case_id) == CaseStatus.delivered and len(smtp_server.messages) == 1
+
+
 async def test_an_address_the_mail_format_cannot_carry_fails_at_once_and_names_never_inject(
         committed, delivery_env, jotform, smtp_server):
     """A non-ASCII local part cannot be sent (no SMTPUTF8): delivery_failed with the reason at once, Jotform still

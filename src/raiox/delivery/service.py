@@ -107,6 +107,12 @@ def jotform_fields(settings: Settings, result: Result) -> dict[str, str]:
     return {qid: values[meaning] for meaning, qid in settings.jotform_result_fields.items() if meaning in values}
 
 
+# an earlier attempt handed the e-mail to the SMTP server and could not record the outcome: sending it again could
+# give the dentist two e-mails, so the operator decides (resend clears the attempt; or mark delivered)
+UNCERTAIN = ("email: an earlier attempt may have sent the e-mail (the server was given it, the outcome could not be "
+             "recorded); check with the dentist, then resend or mark as delivered")
+
+
 async def with_retries(settings: Settings, label: str, call: Callable[[], Awaitable],
                        case_id: uuid.UUID | None = None) -> object:
     for attempt in range(settings.delivery_retries):
@@ -145,7 +151,12 @@ async def _send_email(settings: Settings, case_id: uuid.UUID, result: Result, to
         subject=render("email_subject.txt", **context).strip(),
         text=render("email.txt", **context), html=render("email.html", **context),
     )
-    outcome = await with_retries(settings, "email", lambda: asyncio.to_thread(email.send, settings, msg), case_id)
+    await _mark(case_id, email_attempted_at=datetime.now(UTC))  # before the send: see `UNCERTAIN`
+    try:
+        outcome = await with_retries(settings, "email", lambda: asyncio.to_thread(email.send, settings, msg), case_id)
+    except email.EmailError:  # refused or never reached the server: nothing went out, a later attempt may send it
+        await _mark(case_id, email_attempted_at=None)
+        raise
     await _mark(case_id, email_sent_at=datetime.now(UTC))
     log.info("delivery_email_sent", case_id=str(case_id), message_id=message_id, uncertain=outcome.uncertain)
 
@@ -166,9 +177,11 @@ async def _prepare(settings: Settings, case_id: uuid.UUID):
         want_email = bool(email.configured(settings) and case.client_email)
         if want_email and not delivery.email_message_id:
             delivery.email_message_id = email.new_message_id(settings)  # fixed before any send
+        uncertain = want_email and delivery.email_sent_at is None and delivery.email_attempted_at is not None
         plan = {
             "jotform": want_jotform and delivery.jotform_done_at is None,
-            "email": want_email and delivery.email_sent_at is None,
+            "email": want_email and delivery.email_sent_at is None and not uncertain,
+            "email_uncertain": uncertain,
             "any": want_jotform or want_email,
         }
         return result, plan, case.client_email, delivery.email_message_id
@@ -216,6 +229,8 @@ async def deliver(case_id: uuid.UUID) -> str:
             await _send_jotform(settings, case_id, result)
         except JotformError as exc:
             errors.append(f"jotform: {exc.message}")
+    if plan["email_uncertain"]:
+        errors.append(UNCERTAIN)
     if plan["email"]:
         try:
             await _send_email(settings, case_id, result, to, message_id)

@@ -18,6 +18,9 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     jotform_done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     email_message_id: Mapped[str | None] = mapped_column(String(300))  # fixed before sending: idempotency
+    # handed to the SMTP server (before the send; cleared when the server refused it): with no `email_sent_at`, the
+    # server may have accepted it before its recording failed, and no retry sends it again (migration 0017)
+    email_attempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     email_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at()

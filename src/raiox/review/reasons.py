@@ -41,6 +41,7 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^same image already in system (?P<system>.*)$", "reason.already_in_system"),
     (r"^unreadable: (?P<detail>.*)$", "reason.cannot_decode"),
     (r"^(?P<detail>jotform: Jotform API (401|403|404)\b.*)$", "reason.jotform_refused_edit"),
+    (r"^email: an earlier attempt may have sent the e-mail .*$", "reason.email_uncertain"),
     (r"^(?P<detail>(jotform|email): .*)$", "reason.delivery_failed"),
     (r"^unexpected error: (?P<detail>.*)$", "reason.delivery_failed"),
 ))

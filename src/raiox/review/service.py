@@ -201,6 +201,9 @@ async def resend(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> No
     case = await cases.get_or_404(session, case_id, for_update=True)
     if case.status != CaseStatus.delivery_failed:
         raise Conflict(f"case {case.id} is {case.status}; only a failed delivery can be resent")
+    record = await delivery_repo.get_delivery(session, case.id, for_update=True)
+    if record is not None:  # the operator decided: an e-mail whose outcome is unknown is sent again
+        record.email_attempted_at = None
     await delivery.enqueue(session, case, actor=actor, action="delivery.resend")
 
 
@@ -237,7 +240,7 @@ async def redeliver(session: AsyncSession, case_id: uuid.UUID, *, actor: str) ->
         case.report_key = new_key()
     record = await delivery_repo.get_delivery(session, case.id, for_update=True)
     if record is not None:  # every channel again, and a new e-mail (not the old one's id)
-        record.jotform_done_at = record.email_sent_at = record.email_message_id = None
+        record.jotform_done_at = record.email_sent_at = record.email_message_id = record.email_attempted_at = None
     back = CaseStatus.approved if case.approved_system_id else CaseStatus.rejected
     await cases.transition(session, case, back, actor=actor, reason="sent again to the dentist")
     await delivery.enqueue(session, case, actor=actor, action="delivery.redeliver")
