@@ -500,6 +500,32 @@ async def test_a_film_that_could_not_be_downloaded_is_fetched_again_from_the_cas
         assert entry.details == {"films_only": True} and entry.actor == "user:rev@example.com"
 
 
+async def test_what_the_case_page_asks_and_warns_fits_the_cases_state(panel):
+    """Resending asks first (it may reach the dentist twice); message boxes stop at the length the service takes;
+    the low-confidence warning is for a case still to decide, not for one decided."""
+    from raiox.cases.service import transition
+    from raiox.models import Case
+
+    await _data()
+    async with session_scope() as session:
+        unsure = await add_case(session, candidates=[("neo-cm", 0.21), ("str-bl", 0.2)], name="Dra. Incerta")
+        failed = await add_case(session, candidates=[("neo-cm", 0.21), ("str-bl", 0.2)], name="Dr. Falha")
+        row = await session.get(Case, failed.id)
+        await transition(session, row, CaseStatus.approved, actor="user:rev@example.com")
+        await transition(session, row, CaseStatus.delivery_failed, actor="system:delivery", reason="jotform: 404")
+    await login(panel, "rev@example.com")
+    waiting = (await panel.get(f"/admin/cases/{unsure.id}")).text
+    assert 'id="low-confidence"' in waiting
+    assert len(re.findall(r'<textarea[^>]*maxlength="5000"', waiting)) == 3  # approve, reject, note
+    decided = (await panel.get(f"/admin/cases/{failed.id}")).text
+    assert 'id="low-confidence"' not in decided
+    assert len(re.findall(r'<textarea[^>]*maxlength="5000"', decided)) == 2  # delivered elsewhere, note
+    confirm = "Reenviar o resultado ao dentista (Jotform e e-mail)?"
+    assert re.search(r'action="/admin/cases/[^"]+/resend"[^>]*data-confirm="' + re.escape(confirm), decided)
+    queue = (await panel.get("/admin/", params={"status": "delivery_failed"})).text
+    assert re.search(r'action="/admin/cases/[^"]+/resend"[^>]*data-confirm="' + re.escape(confirm), queue)
+
+
 async def test_login_outcomes_are_counted_in_metrics(panel):
     from raiox.kit.metrics import REGISTRY
 
@@ -894,7 +920,7 @@ async def test_approval_mistakes_from_the_implant_selects_read_in_portuguese(pan
     assert many.status_code == 422 and "nomearia 9 outros sistemas" in many.text
     gone = await panel.post(f"/admin/cases/{two.id}/approve", data={
         "system_id": "neo-cm", "implants": [f"{__import__('uuid').uuid4()}|main"], "csrf_token": token})
-    assert gone.status_code == 409 and "Recarregue a página" in gone.text
+    assert gone.status_code == 409 and "Volte ao caso e aprove de novo" in gone.text
     async with session_scope() as session:
         assert (await session.get(Case, two.id)).status == CaseStatus.awaiting_review
 
