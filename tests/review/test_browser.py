@@ -564,3 +564,54 @@ async def test_names_without_spaces_wrap_instead_of_widening_the_catalog_pages(c
         widest = await page.evaluate("Math.max(...[...document.querySelectorAll('h1, table')].map(e => e.scrollWidth))")
         assert widest <= 1280, (path, widest)
     await page.close()
+
+
+async def _until(page, expression: str, timeout: float = 10) -> None:
+    """Wait until EXPRESSION is true in the page (polled from here: the panel's CSP forbids the evaluated predicate
+    Playwright's own wait_for_function polls with)."""
+    deadline = time.monotonic() + timeout
+    while not await page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_film_lets_the_page_scroll_until_it_is_zoomed_and_never_leaves_its_frame(committed, server, browser):
+    _systems, case = await _seed(demo=False)
+    page = await browser.new_page(locale="pt-BR", viewport={"width": 1280, "height": 700})
+    await _login(page, server, "revisora@example.com")
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    viewer, stage = page.locator("[data-viewer]").first, page.locator(".stage").first
+    await page.wait_for_function("document.querySelector('.stage img').naturalWidth > 0")
+    await stage.scroll_into_view_if_needed()
+    box = await stage.bounding_box()
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await page.mouse.move(*middle)
+    before = await page.evaluate("window.scrollY")
+    await page.mouse.wheel(0, 300)  # over the film at 100 %: the page scrolls, the film stays as it is
+    await _until(page, f"window.scrollY > {before}")
+    assert await viewer.get_attribute("data-scale") == "1.00"
+    style = await viewer.locator(".stage img").get_attribute("style")
+    await page.mouse.move(*middle)
+    await page.mouse.down()
+    await page.mouse.move(middle[0] + 200, middle[1] + 150, steps=5)  # a drag at 100 %: nothing to move
+    await page.mouse.up()
+    assert await viewer.locator(".stage img").get_attribute("style") == style
+    box = await stage.bounding_box()
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await page.mouse.move(*middle)
+    await page.keyboard.down("Control")  # Ctrl + wheel (a trackpad's pinch) zooms
+    await page.mouse.wheel(0, -100)
+    await page.keyboard.up("Control")
+    await _until(page, "Number(document.querySelector('[data-viewer]').dataset.scale) > 1.1")
+    scale = float(await viewer.get_attribute("data-scale"))
+    await page.mouse.down()
+    await page.mouse.move(middle[0] + 5000, middle[1] + 5000, steps=5)  # far past the edge
+    await page.mouse.up()
+    shift = await page.evaluate("""() => {
+        const img = document.querySelector('.stage img');
+        const m = img.style.transform.match(/translate\\(([-\\d.]+)px, *([-\\d.]+)px\\)/);
+        return {x: Number(m[1]), y: Number(m[2]), w: img.offsetWidth, h: img.offsetHeight};
+    }""")
+    assert 0 < shift["x"] <= (scale - 1) * shift["w"] / 2 + 0.5  # moved, but only as far as the picture's edge
+    assert 0 < shift["y"] <= (scale - 1) * shift["h"] / 2 + 0.5
+    await page.close()

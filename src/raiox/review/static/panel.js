@@ -31,7 +31,14 @@
     img.addEventListener("load", place);
     window.addEventListener("resize", place);
 
+    function clamp() {  // a zoomed picture moves only as far as its edges: it never leaves its frame
+      var spanX = (state.scale - 1) * img.offsetWidth / 2, spanY = (state.scale - 1) * img.offsetHeight / 2;
+      state.x = Math.max(-spanX, Math.min(spanX, state.x));
+      state.y = Math.max(-spanY, Math.min(spanY, state.y));
+    }
     function apply() {
+      clamp();
+      stage.classList.toggle("zoomed", state.scale > 1);  // zoomed: a drag or a swipe moves the picture
       img.style.transform = "translate(" + state.x + "px," + state.y + "px) scale(" + state.scale + ")";
       place();
       img.style.filter = "contrast(" + state.contrast + "%) brightness(" + state.brightness + "%)" +
@@ -65,7 +72,9 @@
         apply();
       });
     });
+    // the wheel zooms with Ctrl (a trackpad's pinch) or once the picture is zoomed; otherwise the page scrolls
     stage.addEventListener("wheel", function (event) {
+      if (!(event.ctrlKey || event.metaKey || state.scale > 1)) { return; }
       event.preventDefault();
       zoom(event.deltaY < 0 ? 1.15 : 0.87);
     }, { passive: false });
@@ -127,6 +136,7 @@
     stage.addEventListener("pointerdown", function (event) {
       stage.setPointerCapture(event.pointerId);
       if (drawing) { start = toFilm(event); showRect(start, start); return; }
+      if (state.scale <= 1) { return; }  // nothing to move: a swipe scrolls the page
       drag = { x: event.clientX - state.x, y: event.clientY - state.y };
       stage.classList.add("dragging");
     });
@@ -166,6 +176,9 @@
         case "ArrowUp": state.y += step; apply(); break;
         case "ArrowDown": state.y -= step; apply(); break;
         default: handled = false;
+      }
+      if (state.scale <= 1 && event.key.indexOf("Arrow") === 0) {
+        handled = false;  // nothing to move: the arrows scroll the page
       }
       if (handled) { event.preventDefault(); }
     });
