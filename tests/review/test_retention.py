@@ -130,9 +130,10 @@ async def test_the_daily_job_purges_what_expired_and_the_cli_purges_on_request(c
     assert listed.exit_code == 0 and str(recent.id) in listed.stdout and "would purge 1 case(s)" in listed.stdout
     refused = await cli("--dry-run", "--case", str(waiting), "--case", str(old.id), "--case", str(recent.id))
     assert "would purge 1 case(s)" in refused.stdout and str(waiting) not in refused.stdout  # as the real run would
-    assert "awaiting_review" in refused.stderr and "already purged" in refused.stderr
-    done = await cli("--case", str(recent.id))
-    assert done.exit_code == 0 and "purged 1 case(s)" in done.stdout
+    assert "awaiting_review" in refused.stderr and "already purged" in refused.stderr and refused.exit_code == 1
+    assert (await cli("--older-than", "1000000")).exit_code == 2  # beyond any date: refused as an argument
+    done = await cli("--case", str(waiting), "--case", str(recent.id))  # one refused stops no other
+    assert done.exit_code == 1 and "purged 1 case(s)" in done.stdout and "awaiting_review" in done.stderr
     async with session_scope() as session:
         assert (await session.get(Case, recent.id)).purged_at is not None
 

@@ -25,56 +25,69 @@ def _chosen(case: list[str] | None, selector: bool, named: str) -> list[uuid.UUI
 
 @cases_app.command("purge")
 def purge(
-    older_than: int = typer.Option(None, "--older-than", min=1, help="Every closed case last changed more than this "
-                                   "many days ago (what the daily job does with RAIOX_RETENTION_DAYS)."),
+    older_than: int = typer.Option(None, "--older-than", min=1, max=36500, help="Every closed case last changed more "
+                                   "than this many days ago (what the daily job does with RAIOX_RETENTION_DAYS)."),
     case: list[str] = typer.Option(None, "--case", help="This case (id), e.g. on the patient's request; repeatable."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be purged."),
 ) -> None:
     """Remove the films, implants and personal data of closed cases (delivered, or failed), keeping the case row
-    (submission id, status, decision, dates) and its audit trail. Cannot be undone."""
+    (submission id, status, decision, dates) and its audit trail. Cannot be undone. Each case on its own: one that
+    cannot be purged (unknown, not closed, already purged) is skipped with the reason on stderr, and the exit
+    status is then 1."""
     from raiox.catalog.cli import _progress, run_db
     from raiox.cases import retention
     from raiox.kit.db import session_scope
 
     chosen = _chosen(case, older_than is not None, "--older-than DAYS")
 
-    async def work(maker) -> tuple[int, int]:
+    async def work(maker) -> tuple[int, int, int]:
         ids = chosen
         if older_than is not None:
             async with session_scope(maker) as session:
                 ids = await retention.expired(session, older_than, limit=1_000_000)
         if dry_run:
-            return await _list(maker, ids), 0
-        objects = 0
+            count = await _list(maker, ids)
+            return count, 0, len(ids) - count
+        done = objects = 0
         with _progress() as progress:
             task = progress.add_task("purging cases", total=len(ids))
-            for case_id in ids:
+            for case_id in ids:  # each case on its own, as the dry run lists them: one refused stops no other
                 async with session_scope(maker) as session:
-                    objects += await retention.purge(session, case_id, actor="cli:raiox cases purge")
+                    if (why := await _refusal(session, case_id)) is not None:
+                        err.print(f"skip {case_id}: {why}")
+                    else:
+                        objects += await retention.purge(session, case_id, actor="cli:raiox cases purge")
+                        done += 1
                 progress.advance(task)
-        return len(ids), objects
+        return done, objects, len(ids) - done
 
-    count, objects = run_db(work)
+    count, objects, skipped = run_db(work)
     print(f"would purge {count} case(s)" if dry_run else f"purged {count} case(s), {objects} stored object(s) deleted")
+    if skipped:
+        raise typer.Exit(1)
+
+
+async def _refusal(session, case_id: uuid.UUID) -> str | None:
+    """Why CASE_ID is not purged now (unknown, not closed, a delivery running, already purged); None: it is."""
+    from raiox.cases import retention
+    from raiox.cases.service import get_or_404
+    from raiox.kit.errors import NotFound
+
+    try:
+        case = await get_or_404(session, case_id)
+    except NotFound as exc:
+        return exc.message
+    return "already purged" if case.purged_at else await retention.refusal(session, case)
 
 
 async def _list(maker, ids: list[uuid.UUID]) -> int:
     """Print the cases a purge would remove; say why for the others. How many would be purged."""
-    from raiox.cases import retention
-    from raiox.cases.service import get_or_404
     from raiox.kit.db import session_scope
-    from raiox.kit.errors import NotFound
 
     count = 0
     async with session_scope(maker) as session:
         for case_id in ids:
-            try:
-                case = await get_or_404(session, case_id)
-            except NotFound as exc:
-                err.print(f"skip {case_id}: {exc.message}")
-                continue
-            why = "already purged" if case.purged_at else await retention.refusal(session, case)
-            if why:
+            if why := await _refusal(session, case_id):
                 err.print(f"skip {case_id}: {why}")
             else:
                 print(case_id)
