@@ -92,7 +92,7 @@ def db_upgrade() -> None:
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     worker: bool = typer.Option(True, "--worker/--no-worker", help="Run the job worker in-process."),
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes (uvicorn workers)."),
 ) -> None:
@@ -119,7 +119,7 @@ def serve(
 
 
 @app.command()
-def worker(concurrency: int = typer.Option(2, help="Jobs processed at once.")) -> None:
+def worker(concurrency: int = typer.Option(2, min=1, max=64, help="Jobs processed at once.")) -> None:
     """Run the background job worker (image processing, reconciliation, delivery)."""
     from raiox.kit import jobs
     from raiox.kit.logging import configure_logging

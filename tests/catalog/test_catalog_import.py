@@ -300,8 +300,8 @@ def test_references_are_listed_and_removed_from_the_cli(tmp_path, demo_pngs, cli
         assert refused.exit_code == code and says in " ".join(refused.output.split()), refused.output
     assert counts(database_url) == (2, 3, 3)  # nothing removed by any of them
 
-    removed = cli("catalog", "remove-reference", "acme-cone-3-5", str(gone), "--yes")
-    assert removed.exit_code == 0 and f"removed {gone} (import: " in removed.output
+    removed = cli("catalog", "remove-reference", "acme-cone-3-5", str(gone), str(gone), "--yes")  # twice: once
+    assert removed.exit_code == 0 and removed.output.count(f"removed {gone} (import: ") == 1, removed.output
     assert counts(database_url) == (2, 2, 2)
     assert [r[0] for r in sql(database_url, "SELECT id FROM reference_images WHERE system_id = 'acme-cone-3-5'")] \
         == [kept]

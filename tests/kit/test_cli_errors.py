@@ -38,7 +38,8 @@ def test_a_malformed_database_url_is_a_configuration_error(configure, url):
 
 
 @pytest.mark.parametrize("setting", [{"TOP_K": "abc"}, {"EMBEDDER": "bogus"}, {"EMBEDDER": "onnx:/nonexistent.onnx"},
-                                     {"MAX_PIXELS": "300000000"}])  # over Pillow's backstop: it would never apply
+                                     {"MAX_PIXELS": "300000000"},  # over Pillow's backstop: it would never apply
+                                     {"LOG_LEVEL": "LOUD"}, {"JOTFORM_FIELD_MAP": "notjson"}])
 def test_identify_with_a_bad_setting_is_a_configuration_error(configure, tmp_path, setting):
     configure(DATABASE_URL=UNREACHABLE, **setting)
     (tmp_path / "x.png").write_bytes(b"never read")
@@ -99,3 +100,10 @@ def test_storage_unavailable_during_an_import_is_one_line_and_loses_nothing(
     (tmp_path / "store" / "sha256").unlink()
     monkeypatch.setattr(storage, "_storage", None)
     assert "1 added" in run("catalog", "import", str(tmp_path / "tree")).output
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "70000"], ["serve", "--port", "0"], ["admin", "--port", "-1"],
+                                     ["worker", "--concurrency", "0"]])
+def test_a_port_or_a_concurrency_out_of_range_is_refused_before_anything_starts(command):
+    result = run(*command)
+    assert result.exit_code == 2 and "Invalid value" in result.output and "Traceback" not in result.output

@@ -254,7 +254,7 @@ def remove_reference(
     from raiox.review import repository, service
 
     try:
-        ids = [uuid.UUID(value) for value in reference_ids]
+        ids = list(dict.fromkeys(uuid.UUID(value) for value in reference_ids))  # an id given twice is removed once
     except ValueError as exc:
         err.print(f"[red]not a reference id: {escape(str(exc))}[/red]")
         raise typer.Exit(2) from None

@@ -1,12 +1,13 @@
 """Configuration from the environment or `.env` (pydantic-settings). `.env.example` documents it."""
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from raiox.kit.errors import ConfigError
 
@@ -104,7 +105,7 @@ class Settings(BaseSettings):
     confidence_high: float = 0.85  # similarity for "alta" when there is no runner-up to compare with
     confidence_medium: float = 0.70  # similarity below which a candidate is "baixa" whatever its lead
     log_format: Literal["console", "json"] = "console"
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     @field_validator("jotform_upload_hosts", mode="before")
     @classmethod
@@ -136,6 +137,11 @@ class Settings(BaseSettings):
         if value and urlsplit(value).scheme not in ("file", "s3"):
             raise ValueError("must start with file:// or s3://")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _production_requires(self) -> "Settings":
@@ -170,3 +176,8 @@ def get_settings() -> Settings:
     except ValidationError as exc:
         lines = [f"  {_env_name(e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid configuration (RAIOX_* environment / .env):\n" + "\n".join(lines)) from None
+    except SettingsError as exc:  # a value that must be JSON and is not (RAIOX_JOTFORM_FIELD_MAP=notjson)
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"RAIOX_{field.group(1).upper()}" if field else "settings"
+        raise ConfigError(f"invalid configuration (RAIOX_* environment / .env):\n  {name}: cannot be read ({exc}; "
+                          "a JSON value is expected)") from None

@@ -107,7 +107,7 @@ def list_users() -> None:
 
 def admin(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8001, help="TCP port."),
+    port: int = typer.Option(8001, min=1, max=65535, help="TCP port."),
 ) -> None:
     """Serve the admin panel alone (/admin), against the same database; workers run the deliveries."""
     import uvicorn
