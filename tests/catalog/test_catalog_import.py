@@ -1,6 +1,7 @@
 """`raiox catalog import`: folder and CSV sources, idempotent re-runs, resume, broken files reported."""
 
 import http.server
+import os
 import threading
 from functools import partial
 
@@ -181,6 +182,47 @@ def test_manifest_without_required_columns_is_a_clear_error(tmp_path, cli, datab
     manifest.write_text("maker,model,file\nA,B,c.png\n")
     result = cli("catalog", "import", str(manifest))
     assert result.exit_code == 2 and "missing column(s): manufacturer, system" in result.output
+
+
+def test_names_the_catalog_cannot_hold_skip_their_rows_and_the_import_goes_on(tmp_path, demo_pngs, cli,
+                                                                              database_url, committed):
+    """A name too long for its column, a control character or a folder named in another encoding failed the whole
+    batch in the database (the good rows of it lost); each is now a reported skip."""
+    (tmp_path / "one.png").write_bytes(demo_pngs["demo-001"][0])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("manufacturer,system,image\n"
+                        f"{'A' * 201},Long,one.png\nAcme,{'S' * 301},one.png\nAcme,Bell\x07,one.png\n"
+                        "Acme,Fine,one.png\n")
+    result = cli("catalog", "import", str(manifest))
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0 and "1 added" in out and "3 skipped" in out, result.output
+    for reason in ("m.csv:2: manufacturer longer than 200 characters", "m.csv:3: system name longer than 300",
+                   "m.csv:4: system name holds a control character"):
+        assert reason in out, reason
+    assert [r[0] for r in sql(database_url, "SELECT id FROM implant_systems")] == ["acme-fine"]
+
+    tree = tmp_path / "tree"
+    (tree / "Acme" / "Good").mkdir(parents=True)
+    (tree / "Acme" / "Good" / "a.png").write_bytes(demo_pngs["demo-002"][0])
+    latin = tree / os.fsdecode(b"Jo\xe3o") / "Linha"  # a folder named in Latin-1, not UTF-8
+    latin.mkdir(parents=True)
+    (latin / "b.png").write_bytes(demo_pngs["demo-003"][0])
+    result = cli("catalog", "import", str(tree))
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0 and "1 added" in out and "1 skipped" in out, result.output
+    assert "Jo\\xe3o/Linha/b.png: manufacturer is not UTF-8 text" in out
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"manufacturer,system,image\nAcme,Fine,one.png\nAcme,B\xe9ta,two.png\n", "m.csv: not UTF-8 text (byte"),
+    (b"manufacturer,system,image\nAcme,Fine," + b"x" * 200_000 + b"\n", "m.csv: line 2: field larger than"),
+])
+def test_a_manifest_that_cannot_be_read_is_a_clear_error_naming_it(tmp_path, cli, database_url, content, says):
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(content)
+    result = cli("catalog", "import", str(manifest))
+    assert result.exit_code == 2 and says in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
 
 
 def test_attribute_parsing():

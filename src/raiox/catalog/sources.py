@@ -54,6 +54,29 @@ class Skip:
     reason: str
 
 
+MANUFACTURER_MAX, NAME_MAX = 200, 300  # the catalog's columns (raiox.models.ImplantSystem)
+
+
+def names_problem(manufacturer: str, system: str) -> str | None:
+    """Why a manufacturer / system name cannot be stored (too long, a control character, a file name that is not
+    UTF-8): the row is skipped with this reason instead of failing the whole batch in the database."""
+    for what, value, limit in (("manufacturer", manufacturer, MANUFACTURER_MAX), ("system name", system, NAME_MAX)):
+        if len(value) > limit:
+            return f"{what} longer than {limit} characters"
+        if re.search(r"[\x00-\x1f\x7f]", value):
+            return f"{what} holds a control character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{what} is not UTF-8 text (a folder named in another encoding?)"
+    return None
+
+
+def printable(text: str) -> str:
+    """TEXT safe to print and store: bytes a file name could not decode shown as escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def slugify(*parts: str) -> str:
     """Stable system id: ASCII, lower case, dashes (e.g. "Neodent" + "Grand Morse" -> neodent-grand-morse;
     "Conexão" -> conexao); "system" when nothing of PARTS is a letter or digit."""
@@ -154,12 +177,17 @@ def from_folder(root: Path) -> Iterator[ImportItem | Skip]:
     """ROOT/MANUFACTURER/SYSTEM/*.{png,jpg,jpeg,tif,tiff,bmp,webp,dcm} (+ optional attributes.json)."""
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
+        shown = printable(str(rel))
         if any(part.startswith(".") for part in rel.parts) or path.name in (ATTRIBUTES_FILE, SPEC_FILE):
             continue
         if len(rel.parts) != 3:
-            yield Skip(str(rel), "not in a MANUFACTURER/SYSTEM/ folder")
+            yield Skip(shown, "not in a MANUFACTURER/SYSTEM/ folder")
         elif path.suffix.lower() not in IMAGE_SUFFIXES:
-            yield Skip(str(rel), f"unsupported file type {path.suffix or '(none)'}")
+            yield Skip(shown, f"unsupported file type {printable(path.suffix) or '(none)'}")
+        elif why := names_problem(rel.parts[0], rel.parts[1]):
+            yield Skip(shown, why)
+        elif shown != str(rel):
+            yield Skip(shown, "file name is not UTF-8 text (named in another encoding?)")
         else:
             manufacturer, system = rel.parts[0], rel.parts[1]
             try:
@@ -199,14 +227,20 @@ def from_manifest(path: Path) -> Iterator[ImportItem | Skip]:
     """CSV with columns manufacturer, system, attributes, and an image path (relative to the CSV) or URL."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        columns = {name.strip().lower(): name for name in reader.fieldnames or []}
-        image_column = next((columns[c] for c in IMAGE_COLUMNS if c in columns), None)
-        missing = [c for c in ("manufacturer", "system") if c not in columns]
-        if missing or image_column is None:
-            need = ", ".join(missing + ([] if image_column else ["image (path or URL)"]))
-            raise ValueError(f"{path.name}: missing column(s): {need}")
-        for line, row in enumerate(reader, start=2):
-            yield _manifest_row(path, line, row, columns, image_column)
+        try:
+            columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+            image_column = next((columns[c] for c in IMAGE_COLUMNS if c in columns), None)
+            missing = [c for c in ("manufacturer", "system") if c not in columns]
+            if missing or image_column is None:
+                need = ", ".join(missing + ([] if image_column else ["image (path or URL)"]))
+                raise ValueError(f"{path.name}: missing column(s): {need}")
+            for row in reader:
+                yield _manifest_row(path, reader.line_num, row, columns, image_column)
+        except csv.Error as exc:  # a field over the csv module's limit, a NUL byte...
+            raise ValueError(f"{path.name}: line {reader.line_num + 1}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path.name}: not UTF-8 text (byte {exc.start} of line {reader.line_num + 1}); "
+                             "save the manifest as UTF-8") from None
 
 
 def _manifest_row(path: Path, line: int, row: dict, columns: dict, image_column: str) -> ImportItem | Skip:
@@ -216,6 +250,8 @@ def _manifest_row(path: Path, line: int, row: dict, columns: dict, image_column:
     origin = f"{path.name}:{line}"
     if not (manufacturer and system and image):
         return Skip(origin, "row needs manufacturer, system and image")
+    if why := names_problem(manufacturer, system):
+        return Skip(origin, why)
     try:
         attributes = parse_attributes(row.get(columns["attributes"]) if "attributes" in columns else None)
     except ValueError as exc:
