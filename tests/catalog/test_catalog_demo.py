@@ -141,6 +141,15 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     assert "#2 differs from #1 in: apex." in table.stdout
 
 
+def test_identify_against_a_catalog_without_vectors_of_the_model_says_so(tmp_path, demo_pngs, cli, database_url,
+                                                                          committed):
+    image = tmp_path / "ref.png"
+    image.write_bytes(demo_pngs["demo-002"][1])
+    result = cli("identify", str(image), "--json")  # an empty catalog: every search would come back empty
+    assert result.exit_code == 1 and result.stdout.strip() == "", result.output
+    assert "the catalog has no vectors of" in result.stderr and "raiox catalog demo" in result.stderr
+
+
 def test_identify_rejects_a_file_that_is_not_an_image(tmp_path, cli, database_url):
     page = tmp_path / "login.png"
     page.write_text("<!DOCTYPE html><html><body>Jotform login</body></html>")
@@ -169,8 +178,8 @@ def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_png
 
     other = use_embedder(f"onnx:{build_interim(tmp_path / 'alt.onnx', seed=5)}")
     assert other.model_id != first.model_id
-    before = json.loads(cli("identify", str(image), "--json").stdout.strip().splitlines()[-1])
-    assert all(implant["candidates"] == [] for implant in before["implants"])  # no vectors of this model yet
+    before = cli("identify", str(image), "--json")  # no vectors of this model yet: no answer, and why
+    assert before.exit_code == 1 and before.stdout.strip() == "" and "run `raiox catalog reindex`" in before.stderr
 
     result = cli("catalog", "reindex", "--batch-size", "3")
     assert result.exit_code == 0 and "4 embedded" in result.output, result.output

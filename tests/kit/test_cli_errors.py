@@ -39,7 +39,9 @@ def test_a_malformed_database_url_is_a_configuration_error(configure, url):
 
 @pytest.mark.parametrize("setting", [{"TOP_K": "abc"}, {"EMBEDDER": "bogus"}, {"EMBEDDER": "onnx:/nonexistent.onnx"},
                                      {"MAX_PIXELS": "300000000"},  # over Pillow's backstop: it would never apply
-                                     {"LOG_LEVEL": "LOUD"}, {"JOTFORM_FIELD_MAP": "notjson"}])
+                                     {"LOG_LEVEL": "LOUD"}, {"JOTFORM_FIELD_MAP": "notjson"},
+                                     {"STORAGE_URL": "file://"}, {"STORAGE_URL": "file://data/storage"},
+                                     {"STORAGE_URL": "s3://"}])
 def test_identify_with_a_bad_setting_is_a_configuration_error(configure, tmp_path, setting):
     configure(DATABASE_URL=UNREACHABLE, **setting)
     (tmp_path / "x.png").write_bytes(b"never read")

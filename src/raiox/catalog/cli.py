@@ -305,8 +305,17 @@ def identify(
     embedder = _embedder()
 
     async def work(maker):
+        from raiox.catalog.repository import has_embeddings
+
         async with session_scope(maker) as session:
-            return await run_identify(session, image.read_bytes(), image.name, k, embedder=embedder, boxes=boxes)
+            result = await run_identify(session, image.read_bytes(), image.name, k, embedder=embedder, boxes=boxes)
+            anything, ours = await has_embeddings(session, embedder.model_id)
+            if not ours:  # every search came back empty: say why instead of an empty table
+                err.print(f"[red]the catalog has no vectors of {embedder.model_id}: "
+                          + ("run `raiox catalog reindex` with this model" if anything else
+                             "load it first (`raiox catalog demo` or `raiox catalog import`)") + "[/red]")
+                raise typer.Exit(1)
+            return result
 
     try:
         result = run_db(work)

@@ -134,8 +134,14 @@ class Settings(BaseSettings):
     @field_validator("storage_url")
     @classmethod
     def _storage(cls, value: str) -> str:
-        if value and urlsplit(value).scheme not in ("file", "s3"):
+        parts = urlsplit(value)
+        if value and parts.scheme not in ("file", "s3"):
             raise ValueError("must start with file:// or s3://")
+        if parts.scheme == "file" and (parts.netloc or not parts.path.startswith("/")):
+            # file://data/x or file:// would store under whatever folder a command is started from
+            raise ValueError("a file:// URL needs an absolute folder: file:///var/lib/raiox/storage")
+        if parts.scheme == "s3" and not parts.netloc:
+            raise ValueError("an s3:// URL names its bucket: s3://BUCKET[/PREFIX]")
         return value
 
     @field_validator("log_level", mode="before")
