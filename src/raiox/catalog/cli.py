@@ -313,7 +313,8 @@ def identify(
             if not ours:  # every search came back empty: say why instead of an empty table
                 err.print(f"[red]the catalog has no vectors of {embedder.model_id}: "
                           + ("run `raiox catalog reindex` with this model" if anything else
-                             "load it first (`raiox catalog demo` or `raiox catalog import`)") + "[/red]")
+                             "load it first (`raiox catalog demo` or `raiox catalog import`)") + "[/red]",
+                          soft_wrap=True)
                 raise typer.Exit(1)
             return result
 
