@@ -81,6 +81,18 @@ def migrate() -> None:
     migrations.upgrade()
 
 
+def database_ready() -> None:
+    """Before a server or a worker starts: the database answers and is migrated. Otherwise the command's one-line
+    error (exit 1, with the setting or `raiox db upgrade` to check) instead of a traceback from inside the server's
+    start-up after its pool's 30 s wait."""
+    import psycopg
+
+    from raiox.kit.db import libpq_url
+
+    with psycopg.connect(libpq_url(), connect_timeout=5) as conn:
+        conn.execute("SELECT 1 FROM alembic_version")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending Alembic migration (safe to run repeatedly)."""
@@ -108,6 +120,7 @@ def serve(
     configure_logging(settings.log_format, settings.log_level)  # before the embedded database logs its start
     if settings.embedded_database:
         migrate()  # embedded defaults: a fresh machine works with nothing configured
+    database_ready()
     options = {"host": host, "port": port, "log_config": None, "access_log": False}
     if workers == 1:
         uvicorn.run(create_app(worker=worker), **options)
@@ -126,6 +139,7 @@ def worker(concurrency: int = typer.Option(2, min=1, max=64, help="Jobs processe
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
+    database_ready()
 
     async def _run() -> None:
         async with jobs.app.open_async():

@@ -21,7 +21,8 @@ def _one_line(result) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["catalog", "stats"], ["tokens", "list"]])
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["catalog", "stats"], ["tokens", "list"],
+                                     ["serve", "--port", "8799"], ["admin", "--port", "8799"], ["worker"]])
 def test_an_unreachable_database_is_one_line_and_exit_1(configure, command):
     configure(DATABASE_URL=UNREACHABLE)
     result = run(*command)

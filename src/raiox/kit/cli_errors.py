@@ -72,8 +72,16 @@ def failure(exc: BaseException) -> tuple[str, int] | None:
 
     from raiox.kit.errors import RaioxError
 
+    from alembic.util import CommandError
+    from procrastinate.exceptions import ConnectorException
+
     if isinstance(exc, RaioxError):
         return _raiox(exc)
+    if isinstance(exc, ConnectorException) and exc.__cause__ is not None:  # the job queue's wrapper of a driver error
+        return failure(exc.__cause__)
+    if isinstance(exc, CommandError) and "Can't locate revision" in str(exc):
+        return (f"{first_line(exc)}: the database was migrated by another release of raiox; run the release that "
+                "migrated it, or a newer one"), FAILED
     if isinstance(exc, (DBAPIError, psycopg.Error)):
         return _database(exc)
     if isinstance(exc, ArgumentError) and "URL" in str(exc):  # its text would echo the URL, password included

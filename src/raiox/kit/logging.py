@@ -77,7 +77,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     if fmt == "json":
         logging.basicConfig(handlers=[_stdlib_handler(renderer)], level=level.upper(), force=True)
     else:
-        logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
+        logging.basicConfig(format="%(message)s", stream=_Stderr(), level=level.upper(), force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

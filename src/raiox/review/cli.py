@@ -112,10 +112,11 @@ def admin(
     """Serve the admin panel alone (/admin), against the same database; workers run the deliveries."""
     import uvicorn
 
-    from raiox.cli import _settings, migrate
+    from raiox.cli import _settings, database_ready, migrate
     from raiox.review.panel import create_admin_app
 
     settings = _settings()
     if settings.embedded_database:
         migrate()
+    database_ready()
     uvicorn.run(create_admin_app(), host=host, port=port, log_config=None, access_log=False, proxy_headers=True)
