@@ -629,3 +629,18 @@ def test_located_crops_come_from_the_localisers_boxes_and_weigh_in_training(tmp_
     assert train_mod.weigh_located(idx, located, 1) is idx
     train(TrainConfig(out=out, steps=2, located_copies=3, checkpoint_every_s=1e9, **TINY))
     assert json.loads((out / "train-state.json").read_text())["config"]["located_copies"] == 3
+
+
+@pytest.mark.parametrize("bad", [["--widths", "8,16"], ["--device", "bogus"], ["--batch", "0"], ["--threads", "0"],
+                                 ["--classes", "-3"]])
+def test_bad_training_options_are_refused_before_anything_is_rendered(tmp_path, bad):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["vision", "train", "--out", str(out), "--classes", "2", *bad])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert not (out / "data").exists()  # refused at once, not after rendering the whole dataset
+
+
+@pytest.mark.parametrize("bad", [["--per-class", "0"], ["--shard-size", "0"], ["--classes", "-3"], ["--jobs", "0"]])
+def test_bad_rendering_options_are_refused(tmp_path, bad):
+    result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path / "run"), *bad])
+    assert result.exit_code == 2 and not (tmp_path / "run" / "data").exists(), result.output

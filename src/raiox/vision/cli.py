@@ -14,11 +14,11 @@ app = typer.Typer(help="Implant localisation and embedding models.", no_args_is_
 @app.command("render-data")
 def render_data(
     out: Path = typer.Option(Path("runs/v1"), "--out", help="training folder; crops go to OUT/data"),
-    classes: int = typer.Option(1200, help="random training systems (specs sampled from the schema ranges)"),
-    per_class: int = typer.Option(10, help="renders per training system"),
-    shard_size: int = typer.Option(100, help="systems per shard file (rendering resumes per shard)"),
+    classes: int = typer.Option(1200, min=1, help="random training systems (specs sampled from the schema ranges)"),
+    per_class: int = typer.Option(10, min=1, help="renders per training system"),
+    shard_size: int = typer.Option(100, min=1, help="systems per shard file (rendering resumes per shard)"),
     seed: int = typer.Option(0),
-    jobs: int = typer.Option(1, help="processes rendering shards in parallel"),
+    jobs: int = typer.Option(1, min=1, help="processes rendering shards in parallel"),
     jitter: str = typer.Option("gt", help="box errors of the crops: gt (small Gaussian) or located (the localiser's, "
                                           "long tails included)"),
     crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS (the embedder's input; rows a multiple of 16 "
@@ -41,9 +41,9 @@ def render_data(
 def render_located(
     out: Path = typer.Option(Path("runs/v1"), "--out",
                              help="training folder whose OUT/data (render-data) gets the crops"),
-    scenes: int = typer.Option(15000, help="scenes of 1-3 of the dataset's systems to render, locate and crop"),
+    scenes: int = typer.Option(15000, min=1, help="scenes of 1-3 of the dataset's systems to render, locate and crop"),
     seed: int = typer.Option(0),
-    jobs: int = typer.Option(1, help="processes rendering shards in parallel"),
+    jobs: int = typer.Option(1, min=1, help="processes rendering shards in parallel"),
 ) -> None:
     """Training crops cut where the shipped localiser finds the dataset's systems in whole scenes."""
     from raiox.vision.locdata import render_located as run
@@ -73,28 +73,28 @@ def _crop_size(text: str) -> tuple[int, int]:
 @app.command()
 def train(
     out: Path = typer.Option(Path("runs/v1"), "--out", help="training folder (data, checkpoints, model)"),
-    steps: int = typer.Option(6000, help="optimiser steps in total (a rerun continues to this many)"),
-    batch: int = typer.Option(96),
+    steps: int = typer.Option(6000, min=0, help="optimiser steps in total (a rerun continues to this many)"),
+    batch: int = typer.Option(96, min=1),
     lr: float = typer.Option(2e-3),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="cpu or cuda"),
-    threads: int = typer.Option(2, help="torch CPU threads"),
-    classes: int = typer.Option(1200, help="training systems to render if OUT/data is empty"),
-    per_class: int = typer.Option(10),
+    threads: int = typer.Option(2, min=1, help="torch CPU threads"),
+    classes: int = typer.Option(1200, min=1, help="training systems to render if OUT/data is empty"),
+    per_class: int = typer.Option(10, min=1),
     install: bool = typer.Option(False, help="copy the model and card into the package (raiox/vision/models)"),
     restart_schedule: bool = typer.Option(False, help="on resume keep the weights but start a new warm-up + cosine "
                                                       "to --steps (once: rerunning the same command after a stop "
                                                       "resumes it)"),
     init_from: Path = typer.Option(None, help="start a new run from this checkpoint's network weights (fine-tune), or "
                                               "from an exported model (.onnx: its weights, class centres imprinted)"),
-    jobs: int = typer.Option(1, help="processes rendering training data in parallel"),
+    jobs: int = typer.Option(1, min=1, help="processes rendering training data in parallel"),
     crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS of data rendered here (see render-data)"),
     name: str = typer.Option("raiox-v1", help="model name: OUT/NAME.onnx and NAME.md (the embedder id once installed)"),
     attribute_weight: float = typer.Option(0.0, help="> 0: also train a classifier per design feature (connection, "
                                                      "cone angle, apex, thread, collar) on the embedding, this weight "
                                                      "x their mean loss added to ArcFace's (raiox.vision.attributes)"),
-    located_copies: int = typer.Option(1, help="draw the located crops of OUT/data (render-located) this many times "
-                                               "as often as the others"),
+    located_copies: int = typer.Option(1, min=1, help="draw the located crops of OUT/data (render-located) this many "
+                                       "times as often as the others"),
     checkpoint_every: float = typer.Option(180.0, min=0.0, help="seconds between validations + checkpoints (each "
                                                                "costs about a minute on 2 CPU threads at full size)"),
     widths: str = typer.Option("32,64,128", help="channels of the network's three residual blocks (raiox-v1 to "
@@ -108,12 +108,16 @@ def train(
     from raiox.vision.datagen import render_dataset
     from raiox.vision.train import ResumeError, TrainConfig, train as run
 
-    render_dataset(out / "data", classes=classes, per_class=per_class, seed=seed, jobs=jobs,
-                   crop=_crop_size(crop))  # no-op when done
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):  # checked before the (long) rendering, like every option
+        raise typer.BadParameter(f"cpu, cuda or cuda:N (got {device!r})", param_hint="--device")
+    channels, size = _widths(widths), _crop_size(crop)
+    render_dataset(out / "data", classes=classes, per_class=per_class, seed=seed, jobs=jobs, crop=size)  # done: no-op
     cfg = TrainConfig(out=out, steps=steps, batch=batch, lr=lr, seed=seed, device=device, threads=threads,
                       restart_schedule=restart_schedule, init_from=init_from, model_name=name,
                       attribute_weight=attribute_weight, located_copies=located_copies,
-                      checkpoint_every_s=checkpoint_every, bf16=bf16, widths=_widths(widths))
+                      checkpoint_every_s=checkpoint_every, bf16=bf16, widths=channels)
     try:
         onnx_path = run(cfg)
     except ResumeError as exc:
@@ -129,14 +133,14 @@ def train(
 @app.command("train-locator")
 def train_locator(
     out: Path = typer.Option(Path("runs/loc"), "--out", help="folder for scenes, checkpoints and the model"),
-    scenes: int = typer.Option(500, help="training scenes to render if OUT/scenes is short"),
-    steps: int = typer.Option(600, help="training steps (0: render the scenes only)"),
+    scenes: int = typer.Option(500, min=1, help="training scenes to render if OUT/scenes is short"),
+    steps: int = typer.Option(600, min=0, help="training steps (0: render the scenes only)"),
     seed: int = typer.Option(0),
-    threads: int = typer.Option(1, help="torch CPU threads"),
+    threads: int = typer.Option(1, min=1, help="torch CPU threads"),
     width: float = typer.Option(2.0, help="channel multiplier (1 = 8/16/24 channels; the shipped locator-v2 is 2)"),
     lr: float = typer.Option(3e-3, help="peak learning rate (one-cycle)"),
     occlusion: float = typer.Option(0.5, help="share of scenes with one fixture partly covered (10-30 %)"),
-    jobs: int = typer.Option(1, help="processes rendering scenes in parallel"),
+    jobs: int = typer.Option(1, min=1, help="processes rendering scenes in parallel"),
     hard: float = typer.Option(0.0, help="share of scenes under one of the evaluation's hard conditions (noise, "
                                          "blur, angulation beyond the renderer's defaults; occlusion)"),
     warm_start: Path = typer.Option(None, "--warm-start", help="a checkpoint (locator-ckpt.pt) to start from: a new "
@@ -165,11 +169,11 @@ def train_locator(
 @app.command("train-ends")
 def train_ends(
     out: Path = typer.Option(Path("runs/ends"), "--out", help="folder for strips, checkpoints and the model"),
-    scenes: int = typer.Option(2400, help="training scenes to render if OUT/strips is short"),
-    steps: int = typer.Option(3000),
+    scenes: int = typer.Option(2400, min=1, help="training scenes to render if OUT/strips is short"),
+    steps: int = typer.Option(3000, min=0),
     seed: int = typer.Option(0),
-    threads: int = typer.Option(1, help="torch CPU threads"),
-    jobs: int = typer.Option(1, help="processes rendering scenes in parallel"),
+    threads: int = typer.Option(1, min=1, help="torch CPU threads"),
+    jobs: int = typer.Option(1, min=1, help="processes rendering scenes in parallel"),
     occlusion: float = typer.Option(None, help="share of scenes rendered under the occlusion condition (default: "
                                                "a fifth of the 60 % hard-condition scenes)"),
     install: bool = typer.Option(False, help="copy ends-v1.onnx into the package"),
@@ -192,11 +196,11 @@ def train_ends(
 @app.command("train-connection")
 def train_connection(
     out: Path = typer.Option(Path("runs/connection"), "--out", help="folder for zooms, checkpoints and the model"),
-    renders: int = typer.Option(64000, help="training renders (two zooms each) to make if OUT/zooms is short"),
-    steps: int = typer.Option(5000),
+    renders: int = typer.Option(64000, min=1, help="training renders (two zooms each) to make if OUT/zooms is short"),
+    steps: int = typer.Option(5000, min=0),
     seed: int = typer.Option(0),
-    threads: int = typer.Option(1, help="torch CPU threads"),
-    jobs: int = typer.Option(1, help="processes rendering in parallel"),
+    threads: int = typer.Option(1, min=1, help="torch CPU threads"),
+    jobs: int = typer.Option(1, min=1, help="processes rendering in parallel"),
     install: bool = typer.Option(False, help="copy the model (connection.MODEL_FILE) into the package"),
     physical: bool = typer.Option(True, "--physical/--legacy-sizes", help="only systems whose body holds the "
                                   "connection (--legacy-sizes: as connection-v1's zooms); zooms already in "
@@ -226,9 +230,9 @@ def train_features(
     embedder: str = typer.Option(None, help="the embedder whose vectors it reads (default: RAIOX_EMBEDDER / settings)"),
     shards: int = typer.Option(None, help="crop shards to use (default: all)"),
     located: int = typer.Option(None, help="located-crop shards to use (default: all)"),
-    steps: int = typer.Option(6000),
+    steps: int = typer.Option(6000, min=0),
     seed: int = typer.Option(0),
-    threads: int = typer.Option(1, help="torch CPU threads"),
+    threads: int = typer.Option(1, min=1, help="torch CPU threads"),
     name: str = typer.Option("features", help="the model's name: OUT/NAME.onnx and OUT/NAME.md"),
     install: bool = typer.Option(False, help="copy the model and its card into the package as features.MODEL_FILE"),
 ) -> None:
@@ -315,7 +319,7 @@ def evaluate(
                                             "abutment and crown (as `raiox catalog demo --restored`; default as its "
                                             "default)"),
     queries: int = typer.Option(5, help="single-implant hard queries per system"),
-    scenes: int = typer.Option(40, help="multi-implant scenes"),
+    scenes: int = typer.Option(40, min=0, help="multi-implant scenes"),
     limit: int = typer.Option(None, help="only the first N demo systems"),
     seed: int = typer.Option(7000, help="render seed of the gallery and queries (another seed: a fresh set to check "
                                         "figures on)"),
