@@ -526,6 +526,34 @@ async def test_what_the_case_page_asks_and_warns_fits_the_cases_state(panel):
     assert re.search(r'action="/admin/cases/[^"]+/resend"[^>]*data-confirm="' + re.escape(confirm), queue)
 
 
+async def test_a_form_sent_after_the_session_ended_says_so_and_leads_back_to_its_page(panel):
+    case, _ = await _data()
+    await login(panel, "rev@example.com")
+    page = await panel.get(f"/admin/cases/{case.id}")
+    token = _csrf(page.text)
+    await panel.post("/admin/logout", data={"csrf_token": token})  # e.g. signed out in another tab
+    here = f"http://testserver/admin/cases/{case.id}"
+    sent = await panel.post(f"/admin/cases/{case.id}/notes", data={"text": "Nota digitada", "csrf_token": token},
+                            headers={"referer": here})
+    assert sent.status_code == 303
+    assert sent.headers["location"] == f"/admin/login?expirou=1&next=/admin/cases/{case.id}"
+    elsewhere = await panel.post(f"/admin/cases/{case.id}/notes", data={"text": "x"},
+                                 headers={"referer": "https://evil.example/admin/cases/x"})  # never another site
+    assert elsewhere.headers["location"] == "/admin/login?expirou=1"
+    shown = await panel.get(sent.headers["location"])
+    assert 'id="session-ended"' in shown.text and "o que você tinha digitado não foi enviado" in shown.text
+    assert f'name="next" value="/admin/cases/{case.id}"' in shown.text
+    back = await panel.post("/admin/login", data={"email": "rev@example.com", "password": PASSWORD,
+                                                  "next": f"/admin/cases/{case.id}", "csrf_token": _csrf(shown.text)})
+    assert back.status_code == 303 and back.headers["location"] == f"/admin/cases/{case.id}"
+    async with session_scope() as session:
+        from sqlalchemy import select
+
+        from raiox.models import AuditEntry
+        notes = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.note"))).scalars().all()
+        assert notes == []  # nothing was recorded from the expired form
+
+
 async def test_login_outcomes_are_counted_in_metrics(panel):
     from raiox.kit.metrics import REGISTRY
 
@@ -689,7 +717,7 @@ async def test_an_anonymous_post_is_sent_to_the_login_before_its_body_is_read(pa
             yield b"\0" * (1 << 20)
 
     response = await panel.post(path, content=body(), headers={"content-type": "multipart/form-data; boundary=x"})
-    assert response.status_code == 303 and response.headers["location"].endswith("/admin/login")
+    assert response.status_code == 303 and response.headers["location"].endswith("/admin/login?expirou=1")
     assert len(pulled) <= 2
     page = await panel.get("/admin/login")  # the login form itself still posts without a session
     assert (await login(panel, "nobody@example.com")).status_code == 401 and page.status_code == 200

@@ -153,7 +153,18 @@ def done_message(request: Request) -> str | None:
 
 async def _login_required(request: Request, _exc: LoginRequired) -> Response:
     target = request.url.path
-    return redirect(request, f"/login?next={target}" if request.method == "GET" else "/login")
+    return redirect(request, f"/login?next={target}") if request.method == "GET" else login_again(request)
+
+
+def login_again(request: Request) -> Response:
+    """A form sent without a valid session (it expired, or the operator signed out in another tab): the login page,
+    which says so (what was typed was not sent), and then back to the page the form was on."""
+    from urllib.parse import quote, urlsplit
+
+    referer = _same_site_referer(request)
+    back = urlsplit(referer) if referer else None
+    target = back.path + (f"?{back.query}" if back.query else "") if back else ""
+    return redirect(request, "/login?expirou=1" + (f"&next={quote(target, safe='/')}" if target else ""))
 
 
 MAX_PAGE = 1_000_000  # page numbers the panel accepts: far past any list, keeps the row offset a PostgreSQL bigint
@@ -275,7 +286,7 @@ async def _signed_in_first(request: Request, call_next):
     session itself (user, password, logout) is still checked by each route."""
     login = request.url.path == f"{base_path(request)}/login"  # the login form only, not a path ending like it
     if request.method == "POST" and not login and "uid" not in load_session(request):
-        return redirect(request, "/login")
+        return login_again(request)
     return await call_next(request)
 
 

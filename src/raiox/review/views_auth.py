@@ -51,11 +51,11 @@ def _safe_next(request: Request, target: str | None) -> str:
 
 
 def _login_page(request: Request, *, error: str | None = None, email: str = "", status_code: int = 200,
-                next_url: str = "") -> Response:
+                next_url: str = "", ended: bool = False) -> Response:
     session = auth.load_session(request)
     fresh = "csrf" not in session
     auth.ensure_csrf(session)
-    response = render(request, "login.html", {"error": error, "email": email, "next": next_url,
+    response = render(request, "login.html", {"error": error, "email": email, "next": next_url, "ended": ended,
                                               "csrf_token": session["csrf"]}, status_code=status_code)
     if fresh or error:
         auth.save_session(request, response, {"csrf": session["csrf"]})
@@ -63,8 +63,9 @@ def _login_page(request: Request, *, error: str | None = None, email: str = "", 
 
 
 @router.get("/login")
-async def login_form(request: Request, next: str = "") -> Response:  # noqa: A002 - query name
-    return _login_page(request, next_url=next)
+async def login_form(request: Request, next: str = "", expirou: str = "") -> Response:  # noqa: A002 - query name
+    """EXPIROU: sent here by a form whose session had ended (panel.login_again): the page says so."""
+    return _login_page(request, next_url=next, ended=bool(expirou))
 
 
 @router.post("/login", dependencies=[Depends(csrf_protect)])
