@@ -178,6 +178,10 @@ async def test_the_queue_date_filter_counts_days_on_the_operators_calendar(panel
     assert "Dra. Ana Souza" in (await day("2026-12-02", "2026-12-02")).text
     assert "Dra. Ana Souza" not in (await day("2026-12-03", "2026-12-03")).text
     assert "Dra. Ana Souza" in (await day("2026-12-01", "2026-12-03")).text
+    reversed_range = (await day("2026-12-03", "2026-12-01")).text  # typed the wrong way round: the range meant
+    assert "Dra. Ana Souza" in reversed_range and 'name="date_from" value="2026-12-01"' in reversed_range
+    opened = (await panel.get("/admin/", params={"status": "all"})).text
+    assert re.search(r'aria-label="Abrir o caso \d+ \(Dra\. Ana Souza\)"', opened)  # each "Abrir" names its case
 
 
 async def test_searches_ignore_accents_and_case_both_ways(panel):

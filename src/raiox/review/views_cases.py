@@ -60,8 +60,11 @@ async def queue(request: Request, status: str = Query(ATTENTION), client: str = 
     if status not in (*STATUSES, ATTENTION, "all"):  # a typo must not quietly show every case
         raise for_operator(BadRequest(gettext("queue.bad_status", value=status)))
     chosen = NEEDS_ACTION if status == ATTENTION else status if status in STATUSES else None
+    first, last = _date(date_from), _date(date_to)
+    if first and last and first > last:  # typed the wrong way round: the range meant, shown so in the form
+        (first, last), (date_from, date_to) = (last, first), (date_to, date_from)
     filters = {"status": chosen, "client": client.strip() or None,
-               "search": q.strip() or None, "date_from": _date(date_from), "date_to": _date(date_to),
+               "search": q.strip() or None, "date_from": first, "date_to": last,
                "zone": ZoneInfo(get_settings().admin_timezone)}
     items, total = await repository.queue(session, limit=PAGE, offset=(page - 1) * PAGE, **filters)
     counts = await repository.status_counts(session)
