@@ -380,7 +380,10 @@ async def test_admin_creates_system_and_uploads_reference(panel):
 
     await _data()
     await login(panel, "admin@example.com")
-    token = _csrf((await panel.get("/admin/catalog/new")).text)
+    form = (await panel.get("/admin/catalog/new")).text
+    token = _csrf(form)
+    assert '<option value="external hex">hexágono externo</option>' in form  # known terms offered, shown in pt-BR
+    assert '<option value="tapered">cônico</option>' in form and 'list="known-connections"' in form
     created = await panel.post("/admin/catalog/new", data={"manufacturer": "SIN", "name": "Strong SW",
                                                            "connection": "HE", "active": "true", "csrf_token": token})
     assert created.status_code == 303
