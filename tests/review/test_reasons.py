@@ -76,6 +76,7 @@ def test_who_did_it_reads_as_a_role_a_person_or_a_token():
 
     assert actor_text("system:worker", "pt_BR") == "processamento automático"
     assert actor_text("jotform:webhook", "pt_BR") == "formulário (Jotform)"
+    assert actor_text("system:review", "pt_BR") == "sistema, após a decisão"  # scheduled the delivery
     assert actor_text("user:ana@example.com", "pt_BR") == "ana@example.com"
     assert actor_text("token:integracao", "pt_BR") == "API (integracao)"
     assert actor_text(None) == ""
