@@ -286,6 +286,24 @@ async def test_the_queue_fits_a_phone_without_sideways_scrolling(committed, serv
     await page.close()
 
 
+async def test_the_catalog_fits_a_phone_as_cards_every_column_named(committed, server, browser):
+    await _seed(demo=False)
+    async with session_scope() as session:
+        await add_system(session, "long-one", "Synthetic Implant Works Indústria e Comércio Ltda.",
+                         "Demo 077 Cone Morse 11.5° tapered buttress-thread line", seed=3)
+    page = await browser.new_page(viewport={"width": 390, "height": 844}, locale="pt-BR")
+    await _login(page, server, "admin@example.com")
+    await page.goto(f"{server}/admin/catalog")
+    wrap = page.locator(".table-wrap").first
+    assert await wrap.evaluate("w => w.scrollWidth <= w.clientWidth")  # nothing cut off behind a sideways scroll
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    row = page.locator("table.catalog tbody tr", has_text="Demo 077")
+    labels = await row.locator("td[data-label]").evaluate_all(
+        "cells => cells.map(c => getComputedStyle(c, '::before').content)")
+    assert labels[:3] == ['"Fabricante: "', '"Conexão: "', '"Referências: "'] and labels[3].startswith('"Ativo')
+    await page.close()
+
+
 async def test_a_file_that_is_no_image_shows_a_note_not_a_broken_viewer(committed, server, browser):
     from sqlalchemy import select
 
