@@ -120,10 +120,23 @@ async def session(engine) -> AsyncIterator[AsyncSession]:
 
 @pytest.fixture
 async def committed(engine) -> AsyncIterator[None]:
-    """Lets the test commit for real (several connections); empties every table afterwards."""
+    """Lets the test commit for real (several connections); empties every table afterwards. A server the test
+    started may still be answering a request the browser sent last (its transaction reading tables in another
+    order than TRUNCATE locks them): a deadlock then rolls one of the two back, and the emptying is tried again."""
+    import asyncio
+
+    from sqlalchemy.exc import OperationalError
+
     yield
-    async with engine.begin() as conn:
-        await conn.execute(text("TRUNCATE " + ", ".join(APP_TABLES) + " RESTART IDENTITY CASCADE"))
+    for attempt in range(5):
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("TRUNCATE " + ", ".join(APP_TABLES) + " RESTART IDENTITY CASCADE"))
+            return
+        except OperationalError as exc:
+            if "deadlock detected" not in str(exc) or attempt == 4:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture
