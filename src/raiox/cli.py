@@ -82,15 +82,28 @@ def migrate() -> None:
 
 
 def database_ready() -> None:
-    """Before a server or a worker starts: the database answers and is migrated. Otherwise the command's one-line
-    error (exit 1, with the setting or `raiox db upgrade` to check) instead of a traceback from inside the server's
-    start-up after its pool's 30 s wait."""
+    """Before a server or a worker starts: the database answers and is migrated. A database that does not answer
+    yet (every host booting together, the database restarting) is waited for, RAIOX_DATABASE_WAIT_S in all, so that
+    systemd's restarts do not run out meanwhile; then, or at once for a database not migrated, the command's one-line
+    error (exit 1, naming the setting or `raiox db upgrade`) instead of a traceback from the server's start-up."""
+    import time
+
     import psycopg
 
     from raiox.kit.db import libpq_url
+    from raiox.kit.logging import get_logger
 
-    with psycopg.connect(libpq_url(), connect_timeout=5) as conn:
-        conn.execute("SELECT 1 FROM alembic_version")
+    deadline = time.monotonic() + _settings().database_wait_s
+    while True:
+        try:
+            with psycopg.connect(libpq_url(), connect_timeout=5) as conn:
+                conn.execute("SELECT 1 FROM alembic_version")
+            return
+        except psycopg.OperationalError as exc:  # unreachable (not "not migrated": that is a ProgrammingError)
+            if time.monotonic() + 3 > deadline:
+                raise
+            get_logger(__name__).warning("waiting_for_database", error=str(exc).splitlines()[0] if str(exc) else "")
+            time.sleep(3)
 
 
 @db_app.command("upgrade")
@@ -113,7 +126,6 @@ def serve(
 
     import uvicorn
 
-    from raiox.app import create_app
     from raiox.kit.logging import configure_logging
 
     settings = _settings()
@@ -121,6 +133,8 @@ def serve(
     if settings.embedded_database:
         migrate()  # embedded defaults: a fresh machine works with nothing configured
     database_ready()
+    from raiox.app import create_app  # (its tasks register, and say so, once the database is there)
+
     options = {"host": host, "port": port, "log_config": None, "access_log": False}
     if workers == 1:
         uvicorn.run(create_app(worker=worker), **options)
@@ -134,12 +148,12 @@ def serve(
 @app.command()
 def worker(concurrency: int = typer.Option(2, min=1, max=64, help="Jobs processed at once.")) -> None:
     """Run the background job worker (image processing, reconciliation, delivery)."""
-    from raiox.kit import jobs
     from raiox.kit.logging import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
     database_ready()
+    from raiox.kit import jobs  # (its tasks register, and say so, once the database is there)
 
     async def _run() -> None:
         async with jobs.app.open_async():

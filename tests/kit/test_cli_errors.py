@@ -24,7 +24,7 @@ def _one_line(result) -> str:
 @pytest.mark.parametrize("command", [["db", "upgrade"], ["catalog", "stats"], ["tokens", "list"],
                                      ["serve", "--port", "8799"], ["admin", "--port", "8799"], ["worker"]])
 def test_an_unreachable_database_is_one_line_and_exit_1(configure, command):
-    configure(DATABASE_URL=UNREACHABLE)
+    configure(DATABASE_URL=UNREACHABLE, DATABASE_WAIT_S="0")  # servers would wait for it (test_servers_wait_...)
     result = run(*command)
     line = _one_line(result)
     assert result.exit_code == 1 and "database unreachable" in line and "RAIOX_DATABASE_URL" in line
@@ -110,3 +110,20 @@ def test_storage_unavailable_during_an_import_is_one_line_and_loses_nothing(
 def test_a_port_or_a_concurrency_out_of_range_is_refused_before_anything_starts(command):
     result = run(*command)
     assert result.exit_code == 2 and "Invalid value" in result.output and "Traceback" not in result.output
+
+
+def test_servers_wait_for_a_database_that_does_not_answer_yet(configure, monkeypatch):
+    """All hosts booting together: a server or worker tries again every few seconds for RAIOX_DATABASE_WAIT_S before
+    giving up, so that systemd's limited restarts are not spent while the database starts."""
+    import time
+
+    from raiox import cli
+
+    configure(DATABASE_URL=UNREACHABLE, DATABASE_WAIT_S="10")
+    naps = []
+    clock = iter(range(0, 100, 3))
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(time, "sleep", naps.append)
+    with pytest.raises(psycopg.OperationalError):
+        cli.database_ready()
+    assert naps and set(naps) == {3} and len(naps) >= 2  # tried again, then gave up at the deadline
