@@ -19,7 +19,19 @@ key=${DEPLOY_SSH_KEY_FILE:-$HOME/.ssh/id_deploy}
 root=${RAIOX_ROOT:-/srv/raiox}
 timeout=${DEPLOY_TIMEOUT:-1800}
 here=$(dirname "$(readlink -f "$0")")
-ssh_opts=(-i "$key" -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=15 -o ServerAliveInterval=15)
+# One SSH connection per host, shared by every scp/ssh below (ControlMaster): the app hosts' firewall rate-limits
+# new SSH connections (ufw `limit`: 6 in 30 s), which polling the log every 5 s with fresh connections exceeded.
+control=$(mktemp -d)
+close_connections() {
+    local socket
+    for socket in "$control"/*; do
+        if [[ -S $socket ]]; then ssh -o ControlPath="$socket" -O exit unused 2>/dev/null || true; fi
+    done
+    rm -rf "$control"
+}
+trap close_connections EXIT
+ssh_opts=(-i "$key" -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=15 -o ServerAliveInterval=15
+          -o ControlMaster=auto -o "ControlPath=$control/%C" -o ControlPersist=120)
 
 deploy_host() {
     local host=$1 target="$user@$1" stamp log lines=0 rc="" deadline
