@@ -104,6 +104,7 @@ def _prepare(prefix, **overrides) -> dict:
         "nginx_upload_max_body_size": "4m",
         "nginx_tls_enabled": True,
         "nginx_access_log": str(prefix / "raiox-access.log"),
+        "nginx_error_log": str(prefix / "error.log"),
         **overrides,
     })
     write(prefix / "sites" / "raiox.conf", conf)
@@ -309,3 +310,19 @@ def test_the_access_log_keeps_no_webhook_token_and_no_report_link(site, running)
     assert '"POST /webhooks/jotform HTTP/1.1" ' in text and '"GET /reports/- HTTP/1.1" ' in text
     for secret in ("webhook-s3cret-value", "report-t0ken-value", "k3y-value", "ref-t0ken"):
         assert secret not in text, secret
+
+
+def test_the_error_log_quotes_no_webhook_token_and_no_report_link(site, running):
+    """An error line quotes the whole request line (a body over the cap here; a 502 while the app restarts): the
+    locations whose request line holds a secret log only critical lines, the others keep theirs."""
+    mib = 1024 * 1024
+    assert running.post("/webhooks/jotform?token=webhook-err-s3cret", content=b"x" * 3 * mib).status_code == 413
+    assert running.post("/reports/InR0b2tlbiI.report-err-t0ken", content=b"x" * 2 * mib).status_code == 413
+    assert running.post("/cases/x/note?probe=kept-in-error-log", content=b"x" * 2 * mib).status_code == 413
+    log = site["prefix"] / "error.log"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "kept-in-error-log" not in log.read_text():
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "kept-in-error-log" in text  # the other locations' errors are still logged
+    assert "webhook-err-s3cret" not in text and "report-err-t0ken" not in text
