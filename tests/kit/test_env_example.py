@@ -35,3 +35,28 @@ def test_copying_the_example_keeps_every_default(monkeypatch):
 def _raw(settings: Settings, name: str) -> str:
     value = getattr(settings, name)
     return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+
+
+def test_a_current_folder_that_cannot_be_read_is_a_folder_without_env(tmp_path, monkeypatch):
+    """`sudo -u raiox raiox ...` from root's home (mode 0700): looking for ./.env raised PermissionError and stopped
+    every command of the runbook; such a folder has no .env for that user."""
+    from pathlib import Path
+
+    from raiox.kit.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAIOX_TOP_K", raising=False)
+    (tmp_path / ".env").write_text("RAIOX_TOP_K=7\n")
+    get_settings.cache_clear()
+    assert get_settings().top_k == 7  # a readable .env is read
+    real = Path.is_file
+
+    def denied(self):
+        if str(self) == ".env":
+            raise PermissionError(13, "Permission denied", ".env")
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    get_settings.cache_clear()
+    assert get_settings().top_k != 7  # nothing read, nothing raised
+    get_settings.cache_clear()

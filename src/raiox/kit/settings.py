@@ -177,10 +177,19 @@ def _env_name(loc: tuple) -> str:
     return f"RAIOX_{str(loc[0]).upper()}" if loc else "settings"
 
 
+def _env_file() -> str | None:
+    """`.env` of the current folder, when there is one that can be read. A folder the user cannot look into (root's
+    home, after `sudo -u raiox`) has none for it: not an error that stops every command."""
+    try:
+        return ".env" if Path(".env").is_file() else None
+    except OSError:
+        return None
+
+
 @lru_cache
 def get_settings() -> Settings:
     try:
-        return Settings()
+        return Settings(_env_file=_env_file())
     except ValidationError as exc:
         lines = [f"  {_env_name(e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid configuration (RAIOX_* environment / .env):\n" + "\n".join(lines)) from None
