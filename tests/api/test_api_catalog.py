@@ -240,6 +240,8 @@ async def test_identify_takes_manual_boxes_instead_of_the_localiser(client, auth
                       (f"[[0, 0, {width + 50}, 40]]", f"boxes[1]: outside the {width}x"),
                       ("[[0, 0, 1, 1]]", "boxes[1]: under 8 pixels"), ("[[100, 100, 101, 600]]", "under 8 pixels"),
                       ("[[[0, 0], [0, 0], [0, 0], [0, 0]]]", "under 8 pixels"),
+                      ("[[[0, 0], [100, 100], [200, 200], [300, 300]]]", "go round a quadrilateral"),  # a line
+                      ("[[[0, 0], [100, 0], [0, 100], [100, 100]]]", "go round a quadrilateral"),  # edges cross
                       ("[" * 100_000 + "]" * 100_000, "not JSON")):
         refused = await client.post("/identify", headers=auth, files={"image": ("r.png", png)}, data={"boxes": bad})
         assert refused.status_code == 422 and says in refused.json()["detail"], (bad, refused.text)

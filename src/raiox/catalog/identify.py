@@ -140,9 +140,22 @@ def check_box(box, name: str = "box") -> None:
     if plain and not (box[2] > box[0] and box[3] > box[1]):
         raise Unprocessable(f"{name}: x1 must exceed x0 and y1 exceed y0")
     sides = ([box[2] - box[0], box[3] - box[1]] if plain
-             else [math.dist(box[0], box[1]), math.dist(box[1], box[2])])
+             else [math.dist(box[i], box[(i + 1) % 4]) for i in range(4)])
     if min(sides) < MIN_BOX:
         raise Unprocessable(f"{name}: under {MIN_BOX} pixels on a side; draw around the whole implant")
+    if corners and not _convex(box):
+        raise Unprocessable(f"{name}: the four corners must go round a quadrilateral in order (its edges do not "
+                            "cross, its area is not zero)")
+
+
+def _convex(corners: list) -> bool:
+    """Whether four corners, in order, bound a convex quadrilateral: every turn the same way (no crossing edges,
+    no three corners on a line, a real area)."""
+    turns = []
+    for i in range(4):
+        (ax, ay), (bx, by), (cx, cy) = corners[i], corners[(i + 1) % 4], corners[(i + 2) % 4]
+        turns.append((bx - ax) * (cy - by) - (by - ay) * (cx - bx))
+    return all(t > 0 for t in turns) or all(t < 0 for t in turns)
 
 
 class ClientGone(RaioxError):
