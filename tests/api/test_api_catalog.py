@@ -101,6 +101,18 @@ async def test_identify_store_true_keeps_the_image(client, auth, catalog):
     assert await get_storage().get(stored["key"]) == data
 
 
+async def test_identify_against_a_catalog_without_vectors_of_the_model_is_503_not_an_empty_answer(client, auth,
+                                                                                                 reference_pngs):
+    from raiox.kit.metrics import IDENTIFICATIONS
+
+    errors = IDENTIFICATIONS.labels("error")._value.get()
+    png = reference_pngs["demo-004"][0]
+    answer = await client.post("/identify", headers=auth, files={"image": ("r.png", png, "image/png")})
+    assert answer.status_code == 503 and answer.json()["error"] == "catalog_missing", answer.text
+    assert "raiox catalog reindex" in answer.json()["detail"] and answer.headers["retry-after"]
+    assert IDENTIFICATIONS.labels("error")._value.get() == errors + 1  # ours to fix, not the client's
+
+
 async def test_identify_refuses_what_is_not_an_image(client, auth):
     html = await client.post("/identify", headers=auth,
                              files={"image": ("login.png", b"<!DOCTYPE html><html>login</html>", "image/png")})

@@ -16,7 +16,7 @@ async def test_identify_refuses_an_image_over_the_configured_pixel_cap(client, a
 
 
 @pytest.fixture
-async def open_client(database_url):
+async def open_client(database_url, monkeypatch):
     """A client on the app with its own sessions (requests run side by side) and a real, committed token
     (BearerFirst looks it up before reading a POST /identify's body)."""
     import httpx
@@ -31,6 +31,10 @@ async def open_client(database_url):
     name = f"limits-{uuid.uuid4().hex[:8]}"
     async with session_scope() as session:
         token = await create_token(session, name)
+    async def loaded(session, model_id):  # these tests are about the analysis slots, on an empty catalog: as if
+        return True, True  # it held vectors of the model (an empty one answers 503 catalog_missing: test_api_catalog)
+
+    monkeypatch.setattr("raiox.catalog.routes.has_embeddings", loaded)
     app = create_app()  # the real token check: a request waiting for its analysis must hold no pool connection
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver",
@@ -156,8 +160,13 @@ async def test_past_the_waiting_bound_a_request_is_answered_busy_at_once(open_cl
     deadline = asyncio.get_running_loop().time() + 60
     while _waiting() < 1 and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.01)
+    from raiox.kit.metrics import IDENTIFICATIONS
+
+    busy_before, error_before = (IDENTIFICATIONS.labels(o)._value.get() for o in ("busy", "error"))
     third = await open_client.post("/identify", files={"image": ("3.png", image, "image/png")})
     assert third.status_code == 503 and third.json()["error"] == "busy", third.text  # answered while the others run
+    assert IDENTIFICATIONS.labels("busy")._value.get() == busy_before + 1  # shed load, not a fault of ours
+    assert IDENTIFICATIONS.labels("error")._value.get() == error_before
     release.set()
     assert [(await r).status_code for r in (first, second)] == [200, 200] and _waiting() == 0
 

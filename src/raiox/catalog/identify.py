@@ -55,6 +55,13 @@ _slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop ->
 _queued: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> images waiting for a slot
 
 
+class CatalogMissing(ServiceUnavailable):
+    """The catalog has no vectors of the model that embedded the image (not loaded yet, or the model changed without
+    `raiox catalog reindex`): no answer rather than "no candidate", which a client would take for a real one."""
+
+    code = "catalog_missing"
+
+
 class Busy(ServiceUnavailable):
     """Every analysis slot is taken and as many images as allowed already wait (RAIOX_IDENTIFY_MAX_WAITING)."""
 

@@ -4,7 +4,8 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.catalog import repository
-from raiox.catalog.identify import identify, parse_boxes
+from raiox.catalog.identify import Busy, CatalogMissing, identify, parse_boxes
+from raiox.catalog.repository import has_embeddings
 from raiox.catalog.schemas import IdentifyOut, SystemOut, SystemPage
 from raiox.kit import metrics
 from raiox.kit.auth import require_token
@@ -76,9 +77,12 @@ async def identify_image(
         await session.commit()  # the token check's transaction ends: no pool connection is held through the analysis
         result = await identify(session, data, image.filename, top_k or settings.top_k, boxes=manual,
                                 gone=request.is_disconnected, max_waiting=settings.identify_max_waiting)
-    except Exception as exc:  # a bad upload is the client's ("rejected"); anything else is ours ("error")
+        if not (await has_embeddings(session, result.model_id))[1]:  # every answer would be "no candidate"
+            raise CatalogMissing(f"the catalog has no vectors of {result.model_id}: it is not loaded yet, or "
+                                 "`raiox catalog reindex` was not run after the model changed")
+    except Exception as exc:  # a bad upload is the client's ("rejected"), a full queue "busy"; the rest ours
         client = isinstance(exc, RaioxError) and exc.status_code < 500
-        metrics.IDENTIFICATIONS.labels("rejected" if client else "error").inc()
+        metrics.IDENTIFICATIONS.labels("busy" if isinstance(exc, Busy) else "rejected" if client else "error").inc()
         raise
     metrics.IDENTIFICATIONS.labels("ok").inc()
     if store:

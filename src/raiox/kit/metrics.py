@@ -45,7 +45,8 @@ REVIEW_ACTIONS = Counter(
     "analysis missed or boxed badly, delivery.redeliver, ...)", ["action"], registry=REGISTRY
 )
 IDENTIFICATIONS = Counter(
-    "raiox_identifications_total", "Images identified (POST /identify): ok | rejected (a bad upload) | error (ours)",
+    "raiox_identifications_total", "Images identified (POST /identify): ok | rejected (a bad upload) | busy (every "
+    "analysis slot and waiting place taken: 503, try later) | error (ours)",
     ["outcome"], registry=REGISTRY
 )
 IDENTIFY_WAITING = Gauge(
