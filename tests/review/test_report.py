@@ -29,6 +29,8 @@ async def test_signed_report_link_shows_the_result(client, session):
     assert response.headers["x-frame-options"] == "DENY" and response.headers["x-content-type-options"] == "nosniff"
     tampered = _tampered(report_token(case.id))
     assert (await client.get(f"/reports/{tampered}")).status_code == 404
+    head = await client.head(f"/reports/{report_token(case.id)}")  # a mail scanner's look before the dentist's
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/html")
 
 
 async def test_a_link_without_a_report_gives_the_dentist_a_pt_br_page(client, session, monkeypatch):
@@ -39,13 +41,15 @@ async def test_a_link_without_a_report_gives_the_dentist_a_pt_br_page(client, se
     case = await add_case(session, candidates=[])
     pages = {"tampered": await client.get(f"/reports/{_tampered(report_token(case.id))}"),
              "unapproved": await client.get(f"/reports/{report_token(case.id)}"),
-             "trailing": await client.get(f"/reports/{report_token(case.id)}/x")}  # pasted with a stray tail
+             "trailing": await client.get(f"/reports/{report_token(case.id)}/x"),  # pasted with a stray tail
+             "cut": await client.get("/reports/"), "bare": await client.get("/reports")}  # the token cut off
     old = report_token(case.id)
     monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: 2_000_000_000_0)
     pages["expired"] = await client.get(f"/reports/{old}")
     monkeypatch.undo()
     expected = {"tampered": (404, "Link de relatório inválido"), "unapproved": (404, "Relatório indisponível"),
-                "trailing": (404, "Link de relatório inválido"),
+                "trailing": (404, "Link de relatório inválido"), "cut": (404, "Link de relatório inválido"),
+                "bare": (404, "Link de relatório inválido"),
                 "expired": (410, "Este link de relatório expirou")}
     for name, response in pages.items():
         status, heading = expected[name]

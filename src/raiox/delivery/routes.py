@@ -97,7 +97,8 @@ HEADERS = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Ref
            "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
 
 
-@router.get("/reports/{token}", response_class=HTMLResponse, include_in_schema=False)
+# GET and HEAD: mail scanners and link previews ask with HEAD first, and got a JSON 405
+@router.api_route("/reports/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
 async def report(token: str, session: AsyncSession = Depends(get_db_session)) -> HTMLResponse:
     """The report, or (the dentist reads it) a pt-BR page saying why there is none: never a JSON error."""
     try:
@@ -111,9 +112,13 @@ async def report(token: str, session: AsyncSession = Depends(get_db_session)) ->
     return HTMLResponse(render("report.html", **context), headers=HEADERS)
 
 
-@router.get("/reports/{token}/{rest:path}", response_class=HTMLResponse, include_in_schema=False)
-async def report_mistyped(token: str, rest: str) -> HTMLResponse:
-    """A report link with something after it (pasted twice, a stray slash): the dentist's pt-BR page, not JSON."""
+@router.api_route("/reports", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
+@router.api_route("/reports/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
+@router.api_route("/reports/{token}/{rest:path}", methods=["GET", "HEAD"], response_class=HTMLResponse,
+                  include_in_schema=False)
+async def report_mistyped(token: str = "", rest: str = "") -> HTMLResponse:
+    """A report link cut short or with something after it (pasted twice, a stray slash): the dentist's pt-BR page,
+    not JSON."""
     return HTMLResponse(render("report_unavailable.html", protocol=None, **_unavailable(InvalidLink("invalid"))),
                         status_code=404, headers=HEADERS)
 
