@@ -48,3 +48,10 @@ def test_times_are_shown_in_brazil_time():
     assert when(moment) == "10/03/2026 09:00"  # America/Sao_Paulo, UTC-3
     assert when(moment, seconds=True) == "10/03/2026 09:00:05"
     assert when(None) == "—"
+
+
+def test_catalog_terms_read_in_the_readers_language_numbers_included():
+    assert i18n.term("external hex", "pt_BR") == "hexágono externo"
+    assert i18n.term("CM 11.5°", "pt_BR") == "CM 11,5°"  # typed as-is, with the reader's decimal comma
+    assert i18n.term("CM 11.5°", "en") == "CM 11.5°"
+    assert i18n.term("HE 4.1 v2.0", "pt_BR") == "HE 4,1 v2,0" and i18n.term("", "pt_BR") == ""

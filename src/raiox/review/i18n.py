@@ -41,7 +41,11 @@ def term(value: str | None, lang: str | None = None) -> str:
         return ""
     lang = lang or get_settings().admin_locale
     key = f"term.{value.strip().lower()}"
-    return catalog(lang).get(key) or catalog(DEFAULT).get(key) or value
+    known = catalog(lang).get(key) or catalog(DEFAULT).get(key)
+    if known:
+        return known
+    separator = gettext("number.decimal_separator", lang)  # "CM 11.5°" -> "CM 11,5°" for a pt-BR reader
+    return re.sub(r"(?<=\d)\.(?=\d)", separator, value) if separator != "." else value
 
 
 def _folded(text: str) -> str:
