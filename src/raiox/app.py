@@ -152,6 +152,9 @@ def create_app(*, worker: bool = False) -> FastAPI:
     from raiox.kit.auth import BearerFirst
 
     app.add_middleware(BearerFirst, paths={"/identify": "identify"})
+    from raiox.kit.headers import NoStoreJSON
+
+    app.add_middleware(NoStoreJSON)
     from raiox.catalog.routes import IDENTIFY_MAX_BODY
     from raiox.kit import metrics
     from raiox.kit.bodylimit import DeclaredLengthFirst

@@ -77,7 +77,9 @@ async def test_purging_removes_films_implants_and_personal_data_and_keeps_the_de
     assert "responda ao e-mail" not in page.text  # no report can be produced any more
     async with session_scope() as session:
         token = await create_token(session, "ops", ["cases"])
-    shown = (await client.get(f"/cases/{case.id}", headers={"Authorization": f"Bearer {token}"})).json()
+    answer = await client.get(f"/cases/{case.id}", headers={"Authorization": f"Bearer {token}"})
+    assert answer.headers["cache-control"] == "no-store"  # a case's JSON is kept by no cache
+    shown = answer.json()
     assert shown["purged_at"] and shown["client_name"] is None and shown["images"] == []
     async with session_scope() as session:  # nothing personal may come back in
         with pytest.raises(review.CasePurged):
