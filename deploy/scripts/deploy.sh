@@ -84,6 +84,10 @@ health_url=${RAIOX_HEALTH_URL:-http://127.0.0.1:8000/readyz}
 health_timeout=${RAIOX_HEALTH_TIMEOUT:-90}
 rollback_timeout=${RAIOX_ROLLBACK_HEALTH_TIMEOUT:-$health_timeout}
 restart_cmd=${RAIOX_RESTART_CMD:-sudo /usr/bin/systemctl restart raiox-api.service raiox-worker.service}
+# after /readyz answers: every restarted service still running (the worker has no health URL; a worker that dies
+# at start would otherwise pass the deploy); empty: no check
+services_check=${RAIOX_SERVICES_CHECK_CMD:-}
+services_settle=${RAIOX_SERVICES_SETTLE_S:-5}
 migrate_env=${RAIOX_MIGRATE_ENV:-/etc/raiox/migrate.env}
 migrate=${RAIOX_MIGRATE:-1}
 lock_timeout=${RAIOX_LOCK_TIMEOUT:-900}
@@ -216,6 +220,15 @@ wait_ready() { # [TIMEOUT]
     return 1
 }
 
+services_stay_up() {
+    [[ -z "$services_check" ]] && return 0
+    sleep "$services_settle"
+    if ! bash -c "$services_check" 9>&-; then
+        log "a restarted service is not running ($services_check)"
+        return 1
+    fi
+}
+
 prune_releases() {
     local current_target old
     current_target=$(basename "$(readlink "$root/current")")
@@ -237,7 +250,7 @@ fi
 
 log "switching current -> releases/$release_id"
 switch_to "releases/$release_id"
-if restart_service && wait_ready; then
+if restart_service && wait_ready && services_stay_up; then
     record "ok"
     prune_releases
     log "deployed $commit ($release_id)"

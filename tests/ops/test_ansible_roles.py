@@ -125,6 +125,28 @@ def test_deploy_user_may_restart_the_services_and_nothing_else():
     assert 'RAIOX_RESTART_CMD="sudo /usr/bin/systemctl restart raiox-api.service raiox-worker.service"' in deploy_env
 
 
+def test_the_deploy_checks_every_restarted_service_still_runs(tmp_path):
+    """/readyz is the API's: the worker (no health URL) is checked by systemctl is-active, each unit on its own,
+    needing no sudo. Sourced as deploy.sh sources it, the command loops over every service of the host."""
+    import os
+    import subprocess
+
+    deploy_env = tmp_path / "deploy.env"
+    deploy_env.write_text(render("raiox", "deploy.env.j2", {
+        "raiox_services": ["raiox-api", "raiox-worker"], "raiox_root": "/srv/raiox", "raiox_python": "python3",
+        "raiox_keep_releases": 5, "raiox_health_port": 8000, "raiox_etc": "/etc/raiox", "raiox_migrate": True}))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "systemctl").write_text('#!/bin/sh\necho "$@" >> "$CALLS"; [ "$3" != raiox-worker.service ]\n')
+    (fake / "systemctl").chmod(0o755)
+    calls = tmp_path / "calls"
+    script = f'source {deploy_env}; PATH={fake}:$PATH; bash -c "${{RAIOX_SERVICES_CHECK_CMD//\\/usr\\/bin\\//}}"'
+    result = subprocess.run(["bash", "-c", script], env={"CALLS": str(calls), "PATH": os.environ["PATH"]})
+    assert result.returncode == 1  # the worker is not running: the deploy fails (and rolls back)
+    assert calls.read_text().split("\n")[:2] == ["is-active --quiet raiox-api.service",
+                                                 "is-active --quiet raiox-worker.service"]
+
+
 def _secret_like(key: str) -> bool:
     return bool(re.search(r"(password|secret|token|api_key|access_key|private)", key, re.I))
 

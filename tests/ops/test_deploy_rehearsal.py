@@ -205,6 +205,19 @@ def test_release_that_cannot_start_rolls_back(host):
     assert (host["srv"] / "deploys.log").read_text().splitlines()[-1].endswith("rolled-back")
 
 
+def test_a_release_whose_service_does_not_stay_up_rolls_back(host):
+    """/readyz answers (the API came up) but another restarted service is not running (a worker dying at start):
+    the deploy rolls back instead of recording ok."""
+    before = _current(host)
+    sha = _commit_breaking(host, "README.md", "rehearsal", "rehearsal: a release whose worker dies")
+    result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]),
+                     env={"RAIOX_SERVICES_CHECK_CMD": "echo worker inactive; exit 3", "RAIOX_SERVICES_SETTLE_S": "0",
+                          "RAIOX_ROLLBACK_HEALTH_TIMEOUT": "60"})
+    assert result.returncode == 1, result.stdout + result.stderr + _serve_log(host)
+    assert "a restarted service is not running" in result.stdout and "rolled back to" in result.stdout
+    assert _current(host) == before and _ready(host).status_code == 200
+
+
 def test_concurrent_deploy_waits_for_the_lock(host):
     lock = open(host["srv"] / ".deploy.lock", "w")  # noqa: SIM115 - held across the call
     try:
