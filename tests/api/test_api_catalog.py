@@ -292,4 +292,6 @@ async def test_openapi_documents_the_real_error_body_and_every_authenticated_rou
                         path, code)
             if path.startswith(("/cases", "/implants", "/identify", "/metrics")):
                 assert op.get("security") == [{"HTTPBearer": []}], (method, path)
-                assert "401" in op["responses"], (method, path)
+                assert {"401", "403"} <= set(op["responses"]), (method, path)  # no token; a token of another scope
+    webhook = spec["paths"]["/webhooks/jotform"]["post"]["responses"]
+    assert {"200", "400", "401", "413", "415", "422", "503"} <= set(webhook)  # every answer the webhook gives

@@ -13,7 +13,8 @@ from raiox.kit.auth import require_token
 from raiox.kit.db import get_db_session
 
 router = APIRouter(prefix="/cases", tags=["cases"])
-UNAUTHORIZED = {401: {"description": "No valid bearer token"}}
+UNAUTHORIZED = {401: {"description": "No valid bearer token"},
+                403: {"description": "The token lacks the `cases` scope"}}
 UNKNOWN = {404: {"description": "Unknown case"}}
 
 

@@ -26,7 +26,14 @@ def check_token(token: str | None) -> None:
         raise Unauthorized("missing or wrong webhook token")
 
 
-@router.post("/webhooks/jotform", response_model=WebhookAccepted)
+@router.post("/webhooks/jotform", response_model=WebhookAccepted, responses={
+    400: {"description": "Not a Jotform submission (no submissionID, rawRequest not a JSON object, a file part...)"},
+    401: {"description": "Missing or wrong ?token="},
+    413: {"description": "Body over 16 MiB"},
+    415: {"description": "Not form data (application/x-www-form-urlencoded or multipart/form-data)"},
+    422: {"description": "Another form than RAIOX_JOTFORM_FORM_ID"},
+    503: {"description": "RAIOX_WEBHOOK_SECRET not set, or the database unavailable: Jotform's retry, or the "
+                         "reconciliation, records it later"}})
 async def jotform_webhook(
     request: Request,
     token: str | None = Query(None, description="RAIOX_WEBHOOK_SECRET (Jotform can only be given a URL)"),
