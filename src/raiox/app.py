@@ -64,7 +64,8 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     return await _error_handler(request, database_unavailable(exc))
 
 
-HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+              413: "too_large"}
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

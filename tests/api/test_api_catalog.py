@@ -113,6 +113,13 @@ async def test_identify_against_a_catalog_without_vectors_of_the_model_is_503_no
     assert IDENTIFICATIONS.labels("error")._value.get() == errors + 1  # ours to fix, not the client's
 
 
+async def test_list_paging_and_malformed_bodies_are_clear_client_errors(client, auth):
+    huge = await client.get("/implants", headers=auth, params={"offset": 10**20})
+    assert huge.status_code == 422 and huge.json()["error"] == "invalid_request" and "offset" in huge.json()["detail"]
+    broken = await client.post("/identify", headers=auth | {"content-type": "multipart/form-data"}, content=b"x")
+    assert broken.status_code == 400 and broken.json()["error"] == "bad_request", broken.text  # a stable code
+
+
 async def test_identify_refuses_what_is_not_an_image(client, auth):
     html = await client.post("/identify", headers=auth,
                              files={"image": ("login.png", b"<!DOCTYPE html><html>login</html>", "image/png")})

@@ -26,7 +26,7 @@ async def list_implants(
     manufacturer: str | None = Query(None, description="Exact manufacturer (case-insensitive)"),
     active: bool | None = Query(None, description="Only active (true) or inactive (false) systems"),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**62),
     session: AsyncSession = Depends(get_db_session),
 ) -> SystemPage:
     model_id = _model_id()

@@ -2,7 +2,7 @@
 
 import uuid
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import views
@@ -43,7 +43,7 @@ async def reject_case(case_id: uuid.UUID, body: RejectRequest, actor: str = Depe
     return await service.reject(session, case_id, body.message, actor=actor)
 
 
-@router.post("/cases/{case_id}/mark-delivered", status_code=204, responses=ERRORS | {
+@router.post("/cases/{case_id}/mark-delivered", status_code=204, response_class=Response, responses=ERRORS | {
     409: {"description": "The case's delivery has not failed"}})
 async def mark_delivered(case_id: uuid.UUID, body: MarkDeliveredRequest, actor: str = Depends(require_actor),
                          session: AsyncSession = Depends(get_db_session)) -> None:
@@ -85,7 +85,7 @@ async def reread_case(case_id: uuid.UUID, actor: str = Depends(require_actor),
                           ranking=await views.ranking(session, case_id))
 
 
-@router.delete("/cases/{case_id}/fixtures/{fixture_id}", status_code=204, responses=ERRORS | {
+@router.delete("/cases/{case_id}/fixtures/{fixture_id}", status_code=204, response_class=Response, responses=ERRORS | {
     404: {"description": "Unknown case, or implant not of this case"}})
 async def remove_implant(case_id: uuid.UUID, fixture_id: uuid.UUID, actor: str = Depends(require_actor),
                          session: AsyncSession = Depends(get_db_session)) -> None:
@@ -95,7 +95,7 @@ async def remove_implant(case_id: uuid.UUID, fixture_id: uuid.UUID, actor: str =
     await marks.remove_fixture(session, case_id, fixture_id, actor=actor)
 
 
-@router.post("/cases/{case_id}/revoke-report", status_code=204, responses=ERRORS | {
+@router.post("/cases/{case_id}/revoke-report", status_code=204, response_class=Response, responses=ERRORS | {
     409: {"description": "The case has no report (not approved), or a delivery is in progress"}})
 async def revoke_report(case_id: uuid.UUID, actor: str = Depends(require_actor),
                         session: AsyncSession = Depends(get_db_session)) -> None:
@@ -104,7 +104,7 @@ async def revoke_report(case_id: uuid.UUID, actor: str = Depends(require_actor),
     await service.revoke_report(session, case_id, actor=actor)
 
 
-@router.post("/cases/{case_id}/redeliver", status_code=204, responses=ERRORS | {
+@router.post("/cases/{case_id}/redeliver", status_code=204, response_class=Response, responses=ERRORS | {
     409: {"description": "The case's result was not delivered, or a delivery is in progress"},
     429: {"description": "Sent again less than 10 minutes ago, or 3 times in 24 hours"}})
 async def redeliver(case_id: uuid.UUID, actor: str = Depends(require_actor),
@@ -114,7 +114,7 @@ async def redeliver(case_id: uuid.UUID, actor: str = Depends(require_actor),
     await service.redeliver(session, case_id, actor=actor)
 
 
-@router.post("/cases/{case_id}/contact", status_code=204, responses=ERRORS | {
+@router.post("/cases/{case_id}/contact", status_code=204, response_class=Response, responses=ERRORS | {
     409: {"description": "The case's data were removed"}, 422: {"description": "Not an e-mail address"}})
 async def set_contact(case_id: uuid.UUID, body: ContactRequest, actor: str = Depends(require_actor),
                       session: AsyncSession = Depends(get_db_session)) -> None:
