@@ -644,3 +644,20 @@ def test_bad_training_options_are_refused_before_anything_is_rendered(tmp_path, 
 def test_bad_rendering_options_are_refused(tmp_path, bad):
     result = CliRunner().invoke(app, ["vision", "render-data", "--out", str(tmp_path / "run"), *bad])
     assert result.exit_code == 2 and not (tmp_path / "run" / "data").exists(), result.output
+
+
+def test_time_budget_ends_the_schedule_where_the_budget_runs_out(tmp_path, data):
+    """`--time-budget` (a timed GPU lease): after 100 steps the run measures its pace, lowers --steps to what fits
+    and anneals the cosine to zero there; the run ends normally (checkpoint, ONNX, state)."""
+    import torch
+
+    out = folder(tmp_path, data, "budget")
+    result = CliRunner().invoke(app, [
+        "vision", "train", "--out", str(out), "--steps", "1000000", "--batch", "8", "--threads", "1",
+        "--classes", str(CLASSES), "--per-class", str(PER_CLASS), "--widths", "4,8,16", "--time-budget", "4",
+    ])
+    assert result.exit_code == 0, result.output
+    state = json.loads((out / "train-state.json").read_text())
+    assert 100 < state["step"] == state["config"]["steps"] < 1000000
+    assert torch.load(out / "ckpt.pt", weights_only=False)["sched"]["_last_lr"][0] < 1e-5
+    assert (out / "raiox-v1.onnx").exists()

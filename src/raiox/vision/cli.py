@@ -102,6 +102,9 @@ def train(
     bf16: bool = typer.Option(False, "--bf16/--fp32", help="the network's forward pass in bfloat16 (autocast; the "
                               "loss, weights and exported model stay float32): about twice the steps per second on "
                               "CPUs with AMX or AVX-512 BF16 (docs/vision.md)"),
+    time_budget: float = typer.Option(0.0, min=0.0, help="seconds this run may train (0: no limit): after 100 "
+                                      "steps it measures its pace and ends the cosine schedule where the budget "
+                                      "runs out, fewer steps than --steps if need be (a timed GPU lease)"),
 ) -> None:
     """Train the fixture embedder with ArcFace on synthetic renders; resumable; writes ONNX + card."""
     from raiox.vision.card import write_card
@@ -117,7 +120,8 @@ def train(
     cfg = TrainConfig(out=out, steps=steps, batch=batch, lr=lr, seed=seed, device=device, threads=threads,
                       restart_schedule=restart_schedule, init_from=init_from, model_name=name,
                       attribute_weight=attribute_weight, located_copies=located_copies,
-                      checkpoint_every_s=checkpoint_every, bf16=bf16, widths=channels)
+                      checkpoint_every_s=checkpoint_every, bf16=bf16, widths=channels,
+                      extra={"time_budget_s": time_budget} if time_budget else {})
     try:
         onnx_path = run(cfg)
     except ResumeError as exc:

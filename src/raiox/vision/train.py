@@ -90,7 +90,7 @@ def augment(x, gen):
     from torch.nn import functional as F
 
     n, aspect = x.shape[0], x.shape[2] / x.shape[3]
-    r = lambda *s: torch.rand(*s, generator=gen)
+    r = lambda *s: torch.rand(*s, generator=gen, device=x.device)
     x = torch.where(r(n, 1, 1, 1) < 0.5, x.flip(3), x)
     ang = (r(n) - 0.5) * math.radians(8)
     sc = 1 + (r(n) - 0.5) * 0.16
@@ -101,10 +101,10 @@ def augment(x, gen):
     ], 1)
     x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
     x = x.clamp(0, 1) ** torch.exp((r(n, 1, 1, 1) - 0.5) * 0.8)
-    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device) / 16
     blurred = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), (k[:, None] * k[None, :])[None, None])
     x = torch.where(r(n, 1, 1, 1) < 0.3, blurred, x)
-    x = x + torch.randn(x.shape, generator=gen) * r(n, 1, 1, 1) * 0.05
+    x = x + torch.randn(x.shape, generator=gen, device=x.device) * r(n, 1, 1, 1) * 0.05
     return occlude(x.clamp(0, 1), gen).clamp(0, 1)
 
 
@@ -115,9 +115,9 @@ def occlude(x, gen, p: float = 0.3):
     import torch
 
     n, _, h, w = x.shape
-    r = lambda *s: torch.rand(*s, generator=gen)
-    rows, cols = (torch.arange(h, dtype=torch.float32)[None, :, None],
-                  torch.arange(w, dtype=torch.float32)[None, None, :])
+    r = lambda *s: torch.rand(*s, generator=gen, device=x.device)
+    rows, cols = (torch.arange(h, dtype=torch.float32, device=x.device)[None, :, None],
+                  torch.arange(w, dtype=torch.float32, device=x.device)[None, None, :])
     y0, hh = r(n, 1, 1) * h, r(n, 1, 1) * h * 0.35
     band = (rows >= y0) & (rows < y0 + hh)
     cy, cx, ang = r(n, 1, 1) * h, r(n, 1, 1) * w, r(n, 1, 1) * math.pi
@@ -177,9 +177,7 @@ def train(cfg: TrainConfig) -> Path:
     start = saved["state"]["step"] if restart else (saved["state"].get("restarts") or [0])[-1] if saved else 0
     span = max(1, cfg.steps - start) if start else cfg.steps
     warm = max(1, min(100, span // 5)) if start else 300
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / span)))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(warm, span))
     if saved:
         _load_net(net, saved["net"], ckpt, cfg)
         arc.load_state_dict(saved["arc"])
@@ -213,11 +211,11 @@ def train(cfg: TrainConfig) -> Path:
              **_brief(cfg))
     last_save, t0, t0_step = time.time(), time.time(), state["step"]
     losses = list(saved.get("losses", [])) if saved else []  # the running mean continues across a resume
+    batches = Batches(cfg, crops, train_idx, gen, state["step"])
+    budget = TimeBudget(cfg, state["step"], warm, sched)
     while state["step"] < cfg.steps:
         net.train()
-        pick = torch.randint(0, len(train_idx), (cfg.batch,), generator=gen)
-        x = torch.from_numpy(crops[train_idx[pick.numpy()]]).float().div_(255)[:, None]
-        x = augment(x, gen).to(cfg.device)
+        pick, x = batches.draw()
         with _autocast(cfg):
             emb = net(x)
         emb, lab = emb.float(), train_lab[pick].to(cfg.device)  # the loss (and the heads) in float32
@@ -230,6 +228,7 @@ def train(cfg: TrainConfig) -> Path:
         sched.step()
         state["step"] += 1
         losses.append(loss.item())
+        budget.tick(state)
         if state["step"] % 50 == 0:
             log.info("train.step", step=state["step"], loss=round(float(np.mean(losses[-50:])), 4),
                      lr=round(sched.get_last_lr()[0], 6),
@@ -244,6 +243,63 @@ def train(cfg: TrainConfig) -> Path:
     onnx_path = export(net, cfg.out / f"{cfg.model_name}.onnx", crops.shape[1:])
     (cfg.out / "train-state.json").write_text(json.dumps({"config": _brief(cfg), **state}, indent=2))
     return onnx_path
+
+
+class Batches:
+    """Augmented training batches. On a GPU the crops live on the device as uint8 and are augmented there, with a
+    device generator seeded from the step (a resumed run draws its own augmentations, the same picks); on the CPU
+    the crops are augmented with the run's generator, as ever."""
+
+    def __init__(self, cfg: TrainConfig, crops: np.ndarray, train_idx: np.ndarray, gen, step: int):
+        import torch
+
+        self.cfg, self.train_idx, self.gen = cfg, train_idx, gen
+        self.gpu = torch.device(cfg.device).type == "cuda"
+        self.crops = torch.from_numpy(crops).to(cfg.device) if self.gpu else crops
+        self.aug = torch.Generator(cfg.device).manual_seed(cfg.seed * 1_000_003 + step) if self.gpu else gen
+        if self.gpu:
+            torch.backends.cudnn.benchmark = True
+
+    def draw(self):
+        import torch
+
+        pick = torch.randint(0, len(self.train_idx), (self.cfg.batch,), generator=self.gen)
+        idx = self.train_idx[pick.numpy()]
+        if self.gpu:
+            x = self.crops[torch.from_numpy(idx).to(self.cfg.device)].float().div_(255)[:, None]
+            return pick, augment(x, self.aug)
+        return pick, augment(torch.from_numpy(self.crops[idx]).float().div_(255)[:, None], self.gen)
+
+
+class TimeBudget:
+    """``cfg.extra["time_budget_s"]`` (seconds, from the run's start): after 100 steps the run measures its pace
+    and lowers ``cfg.steps`` to what fits, the cosine schedule stretched to end there (a GPU lease is timed)."""
+
+    PROBE = 100
+
+    def __init__(self, cfg: TrainConfig, step: int, warm: int, sched):
+        self.cfg, self.first, self.warm, self.sched = cfg, step, warm, sched
+        self.seconds = float(cfg.extra.get("time_budget_s") or 0)
+        self.t0, self.t_probe = time.time(), None
+
+    def tick(self, state: dict) -> None:
+        done = state["step"] - self.first
+        if not self.seconds or done > self.PROBE:
+            return
+        if done == 10:
+            self.t_probe = time.time()
+        elif done == self.PROBE and self.t_probe:
+            pace = (time.time() - self.t_probe) / (self.PROBE - 10)
+            fits = state["step"] + int((self.seconds - (time.time() - self.t0)) / pace)
+            if fits < self.cfg.steps:
+                self.cfg.steps = max(state["step"] + 1, fits)
+                span = self.cfg.steps - (state.get("restarts") or [0])[-1]
+                self.sched.lr_lambdas[0] = _schedule(self.warm, span)
+                log.info("train.time_budget", steps=self.cfg.steps, s_per_step=round(pace, 4))
+
+
+def _schedule(warm: int, span: int):
+    return lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / span)))
 
 
 def _autocast(cfg: TrainConfig):
