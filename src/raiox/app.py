@@ -68,6 +68,21 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
               413: "too_large"}
 
 
+# FastAPI's words when a file parameter gets a plain form value: Starlette reads a multipart part without a filename
+# (`filename=""`) as text, not as a file
+_NOT_A_FILE = "Expected UploadFile, received:"
+
+
+def _field_problem(error: dict) -> dict[str, str]:
+    """One field's problem, in words for the client (never FastAPI's internal type names)."""
+    field = ".".join(str(p) for p in error.get("loc", ())[1:]) or "body"
+    message = error.get("msg", "")
+    if _NOT_A_FILE in message:
+        message = (f"the part named {field!r} carries no file (a part without a filename is read as text): "
+                   "send it as a file, with its filename")
+    return {"field": field, "message": message}
+
+
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's validation errors in the API's one error shape (``error``, ``detail``), each field named in
     ``fields`` for clients that want them one by one. An identification refused so (a bad `top_k`, no image) is
@@ -76,8 +91,7 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
         from raiox.kit import metrics
 
         metrics.IDENTIFICATIONS.labels("rejected").inc()
-    fields = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]) or "body", "message": e.get("msg", "")}
-              for e in exc.errors()]
+    fields = [_field_problem(e) for e in exc.errors()]
     detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid request"
     return JSONResponse({"error": "invalid_request", "detail": detail, "fields": fields}, status_code=422)
 

@@ -130,6 +130,21 @@ async def test_identify_refuses_what_is_not_an_image(client, auth):
     assert missing.status_code == 422
 
 
+async def test_an_image_part_without_a_filename_is_a_clear_422_naming_the_part(client, auth, reference_pngs):
+    """httpx sends a file given `filename=""` as a part without a filename (as curl's `-F image=text` does), which
+    Starlette reads as text: the answer says the part carries no file, in the API's error shape, never FastAPI's
+    internal "Expected UploadFile, received: <class 'str'>"."""
+    png = reference_pngs["demo-004"][0]
+    for sent in ({"files": {"image": ("", png, "image/png")}},
+                 {"data": {"image": "not a file"}, "files": {"other": ("o.png", b"x")}}):
+        response = await client.post("/identify", headers=auth, **sent)
+        answer = response.json()
+        assert response.status_code == 422 and answer["error"] == "invalid_request", response.text
+        assert "the part named 'image' carries no file" in answer["detail"]
+        assert answer["fields"] == [{"field": "image", "message": answer["detail"].removeprefix("image: ")}]
+        assert "UploadFile" not in response.text and "class" not in response.text
+
+
 async def test_metrics_count_requests_by_route_and_report_catalog_size(client, auth, catalog, session):
     from raiox.models import Case
 
