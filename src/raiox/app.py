@@ -40,8 +40,15 @@ class ErrorBody(BaseModel):
     fields: list[dict[str, str]] | None = None
 
 
+def _own_body(response: dict) -> bool:
+    """A 4xx/5xx the route documents with a model of its own (`/readyz`'s 503 answers its checks, not an error)."""
+    ref = response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+    return bool(ref) and not ref.endswith("/HTTPValidationError")
+
+
 def _openapi(app: FastAPI) -> dict:
-    """FastAPI's document, with the API's real error body where it documents its own validation error shape."""
+    """FastAPI's document, with the API's real error body where it documents its own validation error shape, and on
+    every error answer that names no body of its own."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -50,7 +57,7 @@ def _openapi(app: FastAPI) -> dict:
             schemas.pop(name, None)
         for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
             for code, response in operation.get("responses", {}).items():
-                if code[0] in "45":
+                if code[0] in "45" and not _own_body(response):
                     response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
         app.openapi_schema = schema
     return app.openapi_schema

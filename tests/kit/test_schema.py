@@ -41,6 +41,17 @@ async def test_healthz_and_readyz_report_database(client):
     assert body["checks"]["storage"] == "ok"
 
 
+async def test_openapi_documents_readyz_answering_503_with_its_checks(client):
+    spec = (await client.get("/openapi.json")).json()
+    answers = spec["paths"]["/readyz"]["get"]["responses"]
+    assert {"200", "503"} <= set(answers) and "Not ready" in answers["503"]["description"]
+    for code in ("200", "503"):  # the checks' body both ways, not the API's error body
+        assert answers[code]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Readiness"
+    readiness = spec["components"]["schemas"]["Readiness"]
+    assert set(readiness["properties"]) == {"status", "checks"}
+    assert readiness["properties"]["status"]["enum"] == ["ready", "not_ready"]
+
+
 async def test_readyz_fails_when_a_configured_reader_model_cannot_load(client, tmp_path, monkeypatch):
     """A reader file ONNX Runtime cannot open would fail every case's analysis: not ready (a deploy rolls back)."""
     assert (await client.get("/readyz")).json()["checks"]["model"] == "ok"

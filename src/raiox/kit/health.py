@@ -1,9 +1,11 @@
 """Liveness (`/healthz`) and readiness (`/readyz`: database, storage, model, catalog) probes."""
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,7 +59,21 @@ async def _check_catalog(session: AsyncSession) -> None:
         raise RuntimeError(f"the catalog has no vectors of {model_id}: run `raiox catalog reindex` with this model")
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    """Each dependency's probe: "ok", or "error: <why>"."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str]
+
+
+READINESS = {
+    200: {"model": Readiness, "description": "Ready: the database, object storage, model and catalog all answer"},
+    503: {"model": Readiness, "description": "Not ready: a dependency (database, object storage, model or catalog) "
+          "failed its probe; `checks` says which and why. A deploy that gets this rolls back"},
+}
+
+
+@router.get("/readyz", responses=READINESS, summary="Readiness: every dependency answers")
 async def readyz(session: AsyncSession = Depends(get_db_session)) -> JSONResponse:
     checks = {"database": _check_database, "storage": get_storage().check, "model": _check_model,
               "catalog": lambda: _check_catalog(session)}
