@@ -26,6 +26,26 @@ def test_token_lifecycle(database_url, committed):
         assert conn.execute("SELECT revoked_at IS NOT NULL FROM api_tokens").fetchall() == [(True,)]
 
 
+def _live(database_url) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT name FROM api_tokens WHERE revoked_at IS NULL ORDER BY name").fetchall()
+
+
+def test_revoke_ignores_the_blanks_around_a_pasted_name_or_prefix(database_url, committed):
+    runner = CliRunner()
+    for name in ("by-name", "by-prefix", "kept"):
+        assert runner.invoke(app, ["tokens", "create", name], catch_exceptions=False).exit_code == 0
+    with psycopg.connect(database_url) as conn:
+        prefix = conn.execute("SELECT prefix FROM api_tokens WHERE name = 'by-prefix'").fetchone()[0]
+    for pasted in ("  by-name\n", f"{prefix} \r\n"):
+        result = runner.invoke(app, ["tokens", "revoke", pasted], catch_exceptions=False)
+        assert result.exit_code == 0 and "revoked 1 token(s)" in result.stdout, result.output
+    assert _live(database_url) == [("kept",)]
+    blank = runner.invoke(app, ["tokens", "revoke", " \n"], catch_exceptions=False)
+    assert blank.exit_code == 2 and "cannot be blank" in blank.stderr
+    assert _live(database_url) == [("kept",)]
+
+
 def _stored(database_url) -> list[tuple]:
     with psycopg.connect(database_url) as conn:
         return conn.execute("SELECT name FROM api_tokens").fetchall()

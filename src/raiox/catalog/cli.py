@@ -414,9 +414,14 @@ def _when(value) -> str:
 
 @tokens_app.command("revoke")
 def tokens_revoke(name_or_prefix: str = typer.Argument(..., help="Token name, or its prefix as listed.")) -> None:
-    """Revoke live tokens by name or prefix."""
+    """Revoke live tokens by name or prefix (surrounding blanks ignored: a pasted prefix with its newline works)."""
     from raiox.kit.db import session_scope
     from raiox.kit.auth import revoke_token
+
+    name_or_prefix = name_or_prefix.strip()
+    if not name_or_prefix:
+        err.print("[red]a token name or prefix cannot be blank[/red]")
+        raise typer.Exit(2)
 
     async def work(maker) -> int:
         async with session_scope(maker) as session:

@@ -139,9 +139,11 @@ async def list_tokens(session: AsyncSession) -> list[ApiToken]:
 
 
 async def revoke_token(session: AsyncSession, name_or_prefix: str) -> int:
-    """Revoke the live tokens with this name or prefix; returns how many were revoked."""
+    """Revoke the live tokens with this name or prefix (surrounding blanks ignored, as names are stored stripped);
+    returns how many were revoked."""
     from sqlalchemy import or_
 
+    name_or_prefix = name_or_prefix.strip()
     result = await session.execute(
         update(ApiToken)
         .where(or_(ApiToken.name == name_or_prefix, ApiToken.prefix == name_or_prefix), ApiToken.revoked_at.is_(None))
