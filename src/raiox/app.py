@@ -127,9 +127,13 @@ def add_error_handlers(app: FastAPI) -> None:
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug or an outage nothing above names: the API's error shape (Starlette still logs the traceback), not a bare
-    text/plain "Internal Server Error"; the detail says nothing of the internals."""
+    text/plain "Internal Server Error"; the detail says nothing of the internals. Starlette renders it outside the
+    app's middleware: the request's id is set here."""
+    from raiox.kit.requestid import request_id_of
+
+    request_id = request_id_of(request.scope)
     return JSONResponse({"error": "internal_error", "detail": "internal server error: the failure was logged"},
-                        status_code=500)
+                        status_code=500, headers={"X-Request-ID": request_id} if request_id else None)
 
 
 def _run_worker() -> asyncio.Task:
@@ -200,6 +204,9 @@ def create_app(*, worker: bool = False) -> FastAPI:
 
     app.include_router(catalog_router)
     metrics.install(app)
+    from raiox.kit.requestid import RequestId
+
+    app.add_middleware(RequestId)  # outermost of ours: the answers of the ones above carry the id too
     from raiox.review.panel import create_panel
 
     app.mount("/admin", create_panel())
