@@ -4,6 +4,11 @@
 # sha256, and delete dumps older than the retention. Run nightly by raiox-pg-backup.timer
 # as the postgres user (peer authentication, nothing to store).
 #
+# A database whose dump, upload or pruning fails does not stop the others: each failure is
+# reported ("backup: FAILED ..." on stderr), every database is tried, and the script exits 1
+# at the end when any failed (the unit then shows as failed). A failed database's old dumps
+# are never pruned.
+#
 # Settings (environment; /etc/raiox/backup.env on the db host):
 #   RAIOX_BACKUP_URL              s3://BUCKET/PREFIX (s3cmd, DigitalOcean Spaces) or file:///DIR
 #   RAIOX_BACKUP_DATABASES        space-separated database names
@@ -27,20 +32,35 @@ trap 'rm -rf "$work"' EXIT
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 cutoff=$(date -u -d "-${retention} days" +%Y%m%dT%H%M%SZ)
 
-for db in $databases; do
-    name="$db-$stamp.dump"
+backup_database() { # DB: dump, checksum, upload, then prune the dumps older than the retention
+    # Called left of `||`, where set -e does not apply: each step checks its own status.
+    local db=$1 name="$1-$stamp.dump" listing old old_stamp
     echo "backup: dumping $db"
-    "$pg_dump" --format=custom --compress=6 --dbname="$db" --file="$work/$name"
-    (cd "$work" && sha256sum "$name" >"$name.sha256")
-    store_put "$work/$name" "$db/$name"
-    store_put "$work/$name.sha256" "$db/$name.sha256"
+    "$pg_dump" --format=custom --compress=6 --dbname="$db" --file="$work/$name" \
+        || { echo "backup: FAILED $db: pg_dump failed" >&2; return 1; }
+    (cd "$work" && sha256sum "$name" >"$name.sha256") || { echo "backup: FAILED $db: sha256sum" >&2; return 1; }
+    { store_put "$work/$name" "$db/$name" && store_put "$work/$name.sha256" "$db/$name.sha256"; } \
+        || { echo "backup: FAILED $db: upload to $url/$db/ failed" >&2; return 1; }
     echo "backup: $db -> $url/$db/$name ($(stat -c %s "$work/$name") bytes)"
+    rm -f "$work/$name" "$work/$name.sha256"  # uploaded: the next database has the disk space
+    listing=$(store_ls "$db") || { echo "backup: FAILED $db: listing $url/$db/ to prune it" >&2; return 1; }
     while IFS= read -r old; do
+        [[ -n "$old" ]] || continue
         old_stamp=${old#"$db-"}
         old_stamp=${old_stamp%%.dump*}
         if [[ "$old_stamp" < "$cutoff" ]]; then
             echo "backup: pruning $db/$old (older than $retention days)"
-            store_rm "$db/$old"
+            store_rm "$db/$old" || { echo "backup: FAILED $db: pruning $db/$old" >&2; return 1; }
         fi
-    done < <(store_ls "$db")
+    done <<<"$listing"
+}
+
+failed=()
+for db in $databases; do
+    backup_database "$db" || failed+=("$db")
 done
+if ((${#failed[@]})); then
+    echo "backup: ${#failed[@]} of $(wc -w <<<"$databases") databases failed: ${failed[*]}" >&2
+    exit 1
+fi
+echo "backup: all databases backed up ($databases)"

@@ -98,3 +98,45 @@ def test_restore_refuses_a_corrupted_dump(pg):
 def test_restore_of_a_missing_database_fails_clearly(pg):
     result = _run(pg, "pg-restore.sh", "nope")
     assert result.returncode == 1 and "no dump of nope" in result.stderr
+
+
+def test_a_failing_database_does_not_stop_the_others(tmp_path):
+    """pg_dump failing for one database (and the upload failing for another) used to end the night's backup at that
+    database: every database is tried now, each failure is reported, and the script fails at the end."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pg_dump"
+    # the real pg_dump's arguments as pg-backup.sh passes them: --dbname=DB --file=PATH
+    fake.write_text('#!/bin/bash\nfor a in "$@"; do case $a in --dbname=*) db=${a#*=} ;; --file=*) out=${a#*=} ;; '
+                    'esac; done\n[[ $db == broken ]] && { echo "pg_dump: error: connection failed" >&2; exit 1; }\n'
+                    'echo "dump of $db" >"$out"\n')
+    fake.chmod(0o755)
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    (bucket / "unwritable").write_text("a file where the database's folder should be: the upload fails")
+    env = {"PATH": os.environ["PATH"], "PG_BIN": str(bin_dir), "RAIOX_BACKUP_URL": f"file://{bucket}",
+           "RAIOX_BACKUP_DATABASES": "first broken unwritable last", "RAIOX_BACKUP_RETENTION_DAYS": "30"}
+    result = subprocess.run(["bash", str(SCRIPTS / "pg-backup.sh")], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    for db in ("first", "last"):  # before and after the failures: backed up, checksum alongside
+        dumps = list((bucket / db).glob(f"{db}-*.dump"))
+        assert len(dumps) == 1 and dumps[0].read_text() == f"dump of {db}\n"
+        assert (bucket / db / f"{dumps[0].name}.sha256").read_text().split()[1] == dumps[0].name
+    assert not (bucket / "broken").exists()
+    assert "backup: FAILED broken: pg_dump failed" in result.stderr
+    assert "backup: FAILED unwritable: upload" in result.stderr
+    assert "2 of 4 databases failed: broken unwritable" in result.stderr
+
+
+def test_a_backup_where_every_database_succeeds_exits_0(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pg_dump").write_text('#!/bin/sh\nfor a; do case $a in --file=*) echo dump >"${a#*=}" ;; esac; done\n')
+    (bin_dir / "pg_dump").chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "PG_BIN": str(bin_dir), "RAIOX_BACKUP_URL": f"file://{tmp_path / 'bucket'}",
+           "RAIOX_BACKUP_DATABASES": "one two"}
+    result = subprocess.run(["bash", str(SCRIPTS / "pg-backup.sh")], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stderr and "all databases backed up (one two)" in result.stdout

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import procrastinate
 from procrastinate.jobs import Status
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,8 +18,16 @@ from raiox.kit.db import libpq_url
 
 TASK_MODULES = ["raiox.intake.tasks", "raiox.delivery.tasks", "raiox.cases.tasks"]
 
+
+def _job_pool(**kwargs) -> AsyncConnectionPool:
+    """procrastinate's pool, sized when the app opens (RAIOX_DB_JOB_POOL_SIZE): settings are not read at import."""
+    from raiox.kit.settings import get_settings
+
+    return AsyncConnectionPool(**{**kwargs, "max_size": get_settings().db_job_pool_size}, name="raiox-jobs")
+
+
 app = procrastinate.App(
-    connector=procrastinate.PsycopgConnector(conninfo=lambda: libpq_url(), min_size=1, max_size=10),
+    connector=procrastinate.PsycopgConnector(conninfo=lambda: libpq_url(), min_size=1, pool_factory=_job_pool),
     import_paths=TASK_MODULES,
 )
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     db_pool_size: int = Field(default=20, ge=1)  # connections kept per process (webhook bursts reuse them)
     db_max_overflow: int = Field(default=20, ge=0)  # extra connections opened (and closed) beyond the pool
+    # procrastinate's pool, per process (a worker also holds one connection of its own for LISTEN); the deploy bounds
+    # these three for PostgreSQL's max_connections (docs/operations.md, "Database connections")
+    db_job_pool_size: int = Field(default=10, ge=1)
     # how long `raiox serve` / `worker` / `admin` wait for an unreachable database at start before giving up
     database_wait_s: int = Field(default=120, ge=0, le=3600)
     storage_url: str = ""
