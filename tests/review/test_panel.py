@@ -455,6 +455,22 @@ async def test_removing_a_reference_keeps_the_object_a_case_still_uses(panel):
     assert (await panel.get(f"/admin/cases/{case.id}")).status_code == 200
 
 
+async def test_each_remove_reference_button_names_the_reference_and_the_system_it_removes(panel):
+    """A screen reader lists the buttons by their names: each "Remover do catálogo" says which image of which system."""
+    from raiox.models import ReferenceImage
+
+    await _data()
+    async with session_scope() as session:  # neo-cm's second reference
+        session.add(ReferenceImage(system_id="neo-cm", storage_key="references/second.png", sha256="ab" * 32,
+                                   source="upload"))
+    await login(panel, "admin@example.com")
+    page = (await panel.get("/admin/catalog/neo-cm")).text
+    names = re.findall(r'<button class="btn btn-small" type="submit"\s+aria-label="([^"]*)">'
+                       r"Remover do catálogo</button>", page)
+    assert names == ["Remover do catálogo a imagem de referência 1 de Grand Morse (Neodent)",
+                     "Remover do catálogo a imagem de referência 2 de Grand Morse (Neodent)"]
+
+
 async def test_retry_failed_case_and_resend_failed_delivery(panel):
     from sqlalchemy import select, text
 
