@@ -241,6 +241,20 @@ async def test_case_page_shows_candidates_confidence_and_warning(panel):
     assert 'value="nob-ac"' in search.text
 
 
+async def test_each_candidates_rank_is_read_by_screen_readers(panel):
+    """An aria-label on a plain <span> is ignored by screen readers: the rank is text they read ("Posição 2"), the
+    bare number shown beside it hidden from them (not read twice)."""
+    case, _ = await _data()
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    fused = re.search(r'<ol class="cands" id="fused">(.*?)</ol>', page, re.S).group(1)
+    ranks = re.findall(r'<span class="rank"><span aria-hidden="true">(\d+)</span><span class="sr-only">([^<]*)</span>'
+                       r"</span>", fused)
+    assert ranks == [("1", "Posição 1"), ("2", "Posição 2")]
+    assert page.count('<span class="rank">') == 4  # the fixture's own candidates too
+    assert not re.search(r'<span(?![^>]*\brole=)[^>]*aria-label=', page)  # no name where nothing reads it
+
+
 async def test_case_page_shows_the_length_each_candidates_pitch_gives_the_thread_count(panel):
     """The fixture's thread count (11.8 x the pitch) read as each candidate's length, beside its line's nearest."""
     from raiox.models import ImplantSystem
