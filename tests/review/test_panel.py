@@ -157,6 +157,46 @@ async def test_queue_counts_filters_and_failed_reason(panel):
                                                                 "date_to": "2001-01-02"})).text
 
 
+def tab_counts(html: str) -> dict[str, int]:
+    """The count beside each status tab of the queue, by the status it opens."""
+    tabs = re.search(r'<nav class="status-tabs"[^>]*>(.*?)</nav>', html, re.S).group(1)
+    return {status: int(n) for status, n in
+            re.findall(r'<a href="\?status=(\w+)[^"]*"[^>]*>[^<]*<span class="count">(\d+)</span>', tabs)}
+
+
+async def test_the_status_tabs_count_the_cases_the_other_filters_keep(panel):
+    """Beside each status, the number of cases its tab lists with the dentist, search and day filters applied."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from raiox.models import Case
+
+    await _data()  # Dra. Ana Souza awaiting review, Dr. Bruno Lima failed
+    async with session_scope() as session:
+        await add_case(session, name="Dra. Carla Dias")
+        older = await add_case(session, name="Dr. Bruno Lima", status=CaseStatus.delivered)
+        await session.execute(update(Case).where(Case.id == older.id)
+                              .values(created_at=datetime(2025, 6, 10, 15, 0, tzinfo=UTC)))
+    await login(panel, "rev@example.com")
+
+    async def counts(**params) -> dict[str, int]:
+        return tab_counts((await panel.get("/admin/", params={"status": "all", **params})).text)
+
+    everything = await counts()
+    assert (everything["all"], everything["attention"], everything["awaiting_review"]) == (4, 3, 2)
+    assert (everything["failed"], everything["delivered"], everything["received"]) == (1, 1, 0)
+    bruno = await counts(q="bruno")
+    assert (bruno["all"], bruno["attention"], bruno["awaiting_review"], bruno["failed"], bruno["delivered"]) == \
+        (2, 1, 0, 1, 1)
+    assert (await counts(client="carla"))["awaiting_review"] == 1 and (await counts(client="carla"))["all"] == 1
+    june = await counts(date_from="2025-06-01", date_to="2025-06-30")
+    assert (june["all"], june["delivered"], june["attention"]) == (1, 1, 0)
+    for status, n in bruno.items():  # each tab's count is what the tab, followed, lists
+        listed = (await panel.get("/admin/", params={"status": status, "q": "bruno"})).text
+        assert f"{n} caso(s) encontrado(s)" in listed, status
+
+
 async def test_the_queue_date_filter_counts_days_on_the_operators_calendar(panel):
     """RAIOX_ADMIN_TIMEZONE (America/Sao_Paulo): a case received at 01:30 UTC on the 3rd came in on the evening of
     the 2nd for the operator, and the filter by day says so, whatever the server's own timezone."""
