@@ -283,6 +283,9 @@ async def test_the_queue_fits_a_phone_without_sideways_scrolling(committed, serv
     assert await page.locator("table.queue tbody tr").count() == 2
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
     assert await page.get_by_role("button", name="Tentar novamente").is_visible()
+    await page.get_by_text("Detalhes técnicos").click()  # the reason's detail, unfolded, wraps too
+    assert await page.get_by_text("x" * 600).is_visible()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
     await page.close()
 
 

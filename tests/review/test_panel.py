@@ -157,6 +157,46 @@ async def test_queue_counts_filters_and_failed_reason(panel):
                                                                 "date_to": "2001-01-02"})).text
 
 
+def tab_counts(html: str) -> dict[str, int]:
+    """The count beside each status tab of the queue, by the status it opens."""
+    tabs = re.search(r'<nav class="status-tabs"[^>]*>(.*?)</nav>', html, re.S).group(1)
+    return {status: int(n) for status, n in
+            re.findall(r'<a href="\?status=(\w+)[^"]*"[^>]*>[^<]*<span class="count">(\d+)</span>', tabs)}
+
+
+async def test_the_status_tabs_count_the_cases_the_other_filters_keep(panel):
+    """Beside each status, the number of cases its tab lists with the dentist, search and day filters applied."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from raiox.models import Case
+
+    await _data()  # Dra. Ana Souza awaiting review, Dr. Bruno Lima failed
+    async with session_scope() as session:
+        await add_case(session, name="Dra. Carla Dias")
+        older = await add_case(session, name="Dr. Bruno Lima", status=CaseStatus.delivered)
+        await session.execute(update(Case).where(Case.id == older.id)
+                              .values(created_at=datetime(2025, 6, 10, 15, 0, tzinfo=UTC)))
+    await login(panel, "rev@example.com")
+
+    async def counts(**params) -> dict[str, int]:
+        return tab_counts((await panel.get("/admin/", params={"status": "all", **params})).text)
+
+    everything = await counts()
+    assert (everything["all"], everything["attention"], everything["awaiting_review"]) == (4, 3, 2)
+    assert (everything["failed"], everything["delivered"], everything["received"]) == (1, 1, 0)
+    bruno = await counts(q="bruno")
+    assert (bruno["all"], bruno["attention"], bruno["awaiting_review"], bruno["failed"], bruno["delivered"]) == \
+        (2, 1, 0, 1, 1)
+    assert (await counts(client="carla"))["awaiting_review"] == 1 and (await counts(client="carla"))["all"] == 1
+    june = await counts(date_from="2025-06-01", date_to="2025-06-30")
+    assert (june["all"], june["delivered"], june["attention"]) == (1, 1, 0)
+    for status, n in bruno.items():  # each tab's count is what the tab, followed, lists
+        listed = (await panel.get("/admin/", params={"status": status, "q": "bruno"})).text
+        assert f"{n} caso(s) encontrado(s)" in listed, status
+
+
 async def test_the_queue_date_filter_counts_days_on_the_operators_calendar(panel):
     """RAIOX_ADMIN_TIMEZONE (America/Sao_Paulo): a case received at 01:30 UTC on the 3rd came in on the evening of
     the 2nd for the operator, and the filter by day says so, whatever the server's own timezone."""
@@ -239,6 +279,20 @@ async def test_case_page_shows_candidates_confidence_and_warning(panel):
     assert (await panel.get(image)).headers["content-type"] == "image/png"
     search = await panel.get("/admin/systems/search", params={"q": "nobel"})
     assert 'value="nob-ac"' in search.text
+
+
+async def test_each_candidates_rank_is_read_by_screen_readers(panel):
+    """An aria-label on a plain <span> is ignored by screen readers: the rank is text they read ("Posição 2"), the
+    bare number shown beside it hidden from them (not read twice)."""
+    case, _ = await _data()
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    fused = re.search(r'<ol class="cands" id="fused">(.*?)</ol>', page, re.S).group(1)
+    ranks = re.findall(r'<span class="rank"><span aria-hidden="true">(\d+)</span><span class="sr-only">([^<]*)</span>'
+                       r"</span>", fused)
+    assert ranks == [("1", "Posição 1"), ("2", "Posição 2")]
+    assert page.count('<span class="rank">') == 4  # the fixture's own candidates too
+    assert not re.search(r'<span(?![^>]*\brole=)[^>]*aria-label=', page)  # no name where nothing reads it
 
 
 async def test_case_page_shows_the_length_each_candidates_pitch_gives_the_thread_count(panel):
@@ -453,6 +507,22 @@ async def test_removing_a_reference_keeps_the_object_a_case_still_uses(panel):
                                        .where(AuditEntry.action == "catalog.reference_remove"))).scalar_one()
     assert entry.details["object_deleted"] is False and entry.actor == "user:admin@example.com"
     assert (await panel.get(f"/admin/cases/{case.id}")).status_code == 200
+
+
+async def test_each_remove_reference_button_names_the_reference_and_the_system_it_removes(panel):
+    """A screen reader lists the buttons by their names: each "Remover do catálogo" says which image of which system."""
+    from raiox.models import ReferenceImage
+
+    await _data()
+    async with session_scope() as session:  # neo-cm's second reference
+        session.add(ReferenceImage(system_id="neo-cm", storage_key="references/second.png", sha256="ab" * 32,
+                                   source="upload"))
+    await login(panel, "admin@example.com")
+    page = (await panel.get("/admin/catalog/neo-cm")).text
+    names = re.findall(r'<button class="btn btn-small" type="submit"\s+aria-label="([^"]*)">'
+                       r"Remover do catálogo</button>", page)
+    assert names == ["Remover do catálogo a imagem de referência 1 de Grand Morse (Neodent)",
+                     "Remover do catálogo a imagem de referência 2 de Grand Morse (Neodent)"]
 
 
 async def test_retry_failed_case_and_resend_failed_delivery(panel):

@@ -1,6 +1,7 @@
 """Reasons recorded in English (case history, failure reasons, image errors) read in pt-BR in the panel."""
 
 import json
+import re
 
 import pytest
 
@@ -46,29 +47,67 @@ def test_unknown_text_and_operator_messages_stay_as_recorded():
     assert reason_text("a {detail} with braces", "pt_BR") == "a {detail} with braces"
 
 
+def test_a_reason_splits_into_its_pt_br_summary_and_its_technical_detail():
+    from raiox.review.reasons import reason_parts
+
+    assert reason_parts("no usable image (a.png: not an image: unrecognised file format)", "pt_BR") == (
+        "nenhuma imagem utilizável: os arquivos foram baixados, mas nenhum pôde ser lido como radiografia",
+        "a.png: not an image: unrecognised file format")
+    assert reason_parts("image too small: 40x30 pixels", "pt_BR") == ("imagem pequena demais para análise",
+                                                                       "40x30 pixels")
+    assert reason_parts("retry requested", "pt_BR") == ("nova tentativa solicitada", None)  # nothing technical
+    assert reason_parts("sent again to the dentist", "pt_BR") == ("enviado de novo ao dentista", None)
+    assert reason_parts("timed out downloading a.png", "pt_BR") == (
+        "o servidor de arquivos do Jotform não entregou o arquivo", "timed out downloading a.png")
+    assert reason_parts("Radiografia ilegível.", "pt_BR") == ("Radiografia ilegível.", None)  # as recorded
+    assert reason_parts(None) == ("", None)
+
+
+TECHNICAL = re.compile(r'>\s*([^<>]+)<details class="technical">'  # the summary, right before its folded detail
+                       r"<summary>Detalhes técnicos</summary><code>([^<]*)</code></details>")
+
+
 async def test_the_case_page_and_queue_show_recorded_reasons_in_pt_br(committed):
-    """A failed case's reason, its history and its image errors, as the operator reads them in the panel."""
+    """A failed case's reason, its history and its image errors, as the operator reads them in the panel: the pt-BR
+    summary in view, the English technical detail folded under "Detalhes técnicos"."""
     import httpx
     from review_helpers import add_case, add_user
+    from sqlalchemy import update
     from test_panel import PASSWORD, login
 
     from raiox.app import create_app
     from raiox.cases.service import transition
     from raiox.kit.db import session_scope
-    from raiox.models import CaseStatus
+    from raiox.models import CaseImage, CaseStatus
 
+    recorded = "no usable image (a.png: not an image: unrecognised file format)"
     async with session_scope() as session:
         case = await add_case(session, status=CaseStatus.processing)
-        await transition(session, case, CaseStatus.failed, actor="system:worker",
-                         reason="no usable image (a.png: not an image: unrecognised file format)")
+        await transition(session, case, CaseStatus.failed, actor="system:worker", reason=recorded)
+        await session.execute(update(CaseImage).where(CaseImage.case_id == case.id)
+                              .values(status="failed", error="not an image: unrecognised file format"))
+        undelivered = await add_case(session, status=CaseStatus.delivery_failed, name="Dr. Caio Prado")
+        undelivered.failure_reason = "jotform: Jotform API 503: Service is unavailable"
         await add_user(session, "rev@example.com", PASSWORD, "reviewer")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="http://testserver") as http:
         await login(http, "rev@example.com")
         page, queue = (await http.get(f"/admin/cases/{case.id}")).text, (await http.get("/admin/?status=failed")).text
-    readable = "nenhuma imagem utilizável: os arquivos foram baixados"
-    assert readable in page and readable in queue
-    assert "a.png: not an image: unrecognised file format" in page  # the technical detail stays
-    assert "no usable image (" not in page and "no usable image (" not in queue
+        delivery = (await http.get(f"/admin/cases/{undelivered.id}")).text
+    readable = "nenhuma imagem utilizável: os arquivos foram baixados, mas nenhum pôde ser lido como radiografia"
+    detail = "a.png: not an image: unrecognised file format"
+    alert = re.search(r'<div class="alert alert-error" role="alert">(.*?)</div>', page, re.S).group(1)
+    assert TECHNICAL.search(alert).groups() == (readable, detail)
+    history = re.search(r'<ol class="audit">(.*?)</ol>', page, re.S).group(1)
+    assert TECHNICAL.search(history).groups() == (readable, detail)
+    assert f'<div class="note">{readable}<details class="technical">' in history
+    assert ('<span class="muted">— o arquivo não é uma imagem utilizável</span><details class="technical">'
+            "<summary>Detalhes técnicos</summary><code>unrecognised file format</code></details>") in page
+    assert ("<small>Motivo: " + readable + "</small><details class=\"technical\"><summary>Detalhes técnicos</summary>"
+            f"<code>{detail}</code></details>") in queue
+    for html in (page, queue):  # the detail never inside the Portuguese sentence
+        assert "detalhe técnico:" not in html and "no usable image (" not in html
+    assert TECHNICAL.search(delivery).groups() == ("a entrega do resultado falhou",
+                                                   "jotform: Jotform API 503: Service is unavailable")
 
 
 def test_who_did_it_reads_as_a_role_a_person_or_a_token():

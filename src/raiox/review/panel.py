@@ -23,7 +23,7 @@ from raiox.kit.logging import get_logger
 from raiox.review import i18n
 from raiox.review.auth import CSRF_FIELD, load_session
 from raiox.review.differences import spec_difference
-from raiox.review.reasons import actor_text, reason_text
+from raiox.review.reasons import actor_text, reason_parts
 from raiox.review.schemas import MESSAGE_MAX
 
 log = get_logger(__name__)
@@ -122,7 +122,7 @@ def render(request: Request, name: str, context: dict | None = None, status_code
     session = load_session(request)
     values = {
         "request": request, "base": base_path(request), "t": i18n.translator(), "status_label": status_label,
-        "reason": reason_text, "actor": actor_text,
+        "reason_parts": reason_parts, "actor": actor_text,
         "user": getattr(request.state, "user", None), "csrf_token": session.get("csrf", ""), "csrf_field": CSRF_FIELD,
         "lang": i18n.gettext("meta.lang"), "done": done_message(request),
     } | (context or {})

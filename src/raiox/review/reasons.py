@@ -1,6 +1,7 @@
 """The operator's reading of the reasons the system records in English (case history, failure reasons, image and
 upload errors): the known ones become the panel's language (message ids ``reason.*`` in ``locale/``), with any
-technical detail kept after them; anything else is shown as it was recorded.
+technical detail (English, as recorded) kept apart from that summary (``reason_parts``: the panel folds it away
+under "Detalhes técnicos") or after it (``reason_text``); anything else is shown as it was recorded.
 
 The records stay in English on purpose: they are what logs, the JSON API and engineers read."""
 
@@ -14,6 +15,7 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^processing started$", "reason.processing_started"),
     (r"^processing attempt (?P<n>\d+)$", "reason.processing_attempt"),
     (r"^retry requested$", "reason.retry_requested"),
+    (r"^sent again to the dentist$", "reason.sent_again"),
     (r"^(?P<images>\d+) image\(s\) analysed, (?P<fixtures>\d+) implant\(s\) found$", "reason.analysed"),
     (r"^download of failed films requested$", "reason.refetch_requested"),
     (r"^(?P<n>\d+) film\(s\) downloaded again, (?P<fixtures>\d+) implant\(s\) found$", "reason.refetched"),
@@ -25,6 +27,7 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^no delivery channel: (?P<detail>.*)$", "reason.no_delivery_channel"),
     (r"^not an image: (?P<detail>.*)$", "reason.not_an_image"),
     (r"^not a usable image: (?P<detail>.*)$", "reason.not_an_image"),
+    (r"^(?P<detail>unsupported colour mode .*)$", "reason.not_an_image"),
     (r"^cannot decode the file: (?P<detail>.*)$", "reason.cannot_decode"),
     (r"^analysis failed: (?P<detail>.*)$", "reason.analysis_failed"),
     (r"^image too small: (?P<detail>.*)$", "reason.image_too_small"),
@@ -35,8 +38,8 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
      "reason.dicom"),
     (r"^(?P<detail>.* is not an allowed upload origin .*)$", "reason.upload_origin"),
     (r"^(?P<detail>file too large: .*)$", "reason.file_too_large"),
-    (r"^(?P<detail>upload host answered .*|cannot resolve .*|.* resolves to a non-public address .*)$",
-     "reason.upload_host"),
+    (r"^(?P<detail>upload host answered .*|cannot resolve .*|.* resolves to a non-public address .*"
+     r"|timed out downloading .*|network error downloading .*)$", "reason.upload_host"),
     (r"^duplicate of (?P<first>.*)$", "reason.duplicate_upload"),
     (r"^same image already in system (?P<system>.*)$", "reason.already_in_system"),
     (r"^unreadable: (?P<detail>.*)$", "reason.cannot_decode"),
@@ -50,14 +53,23 @@ ACTORS = {"system:worker": "actor.worker", "system:delivery": "actor.delivery", 
           "jotform:webhook": "actor.webhook", "jotform:reconcile": "actor.reconcile", "jotform:api": "actor.webhook"}
 
 
-def reason_text(recorded: str | None, lang: str | None = None) -> str:
-    """``recorded`` in the panel's language where it is a known reason; as recorded otherwise."""
+def reason_parts(recorded: str | None, lang: str | None = None) -> tuple[str, str | None]:
+    """``recorded`` as (the summary in the panel's language, the technical detail recorded with it, or None) where
+    it is a known reason; (as recorded, None) otherwise."""
     if not recorded:
-        return ""
+        return "", None
     for pattern, message_id in PATTERNS:
         if match := pattern.match(recorded):
-            return i18n.gettext(message_id, lang, **match.groupdict())
-    return recorded
+            fields = match.groupdict()
+            return i18n.gettext(message_id, lang, **fields), fields.get("detail") or None
+    return recorded, None
+
+
+def reason_text(recorded: str | None, lang: str | None = None) -> str:
+    """``recorded`` in the panel's language where it is a known reason, its technical detail after the summary
+    in one line; as recorded otherwise."""
+    summary, detail = reason_parts(recorded, lang)
+    return i18n.gettext("reason.with_detail", lang, summary=summary, detail=detail) if detail else summary
 
 
 def actor_text(actor: str | None, lang: str | None = None) -> str:

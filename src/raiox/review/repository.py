@@ -47,8 +47,14 @@ async def queue(session: AsyncSession, *, limit: int = 50, offset: int = 0, **fi
     return list(rows.scalars()), total
 
 
-async def status_counts(session: AsyncSession) -> dict[str, int]:
-    rows = await session.execute(select(Case.status, func.count()).group_by(Case.status))
+async def status_counts(session: AsyncSession, *, client: str | None = None, search: str | None = None,
+                        date_from: date | None = None, date_to: date | None = None,
+                        zone: tzinfo = UTC) -> dict[str, int]:
+    """Cases per status among those the queue's other filters (dentist, search, days) keep: the counts beside the
+    status tabs agree with the list each tab opens."""
+    query = _filtered(select(Case.status, func.count()), status=None, client=client, search=search,
+                      date_from=date_from, date_to=date_to, zone=zone)
+    rows = await session.execute(query.group_by(Case.status))
     return {status: count for status, count in rows.all()}
 
 

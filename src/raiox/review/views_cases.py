@@ -63,11 +63,10 @@ async def queue(request: Request, status: str = Query(ATTENTION), client: str = 
     first, last = _date(date_from), _date(date_to)
     if first and last and first > last:  # typed the wrong way round: the range meant, shown so in the form
         (first, last), (date_from, date_to) = (last, first), (date_to, date_from)
-    filters = {"status": chosen, "client": client.strip() or None,
-               "search": q.strip() or None, "date_from": first, "date_to": last,
-               "zone": ZoneInfo(get_settings().admin_timezone)}
-    items, total = await repository.queue(session, limit=PAGE, offset=(page - 1) * PAGE, **filters)
-    counts = await repository.status_counts(session)
+    narrowed = {"client": client.strip() or None, "search": q.strip() or None, "date_from": first, "date_to": last,
+                "zone": ZoneInfo(get_settings().admin_timezone)}
+    items, total = await repository.queue(session, limit=PAGE, offset=(page - 1) * PAGE, status=chosen, **narrowed)
+    counts = await repository.status_counts(session, **narrowed)  # each tab's count: the list it opens, same filters
     total_all = sum(counts.values())
     counts[ATTENTION] = sum(counts.get(s, 0) for s in NEEDS_ACTION)
     context = {"items": items, "total": total, "counts": counts, "statuses": STATUSES, "page": page,
