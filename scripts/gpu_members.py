@@ -73,6 +73,26 @@ def export_from_checkpoint(out: Path, name: str, widths: str) -> Path | None:
     return export(net, out / f"raiox-gpu-{name}.onnx", CROP)
 
 
+# What every stage imports. A GPU machine's image may lack some (session 47's lacked pydantic-settings, which the
+# localiser's model lookup reads, so the located crops failed): carry them as wheels (docs/vision.md, "GPU members").
+NEEDED = ("structlog", "jsonschema", "pydantic_settings", "onnxruntime", "torch", "cv2", "raiox.kit.settings",
+          "raiox.vision.locdata", "raiox.vision.train", "raiox.vision.card")
+
+
+def preflight() -> None:
+    """Stop at once, naming them, when modules a stage needs cannot be imported (not minutes later, in a stage)."""
+    import importlib
+
+    missing = []
+    for name in NEEDED:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            missing.append(f"{name} ({exc})")
+    if missing:
+        sys.exit("cannot import: " + "; ".join(missing))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -93,6 +113,7 @@ def main() -> None:
     ap.add_argument("--checkpoint-s", type=float, default=60)
     ap.add_argument("--member", action="append", required=True, help="NAME:WIDTHS[:INIT_ONNX]")
     args = ap.parse_args()
+    preflight()
     data, log = args.out / "data", args.out / "log.txt"
     args.out.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
