@@ -147,15 +147,24 @@ def reindex(
 
 
 def _demo_systems(limit: int | None, systems: str | None) -> list:
+    """The demo systems to load: all, the first LIMIT, or the --systems ids (in their order, each once). A --systems
+    that names no system (empty, blanks and commas: an unset shell variable) or an unknown id is refused, exit 2,
+    before anything is loaded: it never falls back to the whole catalog."""
     from raiox.synth import demo_catalog
 
     catalog = demo_catalog()
-    if systems:
-        wanted = [s.strip() for s in systems.split(",") if s.strip()]
+    if systems is not None:
+        wanted = list(dict.fromkeys(s.strip() for s in systems.split(",") if s.strip()))
         by_id = {demo.id: demo for demo in catalog}
+        known = f"{catalog[0].id} to {catalog[-1].id}" if catalog else "none"
+        if not wanted:
+            err.print(f"[red]--systems names no demo system: give comma-separated ids ({known})[/red]",
+                      soft_wrap=True, highlight=False)
+            raise typer.Exit(2)
         unknown = [s for s in wanted if s not in by_id]
         if unknown:
-            err.print(f"[red]unknown demo system id(s): {', '.join(unknown)}[/red]")
+            err.print(f"[red]unknown demo system id(s): {escape(', '.join(unknown))} (known: {known})[/red]",
+                      soft_wrap=True, highlight=False)
             raise typer.Exit(2)
         catalog = [by_id[s] for s in wanted]
     return catalog[:limit] if limit else catalog
@@ -172,7 +181,7 @@ def demo(
                                         "with a cover screw, healing cap, abutment and crown on the fixture: 4 "
                                         "references each (default 2; 0: bare fixtures only)."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N demo systems."),
-    systems: str | None = typer.Option(None, help="Only these demo system ids (comma-separated)."),
+    systems: str | None = typer.Option(None, help="Only these demo system ids (comma-separated; at least one)."),
     batch_size: int = typer.Option(16, min=1, max=512),
 ) -> None:
     """Load the synthetic demo catalog (raiox.synth): renders stored as PNG, embedded."""
