@@ -101,7 +101,24 @@ def test_a_token_is_created_with_the_scopes_asked_and_an_unknown_scope_is_refuse
         rows = dict(conn.execute("SELECT name, scopes FROM api_tokens").fetchall())
     assert rows == {"lab": ["identify", "metrics"], "ops": ["all"]}
     listing = runner.invoke(app, ["tokens", "list"], catch_exceptions=False).output
-    assert "identify," in listing and "metrics" in listing  # the table may wrap the cell
+    assert any(line.count("lab") == 1 and "identify, metrics" in line for line in listing.splitlines()), listing
+
+
+def test_a_piped_token_list_prints_each_token_whole_on_one_line(database_url, committed):
+    """CliRunner's output is not a terminal, as a pipe: Rich would lay the table out in 80 columns, folding or
+    cutting a long name. Piped, each row is one line, every value whole, its brackets kept (not read as markup)."""
+    runner = CliRunner()
+    name = "integração [prod] " + "n" * 100
+    created = runner.invoke(app, ["tokens", "create", name, "--scope", "identify", "--scope", "metrics"],
+                            catch_exceptions=False)
+    assert created.exit_code == 0, created.output
+    with psycopg.connect(database_url) as conn:
+        prefix = conn.execute("SELECT prefix FROM api_tokens").fetchone()[0]
+    listing = runner.invoke(app, ["tokens", "list"], catch_exceptions=False)
+    assert listing.exit_code == 0
+    rows = [line for line in listing.stdout.splitlines() if prefix in line]
+    assert len(rows) == 1 and name in rows[0] and "identify, metrics" in rows[0], listing.stdout
+    assert max(len(line) for line in listing.stdout.splitlines()) > 120  # wider than the 80 columns of a pipe
 
 
 async def test_each_route_needs_its_scope(client, session):

@@ -49,6 +49,30 @@ def _check_shape(payload: dict, top_k: int) -> None:
         assert scores == sorted(scores, reverse=True)
 
 
+def test_demo_refuses_a_selection_that_names_no_known_system_and_loads_nothing(cli, monkeypatch, tmp_path):
+    """`--systems ""` (an unset shell variable) used to load all 144 demo systems: a selection naming no system, or
+    an unknown one, is refused (one line, exit 2) before the database or the embedder is touched."""
+    from raiox.catalog import cli as catalog_cli
+
+    def untouched(*_args, **_kwargs):
+        raise AssertionError("nothing may be loaded")
+
+    monkeypatch.setattr(catalog_cli, "run_db", untouched)
+    monkeypatch.setattr(catalog_cli, "_import", untouched)
+    specs = tmp_path / "specs.json"
+    for selection in ("", "   ", " , ,"):
+        result = cli("catalog", "demo", "--systems", selection, "--export-specs", str(specs))
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip() == "--systems names no demo system: give comma-separated ids (demo-001 to " \
+                                        "demo-144)"
+    unknown = cli("catalog", "demo", "--systems", "demo-001,nope-1,demo-999", "--export-specs", str(specs))
+    assert unknown.exit_code == 2
+    assert unknown.stderr.strip() == "unknown demo system id(s): nope-1, demo-999 (known: demo-001 to demo-144)"
+    assert not specs.exists()  # refused before anything was written either
+    chosen = catalog_cli._demo_systems(None, " demo-002 ,demo-001,demo-002,")
+    assert [d.id for d in chosen] == ["demo-002", "demo-001"]  # blanks trimmed, order kept, a repeat once
+
+
 def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     tmp_path, demo_pngs, cli, database_url, committed
 ):

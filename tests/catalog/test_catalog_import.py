@@ -324,12 +324,17 @@ def test_references_are_listed_and_removed_from_the_cli(tmp_path, demo_pngs, cli
     from raiox.kit.storage import get_storage
 
     _make_tree(tmp_path, demo_pngs)
+    folder = tmp_path / "Acme" / "Cone 3.5"
+    long_name = "periapical [2024] " + "x" * 100 + ".png"  # longer than a piped 80-column table: not folded
+    (folder / "a.png").rename(folder / long_name)
     assert cli("catalog", "import", str(tmp_path)).exit_code == 0
     listed = cli("catalog", "references", "acme-cone-3-5")
     rows = sql(database_url, "SELECT id, storage_key FROM reference_images WHERE system_id = 'acme-cone-3-5' "
                              "ORDER BY created_at, id")
     assert listed.exit_code == 0 and "2 reference image(s)" in listed.output
     assert all(str(ref_id) in listed.output for ref_id, _ in rows)
+    (long_id,) = sql(database_url, f"SELECT id FROM reference_images WHERE origin LIKE '%{'x' * 100}.png'")[0]
+    assert any(str(long_id) in line and long_name in line for line in listed.stdout.splitlines()), listed.stdout
     unknown = cli("catalog", "references", "acme-nothing")
     assert unknown.exit_code == 1 and "no system 'acme-nothing'" in unknown.output
 

@@ -1,5 +1,6 @@
 import uuid
 
+import pytest
 from review_helpers import add_case, add_system, settle_jobs
 from sqlalchemy import select
 
@@ -35,6 +36,23 @@ async def test_approve_enqueues_delivery_in_same_transaction(client, session):
     assert delivery.status == "pending"
     actions = (await session.execute(select(AuditEntry.action).where(AuditEntry.case_id == case.id))).scalars().all()
     assert "case.approve" in actions
+
+
+async def test_the_message_to_the_dentist_is_capped_at_what_the_one_page_report_prints(client, session):
+    """The API's schema, the service and the panel (test_panel_errors) take the same REPORT_MESSAGE_MAX."""
+    from raiox.kit.errors import Unprocessable
+    from raiox.review import service
+    from raiox.review.schemas import REPORT_MESSAGE_MAX
+
+    case, auth = await _setup(session)
+    url = f"/cases/{case.id}/approve"
+    too_long = await client.post(url, json={"system_id": "neo-cm", "message": "m" * (REPORT_MESSAGE_MAX + 1)},
+                                 headers=auth)
+    assert too_long.status_code == 422 and await _jobs(session, case.id) == []
+    with pytest.raises(Unprocessable, match=f"at most {REPORT_MESSAGE_MAX}, so that the report fits one A4 page"):
+        await service.approve(session, case.id, "neo-cm", actor="token:ops", message="m" * (REPORT_MESSAGE_MAX + 1))
+    longest = await client.post(url, json={"system_id": "neo-cm", "message": "m" * REPORT_MESSAGE_MAX}, headers=auth)
+    assert longest.status_code == 200 and longest.json()["status"] == "approved"
 
 
 async def test_repeated_approve_is_idempotent_and_different_one_conflicts(client, session):

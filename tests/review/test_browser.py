@@ -330,12 +330,13 @@ async def test_a_file_that_is_no_image_shows_a_note_not_a_broken_viewer(committe
 
 
 @pytest.mark.parametrize("films, others, sentences, pages", [
-    (1, 0, 1, 1), (4, 0, 1, 1), (2, 2, 3, 1), (4, 3, 3, 1), (1, 8, 3, 1), (4, 8, 6, 1), (3, 8, 9, 0)])
+    (1, 0, 1, 1), (4, 0, 1, 1), (2, 2, 3, 1), (4, 3, 3, 1), (1, 8, 3, 1), (4, 8, 6, 1), (3, 8, 9, 0),
+    (1, 0, "max", 1), (4, 2, "max", 1), (4, 8, "max", 1)])
 async def test_the_report_prints_on_one_a4_page(browser, films, others, sentences, pages):
     """The dentist's "one-page" report: up to four films, every approved system (up to nine, long names) with its
-    catalog reference, the reviewer's message and the disclaimer on one A4 sheet; a result too long for one sheet
-    (nine systems, nine mapped implants, a long message: PAGES 0) may take a second one, never squeezing the films
-    away or running past the sheet."""
+    catalog reference, the reviewer's message (up to REPORT_MESSAGE_MAX characters: SENTENCES "max") and the
+    disclaimer on one A4 sheet; a result too long for one sheet (nine systems with nine implants named on every film:
+    PAGES 0) may take a second one, never squeezing the films away or running past the sheet."""
     import base64
     import io
     import re
@@ -346,13 +347,18 @@ async def test_the_report_prints_on_one_a4_page(browser, films, others, sentence
     from PIL import Image
 
     from raiox.delivery.templates import render
+    from raiox.review.schemas import REPORT_MESSAGE_MAX
 
     def film(w: int, h: int) -> str:
         buf = io.BytesIO()
         Image.fromarray(np.random.default_rng(w).integers(0, 255, (h, w), dtype=np.uint8)).save(buf, "JPEG")
         return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
-    message = " ".join(["Conexão confirmada pela revisão; confira o pilar antes de pedir os componentes."] * sentences)
+    sentence = "Conexão confirmada pela revisão; confira o pilar antes de pedir os componentes."
+    if sentences == "max":  # the longest message an approval takes
+        message = " ".join([sentence] * (REPORT_MESSAGE_MAX // len(sentence) + 1))[:REPORT_MESSAGE_MAX]
+    else:
+        message = " ".join([sentence] * sentences)
     case = SimpleNamespace(jotform_submission_id="6084250982513018472", review_message=message,
                            client_name="Dra. Ana Souza", reviewed_by="user:x", reviewed_at=datetime.now(UTC))
     system = SimpleNamespace(name="Grand Morse", manufacturer="Neodent", connection="CM 16°")

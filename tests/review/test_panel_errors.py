@@ -129,6 +129,10 @@ async def test_panel_notes_and_messages_are_capped_like_the_api(admin):
     long_reject = await admin.post(f"/admin/cases/{case.id}/reject",
                                    data={"message": "m" * 5001, "csrf_token": admin.token})
     assert "o máximo é 5000" in _page(long_reject, 422)
+    long_message = await admin.post(f"/admin/cases/{case.id}/approve", data={
+        "system_id": "neo-cm", "message": "m" * 1501, "csrf_token": admin.token})  # printed on the one-page report
+    assert "A mensagem ao dentista tem 1501 caracteres; o máximo é 1500, para que o relatório caiba em uma página " \
+           "A4." in _page(long_message, 422)
     longest = await admin.post(f"/admin/cases/{case.id}/note", data={"text": "n" * 5000, "csrf_token": admin.token})
     assert longest.status_code == 303
     async with session_scope() as session:

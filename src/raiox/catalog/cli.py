@@ -13,7 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from raiox.kit.cli_output import add_row, stdout_console
 
 catalog_app = typer.Typer(help="Implant catalog: import references, re-embed, demo catalog.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
@@ -147,15 +150,24 @@ def reindex(
 
 
 def _demo_systems(limit: int | None, systems: str | None) -> list:
+    """The demo systems to load: all, the first LIMIT, or the --systems ids (in their order, each once). A --systems
+    that names no system (empty, blanks and commas: an unset shell variable) or an unknown id is refused, exit 2,
+    before anything is loaded: it never falls back to the whole catalog."""
     from raiox.synth import demo_catalog
 
     catalog = demo_catalog()
-    if systems:
-        wanted = [s.strip() for s in systems.split(",") if s.strip()]
+    if systems is not None:
+        wanted = list(dict.fromkeys(s.strip() for s in systems.split(",") if s.strip()))
         by_id = {demo.id: demo for demo in catalog}
+        known = f"{catalog[0].id} to {catalog[-1].id}" if catalog else "none"
+        if not wanted:
+            err.print(f"[red]--systems names no demo system: give comma-separated ids ({known})[/red]",
+                      soft_wrap=True, highlight=False)
+            raise typer.Exit(2)
         unknown = [s for s in wanted if s not in by_id]
         if unknown:
-            err.print(f"[red]unknown demo system id(s): {', '.join(unknown)}[/red]")
+            err.print(f"[red]unknown demo system id(s): {escape(', '.join(unknown))} (known: {known})[/red]",
+                      soft_wrap=True, highlight=False)
             raise typer.Exit(2)
         catalog = [by_id[s] for s in wanted]
     return catalog[:limit] if limit else catalog
@@ -172,7 +184,7 @@ def demo(
                                         "with a cover screw, healing cap, abutment and crown on the fixture: 4 "
                                         "references each (default 2; 0: bare fixtures only)."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N demo systems."),
-    systems: str | None = typer.Option(None, help="Only these demo system ids (comma-separated)."),
+    systems: str | None = typer.Option(None, help="Only these demo system ids (comma-separated; at least one)."),
     batch_size: int = typer.Option(16, min=1, max=512),
 ) -> None:
     """Load the synthetic demo catalog (raiox.synth): renders stored as PNG, embedded."""
@@ -228,14 +240,14 @@ def references(system_id: str = typer.Argument(..., help="The system's id (as in
     if refs is None:
         err.print(f"[red]no system {escape(system_id)!r} in the catalog[/red]")
         raise typer.Exit(1)
-    table = Table(title=f"{system_id}: {len(refs)} reference image(s)")
+    table = Table(title=Text(f"{system_id}: {len(refs)} reference image(s)"))
     table.add_column("id", no_wrap=True, min_width=36)  # whole, to copy into `remove-reference`
     for column in ("source", "origin", "sha256", "size", "added"):
         table.add_column(column, overflow="fold")
     for r in refs:
-        table.add_row(str(r.id), r.source, escape(r.origin or "-"), r.sha256[:12],
-                      f"{r.width}x{r.height}" if r.width else "-", _when(r.created_at))
-    Console().print(table)
+        add_row(table, r.id, r.source, r.origin or "-", r.sha256[:12], f"{r.width}x{r.height}" if r.width else "-",
+                _when(r.created_at))
+    stdout_console().print(table)
 
 
 @catalog_app.command("remove-reference")
@@ -330,7 +342,7 @@ def identify(
 
 
 def _print_identification(result) -> None:
-    out = Console()
+    out = stdout_console()
     if not result.implants:
         out.print("no implant found in the image")
     for number, implant in enumerate(result.implants, start=1):
@@ -338,21 +350,23 @@ def _print_identification(result) -> None:
         for column in ("#", "system", "manufacturer", "name", "score"):
             table.add_column(column, justify="right" if column in ("#", "score") else "left")
         for rank, c in enumerate(implant.candidates, start=1):
-            table.add_row(str(rank), c.system, c.manufacturer, c.name, f"{c.score:.3f}")
+            add_row(table, rank, c.system, c.manufacturer, c.name, f"{c.score:.3f}")
         out.print(table)
         for rank, c in enumerate(implant.candidates, start=1):
             if c.differs_from_first is not None:
                 what = ", ".join(f"{d.field} {d.value} (#1: {d.first})" for d in c.differs_from_first)
-                out.print(f"#{rank} differs from #1 in: {what}" if what else f"#{rank}: the same design as #1")
+                out.print(f"#{rank} differs from #1 in: {what}" if what else f"#{rank}: the same design as #1",
+                          markup=False, highlight=False)
         if implant.connection:
             kind, p = max(implant.connection.items(), key=lambda item: item[1])
-            out.print(f"connection read {kind} ({p:.0%})")
+            out.print(f"connection read {kind} ({p:.0%})", markup=False, highlight=False)
         if implant.features:
             likely = (max(values.items(), key=lambda item: item[1]) for values in implant.features.values())
             out.print("features read " + ", ".join(f"{name} {value} ({p:.0%})"
-                                                  for name, (value, p) in zip(implant.features, likely)))
+                                                  for name, (value, p) in zip(implant.features, likely)),
+                      markup=False, highlight=False)
         if implant.thread_turns:
-            out.print(f"threads counted: length = {implant.thread_turns:.1f} x pitch")
+            out.print(f"threads counted: length = {implant.thread_turns:.1f} x pitch", highlight=False)
 
 
 @tokens_app.command("create")
@@ -403,9 +417,9 @@ def tokens_list() -> None:
     for column in ("name", "prefix", "scopes", "created", "last used", "revoked"):
         table.add_column(column)
     for t in run_db(work):
-        table.add_row(t.name, t.prefix, ", ".join(t.scopes or []), _when(t.created_at), _when(t.last_used_at),
-                      _when(t.revoked_at))
-    Console().print(table)
+        add_row(table, t.name, t.prefix, ", ".join(t.scopes or []), _when(t.created_at), _when(t.last_used_at),
+                _when(t.revoked_at))
+    stdout_console().print(table)
 
 
 def _when(value) -> str:

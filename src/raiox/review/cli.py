@@ -3,13 +3,22 @@
 
 import asyncio
 import sys
+from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 users_app = typer.Typer(help="Admin panel users.", no_args_is_help=True)
 console = Console(stderr=True)
 MIN_PASSWORD = 10
+EMAIL_MAX = 320  # users.email
+
+
+def _refuse(message: str) -> NoReturn:
+    """One line on stderr, exit status 2 (a usage error), nothing stored."""
+    console.print(f"[red]{escape(message)}[/red]", soft_wrap=True, highlight=False)
+    raise typer.Exit(2)
 
 
 async def _add(email: str, role: str, password: str) -> str:
@@ -35,24 +44,28 @@ def add(
     role: str = typer.Option("reviewer", help="reviewer | admin"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
 ) -> None:
-    """Create a panel user (or reset an existing one's password and role)."""
+    """Create a panel user (or reset an existing one's password and role). Refused (exit 2, nothing stored): an
+    EMAIL that is not an address (name@domain.tld), a password shorter than 10 characters or one that starts or
+    ends with a blank (a paste accident: the panel's login would not match what the user types)."""
     from raiox.cli import _settings
+    from raiox.intake.parse import EMAIL
     from raiox.review.auth import ROLES
 
     email = email.strip().lower()
     if role not in ROLES:
-        console.print(f"[red]--role must be one of: {', '.join(ROLES)}[/red]")
-        raise typer.Exit(2)
-    if "@" not in email:
-        console.print("[red]EMAIL must be an e-mail address[/red]")
-        raise typer.Exit(2)
+        _refuse(f"--role must be one of: {', '.join(ROLES)}")
+    if not EMAIL.match(email) or len(email) > EMAIL_MAX:
+        _refuse(f"EMAIL must be an e-mail address such as name@example.com (at most {EMAIL_MAX} characters), "
+                f"not {email[:80]!r}")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if password != password.strip():
+        _refuse("the password starts or ends with a blank (space, tab or line break): probably a paste accident; "
+                "give it without them")
     if len(password) < MIN_PASSWORD:
-        console.print(f"[red]the password needs at least {MIN_PASSWORD} characters[/red]")
-        raise typer.Exit(2)
+        _refuse(f"the password needs at least {MIN_PASSWORD} characters")
     _settings()
     outcome = asyncio.run(_add(email, role, password))
     console.print(f"user {email} ({role}) {outcome}")

@@ -24,7 +24,7 @@ from raiox.review import i18n
 from raiox.review.auth import CSRF_FIELD, load_session
 from raiox.review.differences import spec_difference
 from raiox.review.reasons import actor_text, reason_parts
-from raiox.review.schemas import MESSAGE_MAX
+from raiox.review.schemas import MESSAGE_MAX, REPORT_MESSAGE_MAX
 
 log = get_logger(__name__)
 HERE = Path(__file__).parent
@@ -115,6 +115,7 @@ templates.env.globals["features_read"] = features_read
 templates.env.globals["length_read"] = length_read
 templates.env.globals["spec_difference"] = spec_difference
 templates.env.globals["message_max"] = MESSAGE_MAX  # the longest message or note the service accepts
+templates.env.globals["report_message_max"] = REPORT_MESSAGE_MAX  # the approval's message: on the one-page report
 
 
 def render(request: Request, name: str, context: dict | None = None, status_code: int = 200,

@@ -8,6 +8,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstrain
 from raiox.cases.schemas import RankingOut
 
 MESSAGE_MAX = 5000  # characters of a message to the dentist or an internal note (API and panel alike)
+# characters of the approval's message to the dentist, which the one-page A4 report prints: with four films, nine
+# systems and their references a message this long still leaves the page room (tests/review/test_browser.py)
+REPORT_MESSAGE_MAX = 1500
 OTHER_SYSTEMS_MAX = 8  # other systems one approval can name besides the main one
 IMPLANTS_MAX = 60  # implants one approval can map to systems
 SystemId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
@@ -27,7 +30,9 @@ class ImplantSystem(Strict):
 class ApproveRequest(Strict):
     system_id: SystemId = Field(validation_alias=AliasChoices("system_id", "system"),
                                 description="Catalog implant system id (stable slug)")
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX, description="Optional message to the dentist")
+    message: str | None = Field(default=None, max_length=REPORT_MESSAGE_MAX,
+                                description="Optional message to the dentist, printed on the one-page report "
+                                            f"(at most {REPORT_MESSAGE_MAX} characters)")
     add_to_catalog: bool = Field(default=False, description="Add the case images as references of the system")
     other_system_ids: list[SystemId] = Field(
         default_factory=list, max_length=4 * OTHER_SYSTEMS_MAX,  # the service counts them once repeats are dropped

@@ -20,7 +20,7 @@ from raiox.models import (
     AuditEntry, Case, CaseStatus, ImplantSystem, ReferenceEmbedding, ReferenceImage,
 )
 from raiox.review import repository
-from raiox.review.schemas import MESSAGE_MAX, OTHER_SYSTEMS_MAX
+from raiox.review.schemas import MESSAGE_MAX, OTHER_SYSTEMS_MAX, REPORT_MESSAGE_MAX
 
 MANUAL = "manual"  # Delivery.status of a result the reviewer says reached the dentist another way
 DECIDED = {CaseStatus.approved, CaseStatus.rejected, CaseStatus.delivered, CaseStatus.delivery_failed}
@@ -121,8 +121,11 @@ async def approve(session: AsyncSession, case_id: uuid.UUID, system_id: str, *, 
                   message: str | None = None, add_to_catalog: bool = False,
                   other_system_ids: list[str] | None = None, implants: list | dict | None = None) -> dict:
     """IMPLANTS (optional): which of the approved systems each implant of the case is (fixture id -> system id)."""
-    case = await cases.get_or_404(session, case_id, for_update=True)
     message, system_id = (message or "").strip() or None, system_id.strip()
+    if message and len(message) > REPORT_MESSAGE_MAX:  # it prints on the one-page report
+        raise Unprocessable(f"the message to the dentist has {len(message)} characters; at most {REPORT_MESSAGE_MAX}, "
+                            "so that the report fits one A4 page")
+    case = await cases.get_or_404(session, case_id, for_update=True)
     others, mapped = other_ids(system_id, other_system_ids), implant_map(implants)
     if case.status != CaseStatus.awaiting_review:
         if _same(case, system_id, message, others, mapped):

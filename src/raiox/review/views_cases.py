@@ -19,7 +19,7 @@ from raiox.review import casepage, marks, repository, reread, service
 from raiox.review.deps import actor, csrf_protect, current_user
 from raiox.review.i18n import catalog_words, gettext
 from raiox.review.panel import MAX_PAGE, for_operator, redirect, render
-from raiox.review.schemas import MESSAGE_MAX, OTHER_SYSTEMS_MAX
+from raiox.review.schemas import MESSAGE_MAX, OTHER_SYSTEMS_MAX, REPORT_MESSAGE_MAX
 
 router = APIRouter()
 PAGE = 50
@@ -43,13 +43,13 @@ def _date(value: str) -> date | None:
     return day
 
 
-def _text(value: str, required: str | None, too_long: str) -> str:
-    """VALUE stripped; a pt-BR 422 when it is empty (and REQUIRED names the message) or over MESSAGE_MAX."""
+def _text(value: str, required: str | None, too_long: str, limit: int = MESSAGE_MAX) -> str:
+    """VALUE stripped; a pt-BR 422 when it is empty (and REQUIRED names the message) or over LIMIT characters."""
     value = (value or "").strip()
     if required and not value:
         raise for_operator(Unprocessable(gettext(required)))
-    if len(value) > MESSAGE_MAX:
-        raise for_operator(Unprocessable(gettext(too_long, n=len(value), max=MESSAGE_MAX)))
+    if len(value) > limit:
+        raise for_operator(Unprocessable(gettext(too_long, n=len(value), max=limit)))
     return value
 
 
@@ -96,7 +96,7 @@ async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(..
                   session: AsyncSession = Depends(get_db_session)) -> Response:
     """IMPLANTS: "fixture id|system id" per implant whose system the reviewer states ("|main": the main system); a
     system stated there and not ticked among the other systems is sent as one too."""
-    message = _text(message, None, "case.message_too_long")
+    message = _text(message, None, "case.report_message_too_long", REPORT_MESSAGE_MAX)  # printed on the report
     if add_to_catalog and not await service.may_edit_catalog(session, actor(user)):  # a film becomes a reference
         raise Forbidden(gettext("case.add_to_catalog_admin_only"))
     mapped = {fixture: system_id.strip() if system == "main" else system
