@@ -487,6 +487,46 @@ async def test_admin_creates_system_and_uploads_reference(panel):
     assert entry.details["sha256"] == ref.sha256 and entry.details["object_deleted"] is True
 
 
+async def test_uploaded_references_are_stored_without_the_files_metadata(panel):
+    """A phone photo's EXIF (author, camera serial, GPS) and a DICOM's patient, clinic and device attributes are not
+    kept: the catalog stores a copy of the picture alone, embeds exactly its pixels and shows it."""
+    import io
+
+    import numpy as np
+    from fakes.films import carries_personal_data, dicom_with_patient, jpeg_with_exif
+    from PIL import Image
+    from review_helpers import xray_png
+    from sqlalchemy import select
+
+    from raiox.kit.storage import get_storage
+    from raiox.models import ReferenceEmbedding, ReferenceImage
+    from raiox.vision import read_image
+
+    await _data()
+    await login(panel, "admin@example.com")
+    token = _csrf((await panel.get("/admin/catalog/neo-cm")).text)
+    photo = jpeg_with_exif(np.asarray(Image.open(io.BytesIO(xray_png(7, size=(300, 420))))), orientation=6)
+    film = dicom_with_patient(np.asarray(Image.open(io.BytesIO(xray_png(8, size=(280, 400))))))
+    assert carries_personal_data(photo) and carries_personal_data(film)
+    upload = await panel.post("/admin/catalog/neo-cm/images", data={"csrf_token": token},
+                              files=[("files", ("foto.jpg", photo, "image/jpeg")),
+                                     ("files", ("filme.dcm", film, "application/dicom"))])
+    assert upload.status_code == 200 and "2 imagem(ns) adicionada(s)" in upload.text, upload.text
+    async with session_scope() as session:
+        refs = (await session.execute(select(ReferenceImage).where(ReferenceImage.source == "upload"))).scalars().all()
+        embedded = set((await session.execute(select(ReferenceEmbedding.reference_image_id))).scalars())
+    assert len(refs) == 2 and {ref.id for ref in refs} <= embedded
+    for ref in refs:
+        original = photo if ref.origin.endswith(".jpg") else film
+        stored = await get_storage().get(ref.storage_key)
+        assert not carries_personal_data(stored), ref.origin
+        pixels = read_image(stored, ref.origin)
+        assert np.array_equal(pixels, read_image(original, ref.origin)) and (ref.height, ref.width) == pixels.shape
+        shown = await panel.get(f"/admin/media/references/{ref.id}")
+        assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
+        assert not carries_personal_data(shown.content)
+
+
 async def test_removing_a_reference_keeps_the_object_a_case_still_uses(panel):
     from sqlalchemy import select
 

@@ -7,7 +7,6 @@ the import can report everything it left out and why.
 import csv
 import json
 import math
-import mimetypes
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -40,12 +39,6 @@ class ImportItem:
     @property
     def filename(self) -> str:
         return self.origin.rsplit("/", 1)[-1]
-
-    @property
-    def content_type(self) -> str:
-        if self.filename.lower().endswith(".dcm"):
-            return "application/dicom"
-        return mimetypes.guess_type(self.filename)[0] or "application/octet-stream"
 
 
 @dataclass
