@@ -30,6 +30,7 @@ class ImportItem:
     spec: dict | None = None
     source: str = "import"
     row: str | None = None  # the manifest row it came from ("catalog.csv:7"), for the import report
+    name: str | None = None  # the file's own name where ORIGIN does not end with it: only a hint for decoding it
 
     @property
     def label(self) -> str:
@@ -38,7 +39,7 @@ class ImportItem:
 
     @property
     def filename(self) -> str:
-        return self.origin.rsplit("/", 1)[-1]
+        return self.name or self.origin.rsplit("/", 1)[-1]
 
 
 @dataclass
