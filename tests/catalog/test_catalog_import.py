@@ -357,3 +357,50 @@ def test_references_are_listed_and_removed_from_the_cli(tmp_path, demo_pngs, cli
                               "WHERE action = 'catalog.reference_remove'")
     assert [(a, t, d["object_deleted"]) for a, t, d in audit] == [
         ("cli:raiox catalog remove-reference", "acme-cone-3-5", True)]
+
+
+def test_imported_references_are_stored_without_the_files_metadata(tmp_path, demo_pngs, cli, database_url,
+                                                                     committed):
+    """A catalog photo or DICOM export may carry a patient's name, a clinic, a camera serial, a GPS position: the
+    catalog stores a copy without any of it, whose pixels are the ones embedded (reindexing it gives the same
+    vectors), and a second import still knows the files."""
+    import asyncio
+    import hashlib
+    import io
+    import json
+
+    from fakes.films import carries_personal_data, dicom_with_patient, jpeg_with_exif
+    from PIL import Image
+
+    from raiox.kit.storage import get_storage
+    from raiox.vision import read_image
+
+    first, second = (np.asarray(Image.open(io.BytesIO(png)).convert("L")) for png in demo_pngs["demo-001"])
+    files = {"foto.jpg": jpeg_with_exif(first, orientation=8), "filme.dcm": dicom_with_patient(second)}
+    folder = tmp_path / "Acme" / "Cone 3.5"
+    folder.mkdir(parents=True)
+    for name, data in files.items():
+        assert carries_personal_data(data)
+        (folder / name).write_bytes(data)
+    result = cli("catalog", "import", str(tmp_path), "--whole-image")
+    assert result.exit_code == 0 and "2 added" in result.output, result.output
+    rows = sql(database_url, "SELECT origin, storage_key, sha256 FROM reference_images")
+    assert sorted(origin for origin, _, _ in rows) == ["Acme/Cone 3.5/filme.dcm", "Acme/Cone 3.5/foto.jpg"]
+    for origin, key, sha256 in rows:
+        name = origin.rsplit("/", 1)[-1]
+        stored = asyncio.run(get_storage().get(key))
+        assert not carries_personal_data(stored), origin
+        assert sha256 == hashlib.sha256(files[name]).hexdigest()  # the file's identity, as before
+        assert np.array_equal(read_image(stored, name), read_image(files[name], name))
+
+    def vectors() -> dict:
+        return {ref: np.array(json.loads(text)) for ref, text in
+                sql(database_url, "SELECT reference_image_id::text, embedding::text FROM reference_embeddings")}
+
+    imported = vectors()
+    assert len(imported) == 2
+    assert "2 embedded" in " ".join(cli("catalog", "reindex", "--force").output.split())
+    reindexed = vectors()
+    assert all(np.allclose(reindexed[ref], vector, atol=1e-5) for ref, vector in imported.items())
+    again = " ".join(cli("catalog", "import", str(tmp_path), "--whole-image").output.split())
+    assert "0 added" in again and "2 already embedded" in again

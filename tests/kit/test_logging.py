@@ -52,3 +52,44 @@ def test_no_part_of_an_address_survives_masking(text):
 
     masked = mask_addresses(text)
     assert "<e-mail>" in masked and "silva" not in masked and "clinica" not in masked and "nica" not in masked
+
+
+async def test_a_refused_value_is_logged_by_its_kind_never_by_its_text(session):
+    """PostgreSQL quotes the value it refuses (invalid input syntax for type uuid: "ana.silva@..."): the client's
+    data. `request.unstorable_value` names the error's class, SQLSTATE and the schema names it reports, not that."""
+    import structlog
+    from sqlalchemy import text
+    from sqlalchemy.exc import DataError
+
+    from raiox.kit.errors import unstorable
+
+    with pytest.raises(DataError) as refused:
+        await session.execute(text("SELECT CAST(:value AS uuid)"), {"value": "ana.silva@clinica.com.br"})
+    assert "ana.silva@clinica.com.br" in str(refused.value.orig)  # what the line used to carry
+    with structlog.testing.capture_logs() as logs:
+        error = unstorable(refused.value)
+    assert error.status_code == 422
+    assert logs == [{"event": "request.unstorable_value", "log_level": "info", "error": "InvalidTextRepresentation",
+                     "sqlstate": "22P02"}]
+
+
+async def test_a_refused_value_names_the_column_and_constraint_the_database_reports():
+    """A check or foreign-key refusal comes with its table, column or constraint name: kept, they say where."""
+    import psycopg
+    import structlog
+
+    from raiox.kit.errors import database_error_fields, unstorable
+
+    class Diagnostic:
+        table_name, column_name, constraint_name, datatype_name = "users", "email", "users_email_key", None
+
+    class Refused(psycopg.errors.StringDataRightTruncation):
+        diag = Diagnostic()
+
+    with structlog.testing.capture_logs() as logs:
+        unstorable(Refused('value too long for type character varying(320): "ana.silva@clinica.com.br"'))
+    assert logs[0]["error"] == "Refused" and logs[0]["sqlstate"] == "22001"
+    assert {k: logs[0][k] for k in ("table", "column", "constraint")} == {
+        "table": "users", "column": "email", "constraint": "users_email_key"}
+    assert "datatype" not in logs[0] and "ana.silva" not in str(logs)
+    assert database_error_fields(ValueError("x")) == {"error": "ValueError"}

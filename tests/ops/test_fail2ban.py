@@ -2,7 +2,7 @@
 application writes (console and JSON log formats), including forged e-mail values.
 
 Format the application must log (one line per failed login, client address first):
-    console: raiox.admin.login_failed ip=<client address> email=<typed e-mail> ...
+    console: raiox.admin.login_failed ip=<client address> email=<e-mail> ...  (the typed address masked)
     json:    {"event": "raiox.admin.login_failed", "ip": "<client address>", ...}
 """
 
@@ -15,6 +15,7 @@ FILTER = REPO / "deploy" / "roles" / "raiox" / "files" / "fail2ban-raiox-admin.c
 FAILED = [
     "2026-11-28 07:00:00 [warning  ] raiox.admin.login_failed ip=203.0.113.1 email=ana@example.com",
     "raiox.admin.login_failed ip=203.0.113.2 email=ana@example.com reason=bad_password",
+    "2026-11-28 07:00:01 [warning  ] raiox.admin.login_failed ip=203.0.113.6 email=<e-mail>",  # masked, as logged now
     '{"ip": "203.0.113.3", "email": "ana@example.com", "event": "raiox.admin.login_failed", "level": "warning"}',
     '{"event": "raiox.admin.login_failed", "ip": "2001:db8::4", "email": "ana@example.com"}',
     # a forged address in the e-mail field next to the real one: the real one is banned
@@ -41,7 +42,8 @@ def _banned(tmp_path, lines: list[str]) -> list[str]:
 
 
 def test_failed_logins_ban_the_client_address(tmp_path):
-    assert _banned(tmp_path, FAILED) == ["203.0.113.1", "203.0.113.2", "203.0.113.3", "2001:db8::4", "203.0.113.5"]
+    assert _banned(tmp_path, FAILED) == ["203.0.113.1", "203.0.113.2", "203.0.113.6", "203.0.113.3", "2001:db8::4",
+                                         "203.0.113.5"]
 
 
 def test_other_lines_and_forged_addresses_ban_nobody(tmp_path):
@@ -69,5 +71,5 @@ def test_the_applications_own_log_line_bans_the_client(tmp_path):
         log_failure("2001:db8::23", "x ip=203.0.113.99")  # a forged address in the e-mail field
     finally:
         logger.removeHandler(handler)
-    assert len(lines) == 2
+    assert len(lines) == 2 and "ana@example.com" not in lines[0] and "email=<e-mail>" in lines[0]
     assert _banned(tmp_path, lines) == ["198.51.100.23", "2001:db8::23"]

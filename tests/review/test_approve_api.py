@@ -111,6 +111,37 @@ async def test_approve_adds_case_images_to_catalog(client, session):
     assert emb.model_id == "raiox-v1" and emb.system_id == "str-bl"
 
 
+async def test_a_film_added_to_the_catalog_is_stored_again_without_its_metadata(client, session):
+    """The reference a case's film becomes outlives the case (its purge keeps an object a reference uses): it stores
+    its own copy of the picture, without the phone's EXIF or the DICOM's patient, never the file the dentist sent."""
+    import io
+
+    import numpy as np
+    from fakes.films import carries_personal_data, jpeg_with_exif
+    from PIL import Image
+
+    from raiox.kit.storage import content_key, get_storage
+    from raiox.models import CaseImage, ReferenceImage
+    from raiox.vision import read_image
+
+    case, auth = await _setup(session)
+    image = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalar_one()
+    grey = np.asarray(Image.open(io.BytesIO(await get_storage().get(image.storage_key))))
+    photo = jpeg_with_exif(grey)  # the film as a phone photo of it: author, serial number, GPS
+    key, sha = content_key(photo)
+    await get_storage().put(key, photo, "image/jpeg")
+    image.storage_key, image.sha256, image.filename = key, sha, "foto.jpg"
+    await session.flush()
+    response = await client.post(f"/cases/{case.id}/approve", json={"system_id": "str-bl", "add_to_catalog": True},
+                                 headers=auth)
+    assert response.status_code == 200, response.text
+    ref = (await session.execute(select(ReferenceImage).where(ReferenceImage.source == "case"))).scalar_one()
+    assert ref.sha256 == sha and ref.storage_key != key  # the film is known as before; its object is not shared
+    stored = await get_storage().get(ref.storage_key)
+    assert not carries_personal_data(stored) and carries_personal_data(await get_storage().get(key))
+    assert np.array_equal(read_image(stored), read_image(photo, "foto.jpg"))  # the fixture's box and vector fit it
+
+
 async def test_approve_names_the_other_systems_the_films_show(client, session):
     """A patient with implants of several systems: the approval carries the others, in order, once."""
     case, auth = await _setup(session)

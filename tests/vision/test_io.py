@@ -402,3 +402,106 @@ def test_an_image_mode_without_a_grey_conversion_is_refused(radiograph):
     lab.save(buf, "TIFF")
     with pytest.raises(ImageDecodeError, match="unsupported colour mode LAB"):
         read_image(buf.getvalue(), "lab.tif")
+
+
+def _exif_jpeg(img):
+    from fakes.films import jpeg_with_exif
+
+    return jpeg_with_exif(_u8(img), orientation=6)  # stored rotated: the copy must be upright, as read
+
+
+def _patient_dicom(img):
+    from fakes.films import dicom_with_patient
+
+    return dicom_with_patient(np.round(img * 255))
+
+
+def _deep_tiff(img):
+    buf = io.BytesIO()
+    Image.fromarray((img * 4095).round().astype(np.uint16)).save(buf, "TIFF", tiffinfo={270: "Joao da Silva"})
+    return buf.getvalue()
+
+
+def _float_tiff(img):
+    buf = io.BytesIO()
+    Image.fromarray((img * 1000 - 200).astype(np.float32), "F").save(buf, "TIFF", tiffinfo={315: "Joao da Silva"})
+    return buf.getvalue()
+
+
+def _png_with_text(img):
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Author", "Joao da Silva")
+    rgba = np.dstack([np.stack([_u8(img)] * 3, axis=-1), np.full(img.shape, 200, np.uint8)])
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def _windowed_monochrome1(img):
+    raw = ((1 - img) * 4000).round()
+    centre = float(np.percentile(raw, 50))
+    return _dicom(raw, "MONOCHROME1", WindowCenter=centre, WindowWidth=800, PatientName="Silva^Joao")
+
+
+def _cmyk_jpeg(img):
+    buf = io.BytesIO()
+    Image.fromarray(_u8(img)).convert("CMYK").save(buf, "JPEG", quality=95, comment=b"Joao da Silva")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("make, filename", [
+    (_exif_jpeg, "foto.jpg"), (_patient_dicom, "filme.dcm"), (_deep_tiff, "scan.tif"), (_float_tiff, "scan.tif"),
+    (_png_with_text, "a.png"), (_windowed_monochrome1, "m1.dcm"), (_cmyk_jpeg, "cmyk.jpg"),
+    (lambda img: _patient_dicom(img)[132:], "nopreamble.dcm"),  # a bare data set: rewritten as a DICOM file
+])
+def test_a_metadata_free_copy_reads_as_exactly_the_same_pixels(radiograph, make, filename):
+    """What the catalog stores of a file: nothing of its metadata, and the very pixels read from the file itself (a
+    reference's box and embedding, computed at import, fit what a reindex or the panel reads back)."""
+    from fakes.films import carries_personal_data
+
+    from raiox.vision import metadata_free
+
+    data = make(radiograph)
+    clean, media_type = metadata_free(data, filename)
+    expected = read_image(data, filename)
+    assert np.array_equal(read_image(clean, filename), expected)
+    assert np.array_equal(read_image(clean, "stored"), expected)  # whatever name it is read back under
+    assert media_type == ("application/dicom" if filename.endswith(".dcm") else
+                          "image/tiff" if make is _float_tiff else "image/png")
+    assert b"Joao" in data and b"Joao" not in clean and not carries_personal_data(clean)
+    assert metadata_free(data, filename) == (clean, media_type)  # the same file, the same copy: stored once
+
+
+@pytest.mark.parametrize("make", [lambda img: _jpeg_dicom(img, img), lambda img: _encode(img, "WEBP", quality=90),
+                                  lambda img: _encode(img, "GIF"), lambda img: _encode(img, "BMP")])
+def test_other_encodings_copy_to_the_same_pixels_too(radiograph, make):
+    from raiox.vision import metadata_free
+
+    data = make(radiograph)
+    assert np.array_equal(read_image(metadata_free(data)[0]), read_image(data))
+
+
+@pytest.mark.parametrize("name", ["MR_small_jpeg_ls_lossless.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",
+                                  "SC_rgb_jpeg_gdcm.dcm", "JPGExtended.dcm"])
+def test_a_metadata_free_dicom_copy_keeps_the_pixels_of_every_encoding(name):
+    import pydicom
+
+    from raiox.vision import metadata_free
+
+    data = _pydicom_sample(name)
+    assert "PatientName" in pydicom.dcmread(io.BytesIO(data))
+    clean, _ = metadata_free(data, name)
+    assert np.array_equal(read_image(clean, name), read_image(data, name))
+    kept = pydicom.dcmread(io.BytesIO(clean))
+    assert not {"PatientName", "PatientID", "StudyInstanceUID", "StudyDate", "ReferringPhysicianName"} & set(kept.dir())
+
+
+def test_a_file_read_image_refuses_has_no_metadata_free_copy_either():
+    from raiox.vision import metadata_free
+
+    for payload, reason in ((b"", "empty file"), (b"<html><body>login</body></html>", "HTML page"),
+                            (b"\xff\xd8\xff\xe0 not a jpeg", "corrupt or truncated|unrecognised")):
+        with pytest.raises(ImageDecodeError, match=reason):
+            metadata_free(payload, "x.jpg")

@@ -6,7 +6,8 @@ recreate the case), status, decision (systems), ranking and dates, for the stati
 case without its detail (file names, upload addresses and error texts name patients), and the audit trail of who did
 what (its free texts cleared). Stored objects are deleted before the database change is committed: a storage outage
 leaves the case unpurged (the next run tries again), never a purged case whose films survive. An object still used by
-a catalog reference ("add to catalog") or by another case's image stays.
+another case's image, or by a catalog reference added from a case before "add to catalog" stored its own copy without
+the film's metadata (`raiox.review.service.add_case_references`), stays.
 """
 
 import re

@@ -2,10 +2,12 @@
 
 Idempotent by content: an image is identified by its sha256; one already embedded for the current
 model is skipped, one stored but not yet embedded (new model, interrupted run) is only embedded.
-Reference images are stored content-addressed (`kit.storage.content_key`), so the same bytes are
-stored once. Each reference is embedded from its most confident fixture (vision `locate` +
-`canonical_crop`, embedded in one batch); an image with no fixture is skipped unless
-`whole_image=True`, which embeds it the way `raiox.vision.embed_reference` does.
+An image is stored as a copy without its metadata (`raiox.vision.io.metadata_free`: no EXIF, no DICOM
+patient or device attributes; it reads back as exactly the pixels embedded), content-addressed
+(`kit.storage.content_key`), so the same picture is stored once; the reference's sha256 stays that of the
+file as given, the identity a re-run recognises. Each reference is embedded from its most confident
+fixture (vision `locate` + `canonical_crop`, embedded in one batch); an image with no fixture is skipped
+unless `whole_image=True`, which embeds it the way `raiox.vision.embed_reference` does.
 """
 
 import asyncio
@@ -42,9 +44,12 @@ class ImportReport:
 
 @dataclass
 class _Fetched:
-    """An item's bytes and decoded image, or what went wrong reading (``error``) or decoding them (``bad``)."""
+    """An item's sha256, the metadata-free copy to store (``data``, ``content_type``) and its decoded image, or
+    what went wrong reading (``error``) or decoding the item (``bad``)."""
 
+    sha256: str = ""
     data: bytes = b""
+    content_type: str = ""
     image: np.ndarray | None = None
     error: Exception | None = None
     bad: Exception | None = None
@@ -53,8 +58,9 @@ class _Fetched:
 @dataclass
 class _Ready:
     item: ImportItem
-    data: bytes
-    sha256: str
+    data: bytes  # what is stored: the metadata-free copy
+    content_type: str
+    sha256: str  # of the item's own bytes
     image: np.ndarray
     box: np.ndarray | None = None
     vector: np.ndarray | None = None
@@ -65,6 +71,16 @@ def decode(data: bytes, filename: str | None) -> np.ndarray:
     from raiox.vision import read_image
 
     return read_image(data, filename, max_pixels=get_settings().max_pixels)
+
+
+def prepare(data: bytes, filename: str | None) -> tuple[bytes, str, np.ndarray]:
+    """(bytes, media type) of DATA's metadata-free copy, the one stored, and the image decoded from that copy: what
+    is embedded is what a reindex reads back."""
+    from raiox.kit.settings import get_settings
+    from raiox.vision import metadata_free
+
+    clean, content_type = metadata_free(data, filename, max_pixels=get_settings().max_pixels)
+    return clean, content_type, decode(clean, filename)
 
 
 NO_FIXTURE = "no fixture found (use --whole-image to embed the whole image)"
@@ -142,10 +158,12 @@ class Importer:
             data = await asyncio.to_thread(item.load)
         except Exception as exc:  # noqa: BLE001 - any read/download failure is reported, the run goes on
             return _Fetched(error=exc)
+        sha256 = hashlib.sha256(data).hexdigest()
         try:
-            return _Fetched(data, await asyncio.to_thread(decode, data, item.filename))
+            clean, content_type, image = await asyncio.to_thread(prepare, data, item.filename)
         except (RaioxError, ValueError, OSError) as exc:
-            return _Fetched(data, bad=exc)
+            return _Fetched(sha256, bad=exc)
+        return _Fetched(sha256, clean, content_type, image)
 
     def _accept(self, item: ImportItem | Skip, got: _Fetched) -> _Ready | None:
         """The item ready to embed, or None with the reason reported (in the items' order, so the first
@@ -156,7 +174,7 @@ class Importer:
         if got.error is not None:
             self.report.skip(item.label, f"unreadable: {_reason(got.error)}")
             return None
-        sha256 = hashlib.sha256(got.data).hexdigest()
+        sha256 = got.sha256
         first = self.seen.setdefault(sha256, item)
         if first is not item:
             self.report.skip(item.label, f"duplicate of {first.label}")
@@ -164,7 +182,7 @@ class Importer:
         if got.bad is not None:
             self.report.skip(item.label, f"not a usable image: {_reason(got.bad)}")
             return None
-        return _Ready(item, got.data, sha256, got.image)
+        return _Ready(item, got.data, got.content_type, sha256, got.image)
 
     async def _filter_known(self, session: AsyncSession, loaded: list[_Ready]) -> list[_Ready]:
         known = await repository.find_references(session, [r.sha256 for r in loaded])
@@ -193,7 +211,7 @@ class Importer:
     async def _store(self, session: AsyncSession, ready: _Ready) -> tuple:
         item = ready.item
         key, _ = content_key(ready.data)
-        await self.storage.put(key, ready.data, item.content_type)
+        await self.storage.put(key, ready.data, ready.content_type)
         await repository.upsert_system(session, item.system_id, item.manufacturer, item.system, item.attributes,
                                        spec=item.spec)
         existing = await repository.find_references(session, [ready.sha256])

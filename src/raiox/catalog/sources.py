@@ -7,7 +7,6 @@ the import can report everything it left out and why.
 import csv
 import json
 import math
-import mimetypes
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ class ImportItem:
     spec: dict | None = None
     source: str = "import"
     row: str | None = None  # the manifest row it came from ("catalog.csv:7"), for the import report
+    name: str | None = None  # the file's own name where ORIGIN does not end with it: only a hint for decoding it
 
     @property
     def label(self) -> str:
@@ -39,13 +39,7 @@ class ImportItem:
 
     @property
     def filename(self) -> str:
-        return self.origin.rsplit("/", 1)[-1]
-
-    @property
-    def content_type(self) -> str:
-        if self.filename.lower().endswith(".dcm"):
-            return "application/dicom"
-        return mimetypes.guess_type(self.filename)[0] or "application/octet-stream"
+        return self.name or self.origin.rsplit("/", 1)[-1]
 
 
 @dataclass

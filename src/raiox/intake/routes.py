@@ -49,6 +49,8 @@ async def jotform_webhook(
             raise Unprocessable(f"form {sub.form_id} is not the configured form (RAIOX_JOTFORM_FORM_ID)")
     except RaioxError as exc:
         WEBHOOKS.labels(outcome="rejected" if exc.status_code in (401, 503) else "invalid").inc()
+        # the caller's address in clear, deliberately: a refused webhook (a wrong token, a forged body) is a security
+        # event, the one line besides a failed panel login that keeps a client's address
         log.warning("webhook_rejected", status=exc.status_code, reason=exc.message,
                     client=request.client.host if request.client else None)
         raise

@@ -79,11 +79,29 @@ UNSTORABLE = ("a value cannot be stored or searched for: it holds a NUL characte
 def unstorable(exc: Exception) -> Unprocessable:
     """A value the database refuses (SQLAlchemy's ``DataError``: a NUL character in text, a string over its
     column's length, a number out of range) is the client's input, not a server fault: 422, never a 500. The
-    request's session has already been rolled back by its dependency when the app's handler calls this."""
+    request's session has already been rolled back by its dependency when the app's handler calls this.
+
+    The log line names the error (class, SQLSTATE) and, when the database says, the table, column, constraint and
+    type, never the database's message: it may quote the refused value ("invalid input syntax for type uuid: ..."),
+    which is the client's data (a name, an e-mail address)."""
     from raiox.kit.logging import get_logger
 
-    get_logger(__name__).info("request.unstorable_value", error=first_line(getattr(exc, "orig", None) or exc))
+    get_logger(__name__).info("request.unstorable_value", **database_error_fields(exc))
     return Unprocessable(UNSTORABLE)
+
+
+def database_error_fields(exc: Exception) -> dict[str, str]:
+    """What a database error is, without anything it quotes: the driver's error class, the SQLSTATE, and the schema
+    names (table, column, constraint, data type) PostgreSQL reports with it."""
+    orig = getattr(exc, "orig", None) or exc
+    fields = {"error": type(orig).__name__}
+    if sqlstate := getattr(orig, "sqlstate", None):
+        fields["sqlstate"] = str(sqlstate)
+    diag = getattr(orig, "diag", None)
+    for name in ("table", "column", "constraint", "datatype"):
+        if value := getattr(diag, f"{name}_name", None):
+            fields[name] = str(value)
+    return fields
 
 
 def database_errors() -> tuple[type[Exception], ...]:

@@ -35,8 +35,10 @@ class ReferenceImage(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     system_id: Mapped[str] = mapped_column(ForeignKey("implant_systems.id", ondelete="CASCADE"), index=True)
+    # the stored picture, content-addressed: a copy without the file's metadata (`raiox.vision.metadata_free`; older
+    # references may hold the file itself)
     storage_key: Mapped[str] = mapped_column(String(300))
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)  # of the file as given: what a re-import recognises
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(40), default="import")  # import | demo | case | upload

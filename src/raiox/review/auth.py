@@ -28,6 +28,7 @@ from raiox.delivery.report import secret
 from raiox.kit.auth import bearer_scheme, bearer_token, use_token
 from raiox.kit.db import get_db_session
 from raiox.kit.errors import Forbidden, Unauthorized
+from raiox.kit.logging import mask_addresses
 from raiox.kit.metrics import REGISTRY
 from raiox.kit.settings import get_settings
 from raiox.models import User
@@ -37,7 +38,8 @@ CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 ROLES = ("reviewer", "admin")
 hasher = PasswordHasher()  # argon2id with the library's recommended parameters
-# fail2ban matches exactly: "raiox.admin.login_failed ip=<ip> email=<email>" (plain stdlib logger line)
+# fail2ban matches exactly: "raiox.admin.login_failed ip=<ip> email=<e-mail>" (plain stdlib logger line; the address
+# typed is masked, `kit.logging.mask_addresses`)
 failure_log = logging.getLogger("raiox.admin")
 _DUMMY_HASH = hasher.hash(secrets.token_hex(16))
 LOGINS = Counter("raiox_admin_logins_total", "Admin panel login attempts by outcome", ["outcome"], registry=REGISTRY)
@@ -100,9 +102,11 @@ def _clean(value: str) -> str:
 
 
 def log_failure(ip: str, email: str) -> None:
+    """The failure's log line: the client's address in clear (fail2ban bans by it), what was typed as the e-mail only
+    as whether it was one (masked like every address in the logs; a password typed there stays out too)."""
     LOGINS.labels(outcome="failed").inc()
-    typed = email if "@" in email else "-not-an-e-mail-"  # a password typed in the e-mail field stays out of logs
-    failure_log.warning("raiox.admin.login_failed ip=%s email=%s", _clean(ip), _clean(typed))
+    typed = mask_addresses(_clean(email)) if "@" in email else "-not-an-e-mail-"
+    failure_log.warning("raiox.admin.login_failed ip=%s email=%s", _clean(ip), typed)
 
 
 async def authenticate(session: AsyncSession, email: str, password: str, ip: str) -> User | None:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.cases import service as cases
 from raiox.delivery import repository as delivery_repo
 from raiox.delivery import service as delivery
-from raiox.kit.errors import Conflict, TooManyRequests, Unprocessable
+from raiox.kit.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from raiox.models import (
     AuditEntry, Case, CaseStatus, ImplantSystem, ReferenceEmbedding, ReferenceImage,
 )
@@ -327,7 +327,11 @@ async def add_case_references(session: AsyncSession, case: Case, system_id: str,
     confident one. Images already a reference (same sha256, of this or any other system) are skipped. FIRST_ONLY (the
     approval names other systems too, so a film may show only those): only films with an implant whose first
     candidate is SYSTEM_ID. IMPLANTS (fixture id -> system, the reviewer's mapping): a film with a mapped implant
-    becomes a reference of that implant's system instead, boxed on it (the most confident mapped one)."""
+    becomes a reference of that implant's system instead, boxed on it (the most confident mapped one).
+
+    A reference stores its own copy of the film without the file's metadata (``_metadata_free_copy``), never the
+    case's object: the catalog keeps the picture after the case is purged, not the patient's name in a DICOM header
+    or the GPS position in a phone photo's EXIF. A film whose stored object is gone is left out."""
     images = [i for i in await repository.case_images(session, case.id) if i.storage_key and i.sha256]
     fixtures = await repository.fixtures_with_results(session, [i.id for i in images])
     added = []
@@ -336,9 +340,33 @@ async def add_case_references(session: AsyncSession, case: Case, system_id: str,
         if not mine or await repository.references_by_sha(session, image.sha256):
             continue  # already a reference: of this system, or of another one (an image never serves two systems)
         chosen = _reference_fixture(mine, system_id, first_only, implants or {})
-        if chosen is not None:
-            added.append(await _add_reference(session, case, image, *chosen))
+        if chosen is None:
+            continue
+        try:
+            key = await _metadata_free_copy(image)
+        except (NotFound, Unprocessable):  # the object lost, or no longer readable (a lower pixel cap since)
+            continue
+        added.append(await _add_reference(session, case, image, key, *chosen))
     return added
+
+
+async def _metadata_free_copy(image) -> str:
+    """The storage key of a copy of IMAGE's film without its metadata (``raiox.vision.metadata_free``: the same
+    pixels, so the fixture's box and embedding fit it), stored once (content-addressed)."""
+    import asyncio
+
+    from raiox.kit.settings import get_settings
+    from raiox.kit.storage import content_key, get_storage
+    from raiox.vision import metadata_free
+
+    storage = get_storage()
+    data = await storage.get(image.storage_key)
+    clean, content_type = await asyncio.to_thread(metadata_free, data, image.filename,
+                                                  max_pixels=get_settings().max_pixels)
+    key, _ = content_key(clean)
+    if not await storage.exists(key):
+        await storage.put(key, clean, content_type)
+    return key
 
 
 def _reference_fixture(mine: list, system_id: str, first_only: bool, implants: dict[str, str]):
@@ -351,8 +379,9 @@ def _reference_fixture(mine: list, system_id: str, first_only: bool, implants: d
     return None if first_only and _rank(results, system_id) != 1 else (fixture, system_id)
 
 
-async def _add_reference(session: AsyncSession, case: Case, image, fixture, system_id: str) -> ReferenceImage:
-    ref = ReferenceImage(system_id=system_id, storage_key=image.storage_key, sha256=image.sha256,
+async def _add_reference(session: AsyncSession, case: Case, image, storage_key: str, fixture,
+                         system_id: str) -> ReferenceImage:
+    ref = ReferenceImage(system_id=system_id, storage_key=storage_key, sha256=image.sha256,
                          width=image.width, height=image.height, source="case",
                          origin=f"case:{case.id}/image:{image.id}", box=fixture.box)
     session.add(ref)
@@ -368,7 +397,6 @@ async def remove_reference(session: AsyncSession, system_id: str, reference_id: 
     outage leaves the reference in place, to try again). Audited `catalog.reference_remove`; what was removed is
     returned. NotFound when SYSTEM_ID has no such reference."""
     from raiox.cases.repository import keys_in_use
-    from raiox.kit.errors import NotFound
     from raiox.kit.storage import get_storage
 
     ref = await repository.system_reference(session, system_id, reference_id)

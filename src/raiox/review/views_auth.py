@@ -1,5 +1,8 @@
 """Login (e-mail + password), logout (ends all the user's sessions). Failures are throttled per IP and lock the
-account after RAIOX_ADMIN_MAX_FAILED_LOGINS; each one is logged as `raiox.admin.login_failed ip=<ip> email=<email>`."""
+account after RAIOX_ADMIN_MAX_FAILED_LOGINS; each one is logged as `raiox.admin.login_failed ip=<ip> email=<e-mail>`
+(the client's address for fail2ban, the typed address masked). A successful login and a logout are audited without
+the client's address: it is kept only where it serves security (the failures' log lines; the account's sign-in
+sources of the last 30 days, `login_locks`, that its lock-out spares)."""
 
 import time
 from collections import defaultdict, deque
@@ -82,7 +85,7 @@ async def login(request: Request, email: str = Form(""), password: str = Form(""
         _prune()
         # one answer whether the account exists, is locked or the password is wrong: nothing to enumerate
         return _login_page(request, error=gettext("login.invalid"), email=email, status_code=401, next_url=next)
-    await audit(session, f"user:{user.email}", "auth.login", target=ip)
+    await audit(session, f"user:{user.email}", "auth.login")
     response = redirect(request, _safe_next(request, next))
     auth.save_session(request, response, auth.session_cookie(user))
     return response
@@ -95,7 +98,7 @@ async def logout(request: Request, session: AsyncSession = Depends(get_db_sessio
     user = await auth.session_user(request, session)
     if user is not None:
         await repository.end_sessions(session, user.id)
-        await audit(session, f"user:{user.email}", "auth.logout", target=client_ip(request))
+        await audit(session, f"user:{user.email}", "auth.logout")
     response = redirect(request, "/login")
     auth.clear_session(response)
     return response

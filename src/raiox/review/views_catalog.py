@@ -131,26 +131,30 @@ async def _uploaded_files(request: Request) -> list:
 @router.post("/{system_id}/images", dependencies=[Depends(admin_user), Depends(csrf_protect)])
 async def upload_images(request: Request, system_id: str, user: User = Depends(admin_user),
                         session: AsyncSession = Depends(get_db_session)) -> Response:
-    from raiox.review.catalog_upload import add_references
+    """The files are known by their place in the upload and their size (`catalog_upload.label`) in what is kept (the
+    references' origin, the audit): a film's file name often is its patient's. Only this page names them."""
+    from raiox.review.catalog_upload import add_references, label, named
 
     system = await _system(session, system_id)
     files = await _uploaded_files(request)
     if len(files) > MAX_FILES:
         raise for_operator(Unprocessable(gettext("catalog.too_many_files", n=len(files), max=MAX_FILES)))
-    uploads, empty = [], []
-    for upload in files:
+    uploads, empty, names = [], [], {}
+    for index, upload in enumerate(files, 1):
         data = await upload.read(MAX_UPLOAD + 1)
         if len(data) > MAX_UPLOAD:
             raise for_operator(Unprocessable(gettext("catalog.too_large", name=upload.filename or "?",
                                                      mb=MAX_UPLOAD // 2**20)))
+        known = label(index, len(data))
+        names[known] = f"upload/{upload.filename or index}"
         if data:
-            uploads.append((upload.filename or "upload", data))
-        else:  # named in the report below, like the importer's own skips
-            empty.append(upload.filename or "upload")
+            uploads.append((known, upload.filename or "", data))
+        else:  # reported below, like the importer's own skips
+            empty.append(known)
     report = await add_references(session, system, uploads)
-    for name in empty:
-        report.skip(f"upload/{name}", gettext("catalog.empty_file"))
+    for known in empty:
+        report.skip(known, gettext("catalog.empty_file"))
     await service.audit(session, actor(user), "catalog.upload", target=system_id, added=report.added,
                         images=report.stored, skipped=[f"{s.origin}: {s.reason}" for s in report.skipped])
-    return render(request, "system.html", {"system": system, "report": report,
+    return render(request, "system.html", {"system": system, "report": named(report, names),
                                            "references": await repository.references_of(session, system_id)})

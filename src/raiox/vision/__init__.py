@@ -25,7 +25,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in ("read_image", "ImageDecodeError"):  # raiox.vision.io (image decoding)
+    if name in ("read_image", "metadata_free", "ImageDecodeError"):  # raiox.vision.io (image decoding)
         from raiox.vision import io
 
         return getattr(io, name)

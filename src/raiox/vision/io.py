@@ -7,12 +7,18 @@ LUT or window centre/width, MONOCHROME1 inversion; uncompressed, RLE, JPEG Basel
 and Lossless, JPEG-LS and JPEG 2000 pixel data, the compressed ones through pylibjpeg). Everything else is refused
 with an ``ImageDecodeError`` (HTTP 422) whose message says why. Inverted polarity is detected and flipped
 (see ``polarity``) unless the file is DICOM, whose photometric interpretation is trusted.
+
+``metadata_free`` gives a file's picture without its metadata (EXIF, ICC, text chunks; DICOM patient, study and
+device attributes), encoded so that ``read_image`` reads exactly the same pixels from it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -44,11 +50,7 @@ class ImageDecodeError(Unprocessable):
 def read_image(data: bytes, filename: str | None = None, *, max_pixels: int = MAX_PIXELS,
                fix_polarity: bool = True) -> np.ndarray:
     """Decode ``data`` into a normalised grayscale radiograph (float32, [0, 1], metal bright)."""
-    if not data:
-        raise ImageDecodeError("not an image: empty file")
-    kind = sniff(data)
-    if kind is not None:
-        raise ImageDecodeError(f"not an image: {kind}")
+    _check_payload(data)
     dicom = _has_dicom_preamble(data)
     if dicom:
         img = _read_dicom(data, max_pixels)
@@ -65,6 +67,108 @@ def read_image(data: bytes, filename: str | None = None, *, max_pixels: int = MA
         raise ImageDecodeError(f"image too small: {img.shape[1]}x{img.shape[0]} pixels")
     # DICOM states its polarity (MONOCHROME1/2); other formats are checked by the image itself
     return normalise_polarity(img) if fix_polarity and not dicom else img
+
+
+def metadata_free(data: bytes, filename: str | None = None, *, max_pixels: int = MAX_PIXELS) -> tuple[bytes, str]:
+    """(bytes, media type) of DATA's picture with none of its metadata, for keeping: ``read_image`` reads from it
+    exactly the pixels it reads from DATA (so a box or an embedding of the one fits the other).
+
+    A DICOM file keeps only what its pixels are read with (image pixel module, rescale, window, LUTs, presentation
+    shape), under a new instance UID derived from DATA: no patient, study, series, institution, device or private
+    attribute is left. Anything else becomes a PNG of the grey levels ``read_image`` takes from it (8-bit, or 16-bit
+    for 16-bit greys; a 32-bit integer or float one a bare TIFF), upright: no EXIF (GPS, camera, serial number,
+    author), ICC profile, XMP or text chunk. Refused as ``read_image`` refuses (``ImageDecodeError``)."""
+    _check_payload(data)
+    if _has_dicom_preamble(data):
+        return _bare_dicom(data), "application/dicom"
+    try:
+        with _pillow_errors(max_pixels):
+            im = _open_pillow(data, max_pixels)
+            return _bare_picture(im)
+    except ImageDecodeError as exc:
+        if not (str(exc).endswith("unrecognised file format") and _looks_like_dicom(data, filename)):
+            raise
+        return _bare_dicom(data), "application/dicom"
+
+
+def _check_payload(data: bytes) -> None:
+    if not data:
+        raise ImageDecodeError("not an image: empty file")
+    kind = sniff(data)
+    if kind is not None:
+        raise ImageDecodeError(f"not an image: {kind}")
+
+
+def _bare_picture(im: Image.Image) -> tuple[bytes, str]:
+    """IM's grey levels as ``_to_gray`` reads them, in a new image (nothing of the file's ``info`` carried over)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        bare, fmt = Image.fromarray(np.asarray(im).astype(np.uint16)), "PNG"
+    elif im.mode in DEEP_MODES:  # 32-bit integers or floats: PNG cannot hold them
+        bare, fmt = Image.fromarray(np.asarray(im).astype(np.int32 if im.mode == "I" else np.float32)), "TIFF"
+    else:
+        grey = _gray8(im)
+        bare, fmt = Image.frombytes("L", grey.size, grey.tobytes()), "PNG"
+    out = io.BytesIO()
+    bare.save(out, format=fmt)
+    return out.getvalue(), f"image/{fmt.lower()}"
+
+
+# what `_read_dicom` reads the pixels with; everything else (patient, study, equipment, dates, private tags) is left out
+DICOM_PIXEL_ATTRIBUTES = (
+    "Modality", "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "Rows", "Columns",
+    "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "NumberOfFrames", "PixelAspectRatio",
+    "RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter", "WindowWidth", "VOILUTFunction",
+    "PresentationLUTShape", "ExtendedOffsetTable", "ExtendedOffsetTableLengths", "PixelData",
+)
+DICOM_LUT_ATTRIBUTES = ("LUTDescriptor", "LUTData", "ModalityLUTType")  # of a modality or VOI LUT sequence's items
+
+
+def _bare_dicom(data: bytes) -> bytes:
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:  # pydicom raises many types for broken files
+        raise ImageDecodeError(f"corrupt DICOM file: {exc}") from None
+    if "PixelData" not in ds:
+        raise ImageDecodeError("DICOM file has no image (no PixelData)")
+    try:
+        bare = Dataset()
+        for keyword in DICOM_PIXEL_ATTRIBUTES:
+            if keyword in ds:
+                bare.add(ds[keyword])
+        for keyword in ("ModalityLUTSequence", "VOILUTSequence"):
+            if keyword in ds:
+                setattr(bare, keyword, Sequence([_only(item, DICOM_LUT_ATTRIBUTES) for item in ds[keyword].value]))
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is None:  # a bare data set (no file meta): written as it was read
+            implicit, little = ds.original_encoding
+            syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        bare.SOPClassUID = str(ds.get("SOPClassUID") or "1.2.840.10008.5.1.4.1.1.7")  # else: secondary capture
+        bare.SOPInstanceUID = generate_uid(entropy_srcs=[hashlib.sha256(data).hexdigest()])  # same file, same UID
+        bare.file_meta = FileMetaDataset()
+        bare.file_meta.TransferSyntaxUID = syntax
+        bare.file_meta.MediaStorageSOPClassUID = bare.SOPClassUID
+        bare.file_meta.MediaStorageSOPInstanceUID = bare.SOPInstanceUID
+        out = io.BytesIO()
+        bare.save_as(out, enforce_file_format=True)
+    except Exception as exc:  # a malformed attribute or an encoding pydicom cannot write back
+        raise ImageDecodeError(f"cannot copy the DICOM image without its metadata: {type(exc).__name__}: "
+                               f"{first_line(exc)}") from None
+    return out.getvalue()
+
+
+def _only(item, keywords: tuple[str, ...]):
+    from pydicom.dataset import Dataset
+
+    kept = Dataset()
+    for keyword in keywords:
+        if keyword in item:
+            kept.add(item[keyword])
+    return kept
 
 
 def sniff(data: bytes) -> str | None:
@@ -100,18 +204,13 @@ def _looks_like_dicom(data: bytes, filename: str | None) -> bool:
     return data[:2] in (b"\x08\x00", b"\x02\x00")  # a group 0008 / 0002 tag first
 
 
-def _read_pillow(data: bytes, max_pixels: int) -> np.ndarray:
+@contextmanager
+def _pillow_errors(max_pixels: int) -> Iterator[None]:
+    """Pillow's failures while opening or decoding, as ``ImageDecodeError``s saying why."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > max_pixels:
-                raise ImageDecodeError(f"image too large: {w}x{h} pixels (limit {max_pixels})")
-            im.seek(0)
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return _to_gray(im)
+            yield
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -123,9 +222,39 @@ def _read_pillow(data: bytes, max_pixels: int) -> np.ndarray:
         raise ImageDecodeError(f"corrupt or truncated image: {exc}") from None
 
 
+def _open_pillow(data: bytes, max_pixels: int) -> Image.Image:
+    """The first frame, decoded and upright (EXIF orientation applied); call inside ``_pillow_errors``."""
+    im = Image.open(io.BytesIO(data))
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageDecodeError(f"image too large: {w}x{h} pixels (limit {max_pixels})")
+    im.seek(0)
+    im.load()
+    return ImageOps.exif_transpose(im)
+
+
+def _read_pillow(data: bytes, max_pixels: int) -> np.ndarray:
+    with _pillow_errors(max_pixels):
+        return _to_gray(_open_pillow(data, max_pixels))
+
+
+DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # read by their own range (``_stretch``)
+
+
 def _to_gray(im: Image.Image) -> np.ndarray:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if im.mode in DEEP_MODES:
         return _stretch(np.asarray(im).astype(np.float32))
+    im = _gray8(im)
+    low, high = im.getextrema()
+    if low == high:  # as a 16-bit one is (``_stretch``): no radiograph is one grey level
+        raise ImageDecodeError(f"image is blank (every pixel is {low})")
+    pixels = np.array(im, np.float32)
+    pixels /= 255.0  # in place: the same values as a division into a new array, one array less at the pixel cap
+    return pixels
+
+
+def _gray8(im: Image.Image) -> Image.Image:
+    """An 8-bit image's grey levels (mode L): transparency composited on black, colour as luminance."""
     try:
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im.convert("RGBA"))
@@ -133,12 +262,7 @@ def _to_gray(im: Image.Image) -> np.ndarray:
             im = im.convert("L")
     except ValueError:  # e.g. a LAB or HSV TIFF: Pillow has no way to grey
         raise ImageDecodeError(f"unsupported colour mode {im.mode}: send a grayscale or RGB image") from None
-    low, high = im.getextrema()
-    if low == high:  # as a 16-bit one is (``_stretch``): no radiograph is one grey level
-        raise ImageDecodeError(f"image is blank (every pixel is {low})")
-    pixels = np.array(im, np.float32)
-    pixels /= 255.0  # in place: the same values as a division into a new array, one array less at the pixel cap
-    return pixels
+    return im
 
 
 def _stretch(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
