@@ -2,8 +2,13 @@
 
 import json
 
-from fakes.jotform import FORM_ID, webhook_request
-from raiox.intake.parse import from_api, from_webhook, strip_secrets
+import pytest
+
+from fakes.jotform import FORM_ID, raw_request, webhook_fields, webhook_request
+from raiox.intake.parse import from_api, from_webhook, is_upload_url, strip_secrets
+
+SID = "6084250982513018472"
+UPLOADS = f"https://www.jotform.com/uploads/raioxclinic/{FORM_ID}/{SID}"
 
 
 def raw_form(raw: dict, **top) -> dict:
@@ -62,6 +67,122 @@ def test_field_map_by_qid_and_full_key():
     raw = {"q3_a": {"first": "X", "last": "Y"}, "q4_b": {"first": "Z", "last": "W"}, "q7_c": "texto"}
     sub = from_webhook(raw_form(raw), field_map={"name": "q4_b", "notes": "7"}, secrets=[])
     assert (sub.client_name, sub.notes) == ("Z W", "texto")
+
+
+def clinic_form(**extra_answers) -> dict:
+    """A submission (API copy) of a form with a radiograph upload question, a documents upload question (a referral
+    PDF and a photo), a website and a links checkbox: the answers of a real clinic form."""
+    answers = {
+        "3": {"name": "nomeDentista", "type": "control_fullname", "text": "Nome",
+              "answer": {"first": "Carla", "last": "Mendes"}},
+        "4": {"name": "email", "type": "control_email", "text": "E-mail", "answer": "carla@odonto.com.br"},
+        "9": {"name": "radiografias", "type": "control_fileupload", "text": "Radiografias",
+              "answer": [f"{UPLOADS}/periapical%2036.png", f"{UPLOADS}/panor%C3%A2mica.dcm"]},
+        "10": {"name": "documentosEncaminhamento", "type": "control_fileupload", "text": "Encaminhamento",
+               "answer": [f"{UPLOADS}/encaminhamento%20Dr%20Reis.pdf", f"{UPLOADS}/foto%20do%20pedido.jpg"]},
+        "11": {"name": "siteDaClinica", "type": "control_textbox", "text": "Site", "answer": "https://odonto.com.br"},
+        "12": {"name": "links", "type": "control_checkbox", "text": "Links",
+               "answer": ["https://odonto.com.br/casos/1", "https://youtu.be/abc"]},
+        **extra_answers,
+    }
+    return {"id": SID, "form_id": FORM_ID, "created_at": "2025-11-18 10:11:12", "status": "ACTIVE",
+            "answers": answers}
+
+
+def uploads_of(sub) -> list[tuple[str, str]]:
+    return [(u.question, u.filename) for u in sub.uploads]
+
+
+RADIOGRAPHS = [("radiografias", "periapical 36.png"), ("radiografias", "panorâmica.dcm")]
+
+
+def test_only_the_radiographs_become_images_not_other_url_lists(capsys):
+    from raiox.kit.logging import configure_logging
+
+    configure_logging("json", "DEBUG")
+    content = clinic_form()
+    raw = raw_request(content)
+    raw["linksUteis"] = ["https://odonto.com.br/casos/1", "https://www.jotform.com/form/243231271343446"]
+    raw["assinaturaWidget"] = ["https://widgets.example.net/signature/abc.png"]
+    sub = from_webhook(webhook_fields(content, raw=raw), field_map={}, secrets=[])
+    # the referral PDF is left out (a documents question next to a radiograph one); its photo stays, unsure
+    assert uploads_of(sub) == [*RADIOGRAPHS, ("documentosEncaminhamento", "foto do pedido.jpg")]
+    out = capsys.readouterr()
+    logged = out.out + out.err
+    assert "upload_fields_ignored" in logged and "linksUteis" in logged and "assinaturaWidget" in logged
+    assert "documentosEncaminhamento" in logged
+    assert "odonto.com.br" not in logged and "widgets.example.net" not in logged and "encaminhamento%20" not in logged
+    assert "Dr Reis" not in logged
+    api = from_api(content, field_map={})  # the API's copy of the same submission: the same images
+    assert uploads_of(api) == uploads_of(sub)
+
+
+def test_upload_urls_of_another_form_or_without_temp_upload_are_kept():
+    """Older payloads may lack `temp_upload`; an upload URL's folder and form are not checked (jotform-notes.md 1.3):
+    Jotform upload URLs under any bare key are kept, the downloader sends the key only for the configured form."""
+    content = clinic_form()
+    raw = raw_request(content)
+    del raw["temp_upload"]
+    raw["exames"] = ["https://eu.jotform.com/uploads/raioxclinic/70936128142151/55555/rx%20antiga.jpg",
+                     "https://odonto.com.br/rx.jpg"]
+    sub = from_webhook(webhook_fields(content, raw=raw), field_map={}, secrets=[])
+    assert uploads_of(sub) == [*RADIOGRAPHS, ("documentosEncaminhamento", "foto do pedido.jpg"),
+                               ("exames", "rx antiga.jpg")]
+
+
+def test_a_temp_upload_question_keeps_every_url_and_no_radiograph_question_keeps_documents():
+    """Jotform declares the question an upload one: its strings all stay, whatever the host (EU, HIPAA, Enterprise
+    hosts are unconfirmed), failed with a reason at download rather than dropped. Without a question named like
+    radiographs, a documents question is all there is: its PDFs stay too (a scanned film?)."""
+    raw = {"temp_upload": {"q9_documentos": ["a#jotformfs-1#u", "b#jotformfs-1#u"]},
+           "documentos": ["https://uploads.clinic-enterprise.example/uploads/u/1/2/rx.pdf", "file:///etc/passwd"]}
+    sub = from_webhook(raw_form(raw), field_map={}, secrets=[])
+    assert uploads_of(sub) == [("documentos", "rx.pdf"), ("documentos", "passwd")]
+
+
+def test_an_empty_radiograph_question_keeps_the_documents():
+    content = clinic_form()
+    content["answers"]["9"]["answer"] = []
+    sub = from_api(content, field_map={})
+    assert uploads_of(sub) == [("documentosEncaminhamento", "encaminhamento Dr Reis.pdf"),
+                               ("documentosEncaminhamento", "foto do pedido.jpg")]
+
+
+@pytest.mark.parametrize("ref", ["radiografias", "9", "q9_radiografias", " radiografias , 77"])
+def test_field_map_images_by_name_qid_or_full_key(ref):
+    """rawRequest keeps an upload question's id only in `temp_upload`: a qid or full key resolves through it."""
+    content = clinic_form()
+    raw = raw_request(content)
+    sub = from_webhook(webhook_fields(content, raw=raw), field_map={"images": ref}, secrets=[])
+    assert uploads_of(sub) == RADIOGRAPHS
+    assert uploads_of(from_api(content, field_map={"images": ref})) == RADIOGRAPHS
+
+
+def test_field_map_images_takes_every_url_of_the_mapped_questions_only():
+    content = clinic_form()
+    sub = from_webhook(webhook_fields(content), field_map={"images": "radiografias,10"}, secrets=[])
+    assert uploads_of(sub) == [*RADIOGRAPHS, ("documentosEncaminhamento", "encaminhamento Dr Reis.pdf"),
+                               ("documentosEncaminhamento", "foto do pedido.jpg")]
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    (f"{UPLOADS}/a%20b.png", True),
+    ("https://eu.jotform.com/uploads/u/243231271343446/1/a.png", True),
+    ("https://hipaa.jotform.com/uploads/!team_12/243231271343446/1/a.png", True),
+    ("https://clinic.jotform.com/uploads/u/70936128142151/1/a.png", True),  # an Enterprise subdomain
+    ("http://127.0.0.1:9000/uploads/u/1/2/a.png", True),  # an origin of RAIOX_JOTFORM_UPLOAD_HOSTS
+    ("http://127.0.0.1:9001/uploads/u/1/2/a.png", False),
+    ("https://www.jotform.com/form/243231271343446", False),
+    ("https://www.jotform.com/uploads/u/notaform/1/a.png", False),
+    ("https://www.jotform.com/uploads/u/1/a.png", False),
+    ("https://notjotform.com/uploads/u/1/2/a.png", False),
+    ("https://www.jotform.com.evil.example/uploads/u/1/2/a.png", False),
+    ("ftp://www.jotform.com/uploads/u/1/2/a.png", False),
+    ("https://www.jotform.com:bad/uploads/u/1/2/a.png", False),
+    ("data:image/png;base64,iVBORw0KGgo=", False),
+])
+def test_is_upload_url(url, expected):
+    assert is_upload_url(url, {"http://127.0.0.1:9000"}) is expected
 
 
 def test_strip_secrets():

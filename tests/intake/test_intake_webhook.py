@@ -199,6 +199,25 @@ async def test_field_map_overrides_detection(api, reader, settings_env):
     assert sorted(i.filename for i in images) == sorted(FILES)  # the other upload question is not an image one
 
 
+async def test_only_radiographs_become_images_without_field_map(api, reader):
+    """A form with a radiograph upload, a referral upload (PDF) and URL answers: only the films are the case's images;
+    the other URL lists are not downloaded (no failed images polluting the case)."""
+    content = submission("6084250982513018123")
+    sid, folder = content["id"], f"https://www.jotform.com/uploads/raioxclinic/{FORM_ID}/{content['id']}"
+    content["answers"]["10"] = {"name": "laudoEncaminhamento", "text": "Encaminhamento", "type": "control_fileupload",
+                                "answer": [f"{folder}/encaminhamento.pdf"]}
+    content["answers"]["11"] = {"name": "site", "text": "Site", "type": "control_textbox",
+                                "answer": "https://clinica.example.com"}
+    raw = json.loads(webhook_fields(content)["rawRequest"])
+    raw["links"] = ["https://clinica.example.com/caso/1", "https://youtu.be/abc"]
+    response = await api.post(URL, **multipart(webhook_fields(content, raw=raw)))
+    assert response.status_code == 200, response.text
+    assert response.json()["submission_id"] == sid
+    images = (await reader.execute(select(CaseImage).where(CaseImage.case_id == response.json()["case_id"])
+                                   .order_by(CaseImage.position))).scalars().all()
+    assert [(i.question, i.filename) for i in images] == [("radiografias", f) for f in FILES]
+
+
 async def test_unusual_multipart_goes_through_the_general_parser(api, reader):
     fields = webhook_fields(submission("6084250982513018999"))
     parts = [f'--xYz\r\nContent-Disposition: form-data; name="{k}"\r\nContent-Type: text/plain; charset=utf-8'

@@ -4,24 +4,37 @@
 their URLs are listed under the bare question `<name>` and the question id is only in `temp_upload`
 (see docs: shared/docs/jotform-notes.md). Which question means what (name, e-mail, phone, images,
 notes) comes from RAIOX_JOTFORM_FIELD_MAP (meaning -> question name, qid or `q<qid>_<name>`), and
-falls back to auto-detection: answer shapes (`{first,last}`, `{full}`/`{area,phone}`, URL lists),
-question types (API copies) and question names.
+falls back to auto-detection: answer shapes (`{first,last}`, `{full}`/`{area,phone}`), question types
+(API copies) and question names. Images: the `images` questions when mapped, every URL listed under them;
+otherwise the `temp_upload` questions, plus Jotform upload URLs under other bare keys (`_detected_uploads`);
+other URL lists (links, Jotform's own lists) are left out, named in an `upload_fields_ignored` log line.
 """
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from raiox.intake.clean import MAX_DEPTH, storable
 from raiox.kit.errors import BadRequest, Unprocessable
+from raiox.kit.logging import get_logger
+from raiox.kit.settings import _origin
+
+log = get_logger(__name__)
 
 QKEY = re.compile(r"^q(\d+)_(.+)$")
 SUBMISSION_ID = re.compile(r"^[0-9]{1,40}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 URL_SHAPED = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+UPLOAD_PATH = re.compile(r"^/uploads/[^/]+/[0-9]+/[^/]+/[^/]")  # /uploads/<user>/<form id>/<folder>/<file>
+JOTFORM_HOST = re.compile(r"(^|\.)jotform\.com$")
+# upload question names: films, or documents (referrals, reports) whose office/PDF files are no films
+RADIOGRAPH_HINT = re.compile(r"(?i)radiog|raio|rx|x_?ray|periap|panor|tomog|cbct|dicom|imag|foto|photo|film|exame")
+DOCUMENT_HINT = re.compile(r"(?i)docum|laudo|encaminh|referral|pdf|receita|pedido|termo|consent|contrat|relatorio"
+                           r"|report|atestado")
+DOCUMENT_FILE = re.compile(r"(?i)\.(pdf|docx?|odt|rtf|txt|xlsx?|ods|csv|pptx?|odp)$")
 SECRET_PARAMS = {"token", "apikey", "api_key", "secret"}
 MEANINGS = ("name", "email", "phone", "images", "notes")
 NAME_HINT = re.compile(r"(?i)dentist|client|solicit|nome|name")
@@ -155,18 +168,98 @@ def _detect(answers: dict, types: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
-def _upload_questions(answers: dict) -> list[str]:
-    """Bare names holding upload URL lists: the `temp_upload` questions, then any other list of URL-shaped
-    strings (any scheme: a URL the downloader refuses is recorded as a failed image, never dropped)."""
-    names = []
+def _upload_origins(hosts: Iterable[str]) -> set[str]:
+    origins = set()
+    for host in hosts:
+        try:
+            origins.add(_origin(host))
+        except ValueError:
+            continue
+    return origins
+
+
+def is_upload_url(url: str, upload_origins: set[str] | frozenset[str] = frozenset()) -> bool:
+    """Whether URL has the shape of a Jotform upload: http(s) on a jotform.com host (www, eu, hipaa, an Enterprise
+    subdomain) or an origin of RAIOX_JOTFORM_UPLOAD_HOSTS, path `/uploads/<user>/<form id>/<folder>/<file>`. The
+    folder is not checked against the submission (it is not always its id: jotform-notes.md, 1.3)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+        origin = _origin(url.strip()) if host else ""
+    except ValueError:
+        return False
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return False
+    return bool((JOTFORM_HOST.search(host) or origin in upload_origins) and UPLOAD_PATH.match(parts.path))
+
+
+def _declared_uploads(answers: dict) -> dict[str, str]:
+    """Upload question name -> its `q<qid>_<name>` key, from `temp_upload` (Jotform's own list of the form's file
+    upload questions; the API copy gets the same from the question types)."""
     temp = answers.get("temp_upload")
-    if isinstance(temp, dict):
-        names += [m.group(2) for key in temp if (m := QKEY.match(key))]
-    for key, value in answers.items():
-        if (not QKEY.match(key) and key not in names and isinstance(value, list) and value
-                and all(isinstance(v, str) and URL_SHAPED.match(v.strip()) for v in value)):
-            names.append(key)
+    if not isinstance(temp, dict):
+        return {}
+    return {m.group(2): key for key in temp if isinstance(key, str) and (m := QKEY.match(key))}
+
+
+def _configured_uploads(answers: dict, refs: str) -> list[str]:
+    """The upload question names RAIOX_JOTFORM_FIELD_MAP's `images` names (bare name, qid or `q<qid>_<name>`).
+    rawRequest keeps an upload question's id only in `temp_upload`, so qids and full keys are resolved there."""
+    declared = _declared_uploads(answers)
+    names = []
+    for ref in (r.strip() for r in refs.split(",")):
+        if not ref:
+            continue
+        if ref in answers and not QKEY.match(ref):
+            name = ref
+        elif m := QKEY.match(ref):
+            name = m.group(2)
+        elif ref.isdigit():
+            by_qid = [n for n, key in declared.items() if QKEY.match(key).group(1) == ref]
+            by_qid += [n for qid, n, _key in _qkeys(answers) if str(qid) == ref]
+            name = by_qid[0] if by_qid else ref
+        else:
+            name = ref
+        if name not in names:
+            names.append(name)
     return names
+
+
+def _url_strings(value: object) -> list[str]:
+    urls = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return [u.strip() for u in urls if isinstance(u, str) and u.strip()]
+
+
+def _detected_uploads(answers: dict, upload_origins: set[str], ignored: dict[str, str]) -> dict[str, list[str]]:
+    """Upload question name -> URLs, without a field map.
+
+    - `temp_upload` questions (Jotform says they are file uploads): every string listed, whatever its host (the EU,
+      HIPAA and Enterprise upload hosts are unconfirmed); one the downloader refuses is recorded failed, never lost.
+    - Any other bare key (older payloads may lack `temp_upload`): only the Jotform upload URLs it lists.
+    - A question named like documents (laudo, encaminhamento, documentos...) next to one named like radiographs that
+      holds files: its office/PDF files (a referral) are left out; its images stay (a film put in the wrong field).
+    Everything left out is named in IGNORED (question -> why), never its URLs or file names."""
+    found: dict[str, list[str]] = {name: _url_strings(answers.get(name)) for name in _declared_uploads(answers)}
+    for key, value in answers.items():
+        if QKEY.match(key) or key in found or not isinstance(value, list):
+            continue
+        urls = _url_strings(value)
+        if not any(URL_SHAPED.match(u) for u in urls):
+            continue
+        uploads = [u for u in urls if is_upload_url(u, upload_origins)]
+        if uploads:
+            found[key] = uploads
+        if len(uploads) < len(urls):
+            ignored[key] = (f"{len(urls) - len(uploads)} of {len(urls)} value(s) not Jotform upload URLs "
+                            "(not a temp_upload question)")
+    radiographs = any(urls and RADIOGRAPH_HINT.search(name) for name, urls in found.items())
+    for name, urls in found.items():
+        if radiographs and DOCUMENT_HINT.search(name) and not RADIOGRAPH_HINT.search(name):
+            kept = [u for u in urls if not DOCUMENT_FILE.search(_filename(u))]
+            if len(kept) < len(urls):
+                ignored[name] = f"{len(urls) - len(kept)} document file(s) in a documents question"
+                found[name] = kept
+    return found
 
 
 def _filename(url: str) -> str:
@@ -176,23 +269,22 @@ def _filename(url: str) -> str:
         return "upload"
 
 
-def _uploads(answers: dict, questions: list[str]) -> list[Upload]:
+def _uploads(questions: dict[str, list[str]]) -> list[Upload]:
     """Every string listed under an upload question, whatever its scheme: the downloader decides (and
     records why it refuses one), so a submitted file never vanishes without a trace."""
     uploads, seen = [], set()
-    for question in questions:
-        value = answers.get(question)
-        urls = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    for question, urls in questions.items():
         for url in urls:
-            url = url.strip() if isinstance(url, str) else ""
-            if url and url not in seen:
+            if url not in seen:
                 seen.add(url)
                 uploads.append(Upload(question=question, url=url, filename=_filename(url)))
     return uploads
 
 
-def interpret(submission: Submission, field_map: Mapping[str, str], types: Mapping[str, str] | None = None) -> None:
-    """Fill name/e-mail/phone/notes/uploads/fields of SUBMISSION from its answers."""
+def interpret(submission: Submission, field_map: Mapping[str, str], types: Mapping[str, str] | None = None, *,
+              upload_hosts: Iterable[str] = ()) -> None:
+    """Fill name/e-mail/phone/notes/uploads/fields of SUBMISSION from its answers. UPLOAD_HOSTS (the origins of
+    RAIOX_JOTFORM_UPLOAD_HOSTS) count as upload hosts besides jotform.com's."""
     answers = submission.answers
     keys: dict[str, str] = {}
     for meaning in ("name", "email", "phone", "notes"):
@@ -208,15 +300,23 @@ def interpret(submission: Submission, field_map: Mapping[str, str], types: Mappi
     submission.client_email = email if email and _is_email(email) else None
     submission.client_phone = _text(answers.get(keys.get("phone", ""), None))
     submission.notes = _text(answers.get(keys.get("notes", ""), None))
+    ignored: dict[str, str] = {}
     if field_map.get("images"):
-        questions = []
-        for ref in field_map["images"].split(","):
-            key = _resolve(answers, ref)
-            m = QKEY.match(key or "")
-            questions.append(m.group(2) if m else (key or ref.strip()))
+        names = _configured_uploads(answers, field_map["images"])
+        questions = {name: _url_strings(answers.get(name)) for name in names}
+        for name in _declared_uploads(answers):
+            if name not in questions and _url_strings(answers.get(name)):
+                ignored[name] = "upload question not in RAIOX_JOTFORM_FIELD_MAP images"
+        for key, value in answers.items():
+            if (not QKEY.match(key) and key not in questions and key not in ignored and isinstance(value, list)
+                    and any(URL_SHAPED.match(u) for u in _url_strings(value))):
+                ignored[key] = "URL list not in RAIOX_JOTFORM_FIELD_MAP images"
     else:
-        questions = _upload_questions(answers)
-    submission.uploads = _uploads(answers, questions)
+        questions = _detected_uploads(answers, _upload_origins(upload_hosts), ignored)
+    if ignored:  # question names only: URLs and file names may name patients (or carry a key)
+        log.info("upload_fields_ignored", submission_id=submission.submission_id,
+                 fields={name[:100]: why for name, why in list(ignored.items())[:20]})
+    submission.uploads = _uploads(questions)
     submission.fields = {name: text for _qid, name, key in _qkeys(answers) if (text := _text(answers[key]))}
 
 
@@ -227,7 +327,8 @@ def _submit_date(answers: dict) -> datetime | None:
         return None
 
 
-def from_webhook(form: Mapping[str, str], *, field_map: Mapping[str, str], secrets: list[str]) -> Submission:
+def from_webhook(form: Mapping[str, str], *, field_map: Mapping[str, str], secrets: list[str],
+                 upload_hosts: Iterable[str] = ()) -> Submission:
     """Parse the webhook's form fields (multipart or urlencoded). 400/422 with a clear reason if malformed.
 
     Every string is made storable first (`raiox.intake.clean`): a NUL or a lone surrogate never loses a case."""
@@ -254,7 +355,7 @@ def from_webhook(form: Mapping[str, str], *, field_map: Mapping[str, str], secre
     if form_id and not SUBMISSION_ID.match(form_id):
         raise Unprocessable("formID must be a string of digits")
     submission = Submission(submission_id, form_id, answers, payload, submitted_at=_submit_date(answers))
-    interpret(submission, field_map)
+    interpret(submission, field_map, upload_hosts=upload_hosts)
     return submission
 
 

@@ -44,7 +44,8 @@ async def jotform_webhook(
         check_token(token)
         form = await read_form(request)
         secrets = [s.get_secret_value() for s in (settings.webhook_secret, settings.jotform_api_key) if s]
-        sub = from_webhook(form, field_map=settings.jotform_field_map, secrets=secrets)
+        sub = from_webhook(form, field_map=settings.jotform_field_map, secrets=secrets,
+                           upload_hosts=settings.jotform_upload_hosts)
         if settings.jotform_form_id and sub.form_id and sub.form_id != settings.jotform_form_id:
             raise Unprocessable(f"form {sub.form_id} is not the configured form (RAIOX_JOTFORM_FORM_ID)")
     except RaioxError as exc:
