@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install one commit of Raiox AI as a new release on this host, migrate, switch,
-# restart, wait for /readyz, and roll back automatically when anything fails.
+# Install one commit of Raiox AI as a new release on this host, migrate, embed the
+# catalog with the configured model when it lacks its vectors, switch, restart,
+# wait for /readyz, and roll back automatically when anything fails.
 #
 #   deploy.sh --commit SHA (--archive FILE | --repo PATH_OR_URL) [--venv-from VENV] [--log FILE]
 #
@@ -16,8 +17,11 @@
 #   RAIOX_HEALTH_URL (http://127.0.0.1:8000/readyz), RAIOX_HEALTH_TIMEOUT (90 s),
 #   RAIOX_ROLLBACK_HEALTH_TIMEOUT (same as RAIOX_HEALTH_TIMEOUT),
 #   RAIOX_RESTART_CMD (sudo systemctl restart raiox-api.service raiox-worker.service),
-#   RAIOX_MIGRATE_ENV (/etc/raiox/migrate.env: env file for `raiox db upgrade`),
+#   RAIOX_MIGRATE_ENV (/etc/raiox/migrate.env: env file for `raiox db upgrade` and the catalog check),
 #   RAIOX_MIGRATE (1; 0 on hosts that must not migrate, e.g. the admin panel),
+#   RAIOX_REINDEX (same as RAIOX_MIGRATE: 1 checks, with RAIOX_MIGRATE_ENV, that the catalog is ready
+#     for the RAIOX_EMBEDDER that file names, and runs `raiox catalog reindex` when it is not),
+#   RAIOX_REINDEX_TIMEOUT (3600 s: a few thousand references take minutes on one CPU),
 #   RAIOX_LOCK_TIMEOUT (900 s), RAIOX_PIP_ARGS (extra pip arguments).
 #
 # --venv-from VENV is for rehearsals: the release still gets its own venv, but it
@@ -90,10 +94,13 @@ services_check=${RAIOX_SERVICES_CHECK_CMD:-}
 services_settle=${RAIOX_SERVICES_SETTLE_S:-5}
 migrate_env=${RAIOX_MIGRATE_ENV:-/etc/raiox/migrate.env}
 migrate=${RAIOX_MIGRATE:-1}
+reindex=${RAIOX_REINDEX:-$migrate}
+reindex_timeout=${RAIOX_REINDEX_TIMEOUT:-3600}
 lock_timeout=${RAIOX_LOCK_TIMEOUT:-900}
 read -r -a pip_args <<<"${RAIOX_PIP_ARGS:-}"
 
 [[ "$keep" =~ ^[0-9]+$ && "$keep" -ge 2 ]] || { echo "RAIOX_KEEP_RELEASES must be >= 2" >&2; exit 64; }
+[[ "$reindex_timeout" =~ ^[1-9][0-9]*$ ]] || { echo "RAIOX_REINDEX_TIMEOUT must be seconds (> 0)" >&2; exit 64; }
 
 mkdir -p "$root/releases" "$root/failed"
 exec 9>"$root/.deploy.lock"
@@ -182,15 +189,55 @@ build_venv() {
     "$release/venv/bin/raiox" --help >/dev/null
 }
 
+load_migrate_env() {
+    if [[ -r "$migrate_env" ]]; then
+        set -a
+        # shellcheck source=/dev/null
+        source "$migrate_env"
+        set +a
+    fi
+}
+
 run_migrations() {
     (
-        if [[ -r "$migrate_env" ]]; then
-            set -a
-            # shellcheck source=/dev/null
-            source "$migrate_env"
-            set +a
-        fi
+        load_migrate_env
         "$release/venv/bin/raiox" db upgrade
+    )
+}
+
+# The services must not come up with a catalog that has no vectors of their model (RAIOX_EMBEDDER): every
+# search would be empty, /identify answers 503 catalog_missing. `raiox catalog status` exits 3 when references
+# lack the model's vectors or its vector index is missing; then the reindex embeds what is missing (the old
+# release keeps serving meanwhile; progress goes to the log). It runs as the migration role: only the tables'
+# owner may create the model's index. The deploy user cannot read the services' env file, so the model is the
+# one RAIOX_MIGRATE_ENV names (Ansible writes the same RAIOX_EMBEDDER to both); none named: no check.
+prepare_catalog() {
+    (
+        load_migrate_env
+        if [[ -z "${RAIOX_EMBEDDER:-}" ]]; then
+            log "catalog check skipped: $migrate_env names no RAIOX_EMBEDDER (rewrite it: ansible-playbook app.yml)"
+            exit 0
+        fi
+        if ! "$release/venv/bin/raiox" catalog status --help >/dev/null 2>&1; then
+            log "catalog check skipped: this release has no \`raiox catalog status\` (an older commit)"
+            exit 0
+        fi
+        rc=0
+        "$release/venv/bin/raiox" catalog status || rc=$?
+        if [[ $rc -eq 0 ]]; then
+            log "catalog ready for $RAIOX_EMBEDDER: no reindex"
+            exit 0
+        elif [[ $rc -ne 3 ]]; then
+            log "catalog check failed (exit $rc)"
+            exit 1
+        fi
+        log "reindexing the catalog with $RAIOX_EMBEDDER (raiox catalog reindex, at most ${reindex_timeout}s)"
+        rc=0
+        timeout --kill-after=30 "$reindex_timeout" "$release/venv/bin/raiox" catalog reindex || rc=$?
+        if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+            log "the reindex ran past ${reindex_timeout}s (RAIOX_REINDEX_TIMEOUT); rerun the deploy: it resumes"
+        fi
+        exit "$rc"
     )
 }
 
@@ -246,6 +293,10 @@ build_venv || fail_before_switch "venv"
 if [[ "$migrate" == "1" ]]; then
     log "migrating the database (raiox db upgrade)"
     run_migrations || fail_before_switch "migration"
+fi
+if [[ "$reindex" == "1" ]]; then
+    log "checking the catalog for the configured model (raiox catalog status)"
+    prepare_catalog || fail_before_switch "reindex"
 fi
 
 log "switching current -> releases/$release_id"

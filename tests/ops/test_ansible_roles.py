@@ -1,6 +1,7 @@
 """What the Ansible roles write, checked without a host: secrets files readable by their owner
 only, PostgreSQL reachable only from the right app hosts with scram-sha-256, memory tuned to the
-droplet, the deploy user allowed to restart the services and nothing more."""
+droplet, the deploy user allowed to restart the services and nothing more, the embedding model pinned to the
+shipped default and the catalog reindexed for it before the services get it."""
 
 import re
 
@@ -54,28 +55,57 @@ def test_service_user_is_unprivileged():
     assert user["system"] is True and user["shell"] == "/usr/sbin/nologin"
 
 
-def test_runtime_env_file_carries_the_settings_and_secrets():
-    text = render("raiox", "raiox.env.j2", {
-        "raiox_database_url": "postgresql://raiox_app:pw@10.116.0.2:5432/raiox?sslmode=require",
-        "raiox_secrets": {"webhook_secret": "w", "session_secret": "s", "jotform_api_key": "j",
-                          "spaces_access_key": "a", "spaces_secret_key": "k", "smtp_password": "p"},
-        "raiox_smtp_host": "smtp.example.com",
-        "raiox_env_extra": {"RAIOX_JOTFORM_RESULT_FIELDS": '{"system": "21"}', "RAIOX_TOP_K": "7"},
-    })
+ENV_VALUES = {
+    "raiox_database_url": "postgresql://raiox_app:pw@10.116.0.2:5432/raiox?sslmode=require",
+    "raiox_migrate_database_url": "postgresql://raiox_owner:opw@10.116.0.2:5432/raiox?sslmode=require",
+    "raiox_secrets": {"webhook_secret": "w", "session_secret": "s", "jotform_api_key": "j",
+                      "spaces_access_key": "a", "spaces_secret_key": "k", "smtp_password": "p"},
+    "raiox_smtp_host": "smtp.example.com",
+    "raiox_env_extra": {"RAIOX_JOTFORM_RESULT_FIELDS": '{"system": "21"}', "RAIOX_TOP_K": "7"},
+}
+
+
+def _env_file(template: str, values: dict | None = None) -> dict[str, str]:
+    text = render("raiox", template, {**ENV_VALUES, **(values or {})})
     env = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
             assert value.startswith("'") and value.endswith("'") and "'" not in value[1:-1], line
             env[key] = value[1:-1]
+    return env
+
+
+def test_runtime_env_file_carries_the_settings_and_secrets():
+    env = _env_file("raiox.env.j2")
     assert env["RAIOX_JOTFORM_RESULT_FIELDS"] == '{"system": "21"}' and env["RAIOX_TOP_K"] == "7"
     assert env["RAIOX_ENV"] == "production" and env["RAIOX_LOG_FORMAT"] == "json"
     assert env["RAIOX_STORAGE_URL"].startswith("s3://")
     assert env["RAIOX_S3_ENDPOINT"] == "https://nyc3.digitaloceanspaces.com"
     assert env["RAIOX_WEBHOOK_SECRET"] == "w" and env["RAIOX_SMTP_PASSWORD"] == "p"
     assert env["RAIOX_DATABASE_URL"].endswith("sslmode=require")
-    # the embedding model is pinned: a release whose default model changed must not switch the live catalog's
-    assert env["RAIOX_EMBEDDER"] == "raiox-v1"
+    # the embedding model is pinned (a release whose default model changed must not switch the live catalog's by
+    # itself), to the model the release ships as its default: not an older, less accurate one
+    from raiox.kit.settings import Settings
+    from raiox.vision.embedders import DEFAULT_EMBEDDER, shipped_model
+
+    assert "RAIOX_EMBEDDER" in yaml.safe_load((ROLES / "raiox" / "defaults" / "main.yml").read_text())["raiox_env"]
+    assert env["RAIOX_EMBEDDER"] == DEFAULT_EMBEDDER == Settings.model_fields["embedder"].default
+    assert shipped_model(env["RAIOX_EMBEDDER"]) is not None
+
+
+def test_migration_env_file_has_the_services_settings_with_the_owners_database():
+    """deploy.sh and app.yml check and reindex the catalog with migrate.env (the deploy user cannot read raiox.env):
+    the same model, object storage and settings as the services, the migration role's database."""
+    runtime, migration = _env_file("raiox.env.j2"), _env_file("migrate.env.j2")
+    assert migration["RAIOX_DATABASE_URL"].startswith("postgresql://raiox_owner:")
+    smtp = {k for k in runtime if k.startswith("RAIOX_SMTP_")}
+    assert smtp and not smtp & set(migration)  # what the reindex never needs stays out
+    assert {k: v for k, v in runtime.items() if k not in smtp | {"RAIOX_DATABASE_URL"}} == {
+        k: v for k, v in migration.items() if k != "RAIOX_DATABASE_URL"}
+    switched = _env_file("migrate.env.j2", {"raiox_env_extra": {"RAIOX_EMBEDDER": "raiox-v11"}})
+    assert switched["RAIOX_EMBEDDER"] == "raiox-v11" == _env_file(
+        "raiox.env.j2", {"raiox_env_extra": {"RAIOX_EMBEDDER": "raiox-v11"}})["RAIOX_EMBEDDER"]
 
 
 def test_pg_hba_admits_each_role_from_its_hosts_only():
@@ -177,3 +207,68 @@ def test_group_vars_take_secrets_from_the_vault_only():
     # and the check itself sees a literal secret
     assert _literal_secrets({"raiox_secrets": {"webhook_secret": "abc123"}}) == ["raiox_secrets.webhook_secret"]
     assert _literal_secrets({"raiox_secrets": "{{ vault_prod }}"}) == []
+
+
+FAKE_RAIOX = """#!/usr/bin/env bash
+# stands for the current release's raiox: logs its call (and the model it got), exits as the test says
+echo "$* [$RAIOX_EMBEDDER]" >> "$CALLS"
+case "$*" in
+    "catalog status --help") exit "${HELP_RC:-0}" ;;
+    "catalog status") echo '{"ready": false}'; exit "$STATUS_RC" ;;
+    "catalog reindex") exit "$REINDEX_RC" ;;
+esac
+exit 99
+"""
+
+
+def test_app_yml_reindexes_for_a_new_model_before_the_services_get_it(tmp_path):
+    """A changed RAIOX_EMBEDDER reaches the services when raiox.env is written and the handler restarts them: the
+    role first runs the current release's catalog check with migrate.env, as the deploy user, and the reindex when
+    it says "not ready" (exit 3); a failure stops the play before raiox.env changes."""
+    import os
+    import subprocess
+
+    names = [task["name"] for task in yaml.safe_load((ROLES / "raiox" / "tasks" / "main.yml").read_text())]
+    task = _tasks("raiox")["Embed the catalog with the configured model before the services use it"]
+    assert (names.index("Check whether a release is installed")
+            < names.index("Write the migration env file (root's; the deploy user may read it, not change it)")
+            < names.index(task["name"])
+            < names.index("Write the runtime env file (root's; the service user may read it, not change it)"))
+    assert task["become_user"] == "{{ raiox_deploy_user }}" and task["become"] is True
+    assert task["when"] == "raiox_migrate and raiox_current.stat.exists"
+
+    etc, srv = tmp_path / "etc", tmp_path / "srv"
+    (srv / "current" / "venv" / "bin").mkdir(parents=True)
+    etc.mkdir()
+    raiox = srv / "current" / "venv" / "bin" / "raiox"
+    raiox.write_text(FAKE_RAIOX)
+    raiox.chmod(0o755)
+    (etc / "migrate.env").write_text("RAIOX_EMBEDDER='raiox-v12'\n")
+    shell = task["ansible.builtin.shell"]
+    from .rendering import context, environment
+
+    script = environment("raiox").from_string(shell["cmd"]).render(**context("raiox", {
+        "raiox_etc": str(etc), "raiox_root": str(srv), **ENV_VALUES}))
+    calls = tmp_path / "calls"
+
+    def run(**rcs: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+        calls.write_text("")
+        env = {"PATH": os.environ["PATH"], "CALLS": str(calls), "REINDEX_RC": "0", **rcs}
+        done = subprocess.run([shell["executable"], "-c", script], env=env, cwd=tmp_path, capture_output=True,
+                              text=True)
+        return done, calls.read_text().splitlines()
+
+    ready, called = run(STATUS_RC="0")
+    assert ready.returncode == 0 and called == ["catalog status --help [raiox-v12]", "catalog status [raiox-v12]"]
+    assert "reindexed with" not in ready.stdout  # changed_when: nothing done
+    missing, called = run(STATUS_RC="3")
+    assert missing.returncode == 0 and called[-1] == "catalog reindex [raiox-v12]", missing.stderr
+    assert "reindexed with raiox-v12" in missing.stdout  # changed
+    failed, called = run(STATUS_RC="3", REINDEX_RC="1")
+    assert failed.returncode == 1 and called[-1] == "catalog reindex [raiox-v12]"
+    broken, called = run(STATUS_RC="2")
+    assert broken.returncode == 2 and called[-1] == "catalog status [raiox-v12]"
+    # a release from before `catalog status`: its reindex (only what is missing) runs unchecked, and may fail
+    older, called = run(STATUS_RC="0", HELP_RC="2")
+    assert older.returncode == 0 and called == ["catalog status --help [raiox-v12]", "catalog reindex [raiox-v12]"]
+    assert run(STATUS_RC="0", HELP_RC="2", REINDEX_RC="2")[0].returncode == 2

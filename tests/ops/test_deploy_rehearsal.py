@@ -1,10 +1,11 @@
 """Rehearsal of deploy/scripts/deploy.sh against a temporary folder standing for a host.
 
 One good release is deployed from a `git archive` tarball (release folder, own venv, `raiox db
-upgrade` on the embedded PostgreSQL, `current` switch, start, /readyz). Then a release whose
-migration fails is refused before the switch, a release that migrates but cannot start is rolled
-back to the good one, and a deploy that cannot get the lock gives up. The service is started by
-a local script (RAIOX_RESTART_CMD) instead of systemctl.
+upgrade` on the embedded PostgreSQL, the catalog check, `current` switch, start, /readyz). Then a
+release whose migration fails is refused before the switch, a release that migrates but cannot start
+is rolled back to the good one, a catalog that lacks the configured model's vectors is reindexed
+before the switch (and a reindex that fails refuses the release), and a deploy that cannot get the
+lock gives up. The service is started by a local script (RAIOX_RESTART_CMD) instead of systemctl.
 """
 
 import fcntl
@@ -84,6 +85,8 @@ def host(tmp_path_factory):
         "RAIOX_SESSION_SECRET": "rehearsal-session-secret",
         "RAIOX_JOTFORM_API_KEY": "rehearsal-jotform-key",
         "RAIOX_LOG_FORMAT": "json",
+        # what Ansible writes to migrate.env as to raiox.env: the deploy checks the catalog for this model
+        "RAIOX_EMBEDDER": "raiox-v12",
     }
     # a throw-away clone: broken releases are commits on top of the tested one
     clone = root / "repo"
@@ -115,9 +118,20 @@ def _stop(root: Path) -> None:
             pass
 
 
-def _deploy(host, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _deploy(host, *args: str, env: dict | None = None, drop: tuple[str, ...] = (),
+            logged: bool = False) -> subprocess.CompletedProcess:
+    """deploy.sh's run; `logged`: with --log, as CI runs it, and its stdout is then that log (the deploy's lines and
+    the commands' output, stdout and stderr, in the order they came)."""
     cmd = ["bash", str(DEPLOY), "--venv-from", sys.prefix, *args]
-    return subprocess.run(cmd, env={**host["env"], **(env or {})}, capture_output=True, text=True, timeout=240)
+    log = host["root"] / "deploys" / f"{time.time_ns()}.log"
+    if logged:
+        cmd += ["--log", str(log)]
+    env = {k: v for k, v in {**host["env"], **(env or {})}.items() if k not in drop}
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    if logged:
+        assert log.with_suffix(".log.rc").read_text().strip() == str(result.returncode)
+        result.stdout, result.stderr = log.read_text(), result.stdout + result.stderr
+    return result
 
 
 def _commit_breaking(host, path: str, line: str, message: str) -> str:
@@ -156,6 +170,10 @@ def test_first_release_from_archive(host, tmp_path):
 
     result = _deploy(host, "--commit", sha, "--archive", str(archive))
     assert result.returncode == 0, result.stdout + result.stderr + _serve_log(host)
+    # an empty catalog still lacks the model's vector index (the app role could not create it): the reindex makes it
+    assert "catalog not ready for raiox-v12: its vector index is missing" in result.stderr
+    assert "reindex: 0 added, 0 embedded" in result.stderr
+    assert _before(result.stdout, "reindexing the catalog with raiox-v12", "switching current")
     kept = sorted(p.name for p in (host["srv"] / "releases").iterdir())
     assert kept == [*old[-2:], Path(_current(host)).name]
     release = host["srv"] / _current(host)
@@ -216,6 +234,99 @@ def test_a_release_whose_service_does_not_stay_up_rolls_back(host):
     assert result.returncode == 1, result.stdout + result.stderr + _serve_log(host)
     assert "a restarted service is not running" in result.stdout and "rolled back to" in result.stdout
     assert _current(host) == before and _ready(host).status_code == 200
+
+
+def _raiox(host, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The current release's `raiox`, with the host's settings (as an operator runs it there)."""
+    return subprocess.run([str(host["srv"] / "current" / "venv" / "bin" / "raiox"), *args], cwd=host["root"],
+                          env={**host["env"], **(env or {})}, capture_output=True, text=True, timeout=180)
+
+
+def _before(log: str, first: str, then: str) -> bool:
+    return first in log and then in log and log.index(first) < log.index(then)
+
+
+def test_a_catalog_without_the_models_vectors_is_reindexed_before_the_switch(host):
+    """The catalog was loaded with another model (a host pinned to raiox-v1, now raiox-v12): the service cannot
+    answer (/readyz 503). The deploy embeds what is missing with the configured model before it switches and
+    restarts, so the new release comes up ready; the next deploy finds nothing missing and reindexes nothing."""
+    loaded = _raiox(host, "catalog", "demo", "--systems", "demo-001,demo-002", "--refs", "2", "--restored", "0",
+                    env={"RAIOX_EMBEDDER": "raiox-v1"})
+    assert loaded.returncode == 0 and "4 added" in loaded.stderr, loaded.stdout + loaded.stderr
+    not_ready = _ready(host)
+    assert not_ready.status_code == 503 and "no vectors of raiox-v12" in not_ready.json()["checks"]["catalog"]
+
+    before, restarts = _current(host), len(_restarts(host))
+    sha = _git("rev-parse", "HEAD", cwd=host["repo"])
+    result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]), logged=True)
+    assert result.returncode == 0, result.stdout + result.stderr + _serve_log(host)
+    log = result.stdout
+    assert "catalog not ready for raiox-v12: 4 of 4 reference images lack its vector; run" in " ".join(log.split())
+    assert _before(log, "reindexing the catalog with raiox-v12", "reindexing (raiox-v12): 4/4, 100%")
+    assert _before(log, "reindex: 0 added, 4 embedded", "switching current")
+    assert _current(host) != before and len(_restarts(host)) == restarts + 1
+    assert _ready(host).status_code == 200
+    status = _raiox(host, "catalog", "status")
+    assert status.returncode == 0 and '"missing": 0' in status.stdout, status.stdout + status.stderr
+
+    again = _deploy(host, "--commit", sha, "--repo", str(host["repo"]), logged=True)
+    assert again.returncode == 0, again.stdout + again.stderr + _serve_log(host)
+    assert "catalog ready for raiox-v12: no reindex" in again.stdout
+    assert "reindexing" not in again.stdout and "reindex:" not in again.stdout
+
+
+def test_a_deploy_whose_catalog_check_or_reindex_fails_never_switches(host):
+    """A model the release cannot load fails the check; a reindex that cannot read one reference image (storage
+    the migration env does not reach) fails: either way the release is refused before the switch, as for a failed
+    migration, and the running one keeps serving."""
+    before, restarts = _current(host), _restarts(host)
+    pid = (host["root"] / "run" / "raiox.pid").read_text()
+    sha = _git("rev-parse", "HEAD", cwd=host["repo"])
+    unknown = _deploy(host, "--commit", sha, "--repo", str(host["repo"]), env={"RAIOX_EMBEDDER": "raiox-v99"},
+                      logged=True)
+    assert unknown.returncode == 1, unknown.stdout + unknown.stderr
+    assert "RAIOX_EMBEDDER='raiox-v99' cannot be loaded" in unknown.stdout
+    assert _before(unknown.stdout, "catalog check failed (exit 2)", "FAILED before switching: reindex")
+
+    unreadable = _deploy(host, "--commit", sha, "--repo", str(host["repo"]),
+                         env={"RAIOX_EMBEDDER": "raiox-v11", "RAIOX_STORAGE_URL": f"file://{host['root']}/nothing"},
+                         logged=True)
+    assert unreadable.returncode == 1, unreadable.stdout + unreadable.stderr
+    log = " ".join(unreadable.stdout.split())
+    assert "reindexing the catalog with raiox-v11" in log and "cannot re-read" in log
+    assert "no reference image of the catalog (4) has a vector of raiox-v11" in log
+    assert "FAILED before switching: reindex" in log
+    assert _current(host) == before
+    assert _restarts(host) == restarts and (host["root"] / "run" / "raiox.pid").read_text() == pid
+    assert len(list((host["srv"] / "failed").glob(f"*-{sha[:12]}"))) >= 2
+    assert (host["srv"] / "deploys.log").read_text().splitlines()[-1].endswith("failed:reindex")
+    assert _ready(host).status_code == 200
+
+
+def test_a_host_whose_migration_env_names_no_model_is_not_checked(host):
+    """An env file written before the deploy checked the catalog names no RAIOX_EMBEDDER: the model the services
+    use is unknown here (their env file is not the deploy user's to read), so nothing is reindexed, and it says so."""
+    sha = _git("rev-parse", "HEAD", cwd=host["repo"])
+    result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]), drop=("RAIOX_EMBEDDER",), logged=True)
+    assert result.returncode == 0, result.stdout + result.stderr + _serve_log(host)
+    assert "catalog check skipped: " in result.stdout and "names no RAIOX_EMBEDDER" in result.stdout
+    assert '"model_id"' not in result.stdout and "reindex" not in result.stdout.split("catalog check skipped")[1]
+
+
+def test_an_older_release_without_the_catalog_check_still_deploys(host):
+    """Deploying an older commit (a rollback by hand, `raiox-deploy --commit <old sha>`) whose raiox has no
+    `catalog status`: the check is skipped, not failed."""
+    repo = host["repo"]
+    base = _git("rev-parse", "HEAD", cwd=repo)
+    cli = repo / "src" / "raiox" / "catalog" / "cli.py"
+    cli.write_text(cli.read_text().replace('@catalog_app.command("status")', '@catalog_app.command("not-status")'))
+    _git("commit", "--quiet", "-am", "rehearsal: a release from before `raiox catalog status`", cwd=repo)
+    sha = _git("rev-parse", "HEAD", cwd=repo)
+    _git("checkout", "--quiet", base, cwd=repo)
+    result = _deploy(host, "--commit", sha, "--repo", str(repo))
+    assert result.returncode == 0, result.stdout + result.stderr + _serve_log(host)
+    assert "catalog check skipped: this release has no `raiox catalog status`" in result.stdout
+    assert _current(host).endswith(sha[:12]) and _ready(host).status_code == 200
 
 
 def test_concurrent_deploy_waits_for_the_lock(host):

@@ -66,3 +66,24 @@ def test_a_deploy_polls_its_log_over_one_connection_and_reports_the_hosts_result
     assert not (state / "refused").exists()  # no connection refused by the host's rate limit
     assert len((state / "connections").read_text().split()) <= 2  # one per host (one more if the master expired)
     assert not list((srv / "incoming").iterdir())  # the uploads were cleaned up over the same connection
+
+
+def _default(script: str, variable: str) -> int:
+    import re
+
+    found = re.findall(r"\$\{" + variable + r":-(\d+)\}", (ROOT / "deploy" / "scripts" / script).read_text())
+    assert len(found) == 1, (script, variable)
+    return int(found[0])
+
+
+def test_ci_waits_long_enough_for_a_deploy_that_reindexes_the_catalog():
+    """A deploy whose catalog lacks the model's vectors reindexes before the switch (minutes for a few thousand
+    references, at most RAIOX_REINDEX_TIMEOUT): remote-deploy.sh must not give up on a host before deploy.sh itself
+    would (lock, reindex, start and rollback), nor the workflow's job before remote-deploy.sh (two prod hosts)."""
+    import yaml
+
+    host = (_default("deploy.sh", "RAIOX_LOCK_TIMEOUT") + _default("deploy.sh", "RAIOX_REINDEX_TIMEOUT")
+            + 2 * _default("deploy.sh", "RAIOX_HEALTH_TIMEOUT") + 600)  # 600: venv, migration, restarts
+    assert _default("remote-deploy.sh", "DEPLOY_TIMEOUT") >= host
+    job = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())["jobs"]["deploy"]
+    assert job["timeout-minutes"] * 60 >= _default("remote-deploy.sh", "DEPLOY_TIMEOUT") + 1200  # + the admin host

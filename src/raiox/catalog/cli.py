@@ -1,4 +1,4 @@
-"""`raiox catalog import|reindex|demo|stats|references|remove-reference`, `raiox identify IMAGE` and
+"""`raiox catalog import|reindex|status|demo|stats|references|remove-reference`, `raiox identify IMAGE` and
 `raiox tokens create|list|revoke`."""
 
 import asyncio
@@ -16,13 +16,15 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from raiox.kit.cli_output import add_row, stdout_console
+from raiox.kit.cli_output import LineProgress, add_row, stdout_console
 
 catalog_app = typer.Typer(help="Implant catalog: import references, re-embed, demo catalog.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 err = Console(stderr=True)
 T = TypeVar("T")
 MAX_SKIPS_SHOWN = 50
+NOT_READY = 3  # `raiox catalog status`: references lack the model's vectors, or its vector index is missing
+EMBEDDER_HELP = "Embedding model spec (raiox-vN, onnx:PATH, open_clip:MODEL/TAG); default RAIOX_EMBEDDER."
 
 
 def run_db(work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]) -> T:
@@ -48,25 +50,29 @@ def run_db(work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]) -> 
     return asyncio.run(main())
 
 
-def _progress() -> Progress:
+def _progress() -> Progress | LineProgress:
+    """Rich's bar in a terminal; elsewhere (a deploy's log, a pipe) a line every 15 s, which a log shows as it goes."""
+    if not err.is_interactive:
+        return LineProgress(err)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=err, transient=False)
 
 
-def _embedder():
-    """The configured embedder; one that cannot be built (unknown name, missing or broken model file) is a
-    configuration error naming RAIOX_EMBEDDER."""
+def _embedder(spec: str | None = None):
+    """The embedder SPEC names (`--embedder`), else the configured one; one that cannot be built (unknown name,
+    missing or broken model file) is a configuration error naming the option or RAIOX_EMBEDDER."""
     from raiox.kit.errors import ConfigError, first_line
     from raiox.kit.settings import get_settings
     from raiox.vision import get_embedder
 
-    spec = get_settings().embedder
+    where = "--embedder" if spec else "RAIOX_EMBEDDER"
+    spec = spec or get_settings().embedder
     try:
-        return get_embedder()
+        return get_embedder(spec)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - ValueError (unknown name), OSError, ONNX Runtime's own errors
-        raise ConfigError(f"RAIOX_EMBEDDER={spec!r} cannot be loaded: {first_line(exc)}") from exc
+        raise ConfigError(f"{where}={spec!r} cannot be loaded: {first_line(exc)}") from exc
 
 
 def _print_skips(skips: list, title: str) -> None:
@@ -130,23 +136,72 @@ def reindex(
         "Locate again the fixture of every reference whose box another localiser placed (after an upgrade "
         "that ships a new one), store the new box and re-embed it. Case references keep their reviewed box.")),
     batch_size: int = typer.Option(16, min=1, max=512),
+    embedder_spec: str | None = typer.Option(None, "--embedder", help=EMBEDDER_HELP),
 ) -> None:
-    """Re-embed every reference image with the current model (RAIOX_EMBEDDER)."""
+    """Embed every reference image that lacks a vector of the current model (RAIOX_EMBEDDER, or --embedder), from
+    its stored fixture box; creates the model's vector index. Exit status 1 when the catalog holds reference images
+    and, afterwards, none has a vector of the model (every one was skipped: object storage unreadable?)."""
+    from raiox.catalog import repository
     from raiox.catalog.runner import reindex_total, run_reindex
     from raiox.catalog.service import Reindexer
+    from raiox.kit.db import session_scope
     from raiox.kit.storage import get_storage
 
-    embedder = _embedder()
+    embedder = _embedder(embedder_spec)
     reindexer = Reindexer(get_storage(), embedder, relocate=relocate)
 
     async def work(maker):
         total = await reindex_total(maker, reindexer, force)
         with _progress() as progress:
             task = progress.add_task(f"reindexing ({embedder.model_id})", total=total)
-            return await run_reindex(maker, reindexer, force=force, prune=prune, batch_size=batch_size,
-                                     progress=lambda n: progress.advance(task, n))
+            report = await run_reindex(maker, reindexer, force=force, prune=prune, batch_size=batch_size,
+                                       progress=lambda n: progress.advance(task, n))
+        async with session_scope(maker) as session:
+            return report, await repository.embedding_coverage(session, embedder.model_id)
 
-    _print_report(run_db(work), "reindex")
+    report, coverage = run_db(work)
+    _print_report(report, "reindex")
+    if coverage["references"] and not coverage["embedded"]:
+        err.print(f"[red]no reference image of the catalog ({coverage['references']}) has a vector of "
+                  f"{escape(embedder.model_id)}: every one was skipped (above); check the object storage settings "
+                  "(RAIOX_STORAGE_URL, RAIOX_S3_*)[/red]", soft_wrap=True, highlight=False)
+        raise typer.Exit(1)
+    if coverage["missing"]:
+        err.print(f"[yellow]{coverage['missing']} of {coverage['references']} reference images still lack a vector "
+                  f"of {escape(embedder.model_id)} (skipped above): a rerun tries them again; `raiox catalog "
+                  "remove-reference` removes one that cannot be read[/yellow]", soft_wrap=True, highlight=False)
+
+
+@catalog_app.command("status")
+def status(embedder_spec: str | None = typer.Option(None, "--embedder", help=EMBEDDER_HELP)) -> None:
+    """Whether the catalog is ready for the current model (RAIOX_EMBEDDER, or --embedder): every reference image
+    has a vector of it and its vector index exists. Prints the counts as JSON; exit status 0 ready, 3 not ready
+    (`raiox catalog reindex` makes it ready; the deploy runs it then), 1 or 2 when it cannot tell."""
+    from raiox.catalog import repository
+    from raiox.kit.db import session_scope
+
+    embedder = _embedder(embedder_spec)
+
+    async def work(maker):
+        async with session_scope(maker) as session:
+            return await repository.embedding_coverage(session, embedder.model_id)
+
+    coverage = run_db(work)
+    ready = not coverage["missing"] and coverage["vector_index"]
+    print(json.dumps({"model_id": embedder.model_id, **coverage, "ready": ready}), flush=True)
+    model = escape(embedder.model_id)
+    if ready:
+        err.print(f"catalog ready for {model}: {coverage['references']} reference images, each with its vector",
+                  soft_wrap=True, highlight=False)
+        return
+    why = []
+    if coverage["missing"]:
+        why.append(f"{coverage['missing']} of {coverage['references']} reference images lack its vector")
+    if not coverage["vector_index"]:
+        why.append("its vector index is missing")
+    err.print(f"catalog not ready for {model}: {' and '.join(why)}; run `raiox catalog reindex`",
+              soft_wrap=True, highlight=False)
+    raise typer.Exit(NOT_READY)
 
 
 def _demo_systems(limit: int | None, systems: str | None) -> list:

@@ -154,6 +154,17 @@ async def count_references(session: AsyncSession, missing_model: str | None = No
     return (await session.execute(_todo(stmt, missing_model, stale_boxes))).scalar_one()
 
 
+async def embedding_coverage(session: AsyncSession, model_id: str) -> dict:
+    """How ready the catalog is for `model_id`: its reference images, how many lack a vector of the model, and
+    whether the model's vector index exists (`raiox catalog status`; the deploy reindexes when it is not ready)."""
+    from raiox.catalog.vector_index import has_vector_index
+
+    references = await count_references(session)
+    missing = await count_references(session, model_id)
+    return {"references": references, "embedded": references - missing, "missing": missing,
+            "vector_index": await has_vector_index(session, model_id)}
+
+
 async def set_box(session: AsyncSession, image_id: uuid.UUID, box: list | None, located_by: str) -> None:
     """Record a reference's fixture box and the localiser that placed or confirmed it."""
     await session.execute(update(ReferenceImage).where(ReferenceImage.id == image_id).values(

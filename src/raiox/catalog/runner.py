@@ -47,6 +47,8 @@ async def run_reindex(
     batch_size: int = 16, progress: Progress | None = None,
 ) -> ImportReport:
     model_id = reindexer.embedder.model_id
+    async with session_scope(maker) as session:
+        await reindexer.ensure_index(session)
     after = None
     while True:
         async with session_scope(maker) as session:

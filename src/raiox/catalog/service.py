@@ -267,10 +267,15 @@ class Reindexer:
         return (self.localiser is not None and bool(ref.box) and ref.source != "case"
                 and ref.located_by != self.localiser)
 
-    async def reindex_batch(self, session: AsyncSession, images: list) -> None:
+    async def ensure_index(self, session: AsyncSession) -> None:
+        """The model's vector index, created once per run (a run with nothing to embed creates it too: the app
+        role, which adds references later, cannot)."""
         if not self._indexed:
             await ensure_vector_index(session, self.embedder.model_id)
             self._indexed = True
+
+    async def reindex_batch(self, session: AsyncSession, images: list) -> None:
+        await self.ensure_index(session)
         decoded = []
         for ref in images:
             try:

@@ -41,13 +41,20 @@ def create_index_sql(model_id: str, m: int = HNSW_M, ef_construction: int = HNSW
     )
 
 
-async def ensure_vector_index(session: AsyncSession, model_id: str) -> bool:
-    """Create the model's partial HNSW index if missing (serialised by an advisory lock). True if created."""
-    name = index_name(model_id)
+async def has_vector_index(session: AsyncSession, model_id: str) -> bool:
+    """Whether the model's partial HNSW index exists."""
     exists = "SELECT 1 FROM pg_class WHERE relname = :name AND relkind = 'i'"
-    if (await session.execute(text(exists), {"name": name})).first() is None:
+    return (await session.execute(text(exists), {"name": index_name(model_id)})).first() is not None
+
+
+async def ensure_vector_index(session: AsyncSession, model_id: str) -> bool:
+    """Create the model's partial HNSW index if missing (serialised by an advisory lock). True if created.
+    Creating one takes the table's owner (the migration role in production, `migrate.env`): the app role can only
+    use an index that exists."""
+    name = index_name(model_id)
+    if not await has_vector_index(session, model_id):
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "raiox:" + name})
-        if (await session.execute(text(exists), {"name": name})).first() is None:
+        if not await has_vector_index(session, model_id):
             await session.execute(text(create_index_sql(model_id)))
             return True
     return False
