@@ -841,11 +841,16 @@ async def test_the_system_search_finds_connections_by_the_words_the_panel_shows(
     async with session_scope() as session:
         (await session.get(ImplantSystem, "nob-ac")).connection = "internal hex"  # typed in English, shown in pt-BR
     await login(panel, "admin@example.com")
-    for query in ("hexágono interno", "hexagono interno nobel", "internal hex"):
+    for query in ("hexágono interno", "hexagono interno nobel", "internal hex", "hexágono", "HI"):
         found = (await panel.get("/admin/systems/search", params={"q": query})).text
         assert 'value="nob-ac"' in found and 'value="neo-cm"' not in found, query
+    for query in ("cônica", "conica", "CM"):  # the word by word search behind both pages (test_system_search)
+        found = (await panel.get("/admin/systems/search", params={"q": query})).text
+        assert 'value="neo-cm"' in found and 'value="nob-ac"' not in found, query
     listing = (await panel.get("/admin/catalog", params={"q": "Hexágono Interno"})).text
     assert "NobelActive" in listing and "Grand Morse" not in listing
+    listing = (await panel.get("/admin/catalog", params={"q": "cone morse"})).text
+    assert "Grand Morse" in listing and "NobelActive" not in listing
     typed = (await panel.get("/admin/systems/search", params={"q": "cone morse"})).text  # as the catalog typed it
     assert 'value="neo-cm"' in typed
     from raiox.review import repository
