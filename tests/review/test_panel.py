@@ -690,6 +690,25 @@ async def test_what_the_case_page_asks_and_warns_fits_the_cases_state(panel):
     assert re.search(r'action="/admin/cases/[^"]+/resend"[^>]*data-confirm="' + re.escape(confirm), queue)
 
 
+async def test_a_case_to_decide_links_from_its_top_to_the_decision(panel):
+    """On a phone the decision comes after every film and candidate: a link at the top of the page jumps to it while
+    the case awaits one, and is gone once decided (the section stays, showing the decision)."""
+    case, _ = await _data()
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    link = re.search(r'<a [^>]*id="to-decision"[^>]*>([^<]*)</a>', page)
+    assert link and 'href="#decision"' in link.group(0) and link.group(1) == "Ir para a decisão"
+    assert link.start() < page.index('id="h-xrays"')  # above the films
+    section = re.search(r'<section [^>]*id="decision"[^>]*>(?:(?!</section>).)*', page, re.S)
+    assert section and 'id="approve-form"' in section.group(0) and 'id="reject-form"' in section.group(0)
+    assert page.count('id="decision"') == 1
+    sent = await panel.post(f"/admin/cases/{case.id}/approve", data={"system_id": "neo-cm", "csrf_token": _csrf(page)})
+    assert sent.status_code == 303
+    decided = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert 'id="to-decision"' not in decided and 'href="#decision"' not in decided
+    assert re.search(r'<section [^>]*id="decision"', decided) and 'id="approve-form"' not in decided
+
+
 async def test_a_form_sent_after_the_session_ended_says_so_and_leads_back_to_its_page(panel):
     case, _ = await _data()
     await login(panel, "rev@example.com")
