@@ -123,6 +123,8 @@ async def test_csrf_required_on_actions(panel):
     assert ok.status_code == 303
     after = await panel.get(f"/admin/cases/{case.id}")
     assert "Aprovou o caso" in after.text and "Bone Level" in after.text
+    audit = re.search(r'<ol class="audit" id="audit">.*?</ol>', after.text, re.S).group(0)
+    assert "<p>Bone Level (Straumann)</p>" in audit  # the log names the system as the rest of the panel does
     again = await panel.post(f"/admin/cases/{case.id}/approve",
                              data={"system_id": "str-bl", "csrf_token": _csrf(page.text)})
     assert again.status_code == 303  # a double click approves once
