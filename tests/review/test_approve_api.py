@@ -164,7 +164,9 @@ async def test_approve_names_the_other_systems_the_films_show(client, session):
     assert shown["approved_system_id"] == "neo-cm" and shown["other_system_ids"] == ["nob-cc", "str-bl"]
     details = (await session.execute(select(AuditEntry.details).where(
         AuditEntry.case_id == case.id, AuditEntry.action == "case.approve"))).scalar_one()
-    assert details["others"] == ["Nobel Active CC", "Straumann Bone Level"]
+    # named as the panel names systems everywhere: name (maker)
+    assert details["system"] == "Grand Morse (Neodent)"
+    assert details["others"] == ["Active CC (Nobel)", "Bone Level (Straumann)"]
     assert len(await _jobs(session, case.id)) == 1
 
 

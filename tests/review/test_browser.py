@@ -289,6 +289,29 @@ async def test_the_queue_fits_a_phone_without_sideways_scrolling(committed, serv
     await page.close()
 
 
+async def test_on_a_phone_the_case_page_jumps_from_its_top_to_the_decision(committed, server, browser):
+    """At 390 px the decision stacks below the films and candidates: the link at the top shows and brings it into
+    view. Beside the films on a wide screen, the link shows only when the keyboard reaches it."""
+    _, case = await _seed(demo=False)
+    page = await browser.new_page(viewport={"width": 390, "height": 844}, locale="pt-BR")
+    await _login(page, server, "revisora@example.com")
+    await page.wait_for_url(f"{server}/admin/")
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    decision = page.locator("#decision")
+    assert not await decision.evaluate("d => d.getBoundingClientRect().top < innerHeight")  # out of sight at first
+    link = page.get_by_role("link", name="Ir para a decisão")
+    assert await link.is_visible()
+    await link.click()
+    await page.wait_for_function("document.getElementById('decision').getBoundingClientRect().top < 50")
+    assert await page.get_by_role("button", name="Aprovar e enviar").first.is_visible()
+    await page.set_viewport_size({"width": 1440, "height": 900})
+    await page.goto(f"{server}/admin/cases/{case.id}")
+    assert await link.evaluate("a => a.getBoundingClientRect().width") <= 1  # not shown to the eye
+    await link.focus()
+    assert await link.evaluate("a => a.getBoundingClientRect().width") > 40  # until the keyboard reaches it
+    await page.close()
+
+
 async def test_the_catalog_fits_a_phone_as_cards_every_column_named(committed, server, browser):
     await _seed(demo=False)
     async with session_scope() as session:

@@ -123,6 +123,8 @@ async def test_csrf_required_on_actions(panel):
     assert ok.status_code == 303
     after = await panel.get(f"/admin/cases/{case.id}")
     assert "Aprovou o caso" in after.text and "Bone Level" in after.text
+    audit = re.search(r'<ol class="audit" id="audit">.*?</ol>', after.text, re.S).group(0)
+    assert "<p>Bone Level (Straumann)</p>" in audit  # the log names the system as the rest of the panel does
     again = await panel.post(f"/admin/cases/{case.id}/approve",
                              data={"system_id": "str-bl", "csrf_token": _csrf(page.text)})
     assert again.status_code == 303  # a double click approves once
@@ -690,6 +692,25 @@ async def test_what_the_case_page_asks_and_warns_fits_the_cases_state(panel):
     assert re.search(r'action="/admin/cases/[^"]+/resend"[^>]*data-confirm="' + re.escape(confirm), queue)
 
 
+async def test_a_case_to_decide_links_from_its_top_to_the_decision(panel):
+    """On a phone the decision comes after every film and candidate: a link at the top of the page jumps to it while
+    the case awaits one, and is gone once decided (the section stays, showing the decision)."""
+    case, _ = await _data()
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    link = re.search(r'<a [^>]*id="to-decision"[^>]*>([^<]*)</a>', page)
+    assert link and 'href="#decision"' in link.group(0) and link.group(1) == "Ir para a decisão"
+    assert link.start() < page.index('id="h-xrays"')  # above the films
+    section = re.search(r'<section [^>]*id="decision"[^>]*>(?:(?!</section>).)*', page, re.S)
+    assert section and 'id="approve-form"' in section.group(0) and 'id="reject-form"' in section.group(0)
+    assert page.count('id="decision"') == 1
+    sent = await panel.post(f"/admin/cases/{case.id}/approve", data={"system_id": "neo-cm", "csrf_token": _csrf(page)})
+    assert sent.status_code == 303
+    decided = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert 'id="to-decision"' not in decided and 'href="#decision"' not in decided
+    assert re.search(r'<section [^>]*id="decision"', decided) and 'id="approve-form"' not in decided
+
+
 async def test_a_form_sent_after_the_session_ended_says_so_and_leads_back_to_its_page(panel):
     case, _ = await _data()
     await login(panel, "rev@example.com")
@@ -841,11 +862,16 @@ async def test_the_system_search_finds_connections_by_the_words_the_panel_shows(
     async with session_scope() as session:
         (await session.get(ImplantSystem, "nob-ac")).connection = "internal hex"  # typed in English, shown in pt-BR
     await login(panel, "admin@example.com")
-    for query in ("hexágono interno", "hexagono interno nobel", "internal hex"):
+    for query in ("hexágono interno", "hexagono interno nobel", "internal hex", "hexágono", "HI"):
         found = (await panel.get("/admin/systems/search", params={"q": query})).text
         assert 'value="nob-ac"' in found and 'value="neo-cm"' not in found, query
+    for query in ("cônica", "conica", "CM"):  # the word by word search behind both pages (test_system_search)
+        found = (await panel.get("/admin/systems/search", params={"q": query})).text
+        assert 'value="neo-cm"' in found and 'value="nob-ac"' not in found, query
     listing = (await panel.get("/admin/catalog", params={"q": "Hexágono Interno"})).text
     assert "NobelActive" in listing and "Grand Morse" not in listing
+    listing = (await panel.get("/admin/catalog", params={"q": "cone morse"})).text
+    assert "Grand Morse" in listing and "NobelActive" not in listing
     typed = (await panel.get("/admin/systems/search", params={"q": "cone morse"})).text  # as the catalog typed it
     assert 'value="neo-cm"' in typed
     from raiox.review import repository

@@ -69,7 +69,7 @@ async def test_purging_removes_films_implants_and_personal_data_and_keeps_the_de
             select(AuditEntry).where(AuditEntry.case_id == case.id))).scalars()}
         assert "note" not in audit["case.note"] and "message" not in audit["case.approve"]
         assert audit["case.contact"] == {}  # both addresses gone
-        assert audit["case.approve"]["system"] == "Neodent Grand Morse"  # who decided what stays
+        assert audit["case.approve"]["system"] == "Grand Morse (Neodent)"  # who decided what stays
         assert audit["case.purge"] == {"objects_deleted": 1, "objects_kept": 1}
         assert await retention.purge(session, case.id, actor="cli:test") == 0  # again: harmless
     page = await client.get(f"/reports/{report_token(case.id)}")

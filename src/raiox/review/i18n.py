@@ -3,7 +3,6 @@ with the same ids to offer English). Unknown ids fall back to pt_BR, then to the
 
 import json
 import re
-import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,20 +45,3 @@ def term(value: str | None, lang: str | None = None) -> str:
         return known
     separator = gettext("number.decimal_separator", lang)  # "CM 11.5°" -> "CM 11,5°" for a pt-BR reader
     return re.sub(r"(?<=\d)\.(?=\d)", separator, value) if separator != "." else value
-
-
-def _folded(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
-
-
-def catalog_words(query: str, lang: str | None = None) -> str:
-    """A search QUERY with the catalog terms the panel shows translated ("hexágono interno", "conica") put back as the
-    catalog types them ("internal hex", "conical"), so that what the operator reads finds it (search both: a catalog
-    may type the Portuguese itself); QUERY itself when it names none."""
-    lang = lang or get_settings().admin_locale
-    folded = _folded(query)
-    terms = sorted(((k.removeprefix("term."), _folded(v)) for k, v in catalog(lang).items() if k.startswith("term.")),
-                   key=lambda kv: -len(kv[1]))
-    for english, shown in terms:
-        folded = re.sub(rf"(?<!\w){re.escape(shown)}(?!\w)", english, folded)
-    return folded if folded != _folded(query) else query

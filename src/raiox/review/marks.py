@@ -14,7 +14,7 @@ from raiox.catalog.identify import MIN_BOX, check_box
 from raiox.kit.errors import Conflict, NotFound, Unprocessable
 from raiox.models import CaseImage, CaseStatus, ImageStatus
 from raiox.review import repository
-from raiox.review.service import audit, not_awaiting
+from raiox.review.service import audit, not_awaiting, system_label
 
 MIN_MARK = MIN_BOX  # pixels: a drawn box narrower or shorter than this is a slip of the mouse, not an implant
 MAX_MARKS = 20  # marked implants per film (each mark analyses the whole film)
@@ -101,7 +101,7 @@ async def add_fixture(session: AsyncSession, case_id: uuid.UUID, image_id: uuid.
 async def _first(session: AsyncSession, fixture_id: uuid.UUID) -> str | None:
     """The fixture's first candidate as the audit log names it."""
     first = await repository.first_result(session, fixture_id)
-    return f"{first.name} ({first.manufacturer})" if first else None
+    return system_label(first) if first else None
 
 
 async def remove_fixture(session: AsyncSession, case_id: uuid.UUID, fixture_id: uuid.UUID, *, actor: str) -> None:

@@ -13,6 +13,7 @@ from raiox.models import (
     AuditEntry, Case, CaseEvent, CaseImage, CaseRanking, CaseStatus, Fixture, FixtureResult, ImplantSystem, LoginLock,
     ReferenceEmbedding, ReferenceImage, User,
 )
+from raiox.review import search_terms
 
 
 def _contains(columns, text: str):
@@ -147,16 +148,27 @@ async def first_reference(session: AsyncSession, system_ids: set[str]) -> dict[s
 MAX_WORDS = 8  # of a system search: a name, a maker, a connection (3,000 words made one request take seconds)
 
 
+def _system_text():
+    """What a system search reads of a system, folded: its id, name, maker, connection and body shape, and the
+    connection kind its geometry spec names ("internal_hex" as "internal hex"); one line each, so that no phrase
+    runs from one into the next."""
+    kind = func.replace(ImplantSystem.spec["connection"]["kind"].astext, "_", " ")
+    return folded(func.concat_ws("\n", ImplantSystem.id, ImplantSystem.name, ImplantSystem.manufacturer,
+                                 ImplantSystem.connection, ImplantSystem.body_shape, kind))
+
+
 async def search_systems(session: AsyncSession, text: str = "", *, limit: int = 20, active_only: bool = False,
-                         offset: int = 0, also: str | None = None) -> list[ImplantSystem]:
-    """Systems with every word of TEXT (or, when given, every word of ALSO) in their id, name, maker or connection."""
-    columns = (ImplantSystem.id, ImplantSystem.name, ImplantSystem.manufacturer, ImplantSystem.connection)
+                         offset: int = 0) -> list[ImplantSystem]:
+    """Systems with every word of TEXT in their id, name, maker, connection or body shape, ignoring case and accents;
+    a pt-BR design word ("hexágono", "interno", "cônica", "cone Morse", "CM", "trilobada", "cônico"...) is found
+    as the catalog types it as well ("internal hex", "conical", "CM 11.5°": `search_terms`)."""
+    searched = _system_text()
 
-    def every_word(words: str):
-        return and_(true(), *(_contains(columns, word) for word in words.split()))
+    def found(word: search_terms.Word):
+        return or_(*(searched.like(literal_like(t), escape=LIKE_ESCAPE) for t in word.texts),
+                   *((searched.op("~")(word.pattern),) if word.pattern else ()))
 
-    text, also = " ".join(text.split()[:MAX_WORDS]), also and " ".join(also.split()[:MAX_WORDS])
-    query = select(ImplantSystem).where(or_(every_word(text), every_word(also)) if also else every_word(text))
+    query = select(ImplantSystem).where(and_(true(), *(found(w) for w in search_terms.search_words(text, MAX_WORDS))))
     if active_only:
         query = query.where(ImplantSystem.active.is_(True))
     query = query.order_by(ImplantSystem.manufacturer, ImplantSystem.name).limit(limit).offset(offset)

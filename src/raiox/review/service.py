@@ -98,6 +98,11 @@ def not_awaiting(case: Case, verb: str) -> Conflict:
                     f"only cases awaiting review can be {verb}")
 
 
+def system_label(system) -> str:
+    """A system as the panel names it, in the audit log too: "Grand Morse (Neodent)"."""
+    return f"{system.name} ({system.manufacturer})"
+
+
 async def audit(session: AsyncSession, actor: str, action: str, case_id: uuid.UUID | None = None,
                 target: str | None = None, **details) -> None:
     from raiox.kit.metrics import REVIEW_ACTIONS
@@ -137,8 +142,8 @@ async def approve(session: AsyncSession, case_id: uuid.UUID, system_id: str, *, 
                   implants=mapped)
     added = await add_case_references(session, case, system.id, first_only=bool(others),
                                       implants=mapped) if add_to_catalog else []
-    await audit(session, actor, "case.approve", case.id, system.id, system=f"{system.manufacturer} {system.name}",
-                others=[f"{o.manufacturer} {o.name}" for o in other_systems] or None,
+    await audit(session, actor, "case.approve", case.id, system.id, system=system_label(system),
+                others=[system_label(o) for o in other_systems] or None,
                 implants=mapped or None, message=message, references_added=len(added))
     return decision_view(case)
 

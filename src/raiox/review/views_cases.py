@@ -17,7 +17,7 @@ from raiox.kit.settings import get_settings
 from raiox.models import CaseStatus, User
 from raiox.review import casepage, marks, repository, reread, service
 from raiox.review.deps import actor, csrf_protect, current_user
-from raiox.review.i18n import catalog_words, gettext
+from raiox.review.i18n import gettext
 from raiox.review.panel import MAX_PAGE, for_operator, redirect, render
 from raiox.review.schemas import MESSAGE_MAX, OTHER_SYSTEMS_MAX, REPORT_MESSAGE_MAX
 
@@ -84,8 +84,7 @@ async def case_page(request: Request, case_id: uuid.UUID, user: User = Depends(c
 @router.get("/systems/search")
 async def system_search(request: Request, q: str = "", user: User = Depends(current_user),
                         session: AsyncSession = Depends(get_db_session)) -> Response:
-    systems = await repository.search_systems(session, q, limit=15, active_only=True,
-                                              also=catalog_words(q)) if q.strip() else []
+    systems = await repository.search_systems(session, q, limit=15, active_only=True) if q.strip() else []
     return render(request, "_system_options.html", {"systems": systems, "q": q})
 
 

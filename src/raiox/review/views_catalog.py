@@ -13,7 +13,7 @@ from raiox.kit.errors import Conflict, NotFound, Unprocessable
 from raiox.models import ImplantSystem, User
 from raiox.review import repository, service
 from raiox.review.deps import actor, admin_user, csrf_protect
-from raiox.review.i18n import catalog_words, gettext
+from raiox.review.i18n import gettext
 from raiox.review.panel import MAX_PAGE, for_operator, invalid_fields, redirect, render
 
 router = APIRouter(prefix="/catalog")
@@ -26,8 +26,7 @@ RESERVED_IDS = {"new"}  # the catalog's own pages: a system with such an id coul
 @router.get("")
 async def catalog(request: Request, q: str = "", page: int = Query(1, ge=1, le=MAX_PAGE),
                   user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
-    systems = await repository.search_systems(session, q, limit=PAGE + 1, offset=(page - 1) * PAGE,
-                                              also=catalog_words(q))
+    systems = await repository.search_systems(session, q, limit=PAGE + 1, offset=(page - 1) * PAGE)
     counts = await repository.reference_counts(session, [s.id for s in systems])
     return render(request, "catalog.html", {"systems": systems[:PAGE], "more": len(systems) > PAGE, "page": page,
                                             "q": q, "counts": counts})
