@@ -106,6 +106,43 @@ def database_ready() -> None:
             time.sleep(3)
 
 
+def address_free(host: str, port: int) -> None:
+    """Before a server starts anything (the embedded database, migrations, the app): HOST:PORT can be listened on.
+    uvicorn would find out only once the app has started, and end with its own log line and exit code 3; a port
+    already in use is the command's one line instead, exit 1 (systemd's units restart on any failure), and a HOST
+    that is no address is refused as a bad --host. Bound as uvicorn binds (SO_REUSEADDR: a port a stopped server
+    left in TIME_WAIT is free; every address HOST resolves to, IPv6 ones IPv6 only), then let go."""
+    import errno
+    import socket
+
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise typer.BadParameter(f"{host!r} is not an address this machine can listen on ({exc.strerror})",
+                                 param_hint="--host") from None
+    opened = []
+    try:
+        for family, kind, proto, _, address in addresses:
+            sock = socket.socket(family, kind, proto)
+            opened.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    why = (f"port {port} on {host} is already in use (another server listens there: stop it, or "
+                           "choose another --port)")
+                else:
+                    why = f"cannot listen on port {port} on {host}: {exc.strerror or exc}"
+                console.print(f"[red]error:[/red] {escape(why)}", soft_wrap=True, highlight=False)
+                raise typer.Exit(1) from None
+    finally:
+        for sock in opened:
+            sock.close()
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending Alembic migration (safe to run repeatedly)."""
@@ -129,6 +166,7 @@ def serve(
     from raiox.kit.logging import configure_logging
 
     settings = _settings()
+    address_free(host, port)
     configure_logging(settings.log_format, settings.log_level)  # before the embedded database logs its start
     if settings.embedded_database:
         migrate()  # embedded defaults: a fresh machine works with nothing configured

@@ -1,6 +1,8 @@
 """An operational failure ends any `raiox` command with one line on stderr and exit 2 (configuration) or 1
 (database, storage), never a traceback or a password; `--debug` / RAIOX_DEBUG=1 gives the traceback back."""
 
+import socket
+
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -127,3 +129,30 @@ def test_servers_wait_for_a_database_that_does_not_answer_yet(configure, monkeyp
     with pytest.raises(psycopg.OperationalError):
         cli.database_ready()
     assert naps and set(naps) == {3} and len(naps) >= 2  # tried again, then gave up at the deadline
+
+
+@pytest.mark.parametrize("command", ["serve", "admin"])
+def test_a_port_already_in_use_is_one_line_and_exit_1_before_anything_starts(configure, command):
+    """uvicorn found out only after the whole start-up (database, migrations, app) and ended with its own log line and
+    exit code 3: the address is checked first (the unreachable database is never tried)."""
+    configure(DATABASE_URL=UNREACHABLE, DATABASE_WAIT_S="0")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(command, "--host", "127.0.0.1", "--port", str(port))
+    line = _one_line(result)
+    assert result.exit_code == 1 and line.startswith(f"error: port {port} on 127.0.0.1 is already in use ("), line
+    assert "database" not in line
+
+
+def test_a_free_address_passes_and_a_host_that_is_no_address_is_refused():
+    from raiox.cli import address_free
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address_free("127.0.0.1", port)  # free: nothing said, nothing kept bound
+    address_free("127.0.0.1", port)
+    result = run("serve", "--host", "no-such-host.invalid", "--port", str(port))
+    assert result.exit_code == 2 and "Invalid value for --host" in result.output and "Traceback" not in result.output

@@ -170,6 +170,37 @@ async def test_an_upload_is_bounded_in_files_and_size_and_says_the_limit(admin, 
     assert "O arquivo grande.png passa de 1 MB, o limite por imagem" in text
 
 
+async def test_an_upload_over_the_pages_body_limit_is_refused_in_pt_br_before_it_is_read(admin, monkeypatch):
+    """The largest upload the page takes (MAX_FILES images of MAX_UPLOAD bytes and their framing) is nginx's cap too
+    (tests/ops/test_nginx.py); a body declared over it gets the page's own 413, without being read."""
+    from sqlalchemy import select
+
+    from raiox.models import AuditEntry
+    from raiox.review import views_catalog
+
+    assert views_catalog.MAX_UPLOAD_BODY == views_catalog.MAX_FILES * views_catalog.MAX_UPLOAD + 2**20
+    monkeypatch.setattr(views_catalog, "MAX_UPLOAD_BODY", 3 * 2**20)
+    pulled = []
+
+    async def body():
+        for _ in range(8):  # 8 MiB declared and offered
+            pulled.append(1)
+            yield b"\0" * (1 << 20)
+
+    text = _page(await admin.post("/admin/catalog/neo-cm/images", content=body(), headers={
+        "content-type": "multipart/form-data; boundary=x", "content-length": str(8 << 20)}), 413)  # a plain form
+    assert ("O envio tem 8 MB, mais do que o limite de 3 MB por envio (20 imagens de até 30 MB cada); nenhuma imagem "
+            "foi adicionada.") in text
+    assert len(pulled) <= 2  # not read, not even for the form's csrf_token
+    async with session_scope() as session:
+        assert not (await session.execute(select(AuditEntry).where(AuditEntry.action == "catalog.upload"))).all()
+    # at the limit: taken in and read (here: 2 MiB of one file)
+    png = b"x" * (2 * 2**20)
+    under = await admin.post("/admin/catalog/neo-cm/images", data={"csrf_token": admin.token},
+                             files=[("files", ("ref.png", png, "image/png"))])
+    assert under.status_code == 200 and "1 ignorada(s)" in under.text, under.text[:500]
+
+
 async def test_an_unexpected_failure_is_the_api_error_shape_or_the_panel_page_never_bare_text(admin, monkeypatch):
     """A bug or an outage nothing names (here: the case lookup fails) is still answered in the product's own form."""
     from raiox.app import create_app

@@ -58,3 +58,12 @@ def test_export_onnx_matches_torch(torch_embedder, crops, tmp_path):
 def test_unknown_open_clip_model_is_refused():
     with pytest.raises(RuntimeError, match="not-a-model"):
         get_embedder("open_clip:not-a-model/none")
+
+
+def test_export_of_an_unknown_open_clip_model_is_refused_in_a_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    result = CliRunner().invoke(app, ["vision", "export-onnx", "not-a-model/none", "--out", str(tmp_path / "x.onnx")])
+    said = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Invalid value for MODEL: unknown open_clip model 'not-a-model'" in said and "ViT-S-32" not in said
+    assert not (tmp_path / "x.onnx").exists()

@@ -125,10 +125,11 @@ def admin(
     """Serve the admin panel alone (/admin), against the same database; workers run the deliveries."""
     import uvicorn
 
-    from raiox.cli import _settings, database_ready, migrate
+    from raiox.cli import _settings, address_free, database_ready, migrate
     from raiox.review.panel import create_admin_app
 
     settings = _settings()
+    address_free(host, port)
     if settings.embedded_database:
         migrate()
     database_ready()

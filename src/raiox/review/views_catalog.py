@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.catalog.sources import slug
 from raiox.kit.db import get_db_session
-from raiox.kit.errors import Conflict, NotFound, Unprocessable
+from raiox.kit.errors import Conflict, NotFound, TooLarge, Unprocessable
 from raiox.models import ImplantSystem, User
 from raiox.review import repository, service
 from raiox.review.deps import actor, admin_user, csrf_protect
@@ -18,8 +18,13 @@ from raiox.review.panel import MAX_PAGE, for_operator, invalid_fields, redirect,
 
 router = APIRouter(prefix="/catalog")
 PAGE = 50
-MAX_UPLOAD = 30 * 1024 * 1024
+MAX_UPLOAD = 30 * 1024 * 1024  # bytes per reference image
 MAX_FILES = 20  # reference images per upload (each is read into memory before the importer decodes it)
+# The largest body of an upload this page accepts: MAX_FILES files of MAX_UPLOAD bytes, and 1 MiB for the multipart
+# framing (each part's boundary and headers, its file name included) and the form's csrf_token. nginx's cap for the
+# page (deploy/roles/nginx/defaults/main.yml: nginx_upload_max_body_size) is this number, so that nginx never cuts
+# an upload the page would take (tests/ops/test_nginx.py); a larger declared body is refused here, before it is read.
+MAX_UPLOAD_BODY = MAX_FILES * MAX_UPLOAD + 2**20
 RESERVED_IDS = {"new"}  # the catalog's own pages: a system with such an id could never be opened
 
 
@@ -127,7 +132,18 @@ async def _uploaded_files(request: Request) -> list:
     return files
 
 
-@router.post("/{system_id}/images", dependencies=[Depends(admin_user), Depends(csrf_protect)])
+def _within_upload_limit(request: Request) -> None:
+    """A body declared over MAX_UPLOAD_BODY is refused (413, the page's pt-BR words) before it is read: a dependency
+    between the role check and the CSRF check, which reads a plain form's body for its token. In production nginx,
+    whose cap for the page is the same number, refuses it first."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_UPLOAD_BODY:
+        raise for_operator(TooLarge(gettext("catalog.upload_too_large", mb=-(-int(declared) // 2**20), max=MAX_FILES,
+                                            per=MAX_UPLOAD // 2**20, total=MAX_UPLOAD_BODY // 2**20)))
+
+
+@router.post("/{system_id}/images",
+             dependencies=[Depends(admin_user), Depends(_within_upload_limit), Depends(csrf_protect)])
 async def upload_images(request: Request, system_id: str, user: User = Depends(admin_user),
                         session: AsyncSession = Depends(get_db_session)) -> Response:
     """The files are known by their place in the upload and their size (`catalog_upload.label`) in what is kept (the

@@ -52,6 +52,25 @@ def render_located(
     typer.echo(f"{total} located crops in {out / 'data'}")
 
 
+def _embedder(spec: str | None):
+    """The embedder ``spec`` names (None: the configured one). One that cannot be built (unknown name, missing or
+    broken model file) is refused as a bad --embedder, or, when none was given, is a configuration error naming
+    RAIOX_EMBEDDER: one line, not a traceback."""
+    from raiox.kit.errors import ConfigError, first_line
+    from raiox.vision import get_embedder
+
+    try:
+        return get_embedder(spec)
+    except Exception as exc:  # noqa: BLE001 - ValueError (unknown name), OSError, ConfigError, open_clip's errors
+        if spec is not None:
+            raise typer.BadParameter(first_line(exc), param_hint="--embedder") from None
+        if isinstance(exc, ConfigError):
+            raise
+        from raiox.kit.settings import get_settings
+
+        raise ConfigError(f"RAIOX_EMBEDDER={get_settings().embedder!r} cannot be loaded: {first_line(exc)}") from None
+
+
 def _widths(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(w) for w in text.split(","))
@@ -85,8 +104,9 @@ def train(
     restart_schedule: bool = typer.Option(False, help="on resume keep the weights but start a new warm-up + cosine "
                                                       "to --steps (once: rerunning the same command after a stop "
                                                       "resumes it)"),
-    init_from: Path = typer.Option(None, help="start a new run from this checkpoint's network weights (fine-tune), or "
-                                              "from an exported model (.onnx: its weights, class centres imprinted)"),
+    init_from: Path = typer.Option(None, exists=True, dir_okay=False,
+                                   help="start a new run from this checkpoint's network weights (fine-tune), or "
+                                        "from an exported model (.onnx: its weights, class centres imprinted)"),
     jobs: int = typer.Option(1, min=1, help="processes rendering training data in parallel"),
     crop: str = typer.Option("192x64", help="canonical crop ROWSxCOLS of data rendered here (see render-data)"),
     name: str = typer.Option("raiox-v1", help="model name: OUT/NAME.onnx and NAME.md (the embedder id once installed)"),
@@ -147,8 +167,9 @@ def train_locator(
     jobs: int = typer.Option(1, min=1, help="processes rendering scenes in parallel"),
     hard: float = typer.Option(0.0, help="share of scenes under one of the evaluation's hard conditions (noise, "
                                          "blur, angulation beyond the renderer's defaults; occlusion)"),
-    warm_start: Path = typer.Option(None, "--warm-start", help="a checkpoint (locator-ckpt.pt) to start from: a new "
-                                                               "schedule of --steps on these scenes"),
+    warm_start: Path = typer.Option(None, "--warm-start", exists=True, dir_okay=False,
+                                    help="a checkpoint (locator-ckpt.pt) to start from: a new schedule of --steps on "
+                                         "these scenes"),
     install: bool = typer.Option(False, help="copy the trained model into the package as the shipped localiser "
                                              "(raiox.vision.locator.MODEL_FILE)"),
 ) -> None:
@@ -245,9 +266,9 @@ def train_features(
 
     from rich.progress import Progress
 
-    from raiox.vision import features, featurenet, get_embedder
+    from raiox.vision import features, featurenet
 
-    model = get_embedder(embedder)
+    model = _embedder(embedder)
     try:
         with Progress(transient=True) as bar:
             task = bar.add_task(f"embedding with {model.model_id}", total=None)
@@ -324,7 +345,8 @@ def evaluate(
                                             "default)"),
     queries: int = typer.Option(5, help="single-implant hard queries per system"),
     scenes: int = typer.Option(40, min=0, help="multi-implant scenes"),
-    limit: int = typer.Option(None, help="only the first N demo systems"),
+    limit: int = typer.Option(None, min=1, help="only the first N demo systems (2 or more with --scenes: a "
+                                                "multi-implant scene holds 2-3 of them)"),
     seed: int = typer.Option(7000, help="render seed of the gallery and queries (another seed: a fresh set to check "
                                         "figures on)"),
     doc: Path = typer.Option(Path("docs/benchmarks.md"), help="Markdown file whose '## Vision' section is rewritten"),
@@ -342,6 +364,13 @@ def evaluate(
 
     from raiox.vision import evaluate as ev
 
+    if not render and cache is None:
+        raise typer.BadParameter("--cached-only reads the renders from --cache FOLDER: give one",
+                                 param_hint="--cached-only")
+    if limit is not None and limit < 2 and scenes:
+        raise typer.BadParameter(f"a multi-implant scene needs 2 or more systems: --limit 2 or more, or --scenes 0 "
+                                 f"(got --limit {limit})", param_hint="--limit")
+    _embedder(embedder)  # an unknown --embedder refused now, not after the renders
     cfg = ev.EvalConfig(gallery_per_system=gallery, restored_sizes=restored, queries_per_system=queries, scenes=scenes,
                         embedder=embedder, limit_systems=limit, seed=seed)
     for why in ev.reader_problems(cfg.embedder):  # say so now, not in the report's last lines an evaluation later
@@ -402,7 +431,11 @@ def export_onnx(
     out: Path = typer.Option(..., "--out", help="ONNX file to write"),
 ) -> None:
     """Turn an open_clip image tower into an ONNX file usable as RAIOX_EMBEDDER=onnx:PATH."""
+    from raiox.vision.embedders import UnknownOpenClipModel
     from raiox.vision.export import export_open_clip
 
-    path = export_open_clip(model, out)
+    try:
+        path = export_open_clip(model, out)
+    except UnknownOpenClipModel as exc:
+        raise typer.BadParameter(str(exc), param_hint="MODEL") from None
     typer.echo(f"wrote {path}")

@@ -36,13 +36,29 @@ def write_hits(path: Path, results: list[dict]) -> None:
 
 
 def read_hits(path: Path) -> dict:
+    """A hits file (``write_hits``); anything else (unreadable, not UTF-8 or JSON, another shape) is a
+    ``HitsMismatch`` saying so in a line."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HitsMismatch(f"{path}: not a hits file ({exc})") from None
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HitsMismatch(f"{path}: not a hits file ({exc.strerror or exc})") from None
+    except ValueError as exc:  # not UTF-8 (UnicodeDecodeError) or not JSON (JSONDecodeError)
+        raise HitsMismatch(f"{path}: not a hits file ({str(exc).splitlines()[0]})") from None
     if not isinstance(record, dict) or record.get("version") != HITS_VERSION or not record.get("sets"):
         raise HitsMismatch(f"{path}: not a hits file of version {HITS_VERSION} (`raiox vision eval --hits`)")
+    if not isinstance(record.get("embedder"), str) or not isinstance(record["sets"], list) or not all(
+            _valid_set(s) for s in record["sets"]):
+        raise HitsMismatch(f"{path}: not a hits file (its sets lack a seed, or labels, top1 and top5 of one length)")
     return record
+
+
+def _valid_set(entry) -> bool:
+    """Whether ``entry`` is a set of ``hits_record``: an integer seed, and labels, top1 and top5 per query."""
+    if not isinstance(entry, dict) or type(entry.get("seed")) is not int:
+        return False
+    labels, top1, top5 = (entry.get(key) for key in ("labels", "top1", "top5"))
+    return (all(isinstance(v, list) for v in (labels, top1, top5)) and 0 < len(labels) == len(top1) == len(top5)
+            and all(type(y) is int for y in labels) and all(type(h) is bool for h in (*top1, *top5)))
 
 
 def mcnemar_p(b: int, c: int) -> float:

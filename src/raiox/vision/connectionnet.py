@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import located_box, physical_rule, run_shards, save_npz, shard_files, shard_specs
+from raiox.vision.datagen import (load_npz, located_box, physical_rule, run_shards, save_npz, shard_files,
+                                  shard_specs)
 from raiox.vision.connection import (CLASSES, ZOOM, Zoom, platform_zoom, spec_class, zoom_metadata,
                                     zoom_of)
 
@@ -34,7 +35,7 @@ def render_zooms(out: Path, renders: int, seed: int = 0, jobs: int = 1, zoom: Zo
     physical = _zoom_rule(out, physical)
     todo = [s for s in range(0, renders, SHARD) if not (out / f"zooms-{s // SHARD:03d}.npz").exists()]
     run_shards(_render_shard, [(out, s, min(SHARD, renders - s), seed, zoom, physical) for s in todo], jobs)
-    return sum(len(np.load(p)["classes"]) for p in shard_files(out, "zooms-*.npz"))
+    return sum(len(load_npz(p, "classes")["classes"]) for p in shard_files(out, "zooms-*.npz"))
 
 
 def _zoom_rule(out: Path, physical: bool) -> bool:
@@ -88,7 +89,7 @@ def build_net(zoom: Zoom = ZOOM):
 
 def load(data: Path) -> tuple[np.ndarray, np.ndarray, Zoom]:
     """All shards' zooms and classes, and the zoom they were made with (one for all, or an error)."""
-    parts = [np.load(p) for p in shard_files(data, "zooms-*.npz")]
+    parts = [load_npz(p) for p in shard_files(data, "zooms-*.npz")]
     if not parts:
         raise FileNotFoundError(f"no zooms in {data}: render them first")
     made = {_shard_zoom(p) for p in parts}

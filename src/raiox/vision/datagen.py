@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from raiox.kit.errors import RaioxError, first_line
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 
 log = structlog.get_logger(__name__)
@@ -74,6 +75,36 @@ def save_npz(path: Path, **arrays) -> None:
     tmp.replace(path)
 
 
+NPZ_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # how a zip archive (an .npz) starts: its first entry, or none
+
+
+class UnreadableData(RaioxError):
+    """A data file (``.npz`` shard or cache) that cannot be read: cut short, not an ``.npz``, or without an array
+    its reader needs. The ``raiox`` command ends with its one-line message (exit 1), not a traceback."""
+
+
+def load_npz(path: Path, *keys: str, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (all when none) of the ``.npz`` file ``path``, read now, so that a damaged file is an
+    ``UnreadableData`` naming it (rendered files are written whole, ``save_npz``: one that is damaged was cut
+    short some other way, and is rendered again once deleted). A file that is not there stays an OSError."""
+    with open(path, "rb") as file:  # a file that is not there, or not readable: the OS's own error
+        zipped = file.read(4) in NPZ_MAGIC
+    try:
+        if not zipped:  # (never handed to np.load, which would try it as a pickle)
+            raise ValueError("not an .npz archive")
+        with np.load(path, allow_pickle=allow_pickle) as data:
+            return {key: data[key] for key in (keys or data.files)}
+    except OSError as exc:
+        if exc.errno is not None:  # missing, unreadable, a folder: the OS's own error
+            raise
+        why = first_line(exc)
+    except KeyError as exc:
+        why = str(exc.args[0]) if exc.args else "an array is missing"  # numpy's "K is not a file in the archive"
+    except Exception as exc:  # noqa: BLE001 - zip, zlib, pickle and numpy's format errors share no base class
+        why = first_line(exc)
+    raise UnreadableData(f"{path}: not a readable data file ({why}); delete it and render it again")
+
+
 def shard_files(folder: Path, pattern: str) -> list[Path]:
     """The finished shards matching ``pattern`` in ``folder``, sorted: a ``.tmp.npz`` that an interrupted
     ``save_npz`` left behind is not one."""
@@ -116,7 +147,7 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
     args = [(out, s, min(shard_size, classes - s), shard_size, per_class, seed, tuple(size), jitter, tuple(crop),
              physical) for s in todo]
     run_shards(_render_shard, args, jobs)
-    total = sum(len(np.load(p)["labels"]) for p in shard_files(out, "shard-*.npz"))
+    total = sum(len(load_npz(p, "labels")["labels"]) for p in shard_files(out, "shard-*.npz"))
     if describe:
         (out / "meta.json").write_text(json.dumps({**meta, "crops": total}))
     return total
@@ -205,7 +236,8 @@ def demo_signatures() -> frozenset:
 def dataset_specs(data_dir: Path) -> list[dict]:
     """The spec of every class of a rendered dataset (index = label), drawn again from its ``meta.json``."""
     meta = json.loads((data_dir / "meta.json").read_text())
-    size = meta.get("shard_size") or int(np.load(data_dir / "shard-000.npz")["labels"].max()) + 1  # older data
+    size = (meta.get("shard_size")  # older data: one shard's classes
+            or int(load_npz(data_dir / "shard-000.npz", "labels")["labels"].max()) + 1)
     demo = demo_signatures()
     return [spec for first in range(0, meta["classes"], size)
             for spec in shard_specs(meta["seed"], first, min(size, meta["classes"] - first), demo,

@@ -84,6 +84,9 @@ class OnnxEmbedder:
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         shape = list(inp.shape)
+        if len(shape) != 4:
+            raise ValueError(f"{path}: not an image embedding model (its input {inp.name!r} is {shape}, not images "
+                             "(N, C, H, W))")
         self.channels = shape[1] if isinstance(shape[1], int) else 1
         self.height = shape[2] if isinstance(shape[2], int) else CROP_H
         self.width = shape[3] if isinstance(shape[3], int) else CROP_W
@@ -154,7 +157,7 @@ class OpenClipEmbedder:
         open_clip = import_open_clip()
 
         pretrained = None if tag in (None, "", "none") else tag
-        self.model = open_clip.create_model(model_name, pretrained=pretrained).eval()
+        self.model = open_clip_model(open_clip, model_name, pretrained).eval()
         visual = self.model.visual
         size = visual.image_size if hasattr(visual, "image_size") else 224
         self.height, self.width = (size, size) if isinstance(size, int) else tuple(size)
@@ -171,6 +174,19 @@ class OpenClipEmbedder:
         with torch.no_grad():
             out = self.model.encode_image((x - self.mean) / self.std)
         return l2_normalise(out.numpy())
+
+
+class UnknownOpenClipModel(RuntimeError):
+    """open_clip knows no model of that name (a RuntimeError, like open_clip's own, whose text lists every model)."""
+
+
+def open_clip_model(open_clip, name: str, pretrained: str | None):
+    """``open_clip.create_model(name, pretrained=pretrained)``; a plain name open_clip does not know is an
+    ``UnknownOpenClipModel`` saying so in a line (names with a scheme, ``hf-hub:...``, are open_clip's to check)."""
+    if ":" not in name and name not in open_clip.list_models():
+        raise UnknownOpenClipModel(f"unknown open_clip model {name!r}: open_clip.list_models() names the "
+                                   f"{len(open_clip.list_models())} it knows (e.g. ViT-B-32)")
+    return open_clip.create_model(name, pretrained=pretrained)
 
 
 def shipped_model(name: str) -> Path | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import redraw_box, run_shards, save_npz, shard_files
+from raiox.vision.datagen import load_npz, redraw_box, run_shards, save_npz, shard_files
 from raiox.vision.ends import STRIP_H, STRIP_W, strip
 
 log = structlog.get_logger(__name__)
@@ -56,7 +56,7 @@ def render_strips(out: Path, scenes: int, seed: int = 0, shard: int = 50, jobs: 
     todo = [s for s in range(0, scenes, shard) if not (out / f"strips-{s // shard:03d}.npz").exists()]
     args = [(out, s, min(shard, scenes - s), shard, seed, occlusion) for s in todo]
     run_shards(_render_shard, args, jobs)
-    return sum(len(np.load(p)["targets"]) for p in shard_files(out, "strips-*.npz"))
+    return sum(len(load_npz(p, "targets")["targets"]) for p in shard_files(out, "strips-*.npz"))
 
 
 def _render_shard(out: Path, first: int, count: int, shard: int, seed: int, occlusion: float | None = None) -> int:
@@ -143,7 +143,7 @@ def train_ends(out: Path, steps: int = 2000, batch: int = 64, lr: float = 3e-3, 
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    parts = [np.load(p) for p in shard_files(out / "strips", "strips-*.npz")]
+    parts = [load_npz(p, "strips", "targets") for p in shard_files(out / "strips", "strips-*.npz")]
     if not parts:
         raise FileNotFoundError(f"no strips in {out / 'strips'}: render them first")
     strips = np.concatenate([p["strips"] for p in parts])

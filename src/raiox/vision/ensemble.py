@@ -47,6 +47,37 @@ def _members(models: list[Path]) -> list:
     return members
 
 
+def _load(path: Path):
+    """The ONNX model file ``path``; one that is not (cut short, another format) is a ValueError saying so."""
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and onnx's own share no public base
+        from raiox.kit.errors import first_line
+
+        raise ValueError(f"{path}: not an ONNX model ({first_line(exc)})") from None
+
+
+def _checked(model, members: list, paths: list[Path]):
+    """``model`` once ONNX's checker passes it; else a ValueError naming what differs between the members."""
+    import onnx
+
+    from raiox.kit.errors import first_line
+
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        opsets = {p.name: max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
+                  for p, m in zip(paths, members)}
+        differ = (f"; the members import different ONNX opsets ({', '.join(f'{k}: {v}' for k, v in opsets.items())})"
+                  if len(set(opsets.values())) > 1 else "")
+        raise ValueError(f"the members do not combine into a valid ONNX model ({first_line(exc)}){differ}") from None
+    return model
+
+
 def _opsets(models) -> list:
     """Each operator domain the members use, at the highest version any of them imports."""
     from onnx import helper
@@ -67,7 +98,7 @@ def ensemble(models: list[Path], out: Path) -> Path:
     if len(models) < 2:
         raise ValueError(f"an ensemble needs two or more models (got {len(models)})")
     members = _members(models)
-    loaded = [onnx.load(str(m)) for m in models]
+    loaded = [_load(m) for m in models]
     sizes = [m.crop_size for m in members]
     h, w = max(sizes)
     if any(abs(sh / sw - h / w) > 1e-6 or sh > h or sw > w for sh, sw in sizes):
@@ -94,8 +125,7 @@ def ensemble(models: list[Path], out: Path) -> Path:
     graph = helper.make_graph(
         nodes, "embedder_ensemble", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, h, w])],
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", dim])], inits)
-    model = helper.make_model(graph, opset_imports=_opsets(loaded))
-    onnx.checker.check_model(model)
+    model = _checked(helper.make_model(graph, opset_imports=_opsets(loaded)), loaded, models)
     onnx.save(model, str(out))
     return out
 
@@ -108,7 +138,7 @@ def member(path: Path, index: int, out: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    model = onnx.load(str(path))
+    model = _load(path)
     graph, prefix = model.graph, f"m{index}/"
     sums = [n for n in graph.node if n.op_type == "Sum"]
     outputs = [name for name in (sums[0].input if sums else []) if name.startswith(prefix)]

@@ -25,7 +25,7 @@ import numpy as np
 from raiox.vision import connection, ends, features, threads
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
 from raiox.vision.conditions import hard_conditions
-from raiox.vision.datagen import save_npz
+from raiox.vision.datagen import UnreadableData, load_npz, save_npz
 from raiox.vision.detect import box_iou, locate, reverse_box
 from raiox.vision.embedders import crop_size, fit_crop, get_embedder, l2_normalise
 from raiox.vision.ranking import (ENDS_SURE, ORIENTATION_MARGIN, RERANK_POOL, checks_orientation, rank, system_scores,
@@ -77,7 +77,8 @@ def eval_items(cfg: EvalConfig, systems: list) -> list[tuple[str, list[int], str
         items += [(f"q{si:03d}-{q}", [si], CONDITIONS[(si + q) % len(CONDITIONS)])
                   for q in range(cfg.queries_per_system)]
     for k in range(cfg.scenes):
-        members = [int(i) for i in rng.choice(len(systems), size=int(rng.integers(2, 4)), replace=False)]
+        size = min(int(rng.integers(2, 4)), len(systems))  # 2 systems (--limit 2): scenes of both
+        members = [int(i) for i in rng.choice(len(systems), size=size, replace=False)]
         items.append((f"m{k:03d}", members, "multi"))
     return items
 
@@ -150,8 +151,11 @@ def load_or_render(item, systems, cfg: EvalConfig, cache: Path | None, render: b
     key, members, cond = item
     path = cache / f"{key}.npz" if cache else None
     fp = fingerprint(key, members, cond, systems, cfg)
-    if path is not None and path.exists():
-        d = np.load(path)
+    try:  # a damaged render is rendered again, like a stale one
+        d = load_npz(path) if path is not None and path.exists() else None
+    except UnreadableData:
+        d = None
+    if d is not None:
         if "fingerprint" in d and str(d["fingerprint"]) == fp:
             return d["image"].astype(np.float32) / 65535, list(d["boxes"]), list(d["labels"])
     if not render:

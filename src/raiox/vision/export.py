@@ -36,12 +36,12 @@ def export_checked(net, probe, path: Path, input_name: str, metadata: dict[str, 
 def export_open_clip(spec: str, out: Path) -> Path:
     import torch
 
-    from raiox.vision.embedders import import_open_clip
+    from raiox.vision.embedders import import_open_clip, open_clip_model
 
     open_clip = import_open_clip()
 
     name, _, tag = spec.partition("/")
-    model = open_clip.create_model(name, pretrained=None if tag in ("", "none") else tag).eval()
+    model = open_clip_model(open_clip, name, None if tag in ("", "none") else tag).eval()
     visual = model.visual
     size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
     mean = torch.tensor(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)

@@ -18,7 +18,7 @@ import numpy as np
 
 from raiox.kit.logging import get_logger
 from raiox.vision.attributes import HEADS, attribute_table
-from raiox.vision.datagen import save_npz, shard_files
+from raiox.vision.datagen import load_npz, save_npz, shard_files
 from raiox.vision.features import READ, metadata
 from raiox.vision.train import VALIDATION_EVERY
 
@@ -40,7 +40,7 @@ def embed_shards(data: Path, out: Path, embedder, shards: int | None = None, loc
     for path in todo:
         target = out / path.name
         if not target.exists():
-            part = np.load(path)
+            part = load_npz(path, "crops", "labels")
             vectors = embedder.embed([c.astype(np.float32) / 255 for c in part["crops"]])
             save_npz(target, v=vectors.astype(np.float16), labels=part["labels"])
         done.append(target)
@@ -72,7 +72,7 @@ def fit(vector_files: list[Path], data: Path, steps: int = 6000, batch: int = 51
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    parts = [np.load(p) for p in vector_files]
+    parts = [load_npz(p, "v", "labels") for p in vector_files]
     vectors = np.concatenate([p["v"] for p in parts]).astype(np.float32)
     labels = np.concatenate([p["labels"] for p in parts]).astype(np.int64)
     columns = [list(HEADS).index(name) for name in READ]

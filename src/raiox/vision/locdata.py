@@ -21,7 +21,7 @@ import numpy as np
 import structlog
 
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
-from raiox.vision.datagen import dataset_specs, run_shards, save_npz, shard_files
+from raiox.vision.datagen import dataset_specs, load_npz, run_shards, save_npz, shard_files
 from raiox.vision.train import VALIDATION_EVERY  # the training's held-out systems never appear here
 
 log = structlog.get_logger(__name__)
@@ -35,7 +35,7 @@ def render_located(data: Path, scenes: int, seed: int = 0, jobs: int = 1) -> int
         raise FileNotFoundError(f"no dataset in {data}: run `raiox vision render-data` first")
     todo = [k for k in range(-(-scenes // SCENES)) if not (data / f"shard-loc{k:03d}.npz").exists()]
     run_shards(_render_shard, [(data, k, min(SCENES, scenes - k * SCENES), seed) for k in todo], jobs)
-    return sum(len(np.load(p)["labels"]) for p in shard_files(data, "shard-loc*.npz"))
+    return sum(len(load_npz(p, "labels")["labels"]) for p in shard_files(data, "shard-loc*.npz"))
 
 
 @lru_cache(maxsize=2)

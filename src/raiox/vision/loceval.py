@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raiox.vision.datagen import save_npz
+from raiox.vision.datagen import UnreadableData, load_npz, save_npz
 from raiox.vision.evaluate import CONDITIONS, loc_rates, match, renderer_digest
 
 NAMES = (*CONDITIONS, "multi")  # the evaluation's hard conditions, and multi-implant scenes
@@ -30,8 +30,11 @@ def scenes(per: int, seed: int, cache: Path | None = None) -> tuple[list, list, 
     from raiox.vision.conditions import hard_conditions
     from raiox.vision.specdraw import valid_spec
 
-    if cache is not None and cache.exists():
-        d = np.load(cache, allow_pickle=True)
+    try:  # a damaged cache is rendered again, like a stale one
+        d = load_npz(cache, allow_pickle=True) if cache is not None and cache.exists() else None
+    except UnreadableData:
+        d = None
+    if d is not None:
         made_by = str(d["renderer"]) if "renderer" in d else None
         if int(d["per"]) == per and int(d["seed"]) == seed and made_by == _digest():
             return [i.astype(np.float32) / 65535 for i in d["images"]], list(d["boxes"]), [str(c) for c in d["conds"]]

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import save_npz, shard_files
+from raiox.vision.datagen import load_npz, save_npz, shard_files
 from raiox.vision.locator import LOC_SIDE, OUT_STRIDE, TRAINED_FILE, net_input
 
 log = structlog.get_logger(__name__)
@@ -44,7 +44,7 @@ def render_scenes(out: Path, count: int, seed: int = 0, shard: int = 100, occlus
     todo = [s0 for s0 in range(0, count, shard) if not (out / f"scenes-{s0 // shard:03d}.npz").exists()]
     args = [(out, s0, min(shard, count - s0), shard, seed, occlusion, hard) for s0 in todo]
     run_shards(_render_scene_shard, args, jobs)
-    return sum(len(np.load(p)["maps"]) for p in shard_files(out, "scenes-*.npz"))
+    return sum(len(load_npz(p, "maps")["maps"]) for p in shard_files(out, "scenes-*.npz"))
 
 
 def scene_conditions(rng: np.random.Generator, occlusion: float = 0.0, hard: float = 0.0) -> dict:
@@ -141,7 +141,7 @@ def train_locator(out: Path, steps: int = 600, batch: int = 12, lr: float = 3e-3
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    parts = [np.load(p) for p in shard_files(out / "scenes", "scenes-*.npz")]
+    parts = [load_npz(p, "images", "maps") for p in shard_files(out / "scenes", "scenes-*.npz")]
     images = np.concatenate([p["images"] for p in parts])
     maps = np.concatenate([p["maps"] for p in parts])
     loop = Loop(out / "locator-ckpt.pt", steps, lr, seed, "locnet", checkpoint_every_s=checkpoint_every_s)

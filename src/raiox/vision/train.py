@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import shard_files
+from raiox.vision.datagen import load_npz, shard_files
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +64,7 @@ def load_shards(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     shards = shard_files(data_dir, "shard-*.npz")
     if not shards:
         raise FileNotFoundError(f"no training shards in {data_dir}: run `raiox vision render-data` first")
-    parts = [np.load(s) for s in shards]
+    parts = [load_npz(s, "crops", "labels") for s in shards]
     located = [np.full(len(p["labels"]), s.name.startswith("shard-loc")) for s, p in zip(shards, parts)]
     return (np.concatenate([p["crops"] for p in parts]), np.concatenate([p["labels"] for p in parts]),
             np.concatenate(located))

@@ -1,0 +1,196 @@
+"""`raiox vision ...` on bad input: a one-line error (or typer's refusal of the option at fault) and exit 1 or 2, never
+a traceback. Nothing here renders or trains: each case is refused before (or instead of) the long work."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from raiox.cli import app
+from raiox.vision import compare
+from raiox.vision.datagen import UnreadableData, load_npz
+from raiox.vision.embedders import shipped_model
+
+
+@pytest.fixture(autouse=True)
+def wide(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # typer's error panel wraps at the terminal's width
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, ["vision", *args])
+
+
+def said(result) -> str:
+    """What a command printed, typer's error panel flattened to one line of words."""
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return " ".join(result.output.replace("│", " ").split())
+
+
+def one_line(result) -> str:
+    """The command's one `error: ...` line on stderr."""
+    assert "Traceback" not in result.output, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+# raiox vision eval
+
+
+@pytest.mark.parametrize("cache", ["empty", "missing"])
+def test_eval_cached_only_on_an_empty_or_missing_cache_says_so(tmp_path, cache):
+    (tmp_path / "empty").mkdir()
+    result = run("eval", "--limit", "2", "--no-write", "--cached-only", "--cache", str(tmp_path / cache))
+    assert result.exit_code == 1
+    assert "no demo system has all its renders" in one_line(result) and "drop --cached-only" in result.stderr
+
+
+def test_eval_on_two_systems_draws_its_scenes_from_both(tmp_path):
+    """--limit 2 used to crash drawing a 3-fixture scene out of 2 systems; its scenes hold both (2 fixtures)."""
+    from raiox.synth import demo_catalog
+    from raiox.vision.evaluate import EvalConfig, eval_items
+
+    systems = demo_catalog()[:3]
+    items = eval_items(EvalConfig(limit_systems=2, scenes=5), systems[:2])
+    scenes = [members for key, members, cond in items if cond == "multi"]
+    assert len(scenes) == 5 and all(sorted(m) == [0, 1] for m in scenes)
+    # three systems or more: the same draws as before (the cached scenes stay current)
+    again = eval_items(EvalConfig(limit_systems=3, scenes=5), systems)
+    assert any(len(members) == 3 for key, members, cond in again if cond == "multi")
+
+
+def test_eval_cached_only_treats_a_damaged_render_as_missing(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "g000-1.npz").write_bytes(b"PK\x03\x04 cut short")
+    (cache / "q000-0.npz").write_text("not a render")
+    result = run("eval", "--limit", "2", "--no-write", "--cached-only", "--cache", str(cache))
+    assert result.exit_code == 1 and "no demo system has all its renders" in one_line(result)
+
+
+def test_eval_cached_only_needs_a_cache():
+    result = run("eval", "--limit", "2", "--no-write", "--cached-only")
+    assert result.exit_code == 2 and "--cached-only reads the renders from --cache FOLDER" in said(result)
+
+
+def test_eval_with_scenes_needs_two_systems():
+    result = run("eval", "--limit", "1", "--no-write")
+    assert result.exit_code == 2 and "a multi-implant scene needs 2 or more systems" in said(result)
+    assert run("eval", "--limit", "0", "--no-write").exit_code == 2
+
+
+@pytest.mark.parametrize("spec, why", [("bogus", "unknown embedder 'bogus'"),
+                                       ("onnx:/nonexistent/model.onnx", "embedder model not found"),
+                                       ("onnx:{features}", "not an image embedding model")])
+def test_eval_with_an_unknown_embedder_is_refused_before_rendering(tmp_path, spec, why):
+    spec = spec.format(features=shipped_model("features-v1"))
+    result = run("eval", "--limit", "2", "--no-write", "--embedder", spec, "--cache", str(tmp_path / "cache"))
+    assert result.exit_code == 2 and "Invalid value for --embedder" in said(result) and why in said(result)
+    assert not (tmp_path / "cache").exists()  # nothing rendered
+
+
+def test_eval_with_a_configured_embedder_that_cannot_load_names_the_setting(configure, tmp_path):
+    configure(EMBEDDER="bogus")
+    result = run("eval", "--limit", "2", "--no-write", "--cache", str(tmp_path / "cache"))
+    line = one_line(result)
+    assert result.exit_code == 2 and "RAIOX_EMBEDDER='bogus'" in line and "unknown embedder" in line
+
+
+# raiox vision compare-hits
+
+
+def good_hits(path):
+    one = {"seed": 7000, "labels": [0, 1], "top1": [True, False], "top5": [True, True]}
+    path.write_text(json.dumps({"version": compare.HITS_VERSION, "embedder": "A", "sets": [one]}))
+    return path
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", b"not json", b"[1, 2]", b'{"version": 1, "sets": [1]}',
+                                     b'{"version": 1, "embedder": "A", "sets": [{"seed": 1, "labels": [0], "top1": []'
+                                     b', "top5": [true]}]}',
+                                     None])
+def test_compare_hits_on_a_file_that_is_not_a_hits_file_is_one_line(tmp_path, content):
+    bad = tmp_path / "bad.json"
+    if content is not None:  # None: no such file
+        bad.write_bytes(content)
+    for args in ([good_hits(tmp_path / "a.json"), bad], [bad, good_hits(tmp_path / "a.json")]):
+        result = run("compare-hits", *map(str, args))
+        assert result.exit_code == 1 and "bad.json: not a hits file" in one_line(result)
+
+
+def test_compare_hits_still_reads_good_files(tmp_path):
+    a, b = good_hits(tmp_path / "a.json"), good_hits(tmp_path / "b.json")
+    assert run("compare-hits", str(a), str(b)).exit_code == 0
+
+
+# raiox vision ensemble-embedders / ensemble-member
+
+
+def test_ensemble_member_of_a_file_that_is_not_onnx_is_refused(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x0a\xff\xff\xff\xff junk")
+    result = run("ensemble-member", str(bad), "--index", "0", "--out", str(tmp_path / "m.onnx"))
+    assert result.exit_code == 2 and "bad.onnx: not an ONNX model" in said(result)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_ensemble_member_of_a_model_that_is_no_ensemble_is_refused(tmp_path):
+    result = run("ensemble-member", str(shipped_model("raiox-v1")), "--index", "0", "--out", str(tmp_path / "m.onnx"))
+    assert result.exit_code == 2 and "not an ensemble file" in said(result)
+
+
+def test_ensemble_embedders_of_a_corrupt_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"junk")
+    result = run("ensemble-embedders", str(bad), str(shipped_model("raiox-v1")), "--out", str(tmp_path / "e.onnx"))
+    assert result.exit_code == 2 and "cannot load the ONNX model" in one_line(result) and "bad.onnx" in result.stderr
+
+
+@pytest.mark.parametrize("first, why", [("features-v1", "not an image embedding model"),
+                                        ("raiox-v0", "the members import different ONNX opsets (raiox-v0.onnx: 18, "
+                                                     "raiox-v1.onnx: 17)")])
+def test_ensemble_embedders_of_models_that_do_not_combine_is_refused(tmp_path, first, why):
+    result = run("ensemble-embedders", str(shipped_model(first)), str(shipped_model("raiox-v1")),
+                 "--out", str(tmp_path / "e.onnx"))
+    assert result.exit_code == 2 and why in said(result)
+    assert not (tmp_path / "e.onnx").exists()
+
+
+# damaged data: shards and caches
+
+
+def test_train_on_a_damaged_shard_is_one_line(tmp_path):
+    data = tmp_path / "run" / "data"
+    data.mkdir(parents=True)
+    (data / "meta.json").write_text(json.dumps({"classes": 1, "per_class": 1, "seed": 0, "shard_size": 100}))
+    (data / "shard-000.npz").write_text("a shard cut short by a full disk")  # exists: not rendered again
+    result = run("train", "--out", str(tmp_path / "run"), "--classes", "1", "--per-class", "1", "--steps", "0")
+    line = one_line(result)
+    assert result.exit_code == 1 and "shard-000.npz: not a readable data file" in line and "render it again" in line
+
+
+def test_train_from_a_missing_checkpoint_is_refused(tmp_path):
+    result = run("train", "--out", str(tmp_path / "run"), "--init-from", str(tmp_path / "none.pt"))
+    assert result.exit_code == 2 and "does not exist" in said(result)
+    assert not (tmp_path / "run").exists()  # refused before any rendering
+
+
+def test_load_npz_reads_the_arrays_asked_for_and_names_a_damaged_file(tmp_path):
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, labels=np.arange(3), crops=np.zeros((3, 4)))
+    assert load_npz(good, "labels")["labels"].tolist() == [0, 1, 2] and set(load_npz(good)) == {"labels", "crops"}
+    cut, npy, text = tmp_path / "cut.npz", tmp_path / "one.npz", tmp_path / "text.npz"
+    cut.write_bytes(good.read_bytes()[:60])
+    with npy.open("wb") as f:
+        np.save(f, np.arange(3))
+    text.write_text("hello")
+    for path, why in ((cut, "not a readable data file"), (npy, "not an .npz archive"), (text, "not an .npz archive"),
+                      (good, "other is not a file in the archive")):
+        with pytest.raises(UnreadableData, match=why) as raised:
+            load_npz(path, "other" if path is good else "labels")
+        assert str(path) in raised.value.message
+    with pytest.raises(FileNotFoundError):
+        load_npz(tmp_path / "missing.npz")
