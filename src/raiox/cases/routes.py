@@ -10,7 +10,7 @@ from raiox.cases.schemas import CaseDetail, CasePage, RetryAccepted
 from raiox.cases.service import get_or_404
 from raiox.intake.service import retry_case
 from raiox.kit.auth import require_token
-from raiox.kit.db import get_db_session
+from raiox.kit.db import DbSession
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 UNAUTHORIZED = {401: {"description": "No valid bearer token"},
@@ -25,7 +25,7 @@ async def list_cases(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, description="the `next` of the previous page"),
     _actor: str = Depends(require_token("cases")),
-    session: AsyncSession = Depends(get_db_session),
+    session: AsyncSession = DbSession,
 ) -> CasePage:
     """Cases, newest first, a page at a time (keyset pagination: follow `next`)."""
     return await views.case_page(session, status=status, submission_id=submission_id, limit=limit, cursor=cursor)
@@ -33,7 +33,7 @@ async def list_cases(
 
 @router.get("/{case_id}", response_model=CaseDetail, responses=UNAUTHORIZED | UNKNOWN)
 async def get_case(case_id: uuid.UUID, _actor: str = Depends(require_token("cases")),
-                   session: AsyncSession = Depends(get_db_session)) -> CaseDetail:
+                   session: AsyncSession = DbSession) -> CaseDetail:
     """One case: its images with the implants found and their candidates, the fused ranking, the history."""
     return await views.case_detail(session, case_id)
 
@@ -41,7 +41,7 @@ async def get_case(case_id: uuid.UUID, _actor: str = Depends(require_token("case
 @router.post("/{case_id}/retry", response_model=RetryAccepted, responses=UNAUTHORIZED | UNKNOWN | {
     409: {"description": "Nothing to retry: the case has not failed, nor has it films that could not be downloaded"}})
 async def retry(case_id: uuid.UUID, actor: str = Depends(require_token("cases")),
-                session: AsyncSession = Depends(get_db_session)) -> RetryAccepted:
+                session: AsyncSession = DbSession) -> RetryAccepted:
     """Re-enqueue a failed case (status `received`: processed again). A case awaiting review with films whose
     download failed gets only those films fetched again (job `refetch_images`; status stays `awaiting_review`, the
     reviewer's work as it is). 409 otherwise."""

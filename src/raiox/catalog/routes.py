@@ -9,7 +9,7 @@ from raiox.catalog.repository import has_embeddings
 from raiox.catalog.schemas import IdentifyOut, SystemOut, SystemPage
 from raiox.kit import metrics
 from raiox.kit.auth import require_token
-from raiox.kit.db import get_db_session
+from raiox.kit.db import DbSession
 from raiox.kit.errors import BadRequest, RaioxError, TooLarge
 from raiox.kit.settings import get_settings
 from raiox.kit.storage import content_key, get_storage
@@ -27,7 +27,7 @@ async def list_implants(
     active: bool | None = Query(None, description="Only active (true) or inactive (false) systems"),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=2**62),
-    session: AsyncSession = Depends(get_db_session),
+    session: AsyncSession = DbSession,
 ) -> SystemPage:
     model_id = _model_id()
     rows, total = await repository.list_systems(session, q=q, manufacturer=manufacturer, active=active, limit=limit,
@@ -67,7 +67,7 @@ async def identify_image(
                              "end) or of four [x, y] corners, platform edge first, in the image's pixels"),
     top_k: int | None = Query(None, ge=1, le=50, description="Candidates per implant (default RAIOX_TOP_K)"),
     store: bool = Query(False, description="Keep the image in object storage (content-addressed)"),
-    session: AsyncSession = Depends(get_db_session),
+    session: AsyncSession = DbSession,
 ) -> IdentifyOut:
     """Ranked candidate systems for every implant found in the image (or in each manual box), immediately.
     Nothing is stored unless `store=true`, which keeps the image bytes in object storage and returns their key."""
@@ -95,7 +95,7 @@ async def identify_image(
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={**AUTH_ERRORS, 200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
             dependencies=[Depends(require_token("metrics"))])
-async def get_metrics(session: AsyncSession = Depends(get_db_session)) -> Response:
+async def get_metrics(session: AsyncSession = DbSession) -> Response:
     await metrics.refresh_gauges(session)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

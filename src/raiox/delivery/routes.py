@@ -3,7 +3,7 @@
 import base64
 import uuid
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,7 +11,7 @@ from raiox.cases import service as cases
 from raiox.delivery import repository
 from raiox.delivery.report import InvalidLink, LinkExpired, LinkRevoked, case_from_token
 from raiox.delivery.templates import render
-from raiox.kit.db import get_db_session
+from raiox.kit.db import DbSession
 from raiox.kit.errors import NotFound, RaioxError
 from raiox.kit.settings import get_settings
 from raiox.models import CaseStatus, ImageStatus
@@ -99,7 +99,7 @@ HEADERS = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Ref
 
 # GET and HEAD: mail scanners and link previews ask with HEAD first, and got a JSON 405
 @router.api_route("/reports/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
-async def report(token: str, session: AsyncSession = Depends(get_db_session)) -> HTMLResponse:
+async def report(token: str, session: AsyncSession = DbSession) -> HTMLResponse:
     """The report, or (the dentist reads it) a pt-BR page saying why there is none: never a JSON error."""
     try:
         case_id, key = case_from_token(token)

@@ -4,12 +4,12 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 
-from fastapi import Depends, Request, Security
+from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import get_db_session
+from raiox.kit.db import DbSession, get_db_session
 from raiox.kit.errors import BadRequest, Forbidden, Unauthorized
 from raiox.models import ApiToken
 
@@ -120,7 +120,7 @@ def require_token(scope: str):
         raise ValueError(f"unknown scope {scope!r}")
 
     async def dependency(
-        request: Request, session: AsyncSession = Depends(get_db_session),
+        request: Request, session: AsyncSession = DbSession,
         _documented: HTTPAuthorizationCredentials | None = Security(bearer_scheme),  # OpenAPI security scheme
     ) -> str:
         token = bearer_token(request.headers.get("authorization", ""))

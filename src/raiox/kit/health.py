@@ -3,13 +3,13 @@
 import asyncio
 from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import get_db_session, get_engine
+from raiox.kit.db import DbSession, get_engine
 from raiox.kit.storage import get_storage
 
 router = APIRouter(tags=["health"])
@@ -74,7 +74,7 @@ READINESS = {
 
 
 @router.get("/readyz", responses=READINESS, summary="Readiness: every dependency answers")
-async def readyz(session: AsyncSession = Depends(get_db_session)) -> JSONResponse:
+async def readyz(session: AsyncSession = DbSession) -> JSONResponse:
     checks = {"database": _check_database, "storage": get_storage().check, "model": _check_model,
               "catalog": lambda: _check_catalog(session)}
     results: dict[str, str] = {}

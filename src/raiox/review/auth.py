@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from argon2 import PasswordHasher
 from prometheus_client import Counter
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import Depends, Request, Response, Security
+from fastapi import Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from raiox.delivery.report import secret
 from raiox.kit.auth import bearer_scheme, bearer_token, use_token
-from raiox.kit.db import get_db_session
+from raiox.kit.db import DbSession
 from raiox.kit.errors import Forbidden, Unauthorized
 from raiox.kit.logging import mask_addresses
 from raiox.kit.metrics import REGISTRY
@@ -224,7 +224,7 @@ async def session_user(request: Request, session: AsyncSession) -> User | None:
     return user
 
 
-async def require_actor(request: Request, session: AsyncSession = Depends(get_db_session),
+async def require_actor(request: Request, session: AsyncSession = DbSession,
                         _documented: HTTPAuthorizationCredentials | None = Security(bearer_scheme)) -> str:
     """API dependency: `Authorization: Bearer <token>` of a token with the `review` scope ("token:NAME"; its scopes
     in ``request.state.token_scopes``), or a panel session with its CSRF token in the X-CSRF-Token header

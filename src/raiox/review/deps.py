@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import get_db_session
+from raiox.kit.db import DbSession
 from raiox.kit.errors import Forbidden
 from raiox.models import User
 from raiox.review.auth import CSRF_FIELD, CSRF_HEADER, csrf_ok, load_session, session_user
@@ -13,7 +13,7 @@ from raiox.review.i18n import gettext
 from raiox.review.panel import LoginRequired
 
 
-async def current_user(request: Request, session: AsyncSession = Depends(get_db_session)) -> User:
+async def current_user(request: Request, session: AsyncSession = DbSession) -> User:
     user = await session_user(request, session)
     if user is None:
         raise LoginRequired()

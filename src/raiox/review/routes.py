@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import views
-from raiox.kit.db import get_db_session
+from raiox.kit.db import DbSession
 from raiox.kit.errors import Forbidden
 from raiox.review import marks, reread, service
 from raiox.review.auth import require_actor
@@ -24,7 +24,7 @@ ERRORS = {401: {"description": "No valid token or session"}, 403: {"description"
 
 @router.post("/cases/{case_id}/approve", response_model=DecisionResponse, responses=ERRORS)
 async def approve_case(request: Request, case_id: uuid.UUID, body: ApproveRequest,
-                       actor: str = Depends(require_actor), session: AsyncSession = Depends(get_db_session)) -> dict:
+                       actor: str = Depends(require_actor), session: AsyncSession = DbSession) -> dict:
     """Approve with the chosen implant system (and any others the films show); enqueues the delivery.
     Repeating it is harmless. `add_to_catalog` needs an API token with the `catalog` scope or an admin's panel
     session."""
@@ -38,7 +38,7 @@ async def approve_case(request: Request, case_id: uuid.UUID, body: ApproveReques
 
 @router.post("/cases/{case_id}/reject", response_model=DecisionResponse, responses=ERRORS)
 async def reject_case(case_id: uuid.UUID, body: RejectRequest, actor: str = Depends(require_actor),
-                      session: AsyncSession = Depends(get_db_session)) -> dict:
+                      session: AsyncSession = DbSession) -> dict:
     """Reject with a message to the dentist (e.g. ask for a sharper radiograph); enqueues the delivery."""
     return await service.reject(session, case_id, body.message, actor=actor)
 
@@ -46,7 +46,7 @@ async def reject_case(case_id: uuid.UUID, body: RejectRequest, actor: str = Depe
 @router.post("/cases/{case_id}/mark-delivered", status_code=204, response_class=Response, responses=ERRORS | {
     409: {"description": "The case's delivery has not failed"}})
 async def mark_delivered(case_id: uuid.UUID, body: MarkDeliveredRequest, actor: str = Depends(require_actor),
-                         session: AsyncSession = Depends(get_db_session)) -> None:
+                         session: AsyncSession = DbSession) -> None:
     """A failed delivery whose result reached the dentist another way (say how): the case becomes delivered."""
     await service.mark_delivered(session, case_id, body.message, actor=actor)
 
@@ -56,7 +56,7 @@ async def mark_delivered(case_id: uuid.UUID, body: MarkDeliveredRequest, actor: 
                                  409: {"description": "The case is not awaiting review, or the image was not analysed"},
                                  422: {"description": "Malformed box, outside the image, or too small"}})
 async def mark_implant(case_id: uuid.UUID, image_id: uuid.UUID, body: MarkRequest, actor: str = Depends(require_actor),
-                       session: AsyncSession = Depends(get_db_session)) -> ImplantOut:
+                       session: AsyncSession = DbSession) -> ImplantOut:
     """Mark an implant on a film (one the analysis missed, or boxed badly): the box is canonicalised, embedded and
     searched like a located implant, stored as a manual implant (kept when the implants are read again), and the
     case's ranking is fused again. The same box sent twice is stored once."""
@@ -72,7 +72,7 @@ async def mark_implant(case_id: uuid.UUID, image_id: uuid.UUID, body: MarkReques
     409: {"description": "The case is not awaiting review, shows no implant, or the catalog has no vectors of the "
                          "current model (run `raiox catalog reindex` first); nothing was changed"}})
 async def reread_case(case_id: uuid.UUID, actor: str = Depends(require_actor),
-                      session: AsyncSession = Depends(get_db_session)) -> RereadResponse:
+                      session: AsyncSession = DbSession) -> RereadResponse:
     """Read every implant of the case again with the current models (after `RAIOX_EMBEDDER` or a reader changed
     while the case awaited review): each keeps its box and number, is embedded, read and searched again, and the
     case's ranking is fused again. Nothing is located anew: removed implants stay removed, marked ones stay.
@@ -88,7 +88,7 @@ async def reread_case(case_id: uuid.UUID, actor: str = Depends(require_actor),
 @router.delete("/cases/{case_id}/fixtures/{fixture_id}", status_code=204, response_class=Response, responses=ERRORS | {
     404: {"description": "Unknown case, or implant not of this case"}})
 async def remove_implant(case_id: uuid.UUID, fixture_id: uuid.UUID, actor: str = Depends(require_actor),
-                         session: AsyncSession = Depends(get_db_session)) -> None:
+                         session: AsyncSession = DbSession) -> None:
     """Remove an implant (located or marked) that is not one (a crown, a filling, a second box on the same
     implant) from the case's evidence; the ranking is fused again. Reading the implants again (`/reread`) leaves it
     removed."""
@@ -98,7 +98,7 @@ async def remove_implant(case_id: uuid.UUID, fixture_id: uuid.UUID, actor: str =
 @router.post("/cases/{case_id}/revoke-report", status_code=204, response_class=Response, responses=ERRORS | {
     409: {"description": "The case has no report (not approved), or a delivery is in progress"}})
 async def revoke_report(case_id: uuid.UUID, actor: str = Depends(require_actor),
-                        session: AsyncSession = Depends(get_db_session)) -> None:
+                        session: AsyncSession = DbSession) -> None:
     """Every report link of the case stops working (the dentist's page says it was deactivated). Nothing is sent;
     `POST /cases/{id}/redeliver` sends a new link."""
     await service.revoke_report(session, case_id, actor=actor)
@@ -108,7 +108,7 @@ async def revoke_report(case_id: uuid.UUID, actor: str = Depends(require_actor),
     409: {"description": "The case's result was not delivered, or a delivery is in progress"},
     429: {"description": "Sent again less than 10 minutes ago, or 3 times in 24 hours"}})
 async def redeliver(case_id: uuid.UUID, actor: str = Depends(require_actor),
-                    session: AsyncSession = Depends(get_db_session)) -> None:
+                    session: AsyncSession = DbSession) -> None:
     """Send a delivered result again (Jotform edited again, a new e-mail) with a new report link; the old links stop
     working."""
     await service.redeliver(session, case_id, actor=actor)
@@ -117,6 +117,6 @@ async def redeliver(case_id: uuid.UUID, actor: str = Depends(require_actor),
 @router.post("/cases/{case_id}/contact", status_code=204, response_class=Response, responses=ERRORS | {
     409: {"description": "The case's data were removed"}, 422: {"description": "Not an e-mail address"}})
 async def set_contact(case_id: uuid.UUID, body: ContactRequest, actor: str = Depends(require_actor),
-                      session: AsyncSession = Depends(get_db_session)) -> None:
+                      session: AsyncSession = DbSession) -> None:
     """Correct the dentist's e-mail (a typo in the form); then `redeliver` (or a pending delivery) uses it."""
     await service.set_client_email(session, case_id, body.email, actor=actor)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import get_db_session
+from raiox.kit.db import DbSession
 from raiox.review import auth, repository
 from raiox.review.deps import csrf_protect
 from raiox.review.i18n import gettext
@@ -73,7 +73,7 @@ async def login_form(request: Request, next: str = "", expirou: str = "") -> Res
 
 @router.post("/login", dependencies=[Depends(csrf_protect)])
 async def login(request: Request, email: str = Form(""), password: str = Form(""), next: str = Form(""),  # noqa: A002
-                session: AsyncSession = Depends(get_db_session)) -> Response:
+                session: AsyncSession = DbSession) -> Response:
     ip = client_ip(request)
     source = auth.login_source(ip)  # an IPv6 client counts as its /64
     if _ip_blocked(source):
@@ -92,7 +92,7 @@ async def login(request: Request, email: str = Form(""), password: str = Form(""
 
 
 @router.post("/logout", dependencies=[Depends(csrf_protect)])
-async def logout(request: Request, session: AsyncSession = Depends(get_db_session)) -> Response:
+async def logout(request: Request, session: AsyncSession = DbSession) -> Response:
     """Ends the session server-side too: the user's session generation moves on, so this cookie (and the
     user's sessions on other devices) stop working even if replayed."""
     user = await auth.session_user(request, session)

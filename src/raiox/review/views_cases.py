@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
-from raiox.kit.db import get_db_session
+from raiox.kit.db import DbSession
 from raiox.kit.errors import BadRequest, Conflict, Forbidden, TooManyRequests, Unprocessable
 from raiox.kit.settings import get_settings
 from raiox.models import CaseStatus, User
@@ -56,7 +56,7 @@ def _text(value: str, required: str | None, too_long: str, limit: int = MESSAGE_
 @router.get("/")
 async def queue(request: Request, status: str = Query(ATTENTION), client: str = "", q: str = "",
                 date_from: str = "", date_to: str = "", page: int = Query(1, ge=1, le=MAX_PAGE),
-                user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+                user: User = Depends(current_user), session: AsyncSession = DbSession) -> Response:
     if status not in (*STATUSES, ATTENTION, "all"):  # a typo must not quietly show every case
         raise for_operator(BadRequest(gettext("queue.bad_status", value=status)))
     chosen = NEEDS_ACTION if status == ATTENTION else status if status in STATUSES else None
@@ -77,13 +77,13 @@ async def queue(request: Request, status: str = Query(ATTENTION), client: str = 
 
 @router.get("/cases/{case_id}")
 async def case_page(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
-                    session: AsyncSession = Depends(get_db_session)) -> Response:
+                    session: AsyncSession = DbSession) -> Response:
     return render(request, "case.html", await casepage.build(session, case_id))
 
 
 @router.get("/systems/search")
 async def system_search(request: Request, q: str = "", user: User = Depends(current_user),
-                        session: AsyncSession = Depends(get_db_session)) -> Response:
+                        session: AsyncSession = DbSession) -> Response:
     systems = await repository.search_systems(session, q, limit=15, active_only=True) if q.strip() else []
     return render(request, "_system_options.html", {"systems": systems, "q": q})
 
@@ -92,7 +92,7 @@ async def system_search(request: Request, q: str = "", user: User = Depends(curr
 async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(...), message: str = Form(""),
                   add_to_catalog: bool = Form(False), other_system_ids: list[str] = Form([]),
                   implants: list[str] = Form([]), user: User = Depends(current_user),
-                  session: AsyncSession = Depends(get_db_session)) -> Response:
+                  session: AsyncSession = DbSession) -> Response:
     """IMPLANTS: "fixture id|system id" per implant whose system the reviewer states ("|main": the main system); a
     system stated there and not ticked among the other systems is sent as one too."""
     message = _text(message, None, "case.report_message_too_long", REPORT_MESSAGE_MAX)  # printed on the report
@@ -112,7 +112,7 @@ async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(..
 
 @router.post("/cases/{case_id}/reject", dependencies=[Depends(csrf_protect)])
 async def reject(request: Request, case_id: uuid.UUID, message: str = Form(""), user: User = Depends(current_user),
-                 session: AsyncSession = Depends(get_db_session)) -> Response:
+                 session: AsyncSession = DbSession) -> Response:
     message = _text(message, "case.reject_required", "case.message_too_long")
     await service.reject(session, case_id, message, actor=actor(user))
     return redirect(request, f"/cases/{case_id}", done="rejected")
@@ -120,7 +120,7 @@ async def reject(request: Request, case_id: uuid.UUID, message: str = Form(""), 
 
 @router.post("/cases/{case_id}/note", dependencies=[Depends(csrf_protect)])
 async def note(request: Request, case_id: uuid.UUID, text: str = Form(""), user: User = Depends(current_user),
-               session: AsyncSession = Depends(get_db_session)) -> Response:
+               session: AsyncSession = DbSession) -> Response:
     text = _text(text, "case.note_required", "case.note_too_long")
     with _in_portuguese():
         await service.add_note(session, case_id, text, actor=actor(user))
@@ -131,7 +131,7 @@ async def note(request: Request, case_id: uuid.UUID, text: str = Form(""), user:
 
 @router.post("/cases/{case_id}/resend", dependencies=[Depends(csrf_protect)])
 async def resend(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
-                 session: AsyncSession = Depends(get_db_session)) -> Response:
+                 session: AsyncSession = DbSession) -> Response:
     await service.resend(session, case_id, actor=actor(user))
     return redirect(request, f"/cases/{case_id}", done="resent")
 
@@ -155,7 +155,7 @@ def _in_portuguese():
 
 @router.post("/cases/{case_id}/contact", dependencies=[Depends(csrf_protect)])
 async def set_contact(request: Request, case_id: uuid.UUID, email: str = Form(""), user: User = Depends(current_user),
-                      session: AsyncSession = Depends(get_db_session)) -> Response:
+                      session: AsyncSession = DbSession) -> Response:
     with _in_portuguese():
         await service.set_client_email(session, case_id, email, actor=actor(user))
     return redirect(request, f"/cases/{case_id}", done="contact_saved")
@@ -163,7 +163,7 @@ async def set_contact(request: Request, case_id: uuid.UUID, email: str = Form(""
 
 @router.post("/cases/{case_id}/revoke-report", dependencies=[Depends(csrf_protect)])
 async def revoke_report(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
-                        session: AsyncSession = Depends(get_db_session)) -> Response:
+                        session: AsyncSession = DbSession) -> Response:
     with _in_portuguese():
         await service.revoke_report(session, case_id, actor=actor(user))
     return redirect(request, f"/cases/{case_id}", done="report_revoked")
@@ -171,7 +171,7 @@ async def revoke_report(request: Request, case_id: uuid.UUID, user: User = Depen
 
 @router.post("/cases/{case_id}/redeliver", dependencies=[Depends(csrf_protect)])
 async def redeliver(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
-                    session: AsyncSession = Depends(get_db_session)) -> Response:
+                    session: AsyncSession = DbSession) -> Response:
     with _in_portuguese():
         await service.redeliver(session, case_id, actor=actor(user))
     return redirect(request, f"/cases/{case_id}", done="redelivered")
@@ -180,7 +180,7 @@ async def redeliver(request: Request, case_id: uuid.UUID, user: User = Depends(c
 @router.post("/cases/{case_id}/mark-delivered", dependencies=[Depends(csrf_protect)])
 async def mark_delivered(request: Request, case_id: uuid.UUID, message: str = Form(""),
                          user: User = Depends(current_user),
-                         session: AsyncSession = Depends(get_db_session)) -> Response:
+                         session: AsyncSession = DbSession) -> Response:
     message = _text(message, "case.delivered_how_required", "case.message_too_long")
     await service.mark_delivered(session, case_id, message, actor=actor(user))
     return redirect(request, f"/cases/{case_id}", done="marked_delivered")
@@ -189,7 +189,7 @@ async def mark_delivered(request: Request, case_id: uuid.UUID, message: str = Fo
 @router.post("/cases/{case_id}/images/{image_id}/fixtures", dependencies=[Depends(csrf_protect)])
 async def mark_implant(request: Request, case_id: uuid.UUID, image_id: uuid.UUID, x0: float = Form(...),
                        y0: float = Form(...), x1: float = Form(...), y1: float = Form(...),
-                       user: User = Depends(current_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+                       user: User = Depends(current_user), session: AsyncSession = DbSession) -> Response:
     """An implant the operator drew on the film: analysed and searched, then the case page again, at that implant."""
     image = await marks.markable_image(session, case_id, image_id)
     box = marks.check_mark(_drawn_box((x0, y0, x1, y1), image), image)
@@ -215,7 +215,7 @@ def _drawn_box(corners: tuple[float, ...], image) -> list[float]:
 
 @router.post("/cases/{case_id}/reread", dependencies=[Depends(csrf_protect)])
 async def reread_implants(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
-                          session: AsyncSession = Depends(get_db_session)) -> Response:
+                          session: AsyncSession = DbSession) -> Response:
     """The case's implants read again with the current models (the page offers it after the embedder changed)."""
     try:
         found = await reread.films(session, case_id)
@@ -229,14 +229,14 @@ async def reread_implants(request: Request, case_id: uuid.UUID, user: User = Dep
 @router.post("/cases/{case_id}/fixtures/{fixture_id}/delete", dependencies=[Depends(csrf_protect)])
 async def remove_implant(request: Request, case_id: uuid.UUID, fixture_id: uuid.UUID,
                          user: User = Depends(current_user),
-                         session: AsyncSession = Depends(get_db_session)) -> Response:
+                         session: AsyncSession = DbSession) -> Response:
     await marks.remove_fixture(session, case_id, fixture_id, actor=actor(user))
     return redirect(request, f"/cases/{case_id}", done="implant_removed")
 
 
 @router.post("/cases/{case_id}/retry", dependencies=[Depends(csrf_protect)])
 async def retry(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
-                session: AsyncSession = Depends(get_db_session)) -> Response:
+                session: AsyncSession = DbSession) -> Response:
     from raiox.intake.service import retry_case
 
     case = await cases.get_or_404(session, case_id, for_update=True)

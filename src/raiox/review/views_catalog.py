@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.catalog.sources import slug
-from raiox.kit.db import get_db_session
+from raiox.kit.db import DbSession
 from raiox.kit.errors import Conflict, NotFound, TooLarge, Unprocessable
 from raiox.models import ImplantSystem, User
 from raiox.review import repository, service
@@ -30,7 +30,7 @@ RESERVED_IDS = {"new"}  # the catalog's own pages: a system with such an id coul
 
 @router.get("")
 async def catalog(request: Request, q: str = "", page: int = Query(1, ge=1, le=MAX_PAGE),
-                  user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+                  user: User = Depends(admin_user), session: AsyncSession = DbSession) -> Response:
     systems = await repository.search_systems(session, q, limit=PAGE + 1, offset=(page - 1) * PAGE)
     counts = await repository.reference_counts(session, [s.id for s in systems])
     return render(request, "catalog.html", {"systems": systems[:PAGE], "more": len(systems) > PAGE, "page": page,
@@ -53,7 +53,7 @@ def _fill(system: ImplantSystem, manufacturer: str, name: str, connection: str, 
 @router.post("/new", dependencies=[Depends(csrf_protect)])
 async def create_system(request: Request, manufacturer: str = Form(""), name: str = Form(""), system_id: str = Form(""),
                         connection: str = Form(""), body_shape: str = Form(""), active: bool = Form(False),
-                        user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+                        user: User = Depends(admin_user), session: AsyncSession = DbSession) -> Response:
     if not manufacturer.strip() or not name.strip():
         raise for_operator(Unprocessable(gettext("catalog.required")))
     new_id = slug(system_id or f"{manufacturer}-{name}")
@@ -79,7 +79,7 @@ async def _system(session: AsyncSession, system_id: str) -> ImplantSystem:
 
 @router.get("/{system_id}")
 async def edit_system(request: Request, system_id: str, user: User = Depends(admin_user),
-                      session: AsyncSession = Depends(get_db_session)) -> Response:
+                      session: AsyncSession = DbSession) -> Response:
     system = await _system(session, system_id)
     references = await repository.references_of(session, system_id)
     return render(request, "system.html", {"system": system, "references": references})
@@ -88,7 +88,7 @@ async def edit_system(request: Request, system_id: str, user: User = Depends(adm
 @router.post("/{system_id}", dependencies=[Depends(csrf_protect)])
 async def update_system(request: Request, system_id: str, manufacturer: str = Form(""), name: str = Form(""),
                         connection: str = Form(""), body_shape: str = Form(""), active: bool = Form(False),
-                        user: User = Depends(admin_user), session: AsyncSession = Depends(get_db_session)) -> Response:
+                        user: User = Depends(admin_user), session: AsyncSession = DbSession) -> Response:
     system = await _system(session, system_id)
     before = _fields(system)
     _fill(system, manufacturer, name, connection, body_shape, active)
@@ -108,7 +108,7 @@ def _fields(system: ImplantSystem) -> dict:
 @router.post("/{system_id}/references/{reference_id}/delete", dependencies=[Depends(csrf_protect)])
 async def remove_reference(request: Request, system_id: str, reference_id: uuid.UUID,
                            user: User = Depends(admin_user),
-                           session: AsyncSession = Depends(get_db_session)) -> Response:
+                           session: AsyncSession = DbSession) -> Response:
     """A reference image that should not be in the catalog (a wrong system, a bad film): its row and vectors go, and
     its stored object unless a case or another reference still uses it (deleted before the commit: a storage outage
     leaves the reference in place, to try again)."""
@@ -145,7 +145,7 @@ def _within_upload_limit(request: Request) -> None:
 @router.post("/{system_id}/images",
              dependencies=[Depends(admin_user), Depends(_within_upload_limit), Depends(csrf_protect)])
 async def upload_images(request: Request, system_id: str, user: User = Depends(admin_user),
-                        session: AsyncSession = Depends(get_db_session)) -> Response:
+                        session: AsyncSession = DbSession) -> Response:
     """The files are known by their place in the upload and their size (`catalog_upload.label`) in what is kept (the
     references' origin, the audit): a film's file name often is its patient's. Only this page names them."""
     from raiox.review.catalog_upload import add_references, label, named

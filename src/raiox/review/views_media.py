@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import get_db_session
+from raiox.kit.db import DbSession
 from raiox.kit.errors import NotFound
 from raiox.models import CaseImage, Fixture, ReferenceImage, User
 from raiox.review import images
@@ -29,7 +29,7 @@ async def _serve(storage_key: str | None, filename: str | None, max_side: int | 
 
 @router.get("/case-images/{image_id}")
 async def case_image(image_id: uuid.UUID, w: int | None = WIDTH, user: User = Depends(current_user),
-                     session: AsyncSession = Depends(get_db_session)) -> Response:
+                     session: AsyncSession = DbSession) -> Response:
     image = await session.get(CaseImage, image_id)
     if image is None:
         raise NotFound("image not found")
@@ -38,7 +38,7 @@ async def case_image(image_id: uuid.UUID, w: int | None = WIDTH, user: User = De
 
 @router.get("/fixtures/{fixture_id}")
 async def fixture_crop(fixture_id: uuid.UUID, user: User = Depends(current_user),
-                       session: AsyncSession = Depends(get_db_session)) -> Response:
+                       session: AsyncSession = DbSession) -> Response:
     """The implant's region of its X-ray (box bounds plus a margin), to set beside a reference image."""
     fixture = await session.get(Fixture, fixture_id)
     image = await session.get(CaseImage, fixture.case_image_id) if fixture else None
@@ -49,7 +49,7 @@ async def fixture_crop(fixture_id: uuid.UUID, user: User = Depends(current_user)
 
 @router.get("/references/{reference_id}")
 async def reference_image(reference_id: uuid.UUID, w: int | None = WIDTH, user: User = Depends(current_user),
-                          session: AsyncSession = Depends(get_db_session)) -> Response:
+                          session: AsyncSession = DbSession) -> Response:
     ref = await session.get(ReferenceImage, reference_id)
     if ref is None:
         raise NotFound("reference image not found")
