@@ -242,16 +242,16 @@ def _mib(size: str) -> int:
 def test_production_body_caps_match_the_app():
     from raiox.intake.formdata import MAX_BODY
     from raiox.kit.settings import Settings
-    from raiox.review.views_catalog import MAX_FILES, MAX_UPLOAD, MAX_UPLOAD_BODY
+    from raiox.review.views_catalog import MAX_UPLOAD, MAX_UPLOAD_BODY, MAX_UPLOAD_TOTAL
 
     values = _production()
     conf = render("nginx", "raiox-site.conf.j2", {"nginx_tls_enabled": True})
     assert _mib(values["nginx_webhook_max_body_size"]) == MAX_BODY, "webhook: the app's own cap, no more"
     image = Settings.model_fields["download_max_bytes"].default
     assert image < _mib(values["nginx_identify_max_body_size"]) <= image + 2 * 1024 * 1024
-    # the catalog upload: the largest the page accepts (MAX_FILES images of MAX_UPLOAD bytes and their framing), so an
+    # the catalog upload: the largest the page accepts (MAX_UPLOAD_TOTAL bytes of images and their framing), so an
     # upload the page would take is never cut by nginx's HTML 413; over it the page refuses it too
-    assert MAX_FILES * MAX_UPLOAD < MAX_UPLOAD_BODY <= MAX_FILES * MAX_UPLOAD + 2 * 1024 * 1024
+    assert MAX_UPLOAD <= MAX_UPLOAD_TOTAL < MAX_UPLOAD_BODY <= MAX_UPLOAD_TOTAL + 2 * 1024 * 1024
     assert _mib(values["nginx_upload_max_body_size"]) == MAX_UPLOAD_BODY, "catalog upload: the page's own cap"
     upload = re.search(r"location ~ \^/admin/catalog/\[\^/\]\+/images\$ \{\s*client_max_body_size (\S+);", conf)
     assert upload and _mib(upload.group(1)) == MAX_UPLOAD_BODY, "the rendered upload location carries it"

@@ -168,17 +168,30 @@ async def test_an_upload_is_bounded_in_files_and_size_and_says_the_limit(admin, 
     big = [("files", ("grande.png", b"x" * (2**20 + 1), "image/png"))]
     text = _page(await admin.post(url, data={"csrf_token": admin.token}, files=big), 422)
     assert "O arquivo grande.png passa de 1 MB, o limite por imagem" in text
+    # the images together: each under its own limit, over the upload's (all of them are held in memory at once)
+    monkeypatch.setattr(views_catalog, "MAX_UPLOAD_TOTAL", 2 * 2**20)
+    three = [("files", (f"r{n}.png", b"x" * 2**20, "image/png")) for n in range(3)]
+    text = _page(await admin.post(url, data={"csrf_token": admin.token}, files=three), 413)
+    assert ("O envio tem 3 MB, mais do que o limite de 2 MB por envio (até 20 imagens, de até 1 MB cada); nenhuma "
+            "imagem foi adicionada.") in text
+    two = await admin.post(url, data={"csrf_token": admin.token}, files=three[:2])
+    assert two.status_code == 200 and "2 ignorada(s)" in two.text, two.text[:500]
+    # the page states the limits beside the file input, as they are
+    page = await admin.get("/admin/catalog/neo-cm")
+    assert ('aria-describedby="ref-files-limits"' in page.text
+            and "Até 20 imagens por envio, de até 1 MB cada e 2 MB ao todo." in page.text), page.text[:500]
 
 
 async def test_an_upload_over_the_pages_body_limit_is_refused_in_pt_br_before_it_is_read(admin, monkeypatch):
-    """The largest upload the page takes (MAX_FILES images of MAX_UPLOAD bytes and their framing) is nginx's cap too
+    """The largest upload the page takes (MAX_UPLOAD_TOTAL bytes of images and their framing) is nginx's cap too
     (tests/ops/test_nginx.py); a body declared over it gets the page's own 413, without being read."""
     from sqlalchemy import select
 
     from raiox.models import AuditEntry
     from raiox.review import views_catalog
 
-    assert views_catalog.MAX_UPLOAD_BODY == views_catalog.MAX_FILES * views_catalog.MAX_UPLOAD + 2**20
+    assert views_catalog.MAX_UPLOAD_BODY == views_catalog.MAX_UPLOAD_TOTAL + 2**20
+    monkeypatch.setattr(views_catalog, "MAX_UPLOAD_TOTAL", 2 * 2**20)
     monkeypatch.setattr(views_catalog, "MAX_UPLOAD_BODY", 3 * 2**20)
     pulled = []
 
@@ -189,8 +202,8 @@ async def test_an_upload_over_the_pages_body_limit_is_refused_in_pt_br_before_it
 
     text = _page(await admin.post("/admin/catalog/neo-cm/images", content=body(), headers={
         "content-type": "multipart/form-data; boundary=x", "content-length": str(8 << 20)}), 413)  # a plain form
-    assert ("O envio tem 8 MB, mais do que o limite de 3 MB por envio (20 imagens de até 30 MB cada); nenhuma imagem "
-            "foi adicionada.") in text
+    assert ("O envio tem 8 MB, mais do que o limite de 2 MB por envio (até 20 imagens, de até 30 MB cada); nenhuma "
+            "imagem foi adicionada.") in text
     assert len(pulled) <= 2  # not read, not even for the form's csrf_token
     async with session_scope() as session:
         assert not (await session.execute(select(AuditEntry).where(AuditEntry.action == "catalog.upload"))).all()

@@ -14,17 +14,28 @@ from raiox.models import ImplantSystem, User
 from raiox.review import repository, service
 from raiox.review.deps import actor, admin_user, csrf_protect
 from raiox.review.i18n import gettext
-from raiox.review.panel import MAX_PAGE, for_operator, invalid_fields, redirect, render
+from raiox.review.panel import MAX_PAGE, for_operator, invalid_fields, redirect, render, templates
 
 router = APIRouter(prefix="/catalog")
 PAGE = 50
 MAX_UPLOAD = 30 * 1024 * 1024  # bytes per reference image
 MAX_FILES = 20  # reference images per upload (each is read into memory before the importer decodes it)
-# The largest body of an upload this page accepts: MAX_FILES files of MAX_UPLOAD bytes, and 1 MiB for the multipart
+# The images of one upload together: all of them are held in memory while the importer decodes them, and the admin
+# host is a 2 GB droplet (MAX_FILES * MAX_UPLOAD, 600 MiB, plus their decoded pixels would not fit beside the app).
+MAX_UPLOAD_TOTAL = 120 * 1024 * 1024
+# The largest body of an upload this page accepts: MAX_UPLOAD_TOTAL bytes of images, and 1 MiB for the multipart
 # framing (each part's boundary and headers, its file name included) and the form's csrf_token. nginx's cap for the
 # page (deploy/roles/nginx/defaults/main.yml: nginx_upload_max_body_size) is this number, so that nginx never cuts
 # an upload the page would take (tests/ops/test_nginx.py); a larger declared body is refused here, before it is read.
-MAX_UPLOAD_BODY = MAX_FILES * MAX_UPLOAD + 2**20
+MAX_UPLOAD_BODY = MAX_UPLOAD_TOTAL + 2**20
+
+
+def upload_limits() -> dict[str, int]:
+    """The upload's limits as the page states them beside the file input (MB), read when the page is drawn."""
+    return {"max": MAX_FILES, "per": MAX_UPLOAD // 2**20, "total": MAX_UPLOAD_TOTAL // 2**20}
+
+
+templates.env.globals["upload_limits"] = upload_limits
 RESERVED_IDS = {"new"}  # the catalog's own pages: a system with such an id could never be opened
 
 
@@ -138,8 +149,12 @@ def _within_upload_limit(request: Request) -> None:
     whose cap for the page is the same number, refuses it first."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_UPLOAD_BODY:
-        raise for_operator(TooLarge(gettext("catalog.upload_too_large", mb=-(-int(declared) // 2**20), max=MAX_FILES,
-                                            per=MAX_UPLOAD // 2**20, total=MAX_UPLOAD_BODY // 2**20)))
+        raise _too_large(int(declared))
+
+
+def _too_large(size: int) -> Exception:
+    return for_operator(TooLarge(gettext("catalog.upload_too_large", mb=-(-size // 2**20), max=MAX_FILES,
+                                         per=MAX_UPLOAD // 2**20, total=MAX_UPLOAD_TOTAL // 2**20)))
 
 
 @router.post("/{system_id}/images",
@@ -154,6 +169,8 @@ async def upload_images(request: Request, system_id: str, user: User = Depends(a
     files = await _uploaded_files(request)
     if len(files) > MAX_FILES:
         raise for_operator(Unprocessable(gettext("catalog.too_many_files", n=len(files), max=MAX_FILES)))
+    if (total := sum(upload.size or 0 for upload in files)) > MAX_UPLOAD_TOTAL:  # a body sent without a length
+        raise _too_large(total)  # (chunked) is measured only now, spooled to disk, before any image is held in memory
     uploads, empty, names = [], [], {}
     for index, upload in enumerate(files, 1):
         data = await upload.read(MAX_UPLOAD + 1)
