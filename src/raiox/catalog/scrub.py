@@ -109,7 +109,7 @@ async def retire(session: AsyncSession, storage: Storage, ref_id: uuid.UUID) -> 
     await session.flush()
     if not kept:
         await storage.delete(key)
-    log.info("reference_scrub_replaced_object", reference_id=str(ref_id), deleted=not kept)
+    log.info("reference_scrubbed", reference_id=str(ref_id), system_id=ref.system_id, replaced_object_deleted=not kept)
     return not kept
 
 
@@ -176,7 +176,6 @@ class Scrubber:
             return
         self.report.scrubbed += 1
         if not self.dry_run:
-            log.info("reference_scrubbed", reference_id=str(ref.id), system_id=ref.system_id)
             await self._retire(ref)
 
     async def _retire(self, ref) -> None:
