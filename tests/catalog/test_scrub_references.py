@@ -236,9 +236,10 @@ def test_a_storage_outage_midway_leaves_every_reference_readable(tmp_path, demo_
 
 def test_unusable_references_are_reported_and_left_as_they_are(tmp_path, demo_pngs, cli, database_url, committed,
                                                                 monkeypatch):
-    """A copy whose pixels would differ, and an object lost from storage: each failed with its reason (exit 1), its
-    reference unchanged; the others are scrubbed."""
+    """A copy whose pixels would differ, a copy that does not read back whole from storage, an object lost from
+    storage: each failed with its reason (exit 1), its reference unchanged; a rerun scrubs what it can."""
     from raiox import vision
+    from raiox.kit.storage import LocalStorage
 
     files = _films(demo_pngs)
     files["b.png"] = demo_pngs["demo-002"][0]
@@ -259,17 +260,31 @@ def test_unusable_references_are_reported_and_left_as_they_are(tmp_path, demo_pn
             return out.getvalue(), content_type
         return clean, content_type
 
+    put = LocalStorage.put
+
+    async def truncating_put(self, key, data, content_type="application/octet-stream"):
+        await put(self, key, data[:-100] if content_type == "application/dicom" else data, content_type)
+
     monkeypatch.setattr(vision, "metadata_free", shifted)
+    monkeypatch.setattr(LocalStorage, "put", truncating_put)
+    before = _state(database_url)
     result = cli(*SCRUB)
     assert result.exit_code == 1, result.output
     out = _out(result)
-    assert "1 scrubbed, 0 already clean, 2 failed" in out, out
+    assert "0 scrubbed, 0 already clean, 3 failed" in out, out
     assert "foto.jpg): its metadata-free copy would not read back as the same pixels" in out
+    assert "filme.dcm): its copy sha256/" in out and "did not read back whole from object storage" in out
     assert f"stored object {old[by_name['b.png']]} is missing" in out
-    rows = dict(sql(database_url, "SELECT id::text, storage_key FROM reference_images"))
-    assert rows[by_name["foto.jpg"]] == old[by_name["foto.jpg"]]
+    assert _state(database_url) == before and _audit(database_url) == []
     assert _get(old[by_name["foto.jpg"]]) == files["foto.jpg"]
-    assert rows[by_name["filme.dcm"]] != old[by_name["filme.dcm"]]
+    assert _get(old[by_name["filme.dcm"]]) == files["filme.dcm"]
+
+    monkeypatch.undo()
+    result = cli(*SCRUB)
+    assert result.exit_code == 1 and "2 scrubbed, 0 already clean, 1 failed" in _out(result), result.output
+    rows = dict(sql(database_url, "SELECT id::text, storage_key FROM reference_images"))
+    assert rows[by_name["b.png"]] == old[by_name["b.png"]]
+    assert all(rows[by_name[name]] != old[by_name[name]] for name in ("foto.jpg", "filme.dcm"))
 
 
 S3_BUCKET = "raiox-scrub"

@@ -165,9 +165,7 @@ class Scrubber:
         except (RaioxError, ValueError, OSError) as exc:
             raise ScrubFailed(f"not a usable image: {getattr(exc, 'message', None) or exc}") from None
         if copy is not None and not self.dry_run:
-            await self.storage.put(copy.key, copy.data, copy.content_type)
-            if await self.storage.get(copy.key) != copy.data:
-                raise ScrubFailed(f"its copy {copy.key} did not read back whole from object storage: left as it is")
+            await self._store(copy)
         if not self.dry_run:
             async with session_scope(self.maker) as session:
                 await repoint(session, ref.id, ref.storage_key, copy, actor=self.actor)
@@ -177,6 +175,16 @@ class Scrubber:
         self.report.scrubbed += 1
         if not self.dry_run:
             await self._retire(ref)
+
+    async def _store(self, copy: Copy) -> None:
+        """Store COPY and read it back (ScrubFailed unless it comes back whole)."""
+        await self.storage.put(copy.key, copy.data, copy.content_type)
+        try:
+            whole = await self.storage.get(copy.key) == copy.data
+        except NotFound:
+            whole = False
+        if not whole:
+            raise ScrubFailed(f"its copy {copy.key} did not read back whole from object storage: left as it is")
 
     async def _retire(self, ref) -> None:
         try:
