@@ -7,7 +7,8 @@ case without its detail (file names, upload addresses and error texts name patie
 what (its free texts cleared). Stored objects are deleted before the database change is committed: a storage outage
 leaves the case unpurged (the next run tries again), never a purged case whose films survive. An object still used by
 another case's image, or by a catalog reference added from a case before "add to catalog" stored its own copy without
-the film's metadata (`raiox.review.service.add_case_references`), stays.
+the film's metadata (`raiox.review.service.add_case_references`; until `raiox catalog scrub-references` gives it one),
+stays.
 """
 
 import re

@@ -1,5 +1,5 @@
-"""`raiox catalog import|reindex|status|demo|stats|references|remove-reference`, `raiox identify IMAGE` and
-`raiox tokens create|list|revoke`."""
+"""`raiox catalog import|reindex|status|demo|stats|references|remove-reference|scrub-references`,
+`raiox identify IMAGE` and `raiox tokens create|list|revoke`."""
 
 import asyncio
 import json
@@ -345,6 +345,45 @@ def remove_reference(
     except NotFound as exc:
         err.print(f"[red]{escape(exc.message)}; nothing was removed[/red]")
         raise typer.Exit(1) from None
+
+
+@catalog_app.command("scrub-references")
+def scrub_references(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only read and check: say what a run would do, change "
+                                 "nothing."),
+) -> None:
+    """Replace the stored object of every reference stored before metadata stripping (the file itself, with its
+    DICOM patient or EXIF data) by its metadata-free copy, the same pixels (box and vectors kept), then delete the
+    old object unless a case or another reference uses it; audited `catalog.reference_scrub`. Resumable: a rerun
+    continues, one after a finished run finds nothing to do. Exit status 1 when a reference failed (listed with the
+    reason) or object storage became unavailable."""
+    from raiox.catalog.scrub import Scrubber
+    from raiox.kit.storage import get_storage
+
+    async def work(maker):
+        scrubber = Scrubber(maker, get_storage(), dry_run=dry_run)
+        total = await scrubber.total()
+        with _progress() as progress:
+            task = progress.add_task("checking references" if dry_run else "scrubbing references", total=total)
+            return await scrubber.run(lambda n: progress.advance(task, n))
+
+    report = run_db(work)
+    _print_skips(report.failed, "failed")
+    if dry_run:
+        parts = [f"would scrub {report.scrubbed}", f"{report.clean} already clean", f"{len(report.failed)} failed"]
+        if report.pending:
+            parts.append(f"{report.pending} replaced objects to delete")
+    else:
+        parts = [f"{report.scrubbed} scrubbed", f"{report.clean} already clean", f"{len(report.failed)} failed",
+                 f"{report.deleted} replaced objects deleted"]
+        if report.kept:
+            parts.append(f"{report.kept} kept (a case or another reference uses them)")
+    print("scrub-references: " + ", ".join(parts), flush=True)
+    if report.stopped:
+        err.print(f"[red]stopped: object storage unavailable ({escape(report.stopped)}); check RAIOX_STORAGE_URL, "
+                  "RAIOX_S3_* and run again: it continues where it stopped[/red]", soft_wrap=True, highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def identify(

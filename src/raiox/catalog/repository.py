@@ -226,3 +226,36 @@ async def systems_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str, 
         return {}
     rows = await session.execute(select(ImplantSystem).where(ImplantSystem.id.in_(ids)))
     return {system.id: system for system in rows.scalars()}
+
+
+def _unscrubbed():
+    """References `raiox catalog scrub-references` has work on: a stored object that may hold the file's metadata,
+    or a replaced object whose deletion is pending."""
+    return or_(ReferenceImage.metadata_free.is_(False), ReferenceImage.replaced_key.is_not(None))
+
+
+async def unscrubbed_page(session: AsyncSession, after: uuid.UUID | None, limit: int) -> list[ReferenceImage]:
+    """`_unscrubbed` references in id order (keyset pages: one left as it was is not met again in the same run)."""
+    stmt = select(ReferenceImage).where(_unscrubbed()).order_by(ReferenceImage.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(ReferenceImage.id > after)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def count_unscrubbed(session: AsyncSession) -> int:
+    return (await session.execute(select(func.count()).select_from(ReferenceImage).where(_unscrubbed()))).scalar_one()
+
+
+async def reference_for_update(session: AsyncSession, image_id: uuid.UUID) -> ReferenceImage | None:
+    """The reference, its row locked until the transaction ends (None: removed meanwhile)."""
+    return (await session.execute(
+        select(ReferenceImage).where(ReferenceImage.id == image_id).with_for_update()
+    )).scalar_one_or_none()
+
+
+async def set_stored_object(session: AsyncSession, image_id: uuid.UUID, *, storage_key: str,
+                            replaced_key: str | None) -> None:
+    """Record that the reference's object under STORAGE_KEY is metadata-free, and the object it replaced (None:
+    nothing to delete)."""
+    await session.execute(update(ReferenceImage).where(ReferenceImage.id == image_id).values(
+        storage_key=storage_key, metadata_free=True, replaced_key=replaced_key))

@@ -219,7 +219,7 @@ class Importer:
         image_id = await repository.add_reference_image(
             session, system_id=item.system_id, storage_key=key, sha256=ready.sha256, width=width, height=height,
             source=item.source, origin=item.origin, box=None if ready.box is None else ready.box.tolist(),
-            located_by=None if ready.box is None else self.localiser,
+            located_by=None if ready.box is None else self.localiser, metadata_free=True,
         )
         if existing:
             self.report.embedded += 1

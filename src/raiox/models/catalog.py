@@ -36,7 +36,7 @@ class ReferenceImage(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     system_id: Mapped[str] = mapped_column(ForeignKey("implant_systems.id", ondelete="CASCADE"), index=True)
     # the stored picture, content-addressed: a copy without the file's metadata (`raiox.vision.metadata_free`; older
-    # references may hold the file itself)
+    # references may hold the file itself: `metadata_free` false)
     storage_key: Mapped[str] = mapped_column(String(300))
     sha256: Mapped[str] = mapped_column(String(64), index=True)  # of the file as given: what a re-import recognises
     width: Mapped[int | None] = mapped_column(Integer)
@@ -46,6 +46,11 @@ class ReferenceImage(Base):
     box: Mapped[list | None] = mapped_column(JSONB)  # fixture box used for the embedding
     # localiser that placed or last confirmed `box` (`vision.detect.localiser_id`); None: unknown or no box
     located_by: Mapped[str | None] = mapped_column(String(40))
+    # the stored object is a metadata-free copy (every store since migration 0018 says so); false: it may be the file
+    # itself, with its metadata, until `raiox catalog scrub-references` replaces it (raiox.catalog.scrub)
+    metadata_free: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # the object a scrub replaced, deleted after the change is committed (NULL once deleted or kept for another user)
+    replaced_key: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = created_at()
 
     system: Mapped[ImplantSystem] = relationship(back_populates="images", lazy="raise")

@@ -388,7 +388,7 @@ async def _add_reference(session: AsyncSession, case: Case, image, storage_key: 
                          system_id: str) -> ReferenceImage:
     ref = ReferenceImage(system_id=system_id, storage_key=storage_key, sha256=image.sha256,
                          width=image.width, height=image.height, source="case",
-                         origin=f"case:{case.id}/image:{image.id}", box=fixture.box)
+                         origin=f"case:{case.id}/image:{image.id}", box=fixture.box, metadata_free=True)
     session.add(ref)
     await session.flush()
     await repository.add_embedding(session, ReferenceEmbedding(
