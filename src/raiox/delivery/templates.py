@@ -6,6 +6,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from raiox.kit.settings import get_settings
 from raiox.review.i18n import term as _term
@@ -24,11 +25,45 @@ def when(value, seconds: bool = False, time: bool = True) -> str:
     return value.strftime("%d/%m/%Y" + (" %H:%M" if time else "") + (":%S" if seconds and time else ""))
 
 
+def paragraphs(value: str | None) -> Markup:
+    """Text the reviewer typed, escaped, its line breaks kept (`<br>`): HTML folds them into spaces otherwise."""
+    return Markup("<br>\n").join(escape(line) for line in (value or "").splitlines())
+
+
+def _number(value) -> str:
+    """A catalog measure in pt-BR: 4 -> "4,0", 3.75 -> "3,75"; text as typed, its decimal point a comma."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | float):
+        value = f"{value:.1f}" if float(value).is_integer() else f"{value:g}"
+    return _term(str(value).strip(), "pt_BR")
+
+
+def _measures(value) -> str:
+    values = value if isinstance(value, list) else [value]
+    shown = [_number(v) for v in values if v not in (None, "")]
+    return " / ".join(shown) + " mm" if shown else ""  # " / ": a comma is the decimal separator
+
+
+def facts(system) -> list[str]:
+    """What the dentist needs to order parts, from the catalog: connection, platform and the line's diameters
+    (pt-BR, e.g. ["conexão cone Morse", "plataforma 4,1 mm", "diâmetros disponíveis 3,5 / 4,0 mm"])."""
+    attributes = getattr(system, "attributes", None)
+    attributes = attributes if isinstance(attributes, dict) else {}
+    connection = getattr(system, "connection", None)
+    shown = [("conexão", _term(connection, "pt_BR") if connection else ""),
+             ("plataforma", _measures(attributes.get("platform_mm"))),
+             ("diâmetros disponíveis", _measures(attributes.get("diameters")))]
+    return [f"{label} {value}" for label, value in shown if value]
+
+
 @lru_cache
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(FOLDER), autoescape=select_autoescape(["html"]), trim_blocks=True)
     env.filters["when"] = when
     env.filters["term"] = lambda value: _term(value, "pt_BR")  # the dentist reads pt-BR
+    env.filters["paragraphs"] = paragraphs
+    env.filters["facts"] = facts
     return env
 
 
