@@ -45,15 +45,17 @@ def _measures(value) -> str:
     return " / ".join(shown) + " mm" if shown else ""  # " / ": a comma is the decimal separator
 
 
-def facts(system) -> list[str]:
-    """What the dentist needs to order parts, from the catalog: connection, platform and the line's diameters
-    (pt-BR, e.g. ["conexão cone Morse", "plataforma 4,1 mm", "diâmetros disponíveis 3,5 / 4,0 mm"])."""
+def facts(system, diameters: bool = True) -> list[str]:
+    """What the dentist needs to order parts, from the catalog: connection, platform and (DIAMETERS) the line's
+    diameters, pt-BR: ["conexão cone Morse", "plataforma 4,1 mm", "diâmetros disponíveis 3,5 / 4,0 mm"]. The one-page
+    report leaves the diameters out (the line's options, not this implant's: nine systems' lists would take a second
+    sheet); the e-mail has room for them."""
     attributes = getattr(system, "attributes", None)
     attributes = attributes if isinstance(attributes, dict) else {}
     connection = getattr(system, "connection", None)
     shown = [("conexão", _term(connection, "pt_BR") if connection else ""),
              ("plataforma", _measures(attributes.get("platform_mm"))),
-             ("diâmetros disponíveis", _measures(attributes.get("diameters")))]
+             ("diâmetros disponíveis", _measures(attributes.get("diameters")) if diameters else "")]
     return [f"{label} {value}" for label, value in shown if value]
 
 
