@@ -239,3 +239,16 @@ async def test_an_expired_link_of_one_day_says_dia(client, session, configure, m
     monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: 2_000_000_000_0)
     page = (await client.get(f"/reports/{token}")).text
     assert "os links de relatório valem 1 dia a partir do envio do resultado." in page
+
+
+def test_the_facts_of_a_system_read_its_catalog_attributes_in_pt_br():
+    from types import SimpleNamespace
+
+    from raiox.delivery.templates import facts
+
+    system = SimpleNamespace(connection="external hex", attributes={"platform_mm": 4.1, "diameters": [3.75, 4, "5.0"]})
+    assert facts(system) == ["conexão hexágono externo", "plataforma 4,1 mm",
+                             "diâmetros disponíveis 3,75 / 4,0 / 5,0 mm"]
+    assert facts(system, diameters=False) == ["conexão hexágono externo", "plataforma 4,1 mm"]
+    odd = SimpleNamespace(connection=None, attributes={"platform_mm": {"mm": 4}, "diameters": [True, None, ""]})
+    assert facts(odd) == [] and facts(SimpleNamespace(connection="", attributes=None)) == []

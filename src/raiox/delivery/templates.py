@@ -31,17 +31,17 @@ def paragraphs(value: str | None) -> Markup:
 
 
 def _number(value) -> str:
-    """A catalog measure in pt-BR: 4 -> "4,0", 3.75 -> "3,75"; text as typed, its decimal point a comma."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int | float):
+    """A catalog measure in pt-BR: 4 -> "4,0", 3.75 -> "3,75"; text as typed, its decimal point a comma; "" for what
+    is no measure (a flag, an object)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return ""
+    if not isinstance(value, str):
         value = f"{value:.1f}" if float(value).is_integer() else f"{value:g}"
-    return _term(str(value).strip(), "pt_BR")
+    return _term(value.strip(), "pt_BR")
 
 
 def _measures(value) -> str:
-    values = value if isinstance(value, list) else [value]
-    shown = [_number(v) for v in values if v not in (None, "")]
+    shown = [n for n in map(_number, value if isinstance(value, list) else [value]) if n]
     return " / ".join(shown) + " mm" if shown else ""  # " / ": a comma is the decimal separator
 
 
