@@ -451,6 +451,6 @@ async def test_a_rejection_e_mail_says_so_in_its_subject_and_gives_the_next_step
     text = message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
     html = message.get_body(preferencelist=("html",)).get_content().replace("\r\n", "\n")
     for part in (text, html):
-        assert "Para uma nova análise, preencha o formulário novamente com novas radiografias." in part
+        assert "Para uma nova análise, preencha o formulário outra vez e anexe novas radiografias." in part
         assert "Mensagem do revisor:" in part and "link válido" not in part
     assert "Radiografia cortada no ápice.<br>\nEnvie uma periapical &lt;inteira&gt;." in html
