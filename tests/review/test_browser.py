@@ -384,9 +384,11 @@ async def test_the_report_prints_on_one_a4_page(browser, films, others, sentence
         message = " ".join([sentence] * sentences)
     case = SimpleNamespace(jotform_submission_id="6084250982513018472", review_message=message,
                            client_name="Dra. Ana Souza", reviewed_by="user:x", reviewed_at=datetime.now(UTC))
-    system = SimpleNamespace(name="Grand Morse", manufacturer="Neodent", connection="CM 16°")
+    sizes = {"platform_mm": 4.3, "diameters": [3.3, 3.75, 4.3, 5.0, 6.0]}  # the facts that order parts, on each line
+    system = SimpleNamespace(name="Grand Morse", manufacturer="Neodent", connection="CM 16°", attributes=sizes)
     extra = [(SimpleNamespace(name=f"Demo {k:03d} Cone Morse 11.5° tapered, long body line", connection="internal hex",
-                              manufacturer="Synthetic Implant Works Indústria e Comércio Ltda."), film(600, 1200 + k))
+                              manufacturer="Synthetic Implant Works Indústria e Comércio Ltda.", attributes=sizes),
+              film(600, 1200 + k))
              for k in range(others)]
     captions = [(1, system.name), *((n + 2, o.name) for n, (o, _ref) in enumerate(extra[:2 if pages == 1 else 8]))]
     html = render("report.html", case=case, system=system, reference=film(600, 1200), others=extra,
@@ -404,6 +406,35 @@ async def test_the_report_prints_on_one_a4_page(browser, films, others, sentence
     assert len(shown) == films and min(shown) > 100, shown  # every film keeps a readable height (30 mm)
     assert sheets > 1 or spill <= 1, spill  # on one sheet, nothing runs past its end
     assert html.count("Imagem de referência de") == 1 + others and html.count("Radiografia enviada") == 2 * films
+
+
+async def test_the_report_on_a_phone_shows_one_film_a_row_and_never_scrolls_sideways(browser):
+    """At 390 px (a phone) each film takes the page's width (two side by side were ~165 px: implants too small to
+    see), and the header, the facts and the caption wrap instead of widening the page."""
+    import base64
+    import io
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from raiox.delivery.templates import render
+
+    buf = io.BytesIO()
+    Image.new("L", (1400, 1050), 90).save(buf, "JPEG")
+    src = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+    case = SimpleNamespace(jotform_submission_id="6084250982513018472", review_message="Conexão confirmada.",
+                           client_name="Dra. Ana Souza", reviewed_at=datetime.now(UTC))
+    system = SimpleNamespace(name="Grand Morse", manufacturer="Neodent", connection="CM 16°",
+                             attributes={"platform_mm": 4.3, "diameters": [3.5, 4.0, 5.0]})
+    html = render("report.html", case=case, system=system, reference=src, others=[],
+                  xrays=[(1, src, [(1, "Grand Morse")]), (2, src, [])])
+    page = await browser.new_page(viewport={"width": 390, "height": 844}, locale="pt-BR")
+    await page.set_content(html)
+    widths = await page.evaluate("Array.from(document.querySelectorAll('.films img')).map(i => i.clientWidth)")
+    assert len(widths) == 2 and min(widths) >= 330, widths
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.close()
 
 
 async def test_approving_several_systems_names_them_and_enter_in_the_search_only_searches(committed, server, browser):

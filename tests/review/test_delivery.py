@@ -405,3 +405,52 @@ async def test_a_delivered_result_is_sent_again_with_a_new_link_and_the_old_one_
         actions = (await session.execute(select(AuditEntry.action).where(AuditEntry.case_id == case_id)
                                          .order_by(AuditEntry.id))).scalars().all()
     assert actions.count("delivery.redeliver") == 1
+
+
+async def test_the_e_mail_says_what_orders_parts_how_long_the_link_lasts_and_keeps_the_reviewers_lines(
+        committed, delivery_env, jotform, smtp_server):
+    """The dentist orders parts from the e-mail: connection, platform and the line's diameters in pt-BR decimals, in
+    both parts alike; the link's last day (DD/MM/AAAA, São Paulo); the reviewer's line breaks kept and his markup
+    shown as typed, never run."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from raiox.models import ImplantSystem
+
+    delivery_env(**_smtp(smtp_server))
+    case_id = await _approved_case(message="Conexão <b>confirmada</b> & ok\nPeça o pilar <script>x</script>.")
+    async with session_scope() as session:
+        system = await session.get(ImplantSystem, "str-bl")
+        system.attributes = {"platform_mm": 4.1, "diameters": [3.3, 4.1, 4.8]}
+    assert await deliver(case_id) == CaseStatus.delivered
+    _rcpt, message = smtp_server.messages[0]
+    text = message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+    html = message.get_body(preferencelist=("html",)).get_content().replace("\r\n", "\n")
+    details = "conexão Cone Morse · plataforma 4,1 mm · diâmetros disponíveis 3,3 / 4,1 / 4,8 mm"
+    assert f"Características: {details}" in text and f"<td>Características</td><td>{details}</td>" in html.replace(
+        '<td style="padding: 4px 12px 4px 0; color: #52606d">', "<td>")
+    last_day = (datetime.now(UTC) + timedelta(days=90)).astimezone(ZoneInfo("America/Sao_Paulo")).strftime("%d/%m/%Y")
+    for part in (text, html):
+        assert f"(link válido até {last_day})" in part
+        assert "Em caso de dúvida, responda a este e-mail informando o protocolo." in part
+    assert "Conexão <b>confirmada</b> & ok\nPeça o pilar <script>x</script>." in text
+    assert ("Conexão &lt;b&gt;confirmada&lt;/b&gt; &amp; ok<br>\nPeça o pilar &lt;script&gt;x&lt;/script&gt;."
+            in html)
+
+
+async def test_a_rejection_e_mail_says_so_in_its_subject_and_gives_the_next_step(
+        committed, delivery_env, jotform, smtp_server):
+    delivery_env(**_smtp(smtp_server))
+    async with session_scope() as session:
+        case = await add_case(session, submission_id="777")
+        await review.reject(session, case.id, "Radiografia cortada no ápice.\nEnvie uma periapical <inteira>.",
+                            actor="user:r@x")
+    assert await deliver(case.id) == CaseStatus.delivered
+    _rcpt, message = smtp_server.messages[0]
+    assert message["Subject"] == "Raiox AI: não foi possível identificar o implante (protocolo 777)"
+    text = message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+    html = message.get_body(preferencelist=("html",)).get_content().replace("\r\n", "\n")
+    for part in (text, html):
+        assert "Para uma nova análise, preencha o formulário outra vez e anexe novas radiografias." in part
+        assert "Mensagem do revisor:" in part and "link válido" not in part
+    assert "Radiografia cortada no ápice.<br>\nEnvie uma periapical &lt;inteira&gt;." in html

@@ -209,3 +209,46 @@ async def test_revoking_the_report_link_deactivates_every_link_made_before(clien
         raise AssertionError("a rejected case has no report to revoke")
     except Conflict as exc:
         assert "has no report" in exc.message
+
+
+async def test_the_report_gives_what_orders_parts_keeps_the_reviewers_lines_and_has_headings(client, session):
+    """The platform beside the connection (pt-BR decimals); the reviewer's line breaks kept,
+    his markup shown as typed; the page's parts named by headings (h1, then h2) for a screen reader."""
+    from raiox.models import ImplantSystem
+
+    await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+    (await session.get(ImplantSystem, "str-bl")).attributes = {"platform_mm": 4.1, "diameters": [3.3, 4]}
+    case = await add_case(session, candidates=[("str-bl", 0.8)])
+    await review.approve(session, case.id, "str-bl", actor="user:rev@example.com",
+                         message="Conexão confirmada.\nPeça o pilar <b>reto</b>.")
+    page = (await client.get(f"/reports/{report_token(case.id)}")).text
+    assert re.search(r"<strong>Bone Level</strong> — Straumann · conexão Cone Morse · plataforma 4,1 mm\s*<", page)
+    assert "diâmetros" not in page  # the line's options (the e-mail lists them): nine systems' would take a 2nd sheet
+    assert "<p>Conexão confirmada.<br>\nPeça o pilar &lt;b&gt;reto&lt;/b&gt;.</p>" in page
+    headings = re.findall(r"<(h[1-6])[^>]*>(.*?)</h[1-6]>", page)
+    assert headings == [("h1", "Raiox AI — Relatório de identificação"), ("h2", "Sistema de implante identificado"),
+                        ("h2", "Imagens de referência do catálogo")]
+
+
+async def test_an_expired_link_of_one_day_says_dia(client, session, configure, monkeypatch):
+    import itsdangerous
+
+    configure(REPORT_LINK_DAYS="1")
+    case = await add_case(session, candidates=[])
+    token = report_token(case.id)
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: 2_000_000_000_0)
+    page = (await client.get(f"/reports/{token}")).text
+    assert "os links de relatório valem 1 dia a partir do envio do resultado." in page
+
+
+def test_the_facts_of_a_system_read_its_catalog_attributes_in_pt_br():
+    from types import SimpleNamespace
+
+    from raiox.delivery.templates import facts
+
+    system = SimpleNamespace(connection="external hex", attributes={"platform_mm": 4.1, "diameters": [3.75, 4, "5.0"]})
+    assert facts(system) == ["conexão hexágono externo", "plataforma 4,1 mm",
+                             "diâmetros disponíveis 3,75 / 4,0 / 5,0 mm"]
+    assert facts(system, diameters=False) == ["conexão hexágono externo", "plataforma 4,1 mm"]
+    odd = SimpleNamespace(connection=None, attributes={"platform_mm": {"mm": 4}, "diameters": [True, None, ""]})
+    assert facts(odd) == [] and facts(SimpleNamespace(connection="", attributes=None)) == []

@@ -137,7 +137,7 @@ def _unavailable(exc: RaioxError) -> dict:
     if isinstance(exc, LinkExpired):
         days = get_settings().report_link_days
         return {"heading": "Este link de relatório expirou",
-                "explanation": f"Por segurança, os links de relatório valem {days} dias "
+                "explanation": f"Por segurança, os links de relatório valem {days} {'dia' if days == 1 else 'dias'} "
                                "a partir do envio do resultado."}
     if isinstance(exc, ReportPurged):
         return {"heading": "Os dados deste caso foram removidos", "gone": True,

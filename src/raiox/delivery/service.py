@@ -10,14 +10,14 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
 from raiox.delivery import email, repository
 from raiox.delivery.report import report_url
-from raiox.delivery.templates import render
+from raiox.delivery.templates import facts, render
 from raiox.kit import jobs
 from raiox.kit.db import session_scope
 from raiox.kit.jotform import JotformError, get_jotform_client
@@ -43,6 +43,9 @@ class Result:
     # which system each implant is, when the reviewer said it: (film number, implant number, system, manufacturer)
     implants: list[tuple[int, int, str, str]] = field(default_factory=list)
     resent: bool = False  # sent again on the reviewer's request: earlier report links no longer work
+    # what orders parts, per approved system in `systems` order ("conexão ... · plataforma ... mm"; "" unknown)
+    details: list[str] = field(default_factory=list)
+    link_expires: datetime | None = None  # when `report_url` stops working (RAIOX_REPORT_LINK_DAYS)
 
     @property
     def systems(self) -> list[tuple[str, str]]:
@@ -78,6 +81,8 @@ async def enqueue(session: AsyncSession, case: Case, *, actor: str, action: str 
 async def build_result(session: AsyncSession, case: Case) -> Result:
     system = await repository.get_system(session, case.approved_system_id)
     others = await repository.systems_in_order(session, list(case.other_system_ids or [])) if system else []
+    others = [o for o in others if o is not None]
+    days = get_settings().report_link_days
     return Result(
         approved=system is not None,
         system=system.name if system else "",
@@ -86,9 +91,11 @@ async def build_result(session: AsyncSession, case: Case) -> Result:
         report_url=report_url(case.id, case.report_key) if system else "",
         submission_id=case.jotform_submission_id,
         client_name=case.client_name or "",
-        others=[(o.name, o.manufacturer) for o in others if o is not None],
+        others=[(o.name, o.manufacturer) for o in others],
         implants=await implant_lines(session, case) if system else [],
         resent=await repository.was_sent_again(session, case.id),
+        details=[" · ".join(facts(s)) for s in (system, *others)] if system else [],
+        link_expires=datetime.now(UTC) + timedelta(days=days) if system else None,
     )
 
 

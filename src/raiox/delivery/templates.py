@@ -6,6 +6,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from raiox.kit.settings import get_settings
 from raiox.review.i18n import term as _term
@@ -24,11 +25,47 @@ def when(value, seconds: bool = False, time: bool = True) -> str:
     return value.strftime("%d/%m/%Y" + (" %H:%M" if time else "") + (":%S" if seconds and time else ""))
 
 
+def paragraphs(value: str | None) -> Markup:
+    """Text the reviewer typed, escaped, its line breaks kept (`<br>`): HTML folds them into spaces otherwise."""
+    return Markup("<br>\n").join(escape(line) for line in (value or "").splitlines())
+
+
+def _number(value) -> str:
+    """A catalog measure in pt-BR: 4 -> "4,0", 3.75 -> "3,75"; text as typed, its decimal point a comma; "" for what
+    is no measure (a flag, an object)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return ""
+    if not isinstance(value, str):
+        value = f"{value:.1f}" if float(value).is_integer() else f"{value:g}"
+    return _term(value.strip(), "pt_BR")
+
+
+def _measures(value) -> str:
+    shown = [n for n in map(_number, value if isinstance(value, list) else [value]) if n]
+    return " / ".join(shown) + " mm" if shown else ""  # " / ": a comma is the decimal separator
+
+
+def facts(system, diameters: bool = True) -> list[str]:
+    """What the dentist needs to order parts, from the catalog: connection, platform and (DIAMETERS) the line's
+    diameters, pt-BR: ["conexão cone Morse", "plataforma 4,1 mm", "diâmetros disponíveis 3,5 / 4,0 mm"]. The one-page
+    report leaves the diameters out (the line's options, not this implant's: nine systems' lists would take a second
+    sheet); the e-mail has room for them."""
+    attributes = getattr(system, "attributes", None)
+    attributes = attributes if isinstance(attributes, dict) else {}
+    connection = getattr(system, "connection", None)
+    shown = [("conexão", _term(connection, "pt_BR") if connection else ""),
+             ("plataforma", _measures(attributes.get("platform_mm"))),
+             ("diâmetros disponíveis", _measures(attributes.get("diameters")) if diameters else "")]
+    return [f"{label} {value}" for label, value in shown if value]
+
+
 @lru_cache
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(FOLDER), autoescape=select_autoescape(["html"]), trim_blocks=True)
     env.filters["when"] = when
     env.filters["term"] = lambda value: _term(value, "pt_BR")  # the dentist reads pt-BR
+    env.filters["paragraphs"] = paragraphs
+    env.filters["facts"] = facts
     return env
 
 
