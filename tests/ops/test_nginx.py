@@ -1,7 +1,7 @@
 """The nginx site template: `nginx -t` with Debian's nginx, then a real nginx in front of a stand-in
 upstream: TLS redirect, security headers, body size caps per location, TLS 1.2 ciphers, login and
-webhook rate limits, /metrics closed, client address not spoofable, request ids passed and logged. The production values are held to
-the app's own limits (webhook and upload caps, uvicorn's keep-alive, the panel's CSP)."""
+webhook rate limits, /metrics closed, client address not spoofable, request ids passed and logged. The production
+values are held to the app's own limits (webhook and upload caps, uvicorn's keep-alive, the panel's CSP)."""
 
 import http.server
 import inspect
