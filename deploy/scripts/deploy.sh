@@ -10,19 +10,23 @@
 #   current -> releases/<id>                          switched atomically (rename)
 #   failed/<id>                                       releases that did not come up
 #   deploys.log                                       one line per deploy
-#   .deploy.lock                                      flock: one deploy at a time
+#   .deploy.lock                                      flock: one deploy (or app.yml reindex) at a time;
+#                                                     the holder writes who it is into it
 #
 # Settings (environment, or RAIOX_DEPLOY_CONFIG, default /etc/raiox/deploy.env):
 #   RAIOX_ROOT, RAIOX_PYTHON (python3), RAIOX_KEEP_RELEASES (5),
 #   RAIOX_HEALTH_URL (http://127.0.0.1:8000/readyz), RAIOX_HEALTH_TIMEOUT (90 s),
 #   RAIOX_ROLLBACK_HEALTH_TIMEOUT (same as RAIOX_HEALTH_TIMEOUT),
 #   RAIOX_RESTART_CMD (sudo systemctl restart raiox-api.service raiox-worker.service),
-#   RAIOX_MIGRATE_ENV (/etc/raiox/migrate.env: env file for `raiox db upgrade` and the catalog check),
+#   RAIOX_MIGRATE_ENV (/etc/raiox/migrate.env: env file for `raiox db upgrade` and the catalog check; on a
+#     host that does not migrate, Ansible points it at catalog.env, enough for the read-only check),
 #   RAIOX_MIGRATE (1; 0 on hosts that must not migrate, e.g. the admin panel),
 #   RAIOX_REINDEX (same as RAIOX_MIGRATE: 1 checks, with RAIOX_MIGRATE_ENV, that the catalog is ready
-#     for the RAIOX_EMBEDDER that file names, and runs `raiox catalog reindex` when it is not),
+#     for the RAIOX_EMBEDDER that file names, and runs `raiox catalog reindex` when it is not; 0 only checks,
+#     read-only, and refuses the release when the catalog is not ready: the API hosts' deploy reindexes),
 #   RAIOX_REINDEX_TIMEOUT (3600 s: a few thousand references take minutes on one CPU),
-#   RAIOX_LOCK_TIMEOUT (900 s), RAIOX_PIP_ARGS (extra pip arguments).
+#   RAIOX_LOCK_TIMEOUT (RAIOX_REINDEX_TIMEOUT + 900 s: the lock's holder may be a deploy that reindexes, or
+#     app.yml's reindex, which takes the same lock), RAIOX_PIP_ARGS (extra pip arguments).
 #
 # --venv-from VENV is for rehearsals: the release still gets its own venv, but it
 # reuses VENV's installed dependencies (a .pth file) instead of downloading them.
@@ -96,16 +100,33 @@ migrate_env=${RAIOX_MIGRATE_ENV:-/etc/raiox/migrate.env}
 migrate=${RAIOX_MIGRATE:-1}
 reindex=${RAIOX_REINDEX:-$migrate}
 reindex_timeout=${RAIOX_REINDEX_TIMEOUT:-3600}
-lock_timeout=${RAIOX_LOCK_TIMEOUT:-900}
 read -r -a pip_args <<<"${RAIOX_PIP_ARGS:-}"
 
 [[ "$keep" =~ ^[0-9]+$ && "$keep" -ge 2 ]] || { echo "RAIOX_KEEP_RELEASES must be >= 2" >&2; exit 64; }
 [[ "$reindex_timeout" =~ ^[1-9][0-9]*$ ]] || { echo "RAIOX_REINDEX_TIMEOUT must be seconds (> 0)" >&2; exit 64; }
+# the holder may be reindexing (a deploy's reindex, or app.yml's): wait for a whole reindex and the rest of a deploy
+lock_timeout=${RAIOX_LOCK_TIMEOUT:-$((reindex_timeout + 900))}
+[[ "$lock_timeout" =~ ^[0-9]+$ ]] || { echo "RAIOX_LOCK_TIMEOUT must be seconds" >&2; exit 64; }
 
 mkdir -p "$root/releases" "$root/failed"
-exec 9>"$root/.deploy.lock"
-log "waiting for the deploy lock ($root/.deploy.lock)"
-flock -w "$lock_timeout" 9 || { log "another deploy holds the lock for over ${lock_timeout}s; giving up"; exit 1; }
+lock_file="$root/.deploy.lock"
+lock_holder() {
+    local holder
+    holder=$(head -n 1 "$lock_file" 2>/dev/null | cut -c 1-300) || true
+    echo "${holder:-unknown (it wrote no line)}"
+}
+# append, never truncate: the holder's own line (who it is, since when) stays readable while others wait
+exec 9>>"$lock_file"
+if ! flock -n 9; then
+    log "waiting for the deploy lock ($lock_file, at most ${lock_timeout}s: RAIOX_LOCK_TIMEOUT); held by: $(lock_holder)"
+    if ! flock -w "$lock_timeout" 9; then
+        log "gave up: the deploy lock is still held after ${lock_timeout}s (RAIOX_LOCK_TIMEOUT) by: $(lock_holder)"
+        log "a catalog reindex (a deploy's or app.yml's) may run up to RAIOX_REINDEX_TIMEOUT (${reindex_timeout}s):" \
+            "see $root/deploys.log and $root/deploys/, and deploy again once it is done"
+        exit 1
+    fi
+fi
+printf 'deploy of %s by %s (pid %s) since %s\n' "$commit" "$(id -un)" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$lock_file"
 
 release_id="$(date -u +%Y%m%dT%H%M%SZ)-${commit:0:12}"
 release="$root/releases/$release_id"
@@ -211,7 +232,9 @@ run_migrations() {
 # release keeps serving meanwhile; progress goes to the log). It runs as the migration role: only the tables'
 # owner may create the model's index. The deploy user cannot read the services' env file, so the model is the
 # one RAIOX_MIGRATE_ENV names (Ansible writes the same RAIOX_EMBEDDER to both); none named: no check.
-prepare_catalog() {
+# A host that does not reindex (RAIOX_REINDEX=0, the admin panel: no owner role there) only checks, read-only, and
+# refuses the release when the catalog is not ready: the API hosts' deploy (or app.yml there) reindexes first.
+prepare_catalog() { # reindex|check
     (
         load_migrate_env
         if [[ -z "${RAIOX_EMBEDDER:-}" ]]; then
@@ -229,6 +252,10 @@ prepare_catalog() {
             exit 0
         elif [[ $rc -ne 3 ]]; then
             log "catalog check failed (exit $rc)"
+            exit 1
+        elif [[ "$1" != "reindex" ]]; then
+            log "catalog not ready for $RAIOX_EMBEDDER, and this host does not reindex (RAIOX_REINDEX=0): deploy" \
+                "this commit to the API hosts first (their deploy reindexes), then here"
             exit 1
         fi
         log "reindexing the catalog with $RAIOX_EMBEDDER (raiox catalog reindex, at most ${reindex_timeout}s)"
@@ -296,7 +323,10 @@ if [[ "$migrate" == "1" ]]; then
 fi
 if [[ "$reindex" == "1" ]]; then
     log "checking the catalog for the configured model (raiox catalog status)"
-    prepare_catalog || fail_before_switch "reindex"
+    prepare_catalog reindex || fail_before_switch "reindex"
+else
+    log "checking, read-only, that the catalog is ready for the configured model (raiox catalog status)"
+    prepare_catalog check || fail_before_switch "catalog"
 fi
 
 log "switching current -> releases/$release_id"

@@ -5,8 +5,8 @@
 #
 #   remote-deploy.sh COMMIT ARCHIVE HOST...
 # Env: DEPLOY_USER (deploy), DEPLOY_SSH_KEY_FILE (~/.ssh/id_deploy), RAIOX_ROOT (/srv/raiox),
-#      DEPLOY_TIMEOUT (5400 s per host: a deploy that reindexes the catalog may take up to deploy.sh's
-#      RAIOX_REINDEX_TIMEOUT, 3600 s, more). Hosts are deployed one after another, in the order given
+#      DEPLOY_TIMEOUT (9000 s per host: a deploy may wait for the deploy lock, RAIOX_LOCK_TIMEOUT, 4500 s, behind
+#      another's reindex, then reindex the catalog itself, up to RAIOX_REINDEX_TIMEOUT, 3600 s, more). Hosts are deployed one after another, in the order given
 #      (the first one migrates the database and reindexes; stop at the first failure).
 set -euo pipefail
 
@@ -18,7 +18,7 @@ shift 2
 user=${DEPLOY_USER:-deploy}
 key=${DEPLOY_SSH_KEY_FILE:-$HOME/.ssh/id_deploy}
 root=${RAIOX_ROOT:-/srv/raiox}
-timeout=${DEPLOY_TIMEOUT:-5400}
+timeout=${DEPLOY_TIMEOUT:-9000}
 here=$(dirname "$(readlink -f "$0")")
 # One SSH connection per host, shared by every scp/ssh below (ControlMaster): the app hosts' firewall rate-limits
 # new SSH connections (ufw `limit`: 6 in 30 s), which polling the log every 5 s with fresh connections exceeded.

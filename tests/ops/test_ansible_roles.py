@@ -37,12 +37,13 @@ def test_secret_files_are_root_owned_and_readable_by_their_user_only():
     files = _secret_files()
     # the user that reads each one may read it, not rewrite it (owner root); nobody else reads it
     expected = {"raiox.env": "{{ raiox_user }}", "migrate.env": "{{ raiox_deploy_user }}", "s3cfg": "postgres",
-                "backup.env": "postgres", "deploy.env": "{{ raiox_deploy_user }}"}
+                "backup.env": "postgres", "deploy.env": "{{ raiox_deploy_user }}",
+                "catalog.env": "{{ raiox_deploy_user }}"}
     assert set(files) == set(expected)
     for name, group in expected.items():
         args = files[name]
         assert (args["owner"], args["group"], args["mode"]) == ("root", group, "0640"), name
-    for name in ("raiox.env", "migrate.env", "s3cfg"):
+    for name in ("raiox.env", "migrate.env", "s3cfg", "catalog.env"):
         assert files[name]["no_log"] is True, name
     defaults = yaml.safe_load((ROLES / "raiox" / "defaults" / "main.yml").read_text())
     assert defaults["raiox_user"] != defaults["raiox_deploy_user"], "the service user must not read migrate.env"
@@ -212,6 +213,10 @@ def test_group_vars_take_secrets_from_the_vault_only():
 FAKE_RAIOX = """#!/usr/bin/env bash
 # stands for the current release's raiox: logs its call (and the model it got), exits as the test says
 echo "$* [$RAIOX_EMBEDDER]" >> "$CALLS"
+# whether the deploy lock is held meanwhile (by whoever runs this)
+if [ -n "${LOCK:-}" ]; then
+    if flock -n "$LOCK" true; then echo "$*: lock free" >> "$LOCKS"; else echo "$*: lock held" >> "$LOCKS"; fi
+fi
 case "$*" in
     "catalog status --help") exit "${HELP_RC:-0}" ;;
     "catalog status") echo '{"ready": false}'; exit "$STATUS_RC" ;;
@@ -221,42 +226,65 @@ exit 99
 """
 
 
+REINDEX_TASK = "Embed the catalog with the configured model before the services use it"
+CHECK_TASK = "Check the catalog for a new model on a host that does not reindex"
+REFUSE_TASK = "Refuse a model the catalog is not ready for on a host that does not reindex"
+RUNTIME_ENV_TASK = "Write the runtime env file (root's; the service user may read it, not change it)"
+
+
+class _FakeHost:
+    """A folder standing for an app host: /etc/raiox, /srv/raiox with a current release whose `raiox` is FAKE_RAIOX,
+    and a role task's shell script rendered for it, run as Ansible runs it (its `environment:` included)."""
+
+    def __init__(self, tmp_path, task_name: str, **values):
+        self.tmp, self.etc, self.srv = tmp_path, tmp_path / "etc", tmp_path / "srv"
+        (self.srv / "current" / "venv" / "bin").mkdir(parents=True)
+        self.etc.mkdir()
+        raiox = self.srv / "current" / "venv" / "bin" / "raiox"
+        raiox.write_text(FAKE_RAIOX)
+        raiox.chmod(0o755)
+        self.lock, self.calls, self.locks = self.srv / ".deploy.lock", tmp_path / "calls", tmp_path / "locks"
+        self.task = _tasks("raiox")[task_name]
+        from .rendering import context, environment
+
+        ctx = context("raiox", {"raiox_etc": str(self.etc), "raiox_root": str(self.srv),
+                                "raiox_data_dir": str(tmp_path), **ENV_VALUES, **values})
+        jinja = environment("raiox")
+        self.script = jinja.from_string(self.task["ansible.builtin.shell"]["cmd"]).render(**ctx)
+        self.environment = {k: jinja.from_string(v).render(**ctx) for k, v in self.task.get("environment", {}).items()}
+        self.context, self.jinja = ctx, jinja
+
+    def run(self, **rcs: str):
+        import os
+        import subprocess
+
+        self.calls.write_text("")
+        self.locks.write_text("")
+        env = {"PATH": os.environ["PATH"], "CALLS": str(self.calls), "LOCKS": str(self.locks), "LOCK": str(self.lock),
+               "REINDEX_RC": "0", **self.environment, **rcs}
+        done = subprocess.run([self.task["ansible.builtin.shell"]["executable"], "-c", self.script], env=env,
+                              cwd=self.tmp, capture_output=True, text=True, timeout=60)
+        return done, self.calls.read_text().splitlines()
+
+    def condition(self, expression: str, **values) -> bool:
+        """A task's `when` / `failed_when`, evaluated as Ansible does with these values."""
+        return bool(self.jinja.compile_expression(expression)(**{**self.context, **values}))
+
+
 def test_app_yml_reindexes_for_a_new_model_before_the_services_get_it(tmp_path):
     """A changed RAIOX_EMBEDDER reaches the services when raiox.env is written and the handler restarts them: the
     role first runs the current release's catalog check with migrate.env, as the deploy user, and the reindex when
     it says "not ready" (exit 3); a failure stops the play before raiox.env changes."""
-    import os
-    import subprocess
-
     names = [task["name"] for task in yaml.safe_load((ROLES / "raiox" / "tasks" / "main.yml").read_text())]
-    task = _tasks("raiox")["Embed the catalog with the configured model before the services use it"]
+    host = _FakeHost(tmp_path, REINDEX_TASK)
+    task = host.task
     assert (names.index("Check whether a release is installed")
             < names.index("Write the migration env file (root's; the deploy user may read it, not change it)")
-            < names.index(task["name"])
-            < names.index("Write the runtime env file (root's; the service user may read it, not change it)"))
+            < names.index(task["name"]) < names.index(RUNTIME_ENV_TASK))
     assert task["become_user"] == "{{ raiox_deploy_user }}" and task["become"] is True
     assert task["when"] == "raiox_migrate and raiox_current.stat.exists"
-
-    etc, srv = tmp_path / "etc", tmp_path / "srv"
-    (srv / "current" / "venv" / "bin").mkdir(parents=True)
-    etc.mkdir()
-    raiox = srv / "current" / "venv" / "bin" / "raiox"
-    raiox.write_text(FAKE_RAIOX)
-    raiox.chmod(0o755)
-    (etc / "migrate.env").write_text("RAIOX_EMBEDDER='raiox-v12'\n")
-    shell = task["ansible.builtin.shell"]
-    from .rendering import context, environment
-
-    script = environment("raiox").from_string(shell["cmd"]).render(**context("raiox", {
-        "raiox_etc": str(etc), "raiox_root": str(srv), **ENV_VALUES}))
-    calls = tmp_path / "calls"
-
-    def run(**rcs: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-        calls.write_text("")
-        env = {"PATH": os.environ["PATH"], "CALLS": str(calls), "REINDEX_RC": "0", **rcs}
-        done = subprocess.run([shell["executable"], "-c", script], env=env, cwd=tmp_path, capture_output=True,
-                              text=True)
-        return done, calls.read_text().splitlines()
+    (host.etc / "migrate.env").write_text("RAIOX_EMBEDDER='raiox-v12'\n")
+    run = host.run
 
     ready, called = run(STATUS_RC="0")
     assert ready.returncode == 0 and called == ["catalog status --help [raiox-v12]", "catalog status [raiox-v12]"]
@@ -272,3 +300,100 @@ def test_app_yml_reindexes_for_a_new_model_before_the_services_get_it(tmp_path):
     older, called = run(STATUS_RC="0", HELP_RC="2")
     assert older.returncode == 0 and called == ["catalog status --help [raiox-v12]", "catalog reindex [raiox-v12]"]
     assert run(STATUS_RC="0", HELP_RC="2", REINDEX_RC="2")[0].returncode == 2
+
+
+def test_app_yml_reindexes_under_the_deploy_lock(tmp_path):
+    """app.yml's check and reindex hold deploy.sh's lock (flock on the same file, as the same user): a deploy cannot
+    switch releases under the reindex, nor run its own beside it. A deploy holding it is waited for, then named."""
+    import fcntl
+
+    host = _FakeHost(tmp_path, REINDEX_TASK, raiox_lock_timeout=1)
+    (host.etc / "migrate.env").write_text("RAIOX_EMBEDDER='raiox-v13'\n")
+    done, called = host.run(STATUS_RC="3")
+    assert done.returncode == 0 and called[-1] == "catalog reindex [raiox-v13]", done.stderr
+    assert host.locks.read_text().splitlines() == ["catalog status --help: lock held", "catalog status: lock held",
+                                                   "catalog reindex: lock held"]
+    # it says who holds it, for a deploy waiting meanwhile
+    assert host.lock.read_text().startswith("app.yml catalog check/reindex with raiox-v13 by ")
+
+    host.lock.write_text("deploy of 0123abcd by deploy (pid 42) since 2026-12-05T07:00:00Z\n")
+    with open(host.lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        waited, called = host.run(STATUS_RC="3")
+    assert waited.returncode == 1 and called == [], waited.stderr
+    assert "waiting for the deploy lock" in waited.stderr
+    assert ("gave up: the deploy lock is still held after 1s by: deploy of 0123abcd by deploy (pid 42) since "
+            "2026-12-05T07:00:00Z") in waited.stderr
+    # the deploy's line is still there (nobody truncates the lock file while waiting)
+    assert host.lock.read_text().startswith("deploy of 0123abcd")
+    defaults = yaml.safe_load((ROLES / "raiox" / "defaults" / "main.yml").read_text())
+    assert "raiox_reindex_timeout" in defaults["raiox_lock_timeout"]  # waits for a whole reindex and more
+
+
+def test_deploy_settings_wait_for_a_reindex_and_check_the_catalog_everywhere():
+    """deploy.sh's lock timeout covers a whole reindex (the holder may be running one); a host that does not migrate
+    points the catalog check at catalog.env (it has no migrate.env)."""
+    api = dict(line.split("=", 1) for line in render("raiox", "deploy.env.j2", {}).splitlines()
+               if line and not line.startswith("#"))
+    admin = dict(line.split("=", 1) for line in render("raiox", "deploy.env.j2", {"raiox_migrate": False}).splitlines()
+                 if line and not line.startswith("#"))
+    assert int(api["RAIOX_LOCK_TIMEOUT"]) > int(api["RAIOX_REINDEX_TIMEOUT"]) == 3600
+    assert api["RAIOX_MIGRATE_ENV"] == "/etc/raiox/migrate.env" and api["RAIOX_MIGRATE"] == "1"
+    assert admin["RAIOX_MIGRATE_ENV"] == "/etc/raiox/catalog.env" and admin["RAIOX_MIGRATE"] == "0"
+    check = _env_file("catalog.env.j2", {"raiox_env_extra": {"RAIOX_EMBEDDER": "raiox-v13"}})
+    # the model and the app role's database, nothing else (no object storage keys, no secrets of the services)
+    assert check == {"RAIOX_EMBEDDER": "raiox-v13", "RAIOX_DATABASE_URL": ENV_VALUES["raiox_database_url"]}
+    names = [task["name"] for task in yaml.safe_load((ROLES / "raiox" / "tasks" / "main.yml").read_text())]
+    written = next(n for n in names if n.startswith("Write the catalog check's env file"))
+    assert _tasks("raiox")[written]["when"] == "not raiox_migrate"
+    # written only once the new model passed the check (the file feeds deploy.sh's check)
+    assert names.index(REFUSE_TASK) < names.index(written) < names.index(RUNTIME_ENV_TASK)
+
+
+def test_app_yml_refuses_a_new_model_on_a_host_that_does_not_reindex(tmp_path):
+    """The admin host (raiox_migrate false) cannot reindex: a new RAIOX_EMBEDDER reaches its raiox.env (and restarts
+    it) only when the catalog is already ready for that model. Read-only `catalog status` with the new model, as the
+    service user with raiox.env; not ready (exit 3): the play fails before raiox.env changes, saying what to run."""
+    from .rendering import inventory_values
+
+    names = [task["name"] for task in yaml.safe_load((ROLES / "raiox" / "tasks" / "main.yml").read_text())]
+    # after the API hosts' reindex task: with `--limit api_prod,admin` each task runs on every host before the next,
+    # so the API host has reindexed before the admin host checks
+    assert (names.index(REINDEX_TASK) < names.index(CHECK_TASK) < names.index(REFUSE_TASK)
+            < names.index(RUNTIME_ENV_TASK))
+    host = _FakeHost(tmp_path, CHECK_TASK, raiox_env_extra={"RAIOX_EMBEDDER": "raiox-v13"})
+    task = host.task
+    assert task["become"] is True and task["become_user"] == "{{ raiox_user }}"
+    assert host.environment == {"RAIOX_NEW_EMBEDDER": "raiox-v13"}
+    (host.etc / "raiox.env").write_text("RAIOX_EMBEDDER='raiox-v12'\nRAIOX_DATABASE_URL='postgresql://app'\n")
+
+    def outcome(done) -> tuple[bool, bool]:
+        """(the check task failed, the refusal fails the play) for the run's exit status on the admin host"""
+        registered = {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+        admin = {"raiox_migrate": False, "raiox_current": {"stat": {"exists": True}},
+                 "raiox_model_check": registered}
+        refuse = _tasks("raiox")[REFUSE_TASK]["when"]
+        return host.condition(task["failed_when"], **admin), host.condition(refuse, **admin)
+
+    ready, called = host.run(STATUS_RC="0")
+    assert ready.returncode == 0 and called == ["catalog status --help [raiox-v12]", "catalog status [raiox-v13]"]
+    assert outcome(ready) == (False, False)
+    missing, called = host.run(STATUS_RC="3")
+    assert missing.returncode == 3 and called[-1] == "catalog status [raiox-v13]"
+    assert outcome(missing) == (False, True)
+    assert host.run(STATUS_RC="2")[0].returncode == 2 and outcome(host.run(STATUS_RC="2")[0]) == (True, False)
+    # the same model as now: nothing to check, whatever the catalog says
+    (host.etc / "raiox.env").write_text("RAIOX_EMBEDDER='raiox-v13'\n")
+    unchanged, called = host.run(STATUS_RC="3")
+    assert unchanged.returncode == 0 and called == [] and "model unchanged" in unchanged.stdout
+
+    message = host.jinja.from_string(_tasks("raiox")[REFUSE_TASK]["ansible.builtin.fail"]["msg"]).render(
+        **{**host.context, "raiox_model_check": {"rc": 3, "stderr": "catalog not ready for raiox-v13: ..."}})
+    assert "RAIOX_EMBEDDER=raiox-v13" in message and "catalog not ready for raiox-v13" in message
+    assert "--limit api_prod,admin" in message
+    # which hosts run what, from the inventory: the API hosts reindex, the admin host checks
+    for name, reindexes in (("core-api-prod", True), ("core-api-stage", True), ("admin-panel", False)):
+        inventory = inventory_values(name)
+        values = {"raiox_migrate": inventory.get("raiox_migrate", True), "raiox_current": {"stat": {"exists": True}}}
+        assert host.condition(_tasks("raiox")[REINDEX_TASK]["when"], **values) is reindexes
+        assert host.condition(task["when"], **values) is not reindexes

@@ -186,6 +186,8 @@ def test_first_release_from_archive(host, tmp_path):
     assert where.startswith(str(release / "venv")), where
     assert _ready(host).status_code == 200
     assert "ok" in (host["srv"] / "deploys.log").read_text()
+    # the deploy said who held the lock (for a deploy or app.yml waiting meanwhile)
+    assert (host["srv"] / ".deploy.lock").read_text().startswith(f"deploy of {sha} by ")
     # the service started by the deploy must not keep holding the deploy lock
     with open(host["srv"] / ".deploy.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -303,6 +305,32 @@ def test_a_deploy_whose_catalog_check_or_reindex_fails_never_switches(host):
     assert _ready(host).status_code == 200
 
 
+def test_a_host_that_does_not_reindex_refuses_a_model_the_catalog_lacks(host):
+    """The admin host (RAIOX_MIGRATE=0, so RAIOX_REINDEX=0) cannot reindex: its deploy checks the catalog read-only
+    for the model its env file names, and refuses the release before the switch when the catalog is not ready (the
+    API hosts' deploy reindexes first); a ready catalog deploys as before."""
+    before, restarts = _current(host), _restarts(host)
+    sha = _git("rev-parse", "HEAD", cwd=host["repo"])
+    admin = {"RAIOX_MIGRATE": "0"}
+    refused = _deploy(host, "--commit", sha, "--repo", str(host["repo"]), env={**admin, "RAIOX_EMBEDDER": "raiox-v11"},
+                      logged=True)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    log = " ".join(refused.stdout.split())
+    assert "catalog not ready for raiox-v11: 4 of 4 reference images lack its vector" in log
+    assert _before(log, "this host does not reindex (RAIOX_REINDEX=0): deploy this commit to the API hosts first",
+                   "FAILED before switching: catalog")
+    assert "migrating" not in log and "reindexing" not in log and "reindex:" not in log
+    assert _current(host) == before and _restarts(host) == restarts
+    assert (host["srv"] / "deploys.log").read_text().splitlines()[-1].endswith("failed:catalog")
+    # read-only: the catalog still lacks that model's vectors
+    assert _raiox(host, "catalog", "status", "--embedder", "raiox-v11").returncode == 3
+
+    ready = _deploy(host, "--commit", sha, "--repo", str(host["repo"]), env=admin, logged=True)
+    assert ready.returncode == 0, ready.stdout + ready.stderr + _serve_log(host)
+    assert _before(ready.stdout, "catalog ready for raiox-v12: no reindex", "switching current")
+    assert _current(host) != before and _ready(host).status_code == 200
+
+
 def test_a_host_whose_migration_env_names_no_model_is_not_checked(host):
     """An env file written before the deploy checked the catalog names no RAIOX_EMBEDDER: the model the services
     use is unknown here (their env file is not the deploy user's to read), so nothing is reindexed, and it says so."""
@@ -330,7 +358,11 @@ def test_an_older_release_without_the_catalog_check_still_deploys(host):
 
 
 def test_concurrent_deploy_waits_for_the_lock(host):
-    lock = open(host["srv"] / ".deploy.lock", "w")  # noqa: SIM115 - held across the call
+    """Whoever holds the lock (app.yml's reindex here) wrote a line saying so: a deploy that gives up waiting names
+    it and that a reindex may be running, and leaves the holder's line as it was."""
+    holder = "app.yml catalog check/reindex with raiox-v12 by deploy (pid 4242) since 2026-12-05T07:00:00Z\n"
+    (host["srv"] / ".deploy.lock").write_text(holder)
+    lock = open(host["srv"] / ".deploy.lock", "a")  # noqa: SIM115 - held across the call
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         sha = _git("rev-parse", "HEAD", cwd=host["repo"])
@@ -338,7 +370,37 @@ def test_concurrent_deploy_waits_for_the_lock(host):
     finally:
         lock.close()
     assert result.returncode == 1
-    assert "another deploy holds the lock" in result.stdout
+    log = " ".join(result.stdout.split())
+    assert f"held by: {holder.strip()}" in log
+    assert f"gave up: the deploy lock is still held after 1s (RAIOX_LOCK_TIMEOUT) by: {holder.strip()}" in log
+    assert "a catalog reindex (a deploy's or app.yml's) may run up to RAIOX_REINDEX_TIMEOUT" in log
+    assert (host["srv"] / ".deploy.lock").read_text() == holder
+    assert "deploying" not in log
+
+
+def test_a_deploy_waits_for_a_whole_reindex_by_default(host):
+    """RAIOX_LOCK_TIMEOUT unset: the deploy waits for the lock longer than a reindex may run (RAIOX_REINDEX_TIMEOUT),
+    not the fixed 900 s that gave up behind a long reindex."""
+    lock = open(host["srv"] / ".deploy.lock", "a")  # noqa: SIM115 - held across the call
+    out = host["root"] / "waiting.out"
+    env = {k: v for k, v in {**host["env"], "RAIOX_REINDEX_TIMEOUT": "3600"}.items() if k != "RAIOX_LOCK_TIMEOUT"}
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        sha = _git("rev-parse", "HEAD", cwd=host["repo"])
+        with open(out, "w") as sink:
+            proc = subprocess.Popen(["bash", str(DEPLOY), "--commit", sha, "--repo", str(host["repo"])], env=env,
+                                    stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and "waiting for the deploy lock" not in out.read_text():
+                time.sleep(0.2)
+            assert proc.poll() is None, out.read_text()  # still waiting
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    finally:
+        lock.close()
+    assert "at most 4500s: RAIOX_LOCK_TIMEOUT" in out.read_text(), out.read_text()
 
 
 def _restarts(host) -> list[str]:

@@ -1,7 +1,7 @@
 """The nginx site template: `nginx -t` with Debian's nginx, then a real nginx in front of a stand-in
 upstream: TLS redirect, security headers, body size caps per location, TLS 1.2 ciphers, login and
-webhook rate limits, /metrics closed, client address not spoofable. The production values are held to
-the app's own limits (webhook and upload caps, uvicorn's keep-alive, the panel's CSP)."""
+webhook rate limits, /metrics closed, client address not spoofable, request ids passed and logged. The production
+values are held to the app's own limits (webhook and upload caps, uvicorn's keep-alive, the panel's CSP)."""
 
 import http.server
 import inspect
@@ -49,7 +49,8 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         body = json.dumps({"path": self.path, "xff": self.headers.get("X-Forwarded-For"),
-                           "proto": self.headers.get("X-Forwarded-Proto")}).encode()
+                           "proto": self.headers.get("X-Forwarded-Proto"),
+                           "request_id": self.headers.get("X-Request-ID")}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -185,7 +186,9 @@ def test_http_redirects_to_https(site, running):
 def test_proxy_sets_headers_and_ignores_spoofed_addresses(running):
     response = running.get("/cases", headers={"X-Forwarded-For": "6.6.6.6"})
     assert response.status_code == 200
-    assert response.json() == {"path": "/cases", "xff": "127.0.0.1", "proto": "https"}
+    answer = response.json()
+    assert re.fullmatch(r"[0-9a-f]{32}", answer.pop("request_id"))  # nginx's $request_id: the client sent none
+    assert answer == {"path": "/cases", "xff": "127.0.0.1", "proto": "https"}
     assert response.headers["strict-transport-security"].startswith("max-age=")
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-content-type-options"] == "nosniff"
@@ -331,3 +334,48 @@ def test_the_error_log_quotes_no_webhook_token_and_no_report_link(site, running)
     text = log.read_text()
     assert "kept-in-error-log" in text  # the other locations' errors are still logged
     assert "webhook-err-s3cret" not in text and "report-err-t0ken" not in text
+
+
+def _logged(site, marker: str) -> str:
+    """The access log line that carries MARKER (a request id), once nginx has written it."""
+    log = site["prefix"] / "raiox-access.log"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [line for line in log.read_text().splitlines() if marker in line]
+        if lines:
+            assert len(lines) == 1, lines
+            return lines[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no access log line with {marker}")
+
+
+def test_the_request_id_reaches_the_app_and_the_access_log(site, running):
+    """nginx sends the app an X-Request-ID, the one the app then logs and answers: the client's own when the app
+    would keep it (raiox.kit.requestid), else nginx's $request_id; the access log line ends with the same id, so it
+    can be matched with the app's lines of that request. The webhook and report lines stay redacted."""
+    from raiox.kit.requestid import choose_request_id
+
+    given = ["client-id.42_A", "a" * 128, "a" * 129, "has blank", "semi;colon", "ünï", ""]
+    seen = set()
+    for value in given:
+        headers = {"X-Request-ID": value.encode("utf-8")} if value else {}
+        sent = running.get("/cases", headers=headers).json()["request_id"]
+        kept = choose_request_id([(b"x-request-id", value.encode("latin-1", "replace"))]) == value
+        if kept:
+            assert sent == value
+        else:  # nginx's own: a fresh one per request
+            assert re.fullmatch(r"[0-9a-f]{32}", sent) and sent not in seen, (value, sent)
+        seen.add(sent)
+        line = _logged(site, sent)
+        assert line.startswith("127.0.0.1 - ") and '"GET /cases HTTP/1.1" 200 ' in line
+        assert line.endswith(f'"{sent}"'), line
+    assert sum(1 for value in given if value in seen) == 2  # the two sane ones were kept
+
+    running.post("/webhooks/jotform?token=webhook-rid-s3cret", content=b"x", headers={"X-Request-ID": "hook-rid-1"})
+    running.get("/reports/InR0b2tlbiI.report-rid-t0ken", headers={"X-Request-ID": "report-rid-1"})
+    hook, report = _logged(site, "hook-rid-1"), _logged(site, "report-rid-1")
+    assert '"POST /webhooks/jotform HTTP/1.1" ' in hook and "webhook-rid-s3cret" not in hook
+    assert '"GET /reports/- HTTP/1.1" ' in report and "report-rid-t0ken" not in report
+    # what the access log recorded before is all still there, in its place: the id is one more field, last
+    assert re.fullmatch(r'127\.0\.0\.1 - - \[[^]]+\] "POST /webhooks/jotform HTTP/1\.1" \d{3} \d+ "[^"]*" "[^"]*" '
+                        r'"hook-rid-1"', hook), hook
