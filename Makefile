@@ -5,18 +5,46 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The production lock (deploy.sh installs it, hash-checked): made for Python 3.11 on x86_64 Linux (glibc 2.35 and
+# up: Debian 12, Ubuntu 24.04), and checked to have wheels for the droplets' Python (Ubuntu 24.04: 3.12).
+# Keep LOCK_PYTHON and LOCK_WHEEL_PYTHONS in step with raiox_python_versions (deploy/roles/raiox/defaults).
+LOCK := requirements/prod.lock
+LOCK_PYTHON := 3.11
+LOCK_WHEEL_PYTHONS := 3.11 3.12
+LOCK_PLATFORM := x86_64-manylinux_2_35
+LOCK_VENV := .venv-lock
+UV_VERSION := 0.13.9
+LOCK_ARGS ?=
 
-.PHONY: run test install install-test system-deps lint bench clean
+.PHONY: run test install install-test system-deps lint bench clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# the locked versions first (what production runs), then the project and, for tests, its extras
 install: $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/pip install --quiet -e .
 
 install-test: $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/pip install --quiet -e ".[test,ops]"
+
+# Regenerate $(LOCK) from pyproject.toml's base dependencies (no extras: no torch), keeping every pin its range
+# still admits; `make lock LOCK_ARGS=--upgrade` takes the newest of everything, `LOCK_ARGS="--upgrade-package
+# fastapi"` one package. Review the diff and commit it with the pyproject.toml change (docs/operations.md).
+$(LOCK_VENV)/bin/uv:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+
+lock: $(LOCK_VENV)/bin/uv
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --quiet --generate-hashes --python-version $(LOCK_PYTHON) \
+		--python-platform $(LOCK_PLATFORM) $(LOCK_ARGS) -o $(LOCK)
+	for py in $(LOCK_WHEEL_PYTHONS); do \
+		$(LOCK_VENV)/bin/uv pip compile $(LOCK) --quiet --no-deps --only-binary :all: --python-version $$py \
+			--python-platform $(LOCK_PLATFORM) -o /dev/null || { echo "$(LOCK): a pin has no wheel for Python $$py"; exit 1; }; \
+	done
 
 system-deps:
 	bash scripts/system-deps.sh
@@ -37,4 +65,4 @@ bench: install
 	$(BIN)/python bench/search.py
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) var build *.egg-info

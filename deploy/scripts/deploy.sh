@@ -28,8 +28,14 @@
 #   RAIOX_LOCK_TIMEOUT (RAIOX_REINDEX_TIMEOUT + 900 s: the lock's holder may be a deploy that reindexes, or
 #     app.yml's reindex, which takes the same lock), RAIOX_PIP_ARGS (extra pip arguments).
 #
+# The release's venv gets the dependencies its requirements/prod.lock pins (`make lock`: exact
+# versions, hash-checked: pip install --require-hashes), then the project itself with --no-deps,
+# then `pip check`. An older commit without that file is installed from pyproject.toml's ranges
+# (resolved afresh), and the log says so. RAIOX_PIP_ARGS goes to every pip install.
+#
 # --venv-from VENV is for rehearsals: the release still gets its own venv, but it
-# reuses VENV's installed dependencies (a .pth file) instead of downloading them.
+# reuses VENV's installed dependencies (a .pth file) instead of downloading them;
+# the lock is installed over them all the same (a pin VENV satisfies downloads nothing).
 #
 # Exit status: 0 deployed; 1 failed, previous release still serving (or nothing
 # was switched); 2 failed and the rollback failed too; 64 bad usage.
@@ -190,6 +196,21 @@ fetch_source() {
     echo "$commit" >"$release/REVISION"
 }
 
+lock_file=requirements/prod.lock # the release's production lock, relative to its source
+
+pip_install() {
+    "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_args[@]}" "$@"
+}
+
+install_project() { # the release's own package, its dependencies already there
+    if [[ -n "$venv_from" ]]; then
+        # build with VENV's setuptools when it can (offline, fast), else in an isolated build env
+        pip_install --no-deps --no-build-isolation "$release/src" || pip_install --no-deps "$release/src"
+    else
+        pip_install --no-deps "$release/src"
+    fi
+}
+
 build_venv() {
     if [[ -n "$venv_from" ]]; then
         local base_site site
@@ -197,15 +218,21 @@ build_venv() {
         "$venv_from/bin/python" -m venv --without-pip "$release/venv" || return 1
         site=$("$release/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || return 1
         echo "$base_site" >"$site/_raiox_venv_from.pth" || return 1
-        # build with VENV's setuptools when it can (offline, fast), else in an isolated build env
-        "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            --no-deps --no-build-isolation "${pip_args[@]}" "$release/src" ||
-            "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-                --no-deps "${pip_args[@]}" "$release/src" || return 1
     else
         "$python" -m venv "$release/venv" || return 1
-        "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            "${pip_args[@]}" "$release/src" || return 1
+    fi
+    if [[ -f "$release/src/$lock_file" ]]; then
+        log "installing the locked dependencies ($lock_file, hash-checked) with $("$release/venv/bin/python" -V)"
+        pip_install --require-hashes -r "$release/src/$lock_file" || return 1
+        install_project || return 1
+        # the lock lacks a dependency the release's pyproject.toml names (a lock not regenerated): refuse it
+        "$release/venv/bin/python" -m pip check --disable-pip-version-check || { log "pip check failed"; return 1; }
+    elif [[ -n "$venv_from" ]]; then
+        log "no $lock_file in this release (an older commit): using $venv_from's packages"
+        install_project || return 1
+    else
+        log "no $lock_file in this release (an older commit): pip resolves pyproject.toml's ranges afresh"
+        pip_install "$release/src" || return 1
     fi
     "$release/venv/bin/raiox" --help >/dev/null
 }

@@ -397,3 +397,19 @@ def test_app_yml_refuses_a_new_model_on_a_host_that_does_not_reindex(tmp_path):
         values = {"raiox_migrate": inventory.get("raiox_migrate", True), "raiox_current": {"stat": {"exists": True}}}
         assert host.condition(_tasks("raiox")[REINDEX_TASK]["when"], **values) is reindexes
         assert host.condition(task["when"], **values) is not reindexes
+
+
+def test_the_role_refuses_a_python_the_production_lock_was_not_checked_for():
+    """deploy.sh installs requirements/prod.lock with the host's raiox_python: the role stops at a Python whose
+    wheels `make lock` did not check (Ubuntu 22.04's 3.10), before anything is deployed."""
+    defaults = yaml.safe_load((ROLES / "raiox" / "defaults" / "main.yml").read_text())
+    makefile = (ROLES.parents[1] / "Makefile").read_text()  # ROLES is deploy/roles
+    checked = re.search(r"(?m)^LOCK_WHEEL_PYTHONS := (.+)$", makefile)[1].split()
+    assert defaults["raiox_python_versions"] == checked
+    assert re.search(r"(?m)^LOCK_PYTHON := (.+)$", makefile)[1] in checked
+    names = list(_tasks("raiox"))
+    read, check = names.index("Read the version of the releases' Python"), \
+        names.index("Check that the production lock installs on that Python")
+    assert check == read + 1
+    assert _tasks("raiox")[names[check]]["ansible.builtin.assert"]["that"] == \
+        "raiox_python_found.stdout in raiox_python_versions"

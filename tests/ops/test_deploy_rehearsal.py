@@ -6,10 +6,16 @@ release whose migration fails is refused before the switch, a release that migra
 is rolled back to the good one, a catalog that lacks the configured model's vectors is reindexed
 before the switch (and a reindex that fails refuses the release), and a deploy that cannot get the
 lock gives up. The service is started by a local script (RAIOX_RESTART_CMD) instead of systemctl.
+
+Every release installs its requirements/prod.lock as on a host, offline: the rehearsal host has no index
+(RAIOX_PIP_ARGS=--no-index) and its venv (--venv-from, this test's) already holds the locked packages, so a
+lock that pins anything else, or a release whose pyproject.toml names a dependency its lock lacks, is refused.
 """
 
 import fcntl
+import importlib.metadata
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,10 +25,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from packaging.utils import canonicalize_name
 
 from .tooling import REPO, require_tool
 
 DEPLOY = REPO / "deploy" / "scripts" / "deploy.sh"
+LOCK = "requirements/prod.lock"
 
 RESTART = r"""#!/usr/bin/env bash
 # Stands for `systemctl restart raiox-api`: stop the old process, start current/.
@@ -77,6 +85,8 @@ def host(tmp_path_factory):
         "RAIOX_HEALTH_TIMEOUT": "40",
         "RAIOX_KEEP_RELEASES": "3",
         "RAIOX_LOCK_TIMEOUT": "20",
+        # no index: the lock is installed from what --venv-from VENV holds, never downloaded
+        "RAIOX_PIP_ARGS": "--no-index",
         # the application's own settings: embedded PostgreSQL and storage under the host folder
         "RAIOX_ENV": "development",
         "RAIOX_DATA_DIR": str(root / "data"),
@@ -94,8 +104,25 @@ def host(tmp_path_factory):
     _git("checkout", "--quiet", _git("rev-parse", "HEAD", cwd=REPO), cwd=clone)
     _git("config", "user.email", "rehearsal@example.com", cwd=clone)
     _git("config", "user.name", "rehearsal", cwd=clone)
+    _lock_this_venv(clone)
     yield {"root": root, "srv": root / "srv", "env": env, "port": port, "repo": clone}
     _stop(root)
+
+
+def _lock_this_venv(clone: Path) -> None:
+    """The release's lock at the versions this venv has (the same today, unless this venv is older or newer than
+    the lock): what a host with no index can install. A commit on top of the tested one only when they differ."""
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    lock = clone / LOCK
+
+    def pin(match: re.Match) -> str:
+        return f"{match[1]}=={installed.get(canonicalize_name(match[1]), match[2])}"
+
+    text = lock.read_text()
+    venv_text = re.sub(r"(?m)^([A-Za-z0-9._-]+)==([^\s;\\]+)", pin, text)
+    if venv_text != text:
+        lock.write_text(venv_text)
+        _git("commit", "--quiet", "-am", "rehearsal: the lock at this venv's versions", cwd=clone)
 
 
 def _stop(root: Path) -> None:
@@ -170,6 +197,7 @@ def test_first_release_from_archive(host, tmp_path):
 
     result = _deploy(host, "--commit", sha, "--archive", str(archive))
     assert result.returncode == 0, result.stdout + result.stderr + _serve_log(host)
+    assert _before(result.stdout, f"installing the locked dependencies ({LOCK}, hash-checked)", "switching current")
     # an empty catalog still lacks the model's vector index (the app role could not create it): the reindex makes it
     assert "catalog not ready for raiox-v12: its vector index is missing" in result.stderr
     assert "reindex: 0 added, 0 embedded" in result.stderr
@@ -205,6 +233,64 @@ def test_failed_migration_never_switches(host):
     assert _restarts(host) == restarts and (host["root"] / "run" / "raiox.pid").read_text() == pid
     assert list((host["srv"] / "failed").glob(f"*-{sha[:12]}"))
     assert _ready(host).status_code == 200
+
+
+def _commit_edit(host, path: str, old: str, new: str | None, message: str) -> str:
+    """A commit on top of the tested one that replaces `old` with `new` in `path` (or deletes the file: new=None)."""
+    repo = host["repo"]
+    base = _git("rev-parse", "HEAD", cwd=repo)
+    target = repo / path
+    if new is None:
+        _git("rm", "--quiet", path, cwd=repo)
+    else:
+        assert old in target.read_text()
+        target.write_text(target.read_text().replace(old, new, 1))
+    _git("commit", "--quiet", "-am", message, cwd=repo)
+    sha = _git("rev-parse", "HEAD", cwd=repo)
+    _git("checkout", "--quiet", base, cwd=repo)
+    return sha
+
+
+def _refused_for_its_venv(host, sha: str) -> subprocess.CompletedProcess:
+    before, restarts = _current(host), _restarts(host)
+    result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED before switching: venv" in result.stdout
+    assert _current(host) == before and _restarts(host) == restarts
+    assert list((host["srv"] / "failed").glob(f"*-{sha[:12]}"))
+    assert _ready(host).status_code == 200
+    return result
+
+
+def test_a_release_whose_lock_pins_what_the_host_cannot_install_never_switches(host):
+    """The lock is what gets installed: a pin the host cannot get (not on its index, a wrong version) fails the
+    venv, before any migration."""
+    sha = _commit_breaking(host, LOCK, "rehearsal-not-on-any-index==1.0 --hash=sha256:" + "0" * 64,
+                           "rehearsal: a lock pinning what cannot be installed")
+    result = _refused_for_its_venv(host, sha)
+    assert "rehearsal-not-on-any-index==1.0" in result.stdout + result.stderr
+    assert "migrating" not in result.stdout
+
+
+def test_a_release_whose_lock_lacks_a_dependency_never_switches(host):
+    """pyproject.toml gained a dependency and the lock was not regenerated: the project installs (--no-deps), but
+    `pip check` finds the dependency missing and the release is refused."""
+    dependency = '  "fastapi-offline>=1.7",\n'
+    sha = _commit_edit(host, "pyproject.toml", dependency, dependency + '  "rehearsal-not-locked>=1",\n',
+                       "rehearsal: a dependency not locked")
+    result = _refused_for_its_venv(host, sha)
+    assert "requires rehearsal-not-locked, which is not installed" in result.stdout + result.stderr
+    assert "pip check failed" in result.stdout
+
+
+def test_an_older_release_without_a_lock_still_deploys(host):
+    """An older commit (from before requirements/prod.lock) installs as it did, and the log says so."""
+    sha = _commit_edit(host, LOCK, "", None, "rehearsal: a release from before the lock")
+    result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]))
+    assert result.returncode == 0, result.stdout + result.stderr + _serve_log(host)
+    assert f"no {LOCK} in this release (an older commit): using {sys.prefix}'s packages" in result.stdout
+    assert "installing the locked dependencies" not in result.stdout
+    assert _current(host).endswith(sha[:12]) and _ready(host).status_code == 200
 
 
 def test_release_that_cannot_start_rolls_back(host):
