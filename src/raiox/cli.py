@@ -107,6 +107,19 @@ def database_ready() -> None:
             time.sleep(3)
 
 
+def embedder_ready(keep: bool = True) -> None:
+    """Before a server or a worker starts: the configured embedder (RAIOX_EMBEDDER) loads. One that cannot (unknown
+    name, missing, cut short or not a model) is the configuration error naming the setting, one line and exit 2,
+    not a traceback from every case's analysis later (and a /readyz that never turns ready). KEEP: the loaded model
+    stays cached for this process's own use (not for the supervisor of --workers processes)."""
+    from raiox.catalog.cli import _embedder
+    from raiox.vision.embedders import _build
+
+    _embedder()
+    if not keep:
+        _build.cache_clear()
+
+
 @contextmanager
 def listening(host: str, port: int):
     """Before a server starts anything (the embedded database, migrations, the app): HOST:PORT, bound and listening
@@ -198,6 +211,7 @@ def serve(
     settings = _settings()
     with listening(host, port) as sockets:  # the port is held from now on: nothing can take it before the server
         configure_logging(settings.log_format, settings.log_level)  # before the embedded database logs its start
+        embedder_ready(keep=workers == 1)
         if settings.embedded_database:
             migrate()  # embedded defaults: a fresh machine works with nothing configured
         database_ready()
@@ -220,6 +234,7 @@ def worker(concurrency: int = typer.Option(2, min=1, max=64, help="Jobs processe
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
+    embedder_ready()
     database_ready()
     from raiox.kit import jobs  # (its tasks register, and say so, once the database is there)
 

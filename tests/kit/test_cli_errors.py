@@ -216,3 +216,19 @@ def test_no_other_server_can_take_the_port_between_the_check_and_the_serving(con
     assert other == [errno.EADDRINUSE] and served == [[("127.0.0.1", port)]], result.output
     assert result.exit_code == 0 and "Traceback" not in result.output
     _take(port).close()  # let go once served
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "{port}"], ["worker"], ["identify", "{png}"]])
+@pytest.mark.parametrize("content", [b"\x0a\xff\xff\xff\xff a model cut short", b'{"not": "a model"}'])
+def test_a_configured_embedder_that_is_no_model_is_one_line_before_anything_starts(configure, tmp_path, command,
+                                                                                    content):
+    """A server or worker started with RAIOX_EMBEDDER=onnx:PATH to a damaged file (or no model at all) ran, and every
+    case's analysis ended in the model's traceback: it is the configuration error naming the setting, at once."""
+    model = tmp_path / "model.onnx"
+    model.write_bytes(content)
+    configure(DATABASE_URL=UNREACHABLE, DATABASE_WAIT_S="0", EMBEDDER=f"onnx:{model}")
+    (tmp_path / "x.png").write_bytes(b"never read")
+    result = run(*(arg.format(port=_free_port(), png=tmp_path / "x.png") for arg in command))
+    line = _one_line(result)
+    assert result.exit_code == 2 and "RAIOX_EMBEDDER" in line and "model.onnx" in line, line
+    assert "database" not in line
