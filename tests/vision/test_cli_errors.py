@@ -315,3 +315,12 @@ def test_damaged_json_and_checkpoints_are_unreadable_data_naming_the_file(tmp_pa
     net = torch.nn.Linear(2, 2)
     with pytest.raises(UnreadableData, match="ckpt.pt: its weights do not fit this network"):
         load_weights(net, {"weight": torch.zeros(3, 3)}, ckpt)
+
+
+def test_eval_locator_with_a_file_that_is_no_model_is_one_line_before_rendering(tmp_path):
+    junk = tmp_path / "locator.onnx"
+    junk.write_bytes(b"\x0a\xff\xff\xff\xff cut short")
+    result = run("eval-locator", "--per", "1", "--model", str(junk), "--cache", str(tmp_path / "scenes.npz"))
+    line = one_line(result)
+    assert result.exit_code == 2 and "cannot load the ONNX model" in line and "locator.onnx" in line
+    assert not (tmp_path / "scenes.npz").exists()  # refused before any scene was rendered
