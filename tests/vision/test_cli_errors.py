@@ -324,3 +324,22 @@ def test_eval_locator_with_a_file_that_is_no_model_is_one_line_before_rendering(
     line = one_line(result)
     assert result.exit_code == 2 and "cannot load the ONNX model" in line and "locator.onnx" in line
     assert not (tmp_path / "scenes.npz").exists()  # refused before any scene was rendered
+
+
+def test_an_onnx_model_that_does_not_run_on_a_crop_is_refused_as_an_embedder(tmp_path):
+    """A model of image shape whose graph cannot take the crop (here: bytes, not floats) loaded, and failed in the
+    middle of the analysis; it is refused when it loads."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT), helper.make_node("Flatten", ["f"], ["e"])],
+        "bytes", [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", 1, 4, 4])],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, ["N", 16])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "bytes.onnx"))
+    result = run("eval", "--limit", "2", "--no-write", "--embedder", f"onnx:{tmp_path / 'bytes.onnx'}",
+                 "--cache", str(tmp_path / "cache"))
+    assert result.exit_code == 2 and "Invalid value for --embedder" in said(result)
+    assert "not an image embedding model (it does not run on a crop" in said(result)
