@@ -7,6 +7,7 @@ command with one line on stderr and exit code 2 (configuration) or 1 (the rest),
 
 import asyncio
 import sys
+from contextlib import contextmanager
 
 import click
 import typer
@@ -106,12 +107,28 @@ def database_ready() -> None:
             time.sleep(3)
 
 
-def address_free(host: str, port: int) -> None:
-    """Before a server starts anything (the embedded database, migrations, the app): HOST:PORT can be listened on.
-    uvicorn would find out only once the app has started, and end with its own log line and exit code 3; a port
-    already in use is the command's one line instead, exit 1 (systemd's units restart on any failure), and a HOST
-    that is no address is refused as a bad --host. Bound as uvicorn binds (SO_REUSEADDR: a port a stopped server
-    left in TIME_WAIT is free; every address HOST resolves to, IPv6 ones IPv6 only), then let go."""
+def embedder_ready(keep: bool = True) -> None:
+    """Before a server or a worker starts: the configured embedder (RAIOX_EMBEDDER) loads. One that cannot (unknown
+    name, missing, cut short or not a model) is the configuration error naming the setting, one line and exit 2,
+    not a traceback from every case's analysis later (and a /readyz that never turns ready). KEEP: the loaded model
+    stays cached for this process's own use (not for the supervisor of --workers processes)."""
+    from raiox.catalog.cli import _embedder
+    from raiox.vision.embedders import _build
+
+    _embedder()
+    if not keep:
+        _build.cache_clear()
+
+
+@contextmanager
+def listening(host: str, port: int):
+    """Before a server starts anything (the embedded database, migrations, the app): HOST:PORT, bound and listening
+    now, as uvicorn would bind it (SO_REUSEADDR: a port a stopped server left in TIME_WAIT is free; every address
+    HOST resolves to, IPv6 ones IPv6 only). The sockets are handed to uvicorn (`serve_on`), so that no other
+    process can take the port between this check and the server's start. A port already in use is the command's one
+    line, exit 1 (uvicorn would have found out only once the app had started, with its own log line and exit code 3;
+    systemd's units restart on any failure), and a HOST that is no address is refused as a bad --host. Closed on the
+    way out."""
     import errno
     import socket
 
@@ -128,19 +145,47 @@ def address_free(host: str, port: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                sock.bind(address)
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    why = (f"port {port} on {host} is already in use (another server listens there: stop it, or "
-                           "choose another --port)")
-                else:
-                    why = f"cannot listen on port {port} on {host}: {exc.strerror or exc}"
-                console.print(f"[red]error:[/red] {escape(why)}", soft_wrap=True, highlight=False)
-                raise typer.Exit(1) from None
+            sock.bind(address)
+            sock.listen(2048)  # uvicorn's backlog; listening, the port is ours alone (a bound one may be shared)
+            sock.set_inheritable(True)  # --workers: the server processes serve the same sockets
+    except OSError as exc:
+        for sock in opened:
+            sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            why = (f"port {port} on {host} is already in use (another server listens there: stop it, or choose "
+                   "another --port)")
+        else:
+            why = f"cannot listen on port {port} on {host}: {exc.strerror or exc}"
+        console.print(f"[red]error:[/red] {escape(why)}", soft_wrap=True, highlight=False)
+        raise typer.Exit(1) from None
+    try:
+        yield opened
     finally:
         for sock in opened:
             sock.close()
+
+
+def serve_on(sockets: list, app, **options) -> None:
+    """uvicorn serving APP on SOCKETS (`listening`): in this process, or in --workers processes (APP an import string
+    then). Ends as `uvicorn.run` does: exit code 3 when the app could not start."""
+    import logging
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(app, **options)
+    server = uvicorn.Server(config)
+    logging.getLogger("uvicorn.error").info("Uvicorn running on http://%s:%d (Press CTRL+C to quit)",
+                                            options["host"], options["port"])  # uvicorn says so only when it binds
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        pass
+    if config.workers == 1 and not server.started:
+        raise SystemExit(3)
 
 
 @db_app.command("upgrade")
@@ -161,26 +206,25 @@ def serve(
     """Serve the API, the Jotform webhook and the admin panel (and, by default, the worker)."""
     import os
 
-    import uvicorn
-
     from raiox.kit.logging import configure_logging
 
     settings = _settings()
-    address_free(host, port)
-    configure_logging(settings.log_format, settings.log_level)  # before the embedded database logs its start
-    if settings.embedded_database:
-        migrate()  # embedded defaults: a fresh machine works with nothing configured
-    database_ready()
-    from raiox.app import create_app  # (its tasks register, and say so, once the database is there)
+    with listening(host, port) as sockets:  # the port is held from now on: nothing can take it before the server
+        configure_logging(settings.log_format, settings.log_level)  # before the embedded database logs its start
+        embedder_ready(keep=workers == 1)
+        if settings.embedded_database:
+            migrate()  # embedded defaults: a fresh machine works with nothing configured
+        database_ready()
+        from raiox.app import create_app  # (its tasks register, and say so, once the database is there)
 
-    options = {"host": host, "port": port, "log_config": None, "access_log": False}
-    if workers == 1:
-        uvicorn.run(create_app(worker=worker), **options)
-        return
-    # Several processes: each builds its own app (and, unless --no-worker, its own job worker; jobs are
-    # locked in PostgreSQL, so workers in several processes never run the same job twice).
-    os.environ["RAIOX_SERVE_IN_PROCESS_WORKER"] = "1" if worker else "0"
-    uvicorn.run("raiox.app:app_from_environment", factory=True, workers=workers, **options)
+        options = {"host": host, "port": port, "log_config": None, "access_log": False}
+        if workers == 1:
+            serve_on(sockets, create_app(worker=worker), **options)
+            return
+        # Several processes: each builds its own app (and, unless --no-worker, its own job worker; jobs are
+        # locked in PostgreSQL, so workers in several processes never run the same job twice).
+        os.environ["RAIOX_SERVE_IN_PROCESS_WORKER"] = "1" if worker else "0"
+        serve_on(sockets, "raiox.app:app_from_environment", factory=True, workers=workers, **options)
 
 
 @app.command()
@@ -190,6 +234,7 @@ def worker(concurrency: int = typer.Option(2, min=1, max=64, help="Jobs processe
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
+    embedder_ready()
     database_ready()
     from raiox.kit import jobs  # (its tasks register, and say so, once the database is there)
 

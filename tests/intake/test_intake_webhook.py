@@ -218,6 +218,24 @@ async def test_only_radiographs_become_images_without_field_map(api, reader):
     assert [(i.question, i.filename) for i in images] == [("radiografias", f) for f in FILES]
 
 
+async def test_ignored_url_lists_are_logged_once_per_submission_not_per_delivery(api, reader):
+    """Every delivery (and a verification or reconciliation) parses the submission again: the questions left out of
+    its images are logged once, when its case is created, with the case's id."""
+    import structlog.testing
+
+    content = submission("6084250982513018124")
+    raw = json.loads(webhook_fields(content)["rawRequest"])
+    raw["links"] = ["https://clinica.example.com/caso/1"]
+    with structlog.testing.capture_logs() as logs:
+        first = await api.post(URL, **multipart(webhook_fields(content, raw=raw)))
+        again = await api.post(URL, **urlencoded(webhook_fields(content, raw=raw)))
+    assert again.json()["duplicate"] is True
+    ignored = [e for e in logs if e["event"] == "upload_fields_ignored"]
+    assert len(ignored) == 1 and ignored[0]["case_id"] == first.json()["case_id"]
+    assert ignored[0]["submission_id"] == content["id"] and list(ignored[0]["fields"]) == ["links"]
+    assert "clinica.example.com" not in json.dumps(ignored[0])
+
+
 async def test_unusual_multipart_goes_through_the_general_parser(api, reader):
     fields = webhook_fields(submission("6084250982513018999"))
     parts = [f'--xYz\r\nContent-Disposition: form-data; name="{k}"\r\nContent-Type: text/plain; charset=utf-8'

@@ -1,6 +1,7 @@
 """An operational failure ends any `raiox` command with one line on stderr and exit 2 (configuration) or 1
 (database, storage), never a traceback or a password; `--debug` / RAIOX_DEBUG=1 gives the traceback back."""
 
+import errno
 import socket
 
 import psycopg
@@ -146,13 +147,88 @@ def test_a_port_already_in_use_is_one_line_and_exit_1_before_anything_starts(con
     assert "database" not in line
 
 
-def test_a_free_address_passes_and_a_host_that_is_no_address_is_refused():
-    from raiox.cli import address_free
-
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    address_free("127.0.0.1", port)  # free: nothing said, nothing kept bound
-    address_free("127.0.0.1", port)
+        return probe.getsockname()[1]
+
+
+def _take(port: int) -> socket.socket:
+    """Another server listening on PORT as uvicorn would (SO_REUSEADDR); OSError when it cannot."""
+    intruder = socket.socket()
+    intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        intruder.bind(("127.0.0.1", port))
+        intruder.listen()
+    except OSError:
+        intruder.close()
+        raise
+    return intruder
+
+
+def test_a_free_address_is_held_until_the_server_ends_and_a_host_that_is_no_address_is_refused():
+    from raiox.cli import listening
+
+    port = _free_port()
+    with listening("127.0.0.1", port) as sockets:
+        assert [s.getsockname() for s in sockets] == [("127.0.0.1", port)]
+        with pytest.raises(OSError) as refused:
+            _take(port)
+        assert refused.value.errno == errno.EADDRINUSE
+    with listening("127.0.0.1", port):  # let go on the way out: free again
+        pass
+    _take(port).close()
     result = run("serve", "--host", "no-such-host.invalid", "--port", str(port))
     assert result.exit_code == 2 and "Invalid value for --host" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["serve", "admin"])
+def test_no_other_server_can_take_the_port_between_the_check_and_the_serving(configure, monkeypatch, command):
+    """The port was checked and let go, and uvicorn bound it again once the start-up (embedded database, migrations,
+    the app) was over: another server taking it meanwhile made uvicorn end with its own log line and exit code 3. The
+    sockets bound at the check are the ones served: the other server is refused, this one serves."""
+    import uvicorn
+
+    from raiox import cli
+
+    configure(DATABASE_URL=UNREACHABLE)
+    port, other = _free_port(), []
+
+    def another_server_starts_meanwhile():
+        try:
+            other.append(_take(port))
+        except OSError as exc:
+            other.append(exc.errno)
+
+    def serve(server, sockets=None):
+        server.started = True
+        served.append([s.getsockname() for s in sockets or []])
+
+    served = []
+    monkeypatch.setattr(cli, "database_ready", another_server_starts_meanwhile)
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
+    try:
+        result = run(command, "--host", "127.0.0.1", "--port", str(port))
+    finally:
+        for sock in other:
+            if isinstance(sock, socket.socket):
+                sock.close()
+    assert other == [errno.EADDRINUSE] and served == [[("127.0.0.1", port)]], result.output
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    _take(port).close()  # let go once served
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "{port}"], ["worker"], ["identify", "{png}"]])
+@pytest.mark.parametrize("content", [b"\x0a\xff\xff\xff\xff a model cut short", b'{"not": "a model"}'])
+def test_a_configured_embedder_that_is_no_model_is_one_line_before_anything_starts(configure, tmp_path, command,
+                                                                                    content):
+    """A server or worker started with RAIOX_EMBEDDER=onnx:PATH to a damaged file (or no model at all) ran, and every
+    case's analysis ended in the model's traceback: it is the configuration error naming the setting, at once."""
+    model = tmp_path / "model.onnx"
+    model.write_bytes(content)
+    configure(DATABASE_URL=UNREACHABLE, DATABASE_WAIT_S="0", EMBEDDER=f"onnx:{model}")
+    (tmp_path / "x.png").write_bytes(b"never read")
+    result = run(*(arg.format(port=_free_port(), png=tmp_path / "x.png") for arg in command))
+    line = _one_line(result)
+    assert result.exit_code == 2 and "RAIOX_EMBEDDER" in line and "model.onnx" in line, line
+    assert "database" not in line

@@ -611,6 +611,28 @@ async def test_each_remove_reference_button_names_the_reference_and_the_system_i
                      "Remover do catálogo a imagem de referência 2 de Grand Morse (Neodent)"]
 
 
+def _title_and_heading(html: str) -> tuple[str, str]:
+    title = re.search(r"<title>(.*?)</title>", html, re.S).group(1)
+    heading = re.search(r"<h1>(.*?)</h1>", html, re.S).group(1)
+    return title, heading
+
+
+async def test_every_page_is_titled_in_pt_br_as_its_heading_reads(panel):
+    """The browser tab says what the page's heading says (then the app's name); a system is "Grand Morse (Neodent)",
+    as the case page and the audit log name it (review.service.system_label), not "Neodent Grand Morse"."""
+    case, _ = await _data()
+    assert _title_and_heading((await panel.get("/admin/login")).text) == ("Entrar · Raiox AI", "Entrar")
+    await login(panel, "admin@example.com")
+    for path, heading in [("/admin/", "Fila de casos"),
+                          (f"/admin/cases/{case.id}", f"Caso {case.jotform_submission_id}"),
+                          ("/admin/catalog", "Catálogo de sistemas"), ("/admin/catalog/new", "Novo sistema"),
+                          ("/admin/catalog/neo-cm", "Grand Morse (Neodent)"),
+                          ("/admin/catalog/nob-ac", "NobelActive (Nobel Biocare)")]:
+        page = await panel.get(path)
+        assert page.status_code == 200, path
+        assert _title_and_heading(page.text) == (f"{heading} · Raiox AI", heading), path
+
+
 async def test_retry_failed_case_and_resend_failed_delivery(panel):
     from sqlalchemy import select, text
 

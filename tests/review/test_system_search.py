@@ -73,6 +73,63 @@ async def test_pt_br_design_words_find_the_systems_typed_in_catalog_terms(catalo
     assert await _found(catalog, query) == expected
 
 
+PARALLEL = {"syn-hi", "syn-he", "nobel-cc", "ank-cx", "acme-he"}
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("hexágonos internos", {"syn-hi", "plain-hi"}),  # plurals, and the feminine, as the singular
+    ("HEXÁGONOS EXTERNOS", {"syn-he", "acme-he"}),
+    ("hexagonais internas", {"syn-hi", "plain-hi"}),
+    ("cônicas", CONICAL),
+    ("Conicas", CONICAL),
+    ("cones Morse", CONICAL),
+    ("cones morse 16 graus", {"syn-cm16"}),
+    ("roscas quadradas", {"syn-hi", "syn-he"}),
+    ("rosca quadrado", {"syn-hi", "syn-he"}),  # the other gender
+    ("ápices arredondados", {"syn-cm11", "syn-cm16"}),
+    ("apices planos", {"syn-he"}),
+    ("ápice arredondada", {"syn-cm11", "syn-cm16"}),
+    ("paralelas", PARALLEL),
+    ("cilíndricos", PARALLEL),
+    ("cônicos", {"syn-cm11", "syn-cm16", "syn-tri"}),  # the body, still not the connection
+    ("trilobadas", {"syn-tri"}),
+    ("GM", CONICAL),  # abbreviations: any case, accents, dots
+    ("gm", CONICAL),
+    ("C.M.", CONICAL),
+    ("c.m 16°", {"syn-cm16"}),
+    ("h.e.", {"syn-he", "acme-he"}),
+    ("HÉ", {"syn-he", "acme-he"}),
+    ("Hi", {"syn-hi", "plain-hi"}),
+    ("hexágono externo.", {"syn-he", "acme-he"}),  # a sentence's final dot
+    ("hexas", set()),  # a word the table does not know stays as typed
+])
+async def test_plural_gender_and_abbreviated_forms_find_what_the_singular_finds(catalog, query, expected):
+    assert await _found(catalog, query) == expected
+
+
+def _plural(word: str) -> str:
+    for singular, plural in (("al", "ais"), ("el", "eis"), ("r", "res"), ("z", "zes")):
+        if word.endswith(singular):
+            return word[: -len(singular)] + plural
+    return word + "s"
+
+
+def test_every_word_of_the_table_is_found_in_the_plural_and_the_other_gender():
+    """The table lists each word once (singular; one gender): a rule, not a list, finds its other forms."""
+    from raiox.review.search_terms import SYNONYMS, search_words
+
+    def pattern(query: str) -> str | None:
+        return search_words(query, 1)[0].pattern
+
+    for word in (w for w in SYNONYMS if len(w) > 2):
+        forms = [_plural(word)]
+        if word[-1] in "ao" and (other := word[:-1] + {"a": "o", "o": "a"}[word[-1]]) not in SYNONYMS:
+            forms += [other, other + "s"]
+        for form in forms:
+            assert pattern(form) == pattern(word), (word, form)
+    assert pattern("conicas") != pattern("conicos")  # the connection and the body: each its own word
+
+
 async def test_every_term_the_panel_shows_in_pt_br_finds_the_systems_typed_with_it(session):
     """The panel's glossary (term.* messages) and the search agree: what the reader sees finds what was typed."""
     messages = i18n.catalog("pt_BR")

@@ -194,3 +194,152 @@ def test_load_npz_reads_the_arrays_asked_for_and_names_a_damaged_file(tmp_path):
         assert str(path) in raised.value.message
     with pytest.raises(FileNotFoundError):
         load_npz(tmp_path / "missing.npz")
+
+
+# damaged model files: checkpoints, meta.json, models to start from
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """A small rendered dataset (10 systems, 3 crops each), copied into each run that needs one."""
+    from raiox.vision.datagen import render_dataset
+
+    data = tmp_path_factory.mktemp("rendered") / "data"
+    render_dataset(data, classes=10, per_class=3, seed=0)
+    return data
+
+
+def train_run(tmp_path, rendered, *args: str):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    if not (run_dir / "data").exists():
+        shutil.copytree(rendered, run_dir / "data")
+    return run("train", "--out", str(run_dir), "--classes", "10", "--per-class", "3", "--steps", "1", *args), run_dir
+
+
+def test_train_with_no_step_to_take_ends_without_a_traceback(tmp_path, rendered):
+    """--steps 0 (its minimum) divided by zero in the learning-rate schedule."""
+    result, run_dir = train_run(tmp_path, rendered, "--steps", "0", "--name", "zero")
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "zero.onnx").is_file()
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04 a checkpoint cut short", b"\x80\x04 not a pickle", None])
+def test_train_resuming_a_damaged_checkpoint_is_one_line(tmp_path, rendered, content):
+    import torch
+
+    (tmp_path / "run").mkdir()
+    ckpt = tmp_path / "run" / "ckpt.pt"
+    if content is None:  # a checkpoint, but of something else
+        torch.save({"step": 3}, ckpt)
+    else:
+        ckpt.write_bytes(content)
+    result, _ = train_run(tmp_path, rendered)
+    line = one_line(result)
+    assert result.exit_code == 1 and "ckpt.pt: not a readable checkpoint" in line, line
+    assert "delete it to start the run over" in line
+
+
+def test_train_from_a_damaged_checkpoint_or_model_is_refused(tmp_path, rendered):
+    import torch
+
+    from raiox.vision.locnet import build_net
+
+    cut, other, junk = tmp_path / "cut.pt", tmp_path / "locator.pt", tmp_path / "junk.onnx"
+    cut.write_bytes(b"PK\x03\x04 cut short")
+    torch.save({"net": build_net(1).state_dict()}, other)  # another network's checkpoint
+    junk.write_bytes(b"\x0a\xff\xff\xff\xff junk")
+    result, _ = train_run(tmp_path, rendered, "--init-from", str(cut))
+    assert result.exit_code == 1 and "cut.pt: not a readable checkpoint (" in one_line(result)
+    result, _ = train_run(tmp_path, rendered, "--init-from", str(other))
+    assert result.exit_code == 2 and "locator.pt: not a checkpoint of this network" in said(result)
+    for model, why in ((junk, "junk.onnx: not an ONNX model"), (shipped_model("features-v1"), "0 convolutions")):
+        result, _ = train_run(tmp_path, rendered, "--init-from", str(model))
+        assert result.exit_code == 2 and "not a model this network can start from" in said(result), said(result)
+        assert why in said(result) and "Invalid value for --init-from" in said(result)
+
+
+@pytest.mark.parametrize("content", ['{"classes": 10, "per_cl', "[10, 3]", "\udcff"])
+def test_train_on_a_damaged_meta_json_is_one_line(tmp_path, rendered, content):
+    import shutil
+
+    shutil.copytree(rendered, tmp_path / "run" / "data")
+    (tmp_path / "run" / "data" / "meta.json").write_bytes(content.encode("utf-8", "surrogateescape"))
+    result, _ = train_run(tmp_path, rendered)
+    line = one_line(result)
+    assert result.exit_code == 1 and "meta.json: not a readable JSON file" in line and "render it again" in line
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_train_locator_from_a_damaged_or_foreign_checkpoint_is_one_line(tmp_path, resume):
+    import torch
+
+    out = tmp_path / "loc"
+    out.mkdir()
+    other = tmp_path / "other.pt"
+    torch.save({"net": {"weight": torch.zeros(1)}}, other)
+    if resume:  # the run's own checkpoint, damaged: what train-locator resumes from
+        (out / "locator-ckpt.pt").write_bytes(b"cut")
+        result = run("train-locator", "--out", str(out), "--scenes", "2", "--steps", "1")
+        assert result.exit_code == 1 and "locator-ckpt.pt: not a readable checkpoint" in one_line(result)
+        return
+    result = run("train-locator", "--out", str(out), "--scenes", "2", "--steps", "1", "--warm-start", str(other))
+    line = one_line(result)
+    assert result.exit_code == 1 and "other.pt: its weights do not fit this network (" in line
+    assert "Missing key(s)" in line and line.endswith("...)")  # torch lists every key: cut short
+
+
+def test_damaged_json_and_checkpoints_are_unreadable_data_naming_the_file(tmp_path):
+    import torch
+
+    from raiox.vision.datagen import load_checkpoint, load_json, load_weights
+
+    good, cut, array = tmp_path / "good.json", tmp_path / "cut.json", tmp_path / "array.json"
+    good.write_text('{"classes": 3}')
+    cut.write_text('{"classes": ')
+    array.write_text("[3]")
+    assert load_json(good) == {"classes": 3}
+    for path, why in ((cut, "Expecting value"), (array, "a JSON list, not an object")):
+        with pytest.raises(UnreadableData, match=why) as raised:
+            load_json(path, "run it again")
+        assert raised.value.message.startswith(f"{path}: not a readable JSON file") and "; run it again" in str(
+            raised.value)
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"net": {}, "step": 2}, ckpt)
+    assert load_checkpoint(ckpt, "net", "step")["step"] == 2
+    with pytest.raises(UnreadableData, match="no 'opt' in it"):
+        load_checkpoint(ckpt, "net", "opt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+    net = torch.nn.Linear(2, 2)
+    with pytest.raises(UnreadableData, match="ckpt.pt: its weights do not fit this network"):
+        load_weights(net, {"weight": torch.zeros(3, 3)}, ckpt)
+
+
+def test_eval_locator_with_a_file_that_is_no_model_is_one_line_before_rendering(tmp_path):
+    junk = tmp_path / "locator.onnx"
+    junk.write_bytes(b"\x0a\xff\xff\xff\xff cut short")
+    result = run("eval-locator", "--per", "1", "--model", str(junk), "--cache", str(tmp_path / "scenes.npz"))
+    line = one_line(result)
+    assert result.exit_code == 2 and "cannot load the ONNX model" in line and "locator.onnx" in line
+    assert not (tmp_path / "scenes.npz").exists()  # refused before any scene was rendered
+
+
+def test_an_onnx_model_that_does_not_run_on_a_crop_is_refused_as_an_embedder(tmp_path):
+    """A model of image shape whose graph cannot take the crop (here: bytes, not floats) loaded, and failed in the
+    middle of the analysis; it is refused when it loads."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT), helper.make_node("Flatten", ["f"], ["e"])],
+        "bytes", [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", 1, 4, 4])],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, ["N", 16])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "bytes.onnx"))
+    result = run("eval", "--limit", "2", "--no-write", "--embedder", f"onnx:{tmp_path / 'bytes.onnx'}",
+                 "--cache", str(tmp_path / "cache"))
+    assert result.exit_code == 2 and "Invalid value for --embedder" in said(result)
+    assert "not an image embedding model (it does not run on a crop" in said(result)

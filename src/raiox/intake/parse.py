@@ -7,7 +7,9 @@ notes) comes from RAIOX_JOTFORM_FIELD_MAP (meaning -> question name, qid or `q<q
 falls back to auto-detection: answer shapes (`{first,last}`, `{full}`/`{area,phone}`), question types
 (API copies) and question names. Images: the `images` questions when mapped, every URL listed under them;
 otherwise the `temp_upload` questions, plus Jotform upload URLs under other bare keys (`_detected_uploads`);
-other URL lists (links, Jotform's own lists) are left out, named in an `upload_fields_ignored` log line.
+other URL lists (links, Jotform's own lists) are left out, named in `Submission.ignored` (question names only),
+which `intake.service.ingest_on` logs as `upload_fields_ignored` once, when the submission's case is created (a
+submission is parsed again on every webhook delivery, its verification and reconciliation).
 """
 
 import json
@@ -19,10 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from raiox.intake.clean import MAX_DEPTH, storable
 from raiox.kit.errors import BadRequest, Unprocessable
-from raiox.kit.logging import get_logger
 from raiox.kit.settings import _origin
-
-log = get_logger(__name__)
 
 QKEY = re.compile(r"^q(\d+)_(.+)$")
 SUBMISSION_ID = re.compile(r"^[0-9]{1,40}$")
@@ -65,6 +64,7 @@ class Submission:
     submitted_at: datetime | None = None
     uploads: list[Upload] = field(default_factory=list)
     fields: dict = field(default_factory=dict)  # question name -> display text (dates as YYYY-MM-DD)
+    ignored: dict = field(default_factory=dict)  # URL-list question left out of the images -> why (names only)
 
 
 def strip_secrets(value: str, secrets: list[str]) -> str:
@@ -313,9 +313,8 @@ def interpret(submission: Submission, field_map: Mapping[str, str], types: Mappi
                 ignored[key] = "URL list not in RAIOX_JOTFORM_FIELD_MAP images"
     else:
         questions = _detected_uploads(answers, _upload_origins(upload_hosts), ignored)
-    if ignored:  # question names only: URLs and file names may name patients (or carry a key)
-        log.info("upload_fields_ignored", submission_id=submission.submission_id,
-                 fields={name[:100]: why for name, why in list(ignored.items())[:20]})
+    # question names only: URLs and file names may name patients (or carry a key)
+    submission.ignored = {name[:100]: why for name, why in list(ignored.items())[:20]}
     submission.uploads = _uploads(questions)
     submission.fields = {name: text for _qid, name, key in _qkeys(answers) if (text := _text(answers[key]))}
 

@@ -16,8 +16,10 @@ from raiox.intake import repository
 from raiox.intake.parse import Submission
 from raiox.kit.errors import Conflict
 from raiox.kit.jobs import defer_in_session
+from raiox.kit.logging import get_logger
 from raiox.models import Case, CaseEvent, CaseStatus, ImageStatus
 
+log = get_logger(__name__)
 PROCESS_TASK = "process_case"
 INGEST_TASK = "ingest_submission"
 REFETCH_TASK = "refetch_images"
@@ -65,6 +67,8 @@ async def ingest_on(conn: AsyncConnection, sub: Submission, *, source: str = "we
         existing = await repository.find_case(conn, sub.submission_id)
         assert existing is not None, "ON CONFLICT without a conflicting row"
         return Ingested(existing, created=False)
+    if sub.ignored:  # once per submission: it is parsed again on each delivery, verification and reconciliation
+        log.info("upload_fields_ignored", submission_id=sub.submission_id, case_id=str(case_id), fields=sub.ignored)
     return Ingested(case_id, created=True)
 
 

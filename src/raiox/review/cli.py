@@ -123,14 +123,13 @@ def admin(
     port: int = typer.Option(8001, min=1, max=65535, help="TCP port."),
 ) -> None:
     """Serve the admin panel alone (/admin), against the same database; workers run the deliveries."""
-    import uvicorn
-
-    from raiox.cli import _settings, address_free, database_ready, migrate
+    from raiox.cli import _settings, database_ready, listening, migrate, serve_on
     from raiox.review.panel import create_admin_app
 
     settings = _settings()
-    address_free(host, port)
-    if settings.embedded_database:
-        migrate()
-    database_ready()
-    uvicorn.run(create_admin_app(), host=host, port=port, log_config=None, access_log=False, proxy_headers=True)
+    with listening(host, port) as sockets:  # held from now on: nothing can take the port before the server
+        if settings.embedded_database:
+            migrate()
+        database_ready()
+        serve_on(sockets, create_admin_app(), host=host, port=port, log_config=None, access_log=False,
+                 proxy_headers=True)

@@ -107,9 +107,18 @@ def percent(score: float) -> str:
     return f"{max(0, round(float(score) * 100))}%"
 
 
+def system_label(system) -> str:
+    """A system as the panel and the audit log name it, "Grand Morse (Neodent)" (`review.service.system_label`,
+    imported when first used: importing the service at start-up would load the job queue with the panel)."""
+    from raiox.review.service import system_label as label
+
+    return label(system)
+
+
 templates.env.filters["when"] = when
 templates.env.filters["percent"] = percent
 templates.env.filters["term"] = i18n.term
+templates.env.filters["system_label"] = system_label
 templates.env.globals["connection_read"] = connection_read
 templates.env.globals["features_read"] = features_read
 templates.env.globals["length_read"] = length_read

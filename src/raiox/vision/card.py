@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from datetime import datetime, timezone
 from importlib import resources
@@ -11,9 +10,11 @@ from pathlib import Path
 
 
 def write_card(out: Path, onnx_path: Path, eval_section: str | None = None) -> Path:
-    state = json.loads((out / "train-state.json").read_text())
+    from raiox.vision.datagen import load_json
+
+    state = load_json(out / "train-state.json", "run `raiox vision train` again: its next checkpoint writes it")
     meta_path = out / "data" / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta = load_json(meta_path) if meta_path.exists() else {}
     cfg, hist = state["config"], state.get("history", [])
     last = hist[-1] if hist else {}
     name = onnx_path.stem

@@ -415,12 +415,16 @@ def evaluate_locator(
     per: int = typer.Option(50, "--per",
                             help="scenes per condition (angulation, noise, blur, occlusion, combined, multi)"),
     seed: int = typer.Option(9100, help="scene seed (keep the default to compare localisers)"),
-    model: Path = typer.Option(None, help="localiser ONNX file (default: the shipped locator-v2)"),
+    model: Path = typer.Option(None, exists=True, dir_okay=False,
+                               help="localiser ONNX file (default: the shipped locator-v2)"),
     cache: Path = typer.Option(None, help="an .npz file caching the scenes"),
 ) -> None:
     """Localisation on scenes of random non-catalog systems (not the demo-catalog evaluation set)."""
     from raiox.vision import loceval
+    from raiox.vision.onnxrt import session
 
+    if model is not None:
+        session(str(model))  # a file that is no model: its one line now, not after rendering every scene
     typer.echo(loceval.summary(loceval.evaluate(per, seed, model, cache)))
 
 

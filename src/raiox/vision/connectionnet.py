@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import (load_npz, located_box, physical_rule, run_shards, save_npz, shard_files,
+from raiox.vision.datagen import (load_json, load_npz, located_box, physical_rule, run_shards, save_npz, shard_files,
                                   shard_specs)
 from raiox.vision.connection import (CLASSES, ZOOM, Zoom, platform_zoom, spec_class, zoom_metadata,
                                     zoom_of)
@@ -43,7 +43,7 @@ def _zoom_rule(out: Path, physical: bool) -> bool:
     recorded, else ``physical`` (recorded now)."""
     meta = out / "meta.json"
     if meta.exists():
-        return physical_rule(json.loads(meta.read_text()))
+        return physical_rule(load_json(meta))
     physical = physical and not shard_files(out, "zooms-*.npz")
     meta.write_text(json.dumps({"physical": physical}))
     return physical

@@ -105,6 +105,65 @@ def load_npz(path: Path, *keys: str, allow_pickle: bool = False) -> dict[str, np
     raise UnreadableData(f"{path}: not a readable data file ({why}); delete it and render it again")
 
 
+def load_json(path: Path, hint: str = "delete it and render it again") -> dict:
+    """The JSON object in ``path`` (a dataset's ``meta.json``, a run's ``train-state.json``); one that is damaged
+    (cut short, not UTF-8 or JSON, not an object) is an ``UnreadableData`` naming it, and what to do (``hint``).
+    A file that is not there stays an OSError."""
+    raw = path.read_bytes()
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError
+        why = first_line(exc)
+    else:
+        if isinstance(value, dict):
+            return value
+        why = f"a JSON {type(value).__name__}, not an object"
+    raise UnreadableData(f"{path}: not a readable JSON file ({why}); {hint}")
+
+
+RESUME_HINT = "delete it to start the run over"  # a run's own checkpoint (ckpt.pt): resumed from, else begun anew
+
+
+def load_checkpoint(path: Path, *keys: str, map_location=None, hint: str = "") -> dict:
+    """The torch checkpoint ``path`` (a dict holding ``keys``); one that is damaged (cut short, not a checkpoint,
+    another kind of checkpoint) is an ``UnreadableData`` naming it (then ``hint``), not torch's traceback. A file that
+    is not there stays an OSError."""
+    import torch
+
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=False)
+    except OSError as exc:
+        if exc.errno is not None:  # missing, unreadable, a folder: the OS's own error
+            raise
+        why = first_line(exc)
+    except Exception as exc:  # noqa: BLE001 - zip, pickle and torch's own errors share no base class
+        why = first_line(exc).split(". ")[0]  # torch's zip errors go on with advice in the same line
+    else:
+        if not isinstance(saved, dict):
+            why = f"a {type(saved).__name__}, not a checkpoint"
+        elif missing := [key for key in keys if key not in saved]:
+            why = f"no {missing[0]!r} in it: a checkpoint of another kind"
+        else:
+            return saved
+    raise UnreadableData(f"{path}: not a readable checkpoint ({why}){f'; {hint}' if hint else ''}")
+
+
+def load_weights(net, weights: dict, source: Path) -> None:
+    """``net.load_state_dict(weights)``; weights of another network (the checkpoint ``source`` of another model or
+    size) are an ``UnreadableData`` naming the file, not torch's list of every key."""
+    try:
+        net.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:  # missing / unexpected keys, sizes; not a state dict
+        raise UnreadableData(f"{source}: its weights do not fit this network ({state_dict_error(exc)})") from None
+
+
+def state_dict_error(exc: BaseException, most: int = 200) -> str:
+    """torch's ``load_state_dict`` error in one line ("Error(s) in loading state_dict for Net: Missing key(s) ..."),
+    cut after MOST characters (it lists every key)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
 def shard_files(folder: Path, pattern: str) -> list[Path]:
     """The finished shards matching ``pattern`` in ``folder``, sorted: a ``.tmp.npz`` that an interrupted
     ``save_npz`` left behind is not one."""
@@ -135,7 +194,7 @@ def render_dataset(out: Path, classes: int, per_class: int, shard_size: int = 10
     """
     out.mkdir(parents=True, exist_ok=True)
     if (out / "meta.json").exists():
-        physical = physical_rule(json.loads((out / "meta.json").read_text()))
+        physical = physical_rule(load_json(out / "meta.json"))
     meta = {"classes": classes, "per_class": per_class, "seed": seed, "size": list(size), "shard_size": shard_size,
             "renderer": "raiox.synth.render_fixture_crop", "jitter": jitter,
             "crop": list(crop), "physical": physical}
@@ -235,7 +294,7 @@ def demo_signatures() -> frozenset:
 
 def dataset_specs(data_dir: Path) -> list[dict]:
     """The spec of every class of a rendered dataset (index = label), drawn again from its ``meta.json``."""
-    meta = json.loads((data_dir / "meta.json").read_text())
+    meta = load_json(data_dir / "meta.json")
     size = (meta.get("shard_size")  # older data: one shard's classes
             or int(load_npz(data_dir / "shard-000.npz", "labels")["labels"].max()) + 1)
     demo = demo_signatures()

@@ -94,8 +94,13 @@ class OnnxEmbedder:
         fixed = all(isinstance(v, int) for v in shape[1:4])
         self.crop_size = (self.height, self.width) if fixed and self.channels == 1 else (CROP_H, CROP_W)
         self.model_id = model_id
-        out = self.session.get_outputs()[0].shape
-        self.dim = out[1] if len(out) == 2 and isinstance(out[1], int) else self._probe_dim()
+        try:  # a model that does not run on a crop (another input type, a graph that fails) is refused now, not
+            self.dim = self._probe_dim()  # in the middle of every case's analysis
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors share no public base class
+            from raiox.kit.errors import first_line
+
+            raise ValueError(f"{path}: not an image embedding model (it does not run on a crop: "
+                             f"{first_line(exc)})") from None
 
     def _probe_dim(self) -> int:
         return int(self._run(np.zeros((1, self.height, self.width), np.float32)).shape[1])

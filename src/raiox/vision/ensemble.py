@@ -47,7 +47,7 @@ def _members(models: list[Path]) -> list:
     return members
 
 
-def _load(path: Path):
+def load_onnx(path: Path):
     """The ONNX model file ``path``; one that is not (cut short, another format) is a ValueError saying so."""
     import onnx
 
@@ -98,7 +98,7 @@ def ensemble(models: list[Path], out: Path) -> Path:
     if len(models) < 2:
         raise ValueError(f"an ensemble needs two or more models (got {len(models)})")
     members = _members(models)
-    loaded = [_load(m) for m in models]
+    loaded = [load_onnx(m) for m in models]
     sizes = [m.crop_size for m in members]
     h, w = max(sizes)
     if any(abs(sh / sw - h / w) > 1e-6 or sh > h or sw > w for sh, sw in sizes):
@@ -138,7 +138,7 @@ def member(path: Path, index: int, out: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    model = _load(path)
+    model = load_onnx(path)
     graph, prefix = model.graph, f"m{index}/"
     sums = [n for n in graph.node if n.op_type == "Sum"]
     outputs = [name for name in (sums[0].input if sums else []) if name.startswith(prefix)]

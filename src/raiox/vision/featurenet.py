@@ -9,7 +9,6 @@ as the embedder's own training holds them out, and the card reports each feature
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from raiox.kit.logging import get_logger
 from raiox.vision.attributes import HEADS, attribute_table
-from raiox.vision.datagen import load_npz, save_npz, shard_files
+from raiox.vision.datagen import load_json, load_npz, save_npz, shard_files
 from raiox.vision.features import READ, metadata
 from raiox.vision.train import VALIDATION_EVERY
 
@@ -126,7 +125,7 @@ def export(net, path: Path, embedder_id: str) -> Path:
 def write_card(path: Path, embedder_id: str, data: Path, report: dict, seconds: float) -> Path:
     """A model card next to the ONNX file."""
     meta_file = data / "meta.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    meta = load_json(meta_file) if meta_file.exists() else {}
     acc = ", ".join(f"{name} {value:.3f}" for name, value in report["accuracy"].items() if value is not None)
     card = path.with_suffix(".md")
     card.write_text("\n".join([

@@ -12,7 +12,6 @@ Shards ``data/shard-loc###.npz`` (seeded by ``(seed, shard, scene)``, resumable)
 
 from __future__ import annotations
 
-import json
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import structlog
 
 from raiox.vision.canonical import CROP_H, CROP_W, canonical_crop
-from raiox.vision.datagen import dataset_specs, load_npz, run_shards, save_npz, shard_files
+from raiox.vision.datagen import dataset_specs, load_json, load_npz, run_shards, save_npz, shard_files
 from raiox.vision.train import VALIDATION_EVERY  # the training's held-out systems never appear here
 
 log = structlog.get_logger(__name__)
@@ -53,7 +52,7 @@ def _render_shard(data: Path, shard: int, count: int, seed: int) -> int:
 
     specs = _specs(data)
     # older data: the default
-    crop = tuple(json.loads((data / "meta.json").read_text()).get("crop") or (CROP_H, CROP_W))
+    crop = tuple(load_json(data / "meta.json").get("crop") or (CROP_H, CROP_W))
     pool = [c for c in range(len(specs)) if c % VALIDATION_EVERY]
     t0, crops, labels = time.time(), [], []
     for s in range(count):

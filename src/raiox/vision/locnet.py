@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import load_npz, save_npz, shard_files
+from raiox.vision.datagen import RESUME_HINT, load_checkpoint, load_npz, load_weights, save_npz, shard_files
 from raiox.vision.locator import LOC_SIDE, OUT_STRIDE, TRAINED_FILE, net_input
 
 log = structlog.get_logger(__name__)
@@ -145,11 +145,11 @@ def train_locator(out: Path, steps: int = 600, batch: int = 12, lr: float = 3e-3
     images = np.concatenate([p["images"] for p in parts])
     maps = np.concatenate([p["maps"] for p in parts])
     loop = Loop(out / "locator-ckpt.pt", steps, lr, seed, "locnet", checkpoint_every_s=checkpoint_every_s)
-    if loop.ckpt.exists():
-        width = torch.load(loop.ckpt, weights_only=False).get("width", 1)  # a resumed run keeps its network
+    if loop.ckpt.exists():  # a resumed run keeps its network
+        width = load_checkpoint(loop.ckpt, "net", hint=RESUME_HINT).get("width", 1)
     net = build_net(width)
     if warm_start is not None and not loop.ckpt.exists():  # a new schedule from earlier weights
-        net.load_state_dict(torch.load(warm_start, weights_only=False)["net"])
+        load_weights(net, load_checkpoint(warm_start, "net")["net"], warm_start)
     pos_weight = torch.tensor([3.0, 4.0, 4.0]).view(1, 3, 1, 1)
 
     def batch_loss(net, gen):
@@ -177,9 +177,9 @@ def export_locator(net, out: Path) -> Path:
     import torch
 
     if net is None:
-        saved = torch.load(out / "locator-ckpt.pt", weights_only=False)
+        saved = load_checkpoint(out / "locator-ckpt.pt", "net", hint=RESUME_HINT)
         net = build_net(saved.get("width", 1))
-        net.load_state_dict(saved["net"])
+        load_weights(net, saved["net"], out / "locator-ckpt.pt")
     path = out / TRAINED_FILE
     net.eval()
     torch.onnx.export(net, torch.zeros(1, 1, 192, 256), str(path), input_names=["image"], output_names=["maps"],

@@ -125,10 +125,11 @@ def from_onnx(path) -> FixtureNet:
     back into the convolution, the bias into the BatchNorm's shift (unit scale, zero mean, unit variance),
     so the net in eval mode computes what the file does; ``calibrate_norms`` then makes train mode agree.
     """
-    import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load(str(path)).graph
+    from raiox.vision.ensemble import load_onnx
+
+    graph = load_onnx(path).graph  # a file that is no ONNX model: a ValueError saying so
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
     convs = [n for n in graph.node if n.op_type == "Conv"]
     net = FixtureNet(onnx_widths(convs, weights))

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from raiox.vision.datagen import load_npz, shard_files
+from raiox.kit.errors import first_line
+from raiox.vision.datagen import RESUME_HINT, load_checkpoint, load_json, load_npz, shard_files, state_dict_error
 
 log = structlog.get_logger(__name__)
 
@@ -163,7 +164,8 @@ def train(cfg: TrainConfig) -> Path:
     arc = ArcFace(n_classes, scale=cfg.scale, margin=cfg.margin).to(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)
     ckpt = cfg.out / "ckpt.pt"
-    saved = torch.load(ckpt, map_location=cfg.device, weights_only=False) if ckpt.exists() else None
+    saved = (load_checkpoint(ckpt, "net", "arc", "opt", "sched", "gen", "state", map_location=cfg.device,
+                             hint=RESUME_HINT) if ckpt.exists() else None)
     from_model = saved is None and cfg.init_from is not None and Path(cfg.init_from).suffix == ".onnx"
     if from_model:  # before the optimiser: the net is replaced
         net = _from_shipped(cfg, net, arc, crops, labels, train_idx, gen)
@@ -175,7 +177,7 @@ def train(cfg: TrainConfig) -> Path:
     state = {"step": 0, "history": []}
     # the schedule in force starts at the last restart (a plain resume continues that one, not a fresh one)
     start = saved["state"]["step"] if restart else (saved["state"].get("restarts") or [0])[-1] if saved else 0
-    span = max(1, cfg.steps - start) if start else cfg.steps
+    span = max(1, cfg.steps - start)  # (--steps 0: no step to take, and no division by zero)
     warm = max(1, min(100, span // 5)) if start else 300
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(warm, span))
     if saved:
@@ -200,7 +202,7 @@ def train(cfg: TrainConfig) -> Path:
         state["init_from"] = str(cfg.init_from)
         log.info("train.init", model=str(cfg.init_from))
     elif cfg.init_from:
-        init = torch.load(cfg.init_from, map_location=cfg.device, weights_only=False)
+        init = load_checkpoint(cfg.init_from, "net", map_location=cfg.device)
         _load_net(net, init["net"], cfg.init_from, cfg)
         _carry_class_rows(arc, init.get("arc", {}).get("weight"))
         if heads is not None and init.get("heads"):
@@ -312,9 +314,10 @@ def _autocast(cfg: TrainConfig):
 def _load_net(net, weights: dict, source, cfg: TrainConfig) -> None:
     try:
         net.load_state_dict(weights)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:  # another network's checkpoint, or no state dict
         if "size mismatch" not in str(exc):
-            raise
+            raise ResumeError(f"{source}: not a checkpoint of this network ({state_dict_error(exc)})",
+                              option="--init-from" if source == cfg.init_from else "--out") from None
         raise ResumeError(f"{source} holds a network of other widths than {list(cfg.widths)} (--widths): "
                           "resume or fine-tune with the widths it was trained with", option="--widths") from None
 
@@ -328,7 +331,11 @@ def _from_shipped(cfg: TrainConfig, net, arc, crops, labels, train_idx, gen):
 
     from raiox.vision.net import calibrate_norms, from_onnx
 
-    net = from_onnx(cfg.init_from).to(cfg.device)
+    try:
+        net = from_onnx(cfg.init_from).to(cfg.device)
+    except (ValueError, KeyError, IndexError, RuntimeError) as exc:  # no ONNX file, or not an exported FixtureNet
+        raise ResumeError(f"{cfg.init_from}: not a model this network can start from ({first_line(exc)})",
+                          option="--init-from") from None
     if tuple(net.widths) != tuple(cfg.widths):
         raise ResumeError(f"{cfg.init_from} has blocks {list(net.widths)} wide, not {list(cfg.widths)}: a fine-tune "
                           "keeps the network's widths", option="--widths")
@@ -413,7 +420,7 @@ def _attribute_heads(cfg: TrainConfig, saved: dict | None, restart: bool):
 
 def _planned_classes(data_dir: Path) -> int:
     meta = data_dir / "meta.json"
-    return int(json.loads(meta.read_text()).get("classes", 0)) if meta.exists() else 0
+    return int(load_json(meta).get("classes", 0)) if meta.exists() else 0
 
 
 def _save(path, net, arc, opt, sched, gen, state, losses=(), heads=None) -> None:

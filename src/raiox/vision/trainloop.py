@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from raiox.vision.datagen import RESUME_HINT, load_checkpoint, load_weights
+
 log = structlog.get_logger(__name__)
 
 
@@ -40,8 +42,9 @@ def run(loop: Loop, net, batch_loss: Callable, state: dict | None = None,
     gen = torch.Generator().manual_seed(loop.seed)
     step = 0
     if loop.ckpt.exists():
-        saved = torch.load(loop.ckpt, weights_only=False)
-        net.load_state_dict(saved["net"]), opt.load_state_dict(saved["opt"]), sched.load_state_dict(saved["sched"])
+        saved = load_checkpoint(loop.ckpt, "net", "opt", "sched", "gen", "step", hint=RESUME_HINT)
+        load_weights(net, saved["net"], loop.ckpt)
+        opt.load_state_dict(saved["opt"]), sched.load_state_dict(saved["sched"])
         gen.set_state(saved["gen"])
         step = saved["step"]
         state.update({k: v for k, v in saved.items() if k not in ("net", "opt", "sched", "gen", "step")})
