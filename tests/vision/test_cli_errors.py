@@ -2,6 +2,7 @@
 a traceback. Nothing here renders or trains: each case is refused before (or instead of) the long work."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -29,10 +30,14 @@ def said(result) -> str:
     return " ".join(result.output.replace("│", " ").split())
 
 
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z? \[")
+
+
 def one_line(result) -> str:
-    """The command's one `error: ...` line on stderr."""
+    """The command's one `error: ...` line on stderr, besides the log lines of the work done before it (in the
+    whole suite an earlier test may have set the log level to INFO: `locnet.shard` lines then precede the error)."""
     assert "Traceback" not in result.output, result.output
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not LOG_LINE.match(line)]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
 
