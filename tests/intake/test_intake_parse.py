@@ -253,7 +253,7 @@ def test_the_tooth_question_is_detected_by_its_name(name, kind, answer, tooth):
     ("dentalClinic", "control_textbox", "Clínica 36"),
     ("localDoAtendimento", "control_textbox", "Consultório 46"),  # a place, not the implant's
     ("dataDoDente", "control_datetime", {"month": "1", "day": "2", "year": "2024"}),  # no short text
-    ("descricaoDente", "control_textarea", "x" * 121),  # longer than a tooth or region: free text
+    ("descricaoDente", "control_textarea", "dente 36, " * 6 + "x"),  # longer than a tooth or region: free text
     ("dente", "control_textbox", ""),  # not answered
 ])
 def test_a_question_that_does_not_say_where_the_implant_is_is_not_taken(name, kind, answer):

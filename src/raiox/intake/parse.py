@@ -42,7 +42,9 @@ EMAIL_HINT = re.compile(r"(?i)e-?mail")
 PHONE_HINT = re.compile(r"(?i)phone|telefone|fone|celular|whats")
 NOTES_HINT = re.compile(r"(?i)obs|note|coment|comment|mensag|message|descri|detalhe")
 # tooth / region (FDI "36", "região de 46", "anterior superior"): question-name words, accents and case folded
-TOOTH_MAX = 120  # cases.tooth's length: a longer answer is no tooth or region (free text: notes)
+# cases.tooth's length: a longer answer is no tooth or region (free text: notes); a mapped one is cut. The one-page
+# report has room for this much beside the longest result (tests/review/test_browser.py)
+TOOTH_MAX = 60
 TOOTH_WORDS = {"dente", "dentes", "elemento", "elementos", "tooth", "teeth"}
 PLACE_WORDS = {"regiao", "regioes", "local", "localizacao", "posicao", "sitio", "region", "location", "site"}
 IMPLANT_WORDS = {"implante", "implantes", "implant", "implants"}
@@ -174,6 +176,11 @@ def _name_words(name: str) -> set[str]:
 def one_line(text: str | None) -> str | None:
     """TEXT on one line: control characters and runs of blanks become one space (None when nothing is left)."""
     return " ".join(CONTROL.sub(" ", text or "").split()) or None
+
+
+def clipped(text: str | None, limit: int) -> str | None:
+    """TEXT cut to LIMIT characters, an ellipsis saying it was cut."""
+    return text if text is None or len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
 def _is_tooth(name: str, value: object) -> bool:
@@ -356,7 +363,7 @@ def interpret(submission: Submission, field_map: Mapping[str, str], types: Mappi
     submission.client_email = email if email and _is_email(email) else None
     submission.client_phone = _text(answers.get(keys.get("phone", ""), None))
     submission.notes = _text(answers.get(keys.get("notes", ""), None))
-    submission.tooth = one_line(_text(answers.get(keys.get("tooth", ""), None)))
+    submission.tooth = clipped(one_line(_text(answers.get(keys.get("tooth", ""), None))), TOOTH_MAX)
     ignored: dict[str, str] = {}
     if field_map.get("images"):
         names = _configured_uploads(answers, field_map["images"])

@@ -1,7 +1,7 @@
 """cases.tooth: the tooth or region the dentist names on the form ("36", "região de 46", "anterior superior")
 
 Read by the intake (RAIOX_JOTFORM_FIELD_MAP "tooth", or detected from the question's name: docs/intake.md); at most
-120 characters, on one line. Cases received before stay without it (their answer is still among the form answers).
+60 characters (what the one-page report has room for), on one line. Cases received before stay without it (their answer is still among the form answers).
 Cleared by the retention purge like the dentist's other answers.
 
 Revision ID: 0019
@@ -18,7 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("cases", sa.Column("tooth", sa.String(120), nullable=True))
+    op.add_column("cases", sa.Column("tooth", sa.String(60), nullable=True))
 
 
 def downgrade() -> None:
