@@ -3,10 +3,11 @@
 `rawRequest` keeps one key per answered question, `q<qid>_<name>`; file uploads are the exception:
 their URLs are listed under the bare question `<name>` and the question id is only in `temp_upload`
 (see docs: shared/docs/jotform-notes.md). Which question means what (name, e-mail, phone, images,
-notes) comes from RAIOX_JOTFORM_FIELD_MAP (meaning -> question name, qid or `q<qid>_<name>`), and
+notes, tooth) comes from RAIOX_JOTFORM_FIELD_MAP (meaning -> question name, qid or `q<qid>_<name>`), and
 falls back to auto-detection: answer shapes (`{first,last}`, `{full}`/`{area,phone}`), question types
-(API copies) and question names. Images: the `images` questions when mapped, every URL listed under them;
-otherwise the `temp_upload` questions, plus Jotform upload URLs under other bare keys (`_detected_uploads`);
+(API copies) and question names (the tooth: names and answers only, `_is_tooth`). Images: the `images`
+questions when mapped, every URL listed under them; otherwise the `temp_upload` questions, plus Jotform upload
+URLs under other bare keys (`_detected_uploads`);
 other URL lists (links, Jotform's own lists) are left out, named in `Submission.ignored` (question names only),
 which `intake.service.ingest_on` logs as `upload_fields_ignored` once, when the submission's case is created (a
 submission is parsed again on every webhook delivery, its verification and reconciliation).
@@ -41,10 +42,10 @@ NAME_HINT = re.compile(r"(?i)dentist|client|solicit|nome|name")
 EMAIL_HINT = re.compile(r"(?i)e-?mail")
 PHONE_HINT = re.compile(r"(?i)phone|telefone|fone|celular|whats")
 NOTES_HINT = re.compile(r"(?i)obs|note|coment|comment|mensag|message|descri|detalhe")
-# tooth / region (FDI "36", "região de 46", "anterior superior"): question-name words, accents and case folded
 # cases.tooth's length: a longer answer is no tooth or region (free text: notes); a mapped one is cut. The one-page
 # report has room for this much beside the longest result (tests/review/test_browser.py)
 TOOTH_MAX = 60
+# tooth / region (FDI "36", "região de 46", "anterior superior"): question-name words, accents and case folded
 TOOTH_WORDS = {"dente", "dentes", "elemento", "elementos", "tooth", "teeth"}
 PLACE_WORDS = {"regiao", "regioes", "local", "localizacao", "posicao", "sitio", "region", "location", "site"}
 IMPLANT_WORDS = {"implante", "implantes", "implant", "implants"}
