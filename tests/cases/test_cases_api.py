@@ -54,6 +54,15 @@ async def test_case_detail_has_images_implants_ranking_history(api, bearer, jotf
     assert missing.status_code == 404
 
 
+async def test_case_detail_says_which_tooth_the_dentist_named(api, bearer, jotform):
+    named = jotform.add_submission(FORM_ID, tooth="36")
+    response = await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(named["id"])))
+    case = (await api.get(f"/cases/{response.json()['case_id']}", headers=bearer)).json()
+    assert case["tooth"] == "36" and case["fields"]["denteRegiao"] == "36"
+    unnamed = (await api.get(f"/cases/{await submit(api, jotform, {})}", headers=bearer)).json()
+    assert unnamed["tooth"] is None and "client_phone" in unnamed  # a field added, none renamed
+
+
 async def test_list_filters_and_keyset_pages(api, bearer, jotform):
     ids = [await submit(api, jotform, {}) for _ in range(5)]
     async with session_scope() as session:

@@ -146,8 +146,10 @@ class FakeJotform:
         notes: str = "",
         files: dict[str, list[tuple[str, bytes]]] | None = None,
         created_at: datetime | None = None,
+        tooth: str | None = None,
     ) -> dict:
-        """Store a submission (API copy) and its uploaded files; returns the API `content` dict."""
+        """Store a submission (API copy) and its uploaded files; returns the API `content` dict. TOOTH: the answer
+        of a "Dente / região do implante" question (named `denteRegiao`), which the form has only when given."""
         sid = submission_id or self.next_submission_id()
         answers = {
             "3": {"name": "nomeDentista", "order": "1", "text": "Nome", "type": "control_fullname",
@@ -158,6 +160,9 @@ class FakeJotform:
             "7": {"name": "observacoes", "order": "5", "text": "Observações", "type": "control_textarea",
                   "answer": notes},
         }
+        if tooth is not None:
+            answers["8"] = {"name": "denteRegiao", "order": "4", "text": "Dente / região do implante",
+                            "type": "control_textbox", "answer": tooth}
         for index, (question, items) in enumerate((files or {}).items()):
             urls = []
             for filename, data in items:

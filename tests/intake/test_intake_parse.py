@@ -206,3 +206,82 @@ async def test_logs_never_contain_the_api_key_or_secret(api, jotform, catalog, s
     logged = out.out + out.err
     assert "download_retry" in logged and "jotform_retry" in logged and "webhook_rejected" in logged
     assert "test-jotform-key" not in logged and "test-webhook-secret" not in logged
+
+
+# -- tooth / region (RAIOX_JOTFORM_FIELD_MAP "tooth", or detected from the question's name) ----------------------
+
+def api_copy(*questions: tuple[str, str, object]) -> dict:
+    """An API copy whose questions are (name, type, answer), numbered from 3, after a dentist's name."""
+    answers = {"2": {"name": "nomeDentista", "type": "control_fullname", "text": "Nome",
+                     "answer": {"first": "Ana", "last": "Reis"}}}
+    for qid, (name, kind, answer) in enumerate(questions, start=3):
+        answers[str(qid)] = {"name": name, "type": kind, "text": name, "answer": answer}
+    return {"id": SID, "form_id": FORM_ID, "created_at": "2025-11-18 10:11:12", "status": "ACTIVE", "answers": answers}
+
+
+def tooth_of(content: dict, field_map: dict | None = None) -> str | None:
+    """The tooth the webhook reads; the API copy of the same submission (reconciliation, verification) must agree."""
+    webhook = from_webhook(webhook_fields(content), field_map=field_map or {}, secrets=[]).tooth
+    assert from_api(content, field_map=field_map or {}).tooth == webhook
+    return webhook
+
+
+@pytest.mark.parametrize(("name", "kind", "answer", "tooth"), [
+    ("dente", "control_textbox", "36", "36"),
+    ("denteRegiao", "control_textbox", "  região de 46 \n e 47\t", "região de 46 e 47"),  # on one line
+    ("elementoDental", "control_number", "21", "21"),
+    ("dentes", "control_checkbox", ["36", "37"], "36, 37"),
+    ("localDoImplante", "control_dropdown", "anterior superior", "anterior superior"),
+    ("regiaoDoImplante", "control_textbox", "lado esquerdo", "lado esquerdo"),  # names the implant: any place
+    ("região", "control_textbox", "Região de 46", "Região de 46"),  # alone: an answer naming a place in the mouth
+    ("regiao", "control_radio", "Anterior inferior", "Anterior inferior"),
+    ("REGIAO_DENTE", "control_textbox", "primeiro molar", "primeiro molar"),
+])
+def test_the_tooth_question_is_detected_by_its_name(name, kind, answer, tooth):
+    content = api_copy(("observacoes", "control_textarea", "sem dor"), (name, kind, answer))
+    assert tooth_of(content) == tooth
+
+
+@pytest.mark.parametrize(("name", "kind", "answer"), [
+    ("regiao", "control_textbox", "Sudeste"),  # the dentist's region of the country
+    ("cidadeRegiao", "control_textbox", "Campinas - SP"),
+    ("quantosDentes", "control_number", "2"),  # a count, not the place
+    ("quantidadeDeElementos", "control_textbox", "3 elementos"),
+    ("possuiDente", "control_radio", "Sim"),  # yes / no
+    ("denteExtraido", "control_radio", "Não"),
+    ("nomeDentista2", "control_textbox", "36"),  # dentista is no dente
+    ("dentalClinic", "control_textbox", "Clínica 36"),
+    ("localDoAtendimento", "control_textbox", "Consultório 46"),  # a place, not the implant's
+    ("dataDoDente", "control_datetime", {"month": "1", "day": "2", "year": "2024"}),  # no short text
+    ("descricaoDente", "control_textarea", "dente 36, " * 6 + "x"),  # longer than a tooth or region: free text
+    ("dente", "control_textbox", ""),  # not answered
+])
+def test_a_question_that_does_not_say_where_the_implant_is_is_not_taken(name, kind, answer):
+    assert tooth_of(api_copy((name, kind, answer))) is None
+
+
+def test_without_a_tooth_question_there_is_no_tooth():
+    content = api_copy(("observacoes", "control_textarea", "dente 36 com dor"), ("email", "control_email", "a@b.co"))
+    assert tooth_of(content) is None
+
+
+def test_the_first_tooth_question_in_form_order_wins():
+    assert tooth_of(api_copy(("regiao", "control_textbox", "Sudeste"), ("elemento", "control_textbox", "46"),
+                             ("dente", "control_textbox", "36"))) == "46"
+
+
+@pytest.mark.parametrize("ref", ["qualO", "4", "q4_qualO"])
+def test_the_field_map_names_the_tooth_question_by_name_qid_or_full_key(ref):
+    content = api_copy(("dente", "control_textbox", "11"), ("qualO", "control_textbox", "implante na\x00 região 36"))
+    assert tooth_of(content, {"tooth": ref}) == "implante na região 36"  # whatever its name, NUL removed
+
+
+def test_a_mapped_tooth_question_left_unanswered_is_no_tooth_and_detection_stays_off():
+    content = api_copy(("dente", "control_textbox", "11"))
+    assert tooth_of(content, {"tooth": "qualO"}) is None
+    assert tooth_of(content, {"tooth": ""}) == "11"  # an empty entry: detected
+
+
+def test_the_tooth_answer_stays_among_the_form_answers():
+    sub = from_webhook(webhook_fields(api_copy(("dente", "control_textbox", "36"))), field_map={}, secrets=[])
+    assert sub.tooth == "36" and sub.fields["dente"] == "36" and sub.client_name == "Ana Reis"

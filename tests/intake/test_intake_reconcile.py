@@ -39,6 +39,16 @@ async def test_reconcile_ingests_the_missed_submission_once(api, jotform, scene_
     assert '"created_at:gt"' in listing.query["filter"][0]
 
 
+async def test_reconciliation_reads_the_tooth_as_the_webhook_does(api, jotform):
+    delivered = jotform.add_submission(FORM_ID, tooth="região de 46")
+    missed = jotform.add_submission(FORM_ID, tooth="região de 46")
+    assert (await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(delivered["id"])))).status_code == 200
+    assert await reconcile() == 1
+    found = await cases()
+    assert (found[missed["id"]].source, found[missed["id"]].tooth) == ("reconcile", "região de 46")
+    assert found[delivered["id"]].tooth == "região de 46"
+
+
 async def test_reconcile_then_late_webhook_is_a_duplicate(api, jotform):
     content = jotform.add_submission(FORM_ID)
     assert await reconcile() == 1

@@ -199,6 +199,26 @@ async def test_field_map_overrides_detection(api, reader, settings_env):
     assert sorted(i.filename for i in images) == sorted(FILES)  # the other upload question is not an image one
 
 
+async def test_the_tooth_the_dentist_names_is_stored_on_the_case(api, reader, settings_env):
+    content = submission()
+    content["answers"]["8"] = {"name": "denteRegiao", "type": "control_textbox", "text": "Dente / região",
+                               "answer": "região de\n46"}
+    response = await api.post(URL, **multipart(webhook_fields(content)))
+    case = await reader.get(Case, response.json()["case_id"])
+    assert case.tooth == "região de 46" and case.payload["fields"]["denteRegiao"] == "região de\n46"
+    without = await api.post(URL, **multipart(webhook_fields(submission(sid="6084250982513018473"))))
+    assert (await reader.get(Case, without.json()["case_id"])).tooth is None
+
+
+async def test_a_long_mapped_tooth_answer_is_cut_to_the_columns_length(api, reader, settings_env):
+    settings_env(jotform_field_map=json.dumps({"tooth": "7"}))  # the notes question: any answer is taken
+    content = submission()
+    content["answers"]["7"]["answer"] = "dente 6 " + "e mais " * 30  # its 59th character is a blank
+    response = await api.post(URL, **multipart(webhook_fields(content)))
+    case = await reader.get(Case, response.json()["case_id"])
+    assert case.tooth == "dente 6 " + "e mais " * 7 + "e…"  # cut, the blank before the ellipsis dropped
+
+
 async def test_only_radiographs_become_images_without_field_map(api, reader):
     """A form with a radiograph upload, a referral upload (PDF) and URL answers: only the films are the case's images;
     the other URL lists are not downloaded (no failed images polluting the case)."""

@@ -62,9 +62,9 @@ _FILM_SEEDS = itertools.count(100)  # was hash(submission id) % 50: two cases' f
 
 async def add_case(session, *, submission_id: str | None = None, status: str = CaseStatus.awaiting_review,
                    candidates: list[tuple[str, float]] = (), email: str | None = "dentista@example.com",
-                   name: str = "Dra. Ana Souza", images: int = 1) -> Case:
+                   name: str = "Dra. Ana Souza", images: int = 1, tooth: str | None = None) -> Case:
     case = Case(jotform_submission_id=submission_id or str(uuid.uuid4().int)[:19], client_name=name,
-                client_email=email, client_phone="(11) 98765-4321", status=status,
+                client_email=email, client_phone="(11) 98765-4321", status=status, tooth=tooth,
                 notes="Implante antigo, sem documentação.",
                 answers={"q3_nome": {"first": "Ana", "last": "Souza"}, "q4_email": email or "", "q8_regiao": "36"})
     session.add(case)

@@ -370,6 +370,7 @@ async def test_the_report_prints_on_one_a4_page(browser, films, others, sentence
     from PIL import Image
 
     from raiox.delivery.templates import render
+    from raiox.intake.parse import TOOTH_MAX
     from raiox.review.schemas import REPORT_MESSAGE_MAX
 
     def film(w: int, h: int) -> str:
@@ -382,7 +383,8 @@ async def test_the_report_prints_on_one_a4_page(browser, films, others, sentence
         message = " ".join([sentence] * (REPORT_MESSAGE_MAX // len(sentence) + 1))[:REPORT_MESSAGE_MAX]
     else:
         message = " ".join([sentence] * sentences)
-    case = SimpleNamespace(jotform_submission_id="6084250982513018472", review_message=message,
+    tooth = ("região de 46 e 47, " * 7)[:TOOTH_MAX]  # the longest tooth / region the intake keeps
+    case = SimpleNamespace(jotform_submission_id="6084250982513018472", review_message=message, tooth=tooth,
                            client_name="Dra. Ana Souza", reviewed_by="user:x", reviewed_at=datetime.now(UTC))
     sizes = {"platform_mm": 4.3, "diameters": [3.3, 3.75, 4.3, 5.0, 6.0]}  # the facts that order parts, on each line
     system = SimpleNamespace(name="Grand Morse", manufacturer="Neodent", connection="CM 16°", attributes=sizes)
@@ -406,6 +408,7 @@ async def test_the_report_prints_on_one_a4_page(browser, films, others, sentence
     assert len(shown) == films and min(shown) > 100, shown  # every film keeps a readable height (30 mm)
     assert sheets > 1 or spill <= 1, spill  # on one sheet, nothing runs past its end
     assert html.count("Imagem de referência de") == 1 + others and html.count("Radiografia enviada") == 2 * films
+    assert f"Dente / região informado:</b> {tooth}" in html
 
 
 async def test_the_report_on_a_phone_shows_one_film_a_row_and_never_scrolls_sideways(browser):

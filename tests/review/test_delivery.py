@@ -16,11 +16,11 @@ from raiox.review import service as review
 
 
 async def _approved_case(system: str = "str-bl", message: str | None = "Conexão confirmada.",
-                         email="dentista@example.com"):
+                         email="dentista@example.com", tooth: str | None = None):
     async with session_scope() as session:
         await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
         await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
-        case = await add_case(session, submission_id="5812345678901234567", email=email,
+        case = await add_case(session, submission_id="5812345678901234567", email=email, tooth=tooth,
                               candidates=[("neo-cm", 0.91), ("str-bl", 0.74)])
         await review.approve(session, case.id, system, actor="user:rev@example.com", message=message)
     return case.id
@@ -454,3 +454,31 @@ async def test_a_rejection_e_mail_says_so_in_its_subject_and_gives_the_next_step
         assert "Para uma nova análise, preencha o formulário outra vez e anexe novas radiografias." in part
         assert "Mensagem do revisor:" in part and "link válido" not in part
     assert "Radiografia cortada no ápice.<br>\nEnvie uma periapical &lt;inteira&gt;." in html
+
+
+def _parts(message) -> tuple[str, str]:
+    return tuple(message.get_body(preferencelist=(kind,)).get_content().replace("\r\n", "\n")
+                 for kind in ("plain", "html"))
+
+
+async def test_the_e_mail_names_the_tooth_the_dentist_gave(committed, delivery_env, jotform, smtp_server):
+    delivery_env(**_smtp(smtp_server))
+    case_id = await _approved_case(tooth="36 <e 37>")
+    assert await deliver(case_id) == CaseStatus.delivered
+    text, html = _parts(smtp_server.messages[0][1])
+    assert "(protocolo 5812345678901234567).\nDente / região informado: 36 <e 37>\n\nSistema de implante" in text
+    assert "<p>Dente / região informado: <strong>36 &lt;e 37&gt;</strong></p>" in html
+    for sid in ("778", "779"):
+        jotform.add_submission(FORM_ID, submission_id=sid)
+    async with session_scope() as session:
+        rejected = await add_case(session, submission_id="778", tooth="região de 46")
+        unnamed = await add_case(session, submission_id="779")
+        await review.reject(session, rejected.id, "Radiografia cortada.", actor="user:r@x")
+        await review.reject(session, unnamed.id, "Radiografia cortada.", actor="user:r@x")
+    assert await deliver(rejected.id) == await deliver(unnamed.id) == CaseStatus.delivered
+    for message, said in zip(smtp_server.messages[1:], ("região de 46", None), strict=True):
+        text, html = _parts(message[1])
+        if said:
+            assert f"Dente / região informado: {said}" in text and f"<strong>{said}</strong>" in html
+        else:
+            assert "Dente / região" not in text and "Dente / região" not in html

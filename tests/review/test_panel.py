@@ -960,6 +960,32 @@ async def test_form_answers_show_what_the_dentist_card_does_not(panel):
     assert "dentista@example.com" not in answers  # already the card's e-mail: not repeated
 
 
+async def test_the_case_page_shows_the_tooth_and_the_queue_search_finds_it(panel):
+    case, failed = await _data()
+    async with session_scope() as session:
+        named = await add_case(session, name="Dr. Caio Reis", tooth="Região de 46", candidates=[("neo-cm", 0.8)])
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{named.id}")).text
+    assert '<dt>Dente / região</dt><dd data-field="tooth">Região de 46</dd>' in page
+    answers = re.search(r"<details><summary>Respostas do formulário</summary>(.*?)</details>", page, re.S).group(1)
+    assert "<dt>Regiao</dt>" in answers  # its question's own answer ("36" here) is still listed
+    assert '<dd data-field="tooth">—</dd>' in (await panel.get(f"/admin/cases/{case.id}")).text
+    for word in ("regiao de 46", "REGIÃO DE"):
+        found = (await panel.get("/admin/", params={"status": "all", "q": word})).text
+        assert "Dr. Caio Reis" in found and "Dra. Ana Souza" not in found and "Dr. Bruno Lima" not in found, word
+    assert "dente" in (await panel.get("/admin/")).text.split('id="f-q"')[1].split(">")[0]  # the hint says so
+
+
+async def test_a_tooth_answer_is_not_repeated_among_the_form_answers(panel):
+    async with session_scope() as session:
+        case = await add_case(session, tooth="36")  # the form's "q8_regiao": "36" is the tooth shown on the card
+        await add_user(session, "rev@example.com", PASSWORD, "reviewer")
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    answers = re.search(r"<details><summary>Respostas do formulário</summary>(.*?)</details>", page, re.S).group(1)
+    assert "<dt>Regiao</dt>" not in answers and "<dt>Nome</dt><dd>Ana Souza</dd>" in answers
+
+
 async def test_users_disable_cli_ends_the_sessions_at_once_and_list_shows_it(panel):
     import os
     import subprocess

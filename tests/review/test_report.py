@@ -33,6 +33,17 @@ async def test_signed_report_link_shows_the_result(client, session):
     assert head.status_code == 200 and head.headers["content-type"].startswith("text/html")
 
 
+async def test_the_report_names_the_tooth_the_dentist_gave(client, session):
+    await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+    named = await add_case(session, candidates=[("str-bl", 0.8)], tooth="região de 46 <b>")
+    unnamed = await add_case(session, candidates=[("str-bl", 0.8)])
+    for case in (named, unnamed):
+        await review.approve(session, case.id, "str-bl", actor="user:rev@example.com")
+    page = (await client.get(f"/reports/{report_token(named.id)}")).text
+    assert "<span><b>Dente / região informado:</b> região de 46 &lt;b&gt;</span>" in page
+    assert "Dente / região" not in (await client.get(f"/reports/{report_token(unnamed.id)}")).text
+
+
 async def test_a_link_without_a_report_gives_the_dentist_a_pt_br_page(client, session, monkeypatch):
     """The dentist opens these links: a tampered, expired or not (yet) reportable one explains itself in pt-BR,
     as an HTML page with the right status, never as an English JSON error."""

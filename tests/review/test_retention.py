@@ -23,7 +23,8 @@ async def _closed_case(age_days: int = 0, status: str = CaseStatus.delivered) ->
     async with session_scope() as session:
         if await session.get(ImplantSystem, "neo-cm") is None:
             await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
-        case = await add_case(session, candidates=[("neo-cm", 0.9)], images=2, status=CaseStatus.awaiting_review)
+        case = await add_case(session, candidates=[("neo-cm", 0.9)], images=2, status=CaseStatus.awaiting_review,
+                              tooth="região de 46")
         await review.add_note(session, case.id, "Paciente Maria, dente 36.", actor="user:rev@example.com")
         await review.set_client_email(session, case.id, "maria.clinica@example.com", actor="user:rev@example.com")
         await review.approve(session, case.id, "neo-cm", actor="user:rev@example.com", message="Confere, Dra. Ana.")
@@ -59,7 +60,8 @@ async def test_purging_removes_films_implants_and_personal_data_and_keeps_the_de
     async with session_scope() as session:
         row = await session.get(Case, case.id)
         assert row.purged_at and row.status == CaseStatus.delivered and row.approved_system_id == "neo-cm"
-        assert (row.client_name, row.client_email, row.client_phone, row.notes, row.review_message) == (None,) * 5
+        assert (row.client_name, row.client_email, row.client_phone, row.notes, row.review_message,
+                row.tooth) == (None,) * 6
         assert row.answers == {} and row.payload == {} and row.jotform_submission_id == case.jotform_submission_id
         assert (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id))).first() is None
         assert (await session.execute(select(Fixture))).first() is None  # the implants went with their films
@@ -80,7 +82,7 @@ async def test_purging_removes_films_implants_and_personal_data_and_keeps_the_de
     answer = await client.get(f"/cases/{case.id}", headers={"Authorization": f"Bearer {token}"})
     assert answer.headers["cache-control"] == "no-store"  # a case's JSON is kept by no cache
     shown = answer.json()
-    assert shown["purged_at"] and shown["client_name"] is None and shown["images"] == []
+    assert shown["purged_at"] and shown["client_name"] is None and shown["images"] == [] and shown["tooth"] is None
     async with session_scope() as session:  # nothing personal may come back in
         with pytest.raises(review.CasePurged):
             await review.add_note(session, case.id, "Paciente Carla, CPF 123", actor="user:rev@example.com")

@@ -67,7 +67,7 @@ async def purge(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> int
 
 
 def _forget(case: Case) -> None:
-    case.client_name = case.client_email = case.client_phone = case.notes = case.review_message = None
+    case.client_name = case.client_email = case.client_phone = case.notes = case.tooth = case.review_message = None
     case.answers, case.payload, case.implant_systems = {}, {}, {}
     case.failure_reason = without_detail(case.failure_reason)
     case.purged_at = datetime.now(UTC)

@@ -88,6 +88,7 @@ class CaseDetail(CaseSummary):
     form_id: str | None
     client_phone: str | None
     notes: str | None
+    tooth: str | None = None  # the tooth or region the dentist names ("36", "região de 46"); null: not said
     fields: dict  # question name -> answer text
     reviewed_by: str | None
     reviewed_at: datetime | None

@@ -83,6 +83,7 @@ async def case_detail(session: AsyncSession, case_id: uuid.UUID) -> CaseDetail:
     history = [EventOut(from_status=e.from_status, to_status=e.to_status, actor=e.actor, reason=e.reason,
                         at=e.created_at) for e in await repository.list_events(session, case_id)]
     return CaseDetail(**summary(case), form_id=case.form_id, client_phone=case.client_phone, notes=case.notes,
+                      tooth=case.tooth,
                       fields=(case.payload or {}).get("fields", {}), reviewed_by=case.reviewed_by,
                       reviewed_at=case.reviewed_at, review_message=case.review_message, images=images,
                       ranking=await ranking(session, case_id), history=history)

@@ -46,6 +46,7 @@ class Result:
     # what orders parts, per approved system in `systems` order ("conexão ... · plataforma ... mm"; "" unknown)
     details: list[str] = field(default_factory=list)
     link_expires: datetime | None = None  # when `report_url` stops working (RAIOX_REPORT_LINK_DAYS)
+    tooth: str = ""  # the tooth or region the dentist named on the form ("" not said)
 
     @property
     def systems(self) -> list[tuple[str, str]]:
@@ -96,6 +97,7 @@ async def build_result(session: AsyncSession, case: Case) -> Result:
         resent=await repository.was_sent_again(session, case.id),
         details=[" · ".join(facts(s)) for s in (system, *others)] if system else [],
         link_expires=datetime.now(UTC) + timedelta(days=days) if system else None,
+        tooth=case.tooth or "",
     )
 
 

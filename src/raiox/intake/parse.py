@@ -3,10 +3,11 @@
 `rawRequest` keeps one key per answered question, `q<qid>_<name>`; file uploads are the exception:
 their URLs are listed under the bare question `<name>` and the question id is only in `temp_upload`
 (see docs: shared/docs/jotform-notes.md). Which question means what (name, e-mail, phone, images,
-notes) comes from RAIOX_JOTFORM_FIELD_MAP (meaning -> question name, qid or `q<qid>_<name>`), and
+notes, tooth) comes from RAIOX_JOTFORM_FIELD_MAP (meaning -> question name, qid or `q<qid>_<name>`), and
 falls back to auto-detection: answer shapes (`{first,last}`, `{full}`/`{area,phone}`), question types
-(API copies) and question names. Images: the `images` questions when mapped, every URL listed under them;
-otherwise the `temp_upload` questions, plus Jotform upload URLs under other bare keys (`_detected_uploads`);
+(API copies) and question names (the tooth: names and answers only, `_is_tooth`). Images: the `images`
+questions when mapped, every URL listed under them; otherwise the `temp_upload` questions, plus Jotform upload
+URLs under other bare keys (`_detected_uploads`);
 other URL lists (links, Jotform's own lists) are left out, named in `Submission.ignored` (question names only),
 which `intake.service.ingest_on` logs as `upload_fields_ignored` once, when the submission's case is created (a
 submission is parsed again on every webhook delivery, its verification and reconciliation).
@@ -14,6 +15,7 @@ submission is parsed again on every webhook delivery, its verification and recon
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -35,11 +37,26 @@ DOCUMENT_HINT = re.compile(r"(?i)docum|laudo|encaminh|referral|pdf|receita|pedid
                            r"|report|atestado")
 DOCUMENT_FILE = re.compile(r"(?i)\.(pdf|docx?|odt|rtf|txt|xlsx?|ods|csv|pptx?|odp)$")
 SECRET_PARAMS = {"token", "apikey", "api_key", "secret"}
-MEANINGS = ("name", "email", "phone", "images", "notes")
+MEANINGS = ("name", "email", "phone", "images", "notes", "tooth")
 NAME_HINT = re.compile(r"(?i)dentist|client|solicit|nome|name")
 EMAIL_HINT = re.compile(r"(?i)e-?mail")
 PHONE_HINT = re.compile(r"(?i)phone|telefone|fone|celular|whats")
 NOTES_HINT = re.compile(r"(?i)obs|note|coment|comment|mensag|message|descri|detalhe")
+# cases.tooth's length: a longer answer is no tooth or region (free text: notes); a mapped one is cut. The one-page
+# report has room for this much beside the longest result (tests/review/test_browser.py)
+TOOTH_MAX = 60
+# tooth / region (FDI "36", "região de 46", "anterior superior"): question-name words, accents and case folded
+TOOTH_WORDS = {"dente", "dentes", "elemento", "elementos", "tooth", "teeth"}
+PLACE_WORDS = {"regiao", "regioes", "local", "localizacao", "posicao", "sitio", "region", "location", "site"}
+IMPLANT_WORDS = {"implante", "implantes", "implant", "implants"}
+REGION_WORDS = {"regiao", "regioes", "region"}  # alone: the dentist's city or state as well
+COUNT_WORDS = {"quantos", "quantas", "quantidade", "qtd", "qtde", "total", "many", "count"}  # "quantos dentes"
+YES_NO = {"sim", "nao", "yes", "no", "s", "n"}
+# an answer that names a place in the mouth: an FDI tooth number (permanent 11-48, deciduous 51-85) or a region word
+DENTAL_PLACE = re.compile(r"(?<!\d)([1-4][1-8]|[5-8][1-5])(?!\d)|anterior|posterior|superior|inferior|maxila|mandib"
+                          r"|molar|incisiv|canino|arcada|quadrante|sextante")
+NAME_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 TYPE_HINTS = {"control_fullname": "name", "control_email": "email", "control_phone": "phone",
               "control_textarea": "notes"}
 
@@ -61,6 +78,7 @@ class Submission:
     client_email: str | None = None
     client_phone: str | None = None
     notes: str | None = None
+    tooth: str | None = None  # the tooth or region the dentist names ("36", "região de 46"), on one line
     submitted_at: datetime | None = None
     uploads: list[Upload] = field(default_factory=list)
     fields: dict = field(default_factory=dict)  # question name -> display text (dates as YYYY-MM-DD)
@@ -141,6 +159,51 @@ def _is_email(value: object) -> bool:
     return isinstance(value, str) and bool(EMAIL.match(value.strip()))
 
 
+def _unaccented(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def _folded(text: str) -> str:
+    """TEXT lower-cased, without accents ("Região" -> "regiao")."""
+    return _unaccented(text).lower()
+
+
+def _name_words(name: str) -> set[str]:
+    """The words of a question name, folded: "localDoImplante" -> {local, do, implante}; "região_dente2" -> {regiao,
+    dente, 2}."""
+    return {w.lower() for w in NAME_WORD.findall(_unaccented(name))}
+
+
+def one_line(text: str | None) -> str | None:
+    """TEXT on one line: control characters and runs of blanks become one space (None when nothing is left)."""
+    return " ".join(CONTROL.sub(" ", text or "").split()) or None
+
+
+def clipped(text: str | None, limit: int) -> str | None:
+    """TEXT cut to LIMIT characters, an ellipsis saying it was cut."""
+    return text if text is None or len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def _is_tooth(name: str, value: object) -> bool:
+    """Whether question NAME with answer VALUE says where the implant is, without a field map.
+
+    The name must say tooth (dente(s), elemento(s), tooth), or place and implant together (local do implante, região
+    do implante, posição do implante); "região" alone (the dentist's city or state, too) only with an answer that
+    names a place in the mouth (an FDI number, anterior, superior, molar...). Never a count (quantos dentes), an
+    answer that is no short text (a name, a date, a file list), longer than TOOTH_MAX or yes/no."""
+    words = _name_words(name)
+    if words & COUNT_WORDS or not isinstance(value, str | int | list) or isinstance(value, bool):
+        return False
+    if isinstance(value, list) and not all(isinstance(v, str | int) for v in value):
+        return False
+    text = one_line(_text(value))
+    if not text or len(text) > TOOTH_MAX or _folded(text).strip(".!") in YES_NO:
+        return False
+    if words & TOOTH_WORDS or (words & PLACE_WORDS and words & IMPLANT_WORDS):
+        return True
+    return bool(words & REGION_WORDS) and bool(DENTAL_PLACE.search(_folded(text)))
+
+
 def _detect(answers: dict, types: Mapping[str, str]) -> dict[str, str]:
     """Auto-detected meaning -> answers key, for the meanings the field map leaves open."""
     found: dict[str, str] = {}
@@ -157,6 +220,7 @@ def _detect(answers: dict, types: Mapping[str, str]) -> dict[str, str]:
         ("phone", lambda n, v: _is_phone(v)),
         ("phone", lambda n, v: isinstance(v, str) and PHONE_HINT.search(n) and v.strip()),
         ("notes", lambda n, v: isinstance(v, str) and NOTES_HINT.search(n) and v.strip()),
+        ("tooth", _is_tooth),  # names and answers only (no types): the webhook and the API copy agree
     ]
     for meaning, rule in rules:
         if meaning in found:
@@ -287,7 +351,7 @@ def interpret(submission: Submission, field_map: Mapping[str, str], types: Mappi
     RAIOX_JOTFORM_UPLOAD_HOSTS) count as upload hosts besides jotform.com's."""
     answers = submission.answers
     keys: dict[str, str] = {}
-    for meaning in ("name", "email", "phone", "notes"):
+    for meaning in ("name", "email", "phone", "notes", "tooth"):
         if field_map.get(meaning):
             key = _resolve(answers, field_map[meaning])
             if key:
@@ -300,6 +364,7 @@ def interpret(submission: Submission, field_map: Mapping[str, str], types: Mappi
     submission.client_email = email if email and _is_email(email) else None
     submission.client_phone = _text(answers.get(keys.get("phone", ""), None))
     submission.notes = _text(answers.get(keys.get("notes", ""), None))
+    submission.tooth = clipped(one_line(_text(answers.get(keys.get("tooth", ""), None))), TOOTH_MAX)
     ignored: dict[str, str] = {}
     if field_map.get("images"):
         names = _configured_uploads(answers, field_map["images"])

@@ -17,9 +17,10 @@ from raiox.models import Case, CaseImage, CaseRanking, Fixture, FixtureResult, I
 CREATE_CASE = """
     WITH new_case AS (
         INSERT INTO cases (id, jotform_submission_id, form_id, source, client_name, client_email, client_phone,
-                           notes, answers, payload, status, submitted_at)
+                           notes, tooth, answers, payload, status, submitted_at)
         VALUES (%(id)s, %(jotform_submission_id)s, %(form_id)s, %(source)s, %(client_name)s, %(client_email)s,
-                %(client_phone)s, %(notes)s, %(answers)s::jsonb, %(payload)s::jsonb, %(status)s, %(submitted_at)s)
+                %(client_phone)s, %(notes)s, %(tooth)s, %(answers)s::jsonb, %(payload)s::jsonb, %(status)s,
+                %(submitted_at)s)
         ON CONFLICT (jotform_submission_id) DO NOTHING
         RETURNING id
     ), images AS (

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.cases.repository import add_event
 from raiox.cases.service import transition
 from raiox.intake import repository
-from raiox.intake.parse import Submission
+from raiox.intake.parse import TOOTH_MAX, Submission, clipped
 from raiox.kit.errors import Conflict
 from raiox.kit.jobs import defer_in_session
 from raiox.kit.logging import get_logger
@@ -40,6 +40,7 @@ def _case_values(sub: Submission, source: str) -> dict:
         "client_email": (sub.client_email or "")[:320] or None,
         "client_phone": (sub.client_phone or "")[:80] or None,
         "notes": sub.notes,
+        "tooth": clipped(sub.tooth, TOOTH_MAX),
         "answers": sub.answers,
         "payload": {**sub.payload, "fields": sub.fields},
         "status": CaseStatus.received,

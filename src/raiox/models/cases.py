@@ -42,6 +42,8 @@ class Case(Base):
     client_email: Mapped[str | None] = mapped_column(String(320))
     client_phone: Mapped[str | None] = mapped_column(String(80))
     notes: Mapped[str | None] = mapped_column(Text)
+    # the tooth or region the dentist names ("36", "região de 46"; RAIOX_JOTFORM_FIELD_MAP "tooth", migration 0019)
+    tooth: Mapped[str | None] = mapped_column(String(60))
     answers: Mapped[dict] = mapped_column(JSONB, default=dict)  # rawRequest (or API answers), parsed
     payload: Mapped[dict] = mapped_column(JSONB, default=dict)  # other top-level webhook fields
     status: Mapped[str] = mapped_column(String(30), default=CaseStatus.received, index=True)

@@ -133,7 +133,8 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         "delivery": await delivery_repo.get_delivery(session, case.id),
         "answers": [(label, text) for label, text in flatten_answers(case.answers or {})  # the dentist card has these
                     if text.strip() not in {(v or "").strip() for v in (case.client_name, case.client_email,
-                                                                        case.client_phone, case.notes)}],
+                                                                        case.client_phone, case.notes,
+                                                                        case.tooth)}],
         "thresholds": (get_settings().confidence_margin_high, get_settings().confidence_margin_medium,
                        get_settings().confidence_medium),
     }

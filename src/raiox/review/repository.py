@@ -32,7 +32,7 @@ def _filtered(query: Select, *, status: str | None, client: str | None, search: 
         query = query.where(_contains((Case.client_name, Case.client_email), client))
     if search:
         query = query.where(_contains((Case.jotform_submission_id, Case.client_name, Case.client_email,
-                                       Case.client_phone, Case.notes), search))
+                                       Case.client_phone, Case.notes, Case.tooth), search))
     if date_from:
         query = query.where(Case.created_at >= datetime.combine(date_from, time.min, tzinfo=zone))
     if date_to:
