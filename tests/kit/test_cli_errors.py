@@ -232,3 +232,18 @@ def test_a_configured_embedder_that_is_no_model_is_one_line_before_anything_star
     line = _one_line(result)
     assert result.exit_code == 2 and "RAIOX_EMBEDDER" in line and "model.onnx" in line, line
     assert "database" not in line
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "{port}"], ["worker"]])
+@pytest.mark.parametrize(("setting", "shipped", "entry"), [("CONNECTION_MODEL", "connection-v2", "raiox_zoom"),
+                                                           ("FEATURE_MODEL", "features-v2", "raiox_heads")])
+def test_a_reader_whose_metadata_is_broken_is_one_line_before_anything_starts(configure, shipped_model_copy, command,
+                                                                              setting, shipped, entry):
+    """A connection or feature reader whose ONNX metadata is broken JSON failed every case's analysis with a
+    traceback: the server and the worker load the readers before they start, a configuration error naming it."""
+    model = shipped_model_copy(shipped, **{entry: '{"cut short'})
+    configure(DATABASE_URL=UNREACHABLE, DATABASE_WAIT_S="0", **{setting: str(model)})
+    result = run(*(arg.format(port=_free_port()) for arg in command))
+    line = _one_line(result)
+    assert result.exit_code == 2 and f"{model} (RAIOX_{setting})" in line and entry in line, line
+    assert "database" not in line
