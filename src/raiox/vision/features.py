@@ -77,8 +77,8 @@ def heads_of(path: Path) -> tuple[str, ...]:
 @lru_cache(maxsize=8)
 def _meta(path: str) -> tuple[str, tuple[str, ...]]:
     """(the embedder whose vectors the model file reads, the features of its output's columns); a file whose
-    metadata does not say both (``metadata``), or whose output is not as wide as its features' classes, is one
-    line naming it (``onnxrt.unusable``)."""
+    metadata does not say both (``onnxrt.metadata_entry``), or whose output is not as wide as its features'
+    classes, is one line naming it (``onnxrt.unusable``)."""
     what = "a feature model (raiox vision train-features)"
     reads = metadata_entry(path, EMBEDDER_KEY, _embedder_id, what=what, is_json=False)
     heads = metadata_entry(path, HEADS_KEY, _heads, what=what)

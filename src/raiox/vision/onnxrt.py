@@ -36,7 +36,7 @@ def load(path: str | Path, setting: str | None = None):
 
 
 def metadata_entry(path: str, key: str, parse: Callable[[Any], T], default: T | None = None, *, what: str,
-             is_json: bool = True) -> T:
+                   is_json: bool = True) -> T:
     """The metadata entry KEY of the model file PATH (its JSON; its text when not IS_JSON), through PARSE (its
     TypeError, ValueError or KeyError: a value it cannot take); DEFAULT when the file has no such entry (None: the
     entry is required). Broken JSON, a value PARSE refuses or a required entry missing is one line naming the file,
