@@ -9,6 +9,8 @@ PYTEST_ARGS ?=
 # up: Debian 12, Ubuntu 24.04), and checked to have wheels for the droplets' Python (Ubuntu 24.04: 3.12).
 # Keep LOCK_PYTHON and LOCK_WHEEL_PYTHONS in step with raiox_python_versions (deploy/roles/raiox/defaults).
 LOCK := requirements/prod.lock
+# The build backend deploy.sh builds the release with (pyproject.toml's build-system.requires), pinned and hashed too
+BUILD_LOCK := requirements/build.lock
 LOCK_PYTHON := 3.11
 LOCK_WHEEL_PYTHONS := 3.11 3.12
 LOCK_PLATFORM := x86_64-manylinux_2_35
@@ -32,8 +34,9 @@ install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test,ops]"
 
 # Regenerate $(LOCK) from pyproject.toml's base dependencies (no extras: no torch), keeping every pin its range
-# still admits; `make lock LOCK_ARGS=--upgrade` takes the newest of everything, `LOCK_ARGS="--upgrade-package
-# fastapi"` one package. Review the diff and commit it with the pyproject.toml change (docs/operations.md).
+# still admits, and $(BUILD_LOCK) from its build-system.requires; `make lock LOCK_ARGS=--upgrade` takes the newest of
+# everything, `LOCK_ARGS="--upgrade-package fastapi"` one package. Review the diff and commit it with the
+# pyproject.toml change (docs/operations.md).
 $(LOCK_VENV)/bin/uv:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
@@ -41,10 +44,13 @@ $(LOCK_VENV)/bin/uv:
 lock: $(LOCK_VENV)/bin/uv
 	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --quiet --generate-hashes --python-version $(LOCK_PYTHON) \
 		--python-platform $(LOCK_PLATFORM) $(LOCK_ARGS) -o $(LOCK)
-	for py in $(LOCK_WHEEL_PYTHONS); do \
-		$(LOCK_VENV)/bin/uv pip compile $(LOCK) --quiet --no-deps --only-binary :all: --python-version $$py \
-			--python-platform $(LOCK_PLATFORM) -o /dev/null || { echo "$(LOCK): a pin has no wheel for Python $$py"; exit 1; }; \
-	done
+	$(LOCK_VENV)/bin/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| $(LOCK_VENV)/bin/uv pip compile - --quiet --generate-hashes --python-version $(LOCK_PYTHON) \
+		--python-platform $(LOCK_PLATFORM) $(LOCK_ARGS) -o $(BUILD_LOCK)
+	for lock in $(LOCK) $(BUILD_LOCK); do for py in $(LOCK_WHEEL_PYTHONS); do \
+		$(LOCK_VENV)/bin/uv pip compile $$lock --quiet --no-deps --only-binary :all: --python-version $$py \
+			--python-platform $(LOCK_PLATFORM) -o /dev/null || { echo "$$lock: a pin has no wheel for Python $$py"; exit 1; }; \
+	done; done
 
 system-deps:
 	bash scripts/system-deps.sh

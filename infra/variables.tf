@@ -11,13 +11,15 @@ variable "region" {
 }
 
 variable "image" {
-  description = "Droplet image (Ubuntu LTS)."
+  description = "Droplet image (Ubuntu 24.04 LTS: its Python 3.12 is one the raiox role accepts)."
   type        = string
   default     = "ubuntu-24-04-x64"
 
+  # Only images whose python3 is in deploy/roles/raiox raiox_python_versions (the Pythons requirements/prod.lock
+  # was checked for): Ubuntu 22.04's 3.10 cannot run raiox, and the role would refuse it after the droplet exists.
   validation {
-    condition     = contains(["ubuntu-22-04-x64", "ubuntu-24-04-x64"], var.image)
-    error_message = "Use Ubuntu 22.04 or 24.04 LTS: the Ansible roles target them."
+    condition     = contains(["ubuntu-24-04-x64"], var.image)
+    error_message = "Use ubuntu-24-04-x64 (Ubuntu 24.04 LTS, Python 3.12): the raiox role runs only on Python 3.11 or 3.12 (raiox_python_versions), and Ubuntu 22.04's Python 3.10 cannot run raiox."
   }
 }
 

@@ -171,3 +171,26 @@ def configure(monkeypatch):
     yield setting
     monkeypatch.undo()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def shipped_model_copy(tmp_path):
+    """`copy("connection-v2", raiox_zoom="{...}")`: a copy of the shipped model file models/NAME.onnx in tmp_path,
+    its ONNX metadata entries set to the given texts (None: the entry left out); the copy's path."""
+    import onnx
+
+    from raiox.vision.embedders import shipped_model
+
+    def copy(name: str, file: str | None = None, **entries: str | None) -> Path:
+        model = onnx.load(str(shipped_model(name)))
+        kept = {p.key: p.value for p in model.metadata_props}
+        kept.update(entries)
+        del model.metadata_props[:]
+        for key, value in kept.items():
+            if value is not None:
+                model.metadata_props.add(key=key, value=value)
+        out = tmp_path / (file or f"{name}-copy.onnx")
+        onnx.save(model, str(out))
+        return out
+
+    return copy

@@ -29,9 +29,12 @@
 #     app.yml's reindex, which takes the same lock), RAIOX_PIP_ARGS (extra pip arguments).
 #
 # The release's venv gets the dependencies its requirements/prod.lock pins (`make lock`: exact
-# versions, hash-checked: pip install --require-hashes), then the project itself with --no-deps,
-# then `pip check`. An older commit without that file is installed from pyproject.toml's ranges
-# (resolved afresh), and the log says so. RAIOX_PIP_ARGS goes to every pip install.
+# versions, hash-checked: pip install --require-hashes), then the build backend its
+# requirements/build.lock pins (the same way), then the project itself with --no-deps and
+# --no-build-isolation (built with that backend, nothing else downloaded), then `pip check`. An
+# older commit without build.lock is built in pip's isolated build env (a backend pip downloads); one
+# without prod.lock is installed from pyproject.toml's ranges (resolved afresh), and the log says so.
+# RAIOX_PIP_ARGS goes to every pip install.
 #
 # --venv-from VENV is for rehearsals: the release still gets its own venv, but it
 # reuses VENV's installed dependencies (a .pth file) instead of downloading them;
@@ -197,16 +200,24 @@ fetch_source() {
 }
 
 lock_file=requirements/prod.lock # the release's production lock, relative to its source
+build_lock=requirements/build.lock # its build backend (pyproject.toml's build-system.requires), locked the same way
 
 pip_install() {
     "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_args[@]}" "$@"
 }
 
 install_project() { # the release's own package, its dependencies already there
-    if [[ -n "$venv_from" ]]; then
+    if [[ -f "$release/src/$build_lock" ]]; then
+        # built with the locked, hash-checked backend in the release venv: pip downloads no build tools of its own
+        log "installing the locked build backend ($build_lock, hash-checked)"
+        pip_install --require-hashes -r "$release/src/$build_lock" || return 1
+        pip_install --no-deps --no-build-isolation "$release/src"
+    elif [[ -n "$venv_from" ]]; then
+        log "no $build_lock in this release (an older commit): building it with $venv_from's setuptools"
         # build with VENV's setuptools when it can (offline, fast), else in an isolated build env
         pip_install --no-deps --no-build-isolation "$release/src" || pip_install --no-deps "$release/src"
     else
+        log "no $build_lock in this release (an older commit): pip builds it in an isolated build env"
         pip_install --no-deps "$release/src"
     fi
 }

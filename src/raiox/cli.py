@@ -108,16 +108,20 @@ def database_ready() -> None:
 
 
 def embedder_ready(keep: bool = True) -> None:
-    """Before a server or a worker starts: the configured embedder (RAIOX_EMBEDDER) loads. One that cannot (unknown
-    name, missing, cut short or not a model) is the configuration error naming the setting, one line and exit 2,
-    not a traceback from every case's analysis later (and a /readyz that never turns ready). KEEP: the loaded model
-    stays cached for this process's own use (not for the supervisor of --workers processes)."""
+    """Before a server or a worker starts: the configured embedder (RAIOX_EMBEDDER) loads, and so do the readers
+    beside it (RAIOX_CONNECTION_MODEL, RAIOX_FEATURE_MODEL, RAIOX_ENDS_MODEL), their metadata read. One that cannot
+    (unknown name, missing, cut short, not a model, broken metadata) is the configuration error naming the setting,
+    one line and exit 2, not a traceback from every case's analysis later (and a /readyz that never turns ready).
+    KEEP: the loaded models stay cached for this process's own use (not for the supervisor of --workers processes)."""
     from raiox.catalog.cli import _embedder
     from raiox.vision.embedders import _build
+    from raiox.vision.onnxrt import session
+    from raiox.vision.pipeline import load_readers
 
-    _embedder()
+    load_readers(_embedder().model_id)
     if not keep:
         _build.cache_clear()
+        session.cache_clear()
 
 
 @contextmanager

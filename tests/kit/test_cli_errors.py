@@ -4,6 +4,7 @@
 import errno
 import socket
 
+import numpy as np
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -232,3 +233,73 @@ def test_a_configured_embedder_that_is_no_model_is_one_line_before_anything_star
     line = _one_line(result)
     assert result.exit_code == 2 and "RAIOX_EMBEDDER" in line and "model.onnx" in line, line
     assert "database" not in line
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "{port}"], ["worker"]])
+@pytest.mark.parametrize(("setting", "shipped", "entry"), [("CONNECTION_MODEL", "connection-v2", "raiox_zoom"),
+                                                           ("FEATURE_MODEL", "features-v2", "raiox_heads")])
+def test_a_reader_whose_metadata_is_broken_is_one_line_before_anything_starts(configure, shipped_model_copy, command,
+                                                                              setting, shipped, entry):
+    """A connection or feature reader whose ONNX metadata is broken JSON failed every case's analysis with a
+    traceback: the server and the worker load the readers before they start, a configuration error naming it."""
+    model = shipped_model_copy(shipped, **{entry: '{"cut short'})
+    configure(DATABASE_URL=UNREACHABLE, DATABASE_WAIT_S="0", **{setting: str(model)})
+    result = run(*(arg.format(port=_free_port()) for arg in command))
+    line = _one_line(result)
+    assert result.exit_code == 2 and f"{model} (RAIOX_{setting})" in line and entry in line, line
+    assert "database" not in line
+
+
+def _linear_embedder(path, dim: int, bias: float = 0.0):
+    """An ONNX image encoder of 8 x 8 one-channel crops giving DIM numbers per crop (each one BIAS on a blank crop)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["image"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["raw"]),
+         helper.make_node("Add", ["raw", "b"], ["embedding"])],
+        "linear", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", dim])],
+        [numpy_helper.from_array(np.eye(64, dim, dtype=np.float32), "w"),
+         numpy_helper.from_array(np.full(dim, bias, np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "{port}"], ["worker"], ["identify", "{png}"],
+                                     ["catalog", "reindex"]])
+@pytest.mark.parametrize(("dim", "bias", "why"), [
+    (16, 1.0, "it gives 16 numbers per crop, the catalog's vectors have 512"),
+    (768, 1.0, "it gives 768 numbers per crop, the catalog's vectors have 512"),
+    (512, float("nan"), "its vector of a blank crop is not all finite numbers"),
+])
+def test_an_embedder_whose_vectors_the_catalog_cannot_hold_is_refused_when_it_loads(configure, tmp_path, command,
+                                                                                   dim, bias, why):
+    """An embedder giving other than 512 finite numbers per crop loaded, and every search then failed ('query
+    embedding must be 512 finite numbers'): it is the configuration error naming RAIOX_EMBEDDER and what it gives."""
+    model = _linear_embedder(tmp_path / "model.onnx", dim, bias)
+    configure(DATABASE_URL=UNREACHABLE, DATABASE_WAIT_S="0", EMBEDDER=f"onnx:{model}")
+    (tmp_path / "x.png").write_bytes(b"never read")
+    result = run(*(arg.format(port=_free_port(), png=tmp_path / "x.png") for arg in command))
+    line = _one_line(result)
+    assert result.exit_code == 2 and f"RAIOX_EMBEDDER='onnx:{model}' cannot embed for the catalog: {why}" in line, line
+
+
+def test_an_embedder_option_whose_vectors_the_catalog_cannot_hold_is_refused(configure, tmp_path):
+    model = _linear_embedder(tmp_path / "small.onnx", 16)
+    configure(DATABASE_URL=UNREACHABLE, DATABASE_WAIT_S="0")
+    result = run("catalog", "reindex", "--embedder", f"onnx:{model}")
+    line = _one_line(result)
+    assert result.exit_code == 2 and "--embedder='onnx:" in line and "it gives 16 numbers per crop" in line, line
+
+
+def test_the_vision_commands_keep_embedders_of_any_dimension(tmp_path):
+    """Research embedders (an open_clip tower of 384 or 768 numbers) are still evaluated: only the catalog's
+    commands need 512."""
+    from raiox.vision.embedders import get_embedder, unfit_for_catalog
+
+    embedder = get_embedder(f"onnx:{_linear_embedder(tmp_path / 'wide.onnx', 768)}")
+    assert embedder.dim == 768 and embedder.embed([np.zeros((8, 8), np.float32)]).shape == (1, 768)
+    assert "768 numbers" in unfit_for_catalog(embedder)

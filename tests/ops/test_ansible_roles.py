@@ -330,6 +330,39 @@ def test_app_yml_reindexes_under_the_deploy_lock(tmp_path):
     assert "raiox_reindex_timeout" in defaults["raiox_lock_timeout"]  # waits for a whole reindex and more
 
 
+def test_the_reindex_by_hand_in_the_docs_holds_the_deploy_lock_and_names_itself(tmp_path):
+    """docs/operations.md's reindex by hand runs under the deploy lock and writes a holder line into it, as deploy.sh
+    and app.yml do: a deploy that waits meanwhile names this reindex, not whoever held the lock before."""
+    import os
+    import re
+    import subprocess
+
+    docs = (ROLES.parents[1] / "docs" / "operations.md").read_text()  # ROLES is deploy/roles
+    (command,) = [line for line in docs.splitlines() if line.startswith("sudo -u deploy flock /srv/raiox/.deploy.lock")]
+    srv, etc = tmp_path / "srv", tmp_path / "etc"
+    (srv / "current" / "venv" / "bin").mkdir(parents=True)
+    etc.mkdir()
+    (etc / "migrate.env").write_text("RAIOX_EMBEDDER='raiox-v11'\nRAIOX_DATABASE_URL='postgresql://owner@db/raiox'\n")
+    lock, calls = srv / ".deploy.lock", tmp_path / "calls"
+    lock.write_text("deploy of 0123abcd by deploy (pid 42) since 2026-12-05T07:00:00Z\n")  # the previous holder
+    raiox = srv / "current" / "venv" / "bin" / "raiox"
+    raiox.write_text("#!/usr/bin/env bash\n"
+                     'if flock -n "$LOCK" true; then held=free; else held=held; fi\n'
+                     'holder=$(head -n 1 "$LOCK" | cut -c 1-300)\n'
+                     'echo "$* [$RAIOX_DATABASE_URL] lock $held, holder: $holder" >> "$CALLS"\n')
+    raiox.chmod(0o755)
+    script = command.removeprefix("sudo -u deploy ").replace("/srv/raiox", str(srv)).replace("/etc/raiox", str(etc))
+    env = {"PATH": os.environ["PATH"], "LOCK": str(lock), "CALLS": str(calls), "SUDO_USER": "alice"}
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (call,) = calls.read_text().splitlines()
+    holder = re.fullmatch(r"catalog reindex --embedder raiox-v12 \[postgresql://owner@db/raiox\] lock held, holder: "
+                          r"(reindex by hand with raiox-v12 by alice \(pid \d+\) since \d{4}-\d\d-\d\dT[\d:]{8}Z)",
+                          call)
+    assert holder, call
+    assert lock.read_text() == holder[1] + "\n"  # what deploy.sh's and app.yml's wait messages quote (first line)
+
+
 def test_deploy_settings_wait_for_a_reindex_and_check_the_catalog_everywhere():
     """deploy.sh's lock timeout covers a whole reindex (the holder may be running one); a host that does not migrate
     points the catalog check at catalog.env (it has no migrate.env)."""

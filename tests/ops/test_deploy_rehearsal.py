@@ -31,6 +31,7 @@ from .tooling import REPO, require_tool
 
 DEPLOY = REPO / "deploy" / "scripts" / "deploy.sh"
 LOCK = "requirements/prod.lock"
+BUILD_LOCK = "requirements/build.lock"
 
 RESTART = r"""#!/usr/bin/env bash
 # Stands for `systemctl restart raiox-api`: stop the old process, start current/.
@@ -110,19 +111,23 @@ def host(tmp_path_factory):
 
 
 def _lock_this_venv(clone: Path) -> None:
-    """The release's lock at the versions this venv has (the same today, unless this venv is older or newer than
-    the lock): what a host with no index can install. A commit on top of the tested one only when they differ."""
+    """The release's locks (dependencies, build backend) at the versions this venv has (the same today, unless this
+    venv is older or newer than the lock): what a host with no index can install. A commit on top of the tested one
+    only when they differ."""
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
-    lock = clone / LOCK
 
     def pin(match: re.Match) -> str:
         return f"{match[1]}=={installed.get(canonicalize_name(match[1]), match[2])}"
 
-    text = lock.read_text()
-    venv_text = re.sub(r"(?m)^([A-Za-z0-9._-]+)==([^\s;\\]+)", pin, text)
-    if venv_text != text:
-        lock.write_text(venv_text)
-        _git("commit", "--quiet", "-am", "rehearsal: the lock at this venv's versions", cwd=clone)
+    changed = False
+    for lock in (clone / LOCK, clone / BUILD_LOCK):
+        text = lock.read_text()
+        venv_text = re.sub(r"(?m)^([A-Za-z0-9._-]+)==([^\s;\\]+)", pin, text)
+        if venv_text != text:
+            lock.write_text(venv_text)
+            changed = True
+    if changed:
+        _git("commit", "--quiet", "-am", "rehearsal: the locks at this venv's versions", cwd=clone)
 
 
 def _stop(root: Path) -> None:
@@ -197,7 +202,10 @@ def test_first_release_from_archive(host, tmp_path):
 
     result = _deploy(host, "--commit", sha, "--archive", str(archive))
     assert result.returncode == 0, result.stdout + result.stderr + _serve_log(host)
-    assert _before(result.stdout, f"installing the locked dependencies ({LOCK}, hash-checked)", "switching current")
+    assert _before(result.stdout, f"installing the locked dependencies ({LOCK}, hash-checked)",
+                   f"installing the locked build backend ({BUILD_LOCK}, hash-checked)")
+    assert _before(result.stdout, f"installing the locked build backend ({BUILD_LOCK}, hash-checked)",
+                   "switching current")
     # an empty catalog still lacks the model's vector index (the app role could not create it): the reindex makes it
     assert "catalog not ready for raiox-v12: its vector index is missing" in result.stderr
     assert "reindex: 0 added, 0 embedded" in result.stderr
@@ -290,6 +298,29 @@ def test_an_older_release_without_a_lock_still_deploys(host):
     assert result.returncode == 0, result.stdout + result.stderr + _serve_log(host)
     assert f"no {LOCK} in this release (an older commit): using {sys.prefix}'s packages" in result.stdout
     assert "installing the locked dependencies" not in result.stdout
+    assert _current(host).endswith(sha[:12]) and _ready(host).status_code == 200
+
+
+def test_a_release_whose_build_lock_pins_what_the_host_cannot_install_never_switches(host):
+    """The release is built with the backend its build lock pins (hash-checked, --no-build-isolation), not one pip
+    downloads: a pin the host cannot get fails the venv, before any migration."""
+    pinned = re.search(r"(?m)^setuptools==\S+", (host["repo"] / BUILD_LOCK).read_text())[0]
+    sha = _commit_edit(host, BUILD_LOCK, pinned, "setuptools==0.0.1", "rehearsal: a build lock pinning what cannot "
+                       "be installed")
+    result = _refused_for_its_venv(host, sha)
+    assert f"installing the locked build backend ({BUILD_LOCK}, hash-checked)" in result.stdout
+    assert "setuptools==0.0.1" in result.stdout + result.stderr
+    assert "migrating" not in result.stdout
+
+
+def test_an_older_release_without_a_build_lock_still_deploys(host):
+    """An older commit (from before requirements/build.lock) is built as it was, and the log says so."""
+    sha = _commit_edit(host, BUILD_LOCK, "", None, "rehearsal: a release from before the build lock")
+    result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]))
+    assert result.returncode == 0, result.stdout + result.stderr + _serve_log(host)
+    assert f"no {BUILD_LOCK} in this release (an older commit): building it with {sys.prefix}'s setuptools" \
+        in result.stdout
+    assert f"installing the locked dependencies ({LOCK}, hash-checked)" in result.stdout
     assert _current(host).endswith(sha[:12]) and _ready(host).status_code == 200
 
 

@@ -16,6 +16,7 @@ from packaging.version import Version
 from .tooling import REPO
 
 LOCK = REPO / "requirements" / "prod.lock"
+BUILD_LOCK = REPO / "requirements" / "build.lock"
 PYPROJECT = REPO / "pyproject.toml"
 VIA_RAIOX = "raiox (pyproject.toml)"
 
@@ -78,10 +79,15 @@ def pins() -> dict[str, Pin]:
     return parse_lock(LOCK.read_text())
 
 
-def drift(pins: dict[str, Pin]) -> list[str]:
-    """What the lock gets wrong against pyproject.toml's base dependencies and pip's hash-checking mode."""
+def build_requirements() -> list[Requirement]:
+    return [Requirement(req) for req in tomllib.loads(PYPROJECT.read_text())["build-system"]["requires"]]
+
+
+def drift(pins: dict[str, Pin], required: list[Requirement] | None = None) -> list[str]:
+    """What the lock gets wrong against pyproject.toml's base dependencies (or REQUIRED) and pip's hash-checking
+    mode."""
     problems = []
-    for req in base_dependencies():
+    for req in base_dependencies() if required is None else required:
         pin = pins.get(canonicalize_name(req.name))
         if pin is None:
             problems.append(f"{req} is not in the lock")
@@ -150,3 +156,36 @@ def test_parse_lock_reads_hashes_and_via_lists():
     assert pins["anyio"].version == "4.0" and len(pins["anyio"].hashes) == 2
     assert pins["anyio"].via == ["fastapi", VIA_RAIOX]
     assert pins["foo"].version == "1" and pins["foo"].hashes == []
+
+
+def test_the_build_lock_pins_the_build_backend_within_its_range_and_hashed():
+    """deploy.sh builds the release with requirements/build.lock's backend (--no-build-isolation), hash-checked like
+    the dependencies: it pins pyproject.toml's build-system.requires (and what they need), for the lock's Python."""
+    assert BUILD_LOCK.exists(), "requirements/build.lock is missing: run `make lock`"
+    pins = parse_lock(BUILD_LOCK.read_text())
+    problems = drift(pins, build_requirements())
+    assert not problems, "requirements/build.lock is stale (run `make lock`):\n" + "\n".join(problems)
+    assert {canonicalize_name(req.name) for req in build_requirements()} <= set(pins)
+    made_for = re.search(r"--python-version (\d+\.\d+)", BUILD_LOCK.read_text().split("\n\n", 1)[0])
+    assert made_for and made_for[0] in LOCK.read_text().split("\n\n", 1)[0]
+
+
+def test_build_lock_drift_is_found():
+    edited = re.sub(r"(?m)^setuptools==\S+", "setuptools==68.0.0", BUILD_LOCK.read_text())
+    assert any("is pinned at setuptools==68.0.0" in line for line in drift(parse_lock(edited), build_requirements()))
+
+
+def test_make_lock_writes_the_build_lock_and_deploy_builds_with_it():
+    """`make lock` regenerates both locks from pyproject.toml (and checks both for wheels), CI fails when either
+    changes, and deploy.sh installs the build lock hash-checked before it builds the release without isolation."""
+    makefile = (REPO / "Makefile").read_text()
+    assert "BUILD_LOCK := requirements/build.lock" in makefile
+    assert re.search(r'\["build-system"\]\["requires"\].*\n.*uv pip compile - .*--generate-hashes', makefile)
+    assert "-o $(BUILD_LOCK)" in makefile and "for lock in $(LOCK) $(BUILD_LOCK); do" in makefile
+    ci = (REPO / ".github" / "workflows" / "ci.yml").read_text()
+    assert 'cp requirements/build.lock "$RUNNER_TEMP/build.lock.committed"' in ci and "for lock in prod build" in ci
+    deploy = (REPO / "deploy" / "scripts" / "deploy.sh").read_text()
+    assert "build_lock=requirements/build.lock" in deploy
+    install = deploy[deploy.index("install_project() {"):]
+    hashed = install.index('pip_install --require-hashes -r "$release/src/$build_lock"')
+    assert hashed < install.index('pip_install --no-deps --no-build-isolation "$release/src"\n')

@@ -1,8 +1,10 @@
 """The nginx site template: `nginx -t` with Debian's nginx, then a real nginx in front of a stand-in
 upstream: TLS redirect, security headers, body size caps per location, TLS 1.2 ciphers, login and
-webhook rate limits, /metrics closed, client address not spoofable, request ids passed and logged. The production
-values are held to the app's own limits (webhook and upload caps, uvicorn's keep-alive, the panel's CSP)."""
+webhook rate limits, /metrics closed, client address not spoofable, request ids passed, logged and
+answered (once, also on nginx's own answers). The production values are held to the app's own limits
+(webhook and upload caps, uvicorn's keep-alive, the panel's CSP)."""
 
+import contextlib
 import http.server
 import inspect
 import json
@@ -53,6 +55,8 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
                            "request_id": self.headers.get("X-Request-ID")}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        if self.headers.get("X-Request-ID"):  # as the app does (raiox.kit.requestid): the id it was sent, back
+            self.send_header("X-Request-ID", self.headers["X-Request-ID"])
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -152,11 +156,13 @@ def test_template_has_the_required_directives(site):
         assert header in conf
 
 
-@pytest.fixture(scope="module")
-def running(site):
-    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", site["upstream"]), _Upstream)
-    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
-    thread.start()
+@contextlib.contextmanager
+def _serving(site, upstream=True):
+    """nginx of SITE running, in front of the stand-in app (none with upstream=False: the app down); an https
+    client to it."""
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", site["upstream"]), _Upstream) if upstream else None
+    if upstream:
+        threading.Thread(target=upstream.serve_forever, daemon=True).start()
     proc = subprocess.Popen([*site["base"], "-g", "daemon off;"], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 10
@@ -173,8 +179,15 @@ def running(site):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        upstream.shutdown()
-        upstream.server_close()
+        if upstream:
+            upstream.shutdown()
+            upstream.server_close()
+
+
+@pytest.fixture(scope="module")
+def running(site):
+    with _serving(site) as client:
+        yield client
 
 
 def test_http_redirects_to_https(site, running):
@@ -379,3 +392,46 @@ def test_the_request_id_reaches_the_app_and_the_access_log(site, running):
     # what the access log recorded before is all still there, in its place: the id is one more field, last
     assert re.fullmatch(r'127\.0\.0\.1 - - \[[^]]+\] "POST /webhooks/jotform HTTP/1\.1" \d{3} \d+ "[^"]*" "[^"]*" '
                         r'"hook-rid-1"', hook), hook
+
+
+def _one_id(response) -> str:
+    ids = response.headers.get_list("x-request-id")
+    assert len(ids) == 1, (response.status_code, ids)
+    return ids[0]
+
+
+def test_every_answer_carries_the_request_id_once(site, running):
+    """The answers nginx makes itself (413, 403, 429, the redirect) carry X-Request-ID like the app's: the id nginx
+    logs (and would have sent the app); an answer of the app, which answers the id it was sent, has it once."""
+    mib = 1024 * 1024
+    app = running.get("/cases", headers={"X-Request-ID": "app-rid-1"})
+    assert app.status_code == 200 and _one_id(app) == "app-rid-1" == app.json()["request_id"]
+    fresh = running.get("/cases")
+    assert _one_id(fresh) == fresh.json()["request_id"]
+    answers = {"big-rid-1": running.post("/cases", content=b"x" * 2 * mib, headers={"X-Request-ID": "big-rid-1"}),
+               "metrics-rid-1": running.get("/metrics", headers={"X-Request-ID": "metrics-rid-1"}),
+               "redirect-rid-1": httpx.get(f"http://127.0.0.1:{site['http']}/cases",
+                                           headers={"X-Request-ID": "redirect-rid-1"})}
+    for n in range(12):
+        limited = running.post("/admin/login", data={"email": "a@b.c"}, headers={"X-Request-ID": f"login-rid-{n}"})
+        if limited.status_code == 429:
+            answers[f"login-rid-{n}"] = limited
+            break
+    assert [answer.status_code for answer in answers.values()] == [413, 403, 301, 429]
+    for rid, answer in answers.items():
+        assert _one_id(answer) == rid
+        assert f" {answer.status_code} " in _logged(site, rid)
+    # no id from the client (or one the app would not keep): nginx's own, the one it logs
+    big = running.post("/cases", content=b"x" * 2 * mib, headers={"X-Request-ID": "has blank"})
+    assert big.status_code == 413 and re.fullmatch(r"[0-9a-f]{32}", _one_id(big))
+    assert _logged(site, _one_id(big)).endswith(f'"{_one_id(big)}"')
+
+
+def test_a_bad_gateway_while_the_app_is_down_carries_the_request_id(tmp_path):
+    site = _prepare(tmp_path / "down")
+    with _serving(site, upstream=False) as client:
+        down = client.get("/cases", headers={"X-Request-ID": "down-rid-1"})
+        assert down.status_code == 502 and _one_id(down) == "down-rid-1"
+        assert " 502 " in _logged(site, "down-rid-1")
+        anonymous = client.get("/cases")
+        assert anonymous.status_code == 502 and re.fullmatch(r"[0-9a-f]{32}", _one_id(anonymous))

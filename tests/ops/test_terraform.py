@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import hcl2
+import yaml
 
 from .tooling import REPO
 
@@ -172,7 +173,7 @@ def test_variables_carry_the_plans_defaults():
     assert variables["region"]["default"] == "nyc3"
     assert variables["db_size"]["default"].endswith("2gb")
     assert variables["api_size"]["default"].endswith("4gb")
-    assert variables["image"]["default"] in ("ubuntu-22-04-x64", "ubuntu-24-04-x64")
+    assert variables["image"]["default"] == "ubuntu-24-04-x64"
     assert "default" not in variables["operator_cidrs"], "the operator CIDR must be chosen, never defaulted"
     assert "0.0.0.0/0" in str(variables["operator_cidrs"]["validation"]), "validation must refuse the world"
     droplet = tf["resource"]["digitalocean_droplet"]["host"]
@@ -193,3 +194,25 @@ def test_no_state_or_secret_committed():
             text = path.read_text()
             assert not re.search(r"dop_v1_[0-9a-f]{20,}", text), f"DigitalOcean token in {path}"
             assert not re.search(r"(?i)secret_key\s*=\s*\"[A-Za-z0-9/+]{20,}\"", text), f"key in {path}"
+
+
+# python3 of each DigitalOcean image slug the variable could name (the distribution's own, as the role reads it)
+IMAGE_PYTHON = {"ubuntu-20-04-x64": "3.8", "ubuntu-22-04-x64": "3.10", "ubuntu-24-04-x64": "3.12",
+                "debian-11-x64": "3.9", "debian-12-x64": "3.11"}
+
+
+def test_the_image_variable_accepts_only_images_whose_python_the_raiox_role_accepts():
+    """A droplet of an image whose python3 the raiox role refuses (raiox_python_versions: Ubuntu 22.04's 3.10) is
+    refused at `terraform plan`, with the reason, not after it is created and the deploy stops."""
+    spec = load(INFRA)["variable"]["image"]
+    (validation,) = spec["validation"]
+    accepted = re.fullmatch(r"\$\{contains\((\[[^\]]*\]), var\.image\)\}", validation["condition"])
+    assert accepted, validation["condition"]
+    images = re.findall(r'"([^"]+)"', accepted[1])
+    defaults = yaml.safe_load((REPO / "deploy" / "roles" / "raiox" / "defaults" / "main.yml").read_text())
+    assert images and spec["default"] in images
+    for image in images:
+        assert IMAGE_PYTHON.get(image) in defaults["raiox_python_versions"], image
+    message = validation["error_message"]
+    assert "raiox_python_versions" in message and "3.10" in message
+    assert all(image in message for image in images)

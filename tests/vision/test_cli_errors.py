@@ -348,3 +348,85 @@ def test_an_onnx_model_that_does_not_run_on_a_crop_is_refused_as_an_embedder(tmp
                  "--cache", str(tmp_path / "cache"))
     assert result.exit_code == 2 and "Invalid value for --embedder" in said(result)
     assert "not an image embedding model (it does not run on a crop" in said(result)
+
+
+# the readers' ONNX metadata (raiox_zoom, raiox_embedder, raiox_heads)
+
+ZOOM = '{"h": 112, "w": 80, "across": 1.3, "above": 0.3}'
+
+
+@pytest.mark.parametrize(("zoom", "why"), [
+    ('{"h": 112, "w": 80, "across": 1.3', "Expecting"),  # cut short: not JSON
+    ('{"h": 112, "w": 80}', "missing 2 required positional arguments"),
+    ("[112, 80, 1.3, 0.3]", "argument after ** must be a mapping"),
+    ('{"h": "112", "w": 80, "across": 1.3, "above": 0.3}', "h and w must be positive whole numbers"),
+    ('{"h": 112, "w": 80, "across": -1, "above": 0.3}', "across must be a positive number"),
+])
+def test_a_connection_model_whose_zoom_metadata_is_broken_is_one_line_naming_it(shipped_model_copy, monkeypatch,
+                                                                                  zoom, why):
+    """The zoom in a connection model's metadata was read with json.loads and Zoom(**...): broken JSON or a key
+    missing was a traceback from every analysis. It is a configuration error naming the file, its setting and the
+    entry (exit 2), at the first read: `raiox serve` / `worker` load the readers before they start."""
+    from raiox.kit.cli_errors import failure
+    from raiox.kit.errors import ConfigError
+    from raiox.vision import connection
+    from raiox.vision.pipeline import load_readers
+
+    model = shipped_model_copy("connection-v2", raiox_zoom=zoom)
+    monkeypatch.setenv("RAIOX_CONNECTION_MODEL", str(model))
+    box = np.array([[0, 0], [9, 0], [9, 30], [0, 30]])
+    for read in (lambda: connection.zoom_of(connection.model_path()), lambda: load_readers("raiox-v12"),
+                 lambda: connection.read(np.zeros((64, 64), np.float32), [box])):
+        with pytest.raises(ConfigError) as raised:
+            read()
+        message = raised.value.message
+        assert message.startswith(f"cannot use the ONNX model {model} (RAIOX_CONNECTION_MODEL): ") and why in message
+        assert "raiox_zoom" in message and "\n" not in message
+        assert failure(raised.value) == (message, 2)
+
+
+def test_ensemble_connection_of_a_model_with_broken_metadata_is_one_line_exit_1(shipped_model_copy, tmp_path):
+    """A model given on the command line (no setting names it): one line naming the file, exit 1."""
+    bad = shipped_model_copy("connection-v2", "bad.onnx", raiox_zoom="{not json")
+    good = shipped_model_copy("connection-v2", "good.onnx")
+    result = run("ensemble-connection", str(bad), str(good), "--out", str(tmp_path / "both.onnx"))
+    line = one_line(result)
+    assert result.exit_code == 1 and f"cannot use the ONNX model {bad}: its metadata entry raiox_zoom" in line, line
+    assert not (tmp_path / "both.onnx").exists()
+
+
+@pytest.mark.parametrize(("entries", "why"), [
+    ({"raiox_heads": None}, "not a feature model (raiox vision train-features) (no metadata entry raiox_heads)"),
+    ({"raiox_embedder": None}, "no metadata entry raiox_embedder"),
+    ({"raiox_heads": '["apex_shape", "flutes"'}, "its metadata entry raiox_heads is not that of a feature model"),
+    ({"raiox_heads": '{"apex_shape": 1}'}, "not a list of feature names"),
+    ({"raiox_heads": '["apex_shape", "colour"]'}, "unknown features ['colour']"),
+    ({"raiox_heads": '["apex_shape", "flutes"]'}, "its output has 27 columns, the classes of its features"),
+])
+def test_a_feature_model_whose_metadata_is_broken_is_one_line_naming_it(shipped_model_copy, monkeypatch, entries,
+                                                                        why):
+    """A feature model's raiox_heads was json.loads'ed and its names looked up at every read (a traceback, or columns
+    read as the wrong features); a missing raiox_heads read nothing, silently. Each is one line naming the file."""
+    from raiox.kit.errors import ConfigError
+    from raiox.vision import features
+    from raiox.vision.pipeline import load_readers
+
+    model = shipped_model_copy("features-v2", **entries)
+    monkeypatch.setenv("RAIOX_FEATURE_MODEL", str(model))
+    for read in (lambda: load_readers("raiox-v12"), lambda: features.read(np.zeros((1, 512), np.float32), "raiox-v12"),
+                 lambda: features.problem("raiox-v12")):
+        with pytest.raises(ConfigError) as raised:
+            read()
+        assert raised.value.message.startswith(f"cannot use the ONNX model {model} (RAIOX_FEATURE_MODEL): ")
+        assert why in raised.value.message and "\n" not in raised.value.message
+
+
+def test_the_shipped_readers_metadata_reads(monkeypatch):
+    from raiox.vision import connection, features
+    from raiox.vision.pipeline import load_readers
+
+    for env in ("RAIOX_CONNECTION_MODEL", "RAIOX_FEATURE_MODEL", "RAIOX_ENDS_MODEL"):
+        monkeypatch.delenv(env, raising=False)
+    load_readers("raiox-v12")
+    assert connection.zoom_of(connection.model_path()) == connection.ZOOM
+    assert features.heads_of(features.model_path("raiox-v12")) == features.READ

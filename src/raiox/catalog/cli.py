@@ -60,19 +60,24 @@ def _progress() -> Progress | LineProgress:
 
 def _embedder(spec: str | None = None):
     """The embedder SPEC names (`--embedder`), else the configured one; one that cannot be built (unknown name,
-    missing or broken model file) is a configuration error naming the option or RAIOX_EMBEDDER."""
+    missing or broken model file), or whose vectors the catalog cannot hold (not 512 finite numbers per crop), is a
+    configuration error naming the option or RAIOX_EMBEDDER."""
     from raiox.kit.errors import ConfigError, first_line
     from raiox.kit.settings import get_settings
     from raiox.vision import get_embedder
+    from raiox.vision.embedders import unfit_for_catalog
 
     where = "--embedder" if spec else "RAIOX_EMBEDDER"
     spec = spec or get_settings().embedder
     try:
-        return get_embedder(spec)
+        embedder = get_embedder(spec)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - ValueError (unknown name), OSError, ONNX Runtime's own errors
         raise ConfigError(f"{where}={spec!r} cannot be loaded: {first_line(exc)}") from exc
+    if why := unfit_for_catalog(embedder):
+        raise ConfigError(f"{where}={spec!r} cannot embed for the catalog: {why}")
+    return embedder
 
 
 def _print_skips(skips: list, title: str) -> None:

@@ -31,12 +31,10 @@ async def _check_model() -> None:
     instead of failing the analysis of every case; so does one that would silently do nothing (a missing file,
     or a feature reader fitted on another embedder's vectors): every answer would lose that step unnoticed."""
     from raiox.vision import connection, ends, features, get_embedder
-    from raiox.vision.onnxrt import session
+    from raiox.vision.pipeline import load_readers
 
     model_id = (await asyncio.to_thread(get_embedder)).model_id
-    for path in (connection.model_path(), features.model_path(model_id), ends.model_path()):
-        if path is not None:
-            await asyncio.to_thread(session, str(path))
+    await asyncio.to_thread(load_readers, model_id)
     for why in (connection.problem(), await asyncio.to_thread(features.problem, model_id), ends.problem()):
         if why:
             raise RuntimeError(why)

@@ -20,6 +20,7 @@ re-rank does little. Without the model file (or with ``RAIOX_CONNECTION_MODEL=no
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from raiox.vision.onnxrt import missing, model_file, session
+from raiox.vision.onnxrt import metadata_entry, missing, model_file, session
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,19 @@ def zoom_of(path: Path) -> Zoom:
 
 @lru_cache(maxsize=8)
 def _zoom_of(path: str) -> Zoom:
-    meta = session(path).get_modelmeta().custom_metadata_map
-    return Zoom(**json.loads(meta[ZOOM_KEY])) if ZOOM_KEY in meta else ZOOM
+    return metadata_entry(path, ZOOM_KEY, _zoom, ZOOM, what="a connection model (a zoom: h, w, across, above)")
+
+
+def _zoom(value) -> Zoom:
+    """The zoom a model's ``ZOOM_KEY`` holds (``zoom_metadata``); TypeError or ValueError for anything else."""
+    zoom = Zoom(**value)  # TypeError: not an object, a key missing or one too many
+    sizes, spans = (zoom.h, zoom.w), (zoom.across, zoom.above)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+        raise ValueError(f"h and w must be positive whole numbers (got {zoom.h!r}, {zoom.w!r})")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in spans) \
+            or zoom.across <= 0:
+        raise ValueError(f"across must be a positive number and above a number (got {zoom.across!r}, {zoom.above!r})")
+    return zoom
 
 
 def zoom_metadata(zoom: Zoom) -> dict[str, str]:

@@ -50,6 +50,20 @@ def crop_size(embedder) -> tuple[int, int]:
     return tuple(getattr(embedder, "crop_size", (CROP_H, CROP_W)))
 
 
+def unfit_for_catalog(embedder) -> str | None:
+    """Why ``embedder``'s vectors cannot go into the catalog, whose vectors are ``EMBEDDING_DIM`` finite numbers
+    (a search with another would be refused, every reference's insert fail): from its vector of one blank crop of
+    its input size. None when they can."""
+    from raiox.models.base import EMBEDDING_DIM
+
+    vector = np.asarray(embedder.embed([np.zeros(crop_size(embedder), np.float32)]))
+    if vector.shape != (1, EMBEDDING_DIM):
+        return f"it gives {vector.size} numbers per crop, the catalog's vectors have {EMBEDDING_DIM}"
+    if not np.isfinite(vector).all():
+        return "its vector of a blank crop is not all finite numbers (NaN or infinity)"
+    return None
+
+
 def fit_crop(crop: np.ndarray, height: int, width: int) -> np.ndarray:
     """Pad a crop with zeros to the target aspect (centred), then resample to (height, width)."""
     crop = np.asarray(crop, dtype=np.float32)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from raiox.vision.attributes import HEADS
-from raiox.vision.onnxrt import configured, missing, model_file, session
+from raiox.vision.onnxrt import configured, metadata_entry, missing, model_file, session, unusable
 
 SHIPPED = {"raiox-v12": "features-v2.onnx", "raiox-v11": "features-v1.onnx"}  # embedder -> its reader in ``models/``
 MODEL_FILE = SHIPPED["raiox-v12"]  # the default embedder's
@@ -69,10 +69,38 @@ def metadata(embedder_id: str, heads: tuple[str, ...] = READ) -> dict[str, str]:
     return {EMBEDDER_KEY: embedder_id, HEADS_KEY: json.dumps(list(heads))}
 
 
+def heads_of(path: Path) -> tuple[str, ...]:
+    """The features the model file reads, in its output's order (its metadata, checked: ``_meta``)."""
+    return _meta(str(path))[1]
+
+
 @lru_cache(maxsize=8)
 def _meta(path: str) -> tuple[str, tuple[str, ...]]:
-    meta = session(path).get_modelmeta().custom_metadata_map
-    return meta.get(EMBEDDER_KEY, ""), tuple(json.loads(meta.get(HEADS_KEY, "[]")))
+    """(the embedder whose vectors the model file reads, the features of its output's columns); a file whose
+    metadata does not say both (``onnxrt.metadata_entry``), or whose output is not as wide as its features'
+    classes, is one line naming it (``onnxrt.unusable``)."""
+    what = "a feature model (raiox vision train-features)"
+    reads = metadata_entry(path, EMBEDDER_KEY, _embedder_id, what=what, is_json=False)
+    heads = metadata_entry(path, HEADS_KEY, _heads, what=what)
+    width = session(path).get_outputs()[0].shape[-1]
+    classes = sum(len(HEADS[name][0]) for name in heads)
+    if isinstance(width, int) and width != classes:
+        raise unusable(path, f"its output has {width} columns, the classes of its features ({HEADS_KEY}) {classes}")
+    return reads, heads
+
+
+def _embedder_id(value) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"not an embedder's model_id: {value!r}")
+    return value
+
+
+def _heads(value) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(name, str) for name in value):
+        raise ValueError(f"not a list of feature names: {value!r}")
+    if unknown := [name for name in value if name not in HEADS]:
+        raise ValueError(f"unknown features {unknown} (known: {', '.join(HEADS)})")
+    return tuple(value)
 
 
 def read(vectors: np.ndarray, embedder_id: str, path: Path | None = None) -> list[Features | None]:

@@ -3,9 +3,13 @@ connection reader): ``RAIOX_ONNX_THREADS`` intra-op threads (default 1), one int
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=8)
@@ -29,6 +33,37 @@ def load(path: str | Path, setting: str | None = None):
         where = setting or _naming(str(path))
         raise ConfigError(f"cannot load the ONNX model {path}{f' ({where})' if where else ''}: "
                           f"{first_line(exc)}") from None
+
+
+def metadata_entry(path: str, key: str, parse: Callable[[Any], T], default: T | None = None, *, what: str,
+                   is_json: bool = True) -> T:
+    """The metadata entry KEY of the model file PATH (its JSON; its text when not IS_JSON), through PARSE (its
+    TypeError, ValueError or KeyError: a value it cannot take); DEFAULT when the file has no such entry (None: the
+    entry is required). Broken JSON, a value PARSE refuses or a required entry missing is one line naming the file,
+    what it should be (WHAT) and the entry: ``unusable``."""
+    meta = session(path).get_modelmeta().custom_metadata_map
+    if key not in meta:
+        if default is not None:
+            return default
+        raise unusable(path, f"not {what} (no metadata entry {key})")
+    try:
+        return parse(json.loads(meta[key]) if is_json else meta[key])
+    except (TypeError, ValueError, KeyError) as exc:  # json's JSONDecodeError is a ValueError
+        from raiox.kit.errors import first_line
+
+        raise unusable(path, f"its metadata entry {key} is not that of {what} ({first_line(exc)})") from None
+
+
+def unusable(path: str | Path, why: str):
+    """The error of a model file that loads but cannot be used: a ConfigError naming the setting that points at it
+    (the configuration error of `raiox serve` / `worker`, exit 2), else an UnreadableData naming the file (exit 1)."""
+    from raiox.kit.errors import ConfigError
+    from raiox.vision.datagen import UnreadableData
+
+    where = _naming(str(path))
+    if where:
+        return ConfigError(f"cannot use the ONNX model {path} ({where}): {why}")
+    return UnreadableData(f"cannot use the ONNX model {path}: {why}")
 
 
 def _naming(path: str) -> str | None:

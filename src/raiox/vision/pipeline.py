@@ -36,6 +36,22 @@ class FixtureEmbedding:
         return replace(self.reverse, confidence=self.confidence, reverse=replace(self, reverse=None))
 
 
+def load_readers(model_id: str) -> None:
+    """The small models beside the embedder of ``model_id`` (connection, feature and ends readers) load, and the
+    readers' metadata says what they read: a file ONNX Runtime cannot open, or one whose metadata is broken, is a
+    ConfigError naming its setting (``onnxrt.load`` / ``onnxrt.unusable``), not every analysis's traceback."""
+    from raiox.vision import ends
+    from raiox.vision.onnxrt import session
+
+    for path in (connection.model_path(), features.model_path(model_id), ends.model_path()):
+        if path is not None:
+            session(str(path))
+    if (path := connection.model_path()) is not None:
+        connection.zoom_of(path)
+    if (path := features.model_path(model_id)) is not None:
+        features.heads_of(path)
+
+
 def as_box(image: np.ndarray, box: Sequence, fit: bool = False) -> np.ndarray:
     """A manual box: (4, 2) oriented corners (platform edge first) are kept as given; an
     axis-aligned ``(x0, y0, x1, y1)`` gets its long axis and platform end from the image, or with FIT the
