@@ -98,6 +98,9 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
 
     again = cli("catalog", "demo", "--if-empty", "--limit", "5")
     assert again.exit_code == 0 and "already has 3 systems" in again.output
+    audit = sql(database_url, "SELECT actor, sum((details->>'added')::int) FROM audit_log "
+                              "WHERE action = 'catalog.import' GROUP BY actor")
+    assert audit == [("cli:raiox catalog demo", 18)]
     assert sql(database_url, "SELECT count(*) FROM implant_systems") == [(3,)]
 
     image = tmp_path / "ref.png"

@@ -77,7 +77,7 @@ async def create_system(request: Request, manufacturer: str = Form(""), name: st
     session.add(system)
     await session.flush()
     await service.audit(session, actor(user), "catalog.create", target=new_id,
-                        name=f"{system.manufacturer} {system.name}")
+                        name=f"{system.manufacturer} {system.name}", fields=_fields(system))
     return redirect(request, f"/catalog/{new_id}", done="system_created")
 
 
