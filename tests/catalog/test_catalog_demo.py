@@ -234,6 +234,11 @@ def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_png
     assert "4 old embeddings pruned" in pruned.output
     assert dict(sql(database_url, "SELECT model_id, count(*) FROM reference_embeddings GROUP BY model_id")) == {
         other.model_id: 4}
+    audit = sql(database_url, "SELECT action, target, details->'embedded', details->'pruned', "
+                              "jsonb_array_length(details->'images') FROM audit_log "
+                              "WHERE action IN ('catalog.reindex', 'catalog.prune') ORDER BY id")
+    assert audit == [("catalog.reindex", other.model_id, 3, None, 3),  # a batch of 3, then 1; the reruns none
+                     ("catalog.reindex", other.model_id, 1, None, 1), ("catalog.prune", other.model_id, None, 4, None)]
 
 
 def _vectors(database_url: str) -> dict[str, np.ndarray]:
