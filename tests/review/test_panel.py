@@ -527,6 +527,12 @@ async def test_admin_creates_system_and_uploads_reference(panel):
                                        .where(AuditEntry.action == "catalog.reference_remove"))).scalar_one()
     assert left == [] and not await get_storage().exists(ref.storage_key)  # no case or reference uses the object
     assert entry.details["sha256"] == ref.sha256 and entry.details["object_deleted"] is True
+    page = (await panel.get("/admin/catalog/sin-strong-sw")).text  # the system's changes, newest first, in pt-BR
+    audit = re.search(r'<ol class="audit" id="audit">.*?</ol>', page, re.S).group(0)
+    labels = re.findall(r"<strong>(.*?)</strong>", audit)
+    assert labels == ["Removeu uma imagem de referência", "Editou um sistema do catálogo",
+                      "Enviou imagens de referência", "Criou um sistema no catálogo"]
+    assert audit.count("admin@example.com") == 4 and "catalog." not in audit
 
 
 async def test_uploaded_references_are_stored_without_the_files_metadata(panel):
