@@ -24,6 +24,10 @@ def test_token_lifecycle(database_url, committed):
     assert runner.invoke(app, ["tokens", "revoke", "ci-bot"]).exit_code == 1  # nothing live left
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT revoked_at IS NOT NULL FROM api_tokens").fetchall() == [(True,)]
+        audit = conn.execute("SELECT actor, action, target, details FROM audit_log ORDER BY id").fetchall()
+    assert audit == [  # the second revoke changed nothing: no entry; never the token itself
+        ("cli:raiox tokens create", "token.create", "ci-bot", {"scopes": ["all"], "prefix": stored[0][2]}),
+        ("cli:raiox tokens revoke", "token.revoke", "ci-bot", {"revoked": 1})]
 
 
 def _live(database_url) -> list[tuple]:

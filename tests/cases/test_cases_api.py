@@ -99,7 +99,10 @@ async def test_retry_requeues_failed_cases_only(api, bearer, jotform, catalog, s
                                            " AND args->>'case_id' = :id"), {"id": case_id})).scalar_one()
         image_status = (await session.execute(text("SELECT status FROM case_images WHERE case_id = :id"),
                                               {"id": case_id})).scalar_one()
+        audit = (await session.execute(text("SELECT actor, details FROM audit_log WHERE action = 'case.retry' "
+                                            "AND case_id = :id"), {"id": case_id})).all()
     assert jobs == 2 and image_status == "pending"
+    assert audit == [("token:tests", {})]  # the refused (409) retry wrote nothing
     assert await processing.process_case(uuid.UUID(case_id)) == "awaiting_review"
     history = (await api.get(f"/cases/{case_id}", headers=bearer)).json()["history"]
     assert ("failed", "received", "token:tests") in [(h["from_status"], h["to_status"], h["actor"]) for h in history]

@@ -37,6 +37,13 @@ def sql(database_url: str, query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
+def _audit(database_url: str, action: str) -> list[tuple]:
+    """(actor, added, embedded, images named) of each ACTION entry: one per batch that wrote something."""
+    return sql(database_url, "SELECT actor, (details->>'added')::int, (details->>'embedded')::int, "
+                             f"jsonb_array_length(details->'images') FROM audit_log WHERE action = '{action}' "
+                             "ORDER BY id")
+
+
 def counts(database_url: str) -> tuple[int, int, int]:
     return sql(database_url, "SELECT (SELECT count(*) FROM implant_systems), (SELECT count(*) FROM reference_images),"
                              " (SELECT count(*) FROM reference_embeddings)")[0]
@@ -57,10 +64,14 @@ def test_folder_import_reports_skips_and_is_idempotent(tmp_path, demo_pngs, cli,
                for row in sql(database_url, "SELECT id, manufacturer, connection, attributes FROM implant_systems")}
     assert systems["acme-cone-3-5"][1] == "morse taper" and systems["acme-cone-3-5"][2]["diameters"] == [3.5]
     assert systems["beta-implantes-hex"][0] == "Bêta Implantes"
+    audit = _audit(database_url, "catalog.import")  # each batch of 2 that added something, in its transaction
+    assert {actor for actor, *_ in audit} == {"cli:raiox catalog import"} and 2 <= len(audit) <= 3
+    assert sum(added for _, added, _, _ in audit) == 3 and all(named == added for _, added, _, named in audit)
 
     again = cli("catalog", "import", str(tmp_path))
     assert "0 added" in again.output and "3 already embedded" in " ".join(again.output.split())
     assert counts(database_url) == (2, 3, 3)
+    assert _audit(database_url, "catalog.import") == audit  # nothing written, nothing audited
     missing = cli("catalog", "import", str(tmp_path / "nowhere"))
     assert missing.exit_code != 0 and "nowhere: no such file or folder" in " ".join(missing.output.split())
 
@@ -385,6 +396,7 @@ def test_imported_references_are_stored_without_the_files_metadata(tmp_path, dem
     result = cli("catalog", "import", str(tmp_path), "--whole-image")
     assert result.exit_code == 0 and "2 added" in result.output, result.output
     rows = sql(database_url, "SELECT origin, storage_key, sha256 FROM reference_images")
+    assert _audit(database_url, "catalog.import") == [("cli:raiox catalog import", 2, 0, 2)]
     assert sorted(origin for origin, _, _ in rows) == ["Acme/Cone 3.5/filme.dcm", "Acme/Cone 3.5/foto.jpg"]
     for origin, key, sha256 in rows:
         name = origin.rsplit("/", 1)[-1]
@@ -400,6 +412,7 @@ def test_imported_references_are_stored_without_the_files_metadata(tmp_path, dem
     imported = vectors()
     assert len(imported) == 2
     assert "2 embedded" in " ".join(cli("catalog", "reindex", "--force").output.split())
+    assert _audit(database_url, "catalog.reindex") == [("cli:raiox catalog reindex", 0, 2, 2)]
     reindexed = vectors()
     assert all(np.allclose(reindexed[ref], vector, atol=1e-5) for ref, vector in imported.items())
     again = " ".join(cli("catalog", "import", str(tmp_path), "--whole-image").output.split())

@@ -85,6 +85,10 @@ async def test_reject_needs_message_and_enqueues(client, session):
     assert response.status_code == 200
     assert response.json()["decision"] == "rejected" and response.json()["status"] == CaseStatus.rejected
     assert len(await _jobs(session, case.id)) == 1
+    entries = (await session.execute(select(AuditEntry.actor, AuditEntry.action, AuditEntry.details).where(
+        AuditEntry.case_id == case.id).order_by(AuditEntry.id))).all()
+    assert entries == [("system:review", "delivery.enqueue", {}),  # the 422 wrote nothing
+                       ("token:ops", "case.reject", {"message": "Radiografia borrada."})]
 
 
 async def test_case_not_awaiting_review_is_409(client, session):
@@ -347,6 +351,27 @@ async def test_report_links_are_revoked_and_results_sent_again_through_the_api(c
     refused = await client.post(f"{url}/redeliver", headers=auth)
     assert refused.status_code == 409 and "only a delivered result" in refused.json()["detail"]
     assert (await client.post(f"{url}/revoke-report")).status_code == 401
+    actions = (await session.execute(select(AuditEntry.actor, AuditEntry.action).where(
+        AuditEntry.case_id == case.id, AuditEntry.action.in_(["report.revoke", "delivery.redeliver"])))).all()
+    assert actions == [("token:ops", "report.revoke")]  # once: the refused ones wrote nothing
+
+
+async def test_a_delivered_result_is_sent_again_through_the_api_and_audited(client, session):
+    from raiox.models import Case
+
+    case, auth = await _setup(session)
+    assert (await client.post(f"/cases/{case.id}/approve", json={"system_id": "neo-cm"}, headers=auth)).status_code \
+        == 200
+    await settle_jobs(session)
+    (await session.get(Case, case.id)).status = CaseStatus.delivered
+    await session.flush()
+    sent = await client.post(f"/cases/{case.id}/redeliver", headers=auth)
+    assert sent.status_code == 204, sent.text
+    soon = await client.post(f"/cases/{case.id}/redeliver", headers=auth)
+    assert soon.status_code == 409  # on its way again: not delivered
+    entries = (await session.execute(select(AuditEntry.actor, AuditEntry.action).where(
+        AuditEntry.case_id == case.id).order_by(AuditEntry.id))).all()
+    assert entries[-1] == ("token:ops", "delivery.redeliver") and entries.count(entries[-1]) == 1
 
 
 async def test_the_dentists_email_is_corrected_and_audited(client, session):

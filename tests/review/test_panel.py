@@ -133,6 +133,26 @@ async def test_csrf_required_on_actions(panel):
     assert stale.status_code == 409 and "Esta ação não é possível" in stale.text and "not awaiting review" in stale.text
 
 
+async def test_a_rejection_from_the_case_page_is_in_its_audit_list(panel):
+    from sqlalchemy import select
+
+    from raiox.models import AuditEntry
+
+    case, _ = await _data()
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    rejected = await panel.post(f"/admin/cases/{case.id}/reject",
+                                data={"message": "Envie uma radiografia mais nítida.", "csrf_token": _csrf(page)})
+    assert rejected.status_code == 303
+    audit = re.search(r'<ol class="audit" id="audit">.*?</ol>', (await panel.get(f"/admin/cases/{case.id}")).text,
+                      re.S).group(0)
+    assert "Rejeitou o caso" in audit and "rev@example.com" in audit and "Envie uma radiografia mais nítida." in audit
+    async with session_scope() as session:
+        entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.reject"))).scalar_one()
+    assert (entry.actor, entry.case_id, entry.details) == (
+        "user:rev@example.com", case.id, {"message": "Envie uma radiografia mais nítida."})
+
+
 async def test_reviewer_cannot_reach_catalog_admin(panel):
     await _data()
     await login(panel, "rev@example.com")
@@ -361,6 +381,7 @@ async def test_note_via_htmx_and_api_with_panel_session(panel):
     note = await panel.post(f"/admin/cases/{case.id}/note", data={"text": "Ligar para a dentista"},
                             headers={"HX-Request": "true", "X-CSRF-Token": token})
     assert note.status_code == 200 and "Ligar para a dentista" in note.text and note.text.startswith('<ol')
+    assert "Nota interna" in note.text and "rev@example.com" in note.text  # the audit list, by whom
     assert (await panel.post(f"/cases/{case.id}/reject", json={"message": "Outra, por favor"})).status_code == 403
     api = await panel.post(f"/cases/{case.id}/reject", json={"message": "Outra, por favor"},
                            headers={"X-CSRF-Token": token})
@@ -411,6 +432,9 @@ async def test_users_add_cli(committed):
     import subprocess
     import sys
 
+    from sqlalchemy import select
+
+    from raiox.models import AuditEntry
     from raiox.review import repository
     from raiox.review.auth import verify_password
 
@@ -427,6 +451,16 @@ async def test_users_add_cli(committed):
         assert user.role == "admin" and user.password_hash.startswith("$argon2id$")
         assert verify_password(user.password_hash, "a long enough password")
         assert await repository.user_by_email(session, "y@example.com") is None
+    again = cli("ops@example.com", "--role", "reviewer", "--password-stdin", stdin="another long password\n")
+    assert again.returncode == 0, again.stderr
+    async with session_scope() as session:
+        audit = (await session.execute(select(AuditEntry.actor, AuditEntry.action, AuditEntry.target,
+                                              AuditEntry.details).order_by(AuditEntry.id))).all()
+    assert audit == [  # the refused ones wrote nothing; never the password
+        ("cli:raiox users add", "user.add", "ops@example.com", {"outcome": "created", "role": "admin"}),
+        ("cli:raiox users add", "user.add", "ops@example.com", {
+            "outcome": "updated", "role": "reviewer", "role_before": "admin", "active_before": True,
+            "password_reset": True})]
 
 
 async def test_admin_creates_system_and_uploads_reference(panel):
@@ -466,7 +500,11 @@ async def test_admin_creates_system_and_uploads_reference(panel):
     assert edited.status_code == 303
     async with session_scope() as session:
         entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "catalog.update"))).scalar_one()
+        created = (await session.execute(select(AuditEntry).where(AuditEntry.action == "catalog.create"))).scalar_one()
     assert entry.details["changed"] == {"name": ["Strong SW", "Strong SW Plus"]}  # what changed, from what
+    assert (created.actor, created.target) == ("user:admin@example.com", "sin-strong-sw")
+    assert created.details["fields"] == {"manufacturer": "SIN", "name": "Strong SW", "connection": "HE",
+                                         "body_shape": None, "active": True}  # what it was created with
     async with session_scope() as session:
         upload = (await session.execute(select(AuditEntry).where(AuditEntry.action == "catalog.upload"))).scalar_one()
     assert upload.details["added"] == 1
@@ -489,6 +527,12 @@ async def test_admin_creates_system_and_uploads_reference(panel):
                                        .where(AuditEntry.action == "catalog.reference_remove"))).scalar_one()
     assert left == [] and not await get_storage().exists(ref.storage_key)  # no case or reference uses the object
     assert entry.details["sha256"] == ref.sha256 and entry.details["object_deleted"] is True
+    page = (await panel.get("/admin/catalog/sin-strong-sw")).text  # the system's changes, newest first, in pt-BR
+    audit = re.search(r'<ol class="audit" id="audit">.*?</ol>', page, re.S).group(0)
+    labels = re.findall(r"<strong>(.*?)</strong>", audit)
+    assert labels == ["Removeu uma imagem de referência", "Editou um sistema do catálogo",
+                      "Enviou imagens de referência", "Criou um sistema no catálogo"]
+    assert audit.count("admin@example.com") == 4 and "catalog." not in audit
 
 
 async def test_uploaded_references_are_stored_without_the_files_metadata(panel):

@@ -118,6 +118,8 @@ def test_who_did_it_reads_as_a_role_a_person_or_a_token():
     assert actor_text("system:review", "pt_BR") == "sistema, após a decisão"  # scheduled the delivery
     assert actor_text("user:ana@example.com", "pt_BR") == "ana@example.com"
     assert actor_text("token:integracao", "pt_BR") == "API (integracao)"
+    assert actor_text("cli:raiox cases purge", "pt_BR") == "linha de comando (raiox cases purge)"
+    assert actor_text("system:retention", "pt_BR") == "remoção automática (retenção de dados)"
     assert actor_text(None) == ""
 
 

@@ -143,6 +143,10 @@ async def test_cli_reads_again_the_cases_awaiting_review_that_an_earlier_model_r
         models = (await session.execute(select(CaseImage.case_id, Fixture.model_id).join(CaseImage))).all()
     assert sorted(m for c, m in models if c == stale.id) == [get_embedder().model_id] * 2
     assert [m for c, m in models if c == closed.id] == ["raiox-v1"]
+    async with session_scope() as session:
+        rereads = (await session.execute(select(AuditEntry.case_id, AuditEntry.actor).where(
+            AuditEntry.action == "case.reread"))).all()
+    assert rereads == [(stale.id, "cli:raiox cases reread")]  # the dry run and the early refusal wrote nothing
     assert "would read 0 case(s) again" in (await cli("--stale", "--dry-run")).stdout
     for args in (("--case", str(closed.id)), ("--case", str(closed.id), "--dry-run")):  # checked alike
         refused = await cli(*args)

@@ -140,6 +140,9 @@ async def test_the_daily_job_purges_what_expired_and_the_cli_purges_on_request(c
     assert done.exit_code == 1 and "purged 1 case(s)" in done.stdout and "awaiting_review" in done.stderr
     async with session_scope() as session:
         assert (await session.get(Case, recent.id)).purged_at is not None
+        purges = (await session.execute(select(AuditEntry.case_id, AuditEntry.actor).where(
+            AuditEntry.action == "case.purge").order_by(AuditEntry.id))).all()
+    assert purges == [(old.id, "system:retention"), (recent.id, "cli:raiox cases purge")]  # not the dry runs
 
 
 async def add_case_awaiting(age_days: int):

@@ -101,7 +101,7 @@ def _print_report(report, title: str) -> None:
     err.print(f"[bold]{title}[/bold]: " + ", ".join(parts), soft_wrap=True, highlight=False)
 
 
-def _import(items: list, *, batch_size: int, whole_image: bool, label: str):
+def _import(items: list, *, batch_size: int, whole_image: bool, label: str, actor: str):
     from raiox.catalog.runner import run_import
     from raiox.catalog.service import Importer
     from raiox.kit.storage import get_storage
@@ -111,7 +111,7 @@ def _import(items: list, *, batch_size: int, whole_image: bool, label: str):
     with _progress() as progress:
         task = progress.add_task(f"{label} ({embedder.model_id})", total=len(items))
         report = run_db(lambda maker: run_import(
-            maker, importer, items, batch_size, lambda n: progress.advance(task, n)))
+            maker, importer, items, batch_size, lambda n: progress.advance(task, n), actor=actor))
     return report
 
 
@@ -129,7 +129,8 @@ def import_(
     except (ValueError, OSError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    report = _import(items, batch_size=batch_size, whole_image=whole_image, label="importing")
+    report = _import(items, batch_size=batch_size, whole_image=whole_image, label="importing",
+                     actor="cli:raiox catalog import")
     _print_report(report, "import")
 
 
@@ -266,7 +267,8 @@ def demo(
         err.print(f"catalog already has {existing} systems: demo not loaded")
         return
     items = list(from_demo(chosen, refs, restored))
-    _print_report(_import(items, batch_size=batch_size, whole_image=True, label="demo catalog"), "demo")
+    _print_report(_import(items, batch_size=batch_size, whole_image=True, label="demo catalog",
+                          actor="cli:raiox catalog demo"), "demo")
 
 
 @catalog_app.command("stats")
@@ -490,8 +492,13 @@ def tokens_create(
         raise typer.Exit(2) from None
 
     async def work(maker) -> str:
+        from raiox.review.service import audit
+
         async with session_scope(maker) as session:
-            return await create_token(session, name, scopes)
+            token = await create_token(session, name, scopes)
+            await audit(session, "cli:raiox tokens create", "token.create", target=name, scopes=scopes,
+                        prefix=token[:10])
+            return token
 
     try:
         token = run_db(work)
@@ -537,8 +544,14 @@ def tokens_revoke(name_or_prefix: str = typer.Argument(..., help="Token name, or
         raise typer.Exit(2)
 
     async def work(maker) -> int:
+        from raiox.review.service import audit
+
         async with session_scope(maker) as session:
-            return await revoke_token(session, name_or_prefix)
+            revoked = await revoke_token(session, name_or_prefix)
+            if revoked:
+                await audit(session, "cli:raiox tokens revoke", "token.revoke", target=name_or_prefix,
+                            revoked=revoked)
+            return revoked
 
     revoked = run_db(work)
     if not revoked:

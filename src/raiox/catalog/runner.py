@@ -19,13 +19,40 @@ def batched(items: Iterable, size: int):
         yield batch
 
 
+class _Audited:
+    """Each batch's writes audited in the batch's own transaction (an interrupted run's committed batches are in the
+    log, the rolled-back one is not): ACTION by ACTOR, with what the batch added, embedded or relocated (none: no
+    entry) and the images it stored ("origin sha256:<12 hex>")."""
+
+    def __init__(self, report: ImportReport, actor: str, action: str, model_id: str) -> None:
+        self.report, self.actor, self.action, self.model_id = report, actor, action, model_id
+        self.seen = self._counts()
+
+    def _counts(self) -> tuple[int, int, int, int]:
+        r = self.report
+        return r.added, r.embedded, r.relocated, len(r.stored)
+
+    async def record(self, session: AsyncSession) -> None:
+        from raiox.review.service import audit
+
+        now = self._counts()
+        added, embedded, relocated = (a - b for a, b in zip(now[:3], self.seen[:3], strict=True))
+        if added or embedded or relocated:
+            await audit(session, self.actor, self.action, target=self.model_id, added=added, embedded=embedded,
+                        relocated=relocated, images=self.report.stored[self.seen[3]:])
+        self.seen = now
+
+
 async def run_import(
     maker: async_sessionmaker[AsyncSession], importer: Importer, items: list, batch_size: int = 16,
-    progress: Progress | None = None,
+    progress: Progress | None = None, *, actor: str = "cli:raiox catalog import",
 ) -> ImportReport:
+    """Audited `catalog.import` per batch (``_Audited``) by ACTOR."""
+    audited = _Audited(importer.report, actor, "catalog.import", importer.embedder.model_id)
     for batch in batched(items, batch_size):
         async with session_scope(maker) as session:
             await importer.import_batch(session, batch)
+            await audited.record(session)
         if progress:
             progress(len(batch))
     return importer.report
@@ -44,9 +71,13 @@ async def reindex_total(maker: async_sessionmaker[AsyncSession], reindexer: Rein
 
 async def run_reindex(
     maker: async_sessionmaker[AsyncSession], reindexer: Reindexer, *, force: bool = False, prune: bool = False,
-    batch_size: int = 16, progress: Progress | None = None,
+    batch_size: int = 16, progress: Progress | None = None, actor: str = "cli:raiox catalog reindex",
 ) -> ImportReport:
+    """Audited `catalog.reindex` per batch (``_Audited``) and `catalog.prune` (the embeddings deleted) by ACTOR."""
+    from raiox.review.service import audit
+
     model_id = reindexer.embedder.model_id
+    audited = _Audited(reindexer.report, actor, "catalog.reindex", model_id)
     async with session_scope(maker) as session:
         await reindexer.ensure_index(session)
     after = None
@@ -55,6 +86,7 @@ async def run_reindex(
             page = await repository.reference_page(session, after, batch_size, *_filters(reindexer, force))
             if page:
                 await reindexer.reindex_batch(session, page)
+                await audited.record(session)
         if not page:
             break
         after = page[-1].id
@@ -63,4 +95,6 @@ async def run_reindex(
     if prune:
         async with session_scope(maker) as session:
             reindexer.report.pruned = await repository.delete_other_models(session, model_id)
+            if reindexer.report.pruned:
+                await audit(session, actor, "catalog.prune", target=model_id, pruned=reindexer.report.pruned)
     return reindexer.report

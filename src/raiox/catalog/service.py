@@ -290,6 +290,7 @@ class Reindexer:
         await repository.put_embeddings(session, [(ref.id, ref.system_id) for ref, _ in decoded], vectors,
                                         self.embedder.model_id)
         self.report.embedded += len(decoded)
+        self.report.stored.extend(f"{ref.origin or ref.storage_key} sha256:{ref.sha256[:12]}" for ref, _ in decoded)
 
     def _boxes(self, decoded: list) -> tuple[list, list[int]]:
         """Each reference's box to embed (the stored one, or where stale the one located again), and which

@@ -81,16 +81,21 @@ async def enqueue_verification(conn: AsyncConnection, submission_id: str, form_i
 async def retry_case(session: AsyncSession, case: Case, *, actor: str) -> int:
     """Re-enqueue a `failed` case (admin panel / API retry): failed images are downloaded again. A case awaiting
     review with films that could not be downloaded gets those films fetched again (`intake.refetch`), the rest of
-    the case (and the reviewer's work on it) as it is. The job's id."""
+    the case (and the reviewer's work on it) as it is. The job's id. Audited `case.retry` (`films_only` for a
+    refetch), whoever asked (panel or API)."""
+    from raiox.review.service import audit
+
     if case.status == CaseStatus.awaiting_review:
         if not any(i.status == ImageStatus.failed for i in await repository.list_images(session, case.id)):
             raise Conflict(f"case {case.id} awaits review and every film was downloaded: nothing to retry")
         await add_event(session, CaseEvent(case_id=case.id, from_status=case.status, to_status=case.status,
                                            actor=actor, reason="download of failed films requested"))
+        await audit(session, actor, "case.retry", case.id, films_only=True)
         return await defer_in_session(session, REFETCH_TASK, {"case_id": str(case.id)}, lock=f"case:{case.id}")
     if case.status != CaseStatus.failed:
         raise Conflict(f"only failed cases, or cases awaiting review with films that could not be downloaded, can be "
                        f"retried; case {case.id} is {case.status}")
     await transition(session, case, CaseStatus.received, actor=actor, reason="retry requested")
     await repository.reset_failed_images(session, case.id)
+    await audit(session, actor, "case.retry", case.id)
     return await enqueue_processing(session, case.id)

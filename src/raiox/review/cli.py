@@ -22,19 +22,25 @@ def _refuse(message: str) -> NoReturn:
 
 
 async def _add(email: str, role: str, password: str) -> str:
+    """Audited `user.add` (never the password): created, or the role and whether the account was disabled before."""
     from raiox.kit.db import session_scope
     from raiox.models import User
     from raiox.review import repository
     from raiox.review.auth import hash_password
+    from raiox.review.service import audit
 
     async with session_scope() as session:
         user = await repository.user_by_email(session, email)
         if user is None:
             session.add(User(email=email, password_hash=hash_password(password), role=role))
+            await audit(session, "cli:raiox users add", "user.add", target=email, outcome="created", role=role)
             return "created"
+        before = {"role": user.role, "active": user.active}
         user.password_hash, user.role, user.active = hash_password(password), role, True
         user.failed_logins, user.locked_until = 0, None
         await repository.clear_source(session, user.id)  # every source's lock too
+        await audit(session, "cli:raiox users add", "user.add", target=email, outcome="updated", role=role,
+                    role_before=before["role"], active_before=before["active"], password_reset=True)
         return "updated"
 
 
@@ -82,7 +88,7 @@ async def _disable(email: str) -> bool:
             return False
         user.active = False
         await repository.end_sessions(session, user.id)
-        await audit(session, "cli", "user.disable", target=email)
+        await audit(session, "cli:raiox users disable", "user.disable", target=email)
         return True
 
 

@@ -50,7 +50,8 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
 ))
 # who recorded an entry (``actor``: "kind:name") -> message id; people and tokens keep their name
 ACTORS = {"system:worker": "actor.worker", "system:delivery": "actor.delivery", "system:review": "actor.review",
-          "jotform:webhook": "actor.webhook", "jotform:reconcile": "actor.reconcile", "jotform:api": "actor.webhook"}
+          "jotform:webhook": "actor.webhook", "jotform:reconcile": "actor.reconcile", "jotform:api": "actor.webhook",
+          "system:retention": "actor.retention"}
 
 
 def reason_parts(recorded: str | None, lang: str | None = None) -> tuple[str, str | None]:
@@ -80,4 +81,6 @@ def actor_text(actor: str | None, lang: str | None = None) -> str:
     if actor in ACTORS:
         return i18n.gettext(ACTORS[actor], lang)
     kind, _, name = actor.partition(":")
-    return i18n.gettext("actor.token", lang, name=name) if kind == "token" else (name or kind)
+    if kind in ("token", "cli") and name:  # an API token by its name, a command by what was run
+        return i18n.gettext(f"actor.{kind}", lang, name=name)
+    return name or kind

@@ -64,6 +64,17 @@ async def audit_for_case(session: AsyncSession, case_id: uuid.UUID) -> list[Audi
     return list((await session.execute(query)).scalars())
 
 
+SYSTEM_ACTIONS = ("catalog.create", "catalog.update", "catalog.upload", "catalog.reference_remove",
+                  "catalog.reference_scrub")  # audited with the system's id as their target
+
+
+async def audit_for_system(session: AsyncSession, system_id: str, limit: int = 50) -> list[AuditEntry]:
+    """The catalog changes of one system (created, edited, references uploaded, removed, scrubbed), newest first."""
+    query = (select(AuditEntry).where(AuditEntry.target == system_id, AuditEntry.action.in_(SYSTEM_ACTIONS))
+             .order_by(AuditEntry.id.desc()).limit(limit))
+    return list((await session.execute(query)).scalars())
+
+
 async def case_images(session: AsyncSession, case_id: uuid.UUID) -> list[CaseImage]:
     query = select(CaseImage).where(CaseImage.case_id == case_id).order_by(CaseImage.position, CaseImage.created_at)
     return list((await session.execute(query)).scalars())

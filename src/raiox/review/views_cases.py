@@ -241,6 +241,5 @@ async def retry(request: Request, case_id: uuid.UUID, user: User = Depends(curre
 
     case = await cases.get_or_404(session, case_id, for_update=True)
     refetch = case.status == CaseStatus.awaiting_review  # only the films that failed, the rest as it is
-    await retry_case(session, case, actor=actor(user))
-    await service.audit(session, actor(user), "case.retry", case.id, **({"films_only": True} if refetch else {}))
+    await retry_case(session, case, actor=actor(user))  # audited there (case.retry), as the API's retry
     return redirect(request, f"/cases/{case_id}", done="refetch_queued" if refetch else "retried")

@@ -77,7 +77,7 @@ async def create_system(request: Request, manufacturer: str = Form(""), name: st
     session.add(system)
     await session.flush()
     await service.audit(session, actor(user), "catalog.create", target=new_id,
-                        name=f"{system.manufacturer} {system.name}")
+                        name=f"{system.manufacturer} {system.name}", fields=_fields(system))
     return redirect(request, f"/catalog/{new_id}", done="system_created")
 
 
@@ -93,7 +93,8 @@ async def edit_system(request: Request, system_id: str, user: User = Depends(adm
                       session: AsyncSession = DbSession) -> Response:
     system = await _system(session, system_id)
     references = await repository.references_of(session, system_id)
-    return render(request, "system.html", {"system": system, "references": references})
+    return render(request, "system.html", {"system": system, "references": references,
+                                           "audit": await repository.audit_for_system(session, system_id)})
 
 
 @router.post("/{system_id}", dependencies=[Depends(csrf_protect)])
@@ -189,4 +190,5 @@ async def upload_images(request: Request, system_id: str, user: User = Depends(a
     await service.audit(session, actor(user), "catalog.upload", target=system_id, added=report.added,
                         images=report.stored, skipped=[f"{s.origin}: {s.reason}" for s in report.skipped])
     return render(request, "system.html", {"system": system, "report": named(report, names),
-                                           "references": await repository.references_of(session, system_id)})
+                                           "references": await repository.references_of(session, system_id),
+                                           "audit": await repository.audit_for_system(session, system_id)})
