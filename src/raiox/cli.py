@@ -255,6 +255,23 @@ app.add_typer(review_cli.users_app, name="users")
 app.command(name="admin")(review_cli.admin)
 
 
+def one_line_listings(typer_app: typer.Typer) -> None:
+    """A group's --help lists each command with its docstring's first paragraph, and Rich's markup mode keeps that
+    paragraph's line breaks (the source wraps at 120 columns): rows cut mid-sentence, whatever the terminal's width.
+    A command without a short help of its own gets that paragraph on one line, for the terminal to wrap."""
+    import inspect
+
+    for info in typer_app.registered_commands:
+        if info.short_help is None:
+            doc = info.help if info.help is not None else inspect.getdoc(info.callback)
+            info.short_help = " ".join((doc or "").split("\n\n")[0].split()) or None
+    for group in typer_app.registered_groups:
+        one_line_listings(group.typer_instance)
+
+
+one_line_listings(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point wrapper
     sys.exit(app())
 
