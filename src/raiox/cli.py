@@ -66,13 +66,19 @@ console = Console(stderr=True)
 
 
 def _settings():
+    """The settings (one line and exit 2 when they are invalid), and logging configured from them: every log line
+    on stderr in RAIOX_LOG_FORMAT, from the first one (`embedded_postgres_ready` went to stdout in structlog's
+    default format, into the tab-separated rows of `raiox users list`)."""
+    from raiox.kit.logging import configure_logging
     from raiox.kit.settings import get_settings
 
     try:
-        return get_settings()
+        settings = get_settings()
     except ConfigError as exc:
         console.print(f"[red]{escape(exc.message)}[/red]", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
 
 
 def migrate() -> None:
