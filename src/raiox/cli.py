@@ -66,13 +66,19 @@ console = Console(stderr=True)
 
 
 def _settings():
+    """The settings (one line and exit 2 when they are invalid), and logging configured from them: every log line
+    on stderr in RAIOX_LOG_FORMAT, from the first one (`embedded_postgres_ready` went to stdout in structlog's
+    default format, into the tab-separated rows of `raiox users list`)."""
+    from raiox.kit.logging import configure_logging
     from raiox.kit.settings import get_settings
 
     try:
-        return get_settings()
+        settings = get_settings()
     except ConfigError as exc:
         console.print(f"[red]{escape(exc.message)}[/red]", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
 
 
 def migrate() -> None:
@@ -253,6 +259,23 @@ from raiox.review import cli as review_cli  # noqa: E402 - sub-apps register aft
 
 app.add_typer(review_cli.users_app, name="users")
 app.command(name="admin")(review_cli.admin)
+
+
+def one_line_listings(typer_app: typer.Typer) -> None:
+    """A group's --help lists each command with its docstring's first paragraph, and Rich's markup mode keeps that
+    paragraph's line breaks (the source wraps at 120 columns): rows cut mid-sentence, whatever the terminal's width.
+    A command without a short help of its own gets that paragraph on one line, for the terminal to wrap."""
+    import inspect
+
+    for info in typer_app.registered_commands:
+        if info.short_help is None:
+            doc = info.help if info.help is not None else inspect.getdoc(info.callback)
+            info.short_help = " ".join((doc or "").split("\n\n")[0].split()) or None
+    for group in typer_app.registered_groups:
+        one_line_listings(group.typer_instance)
+
+
+one_line_listings(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point wrapper

@@ -1,4 +1,5 @@
-"""`raiox serve`: several server processes on one port; the embedded PostgreSQL stops with it."""
+"""`raiox serve`: several server processes on one port; the embedded PostgreSQL stops with it (and with `raiox
+admin`)."""
 
 import json
 import os
@@ -65,6 +66,35 @@ def test_sigterm_stops_the_embedded_postgres(tmp_path):
         assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
         events = [json.loads(line)["event"] for line in err.read_text().splitlines() if line.strip()]
         assert events[0] == "embedded_postgres_ready" and "raiox_started" in events
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        leftover = _postmaster(pgdata)
+        if leftover is not None:
+            leftover.kill()
+
+
+def test_sigterm_on_raiox_admin_stops_the_embedded_postgres_and_every_log_line_is_json(tmp_path):
+    """`raiox admin` alone on the embedded database (README): its app gave no handle back, so a SIGTERM left the
+    PostgreSQL running; and it configured logging only after the database's start, whose line (and any
+    `waiting_for_database`) came out in the console format under RAIOX_LOG_FORMAT=json."""
+    port, pgdata, err = _free_port(), tmp_path / "pg", tmp_path / "stderr.log"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "raiox", "admin", "--port", str(port)],
+                                env=_embedded_env(tmp_path) | {"RAIOX_LOG_FORMAT": "json"},
+                                stdout=subprocess.DEVNULL, stderr=sink)
+    try:
+        _wait_healthy(port)
+        postmaster = _postmaster(pgdata)
+        assert postmaster is not None and postmaster.is_running()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        postmaster.wait(timeout=30)  # raises TimeoutExpired while the server still runs
+        assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
+        lines = [line for line in err.read_text().splitlines() if line.strip()]
+        events = [json.loads(line)["event"] for line in lines if line.startswith("{")]
+        assert len(events) == len(lines), lines
+        assert events[0] == "embedded_postgres_ready" and "embedded_postgres_released" in events
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -130,10 +130,12 @@ def admin(
 ) -> None:
     """Serve the admin panel alone (/admin), against the same database; workers run the deliveries."""
     from raiox.cli import _settings, database_ready, listening, migrate, serve_on
+    from raiox.kit.logging import configure_logging
     from raiox.review.panel import create_admin_app
 
     settings = _settings()
     with listening(host, port) as sockets:  # held from now on: nothing can take the port before the server
+        configure_logging(settings.log_format, settings.log_level)  # before the database's first log line
         if settings.embedded_database:
             migrate()
         database_ready()

@@ -3,7 +3,9 @@
 Server-rendered Jinja2 + HTMX (vendored static/htmx.min.js), pt-BR through the i18n catalog.
 """
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from http import HTTPStatus
 from pathlib import Path
 from types import SimpleNamespace
@@ -331,6 +333,18 @@ def create_panel() -> FastAPI:
     return panel
 
 
+@contextlib.asynccontextmanager
+async def _released(_app: FastAPI) -> AsyncIterator[None]:
+    """`raiox admin` on the embedded database gives its handle back when it stops, as `raiox serve` does: uvicorn
+    ends a SIGTERM by raising it again, which kills the process before pgserver's exit hook would."""
+    try:
+        yield
+    finally:
+        from raiox.kit import db
+
+        await db.release_embedded()
+
+
 def create_admin_app() -> FastAPI:
     """`raiox admin`: the panel on its own host (no webhook, no worker), with the review API, report
     links and health probes; decisions enqueue delivery jobs that the API hosts' workers run."""
@@ -345,7 +359,7 @@ def create_admin_app() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
-    app = FastAPI(title="Raiox AI admin", version=__version__, docs_url=None, redoc_url=None)
+    app = FastAPI(title="Raiox AI admin", version=__version__, docs_url=None, redoc_url=None, lifespan=_released)
     install_api_docs(app)  # Swagger UI from the app itself (no CDN), like the API hosts'
     add_error_handlers(app)
     for router in (health_router, review_router, delivery_router):
