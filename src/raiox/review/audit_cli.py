@@ -4,7 +4,6 @@ Each row is one line whatever its length (values' tabs and line breaks become sp
 piped or not. The details are printed as recorded: entries never carry a secret (no password, no token; a token's
 listed prefix only), and whoever runs this already reads the database."""
 
-import asyncio
 import json
 from datetime import date
 
@@ -51,6 +50,7 @@ def audit_list(
     tab-separated; --json: one JSON object per line."""
     from zoneinfo import ZoneInfo
 
+    from raiox.catalog.cli import run_db
     from raiox.cli import _settings
     from raiox.kit.db import session_scope
     from raiox.review import repository
@@ -58,15 +58,15 @@ def audit_list(
     settings = _settings()
     first = _day(since)
 
-    async def rows():
-        async with session_scope() as session:
+    async def rows(maker):
+        async with session_scope(maker) as session:
             found, _ = await repository.audit_log(
                 session, action=(action or "").strip() or None, actor=(actor or "").strip() or None,
                 target=(target or "").strip() or None, date_from=first, zone=ZoneInfo(settings.admin_timezone),
                 limit=limit, count=False)
             return [_record(entry, protocol) for entry, protocol in found]
 
-    for record in asyncio.run(rows()):
+    for record in run_db(rows):
         if as_json:
             print(json.dumps(record, ensure_ascii=False, default=str))
         else:

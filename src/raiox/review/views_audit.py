@@ -71,7 +71,7 @@ def detail_items(entry: AuditEntry) -> list[tuple[str, str]]:
     stored or skipped, as counts."""
     items = []
     for key, value in (entry.details or {}).items():
-        if any(word in key.lower() for word in SECRET_WORDS):
+        if any(word in key.lower() for word in SECRET_WORDS) and not isinstance(value, bool):  # "password_reset"
             continue
         if key in COUNTED and isinstance(value, list):
             key, value = f"{key}_count", len(value)
