@@ -258,6 +258,10 @@ def worker(concurrency: int = typer.Option(2, min=1, max=64, help="Jobs processe
 from raiox.review import cli as review_cli  # noqa: E402 - sub-apps register after the root app
 
 app.add_typer(review_cli.users_app, name="users")
+
+from raiox.review import audit_cli  # noqa: E402
+
+app.add_typer(audit_cli.audit_app, name="audit")
 app.command(name="admin")(review_cli.admin)
 
 

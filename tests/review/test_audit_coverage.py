@@ -120,7 +120,7 @@ AUDITED_COMMANDS = {
 
 EXEMPT_COMMANDS = {
     # read only: they print what is stored
-    "catalog references", "catalog stats", "catalog status", "identify", "tokens list", "users list",
+    "catalog references", "catalog stats", "catalog status", "identify", "tokens list", "users list", "audit list",
     # servers: what they change goes through the routes and jobs above (the routes' audit), not the command
     "serve", "worker", "admin",
     # the schema (Alembic migrations, recorded in alembic_version), no data of anyone
@@ -341,6 +341,8 @@ async def test_panel_writes_need_a_session_and_its_csrf_token_and_the_catalog_an
             reviewer = await panel.request(method, _url(path), data={
                 "csrf_token": token, "manufacturer": "Neodent", "name": "Outro"})
             assert reviewer.status_code == 403 and "administradores" in reviewer.text, path
+    audit_page = await panel.get("/admin/audit")  # reading the audit log (admins only) writes nothing either
+    assert audit_page.status_code == 403 and "administradores" in audit_page.text
     async with session_scope() as session:
         actions = (await session.execute(select(AuditEntry.action))).scalars().all()
         assert actions == ["auth.login"]  # only the sign-in: nothing else was done

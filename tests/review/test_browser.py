@@ -289,6 +289,30 @@ async def test_the_queue_fits_a_phone_without_sideways_scrolling(committed, serv
     await page.close()
 
 
+async def test_the_audit_page_fits_a_phone_and_its_filters_work(committed, server, browser):
+    """At 390 px the audit log's entries stack like the queue's rows, long values wrap, and a filter narrows it."""
+    from raiox.review.service import audit
+
+    await _seed(demo=False)
+    async with session_scope() as session:
+        await audit(session, "cli:raiox tokens create", "token.create", target="t" * 200, scopes=["all"])
+        await audit(session, "user:admin@example.com", "catalog.update", target="neo-cm", active=True,
+                    changed={"name": ["Grand Morse", "G" * 300]})
+    page = await browser.new_page(viewport={"width": 390, "height": 844}, locale="pt-BR")
+    await _login(page, server, "admin@example.com")
+    await page.wait_for_url(f"{server}/admin/")
+    await page.get_by_role("link", name="Auditoria").click()
+    await page.wait_for_url(f"{server}/admin/audit")
+    assert await page.locator("table.audit-log tbody tr").count() == 3  # the two, and the admin's sign-in
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.get_by_label("Ação", exact=True).select_option(label="Criou um token da API")
+    await page.get_by_role("button", name="Filtrar").click()
+    await page.wait_for_url(re.compile(r".*action=token\.create.*"))
+    assert await page.locator("table.audit-log tbody tr").count() == 1
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.close()
+
+
 async def test_on_a_phone_the_case_page_jumps_from_its_top_to_the_decision(committed, server, browser):
     """At 390 px the decision stacks below the films and candidates: the link at the top shows and brings it into
     view. Beside the films on a wide screen, the link shows only when the keyboard reaches it."""

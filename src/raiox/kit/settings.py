@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     feature_model: str = ""  # the design-feature reader's ONNX file ("" shipped, "none" off): raiox.vision.features
     ends_model: str = ""  # the localiser's ends model's ONNX file ("" shipped, "none" off): raiox.vision.ends
     thread_count: bool = True  # count a fixture's threads and re-rank by its candidates' lines (raiox.vision.threads)
+    # intra-op threads of each ONNX Runtime session (the embedder and the small readers): raiox.vision.onnxrt reads
+    # RAIOX_ONNX_THREADS from the environment, so that it needs no raiox.kit; `get_settings` puts this value there
+    onnx_threads: int = Field(default=1, ge=1, le=64)
     top_k: int = Field(default=5, ge=1, le=50)
 
     download_max_bytes: int = 30 * 1024 * 1024
@@ -192,7 +195,7 @@ def _env_file() -> str | None:
 @lru_cache
 def get_settings() -> Settings:
     try:
-        return Settings(_env_file=_env_file())
+        settings = Settings(_env_file=_env_file())
     except ValidationError as exc:
         lines = [f"  {_env_name(e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid configuration (RAIOX_* environment / .env):\n" + "\n".join(lines)) from None
@@ -201,3 +204,13 @@ def get_settings() -> Settings:
         name = f"RAIOX_{field.group(1).upper()}" if field else "settings"
         raise ConfigError(f"invalid configuration (RAIOX_* environment / .env):\n  {name}: cannot be read ({exc}; "
                           "a JSON value is expected)") from None
+    _export_for_vision(settings)
+    return settings
+
+
+def _export_for_vision(settings: Settings) -> None:
+    """The settings `raiox.vision` takes from its caller through the environment (it reads no `.env` and imports
+    no raiox.kit, so that it can be used on its own): a `.env` line takes effect like an exported variable."""
+    import os
+
+    os.environ["RAIOX_ONNX_THREADS"] = str(settings.onnx_threads)

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Integer, String, Text, text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -60,6 +60,8 @@ class AuditEntry(Base):
     """Every write, by whom: shown on the case page and kept for accountability."""
 
     __tablename__ = "audit_log"
+    # the panel's Auditoria page and `raiox audit list`: newest first, by day, by what was acted on (0020)
+    __table_args__ = (Index("ix_audit_log_created_at", "created_at"), Index("ix_audit_log_target", "target"))
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     actor: Mapped[str] = mapped_column(String(320))

@@ -314,7 +314,7 @@ async def _security_headers(request: Request, call_next):
 
 
 def create_panel() -> FastAPI:
-    from raiox.review import views_auth, views_cases, views_catalog, views_media
+    from raiox.review import views_audit, views_auth, views_cases, views_catalog, views_media
 
     panel = FastAPI(title="Raiox AI admin", docs_url=None, redoc_url=None, openapi_url=None)
     panel.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -328,7 +328,7 @@ def create_panel() -> FastAPI:
     panel.add_exception_handler(Exception, _crashed)
     panel.middleware("http")(_signed_in_first)
     panel.middleware("http")(_security_headers)
-    for module in (views_auth, views_cases, views_catalog, views_media):
+    for module in (views_auth, views_cases, views_catalog, views_media, views_audit):
         panel.include_router(module.router)
     return panel
 

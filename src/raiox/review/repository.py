@@ -75,6 +75,31 @@ async def audit_for_system(session: AsyncSession, system_id: str, limit: int = 5
     return list((await session.execute(query)).scalars())
 
 
+async def audit_log(session: AsyncSession, *, action: str | None = None, actor: str | None = None,
+                    target: str | None = None, date_from: date | None = None, date_to: date | None = None,
+                    zone: tzinfo = UTC, limit: int = 50, offset: int = 0,
+                    count: bool = True) -> tuple[list[tuple[AuditEntry, str | None]], int | None]:
+    """Audit entries, newest first, each with its case's protocol (Jotform submission id) when it is a case's; and
+    their total (None unless COUNT). ACTION: one action exactly; ACTOR: text in who did it; TARGET: text in what was
+    acted on (a system, a token, a user) or in the case's protocol; DATE_FROM / DATE_TO: days in ZONE (the queue's)."""
+    query = select(AuditEntry, Case.jotform_submission_id).outerjoin(Case, Case.id == AuditEntry.case_id)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if actor:
+        query = query.where(_contains((AuditEntry.actor,), actor))
+    if target:
+        query = query.where(_contains((AuditEntry.target, Case.jotform_submission_id), target))
+    if date_from:
+        query = query.where(AuditEntry.created_at >= datetime.combine(date_from, time.min, tzinfo=zone))
+    if date_to:
+        query = query.where(AuditEntry.created_at < datetime.combine(date_to + timedelta(days=1), time.min,
+                                                                     tzinfo=zone))
+    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one() if count else None
+    rows = await session.execute(query.order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
+                                 .limit(limit).offset(offset))
+    return [(entry, protocol) for entry, protocol in rows.all()], total
+
+
 async def case_images(session: AsyncSession, case_id: uuid.UUID) -> list[CaseImage]:
     query = select(CaseImage).where(CaseImage.case_id == case_id).order_by(CaseImage.position, CaseImage.created_at)
     return list((await session.execute(query)).scalars())

@@ -1,5 +1,7 @@
 """One cached ONNX Runtime CPU session per model file, for the small nets beside the embedder (localiser, ends,
-connection reader): ``RAIOX_ONNX_THREADS`` intra-op threads (default 1), one inter-op thread."""
+connection reader): ``RAIOX_ONNX_THREADS`` intra-op threads (default 1), one inter-op thread. Read from the
+environment, where the caller puts it: raiox's settings export theirs (``.env`` too: ``kit.settings.get_settings``);
+used alone, the package reads what the process was started with."""
 
 from __future__ import annotations
 

@@ -1,0 +1,75 @@
+"""`raiox audit list`: the audit log for scripts and auditors, newest first, as tab-separated rows or JSON lines.
+
+Each row is one line whatever its length (values' tabs and line breaks become spaces; details are compact JSON),
+piped or not. The details are printed as recorded: entries never carry a secret (no password, no token; a token's
+listed prefix only), and whoever runs this already reads the database."""
+
+import json
+from datetime import date
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+audit_app = typer.Typer(help="The audit log (every write: who, what, when).", no_args_is_help=True)
+err = Console(stderr=True)
+
+
+def _day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        err.print(f"[red]--since {escape(value)}: not a day (YYYY-MM-DD)[/red]", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _cell(value: object) -> str:
+    """VALUE on one line of one column: "-" when empty, its tabs and line breaks as spaces."""
+    text = "-" if value is None or value == "" else str(value)
+    return " ".join(text.replace("\t", " ").splitlines())
+
+
+def _record(entry, protocol: str | None) -> dict:
+    return {"id": entry.id, "created_at": entry.created_at.isoformat(), "actor": entry.actor, "action": entry.action,
+            "case_id": str(entry.case_id) if entry.case_id else None, "protocol": protocol, "target": entry.target,
+            "details": entry.details or {}}
+
+
+@audit_app.command("list")
+def audit_list(
+    since: str = typer.Option(None, "--since", help="From this day on (YYYY-MM-DD, in RAIOX_ADMIN_TIMEZONE)."),
+    action: str = typer.Option(None, "--action", help="One action exactly, e.g. token.create, case.approve."),
+    actor: str = typer.Option(None, "--actor", help="Text in who did it (e-mail, token name, command)."),
+    target: str = typer.Option(None, "--target", help="Text in what was acted on: case protocol, system, token, user."),
+    limit: int = typer.Option(100, "--limit", min=1, max=1_000_000, help="At most this many entries."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of tab-separated rows."),
+) -> None:
+    """Audit entries, newest first: created_at (UTC), actor, action, case protocol, target, details (JSON),
+    tab-separated; --json: one JSON object per line."""
+    from zoneinfo import ZoneInfo
+
+    from raiox.catalog.cli import run_db
+    from raiox.cli import _settings
+    from raiox.kit.db import session_scope
+    from raiox.review import repository
+
+    settings = _settings()
+    first = _day(since)
+
+    async def rows(maker):
+        async with session_scope(maker) as session:
+            found, _ = await repository.audit_log(
+                session, action=(action or "").strip() or None, actor=(actor or "").strip() or None,
+                target=(target or "").strip() or None, date_from=first, zone=ZoneInfo(settings.admin_timezone),
+                limit=limit, count=False)
+            return [_record(entry, protocol) for entry, protocol in found]
+
+    for record in run_db(rows):
+        if as_json:
+            print(json.dumps(record, ensure_ascii=False, default=str))
+        else:
+            details = json.dumps(record["details"], ensure_ascii=False, default=str)
+            print("\t".join(_cell(v) for v in (record["created_at"], record["actor"], record["action"],
+                                                record["protocol"], record["target"], details)))

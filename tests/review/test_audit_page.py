@@ -1,0 +1,217 @@
+"""The audit log for administrators: the panel's Auditoria page (/admin/audit) and `raiox audit list`."""
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from review_helpers import add_case, add_system, add_user
+from typer.testing import CliRunner
+
+from raiox.kit.db import session_scope
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def panel(committed):
+    from raiox.app import create_app
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="http://testserver") as http:
+        yield http
+
+
+async def login(http, email: str) -> None:
+    page = await http.get("/admin/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    done = await http.post("/admin/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
+    assert done.status_code == 303
+
+
+async def _entries(at: datetime | None = None):
+    """A case, a system, two users and entries of every kind the page must read: case, catalog, token, user."""
+    from sqlalchemy import update
+
+    from raiox.models import AuditEntry
+    from raiox.review.service import audit
+
+    async with session_scope() as session:
+        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        case = await add_case(session, submission_id="5800000000000000001")
+        await add_user(session, "rev@example.com", PASSWORD, "reviewer")
+        await add_user(session, "admin@example.com", PASSWORD, "admin")
+        await audit(session, "cli:raiox tokens create", "token.create", target="ci-bot", scopes=["review"],
+                    prefix="rx_abc1234")
+        await audit(session, "cli:raiox users add", "user.add", target="ops@example.com", outcome="created",
+                    role="admin")
+        await audit(session, "user:admin@example.com", "catalog.update", target="neo-cm", active=True,
+                    changed={"name": ["Grand Morse", "Grand Morse II"]})
+        await audit(session, "user:admin@example.com", "catalog.reference_remove", target="neo-cm",
+                    origin="pacientes/joao-da-silva.png", sha256="ab" * 32, object_deleted=True,
+                    storage_key="refs/ab/abab.png")
+        await audit(session, "user:rev@example.com", "case.approve", case.id, "neo-cm",
+                    system="Grand Morse (Neodent)", message="Implante Grand Morse.")
+        if at is not None:  # every entry so far at AT, each a second after the one before
+            ids = (await session.execute(AuditEntry.__table__.select().order_by(AuditEntry.id))).all()
+            for n, row in enumerate(ids):
+                await session.execute(update(AuditEntry).where(AuditEntry.id == row.id)
+                                      .values(created_at=at + timedelta(seconds=n)))
+    return case
+
+
+async def test_an_admin_reads_every_entry_newest_first_in_portuguese_and_a_reviewer_is_refused(panel):
+    case = await _entries()
+    await login(panel, "rev@example.com")
+    refused = await panel.get("/admin/audit")
+    assert refused.status_code == 403 and "administradores" in refused.text
+    assert 'href="/admin/audit"' not in (await panel.get("/admin/")).text  # no link for a reviewer
+
+    await login(panel, "admin@example.com")
+    assert 'href="/admin/audit"' in (await panel.get("/admin/")).text  # in the admin's navigation
+    page = await panel.get("/admin/audit")
+    assert page.status_code == 200 and "<h1>Auditoria</h1>" in page.text
+    html = page.text
+    labels = ["Entrou no painel", "Aprovou o caso", "Removeu uma imagem de referência", "Editou um sistema do catálogo",
+              "Criou ou redefiniu um usuário do painel", "Criou um token da API"]
+    places = [html.index(f"<strong>{label}</strong>") for label in labels]
+    assert places == sorted(places)  # newest first: the admin's own sign-in on top
+    assert "linha de comando (raiox tokens create)" in html and "rev@example.com" in html  # who, as the panel says
+    assert f'href="/admin/cases/{case.id}"' in html and "5800000000000000001" in html  # the case, by its protocol
+    assert 'href="/admin/catalog/neo-cm"' in html  # the system acted on
+    assert "Grand Morse → Grand Morse II" in html and "nome" in html  # a change: before → after
+    assert "permissões" in html and "rx_abc1234" in html and "Implante Grand Morse." in html
+    assert re.search(r"\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}", html)  # when, as pt-BR reads it
+    assert "joao-da-silva" not in html and "refs/ab/abab.png" not in html  # file names and storage keys stay out
+    assert "token.create" not in html.replace('value="token.create"', "")  # labels, not the action ids
+
+
+async def test_the_filters_narrow_by_action_actor_target_and_the_operators_days(panel):
+    case = await _entries(at=datetime(2026, 12, 3, 1, 30, tzinfo=UTC))  # 2 December, evening, in São Paulo
+    await login(panel, "admin@example.com")
+
+    async def shown(**params) -> str:
+        return (await panel.get("/admin/audit", params=params)).text
+
+    only_tokens = await shown(action="token.create")
+    assert "Criou um token da API" in only_tokens and "Aprovou o caso</strong>" not in only_tokens
+    assert '<option value="token.create" selected>Criou um token da API</option>' in only_tokens
+    by_rev = await shown(actor="REV@")
+    assert "Aprovou o caso</strong>" in by_rev and "Criou um token da API</strong>" not in by_rev
+    by_protocol = await shown(target="58000000")
+    assert f'href="/admin/cases/{case.id}"' in by_protocol
+    assert "Editou um sistema do catálogo</strong>" not in by_protocol
+    by_system = await shown(target="neo-cm")
+    assert "Editou um sistema do catálogo" in by_system and "Criou um token da API</strong>" not in by_system
+    assert "Criou ou redefiniu um usuário do painel</strong>" in await shown(target="ops@example.com")
+    second = await shown(date_from="2026-12-02", date_to="2026-12-02")
+    assert "Criou um token da API</strong>" in second and "Entrou no painel</strong>" not in second  # today's
+    assert "Criou um token da API</strong>" not in await shown(date_from="2026-12-03", date_to="2026-12-03")
+    reversed_range = await shown(date_from="2026-12-03", date_to="2026-12-01")
+    assert "Criou um token da API</strong>" in reversed_range
+    assert 'name="date_from" value="2026-12-01"' in reversed_range  # typed the wrong way round: the range meant
+    assert "Nenhum registro de auditoria" in await shown(action="token.revoke")
+    bad = await panel.get("/admin/audit", params={"date_from": "03/12/2026"})
+    assert bad.status_code == 400
+
+
+async def test_the_log_is_paged_fifty_at_a_time_keeping_the_filters(panel):
+    from raiox.review.service import audit
+
+    async with session_scope() as session:
+        await add_user(session, "admin@example.com", PASSWORD, "admin")
+        for n in range(120):
+            await audit(session, "cli:raiox tokens create", "token.create", target=f"bot-{n:03d}", scopes=["all"])
+    await login(panel, "admin@example.com")
+    first = (await panel.get("/admin/audit", params={"action": "token.create"})).text
+    assert first.count("<tr>") == 51 and "bot-119" in first and "bot-070" in first and "bot-069" not in first
+    assert "120 registro(s)" in first and "Página 1 de 3" in first
+    assert 'href="?action=token.create&page=2"' in first
+    last = (await panel.get("/admin/audit", params={"action": "token.create", "page": 3})).text
+    assert last.count("<tr>") == 21 and "bot-000" in last and "bot-020" not in last
+    assert 'href="?action=token.create&page=2"' in last
+
+
+def test_details_never_show_what_names_a_file_or_a_secret():
+    from types import SimpleNamespace
+
+    from raiox.review.views_audit import detail_items
+
+    entry = SimpleNamespace(details={"origin": "maria.png", "skipped": ["maria.png: duplicate"],
+                                     "images": ["joana.png sha256:abc"], "password_hash": "$argon2id$x",
+                                     "api_token": "rx_secret", "replaced_key": "refs/x", "added": 2,
+                                     "password_reset": True})
+    shown = dict(detail_items(entry))
+    assert shown == {"ignoradas": "1", "imagens": "1", "adicionadas": "2", "senha redefinida": "sim"}
+
+
+async def test_real_token_and_password_never_reach_the_audit_log(database_url, panel):
+    """What `raiox tokens create` prints once and the password `raiox users add` takes are in no entry, page or
+    listing."""
+    runner = CliRunner()
+    created = await _cli(runner, "tokens", "create", "ci-bot")
+    token = created.rstrip("\n").splitlines()[-1]
+    added = subprocess.run([sys.executable, "-m", "raiox", "users", "add", "admin@example.com", "--role", "admin",
+                            "--password-stdin"], input=PASSWORD + "\n", text=True, capture_output=True,
+                           env=os.environ | {"PYTHONPATH": "src"}, timeout=120)
+    assert token.startswith("rx_") and added.returncode == 0, added.stderr
+    await login(panel, "admin@example.com")
+    page = (await panel.get("/admin/audit")).text
+    listed = await _cli(runner, "audit", "list", "--json")
+    assert "Criou um token da API</strong>" in page and "Criou ou redefiniu um usuário do painel</strong>" in page
+    assert '"token.create"' in listed and '"user.add"' in listed
+    for secret in (token, token[12:], PASSWORD):
+        assert secret not in page and secret not in listed
+
+
+async def _cli(runner: CliRunner, *args: str) -> str:
+    """`raiox ARGS` in this process (its own event loop, in a thread); its output."""
+    from raiox.cli import app
+
+    result = await asyncio.to_thread(runner.invoke, app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def test_cli_lists_entries_as_tab_separated_rows_or_json_lines(database_url, committed):
+    from raiox.cli import app
+
+    case = await _entries(at=datetime(2026, 12, 3, 12, 0, tzinfo=UTC))
+    async with session_scope() as session:
+        from raiox.review.service import audit
+
+        from sqlalchemy import update
+
+        from raiox.models import AuditEntry
+
+        await audit(session, "cli:raiox tokens create", "token.create", target="x" * 250, scopes=["all"],
+                    note="line one\nline\ttwo")
+        await session.execute(update(AuditEntry).where(AuditEntry.target == "x" * 250)
+                              .values(created_at=datetime(2026, 12, 3, 13, 0, tzinfo=UTC)))
+    runner = CliRunner()
+
+    async def run(*args: str) -> str:
+        return await _cli(runner, "audit", "list", *args)
+
+    rows = [line.split("\t") for line in (await run()).splitlines()]
+    assert len(rows) == 6 and all(len(row) == 6 for row in rows)  # one line each, however long or multi-line
+    assert rows[0][2] == "token.create" and rows[0][4] == "x" * 250  # newest first, whole
+    approve = next(row for row in rows if row[2] == "case.approve")
+    assert approve[1] == "user:rev@example.com" and approve[3] == "5800000000000000001" and approve[4] == "neo-cm"
+    assert json.loads(approve[5])["system"] == "Grand Morse (Neodent)"
+    assert approve[0].startswith("2026-12-03T12:00:04")
+    records = [json.loads(line) for line in (await run("--json", "--action", "case.approve")).splitlines()]
+    assert [(r["action"], r["case_id"], r["protocol"]) for r in records] == [
+        ("case.approve", str(case.id), "5800000000000000001")]
+    assert [json.loads(line)["target"] for line in (await run("--json", "--actor", "users add")).splitlines()] == [
+        "ops@example.com"]
+    assert len((await run("--target", "5800000000")).splitlines()) == 1
+    assert len((await run("--limit", "2")).splitlines()) == 2
+    assert len((await run("--since", "2026-12-03")).splitlines()) == 6
+    assert len((await run("--since", "2026-12-04")).splitlines()) == 0
+    bad = await asyncio.to_thread(runner.invoke, app, ["audit", "list", "--since", "yesterday"])
+    assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
