@@ -175,6 +175,47 @@ def listening(host: str, port: int):
             sock.close()
 
 
+@contextmanager
+def stopping_cleanly():
+    """Around a server command's start-up and run (`raiox serve`, `raiox admin`): SIGTERM (systemd's stop, `kill`) is
+    Ctrl+C's KeyboardInterrupt, and either one, at any point, gives back the embedded PostgreSQL (stopped when no other
+    process holds it) and ends the command with exit 0. A SIGTERM while the server started (the models loading, the
+    embedded database booting, the migrations) killed the process outright and left the database running, and one
+    once uvicorn had shut the app down ended it with 143: uvicorn raises the signal again, to the handler it found.
+    What the interruption makes fail after a stop was asked for is that stop too (ONNX Runtime reports a
+    KeyboardInterrupt in its session's start-up as its own error: the embedder's configuration error, exit 2)."""
+    import signal
+
+    from raiox.kit.db import stop_embedded
+    from raiox.kit.logging import get_logger
+
+    asked: list[int] = []
+
+    def interrupt(number: int, _frame) -> None:
+        asked.append(number)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    interrupted = False
+    try:
+        yield
+    except (KeyboardInterrupt, Exception) as exc:  # (one once uvicorn served ends in serve_on)
+        if not asked and not isinstance(exc, KeyboardInterrupt):
+            raise
+        interrupted = True
+        get_logger(__name__).info("stopped_while_starting", signal=signal.Signals(asked[0]).name if asked else None)
+    finally:
+        for sig in previous:  # a second Ctrl+C while PostgreSQL stops is ignored
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            stop_embedded()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if interrupted:
+        raise typer.Exit(0)
+
+
 def serve_on(sockets: list, app, **options) -> None:
     """uvicorn serving APP on SOCKETS (`listening`): in this process, or in --workers processes (APP an import string
     then). Ends as `uvicorn.run` does: exit code 3 when the app could not start."""
@@ -192,8 +233,8 @@ def serve_on(sockets: list, app, **options) -> None:
             Multiprocess(config, sockets=sockets).run()
         else:
             server.run(sockets=sockets)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # Ctrl+C, or SIGTERM (`stopping_cleanly`): before the app started, or as uvicorn's end
+        return
     if config.workers == 1 and not server.started:
         raise SystemExit(3)
 
@@ -219,7 +260,8 @@ def serve(
     from raiox.kit.logging import configure_logging
 
     settings = _settings()
-    with listening(host, port) as sockets:  # the port is held from now on: nothing can take it before the server
+    # the port is held from now on: nothing can take it before the server
+    with stopping_cleanly(), listening(host, port) as sockets:
         configure_logging(settings.log_format, settings.log_level)  # before the embedded database logs its start
         embedder_ready(keep=workers == 1)
         if settings.embedded_database:

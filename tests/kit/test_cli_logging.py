@@ -4,13 +4,14 @@ prints. `raiox users list` (tab-separated rows, for scripts) and `raiox db upgra
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 
-def _raiox(data_dir, *args: str) -> subprocess.CompletedProcess:
+def _raiox(data_dir, *args: str, log_format: str = "json") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAIOX_")}
-    env |= {"PYTHONPATH": os.pathsep.join(sys.path), "RAIOX_DATA_DIR": str(data_dir), "RAIOX_LOG_FORMAT": "json"}
+    env |= {"PYTHONPATH": os.pathsep.join(sys.path), "RAIOX_DATA_DIR": str(data_dir), "RAIOX_LOG_FORMAT": log_format}
     return subprocess.run([sys.executable, "-m", "raiox", *args], env=env, capture_output=True, text=True,
                           timeout=180, check=False)
 
@@ -24,3 +25,25 @@ def test_log_lines_of_commands_on_the_embedded_database_stay_off_stdout(tmp_path
     for result in (upgraded, listed):
         events = [json.loads(line)["event"] for line in result.stderr.splitlines() if line.startswith("{")]
         assert "embedded_postgres_ready" in events, result.stderr
+
+
+# structlog's console line: time, [level] padded, the event (a standard-library record's logger name at its end)
+_CONSOLE_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \[(debug|info|warning|error|critical) *\] \S")
+
+
+def test_the_standard_librarys_log_lines_come_in_the_format_of_ours(tmp_path):
+    """alembic's "Running upgrade ..." (and procrastinate's, uvicorn's lines) came out as bare messages between
+    structlog's lines on the console; in JSON they were JSON already. One format per stream, whichever it is."""
+    on_console = _raiox(tmp_path / "console", "db", "upgrade", log_format="console")
+    in_json = _raiox(tmp_path / "json", "db", "upgrade")
+    assert on_console.returncode == 0 and in_json.returncode == 0, (on_console.stderr, in_json.stderr)
+    printed = "database is up to date"  # the command's own message (stderr), not a log line
+    records = [json.loads(line) for line in in_json.stderr.splitlines() if line != printed]
+    assert all({"event", "level", "timestamp"} <= set(record) for record in records), records
+    lines = [line for line in on_console.stderr.splitlines() if line != printed]
+    assert len([line for line in lines if _CONSOLE_LINE.match(line)]) == len(records)  # one shaped line per record
+    events = "\n".join(record["event"] for record in records)  # the rest: a multi-line event's next lines
+    assert [line for line in lines if not _CONSOLE_LINE.match(line) and line.rsplit(" [", 1)[0] not in events] == []
+    assert any(re.search(r"\[info *\] Running upgrade .*\[alembic\.runtime\.migration\]$", line) for line in lines)
+    assert any(record["event"].startswith("Running upgrade") and record["level"] == "info"
+               and record["logger"] == "alembic.runtime.migration" for record in records)

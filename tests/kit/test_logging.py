@@ -26,6 +26,27 @@ def test_json_stream_carries_stdlib_records_and_tracebacks_as_json_with_secrets_
     configure_logging("console")
 
 
+def test_procrastinate_per_job_lines_are_debug_its_worker_and_failure_lines_stay(capsys):
+    """Every job (requeue_stalled_jobs runs each minute) wrote "Periodic job ... deferred", "Starting job ...",
+    "Job ... ended with status: Success" at INFO: three lines a minute in the journal, all day."""
+    worker = logging.getLogger("procrastinate.worker")
+
+    def emit() -> list[dict]:
+        logging.getLogger("procrastinate.periodic").info("Periodic job x deferred", extra={
+            "action": "periodic_task_deferred"})
+        worker.info("Starting job x", extra={"action": "start_job"})
+        worker.info("Job x ended with status: Success", extra={"action": "job_success"})
+        worker.error("Job y ended with status: Error", extra={"action": "job_error"})
+        worker.info("Stopped worker on all queues", extra={"action": "stop_worker"})
+        return [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+
+    configure_logging("json")
+    assert [(line["level"], line["event"][:8]) for line in emit()] == [("error", "Job y en"), ("info", "Stopped ")]
+    configure_logging("json", "debug")
+    assert [line["level"] for line in emit()] == ["debug", "debug", "debug", "error", "info"]
+    configure_logging("console")
+
+
 def test_secrets_are_masked_inside_lists_and_mappings_and_addresses_on_request(capsys):
     from raiox.kit.logging import mask_addresses
 

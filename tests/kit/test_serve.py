@@ -61,7 +61,7 @@ def test_sigterm_stops_the_embedded_postgres(tmp_path):
         postmaster = _postmaster(pgdata)
         assert postmaster is not None and postmaster.is_running()
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        assert proc.wait(timeout=60) == 0  # uvicorn raises the SIGTERM again once the app is down: that was 143
         postmaster.wait(timeout=30)  # raises TimeoutExpired while the server still runs
         assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
         events = [json.loads(line)["event"] for line in err.read_text().splitlines() if line.strip()]
@@ -88,7 +88,7 @@ def test_sigterm_on_raiox_admin_stops_the_embedded_postgres_and_every_log_line_i
         postmaster = _postmaster(pgdata)
         assert postmaster is not None and postmaster.is_running()
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        assert proc.wait(timeout=60) == 0  # uvicorn raises the SIGTERM again once the app is down: that was 143
         postmaster.wait(timeout=30)  # raises TimeoutExpired while the server still runs
         assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
         lines = [line for line in err.read_text().splitlines() if line.strip()]
@@ -125,3 +125,79 @@ def _wait_healthy(port: int) -> None:
             pass
         time.sleep(0.5)
     raise AssertionError("raiox serve never answered /healthz")
+
+
+def _postgres_processes(pgdata) -> list[psutil.Process]:
+    """Every postmaster serving PGDATA (pg_ctl starts it as `postgres -D PGDATA ...`)."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and str(pgdata) in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def _stop_while_starting(command: str, tmp_path, sig: signal.Signals, ready) -> list[dict]:
+    """Starts `raiox COMMAND` on the embedded database under TMP_PATH, sends SIG as soon as READY(port, stderr text)
+    holds, and checks it exits 0 leaving no PostgreSQL of its data dir running; its stderr lines (JSON)."""
+    port, pgdata, err = _free_port(), (tmp_path / "pg").resolve(), tmp_path / f"stderr-{command}-{sig.name}.log"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "raiox", command, "--port", str(port)],
+                                env=_embedded_env(tmp_path) | {"RAIOX_LOG_FORMAT": "json"},
+                                stdout=subprocess.DEVNULL, stderr=sink)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready(port, err.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 0, err.read_text()
+        psutil.wait_procs(_postgres_processes(pgdata), timeout=10)
+        assert _postgres_processes(pgdata) == [], err.read_text()
+        lines = [json.loads(line) for line in err.read_text().splitlines()]  # every line JSON, the first included
+        assert all({"event", "level", "timestamp"} <= set(line) for line in lines), lines
+        return lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for leftover in _postgres_processes(pgdata):
+            leftover.kill()
+
+
+def test_sigterm_or_ctrl_c_while_starting_stops_the_embedded_postgres_and_exits_0(tmp_path):
+    """SIGTERM in the first seconds of `raiox serve` / `raiox admin` (a systemd stop, a restart) killed the process
+    outright: the embedded PostgreSQL it had started ran on until the next raiox command. Each start-up phase now
+    gives it back, for SIGTERM as for Ctrl+C, and the command exits 0 as a started server does."""
+    pgdata = tmp_path / "pg"
+
+    def booting(_port, _text):  # initdb's or pg_ctl's postgres at work: cut there, initdb left a broken data dir
+        return (pgdata / "postmaster.pid").exists()
+
+    def migrating(_port, text):
+        return "Running upgrade" in text
+
+    def loading_models(port, _text):  # the port is bound before the models load, the database after them
+        return _accepts(port)
+
+    def database_ready(_port, text):
+        return "embedded_postgres_ready" in text
+
+    def app_starting(_port, text):
+        return "Started server process" in text
+
+    _stop_while_starting("serve", tmp_path, signal.SIGTERM, booting)  # a fresh data dir: initdb first
+    lines = _stop_while_starting("serve", tmp_path, signal.SIGINT, migrating)
+    assert any(line["event"].startswith("Running upgrade") and line["level"] == "info" for line in lines)
+    # (the models load in about 0.6 s: a loaded machine may signal later; ONNX Runtime made it exit 2 there)
+    _stop_while_starting("serve", tmp_path, signal.SIGTERM, loading_models)
+    _stop_while_starting("serve", tmp_path, signal.SIGTERM, database_ready)
+    _stop_while_starting("serve", tmp_path, signal.SIGINT, app_starting)
+    _stop_while_starting("admin", tmp_path, signal.SIGTERM, database_ready)
+    _stop_while_starting("admin", tmp_path, signal.SIGINT, app_starting)

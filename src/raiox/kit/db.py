@@ -4,9 +4,11 @@ The request or the job that owns a session commits it; services and repositories
 """
 
 import json
+import signal
+import threading
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,9 +36,35 @@ def _pgserver():
 _servers: dict[str, object] = {}  # pgdata -> this process's handle on the embedded server
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held back until the block ends, then delivered to whatever handled them before. Starting
+    or stopping the embedded server is never cut in the middle: a Ctrl+C or SIGTERM during initdb left a data dir
+    without its databases (every later start failed), and one while pg_ctl started the server (before pgserver
+    listed this process as a holder, or this module kept the handle) a PostgreSQL nobody would stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, _frame: caught.append(number))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
+
+
 def _embedded_server(pgdata: str):
     if pgdata in _servers:
         return _servers[pgdata]
+    with _signals_deferred():
+        return _start_embedded(pgdata)
+
+
+def _start_embedded(pgdata: str):
     pgserver = _pgserver()
     Path(pgdata).mkdir(parents=True, exist_ok=True)
     _forget_dead_handles(Path(pgdata))
@@ -73,11 +101,19 @@ async def release_embedded() -> None:
         return
     if get_engine.cache_info().currsize:
         await get_engine().dispose()
-    for pgdata, server in list(_servers.items()):
-        server.cleanup()  # stops the server if this process was the last holder (pgserver's cleanup_mode "stop")
-        type(server)._instances.pop(Path(pgdata), None)  # joining again registers this process again
-        del _servers[pgdata]
-        log.info("embedded_postgres_released", pgdata=pgdata)
+    stop_embedded()
+
+
+def stop_embedded() -> None:
+    """Give back this process's handle on the embedded PostgreSQL, stopping it when no other process holds one (a
+    server's start-up cut short by SIGTERM or Ctrl+C; `release_embedded` once the app ran). Connections still open
+    only make PostgreSQL's fast shutdown end them."""
+    with _signals_deferred():
+        for pgdata, server in list(_servers.items()):
+            server.cleanup()  # stops the server if this process was the last holder (pgserver's cleanup_mode "stop")
+            type(server)._instances.pop(Path(pgdata), None)  # joining again registers this process again
+            del _servers[pgdata]
+            log.info("embedded_postgres_released", pgdata=pgdata)
 
 
 def embedded_url(data_dir: Path) -> str:

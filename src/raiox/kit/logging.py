@@ -59,10 +59,27 @@ class _Stderr:
         sys.stderr.flush()
 
 
+# procrastinate's INFO lines per job (deferred, started, succeeded) and per periodic tick: requeue_stalled_jobs runs
+# every minute, three lines a minute all day long. Its start-up, stop and retry lines stay INFO, failures ERROR.
+_PER_JOB_ACTIONS = {"start_job", "job_success", "jobs_deferred", "periodic_task_deferred",
+                    "periodic_task_already_deferred"}
+
+
+def _job_chatter_as_debug(record: logging.LogRecord) -> bool:
+    """procrastinate's per-job INFO records are DEBUG here (shown at RAIOX_LOG_LEVEL=debug only)."""
+    if record.name.startswith("procrastinate") and getattr(record, "action", None) in _PER_JOB_ACTIONS \
+            and record.levelno == logging.INFO:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+    return True
+
+
 def _stdlib_handler(renderer) -> logging.Handler:
-    """Records of the standard library's loggers (uvicorn, procrastinate, ...) rendered like ours: with
-    RAIOX_LOG_FORMAT=json every line of the stream is one JSON object (`jq` reads it whole), tracebacks included."""
+    """Records of the standard library's loggers (uvicorn, procrastinate, alembic, ...) rendered like ours, in both
+    formats: with RAIOX_LOG_FORMAT=json every line of the stream is one JSON object (`jq`, journald's shippers read it
+    whole), tracebacks included; on the console, the same columns as structlog's lines (they were bare messages)."""
     handler = logging.StreamHandler(_Stderr())
+    handler.addFilter(_job_chatter_as_debug)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level,
                            structlog.processors.TimeStamper(fmt="iso", utc=True)],
@@ -74,10 +91,7 @@ def _stdlib_handler(renderer) -> logging.Handler:
 
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    if fmt == "json":
-        logging.basicConfig(handlers=[_stdlib_handler(renderer)], level=level.upper(), force=True)
-    else:
-        logging.basicConfig(format="%(message)s", stream=_Stderr(), level=level.upper(), force=True)
+    logging.basicConfig(handlers=[_stdlib_handler(renderer)], level=level.upper(), force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
