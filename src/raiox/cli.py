@@ -223,8 +223,9 @@ def stopping_now():
     jobs and waits for the running ones to finish; the next one, or one before procrastinate's, ends the process at
     once, as a kill would, with its running jobs left `doing`: the next worker's `requeue_stalled` retries them (or
     gives them up and tells the case). Unwound through asyncio (`stopping_cleanly`'s KeyboardInterrupt), it cancelled
-    them instead, and procrastinate recorded them `aborted`, which nothing retries: the case stayed in processing.
-    The embedded PostgreSQL is stopped first (its jobs are there), and the command exits 0."""
+    them instead, and what procrastinate recorded of each raced the closing of its pool: a traceback per job when the
+    pool was closed first, else a retry that cost an attempt, or on the last one `aborted`, which nothing retries
+    (the case left in processing). The embedded PostgreSQL is stopped first, and the command exits 0."""
     import os
     import signal
 

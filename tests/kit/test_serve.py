@@ -207,7 +207,7 @@ def test_sigterm_or_ctrl_c_while_starting_stops_the_embedded_postgres_and_exits_
 def test_sigterm_or_ctrl_c_on_raiox_worker_at_any_point_stops_the_embedded_postgres_and_exits_0(tmp_path):
     """`raiox worker` had no such care: a SIGTERM while it started (systemd's stop or restart) killed it outright,
     and the embedded PostgreSQL it had started ran on. A started worker's SIGTERM is procrastinate's graceful stop
-    (tests/intake/test_worker_stop.py: the jobs running finish), then the database's."""
+    (tests/intake/test_intake_worker_kill.py: the jobs running finish), then the database's."""
     pgdata = tmp_path / "pg"
 
     def booting(_port, _text, _pid):
