@@ -177,11 +177,12 @@ def listening(host: str, port: int):
 
 @contextmanager
 def stopping_cleanly():
-    """Around a server command's start-up and run (`raiox serve`, `raiox admin`): SIGTERM (systemd's stop, `kill`) is
-    Ctrl+C's KeyboardInterrupt, and either one, at any point, gives back the embedded PostgreSQL (stopped when no other
-    process holds it) and ends the command with exit 0. A SIGTERM while the server started (the models loading, the
-    embedded database booting, the migrations) killed the process outright and left the database running, and one
-    once uvicorn had shut the app down ended it with 143: uvicorn raises the signal again, to the handler it found.
+    """Around a server's or a worker's start-up and run (`raiox serve`, `raiox admin`, `raiox worker`): SIGTERM
+    (systemd's stop, `kill`) is Ctrl+C's KeyboardInterrupt, and either one, at any point, gives back the embedded
+    PostgreSQL (stopped when no other process holds it) and ends the command with exit 0. A SIGTERM while the server
+    or the worker started (the models loading, the embedded database booting, the migrations) killed the process
+    outright and left the database running, and one once uvicorn had shut the app down ended it with 143: uvicorn
+    raises the signal again, to the handler it found.
     What the interruption makes fail after a stop was asked for is that stop too (ONNX Runtime reports a
     KeyboardInterrupt in its session's start-up as its own error: the embedder's configuration error, exit 2)."""
     import signal
@@ -214,6 +215,41 @@ def stopping_cleanly():
                 signal.signal(sig, handler)
     if interrupted:
         raise typer.Exit(0)
+
+
+@contextmanager
+def stopping_now():
+    """Around a started worker (`raiox worker`): procrastinate takes the first SIGTERM or Ctrl+C over, fetches no more
+    jobs and waits for the running ones to finish; the next one, or one before procrastinate's, ends the process at
+    once, as a kill would, with its running jobs left `doing`: the next worker's `requeue_stalled` retries them (or
+    gives them up and tells the case). Unwound through asyncio (`stopping_cleanly`'s KeyboardInterrupt), it cancelled
+    them instead, and what procrastinate recorded of each raced the closing of its pool: a traceback per job when the
+    pool was closed first, else a retry that cost an attempt, or on the last one `aborted`, which nothing retries
+    (the case left in processing). The embedded PostgreSQL is stopped first, and the command exits 0."""
+    import os
+    import signal
+
+    from raiox.kit.db import stop_embedded
+    from raiox.kit.logging import get_logger
+
+    stops = (signal.SIGINT, signal.SIGTERM)
+
+    def now(number: int, _frame) -> None:
+        for sig in stops:
+            signal.signal(sig, signal.SIG_IGN)
+        get_logger(__name__).warning("worker_stopped_now", signal=signal.Signals(number).name,
+                                     running_jobs="left doing, for the next worker to retry")
+        stop_embedded()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # not through asyncio, whose clean-up would record the running jobs aborted
+
+    previous = {sig: signal.signal(sig, now) for sig in stops}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve_on(sockets: list, app, **options) -> None:
@@ -285,16 +321,20 @@ def worker(concurrency: int = typer.Option(2, min=1, max=64, help="Jobs processe
     from raiox.kit.logging import configure_logging
 
     settings = _settings()
-    configure_logging(settings.log_format, settings.log_level)
-    embedder_ready()
-    database_ready()
-    from raiox.kit import jobs  # (its tasks register, and say so, once the database is there)
+    with stopping_cleanly():  # SIGTERM or Ctrl+C while starting: the embedded PostgreSQL stopped, exit 0
+        configure_logging(settings.log_format, settings.log_level)  # before the embedded database logs its start
+        embedder_ready()
+        if settings.embedded_database:
+            migrate()  # embedded defaults, as `raiox serve`: a fresh data dir works with nothing configured
+        database_ready()
+        from raiox.kit import jobs  # (its tasks register, and say so, once the database is there)
 
-    async def _run() -> None:
-        async with jobs.app.open_async():
-            await jobs.run_worker(concurrency=concurrency)
+        async def _run() -> None:
+            async with jobs.app.open_async():
+                await jobs.run_worker(concurrency=concurrency)
 
-    asyncio.run(_run())
+        with stopping_now():  # procrastinate's first: no more jobs fetched, the running ones finish
+            asyncio.run(_run())
 
 
 from raiox.review import cli as review_cli  # noqa: E402 - sub-apps register after the root app

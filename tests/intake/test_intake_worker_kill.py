@@ -91,3 +91,87 @@ async def test_worker_killed_mid_job_then_case_completes_exactly_once(api, jotfo
     logged = log_path.read_text()
     assert "stalled_job_requeued" in logged
     assert "test-jotform-key" not in logged and "test-webhook-secret" not in logged
+
+
+async def _worker_downloading_slowly(api, jotform, scene_pngs, log_path: Path, seconds: float):
+    """A case whose second film takes SECONDS to download, and a worker at work on it: (case id, worker)."""
+    content = jotform.add_submission(FORM_ID, files={"radiografias": [("a.png", scene_pngs[0]),
+                                                                      ("lento.png", scene_pngs[1])]})
+    response = await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))
+    slow = f"/uploads/{jotform.state.username}/{FORM_ID}/{content['id']}/lento.png"
+    jotform.delay(slow, seconds)
+    worker = start_worker(log_path)
+
+    async def slow_requested():
+        return any(r.path == slow for r in jotform.requests)
+    try:
+        await wait_for(slow_requested, 90, "the worker to start downloading the slow file")
+    except BaseException:
+        worker.kill()
+        raise
+    return response.json()["case_id"], worker
+
+
+async def _case_and_job(case_id):
+    async with session_scope() as session:
+        status = (await session.get(Case, case_id)).status
+        job = (await session.execute(text("SELECT status, attempts FROM procrastinate_jobs WHERE task_name ="
+                                          " 'process_case'"))).one()
+    return status, job
+
+
+@pytest.mark.slow
+async def test_sigterm_mid_job_lets_the_job_finish_then_the_worker_exits_0(api, jotform, catalog, scene_pngs,
+                                                                            tmp_path):
+    """systemd's stop (SIGTERM) on a worker at work: it fetches no more jobs, finishes the one running, exits 0."""
+    log_path = tmp_path / "worker.log"
+    case_id, worker = await _worker_downloading_slowly(api, jotform, scene_pngs, log_path, 4)
+    try:
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 90) == 0, log_path.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    status, job = await _case_and_job(case_id)
+    assert status == "awaiting_review" and job.status == "succeeded" and job.attempts == 1
+    assert "Waiting for job to finish" in log_path.read_text()
+
+
+@pytest.mark.slow
+async def test_a_second_signal_exits_at_once_and_leaves_the_job_for_the_next_worker(api, jotform, catalog,
+                                                                                    scene_pngs, tmp_path):
+    """Ctrl+C twice (or SIGTERM then Ctrl+C) while a job runs: the worker ends at once, exit 0, and the job stays
+    `doing`, for the next worker's `requeue_stalled`, which finishes it. Cancelled through asyncio, its clean-up raced
+    the closing of the job queue's pool (a traceback, 'Database error'; or a retry, or `aborted` on its last
+    attempt, which nothing retries)."""
+    log_path = tmp_path / "worker.log"
+    case_id, worker = await _worker_downloading_slowly(api, jotform, scene_pngs, log_path, 120)
+    try:
+        worker.send_signal(signal.SIGTERM)
+
+        async def stopping():
+            return "Stop requested" in log_path.read_text()
+        await wait_for(stopping, 30, "the worker to start its graceful stop")
+        worker.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(worker.wait, 20) == 0, log_path.read_text()
+    finally:
+        jotform.state.delays.clear()
+        if worker.poll() is None:
+            worker.kill()
+    assert await _case_and_job(case_id) == ("processing", ("doing", 0))
+    logged = log_path.read_text()
+    assert "worker_stopped_now" in logged and "Traceback" not in logged, logged
+    await asyncio.sleep(3.5)  # the stopped worker's heartbeat is now older than RAIOX_STALLED_JOB_SECONDS
+    second = start_worker(log_path)
+    try:
+        async def done():
+            return (await _case_and_job(case_id))[0] == "awaiting_review"
+        await wait_for(done, 120, "the next worker to finish the case")
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(second.wait, 60) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    status, job = await _case_and_job(case_id)
+    assert status == "awaiting_review" and tuple(job) == ("succeeded", 2)
+    assert "stalled_job_requeued" in log_path.read_text()

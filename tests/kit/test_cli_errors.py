@@ -269,7 +269,7 @@ def _linear_embedder(path, dim: int, bias: float = 0.0):
 
 
 @pytest.mark.parametrize("command", [["serve", "--port", "{port}"], ["worker"], ["identify", "{png}"],
-                                     ["catalog", "reindex"]])
+                                     ["catalog", "reindex"], ["admin", "--port", "{port}"]])
 @pytest.mark.parametrize(("dim", "bias", "why"), [
     (16, 1.0, "it gives 16 numbers per crop, the catalog's vectors have 512"),
     (768, 1.0, "it gives 768 numbers per crop, the catalog's vectors have 512"),

@@ -145,16 +145,17 @@ def _accepts(port: int) -> bool:
 
 
 def _stop_while_starting(command: str, tmp_path, sig: signal.Signals, ready) -> list[dict]:
-    """Starts `raiox COMMAND` on the embedded database under TMP_PATH, sends SIG as soon as READY(port, stderr text)
-    holds, and checks it exits 0 leaving no PostgreSQL of its data dir running; its stderr lines (JSON)."""
+    """Starts `raiox COMMAND` on the embedded database under TMP_PATH, sends SIG as soon as READY(port, stderr text,
+    pid) holds, and checks it exits 0 leaving no PostgreSQL of its data dir running; its stderr lines (JSON)."""
     port, pgdata, err = _free_port(), (tmp_path / "pg").resolve(), tmp_path / f"stderr-{command}-{sig.name}.log"
+    args = [command] if command == "worker" else [command, "--port", str(port)]
     with err.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "raiox", command, "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "raiox", *args],
                                 env=_embedded_env(tmp_path) | {"RAIOX_LOG_FORMAT": "json"},
                                 stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 120
-        while not ready(port, err.read_text()):
+        while not ready(port, err.read_text(), proc.pid):
             assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
             time.sleep(0.02)
         proc.send_signal(sig)
@@ -177,19 +178,19 @@ def test_sigterm_or_ctrl_c_while_starting_stops_the_embedded_postgres_and_exits_
     gives it back, for SIGTERM as for Ctrl+C, and the command exits 0 as a started server does."""
     pgdata = tmp_path / "pg"
 
-    def booting(_port, _text):  # initdb's or pg_ctl's postgres at work: cut there, initdb left a broken data dir
+    def booting(_port, _text, _pid):  # initdb's or pg_ctl's postgres at work: cut there, initdb left a broken data dir
         return (pgdata / "postmaster.pid").exists()
 
-    def migrating(_port, text):
+    def migrating(_port, text, _pid):
         return "Running upgrade" in text
 
-    def loading_models(port, _text):  # the port is bound before the models load, the database after them
+    def loading_models(port, _text, _pid):  # the port is bound before the models load, the database after them
         return _accepts(port)
 
-    def database_ready(_port, text):
+    def database_ready(_port, text, _pid):
         return "embedded_postgres_ready" in text
 
-    def app_starting(_port, text):
+    def app_starting(_port, text, _pid):
         return "Started server process" in text
 
     _stop_while_starting("serve", tmp_path, signal.SIGTERM, booting)  # a fresh data dir: initdb first
@@ -201,3 +202,37 @@ def test_sigterm_or_ctrl_c_while_starting_stops_the_embedded_postgres_and_exits_
     _stop_while_starting("serve", tmp_path, signal.SIGINT, app_starting)
     _stop_while_starting("admin", tmp_path, signal.SIGTERM, database_ready)
     _stop_while_starting("admin", tmp_path, signal.SIGINT, app_starting)
+
+
+def test_sigterm_or_ctrl_c_on_raiox_worker_at_any_point_stops_the_embedded_postgres_and_exits_0(tmp_path):
+    """`raiox worker` had no such care: a SIGTERM while it started (systemd's stop or restart) killed it outright,
+    and the embedded PostgreSQL it had started ran on. A started worker's SIGTERM is procrastinate's graceful stop
+    (tests/intake/test_intake_worker_kill.py: the jobs running finish), then the database's."""
+    pgdata = tmp_path / "pg"
+
+    def booting(_port, _text, _pid):
+        return (pgdata / "postmaster.pid").exists()
+
+    def migrating(_port, text, _pid):
+        return "Running upgrade" in text
+
+    def loading_models(_port, _text, pid):  # the models load before the database starts
+        return any("onnxruntime" in m.path for m in psutil.Process(pid).memory_maps())
+
+    def database_ready(_port, text, _pid):
+        return "embedded_postgres_ready" in text
+
+    def tasks_registering(_port, text, _pid):
+        return "Adding tasks from blueprint" in text
+
+    def started(_port, text, _pid):
+        return "Starting worker on all queues" in text
+
+    _stop_while_starting("worker", tmp_path, signal.SIGTERM, booting)  # a fresh data dir: initdb first
+    lines = _stop_while_starting("worker", tmp_path, signal.SIGINT, migrating)
+    assert any(line["event"] == "stopped_while_starting" for line in lines), lines
+    _stop_while_starting("worker", tmp_path, signal.SIGTERM, loading_models)
+    _stop_while_starting("worker", tmp_path, signal.SIGTERM, database_ready)
+    _stop_while_starting("worker", tmp_path, signal.SIGINT, tasks_registering)
+    lines = _stop_while_starting("worker", tmp_path, signal.SIGTERM, started)
+    assert "embedded_postgres_released" in [line["event"] for line in lines], lines

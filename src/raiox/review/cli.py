@@ -129,13 +129,14 @@ def admin(
     port: int = typer.Option(8001, min=1, max=65535, help="TCP port."),
 ) -> None:
     """Serve the admin panel alone (/admin), against the same database; workers run the deliveries."""
-    from raiox.cli import _settings, database_ready, listening, migrate, serve_on, stopping_cleanly
+    from raiox.cli import _settings, database_ready, embedder_ready, listening, migrate, serve_on, stopping_cleanly
     from raiox.kit.logging import configure_logging
     from raiox.review.panel import create_admin_app
 
     settings = _settings()
     with stopping_cleanly(), listening(host, port) as sockets:  # the port held from now on: nothing can take it
         configure_logging(settings.log_format, settings.log_level)  # before the database's first log line
+        embedder_ready()  # catalog uploads and manual marks embed and read in this process
         if settings.embedded_database:
             migrate()
         database_ready()
