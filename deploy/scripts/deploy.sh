@@ -4,6 +4,12 @@
 # wait for /readyz, and roll back automatically when anything fails.
 #
 #   deploy.sh --commit SHA (--archive FILE | --repo PATH_OR_URL) [--venv-from VENV] [--log FILE]
+#   deploy.sh --hold-lock WHAT -- COMMAND [ARG...]
+#
+# --hold-lock runs COMMAND under the deploy lock, taken as a deploy takes it (waits up to RAIOX_LOCK_TIMEOUT, names
+# the holder, writes "WHAT by USER (pid N) since TIME" into it): app.yml's catalog check and reindex, and a reindex
+# by hand (docs/operations.md), so that a deploy never switches releases under them. Its exit status is COMMAND's
+# (1 when the lock was not had in time); its own lines go to stderr. The lock's wait is defined here only.
 #
 # Layout under RAIOX_ROOT (default /srv/raiox):
 #   releases/<UTC time>-<sha12>/{src,venv,REVISION}   one folder per release
@@ -46,6 +52,7 @@ set -Eeuo pipefail
 
 die_usage() {
     echo "usage: $0 --commit SHA (--archive FILE | --repo PATH_OR_URL) [--venv-from VENV] [--log FILE]" >&2
+    echo "       $0 --hold-lock WHAT -- COMMAND [ARG...]" >&2
     exit 64
 }
 
@@ -58,6 +65,8 @@ archive=""
 repo=""
 venv_from=""
 logfile=""
+hold_lock=""
+held_command=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --commit) commit=${2:-}; shift 2 ;;
@@ -65,15 +74,22 @@ while [[ $# -gt 0 ]]; do
         --repo) repo=${2:-}; shift 2 ;;
         --venv-from) venv_from=${2:-}; shift 2 ;;
         --log) logfile=${2:-}; shift 2 ;;
+        --hold-lock) hold_lock=${2:-}; [[ -n "$hold_lock" ]] || die_usage; shift 2 ;;
+        --) shift; held_command=("$@"); break ;;
         -h | --help) die_usage ;;
         *) echo "unknown argument: $1" >&2; die_usage ;;
     esac
 done
 
-[[ "$commit" =~ ^[0-9a-f]{7,40}$ ]] || { echo "--commit must be a git commit id (hex)" >&2; die_usage; }
-if [[ -n "$archive" && -n "$repo" ]] || [[ -z "$archive" && -z "$repo" ]]; then
-    echo "give exactly one of --archive and --repo" >&2
-    die_usage
+if [[ -n "$hold_lock" ]]; then
+    [[ ${#held_command[@]} -gt 0 && -z "$commit$archive$repo$venv_from$logfile" ]] || die_usage
+else
+    [[ ${#held_command[@]} -eq 0 ]] || die_usage
+    [[ "$commit" =~ ^[0-9a-f]{7,40}$ ]] || { echo "--commit must be a git commit id (hex)" >&2; die_usage; }
+    if [[ -n "$archive" && -n "$repo" ]] || [[ -z "$archive" && -z "$repo" ]]; then
+        echo "give exactly one of --archive and --repo" >&2
+        die_usage
+    fi
 fi
 
 if [[ -n "$logfile" ]]; then
@@ -124,18 +140,29 @@ lock_holder() {
     holder=$(head -n 1 "$lock_file" 2>/dev/null | cut -c 1-300) || true
     echo "${holder:-unknown (it wrote no line)}"
 }
-# append, never truncate: the holder's own line (who it is, since when) stays readable while others wait
-exec 9>>"$lock_file"
-if ! flock -n 9; then
-    log "waiting for the deploy lock ($lock_file, at most ${lock_timeout}s: RAIOX_LOCK_TIMEOUT); held by: $(lock_holder)"
-    if ! flock -w "$lock_timeout" 9; then
-        log "gave up: the deploy lock is still held after ${lock_timeout}s (RAIOX_LOCK_TIMEOUT) by: $(lock_holder)"
-        log "a catalog reindex (a deploy's or app.yml's) may run up to RAIOX_REINDEX_TIMEOUT (${reindex_timeout}s):" \
-            "see $root/deploys.log and $root/deploys/, and deploy again once it is done"
-        exit 1
+take_lock() { # WHAT AGAIN: wait for the deploy lock (fd 9), then write who holds it; AGAIN: what to do on giving up
+    # append, never truncate: the holder's own line (who it is, since when) stays readable while others wait
+    exec 9>>"$lock_file"
+    if ! flock -n 9; then
+        log "waiting for the deploy lock ($lock_file, at most ${lock_timeout}s: RAIOX_LOCK_TIMEOUT); held by:" \
+            "$(lock_holder)"
+        if ! flock -w "$lock_timeout" 9; then
+            log "gave up: the deploy lock is still held after ${lock_timeout}s (RAIOX_LOCK_TIMEOUT) by: $(lock_holder)"
+            log "a catalog reindex (a deploy's or app.yml's) may run up to RAIOX_REINDEX_TIMEOUT (${reindex_timeout}s):" \
+                "see $root/deploys.log and $root/deploys/, and $2 once it is done"
+            exit 1
+        fi
     fi
+    printf '%s by %s (pid %s) since %s\n' "$1" "$(id -un)" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$lock_file"
+}
+
+if [[ -n "$hold_lock" ]]; then
+    take_lock "$hold_lock" "try again" >&2
+    rc=0
+    "${held_command[@]}" 9>&- || rc=$?  # the command does not hold fd 9: the lock ends with this script
+    exit "$rc"
 fi
-printf 'deploy of %s by %s (pid %s) since %s\n' "$commit" "$(id -un)" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$lock_file"
+take_lock "deploy of $commit" "deploy again"
 
 release_id="$(date -u +%Y%m%dT%H%M%SZ)-${commit:0:12}"
 release="$root/releases/$release_id"

@@ -226,15 +226,17 @@ exit 99
 """
 
 
+DEPLOY_SCRIPT = ROLES.parent / "scripts" / "deploy.sh"
 REINDEX_TASK = "Embed the catalog with the configured model before the services use it"
-CHECK_TASK = "Check the catalog for a new model on a host that does not reindex"
+CHECK_TASK = "Check the catalog for the configured model on a host that does not reindex"
 REFUSE_TASK = "Refuse a model the catalog is not ready for on a host that does not reindex"
 RUNTIME_ENV_TASK = "Write the runtime env file (root's; the service user may read it, not change it)"
 
 
 class _FakeHost:
-    """A folder standing for an app host: /etc/raiox, /srv/raiox with a current release whose `raiox` is FAKE_RAIOX,
-    and a role task's shell script rendered for it, run as Ansible runs it (its `environment:` included)."""
+    """A folder standing for an app host: /etc/raiox (with the role's deploy.env), /srv/raiox with a current release
+    whose `raiox` is FAKE_RAIOX, the repository's deploy.sh as the installed deploy script, and a role task's shell
+    script rendered for it, run as Ansible runs it (its `environment:` included)."""
 
     def __init__(self, tmp_path, task_name: str, **values):
         self.tmp, self.etc, self.srv = tmp_path, tmp_path / "etc", tmp_path / "srv"
@@ -248,8 +250,10 @@ class _FakeHost:
         from .rendering import context, environment
 
         ctx = context("raiox", {"raiox_etc": str(self.etc), "raiox_root": str(self.srv),
-                                "raiox_data_dir": str(tmp_path), **ENV_VALUES, **values})
+                                "raiox_data_dir": str(tmp_path), "raiox_deploy_script": str(DEPLOY_SCRIPT),
+                                **ENV_VALUES, **values})
         jinja = environment("raiox")
+        (self.etc / "deploy.env").write_text(jinja.get_template("deploy.env.j2").render(**ctx))
         self.script = jinja.from_string(self.task["ansible.builtin.shell"]["cmd"]).render(**ctx)
         self.environment = {k: jinja.from_string(v).render(**ctx) for k, v in self.task.get("environment", {}).items()}
         self.context, self.jinja = ctx, jinja
@@ -279,10 +283,13 @@ def test_app_yml_reindexes_for_a_new_model_before_the_services_get_it(tmp_path):
     host = _FakeHost(tmp_path, REINDEX_TASK)
     task = host.task
     assert (names.index("Check whether a release is installed")
+            < names.index("Write the deploy settings") < names.index("Install the deploy script")
             < names.index("Write the migration env file (root's; the deploy user may read it, not change it)")
             < names.index(task["name"]) < names.index(RUNTIME_ENV_TASK))
     assert task["become_user"] == "{{ raiox_deploy_user }}" and task["become"] is True
     assert task["when"] == "raiox_migrate and raiox_current.stat.exists"
+    # a long operation never depends on the SSH connection: an async job, polled, outliving any reindex's bounds
+    assert task["poll"] > 0 and task["async"] >= 2 * 3600 + 900 + 3600
     (host.etc / "migrate.env").write_text("RAIOX_EMBEDDER='raiox-v12'\n")
     run = host.run
 
@@ -303,8 +310,9 @@ def test_app_yml_reindexes_for_a_new_model_before_the_services_get_it(tmp_path):
 
 
 def test_app_yml_reindexes_under_the_deploy_lock(tmp_path):
-    """app.yml's check and reindex hold deploy.sh's lock (flock on the same file, as the same user): a deploy cannot
-    switch releases under the reindex, nor run its own beside it. A deploy holding it is waited for, then named."""
+    """app.yml's check and reindex hold deploy.sh's lock, taken by deploy.sh itself (--hold-lock: the same file, the
+    same user, deploy.sh's wait): a deploy cannot switch releases under the reindex, nor run its own beside it. A deploy
+    holding it is waited for, then named."""
     import fcntl
 
     host = _FakeHost(tmp_path, REINDEX_TASK, raiox_lock_timeout=1)
@@ -322,26 +330,55 @@ def test_app_yml_reindexes_under_the_deploy_lock(tmp_path):
         waited, called = host.run(STATUS_RC="3")
     assert waited.returncode == 1 and called == [], waited.stderr
     assert "waiting for the deploy lock" in waited.stderr
-    assert ("gave up: the deploy lock is still held after 1s by: deploy of 0123abcd by deploy (pid 42) since "
-            "2026-12-05T07:00:00Z") in waited.stderr
+    assert ("gave up: the deploy lock is still held after 1s (RAIOX_LOCK_TIMEOUT) by: deploy of 0123abcd by deploy "
+            "(pid 42) since 2026-12-05T07:00:00Z") in waited.stderr
+    assert "try again once it is done" in waited.stderr
     # the deploy's line is still there (nobody truncates the lock file while waiting)
     assert host.lock.read_text().startswith("deploy of 0123abcd")
+
+
+def test_the_deploy_lock_wait_is_defined_in_deploy_sh_only(tmp_path):
+    """One definition of how long the deploy lock is waited for: deploy.sh's RAIOX_LOCK_TIMEOUT (default: a whole
+    reindex, RAIOX_REINDEX_TIMEOUT, and 900 s more). The role neither computes one nor takes the lock itself (app.yml's
+    task goes through deploy.sh), and writes RAIOX_LOCK_TIMEOUT only when the inventory overrides it."""
+    import fcntl
+
     defaults = yaml.safe_load((ROLES / "raiox" / "defaults" / "main.yml").read_text())
-    assert "raiox_reindex_timeout" in defaults["raiox_lock_timeout"]  # waits for a whole reindex and more
+    assert "raiox_lock_timeout" not in defaults
+    script = _tasks("raiox")[REINDEX_TASK]["ansible.builtin.shell"]["cmd"]
+    assert "--hold-lock" in script and "flock" not in script and "lock_timeout" not in script
+    assert "RAIOX_LOCK_TIMEOUT" not in render("raiox", "deploy.env.j2", {})
+    assert "RAIOX_LOCK_TIMEOUT=5000" in render("raiox", "deploy.env.j2", {"raiox_lock_timeout": 5000})
+    # unset, the task waits as long as a deploy does: deploy.sh's default, from the reindex timeout deploy.env gives
+    host = _FakeHost(tmp_path, REINDEX_TASK, raiox_reindex_timeout=7)
+    (host.etc / "migrate.env").write_text("RAIOX_EMBEDDER='raiox-v12'\n")
+    with open(host.lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        import subprocess
+        import threading
+
+        threading.Timer(2, held.close).start()  # the holder finishes after 2 s, well within 7 + 900 s
+        done, called = host.run(STATUS_RC="0")
+    assert "at most 907s: RAIOX_LOCK_TIMEOUT" in done.stderr, done.stderr
+    assert done.returncode == 0 and called[-1] == "catalog status [raiox-v12]", done.stderr
+    assert subprocess.run(["bash", str(DEPLOY_SCRIPT), "--hold-lock", "x"], capture_output=True).returncode == 64
 
 
 def test_the_reindex_by_hand_in_the_docs_holds_the_deploy_lock_and_names_itself(tmp_path):
-    """docs/operations.md's reindex by hand runs under the deploy lock and writes a holder line into it, as deploy.sh
-    and app.yml do: a deploy that waits meanwhile names this reindex, not whoever held the lock before."""
+    """docs/operations.md's reindex by hand runs under the deploy lock, taken by the installed deploy script
+    (raiox-deploy --hold-lock) with the host's deploy settings, as app.yml does: a deploy that waits meanwhile names
+    this reindex and who ran it, not whoever held the lock before."""
     import os
     import re
     import subprocess
 
     docs = (ROLES.parents[1] / "docs" / "operations.md").read_text()  # ROLES is deploy/roles
-    (command,) = [line for line in docs.splitlines() if line.startswith("sudo -u deploy flock /srv/raiox/.deploy.lock")]
-    srv, etc = tmp_path / "srv", tmp_path / "etc"
-    (srv / "current" / "venv" / "bin").mkdir(parents=True)
-    etc.mkdir()
+    (command,) = [line for line in docs.splitlines() if line.startswith("sudo -u deploy ") and "--hold-lock" in line]
+    srv, etc, bin_ = tmp_path / "srv", tmp_path / "etc", tmp_path / "bin"
+    for folder in (srv / "current" / "venv" / "bin", etc, bin_):
+        folder.mkdir(parents=True)
+    (bin_ / "raiox-deploy").symlink_to(DEPLOY_SCRIPT)  # what the role installs on the PATH
+    (etc / "deploy.env").write_text(render("raiox", "deploy.env.j2", {"raiox_root": str(srv)}))
     (etc / "migrate.env").write_text("RAIOX_EMBEDDER='raiox-v11'\nRAIOX_DATABASE_URL='postgresql://owner@db/raiox'\n")
     lock, calls = srv / ".deploy.lock", tmp_path / "calls"
     lock.write_text("deploy of 0123abcd by deploy (pid 42) since 2026-12-05T07:00:00Z\n")  # the previous holder
@@ -352,25 +389,26 @@ def test_the_reindex_by_hand_in_the_docs_holds_the_deploy_lock_and_names_itself(
                      'echo "$* [$RAIOX_DATABASE_URL] lock $held, holder: $holder" >> "$CALLS"\n')
     raiox.chmod(0o755)
     script = command.removeprefix("sudo -u deploy ").replace("/srv/raiox", str(srv)).replace("/etc/raiox", str(etc))
-    env = {"PATH": os.environ["PATH"], "LOCK": str(lock), "CALLS": str(calls), "SUDO_USER": "alice"}
+    env = {"PATH": f"{bin_}:{os.environ['PATH']}", "LOCK": str(lock), "CALLS": str(calls), "SUDO_USER": "alice",
+           "RAIOX_DEPLOY_CONFIG": str(etc / "deploy.env")}
     done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     (call,) = calls.read_text().splitlines()
     holder = re.fullmatch(r"catalog reindex --embedder raiox-v12 \[postgresql://owner@db/raiox\] lock held, holder: "
-                          r"(reindex by hand with raiox-v12 by alice \(pid \d+\) since \d{4}-\d\d-\d\dT[\d:]{8}Z)",
-                          call)
+                          r"(reindex by hand with raiox-v12 for alice by \S+ \(pid \d+\) since "
+                          r"\d{4}-\d\d-\d\dT[\d:]{8}Z)", call)
     assert holder, call
     assert lock.read_text() == holder[1] + "\n"  # what deploy.sh's and app.yml's wait messages quote (first line)
 
 
 def test_deploy_settings_wait_for_a_reindex_and_check_the_catalog_everywhere():
-    """deploy.sh's lock timeout covers a whole reindex (the holder may be running one); a host that does not migrate
-    points the catalog check at catalog.env (it has no migrate.env)."""
+    """deploy.sh gets the reindex timeout (its lock wait follows from it: the holder may be running one); a host that
+    does not migrate points the catalog check at catalog.env (it has no migrate.env)."""
     api = dict(line.split("=", 1) for line in render("raiox", "deploy.env.j2", {}).splitlines()
                if line and not line.startswith("#"))
     admin = dict(line.split("=", 1) for line in render("raiox", "deploy.env.j2", {"raiox_migrate": False}).splitlines()
                  if line and not line.startswith("#"))
-    assert int(api["RAIOX_LOCK_TIMEOUT"]) > int(api["RAIOX_REINDEX_TIMEOUT"]) == 3600
+    assert int(api["RAIOX_REINDEX_TIMEOUT"]) == 3600 and "RAIOX_LOCK_TIMEOUT" not in api
     assert api["RAIOX_MIGRATE_ENV"] == "/etc/raiox/migrate.env" and api["RAIOX_MIGRATE"] == "1"
     assert admin["RAIOX_MIGRATE_ENV"] == "/etc/raiox/catalog.env" and admin["RAIOX_MIGRATE"] == "0"
     check = _env_file("catalog.env.j2", {"raiox_env_extra": {"RAIOX_EMBEDDER": "raiox-v13"}})
@@ -386,7 +424,9 @@ def test_deploy_settings_wait_for_a_reindex_and_check_the_catalog_everywhere():
 def test_app_yml_refuses_a_new_model_on_a_host_that_does_not_reindex(tmp_path):
     """The admin host (raiox_migrate false) cannot reindex: a new RAIOX_EMBEDDER reaches its raiox.env (and restarts
     it) only when the catalog is already ready for that model. Read-only `catalog status` with the new model, as the
-    service user with raiox.env; not ready (exit 3): the play fails before raiox.env changes, saying what to run."""
+    service user with raiox.env; not ready (exit 3): the play fails before raiox.env changes, saying what to run.
+    Not ready for the model it already uses: the play goes on (nothing gets worse; a secret rotation lands) and
+    app.yml's post_tasks fail the run at its end, naming the host (it passed as healthy before)."""
     from .rendering import inventory_values
 
     names = [task["name"] for task in yaml.safe_load((ROLES / "raiox" / "tasks" / "main.yml").read_text())]
@@ -400,25 +440,40 @@ def test_app_yml_refuses_a_new_model_on_a_host_that_does_not_reindex(tmp_path):
     assert host.environment == {"RAIOX_NEW_EMBEDDER": "raiox-v13"}
     (host.etc / "raiox.env").write_text("RAIOX_EMBEDDER='raiox-v12'\nRAIOX_DATABASE_URL='postgresql://app'\n")
 
-    def outcome(done) -> tuple[bool, bool]:
-        """(the check task failed, the refusal fails the play) for the run's exit status on the admin host"""
+    (post_task,) = yaml.safe_load((ROLES.parent / "app.yml").read_text())[0]["post_tasks"]
+
+    def outcome(done) -> tuple[bool, bool, bool]:
+        """(the check task failed, the refusal fails the play before raiox.env, the post task fails the run at its
+        end) for the run's exit status on the admin host"""
         registered = {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
         admin = {"raiox_migrate": False, "raiox_current": {"stat": {"exists": True}},
                  "raiox_model_check": registered}
         refuse = _tasks("raiox")[REFUSE_TASK]["when"]
-        return host.condition(task["failed_when"], **admin), host.condition(refuse, **admin)
+        return (host.condition(task["failed_when"], **admin), host.condition(refuse, **admin),
+                host.condition(post_task["when"], **admin))
 
     ready, called = host.run(STATUS_RC="0")
     assert ready.returncode == 0 and called == ["catalog status --help [raiox-v12]", "catalog status [raiox-v13]"]
-    assert outcome(ready) == (False, False)
+    assert outcome(ready) == (False, False, False)
     missing, called = host.run(STATUS_RC="3")
     assert missing.returncode == 3 and called[-1] == "catalog status [raiox-v13]"
-    assert outcome(missing) == (False, True)
-    assert host.run(STATUS_RC="2")[0].returncode == 2 and outcome(host.run(STATUS_RC="2")[0]) == (True, False)
-    # the same model as now: nothing to check, whatever the catalog says
+    assert outcome(missing) == (False, True, False)
+    assert host.run(STATUS_RC="2")[0].returncode == 2 and outcome(host.run(STATUS_RC="2")[0]) == (True, False, False)
+    # the same model as now: checked too; not ready does not stop the play, it fails the run at its end
     (host.etc / "raiox.env").write_text("RAIOX_EMBEDDER='raiox-v13'\n")
-    unchanged, called = host.run(STATUS_RC="3")
-    assert unchanged.returncode == 0 and called == [] and "model unchanged" in unchanged.stdout
+    unchanged, called = host.run(STATUS_RC="0")
+    assert unchanged.returncode == 0 and called[-1] == "catalog status [raiox-v13]"
+    assert "model unchanged" in unchanged.stdout and outcome(unchanged) == (False, False, False)
+    stale, called = host.run(STATUS_RC="3")
+    assert stale.returncode == 3 and called[-1] == "catalog status [raiox-v13]" and "model unchanged" in stale.stdout
+    assert outcome(stale) == (False, False, True)
+    # skipped on the API hosts (no rc registered): nothing to report
+    assert not host.condition(post_task["when"], raiox_model_check={"skipped": True})
+    registered = {"rc": 3, "stderr": "catalog not ready for raiox-v13: 2 of 9"}
+    flagged = host.jinja.from_string(post_task["ansible.builtin.fail"]["msg"]).render(
+        inventory_hostname="admin-panel", raiox_model_check=registered)
+    assert "admin-panel" in flagged and "catalog not ready for raiox-v13: 2 of 9" in flagged
+    assert "--limit api_prod" in flagged
 
     message = host.jinja.from_string(_tasks("raiox")[REFUSE_TASK]["ansible.builtin.fail"]["msg"]).render(
         **{**host.context, "raiox_model_check": {"rc": 3, "stderr": "catalog not ready for raiox-v13: ..."}})
