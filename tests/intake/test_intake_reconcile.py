@@ -72,6 +72,8 @@ async def test_verified_webhook_trusts_the_api_copy(api, jotform, settings_env, 
     assert found[content["id"]].client_name == "Real Name"
     again = await api.post(WEBHOOK, **webhook_request(fields))
     assert again.json()["case_id"] == str(found[content["id"]].id) and again.json()["duplicate"] is True
+    assert (again.json()["status"], again.json()["case_status"]) == ("received", found[content["id"]].status)
+    assert first.json()["case_status"] is None
     async with session_scope() as session:
         count = (await session.execute(select(func.count()).select_from(Case))).scalar_one()
     assert count == 1

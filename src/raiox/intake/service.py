@@ -29,6 +29,7 @@ REFETCH_TASK = "refetch_images"
 class Ingested:
     case_id: uuid.UUID
     created: bool
+    status: str = CaseStatus.received.value  # the case's status now (a duplicate's may be far along: delivered...)
 
 
 def _case_values(sub: Submission, source: str) -> dict:
@@ -67,7 +68,7 @@ async def ingest_on(conn: AsyncConnection, sub: Submission, *, source: str = "we
     if case_id is None:
         existing = await repository.find_case(conn, sub.submission_id)
         assert existing is not None, "ON CONFLICT without a conflicting row"
-        return Ingested(existing, created=False)
+        return Ingested(existing[0], created=False, status=existing[1])
     if sub.ignored:  # once per submission: it is parsed again on each delivery, verification and reconciliation
         log.info("upload_fields_ignored", submission_id=sub.submission_id, case_id=str(case_id), fields=sub.ignored)
     return Ingested(case_id, created=True)
