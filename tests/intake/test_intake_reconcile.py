@@ -72,9 +72,35 @@ async def test_verified_webhook_trusts_the_api_copy(api, jotform, settings_env, 
     assert found[content["id"]].client_name == "Real Name"
     again = await api.post(WEBHOOK, **webhook_request(fields))
     assert again.json()["case_id"] == str(found[content["id"]].id) and again.json()["duplicate"] is True
+    assert (again.json()["status"], again.json()["case_status"]) == ("received", found[content["id"]].status)
+    assert first.json()["case_status"] is None
     async with session_scope() as session:
         count = (await session.execute(select(func.count()).select_from(Case))).scalar_one()
     assert count == 1
+
+
+async def test_a_verification_that_gives_up_on_jotform_leaves_the_submission_to_reconciliation(
+        api, jotform, settings_env, run_worker):
+    """Jotform down for longer than the verification job's retries: the job gives up without a case, and the
+    reconciliation (RAIOX_JOTFORM_FORM_ID, which verification requires) ingests the submission once Jotform is back:
+    the webhook's 200 "verifying" never loses it."""
+    settings_env(jotform_verify_submissions="true", job_retries="0")
+    content = jotform.add_submission(FORM_ID, name=("Real", "Name"))
+    jotform.fail("/submission/", 503, times=100)  # the whole API down (the worker's reconciliation run too)
+    jotform.fail("/form/", 503, times=100)
+    first = await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))
+    assert first.json()["status"] == "verifying"
+    await run_worker()
+    assert await cases() == {}
+    async with session_scope() as session:
+        states = (await session.execute(text("SELECT status FROM procrastinate_jobs WHERE task_name = "
+                                             "'ingest_submission'"))).scalars().all()
+    assert states == ["failed"]
+    jotform.state.failures.clear()
+    assert await reconcile() == 1
+    assert (await cases())[content["id"]].client_name == "Real Name"
+    again = (await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))).json()
+    assert (again["duplicate"], again["case_status"]) == (True, "received")
 
 
 async def test_reconcile_keeps_a_submission_holding_nul_and_lone_surrogates(committed, jotform):

@@ -125,6 +125,33 @@ async def test_duplicate_delivery_yields_one_case_and_one_job(api, reader):
     assert (await reader.execute(select(func.count()).select_from(CaseImage))).scalar_one() == len(FILES)
 
 
+async def test_duplicate_of_a_delivered_case_says_so_and_gives_its_status(api, reader):
+    """`status` stays "received" (the contract: the submission has its case); `duplicate` and `case_status` tell a
+    re-sent webhook of a case already delivered from a new one, without changing the case."""
+    from raiox.cases.service import transition
+
+    fields = webhook_fields(submission())
+    first = (await api.post(URL, **multipart(fields))).json()
+    assert (first["duplicate"], first["status"], first["case_status"]) == (False, "received", "received")
+    case = await reader.get(Case, first["case_id"])
+    for status in ("processing", "awaiting_review", "approved", "delivered"):
+        await transition(reader, case, status, actor="test", reason="moved on")
+    await reader.commit()
+    again = await api.post(URL, **urlencoded(fields))
+    assert again.status_code == 200
+    assert again.json() == {"submission_id": first["submission_id"], "case_id": first["case_id"], "duplicate": True,
+                            "status": "received", "case_status": "delivered"}
+    reader.expire_all()
+    assert (await reader.get(Case, first["case_id"])).status == "delivered"
+    assert len(await jobs_for(reader, "process_case")) == 1
+
+
+async def test_webhook_answer_fields_are_documented_in_openapi(api):
+    schema = (await api.get("/openapi.json")).json()["components"]["schemas"]["WebhookAccepted"]
+    assert {"duplicate", "status", "case_status"} <= schema["properties"].keys()
+    assert "delivered" in schema["properties"]["case_status"]["description"]
+
+
 async def test_concurrent_deliveries_yield_one_case(api, reader):
     fields = webhook_fields(submission("7000000000000000001"))
     responses = await asyncio.gather(*[api.post(URL, **multipart(fields)) for _ in range(12)])

@@ -71,3 +71,37 @@ async def test_a_case_decided_while_its_film_is_fetched_stays_as_decided(api, be
     assert refused.status_code == 409 and "films that could not be downloaded" in refused.json()["detail"]
     _, (_, second), _, _, _ = await _state(case_id)
     assert second.status == "failed"
+
+
+async def test_a_film_a_stopped_refetch_stored_but_never_analysed_is_analysed_by_the_next_run(
+        api, bearer, jotform, catalog, scene_pngs, run_worker):
+    """A refetch commits the film's bytes (`stored`) before its implants: a job stopped between the two (killed, the
+    analysis or the database failing) left the film `stored`, never analysed, and every later retry skipped it as
+    downloaded (the API's retry even answered 409, nothing to retry)."""
+    from raiox.intake.download import new_client
+    from raiox.kit.settings import get_settings
+
+    content = jotform.add_submission(FORM_ID, files={"radiografias": [("a.png", scene_pngs[0]),
+                                                                      ("b.png", scene_pngs[1])]})
+    case_id = uuid.UUID((await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))).json()
+                        ["case_id"])
+    jotform.fail(f"/uploads/{jotform.state.username}/{FORM_ID}/{content['id']}/b.png", 403, times=1)
+    assert await processing.process_case(case_id) == "awaiting_review"
+    _, (_, second), fixtures_before, _, _ = await _state(case_id)
+    async with new_client(get_settings()) as http:  # the refetch's download, then the worker stops
+        assert await processing.fetch_and_store(second, http) is not None
+    _, (_, second), _, _, _ = await _state(case_id)
+    assert second.status == "stored" and second.storage_key
+    downloads = len([r for r in jotform.requests if r.path.endswith("/b.png")])
+
+    retry = await api.post(f"/cases/{case_id}/retry", headers=bearer)
+    assert retry.status_code == 200, retry.text
+    await run_worker()
+    case, (first, second), fixtures, _, events = await _state(case_id)
+    assert case.status == "awaiting_review" and (first.status, second.status) == ("processed", "processed")
+    added = [f for f in fixtures if f.case_image_id == second.id]
+    assert added and set(fixtures_before) < set(fixtures)
+    assert f"1 film(s) downloaded again, {len(added)} implant(s) found" in events
+    assert len([r for r in jotform.requests if r.path.endswith("/b.png")]) == downloads  # read back from storage
+    again = await api.post(f"/cases/{case_id}/retry", headers=bearer)
+    assert again.status_code == 409

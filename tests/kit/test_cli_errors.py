@@ -55,6 +55,30 @@ def test_identify_with_a_bad_setting_is_a_configuration_error(configure, tmp_pat
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(("setting", "named"), [
+    ({"JOTFORM_API_KEY": "", "JOTFORM_FORM_ID": "243231271343446"}, ["RAIOX_JOTFORM_API_KEY"]),
+    ({"JOTFORM_FORM_ID": ""}, ["RAIOX_JOTFORM_FORM_ID"]),
+    ({"JOTFORM_API_KEY": "", "JOTFORM_FORM_ID": ""}, ["RAIOX_JOTFORM_API_KEY", "RAIOX_JOTFORM_FORM_ID"])])
+@pytest.mark.parametrize("command", [["serve", "--port", "8799"], ["worker"]])
+def test_verifying_submissions_without_the_api_key_or_the_form_is_refused_at_start(configure, setting, named,
+                                                                                  command):
+    """RAIOX_JOTFORM_VERIFY_SUBMISSIONS makes a webhook only a notification (200 "verifying", no case yet): without the
+    API key no submission could ever be read back, without the form id nothing ingests one whose verification gave up
+    (Jotform down past the job's retries). Both would be a dentist's submission answered 200 and lost."""
+    configure(DATABASE_URL=UNREACHABLE, DATABASE_WAIT_S="0", JOTFORM_VERIFY_SUBMISSIONS="true", **setting)
+    result = run(*command)
+    assert result.exit_code == 2, result.output
+    assert "RAIOX_JOTFORM_VERIFY_SUBMISSIONS" in result.stderr and all(n in result.stderr for n in named)
+    assert "Traceback" not in result.output and "database unreachable" not in result.output
+
+
+def test_verifying_submissions_with_the_api_key_and_the_form_gets_past_the_settings(configure):
+    configure(DATABASE_URL=UNREACHABLE, DATABASE_WAIT_S="0", JOTFORM_VERIFY_SUBMISSIONS="true",
+              JOTFORM_API_KEY="a-key", JOTFORM_FORM_ID="243231271343446")
+    result = run("tokens", "list")
+    assert result.exit_code == 1 and "database unreachable" in _one_line(result)
+
+
 @pytest.mark.parametrize("command", [["catalog", "import", "."], ["catalog", "reindex"]])
 def test_an_embedder_that_cannot_load_is_a_configuration_error(configure, command):
     configure(DATABASE_URL=UNREACHABLE, EMBEDDER="bogus")

@@ -4,7 +4,10 @@ each film got is stored and analysed, its implants searched in the catalog and a
 ranking fused again. What the operator did on the other films (marks, removed implants) stays as it is.
 
 Job `refetch_images` {case_id} (serialised with the case's other jobs by the lock `case:<id>`); a transient
-outage raises (the job retries); a film refused again keeps `failed` with its new reason."""
+outage raises (the job retries); a film refused again keeps `failed` with its new reason. A film is marked `stored`
+as soon as its bytes are (its own commit), its implants only with the case's: a job stopped between the two (killed,
+an analysis or the database failing) leaves a film `stored` and not analysed, which the next run (the job's retry or
+the operator's) analyses from storage, rather than skip it for ever as downloaded."""
 
 import asyncio
 import uuid
@@ -13,8 +16,8 @@ from raiox.cases.repository import add_event
 from raiox.intake import repository
 from raiox.intake.download import new_client
 from raiox.intake.processing import (
-    ACTOR, ANALYSES, DOWNLOADS, Analysed, analyse, fetch_and_store, gather_all, locked_case, replace_ranking,
-    store_fixture,
+    ACTOR, ANALYSES, DOWNLOADS, Analysed, _needs_download, analyse, fetch_and_store, gather_all, locked_case,
+    replace_ranking, store_fixture,
 )
 from raiox.kit.logging import get_logger
 from raiox.kit.settings import get_settings
@@ -23,8 +26,14 @@ from raiox.models import CaseEvent, CaseImage, CaseStatus, ImageStatus
 log = get_logger(__name__)
 
 
+# films of a case awaiting review still to be brought in: not downloaded, or downloaded by a run that stopped before
+# their analysis was saved (every film a finished run stored is `processed` or `invalid`)
+TO_REFETCH = (ImageStatus.failed, ImageStatus.stored)
+
+
 async def failed_films(case_id: uuid.UUID) -> list[CaseImage]:
-    """The films of CASE_ID whose download failed, while it awaits review (none otherwise)."""
+    """The films of CASE_ID whose download failed (or whose analysis a stopped run never saved), while it awaits
+    review (none otherwise)."""
     from raiox.kit.db import session_scope
 
     async with session_scope() as session:
@@ -32,11 +41,12 @@ async def failed_films(case_id: uuid.UUID) -> list[CaseImage]:
         if case.status != CaseStatus.awaiting_review:
             log.info("refetch_skipped", case_id=str(case_id), status=case.status)
             return []
-        return [i for i in await repository.list_images(session, case_id) if i.status == ImageStatus.failed]
+        return [i for i in await repository.list_images(session, case_id) if i.status in TO_REFETCH]
 
 
 async def refetch(case_id: uuid.UUID) -> int:
-    """Download CASE_ID's failed films again and add what they show to the case; the number of films got."""
+    """Download CASE_ID's failed films again (a film already stored is read back from storage) and add what they
+    show to the case; the number of films analysed."""
     images = await failed_films(case_id)
     fresh: dict[uuid.UUID, bytes] = {}
     async with new_client(get_settings()) as http:
@@ -47,14 +57,14 @@ async def refetch(case_id: uuid.UUID) -> int:
                 if (data := await fetch_and_store(image, http)) is not None:
                     fresh[image.id] = data
 
-        await gather_all([fetch(i) for i in images])
+        await gather_all([fetch(i) for i in images if await _needs_download(i)])
     lanes = asyncio.Semaphore(ANALYSES)
 
     async def analyse_one(image: CaseImage) -> Analysed:
         async with lanes:
-            return await analyse(image, fresh[image.id])
+            return await analyse(image, fresh.pop(image.id, None))
 
-    analysed = await gather_all([analyse_one(i) for i in images if i.id in fresh])
+    analysed = await gather_all([analyse_one(i) for i in images if i.storage_key])
     if images:
         await _save(case_id, analysed)
     return len(analysed)

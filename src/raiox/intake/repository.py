@@ -39,7 +39,7 @@ CREATE_CASE = """
     )
     SELECT new_case.id, job.ids FROM new_case, job
 """
-FIND_CASE = "SELECT id FROM cases WHERE jotform_submission_id = %(submission_id)s"
+FIND_CASE = "SELECT id, status FROM cases WHERE jotform_submission_id = %(submission_id)s"
 DEFER_JOB = ("SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW('default', %(task)s, 0, NULL, NULL,"
              " %(args)s::jsonb, NULL)::procrastinate_job_to_defer_v1]))")
 
@@ -66,9 +66,10 @@ async def create_case(conn: AsyncConnection, values: dict, uploads: list[tuple[s
     return row[0] if row else None
 
 
-async def find_case(conn: AsyncConnection, submission_id: str) -> uuid.UUID | None:
+async def find_case(conn: AsyncConnection, submission_id: str) -> tuple[uuid.UUID, str] | None:
+    """(id, current status) of the case of SUBMISSION_ID, or None."""
     row = await (await conn.execute(FIND_CASE, {"submission_id": submission_id})).fetchone()
-    return row[0] if row else None
+    return (row[0], row[1]) if row else None
 
 
 async def defer_job(conn: AsyncConnection, task: str, args: dict) -> int:

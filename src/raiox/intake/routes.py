@@ -61,12 +61,14 @@ async def jotform_webhook(
             if existing is None:
                 await service.enqueue_verification(conn, sub.submission_id, sub.form_id)
             WEBHOOKS.labels(outcome="accepted" if existing is None else "duplicate").inc()
-            log.info("webhook_queued_for_verification", submission_id=sub.submission_id, case_id=existing)
-            return WebhookAccepted(submission_id=sub.submission_id, case_id=existing, duplicate=existing is not None,
-                                   status="verifying" if existing is None else "received")
+            case_id, case_status = existing or (None, None)
+            log.info("webhook_queued_for_verification", submission_id=sub.submission_id,
+                     case_id=str(case_id) if case_id else None, case_status=case_status)
+            return WebhookAccepted(submission_id=sub.submission_id, case_id=case_id, duplicate=existing is not None,
+                                   status="verifying" if existing is None else "received", case_status=case_status)
         result = await service.ingest_on(conn, sub, source="webhook")
     WEBHOOKS.labels(outcome="accepted" if result.created else "duplicate").inc()
     log.info("webhook_accepted", submission_id=sub.submission_id, case_id=str(result.case_id),
-             duplicate=not result.created, images=len(sub.uploads))
+             duplicate=not result.created, case_status=result.status, images=len(sub.uploads))
     return WebhookAccepted(submission_id=sub.submission_id, case_id=result.case_id, duplicate=not result.created,
-                           status="received")
+                           status="received", case_status=result.status)

@@ -17,7 +17,7 @@ from raiox.intake.parse import TOOTH_MAX, Submission, clipped
 from raiox.kit.errors import Conflict
 from raiox.kit.jobs import defer_in_session
 from raiox.kit.logging import get_logger
-from raiox.models import Case, CaseEvent, CaseStatus, ImageStatus
+from raiox.models import Case, CaseEvent, CaseStatus
 
 log = get_logger(__name__)
 PROCESS_TASK = "process_case"
@@ -29,6 +29,7 @@ REFETCH_TASK = "refetch_images"
 class Ingested:
     case_id: uuid.UUID
     created: bool
+    status: str = CaseStatus.received.value  # the case's status now (a duplicate's may be far along: delivered...)
 
 
 def _case_values(sub: Submission, source: str) -> dict:
@@ -67,7 +68,7 @@ async def ingest_on(conn: AsyncConnection, sub: Submission, *, source: str = "we
     if case_id is None:
         existing = await repository.find_case(conn, sub.submission_id)
         assert existing is not None, "ON CONFLICT without a conflicting row"
-        return Ingested(existing, created=False)
+        return Ingested(existing[0], created=False, status=existing[1])
     if sub.ignored:  # once per submission: it is parsed again on each delivery, verification and reconciliation
         log.info("upload_fields_ignored", submission_id=sub.submission_id, case_id=str(case_id), fields=sub.ignored)
     return Ingested(case_id, created=True)
@@ -83,10 +84,11 @@ async def retry_case(session: AsyncSession, case: Case, *, actor: str) -> int:
     review with films that could not be downloaded gets those films fetched again (`intake.refetch`), the rest of
     the case (and the reviewer's work on it) as it is. The job's id. Audited `case.retry` (`films_only` for a
     refetch), whoever asked (panel or API)."""
+    from raiox.intake import refetch
     from raiox.review.service import audit
 
     if case.status == CaseStatus.awaiting_review:
-        if not any(i.status == ImageStatus.failed for i in await repository.list_images(session, case.id)):
+        if not any(i.status in refetch.TO_REFETCH for i in await repository.list_images(session, case.id)):
             raise Conflict(f"case {case.id} awaits review and every film was downloaded: nothing to retry")
         await add_event(session, CaseEvent(case_id=case.id, from_status=case.status, to_status=case.status,
                                            actor=actor, reason="download of failed films requested"))

@@ -165,6 +165,16 @@ class Settings(BaseSettings):
             if missing:
                 names = ", ".join("RAIOX_" + m.upper() for m in missing)
                 raise ValueError(f"required in production: {names}")
+        if self.jotform_verify_submissions:
+            # a verified delivery is only a notification: the case exists once the API's copy is read. Without a key
+            # no copy is ever read; without the form id nothing ingests a submission whose verification gave up
+            # (Jotform down past the job's retries) — either way the webhook's 200 would be a submission lost
+            missing = [name for name in ("jotform_api_key", "jotform_form_id") if not getattr(self, name)]
+            if missing:
+                names = " and ".join("RAIOX_" + m.upper() for m in missing)
+                raise ValueError(f"RAIOX_JOTFORM_VERIFY_SUBMISSIONS=true needs {names} (the submission is read back "
+                                 "from the Jotform API; reconciliation ingests those whose verification could not "
+                                 "reach Jotform)")
         if self.storage_url.startswith("s3://") and not (self.s3_access_key and self.s3_secret_key):
             raise ValueError("s3:// storage needs RAIOX_S3_ACCESS_KEY and RAIOX_S3_SECRET_KEY")
         return self
