@@ -88,6 +88,9 @@ async def test_an_admin_reads_every_entry_newest_first_in_portuguese_and_a_revie
     assert re.search(r"\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}", html)  # when, as pt-BR reads it
     assert "joao-da-silva" not in html and "refs/ab/abab.png" not in html  # file names and storage keys stay out
     assert "token.create" not in html.replace('value="token.create"', "")  # labels, not the action ids
+    # the words the code records (a user's outcome and role) read in Portuguese too
+    assert "<dd>criado</dd>" in html and "<dd>administrador</dd>" in html
+    assert "<dd>created</dd>" not in html and "<dd>admin</dd>" not in html
 
 
 async def test_the_filters_narrow_by_action_actor_target_and_the_operators_days(panel):

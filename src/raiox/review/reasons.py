@@ -75,12 +75,12 @@ def reason_text(recorded: str | None, lang: str | None = None) -> str:
 
 def actor_text(actor: str | None, lang: str | None = None) -> str:
     """Who did it, as the operator reads it: the system's parts by their role, a person by e-mail, an API token
-    by its name."""
+    by its name, an anonymous sign-in attempt by its address."""
     if not actor:
         return ""
     if actor in ACTORS:
         return i18n.gettext(ACTORS[actor], lang)
     kind, _, name = actor.partition(":")
-    if kind in ("token", "cli") and name:  # an API token by its name, a command by what was run
+    if kind in ("token", "cli", "ip") and name:  # an API token by its name, a command by what was run, an address
         return i18n.gettext(f"actor.{kind}", lang, name=name)
     return name or kind

@@ -47,8 +47,13 @@ def _label(key: str) -> str:
     return key if label == f"audit_detail.{key}" else label
 
 
-def _value(value, changes: bool = False) -> str:
-    """VALUE as the operator reads it; CHANGES: a mapping of field -> [before, after] (catalog.update's)."""
+def _value(value, changes: bool = False, key: str = "") -> str:
+    """VALUE as the operator reads it; CHANGES: a mapping of field -> [before, after] (catalog.update's); a word the
+    code records under KEY (a role, an outcome, why a sign-in was refused) by its `audit_value.<key>.<word>` label."""
+    if isinstance(value, str) and key:
+        label = i18n.gettext(f"audit_value.{key}.{value}")
+        if label != f"audit_value.{key}.{value}":
+            return label
     if isinstance(value, bool):
         return i18n.gettext("audit_detail.yes" if value else "audit_detail.no")
     if value is None or value == "" or value == [] or value == {}:
@@ -77,7 +82,7 @@ def detail_items(entry: AuditEntry) -> list[tuple[str, str]]:
             key, value = f"{key}_count", len(value)
         elif key in HIDDEN:
             continue
-        items.append((_label(key), _value(value, changes=key == "changed")))
+        items.append((_label(key), _value(value, changes=key == "changed", key=key)))
     return items
 
 
