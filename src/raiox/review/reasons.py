@@ -45,6 +45,10 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^unreadable: (?P<detail>.*)$", "reason.cannot_decode"),
     (r"^(?P<detail>jotform: Jotform API (401|403|404)\b.*)$", "reason.jotform_refused_edit"),
     (r"^email: an earlier attempt may have sent the e-mail .*$", "reason.email_uncertain"),
+    # which channel failed (the other one, if configured, got the result: a resend tries only what is missing)
+    (r"^(?P<detail>jotform: .*; email: (?!an earlier attempt).*)$", "reason.delivery_both_failed"),
+    (r"^(?P<detail>jotform: (?:(?!; email: ).)*)$", "reason.jotform_failed"),
+    (r"^(?P<detail>email: .*)$", "reason.email_failed"),
     (r"^(?P<detail>(jotform|email): .*)$", "reason.delivery_failed"),
     (r"^unexpected error: (?P<detail>.*)$", "reason.delivery_failed"),
 ))
