@@ -475,6 +475,8 @@ async def test_admin_creates_system_and_uploads_reference(panel):
     token = _csrf(form)
     assert '<option value="external hex">hexágono externo</option>' in form  # known terms offered, shown in pt-BR
     assert '<option value="tapered">cônico</option>' in form and 'list="known-connections"' in form
+    # the column where the references go says what comes next, instead of staying empty
+    assert "Salve os dados do sistema para enviar as imagens de referência: até 20 por envio" in form
     created = await panel.post("/admin/catalog/new", data={"manufacturer": "SIN", "name": "Strong SW",
                                                            "connection": "HE", "active": "true", "csrf_token": token})
     assert created.status_code == 303
