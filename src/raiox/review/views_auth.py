@@ -1,10 +1,10 @@
 """Login (e-mail + password), logout (ends all the user's sessions). Failures are throttled per IP and lock the
 account after RAIOX_ADMIN_MAX_FAILED_LOGINS; each one is logged as `raiox.admin.login_failed ip=<ip> email=<e-mail>`
 (the client's address for fail2ban, the typed address masked) and audited (`auth.login_failed`, and `auth.lockout` when
-it locks a source, an account or, through the in-memory throttle, an address: `auth.refused`, `auth.locked_out`). A
-successful login and a logout are audited without the client's address: it is kept only where it serves security
-(the failures' log lines and audit entries, whose actor is the source; the account's sign-in sources of the last 30
-days, `login_locks`, that its lock-out spares)."""
+it locks a source, an account or, through the in-memory throttle, an address; written by `auth.refused` and
+`auth.locked_out`). A successful login and a logout are audited without the client's address: it is kept only where
+it serves security (the failures' log lines and audit entries, whose actor is the source; the account's sign-in
+sources of the last 30 days, `login_locks`, that its lock-out spares)."""
 
 import time
 from collections import defaultdict, deque
