@@ -24,8 +24,15 @@ async def _jobs(session, case_id):
     return rows.all()
 
 
+def _counted(action: str) -> float:
+    from raiox.kit.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value("raiox_review_actions_total", {"action": action}) or 0.0
+
+
 async def test_approve_enqueues_delivery_in_same_transaction(client, session):
     case, auth = await _setup(session)
+    before = {action: _counted(action) for action in ("case.approve", "delivery.enqueue")}
     response = await client.post(f"/cases/{case.id}/approve", json={"system_id": "str-bl", "message": "Confere."},
                                  headers=auth)
     assert response.status_code == 200, response.text
@@ -34,8 +41,14 @@ async def test_approve_enqueues_delivery_in_same_transaction(client, session):
     assert [j.task_name for j in await _jobs(session, case.id)] == ["deliver_result"]
     delivery = (await session.execute(select(Delivery).where(Delivery.case_id == case.id))).scalar_one()
     assert delivery.status == "pending"
-    actions = (await session.execute(select(AuditEntry.action).where(AuditEntry.case_id == case.id))).scalars().all()
-    assert "case.approve" in actions
+    entries = (await session.execute(select(AuditEntry).where(AuditEntry.case_id == case.id)
+                                     .order_by(AuditEntry.id))).scalars().all()
+    assert [e.action for e in entries] == ["delivery.enqueue", "case.approve"]
+    enqueued = entries[0]  # delivery's own entry: the delivery it armed, no details, written by the review
+    assert (enqueued.actor, enqueued.target, enqueued.details) == ("system:review", str(delivery.id), {})
+    # both written through the one audit function: counted in raiox_review_actions_total like every other action
+    assert {action: _counted(action) - before[action] for action in before} == {"case.approve": 1,
+                                                                               "delivery.enqueue": 1}
 
 
 async def test_the_message_to_the_dentist_is_capped_at_what_the_one_page_report_prints(client, session):

@@ -82,9 +82,18 @@ AUDITED_ROUTES = {
                                                     "test_admin_creates_system_and_uploads_reference"),
     ("POST", "/admin/catalog/{system_id}/references/{reference_id}/delete"): (
         "catalog.reference_remove", "review/test_panel.py::test_admin_creates_system_and_uploads_reference"),
-    # admin panel: sessions (a failed login is not audited: it is logged for fail2ban and counted in login_locks)
+    # admin panel: sessions (a refused sign-in writes auth.login_failed and a lock it sets auth.lockout instead:
+    # FAILED_LOGIN_ACTIONS)
     ("POST", "/admin/login"): ("auth.login", "review/test_panel_auth.py::test_logout_ends_the_session_server_side"),
     ("POST", "/admin/logout"): ("auth.logout", "review/test_panel_auth.py::test_logout_ends_the_session_server_side"),
+}
+
+# what POST /admin/login writes when it refuses (besides auth.login above), and the test that asserts those rows
+FAILED_LOGIN_ACTIONS = {
+    "auth.login_failed": "review/test_panel_auth.py::"
+                         "test_failed_logins_and_lock_outs_are_audited_and_read_in_portuguese_on_the_audit_page",
+    "auth.lockout": "review/test_panel_auth.py::"
+                    "test_the_address_throttle_answers_429_and_is_audited_once_when_it_engages",
 }
 
 EXEMPT_ROUTES = {
@@ -220,6 +229,13 @@ def test_each_audited_route_has_a_test_that_asserts_its_audit_row(method, path):
     assert _names_action(source, action), f"{reference} does not assert the audit action {action!r}"
 
 
+@pytest.mark.parametrize("action", sorted(FAILED_LOGIN_ACTIONS))
+def test_refused_sign_ins_have_a_test_that_asserts_their_audit_rows(action):
+    source = _test_source(FAILED_LOGIN_ACTIONS[action])
+    assert ".post(" in source and "/admin/login" in source
+    assert _names_action(source, action)
+
+
 @pytest.mark.parametrize("command", sorted(AUDITED_COMMANDS))
 def test_each_audited_command_has_a_test_that_asserts_its_audit_row(command):
     action, reference = AUDITED_COMMANDS[command]
@@ -232,6 +248,7 @@ def test_every_audit_action_reads_in_portuguese_in_the_audit_list():
     """The case page's audit list names each action by its `audit.<action>` message (en has the same ids)."""
     actions = {a for a, _ in AUDITED_ROUTES.values()} | {a for a, _ in AUDITED_COMMANDS.values()}
     actions |= {"delivery.enqueue", "case.purge"}  # written by the approval and the retention job
+    actions |= set(FAILED_LOGIN_ACTIONS)
     missing = sorted(a for a in actions if f"audit.{a}" not in PT_BR or f"audit.{a}" not in EN)
     assert not missing
 

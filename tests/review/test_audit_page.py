@@ -55,7 +55,9 @@ async def _entries(at: datetime | None = None):
                     origin="pacientes/joao-da-silva.png", sha256="ab" * 32, object_deleted=True,
                     storage_key="refs/ab/abab.png")
         await audit(session, "user:rev@example.com", "case.approve", case.id, "neo-cm",
-                    system="Grand Morse (Neodent)", message="Implante Grand Morse.")
+                    system="Grand Morse (Neodent)", message="Implante Grand Morse.", others=["Helix (Neodent)"],
+                    implants={"0b6c3f8e-59a4-4f0e-9d1c-7d4c3c1f2a10": "neo-cm",
+                              "5e1d2c3b-4a59-4867-8a9b-0c1d2e3f4a5b": "neo-hx"})
         if at is not None:  # every entry so far at AT, each a second after the one before
             ids = (await session.execute(AuditEntry.__table__.select().order_by(AuditEntry.id))).all()
             for n, row in enumerate(ids):
@@ -88,6 +90,14 @@ async def test_an_admin_reads_every_entry_newest_first_in_portuguese_and_a_revie
     assert re.search(r"\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}", html)  # when, as pt-BR reads it
     assert "joao-da-silva" not in html and "refs/ab/abab.png" not in html  # file names and storage keys stay out
     assert "token.create" not in html.replace('value="token.create"', "")  # labels, not the action ids
+    # an approval: its system before the others, the implants it names counted (their ids mean nothing here)
+    approval = html[html.index("<strong>Aprovou o caso</strong>"):]
+    approval = approval[:approval.index("</tr>")]
+    assert approval.index("<dt>sistema</dt>") < approval.index("<dt>outros sistemas</dt>")
+    assert "<dt>implantes com sistema informado</dt><dd>2</dd>" in approval and "0b6c3f8e" not in approval
+    # the words the code records (a user's outcome and role) read in Portuguese too
+    assert "<dd>criado</dd>" in html and "<dd>administrador</dd>" in html
+    assert "<dd>created</dd>" not in html and "<dd>admin</dd>" not in html
 
 
 async def test_the_filters_narrow_by_action_actor_target_and_the_operators_days(panel):

@@ -227,6 +227,19 @@ async def test_wrong_password_then_lock_out(committed, server, browser):
     await _login(page, server, "revisora@example.com")  # right password, account locked
     assert "bloqueada" in await page.locator("#login-error").inner_text()
     assert "/admin/login" in page.url
+    # a security reviewer finds all of it in Auditoria: the refused attempts and the lock, by their address
+    admin = await browser.new_page()
+    await _login(admin, server, "admin@example.com")
+    await admin.wait_for_url(f"{server}/admin/")
+    await admin.goto(f"{server}/admin/audit")
+    await admin.get_by_label("Ação", exact=True).select_option(label="Entrada bloqueada após tentativas falhas")
+    await admin.get_by_role("button", name="Filtrar").click()
+    rows = admin.locator("table.audit-log tbody tr")
+    assert await rows.count() == 1
+    text = await rows.first.inner_text()
+    assert "endereço 127.0.0.1" in text and "revisora@example.com" in text and "este endereço, nesta conta" in text
+    await admin.goto(f"{server}/admin/audit?actor=127.0.0.1")
+    assert await admin.locator("td strong", has_text="Tentativa de entrada recusada").count() == 6
 
 
 async def test_a_form_is_sent_once_however_often_it_is_clicked(committed, server, browser):

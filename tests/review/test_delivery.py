@@ -136,6 +136,23 @@ async def test_email_received_exactly_once_in_pt_br(committed, delivery_env, jot
     assert "https://raiox.example.com/reports/" in text
 
 
+async def test_the_dentists_reply_goes_to_the_reply_to_address_when_one_is_set(
+        committed, delivery_env, jotform, smtp_server):
+    """The e-mail asks the dentist to reply; a no-reply sender (RAIOX_SMTP_FROM) must not swallow that reply."""
+    delivery_env(**_smtp(smtp_server))
+    case_id = await _approved_case()
+    assert await deliver(case_id) == CaseStatus.delivered
+    delivery_env(**_smtp(smtp_server), RAIOX_SMTP_REPLY_TO="Equipe Raiox AI <atendimento@raiox.example.com>")
+    async with session_scope() as session:
+        await settle_jobs(session)
+        await review.redeliver(session, case_id, actor="user:rev@example.com")
+    assert await deliver(case_id) == CaseStatus.delivered
+    (_, plain), (_, answered) = smtp_server.messages
+    assert plain["Reply-To"] is None  # not set: replies go to the sender, as before
+    assert answered["Reply-To"].addresses[0].addr_spec == "atendimento@raiox.example.com"
+    assert "responda a este e-mail" in answered.get_body(preferencelist=("plain",)).get_content()
+
+
 async def test_lost_smtp_reply_does_not_send_twice(committed, delivery_env, jotform, smtp_server):
     delivery_env(RAIOX_SMTP_HOST="127.0.0.1", RAIOX_SMTP_PORT=str(smtp_server.port), RAIOX_SMTP_STARTTLS="false",
                  RAIOX_SMTP_FROM="resultado@raiox.example.com", RAIOX_SMTP_TIMEOUT_S="0.5")

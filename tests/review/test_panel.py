@@ -475,6 +475,8 @@ async def test_admin_creates_system_and_uploads_reference(panel):
     token = _csrf(form)
     assert '<option value="external hex">hexágono externo</option>' in form  # known terms offered, shown in pt-BR
     assert '<option value="tapered">cônico</option>' in form and 'list="known-connections"' in form
+    # the column where the references go says what comes next, instead of staying empty
+    assert "Salve os dados do sistema para enviar as imagens de referência: até 20 por envio" in form
     created = await panel.post("/admin/catalog/new", data={"manufacturer": "SIN", "name": "Strong SW",
                                                            "connection": "HE", "active": "true", "csrf_token": token})
     assert created.status_code == 303
@@ -1175,6 +1177,16 @@ async def test_failing_logins_from_elsewhere_does_not_lock_the_operator_out(comm
         assert (await login(same_network, "admin@example.com")).status_code == 401
     async with client("2001:db8:0:2::1") as other_network:
         assert (await login(other_network, "admin@example.com")).status_code == 303
+    async with session_scope() as session:  # each lock is in the audit log: who set it (the source), on what, which
+        from sqlalchemy import select
+
+        from raiox.models import AuditEntry
+
+        locks = (await session.execute(select(AuditEntry.actor, AuditEntry.target, AuditEntry.details["scope"])
+                                       .where(AuditEntry.action == "auth.lockout").order_by(AuditEntry.id))).all()
+    assert [tuple(row) for row in locks] == [("ip:203.0.113.9", "rev@example.com", "source"),
+                                              ("ip:192.0.2.8", "rev@example.com", "account"),
+                                              ("ip:2001:db8:0:1::/64", "admin@example.com", "source")]
 
 
 async def test_a_delivered_case_offers_a_new_link_and_revoking_the_old_ones(panel):

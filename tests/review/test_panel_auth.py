@@ -189,3 +189,80 @@ async def test_a_locked_account_costs_a_password_check_like_an_unknown_one(commi
         assert await auth.authenticate(session, "rev@example.com", PASSWORD, "203.0.113.77") is None  # locked out
         assert await auth.authenticate(session, "nobody@example.com", PASSWORD, "203.0.113.77") is None
     assert len(checks) == 2 and checks[0] == checks[1]  # the same (dummy) hash checked both times
+
+
+async def _audited(*actions: str) -> list:
+    from sqlalchemy import select
+
+    from raiox.models import AuditEntry
+
+    async with session_scope() as session:
+        return (await session.execute(select(AuditEntry).where(AuditEntry.action.in_(actions))
+                                      .order_by(AuditEntry.id))).scalars().all()
+
+
+async def test_failed_logins_and_lock_outs_are_audited_and_read_in_portuguese_on_the_audit_page(panel):
+    """Every refused sign-in is an audit entry (who: the source address; about: the account, none when no account has
+    the address typed, which is not kept; why), and so is each lock it sets; never the password."""
+    from raiox.review.views_audit import detail_items
+
+    limit, source = get_settings().admin_max_failed_logins, panel._transport.client[0]
+    token = _csrf((await panel.get("/admin/login")).text)
+    unknown = await panel.post("/admin/login", data={"email": "fulano.paciente@example.com", "password": "segredo-1",
+                                                     "csrf_token": token})
+    assert unknown.status_code == 401
+    for _ in range(limit):
+        assert (await _login(panel, "wrong password 2")).status_code == 401
+    assert (await _login(panel)).status_code == 401  # the right one, from a source locked out now
+    failed = await _audited("auth.login_failed")
+    assert [(e.actor, e.target, e.details) for e in failed] == [
+        (f"ip:{source}", None, {"reason": "unknown"}),
+        *[(f"ip:{source}", "rev@example.com", {"reason": "password"})] * limit,
+        (f"ip:{source}", "rev@example.com", {"reason": "locked"})]
+    [lock] = await _audited("auth.lockout")
+    assert (lock.actor, lock.target) == (f"ip:{source}", "rev@example.com")
+    assert lock.details == {"scope": "source", "minutes": get_settings().admin_lockout_minutes}
+    assert lock.id > failed[limit].id  # after the failure that set it
+    everything = " ".join(f"{e.actor} {e.target} {e.details}" for e in await _audited("auth.login_failed",
+                                                                                      "auth.lockout"))
+    assert "segredo" not in everything and "wrong password" not in everything and PASSWORD not in everything
+    assert "fulano" not in everything  # an address no account has is not kept (the log masks it too)
+    # the admins' Auditoria page names them in Portuguese
+    async with session_scope() as session:
+        await add_user(session, "admin@example.com", PASSWORD, "admin")
+    transport = httpx.ASGITransport(app=panel._transport.app, client=(f"203.0.113.{next(_ips)}", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as admin:
+        token = _csrf((await admin.get("/admin/login")).text)
+        assert (await admin.post("/admin/login", data={"email": "admin@example.com", "password": PASSWORD,
+                                                       "csrf_token": token})).status_code == 303
+        page = (await admin.get("/admin/audit", params={"action": "auth.lockout"})).text
+        assert "Entrada bloqueada após tentativas falhas" in page and f"endereço {source}" in page
+        assert "este endereço, nesta conta" in page and "rev@example.com" in page
+        page = (await admin.get("/admin/audit", params={"actor": source})).text
+        assert page.count("<strong>Tentativa de entrada recusada</strong>") == limit + 2
+        for reason in ("nenhuma conta com esse e-mail", "senha errada", "entrada bloqueada (tentativas falhas demais)"):
+            assert reason in page
+        assert "ip:" not in page and "password" not in page and "unknown" not in page
+        assert '<option value="auth.login_failed"' in (await admin.get("/admin/audit")).text  # a filter choice
+    assert ("motivo", "senha errada") in detail_items(failed[1])
+
+
+async def test_the_address_throttle_answers_429_and_is_audited_once_when_it_engages(panel):
+    from raiox.review.views_auth import IP_MAX_FAILURES, IP_WINDOW_S
+
+    source = panel._transport.client[0]
+    token = _csrf((await panel.get("/admin/login")).text)
+
+    async def attempt(n: int) -> httpx.Response:
+        return await panel.post("/admin/login", data={"email": f"guess{n}@example.com", "password": "guess",
+                                                      "csrf_token": token})
+
+    assert [(await attempt(n)).status_code for n in range(IP_MAX_FAILURES)] == [401] * IP_MAX_FAILURES
+    throttled = await attempt(IP_MAX_FAILURES)
+    assert throttled.status_code == 429 and "Muitas tentativas a partir deste endereço" in throttled.text
+    assert (await _login(panel)).status_code == 429  # the right password too, from this address, for a while
+    [lock] = await _audited("auth.lockout")
+    assert (lock.actor, lock.target, lock.details) == (f"ip:{source}", None,
+                                                       {"scope": "address", "minutes": IP_WINDOW_S // 60})
+    # the throttled answers are logged for fail2ban, not audited one by one (nothing to write per request)
+    assert len(await _audited("auth.login_failed")) == IP_MAX_FAILURES

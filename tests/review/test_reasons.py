@@ -6,7 +6,7 @@ import re
 import pytest
 
 from raiox.review import i18n
-from raiox.review.reasons import PATTERNS, reason_text
+from raiox.review.reasons import PATTERNS, reason_parts, reason_text
 
 RECORDED = {  # what the intake, processing and delivery code records -> what the operator reads
     "3 file(s) submitted": "3 arquivo(s) enviado(s)",
@@ -106,8 +106,9 @@ async def test_the_case_page_and_queue_show_recorded_reasons_in_pt_br(committed)
             f"<code>{detail}</code></details>") in queue
     for html in (page, queue):  # the detail never inside the Portuguese sentence
         assert "detalhe técnico:" not in html and "no usable image (" not in html
-    assert TECHNICAL.search(delivery).groups() == ("a entrega do resultado falhou",
-                                                   "jotform: Jotform API 503: Service is unavailable")
+    assert TECHNICAL.search(delivery).groups() == (
+        "o resultado não foi gravado no Jotform (o Jotform não respondeu ou recusou a gravação); o e-mail ao dentista, "
+        "se configurado, foi enviado. O reenvio tenta só o Jotform", "jotform: Jotform API 503: Service is unavailable")
 
 
 def test_who_did_it_reads_as_a_role_a_person_or_a_token():
@@ -125,7 +126,19 @@ def test_who_did_it_reads_as_a_role_a_person_or_a_token():
 
 def test_a_delivery_failure_reads_in_pt_br():
     recorded = "jotform: Jotform API 503: Service is unavailable; email: SMTP refused"
-    assert reason_text(recorded, "pt_BR") == f"a entrega do resultado falhou (detalhe técnico: {recorded})"
+    assert reason_text(recorded, "pt_BR") == ("nem o Jotform nem o e-mail ao dentista receberam o resultado "
+                                              f"(detalhe técnico: {recorded})")
+    # one channel failed: the operator reads which, and that a resend tries only that one
+    smtp = 'email: SMTP message refused: 550 b"mailbox unavailable"'
+    assert reason_parts(smtp, "pt_BR") == ("o e-mail ao dentista não foi enviado (o servidor de e-mail falhou ou "
+                                           "recusou a mensagem); o Jotform, se configurado, recebeu o resultado. O "
+                                           "reenvio tenta só o e-mail", smtp)
+    jotform = "jotform: Jotform API 503: Service is unavailable"
+    summary, detail = reason_parts(jotform, "pt_BR")
+    assert summary.startswith("o resultado não foi gravado no Jotform") and "tenta só o Jotform" in summary
+    assert detail == jotform
+    uncertain = "jotform: Jotform API 503: x; email: an earlier attempt may have sent the e-mail (...); check"
+    assert reason_parts(uncertain, "pt_BR")[0] == "a entrega do resultado falhou"  # neither reading is the whole story
     # a submission deleted in Jotform
     deleted = "jotform: Jotform API 401: You're not authorized to use (/submission-id)"
     shown = reason_text(deleted, "pt_BR")

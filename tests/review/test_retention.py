@@ -51,10 +51,17 @@ async def _keys(case_id) -> list[str]:
 async def test_purging_removes_films_implants_and_personal_data_and_keeps_the_decision(committed, client):
     from raiox.cases import retention
 
+    from raiox.kit.metrics import REGISTRY
+
+    def purges() -> float:
+        return REGISTRY.get_sample_value("raiox_review_actions_total", {"action": "case.purge"}) or 0.0
+
     case = await _closed_case()
     own_key, shared_key = await _keys(case.id)
+    before = purges()
     async with session_scope() as session:
         assert await retention.purge(session, case.id, actor="cli:test") == 1
+    assert purges() == before + 1  # written through the one audit function, so counted like every action
     storage = get_storage()
     assert not await storage.exists(own_key) and await storage.exists(shared_key)  # a catalog reference keeps its
     async with session_scope() as session:

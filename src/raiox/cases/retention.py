@@ -20,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.cases import repository
 from raiox.cases.service import get_or_404
 from raiox.delivery.repository import delivery_in_flight
+from raiox.kit.audit import audit
 from raiox.kit.errors import Conflict
 from raiox.kit.logging import get_logger
 from raiox.kit.storage import get_storage
-from raiox.models import AuditEntry, Case, CaseStatus
+from raiox.models import Case, CaseStatus
 
 log = get_logger(__name__)
 CLOSED = {CaseStatus.delivered.value, CaseStatus.failed.value}  # nothing left to do on them
@@ -56,9 +57,8 @@ async def purge(session: AsyncSession, case_id: uuid.UUID, *, actor: str) -> int
     gone = sorted(keys - await repository.keys_in_use(session, keys))
     _forget(case)
     await repository.clear_case_texts(session, case.id)
-    session.add(AuditEntry(actor=actor, action="case.purge", case_id=case.id, target=str(case.id),
-                           details={"objects_deleted": len(gone), "objects_kept": len(keys) - len(gone)}))
-    await session.flush()
+    await audit(session, actor, "case.purge", case.id, str(case.id), objects_deleted=len(gone),
+                objects_kept=len(keys) - len(gone))
     storage = get_storage()
     for key in gone:  # before the commit: a storage outage leaves the case unpurged, to try again
         await storage.delete(key)

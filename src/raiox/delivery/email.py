@@ -43,6 +43,8 @@ def build(settings: Settings, *, to: Address, subject: str, text: str, html: str
     msg["From"] = settings.smtp_from
     msg["To"] = to
     msg["Subject"] = subject
+    if settings.smtp_reply_to:  # the e-mail asks the dentist to reply: to a mailbox someone reads
+        msg["Reply-To"] = settings.smtp_reply_to
     msg["Message-ID"] = message_id
     msg["Content-Language"] = "pt-BR"
     msg.set_content(text)

@@ -19,11 +19,12 @@ from raiox.delivery import email, repository
 from raiox.delivery.report import report_url
 from raiox.delivery.templates import facts, render
 from raiox.kit import jobs
+from raiox.kit.audit import audit
 from raiox.kit.db import session_scope
 from raiox.kit.jotform import JotformError, get_jotform_client
 from raiox.kit.logging import get_logger, mask_addresses
 from raiox.kit.settings import Settings, get_settings
-from raiox.models import AuditEntry, Case, CaseStatus, Delivery
+from raiox.models import Case, CaseStatus, Delivery
 
 log = get_logger(__name__)
 TASK = "deliver_result"
@@ -75,7 +76,7 @@ async def enqueue(session: AsyncSession, case: Case, *, actor: str, action: str 
     delivery.status, delivery.last_error = "pending", None
     await session.flush()
     await jobs.defer_in_session(session, TASK, {"case_id": str(case.id)}, lock=f"deliver:{case.id}")
-    session.add(AuditEntry(actor=actor, action=action, case_id=case.id, target=str(delivery.id), details={}))
+    await audit(session, actor, action, case.id, str(delivery.id))
     return delivery
 
 

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     smtp_user: str = ""
     smtp_password: SecretStr | None = None
     smtp_from: str = ""
+    smtp_reply_to: str = ""  # where the dentist's reply goes (Reply-To) when RAIOX_SMTP_FROM is a no-reply sender
     smtp_starttls: bool = True
 
     session_secret: SecretStr | None = None

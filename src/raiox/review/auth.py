@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from raiox.delivery.report import secret
+from raiox.kit.audit import audit
 from raiox.kit.auth import bearer_scheme, bearer_token, use_token
 from raiox.kit.db import DbSession
 from raiox.kit.errors import Forbidden, Unauthorized
@@ -110,35 +111,37 @@ def log_failure(ip: str, email: str) -> None:
 
 
 async def authenticate(session: AsyncSession, email: str, password: str, ip: str) -> User | None:
-    """The user, or None (failure logged). Repeated failures lock the source address (IP) out of the account after
-    RAIOX_ADMIN_MAX_FAILED_LOGINS (an IPv6 source is its /64), and the account itself only after
+    """The user, or None (failure logged and audited). Repeated failures lock the source address (IP) out of the
+    account after RAIOX_ADMIN_MAX_FAILED_LOGINS (an IPv6 source is its /64), and the account itself only after
     RAIOX_ADMIN_MAX_FAILED_LOGINS_ACCOUNT (a distributed guess), and then not for a source the operator signed in
     from in the last TRUSTED_DAYS: failing logins in an operator's name from elsewhere does not lock the operator
     out. A locked account costs the same argon2 check as an unknown one (no enumeration by timing).
 
     Failure counts are kept by single statements (``repository.count_source_failure``, ``count_login_failure``):
     parallel wrong passwords cannot lose a count, the limit-th locks in the same statement, and a right password
-    checked while a parallel failure locked the source or the account is refused too."""
+    checked while a parallel failure locked the source or the account is refused too.
+
+    Every failure is an `auth.login_failed` audit entry (`refused`) and every lock it sets an `auth.lockout` one."""
     from raiox.review import repository
 
     user = await repository.user_by_email(session, email)
     now, source = datetime.now(UTC), login_source(ip)
     if user is None or not user.active:
         verify_password(_DUMMY_HASH, password)  # same cost: no user enumeration by timing
-        log_failure(ip, email)
+        await refused(session, ip, email, user, "unknown" if user is None else "disabled")
         return None
     if await _locked(session, user, source, now):
         verify_password(_DUMMY_HASH, password)  # a locked account answers as slowly as an unknown one
-        log_failure(ip, email)
+        await refused(session, ip, email, user, "locked")
         return None
     if not verify_password(user.password_hash, password):
+        await refused(session, ip, email, user, "password")
         await _count_failure(session, user, source, now)
-        log_failure(ip, email)
         return None
     trusted = await _trusted(session, user, source, now)
     if not await repository.count_login_success(session, user.id, now=now, trusted=trusted) or \
             await repository.source_locked(session, user.id, source, now):
-        log_failure(ip, email)
+        await refused(session, ip, email, user, "locked")  # a parallel failure locked it meanwhile
         return None
     await repository.trust_source(session, user.id, source, now)
     for name, value in (("failed_logins", 0), ("locked_until", None), ("last_login_at", now)):
@@ -147,6 +150,26 @@ async def authenticate(session: AsyncSession, email: str, password: str, ip: str
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
+
+
+def login_actor(ip: str | None) -> str:
+    """Who an anonymous sign-in attempt is in the audit log: its source (the IPv4 address, an IPv6 client's /64)."""
+    return f"ip:{login_source(ip)}"
+
+
+async def refused(session: AsyncSession, ip: str, email: str, user: User | None, reason: str) -> None:
+    """A failed sign-in: the fail2ban log line, and the audit entry `auth.login_failed` with its source as the actor,
+    the account as the target (none when no account has that address: what was typed is not kept, as the log masks
+    it; never the password) and why: unknown | disabled | locked | password."""
+    log_failure(ip, email)
+    await audit(session, login_actor(ip), "auth.login_failed", target=user.email if user else None, reason=reason)
+
+
+async def locked_out(session: AsyncSession, ip: str, target: str | None, scope: str, minutes: int) -> None:
+    """The audit entry `auth.lockout`: SCOPE (source: this source out of the account TARGET; account: the account
+    TARGET from every source it did not sign in from lately; address: every sign-in from this address, the panel's
+    in-memory throttle, no account) locked for MINUTES."""
+    await audit(session, login_actor(ip), "auth.lockout", target=target, scope=scope, minutes=minutes)
 
 
 TRUSTED_DAYS = 30  # a source the operator signed in from this recently gets past an account-wide lock
@@ -186,14 +209,19 @@ async def _count_failure(session: AsyncSession, user: User, source: str, now: da
     from raiox.review import repository
 
     settings = get_settings()
-    lock_until = now + timedelta(minutes=settings.admin_lockout_minutes)
-    await repository.count_source_failure(session, user.id, source, now=now, limit=settings.admin_max_failed_logins,
-                                          lock_until=lock_until)
+    minutes = settings.admin_lockout_minutes
+    lock_until = now + timedelta(minutes=minutes)
+    source_until = await repository.count_source_failure(
+        session, user.id, source, now=now, limit=settings.admin_max_failed_logins, lock_until=lock_until)
+    if source_until == lock_until:  # this failure locked the source (a lock set before ends earlier)
+        await locked_out(session, source, user.email, "source", minutes)
     counted = await repository.count_login_failure(
         session, user.id, now=now, limit=settings.admin_max_failed_logins_account, lock_until=lock_until)
     if counted is not None:  # the session's copy follows the row (not marked changed: nothing to flush)
         set_committed_value(user, "failed_logins", counted[0])
         set_committed_value(user, "locked_until", counted[1])
+        if counted[1] == lock_until:
+            await locked_out(session, source, user.email, "account", minutes)
 
 
 def password_fingerprint(user: User) -> str:

@@ -45,6 +45,10 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^unreadable: (?P<detail>.*)$", "reason.cannot_decode"),
     (r"^(?P<detail>jotform: Jotform API (401|403|404)\b.*)$", "reason.jotform_refused_edit"),
     (r"^email: an earlier attempt may have sent the e-mail .*$", "reason.email_uncertain"),
+    # which channel failed (the other one, if configured, got the result: a resend tries only what is missing)
+    (r"^(?P<detail>jotform: .*; email: (?!an earlier attempt).*)$", "reason.delivery_both_failed"),
+    (r"^(?P<detail>jotform: (?:(?!; email: ).)*)$", "reason.jotform_failed"),
+    (r"^(?P<detail>email: .*)$", "reason.email_failed"),
     (r"^(?P<detail>(jotform|email): .*)$", "reason.delivery_failed"),
     (r"^unexpected error: (?P<detail>.*)$", "reason.delivery_failed"),
 ))
@@ -75,12 +79,12 @@ def reason_text(recorded: str | None, lang: str | None = None) -> str:
 
 def actor_text(actor: str | None, lang: str | None = None) -> str:
     """Who did it, as the operator reads it: the system's parts by their role, a person by e-mail, an API token
-    by its name."""
+    by its name, an anonymous sign-in attempt by its address."""
     if not actor:
         return ""
     if actor in ACTORS:
         return i18n.gettext(ACTORS[actor], lang)
     kind, _, name = actor.partition(":")
-    if kind in ("token", "cli") and name:  # an API token by its name, a command by what was run
+    if kind in ("token", "cli", "ip") and name:  # an API token by its name, a command by what was run, an address
         return i18n.gettext(f"actor.{kind}", lang, name=name)
     return name or kind

@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.cases import service as cases
 from raiox.delivery import repository as delivery_repo
 from raiox.delivery import service as delivery
+from raiox.kit.audit import audit  # noqa: F401 - review.service.audit is the one audit function, re-exported
 from raiox.kit.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from raiox.models import (
-    AuditEntry, Case, CaseStatus, ImplantSystem, ReferenceEmbedding, ReferenceImage,
+    Case, CaseStatus, ImplantSystem, ReferenceEmbedding, ReferenceImage,
 )
 from raiox.review import repository
 from raiox.review.schemas import MESSAGE_MAX, OTHER_SYSTEMS_MAX, REPORT_MESSAGE_MAX
@@ -101,15 +102,6 @@ def not_awaiting(case: Case, verb: str) -> Conflict:
 def system_label(system) -> str:
     """A system as the panel names it, in the audit log too: "Grand Morse (Neodent)"."""
     return f"{system.name} ({system.manufacturer})"
-
-
-async def audit(session: AsyncSession, actor: str, action: str, case_id: uuid.UUID | None = None,
-                target: str | None = None, **details) -> None:
-    from raiox.kit.metrics import REVIEW_ACTIONS
-
-    session.add(AuditEntry(actor=actor, action=action, case_id=case_id, target=target, details=details))
-    await session.flush()
-    REVIEW_ACTIONS.labels(action).inc()
 
 
 async def _decide(session: AsyncSession, case: Case, to: CaseStatus, *, actor: str, system_id: str | None,

@@ -26,7 +26,8 @@ PAGE = 50
 # details never shown on this page: a reference's origin (its file's name, often the patient's: only the upload's own
 # page names it) and storage keys; lists of images named by origin (what an import stored or skipped): counted
 HIDDEN = frozenset({"origin", "storage_key", "replaced_key"})
-COUNTED = frozenset({"skipped", "images"})
+COUNTED = frozenset({"skipped", "images", "implants"})  # an approval's implants: fixture id -> system, counted
+FIRST = ("system", "others")  # read before the rest (the store keeps a JSON object's keys in its own order)
 SECRET_WORDS = ("password", "secret", "token", "api_key")  # a detail so named is never shown, should one appear
 
 
@@ -47,8 +48,13 @@ def _label(key: str) -> str:
     return key if label == f"audit_detail.{key}" else label
 
 
-def _value(value, changes: bool = False) -> str:
-    """VALUE as the operator reads it; CHANGES: a mapping of field -> [before, after] (catalog.update's)."""
+def _value(value, changes: bool = False, key: str = "") -> str:
+    """VALUE as the operator reads it; CHANGES: a mapping of field -> [before, after] (catalog.update's); a word the
+    code records under KEY (a role, an outcome, why a sign-in was refused) by its `audit_value.<key>.<word>` label."""
+    if isinstance(value, str) and key:
+        label = i18n.gettext(f"audit_value.{key}.{value}")
+        if label != f"audit_value.{key}.{value}":
+            return label
     if isinstance(value, bool):
         return i18n.gettext("audit_detail.yes" if value else "audit_detail.no")
     if value is None or value == "" or value == [] or value == {}:
@@ -68,16 +74,17 @@ def _change(value) -> str:
 
 def detail_items(entry: AuditEntry) -> list[tuple[str, str]]:
     """The details an entry carries, as (pt-BR label, value), secrets and file names left out; the images an import
-    stored or skipped, as counts."""
+    stored or skipped and the implants an approval names, as counts; an approval's system first."""
     items = []
-    for key, value in (entry.details or {}).items():
+    details = sorted((entry.details or {}).items(), key=lambda item: FIRST.index(item[0]) if item[0] in FIRST else 9)
+    for key, value in details:
         if any(word in key.lower() for word in SECRET_WORDS) and not isinstance(value, bool):  # "password_reset"
             continue
-        if key in COUNTED and isinstance(value, list):
+        if key in COUNTED and isinstance(value, list | dict):
             key, value = f"{key}_count", len(value)
         elif key in HIDDEN:
             continue
-        items.append((_label(key), _value(value, changes=key == "changed")))
+        items.append((_label(key), _value(value, changes=key == "changed", key=key)))
     return items
 
 

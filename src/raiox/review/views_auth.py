@@ -1,7 +1,9 @@
 """Login (e-mail + password), logout (ends all the user's sessions). Failures are throttled per IP and lock the
 account after RAIOX_ADMIN_MAX_FAILED_LOGINS; each one is logged as `raiox.admin.login_failed ip=<ip> email=<e-mail>`
-(the client's address for fail2ban, the typed address masked). A successful login and a logout are audited without
-the client's address: it is kept only where it serves security (the failures' log lines; the account's sign-in
+(the client's address for fail2ban, the typed address masked) and audited (`auth.login_failed`, and `auth.lockout` when
+it locks a source, an account or, through the in-memory throttle, an address; written by `auth.refused` and
+`auth.locked_out`). A successful login and a logout are audited without the client's address: it is kept only where
+it serves security (the failures' log lines and audit entries, whose actor is the source; the account's sign-in
 sources of the last 30 days, `login_locks`, that its lock-out spares)."""
 
 import time
@@ -76,12 +78,14 @@ async def login(request: Request, email: str = Form(""), password: str = Form(""
                 session: AsyncSession = DbSession) -> Response:
     ip = client_ip(request)
     source = auth.login_source(ip)  # an IPv6 client counts as its /64
-    if _ip_blocked(source):
+    if _ip_blocked(source):  # logged for fail2ban; audited once, when the throttle engaged (below)
         auth.log_failure(ip, email)
         return _login_page(request, error=gettext("login.throttled"), email=email, status_code=429, next_url=next)
     user = await auth.authenticate(session, email, password, ip)
     if user is None:
         _ip_failures[source].append(time.monotonic())
+        if len(_ip_failures[source]) == IP_MAX_FAILURES:  # from now on this address is refused for a while
+            await auth.locked_out(session, ip, None, "address", IP_WINDOW_S // 60)
         _prune()
         # one answer whether the account exists, is locked or the password is wrong: nothing to enumerate
         return _login_page(request, error=gettext("login.invalid"), email=email, status_code=401, next_url=next)
