@@ -70,7 +70,7 @@ refuse_sessions() { # DB: fail, naming them, while anyone is connected to it
     local who line
     who=$(sessions_on "$1")
     if [[ -n "$who" ]]; then
-        echo "restore: FAILED: database $1 is in use; stop the raiox services that use it (docs/operations.md," \
+        echo "restore: FAILED: database $1 is in use; stop the services that use it (docs/operations.md," \
             "Backups and restore) and run the restore again. Connected now:" >&2
         while IFS= read -r line; do echo "restore:   $line" >&2; done <<<"$who"
         return 1

@@ -262,7 +262,7 @@ def test_restore_after_a_later_migration_then_upgrade_works(pg):
         holder.kill()
         holder.wait()
     assert busy.returncode == 1, busy.stdout + busy.stderr
-    assert "database raiox_rh is in use; stop the raiox services" in busy.stderr and "rh_app from local" in busy.stderr
+    assert "database raiox_rh is in use; stop the services" in busy.stderr and "rh_app from local" in busy.stderr
     assert _sql(pg, "SELECT version_num FROM alembic_version", db="raiox_rh") == head
     assert not _databases(pg, "raiox_rh_%restore%")
 
