@@ -296,3 +296,67 @@ def test_restore_after_a_later_migration_then_upgrade_works(pg):
     locked = _as(pg, "rh_app", "INSERT INTO login_locks (user_id, source, failures, updated_at) "
                  "SELECT id, '198.51.100.0', 1, now() FROM users WHERE email = 'ana@example.com'")
     assert locked.returncode == 0, locked.stderr
+
+
+def _unit_lines(name: str) -> dict[str, str]:
+    from .rendering import render
+
+    text = render("pg_backup", f"{name}.j2", {"postgres_databases": [], "postgres_version": 16,
+                                              "vault_backup_spaces_access_key": "k",
+                                              "vault_backup_spaces_secret_key": "s"})
+    return {k: v for k, _, v in (line.partition("=") for line in text.splitlines() if "=" in line
+                                 and not line.startswith("#"))}
+
+
+def _as_systemd_runs(pg, state: Path, databases: str) -> tuple[subprocess.CompletedProcess, str]:
+    """One night of raiox-pg-backup.service as systemd runs it, from the rendered units: ExecStart; then its
+    ExecStartPost when that exited 0, else the OnFailure= unit's ExecStart; StateDirectory= as STATE_DIRECTORY."""
+    backup = _unit_lines("raiox-pg-backup.service")
+    env = {**pg["env"], "RAIOX_BACKUP_DATABASES": databases, "STATE_DIRECTORY": str(state)}
+
+    def run(command: str) -> subprocess.CompletedProcess:
+        argv = command.removeprefix("-").replace("/usr/local/lib/raiox/", f"{SCRIPTS}/").split()
+        return subprocess.run(["bash", *argv], env=env, capture_output=True, text=True, timeout=120)
+
+    night = run(backup["ExecStart"])
+    if night.returncode == 0:
+        after = run(backup["ExecStartPost"])
+    else:
+        after = run(_unit_lines(backup["OnFailure"])["ExecStart"])
+    assert after.returncode == 0, after.stderr
+    return night, after.stdout
+
+
+def _recorded(state: Path) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (state / "raiox_backup.prom").read_text()
+    assert (state / "raiox_backup.prom").stat().st_mode & 0o777 == 0o644  # node-exporter's user reads it
+    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_a_failed_backup_is_recorded_for_monitoring_and_logged_at_crit(pg, tmp_path):
+    """Backups failing raised nothing anyone would see. Now a failed night (a database that cannot be dumped) runs the
+    OnFailure= unit: raiox_backup_failed 1 and the failure's time in the textfile node-exporter reads, a line at
+    priority crit for the journal; the next night that succeeds clears the flag and keeps the failure's time."""
+    state = tmp_path / "state"
+    state.mkdir()
+    night, said = _as_systemd_runs(pg, state, "raiox_bk")
+    assert night.returncode == 0, night.stderr
+    first = _recorded(state)
+    assert first["raiox_backup_failed"] == 0 and first["raiox_backup_last_failure_timestamp_seconds"] == 0
+    assert abs(first["raiox_backup_last_success_timestamp_seconds"] - time.time()) < 120
+
+    night, said = _as_systemd_runs(pg, state, "raiox_bk no_such_database")
+    assert night.returncode == 1 and "backup: FAILED no_such_database: pg_dump failed" in night.stderr
+    failed = _recorded(state)
+    assert failed["raiox_backup_failed"] == 1
+    assert failed["raiox_backup_last_success_timestamp_seconds"] == first["raiox_backup_last_success_timestamp_seconds"]
+    assert failed["raiox_backup_last_failure_timestamp_seconds"] >= first["raiox_backup_last_success_timestamp_seconds"]
+    assert said.startswith("<2>raiox-pg-backup FAILED on ")  # journald: priority 2, crit
+
+    night, said = _as_systemd_runs(pg, state, "raiox_bk")
+    assert night.returncode == 0 and not said.startswith("<")
+    again = _recorded(state)
+    assert again["raiox_backup_failed"] == 0
+    assert again["raiox_backup_last_failure_timestamp_seconds"] == failed["raiox_backup_last_failure_timestamp_seconds"]
