@@ -5,11 +5,18 @@
 #
 #   deploy.sh --commit SHA (--archive FILE | --repo PATH_OR_URL) [--venv-from VENV] [--log FILE]
 #   deploy.sh --hold-lock WHAT -- COMMAND [ARG...]
+#   deploy.sh --rollback RELEASE_ID|previous [--log FILE]
 #
 # --hold-lock runs COMMAND under the deploy lock, taken as a deploy takes it (waits up to RAIOX_LOCK_TIMEOUT, names
 # the holder, writes "WHAT by USER (pid N) since TIME" into it): app.yml's catalog check and reindex, and a reindex
 # by hand (docs/operations.md), so that a deploy never switches releases under them. Its exit status is COMMAND's
 # (1 when the lock was not had in time); its own lines go to stderr. The lock's wait is defined here only.
+#
+# --rollback switches `current` back to a release still under releases/ (RELEASE_ID, or `previous`: the newest one
+# older than the current one), without migrating, under the deploy lock (it waits for a running deploy or reindex as
+# a deploy does), restarts the services, waits for /readyz and the services check, and records `rollback` in
+# deploys.log. Exit status: 0 rolled back; 1 nothing changed (lock not had, no such release, already current); 2 it
+# switched but the release does not come up (`current` stays on it: roll back to another one, or deploy a fix).
 #
 # Layout under RAIOX_ROOT (default /srv/raiox):
 #   releases/<UTC time>-<sha12>/{src,venv,REVISION}   one folder per release
@@ -53,6 +60,7 @@ set -Eeuo pipefail
 die_usage() {
     echo "usage: $0 --commit SHA (--archive FILE | --repo PATH_OR_URL) [--venv-from VENV] [--log FILE]" >&2
     echo "       $0 --hold-lock WHAT -- COMMAND [ARG...]" >&2
+    echo "       $0 --rollback RELEASE_ID|previous [--log FILE]" >&2
     exit 64
 }
 
@@ -67,6 +75,7 @@ venv_from=""
 logfile=""
 hold_lock=""
 held_command=()
+rollback=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --commit) commit=${2:-}; shift 2 ;;
@@ -75,6 +84,7 @@ while [[ $# -gt 0 ]]; do
         --venv-from) venv_from=${2:-}; shift 2 ;;
         --log) logfile=${2:-}; shift 2 ;;
         --hold-lock) hold_lock=${2:-}; [[ -n "$hold_lock" ]] || die_usage; shift 2 ;;
+        --rollback) rollback=${2:-}; [[ -n "$rollback" ]] || die_usage; shift 2 ;;
         --) shift; held_command=("$@"); break ;;
         -h | --help) die_usage ;;
         *) echo "unknown argument: $1" >&2; die_usage ;;
@@ -82,7 +92,10 @@ while [[ $# -gt 0 ]]; do
 done
 
 if [[ -n "$hold_lock" ]]; then
-    [[ ${#held_command[@]} -gt 0 && -z "$commit$archive$repo$venv_from$logfile" ]] || die_usage
+    [[ ${#held_command[@]} -gt 0 && -z "$commit$archive$repo$venv_from$logfile$rollback" ]] || die_usage
+elif [[ -n "$rollback" ]]; then
+    [[ ${#held_command[@]} -eq 0 && -z "$commit$archive$repo$venv_from" ]] || die_usage
+    [[ "$rollback" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || { echo "--rollback takes a release's folder name" >&2; die_usage; }
 else
     [[ ${#held_command[@]} -eq 0 ]] || die_usage
     [[ "$commit" =~ ^[0-9a-f]{7,40}$ ]] || { echo "--commit must be a git commit id (hex)" >&2; die_usage; }
@@ -162,7 +175,11 @@ if [[ -n "$hold_lock" ]]; then
     "${held_command[@]}" 9>&- || rc=$?  # the command does not hold fd 9: the lock ends with this script
     exit "$rc"
 fi
-take_lock "deploy of $commit" "deploy again"
+if [[ -n "$rollback" ]]; then
+    take_lock "rollback to $rollback" "roll back again"
+else
+    take_lock "deploy of $commit" "deploy again"
+fi
 
 release_id="$(date -u +%Y%m%dT%H%M%SZ)-${commit:0:12}"
 release="$root/releases/$release_id"
@@ -377,6 +394,37 @@ prune_releases() {
         rm -rf "${root:?}/releases/$old"
     done < <(find "$root/releases" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -r | tail -n +"$((keep + 1))")
 }
+
+if [[ -n "$rollback" ]]; then
+    from=$(readlink "$root/current" 2>/dev/null || true)
+    if [[ "$rollback" == "previous" ]]; then
+        rollback=$(find "$root/releases" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort \
+            | awk -v current="${from#releases/}" '$0 < current' | tail -n 1)
+        [[ -n "$rollback" ]] || { log "no release older than ${from:-none} under $root/releases: nothing to roll back to"; exit 1; }
+    fi
+    if [[ ! -x "$root/releases/$rollback/venv/bin/raiox" ]]; then
+        log "no release $rollback under $root/releases (or it has no venv); the releases there:"
+        find "$root/releases" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort
+        exit 1
+    fi
+    if [[ "releases/$rollback" == "$from" ]]; then
+        log "releases/$rollback is already current: nothing to do"
+        exit 1
+    fi
+    release_id=$rollback
+    commit=$(cat "$root/releases/$rollback/REVISION" 2>/dev/null || echo unknown)
+    log "rolling back: current -> releases/$rollback (commit $commit; was ${from:-none}), without migrating"
+    switch_to "releases/$rollback"
+    if restart_service && wait_ready && services_stay_up; then
+        record "rollback"
+        log "rolled back to releases/$rollback"
+        exit 0
+    fi
+    record "failed:rollback"
+    log "FAILED: releases/$rollback does not come up; current stays on it (the one before was ${from:-none}):" \
+        "roll back to another release (--rollback RELEASE_ID) or deploy a fix"
+    exit 2
+fi
 
 log "deploying $commit as $release_id (previous: ${previous:-none})"
 fetch_source || fail_before_switch "source"

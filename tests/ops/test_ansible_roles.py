@@ -373,7 +373,8 @@ def test_the_reindex_by_hand_in_the_docs_holds_the_deploy_lock_and_names_itself(
     import subprocess
 
     docs = (ROLES.parents[1] / "docs" / "operations.md").read_text()  # ROLES is deploy/roles
-    (command,) = [line for line in docs.splitlines() if line.startswith("sudo -u deploy ") and "--hold-lock" in line]
+    (command,) = [line for line in docs.splitlines()
+                  if line.startswith("sudo -u deploy ") and "--hold-lock" in line and "catalog reindex" in line]
     srv, etc, bin_ = tmp_path / "srv", tmp_path / "etc", tmp_path / "bin"
     for folder in (srv / "current" / "venv" / "bin", etc, bin_):
         folder.mkdir(parents=True)

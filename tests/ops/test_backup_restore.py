@@ -4,6 +4,7 @@ dump, checksum, retention pruning, restore into a scratch database (the rehearsa
 for) and over the damaged live one."""
 
 import os
+import time
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -36,9 +37,14 @@ def _sql(pg, sql: str, db: str = "raiox_bk") -> str:
     return out.stdout.strip()
 
 
-def _run(pg, script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPTS / script), *args], env=pg["env"], capture_output=True, text=True,
-                          timeout=120)
+def _run(pg, script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPTS / script), *args], env={**pg["env"], **(env or {})},
+                          capture_output=True, text=True, timeout=120)
+
+
+def _databases(pg, like: str) -> list[str]:
+    found = _sql(pg, f"SELECT datname FROM pg_database WHERE datname LIKE '{like}' ORDER BY 1", db="postgres")
+    return found.split()
 
 
 def test_backup_prune_and_restore(pg):
@@ -71,14 +77,21 @@ def test_backup_prune_and_restore(pg):
     assert _sql(pg, "SELECT count(*), (SELECT emb::text FROM refs WHERE id = 50) FROM refs",
                 db="raiox_bk_verify") == "50|[50,50,50]"
 
-    # disaster: rows lost and a table dropped; restore the latest dump over the live database
+    # disaster: rows lost and a table added since; restore the latest dump over the live database
     _sql(pg, "DELETE FROM refs WHERE id > 10")
     _sql(pg, "CREATE TABLE junk (x int)")
     restored = _run(pg, "pg-restore.sh", "raiox_bk")
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert _sql(pg, "SELECT count(*) FROM refs") == "50"
     assert _sql(pg, "SELECT name FROM refs ORDER BY emb <-> '[7,7,7]' LIMIT 1") == "system 7"
-    assert _sql(pg, "SELECT to_regclass('junk') IS NULL") == "f", "objects not in the dump are left alone"
+    # the database is the dump's, nothing else: a table created after the dump is not in it
+    assert _sql(pg, "SELECT to_regclass('junk') IS NULL") == "t", "the live database holds only the dump's objects"
+    # the replaced database is kept, as it was, until the operator drops it
+    replaced = _databases(pg, "raiox_bk_before_restore_%")
+    assert len(replaced) == 1 and f"kept as {replaced[0]}" in restored.stdout
+    assert _sql(pg, "SELECT count(*), to_regclass('junk') IS NOT NULL FROM refs", db=replaced[0]) == "10|t"
+    assert not _databases(pg, "raiox_bk_restore_%")
+    _sql(pg, f"DROP DATABASE {replaced[0]}", db="postgres")
 
 
 def test_restore_refuses_a_corrupted_dump(pg):
@@ -93,6 +106,32 @@ def test_restore_refuses_a_corrupted_dump(pg):
     assert result.returncode != 0
     assert "FAILED" in result.stdout + result.stderr
     assert _sql(pg, "SELECT count(*) FROM pg_database WHERE datname = 'raiox_bk_bad'", db="postgres") == "0"
+
+
+def test_a_dump_pg_restore_cannot_read_changes_nothing(pg):
+    """Its checksum matches (damaged before it was summed): pg_restore fails on it. The live database stays as it was
+    and the new database the restore had created is dropped again."""
+    bucket = pg["root"] / "bucket" / "raiox_bk"
+    name = "raiox_bk-29991231T000000Z.dump"  # the newest: what `latest` picks
+    (bucket / name).write_bytes(b"PGDMP not really a dump")
+    subprocess.run(["sha256sum", name], cwd=bucket, stdout=(bucket / f"{name}.sha256").open("w"), check=True)
+    try:
+        before = _sql(pg, "SELECT count(*) FROM refs")
+        result = _run(pg, "pg-restore.sh", "raiox_bk", "latest")
+        fresh = _run(pg, "pg-restore.sh", "raiox_bk", "latest", "--into", "raiox_bk_new")
+    finally:
+        (bucket / name).unlink()
+        (bucket / f"{name}.sha256").unlink()
+    assert result.returncode != 0 and fresh.returncode != 0
+    assert "dropping the unfinished database raiox_bk_restore_" in result.stderr
+    assert _sql(pg, "SELECT count(*) FROM refs") == before
+    assert not _databases(pg, "raiox_bk_restore_%") and not _databases(pg, "raiox_bk_before_restore_%")
+    assert not _databases(pg, "raiox_bk_new")
+
+
+def test_restore_refuses_a_target_name_it_cannot_build_on(pg):
+    result = _run(pg, "pg-restore.sh", "raiox_bk", "latest", "--into", "Raiox-Verify")
+    assert result.returncode == 64 and "lower-case letters, digits and _ only" in result.stderr
 
 
 def test_restore_of_a_missing_database_fails_clearly(pg):
@@ -140,3 +179,184 @@ def test_a_backup_where_every_database_succeeds_exits_0(tmp_path):
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAILED" not in result.stderr and "all databases backed up (one two)" in result.stdout
+
+
+# The roles and grants of deploy/roles/postgres (db.yml) for one environment: the owner migrates, the app role reads
+# and writes rows, nobody else connects.
+DB_YML_GRANTS = """
+CREATE ROLE rh_owner LOGIN;
+CREATE ROLE rh_app LOGIN;
+CREATE ROLE rh_other LOGIN;
+CREATE DATABASE raiox_rh OWNER rh_owner ENCODING 'UTF8' TEMPLATE template0;
+\\c raiox_rh
+CREATE EXTENSION vector;
+ALTER SCHEMA public OWNER TO rh_owner;
+REVOKE CONNECT, TEMPORARY ON DATABASE raiox_rh FROM PUBLIC;
+GRANT CONNECT ON DATABASE raiox_rh TO rh_app;
+GRANT USAGE ON SCHEMA public TO rh_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE rh_owner IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO rh_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE rh_owner IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO rh_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE rh_owner IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO rh_app;
+ALTER DATABASE raiox_rh SET work_mem TO '8MB';
+ALTER ROLE rh_app IN DATABASE raiox_rh SET statement_timeout TO '7s';
+"""
+
+
+def _raiox(pg, role: str, *code_or_args: str, migrate_to: str | None = None) -> subprocess.CompletedProcess:
+    """This checkout's raiox as `role` on raiox_rh (as the deploy runs `raiox db upgrade` with migrate.env)."""
+    import sys
+
+    env = {k: v for k, v in pg["env"].items() if not k.startswith("RAIOX_")}
+    env.update({"PYTHONPATH": str(REPO / "src"), "RAIOX_ENV": "development", "RAIOX_LOG_FORMAT": "json",
+                "RAIOX_DATA_DIR": str(pg["root"] / "data"),
+                "RAIOX_DATABASE_URL": f"postgresql://{role}@/raiox_rh?host={pg['env']['PGHOST']}"})
+    if migrate_to:  # `raiox db upgrade` goes to head; a rehearsal of an older release stops at its revision
+        cmd = [sys.executable, "-c", f"from raiox.kit.migrate import upgrade; upgrade(revision={migrate_to!r})"]
+    else:
+        cmd = [sys.executable, "-m", "raiox", *code_or_args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=pg["root"])
+
+
+def _as(pg, role: str, sql: str, db: str = "raiox_rh") -> subprocess.CompletedProcess:
+    return subprocess.run([str(pg["bin"] / "psql"), "-X", "-At", "-U", role, "-d", db, "-v", "ON_ERROR_STOP=1",
+                           "-c", sql], env=pg["env"], capture_output=True, text=True)
+
+
+def test_restore_after_a_later_migration_then_upgrade_works(pg):
+    """The release after the dump migrated (0012 creates login_locks) and went wrong: the operator rolls the code back
+    and restores the dump taken before it. The database is then exactly the dump's (revision 0011, no login_locks,
+    the dump's rows), the app role keeps its grants (database CONNECT, table rights, settings) and nobody else
+    connects, and the next `raiox db upgrade` (the fixed release's deploy) migrates it to head. Restoring over it with
+    pg_restore --clean, as before, left login_locks behind under revision 0011: that upgrade failed with "relation
+    login_locks already exists"."""
+    setup = subprocess.run([str(pg["bin"] / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"],
+                           input=DB_YML_GRANTS, env=pg["env"], capture_output=True, text=True)
+    assert setup.returncode == 0, setup.stderr
+    older = _raiox(pg, "rh_owner", migrate_to="0011")
+    assert older.returncode == 0, older.stderr
+    users = ("INSERT INTO users (id, email, password_hash, role, active, failed_logins) VALUES "
+             "(gen_random_uuid(), '{}@example.com', 'x', 'admin', true, 0)")
+    for name in ("ana", "bia"):
+        assert _as(pg, "rh_app", users.format(name)).returncode == 0
+    backup = _run(pg, "pg-backup.sh", env={"RAIOX_BACKUP_DATABASES": "raiox_rh"})
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+
+    # the later release: its migrations (login_locks among them), then rows written under it
+    upgraded = _raiox(pg, "rh_owner", "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    head = _sql(pg, "SELECT version_num FROM alembic_version", db="raiox_rh")
+    assert head > "0012"
+    assert _as(pg, "rh_app", users.format("cris")).returncode == 0
+
+    # a service still connected: the restore names it and changes nothing
+    holder = subprocess.Popen([str(pg["bin"] / "psql"), "-X", "-U", "rh_app", "-d", "raiox_rh", "-c",
+                               "SELECT pg_sleep(60)"], env=pg["env"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if _sql(pg, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'raiox_rh'", db="postgres") != "0":
+                break
+            time.sleep(0.1)
+        busy = _run(pg, "pg-restore.sh", "raiox_rh")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert busy.returncode == 1, busy.stdout + busy.stderr
+    assert "database raiox_rh is in use; stop the services" in busy.stderr and "rh_app from local" in busy.stderr
+    assert _sql(pg, "SELECT version_num FROM alembic_version", db="raiox_rh") == head
+    assert not _databases(pg, "raiox_rh_%restore%")
+
+    for _ in range(100):  # the killed psql's session ends
+        if _sql(pg, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'raiox_rh'", db="postgres") == "0":
+            break
+        time.sleep(0.1)
+    restored = _run(pg, "pg-restore.sh", "raiox_rh")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "alembic revision 0011" in restored.stdout
+    assert _sql(pg, "SELECT version_num FROM alembic_version", db="raiox_rh") == "0011"
+    assert _sql(pg, "SELECT to_regclass('login_locks') IS NULL", db="raiox_rh") == "t"
+    assert _sql(pg, "SELECT string_agg(email, ',' ORDER BY email) FROM users", db="raiox_rh") == \
+        "ana@example.com,bia@example.com"
+    # the database-level grants and settings of the one it replaced, which pg_dump does not carry
+    assert _as(pg, "rh_app", "SELECT count(*) FROM users").stdout.strip() == "2"
+    assert _as(pg, "rh_app", "SHOW statement_timeout").stdout.strip() == "7s"
+    assert _as(pg, "rh_app", "SHOW work_mem").stdout.strip() == "8MB"
+    refused = _as(pg, "rh_other", "SELECT 1")
+    assert refused.returncode != 0 and "permission denied for database" in refused.stderr
+    assert _sql(pg, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'raiox_rh'",
+                db="postgres") == "rh_owner"
+    replaced = _databases(pg, "raiox_rh_before_restore_%")
+    assert len(replaced) == 1
+    assert _sql(pg, "SELECT count(*), max(version_num) FROM users, alembic_version", db=replaced[0]) == f"3|{head}"
+
+    # the fixed release's deploy migrates the restored database, and the app role may use what it creates
+    again = _raiox(pg, "rh_owner", "db", "upgrade")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _sql(pg, "SELECT version_num FROM alembic_version", db="raiox_rh") == head
+    locked = _as(pg, "rh_app", "INSERT INTO login_locks (user_id, source, failures, updated_at) "
+                 "SELECT id, '198.51.100.0', 1, now() FROM users WHERE email = 'ana@example.com'")
+    assert locked.returncode == 0, locked.stderr
+
+
+def _unit_lines(name: str) -> dict[str, str]:
+    from .rendering import render
+
+    text = render("pg_backup", f"{name}.j2", {"postgres_databases": [], "postgres_version": 16,
+                                              "vault_backup_spaces_access_key": "k",
+                                              "vault_backup_spaces_secret_key": "s"})
+    return {k: v for k, _, v in (line.partition("=") for line in text.splitlines() if "=" in line
+                                 and not line.startswith("#"))}
+
+
+def _as_systemd_runs(pg, state: Path, databases: str) -> tuple[subprocess.CompletedProcess, str]:
+    """One night of raiox-pg-backup.service as systemd runs it, from the rendered units: ExecStart; then its
+    ExecStartPost when that exited 0, else the OnFailure= unit's ExecStart; StateDirectory= as STATE_DIRECTORY."""
+    backup = _unit_lines("raiox-pg-backup.service")
+    env = {**pg["env"], "RAIOX_BACKUP_DATABASES": databases, "STATE_DIRECTORY": str(state)}
+
+    def run(command: str) -> subprocess.CompletedProcess:
+        argv = command.removeprefix("-").replace("/usr/local/lib/raiox/", f"{SCRIPTS}/").split()
+        return subprocess.run(["bash", *argv], env=env, capture_output=True, text=True, timeout=120)
+
+    night = run(backup["ExecStart"])
+    if night.returncode == 0:
+        after = run(backup["ExecStartPost"])
+    else:
+        after = run(_unit_lines(backup["OnFailure"])["ExecStart"])
+    assert after.returncode == 0, after.stderr
+    return night, after.stdout
+
+
+def _recorded(state: Path) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (state / "raiox_backup.prom").read_text()
+    assert (state / "raiox_backup.prom").stat().st_mode & 0o777 == 0o644  # node-exporter's user reads it
+    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_a_failed_backup_is_recorded_for_monitoring_and_logged_at_crit(pg, tmp_path):
+    """Backups failing raised nothing anyone would see. Now a failed night (a database that cannot be dumped) runs the
+    OnFailure= unit: raiox_backup_failed 1 and the failure's time in the textfile node-exporter reads, a line at
+    priority crit for the journal; the next night that succeeds clears the flag and keeps the failure's time."""
+    state = tmp_path / "state"
+    state.mkdir()
+    night, said = _as_systemd_runs(pg, state, "raiox_bk")
+    assert night.returncode == 0, night.stderr
+    first = _recorded(state)
+    assert first["raiox_backup_failed"] == 0 and first["raiox_backup_last_failure_timestamp_seconds"] == 0
+    assert abs(first["raiox_backup_last_success_timestamp_seconds"] - time.time()) < 120
+
+    night, said = _as_systemd_runs(pg, state, "raiox_bk no_such_database")
+    assert night.returncode == 1 and "backup: FAILED no_such_database: pg_dump failed" in night.stderr
+    failed = _recorded(state)
+    assert failed["raiox_backup_failed"] == 1
+    assert failed["raiox_backup_last_success_timestamp_seconds"] == first["raiox_backup_last_success_timestamp_seconds"]
+    assert failed["raiox_backup_last_failure_timestamp_seconds"] >= first["raiox_backup_last_success_timestamp_seconds"]
+    assert said.startswith("<2>raiox-pg-backup FAILED on ")  # journald: priority 2, crit
+
+    night, said = _as_systemd_runs(pg, state, "raiox_bk")
+    assert night.returncode == 0 and not said.startswith("<")
+    again = _recorded(state)
+    assert again["raiox_backup_failed"] == 0
+    assert again["raiox_backup_last_failure_timestamp_seconds"] == failed["raiox_backup_last_failure_timestamp_seconds"]

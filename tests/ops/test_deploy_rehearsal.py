@@ -474,6 +474,59 @@ def test_an_older_release_without_the_catalog_check_still_deploys(host):
     assert _current(host).endswith(sha[:12]) and _ready(host).status_code == 200
 
 
+def test_a_rollback_by_hand_waits_for_the_deploy_lock(host):
+    """`raiox-deploy --rollback previous` (the runbook's rollback) takes the deploy lock as a deploy does: with a
+    deploy holding it, it waits (and switches nothing meanwhile), then switches to the release before the current
+    one, restarts, waits for /readyz and records it; one that cannot have the lock in time gives up, naming the
+    holder, and changes nothing. Rolling forward again is a rollback to that release by its name."""
+    current = Path(_current(host)).name
+    older = sorted(p.name for p in (host["srv"] / "releases").iterdir() if p.name < current)
+    assert older, "the rehearsal's earlier deploys left releases"
+    holder = "deploy of 0123abcd by deploy (pid 4242) since 2026-12-05T07:00:00Z\n"
+    (host["srv"] / ".deploy.lock").write_text(holder)
+    lock = open(host["srv"] / ".deploy.lock", "a")  # noqa: SIM115 - held across the calls
+    out = host["root"] / "rollback.out"
+    restarts = len(_restarts(host))
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        gave_up = _rollback(host, "previous", env={"RAIOX_LOCK_TIMEOUT": "1"})
+        assert gave_up.returncode == 1, gave_up.stdout + gave_up.stderr
+        assert f"gave up: the deploy lock is still held after 1s (RAIOX_LOCK_TIMEOUT) by: {holder.strip()}" in \
+            " ".join(gave_up.stdout.split())
+        assert "roll back again once it is done" in gave_up.stdout
+        with open(out, "w") as sink:
+            proc = subprocess.Popen(["bash", str(DEPLOY), "--rollback", "previous"], env=host["env"], stdout=sink,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "waiting for the deploy lock" not in out.read_text():
+            time.sleep(0.2)
+        time.sleep(1)
+        assert proc.poll() is None, out.read_text()  # still waiting, nothing switched
+        assert f"held by: {holder.strip()}" in " ".join(out.read_text().split())
+        assert Path(_current(host)).name == current and len(_restarts(host)) == restarts
+    finally:
+        lock.close()  # the deploy ends
+    assert proc.wait(timeout=120) == 0, out.read_text() + _serve_log(host)
+    log = out.read_text()
+    assert f"rolling back: current -> releases/{older[-1]}" in log and "without migrating" in log
+    assert Path(_current(host)).name == older[-1]
+    assert _restarts(host)[-1] == f"start releases/{older[-1]}" and _ready(host).status_code == 200
+    assert (host["srv"] / "deploys.log").read_text().splitlines()[-1].endswith(" rollback")
+    assert (host["srv"] / ".deploy.lock").read_text().startswith("rollback to previous by ")
+
+    unknown = _rollback(host, "20200101T000000Z-nothere")
+    assert unknown.returncode == 1 and current in unknown.stdout and "no release 20200101T000000Z-nothere" in \
+        unknown.stdout
+    forward = _rollback(host, current)
+    assert forward.returncode == 0, forward.stdout + forward.stderr + _serve_log(host)
+    assert Path(_current(host)).name == current and _ready(host).status_code == 200
+
+
+def _rollback(host, release: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(DEPLOY), "--rollback", release], env={**host["env"], **(env or {})},
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_concurrent_deploy_waits_for_the_lock(host):
     """Whoever holds the lock (app.yml's reindex here) wrote a line saying so: a deploy that gives up waiting names
     it and that a reindex may be running, and leaves the holder's line as it was."""

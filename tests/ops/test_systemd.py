@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from .rendering import context, render, write
+from .rendering import ROLES, context, render, write
 from .tooling import require_tool
 
 HARDENING = {
@@ -13,6 +13,9 @@ HARDENING = {
     "PrivateDevices": "yes", "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes",
     "ProtectControlGroups": "yes", "RestrictSUIDSGID": "yes", "CapabilityBoundingSet": "",
 }
+
+
+BACKUP_UNITS = ("raiox-pg-backup.service", "raiox-pg-backup-failed.service", "raiox-pg-backup.timer")
 
 
 def _units(tmp_path):
@@ -30,13 +33,13 @@ def _units(tmp_path):
             **values, "unit_name": name, "unit_description": spec["description"],
             "unit_command": spec["command"], "unit_stop_timeout": spec["stop_timeout"],
         })
-    backup = write(tmp_path / "lib" / "pg-backup.sh", "#!/bin/sh\n")
-    backup.chmod(0o755)
-    for name in ("raiox-pg-backup.service", "raiox-pg-backup.timer"):
+    for script in ("pg-backup.sh", "backup-status.sh"):
+        write(tmp_path / "lib" / script, "#!/bin/sh\n").chmod(0o755)
+    for name in BACKUP_UNITS:
         text = render("pg_backup", f"{name}.j2", {"postgres_databases": [], "postgres_version": 16,
                                                   "vault_backup_spaces_access_key": "k",
                                                   "vault_backup_spaces_secret_key": "s"})
-        units[name] = text.replace("/usr/local/lib/raiox/pg-backup.sh", str(backup))
+        units[name] = text.replace("/usr/local/lib/raiox/", f"{tmp_path / 'lib'}/")
     folder = tmp_path / "units"
     for name, text in units.items():
         write(folder / name, text)
@@ -97,3 +100,22 @@ def test_app_units_are_hardened_and_restart(tmp_path, unit):
         assert "serve --host 127.0.0.1 --port 8000 --no-worker" in settings["ExecStart"][0]
     if unit == "raiox-worker.service":
         assert settings["ExecStart"][0].split()[1] == "worker"
+
+
+def test_a_failed_backup_starts_the_unit_that_records_and_reports_it(tmp_path):
+    """No alert used to follow a failed backup: the unit now names an OnFailure= unit (installed by the role), which
+    records the failure where monitoring reads it; a run that succeeded records that (ExecStartPost, which runs only
+    after ExecStart succeeded, and whose own failure does not fail the backup)."""
+    _, units = _units(tmp_path)
+    backup = _settings(units["raiox-pg-backup.service"])
+    failed = _settings(units["raiox-pg-backup-failed.service"])
+    assert backup["OnFailure"] == ["raiox-pg-backup-failed.service"]
+    assert backup["ExecStartPost"] == [f"-{tmp_path}/lib/backup-status.sh ok"]
+    assert failed["ExecStart"] == [f"{tmp_path}/lib/backup-status.sh failed"]
+    for settings in (backup, failed):
+        assert settings["StateDirectory"] == ["raiox-backup"] and settings["StateDirectoryMode"] == ["0755"]
+    assert failed["User"] == ["postgres"] and "RemoveIPC" not in failed
+    for key, value in HARDENING.items():
+        assert failed.get(key) == [value], key
+    installed = (ROLES / "pg_backup" / "tasks" / "main.yml").read_text()
+    assert "raiox-pg-backup-failed.service" in installed and "backup-status.sh" in installed

@@ -65,6 +65,7 @@ def test_secrets_reach_steps_through_env_only():
 
 class _FakeDigitalOcean(http.server.BaseHTTPRequestHandler):
     calls: list = []
+    firewalls: list = []
 
     def _reply(self, status: int, body: dict | None = None, text: str | None = None):
         data = text.encode() if text is not None else json.dumps(body or {}).encode()
@@ -83,8 +84,7 @@ class _FakeDigitalOcean(http.server.BaseHTTPRequestHandler):
         if self.path == "/checkip":
             return self._reply(200, text="198.51.100.7\n")
         if self.path.startswith("/v2/firewalls?"):
-            return self._reply(200, {"firewalls": [{"id": "fw-db", "name": "raiox-db"},
-                                                   {"id": "fw-web", "name": "raiox-web"}]})
+            return self._reply(200, {"firewalls": self.firewalls})
         self._reply(404)
 
     def do_POST(self):
@@ -100,6 +100,13 @@ class _FakeDigitalOcean(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_do():
     _FakeDigitalOcean.calls = []
+    # as the API lists them: each firewall with its rules (infra/firewall.tf's SSH rule for the operators' CIDRs)
+    _FakeDigitalOcean.firewalls = [
+        {"id": "fw-db", "name": "raiox-db", "inbound_rules": []},
+        {"id": "fw-web", "name": "raiox-web", "inbound_rules": [
+            {"protocol": "tcp", "ports": "22", "sources": {"addresses": ["203.0.113.0/24"]}},
+            {"protocol": "tcp", "ports": "443", "sources": {"addresses": ["0.0.0.0/0", "::/0"]}}]},
+    ]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeDigitalOcean)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -133,3 +140,36 @@ def test_ci_ssh_window_opens_and_closes_one_address(tmp_path, fake_do):
     missing = subprocess.run(["bash", script, "open"], env={**env, "DO_FIREWALL_NAME": "nope"},
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no cloud firewall named nope" in missing.stderr
+
+
+def _window(tmp_path, base: str, action: str, **extra: str) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ["PATH"], "RUNNER_TEMP": str(tmp_path), "DIGITALOCEAN_TOKEN": "dop_v1_test",
+           "DO_API_URL": f"{base}/v2", "CHECKIP_URL": f"{base}/checkip", **extra}
+    return subprocess.run(["bash", str(REPO / "deploy" / "scripts" / "ci-ssh-window.sh"), action], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_ci_ssh_window_leaves_an_identical_rule_that_was_there_before(tmp_path, fake_do):
+    """An operator's own /32 for the runner's address (or the same address in an SSH rule's list) was there before
+    the window opened: open adds nothing, and close must not delete it (a DELETE of that rule removes the address)."""
+    require_tool("curl", "Debian package curl")
+    base, calls = fake_do
+    _FakeDigitalOcean.firewalls[1]["inbound_rules"][0]["sources"]["addresses"].append("198.51.100.7/32")
+    opened = _window(tmp_path, base, "open")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert "already open to 198.51.100.7/32" in opened.stdout
+    closed = _window(tmp_path, base, "close")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert "this run added no SSH rule" in closed.stdout
+    assert [(method, path) for method, path, _, _ in calls if method != "GET"] == []
+
+
+def test_ci_ssh_window_refuses_two_firewalls_of_the_same_name(tmp_path, fake_do):
+    require_tool("curl", "Debian package curl")
+    base, calls = fake_do
+    _FakeDigitalOcean.firewalls.append({"id": "fw-web-2", "name": "raiox-web", "inbound_rules": []})
+    for action in ("open", "close"):
+        result = _window(tmp_path, base, action)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "2 cloud firewalls are named raiox-web (ids fw-web fw-web-2)" in result.stderr
+    assert [(method, path) for method, path, _, _ in calls if method != "GET"] == []
