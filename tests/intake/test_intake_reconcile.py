@@ -132,3 +132,39 @@ async def test_reconcile_runs_are_counted_in_the_jobs_metric(monkeypatch):
         await tasks.reconcile_submissions.func(timestamp=0)
     get_settings.cache_clear()
     assert (value("succeeded"), value("error")) == (before[0] + 1, before[1] + 1)
+
+
+async def test_a_submission_the_database_refuses_does_not_stop_the_run_and_is_tried_again(committed, jotform):
+    """One submission's rows refused by the database (here a constraint its name breaks, and an id longer than the
+    schema's 40 characters) is rolled back alone, logged and counted: the run ingests the others, and the next run
+    tries it again (ingested once the database takes it), never a second case for the others."""
+    from raiox.kit.metrics import JOBS
+
+    def refused() -> float:
+        return JOBS.labels(task="reconcile_submissions", outcome="submission_refused")._value.get()
+
+    first = jotform.add_submission(FORM_ID, created_at=created_at_ago(hours=4))
+    blocked = jotform.add_submission(FORM_ID, name=("Recusado", "Silva"), created_at=created_at_ago(hours=3))
+    too_long = jotform.add_submission(FORM_ID, submission_id="9" * 41, created_at=created_at_ago(hours=2))
+    last = jotform.add_submission(FORM_ID, created_at=created_at_ago(hours=1))
+    before = refused()
+    async with session_scope() as session:
+        await session.execute(text("ALTER TABLE cases ADD CONSTRAINT test_refused_name "
+                                   "CHECK (client_name IS DISTINCT FROM 'Recusado Silva')"))
+    try:
+        assert await reconcile() == 2
+        assert set(await cases()) == {first["id"], last["id"]}
+        assert refused() == before + 2
+    finally:
+        async with session_scope() as session:
+            await session.execute(text("ALTER TABLE cases DROP CONSTRAINT IF EXISTS test_refused_name"))
+    assert await reconcile() == 1  # the database takes it now: ingested by the next run
+    found = await cases()
+    assert set(found) == {first["id"], blocked["id"], last["id"]} and too_long["id"] not in found
+    assert found[blocked["id"]].client_name == "Recusado Silva"
+    assert refused() == before + 3  # the id the schema can never hold: refused again, logged every run
+    async with session_scope() as session:
+        jobs = (await session.execute(text("SELECT count(*) FROM procrastinate_jobs WHERE task_name='process_case'"))
+                ).scalar_one()
+        images = (await session.execute(select(func.count()).select_from(CaseImage))).scalar_one()
+    assert jobs == 3 and images == 0

@@ -306,6 +306,16 @@ def test_split_multipart_fast_path():
     assert split_multipart(body[:-10], BOUNDARY) is None  # no closing boundary: not the simple shape
 
 
+def test_split_urlencoded_reads_as_parse_qsl_does_and_keeps_utf8():
+    from urllib.parse import parse_qsl
+
+    from raiox.intake.formdata import split_urlencoded
+
+    body = "a=1&&b=x+y%2Bz&empty=&bare&a=2&t=%C3%A7%zz%4&k%C3%A9y=S%C3%A3o"
+    assert split_urlencoded(body.encode()) == dict(parse_qsl(body, keep_blank_values=True))
+    assert split_urlencoded("q=ção &r=%E3".encode()) == {"q": "ção ", "r": "ã"}
+
+
 def invalid_count() -> float:
     from raiox.kit.metrics import REGISTRY
 
@@ -422,3 +432,56 @@ async def test_an_upload_url_longer_than_an_index_entry_keeps_its_case(api, read
                                    .order_by(CaseImage.position))).scalars().all()
     assert [len(i.source_url) > 6000 for i in images] == [True, False]
     assert (await api.post(URL, **urlencoded(fields))).json()["duplicate"] is True
+
+
+PT_TITLE = "Implante São João – ção"
+PT_PRETTY = "Nome do dentista:João da Silva, Observações:Implante antigo: região de 46 – ção"
+
+
+def _body_with(fields: dict, encoding: str, shape: str) -> dict:
+    """FIELDS as a webhook body whose text fields are ENCODING bytes, sent in SHAPE: `escaped` (urlencoded,
+    percent-escapes), `raw` (urlencoded, the bytes as they are), `simple` (multipart as Jotform sends it) or
+    `general` (multipart whose parts carry a Content-Type: Starlette's parser, not the fast path)."""
+    from urllib.parse import quote_plus
+
+    if shape in ("escaped", "raw"):
+        def escape(value: bytes) -> bytes:  # raw: only what the syntax needs escaped, other bytes as they are
+            if shape == "escaped":
+                return quote_plus(value, safe="").encode()
+            return value.replace(b"%", b"%25").replace(b"&", b"%26").replace(b"+", b"%2B").replace(b"=", b"%3D")
+
+        body = b"&".join(escape(k.encode()) + b"=" + escape(v.encode(encoding)) for k, v in fields.items())
+        return {"content": body, "headers": {"content-type": "application/x-www-form-urlencoded"}}
+    extra = b"Content-Type: text/plain\r\n" if shape == "general" else b""
+    parts = [b"--" + BOUNDARY.encode() + b'\r\nContent-Disposition: form-data; name="' + k.encode() + b'"\r\n' + extra +
+             b"\r\n" + v.encode(encoding) + b"\r\n" for k, v in fields.items()]
+    return {"content": b"".join(parts) + b"--" + BOUNDARY.encode() + b"--\r\n",
+            "headers": {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}}
+
+
+@pytest.mark.parametrize("shape", ["escaped", "raw", "simple", "general"])
+async def test_pt_br_top_level_fields_are_read_as_utf8(api, reader, shape):
+    """formTitle and pretty (plain text, unlike rawRequest's \\u escapes) keep their accents and dashes, whether a
+    urlencoded body percent-escapes the UTF-8 bytes or sends them raw, and in either multipart parser."""
+    fields = dict(webhook_fields(submission("6084250982513018300")), formTitle=PT_TITLE, pretty=PT_PRETTY)
+    response = await api.post(URL, **_body_with(fields, "utf-8", shape))
+    assert response.status_code == 200, response.text
+    case = await reader.get(Case, response.json()["case_id"])
+    assert (case.payload["formTitle"], case.payload["pretty"]) == (PT_TITLE, PT_PRETTY)
+    assert case.client_name == "João da Silva"
+    images = (await reader.execute(select(CaseImage).where(CaseImage.case_id == case.id)
+                                    .order_by(CaseImage.position))).scalars().all()
+    assert [i.filename for i in images] == FILES
+
+
+@pytest.mark.parametrize("shape", ["escaped", "raw", "simple", "general"])
+async def test_top_level_text_not_in_utf8_is_read_as_latin1_and_the_case_kept(api, reader, shape):
+    """A sender that writes Latin-1 (not UTF-8) in a text field: that field is read as Latin-1, every byte kept and
+    the case created; the other fields (rawRequest, ASCII JSON) as sent."""
+    fields = dict(webhook_fields(submission("6084250982513018400")), formTitle="Implante São João")
+    response = await api.post(URL, **_body_with(fields, "latin-1", shape))
+    assert response.status_code == 200, response.text
+    case = await reader.get(Case, response.json()["case_id"])
+    assert case.payload["formTitle"] == "Implante São João" and case.client_name == "João da Silva"
+    images = (await reader.execute(select(CaseImage).where(CaseImage.case_id == case.id))).scalars().all()
+    assert len(images) == len(FILES)

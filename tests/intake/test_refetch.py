@@ -105,3 +105,71 @@ async def test_a_film_a_stopped_refetch_stored_but_never_analysed_is_analysed_by
     assert len([r for r in jotform.requests if r.path.endswith("/b.png")]) == downloads  # read back from storage
     again = await api.post(f"/cases/{case_id}/retry", headers=bearer)
     assert again.status_code == 409
+
+
+async def _approve(case_id):
+    from raiox.cases.service import get_or_404, transition
+
+    async with session_scope() as session:
+        case = await get_or_404(session, case_id, for_update=True)
+        await transition(session, case, "approved", actor="user:ana@example.com", reason=None)
+
+
+async def test_a_film_fetched_while_the_case_is_approved_is_kept_not_analysed_and_the_decision_stands(
+        api, bearer, jotform, catalog, scene_pngs):
+    """The operator approves the case while its film is being downloaded again: the film's bytes are kept (viewable)
+    and it becomes `skipped` with the reason, never `stored` for ever; no implant is added and the ranking the
+    reviewer approved is not fused again; the history says what happened."""
+    import asyncio
+
+    from raiox.intake import refetch
+
+    content = jotform.add_submission(FORM_ID, files={"radiografias": [("a.png", scene_pngs[0]),
+                                                                      ("b.png", scene_pngs[1])]})
+    case_id = uuid.UUID((await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))).json()
+                        ["case_id"])
+    path = f"/uploads/{jotform.state.username}/{FORM_ID}/{content['id']}/b.png"
+    jotform.fail(path, 403, times=1)
+    assert await processing.process_case(case_id) == "awaiting_review"
+    _, _, fixtures_before, ranked_before, _ = await _state(case_id)
+    jotform.delay(path, 1.5)
+    asked = len([r for r in jotform.requests if r.path == path])
+    running = asyncio.create_task(refetch.refetch(case_id))
+    while len([r for r in jotform.requests if r.path == path]) == asked:  # the download has started
+        await asyncio.sleep(0.02)
+    await _approve(case_id)
+    assert await running == 1
+
+    case, (first, second), fixtures, ranked, events = await _state(case_id)
+    assert case.status == "approved" and first.status == "processed"
+    assert second.status == "skipped" and second.storage_key and second.sha256 and second.width
+    assert second.error == "not analysed: the case was decided (approved) before this film was analysed"
+    assert set(fixtures) == set(fixtures_before) and ranked == ranked_before
+    assert events[-1] == "1 film(s) downloaded again after the case was decided, 1 not analysed"
+    refused = await api.post(f"/cases/{case_id}/retry", headers=bearer)
+    assert refused.status_code == 409
+
+
+async def test_a_film_a_stopped_refetch_stored_is_settled_when_the_case_was_decided_meanwhile(
+        api, jotform, catalog, scene_pngs):
+    """The refetch stopped after storing the film (killed), the operator approved the case, then the job's retry
+    runs: the film is `skipped` with the reason, not left `stored` for ever, and the case stays as approved."""
+    from raiox.intake import refetch
+    from raiox.intake.download import new_client
+    from raiox.kit.settings import get_settings
+
+    content = jotform.add_submission(FORM_ID, files={"radiografias": [("a.png", scene_pngs[0]),
+                                                                      ("b.png", scene_pngs[1])]})
+    case_id = uuid.UUID((await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))).json()
+                        ["case_id"])
+    jotform.fail(f"/uploads/{jotform.state.username}/{FORM_ID}/{content['id']}/b.png", 403, times=1)
+    assert await processing.process_case(case_id) == "awaiting_review"
+    _, (_, second), fixtures_before, _, _ = await _state(case_id)
+    async with new_client(get_settings()) as http:
+        assert await processing.fetch_and_store(second, http) is not None
+    await _approve(case_id)
+    assert await refetch.refetch(case_id) == 0
+    case, (_, second), fixtures, _, _ = await _state(case_id)
+    assert (case.status, second.status) == ("approved", "skipped") and second.storage_key
+    assert second.error == "not analysed: the case was decided (approved) before this film was analysed"
+    assert set(fixtures) == set(fixtures_before)

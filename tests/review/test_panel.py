@@ -1263,3 +1263,25 @@ async def test_the_operator_corrects_a_mistyped_email_in_portuguese(panel):
         assert (await session.get(Case, case.id)).client_email == "ana@clinica.com.br"
     page = (await panel.get(f"/admin/cases/{case.id}")).text
     assert "Corrigiu o e-mail do dentista" in page and "dentista@example.com → ana@clinica.com.br" in page
+
+
+async def test_a_film_not_analysed_because_the_case_was_decided_reads_so_in_pt_br(panel):
+    """`skipped` (a refetch that finished after the approval: raiox.intake.refetch): the film is still shown, its badge
+    and reason in pt-BR."""
+    from sqlalchemy import update
+
+    from raiox.intake.processing import decided_reason
+    from raiox.models import CaseImage
+
+    async with session_scope() as session:
+        await add_system(session, "neo-cm", "Neodent", "Grand Morse", seed=1)
+        case = await add_case(session, status=CaseStatus.approved, candidates=[("neo-cm", 0.78)], images=2)
+        await session.execute(update(CaseImage).where(CaseImage.case_id == case.id, CaseImage.position == 1)
+                              .values(status="skipped", error=decided_reason("approved")))
+        await add_user(session, "rev@example.com", PASSWORD, "reviewer")
+    await login(panel, "rev@example.com")
+    page = await panel.get(f"/admin/cases/{case.id}")
+    assert page.status_code == 200
+    assert "não analisada" in page.text
+    assert "o caso já tinha sido decidido antes da análise desta radiografia" in page.text
+    assert page.text.count("/media/case-images/") >= 2  # both films still shown

@@ -21,6 +21,11 @@ RECORDED = {  # what the intake, processing and delivery code records -> what th
         "o arquivo não é uma imagem utilizável (detalhe técnico: unrecognised file format)",
     "processing failed after 6 attempts: storage down":
         "o processamento falhou após 6 tentativas (detalhe técnico: storage down)",
+    "1 film(s) downloaded again after the case was decided, 1 not analysed":
+        "1 radiografia(s) baixada(s) de novo depois da decisão do caso, 1 não analisada(s) (a decisão foi mantida)",
+    "not analysed: the case was decided (approved) before this film was analysed":
+        "o caso já tinha sido decidido antes da análise desta radiografia (a decisão foi mantida) "
+        "(detalhe técnico: approved)",
     # the catalog upload's report
     "duplicate of upload/a.png": "a mesma imagem que upload/a.png, ignorada",
     "same image already in system neo-cm": "a mesma imagem já é referência do sistema neo-cm",

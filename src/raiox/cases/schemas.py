@@ -57,7 +57,7 @@ class ImageOut(BaseModel):
     position: int
     question: str | None
     filename: str | None
-    status: str  # pending | stored | processed | invalid | failed
+    status: str  # pending | stored | processed | invalid | failed | skipped
     error: str | None
     sha256: str | None
     size_bytes: int | None

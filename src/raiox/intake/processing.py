@@ -31,6 +31,8 @@ from raiox.models import CaseImage, CaseStatus, ImageStatus
 log = get_logger(__name__)
 ACTOR = "system:worker"
 RUNNABLE = {CaseStatus.received, CaseStatus.processing, CaseStatus.failed}
+# reviewed: approved or rejected, delivered or not; never back to review (cases.service.TRANSITIONS)
+DECIDED = frozenset({CaseStatus.approved, CaseStatus.rejected, CaseStatus.delivered, CaseStatus.delivery_failed})
 DOWNLOADS = 4
 ANALYSES = max(1, min(4, os.cpu_count() or 1))
 
@@ -62,6 +64,8 @@ async def start(case_id: uuid.UUID, attempt: int) -> list[CaseImage] | None:
         case = await locked_case(session, case_id)
         if case.status not in RUNNABLE:
             log.info("case_already_processed", case_id=str(case_id), status=case.status)
+            if case.status in DECIDED:  # films an earlier run stored but stopped before analysing
+                await repository.skip_stored_images(session, case_id, decided_reason(case.status))
             return None
         reason = "processing started" if attempt == 0 else f"processing attempt {attempt + 1}"
         await transition(session, case, CaseStatus.processing, actor=ACTOR, reason=reason)
@@ -145,6 +149,8 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
         case = await locked_case(session, case_id)
         if case.status != CaseStatus.processing:
             log.warning("case_moved_during_processing", case_id=str(case_id), status=case.status)
+            if case.status in DECIDED:  # else runnable again (failed, received): the next run analyses what is stored
+                await settle_after_decision(session, case.status, analysed)
             return case.status
         await repository.delete_automatic_fixtures(session, case_id)
         for item in analysed:
@@ -166,6 +172,27 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
             await transition(session, case, CaseStatus.awaiting_review, actor=ACTOR,
                              reason=f"{len(usable)} image(s) analysed, {fixtures} implant(s) found")
         return case.status
+
+
+def decided_reason(status: str) -> str:
+    return f"not analysed: the case was decided ({status}) before this film was analysed"
+
+
+async def settle_after_decision(session, status: str, analysed: list[Analysed]) -> int:
+    """Films a run stored and analysed for a case decided (STATUS) before their analysis could be saved: the decision
+    stands as the reviewer made it (no implant added, no ranking fused again, nothing the result or a resend could
+    show that the reviewer never saw). A film that is an image becomes `skipped` (its bytes kept, viewable, with the
+    reason); one that is not, `invalid` with the decoder's reason. Rows another run saved meanwhile are left as they
+    are. The number of films skipped."""
+    skipped = 0
+    for item in analysed:
+        usable = item.status == ImageStatus.processed
+        skipped += usable
+        await repository.settle_stored_image(
+            session, item.image_id, status=ImageStatus.skipped if usable else item.status,
+            error=decided_reason(status) if usable else item.error,
+            width=item.size[0] if item.size else None, height=item.size[1] if item.size else None)
+    return skipped
 
 
 async def store_fixture(session, image_id: uuid.UUID, index: int, located, model_id: str, top_k: int,

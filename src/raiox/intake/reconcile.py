@@ -4,9 +4,19 @@ Jotform documents no webhook retries, so `reconcile` lists the form's recent sub
 (`created_at:gt` now - RAIOX_RECONCILE_LOOKBACK_HOURS; Jotform's `created_at` carries no time zone, the
 look-back window absorbs the offset) and ingests those without a case, through the same idempotent
 `ingest` as the webhook: a webhook arriving at the same time still yields one case.
+
+Each submission is ingested in its own transaction: one the database refuses (a value the schema rejects, a
+constraint it breaks) is rolled back alone, logged (`reconcile_submission_refused`) and counted
+(`raiox_jobs_total{task="reconcile_submissions",outcome="submission_refused"}`), and the run goes on with the others;
+having no case, it is tried again by the next run (while it is in the look-back window). A database that is down or
+busy (connection lost, timeouts, deadlocks: psycopg's OperationalError) stops the run instead: the next one retries
+every submission, and the job is counted as an error.
 """
 
 from datetime import UTC, datetime, timedelta
+
+import psycopg
+from sqlalchemy.exc import DBAPIError
 
 from raiox.intake import repository, service
 from raiox.intake.parse import Submission, from_api
@@ -14,6 +24,7 @@ from raiox.kit.db import session_scope
 from raiox.kit.errors import RaioxError
 from raiox.kit.jotform import JotformNotFound, get_jotform_client
 from raiox.kit.logging import get_logger
+from raiox.kit.metrics import JOBS
 from raiox.kit.settings import get_settings
 
 log = get_logger(__name__)
@@ -74,6 +85,16 @@ def _parse(content: dict) -> Submission | None:
         return None
 
 
+def refused_by_database(exc: BaseException) -> psycopg.DatabaseError | None:
+    """The database's refusal of this one submission's rows (a value out of the schema's range, a constraint
+    broken, a trigger's exception), psycopg's or wrapped by SQLAlchemy; None for anything else, the database being
+    unreachable or busy (OperationalError: the other submissions would fail alike) included."""
+    error = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(error, psycopg.DatabaseError) and not isinstance(error, psycopg.OperationalError):
+        return error
+    return None
+
+
 async def _ingest_missing(items: list[dict]) -> int:
     created = 0
     async with session_scope() as session:
@@ -84,8 +105,16 @@ async def _ingest_missing(items: list[dict]) -> int:
         sub = _parse(content)
         if sub is None:
             continue
-        async with session_scope() as session:
-            result = await service.ingest(session, sub, source="reconcile")
+        try:
+            async with session_scope() as session:  # its own transaction: a refusal rolls back this submission only
+                result = await service.ingest(session, sub, source="reconcile")
+        except Exception as exc:
+            if (refusal := refused_by_database(exc)) is None:
+                raise
+            JOBS.labels(task="reconcile_submissions", outcome="submission_refused").inc()
+            log.error("reconcile_submission_refused", submission_id=sub.submission_id,
+                      sqlstate=refusal.sqlstate, error=type(refusal).__name__, detail=str(refusal).splitlines()[0])
+            continue
         if result.created:
             created += 1
             log.info("reconcile_ingested", submission_id=sub.submission_id, case_id=str(result.case_id))

@@ -7,7 +7,9 @@ Job `refetch_images` {case_id} (serialised with the case's other jobs by the loc
 outage raises (the job retries); a film refused again keeps `failed` with its new reason. A film is marked `stored`
 as soon as its bytes are (its own commit), its implants only with the case's: a job stopped between the two (killed,
 an analysis or the database failing) leaves a film `stored` and not analysed, which the next run (the job's retry or
-the operator's) analyses from storage, rather than skip it for ever as downloaded."""
+the operator's) analyses from storage, rather than skip it for ever as downloaded. A case decided (approved or
+rejected) while its films were fetched stays as decided: the films got are kept, `skipped` with the reason (an image)
+or `invalid` (not one), never analysed into it (`processing.settle_after_decision`), and its history says so."""
 
 import asyncio
 import uuid
@@ -16,8 +18,8 @@ from raiox.cases.repository import add_event
 from raiox.intake import repository
 from raiox.intake.download import new_client
 from raiox.intake.processing import (
-    ACTOR, ANALYSES, DOWNLOADS, Analysed, _needs_download, analyse, fetch_and_store, gather_all, locked_case,
-    replace_ranking, store_fixture,
+    ACTOR, ANALYSES, DECIDED, DOWNLOADS, Analysed, _needs_download, analyse, decided_reason, fetch_and_store,
+    gather_all, locked_case, replace_ranking, settle_after_decision, store_fixture,
 )
 from raiox.kit.logging import get_logger
 from raiox.kit.settings import get_settings
@@ -40,6 +42,8 @@ async def failed_films(case_id: uuid.UUID) -> list[CaseImage]:
         case = await locked_case(session, case_id)
         if case.status != CaseStatus.awaiting_review:
             log.info("refetch_skipped", case_id=str(case_id), status=case.status)
+            if case.status in DECIDED:  # a film a stopped run stored: kept, never analysed into the decided case
+                await repository.skip_stored_images(session, case_id, decided_reason(case.status))
             return []
         return [i for i in await repository.list_images(session, case_id) if i.status in TO_REFETCH]
 
@@ -79,6 +83,12 @@ async def _save(case_id: uuid.UUID, analysed: list[Analysed]) -> None:
         case = await locked_case(session, case_id)
         if case.status != CaseStatus.awaiting_review:  # decided while the films were fetched: left as decided
             log.warning("case_moved_during_refetch", case_id=str(case_id), status=case.status)
+            if case.status in DECIDED and analysed:
+                skipped = await settle_after_decision(session, case.status, analysed)
+                await add_event(session, CaseEvent(
+                    case_id=case_id, from_status=case.status, to_status=case.status, actor=ACTOR,
+                    reason=f"{len(analysed)} film(s) downloaded again after the case was decided, {skipped} not "
+                           "analysed"))
             return
         found = 0
         for item in analysed:

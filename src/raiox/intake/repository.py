@@ -105,6 +105,21 @@ async def update_image(session: AsyncSession, image_id: uuid.UUID, **values) -> 
     await session.execute(update(CaseImage).where(CaseImage.id == image_id).values(**values))
 
 
+async def settle_stored_image(session: AsyncSession, image_id: uuid.UUID, **values) -> None:
+    """IMAGE_ID's row updated with VALUES only while it is still `stored` (a run beside this one may have saved its
+    analysis meanwhile: that stands)."""
+    await session.execute(update(CaseImage).where(CaseImage.id == image_id, CaseImage.status == ImageStatus.stored)
+                          .values(**values))
+
+
+async def skip_stored_images(session: AsyncSession, case_id: uuid.UUID, reason: str) -> int:
+    """The case's films still `stored` (their analysis never saved) become `skipped` with REASON; how many."""
+    result = await session.execute(update(CaseImage).where(CaseImage.case_id == case_id,
+                                                           CaseImage.status == ImageStatus.stored)
+                                   .values(status=ImageStatus.skipped, error=reason))
+    return result.rowcount
+
+
 async def fail_pending_images(session: AsyncSession, case_id: uuid.UUID, reason: str) -> None:
     await session.execute(update(CaseImage).where(CaseImage.case_id == case_id, CaseImage.status == ImageStatus.pending)
                           .values(status=ImageStatus.failed, error=reason))

@@ -29,6 +29,7 @@ class ImageStatus(enum.StrEnum):
     processed = "processed"
     invalid = "invalid"  # not an image / undecodable: reason in `error`
     failed = "failed"  # could not be downloaded after retries
+    skipped = "skipped"  # stored after its case was decided: kept (viewable), never analysed; reason in `error`
 
 
 class Case(Base):
