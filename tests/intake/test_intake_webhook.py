@@ -306,6 +306,23 @@ def test_split_multipart_fast_path():
     assert split_multipart(body[:-10], BOUNDARY) is None  # no closing boundary: not the simple shape
 
 
+@pytest.mark.parametrize("urlencoded", [False, True])
+async def test_a_body_of_exactly_max_fields_is_accepted(api, reader, urlencoded):
+    """MAX_FIELDS is a limit, not an off-by-one: 2000 fields (Jotform's and padding) make a case."""
+    from raiox.intake.formdata import MAX_FIELDS
+
+    fields = _padded(MAX_FIELDS - len(_fields()))
+    assert len(fields) == MAX_FIELDS
+    if urlencoded:
+        request = {"content": urlencode(fields).encode(),
+                   "headers": {"content-type": "application/x-www-form-urlencoded"}}
+    else:
+        request = multipart(fields)
+    response = await api.post(URL, **request)
+    assert response.status_code == 200, response.text
+    assert (await reader.execute(select(func.count()).select_from(Case))).scalar_one() == 1
+
+
 def test_split_urlencoded_reads_as_parse_qsl_does_and_keeps_utf8():
     from urllib.parse import parse_qsl
 
@@ -370,6 +387,11 @@ def _fields() -> dict:
 
 
 MP = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def _padded(extra: int) -> dict:
+    """Jotform's fields plus EXTRA more (`x0`, `x1`...)."""
+    return {**_fields(), **{f"x{i}": "" for i in range(extra)}}
 CLOSE = f"--{BOUNDARY}--\r\n".encode()
 FILE_PART = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\n'
              "Content-Type: image/png\r\n\r\nPNG\r\n").encode()
@@ -387,6 +409,16 @@ FILE_PART = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="f"; filenam
     (lambda: multipart_body(_fields(), BOUNDARY)[:-len(CLOSE)], MP, 400, "bad_request", "closing boundary"),
     (lambda: json.dumps(_fields()).encode(), "application/json", 415, "unsupported_media_type",
      "multipart/form-data"),
+    # more fields than MAX_FIELDS (2000), whichever parser reads the body: urlencoded, multipart's fast path
+    # (Jotform's shape), multipart's general parser (a part with a Content-Type header)
+    (lambda: urlencode(_padded(2001 - len(_fields()))).encode(), "application/x-www-form-urlencoded", 400,
+     "bad_request", "urlencoded body has more than 2000 fields"),
+    (lambda: (urlencode(_fields()) + "&" * 5000).encode(), "application/x-www-form-urlencoded", 200, None, None),
+    (lambda: multipart_body(_padded(2001 - len(_fields())), BOUNDARY), MP, 400, "bad_request",
+     "multipart body has more than 2000 fields"),
+    (lambda: multipart_body(_padded(2001 - len(_fields())), BOUNDARY).replace(
+        b'name="x0"\r\n', b'name="x0"\r\nContent-Type: text/plain\r\n', 1), MP, 400, "bad_request",
+     "multipart body has more than 2000 fields"),
 ])
 async def test_malformed_bodies_get_typed_errors_logged_and_counted(api, reader, capsys, body, content_type, status,
                                                                     code, detail):
@@ -396,6 +428,9 @@ async def test_malformed_bodies_get_typed_errors_logged_and_counted(api, reader,
     before = invalid_count()
     response = await api.post(URL, content=body(), headers={"content-type": content_type})
     assert response.status_code == status, response.text
+    if status == 200:  # empty pairs (`&&`) are no fields: not counted
+        assert invalid_count() == before
+        return
     assert response.json()["error"] == code and detail in response.json()["detail"]
     logged = capsys.readouterr().err
     assert "webhook_rejected" in logged and detail in logged

@@ -5,6 +5,7 @@ shape, `split_multipart` is a few splits (~20x cheaper than the general streamin
 matters at hundreds of webhooks a second); anything else goes to Starlette's `MultiPartParser`, whose
 errors become typed 400s here (never Starlette's bare `{"detail": ...}`). A body without its closing
 boundary is refused: it was cut short, and accepting it would silently drop its last field.
+Either shape over MAX_FIELDS fields is a 400 (`split_multipart`, `split_urlencoded` and Starlette's parser alike).
 Text is UTF-8 in both shapes (urlencoded: percent-escaped or raw); a field that is not valid UTF-8 is read as
 Latin-1 (Starlette's own fallback for multipart), never dropped.
 """
@@ -22,6 +23,7 @@ FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 MAX_BODY = 16 * 1024 * 1024
 MAX_FIELDS = 2000
 _BOUNDARY = re.compile(r'boundary="?([^";,]+)"?', re.I)
+_PAIR = re.compile(rb"[^&]+")
 _NAME = re.compile(rb'^content-disposition:\s*form-data;\s*name="([^"\\]*)"\s*$', re.I)
 
 
@@ -84,19 +86,26 @@ def _explain(exc: MultiPartException) -> str:
     if exc.message.startswith("Too many files"):
         return "a part of the multipart body carries a file: Jotform's webhook sends text fields only"
     if exc.message.startswith("Too many fields"):
-        return f"multipart body has more than {MAX_FIELDS} fields"
+        return _too_many("multipart")
     if exc.__cause__ is not None:  # python-multipart's own reason
         return (f"malformed multipart body ({exc.__cause__}): parts must be delimited by the boundary named "
                 "in Content-Type, with CRLF line endings")
     return f"malformed multipart body: {exc.message}"
 
 
+def _too_many(shape: str) -> str:
+    return f"{shape} body has more than {MAX_FIELDS} fields"
+
+
 def split_multipart(body: bytes, boundary: str) -> dict[str, str] | None:
-    """Text fields of a simple multipart/form-data BODY, or None when it is not that simple."""
+    """Text fields of a simple multipart/form-data BODY, or None when it is not that simple; 400 over MAX_FIELDS
+    fields, as Starlette's parser answers for the other shapes."""
     delimiter = b"--" + boundary.encode("latin-1")
     pieces = body.split(delimiter)
     if len(pieces) < 2 or not pieces[-1].startswith(b"--"):
         return None
+    if len(pieces) - 2 > MAX_FIELDS:
+        raise BadRequest(_too_many("multipart"))
     fields: dict[str, str] = {}
     for piece in pieces[1:-1]:
         if not piece.startswith(b"\r\n") or not piece.endswith(b"\r\n"):
@@ -118,12 +127,14 @@ def split_urlencoded(body: bytes) -> dict[str, str]:
     """Fields of an application/x-www-form-urlencoded BODY (`+` a space, `%XX` a byte, a name without `=` an empty
     value, the last of a repeated name kept). Each name and value is decoded from its bytes, percent-escaped or
     sent raw alike, as UTF-8 (what browsers and Jotform send), else as Latin-1, as Starlette's multipart parser
-    does: every byte is one character, so text that is not UTF-8 is kept readable rather than refused or dropped."""
+    does: every byte is one character, so text that is not UTF-8 is kept readable rather than refused or dropped.
+    More than MAX_FIELDS fields (pairs, a repeated name counted each time, as multipart parts are) is a 400."""
     fields: dict[str, str] = {}
-    for pair in body.split(b"&"):
-        if pair:
-            name, _, value = pair.partition(b"=")
-            fields[_text(name)] = _text(value)
+    for count, match in enumerate(_PAIR.finditer(body), 1):
+        if count > MAX_FIELDS:
+            raise BadRequest(_too_many("urlencoded"))
+        name, _, value = match.group().partition(b"=")
+        fields[_text(name)] = _text(value)
     return fields
 
 
