@@ -67,6 +67,8 @@ class FakeState:
     edits: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     require_login: bool = False
     limit_left: int = 9999
+    # form id -> API copies its submissions list returns besides the form's own (another form's, malformed ones)
+    also_listed: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
 
 
 class FakeJotform:
@@ -318,6 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _list(self, form_id: str, query: dict) -> None:
         items = [s for s in self.fake.state.submissions.values() if s["form_id"] == form_id]
+        items += self.fake.state.also_listed.get(form_id, [])
         flt = json.loads((query.get("filter") or ["{}"])[0])
         if "created_at:gt" in flt:
             items = [s for s in items if s["created_at"] > flt["created_at:gt"]]

@@ -47,6 +47,24 @@ def test_a_date_answer_that_is_no_calendar_date_keeps_what_was_typed():
     assert (fields["data"], fields["outra"], fields["boa"]) == ("30/2/2025", "13/45/abc", "2025-02-28")
 
 
+@pytest.mark.parametrize(("change", "ok"), [
+    ({}, True), ({"form_id": None}, True), ({"form_id": ""}, True), ({"id": "9" * 40}, True),
+    ({"id": "9" * 41}, False), ({"id": ""}, False), ({"id": "12a"}, False), ({"id": None}, False),
+    ({"form_id": "9" * 41}, False), ({"form_id": "24323127134344x"}, False), ({"form_id": " 1"}, False),
+])
+def test_api_copy_ids_are_checked_as_the_webhook_checks_them(change, ok):
+    """`id` and `form_id` of an API copy: 1 to 40 digits, as the webhook's submissionID and formID (a 422 otherwise,
+    which reconciliation and verification log as unreadable and skip)."""
+    from raiox.kit.errors import Unprocessable
+
+    content = {**api_copy(), **change}
+    if ok:
+        assert from_api(content, field_map={}).submission_id == str(content["id"])
+    else:
+        with pytest.raises(Unprocessable, match="must be a string of 1 to 40 digits"):
+            from_api(content, field_map={})
+
+
 def test_api_copy_uses_question_types():
     content = {"id": "6084250982513018472", "form_id": FORM_ID, "created_at": "2025-11-18 10:11:12",
                "status": "ACTIVE", "answers": {

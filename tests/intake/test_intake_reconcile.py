@@ -135,26 +135,27 @@ async def test_reconcile_runs_are_counted_in_the_jobs_metric(monkeypatch):
 
 
 async def test_a_submission_the_database_refuses_does_not_stop_the_run_and_is_tried_again(committed, jotform):
-    """One submission's rows refused by the database (here a constraint its name breaks, and an id longer than the
-    schema's 40 characters) is rolled back alone, logged and counted: the run ingests the others, and the next run
-    tries it again (ingested once the database takes it), never a second case for the others."""
+    """One submission's rows refused by the database (here a constraint its name breaks) is rolled back alone, logged
+    and counted: the run ingests the others, and the next run tries it again (ingested once the database takes it),
+    never a second case for the others. An id longer than the webhook accepts (and the schema's 40 characters) never
+    reaches the database: skipped, logged and counted as such by every run."""
     from raiox.kit.metrics import JOBS
 
-    def refused() -> float:
-        return JOBS.labels(task="reconcile_submissions", outcome="submission_refused")._value.get()
+    def refused(outcome: str = "submission_refused") -> float:
+        return JOBS.labels(task="reconcile_submissions", outcome=outcome)._value.get()
 
     first = jotform.add_submission(FORM_ID, created_at=created_at_ago(hours=4))
     blocked = jotform.add_submission(FORM_ID, name=("Recusado", "Silva"), created_at=created_at_ago(hours=3))
     too_long = jotform.add_submission(FORM_ID, submission_id="9" * 41, created_at=created_at_ago(hours=2))
     last = jotform.add_submission(FORM_ID, created_at=created_at_ago(hours=1))
-    before = refused()
+    before, skipped = refused(), refused("submission_skipped")
     async with session_scope() as session:
         await session.execute(text("ALTER TABLE cases ADD CONSTRAINT test_refused_name "
                                    "CHECK (client_name IS DISTINCT FROM 'Recusado Silva')"))
     try:
         assert await reconcile() == 2
         assert set(await cases()) == {first["id"], last["id"]}
-        assert refused() == before + 2
+        assert refused() == before + 1 and refused("submission_skipped") == skipped + 1
     finally:
         async with session_scope() as session:
             await session.execute(text("ALTER TABLE cases DROP CONSTRAINT IF EXISTS test_refused_name"))
@@ -162,9 +163,46 @@ async def test_a_submission_the_database_refuses_does_not_stop_the_run_and_is_tr
     found = await cases()
     assert set(found) == {first["id"], blocked["id"], last["id"]} and too_long["id"] not in found
     assert found[blocked["id"]].client_name == "Recusado Silva"
-    assert refused() == before + 3  # the id the schema can never hold: refused again, logged every run
+    assert refused() == before + 1  # the id the schema can never hold is no refusal: skipped again, every run
+    assert refused("submission_skipped") == skipped + 2
     async with session_scope() as session:
         jobs = (await session.execute(text("SELECT count(*) FROM procrastinate_jobs WHERE task_name='process_case'"))
                 ).scalar_one()
         images = (await session.execute(select(func.count()).select_from(CaseImage))).scalar_one()
     assert jobs == 3 and images == 0
+
+
+async def test_reconcile_skips_submissions_of_another_form_or_with_malformed_ids(committed, jotform, capsys):
+    """Items of the form's list that the webhook (ids) or verification (the configured form) would refuse: a copy of
+    another form, a malformed or missing form id, an id over 40 digits or not digits: each skipped with its reason,
+    logged and counted, before any query; nothing created for them, the form's own submission ingested."""
+    from raiox.kit.logging import configure_logging
+    from raiox.kit.metrics import JOBS
+
+    def skipped() -> float:
+        return JOBS.labels(task="reconcile_submissions", outcome="submission_skipped")._value.get()
+
+    configure_logging()
+    own = jotform.add_submission(FORM_ID)
+    template = jotform.add_submission(FORM_ID)
+    del jotform.state.submissions[template["id"]]
+    odd = [dict(template, id="6084250982513019001", form_id="999999999999999"),  # another form
+           dict(template, id="6084250982513019002", form_id="24323127134344x"),  # malformed form id
+           dict(template, id="6084250982513019003", form_id="9" * 41),
+           dict(template, id="6084250982513019004", form_id=None),
+           dict(template, id="9" * 41),
+           dict(template, id="60842509825130190x5")]
+    jotform.also_listed[FORM_ID].extend(odd)
+    before = skipped()
+    capsys.readouterr()
+    assert await reconcile() == 1
+    assert set(await cases()) == {own["id"]}
+    assert skipped() == before + len(odd)
+    logged = [line for line in capsys.readouterr().err.splitlines() if "reconcile_submission_skipped" in line]
+    assert len(logged) == len(odd)
+    for reason in ("of another form than RAIOX_JOTFORM_FORM_ID", "'form_id must be", "'id must be"):
+        assert sum(reason in line for line in logged) == 2, (reason, logged)
+    async with session_scope() as session:
+        jobs = (await session.execute(text("SELECT count(*) FROM procrastinate_jobs WHERE task_name='process_case'"))
+                ).scalar_one()
+    assert jobs == 1

@@ -430,9 +430,24 @@ def _api_created_at(value: object) -> datetime | None:
         return None
 
 
+def api_ids_problem(content: Mapping) -> str | None:
+    """Why the API copy CONTENT's `id` or `form_id` is not one the webhook would accept (1 to 40 digits, as
+    `from_webhook` checks submissionID and formID), or None. The values are not repeated: they may be anything."""
+    if not SUBMISSION_ID.match(str(content.get("id") or "")):
+        return "id must be a string of 1 to 40 digits"
+    form_id = content.get("form_id")
+    if form_id not in (None, "") and not SUBMISSION_ID.match(str(form_id)):
+        return "form_id must be a string of 1 to 40 digits"
+    return None
+
+
 def from_api(content: dict, *, field_map: Mapping[str, str]) -> Submission:
-    """The API's copy (`GET /submission/{id}` content, or an item of a submissions list), made storable."""
+    """The API's copy (`GET /submission/{id}` content, or an item of a submissions list), made storable. 422 when
+    its `id` or `form_id` is not what the webhook accepts (`SUBMISSION_ID`: 1 to 40 digits; the form id may be absent).
+    """
     content = storable(content, "Jotform API submission")
+    if problem := api_ids_problem(content):
+        raise Unprocessable(problem)
     answers: dict = {}
     types: dict[str, str] = {}
     for qid, question in (content.get("answers") or {}).items():

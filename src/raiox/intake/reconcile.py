@@ -5,6 +5,9 @@ Jotform documents no webhook retries, so `reconcile` lists the form's recent sub
 look-back window absorbs the offset) and ingests those without a case, through the same idempotent
 `ingest` as the webhook: a webhook arriving at the same time still yields one case.
 
+Items whose id or form id the webhook would refuse (`parse.SUBMISSION_ID`), or of another form than the configured
+one (as `ingest_verified` checks), are skipped before any query (`reconcile_submission_skipped`, with the reason;
+`outcome="submission_skipped"`).
 Each submission is ingested in its own transaction: one the database refuses (a value the schema rejects, a
 constraint it breaks) is rolled back alone, logged (`reconcile_submission_refused`) and counted
 (`raiox_jobs_total{task="reconcile_submissions",outcome="submission_refused"}`), and the run goes on with the others;
@@ -19,7 +22,7 @@ import psycopg
 from sqlalchemy.exc import DBAPIError
 
 from raiox.intake import repository, service
-from raiox.intake.parse import Submission, from_api
+from raiox.intake.parse import Submission, api_ids_problem, from_api
 from raiox.kit.db import session_scope
 from raiox.kit.errors import RaioxError
 from raiox.kit.jotform import JotformNotFound, get_jotform_client
@@ -67,7 +70,8 @@ async def reconcile(now: datetime | None = None) -> int:
         offset = 0
         while True:
             page = await api.list_submissions(settings.jotform_form_id, created_after=since, offset=offset, limit=PAGE)
-            created += await _ingest_missing([s for s in page if s.get("status", "ACTIVE") == "ACTIVE"])
+            active = [s for s in page if s.get("status", "ACTIVE") == "ACTIVE"]
+            created += await _ingest_missing(_ingestible(active, settings.jotform_form_id))
             if len(page) < PAGE:
                 break
             offset += PAGE
@@ -95,12 +99,31 @@ def refused_by_database(exc: BaseException) -> psycopg.DatabaseError | None:
     return None
 
 
+def _ingestible(items: list[dict], form_id: str) -> list[dict]:
+    """ITEMS whose id the webhook would accept (1 to 40 digits) and whose `form_id` is FORM_ID (the configured form,
+    as `ingest_verified` checks); the others are skipped before any query, logged (`reconcile_submission_skipped`,
+    with the reason) and counted (`outcome="submission_skipped"`), on every run that lists them: no case can ever hold
+    them, so they are not "tried again" as a refusal is."""
+    kept = []
+    for content in items:
+        reason = api_ids_problem(content)
+        if reason is None and str(content.get("form_id")) != form_id:
+            reason = "of another form than RAIOX_JOTFORM_FORM_ID"
+        if reason is None:
+            kept.append(content)
+            continue
+        JOBS.labels(task="reconcile_submissions", outcome="submission_skipped").inc()
+        log.warning("reconcile_submission_skipped", reason=reason, submission_id=str(content.get("id"))[:60],
+                    form_id=str(content.get("form_id"))[:60])
+    return kept
+
+
 async def _ingest_missing(items: list[dict]) -> int:
     created = 0
     async with session_scope() as session:
         known = await repository.existing_submission_ids(session, [str(s.get("id")) for s in items])
     for content in items:
-        if str(content.get("id")) in known or not str(content.get("id") or "").isdigit():
+        if str(content.get("id")) in known:
             continue
         sub = _parse(content)
         if sub is None:

@@ -8,7 +8,8 @@
 delivered | delivery_failed (the status it leaves the case in) | skipped (nothing to deliver) | error (an
 unexpected exception: the job retries); reconcile_submissions and ingest_submission succeeded | error
 (`with counting(task):`); reconcile_submissions also submission_refused (one per submission the database refused
-in a run, which went on with the others: the next run tries it again).
+in a run, which went on with the others: the next run tries it again) and submission_skipped (one per listed item
+with an id or form id the webhook would refuse, or of another form, in each run: never sent to the database).
 
 HTTP requests are counted and timed by `install(app)` (label `route` is the route template, never
 the raw path, so ids do not explode the series; label `method` a standard method or OTHER; webhook
