@@ -3,12 +3,14 @@ no persisted git token, secrets reach scripts through `env:` only (never spliced
 never handed to a third-party action); ci-ssh-window.sh run against a stand-in DigitalOcean API
 opens port 22 to the runner's address only, closes the same rule, and never prints the token."""
 
+import datetime
 import http.server
 import json
 import os
 import re
 import subprocess
 import threading
+import urllib.parse
 
 import pytest
 import yaml
@@ -64,8 +66,13 @@ def test_secrets_reach_steps_through_env_only():
 
 
 class _FakeDigitalOcean(http.server.BaseHTTPRequestHandler):
+    """The firewall endpoints of the DigitalOcean API the script uses, with their state: list (paged as the API pages
+    it: `per_page`, at most `page_size` a page, `links.pages.next` an absolute URL), create, delete."""
+
     calls: list = []
     firewalls: list = []
+    page_size = 200  # the API's own maximum
+    created = 0
 
     def _reply(self, status: int, body: dict | None = None, text: str | None = None):
         data = text.encode() if text is not None else json.dumps(body or {}).encode()
@@ -78,32 +85,67 @@ class _FakeDigitalOcean(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         self.calls.append((self.command, self.path, self.headers.get("Authorization"), body))
+        return body
 
     def do_GET(self):
         self._record()
         if self.path == "/checkip":
             return self._reply(200, text="198.51.100.7\n")
-        if self.path.startswith("/v2/firewalls?"):
-            return self._reply(200, {"firewalls": self.firewalls})
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/v2/firewalls":
+            query = urllib.parse.parse_qs(url.query)
+            per_page = min(int(query.get("per_page", ["20"])[0]), self.page_size)
+            page = int(query.get("page", ["1"])[0])
+            listed = self.firewalls[(page - 1) * per_page:page * per_page]
+            pages = {}
+            if page * per_page < len(self.firewalls):
+                # the API names its own host; a host the script must never send the token to stands for it here
+                # (.invalid never resolves: following the URL itself fails the run)
+                pages["next"] = f"https://api.digitalocean.invalid/v2/firewalls?page={page + 1}&per_page={per_page}"
+            return self._reply(200, {"firewalls": listed, "links": {"pages": pages},
+                                     "meta": {"total": len(self.firewalls)}})
         self._reply(404)
 
     def do_POST(self):
-        self._record()
+        body = self._record()
+        if self.path == "/v2/firewalls":
+            type(self).created += 1
+            firewall = {**body, "id": f"fw-ci-{self.created}", "status": "waiting",
+                        "created_at": _stamp(datetime.timedelta(0))}
+            self.firewalls.append(firewall)
+            return self._reply(202, {"firewall": firewall})
         self._reply(204, text="")
 
-    do_DELETE = do_POST
+    def do_DELETE(self):
+        self._record()
+        wanted = self.path.removeprefix("/v2/firewalls/")
+        if "/" not in wanted:
+            if not any(f["id"] == wanted for f in self.firewalls):
+                return self._reply(404, {"id": "not_found"})
+            self.firewalls[:] = [f for f in self.firewalls if f["id"] != wanted]
+        self._reply(204, text="")
 
     def log_message(self, *args):
         pass
 
 
+def _stamp(ago: datetime.timedelta) -> str:
+    return (datetime.datetime.now(datetime.UTC) - ago).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+WEB_TAGS = ["raiox-api", "raiox-admin"]
+
+
 @pytest.fixture
 def fake_do():
     _FakeDigitalOcean.calls = []
+    _FakeDigitalOcean.page_size = 200
     # as the API lists them: each firewall with its rules (infra/firewall.tf's SSH rule for the operators' CIDRs)
     _FakeDigitalOcean.firewalls = [
-        {"id": "fw-db", "name": "raiox-db", "inbound_rules": []},
-        {"id": "fw-web", "name": "raiox-web", "inbound_rules": [
+        {"id": "fw-db", "name": "raiox-db", "inbound_rules": [], "tags": ["raiox-db"], "droplet_ids": [],
+         "created_at": _stamp(datetime.timedelta(days=90))},
+        {"id": "fw-web", "name": "raiox-web", "tags": WEB_TAGS, "droplet_ids": [],
+         "created_at": _stamp(datetime.timedelta(days=90)), "inbound_rules": [
             {"protocol": "tcp", "ports": "22", "sources": {"addresses": ["203.0.113.0/24"]}},
             {"protocol": "tcp", "ports": "443", "sources": {"addresses": ["0.0.0.0/0", "::/0"]}}]},
     ]
@@ -115,23 +157,35 @@ def fake_do():
     server.server_close()
 
 
+def _named(name: str) -> list[dict]:
+    return [f for f in _FakeDigitalOcean.firewalls if f["name"] == name]
+
+
 def test_ci_ssh_window_opens_and_closes_one_address(tmp_path, fake_do):
     require_tool("curl", "Debian package curl")
     require_tool("python3", "Debian package python3")
     base, calls = fake_do
     token = "dop_v1_" + "0123456789abcdef" * 4
     env = {"PATH": os.environ["PATH"], "RUNNER_TEMP": str(tmp_path), "DIGITALOCEAN_TOKEN": token,
-           "DO_API_URL": f"{base}/v2", "CHECKIP_URL": f"{base}/checkip"}
+           "DO_API_URL": f"{base}/v2", "CHECKIP_URL": f"{base}/checkip", "GITHUB_RUN_ID": "777",
+           "GITHUB_RUN_ATTEMPT": "2"}
     script = str(REPO / "deploy" / "scripts" / "ci-ssh-window.sh")
-    rule = {"inbound_rules": [{"protocol": "tcp", "ports": "22", "sources": {"addresses": ["198.51.100.7/32"]}}]}
+    web_before = json.dumps(_named("raiox-web"))
+    window = {"name": "raiox-web-ci-777-2", "droplet_ids": [], "tags": WEB_TAGS, "inbound_rules": [
+        {"protocol": "tcp", "ports": "22", "sources": {"addresses": ["198.51.100.7/32"]}}]}
 
     opened = subprocess.run(["bash", script, "open"], env=env, capture_output=True, text=True, timeout=60)
     assert opened.returncode == 0, opened.stdout + opened.stderr
-    assert ("POST", "/v2/firewalls/fw-web/rules", f"Bearer {token}", rule) in calls
+    assert ("POST", "/v2/firewalls", f"Bearer {token}", window) in calls
+    (created,) = _named("raiox-web-ci-777-2")
     closed = subprocess.run(["bash", script, "close"], env=env, capture_output=True, text=True, timeout=60)
     assert closed.returncode == 0, closed.stdout + closed.stderr
-    assert ("DELETE", "/v2/firewalls/fw-web/rules", f"Bearer {token}", rule) == calls[-1]
-    assert not (tmp_path / "ci-ssh-window.addr").exists()
+    assert ("DELETE", f"/v2/firewalls/{created['id']}", f"Bearer {token}", None) == calls[-1]
+    assert _named("raiox-web-ci-777-2") == []
+    # Terraform's firewall is never changed (its rules would be drift, and a DELETE there could remove an operator's)
+    assert json.dumps(_named("raiox-web")) == web_before
+    assert not any("/rules" in path for _, path, _, _ in calls)
+    assert not (tmp_path / "ci-ssh-window.id").exists()
     assert all(auth == f"Bearer {token}" for method, path, auth, _ in calls if path.startswith("/v2/"))
     assert all(auth is None for _, path, auth, _ in calls if path == "/checkip"), "the token went to checkip"
     for run in (opened, closed):
@@ -173,3 +227,117 @@ def test_ci_ssh_window_refuses_two_firewalls_of_the_same_name(tmp_path, fake_do)
         assert result.returncode == 1, result.stdout + result.stderr
         assert "2 cloud firewalls are named raiox-web (ids fw-web fw-web-2)" in result.stderr
     assert [(method, path) for method, path, _, _ in calls if method != "GET"] == []
+
+
+def _filler(count: int) -> list[dict]:
+    return [{"id": f"fw-other-{n}", "name": f"other-{n}", "inbound_rules": [], "tags": ["other"], "droplet_ids": [],
+             "created_at": _stamp(datetime.timedelta(days=1))} for n in range(count)]
+
+
+def test_ci_ssh_window_reads_every_page_of_the_firewall_list(tmp_path, fake_do):
+    """The list used to be read once (per_page=200): an account with more firewalls, raiox-web on a later page,
+    failed with 'no cloud firewall'. The stand-in pages by 2, so raiox-web is on page 3 of 4."""
+    require_tool("curl", "Debian package curl")
+    base, calls = fake_do
+    _FakeDigitalOcean.page_size = 2
+    db, web = _FakeDigitalOcean.firewalls
+    _FakeDigitalOcean.firewalls[:] = [db, *_filler(4), web, *_filler(1)]
+    opened = _window(tmp_path, base, "open", GITHUB_RUN_ID="5")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    listed = [path for method, path, _, _ in calls if method == "GET" and path.startswith("/v2/firewalls")]
+    assert listed == ["/v2/firewalls?per_page=200", "/v2/firewalls?page=2&per_page=2",
+                      "/v2/firewalls?page=3&per_page=2", "/v2/firewalls?page=4&per_page=2"]
+    (window,) = _named("raiox-web-ci-5-1")
+    assert window["tags"] == WEB_TAGS
+    closed = _window(tmp_path, base, "close", GITHUB_RUN_ID="5")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert _named("raiox-web-ci-5-1") == []
+
+
+def test_ci_ssh_window_sees_a_second_firewall_of_the_name_on_a_later_page(tmp_path, fake_do):
+    require_tool("curl", "Debian package curl")
+    base, calls = fake_do
+    _FakeDigitalOcean.page_size = 2
+    _FakeDigitalOcean.firewalls.extend([*_filler(3), {"id": "fw-web-2", "name": "raiox-web", "inbound_rules": []}])
+    result = _window(tmp_path, base, "open")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "2 cloud firewalls are named raiox-web (ids fw-web fw-web-2)" in result.stderr
+    assert [(method, path) for method, path, _, _ in calls if method != "GET"] == []
+
+
+def test_ci_ssh_window_of_a_run_is_not_closed_by_another_run_from_the_same_address(tmp_path, fake_do):
+    """Stage and production deploy at once (each environment has its own concurrency group) from runners sharing a
+    public address: the first to close used to delete the one rule both relied on, cutting the other's SSH mid-deploy
+    (the second had found the first's rule and added none). Each run now holds a window of its own."""
+    require_tool("curl", "Debian package curl")
+    base, calls = fake_do
+    stage, production = tmp_path / "stage", tmp_path / "production"
+    stage.mkdir()
+    production.mkdir()
+    for temp, run in ((stage, "100"), (production, "200")):
+        opened = _window(temp, base, "open", GITHUB_RUN_ID=run)
+        assert opened.returncode == 0, opened.stdout + opened.stderr
+        assert "SSH open to 198.51.100.7/32" in opened.stdout
+    assert len(_named("raiox-web-ci-100-1")) == len(_named("raiox-web-ci-200-1")) == 1
+
+    closed = _window(stage, base, "close", GITHUB_RUN_ID="100")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert _named("raiox-web-ci-100-1") == []
+    (still,) = _named("raiox-web-ci-200-1")  # production's SSH is still open to the address
+    assert still["inbound_rules"] == [{"protocol": "tcp", "ports": "22",
+                                       "sources": {"addresses": ["198.51.100.7/32"]}}]
+    assert still["tags"] == WEB_TAGS
+
+    closed = _window(production, base, "close", GITHUB_RUN_ID="200")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert [f["name"] for f in _FakeDigitalOcean.firewalls] == ["raiox-db", "raiox-web"]
+
+
+def test_ci_ssh_window_deletes_windows_left_by_killed_runs_only(tmp_path, fake_do):
+    require_tool("curl", "Debian package curl")
+    base, calls = fake_do
+    rule = [{"protocol": "tcp", "ports": "22", "sources": {"addresses": ["192.0.2.9/32"]}}]
+    _FakeDigitalOcean.firewalls.extend([
+        {"id": "fw-dead", "name": "raiox-web-ci-1-1", "inbound_rules": rule, "tags": WEB_TAGS,
+         "created_at": _stamp(datetime.timedelta(hours=5))},
+        {"id": "fw-live", "name": "raiox-web-ci-2-1", "inbound_rules": rule, "tags": WEB_TAGS,
+         "created_at": _stamp(datetime.timedelta(minutes=150))},
+        {"id": "fw-old-other", "name": "raiox-db-ci-1-1", "inbound_rules": [], "tags": ["x"],
+         "created_at": _stamp(datetime.timedelta(days=3))},
+    ])
+    opened = _window(tmp_path, base, "open", GITHUB_RUN_ID="3")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert "deleted raiox-web-ci-1-1 (fw-dead)" in opened.stdout
+    names = {f["name"] for f in _FakeDigitalOcean.firewalls}
+    assert "raiox-web-ci-1-1" not in names
+    assert {"raiox-web-ci-2-1", "raiox-db-ci-1-1", "raiox-web-ci-3-1"} <= names
+
+
+def test_ci_ssh_window_refuses_a_firewall_on_no_host(tmp_path, fake_do):
+    require_tool("curl", "Debian package curl")
+    base, calls = fake_do
+    _FakeDigitalOcean.firewalls[1]["tags"] = []
+    result = _window(tmp_path, base, "open")
+    assert result.returncode == 1 and "applies to no droplet and no tag" in result.stderr
+    assert [(method, path) for method, path, _, _ in calls if method != "GET"] == []
+
+
+def test_deploys_are_serialised_per_environment_and_always_close_their_own_window():
+    """Deploys of one environment never overlap and are never cancelled half-way; stage and production may overlap
+    (a shared group would cancel a pending production deploy when a stage push queued behind it): the SSH window is
+    per run, opened before the deploy and closed after it whatever happened."""
+    doc = yaml.safe_load((REPO / ".github" / "workflows" / "deploy.yml").read_text())
+    job = doc["jobs"]["deploy"]
+    group = job["concurrency"]["group"]
+    assert job["concurrency"]["cancel-in-progress"] is False
+    assert "production" in group and "stage" in group and "github.ref_name" in group
+    assert "concurrency" not in doc  # no workflow-level group that would cancel the other environment's pending run
+    runs = [step.get("run", "") for step in job["steps"]]
+    opening = next(i for i, run in enumerate(runs) if "ci-ssh-window.sh open" in run)
+    deploying = next(i for i, run in enumerate(runs) if "remote-deploy.sh" in run)
+    closing = next(i for i, run in enumerate(runs) if "ci-ssh-window.sh close" in run)
+    assert opening < deploying < closing
+    assert job["steps"][closing].get("if") == "always()"
+    # the window's name is this run's: the script reads these (set by Actions on every job), nothing may override them
+    assert not {"GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT"} & {*job.get("env", {}), *job["steps"][opening].get("env", {}),
+                                                         *job["steps"][closing].get("env", {})}
