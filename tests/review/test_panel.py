@@ -130,7 +130,8 @@ async def test_csrf_required_on_actions(panel):
     assert again.status_code == 303  # a double click approves once
     stale = await panel.post(f"/admin/cases/{case.id}/approve",
                              data={"system_id": "neo-cm", "csrf_token": _csrf(page.text)})
-    assert stale.status_code == 409 and "Esta ação não é possível" in stale.text and "not awaiting review" in stale.text
+    assert stale.status_code == 409 and "Este caso não aguarda mais revisão (situação: Aprovado)" in stale.text
+    assert "not awaiting review" not in stale.text  # the service's English is the API's, not the operator's
 
 
 async def test_a_rejection_from_the_case_page_is_in_its_audit_list(panel):
