@@ -722,7 +722,7 @@ async def test_a_film_that_could_not_be_downloaded_is_fetched_again_from_the_cas
     done = await panel.post(f"/admin/cases/{case.id}/retry", data={"csrf_token": _csrf(page.text)})
     assert done.status_code == 303 and done.headers["location"].endswith("?feito=refetch_queued")
     shown = await panel.get(done.headers["location"])
-    assert "serão baixadas de novo em instantes" in shown.text
+    assert "serão baixadas (as que falharam) e analisadas de novo em instantes" in shown.text
     assert "nova tentativa de baixar as radiografias que falharam" in shown.text  # the history says it, in pt-BR
     async with session_scope() as session:
         assert (await session.get(Case, case.id)).status == CaseStatus.awaiting_review
@@ -730,6 +730,39 @@ async def test_a_film_that_could_not_be_downloaded_is_fetched_again_from_the_cas
         assert tasks == ["refetch_images"]
         entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.retry"))).scalar_one()
         assert entry.details == {"films_only": True} and entry.actor == "user:rev@example.com"
+
+
+async def test_a_film_stored_but_never_analysed_is_offered_its_analysis_from_the_case_page(panel):
+    """A film whose bytes were saved but whose analysis never ran (a job stopped in between) is taken by the case's
+    retry (intake.refetch): the page offers it, in pt-BR, while the case awaits review, and not once it is decided."""
+    from sqlalchemy import delete, select, text
+
+    from raiox.cases.service import transition
+    from raiox.models import AuditEntry, Case, CaseImage, Fixture
+
+    await _data()
+    async with session_scope() as session:
+        case = await add_case(session, candidates=[("neo-cm", 0.78)], images=2, name="Dra. Carla Dias")
+        films = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id)
+                                       .order_by(CaseImage.position))).scalars().all()
+        films[1].status = "stored"  # downloaded (its storage key kept), never analysed
+        await session.execute(delete(Fixture).where(Fixture.case_image_id == films[1].id))
+    await login(panel, "rev@example.com")
+    page = await panel.get(f"/admin/cases/{case.id}")
+    assert page.text.count('class="inline refetch"') == 1  # the stored film's, not the analysed one's
+    assert "foi baixada, mas não chegou a ser analisada" in page.text and "Analisar de novo" in page.text
+    assert "Baixar de novo" not in page.text
+    done = await panel.post(f"/admin/cases/{case.id}/retry", data={"csrf_token": _csrf(page.text)})
+    assert done.status_code == 303 and done.headers["location"].endswith("?feito=refetch_queued")
+    async with session_scope() as session:
+        assert (await session.get(Case, case.id)).status == CaseStatus.awaiting_review
+        tasks = (await session.execute(text("SELECT task_name FROM procrastinate_jobs"))).scalars().all()
+        assert tasks == ["refetch_images"]
+        entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.retry"))).scalar_one()
+        assert entry.details == {"films_only": True}
+        await transition(session, await session.get(Case, case.id), CaseStatus.rejected, actor="user:rev@example.com")
+    decided = await panel.get(f"/admin/cases/{case.id}")  # the retry would refuse it: nothing offered
+    assert 'class="inline refetch"' not in decided.text and "Analisar de novo" not in decided.text
 
 
 async def test_what_the_case_page_asks_and_warns_fits_the_cases_state(panel):
