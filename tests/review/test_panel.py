@@ -603,9 +603,12 @@ async def test_an_uploads_file_names_are_shown_to_its_admin_but_kept_nowhere(pan
             ("files", ("joao_silva_rx (1).png", png, "image/png")),
             ("files", ("ana_lima.dcm", b"", "application/dicom"))])
     assert upload.status_code == 200, upload.text
-    for shown in ("upload/maria_souza_rx.png: ", "upload/joao_silva_rx (1).png: a mesma imagem que "
-                  "upload/joao_silva_rx.png", "upload/ana_lima.dcm: arquivo vazio"):
-        assert shown in upload.text, shown  # the admin who sent them reads their names
+    for shown in ("Arquivo 2 do envio (maria_souza_rx.png): ",
+                  "Arquivo 3 do envio (joao_silva_rx (1).png): a mesma imagem que "
+                  "arquivo 1 do envio (joao_silva_rx.png)",
+                  "Arquivo 4 do envio (ana_lima.dcm): arquivo vazio"):
+        assert shown in upload.text, shown  # the admin who sent them reads their names and places, in pt-BR
+    assert "upload/" not in upload.text  # never the importer's internal label
     async with session_scope() as session:
         entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "catalog.upload"))).scalar_one()
         origin = (await session.execute(select(ReferenceImage.origin)

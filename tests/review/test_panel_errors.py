@@ -151,7 +151,8 @@ async def test_empty_upload_file_is_named_in_the_report(admin):
                                      ("files", ("bad.png", b"<html>", "image/png"))])
     assert upload.status_code == 200, upload.text
     assert "2 ignorada(s)" in upload.text
-    assert "upload/vazio.png: arquivo vazio (0 bytes), ignorado" in upload.text and "bad.png" in upload.text
+    assert "Arquivo 2 do envio (vazio.png): arquivo vazio (0 bytes), ignorado" in upload.text
+    assert "Arquivo 3 do envio (bad.png): " in upload.text and "upload/" not in upload.text
     nothing = await admin.post("/admin/catalog/neo-cm/images", data={"csrf_token": admin.token},
                                files=[("files", ("", b"", "application/octet-stream"))])  # an empty file input
     assert "arquivos (valor inválido)" in _page(nothing, 400)
