@@ -28,7 +28,7 @@ logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 APP_TABLES = [
     "fixture_results", "case_rankings", "fixtures", "case_images", "case_events", "deliveries", "audit_log",
-    "cases", "reference_embeddings", "reference_images", "implant_systems", "api_tokens", "users",
+    "cases", "reference_embeddings", "reference_images", "implant_systems", "api_tokens", "users", "login_throttle",
     "procrastinate_events", "procrastinate_periodic_defers", "procrastinate_jobs",
 ]
 

@@ -98,9 +98,9 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
 
     again = cli("catalog", "demo", "--if-empty", "--limit", "5")
     assert again.exit_code == 0 and "already has 3 systems" in again.output
-    audit = sql(database_url, "SELECT actor, sum((details->>'added')::int) FROM audit_log "
-                              "WHERE action = 'catalog.import' GROUP BY actor")
-    assert audit == [("cli:raiox catalog demo", 18)]
+    audit = sql(database_url, "SELECT actor, (details->>'added')::int, jsonb_array_length(details->'images'), "
+                              "details->'complete' FROM audit_log WHERE action = 'catalog.import'")
+    assert audit == [("cli:raiox catalog demo", 18, 18, True)]  # the whole load one entry, not one per batch
     assert sql(database_url, "SELECT count(*) FROM implant_systems") == [(3,)]
 
     image = tmp_path / "ref.png"
@@ -237,8 +237,8 @@ def test_reindex_switches_model_and_search_never_mixes_models(tmp_path, demo_png
     audit = sql(database_url, "SELECT action, target, details->'embedded', details->'pruned', "
                               "jsonb_array_length(details->'images') FROM audit_log "
                               "WHERE action IN ('catalog.reindex', 'catalog.prune') ORDER BY id")
-    assert audit == [("catalog.reindex", other.model_id, 3, None, 3),  # a batch of 3, then 1; the reruns none
-                     ("catalog.reindex", other.model_id, 1, None, 1), ("catalog.prune", other.model_id, None, 4, None)]
+    assert audit == [("catalog.reindex", other.model_id, 4, None, 4),  # batches of 3 and 1, one entry; reruns none
+                     ("catalog.prune", other.model_id, None, 4, None)]
 
 
 def _vectors(database_url: str) -> dict[str, np.ndarray]:

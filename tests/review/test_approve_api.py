@@ -51,6 +51,18 @@ async def test_approve_enqueues_delivery_in_same_transaction(client, session):
                                                                                "delivery.enqueue": 1}
 
 
+def test_the_audit_counters_help_text_says_it_counts_every_audited_write():
+    """Its name is a contract (dashboards); its help, what a Prometheus user reads, must not say "review actions" for
+    a count of every audit entry (catalog loads, sign-ins, retention...)."""
+    from prometheus_client import generate_latest
+
+    from raiox.kit.metrics import REGISTRY
+
+    help_line = next(line for line in generate_latest(REGISTRY).decode().splitlines()
+                     if line.startswith("# HELP raiox_review_actions_total "))
+    assert "review actions" not in help_line.lower() and "every audited write" in help_line
+
+
 async def test_the_message_to_the_dentist_is_capped_at_what_the_one_page_report_prints(client, session):
     """The API's schema, the service and the panel (test_panel_errors) take the same REPORT_MESSAGE_MAX."""
     from raiox.kit.errors import Unprocessable

@@ -130,7 +130,8 @@ async def test_csrf_required_on_actions(panel):
     assert again.status_code == 303  # a double click approves once
     stale = await panel.post(f"/admin/cases/{case.id}/approve",
                              data={"system_id": "neo-cm", "csrf_token": _csrf(page.text)})
-    assert stale.status_code == 409 and "Esta ação não é possível" in stale.text and "not awaiting review" in stale.text
+    assert stale.status_code == 409 and "Este caso não aguarda mais revisão (situação: Aprovado)" in stale.text
+    assert "not awaiting review" not in stale.text  # the service's English is the API's, not the operator's
 
 
 async def test_a_rejection_from_the_case_page_is_in_its_audit_list(panel):
@@ -602,9 +603,12 @@ async def test_an_uploads_file_names_are_shown_to_its_admin_but_kept_nowhere(pan
             ("files", ("joao_silva_rx (1).png", png, "image/png")),
             ("files", ("ana_lima.dcm", b"", "application/dicom"))])
     assert upload.status_code == 200, upload.text
-    for shown in ("upload/maria_souza_rx.png: ", "upload/joao_silva_rx (1).png: a mesma imagem que "
-                  "upload/joao_silva_rx.png", "upload/ana_lima.dcm: arquivo vazio"):
-        assert shown in upload.text, shown  # the admin who sent them reads their names
+    for shown in ("Arquivo 2 do envio (maria_souza_rx.png): ",
+                  "Arquivo 3 do envio (joao_silva_rx (1).png): a mesma imagem que "
+                  "arquivo 1 do envio (joao_silva_rx.png)",
+                  "Arquivo 4 do envio (ana_lima.dcm): arquivo vazio"):
+        assert shown in upload.text, shown  # the admin who sent them reads their names and places, in pt-BR
+    assert "upload/" not in upload.text  # never the importer's internal label
     async with session_scope() as session:
         entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "catalog.upload"))).scalar_one()
         origin = (await session.execute(select(ReferenceImage.origin)
@@ -721,7 +725,7 @@ async def test_a_film_that_could_not_be_downloaded_is_fetched_again_from_the_cas
     done = await panel.post(f"/admin/cases/{case.id}/retry", data={"csrf_token": _csrf(page.text)})
     assert done.status_code == 303 and done.headers["location"].endswith("?feito=refetch_queued")
     shown = await panel.get(done.headers["location"])
-    assert "serão baixadas de novo em instantes" in shown.text
+    assert "serão baixadas (as que falharam) e analisadas de novo em instantes" in shown.text
     assert "nova tentativa de baixar as radiografias que falharam" in shown.text  # the history says it, in pt-BR
     async with session_scope() as session:
         assert (await session.get(Case, case.id)).status == CaseStatus.awaiting_review
@@ -729,6 +733,39 @@ async def test_a_film_that_could_not_be_downloaded_is_fetched_again_from_the_cas
         assert tasks == ["refetch_images"]
         entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.retry"))).scalar_one()
         assert entry.details == {"films_only": True} and entry.actor == "user:rev@example.com"
+
+
+async def test_a_film_stored_but_never_analysed_is_offered_its_analysis_from_the_case_page(panel):
+    """A film whose bytes were saved but whose analysis never ran (a job stopped in between) is taken by the case's
+    retry (intake.refetch): the page offers it, in pt-BR, while the case awaits review, and not once it is decided."""
+    from sqlalchemy import delete, select, text
+
+    from raiox.cases.service import transition
+    from raiox.models import AuditEntry, Case, CaseImage, Fixture
+
+    await _data()
+    async with session_scope() as session:
+        case = await add_case(session, candidates=[("neo-cm", 0.78)], images=2, name="Dra. Carla Dias")
+        films = (await session.execute(select(CaseImage).where(CaseImage.case_id == case.id)
+                                       .order_by(CaseImage.position))).scalars().all()
+        films[1].status = "stored"  # downloaded (its storage key kept), never analysed
+        await session.execute(delete(Fixture).where(Fixture.case_image_id == films[1].id))
+    await login(panel, "rev@example.com")
+    page = await panel.get(f"/admin/cases/{case.id}")
+    assert page.text.count('class="inline refetch"') == 1  # the stored film's, not the analysed one's
+    assert "foi baixada, mas não chegou a ser analisada" in page.text and "Analisar de novo" in page.text
+    assert "Baixar de novo" not in page.text
+    done = await panel.post(f"/admin/cases/{case.id}/retry", data={"csrf_token": _csrf(page.text)})
+    assert done.status_code == 303 and done.headers["location"].endswith("?feito=refetch_queued")
+    async with session_scope() as session:
+        assert (await session.get(Case, case.id)).status == CaseStatus.awaiting_review
+        tasks = (await session.execute(text("SELECT task_name FROM procrastinate_jobs"))).scalars().all()
+        assert tasks == ["refetch_images"]
+        entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.retry"))).scalar_one()
+        assert entry.details == {"films_only": True}
+        await transition(session, await session.get(Case, case.id), CaseStatus.rejected, actor="user:rev@example.com")
+    decided = await panel.get(f"/admin/cases/{case.id}")  # the retry would refuse it: nothing offered
+    assert 'class="inline refetch"' not in decided.text and "Analisar de novo" not in decided.text
 
 
 async def test_what_the_case_page_asks_and_warns_fits_the_cases_state(panel):

@@ -19,7 +19,7 @@ _ips = iter(range(1, 250))
 
 @pytest.fixture
 async def panel(committed):
-    """A panel client from an address of its own (the per-IP throttle is process-wide)."""
+    """A panel client from an address of its own."""
     from raiox.app import create_app
 
     async with session_scope() as session:
@@ -245,6 +245,41 @@ async def test_failed_logins_and_lock_outs_are_audited_and_read_in_portuguese_on
         assert "ip:" not in page and "password" not in page and "unknown" not in page
         assert '<option value="auth.login_failed"' in (await admin.get("/admin/audit")).text  # a filter choice
     assert ("motivo", "senha errada") in detail_items(failed[1])
+
+
+async def test_the_address_throttle_counts_the_failures_every_panel_process_saw(panel):
+    """Production runs several panel processes: the address's failures are counted in the database, so failures
+    another process counted bring this one's throttle on (an in-memory count let each process allow 20)."""
+    from datetime import timedelta
+
+    from raiox.models import LoginThrottle
+    from raiox.review.views_auth import IP_MAX_FAILURES, IP_WINDOW_S
+
+    source, now = panel._transport.client[0], datetime.now(UTC)
+    window = timedelta(seconds=IP_WINDOW_S)
+    for _ in range(IP_MAX_FAILURES - 1):  # what another process counted, each in its own request
+        async with session_scope() as session:
+            assert await repository.count_address_failure(session, source, now=now, window=window,
+                                                          limit=IP_MAX_FAILURES, lock_until=now + window) is None
+    assert (await _login(panel, "wrong password")).status_code == 401  # the limit-th, counted here: it engages
+    assert (await _login(panel)).status_code == 429  # the right password too
+    [lock] = await _audited("auth.lockout")
+    assert lock.details == {"scope": "address", "minutes": IP_WINDOW_S // 60}
+    async with session_scope() as session:
+        row = await session.get(LoginThrottle, source)
+        assert row.failures == IP_MAX_FAILURES and row.locked_until > datetime.now(UTC) + window - timedelta(minutes=1)
+        # a failure counted by another process while the lock holds changes nothing, audits nothing
+        assert await repository.count_address_failure(session, source, now=datetime.now(UTC), window=window,
+                                                      limit=IP_MAX_FAILURES, lock_until=now + 2 * window) is None
+        assert await repository.address_throttled(session, source, datetime.now(UTC))
+        # the lock over: the address starts a new count
+        later = now + 2 * window
+        assert not await repository.address_throttled(session, source, later)
+        assert await repository.count_address_failure(session, source, now=later, window=window,
+                                                      limit=IP_MAX_FAILURES, lock_until=later + window) is None
+        await session.refresh(row)
+        assert (row.failures, row.locked_until, row.window_started_at) == (1, None, later)
+    assert len(await _audited("auth.lockout")) == 1
 
 
 async def test_the_address_throttle_answers_429_and_is_audited_once_when_it_engages(panel):

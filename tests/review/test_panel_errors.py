@@ -151,7 +151,8 @@ async def test_empty_upload_file_is_named_in_the_report(admin):
                                      ("files", ("bad.png", b"<html>", "image/png"))])
     assert upload.status_code == 200, upload.text
     assert "2 ignorada(s)" in upload.text
-    assert "upload/vazio.png: arquivo vazio (0 bytes), ignorado" in upload.text and "bad.png" in upload.text
+    assert "Arquivo 2 do envio (vazio.png): arquivo vazio (0 bytes), ignorado" in upload.text
+    assert "Arquivo 3 do envio (bad.png): " in upload.text and "upload/" not in upload.text
     nothing = await admin.post("/admin/catalog/neo-cm/images", data={"csrf_token": admin.token},
                                files=[("files", ("", b"", "application/octet-stream"))])  # an empty file input
     assert "arquivos (valor inválido)" in _page(nothing, 400)
@@ -246,3 +247,83 @@ async def test_the_error_page_links_back_only_to_the_panels_own_pages(admin):
     for foreign in ("https://evil.example/admin/", "javascript:alert(1)", "http://testserver/other"):
         page = _page(await admin.get(missing, headers={"referer": foreign}), 404)
         assert "evil" not in page and "javascript:" not in page and "/other" not in page, foreign
+
+
+# The services the panel calls: every typed error they raise must read in pt-BR (review.operator_errors).
+PANEL_SERVICES = ("cases/service.py", "review/service.py", "review/marks.py", "review/reread.py", "review/images.py",
+                  "review/views_media.py", "intake/service.py", "kit/storage.py")
+TYPED = {"BadRequest", "NotFound", "Conflict", "Unprocessable", "TooLarge", "TooManyRequests", "Forbidden",
+         "Unauthorized", "DeliveryRunning", "CasePurged", "InvalidEmail", "TooSoon"}
+
+
+def _raised_messages():
+    """(file, line, message) of each typed error built with a literal message in PANEL_SERVICES, each {value} of an
+    f-string written "7" (ServiceUnavailable aside: an outage reads as the 503 page)."""
+    import ast
+    from pathlib import Path
+
+    import raiox
+
+    root = Path(raiox.__file__).parent
+    for name in PANEL_SERVICES:
+        tree = ast.parse((root / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in TYPED
+                    and node.args):
+                continue
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                yield name, node.lineno, arg.value
+            elif isinstance(arg, ast.JoinedStr):
+                yield name, node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "7" for v in arg.values)
+
+
+def test_every_refusal_of_the_services_the_panel_calls_reads_in_pt_br():
+    from raiox.review.operator_errors import operator_text
+
+    found = list(_raised_messages())
+    assert len(found) > 30
+    untranslated = [(f, line, text) for f, line, text in found if operator_text(text) is None]
+    assert untranslated == []
+    # values carried over, a status by its label
+    assert operator_text("case 1 is approved; only a failed delivery can be resent") == (
+        "Só uma entrega que falhou pode ser reenviada; este caso está na situação “Aprovado”.")
+    assert operator_text("film 2 has 8 marked implants already (at most 8)") == (
+        "A radiografia 2 já tem 8 implantes marcados pelo revisor (no máximo 8).")
+    assert operator_text("something the panel never heard of") is None
+
+
+async def test_a_services_refusal_is_shown_in_pt_br_without_its_english(admin):
+    """The API's JSON keeps the English message (a contract); the panel's page says it in the operator's words."""
+    missing = "/admin/cases/00000000-0000-0000-0000-000000000000"
+    text = _page(await admin.get(missing), 404)
+    assert "Caso não encontrado" in text and "not found" not in text
+    case = admin.case
+    resend = _page(await admin.post(f"/admin/cases/{case.id}/resend", data={"csrf_token": admin.token}), 409)
+    assert "Só uma entrega que falhou pode ser reenviada; este caso está na situação “Aguardando revisão”." in resend
+    assert "only a failed delivery" not in resend and str(case.id) not in resend
+    retry = _page(await admin.post(f"/admin/cases/{case.id}/retry", data={"csrf_token": admin.token}), 409)
+    assert "não há o que tentar de novo" in retry and "nothing to retry" not in retry
+    unknown = _page(await admin.post(f"/admin/cases/{case.id}/approve",
+                                     data={"system_id": "no-such", "csrf_token": admin.token}), 422)
+    assert "Sistema de implante desconhecido no catálogo: &#39;no-such&#39;." in unknown and "unknown" not in unknown
+    image = _page(await admin.get("/admin/media/case-images/00000000-0000-0000-0000-000000000000"), 404)
+    assert "Radiografia não encontrada" in image and "image not found" not in image
+    nul = _page(await admin.get("/admin/", params={"q": "a\x00b"}), 422)
+    assert "caractere inválido (NUL)" in nul and "cannot be stored" not in nul
+    flash = await admin.post(f"/admin/cases/{case.id}/revoke-report", headers={"HX-Request": "true",
+                                                                             "X-CSRF-Token": admin.token})
+    assert flash.status_code == 409 and flash.headers["HX-Retarget"] == "#flash"
+    assert "Este caso não tem relatório (situação: Aguardando revisão)" in flash.text and "report" not in flash.text
+
+
+async def test_a_refusal_the_panel_does_not_know_reads_as_its_status_never_english(admin, monkeypatch):
+    from raiox.kit.errors import Conflict
+    from raiox.review import service
+
+    async def refuse(*_args, **_kwargs):
+        raise Conflict("case 1 is in a state nobody wrote words for")
+
+    monkeypatch.setattr(service, "resend", refuse)
+    text = _page(await admin.post(f"/admin/cases/{admin.case.id}/resend", data={"csrf_token": admin.token}), 409)
+    assert "Esta ação não é possível no estado atual" in text and "nobody" not in text and "case 1" not in text

@@ -13,8 +13,21 @@ from raiox.models import AuditEntry
 
 
 async def audit(session: AsyncSession, actor: str, action: str, case_id: uuid.UUID | None = None,
-                target: str | None = None, **details) -> None:
-    """Add the entry ACTOR did ACTION (on CASE_ID / TARGET, with DETAILS) to SESSION's transaction and flush it."""
-    session.add(AuditEntry(actor=actor, action=action, case_id=case_id, target=target, details=details))
+                target: str | None = None, **details) -> int:
+    """Add the entry ACTOR did ACTION (on CASE_ID / TARGET, with DETAILS) to SESSION's transaction and flush it; its
+    id."""
+    entry = AuditEntry(actor=actor, action=action, case_id=case_id, target=target, details=details)
+    session.add(entry)
     await session.flush()
     REVIEW_ACTIONS.labels(action).inc()
+    return entry.id
+
+
+async def bring_up_to_date(session: AsyncSession, entry_id: int, **details) -> None:
+    """The details of entry ENTRY_ID, written by this same piece of work earlier, replaced by DETAILS in SESSION's
+    transaction: a long run committed in parts (a catalog load's batches) is one entry that always says what its
+    committed parts did. Nothing else ever changes an entry; it is not counted again."""
+    entry = await session.get(AuditEntry, entry_id)
+    if entry is not None:
+        entry.details = details
+        await session.flush()

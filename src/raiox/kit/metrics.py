@@ -43,8 +43,9 @@ HTTP_LATENCY = Histogram(
 WEBHOOKS = Counter("raiox_webhooks_total", "Jotform webhook deliveries by outcome", ["outcome"], registry=REGISTRY)
 JOBS = Counter("raiox_jobs_total", "Background jobs by task and outcome", ["task", "outcome"], registry=REGISTRY)
 REVIEW_ACTIONS = Counter(
-    "raiox_review_actions_total", "Audited review actions by action (case.approve, case.fixture_add: an implant the "
-    "analysis missed or boxed badly, delivery.redeliver, ...)", ["action"], registry=REGISTRY
+    "raiox_review_actions_total", "Audit entries written, by action: every audited write (cases, catalog, tokens, "
+    "panel users, sign-ins and refused ones, commands, retention), not only review decisions; e.g. case.approve, "
+    "catalog.import, auth.login_failed", ["action"], registry=REGISTRY
 )
 IDENTIFICATIONS = Counter(
     "raiox_identifications_total", "Images identified (POST /identify): ok | rejected (a bad upload) | busy (every "

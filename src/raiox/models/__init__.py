@@ -1,6 +1,6 @@
 """SQLAlchemy models (the schema); imported here so Alembic and mappers see every table."""
 
-from raiox.models.access import ApiToken, AuditEntry, LoginLock, User
+from raiox.models.access import ApiToken, AuditEntry, LoginLock, LoginThrottle, User
 from raiox.models.base import EMBEDDING_DIM, Base
 from raiox.models.cases import Case, CaseEvent, CaseImage, CaseRanking, CaseStatus, Fixture, FixtureResult, ImageStatus
 from raiox.models.catalog import ImplantSystem, ReferenceEmbedding, ReferenceImage
@@ -9,5 +9,5 @@ from raiox.models.delivery import Delivery
 __all__ = [
     "EMBEDDING_DIM", "ApiToken", "AuditEntry", "Base", "Case", "CaseEvent", "CaseImage", "CaseRanking",
     "CaseStatus", "Delivery", "Fixture", "FixtureResult", "ImageStatus", "ImplantSystem", "ReferenceEmbedding",
-    "LoginLock", "ReferenceImage", "User",
+    "LoginLock", "LoginThrottle", "ReferenceImage", "User",
 ]

@@ -56,6 +56,19 @@ class LoginLock(Base):
     last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class LoginThrottle(Base):
+    """Failed panel logins per source address, whatever the account (unknown ones included), in the current window:
+    an address that fails `views_auth.IP_MAX_FAILURES` times within `IP_WINDOW_S` is refused every login until
+    `locked_until`. In the database, so that every panel process counts the same failures."""
+
+    __tablename__ = "login_throttle"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)  # `auth.login_source`: an IPv6 client's /64
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class AuditEntry(Base):
     """Every write, by whom: shown on the case page and kept for accountability."""
 

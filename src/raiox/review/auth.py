@@ -168,7 +168,7 @@ async def refused(session: AsyncSession, ip: str, email: str, user: User | None,
 async def locked_out(session: AsyncSession, ip: str, target: str | None, scope: str, minutes: int) -> None:
     """The audit entry `auth.lockout`: SCOPE (source: this source out of the account TARGET; account: the account
     TARGET from every source it did not sign in from lately; address: every sign-in from this address, the panel's
-    in-memory throttle, no account) locked for MINUTES."""
+    address throttle, `login_throttle`, no account) locked for MINUTES."""
     await audit(session, login_actor(ip), "auth.lockout", target=target, scope=scope, minutes=minutes)
 
 

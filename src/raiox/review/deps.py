@@ -10,7 +10,7 @@ from raiox.kit.errors import Forbidden
 from raiox.models import User
 from raiox.review.auth import CSRF_FIELD, CSRF_HEADER, csrf_ok, load_session, session_user
 from raiox.review.i18n import gettext
-from raiox.review.panel import LoginRequired
+from raiox.review.panel import LoginRequired, for_operator
 
 
 async def current_user(request: Request, session: AsyncSession = DbSession) -> User:
@@ -24,7 +24,7 @@ async def current_user(request: Request, session: AsyncSession = DbSession) -> U
 
 async def admin_user(user: User = Depends(current_user)) -> User:
     if user.role != "admin":
-        raise Forbidden(gettext("error.admin_only"))
+        raise for_operator(Forbidden(gettext("error.admin_only")))
     return user
 
 
@@ -35,7 +35,7 @@ async def csrf_protect(request: Request) -> None:
             ("application/x-www-form-urlencoded", "multipart/form-data")):
         supplied = (await request.form()).get(CSRF_FIELD)
     if not csrf_ok(load_session(request), supplied):
-        raise Forbidden(gettext("error.csrf"))
+        raise for_operator(Forbidden(gettext("error.csrf")))
 
 
 def actor(user: User) -> str:

@@ -214,14 +214,13 @@ def invalid_fields(errors: list[dict]) -> RaioxError:
     return for_operator(BadRequest(i18n.gettext("error.fields", items="; ".join(items))))
 
 
-def _error_page(request: Request, status_code: int, summary: str, detail: str | None,
-                headers: dict | None = None) -> Response:
+def _error_page(request: Request, status_code: int, summary: str, headers: dict | None = None) -> Response:
     if request.headers.get("hx-request"):
-        html = templates.env.get_template("_error.html").render(summary=summary, detail=detail, t=i18n.translator())
+        html = templates.env.get_template("_error.html").render(summary=summary)
         return HTMLResponse(html, status_code=status_code,
                             headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"} | (headers or {}))
     return render(request, "error.html", {"error": SimpleNamespace(status_code=status_code), "summary": summary,
-                                          "detail": detail, "previous": _same_site_referer(request),
+                                          "previous": _same_site_referer(request),
                                           "done": None},
                   status_code=status_code, headers=headers)
 
@@ -239,13 +238,17 @@ def _same_site_referer(request: Request) -> str | None:
 
 
 async def _error(request: Request, exc: RaioxError) -> Response:
-    """pt-BR explanation by HTTP status; the (English) technical detail underneath, unless already pt-BR."""
-    if getattr(exc, "for_operator", False) or exc.status_code not in ERROR_TEXT:
+    """The error in pt-BR: the operator's own explanation (`for_operator`), else the service's refusal in their words
+    (`operator_errors`), else what its HTTP status means. The service's English text is never shown (it is the API's
+    contract, not the operator's language): it goes to the log."""
+    from raiox.review.operator_errors import operator_text
+
+    if getattr(exc, "for_operator", False):
         summary = exc.message
-    else:
-        summary = i18n.gettext(ERROR_TEXT[exc.status_code])
-    detail = exc.message if summary != exc.message else None
-    return _error_page(request, exc.status_code, summary, detail)
+    elif (summary := operator_text(exc.message)) is None:
+        log.info("panel.error_untranslated", status=exc.status_code, code=exc.code, error=exc.message)
+        summary = i18n.gettext(ERROR_TEXT.get(exc.status_code, "error.http"), status=exc.status_code)
+    return _error_page(request, exc.status_code, summary)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -256,18 +259,20 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> Res
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """Starlette's own errors under the panel (unknown page, wrong method, unreadable or oversized form): the
-    panel's page, in pt-BR, with the original text as technical detail when it says more than the status."""
+    panel's page, in pt-BR (the form parser's messages in the operator's words, any other text logged)."""
     text = str(exc.detail or "")
     for pattern, message_id in FORM_ERRORS:
         if match := pattern.fullmatch(text):
             text = i18n.gettext(message_id, **match.groupdict())
-            return _error_page(request, exc.status_code, text, None, exc.headers)
+            return _error_page(request, exc.status_code, text, exc.headers)
     try:
         phrase = HTTPStatus(exc.status_code).phrase
     except ValueError:
         phrase = ""
+    if text not in ("", phrase):  # English (Starlette's, or an HTTPException's): for the log, not the operator
+        log.info("panel.error_untranslated", status=exc.status_code, error=text)
     summary = i18n.gettext(ERROR_TEXT.get(exc.status_code, "error.http"), status=exc.status_code)
-    return _error_page(request, exc.status_code, summary, None if text in ("", phrase) else text, exc.headers)
+    return _error_page(request, exc.status_code, summary, exc.headers)
 
 
 async def _unstorable(request: Request, exc: DataError) -> Response:
@@ -277,9 +282,9 @@ async def _unstorable(request: Request, exc: DataError) -> Response:
 
 async def _database_down(request: Request, exc: Exception) -> Response:
     """A database outage (kit.errors.database_errors): the panel's 503 page (rendered without the database)."""
-    error = database_unavailable(exc)
+    database_unavailable(exc)  # logs it
     try:
-        return _error_page(request, 503, i18n.gettext("error.unavailable"), error.message, {"Retry-After": "30"})
+        return _error_page(request, 503, i18n.gettext("error.unavailable"), {"Retry-After": "30"})
     except Exception:
         return HTMLResponse(f"<p>{i18n.gettext('error.unavailable')}</p>", status_code=503)
 
@@ -287,7 +292,7 @@ async def _database_down(request: Request, exc: Exception) -> Response:
 async def _crashed(request: Request, exc: Exception) -> Response:
     """A bug or an outage: the panel's pt-BR page (the traceback goes to the log), not a bare English text."""
     try:
-        return _error_page(request, 500, i18n.gettext("error.internal"), None)
+        return _error_page(request, 500, i18n.gettext("error.internal"))
     except Exception:  # rendering needs what just failed (the database...): the plainest page
         return HTMLResponse(f"<p>{i18n.gettext('error.internal')}</p>", status_code=500)
 

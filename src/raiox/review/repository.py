@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.kit.db import LIKE_ESCAPE, fold_text, folded, literal_like
 from raiox.models import (
     AuditEntry, Case, CaseEvent, CaseImage, CaseRanking, CaseStatus, Fixture, FixtureResult, ImplantSystem, LoginLock,
+    LoginThrottle,
     ReferenceEmbedding, ReferenceImage, User,
 )
 from raiox.review import search_terms
@@ -321,6 +322,37 @@ async def count_source_failure(session: AsyncSession, user_id: uuid.UUID, source
                  where=or_(row.locked_until.is_(None), row.locked_until <= now))
              .returning(row.locked_until))
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def address_throttled(session: AsyncSession, source: str, now: datetime) -> bool:
+    """Whether SOURCE is refused every login now (`count_address_failure` locked it)."""
+    query = select(LoginThrottle.locked_until).where(LoginThrottle.source == source)
+    until = (await session.execute(query)).scalar_one_or_none()
+    return until is not None and until > now
+
+
+async def count_address_failure(session: AsyncSession, source: str, *, now: datetime, window: timedelta, limit: int,
+                                lock_until: datetime) -> datetime | None:
+    """One more failed login from SOURCE, whatever the account, counted in one statement shared by every panel
+    process: a count whose window began WINDOW ago or more (or whose lock ended) starts again at this failure, and the
+    LIMIT-th failure within the window refuses the address until LOCK_UNTIL. The lock's end when this failure set it,
+    else None (a failure counted while another process's lock holds changes nothing). Rows over a day old and not
+    locked are dropped on the way (the table stays small)."""
+    await session.execute(delete(LoginThrottle).where(
+        LoginThrottle.window_started_at < now - timedelta(days=1),
+        or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now)))
+    row = LoginThrottle.__table__.c
+    fresh = or_(row.window_started_at <= now - window, row.locked_until.is_not(None))  # a lock here has ended
+    counted = case((fresh, 1), else_=row.failures + 1)
+    query = (pg_insert(LoginThrottle).values(source=source, failures=1, window_started_at=now,
+                                             locked_until=lock_until if limit <= 1 else None)
+             .on_conflict_do_update(index_elements=[row.source], set_={
+                 "failures": counted, "window_started_at": case((fresh, now), else_=row.window_started_at),
+                 "locked_until": case((counted >= limit, lock_until), else_=None)},
+                 where=or_(row.locked_until.is_(None), row.locked_until <= now))
+             .returning(row.locked_until))
+    until = (await session.execute(query)).scalar_one_or_none()
+    return until if until == lock_until else None
 
 
 async def source_trusted(session: AsyncSession, user_id: uuid.UUID, source: str, since: datetime) -> bool:

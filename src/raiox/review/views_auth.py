@@ -1,13 +1,16 @@
 """Login (e-mail + password), logout (ends all the user's sessions). Failures are throttled per IP and lock the
 account after RAIOX_ADMIN_MAX_FAILED_LOGINS; each one is logged as `raiox.admin.login_failed ip=<ip> email=<e-mail>`
 (the client's address for fail2ban, the typed address masked) and audited (`auth.login_failed`, and `auth.lockout` when
-it locks a source, an account or, through the in-memory throttle, an address; written by `auth.refused` and
+it locks a source, an account or, through the address throttle, an address; written by `auth.refused` and
 `auth.locked_out`). A successful login and a logout are audited without the client's address: it is kept only where
 it serves security (the failures' log lines and audit entries, whose actor is the source; the account's sign-in
-sources of the last 30 days, `login_locks`, that its lock-out spares)."""
+sources of the last 30 days, `login_locks`, that its lock-out spares; the address throttle's count, `login_throttle`).
 
-import time
-from collections import defaultdict, deque
+The address throttle (IP_MAX_FAILURES failed logins within IP_WINDOW_S from one address, any accounts: every login
+from it refused, 429, for IP_WINDOW_S) is kept in the database, so that every panel process counts the same
+failures."""
+
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
@@ -22,29 +25,19 @@ from raiox.review.panel import base_path, redirect, render
 
 router = APIRouter()
 IP_WINDOW_S, IP_MAX_FAILURES = 15 * 60, 20
-_ip_failures: dict[str, deque] = defaultdict(deque)
 
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "-"
 
 
-def _ip_blocked(ip: str) -> bool:
-    window = _ip_failures[ip]
-    while window and window[0] < time.monotonic() - IP_WINDOW_S:
-        window.popleft()
-    if not window:
-        del _ip_failures[ip]
-        return False
-    return len(window) >= IP_MAX_FAILURES
-
-
-def _prune() -> None:
-    """Forget addresses whose failures are all older than the window (the table must not grow forever)."""
-    if len(_ip_failures) > 1000:
-        oldest = time.monotonic() - IP_WINDOW_S
-        for ip in [ip for ip, window in _ip_failures.items() if not window or window[-1] < oldest]:
-            del _ip_failures[ip]
+async def _count_address_failure(session: AsyncSession, ip: str, source: str, now: datetime) -> None:
+    """The failure counted for the address; the one that engages the throttle is audited (once, whichever process
+    counts it)."""
+    window = timedelta(seconds=IP_WINDOW_S)
+    if await repository.count_address_failure(session, source, now=now, window=window, limit=IP_MAX_FAILURES,
+                                              lock_until=now + window):
+        await auth.locked_out(session, ip, None, "address", IP_WINDOW_S // 60)
 
 
 def _safe_next(request: Request, target: str | None) -> str:
@@ -76,17 +69,14 @@ async def login_form(request: Request, next: str = "", expirou: str = "") -> Res
 @router.post("/login", dependencies=[Depends(csrf_protect)])
 async def login(request: Request, email: str = Form(""), password: str = Form(""), next: str = Form(""),  # noqa: A002
                 session: AsyncSession = DbSession) -> Response:
-    ip = client_ip(request)
+    ip, now = client_ip(request), datetime.now(UTC)
     source = auth.login_source(ip)  # an IPv6 client counts as its /64
-    if _ip_blocked(source):  # logged for fail2ban; audited once, when the throttle engaged (below)
+    if await repository.address_throttled(session, source, now):  # logged for fail2ban; audited once, when it engaged
         auth.log_failure(ip, email)
         return _login_page(request, error=gettext("login.throttled"), email=email, status_code=429, next_url=next)
     user = await auth.authenticate(session, email, password, ip)
     if user is None:
-        _ip_failures[source].append(time.monotonic())
-        if len(_ip_failures[source]) == IP_MAX_FAILURES:  # from now on this address is refused for a while
-            await auth.locked_out(session, ip, None, "address", IP_WINDOW_S // 60)
-        _prune()
+        await _count_address_failure(session, ip, source, now)
         # one answer whether the account exists, is locked or the password is wrong: nothing to enumerate
         return _login_page(request, error=gettext("login.invalid"), email=email, status_code=401, next_url=next)
     await audit(session, f"user:{user.email}", "auth.login")

@@ -97,7 +97,7 @@ async def approve(request: Request, case_id: uuid.UUID, system_id: str = Form(..
     system stated there and not ticked among the other systems is sent as one too."""
     message = _text(message, None, "case.report_message_too_long", REPORT_MESSAGE_MAX)  # printed on the report
     if add_to_catalog and not await service.may_edit_catalog(session, actor(user)):  # a film becomes a reference
-        raise Forbidden(gettext("case.add_to_catalog_admin_only"))
+        raise for_operator(Forbidden(gettext("case.add_to_catalog_admin_only")))
     mapped = {fixture: system_id.strip() if system == "main" else system
               for fixture, _, system in (value.partition("|") for value in implants if value)}
     others = service.other_ids(system_id, [*other_system_ids, *mapped.values()], limit=None)

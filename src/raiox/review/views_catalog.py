@@ -179,7 +179,7 @@ async def upload_images(request: Request, system_id: str, user: User = Depends(a
             raise for_operator(Unprocessable(gettext("catalog.too_large", name=upload.filename or "?",
                                                      mb=MAX_UPLOAD // 2**20)))
         known = label(index, len(data))
-        names[known] = f"upload/{upload.filename or index}"
+        names[known] = gettext("catalog.upload_file", n=index, name=upload.filename)  # "arquivo 2 (rx.png)"
         if data:
             uploads.append((known, upload.filename or "", data))
         else:  # reported below, like the importer's own skips
