@@ -123,6 +123,8 @@ AUDITED_COMMANDS = {
                                                             "test_references_with_exif_gps_and_a_dicom_patient_are_scrubbed_once"),
     "cases purge": ("case.purge", "review/test_retention.py::"
                                   "test_the_daily_job_purges_what_expired_and_the_cli_purges_on_request"),
+    "audit anonymise-addresses": ("audit.anonymise_addresses", "review/test_address_retention.py::"
+                                                               "test_the_cli_anonymises_on_request"),
     "cases reread": ("case.reread", "review/test_reread.py::"
                                     "test_cli_reads_again_the_cases_awaiting_review_that_an_earlier_model_read"),
 }
@@ -248,6 +250,7 @@ def test_every_audit_action_reads_in_portuguese_in_the_audit_list():
     """The case page's audit list names each action by its `audit.<action>` message (en has the same ids)."""
     actions = {a for a, _ in AUDITED_ROUTES.values()} | {a for a, _ in AUDITED_COMMANDS.values()}
     actions |= {"delivery.enqueue", "case.purge"}  # written by the approval and the retention job
+    actions |= {"audit.anonymise_addresses"}  # written by the retention job (and its command, AUDITED_COMMANDS)
     actions |= set(FAILED_LOGIN_ACTIONS)
     missing = sorted(a for a in actions if f"audit.{a}" not in PT_BR or f"audit.{a}" not in EN)
     assert not missing

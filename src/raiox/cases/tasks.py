@@ -1,5 +1,9 @@
 """Case jobs (procrastinate): `purge_expired_cases` (periodic, daily at 03:30 UTC) removes the films and personal
-data of cases closed more than RAIOX_RETENTION_DAYS ago (raiox.cases.retention); nothing when that is 0."""
+data of cases closed more than RAIOX_RETENTION_DAYS ago (raiox.cases.retention; nothing when that is 0), and, whatever
+that is, anonymises the client addresses of sign-in audit entries older than RAIOX_AUDIT_ADDRESS_RETENTION_DAYS
+(`forget_addresses`; none when that is 0) and drops the login throttle's stale rows (addresses too)."""
+
+from datetime import UTC, datetime, timedelta
 
 from raiox.cases import retention
 from raiox.kit.db import session_scope
@@ -31,10 +35,42 @@ async def purge_expired(days: int) -> int:
                 failed.add(case_id)
 
 
+async def forget_addresses(days: int, actor: str = ACTOR, maker=None) -> int:
+    """Anonymise the address of every sign-in audit entry older than DAYS (`review.auth.anonymise_addresses`), a
+    batch per
+    transaction, and drop the login tables' stale rows; how many entries were changed. A run that changes entries is
+    itself one `audit.anonymise_addresses` entry (its count kept up to date batch by batch, so a run stopped midway
+    says what it did)."""
+    from raiox.kit.audit import audit, bring_up_to_date
+    from raiox.review import repository
+    from raiox.review.auth import anonymise_addresses
+
+    now = datetime.now(UTC)
+    async with session_scope(maker) as session:
+        await repository.drop_stale_throttle(session, now)
+        await repository.drop_stale_locks(session, now)
+    changed, entry_id, before = 0, None, now - timedelta(days=days)
+    while True:
+        async with session_scope(maker) as session:
+            done = await anonymise_addresses(session, before)
+            if not done:
+                return changed
+            changed += done
+            if entry_id is None:
+                entry_id = await audit(session, actor, "audit.anonymise_addresses", entries=changed,
+                                       older_than_days=days)
+            else:
+                await bring_up_to_date(session, entry_id, entries=changed, older_than_days=days)
+
+
 @app.periodic(cron="30 3 * * *")
 @app.task(name="purge_expired_cases", queueing_lock="purge_expired_cases")
 async def purge_expired_cases(timestamp: int) -> int:
-    days = get_settings().retention_days
+    settings = get_settings()
+    if settings.audit_address_retention_days > 0:
+        anonymised = await forget_addresses(settings.audit_address_retention_days)
+        log.info("address_retention_run", days=settings.audit_address_retention_days, anonymised=anonymised)
+    days = settings.retention_days
     if days <= 0:
         return 0
     purged = await purge_expired(days)

@@ -26,7 +26,9 @@ async def audit(session: AsyncSession, actor: str, action: str, case_id: uuid.UU
 async def bring_up_to_date(session: AsyncSession, entry_id: int, **details) -> None:
     """The details of entry ENTRY_ID, written by this same piece of work earlier, replaced by DETAILS in SESSION's
     transaction: a long run committed in parts (a catalog load's batches) is one entry that always says what its
-    committed parts did. Nothing else ever changes an entry; it is not counted again."""
+    committed parts did. Besides this, an entry changes only by data retention: a purged case's free texts are cleared
+    (`cases.retention`) and old sign-in entries lose the client's address (`review.auth.anonymise_addresses`).
+    It is not counted again."""
     entry = await session.get(AuditEntry, entry_id)
     if entry is not None:
         entry.details = details

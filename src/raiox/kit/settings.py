@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     report_link_days: int = Field(default=90, ge=1)
     # days after which a closed case's films and personal data are removed (0: kept; raiox.cases.retention)
     retention_days: int = Field(default=0, ge=0)
+    # days after which sign-in audit entries (auth.*) lose the client's address (0: kept; raiox.cases.tasks)
+    audit_address_retention_days: int = Field(default=90, ge=0, le=36500)
     # Admin panel: language, session lifetime, login lock-out
     admin_locale: str = "pt_BR"
     admin_timezone: str = "America/Sao_Paulo"  # times shown in the panel

@@ -73,3 +73,23 @@ def audit_list(
             details = json.dumps(record["details"], ensure_ascii=False, default=str)
             print("\t".join(_cell(v) for v in (record["created_at"], record["actor"], record["action"],
                                                 record["protocol"], record["target"], details)))
+
+
+@audit_app.command("anonymise-addresses")
+def anonymise_addresses(
+    older_than: int = typer.Option(None, "--older-than", min=1, max=36500, help="Entries older than this many days "
+                                   "(default: RAIOX_AUDIT_ADDRESS_RETENTION_DAYS, what the daily job uses)."),
+) -> None:
+    """Replace the client address of refused sign-ins' audit entries (auth.login_failed, auth.lockout, actor
+    ip:<address>) older than the period by "ip:anonymised" (LGPD minimisation; the daily `purge_expired_cases` job
+    does it too); the entries stay. Audited `audit.anonymise_addresses` when something changed."""
+    from raiox.cases.tasks import forget_addresses
+    from raiox.catalog.cli import run_db
+    from raiox.cli import _settings
+
+    days = older_than or _settings().audit_address_retention_days
+    if days <= 0:
+        err.print("[red]RAIOX_AUDIT_ADDRESS_RETENTION_DAYS is 0 (keep): give --older-than DAYS[/red]")
+        raise typer.Exit(2)
+    changed = run_db(lambda maker: forget_addresses(days, "cli:raiox audit anonymise-addresses", maker))
+    print(f"anonymised {changed} audit entr{'y' if changed == 1 else 'ies'} older than {days} day(s)")

@@ -59,7 +59,7 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
 # who recorded an entry (``actor``: "kind:name") -> message id; people and tokens keep their name
 ACTORS = {"system:worker": "actor.worker", "system:delivery": "actor.delivery", "system:review": "actor.review",
           "jotform:webhook": "actor.webhook", "jotform:reconcile": "actor.reconcile", "jotform:api": "actor.webhook",
-          "system:retention": "actor.retention"}
+          "system:retention": "actor.retention", "ip:anonymised": "actor.ip_anonymised"}
 
 
 def reason_parts(recorded: str | None, lang: str | None = None) -> tuple[str, str | None]:

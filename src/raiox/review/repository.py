@@ -308,10 +308,7 @@ async def count_source_failure(session: AsyncSession, user_id: uuid.UUID, source
     """One more failed login on the account from SOURCE, counted in one statement: the LIMIT-th locks that source
     out of the account until LOCK_UNTIL and restarts its count. Its lock's end (None: not locked). Rows left
     untouched for a day and not locked are dropped on the way (the table stays small)."""
-    stale = now - timedelta(days=1)
-    await session.execute(delete(LoginLock).where(
-        LoginLock.updated_at < stale, or_(LoginLock.locked_until.is_(None), LoginLock.locked_until <= now),
-        or_(LoginLock.last_success_at.is_(None), LoginLock.last_success_at < now - timedelta(days=30))))
+    await drop_stale_locks(session, now)
     row = LoginLock.__table__.c
     reached = row.failures + 1 >= limit
     query = (pg_insert(LoginLock).values(user_id=user_id, source=source, failures=0 if limit <= 1 else 1,
@@ -322,6 +319,36 @@ async def count_source_failure(session: AsyncSession, user_id: uuid.UUID, source
                  where=or_(row.locked_until.is_(None), row.locked_until <= now))
              .returning(row.locked_until))
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def drop_stale_locks(session: AsyncSession, now: datetime) -> int:
+    """Drop the per-account source rows (`login_locks`, client addresses) untouched for a day, not locked and not a
+    source the account signed in from in the last 30 days; how many. Done on each failed login and by the daily
+    retention job (`purge_expired_cases`), so that an address nobody fails from again does not stay."""
+    result = await session.execute(delete(LoginLock).where(
+        LoginLock.updated_at < now - timedelta(days=1),
+        or_(LoginLock.locked_until.is_(None), LoginLock.locked_until <= now),
+        or_(LoginLock.last_success_at.is_(None), LoginLock.last_success_at < now - timedelta(days=30))))
+    return result.rowcount
+
+
+async def drop_stale_throttle(session: AsyncSession, now: datetime) -> int:
+    """Drop the address throttle's rows (`login_throttle`) whose window began over a day ago and that are not locked;
+    how many. Done on each failed login and by the daily retention job."""
+    result = await session.execute(delete(LoginThrottle).where(
+        LoginThrottle.window_started_at < now - timedelta(days=1),
+        or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now)))
+    return result.rowcount
+
+
+async def addressed_audit_entries(session: AsyncSession, before: datetime, marker: str,
+                                  limit: int) -> list[AuditEntry]:
+    """Sign-in entries (`auth.*`) written by an address (actor `ip:...`) before BEFORE and not anonymised yet
+    (actor MARKER), oldest first, at most LIMIT."""
+    query = (select(AuditEntry).where(AuditEntry.action.like("auth.%"), AuditEntry.actor.like("ip:%"),
+                                      AuditEntry.actor != marker, AuditEntry.created_at < before)
+             .order_by(AuditEntry.id).limit(limit))
+    return list((await session.execute(query)).scalars())
 
 
 async def address_throttled(session: AsyncSession, source: str, now: datetime) -> bool:
@@ -338,9 +365,7 @@ async def count_address_failure(session: AsyncSession, source: str, *, now: date
     LIMIT-th failure within the window refuses the address until LOCK_UNTIL. The lock's end when this failure set it,
     else None (a failure counted while another process's lock holds changes nothing). Rows over a day old and not
     locked are dropped on the way (the table stays small)."""
-    await session.execute(delete(LoginThrottle).where(
-        LoginThrottle.window_started_at < now - timedelta(days=1),
-        or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now)))
+    await drop_stale_throttle(session, now)
     row = LoginThrottle.__table__.c
     fresh = or_(row.window_started_at <= now - window, row.locked_until.is_not(None))  # a lock here has ended
     counted = case((fresh, 1), else_=row.failures + 1)
