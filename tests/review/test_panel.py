@@ -464,6 +464,34 @@ async def test_users_add_cli(committed):
             "password_reset": True})]
 
 
+async def test_a_system_cannot_take_the_manufacturer_and_name_of_another(panel):
+    """Manufacturer + name are unique in the catalog: renaming one system to another's (or creating one under another
+    id with them) is refused in pt-BR, not a database error (500), and nothing changes."""
+    from sqlalchemy import func, select
+
+    from raiox.models import AuditEntry, ImplantSystem
+
+    await _data()
+    await login(panel, "admin@example.com")
+    token = _csrf((await panel.get("/admin/catalog/str-bl")).text)
+    renamed = await panel.post("/admin/catalog/str-bl", data={
+        "manufacturer": " Neodent ", "name": "Grand Morse", "connection": "", "active": "true", "csrf_token": token})
+    assert renamed.status_code == 409
+    assert "Já existe um sistema Neodent Grand Morse no catálogo (neo-cm)" in renamed.text
+    created = await panel.post("/admin/catalog/new", data={
+        "manufacturer": "Neodent", "name": "Grand Morse", "system_id": "gm-2", "active": "true", "csrf_token": token})
+    assert created.status_code == 409 and "(neo-cm)" in created.text
+    kept = await panel.post("/admin/catalog/neo-cm", data={  # its own name: saved
+        "manufacturer": "Neodent", "name": "Grand Morse", "connection": "cone morse", "active": "true",
+        "csrf_token": token})
+    assert kept.status_code == 303
+    async with session_scope() as session:
+        assert (await session.get(ImplantSystem, "str-bl")).manufacturer == "Straumann"
+        assert await session.get(ImplantSystem, "gm-2") is None
+        assert await session.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action.in_(("catalog.update", "catalog.create")))) == 1
+
+
 async def test_admin_creates_system_and_uploads_reference(panel):
     from sqlalchemy import select
 

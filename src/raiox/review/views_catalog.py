@@ -53,9 +53,15 @@ async def new_system(request: Request, user: User = Depends(admin_user)) -> Resp
     return render(request, "system.html", {"system": None, "references": []})
 
 
-def _fill(system: ImplantSystem, manufacturer: str, name: str, connection: str, body_shape: str, active: bool) -> None:
+async def _fill(session: AsyncSession, system: ImplantSystem, manufacturer: str, name: str, connection: str,
+                body_shape: str, active: bool) -> None:
+    """The form's values into SYSTEM; refused (pt-BR, on the form) without a manufacturer or a name, or with those of
+    another system (manufacturer + name are unique: the database would refuse the save)."""
     if not manufacturer.strip() or not name.strip():
         raise for_operator(Unprocessable(gettext("catalog.required")))
+    if other := await repository.system_named(session, manufacturer.strip(), name.strip(), other_than=system.id):
+        raise for_operator(Conflict(gettext("catalog.name_taken", name=f"{manufacturer.strip()} {name.strip()}",
+                                            id=other)))
     system.manufacturer, system.name = manufacturer.strip(), name.strip()
     system.connection, system.body_shape = connection.strip() or None, body_shape.strip() or None
     system.active = active
@@ -73,7 +79,7 @@ async def create_system(request: Request, manufacturer: str = Form(""), name: st
     if await session.get(ImplantSystem, new_id):
         raise for_operator(Conflict(gettext("catalog.exists", id=new_id)))
     system = ImplantSystem(id=new_id, attributes={})
-    _fill(system, manufacturer, name, connection, body_shape, active)
+    await _fill(session, system, manufacturer, name, connection, body_shape, active)
     session.add(system)
     await session.flush()
     await service.audit(session, actor(user), "catalog.create", target=new_id,
@@ -103,7 +109,7 @@ async def update_system(request: Request, system_id: str, manufacturer: str = Fo
                         user: User = Depends(admin_user), session: AsyncSession = DbSession) -> Response:
     system = await _system(session, system_id)
     before = _fields(system)
-    _fill(system, manufacturer, name, connection, body_shape, active)
+    await _fill(session, system, manufacturer, name, connection, body_shape, active)
     await session.flush()
     after = _fields(system)
     changed = {field: [before[field], after[field]] for field in after if before[field] != after[field]}
