@@ -225,3 +225,26 @@ async def test_cli_lists_entries_as_tab_separated_rows_or_json_lines(database_ur
     assert len((await run("--since", "2026-12-04")).splitlines()) == 0
     bad = await asyncio.to_thread(runner.invoke, app, ["audit", "list", "--since", "yesterday"])
     assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
+
+
+async def test_a_catalog_import_of_thousands_of_images_is_a_summary_on_the_page_and_in_the_rows(
+        database_url, committed, panel):
+    """The demo's import is one entry listing ~2,500 stored images (~150 KB): the page and the rows show their count;
+    `--full` and `--json` give them all."""
+    stored = [f"demo/{i:04d}.png sha256:{i:012x}" for i in range(2496)]
+    async with session_scope() as session:
+        from raiox.review.service import audit
+
+        await audit(session, "cli:raiox catalog demo", "catalog.import", target="model-x", added=2496, images=stored,
+                    skipped_count=0, complete=True)
+        await add_user(session, "admin@example.com", PASSWORD, role="admin")
+    await login(panel, "admin@example.com")
+    page = (await panel.get("/admin/audit", params={"action": "catalog.import"})).text
+    assert "2496" in page and stored[5] not in page and len(page) < 30_000
+    runner = CliRunner()
+    row = (await _cli(runner, "audit", "list", "--action", "catalog.import")).rstrip("\n").split("\t")
+    assert json.loads(row[5]) == {"added": 2496, "images": "2496 items", "skipped_count": 0, "complete": True}
+    full = (await _cli(runner, "audit", "list", "--action", "catalog.import", "--full")).rstrip("\n").split("\t")
+    assert json.loads(full[5])["images"] == stored
+    record = json.loads(await _cli(runner, "audit", "list", "--action", "catalog.import", "--json"))
+    assert record["details"]["images"] == stored

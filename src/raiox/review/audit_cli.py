@@ -31,6 +31,16 @@ def _cell(value: object) -> str:
     return " ".join(text.replace("\t", " ").splitlines())
 
 
+LONG_LIST = 20  # a list detail longer than this (a catalog import's ~2,500 stored images) is a count in the rows
+
+
+def _summary(details: dict) -> dict:
+    """DETAILS as a row shows them: a list of more than LONG_LIST items as its count ("2496 items"); --json and
+    --full keep everything."""
+    return {key: f"{len(value)} items" if isinstance(value, list) and len(value) > LONG_LIST else value
+            for key, value in details.items()}
+
+
 def _record(entry, protocol: str | None) -> dict:
     return {"id": entry.id, "created_at": entry.created_at.isoformat(), "actor": entry.actor, "action": entry.action,
             "case_id": str(entry.case_id) if entry.case_id else None, "protocol": protocol, "target": entry.target,
@@ -45,9 +55,11 @@ def audit_list(
     target: str = typer.Option(None, "--target", help="Text in what was acted on: case protocol, system, token, user."),
     limit: int = typer.Option(100, "--limit", min=1, max=1_000_000, help="At most this many entries."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of tab-separated rows."),
+    full: bool = typer.Option(False, "--full", help="Rows with every detail: a list of more than 20 items (a catalog "
+                              "import's stored images) is otherwise shown as its count. --json is always complete."),
 ) -> None:
-    """Audit entries, newest first: created_at (UTC), actor, action, case protocol, target, details (JSON),
-    tab-separated; --json: one JSON object per line."""
+    """Audit entries, newest first: created_at (UTC), actor, action, case protocol, target, details (JSON; a long
+    list as its count unless --full), tab-separated; --json: one JSON object per line, complete."""
     from zoneinfo import ZoneInfo
 
     from raiox.catalog.cli import run_db
@@ -70,7 +82,8 @@ def audit_list(
         if as_json:
             print(json.dumps(record, ensure_ascii=False, default=str))
         else:
-            details = json.dumps(record["details"], ensure_ascii=False, default=str)
+            shown = record["details"] if full else _summary(record["details"])
+            details = json.dumps(shown, ensure_ascii=False, default=str)
             print("\t".join(_cell(v) for v in (record["created_at"], record["actor"], record["action"],
                                                 record["protocol"], record["target"], details)))
 
