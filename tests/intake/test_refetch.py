@@ -49,7 +49,7 @@ async def test_a_film_that_failed_to_download_is_fetched_again_and_added_to_the_
     assert set(fixtures_before) < set(fixtures)  # the first film's implants kept (same rows), the second's added
     added = [f for f in fixtures if f.case_image_id == second.id]
     assert added and len(ranked) >= len(ranked_before)
-    assert "download of failed films requested" in events
+    assert "films not downloaded or not analysed requested again" in events
     assert f"1 film(s) downloaded again, {len(added)} implant(s) found" in events
     again = await api.post(f"/cases/{case_id}/retry", headers=bearer)
     assert again.status_code == 409 and "nothing to retry" in again.json()["detail"]

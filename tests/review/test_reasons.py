@@ -13,6 +13,10 @@ RECORDED = {  # what the intake, processing and delivery code records -> what th
     "processing started": "processamento iniciado",
     "processing attempt 2": "tentativa de processamento nº 2",
     "retry requested": "nova tentativa solicitada",
+    "films not downloaded or not analysed requested again":
+        "nova tentativa com as radiografias que falharam ou ficaram sem análise",
+    "download of failed films requested":  # the wording recorded before 2026-12-05
+        "nova tentativa com as radiografias que falharam ou ficaram sem análise",
     "2 image(s) analysed, 3 implant(s) found": "2 imagem(ns) analisada(s), 3 implante(s) encontrado(s)",
     "no file submitted": "nenhum arquivo enviado no formulário",
     "no image could be downloaded (a.png: upload host answered HTTP 404 for a.png)":

@@ -39,7 +39,8 @@ async def get_case(case_id: uuid.UUID, _actor: str = Depends(require_token("case
 
 
 @router.post("/{case_id}/retry", response_model=RetryAccepted, responses=UNAUTHORIZED | UNKNOWN | {
-    409: {"description": "Nothing to retry: the case has not failed, nor has it films that could not be downloaded"}})
+    409: {"description": "Nothing to retry: the case has not failed, nor has it films that could not be downloaded or "
+                   "were not analysed"}})
 async def retry(case_id: uuid.UUID, actor: str = Depends(require_token("cases")),
                 session: AsyncSession = DbSession) -> RetryAccepted:
     """Re-enqueue a failed case (status `received`: processed again). A case awaiting review with films whose

@@ -89,14 +89,14 @@ async def retry_case(session: AsyncSession, case: Case, *, actor: str) -> int:
 
     if case.status == CaseStatus.awaiting_review:
         if not any(i.status in refetch.TO_REFETCH for i in await repository.list_images(session, case.id)):
-            raise Conflict(f"case {case.id} awaits review and every film was downloaded: nothing to retry")
+            raise Conflict(f"case {case.id} awaits review and every film was downloaded and analysed: nothing to retry")
         await add_event(session, CaseEvent(case_id=case.id, from_status=case.status, to_status=case.status,
-                                           actor=actor, reason="download of failed films requested"))
+                                           actor=actor, reason="films not downloaded or not analysed requested again"))
         await audit(session, actor, "case.retry", case.id, films_only=True)
         return await defer_in_session(session, REFETCH_TASK, {"case_id": str(case.id)}, lock=f"case:{case.id}")
     if case.status != CaseStatus.failed:
-        raise Conflict(f"only failed cases, or cases awaiting review with films that could not be downloaded, can be "
-                       f"retried; case {case.id} is {case.status}")
+        raise Conflict(f"only failed cases, or cases awaiting review with films that could not be downloaded or were "
+                       f"not analysed, can be retried; case {case.id} is {case.status}")
     await transition(session, case, CaseStatus.received, actor=actor, reason="retry requested")
     await repository.reset_failed_images(session, case.id)
     await audit(session, actor, "case.retry", case.id)

@@ -29,8 +29,10 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(pattern), messa
     (rf"a delivery of case {ANY} is in progress; wait until it ends", "case.delivery_running"),
     (rf"case {ANY} was sent again .*", "error.redeliver_too_soon"),
     (rf"case {ANY} (shows|has) no implant to read again; mark one on a film first", "error.reread_nothing"),
-    (rf"case {ANY} awaits review and every film was downloaded: nothing to retry", "error.retry_nothing"),
-    (rf"only failed cases, or cases awaiting review with films that could not be downloaded, can be retried; "
+    (rf"case {ANY} awaits review and every film was downloaded(?: and analysed)?: nothing to retry",
+     "error.retry_nothing"),
+    (rf"only failed cases, or cases awaiting review with films that could not be downloaded"
+     rf"(?: or were not analysed)?, can be retried; "
      rf"case {ANY} is (?P<status>{ANY})", "error.retry_state"),
     (r"unknown implant system: (?P<ids>.+)", "error.unknown_system"),
     (rf"(?P<n>{ANY}) other systems; an approval names at most (?P<max>{ANY}) besides the main one",

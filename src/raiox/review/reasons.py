@@ -17,7 +17,8 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^retry requested$", "reason.retry_requested"),
     (r"^sent again to the dentist$", "reason.sent_again"),
     (r"^(?P<images>\d+) image\(s\) analysed, (?P<fixtures>\d+) implant\(s\) found$", "reason.analysed"),
-    (r"^download of failed films requested$", "reason.refetch_requested"),
+    (r"^download of failed films requested$", "reason.refetch_requested"),  # before session 50
+    (r"^films not downloaded or not analysed requested again$", "reason.refetch_requested"),
     (r"^(?P<n>\d+) film\(s\) downloaded again, (?P<fixtures>\d+) implant\(s\) found$", "reason.refetched"),
     (r"^(?P<n>\d+) film\(s\) downloaded again after the case was decided, (?P<skipped>\d+) not analysed$",
      "reason.refetched_after_decision"),
