@@ -150,6 +150,18 @@ async def _emptying_statements(conn) -> list[str]:
     return _EMPTYING
 
 
+async def _empty_tables(engine) -> None:
+    async with engine.begin() as conn:
+        for statement in await _emptying_statements(conn):
+            await conn.execute(text(statement))
+
+
+@pytest.fixture
+def empty_tables(engine):
+    """`await empty_tables()`: what `committed` does after the test (tests/kit/test_committed_isolation.py)."""
+    return lambda: _empty_tables(engine)
+
+
 @pytest.fixture
 async def committed(engine) -> AsyncIterator[None]:
     """Lets the test commit for real (several connections); empties every table afterwards. A server the test
@@ -163,9 +175,7 @@ async def committed(engine) -> AsyncIterator[None]:
     yield
     for attempt in range(5):
         try:
-            async with engine.begin() as conn:
-                for statement in await _emptying_statements(conn):
-                    await conn.execute(text(statement))
+            await _empty_tables(engine)
             return
         except OperationalError as exc:
             if "deadlock detected" not in str(exc) or attempt == 4:
