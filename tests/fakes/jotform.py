@@ -79,7 +79,9 @@ class FakeJotform:
         handler = type("Handler", (_Handler,), {"fake": self})
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="fake-jotform")
+        # shutdown() waits for the serving loop's next poll: 0.5 s by default, at every test's teardown
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True,
+                                       name="fake-jotform")
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
