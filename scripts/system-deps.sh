@@ -9,12 +9,13 @@
 #   openssl      self-signed certificate for the nginx test
 #   git, curl    deploy rehearsal (git archive, health checks)
 #   util-linux   flock, used by deploy/scripts/deploy.sh
+#   logrotate    `logrotate --debug` on nginx's rendered logrotate file (tests/ops)
 #
 # Does nothing when every package is already installed. Never starts services:
 # a temporary policy-rc.d keeps apt from launching nginx on port 80.
 set -euo pipefail
 
-PACKAGES=(nginx shellcheck systemd chromium fail2ban openssl git curl util-linux ca-certificates)
+PACKAGES=(nginx shellcheck systemd chromium fail2ban openssl git curl util-linux logrotate ca-certificates)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -16,6 +16,8 @@
 # never changed. When NAME already lets the address in (an operator's /32), open adds nothing and close removes nothing.
 # Open also deletes windows older than 4 hours (a run killed before its close step; a deploy job ends within 170 min).
 # Two firewalls named NAME: it fails, naming them (it cannot know which one the hosts are behind).
+# A window already gone when it is deleted (404: deleted by hand, or by another run's open as stale) counts as closed:
+# a warning, exit 0; any other failure of the delete (401, 5xx, no answer) still fails.
 set -euo pipefail
 
 action=${1:-}
@@ -40,6 +42,20 @@ do_api() { # METHOD PATH [JSON BODY]
         args+=(--data "$3")
     fi
     printf 'header = "Authorization: Bearer %s"\n' "$DIGITALOCEAN_TOKEN" | curl "${args[@]}" "$api$2"
+}
+
+delete_firewall() { # ID: 0 deleted, 2 not there (404: already gone), 1 any other failure (reported)
+    local code
+    code=$(printf 'header = "Authorization: Bearer %s"\n' "$DIGITALOCEAN_TOKEN" | curl -sS --max-time 30 -X DELETE \
+        -o /dev/null -w '%{http_code}' --config - "$api/firewalls/$1") || code=${code:-000}
+    case "$code" in
+        2??) return 0 ;;
+        404) return 2 ;;
+        *)
+            echo "deleting firewall $1 failed: HTTP $code from the DigitalOcean API" >&2
+            return 1
+            ;;
+    esac
 }
 
 # Every page of the list (links.pages.next), not the first 200 only: the firewall may be on any page, and a second one
@@ -117,8 +133,13 @@ for f in json.load(sys.stdin)["firewalls"]:
         print(f["id"], f["name"])' "$name" "$stale_after_s" <<<"$firewalls")
     while read -r stale_id stale_name; do
         [[ -n "$stale_id" ]] || continue
-        do_api DELETE "/firewalls/$stale_id" >/dev/null
-        echo "deleted $stale_name ($stale_id): a window left open by a run that never closed it"
+        gone=0
+        delete_firewall "$stale_id" || gone=$?
+        case $gone in
+            0) echo "deleted $stale_name ($stale_id): a window left open by a run that never closed it" ;;
+            2) echo "warning: $stale_name ($stale_id), a window left open by a run that never closed it, was already gone" >&2 ;;
+            *) exit 1 ;;
+        esac
     done <<<"$stale"
     addr=$(curl -fsS --max-time 10 "$checkip" | tr -d '[:space:]')
     [[ "$addr" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || { echo "could not learn this runner's address" >&2; exit 1; }
@@ -133,9 +154,18 @@ for f in json.load(sys.stdin)["firewalls"]:
     echo "SSH open to $addr/32 on $name's droplets (firewall $window, $window_id)"
 elif [[ -s "$state" ]]; then
     window_id=$(cat "$state")
-    do_api DELETE "/firewalls/$window_id" >/dev/null
+    gone=0
+    delete_firewall "$window_id" || gone=$?
+    if ((gone == 1)); then
+        exit 1  # the id stays in $state: the close can be run again
+    fi
     rm -f "$state"
-    echo "SSH closed: firewall $window_id deleted"
+    if ((gone == 2)); then
+        echo "warning: firewall $window_id (this run's SSH window) was already gone (404: deleted by hand?);" \
+            "SSH is closed to this runner" >&2
+    else
+        echo "SSH closed: firewall $window_id deleted"
+    fi
 else
     echo "nothing to close on $name: this run added no SSH rule"
 fi

@@ -14,6 +14,8 @@
 #   RAIOX_BACKUP_DATABASES        space-separated database names
 #   RAIOX_BACKUP_RETENTION_DAYS   default 30 (the bucket's lifecycle rule is the second net)
 #   S3CMD_CONFIG                  s3cmd configuration with the Spaces key (s3:// only)
+#   RAIOX_BACKUP_KEPT_WARN_DAYS   default 7: warn while a database a restore kept (DB_before_restore_<time>, the
+#                                 replaced database, patients' data outside the retention purge) is older than this
 #   PG_BIN                        folder of pg_dump (default: from PATH)
 # Dumps are named DB/DB-YYYYMMDDTHHMMSSZ.dump under the URL.
 set -euo pipefail
@@ -22,6 +24,7 @@ url=${RAIOX_BACKUP_URL:?set RAIOX_BACKUP_URL}
 databases=${RAIOX_BACKUP_DATABASES:?set RAIOX_BACKUP_DATABASES}
 retention=${RAIOX_BACKUP_RETENTION_DAYS:-30}
 pg_dump=${PG_BIN:+$PG_BIN/}pg_dump
+kept_warn_days=${RAIOX_BACKUP_KEPT_WARN_DAYS:-7}
 
 here=$(dirname "$(readlink -f "$0")")
 # shellcheck source=backup-store.sh
@@ -55,10 +58,25 @@ backup_database() { # DB: dump, checksum, upload, then prune the dumps older tha
     done <<<"$listing"
 }
 
+warn_kept_copies() { # a warning (priority warning in the journal) per kept copy older than the limit; never fails
+    local copies copy age prefix=""
+    [[ -n "${JOURNAL_STREAM:-}" ]] && prefix="<4>"  # systemd reads the priority from the prefix
+    copies=$(for db in $databases; do "$here/pg-restore.sh" --list-kept "$db" | grep ' days$'; done) || true
+    while read -r copy age _; do
+        [[ -n "$copy" ]] || continue
+        if ((age >= kept_warn_days)); then
+            echo "${prefix}backup: WARNING: $copy, kept by a restore $age days ago, still holds the data from" \
+                "before that restore (patients' data outside the retention purge): check the restore, then" \
+                "raiox-pg-restore --drop-kept ${copy%_before_restore_*} --older-than $kept_warn_days" >&2
+        fi
+    done <<<"$copies"
+}
+
 failed=()
 for db in $databases; do
     backup_database "$db" || failed+=("$db")
 done
+warn_kept_copies
 if ((${#failed[@]})); then
     echo "backup: ${#failed[@]} of $(wc -w <<<"$databases") databases failed: ${failed[*]}" >&2
     exit 1

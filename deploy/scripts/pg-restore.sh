@@ -4,6 +4,14 @@
 #
 #   raiox-pg-restore --list DATABASE
 #   raiox-pg-restore DATABASE [DUMP_NAME|latest] [--into TARGET_DB]
+#   raiox-pg-restore --list-kept DATABASE
+#   raiox-pg-restore --drop-kept DATABASE [--older-than DAYS]
+#
+# --list-kept lists the databases earlier restores kept (DATABASE_before_restore_<time>: the replaced database, with
+# its patients' data, outside the retention purge), with their age in days; --drop-kept drops them (those older than
+# DAYS only, when given). Only names of exactly that form are touched, never DATABASE itself; a copy someone is
+# connected to is not dropped (named, exit 1). The nightly backup warns while a copy older than
+# RAIOX_BACKUP_KEPT_WARN_DAYS exists.
 #
 # Downloads the dump and checks its sha256. The dump is always restored into an empty database, never over the
 # objects of an existing one: a restore over the live database (pg_restore --clean) left the tables a later
@@ -26,12 +34,56 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 --list DATABASE | $0 DATABASE [DUMP_NAME|latest] [--into TARGET_DB]" >&2
+    echo "usage: $0 --list DATABASE | $0 DATABASE [DUMP_NAME|latest] [--into TARGET_DB]" \
+        "| $0 --list-kept DATABASE | $0 --drop-kept DATABASE [--older-than DAYS]" >&2
     exit 64
 }
 
-url=${RAIOX_BACKUP_URL:?set RAIOX_BACKUP_URL}
 bin=${PG_BIN:+$PG_BIN/}
+
+kept_copies() { # DATABASE MIN_DAYS: "name age_days" of its kept copies at least MIN_DAYS old, oldest first
+    # the age is the restore's time in the name (UTC); only DATABASE_before_restore_ + 14 digits match
+    "${bin}psql" -X --quiet --set=ON_ERROR_STOP=1 --dbname=postgres --tuples-only --no-align --field-separator=' ' \
+        --set=db="$1" --set=days="$2" <<'SQL'
+SELECT datname, floor(extract(epoch FROM now() - to_timestamp(right(datname, 14), 'YYYYMMDDHH24MISS')::timestamp
+        AT TIME ZONE 'UTC') / 86400)::int AS age
+    FROM pg_database
+    WHERE datname ~ ('^' || :'db' || '_before_restore_[0-9]{14}$') AND datname <> :'db'
+      AND now() - (to_timestamp(right(datname, 14), 'YYYYMMDDHH24MISS')::timestamp AT TIME ZONE 'UTC')
+          >= make_interval(days => :'days'::int)
+    ORDER BY right(datname, 14)
+SQL
+}
+
+if [[ "${1:-}" == "--list-kept" || "${1:-}" == "--drop-kept" ]]; then
+    mode=$1 older=0
+    [[ $# -eq 2 || ($# -eq 4 && "$mode" == "--drop-kept" && "$3" == "--older-than") ]] || usage
+    db=$2
+    [[ $# -eq 4 ]] && older=$4
+    [[ "$db" =~ ^[a-z_][a-z0-9_]{0,32}$ ]] \
+        || { echo "restore: database name '$db': lower-case letters, digits and _ only" >&2; exit 64; }
+    [[ "$older" =~ ^[0-9]{1,5}$ ]] || { echo "restore: --older-than takes a number of days" >&2; exit 64; }
+    copies=$(kept_copies "$db" "$older")
+    if [[ -z "$copies" ]]; then
+        echo "restore: no kept copy of $db${4:+ older than $older days}"
+        exit 0
+    fi
+    failed=0
+    while read -r copy age; do
+        [[ -n "$copy" && "$copy" != "$db" ]] || continue  # never the live database (the pattern excludes it too)
+        if [[ "$mode" == "--list-kept" ]]; then
+            echo "$copy $age days"
+        elif "${bin}dropdb" "$copy"; then
+            echo "restore: dropped $copy (kept by a restore $age days ago)"
+        else
+            echo "restore: FAILED to drop $copy (someone connected to it? see pg_stat_activity)" >&2
+            failed=1
+        fi
+    done <<<"$copies"
+    exit $failed
+fi
+
+url=${RAIOX_BACKUP_URL:?set RAIOX_BACKUP_URL}
 here=$(dirname "$(readlink -f "$0")")
 # shellcheck source=backup-store.sh
 source "$here/backup-store.sh"
@@ -178,4 +230,4 @@ if ! psql_at postgres --command="BEGIN" --command="ALTER DATABASE $target RENAME
 fi
 created=""
 echo "restore: done: $target is the dump's ($dump); the replaced database is kept as $replaced:" \
-    "check the restore, then drop it (dropdb $replaced)"
+    "check the restore, then drop it: $0 --drop-kept $target (or dropdb $replaced)"

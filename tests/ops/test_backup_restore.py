@@ -89,6 +89,7 @@ def test_backup_prune_and_restore(pg):
     # the replaced database is kept, as it was, until the operator drops it
     replaced = _databases(pg, "raiox_bk_before_restore_%")
     assert len(replaced) == 1 and f"kept as {replaced[0]}" in restored.stdout
+    assert "pg-restore.sh --drop-kept raiox_bk " in restored.stdout, "the end says how to drop it"
     assert _sql(pg, "SELECT count(*), to_regclass('junk') IS NOT NULL FROM refs", db=replaced[0]) == "10|t"
     assert not _databases(pg, "raiox_bk_restore_%")
     _sql(pg, f"DROP DATABASE {replaced[0]}", db="postgres")
@@ -137,6 +138,67 @@ def test_restore_refuses_a_target_name_it_cannot_build_on(pg):
 def test_restore_of_a_missing_database_fails_clearly(pg):
     result = _run(pg, "pg-restore.sh", "nope")
     assert result.returncode == 1 and "no dump of nope" in result.stderr
+
+
+def _restore_stamp(days_ago: int) -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=days_ago, minutes=5)).strftime("%Y%m%d%H%M%S")
+
+
+def test_kept_copies_are_listed_warned_about_nightly_and_dropped_never_the_live_one(pg, tmp_path):
+    """A restore keeps the replaced database as <db>_before_restore_<time>: patients' data outside the retention purge,
+    kept until someone drops it, and nothing reminded anyone. Now the nightly backup warns while one older than
+    RAIOX_BACKUP_KEPT_WARN_DAYS exists, and `--drop-kept DB [--older-than DAYS]` drops them: names of that form
+    only, never the live database nor another database's copies, nor a copy someone is connected to."""
+    old, recent = f"raiox_bk_before_restore_{_restore_stamp(40)}", f"raiox_bk_before_restore_{_restore_stamp(2)}"
+    others = [f"raiox_bk2_before_restore_{_restore_stamp(40)}", "raiox_bk_before_restore_manual"]
+    for name in (old, recent, *others):
+        _sql(pg, f"CREATE DATABASE {name}", db="postgres")
+    try:
+        listed = _run(pg, "pg-restore.sh", "--list-kept", "raiox_bk")
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.splitlines() == [f"{old} 40 days", f"{recent} 2 days"]
+
+        nightly = _run(pg, "pg-backup.sh", env={"RAIOX_BACKUP_URL": f"file://{tmp_path / 'bucket'}",
+                                                "RAIOX_BACKUP_KEPT_WARN_DAYS": "7", "JOURNAL_STREAM": "8:1"})
+        assert nightly.returncode == 0, nightly.stdout + nightly.stderr
+        warnings = [line for line in nightly.stderr.splitlines() if "WARNING" in line]
+        assert len(warnings) == 1, nightly.stderr
+        assert warnings[0].startswith(f"<4>backup: WARNING: {old}, kept by a restore 40 days ago")  # journal priority
+        assert "raiox-pg-restore --drop-kept raiox_bk --older-than 7" in warnings[0]
+
+        # someone still reading the old copy: it is not dropped, and the failure says so
+        reader = subprocess.Popen([str(pg["bin"] / "psql"), "-X", "-d", old], env=pg["env"], text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(50):
+                if _sql(pg, f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{old}'", db="postgres") != "0":
+                    break
+                time.sleep(0.1)
+            busy = _run(pg, "pg-restore.sh", "--drop-kept", "raiox_bk", "--older-than", "7")
+            assert busy.returncode == 1 and f"FAILED to drop {old}" in busy.stderr
+            assert old in _databases(pg, "raiox_bk_before_restore_%")
+        finally:
+            reader.communicate("\\q\n", timeout=10)
+
+        dropped = _run(pg, "pg-restore.sh", "--drop-kept", "raiox_bk", "--older-than", "7")
+        assert dropped.returncode == 0, dropped.stderr
+        assert dropped.stdout.splitlines() == [f"restore: dropped {old} (kept by a restore 40 days ago)"]
+        assert _databases(pg, "raiox_bk_before_restore_%") == sorted([recent, others[1]])
+        assert _run(pg, "pg-restore.sh", "--drop-kept", "raiox_bk").returncode == 0
+        assert _databases(pg, "raiox_bk_before_restore_%") == [others[1]], "a name of another form is not a copy"
+        assert _databases(pg, "raiox_bk") == ["raiox_bk"] and _sql(pg, "SELECT count(*) FROM refs") == "50"
+        assert others[0] in _databases(pg, "raiox_bk2_%"), "another database's copies are its own"
+        assert "no kept copy of raiox_bk" in _run(pg, "pg-restore.sh", "--list-kept", "raiox_bk").stdout
+
+        for bad in (["--drop-kept", "raiox_bk'; DROP DATABASE raiox_bk; --"],
+                    ["--drop-kept", "raiox_bk", "--older-than", "7; x"],
+                    ["--list-kept", "raiox_bk", "--older-than", "7"], ["--drop-kept"]):
+            refused = _run(pg, "pg-restore.sh", *bad)
+            assert refused.returncode == 64, (bad, refused.stderr)
+        assert _databases(pg, "raiox_bk") == ["raiox_bk"]
+    finally:
+        for name in (old, recent, *others):
+            _sql(pg, f"DROP DATABASE IF EXISTS {name}", db="postgres")
 
 
 def test_a_failing_database_does_not_stop_the_others(tmp_path):

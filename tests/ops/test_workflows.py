@@ -73,6 +73,7 @@ class _FakeDigitalOcean(http.server.BaseHTTPRequestHandler):
     firewalls: list = []
     page_size = 200  # the API's own maximum
     created = 0
+    delete_status: dict = {}  # firewall id -> the status a DELETE of it answers (an API failure), instead of deleting
 
     def _reply(self, status: int, body: dict | None = None, text: str | None = None):
         data = text.encode() if text is not None else json.dumps(body or {}).encode()
@@ -119,6 +120,8 @@ class _FakeDigitalOcean(http.server.BaseHTTPRequestHandler):
     def do_DELETE(self):
         self._record()
         wanted = self.path.removeprefix("/v2/firewalls/")
+        if wanted in self.delete_status:
+            return self._reply(self.delete_status[wanted], {"id": "server_error"})
         if "/" not in wanted:
             if not any(f["id"] == wanted for f in self.firewalls):
                 return self._reply(404, {"id": "not_found"})
@@ -140,6 +143,7 @@ WEB_TAGS = ["raiox-api", "raiox-admin"]
 def fake_do():
     _FakeDigitalOcean.calls = []
     _FakeDigitalOcean.page_size = 200
+    _FakeDigitalOcean.delete_status = {}
     # as the API lists them: each firewall with its rules (infra/firewall.tf's SSH rule for the operators' CIDRs)
     _FakeDigitalOcean.firewalls = [
         {"id": "fw-db", "name": "raiox-db", "inbound_rules": [], "tags": ["raiox-db"], "droplet_ids": [],
@@ -311,6 +315,50 @@ def test_ci_ssh_window_deletes_windows_left_by_killed_runs_only(tmp_path, fake_d
     names = {f["name"] for f in _FakeDigitalOcean.firewalls}
     assert "raiox-web-ci-1-1" not in names
     assert {"raiox-web-ci-2-1", "raiox-db-ci-1-1", "raiox-web-ci-3-1"} <= names
+
+
+def test_ci_ssh_window_close_of_a_window_already_gone_succeeds_with_a_warning(tmp_path, fake_do):
+    """The run's window deleted meanwhile (by hand, or as stale by another run's open): the DELETE answers 404, which
+    used to fail the close step (and the deploy job with it). Now a warning, exit 0; any other failure still fails,
+    and keeps the id so the close can be run again."""
+    require_tool("curl", "Debian package curl")
+    base, calls = fake_do
+    opened = _window(tmp_path, base, "open", GITHUB_RUN_ID="9")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    (window,) = _named("raiox-web-ci-9-1")
+
+    _FakeDigitalOcean.delete_status = {window["id"]: 500}
+    failed = _window(tmp_path, base, "close", GITHUB_RUN_ID="9")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert f"deleting firewall {window['id']} failed: HTTP 500" in failed.stderr
+    assert (tmp_path / "ci-ssh-window.id").read_text().strip() == window["id"]
+
+    _FakeDigitalOcean.delete_status = {}
+    _FakeDigitalOcean.firewalls.remove(window)  # deleted by hand in the control panel
+    closed = _window(tmp_path, base, "close", GITHUB_RUN_ID="9")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert f"firewall {window['id']} (this run's SSH window) was already gone" in closed.stderr
+    assert ("DELETE", f"/v2/firewalls/{window['id']}") == calls[-1][:2]
+    assert not (tmp_path / "ci-ssh-window.id").exists()
+
+
+def test_ci_ssh_window_open_tolerates_a_stale_window_deleted_meanwhile(tmp_path, fake_do):
+    """Two runs' opens both see a killed run's window as stale: the second DELETE answers 404, which is no reason to
+    fail; another failure of that DELETE still fails the open."""
+    require_tool("curl", "Debian package curl")
+    base, _ = fake_do
+    _FakeDigitalOcean.firewalls.append({"id": "fw-dead", "name": "raiox-web-ci-1-1", "tags": WEB_TAGS,
+                                        "inbound_rules": [], "created_at": _stamp(datetime.timedelta(hours=5))})
+    _FakeDigitalOcean.delete_status = {"fw-dead": 503}
+    failed = _window(tmp_path, base, "open", GITHUB_RUN_ID="4")
+    assert failed.returncode == 1 and "deleting firewall fw-dead failed: HTTP 503" in failed.stderr
+    assert _named("raiox-web-ci-4-1") == []
+    _FakeDigitalOcean.delete_status = {"fw-dead": 404}  # the other run's open deleted it between list and delete
+    opened = _window(tmp_path, base, "open", GITHUB_RUN_ID="4")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert "raiox-web-ci-1-1 (fw-dead), a window left open by a run that never closed it, was already gone" \
+        in opened.stderr
+    assert len(_named("raiox-web-ci-4-1")) == 1
 
 
 def test_ci_ssh_window_refuses_a_firewall_on_no_host(tmp_path, fake_do):
