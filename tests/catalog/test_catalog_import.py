@@ -229,6 +229,41 @@ def test_names_the_catalog_cannot_hold_skip_their_rows_and_the_import_goes_on(tm
     assert "Jo\\xe3o/Linha/b.png: manufacturer is not UTF-8 text" in out
 
 
+def test_an_import_does_not_create_a_look_alike_of_another_system(tmp_path, demo_pngs, cli, database_url, committed):
+    """A row or folder naming a system the catalog has under another id (a panel's "neo-cm"), as typed or but for
+    letter case, accents and spaces, is skipped saying which system it looks like: before, the exact pair failed the
+    batch in the database and a look-alike became a second system splitting the references."""
+    sql(database_url, "INSERT INTO implant_systems (id, manufacturer, name, attributes) "
+                      "VALUES ('neo-cm', 'Neodent', 'Grand Morse', '{}') RETURNING id")
+    for name, (demo, index) in {"one": ("demo-001", 0), "two": ("demo-001", 1), "three": ("demo-002", 0)}.items():
+        (tmp_path / f"{name}.png").write_bytes(demo_pngs[demo][index])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("manufacturer,system,image\nNEODENT,grand  mórse,one.png\nNeodent,Grand Morse,two.png\n"
+                        "Acme,Fine,three.png\n", encoding="utf-8")
+    result = cli("catalog", "import", str(manifest))
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0 and "1 added" in out and "2 skipped" in out, result.output
+    assert ("m.csv:2 (" in out and "system NEODENT grand mórse (neodent-grand-morse) would be a look-alike of "
+            "Neodent Grand Morse (neo-cm)") in out
+    assert "system Neodent Grand Morse (neodent-grand-morse) would be a look-alike of" in out
+    assert sorted(r[0] for r in sql(database_url, "SELECT id FROM implant_systems")) == ["acme-fine", "neo-cm"]
+
+
+async def test_a_look_alike_saved_meanwhile_is_a_clear_conflict_not_a_database_error(committed):
+    """The database is the final guard (unique index on the normalised names): a system created past the check
+    (another writer in between) is a Conflict naming it, in English."""
+    from raiox.catalog import repository
+    from raiox.kit.db import session_scope
+    from raiox.kit.errors import Conflict
+
+    async with session_scope() as session:
+        await repository.upsert_system(session, "neo-cm", "Neodent", "Grand Morse", {})
+    async with session_scope() as session:
+        with pytest.raises(Conflict, match="system neodent-gm: another catalog system is already called "
+                                           "neodent grand  morse"):
+            await repository.upsert_system(session, "neodent-gm", "neodent", "grand  morse", {})
+
+
 @pytest.mark.parametrize(("content", "says"), [
     (b"manufacturer,system,image\nAcme,Fine,one.png\nAcme,B\xe9ta,two.png\n", "m.csv: not UTF-8 text (byte"),
     (b"manufacturer,system,image\nAcme,Fine," + b"x" * 200_000 + b"\n", "m.csv: line 2: field larger than"),

@@ -492,6 +492,70 @@ async def test_a_system_cannot_take_the_manufacturer_and_name_of_another(panel):
             AuditEntry.action.in_(("catalog.update", "catalog.create")))) == 1
 
 
+async def test_a_look_alike_of_another_system_is_refused_too(panel):
+    """Letter case, accents and spaces do not make another system: "neodent / grand  morse " (new, or another system
+    renamed so) is refused in pt-BR naming the system it looks like; a system's own names in another case are saved
+    as typed (trimmed), and one whose names are left as they were is saved whatever the catalog holds."""
+    from raiox.models import ImplantSystem
+
+    await _data()
+    await login(panel, "admin@example.com")
+    token = _csrf((await panel.get("/admin/catalog/str-bl")).text)
+    for path, manufacturer, name in (("/admin/catalog/new", "neodent", " grand  morse "),
+                                     ("/admin/catalog/new", "NEODENT", "Grând\u00a0Mórse"),
+                                     ("/admin/catalog/str-bl", " Neodent", "GRAND MORSE")):
+        refused = await panel.post(path, data={"manufacturer": manufacturer, "name": name, "system_id": "gm-2",
+                                               "active": "true", "csrf_token": token})
+        assert refused.status_code == 409, (manufacturer, name)
+        assert "Já existe um sistema Neodent Grand Morse no catálogo (neo-cm)" in refused.text
+        assert "maiúsculas, acentos e espaços não os distinguem" in refused.text
+    own = await panel.post("/admin/catalog/neo-cm", data={
+        "manufacturer": "Neodent ", "name": " grand morse", "active": "true", "csrf_token": token})
+    assert own.status_code == 303
+    other = await panel.post("/admin/catalog/new", data={  # another name: a system of its own
+        "manufacturer": "Neodent", "name": "Grand Morse Acqua", "active": "true", "csrf_token": token})
+    assert other.status_code == 303
+    async with session_scope() as session:
+        assert (await session.get(ImplantSystem, "neo-cm")).name == "grand morse"
+        assert (await session.get(ImplantSystem, "str-bl")).name == "Bone Level"
+        assert await session.get(ImplantSystem, "gm-2") is None
+        assert (await session.get(ImplantSystem, "neodent-grand-morse-acqua")).name == "Grand Morse Acqua"
+
+
+async def test_two_saves_of_one_name_at_once_give_the_409_not_a_500(panel, database_url):
+    """The check and the save are not one step: a look-alike saved meanwhile by another session (here: inserted, not
+    yet committed, when the panel checks) is refused by the database's unique index; the panel answers the same
+    pt-BR 409, not a database error."""
+    import asyncio
+
+    import psycopg
+
+    from raiox.models import ImplantSystem
+
+    await _data()
+    await login(panel, "admin@example.com")
+    token = _csrf((await panel.get("/admin/catalog/str-bl")).text)
+    async with await psycopg.AsyncConnection.connect(database_url) as other:
+        await other.execute("INSERT INTO implant_systems (id, manufacturer, name, attributes) "
+                            "VALUES ('racer', 'Nobel', 'Active', '{}')")
+        save = asyncio.create_task(panel.post("/admin/catalog/new", data={
+            "manufacturer": "nobel", "name": "ACTIVE ", "active": "true", "csrf_token": token}))
+        for _ in range(100):  # the panel's insert waits on the other session's uncommitted row
+            waiting = await (await psycopg.AsyncConnection.connect(database_url, autocommit=True)).execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+            if (await waiting.fetchone())[0]:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the panel's save never waited on the other session")
+        await other.commit()
+        refused = await save
+    assert refused.status_code == 409
+    assert "Já existe um sistema Nobel Active no catálogo (racer)" in refused.text
+    async with session_scope() as session:
+        assert await session.get(ImplantSystem, "nobel-active") is None
+
+
 async def test_admin_creates_system_and_uploads_reference(panel):
     from sqlalchemy import select
 

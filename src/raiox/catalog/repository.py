@@ -4,12 +4,34 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.kit.db import LIKE_ESCAPE, literal_like
+from raiox.kit.errors import Conflict
 from raiox.models import ImplantSystem, ReferenceEmbedding, ReferenceImage
+from raiox.models.catalog import NAME_KEY_INDEX, name_key
+
+# what refuses a system with another's manufacturer + name: the pair as typed, and letter case, accents, spaces aside
+NAME_CONSTRAINTS = {NAME_KEY_INDEX, "uq_implant_systems_manufacturer"}
+
+
+def name_clash(exc: IntegrityError) -> bool:
+    """Whether EXC is the database refusing a system with another's manufacturer + name (a save racing another)."""
+    return getattr(getattr(exc.orig, "diag", None), "constraint_name", None) in NAME_CONSTRAINTS
+
+
+async def system_named(session: AsyncSession, manufacturer: str, name: str,
+                       other_than: str | None = None) -> ImplantSystem | None:
+    """The catalog system called MANUFACTURER NAME, letter case, accents and spaces aside (the key of the catalog's
+    unique index, `raiox.models.catalog.name_key`), OTHER_THAN aside; None when there is none."""
+    query = select(ImplantSystem).where(name_key(ImplantSystem.manufacturer) == name_key(literal(manufacturer)),
+                                        name_key(ImplantSystem.name) == name_key(literal(name)))
+    if other_than is not None:
+        query = query.where(ImplantSystem.id != other_than)
+    return (await session.execute(query.order_by(ImplantSystem.id).limit(1))).scalar_one_or_none()
 
 
 async def count_systems(session: AsyncSession) -> int:
@@ -47,7 +69,9 @@ async def upsert_system(
     session: AsyncSession, system_id: str, manufacturer: str, name: str, attributes: dict,
     spec: dict | None = None,
 ) -> None:
-    """Create the system or merge the new attributes into it (the id is stable, never renamed)."""
+    """Create the system or merge the new attributes into it (the id is stable, never renamed). Conflict (409) when
+    another system has the manufacturer + name (letter case, accents and spaces aside): the caller checks first
+    (`system_named`); this is a save racing another. The transaction is then spoilt."""
     values = {
         "id": system_id, "manufacturer": manufacturer, "name": name, "attributes": attributes, "spec": spec,
         "connection": _text(attributes.get("connection")), "body_shape": _text(attributes.get("body_shape")),
@@ -60,7 +84,13 @@ async def upsert_system(
         "spec": func.coalesce(stmt.excluded.spec, ImplantSystem.spec),
         "updated_at": func.now(),
     }
-    await session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update))
+    try:
+        await session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update))
+    except IntegrityError as exc:
+        if not name_clash(exc):
+            raise
+        raise Conflict(f"system {system_id}: another catalog system is already called {manufacturer} {name} "
+                       "(letter case, accents and spaces aside)") from exc
 
 
 def _text(value: object) -> str | None:

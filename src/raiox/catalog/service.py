@@ -129,6 +129,8 @@ class Importer:
         self.report = ImportReport()
         self.seen: dict[str, ImportItem] = {}
         self._indexed = False
+        # (system id, manufacturer, name) -> why those names are refused (None: they are not)
+        self._clashes: dict[tuple[str, str, str], str | None] = {}
 
     async def import_batch(self, session: AsyncSession, items: list[ImportItem | Skip]) -> None:
         if not self._indexed:
@@ -190,6 +192,9 @@ class Importer:
         embedded = await repository.embedded_image_ids(session, ids, self.embedder.model_id)
         todo = []
         for ready in loaded:
+            if why := await self._name_clash(session, ready.item):
+                self.report.skip(ready.item.label, why)
+                continue
             entries = known.get(ready.sha256, [])
             other = [system_id for _, system_id in entries if system_id != ready.item.system_id]
             if other:
@@ -199,6 +204,18 @@ class Importer:
             else:
                 todo.append(ready)
         return todo
+
+    async def _name_clash(self, session: AsyncSession, item: ImportItem) -> str | None:
+        """Why ITEM's system cannot be created: another system has its manufacturer + name, letter case, accents and
+        spaces aside (the catalog's unique index); None when it can (asked once per system and names in a run)."""
+        names = (item.system_id, item.manufacturer, item.system)
+        if names not in self._clashes:
+            other = await repository.system_named(session, item.manufacturer, item.system, other_than=item.system_id)
+            self._clashes[names] = other and (
+                f"system {item.manufacturer} {item.system} ({item.system_id}) would be a look-alike of "
+                f"{other.manufacturer} {other.name} ({other.id}): letter case, accents and spaces do not make "
+                f"another system; name it as {other.id} is named, or add the image to {other.id} in the panel")
+        return self._clashes[names]
 
     def _embed(self, todo: list[_Ready]) -> None:
         for ready, result in zip(todo, embed_images([r.image for r in todo], self.embedder, self.whole_image),

@@ -4,15 +4,32 @@ import uuid
 from datetime import datetime
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Identity, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Identity, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import text as sa_text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from raiox.models.base import EMBEDDING_DIM, Base, created_at, updated_at, uuid_pk
 
 
+# whitespace a name may hold: what \s matches in PostgreSQL, and the Unicode spaces it does not (no-break, thin...)
+_SPACES = "[\\s\u00a0\u1680\u2000-\u200b\u202f\u205f\u3000\ufeff]+"
+
+
+def name_key(column):
+    """The SQL expression under which two manufacturers (or system names) are the same: letter case, accents and
+    spaces aside ("Cone  morse " is "Cone Morse", "Conexão" "conexao"). Immutable: the catalog's unique index
+    `uq_implant_systems_name_key` is built on it (migration 0022), so the database refuses a look-alike too."""
+    unaccented = func.regexp_replace(func.normalize(column, sa_text("NFD")), "[\u0300-\u036f]", "", "g")
+    return func.lower(func.btrim(func.regexp_replace(unaccented, _SPACES, " ", "g")))
+
+
+NAME_KEY_INDEX = "uq_implant_systems_name_key"
+
+
 class ImplantSystem(Base):
     __tablename__ = "implant_systems"
+    # manufacturer + name: unique as typed, and (the index) letter case, accents and spaces aside
     __table_args__ = (UniqueConstraint("manufacturer", "name"),)
 
     id: Mapped[str] = mapped_column(String(120), primary_key=True)  # stable slug; demo: spec id
@@ -27,6 +44,9 @@ class ImplantSystem(Base):
     updated_at: Mapped[datetime] = updated_at()
 
     images: Mapped[list["ReferenceImage"]] = relationship(back_populates="system", lazy="raise")
+
+
+Index(NAME_KEY_INDEX, name_key(ImplantSystem.manufacturer), name_key(ImplantSystem.name), unique=True)
 
 
 class ReferenceImage(Base):

@@ -321,15 +321,6 @@ async def count_source_failure(session: AsyncSession, user_id: uuid.UUID, source
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def system_named(session: AsyncSession, manufacturer: str, name: str,
-                       other_than: str | None = None) -> str | None:
-    """The id of the catalog system called MANUFACTURER NAME (exactly: the table's unique pair), OTHER_THAN aside."""
-    query = select(ImplantSystem.id).where(ImplantSystem.manufacturer == manufacturer, ImplantSystem.name == name)
-    if other_than is not None:
-        query = query.where(ImplantSystem.id != other_than)
-    return (await session.execute(query.limit(1))).scalar_one_or_none()
-
-
 async def drop_stale_locks(session: AsyncSession, now: datetime) -> int:
     """Drop the per-account source rows (`login_locks`, client addresses) untouched for a day, not locked and not a
     source the account signed in from in the last 30 days; how many. Done on each failed login and by the daily

@@ -2,11 +2,15 @@
 (embedded on upload with the current model, stored like catalog references), remove one."""
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from raiox.catalog import repository as catalog_repo
 from raiox.catalog.sources import slug
 from raiox.kit.db import DbSession
 from raiox.kit.errors import Conflict, NotFound, TooLarge, Unprocessable
@@ -55,16 +59,42 @@ async def new_system(request: Request, user: User = Depends(admin_user)) -> Resp
 
 async def _fill(session: AsyncSession, system: ImplantSystem, manufacturer: str, name: str, connection: str,
                 body_shape: str, active: bool) -> None:
-    """The form's values into SYSTEM; refused (pt-BR, on the form) without a manufacturer or a name, or with those of
-    another system (manufacturer + name are unique: the database would refuse the save)."""
+    """The form's values into SYSTEM (names trimmed, otherwise as typed); refused (pt-BR, on the form) without a
+    manufacturer or a name, or with those of another system, letter case, accents and spaces aside (the catalog's
+    unique index: "neodent grand  morse" is Neodent Grand Morse). A system whose names are left as they were is saved
+    even beside a look-alike from before that index (docs/operations.md, "Look-alike catalog systems")."""
     if not manufacturer.strip() or not name.strip():
         raise for_operator(Unprocessable(gettext("catalog.required")))
-    if other := await repository.system_named(session, manufacturer.strip(), name.strip(), other_than=system.id):
-        raise for_operator(Conflict(gettext("catalog.name_taken", name=f"{manufacturer.strip()} {name.strip()}",
-                                            id=other)))
+    unchanged = (system.manufacturer, system.name) == (manufacturer.strip(), name.strip())
+    if not unchanged and (other := await catalog_repo.system_named(session, manufacturer.strip(), name.strip(),
+                                                                   other_than=system.id)):
+        raise _name_taken(other)
     system.manufacturer, system.name = manufacturer.strip(), name.strip()
     system.connection, system.body_shape = connection.strip() or None, body_shape.strip() or None
     system.active = active
+
+
+def _name_taken(other: ImplantSystem) -> Exception:
+    return for_operator(Conflict(gettext("catalog.name_taken", name=f"{other.manufacturer} {other.name}",
+                                         id=other.id)))
+
+
+@asynccontextmanager
+async def _names_guarded(session: AsyncSession, system_id: str, manufacturer: str, name: str) -> AsyncIterator[None]:
+    """Fill and save a system within: a save racing another with the same names (the check in `_fill` passed for
+    both) is the same pt-BR 409 as the check's, not a database error (500): the database's unique index is the final
+    guard. A savepoint, opened before anything changes (opening one flushes), keeps the session usable."""
+    try:
+        async with session.begin_nested():
+            yield
+            await session.flush()
+    except IntegrityError as exc:
+        if not catalog_repo.name_clash(exc):
+            raise
+        with session.no_autoflush:
+            other = await catalog_repo.system_named(session, manufacturer.strip(), name.strip(), other_than=system_id)
+        raise (_name_taken(other) if other else for_operator(Conflict(gettext("catalog.exists", id=system_id)))) \
+            from exc
 
 
 @router.post("/new", dependencies=[Depends(csrf_protect)])
@@ -79,9 +109,9 @@ async def create_system(request: Request, manufacturer: str = Form(""), name: st
     if await session.get(ImplantSystem, new_id):
         raise for_operator(Conflict(gettext("catalog.exists", id=new_id)))
     system = ImplantSystem(id=new_id, attributes={})
-    await _fill(session, system, manufacturer, name, connection, body_shape, active)
-    session.add(system)
-    await session.flush()
+    async with _names_guarded(session, new_id, manufacturer, name):
+        await _fill(session, system, manufacturer, name, connection, body_shape, active)
+        session.add(system)
     await service.audit(session, actor(user), "catalog.create", target=new_id,
                         name=f"{system.manufacturer} {system.name}", fields=_fields(system))
     return redirect(request, f"/catalog/{new_id}", done="system_created")
@@ -109,8 +139,8 @@ async def update_system(request: Request, system_id: str, manufacturer: str = Fo
                         user: User = Depends(admin_user), session: AsyncSession = DbSession) -> Response:
     system = await _system(session, system_id)
     before = _fields(system)
-    await _fill(session, system, manufacturer, name, connection, body_shape, active)
-    await session.flush()
+    async with _names_guarded(session, system_id, manufacturer, name):
+        await _fill(session, system, manufacturer, name, connection, body_shape, active)
     after = _fields(system)
     changed = {field: [before[field], after[field]] for field in after if before[field] != after[field]}
     await service.audit(session, actor(user), "catalog.update", target=system_id, active=active, changed=changed)
