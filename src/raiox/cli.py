@@ -199,7 +199,8 @@ def stopping_cleanly():
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     interrupted = False
     try:
-        yield
+        with _redelivering_swallowed(asked):
+            yield
     except (KeyboardInterrupt, Exception) as exc:  # (one once uvicorn served ends in serve_on)
         if not asked and not isinstance(exc, KeyboardInterrupt):
             raise
@@ -215,6 +216,44 @@ def stopping_cleanly():
                 signal.signal(sig, handler)
     if interrupted:
         raise typer.Exit(0)
+
+
+@contextmanager
+def _redelivering_swallowed(asked: list[int]):
+    """`stopping_cleanly`'s KeyboardInterrupt raised while Python runs a finalizer (a weakref or garbage collector
+    callback, `__del__`: SQLAlchemy's during the app's import) is printed as "Exception ignored" and dropped: the
+    start-up went on and the server then ran forever, the stop asked for lost. Such a one is signalled again to the
+    main thread a moment later (the finalizer over by then), until the stop is under way."""
+    import signal
+    import threading
+
+    from raiox.kit.logging import get_logger
+
+    stopping = threading.Event()
+    previous_hook = sys.unraisablehook
+
+    def again(number: int) -> None:
+        if not stopping.wait(0.1):
+            signal.pthread_kill(threading.main_thread().ident, number)
+
+    def swallowed(unraisable) -> None:
+        if not (asked and issubclass(unraisable.exc_type, KeyboardInterrupt)) or stopping.is_set():
+            previous_hook(unraisable)
+            return
+        try:
+            get_logger(__name__).warning("stop_signal_swallowed", signal=signal.Signals(asked[-1]).name,
+                                         inside=repr(unraisable.object), action="signalled again")
+        except KeyboardInterrupt:  # (this hook interrupted too: the thread below signals once more)
+            pass
+        threading.Thread(target=again, args=(asked[-1],), name="raiox-stop-again", daemon=True).start()
+
+    sys.unraisablehook = swallowed
+    try:
+        yield
+    finally:
+        stopping.set()
+        if sys.unraisablehook is swallowed:
+            sys.unraisablehook = previous_hook
 
 
 @contextmanager

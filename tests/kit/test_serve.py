@@ -10,6 +10,7 @@ import sys
 import time
 
 import httpx
+import pytest
 import psutil
 
 
@@ -236,3 +237,33 @@ def test_sigterm_or_ctrl_c_on_raiox_worker_at_any_point_stops_the_embedded_postg
     _stop_while_starting("worker", tmp_path, signal.SIGINT, tasks_registering)
     lines = _stop_while_starting("worker", tmp_path, signal.SIGTERM, started)
     assert "embedded_postgres_released" in [line["event"] for line in lines], lines
+
+
+def test_a_stop_signal_swallowed_by_a_finalizer_still_stops_the_start_up(capsys):
+    """A Ctrl+C or SIGTERM whose KeyboardInterrupt Python raised inside a finalizer (SQLAlchemy's weakref callback
+    while `raiox serve` imported the app, under load) was printed as "Exception ignored" and dropped: the start-up
+    went on and uvicorn then served for ever (the SIGINT of the test above, not answered in 60 s). The stop now still
+    ends the start-up, exit 0."""
+    import weakref
+
+    import typer
+
+    from raiox.cli import stopping_cleanly
+
+    class Collected:
+        pass
+
+    reached_the_server = False
+    with pytest.raises(typer.Exit) as stopped:
+        with stopping_cleanly():
+            doomed = Collected()
+            ref = weakref.ref(doomed, lambda _ref: signal.raise_signal(signal.SIGINT))  # the signal, in a finalizer
+            del doomed
+            assert ref() is None
+            for _ in range(50):  # the rest of the start-up, then uvicorn's loop
+                time.sleep(0.1)
+            reached_the_server = True
+    assert stopped.value.exit_code == 0 and not reached_the_server
+    captured = capsys.readouterr()
+    assert "stop_signal_swallowed" in captured.out + captured.err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
