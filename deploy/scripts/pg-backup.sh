@@ -14,10 +14,16 @@
 #   RAIOX_BACKUP_DATABASES        space-separated database names
 #   RAIOX_BACKUP_RETENTION_DAYS   default 30 (the bucket's lifecycle rule is the second net)
 #   S3CMD_CONFIG                  s3cmd configuration with the Spaces key (s3:// only)
-#   RAIOX_BACKUP_KEPT_WARN_DAYS   default 7: warn while a database a restore kept (DB_before_restore_<time>, the
-#                                 replaced database, patients' data outside the retention purge) is older than this
+#   RAIOX_BACKUP_KEPT_WARN_DAYS   default 7 (a whole number of days): warn while a database a restore kept
+#                                 (DB_before_restore_<time>, the replaced database, patients' data outside the
+#                                 retention purge) is older than this
 #   PG_BIN                        folder of pg_dump (default: from PATH)
 # Dumps are named DB/DB-YYYYMMDDTHHMMSSZ.dump under the URL.
+# Under systemd (StateDirectory=, $STATE_DIRECTORY) it also rewrites raiox_backup_kept.prom there, for node-exporter's
+# textfile collector (next to backup-status.sh's raiox_backup.prom), per database of RAIOX_BACKUP_DATABASES:
+#   raiox_backup_kept_copies{database}               how many copies earlier restores kept
+#   raiox_backup_kept_oldest_age_seconds{database}   the age of the oldest (0: none)
+# A database whose copies could not be listed has neither sample that night.
 set -euo pipefail
 
 url=${RAIOX_BACKUP_URL:?set RAIOX_BACKUP_URL}
@@ -25,6 +31,11 @@ databases=${RAIOX_BACKUP_DATABASES:?set RAIOX_BACKUP_DATABASES}
 retention=${RAIOX_BACKUP_RETENTION_DAYS:-30}
 pg_dump=${PG_BIN:+$PG_BIN/}pg_dump
 kept_warn_days=${RAIOX_BACKUP_KEPT_WARN_DAYS:-7}
+[[ "$kept_warn_days" =~ ^[0-9]{1,5}$ ]] || {
+    echo "backup: RAIOX_BACKUP_KEPT_WARN_DAYS must be a whole number of days (0 to 99999), not '$kept_warn_days'" >&2
+    exit 2
+}
+kept_warn_days=$((10#$kept_warn_days))  # 08 is 8 days, not a bad octal number
 
 here=$(dirname "$(readlink -f "$0")")
 # shellcheck source=backup-store.sh
@@ -58,25 +69,53 @@ backup_database() { # DB: dump, checksum, upload, then prune the dumps older tha
     done <<<"$listing"
 }
 
-warn_kept_copies() { # a warning (priority warning in the journal) per kept copy older than the limit; never fails
-    local copies copy age prefix=""
+kept_copies_report() { # per database: a warning (journal priority warning) per kept copy older than the limit, and
+    # its count and oldest age for monitoring (raiox_backup_kept.prom); never fails
+    local db listing copy age stamp count oldest now prefix="" counts="" ages="" tmp
     [[ -n "${JOURNAL_STREAM:-}" ]] && prefix="<4>"  # systemd reads the priority from the prefix
-    copies=$(for db in $databases; do "$here/pg-restore.sh" --list-kept "$db" | grep ' days$'; done) || true
-    while read -r copy age _; do
-        [[ -n "$copy" ]] || continue
-        if ((age >= kept_warn_days)); then
-            echo "${prefix}backup: WARNING: $copy, kept by a restore $age days ago, still holds the data from" \
-                "before that restore (patients' data outside the retention purge): check the restore, then" \
-                "raiox-pg-restore --drop-kept ${copy%_before_restore_*} --older-than $kept_warn_days" >&2
+    now=$(date +%s)
+    for db in $databases; do
+        if ! listing=$("$here/pg-restore.sh" --list-kept "$db"); then
+            echo "${prefix}backup: WARNING: could not list the copies of $db earlier restores kept" >&2
+            continue
         fi
-    done <<<"$copies"
+        count=0 oldest=0
+        while read -r copy age _; do  # oldest first; "restore: no kept copy of DB" when none
+            [[ "$copy" =~ ^${db}_before_restore_([0-9]{14})$ ]] || continue
+            stamp=${BASH_REMATCH[1]}
+            if ((count++ == 0)); then
+                oldest=$((now - $(date -u -d "${stamp:0:8} ${stamp:8:2}:${stamp:10:2}:${stamp:12:2}" +%s)))
+            fi
+            if ((age >= kept_warn_days)); then
+                echo "${prefix}backup: WARNING: $copy, kept by a restore $age days ago, still holds the data from" \
+                    "before that restore (patients' data outside the retention purge): check the restore, then" \
+                    "raiox-pg-restore --drop-kept $db --older-than $kept_warn_days" >&2
+            fi
+        done <<<"$listing"
+        counts+="raiox_backup_kept_copies{database=\"$db\"} $count"$'\n'
+        ages+="raiox_backup_kept_oldest_age_seconds{database=\"$db\"} $((oldest > 0 ? oldest : 0))"$'\n'
+    done
+    [[ -n "${STATE_DIRECTORY:-}" ]] || return 0
+    # written aside, then renamed: node-exporter never reads half a file
+    if ! tmp=$(mktemp "$STATE_DIRECTORY/.raiox_backup_kept.prom.XXXXXX") || ! {
+        echo "# HELP raiox_backup_kept_copies Databases a restore kept (<db>_before_restore_<time>) not dropped yet."
+        echo "# TYPE raiox_backup_kept_copies gauge"
+        printf '%s' "$counts"
+        echo "# HELP raiox_backup_kept_oldest_age_seconds Age of the oldest database a restore kept (0: none)."
+        echo "# TYPE raiox_backup_kept_oldest_age_seconds gauge"
+        printf '%s' "$ages"
+    } >"$tmp" || ! chmod 0644 "$tmp" || ! mv -f "$tmp" "$STATE_DIRECTORY/raiox_backup_kept.prom"; then
+        # 0644: node-exporter reads it (the backup unit's umask is 0077)
+        rm -f "${tmp:-}"
+        echo "${prefix}backup: WARNING: could not write $STATE_DIRECTORY/raiox_backup_kept.prom" >&2
+    fi
 }
 
 failed=()
 for db in $databases; do
     backup_database "$db" || failed+=("$db")
 done
-warn_kept_copies
+kept_copies_report
 if ((${#failed[@]})); then
     echo "backup: ${#failed[@]} of $(wc -w <<<"$databases") databases failed: ${failed[*]}" >&2
     exit 1

@@ -11,7 +11,8 @@
 # its patients' data, outside the retention purge), with their age in days; --drop-kept drops them (those older than
 # DAYS only, when given). Only names of exactly that form are touched, never DATABASE itself; a copy someone is
 # connected to is not dropped (named, exit 1). The nightly backup warns while a copy older than
-# RAIOX_BACKUP_KEPT_WARN_DAYS exists.
+# RAIOX_BACKUP_KEPT_WARN_DAYS exists, and records their count and the oldest's age for Prometheus
+# (raiox_backup_kept.prom).
 #
 # Downloads the dump and checks its sha256. The dump is always restored into an empty database, never over the
 # objects of an existing one: a restore over the live database (pg_restore --clean) left the tables a later

@@ -370,11 +370,12 @@ def _unit_lines(name: str) -> dict[str, str]:
                                  and not line.startswith("#"))}
 
 
-def _as_systemd_runs(pg, state: Path, databases: str) -> tuple[subprocess.CompletedProcess, str]:
+def _as_systemd_runs(pg, state: Path, databases: str,
+                     env: dict | None = None) -> tuple[subprocess.CompletedProcess, str]:
     """One night of raiox-pg-backup.service as systemd runs it, from the rendered units: ExecStart; then its
     ExecStartPost when that exited 0, else the OnFailure= unit's ExecStart; StateDirectory= as STATE_DIRECTORY."""
     backup = _unit_lines("raiox-pg-backup.service")
-    env = {**pg["env"], "RAIOX_BACKUP_DATABASES": databases, "STATE_DIRECTORY": str(state)}
+    env = {**pg["env"], "RAIOX_BACKUP_DATABASES": databases, "STATE_DIRECTORY": str(state), **(env or {})}
 
     def run(command: str) -> subprocess.CompletedProcess:
         argv = command.removeprefix("-").replace("/usr/local/lib/raiox/", f"{SCRIPTS}/").split()
@@ -422,3 +423,76 @@ def test_a_failed_backup_is_recorded_for_monitoring_and_logged_at_crit(pg, tmp_p
     again = _recorded(state)
     assert again["raiox_backup_failed"] == 0
     assert again["raiox_backup_last_failure_timestamp_seconds"] == failed["raiox_backup_last_failure_timestamp_seconds"]
+
+
+def _kept_recorded(state: Path) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    path = state / "raiox_backup_kept.prom"
+    assert path.stat().st_mode & 0o777 == 0o644  # node-exporter's user reads it
+    families = list(text_string_to_metric_families(path.read_text()))
+    assert {f.name: f.type for f in families} == {"raiox_backup_kept_copies": "gauge",
+                                                   "raiox_backup_kept_oldest_age_seconds": "gauge"}
+    return {(s.name, s.labels["database"]): s.value for family in families for s in family.samples}
+
+
+def test_kept_copies_are_recorded_for_monitoring_each_night(pg, tmp_path):
+    """The copies a restore kept had a warning in the journal and nothing Prometheus could alert on. Each night now
+    records, next to raiox_backup.prom, how many copies of each database are kept and the age of the oldest (from the
+    restore's time in its name); once they are dropped the next night records 0 and 0."""
+    state = tmp_path / "state"
+    state.mkdir()
+    old, recent = f"raiox_bk_before_restore_{_restore_stamp(40)}", f"raiox_bk_before_restore_{_restore_stamp(2)}"
+    others = [f"raiox_bk2_before_restore_{_restore_stamp(90)}", "raiox_bk_before_restore_manual"]
+    for name in (old, recent, *others):
+        _sql(pg, f"CREATE DATABASE {name}", db="postgres")
+    try:
+        # "08": eight days (bash would read it as a bad octal number)
+        night, _ = _as_systemd_runs(pg, state, "raiox_bk", env={"RAIOX_BACKUP_KEPT_WARN_DAYS": "08"})
+        assert night.returncode == 0, night.stderr
+        assert [w for w in night.stderr.splitlines() if "WARNING" in w] == [
+            line for line in night.stderr.splitlines() if line.startswith(f"backup: WARNING: {old},")]
+        assert "--older-than 8" in night.stderr
+        kept = _kept_recorded(state)
+        assert kept[("raiox_backup_kept_copies", "raiox_bk")] == 2, "another form, another database: not counted"
+        age = kept[("raiox_backup_kept_oldest_age_seconds", "raiox_bk")]
+        assert abs(age - (40 * 86400 + 300)) < 120, age
+        assert set(kept) == {("raiox_backup_kept_copies", "raiox_bk"),
+                             ("raiox_backup_kept_oldest_age_seconds", "raiox_bk")}
+        assert _recorded(state)["raiox_backup_failed"] == 0, "the backup's own file is still there"
+
+        assert _run(pg, "pg-restore.sh", "--drop-kept", "raiox_bk", "--older-than", "7").returncode == 0
+        night, _ = _as_systemd_runs(pg, state, "raiox_bk")
+        assert night.returncode == 0, night.stderr
+        kept = _kept_recorded(state)
+        assert kept[("raiox_backup_kept_copies", "raiox_bk")] == 1
+        assert abs(kept[("raiox_backup_kept_oldest_age_seconds", "raiox_bk")] - (2 * 86400 + 300)) < 120
+
+        assert _run(pg, "pg-restore.sh", "--drop-kept", "raiox_bk").returncode == 0
+        night, _ = _as_systemd_runs(pg, state, "raiox_bk")
+        assert night.returncode == 0, night.stderr
+        assert _kept_recorded(state) == {("raiox_backup_kept_copies", "raiox_bk"): 0,
+                                         ("raiox_backup_kept_oldest_age_seconds", "raiox_bk"): 0}
+        assert not list(state.glob(".raiox_backup_kept.prom.*")), "no temporary file left behind"
+    finally:
+        for name in (old, recent, *others):
+            _sql(pg, f"DROP DATABASE IF EXISTS {name}", db="postgres")
+
+
+@pytest.mark.parametrize("value", ["seven", "-1", "7.5", "1e3", " 7", "7d", "123456"])
+def test_a_kept_warn_days_that_is_not_a_number_of_days_is_refused_before_anything_runs(tmp_path, value):
+    """RAIOX_BACKUP_KEPT_WARN_DAYS was used unchecked: "seven" or "7.5" ended the night in a shell arithmetic error
+    after the dumps, "-1" warned about every copy. Now such a value is one clear line and exit 2, before any dump."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pg_dump").write_text('#!/bin/sh\nfor a; do case $a in --file=*) echo dump >"${a#*=}" ;; esac; done\n')
+    (bin_dir / "pg_dump").chmod(0o755)
+    bucket = tmp_path / "bucket"
+    env = {"PATH": os.environ["PATH"], "PG_BIN": str(bin_dir), "RAIOX_BACKUP_URL": f"file://{bucket}",
+           "RAIOX_BACKUP_DATABASES": "one", "RAIOX_BACKUP_KEPT_WARN_DAYS": value}
+    result = subprocess.run(["bash", str(SCRIPTS / "pg-backup.sh")], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"backup: RAIOX_BACKUP_KEPT_WARN_DAYS must be a whole number of days (0 to 99999), not '{value}'"]
+    assert not bucket.exists(), "nothing was dumped"

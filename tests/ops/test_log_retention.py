@@ -1,7 +1,8 @@
 """LGPD minimisation on the hosts: the journal (the panel's `raiox.admin.login_failed ip=... email=...` lines that
-fail2ban reads, every app line) and nginx's logs keep client addresses no longer than the app keeps them in its audit
-entries (RAIOX_AUDIT_ADDRESS_RETENTION_DAYS). Before, the journal's retention was set nowhere (journald's default:
-until 10% of the disk is used, months or years)."""
+fail2ban reads, every app line), nginx's logs and PostgreSQL's (log_connections: every client's address) keep client
+addresses no longer than the app keeps them in its audit entries (RAIOX_AUDIT_ADDRESS_RETENTION_DAYS). Before, the
+journal's retention was set nowhere (journald's default: until 10% of the disk is used, months or years).
+"""
 
 import configparser
 import re
@@ -75,14 +76,14 @@ def test_the_common_role_installs_the_drop_in_and_restarts_journald():
     assert task["notify"] == "Restart journald"
 
 
-def _logrotate(values: dict | None = None) -> dict[str, str]:
-    text = render("nginx", "logrotate-nginx.j2", values or {})
+def _logrotate(values: dict | None = None, role: str = "nginx", template: str = "logrotate-nginx.j2") -> dict[str, str]:
+    text = render(role, template, values or {})
     stanza = re.search(r"^(\S+) \{\n(.*?)^\}", text, flags=re.M | re.S)
     assert stanza, text
     directives = {}
     for line in stanza[2].splitlines():
         words = line.split()
-        if words and words[0] in ("daily", "weekly", "monthly", "rotate", "maxage"):
+        if words and words[0] in ("daily", "weekly", "monthly", "rotate", "maxage", "copytruncate"):
             directives[words[0]] = words[1] if len(words) > 1 else ""
     return {"path": stanza[1], **directives}
 
@@ -111,4 +112,43 @@ def test_logrotate_accepts_the_nginx_file(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error")]
     assert result.returncode == 0 and not errors, result.stderr
     assert "rotating pattern: /var/log/nginx/*.log" in result.stderr.lower(), result.stderr
+    assert "after 1 days (90 rotations)" in result.stderr, result.stderr
+
+
+# the postgres role's defaults need the host's facts and the vault to resolve
+POSTGRES = {"private_ip": "10.116.0.2", "ansible_memtotal_mb": 1967, "vault_postgres_passwords": {}, "groups": {}}
+
+
+def test_postgresql_logs_are_kept_no_longer_than_the_retention():
+    """PostgreSQL logs every connection with the client's address (log_connections, %h in log_line_prefix) to
+    /var/log/postgresql, which Debian's postgresql-common logrotate file kept weekly, 10 files: not the hosts'
+    retention. The postgres role replaces that file: daily, as many files as days, maxage."""
+    conf = render("postgres", "raiox.conf.j2", POSTGRES)
+    assert re.search(r"^log_connections = on$", conf, flags=re.M) and "from %h" in conf  # what makes it personal data
+    ctx = context("postgres", POSTGRES)
+    assert int(ctx["postgres_log_retention_days"]) == 90  # the common role's default when it is not set
+    rotate = _logrotate(POSTGRES, "postgres", "logrotate-postgresql.j2")
+    assert rotate["path"] == "/var/log/postgresql/*.log" and "daily" in rotate
+    assert not {"weekly", "monthly"} & set(rotate)
+    assert rotate["rotate"] == rotate["maxage"] == "90"
+    assert "copytruncate" in rotate  # the server keeps writing the file pg_ctlcluster opened for it
+    shorter = _logrotate({**POSTGRES, "common_log_retention_days": 30}, "postgres", "logrotate-postgresql.j2")
+    assert shorter["rotate"] == shorter["maxage"] == "30"
+    tasks = yaml.safe_load((ROLES / "postgres" / "tasks" / "main.yml").read_text())
+    (task,) = [t for t in tasks if (t.get("ansible.builtin.template") or {}).get("src") == "logrotate-postgresql.j2"]
+    # the package's own file (the same name replaces it; another name would leave both rotating the same logs)
+    assert task["ansible.builtin.template"]["dest"] == "/etc/logrotate.d/postgresql-common"
+    installed = Path("/etc/logrotate.d/postgresql-common")
+    if installed.exists():
+        assert "/var/log/postgresql/*.log" in installed.read_text()
+
+
+def test_logrotate_accepts_the_postgresql_file(tmp_path):
+    logrotate = require_tool("logrotate", "Debian package logrotate")
+    conf = write(tmp_path / "postgresql-common", render("postgres", "logrotate-postgresql.j2", POSTGRES))
+    state = write(tmp_path / "state", "logrotate state -- version 2\n")
+    result = subprocess.run([logrotate, "--debug", "--state", str(state), str(conf)], capture_output=True, text=True)
+    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error")]
+    assert result.returncode == 0 and not errors, result.stderr
+    assert "rotating pattern: /var/log/postgresql/*.log" in result.stderr.lower(), result.stderr
     assert "after 1 days (90 rotations)" in result.stderr, result.stderr
