@@ -264,6 +264,37 @@ async def test_a_look_alike_saved_meanwhile_is_a_clear_conflict_not_a_database_e
             await repository.upsert_system(session, "neodent-gm", "neodent", "grand  morse", {})
 
 
+async def test_two_imports_of_one_system_at_once_merge_not_fail(committed, database_url):
+    """Two imports (or demo loads) creating the same system id at once: the second insert waits on the first's
+    uncommitted row and, once it is committed, merges into it (ON CONFLICT on the id), never a primary-key error."""
+    import asyncio
+
+    from raiox.catalog import repository
+    from raiox.kit.db import session_scope
+
+    async with await psycopg.AsyncConnection.connect(database_url) as first:
+        await first.execute("INSERT INTO implant_systems (id, manufacturer, name, attributes) "
+                            "VALUES ('acme-fine', 'Acme', 'Fine', '{\"connection\": \"hex\"}')")
+
+        async def second() -> None:
+            async with session_scope() as session:
+                await repository.upsert_system(session, "acme-fine", "Acme", "Fine", {"diameters": [3.5]})
+
+        save = asyncio.create_task(second())
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as watch:
+            for _ in range(100):
+                waiting = await watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                              "AND datname = current_database()")
+                if (await waiting.fetchone())[0]:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the second insert never waited on the first")
+        await first.commit()
+        await save
+    assert sql(database_url, "SELECT attributes FROM implant_systems") == [({"connection": "hex", "diameters": [3.5]},)]
+
+
 @pytest.mark.parametrize(("content", "says"), [
     (b"manufacturer,system,image\nAcme,Fine,one.png\nAcme,B\xe9ta,two.png\n", "m.csv: not UTF-8 text (byte"),
     (b"manufacturer,system,image\nAcme,Fine," + b"x" * 200_000 + b"\n", "m.csv: line 2: field larger than"),

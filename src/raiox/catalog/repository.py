@@ -18,9 +18,22 @@ from raiox.models.catalog import NAME_KEY_INDEX, name_key
 NAME_CONSTRAINTS = {NAME_KEY_INDEX, "uq_implant_systems_manufacturer"}
 
 
+ID_CONSTRAINT = "pk_implant_systems"  # what refuses a second system with the same id
+
+
+def _constraint(exc: IntegrityError) -> str | None:
+    return getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+
+
 def name_clash(exc: IntegrityError) -> bool:
     """Whether EXC is the database refusing a system with another's manufacturer + name (a save racing another)."""
-    return getattr(getattr(exc.orig, "diag", None), "constraint_name", None) in NAME_CONSTRAINTS
+    return _constraint(exc) in NAME_CONSTRAINTS
+
+
+def id_clash(exc: IntegrityError) -> bool:
+    """Whether EXC is the database refusing a system whose id another has (a create racing another of the same id;
+    the primary key is checked before the names, so the same id with the same names is this too)."""
+    return _constraint(exc) == ID_CONSTRAINT
 
 
 async def system_named(session: AsyncSession, manufacturer: str, name: str,
