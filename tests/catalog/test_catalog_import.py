@@ -233,8 +233,8 @@ def test_an_import_does_not_create_a_look_alike_of_another_system(tmp_path, demo
     """A row or folder naming a system the catalog has under another id (a panel's "neo-cm"), as typed or but for
     letter case, accents and spaces, is skipped saying which system it looks like: before, the exact pair failed the
     batch in the database and a look-alike became a second system splitting the references."""
-    sql(database_url, "INSERT INTO implant_systems (id, manufacturer, name, attributes) "
-                      "VALUES ('neo-cm', 'Neodent', 'Grand Morse', '{}') RETURNING id")
+    sql(database_url, "INSERT INTO implant_systems (id, manufacturer, name, manufacturer_key, name_key, attributes) "
+                      "VALUES ('neo-cm', 'Neodent', 'Grand Morse', 'neodent', 'grand morse', '{}') RETURNING id")
     for name, (demo, index) in {"one": ("demo-001", 0), "two": ("demo-001", 1), "three": ("demo-002", 0)}.items():
         (tmp_path / f"{name}.png").write_bytes(demo_pngs[demo][index])
     manifest = tmp_path / "m.csv"
@@ -273,8 +273,9 @@ async def test_two_imports_of_one_system_at_once_merge_not_fail(committed, datab
     from raiox.kit.db import session_scope
 
     async with await psycopg.AsyncConnection.connect(database_url) as first:
-        await first.execute("INSERT INTO implant_systems (id, manufacturer, name, attributes) "
-                            "VALUES ('acme-fine', 'Acme', 'Fine', '{\"connection\": \"hex\"}')")
+        await first.execute("INSERT INTO implant_systems (id, manufacturer, name, manufacturer_key, name_key, "
+                            "attributes) VALUES ('acme-fine', 'Acme', 'Fine', 'acme', 'fine', "
+                            "'{\"connection\": \"hex\"}')")
 
         async def second() -> None:
             async with session_scope() as session:

@@ -536,8 +536,8 @@ async def test_two_saves_of_one_name_at_once_give_the_409_not_a_500(panel, datab
     await login(panel, "admin@example.com")
     token = _csrf((await panel.get("/admin/catalog/str-bl")).text)
     async with await psycopg.AsyncConnection.connect(database_url) as other:
-        await other.execute("INSERT INTO implant_systems (id, manufacturer, name, attributes) "
-                            "VALUES ('racer', 'Nobel', 'Active', '{}')")
+        await other.execute("INSERT INTO implant_systems (id, manufacturer, name, manufacturer_key, name_key, "
+                            "attributes) VALUES ('racer', 'Nobel', 'Active', 'nobel', 'active', '{}')")
         save = asyncio.create_task(panel.post("/admin/catalog/new", data={
             "manufacturer": "nobel", "name": "ACTIVE ", "active": "true", "csrf_token": token}))
         for _ in range(100):  # the panel's insert waits on the other session's uncommitted row
@@ -587,12 +587,15 @@ async def test_two_creates_of_one_id_at_once_give_the_409_not_a_500(panel, datab
     from sqlalchemy import func, select
 
     from raiox.models import AuditEntry, ImplantSystem
+    from raiox.models.catalog import name_key
 
     await _data()
     await login(panel, "admin@example.com")
     token = _csrf((await panel.get("/admin/catalog/new")).text)
-    refused = await _racing(panel, database_url, "INSERT INTO implant_systems (id, manufacturer, name, attributes) "
-                            f"VALUES ('nobel-active', '{names[0]}', '{names[1]}', '{{}}')",
+    keys = [name_key(text) for text in names]
+    refused = await _racing(panel, database_url, "INSERT INTO implant_systems (id, manufacturer, name, "
+                            f"manufacturer_key, name_key, attributes) VALUES ('nobel-active', '{names[0]}', "
+                            f"'{names[1]}', '{keys[0]}', '{keys[1]}', '{{}}')",
                             {"manufacturer": "Nobel", "name": "Active", "active": "true", "csrf_token": token})
     assert refused.status_code == 409, refused.text
     assert "Já existe um sistema com o identificador nobel-active." in refused.text

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import Select, and_, func, literal, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,8 +40,8 @@ async def system_named(session: AsyncSession, manufacturer: str, name: str,
                        other_than: str | None = None) -> ImplantSystem | None:
     """The catalog system called MANUFACTURER NAME, letter case, accents and spaces aside (the key of the catalog's
     unique index, `raiox.models.catalog.name_key`), OTHER_THAN aside; None when there is none."""
-    query = select(ImplantSystem).where(name_key(ImplantSystem.manufacturer) == name_key(literal(manufacturer)),
-                                        name_key(ImplantSystem.name) == name_key(literal(name)))
+    query = select(ImplantSystem).where(ImplantSystem.manufacturer_key == name_key(manufacturer),
+                                        ImplantSystem.name_key == name_key(name))
     if other_than is not None:
         query = query.where(ImplantSystem.id != other_than)
     return (await session.execute(query.order_by(ImplantSystem.id).limit(1))).scalar_one_or_none()
@@ -87,6 +87,7 @@ async def upsert_system(
     (`system_named`); this is a save racing another. The transaction is then spoilt."""
     values = {
         "id": system_id, "manufacturer": manufacturer, "name": name, "attributes": attributes, "spec": spec,
+        "manufacturer_key": name_key(manufacturer), "name_key": name_key(name),
         "connection": _text(attributes.get("connection")), "body_shape": _text(attributes.get("body_shape")),
     }
     stmt = insert(ImplantSystem).values(**values)
