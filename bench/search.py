@@ -152,9 +152,10 @@ def load(conn, args, centres: np.ndarray) -> None:
 
     register_vector(conn)
     if not conn.execute("SELECT count(*) FROM implant_systems").fetchone()[0]:
-        with conn.cursor().copy("COPY implant_systems (id, manufacturer, name, attributes) FROM STDIN") as copy:
+        with conn.cursor().copy("COPY implant_systems (id, manufacturer, name, manufacturer_key, name_key, "
+                                "attributes) FROM STDIN") as copy:
             for s in range(len(centres)):
-                copy.write_row((f"bench-{s:06d}", "Bench", f"System {s:06d}", "{}"))
+                copy.write_row((f"bench-{s:06d}", "Bench", f"System {s:06d}", "bench", f"system {s:06d}", "{}"))
         conn.commit()
     done = conn.execute("SELECT count(*) FROM reference_embeddings WHERE model_id = %s", (MODEL,)).fetchone()[0]
     start = time.perf_counter()

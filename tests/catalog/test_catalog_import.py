@@ -233,8 +233,8 @@ def test_an_import_does_not_create_a_look_alike_of_another_system(tmp_path, demo
     """A row or folder naming a system the catalog has under another id (a panel's "neo-cm"), as typed or but for
     letter case, accents and spaces, is skipped saying which system it looks like: before, the exact pair failed the
     batch in the database and a look-alike became a second system splitting the references."""
-    sql(database_url, "INSERT INTO implant_systems (id, manufacturer, name, attributes) "
-                      "VALUES ('neo-cm', 'Neodent', 'Grand Morse', '{}') RETURNING id")
+    sql(database_url, "INSERT INTO implant_systems (id, manufacturer, name, manufacturer_key, name_key, attributes) "
+                      "VALUES ('neo-cm', 'Neodent', 'Grand Morse', 'neodent', 'grand morse', '{}') RETURNING id")
     for name, (demo, index) in {"one": ("demo-001", 0), "two": ("demo-001", 1), "three": ("demo-002", 0)}.items():
         (tmp_path / f"{name}.png").write_bytes(demo_pngs[demo][index])
     manifest = tmp_path / "m.csv"
@@ -262,6 +262,38 @@ async def test_a_look_alike_saved_meanwhile_is_a_clear_conflict_not_a_database_e
         with pytest.raises(Conflict, match="system neodent-gm: another catalog system is already called "
                                            "neodent grand  morse"):
             await repository.upsert_system(session, "neodent-gm", "neodent", "grand  morse", {})
+
+
+async def test_two_imports_of_one_system_at_once_merge_not_fail(committed, database_url):
+    """Two imports (or demo loads) creating the same system id at once: the second insert waits on the first's
+    uncommitted row and, once it is committed, merges into it (ON CONFLICT on the id), never a primary-key error."""
+    import asyncio
+
+    from raiox.catalog import repository
+    from raiox.kit.db import session_scope
+
+    async with await psycopg.AsyncConnection.connect(database_url) as first:
+        await first.execute("INSERT INTO implant_systems (id, manufacturer, name, manufacturer_key, name_key, "
+                            "attributes) VALUES ('acme-fine', 'Acme', 'Fine', 'acme', 'fine', "
+                            "'{\"connection\": \"hex\"}')")
+
+        async def second() -> None:
+            async with session_scope() as session:
+                await repository.upsert_system(session, "acme-fine", "Acme", "Fine", {"diameters": [3.5]})
+
+        save = asyncio.create_task(second())
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as watch:
+            for _ in range(100):
+                waiting = await watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                              "AND datname = current_database()")
+                if (await waiting.fetchone())[0]:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the second insert never waited on the first")
+        await first.commit()
+        await save
+    assert sql(database_url, "SELECT attributes FROM implant_systems") == [({"connection": "hex", "diameters": [3.5]},)]
 
 
 @pytest.mark.parametrize(("content", "says"), [

@@ -536,8 +536,8 @@ async def test_two_saves_of_one_name_at_once_give_the_409_not_a_500(panel, datab
     await login(panel, "admin@example.com")
     token = _csrf((await panel.get("/admin/catalog/str-bl")).text)
     async with await psycopg.AsyncConnection.connect(database_url) as other:
-        await other.execute("INSERT INTO implant_systems (id, manufacturer, name, attributes) "
-                            "VALUES ('racer', 'Nobel', 'Active', '{}')")
+        await other.execute("INSERT INTO implant_systems (id, manufacturer, name, manufacturer_key, name_key, "
+                            "attributes) VALUES ('racer', 'Nobel', 'Active', 'nobel', 'active', '{}')")
         save = asyncio.create_task(panel.post("/admin/catalog/new", data={
             "manufacturer": "nobel", "name": "ACTIVE ", "active": "true", "csrf_token": token}))
         for _ in range(100):  # the panel's insert waits on the other session's uncommitted row
@@ -554,6 +554,55 @@ async def test_two_saves_of_one_name_at_once_give_the_409_not_a_500(panel, datab
     assert "Já existe um sistema Nobel Active no catálogo (racer)" in refused.text
     async with session_scope() as session:
         assert await session.get(ImplantSystem, "nobel-active") is None
+
+
+async def _racing(panel, database_url, insert: str, form: dict):
+    """The panel's create of FORM while another session holds INSERT uncommitted (the panel's checks pass, its insert
+    waits on that row), committed once the panel waits: the panel's answer."""
+    import asyncio
+
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(database_url) as other:
+        await other.execute(insert)
+        save = asyncio.create_task(panel.post("/admin/catalog/new", data=form))
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as watch:
+            for _ in range(100):  # the panel's insert waits on the other session's uncommitted row
+                waiting = await watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                              "AND datname = current_database()")
+                if (await waiting.fetchone())[0]:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the panel's save never waited on the other session")
+        await other.commit()
+        return await save
+
+
+@pytest.mark.parametrize("names", [("Zimmer", "Tapered Screw-Vent"), ("Nobel", "Active")])
+async def test_two_creates_of_one_id_at_once_give_the_409_not_a_500(panel, database_url, names):
+    """Two creates of the same system id at once (two admins, or a double submit): both find the id free, the second
+    insert is refused by the primary key (whatever the names: the same ones too, the key is checked first); the panel
+    answers the pt-BR 409 of an existing id, as when the first was already saved, not a database error (500)."""
+    from sqlalchemy import func, select
+
+    from raiox.models import AuditEntry, ImplantSystem
+    from raiox.models.catalog import name_key
+
+    await _data()
+    await login(panel, "admin@example.com")
+    token = _csrf((await panel.get("/admin/catalog/new")).text)
+    keys = [name_key(text) for text in names]
+    refused = await _racing(panel, database_url, "INSERT INTO implant_systems (id, manufacturer, name, "
+                            f"manufacturer_key, name_key, attributes) VALUES ('nobel-active', '{names[0]}', "
+                            f"'{names[1]}', '{keys[0]}', '{keys[1]}', '{{}}')",
+                            {"manufacturer": "Nobel", "name": "Active", "active": "true", "csrf_token": token})
+    assert refused.status_code == 409, refused.text
+    assert "Já existe um sistema com o identificador nobel-active." in refused.text
+    async with session_scope() as session:
+        assert (await session.get(ImplantSystem, "nobel-active")).manufacturer == names[0]  # the first one's, kept
+        assert await session.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "catalog.create")) == 0
 
 
 async def test_admin_creates_system_and_uploads_reference(panel):

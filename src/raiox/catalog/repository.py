@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import Select, and_, func, literal, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,17 +18,30 @@ from raiox.models.catalog import NAME_KEY_INDEX, name_key
 NAME_CONSTRAINTS = {NAME_KEY_INDEX, "uq_implant_systems_manufacturer"}
 
 
+ID_CONSTRAINT = "pk_implant_systems"  # what refuses a second system with the same id
+
+
+def _constraint(exc: IntegrityError) -> str | None:
+    return getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+
+
 def name_clash(exc: IntegrityError) -> bool:
     """Whether EXC is the database refusing a system with another's manufacturer + name (a save racing another)."""
-    return getattr(getattr(exc.orig, "diag", None), "constraint_name", None) in NAME_CONSTRAINTS
+    return _constraint(exc) in NAME_CONSTRAINTS
+
+
+def id_clash(exc: IntegrityError) -> bool:
+    """Whether EXC is the database refusing a system whose id another has (a create racing another of the same id;
+    the primary key is checked before the names, so the same id with the same names is this too)."""
+    return _constraint(exc) == ID_CONSTRAINT
 
 
 async def system_named(session: AsyncSession, manufacturer: str, name: str,
                        other_than: str | None = None) -> ImplantSystem | None:
     """The catalog system called MANUFACTURER NAME, letter case, accents and spaces aside (the key of the catalog's
     unique index, `raiox.models.catalog.name_key`), OTHER_THAN aside; None when there is none."""
-    query = select(ImplantSystem).where(name_key(ImplantSystem.manufacturer) == name_key(literal(manufacturer)),
-                                        name_key(ImplantSystem.name) == name_key(literal(name)))
+    query = select(ImplantSystem).where(ImplantSystem.manufacturer_key == name_key(manufacturer),
+                                        ImplantSystem.name_key == name_key(name))
     if other_than is not None:
         query = query.where(ImplantSystem.id != other_than)
     return (await session.execute(query.order_by(ImplantSystem.id).limit(1))).scalar_one_or_none()
@@ -74,6 +87,7 @@ async def upsert_system(
     (`system_named`); this is a save racing another. The transaction is then spoilt."""
     values = {
         "id": system_id, "manufacturer": manufacturer, "name": name, "attributes": attributes, "spec": spec,
+        "manufacturer_key": name_key(manufacturer), "name_key": name_key(name),
         "connection": _text(attributes.get("connection")), "body_shape": _text(attributes.get("body_shape")),
     }
     stmt = insert(ImplantSystem).values(**values)

@@ -1,27 +1,33 @@
 """Implant systems, their reference images and the embeddings of those images (one row per model)."""
 
+import re
+import unicodedata
 import uuid
 from datetime import datetime
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Identity, Index, Integer, String, Text, UniqueConstraint, func
-from sqlalchemy import text as sa_text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Identity, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from raiox.models.base import EMBEDDING_DIM, Base, created_at, updated_at, uuid_pk
 
 
-# whitespace a name may hold: what \s matches in PostgreSQL, and the Unicode spaces it does not (no-break, thin...)
-_SPACES = "[\\s\u00a0\u1680\u2000-\u200b\u202f\u205f\u3000\ufeff]+"
+# whitespace a name may hold: what Python's \s matches (Unicode's spaces: no-break, thin...), and the zero-width space
+# and byte-order mark it does not
+_SPACES = re.compile("[\\s\u200b\ufeff]+")
+_ACCENTS = re.compile("[\u0300-\u036f]")  # combining diacritical marks (what NFD splits off an accented letter)
 
 
-def name_key(column):
-    """The SQL expression under which two manufacturers (or system names) are the same: letter case, accents and
-    spaces aside ("Cone  morse " is "Cone Morse", "Conexão" "conexao"). Immutable: the catalog's unique index
-    `uq_implant_systems_name_key` is built on it (migration 0022), so the database refuses a look-alike too."""
-    unaccented = func.regexp_replace(func.normalize(column, sa_text("NFD")), "[\u0300-\u036f]", "", "g")
-    return func.lower(func.btrim(func.regexp_replace(unaccented, _SPACES, " ", "g")))
+def name_key(text: str) -> str:
+    """The key under which two manufacturers (or system names) are the same: letter case, accents and spaces aside
+    ("Cone  morse " is "Cone Morse", "Conexão" "conexao", "ØSTER" "øster"): Unicode case folding, accents dropped,
+    whitespace collapsed and trimmed. Computed here, not by the database (PostgreSQL's lower() of a non-ASCII letter
+    follows the database's LC_CTYPE: under "C" it leaves "Ø" as it is), and stored beside the names
+    (`manufacturer_key`, `name_key`), on which the catalog's unique index `uq_implant_systems_name_key` is built
+    (migration 0023), so the database refuses a look-alike too."""
+    folded = unicodedata.normalize("NFD", unicodedata.normalize("NFD", text).casefold())
+    return _SPACES.sub(" ", _ACCENTS.sub("", folded)).strip()
 
 
 NAME_KEY_INDEX = "uq_implant_systems_name_key"
@@ -35,6 +41,10 @@ class ImplantSystem(Base):
     id: Mapped[str] = mapped_column(String(120), primary_key=True)  # stable slug; demo: spec id
     manufacturer: Mapped[str] = mapped_column(String(200))
     name: Mapped[str] = mapped_column(String(300))
+    # `name_key` of each, set whenever the name is (`_keyed`; `catalog.repository.upsert_system` for its insert): a
+    # writer in SQL gives them too
+    manufacturer_key: Mapped[str] = mapped_column(Text)
+    name_key: Mapped[str] = mapped_column(Text)
     connection: Mapped[str | None] = mapped_column(String(80))
     body_shape: Mapped[str | None] = mapped_column(String(80))
     attributes: Mapped[dict] = mapped_column(JSONB, default=dict)  # diameters, lengths, platform...
@@ -45,8 +55,13 @@ class ImplantSystem(Base):
 
     images: Mapped[list["ReferenceImage"]] = relationship(back_populates="system", lazy="raise")
 
+    @validates("manufacturer", "name")
+    def _keyed(self, field: str, value: str | None) -> str | None:
+        setattr(self, f"{field}_key", None if value is None else name_key(value))
+        return value
 
-Index(NAME_KEY_INDEX, name_key(ImplantSystem.manufacturer), name_key(ImplantSystem.name), unique=True)
+
+Index(NAME_KEY_INDEX, ImplantSystem.manufacturer_key, ImplantSystem.name_key, unique=True)
 
 
 class ReferenceImage(Base):

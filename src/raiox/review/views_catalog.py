@@ -82,13 +82,16 @@ def _name_taken(other: ImplantSystem) -> Exception:
 @asynccontextmanager
 async def _names_guarded(session: AsyncSession, system_id: str, manufacturer: str, name: str) -> AsyncIterator[None]:
     """Fill and save a system within: a save racing another with the same names (the check in `_fill` passed for
-    both) is the same pt-BR 409 as the check's, not a database error (500): the database's unique index is the final
-    guard. A savepoint, opened before anything changes (opening one flushes), keeps the session usable."""
+    both), or a create racing another of the same id (the create's check passed for both), is the same pt-BR 409 as
+    the check's, not a database error (500): the database's unique index and primary key are the final guard. A
+    savepoint, opened before anything changes (opening one flushes), keeps the session usable."""
     try:
         async with session.begin_nested():
             yield
             await session.flush()
     except IntegrityError as exc:
+        if catalog_repo.id_clash(exc):
+            raise for_operator(Conflict(gettext("catalog.exists", id=system_id))) from exc
         if not catalog_repo.name_clash(exc):
             raise
         with session.no_autoflush:
