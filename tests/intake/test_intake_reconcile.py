@@ -103,6 +103,67 @@ async def test_a_verification_that_gives_up_on_jotform_leaves_the_submission_to_
     assert (again["duplicate"], again["case_status"]) == (True, "received")
 
 
+async def _ingest_jobs() -> list[tuple[str, str, int]]:
+    async with session_scope() as session:
+        rows = (await session.execute(text(
+            "SELECT args->>'submission_id', status::text, attempts FROM procrastinate_jobs "
+            "WHERE task_name = 'ingest_submission' ORDER BY id"))).all()
+    return [tuple(r) for r in rows]
+
+
+async def test_jotform_refusing_a_submission_for_good_is_not_retried(api, jotform, settings_env, run_worker, capsys):
+    """A forged or foreign submission id (Jotform's 401 while the key reads the form's submissions) and one Jotform
+    answers 404 for are refused at once: one attempt, the job done, no case, logged with the reason and counted; not
+    retried RAIOX_JOB_RETRIES times as an outage would be."""
+    from raiox.kit.logging import configure_logging
+    from raiox.kit.metrics import JOBS
+
+    def refused() -> float:
+        return JOBS.labels(task="ingest_submission", outcome="submission_refused")._value.get()
+
+    configure_logging()
+    settings_env(jotform_verify_submissions="true")  # RAIOX_JOB_RETRIES 5: a retry would leave the job `todo`
+    template = jotform.webhook_fields(jotform.add_submission(FORM_ID)["id"])
+    jotform.state.submissions.clear()
+    foreign, gone = "1234567890123456789", "1234567890123456780"
+    jotform.fail(f"/submission/{gone}", 404, times=1)
+    before = refused()
+    capsys.readouterr()
+    for sid in (foreign, gone):
+        answer = await api.post(WEBHOOK, **webhook_request(dict(template, submissionID=sid)))
+        assert answer.json()["status"] == "verifying"
+    await run_worker()
+    assert await _ingest_jobs() == [(foreign, "succeeded", 1), (gone, "succeeded", 1)]
+    assert await cases() == {} and refused() == before + 2
+    assert [r.path for r in jotform.requests if r.path.startswith("/submission/")] == [
+        f"/submission/{foreign}", f"/submission/{gone}"]  # each asked once
+    logged = [line for line in capsys.readouterr().err.splitlines() if "verification_refused" in line]
+    assert len(logged) == 2 and "401" in logged[0] and "404" in logged[1]
+    assert all("no such submission in this account" in line for line in logged)
+
+
+async def test_a_verification_refused_because_of_our_api_key_is_retried_and_never_lost(
+        api, jotform, settings_env, run_worker, capsys):
+    """A 401 that the form's own submission list gets too is our key (wrong, revoked, of another region), not the
+    submission: retried like an outage (the job waits for its next attempt), logged as the key's problem; once the
+    key is fixed the submission gets its case (here by the reconciliation, as after the job's last attempt)."""
+    from raiox.kit.logging import configure_logging
+
+    configure_logging()
+    settings_env(jotform_verify_submissions="true", jotform_api_key="a-revoked-key")
+    content = jotform.add_submission(FORM_ID, name=("Real", "Name"))
+    capsys.readouterr()
+    assert (await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))).status_code == 200
+    await run_worker()
+    assert await _ingest_jobs() == [(content["id"], "todo", 1)]  # failed once, its retry scheduled
+    assert await cases() == {}
+    err = capsys.readouterr().err
+    assert "jotform_api_refused" in err and "verification_refused" not in err
+    settings_env(jotform_api_key="test-jotform-key")
+    assert await reconcile() == 1
+    assert (await cases())[content["id"]].client_name == "Real Name"
+
+
 async def test_reconcile_keeps_a_submission_holding_nul_and_lone_surrogates(committed, jotform):
     content = jotform.add_submission(FORM_ID, name=("Jo\x00ão", "Sil\ud800va"), notes="a\x00b")
     assert await reconcile() == 1

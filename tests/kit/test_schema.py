@@ -48,7 +48,9 @@ async def test_openapi_documents_readyz_answering_503_with_its_checks(client):
     for code in ("200", "503"):  # the checks' body both ways, not the API's error body
         assert answers[code]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Readiness"
     readiness = spec["components"]["schemas"]["Readiness"]
-    assert set(readiness["properties"]) == {"status", "checks"}
+    assert set(readiness["properties"]) == {"status", "checks", "warnings"}
+    assert "empty" in readiness["description"] and "missing_vectors" in readiness["description"]
+    assert "empty" in answers["200"]["description"]
     assert readiness["properties"]["status"]["enum"] == ["ready", "not_ready"]
 
 
@@ -86,9 +88,12 @@ async def test_readyz_fails_when_a_configured_reader_would_read_nothing(client, 
         assert (await client.get("/readyz")).json()["checks"]["model"] == "ok"
 
 
-async def test_readyz_fails_while_the_catalog_has_no_vectors_of_the_configured_model(client, session):
-    """A model switched without `raiox catalog reindex` leaves every search empty: /readyz says so (a deploy
-    then rolls back); an empty catalog, or one holding the configured model's vectors, is ready."""
+async def test_readyz_reports_the_catalog_as_it_is_and_fails_only_for_another_models_vectors(client, session):
+    """An empty catalog, or reference images without vectors, cannot answer /identify (503 catalog_missing): /readyz
+    says so (`empty`, `missing_vectors`, and why in `warnings`) but stays ready (200: a first deploy, whose catalog is
+    loaded afterwards, must pass, and the webhook works without a catalog). A model switched without `raiox catalog
+    reindex` (vectors, none of the configured model) is not ready: a deploy then rolls back. The configured model's
+    vectors: ok, no warning."""
     import uuid
 
     import numpy as np
@@ -97,22 +102,34 @@ async def test_readyz_fails_while_the_catalog_has_no_vectors_of_the_configured_m
     from raiox.models import ReferenceImage
     from raiox.vision import get_embedder
 
-    async def reference(system_id: str, model_id: str) -> None:
+    async def reference(system_id: str, model_id: str | None) -> None:
         await repository.upsert_system(session, system_id, "Test Co", system_id, {})
         image = ReferenceImage(id=uuid.uuid4(), system_id=system_id, storage_key=f"k/{system_id}", source="test",
                                sha256=uuid.uuid4().hex * 2)
         session.add(image)
         await session.flush()
-        vector = np.random.default_rng(0).normal(size=(1, 512)).astype(np.float32)
-        await repository.put_embeddings(session, [(image.id, system_id)], vector / np.linalg.norm(vector), model_id)
+        if model_id:
+            vector = np.random.default_rng(0).normal(size=(1, 512)).astype(np.float32)
+            await repository.put_embeddings(session, [(image.id, system_id)], vector / np.linalg.norm(vector),
+                                            model_id)
 
-    assert (await client.get("/readyz")).json()["checks"]["catalog"] == "ok"  # nothing loaded yet
+    model_id = get_embedder().model_id
+    empty = await client.get("/readyz")  # nothing loaded yet
+    assert empty.status_code == 200 and empty.json()["status"] == "ready"
+    assert empty.json()["checks"]["catalog"] == "empty"
+    assert "catalog_missing" in empty.json()["warnings"]["catalog"] and "raiox catalog" in empty.json()["warnings"][
+        "catalog"]
+    await reference("unembedded-system", None)
+    unembedded = await client.get("/readyz")
+    assert unembedded.status_code == 200 and unembedded.json()["checks"]["catalog"] == "missing_vectors"
+    assert model_id in unembedded.json()["warnings"]["catalog"]
     await reference("old-model-system", "raiox-retired")
     response = await client.get("/readyz")
-    assert response.status_code == 503
-    assert "reindex" in response.json()["checks"]["catalog"]
-    await reference("current-system", get_embedder().model_id)
-    assert (await client.get("/readyz")).json()["checks"]["catalog"] == "ok"
+    assert response.status_code == 503 and response.json()["status"] == "not_ready"
+    assert "reindex" in response.json()["checks"]["catalog"] and response.json()["warnings"] == {}
+    await reference("current-system", model_id)
+    ready = (await client.get("/readyz")).json()
+    assert ready["checks"]["catalog"] == "ok" and ready["warnings"] == {} and ready["status"] == "ready"
 
 
 async def test_readyz_answers_503_when_the_catalog_probe_fails(monkeypatch):

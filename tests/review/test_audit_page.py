@@ -227,24 +227,57 @@ async def test_cli_lists_entries_as_tab_separated_rows_or_json_lines(database_ur
     assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
 
 
-async def test_a_catalog_import_of_thousands_of_images_is_a_summary_on_the_page_and_in_the_rows(
+async def test_a_catalog_import_of_thousands_of_images_is_one_small_entry_on_the_page_and_in_the_rows(
         database_url, committed, panel):
-    """The demo's import is one entry listing ~2,500 stored images (~150 KB): the page and the rows show their count;
-    `--full` and `--json` give them all."""
-    stored = [f"demo/{i:04d}.png sha256:{i:012x}" for i in range(2496)]
-    async with session_scope() as session:
-        from raiox.review.service import audit
+    """The demo's import stores ~2,500 images (~150 KB of names): its one entry, written and brought up to date batch
+    by batch by the run (`catalog.runner._Audited`), keeps the first 50 names, their count and how many it left out,
+    a few KB. The page shows the count; the rows "50 of 2496 items"; `--full` and `--json` what the entry holds."""
+    from sqlalchemy import text
 
-        await audit(session, "cli:raiox catalog demo", "catalog.import", target="model-x", added=2496, images=stored,
-                    skipped_count=0, complete=True)
+    from raiox.catalog.runner import _Audited
+    from raiox.catalog.service import ImportReport
+    from raiox.kit.audit import LIST_MAX
+
+    stored = [f"demo/{i:04d}.png sha256:{i:012x}" for i in range(2496)]
+    report = ImportReport()
+    audited = _Audited(report, "cli:raiox catalog demo", "catalog.import", "model-x")
+    for first in range(0, len(stored), 1000):  # three batches: the entry written, then brought up to date twice
+        report.stored += stored[first:first + 1000]
+        report.added = len(report.stored)
+        async with session_scope() as session:
+            await audited.record(session)
+    async with session_scope() as session:
         await add_user(session, "admin@example.com", PASSWORD, role="admin")
+    await audited.finish(None)
+    async with session_scope() as session:
+        size, details = (await session.execute(text(
+            "SELECT octet_length(details::text), details FROM audit_log WHERE action = 'catalog.import'"))).one()
+    assert size < 6_000, size  # was ~150 KB: every name
+    assert details["images"] == stored[:LIST_MAX] and LIST_MAX == 50
+    assert (details["images_count"], details["images_left_out"]) == (2496, 2446)
+    assert (details["added"], details["batches"], details["complete"]) == (2496, 3, True)
     await login(panel, "admin@example.com")
     page = (await panel.get("/admin/audit", params={"action": "catalog.import"})).text
-    assert "2496" in page and stored[5] not in page and len(page) < 30_000
+    assert "2496" in page and stored[5] not in page and "2446" not in page and len(page) < 30_000
+    assert page.count("<dt>imagens</dt>") == 1 and "<dt>imagens</dt><dd>2496</dd>" in page  # not the kept 50
     runner = CliRunner()
     row = (await _cli(runner, "audit", "list", "--action", "catalog.import")).rstrip("\n").split("\t")
-    assert json.loads(row[5]) == {"added": 2496, "images": "2496 items", "skipped_count": 0, "complete": True}
+    shown = json.loads(row[5])
+    assert shown["images"] == "50 of 2496 items" and shown["images_left_out"] == 2446
     full = (await _cli(runner, "audit", "list", "--action", "catalog.import", "--full")).rstrip("\n").split("\t")
-    assert json.loads(full[5])["images"] == stored
+    assert json.loads(full[5])["images"] == stored[:50] and json.loads(full[5])["images_count"] == 2496
     record = json.loads(await _cli(runner, "audit", "list", "--action", "catalog.import", "--json"))
-    assert record["details"]["images"] == stored
+    assert record["details"] == details
+
+
+async def test_every_long_list_detail_is_capped_with_its_count_and_what_was_left_out(session):
+    from raiox.kit.audit import audit, bring_up_to_date
+    from raiox.models import AuditEntry
+
+    entry_id = await audit(session, "cli:test", "catalog.import", ids=list(range(51)), few=[1, 2], n=3)
+    entry = await session.get(AuditEntry, entry_id)
+    assert entry.details == {"ids": list(range(50)), "ids_count": 51, "ids_left_out": 1, "few": [1, 2], "n": 3}
+    await bring_up_to_date(session, entry_id, ids=list(range(50)), skipped=["a"] * 120)
+    await session.refresh(entry)
+    assert entry.details == {"ids": list(range(50)), "skipped": ["a"] * 50, "skipped_count": 120,
+                             "skipped_left_out": 70}

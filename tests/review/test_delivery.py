@@ -206,6 +206,55 @@ async def test_an_e_mail_whose_sending_could_not_be_recorded_is_not_sent_again_u
     assert len(smtp_server.messages) == 2
 
 
+async def test_jotform_failing_while_the_e_mail_may_have_gone_says_so_per_channel_in_the_panel(
+        committed, delivery_env, jotform, smtp_server, monkeypatch):
+    """Jotform down on both attempts, and the e-mail handed to the server by the first one without its sending being
+    recorded: the panel does not say "a entrega do resultado falhou" but what is known of each channel (Jotform did
+    not get the result; the e-mail may have reached the dentist), and the delivery line says the e-mail is not
+    confirmed (never "e-mail ✓")."""
+    import re
+
+    import httpx
+    import psycopg
+    from review_helpers import add_user
+    from test_panel import PASSWORD, login
+
+    from raiox.app import create_app
+    from raiox.delivery import service
+
+    delivery_env(**_smtp(smtp_server), RAIOX_DELIVERY_RETRIES="1")
+    case_id = await _approved_case()
+    jotform.fail("/submission/", 503, times=10)
+    real_mark = service._mark
+
+    async def blip(case, **values):
+        if "email_sent_at" in values:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return await real_mark(case, **values)
+
+    monkeypatch.setattr(service, "_mark", blip)
+    with pytest.raises(psycopg.OperationalError):
+        await deliver(case_id)
+    monkeypatch.setattr(service, "_mark", real_mark)
+    assert await deliver(case_id) == CaseStatus.delivery_failed  # the job's retry: Jotform still down
+    case, delivery = await _state(case_id)
+    assert case.failure_reason.startswith("jotform: Jotform API 503") and service.UNCERTAIN in case.failure_reason
+    assert delivery.email_sent_at is None and delivery.email_attempted_at is not None
+    async with session_scope() as session:
+        await add_user(session, "rev@example.com", PASSWORD, "reviewer")
+    panel = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()),
+                              base_url="https://raiox.example.com")  # RAIOX_PUBLIC_URL: the panel's own origin
+    async with panel as http:
+        assert (await login(http, "rev@example.com")).status_code == 303
+        page = (await http.get(f"/admin/cases/{case_id}")).text
+    alert = re.search(r'<div class="alert alert-error" role="alert">(.*?)</div>', page, re.S).group(1)
+    assert "a entrega do resultado falhou" not in page
+    assert "o resultado não foi gravado no Jotform" in alert
+    assert "não se sabe se o e-mail ao dentista foi enviado" in alert and "pode ter chegado" in alert
+    state = re.search(r'<p class="muted" id="delivery-state">(.*?)</p>', page, re.S).group(1)
+    assert "e-mail: envio não confirmado" in state and "✓" not in state
+
+
 async def test_an_e_mail_the_server_refused_is_sent_by_a_later_attempt(committed, delivery_env, jotform, smtp_server):
     """A refusal means nothing went out: the next attempt (a resend) sends it, with no doubt left behind."""
     delivery_env(**_smtp(smtp_server), RAIOX_DELIVERY_RETRIES="1")

@@ -30,6 +30,24 @@ RECORDED = {  # what the intake, processing and delivery code records -> what th
     "not analysed: the case was decided (approved) before this film was analysed":
         "o caso já tinha sido decidido antes da análise desta radiografia (a decisão foi mantida) "
         "(detalhe técnico: approved)",
+    # delivery: what is known per channel (Jotform failed or refused; the e-mail may have gone, or failed)
+    "jotform: Jotform API 503: Service is unavailable; email: an earlier attempt may have sent the e-mail (the server "
+    "was given it, the outcome could not be recorded); check with the dentist, then resend or mark as delivered":
+        "o resultado não foi gravado no Jotform (o Jotform não respondeu ou recusou a gravação); não se sabe se o "
+        "e-mail ao dentista foi enviado: uma tentativa anterior o entregou ao servidor de e-mail, mas o resultado não "
+        "pôde ser registrado, então ele pode ter chegado. Confirme com o dentista; o reenvio tenta o Jotform e manda o "
+        "e-mail de novo (detalhe técnico: jotform: Jotform API 503: Service is unavailable; email: an earlier attempt "
+        "may have sent the e-mail (the server was given it, the outcome could not be recorded); check with the "
+        "dentist, then resend or mark as delivered)",
+    "jotform: Jotform API 404: Submission not found; email: an earlier attempt may have sent the e-mail (x)":
+        "o Jotform recusou gravar o resultado na submissão (ela pode ter sido apagada no Jotform, ou a chave da API "
+        "não tem permissão de escrita); não se sabe se o e-mail ao dentista foi enviado: uma tentativa anterior o "
+        "entregou ao servidor de e-mail, mas o resultado não pôde ser registrado, então ele pode ter chegado. "
+        "Confirme com o dentista; se o resultado chegou a ele, use “Marcar como entregue” (detalhe técnico: jotform: "
+        "Jotform API 404: Submission not found; email: an earlier attempt may have sent the e-mail (x))",
+    "jotform: Jotform API 401: not authorized; email: SMTP recipient refused: 550":
+        "nem o Jotform nem o e-mail ao dentista receberam o resultado (detalhe técnico: jotform: Jotform API 401: not "
+        "authorized; email: SMTP recipient refused: 550)",
     # the catalog upload's report
     "duplicate of upload/a.png": "a mesma imagem que upload/a.png, ignorada",
     "same image already in system neo-cm": "a mesma imagem já é referência do sistema neo-cm",
@@ -147,7 +165,9 @@ def test_a_delivery_failure_reads_in_pt_br():
     assert summary.startswith("o resultado não foi gravado no Jotform") and "tenta só o Jotform" in summary
     assert detail == jotform
     uncertain = "jotform: Jotform API 503: x; email: an earlier attempt may have sent the e-mail (...); check"
-    assert reason_parts(uncertain, "pt_BR")[0] == "a entrega do resultado falhou"  # neither reading is the whole story
+    summary = reason_parts(uncertain, "pt_BR")[0]  # each channel as known: Jotform failed, the e-mail may have gone
+    assert summary.startswith("o resultado não foi gravado no Jotform") and "não se sabe se o e-mail" in summary
+    assert "entrega do resultado falhou" not in summary
     # a submission deleted in Jotform
     deleted = "jotform: Jotform API 401: You're not authorized to use (/submission-id)"
     shown = reason_text(deleted, "pt_BR")

@@ -223,6 +223,11 @@ async def has_embeddings(session: AsyncSession, model_id: str) -> tuple[bool, bo
     return bool(row[0]), bool(row[1])
 
 
+async def has_references(session: AsyncSession) -> bool:
+    """Whether the catalog holds any reference image (an index probe, for /readyz)."""
+    return bool((await session.execute(select(select(ReferenceImage.id).exists()))).scalar_one())
+
+
 async def delete_other_models(session: AsyncSession, model_id: str) -> int:
     """Drop embeddings of every model but `model_id` (after a reindex, on request)."""
     from sqlalchemy import delete

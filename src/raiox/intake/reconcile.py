@@ -25,7 +25,7 @@ from raiox.intake import repository, service
 from raiox.intake.parse import Submission, api_ids_problem, from_api
 from raiox.kit.db import session_scope
 from raiox.kit.errors import RaioxError
-from raiox.kit.jotform import JotformNotFound, get_jotform_client
+from raiox.kit.jotform import JotformAuthError, JotformClient, JotformNotFound, get_jotform_client
 from raiox.kit.logging import get_logger
 from raiox.kit.metrics import JOBS
 from raiox.kit.settings import get_settings
@@ -35,27 +35,60 @@ PAGE = 200
 
 
 async def ingest_verified(submission_id: str, form_id: str | None) -> None:
-    """Re-read SUBMISSION_ID from the API; ingest the API's copy if it belongs to the configured form."""
+    """Re-read SUBMISSION_ID from the API; ingest the API's copy if it belongs to the configured form.
+
+    Jotform's definite "no" for this submission is final (`_refuse`: logged, counted, the job ends without a retry):
+    another form's submission, and a 401/403/404 while the key still reads the form's submissions (Jotform answers 401
+    for a submission id that is not the account's: a forged or foreign one). A 401/403/404 that the form's own
+    submission list gets too is ours (a wrong or revoked key, a key of another region, a wrong RAIOX_JOTFORM_API_URL),
+    not the submission's: raised, so the job retries it like an outage and, once it gives up, the reconciliation
+    ingests the submission after the setting is fixed. 429/5xx/timeouts raise too (retried)."""
     settings = get_settings()
     async with session_scope() as session:
         if await repository.case_id_for_submission(session, submission_id):
             return
+    expected = settings.jotform_form_id or form_id
     async with get_jotform_client() as api:
         try:
             content = await api.get_submission(submission_id)
-        except JotformNotFound:
-            log.warning("submission_not_found_in_jotform", submission_id=submission_id)
-            return
-    expected = settings.jotform_form_id or form_id
+        except (JotformNotFound, JotformAuthError) as exc:
+            if not await _api_works(api, expected, submission_id):
+                raise
+            return _refuse(submission_id, f"Jotform answered {exc.upstream_status} for it while the API reads the "
+                           "form's submissions: no such submission in this account", exc.upstream_status)
     if expected and str(content.get("form_id")) != expected:
-        log.warning("submission_of_another_form", submission_id=submission_id, form_id=content.get("form_id"))
-        return
+        return _refuse(submission_id, "of another form than RAIOX_JOTFORM_FORM_ID", None,
+                       form_id=str(content.get("form_id"))[:60])
     sub = _parse(content)
     if sub is None:
         return
     async with session_scope() as session:
         result = await service.ingest(session, sub, source="webhook")
     log.info("submission_verified", submission_id=submission_id, case_id=str(result.case_id), created=result.created)
+
+
+def _refuse(submission_id: str, reason: str, upstream_status: int | None, **extra) -> None:
+    """A webhook delivery verification refuses for good: no case, no retry (the job ends); logged
+    (`verification_refused`, warning) and counted (`raiox_jobs_total{task="ingest_submission",
+    outcome="submission_refused"}`)."""
+    JOBS.labels(task="ingest_submission", outcome="submission_refused").inc()
+    log.warning("verification_refused", submission_id=submission_id, reason=reason, upstream_status=upstream_status,
+                **extra)
+
+
+async def _api_works(api: JotformClient, form_id: str | None, submission_id: str) -> bool:
+    """Whether the API (its key, its URL) still reads FORM_ID's submissions, one call (`limit=1`): after a refusal
+    of one submission, an API that works means Jotform refused that submission; one refused too (or no form to ask
+    about) means our configuration is wrong: logged `jotform_api_refused` (error). An outage raises."""
+    if form_id:
+        try:
+            await api.list_submissions(form_id, limit=1)
+            return True
+        except (JotformNotFound, JotformAuthError) as exc:
+            log.error("jotform_api_refused", submission_id=submission_id, form_id=form_id, error=exc.message,
+                      hint="check RAIOX_JOTFORM_API_KEY and RAIOX_JOTFORM_API_URL (the key's region); the verification "
+                           "job retries, the reconciliation ingests the submission once the API answers")
+    return False
 
 
 async def reconcile(now: datetime | None = None) -> int:

@@ -5,7 +5,7 @@ from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,32 +40,57 @@ async def _check_model() -> None:
             raise RuntimeError(why)
 
 
-async def _check_catalog(session: AsyncSession) -> None:
-    """A catalog with vectors, none of them of the configured model, cannot answer a search (the model was
-    switched without `raiox catalog reindex`): not ready, so a deploy that does this rolls back. An empty
-    catalog is ready (it is loaded later)."""
-    from raiox.catalog.repository import has_embeddings
+EMPTY, MISSING_VECTORS = "empty", "missing_vectors"
+# a catalog state that is reported, not a failure: why, for `warnings`
+NOT_FAILING = {
+    EMPTY: "the catalog holds no reference image: POST /identify answers 503 catalog_missing and cases get no "
+           "candidate until one is loaded (`raiox catalog demo` or `raiox catalog import`)",
+    MISSING_VECTORS: "the catalog's reference images have no vectors of {model}: POST /identify answers 503 "
+                     "catalog_missing until `raiox catalog reindex` is run with this model",
+}
+
+
+async def _check_catalog(session: AsyncSession) -> str:
+    """Whether the catalog can answer a search with the configured model: "ok"; "empty" (no reference image) or
+    "missing_vectors" (reference images, no vector of any model): reported (with a warning), the instance still
+    ready. Raises (not ready) when the catalog has vectors but none of this model (the model was switched without
+    `raiox catalog reindex`), so a deploy that does this rolls back.
+
+    Why an empty or unembedded catalog does not fail readiness: the webhook and the panel work without it (cases are
+    received, stored and reviewed; the catalog is loaded after the first deploy, which waits for /readyz = 200), and
+    no rollback would bring vectors back. A catalog of another model's vectors is what a release switch caused."""
+    from raiox.catalog.repository import has_embeddings, has_references
     from raiox.vision import get_embedder
 
     model_id = (await asyncio.to_thread(get_embedder)).model_id
     try:
         anything, ours = await has_embeddings(session, model_id)
+        references = anything or ours or await has_references(session)
     except BaseException:  # a probe cut off by its timeout leaves the session mid-statement: end it before the commit
         await session.rollback()
         raise
     if anything and not ours:
         raise RuntimeError(f"the catalog has no vectors of {model_id}: run `raiox catalog reindex` with this model")
+    if ours:
+        return "ok"
+    return MISSING_VECTORS if references else EMPTY
 
 
 class Readiness(BaseModel):
-    """Each dependency's probe: "ok", or "error: <why>"."""
+    """Each dependency's probe: "ok", or "error: <why>" (not ready); the catalog's may also be "empty" (no reference
+    image) or "missing_vectors" (reference images without vectors of the configured model), which do not make the
+    instance not ready: `warnings` says why (POST /identify answers 503 catalog_missing meanwhile)."""
 
     status: Literal["ready", "not_ready"]
     checks: dict[str, str]
+    warnings: dict[str, str] = Field(default_factory=dict, description="Checks that pass with a reservation, by "
+                                     "name: what does not work meanwhile (an empty catalog: POST /identify)")
 
 
 READINESS = {
-    200: {"model": Readiness, "description": "Ready: the database, object storage, model and catalog all answer"},
+    200: {"model": Readiness, "description": "Ready: the database, object storage, model and catalog all answer (an "
+          "empty catalog, or one without vectors of the model, is ready: `checks.catalog` says `empty` or "
+          "`missing_vectors` and `warnings.catalog` why; POST /identify answers 503 catalog_missing meanwhile)"},
     503: {"model": Readiness, "description": "Not ready: a dependency (database, object storage, model or catalog) "
           "failed its probe; `checks` says which and why. A deploy that gets this rolls back"},
 }
@@ -76,15 +101,24 @@ async def readyz(session: AsyncSession = DbSession) -> JSONResponse:
     checks = {"database": _check_database, "storage": get_storage().check, "model": _check_model,
               "catalog": lambda: _check_catalog(session)}
     results: dict[str, str] = {}
+    warnings: dict[str, str] = {}
     for name, check in checks.items():
         if name == "catalog" and results["database"] != "ok":
             results[name] = "error: database not reachable"
             continue
         try:
-            await asyncio.wait_for(check(), timeout=10)
-            results[name] = "ok"
+            state = await asyncio.wait_for(check(), timeout=10)
+            results[name] = state if state in NOT_FAILING else "ok"
         except Exception as exc:  # noqa: BLE001 - a probe reports every failure as "not ready"
             results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
-    ready = all(value == "ok" for value in results.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": results},
+        if results[name] in NOT_FAILING:
+            warnings[name] = NOT_FAILING[results[name]].format(model=await _model_id())
+    ready = all(value == "ok" or name in warnings for name, value in results.items())
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": results, "warnings": warnings},
                         status_code=200 if ready else 503)
+
+
+async def _model_id() -> str:
+    from raiox.vision import get_embedder
+
+    return (await asyncio.to_thread(get_embedder)).model_id

@@ -10,6 +10,8 @@ unexpected exception: the job retries); reconcile_submissions and ingest_submiss
 (`with counting(task):`); reconcile_submissions also submission_refused (one per submission the database refused
 in a run, which went on with the others: the next run tries it again) and submission_skipped (one per listed item
 with an id or form id the webhook would refuse, or of another form, in each run: never sent to the database).
+ingest_submission also submission_refused (a webhook delivery verification refused for good: Jotform's
+401/403/404 for it while the API reads the form, or another form's submission; not retried).
 
 HTTP requests are counted and timed by `install(app)` (label `route` is the route template, never
 the raw path, so ids do not explode the series; label `method` a standard method or OTHER; webhook

@@ -31,14 +31,20 @@ def _cell(value: object) -> str:
     return " ".join(text.replace("\t", " ").splitlines())
 
 
-LONG_LIST = 20  # a list detail longer than this (a catalog import's ~2,500 stored images) is a count in the rows
+LONG_LIST = 20  # a list detail longer than this (a catalog import's stored images) is a count in the rows
 
 
 def _summary(details: dict) -> dict:
-    """DETAILS as a row shows them: a list of more than LONG_LIST items as its count ("2496 items"); --json and
-    --full keep everything."""
-    return {key: f"{len(value)} items" if isinstance(value, list) and len(value) > LONG_LIST else value
-            for key, value in details.items()}
+    """DETAILS as a row shows them: a list of more than LONG_LIST items as its count ("30 items"; of a list the entry
+    holds cut, `kit.audit.capped`: "50 of 2496 items"); --json and --full keep everything the entry holds."""
+    def short(key: str, value: object) -> object:
+        if not isinstance(value, list) or len(value) <= LONG_LIST:
+            return value
+        total = details.get(f"{key}_count")
+        return f"{len(value)} of {total} items" if isinstance(total, int) and total > len(value) else \
+            f"{len(value)} items"
+
+    return {key: short(key, value) for key, value in details.items()}
 
 
 def _record(entry, protocol: str | None) -> dict:
@@ -55,8 +61,10 @@ def audit_list(
     target: str = typer.Option(None, "--target", help="Text in what was acted on: case protocol, system, token, user."),
     limit: int = typer.Option(100, "--limit", min=1, max=1_000_000, help="At most this many entries."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of tab-separated rows."),
-    full: bool = typer.Option(False, "--full", help="Rows with every detail: a list of more than 20 items (a catalog "
-                              "import's stored images) is otherwise shown as its count. --json is always complete."),
+    full: bool = typer.Option(False, "--full", help="Rows with every detail the entry holds: a list of more than 20 "
+                              "items (a catalog import's stored images) is otherwise shown as its count. --json is "
+                              "always complete. An entry keeps the first 50 items of a longer list, with its length "
+                              "(<name>_count) and how many it left out (<name>_left_out)."),
 ) -> None:
     """Audit entries, newest first: created_at (UTC), actor, action, case protocol, target, details (JSON; a long
     list as its count unless --full), tab-separated; --json: one JSON object per line, complete."""

@@ -48,7 +48,12 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^duplicate of (?P<first>.*)$", "reason.duplicate_upload"),
     (r"^same image already in system (?P<system>.*)$", "reason.already_in_system"),
     (r"^unreadable: (?P<detail>.*)$", "reason.cannot_decode"),
-    (r"^(?P<detail>jotform: Jotform API (401|403|404)\b.*)$", "reason.jotform_refused_edit"),
+    # Jotform failed while the e-mail's outcome is unknown (an earlier attempt handed it to the server): each channel
+    (r"^(?P<detail>jotform: Jotform API (401|403|404)\b(?:(?!; email: ).)*; email: an earlier attempt may have sent "
+     r"the e-mail .*)$", "reason.jotform_refused_email_uncertain"),
+    (r"^(?P<detail>jotform: (?:(?!; email: ).)*; email: an earlier attempt may have sent the e-mail .*)$",
+     "reason.jotform_failed_email_uncertain"),
+    (r"^(?P<detail>jotform: Jotform API (401|403|404)\b(?:(?!; email: ).)*)$", "reason.jotform_refused_edit"),
     (r"^email: an earlier attempt may have sent the e-mail .*$", "reason.email_uncertain"),
     # which channel failed (the other one, if configured, got the result: a resend tries only what is missing)
     (r"^(?P<detail>jotform: .*; email: (?!an earlier attempt).*)$", "reason.delivery_both_failed"),

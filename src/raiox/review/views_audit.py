@@ -45,7 +45,12 @@ def action_label(action: str) -> str:
 
 def _label(key: str) -> str:
     label = i18n.gettext(f"audit_detail.{key}")
-    return key if label == f"audit_detail.{key}" else label
+    if label != f"audit_detail.{key}":
+        return label
+    for suffix, message_id in (("_left_out", "audit_detail.left_out"), ("_count", "audit_detail.list_count")):
+        if key.endswith(suffix):  # a list `kit.audit.capped` cut: its length, how many items it left out
+            return i18n.gettext(message_id, what=_label(key.removesuffix(suffix)))
+    return key
 
 
 def _value(value, changes: bool = False, key: str = "") -> str:
@@ -81,8 +86,10 @@ def detail_items(entry: AuditEntry) -> list[tuple[str, str]]:
         if any(word in key.lower() for word in SECRET_WORDS) and not isinstance(value, bool):  # "password_reset"
             continue
         if key in COUNTED and isinstance(value, list | dict):
+            if f"{key}_count" in (entry.details or {}):  # a list `kit.audit.capped` cut: its recorded length shown
+                continue
             key, value = f"{key}_count", len(value)
-        elif key in HIDDEN:
+        elif key in HIDDEN or key.removesuffix("_left_out") in COUNTED:  # a counted list: nothing listed to leave out
             continue
         items.append((_label(key), _value(value, changes=key == "changed", key=key)))
     return items
