@@ -168,6 +168,45 @@ def test_demo_loads_once_exports_valid_specs_and_identifies_its_references(
     assert "#2 differs from #1 in: apex." in table.stdout
 
 
+def test_demo_if_empty_finishes_a_load_cut_short_and_leaves_a_finished_one_alone(
+    cli, database_url, committed, monkeypatch
+):
+    """The first `make run` loads the demo catalog for minutes; a Ctrl+C then left some systems, and every later
+    `make run` (`--if-empty`) said "catalog already has N systems" and served that partial catalog for good. A load
+    cut short is finished by the next `--if-empty`; one that ended is left alone, even after a reference was removed."""
+    from raiox.catalog.service import Importer
+
+    import_batch, batches = Importer.import_batch, []
+
+    async def interrupted(self, session, items):
+        batches.append(len(items))
+        if len(batches) == 3:
+            raise KeyboardInterrupt  # Ctrl+C in the third batch: the first two are committed
+        await import_batch(self, session, items)
+
+    args = ("catalog", "demo", "--if-empty", "--systems", "demo-001,demo-002", "--refs", "2", "--restored", "0")
+    monkeypatch.setattr(Importer, "import_batch", interrupted)
+    cut = cli(*args, "--batch-size", "1")
+    assert cut.exit_code == 130 and "interrupted" in cut.output
+    monkeypatch.setattr(Importer, "import_batch", import_batch)
+    assert sql(database_url, "SELECT count(*) FROM reference_images WHERE source = 'demo'") == [(2,)]
+
+    resumed = cli(*args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "demo catalog load was cut short (1 systems, 2 of 4 references): finishing it" in resumed.output
+    assert "2 added" in resumed.output  # what was stored is not stored twice
+    assert sql(database_url, "SELECT system_id, count(*) FROM reference_images GROUP BY 1 ORDER BY 1") == [
+        ("demo-001", 2), ("demo-002", 2)]
+    assert sql(database_url, "SELECT (details->>'added')::int, details->'complete' FROM audit_log "
+                             "WHERE action = 'catalog.import' ORDER BY created_at") == [(2, False), (2, True)]
+
+    with psycopg.connect(database_url) as conn:  # the operator removed one reference
+        conn.execute("DELETE FROM reference_images WHERE origin = 'demo:demo-002#1.png'")
+    again = cli(*args)
+    assert again.exit_code == 0 and "already has 2 systems: demo not loaded" in again.output
+    assert sql(database_url, "SELECT count(*) FROM reference_images") == [(3,)]
+
+
 def test_identify_against_a_catalog_without_vectors_of_the_model_says_so(tmp_path, demo_pngs, cli, database_url,
                                                                           committed):
     image = tmp_path / "ref.png"

@@ -234,9 +234,38 @@ def _demo_systems(limit: int | None, systems: str | None) -> list:
     return catalog[:limit] if limit else catalog
 
 
+DEMO_ACTOR = "cli:raiox catalog demo"
+
+
+async def _demo_state(maker) -> tuple[int, int, bool | None]:
+    """The catalog's systems, its demo references, and whether the last `raiox catalog demo` run that stored
+    something ended (its audit entry `complete`; None: no such run)."""
+    from raiox.catalog import repository
+    from raiox.kit.db import session_scope
+    from raiox.review.repository import audit_log
+
+    async with session_scope(maker) as session:
+        last, _ = await audit_log(session, action="catalog.import", actor=DEMO_ACTOR, limit=1, count=False)
+        complete = bool((last[0][0].details or {}).get("complete")) if last else None
+        return (await repository.count_systems(session), await repository.count_references_from(session, "demo"),
+                complete)
+
+
+def _demo_cut_short(systems: int, stored: int, complete: bool | None, planned: int) -> bool:
+    """A demo load interrupted (Ctrl+C on the first `make run`) and not finished since: `--if-empty` finishes it
+    instead of serving a partial catalog for good (the import skips what is stored). A demo run that ended, or
+    references an operator removed since, are left as they are."""
+    if complete is not False or stored >= planned:
+        return False
+    err.print(f"the demo catalog load was cut short ({systems} systems, {stored} of {planned} references): "
+              "finishing it", soft_wrap=True, highlight=False)
+    return True
+
+
 @catalog_app.command("demo")
 def demo(
-    if_empty: bool = typer.Option(False, "--if-empty", help="Load only when the catalog has no system."),
+    if_empty: bool = typer.Option(False, "--if-empty", help="Load only when the catalog has no system (or finish a "
+                                  "demo load that was cut short)."),
     export_specs: Path | None = typer.Option(None, help="Write the demo systems' specs (JSON) to this file."),
     refs: int | None = typer.Option(None, min=1, max=20, help="Bare-fixture reference renders per system: reference k "
                                     "(seed k) at the line's k-th size (default: one per size of the "
@@ -249,8 +278,6 @@ def demo(
     batch_size: int = typer.Option(16, min=1, max=512),
 ) -> None:
     """Load the synthetic demo catalog (raiox.synth): renders stored as PNG, embedded."""
-    from raiox.catalog import repository
-    from raiox.kit.db import session_scope
     from raiox.catalog.sources import from_demo
 
     chosen = _demo_systems(limit, systems)
@@ -259,16 +286,12 @@ def demo(
         export_specs.write_text(json.dumps(specs, indent=2, ensure_ascii=False) + "\n")
         err.print(f"wrote {len(specs)} specs to {export_specs}")
 
-    async def count(maker) -> int:
-        async with session_scope(maker) as session:
-            return await repository.count_systems(session)
-
-    if if_empty and (existing := run_db(count)):
-        err.print(f"catalog already has {existing} systems: demo not loaded")
-        return
     items = list(from_demo(chosen, refs, restored))
+    if if_empty and (existing := run_db(_demo_state))[0] and not _demo_cut_short(*existing, len(items)):
+        err.print(f"catalog already has {existing[0]} systems: demo not loaded")
+        return
     _print_report(_import(items, batch_size=batch_size, whole_image=True, label="demo catalog",
-                          actor="cli:raiox catalog demo"), "demo")
+                          actor=DEMO_ACTOR), "demo")
 
 
 @catalog_app.command("stats")

@@ -51,6 +51,12 @@ async def count_systems(session: AsyncSession) -> int:
     return (await session.execute(select(func.count()).select_from(ImplantSystem))).scalar_one()
 
 
+async def count_references_from(session: AsyncSession, source: str) -> int:
+    """Reference images whose source is SOURCE (import | demo | case | upload)."""
+    stmt = select(func.count()).select_from(ReferenceImage).where(ReferenceImage.source == source)
+    return (await session.execute(stmt)).scalar_one()
+
+
 async def catalog_size(session: AsyncSession) -> dict[str, int]:
     """Systems (active), reference images, embeddings per model: for /metrics and the CLI."""
     systems = (await session.execute(
