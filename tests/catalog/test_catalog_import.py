@@ -8,6 +8,7 @@ from functools import partial
 import numpy as np
 import psycopg
 import pytest
+from fakes.db import until_blocked
 
 
 def _blank_png() -> bytes:
@@ -282,15 +283,7 @@ async def test_two_imports_of_one_system_at_once_merge_not_fail(committed, datab
                 await repository.upsert_system(session, "acme-fine", "Acme", "Fine", {"diameters": [3.5]})
 
         save = asyncio.create_task(second())
-        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as watch:
-            for _ in range(100):
-                waiting = await watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                              "AND datname = current_database()")
-                if (await waiting.fetchone())[0]:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("the second insert never waited on the first")
+        await until_blocked(database_url, "the second insert")
         await first.commit()
         await save
     assert sql(database_url, "SELECT attributes FROM implant_systems") == [({"connection": "hex", "diameters": [3.5]},)]

@@ -6,6 +6,7 @@ import re
 import httpx
 import pytest
 from review_helpers import add_case, add_system, add_user, reindex_as
+from fakes.db import until_blocked
 
 from raiox.kit.db import session_scope
 from raiox.models import CaseStatus
@@ -540,14 +541,7 @@ async def test_two_saves_of_one_name_at_once_give_the_409_not_a_500(panel, datab
                             "attributes) VALUES ('racer', 'Nobel', 'Active', 'nobel', 'active', '{}')")
         save = asyncio.create_task(panel.post("/admin/catalog/new", data={
             "manufacturer": "nobel", "name": "ACTIVE ", "active": "true", "csrf_token": token}))
-        for _ in range(100):  # the panel's insert waits on the other session's uncommitted row
-            waiting = await (await psycopg.AsyncConnection.connect(database_url, autocommit=True)).execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
-            if (await waiting.fetchone())[0]:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the panel's save never waited on the other session")
+        await until_blocked(database_url, "the panel's save")  # on the other session's uncommitted row
         await other.commit()
         refused = await save
     assert refused.status_code == 409
@@ -566,15 +560,7 @@ async def _racing(panel, database_url, insert: str, form: dict):
     async with await psycopg.AsyncConnection.connect(database_url) as other:
         await other.execute(insert)
         save = asyncio.create_task(panel.post("/admin/catalog/new", data=form))
-        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as watch:
-            for _ in range(100):  # the panel's insert waits on the other session's uncommitted row
-                waiting = await watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                              "AND datname = current_database()")
-                if (await waiting.fetchone())[0]:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("the panel's save never waited on the other session")
+        await until_blocked(database_url, "the panel's save")  # on the other session's uncommitted row
         await other.commit()
         return await save
 
