@@ -12,7 +12,8 @@
 # Settings (environment; /etc/raiox/backup.env on the db host):
 #   RAIOX_BACKUP_URL              s3://BUCKET/PREFIX (s3cmd, DigitalOcean Spaces) or file:///DIR
 #   RAIOX_BACKUP_DATABASES        space-separated database names
-#   RAIOX_BACKUP_RETENTION_DAYS   default 30 (the bucket's lifecycle rule is the second net)
+#   RAIOX_BACKUP_RETENTION_DAYS   default 30 (a whole number of days, at least 1; the bucket's lifecycle rule is the
+#                                 second net)
 #   S3CMD_CONFIG                  s3cmd configuration with the Spaces key (s3:// only)
 #   RAIOX_BACKUP_KEPT_WARN_DAYS   default 7 (a whole number of days): warn while a database a restore kept
 #                                 (DB_before_restore_<time>, the replaced database, patients' data outside the
@@ -29,6 +30,11 @@ set -euo pipefail
 url=${RAIOX_BACKUP_URL:?set RAIOX_BACKUP_URL}
 databases=${RAIOX_BACKUP_DATABASES:?set RAIOX_BACKUP_DATABASES}
 retention=${RAIOX_BACKUP_RETENTION_DAYS:-30}
+[[ "$retention" =~ ^0*[1-9][0-9]{0,4}$ && ${#retention} -le 5 ]] || {
+    echo "backup: RAIOX_BACKUP_RETENTION_DAYS must be a whole number of days (1 to 99999), not '$retention'" >&2
+    exit 2
+}
+retention=$((10#$retention))  # 08 is 8 days, not a bad octal number
 pg_dump=${PG_BIN:+$PG_BIN/}pg_dump
 kept_warn_days=${RAIOX_BACKUP_KEPT_WARN_DAYS:-7}
 [[ "$kept_warn_days" =~ ^[0-9]{1,5}$ ]] || {
