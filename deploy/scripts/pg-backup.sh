@@ -24,7 +24,9 @@
 # textfile collector (next to backup-status.sh's raiox_backup.prom), per database of RAIOX_BACKUP_DATABASES:
 #   raiox_backup_kept_copies{database}               how many copies earlier restores kept
 #   raiox_backup_kept_oldest_age_seconds{database}   the age of the oldest (0: none)
-# A database whose copies could not be listed has neither sample that night.
+#   raiox_backup_kept_warn_age_seconds{database}     RAIOX_BACKUP_KEPT_WARN_DAYS in seconds, so the alert
+#                                                    (oldest_age > warn_age) follows the setting, never a copy of it
+# A database whose copies could not be listed has none of them that night.
 set -euo pipefail
 
 url=${RAIOX_BACKUP_URL:?set RAIOX_BACKUP_URL}
@@ -77,7 +79,7 @@ backup_database() { # DB: dump, checksum, upload, then prune the dumps older tha
 
 kept_copies_report() { # per database: a warning (journal priority warning) per kept copy older than the limit, and
     # its count and oldest age for monitoring (raiox_backup_kept.prom); never fails
-    local db listing copy age stamp count oldest now prefix="" counts="" ages="" tmp
+    local db listing copy age stamp count oldest now prefix="" counts="" ages="" limits="" tmp
     [[ -n "${JOURNAL_STREAM:-}" ]] && prefix="<4>"  # systemd reads the priority from the prefix
     now=$(date +%s)
     for db in $databases; do
@@ -100,6 +102,7 @@ kept_copies_report() { # per database: a warning (journal priority warning) per 
         done <<<"$listing"
         counts+="raiox_backup_kept_copies{database=\"$db\"} $count"$'\n'
         ages+="raiox_backup_kept_oldest_age_seconds{database=\"$db\"} $((oldest > 0 ? oldest : 0))"$'\n'
+        limits+="raiox_backup_kept_warn_age_seconds{database=\"$db\"} $((kept_warn_days * 86400))"$'\n'
     done
     [[ -n "${STATE_DIRECTORY:-}" ]] || return 0
     # written aside, then renamed: node-exporter never reads half a file
@@ -110,6 +113,10 @@ kept_copies_report() { # per database: a warning (journal priority warning) per 
         echo "# HELP raiox_backup_kept_oldest_age_seconds Age of the oldest database a restore kept (0: none)."
         echo "# TYPE raiox_backup_kept_oldest_age_seconds gauge"
         printf '%s' "$ages"
+        echo "# HELP raiox_backup_kept_warn_age_seconds RAIOX_BACKUP_KEPT_WARN_DAYS in seconds: the age the nightly warning"\
+            "and the alert (oldest age above it) start at."
+        echo "# TYPE raiox_backup_kept_warn_age_seconds gauge"
+        printf '%s' "$limits"
     } >"$tmp" || ! chmod 0644 "$tmp" || ! mv -f "$tmp" "$STATE_DIRECTORY/raiox_backup_kept.prom"; then
         # 0644: node-exporter reads it (the backup unit's umask is 0077)
         rm -f "${tmp:-}"

@@ -436,8 +436,22 @@ def _kept_recorded(state: Path) -> dict[tuple[str, str], float]:
     assert path.stat().st_mode & 0o777 == 0o644  # node-exporter's user reads it
     families = list(text_string_to_metric_families(path.read_text()))
     assert {f.name: f.type for f in families} == {"raiox_backup_kept_copies": "gauge",
-                                                   "raiox_backup_kept_oldest_age_seconds": "gauge"}
+                                                   "raiox_backup_kept_oldest_age_seconds": "gauge",
+                                                   "raiox_backup_kept_warn_age_seconds": "gauge"}
     return {(s.name, s.labels["database"]): s.value for family in families for s in family.samples}
+
+
+def _kept_alert_fires(kept: dict[tuple[str, str], float], db: str) -> bool:
+    """The runbook's alert on kept copies, evaluated on one night's figures: `A > B`, both metrics the night records
+    (a number written into the rule would drift from pg_backup_kept_warn_days)."""
+    import re
+
+    runbook = (REPO / "docs" / "operations.md").read_text()
+    rule = re.search(r"alert on `(raiox_backup_kept_oldest_age_seconds > [^`]+)`", " ".join(runbook.split()))
+    assert rule, "the runbook gives the alert on kept copies"
+    left, right = (side.strip() for side in rule.group(1).split(" > "))
+    assert (left, db) in kept and (right, db) in kept, f"{rule.group(1)}: both sides are recorded metrics"
+    return kept[(left, db)] > kept[(right, db)]
 
 
 def test_kept_copies_are_recorded_for_monitoring_each_night(pg, tmp_path):
@@ -461,8 +475,11 @@ def test_kept_copies_are_recorded_for_monitoring_each_night(pg, tmp_path):
         assert kept[("raiox_backup_kept_copies", "raiox_bk")] == 2, "another form, another database: not counted"
         age = kept[("raiox_backup_kept_oldest_age_seconds", "raiox_bk")]
         assert abs(age - (40 * 86400 + 300)) < 120, age
+        assert kept[("raiox_backup_kept_warn_age_seconds", "raiox_bk")] == 8 * 86400, "the setting, for the alert"
+        assert _kept_alert_fires(kept, "raiox_bk"), "40 days > 8 days"
         assert set(kept) == {("raiox_backup_kept_copies", "raiox_bk"),
-                             ("raiox_backup_kept_oldest_age_seconds", "raiox_bk")}
+                             ("raiox_backup_kept_oldest_age_seconds", "raiox_bk"),
+                             ("raiox_backup_kept_warn_age_seconds", "raiox_bk")}
         assert _recorded(state)["raiox_backup_failed"] == 0, "the backup's own file is still there"
 
         assert _run(pg, "pg-restore.sh", "--drop-kept", "raiox_bk", "--older-than", "7").returncode == 0
@@ -471,12 +488,16 @@ def test_kept_copies_are_recorded_for_monitoring_each_night(pg, tmp_path):
         kept = _kept_recorded(state)
         assert kept[("raiox_backup_kept_copies", "raiox_bk")] == 1
         assert abs(kept[("raiox_backup_kept_oldest_age_seconds", "raiox_bk")] - (2 * 86400 + 300)) < 120
+        assert not _kept_alert_fires(kept, "raiox_bk"), "2 days < 7 days"
+        night, _ = _as_systemd_runs(pg, state, "raiox_bk", env={"RAIOX_BACKUP_KEPT_WARN_DAYS": "1"})
+        assert _kept_alert_fires(_kept_recorded(state), "raiox_bk"), "the alert follows the setting: 2 days > 1 day"
 
         assert _run(pg, "pg-restore.sh", "--drop-kept", "raiox_bk").returncode == 0
         night, _ = _as_systemd_runs(pg, state, "raiox_bk")
         assert night.returncode == 0, night.stderr
         assert _kept_recorded(state) == {("raiox_backup_kept_copies", "raiox_bk"): 0,
-                                         ("raiox_backup_kept_oldest_age_seconds", "raiox_bk"): 0}
+                                         ("raiox_backup_kept_oldest_age_seconds", "raiox_bk"): 0,
+                                         ("raiox_backup_kept_warn_age_seconds", "raiox_bk"): 7 * 86400}
         assert not list(state.glob(".raiox_backup_kept.prom.*")), "no temporary file left behind"
     finally:
         for name in (old, recent, *others):
