@@ -132,6 +132,20 @@ async def test_readyz_reports_the_catalog_as_it_is_and_fails_only_for_another_mo
     assert ready["checks"]["catalog"] == "ok" and ready["warnings"] == {} and ready["status"] == "ready"
 
 
+async def test_readyz_asks_the_embedder_once_per_probe_even_with_a_warning(client, monkeypatch):
+    """An empty catalog's warning names the model: /readyz asked the embedder for its id a second time to word it,
+    beside the catalog probe's own ask. Now the probe words its warning with the id it has: one ask for the model
+    probe, one for the catalog's, warning or not."""
+    import raiox.vision
+
+    real, asked = raiox.vision.get_embedder, []
+    monkeypatch.setattr(raiox.vision, "get_embedder", lambda: asked.append(1) or real())
+    body = (await client.get("/readyz")).json()
+    assert body["checks"]["catalog"] == "empty" and "catalog" in body["warnings"]
+    assert set(body) == {"status", "checks", "warnings"} and body["status"] == "ready"
+    assert len(asked) == 2, asked
+
+
 async def test_readyz_answers_503_when_the_catalog_probe_fails(monkeypatch):
     """A catalog probe that fails in the database (here a division by zero) is reported, and the request's own
     session still closes cleanly: 503 with the error, not a 500."""

@@ -1,7 +1,7 @@
 """Liveness (`/healthz`) and readiness (`/readyz`: database, storage, model, catalog) probes."""
 
 import asyncio
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -50,11 +50,19 @@ NOT_FAILING = {
 }
 
 
-async def _check_catalog(session: AsyncSession) -> str:
+class Reserved(NamedTuple):
+    """A probe that passes with a reservation: its state (a NOT_FAILING key) and why, for `warnings`."""
+
+    state: str
+    why: str
+
+
+async def _check_catalog(session: AsyncSession) -> str | Reserved:
     """Whether the catalog can answer a search with the configured model: "ok"; "empty" (no reference image) or
-    "missing_vectors" (reference images, no vector of any model): reported (with a warning), the instance still
-    ready. Raises (not ready) when the catalog has vectors but none of this model (the model was switched without
-    `raiox catalog reindex`), so a deploy that does this rolls back.
+    "missing_vectors" (reference images, no vector of any model): reported with its warning (`Reserved`, worded with
+    the model id this probe already asked the embedder for), the instance still ready. Raises (not ready) when the
+    catalog has vectors but none of this model (the model was switched without `raiox catalog reindex`), so a deploy
+    that does this rolls back.
 
     Why an empty or unembedded catalog does not fail readiness: the webhook and the panel work without it (cases are
     received, stored and reviewed; the catalog is loaded after the first deploy, which waits for /readyz = 200), and
@@ -73,7 +81,8 @@ async def _check_catalog(session: AsyncSession) -> str:
         raise RuntimeError(f"the catalog has no vectors of {model_id}: run `raiox catalog reindex` with this model")
     if ours:
         return "ok"
-    return MISSING_VECTORS if references else EMPTY
+    state = MISSING_VECTORS if references else EMPTY
+    return Reserved(state, NOT_FAILING[state].format(model=model_id))
 
 
 class Readiness(BaseModel):
@@ -107,18 +116,14 @@ async def readyz(session: AsyncSession = DbSession) -> JSONResponse:
             results[name] = "error: database not reachable"
             continue
         try:
-            state = await asyncio.wait_for(check(), timeout=10)
-            results[name] = state if state in NOT_FAILING else "ok"
+            outcome = await asyncio.wait_for(check(), timeout=10)
         except Exception as exc:  # noqa: BLE001 - a probe reports every failure as "not ready"
             results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
-        if results[name] in NOT_FAILING:
-            warnings[name] = NOT_FAILING[results[name]].format(model=await _model_id())
+            continue
+        if isinstance(outcome, Reserved):
+            results[name], warnings[name] = outcome
+        else:
+            results[name] = "ok"
     ready = all(value == "ok" or name in warnings for name, value in results.items())
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": results, "warnings": warnings},
                         status_code=200 if ready else 503)
-
-
-async def _model_id() -> str:
-    from raiox.vision import get_embedder
-
-    return (await asyncio.to_thread(get_embedder)).model_id
