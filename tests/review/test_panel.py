@@ -254,6 +254,7 @@ async def test_searches_ignore_accents_and_case_both_ways(panel):
     async with session_scope() as session:
         await add_case(session, name="JOÃO DA CONCEIÇÃO", candidates=[("neo-cm", 0.8)])
         await add_system(session, "conexao-torque", "Conexão", "Torque Tite", seed=4)
+        await add_system(session, "os-1", "ØSTER", "Přesný", seed=5)
     await login(panel, "admin@example.com")
     for word in ("joao", "João", "CONCEIÇÃO", "conceicao"):
         for field in ("q", "client"):  # the search box and the dentist filter
@@ -262,6 +263,11 @@ async def test_searches_ignore_accents_and_case_both_ways(panel):
     for words in ("conexao", "CONEXÃO torque", "conexão"):
         listing = await panel.get("/admin/catalog", params={"q": words})
         assert "Torque Tite" in listing.text and "Grand Morse" not in listing.text, words
+    for words in ("øster", "ØSTER", "presny", "PŘESNÝ"):  # by the catalog's name keys, whatever the database's locale
+        listing = await panel.get("/admin/catalog", params={"q": words})
+        assert "Přesný" in listing.text and "Torque Tite" not in listing.text, words
+        picked = await panel.get("/admin/systems/search", params={"q": words})  # a case's "Outro sistema"
+        assert 'value="os-1"' in picked.text and 'value="conexao-torque"' not in picked.text, words
     percent = await panel.get("/admin/", params={"status": "all", "q": "%"})
     assert "Nenhum caso" in percent.text  # still a character, not a wildcard
 

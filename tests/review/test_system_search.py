@@ -107,6 +107,22 @@ async def test_plural_gender_and_abbreviated_forms_find_what_the_singular_finds(
     assert await _found(catalog, query) == expected
 
 
+async def test_names_and_makers_are_found_by_the_key_the_catalog_keeps_them_unique_by(session):
+    """The search folded with SQL (lower(), which leaves a non-ASCII capital as the database's LC_CTYPE says, and a
+    fixed list of accented letters) while the catalog keeps names unique by `name_key` (Unicode case folding, every
+    accent, spaces collapsed): "øster" did not find "ØSTER" under a "C" locale, nor "presny" "Přesný". The maker and
+    the name are now searched on their stored keys, the typed words folded the same way in Python."""
+    for system_id, manufacturer, name in (("cx", "Conexão", "Torque Tite"), ("st", "Straumann", "Bone Level"),
+                                          ("os", "ØSTER Dental", "Přesný  Kónus"), ("pc", "Plain Co", "50% a_b")):
+        session.add(ImplantSystem(id=system_id, manufacturer=manufacturer, name=name, attributes={}))
+    await session.flush()
+    for query, expected in (("conexao", {"cx"}), ("CONEXÃO torque", {"cx"}), ("STRAUMANN", {"st"}),
+                            ("straumann bone", {"st"}), ("øster", {"os"}), ("Øster dental", {"os"}),
+                            ("presny", {"os"}), ("PŘESNÝ kónus", {"os"}), ("přesný kónus", {"os"}),
+                            ("%", {"pc"}), ("a_b", {"pc"}), ("a%b", set()), ("ab", set())):
+        assert await _found(session, query) == expected, query
+
+
 def _plural(word: str) -> str:
     for singular, plural in (("al", "ais"), ("el", "eis"), ("r", "res"), ("z", "zes")):
         if word.endswith(singular):

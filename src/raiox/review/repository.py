@@ -188,10 +188,12 @@ MAX_WORDS = 8  # of a system search: a name, a maker, a connection (3,000 words 
 def _system_text():
     """What a system search reads of a system, folded: its id, name, maker, connection and body shape, and the
     connection kind its geometry spec names ("internal_hex" as "internal hex"); one line each, so that no phrase
-    runs from one into the next."""
+    runs from one into the next. The name and the maker are read as the stored keys the catalog keeps them unique by
+    (`name_key`: Unicode case folding, every accent dropped, computed in Python, not by the database's locale), the
+    typed words folded the same way (`search_terms`); the rest with `folded`."""
     kind = func.replace(ImplantSystem.spec["connection"]["kind"].astext, "_", " ")
-    return folded(func.concat_ws("\n", ImplantSystem.id, ImplantSystem.name, ImplantSystem.manufacturer,
-                                 ImplantSystem.connection, ImplantSystem.body_shape, kind))
+    return func.concat_ws("\n", folded(ImplantSystem.id), ImplantSystem.name_key, ImplantSystem.manufacturer_key,
+                          folded(ImplantSystem.connection), folded(ImplantSystem.body_shape), folded(kind))
 
 
 async def search_systems(session: AsyncSession, text: str = "", *, limit: int = 20, active_only: bool = False,

@@ -6,7 +6,9 @@ The catalog types its design terms in English or as the trade abbreviates them (
 interno", "cônica", "CM 11,5°"). A search goes word by word: every word must be found. A word the table below knows
 ("hexágono", "interno", "cônica", "cone", "morse", "CM", "trilobada", "cônico", "paralelo", ...) is found as any of
 its catalog forms (and as typed, for a catalog that types the Portuguese); any other word anywhere in the system's
-text, as before. Case and accents never matter (the text is folded on both sides, `raiox.kit.db.folded`). The table
+text, as before. Case and accents never matter: a typed word is folded with `raiox.models.catalog.name_key`, the key
+the catalog stores beside each name and maker (and keeps them unique by), and the system's other fields with
+`raiox.kit.db.folded`, which leaves Portuguese text the same ("Conexão", "CONEXAO": "conexao"). The table
 holds each word once, singular and in one gender: a plural ("hexágonos internos", "roscas quadradas", "cones Morse",
 "ápices arredondados", "hexagonais", "níveis") and the other gender are found by rule (`_entry`); an abbreviation
 may be typed with dots ("C.M.") and a word with a sentence's final dot.
@@ -21,7 +23,7 @@ its end. A two-letter abbreviation (CM, HE, HI) is found only as a word of its o
 import re
 from dataclasses import dataclass
 
-from raiox.kit.db import fold_text
+from raiox.models.catalog import name_key
 
 
 def _words(*forms: str) -> str:
@@ -126,7 +128,7 @@ def search_words(query: str, max_words: int) -> list[Word]:
     """The first MAX_WORDS words of QUERY, folded, each with the ways the catalog may write it."""
     words = []
     for raw in query.split():
-        word = fold_text(raw.strip(_PUNCTUATION) or raw).replace("º", "°")  # 16º (the ordinal sign) typed for 16°
+        word = name_key(raw.strip(_PUNCTUATION) or raw).replace("º", "°")  # 16º (the ordinal sign) typed for 16°
         word = word.rstrip(".") or word  # "hex." ends a sentence, "C.M." an abbreviation: the text has no dot
         if _ABBREVIATION.fullmatch(word):
             word = word.replace(".", "")
