@@ -33,7 +33,9 @@ def key(column: str) -> str:
             f"E'{SPACES.replace(BACKSLASH + 's', BACKSLASH * 2 + 's')}', ' ', 'g')))")
 
 
-# kept in step with raiox.models.catalog.name_key (tests/kit/test_migrations_match_models.py compares them)
+# kept in step with raiox.models.catalog.name_key (tests/kit/test_migrations_match_models.py compares them).
+# Superseded by 0023: this lower()-based key follows the database's LC_CTYPE; 0023 stores name_key (computed in
+# Python) in manufacturer_key / name_key and rebuilds the index on them. Left as it was: 0023's downgrade runs it.
 CREATE = (f"CREATE UNIQUE INDEX IF NOT EXISTS uq_implant_systems_name_key ON implant_systems "
           f"({key('manufacturer')}, {key('name')})")
 LOOKALIKES = (f"SELECT string_agg(id || ' (' || manufacturer || ' / ' || name || ')', ', ' ORDER BY id) "
