@@ -319,7 +319,7 @@ def db_upgrade() -> None:
     """Apply every pending Alembic migration (safe to run repeatedly)."""
     _settings()
     migrate()
-    console.print("database is up to date")
+    print("database is up to date")  # the result on stdout; log lines and errors on stderr
 
 
 @app.command()
