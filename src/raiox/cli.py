@@ -319,7 +319,7 @@ def db_upgrade() -> None:
     """Apply every pending Alembic migration (safe to run repeatedly)."""
     _settings()
     migrate()
-    console.print("database is up to date")
+    print("database is up to date")  # the result on stdout; log lines and errors on stderr
 
 
 @app.command()
@@ -357,7 +357,7 @@ def serve(
 @app.command()
 def worker(concurrency: int = typer.Option(2, min=1, max=64, help="Jobs processed at once.")) -> None:
     """Run the background job worker (image processing, reconciliation, delivery)."""
-    from raiox.kit.logging import configure_logging
+    from raiox.kit.logging import configure_logging, get_logger
 
     settings = _settings()
     with stopping_cleanly():  # SIGTERM or Ctrl+C while starting: the embedded PostgreSQL stopped, exit 0
@@ -366,7 +366,8 @@ def worker(concurrency: int = typer.Option(2, min=1, max=64, help="Jobs processe
         if settings.embedded_database:
             migrate()  # embedded defaults, as `raiox serve`: a fresh data dir works with nothing configured
         database_ready()
-        from raiox.kit import jobs  # (its tasks register, and say so, once the database is there)
+        get_logger(__name__).info("worker_starting", concurrency=concurrency)  # its tasks register next
+        from raiox.kit import jobs  # (its tasks register once the database is there)
 
         async def _run() -> None:
             async with jobs.app.open_async():

@@ -21,6 +21,7 @@ def test_log_lines_of_commands_on_the_embedded_database_stay_off_stdout(tmp_path
     listed = _raiox(tmp_path, "users", "list")
     assert upgraded.returncode == 0 and listed.returncode == 0, (upgraded.stderr, listed.stderr)
     assert listed.stdout == ""  # no user yet: no row, and nothing else
+    assert upgraded.stdout == "database is up to date\n"  # the command's result, and nothing else
     assert "embedded_postgres_ready" not in upgraded.stdout
     for result in (upgraded, listed):
         events = [json.loads(line)["event"] for line in result.stderr.splitlines() if line.startswith("{")]
@@ -37,10 +38,10 @@ def test_the_standard_librarys_log_lines_come_in_the_format_of_ours(tmp_path):
     on_console = _raiox(tmp_path / "console", "db", "upgrade", log_format="console")
     in_json = _raiox(tmp_path / "json", "db", "upgrade")
     assert on_console.returncode == 0 and in_json.returncode == 0, (on_console.stderr, in_json.stderr)
-    printed = "database is up to date"  # the command's own message (stderr), not a log line
-    records = [json.loads(line) for line in in_json.stderr.splitlines() if line != printed]
+    assert on_console.stdout == in_json.stdout == "database is up to date\n"  # its result, never among log lines
+    records = [json.loads(line) for line in in_json.stderr.splitlines()]
     assert all({"event", "level", "timestamp"} <= set(record) for record in records), records
-    lines = [line for line in on_console.stderr.splitlines() if line != printed]
+    lines = on_console.stderr.splitlines()
     assert len([line for line in lines if _CONSOLE_LINE.match(line)]) == len(records)  # one shaped line per record
     events = "\n".join(record["event"] for record in records)  # the rest: a multi-line event's next lines
     assert [line for line in lines if not _CONSOLE_LINE.match(line) and line.rsplit(" [", 1)[0] not in events] == []

@@ -47,6 +47,27 @@ def test_procrastinate_per_job_lines_are_debug_its_worker_and_failure_lines_stay
     configure_logging("console")
 
 
+def test_procrastinates_blueprint_line_is_debug_its_warnings_stay(capsys):
+    """Every `raiox` command that imports `kit.jobs` (its procrastinate App) wrote "Adding tasks from blueprint" at
+    INFO: noise on `raiox users list` as on the worker's start. It is DEBUG now; procrastinate's warnings still show."""
+    import procrastinate
+    from procrastinate.testing import InMemoryConnector
+
+    def emit() -> list[dict]:
+        procrastinate.App(connector=InMemoryConnector())  # registers its builtin blueprint
+        logging.getLogger("procrastinate.blueprints").warning("App is instantiated in the main Python module", extra={
+            "action": "app_defined_in___main__"})
+        return [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+
+    configure_logging("json")
+    assert [(line["level"], line["event"]) for line in emit()] == [
+        ("warning", "App is instantiated in the main Python module")]
+    configure_logging("json", "debug")
+    assert [(line["level"], line["event"]) for line in emit()] == [
+        ("debug", "Adding tasks from blueprint"), ("warning", "App is instantiated in the main Python module")]
+    configure_logging("console")
+
+
 def test_secrets_are_masked_inside_lists_and_mappings_and_addresses_on_request(capsys):
     from raiox.kit.logging import mask_addresses
 

@@ -281,3 +281,38 @@ async def test_every_long_list_detail_is_capped_with_its_count_and_what_was_left
     await session.refresh(entry)
     assert entry.details == {"ids": list(range(50)), "skipped": ["a"] * 50, "skipped_count": 120,
                              "skipped_left_out": 70}
+
+
+async def test_every_long_text_detail_is_capped_with_its_length_inside_mappings_and_lists_too(session):
+    """One very long text (an error message, a pasted note of 1 MB) was stored whole: the cap was on list lengths
+    only. A text detail keeps its first STRING_MAX characters and its length as `<key>_chars`; one inside a mapping the
+    same way, one in a list ends with "…"; the panel names the length. A note (only in its `case.note` entry) or a
+    message the panel and the API accept is never cut."""
+    from sqlalchemy import text
+
+    from raiox.kit.audit import CUT, STRING_MAX, audit, bring_up_to_date
+    from raiox.models import AuditEntry
+    from raiox.review.schemas import MESSAGE_MAX
+    from raiox.review.views_audit import detail_items
+
+    assert STRING_MAX >= MESSAGE_MAX
+
+    pasted, short = "é" * 1_000_000, "x" * STRING_MAX
+    entry_id = await audit(session, "cli:test", "case.approve", message=pasted, note=short, n=3,
+                           changed={"notes": ["before", "a" * 2 * STRING_MAX]},
+                           meta={"error": "e" * (STRING_MAX + 1000), "ok": "fine"},
+                           skipped=[{"origin": "o.png", "reason": "r" * (STRING_MAX + 500)}, "s" * (STRING_MAX + 1)])
+    entry = await session.get(AuditEntry, entry_id)
+    assert entry.details == {
+        "message": "é" * STRING_MAX, "message_chars": 1_000_000, "note": short, "n": 3,  # at the limit: kept whole
+        "changed": {"notes": ["before", "a" * STRING_MAX + CUT]},
+        "meta": {"error": "e" * STRING_MAX, "error_chars": STRING_MAX + 1000, "ok": "fine"},
+        "skipped": [{"origin": "o.png", "reason": "r" * STRING_MAX, "reason_chars": STRING_MAX + 500},
+                    "s" * STRING_MAX + CUT]}
+    size = (await session.execute(text("SELECT octet_length(details::text) FROM audit_log WHERE id = :id"),
+                                  {"id": entry_id})).scalar_one()
+    assert size < 12 * STRING_MAX, size  # seven texts of STRING_MAX characters at most (é two bytes); was ~2 MB
+    assert ("mensagem (caracteres no total)", "1000000") in detail_items(entry)
+    await bring_up_to_date(session, entry_id, message="m" * (STRING_MAX + 1), message_chars=7)
+    await session.refresh(entry)
+    assert entry.details == {"message": "m" * STRING_MAX, "message_chars": 7}  # the caller's length is kept

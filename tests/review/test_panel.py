@@ -452,6 +452,7 @@ async def test_users_add_cli(committed):
 
     result = cli("Ops@Example.com", "--role", "admin", "--password-stdin", stdin="a long enough password\n")
     assert result.returncode == 0, result.stderr
+    assert result.stdout == "user ops@example.com (admin) created\n"  # the result on stdout, not among the logs
     assert cli("x@example.com", "--role", "root", "--password-stdin", stdin="p" * 12).returncode == 2
     assert cli("y@example.com", "--password-stdin", stdin="short\n").returncode == 2
     async with session_scope() as session:
@@ -460,7 +461,7 @@ async def test_users_add_cli(committed):
         assert verify_password(user.password_hash, "a long enough password")
         assert await repository.user_by_email(session, "y@example.com") is None
     again = cli("ops@example.com", "--role", "reviewer", "--password-stdin", stdin="another long password\n")
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 0 and again.stdout == "user ops@example.com (reviewer) updated\n", again.stderr
     async with session_scope() as session:
         audit = (await session.execute(select(AuditEntry.actor, AuditEntry.action, AuditEntry.target,
                                               AuditEntry.details).order_by(AuditEntry.id))).all()
@@ -1220,10 +1221,12 @@ async def test_users_disable_cli_ends_the_sessions_at_once_and_list_shows_it(pan
     await login(panel, "rev@example.com")
     assert (await panel.get("/admin/", follow_redirects=False)).status_code == 200
     disabled = cli("disable", "REV@example.com")
-    assert disabled.returncode == 0 and "sessions ended" in disabled.stderr, disabled.stderr
+    assert disabled.returncode == 0, disabled.stderr
+    assert disabled.stdout == "user rev@example.com disabled; their sessions ended\n"  # the result on stdout
+    missing = cli("disable", "nobody@example.com")
+    assert missing.returncode == 1 and "no panel user nobody@example.com" in missing.stderr and missing.stdout == ""
     assert (await panel.get("/admin/", follow_redirects=False)).status_code == 303  # signed out at once
     assert (await login(panel, "rev@example.com")).status_code == 401  # and cannot sign in again
-    assert cli("disable", "nobody@example.com").returncode == 1
     listed = cli("list").stdout.splitlines()
     assert "rev@example.com\treviewer\tdisabled" in listed and "admin@example.com\tadmin\tactive" in listed
     async with session_scope() as session:

@@ -45,6 +45,7 @@ def test_a_password_with_blanks_around_it_is_refused_as_a_paste_accident(added, 
 def test_a_valid_address_and_password_are_stored_and_the_prompt_is_checked_too(added):
     ok = _add("  Ops@Example.com ", "--role", "admin", stdin="a long enough password\r\n")
     assert ok.exit_code == 0, ok.output
+    assert ok.stdout == "user ops@example.com (admin) created\n" and ok.stderr == ""  # the result on stdout
     assert added == [("ops@example.com", "admin", "a long enough password")]  # inner blanks kept, line end not
     prompted = CliRunner().invoke(app, ["users", "add", "rev@example.com"], catch_exceptions=False,
                                   input="a long enough password \na long enough password \n")

@@ -60,14 +60,16 @@ class _Stderr:
 
 
 # procrastinate's INFO lines per job (deferred, started, succeeded) and per periodic tick: requeue_stalled_jobs runs
-# every minute, three lines a minute all day long. Its start-up, stop and retry lines stay INFO, failures ERROR.
-_PER_JOB_ACTIONS = {"start_job", "job_success", "jobs_deferred", "periodic_task_deferred",
-                    "periodic_task_already_deferred"}
+# every minute, three lines a minute all day long; and "Adding tasks from blueprint" (loading_blueprint), written
+# whenever its App is built, so by every `raiox` command that imports `kit.jobs`. Its start-up, stop and retry lines
+# stay INFO, its warnings WARNING, failures ERROR.
+_CHATTER_ACTIONS = {"start_job", "job_success", "jobs_deferred", "periodic_task_deferred",
+                    "periodic_task_already_deferred", "loading_blueprint"}
 
 
 def _job_chatter_as_debug(record: logging.LogRecord) -> bool:
-    """procrastinate's per-job INFO records are DEBUG here (shown at RAIOX_LOG_LEVEL=debug only)."""
-    if record.name.startswith("procrastinate") and getattr(record, "action", None) in _PER_JOB_ACTIONS \
+    """procrastinate's per-job and blueprint INFO records are DEBUG here (shown at RAIOX_LOG_LEVEL=debug only)."""
+    if record.name.startswith("procrastinate") and getattr(record, "action", None) in _CHATTER_ACTIONS \
             and record.levelno == logging.INFO:
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)

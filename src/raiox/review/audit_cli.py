@@ -64,7 +64,8 @@ def audit_list(
     full: bool = typer.Option(False, "--full", help="Rows with every detail the entry holds: a list of more than 20 "
                               "items (a catalog import's stored images) is otherwise shown as its count. --json is "
                               "always complete. An entry keeps the first 50 items of a longer list, with its length "
-                              "(<name>_count) and how many it left out (<name>_left_out)."),
+                              "(<name>_count) and how many it left out (<name>_left_out), and the first 5000 "
+                              "characters of a longer text, with its length (<name>_chars)."),
 ) -> None:
     """Audit entries, newest first: created_at (UTC), actor, action, case protocol, target, details (JSON; a long
     list as its count unless --full), tab-separated; --json: one JSON object per line, complete."""

@@ -74,7 +74,7 @@ def add(
         _refuse(f"the password needs at least {MIN_PASSWORD} characters")
     _settings()
     outcome = asyncio.run(_add(email, role, password))
-    console.print(f"user {email} ({role}) {outcome}")
+    print(f"user {email} ({role}) {outcome}")  # the result on stdout; refusals and errors on stderr
 
 
 async def _disable(email: str) -> bool:
@@ -103,7 +103,7 @@ def disable(email: str = typer.Argument(..., help="Login e-mail.")) -> None:
     if not asyncio.run(_disable(email)):
         console.print(f"[red]no panel user {email}[/red]")
         raise typer.Exit(1)
-    console.print(f"user {email} disabled; their sessions ended")
+    print(f"user {email} disabled; their sessions ended")
 
 
 @users_app.command("list")

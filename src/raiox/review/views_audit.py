@@ -47,8 +47,9 @@ def _label(key: str) -> str:
     label = i18n.gettext(f"audit_detail.{key}")
     if label != f"audit_detail.{key}":
         return label
-    for suffix, message_id in (("_left_out", "audit_detail.left_out"), ("_count", "audit_detail.list_count")):
-        if key.endswith(suffix):  # a list `kit.audit.capped` cut: its length, how many items it left out
+    for suffix, message_id in (("_left_out", "audit_detail.left_out"), ("_count", "audit_detail.list_count"),
+                               ("_chars", "audit_detail.chars")):
+        if key.endswith(suffix):  # a list or text `kit.audit.capped` cut: its length, how many items it left out
             return i18n.gettext(message_id, what=_label(key.removesuffix(suffix)))
     return key
 
