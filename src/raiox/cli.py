@@ -2,7 +2,8 @@
 
 An operational failure (configuration, database or storage unreachable, a file that cannot be read) ends any
 command with one line on stderr and exit code 2 (configuration) or 1 (the rest), not a traceback;
-`raiox --debug ...` (or RAIOX_DEBUG=1) shows the traceback. Ctrl+C prints "interrupted" and exits 130.
+`raiox --debug ...` (or RAIOX_DEBUG=1) shows the traceback. Ctrl+C prints "interrupted" and exits 130; SIGTERM is
+that Ctrl+C (`sigterm_as_ctrl_c`), "terminated (SIGTERM)" and exit 143 (the servers and the worker exit 0 on either).
 """
 
 import asyncio
@@ -317,7 +318,8 @@ def stopping_now():
     gives them up and tells the case). Unwound through asyncio (`stopping_cleanly`'s KeyboardInterrupt), it cancelled
     them instead, and what procrastinate recorded of each raced the closing of its pool: a traceback per job when the
     pool was closed first, else a retry that cost an attempt, or on the last one `aborted`, which nothing retries
-    (the case left in processing). The embedded PostgreSQL is stopped first, and the command exits 0."""
+    (the case left in processing). The embedded PostgreSQL is stopped first, and the command exits 0 (1, logged
+    `worker_stop_failed`, when that stop failed)."""
     import os
     import signal
 

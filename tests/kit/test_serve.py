@@ -255,3 +255,33 @@ def test_a_stop_signal_swallowed_by_a_finalizer_still_stops_the_start_up(capsys)
     captured = capsys.readouterr()
     assert "stop_signal_swallowed" in captured.out + captured.err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_started_workers_stop_now_ends_it_even_inside_a_finalizer_and_when_its_clean_up_fails(tmp_path):
+    """`stopping_now`'s handler raises nothing into the code it interrupts (it ends the process: nothing for a finalizer
+    to swallow, unlike `stopping_cleanly`'s KeyboardInterrupt). But an error of its clean-up (the embedded PostgreSQL's
+    stop) raised there, and inside a finalizer that error was dropped as "Exception ignored": the worker went on with
+    both signals ignored, never to stop. It now exits 1 whatever the clean-up raised."""
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import signal, time, weakref\n"
+        "from raiox.kit import db\n"
+        "from raiox.kit.logging import configure_logging\n"
+        "configure_logging('json', 'INFO')\n"
+        "def broken():\n"
+        "    raise OSError('pg_ctl: no such file')\n"
+        "db.stop_embedded = broken\n"
+        "from raiox.cli import stopping_now\n"
+        "class Collected:\n"
+        "    pass\n"
+        "with stopping_now():\n"
+        "    doomed = Collected()\n"
+        "    ref = weakref.ref(doomed, lambda _ref: signal.raise_signal(signal.SIGTERM))  # the second stop, there\n"
+        "    del doomed\n"
+        "    time.sleep(3)  # the jobs running\n"
+        "    print('went on', flush=True)\n")
+    done = subprocess.run([sys.executable, str(script)], env=embedded_env(tmp_path), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and "went on" not in done.stdout, done.stdout + done.stderr
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines() if line.startswith("{")]
+    assert events[-2:] == ["worker_stopped_now", "worker_stop_failed"], done.stderr
