@@ -2,7 +2,8 @@
 
 An operational failure (configuration, database or storage unreachable, a file that cannot be read) ends any
 command with one line on stderr and exit code 2 (configuration) or 1 (the rest), not a traceback;
-`raiox --debug ...` (or RAIOX_DEBUG=1) shows the traceback. Ctrl+C prints "interrupted" and exits 130.
+`raiox --debug ...` (or RAIOX_DEBUG=1) shows the traceback. Ctrl+C prints "interrupted" and exits 130; SIGTERM is
+that Ctrl+C (`sigterm_as_ctrl_c`), "terminated (SIGTERM)" and exit 143 (the servers and the worker exit 0 on either).
 """
 
 import asyncio
@@ -24,18 +25,71 @@ class RaioxGroup(TyperGroup):
     def invoke(self, ctx: click.Context):
         from raiox.kit.cli_errors import failure
 
-        try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt:
-            console.print("interrupted")
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            found = None if ctx.params.get("debug") else failure(exc)
-            if found is None:
-                raise
-            message, code = found
-            console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
-            raise typer.Exit(code) from None
+        with sigterm_as_ctrl_c() as terminated:
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt:
+                _release_embedded_undisturbed()
+                console.print("terminated (SIGTERM)" if terminated else "interrupted")
+                raise typer.Exit(143 if terminated else 130) from None
+            except Exception as exc:
+                found = None if ctx.params.get("debug") else failure(exc)
+                if found is None:
+                    raise
+                message, code = found
+                console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+                raise typer.Exit(code) from None
+
+
+@contextmanager
+def sigterm_as_ctrl_c():
+    """Around every command (`RaioxGroup.invoke`): SIGTERM (systemd's stop, `kill`, `timeout`) does what Ctrl+C would
+    do at that moment. Python's default ended the process outright: no rollback, no exit hook, the embedded PostgreSQL
+    left running until the next `raiox` process. Whatever handles SIGINT then handles it: `asyncio.run`'s cancels the
+    main task (its transaction rolled back on the way out), Python's default raises KeyboardInterrupt, an ignored one
+    ignores it too; the servers' and the worker's own handlers (`stopping_cleanly`, `stopping_now`, uvicorn's) take
+    both signals over while they run. Yields the SIGTERMs taken, for the command's last line and exit status (143)."""
+    import signal
+    import threading
+
+    terminated: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield terminated
+        return
+
+    def as_ctrl_c(number: int, frame) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        if handler == signal.SIG_IGN:
+            return
+        terminated.append(number)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:  # SIG_DFL, or one set outside Python
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, as_ctrl_c)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _release_embedded_undisturbed() -> None:
+    """A command interrupted (Ctrl+C, SIGTERM) gives its handle on the embedded PostgreSQL back before it ends,
+    stopping it when no other process holds it, with a second Ctrl+C or SIGTERM ignored meanwhile: one during
+    pgserver's exit hook cut it and left the server running."""
+    import signal
+
+    db = sys.modules.get("raiox.kit.db")  # not imported: the command never joined it
+    if db is None:
+        return
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stops}
+    try:
+        db.stop_embedded()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 app = typer.Typer(name="raiox", help="Raiox AI: identify dental implant systems from X-rays.", no_args_is_help=True,
@@ -264,7 +318,8 @@ def stopping_now():
     gives them up and tells the case). Unwound through asyncio (`stopping_cleanly`'s KeyboardInterrupt), it cancelled
     them instead, and what procrastinate recorded of each raced the closing of its pool: a traceback per job when the
     pool was closed first, else a retry that cost an attempt, or on the last one `aborted`, which nothing retries
-    (the case left in processing). The embedded PostgreSQL is stopped first, and the command exits 0."""
+    (the case left in processing). The embedded PostgreSQL is stopped first, and the command exits 0 (1, logged
+    `worker_stop_failed`, when that stop failed)."""
     import os
     import signal
 
@@ -274,14 +329,29 @@ def stopping_now():
     stops = (signal.SIGINT, signal.SIGTERM)
 
     def now(number: int, _frame) -> None:
-        for sig in stops:
-            signal.signal(sig, signal.SIG_IGN)
-        get_logger(__name__).warning("worker_stopped_now", signal=signal.Signals(number).name,
-                                     running_jobs="left doing, for the next worker to retry")
-        stop_embedded()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)  # not through asyncio, whose clean-up would record the running jobs aborted
+        # Never swallowed as `stopping_cleanly`'s KeyboardInterrupt can be (`_redelivering_swallowed`): this raises
+        # nothing into the code it interrupts, a finalizer's included, and ends the process there, whatever the
+        # clean-up before raised (else, run in a finalizer, that error was dropped as "Exception ignored" and the
+        # worker ran on with both signals ignored: no stop would ever end it). Exit 1 when the clean-up failed.
+        code = 1
+        try:
+            for sig in stops:
+                signal.signal(sig, signal.SIG_IGN)
+            get_logger(__name__).warning("worker_stopped_now", signal=signal.Signals(number).name,
+                                         running_jobs="left doing, for the next worker to retry")
+            stop_embedded()
+            code = 0
+        except BaseException:
+            try:
+                get_logger(__name__).exception("worker_stop_failed", action="exit 1")
+            except BaseException:
+                pass
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)  # not through asyncio, whose clean-up would record the running jobs aborted
 
     previous = {sig: signal.signal(sig, now) for sig in stops}
     try:
@@ -305,6 +375,9 @@ def serve_on(sockets: list, app, **options) -> None:
                                             options["host"], options["port"])  # uvicorn says so only when it binds
     try:
         if config.workers > 1:
+            # Its supervisor's handlers only queue the signal (polled every 0.5 s): nothing raised, nothing that a
+            # finalizer could swallow, no `_redelivering_swallowed` needed. They stay installed once it returns, until
+            # `stopping_cleanly` puts its own back. (Each server process is uvicorn's, its handlers only set a flag.)
             Multiprocess(config, sockets=sockets).run()
         else:
             server.run(sockets=sockets)

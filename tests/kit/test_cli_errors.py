@@ -109,6 +109,46 @@ def test_ctrl_c_says_interrupted_and_exits_130(monkeypatch):
     assert result.exit_code == 130 and result.stderr.strip() == "interrupted"
 
 
+def test_sigterm_is_ctrl_c_for_every_command_and_exits_143(monkeypatch):
+    """A SIGTERM (systemd's stop, `kill`, `timeout`) to a command that is not a server killed it outright (Python's
+    default): no rollback, no exit hook, the embedded PostgreSQL left running. It is now the command's Ctrl+C: in
+    plain code a KeyboardInterrupt, under `asyncio.run` the main task cancelled (its `finally` runs, as a
+    transaction's rollback does), then one line and exit 143. The handler is the command's only."""
+    import asyncio
+    import os
+    import signal
+    import time
+
+    from raiox.catalog import cli as catalog_cli
+
+    unwound = []
+
+    def terminated(work):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the rest of the command
+        unwound.append("went on")
+
+    monkeypatch.setattr(catalog_cli, "run_db", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    result = run("catalog", "stats")
+    assert result.exit_code == 143 and result.stderr.strip() == "terminated (SIGTERM)" and unwound == []
+
+    async def batch():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(5)
+            unwound.append("went on")
+        finally:
+            unwound.append("rolled back")
+
+    monkeypatch.setattr(catalog_cli, "run_db", lambda work: asyncio.run(batch()))
+    started = time.monotonic()
+    result = run("catalog", "stats")
+    assert result.exit_code == 143 and result.stderr.strip() == "terminated (SIGTERM)", result.output
+    assert unwound == ["rolled back"] and time.monotonic() - started < 4
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_storage_unavailable_during_an_import_is_one_line_and_loses_nothing(
         tmp_path, configure, monkeypatch, database_url, committed):
     from raiox.kit import storage

@@ -13,6 +13,8 @@ import httpx
 import pytest
 import psutil
 
+from fakes.embedded import embedded_env, postgres_processes
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -36,11 +38,6 @@ def test_serve_with_two_worker_processes(database_url):
         proc.wait(timeout=30)
 
 
-def _embedded_env(data_dir) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAIOX_")}
-    return dict(env, PYTHONPATH=os.pathsep.join(sys.path), RAIOX_DATA_DIR=str(data_dir))
-
-
 def _postmaster(pgdata) -> psutil.Process | None:
     pid_file = pgdata / "postmaster.pid"
     if not pid_file.exists():
@@ -55,7 +52,7 @@ def test_sigterm_stops_the_embedded_postgres(tmp_path):
     port, pgdata, err = _free_port(), tmp_path / "pg", tmp_path / "stderr.log"
     with err.open("wb") as sink:  # with RAIOX_LOG_FORMAT=json, every line is JSON from the first one
         proc = subprocess.Popen([sys.executable, "-m", "raiox", "serve", "--port", str(port)],
-                                env=_embedded_env(tmp_path) | {"RAIOX_LOG_FORMAT": "json"},
+                                env=embedded_env(tmp_path) | {"RAIOX_LOG_FORMAT": "json"},
                                 stdout=subprocess.DEVNULL, stderr=sink)
     try:
         _wait_healthy(port)
@@ -82,7 +79,7 @@ def test_sigterm_on_raiox_admin_stops_the_embedded_postgres_and_every_log_line_i
     port, pgdata, err = _free_port(), tmp_path / "pg", tmp_path / "stderr.log"
     with err.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "raiox", "admin", "--port", str(port)],
-                                env=_embedded_env(tmp_path) | {"RAIOX_LOG_FORMAT": "json"},
+                                env=embedded_env(tmp_path) | {"RAIOX_LOG_FORMAT": "json"},
                                 stdout=subprocess.DEVNULL, stderr=sink)
     try:
         _wait_healthy(port)
@@ -128,15 +125,6 @@ def _wait_healthy(port: int) -> None:
     raise AssertionError("raiox serve never answered /healthz")
 
 
-def _postgres_processes(pgdata) -> list[psutil.Process]:
-    """Every postmaster serving PGDATA (pg_ctl starts it as `postgres -D PGDATA ...`)."""
-    found = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        if proc.info["name"] == "postgres" and str(pgdata) in " ".join(proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
-
-
 def _accepts(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -152,7 +140,7 @@ def _stop_while_starting(command: str, tmp_path, sig: signal.Signals, ready) -> 
     args = [command] if command == "worker" else [command, "--port", str(port)]
     with err.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "raiox", *args],
-                                env=_embedded_env(tmp_path) | {"RAIOX_LOG_FORMAT": "json"},
+                                env=embedded_env(tmp_path) | {"RAIOX_LOG_FORMAT": "json"},
                                 stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 120
@@ -161,15 +149,15 @@ def _stop_while_starting(command: str, tmp_path, sig: signal.Signals, ready) -> 
             time.sleep(0.02)
         proc.send_signal(sig)
         assert proc.wait(timeout=60) == 0, err.read_text()
-        psutil.wait_procs(_postgres_processes(pgdata), timeout=10)
-        assert _postgres_processes(pgdata) == [], err.read_text()
+        psutil.wait_procs(postgres_processes(pgdata), timeout=10)
+        assert postgres_processes(pgdata) == [], err.read_text()
         lines = [json.loads(line) for line in err.read_text().splitlines()]  # every line JSON, the first included
         assert all({"event", "level", "timestamp"} <= set(line) for line in lines), lines
         return lines
     finally:
         if proc.poll() is None:
             proc.kill()
-        for leftover in _postgres_processes(pgdata):
+        for leftover in postgres_processes(pgdata):
             leftover.kill()
 
 
@@ -268,3 +256,33 @@ def test_a_stop_signal_swallowed_by_a_finalizer_still_stops_the_start_up(capsys)
     captured = capsys.readouterr()
     assert "stop_signal_swallowed" in captured.out + captured.err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_started_workers_stop_now_ends_it_even_inside_a_finalizer_and_when_its_clean_up_fails(tmp_path):
+    """`stopping_now`'s handler raises nothing into the code it interrupts (it ends the process: nothing for a finalizer
+    to swallow, unlike `stopping_cleanly`'s KeyboardInterrupt). But an error of its clean-up (the embedded PostgreSQL's
+    stop) raised there, and inside a finalizer that error was dropped as "Exception ignored": the worker went on with
+    both signals ignored, never to stop. It now exits 1 whatever the clean-up raised."""
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import signal, time, weakref\n"
+        "from raiox.kit import db\n"
+        "from raiox.kit.logging import configure_logging\n"
+        "configure_logging('json', 'INFO')\n"
+        "def broken():\n"
+        "    raise OSError('pg_ctl: no such file')\n"
+        "db.stop_embedded = broken\n"
+        "from raiox.cli import stopping_now\n"
+        "class Collected:\n"
+        "    pass\n"
+        "with stopping_now():\n"
+        "    doomed = Collected()\n"
+        "    ref = weakref.ref(doomed, lambda _ref: signal.raise_signal(signal.SIGTERM))  # the second stop, there\n"
+        "    del doomed\n"
+        "    time.sleep(3)  # the jobs running\n"
+        "    print('went on', flush=True)\n")
+    done = subprocess.run([sys.executable, str(script)], env=embedded_env(tmp_path), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and "went on" not in done.stdout, done.stdout + done.stderr
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines() if line.startswith("{")]
+    assert events[-2:] == ["worker_stopped_now", "worker_stop_failed"], done.stderr
