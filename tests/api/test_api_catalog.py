@@ -53,6 +53,31 @@ async def test_implants_search_matches_like_wildcards_literally(client, auth, ca
     assert (await client.get("/implants", params={"manufacturer": "acme_la_"}, headers=auth)).json()["total"] == 0
 
 
+async def test_implants_search_ignores_case_and_accents(client, auth, catalog, session):
+    """`q` and `manufacturer` match the stored name keys (Unicode case folding, accents dropped, spaces collapsed;
+    not the database's locale), as the panel's search does; `manufacturer` stays the whole maker, wildcards literal."""
+    from raiox.catalog import repository
+
+    await repository.upsert_system(session, "presny-cx", "Přesný  Dental", "Conexão Cônica", {})
+    await repository.upsert_system(session, "oster-1", "ØSTER", "Hex", {})
+
+    async def ids(**params):
+        body = (await client.get("/implants", params=params, headers=auth)).json()
+        return sorted(item["id"] for item in body["items"]), body["total"]
+
+    for q in ("conexao", "CONEXÃO cônica", "conexão  CONICA", "presny", "PŘESNÝ dental", "  presny   dental "):
+        assert await ids(q=q) == (["presny-cx"], 1), q
+    assert await ids(q="øster") == (["oster-1"], 1)
+    for q in ("c_nexao", "con%ica", "presny_dental"):
+        assert await ids(q=q) == ([], 0), q
+    for maker in ("presny dental", "PŘESNÝ   DENTAL", " Presny Dental "):
+        assert await ids(manufacturer=maker) == (["presny-cx"], 1), maker
+    assert await ids(manufacturer="øster") == (["oster-1"], 1)
+    for maker in ("presny", "dental", "presny dental%", "presny_dental"):  # the whole maker, not a part or a pattern
+        assert await ids(manufacturer=maker) == ([], 0), maker
+    assert await ids(q="conexao", manufacturer="ØSTER") == ([], 0)
+
+
 async def test_a_value_the_database_refuses_is_a_422_not_a_500(client, auth):
     """A NUL character in text (PostgreSQL refuses it) is the client's input: a typed 422, never a 500."""
     response = await client.get("/implants", params={"q": "a\x00b"}, headers=auth)

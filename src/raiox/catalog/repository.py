@@ -243,14 +243,18 @@ async def delete_other_models(session: AsyncSession, model_id: str) -> int:
 
 
 def _systems_query(q: str | None, manufacturer: str | None, active: bool | None) -> Select:
+    """`GET /implants`' filter: `q` anywhere in the id, name or maker, `manufacturer` the whole maker. The name and
+    the maker are compared as their stored keys and the typed text folded with `name_key` in Python (case, accents
+    and runs of spaces aside, whatever the database's locale: "conexao" finds "Conexão", "presny" "Přesný", as the
+    panel's search does); `%` and `_` are characters to find, never wildcards."""
     stmt = select(ImplantSystem)
     if q:
-        pattern = literal_like(q.strip())
-        stmt = stmt.where(or_(*(column.ilike(pattern, escape=LIKE_ESCAPE) for column in
-                                (ImplantSystem.name, ImplantSystem.manufacturer, ImplantSystem.id))))
+        pattern = literal_like(name_key(q))
+        stmt = stmt.where(or_(ImplantSystem.name_key.like(pattern, escape=LIKE_ESCAPE),
+                              ImplantSystem.manufacturer_key.like(pattern, escape=LIKE_ESCAPE),
+                              ImplantSystem.id.ilike(pattern, escape=LIKE_ESCAPE)))
     if manufacturer:
-        stmt = stmt.where(ImplantSystem.manufacturer.ilike(literal_like(manufacturer.strip(), contains=False),
-                                                           escape=LIKE_ESCAPE))
+        stmt = stmt.where(ImplantSystem.manufacturer_key == name_key(manufacturer))
     if active is not None:
         stmt = stmt.where(ImplantSystem.active.is_(active))
     return stmt

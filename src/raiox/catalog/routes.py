@@ -22,8 +22,8 @@ AUTH_ERRORS = {401: {"description": "Missing, invalid or revoked bearer token"},
 @router.get("/implants", response_model=SystemPage, responses=AUTH_ERRORS, summary="List or search implant systems",
             dependencies=[Depends(require_token("identify"))])
 async def list_implants(
-    q: str | None = Query(None, description="Text in the id, name or manufacturer"),
-    manufacturer: str | None = Query(None, description="Exact manufacturer (case-insensitive)"),
+    q: str | None = Query(None, description="Text in the id, name or manufacturer (case and accents ignored)"),
+    manufacturer: str | None = Query(None, description="The whole manufacturer (case and accents ignored)"),
     active: bool | None = Query(None, description="Only active (true) or inactive (false) systems"),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=2**62),
