@@ -29,6 +29,7 @@
 # Settings (environment, or RAIOX_DEPLOY_CONFIG, default /etc/raiox/deploy.env):
 #   RAIOX_ROOT, RAIOX_PYTHON (python3), RAIOX_KEEP_RELEASES (5),
 #   RAIOX_HEALTH_URL (http://127.0.0.1:8000/readyz), RAIOX_HEALTH_TIMEOUT (90 s),
+#   RAIOX_HEALTH_INTERVAL (1 s: the wait between two /readyz tries; fractions allowed),
 #   RAIOX_ROLLBACK_HEALTH_TIMEOUT (same as RAIOX_HEALTH_TIMEOUT),
 #   RAIOX_RESTART_CMD (sudo systemctl restart raiox-api.service raiox-worker.service),
 #   RAIOX_MIGRATE_ENV (/etc/raiox/migrate.env: env file for `raiox db upgrade` and the catalog check; on a
@@ -44,7 +45,8 @@
 # The release's venv gets the dependencies its requirements/prod.lock pins (`make lock`: exact
 # versions, hash-checked: pip install --require-hashes), then the build backend its
 # requirements/build.lock pins (the same way), then the project itself with --no-deps and
-# --no-build-isolation (built with that backend, nothing else downloaded), then `pip check`. An
+# --no-build-isolation (built with that backend, nothing else downloaded), then `pip check` (which
+# refuses the release on any conflict: those installs skip pip's own conflict scan, --no-warn-conflicts). An
 # older commit without build.lock is built in pip's isolated build env (a backend pip downloads); one
 # without prod.lock is installed from pyproject.toml's ranges (resolved afresh), and the log says so.
 # RAIOX_PIP_ARGS goes to every pip install.
@@ -128,6 +130,7 @@ python=${RAIOX_PYTHON:-python3}
 keep=${RAIOX_KEEP_RELEASES:-5}
 health_url=${RAIOX_HEALTH_URL:-http://127.0.0.1:8000/readyz}
 health_timeout=${RAIOX_HEALTH_TIMEOUT:-90}
+health_interval=${RAIOX_HEALTH_INTERVAL:-1}
 rollback_timeout=${RAIOX_ROLLBACK_HEALTH_TIMEOUT:-$health_timeout}
 restart_cmd=${RAIOX_RESTART_CMD:-sudo /usr/bin/systemctl restart raiox-api.service raiox-worker.service}
 # after /readyz answers: every restarted service still running (the worker has no health URL; a worker that dies
@@ -141,6 +144,7 @@ reindex_timeout=${RAIOX_REINDEX_TIMEOUT:-3600}
 read -r -a pip_args <<<"${RAIOX_PIP_ARGS:-}"
 
 [[ "$keep" =~ ^[0-9]+$ && "$keep" -ge 2 ]] || { echo "RAIOX_KEEP_RELEASES must be >= 2" >&2; exit 64; }
+[[ "$health_interval" =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "RAIOX_HEALTH_INTERVAL must be seconds" >&2; exit 64; }
 [[ "$reindex_timeout" =~ ^[1-9][0-9]*$ ]] || { echo "RAIOX_REINDEX_TIMEOUT must be seconds (> 0)" >&2; exit 64; }
 # the holder may be reindexing (a deploy's reindex, or app.yml's): wait for a whole reindex and the rest of a deploy
 lock_timeout=${RAIOX_LOCK_TIMEOUT:-$((reindex_timeout + 900))}
@@ -246,8 +250,11 @@ fetch_source() {
 lock_file=requirements/prod.lock # the release's production lock, relative to its source
 build_lock=requirements/build.lock # its build backend (pyproject.toml's build-system.requires), locked the same way
 
+pip_checked=() # (--no-warn-conflicts) once `pip check` is sure to follow: pip's own scan of every installed
+               # distribution after each install (a second or more each) only warns; pip check refuses the release
 pip_install() {
-    "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_args[@]}" "$@"
+    "$release/venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_checked[@]}" "${pip_args[@]}" \
+        "$@"
 }
 
 install_project() { # the release's own package, its dependencies already there
@@ -278,6 +285,7 @@ build_venv() {
     fi
     if [[ -f "$release/src/$lock_file" ]]; then
         log "installing the locked dependencies ($lock_file, hash-checked) with $("$release/venv/bin/python" -V)"
+        pip_checked=(--no-warn-conflicts)
         pip_install --require-hashes -r "$release/src/$lock_file" || return 1
         install_project || return 1
         # the lock lacks a dependency the release's pyproject.toml names (a lock not regenerated): refuse it
@@ -323,12 +331,14 @@ prepare_catalog() { # reindex|check
             log "catalog check skipped: $migrate_env names no RAIOX_EMBEDDER (rewrite it: ansible-playbook app.yml)"
             exit 0
         fi
-        if ! "$release/venv/bin/raiox" catalog status --help >/dev/null 2>&1; then
+        rc=0
+        "$release/venv/bin/raiox" catalog status || rc=$?
+        # asked only when the check did not answer (one start of the release's raiox less in every deploy): an older
+        # commit's raiox has no such command (the usage error above says so)
+        if [[ $rc -ne 0 && $rc -ne 3 ]] && ! "$release/venv/bin/raiox" catalog status --help >/dev/null 2>&1; then
             log "catalog check skipped: this release has no \`raiox catalog status\` (an older commit)"
             exit 0
         fi
-        rc=0
-        "$release/venv/bin/raiox" catalog status || rc=$?
         if [[ $rc -eq 0 ]]; then
             log "catalog ready for $RAIOX_EMBEDDER: no reindex"
             exit 0
@@ -368,7 +378,7 @@ wait_ready() { # [TIMEOUT]
         if curl --silent --show-error --fail --max-time 5 --output /dev/null "$health_url" 2>/dev/null; then
             return 0
         fi
-        sleep 1
+        sleep "$health_interval"
     done
     log "no 200 from $health_url within ${timeout}s"
     curl --silent --max-time 5 "$health_url" || true

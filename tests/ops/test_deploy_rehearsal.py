@@ -41,7 +41,14 @@ mkdir -p "$run"
 if [[ -f "$run/raiox.pid" ]]; then
     pid=$(cat "$run/raiox.pid")
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # stopped: gone, or a zombie (state Z) that init has not reaped yet (kill -0 still finds those, for seconds
+    # where init reaps late); it holds no port, no lock any more
+    for _ in $(seq 150); do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || break
+        state=${stat##*) }
+        [[ "${state%% *}" != Z ]] || break
+        sleep 0.05
+    done
     kill -KILL "$pid" 2>/dev/null || true
     rm -f "$run/raiox.pid"
 fi
@@ -87,6 +94,7 @@ def host(tmp_path_factory):
         "RAIOX_RESTART_CMD": f"bash {root}/restart.sh",
         "RAIOX_HEALTH_URL": f"http://127.0.0.1:{port}/readyz",
         "RAIOX_HEALTH_TIMEOUT": "40",
+        "RAIOX_HEALTH_INTERVAL": "0.1",
         "RAIOX_KEEP_RELEASES": "3",
         "RAIOX_LOCK_TIMEOUT": "20",
         # no index: the lock is installed from what --venv-from VENV holds, never downloaded
@@ -140,10 +148,12 @@ def _stop(root: Path) -> None:
         pid = int(pid_file.read_text())
         try:
             os.killpg(pid, signal.SIGTERM)
-            for _ in range(100):
-                os.kill(pid, 0)
-                time.sleep(0.1)
-            os.killpg(pid, signal.SIGKILL)
+            for _ in range(200):
+                if _stopped(pid):
+                    break
+                time.sleep(0.05)
+            else:
+                os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     postmaster = root / "data" / "pg" / "postmaster.pid"
@@ -152,6 +162,14 @@ def _stop(root: Path) -> None:
             os.kill(int(postmaster.read_text().split()[0]), signal.SIGINT)
         except (ProcessLookupError, ValueError, IndexError):
             pass
+
+
+def _stopped(pid: int) -> bool:
+    """Gone, or a zombie its new parent (init) has not reaped yet: os.kill(pid, 0) still finds those."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 def _deploy(host, *args: str, env: dict | None = None, drop: tuple[str, ...] = (),
@@ -333,7 +351,7 @@ def test_release_that_cannot_start_rolls_back(host):
     sha = _commit_breaking(host, "src/raiox/app.py", 'raise RuntimeError("forced start-up failure")',
                            "rehearsal: app cannot start")
     result = _deploy(host, "--commit", sha, "--repo", str(host["repo"]),
-                     env={"RAIOX_HEALTH_TIMEOUT": "12", "RAIOX_ROLLBACK_HEALTH_TIMEOUT": "60"})
+                     env={"RAIOX_HEALTH_TIMEOUT": "8", "RAIOX_ROLLBACK_HEALTH_TIMEOUT": "60"})
     assert result.returncode == 1, result.stdout + result.stderr + _serve_log(host)
     assert "rolling back" in result.stdout and "rolled back to" in result.stdout
     assert _current(host) == before
