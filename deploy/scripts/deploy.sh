@@ -151,17 +151,17 @@ lock_timeout=${RAIOX_LOCK_TIMEOUT:-$((reindex_timeout + 900))}
 [[ "$lock_timeout" =~ ^[0-9]+$ ]] || { echo "RAIOX_LOCK_TIMEOUT must be seconds" >&2; exit 64; }
 
 mkdir -p "$root/releases" "$root/failed"
-lock_file="$root/.deploy.lock"
+deploy_lock="$root/.deploy.lock"
 lock_holder() {
     local holder
-    holder=$(head -n 1 "$lock_file" 2>/dev/null | cut -c 1-300) || true
+    holder=$(head -n 1 "$deploy_lock" 2>/dev/null | cut -c 1-300) || true
     echo "${holder:-unknown (it wrote no line)}"
 }
 take_lock() { # WHAT AGAIN: wait for the deploy lock (fd 9), then write who holds it; AGAIN: what to do on giving up
     # append, never truncate: the holder's own line (who it is, since when) stays readable while others wait
-    exec 9>>"$lock_file"
+    exec 9>>"$deploy_lock"
     if ! flock -n 9; then
-        log "waiting for the deploy lock ($lock_file, at most ${lock_timeout}s: RAIOX_LOCK_TIMEOUT); held by:" \
+        log "waiting for the deploy lock ($deploy_lock, at most ${lock_timeout}s: RAIOX_LOCK_TIMEOUT); held by:" \
             "$(lock_holder)"
         if ! flock -w "$lock_timeout" 9; then
             log "gave up: the deploy lock is still held after ${lock_timeout}s (RAIOX_LOCK_TIMEOUT) by: $(lock_holder)"
@@ -170,7 +170,7 @@ take_lock() { # WHAT AGAIN: wait for the deploy lock (fd 9), then write who hold
             exit 1
         fi
     fi
-    printf '%s by %s (pid %s) since %s\n' "$1" "$(id -un)" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$lock_file"
+    printf '%s by %s (pid %s) since %s\n' "$1" "$(id -un)" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$deploy_lock"
 }
 
 if [[ -n "$hold_lock" ]]; then
