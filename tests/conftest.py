@@ -102,6 +102,15 @@ def _settings_read_afresh():
 
 
 @pytest.fixture(scope="session")
+def migrated_data_dir(tmp_path_factory) -> Path:
+    """A RAIOX_DATA_DIR whose embedded database `raiox db upgrade` created and migrated, its PostgreSQL stopped: built
+    once a session, never used itself; `fakes.embedded.copy_data_dir` gives a test its own copy."""
+    from fakes.embedded import migrated_data_dir
+
+    return migrated_data_dir(tmp_path_factory.mktemp("migrated-data-dir"))
+
+
+@pytest.fixture(scope="session")
 async def engine(database_url):
     from raiox.kit.db import get_engine
 

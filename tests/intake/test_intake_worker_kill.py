@@ -20,20 +20,35 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def start_worker(log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=SRC, RAIOX_STALLED_JOB_SECONDS="3", OMP_NUM_THREADS="1",
-               RAIOX_LOG_LEVEL="DEBUG")
+    """A `raiox worker` on the tests' database. A stalled job is retried at once (RAIOX_JOB_RETRY_WAIT_S=0: the next
+    worker's `requeue_stalled` makes it due before its first fetch; the backoff's 3 s then waited for its 5 s poll)."""
+    env = dict(os.environ, PYTHONPATH=SRC, RAIOX_STALLED_JOB_SECONDS="3", RAIOX_JOB_RETRY_WAIT_S="0",
+               OMP_NUM_THREADS="1", RAIOX_LOG_LEVEL="DEBUG")
     handle = log_path.open("ab")
     return subprocess.Popen([sys.executable, "-m", "raiox", "worker", "--concurrency", "1"], env=env,
                             stdout=handle, stderr=subprocess.STDOUT)
 
 
-async def wait_for(predicate, timeout: float, what: str):
+async def wait_for(predicate, timeout: float, what: str, every: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result := await predicate():
             return result
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def job_stalled():
+    """Until the job its worker left `doing` is stalled, as procrastinate's `get_stalled_jobs` finds it: no heartbeat
+    of that worker for RAIOX_STALLED_JOB_SECONDS (3 s, on PostgreSQL's clock), or no such worker any more. The next
+    worker's `requeue_stalled` then takes it back (a fixed 3.5 s sleep waited up to a heartbeat interval, 1 s, more)."""
+    async def stalled():
+        async with session_scope() as session:
+            return (await session.execute(text(
+                "SELECT count(*) FROM procrastinate_jobs job LEFT JOIN procrastinate_workers worker"
+                " ON worker.id = job.worker_id WHERE job.status = 'doing' AND job.task_name = 'process_case'"
+                " AND (worker.id IS NULL OR worker.last_heartbeat < now() - interval '3 seconds')"))).scalar_one()
+    await wait_for(stalled, 30, "the dead worker's job to be stalled (RAIOX_STALLED_JOB_SECONDS)")
 
 
 @pytest.mark.slow
@@ -61,7 +76,7 @@ async def test_worker_killed_mid_job_then_case_completes_exactly_once(api, jotfo
                                                  " 'process_case'"))).scalar_one()
         assert job_status == "doing"  # left behind by the dead worker
     jotform.state.delays.clear()
-    await asyncio.sleep(3.5)  # the dead worker's heartbeat is now older than RAIOX_STALLED_JOB_SECONDS
+    await job_stalled()  # the dead worker's heartbeat older than RAIOX_STALLED_JOB_SECONDS
     second = start_worker(log_path)
     try:
         async def done():
@@ -125,7 +140,8 @@ async def test_sigterm_mid_job_lets_the_job_finish_then_the_worker_exits_0(api, 
                                                                             tmp_path):
     """systemd's stop (SIGTERM) on a worker at work: it fetches no more jobs, finishes the one running, exits 0."""
     log_path = tmp_path / "worker.log"
-    case_id, worker = await _worker_downloading_slowly(api, jotform, scene_pngs, log_path, 4)
+    # the signal goes as soon as the slow download is seen (every 0.05 s): 2 s leave the stop ample time to come first
+    case_id, worker = await _worker_downloading_slowly(api, jotform, scene_pngs, log_path, 2)
     try:
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(worker.wait, 90) == 0, log_path.read_text()
@@ -161,7 +177,7 @@ async def test_a_second_signal_exits_at_once_and_leaves_the_job_for_the_next_wor
     assert await _case_and_job(case_id) == ("processing", ("doing", 0))
     logged = log_path.read_text()
     assert "worker_stopped_now" in logged and "Traceback" not in logged, logged
-    await asyncio.sleep(3.5)  # the stopped worker's heartbeat is now older than RAIOX_STALLED_JOB_SECONDS
+    await job_stalled()  # the stopped worker's heartbeat older than RAIOX_STALLED_JOB_SECONDS
     second = start_worker(log_path)
     try:
         async def done():

@@ -8,17 +8,29 @@ import re
 import subprocess
 import sys
 
+from fakes.embedded import copy_data_dir
 
-def _raiox(data_dir, *args: str, log_format: str = "json") -> subprocess.CompletedProcess:
+
+def _started(data_dir, *args: str, log_format: str = "json") -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAIOX_")}
     env |= {"PYTHONPATH": os.pathsep.join(sys.path), "RAIOX_DATA_DIR": str(data_dir), "RAIOX_LOG_FORMAT": log_format}
-    return subprocess.run([sys.executable, "-m", "raiox", *args], env=env, capture_output=True, text=True,
-                          timeout=180, check=False)
+    return subprocess.Popen([sys.executable, "-m", "raiox", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
-def test_log_lines_of_commands_on_the_embedded_database_stay_off_stdout(tmp_path):
-    upgraded = _raiox(tmp_path, "db", "upgrade")
-    listed = _raiox(tmp_path, "users", "list")
+def _finished(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = proc.communicate(timeout=180)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _raiox(data_dir, *args: str, log_format: str = "json") -> subprocess.CompletedProcess:
+    return _finished(_started(data_dir, *args, log_format=log_format))
+
+
+def test_log_lines_of_commands_on_the_embedded_database_stay_off_stdout(tmp_path, migrated_data_dir):
+    copy_data_dir(migrated_data_dir, tmp_path)  # (a fresh data dir's upgrade, its alembic lines: the next test)
+    upgrading, listing = _started(tmp_path, "db", "upgrade"), _started(tmp_path, "users", "list")  # at once: the
+    upgraded, listed = _finished(upgrading), _finished(listing)  # second joins the embedded server the first started
     assert upgraded.returncode == 0 and listed.returncode == 0, (upgraded.stderr, listed.stderr)
     assert listed.stdout == ""  # no user yet: no row, and nothing else
     assert upgraded.stdout == "database is up to date\n"  # the command's result, and nothing else
@@ -35,8 +47,9 @@ _CONSOLE_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \[(debug|info
 def test_the_standard_librarys_log_lines_come_in_the_format_of_ours(tmp_path):
     """alembic's "Running upgrade ..." (and procrastinate's, uvicorn's lines) came out as bare messages between
     structlog's lines on the console; in JSON they were JSON already. One format per stream, whichever it is."""
-    on_console = _raiox(tmp_path / "console", "db", "upgrade", log_format="console")
-    in_json = _raiox(tmp_path / "json", "db", "upgrade")
+    console_run = _started(tmp_path / "console", "db", "upgrade", log_format="console")  # both at once: each its own
+    json_run = _started(tmp_path / "json", "db", "upgrade")  # fresh data dir, each a whole initdb and upgrade
+    on_console, in_json = _finished(console_run), _finished(json_run)
     assert on_console.returncode == 0 and in_json.returncode == 0, (on_console.stderr, in_json.stderr)
     assert on_console.stdout == in_json.stdout == "database is up to date\n"  # its result, never among log lines
     records = [json.loads(line) for line in in_json.stderr.splitlines()]

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from pgserver.utils import PostmasterInfo
 
-from fakes.embedded import embedded_env, postgres_processes
+from fakes.embedded import copy_data_dir, embedded_env, postgres_processes
 
 
 def _raiox(data_dir, *args: str) -> subprocess.Popen:
@@ -78,16 +78,6 @@ def stops_its_postgres(tmp_path):
         leftover.kill()
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory):
-    """A data dir whose embedded database `raiox db upgrade` migrated (its PostgreSQL stopped): copy it."""
-    data_dir = tmp_path_factory.mktemp("migrated")
-    done = subprocess.run([sys.executable, "-m", "raiox", "db", "upgrade"], env=embedded_env(data_dir),
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return data_dir
-
-
 def test_sigterm_while_db_upgrade_starts_the_database_leaves_it_stopped_and_unmigrated(tmp_path, stops_its_postgres):
     """The signal comes while the embedded server is created (initdb, pg_ctl: never cut, `kit.db._signals_deferred`):
     once it runs, the command stops it, migrates nothing, and the next `raiox db upgrade` starts from the first
@@ -108,11 +98,11 @@ def test_sigterm_while_db_upgrade_starts_the_database_leaves_it_stopped_and_unmi
 
 
 def test_sigterm_during_catalog_demo_rolls_its_batch_back_and_stops_the_embedded_postgres(
-        tmp_path, migrated, stops_its_postgres):
+        tmp_path, migrated_data_dir, stops_its_postgres):
     """`raiox catalog demo` commits a batch at a time (catalog.runner). SIGTERM while a batch's transaction is open
     (its references and embeddings written, its audit update held by this test's lock on the run's entry): that batch
     is rolled back, the committed ones stay, the run's audit entry says what they did, and the database stops."""
-    subprocess.run(["cp", "-a", f"{migrated}/.", str(tmp_path)], check=True)  # owners too (pgserver's user, as root)
+    copy_data_dir(migrated_data_dir, tmp_path)
     pgdata = (tmp_path / "pg").resolve()
     systems = ",".join(f"demo-00{n}" for n in range(1, 7))  # 6 batches: the test holds one of the first ones
     proc = _raiox(tmp_path, "catalog", "demo", "--systems", systems, "--refs", "2", "--restored", "0",

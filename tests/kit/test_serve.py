@@ -13,7 +13,7 @@ import httpx
 import pytest
 import psutil
 
-from fakes.embedded import embedded_env, postgres_processes
+from fakes.embedded import copy_data_dir, embedded_env, postgres_processes
 
 
 def _free_port() -> int:
@@ -46,9 +46,10 @@ def _postmaster(pgdata) -> psutil.Process | None:
     return psutil.Process(pid) if psutil.pid_exists(pid) else None
 
 
-def test_sigterm_stops_the_embedded_postgres(tmp_path):
+def test_sigterm_stops_the_embedded_postgres(tmp_path, migrated_data_dir):
     """uvicorn ends a SIGTERM (systemd's stop, `kill`) by raising it again, which skipped pgserver's exit hook:
     the embedded PostgreSQL outlived `raiox serve`, and its stale handle kept every later process from stopping it."""
+    copy_data_dir(migrated_data_dir, tmp_path)  # (what a fresh data dir's initdb and migrations do: other tests)
     port, pgdata, err = _free_port(), tmp_path / "pg", tmp_path / "stderr.log"
     with err.open("wb") as sink:  # with RAIOX_LOG_FORMAT=json, every line is JSON from the first one
         proc = subprocess.Popen([sys.executable, "-m", "raiox", "serve", "--port", str(port)],
@@ -72,10 +73,11 @@ def test_sigterm_stops_the_embedded_postgres(tmp_path):
             leftover.kill()
 
 
-def test_sigterm_on_raiox_admin_stops_the_embedded_postgres_and_every_log_line_is_json(tmp_path):
+def test_sigterm_on_raiox_admin_stops_the_embedded_postgres_and_every_log_line_is_json(tmp_path, migrated_data_dir):
     """`raiox admin` alone on the embedded database (README): its app gave no handle back, so a SIGTERM left the
     PostgreSQL running; and it configured logging only after the database's start, whose line (and any
     `waiting_for_database`) came out in the console format under RAIOX_LOG_FORMAT=json."""
+    copy_data_dir(migrated_data_dir, tmp_path)  # (what a fresh data dir's initdb and migrations do: other tests)
     port, pgdata, err = _free_port(), tmp_path / "pg", tmp_path / "stderr.log"
     with err.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "raiox", "admin", "--port", str(port)],
@@ -121,7 +123,7 @@ def _wait_healthy(port: int) -> None:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.05)
     raise AssertionError("raiox serve never answered /healthz")
 
 
@@ -133,14 +135,15 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def _stop_while_starting(command: str, tmp_path, sig: signal.Signals, ready) -> list[dict]:
-    """Starts `raiox COMMAND` on the embedded database under TMP_PATH, sends SIG as soon as READY(port, stderr text,
+def _stop_while_starting(command: str, data_dir, sig: signal.Signals, ready) -> list[dict]:
+    """Starts `raiox COMMAND` on the embedded database under DATA_DIR, sends SIG as soon as READY(port, stderr text,
     pid) holds, and checks it exits 0 leaving no PostgreSQL of its data dir running; its stderr lines (JSON)."""
-    port, pgdata, err = _free_port(), (tmp_path / "pg").resolve(), tmp_path / f"stderr-{command}-{sig.name}.log"
+    port, pgdata = _free_port(), (data_dir / "pg").resolve()
+    err = data_dir / f"stderr-{command}-{sig.name}-{ready.__name__}.log"
     args = [command] if command == "worker" else [command, "--port", str(port)]
     with err.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "raiox", *args],
-                                env=embedded_env(tmp_path) | {"RAIOX_LOG_FORMAT": "json"},
+                                env=embedded_env(data_dir) | {"RAIOX_LOG_FORMAT": "json"},
                                 stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 120
@@ -148,7 +151,10 @@ def _stop_while_starting(command: str, tmp_path, sig: signal.Signals, ready) -> 
             assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
             time.sleep(0.02)
         proc.send_signal(sig)
-        assert proc.wait(timeout=60) == 0, err.read_text()
+        try:
+            assert proc.wait(timeout=60) == 0, err.read_text()
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running 60 s after its {sig.name}: {err.read_text()}") from None
         psutil.wait_procs(postgres_processes(pgdata), timeout=10)
         assert postgres_processes(pgdata) == [], err.read_text()
         lines = [json.loads(line) for line in err.read_text().splitlines()]  # every line JSON, the first included
@@ -161,14 +167,29 @@ def _stop_while_starting(command: str, tmp_path, sig: signal.Signals, ready) -> 
             leftover.kill()
 
 
-def test_sigterm_or_ctrl_c_while_starting_stops_the_embedded_postgres_and_exits_0(tmp_path):
+def _stops_at_every_point(phases: list[list[tuple]]) -> list[list[dict]]:
+    """Each phase of PHASES, a list of `_stop_while_starting` calls (COMMAND, DATA DIR, SIG, READY) made in turn, run
+    beside the others: each start-up is its own process on its own data dir, none waits for another's (one after the
+    other they left the second core idle: the suite runs in one process). The calls' stderr lines, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(phase):
+        return [_stop_while_starting(*call) for call in phase]
+
+    with ThreadPoolExecutor(max_workers=len(phases)) as pool:
+        futures = [pool.submit(run, phase) for phase in phases]
+        return [lines for future in futures for lines in future.result()]
+
+
+def test_sigterm_or_ctrl_c_while_starting_stops_the_embedded_postgres_and_exits_0(tmp_path, migrated_data_dir):
     """SIGTERM in the first seconds of `raiox serve` / `raiox admin` (a systemd stop, a restart) killed the process
     outright: the embedded PostgreSQL it had started ran on until the next raiox command. Each start-up phase now
     gives it back, for SIGTERM as for Ctrl+C, and the command exits 0 as a started server does."""
-    pgdata = tmp_path / "pg"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
 
     def booting(_port, _text, _pid):  # initdb's or pg_ctl's postgres at work: cut there, initdb left a broken data dir
-        return (pgdata / "postmaster.pid").exists()
+        return (fresh / "pg" / "postmaster.pid").exists()
 
     def migrating(_port, text, _pid):
         return "Running upgrade" in text
@@ -182,25 +203,32 @@ def test_sigterm_or_ctrl_c_while_starting_stops_the_embedded_postgres_and_exits_
     def app_starting(_port, text, _pid):
         return "Started server process" in text
 
-    _stop_while_starting("serve", tmp_path, signal.SIGTERM, booting)  # a fresh data dir: initdb first
-    lines = _stop_while_starting("serve", tmp_path, signal.SIGINT, migrating)
-    assert any(line["event"].startswith("Running upgrade") and line["level"] == "info" for line in lines)
-    # (the models load in about 0.6 s: a loaded machine may signal later; ONNX Runtime made it exit 2 there)
-    _stop_while_starting("serve", tmp_path, signal.SIGTERM, loading_models)
-    _stop_while_starting("serve", tmp_path, signal.SIGTERM, database_ready)
-    _stop_while_starting("serve", tmp_path, signal.SIGINT, app_starting)
-    _stop_while_starting("admin", tmp_path, signal.SIGTERM, database_ready)
-    _stop_while_starting("admin", tmp_path, signal.SIGINT, app_starting)
+    def migrated(name):  # the phases after the migrations: a copy of a migrated data dir (no initdb, no migration)
+        return copy_data_dir(migrated_data_dir, tmp_path / name)
+
+    lines = _stops_at_every_point([
+        # a fresh data dir: initdb first; then the migrations on the data dir that start-up left
+        [("serve", fresh, signal.SIGTERM, booting), ("serve", fresh, signal.SIGINT, migrating)],
+        # (the models load in about 0.6 s: a loaded machine may signal later; ONNX Runtime made it exit 2 there)
+        [("serve", migrated("models"), signal.SIGTERM, loading_models)],
+        [("serve", migrated("ready"), signal.SIGTERM, database_ready)],
+        [("serve", migrated("app"), signal.SIGINT, app_starting)],
+        [("admin", migrated("admin-ready"), signal.SIGTERM, database_ready)],
+        [("admin", migrated("admin-app"), signal.SIGINT, app_starting)],
+    ])
+    assert any(line["event"].startswith("Running upgrade") and line["level"] == "info" for line in lines[1])
 
 
-def test_sigterm_or_ctrl_c_on_raiox_worker_at_any_point_stops_the_embedded_postgres_and_exits_0(tmp_path):
+def test_sigterm_or_ctrl_c_on_raiox_worker_at_any_point_stops_the_embedded_postgres_and_exits_0(tmp_path,
+                                                                                                  migrated_data_dir):
     """`raiox worker` had no such care: a SIGTERM while it started (systemd's stop or restart) killed it outright,
     and the embedded PostgreSQL it had started ran on. A started worker's SIGTERM is procrastinate's graceful stop
     (tests/intake/test_intake_worker_kill.py: the jobs running finish), then the database's."""
-    pgdata = tmp_path / "pg"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
 
     def booting(_port, _text, _pid):
-        return (pgdata / "postmaster.pid").exists()
+        return (fresh / "pg" / "postmaster.pid").exists()
 
     def migrating(_port, text, _pid):
         return "Running upgrade" in text
@@ -217,15 +245,19 @@ def test_sigterm_or_ctrl_c_on_raiox_worker_at_any_point_stops_the_embedded_postg
     def started(_port, text, _pid):
         return "Starting worker on all queues" in text
 
-    _stop_while_starting("worker", tmp_path, signal.SIGTERM, booting)  # a fresh data dir: initdb first
-    lines = _stop_while_starting("worker", tmp_path, signal.SIGINT, migrating)
-    assert any(line["event"] == "stopped_while_starting" for line in lines), lines
-    _stop_while_starting("worker", tmp_path, signal.SIGTERM, loading_models)
-    _stop_while_starting("worker", tmp_path, signal.SIGTERM, database_ready)
-    _stop_while_starting("worker", tmp_path, signal.SIGINT, tasks_registering)
-    lines = _stop_while_starting("worker", tmp_path, signal.SIGTERM, started)
-    assert "embedded_postgres_released" in [line["event"] for line in lines], lines
-    assert "Adding tasks from blueprint" not in [line["event"] for line in lines], lines  # DEBUG: not shown at INFO
+    def migrated(name):
+        return copy_data_dir(migrated_data_dir, tmp_path / name)
+
+    lines = _stops_at_every_point([
+        [("worker", fresh, signal.SIGTERM, booting), ("worker", fresh, signal.SIGINT, migrating)],  # initdb first
+        [("worker", migrated("models"), signal.SIGTERM, loading_models)],
+        [("worker", migrated("ready"), signal.SIGTERM, database_ready)],
+        [("worker", migrated("tasks"), signal.SIGINT, tasks_registering)],
+        [("worker", migrated("started"), signal.SIGTERM, started)],
+    ])
+    assert any(line["event"] == "stopped_while_starting" for line in lines[1]), lines[1]
+    assert "embedded_postgres_released" in [line["event"] for line in lines[-1]], lines[-1]
+    assert "Adding tasks from blueprint" not in [line["event"] for line in lines[-1]], lines[-1]  # DEBUG: not at INFO
 
 
 def test_a_stop_signal_swallowed_by_a_finalizer_still_stops_the_start_up(capsys):

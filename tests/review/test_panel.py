@@ -450,11 +450,16 @@ async def test_users_add_cli(committed):
         return subprocess.run([sys.executable, "-m", "raiox", "users", "add", *args], input=stdin, text=True,
                               capture_output=True, env=os.environ | {"PYTHONPATH": "src"}, timeout=120)
 
-    result = cli("Ops@Example.com", "--role", "admin", "--password-stdin", stdin="a long enough password\n")
+    import asyncio
+
+    result, bad_role, short = await asyncio.gather(  # three processes at once: each on its own address
+        asyncio.to_thread(cli, "Ops@Example.com", "--role", "admin", "--password-stdin",
+                          stdin="a long enough password\n"),
+        asyncio.to_thread(cli, "x@example.com", "--role", "root", "--password-stdin", stdin="p" * 12),
+        asyncio.to_thread(cli, "y@example.com", "--password-stdin", stdin="short\n"))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "user ops@example.com (admin) created\n"  # the result on stdout, not among the logs
-    assert cli("x@example.com", "--role", "root", "--password-stdin", stdin="p" * 12).returncode == 2
-    assert cli("y@example.com", "--password-stdin", stdin="short\n").returncode == 2
+    assert bad_role.returncode == 2 and short.returncode == 2, (bad_role.stderr, short.stderr)
     async with session_scope() as session:
         user = await repository.user_by_email(session, "ops@example.com")
         assert user.role == "admin" and user.password_hash.startswith("$argon2id$")
@@ -1220,10 +1225,12 @@ async def test_users_disable_cli_ends_the_sessions_at_once_and_list_shows_it(pan
     await _data()
     await login(panel, "rev@example.com")
     assert (await panel.get("/admin/", follow_redirects=False)).status_code == 200
-    disabled = cli("disable", "REV@example.com")
+    import asyncio
+
+    disabled, missing = await asyncio.gather(asyncio.to_thread(cli, "disable", "REV@example.com"),  # both at once
+                                             asyncio.to_thread(cli, "disable", "nobody@example.com"))
     assert disabled.returncode == 0, disabled.stderr
     assert disabled.stdout == "user rev@example.com disabled; their sessions ended\n"  # the result on stdout
-    missing = cli("disable", "nobody@example.com")
     assert missing.returncode == 1 and "no panel user nobody@example.com" in missing.stderr and missing.stdout == ""
     assert (await panel.get("/admin/", follow_redirects=False)).status_code == 303  # signed out at once
     assert (await login(panel, "rev@example.com")).status_code == 401  # and cannot sign in again
