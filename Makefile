@@ -63,7 +63,7 @@ run: install
 
 test: system-deps install-test
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)  # the slowest tests listed: the suite must stay under 15 min on 2 cores
 
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"
