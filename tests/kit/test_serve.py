@@ -142,19 +142,21 @@ def _stop_while_starting(command: str, data_dir, sig: signal.Signals, ready) -> 
     err = data_dir / f"stderr-{command}-{sig.name}-{ready.__name__}.log"
     args = [command] if command == "worker" else [command, "--port", str(port)]
     with err.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "raiox", *args],
-                                env=embedded_env(data_dir) | {"RAIOX_LOG_FORMAT": "json"},
+        proc = subprocess.Popen([sys.executable, "-m", "raiox", *args],  # (PYTHONFAULTHANDLER: `_stuck`'s stacks)
+                                env=embedded_env(data_dir) | {"RAIOX_LOG_FORMAT": "json", "PYTHONFAULTHANDLER": "1"},
                                 stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 120
         while not ready(port, err.read_text(), proc.pid):
-            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            assert proc.poll() is None, err.read_text()
+            if time.monotonic() > deadline:
+                raise AssertionError(_stuck(proc, err, f"never {ready.__name__} in 120 s"))
             time.sleep(0.02)
         proc.send_signal(sig)
         try:
             assert proc.wait(timeout=60) == 0, err.read_text()
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running 60 s after its {sig.name}: {err.read_text()}") from None
+            raise AssertionError(_stuck(proc, err, f"still running 60 s after its {sig.name}")) from None
         psutil.wait_procs(postgres_processes(pgdata), timeout=10)
         assert postgres_processes(pgdata) == [], err.read_text()
         lines = [json.loads(line) for line in err.read_text().splitlines()]  # every line JSON, the first included
@@ -165,6 +167,17 @@ def _stop_while_starting(command: str, data_dir, sig: signal.Signals, ready) -> 
             proc.kill()
         for leftover in postgres_processes(pgdata):
             leftover.kill()
+
+
+def _stuck(proc: subprocess.Popen, err, what: str) -> str:
+    """WHAT, and the stuck process's stderr ending with where each of its threads was: SIGABRT makes Python's
+    faulthandler (PYTHONFAULTHANDLER=1) print every thread's stack, then the process dies."""
+    proc.send_signal(signal.SIGABRT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    return f"{what}: {err.read_text()}"
 
 
 def _stops_at_every_point(phases: list[list[tuple]]) -> list[list[dict]]:
@@ -318,3 +331,63 @@ def test_a_started_workers_stop_now_ends_it_even_inside_a_finalizer_and_when_its
     assert done.returncode == 1 and "went on" not in done.stdout, done.stdout + done.stderr
     events = [json.loads(line)["event"] for line in done.stderr.splitlines() if line.startswith("{")]
     assert events[-2:] == ["worker_stopped_now", "worker_stop_failed"], done.stderr
+
+
+
+_WRITING_A_LINE = """
+import contextlib, signal, sys, time, weakref
+import typer
+from raiox.kit.logging import configure_logging, get_logger
+from raiox.cli import stopping_cleanly, stopping_now
+configure_logging("json", "INFO")
+real = sys.stderr
+
+class Collected:
+    pass
+
+class Signalling:  # sys.stderr, signalling SIGTERM while structlog writes the first line
+    fired = False
+    def write(self, text):
+        written = real.write(text)
+        if not Signalling.fired:
+            Signalling.fired = True
+            if {in_a_finalizer}:
+                doomed = Collected()
+                ref = weakref.ref(doomed, lambda _ref: signal.raise_signal(signal.SIGTERM))
+                del doomed
+            else:
+                signal.raise_signal(signal.SIGTERM)
+        return written
+    def flush(self):
+        real.flush()
+
+try:
+    with stopping_cleanly(), {stopping}():
+        sys.stderr = Signalling()
+        get_logger("raiox.jobs").info("job_line")
+        sys.stderr = real
+        for _ in range(30):  # the start-up going on, or the jobs running
+            time.sleep(0.1)
+        print("went on", flush=True)
+except typer.Exit as stopped:  # (`raiox worker` is a command: Typer makes it its exit status)
+    sys.exit(stopped.exit_code)
+"""
+
+
+@pytest.mark.parametrize("stopping, in_a_finalizer, stop_event", [
+    ("stopping_now", False, "worker_stopped_now"),  # a started worker's stop (its second: procrastinate has the first)
+    ("contextlib.nullcontext", True, "stop_signal_swallowed"),  # starting: the KeyboardInterrupt a finalizer swallowed
+])
+def test_a_stop_signal_while_the_worker_writes_a_log_line_still_stops_it(tmp_path, stopping, in_a_finalizer,
+                                                                         stop_event):
+    """structlog's logger held a lock (not reentrant) while it wrote a line; `stopping_now`'s handler, or
+    `_redelivering_swallowed`'s hook for a KeyboardInterrupt that a finalizer swallowed, interrupting the main thread
+    there logged their own line and waited on that lock for ever, SIGINT and SIGTERM ignored by then: the worker never
+    stopped. Each line is now written whole without a lock, and the stop goes on: exit 0."""
+    script = tmp_path / "worker.py"
+    script.write_text(_WRITING_A_LINE.format(stopping=stopping, in_a_finalizer=in_a_finalizer))
+    done = subprocess.run([sys.executable, str(script)], env=embedded_env(tmp_path), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "went on" not in done.stdout, done.stdout + done.stderr
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines() if line.startswith("{")]
+    assert events[0] == "job_line" and stop_event in events, done.stderr
