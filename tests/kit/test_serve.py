@@ -172,12 +172,34 @@ def _stop_while_starting(command: str, data_dir, sig: signal.Signals, ready) -> 
 def _stuck(proc: subprocess.Popen, err, what: str) -> str:
     """WHAT, and the stuck process's stderr ending with where each of its threads was: SIGABRT makes Python's
     faulthandler (PYTHONFAULTHANDLER=1) print every thread's stack, then the process dies."""
+    holders = _pgserver_lock_holders()  # (before the abort: the stuck process may be one)
     proc.send_signal(signal.SIGABRT)
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
-    return f"{what}: {err.read_text()}"
+    return f"{what} (pid {proc.pid}; pgserver's machine-wide lock held by {holders}): {err.read_text()}"
+
+
+def _pgserver_lock_holders() -> list[str]:
+    """The processes holding pgserver's lock (one file for every data dir of the machine, held while a server inits,
+    starts or stops, and by each process's exit hook): a process waiting on it waits for all of them."""
+    from pgserver.postgres_server import PostgresServer
+
+    try:
+        inode = os.stat(PostgresServer.lock_path).st_ino
+        lines = open("/proc/locks").read().splitlines()
+    except OSError as exc:
+        return [f"unknown ({exc})"]
+    held = [line.replace(" -> ", " ").split() for line in lines]  # ("->": a waiter's, blocked on a lock)
+    pids = {int(fields[4]) for fields in held if len(fields) > 5 and fields[5].endswith(f":{inode}")}
+    holders = []
+    for pid in sorted(pids):
+        try:
+            holders.append(f"{pid} {' '.join(psutil.Process(pid).cmdline())[:200]}")
+        except psutil.Error:
+            holders.append(str(pid))
+    return holders
 
 
 def _stops_at_every_point(phases: list[list[tuple]]) -> list[list[dict]]:
