@@ -325,6 +325,33 @@ def test_a_stop_signal_swallowed_by_a_finalizer_still_stops_the_start_up(capsys)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_stop_signal_raised_in_a_c_extensions_callback_stops_the_start_up_and_its_log_stays_json(database_url,
+                                                                                                      capsys):
+    """A Ctrl+C while the migrations ran landed in psycopg's notice handler, a callback of its C extension, which
+    printed the KeyboardInterrupt as a bare traceback (lines that are not JSON, in a RAIOX_LOG_FORMAT=json stream: the
+    worker test of every start-up point failed 1 run in about 60 under load) and dropped it, as a finalizer does. It
+    is now logged once, `stop_signal_swallowed`, and signalled again: the start-up stops, exit 0."""
+    import psycopg
+    import typer
+
+    from raiox.cli import stopping_cleanly
+
+    reached_the_worker = False
+    with pytest.raises(typer.Exit) as stopped:
+        with stopping_cleanly(), psycopg.connect(database_url) as conn:
+            conn.add_notice_handler(lambda _diag: signal.raise_signal(signal.SIGINT))  # the signal, in the callback
+            conn.execute("DO $$ BEGIN RAISE NOTICE 'extension \"vector\" already exists, skipping'; END $$")
+            for _ in range(50):  # the rest of the start-up, then the worker
+                time.sleep(0.1)
+            reached_the_worker = True
+    assert stopped.value.exit_code == 0 and not reached_the_worker
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err, captured.err
+    assert (captured.out + captured.err).count("stop_signal_swallowed") == 1, captured.err
+    assert "inside='<lambda> (" in captured.out + captured.err, captured.out  # where it landed (psycopg's own there)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and sys.excepthook is sys.__excepthook__
+
+
 def test_a_started_workers_stop_now_ends_it_even_inside_a_finalizer_and_when_its_clean_up_fails(tmp_path):
     """`stopping_now`'s handler raises nothing into the code it interrupts (it ends the process: nothing for a finalizer
     to swallow, unlike `stopping_cleanly`'s KeyboardInterrupt). But an error of its clean-up (the embedded PostgreSQL's
