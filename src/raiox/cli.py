@@ -276,38 +276,64 @@ def stopping_cleanly():
 def _redelivering_swallowed(asked: list[int]):
     """`stopping_cleanly`'s KeyboardInterrupt raised while Python runs a finalizer (a weakref or garbage collector
     callback, `__del__`: SQLAlchemy's during the app's import) is printed as "Exception ignored" and dropped: the
-    start-up went on and the server then ran forever, the stop asked for lost. Such a one is signalled again to the
-    main thread a moment later (the finalizer over by then), until the stop is under way."""
+    start-up went on and the server then ran forever, the stop asked for lost. So is one raised in a callback that a
+    C extension calls (psycopg's notice handler, while the migrations run), which it also printed as a bare traceback
+    (`sys.excepthook`: a line that is not JSON in a RAIOX_LOG_FORMAT=json stream). Such a one is logged once,
+    `stop_signal_swallowed`, and signalled again to the main thread a moment later (the callback over by then),
+    until the stop is under way."""
     import signal
     import threading
+    import traceback
 
     from raiox.kit.logging import get_logger
 
     stopping = threading.Event()
-    previous_hook = sys.unraisablehook
+    pending = threading.Event()  # a signal on its way again: what the same interruption reports next is that one
+    previous_hook, previous_excepthook = sys.unraisablehook, sys.excepthook
 
     def again(number: int) -> None:
         if not stopping.wait(0.1):
+            pending.clear()
             signal.pthread_kill(threading.main_thread().ident, number)
 
-    def swallowed(unraisable) -> None:
-        if not (asked and issubclass(unraisable.exc_type, KeyboardInterrupt)) or stopping.is_set():
-            previous_hook(unraisable)
+    def ours(exc_type) -> bool:
+        return bool(asked) and issubclass(exc_type, KeyboardInterrupt) and not stopping.is_set()
+
+    def redeliver(inside: str) -> None:
+        if pending.is_set():
             return
+        pending.set()
         try:
             get_logger(__name__).warning("stop_signal_swallowed", signal=signal.Signals(asked[-1]).name,
-                                         inside=repr(unraisable.object), action="signalled again")
+                                         inside=inside, action="signalled again")
         except KeyboardInterrupt:  # (this hook interrupted too: the thread below signals once more)
             pass
         threading.Thread(target=again, args=(asked[-1],), name="raiox-stop-again", daemon=True).start()
 
-    sys.unraisablehook = swallowed
+    def swallowed(unraisable) -> None:
+        if not ours(unraisable.exc_type):
+            previous_hook(unraisable)
+            return
+        redeliver(repr(unraisable.object))
+
+    def printed(exc_type, exc, tb) -> None:
+        if not ours(exc_type):
+            previous_excepthook(exc_type, exc, tb)
+            return
+        interrupted = [(frame.f_code, line) for frame, line in traceback.walk_tb(tb)
+                       if frame.f_code.co_filename != __file__]  # (the last frame is the signal handler's, here)
+        redeliver("a C extension's callback" if not interrupted else
+                  f"{interrupted[-1][0].co_name} ({interrupted[-1][0].co_filename}:{interrupted[-1][1]})")
+
+    sys.unraisablehook, sys.excepthook = swallowed, printed
     try:
         yield
     finally:
         stopping.set()
         if sys.unraisablehook is swallowed:
             sys.unraisablehook = previous_hook
+        if sys.excepthook is printed:
+            sys.excepthook = previous_excepthook
 
 
 @contextmanager

@@ -142,19 +142,21 @@ def _stop_while_starting(command: str, data_dir, sig: signal.Signals, ready) -> 
     err = data_dir / f"stderr-{command}-{sig.name}-{ready.__name__}.log"
     args = [command] if command == "worker" else [command, "--port", str(port)]
     with err.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "raiox", *args],
-                                env=embedded_env(data_dir) | {"RAIOX_LOG_FORMAT": "json"},
+        proc = subprocess.Popen([sys.executable, "-m", "raiox", *args],  # (PYTHONFAULTHANDLER: `_stuck`'s stacks)
+                                env=embedded_env(data_dir) | {"RAIOX_LOG_FORMAT": "json", "PYTHONFAULTHANDLER": "1"},
                                 stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 120
         while not ready(port, err.read_text(), proc.pid):
-            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            assert proc.poll() is None, err.read_text()
+            if time.monotonic() > deadline:
+                raise AssertionError(_stuck(proc, err, f"never {ready.__name__} in 120 s"))
             time.sleep(0.02)
         proc.send_signal(sig)
         try:
             assert proc.wait(timeout=60) == 0, err.read_text()
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running 60 s after its {sig.name}: {err.read_text()}") from None
+            raise AssertionError(_stuck(proc, err, f"still running 60 s after its {sig.name}")) from None
         psutil.wait_procs(postgres_processes(pgdata), timeout=10)
         assert postgres_processes(pgdata) == [], err.read_text()
         lines = [json.loads(line) for line in err.read_text().splitlines()]  # every line JSON, the first included
@@ -165,6 +167,39 @@ def _stop_while_starting(command: str, data_dir, sig: signal.Signals, ready) -> 
             proc.kill()
         for leftover in postgres_processes(pgdata):
             leftover.kill()
+
+
+def _stuck(proc: subprocess.Popen, err, what: str) -> str:
+    """WHAT, and the stuck process's stderr ending with where each of its threads was: SIGABRT makes Python's
+    faulthandler (PYTHONFAULTHANDLER=1) print every thread's stack, then the process dies."""
+    holders = _pgserver_lock_holders()  # (before the abort: the stuck process may be one)
+    proc.send_signal(signal.SIGABRT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    return f"{what} (pid {proc.pid}; pgserver's machine-wide lock held by {holders}): {err.read_text()}"
+
+
+def _pgserver_lock_holders() -> list[str]:
+    """The processes holding pgserver's lock (one file for every data dir of the machine, held while a server inits,
+    starts or stops, and by each process's exit hook): a process waiting on it waits for all of them."""
+    from pgserver.postgres_server import PostgresServer
+
+    try:
+        inode = os.stat(PostgresServer.lock_path).st_ino
+        lines = open("/proc/locks").read().splitlines()
+    except OSError as exc:
+        return [f"unknown ({exc})"]
+    held = [line.replace(" -> ", " ").split() for line in lines]  # ("->": a waiter's, blocked on a lock)
+    pids = {int(fields[4]) for fields in held if len(fields) > 5 and fields[5].endswith(f":{inode}")}
+    holders = []
+    for pid in sorted(pids):
+        try:
+            holders.append(f"{pid} {' '.join(psutil.Process(pid).cmdline())[:200]}")
+        except psutil.Error:
+            holders.append(str(pid))
+    return holders
 
 
 def _stops_at_every_point(phases: list[list[tuple]]) -> list[list[dict]]:
@@ -290,6 +325,33 @@ def test_a_stop_signal_swallowed_by_a_finalizer_still_stops_the_start_up(capsys)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_stop_signal_raised_in_a_c_extensions_callback_stops_the_start_up_and_its_log_stays_json(database_url,
+                                                                                                      capsys):
+    """A Ctrl+C while the migrations ran landed in psycopg's notice handler, a callback of its C extension, which
+    printed the KeyboardInterrupt as a bare traceback (lines that are not JSON, in a RAIOX_LOG_FORMAT=json stream: the
+    worker test of every start-up point failed 1 run in about 60 under load) and dropped it, as a finalizer does. It
+    is now logged once, `stop_signal_swallowed`, and signalled again: the start-up stops, exit 0."""
+    import psycopg
+    import typer
+
+    from raiox.cli import stopping_cleanly
+
+    reached_the_worker = False
+    with pytest.raises(typer.Exit) as stopped:
+        with stopping_cleanly(), psycopg.connect(database_url) as conn:
+            conn.add_notice_handler(lambda _diag: signal.raise_signal(signal.SIGINT))  # the signal, in the callback
+            conn.execute("DO $$ BEGIN RAISE NOTICE 'extension \"vector\" already exists, skipping'; END $$")
+            for _ in range(50):  # the rest of the start-up, then the worker
+                time.sleep(0.1)
+            reached_the_worker = True
+    assert stopped.value.exit_code == 0 and not reached_the_worker
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err, captured.err
+    assert (captured.out + captured.err).count("stop_signal_swallowed") == 1, captured.err
+    assert "inside='<lambda> (" in captured.out + captured.err, captured.out  # where it landed (psycopg's own there)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and sys.excepthook is sys.__excepthook__
+
+
 def test_a_started_workers_stop_now_ends_it_even_inside_a_finalizer_and_when_its_clean_up_fails(tmp_path):
     """`stopping_now`'s handler raises nothing into the code it interrupts (it ends the process: nothing for a finalizer
     to swallow, unlike `stopping_cleanly`'s KeyboardInterrupt). But an error of its clean-up (the embedded PostgreSQL's
@@ -318,3 +380,63 @@ def test_a_started_workers_stop_now_ends_it_even_inside_a_finalizer_and_when_its
     assert done.returncode == 1 and "went on" not in done.stdout, done.stdout + done.stderr
     events = [json.loads(line)["event"] for line in done.stderr.splitlines() if line.startswith("{")]
     assert events[-2:] == ["worker_stopped_now", "worker_stop_failed"], done.stderr
+
+
+
+_WRITING_A_LINE = """
+import contextlib, signal, sys, time, weakref
+import typer
+from raiox.kit.logging import configure_logging, get_logger
+from raiox.cli import stopping_cleanly, stopping_now
+configure_logging("json", "INFO")
+real = sys.stderr
+
+class Collected:
+    pass
+
+class Signalling:  # sys.stderr, signalling SIGTERM while structlog writes the first line
+    fired = False
+    def write(self, text):
+        written = real.write(text)
+        if not Signalling.fired:
+            Signalling.fired = True
+            if {in_a_finalizer}:
+                doomed = Collected()
+                ref = weakref.ref(doomed, lambda _ref: signal.raise_signal(signal.SIGTERM))
+                del doomed
+            else:
+                signal.raise_signal(signal.SIGTERM)
+        return written
+    def flush(self):
+        real.flush()
+
+try:
+    with stopping_cleanly(), {stopping}():
+        sys.stderr = Signalling()
+        get_logger("raiox.jobs").info("job_line")
+        sys.stderr = real
+        for _ in range(30):  # the start-up going on, or the jobs running
+            time.sleep(0.1)
+        print("went on", flush=True)
+except typer.Exit as stopped:  # (`raiox worker` is a command: Typer makes it its exit status)
+    sys.exit(stopped.exit_code)
+"""
+
+
+@pytest.mark.parametrize("stopping, in_a_finalizer, stop_event", [
+    ("stopping_now", False, "worker_stopped_now"),  # a started worker's stop (its second: procrastinate has the first)
+    ("contextlib.nullcontext", True, "stop_signal_swallowed"),  # starting: the KeyboardInterrupt a finalizer swallowed
+])
+def test_a_stop_signal_while_the_worker_writes_a_log_line_still_stops_it(tmp_path, stopping, in_a_finalizer,
+                                                                         stop_event):
+    """structlog's logger held a lock (not reentrant) while it wrote a line; `stopping_now`'s handler, or
+    `_redelivering_swallowed`'s hook for a KeyboardInterrupt that a finalizer swallowed, interrupting the main thread
+    there logged their own line and waited on that lock for ever, SIGINT and SIGTERM ignored by then: the worker never
+    stopped. Each line is now written whole without a lock, and the stop goes on: exit 0."""
+    script = tmp_path / "worker.py"
+    script.write_text(_WRITING_A_LINE.format(stopping=stopping, in_a_finalizer=in_a_finalizer))
+    done = subprocess.run([sys.executable, str(script)], env=embedded_env(tmp_path), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "went on" not in done.stdout, done.stdout + done.stderr
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines() if line.startswith("{")]
+    assert events[0] == "job_line" and stop_event in events, done.stderr

@@ -59,6 +59,25 @@ class _Stderr:
         sys.stderr.flush()
 
 
+class _LineLogger:
+    """structlog's logger: each line written whole, in one write, with no lock. structlog's PrintLogger holds a
+    non-reentrant lock while it prints: a line logged by a signal handler (`cli.stopping_now`'s `worker_stopped_now`)
+    or a finalizer (`cli._redelivering_swallowed`'s `stop_signal_swallowed`) that interrupted the main thread inside
+    it waited on that lock for ever, SIGINT and SIGTERM ignored by then: the worker never stopped. One write of a
+    whole line needs no lock (the standard library's handler writes its lines so too): lines of several threads, or
+    of a handler and the code it interrupted, never mix."""
+
+    def msg(self, message: str) -> None:
+        _Stderr().write(message + "\n")
+        _Stderr().flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+_LINE_LOGGER = _LineLogger()
+
+
 # procrastinate's INFO lines per job (deferred, started, succeeded) and per periodic tick: requeue_stalled_jobs runs
 # every minute, three lines a minute all day long; and "Adding tasks from blueprint" (loading_blueprint), written
 # whenever its App is built, so by every `raiox` command that imports `kit.jobs`. Its start-up, stop and retry lines
@@ -104,7 +123,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(_Stderr()),
+        logger_factory=lambda *_args: _LINE_LOGGER,
         cache_logger_on_first_use=False,
     )
     for noisy in ("httpx", "httpcore"):  # their INFO lines carry full URLs (tokens, apiKey): never log them
