@@ -3,6 +3,7 @@
 The request or the job that owns a session commits it; services and repositories never do.
 """
 
+import atexit
 import json
 import signal
 import threading
@@ -111,6 +112,10 @@ def stop_embedded() -> None:
     with _signals_deferred():
         for pgdata, server in list(_servers.items()):
             server.cleanup()  # stops the server if this process was the last holder (pgserver's cleanup_mode "stop")
+            # pgserver unregisters its exit hook only in cleanup_mode "delete": left, it took the machine-wide lock
+            # again at this process's exit, to find the handle already given back (waiting on every other raiox
+            # process's start, stop or exit of any data dir)
+            atexit.unregister(server._cleanup)
             type(server)._instances.pop(Path(pgdata), None)  # joining again registers this process again
             del _servers[pgdata]
             log.info("embedded_postgres_released", pgdata=pgdata)
