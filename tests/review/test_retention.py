@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from raiox.delivery.report import report_token
+from raiox.kit.audit import audit as write_audit
 from raiox.kit.auth import create_token
 from raiox.kit.db import session_scope
 from raiox.kit.errors import Conflict, ServiceUnavailable
@@ -57,6 +58,8 @@ async def test_purging_removes_films_implants_and_personal_data_and_keeps_the_de
         return REGISTRY.get_sample_value("raiox_review_actions_total", {"action": "case.purge"}) or 0.0
 
     case = await _closed_case()
+    async with session_scope() as session:  # a text longer than `kit.audit` keeps: its first part and its length
+        await write_audit(session, "user:rev@example.com", "case.note", case_id=case.id, note="Paciente Maria. " * 400)
     own_key, shared_key = await _keys(case.id)
     before = purges()
     async with session_scope() as session:
@@ -77,6 +80,9 @@ async def test_purging_removes_films_implants_and_personal_data_and_keeps_the_de
         audit = {a.action: a.details for a in (await session.execute(
             select(AuditEntry).where(AuditEntry.case_id == case.id))).scalars()}
         assert "note" not in audit["case.note"] and "message" not in audit["case.approve"]
+        texts = {"note", "note_chars", "message", "message_chars"}
+        every = (await session.execute(select(AuditEntry.details).where(AuditEntry.case_id == case.id))).scalars()
+        assert not [details for details in every if texts & set(details)]  # nor the length of a long one
         assert audit["case.contact"] == {}  # both addresses gone
         assert audit["case.approve"]["system"] == "Grand Morse (Neodent)"  # who decided what stays
         assert audit["case.purge"] == {"objects_deleted": 1, "objects_kept": 1}

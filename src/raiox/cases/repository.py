@@ -4,7 +4,8 @@ import uuid
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import Text, cast, delete, select, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.models import (
@@ -102,7 +103,8 @@ async def clear_case_texts(session: AsyncSession, case_id: uuid.UUID) -> None:
     """Free texts that may name the patient or the dentist: event reasons, audit messages and notes, the delivery's
     last error."""
     await session.execute(update(CaseEvent).where(CaseEvent.case_id == case_id).values(reason=None))
+    texts = ("message", "note", "email", "email_before")  # and the full length `kit.audit.capped` kept of a long one
+    gone = cast(array([*texts, *(f"{key}_chars" for key in texts)]), ARRAY(Text))
     await session.execute(update(AuditEntry).where(AuditEntry.case_id == case_id)
-                          .values(details=AuditEntry.details.op("-")("message").op("-")("note")
-                                  .op("-")("email").op("-")("email_before")))
+                          .values(details=AuditEntry.details.op("-")(gone)))
     await session.execute(update(Delivery).where(Delivery.case_id == case_id).values(last_error=None))
