@@ -504,19 +504,26 @@ def test_kept_copies_are_recorded_for_monitoring_each_night(pg, tmp_path):
             _sql(pg, f"DROP DATABASE IF EXISTS {name}", db="postgres")
 
 
-@pytest.mark.parametrize("value", ["seven", "-1", "7.5", "1e3", " 7", "7d", "123456"])
-def test_a_kept_warn_days_that_is_not_a_number_of_days_is_refused_before_anything_runs(tmp_path, value):
-    """RAIOX_BACKUP_KEPT_WARN_DAYS was used unchecked: "seven" or "7.5" ended the night in a shell arithmetic error
-    after the dumps, "-1" warned about every copy. Now such a value is one clear line and exit 2, before any dump."""
+def _night_with(tmp_path, **settings) -> tuple[subprocess.CompletedProcess, Path]:
+    """pg-backup.sh's night for one database with SETTINGS, its pg_dump a stand-in that writes a file; (the run, the
+    bucket folder)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "pg_dump").write_text('#!/bin/sh\nfor a; do case $a in --file=*) echo dump >"${a#*=}" ;; esac; done\n')
     (bin_dir / "pg_dump").chmod(0o755)
     bucket = tmp_path / "bucket"
     env = {"PATH": os.environ["PATH"], "PG_BIN": str(bin_dir), "RAIOX_BACKUP_URL": f"file://{bucket}",
-           "RAIOX_BACKUP_DATABASES": "one", "RAIOX_BACKUP_KEPT_WARN_DAYS": value}
+           "RAIOX_BACKUP_DATABASES": "one", **settings}
     result = subprocess.run(["bash", str(SCRIPTS / "pg-backup.sh")], env=env, capture_output=True, text=True,
                             timeout=60)
+    return result, bucket
+
+
+@pytest.mark.parametrize("value", ["seven", "-1", "7.5", "1e3", " 7", "7d", "123456"])
+def test_a_kept_warn_days_that_is_not_a_number_of_days_is_refused_before_anything_runs(tmp_path, value):
+    """RAIOX_BACKUP_KEPT_WARN_DAYS was used unchecked: "seven" or "7.5" ended the night in a shell arithmetic error
+    after the dumps, "-1" warned about every copy. Now such a value is one clear line and exit 2, before any dump."""
+    result, bucket = _night_with(tmp_path, RAIOX_BACKUP_KEPT_WARN_DAYS=value)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.splitlines() == [
         f"backup: RAIOX_BACKUP_KEPT_WARN_DAYS must be a whole number of days (0 to 99999), not '{value}'"]
@@ -527,15 +534,7 @@ def test_a_kept_warn_days_that_is_not_a_number_of_days_is_refused_before_anythin
 def test_a_retention_that_is_not_a_number_of_days_is_refused_before_anything_runs(tmp_path, value):
     """RAIOX_BACKUP_RETENTION_DAYS was used unchecked: "thirty" made `date -d` fail only after the settings were read,
     "0" pruned every older dump. Now such a value is one clear line and exit 2, before any dump (as KEPT_WARN_DAYS)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "pg_dump").write_text('#!/bin/sh\nfor a; do case $a in --file=*) echo dump >"${a#*=}" ;; esac; done\n')
-    (bin_dir / "pg_dump").chmod(0o755)
-    bucket = tmp_path / "bucket"
-    env = {"PATH": os.environ["PATH"], "PG_BIN": str(bin_dir), "RAIOX_BACKUP_URL": f"file://{bucket}",
-           "RAIOX_BACKUP_DATABASES": "one", "RAIOX_BACKUP_RETENTION_DAYS": value}
-    result = subprocess.run(["bash", str(SCRIPTS / "pg-backup.sh")], env=env, capture_output=True, text=True,
-                            timeout=60)
+    result, bucket = _night_with(tmp_path, RAIOX_BACKUP_RETENTION_DAYS=value)
     if value == "08":  # a whole number of days (not a bad octal number): the night runs
         assert "RAIOX_BACKUP_RETENTION_DAYS" not in result.stderr, result.stderr
         assert [p.name for p in (bucket / "one").glob("*.dump")], result.stdout + result.stderr
