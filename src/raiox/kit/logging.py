@@ -68,8 +68,8 @@ class _LineLogger:
     of a handler and the code it interrupted, never mix."""
 
     def msg(self, message: str) -> None:
-        _Stderr().write(message + "\n")
-        _Stderr().flush()
+        sys.stderr.write(message + "\n")  # (looked up at each line, as `_Stderr` does)
+        sys.stderr.flush()
 
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg
