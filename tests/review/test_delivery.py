@@ -548,3 +548,33 @@ async def test_the_e_mail_names_the_tooth_the_dentist_gave(committed, delivery_e
             assert f"Dente / região informado: {said}" in text and f"<strong>{said}</strong>" in html
         else:
             assert "Dente / região" not in text and "Dente / região" not in html
+
+
+async def test_the_e_mail_greets_a_dentist_is_dated_and_says_it_is_a_decision_aid(
+        committed, delivery_env, jotform, smtp_server):
+    """"Prezado(a) Dr(a). <name>," (a title the dentist typed kept, never doubled), a Date header (RFC 5322: a relay
+    need not add one, and spam filters score its absence), and the approval's disclaimer in both parts."""
+    from datetime import datetime
+    from email.utils import parsedate_to_datetime
+
+    delivery_env(**_smtp(smtp_server))
+    case_id = await _approved_case()  # add_case's dentist: "Dra. Ana Souza"
+    for n, name in enumerate(("Carlos Lima", "dr. Zé", "", "Drummond Alves")):
+        jotform.add_submission(FORM_ID, submission_id=f"79{n}")
+        async with session_scope() as session:
+            named = await add_case(session, submission_id=f"79{n}", name=name, candidates=[("str-bl", 0.8)])
+            await review.reject(session, named.id, "Radiografia cortada.", actor="user:r@x")
+        assert await deliver(named.id) == CaseStatus.delivered
+    before = datetime.now().astimezone()
+    assert await deliver(case_id) == CaseStatus.delivered
+    greetings = ["Prezado(a) Dr(a). Carlos Lima,", "Prezado dr. Zé,", "Prezado(a) doutor(a),",
+                 "Prezado(a) Dr(a). Drummond Alves,", "Prezada Dra. Ana Souza,"]
+    disclaimer = "Este resultado é um apoio à decisão clínica"
+    for (_rcpt, message), greeting in zip(smtp_server.messages, greetings, strict=True):
+        text, html = _parts(message)
+        assert text.startswith(greeting + "\n") and f"<p>{greeting}</p>" in html
+        assert "Olá" not in text + html
+        sent = parsedate_to_datetime(message["Date"])
+        assert sent.tzinfo is not None and abs((sent - before).total_seconds()) < 120
+        approved = greeting.startswith("Prezada Dra.")
+        assert (disclaimer in text) == (disclaimer in html) == approved  # a rejection gives no result to weigh

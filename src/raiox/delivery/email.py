@@ -13,7 +13,7 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import parseaddr
+from email.utils import format_datetime, localtime, parseaddr
 
 from raiox.kit.settings import Settings
 
@@ -46,6 +46,7 @@ def build(settings: Settings, *, to: Address, subject: str, text: str, html: str
     if settings.smtp_reply_to:  # the e-mail asks the dentist to reply: to a mailbox someone reads
         msg["Reply-To"] = settings.smtp_reply_to
     msg["Message-ID"] = message_id
+    msg["Date"] = format_datetime(localtime())  # RFC 5322 requires it; a relay need not add it (spam filters score it)
     msg["Content-Language"] = "pt-BR"
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")

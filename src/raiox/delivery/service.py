@@ -7,6 +7,7 @@ with the reason.
 """
 
 import asyncio
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from raiox.models import Case, CaseStatus, Delivery
 
 log = get_logger(__name__)
 TASK = "deliver_result"
+# a title the dentist typed before the name (Jotform's full-name prefix, or in the name itself): "Dra. Ana", "dr Zé"
+TITLE = re.compile(r"(?i)^(dra|dr|doutora|doutor)\b\.?")
 DELIVERABLE = {CaseStatus.approved, CaseStatus.rejected, CaseStatus.delivery_failed}
 
 
@@ -48,6 +51,16 @@ class Result:
     details: list[str] = field(default_factory=list)
     link_expires: datetime | None = None  # when `report_url` stops working (RAIOX_REPORT_LINK_DAYS)
     tooth: str = ""  # the tooth or region the dentist named on the form ("" not said)
+
+    @property
+    def salutation(self) -> str:
+        """The e-mail's greeting, pt-BR, as one writes to a dentist: "Prezado(a) Dr(a). Ana Souza,"; a name that
+        already carries its title keeps it ("Prezada Dra. Ana Souza,"), no name "Prezado(a) doutor(a),"."""
+        name = " ".join(self.client_name.split())
+        title = TITLE.match(name)
+        if title is None:
+            return f"Prezado(a) Dr(a). {name}," if name else "Prezado(a) doutor(a),"
+        return f"{'Prezada' if title.group(1).lower().startswith(('dra', 'doutora')) else 'Prezado'} {name},"
 
     @property
     def systems(self) -> list[tuple[str, str]]:
