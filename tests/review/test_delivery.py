@@ -578,3 +578,35 @@ async def test_the_e_mail_greets_a_dentist_is_dated_and_says_it_is_a_decision_ai
         assert sent.tzinfo is not None and abs((sent - before).total_seconds()) < 120
         approved = greeting.startswith("Prezada Dra.")
         assert (disclaimer in text) == (disclaimer in html) == approved  # a rejection gives no result to weigh
+
+
+async def test_a_failed_case_rejected_through_the_api_reaches_its_dentist(
+        committed, delivery_env, jotform, smtp_server):
+    """No film could be read: the operator's rejection (the API's, like the panel's) is the one way the dentist learns
+    it; it goes through Jotform and e-mail like any rejection. A case in another state is still a 409."""
+    import httpx
+
+    from raiox.app import create_app
+
+    delivery_env(**_smtp(smtp_server))
+    async with session_scope() as session:
+        case = await add_case(session, submission_id="777", status=CaseStatus.failed, images=0)
+        case.failure_reason = "no usable image (foto.heic: not an image: HEIC photo)"
+        busy = await add_case(session, submission_id="778", status=CaseStatus.processing)
+        token = await create_token(session, "ops")
+    message = "Não conseguimos abrir o arquivo enviado (HEIC). Envie a radiografia em JPEG ou PNG."
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="http://raiox") as http:
+        for _ in range(2):  # repeated: the same decision, once
+            response = await http.post(f"/cases/{case.id}/reject", json={"message": message}, headers=auth)
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == CaseStatus.rejected and response.json()["message"] == message
+        refused = await http.post(f"/cases/{busy.id}/reject", json={"message": message}, headers=auth)
+        assert refused.status_code == 409 and "processing" in refused.json()["detail"]
+        assert (await http.post(f"/cases/{case.id}/retry", headers=auth)).status_code == 409
+    assert await deliver(case.id) == CaseStatus.delivered
+    assert jotform.edits["777"][0]["submission[23]"] == message
+    (_rcpt, sent), = smtp_server.messages
+    text, html = _parts(sent)
+    assert sent["Subject"] == "Raiox AI: não foi possível identificar o implante (protocolo 777)"
+    assert message in text and message in html and "anexe novas radiografias" in text

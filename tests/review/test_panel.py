@@ -1466,3 +1466,36 @@ async def test_a_film_not_analysed_because_the_case_was_decided_reads_so_in_pt_b
     assert "não analisada" in page.text
     assert "o caso já tinha sido decidido antes da análise desta radiografia" in page.text
     assert page.text.count("/media/case-images/") >= 2  # both films still shown
+
+
+async def test_a_failed_case_can_be_rejected_so_its_dentist_hears_why(panel):
+    """A case no film of which could be downloaded or read (`failed`) offers, besides the retry, the rejection that
+    tells the dentist what to send (nothing to approve); rejected, it is delivered, and no longer retried."""
+    from sqlalchemy import select
+
+    from raiox.models import AuditEntry, Case, Delivery
+
+    _, failed = await _data()
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{failed.id}")).text
+    section = re.search(r'<section [^>]*id="decision"[^>]*>(?:(?!</section>).)*', page, re.S).group(0)
+    assert 'id="reject-form"' in section and 'id="approve-form"' not in section
+    assert "Nenhuma radiografia deste caso pôde ser baixada ou lida" in section
+    assert 'placeholder="Ex.: não conseguimos abrir os arquivos enviados.' in section
+    message = "Não conseguimos abrir os arquivos enviados. Envie as radiografias em JPEG ou PNG."
+    rejected = await panel.post(f"/admin/cases/{failed.id}/reject",
+                                data={"message": message, "csrf_token": _csrf(page)})
+    assert rejected.status_code == 303
+    async with session_scope() as session:
+        case = await session.get(Case, failed.id)
+        assert (case.status, case.review_message, case.failure_reason) == (CaseStatus.rejected, message, None)
+        assert (await session.execute(select(Delivery.status).where(Delivery.case_id == failed.id))).scalar_one() \
+            == "pending"
+        actions = (await session.execute(select(AuditEntry.action).where(AuditEntry.case_id == failed.id))).scalars()
+        assert "case.reject" in list(actions)
+    page = (await panel.get(f"/admin/cases/{failed.id}")).text
+    assert 'id="reject-form"' not in page and "Caso rejeitado." in page
+    retried = await panel.post(f"/admin/cases/{failed.id}/retry", data={"csrf_token": _csrf(page)})
+    async with session_scope() as session:
+        assert (await session.get(Case, failed.id)).status == CaseStatus.rejected  # the retry changed nothing
+    assert retried.status_code in (303, 409)

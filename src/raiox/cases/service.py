@@ -16,7 +16,7 @@ TRANSITIONS: dict[str, set[str]] = {
     S.approved: {S.delivered, S.delivery_failed},
     S.rejected: {S.delivered, S.delivery_failed},
     S.delivery_failed: {S.delivered, S.delivery_failed},
-    S.failed: {S.processing, S.received},
+    S.failed: {S.processing, S.received, S.rejected},  # rejected: the dentist told why (no readable film)
     S.delivered: {S.approved, S.rejected},  # sent again on request (review.service.redeliver)
 }
 

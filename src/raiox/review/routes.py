@@ -36,10 +36,12 @@ async def approve_case(request: Request, case_id: uuid.UUID, body: ApproveReques
                                  implants=body.implants)
 
 
-@router.post("/cases/{case_id}/reject", response_model=DecisionResponse, responses=ERRORS)
+@router.post("/cases/{case_id}/reject", response_model=DecisionResponse, responses=ERRORS | {
+    409: {"description": "The case is neither awaiting review nor failed"}})
 async def reject_case(case_id: uuid.UUID, body: RejectRequest, actor: str = Depends(require_actor),
                       session: AsyncSession = DbSession) -> dict:
-    """Reject with a message to the dentist (e.g. ask for a sharper radiograph); enqueues the delivery."""
+    """Reject with a message to the dentist (e.g. ask for a sharper radiograph); enqueues the delivery. A `failed`
+    case (no film could be downloaded or read) can be rejected too, so that its dentist learns why."""
     return await service.reject(session, case_id, body.message, actor=actor)
 
 

@@ -24,6 +24,8 @@ from raiox.review import repository
 from raiox.review.schemas import MESSAGE_MAX, OTHER_SYSTEMS_MAX, REPORT_MESSAGE_MAX
 
 MANUAL = "manual"  # Delivery.status of a result the reviewer says reached the dentist another way
+# a failed case (no usable film) is rejected to tell the dentist; it is never approved (nothing was analysed)
+REJECTABLE = {CaseStatus.awaiting_review, CaseStatus.failed}
 DECIDED = {CaseStatus.approved, CaseStatus.rejected, CaseStatus.delivered, CaseStatus.delivery_failed}
 
 
@@ -141,14 +143,16 @@ async def approve(session: AsyncSession, case_id: uuid.UUID, system_id: str, *, 
 
 
 async def reject(session: AsyncSession, case_id: uuid.UUID, message: str, *, actor: str) -> dict:
+    """Reject with MESSAGE to the dentist: a case awaiting review, or a `failed` one (no film could be downloaded or
+    read, none was sent): its dentist is told why and what to send, rather than never hearing back."""
     message = (message or "").strip()
     if not message:
         raise Unprocessable("a rejection needs a message to the dentist")
     case = await cases.get_or_404(session, case_id, for_update=True)
-    if case.status != CaseStatus.awaiting_review:
+    if case.status not in REJECTABLE:
         if _same(case, None, message):
             return decision_view(case)
-        raise not_awaiting(case, "rejected")
+        raise not_awaiting(case, "rejected (failed ones too)")
     await _decide(session, case, CaseStatus.rejected, actor=actor, system_id=None, message=message)
     await audit(session, actor, "case.reject", case.id, message=message)
     return decision_view(case)
