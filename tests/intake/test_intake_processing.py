@@ -43,10 +43,16 @@ async def test_case_goes_from_webhook_to_awaiting_review(api, jotform, catalog, 
     assert await processing.process_case(case_id) == "awaiting_review"
     case, images, fixtures, results, ranking = await load(case_id)
     assert case.status == "awaiting_review"
-    assert [i.status for i in images] == ["processed"] * 3
+    # the same film sent twice: stored once (same content address), analysed once, the copy says which it repeats
+    assert [i.status for i in images] == ["processed", "processed", "skipped"]
+    assert images[2].error == "duplicate of raio x; paciente 1, frente.png" and images[2].width is None
     assert images[0].sha256 == images[2].sha256 != images[1].sha256  # same bytes, same content address
     assert images[0].storage_key == images[2].storage_key and images[0].width > 0
-    assert fixtures >= 3 and results >= fixtures
+    assert fixtures >= 2 and results >= fixtures
+    assert all(str(images[2].id) not in r.evidence["images"] for r in ranking)  # its implants counted once
+    async with session_scope() as session:
+        assert (await session.execute(select(func.count()).select_from(Fixture)
+                                      .where(Fixture.case_image_id == images[2].id))).scalar_one() == 0
     async with session_scope() as session:  # each fixture keeps the connection reader's probabilities
         reads = (await session.execute(select(Fixture.connection).join(CaseImage)
                                        .where(CaseImage.case_id == case_id))).scalars().all()

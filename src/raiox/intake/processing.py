@@ -174,6 +174,27 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
         return case.status
 
 
+def duplicates(images: list[CaseImage]) -> dict[uuid.UUID, CaseImage]:
+    """Film id -> the case's earlier film with the same bytes (sha256), for the stored films: the dentist sent one
+    film twice (two names, two questions). Analysed once: a copy would show its implants twice to the reviewer and on
+    the report, and count them twice in the fused ranking (`ranking.fuse`'s mean over the best fixtures)."""
+    first: dict[str, CaseImage] = {}
+    twins: dict[uuid.UUID, CaseImage] = {}
+    for image in sorted(images, key=lambda i: i.position):
+        if not image.storage_key or not image.sha256:
+            continue
+        if image.sha256 in first:
+            twins[image.id] = first[image.sha256]
+        else:
+            first[image.sha256] = image
+    return twins
+
+
+def duplicate_reason(first: CaseImage) -> str:
+    """A copy's reason (English, as recorded; the panel reads `reason.duplicate_upload`): which film it repeats."""
+    return f"duplicate of {first.filename or f'file {first.position + 1}'}"
+
+
 def decided_reason(status: str) -> str:
     return f"not analysed: the case was decided ({status}) before this film was analysed"
 
@@ -301,7 +322,12 @@ async def process_case(case_id: uuid.UUID, *, attempt: int = 0) -> str | None:
         async with lanes:
             return await analyse(image, fresh.pop(image.id, None))
 
-    analysed = await gather_all([analyse_one(i) for i in images if i.storage_key])
+    twins = duplicates(images)
+    for image_id in twins:
+        fresh.pop(image_id, None)
+    analysed = await gather_all([analyse_one(i) for i in images if i.storage_key and i.id not in twins])
+    analysed += [Analysed(image_id, ImageStatus.skipped, error=duplicate_reason(first))
+                 for image_id, first in twins.items()]
     analysed_at = time.perf_counter()
     status = await save_results(case_id, analysed, images)
     log.info("case_processed", case_id=str(case_id), status=status, images=len(images),
