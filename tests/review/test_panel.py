@@ -956,6 +956,37 @@ async def test_a_case_to_decide_links_from_its_top_to_the_decision(panel):
     assert re.search(r'<section [^>]*id="decision"', decided) and 'id="approve-form"' not in decided
 
 
+async def test_a_decided_case_leads_on_to_the_next_case_awaiting_review(panel):
+    """Clearing the queue: once a case is decided its page offers the oldest case still awaiting review (the queue's
+    order; never itself, never a failed one), and nothing once none waits."""
+    from datetime import UTC, datetime
+
+    case, _failed = await _data()
+    async with session_scope() as session:
+        later = await add_case(session, name="Dr. Carlos Dias", candidates=[("neo-cm", 0.7)])
+        older = await add_case(session, name="Dra. Eva Reis", candidates=[("neo-cm", 0.7)])
+        later.created_at, older.created_at = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert 'id="next-case"' not in page  # still to decide: the decision comes first
+    sent = await panel.post(f"/admin/cases/{case.id}/approve", data={"system_id": "neo-cm", "csrf_token": _csrf(page)})
+    assert sent.status_code == 303
+    decided = (await panel.get(sent.headers["location"])).text
+    link = re.search(r'<a [^>]*id="next-case"[^>]*>([^<]*)</a>', decided)
+    assert link and f'href="/admin/cases/{older.id}"' in link.group(0)
+    assert link.group(1).startswith("Próximo caso aguardando revisão")
+    assert f"protocolo {older.jotform_submission_id}, Dra. Eva Reis" in link.group(0)  # what a screen reader says
+    nexts = []
+    for other in (older, later):
+        page = (await panel.get(f"/admin/cases/{other.id}")).text
+        await panel.post(f"/admin/cases/{other.id}/reject", data={"message": "Envie outra radiografia.",
+                                                                   "csrf_token": _csrf(page)})
+        nexts.append(re.search(r'id="next-case" href="/admin/cases/([^"]+)"',
+                               (await panel.get(f"/admin/cases/{other.id}")).text))
+    assert nexts[0] and nexts[0].group(1) == str(later.id)
+    assert nexts[1] is None  # none waits (the failed case is no review)
+
+
 async def test_a_form_sent_after_the_session_ended_says_so_and_leads_back_to_its_page(panel):
     case, _ = await _data()
     await login(panel, "rev@example.com")
