@@ -318,6 +318,9 @@ async def test_the_audit_page_fits_a_phone_and_its_filters_work(committed, serve
     await page.wait_for_url(f"{server}/admin/audit")
     assert await page.locator("table.audit-log tbody tr").count() == 3  # the two, and the admin's sign-in
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    labels = await page.evaluate("""Array.from(document.querySelectorAll('table.audit-log tbody tr')[1].cells)
+        .map(cell => getComputedStyle(cell, '::before').content)""")  # the header is hidden: each value names itself
+    assert labels[1:2] + labels[3:] == ['"Quem: "', '"Sobre: "', '"Detalhes: "'], labels
     await page.get_by_label("Ação", exact=True).select_option(label="Criou um token da API")
     await page.get_by_role("button", name="Filtrar").click()
     await page.wait_for_url(re.compile(r".*action=token\.create.*"))
