@@ -318,11 +318,40 @@ async def test_the_audit_page_fits_a_phone_and_its_filters_work(committed, serve
     await page.wait_for_url(f"{server}/admin/audit")
     assert await page.locator("table.audit-log tbody tr").count() == 3  # the two, and the admin's sign-in
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    labels = await page.evaluate("""Array.from(document.querySelectorAll('table.audit-log tbody tr')[1].cells)
+        .map(cell => getComputedStyle(cell, '::before').content)""")  # the header is hidden: each value names itself
+    assert labels[1:2] + labels[3:] == ['"Quem: "', '"Sobre: "', '"Detalhes: "'], labels
     await page.get_by_label("Ação", exact=True).select_option(label="Criou um token da API")
     await page.get_by_role("button", name="Filtrar").click()
     await page.wait_for_url(re.compile(r".*action=token\.create.*"))
     assert await page.locator("table.audit-log tbody tr").count() == 1
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.close()
+
+
+async def test_the_way_back_from_a_case_opens_the_queue_as_it_was_left(committed, server, browser):
+    """The operator narrows the queue (a tab, a dentist), opens a case and decides it: "Fila" above the case leads back
+    to that narrowed list, not to the default one (after the decision's redirect too)."""
+    _systems, case = await _seed(demo=False)
+    async with session_scope() as session:
+        await add_case(session, name="Dr. Bruno Lima", candidates=[("neo-cm", 0.8)])
+    page = await browser.new_page(viewport={"width": 1280, "height": 900}, locale="pt-BR")
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await _login(page, server, "revisora@example.com")
+    await page.wait_for_url(f"{server}/admin/")
+    await page.goto(f"{server}/admin/?status=all&client=souza")
+    assert await page.locator("table.queue tbody tr").count() == 1
+    await page.get_by_role("link", name="Abrir").click()
+    await page.wait_for_url(f"{server}/admin/cases/{case.id}")
+    await page.get_by_label("Motivo da rejeição (enviado ao dentista)").fill("Envie outra radiografia.")
+    await page.get_by_role("button", name="Rejeitar e avisar o dentista").click()
+    await page.wait_for_selector("#done")
+    await page.locator(".crumbs").get_by_role("link", name="Fila").click()
+    await page.wait_for_url(re.compile(r".*/admin/(\?.*)?$"))
+    assert "status=all" in page.url and "client=souza" in page.url and "feito" not in page.url
+    assert await page.get_by_label("Dentista").input_value() == "souza"
+    rows = page.locator("table.queue tbody tr")
+    assert await rows.count() == 1 and "Dra. Ana Souza" in await rows.inner_text()  # decided: in "Todos" only
     await page.close()
 
 

@@ -34,9 +34,22 @@ def test_english_catalog_has_the_same_ids_and_placeholders():
 def test_gettext_language_and_fallbacks():
     assert i18n.gettext("nav.queue", "pt_BR") == "Fila"
     assert i18n.gettext("nav.queue", "en") == "Queue"
-    assert i18n.gettext("queue.total", "en", n=3) == "3 case(s) found, oldest first"
+    assert i18n.gettext("queue.total", "en", n=3) == "3 cases found, oldest first"
     assert i18n.gettext("nav.queue", "xx") == "Fila"  # unknown language: pt_BR
     assert i18n.gettext("no.such.id", "en") == "no.such.id"
+
+
+def test_counts_read_singular_or_plural_with_the_readers_thousands_separator():
+    """ "1 caso encontrado", "2 casos encontrados", "1.234 registros": never "caso(s) encontrado(s)"."""
+    assert i18n.gettext("queue.total", "pt_BR", n=1) == "1 caso encontrado"
+    assert i18n.gettext("queue.total", "pt_BR", n=0) == "0 casos encontrados, mais antigos primeiro"
+    assert i18n.gettext("queue.total", "pt_BR", n=2) == "2 casos encontrados, mais antigos primeiro"
+    assert i18n.gettext("auditlog.total", "pt_BR", n=1234) == "1.234 registros"
+    assert i18n.gettext("auditlog.total", "en", n=1234) == "1,234 entries"
+    assert i18n.gettext("case.fixtures_found", "pt_BR", n=1) == "1 implante encontrado"
+    catalog = json.loads((REVIEW / "locale" / "pt_BR.json").read_text(encoding="utf-8"))
+    assert [key for key, text in catalog.items() if "(s)" in text and "{n}" in text and not key.startswith("reason.")
+            and key != "catalog.upload_report"] == []  # counted messages say their count in words
 
 
 def test_times_are_shown_in_brazil_time():

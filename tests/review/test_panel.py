@@ -173,6 +173,7 @@ async def test_queue_counts_filters_and_failed_reason(panel):
     assert unknown.status_code == 400 and "Status desconhecido: foo" in unknown.text
     awaiting = await panel.get("/admin/", params={"status": "awaiting_review"})
     assert "Dra. Ana Souza" in awaiting.text and "Dr. Bruno Lima" not in awaiting.text
+    assert "1 caso encontrado<" in awaiting.text and "2 casos encontrados" in needs_action.text  # no "caso(s)"
     failed = await panel.get("/admin/", params={"status": "failed"})
     assert "Dr. Bruno Lima" in failed.text and "upload host answered 404" in failed.text
     assert "Tentar novamente" in failed.text
@@ -219,7 +220,7 @@ async def test_the_status_tabs_count_the_cases_the_other_filters_keep(panel):
     assert (june["all"], june["delivered"], june["attention"]) == (1, 1, 0)
     for status, n in bruno.items():  # each tab's count is what the tab, followed, lists
         listed = (await panel.get("/admin/", params={"status": status, "q": "bruno"})).text
-        assert f"{n} caso(s) encontrado(s)" in listed, status
+        assert (f"{n} casos encontrados" if n != 1 else "1 caso encontrado") in listed, status
 
 
 async def test_the_queue_date_filter_counts_days_on_the_operators_calendar(panel):
@@ -427,7 +428,7 @@ async def test_a_case_read_by_an_earlier_model_offers_to_read_its_implants_again
     assert 'id="stale-model"' not in page.text and "Leu os implantes de novo" in page.text
     for other in ("", "?feito=nada", "?feito=__class__", "?feito=%3Cb%3Ex"):  # only what the panel names
         assert 'id="done"' not in (await panel.get(f"/admin/cases/{case.id}{other}")).text
-    assert f"raiox-v1 → {current} · 1 implante(s)" in page.text
+    assert f"raiox-v1 → {current} · 1 implante<" in page.text
     async with session_scope() as session:
         models = dict((await session.execute(select(CaseImage.case_id, Fixture.model_id).join(CaseImage))).all())
         entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.reread"))).scalar_one()
@@ -954,6 +955,37 @@ async def test_a_case_to_decide_links_from_its_top_to_the_decision(panel):
     decided = (await panel.get(f"/admin/cases/{case.id}")).text
     assert 'id="to-decision"' not in decided and 'href="#decision"' not in decided
     assert re.search(r'<section [^>]*id="decision"', decided) and 'id="approve-form"' not in decided
+
+
+async def test_a_decided_case_leads_on_to_the_next_case_awaiting_review(panel):
+    """Clearing the queue: once a case is decided its page offers the oldest case still awaiting review (the queue's
+    order; never itself, never a failed one), and nothing once none waits."""
+    from datetime import UTC, datetime
+
+    case, _failed = await _data()
+    async with session_scope() as session:
+        later = await add_case(session, name="Dr. Carlos Dias", candidates=[("neo-cm", 0.7)])
+        older = await add_case(session, name="Dra. Eva Reis", candidates=[("neo-cm", 0.7)])
+        later.created_at, older.created_at = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert 'id="next-case"' not in page  # still to decide: the decision comes first
+    sent = await panel.post(f"/admin/cases/{case.id}/approve", data={"system_id": "neo-cm", "csrf_token": _csrf(page)})
+    assert sent.status_code == 303
+    decided = (await panel.get(sent.headers["location"])).text
+    link = re.search(r'<a [^>]*id="next-case"[^>]*>([^<]*)</a>', decided)
+    assert link and f'href="/admin/cases/{older.id}"' in link.group(0)
+    assert link.group(1).startswith("Próximo caso aguardando revisão")
+    assert f"protocolo {older.jotform_submission_id}, Dra. Eva Reis" in link.group(0)  # what a screen reader says
+    nexts = []
+    for other in (older, later):
+        page = (await panel.get(f"/admin/cases/{other.id}")).text
+        await panel.post(f"/admin/cases/{other.id}/reject", data={"message": "Envie outra radiografia.",
+                                                                   "csrf_token": _csrf(page)})
+        nexts.append(re.search(r'id="next-case" href="/admin/cases/([^"]+)"',
+                               (await panel.get(f"/admin/cases/{other.id}")).text))
+    assert nexts[0] and nexts[0].group(1) == str(later.id)
+    assert nexts[1] is None  # none waits (the failed case is no review)
 
 
 async def test_a_form_sent_after_the_session_ended_says_so_and_leads_back_to_its_page(panel):

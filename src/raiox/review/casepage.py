@@ -131,6 +131,9 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
         "audit": await repository.audit_for_case(session, case.id),
         "events": await cases_repo.list_events(session, case.id),
         "delivery": await delivery_repo.get_delivery(session, case.id),
+        # decided (or not reviewable): the next case waiting, one click away instead of back through the queue
+        "next_case": (None if case.status == CaseStatus.awaiting_review
+                      else await repository.next_to_review(session, case.id)),
         "answers": [(label, text) for label, text in flatten_answers(case.answers or {})  # the dentist card has these
                     if text.strip() not in {(v or "").strip() for v in (case.client_name, case.client_email,
                                                                         case.client_phone, case.notes,

@@ -18,9 +18,19 @@ def catalog(lang: str) -> dict[str, str]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+def _find(message_id: str, lang: str) -> str | None:
+    return catalog(lang).get(message_id) or catalog(DEFAULT).get(message_id)
+
+
 def gettext(message_id: str, lang: str | None = None, **values) -> str:
+    """A count `n` of a message with a singular (`<id>.one`) picks it for 1 ("1 caso encontrado", "3 casos
+    encontrados"), and is written with the reader's thousands separator (1.234)."""
     lang = lang or get_settings().admin_locale
-    text = catalog(lang).get(message_id) or catalog(DEFAULT).get(message_id) or message_id
+    text = _find(message_id, lang) or message_id
+    count = values.get("n")
+    if type(count) is int and (one := _find(f"{message_id}.one", lang)):
+        text = one if count == 1 else text
+        values["n"] = f"{count:,}".replace(",", _find("number.thousands_separator", lang) or ",")
     return text.format(**values) if values else text
 
 

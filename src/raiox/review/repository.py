@@ -49,6 +49,14 @@ async def queue(session: AsyncSession, *, limit: int = 50, offset: int = 0, **fi
     return list(rows.scalars()), total
 
 
+async def next_to_review(session: AsyncSession, case_id: uuid.UUID) -> Case | None:
+    """The case the operator reviews next once CASE_ID is done: the oldest one awaiting review besides it (the
+    queue's order), None when none waits."""
+    query = (select(Case).where(Case.status == CaseStatus.awaiting_review, Case.id != case_id)
+             .order_by(Case.created_at, Case.id).limit(1))
+    return (await session.execute(query)).scalars().first()
+
+
 async def status_counts(session: AsyncSession, *, client: str | None = None, search: str | None = None,
                         date_from: date | None = None, date_to: date | None = None,
                         zone: tzinfo = UTC) -> dict[str, int]:

@@ -265,6 +265,24 @@
       window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
     }
   });
+  // the queue as the operator left it in this tab (status tab, filters, page): the case page's way back ("Fila" above
+  // the case) opens that list again, after any action on the case too, not the default one
+  var QUEUE = "raiox.queue";
+  document.addEventListener("DOMContentLoaded", function () {
+    try {
+      if (document.querySelector("form[data-queue-filters]")) {
+        var kept = new URLSearchParams(window.location.search);
+        kept.delete("feito");
+        window.sessionStorage.setItem(QUEUE, kept.toString());
+        return;
+      }
+      var query = window.sessionStorage.getItem(QUEUE);
+      if (!query) { return; }
+      document.querySelectorAll("a[data-queue-link]").forEach(function (link) {
+        link.setAttribute("href", link.getAttribute("href").split("?")[0] + "?" + query);
+      });
+    } catch (error) { /* no storage (a locked-down browser): the plain link to the queue */ }
+  });
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.target;
     var flash = document.getElementById("flash");
