@@ -48,8 +48,19 @@ def test_counts_read_singular_or_plural_with_the_readers_thousands_separator():
     assert i18n.gettext("auditlog.total", "en", n=1234) == "1,234 entries"
     assert i18n.gettext("case.fixtures_found", "pt_BR", n=1) == "1 implante encontrado"
     catalog = json.loads((REVIEW / "locale" / "pt_BR.json").read_text(encoding="utf-8"))
-    assert [key for key, text in catalog.items() if "(s)" in text and "{n}" in text and not key.startswith("reason.")
-            and key != "catalog.upload_report"] == []  # counted messages say their count in words
+    assert [key for key, text in catalog.items() if re.search(r"\w\((s|ns|es)\)", text.replace("http(s)", ""))
+            and "{" in text] == []  # counted messages say their count in words, several counts each its own
+    assert i18n.gettext("catalog.upload_report", "pt_BR", added=1, already=0, skipped=2) == \
+        "1 imagem adicionada, 0 já existentes, 2 ignoradas."
+    assert i18n.gettext("catalog.upload_report", "pt_BR", added=2, already=1, skipped=1) == \
+        "2 imagens adicionadas, 1 já existente, 1 ignorada."
+
+
+def test_limits_are_written_with_the_readers_thousands_separator():
+    assert i18n.gettext("case.report_message_hint", "pt_BR", max=1500) == \
+        "Impressa no relatório de uma página: até 1.500 caracteres."
+    assert i18n.gettext("case.note_too_long", "pt_BR", n=5001, max=5000) == "A nota tem 5.001 caracteres; o máximo é 5.000."
+    assert i18n.gettext("case.report_message_hint", "en", max=1500).endswith("at most 1,500 characters.")
 
 
 def test_times_are_shown_in_brazil_time():

@@ -928,7 +928,7 @@ async def test_what_the_case_page_asks_and_warns_fits_the_cases_state(panel):
     assert len(re.findall(r'<textarea[^>]*maxlength="5000"', waiting)) == 2  # reject, note
     # the approval's message prints on the one-page report: its box stops at the report's limit, and says so
     assert re.search(r'<textarea id="approve-message"[^>]*maxlength="1500"', waiting)
-    assert "Impressa no relatório de uma página: até 1500 caracteres." in waiting
+    assert "Impressa no relatório de uma página: até 1.500 caracteres." in waiting
     decided = (await panel.get(f"/admin/cases/{failed.id}")).text
     assert 'id="low-confidence"' not in decided
     assert len(re.findall(r'<textarea[^>]*maxlength="5000"', decided)) == 2  # delivered elsewhere, note

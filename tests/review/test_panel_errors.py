@@ -125,13 +125,13 @@ async def test_panel_notes_and_messages_are_capped_like_the_api(admin):
 
     case = admin.case
     long_note = await admin.post(f"/admin/cases/{case.id}/note", data={"text": "n" * 5001, "csrf_token": admin.token})
-    assert "A nota tem 5001 caracteres; o máximo é 5000." in _page(long_note, 422)
+    assert "A nota tem 5.001 caracteres; o máximo é 5.000." in _page(long_note, 422)
     long_reject = await admin.post(f"/admin/cases/{case.id}/reject",
                                    data={"message": "m" * 5001, "csrf_token": admin.token})
-    assert "o máximo é 5000" in _page(long_reject, 422)
+    assert "o máximo é 5.000" in _page(long_reject, 422)
     long_message = await admin.post(f"/admin/cases/{case.id}/approve", data={
         "system_id": "neo-cm", "message": "m" * 1501, "csrf_token": admin.token})  # printed on the one-page report
-    assert "A mensagem ao dentista tem 1501 caracteres; o máximo é 1500, para que o relatório caiba em uma página " \
+    assert "A mensagem ao dentista tem 1.501 caracteres; o máximo é 1.500, para que o relatório caiba em uma página " \
            "A4." in _page(long_message, 422)
     longest = await admin.post(f"/admin/cases/{case.id}/note", data={"text": "n" * 5000, "csrf_token": admin.token})
     assert longest.status_code == 303
@@ -150,7 +150,7 @@ async def test_empty_upload_file_is_named_in_the_report(admin):
                                      ("files", ("vazio.png", b"", "image/png")),
                                      ("files", ("bad.png", b"<html>", "image/png"))])
     assert upload.status_code == 200, upload.text
-    assert "2 ignorada(s)" in upload.text
+    assert "2 ignoradas." in upload.text
     assert "Arquivo 2 do envio (vazio.png): arquivo vazio (0 bytes), ignorado" in upload.text
     assert "Arquivo 3 do envio (bad.png): " in upload.text and "upload/" not in upload.text
     nothing = await admin.post("/admin/catalog/neo-cm/images", data={"csrf_token": admin.token},
@@ -176,7 +176,7 @@ async def test_an_upload_is_bounded_in_files_and_size_and_says_the_limit(admin, 
     assert ("O envio tem 3 MB, mais do que o limite de 2 MB por envio (até 20 imagens, de até 1 MB cada); nenhuma "
             "imagem foi adicionada.") in text
     two = await admin.post(url, data={"csrf_token": admin.token}, files=three[:2])
-    assert two.status_code == 200 and "2 ignorada(s)" in two.text, two.text[:500]
+    assert two.status_code == 200 and "2 ignoradas." in two.text, two.text[:500]
     # the page states the limits beside the file input, as they are
     page = await admin.get("/admin/catalog/neo-cm")
     assert ('aria-describedby="ref-files-limits"' in page.text
@@ -212,7 +212,7 @@ async def test_an_upload_over_the_pages_body_limit_is_refused_in_pt_br_before_it
     png = b"x" * (2 * 2**20)
     under = await admin.post("/admin/catalog/neo-cm/images", data={"csrf_token": admin.token},
                              files=[("files", ("ref.png", png, "image/png"))])
-    assert under.status_code == 200 and "1 ignorada(s)" in under.text, under.text[:500]
+    assert under.status_code == 200 and "1 ignorada." in under.text, under.text[:500]
 
 
 async def test_an_unexpected_failure_is_the_api_error_shape_or_the_panel_page_never_bare_text(admin, monkeypatch):

@@ -9,7 +9,8 @@ from raiox.review import i18n
 from raiox.review.reasons import PATTERNS, reason_parts, reason_text
 
 RECORDED = {  # what the intake, processing and delivery code records -> what the operator reads
-    "3 file(s) submitted": "3 arquivo(s) enviado(s)",
+    "3 file(s) submitted": "3 arquivos enviados",
+    "1 file(s) submitted": "1 arquivo enviado",
     "processing started": "processamento iniciado",
     "processing attempt 2": "tentativa de processamento nº 2",
     "retry requested": "nova tentativa solicitada",
@@ -17,7 +18,11 @@ RECORDED = {  # what the intake, processing and delivery code records -> what th
         "nova tentativa com as radiografias que falharam ou ficaram sem análise",
     "download of failed films requested":  # the wording recorded before 2026-12-05
         "nova tentativa com as radiografias que falharam ou ficaram sem análise",
-    "2 image(s) analysed, 3 implant(s) found": "2 imagem(ns) analisada(s), 3 implante(s) encontrado(s)",
+    "2 image(s) analysed, 3 implant(s) found": "2 imagens analisadas, 3 implantes encontrados",
+    "1 image(s) analysed, 1 implant(s) found": "1 imagem analisada, 1 implante encontrado",
+    "1 image(s) analysed, 0 implant(s) found": "1 imagem analisada, 0 implantes encontrados",
+    "1 film(s) downloaded again, 2 implant(s) found": "1 radiografia baixada de novo, 2 implantes encontrados",
+    "1500 film(s) downloaded again, 1 implant(s) found": "1.500 radiografias baixadas de novo, 1 implante encontrado",
     "no file submitted": "nenhum arquivo enviado no formulário",
     "no image could be downloaded (a.png: upload host answered HTTP 404 for a.png)":
         "nenhuma imagem pôde ser baixada (detalhe técnico: a.png: upload host answered HTTP 404 for a.png)",
@@ -26,7 +31,11 @@ RECORDED = {  # what the intake, processing and delivery code records -> what th
     "processing failed after 6 attempts: storage down":
         "o processamento falhou após 6 tentativas (detalhe técnico: storage down)",
     "1 film(s) downloaded again after the case was decided, 1 not analysed":
-        "1 radiografia(s) baixada(s) de novo depois da decisão do caso, 1 não analisada(s) (a decisão foi mantida)",
+        "1 radiografia baixada de novo depois da decisão do caso, 1 não analisada (a decisão foi mantida)",
+    "2 film(s) downloaded again after the case was decided, 2 not analysed":
+        "2 radiografias baixadas de novo depois da decisão do caso, 2 não analisadas (a decisão foi mantida)",
+    "processing failed after 1 attempts: storage down":
+        "o processamento falhou após 1 tentativa (detalhe técnico: storage down)",
     "not analysed: the case was decided (approved) before this film was analysed":
         "o caso já tinha sido decidido antes da análise desta radiografia (a decisão foi mantida) "
         "(detalhe técnico: approved)",

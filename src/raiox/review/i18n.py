@@ -24,14 +24,24 @@ def _find(message_id: str, lang: str) -> str | None:
 
 def gettext(message_id: str, lang: str | None = None, **values) -> str:
     """A count `n` of a message with a singular (`<id>.one`) picks it for 1 ("1 caso encontrado", "3 casos
-    encontrados"), and is written with the reader's thousands separator (1.234)."""
+    encontrados"). A message with several counts says each one in its own words: an int value K with a piece
+    `<id>.K` (and its `.one`) is that piece's text for it ("{added}, {skipped}" -> "1 imagem adicionada, 3
+    ignoradas"). Every count is written with the reader's thousands separator (1.234)."""
     lang = lang or get_settings().admin_locale
     text = _find(message_id, lang) or message_id
+    for key, value in values.items():
+        if key != "n" and type(value) is int and _find(f"{message_id}.{key}", lang):
+            values[key] = gettext(f"{message_id}.{key}", lang, n=value)
     count = values.get("n")
     if type(count) is int and (one := _find(f"{message_id}.one", lang)):
         text = one if count == 1 else text
-        values["n"] = f"{count:,}".replace(",", _find("number.thousands_separator", lang) or ",")
+    values = {key: number(value, lang) if type(value) is int else value for key, value in values.items()}
     return text.format(**values) if values else text
+
+
+def number(value: int, lang: str | None = None) -> str:
+    """VALUE with the reader's thousands separator (1.500 in pt-BR, 1,500 in English)."""
+    return f"{value:,}".replace(",", _find("number.thousands_separator", lang or get_settings().admin_locale) or ",")
 
 
 def decimal(text: str) -> str:

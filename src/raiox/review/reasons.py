@@ -62,6 +62,7 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^(?P<detail>(jotform|email): .*)$", "reason.delivery_failed"),
     (r"^unexpected error: (?P<detail>.*)$", "reason.delivery_failed"),
 ))
+COUNTS = ("n", "images", "fixtures", "skipped")  # the groups that are counts: singular or plural, 1.234
 # who recorded an entry (``actor``: "kind:name") -> message id; people and tokens keep their name
 ACTORS = {"system:worker": "actor.worker", "system:delivery": "actor.delivery", "system:review": "actor.review",
           "jotform:webhook": "actor.webhook", "jotform:reconcile": "actor.reconcile", "jotform:api": "actor.webhook",
@@ -76,7 +77,8 @@ def reason_parts(recorded: str | None, lang: str | None = None) -> tuple[str, st
     for pattern, message_id in PATTERNS:
         if match := pattern.match(recorded):
             fields = match.groupdict()
-            return i18n.gettext(message_id, lang, **fields), fields.get("detail") or None
+            counts = {k: int(v) for k, v in fields.items() if k in COUNTS}  # "1 arquivo enviado", "3 arquivos..."
+            return i18n.gettext(message_id, lang, **fields | counts), fields.get("detail") or None
     return recorded, None
 
 
