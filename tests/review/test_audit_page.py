@@ -123,10 +123,15 @@ async def test_the_filters_narrow_by_action_actor_target_and_the_operators_days(
     assert "Criou um token da API</strong>" not in await shown(date_from="2026-12-03", date_to="2026-12-03")
     reversed_range = await shown(date_from="2026-12-03", date_to="2026-12-01")
     assert "Criou um token da API</strong>" in reversed_range
-    assert 'name="date_from" value="2026-12-01"' in reversed_range  # typed the wrong way round: the range meant
+    assert 'name="date_from" value="01/12/2026"' in reversed_range  # typed the wrong way round: the range meant
     assert "Nenhum registro de auditoria" in await shown(action="token.revoke")
-    bad = await panel.get("/admin/audit", params={"date_from": "03/12/2026"})
-    assert bad.status_code == 400
+    typed = await shown(date_from="2/12/2026", date_to="02/12/2026")  # typed as the operator reads days: dd/mm/aaaa
+    assert "Criou um token da API</strong>" in typed and "Entrou no painel</strong>" not in typed
+    assert 'name="date_to" value="02/12/2026"' in typed and 'placeholder="dd/mm/aaaa"' in typed
+    assert "De <small class=\"muted\">(dd/mm/aaaa)</small>" in typed  # whatever format the browser would show
+    for wrong in ("12/31/2026", "2026/12/03", "3.12.2026"):  # a month 31, another order: refused, never guessed
+        bad = await panel.get("/admin/audit", params={"date_from": wrong})
+        assert bad.status_code == 400 and "Use dd/mm/aaaa, entre 01/01/1900 e 31/12/9998" in bad.text
 
 
 async def test_the_log_is_paged_fifty_at_a_time_keeping_the_filters(panel):

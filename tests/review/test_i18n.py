@@ -59,7 +59,8 @@ def test_counts_read_singular_or_plural_with_the_readers_thousands_separator():
 def test_limits_are_written_with_the_readers_thousands_separator():
     assert i18n.gettext("case.report_message_hint", "pt_BR", max=1500) == \
         "Impressa no relatório de uma página: até 1.500 caracteres."
-    assert i18n.gettext("case.note_too_long", "pt_BR", n=5001, max=5000) == "A nota tem 5.001 caracteres; o máximo é 5.000."
+    assert i18n.gettext("case.note_too_long", "pt_BR", n=5001, max=5000) == \
+        "A nota tem 5.001 caracteres; o máximo é 5.000."
     assert i18n.gettext("case.report_message_hint", "en", max=1500).endswith("at most 1,500 characters.")
 
 

@@ -2,6 +2,7 @@
 
 import logging
 import re
+from html import unescape
 
 import httpx
 import pytest
@@ -245,7 +246,7 @@ async def test_the_queue_date_filter_counts_days_on_the_operators_calendar(panel
     assert "Dra. Ana Souza" not in (await day("2026-12-03", "2026-12-03")).text
     assert "Dra. Ana Souza" in (await day("2026-12-01", "2026-12-03")).text
     reversed_range = (await day("2026-12-03", "2026-12-01")).text  # typed the wrong way round: the range meant
-    assert "Dra. Ana Souza" in reversed_range and 'name="date_from" value="2026-12-01"' in reversed_range
+    assert "Dra. Ana Souza" in reversed_range and 'name="date_from" value="01/12/2026"' in reversed_range
     opened = (await panel.get("/admin/", params={"status": "all"})).text
     assert re.search(r'aria-label="Abrir o caso \d+ \(Dra\. Ana Souza\)"', opened)  # each "Abrir" names its case
 
@@ -1531,3 +1532,161 @@ async def test_a_failed_case_can_be_rejected_so_its_dentist_hears_why(panel):
     async with session_scope() as session:
         assert (await session.get(Case, failed.id)).status == CaseStatus.rejected  # the retry changed nothing
     assert retried.status_code in (303, 409)
+
+
+async def _decided(name: str, *, approve: bool, delivered: bool):
+    """A case decided (approved with neo-cm, or rejected) by the reviewer, then delivered or not."""
+    from raiox.cases.service import transition
+    from raiox.models import Case
+    from raiox.review import service
+
+    async with session_scope() as session:
+        case = await add_case(session, name=name, candidates=[("neo-cm", 0.8)], images=0)
+        if approve:
+            await service.approve(session, case.id, "neo-cm", actor="user:rev@example.com")
+        else:
+            await service.reject(session, case.id, "Envie uma radiografia mais nítida.", actor="user:rev@example.com")
+        if delivered:
+            await transition(session, await session.get(Case, case.id), CaseStatus.delivered, actor="system:delivery")
+    return case
+
+
+async def test_the_outcome_filter_finds_decisions_whatever_became_of_the_case(panel):
+    """ "Which cases did we reject?": a rejection delivered since is listed under "Entregue", not "Rejeitado"; the
+    filter `resultado` keeps the cases so decided, with the tabs, counts and other filters."""
+    await _data()  # Ana awaiting review, Bruno failed: neither decided
+    await _decided("Dra. Carla Dias", approve=False, delivered=True)
+    await _decided("Dra. Eva Rocha", approve=False, delivered=False)
+    await _decided("Dr. Davi Melo", approve=True, delivered=True)
+    await _decided("Dr. Fábio Reis", approve=True, delivered=False)
+    await login(panel, "rev@example.com")
+
+    async def listed(**params) -> tuple[str, dict[str, int]]:
+        page = await panel.get("/admin/", params={"status": "all", **params})
+        assert page.status_code == 200, page.text[:300]
+        return page.text, tab_counts(page.text)
+
+    plain, counts = await listed()
+    assert (counts["rejected"], counts["delivered"], counts["all"]) == (1, 2, 6)  # without it: as before
+    rejected, counts = await listed(resultado="rejected")
+    assert "Dra. Carla Dias" in rejected and "Dra. Eva Rocha" in rejected and "2 casos encontrados" in rejected
+    assert not {"Dr. Davi Melo", "Dr. Fábio Reis", "Dra. Ana Souza", "Dr. Bruno Lima"} & set(re.findall(
+        r"<strong>([^<]+)</strong>", rejected))
+    assert (counts["all"], counts["rejected"], counts["delivered"], counts["attention"]) == (2, 1, 1, 0)
+    assert '<option value="rejected" selected>Rejeitados</option>' in rejected
+    assert 'href="?status=delivered&resultado=rejected"' in rejected  # the tabs keep it
+    delivered = (await panel.get("/admin/", params={"status": "delivered", "resultado": "rejected"})).text
+    assert "Dra. Carla Dias" in delivered and "Dra. Eva Rocha" not in delivered and "1 caso encontrado" in delivered
+    approved, counts = await listed(resultado="approved", q="d")
+    assert "Dr. Davi Melo" in approved and "Dr. Fábio Reis" in approved and "Dra. Carla Dias" not in approved
+    assert (counts["all"], counts["approved"], counts["delivered"]) == (2, 1, 1)
+    unknown = await panel.get("/admin/", params={"resultado": "maybe"})
+    assert unknown.status_code == 400 and "Resultado desconhecido: maybe" in unknown.text
+
+
+async def test_every_list_is_paged_alike_naming_its_pages_and_keeping_its_filters(panel):
+    """Queue, catalog (and audit log, tests/review/test_audit_page.py): one pager, "Página X de Y", named for
+    screen readers, its links keeping the list's filters."""
+    from datetime import UTC, datetime
+
+    from raiox.models import Case, ImplantSystem
+
+    await _data()
+    async with session_scope() as session:
+        for i in range(51):
+            session.add(Case(jotform_submission_id=f"77{i:05d}", client_name=f"Dr. Lote {i}", status="rejected",
+                             reviewed_at=datetime.now(UTC), reviewed_by="user:rev@example.com"))
+            session.add(ImplantSystem(id=f"lote-{i:02d}", manufacturer="Lote", name=f"Sistema {i:02d}"))
+    await login(panel, "admin@example.com")
+    queue = (await panel.get("/admin/", params={"status": "all", "resultado": "rejected", "q": "lote"})).text
+    pager = unescape(re.search(r'<nav class="pager"[^>]*>.*?</nav>', queue, re.S).group(0))
+    assert 'aria-label="Páginas"' in pager and "Página 1 de 2" in pager
+    assert 'href="?status=all&q=lote&resultado=rejected&page=2"' in pager
+    second = (await panel.get("/admin/", params={"status": "all", "resultado": "rejected", "q": "lote",
+                                                 "page": "2"})).text
+    assert "Página 2 de 2" in second and "1 caso encontrado" not in second and "51 casos encontrados" in second
+    catalog = (await panel.get("/admin/catalog", params={"q": "lote"})).text
+    pager = re.search(r'<nav class="pager"[^>]*>.*?</nav>', catalog, re.S).group(0)
+    assert 'aria-label="Páginas"' in pager and "Página 1 de 2" in pager and "page=2" in pager and "q=lote" in pager
+    last = (await panel.get("/admin/catalog", params={"q": "lote", "page": "2"})).text
+    assert "Página 2 de 2" in last and "Sistema 50" in last and "Sistema 49" not in last
+    assert '<nav class="pager"' not in (await panel.get("/admin/catalog", params={"q": "grand"})).text  # one page
+
+
+async def test_the_queue_takes_days_typed_dd_mm_aaaa_as_well_as_iso(panel):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from raiox.models import Case
+
+    case, _ = await _data()
+    async with session_scope() as session:
+        await session.execute(update(Case).where(Case.id == case.id)
+                              .values(created_at=datetime(2026, 6, 10, 15, 0, tzinfo=UTC)))
+    await login(panel, "rev@example.com")
+    typed = (await panel.get("/admin/", params={"status": "all", "date_from": "10/06/2026", "date_to": "10/6/2026"}))
+    assert typed.status_code == 200 and "Dra. Ana Souza" in typed.text and "Dr. Bruno Lima" not in typed.text
+    assert 'name="date_to" value="10/06/2026"' in typed.text and 'placeholder="dd/mm/aaaa"' in typed.text
+    assert 'type="date"' not in typed.text  # a browser's picker would show its own language's order (mm/dd/yyyy)
+    assert "Dra. Ana Souza" in (await panel.get("/admin/", params={"status": "all", "date_from": "2026-06-10",
+                                                                   "date_to": "2026-06-10"})).text
+    assert (await panel.get("/admin/", params={"date_from": "31/02/2026"})).status_code == 400
+
+
+async def test_the_delivery_line_asks_for_itself_until_the_delivery_settles(panel):
+    """ "Entrega pendente" is not left on screen until a reload: the line polls a read-only fragment (login needed)
+    every few seconds, and the settled answer stops it and shows the case's new status."""
+    from raiox.cases.service import transition
+    from raiox.delivery import repository as delivery_repo
+    from raiox.models import Case
+
+    await _data()
+    case = await _decided("Dra. Carla Dias", approve=True, delivered=False)
+    fragment = f"/admin/cases/{case.id}/delivery-state"
+    anonymous = await panel.get(fragment)
+    assert anonymous.status_code == 303 and "/login" in anonymous.headers["location"]
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    line = re.search(r'<p class="muted" id="delivery-state"[^>]*>', page).group(0)
+    assert f'hx-get="{fragment}"' in line and 'hx-trigger="every 3s"' in line and "Entrega pendente" in page
+    pending = await panel.get(fragment, headers={"HX-Request": "true"})
+    assert pending.status_code == 200 and 'hx-trigger="every 3s"' in pending.text
+    assert "Entrega pendente" in pending.text and "<html" not in pending.text and 'id="case-status"' not in pending.text
+    assert (await panel.post(fragment)).status_code in (303, 403, 405)  # read only
+    async with session_scope() as session:
+        record = await delivery_repo.get_delivery(session, case.id)
+        record.status, record.jotform_done_at = "delivered", record.created_at
+        await transition(session, await session.get(Case, case.id), CaseStatus.delivered, actor="system:delivery")
+    settled = (await panel.get(fragment, headers={"HX-Request": "true"})).text
+    assert "hx-trigger" not in settled and "Resultado entregue" in settled and "Jotform ✓" in settled
+    assert re.search(r'<span class="badge badge-delivered big" id="case-status" hx-swap-oob="true">Entregue</span>',
+                     settled)
+
+
+async def test_a_mistyped_email_is_said_beside_the_field_keeping_what_was_typed(panel):
+    """No page replaced by an error page: the form comes back (HTMX) or the case page (no JS), the address typed
+    still in the field, the error beside it; a right address is saved as before."""
+    from raiox.models import Case
+
+    case, _failed = await _data()
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert f'hx-post="/admin/cases/{case.id}/contact"' in page
+    htmx = await panel.post(f"/admin/cases/{case.id}/contact", headers={"HX-Request": "true"},
+                            data={"email": "ana@clinica", "csrf_token": _csrf(page)})
+    assert htmx.status_code == 422 and "HX-Retarget" not in htmx.headers  # the form itself, not the message area
+    assert htmx.text.lstrip().startswith("<form") and "<html" not in htmx.text
+    assert re.search(r'<input id="client-email"[^>]*value="ana@clinica"[^>]*aria-invalid="true"', htmx.text, re.S)
+    assert '<p class="field-error" id="client-email-error" role="alert">“ana@clinica” não é um endereço de e-mail.' \
+        in htmx.text
+    plain = await panel.post(f"/admin/cases/{case.id}/contact",
+                             data={"email": "ana@clinica", "csrf_token": _csrf(page)})
+    assert plain.status_code == 422 and "<h1>" in plain.text and '<details id="fix-email" open>' in plain.text
+    assert re.search(r'<input id="client-email"[^>]*value="ana@clinica"', plain.text, re.S)
+    assert 'id="client-email-error"' in plain.text and "dentista@example.com" in plain.text  # the case as it is
+    async with session_scope() as session:
+        assert (await session.get(Case, case.id)).client_email == "dentista@example.com"
+    saved = await panel.post(f"/admin/cases/{case.id}/contact", headers={"HX-Request": "true"},
+                             data={"email": "ana@clinica.com.br", "csrf_token": _csrf(page)})
+    assert saved.status_code == 204 and saved.headers["HX-Redirect"].endswith(f"/cases/{case.id}?feito=contact_saved")

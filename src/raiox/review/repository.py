@@ -25,8 +25,12 @@ def _contains(columns, text: str):
 
 
 def _filtered(query: Select, *, status: str | None, client: str | None, search: str | None,
-              date_from: date | None, date_to: date | None, zone: tzinfo = UTC) -> Select:
-    """DATE_FROM / DATE_TO: days as the operator's calendar in ZONE has them (RAIOX_ADMIN_TIMEZONE)."""
+              date_from: date | None, date_to: date | None, zone: tzinfo = UTC, outcome: str | None = None) -> Select:
+    """DATE_FROM / DATE_TO: days as the operator's calendar in ZONE has them (RAIOX_ADMIN_TIMEZONE); OUTCOME
+    (approved / rejected): the reviewer's decision, whatever the case's status became since (delivered...)."""
+    if outcome:
+        decided = Case.approved_system_id.is_not(None) if outcome == "approved" else Case.approved_system_id.is_(None)
+        query = query.where(Case.reviewed_at.is_not(None), decided)
     if status:  # one status, or several (the queue's "needs action")
         query = query.where(Case.status.in_(status) if isinstance(status, tuple | list) else Case.status == status)
     if client:
@@ -59,11 +63,11 @@ async def next_to_review(session: AsyncSession, case_id: uuid.UUID) -> Case | No
 
 async def status_counts(session: AsyncSession, *, client: str | None = None, search: str | None = None,
                         date_from: date | None = None, date_to: date | None = None,
-                        zone: tzinfo = UTC) -> dict[str, int]:
+                        zone: tzinfo = UTC, outcome: str | None = None) -> dict[str, int]:
     """Cases per status among those the queue's other filters (dentist, search, days) keep: the counts beside the
     status tabs agree with the list each tab opens."""
     query = _filtered(select(Case.status, func.count()), status=None, client=client, search=search,
-                      date_from=date_from, date_to=date_to, zone=zone)
+                      date_from=date_from, date_to=date_to, zone=zone, outcome=outcome)
     rows = await session.execute(query.group_by(Case.status))
     return {status: count for status, count in rows.all()}
 
@@ -209,6 +213,18 @@ async def search_systems(session: AsyncSession, text: str = "", *, limit: int = 
     """Systems with every word of TEXT in their id, name, maker, connection or body shape, ignoring case and accents;
     a pt-BR design word ("hexágono", "interno", "cônica", "cone Morse", "CM", "trilobada", "cônico"...) is found
     as the catalog types it as well ("internal hex", "conical", "CM 11.5°": `search_terms`)."""
+    query = _systems_found(text, active_only)
+    query = query.order_by(ImplantSystem.manufacturer, ImplantSystem.name).limit(limit).offset(offset)
+    return list((await session.execute(query)).scalars())
+
+
+async def count_systems(session: AsyncSession, text: str = "", *, active_only: bool = False) -> int:
+    """How many systems `search_systems` finds for TEXT in all (the catalog's "Página X de Y")."""
+    query = _systems_found(text, active_only)
+    return (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+
+
+def _systems_found(text: str, active_only: bool) -> Select:
     searched = _system_text()
 
     def found(word: search_terms.Word):
@@ -216,10 +232,7 @@ async def search_systems(session: AsyncSession, text: str = "", *, limit: int = 
                    *((searched.op("~")(word.pattern),) if word.pattern else ()))
 
     query = select(ImplantSystem).where(and_(true(), *(found(w) for w in search_terms.search_words(text, MAX_WORDS))))
-    if active_only:
-        query = query.where(ImplantSystem.active.is_(True))
-    query = query.order_by(ImplantSystem.manufacturer, ImplantSystem.name).limit(limit).offset(offset)
-    return list((await session.execute(query)).scalars())
+    return query.where(ImplantSystem.active.is_(True)) if active_only else query
 
 
 async def reference_counts(session: AsyncSession, system_ids: list[str]) -> dict[str, int]:

@@ -5,7 +5,6 @@ Entries carry no secret (a token's details keep its listed prefix, a user's neve
 tests); what the panel keeps to the one page that names it stays out here too: the file names (origins) of
 catalog references and storage keys (`HIDDEN`)."""
 
-from datetime import date
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -19,7 +18,7 @@ from raiox.models import AuditEntry, User
 from raiox.review import i18n, repository
 from raiox.review.deps import admin_user
 from raiox.review.panel import MAX_PAGE, render, templates
-from raiox.review.views_cases import _date
+from raiox.review.views_cases import day_range, shown_day
 
 router = APIRouter()
 PAGE = 50
@@ -110,19 +109,12 @@ templates.env.globals["audit_link"] = link
 templates.env.globals["audit_action"] = action_label
 
 
-def _range(date_from: str, date_to: str) -> tuple[date | None, date | None, str, str]:
-    """The days asked (the wrong way round: the range meant, as the queue takes it), and the form's values."""
-    first, last = _date(date_from), _date(date_to)
-    if first and last and first > last:
-        return last, first, date_to, date_from
-    return first, last, date_from, date_to
-
-
 @router.get("/audit")
 async def audit_page(request: Request, action: str = "", actor: str = "", target: str = "", date_from: str = "",
                      date_to: str = "", page: int = Query(1, ge=1, le=MAX_PAGE), user: User = Depends(admin_user),
                      session: AsyncSession = DbSession) -> Response:
-    first, last, date_from, date_to = _range(date_from, date_to)
+    first, last = day_range(date_from, date_to)
+    date_from, date_to = shown_day(first), shown_day(last)
     rows, total = await repository.audit_log(
         session, action=action.strip() or None, actor=actor.strip() or None, target=target.strip() or None,
         date_from=first, date_to=last, zone=ZoneInfo(get_settings().admin_timezone), limit=PAGE,

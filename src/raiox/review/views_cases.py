@@ -1,9 +1,11 @@
 """Queue and case pages, and the reviewer's actions (approve, reject, note, resend, retry, mark or remove an
 implant, read the implants again)."""
 
+import re
 import uuid
 from contextlib import contextmanager
 from datetime import date
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -30,17 +32,34 @@ NEEDS_ACTION = (CaseStatus.awaiting_review.value, CaseStatus.failed.value, CaseS
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)  # the day bounds the filter computes stay datetimes
 
 
+DAY_TYPED = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")  # as the operator types a day: dd/mm/aaaa
+
+
 def _date(value: str) -> date | None:
+    """A day of a filter, typed dd/mm/aaaa or as an ISO date (links, bookmarks, a browser's date picker)."""
+    value = (value or "").strip()
     if not value:
         return None
+    typed = DAY_TYPED.fullmatch(value)
     try:
-        day = date.fromisoformat(value)
+        day = date(int(typed[3]), int(typed[2]), int(typed[1])) if typed else date.fromisoformat(value)
     except ValueError:
         day = None
     if day is None or not FIRST_DAY <= day <= LAST_DAY:
-        raise for_operator(BadRequest(gettext("queue.bad_date", value=value, first=FIRST_DAY.isoformat(),
-                                              last=LAST_DAY.isoformat())))
+        raise for_operator(BadRequest(gettext("queue.bad_date", value=value, first=shown_day(FIRST_DAY),
+                                              last=shown_day(LAST_DAY))))
     return day
+
+
+def shown_day(day: date | None) -> str:
+    """A day as the filter's field shows it: dd/mm/aaaa (empty for none)."""
+    return day.strftime("%d/%m/%Y") if day else ""
+
+
+def day_range(date_from: str, date_to: str) -> tuple[date | None, date | None]:
+    """The days a filter asks (typed the wrong way round: the range meant)."""
+    first, last = _date(date_from), _date(date_to)
+    return (last, first) if first and last and first > last else (first, last)
 
 
 def _text(value: str, required: str | None, too_long: str, limit: int = MESSAGE_MAX) -> str:
@@ -53,25 +72,32 @@ def _text(value: str, required: str | None, too_long: str, limit: int = MESSAGE_
     return value
 
 
+OUTCOMES = ("approved", "rejected")  # `resultado`: the reviewer's decision, whatever became of the case since
+
+
 @router.get("/")
 async def queue(request: Request, status: str = Query(ATTENTION), client: str = "", q: str = "",
-                date_from: str = "", date_to: str = "", page: int = Query(1, ge=1, le=MAX_PAGE),
+                date_from: str = "", date_to: str = "", resultado: str = "", page: int = Query(1, ge=1, le=MAX_PAGE),
                 user: User = Depends(current_user), session: AsyncSession = DbSession) -> Response:
+    """RESULTADO (approved / rejected) keeps the cases so decided, delivered since or not: the tabs then count
+    and list those ("which cases did we reject this month?")."""
     if status not in (*STATUSES, ATTENTION, "all"):  # a typo must not quietly show every case
         raise for_operator(BadRequest(gettext("queue.bad_status", value=status)))
+    if resultado not in ("", *OUTCOMES):
+        raise for_operator(BadRequest(gettext("queue.bad_outcome", value=resultado)))
     chosen = NEEDS_ACTION if status == ATTENTION else status if status in STATUSES else None
-    first, last = _date(date_from), _date(date_to)
-    if first and last and first > last:  # typed the wrong way round: the range meant, shown so in the form
-        (first, last), (date_from, date_to) = (last, first), (date_to, date_from)
+    first, last = day_range(date_from, date_to)
     narrowed = {"client": client.strip() or None, "search": q.strip() or None, "date_from": first, "date_to": last,
-                "zone": ZoneInfo(get_settings().admin_timezone)}
+                "outcome": resultado or None, "zone": ZoneInfo(get_settings().admin_timezone)}
     items, total = await repository.queue(session, limit=PAGE, offset=(page - 1) * PAGE, status=chosen, **narrowed)
     counts = await repository.status_counts(session, **narrowed)  # each tab's count: the list it opens, same filters
     total_all = sum(counts.values())
     counts[ATTENTION] = sum(counts.get(s, 0) for s in NEEDS_ACTION)
+    f = {"status": status, "client": client, "q": q, "date_from": shown_day(first), "date_to": shown_day(last),
+         "resultado": resultado}
     context = {"items": items, "total": total, "counts": counts, "statuses": STATUSES, "page": page,
-               "total_all": total_all, "pages": max(1, -(-total // PAGE)),
-               "f": {"status": status, "client": client, "q": q, "date_from": date_from, "date_to": date_to}}
+               "total_all": total_all, "pages": max(1, -(-total // PAGE)), "f": f, "outcomes": OUTCOMES,
+               "pager_keep": urlencode({name: value for name, value in f.items() if value})}
     return render(request, "queue.html", context)
 
 
@@ -79,6 +105,21 @@ async def queue(request: Request, status: str = Query(ATTENTION), client: str = 
 async def case_page(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
                     session: AsyncSession = DbSession) -> Response:
     return render(request, "case.html", await casepage.build(session, case_id))
+
+
+@router.get("/cases/{case_id}/delivery-state")
+async def delivery_state(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
+                         session: AsyncSession = DbSession) -> Response:
+    """The case page's delivery line, which asks for itself every few seconds while the delivery is pending (read
+    only); settled, it comes without the trigger, with the case's status badge as it now is."""
+    from raiox.delivery import repository as delivery_repo
+
+    case = await cases.get_or_404(session, case_id)
+    delivery = await delivery_repo.get_delivery(session, case_id)
+    if delivery is None:  # nothing to show (a delivery row is never removed: the line just goes)
+        return Response(status_code=200, media_type="text/html")
+    return render(request, "_delivery_state.html", {"case": case, "delivery": delivery,
+                                                    "settled_now": delivery.status != "pending"})
 
 
 @router.get("/systems/search")
@@ -156,8 +197,17 @@ def _in_portuguese():
 @router.post("/cases/{case_id}/contact", dependencies=[Depends(csrf_protect)])
 async def set_contact(request: Request, case_id: uuid.UUID, email: str = Form(""), user: User = Depends(current_user),
                       session: AsyncSession = DbSession) -> Response:
-    with _in_portuguese():
-        await service.set_client_email(session, case_id, email, actor=actor(user))
+    """A mistyped address is said beside the field, what was typed kept in it: with HTMX the form alone comes back,
+    without JS the case page (422 either way)."""
+    with _in_portuguese():  # its other refusals (a purged case...): the message area, as every action's
+        try:
+            await service.set_client_email(session, case_id, email, actor=actor(user))
+        except service.InvalidEmail as exc:
+            typed = {"contact_error": gettext("case.email_invalid", value=exc.value), "contact_value": email}
+            if request.headers.get("hx-request"):
+                case = await cases.get_or_404(session, case_id)
+                return render(request, "_contact_form.html", {"case": case} | typed, status_code=422)
+            return render(request, "case.html", await casepage.build(session, case_id) | typed, status_code=422)
     return redirect(request, f"/cases/{case_id}", done="contact_saved")
 
 

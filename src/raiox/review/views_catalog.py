@@ -2,6 +2,7 @@
 (embedded on upload with the current model, stored like catalog references), remove one."""
 
 import uuid
+from urllib.parse import urlencode
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -46,10 +47,12 @@ RESERVED_IDS = {"new"}  # the catalog's own pages: a system with such an id coul
 @router.get("")
 async def catalog(request: Request, q: str = "", page: int = Query(1, ge=1, le=MAX_PAGE),
                   user: User = Depends(admin_user), session: AsyncSession = DbSession) -> Response:
-    systems = await repository.search_systems(session, q, limit=PAGE + 1, offset=(page - 1) * PAGE)
+    systems = await repository.search_systems(session, q, limit=PAGE, offset=(page - 1) * PAGE)
     counts = await repository.reference_counts(session, [s.id for s in systems])
-    return render(request, "catalog.html", {"systems": systems[:PAGE], "more": len(systems) > PAGE, "page": page,
-                                            "q": q, "counts": counts})
+    pages = max(1, -(-await repository.count_systems(session, q) // PAGE))
+    return render(request, "catalog.html", {"systems": systems, "page": page,
+                                            "pages": pages, "q": q, "counts": counts,
+                                            "keep": urlencode({"q": q}) if q else ""})
 
 
 @router.get("/new")

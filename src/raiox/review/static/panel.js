@@ -286,7 +286,11 @@
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.target;
     var flash = document.getElementById("flash");
-    if (event.detail.successful && flash) { flash.innerHTML = ""; }  // an old error does not outlive a success
+    // an old error does not outlive a success; a line that polls for itself (the delivery's) is no success of the
+    // operator's: it leaves the message area alone
+    if (event.detail.successful && flash && !(form && form.hasAttribute && form.hasAttribute("data-poll"))) {
+      flash.innerHTML = "";
+    }
     if (form && form.matches && form.matches("form[data-reset-on-success]") && event.detail.successful) {
       form.reset();
     }
