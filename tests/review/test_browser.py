@@ -564,6 +564,52 @@ async def test_a_refused_note_shows_its_error_and_a_long_link_does_not_widen_the
     await page.close()
 
 
+async def test_the_delivery_line_follows_the_delivery_and_a_mistyped_email_is_said_beside_its_field(committed, server,
+                                                                                                   browser):
+    """No reload: "Entrega pendente" becomes "Resultado entregue" (and the badge "Entregue") by itself, the success
+    message above staying; a mistyped address comes back beside its field, what was typed kept in it."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from raiox.cases.service import transition
+    from raiox.models import Case, CaseStatus, Delivery
+
+    _, case = await _seed(demo=False)
+    async with session_scope() as session:  # approved, its delivery pending (no job: the test settles it)
+        decided = await session.get(Case, case.id)
+        decided.status, decided.approved_system_id = CaseStatus.approved, "neo-cm"
+        decided.reviewed_by, decided.reviewed_at = "user:revisora@example.com", datetime.now(UTC)
+        session.add(Delivery(case_id=case.id, attempts=0))
+    page = await browser.new_page(locale="pt-BR")
+    await _login(page, server, "revisora@example.com")
+    await page.goto(f"{server}/admin/cases/{case.id}?feito=approved")
+    line = page.locator("#delivery-state")
+    assert (await line.inner_text()).strip() == "Entrega pendente"
+    await page.wait_for_timeout(4500)  # a poll came back still pending: the line stays, the message too
+    assert "Entrega pendente" in await line.inner_text() and await page.locator("#done").count() == 1
+
+    await page.locator("#fix-email summary").click()
+    field = page.locator("#client-email")
+    await field.fill("ana@clinica")
+    await page.get_by_role("button", name="Salvar e-mail").click()
+    await page.locator("#client-email-error").wait_for()
+    assert "“ana@clinica” não é um endereço de e-mail." in await page.locator("#client-email-error").inner_text()
+    assert await page.locator("#client-email").input_value() == "ana@clinica"
+    assert await page.locator("#client-email").get_attribute("aria-invalid") == "true"
+    assert page.url.endswith(f"/admin/cases/{case.id}")  # the same page (feito dropped from the address)
+
+    async with session_scope() as session:
+        record = (await session.execute(select(Delivery).where(Delivery.case_id == case.id))).scalar_one()
+        record.status, record.jotform_done_at = "delivered", datetime.now(UTC)
+        await transition(session, await session.get(Case, case.id), CaseStatus.delivered, actor="system:delivery")
+    await page.locator("#delivery-state", has_text="Resultado entregue").wait_for(timeout=8000)
+    assert (await page.locator("#case-status").inner_text()).strip() == "Entregue"
+    assert await line.get_attribute("hx-trigger") is None  # settled: no more polling
+    assert await page.locator("#client-email").input_value() == "ana@clinica"  # nothing reloaded
+    await page.close()
+
+
 async def test_a_new_search_keeps_the_chosen_main_system_or_falls_back_to_the_first_candidate(committed, server,
                                                                                              browser):
     _, case = await _seed(demo=False)

@@ -629,7 +629,7 @@ async def test_admin_creates_system_and_uploads_reference(panel):
                               files=[("files", ("ref 1.png", png, "image/png")),
                                      ("files", ("bad.png", b"<html>", "image/png"))])
     assert upload.status_code == 200, upload.text
-    assert "1 imagem(ns) adicionada(s)" in upload.text and "bad.png" in upload.text
+    assert "1 imagem adicionada, 0 já existentes, 1 ignorada." in upload.text and "bad.png" in upload.text
     async with session_scope() as session:
         ref = (await session.execute(select(ReferenceImage)
                                      .where(ReferenceImage.system_id == "sin-strong-sw"))).scalar_one()
@@ -704,7 +704,7 @@ async def test_uploaded_references_are_stored_without_the_files_metadata(panel):
     upload = await panel.post("/admin/catalog/neo-cm/images", data={"csrf_token": token},
                               files=[("files", ("foto.jpg", photo, "image/jpeg")),
                                      ("files", ("filme.dcm", film, "application/dicom"))])
-    assert upload.status_code == 200 and "2 imagem(ns) adicionada(s)" in upload.text, upload.text
+    assert upload.status_code == 200 and "2 imagens adicionadas" in upload.text, upload.text
     async with session_scope() as session:
         refs = (await session.execute(select(ReferenceImage).where(ReferenceImage.source == "upload"))).scalars().all()
         embedded = set((await session.execute(select(ReferenceEmbedding.reference_image_id))).scalars())

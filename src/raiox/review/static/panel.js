@@ -287,8 +287,10 @@
     var form = event.target;
     var flash = document.getElementById("flash");
     // an old error does not outlive a success; a line that polls for itself (the delivery's) is no success of the
-    // operator's: it leaves the message area alone
-    if (event.detail.successful && flash && !(form && form.hasAttribute && form.hasAttribute("data-poll"))) {
+    // operator's: it leaves the message area alone (its element is swapped out: htmx tells its parent too, so the
+    // request's own element is asked)
+    var source = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (event.detail.successful && flash && !(source && source.hasAttribute("data-poll"))) {
       flash.innerHTML = "";
     }
     if (form && form.matches && form.matches("form[data-reset-on-success]") && event.detail.successful) {
