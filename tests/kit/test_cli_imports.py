@@ -1,7 +1,7 @@
 """`raiox --help`, a group's --help and the commands that need neither the web server nor a model (users, tokens,
-audit, db, cases purge) never import FastAPI, OpenCV, ONNX Runtime, torch or boto3: each cost every `raiox` process
-its start-up time (about 1.1 s of imports in all), which a deploy's or a cron's command pays again and again. The
-heavy modules are imported inside the commands and the modules that need them."""
+audit, db, cases purge) never import FastAPI, OpenCV, NumPy, ONNX Runtime, torch or boto3: each cost every `raiox`
+process its start-up time (about 1.1 s of imports in all), which a deploy's or a cron's command pays again and
+again. The heavy modules are imported inside the commands and the modules that need them."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ import textwrap
 
 from fakes.embedded import copy_data_dir, embedded_env
 
-HEAVY = ("fastapi", "starlette", "uvicorn", "cv2", "onnxruntime", "torch", "boto3")
+HEAVY = ("fastapi", "starlette", "uvicorn", "cv2", "numpy", "onnxruntime", "torch", "boto3")
 LIGHT = [
     ["--help"], ["users", "--help"], ["audit", "--help"], ["tokens", "--help"], ["cases", "purge", "--help"],
     ["db", "upgrade"],
