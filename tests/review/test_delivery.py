@@ -9,7 +9,7 @@ from review_helpers import add_case, add_system, settle_jobs
 from sqlalchemy import select
 
 from raiox.delivery.service import deliver
-from raiox.kit.auth import create_token
+from raiox.kit.tokens import create_token
 from raiox.kit.db import session_scope
 from raiox.models import Case, CaseStatus, Delivery
 from raiox.review import service as review
@@ -322,7 +322,7 @@ async def test_approve_api_then_worker_delivers(committed, delivery_env, jotform
     import httpx
 
     from raiox.app import create_app
-    from raiox.kit.auth import create_token
+    from raiox.kit.tokens import create_token
 
     async with session_scope() as session:
         await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)

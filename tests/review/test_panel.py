@@ -445,7 +445,7 @@ async def test_users_add_cli(committed):
 
     from raiox.models import AuditEntry
     from raiox.review import repository
-    from raiox.review.auth import verify_password
+    from raiox.review.accounts import verify_password
 
     def cli(*args: str, stdin: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "raiox", "users", "add", *args], input=stdin, text=True,
