@@ -55,6 +55,33 @@ async def test_a_film_that_failed_to_download_is_fetched_again_and_added_to_the_
     assert again.status_code == 409 and "nothing to retry" in again.json()["detail"]
 
 
+async def test_a_film_fetched_again_that_repeats_one_already_analysed_is_skipped_as_its_duplicate(
+        api, bearer, jotform, catalog, scene_pngs, run_worker):
+    """The dentist sent one film twice (two names); the copy's download failed once. Fetched again, it is the same
+    bytes as the film analysed already: not analysed a second time (its implants would show twice to the reviewer and
+    count twice in the ranking), `skipped` naming the film it repeats, as when both arrive at once."""
+    content = jotform.add_submission(FORM_ID, files={"radiografias": [("a.png", scene_pngs[0]),
+                                                                      ("copia-de-a.png", scene_pngs[0])]})
+    case_id = uuid.UUID((await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))).json()
+                        ["case_id"])
+    jotform.fail(f"/uploads/{jotform.state.username}/{FORM_ID}/{content['id']}/copia-de-a.png", 403, times=1)
+    assert await processing.process_case(case_id) == "awaiting_review"
+    _, (first, copy), fixtures_before, ranked_before, _ = await _state(case_id)
+    assert (first.status, copy.status) == ("processed", "failed") and fixtures_before
+
+    retry = await api.post(f"/cases/{case_id}/retry", headers=bearer)
+    assert retry.status_code == 200, retry.text
+    await run_worker()
+    case, (first, copy), fixtures, ranked, events = await _state(case_id)
+    assert case.status == "awaiting_review" and first.status == "processed"
+    assert (copy.status, copy.error) == ("skipped", "duplicate of a.png")
+    assert copy.sha256 == first.sha256 and copy.storage_key == first.storage_key  # kept, viewable
+    assert set(fixtures) == set(fixtures_before) and ranked == ranked_before  # nothing counted twice
+    assert "1 film(s) downloaded again, 0 implant(s) found" in events
+    again = await api.post(f"/cases/{case_id}/retry", headers=bearer)
+    assert again.status_code == 409  # nothing left to fetch
+
+
 async def test_a_case_decided_while_its_film_is_fetched_stays_as_decided(api, bearer, jotform, catalog, scene_pngs):
     from raiox.intake import refetch
 

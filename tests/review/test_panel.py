@@ -1531,3 +1531,49 @@ async def test_a_failed_case_can_be_rejected_so_its_dentist_hears_why(panel):
     async with session_scope() as session:
         assert (await session.get(Case, failed.id)).status == CaseStatus.rejected  # the retry changed nothing
     assert retried.status_code in (303, 409)
+
+
+def _reject_draft(page: str) -> str:
+    import html
+
+    return html.unescape(re.search(r'<textarea id="reject-message"[^>]*>(.*?)</textarea>', page, re.S).group(1))
+
+
+async def test_a_failed_cases_rejection_starts_from_each_files_problem_in_pt_br(panel, configure):
+    """The reject form of a `failed` case is pre-filled (editable text, not a placeholder) with what the dentist must
+    know: which files could not be used and a plain pt-BR reason for each (the panel's reading of the recorded error,
+    without the English detail; a copy of another film is no problem), and what to send: JPEG, PNG or DICOM. In
+    pt-BR even when the operator's panel is in English: the dentist reads it."""
+    from raiox.models import CaseImage
+
+    await _data()
+    async with session_scope() as session:
+        failed = await add_case(session, status=CaseStatus.failed, images=4)
+        empty = await add_case(session, status=CaseStatus.failed, images=0)
+        awaiting = await add_case(session, candidates=[("neo-cm", 0.8)])
+        films = sorted((await session.execute(
+            CaseImage.__table__.select().where(CaseImage.case_id == failed.id))).all(), key=lambda f: f.position)
+        problems = [("foto <1>.heic", "invalid", "not an image: HEIC photo (image/heic)"),
+                    ("raio-x.png", "failed", "upload host answered 403 for /uploads/x/raio-x.png"),
+                    ("copia.heic", "skipped", "duplicate of foto <1>.heic"),
+                    (None, "invalid", "something nobody foresaw")]
+        for film, (name, status, error) in zip(films, problems, strict=True):
+            image = await session.get(CaseImage, film.id)
+            image.filename, image.status, image.error = name, status, error
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{failed.id}")).text
+    assert _reject_draft(page) == (
+        "Não conseguimos usar as radiografias enviadas:\n"
+        "- foto <1>.heic: o arquivo não é uma imagem utilizável\n"
+        "- raio-x.png: o servidor de arquivos do Jotform não entregou o arquivo\n"
+        "- arquivo 4: não foi possível usar o arquivo\n"
+        "\n"
+        "Envie as radiografias como arquivos JPEG, PNG ou DICOM.")
+    assert "foto &lt;1&gt;.heic" in page and 'id="reject-draft-hint"' in page
+    assert _reject_draft((await panel.get(f"/admin/cases/{empty.id}")).text) == (
+        "Não recebemos nenhuma radiografia: o formulário chegou sem arquivos anexados.\n\n"
+        "Envie as radiografias como arquivos JPEG, PNG ou DICOM.")
+    assert _reject_draft((await panel.get(f"/admin/cases/{awaiting.id}")).text) == ""  # a review's own words
+    configure(ADMIN_LOCALE="en")
+    page = (await panel.get(f"/admin/cases/{failed.id}")).text
+    assert "Reason for rejection" in page and _reject_draft(page).startswith("Não conseguimos usar as radiografias")

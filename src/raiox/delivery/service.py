@@ -49,7 +49,8 @@ class Result:
     resent: bool = False  # sent again on the reviewer's request: earlier report links no longer work
     # what orders parts, per approved system in `systems` order ("conexão ... · plataforma ... mm"; "" unknown)
     details: list[str] = field(default_factory=list)
-    link_expires: datetime | None = None  # when `report_url` stops working (RAIOX_REPORT_LINK_DAYS)
+    # when `report_url` stops working (RAIOX_REPORT_LINK_DAYS after it was signed; the e-mail names the last full day)
+    link_expires: datetime | None = None
     tooth: str = ""  # the tooth or region the dentist named on the form ("" not said)
 
     @property
@@ -98,6 +99,8 @@ async def build_result(session: AsyncSession, case: Case) -> Result:
     others = await repository.systems_in_order(session, list(case.other_system_ids or [])) if system else []
     others = [o for o in others if o is not None]
     days = get_settings().report_link_days
+    # taken before the link is signed (whole seconds, as its timestamp): never later than the moment the link dies
+    signed = datetime.now(UTC).replace(microsecond=0)
     return Result(
         approved=system is not None,
         system=system.name if system else "",
@@ -110,7 +113,7 @@ async def build_result(session: AsyncSession, case: Case) -> Result:
         implants=await implant_lines(session, case) if system else [],
         resent=await repository.was_sent_again(session, case.id),
         details=[" · ".join(facts(s)) for s in (system, *others)] if system else [],
-        link_expires=datetime.now(UTC) + timedelta(days=days) if system else None,
+        link_expires=signed + timedelta(days=days) if system else None,
         tooth=case.tooth or "",
     )
 
