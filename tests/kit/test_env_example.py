@@ -63,14 +63,14 @@ def test_a_current_folder_that_cannot_be_read_is_a_folder_without_env(tmp_path, 
 
 
 def test_a_time_zone_setting_that_names_no_zone_is_refused_with_its_variable(monkeypatch):
-    """RAIOX_CLIENT_TIMEZONE / RAIOX_JOTFORM_TIMEZONE: a typo would date every e-mail or submission wrongly, silently;
-    start-up names the variable instead."""
+    """RAIOX_CLIENT_TIMEZONE / RAIOX_JOTFORM_TIMEZONE / RAIOX_ADMIN_TIMEZONE: a typo would date every e-mail or
+    submission wrongly, silently, or break the panel's queue and audit filters; start-up names the variable instead."""
     import pytest
 
     from raiox.kit.errors import ConfigError
     from raiox.kit.settings import get_settings
 
-    for name in ("CLIENT_TIMEZONE", "JOTFORM_TIMEZONE"):
+    for name in ("CLIENT_TIMEZONE", "JOTFORM_TIMEZONE", "ADMIN_TIMEZONE"):
         monkeypatch.setenv(f"RAIOX_{name}", "America/Sao Paulo")
         get_settings.cache_clear()
         with pytest.raises(ConfigError, match=f"RAIOX_{name}"):

@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     def _valid_hosts(cls, value: list[str]) -> list[str]:
         return [_origin(v) for v in value]
 
-    @field_validator("jotform_timezone", "client_timezone")
+    @field_validator("jotform_timezone", "client_timezone", "admin_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
         """An IANA time zone name (America/Sao_Paulo, America/Manaus, UTC)."""
