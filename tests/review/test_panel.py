@@ -1541,9 +1541,9 @@ def _reject_draft(page: str) -> str:
 
 async def test_a_failed_cases_rejection_starts_from_each_files_problem_in_pt_br(panel, configure):
     """The reject form of a `failed` case is pre-filled (editable text, not a placeholder) with what the dentist must
-    know: which files could not be used and a plain pt-BR reason for each (the panel's reading of the recorded error,
-    without the English detail; a copy of another film is no problem), and what to send: JPEG, PNG or DICOM. In
-    pt-BR even when the operator's panel is in English: the dentist reads it."""
+    know: which files could not be used and a plain pt-BR reason for each (the dentist's wording of the recorded
+    error's kind, not the panel's reading of it for the operator; a copy of another film is no problem), and what to
+    send: JPEG, PNG or DICOM. In pt-BR even when the operator's panel is in English: the dentist reads it."""
     from raiox.models import CaseImage
 
     await _data()
@@ -1564,8 +1564,8 @@ async def test_a_failed_cases_rejection_starts_from_each_files_problem_in_pt_br(
     page = (await panel.get(f"/admin/cases/{failed.id}")).text
     assert _reject_draft(page) == (
         "Não conseguimos usar as radiografias enviadas:\n"
-        "- foto <1>.heic: o arquivo não é uma imagem utilizável\n"
-        "- raio-x.png: o servidor de arquivos do Jotform não entregou o arquivo\n"
+        "- foto <1>.heic: formato não suportado (envie JPEG, PNG ou DICOM)\n"
+        "- raio-x.png: o link do arquivo expirou ou não pôde ser baixado — envie novamente\n"
         "- arquivo 4: não foi possível usar o arquivo\n"
         "\n"
         "Envie as radiografias como arquivos JPEG, PNG ou DICOM.")

@@ -86,6 +86,8 @@ def test_a_reason_splits_into_its_pt_br_summary_and_its_technical_detail():
     assert reason_parts("sent again to the dentist", "pt_BR") == ("enviado de novo ao dentista", None)
     assert reason_parts("timed out downloading a.png", "pt_BR") == (
         "o servidor de arquivos do Jotform não entregou o arquivo", "timed out downloading a.png")
+    assert reason_parts("too many redirects from a.png", "pt_BR") == (
+        "o servidor de arquivos do Jotform não entregou o arquivo", "too many redirects from a.png")
     assert reason_parts("Radiografia ilegível.", "pt_BR") == ("Radiografia ilegível.", None)  # as recorded
     assert reason_parts(None) == ("", None)
 

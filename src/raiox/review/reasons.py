@@ -44,7 +44,8 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^(?P<detail>.* is not an allowed upload origin .*)$", "reason.upload_origin"),
     (r"^(?P<detail>file too large: .*)$", "reason.file_too_large"),
     (r"^(?P<detail>upload host answered .*|cannot resolve .*|.* resolves to a non-public address .*"
-     r"|timed out downloading .*|network error downloading .*)$", "reason.upload_host"),
+     r"|timed out downloading .*|network error downloading .*|redirect without Location from .*"
+     r"|too many redirects from .*)$", "reason.upload_host"),
     (r"^duplicate of (?P<first>.*)$", "reason.duplicate_upload"),
     (r"^same image already in system (?P<system>.*)$", "reason.already_in_system"),
     (r"^unreadable: (?P<detail>.*)$", "reason.cannot_decode"),
@@ -68,16 +69,23 @@ ACTORS = {"system:worker": "actor.worker", "system:delivery": "actor.delivery", 
           "system:retention": "actor.retention", "ip:anonymised": "actor.ip_anonymised"}
 
 
+def reason_match(recorded: str | None) -> tuple[str, dict[str, str]] | None:
+    """The message id of ``recorded`` (a known reason) and the fields read from it; None for any other text."""
+    for pattern, message_id in PATTERNS if recorded else ():
+        if match := pattern.match(recorded):
+            return message_id, match.groupdict()
+    return None
+
+
 def reason_parts(recorded: str | None, lang: str | None = None) -> tuple[str, str | None]:
     """``recorded`` as (the summary in the panel's language, the technical detail recorded with it, or None) where
     it is a known reason; (as recorded, None) otherwise."""
     if not recorded:
         return "", None
-    for pattern, message_id in PATTERNS:
-        if match := pattern.match(recorded):
-            fields = match.groupdict()
-            return i18n.gettext(message_id, lang, **fields), fields.get("detail") or None
-    return recorded, None
+    if (known := reason_match(recorded)) is None:
+        return recorded, None
+    message_id, fields = known
+    return i18n.gettext(message_id, lang, **fields), fields.get("detail") or None
 
 
 def reason_text(recorded: str | None, lang: str | None = None) -> str:
