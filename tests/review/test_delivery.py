@@ -414,6 +414,44 @@ async def test_which_system_each_implant_is_reaches_the_dentist(committed, deliv
     assert "Radiografia 2, implante 1: <strong>Grand Morse</strong>" in html
 
 
+async def test_the_submission_gets_the_decision_aid_sentence_and_the_tooth(
+        committed, delivery_env, jotform, smtp_server):
+    """`disclaimer` carries the e-mail's decision-aid sentence (the same text, one source) with an approved result,
+    nothing with a rejection; `tooth` the tooth / region the dentist named. The meanings mapped before keep their
+    values, a multi-implant case's `systems` and `implants` included."""
+    from raiox.delivery.templates import DISCLAIMER
+
+    fields = {"system": "21", "manufacturer": "22", "message": "23", "report": "24", "status": "27", "systems": "25",
+              "implants": "26", "disclaimer": "28", "tooth": "29"}
+    delivery_env(**_smtp(smtp_server), RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
+    case, fixtures = await _two_systems_case()
+    async with session_scope() as session:
+        (await session.get(Case, case.id)).tooth = "região de 36 e 46"
+        await review.approve(session, case.id, "str-bl", actor="user:rev@example.com", other_system_ids=["neo-cm"],
+                             implants={fixtures[0]: "str-bl", fixtures[1]: "neo-cm"}, message="Conexão confirmada.")
+    assert await deliver(case.id) == CaseStatus.delivered
+    answers = {qid: answer["answer"] for qid, answer in jotform.submissions[case.jotform_submission_id]["answers"]
+               .items() if qid in fields.values()}
+    assert answers.pop("24").startswith("https://raiox.example.com/reports/")
+    assert answers == {"21": "Bone Level", "22": "Straumann", "23": "Conexão confirmada.", "27": "Aprovado",
+                       "25": "Bone Level (Straumann); Grand Morse (Neodent)",
+                       "26": "Radiografia 1, implante 1: Bone Level (Straumann); "
+                             "Radiografia 2, implante 1: Grand Morse (Neodent)",
+                       "28": DISCLAIMER, "29": "região de 36 e 46"}
+    text, html = _parts(smtp_server.messages[0][1])
+    assert DISCLAIMER.startswith("Este resultado é um apoio à decisão clínica")
+    assert DISCLAIMER in text and DISCLAIMER in html  # the e-mail's very sentence
+
+    jotform.add_submission(FORM_ID, submission_id="780")
+    async with session_scope() as session:
+        rejected = await add_case(session, submission_id="780")
+        await review.reject(session, rejected.id, "Radiografia cortada.", actor="user:r@x")
+    assert await deliver(rejected.id) == CaseStatus.delivered
+    form = jotform.edits["780"][-1]
+    assert (form["submission[27]"], form["submission[28]"], form["submission[29]"]) == ("Rejeitado", "", "")
+    assert form["submission[23]"] == "Radiografia cortada."
+
+
 async def test_without_a_mapping_the_implants_field_and_lines_stay_empty(committed, delivery_env, jotform, smtp_server):
     fields = {"system": "21", "implants": "26"}
     delivery_env(**_smtp(smtp_server), RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.cases import service as cases
 from raiox.delivery import email, repository
 from raiox.delivery.report import report_url
-from raiox.delivery.templates import facts, render
+from raiox.delivery.templates import DISCLAIMER, facts, render
 from raiox.kit import jobs
 from raiox.kit.audit import audit
 from raiox.kit.db import session_scope
@@ -69,10 +69,13 @@ class Result:
         return [(self.system, self.manufacturer), *self.others] if self.approved else []
 
     def jotform_values(self) -> dict[str, str]:
+        """Each meaning `RAIOX_JOTFORM_RESULT_FIELDS` may map to a question; `disclaimer` (the e-mail's decision-aid
+        sentence) only with an approved result (a rejection has none to weigh), `tooth` as the dentist named it."""
         status = "Aprovado" if self.approved else "Rejeitado"
         listed = "; ".join(f"{name} ({manufacturer})" for name, manufacturer in self.systems)
         return {"system": self.system, "manufacturer": self.manufacturer, "message": self.message,
-                "report": self.report_url, "status": status, "systems": listed, "implants": self.implants_text()}
+                "report": self.report_url, "status": status, "systems": listed, "implants": self.implants_text(),
+                "disclaimer": DISCLAIMER if self.approved else "", "tooth": self.tooth}
 
     def implants_text(self) -> str:
         """"Radiografia 1, implante 1: Name (Manufacturer); ..." (pt-BR: the dentist reads it); empty when not

@@ -13,6 +13,11 @@ from raiox.kit.settings import get_settings
 from raiox.review.i18n import term as _term
 
 FOLDER = Path(__file__).parent / "templates"
+# what an approved result is, said wherever the dentist reads one (the e-mail's parts, the Jotform submission's
+# `disclaimer` field): pt-BR, one sentence, kept here only
+DISCLAIMER = ("Este resultado é um apoio à decisão clínica: a identificação foi feita por computador e confirmada por "
+              "um revisor da equipe Raiox AI, e não substitui a avaliação do(a) profissional nem a documentação "
+              "clínica do paciente.")
 
 
 def _local(value: datetime, zone: str | None) -> datetime:
@@ -84,6 +89,7 @@ def environment() -> Environment:
     env.filters["term"] = lambda value: _term(value, "pt_BR")  # the dentist reads pt-BR
     env.filters["paragraphs"] = paragraphs
     env.filters["facts"] = facts
+    env.globals["disclaimer"] = DISCLAIMER
     return env
 
 
