@@ -27,6 +27,14 @@ RECORDED = {  # what the intake, processing and delivery code records -> what th
         "o processamento falhou após 6 tentativas (detalhe técnico: storage down)",
     "1 film(s) downloaded again after the case was decided, 1 not analysed":
         "1 radiografia(s) baixada(s) de novo depois da decisão do caso, 1 não analisada(s) (a decisão foi mantida)",
+    "1 film(s) downloaded again, 2 implant(s) found":
+        "1 radiografia(s) baixada(s) de novo, 2 implante(s) encontrado(s)",
+    "3 film(s) downloaded again and analysed, 1 duplicate(s) skipped, 4 implant(s) found":
+        "3 radiografia(s) baixada(s) de novo e analisada(s), 1 cópia(s) de radiografia já analisada ignorada(s), "
+        "4 implante(s) encontrado(s)",
+    "2 film(s) downloaded again after the case was decided, 1 not analysed, 1 duplicate(s) skipped":
+        "2 radiografia(s) baixada(s) de novo depois da decisão do caso, 1 não analisada(s), 1 cópia(s) de "
+        "radiografia já analisada ignorada(s) (a decisão foi mantida)",
     "not analysed: the case was decided (approved) before this film was analysed":
         "o caso já tinha sido decidido antes da análise desta radiografia (a decisão foi mantida) "
         "(detalhe técnico: approved)",

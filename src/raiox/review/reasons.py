@@ -22,6 +22,10 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^(?P<n>\d+) film\(s\) downloaded again, (?P<fixtures>\d+) implant\(s\) found$", "reason.refetched"),
     (r"^(?P<n>\d+) film\(s\) downloaded again after the case was decided, (?P<skipped>\d+) not analysed$",
      "reason.refetched_after_decision"),
+    (r"^(?P<n>\d+) film\(s\) downloaded again and analysed, (?P<duplicates>\d+) duplicate\(s\) skipped, "
+     r"(?P<fixtures>\d+) implant\(s\) found$", "reason.refetched_with_duplicates"),
+    (r"^(?P<n>\d+) film\(s\) downloaded again after the case was decided, (?P<skipped>\d+) not analysed, "
+     r"(?P<duplicates>\d+) duplicate\(s\) skipped$", "reason.refetched_after_decision_with_duplicates"),
     (r"^not analysed: the case was decided \((?P<detail>\w+)\) before this film was analysed$",
      "reason.decided_before_analysis"),
     (r"^no file submitted$", "reason.no_file"),
