@@ -197,7 +197,7 @@ async def client(session) -> AsyncIterator:
     import httpx
 
     from raiox.app import create_app
-    from raiox.kit.db import get_db_session
+    from raiox.kit.deps import get_db_session
 
     app = create_app()
 

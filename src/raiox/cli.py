@@ -32,6 +32,8 @@ class RaioxGroup(TyperGroup):
                 _release_embedded_undisturbed()
                 console.print("terminated (SIGTERM)" if terminated else "interrupted")
                 raise typer.Exit(143 if terminated else 130) from None
+            except (typer.Exit, typer.Abort, typer.TyperException):
+                raise  # --help, a usage error, a command's own exit code: no failure to word (nor drivers to import)
             except Exception as exc:
                 found = None if ctx.params.get("debug") else failure(exc)
                 if found is None:

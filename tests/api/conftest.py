@@ -14,7 +14,7 @@ def reference_pngs() -> dict[str, list[bytes]]:
 
 @pytest.fixture
 async def auth(session) -> dict[str, str]:
-    from raiox.kit.auth import create_token
+    from raiox.kit.tokens import create_token
 
     return {"Authorization": f"Bearer {await create_token(session, 'api-test')}"}
 

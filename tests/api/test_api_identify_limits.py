@@ -24,7 +24,7 @@ async def open_client(database_url, monkeypatch):
     from sqlalchemy import delete
 
     from raiox.app import create_app
-    from raiox.kit.auth import create_token
+    from raiox.kit.tokens import create_token
     from raiox.kit.db import session_scope
     from raiox.models import ApiToken
 

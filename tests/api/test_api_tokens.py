@@ -69,9 +69,9 @@ def test_a_blank_or_too_long_token_name_is_refused(database_url, committed):
 def test_a_database_error_never_prints_the_new_tokens_hash(database_url, committed, monkeypatch):
     """Were a name to reach the database unchecked, the error shown is the driver's one line, not the statement
     and its parameters (the token's hash and prefix)."""
-    from raiox.kit import auth
+    from raiox.kit import tokens
 
-    monkeypatch.setattr(auth, "token_name", lambda name: name)
+    monkeypatch.setattr(tokens, "token_name", lambda name: name)
     result = CliRunner().invoke(app, ["tokens", "create", "x" * 300], catch_exceptions=False)
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.strip() == "error: database error: value too long for type character varying(120)"
@@ -130,7 +130,7 @@ async def test_each_route_needs_its_scope(client, session):
     session is not a token and keeps its role's rights."""
     from api_helpers import add_case_and_system
 
-    from raiox.kit.auth import create_token
+    from raiox.kit.tokens import create_token
 
     case_id = await add_case_and_system(session)
     tokens = {s: {"Authorization": f"Bearer {await create_token(session, s, [s])}"}

@@ -112,7 +112,7 @@ async def api(committed):
 @pytest.fixture
 async def bearer(committed):
     """Authorization header with a fresh API token (committed)."""
-    from raiox.kit.auth import create_token
+    from raiox.kit.tokens import create_token
     from raiox.kit.db import session_scope
 
     async with session_scope() as session:

@@ -1,6 +1,8 @@
 """rawRequest / API copy interpretation (answer shapes from jotform-notes.md), and log hygiene."""
 
 import json
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -78,7 +80,11 @@ def test_api_copy_uses_question_types():
     sub = from_api(content, field_map={})
     assert (sub.client_name, sub.client_email, sub.client_phone, sub.notes) == ("Ana Reis", "ana@x.com",
                                                                                 "(11) 1234-5678", "ver raiz")
-    assert [u.filename for u in sub.uploads] == ["x y.jpg"] and sub.submitted_at.hour == 10
+    assert [u.filename for u in sub.uploads] == ["x y.jpg"]
+    assert sub.submitted_at == datetime(2025, 11, 18, 10, 11, 12, tzinfo=UTC)  # no zone given: read as UTC
+    # the account's clock (RAIOX_JOTFORM_TIMEZONE): 10:11 in São Paulo is 13:11 UTC
+    in_brazil = from_api(content, field_map={}, zone=ZoneInfo("America/Sao_Paulo")).submitted_at
+    assert in_brazil == datetime(2025, 11, 18, 13, 11, 12, tzinfo=UTC) and in_brazil.utcoffset() == timedelta(0)
 
 
 def test_field_map_by_qid_and_full_key():

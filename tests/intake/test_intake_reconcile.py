@@ -39,6 +39,25 @@ async def test_reconcile_ingests_the_missed_submission_once(api, jotform, scene_
     assert '"created_at:gt"' in listing.query["filter"][0]
 
 
+async def test_reconciliation_reads_created_at_in_the_jotform_accounts_time_zone(api, jotform):
+    """The API's `created_at` has no zone: it is the account's clock (RAIOX_JOTFORM_TIMEZONE, São Paulo by default).
+    A submission's time is that moment (not 3 h off as if UTC), and the look-back filter is written on that clock:
+    a submission 47 h old is listed, whatever the account's offset."""
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)  # 12:00 in São Paulo; the look-back (48 h) from 08/03 12:00 there
+    recent = jotform.add_submission(FORM_ID, created_at=datetime(2026, 3, 10, 11, 40))  # 14:40 UTC
+    older = jotform.add_submission(FORM_ID, created_at=datetime(2026, 3, 8, 13, 0))  # 47 h ago: in the window
+    jotform.add_submission(FORM_ID, created_at=datetime(2026, 3, 8, 11, 0))  # 49 h ago: outside
+    assert await reconcile(now=now) == 2
+    found = await cases()
+    assert set(found) == {recent["id"], older["id"]}
+    assert found[recent["id"]].submitted_at == datetime(2026, 3, 10, 14, 40, tzinfo=UTC)
+    assert found[older["id"]].submitted_at == datetime(2026, 3, 8, 16, 0, tzinfo=UTC)
+    listing = [r for r in jotform.requests if r.path.endswith("/submissions")][-1]
+    assert '"created_at:gt": "2026-03-08 12:00:00"' in listing.query["filter"][0]
+
+
 async def test_reconciliation_reads_the_tooth_as_the_webhook_does(api, jotform):
     delivered = jotform.add_submission(FORM_ID, tooth="região de 46")
     missed = jotform.add_submission(FORM_ID, tooth="região de 46")

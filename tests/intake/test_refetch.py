@@ -10,6 +10,7 @@ from fakes.jotform import FORM_ID, webhook_request
 from raiox.intake import processing
 from raiox.kit.db import session_scope
 from raiox.models import Case, CaseEvent, CaseImage, CaseRanking, Fixture
+from raiox.review.reasons import reason_text
 
 WEBHOOK = "/webhooks/jotform?token=test-webhook-secret"
 
@@ -53,6 +54,38 @@ async def test_a_film_that_failed_to_download_is_fetched_again_and_added_to_the_
     assert f"1 film(s) downloaded again, {len(added)} implant(s) found" in events
     again = await api.post(f"/cases/{case_id}/retry", headers=bearer)
     assert again.status_code == 409 and "nothing to retry" in again.json()["detail"]
+
+
+async def test_a_film_fetched_again_that_repeats_one_already_analysed_is_skipped_as_its_duplicate(
+        api, bearer, jotform, catalog, scene_pngs, run_worker):
+    """The dentist sent one film twice (two names); the copy's download failed once. Fetched again, it is the same
+    bytes as the film analysed already: not analysed a second time (its implants would show twice to the reviewer and
+    count twice in the ranking), `skipped` naming the film it repeats, as when both arrive at once."""
+    content = jotform.add_submission(FORM_ID, files={"radiografias": [("a.png", scene_pngs[0]),
+                                                                      ("copia-de-a.png", scene_pngs[0])]})
+    case_id = uuid.UUID((await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))).json()
+                        ["case_id"])
+    jotform.fail(f"/uploads/{jotform.state.username}/{FORM_ID}/{content['id']}/copia-de-a.png", 403, times=1)
+    assert await processing.process_case(case_id) == "awaiting_review"
+    _, (first, copy), fixtures_before, ranked_before, _ = await _state(case_id)
+    assert (first.status, copy.status) == ("processed", "failed") and fixtures_before
+
+    retry = await api.post(f"/cases/{case_id}/retry", headers=bearer)
+    assert retry.status_code == 200, retry.text
+    await run_worker()
+    case, (first, copy), fixtures, ranked, events = await _state(case_id)
+    assert case.status == "awaiting_review" and first.status == "processed"
+    assert (copy.status, copy.error) == ("skipped", "duplicate of a.png")
+    assert copy.sha256 == first.sha256 and copy.storage_key == first.storage_key  # kept, viewable
+    assert set(fixtures) == set(fixtures_before) and ranked == ranked_before  # nothing counted twice
+    # the history counts the copy as skipped, not as a film analysed; the panel reads it so (pt-BR)
+    assert "1 film(s) downloaded again, 0 implant(s) found" not in events
+    recorded = "0 film(s) downloaded again and analysed, 1 duplicate(s) skipped, 0 implant(s) found"
+    assert recorded in events
+    assert reason_text(recorded, "pt_BR") == ("0 radiografias baixadas de novo e analisadas, 1 cópia de "
+                                              "radiografia já analisada ignorada, 0 implantes encontrados")
+    again = await api.post(f"/cases/{case_id}/retry", headers=bearer)
+    assert again.status_code == 409  # nothing left to fetch
 
 
 async def test_a_case_decided_while_its_film_is_fetched_stays_as_decided(api, bearer, jotform, catalog, scene_pngs):
@@ -148,6 +181,38 @@ async def test_a_film_fetched_while_the_case_is_approved_is_kept_not_analysed_an
     assert events[-1] == "1 film(s) downloaded again after the case was decided, 1 not analysed"
     refused = await api.post(f"/cases/{case_id}/retry", headers=bearer)
     assert refused.status_code == 409
+
+
+async def test_a_copy_fetched_while_the_case_is_approved_is_counted_as_a_copy(api, jotform, catalog, scene_pngs):
+    """Two films fetched again while the operator approves the case, one a copy of a film analysed before: the
+    history counts one film downloaded (kept, not analysed) and one copy skipped, not two films."""
+    import asyncio
+
+    from raiox.intake import refetch
+
+    content = jotform.add_submission(FORM_ID, files={"radiografias": [
+        ("a.png", scene_pngs[0]), ("b.png", scene_pngs[1]), ("copia-de-a.png", scene_pngs[0])]})
+    case_id = uuid.UUID((await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))).json()
+                        ["case_id"])
+    folder = f"/uploads/{jotform.state.username}/{FORM_ID}/{content['id']}"
+    for name in ("b.png", "copia-de-a.png"):
+        jotform.fail(f"{folder}/{name}", 403, times=1)
+    assert await processing.process_case(case_id) == "awaiting_review"
+    jotform.delay(f"{folder}/b.png", 1.5)
+    asked = len([r for r in jotform.requests if r.path == f"{folder}/b.png"])
+    running = asyncio.create_task(refetch.refetch(case_id))
+    while len([r for r in jotform.requests if r.path == f"{folder}/b.png"]) == asked:  # the download has started
+        await asyncio.sleep(0.02)
+    await _approve(case_id)
+    assert await running == 1  # the copy is no film analysed
+
+    case, (_, second, copy), _, _, events = await _state(case_id)
+    assert case.status == "approved" and second.status == "skipped"
+    assert (copy.status, copy.error) == ("skipped", "duplicate of a.png")
+    assert events[-1] == "1 film(s) downloaded again after the case was decided, 1 not analysed, 1 duplicate(s) skipped"
+    assert reason_text(events[-1], "pt_BR") == (
+        "1 radiografia baixada de novo depois da decisão do caso, 1 não analisada, 1 cópia de radiografia "
+        "já analisada ignorada (a decisão foi mantida)")
 
 
 async def test_a_film_a_stopped_refetch_stored_is_settled_when_the_case_was_decided_meanwhile(

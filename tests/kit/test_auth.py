@@ -1,5 +1,5 @@
 from raiox.cases.service import transition
-from raiox.kit.auth import create_token, hash_token, token_actor
+from raiox.kit.tokens import create_token, hash_token, token_actor
 from raiox.kit.errors import Conflict
 from raiox.models import Case, CaseStatus
 

@@ -1,6 +1,6 @@
 """The request's database session commits before its answer leaves: a browser following the panel's redirect, or an
 API client reading what it just wrote, must never meet the state from before the write (FastAPI runs a yield
-dependency's exit after sending unless the dependency is function-scoped: raiox.kit.db.DbSession)."""
+dependency's exit after sending unless the dependency is function-scoped: raiox.kit.deps.DbSession)."""
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession

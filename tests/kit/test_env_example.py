@@ -60,3 +60,22 @@ def test_a_current_folder_that_cannot_be_read_is_a_folder_without_env(tmp_path, 
     get_settings.cache_clear()
     assert get_settings().top_k != 7  # nothing read, nothing raised
     get_settings.cache_clear()
+
+
+def test_a_time_zone_setting_that_names_no_zone_is_refused_with_its_variable(monkeypatch):
+    """RAIOX_CLIENT_TIMEZONE / RAIOX_JOTFORM_TIMEZONE / RAIOX_ADMIN_TIMEZONE: a typo would date every e-mail or
+    submission wrongly, silently, or break the panel's queue and audit filters; start-up names the variable instead."""
+    import pytest
+
+    from raiox.kit.errors import ConfigError
+    from raiox.kit.settings import get_settings
+
+    for name in ("CLIENT_TIMEZONE", "JOTFORM_TIMEZONE", "ADMIN_TIMEZONE"):
+        monkeypatch.setenv(f"RAIOX_{name}", "America/Sao Paulo")
+        get_settings.cache_clear()
+        with pytest.raises(ConfigError, match=f"RAIOX_{name}"):
+            get_settings()
+        monkeypatch.setenv(f"RAIOX_{name}", "America/Manaus")
+        get_settings.cache_clear()
+        assert getattr(get_settings(), name.lower()) == "America/Manaus"
+    get_settings.cache_clear()

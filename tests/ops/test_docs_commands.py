@@ -155,8 +155,8 @@ def _leaf_problems(command, name: str, tokens: list[str]) -> list[str]:
 @cache
 def _domains() -> dict[tuple[str, str], set[str]]:
     """Options whose values the command checks itself (Typer sees a str): the values it accepts, from the code."""
-    from raiox.kit.auth import SCOPES
-    from raiox.review.auth import ROLES
+    from raiox.kit.tokens import SCOPES
+    from raiox.review.accounts import ROLES
 
     return {("raiox users add", "--role"): set(ROLES), ("raiox tokens create", "--scope"): set(SCOPES)}
 

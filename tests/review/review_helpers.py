@@ -96,7 +96,7 @@ async def add_case(session, *, submission_id: str | None = None, status: str = C
 
 
 async def add_user(session, email: str, password: str, role: str = "reviewer") -> User:
-    from raiox.review.auth import hash_password
+    from raiox.review.accounts import hash_password
 
     user = User(email=email, password_hash=hash_password(password), role=role)
     session.add(user)

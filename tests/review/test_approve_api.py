@@ -4,7 +4,7 @@ import pytest
 from review_helpers import add_case, add_system, settle_jobs
 from sqlalchemy import select
 
-from raiox.kit.auth import create_token
+from raiox.kit.tokens import create_token
 from raiox.models import AuditEntry, CaseStatus, Delivery
 
 

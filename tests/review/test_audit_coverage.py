@@ -309,7 +309,7 @@ async def _audit_count(session) -> int:
 
 @pytest.mark.parametrize(("method", "path"), API_ROUTES)
 async def test_an_api_write_is_refused_without_a_token_or_with_one_of_another_scope(client, session, method, path):
-    from raiox.kit.auth import SCOPES, create_token
+    from raiox.kit.tokens import SCOPES, create_token
 
     url, needed = _url(path), SCOPE.get(path, "review")
     others = [s for s in SCOPES if s != needed]  # every right but the one needed

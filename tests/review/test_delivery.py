@@ -1,6 +1,7 @@
 """Delivery against the Jotform stand-in and a local SMTP server (aiosmtpd): each result once."""
 
 import json
+import re
 from urllib.parse import parse_qsl
 
 import pytest
@@ -9,7 +10,7 @@ from review_helpers import add_case, add_system, settle_jobs
 from sqlalchemy import select
 
 from raiox.delivery.service import deliver
-from raiox.kit.auth import create_token
+from raiox.kit.tokens import create_token
 from raiox.kit.db import session_scope
 from raiox.models import Case, CaseStatus, Delivery
 from raiox.review import service as review
@@ -322,7 +323,7 @@ async def test_approve_api_then_worker_delivers(committed, delivery_env, jotform
     import httpx
 
     from raiox.app import create_app
-    from raiox.kit.auth import create_token
+    from raiox.kit.tokens import create_token
 
     async with session_scope() as session:
         await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
@@ -413,6 +414,44 @@ async def test_which_system_each_implant_is_reaches_the_dentist(committed, deliv
     assert "Radiografia 2, implante 1: <strong>Grand Morse</strong>" in html
 
 
+async def test_the_submission_gets_the_decision_aid_sentence_and_the_tooth(
+        committed, delivery_env, jotform, smtp_server):
+    """`disclaimer` carries the e-mail's decision-aid sentence (the same text, one source) with an approved result,
+    nothing with a rejection; `tooth` the tooth / region the dentist named. The meanings mapped before keep their
+    values, a multi-implant case's `systems` and `implants` included."""
+    from raiox.delivery.templates import DISCLAIMER
+
+    fields = {"system": "21", "manufacturer": "22", "message": "23", "report": "24", "status": "27", "systems": "25",
+              "implants": "26", "disclaimer": "28", "tooth": "29"}
+    delivery_env(**_smtp(smtp_server), RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
+    case, fixtures = await _two_systems_case()
+    async with session_scope() as session:
+        (await session.get(Case, case.id)).tooth = "região de 36 e 46"
+        await review.approve(session, case.id, "str-bl", actor="user:rev@example.com", other_system_ids=["neo-cm"],
+                             implants={fixtures[0]: "str-bl", fixtures[1]: "neo-cm"}, message="Conexão confirmada.")
+    assert await deliver(case.id) == CaseStatus.delivered
+    answers = {qid: answer["answer"] for qid, answer in jotform.submissions[case.jotform_submission_id]["answers"]
+               .items() if qid in fields.values()}
+    assert answers.pop("24").startswith("https://raiox.example.com/reports/")
+    assert answers == {"21": "Bone Level", "22": "Straumann", "23": "Conexão confirmada.", "27": "Aprovado",
+                       "25": "Bone Level (Straumann); Grand Morse (Neodent)",
+                       "26": "Radiografia 1, implante 1: Bone Level (Straumann); "
+                             "Radiografia 2, implante 1: Grand Morse (Neodent)",
+                       "28": DISCLAIMER, "29": "região de 36 e 46"}
+    text, html = _parts(smtp_server.messages[0][1])
+    assert DISCLAIMER.startswith("Este resultado é um apoio à decisão clínica")
+    assert DISCLAIMER in text and DISCLAIMER in html  # the e-mail's very sentence
+
+    jotform.add_submission(FORM_ID, submission_id="780")
+    async with session_scope() as session:
+        rejected = await add_case(session, submission_id="780")
+        await review.reject(session, rejected.id, "Radiografia cortada.", actor="user:r@x")
+    assert await deliver(rejected.id) == CaseStatus.delivered
+    form = jotform.edits["780"][-1]
+    assert (form["submission[27]"], form["submission[28]"], form["submission[29]"]) == ("Rejeitado", "", "")
+    assert form["submission[23]"] == "Radiografia cortada."
+
+
 async def test_without_a_mapping_the_implants_field_and_lines_stay_empty(committed, delivery_env, jotform, smtp_server):
     fields = {"system": "21", "implants": "26"}
     delivery_env(**_smtp(smtp_server), RAIOX_JOTFORM_RESULT_FIELDS=json.dumps(fields))
@@ -476,8 +515,8 @@ async def test_a_delivered_result_is_sent_again_with_a_new_link_and_the_old_one_
 async def test_the_e_mail_says_what_orders_parts_how_long_the_link_lasts_and_keeps_the_reviewers_lines(
         committed, delivery_env, jotform, smtp_server):
     """The dentist orders parts from the e-mail: connection, platform and the line's diameters in pt-BR decimals, in
-    both parts alike; the link's last day (DD/MM/AAAA, São Paulo); the reviewer's line breaks kept and his markup
-    shown as typed, never run."""
+    both parts alike; the last day the link works all day (DD/MM/AAAA, São Paulo); the reviewer's line breaks kept and
+    his markup shown as typed, never run."""
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
 
@@ -488,6 +527,7 @@ async def test_the_e_mail_says_what_orders_parts_how_long_the_link_lasts_and_kee
     async with session_scope() as session:
         system = await session.get(ImplantSystem, "str-bl")
         system.attributes = {"platform_mm": 4.1, "diameters": [3.3, 4.1, 4.8]}
+    sent = datetime.now(UTC)
     assert await deliver(case_id) == CaseStatus.delivered
     _rcpt, message = smtp_server.messages[0]
     text = message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
@@ -495,9 +535,11 @@ async def test_the_e_mail_says_what_orders_parts_how_long_the_link_lasts_and_kee
     details = "conexão Cone Morse · plataforma 4,1 mm · diâmetros disponíveis 3,3 / 4,1 / 4,8 mm"
     assert f"Características: {details}" in text and f"<td>Características</td><td>{details}</td>" in html.replace(
         '<td style="padding: 4px 12px 4px 0; color: #52606d">', "<td>")
-    last_day = (datetime.now(UTC) + timedelta(days=90)).astimezone(ZoneInfo("America/Sao_Paulo")).strftime("%d/%m/%Y")
+    # the link dies 90 days after it was signed, at the time of day it was sent: the day before is its last full day
+    last_days = {(when + timedelta(days=89)).astimezone(ZoneInfo("America/Sao_Paulo")).strftime("%d/%m/%Y")
+                 for when in (sent - timedelta(seconds=5), datetime.now(UTC))}
     for part in (text, html):
-        assert f"(link válido até {last_day})" in part
+        assert any(f"(link válido até {day}, inclusive)" in part for day in last_days)
         assert "Em caso de dúvida, responda a este e-mail informando o protocolo." in part
     assert "Conexão <b>confirmada</b> & ok\nPeça o pilar <script>x</script>." in text
     assert ("Conexão &lt;b&gt;confirmada&lt;/b&gt; &amp; ok<br>\nPeça o pilar &lt;script&gt;x&lt;/script&gt;."
@@ -610,3 +652,61 @@ async def test_a_failed_case_rejected_through_the_api_reaches_its_dentist(
     text, html = _parts(sent)
     assert sent["Subject"] == "Raiox AI: não foi possível identificar o implante (protocolo 777)"
     assert message in text and message in html and "anexe novas radiografias" in text
+
+
+async def test_the_e_mail_says_it_is_automatic_so_out_of_office_replies_do_not_answer_it(
+        committed, delivery_env, jotform, smtp_server):
+    """RFC 3834's Auto-Submitted (and Exchange's X-Auto-Response-Suppress): a dentist's vacation responder does not
+    answer the result, and no responder loops with ours; the dentist's own reply still goes to Reply-To."""
+    delivery_env(**_smtp(smtp_server))
+    case_id = await _approved_case()
+    assert await deliver(case_id) == CaseStatus.delivered
+    (_rcpt, message), = smtp_server.messages
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+
+
+async def test_the_html_e_mail_has_a_head_with_its_charset_and_a_title_naming_the_protocol(
+        committed, delivery_env, jotform, smtp_server):
+    delivery_env(**_smtp(smtp_server))
+    case_id = await _approved_case()
+    async with session_scope() as session:
+        rejected = await add_case(session, submission_id="777")
+        await review.reject(session, rejected.id, "Radiografia cortada.", actor="user:r@x")
+    jotform.add_submission(FORM_ID, submission_id="777")
+    assert await deliver(case_id) == await deliver(rejected.id) == CaseStatus.delivered
+    titles = []
+    for _rcpt, message in smtp_server.messages:
+        _text, html = _parts(message)
+        head = re.search(r"<html[^>]*>\s*<head>(.*?)</head>\s*<body", html, re.S)
+        assert head is not None, html[:200]
+        assert '<meta charset="utf-8">' in head.group(1) and 'name="viewport"' in head.group(1)
+        titles.append(re.search(r"<title>(.*?)</title>", head.group(1), re.S).group(1))
+    assert titles == ["Raiox AI: resultado da sua radiografia (protocolo 5812345678901234567)",
+                      "Raiox AI: não foi possível identificar o implante (protocolo 777)"]
+
+
+def test_the_dentist_reads_the_links_last_full_day_in_the_dentists_time_zone_not_the_operators(configure):
+    """A link signed at 14:30 dies at 14:30 on its last date: the e-mail names the day before (it works all that
+    day), in RAIOX_CLIENT_TIMEZONE (São Paulo by default), whatever RAIOX_ADMIN_TIMEZONE the operator chose."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from raiox.delivery.service import Result
+    from raiox.delivery.templates import render
+
+    configure(ADMIN_TIMEZONE="Asia/Tokyo")  # the operator's panel, 12 h ahead of São Paulo
+    sao_paulo = ZoneInfo("America/Sao_Paulo")
+
+    def said(expires: datetime) -> set[str]:
+        result = Result(approved=True, system="Bone Level", manufacturer="Straumann", message="", submission_id="1",
+                        report_url="https://raiox.example.com/reports/x", client_name="Ana", link_expires=expires)
+        parts = (render("email.txt", result=result), render("email.html", result=result))
+        return {re.search(r"link válido até ([0-9/]+), inclusive", part).group(1) for part in parts}
+
+    assert said(datetime(2026, 5, 12, 14, 30, tzinfo=sao_paulo)) == {"11/05/2026"}
+    assert said(datetime(2026, 5, 12, 0, 0, tzinfo=sao_paulo)) == {"11/05/2026"}  # dies at midnight: the 11th whole
+    assert said(datetime(2026, 5, 12, 1, 30, tzinfo=UTC)) == {"10/05/2026"}  # 22:30 on the 11th in São Paulo
+    assert said(datetime(2026, 5, 12, 4, 30, tzinfo=UTC)) == {"11/05/2026"}  # 01:30 on the 12th in São Paulo
+    configure(CLIENT_TIMEZONE="America/Rio_Branco")  # Acre, UTC-5: 23:30 on the 11th there
+    assert said(datetime(2026, 5, 12, 4, 30, tzinfo=UTC)) == {"10/05/2026"}

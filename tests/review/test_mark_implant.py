@@ -8,7 +8,7 @@ import numpy as np
 from review_helpers import add_case, add_scene_film
 from sqlalchemy import select
 
-from raiox.kit.auth import create_token
+from raiox.kit.tokens import create_token
 from raiox.models import AuditEntry, CaseStatus, Fixture
 
 

@@ -446,7 +446,7 @@ async def test_users_add_cli(committed):
 
     from raiox.models import AuditEntry
     from raiox.review import repository
-    from raiox.review.auth import verify_password
+    from raiox.review.accounts import verify_password
 
     def cli(*args: str, stdin: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "raiox", "users", "add", *args], input=stdin, text=True,
@@ -1690,3 +1690,49 @@ async def test_a_mistyped_email_is_said_beside_the_field_keeping_what_was_typed(
     saved = await panel.post(f"/admin/cases/{case.id}/contact", headers={"HX-Request": "true"},
                              data={"email": "ana@clinica.com.br", "csrf_token": _csrf(page)})
     assert saved.status_code == 204 and saved.headers["HX-Redirect"].endswith(f"/cases/{case.id}?feito=contact_saved")
+
+
+def _reject_draft(page: str) -> str:
+    import html
+
+    return html.unescape(re.search(r'<textarea id="reject-message"[^>]*>(.*?)</textarea>', page, re.S).group(1))
+
+
+async def test_a_failed_cases_rejection_starts_from_each_files_problem_in_pt_br(panel, configure):
+    """The reject form of a `failed` case is pre-filled (editable text, not a placeholder) with what the dentist must
+    know: which files could not be used and a plain pt-BR reason for each (the dentist's wording of the recorded
+    error's kind, not the panel's reading of it for the operator; a copy of another film is no problem), and what to
+    send: JPEG, PNG or DICOM. In pt-BR even when the operator's panel is in English: the dentist reads it."""
+    from raiox.models import CaseImage
+
+    await _data()
+    async with session_scope() as session:
+        failed = await add_case(session, status=CaseStatus.failed, images=4)
+        empty = await add_case(session, status=CaseStatus.failed, images=0)
+        awaiting = await add_case(session, candidates=[("neo-cm", 0.8)])
+        films = sorted((await session.execute(
+            CaseImage.__table__.select().where(CaseImage.case_id == failed.id))).all(), key=lambda f: f.position)
+        problems = [("foto <1>.heic", "invalid", "not an image: HEIC photo (image/heic)"),
+                    ("raio-x.png", "failed", "upload host answered 403 for /uploads/x/raio-x.png"),
+                    ("copia.heic", "skipped", "duplicate of foto <1>.heic"),
+                    (None, "invalid", "something nobody foresaw")]
+        for film, (name, status, error) in zip(films, problems, strict=True):
+            image = await session.get(CaseImage, film.id)
+            image.filename, image.status, image.error = name, status, error
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{failed.id}")).text
+    assert _reject_draft(page) == (
+        "Não conseguimos usar as radiografias enviadas:\n"
+        "- foto <1>.heic: formato não suportado (envie JPEG, PNG ou DICOM)\n"
+        "- raio-x.png: o link do arquivo expirou ou não pôde ser baixado — envie novamente\n"
+        "- arquivo 4: não foi possível usar o arquivo\n"
+        "\n"
+        "Envie as radiografias como arquivos JPEG, PNG ou DICOM.")
+    assert "foto &lt;1&gt;.heic" in page and 'id="reject-draft-hint"' in page
+    assert _reject_draft((await panel.get(f"/admin/cases/{empty.id}")).text) == (
+        "Não recebemos nenhuma radiografia: o formulário chegou sem arquivos anexados.\n\n"
+        "Envie as radiografias como arquivos JPEG, PNG ou DICOM.")
+    assert _reject_draft((await panel.get(f"/admin/cases/{awaiting.id}")).text) == ""  # a review's own words
+    configure(ADMIN_LOCALE="en")
+    page = (await panel.get(f"/admin/cases/{failed.id}")).text
+    assert "Reason for rejection" in page and _reject_draft(page).startswith("Não conseguimos usar as radiografias")

@@ -144,7 +144,7 @@ async def test_logout_ends_the_session_server_side(panel):
 
 
 async def test_password_change_still_ends_the_session(panel):
-    from raiox.review.auth import hash_password
+    from raiox.review.accounts import hash_password
 
     assert (await _login(panel)).status_code == 303
     assert (await panel.get("/admin/", follow_redirects=False)).status_code == 200
@@ -157,7 +157,8 @@ async def test_password_change_still_ends_the_session(panel):
 async def test_the_session_cookie_shows_nothing_of_the_password_hash(panel):
     """The cookie is signed, not encrypted: whoever holds it can read it. Its password fingerprint is a keyed
     digest, so it gives away no part of the argon2 hash; a new password still ends the session."""
-    from raiox.review.auth import _serializer, hash_password
+    from raiox.review.accounts import hash_password
+    from raiox.review.auth import _serializer
 
     assert (await _login(panel)).status_code == 303
     data = _serializer().loads(panel.cookies["raiox_admin"])

@@ -220,7 +220,7 @@ async def test_an_unexpected_failure_is_the_api_error_shape_or_the_panel_page_ne
     from raiox.app import create_app
     from raiox.cases import service as cases
     from raiox.cases import views
-    from raiox.kit.auth import create_token
+    from raiox.kit.tokens import create_token
 
     async with session_scope() as session:
         token = await create_token(session, "ops")

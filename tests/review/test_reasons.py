@@ -36,6 +36,15 @@ RECORDED = {  # what the intake, processing and delivery code records -> what th
         "2 radiografias baixadas de novo depois da decisão do caso, 2 não analisadas (a decisão foi mantida)",
     "processing failed after 1 attempts: storage down":
         "o processamento falhou após 1 tentativa (detalhe técnico: storage down)",
+    "3 film(s) downloaded again and analysed, 1 duplicate(s) skipped, 4 implant(s) found":
+        "3 radiografias baixadas de novo e analisadas, 1 cópia de radiografia já analisada ignorada, "
+        "4 implantes encontrados",
+    "1 film(s) downloaded again and analysed, 2 duplicate(s) skipped, 1 implant(s) found":
+        "1 radiografia baixada de novo e analisada, 2 cópias de radiografias já analisadas ignoradas, "
+        "1 implante encontrado",
+    "2 film(s) downloaded again after the case was decided, 1 not analysed, 1 duplicate(s) skipped":
+        "2 radiografias baixadas de novo depois da decisão do caso, 1 não analisada, 1 cópia de "
+        "radiografia já analisada ignorada (a decisão foi mantida)",
     "not analysed: the case was decided (approved) before this film was analysed":
         "o caso já tinha sido decidido antes da análise desta radiografia (a decisão foi mantida) "
         "(detalhe técnico: approved)",
@@ -95,6 +104,8 @@ def test_a_reason_splits_into_its_pt_br_summary_and_its_technical_detail():
     assert reason_parts("sent again to the dentist", "pt_BR") == ("enviado de novo ao dentista", None)
     assert reason_parts("timed out downloading a.png", "pt_BR") == (
         "o servidor de arquivos do Jotform não entregou o arquivo", "timed out downloading a.png")
+    assert reason_parts("too many redirects from a.png", "pt_BR") == (
+        "o servidor de arquivos do Jotform não entregou o arquivo", "too many redirects from a.png")
     assert reason_parts("Radiografia ilegível.", "pt_BR") == ("Radiografia ilegível.", None)  # as recorded
     assert reason_parts(None) == ("", None)
 

@@ -241,6 +241,25 @@ async def test_the_report_gives_what_orders_parts_keeps_the_reviewers_lines_and_
                         ("h2", "Imagens de referência do catálogo")]
 
 
+async def test_the_reports_date_is_in_the_dentists_time_zone_not_the_operators(client, session, configure):
+    """RAIOX_CLIENT_TIMEZONE (São Paulo by default) dates what the dentist reads; the operator's panel zone
+    (RAIOX_ADMIN_TIMEZONE) does not move it."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    await add_system(session, "str-bl", "Straumann", "Bone Level", seed=2)
+    case = await add_case(session, candidates=[("str-bl", 0.8)])
+    await review.approve(session, case.id, "str-bl", actor="user:rev@example.com")
+    case.reviewed_at = datetime(2026, 3, 10, 23, 30, tzinfo=ZoneInfo("America/Sao_Paulo"))
+    await session.flush()
+    configure(ADMIN_TIMEZONE="Asia/Tokyo")  # 11/03 11:30 there
+    page = (await client.get(f"/reports/{report_token(case.id)}")).text
+    assert "<span><b>Data:</b> 10/03/2026 23:30</span>" in page
+    configure(CLIENT_TIMEZONE="America/Manaus")  # UTC-4
+    page = (await client.get(f"/reports/{report_token(case.id)}")).text
+    assert "<span><b>Data:</b> 10/03/2026 22:30</span>" in page
+
+
 async def test_an_expired_link_of_one_day_says_dia(client, session, configure, monkeypatch):
     import itsdangerous
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from raiox.delivery.report import report_token
 from raiox.kit.audit import audit as write_audit
-from raiox.kit.auth import create_token
+from raiox.kit.tokens import create_token
 from raiox.kit.db import session_scope
 from raiox.kit.errors import Conflict, ServiceUnavailable
 from raiox.kit.storage import get_storage

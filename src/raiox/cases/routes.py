@@ -10,7 +10,7 @@ from raiox.cases.schemas import CaseDetail, CasePage, RetryAccepted
 from raiox.cases.service import get_or_404
 from raiox.intake.service import retry_case
 from raiox.kit.auth import require_token
-from raiox.kit.db import DbSession
+from raiox.kit.deps import DbSession
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 UNAUTHORIZED = {401: {"description": "No valid bearer token"},

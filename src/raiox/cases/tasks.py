@@ -36,13 +36,13 @@ async def purge_expired(days: int) -> int:
 
 
 async def forget_addresses(days: int, actor: str = ACTOR, maker=None) -> int:
-    """Anonymise the address of every sign-in audit entry older than DAYS (`review.auth.anonymise_addresses`), a
-    batch per transaction, and drop the login tables' stale rows; how many entries were changed. A run that changes
-    entries is itself one `audit.anonymise_addresses` entry (its count kept up to date batch by batch, so a run
-    stopped midway says what it did)."""
+    """Anonymise the address of every sign-in audit entry older than DAYS
+    (`review.address_retention.anonymise_addresses`), a batch per transaction, and drop the login tables' stale rows;
+    how many entries were changed. A run that changes entries is itself one `audit.anonymise_addresses` entry (its
+    count kept up to date batch by batch, so a run stopped midway says what it did)."""
     from raiox.kit.audit import audit, bring_up_to_date
     from raiox.review import repository
-    from raiox.review.auth import anonymise_addresses
+    from raiox.review.address_retention import anonymise_addresses
 
     now = datetime.now(UTC)
     async with session_scope(maker) as session:

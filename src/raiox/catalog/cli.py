@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,9 +14,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from raiox.kit.cli_output import LineProgress, add_row, stdout_console
+
+if TYPE_CHECKING:  # (SQLAlchemy is imported by the commands that use the database, not for every --help)
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 catalog_app = typer.Typer(help="Implant catalog: import references, re-embed, demo catalog.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
@@ -27,10 +29,10 @@ NOT_READY = 3  # `raiox catalog status`: references lack the model's vectors, or
 EMBEDDER_HELP = "Embedding model spec (raiox-vN, onnx:PATH, open_clip:MODEL/TAG); default RAIOX_EMBEDDER."
 
 
-def run_db(work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]) -> T:
+def run_db(work: "Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]") -> T:
     """Run `work` with its own engine (no pool shared across event loops), then close it."""
     from raiox.cli import _settings
-    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
     from sqlalchemy.pool import NullPool
 
     from raiox.kit.db import sqlalchemy_url
@@ -505,7 +507,7 @@ def tokens_create(
     """Create a token; it is shown once, alone on the last line (only its hash is stored). Give it only the scopes
     it needs: `--scope identify` for an integration that only identifies films."""
     from raiox.kit.db import session_scope
-    from raiox.kit.auth import create_token, token_name, token_scopes
+    from raiox.kit.tokens import create_token, token_name, token_scopes
     from raiox.kit.errors import BadRequest
 
     try:
@@ -515,7 +517,7 @@ def tokens_create(
         raise typer.Exit(2) from None
 
     async def work(maker) -> str:
-        from raiox.review.service import audit
+        from raiox.kit.audit import audit
 
         async with session_scope(maker) as session:
             token = await create_token(session, name, scopes)
@@ -536,7 +538,7 @@ def tokens_create(
 def tokens_list() -> None:
     """List tokens (name, prefix, scopes, dates); never the tokens themselves."""
     from raiox.kit.db import session_scope
-    from raiox.kit.auth import list_tokens
+    from raiox.kit.tokens import list_tokens
 
     async def work(maker):
         async with session_scope(maker) as session:
@@ -559,7 +561,7 @@ def _when(value) -> str:
 def tokens_revoke(name_or_prefix: str = typer.Argument(..., help="Token name, or its prefix as listed.")) -> None:
     """Revoke live tokens by name or prefix (surrounding blanks ignored: a pasted prefix with its newline works)."""
     from raiox.kit.db import session_scope
-    from raiox.kit.auth import revoke_token
+    from raiox.kit.tokens import revoke_token
 
     name_or_prefix = name_or_prefix.strip()
     if not name_or_prefix:
@@ -567,7 +569,7 @@ def tokens_revoke(name_or_prefix: str = typer.Argument(..., help="Token name, or
         raise typer.Exit(2)
 
     async def work(maker) -> int:
-        from raiox.review.service import audit
+        from raiox.kit.audit import audit
 
         async with session_scope(maker) as session:
             revoked = await revoke_token(session, name_or_prefix)

@@ -9,7 +9,7 @@ from raiox.catalog.repository import has_embeddings
 from raiox.catalog.schemas import IdentifyOut, SystemOut, SystemPage
 from raiox.kit import metrics
 from raiox.kit.auth import require_token
-from raiox.kit.db import DbSession
+from raiox.kit.deps import DbSession
 from raiox.kit.errors import BadRequest, RaioxError, TooLarge
 from raiox.kit.settings import get_settings
 from raiox.kit.storage import content_key, get_storage

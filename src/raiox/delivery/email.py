@@ -48,6 +48,10 @@ def build(settings: Settings, *, to: Address, subject: str, text: str, html: str
     msg["Message-ID"] = message_id
     msg["Date"] = format_datetime(localtime())  # RFC 5322 requires it; a relay need not add it (spam filters score it)
     msg["Content-Language"] = "pt-BR"
+    # RFC 3834: sent by a program, not a person: an out-of-office or vacation responder does not answer it (no reply
+    # loop with a mailbox that answers automatically too); Exchange/Outlook read their own header for the same
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     return msg

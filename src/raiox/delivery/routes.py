@@ -11,7 +11,7 @@ from raiox.cases import service as cases
 from raiox.delivery import repository
 from raiox.delivery.report import InvalidLink, LinkExpired, LinkRevoked, case_from_token
 from raiox.delivery.templates import render
-from raiox.kit.db import DbSession
+from raiox.kit.deps import DbSession
 from raiox.kit.errors import NotFound, RaioxError
 from raiox.kit.settings import get_settings
 from raiox.models import CaseStatus, ImageStatus

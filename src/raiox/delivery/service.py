@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raiox.cases import service as cases
 from raiox.delivery import email, repository
 from raiox.delivery.report import report_url
-from raiox.delivery.templates import facts, render
+from raiox.delivery.templates import DISCLAIMER, facts, render
 from raiox.kit import jobs
 from raiox.kit.audit import audit
 from raiox.kit.db import session_scope
@@ -49,7 +49,8 @@ class Result:
     resent: bool = False  # sent again on the reviewer's request: earlier report links no longer work
     # what orders parts, per approved system in `systems` order ("conexão ... · plataforma ... mm"; "" unknown)
     details: list[str] = field(default_factory=list)
-    link_expires: datetime | None = None  # when `report_url` stops working (RAIOX_REPORT_LINK_DAYS)
+    # when `report_url` stops working (RAIOX_REPORT_LINK_DAYS after it was signed; the e-mail names the last full day)
+    link_expires: datetime | None = None
     tooth: str = ""  # the tooth or region the dentist named on the form ("" not said)
 
     @property
@@ -68,10 +69,13 @@ class Result:
         return [(self.system, self.manufacturer), *self.others] if self.approved else []
 
     def jotform_values(self) -> dict[str, str]:
+        """Each meaning `RAIOX_JOTFORM_RESULT_FIELDS` may map to a question; `disclaimer` (the e-mail's decision-aid
+        sentence) only with an approved result (a rejection has none to weigh), `tooth` as the dentist named it."""
         status = "Aprovado" if self.approved else "Rejeitado"
         listed = "; ".join(f"{name} ({manufacturer})" for name, manufacturer in self.systems)
         return {"system": self.system, "manufacturer": self.manufacturer, "message": self.message,
-                "report": self.report_url, "status": status, "systems": listed, "implants": self.implants_text()}
+                "report": self.report_url, "status": status, "systems": listed, "implants": self.implants_text(),
+                "disclaimer": DISCLAIMER if self.approved else "", "tooth": self.tooth}
 
     def implants_text(self) -> str:
         """"Radiografia 1, implante 1: Name (Manufacturer); ..." (pt-BR: the dentist reads it); empty when not
@@ -98,6 +102,8 @@ async def build_result(session: AsyncSession, case: Case) -> Result:
     others = await repository.systems_in_order(session, list(case.other_system_ids or [])) if system else []
     others = [o for o in others if o is not None]
     days = get_settings().report_link_days
+    # taken before the link is signed (whole seconds, as its timestamp): never later than the moment the link dies
+    signed = datetime.now(UTC).replace(microsecond=0)
     return Result(
         approved=system is not None,
         system=system.name if system else "",
@@ -110,7 +116,7 @@ async def build_result(session: AsyncSession, case: Case) -> Result:
         implants=await implant_lines(session, case) if system else [],
         resent=await repository.was_sent_again(session, case.id),
         details=[" · ".join(facts(s)) for s in (system, *others)] if system else [],
-        link_expires=datetime.now(UTC) + timedelta(days=days) if system else None,
+        link_expires=signed + timedelta(days=days) if system else None,
         tooth=case.tooth or "",
     )
 

@@ -1,5 +1,6 @@
 """Jinja2 templates of the delivery (e-mail, report); pt-BR."""
 
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,17 +13,38 @@ from raiox.kit.settings import get_settings
 from raiox.review.i18n import term as _term
 
 FOLDER = Path(__file__).parent / "templates"
+# what an approved result is, said wherever the dentist reads one (the e-mail's parts, the Jotform submission's
+# `disclaimer` field): pt-BR, one sentence, kept here only
+DISCLAIMER = ("Este resultado é um apoio à decisão clínica: a identificação foi feita por computador e confirmada por "
+              "um revisor da equipe Raiox AI, e não substitui a avaliação do(a) profissional nem a documentação "
+              "clínica do paciente.")
 
 
-def when(value, seconds: bool = False, time: bool = True) -> str:
-    """A timestamp in RAIOX_ADMIN_TIMEZONE (Brazil by default), dd/mm/aaaa hh:mm."""
+def _local(value: datetime, zone: str | None) -> datetime:
+    try:
+        return value.astimezone(ZoneInfo(zone or get_settings().admin_timezone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return value
+
+
+def when(value, seconds: bool = False, time: bool = True, zone: str | None = None) -> str:
+    """A timestamp in ZONE (default RAIOX_ADMIN_TIMEZONE, the panel's; Brazil by default), dd/mm/aaaa hh:mm."""
     if value is None:
         return "—"
-    try:
-        value = value.astimezone(ZoneInfo(get_settings().admin_timezone))
-    except (ZoneInfoNotFoundError, ValueError):
-        pass
+    value = _local(value, zone)
     return value.strftime("%d/%m/%Y" + (" %H:%M" if time else "") + (":%S" if seconds and time else ""))
+
+
+def client_when(value, seconds: bool = False, time: bool = True) -> str:
+    """`when` for what the dentist reads (e-mail, report): in RAIOX_CLIENT_TIMEZONE, not the operator's zone."""
+    return when(value, seconds, time, zone=get_settings().client_timezone)
+
+
+def last_full_day(value: datetime) -> str:
+    """dd/mm/aaaa: the last day (RAIOX_CLIENT_TIMEZONE) that a link dying at VALUE works from morning to night. A
+    link sent at 14:30 dies at 14:30 on its last date, so that date is not named ("válido até 11/05, inclusive" for
+    one that stops on the 12th at 14:30): the dentist who relies on the date finds it working all that day."""
+    return (_local(value, get_settings().client_timezone).date() - timedelta(days=1)).strftime("%d/%m/%Y")
 
 
 def paragraphs(value: str | None) -> Markup:
@@ -62,10 +84,12 @@ def facts(system, diameters: bool = True) -> list[str]:
 @lru_cache
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(FOLDER), autoescape=select_autoescape(["html"]), trim_blocks=True)
-    env.filters["when"] = when
+    env.filters["when"] = client_when  # the dentist's dates: RAIOX_CLIENT_TIMEZONE
+    env.filters["last_full_day"] = last_full_day
     env.filters["term"] = lambda value: _term(value, "pt_BR")  # the dentist reads pt-BR
     env.filters["paragraphs"] = paragraphs
     env.filters["facts"] = facts
+    env.globals["disclaimer"] = DISCLAIMER
     return env
 
 

@@ -12,6 +12,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import httpx
@@ -154,12 +155,7 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
             return case.status
         await repository.delete_automatic_fixtures(session, case_id)
         for item in analysed:
-            await repository.update_image(session, item.image_id, status=item.status, error=item.error,
-                                          width=item.size[0] if item.size else None,
-                                          height=item.size[1] if item.size else None)
-            index = await repository.next_fixture_index(session, item.image_id)
-            for offset, located in enumerate(item.fixtures):
-                await store_fixture(session, item.image_id, index + offset, located, model_id, settings.top_k)
+            await save_analysed(session, item, model_id, settings.top_k)
         await replace_ranking(session, case_id)
         usable = [a for a in analysed if a.status == ImageStatus.processed]
         if not usable:  # nothing an operator could review: failed with the reason, retry possible
@@ -174,11 +170,28 @@ async def save_results(case_id: uuid.UUID, analysed: list[Analysed], images: lis
         return case.status
 
 
-def duplicates(images: list[CaseImage]) -> dict[uuid.UUID, CaseImage]:
+async def save_analysed(session, item: Analysed, model_id: str, top_k: int) -> int:
+    """Record ITEM's film (status, error, size) and store the implants found on it after those it has (searched in
+    the catalog, `store_fixture`); the number of implants stored."""
+    await repository.update_image(session, item.image_id, status=item.status, error=item.error,
+                                  width=item.size[0] if item.size else None,
+                                  height=item.size[1] if item.size else None)
+    index = await repository.next_fixture_index(session, item.image_id)
+    for offset, located in enumerate(item.fixtures):
+        await store_fixture(session, item.image_id, index + offset, located, model_id, top_k)
+    return len(item.fixtures)
+
+
+def duplicates(images: list[CaseImage], settled: Iterable[CaseImage] = ()) -> dict[uuid.UUID, CaseImage]:
     """Film id -> the case's earlier film with the same bytes (sha256), for the stored films: the dentist sent one
     film twice (two names, two questions). Analysed once: a copy would show its implants twice to the reviewer and on
-    the report, and count them twice in the fused ranking (`ranking.fuse`'s mean over the best fixtures)."""
+    the report, and count them twice in the fused ranking (`ranking.fuse`'s mean over the best fixtures).
+    SETTLED: the case's films analysed before (a refetch's other films): each stays the original of its bytes, a film
+    of IMAGES repeating one is its copy, whatever their positions."""
     first: dict[str, CaseImage] = {}
+    for image in sorted(settled, key=lambda i: i.position):
+        if image.storage_key and image.sha256:
+            first.setdefault(image.sha256, image)
     twins: dict[uuid.UUID, CaseImage] = {}
     for image in sorted(images, key=lambda i: i.position):
         if not image.storage_key or not image.sha256:
@@ -316,24 +329,32 @@ async def process_case(case_id: uuid.UUID, *, attempt: int = 0) -> str | None:
 
         await gather_all([fetch(i) for i in images if await _needs_download(i)])
     downloaded = time.perf_counter()
-    lanes = asyncio.Semaphore(ANALYSES)
-
-    async def analyse_one(image: CaseImage) -> Analysed:
-        async with lanes:
-            return await analyse(image, fresh.pop(image.id, None))
-
-    twins = duplicates(images)
-    for image_id in twins:
-        fresh.pop(image_id, None)
-    analysed = await gather_all([analyse_one(i) for i in images if i.storage_key and i.id not in twins])
-    analysed += [Analysed(image_id, ImageStatus.skipped, error=duplicate_reason(first))
-                 for image_id, first in twins.items()]
+    analysed = await analyse_films(images, fresh)
     analysed_at = time.perf_counter()
     status = await save_results(case_id, analysed, images)
     log.info("case_processed", case_id=str(case_id), status=status, images=len(images),
              download_s=round(downloaded - started, 3), analyse_s=round(analysed_at - downloaded, 3),
              save_s=round(time.perf_counter() - analysed_at, 3))
     return status
+
+
+async def analyse_films(images: list[CaseImage], fresh: dict[uuid.UUID, bytes],
+                        settled: Iterable[CaseImage] = ()) -> list[Analysed]:
+    """Analyse the stored films of IMAGES (FRESH: bytes just downloaded, by film id; the others are read back from
+    storage), ANALYSES at a time. A film whose bytes repeat an earlier one of IMAGES, or one of SETTLED (the case's
+    films analysed before), is not analysed: `skipped`, its reason naming the film it repeats (`duplicates`)."""
+    twins = duplicates(images, settled)
+    for image_id in twins:
+        fresh.pop(image_id, None)
+    lanes = asyncio.Semaphore(ANALYSES)
+
+    async def analyse_one(image: CaseImage) -> Analysed:
+        async with lanes:
+            return await analyse(image, fresh.pop(image.id, None))
+
+    analysed = await gather_all([analyse_one(i) for i in images if i.storage_key and i.id not in twins])
+    return analysed + [Analysed(image_id, ImageStatus.skipped, error=duplicate_reason(first))
+                       for image_id, first in twins.items()]
 
 
 async def mark_failed(case_id: uuid.UUID, reason: str) -> None:

@@ -1,8 +1,9 @@
 """Submissions read from the Jotform API: verification of webhook deliveries and reconciliation.
 
 Jotform documents no webhook retries, so `reconcile` lists the form's recent submissions
-(`created_at:gt` now - RAIOX_RECONCILE_LOOKBACK_HOURS; Jotform's `created_at` carries no time zone, the
-look-back window absorbs the offset) and ingests those without a case, through the same idempotent
+(`created_at:gt` now - RAIOX_RECONCILE_LOOKBACK_HOURS; Jotform's `created_at` carries no time zone: it is written,
+and the filter's time read, in the account's, RAIOX_JOTFORM_TIMEZONE; a wrong setting only shifts the look-back
+window by the difference) and ingests those without a case, through the same idempotent
 `ingest` as the webhook: a webhook arriving at the same time still yields one case.
 
 Items whose id or form id the webhook would refuse (`parse.SUBMISSION_ID`), or of another form than the configured
@@ -17,6 +18,7 @@ every submission, and the job is counted as an error.
 """
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 from sqlalchemy.exc import DBAPIError
@@ -98,6 +100,7 @@ async def reconcile(now: datetime | None = None) -> int:
         log.info("reconcile_skipped", reason="RAIOX_JOTFORM_FORM_ID or RAIOX_JOTFORM_API_KEY not set")
         return 0
     since = (now or datetime.now(UTC)) - timedelta(hours=settings.reconcile_lookback_hours)
+    since = since.astimezone(ZoneInfo(settings.jotform_timezone))  # the clock Jotform compares `created_at` on
     created = 0
     async with get_jotform_client() as api:
         offset = 0
@@ -116,7 +119,8 @@ def _parse(content: dict) -> Submission | None:
     """The API copy as a Submission; None (logged) when it cannot be read, so one unreadable submission
     does not stop the others from being ingested."""
     try:
-        return from_api(content, field_map=get_settings().jotform_field_map)
+        settings = get_settings()
+        return from_api(content, field_map=settings.jotform_field_map, zone=ZoneInfo(settings.jotform_timezone))
     except RaioxError as exc:
         log.warning("submission_unreadable", submission_id=str(content.get("id")), reason=exc.message)
         return None

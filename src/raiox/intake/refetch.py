@@ -18,8 +18,8 @@ from raiox.cases.repository import add_event
 from raiox.intake import repository
 from raiox.intake.download import new_client
 from raiox.intake.processing import (
-    ACTOR, ANALYSES, DECIDED, DOWNLOADS, Analysed, _needs_download, analyse, decided_reason, fetch_and_store,
-    gather_all, locked_case, replace_ranking, settle_after_decision, store_fixture,
+    ACTOR, DECIDED, DOWNLOADS, Analysed, _needs_download, analyse_films, decided_reason, fetch_and_store, gather_all,
+    locked_case, replace_ranking, save_analysed, settle_after_decision,
 )
 from raiox.kit.logging import get_logger
 from raiox.kit.settings import get_settings
@@ -33,9 +33,10 @@ log = get_logger(__name__)
 TO_REFETCH = (ImageStatus.failed, ImageStatus.stored)
 
 
-async def failed_films(case_id: uuid.UUID) -> list[CaseImage]:
+async def failed_films(case_id: uuid.UUID) -> tuple[list[CaseImage], list[CaseImage]]:
     """The films of CASE_ID whose download failed (or whose analysis a stopped run never saved), while it awaits
-    review (none otherwise)."""
+    review (none otherwise); and its films analysed before (processed or invalid: the originals a film fetched again
+    may repeat; a `skipped` copy is none)."""
     from raiox.kit.db import session_scope
 
     async with session_scope() as session:
@@ -44,14 +45,18 @@ async def failed_films(case_id: uuid.UUID) -> list[CaseImage]:
             log.info("refetch_skipped", case_id=str(case_id), status=case.status)
             if case.status in DECIDED:  # a film a stopped run stored: kept, never analysed into the decided case
                 await repository.skip_stored_images(session, case_id, decided_reason(case.status))
-            return []
-        return [i for i in await repository.list_images(session, case_id) if i.status in TO_REFETCH]
+            return [], []
+        images = await repository.list_images(session, case_id)
+        return ([i for i in images if i.status in TO_REFETCH],
+                [i for i in images if i.status in (ImageStatus.processed, ImageStatus.invalid)])
 
 
 async def refetch(case_id: uuid.UUID) -> int:
     """Download CASE_ID's failed films again (a film already stored is read back from storage) and add what they
-    show to the case; the number of films analysed."""
-    images = await failed_films(case_id)
+    show to the case; the number of films analysed. A film that turns out to repeat one of the case's (the same
+    bytes: the dentist sent it twice) is not analysed again but `skipped` as its duplicate, as `process_case` does,
+    and counted as such, never as a film analysed."""
+    images, settled = await failed_films(case_id)
     fresh: dict[uuid.UUID, bytes] = {}
     async with new_client(get_settings()) as http:
         gate = asyncio.Semaphore(DOWNLOADS)
@@ -62,45 +67,52 @@ async def refetch(case_id: uuid.UUID) -> int:
                     fresh[image.id] = data
 
         await gather_all([fetch(i) for i in images if await _needs_download(i)])
-    lanes = asyncio.Semaphore(ANALYSES)
-
-    async def analyse_one(image: CaseImage) -> Analysed:
-        async with lanes:
-            return await analyse(image, fresh.pop(image.id, None))
-
-    analysed = await gather_all([analyse_one(i) for i in images if i.storage_key])
+    analysed = await analyse_films(images, fresh, settled)
     if images:
         await _save(case_id, analysed)
-    return len(analysed)
+    return len(analysed) - _copies(analysed)
+
+
+def _copies(analysed: list[Analysed]) -> int:
+    """How many of ANALYSED repeat a film of the case and were skipped, not analysed (`analyse_films`)."""
+    return sum(item.status == ImageStatus.skipped for item in analysed)
+
+
+def history_reason(analysed: int, copies: int, found: int) -> str:
+    """The case history's entry for a run that got ANALYSED films (analysed, their FOUND implants added) and COPIES
+    of films the case had (skipped): copies are never counted as films analysed."""
+    if not copies:
+        return f"{analysed} film(s) downloaded again, {found} implant(s) found"
+    return f"{analysed} film(s) downloaded again and analysed, {copies} duplicate(s) skipped, {found} implant(s) found"
+
+
+def decided_history_reason(got: int, not_analysed: int, copies: int) -> str:
+    """The entry for a run whose case was decided meanwhile: GOT films kept (NOT_ANALYSED of them images), COPIES of
+    films the case had skipped."""
+    reason = f"{got} film(s) downloaded again after the case was decided, {not_analysed} not analysed"
+    return f"{reason}, {copies} duplicate(s) skipped" if copies else reason
 
 
 async def _save(case_id: uuid.UUID, analysed: list[Analysed]) -> None:
     from raiox.kit.db import session_scope
     from raiox.vision import get_embedder
 
-    settings, model_id = get_settings(), get_embedder().model_id
+    settings, model_id, copies = get_settings(), get_embedder().model_id, _copies(analysed)
     async with session_scope() as session:
         case = await locked_case(session, case_id)
         if case.status != CaseStatus.awaiting_review:  # decided while the films were fetched: left as decided
             log.warning("case_moved_during_refetch", case_id=str(case_id), status=case.status)
             if case.status in DECIDED and analysed:
                 skipped = await settle_after_decision(session, case.status, analysed)
-                await add_event(session, CaseEvent(
-                    case_id=case_id, from_status=case.status, to_status=case.status, actor=ACTOR,
-                    reason=f"{len(analysed)} film(s) downloaded again after the case was decided, {skipped} not "
-                           "analysed"))
+                reason = decided_history_reason(len(analysed) - copies, skipped, copies)
+                await add_event(session, CaseEvent(case_id=case_id, from_status=case.status, to_status=case.status,
+                                                   actor=ACTOR, reason=reason))
             return
         found = 0
         for item in analysed:
-            await repository.update_image(session, item.image_id, status=item.status, error=item.error,
-                                          width=item.size[0] if item.size else None,
-                                          height=item.size[1] if item.size else None)
-            index = await repository.next_fixture_index(session, item.image_id)
-            for offset, located in enumerate(item.fixtures):
-                await store_fixture(session, item.image_id, index + offset, located, model_id, settings.top_k)
-            found += len(item.fixtures)
+            found += await save_analysed(session, item, model_id, settings.top_k)
         await replace_ranking(session, case_id)
-        reason = f"{len(analysed)} film(s) downloaded again, {found} implant(s) found"
         await add_event(session, CaseEvent(case_id=case_id, from_status=case.status, to_status=case.status,
-                                           actor=ACTOR, reason=reason))
-    log.info("case_films_refetched", case_id=str(case_id), films=len(analysed), fixtures=found)
+                                           actor=ACTOR, reason=history_reason(len(analysed) - copies, copies, found)))
+    log.info("case_films_refetched", case_id=str(case_id), films=len(analysed) - copies, duplicates=copies,
+             fixtures=found)

@@ -67,7 +67,7 @@ async def bring_up_to_date(session: AsyncSession, entry_id: int, **details) -> N
     transaction (long lists `capped`): a long run committed in parts (a catalog load's batches) is one entry that
     always says what its committed parts did. Besides this, an entry changes only by data retention: a purged case's
     free texts are cleared (`cases.retention`) and old sign-in entries lose the client's address
-    (`review.auth.anonymise_addresses`). It is not counted again."""
+    (`review.address_retention.anonymise_addresses`). It is not counted again."""
     entry = await session.get(AuditEntry, entry_id)
     if entry is not None:
         entry.details = capped(details)

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from fastapi import Depends
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -172,18 +171,6 @@ async def session_scope(maker: async_sessionmaker[AsyncSession] | None = None) -
         except BaseException:
             await session.rollback()
             raise
-
-
-async def get_db_session() -> AsyncIterator[AsyncSession]:
-    """FastAPI dependency (use ``DbSession``): the request owns the session and commits it when the handler succeeds."""
-    async with session_scope() as session:
-        yield session
-
-
-# The request's session, committed as soon as the handler returns and before the answer is sent. FastAPI runs a yield
-# dependency's exit after sending by default: a client (a browser following the panel's redirect, an API client
-# reading what it just wrote) could act on a write not yet committed, or be told of one whose commit then failed.
-DbSession = Depends(get_db_session, scope="function")
 
 
 LIKE_ESCAPE = "\\"

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import DbSession, get_engine
+from raiox.kit.db import get_engine
+from raiox.kit.deps import DbSession
 from raiox.kit.storage import get_storage
 
 router = APIRouter(tags=["health"])

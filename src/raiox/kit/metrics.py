@@ -20,16 +20,21 @@ Catalog size, job queue (`raiox_job_queue{task,status}`: succeeded / failed / to
 case states are gauges refreshed from the database on every scrape of `GET /metrics`.
 """
 
+from __future__ import annotations
+
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
 from prometheus_client import (
     CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:  # (annotations only: a `raiox` command's audited write counts here without importing FastAPI)
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)

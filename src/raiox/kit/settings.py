@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     jotform_verify_submissions: bool = False
     jotform_field_map: dict[str, str] = Field(default_factory=dict)
     jotform_result_fields: dict[str, str] = Field(default_factory=dict)
+    # the Jotform account's time zone: the API's `created_at` ("YYYY-MM-DD HH:MM:SS", no zone) is read in it
+    jotform_timezone: str = "America/Sao_Paulo"
     webhook_secret: SecretStr | None = None
 
     embedder: str = "raiox-v12"
@@ -106,6 +108,7 @@ class Settings(BaseSettings):
     # Admin panel: language, session lifetime, login lock-out
     admin_locale: str = "pt_BR"
     admin_timezone: str = "America/Sao_Paulo"  # times shown in the panel
+    client_timezone: str = "America/Sao_Paulo"  # dates the dentist reads (e-mail, report), whatever the panel's
     admin_session_hours: int = Field(default=12, ge=1)
     admin_max_failed_logins: int = Field(default=5, ge=1)  # from one source address: that source is locked out
     admin_max_failed_logins_account: int = Field(default=50, ge=1)  # from all sources: the account is locked
@@ -127,6 +130,18 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_hosts(cls, value: list[str]) -> list[str]:
         return [_origin(v) for v in value]
+
+    @field_validator("jotform_timezone", "client_timezone", "admin_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        """An IANA time zone name (America/Sao_Paulo, America/Manaus, UTC)."""
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not a time zone name: {value!r} (e.g. America/Sao_Paulo)") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

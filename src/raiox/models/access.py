@@ -20,7 +20,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = created_at()
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # what it may do (raiox.kit.auth.SCOPES; "all": everything, the default and every token made before 0013)
+    # what it may do (raiox.kit.tokens.SCOPES; "all": everything, the default and every token made before 0013)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(20)), default=lambda: ["all"])
 
 

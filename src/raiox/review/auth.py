@@ -15,9 +15,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from argon2 import PasswordHasher
 from prometheus_client import Counter
-from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -26,35 +24,24 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from raiox.delivery.report import secret
 from raiox.kit.audit import audit
-from raiox.kit.auth import bearer_scheme, bearer_token, use_token
-from raiox.kit.db import DbSession
+from raiox.kit.auth import bearer_scheme, bearer_token
+from raiox.kit.deps import DbSession
 from raiox.kit.errors import Forbidden, Unauthorized
 from raiox.kit.logging import mask_addresses
 from raiox.kit.metrics import REGISTRY
 from raiox.kit.settings import get_settings
+from raiox.kit.tokens import use_token
 from raiox.models import User
+from raiox.review.accounts import hash_password, hasher, verify_password
 
 COOKIE = "raiox_admin"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
-ROLES = ("reviewer", "admin")
-hasher = PasswordHasher()  # argon2id with the library's recommended parameters
 # fail2ban matches exactly: "raiox.admin.login_failed ip=<ip> email=<e-mail>" (plain stdlib logger line; the address
 # typed is masked, `kit.logging.mask_addresses`)
 failure_log = logging.getLogger("raiox.admin")
 _DUMMY_HASH = hasher.hash(secrets.token_hex(16))
 LOGINS = Counter("raiox_admin_logins_total", "Admin panel login attempts by outcome", ["outcome"], registry=REGISTRY)
-
-
-def hash_password(password: str) -> str:
-    return hasher.hash(password)
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -173,41 +160,6 @@ async def locked_out(session: AsyncSession, ip: str, target: str | None, scope: 
 
 
 TRUSTED_DAYS = 30  # a source the operator signed in from this recently gets past an account-wide lock
-ANONYMISED = "anonymised"  # what a sign-in entry's address becomes after RAIOX_AUDIT_ADDRESS_RETENTION_DAYS
-ANONYMISED_ACTOR = f"ip:{ANONYMISED}"
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text.removeprefix("ip:").strip(), strict=False)
-    except ValueError:
-        return False
-    return True
-
-
-def without_addresses(value):
-    """VALUE (an entry's details) with every string that is a client address or network (`ip:` prefixed or not)
-    replaced by ANONYMISED; the rest as it was."""
-    if isinstance(value, dict):
-        return {key: without_addresses(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [without_addresses(item) for item in value]
-    return ANONYMISED if isinstance(value, str) and _is_address(value) else value
-
-
-async def anonymise_addresses(session: AsyncSession, before: datetime, limit: int = 1000) -> int:
-    """LGPD minimisation: the sign-in entries (`auth.*`) written by a client address (actor `ip:<address>`) before
-    BEFORE, at most LIMIT of them, keep everything but the address: the actor becomes ANONYMISED_ACTOR and any address
-    in their details ANONYMISED. Entries are never deleted, no other action is touched. How many were changed."""
-    from raiox.review import repository
-
-    entries = await repository.addressed_audit_entries(session, before, ANONYMISED_ACTOR, limit)
-    for entry in entries:
-        entry.actor, entry.details = ANONYMISED_ACTOR, without_addresses(entry.details or {})
-    await session.flush()
-    return len(entries)
-
-
 def login_source(ip: str | None) -> str:
     """What failures are counted by: the IPv4 address, or the /64 network of an IPv6 one (one subscriber holds a whole
     /64, so counting its addresses one by one would let it lock anything out)."""

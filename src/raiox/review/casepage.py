@@ -26,6 +26,7 @@ from raiox.kit.logging import get_logger
 from raiox.kit.settings import get_settings
 from raiox.models import CaseImage, CaseStatus, Fixture, ImplantSystem
 from raiox.review import repository
+from raiox.review.rejection import failed_case_message
 
 log = get_logger(__name__)
 
@@ -138,6 +139,8 @@ async def build(session: AsyncSession, case_id: uuid.UUID) -> dict:
                     if text.strip() not in {(v or "").strip() for v in (case.client_name, case.client_email,
                                                                         case.client_phone, case.notes,
                                                                         case.tooth)}],
+        # a failed case's rejection starts from each film's problem and what to send (pt-BR: the dentist reads it)
+        "reject_draft": failed_case_message(images) if case.status == CaseStatus.failed else "",
         "thresholds": (get_settings().confidence_margin_high, get_settings().confidence_margin_medium,
                        get_settings().confidence_medium),
     }

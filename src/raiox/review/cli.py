@@ -26,8 +26,8 @@ async def _add(email: str, role: str, password: str) -> str:
     from raiox.kit.db import session_scope
     from raiox.models import User
     from raiox.review import repository
-    from raiox.review.auth import hash_password
-    from raiox.review.service import audit
+    from raiox.review.accounts import hash_password
+    from raiox.kit.audit import audit
 
     async with session_scope() as session:
         user = await repository.user_by_email(session, email)
@@ -55,7 +55,7 @@ def add(
     ends with a blank (a paste accident: the panel's login would not match what the user types)."""
     from raiox.cli import _settings
     from raiox.intake.parse import EMAIL
-    from raiox.review.auth import ROLES
+    from raiox.review.accounts import ROLES
 
     email = email.strip().lower()
     if role not in ROLES:
@@ -80,7 +80,7 @@ def add(
 async def _disable(email: str) -> bool:
     from raiox.kit.db import session_scope
     from raiox.review import repository
-    from raiox.review.service import audit
+    from raiox.kit.audit import audit
 
     async with session_scope() as session:
         user = await repository.user_by_email(session, email)

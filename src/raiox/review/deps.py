@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import DbSession
+from raiox.kit.deps import DbSession
 from raiox.kit.errors import Forbidden
 from raiox.models import User
 from raiox.review.auth import CSRF_FIELD, CSRF_HEADER, csrf_ok, load_session, session_user

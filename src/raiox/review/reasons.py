@@ -22,6 +22,10 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^(?P<n>\d+) film\(s\) downloaded again, (?P<fixtures>\d+) implant\(s\) found$", "reason.refetched"),
     (r"^(?P<n>\d+) film\(s\) downloaded again after the case was decided, (?P<skipped>\d+) not analysed$",
      "reason.refetched_after_decision"),
+    (r"^(?P<n>\d+) film\(s\) downloaded again and analysed, (?P<duplicates>\d+) duplicate\(s\) skipped, "
+     r"(?P<fixtures>\d+) implant\(s\) found$", "reason.refetched_with_duplicates"),
+    (r"^(?P<n>\d+) film\(s\) downloaded again after the case was decided, (?P<skipped>\d+) not analysed, "
+     r"(?P<duplicates>\d+) duplicate\(s\) skipped$", "reason.refetched_after_decision_with_duplicates"),
     (r"^not analysed: the case was decided \((?P<detail>\w+)\) before this film was analysed$",
      "reason.decided_before_analysis"),
     (r"^no file submitted$", "reason.no_file"),
@@ -44,7 +48,8 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^(?P<detail>.* is not an allowed upload origin .*)$", "reason.upload_origin"),
     (r"^(?P<detail>file too large: .*)$", "reason.file_too_large"),
     (r"^(?P<detail>upload host answered .*|cannot resolve .*|.* resolves to a non-public address .*"
-     r"|timed out downloading .*|network error downloading .*)$", "reason.upload_host"),
+     r"|timed out downloading .*|network error downloading .*|redirect without Location from .*"
+     r"|too many redirects from .*)$", "reason.upload_host"),
     (r"^duplicate of (?P<first>.*)$", "reason.duplicate_upload"),
     (r"^same image already in system (?P<system>.*)$", "reason.already_in_system"),
     (r"^unreadable: (?P<detail>.*)$", "reason.cannot_decode"),
@@ -62,11 +67,19 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^(?P<detail>(jotform|email): .*)$", "reason.delivery_failed"),
     (r"^unexpected error: (?P<detail>.*)$", "reason.delivery_failed"),
 ))
-COUNTS = ("n", "images", "fixtures", "skipped")  # the groups that are counts: singular or plural, 1.234
+COUNTS = ("n", "images", "fixtures", "skipped", "duplicates")  # the groups that are counts: singular or plural, 1.234
 # who recorded an entry (``actor``: "kind:name") -> message id; people and tokens keep their name
 ACTORS = {"system:worker": "actor.worker", "system:delivery": "actor.delivery", "system:review": "actor.review",
           "jotform:webhook": "actor.webhook", "jotform:reconcile": "actor.reconcile", "jotform:api": "actor.webhook",
           "system:retention": "actor.retention", "ip:anonymised": "actor.ip_anonymised"}
+
+
+def reason_match(recorded: str | None) -> tuple[str, dict[str, str]] | None:
+    """The message id of ``recorded`` (a known reason) and the fields read from it; None for any other text."""
+    for pattern, message_id in PATTERNS if recorded else ():
+        if match := pattern.match(recorded):
+            return message_id, match.groupdict()
+    return None
 
 
 def reason_parts(recorded: str | None, lang: str | None = None) -> tuple[str, str | None]:
@@ -74,12 +87,11 @@ def reason_parts(recorded: str | None, lang: str | None = None) -> tuple[str, st
     it is a known reason; (as recorded, None) otherwise."""
     if not recorded:
         return "", None
-    for pattern, message_id in PATTERNS:
-        if match := pattern.match(recorded):
-            fields = match.groupdict()
-            counts = {k: int(v) for k, v in fields.items() if k in COUNTS}  # "1 arquivo enviado", "3 arquivos..."
-            return i18n.gettext(message_id, lang, **fields | counts), fields.get("detail") or None
-    return recorded, None
+    if (known := reason_match(recorded)) is None:
+        return recorded, None
+    message_id, fields = known
+    counts = {k: int(v) for k, v in fields.items() if k in COUNTS}  # "1 arquivo enviado", "3 arquivos..."
+    return i18n.gettext(message_id, lang, **fields | counts), fields.get("detail") or None
 
 
 def reason_text(recorded: str | None, lang: str | None = None) -> str:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import DbSession
+from raiox.kit.deps import DbSession
 from raiox.kit.settings import get_settings
 from raiox.models import AuditEntry, User
 from raiox.review import i18n, repository

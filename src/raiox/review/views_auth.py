@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import DbSession
+from raiox.kit.deps import DbSession
 from raiox.review import auth, repository
 from raiox.review.deps import csrf_protect
 from raiox.review.i18n import gettext

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import service as cases
-from raiox.kit.db import DbSession
+from raiox.kit.deps import DbSession
 from raiox.kit.errors import BadRequest, Conflict, Forbidden, TooManyRequests, Unprocessable
 from raiox.kit.settings import get_settings
 from raiox.models import CaseStatus, User

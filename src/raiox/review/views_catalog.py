@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.catalog import repository as catalog_repo
 from raiox.catalog.sources import slug
-from raiox.kit.db import DbSession
+from raiox.kit.deps import DbSession
 from raiox.kit.errors import Conflict, NotFound, TooLarge, Unprocessable
 from raiox.models import ImplantSystem, User
 from raiox.review import repository, service

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from raiox.kit.db import DbSession
+from raiox.kit.deps import DbSession
 from raiox.kit.errors import NotFound
 from raiox.models import CaseImage, Fixture, ReferenceImage, User
 from raiox.review import images
