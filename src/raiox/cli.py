@@ -78,20 +78,11 @@ def sigterm_as_ctrl_c():
 
 def _release_embedded_undisturbed() -> None:
     """A command interrupted (Ctrl+C, SIGTERM) gives its handle on the embedded PostgreSQL back before it ends,
-    stopping it when no other process holds it, with a second Ctrl+C or SIGTERM ignored meanwhile: one during
-    pgserver's exit hook cut it and left the server running."""
-    import signal
-
+    stopping it when no other process holds it, with a second Ctrl+C or SIGTERM dropped meanwhile
+    (`kit.db.stop_embedded(drop_signals=True)`): one during pgserver's exit hook cut it and left the server running."""
     db = sys.modules.get("raiox.kit.db")  # not imported: the command never joined it
-    if db is None:
-        return
-    stops = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stops}
-    try:
-        db.stop_embedded()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    if db is not None:
+        db.stop_embedded(drop_signals=True)
 
 
 app = typer.Typer(name="raiox", help="Raiox AI: identify dental implant systems from X-rays.", no_args_is_help=True,
@@ -263,10 +254,8 @@ def stopping_cleanly():
         interrupted = True
         get_logger(__name__).info("stopped_while_starting", signal=signal.Signals(asked[0]).name if asked else None)
     finally:
-        for sig in previous:  # a second Ctrl+C while PostgreSQL stops is ignored
-            signal.signal(sig, signal.SIG_IGN)
         try:
-            stop_embedded()
+            stop_embedded(drop_signals=True)  # a second Ctrl+C or SIGTERM while PostgreSQL stops is dropped
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

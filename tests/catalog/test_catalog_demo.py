@@ -194,7 +194,7 @@ def test_demo_if_empty_finishes_a_load_cut_short_and_leaves_a_finished_one_alone
     resumed = cli(*args)
     assert resumed.exit_code == 0, resumed.output
     assert "demo catalog load was cut short (1 systems, 2 of 4 references): finishing it" in resumed.output
-    assert "2 added" in resumed.output  # what was stored is not stored twice
+    assert resumed.stdout.startswith("demo: 2 added,"), resumed.output  # what was stored is not stored twice
     assert sql(database_url, "SELECT system_id, count(*) FROM reference_images GROUP BY 1 ORDER BY 1") == [
         ("demo-001", 2), ("demo-002", 2)]
     assert sql(database_url, "SELECT (details->>'added')::int, details->'complete' FROM audit_log "
@@ -203,7 +203,7 @@ def test_demo_if_empty_finishes_a_load_cut_short_and_leaves_a_finished_one_alone
     with psycopg.connect(database_url) as conn:  # the operator removed one reference
         conn.execute("DELETE FROM reference_images WHERE origin = 'demo:demo-002#1.png'")
     again = cli(*args)
-    assert again.exit_code == 0 and "already has 2 systems: demo not loaded" in again.output
+    assert again.exit_code == 0 and again.stdout == "catalog already has 2 systems: demo not loaded\n", again.output
     assert sql(database_url, "SELECT count(*) FROM reference_images") == [(3,)]
 
 

@@ -56,10 +56,13 @@ def test_folder_import_reports_skips_and_is_idempotent(tmp_path, demo_pngs, cli,
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "3 added" in out and "5 skipped" in out
+    # the summary is the command's result, on stdout, one line; what was skipped (and the progress) on stderr
+    assert result.stdout == "import: 3 added, 0 embedded (stored before), 0 already embedded, 5 skipped\n"
+    said = " ".join(result.stderr.split())
     for reason in ("Acme/Cone 3.5/b.png: duplicate of Acme/Cone 3.5/b-copy.png", "broken.jpg: not a usable image",
                    "notes.txt: unsupported file type .txt", "empty.png: no fixture found",
                    "loose.png: not in a MANUFACTURER/SYSTEM/ folder"):
-        assert reason in out, reason
+        assert reason in said, reason
     assert counts(database_url) == (2, 3, 3)
     systems = {row[0]: row[1:]
                for row in sql(database_url, "SELECT id, manufacturer, connection, attributes FROM implant_systems")}

@@ -230,8 +230,8 @@ def test_first_release_from_archive(host, tmp_path):
                    "switching current")
     # an empty catalog still lacks the model's vector index (the app role could not create it): the reindex makes it
     assert "catalog not ready for raiox-v12: its vector index is missing" in result.stderr
-    assert "reindex: 0 added, 0 embedded" in result.stderr
-    assert _before(result.stdout, "reindexing the catalog with raiox-v12", "switching current")
+    assert _before(result.stdout, "reindexing the catalog with raiox-v12", "reindex: 0 added, 0 embedded")
+    assert _before(result.stdout, "reindex: 0 added, 0 embedded", "switching current")  # its result, on stdout
     kept = sorted(p.name for p in (host["srv"] / "releases").iterdir())
     assert kept == [*old[-2:], Path(_current(host)).name]
     release = host["srv"] / _current(host)
@@ -393,7 +393,7 @@ def test_a_catalog_without_the_models_vectors_is_reindexed_before_the_switch(hos
     restarts, so the new release comes up ready; the next deploy finds nothing missing and reindexes nothing."""
     loaded = _raiox(host, "catalog", "demo", "--systems", "demo-001,demo-002", "--refs", "2", "--restored", "0",
                     env={"RAIOX_EMBEDDER": "raiox-v1"})
-    assert loaded.returncode == 0 and "4 added" in loaded.stderr, loaded.stdout + loaded.stderr
+    assert loaded.returncode == 0 and loaded.stdout.startswith("demo: 4 added,"), loaded.stdout + loaded.stderr
     not_ready = _ready(host)
     assert not_ready.status_code == 503 and "no vectors of raiox-v12" in not_ready.json()["checks"]["catalog"]
 

@@ -302,3 +302,30 @@ async def test_the_address_throttle_answers_429_and_is_audited_once_when_it_enga
                                                        {"scope": "address", "minutes": IP_WINDOW_S // 60})
     # the throttled answers are logged for fail2ban, not audited one by one (nothing to write per request)
     assert len(await _audited("auth.login_failed")) == IP_MAX_FAILURES
+
+
+IMPORT_THEN_LOG_IN = """
+import argon2
+made = []
+real = argon2.PasswordHasher.hash
+argon2.PasswordHasher.hash = lambda self, *args, **kwargs: made.append(1) or real(self, *args, **kwargs)
+from raiox.app import create_app
+from raiox.review import auth, panel, routes
+print(len(made))
+first, again = auth._dummy_hash(), auth._dummy_hash()
+print(len(made), first == again, first.startswith("$argon2id$"), auth.verify_password(first, "a guess"))
+"""
+
+
+def test_importing_the_app_and_the_panel_hashes_no_password_and_the_dummy_hash_is_made_once():
+    """The argon2 hash that an unknown address or a locked account is checked against (`auth._dummy_hash`) was made
+    at import: every process that loaded the app or the panel paid it. It is made on first use, then kept: every
+    later refusal checks the same hash, at a real check's cost."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", IMPORT_THEN_LOG_IN], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "1", "True", "True", "False"], done.stdout + done.stderr

@@ -92,6 +92,8 @@ def _print_skips(skips: list, title: str) -> None:
 
 
 def _print_report(report, title: str) -> None:
+    """The run's summary line (`import: 3 added, ...`) on stdout, the command's result, as other commands print
+    theirs; what was skipped, as the progress before it, on stderr."""
     _print_skips(report.skipped, "skipped")
     _print_skips(report.kept, "stored box kept for")
     parts = [f"{report.added} added", f"{report.embedded} embedded (stored before)",
@@ -100,7 +102,7 @@ def _print_report(report, title: str) -> None:
         parts.append(f"{report.relocated} relocated")
     if report.pruned:
         parts.append(f"{report.pruned} old embeddings pruned")
-    err.print(f"[bold]{title}[/bold]: " + ", ".join(parts), soft_wrap=True, highlight=False)
+    print(f"{title}: " + ", ".join(parts), flush=True)
 
 
 def _import(items: list, *, batch_size: int, whole_image: bool, label: str, actor: str):
@@ -290,7 +292,7 @@ def demo(
 
     items = list(from_demo(chosen, refs, restored))
     if if_empty and (existing := run_db(_demo_state))[0] and not _demo_cut_short(*existing, len(items)):
-        err.print(f"catalog already has {existing[0]} systems: demo not loaded")
+        print(f"catalog already has {existing[0]} systems: demo not loaded", flush=True)  # its result, on stdout
         return
     _print_report(_import(items, batch_size=batch_size, whole_image=True, label="demo catalog",
                           actor=DEMO_ACTOR), "demo")

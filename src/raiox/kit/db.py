@@ -37,11 +37,14 @@ _servers: dict[str, object] = {}  # pgdata -> this process's handle on the embed
 
 
 @contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM held back until the block ends, then delivered to whatever handled them before. Starting
-    or stopping the embedded server is never cut in the middle: a Ctrl+C or SIGTERM during initdb left a data dir
-    without its databases (every later start failed), and one while pg_ctl started the server (before pgserver
-    listed this process as a holder, or this module kept the handle) a PostgreSQL nobody would stop."""
+def _signals_deferred(*, drop: bool = False) -> Iterator[None]:
+    """SIGINT and SIGTERM held back until the block ends, then delivered to whatever handled them before; with DROP,
+    dropped instead (an interrupted command's or server's own stop, `stop_embedded(drop_signals=True)`: a second
+    Ctrl+C or SIGTERM meanwhile changes nothing, the command already ending as the first one asked). Starting or
+    stopping the embedded server is never cut in the middle: a Ctrl+C or SIGTERM during initdb left a data dir
+    without its databases (every later start failed), one while pg_ctl started the server (before pgserver listed
+    this process as a holder, or this module kept the handle) a PostgreSQL nobody would stop, and one during
+    pgserver's clean-up a server left running."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -52,8 +55,8 @@ def _signals_deferred() -> Iterator[None]:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for sig in dict.fromkeys(caught):
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # (None: one set outside Python)
+        for sig in () if drop else dict.fromkeys(caught):
             signal.raise_signal(sig)
 
 
@@ -104,11 +107,13 @@ async def release_embedded() -> None:
     stop_embedded()
 
 
-def stop_embedded() -> None:
+def stop_embedded(*, drop_signals: bool = False) -> None:
     """Give back this process's handle on the embedded PostgreSQL, stopping it when no other process holds one (a
     server's start-up cut short by SIGTERM or Ctrl+C; `release_embedded` once the app ran). Connections still open
-    only make PostgreSQL's fast shutdown end them."""
-    with _signals_deferred():
+    only make PostgreSQL's fast shutdown end them. A Ctrl+C or SIGTERM meanwhile waits for the stop, then is
+    delivered; with DROP_SIGNALS (the stop of a process already interrupted: `cli.RaioxGroup`, `cli.stopping_cleanly`)
+    it is dropped."""
+    with _signals_deferred(drop=drop_signals):
         for pgdata, server in list(_servers.items()):
             server.cleanup()  # stops the server if this process was the last holder (pgserver's cleanup_mode "stop")
             # pgserver unregisters its exit hook only in cleanup_mode "delete": left, it took the machine-wide lock

@@ -14,6 +14,7 @@ import re
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 from prometheus_client import Counter
 from fastapi import Request, Response, Security
@@ -40,8 +41,15 @@ CSRF_FIELD = "csrf_token"
 # fail2ban matches exactly: "raiox.admin.login_failed ip=<ip> email=<e-mail>" (plain stdlib logger line; the address
 # typed is masked, `kit.logging.mask_addresses`)
 failure_log = logging.getLogger("raiox.admin")
-_DUMMY_HASH = hasher.hash(secrets.token_hex(16))
 LOGINS = Counter("raiox_admin_logins_total", "Admin panel login attempts by outcome", ["outcome"], registry=REGISTRY)
+
+
+@cache
+def _dummy_hash() -> str:
+    """The argon2 hash of a random password, checked for an unknown address or a locked account so that either costs
+    what a real check does (no account enumeration by timing). Made on first use, then kept: at import, every process
+    that loads the app or the panel (each `raiox serve`, `raiox admin`, every test run) paid an argon2 hash."""
+    return hasher.hash(secrets.token_hex(16))
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -114,11 +122,11 @@ async def authenticate(session: AsyncSession, email: str, password: str, ip: str
     user = await repository.user_by_email(session, email)
     now, source = datetime.now(UTC), login_source(ip)
     if user is None or not user.active:
-        verify_password(_DUMMY_HASH, password)  # same cost: no user enumeration by timing
+        verify_password(_dummy_hash(), password)  # same cost: no user enumeration by timing
         await refused(session, ip, email, user, "unknown" if user is None else "disabled")
         return None
     if await _locked(session, user, source, now):
-        verify_password(_DUMMY_HASH, password)  # a locked account answers as slowly as an unknown one
+        verify_password(_dummy_hash(), password)  # a locked account answers as slowly as an unknown one
         await refused(session, ip, email, user, "locked")
         return None
     if not verify_password(user.password_hash, password):
