@@ -28,7 +28,9 @@ RETRY_AFTER_S = "30"  # an outage (503): when to try again
 async def _error_handler(_request: Request, exc: RaioxError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None  # RFC 9110: a 401 names its scheme
     if exc.status_code == 503:
-        headers = {"Retry-After": RETRY_AFTER_S}
+        headers = {"Retry-After": str(exc.retry_after or RETRY_AFTER_S)}
+    elif exc.retry_after is not None:  # a 429 that knows when the action is allowed again (RFC 6585, RFC 9110)
+        headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code, headers=headers)
 
 

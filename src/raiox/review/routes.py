@@ -108,7 +108,10 @@ async def revoke_report(case_id: uuid.UUID, actor: str = Depends(require_actor),
 
 @router.post("/cases/{case_id}/redeliver", status_code=204, response_class=Response, responses=ERRORS | {
     409: {"description": "The case's result was not delivered, or a delivery is in progress"},
-    429: {"description": "Sent again less than 10 minutes ago, or 3 times in 24 hours"}})
+    429: {"description": "Sent again less than 10 minutes ago, or 3 times in 24 hours; `Retry-After` says in how many "
+                         "seconds it may be sent again",
+          "headers": {"Retry-After": {"description": "Seconds until the case may be sent again",
+                                      "schema": {"type": "integer", "minimum": 1}}}}})
 async def redeliver(case_id: uuid.UUID, actor: str = Depends(require_actor),
                     session: AsyncSession = DbSession) -> None:
     """Send a delivered result again (Jotform edited again, a new e-mail) with a new report link; the old links stop
