@@ -82,13 +82,35 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
 _NOT_A_FILE = "Expected UploadFile, received:"
 
 
-def _field_problem(error: dict) -> dict[str, str]:
-    """One field's problem, in words for the client (never FastAPI's internal type names)."""
-    field = ".".join(str(p) for p in error.get("loc", ())[1:]) or "body"
+# pydantic's error types for a body that is not a JSON object (a list, a string; bytes FastAPI did not parse)
+_NOT_AN_OBJECT = {"model_attributes_type", "model_type", "dict_type"}
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _field_problem(error: dict, content_type: str = "") -> dict[str, str]:
+    """One field's problem, in words for the client (never FastAPI's internal type names). The body as a whole:
+    malformed JSON (FastAPI names the character's offset as if it were a field), a body sent without
+    `Content-Type: application/json` (FastAPI then does not parse it), JSON that is not an object, no body."""
+    loc, kind = tuple(error.get("loc", ())), error.get("type")
+    field = ".".join(str(p) for p in loc[1:]) or "body"
     message = error.get("msg", "")
     if _NOT_A_FILE in message:
         message = (f"the part named {field!r} carries no file (a part without a filename is read as text): "
                    "send it as a file, with its filename")
+    elif kind == "json_invalid":
+        field = "body"
+        where = f" at offset {loc[1]}" if len(loc) > 1 else ""
+        message = f"malformed JSON{where}: {(error.get('ctx') or {}).get('error') or message}"
+    elif loc == ("body",) and kind in _NOT_AN_OBJECT:
+        message = ("the body must be a JSON object" if _is_json(content_type) else
+                   "the body must be a JSON object sent with Content-Type: application/json (got "
+                   f"{content_type.split(';', 1)[0].strip() or 'no Content-Type'})")
+    elif loc == ("body",) and kind == "missing":
+        message = "a JSON object body is required (Content-Type: application/json)"
     return {"field": field, "message": message}
 
 
@@ -100,7 +122,8 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
         from raiox.kit import metrics
 
         metrics.IDENTIFICATIONS.labels("rejected").inc()
-    fields = [_field_problem(e) for e in exc.errors()]
+    content_type = request.headers.get("content-type", "")
+    fields = [_field_problem(e, content_type) for e in exc.errors()]
     detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid request"
     return JSONResponse({"error": "invalid_request", "detail": detail, "fields": fields}, status_code=422)
 
