@@ -203,9 +203,10 @@ def create_app(*, worker: bool = False) -> FastAPI:
     from raiox.kit.auth import BearerFirst
 
     app.add_middleware(BearerFirst, paths={"/identify": "identify"})
-    from raiox.kit.headers import NoStoreJSON
+    from raiox.kit.headers import HeadAsGet, NoStoreJSON
 
     app.add_middleware(NoStoreJSON)
+    app.add_middleware(HeadAsGet)  # outside NoStoreJSON: a HEAD gets the GET's headers
     from raiox.catalog.routes import IDENTIFY_MAX_BODY
     from raiox.kit import metrics
     from raiox.kit.bodylimit import DeclaredLengthFirst

@@ -370,8 +370,10 @@ def create_admin_app() -> FastAPI:
     for router in (health_router, review_router, delivery_router):
         app.include_router(router)
     app.mount("/admin", create_panel())
+    from raiox.kit.headers import HeadAsGet
     from raiox.kit.requestid import RequestId
 
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RequestId)
 
     @app.get("/", include_in_schema=False)
