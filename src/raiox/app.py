@@ -48,19 +48,52 @@ def _own_body(response: dict) -> bool:
     return bool(ref) and not ref.endswith("/HTTPValidationError")
 
 
-def _openapi(app: FastAPI) -> dict:
+# the headers the app sets on its answers (`components.headers`), each named on the answers that carry it
+RESPONSE_HEADERS = {
+    "X-Request-ID": {"description": "The request's id (the client's `X-Request-ID` when it is at most 128 characters "
+                                    "of [A-Za-z0-9._-], else a new one), on the server's log lines too",
+                     "schema": {"type": "string"}},
+    "Retry-After": {"description": "Seconds to wait before sending the same request again",
+                    "schema": {"type": "integer", "minimum": 1}},
+    "WWW-Authenticate": {"description": "The scheme the request needs: `Bearer`", "schema": {"type": "string"}},
+}
+OUTAGE = {"description": "Unavailable for now (the database, object storage, or a setting the route needs): nothing "
+                         "was recorded; send the same request again after `Retry-After` seconds"}
+NO_DATABASE = {"/healthz"}  # the operations that answer without the database (every other one may meet an outage)
+
+
+CODE_HEADERS = {"401": ["WWW-Authenticate"], "429": ["Retry-After"], "503": ["Retry-After"]}
+
+
+def _headers_of(code: str) -> list[str]:
+    return ["X-Request-ID", *CODE_HEADERS.get(code, [])]
+
+
+def openapi_document(app: FastAPI) -> dict:
     """FastAPI's document, with the API's real error body where it documents its own validation error shape, and on
-    every error answer that names no body of its own."""
+    every error answer that names no body of its own; every operation that reads the database declares the outage's
+    503, and every answer the headers the app sets on it (`X-Request-ID`; `Retry-After` on 429 and 503,
+    `WWW-Authenticate` on 401)."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
         schemas["ErrorBody"] = ErrorBody.model_json_schema()
+        components["headers"] = RESPONSE_HEADERS
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
-        for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
-            for code, response in operation.get("responses", {}).items():
-                if code[0] in "45" and not _own_body(response):
-                    response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if path not in NO_DATABASE:
+                    responses.setdefault("503", dict(OUTAGE))
+                for code, response in responses.items():
+                    if code[0] in "45" and not _own_body(response):
+                        response["content"] = {"application/json": {"schema": {
+                            "$ref": "#/components/schemas/ErrorBody"}}}
+                    headers = response.setdefault("headers", {})
+                    for name in _headers_of(code):
+                        headers.setdefault(name, {"$ref": f"#/components/headers/{name}"})
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -195,7 +228,7 @@ def create_app(*, worker: bool = False) -> FastAPI:
     # /docs is ours (raiox.kit.apidocs: Swagger UI from the app, no CDN, no inline script); FastAPI's ReDoc page
     # would load from a CDN too
     app = FastAPI(title="Raiox AI", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.openapi = lambda: _openapi(app)
+    app.openapi = lambda: openapi_document(app)
     from raiox.kit.apidocs import install_api_docs
 
     install_api_docs(app)

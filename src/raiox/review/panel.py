@@ -354,7 +354,7 @@ def create_admin_app() -> FastAPI:
     """`raiox admin`: the panel on its own host (no webhook, no worker), with the review API, report
     links and health probes; decisions enqueue delivery jobs that the API hosts' workers run."""
     from raiox import __version__
-    from raiox.app import add_error_handlers
+    from raiox.app import add_error_handlers, openapi_document
     from raiox.kit.apidocs import install_api_docs
     from raiox.delivery.routes import router as delivery_router
     from raiox.kit.health import router as health_router
@@ -365,6 +365,7 @@ def create_admin_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
     app = FastAPI(title="Raiox AI admin", version=__version__, docs_url=None, redoc_url=None, lifespan=_released)
+    app.openapi = lambda: openapi_document(app)  # the API's one error body, as on the API hosts
     install_api_docs(app)  # Swagger UI from the app itself (no CDN), like the API hosts'
     add_error_handlers(app)
     for router in (health_router, review_router, delivery_router):
