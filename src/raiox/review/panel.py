@@ -371,9 +371,10 @@ def create_admin_app() -> FastAPI:
     for router in (health_router, review_router, delivery_router):
         app.include_router(router)
     app.mount("/admin", create_panel())
-    from raiox.kit.headers import HeadAsGet
+    from raiox.kit.headers import HeadAsGet, NoStoreJSON
     from raiox.kit.requestid import RequestId
 
+    app.add_middleware(NoStoreJSON)  # the review API's answers name the case and its reviewer, as on the API hosts
     app.add_middleware(HeadAsGet)
     app.add_middleware(RequestId)
 
