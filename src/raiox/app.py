@@ -28,7 +28,9 @@ RETRY_AFTER_S = "30"  # an outage (503): when to try again
 async def _error_handler(_request: Request, exc: RaioxError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None  # RFC 9110: a 401 names its scheme
     if exc.status_code == 503:
-        headers = {"Retry-After": RETRY_AFTER_S}
+        headers = {"Retry-After": str(exc.retry_after or RETRY_AFTER_S)}
+    elif exc.retry_after is not None:  # a 429 that knows when the action is allowed again (RFC 6585, RFC 9110)
+        headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code, headers=headers)
 
 
@@ -46,19 +48,52 @@ def _own_body(response: dict) -> bool:
     return bool(ref) and not ref.endswith("/HTTPValidationError")
 
 
-def _openapi(app: FastAPI) -> dict:
+# the headers the app sets on its answers (`components.headers`), each named on the answers that carry it
+RESPONSE_HEADERS = {
+    "X-Request-ID": {"description": "The request's id (the client's `X-Request-ID` when it is at most 128 characters "
+                                    "of [A-Za-z0-9._-], else a new one), on the server's log lines too",
+                     "schema": {"type": "string"}},
+    "Retry-After": {"description": "Seconds to wait before sending the same request again",
+                    "schema": {"type": "integer", "minimum": 1}},
+    "WWW-Authenticate": {"description": "The scheme the request needs: `Bearer`", "schema": {"type": "string"}},
+}
+OUTAGE = {"description": "Unavailable for now (the database, object storage, or a setting the route needs): nothing "
+                         "was recorded; send the same request again after `Retry-After` seconds"}
+NO_DATABASE = {"/healthz"}  # the operations that answer without the database (every other one may meet an outage)
+
+
+CODE_HEADERS = {"401": ["WWW-Authenticate"], "429": ["Retry-After"], "503": ["Retry-After"]}
+
+
+def _headers_of(code: str) -> list[str]:
+    return ["X-Request-ID", *CODE_HEADERS.get(code, [])]
+
+
+def openapi_document(app: FastAPI) -> dict:
     """FastAPI's document, with the API's real error body where it documents its own validation error shape, and on
-    every error answer that names no body of its own."""
+    every error answer that names no body of its own; every operation that reads the database declares the outage's
+    503, and every answer the headers the app sets on it (`X-Request-ID`; `Retry-After` on 429 and 503,
+    `WWW-Authenticate` on 401)."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
         schemas["ErrorBody"] = ErrorBody.model_json_schema()
+        components["headers"] = RESPONSE_HEADERS
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
-        for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
-            for code, response in operation.get("responses", {}).items():
-                if code[0] in "45" and not _own_body(response):
-                    response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if path not in NO_DATABASE:
+                    responses.setdefault("503", dict(OUTAGE))
+                for code, response in responses.items():
+                    if code[0] in "45" and not _own_body(response):
+                        response["content"] = {"application/json": {"schema": {
+                            "$ref": "#/components/schemas/ErrorBody"}}}
+                    headers = response.setdefault("headers", {})
+                    for name in _headers_of(code):
+                        headers.setdefault(name, {"$ref": f"#/components/headers/{name}"})
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -80,13 +115,35 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
 _NOT_A_FILE = "Expected UploadFile, received:"
 
 
-def _field_problem(error: dict) -> dict[str, str]:
-    """One field's problem, in words for the client (never FastAPI's internal type names)."""
-    field = ".".join(str(p) for p in error.get("loc", ())[1:]) or "body"
+# pydantic's error types for a body that is not a JSON object (a list, a string; bytes FastAPI did not parse)
+_NOT_AN_OBJECT = {"model_attributes_type", "model_type", "dict_type"}
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _field_problem(error: dict, content_type: str = "") -> dict[str, str]:
+    """One field's problem, in words for the client (never FastAPI's internal type names). The body as a whole:
+    malformed JSON (FastAPI names the character's offset as if it were a field), a body sent without
+    `Content-Type: application/json` (FastAPI then does not parse it), JSON that is not an object, no body."""
+    loc, kind = tuple(error.get("loc", ())), error.get("type")
+    field = ".".join(str(p) for p in loc[1:]) or "body"
     message = error.get("msg", "")
     if _NOT_A_FILE in message:
         message = (f"the part named {field!r} carries no file (a part without a filename is read as text): "
                    "send it as a file, with its filename")
+    elif kind == "json_invalid":
+        field = "body"
+        where = f" at offset {loc[1]}" if len(loc) > 1 else ""
+        message = f"malformed JSON{where}: {(error.get('ctx') or {}).get('error') or message}"
+    elif loc == ("body",) and kind in _NOT_AN_OBJECT:
+        message = ("the body must be a JSON object" if _is_json(content_type) else
+                   "the body must be a JSON object sent with Content-Type: application/json (got "
+                   f"{content_type.split(';', 1)[0].strip() or 'no Content-Type'})")
+    elif loc == ("body",) and kind == "missing":
+        message = "a JSON object body is required (Content-Type: application/json)"
     return {"field": field, "message": message}
 
 
@@ -98,7 +155,8 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
         from raiox.kit import metrics
 
         metrics.IDENTIFICATIONS.labels("rejected").inc()
-    fields = [_field_problem(e) for e in exc.errors()]
+    content_type = request.headers.get("content-type", "")
+    fields = [_field_problem(e, content_type) for e in exc.errors()]
     detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid request"
     return JSONResponse({"error": "invalid_request", "detail": detail, "fields": fields}, status_code=422)
 
@@ -170,7 +228,7 @@ def create_app(*, worker: bool = False) -> FastAPI:
     # /docs is ours (raiox.kit.apidocs: Swagger UI from the app, no CDN, no inline script); FastAPI's ReDoc page
     # would load from a CDN too
     app = FastAPI(title="Raiox AI", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.openapi = lambda: _openapi(app)
+    app.openapi = lambda: openapi_document(app)
     from raiox.kit.apidocs import install_api_docs
 
     install_api_docs(app)
@@ -178,9 +236,10 @@ def create_app(*, worker: bool = False) -> FastAPI:
     from raiox.kit.auth import BearerFirst
 
     app.add_middleware(BearerFirst, paths={"/identify": "identify"})
-    from raiox.kit.headers import NoStoreJSON
+    from raiox.kit.headers import HeadAsGet, NoStoreJSON
 
     app.add_middleware(NoStoreJSON)
+    app.add_middleware(HeadAsGet)  # outside NoStoreJSON: a HEAD gets the GET's headers
     from raiox.catalog.routes import IDENTIFY_MAX_BODY
     from raiox.kit import metrics
     from raiox.kit.bodylimit import DeclaredLengthFirst

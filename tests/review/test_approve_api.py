@@ -399,6 +399,43 @@ async def test_a_delivered_result_is_sent_again_through_the_api_and_audited(clie
     assert entries[-1] == ("token:ops", "delivery.redeliver") and entries.count(entries[-1]) == 1
 
 
+async def test_a_redelivery_refused_as_too_soon_says_when_in_retry_after(client, session):
+    """429 (RFC 6585) names when the action is allowed again: a client waits that long instead of guessing."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from raiox.models import Case
+
+    case, auth = await _setup(session)
+    assert (await client.post(f"/cases/{case.id}/approve", json={"system_id": "neo-cm"}, headers=auth)).status_code \
+        == 200
+
+    async def delivered_again():
+        await settle_jobs(session)
+        (await session.get(Case, case.id)).status = CaseStatus.delivered
+        await session.flush()
+
+    await delivered_again()
+    assert (await client.post(f"/cases/{case.id}/redeliver", headers=auth)).status_code == 204
+    await delivered_again()
+    soon = await client.post(f"/cases/{case.id}/redeliver", headers=auth)
+    assert soon.status_code == 429 and soon.json()["error"] == "too_many_requests"
+    assert 590 <= int(soon.headers["retry-after"]) <= 600, soon.headers  # the 10 minutes between two sends
+    # three sends in the last day (2, 3 and 5 hours ago): allowed again once the one of 5 hours ago is a day old
+    now = datetime.now(UTC)
+    await session.execute(update(AuditEntry).where(AuditEntry.case_id == case.id,
+                                                   AuditEntry.action == "delivery.redeliver")
+                          .values(created_at=now - timedelta(hours=2)))
+    for hours in (3, 5):
+        session.add(AuditEntry(actor="token:ops", action="delivery.redeliver", case_id=case.id, details={},
+                               created_at=now - timedelta(hours=hours)))
+    await session.flush()
+    today = await client.post(f"/cases/{case.id}/redeliver", headers=auth)
+    assert today.status_code == 429 and "3 times in 24 hours" in today.json()["detail"]
+    assert abs(int(today.headers["retry-after"]) - 19 * 3600) <= 60, today.headers
+
+
 async def test_the_dentists_email_is_corrected_and_audited(client, session):
     case, auth = await _setup(session)
     url = f"/cases/{case.id}/contact"

@@ -11,6 +11,7 @@ from raiox.cases.service import get_or_404
 from raiox.intake.service import retry_case
 from raiox.kit.auth import require_token
 from raiox.kit.deps import DbSession
+from raiox.models import CaseStatus
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 UNAUTHORIZED = {401: {"description": "No valid bearer token"},
@@ -18,9 +19,11 @@ UNAUTHORIZED = {401: {"description": "No valid bearer token"},
 UNKNOWN = {404: {"description": "Unknown case"}}
 
 
-@router.get("", response_model=CasePage, responses=UNAUTHORIZED | {400: {"description": "Malformed cursor"}})
+@router.get("", response_model=CasePage, responses=UNAUTHORIZED | {
+    400: {"description": "Malformed cursor, or an unknown status"}})
 async def list_cases(
-    status: str | None = Query(None, description="received, processing, awaiting_review, ..."),
+    status: str | None = Query(None, description="Only cases in this status", json_schema_extra={
+        "enum": list(CaseStatus)}),
     submission_id: str | None = Query(None, description="Jotform submission id"),
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, description="the `next` of the previous page"),

@@ -3,13 +3,21 @@
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from raiox.models import CaseStatus, ImageStatus
+
+
+def case_status():
+    """A case's status field: its values documented (`enum` in the OpenAPI document) without making an answer fail
+    on a status added later."""
+    return Field(json_schema_extra={"enum": list(CaseStatus)}, description=", ".join(CaseStatus))
 
 
 class CaseSummary(BaseModel):
     id: uuid.UUID
     jotform_submission_id: str
-    status: str
+    status: str = case_status()
     status_label: str  # pt-BR, for display
     client_name: str | None
     client_email: str | None
@@ -57,7 +65,7 @@ class ImageOut(BaseModel):
     position: int
     question: str | None
     filename: str | None
-    status: str  # pending | stored | processed | invalid | failed | skipped
+    status: str = Field(json_schema_extra={"enum": list(ImageStatus)})  # pending | stored | processed | invalid | ...
     error: str | None
     sha256: str | None
     size_bytes: int | None
@@ -77,8 +85,8 @@ class RankingOut(BaseModel):
 
 
 class EventOut(BaseModel):
-    from_status: str | None
-    to_status: str | None
+    from_status: str | None = Field(json_schema_extra={"enum": [*CaseStatus, None]})
+    to_status: str | None = Field(json_schema_extra={"enum": [*CaseStatus, None]})
     actor: str
     reason: str | None
     at: datetime
@@ -100,5 +108,5 @@ class CaseDetail(CaseSummary):
 
 class RetryAccepted(BaseModel):
     case_id: uuid.UUID
-    status: str
+    status: str = case_status()
     job_id: int

@@ -4,6 +4,7 @@
 class RaioxError(Exception):
     status_code = 500
     code = "internal_error"
+    retry_after: int | None = None  # seconds: answered as `Retry-After` (a 429 that knows when; a 503's own default)
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)

@@ -354,7 +354,7 @@ def create_admin_app() -> FastAPI:
     """`raiox admin`: the panel on its own host (no webhook, no worker), with the review API, report
     links and health probes; decisions enqueue delivery jobs that the API hosts' workers run."""
     from raiox import __version__
-    from raiox.app import add_error_handlers
+    from raiox.app import add_error_handlers, openapi_document
     from raiox.kit.apidocs import install_api_docs
     from raiox.delivery.routes import router as delivery_router
     from raiox.kit.health import router as health_router
@@ -365,13 +365,17 @@ def create_admin_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
     app = FastAPI(title="Raiox AI admin", version=__version__, docs_url=None, redoc_url=None, lifespan=_released)
+    app.openapi = lambda: openapi_document(app)  # the API's one error body, as on the API hosts
     install_api_docs(app)  # Swagger UI from the app itself (no CDN), like the API hosts'
     add_error_handlers(app)
     for router in (health_router, review_router, delivery_router):
         app.include_router(router)
     app.mount("/admin", create_panel())
+    from raiox.kit.headers import HeadAsGet, NoStoreJSON
     from raiox.kit.requestid import RequestId
 
+    app.add_middleware(NoStoreJSON)  # the review API's answers name the case and its reviewer, as on the API hosts
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RequestId)
 
     @app.get("/", include_in_schema=False)

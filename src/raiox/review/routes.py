@@ -22,7 +22,13 @@ ERRORS = {401: {"description": "No valid token or session"}, 403: {"description"
           409: {"description": "The case is not awaiting review"}}
 
 
-@router.post("/cases/{case_id}/approve", response_model=DecisionResponse, responses=ERRORS)
+REPEATED = ("; the same decision sent again (same system, other systems, implants and message) is answered 200 with "
+            "the decision as recorded, nothing changed")
+
+
+@router.post("/cases/{case_id}/approve", response_model=DecisionResponse, responses=ERRORS | {
+    200: {"description": "Approved (or the same approval again: the decision as recorded)"},
+    409: {"description": "The case is not awaiting review, nor approved with this same decision" + REPEATED}})
 async def approve_case(request: Request, case_id: uuid.UUID, body: ApproveRequest,
                        actor: str = Depends(require_actor), session: AsyncSession = DbSession) -> dict:
     """Approve with the chosen implant system (and any others the films show); enqueues the delivery.
@@ -37,11 +43,14 @@ async def approve_case(request: Request, case_id: uuid.UUID, body: ApproveReques
 
 
 @router.post("/cases/{case_id}/reject", response_model=DecisionResponse, responses=ERRORS | {
-    409: {"description": "The case is neither awaiting review nor failed"}})
+    200: {"description": "Rejected (or the same rejection again: the decision as recorded)"},
+    409: {"description": "The case is neither awaiting review nor failed, nor rejected with this same message"
+                         + REPEATED}})
 async def reject_case(case_id: uuid.UUID, body: RejectRequest, actor: str = Depends(require_actor),
                       session: AsyncSession = DbSession) -> dict:
     """Reject with a message to the dentist (e.g. ask for a sharper radiograph); enqueues the delivery. A `failed`
-    case (no film could be downloaded or read) can be rejected too, so that its dentist learns why."""
+    case (no film could be downloaded or read) can be rejected too, so that its dentist learns why. Repeating it
+    (the same message) is harmless."""
     return await service.reject(session, case_id, body.message, actor=actor)
 
 
@@ -108,7 +117,10 @@ async def revoke_report(case_id: uuid.UUID, actor: str = Depends(require_actor),
 
 @router.post("/cases/{case_id}/redeliver", status_code=204, response_class=Response, responses=ERRORS | {
     409: {"description": "The case's result was not delivered, or a delivery is in progress"},
-    429: {"description": "Sent again less than 10 minutes ago, or 3 times in 24 hours"}})
+    429: {"description": "Sent again less than 10 minutes ago, or 3 times in 24 hours; `Retry-After` says in how many "
+                         "seconds it may be sent again",
+          "headers": {"Retry-After": {"description": "Seconds until the case may be sent again",
+                                      "schema": {"type": "integer", "minimum": 1}}}}})
 async def redeliver(case_id: uuid.UUID, actor: str = Depends(require_actor),
                     session: AsyncSession = DbSession) -> None:
     """Send a delivered result again (Jotform edited again, a new e-mail) with a new report link; the old links stop

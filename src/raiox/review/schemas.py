@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
-from raiox.cases.schemas import RankingOut
+from raiox.cases.schemas import RankingOut, case_status
 
 MESSAGE_MAX = 5000  # characters of a message to the dentist or an internal note (API and panel alike)
 # characters of the approval's message to the dentist, which the one-page A4 report prints: with four films, nine
@@ -71,8 +71,8 @@ class ImplantSystemOut(BaseModel):
 
 class DecisionResponse(BaseModel):
     case_id: str
-    status: str
-    decision: str  # approved | rejected
+    status: str = case_status()
+    decision: str = Field(json_schema_extra={"enum": ["approved", "rejected"]})
     system_id: str | None
     other_system_ids: list[str] = []
     implants: list[ImplantSystemOut] = []

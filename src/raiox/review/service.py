@@ -7,6 +7,7 @@ Every decision locks the case row and checks its status, so double clicks and re
 an identical repeated decision returns the first one's result, a different one is a 409.
 """
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -259,11 +260,13 @@ class DeliveryRunning(Conflict):
 
 
 class TooSoon(TooManyRequests):
-    """Sent again too recently or too often; WAIT_MINUTES: how long until it may be (None: not today)."""
+    """Sent again too recently or too often; WAIT_MINUTES: how long until it may be (None: not today, the panel's
+    words); RETRY_AFTER: the seconds until it may be, either way (the API's `Retry-After`)."""
 
-    def __init__(self, message: str, wait_minutes: int | None) -> None:
+    def __init__(self, message: str, wait_minutes: int | None, retry_after: timedelta) -> None:
         super().__init__(message)
         self.wait_minutes = wait_minutes
+        self.retry_after = max(1, math.ceil(retry_after.total_seconds()))
 
 
 async def _no_delivery_running(session: AsyncSession, case: Case) -> None:
@@ -278,10 +281,10 @@ async def _not_too_often(session: AsyncSession, case: Case) -> None:
     if sent and now - sent[0] < REDELIVER_WAIT:
         wait = int((REDELIVER_WAIT - (now - sent[0])).total_seconds() // 60) + 1
         raise TooSoon(f"case {case.id} was sent again {int((now - sent[0]).total_seconds() // 60)} min ago; "
-                      f"wait {wait} min more", wait)
-    if len(sent) >= REDELIVER_PER_DAY:
+                      f"wait {wait} min more", wait, REDELIVER_WAIT - (now - sent[0]))
+    if len(sent) >= REDELIVER_PER_DAY:  # until the oldest send that keeps the count at the limit is a day old
         raise TooSoon(f"case {case.id} was sent again {len(sent)} times in 24 hours (at most {REDELIVER_PER_DAY})",
-                      None)
+                      None, sent[REDELIVER_PER_DAY - 1] + timedelta(days=1) - now)
 
 
 async def may_edit_catalog(session: AsyncSession, actor: str, token_scopes: list[str] | None = None) -> bool:

@@ -1,0 +1,78 @@
+"""The OpenAPI documents of the API host and the admin host, as a client generator reads them: valid, one error body,
+every answer the app can give declared with the headers it carries, the status values listed."""
+
+import httpx
+import pytest
+
+from raiox.models import CaseStatus
+
+
+@pytest.fixture
+async def admin_spec(database_url) -> dict:
+    from raiox.review.panel import create_admin_app
+
+    transport = httpx.ASGITransport(app=create_admin_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as http:
+        return (await http.get("/openapi.json")).json()
+
+
+@pytest.fixture
+async def spec(client) -> dict:
+    return (await client.get("/openapi.json")).json()
+
+
+def _operations(document: dict):
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            yield path, method, operation
+
+
+async def test_both_documents_are_valid_openapi(spec, admin_spec):
+    validator = pytest.importorskip("openapi_spec_validator")
+    for document in (spec, admin_spec):
+        validator.validate(document)
+
+
+@pytest.mark.parametrize("host", ["api", "admin"])
+async def test_every_answer_declares_its_headers_and_every_database_route_its_outage(spec, admin_spec, host):
+    document = spec if host == "api" else admin_spec
+    headers = document["components"]["headers"]
+    assert {"X-Request-ID", "Retry-After", "WWW-Authenticate"} <= set(headers)
+    assert "HTTPValidationError" not in document["components"]["schemas"]  # the admin host's too: one error body
+    for path, method, operation in _operations(document):
+        responses = operation["responses"]
+        if path != "/healthz":  # every other route reads the database: its outage is a 503 with Retry-After
+            assert "503" in responses, (method, path)
+        for code, response in responses.items():
+            named = set(response.get("headers", {}))
+            assert "X-Request-ID" in named, (method, path, code)
+            if code in ("429", "503"):
+                assert "Retry-After" in named, (method, path, code)
+            if code == "401":
+                assert "WWW-Authenticate" in named, (method, path, code)
+            if code[0] in "45" and (path, code) != ("/readyz", "503"):
+                assert response["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody"
+
+
+async def test_status_values_are_listed(spec):
+    schemas, every = spec["components"]["schemas"], [str(s) for s in CaseStatus]
+    for model in ("CaseSummary", "CaseDetail", "DecisionResponse", "RetryAccepted"):
+        assert schemas[model]["properties"]["status"]["enum"] == every, model
+    assert schemas["DecisionResponse"]["properties"]["decision"]["enum"] == ["approved", "rejected"]
+    assert "processed" in schemas["ImageOut"]["properties"]["status"]["enum"]
+    status = next(p for p in spec["paths"]["/cases"]["get"]["parameters"] if p["name"] == "status")
+    assert status["schema"]["enum"] == every
+
+
+async def test_decisions_document_that_the_same_one_again_is_answered_200(spec):
+    for verb in ("approve", "reject"):
+        responses = spec["paths"][f"/cases/{{case_id}}/{verb}"]["post"]["responses"]
+        assert "same decision sent again" in responses["409"]["description"], verb
+        assert "same" in responses["200"]["description"], verb
+
+
+async def test_a_real_401_carries_the_headers_the_document_names(client):
+    """The document names what the app sends (a 503's Retry-After: tests/intake/test_database_outage.py)."""
+    for answer in (await client.get("/cases"), await client.post("/webhooks/jotform?token=wrong")):
+        assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer", answer.request.url
+        assert answer.headers["x-request-id"]
