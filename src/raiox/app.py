@@ -208,7 +208,9 @@ def create_app(*, worker: bool = False) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await jobs.app.open_async()
+        from raiox.review.auth import warm_dummy_hash
+
+        await asyncio.gather(jobs.app.open_async(), warm_dummy_hash())  # the panel's dummy hash made meanwhile
         task = _run_worker() if worker else None
         log.info("raiox_started", version=__version__, worker=worker)
         try:

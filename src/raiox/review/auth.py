@@ -6,6 +6,7 @@ bumped by logout). It is HttpOnly, SameSite=Lax, path `/`, and Secure when the r
 https.
 """
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -50,6 +51,12 @@ def _dummy_hash() -> str:
     what a real check does (no account enumeration by timing). Made on first use, then kept: at import, every process
     that loads the app or the panel (each `raiox serve`, `raiox admin`, every test run) paid an argon2 hash."""
     return hasher.hash(secrets.token_hex(16))
+
+
+async def warm_dummy_hash() -> None:
+    """Make `_dummy_hash` now, in a worker thread (the event loop goes on meanwhile): the app's start-up awaits it, so
+    the first refusal of a process costs what every later one does (never at import: see `_dummy_hash`)."""
+    await asyncio.to_thread(_dummy_hash)
 
 
 def _serializer() -> URLSafeTimedSerializer:
