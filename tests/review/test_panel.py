@@ -1133,6 +1133,35 @@ async def test_queue_tabs_keep_the_filters_and_a_delivered_rejection_is_marked(p
     assert "Entregue" in row and '<span class="badge badge-rejected">rejeitado</span>' in row
 
 
+async def test_a_delivered_case_shows_its_decision_approved_or_rejected_alike(panel):
+    """A delivered (or undeliverable) case shows what the reviewer decided: "rejeitado" for a rejection, "aprovado"
+    for an approval (the approvals had none: an unmarked row read as no decision); a case still `approved` needs no
+    second badge."""
+    from raiox.cases.service import transition
+    from raiox.models import Case
+
+    await _data()
+    await _decided("Dra. Carla Dias", approve=False, delivered=True)
+    await _decided("Dr. Davi Melo", approve=True, delivered=True)
+    failed = await _decided("Dra. Eva Rocha", approve=True, delivered=False)
+    await _decided("Dr. Fábio Reis", approve=True, delivered=False)
+    async with session_scope() as session:
+        await transition(session, await session.get(Case, failed.id), CaseStatus.delivery_failed,
+                         actor="system:delivery", reason="jotform: Jotform API 503: unavailable")
+    await login(panel, "rev@example.com")
+    listing = (await panel.get("/admin/", params={"status": "all"})).text
+
+    def row(name: str) -> str:
+        return re.search(rf"<tr>(?:(?!</tr>).)*{re.escape(name)}.*?</tr>", listing, re.S).group(0)
+
+    approved, rejected = '<span class="badge badge-approved">aprovado</span>', \
+        '<span class="badge badge-rejected">rejeitado</span>'
+    assert rejected in row("Dra. Carla Dias") and approved not in row("Dra. Carla Dias")
+    assert approved in row("Dr. Davi Melo") and rejected not in row("Dr. Davi Melo")
+    assert approved in row("Dra. Eva Rocha") and "Falha na entrega" in row("Dra. Eva Rocha")
+    assert approved not in row("Dr. Fábio Reis") and ">Aprovado</span>" in row("Dr. Fábio Reis")
+
+
 async def test_the_system_search_finds_connections_by_the_words_the_panel_shows(panel):
     from raiox.models import ImplantSystem
 
