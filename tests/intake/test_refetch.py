@@ -88,6 +88,46 @@ async def test_a_film_fetched_again_that_repeats_one_already_analysed_is_skipped
     assert again.status_code == 409  # nothing left to fetch
 
 
+async def test_a_film_refused_again_is_said_in_the_history_not_counted_as_zero_films_downloaded(
+        api, jotform, catalog, scene_pngs):
+    """The history of a retry whose films could not be downloaded again said "0 film(s) downloaded again, 0
+    implant(s) found", as if nothing had been asked; it says how many could not be downloaded (in pt-BR in the
+    panel), beside the films that were."""
+    import io
+
+    from PIL import Image
+
+    from raiox.intake import refetch
+
+    again = io.BytesIO()  # the second scene as another file (other bytes): no copy of b.png
+    Image.open(io.BytesIO(scene_pngs[1])).save(again, format="PNG", compress_level=1)
+    content = jotform.add_submission(FORM_ID, files={"radiografias": [
+        ("a.png", scene_pngs[0]), ("b.png", scene_pngs[1]), ("c.png", again.getvalue())]})
+    case_id = uuid.UUID((await api.post(WEBHOOK, **webhook_request(jotform.webhook_fields(content["id"])))).json()
+                        ["case_id"])
+    folder = f"/uploads/{jotform.state.username}/{FORM_ID}/{content['id']}"
+    jotform.fail(f"{folder}/b.png", 403, times=3)  # the first run and both retries
+    jotform.fail(f"{folder}/c.png", 404, times=1)  # the first run only
+    assert await processing.process_case(case_id) == "awaiting_review"
+
+    assert await refetch.refetch(case_id) == 1  # c.png got, b.png refused again
+    _, (_, second, third), fixtures, _, events = await _state(case_id)
+    assert (second.status, third.status) == ("failed", "processed") and "403" in second.error
+    found = len([f for f in fixtures if f.case_image_id == third.id])
+    assert events[-1] == (f"1 film(s) downloaded again, {found} implant(s) found, "
+                          "1 film(s) could not be downloaded again")
+    assert reason_text(events[-1], "pt_BR") == (f"1 radiografia baixada de novo, {found} implante"
+                                                f"{'' if found == 1 else 's'} encontrado{'' if found == 1 else 's'}, "
+                                                "1 não pôde ser baixada")
+
+    assert await refetch.refetch(case_id) == 0  # b.png refused once more: nothing got
+    case, (_, second, _), _, _, events = await _state(case_id)
+    assert case.status == "awaiting_review" and second.status == "failed"
+    assert events[-1] == "1 film(s) could not be downloaded again"
+    assert not any(e and e.startswith("0 film(s) downloaded again") for e in events)
+    assert reason_text(events[-1], "pt_BR") == "1 radiografia não pôde ser baixada de novo"
+
+
 async def test_a_case_decided_while_its_film_is_fetched_stays_as_decided(api, bearer, jotform, catalog, scene_pngs):
     from raiox.intake import refetch
 

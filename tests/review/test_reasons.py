@@ -45,6 +45,17 @@ RECORDED = {  # what the intake, processing and delivery code records -> what th
     "2 film(s) downloaded again after the case was decided, 1 not analysed, 1 duplicate(s) skipped":
         "2 radiografias baixadas de novo depois da decisão do caso, 1 não analisada, 1 cópia de "
         "radiografia já analisada ignorada (a decisão foi mantida)",
+    # a retry whose films could not all be downloaded again
+    "1 film(s) could not be downloaded again": "1 radiografia não pôde ser baixada de novo",
+    "3 film(s) could not be downloaded again": "3 radiografias não puderam ser baixadas de novo",
+    "2 film(s) downloaded again, 1 implant(s) found, 1 film(s) could not be downloaded again":
+        "2 radiografias baixadas de novo, 1 implante encontrado, 1 não pôde ser baixada",
+    "1 film(s) downloaded again, 0 implant(s) found, 2 film(s) could not be downloaded again":
+        "1 radiografia baixada de novo, 0 implantes encontrados, 2 não puderam ser baixadas",
+    "0 film(s) downloaded again and analysed, 1 duplicate(s) skipped, 0 implant(s) found, "
+    "1 film(s) could not be downloaded again":
+        "0 radiografias baixadas de novo e analisadas, 1 cópia de radiografia já analisada ignorada, "
+        "0 implantes encontrados, 1 não pôde ser baixada",
     "not analysed: the case was decided (approved) before this film was analysed":
         "o caso já tinha sido decidido antes da análise desta radiografia (a decisão foi mantida) "
         "(detalhe técnico: approved)",
@@ -199,3 +210,20 @@ def test_similarity_is_shown_between_0_and_100_percent(score, shown):
     from raiox.review.panel import percent
 
     assert percent(score) == shown
+
+
+@pytest.mark.parametrize(("counts", "recorded"), [
+    ((2, 0, 3, 0), "2 film(s) downloaded again, 3 implant(s) found"),
+    ((0, 0, 0, 2), "2 film(s) could not be downloaded again"),
+    ((1, 0, 0, 1), "1 film(s) downloaded again, 0 implant(s) found, 1 film(s) could not be downloaded again"),
+    ((0, 1, 0, 1), "0 film(s) downloaded again and analysed, 1 duplicate(s) skipped, 0 implant(s) found, "
+                   "1 film(s) could not be downloaded again"),
+])
+def test_a_retry_s_history_entry_says_the_films_not_downloaded_again(counts, recorded):
+    """What `intake.refetch` records for (films analysed, copies skipped, implants found, films refused again) is a
+    reason the panel knows (never "0 film(s) downloaded again" for a retry whose films all failed)."""
+    from raiox.intake.refetch import history_reason
+    from raiox.review.reasons import reason_match
+
+    assert history_reason(*counts) == recorded
+    assert reason_match(recorded) is not None and "film(s)" not in reason_text(recorded, "pt_BR")

@@ -69,7 +69,7 @@ async def refetch(case_id: uuid.UUID) -> int:
         await gather_all([fetch(i) for i in images if await _needs_download(i)])
     analysed = await analyse_films(images, fresh, settled)
     if images:
-        await _save(case_id, analysed)
+        await _save(case_id, analysed, missing=sum(not i.storage_key for i in images))  # refused again: kept `failed`
     return len(analysed) - _copies(analysed)
 
 
@@ -78,12 +78,19 @@ def _copies(analysed: list[Analysed]) -> int:
     return sum(item.status == ImageStatus.skipped for item in analysed)
 
 
-def history_reason(analysed: int, copies: int, found: int) -> str:
+def history_reason(analysed: int, copies: int, found: int, missing: int = 0) -> str:
     """The case history's entry for a run that got ANALYSED films (analysed, their FOUND implants added) and COPIES
-    of films the case had (skipped): copies are never counted as films analysed."""
+    of films the case had (skipped): copies are never counted as films analysed. MISSING films could not be
+    downloaded again (kept `failed`, their new reason on each): said, never read as "0 films downloaded"."""
+    failed = f"{missing} film(s) could not be downloaded again"
+    if missing and not analysed and not copies:
+        return failed
     if not copies:
-        return f"{analysed} film(s) downloaded again, {found} implant(s) found"
-    return f"{analysed} film(s) downloaded again and analysed, {copies} duplicate(s) skipped, {found} implant(s) found"
+        reason = f"{analysed} film(s) downloaded again, {found} implant(s) found"
+    else:
+        reason = (f"{analysed} film(s) downloaded again and analysed, {copies} duplicate(s) skipped, "
+                  f"{found} implant(s) found")
+    return f"{reason}, {failed}" if missing else reason
 
 
 def decided_history_reason(got: int, not_analysed: int, copies: int) -> str:
@@ -93,7 +100,7 @@ def decided_history_reason(got: int, not_analysed: int, copies: int) -> str:
     return f"{reason}, {copies} duplicate(s) skipped" if copies else reason
 
 
-async def _save(case_id: uuid.UUID, analysed: list[Analysed]) -> None:
+async def _save(case_id: uuid.UUID, analysed: list[Analysed], missing: int = 0) -> None:
     from raiox.kit.db import session_scope
     from raiox.vision import get_embedder
 
@@ -113,6 +120,7 @@ async def _save(case_id: uuid.UUID, analysed: list[Analysed]) -> None:
             found += await save_analysed(session, item, model_id, settings.top_k)
         await replace_ranking(session, case_id)
         await add_event(session, CaseEvent(case_id=case_id, from_status=case.status, to_status=case.status,
-                                           actor=ACTOR, reason=history_reason(len(analysed) - copies, copies, found)))
+                                           actor=ACTOR,
+                                           reason=history_reason(len(analysed) - copies, copies, found, missing)))
     log.info("case_films_refetched", case_id=str(case_id), films=len(analysed) - copies, duplicates=copies,
-             fixtures=found)
+             fixtures=found, not_downloaded=missing)

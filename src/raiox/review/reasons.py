@@ -26,6 +26,13 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
      r"(?P<fixtures>\d+) implant\(s\) found$", "reason.refetched_with_duplicates"),
     (r"^(?P<n>\d+) film\(s\) downloaded again after the case was decided, (?P<skipped>\d+) not analysed, "
      r"(?P<duplicates>\d+) duplicate\(s\) skipped$", "reason.refetched_after_decision_with_duplicates"),
+    # a retry whose films (some or all) could not be downloaded again
+    (r"^(?P<n>\d+) film\(s\) could not be downloaded again$", "reason.refetch_failed"),
+    (r"^(?P<n>\d+) film\(s\) downloaded again, (?P<fixtures>\d+) implant\(s\) found, "
+     r"(?P<missing>\d+) film\(s\) could not be downloaded again$", "reason.refetched_partly"),
+    (r"^(?P<n>\d+) film\(s\) downloaded again and analysed, (?P<duplicates>\d+) duplicate\(s\) skipped, "
+     r"(?P<fixtures>\d+) implant\(s\) found, (?P<missing>\d+) film\(s\) could not be downloaded again$",
+     "reason.refetched_with_duplicates_partly"),
     (r"^not analysed: the case was decided \((?P<detail>\w+)\) before this film was analysed$",
      "reason.decided_before_analysis"),
     (r"^no file submitted$", "reason.no_file"),
@@ -67,7 +74,8 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), m) for p, m
     (r"^(?P<detail>(jotform|email): .*)$", "reason.delivery_failed"),
     (r"^unexpected error: (?P<detail>.*)$", "reason.delivery_failed"),
 ))
-COUNTS = ("n", "images", "fixtures", "skipped", "duplicates")  # the groups that are counts: singular or plural, 1.234
+# the groups that are counts: singular or plural, 1.234
+COUNTS = ("n", "images", "fixtures", "skipped", "duplicates", "missing")
 # who recorded an entry (``actor``: "kind:name") -> message id; people and tokens keep their name
 ACTORS = {"system:worker": "actor.worker", "system:delivery": "actor.delivery", "system:review": "actor.review",
           "jotform:webhook": "actor.webhook", "jotform:reconcile": "actor.reconcile", "jotform:api": "actor.webhook",
