@@ -567,7 +567,8 @@ async def test_a_refused_note_shows_its_error_and_a_long_link_does_not_widen_the
 async def test_the_delivery_line_follows_the_delivery_and_a_mistyped_email_is_said_beside_its_field(committed, server,
                                                                                                    browser):
     """No reload: "Entrega pendente" becomes "Resultado entregue" (and the badge "Entregue") by itself, the success
-    message above staying; a mistyped address comes back beside its field, what was typed kept in it."""
+    message above staying; a resend's "under way" alert goes and the result's buttons (deliver again, revoke) come
+    with it; a mistyped address comes back beside its field, what was typed kept in it."""
     from datetime import UTC, datetime
 
     from sqlalchemy import select
@@ -576,18 +577,20 @@ async def test_the_delivery_line_follows_the_delivery_and_a_mistyped_email_is_sa
     from raiox.models import Case, CaseStatus, Delivery
 
     _, case = await _seed(demo=False)
-    async with session_scope() as session:  # approved, its delivery pending (no job: the test settles it)
+    async with session_scope() as session:  # approved, undelivered, resent: pending (no job: the test settles it)
         decided = await session.get(Case, case.id)
-        decided.status, decided.approved_system_id = CaseStatus.approved, "neo-cm"
+        decided.status, decided.approved_system_id = CaseStatus.delivery_failed, "neo-cm"
+        decided.failure_reason = "jotform: Jotform API 503: unavailable"
         decided.reviewed_by, decided.reviewed_at = "user:revisora@example.com", datetime.now(UTC)
         session.add(Delivery(case_id=case.id, attempts=0))
     page = await browser.new_page(locale="pt-BR")
     await _login(page, server, "revisora@example.com")
-    await page.goto(f"{server}/admin/cases/{case.id}?feito=approved")
-    line = page.locator("#delivery-state")
+    await page.goto(f"{server}/admin/cases/{case.id}?feito=resent")
+    line, actions = page.locator("#delivery-state"), page.locator("#report-actions")
     assert (await line.inner_text()).strip() == "Entrega pendente"
     await page.wait_for_timeout(4500)  # a poll came back still pending: the line stays, the message too
     assert "Entrega pendente" in await line.inner_text() and await page.locator("#done").count() == 1
+    assert await page.locator("#resend-pending").is_visible() and await actions.get_by_role("button").count() == 0
 
     await page.locator("#fix-email summary").click()
     field = page.locator("#client-email")
@@ -606,6 +609,10 @@ async def test_the_delivery_line_follows_the_delivery_and_a_mistyped_email_is_sa
     await page.locator("#delivery-state", has_text="Resultado entregue").wait_for(timeout=8000)
     assert (await page.locator("#case-status").inner_text()).strip() == "Entregue"
     assert await line.get_attribute("hx-trigger") is None  # settled: no more polling
+    assert await page.locator("#resend-pending").count() == 0 and await page.locator("#delivery-alert").count() == 1
+    assert await actions.get_by_role("button", name="Enviar de novo ao dentista").is_visible()
+    assert await actions.get_by_role("button", name="Revogar link do relatório").is_visible()
+    assert await page.locator("[hx-swap-oob]").count() == 0
     assert await page.locator("#client-email").input_value() == "ana@clinica"  # nothing reloaded
     await page.close()
 

@@ -1693,6 +1693,63 @@ async def test_the_delivery_line_asks_for_itself_until_the_delivery_settles(pane
                      settled)
 
 
+async def test_a_settled_resend_brings_the_page_s_alert_and_actions_up_to_date_without_a_reload(panel):
+    """A resend under way said "reload the page", and the buttons of the outcome (resend again, deliver again, revoke)
+    came only with a reload: the delivery line's settled answer now replaces the alert above the page and the result's
+    actions out of band (still a read-only GET), as the page would show them."""
+    from raiox.cases.service import transition
+    from raiox.delivery import repository as delivery_repo
+    from raiox.models import Case
+    from raiox.review import service
+
+    case, _ = await _data()
+    async with session_scope() as session:
+        await service.approve(session, case.id, "neo-cm", actor="user:rev@example.com")
+        await transition(session, await session.get(Case, case.id), CaseStatus.delivery_failed, actor="system:delivery",
+                         reason="jotform: Jotform API 503: unavailable")
+        (await delivery_repo.get_delivery(session, case.id)).status = "failed"
+    await login(panel, "rev@example.com")
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    await panel.post(f"/admin/cases/{case.id}/resend", data={"csrf_token": _csrf(page)})
+    page = (await panel.get(f"/admin/cases/{case.id}")).text
+    assert re.search(r'<div id="delivery-alert">\s*<div class="alert alert-info" role="status" id="resend-pending">',
+                     page) and "Recarregue" not in page
+    assert re.search(r'<div id="report-actions">\s*</div>', page)  # nothing to do with the result while it goes
+    fragment = f"/admin/cases/{case.id}/delivery-state"
+    pending = (await panel.get(fragment, headers={"HX-Request": "true"})).text
+    assert "hx-swap-oob" not in pending  # the page left alone while the delivery runs
+
+    async def settle(status: str, to: CaseStatus, reason: str | None = None) -> str:
+        async with session_scope() as session:
+            (await delivery_repo.get_delivery(session, case.id)).status = status
+            await transition(session, await session.get(Case, case.id), to, actor="system:delivery", reason=reason)
+        return (await panel.get(fragment, headers={"HX-Request": "true"})).text
+
+    failed = await settle("failed", CaseStatus.delivery_failed, "jotform: Jotform API 503: unavailable again")
+    alert = re.search(r'<div id="delivery-alert" hx-swap-oob="true">(.*?)</div>\s*<div id="report-actions"', failed,
+                      re.S).group(1)
+    assert 'id="resend-pending"' not in alert and "Falha na entrega do resultado" in alert
+    assert f'action="/admin/cases/{case.id}/resend"' in alert
+    assert f'action="/admin/cases/{case.id}/mark-delivered"' in alert
+    assert alert.count(f'name="csrf_token" value="{_csrf(page)}"') == 2  # the forms work as the page's do
+    actions = re.search(r'<div id="report-actions" hx-swap-oob="true">(.*)</div>', failed, re.S).group(1)
+    assert f'action="/admin/cases/{case.id}/revoke-report"' in actions and "/redeliver" not in actions
+
+    async with session_scope() as session:  # the operator's second resend, delivered this time
+        await service.resend(session, case.id, actor="user:rev@example.com")
+    assert "hx-swap-oob" not in (await panel.get(fragment, headers={"HX-Request": "true"})).text
+    delivered = await settle("delivered", CaseStatus.delivered)
+    assert re.search(r'<div id="delivery-alert" hx-swap-oob="true">\s*</div>', delivered)  # the alert goes
+    actions = re.search(r'<div id="report-actions" hx-swap-oob="true">(.*)</div>', delivered, re.S).group(1)
+    assert f'action="/admin/cases/{case.id}/redeliver"' in actions
+    assert f'action="/admin/cases/{case.id}/revoke-report"' in actions
+    assert re.search(r'id="case-status" hx-swap-oob="true">Entregue<', delivered)
+    reloaded = (await panel.get(f"/admin/cases/{case.id}")).text  # what a reload shows: the same
+    assert unescape(actions).split() == unescape(
+        re.search(r'<div id="report-actions">(.*?)</div>\s*<p class="muted" id="delivery-state"', reloaded,
+                  re.S).group(1)).split()
+
+
 async def test_a_mistyped_email_is_said_beside_the_field_keeping_what_was_typed(panel):
     """No page replaced by an error page: the form comes back (HTMX) or the case page (no JS), the address typed
     still in the field, the error beside it; a right address is saved as before."""

@@ -111,15 +111,20 @@ async def case_page(request: Request, case_id: uuid.UUID, user: User = Depends(c
 async def delivery_state(request: Request, case_id: uuid.UUID, user: User = Depends(current_user),
                          session: AsyncSession = DbSession) -> Response:
     """The case page's delivery line, which asks for itself every few seconds while the delivery is pending (read
-    only); settled, it comes without the trigger, with the case's status badge as it now is."""
+    only); settled, it comes without the trigger, with what the page shows of the delivery as it now is (the status
+    badge, the alert above the page, the result's actions: `_delivery_state.html`)."""
+    from raiox.catalog import repository as catalog_repo
     from raiox.delivery import repository as delivery_repo
 
     case = await cases.get_or_404(session, case_id)
     delivery = await delivery_repo.get_delivery(session, case_id)
     if delivery is None:  # nothing to show (a delivery row is never removed: the line just goes)
         return Response(status_code=200, media_type="text/html")
-    return render(request, "_delivery_state.html", {"case": case, "delivery": delivery,
-                                                    "settled_now": delivery.status != "pending"})
+    context = {"case": case, "delivery": delivery, "settled_now": delivery.status != "pending"}
+    if context["settled_now"] and case.approved_system_id:  # the actions the page offers for an approval
+        systems = await catalog_repo.systems_by_id(session, {case.approved_system_id})
+        context["approved_system"] = systems.get(case.approved_system_id)
+    return render(request, "_delivery_state.html", context)
 
 
 @router.get("/systems/search")
