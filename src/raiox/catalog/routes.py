@@ -9,12 +9,13 @@ from raiox.catalog.repository import has_embeddings
 from raiox.catalog.schemas import IdentifyOut, SystemOut, SystemPage
 from raiox.kit import metrics
 from raiox.kit.auth import require_token
+from raiox.kit.bodylimit import JSON_MAX_BODY
 from raiox.kit.deps import DbSession
 from raiox.kit.errors import BadRequest, RaioxError, TooLarge
 from raiox.kit.settings import get_settings
 from raiox.kit.storage import content_key, get_storage
 
-router = APIRouter(tags=["catalog"])
+router = APIRouter(tags=["catalog"], max_body_size=JSON_MAX_BODY)  # /identify: its own, below
 AUTH_ERRORS = {401: {"description": "Missing, invalid or revoked bearer token"},
                403: {"description": "The token lacks the scope this needs"}}
 
