@@ -1,6 +1,7 @@
 """Request and response bodies of the review API."""
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
@@ -78,7 +79,7 @@ class DecisionResponse(BaseModel):
     implants: list[ImplantSystemOut] = []
     message: str | None
     reviewed_by: str | None
-    reviewed_at: str | None
+    reviewed_at: datetime | None = Field(description="When it was decided (as `GET /cases/{id}` gives it)")
 
 
 class RereadResponse(BaseModel):
