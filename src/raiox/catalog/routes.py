@@ -38,7 +38,9 @@ async def list_implants(
                   attributes=s.attributes or {}, active=s.active, reference_images=images, embedded=embedded)
         for s, images, embedded in rows
     ]
-    return SystemPage(items=items, total=total, model_id=model_id)
+    after = offset + len(items)  # the next page's offset, none past the last
+    return SystemPage(items=items, total=total, model_id=model_id,
+                      next_offset=after if items and after < total else None)
 
 
 # the whole request body, refused (413) as soon as it is known to pass this, before it is spooled: the image's own
