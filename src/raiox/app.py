@@ -8,12 +8,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from raiox import __version__
 from raiox.kit import jobs
+from raiox.kit.bodylimit import JSON_MAX_BODY, too_large
 from raiox.kit.errors import RaioxError, database_errors, database_unavailable, unstorable
 from raiox.kit.health import router as health_router
 from raiox.kit.logging import configure_logging, get_logger, register_secret
@@ -34,12 +36,30 @@ async def _error_handler(_request: Request, exc: RaioxError) -> JSONResponse:
     return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code, headers=headers)
 
 
+class FieldProblem(BaseModel):
+    """One field's problem in an invalid request (422 `invalid_request`)."""
+
+    field: str = Field(description="The field, dotted for a nested one (`implants.0.system_id`); `body` for the body "
+                                   "as a whole (malformed JSON, not a JSON object, none sent)", examples=["message"])
+    message: str = Field(description="What is wrong with it", examples=["String should have at least 1 character"])
+
+
 class ErrorBody(BaseModel):
     """Every error of the API: a stable code, a readable reason, and (invalid requests) each field's problem."""
 
-    error: str
-    detail: str
-    fields: list[dict[str, str]] | None = None
+    error: str = Field(description="Stable machine-readable code (invalid_request, unauthorized, forbidden, not_found, "
+                                   "conflict, too_large, too_many_requests, unavailable, ...)",
+                       examples=["invalid_request"])
+    detail: str = Field(description="The reason, for a person", examples=["message: String should have at least 1 "
+                                                                          "character"])
+    fields: list[FieldProblem] | None = Field(default=None, description="Each field's problem (422 invalid_request "
+                                                                        "only)")
+
+
+def _error_schemas() -> dict[str, dict]:
+    """ErrorBody's schema and the models it names, as `components.schemas` entries."""
+    schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {**schema.pop("$defs", {}), "ErrorBody": schema}
 
 
 def _own_body(response: dict) -> bool:
@@ -59,6 +79,8 @@ RESPONSE_HEADERS = {
 }
 OUTAGE = {"description": "Unavailable for now (the database, object storage, or a setting the route needs): nothing "
                          "was recorded; send the same request again after `Retry-After` seconds"}
+JSON_TOO_LARGE = {"description": f"The JSON body is over {JSON_MAX_BODY} bytes (1 MiB; declared or as it streams): "
+                                  "refused before it is read or parsed (the token is not checked), nothing recorded"}
 NO_DATABASE = {"/healthz"}  # the operations that answer without the database (every other one may meet an outage)
 
 
@@ -78,7 +100,7 @@ def openapi_document(app: FastAPI) -> dict:
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
         components = schema.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
-        schemas["ErrorBody"] = ErrorBody.model_json_schema()
+        schemas.update(_error_schemas())
         components["headers"] = RESPONSE_HEADERS
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
@@ -87,6 +109,8 @@ def openapi_document(app: FastAPI) -> dict:
                 responses = operation.setdefault("responses", {})
                 if path not in NO_DATABASE:
                     responses.setdefault("503", dict(OUTAGE))
+                if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                    responses.setdefault("413", dict(JSON_TOO_LARGE))
                 for code, response in responses.items():
                     if code[0] in "45" and not _own_body(response):
                         response["content"] = {"application/json": {"schema": {
@@ -168,7 +192,11 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
         from raiox.kit import metrics
 
         metrics.IDENTIFICATIONS.labels("rejected").inc()
-    return JSONResponse({"error": HTTP_CODES.get(exc.status_code, "http_error"), "detail": str(exc.detail)},
+    detail = str(exc.detail)
+    if exc.status_code == 413 and isinstance(limit := request.scope.get(MAX_BODY_SIZE_SCOPE_KEY), int):
+        detail = too_large(limit)  # a route's `max_body_size` passed while the body streamed in (Starlette's words
+        # are "Content Too Large"); the same words as a declared length refused (kit.bodylimit)
+    return JSONResponse({"error": HTTP_CODES.get(exc.status_code, "http_error"), "detail": detail},
                         status_code=exc.status_code, headers=exc.headers)
 
 
@@ -192,6 +220,14 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     request_id = request_id_of(request.scope)
     return JSONResponse({"error": "internal_error", "detail": "internal server error: the failure was logged"},
                         status_code=500, headers={"X-Request-ID": request_id} if request_id else None)
+
+
+def _identify_refused(path: str) -> None:
+    """A declared body over /identify's limit is counted as the client's (`rejected`), like the route's refusals."""
+    if path == "/identify":
+        from raiox.kit import metrics
+
+        metrics.IDENTIFICATIONS.labels("rejected").inc()
 
 
 def _run_worker() -> asyncio.Task:
@@ -242,27 +278,26 @@ def create_app(*, worker: bool = False) -> FastAPI:
 
     app.add_middleware(NoStoreJSON)
     app.add_middleware(HeadAsGet)  # outside NoStoreJSON: a HEAD gets the GET's headers
-    from raiox.catalog.routes import IDENTIFY_MAX_BODY
+    from raiox.cases.routes import router as cases_router
+    from raiox.catalog.routes import router as catalog_router
     from raiox.kit import metrics
-    from raiox.kit.bodylimit import DeclaredLengthFirst
+    from raiox.kit.bodylimit import DeclaredLengthFirst, route_limits
+    from raiox.review.routes import router as review_router
 
-    app.add_middleware(DeclaredLengthFirst, limits={"/identify": IDENTIFY_MAX_BODY},  # outermost: before the token
-                       refused=lambda _path: metrics.IDENTIFICATIONS.labels("rejected").inc())
+    # outermost: before the token. The routes' own limits (/identify's; the JSON routes' JSON_MAX_BODY, set on their
+    # routers); the webhook reads its body under its own rules (intake.formdata)
+    app.add_middleware(DeclaredLengthFirst, limits=route_limits(review_router, cases_router, catalog_router),
+                       refused=_identify_refused)
     app.include_router(health_router)
     # Domain routers are included below (each domain's routes.py exposes `router`).
     from raiox.intake.routes import router as intake_router
 
     app.include_router(intake_router)
-    from raiox.cases.routes import router as cases_router
-
     app.include_router(cases_router)
     from raiox.delivery.routes import router as delivery_router
-    from raiox.review.routes import router as review_router
 
     app.include_router(review_router)
     app.include_router(delivery_router)
-    from raiox.catalog.routes import router as catalog_router
-
     app.include_router(catalog_router)
     metrics.install(app)
     from raiox.kit.requestid import RequestId

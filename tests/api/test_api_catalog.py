@@ -40,6 +40,24 @@ async def test_implants_lists_systems_with_counts_and_filters(client, auth, cata
     assert page["total"] == 2 and len(page["items"]) == 1
 
 
+async def test_implants_pages_name_the_next_offset(client, auth, catalog, session):
+    """`next_offset` walks every page (the same filters and limit) and is null on the last one, as `/cases`' `next`."""
+    from raiox.catalog import repository
+
+    for n in range(3):
+        await repository.upsert_system(session, f"acme-{n}", "Acme", f"Page {n}", {})
+    seen, offset, pages = [], 0, 0
+    while offset is not None:
+        page = (await client.get("/implants", params={"limit": 2, "offset": offset}, headers=auth)).json()
+        assert page["total"] == 5 and page["items"], page
+        seen += [item["id"] for item in page["items"]]
+        offset, pages = page["next_offset"], pages + 1
+    assert pages == 3 and sorted(seen) == sorted({*seen}) and len(seen) == 5  # every system once
+    whole = (await client.get("/implants", params={"limit": 5}, headers=auth)).json()
+    beyond = (await client.get("/implants", params={"offset": 9}, headers=auth)).json()
+    assert whole["next_offset"] is None and beyond["next_offset"] is None and beyond["items"] == []
+
+
 async def test_implants_search_matches_like_wildcards_literally(client, auth, catalog, session):
     """`%` and `_` in a search are characters to find, not patterns that match every system."""
     from raiox.catalog import repository

@@ -76,3 +76,57 @@ async def test_a_real_401_carries_the_headers_the_document_names(client):
     for answer in (await client.get("/cases"), await client.post("/webhooks/jotform?token=wrong")):
         assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer", answer.request.url
         assert answer.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("host", ["api", "admin"])
+async def test_an_error_names_each_fields_problem_as_a_model(spec, admin_spec, host):
+    """`fields` is a list of `FieldProblem` (field, message), both required, in components (no `$defs` left inside
+    ErrorBody, which a `#/$defs/...` reference would resolve against the document's root)."""
+    schemas = (spec if host == "api" else admin_spec)["components"]["schemas"]
+    fields = schemas["ErrorBody"]["properties"]["fields"]
+    assert fields["anyOf"][0] == {"type": "array", "items": {"$ref": "#/components/schemas/FieldProblem"}}
+    assert "$defs" not in schemas["ErrorBody"]
+    problem = schemas["FieldProblem"]
+    assert set(problem["properties"]) == set(problem["required"]) == {"field", "message"}
+
+
+async def test_a_real_invalid_request_matches_the_documented_field_problem(client, auth):
+    """The wire JSON is what the model says: each entry exactly `field` and `message`, strings."""
+    import uuid
+
+    from raiox.app import ErrorBody
+
+    answer = await client.post(f"/cases/{uuid.uuid4()}/reject", json={"message": ""}, headers=auth)
+    body = answer.json()
+    assert answer.status_code == 422 and ErrorBody.model_validate(body).model_dump(exclude_none=True) == body
+    assert body["fields"] == [{"field": "message", "message": body["fields"][0]["message"]}]
+
+
+@pytest.mark.parametrize(("path", "method"), [("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get"),
+                                              ("/implants", "get"), ("/identify", "post")])
+async def test_the_probes_metrics_and_catalog_routes_say_what_they_do(spec, path, method):
+    operation = spec["paths"][path][method]
+    assert len(operation.get("description", "")) > 40 and operation["summary"] != "Healthz", operation
+
+
+async def test_every_request_body_has_examples_the_api_takes(spec):
+    """Each JSON body's schema carries examples (the whole body, or each field) that its model accepts, and
+    /identify's `boxes` examples are boxes it reads."""
+    from raiox.catalog.identify import parse_boxes
+    from raiox.review import schemas as review
+
+    schemas, seen = spec["components"]["schemas"], set()
+    for path, method, operation in _operations(spec):
+        content = operation.get("requestBody", {}).get("content", {})
+        if "application/json" in content:
+            name = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+            schema, seen = schemas[name], seen | {name}
+            examples = schema.get("examples") or [{field: prop["examples"][0] for field, prop in
+                                                   schema["properties"].items() if "examples" in prop}]
+            assert examples and all(examples), (method, path, name)
+            for example in examples:
+                getattr(review, name).model_validate(example)
+    assert {"ApproveRequest", "RejectRequest"} <= seen
+    identify = spec["paths"]["/identify"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    boxes = schemas[identify["$ref"].rsplit("/", 1)[-1]]["properties"]["boxes"]["examples"]
+    assert len(boxes) == 2 and all(parse_boxes(example) for example in boxes)

@@ -152,6 +152,23 @@ async def test_webhook_answer_fields_are_documented_in_openapi(api):
     assert "delivered" in schema["properties"]["case_status"]["description"]
 
 
+async def test_webhook_form_body_is_documented_in_openapi(api):
+    """Both shapes Jotform posts, the fields the parser reads (submissionID, rawRequest required; formID), and a
+    capture-shaped body the webhook takes is valid against the documented schema; one without submissionID is not."""
+    validator = pytest.importorskip("openapi_schema_validator")
+    body = (await api.get("/openapi.json")).json()["paths"]["/webhooks/jotform"]["post"]["requestBody"]
+    assert body["required"] and set(body["content"]) == {"application/x-www-form-urlencoded", "multipart/form-data"}
+    schema = body["content"]["multipart/form-data"]["schema"]
+    assert schema == body["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert set(schema["required"]) == {"submissionID", "rawRequest"}
+    assert {"formID", "webhookURL", "formTitle", "username", "ip", "pretty", "type"} <= set(schema["properties"])
+    fields = webhook_fields(submission())
+    validator.validate(fields, schema)
+    assert (await api.post(URL, **multipart(fields))).status_code == 200  # what the document allows, the webhook takes
+    with pytest.raises(pytest.importorskip("jsonschema").ValidationError, match="submissionID"):
+        validator.validate({k: v for k, v in fields.items() if k != "submissionID"}, schema)
+
+
 async def test_concurrent_deliveries_yield_one_case(api, reader):
     fields = webhook_fields(submission("7000000000000000001"))
     responses = await asyncio.gather(*[api.post(URL, **multipart(fields)) for _ in range(12)])

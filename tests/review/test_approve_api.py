@@ -94,6 +94,25 @@ async def test_repeated_approve_is_idempotent_and_different_one_conflicts(client
     assert reject.status_code == 409
 
 
+@pytest.mark.parametrize(("verb", "body"), [("approve", {"system_id": "neo-cm"}), ("reject", {"message": "Borrada."})])
+async def test_a_decision_gives_reviewed_at_as_the_case_detail_does(client, session, verb, body):
+    """The same instant in the same words as `GET /cases/{id}` (an ISO 8601 date-time, UTC as `Z`), the first
+    answer and the repeat (the case read back from the database) alike."""
+    from datetime import datetime
+
+    case, auth = await _setup(session)
+    url = f"/cases/{case.id}"
+    decided = await client.post(f"{url}/{verb}", json=body, headers=auth)
+    detail = await client.get(url, headers=auth)
+    assert decided.status_code == detail.status_code == 200, decided.text
+    assert decided.json()["reviewed_at"] == detail.json()["reviewed_at"] and decided.json()["reviewed_at"][-1] == "Z"
+    session.expire_all()  # the repeat reads the decision from the database
+    again = await client.post(f"{url}/{verb}", json=body, headers=auth)
+    when = again.json()["reviewed_at"]
+    assert again.status_code == 200 and when == (await client.get(url, headers=auth)).json()["reviewed_at"]
+    assert datetime.fromisoformat(when) == datetime.fromisoformat(decided.json()["reviewed_at"])
+
+
 async def test_approve_requires_auth_and_known_system(client, session):
     case, auth = await _setup(session)
     assert (await client.post(f"/cases/{case.id}/approve", json={"system_id": "neo-cm"})).status_code == 401

@@ -10,10 +10,11 @@ from raiox.cases.schemas import CaseDetail, CasePage, RetryAccepted
 from raiox.cases.service import get_or_404
 from raiox.intake.service import retry_case
 from raiox.kit.auth import require_token
+from raiox.kit.bodylimit import JSON_MAX_BODY
 from raiox.kit.deps import DbSession
 from raiox.models import CaseStatus
 
-router = APIRouter(prefix="/cases", tags=["cases"])
+router = APIRouter(prefix="/cases", tags=["cases"], max_body_size=JSON_MAX_BODY)
 UNAUTHORIZED = {401: {"description": "No valid bearer token"},
                 403: {"description": "The token lacks the `cases` scope"}}
 UNKNOWN = {404: {"description": "Unknown case"}}

@@ -9,12 +9,13 @@ from raiox.catalog.repository import has_embeddings
 from raiox.catalog.schemas import IdentifyOut, SystemOut, SystemPage
 from raiox.kit import metrics
 from raiox.kit.auth import require_token
+from raiox.kit.bodylimit import JSON_MAX_BODY
 from raiox.kit.deps import DbSession
 from raiox.kit.errors import BadRequest, RaioxError, TooLarge
 from raiox.kit.settings import get_settings
 from raiox.kit.storage import content_key, get_storage
 
-router = APIRouter(tags=["catalog"])
+router = APIRouter(tags=["catalog"], max_body_size=JSON_MAX_BODY)  # /identify: its own, below
 AUTH_ERRORS = {401: {"description": "Missing, invalid or revoked bearer token"},
                403: {"description": "The token lacks the scope this needs"}}
 
@@ -29,6 +30,9 @@ async def list_implants(
     offset: int = Query(0, ge=0, le=2**62),
     session: AsyncSession = DbSession,
 ) -> SystemPage:
+    """The catalog's implant systems (token scope `identify`), sorted by manufacturer and name, with how many
+    reference images each has and how many are embedded with the current model (`model_id`). Pages by `offset` and
+    `limit`: `total` counts every match, `next_offset` is the next page's offset (null on the last)."""
     model_id = _model_id()
     rows, total = await repository.list_systems(session, q=q, manufacturer=manufacturer, active=active, limit=limit,
                                                 offset=offset, model_id=model_id)
@@ -37,12 +41,19 @@ async def list_implants(
                   attributes=s.attributes or {}, active=s.active, reference_images=images, embedded=embedded)
         for s, images, embedded in rows
     ]
-    return SystemPage(items=items, total=total, model_id=model_id)
+    after = offset + len(items)  # the next page's offset, none past the last
+    return SystemPage(items=items, total=total, model_id=model_id,
+                      next_offset=after if items and after < total else None)
 
 
 # the whole request body, refused (413) as soon as it is known to pass this, before it is spooled: the image's own
 # limit (RAIOX_DOWNLOAD_MAX_BYTES, checked by the route) plus room for the boxes field and the multipart framing
 IDENTIFY_MAX_BODY = max(64 * 2**20, get_settings().download_max_bytes + 8 * 2**20)
+
+
+# `boxes` as a client sends it: one box by its edges; two implants by their corners, platform edge first
+BOXES_EXAMPLES = ["[[300, 90, 340, 300]]", "[[[310, 92], [338, 95], [330, 298], [302, 296]], "
+                                           "[[420, 100], [452, 100], [452, 305], [420, 305]]]"]
 
 
 def _model_id() -> str:
@@ -64,7 +75,8 @@ async def identify_image(
     image: UploadFile = File(..., description="Radiograph: PNG, JPEG, TIFF, BMP, WEBP or DICOM (one per request)"),
     boxes: str | None = Form(None, description="Optional manual boxes (JSON), skipping the localiser: a list of "
                              "[x0, y0, x1, y1] (fitted to the implant it frames: its own axis and platform "
-                             "end) or of four [x, y] corners, platform edge first, in the image's pixels"),
+                             "end) or of four [x, y] corners, platform edge first, in the image's pixels",
+                             examples=BOXES_EXAMPLES),
     top_k: int | None = Query(None, ge=1, le=50, description="Candidates per implant (default RAIOX_TOP_K)"),
     store: bool = Query(False, description="Keep the image in object storage (content-addressed)"),
     session: AsyncSession = DbSession,
@@ -96,6 +108,9 @@ async def identify_image(
             responses={**AUTH_ERRORS, 200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
             dependencies=[Depends(require_token("metrics"))])
 async def get_metrics(session: AsyncSession = DbSession) -> Response:
+    """The service's Prometheus metrics in the text exposition format (token scope `metrics`): HTTP requests and
+    durations per route, webhooks, jobs, identifications, every audited write (`raiox_review_actions_total`), and
+    gauges read from the database on each scrape (cases per status, the job queue, the catalog's size)."""
     await metrics.refresh_gauges(session)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

@@ -63,5 +63,7 @@ class SystemOut(BaseModel):
 
 class SystemPage(BaseModel):
     items: list[SystemOut]
-    total: int
+    total: int = Field(description="Systems matching the filters, all pages")
     model_id: str
+    next_offset: int | None = Field(default=None, description="`offset` of the next page (GET /implants?offset=..., "
+                                    "the same filters and limit); null on the last page")

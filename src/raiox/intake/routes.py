@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Request
 from raiox.intake import fastpool, repository, service
 from raiox.intake.formdata import read_form
 from raiox.intake.parse import from_webhook
-from raiox.intake.schemas import WebhookAccepted
+from raiox.intake.schemas import WEBHOOK_BODY, WebhookAccepted
 from raiox.kit.errors import RaioxError, ServiceUnavailable, Unauthorized, Unprocessable
 from raiox.kit.logging import get_logger
 from raiox.kit.metrics import WEBHOOKS
@@ -33,7 +33,8 @@ def check_token(token: str | None) -> None:
     415: {"description": "Not form data (application/x-www-form-urlencoded or multipart/form-data)"},
     422: {"description": "Another form than RAIOX_JOTFORM_FORM_ID"},
     503: {"description": "RAIOX_WEBHOOK_SECRET not set, or the database unavailable: Jotform's retry, or the "
-                         "reconciliation, records it later"}})
+                         "reconciliation, records it later"}},
+    openapi_extra=WEBHOOK_BODY)  # the form is read by hand (intake.formdata), not by a FastAPI body parameter
 async def jotform_webhook(
     request: Request,
     token: str | None = Query(None, description="RAIOX_WEBHOOK_SECRET (Jotform can only be given a URL)"),

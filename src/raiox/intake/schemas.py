@@ -18,3 +18,43 @@ class WebhookAccepted(BaseModel):
                                                       "duplicate, wherever it is (`processing`, `awaiting_review`, "
                                                       "`approved`, `rejected`, `delivered`, `delivery_failed`, "
                                                       "`failed`); null while no case exists (verifying)")
+
+
+def _text(description: str, **extra) -> dict:
+    return {"type": "string", "description": description, **extra}
+
+
+_DIGITS = "^[0-9]{1,40}$"
+# The webhook's body as Jotform posts it (docs: /work/shared/docs/jotform-notes.md §1.2; read by
+# raiox.intake.formdata and raiox.intake.parse.from_webhook): text fields only, every one a string, most of them empty.
+WEBHOOK_FORM = {
+    "type": "object",
+    "description": "Jotform's submission: text fields only (a file part is refused, 400), at most 2000 of them, the "
+                   "body at most 16 MiB. Only `submissionID` and `rawRequest` are required; every other field Jotform "
+                   "sends (`action`, `event`, `customParams`, `teamID`, ... mostly empty) is accepted and kept with "
+                   "the case, secrets in URLs removed",
+    "required": ["submissionID", "rawRequest"],
+    "properties": {
+        "submissionID": _text("The submission's id (digits): the idempotency key, one case per submission",
+                              pattern=_DIGITS, examples=["6084250982513018472"]),
+        "rawRequest": _text("The answers: a JSON object in a string (`q<qid>_<name>` per answered question; a file "
+                            "question's upload URLs as a list under its bare `<name>`; `temp_upload`, `submitDate` "
+                            "in epoch ms, ...)", contentMediaType="application/json",
+                            examples=['{"q3_nomeCompleto":{"first":"Ana","last":"Souza"},"q4_email":"ana@example.com",'
+                                      '"radiografias":["https://www.jotform.com/uploads/raioxclinic/243231271343446/'
+                                      '6084250982513018472/rx.png"],"submitDate":"1735599791882"}']),
+        "formID": _text("The form's id (digits); when RAIOX_JOTFORM_FORM_ID is set, another form is refused (422)",
+                        pattern=_DIGITS, examples=["243231271343446"]),
+        "formTitle": _text("The form's title", examples=["Identificação de Implantes"]),
+        "webhookURL": _text("The URL Jotform posted to (its `?token=` is never stored)"),
+        "username": _text("The Jotform account (also a segment of the upload URLs)", examples=["raioxclinic"]),
+        "type": _text("Submission type", examples=["WEB"]),
+        "ip": _text("The submitter's address (personal data)"),
+        "pretty": _text("`Label:Value, ...` for people; never parsed (`rawRequest` is)"),
+    },
+    "additionalProperties": {"type": "string"},
+}
+WEBHOOK_BODY = {"requestBody": {"required": True, "content": {
+    "application/x-www-form-urlencoded": {"schema": WEBHOOK_FORM},
+    "multipart/form-data": {"schema": WEBHOOK_FORM},
+}}}

@@ -16,8 +16,11 @@ from raiox.kit.storage import get_storage
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Liveness: the process answers", responses={200: {
+    "description": "The process serves requests", "content": {"application/json": {"example": {"status": "ok"}}}}})
 async def healthz() -> dict:
+    """Liveness probe: `{"status": "ok"}` whenever the process serves requests. No token; it checks nothing else
+    (no database, storage or model): whether the instance can do its work is `/readyz`."""
     return {"status": "ok"}
 
 
@@ -108,6 +111,9 @@ READINESS = {
 
 @router.get("/readyz", responses=READINESS, summary="Readiness: every dependency answers")
 async def readyz(session: AsyncSession = DbSession) -> JSONResponse:
+    """Readiness probe (no token): the database, object storage, the models and the catalog are each probed (10 s at
+    most each); 200 when all answer, else 503 with `checks` naming which failed and why. Deploys wait for 200 and roll
+    back on 503. An empty catalog, or one without vectors of the model, is ready, with a warning."""
     checks = {"database": _check_database, "storage": get_storage().check, "model": _check_model,
               "catalog": lambda: _check_catalog(session)}
     results: dict[str, str] = {}

@@ -376,8 +376,11 @@ def create_admin_app() -> FastAPI:
     from raiox.kit.headers import HeadAsGet, NoStoreJSON
     from raiox.kit.requestid import RequestId
 
+    from raiox.kit.bodylimit import DeclaredLengthFirst, route_limits
+
     app.add_middleware(NoStoreJSON)  # the review API's answers name the case and its reviewer, as on the API hosts
     app.add_middleware(HeadAsGet)
+    app.add_middleware(DeclaredLengthFirst, limits=route_limits(review_router))  # a JSON body over its limit, unread
     app.add_middleware(RequestId)
 
     @app.get("/", include_in_schema=False)

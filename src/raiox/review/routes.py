@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raiox.cases import views
+from raiox.kit.bodylimit import JSON_MAX_BODY
 from raiox.kit.deps import DbSession
 from raiox.kit.errors import Forbidden
 from raiox.review import marks, reread, service
@@ -16,7 +17,7 @@ from raiox.review.schemas import (
     RereadResponse,
 )
 
-router = APIRouter(tags=["review"])
+router = APIRouter(tags=["review"], max_body_size=JSON_MAX_BODY)  # a bigger JSON body is refused unread
 ERRORS = {401: {"description": "No valid token or session"}, 403: {"description": "Not allowed to this actor"},
           404: {"description": "Unknown case"},
           409: {"description": "The case is not awaiting review"}}

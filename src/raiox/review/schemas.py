@@ -1,6 +1,7 @@
 """Request and response bodies of the review API."""
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
@@ -28,6 +29,13 @@ class ImplantSystem(Strict):
 
 
 class ApproveRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"system_id": "neodent-grand-morse", "message": "Conexão cone morse; confira o torque indicado."},
+        {"system_id": "neodent-grand-morse", "other_system_ids": ["straumann-bone-level"], "implants": [
+            {"fixture_id": "0b7e4c1a-5d2f-4e8a-9c3b-6f1d2a7e8b90", "system_id": "neodent-grand-morse"},
+            {"fixture_id": "5a9d3e2b-1c4f-4b7a-8e6d-2f0c9b1a3d47", "system_id": "straumann-bone-level"}]},
+    ]})
+
     system_id: SystemId = Field(validation_alias=AliasChoices("system_id", "system"),
                                 description="Catalog implant system id (stable slug)")
     message: str | None = Field(default=None, max_length=REPORT_MESSAGE_MAX,
@@ -51,15 +59,22 @@ class MarkRequest(Strict):
 
 
 class ContactRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "dra.ana@clinica.com.br"}]})
+
     email: str = Field(min_length=3, max_length=320, description="The dentist's e-mail the result goes to (a typo in "
                                                                   "the form corrected); `redeliver` then uses it")
 
 
 class RejectRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"message": "A radiografia está cortada no ápice: envie uma periapical inteira e nítida do implante."}]})
+
     message: str = Field(min_length=1, max_length=MESSAGE_MAX, description="Message to the dentist (why, what to send)")
 
 
 class MarkDeliveredRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"message": "Resultado enviado por WhatsApp em 03/12."}]})
+
     message: str = Field(min_length=1, max_length=MESSAGE_MAX,
                          description="How the result reached the dentist (e.g. sent by phone on 03/12)")
 
@@ -78,7 +93,7 @@ class DecisionResponse(BaseModel):
     implants: list[ImplantSystemOut] = []
     message: str | None
     reviewed_by: str | None
-    reviewed_at: str | None
+    reviewed_at: datetime | None = Field(description="When it was decided (as `GET /cases/{id}` gives it)")
 
 
 class RereadResponse(BaseModel):

@@ -40,7 +40,7 @@ def decision_view(case: Case) -> dict:
         "implants": [{"fixture_id": f, "system_id": s} for f, s in (case.implant_systems or {}).items()],
         "message": case.review_message,
         "reviewed_by": case.reviewed_by,
-        "reviewed_at": case.reviewed_at.isoformat() if case.reviewed_at else None,
+        "reviewed_at": case.reviewed_at,  # serialised by DecisionResponse as CaseDetail does
     }
 
 
