@@ -194,19 +194,10 @@ async def committed(engine) -> AsyncIterator[None]:
 
 @pytest.fixture
 async def client(session) -> AsyncIterator:
-    import httpx
-
+    from fakes.db import session_client
     from raiox.app import create_app
-    from raiox.kit.deps import get_db_session
 
-    app = create_app()
-
-    async def _session_override():
-        yield session
-        await session.flush()
-
-    app.dependency_overrides[get_db_session] = _session_override
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+    async with session_client(create_app(), session) as http:
         yield http
 
 

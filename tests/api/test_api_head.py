@@ -49,18 +49,11 @@ async def test_the_admin_hosts_probes_answer_head(database_url):
 async def test_the_admin_hosts_api_answers_are_not_cached(session, auth):
     """The review API on the admin host (`raiox admin`) answers with the case and its reviewer: `no-store`, as on the
     API hosts."""
-    from raiox.kit.deps import get_db_session
+    from fakes.db import session_client
     from raiox.review.panel import create_admin_app
 
     case_id = await add_case_and_system(session)
-    app = create_admin_app()
-
-    async def _session_override():
-        yield session
-        await session.flush()
-
-    app.dependency_overrides[get_db_session] = _session_override
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as http:
+    async with session_client(create_admin_app(), session, "http://admin") as http:
         decided = await http.post(f"/cases/{case_id}/reject", json={"message": "Envie uma radiografia nítida"},
                                   headers=auth)
     assert decided.status_code == 200 and decided.json()["reviewed_by"] == "token:api-test"
