@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
@@ -21,10 +21,8 @@ DISCLAIMER = ("Este resultado é um apoio à decisão clínica: a identificaçã
 
 
 def _local(value: datetime, zone: str | None) -> datetime:
-    try:
-        return value.astimezone(ZoneInfo(zone or get_settings().admin_timezone))
-    except (ZoneInfoNotFoundError, ValueError):
-        return value
+    """VALUE in ZONE (default RAIOX_ADMIN_TIMEZONE): every zone setting is checked at start-up (kit.settings)."""
+    return value.astimezone(ZoneInfo(zone or get_settings().admin_timezone))
 
 
 def when(value, seconds: bool = False, time: bool = True, zone: str | None = None) -> str:
